@@ -1,0 +1,8 @@
+//! Not built yet (issue 6).
+
+#[derive(Debug, clap::Args)]
+pub struct ExecArgs {}
+
+pub fn run(_args: ExecArgs, _global: &crate::GlobalOpts) -> anyhow::Result<i32> {
+    Err(crate::exit::Coded::new(crate::exit::FAILURE, "not built yet (issue 6)"))
+}

@@ -1,0 +1,78 @@
+//! `codex`: the multitool. Each subcommand lives in its own module; this file only parses the
+//! command line, dispatches, and turns errors into messages and exit codes (one place).
+#![forbid(unsafe_code)]
+
+mod app_server;
+mod completion;
+mod config;
+mod exec_cmd;
+mod exit;
+mod features;
+mod login_cmd;
+mod sandbox_cmd;
+
+use clap::{Parser, Subcommand};
+
+/// Options that every subcommand understands.
+#[derive(Debug, Clone, clap::Args, Default)]
+pub struct GlobalOpts {
+    /// Override a config value: `-c key=value` (value parsed as TOML, else taken as a string).
+    #[arg(short = 'c', long = "config", value_name = "KEY=VALUE", global = true)]
+    pub overrides: Vec<String>,
+    /// Enable a feature flag (see `codex features list`).
+    #[arg(long = "enable", value_name = "FEATURE", global = true)]
+    pub enable: Vec<String>,
+    /// Disable a feature flag.
+    #[arg(long = "disable", value_name = "FEATURE", global = true)]
+    pub disable: Vec<String>,
+}
+
+#[derive(Debug, Parser)]
+#[command(name = "codex", version, about = "The codex multitool: sandboxed commands, login, and a Responses API client")]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: GlobalOpts,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run a command in the Linux or macOS sandbox, or check what this machine can enforce.
+    Sandbox(sandbox_cmd::SandboxArgs),
+    /// Legacy spellings: `codex debug landlock`, `codex debug seatbelt`.
+    Debug(sandbox_cmd::DebugArgs),
+    /// Sign in (browser, or `--with-api-key` from stdin); `codex login status`.
+    Login(login_cmd::LoginArgs),
+    /// Remove stored credentials.
+    Logout,
+    /// Send a prompt to the Responses API and stream the answer.
+    Exec(exec_cmd::ExecArgs),
+    /// JSON-RPC over stdio for editors: the auth API.
+    AppServer(app_server::AppServerArgs),
+    /// List feature flags and their state.
+    Features(features::FeaturesArgs),
+    /// Show the effective configuration.
+    Config(config::ConfigArgs),
+    /// Print a shell completion script.
+    Completion(completion::CompletionArgs),
+}
+
+fn main() {
+    if let Some(code) = sandbox_cmd::dispatch_arg0() {
+        std::process::exit(code);
+    }
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Sandbox(a) => sandbox_cmd::run(a, &cli.global),
+        Command::Debug(a) => sandbox_cmd::run_debug(a, &cli.global),
+        Command::Login(a) => login_cmd::run(a, &cli.global),
+        Command::Logout => login_cmd::run_logout(&cli.global),
+        Command::Exec(a) => exec_cmd::run(a, &cli.global),
+        Command::AppServer(a) => app_server::run(a, &cli.global),
+        Command::Features(a) => features::run(a, &cli.global),
+        Command::Config(a) => config::run(a, &cli.global),
+        Command::Completion(a) => completion::run(a),
+    };
+    std::process::exit(exit::report(result));
+}

@@ -1,0 +1,2 @@
+//! Being built: see the crate README.
+#![forbid(unsafe_code)]

@@ -1,0 +1,5 @@
+#![forbid(unsafe_code)]
+fn main() {
+    eprintln!("responses-api-proxy: not built yet");
+    std::process::exit(2);
+}

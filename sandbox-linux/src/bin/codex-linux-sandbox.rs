@@ -1,0 +1,4 @@
+fn main() {
+    eprintln!("codex-linux-sandbox: not built yet");
+    std::process::exit(2);
+}

@@ -1,0 +1,423 @@
+//! The sandbox policy shared by `sandbox-linux` and `sandbox-macos`.
+//!
+//! [`SandboxPolicy`] is the codex-compatible JSON form (`{"mode":"read-only"}`,
+//! `{"mode":"workspace-write","writable_roots":[...],"network_access":false,...}`,
+//! `{"mode":"danger-full-access"}`). [`SandboxPolicy::resolve`] turns it, together with the
+//! working directory, the caller's environment and the deny-read list, into an
+//! [`EffectivePolicy`]: absolute, canonical paths that each backend enforces with its own
+//! mechanism. Both backends consume the same `EffectivePolicy`, so their guarantees are
+//! listed side by side in `docs/security.md`.
+//!
+//! This crate does no I/O beyond `stat`, `readlink`/`canonicalize` and reading `.git` files.
+
+use std::ffi::OsString;
+use std::path::{Component, Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+/// The policy as written in JSON or selected on the command line (codex's `SandboxPolicy`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "mode", rename_all = "kebab-case")]
+pub enum SandboxPolicy {
+    /// No confinement at all. Named as dangerous everywhere it is selected.
+    #[serde(rename = "danger-full-access")]
+    DangerFullAccess,
+    /// Read everything except the deny-read list; write nothing but `/dev/null`; no network.
+    #[serde(rename = "read-only")]
+    ReadOnly,
+    /// Also write the cwd, `/tmp`, `$TMPDIR` and `writable_roots`, except `.git` and `.codex`.
+    #[serde(rename = "workspace-write")]
+    WorkspaceWrite {
+        /// Extra writable directories (must exist).
+        #[serde(default)]
+        writable_roots: Vec<PathBuf>,
+        /// Allow outbound network.
+        #[serde(default)]
+        network_access: bool,
+        /// Do not make `$TMPDIR` writable.
+        #[serde(default)]
+        exclude_tmpdir_env_var: bool,
+        /// Do not make `/tmp` writable.
+        #[serde(default)]
+        exclude_slash_tmp: bool,
+    },
+}
+
+impl SandboxPolicy {
+    /// `workspace-write` with codex's defaults (what `--full-auto` selects).
+    pub fn workspace_write() -> Self {
+        SandboxPolicy::WorkspaceWrite {
+            writable_roots: Vec::new(),
+            network_access: false,
+            exclude_tmpdir_env_var: false,
+            exclude_slash_tmp: false,
+        }
+    }
+
+    /// Parse the codex JSON form; the error names the offending field.
+    pub fn from_json(json: &str) -> Result<Self, PolicyError> {
+        serde_json::from_str(json).map_err(|e| PolicyError::Json { message: e.to_string() })
+    }
+
+    /// The kind of this policy, without its parameters.
+    pub fn kind(&self) -> PolicyKind {
+        match self {
+            SandboxPolicy::DangerFullAccess => PolicyKind::DangerFullAccess,
+            SandboxPolicy::ReadOnly => PolicyKind::ReadOnly,
+            SandboxPolicy::WorkspaceWrite { .. } => PolicyKind::WorkspaceWrite,
+        }
+    }
+
+    /// Resolve against the working directory and environment.
+    ///
+    /// Errors: `cwd` or a listed writable root that is not an existing directory. `/tmp` and
+    /// `$TMPDIR` are skipped when they do not exist (nothing to grant).
+    pub fn resolve(
+        &self,
+        cwd: &Path,
+        env: &SandboxEnv,
+        extra_deny_read: &[PathBuf],
+    ) -> Result<EffectivePolicy, PolicyError> {
+        let cwd = canonical_dir(cwd, "cwd")?;
+        let mut writable_roots: Vec<WritableRoot> = Vec::new();
+        let mut network = false;
+        match self {
+            SandboxPolicy::DangerFullAccess => network = true,
+            SandboxPolicy::ReadOnly => {}
+            SandboxPolicy::WorkspaceWrite {
+                writable_roots: roots,
+                network_access,
+                exclude_tmpdir_env_var,
+                exclude_slash_tmp,
+            } => {
+                network = *network_access;
+                let mut dirs = vec![cwd.clone()];
+                for r in roots {
+                    let abs = if r.is_absolute() { r.clone() } else { cwd.join(r) };
+                    dirs.push(canonical_dir(&abs, "writable_roots")?);
+                }
+                if !exclude_slash_tmp {
+                    if let Ok(t) = canonical_dir(Path::new("/tmp"), "/tmp") {
+                        dirs.push(t);
+                    }
+                }
+                if !exclude_tmpdir_env_var {
+                    if let Some(t) = env.tmpdir.as_ref() {
+                        if let Ok(t) = canonical_dir(t, "TMPDIR") {
+                            dirs.push(t);
+                        }
+                    }
+                }
+                for d in dirs {
+                    if writable_roots.iter().any(|w| w.root == d) {
+                        continue;
+                    }
+                    writable_roots.push(WritableRoot::new(d));
+                }
+            }
+        }
+        let deny_read = if self.kind() == PolicyKind::DangerFullAccess {
+            Vec::new()
+        } else {
+            let mut v: Vec<PathBuf> = Vec::new();
+            for p in env.default_deny_read().into_iter().chain(extra_deny_read.iter().cloned()) {
+                let abs = if p.is_absolute() { p } else { cwd.join(p) };
+                let p = canonical_or_lexical(&abs);
+                if !v.contains(&p) {
+                    v.push(p);
+                }
+            }
+            v
+        };
+        Ok(EffectivePolicy { kind: self.kind(), cwd, writable_roots, deny_read, network })
+    }
+}
+
+/// The policy kinds, for reports and golden files.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum PolicyKind {
+    DangerFullAccess,
+    ReadOnly,
+    WorkspaceWrite,
+}
+
+impl PolicyKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PolicyKind::DangerFullAccess => "danger-full-access",
+            PolicyKind::ReadOnly => "read-only",
+            PolicyKind::WorkspaceWrite => "workspace-write",
+        }
+    }
+}
+
+/// The parts of the caller's environment that a policy depends on.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SandboxEnv {
+    /// `$HOME`
+    pub home: Option<PathBuf>,
+    /// `$CODEX_HOME`, default `~/.codex`
+    pub codex_home: Option<PathBuf>,
+    /// `$TMPDIR`
+    pub tmpdir: Option<PathBuf>,
+}
+
+impl SandboxEnv {
+    /// Read `HOME`, `CODEX_HOME` and `TMPDIR` from this process's environment. Empty values
+    /// count as unset.
+    pub fn from_process() -> Self {
+        fn var(name: &str) -> Option<PathBuf> {
+            std::env::var_os(name).filter(|v| !v.is_empty()).map(PathBuf::from)
+        }
+        SandboxEnv { home: var("HOME"), codex_home: var("CODEX_HOME"), tmpdir: var("TMPDIR") }
+    }
+
+    /// The credential paths that stay unreadable in `read-only` and `workspace-write`:
+    /// `$CODEX_HOME/auth.json`, `~/.codex/auth.json`, `~/.ssh`, `~/.gnupg`, `~/.aws`,
+    /// `~/.config/gcloud`.
+    pub fn default_deny_read(&self) -> Vec<PathBuf> {
+        let mut v = Vec::new();
+        if let Some(ch) = &self.codex_home {
+            v.push(ch.join("auth.json"));
+        }
+        if let Some(h) = &self.home {
+            v.push(h.join(".codex").join("auth.json"));
+            for d in [".ssh", ".gnupg", ".aws", ".config/gcloud"] {
+                v.push(h.join(d));
+            }
+        }
+        v
+    }
+}
+
+/// A writable directory and the paths below it that stay read-only.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct WritableRoot {
+    /// Canonical absolute path of the root.
+    pub root: PathBuf,
+    /// `.git`, the gitdir a `.git` file points to (when it is below no other root it is still
+    /// listed: it must not become writable through this root), and `.codex`. Each entry says
+    /// whether it exists now: a backend that can only protect existing paths reports the others.
+    pub read_only_subpaths: Vec<ReadOnlySubpath>,
+}
+
+/// A path under a writable root that must stay read-only.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ReadOnlySubpath {
+    pub path: PathBuf,
+    pub exists: bool,
+}
+
+impl WritableRoot {
+    fn new(root: PathBuf) -> Self {
+        let mut subs = Vec::new();
+        let dot_git = root.join(".git");
+        match std::fs::symlink_metadata(&dot_git) {
+            Ok(m) if m.is_file() => {
+                subs.push(ReadOnlySubpath { path: dot_git.clone(), exists: true });
+                if let Some(gitdir) = read_gitdir_file(&dot_git) {
+                    let p = canonical_or_lexical(&gitdir);
+                    let exists = p.exists();
+                    subs.push(ReadOnlySubpath { path: p, exists });
+                }
+            }
+            Ok(_) => subs.push(ReadOnlySubpath { path: dot_git, exists: true }),
+            Err(_) => subs.push(ReadOnlySubpath { path: dot_git, exists: false }),
+        }
+        let dot_codex = root.join(".codex");
+        let exists = std::fs::symlink_metadata(&dot_codex).is_ok();
+        subs.push(ReadOnlySubpath { path: dot_codex, exists });
+        WritableRoot { root, read_only_subpaths: subs }
+    }
+}
+
+/// A `.git` *file* (worktrees, submodules) says `gitdir: <path>`, relative to its directory.
+fn read_gitdir_file(dot_git: &Path) -> Option<PathBuf> {
+    let text = std::fs::read_to_string(dot_git).ok()?;
+    let line = text.lines().next()?.trim();
+    let rest = line.strip_prefix("gitdir:")?.trim();
+    if rest.is_empty() {
+        return None;
+    }
+    let p = PathBuf::from(rest);
+    Some(if p.is_absolute() { p } else { dot_git.parent()?.join(p) })
+}
+
+/// Everything a backend needs, with absolute canonical paths.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct EffectivePolicy {
+    pub kind: PolicyKind,
+    /// Canonical working directory.
+    pub cwd: PathBuf,
+    /// Empty for `read-only` and `danger-full-access`.
+    pub writable_roots: Vec<WritableRoot>,
+    /// Paths that stay unreadable (canonical where they exist, else lexically normalised).
+    /// Empty for `danger-full-access`.
+    pub deny_read: Vec<PathBuf>,
+    /// Outbound network allowed.
+    pub network: bool,
+}
+
+/// Policy errors: each names the field or path at fault.
+#[derive(Debug, thiserror::Error)]
+pub enum PolicyError {
+    #[error("invalid sandbox policy JSON: {message}")]
+    Json { message: String },
+    #[error("{field}: {path}: {source}")]
+    Path {
+        field: &'static str,
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{field}: {path}: not a directory")]
+    NotADirectory { field: &'static str, path: PathBuf },
+}
+
+fn canonical_dir(p: &Path, field: &'static str) -> Result<PathBuf, PolicyError> {
+    let c = std::fs::canonicalize(p).map_err(|source| PolicyError::Path {
+        field,
+        path: p.to_path_buf(),
+        source,
+    })?;
+    if !c.is_dir() {
+        return Err(PolicyError::NotADirectory { field, path: p.to_path_buf() });
+    }
+    Ok(c)
+}
+
+/// Canonicalise when the path exists; otherwise canonicalise the longest existing ancestor and
+/// append the rest, normalised lexically (`.` dropped, `..` applied).
+pub fn canonical_or_lexical(p: &Path) -> PathBuf {
+    if let Ok(c) = std::fs::canonicalize(p) {
+        return c;
+    }
+    let norm = normalize_lexically(p);
+    let mut tail: Vec<OsString> = Vec::new();
+    let mut cur = norm.as_path();
+    loop {
+        if let Ok(c) = std::fs::canonicalize(cur) {
+            let mut out = c;
+            for t in tail.iter().rev() {
+                out.push(t);
+            }
+            return out;
+        }
+        match (cur.parent(), cur.file_name()) {
+            (Some(parent), Some(name)) => {
+                tail.push(name.to_os_string());
+                cur = parent;
+            }
+            _ => return norm,
+        }
+    }
+}
+
+fn normalize_lexically(p: &Path) -> PathBuf {
+    let mut out = PathBuf::new();
+    for c in p.components() {
+        match c {
+            Component::CurDir => {}
+            Component::ParentDir => {
+                out.pop();
+            }
+            other => out.push(other.as_os_str()),
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn codex_json_forms_parse() {
+        assert_eq!(SandboxPolicy::from_json(r#"{"mode":"read-only"}"#).unwrap(), SandboxPolicy::ReadOnly);
+        assert_eq!(
+            SandboxPolicy::from_json(r#"{"mode":"danger-full-access"}"#).unwrap(),
+            SandboxPolicy::DangerFullAccess
+        );
+        let p = SandboxPolicy::from_json(
+            r#"{"mode":"workspace-write","writable_roots":["/x"],"network_access":true}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            p,
+            SandboxPolicy::WorkspaceWrite {
+                writable_roots: vec![PathBuf::from("/x")],
+                network_access: true,
+                exclude_tmpdir_env_var: false,
+                exclude_slash_tmp: false
+            }
+        );
+        let err = SandboxPolicy::from_json(r#"{"mode":"yolo"}"#).unwrap_err().to_string();
+        assert!(err.contains("yolo"), "{err}");
+    }
+
+    #[test]
+    fn workspace_write_resolves_roots_and_carve_outs() {
+        let dir = tempfile::tempdir().unwrap();
+        let ws = dir.path().join("ws");
+        std::fs::create_dir_all(ws.join(".git")).unwrap();
+        let env = SandboxEnv {
+            home: Some(dir.path().join("home")),
+            codex_home: Some(dir.path().join("ch")),
+            tmpdir: None,
+        };
+        let eff = SandboxPolicy::workspace_write().resolve(&ws, &env, &[]).unwrap();
+        let ws_c = std::fs::canonicalize(&ws).unwrap();
+        assert_eq!(eff.writable_roots[0].root, ws_c);
+        let subs = &eff.writable_roots[0].read_only_subpaths;
+        assert_eq!(subs[0], ReadOnlySubpath { path: ws_c.join(".git"), exists: true });
+        assert_eq!(subs[1], ReadOnlySubpath { path: ws_c.join(".codex"), exists: false });
+        assert!(eff.writable_roots.iter().any(|w| w.root == Path::new("/tmp")));
+        assert!(!eff.network);
+        let base = std::fs::canonicalize(dir.path()).unwrap();
+        assert!(eff.deny_read.contains(&base.join("ch/auth.json")));
+        assert!(eff.deny_read.contains(&base.join("home/.ssh")));
+    }
+
+    #[test]
+    fn gitdir_file_is_followed() {
+        let dir = tempfile::tempdir().unwrap();
+        let ws = dir.path().join("wt");
+        let real = dir.path().join("repo.git/worktrees/wt");
+        std::fs::create_dir_all(&ws).unwrap();
+        std::fs::create_dir_all(&real).unwrap();
+        std::fs::write(ws.join(".git"), "gitdir: ../repo.git/worktrees/wt\n").unwrap();
+        let eff = SandboxPolicy::workspace_write().resolve(&ws, &SandboxEnv::default(), &[]).unwrap();
+        let subs = &eff.writable_roots[0].read_only_subpaths;
+        assert!(subs.iter().any(|s| s.path == std::fs::canonicalize(&real).unwrap() && s.exists));
+    }
+
+    #[test]
+    fn missing_writable_root_is_an_error_naming_it() {
+        let p = SandboxPolicy::WorkspaceWrite {
+            writable_roots: vec![PathBuf::from("/nonexistent/xyz")],
+            network_access: false,
+            exclude_tmpdir_env_var: true,
+            exclude_slash_tmp: true,
+        };
+        let err = p.resolve(Path::new("/"), &SandboxEnv::default(), &[]).unwrap_err().to_string();
+        assert!(err.starts_with("writable_roots: /nonexistent/xyz:"), "{err}");
+    }
+
+    #[test]
+    fn read_only_has_no_roots_and_full_access_no_deny_list() {
+        let env = SandboxEnv { home: Some("/root".into()), ..Default::default() };
+        let ro = SandboxPolicy::ReadOnly.resolve(Path::new("/"), &env, &[]).unwrap();
+        assert!(ro.writable_roots.is_empty() && !ro.network && !ro.deny_read.is_empty());
+        let full = SandboxPolicy::DangerFullAccess.resolve(Path::new("/"), &env, &[]).unwrap();
+        assert!(full.deny_read.is_empty() && full.network);
+    }
+
+    #[test]
+    fn lexical_fallback_normalises() {
+        assert_eq!(
+            canonical_or_lexical(Path::new("/nonexistent-a/./b/../c")),
+            PathBuf::from("/nonexistent-a/c")
+        );
+    }
+}
