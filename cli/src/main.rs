@@ -8,6 +8,7 @@ mod config;
 mod exec_cmd;
 mod exit;
 mod features;
+mod login_browser;
 mod login_cmd;
 mod sandbox_cmd;
 
