@@ -1,0 +1,7 @@
+//! Test-only helpers shared across the workspace. Never a dependency of a shipped binary.
+//!
+//! Modules and their owners: `bins` (locating built binaries), `responses_mock` and `tls`
+//! (a recording mock Responses API over HTTP and TLS, and a test CA), `oauth_mock` (a mock OAuth
+//! issuer for the login tests).
+
+pub mod bins;
