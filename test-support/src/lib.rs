@@ -5,3 +5,5 @@
 //! issuer for the login tests).
 
 pub mod bins;
+pub mod responses_mock;
+pub mod tls;
