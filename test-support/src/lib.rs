@@ -5,5 +5,6 @@
 //! issuer for the login tests).
 
 pub mod bins;
+pub mod oauth_mock;
 pub mod responses_mock;
 pub mod tls;
