@@ -1,1 +1,64 @@
-//! Being built: see the crate README.
+//! Pre-main process hardening and locked, never-dumped, zeroized secret memory.
+//!
+//! - [`harden_process!`] installs an ELF constructor (`.init_array`, through the `ctor` crate)
+//!   that runs [`pre_main_hardening`] before `main`: not dumpable (Linux) or no debugger attach
+//!   (macOS), `RLIMIT_CORE` 0/0, loader environment variables removed. Failure ends the process
+//!   with a documented exit code (5, 6, 7, 8); it never continues half-hardened.
+//! - [`SecretBuf`] holds a secret in its own guarded, locked, `MADV_DONTDUMP` mapping and wipes it
+//!   on drop; [`read_secret`] fills one from a descriptor with raw `read(2)`.
+//! - [`hardening_report`] says what is actually in force.
+//!
+//! See the crate README for guarantees, platforms, limits and thread requirements.
+//!
+//! ```no_run
+//! // In a binary crate's main.rs, at the top level:
+//! secure_main::harden_process!(secure_main::HardeningConfig {
+//!     loader_env: secure_main::LoaderEnv::Strip,
+//! });
+//! fn main() {
+//!     println!("{}", secure_main::hardening_report());
+//! }
+//! ```
+
+#![cfg(unix)]
+
+mod hardening;
+mod reader;
+mod report;
+mod secret;
+mod sys;
+
+pub use hardening::{
+    EXIT_DUMPABLE, EXIT_LOADER_ENV, EXIT_PTRACE_DENY, EXIT_RLIMIT, HardeningConfig, HardeningError,
+    LoaderEnv, kept_loader_env, pre_main_hardening, reassert_after_credential_change,
+};
+pub use reader::{FdReader, RawRead, ReadSecretError, SecretReadOptions, read_secret};
+pub use report::{
+    CoreLimit, HardeningReport, PreMainSummary, hardening_report, record_landlock_status,
+};
+pub use secret::{LockPolicy, LockStatus, SecretBuf, SecretError};
+
+/// The `ctor` crate, re-exported so that [`harden_process!`] works in crates that do not depend
+/// on it themselves.
+#[doc(hidden)]
+pub use ctor as __ctor;
+
+/// Runs [`pre_main_hardening`] with the given [`HardeningConfig`] before `main`, from an ELF
+/// constructor (`.init_array`; `__mod_init_func` on macOS).
+///
+/// Invoke it once, at the top level of the **binary** crate (its `main.rs`): a constructor in a
+/// library's object file may be dropped by the linker when nothing else from that file is used.
+/// A second invocation in the same crate does not compile.
+///
+/// The constructor runs after the dynamic loader has loaded the program and its libraries (and
+/// run their constructors), while the process is still single-threaded unless one of those
+/// libraries started a thread. On failure the process exits with 5/6/7/8 before `main`.
+#[macro_export]
+macro_rules! harden_process {
+    ($cfg:expr) => {
+        #[$crate::__ctor::ctor]
+        fn __secure_main_pre_main_hardening() {
+            $crate::pre_main_hardening($cfg);
+        }
+    };
+}
