@@ -1,4 +1,7 @@
+//! `codex-linux-sandbox --sandbox-policy-cwd DIR --sandbox-policy JSON -- CMD...`: see the crate
+//! README. Exit codes are listed in the crate docs.
+
 fn main() {
-    eprintln!("codex-linux-sandbox: not built yet");
-    std::process::exit(2);
+    let code = sandbox_linux::helper::main(std::env::args_os(), Vec::new());
+    std::process::exit(code);
 }

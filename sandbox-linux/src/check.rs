@@ -1,0 +1,158 @@
+//! `codex sandbox check`: what this kernel can enforce and what each policy guarantees here.
+
+use std::fmt::Write;
+
+use sandbox_policy::{EffectivePolicy, PolicyKind, WritableRoot};
+
+use crate::kernel::{self, Feature, KernelSupport, TARGET_LANDLOCK_ABI};
+
+/// Probe (forks once for the user-namespace test) and render the report.
+pub fn render() -> String {
+    let kernel = KernelSupport::probe();
+    let userns = kernel::probe_user_namespaces();
+    render_for(&kernel, &userns)
+}
+
+/// Render for a given probe result.
+pub fn render_for(kernel: &KernelSupport, userns: &Result<(), std::io::Error>) -> String {
+    let mut s = String::new();
+    let abi = kernel.landlock_abi;
+    match &kernel.landlock_unavailable {
+        None => {
+            let _ = writeln!(
+                s,
+                "landlock: ABI {abi} (this build targets ABI {TARGET_LANDLOCK_ABI})"
+            );
+        }
+        Some(why) => {
+            let _ = writeln!(s, "landlock: unavailable: {why}");
+        }
+    }
+    let _ = writeln!(
+        s,
+        "seccomp: {}",
+        if kernel.seccomp {
+            "available"
+        } else {
+            "unavailable"
+        }
+    );
+    match userns {
+        Ok(()) => {
+            let _ = writeln!(s, "user namespaces: available");
+        }
+        Err(e) => {
+            let _ = writeln!(s, "user namespaces: unavailable ({e})");
+        }
+    }
+    for (kind, network) in [
+        (PolicyKind::ReadOnly, false),
+        (PolicyKind::WorkspaceWrite, false),
+        (PolicyKind::WorkspaceWrite, true),
+    ] {
+        let policy = EffectivePolicy {
+            kind,
+            cwd: "/".into(),
+            writable_roots: if kind == PolicyKind::WorkspaceWrite {
+                vec![WritableRoot {
+                    root: "/".into(),
+                    read_only_subpaths: Vec::new(),
+                }]
+            } else {
+                Vec::new()
+            },
+            deny_read: Vec::new(),
+            network,
+        };
+        let mut missing = kernel::missing_features(kernel, &policy);
+        if kind == PolicyKind::WorkspaceWrite {
+            if let Err(e) = userns {
+                missing.push(kernel::Missing {
+                    feature: Feature::UserNamespaces,
+                    required: true,
+                    detail: Some(e.to_string()),
+                });
+            }
+        }
+        let name = if network {
+            "workspace-write (network_access)".to_string()
+        } else {
+            kind.as_str().to_string()
+        };
+        let required: Vec<_> = missing.iter().filter(|m| m.required).collect();
+        let verdict = if required.is_empty() {
+            "fully enforced"
+        } else {
+            "REFUSED unless --dangerously-allow-weaker-sandbox"
+        };
+        let _ = writeln!(s, "policy {name}: {verdict}");
+        for line in guarantees(kind, network, abi, kernel.seccomp, userns.is_ok()) {
+            let _ = writeln!(s, "  {line}");
+        }
+        for m in &missing {
+            let _ = writeln!(
+                s,
+                "  missing{}: {m}",
+                if m.required {
+                    ""
+                } else {
+                    " (covered by another layer)"
+                }
+            );
+        }
+    }
+    let _ = writeln!(s, "policy danger-full-access: no confinement");
+    s
+}
+
+fn yes(b: bool) -> &'static str {
+    if b { "yes" } else { "NO" }
+}
+
+fn guarantees(
+    kind: PolicyKind,
+    network: bool,
+    abi: i32,
+    seccomp: bool,
+    userns: bool,
+) -> Vec<String> {
+    let mut v = vec![
+        format!(
+            "writes only to {}: {}",
+            if kind == PolicyKind::ReadOnly {
+                "/dev/null"
+            } else {
+                "the roots and /dev/null"
+            },
+            yes(abi >= 1)
+        ),
+        format!("deny-read list unreadable: {}", yes(abi >= 1)),
+        format!("read-only files cannot be truncated: {}", yes(abi >= 3)),
+    ];
+    if network {
+        v.push("network: allowed (inet/inet6 sockets)".into());
+    } else {
+        v.push(format!("no inet/inet6 sockets: {}", yes(seccomp)));
+        v.push(format!(
+            "no TCP bind/connect (second layer): {}",
+            yes(abi >= 4)
+        ));
+    }
+    v.push(format!("no netlink/packet/vsock/raw sockets, io_uring, ptrace, process_vm_*, new namespaces, keyrings, bpf, perf, TIOCSTI: {}", yes(seccomp)));
+    v.push(format!(
+        "no signals to processes outside: {}",
+        yes(abi >= 6)
+    ));
+    v.push(format!(
+        "no abstract unix sockets outside: {}",
+        yes(abi >= 6)
+    ));
+    v.push("setuid binaries gain nothing (no_new_privs): yes".into());
+    if kind == PolicyKind::WorkspaceWrite {
+        v.push(format!(
+            ".git and .codex read-only inside roots: {}",
+            yes(userns)
+        ));
+    }
+    v
+}

@@ -1,0 +1,113 @@
+//! Errors of the sandbox, one variant per failing operation, and their exit codes.
+
+use std::io;
+use std::path::PathBuf;
+
+use crate::kernel::Missing;
+use crate::landlock_rules::LandlockError;
+use crate::mountns::MountNsError;
+use crate::seccomp::SeccompError;
+
+/// Everything that can stop the sandbox from running the command.
+#[derive(Debug, thiserror::Error)]
+pub enum SandboxError {
+    #[error("{source}")]
+    Policy {
+        #[source]
+        source: sandbox_policy::PolicyError,
+    },
+    #[error("{}", refusal_message(missing))]
+    Refused { missing: Vec<Missing> },
+    #[error("no command given (usage: ... -- COMMAND [ARGS...])")]
+    NoCommand,
+    #[error("failed to count this process's threads (/proc/self/task): {source}")]
+    Threads {
+        #[source]
+        source: io::Error,
+    },
+    #[error("the launcher has {threads} threads; it must be single-threaded to fork the sandbox")]
+    MultiThreaded { threads: usize },
+    #[error("pipe2 failed: {source}")]
+    Pipe {
+        #[source]
+        source: io::Error,
+    },
+    #[error("fork failed: {source}")]
+    Fork {
+        #[source]
+        source: io::Error,
+    },
+    #[error("waitpid failed: {source}")]
+    Wait {
+        #[source]
+        source: io::Error,
+    },
+    #[error("failed to set the parent-death signal (prctl PR_SET_PDEATHSIG): {source}")]
+    ParentDeathSignal {
+        #[source]
+        source: io::Error,
+    },
+    #[error("failed to start a new session (setsid): {source}")]
+    Setsid {
+        #[source]
+        source: io::Error,
+    },
+    #[error("{source}")]
+    MountNs {
+        #[source]
+        source: MountNsError,
+    },
+    #[error("failed to set no_new_privs (prctl PR_SET_NO_NEW_PRIVS): {source}")]
+    NoNewPrivs {
+        #[source]
+        source: io::Error,
+    },
+    #[error("{source}")]
+    Landlock {
+        #[source]
+        source: LandlockError,
+    },
+    #[error("{source}")]
+    Seccomp {
+        #[source]
+        source: SeccompError,
+    },
+    #[error("{what} contains a NUL byte")]
+    Nul { what: &'static str },
+    #[error("{}: command not found", command.display())]
+    CommandNotFound { command: PathBuf },
+    #[error("{}: cannot execute: {source}", command.display())]
+    CommandNotExecutable {
+        command: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    /// The forked child failed and printed its own message.
+    #[error("sandbox set-up failed in the child (exit code {code})")]
+    Child { code: i32 },
+}
+
+fn refusal_message(missing: &[Missing]) -> String {
+    let list: Vec<String> = missing.iter().map(|m| m.to_string()).collect();
+    format!(
+        "refusing to run: this kernel cannot enforce the sandbox policy: missing {}; \
+         pass --dangerously-allow-weaker-sandbox to run with a weaker sandbox anyway",
+        list.join("; ")
+    )
+}
+
+impl SandboxError {
+    /// The documented exit code for this error (see the crate docs).
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            SandboxError::Policy { .. } | SandboxError::NoCommand | SandboxError::Nul { .. } => {
+                crate::EXIT_INVALID_POLICY
+            }
+            SandboxError::Refused { .. } => crate::EXIT_REFUSED,
+            SandboxError::CommandNotFound { .. } => crate::EXIT_NOT_FOUND,
+            SandboxError::CommandNotExecutable { .. } => crate::EXIT_NOT_EXECUTABLE,
+            SandboxError::Child { code } => *code,
+            _ => crate::EXIT_SETUP_FAILED,
+        }
+    }
+}

@@ -1,0 +1,217 @@
+//! The filesystem part of the policy as a list of Landlock "allow beneath" rules.
+//!
+//! Landlock can only *allow*: a rule on a directory grants its rights on the whole tree below it.
+//! To read "everything except the deny-read list" without namespaces, a rule that would cover a
+//! denied path is replaced by its complement: the directory itself gets only the right to list
+//! its entries (`ListOnly`), and each of its entries gets the full grant, recursively down to the
+//! denied path, which gets nothing.
+//!
+//! Trade-offs (documented in the README and docs/security.md):
+//! - entries created *after* the sandbox starts beside a denied path (in one of its ancestor
+//!   directories) are unreadable, because no rule names them;
+//! - the names inside a denied directory can be listed (the ancestors' list right is inherited),
+//!   but no file below it can be opened, read, written or executed;
+//! - a writable root that contains a denied path cannot create or remove entries directly in the
+//!   ancestor directories of the denied path (for example `$HOME` itself when `~/.ssh` is denied);
+//! - a symlink among the siblings that points into (or above) a denied path gets no rule.
+
+use std::path::{Path, PathBuf};
+
+use sandbox_policy::EffectivePolicy;
+
+/// What a rule grants (mapped to Landlock access rights in `landlock_rules`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Grant {
+    /// Read files, list directories, execute.
+    ReadExec,
+    /// List the directory's entries only (an ancestor of a denied path).
+    ListOnly,
+    /// Every filesystem right (a writable root).
+    Full,
+    /// Read, write and truncate a single file (`/dev/null`).
+    ReadWriteFile,
+}
+
+/// One Landlock rule.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FsRule {
+    pub path: PathBuf,
+    pub grant: Grant,
+}
+
+/// The rules for a policy, and what had to be left out.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct FsPlan {
+    pub rules: Vec<FsRule>,
+    /// Writable roots that lie inside a deny-read path: the deny wins and the root is not granted.
+    pub roots_inside_denied: Vec<PathBuf>,
+    /// Directories that only got `ListOnly` because a denied path is below them.
+    pub list_only: Vec<PathBuf>,
+}
+
+/// Build the rules for `policy` (reads the directories along each denied path).
+pub fn plan(policy: &EffectivePolicy) -> FsPlan {
+    let mut plan = FsPlan::default();
+    let denied = &policy.deny_read;
+    expand(Path::new("/"), Grant::ReadExec, denied, &mut plan);
+    for root in &policy.writable_roots {
+        if is_denied(&root.root, denied) {
+            plan.roots_inside_denied.push(root.root.clone());
+            continue;
+        }
+        expand(&root.root, Grant::Full, denied, &mut plan);
+    }
+    if !denied.iter().any(|d| Path::new("/dev/null").starts_with(d)) {
+        plan.rules.push(FsRule {
+            path: PathBuf::from("/dev/null"),
+            grant: Grant::ReadWriteFile,
+        });
+    }
+    plan
+}
+
+fn is_denied(path: &Path, denied: &[PathBuf]) -> bool {
+    denied.iter().any(|d| path.starts_with(d))
+}
+
+fn is_strict_ancestor_of_denied(path: &Path, denied: &[PathBuf]) -> bool {
+    denied
+        .iter()
+        .any(|d| d.starts_with(path) && d.as_path() != path)
+}
+
+fn expand(path: &Path, grant: Grant, denied: &[PathBuf], plan: &mut FsPlan) {
+    if is_denied(path, denied) {
+        return;
+    }
+    if !is_strict_ancestor_of_denied(path, denied) {
+        plan.rules.push(FsRule {
+            path: path.to_path_buf(),
+            grant,
+        });
+        return;
+    }
+    plan.rules.push(FsRule {
+        path: path.to_path_buf(),
+        grant: Grant::ListOnly,
+    });
+    if !plan.list_only.iter().any(|p| p == path) {
+        plan.list_only.push(path.to_path_buf());
+    }
+    let Ok(entries) = std::fs::read_dir(path) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let child = path.join(entry.file_name());
+        let is_symlink = entry.file_type().map(|t| t.is_symlink()).unwrap_or(false);
+        if is_symlink {
+            // The rule would land on the symlink's target: skip targets that hold or lie in a
+            // denied path (and dangling links, which grant nothing).
+            match std::fs::canonicalize(&child) {
+                Ok(target)
+                    if !is_denied(&target, denied)
+                        && !is_strict_ancestor_of_denied(&target, denied) =>
+                {
+                    plan.rules.push(FsRule { path: child, grant });
+                }
+                _ => {}
+            }
+            continue;
+        }
+        expand(&child, grant, denied, plan);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use sandbox_policy::{PolicyKind, WritableRoot};
+
+    fn policy(deny: Vec<PathBuf>, roots: Vec<PathBuf>) -> EffectivePolicy {
+        EffectivePolicy {
+            kind: PolicyKind::WorkspaceWrite,
+            cwd: PathBuf::from("/"),
+            writable_roots: roots
+                .into_iter()
+                .map(|root| WritableRoot {
+                    root,
+                    read_only_subpaths: Vec::new(),
+                })
+                .collect(),
+            deny_read: deny,
+            network: false,
+        }
+    }
+
+    #[test]
+    fn no_deny_list_is_one_read_rule_per_root() {
+        let p = plan(&policy(vec![], vec![PathBuf::from("/tmp")]));
+        assert_eq!(
+            p.rules,
+            vec![
+                FsRule {
+                    path: "/".into(),
+                    grant: Grant::ReadExec
+                },
+                FsRule {
+                    path: "/tmp".into(),
+                    grant: Grant::Full
+                },
+                FsRule {
+                    path: "/dev/null".into(),
+                    grant: Grant::ReadWriteFile
+                },
+            ]
+        );
+    }
+
+    #[test]
+    fn complement_names_siblings_but_not_the_denied_path() {
+        let dir = tempfile::tempdir().unwrap();
+        let base = std::fs::canonicalize(dir.path()).unwrap();
+        let home = base.join("home");
+        std::fs::create_dir_all(home.join(".ssh")).unwrap();
+        std::fs::create_dir_all(home.join("src")).unwrap();
+        std::fs::write(home.join(".bashrc"), "x").unwrap();
+        std::os::unix::fs::symlink(home.join(".ssh"), home.join("keys")).unwrap();
+        std::os::unix::fs::symlink(home.join("src"), home.join("code")).unwrap();
+        let p = plan(&policy(vec![home.join(".ssh")], vec![home.clone()]));
+        let has =
+            |path: &Path, grant: Grant| p.rules.iter().any(|r| r.path == path && r.grant == grant);
+        assert!(has(Path::new("/"), Grant::ListOnly));
+        assert!(has(&home, Grant::ListOnly));
+        assert!(has(&home.join(".bashrc"), Grant::ReadExec));
+        assert!(has(&home.join("src"), Grant::Full));
+        assert!(
+            has(&home.join("code"), Grant::Full),
+            "harmless symlink keeps its rule"
+        );
+        assert!(
+            !p.rules
+                .iter()
+                .any(|r| r.path.starts_with(home.join(".ssh")))
+        );
+        assert!(
+            !p.rules.iter().any(|r| r.path == home.join("keys")),
+            "symlink into a denied path"
+        );
+        assert!(
+            !p.rules
+                .iter()
+                .any(|r| r.path == home && r.grant == Grant::Full)
+        );
+    }
+
+    #[test]
+    fn root_inside_denied_path_is_dropped() {
+        let p = plan(&policy(
+            vec![PathBuf::from("/nonexistent-deny")],
+            vec!["/nonexistent-deny/x".into()],
+        ));
+        assert_eq!(
+            p.roots_inside_denied,
+            vec![PathBuf::from("/nonexistent-deny/x")]
+        );
+        assert!(!p.rules.iter().any(|r| r.grant == Grant::Full));
+    }
+}

@@ -1,0 +1,348 @@
+//! Policy → enforcement → exec, with the order enforced by types.
+//!
+//! [`Sandbox<Planned>`] is a checked plan (kernel probed, refusals decided, seccomp compiled).
+//! [`Sandbox::spawn`] forks; the child calls [`Sandbox::apply`], which consumes the plan and
+//! returns a [`Sandbox<Applied>`], the only type with an `exec` method. "exec before the sandbox
+//! is applied" therefore does not compile.
+//!
+//! Order in the child (docs/security.md lists the same):
+//! 1. `PR_SET_PDEATHSIG(SIGKILL)` and a check that the launcher is still alive;
+//! 2. `setsid()`: no controlling terminal;
+//! 3. user + mount namespace with read-only carve-outs (only when a writable root has one);
+//! 4. `PR_SET_NO_NEW_PRIVS`;
+//! 5. Landlock: filesystem rules, TCP bind/connect (network off), signal + abstract socket scopes;
+//! 6. seccomp: the ENOSYS filter, then the EPERM table;
+//! 7. `execvpe` with `CODEX_SANDBOX=linux` (+ `CODEX_SANDBOX_NETWORK_DISABLED=1`).
+//!
+//! The launcher (parent) stays outside the sandbox only to wait, forward SIGINT/SIGTERM/SIGHUP/
+//! SIGQUIT/SIGUSR1/SIGUSR2, and turn the child's status into an exit code (128 + signal).
+
+use std::ffi::{CString, OsString};
+use std::io::{Read, Write};
+use std::os::unix::ffi::{OsStrExt, OsStringExt};
+use std::path::PathBuf;
+
+use sandbox_policy::{EffectivePolicy, PolicyKind};
+
+use crate::error::SandboxError;
+use crate::fs_rules;
+use crate::kernel::{Feature, KernelSupport, Missing, missing_features};
+use crate::landlock_rules;
+use crate::mountns;
+use crate::report::{MountNsStatus, Report};
+use crate::seccomp;
+use crate::sys;
+
+/// Caller choices.
+#[derive(Debug, Clone, Default)]
+pub struct Options {
+    /// Run even when the kernel cannot enforce the whole policy (prints what is missing).
+    pub dangerously_allow_weaker_sandbox: bool,
+    /// Print the enforcement report even when nothing is missing.
+    pub verbose: bool,
+    /// Extra variables for the command's environment (e.g. `secure_main::kept_loader_env()`, the
+    /// loader variables our own pre-main hardening removed from this process).
+    pub extra_env: Vec<(OsString, OsString)>,
+    /// Prefix of messages (`codex-linux-sandbox` or `codex`).
+    pub program: String,
+}
+
+/// State: checked plan, nothing applied yet.
+pub struct Planned {
+    fs: Option<fs_rules::FsPlan>,
+    seccomp: Option<seccomp::Programs>,
+}
+
+/// State: every mechanism applied to this process.
+pub struct Applied {
+    report: Report,
+}
+
+/// The sandbox in state `S`.
+pub struct Sandbox<S> {
+    policy: EffectivePolicy,
+    kernel: KernelSupport,
+    missing: Vec<Missing>,
+    opts: Options,
+    state: S,
+}
+
+impl Sandbox<Planned> {
+    /// Probe the kernel and decide. Refuses (typed error naming the missing features) when a
+    /// required feature is missing and `dangerously_allow_weaker_sandbox` is not set.
+    pub fn plan(policy: EffectivePolicy, opts: Options) -> Result<Self, SandboxError> {
+        let kernel = KernelSupport::probe();
+        Self::plan_with_kernel(policy, opts, kernel)
+    }
+
+    /// [`Sandbox::plan`] with a given kernel description (tests).
+    pub fn plan_with_kernel(
+        policy: EffectivePolicy,
+        opts: Options,
+        kernel: KernelSupport,
+    ) -> Result<Self, SandboxError> {
+        let missing = missing_features(&kernel, &policy);
+        if missing.iter().any(|m| m.required) && !opts.dangerously_allow_weaker_sandbox {
+            return Err(SandboxError::Refused {
+                missing: missing.into_iter().filter(|m| m.required).collect(),
+            });
+        }
+        let confined = policy.kind != PolicyKind::DangerFullAccess;
+        let fs = (confined && kernel.landlock_abi > 0).then(|| fs_rules::plan(&policy));
+        let seccomp = if confined && kernel.seccomp {
+            Some(
+                seccomp::Programs::compile(policy.network)
+                    .map_err(|source| SandboxError::Seccomp { source })?,
+            )
+        } else {
+            None
+        };
+        Ok(Sandbox {
+            policy,
+            kernel,
+            missing,
+            opts,
+            state: Planned { fs, seccomp },
+        })
+    }
+
+    /// The features the kernel lacks for this policy (required or not).
+    pub fn missing(&self) -> &[Missing] {
+        &self.missing
+    }
+
+    /// Apply every mechanism to the calling process, in the documented order.
+    ///
+    /// The process must be single-threaded (the user namespace requires it, and Landlock and
+    /// seccomp are applied to the calling thread only). After a failure the process may be
+    /// partially restricted: callers run this in a child that exits on error.
+    pub fn apply(self) -> Result<Sandbox<Applied>, SandboxError> {
+        let Sandbox {
+            policy,
+            kernel,
+            mut missing,
+            opts,
+            state,
+        } = self;
+        let mut report = Report::new(&policy, &kernel);
+        if policy.kind == PolicyKind::DangerFullAccess {
+            return Ok(Sandbox {
+                policy,
+                kernel,
+                missing,
+                opts,
+                state: Applied { report },
+            });
+        }
+        sys::setsid().map_err(|source| SandboxError::Setsid { source })?;
+        report.new_session = true;
+
+        let mut carve_outs: Vec<PathBuf> = Vec::new();
+        for root in &policy.writable_roots {
+            for sub in &root.read_only_subpaths {
+                if sub.exists {
+                    carve_outs.push(sub.path.clone());
+                } else {
+                    report.carve_outs_not_existing.push(sub.path.clone());
+                }
+            }
+        }
+        if carve_outs.is_empty() {
+            report.mount_ns = MountNsStatus::NotNeeded;
+        } else {
+            match mountns::enter_and_protect(&carve_outs) {
+                Ok(()) => {
+                    report.mount_ns = MountNsStatus::Applied;
+                    report.read_only_carve_outs = carve_outs;
+                }
+                Err(e) if e.is_unavailable() => {
+                    let m = Missing {
+                        feature: Feature::UserNamespaces,
+                        required: true,
+                        detail: Some(e.to_string()),
+                    };
+                    if !opts.dangerously_allow_weaker_sandbox {
+                        return Err(SandboxError::Refused { missing: vec![m] });
+                    }
+                    report.mount_ns = MountNsStatus::Unavailable(e.to_string());
+                    report.carve_outs_writable = carve_outs;
+                    missing.push(m);
+                }
+                Err(source) => return Err(SandboxError::MountNs { source }),
+            }
+        }
+
+        sys::set_no_new_privs().map_err(|source| SandboxError::NoNewPrivs { source })?;
+        report.no_new_privs = true;
+
+        if let Some(fs) = &state.fs {
+            report.list_only = fs.list_only.clone();
+            report.roots_inside_denied = fs.roots_inside_denied.clone();
+            let prepared = landlock_rules::prepare(fs, policy.network)
+                .map_err(|source| SandboxError::Landlock { source })?;
+            let status = prepared
+                .restrict_self()
+                .map_err(|source| SandboxError::Landlock { source })?;
+            report.landlock = Some(landlock_rules::status_word(&status.ruleset));
+        }
+        if let Some(programs) = &state.seccomp {
+            programs
+                .install()
+                .map_err(|source| SandboxError::Seccomp { source })?;
+            report.seccomp_rules = Some(seccomp::Programs::rule_count());
+        }
+        report.missing = missing.clone();
+        Ok(Sandbox {
+            policy,
+            kernel,
+            missing,
+            opts,
+            state: Applied { report },
+        })
+    }
+
+    /// Fork; the child applies the sandbox and executes `command`; this process waits and
+    /// returns the command's exit code (128 + signal when it was killed).
+    ///
+    /// Set-up failures in the child are printed there and returned as `SandboxError::Child`
+    /// with the documented exit code.
+    pub fn spawn(self, command: &[OsString]) -> Result<i32, SandboxError> {
+        if command.is_empty() {
+            return Err(SandboxError::NoCommand);
+        }
+        let threads = sys::thread_count().map_err(|source| SandboxError::Threads { source })?;
+        if threads > 1 {
+            return Err(SandboxError::MultiThreaded { threads });
+        }
+        let (status_r, status_w) =
+            sys::pipe_cloexec().map_err(|source| SandboxError::Pipe { source })?;
+        let parent = std::process::id();
+        match sys::fork().map_err(|source| SandboxError::Fork { source })? {
+            sys::Fork::Child => {
+                drop(status_r);
+                let mut status_w = std::fs::File::from(status_w);
+                let program = self.opts.program.clone();
+                let fail = |e: SandboxError, w: &mut std::fs::File| -> ! {
+                    eprintln!("{program}: {e}");
+                    let code = e.exit_code();
+                    let _ = w.write_all(&[code as u8]);
+                    sys::exit_now(code)
+                };
+                if let Err(source) = sys::set_parent_death_signal(libc::SIGKILL) {
+                    fail(SandboxError::ParentDeathSignal { source }, &mut status_w);
+                }
+                if std::os::unix::process::parent_id() != parent {
+                    sys::exit_now(crate::EXIT_SETUP_FAILED);
+                }
+                let applied = match self.apply() {
+                    Ok(a) => a,
+                    Err(e) => fail(e, &mut status_w),
+                };
+                let e = applied.exec(command);
+                fail(e, &mut status_w)
+            }
+            sys::Fork::Parent { child } => {
+                drop(status_w);
+                let mut status_r = std::fs::File::from(status_r);
+                // Failure to install forwarding only loses Ctrl-C forwarding; the child still
+                // dies with us (PDEATHSIG).
+                let forwarding = sys::forward_signals_to(child);
+                let mut buf = [0u8; 1];
+                let setup_code = loop {
+                    match status_r.read(&mut buf) {
+                        Ok(0) => break None,
+                        Ok(_) => break Some(i32::from(buf[0])),
+                        Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                        Err(_) => break None,
+                    }
+                };
+                let status = sys::waitpid(child).map_err(|source| SandboxError::Wait { source })?;
+                if let Err(source) = forwarding {
+                    eprintln!(
+                        "{}: warning: signals are not forwarded to the command: {source}",
+                        self.opts.program
+                    );
+                }
+                match setup_code {
+                    Some(code) => Err(SandboxError::Child { code }),
+                    None => Ok(sys::exit_code_from_status(status)),
+                }
+            }
+        }
+    }
+}
+
+impl Sandbox<Applied> {
+    /// What was enforced.
+    pub fn report(&self) -> &Report {
+        &self.state.report
+    }
+
+    /// Replace this process with `command` (PATH lookup like a shell). Returns only on failure:
+    /// `CommandNotFound` (127) or `CommandNotExecutable` (126).
+    pub fn exec(self, command: &[OsString]) -> SandboxError {
+        let report = &self.state.report;
+        if self.opts.verbose || report.is_degraded() {
+            eprintln!("{}: {}", self.opts.program, report);
+        }
+        let Some(first) = command.first() else {
+            return SandboxError::NoCommand;
+        };
+        let mut argv = Vec::with_capacity(command.len());
+        for a in command {
+            match CString::new(a.as_bytes()) {
+                Ok(c) => argv.push(c),
+                Err(_) => {
+                    return SandboxError::Nul {
+                        what: "command argument",
+                    };
+                }
+            }
+        }
+        let envp = match child_env(&self.policy, &self.opts.extra_env) {
+            Ok(e) => e,
+            Err(e) => return e,
+        };
+        let err = sys::execvpe(&argv[0], &argv, &envp);
+        let name = PathBuf::from(first);
+        match err.raw_os_error() {
+            Some(libc::ENOENT) | Some(libc::ENOTDIR) => {
+                SandboxError::CommandNotFound { command: name }
+            }
+            _ => SandboxError::CommandNotExecutable {
+                command: name,
+                source: err,
+            },
+        }
+    }
+}
+
+/// The command's environment: ours, plus the sandbox markers, plus `extra`.
+fn child_env(
+    policy: &EffectivePolicy,
+    extra: &[(OsString, OsString)],
+) -> Result<Vec<CString>, SandboxError> {
+    let mut vars: Vec<(OsString, OsString)> = std::env::vars_os()
+        .filter(|(k, _)| k != "CODEX_SANDBOX" && k != "CODEX_SANDBOX_NETWORK_DISABLED")
+        .collect();
+    if policy.kind != PolicyKind::DangerFullAccess {
+        vars.push(("CODEX_SANDBOX".into(), "linux".into()));
+    }
+    if !policy.network {
+        vars.push(("CODEX_SANDBOX_NETWORK_DISABLED".into(), "1".into()));
+    }
+    for (k, v) in extra {
+        vars.retain(|(old, _)| old != k);
+        vars.push((k.clone(), v.clone()));
+    }
+    vars.into_iter()
+        .map(|(k, v)| {
+            let mut kv = k.into_vec();
+            kv.push(b'=');
+            kv.extend_from_slice(v.as_bytes());
+            CString::new(kv).map_err(|_| SandboxError::Nul {
+                what: "environment variable",
+            })
+        })
+        .collect()
+}

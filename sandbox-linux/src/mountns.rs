@@ -1,0 +1,96 @@
+//! The private mount namespace for read-only carve-outs (`.git`, the gitdir a `.git` file points
+//! to, `.codex`) inside writable roots.
+//!
+//! Landlock cannot take rights away below a rule, so a writable root's `.git` would be writable.
+//! Without privileges the only way to carve a read-only hole is a mount: in the forked child,
+//! `unshare(CLONE_NEWUSER | CLONE_NEWNS)`, map our own uid and gid, make `/` private (nothing
+//! propagates back), then bind each carve-out onto itself and set it read-only recursively with
+//! `mount_setattr`. Landlock (no mount topology changes for confined processes) and seccomp
+//! (`mount`, `umount2`, `move_mount`, ... refused) keep the command from undoing it.
+
+use std::ffi::CString;
+use std::io;
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+
+use crate::sys;
+
+/// Errors while setting up the namespace.
+#[derive(Debug, thiserror::Error)]
+pub enum MountNsError {
+    #[error("unshare(CLONE_NEWUSER|CLONE_NEWNS) failed: {source}")]
+    Unshare {
+        #[source]
+        source: io::Error,
+    },
+    #[error("failed to write {path}: {source}")]
+    WriteProc {
+        path: &'static str,
+        #[source]
+        source: io::Error,
+    },
+    #[error("failed to make / a private mount (mount MS_REC|MS_PRIVATE): {source}")]
+    MakePrivate {
+        #[source]
+        source: io::Error,
+    },
+    #[error("failed to bind-mount {path} onto itself: {source}")]
+    Bind {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error("failed to make {path} read-only (mount_setattr MOUNT_ATTR_RDONLY): {source}")]
+    ReadOnly {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error("path contains a NUL byte: {path}")]
+    Nul { path: PathBuf },
+}
+
+impl MountNsError {
+    /// True when the kernel (or its configuration) does not let us create the namespaces.
+    pub fn is_unavailable(&self) -> bool {
+        matches!(self, MountNsError::Unshare { .. })
+    }
+}
+
+fn cstr(path: &Path) -> Result<CString, MountNsError> {
+    CString::new(path.as_os_str().as_bytes()).map_err(|_| MountNsError::Nul {
+        path: path.to_path_buf(),
+    })
+}
+
+fn write_proc(path: &'static str, content: &str) -> Result<(), MountNsError> {
+    std::fs::write(path, content).map_err(|source| MountNsError::WriteProc { path, source })
+}
+
+/// Enter a new user + mount namespace (single-threaded caller) and make `paths` read-only.
+/// After a failure the process may already be in the new namespaces with some paths read-only.
+pub fn enter_and_protect(paths: &[PathBuf]) -> Result<(), MountNsError> {
+    let uid = sys::getuid();
+    let gid = sys::getgid();
+    sys::unshare(libc::CLONE_NEWUSER | libc::CLONE_NEWNS)
+        .map_err(|source| MountNsError::Unshare { source })?;
+    write_proc("/proc/self/uid_map", &format!("{uid} {uid} 1\n"))?;
+    write_proc("/proc/self/setgroups", "deny\n")?;
+    write_proc("/proc/self/gid_map", &format!("{gid} {gid} 1\n"))?;
+    sys::mount(None, c"/", libc::MS_REC | libc::MS_PRIVATE)
+        .map_err(|source| MountNsError::MakePrivate { source })?;
+    for p in paths {
+        let c = cstr(p)?;
+        sys::mount(Some(&c), &c, libc::MS_BIND | libc::MS_REC).map_err(|source| {
+            MountNsError::Bind {
+                path: p.clone(),
+                source,
+            }
+        })?;
+        sys::mount_set_readonly_recursive(&c).map_err(|source| MountNsError::ReadOnly {
+            path: p.clone(),
+            source,
+        })?;
+    }
+    Ok(())
+}
