@@ -1,6 +1,7 @@
 //! `codex`: the multitool. Each subcommand lives in its own module; this file only parses the
 //! command line, dispatches, and turns errors into messages and exit codes (one place).
 #![forbid(unsafe_code)]
+secure_main::harden_process!(secure_main::HardeningConfig::STRIP_AND_KEEP_FOR_CHILDREN);
 
 mod app_server;
 mod completion;

@@ -1,5 +1,6 @@
 //! `codex-linux-sandbox --sandbox-policy-cwd DIR --sandbox-policy JSON -- CMD...`: see the crate
 //! README. Exit codes are listed in the crate docs.
+secure_main::harden_process!(secure_main::HardeningConfig::STRIP_AND_KEEP_FOR_CHILDREN);
 
 fn main() {
     let code = sandbox_linux::helper::main(std::env::args_os(), Vec::new());
