@@ -1,2 +1,17 @@
-//! Being built: see the crate README.
+//! `responses-api-proxy`: holds an OpenAI API key that local users may use but never read, and
+//! forwards `POST /v1/responses` with it. See the crate README for guarantees, flags, the
+//! start-up order and the header table.
 #![forbid(unsafe_code)]
+
+pub mod access;
+pub mod audit;
+pub mod body;
+pub mod cli;
+pub mod files;
+pub mod key;
+pub mod listener;
+pub mod policy;
+pub mod proxy;
+pub mod server;
+pub mod startup;
+pub mod upstream;

@@ -1,0 +1,275 @@
+//! Streaming bodies in both directions.
+//!
+//! [`RequestBody`] passes the client's body upstream frame by frame, counting bytes, refusing to
+//! go past `--max-body-bytes` and timing out when the client is silent for longer than the body
+//! read timeout (no limit on the total). [`ResponseBody`] passes the upstream's response to the
+//! client frame by frame: hyper writes each frame as soon as it is polled and flushes when the
+//! next one is not ready yet, so SSE events are never held back waiting for more data.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body::{Body, Frame, SizeHint};
+use hyper::body::Incoming;
+use tokio::time::{Instant, Sleep};
+
+use crate::audit::{AuditRecord, Outcome};
+use crate::files::{DumpKind, Dumper};
+
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// Why a request body stopped early; the proxy maps it to a status.
+#[derive(Debug, Default)]
+pub struct RequestBodyState(AtomicU8);
+
+impl RequestBodyState {
+    const OK: u8 = 0;
+    const TOO_LARGE: u8 = 1;
+    const TIMED_OUT: u8 = 2;
+    const CLIENT_ERROR: u8 = 3;
+
+    pub fn too_large(&self) -> bool {
+        self.0.load(Ordering::Acquire) == Self::TOO_LARGE
+    }
+    pub fn timed_out(&self) -> bool {
+        self.0.load(Ordering::Acquire) == Self::TIMED_OUT
+    }
+    pub fn client_error(&self) -> bool {
+        self.0.load(Ordering::Acquire) == Self::CLIENT_ERROR
+    }
+    fn set(&self, v: u8) {
+        let _ = self
+            .0
+            .compare_exchange(Self::OK, v, Ordering::AcqRel, Ordering::Acquire);
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RequestBodyError {
+    #[error("request body exceeds {limit} bytes")]
+    TooLarge { limit: u64 },
+    #[error("client sent nothing for {0:?} while sending the request body")]
+    IdleTimeout(Duration),
+    #[error("reading the request body failed: {0}")]
+    Client(hyper::Error),
+}
+
+/// The client's request body on its way upstream.
+pub struct RequestBody {
+    inner: Incoming,
+    limit: u64,
+    seen: u64,
+    idle: Duration,
+    timer: Pin<Box<Sleep>>,
+    state: Arc<RequestBodyState>,
+    counter: Arc<std::sync::atomic::AtomicU64>,
+    tee: Option<Arc<Mutex<Vec<u8>>>>,
+}
+
+impl RequestBody {
+    pub fn new(
+        inner: Incoming,
+        limit: u64,
+        idle: Duration,
+        state: Arc<RequestBodyState>,
+        counter: Arc<std::sync::atomic::AtomicU64>,
+        tee: Option<Arc<Mutex<Vec<u8>>>>,
+    ) -> Self {
+        Self {
+            inner,
+            limit,
+            seen: 0,
+            idle,
+            timer: Box::pin(tokio::time::sleep(idle)),
+            state,
+            counter,
+            tee,
+        }
+    }
+}
+
+impl Body for RequestBody {
+    type Data = Bytes;
+    type Error = RequestBodyError;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, RequestBodyError>>> {
+        let this = &mut *self;
+        match Pin::new(&mut this.inner).poll_frame(cx) {
+            Poll::Ready(Some(Ok(frame))) => {
+                if let Some(data) = frame.data_ref() {
+                    this.seen += data.len() as u64;
+                    this.counter.store(this.seen, Ordering::Relaxed);
+                    if this.seen > this.limit {
+                        this.state.set(RequestBodyState::TOO_LARGE);
+                        return Poll::Ready(Some(Err(RequestBodyError::TooLarge {
+                            limit: this.limit,
+                        })));
+                    }
+                    if let Some(tee) = &this.tee {
+                        if let Ok(mut buf) = tee.lock() {
+                            buf.extend_from_slice(data);
+                        }
+                    }
+                }
+                let deadline = Instant::now() + this.idle;
+                this.timer.as_mut().reset(deadline);
+                Poll::Ready(Some(Ok(frame)))
+            }
+            Poll::Ready(Some(Err(e))) => {
+                this.state.set(RequestBodyState::CLIENT_ERROR);
+                Poll::Ready(Some(Err(RequestBodyError::Client(e))))
+            }
+            Poll::Ready(None) => Poll::Ready(None),
+            Poll::Pending => {
+                if this.timer.as_mut().poll(cx).is_ready() {
+                    this.state.set(RequestBodyState::TIMED_OUT);
+                    return Poll::Ready(Some(Err(RequestBodyError::IdleTimeout(this.idle))));
+                }
+                Poll::Pending
+            }
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+/// A response dump waiting for the end of the body.
+pub struct PendingDump {
+    pub dumper: Arc<Dumper>,
+    pub prefix: String,
+    pub head: serde_json::Map<String, serde_json::Value>,
+    pub headers: http::HeaderMap,
+    pub body: Vec<u8>,
+}
+
+enum Inner {
+    Full(Option<Bytes>),
+    Upstream(Incoming),
+}
+
+/// The body the client receives: a small proxy-made body, or the upstream's, streamed.
+/// Carries the exchange's [`AuditRecord`], which logs when this body is dropped.
+pub struct ResponseBody {
+    inner: Inner,
+    audit: Option<AuditRecord>,
+    dump: Option<PendingDump>,
+    done: bool,
+}
+
+impl ResponseBody {
+    pub fn full(bytes: Bytes, audit: Option<AuditRecord>) -> Self {
+        Self {
+            inner: Inner::Full(Some(bytes)),
+            audit,
+            dump: None,
+            done: false,
+        }
+    }
+
+    pub fn upstream(body: Incoming, audit: AuditRecord, dump: Option<PendingDump>) -> Self {
+        Self {
+            inner: Inner::Upstream(body),
+            audit: Some(audit),
+            dump,
+            done: false,
+        }
+    }
+
+    fn finish(&mut self, outcome: Option<Outcome>) {
+        if self.done {
+            return;
+        }
+        self.done = true;
+        if let (Some(a), Some(o)) = (self.audit.as_mut(), outcome) {
+            if a.outcome == Outcome::Complete {
+                a.outcome = o;
+            }
+        }
+        if let Some(d) = self.dump.take() {
+            if let Err(e) =
+                d.dumper
+                    .write(&d.prefix, DumpKind::Response, d.head, &d.headers, &d.body)
+            {
+                tracing::warn!(error = %e, "failed to write response dump");
+            }
+        }
+    }
+}
+
+impl Drop for ResponseBody {
+    fn drop(&mut self) {
+        // Dropped before the end: hyper gave up on the client (it went away). Dropping the
+        // upstream `Incoming` here cancels the upstream request.
+        if !self.done {
+            self.finish(Some(Outcome::ClientGone));
+        }
+    }
+}
+
+impl Body for ResponseBody {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let this = &mut *self;
+        let polled = match &mut this.inner {
+            Inner::Full(b) => Poll::Ready(b.take().map(|b| Ok(Frame::data(b)))),
+            Inner::Upstream(body) => match Pin::new(body).poll_frame(cx) {
+                Poll::Ready(Some(Err(e))) => Poll::Ready(Some(Err(BoxError::from(e)))),
+                other => other.map(|o| o.map(|r| r.map_err(BoxError::from))),
+            },
+        };
+        match &polled {
+            Poll::Ready(Some(Ok(frame))) => {
+                if let Some(data) = frame.data_ref() {
+                    if let Some(a) = this.audit.as_mut() {
+                        a.bytes_out += data.len() as u64;
+                    }
+                    if let Some(d) = this.dump.as_mut() {
+                        d.body.extend_from_slice(data);
+                    }
+                }
+                // hyper stops polling once `is_end_stream` says so: the end is reached here.
+                if this.is_end_stream() {
+                    this.finish(Some(Outcome::Complete));
+                }
+            }
+            Poll::Ready(Some(Err(_))) => this.finish(Some(Outcome::UpstreamError)),
+            Poll::Ready(None) => this.finish(Some(Outcome::Complete)),
+            Poll::Pending => {}
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match &self.inner {
+            Inner::Full(b) => b.is_none(),
+            Inner::Upstream(body) => body.is_end_stream(),
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match &self.inner {
+            Inner::Full(Some(b)) => SizeHint::with_exact(b.len() as u64),
+            Inner::Full(None) => SizeHint::with_exact(0),
+            Inner::Upstream(body) => body.size_hint(),
+        }
+    }
+}

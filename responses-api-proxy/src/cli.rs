@@ -1,0 +1,213 @@
+//! Command line: codex-compatible flags first (`--port`, `--server-info`, `--http-shutdown`,
+//! `--upstream-url`, `--dump-dir`), then ours.
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Parser, ValueEnum};
+
+/// Default upstream: the OpenAI Responses API.
+pub const DEFAULT_UPSTREAM_URL: &str = "https://api.openai.com/v1/responses";
+
+/// A local proxy that holds an OpenAI API key (read from stdin) and forwards
+/// `POST /v1/responses` with it, so local users can use the key without reading it.
+///
+/// Provide the key on stdin, e.g.
+/// `printenv OPENAI_API_KEY | env -u OPENAI_API_KEY responses-api-proxy --server-info /run/x/info.json`.
+#[derive(Debug, Parser)]
+#[command(name = "responses-api-proxy", version)]
+pub struct Args {
+    /// TCP port on 127.0.0.1 (default: an ephemeral port). Ignored when --listen is given.
+    #[arg(long)]
+    pub port: Option<u16>,
+
+    /// After listening, write {"port":N,"pid":M,"listen":[...]} and a newline to FILE
+    /// (parents created, atomic replace, never through a symlink, mode 0644).
+    #[arg(long, value_name = "FILE")]
+    pub server_info: Option<PathBuf>,
+
+    /// Enable `GET /shutdown`: answer 200, stop accepting, drain in-flight requests, exit 0.
+    #[arg(long)]
+    pub http_shutdown: bool,
+
+    /// Where requests go. `Host` is rewritten to this URL's authority.
+    #[arg(long, value_name = "URL", default_value = DEFAULT_UPSTREAM_URL)]
+    pub upstream_url: String,
+
+    /// Write each exchange to DIR as `<seq>-<ms>-request.json` / `<seq>-<ms>-response.json`
+    /// (credentials redacted, files 0600, never overwriting).
+    #[arg(long, value_name = "DIR")]
+    pub dump_dir: Option<PathBuf>,
+
+    /// Listen on ADDR (repeatable): `127.0.0.1:PORT`, `[::1]:PORT`, `localhost:PORT`,
+    /// `unix:/path.sock`. The default is 127.0.0.1 with --port.
+    #[arg(long = "listen", value_name = "ADDR", value_parser = parse_listen_addr)]
+    pub listen: Vec<ListenAddr>,
+
+    /// Also forward POST requests to this exact path (repeatable), e.g. `/v1/responses/compact`.
+    #[arg(long = "allow-path", value_name = "PATH", value_parser = parse_allow_path)]
+    pub allow_path: Vec<String>,
+
+    /// Largest request body accepted (bytes); larger ones get 413.
+    #[arg(long, value_name = "BYTES", default_value_t = 10 * 1024 * 1024)]
+    pub max_body_bytes: u64,
+
+    /// Most client connections at once. When full, the oldest connection with no request in
+    /// flight is closed to make room; when every connection has a request in flight, new ones
+    /// are closed.
+    #[arg(long, value_name = "N", default_value_t = 1024, value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_connections: u32,
+
+    /// Seconds a client may take to send a request's headers.
+    #[arg(long, value_name = "SECS", default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..))]
+    pub header_read_timeout: u64,
+
+    /// Seconds a client may stay silent between chunks of a request body (no limit on the total).
+    #[arg(long, value_name = "SECS", default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..))]
+    pub body_read_timeout: u64,
+
+    /// Audit log format on stderr.
+    #[arg(long, value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+
+    /// Worker threads of the async runtime (1: a single-threaded runtime). Never one per connection.
+    #[arg(long, value_name = "N", default_value_t = 2, value_parser = clap::value_parser!(u16).range(1..=64))]
+    pub threads: u16,
+}
+
+impl Args {
+    /// The listeners to bind: `--listen` values, or `127.0.0.1:<--port or 0>`.
+    pub fn listen_addrs(&self) -> Vec<ListenAddr> {
+        if self.listen.is_empty() {
+            vec![ListenAddr::Tcp(SocketAddr::new(
+                IpAddr::V4(Ipv4Addr::LOCALHOST),
+                self.port.unwrap_or(0),
+            ))]
+        } else {
+            self.listen.clone()
+        }
+    }
+
+    pub fn header_read_timeout(&self) -> Duration {
+        Duration::from_secs(self.header_read_timeout)
+    }
+
+    pub fn body_read_timeout(&self) -> Duration {
+        Duration::from_secs(self.body_read_timeout)
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+/// Where to listen.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ListenAddr {
+    /// A loopback TCP address.
+    Tcp(SocketAddr),
+    /// A unix stream socket at this path.
+    Unix(PathBuf),
+}
+
+impl std::fmt::Display for ListenAddr {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ListenAddr::Tcp(a) => write!(f, "{a}"),
+            ListenAddr::Unix(p) => write!(f, "unix:{}", p.display()),
+        }
+    }
+}
+
+/// Parses `127.0.0.1:P`, `[::1]:P`, `localhost:P` or `unix:/path`. Only loopback TCP addresses
+/// are accepted: the key must not be offered to the network.
+pub fn parse_listen_addr(s: &str) -> Result<ListenAddr, String> {
+    if let Some(path) = s.strip_prefix("unix:") {
+        let path = PathBuf::from(path);
+        if !path.is_absolute() {
+            return Err(format!(
+                "unix socket path must be absolute: {}",
+                path.display()
+            ));
+        }
+        return Ok(ListenAddr::Unix(path));
+    }
+    let addr: SocketAddr = if let Some(port) = s.strip_prefix("localhost:") {
+        let port: u16 = port
+            .parse()
+            .map_err(|_| format!("invalid port in listen address {s:?}"))?;
+        SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), port)
+    } else {
+        s.parse().map_err(|_| {
+            format!(
+                "invalid listen address {s:?}: expected 127.0.0.1:PORT, [::1]:PORT or unix:/PATH"
+            )
+        })?
+    };
+    if !addr.ip().is_loopback() {
+        return Err(format!(
+            "listen address {addr} is not a loopback address: the proxy only serves local users"
+        ));
+    }
+    Ok(ListenAddr::Tcp(addr))
+}
+
+fn parse_allow_path(s: &str) -> Result<String, String> {
+    if !s.starts_with('/') {
+        return Err(format!("allowed path must start with '/': {s:?}"));
+    }
+    if s.contains('?') || s.contains('#') || s.contains("..") || s.contains('%') {
+        return Err(format!(
+            "allowed path must be a plain path without '?', '#', '..' or '%': {s:?}"
+        ));
+    }
+    Ok(s.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn listen_addresses_parse() {
+        assert_eq!(
+            parse_listen_addr("127.0.0.1:80").unwrap(),
+            ListenAddr::Tcp("127.0.0.1:80".parse().unwrap())
+        );
+        assert_eq!(
+            parse_listen_addr("[::1]:0").unwrap(),
+            ListenAddr::Tcp("[::1]:0".parse().unwrap())
+        );
+        assert_eq!(
+            parse_listen_addr("localhost:9").unwrap(),
+            ListenAddr::Tcp("127.0.0.1:9".parse().unwrap())
+        );
+        assert_eq!(
+            parse_listen_addr("unix:/run/x.sock").unwrap(),
+            ListenAddr::Unix("/run/x.sock".into())
+        );
+        assert!(
+            parse_listen_addr("0.0.0.0:80")
+                .unwrap_err()
+                .contains("not a loopback")
+        );
+        assert!(
+            parse_listen_addr("unix:rel.sock")
+                .unwrap_err()
+                .contains("absolute")
+        );
+        assert!(parse_listen_addr("nonsense").is_err());
+    }
+
+    #[test]
+    fn allow_path_rejects_tricks() {
+        assert!(parse_allow_path("/v1/responses/compact").is_ok());
+        assert!(parse_allow_path("v1").is_err());
+        assert!(parse_allow_path("/v1/../x").is_err());
+        assert!(parse_allow_path("/v1?x").is_err());
+        assert!(parse_allow_path("/v1/%2e").is_err());
+    }
+}

@@ -1,0 +1,325 @@
+//! Files the proxy writes: the server-info file and the `--dump-dir` exchange dumps.
+//!
+//! Neither is ever written through a symlink: server-info goes to a fresh `O_EXCL|O_NOFOLLOW`
+//! temp file in the target's directory and is renamed over the target (a rename replaces a
+//! symlink, never its target; a target that is a symlink is refused outright), dump files are
+//! created `O_EXCL|O_NOFOLLOW` and never overwrite anything.
+
+use std::fs::{File, OpenOptions};
+use std::io::{self, Write};
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use http::HeaderMap;
+
+/// Writing a file failed: which file and which step.
+#[derive(Debug, thiserror::Error)]
+pub enum FileError {
+    #[error("failed to create directory {}: {source}", path.display())]
+    CreateDir { path: PathBuf, source: io::Error },
+    #[error("refusing to write {}: it is a symlink", path.display())]
+    Symlink { path: PathBuf },
+    #[error("refusing to write {}: it exists and is not a regular file", path.display())]
+    NotRegular { path: PathBuf },
+    #[error("failed to inspect {}: {source}", path.display())]
+    Stat { path: PathBuf, source: io::Error },
+    #[error("failed to create {}: {source}", path.display())]
+    Create { path: PathBuf, source: io::Error },
+    #[error("failed to write {}: {source}", path.display())]
+    Write { path: PathBuf, source: io::Error },
+    #[error("failed to rename {} to {}: {source}", from.display(), to.display())]
+    Rename {
+        from: PathBuf,
+        to: PathBuf,
+        source: io::Error,
+    },
+    #[error("server-info path has no file name: {}", path.display())]
+    NoFileName { path: PathBuf },
+}
+
+/// Creates `path` exclusively (`O_CREAT|O_EXCL|O_NOFOLLOW|O_CLOEXEC`) with exactly `mode`
+/// (set with `fchmod`, so the umask does not matter), writes `contents` and syncs.
+fn create_exclusive(path: &Path, mode: u32, contents: &[u8]) -> Result<(), FileError> {
+    let mut file: File = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(mode)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+        .open(path)
+        .map_err(|source| FileError::Create {
+            path: path.to_path_buf(),
+            source,
+        })?;
+    let write = |file: &mut File| -> io::Result<()> {
+        file.set_permissions(std::fs::Permissions::from_mode(mode))?;
+        file.write_all(contents)?;
+        file.sync_all()
+    };
+    write(&mut file).map_err(|source| FileError::Write {
+        path: path.to_path_buf(),
+        source,
+    })
+}
+
+/// The server-info document: `{"port":N,"pid":M,"listen":[...]}`.
+#[derive(Debug, serde::Serialize)]
+pub struct ServerInfo {
+    /// The first TCP listener's port (codex's format); 0 when only unix sockets are used.
+    pub port: u16,
+    pub pid: u32,
+    /// Every listener, e.g. `127.0.0.1:40123`, `unix:/run/x.sock`.
+    pub listen: Vec<String>,
+}
+
+static TEMP_SEQ: AtomicU64 = AtomicU64::new(0);
+
+/// Writes `info` plus a newline to `path`: parents created, atomic (temp file in the same
+/// directory, then rename), mode 0644, refusing a symlink or non-regular target.
+pub fn write_server_info(path: &Path, info: &ServerInfo) -> Result<(), FileError> {
+    let name = path.file_name().ok_or_else(|| FileError::NoFileName {
+        path: path.to_path_buf(),
+    })?;
+    let parent = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    std::fs::create_dir_all(&parent).map_err(|source| FileError::CreateDir {
+        path: parent.clone(),
+        source,
+    })?;
+    match std::fs::symlink_metadata(path) {
+        Ok(meta) if meta.file_type().is_symlink() => {
+            return Err(FileError::Symlink {
+                path: path.to_path_buf(),
+            });
+        }
+        Ok(meta) if !meta.file_type().is_file() => {
+            return Err(FileError::NotRegular {
+                path: path.to_path_buf(),
+            });
+        }
+        Ok(_) => {}
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+        Err(source) => {
+            return Err(FileError::Stat {
+                path: path.to_path_buf(),
+                source,
+            });
+        }
+    }
+    let mut json = serde_json::to_vec(info).unwrap_or_default();
+    json.push(b'\n');
+    let temp = parent.join(format!(
+        ".{}.{}.{}.tmp",
+        name.to_string_lossy(),
+        std::process::id(),
+        TEMP_SEQ.fetch_add(1, Ordering::Relaxed)
+    ));
+    create_exclusive(&temp, 0o644, &json)?;
+    std::fs::rename(&temp, path).map_err(|source| {
+        let _ = std::fs::remove_file(&temp);
+        FileError::Rename {
+            from: temp.clone(),
+            to: path.to_path_buf(),
+            source,
+        }
+    })
+}
+
+/// Headers whose values never go into a dump file.
+const REDACTED_HEADERS: &[&str] = &[
+    "authorization",
+    "proxy-authorization",
+    "cookie",
+    "set-cookie",
+];
+
+/// Writes exchanges to `--dump-dir`.
+#[derive(Debug)]
+pub struct Dumper {
+    dir: PathBuf,
+    seq: AtomicU64,
+}
+
+/// Which half of an exchange.
+#[derive(Clone, Copy, Debug)]
+pub enum DumpKind {
+    Request,
+    Response,
+}
+
+impl Dumper {
+    /// Uses `dir`, creating it (mode 0700) if missing.
+    pub fn new(dir: &Path) -> Result<Self, FileError> {
+        if !dir.exists() {
+            std::fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(dir)
+                .map_err(|source| FileError::CreateDir {
+                    path: dir.to_path_buf(),
+                    source,
+                })?;
+        }
+        Ok(Self {
+            dir: dir.to_path_buf(),
+            seq: AtomicU64::new(0),
+        })
+    }
+
+    /// A fresh `<seq>-<ms>` prefix for one exchange.
+    pub fn next_prefix(&self) -> String {
+        let seq = self.seq.fetch_add(1, Ordering::Relaxed) + 1;
+        let ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_millis())
+            .unwrap_or(0);
+        format!("{seq:06}-{ms}")
+    }
+
+    /// Writes `<prefix>-request.json` or `<prefix>-response.json`: `head` fields, the headers
+    /// (credentials redacted) and the body (as JSON when it parses, else as text).
+    pub fn write(
+        &self,
+        prefix: &str,
+        kind: DumpKind,
+        mut head: serde_json::Map<String, serde_json::Value>,
+        headers: &HeaderMap,
+        body: &[u8],
+    ) -> Result<PathBuf, FileError> {
+        let suffix = match kind {
+            DumpKind::Request => "request",
+            DumpKind::Response => "response",
+        };
+        let mut h = serde_json::Map::new();
+        for (name, value) in headers {
+            let shown = if REDACTED_HEADERS.contains(&name.as_str()) {
+                serde_json::Value::from("[REDACTED]")
+            } else {
+                serde_json::Value::from(String::from_utf8_lossy(value.as_bytes()).into_owned())
+            };
+            match h.get_mut(name.as_str()) {
+                Some(serde_json::Value::Array(list)) => list.push(shown),
+                Some(existing) => {
+                    let first = existing.take();
+                    *existing = serde_json::Value::Array(vec![first, shown]);
+                }
+                None => {
+                    h.insert(name.as_str().to_string(), shown);
+                }
+            }
+        }
+        head.insert("headers".into(), serde_json::Value::Object(h));
+        let body_value = match serde_json::from_slice::<serde_json::Value>(body) {
+            Ok(v) => v,
+            Err(_) => serde_json::Value::from(String::from_utf8_lossy(body).into_owned()),
+        };
+        head.insert("body".into(), body_value);
+        let mut json =
+            serde_json::to_vec_pretty(&serde_json::Value::Object(head)).unwrap_or_default();
+        json.push(b'\n');
+        let path = self.dir.join(format!("{prefix}-{suffix}.json"));
+        create_exclusive(&path, 0o600, &json)?;
+        Ok(path)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn info() -> ServerInfo {
+        ServerInfo {
+            port: 1234,
+            pid: 42,
+            listen: vec!["127.0.0.1:1234".into()],
+        }
+    }
+
+    #[test]
+    fn server_info_is_atomic_0644_and_creates_parents() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("a/b/info.json");
+        write_server_info(&path, &info()).unwrap();
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert_eq!(
+            text,
+            "{\"port\":1234,\"pid\":42,\"listen\":[\"127.0.0.1:1234\"]}\n"
+        );
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o644);
+        // Replacing an existing regular file works and leaves no temp files.
+        write_server_info(&path, &info()).unwrap();
+        let names: Vec<_> = std::fs::read_dir(path.parent().unwrap())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(names, vec![std::ffi::OsString::from("info.json")]);
+    }
+
+    #[test]
+    fn server_info_refuses_symlink_and_leaves_target_alone() {
+        let dir = tempfile::tempdir().unwrap();
+        let target = dir.path().join("victim");
+        std::fs::write(&target, "precious").unwrap();
+        let link = dir.path().join("info.json");
+        std::os::unix::fs::symlink(&target, &link).unwrap();
+        let err = write_server_info(&link, &info()).unwrap_err();
+        assert!(matches!(err, FileError::Symlink { .. }), "{err}");
+        assert!(err.to_string().contains("is a symlink"));
+        assert_eq!(std::fs::read_to_string(&target).unwrap(), "precious");
+        // Control: a regular path in the same directory is written.
+        write_server_info(&dir.path().join("ok.json"), &info()).unwrap();
+    }
+
+    #[test]
+    fn dumps_redact_and_never_overwrite() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = Dumper::new(&dir.path().join("dumps")).unwrap();
+        let mut h = HeaderMap::new();
+        h.insert("authorization", "Bearer sk-secret".parse().unwrap());
+        h.append("cookie", "a=b".parse().unwrap());
+        h.append("x-kept", "1".parse().unwrap());
+        let p = d
+            .write(
+                "000001-5",
+                DumpKind::Request,
+                serde_json::Map::new(),
+                &h,
+                b"{\"a\":1}",
+            )
+            .unwrap();
+        let text = std::fs::read_to_string(&p).unwrap();
+        assert!(
+            !text.contains("sk-secret") && !text.contains("a=b"),
+            "{text}"
+        );
+        let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(v["body"]["a"], 1);
+        assert_eq!(v["headers"]["x-kept"], "1");
+        assert_eq!(v["headers"]["authorization"], "[REDACTED]");
+        let mode = std::fs::metadata(&p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+        let again = d.write(
+            "000001-5",
+            DumpKind::Request,
+            serde_json::Map::new(),
+            &h,
+            b"x",
+        );
+        assert!(matches!(again, Err(FileError::Create { .. })));
+        let plain = d
+            .write(
+                "000002-5",
+                DumpKind::Response,
+                serde_json::Map::new(),
+                &h,
+                b"not json",
+            )
+            .unwrap();
+        let v: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(plain).unwrap()).unwrap();
+        assert_eq!(v["body"], "not json");
+    }
+}

@@ -1,0 +1,145 @@
+//! Key intake: the API key comes only on stdin and goes straight into locked, never-dumped
+//! memory as the complete header value `Bearer <key>`.
+//!
+//! The resulting [`HeaderValue`] points into that memory (no other long-lived copy exists) and is
+//! marked sensitive, so hyper's HTTP/2 encoder never puts it in the HPACK table and `Debug`
+//! prints `Sensitive`. The buffer lives until the process exits.
+
+use bytes::Bytes;
+use http::HeaderValue;
+use secure_main::{LockPolicy, RawRead, ReadSecretError, SecretReadOptions};
+
+/// Placed in front of the key in the same locked buffer.
+pub const KEY_PREFIX: &[u8] = b"Bearer ";
+/// Longest accepted header value, `Bearer ` included.
+pub const MAX_HEADER_LEN: usize = 1024;
+
+/// How to hand the key to the proxy; every intake error ends with it.
+pub const HOW_TO_PROVIDE: &str = "provide the key on stdin, e.g. \
+`printenv OPENAI_API_KEY | env -u OPENAI_API_KEY responses-api-proxy ...`";
+
+/// The characters an OpenAI key is made of: `[A-Za-z0-9_-]`.
+pub fn allowed_key_byte(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b == b'_' || b == b'-'
+}
+
+/// Key intake failed. Messages say what is wrong and how to provide the key; they never contain
+/// a byte of the key.
+#[derive(Debug, thiserror::Error)]
+pub enum KeyError {
+    #[error("no API key on stdin: {HOW_TO_PROVIDE}")]
+    Empty,
+    #[error(
+        "the API key on stdin is too long: at most {} characters are accepted; {HOW_TO_PROVIDE}",
+        MAX_HEADER_LEN - KEY_PREFIX.len()
+    )]
+    TooLong,
+    #[error(
+        "the API key on stdin contains a character other than A-Z, a-z, 0-9, '_' and '-' \
+(at offset {offset}); {HOW_TO_PROVIDE}"
+    )]
+    ForbiddenByte { offset: usize },
+    #[error("failed to read the API key from stdin: {source}")]
+    Read { source: std::io::Error },
+    #[error("failed to allocate locked memory for the API key: {source}")]
+    Alloc { source: secure_main::SecretError },
+    #[error("the API key is not a valid header value")]
+    HeaderValue,
+}
+
+/// Reads `Bearer <key>` from `r` into locked memory and returns it as a sensitive header value.
+pub fn read_key<R: RawRead>(r: &mut R, lock: LockPolicy) -> Result<HeaderValue, KeyError> {
+    let opts = SecretReadOptions {
+        prefix: KEY_PREFIX,
+        max_len: MAX_HEADER_LEN,
+        allowed: allowed_key_byte,
+        lock,
+    };
+    let secret = secure_main::read_secret(r, &opts).map_err(|e| match e {
+        ReadSecretError::Empty => KeyError::Empty,
+        ReadSecretError::TooLong { .. } => KeyError::TooLong,
+        ReadSecretError::ForbiddenByte { offset } => KeyError::ForbiddenByte { offset },
+        ReadSecretError::Read { source } => KeyError::Read { source },
+        ReadSecretError::Alloc { source } => KeyError::Alloc { source },
+    })?;
+    // The buffer is intentionally kept for the life of the process: the header value borrows it.
+    let bytes: &'static [u8] = secret.into_static();
+    let mut value = HeaderValue::from_maybe_shared(Bytes::from_static(bytes))
+        .map_err(|_| KeyError::HeaderValue)?;
+    value.set_sensitive(true);
+    Ok(value)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Hands out input in small pieces, like a pipe with short reads.
+    struct Chunked<'a> {
+        data: &'a [u8],
+        step: usize,
+    }
+
+    impl RawRead for Chunked<'_> {
+        fn read_raw(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+            let n = self.step.min(buf.len()).min(self.data.len());
+            buf[..n].copy_from_slice(&self.data[..n]);
+            self.data = &self.data[n..];
+            Ok(n)
+        }
+    }
+
+    fn read(input: &[u8]) -> Result<HeaderValue, KeyError> {
+        read_key(
+            &mut Chunked {
+                data: input,
+                step: 7,
+            },
+            LockPolicy::AllowDegraded,
+        )
+    }
+
+    #[test]
+    fn accepts_a_key_and_builds_the_header_in_place() {
+        let v = read(b"sk-proj_ABC-123\n").unwrap();
+        assert_eq!(v.as_bytes(), b"Bearer sk-proj_ABC-123");
+        assert!(v.is_sensitive());
+        assert_eq!(format!("{v:?}"), "Sensitive");
+        let v = read(b"sk-abc\r\n").unwrap();
+        assert_eq!(v.as_bytes(), b"Bearer sk-abc");
+    }
+
+    #[test]
+    fn length_limit_counts_the_prefix() {
+        let ok = vec![b'k'; MAX_HEADER_LEN - KEY_PREFIX.len()];
+        assert_eq!(read(&ok).unwrap().as_bytes().len(), MAX_HEADER_LEN);
+        let long = vec![b'k'; MAX_HEADER_LEN - KEY_PREFIX.len() + 1];
+        let e = read(&long).unwrap_err();
+        assert!(matches!(e, KeyError::TooLong), "{e}");
+        assert!(e.to_string().contains("at most 1017 characters"));
+    }
+
+    #[test]
+    fn refuses_empty_and_forbidden_bytes_without_echoing() {
+        for empty in [&b""[..], b"\n", b"\r\n"] {
+            let e = read(empty).unwrap_err();
+            assert!(matches!(e, KeyError::Empty), "{e}");
+            assert!(e.to_string().contains("provide the key on stdin"));
+        }
+        for (bad, offset) in [
+            (&b"sk-SECRETVALUE with-space"[..], 14),
+            (b"sk-SECRETVALUE\0x", 14),
+            (b"sk-SECRETVALUE\xc3\xa9", 14),
+            (b"sk-SECRETVALUE\r", 14),
+        ] {
+            let e = read(bad).unwrap_err();
+            assert!(
+                matches!(e, KeyError::ForbiddenByte { offset: o } if o == offset),
+                "{e}"
+            );
+            let msg = e.to_string();
+            assert!(!msg.contains("SECRETVALUE"), "{msg}");
+            assert!(msg.contains("provide the key on stdin"), "{msg}");
+        }
+    }
+}

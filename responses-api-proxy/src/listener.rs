@@ -1,0 +1,246 @@
+//! Listening sockets: loopback TCP and unix stream sockets, bound from a [`ListenAddr`] or
+//! adopted from an already-open socket (a pre-opened fd, e.g. systemd socket activation: the
+//! caller turns the fd into a std listener and hands it to [`BoundListener::from_std_tcp`] /
+//! [`BoundListener::from_std_unix`]).
+//!
+//! Binding happens before the async runtime exists (start-up step 2), so a privilege drop after
+//! it runs while the process is still single-threaded; [`BoundListener::into_async`] then moves
+//! the sockets into the runtime.
+
+use std::io;
+use std::net::SocketAddr;
+use std::os::fd::{AsFd, BorrowedFd};
+use std::path::PathBuf;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+
+use crate::cli::ListenAddr;
+use crate::policy::LocalEndpoint;
+
+/// A listening socket bound during start-up, not yet registered with the runtime.
+#[derive(Debug)]
+pub enum BoundListener {
+    Tcp(std::net::TcpListener),
+    Unix {
+        listener: std::os::unix::net::UnixListener,
+        path: PathBuf,
+    },
+}
+
+/// Binding failed: which address and why.
+#[derive(Debug, thiserror::Error)]
+pub enum BindError {
+    #[error("failed to listen on {addr}: {source}")]
+    Tcp { addr: SocketAddr, source: io::Error },
+    #[error("failed to listen on unix socket {}: {source}", path.display())]
+    Unix { path: PathBuf, source: io::Error },
+    #[error("failed to read the bound address of {addr}: {source}")]
+    LocalAddr { addr: String, source: io::Error },
+}
+
+impl BoundListener {
+    /// Binds `addr`. A unix socket path that already exists is an error (never unlinked here).
+    pub fn bind(addr: &ListenAddr) -> Result<Self, BindError> {
+        match addr {
+            ListenAddr::Tcp(a) => std::net::TcpListener::bind(a)
+                .map(BoundListener::Tcp)
+                .map_err(|source| BindError::Tcp { addr: *a, source }),
+            ListenAddr::Unix(path) => std::os::unix::net::UnixListener::bind(path)
+                .map(|listener| BoundListener::Unix {
+                    listener,
+                    path: path.clone(),
+                })
+                .map_err(|source| BindError::Unix {
+                    path: path.clone(),
+                    source,
+                }),
+        }
+    }
+
+    /// Adopts an already-listening TCP socket.
+    pub fn from_std_tcp(listener: std::net::TcpListener) -> Self {
+        BoundListener::Tcp(listener)
+    }
+
+    /// Adopts an already-listening unix socket; `path` is how it is described and logged.
+    pub fn from_std_unix(listener: std::os::unix::net::UnixListener, path: PathBuf) -> Self {
+        BoundListener::Unix { listener, path }
+    }
+
+    /// What was actually bound: `127.0.0.1:40123` or `unix:/run/x.sock` (for server-info).
+    pub fn describe(&self) -> Result<String, BindError> {
+        match self {
+            BoundListener::Tcp(l) => {
+                l.local_addr()
+                    .map(|a| a.to_string())
+                    .map_err(|source| BindError::LocalAddr {
+                        addr: "tcp listener".into(),
+                        source,
+                    })
+            }
+            BoundListener::Unix { path, .. } => Ok(format!("unix:{}", path.display())),
+        }
+    }
+
+    /// The TCP port, if this is a TCP listener.
+    pub fn tcp_port(&self) -> Option<u16> {
+        match self {
+            BoundListener::Tcp(l) => l.local_addr().ok().map(|a| a.port()),
+            BoundListener::Unix { .. } => None,
+        }
+    }
+
+    /// Registers the socket with the current tokio runtime.
+    pub fn into_async(self) -> io::Result<Listener> {
+        match self {
+            BoundListener::Tcp(l) => {
+                l.set_nonblocking(true)?;
+                let port = l.local_addr()?.port();
+                Ok(Listener::Tcp {
+                    listener: tokio::net::TcpListener::from_std(l)?,
+                    port,
+                })
+            }
+            BoundListener::Unix { listener, path } => {
+                listener.set_nonblocking(true)?;
+                Ok(Listener::Unix {
+                    listener: tokio::net::UnixListener::from_std(listener)?,
+                    path,
+                })
+            }
+        }
+    }
+}
+
+/// A listening socket in the runtime.
+#[derive(Debug)]
+pub enum Listener {
+    Tcp {
+        listener: tokio::net::TcpListener,
+        port: u16,
+    },
+    Unix {
+        listener: tokio::net::UnixListener,
+        path: PathBuf,
+    },
+}
+
+/// The two ends of an accepted connection, as the peer authorization hook sees them.
+#[derive(Clone, Debug)]
+pub enum ConnAddrs {
+    Tcp { local: SocketAddr, peer: SocketAddr },
+    Unix { path: PathBuf },
+}
+
+impl ConnAddrs {
+    /// For the `Host` check.
+    pub fn local_endpoint(&self) -> LocalEndpoint {
+        match self {
+            ConnAddrs::Tcp { local, .. } => LocalEndpoint::Tcp { port: local.port() },
+            ConnAddrs::Unix { .. } => LocalEndpoint::Unix,
+        }
+    }
+
+    /// The peer as written in the audit log.
+    pub fn peer_label(&self) -> String {
+        match self {
+            ConnAddrs::Tcp { peer, .. } => peer.to_string(),
+            ConnAddrs::Unix { path } => format!("unix:{}", path.display()),
+        }
+    }
+}
+
+impl Listener {
+    /// Accepts one connection; TCP connections get `TCP_NODELAY` (no Nagle stall on small SSE
+    /// frames).
+    pub async fn accept(&self) -> io::Result<(Conn, ConnAddrs)> {
+        match self {
+            Listener::Tcp { listener, .. } => {
+                let (stream, peer) = listener.accept().await?;
+                stream.set_nodelay(true)?;
+                let local = stream.local_addr()?;
+                Ok((Conn::Tcp(stream), ConnAddrs::Tcp { local, peer }))
+            }
+            Listener::Unix { listener, path } => {
+                let (stream, _) = listener.accept().await?;
+                Ok((Conn::Unix(stream), ConnAddrs::Unix { path: path.clone() }))
+            }
+        }
+    }
+}
+
+/// An accepted connection.
+#[derive(Debug)]
+pub enum Conn {
+    Tcp(tokio::net::TcpStream),
+    Unix(tokio::net::UnixStream),
+}
+
+impl AsFd for Conn {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        match self {
+            Conn::Tcp(s) => s.as_fd(),
+            Conn::Unix(s) => s.as_fd(),
+        }
+    }
+}
+
+impl AsyncRead for Conn {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Conn::Tcp(s) => Pin::new(s).poll_read(cx, buf),
+            Conn::Unix(s) => Pin::new(s).poll_read(cx, buf),
+        }
+    }
+}
+
+impl AsyncWrite for Conn {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        match self.get_mut() {
+            Conn::Tcp(s) => Pin::new(s).poll_write(cx, buf),
+            Conn::Unix(s) => Pin::new(s).poll_write(cx, buf),
+        }
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        match self.get_mut() {
+            Conn::Tcp(s) => Pin::new(s).poll_write_vectored(cx, bufs),
+            Conn::Unix(s) => Pin::new(s).poll_write_vectored(cx, bufs),
+        }
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        match self {
+            Conn::Tcp(s) => s.is_write_vectored(),
+            Conn::Unix(s) => s.is_write_vectored(),
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Conn::Tcp(s) => Pin::new(s).poll_flush(cx),
+            Conn::Unix(s) => Pin::new(s).poll_flush(cx),
+        }
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Conn::Tcp(s) => Pin::new(s).poll_shutdown(cx),
+            Conn::Unix(s) => Pin::new(s).poll_shutdown(cx),
+        }
+    }
+}

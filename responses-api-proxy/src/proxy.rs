@@ -1,0 +1,260 @@
+//! One request: peer verdict, admission ([`crate::policy`]), then forwarding with the key.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::header::{AUTHORIZATION, HeaderValue};
+use http::{Request, Response, StatusCode};
+use hyper::body::Incoming;
+use tokio::sync::watch;
+
+use crate::access::PeerDecision;
+use crate::audit::{AuditRecord, Outcome};
+use crate::body::{PendingDump, RequestBody, RequestBodyState, ResponseBody};
+use crate::files::{DumpKind, Dumper};
+use crate::listener::ConnAddrs;
+use crate::policy::{Admission, Direction, Route, forwardable_headers};
+use crate::upstream::{Upstream, UpstreamClient};
+
+/// Everything requests share. Holds the key as a sensitive `HeaderValue` whose bytes live in
+/// locked, never-dumped memory (cloning it copies a pointer, not the key).
+pub struct ProxyState {
+    pub admission: Admission,
+    pub upstream: Upstream,
+    pub client: UpstreamClient,
+    pub auth_header: HeaderValue,
+    pub dumper: Option<Arc<Dumper>>,
+    pub body_read_timeout: Duration,
+    /// `true` once shutdown was requested (`GET /shutdown`, SIGTERM, SIGINT).
+    pub shutdown: watch::Sender<bool>,
+}
+
+/// What a connection knows about itself; shared by its requests.
+pub struct ConnCtx {
+    pub addrs: ConnAddrs,
+    pub decision: PeerDecision,
+    /// Requests of this connection whose response has not finished.
+    pub in_flight: Arc<AtomicUsize>,
+}
+
+fn json_body(status: StatusCode, code: &str, message: &str) -> Bytes {
+    let v = serde_json::json!({
+        "error": {
+            "message": message,
+            "type": "proxy_error",
+            "code": code,
+            "status": status.as_u16(),
+        }
+    });
+    let mut s = v.to_string();
+    s.push('\n');
+    Bytes::from(s)
+}
+
+/// A proxy-made JSON error (or status) response; the audit record travels with it.
+fn reply(
+    status: StatusCode,
+    code: &str,
+    message: &str,
+    mut audit: AuditRecord,
+) -> Response<ResponseBody> {
+    audit.status = status.as_u16();
+    let body = json_body(status, code, message);
+    let mut resp = Response::new(ResponseBody::full(body, Some(audit)));
+    *resp.status_mut() = status;
+    resp.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    resp
+}
+
+pub async fn handle(
+    req: Request<Incoming>,
+    state: Arc<ProxyState>,
+    conn: Arc<ConnCtx>,
+) -> Response<ResponseBody> {
+    let mut audit = AuditRecord::new(
+        conn.addrs.peer_label(),
+        conn.decision.identity().uid,
+        req.method(),
+        req.uri().path(),
+    );
+    conn.in_flight.fetch_add(1, Ordering::AcqRel);
+    audit.in_flight = Some(conn.in_flight.clone());
+
+    if let PeerDecision::Refuse { reason, .. } = &conn.decision {
+        audit.outcome = Outcome::Refused;
+        audit.reason = Some(reason.clone());
+        return reply(
+            StatusCode::FORBIDDEN,
+            "peer_refused",
+            "this local user is not allowed to use the proxy",
+            audit,
+        );
+    }
+    match state.admission.check(&req, conn.addrs.local_endpoint()) {
+        Err(refusal) => {
+            audit.outcome = Outcome::Refused;
+            audit.reason = Some(refusal.code.to_string());
+            reply(refusal.status, refusal.code, refusal.message, audit)
+        }
+        Ok(Route::Shutdown) => {
+            state.shutdown.send_replace(true);
+            audit.status = 200;
+            let mut resp = Response::new(ResponseBody::full(
+                Bytes::from_static(b"{\"status\":\"shutting down\"}\n"),
+                Some(audit),
+            ));
+            resp.headers_mut().insert(
+                http::header::CONTENT_TYPE,
+                HeaderValue::from_static("application/json"),
+            );
+            resp
+        }
+        Ok(Route::Forward) => forward(req, state, audit).await,
+    }
+}
+
+async fn forward(
+    req: Request<Incoming>,
+    state: Arc<ProxyState>,
+    mut audit: AuditRecord,
+) -> Response<ResponseBody> {
+    let uri = match state.upstream.uri_for(req.uri().path()) {
+        Ok(u) => u,
+        Err(_) => {
+            audit.outcome = Outcome::UpstreamError;
+            return reply(
+                StatusCode::BAD_GATEWAY,
+                "bad_upstream_uri",
+                "could not build the upstream URI",
+                audit,
+            );
+        }
+    };
+    let (parts, body) = req.into_parts();
+    let mut headers = forwardable_headers(&parts.headers, Direction::Request);
+    // Host: hyper's client sets it from the URI's authority (HTTP/1) or sends :authority (HTTP/2).
+    headers.insert(AUTHORIZATION, state.auth_header.clone());
+
+    let dump = state
+        .dumper
+        .as_ref()
+        .map(|d| (d.clone(), d.next_prefix(), Arc::new(Mutex::new(Vec::new()))));
+    let body_state = Arc::new(RequestBodyState::default());
+    let body = RequestBody::new(
+        body,
+        state.admission.max_body_bytes,
+        state.body_read_timeout,
+        body_state.clone(),
+        audit.bytes_in.clone(),
+        dump.as_ref().map(|(_, _, tee)| tee.clone()),
+    );
+    let mut upstream_req = Request::new(body);
+    *upstream_req.method_mut() = parts.method.clone();
+    *upstream_req.uri_mut() = uri.clone();
+    *upstream_req.headers_mut() = headers;
+
+    // If the client goes away now, hyper drops this future and with it the upstream request.
+    audit.outcome = Outcome::ClientGone;
+    let result = state.client.request(upstream_req).await;
+
+    if let Some((dumper, prefix, tee)) = &dump {
+        let mut head = serde_json::Map::new();
+        head.insert("method".into(), parts.method.as_str().into());
+        head.insert("url".into(), uri.to_string().into());
+        let mut sent = forwardable_headers(&parts.headers, Direction::Request);
+        sent.insert(AUTHORIZATION, HeaderValue::from_static("[REDACTED]"));
+        let body = tee.lock().map(|b| b.clone()).unwrap_or_default();
+        if let Err(e) = dumper.write(prefix, DumpKind::Request, head, &sent, &body) {
+            tracing::warn!(error = %e, "failed to write request dump");
+        }
+    }
+
+    let resp = match result {
+        Ok(resp) => resp,
+        Err(e) => {
+            if body_state.too_large() {
+                audit.outcome = Outcome::Refused;
+                audit.reason = Some("body_too_large".into());
+                return reply(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    "body_too_large",
+                    "request body exceeds --max-body-bytes",
+                    audit,
+                );
+            }
+            if body_state.timed_out() {
+                audit.outcome = Outcome::Refused;
+                audit.reason = Some("body_timeout".into());
+                return reply(
+                    StatusCode::REQUEST_TIMEOUT,
+                    "body_timeout",
+                    "client too slow sending the request body",
+                    audit,
+                );
+            }
+            if body_state.client_error() {
+                audit.outcome = Outcome::ClientGone;
+                return reply(
+                    StatusCode::BAD_REQUEST,
+                    "bad_request_body",
+                    "reading the request body failed",
+                    audit,
+                );
+            }
+            audit.outcome = Outcome::UpstreamError;
+            let detail = error_chain(&e);
+            tracing::warn!(upstream = %state.upstream.authority, error = %detail, "upstream request failed");
+            return reply(
+                StatusCode::BAD_GATEWAY,
+                "upstream_unavailable",
+                &format!("upstream request failed: {detail}"),
+                audit,
+            );
+        }
+    };
+
+    let (parts, body) = resp.into_parts();
+    audit.outcome = Outcome::Complete;
+    audit.status = parts.status.as_u16();
+    audit.request_id = parts
+        .headers
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .map(|s| s.chars().take(128).collect());
+    let headers = forwardable_headers(&parts.headers, Direction::Response);
+    let pending = dump.map(|(dumper, prefix, _)| {
+        let mut head = serde_json::Map::new();
+        head.insert("status".into(), parts.status.as_u16().into());
+        PendingDump {
+            dumper,
+            prefix,
+            head,
+            headers: headers.clone(),
+            body: Vec::new(),
+        }
+    });
+    let mut out = Response::new(ResponseBody::upstream(body, audit, pending));
+    *out.status_mut() = parts.status;
+    *out.headers_mut() = headers;
+    out
+}
+
+/// `error: cause: cause` without any request data (hyper errors never carry header values).
+fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        let msg = c.to_string();
+        if !s.contains(&msg) {
+            s.push_str(": ");
+            s.push_str(&msg);
+        }
+        cur = c.source();
+    }
+    s
+}

@@ -1,0 +1,226 @@
+//! Accept loops, the connection limit, per-connection serving and graceful shutdown.
+//!
+//! One task per listener accepts; one task per connection serves it (tasks on a small fixed
+//! runtime, never a thread per connection). At `--max-connections`, a new connection makes room
+//! by closing the oldest connection with no request in flight (an idle keep-alive connection or
+//! one that never finished sending headers); when every connection is busy, the new one is
+//! closed. Accepting never stops, so a flood of silent connections cannot lock legitimate
+//! clients out, and the header read timeout reaps the silent ones anyway.
+
+use std::collections::BTreeMap;
+use std::convert::Infallible;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use hyper::server::conn::http1;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::server::graceful::GracefulShutdown;
+use tokio::sync::{oneshot, watch};
+
+use crate::access::{ConnectionInfo, PeerAuthorizer};
+use crate::listener::Listener;
+use crate::proxy::{ConnCtx, ProxyState};
+
+/// Serving limits.
+#[derive(Clone, Debug)]
+pub struct ServeLimits {
+    pub max_connections: usize,
+    pub header_read_timeout: Duration,
+    /// Largest request head (request line + headers) in bytes; larger gets 431.
+    pub max_header_bytes: usize,
+}
+
+struct ConnEntry {
+    in_flight: Arc<AtomicUsize>,
+    evict: Option<oneshot::Sender<()>>,
+}
+
+/// Live connections by age (ids increase).
+#[derive(Default)]
+struct ConnTable {
+    inner: Mutex<(u64, BTreeMap<u64, ConnEntry>)>,
+}
+
+impl ConnTable {
+    /// Makes room for one more connection if needed; `None` when every connection is busy.
+    fn admit(&self, max: usize) -> Option<(u64, Arc<AtomicUsize>, oneshot::Receiver<()>)> {
+        let mut guard = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        let (next, live) = &mut *guard;
+        if live.len() >= max {
+            let victim = live
+                .iter()
+                .find(|(_, e)| e.in_flight.load(Ordering::Acquire) == 0)
+                .map(|(id, _)| *id);
+            match victim {
+                Some(id) => {
+                    if let Some(mut entry) = live.remove(&id) {
+                        if let Some(tx) = entry.evict.take() {
+                            let _ = tx.send(());
+                        }
+                    }
+                }
+                None => return None,
+            }
+        }
+        *next += 1;
+        let id = *next;
+        let in_flight = Arc::new(AtomicUsize::new(0));
+        let (tx, rx) = oneshot::channel();
+        live.insert(
+            id,
+            ConnEntry {
+                in_flight: in_flight.clone(),
+                evict: Some(tx),
+            },
+        );
+        Some((id, in_flight, rx))
+    }
+
+    fn remove(&self, id: u64) {
+        let mut guard = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        guard.1.remove(&id);
+    }
+}
+
+struct Remove<'a>(&'a ConnTable, u64);
+impl Drop for Remove<'_> {
+    fn drop(&mut self) {
+        self.0.remove(self.1);
+    }
+}
+
+/// Serves `listeners` until shutdown is requested (`state.shutdown`, SIGTERM, SIGINT), then
+/// stops accepting, lets in-flight requests finish (streams included) and returns.
+pub async fn serve(
+    listeners: Vec<Listener>,
+    state: Arc<ProxyState>,
+    authorizer: Arc<dyn PeerAuthorizer>,
+    limits: ServeLimits,
+) {
+    let mut shutdown_rx = state.shutdown.subscribe();
+    spawn_signal_watch(state.shutdown.clone());
+
+    let graceful = Arc::new(GracefulShutdown::new());
+    let table = Arc::new(ConnTable::default());
+    let mut builder = http1::Builder::new();
+    builder
+        .timer(TokioTimer::new())
+        .header_read_timeout(limits.header_read_timeout)
+        .max_header_size(limits.max_header_bytes)
+        .keep_alive(true);
+    let builder = Arc::new(builder);
+
+    let mut accept_tasks = Vec::new();
+    for listener in listeners {
+        let ctx = AcceptCtx {
+            state: state.clone(),
+            authorizer: authorizer.clone(),
+            graceful: graceful.clone(),
+            table: table.clone(),
+            builder: builder.clone(),
+            max_connections: limits.max_connections,
+            shutdown: state.shutdown.subscribe(),
+        };
+        accept_tasks.push(tokio::spawn(accept_loop(listener, ctx)));
+    }
+
+    let _ = shutdown_rx.wait_for(|v| *v).await;
+    tracing::info!("shutting down: no new connections, draining in-flight requests");
+    for t in accept_tasks {
+        let _ = t.await;
+    }
+    match Arc::try_unwrap(graceful) {
+        Ok(g) => g.shutdown().await,
+        Err(_) => tracing::warn!("graceful shutdown handle still shared; not waiting"),
+    }
+    tracing::info!("all connections closed");
+}
+
+struct AcceptCtx {
+    state: Arc<ProxyState>,
+    authorizer: Arc<dyn PeerAuthorizer>,
+    graceful: Arc<GracefulShutdown>,
+    table: Arc<ConnTable>,
+    builder: Arc<http1::Builder>,
+    max_connections: usize,
+    shutdown: watch::Receiver<bool>,
+}
+
+async fn accept_loop(listener: Listener, mut ctx: AcceptCtx) {
+    loop {
+        let accepted = tokio::select! {
+            _ = ctx.shutdown.wait_for(|v| *v) => break,
+            a = listener.accept() => a,
+        };
+        let (conn, addrs) = match accepted {
+            Ok(a) => a,
+            Err(e) => {
+                // EMFILE/ENFILE/ECONNABORTED: do not spin; try again shortly.
+                tracing::warn!(error = %e, "accept failed");
+                tokio::time::sleep(Duration::from_millis(20)).await;
+                continue;
+            }
+        };
+        let Some((id, in_flight, evicted)) = ctx.table.admit(ctx.max_connections) else {
+            tracing::warn!(peer = %addrs.peer_label(), "connection limit reached with every connection busy; closing new connection");
+            drop(conn);
+            continue;
+        };
+        let state = ctx.state.clone();
+        let authorizer = ctx.authorizer.clone();
+        let watcher = ctx.graceful.watcher();
+        let table = ctx.table.clone();
+        let builder = ctx.builder.clone();
+        tokio::spawn(async move {
+            let _remove = Remove(&table, id);
+            let decision = {
+                use std::os::fd::AsFd;
+                authorizer.authorize(&ConnectionInfo {
+                    addrs: &addrs,
+                    socket: conn.as_fd(),
+                })
+            };
+            let conn_ctx = Arc::new(ConnCtx {
+                addrs,
+                decision,
+                in_flight,
+            });
+            let service = hyper::service::service_fn(move |req| {
+                let state = state.clone();
+                let conn_ctx = conn_ctx.clone();
+                async move { Ok::<_, Infallible>(crate::proxy::handle(req, state, conn_ctx).await) }
+            });
+            let serving = watcher.watch(builder.serve_connection(TokioIo::new(conn), service));
+            tokio::select! {
+                _ = serving => {}
+                _ = evicted => {}
+            }
+        });
+    }
+}
+
+fn spawn_signal_watch(shutdown: watch::Sender<bool>) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = match signal(SignalKind::terminate()) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot install SIGTERM handler");
+            return;
+        }
+    };
+    let mut int = match signal(SignalKind::interrupt()) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot install SIGINT handler");
+            return;
+        }
+    };
+    tokio::spawn(async move {
+        tokio::select! {
+            _ = term.recv() => tracing::info!("SIGTERM received"),
+            _ = int.recv() => tracing::info!("SIGINT received"),
+        }
+        shutdown.send_replace(true);
+    });
+}
