@@ -1,5 +1,11 @@
 //! `codex sandbox macos` on a platform without Seatbelt, and `--print-policy`.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::panic,
+    reason = "test helpers outside #[test] functions"
+)]
+
 use std::process::{Command, Output};
 
 fn codex(args: &[&str], home: &std::path::Path, cwd: &std::path::Path) -> Output {
@@ -26,7 +32,10 @@ fn macos_sandbox_on_linux_fails_with_documented_code_and_message() {
         let out = codex(args, home.path(), home.path());
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert_eq!(out.status.code(), Some(125), "{args:?}: {stderr}");
-        assert!(stderr.contains("codex sandbox macos is macOS only"), "{args:?}: {stderr}");
+        assert!(
+            stderr.contains("codex sandbox macos is macOS only"),
+            "{args:?}: {stderr}"
+        );
         assert!(out.stdout.is_empty(), "{args:?}");
     }
 }
@@ -36,24 +45,73 @@ fn print_policy_passes_credentials_and_roots_as_parameters() {
     let home = tempfile::tempdir().unwrap();
     let ws = home.path().join("ws");
     std::fs::create_dir_all(ws.join(".git")).unwrap();
-    let out = codex(&["sandbox", "macos", "--full-auto", "--print-policy", "--", "true"], home.path(), &ws);
+    let out = codex(
+        &[
+            "sandbox",
+            "macos",
+            "--full-auto",
+            "--print-policy",
+            "--",
+            "true",
+        ],
+        home.path(),
+        &ws,
+    );
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let (policy, params) = stdout.split_once("; parameters").unwrap();
     assert!(policy.starts_with("(version 1)"), "{policy}");
     assert!(policy.contains("(deny default)"));
     let base = std::fs::canonicalize(home.path()).unwrap();
     let base = sandbox_macos::paths::seatbelt_path("test", &base).unwrap();
-    assert!(params.contains(&format!("; DENY_READ_0={}\n", base.join("codex-home/auth.json").display())), "{params}");
-    assert!(params.contains(&format!("; WRITABLE_ROOT_0={}\n", base.join("ws").display())), "{params}");
-    assert!(params.contains(&format!("; WRITABLE_ROOT_0_RO_0={}\n", base.join("ws/.git").display())), "{params}");
-    assert!(!policy.contains(&base.display().to_string()), "no path in the policy text");
+    assert!(
+        params.contains(&format!(
+            "; DENY_READ_0={}\n",
+            base.join("codex-home/auth.json").display()
+        )),
+        "{params}"
+    );
+    assert!(
+        params.contains(&format!(
+            "; WRITABLE_ROOT_0={}\n",
+            base.join("ws").display()
+        )),
+        "{params}"
+    );
+    assert!(
+        params.contains(&format!(
+            "; WRITABLE_ROOT_0_RO_0={}\n",
+            base.join("ws/.git").display()
+        )),
+        "{params}"
+    );
+    assert!(
+        !policy.contains(&base.display().to_string()),
+        "no path in the policy text"
+    );
 }
 
 #[test]
 fn writable_root_without_full_auto_is_a_usage_error() {
     let home = tempfile::tempdir().unwrap();
-    let out = codex(&["sandbox", "macos", "--print-policy", "--writable-root", "/", "--", "true"], home.path(), home.path());
+    let out = codex(
+        &[
+            "sandbox",
+            "macos",
+            "--print-policy",
+            "--writable-root",
+            "/",
+            "--",
+            "true",
+        ],
+        home.path(),
+        home.path(),
+    );
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("--writable-root /: needs --full-auto"));
 }

@@ -26,8 +26,8 @@ pub mod syntax;
 mod sys;
 
 pub use command::{
-    CODEX_SANDBOX_ENV_VAR, CODEX_SANDBOX_NETWORK_DISABLED_ENV_VAR, CODEX_SANDBOX_VALUE, SANDBOX_EXEC,
-    exit_code,
+    CODEX_SANDBOX_ENV_VAR, CODEX_SANDBOX_NETWORK_DISABLED_ENV_VAR, CODEX_SANDBOX_VALUE,
+    SANDBOX_EXEC, exit_code,
 };
 pub use error::Error;
 pub use generate::{HostPaths, Param, SeatbeltPolicy, generate};
@@ -38,7 +38,9 @@ impl HostPaths {
     pub fn from_host() -> HostPaths {
         #[cfg(target_os = "macos")]
         {
-            HostPaths { darwin_user_cache_dir: sys::darwin_user_cache_dir().ok() }
+            HostPaths {
+                darwin_user_cache_dir: sys::darwin_user_cache_dir().ok(),
+            }
         }
         #[cfg(not(target_os = "macos"))]
         {
@@ -60,6 +62,11 @@ pub fn run(
     let program = std::path::PathBuf::from(SANDBOX_EXEC);
     let mut cmd = policy.command(command)?;
     cmd.current_dir(cwd);
-    let mut child = cmd.spawn().map_err(|source| Error::Spawn { program: program.clone(), source })?;
-    child.wait().map_err(|source| Error::Wait { program, source })
+    let mut child = cmd.spawn().map_err(|source| Error::Spawn {
+        program: program.clone(),
+        source,
+    })?;
+    child
+        .wait()
+        .map_err(|source| Error::Wait { program, source })
 }

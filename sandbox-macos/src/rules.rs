@@ -141,11 +141,19 @@ pub struct Sysctl {
 }
 
 const fn name(name: &'static str, needed_by: &'static str) -> Sysctl {
-    Sysctl { matching: SysctlMatch::Name, name, needed_by }
+    Sysctl {
+        matching: SysctlMatch::Name,
+        name,
+        needed_by,
+    }
 }
 
 const fn prefix(name: &'static str, needed_by: &'static str) -> Sysctl {
-    Sysctl { matching: SysctlMatch::Prefix, name, needed_by }
+    Sysctl {
+        matching: SysctlMatch::Prefix,
+        name,
+        needed_by,
+    }
 }
 
 /// Why the sysctl rule exists (one `(allow sysctl-read ...)` form, one comment per name).
@@ -155,15 +163,27 @@ pub const SYSCTL_WHY: &str = "read hardware and OS facts compilers and runtimes 
 /// The readable sysctls. Unknown names are harmless for Seatbelt (they are strings), so the list
 /// errs on the side of what real tools read.
 pub const SYSCTL_READ: &[Sysctl] = &[
-    name("hw.activecpu", "node os.cpus(), go runtime, make -j$(sysctl -n hw.ncpu) scripts"),
-    name("hw.ncpu", "python os.cpu_count(), rustc/cargo job count, make scripts"),
+    name(
+        "hw.activecpu",
+        "node os.cpus(), go runtime, make -j$(sysctl -n hw.ncpu) scripts",
+    ),
+    name(
+        "hw.ncpu",
+        "python os.cpu_count(), rustc/cargo job count, make scripts",
+    ),
     name("hw.logicalcpu", "cargo/rayon num_cpus, ninja"),
     name("hw.logicalcpu_max", "num_cpus, libuv"),
     name("hw.physicalcpu", "num_cpus (physical), psutil"),
     name("hw.physicalcpu_max", "num_cpus (physical), psutil"),
     name("hw.packages", "psutil, hwloc"),
-    name("hw.nperflevels", "go runtime and swift on Apple silicon (P/E cores)"),
-    prefix("hw.perflevel", "go runtime, swift, llvm on Apple silicon (per-core-type counts)"),
+    name(
+        "hw.nperflevels",
+        "go runtime and swift on Apple silicon (P/E cores)",
+    ),
+    prefix(
+        "hw.perflevel",
+        "go runtime, swift, llvm on Apple silicon (per-core-type counts)",
+    ),
     name("hw.memsize", "node os.totalmem(), jvm heap sizing, psutil"),
     name("hw.memsize_usable", "jvm heap sizing on recent macOS"),
     name("hw.pagesize", "allocators (jemalloc, mimalloc), jvm"),
@@ -176,25 +196,58 @@ pub const SYSCTL_READ: &[Sysctl] = &[
     name("hw.l3cachesize_compat", "openblas, numpy"),
     name("hw.byteorder", "perl and python configure checks"),
     name("hw.cputype", "uname -m, clang/rustc host target detection"),
-    name("hw.cpufamily", "llvm host cpu detection (-march=native), openblas"),
+    name(
+        "hw.cpufamily",
+        "llvm host cpu detection (-march=native), openblas",
+    ),
     name("hw.cpu64bit_capable", "arch, go runtime"),
     name("hw.machine", "uname -m, python platform.machine()"),
-    name("hw.model", "system_profiler-free model checks, node os.machine()"),
+    name(
+        "hw.model",
+        "system_profiler-free model checks, node os.machine()",
+    ),
     name("hw.vectorunit", "vector library dispatch"),
     name("hw.busfrequency_compat", "java (legacy cpu info)"),
     name("hw.cpufrequency", "node os.cpus() speed, psutil"),
-    name("hw.cpufrequency_compat", "node os.cpus() speed under Rosetta"),
-    name("hw.tbfrequency_compat", "mach_absolute_time conversion in runtimes"),
-    prefix("hw.optional.", "cpu feature detection: llvm, go, openssl, numpy (arm and x86 features)"),
-    prefix("machdep.cpu.", "node os.cpus() model, x86 feature detection (leaf7_features), java"),
-    name("kern.argmax", "xargs, find -exec, make (command line length)"),
-    name("kern.boottime", "node os.uptime(), python psutil.boot_time(), uptime"),
-    name("kern.hostname", "hostname, git (commit identity), python socket.gethostname()"),
+    name(
+        "hw.cpufrequency_compat",
+        "node os.cpus() speed under Rosetta",
+    ),
+    name(
+        "hw.tbfrequency_compat",
+        "mach_absolute_time conversion in runtimes",
+    ),
+    prefix(
+        "hw.optional.",
+        "cpu feature detection: llvm, go, openssl, numpy (arm and x86 features)",
+    ),
+    prefix(
+        "machdep.cpu.",
+        "node os.cpus() model, x86 feature detection (leaf7_features), java",
+    ),
+    name(
+        "kern.argmax",
+        "xargs, find -exec, make (command line length)",
+    ),
+    name(
+        "kern.boottime",
+        "node os.uptime(), python psutil.boot_time(), uptime",
+    ),
+    name(
+        "kern.hostname",
+        "hostname, git (commit identity), python socket.gethostname()",
+    ),
     name("kern.maxfiles", "jvm and node file descriptor limits"),
-    name("kern.maxfilesperproc", "jvm, node, cargo raising RLIMIT_NOFILE"),
+    name(
+        "kern.maxfilesperproc",
+        "jvm, node, cargo raising RLIMIT_NOFILE",
+    ),
     name("kern.maxproc", "shells, psutil"),
     name("kern.ngroups", "getgroups users (id)"),
-    name("kern.osproductversion", "sw_vers, python platform.mac_ver(), xcrun"),
+    name(
+        "kern.osproductversion",
+        "sw_vers, python platform.mac_ver(), xcrun",
+    ),
     name("kern.osrelease", "uname -r, node os.release()"),
     name("kern.ostype", "uname -s"),
     name("kern.osvariant_status", "libsystem internal checks"),
@@ -202,11 +255,20 @@ pub const SYSCTL_READ: &[Sysctl] = &[
     name("kern.secure_kernel", "libsystem internal checks"),
     name("kern.usrstack64", "jvm and go stack placement"),
     name("kern.version", "uname -v, node os.version()"),
-    prefix("kern.proc.", "ps, pgrep, psutil (kinfo_proc lists: pid, ppid, uid, name; not argv)"),
-    name("security.mac.lockdown_mode_state", "Foundation and swift start-up"),
+    prefix(
+        "kern.proc.",
+        "ps, pgrep, psutil (kinfo_proc lists: pid, ppid, uid, name; not argv)",
+    ),
+    name(
+        "security.mac.lockdown_mode_state",
+        "Foundation and swift start-up",
+    ),
     name("sysctl.proc_cputype", "clang and rustc host detection"),
     name("sysctl.proc_native", "Rosetta-aware tools (homebrew, node)"),
-    name("sysctl.proc_translated", "Rosetta detection: homebrew, go, node, python platform"),
+    name(
+        "sysctl.proc_translated",
+        "Rosetta detection: homebrew, go, node, python platform",
+    ),
     name("vm.loadavg", "node os.loadavg(), uptime"),
     name("vm.swapusage", "top, psutil.swap_memory()"),
 ];
@@ -262,12 +324,24 @@ mod tests {
     fn every_rule_has_a_reason_and_a_tool() {
         for r in BASE_RULES.iter().chain(NETWORK_RULES) {
             assert!(r.sbpl.starts_with("(allow "), "{}", r.sbpl);
-            assert!(!r.why.trim().is_empty() && !r.needed_by.trim().is_empty(), "{}", r.sbpl);
-            assert!(!r.why.contains('?'), "no questions in policy comments: {}", r.why);
+            assert!(
+                !r.why.trim().is_empty() && !r.needed_by.trim().is_empty(),
+                "{}",
+                r.sbpl
+            );
+            assert!(
+                !r.why.contains('?'),
+                "no questions in policy comments: {}",
+                r.why
+            );
             assert!(!r.why.contains('\n') && !r.needed_by.contains('\n'));
         }
         for s in SYSCTL_READ {
-            assert!(!s.name.is_empty() && !s.needed_by.trim().is_empty(), "{}", s.name);
+            assert!(
+                !s.name.is_empty() && !s.needed_by.trim().is_empty(),
+                "{}",
+                s.name
+            );
             assert!(!s.name.contains('"') && !s.name.contains('\\'));
         }
     }

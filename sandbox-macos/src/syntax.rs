@@ -81,8 +81,16 @@ const FILTERS: &[(&str, Arg, Option<&[OpClass]>)] = &[
     ("require-all", Arg::Filters, None),
     ("require-any", Arg::Filters, None),
     ("require-not", Arg::OneFilter, None),
-    ("literal", Arg::Path, Some(&[OpClass::File, OpClass::Process])),
-    ("subpath", Arg::Path, Some(&[OpClass::File, OpClass::Process])),
+    (
+        "literal",
+        Arg::Path,
+        Some(&[OpClass::File, OpClass::Process]),
+    ),
+    (
+        "subpath",
+        Arg::Path,
+        Some(&[OpClass::File, OpClass::Process]),
+    ),
     ("regex", Arg::Regex, Some(&[OpClass::File])),
     ("extension", Arg::Str, Some(&[OpClass::File])),
     (
@@ -90,12 +98,20 @@ const FILTERS: &[(&str, Arg, Option<&[OpClass]>)] = &[
         Arg::Symbol(&["CHARACTER-DEVICE", "REGULAR-FILE", "DIRECTORY", "SYMLINK"]),
         Some(&[OpClass::File]),
     ),
-    ("target", Arg::Symbol(&["self", "same-sandbox"]), Some(&[OpClass::Process, OpClass::Signal])),
+    (
+        "target",
+        Arg::Symbol(&["self", "same-sandbox"]),
+        Some(&[OpClass::Process, OpClass::Signal]),
+    ),
     ("sysctl-name", Arg::Str, Some(&[OpClass::Sysctl])),
     ("sysctl-name-prefix", Arg::Str, Some(&[OpClass::Sysctl])),
     ("sysctl-name-regex", Arg::Regex, Some(&[OpClass::Sysctl])),
     ("global-name", Arg::Str, Some(&[OpClass::Mach])),
-    ("iokit-registry-entry-class", Arg::Str, Some(&[OpClass::Iokit])),
+    (
+        "iokit-registry-entry-class",
+        Arg::Str,
+        Some(&[OpClass::Iokit]),
+    ),
 ];
 
 /// A syntax or vocabulary error, with its position (1-based line and column).
@@ -108,7 +124,11 @@ pub struct SyntaxError {
 
 impl fmt::Display for SyntaxError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "line {}, column {}: {}", self.line, self.column, self.message)
+        write!(
+            f,
+            "line {}, column {}: {}",
+            self.line, self.column, self.message
+        )
     }
 }
 
@@ -159,7 +179,11 @@ impl Sexp {
 }
 
 fn err(pos: Pos, message: impl Into<String>) -> SyntaxError {
-    SyntaxError { line: pos.line, column: pos.column, message: message.into() }
+    SyntaxError {
+        line: pos.line,
+        column: pos.column,
+        message: message.into(),
+    }
 }
 
 struct Lexer<'a> {
@@ -217,7 +241,9 @@ impl Lexer<'_> {
     fn expr(&mut self) -> Result<Option<Sexp>, SyntaxError> {
         self.skip_space_and_comments();
         let start = self.pos;
-        let Some(&c) = self.chars.peek() else { return Ok(None) };
+        let Some(&c) = self.chars.peek() else {
+            return Ok(None);
+        };
         match c {
             '(' => {
                 self.bump();
@@ -268,7 +294,10 @@ impl Lexer<'_> {
 
 /// Parse `text` into top-level expressions (syntax only).
 pub fn parse(text: &str) -> Result<Vec<Sexp>, SyntaxError> {
-    let mut lx = Lexer { chars: text.chars().peekable(), pos: Pos { line: 1, column: 1 } };
+    let mut lx = Lexer {
+        chars: text.chars().peekable(),
+        pos: Pos { line: 1, column: 1 },
+    };
     let mut out = Vec::new();
     while let Some(e) = lx.expr()? {
         out.push(e);
@@ -298,11 +327,19 @@ pub fn check(text: &str) -> Result<Checked, SyntaxError> {
 
 fn check_rule(form: &Sexp, params: &mut BTreeSet<String>) -> Result<(), SyntaxError> {
     let Sexp::List(items, pos) = form else {
-        return Err(err(form.pos(), "expected a rule `(allow ...)` or `(deny ...)`"));
+        return Err(err(
+            form.pos(),
+            "expected a rule `(allow ...)` or `(deny ...)`",
+        ));
     };
     match form.head() {
         Some("allow" | "deny") => {}
-        Some(other) => return Err(err(*pos, format!("unknown rule `{other}`: expected allow or deny"))),
+        Some(other) => {
+            return Err(err(
+                *pos,
+                format!("unknown rule `{other}`: expected allow or deny"),
+            ));
+        }
         None => return Err(err(*pos, "expected a rule `(allow ...)` or `(deny ...)`")),
     }
     let mut classes: Vec<OpClass> = Vec::new();
@@ -319,11 +356,20 @@ fn check_rule(form: &Sexp, params: &mut BTreeSet<String>) -> Result<(), SyntaxEr
     }
     let filters: Vec<&Sexp> = rest.collect();
     if !filters.is_empty() {
-        if let Some(c) = classes.iter().find(|c| matches!(c, OpClass::Default | OpClass::Bare)) {
-            return Err(err(filters[0].pos(), format!("operation class {c:?} takes no filters")));
+        if let Some(c) = classes
+            .iter()
+            .find(|c| matches!(c, OpClass::Default | OpClass::Bare))
+        {
+            return Err(err(
+                filters[0].pos(),
+                format!("operation class {c:?} takes no filters"),
+            ));
         }
         if classes.len() > 1 && classes.iter().any(|c| *c != classes[0]) {
-            return Err(err(*pos, "operations of different classes cannot share filters"));
+            return Err(err(
+                *pos,
+                "operations of different classes cannot share filters",
+            ));
         }
     }
     for f in filters {
@@ -332,17 +378,26 @@ fn check_rule(form: &Sexp, params: &mut BTreeSet<String>) -> Result<(), SyntaxEr
     Ok(())
 }
 
-fn check_filter(f: &Sexp, class: OpClass, params: &mut BTreeSet<String>) -> Result<(), SyntaxError> {
+fn check_filter(
+    f: &Sexp,
+    class: OpClass,
+    params: &mut BTreeSet<String>,
+) -> Result<(), SyntaxError> {
     let Sexp::List(items, pos) = f else {
         return Err(err(f.pos(), "expected a filter `(name ...)`"));
     };
-    let Some(name) = f.head() else { return Err(err(*pos, "a filter must start with its name")) };
+    let Some(name) = f.head() else {
+        return Err(err(*pos, "a filter must start with its name"));
+    };
     let Some((_, arg, classes)) = FILTERS.iter().find(|(n, _, _)| *n == name) else {
         return Err(err(*pos, format!("unknown filter `{name}`")));
     };
     if let Some(classes) = classes {
         if !classes.contains(&class) {
-            return Err(err(*pos, format!("filter `{name}` does not apply to {class:?} operations")));
+            return Err(err(
+                *pos,
+                format!("filter `{name}` does not apply to {class:?} operations"),
+            ));
         }
     }
     let args = &items[1..];
@@ -362,7 +417,9 @@ fn check_filter(f: &Sexp, class: OpClass, params: &mut BTreeSet<String>) -> Resu
             check_filter(&args[0], class, params)?;
         }
         Arg::Path => {
-            let [a] = args else { return Err(err(*pos, format!("`{name}` takes exactly one path"))) };
+            let [a] = args else {
+                return Err(err(*pos, format!("`{name}` takes exactly one path")));
+            };
             check_path_arg(a, params)?;
         }
         Arg::Regex => match args {
@@ -392,20 +449,33 @@ fn check_path_arg(a: &Sexp, params: &mut BTreeSet<String>) -> Result<(), SyntaxE
             if CONSTANT_PATHS.contains(&s.as_str()) {
                 Ok(())
             } else {
-                Err(err(*p, format!("path {s:?} spliced into the policy: paths must be (param \"KEY\")")))
+                Err(err(
+                    *p,
+                    format!("path {s:?} spliced into the policy: paths must be (param \"KEY\")"),
+                ))
             }
         }
         Sexp::List(items, p) if a.head() == Some("param") => match &items[1..] {
             [Sexp::Str(key, kp)] => {
-                if key.is_empty() || !key.bytes().all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || b == b'_') {
-                    return Err(err(*kp, format!("parameter name {key:?} must be [A-Z0-9_]+")));
+                if key.is_empty()
+                    || !key
+                        .bytes()
+                        .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || b == b'_')
+                {
+                    return Err(err(
+                        *kp,
+                        format!("parameter name {key:?} must be [A-Z0-9_]+"),
+                    ));
                 }
                 params.insert(key.clone());
                 Ok(())
             }
             _ => Err(err(*p, "`param` takes exactly one string")),
         },
-        other => Err(err(other.pos(), "a path must be a constant string or (param \"KEY\")")),
+        other => Err(err(
+            other.pos(),
+            "a path must be a constant string or (param \"KEY\")",
+        )),
     }
 }
 
@@ -422,51 +492,105 @@ mod tests {
     fn accepts_a_good_policy_and_collects_params() {
         let c = check(GOOD).unwrap();
         assert_eq!(c.rules, 5);
-        let want: BTreeSet<String> = ["WRITABLE_ROOT_0", "WRITABLE_ROOT_0_RO_0"].iter().map(|s| s.to_string()).collect();
+        let want: BTreeSet<String> = ["WRITABLE_ROOT_0", "WRITABLE_ROOT_0_RO_0"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
         assert_eq!(c.params, want);
     }
 
     fn rejects(text: &str, needle: &str) {
         let e = check(text).expect_err(text).to_string();
-        assert!(e.contains(needle), "error {e:?} should contain {needle:?} for {text:?}");
+        assert!(
+            e.contains(needle),
+            "error {e:?} should contain {needle:?} for {text:?}"
+        );
     }
 
     #[test]
     fn rejects_broken_policies() {
         rejects("(version 1)\n(allow file-read*", "unbalanced `(`");
         rejects("(version 1)\n(allow file-read*))", "unbalanced `)`");
-        rejects("(version 1)\n(allow sysctl-read (sysctl-name \"hw.ncpu))", "unterminated string");
-        rejects("(version 1)\n(allow file-ioctl (regex #\"^/dev/ttys))", "unterminated string");
-        rejects("(version 1)\n(allow file-raed*)", "unknown operation `file-raed*`");
-        rejects("(version 1)\n(allow file-read* (subpth (param \"A\")))", "unknown filter `subpth`");
+        rejects(
+            "(version 1)\n(allow sysctl-read (sysctl-name \"hw.ncpu))",
+            "unterminated string",
+        );
+        rejects(
+            "(version 1)\n(allow file-ioctl (regex #\"^/dev/ttys))",
+            "unterminated string",
+        );
+        rejects(
+            "(version 1)\n(allow file-raed*)",
+            "unknown operation `file-raed*`",
+        );
+        rejects(
+            "(version 1)\n(allow file-read* (subpth (param \"A\")))",
+            "unknown filter `subpth`",
+        );
         rejects("(allow file-read*)", "must start with (version 1)");
         rejects("", "empty policy");
         rejects("(version 2)\n(deny default)", "must start with (version 1)");
         rejects("(version 1)\n(alow file-read*)", "unknown rule `alow`");
         rejects("(version 1)\n(allow)", "at least one operation");
-        rejects("(version 1)\n(allow process-fork (subpath (param \"A\")))", "takes no filters");
-        rejects("(version 1)\n(allow sysctl-read (subpath (param \"A\")))", "does not apply to Sysctl");
-        rejects("(version 1)\n(allow file-write* (subpath \"/Users/me\"))", "spliced into the policy");
-        rejects("(version 1)\n(allow file-write* (subpath (param \"lower\")))", "must be [A-Z0-9_]+");
-        rejects("(version 1)\n(allow file-write* (require-not (subpath (param \"A\")) (subpath (param \"B\"))))", "exactly one filter");
-        rejects("(version 1)\n(allow file-write* (require-all))", "at least one filter");
-        rejects("(version 1)\n(allow file-ioctl (regex \"^/dev\"))", "#\"regex\"");
-        rejects("(version 1)\n(allow signal (target everyone))", "does not accept `everyone`");
+        rejects(
+            "(version 1)\n(allow process-fork (subpath (param \"A\")))",
+            "takes no filters",
+        );
+        rejects(
+            "(version 1)\n(allow sysctl-read (subpath (param \"A\")))",
+            "does not apply to Sysctl",
+        );
+        rejects(
+            "(version 1)\n(allow file-write* (subpath \"/Users/me\"))",
+            "spliced into the policy",
+        );
+        rejects(
+            "(version 1)\n(allow file-write* (subpath (param \"lower\")))",
+            "must be [A-Z0-9_]+",
+        );
+        rejects(
+            "(version 1)\n(allow file-write* (require-not (subpath (param \"A\")) (subpath (param \"B\"))))",
+            "exactly one filter",
+        );
+        rejects(
+            "(version 1)\n(allow file-write* (require-all))",
+            "at least one filter",
+        );
+        rejects(
+            "(version 1)\n(allow file-ioctl (regex \"^/dev\"))",
+            "#\"regex\"",
+        );
+        rejects(
+            "(version 1)\n(allow signal (target everyone))",
+            "does not accept `everyone`",
+        );
         rejects("(version 1)\nfile-read*", "expected a rule");
-        rejects("(version 1)\n(allow sysctl-read (sysctl-name \"a\nb\"))", "newline inside a string");
-        rejects("(version 1)\n(allow sysctl-read (sysctl-name \"a\\qb\"))", "unknown escape");
+        rejects(
+            "(version 1)\n(allow sysctl-read (sysctl-name \"a\nb\"))",
+            "newline inside a string",
+        );
+        rejects(
+            "(version 1)\n(allow sysctl-read (sysctl-name \"a\\qb\"))",
+            "unknown escape",
+        );
     }
 
     #[test]
     fn mixed_classes_with_filters_are_rejected_but_allowed_bare() {
         assert!(check("(version 1)\n(allow file-read* sysctl-read)\n").is_ok());
-        rejects("(version 1)\n(allow file-read* sysctl-read (sysctl-name \"x\"))", "different classes");
+        rejects(
+            "(version 1)\n(allow file-read* sysctl-read (sysctl-name \"x\"))",
+            "different classes",
+        );
     }
 
     #[test]
     fn errors_carry_line_and_column() {
         let e = check("(version 1)\n(deny default)\n  (allow bogus-op)").unwrap_err();
         assert_eq!((e.line, e.column), (3, 10));
-        assert_eq!(e.to_string(), "line 3, column 10: unknown operation `bogus-op`");
+        assert_eq!(
+            e.to_string(),
+            "line 3, column 10: unknown operation `bogus-op`"
+        );
     }
 }

@@ -2,6 +2,12 @@
 //! (last matching rule wins). Each denial has a control that the same action is allowed without
 //! the protection, and each protection is shown to matter by removing its rules from the text.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::panic,
+    reason = "test helpers outside #[test] functions"
+)]
+
 mod model;
 
 use std::path::{Path, PathBuf};
@@ -13,7 +19,13 @@ use sandbox_policy::{EffectivePolicy, PolicyKind, ReadOnlySubpath, WritableRoot}
 fn root(path: &str, subs: &[&str]) -> WritableRoot {
     WritableRoot {
         root: PathBuf::from(path),
-        read_only_subpaths: subs.iter().map(|s| ReadOnlySubpath { path: PathBuf::from(s), exists: true }).collect(),
+        read_only_subpaths: subs
+            .iter()
+            .map(|s| ReadOnlySubpath {
+                path: PathBuf::from(s),
+                exists: true,
+            })
+            .collect(),
     }
 }
 
@@ -22,10 +34,16 @@ fn nested() -> EffectivePolicy {
         kind: PolicyKind::WorkspaceWrite,
         cwd: PathBuf::from("/private/tmp/proj"),
         writable_roots: vec![
-            root("/private/tmp/proj", &["/private/tmp/proj/.git", "/private/tmp/proj/.codex"]),
+            root(
+                "/private/tmp/proj",
+                &["/private/tmp/proj/.git", "/private/tmp/proj/.codex"],
+            ),
             root("/tmp", &["/tmp/.git", "/tmp/.codex"]),
         ],
-        deny_read: vec![PathBuf::from("/Users/a/.ssh"), PathBuf::from("/tmp/proj/keys/id.pem")],
+        deny_read: vec![
+            PathBuf::from("/Users/a/.ssh"),
+            PathBuf::from("/tmp/proj/keys/id.pem"),
+        ],
         network: false,
     }
 }
@@ -47,7 +65,14 @@ fn model_without(policy: &sandbox_macos::SeatbeltPolicy, section: &str) -> Model
         }
     }
     assert_ne!(out, policy.text(), "section {section} not found");
-    Model::from_text(&out, policy.params().iter().map(|p| (p.key.clone(), p.value.clone())).collect())
+    Model::from_text(
+        &out,
+        policy
+            .params()
+            .iter()
+            .map(|p| (p.key.clone(), p.value.clone()))
+            .collect(),
+    )
 }
 
 const W: &str = "file-write-data";
@@ -59,16 +84,31 @@ fn writes_inside_roots_only_and_never_into_git() {
     let sb = generate(&nested(), &HostPaths::default()).unwrap();
     let m = Model::new(&sb);
     // Controls: the workspace and /tmp are writable.
-    assert_eq!(m.decide(W, Path::new("/private/tmp/proj/src/main.rs")), Decision::Allow);
-    assert_eq!(m.decide(W, Path::new("/private/tmp/other")), Decision::Allow);
+    assert_eq!(
+        m.decide(W, Path::new("/private/tmp/proj/src/main.rs")),
+        Decision::Allow
+    );
+    assert_eq!(
+        m.decide(W, Path::new("/private/tmp/other")),
+        Decision::Allow
+    );
     // Outside every root: denied by default.
     assert_eq!(m.decide(W, Path::new("/Users/a/.bashrc")), Decision::Deny);
     assert_eq!(m.decide(W, Path::new("/private/etc/hosts")), Decision::Deny);
     // .git and .codex of the workspace: denied, even though /tmp (an outer root) allows them.
-    assert_eq!(m.decide(W, Path::new("/private/tmp/proj/.git/hooks/pre-commit")), Decision::Deny);
-    assert_eq!(m.decide(W, Path::new("/private/tmp/proj/.codex/config.toml")), Decision::Deny);
+    assert_eq!(
+        m.decide(W, Path::new("/private/tmp/proj/.git/hooks/pre-commit")),
+        Decision::Deny
+    );
+    assert_eq!(
+        m.decide(W, Path::new("/private/tmp/proj/.codex/config.toml")),
+        Decision::Deny
+    );
     // A .git that does not exist yet is protected too (Seatbelt matches paths, not inodes).
-    assert_eq!(m.decide(W, Path::new("/private/tmp/.git/config")), Decision::Deny);
+    assert_eq!(
+        m.decide(W, Path::new("/private/tmp/.git/config")),
+        Decision::Deny
+    );
 }
 
 #[test]
@@ -77,7 +117,10 @@ fn without_the_trailing_carve_out_denies_an_outer_root_reopens_git() {
     // root /tmp write the inner root's .git.
     let sb = generate(&nested(), &HostPaths::default()).unwrap();
     let m = model_without(&sb, "read-only carve-outs");
-    assert_eq!(m.decide(W, Path::new("/private/tmp/proj/.git/hooks/pre-commit")), Decision::Allow);
+    assert_eq!(
+        m.decide(W, Path::new("/private/tmp/proj/.git/hooks/pre-commit")),
+        Decision::Allow
+    );
 }
 
 #[test]
@@ -85,14 +128,29 @@ fn parents_of_protected_paths_cannot_be_renamed_away() {
     let sb = generate(&nested(), &HostPaths::default()).unwrap();
     let m = Model::new(&sb);
     // Renaming the workspace (under the /tmp root) would move its .git away from the rule.
-    assert_eq!(m.decide(UNLINK, Path::new("/private/tmp/proj")), Decision::Deny);
+    assert_eq!(
+        m.decide(UNLINK, Path::new("/private/tmp/proj")),
+        Decision::Deny
+    );
     // Renaming the directory holding a deny-read file would move the file out from under it.
-    assert_eq!(m.decide(UNLINK, Path::new("/private/tmp/proj/keys")), Decision::Deny);
+    assert_eq!(
+        m.decide(UNLINK, Path::new("/private/tmp/proj/keys")),
+        Decision::Deny
+    );
     // Control: other files and directories in the roots can be removed and renamed.
-    assert_eq!(m.decide(UNLINK, Path::new("/private/tmp/proj/src")), Decision::Allow);
-    assert_eq!(m.decide(UNLINK, Path::new("/private/tmp/proj/keys/other.txt")), Decision::Allow);
+    assert_eq!(
+        m.decide(UNLINK, Path::new("/private/tmp/proj/src")),
+        Decision::Allow
+    );
+    assert_eq!(
+        m.decide(UNLINK, Path::new("/private/tmp/proj/keys/other.txt")),
+        Decision::Allow
+    );
     let without = model_without(&sb, "parents of protected paths");
-    assert_eq!(without.decide(UNLINK, Path::new("/private/tmp/proj/keys")), Decision::Allow);
+    assert_eq!(
+        without.decide(UNLINK, Path::new("/private/tmp/proj/keys")),
+        Decision::Allow
+    );
 }
 
 #[test]
@@ -106,16 +164,41 @@ fn credentials_are_unreadable_and_unreplaceable() {
         let sb = generate(&policy, &HostPaths::default()).unwrap();
         let m = Model::new(&sb);
         // Control: everything else is readable.
-        assert_eq!(m.decide(R, Path::new("/Users/a/notes.txt")), Decision::Allow);
-        assert_eq!(m.decide(R, Path::new("/Users/a/.sshx")), Decision::Allow, "subpath is per component");
-        assert_eq!(m.decide(R, Path::new("/Users/a/.ssh/id_ed25519")), Decision::Deny);
-        assert_eq!(m.decide("file-read-metadata", Path::new("/Users/a/.ssh")), Decision::Deny);
-        assert_eq!(m.decide(R, Path::new("/private/tmp/proj/keys/id.pem")), Decision::Deny);
+        assert_eq!(
+            m.decide(R, Path::new("/Users/a/notes.txt")),
+            Decision::Allow
+        );
+        assert_eq!(
+            m.decide(R, Path::new("/Users/a/.sshx")),
+            Decision::Allow,
+            "subpath is per component"
+        );
+        assert_eq!(
+            m.decide(R, Path::new("/Users/a/.ssh/id_ed25519")),
+            Decision::Deny
+        );
+        assert_eq!(
+            m.decide("file-read-metadata", Path::new("/Users/a/.ssh")),
+            Decision::Deny
+        );
+        assert_eq!(
+            m.decide(R, Path::new("/private/tmp/proj/keys/id.pem")),
+            Decision::Deny
+        );
         // Inside a writable root, a credential can be neither overwritten nor removed.
-        assert_eq!(m.decide(W, Path::new("/private/tmp/proj/keys/id.pem")), Decision::Deny);
-        assert_eq!(m.decide(UNLINK, Path::new("/private/tmp/proj/keys/id.pem")), Decision::Deny);
+        assert_eq!(
+            m.decide(W, Path::new("/private/tmp/proj/keys/id.pem")),
+            Decision::Deny
+        );
+        assert_eq!(
+            m.decide(UNLINK, Path::new("/private/tmp/proj/keys/id.pem")),
+            Decision::Deny
+        );
         let without = model_without(&sb, "deny-read list");
-        assert_eq!(without.decide(R, Path::new("/Users/a/.ssh/id_ed25519")), Decision::Allow);
+        assert_eq!(
+            without.decide(R, Path::new("/Users/a/.ssh/id_ed25519")),
+            Decision::Allow
+        );
     }
 }
 
@@ -127,9 +210,18 @@ fn read_only_writes_nothing_but_dev_null() {
     let sb = generate(&policy, &HostPaths::default()).unwrap();
     let m = Model::new(&sb);
     assert_eq!(m.decide(W, Path::new("/private/tmp/x")), Decision::Deny);
-    assert_eq!(m.decide("file-write-create", Path::new("/private/tmp/proj/new")), Decision::Deny);
-    assert!(sb.text().contains("(allow file-write-data (require-all (literal \"/dev/null\")"));
-    assert!(!sb.text().contains("network-outbound"), "no network in read-only");
+    assert_eq!(
+        m.decide("file-write-create", Path::new("/private/tmp/proj/new")),
+        Decision::Deny
+    );
+    assert!(
+        sb.text()
+            .contains("(allow file-write-data (require-all (literal \"/dev/null\")")
+    );
+    assert!(
+        !sb.text().contains("network-outbound"),
+        "no network in read-only"
+    );
 }
 
 #[test]

@@ -1,6 +1,12 @@
 //! The `sandbox-exec` command line, the child environment and exit-status passthrough (shared
 //! code, tested on Linux; the status mapping is exercised with real processes).
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::panic,
+    reason = "test helpers outside #[test] functions"
+)]
+
 use std::ffi::{OsStr, OsString};
 use std::path::PathBuf;
 use std::process::Command;
@@ -10,10 +16,18 @@ use sandbox_policy::{EffectivePolicy, PolicyKind};
 
 fn policy(network: bool) -> sandbox_macos::SeatbeltPolicy {
     let p = EffectivePolicy {
-        kind: if network { PolicyKind::DangerFullAccess } else { PolicyKind::ReadOnly },
+        kind: if network {
+            PolicyKind::DangerFullAccess
+        } else {
+            PolicyKind::ReadOnly
+        },
         cwd: PathBuf::from("/"),
         writable_roots: vec![],
-        deny_read: if network { vec![] } else { vec![PathBuf::from("/Users/a/.ssh")] },
+        deny_read: if network {
+            vec![]
+        } else {
+            vec![PathBuf::from("/Users/a/.ssh")]
+        },
         network,
     };
     generate(&p, &HostPaths::default()).unwrap()
@@ -59,13 +73,25 @@ fn empty_command_is_an_error() {
 
 #[test]
 fn exit_status_passes_through_with_128_plus_signal() {
-    let st = Command::new("/bin/sh").args(["-c", "exit 7"]).status().unwrap();
+    let st = Command::new("/bin/sh")
+        .args(["-c", "exit 7"])
+        .status()
+        .unwrap();
     assert_eq!(exit_code(st), 7);
-    let st = Command::new("/bin/sh").args(["-c", "exit 0"]).status().unwrap();
+    let st = Command::new("/bin/sh")
+        .args(["-c", "exit 0"])
+        .status()
+        .unwrap();
     assert_eq!(exit_code(st), 0);
-    let st = Command::new("/bin/sh").args(["-c", "kill -TERM $$"]).status().unwrap();
+    let st = Command::new("/bin/sh")
+        .args(["-c", "kill -TERM $$"])
+        .status()
+        .unwrap();
     assert_eq!(exit_code(st), 128 + 15);
-    let st = Command::new("/bin/sh").args(["-c", "kill -KILL $$"]).status().unwrap();
+    let st = Command::new("/bin/sh")
+        .args(["-c", "kill -KILL $$"])
+        .status()
+        .unwrap();
     assert_eq!(exit_code(st), 128 + 9);
 }
 
@@ -80,13 +106,28 @@ fn resolved_policy_from_a_real_tree_generates() {
         codex_home: Some(dir.path().join("ch")),
         tmpdir: None,
     };
-    let eff = sandbox_policy::SandboxPolicy::workspace_write().resolve(&ws, &env, &[]).unwrap();
+    let eff = sandbox_policy::SandboxPolicy::workspace_write()
+        .resolve(&ws, &env, &[])
+        .unwrap();
     let sb = generate(&eff, &HostPaths::default()).unwrap();
     // The temp dir is usually under /tmp, which Seatbelt sees as /private/tmp.
-    let ws_c = sandbox_macos::paths::seatbelt_path("test", &std::fs::canonicalize(&ws).unwrap()).unwrap();
+    let ws_c =
+        sandbox_macos::paths::seatbelt_path("test", &std::fs::canonicalize(&ws).unwrap()).unwrap();
     let params = sb.params_text();
-    assert!(params.contains(&format!("WRITABLE_ROOT_0={}\n", ws_c.display())), "{params}");
-    assert!(params.contains(&format!("WRITABLE_ROOT_0_RO_0={}\n", ws_c.join(".git").display())), "{params}");
-    assert!(params.contains("=/private/tmp\n"), "/tmp is passed as /private/tmp: {params}");
+    assert!(
+        params.contains(&format!("WRITABLE_ROOT_0={}\n", ws_c.display())),
+        "{params}"
+    );
+    assert!(
+        params.contains(&format!(
+            "WRITABLE_ROOT_0_RO_0={}\n",
+            ws_c.join(".git").display()
+        )),
+        "{params}"
+    );
+    assert!(
+        params.contains("=/private/tmp\n"),
+        "/tmp is passed as /private/tmp: {params}"
+    );
     assert!(!sb.text().contains("quoted"));
 }

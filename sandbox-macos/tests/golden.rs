@@ -2,6 +2,12 @@
 //! compared with reviewed files in `tests/golden/`. `UPDATE_GOLDEN=1 cargo test -p sandbox-macos
 //! --test golden` rewrites them; review the diff before committing.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::panic,
+    reason = "test helpers outside #[test] functions"
+)]
+
 use std::path::{Path, PathBuf};
 
 use sandbox_macos::{HostPaths, SeatbeltPolicy, generate, syntax};
@@ -14,7 +20,13 @@ fn p(s: &str) -> PathBuf {
 fn root(path: &str, subs: &[(&str, bool)]) -> WritableRoot {
     WritableRoot {
         root: p(path),
-        read_only_subpaths: subs.iter().map(|(s, exists)| ReadOnlySubpath { path: p(s), exists: *exists }).collect(),
+        read_only_subpaths: subs
+            .iter()
+            .map(|(s, exists)| ReadOnlySubpath {
+                path: p(s),
+                exists: *exists,
+            })
+            .collect(),
     }
 }
 
@@ -32,7 +44,13 @@ fn deny_read() -> Vec<PathBuf> {
 
 fn workspace_roots() -> Vec<WritableRoot> {
     vec![
-        root("/Users/alice/proj", &[("/Users/alice/proj/.git", true), ("/Users/alice/proj/.codex", false)]),
+        root(
+            "/Users/alice/proj",
+            &[
+                ("/Users/alice/proj/.git", true),
+                ("/Users/alice/proj/.codex", false),
+            ],
+        ),
         // A linked worktree: .git is a file pointing at a gitdir outside the root.
         root(
             "/Users/alice/wt",
@@ -43,12 +61,20 @@ fn workspace_roots() -> Vec<WritableRoot> {
             ],
         ),
         root("/tmp", &[("/tmp/.git", false), ("/tmp/.codex", false)]),
-        root("/var/folders/zz/abc/T", &[("/var/folders/zz/abc/T/.git", false), ("/var/folders/zz/abc/T/.codex", false)]),
+        root(
+            "/var/folders/zz/abc/T",
+            &[
+                ("/var/folders/zz/abc/T/.git", false),
+                ("/var/folders/zz/abc/T/.codex", false),
+            ],
+        ),
     ]
 }
 
 fn case(name: &str) -> (EffectivePolicy, HostPaths) {
-    let cache = HostPaths { darwin_user_cache_dir: Some(p("/var/folders/zz/abc/C")) };
+    let cache = HostPaths {
+        darwin_user_cache_dir: Some(p("/var/folders/zz/abc/C")),
+    };
     match name {
         "read-only" => (
             EffectivePolicy {
@@ -86,7 +112,13 @@ fn case(name: &str) -> (EffectivePolicy, HostPaths) {
                 kind: PolicyKind::WorkspaceWrite,
                 cwd: p("/private/tmp/proj"),
                 writable_roots: vec![
-                    root("/private/tmp/proj", &[("/private/tmp/proj/.git", true), ("/private/tmp/proj/.codex", true)]),
+                    root(
+                        "/private/tmp/proj",
+                        &[
+                            ("/private/tmp/proj/.git", true),
+                            ("/private/tmp/proj/.codex", true),
+                        ],
+                    ),
                     root("/tmp", &[("/tmp/.git", false), ("/tmp/.codex", false)]),
                 ],
                 deny_read: vec![p("/tmp/proj/secrets/key.pem")],
@@ -108,8 +140,13 @@ fn case(name: &str) -> (EffectivePolicy, HostPaths) {
     }
 }
 
-const CASES: &[&str] =
-    &["read-only", "workspace-write", "workspace-write-network", "workspace-write-nested", "danger-full-access"];
+const CASES: &[&str] = &[
+    "read-only",
+    "workspace-write",
+    "workspace-write-network",
+    "workspace-write-nested",
+    "danger-full-access",
+];
 
 fn golden_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden")
@@ -123,14 +160,20 @@ fn compare(file: &Path, actual: &str) -> Option<String> {
     match std::fs::read_to_string(file) {
         Ok(expected) if expected == actual => None,
         Ok(expected) => {
-            let line = expected.lines().zip(actual.lines()).position(|(a, b)| a != b);
+            let line = expected
+                .lines()
+                .zip(actual.lines())
+                .position(|(a, b)| a != b);
             Some(format!(
                 "{} differs (first differing line: {:?}); run with UPDATE_GOLDEN=1 and review the diff",
                 file.display(),
                 line.map(|l| l + 1)
             ))
         }
-        Err(e) => Some(format!("{}: {e}; run with UPDATE_GOLDEN=1 to create it", file.display())),
+        Err(e) => Some(format!(
+            "{}: {e}; run with UPDATE_GOLDEN=1 to create it",
+            file.display()
+        )),
     }
 }
 
@@ -141,8 +184,14 @@ fn generated_policies_match_golden_files() {
         let (policy, host) = case(name);
         let sb: SeatbeltPolicy = generate(&policy, &host).unwrap();
         syntax::check(sb.text()).unwrap();
-        failures.extend(compare(&golden_dir().join(format!("{name}.sbpl")), sb.text()));
-        failures.extend(compare(&golden_dir().join(format!("{name}.params")), &sb.params_text()));
+        failures.extend(compare(
+            &golden_dir().join(format!("{name}.sbpl")),
+            sb.text(),
+        ));
+        failures.extend(compare(
+            &golden_dir().join(format!("{name}.params")),
+            &sb.params_text(),
+        ));
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
@@ -155,13 +204,28 @@ fn golden_parameters_are_canonical_for_macos() {
     for line in params.lines() {
         let (_, value) = line.split_once('=').unwrap();
         for alias in ["/tmp", "/var", "/etc"] {
-            assert!(!(value == alias || value.starts_with(&format!("{alias}/"))), "{line}");
+            assert!(
+                !(value == alias || value.starts_with(&format!("{alias}/"))),
+                "{line}"
+            );
         }
     }
-    assert!(params.contains("WRITABLE_ROOT_2=/private/tmp\n"), "{params}");
-    assert!(params.contains("WRITABLE_ROOT_3=/private/var/folders/zz/abc/T\n"), "{params}");
-    assert!(params.contains("DENY_READ_5=/private/etc/codex/secret.toml\n"), "{params}");
-    assert!(params.contains("DARWIN_USER_CACHE_DIR=/private/var/folders/zz/abc/C\n"), "{params}");
+    assert!(
+        params.contains("WRITABLE_ROOT_2=/private/tmp\n"),
+        "{params}"
+    );
+    assert!(
+        params.contains("WRITABLE_ROOT_3=/private/var/folders/zz/abc/T\n"),
+        "{params}"
+    );
+    assert!(
+        params.contains("DENY_READ_5=/private/etc/codex/secret.toml\n"),
+        "{params}"
+    );
+    assert!(
+        params.contains("DARWIN_USER_CACHE_DIR=/private/var/folders/zz/abc/C\n"),
+        "{params}"
+    );
 }
 
 #[test]
@@ -170,7 +234,10 @@ fn nested_roots_and_mapping_collapse_duplicates() {
     let policy = EffectivePolicy {
         kind: PolicyKind::WorkspaceWrite,
         cwd: p("/tmp"),
-        writable_roots: vec![root("/tmp", &[("/tmp/.git", true)]), root("/private/tmp", &[("/private/tmp/.codex", false)])],
+        writable_roots: vec![
+            root("/tmp", &[("/tmp/.git", true)]),
+            root("/private/tmp", &[("/private/tmp/.codex", false)]),
+        ],
         deny_read: vec![p("/Users/a/.ssh"), p("/Users/a/.ssh/")],
         network: false,
     };

@@ -1,6 +1,12 @@
 //! Property tests over random policies whose path components are full of `"`, `)`, `(`, `#"`,
 //! `;`, `\` and newlines.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::panic,
+    reason = "test helpers outside #[test] functions"
+)]
+
 mod model;
 
 const TAG: char = '\u{2603}';
@@ -38,14 +44,23 @@ fn shape() -> impl Strategy<Value = Shape> {
             Just(PolicyKind::DangerFullAccess)
         ],
         prop::collection::vec(
-            (prop::collection::vec(component(), 1..3), prop::collection::vec(component(), 0..3)),
+            (
+                prop::collection::vec(component(), 1..3),
+                prop::collection::vec(component(), 0..3),
+            ),
             0..4,
         ),
         prop::collection::vec(prop::collection::vec(component(), 1..4), 0..4),
         any::<bool>(),
         prop::option::of(prop::collection::vec(component(), 1..3)),
     )
-        .prop_map(|(kind, roots, deny, network, cache_dir)| Shape { kind, roots, deny, network, cache_dir })
+        .prop_map(|(kind, roots, deny, network, cache_dir)| Shape {
+            kind,
+            roots,
+            deny,
+            network,
+            cache_dir,
+        })
 }
 
 /// Build the policy, each component prefixed by `tag` (a character the policy text never uses),
@@ -66,7 +81,10 @@ fn build(s: &Shape, tag: char) -> (EffectivePolicy, HostPaths) {
                 WritableRoot {
                     read_only_subpaths: subs
                         .iter()
-                        .map(|n| ReadOnlySubpath { path: root.join(format!("{tag}{n}")), exists: false })
+                        .map(|n| ReadOnlySubpath {
+                            path: root.join(format!("{tag}{n}")),
+                            exists: false,
+                        })
                         .collect(),
                     root,
                 }
@@ -75,7 +93,11 @@ fn build(s: &Shape, tag: char) -> (EffectivePolicy, HostPaths) {
     } else {
         vec![]
     };
-    let deny_read = if s.kind == PolicyKind::DangerFullAccess { vec![] } else { s.deny.iter().map(|d| path(d)).collect() };
+    let deny_read = if s.kind == PolicyKind::DangerFullAccess {
+        vec![]
+    } else {
+        s.deny.iter().map(|d| path(d)).collect()
+    };
     let policy = EffectivePolicy {
         kind: s.kind,
         cwd: PathBuf::from("/"),
@@ -83,7 +105,12 @@ fn build(s: &Shape, tag: char) -> (EffectivePolicy, HostPaths) {
         deny_read,
         network: s.network || s.kind == PolicyKind::DangerFullAccess,
     };
-    (policy, HostPaths { darwin_user_cache_dir: s.cache_dir.as_ref().map(|c| path(c)) })
+    (
+        policy,
+        HostPaths {
+            darwin_user_cache_dir: s.cache_dir.as_ref().map(|c| path(c)),
+        },
+    )
 }
 
 fn gen_policy(s: &Shape, tag: char) -> SeatbeltPolicy {
@@ -111,7 +138,16 @@ fn forms(text: &str) -> Vec<(String, Vec<String>, Vec<String>)> {
         .skip(1)
         .map(|f| {
             let Sexp::List(items, _) = f else { panic!() };
-            let ops = items[1..].iter().filter_map(|i| if let Sexp::Atom(a, _) = i { Some(a.clone()) } else { None }).collect();
+            let ops = items[1..]
+                .iter()
+                .filter_map(|i| {
+                    if let Sexp::Atom(a, _) = i {
+                        Some(a.clone())
+                    } else {
+                        None
+                    }
+                })
+                .collect();
             let mut k = Vec::new();
             keys(f, &mut k);
             (f.head().unwrap().to_string(), ops, k)
@@ -222,7 +258,9 @@ fn param_of(e: &Sexp, filter: &str) -> Option<String> {
     if e.head() != Some(filter) {
         return None;
     }
-    let Sexp::List(p, _) = &items[1] else { return None };
+    let Sexp::List(p, _) = &items[1] else {
+        return None;
+    };
     match &p[1] {
         Sexp::Str(k, _) => Some(k.clone()),
         _ => None,

@@ -47,13 +47,15 @@ pub fn run(args: MacosArgs, global: &crate::GlobalOpts) -> anyhow::Result<i32> {
     let config = crate::config::load(global)?;
     let deny_read = deny_read_from_config(&config)?;
     let policy = policy_from_flags(&args.run)?;
-    let cwd = std::env::current_dir().map_err(|e| Coded::new(EXIT_SETUP_FAILED, format!("current directory: {e}")))?;
+    let cwd = std::env::current_dir()
+        .map_err(|e| Coded::new(EXIT_SETUP_FAILED, format!("current directory: {e}")))?;
     let mut env = SandboxEnv::from_process();
     if env.codex_home.is_none() {
         env.codex_home = Some(config.codex_home.clone());
     }
-    let effective: EffectivePolicy =
-        policy.resolve(&cwd, &env, &deny_read).map_err(|e| Coded::new(USAGE, format!("sandbox policy: {e}")))?;
+    let effective: EffectivePolicy = policy
+        .resolve(&cwd, &env, &deny_read)
+        .map_err(|e| Coded::new(USAGE, format!("sandbox policy: {e}")))?;
     let seatbelt = sandbox_macos::generate(&effective, &sandbox_macos::HostPaths::from_host())
         .map_err(|e| Coded::new(EXIT_SETUP_FAILED, format!("seatbelt policy: {e}")))?;
     if args.print_policy {
@@ -68,7 +70,11 @@ pub fn run(args: MacosArgs, global: &crate::GlobalOpts) -> anyhow::Result<i32> {
 }
 
 #[cfg(target_os = "macos")]
-fn run_seatbelt(policy: &sandbox_macos::SeatbeltPolicy, command: &[OsString], cwd: &std::path::Path) -> anyhow::Result<i32> {
+fn run_seatbelt(
+    policy: &sandbox_macos::SeatbeltPolicy,
+    command: &[OsString],
+    cwd: &std::path::Path,
+) -> anyhow::Result<i32> {
     match sandbox_macos::run(policy, command, cwd) {
         Ok(status) => Ok(sandbox_macos::exit_code(status)),
         Err(e) => Err(Coded::new(EXIT_SETUP_FAILED, e.to_string())),
@@ -76,7 +82,11 @@ fn run_seatbelt(policy: &sandbox_macos::SeatbeltPolicy, command: &[OsString], cw
 }
 
 #[cfg(not(target_os = "macos"))]
-fn run_seatbelt(_policy: &sandbox_macos::SeatbeltPolicy, _command: &[OsString], _cwd: &std::path::Path) -> anyhow::Result<i32> {
+fn run_seatbelt(
+    _policy: &sandbox_macos::SeatbeltPolicy,
+    _command: &[OsString],
+    _cwd: &std::path::Path,
+) -> anyhow::Result<i32> {
     Err(not_macos())
 }
 
@@ -100,7 +110,10 @@ fn policy_from_flags(run: &super::RunArgs) -> anyhow::Result<SandboxPolicy> {
     if let Some(r) = run.writable_roots.first() {
         return Err(Coded::new(
             USAGE,
-            format!("--writable-root {}: needs --full-auto (the default policy is read-only)", r.display()),
+            format!(
+                "--writable-root {}: needs --full-auto (the default policy is read-only)",
+                r.display()
+            ),
         ));
     }
     Ok(SandboxPolicy::ReadOnly)
@@ -108,20 +121,35 @@ fn policy_from_flags(run: &super::RunArgs) -> anyhow::Result<SandboxPolicy> {
 
 /// `sandbox.deny_read`: an array of path strings; `~/` means `$HOME/`.
 fn deny_read_from_config(config: &crate::config::Config) -> anyhow::Result<Vec<PathBuf>> {
-    let Some(value) = config.get("sandbox.deny_read") else { return Ok(Vec::new()) };
-    let bad = || Coded::new(USAGE, "config sandbox.deny_read: expected an array of path strings");
+    let Some(value) = config.get("sandbox.deny_read") else {
+        return Ok(Vec::new());
+    };
+    let bad = || {
+        Coded::new(
+            USAGE,
+            "config sandbox.deny_read: expected an array of path strings",
+        )
+    };
     let items = value.as_array().ok_or_else(bad)?;
-    let home = std::env::var_os("HOME").filter(|h| !h.is_empty()).map(PathBuf::from);
+    let home = std::env::var_os("HOME")
+        .filter(|h| !h.is_empty())
+        .map(PathBuf::from);
     let mut out = Vec::with_capacity(items.len());
     for item in items {
         let s = item.as_str().ok_or_else(bad)?;
         if s.is_empty() || s.contains('\0') {
-            return Err(Coded::new(USAGE, format!("config sandbox.deny_read: {s:?}: not a usable path")));
+            return Err(Coded::new(
+                USAGE,
+                format!("config sandbox.deny_read: {s:?}: not a usable path"),
+            ));
         }
         let path = match (s.strip_prefix("~/"), &home) {
             (Some(rest), Some(h)) => h.join(rest),
             (Some(_), None) => {
-                return Err(Coded::new(USAGE, format!("config sandbox.deny_read: {s}: ~ used but HOME is not set")));
+                return Err(Coded::new(
+                    USAGE,
+                    format!("config sandbox.deny_read: {s}: ~ used but HOME is not set"),
+                ));
             }
             (None, _) => PathBuf::from(s),
         };

@@ -4,6 +4,11 @@
 //! model of documented Seatbelt behaviour, not Seatbelt: it lets the tests attack the *shape* of
 //! the generated policy on Linux (which rule wins for which path); the kernel is not involved.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::panic,
+    reason = "test helpers outside #[test] functions"
+)]
 #![allow(dead_code)]
 
 use std::collections::HashMap;
@@ -25,14 +30,23 @@ pub struct Model {
 
 impl Model {
     pub fn new(policy: &SeatbeltPolicy) -> Model {
-        Model::from_text(policy.text(), policy.params().iter().map(|p| (p.key.clone(), p.value.clone())).collect())
+        Model::from_text(
+            policy.text(),
+            policy
+                .params()
+                .iter()
+                .map(|p| (p.key.clone(), p.value.clone()))
+                .collect(),
+        )
     }
 
     pub fn from_text(text: &str, params: HashMap<String, PathBuf>) -> Model {
         let forms = parse(text).unwrap();
         let mut rules = Vec::new();
         for f in forms.iter().skip(1) {
-            let Sexp::List(items, _) = f else { panic!("not a rule") };
+            let Sexp::List(items, _) = f else {
+                panic!("not a rule")
+            };
             let decision = match f.head() {
                 Some("allow") => Decision::Allow,
                 Some("deny") => Decision::Deny,
@@ -56,7 +70,9 @@ impl Model {
         let mut d = Decision::Deny;
         for (decision, ops, filters) in &self.rules {
             let op_matches = ops.iter().any(|o| {
-                o == "default" || o == op || (o.ends_with('*') && op.starts_with(o.trim_end_matches('*')))
+                o == "default"
+                    || o == op
+                    || (o.ends_with('*') && op.starts_with(o.trim_end_matches('*')))
             });
             if op_matches && (filters.is_empty() || filters.iter().any(|f| self.matches(f, path))) {
                 d = *decision;
@@ -69,7 +85,11 @@ impl Model {
         match a {
             Sexp::Str(s, _) => PathBuf::from(s),
             Sexp::List(items, _) => match &items[1] {
-                Sexp::Str(k, _) => self.params.get(k).unwrap_or_else(|| panic!("param {k} not supplied")).clone(),
+                Sexp::Str(k, _) => self
+                    .params
+                    .get(k)
+                    .unwrap_or_else(|| panic!("param {k} not supplied"))
+                    .clone(),
                 other => panic!("{other:?}"),
             },
             other => panic!("{other:?}"),
@@ -77,7 +97,9 @@ impl Model {
     }
 
     fn matches(&self, f: &Sexp, path: &Path) -> bool {
-        let Sexp::List(items, _) = f else { panic!("filter {f:?}") };
+        let Sexp::List(items, _) = f else {
+            panic!("filter {f:?}")
+        };
         let args = &items[1..];
         match f.head().unwrap() {
             "require-all" => args.iter().all(|a| self.matches(a, path)),
