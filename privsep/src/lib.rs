@@ -1,1 +1,42 @@
-//! Being built: see the crate README.
+//! Privilege separation for `responses-api-proxy` (Linux).
+//!
+//! The mechanisms that make the API key usable only by the users an administrator names, from a
+//! process that runs unprivileged and confined:
+//!
+//! - [`peer`]: who is connecting — `SO_PEERCRED` on unix sockets, sock_diag for loopback TCP.
+//! - [`allow`]: the `--allow-user`/`--allow-group` list, resolved at start-up.
+//! - [`unix_socket`]: binding `--listen unix:/path` without following symlinks or removing
+//!   anything but a stale socket.
+//! - [`activation`]: systemd socket activation (`LISTEN_FDS`).
+//! - [`credentials`]: the key from a file or `$CREDENTIALS_DIRECTORY` (systemd credentials).
+//! - [`privdrop`]: `--user` / the default account, verified irreversible.
+//! - [`confine`]: no_new_privs, Landlock and seccomp ([`seccomp_policy`] is the table).
+//!
+//! Start-up order (the proxy's `main`, single-threaded until the last step): resolve the
+//! allow-list and the account, open the [`peer::PeerIdentifier`], read the key, bind listeners
+//! (or take activated ones), write the server-info file, load TLS roots, [`privdrop`],
+//! [`confine`], then start the runtime and serve.
+//!
+//! All `unsafe` code is in the private `sys` module.
+
+pub mod activation;
+pub mod allow;
+pub mod confine;
+pub mod credentials;
+pub mod peer;
+pub mod privdrop;
+pub mod seccomp_policy;
+mod sys;
+pub mod unix_socket;
+pub mod users;
+
+pub use activation::{ActivatedListener, ActivationError, listeners_from_systemd};
+pub use allow::{AllowList, AllowListError};
+pub use confine::{ConfineError, ConfineReport, ConfineSpec, confine, thread_count};
+pub use credentials::{CredentialError, open_key_file, systemd_credential};
+pub use peer::{PeerCred, PeerError, PeerIdentifier, peer_cred_unix};
+pub use privdrop::{DEFAULT_ACCOUNT, DropError, DropReport, RunAs};
+pub use unix_socket::{
+    DEFAULT_SOCKET_MODE, UnixSocketError, UnixSocketSpec, bind_unix_listener, parse_socket_mode,
+};
+pub use users::{Account, ResolveError};

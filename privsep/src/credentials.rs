@@ -1,0 +1,220 @@
+//! The key from a file: `--api-key-file PATH`, or a systemd credential
+//! (`LoadCredential=NAME:...` → `$CREDENTIALS_DIRECTORY/NAME`).
+//!
+//! This module only opens and checks the file; the caller reads it with the same zeroizing reader
+//! as stdin (`secure_main::read_secret` over the returned descriptor), so the key never passes
+//! through a buffered copy.
+//!
+//! Refused (the file is left untouched, the key never read): a symlink as the last component
+//! (`O_NOFOLLOW`), anything but a regular file, any group or other permission bit (`mode & 077`:
+//! whoever can read it has the key; whoever can write it chooses it), and an owner other than
+//! root or the process's effective uid.
+
+use std::fs::File;
+use std::io;
+use std::os::fd::AsFd;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+
+use crate::sys;
+
+/// Errors opening a key file; each names the path.
+#[derive(Debug, thiserror::Error)]
+pub enum CredentialError {
+    /// `open` failed.
+    #[error("cannot open key file {path}: {source}")]
+    Open {
+        /// The path.
+        path: PathBuf,
+        /// The error.
+        source: io::Error,
+    },
+    /// `fstat` failed.
+    #[error("cannot examine key file {path}: {source}")]
+    Stat {
+        /// The path.
+        path: PathBuf,
+        /// The error.
+        source: io::Error,
+    },
+    /// The path is a symlink.
+    #[error("refusing key file {path}: it is a symlink")]
+    Symlink {
+        /// The path.
+        path: PathBuf,
+    },
+    /// Not a regular file.
+    #[error("refusing key file {path}: not a regular file")]
+    NotRegular {
+        /// The path.
+        path: PathBuf,
+    },
+    /// Loose permissions.
+    #[error(
+        "refusing key file {path}: mode {mode:04o} gives group or others access; \
+         chmod 0400 (or 0600) it"
+    )]
+    LooseMode {
+        /// The path.
+        path: PathBuf,
+        /// Its mode.
+        mode: u32,
+    },
+    /// Owned by someone else.
+    #[error("refusing key file {path}: owned by uid {owner}, not by root or by us (uid {ours})")]
+    Owner {
+        /// The path.
+        path: PathBuf,
+        /// Owner.
+        owner: u32,
+        /// Our effective uid.
+        ours: u32,
+    },
+    /// `$CREDENTIALS_DIRECTORY` is not set.
+    #[error(
+        "systemd credential {name:?} requested but $CREDENTIALS_DIRECTORY is not set (use LoadCredential= in the unit)"
+    )]
+    NoCredentialsDirectory {
+        /// The credential.
+        name: String,
+    },
+    /// Bad credential name.
+    #[error("invalid credential name {0:?}: a plain file name is required")]
+    BadName(String),
+}
+
+/// `$CREDENTIALS_DIRECTORY/<name>`.
+pub fn systemd_credential(name: &str) -> Result<PathBuf, CredentialError> {
+    if name.is_empty() || name == "." || name == ".." || name.contains('/') || name.contains('\0') {
+        return Err(CredentialError::BadName(name.to_owned()));
+    }
+    let dir = std::env::var_os("CREDENTIALS_DIRECTORY").ok_or_else(|| {
+        CredentialError::NoCredentialsDirectory {
+            name: name.to_owned(),
+        }
+    })?;
+    Ok(Path::new(&dir).join(name))
+}
+
+/// Opens a key file after checking it per the module rules.
+pub fn open_key_file(path: &Path) -> Result<File, CredentialError> {
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NOCTTY)
+        .open(path)
+        .map_err(|source| {
+            if source.raw_os_error() == Some(libc::ELOOP) {
+                CredentialError::Symlink {
+                    path: path.to_owned(),
+                }
+            } else {
+                CredentialError::Open {
+                    path: path.to_owned(),
+                    source,
+                }
+            }
+        })?;
+    let (mode, owner) =
+        sys::fstat_mode_uid(file.as_fd()).map_err(|source| CredentialError::Stat {
+            path: path.to_owned(),
+            source,
+        })?;
+    if mode & libc::S_IFMT != libc::S_IFREG {
+        return Err(CredentialError::NotRegular {
+            path: path.to_owned(),
+        });
+    }
+    if mode & 0o077 != 0 {
+        return Err(CredentialError::LooseMode {
+            path: path.to_owned(),
+            mode: mode & 0o7777,
+        });
+    }
+    let ours = sys::getresuid().map(|(_, e, _)| e).unwrap_or(u32::MAX);
+    if owner != 0 && owner != ours {
+        return Err(CredentialError::Owner {
+            path: path.to_owned(),
+            owner,
+            ours,
+        });
+    }
+    Ok(file)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+    use std::os::unix::fs::PermissionsExt;
+
+    fn write(dir: &Path, name: &str, mode: u32) -> PathBuf {
+        let p = dir.join(name);
+        let mut f = File::create(&p).unwrap();
+        f.write_all(b"sk-test\n").unwrap();
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(mode)).unwrap();
+        p
+    }
+
+    #[test]
+    fn private_file_accepted_loose_refused() {
+        let d = tempfile::tempdir().unwrap();
+        // Control: 0400 and 0600 open.
+        open_key_file(&write(d.path(), "a", 0o400)).unwrap();
+        open_key_file(&write(d.path(), "b", 0o600)).unwrap();
+        // Attack surface: group/other readable or writable.
+        for (i, mode) in [0o440, 0o404, 0o620, 0o602, 0o644].into_iter().enumerate() {
+            let p = write(d.path(), &format!("loose{i}"), mode);
+            let e = open_key_file(&p).unwrap_err();
+            assert!(
+                matches!(e, CredentialError::LooseMode { mode: m, .. } if m == mode),
+                "{mode:o}: {e}"
+            );
+            assert!(e.to_string().contains("chmod 0400"), "{e}");
+            assert!(!e.to_string().contains("sk-test"));
+        }
+    }
+
+    #[test]
+    fn symlink_and_directory_refused() {
+        let d = tempfile::tempdir().unwrap();
+        let target = write(d.path(), "key", 0o400);
+        let link = d.path().join("link");
+        std::os::unix::fs::symlink(&target, &link).unwrap();
+        assert!(matches!(
+            open_key_file(&link).unwrap_err(),
+            CredentialError::Symlink { .. }
+        ));
+        assert!(matches!(
+            open_key_file(d.path()).unwrap_err(),
+            CredentialError::NotRegular { .. }
+        ));
+        assert!(matches!(
+            open_key_file(&d.path().join("missing")).unwrap_err(),
+            CredentialError::Open { .. }
+        ));
+    }
+
+    #[test]
+    fn other_owner_refused() {
+        let d = tempfile::tempdir().unwrap();
+        let p = write(d.path(), "k", 0o400);
+        std::os::unix::fs::chown(&p, Some(65534), None).unwrap();
+        let e = open_key_file(&p).unwrap_err();
+        assert!(
+            matches!(e, CredentialError::Owner { owner: 65534, .. }),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn credential_names() {
+        assert!(matches!(
+            systemd_credential("../x").unwrap_err(),
+            CredentialError::BadName(_)
+        ));
+        assert!(matches!(
+            systemd_credential("").unwrap_err(),
+            CredentialError::BadName(_)
+        ));
+    }
+}

@@ -1,0 +1,538 @@
+//! The syscall layer: every `unsafe` block of the crate lives here.
+//!
+//! Each function wraps exactly one libc call (or one tightly coupled pair, noted) and returns
+//! `io::Result`; callers add the context (which call, which path) in their typed errors.
+
+use std::ffi::{CStr, CString, OsStr};
+use std::io;
+use std::mem::MaybeUninit;
+use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+use std::time::Duration;
+
+fn cvt(ret: libc::c_int) -> io::Result<libc::c_int> {
+    if ret == -1 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(ret)
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Identity
+// ---------------------------------------------------------------------------------------------
+
+/// `getresuid(2)`: (real, effective, saved) user ids.
+pub fn getresuid() -> io::Result<(u32, u32, u32)> {
+    let (mut r, mut e, mut s) = (0, 0, 0);
+    // SAFETY: the three pointers are to live, writable `uid_t` locals of this frame.
+    cvt(unsafe { libc::getresuid(&mut r, &mut e, &mut s) })?;
+    Ok((r, e, s))
+}
+
+/// `getresgid(2)`: (real, effective, saved) group ids.
+pub fn getresgid() -> io::Result<(u32, u32, u32)> {
+    let (mut r, mut e, mut s) = (0, 0, 0);
+    // SAFETY: the three pointers are to live, writable `gid_t` locals of this frame.
+    cvt(unsafe { libc::getresgid(&mut r, &mut e, &mut s) })?;
+    Ok((r, e, s))
+}
+
+/// `getgroups(2)`: the supplementary groups of the calling thread.
+pub fn getgroups() -> io::Result<Vec<u32>> {
+    // SAFETY: size 0 with a null list only asks for the count; nothing is written.
+    let n = cvt(unsafe { libc::getgroups(0, std::ptr::null_mut()) })?;
+    let mut groups = vec![0 as libc::gid_t; usize::try_from(n).unwrap_or(0)];
+    // SAFETY: `groups` has exactly `n` writable elements and we pass `n` as the size.
+    let got = cvt(unsafe { libc::getgroups(n, groups.as_mut_ptr()) })?;
+    groups.truncate(usize::try_from(got).unwrap_or(0));
+    Ok(groups)
+}
+
+/// `setgroups(2)` through glibc, which applies it to every thread of the process.
+pub fn setgroups(groups: &[u32]) -> io::Result<()> {
+    // SAFETY: the pointer and length describe the live slice `groups`, read-only for the kernel.
+    cvt(unsafe { libc::setgroups(groups.len(), groups.as_ptr()) }).map(drop)
+}
+
+/// `setresgid(2)` through glibc (process-wide: glibc broadcasts set*id calls to all threads).
+pub fn setresgid(gid: u32) -> io::Result<()> {
+    // SAFETY: plain integer arguments; no memory is shared with the kernel.
+    cvt(unsafe { libc::setresgid(gid, gid, gid) }).map(drop)
+}
+
+/// `setresuid(2)` through glibc (process-wide).
+pub fn setresuid(uid: u32) -> io::Result<()> {
+    // SAFETY: plain integer arguments; no memory is shared with the kernel.
+    cvt(unsafe { libc::setresuid(uid, uid, uid) }).map(drop)
+}
+
+/// `setuid(2)`: used only to verify that root cannot be regained.
+pub fn setuid(uid: u32) -> io::Result<()> {
+    // SAFETY: plain integer argument.
+    cvt(unsafe { libc::setuid(uid) }).map(drop)
+}
+
+/// `setgid(2)`: used only to verify that group 0 cannot be regained.
+pub fn setgid(gid: u32) -> io::Result<()> {
+    // SAFETY: plain integer argument.
+    cvt(unsafe { libc::setgid(gid) }).map(drop)
+}
+
+/// `capget(2)` (version 3): (effective, permitted) capability sets of the calling thread, as
+/// 64-bit masks.
+pub fn capget() -> io::Result<(u64, u64)> {
+    #[repr(C)]
+    struct Header {
+        version: u32,
+        pid: libc::c_int,
+    }
+    #[repr(C)]
+    #[derive(Clone, Copy, Default)]
+    struct Data {
+        effective: u32,
+        permitted: u32,
+        inheritable: u32,
+    }
+    const LINUX_CAPABILITY_VERSION_3: u32 = 0x2008_0522;
+    let mut header = Header {
+        version: LINUX_CAPABILITY_VERSION_3,
+        pid: 0,
+    };
+    let mut data = [Data::default(); 2];
+    // SAFETY: version 3 of capget reads one header and writes two `Data` structs; both pointers
+    // are to live locals of exactly those repr(C) layouts.
+    let ret = unsafe {
+        libc::syscall(
+            libc::SYS_capget,
+            &mut header as *mut Header,
+            data.as_mut_ptr(),
+        )
+    };
+    if ret == -1 {
+        return Err(io::Error::last_os_error());
+    }
+    let eff = u64::from(data[0].effective) | (u64::from(data[1].effective) << 32);
+    let perm = u64::from(data[0].permitted) | (u64::from(data[1].permitted) << 32);
+    Ok((eff, perm))
+}
+
+// ---------------------------------------------------------------------------------------------
+// Process attributes
+// ---------------------------------------------------------------------------------------------
+
+/// `prctl(PR_SET_DUMPABLE, 0)`.
+pub fn set_not_dumpable() -> io::Result<()> {
+    // SAFETY: integer-only prctl; no memory is passed.
+    cvt(unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0) }).map(drop)
+}
+
+/// `prctl(PR_GET_DUMPABLE)`.
+pub fn get_dumpable() -> io::Result<i32> {
+    // SAFETY: integer-only prctl; no memory is passed.
+    cvt(unsafe { libc::prctl(libc::PR_GET_DUMPABLE, 0, 0, 0, 0) })
+}
+
+/// `prctl(PR_SET_NO_NEW_PRIVS, 1)`.
+pub fn set_no_new_privs() -> io::Result<()> {
+    // SAFETY: integer-only prctl; no memory is passed.
+    cvt(unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) }).map(drop)
+}
+
+/// `prctl(PR_GET_NO_NEW_PRIVS)`.
+pub fn get_no_new_privs() -> io::Result<bool> {
+    // SAFETY: integer-only prctl; no memory is passed.
+    cvt(unsafe { libc::prctl(libc::PR_GET_NO_NEW_PRIVS, 0, 0, 0, 0) }).map(|v| v == 1)
+}
+
+/// `prctl(PR_GET_SECCOMP)`: 0 none, 2 filter.
+pub fn get_seccomp_mode() -> io::Result<i32> {
+    // SAFETY: integer-only prctl; no memory is passed.
+    cvt(unsafe { libc::prctl(libc::PR_GET_SECCOMP, 0, 0, 0, 0) })
+}
+
+/// `setrlimit(RLIMIT_CORE, {0, 0})`.
+pub fn set_core_limit_zero() -> io::Result<()> {
+    let lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: `lim` is a live, initialised rlimit the kernel only reads.
+    cvt(unsafe { libc::setrlimit(libc::RLIMIT_CORE, &lim) }).map(drop)
+}
+
+/// `getrlimit(RLIMIT_CORE)`: (soft, hard).
+pub fn get_core_limit() -> io::Result<(u64, u64)> {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: `lim` is a live rlimit local the kernel writes.
+    cvt(unsafe { libc::getrlimit(libc::RLIMIT_CORE, &mut lim) })?;
+    Ok((lim.rlim_cur, lim.rlim_max))
+}
+
+/// `umask(2)`: sets the mask and returns the previous one (cannot fail).
+pub fn umask(mask: u32) -> u32 {
+    // SAFETY: integer-only call that cannot fail.
+    unsafe { libc::umask(mask) }
+}
+
+/// Removes an environment variable.
+///
+/// Callers must only call this while the process is single-threaded (start-up, before any
+/// runtime exists): `remove_var` races with concurrent `getenv` in other threads. The caller
+/// checks [`crate::thread_count`] first.
+pub fn remove_env_var(name: &str) {
+    // SAFETY: the caller guarantees (and checks with `thread_count() == 1`) that no other
+    // thread exists that could read the environment concurrently.
+    unsafe { std::env::remove_var(name) }
+}
+
+// ---------------------------------------------------------------------------------------------
+// File descriptors and sockets
+// ---------------------------------------------------------------------------------------------
+
+/// Takes ownership of an inherited descriptor number.
+///
+/// The caller guarantees that `fd` is open, that nothing else in the process owns it, and that
+/// it is claimed only once (systemd activation unsets `LISTEN_FDS` after claiming).
+pub fn claim_inherited_fd(fd: RawFd) -> OwnedFd {
+    // SAFETY: per the function contract, `fd` is an open descriptor inherited across exec that
+    // no other object in this process owns, so wrapping it in one `OwnedFd` is sound.
+    unsafe { OwnedFd::from_raw_fd(fd) }
+}
+
+/// `fcntl(F_GETFD)` succeeds: the descriptor number is open.
+pub fn fd_is_open(fd: RawFd) -> bool {
+    // SAFETY: F_GETFD on any integer is harmless; it only queries the descriptor table.
+    unsafe { libc::fcntl(fd, libc::F_GETFD) != -1 }
+}
+
+/// `fcntl(F_SETFD, FD_CLOEXEC)`.
+pub fn set_cloexec(fd: BorrowedFd<'_>) -> io::Result<()> {
+    // SAFETY: `fd` is a live borrowed descriptor; F_SETFD only changes its flags.
+    cvt(unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_SETFD, libc::FD_CLOEXEC) }).map(drop)
+}
+
+/// `fstat(2)`: the `st_mode`, `st_uid` of a descriptor.
+pub fn fstat_mode_uid(fd: BorrowedFd<'_>) -> io::Result<(u32, u32)> {
+    let mut st = MaybeUninit::<libc::stat>::uninit();
+    // SAFETY: `fd` is live; `st` is a writable stat buffer the kernel fills on success.
+    cvt(unsafe { libc::fstat(fd.as_raw_fd(), st.as_mut_ptr()) })?;
+    // SAFETY: fstat returned 0, so the kernel initialised the whole struct.
+    let st = unsafe { st.assume_init() };
+    Ok((st.st_mode, st.st_uid))
+}
+
+/// `getsockopt(fd, SOL_SOCKET, opt)` for an `int`-valued option.
+pub fn getsockopt_int(fd: BorrowedFd<'_>, opt: libc::c_int) -> io::Result<libc::c_int> {
+    let mut val: libc::c_int = 0;
+    let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
+    // SAFETY: `val` is a writable int and `len` holds its exact size.
+    cvt(unsafe {
+        libc::getsockopt(
+            fd.as_raw_fd(),
+            libc::SOL_SOCKET,
+            opt,
+            (&mut val as *mut libc::c_int).cast(),
+            &mut len,
+        )
+    })?;
+    Ok(val)
+}
+
+/// `getsockopt(SO_PEERCRED)`: (pid, uid, gid) of the peer at connect time.
+pub fn getsockopt_peercred(fd: BorrowedFd<'_>) -> io::Result<(i32, u32, u32)> {
+    let mut cred = libc::ucred {
+        pid: 0,
+        uid: 0,
+        gid: 0,
+    };
+    let mut len = std::mem::size_of::<libc::ucred>() as libc::socklen_t;
+    // SAFETY: `cred` is a writable ucred and `len` holds its exact size.
+    cvt(unsafe {
+        libc::getsockopt(
+            fd.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_PEERCRED,
+            (&mut cred as *mut libc::ucred).cast(),
+            &mut len,
+        )
+    })?;
+    if len as usize != std::mem::size_of::<libc::ucred>() {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            "short SO_PEERCRED answer",
+        ));
+    }
+    Ok((cred.pid, cred.uid, cred.gid))
+}
+
+/// `socket(AF_NETLINK, SOCK_DGRAM | SOCK_CLOEXEC, NETLINK_SOCK_DIAG)`.
+pub fn netlink_sock_diag_socket() -> io::Result<OwnedFd> {
+    // SAFETY: integer-only call; on success the returned descriptor is new and owned by us.
+    let fd = cvt(unsafe {
+        libc::socket(
+            libc::AF_NETLINK,
+            libc::SOCK_DGRAM | libc::SOCK_CLOEXEC,
+            libc::NETLINK_SOCK_DIAG,
+        )
+    })?;
+    // SAFETY: `fd` was just returned by socket(2) and nothing else owns it.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// `setsockopt(SO_RCVTIMEO)`.
+pub fn set_recv_timeout(fd: BorrowedFd<'_>, timeout: Duration) -> io::Result<()> {
+    let tv = libc::timeval {
+        tv_sec: libc::time_t::try_from(timeout.as_secs()).unwrap_or(libc::time_t::MAX),
+        tv_usec: libc::suseconds_t::from(timeout.subsec_micros() as i32),
+    };
+    // SAFETY: `tv` is a live timeval the kernel reads `size_of::<timeval>()` bytes from.
+    cvt(unsafe {
+        libc::setsockopt(
+            fd.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_RCVTIMEO,
+            (&tv as *const libc::timeval).cast(),
+            std::mem::size_of::<libc::timeval>() as libc::socklen_t,
+        )
+    })
+    .map(drop)
+}
+
+/// `send(2)` of one whole datagram to the kernel (netlink destination is implicit: pid 0).
+pub fn send(fd: BorrowedFd<'_>, buf: &[u8]) -> io::Result<usize> {
+    // SAFETY: the pointer and length describe the live slice `buf`, read-only for the kernel.
+    let n = unsafe { libc::send(fd.as_raw_fd(), buf.as_ptr().cast(), buf.len(), 0) };
+    if n < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(n as usize)
+}
+
+/// `recv(2)` of one datagram.
+pub fn recv(fd: BorrowedFd<'_>, buf: &mut [u8]) -> io::Result<usize> {
+    // SAFETY: the pointer and length describe the live, writable slice `buf`.
+    let n = unsafe { libc::recv(fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len(), 0) };
+    if n < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(n as usize)
+}
+
+// ---------------------------------------------------------------------------------------------
+// The user and group databases (NSS)
+// ---------------------------------------------------------------------------------------------
+
+/// One passwd entry, copied out of libc's buffers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Passwd {
+    pub name: CString,
+    pub uid: u32,
+    pub gid: u32,
+}
+
+/// One group entry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Group {
+    pub name: CString,
+    pub gid: u32,
+}
+
+const NSS_BUF_START: usize = 4096;
+const NSS_BUF_MAX: usize = 1 << 20;
+
+fn nss_retry(mut call: impl FnMut(&mut [libc::c_char]) -> libc::c_int) -> io::Result<()> {
+    let mut len = NSS_BUF_START;
+    loop {
+        let mut buf = vec![0 as libc::c_char; len];
+        match call(&mut buf) {
+            0 => return Ok(()),
+            libc::ERANGE if len < NSS_BUF_MAX => len *= 2,
+            err => return Err(io::Error::from_raw_os_error(err)),
+        }
+    }
+}
+
+fn passwd_from(pw: &libc::passwd) -> Passwd {
+    // SAFETY: `pw_name` of an entry returned by getpw*_r points into the caller's live buffer
+    // as a NUL-terminated string.
+    let name = unsafe { CStr::from_ptr(pw.pw_name) }.to_owned();
+    Passwd {
+        name,
+        uid: pw.pw_uid,
+        gid: pw.pw_gid,
+    }
+}
+
+/// `getpwnam_r(3)`.
+pub fn getpwnam(name: &OsStr) -> io::Result<Option<Passwd>> {
+    use std::os::unix::ffi::OsStrExt;
+    let cname = CString::new(name.as_bytes())
+        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "name contains NUL"))?;
+    let mut out = None;
+    nss_retry(|buf| {
+        let mut pw = MaybeUninit::<libc::passwd>::uninit();
+        let mut result: *mut libc::passwd = std::ptr::null_mut();
+        // SAFETY: `cname` is NUL-terminated; `pw`, `buf` (with its exact length) and `result`
+        // are live and writable for the duration of the call.
+        let rc = unsafe {
+            libc::getpwnam_r(
+                cname.as_ptr(),
+                pw.as_mut_ptr(),
+                buf.as_mut_ptr(),
+                buf.len(),
+                &mut result,
+            )
+        };
+        if rc == 0 && !result.is_null() {
+            // SAFETY: a non-null `result` points at `pw`, which the call initialised, and its
+            // strings point into `buf`, still alive here.
+            out = Some(passwd_from(unsafe { &*result }));
+        }
+        rc
+    })?;
+    Ok(out)
+}
+
+/// `getpwuid_r(3)`.
+pub fn getpwuid(uid: u32) -> io::Result<Option<Passwd>> {
+    let mut out = None;
+    nss_retry(|buf| {
+        let mut pw = MaybeUninit::<libc::passwd>::uninit();
+        let mut result: *mut libc::passwd = std::ptr::null_mut();
+        // SAFETY: `pw`, `buf` (with its exact length) and `result` are live and writable.
+        let rc = unsafe {
+            libc::getpwuid_r(
+                uid,
+                pw.as_mut_ptr(),
+                buf.as_mut_ptr(),
+                buf.len(),
+                &mut result,
+            )
+        };
+        if rc == 0 && !result.is_null() {
+            // SAFETY: as in `getpwnam`: `result` points at the initialised `pw`.
+            out = Some(passwd_from(unsafe { &*result }));
+        }
+        rc
+    })?;
+    Ok(out)
+}
+
+fn group_from(gr: &libc::group) -> Group {
+    // SAFETY: `gr_name` of an entry returned by getgr*_r is a NUL-terminated string in the
+    // caller's live buffer.
+    let name = unsafe { CStr::from_ptr(gr.gr_name) }.to_owned();
+    Group {
+        name,
+        gid: gr.gr_gid,
+    }
+}
+
+/// `getgrnam_r(3)`.
+pub fn getgrnam(name: &OsStr) -> io::Result<Option<Group>> {
+    use std::os::unix::ffi::OsStrExt;
+    let cname = CString::new(name.as_bytes())
+        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "name contains NUL"))?;
+    let mut out = None;
+    nss_retry(|buf| {
+        let mut gr = MaybeUninit::<libc::group>::uninit();
+        let mut result: *mut libc::group = std::ptr::null_mut();
+        // SAFETY: `cname` is NUL-terminated; `gr`, `buf` (exact length) and `result` are live.
+        let rc = unsafe {
+            libc::getgrnam_r(
+                cname.as_ptr(),
+                gr.as_mut_ptr(),
+                buf.as_mut_ptr(),
+                buf.len(),
+                &mut result,
+            )
+        };
+        if rc == 0 && !result.is_null() {
+            // SAFETY: a non-null `result` points at the initialised `gr`.
+            out = Some(group_from(unsafe { &*result }));
+        }
+        rc
+    })?;
+    Ok(out)
+}
+
+/// `getgrouplist(3)`: every group `user` belongs to, including `primary`.
+pub fn getgrouplist(user: &CStr, primary: u32) -> io::Result<Vec<u32>> {
+    let mut n: libc::c_int = 32;
+    loop {
+        let mut groups = vec![0 as libc::gid_t; usize::try_from(n).unwrap_or(32)];
+        let mut count = n;
+        // SAFETY: `user` is NUL-terminated; `groups` has `count` writable elements and `count`
+        // is a live int the call updates.
+        let rc =
+            unsafe { libc::getgrouplist(user.as_ptr(), primary, groups.as_mut_ptr(), &mut count) };
+        if rc >= 0 {
+            groups.truncate(usize::try_from(count).unwrap_or(0));
+            return Ok(groups);
+        }
+        // -1: too small; `count` now holds the needed size (glibc).
+        if count <= n || count > 65536 {
+            return Err(io::Error::other(
+                "getgrouplist did not report a usable size",
+            ));
+        }
+        n = count;
+    }
+}
+
+/// Every passwd entry, by `setpwent`/`getpwent`/`endpwent` (NSS enumeration).
+///
+/// `getpwent` keeps iteration state in libc; a process-wide lock serialises callers of this
+/// function. Nothing else in this workspace uses `getpwent`.
+pub fn all_passwd_entries() -> io::Result<Vec<Passwd>> {
+    static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _guard = LOCK.lock().unwrap_or_else(|e| e.into_inner());
+    let mut out = Vec::new();
+    // SAFETY: setpwent resets libc's iteration state, which `LOCK` makes ours alone.
+    unsafe { libc::setpwent() };
+    loop {
+        // Distinguish end-of-database (errno untouched) from an error.
+        // SAFETY: __errno_location returns this thread's errno slot, always valid.
+        unsafe { *libc::__errno_location() = 0 };
+        // SAFETY: getpwent returns null or a pointer into libc's static entry, valid until the
+        // next getpwent call; we copy out of it before calling again.
+        let pw = unsafe { libc::getpwent() };
+        if pw.is_null() {
+            let err = io::Error::last_os_error();
+            // SAFETY: ends the iteration started above.
+            unsafe { libc::endpwent() };
+            return match err.raw_os_error() {
+                Some(0) | Some(libc::ENOENT) | None => Ok(out),
+                _ => Err(err),
+            };
+        }
+        // SAFETY: non-null: a valid entry until the next getpwent call (see above).
+        out.push(passwd_from(unsafe { &*pw }));
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Landlock
+// ---------------------------------------------------------------------------------------------
+
+/// `landlock_create_ruleset(NULL, 0, LANDLOCK_CREATE_RULESET_VERSION)`: the kernel's ABI version.
+pub fn landlock_abi_version() -> io::Result<i32> {
+    const LANDLOCK_CREATE_RULESET_VERSION: libc::c_uint = 1;
+    // SAFETY: with this flag the kernel reads neither the (null) attribute pointer nor a size;
+    // it only returns the ABI version, creating no descriptor.
+    let ret = unsafe {
+        libc::syscall(
+            libc::SYS_landlock_create_ruleset,
+            std::ptr::null::<libc::c_void>(),
+            0usize,
+            LANDLOCK_CREATE_RULESET_VERSION,
+        )
+    };
+    if ret < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(i32::try_from(ret).unwrap_or(i32::MAX))
+}

@@ -1,0 +1,1132 @@
+//! Attack tests for `codex-privsep`, run as root.
+//!
+//! `harness = false`: this binary is its own test runner so that it can re-execute itself as a
+//! *single-threaded* child (`PRIVSEP_SCENARIO=name`) for everything privileged or irreversible
+//! (privilege drop, Landlock, seccomp, socket activation) and for clients that must run as
+//! uid 65534. The parent stays root and unconfined. Each child reports with its exit status
+//! (0 = every check held) and prints what failed on stderr.
+//!
+//! Filter: `cargo test -p codex-privsep --test privsep -- NAME_SUBSTRING`.
+
+// Test code: unwrap/panic report failures; the probe table's type is spelled out once; `check`
+// takes its detail by value or reference alike.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::type_complexity,
+    clippy::needless_borrows_for_generic_args
+)]
+
+use std::ffi::CString;
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::os::fd::{AsFd, AsRawFd};
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Instant;
+
+use codex_privsep::{
+    AllowList, ConfineError, ConfineSpec, PeerError, PeerIdentifier, RunAs, UnixSocketError,
+    UnixSocketSpec, bind_unix_listener, confine, listeners_from_systemd, peer_cred_unix,
+};
+
+const SCENARIO: &str = "PRIVSEP_SCENARIO";
+const NOBODY: u32 = 65534;
+
+// ---------------------------------------------------------------------------------------------
+// Runner
+// ---------------------------------------------------------------------------------------------
+
+type Test = (&'static str, fn());
+
+fn main() {
+    if let Ok(name) = std::env::var(SCENARIO) {
+        let args: Vec<String> = std::env::args().skip(1).collect();
+        let code = child_main(&name, &args);
+        std::process::exit(code);
+    }
+    let filter: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| !a.starts_with('-'))
+        .collect();
+    let tests: &[Test] = &[
+        ("kernel_features_present", kernel_features_present),
+        (
+            "so_peercred_sees_nobody_and_root",
+            so_peercred_sees_nobody_and_root,
+        ),
+        ("sock_diag_v4_finds_owner", sock_diag_v4_finds_owner),
+        ("sock_diag_v6_finds_owner", sock_diag_v6_finds_owner),
+        (
+            "sock_diag_unknown_tuple_refused",
+            sock_diag_unknown_tuple_refused,
+        ),
+        (
+            "sock_diag_closed_peer_is_not_root",
+            sock_diag_closed_peer_is_not_root,
+        ),
+        (
+            "allow_list_supplementary_groups",
+            allow_list_supplementary_groups,
+        ),
+        (
+            "privilege_drop_is_irreversible",
+            privilege_drop_is_irreversible,
+        ),
+        ("default_drop_to_nobody", default_drop_to_nobody),
+        ("seccomp_denies_with_eperm", seccomp_denies_with_eperm),
+        (
+            "landlock_limits_files_and_net",
+            landlock_limits_files_and_net,
+        ),
+        (
+            "confine_refuses_multithreaded",
+            confine_refuses_multithreaded,
+        ),
+        (
+            "identify_after_drop_and_confine",
+            identify_after_drop_and_confine,
+        ),
+        ("unix_socket_stale_replaced", unix_socket_stale_replaced),
+        ("unix_socket_live_refused", unix_socket_live_refused),
+        (
+            "unix_socket_non_socket_untouched",
+            unix_socket_non_socket_untouched,
+        ),
+        ("unix_socket_mode_and_group", unix_socket_mode_and_group),
+        (
+            "unix_socket_unsafe_dir_refused",
+            unix_socket_unsafe_dir_refused,
+        ),
+        ("activation_wrong_pid_refused", activation_wrong_pid_refused),
+        (
+            "activation_receives_listeners",
+            activation_receives_listeners,
+        ),
+    ];
+    let mut failed = Vec::new();
+    let mut ran = 0;
+    for (name, f) in tests {
+        if !filter.is_empty() && !filter.iter().any(|s| name.contains(s.as_str())) {
+            continue;
+        }
+        ran += 1;
+        let start = Instant::now();
+        let result = std::panic::catch_unwind(f);
+        let ms = start.elapsed().as_millis();
+        match result {
+            Ok(()) => println!("test {name} ... ok ({ms} ms)"),
+            Err(_) => {
+                println!("test {name} ... FAILED");
+                failed.push(*name);
+            }
+        }
+    }
+    println!(
+        "\nprivsep: {} passed, {} failed, {} filtered out",
+        ran - failed.len(),
+        failed.len(),
+        tests.len() - ran
+    );
+    if !failed.is_empty() {
+        println!("failed: {failed:?}");
+        std::process::exit(1);
+    }
+}
+
+fn child(scenario: &str, args: &[&str]) -> Command {
+    let mut c = Command::new(std::env::current_exe().unwrap());
+    c.env(SCENARIO, scenario).args(args);
+    c
+}
+
+fn child_as_nobody(scenario: &str, args: &[&str]) -> Command {
+    let mut c = child(scenario, args);
+    c.uid(NOBODY).gid(NOBODY);
+    c
+}
+
+/// Runs a child scenario to completion and asserts it reported success.
+fn run_ok(mut c: Command) {
+    let out = c.output().unwrap();
+    assert!(
+        out.status.success(),
+        "child failed ({}):\nstdout: {}\nstderr: {}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+fn tempdir_open() -> tempfile::TempDir {
+    let d = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(d.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    d
+}
+
+/// Waits until the child wrote its ready line on stdout.
+fn wait_ready(child: &mut Child) {
+    let mut out = child.stdout.take().unwrap();
+    let mut b = [0u8; 6];
+    out.read_exact(&mut b).unwrap();
+    assert_eq!(&b, b"ready\n");
+}
+
+// ---------------------------------------------------------------------------------------------
+// Child scenarios (single-threaded, re-executed)
+// ---------------------------------------------------------------------------------------------
+
+struct Checks {
+    failures: Vec<String>,
+}
+
+impl Checks {
+    fn new() -> Self {
+        Self {
+            failures: Vec::new(),
+        }
+    }
+    fn check(&mut self, what: &str, ok: bool, detail: impl std::fmt::Debug) {
+        if ok {
+            eprintln!("  ok: {what}");
+        } else {
+            eprintln!("  FAILED: {what}: {detail:?}");
+            self.failures.push(what.to_owned());
+        }
+    }
+    /// `ret` is the raw return of a libc call; expects -1 with `errno`.
+    fn errno(&mut self, what: &str, ret: i64, errno: i32) {
+        let e = std::io::Error::last_os_error();
+        self.check(
+            what,
+            ret == -1 && e.raw_os_error() == Some(errno),
+            format!(
+                "ret {ret}, errno {e}, wanted {}",
+                std::io::Error::from_raw_os_error(errno)
+            ),
+        );
+    }
+    fn code(&self) -> i32 {
+        i32::from(!self.failures.is_empty())
+    }
+}
+
+fn child_main(name: &str, args: &[String]) -> i32 {
+    match name {
+        "unix-connect" => {
+            let s = UnixStream::connect(&args[0]).unwrap();
+            hold(s)
+        }
+        "tcp-connect" => {
+            let mut s = TcpStream::connect(&args[0]).unwrap();
+            s.write_all(b"x").unwrap();
+            hold(s)
+        }
+        "tcp-connect-close" => {
+            let mut s = TcpStream::connect(&args[0]).unwrap();
+            s.write_all(b"x").unwrap();
+            drop(s);
+            0
+        }
+        "drop" => scenario_drop(args.first().map(String::as_str)),
+        "no-drop-control" => scenario_no_drop_control(),
+        "seccomp" => scenario_seccomp(),
+        "seccomp-control" => scenario_seccomp_control(),
+        "landlock" => scenario_landlock(Path::new(&args[0]), args[1].parse().unwrap()),
+        "threads" => scenario_threads(),
+        "identify-confined" => scenario_identify_confined(),
+        "activation-wrong-pid" => scenario_activation_wrong_pid(),
+        "activation" => scenario_activation(),
+        other => {
+            eprintln!("unknown scenario {other}");
+            2
+        }
+    }
+}
+
+/// Signals readiness, then keeps the connection open until the parent closes stdin.
+fn hold<T>(s: T) -> i32 {
+    println!("ready");
+    std::io::stdout().flush().unwrap();
+    let mut buf = Vec::new();
+    let _ = std::io::stdin().read_to_end(&mut buf);
+    drop(s);
+    0
+}
+
+fn proc_status_line(key: &str) -> String {
+    std::fs::read_to_string("/proc/self/status")
+        .unwrap()
+        .lines()
+        .find(|l| l.starts_with(key))
+        .unwrap_or_default()
+        .split_whitespace()
+        .skip(1)
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+fn scenario_drop(user: Option<&str>) -> i32 {
+    let mut c = Checks::new();
+    let plan = RunAs::decide(user, false).unwrap();
+    let report = match plan.apply() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("drop failed: {e}");
+            return 1;
+        }
+    };
+    eprintln!("report: {report:?}");
+    c.check("report says dropped", report.dropped, &report);
+    // Independent checks, not trusting the library's own report.
+    c.check(
+        "/proc/self/status Uid all 65534",
+        proc_status_line("Uid:") == "65534 65534 65534 65534",
+        proc_status_line("Uid:"),
+    );
+    c.check(
+        "/proc/self/status Gid all 65534",
+        proc_status_line("Gid:") == "65534 65534 65534 65534",
+        proc_status_line("Gid:"),
+    );
+    c.check(
+        "no supplementary groups",
+        proc_status_line("Groups:").is_empty(),
+        proc_status_line("Groups:"),
+    );
+    c.check(
+        "no effective capabilities",
+        proc_status_line("CapEff:") == "0000000000000000",
+        proc_status_line("CapEff:"),
+    );
+    // SAFETY: integer-only call.
+    let r = unsafe { libc::setuid(0) };
+    c.errno("setuid(0) after drop", r.into(), libc::EPERM);
+    // SAFETY: integer-only call.
+    let r = unsafe { libc::setresuid(0, 0, 0) };
+    c.errno("setresuid(0,0,0) after drop", r.into(), libc::EPERM);
+    // SAFETY: integer-only prctl.
+    let d = unsafe { libc::prctl(libc::PR_GET_DUMPABLE, 0, 0, 0, 0) };
+    c.check("PR_GET_DUMPABLE is 0", d == 0, d);
+    // Attack: a root-only file is now out of reach.
+    let e = std::fs::read("/etc/shadow").map_err(|e| e.raw_os_error());
+    c.check("/etc/shadow unreadable", e == Err(Some(libc::EACCES)), &e);
+    c.code()
+}
+
+fn scenario_no_drop_control() -> i32 {
+    let mut c = Checks::new();
+    // SAFETY: integer-only call; as root this succeeds and changes nothing.
+    let r = unsafe { libc::setuid(0) };
+    c.check("control: setuid(0) works without a drop", r == 0, r);
+    let e = std::fs::read("/etc/shadow").map(|_| ());
+    c.check("control: /etc/shadow readable as root", e.is_ok(), &e);
+    c.code()
+}
+
+/// Syscalls probed with harmless bad arguments: unconfined they fail with the natural errno
+/// (or succeed); confined they must fail with EPERM.
+fn probes() -> Vec<(&'static str, Box<dyn Fn() -> i64>, i32)> {
+    let bin_true = CString::new("/nonexistent/privsep-no-such-binary").unwrap();
+    vec![
+        (
+            "execve",
+            Box::new(move || {
+                let argv = [bin_true.as_ptr(), std::ptr::null()];
+                let envp = [std::ptr::null()];
+                // SAFETY: NUL-terminated path and null-terminated argv/envp arrays, live here.
+                i64::from(unsafe { libc::execve(bin_true.as_ptr(), argv.as_ptr(), envp.as_ptr()) })
+            }),
+            libc::ENOENT,
+        ),
+        (
+            "ptrace(PTRACE_PEEKDATA, no such pid)",
+            // SAFETY: a nonexistent pid: the kernel only looks it up.
+            Box::new(|| unsafe {
+                libc::syscall(libc::SYS_ptrace, libc::PTRACE_PEEKDATA, 0x3fff_fff0, 0, 0)
+            }),
+            libc::ESRCH,
+        ),
+        (
+            "process_vm_readv(no such pid)",
+            // SAFETY: zero iovecs and a nonexistent pid: nothing is read or written.
+            Box::new(|| unsafe {
+                libc::syscall(
+                    libc::SYS_process_vm_readv,
+                    0x3fff_fff0,
+                    std::ptr::null::<libc::iovec>(),
+                    0,
+                    std::ptr::null::<libc::iovec>(),
+                    0,
+                    0,
+                )
+            }),
+            libc::EINVAL,
+        ),
+        (
+            "unshare(CLONE_NEWUSER|CLONE_FS-invalid)",
+            // SAFETY: an invalid flag combination is rejected before anything changes
+            // (unknown high bit).
+            Box::new(|| unsafe { libc::syscall(libc::SYS_unshare, 0x1_0000_0000u64 as i64) }),
+            libc::EINVAL,
+        ),
+        (
+            "clone(CLONE_NEWUSER|CLONE_FS)",
+            // SAFETY: CLONE_NEWUSER with CLONE_FS is rejected with EINVAL before any process is
+            // created.
+            Box::new(|| unsafe {
+                libc::syscall(
+                    libc::SYS_clone,
+                    (libc::CLONE_NEWUSER | libc::CLONE_FS | libc::SIGCHLD) as i64,
+                    0,
+                    0,
+                    0,
+                    0,
+                )
+            }),
+            libc::EINVAL,
+        ),
+        (
+            "bpf(invalid cmd)",
+            // SAFETY: an invalid command with a null attribute pointer.
+            Box::new(|| unsafe { libc::syscall(libc::SYS_bpf, -1, 0, 0) }),
+            libc::EINVAL,
+        ),
+        (
+            "perf_event_open(NULL)",
+            // SAFETY: a null attribute pointer is rejected with EFAULT.
+            Box::new(|| unsafe { libc::syscall(libc::SYS_perf_event_open, 0, 0, -1, -1, 0) }),
+            libc::EFAULT,
+        ),
+        (
+            "keyctl(invalid op)",
+            // SAFETY: an unknown operation is rejected.
+            Box::new(|| unsafe { libc::syscall(libc::SYS_keyctl, 0x7fff, 0, 0, 0, 0) }),
+            libc::EOPNOTSUPP,
+        ),
+        (
+            "mount(NULL)",
+            // SAFETY: null pointers are rejected with EFAULT.
+            Box::new(|| unsafe { libc::syscall(libc::SYS_mount, 0, 0, 0, 0, 0) }),
+            libc::EFAULT,
+        ),
+        (
+            "socket(AF_NETLINK)",
+            Box::new(|| {
+                // SAFETY: integer-only; a descriptor returned is closed below.
+                let fd = unsafe { libc::socket(libc::AF_NETLINK, libc::SOCK_DGRAM, 0) };
+                if fd >= 0 {
+                    // SAFETY: `fd` was just created and is owned here.
+                    unsafe { libc::close(fd) };
+                    0
+                } else {
+                    -1
+                }
+            }),
+            0,
+        ),
+        (
+            "prctl(PR_SET_DUMPABLE, 0)",
+            // SAFETY: integer-only prctl (sets the value we want anyway).
+            Box::new(|| i64::from(unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0) })),
+            0,
+        ),
+        (
+            "ioctl(TIOCSTI) on fd -1",
+            // SAFETY: fd -1 is rejected with EBADF; the pointer is never read.
+            Box::new(|| i64::from(unsafe { libc::ioctl(-1, libc::TIOCSTI, c"x".as_ptr()) })),
+            libc::EBADF,
+        ),
+        (
+            "clone3",
+            // SAFETY: a null args pointer with size 0 is rejected with EINVAL.
+            Box::new(|| unsafe { libc::syscall(libc::SYS_clone3, 0, 0) }),
+            libc::EINVAL,
+        ),
+    ]
+}
+
+fn scenario_seccomp_control() -> i32 {
+    let mut c = Checks::new();
+    for (name, probe, natural) in probes() {
+        let r = probe();
+        if natural == 0 {
+            c.check(&format!("control: {name} succeeds"), r >= 0, r);
+        } else {
+            c.errno(&format!("control: {name}"), r, natural);
+        }
+    }
+    let st = Command::new("/bin/true").status();
+    c.check(
+        "control: an unconfined process can exec /bin/true",
+        st.as_ref().is_ok_and(|s| s.success()),
+        &st,
+    );
+    c.code()
+}
+
+fn scenario_seccomp() -> i32 {
+    let mut c = Checks::new();
+    let report = match confine(&ConfineSpec::default()) {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("confine failed: {e}");
+            return 1;
+        }
+    };
+    eprintln!("{}", report.summary());
+    for (name, probe, _) in probes() {
+        let r = probe();
+        let want = if name == "clone3" {
+            libc::ENOSYS
+        } else {
+            libc::EPERM
+        };
+        c.errno(&format!("confined: {name}"), r, want);
+    }
+    let st = Command::new("/bin/true")
+        .status()
+        .map_err(|e| e.raw_os_error());
+    c.check(
+        "confined: spawning /bin/true fails with EPERM",
+        st == Err(Some(libc::EPERM)),
+        &st,
+    );
+    // Controls under confinement: what serving needs still works.
+    let (a, mut b) = UnixStream::pair().unwrap();
+    (&a).write_all(b"ping").unwrap();
+    let mut buf = [0u8; 4];
+    b.read_exact(&mut buf).unwrap();
+    c.check("confined: unix socketpair read/write", &buf == b"ping", buf);
+    // SAFETY: integer-only; the descriptor is closed right away.
+    let fd = unsafe { libc::socket(libc::AF_UNIX, libc::SOCK_STREAM, 0) };
+    c.check("confined: socket(AF_UNIX) works", fd >= 0, fd);
+    // SAFETY: `fd` is ours (or -1, harmless).
+    unsafe { libc::close(fd) };
+    let t = std::thread::spawn(|| 7).join();
+    c.check(
+        "confined: threads can still be created (clone)",
+        t.is_ok(),
+        (),
+    );
+    c.check("report: no_new_privs", report.no_new_privs, &report);
+    c.check("report: seccomp mode 2", report.seccomp_mode == 2, &report);
+    c.code()
+}
+
+fn scenario_landlock(dump: &Path, port: u16) -> i32 {
+    let mut c = Checks::new();
+    // Controls before confinement.
+    c.check(
+        "control: /etc/passwd readable before",
+        std::fs::read("/etc/passwd").is_ok(),
+        (),
+    );
+    let spec = ConfineSpec {
+        read_paths: vec![],
+        write_dirs: vec![dump.to_owned()],
+        connect_ports: vec![port],
+        allow_dns: false,
+    };
+    let report = match confine(&spec) {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("confine failed: {e}");
+            return 1;
+        }
+    };
+    eprintln!("{}", report.summary());
+    let e = std::fs::read("/etc/passwd")
+        .map(|_| ())
+        .map_err(|e| e.raw_os_error());
+    c.check("/etc/passwd -> EACCES", e == Err(Some(libc::EACCES)), &e);
+    let e = std::fs::read_dir("/")
+        .map(|_| ())
+        .map_err(|e| e.raw_os_error());
+    c.check("listing / -> EACCES", e == Err(Some(libc::EACCES)), &e);
+    let f = dump.join("1-request.json");
+    let w = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(&f)
+        .and_then(|mut h| h.write_all(b"{}"));
+    c.check("dump dir: create + write works", w.is_ok(), &w);
+    let r = std::fs::read(&f);
+    c.check(
+        "dump dir: read back",
+        r.as_deref().ok() == Some(b"{}".as_slice()),
+        &r,
+    );
+    let e = std::fs::remove_file(&f).map_err(|e| e.raw_os_error());
+    c.check(
+        "dump dir: unlink -> EACCES",
+        e == Err(Some(libc::EACCES)),
+        &e,
+    );
+    let outside = dump.with_extension("outside");
+    let e = std::fs::write(&outside, b"x").map_err(|e| e.raw_os_error());
+    c.check(
+        "write outside dump dir -> EACCES",
+        e == Err(Some(libc::EACCES)),
+        &e,
+    );
+    let e = TcpListener::bind("127.0.0.1:0")
+        .map(|_| ())
+        .map_err(|e| e.raw_os_error());
+    c.check("tcp bind -> EACCES", e == Err(Some(libc::EACCES)), &e);
+    let ok = TcpStream::connect(("127.0.0.1", port));
+    c.check("tcp connect to the allowed port works", ok.is_ok(), &ok);
+    let other = if port == 1 { 2 } else { port - 1 };
+    let e = TcpStream::connect(("127.0.0.1", other))
+        .map(|_| ())
+        .map_err(|e| e.raw_os_error());
+    c.check(
+        "tcp connect to another port -> EACCES",
+        e == Err(Some(libc::EACCES)),
+        &e,
+    );
+    // Signal scope: the parent is outside our Landlock domain.
+    // SAFETY: signal 0 only checks permission; getppid cannot fail.
+    let r = unsafe { libc::kill(libc::getppid(), 0) };
+    c.errno("kill(parent, 0) -> EPERM (scope)", r.into(), libc::EPERM);
+    c.code()
+}
+
+fn scenario_threads() -> i32 {
+    let (tx, rx) = std::sync::mpsc::channel::<()>();
+    let t = std::thread::spawn(move || {
+        let _ = rx.recv();
+    });
+    let r = confine(&ConfineSpec::default());
+    drop(tx);
+    t.join().unwrap();
+    match r {
+        Err(ConfineError::Threads { threads: 2 }) => {
+            // And nothing was applied: no_new_privs still off.
+            // SAFETY: integer-only prctl.
+            let nnp = unsafe { libc::prctl(libc::PR_GET_NO_NEW_PRIVS, 0, 0, 0, 0) };
+            if nnp != 0 {
+                eprintln!("no_new_privs was set despite the refusal");
+                return 1;
+            }
+            0
+        }
+        other => {
+            eprintln!("expected Threads {{ threads: 2 }}, got {other:?}");
+            1
+        }
+    }
+}
+
+fn scenario_identify_confined() -> i32 {
+    let mut c = Checks::new();
+    let ident = PeerIdentifier::new().unwrap();
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let plan = RunAs::decide(Some("nobody"), false).unwrap();
+    if let Err(e) = plan.apply() {
+        eprintln!("drop failed: {e}");
+        return 1;
+    }
+    if let Err(e) = confine(&ConfineSpec {
+        connect_ports: vec![port],
+        ..ConfineSpec::default()
+    }) {
+        eprintln!("confine failed: {e}");
+        return 1;
+    }
+    let client = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    let (server, _) = listener.accept().unwrap();
+    let r = ident.peer_of(&server);
+    c.check(
+        "sock_diag works after drop + confine: uid 65534",
+        matches!(r, Ok(ref p) if p.uid == NOBODY),
+        &r,
+    );
+    drop(client);
+    c.code()
+}
+
+fn scenario_activation_wrong_pid() -> i32 {
+    let mut c = Checks::new();
+    let r = listeners_from_systemd();
+    c.check(
+        "LISTEN_PID of another process refused",
+        matches!(r, Err(codex_privsep::ActivationError::WrongPid { .. })),
+        r.as_ref().map(Vec::len).map_err(ToString::to_string),
+    );
+    c.check(
+        "variables removed",
+        std::env::var_os("LISTEN_FDS").is_none() && std::env::var_os("LISTEN_PID").is_none(),
+        (),
+    );
+    c.code()
+}
+
+fn scenario_activation() -> i32 {
+    let mut c = Checks::new();
+    let tcp = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = tcp.local_addr().unwrap();
+    let d = tempfile::tempdir().unwrap();
+    let upath = d.path().join("a.sock");
+    let unix = UnixListener::bind(&upath).unwrap();
+    // Put them at 3 and 4 without FD_CLOEXEC, as systemd passes them: first move both out of
+    // the way (copies at >= 100), then dup2 the copies onto 3 and 4 (dup2 clears FD_CLOEXEC).
+    use std::os::fd::IntoRawFd;
+    let (t, u) = (tcp.into_raw_fd(), unix.into_raw_fd());
+    // SAFETY: `t` and `u` are descriptors this single-threaded child owns (released from the
+    // std objects above); each is duplicated, then closed exactly once; 3 and 4 end up as the
+    // only references, owned by nothing until `listeners_from_systemd` claims them.
+    let ok = unsafe {
+        let th = libc::fcntl(t, libc::F_DUPFD_CLOEXEC, 100);
+        let uh = libc::fcntl(u, libc::F_DUPFD_CLOEXEC, 100);
+        libc::close(t);
+        libc::close(u);
+        let ok = th >= 100 && uh >= 100 && libc::dup2(th, 3) == 3 && libc::dup2(uh, 4) == 4;
+        libc::close(th);
+        libc::close(uh);
+        ok
+    };
+    if !ok {
+        eprintln!("could not arrange descriptors 3 and 4");
+        return 1;
+    }
+    // SAFETY: this re-executed child is single-threaded (it started no thread).
+    unsafe {
+        std::env::set_var("LISTEN_FDS", "2");
+        std::env::set_var("LISTEN_PID", std::process::id().to_string());
+        std::env::set_var("LISTEN_FDNAMES", "tcp:unix");
+    }
+    let got = match listeners_from_systemd() {
+        Ok(g) => g,
+        Err(e) => {
+            eprintln!("activation failed: {e}");
+            return 1;
+        }
+    };
+    c.check("two listeners", got.len() == 2, got.len());
+    match got.first() {
+        Some(codex_privsep::ActivatedListener::Tcp(l)) => {
+            c.check(
+                "fd 3 is the TCP listener",
+                l.local_addr().ok() == Some(addr),
+                l,
+            );
+            // SAFETY: F_GETFD on a live descriptor only reads its flags.
+            let fl = unsafe { libc::fcntl(l.as_fd().as_raw_fd(), libc::F_GETFD) };
+            c.check("FD_CLOEXEC set on fd 3", fl & libc::FD_CLOEXEC != 0, fl);
+        }
+        other => c.check("fd 3 is TCP", false, other),
+    }
+    match got.get(1) {
+        Some(codex_privsep::ActivatedListener::Unix(l)) => {
+            let p = l
+                .local_addr()
+                .ok()
+                .and_then(|a| a.as_pathname().map(Path::to_owned));
+            c.check(
+                "fd 4 is the unix listener",
+                p.as_deref() == Some(&upath),
+                &p,
+            );
+        }
+        other => c.check("fd 4 is unix", false, other),
+    }
+    c.check(
+        "variables removed",
+        std::env::var_os("LISTEN_FDS").is_none()
+            && std::env::var_os("LISTEN_PID").is_none()
+            && std::env::var_os("LISTEN_FDNAMES").is_none(),
+        (),
+    );
+    c.code()
+}
+
+// ---------------------------------------------------------------------------------------------
+// Tests (parent side)
+// ---------------------------------------------------------------------------------------------
+
+/// The suite needs these; a missing one fails here loudly instead of skipping elsewhere.
+fn kernel_features_present() {
+    // SAFETY: integer-only getter.
+    let euid = unsafe { libc::geteuid() };
+    assert_eq!(euid, 0, "these tests must run as root");
+    let abi = codex_privsep::confine::landlock_abi();
+    assert!(
+        matches!(abi, Ok(v) if v >= codex_privsep::confine::LANDLOCK_ABI as i32),
+        "landlock ABI >= 6 needed (TCP rules, scopes): {abi:?}"
+    );
+    assert!(
+        PeerIdentifier::new().is_ok(),
+        "NETLINK_SOCK_DIAG unavailable"
+    );
+}
+
+fn so_peercred_sees_nobody_and_root() {
+    let d = tempdir_open();
+    let path = d.path().join("s.sock");
+    let l = UnixListener::bind(&path).unwrap();
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o666)).unwrap();
+    let mut ch = child_as_nobody("unix-connect", &[path.to_str().unwrap()])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    wait_ready(&mut ch);
+    let (s, _) = l.accept().unwrap();
+    let cred = peer_cred_unix(s.as_fd()).unwrap();
+    assert_eq!(cred.uid, NOBODY);
+    assert_eq!(cred.gid, Some(NOBODY));
+    assert_eq!(cred.pid, Some(ch.id() as i32));
+    drop(ch.stdin.take());
+    assert!(ch.wait().unwrap().success());
+    // Control: root's own connection.
+    let _c = UnixStream::connect(&path).unwrap();
+    let (s, _) = l.accept().unwrap();
+    let cred = peer_cred_unix(s.as_fd()).unwrap();
+    assert_eq!((cred.uid, cred.gid), (0, Some(0)));
+    assert_eq!(cred.pid, Some(std::process::id() as i32));
+}
+
+fn sock_diag_finds_owner(bind: &str) {
+    let ident = PeerIdentifier::new().unwrap();
+    let l = TcpListener::bind(bind).unwrap();
+    let addr = l.local_addr().unwrap().to_string();
+    let mut ch = child_as_nobody("tcp-connect", &[&addr])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    wait_ready(&mut ch);
+    let (mut s, _) = l.accept().unwrap();
+    let mut b = [0u8; 1];
+    s.read_exact(&mut b).unwrap();
+    let cred = ident.peer_of(&s).unwrap();
+    assert_eq!(cred.uid, NOBODY, "{bind}: nobody's connection");
+    drop(ch.stdin.take());
+    assert!(ch.wait().unwrap().success());
+    // Control: root's connection.
+    let _c = TcpStream::connect(&addr).unwrap();
+    let (s, _) = l.accept().unwrap();
+    assert_eq!(
+        ident.peer_of(&s).unwrap().uid,
+        0,
+        "{bind}: root's connection"
+    );
+}
+
+fn sock_diag_v4_finds_owner() {
+    sock_diag_finds_owner("127.0.0.1:0");
+}
+
+fn sock_diag_v6_finds_owner() {
+    sock_diag_finds_owner("[::1]:0");
+}
+
+fn sock_diag_unknown_tuple_refused() {
+    let ident = PeerIdentifier::new().unwrap();
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let local = l.local_addr().unwrap();
+    // Nobody is connected from port 1.
+    let fake: SocketAddr = "127.0.0.1:1".parse().unwrap();
+    let e = ident.peer_uid_tcp(local, fake).unwrap_err();
+    assert!(matches!(e, PeerError::NotFound { .. }), "{e}");
+    assert_eq!(
+        e.to_string(),
+        format!("no local TCP socket 127.0.0.1:1 -> {local} (peer gone, or not on this host)")
+    );
+    let fake6: SocketAddr = "[::1]:1".parse().unwrap();
+    let l6 = TcpListener::bind("[::1]:0").unwrap();
+    let e = ident
+        .peer_uid_tcp(l6.local_addr().unwrap(), fake6)
+        .unwrap_err();
+    assert!(matches!(e, PeerError::NotFound { .. }), "{e}");
+}
+
+/// A peer that connected and closed: the kernel keeps its socket (FIN_WAIT/TIME_WAIT) without an
+/// owner and reports uid 0 for time-wait sockets. It must be refused, never taken for root.
+fn sock_diag_closed_peer_is_not_root() {
+    let ident = PeerIdentifier::new().unwrap();
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = l.local_addr().unwrap().to_string();
+    let st = child_as_nobody("tcp-connect-close", &[&addr])
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let (s, _) = l.accept().unwrap();
+    let r = ident.peer_of(&s);
+    assert!(
+        matches!(
+            r,
+            Err(PeerError::NotOwned { .. }) | Err(PeerError::NotFound { .. })
+        ),
+        "closed peer must not be identified: {r:?}"
+    );
+}
+
+struct TempAccount {
+    user: String,
+    group: String,
+}
+
+impl Drop for TempAccount {
+    fn drop(&mut self) {
+        let _ = Command::new("userdel").arg(&self.user).status();
+        let _ = Command::new("groupdel").arg(&self.group).status();
+    }
+}
+
+fn allow_list_supplementary_groups() {
+    let tag = format!(
+        "{}{}",
+        std::process::id() % 100_000,
+        Instant::now().elapsed().subsec_nanos() % 1000
+    );
+    let acct = TempAccount {
+        user: format!("psu{tag}"),
+        group: format!("psg{tag}"),
+    };
+    let ok = Command::new("groupadd").arg(&acct.group).status().unwrap();
+    assert!(ok.success(), "groupadd");
+    let ok = Command::new("useradd")
+        .args([
+            "-M",
+            "-N",
+            "-g",
+            "nogroup",
+            "-G",
+            &acct.group,
+            "-s",
+            "/usr/sbin/nologin",
+        ])
+        .arg(&acct.user)
+        .status()
+        .unwrap();
+    assert!(ok.success(), "useradd");
+    let uid = codex_privsep::users::resolve_uid(&acct.user).unwrap();
+    // The group is only a *supplementary* group of the user (primary: nogroup).
+    let a = AllowList::resolve(Vec::<String>::new(), [acct.group.as_str()]).unwrap();
+    assert!(a.allows(uid), "member via supplementary group allowed");
+    assert!(
+        !a.allows(NOBODY),
+        "nobody (primary group nogroup too) refused"
+    );
+    assert!(!a.allows(0), "root refused");
+    // Control: the primary group nogroup admits both.
+    let b = AllowList::resolve(Vec::<String>::new(), ["nogroup"]).unwrap();
+    assert!(b.allows(uid) && b.allows(NOBODY));
+    // Numeric gid works the same.
+    let gid = codex_privsep::users::resolve_gid(&acct.group).unwrap();
+    let c = AllowList::resolve(Vec::<String>::new(), [gid.to_string()]).unwrap();
+    assert!(c.allows(uid) && !c.allows(NOBODY));
+}
+
+fn privilege_drop_is_irreversible() {
+    run_ok(child("drop", &["nobody"]));
+    run_ok(child("no-drop-control", &[]));
+}
+
+fn default_drop_to_nobody() {
+    run_ok(child("drop", &[]));
+}
+
+fn seccomp_denies_with_eperm() {
+    run_ok(child("seccomp-control", &[]));
+    run_ok(child("seccomp", &[]));
+}
+
+fn landlock_limits_files_and_net() {
+    let d = tempfile::tempdir().unwrap();
+    let dump = d.path().join("dump");
+    std::fs::create_dir(&dump).unwrap();
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = l.local_addr().unwrap().port();
+    run_ok(child(
+        "landlock",
+        &[dump.to_str().unwrap(), &port.to_string()],
+    ));
+    assert!(!dump.with_extension("outside").exists());
+    assert!(dump.join("1-request.json").exists());
+}
+
+fn confine_refuses_multithreaded() {
+    run_ok(child("threads", &[]));
+}
+
+fn identify_after_drop_and_confine() {
+    run_ok(child("identify-confined", &[]));
+}
+
+fn spec(path: PathBuf, mode: u32, group: Option<u32>) -> UnixSocketSpec {
+    UnixSocketSpec { path, mode, group }
+}
+
+fn unix_socket_stale_replaced() {
+    let d = tempdir_open();
+    let path = d.path().join("p.sock");
+    drop(UnixListener::bind(&path).unwrap()); // leaves a stale socket file
+    assert!(path.exists());
+    let e = UnixStream::connect(&path)
+        .map(drop)
+        .map_err(|e| e.raw_os_error());
+    assert_eq!(e, Err(Some(libc::ECONNREFUSED)), "stale: nobody listens");
+    let l = bind_unix_listener(&spec(path.clone(), 0o600, None)).unwrap();
+    let _c = UnixStream::connect(&path).unwrap();
+    l.accept().unwrap();
+}
+
+fn unix_socket_live_refused() {
+    let d = tempdir_open();
+    let path = d.path().join("p.sock");
+    let live = UnixListener::bind(&path).unwrap();
+    let e = bind_unix_listener(&spec(path.clone(), 0o600, None)).unwrap_err();
+    assert!(matches!(e, UnixSocketError::InUse { .. }), "{e}");
+    // The running server still owns its socket.
+    let _c = UnixStream::connect(&path).unwrap();
+    live.accept().unwrap();
+}
+
+fn unix_socket_non_socket_untouched() {
+    let d = tempdir_open();
+    // Regular file.
+    let file = d.path().join("f.sock");
+    std::fs::write(&file, b"precious").unwrap();
+    let e = bind_unix_listener(&spec(file.clone(), 0o600, None)).unwrap_err();
+    assert!(
+        matches!(
+            e,
+            UnixSocketError::NotASocket {
+                kind: "regular file",
+                ..
+            }
+        ),
+        "{e}"
+    );
+    assert_eq!(std::fs::read(&file).unwrap(), b"precious");
+    // Symlink to a file: neither the link nor its target change.
+    let target = d.path().join("target");
+    std::fs::write(&target, b"target").unwrap();
+    let link = d.path().join("l.sock");
+    std::os::unix::fs::symlink(&target, &link).unwrap();
+    let e = bind_unix_listener(&spec(link.clone(), 0o600, None)).unwrap_err();
+    assert!(
+        matches!(
+            e,
+            UnixSocketError::NotASocket {
+                kind: "symlink",
+                ..
+            }
+        ),
+        "{e}"
+    );
+    assert!(
+        std::fs::symlink_metadata(&link)
+            .unwrap()
+            .file_type()
+            .is_symlink()
+    );
+    assert_eq!(std::fs::read(&target).unwrap(), b"target");
+    // Symlink to a stale socket: still a symlink, refused (never followed).
+    let sock = d.path().join("real.sock");
+    drop(UnixListener::bind(&sock).unwrap());
+    let link2 = d.path().join("l2.sock");
+    std::os::unix::fs::symlink(&sock, &link2).unwrap();
+    let e = bind_unix_listener(&spec(link2.clone(), 0o600, None)).unwrap_err();
+    assert!(
+        matches!(
+            e,
+            UnixSocketError::NotASocket {
+                kind: "symlink",
+                ..
+            }
+        ),
+        "{e}"
+    );
+    assert!(sock.exists(), "the symlink's target socket was not removed");
+    // Directory.
+    let dir = d.path().join("d.sock");
+    std::fs::create_dir(&dir).unwrap();
+    let e = bind_unix_listener(&spec(dir.clone(), 0o600, None)).unwrap_err();
+    assert!(
+        matches!(
+            e,
+            UnixSocketError::NotASocket {
+                kind: "directory",
+                ..
+            }
+        ),
+        "{e}"
+    );
+    // Control: a fresh path binds.
+    bind_unix_listener(&spec(d.path().join("new.sock"), 0o600, None)).unwrap();
+}
+
+fn unix_socket_mode_and_group() {
+    let d = tempdir_open();
+    let path = d.path().join("g.sock");
+    let _l = bind_unix_listener(&spec(path.clone(), 0o660, Some(NOBODY))).unwrap();
+    let md = std::fs::symlink_metadata(&path).unwrap();
+    assert_eq!(md.mode() & 0o7777, 0o660);
+    assert_eq!(md.gid(), NOBODY);
+    assert_eq!(md.uid(), 0);
+    // Attack/control: nobody (in group 65534) can connect to 0660; with 0600 it cannot.
+    let path2 = d.path().join("p.sock");
+    let _l2 = bind_unix_listener(&spec(path2.clone(), 0o600, Some(NOBODY))).unwrap();
+    let md2 = std::fs::symlink_metadata(&path2).unwrap();
+    assert_eq!(md2.mode() & 0o7777, 0o600);
+    let mut ch = child_as_nobody("unix-connect", &[path.to_str().unwrap()])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    wait_ready(&mut ch);
+    drop(ch.stdin.take());
+    assert!(
+        ch.wait().unwrap().success(),
+        "group member connects to 0660"
+    );
+    let out = child_as_nobody("unix-connect", &[path2.to_str().unwrap()])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(!out.status.success(), "0600 keeps the group out");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("Permission denied"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+fn unix_socket_unsafe_dir_refused() {
+    let d = tempdir_open();
+    let open = d.path().join("open");
+    std::fs::create_dir(&open).unwrap();
+    std::fs::set_permissions(&open, std::fs::Permissions::from_mode(0o777)).unwrap();
+    let e = bind_unix_listener(&spec(open.join("x.sock"), 0o600, None)).unwrap_err();
+    assert!(matches!(e, UnixSocketError::UnsafeParent { .. }), "{e}");
+    assert!(e.to_string().contains("no sticky bit"), "{e}");
+    assert!(!open.join("x.sock").exists());
+    // Control: sticky + root-owned (like /tmp) is accepted.
+    std::fs::set_permissions(&open, std::fs::Permissions::from_mode(0o1777)).unwrap();
+    bind_unix_listener(&spec(open.join("x.sock"), 0o600, None)).unwrap();
+    // A directory owned by another user is refused.
+    let theirs = d.path().join("theirs");
+    std::fs::create_dir(&theirs).unwrap();
+    std::os::unix::fs::chown(&theirs, Some(NOBODY), Some(NOBODY)).unwrap();
+    let e = bind_unix_listener(&spec(theirs.join("x.sock"), 0o600, None)).unwrap_err();
+    assert!(e.to_string().contains("owned by uid 65534"), "{e}");
+}
+
+fn activation_wrong_pid_refused() {
+    let mut c = child("activation-wrong-pid", &[]);
+    c.env("LISTEN_FDS", "1").env("LISTEN_PID", "1");
+    run_ok(c);
+}
+
+fn activation_receives_listeners() {
+    run_ok(child("activation", &[]));
+}
