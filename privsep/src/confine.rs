@@ -361,6 +361,13 @@ pub fn confine(spec: &ConfineSpec) -> Result<ConfineReport, ConfineError> {
             status.ruleset
         )));
     }
+    secure_main::record_landlock_status(&format!(
+        "fully_enforced (abi {kernel_abi}; fs: read {} paths, write {} dirs; tcp: bind denied, \
+         connect {:?}; scopes: signal, abstract unix socket)",
+        read.len(),
+        spec.write_dirs.len(),
+        ports
+    ));
     // 3. seccomp, on every thread.
     seccompiler::apply_filter_all_threads(&abi_prog).map_err(|source| {
         ConfineError::SeccompApply {

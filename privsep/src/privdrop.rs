@@ -67,6 +67,9 @@ pub enum DropError {
         /// The error.
         source: io::Error,
     },
+    /// Re-asserting non-dumpable and the core limit failed.
+    #[error("after the credential change: {0}")]
+    Reassert(secure_main::HardeningError),
     /// The drop did not hold.
     #[error("privilege drop verification failed: {0}")]
     Verify(String),
@@ -188,9 +191,9 @@ fn reassert_not_dumpable() -> Result<(), DropError> {
     Ok(())
 }
 
-/// Hook for `secure_main`'s re-assertion after a credential change.
+/// `secure_main`'s re-assertion after a credential change (dumpable 0, core limit 0, read back).
 fn secure_main_reassert() -> Result<(), DropError> {
-    Ok(())
+    secure_main::reassert_after_credential_change().map_err(DropError::Reassert)
 }
 
 fn current_report(

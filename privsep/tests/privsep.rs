@@ -540,6 +540,7 @@ fn scenario_landlock(dump: &Path, port: u16) -> i32 {
         }
     };
     eprintln!("{}", report.summary());
+    eprintln!("{}", secure_main::hardening_report());
     let e = std::fs::read("/etc/passwd")
         .map(|_| ())
         .map_err(|e| e.raw_os_error());
