@@ -27,6 +27,8 @@ mod reader;
 mod report;
 mod secret;
 mod sys;
+#[cfg(test)]
+mod testutil;
 
 pub use hardening::{
     EXIT_DUMPABLE, EXIT_LOADER_ENV, EXIT_PTRACE_DENY, EXIT_RLIMIT, HardeningConfig, HardeningError,

@@ -179,3 +179,355 @@ pub fn read_secret<R: RawRead>(
     }
     Ok(buf)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::VecDeque;
+
+    /// A scripted reader: each step is a chunk (delivered at most `max_chunk` bytes at a time)
+    /// or an error; after the script, end of input. Counts calls.
+    struct Script {
+        steps: VecDeque<Result<Vec<u8>, io::ErrorKind>>,
+        max_chunk: usize,
+        calls: usize,
+    }
+
+    impl Script {
+        fn new(steps: Vec<Result<&[u8], io::ErrorKind>>, max_chunk: usize) -> Script {
+            Script {
+                steps: steps.into_iter().map(|s| s.map(<[u8]>::to_vec)).collect(),
+                max_chunk,
+                calls: 0,
+            }
+        }
+        fn bytes(b: &[u8]) -> Script {
+            Script::new(vec![Ok(b)], usize::MAX)
+        }
+        fn one_at_a_time(b: &[u8]) -> Script {
+            Script::new(vec![Ok(b)], 1)
+        }
+    }
+
+    impl RawRead for Script {
+        fn read_raw(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+            self.calls += 1;
+            match self.steps.pop_front() {
+                None => Ok(0),
+                Some(Err(kind)) => Err(io::Error::from(kind)),
+                Some(Ok(mut chunk)) => {
+                    let n = chunk.len().min(buf.len()).min(self.max_chunk);
+                    buf[..n].copy_from_slice(&chunk[..n]);
+                    let rest = chunk.split_off(n);
+                    if !rest.is_empty() {
+                        self.steps.push_front(Ok(rest));
+                    }
+                    Ok(n)
+                }
+            }
+        }
+    }
+
+    fn key_byte(b: u8) -> bool {
+        b.is_ascii_alphanumeric() || b == b'-' || b == b'_'
+    }
+
+    fn opts(max_len: usize) -> SecretReadOptions {
+        SecretReadOptions {
+            prefix: b"",
+            max_len,
+            allowed: key_byte,
+            lock: LockPolicy::Required,
+        }
+    }
+
+    fn read(r: &mut Script, max: usize) -> Result<Vec<u8>, ReadSecretError> {
+        read_secret(r, &opts(max)).map(|b| b.expose_secret().to_vec())
+    }
+
+    #[test]
+    fn reads_one_line_and_stops_at_the_newline() {
+        let mut r = Script::bytes(b"sk-abc\nNEXT LINE");
+        assert_eq!(read(&mut r, 64).unwrap(), b"sk-abc");
+        // One read returned everything; nothing more was asked for.
+        assert_eq!(r.calls, 1);
+    }
+
+    #[test]
+    fn short_reads_of_one_byte_are_assembled() {
+        let mut r = Script::one_at_a_time(b"sk-abc\nrest");
+        assert_eq!(read(&mut r, 64).unwrap(), b"sk-abc");
+        // Exactly 7 reads (6 bytes + newline): bytes after the newline were not consumed.
+        assert_eq!(r.calls, 7);
+        assert_eq!(r.steps.front().unwrap().as_ref().unwrap(), b"rest");
+    }
+
+    #[test]
+    fn end_of_input_without_newline_ends_the_secret() {
+        assert_eq!(read(&mut Script::bytes(b"sk-abc"), 64).unwrap(), b"sk-abc");
+        assert_eq!(
+            read(&mut Script::one_at_a_time(b"sk-abc"), 64).unwrap(),
+            b"sk-abc"
+        );
+    }
+
+    #[test]
+    fn crlf_and_lf_are_trimmed_but_a_lone_cr_is_not_a_line_ending() {
+        assert_eq!(
+            read(&mut Script::bytes(b"sk-abc\r\n"), 64).unwrap(),
+            b"sk-abc"
+        );
+        assert_eq!(
+            read(&mut Script::one_at_a_time(b"sk-abc\r\n"), 64).unwrap(),
+            b"sk-abc"
+        );
+        assert_eq!(
+            read(&mut Script::bytes(b"sk-abc\n"), 64).unwrap(),
+            b"sk-abc"
+        );
+        assert!(matches!(
+            read(&mut Script::bytes(b"sk-abc\r"), 64),
+            Err(ReadSecretError::ForbiddenByte { offset: 6 })
+        ));
+        // Only one CR before the LF is removed.
+        assert!(matches!(
+            read(&mut Script::bytes(b"sk-abc\r\r\n"), 64),
+            Err(ReadSecretError::ForbiddenByte { offset: 6 })
+        ));
+    }
+
+    #[test]
+    fn exactly_max_len_is_accepted_and_one_more_is_too_long() {
+        let max = 10;
+        let exact = b"abcdefghij";
+        let over = b"abcdefghijk";
+        for (input, ok) in [
+            (&exact[..], true),
+            (&b"abcdefghij\n"[..], true),
+            (&b"abcdefghij\r\n"[..], true),
+            (&over[..], false),
+            (&b"abcdefghijk\n"[..], false),
+            (&b"abcdefghijk\r\n"[..], false),
+        ] {
+            for mut r in [Script::bytes(input), Script::one_at_a_time(input)] {
+                let got = read(&mut r, max);
+                if ok {
+                    assert_eq!(got.unwrap(), exact);
+                } else {
+                    assert!(
+                        matches!(got, Err(ReadSecretError::TooLong { max: 10 })),
+                        "{input:?}: {got:?}"
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn an_endless_line_stops_reading_once_it_is_too_long() {
+        let long = vec![b'a'; 10_000];
+        let mut r = Script::one_at_a_time(&long);
+        assert!(matches!(
+            read(&mut r, 16),
+            Err(ReadSecretError::TooLong { max: 16 })
+        ));
+        // max + 2 bytes fill the buffer; no further read happens.
+        assert_eq!(r.calls, 18);
+    }
+
+    #[test]
+    fn forbidden_bytes_are_reported_by_offset_without_the_byte() {
+        for (input, offset) in [
+            (&b"sk abc"[..], 2),
+            (&b"sk-\0abc"[..], 3),
+            (&b"sk-ab\xc3\xa9"[..], 5),
+            (&b" sk"[..], 0),
+        ] {
+            let err = read(&mut Script::bytes(input), 64).unwrap_err();
+            assert!(
+                matches!(err, ReadSecretError::ForbiddenByte { offset: o } if o == offset),
+                "{input:?}: {err:?}"
+            );
+            let msg = err.to_string();
+            assert_eq!(
+                msg,
+                format!("the secret contains a forbidden byte at offset {offset}")
+            );
+            assert!(!msg.contains("sk") && !msg.contains('\u{e9}'), "{msg}");
+        }
+    }
+
+    #[test]
+    fn empty_input_and_bare_line_endings_are_empty() {
+        for input in [&b""[..], b"\n", b"\r\n", b"\nsk-abc"] {
+            assert!(
+                matches!(
+                    read(&mut Script::bytes(input), 64),
+                    Err(ReadSecretError::Empty)
+                ),
+                "{input:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn read_errors_are_reported_and_eintr_is_retried() {
+        let mut r = Script::new(vec![Ok(b"sk-"), Err(io::ErrorKind::Other)], usize::MAX);
+        let err = read(&mut r, 64).unwrap_err();
+        assert!(
+            matches!(&err, ReadSecretError::Read { source } if source.kind() == io::ErrorKind::Other)
+        );
+        assert!(
+            err.to_string()
+                .starts_with("failed to read the secret (read): ")
+        );
+
+        let eio = io::Error::from_raw_os_error(libc::EIO);
+        struct Eio(Option<io::Error>);
+        impl RawRead for Eio {
+            fn read_raw(&mut self, _: &mut [u8]) -> io::Result<usize> {
+                Err(self
+                    .0
+                    .take()
+                    .unwrap_or_else(|| io::Error::from(io::ErrorKind::Other)))
+            }
+        }
+        let err = read_secret(&mut Eio(Some(eio)), &opts(64)).unwrap_err();
+        assert!(
+            matches!(&err, ReadSecretError::Read { source } if source.raw_os_error() == Some(libc::EIO))
+        );
+
+        let mut r = Script::new(
+            vec![
+                Err(io::ErrorKind::Interrupted),
+                Ok(b"sk-"),
+                Err(io::ErrorKind::Interrupted),
+                Ok(b"abc\n"),
+            ],
+            usize::MAX,
+        );
+        assert_eq!(read(&mut r, 64).unwrap(), b"sk-abc");
+        assert_eq!(r.calls, 4);
+    }
+
+    #[test]
+    fn the_prefix_comes_first_counts_towards_max_len_and_is_not_validated() {
+        let o = SecretReadOptions {
+            prefix: b"Bearer ",
+            max_len: 10,
+            allowed: key_byte,
+            lock: LockPolicy::Required,
+        };
+        let buf = read_secret(&mut Script::bytes(b"abc\n"), &o).unwrap();
+        assert_eq!(buf.expose_secret(), b"Bearer abc");
+        assert!(matches!(
+            read_secret(&mut Script::bytes(b"abcd\n"), &o),
+            Err(ReadSecretError::TooLong { max: 10 })
+        ));
+        assert!(matches!(
+            read_secret(&mut Script::bytes(b"\n"), &o),
+            Err(ReadSecretError::Empty)
+        ));
+        // Offsets count from the first byte read, not from the prefix.
+        assert!(matches!(
+            read_secret(&mut Script::bytes(b"a c"), &o),
+            Err(ReadSecretError::ForbiddenByte { offset: 1 })
+        ));
+        let too_small = SecretReadOptions { max_len: 3, ..o };
+        assert!(matches!(
+            read_secret(&mut Script::bytes(b"a"), &too_small),
+            Err(ReadSecretError::TooLong { max: 3 })
+        ));
+    }
+
+    #[test]
+    fn the_buffer_is_locked_and_debug_is_redacted() {
+        let buf = read_secret(&mut Script::bytes(b"sk-secret\n"), &opts(64)).unwrap();
+        assert_eq!(buf.lock_status(), crate::LockStatus::Locked);
+        assert_eq!(format!("{buf:?}"), "[REDACTED]");
+        assert_eq!(format!("{buf}"), "[REDACTED]");
+    }
+
+    #[test]
+    fn fd_reader_reads_a_real_descriptor() {
+        use std::io::{Seek, Write};
+        use std::os::fd::AsFd;
+        let mut f = tempfile::tempfile().unwrap();
+        f.write_all(b"sk-from-file\r\nsecond line\n").unwrap();
+        f.rewind().unwrap();
+        let mut r = FdReader::new(f.as_fd());
+        let buf = read_secret(&mut r, &opts(64)).unwrap();
+        assert_eq!(buf.expose_secret(), b"sk-from-file");
+        // As documented: the one read(2) asked for max_len + 2 bytes and got the whole short file,
+        // so the second line was consumed (and wiped), not left for the next reader.
+        let mut r = FdReader::new(f.as_fd());
+        let mut one = [0u8; 1];
+        assert_eq!(r.read_raw(&mut one).unwrap(), 0);
+    }
+}
+
+#[cfg(test)]
+mod wipe_tests {
+    use super::*;
+    use crate::testutil::{all_zero, peek, region_after};
+
+    fn opts() -> SecretReadOptions {
+        SecretReadOptions {
+            prefix: b"Bearer ",
+            max_len: 40,
+            allowed: |b| b.is_ascii_alphanumeric() || b == b'-',
+            lock: LockPolicy::Required,
+        }
+    }
+
+    /// Chunks to return, or an errno to fail with.
+    type Steps = Vec<Result<&'static [u8], i32>>;
+
+    struct Chunks(Steps);
+    impl RawRead for Chunks {
+        fn read_raw(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+            if self.0.is_empty() {
+                return Ok(0);
+            }
+            match self.0.remove(0) {
+                Ok(c) => {
+                    let n = c.len().min(buf.len());
+                    buf[..n].copy_from_slice(&c[..n]);
+                    Ok(n)
+                }
+                Err(errno) => Err(io::Error::from_raw_os_error(errno)),
+            }
+        }
+    }
+
+    #[test]
+    fn every_error_path_leaves_only_zeros_behind() {
+        let cases: Vec<(Steps, &str)> = vec![
+            (vec![Ok(b"sk-part-one"), Err(libc::EIO)], "read"),
+            (vec![Ok(b"sk-with space\n")], "forbidden"),
+            (
+                vec![Ok(
+                    b"sk-aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa",
+                )],
+                "too long",
+            ),
+            (vec![Ok(b"\nsk-on-the-second-line")], "empty"),
+        ];
+        for (script, what) in cases {
+            let (res, region) = region_after(|| read_secret(&mut Chunks(script), &opts()));
+            assert!(res.is_err(), "{what}: expected an error");
+            assert!(
+                all_zero(&region),
+                "{what}: bytes left in memory after the error"
+            );
+        }
+    }
+
+    #[test]
+    fn bytes_after_the_newline_are_wiped_from_the_buffer() {
+        let buf = read_secret(&mut Chunks(vec![Ok(b"sk-key\nsk-other-secret")]), &opts()).unwrap();
+        assert_eq!(buf.expose_secret(), b"Bearer sk-key");
+        let tail = peek(buf.data_addr_for_tests() + buf.len(), 42 - buf.len());
+        assert!(all_zero(&tail), "{tail:?}");
+    }
+}

@@ -222,6 +222,8 @@ impl GuardedPages {
                 return Err(MapError::Mprotect(io::Error::last_os_error()));
             }
         }
+        #[cfg(test)]
+        LAST_MAPPED_DATA.with(|l| l.set((pages.data_addr(), pages.data_len)));
         Ok(pages)
     }
 
@@ -299,6 +301,8 @@ thread_local! {
     /// check through /proc/self/mem that drop wiped it (a wiped-then-unmapped region cannot be
     /// inspected).
     pub(crate) static KEEP_MAPPING_ON_DROP: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+    /// Test hook: (address, length) of the data region most recently mapped on this thread.
+    pub(crate) static LAST_MAPPED_DATA: std::cell::Cell<(usize, usize)> = const { std::cell::Cell::new((0, 0)) };
 }
 
 impl Drop for GuardedPages {

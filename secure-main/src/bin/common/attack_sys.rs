@@ -1,0 +1,115 @@
+//! The test attacker's syscall layer (every `unsafe` block of `secure-main-attacker`), one call
+//! per function, each returning `io::Result`.
+
+use std::io;
+
+fn check(rc: libc::c_long) -> io::Result<libc::c_long> {
+    if rc == -1 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(rc)
+    }
+}
+
+/// A resource limit the attacker sets up before dropping privileges.
+#[derive(Clone, Copy)]
+pub enum Resource {
+    Core,
+    Memlock,
+}
+
+/// `setrlimit(resource, {soft, hard})`.
+pub fn set_rlimit(resource: Resource, soft: u64, hard: u64) -> io::Result<()> {
+    let resource = match resource {
+        Resource::Core => libc::RLIMIT_CORE,
+        Resource::Memlock => libc::RLIMIT_MEMLOCK,
+    };
+    let lim = libc::rlimit {
+        rlim_cur: soft,
+        rlim_max: hard,
+    };
+    // SAFETY: `lim` is a valid rlimit that outlives the call; setrlimit only reads it.
+    check(unsafe { libc::setrlimit(resource, &lim) }.into()).map(drop)
+}
+
+/// `setgroups(0)`, `setresgid(gid)`, `setresuid(uid)`: drop from root to `uid`/`gid` for good.
+pub fn drop_to(uid: u32, gid: u32) -> io::Result<()> {
+    // SAFETY: setgroups with size 0 reads no memory.
+    check(unsafe { libc::setgroups(0, std::ptr::null()) }.into())?;
+    // SAFETY: setresgid takes plain integers.
+    check(unsafe { libc::setresgid(gid, gid, gid) }.into())?;
+    // SAFETY: setresuid takes plain integers.
+    check(unsafe { libc::setresuid(uid, uid, uid) }.into()).map(drop)
+}
+
+/// `prctl(PR_SET_DUMPABLE, value)`.
+pub fn set_dumpable(value: bool) -> io::Result<()> {
+    let v: libc::c_ulong = value.into();
+    // SAFETY: PR_SET_DUMPABLE takes a plain integer argument.
+    check(unsafe { libc::prctl(libc::PR_SET_DUMPABLE, v, 0, 0, 0) }.into()).map(drop)
+}
+
+/// `prctl(PR_GET_DUMPABLE)`.
+pub fn get_dumpable() -> io::Result<i64> {
+    // SAFETY: PR_GET_DUMPABLE takes no pointer arguments.
+    check(unsafe { libc::prctl(libc::PR_GET_DUMPABLE, 0, 0, 0, 0) }.into())
+}
+
+/// `ptrace(PTRACE_ATTACH, pid)`.
+pub fn ptrace_attach(pid: i32) -> io::Result<()> {
+    // SAFETY: PTRACE_ATTACH ignores addr and data; no memory is passed.
+    check(unsafe { libc::ptrace(libc::PTRACE_ATTACH, pid, 0usize, 0usize) }).map(drop)
+}
+
+/// `ptrace(PTRACE_DETACH, pid)`.
+pub fn ptrace_detach(pid: i32) -> io::Result<()> {
+    // SAFETY: PTRACE_DETACH with data 0 (no signal); no memory is passed.
+    check(unsafe { libc::ptrace(libc::PTRACE_DETACH, pid, 0usize, 0usize) }).map(drop)
+}
+
+/// `waitpid(pid, &status, __WALL)`: waits for the ptrace stop after attaching.
+pub fn wait_stop(pid: i32) -> io::Result<i32> {
+    let mut status = 0;
+    // SAFETY: `status` is a valid, writable int for the duration of the call.
+    check(unsafe { libc::waitpid(pid, &mut status, libc::__WALL) }.into()).map(|_| status)
+}
+
+/// `process_vm_readv(pid)` of `len` bytes at `addr` in the target into a fresh buffer.
+pub fn process_vm_read(pid: i32, addr: usize, len: usize) -> io::Result<Vec<u8>> {
+    let mut buf = vec![0u8; len];
+    let local = libc::iovec {
+        iov_base: buf.as_mut_ptr().cast(),
+        iov_len: len,
+    };
+    let remote = libc::iovec {
+        iov_base: addr as *mut libc::c_void,
+        iov_len: len,
+    };
+    // SAFETY: `local` describes `buf`, writable for `len` bytes; `remote` is only interpreted in
+    // the target's address space by the kernel (which checks it); both iovecs outlive the call.
+    let n =
+        check(unsafe { libc::process_vm_readv(pid, &local, 1, &remote, 1, 0) } as libc::c_long)?;
+    buf.truncate(usize::try_from(n).unwrap_or(0));
+    Ok(buf)
+}
+
+/// `prctl(PR_SET_NO_NEW_PRIVS, 1)` then `seccomp(SECCOMP_SET_MODE_FILTER)` with `prog`.
+pub fn install_filter(prog: &[libc::sock_filter]) -> io::Result<()> {
+    // SAFETY: plain integer arguments.
+    check(unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) }.into())?;
+    let fprog = libc::sock_fprog {
+        len: u16::try_from(prog.len()).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?,
+        filter: prog.as_ptr().cast_mut(),
+    };
+    // SAFETY: `fprog` points at `prog`, valid for `len` instructions during the call; the kernel
+    // copies the program.
+    check(unsafe {
+        libc::syscall(
+            libc::SYS_seccomp,
+            libc::SECCOMP_SET_MODE_FILTER,
+            0,
+            &fprog as *const libc::sock_fprog,
+        )
+    })
+    .map(drop)
+}
