@@ -127,15 +127,10 @@ async fn wrong_state_is_refused_and_the_login_keeps_waiting() {
     // Attack: the right code with a forged state (login CSRF), and with no state.
     let forged = format!("http://localhost:{port}/auth/callback?code={code}&state=forged-{state}");
     let nostate = format!("http://localhost:{port}/auth/callback?code={code}");
-    let (a, b) = blocking(move || {
-        (
-            oauth_mock::http_get(&forged, None).unwrap(),
-            oauth_mock::http_get(&nostate, None).unwrap(),
-        )
-    })
-    .await;
+    let a = blocking(move || oauth_mock::http_get(&forged, None).unwrap()).await;
     assert_eq!(a.status, 400, "{}", a.body);
     assert!(a.body.contains("State mismatch"));
+    let b = blocking(move || oauth_mock::http_get(&nostate, None).unwrap()).await;
     assert_eq!(b.status, 400);
     assert!(
         mock.token_requests().is_empty(),
@@ -182,18 +177,16 @@ async fn non_loopback_host_is_forbidden_other_paths_are_404() {
     let url = server.auth_url().to_string();
     let (callback_url, _, _) = blocking(move || oauth_mock::authorize_only(&url).unwrap()).await;
     let port = server.port();
+    // DNS rebinding: an attacker page's request carries the attacker's host name.
     let cb = callback_url.clone();
-    let (rebound, other, local404) = blocking(move || {
-        (
-            // DNS rebinding: an attacker page's request carries the attacker's host name.
-            oauth_mock::http_get(&cb, Some(&format!("attacker.example:{port}"))).unwrap(),
-            oauth_mock::http_get(&cb, Some("localhost:1")).unwrap(),
-            oauth_mock::http_get(&format!("http://127.0.0.1:{port}/favicon.ico"), None).unwrap(),
-        )
-    })
-    .await;
+    let host = format!("attacker.example:{port}");
+    let rebound = blocking(move || oauth_mock::http_get(&cb, Some(&host)).unwrap()).await;
     assert_eq!(rebound.status, 403, "{}", rebound.body);
+    let cb = callback_url.clone();
+    let other = blocking(move || oauth_mock::http_get(&cb, Some("localhost:1")).unwrap()).await;
     assert_eq!(other.status, 403, "wrong port in Host");
+    let favicon = format!("http://127.0.0.1:{port}/favicon.ico");
+    let local404 = blocking(move || oauth_mock::http_get(&favicon, None).unwrap()).await;
     assert_eq!(local404.status, 404);
     assert!(mock.token_requests().is_empty());
     // Control: the same callback with our own Host completes the login.
