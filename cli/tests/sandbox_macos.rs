@@ -31,7 +31,7 @@ fn macos_sandbox_on_linux_fails_with_documented_code_and_message() {
     ] {
         let out = codex(args, home.path(), home.path());
         let stderr = String::from_utf8_lossy(&out.stderr);
-        assert_eq!(out.status.code(), Some(125), "{args:?}: {stderr}");
+        assert_eq!(out.status.code(), Some(201), "{args:?}: {stderr}");
         assert!(
             stderr.contains("codex sandbox macos is macOS only"),
             "{args:?}: {stderr}"
@@ -114,4 +114,31 @@ fn writable_root_without_full_auto_is_a_usage_error() {
     );
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("--writable-root /: needs --full-auto"));
+}
+
+#[test]
+fn missing_writable_root_is_an_invalid_policy() {
+    let home = tempfile::tempdir().unwrap();
+    let missing = home.path().join("missing");
+    let out = codex(
+        &[
+            "sandbox",
+            "macos",
+            "--print-policy",
+            "--full-auto",
+            "--writable-root",
+            missing.to_str().unwrap(),
+            "--",
+            "true",
+        ],
+        home.path(),
+        home.path(),
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(200), "{stderr}");
+    assert!(
+        stderr.contains("sandbox policy: writable_roots: "),
+        "{stderr}"
+    );
+    assert!(stderr.contains("missing"), "{stderr}");
 }

@@ -6,14 +6,16 @@
 //! prints the generated SBPL and its `-D` parameters instead of running (works on every
 //! platform).
 //!
-//! Exit codes:
+//! Exit codes (the same numbering as `codex sandbox linux`, so set-up failures sit in the 200s
+//! where commands rarely exit):
 //!
 //! | code | meaning |
 //! |---|---|
 //! | the command's own | the command ran; 128+N if signal N killed it |
-//! | 2 | bad usage: `--writable-root` without `--full-auto`, a writable root that is not a directory, a malformed `sandbox.deny_read` |
-//! | 125 | not macOS: Seatbelt exists only on macOS ([`EXIT_NOT_MACOS`]) |
-//! | 126 | sandbox set-up failed: the policy could not be generated or `/usr/bin/sandbox-exec` could not be started ([`EXIT_SETUP_FAILED`]) |
+//! | 2 | bad usage: `--writable-root` without `--full-auto` |
+//! | 200 | invalid policy: a writable root that is not a directory, a malformed `sandbox.deny_read` ([`EXIT_INVALID_POLICY`]) |
+//! | 201 | refused: not macOS, Seatbelt exists only there ([`EXIT_NOT_MACOS`]) |
+//! | 202 | sandbox set-up failed: the policy could not be generated or `/usr/bin/sandbox-exec` could not be started ([`EXIT_SETUP_FAILED`]) |
 //!
 //! `sandbox-exec` reports its own failures (a policy the kernel rejects, a command it cannot
 //! exec) with its own exit status and a `sandbox-exec:` message on stderr; those cannot be told
@@ -26,10 +28,12 @@ use sandbox_policy::{EffectivePolicy, SandboxEnv, SandboxPolicy};
 
 use crate::exit::{Coded, USAGE};
 
-/// Exit code of `codex sandbox macos` on any platform but macOS.
-pub const EXIT_NOT_MACOS: i32 = 125;
+/// Exit code for a policy that cannot be built (writable root, `sandbox.deny_read`).
+pub const EXIT_INVALID_POLICY: i32 = 200;
+/// Exit code of `codex sandbox macos` on any platform but macOS (refused: cannot enforce here).
+pub const EXIT_NOT_MACOS: i32 = 201;
 /// Exit code when the sandbox could not be set up (policy generation, starting sandbox-exec).
-pub const EXIT_SETUP_FAILED: i32 = 126;
+pub const EXIT_SETUP_FAILED: i32 = 202;
 
 #[derive(Debug, clap::Args)]
 pub struct MacosArgs {
@@ -55,7 +59,7 @@ pub fn run(args: MacosArgs, global: &crate::GlobalOpts) -> anyhow::Result<i32> {
     }
     let effective: EffectivePolicy = policy
         .resolve(&cwd, &env, &deny_read)
-        .map_err(|e| Coded::new(USAGE, format!("sandbox policy: {e}")))?;
+        .map_err(|e| Coded::new(EXIT_INVALID_POLICY, format!("sandbox policy: {e}")))?;
     let seatbelt = sandbox_macos::generate(&effective, &sandbox_macos::HostPaths::from_host())
         .map_err(|e| Coded::new(EXIT_SETUP_FAILED, format!("seatbelt policy: {e}")))?;
     if args.print_policy {
@@ -126,7 +130,7 @@ fn deny_read_from_config(config: &crate::config::Config) -> anyhow::Result<Vec<P
     };
     let bad = || {
         Coded::new(
-            USAGE,
+            EXIT_INVALID_POLICY,
             "config sandbox.deny_read: expected an array of path strings",
         )
     };
@@ -139,7 +143,7 @@ fn deny_read_from_config(config: &crate::config::Config) -> anyhow::Result<Vec<P
         let s = item.as_str().ok_or_else(bad)?;
         if s.is_empty() || s.contains('\0') {
             return Err(Coded::new(
-                USAGE,
+                EXIT_INVALID_POLICY,
                 format!("config sandbox.deny_read: {s:?}: not a usable path"),
             ));
         }
@@ -147,7 +151,7 @@ fn deny_read_from_config(config: &crate::config::Config) -> anyhow::Result<Vec<P
             (Some(rest), Some(h)) => h.join(rest),
             (Some(_), None) => {
                 return Err(Coded::new(
-                    USAGE,
+                    EXIT_INVALID_POLICY,
                     format!("config sandbox.deny_read: {s}: ~ used but HOME is not set"),
                 ));
             }
@@ -156,4 +160,48 @@ fn deny_read_from_config(config: &crate::config::Config) -> anyhow::Result<Vec<P
         out.push(path);
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(toml_text: &str) -> crate::config::Config {
+        crate::config::Config {
+            codex_home: PathBuf::from("/ch"),
+            table: toml_text.parse().unwrap(),
+        }
+    }
+
+    fn code(e: anyhow::Error) -> (i32, String) {
+        let c = e.downcast_ref::<Coded>().unwrap();
+        (c.code, c.message.clone())
+    }
+
+    #[test]
+    fn deny_read_config_is_read_and_expands_home() {
+        let home = std::env::var_os("HOME").map(PathBuf::from);
+        let got = deny_read_from_config(&config(
+            "[sandbox]\ndeny_read = [\"/srv/secret\", \"~/.netrc\"]\n",
+        ))
+        .unwrap();
+        assert_eq!(got[0], PathBuf::from("/srv/secret"));
+        if let Some(h) = home {
+            assert_eq!(got[1], h.join(".netrc"));
+        }
+        assert!(deny_read_from_config(&config("")).unwrap().is_empty());
+    }
+
+    #[test]
+    fn malformed_deny_read_is_an_invalid_policy_naming_the_key() {
+        for bad in [
+            "[sandbox]\ndeny_read = \"/x\"\n",
+            "[sandbox]\ndeny_read = [1]\n",
+            "[sandbox]\ndeny_read = [\"\"]\n",
+        ] {
+            let (c, m) = code(deny_read_from_config(&config(bad)).unwrap_err());
+            assert_eq!(c, EXIT_INVALID_POLICY, "{bad}");
+            assert!(m.starts_with("config sandbox.deny_read: "), "{m}");
+        }
+    }
 }
