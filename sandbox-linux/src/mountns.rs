@@ -3,7 +3,8 @@
 //!
 //! Landlock cannot take rights away below a rule, so a writable root's `.git` would be writable.
 //! Without privileges the only way to carve a read-only hole is a mount: in the forked child,
-//! `unshare(CLONE_NEWUSER | CLONE_NEWNS)`, map our own uid and gid, make `/` private (nothing
+//! `unshare(CLONE_NEWUSER | CLONE_NEWNS)`, map our own uid and gid (root with CAP_SYS_ADMIN
+//! only unshares the mount namespace), make `/` private (nothing
 //! propagates back), then bind each carve-out onto itself and set it read-only recursively with
 //! `mount_setattr`. Landlock (no mount topology changes for confined processes) and seccomp
 //! (`mount`, `umount2`, `move_mount`, ... refused) keep the command from undoing it.
@@ -18,6 +19,13 @@ use crate::sys;
 /// Errors while setting up the namespace.
 #[derive(Debug, thiserror::Error)]
 pub enum MountNsError {
+    #[error(
+        "failed to make the sandbox child dumpable (prctl PR_SET_DUMPABLE) to write its id maps: {source}"
+    )]
+    Dumpable {
+        #[source]
+        source: io::Error,
+    },
     #[error("unshare(CLONE_NEWUSER|CLONE_NEWNS) failed: {source}")]
     Unshare {
         #[source]
@@ -72,11 +80,17 @@ fn write_proc(path: &'static str, content: &str) -> Result<(), MountNsError> {
 pub fn enter_and_protect(paths: &[PathBuf]) -> Result<(), MountNsError> {
     let uid = sys::getuid();
     let gid = sys::getgid();
-    sys::unshare(libc::CLONE_NEWUSER | libc::CLONE_NEWNS)
-        .map_err(|source| MountNsError::Unshare { source })?;
-    write_proc("/proc/self/uid_map", &format!("{uid} {uid} 1\n"))?;
-    write_proc("/proc/self/setgroups", "deny\n")?;
-    write_proc("/proc/self/gid_map", &format!("{gid} {gid} 1\n"))?;
+    // root (with CAP_SYS_ADMIN) needs no user namespace, and keeps its view of file ownership;
+    // without CAP_SYS_ADMIN (e.g. in a container) fall through to the unprivileged path.
+    let root_ns = uid == 0 && sys::unshare(libc::CLONE_NEWNS).is_ok();
+    if !root_ns {
+        sys::set_dumpable().map_err(|source| MountNsError::Dumpable { source })?;
+        sys::unshare(libc::CLONE_NEWUSER | libc::CLONE_NEWNS)
+            .map_err(|source| MountNsError::Unshare { source })?;
+        write_proc("/proc/self/uid_map", &format!("{uid} {uid} 1\n"))?;
+        write_proc("/proc/self/setgroups", "deny\n")?;
+        write_proc("/proc/self/gid_map", &format!("{gid} {gid} 1\n"))?;
+    }
     sys::mount(None, c"/", libc::MS_REC | libc::MS_PRIVATE)
         .map_err(|source| MountNsError::MakePrivate { source })?;
     for p in paths {

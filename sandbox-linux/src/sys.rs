@@ -30,6 +30,14 @@ pub fn set_no_new_privs() -> io::Result<()> {
     check(unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) }).map(drop)
 }
 
+/// `prctl(PR_SET_DUMPABLE, 1)`: /proc/self/{uid,gid}_map and setgroups are owned by root while a
+/// process is not dumpable, so the child re-enables it before writing its id maps (it is about
+/// to execute the user's command, which resets the flag anyway).
+pub fn set_dumpable() -> io::Result<()> {
+    // SAFETY: PR_SET_DUMPABLE takes an integer by value; no memory is passed.
+    check(unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 1, 0, 0, 0) }).map(drop)
+}
+
 /// `prctl(PR_SET_PDEATHSIG, sig)`: the kernel sends `sig` to us when our parent exits.
 pub fn set_parent_death_signal(sig: libc::c_int) -> io::Result<()> {
     // SAFETY: PR_SET_PDEATHSIG takes a signal number by value; no memory is passed.
@@ -257,11 +265,17 @@ pub fn execvpe(file: &CStr, argv: &[CString], envp: &[CString]) -> io::Error {
 
 /// Fork a child that tries `unshare(CLONE_NEWUSER | CLONE_NEWNS)` and reports the result; this
 /// process is unaffected. Used by `codex sandbox check`.
+///
+/// Safe to call from a multi-threaded process: the child only calls `unshare`, reads errno and
+/// calls `_exit`, all async-signal-safe.
 pub fn probe_user_namespace() -> io::Result<Result<(), io::Error>> {
-    if thread_count()? > 1 {
-        return Err(io::Error::other("process is multi-threaded"));
-    }
-    match fork()? {
+    // SAFETY: the child runs only async-signal-safe calls (see above) and never returns.
+    let pid = check(unsafe { libc::fork() })?;
+    match if pid == 0 {
+        Fork::Child
+    } else {
+        Fork::Parent { child: pid }
+    } {
         Fork::Child => {
             // SAFETY: unshare takes flags by value; this is the single-threaded forked child.
             let ret = unsafe { libc::unshare(libc::CLONE_NEWUSER | libc::CLONE_NEWNS) };

@@ -1,0 +1,441 @@
+//! Test probe (not installed for users; `test = false`): performs ONE attack or action named on
+//! its command line and prints `ok` or `errno N` on stdout. The integration tests run it inside
+//! the sandbox (attack) and outside or under a permissive policy (control).
+//!
+//! Usage: `sandbox-linux-probe ACTION [ARGS...]`; see `run` for the actions.
+
+use std::ffi::CString;
+use std::io::{self, Read, Write};
+use std::os::unix::ffi::OsStrExt;
+
+/// Raw calls of the probe, each with its invariant.
+mod probe_sys {
+    use std::ffi::CStr;
+    use std::io;
+
+    pub fn res(ret: libc::c_long) -> io::Result<libc::c_long> {
+        if ret < 0 {
+            Err(io::Error::last_os_error())
+        } else {
+            Ok(ret)
+        }
+    }
+
+    pub fn socket(domain: i32, ty: i32, proto: i32) -> io::Result<i32> {
+        // SAFETY: socket takes integers only.
+        res(unsafe { libc::socket(domain, ty | libc::SOCK_CLOEXEC, proto) } as libc::c_long)
+            .map(|v| v as i32)
+    }
+
+    pub fn connect_v4(fd: i32, port: u16) -> io::Result<()> {
+        // SAFETY: zeroed sockaddr_in is valid; we pass its exact size.
+        let ret = unsafe {
+            let mut sa: libc::sockaddr_in = std::mem::zeroed();
+            sa.sin_family = libc::AF_INET as u16;
+            sa.sin_port = port.to_be();
+            sa.sin_addr.s_addr = u32::from_be_bytes([127, 0, 0, 1]).to_be();
+            libc::connect(
+                fd,
+                &sa as *const _ as *const libc::sockaddr,
+                std::mem::size_of::<libc::sockaddr_in>() as u32,
+            )
+        };
+        res(ret as libc::c_long).map(drop)
+    }
+
+    pub fn bind_v4(fd: i32) -> io::Result<()> {
+        // SAFETY: zeroed sockaddr_in (port 0, 127.0.0.1) with its exact size.
+        let ret = unsafe {
+            let mut sa: libc::sockaddr_in = std::mem::zeroed();
+            sa.sin_family = libc::AF_INET as u16;
+            sa.sin_addr.s_addr = u32::from_be_bytes([127, 0, 0, 1]).to_be();
+            libc::bind(
+                fd,
+                &sa as *const _ as *const libc::sockaddr,
+                std::mem::size_of::<libc::sockaddr_in>() as u32,
+            )
+        };
+        res(ret as libc::c_long).map(drop)
+    }
+
+    pub fn sendto_v4(fd: i32, port: u16) -> io::Result<()> {
+        // SAFETY: the buffer is 1 valid byte; zeroed sockaddr_in with its exact size.
+        let ret = unsafe {
+            let mut sa: libc::sockaddr_in = std::mem::zeroed();
+            sa.sin_family = libc::AF_INET as u16;
+            sa.sin_port = port.to_be();
+            sa.sin_addr.s_addr = u32::from_be_bytes([127, 0, 0, 1]).to_be();
+            libc::sendto(
+                fd,
+                b"x".as_ptr().cast(),
+                1,
+                0,
+                &sa as *const _ as *const libc::sockaddr,
+                std::mem::size_of::<libc::sockaddr_in>() as u32,
+            )
+        };
+        res(ret as libc::c_long).map(drop)
+    }
+
+    pub fn connect_v6(fd: i32, port: u16) -> io::Result<()> {
+        // SAFETY: zeroed sockaddr_in6 (::1) with its exact size.
+        let ret = unsafe {
+            let mut sa: libc::sockaddr_in6 = std::mem::zeroed();
+            sa.sin6_family = libc::AF_INET6 as u16;
+            sa.sin6_port = port.to_be();
+            sa.sin6_addr.s6_addr[15] = 1;
+            libc::connect(
+                fd,
+                &sa as *const _ as *const libc::sockaddr,
+                std::mem::size_of::<libc::sockaddr_in6>() as u32,
+            )
+        };
+        res(ret as libc::c_long).map(drop)
+    }
+
+    /// Connect to a unix socket; `abstract_` puts a NUL first (abstract namespace).
+    pub fn connect_unix(fd: i32, name: &[u8], abstract_: bool) -> io::Result<()> {
+        // SAFETY: zeroed sockaddr_un; we copy at most sun_path.len() - 1 bytes and pass the
+        // length of the used prefix.
+        let ret = unsafe {
+            let mut sa: libc::sockaddr_un = std::mem::zeroed();
+            sa.sun_family = libc::AF_UNIX as u16;
+            let off = usize::from(abstract_);
+            let n = name.len().min(sa.sun_path.len() - 1 - off);
+            for (i, b) in name[..n].iter().enumerate() {
+                sa.sun_path[i + off] = *b as libc::c_char;
+            }
+            let len = std::mem::size_of::<libc::sa_family_t>() + off + n + usize::from(!abstract_);
+            libc::connect(fd, &sa as *const _ as *const libc::sockaddr, len as u32)
+        };
+        res(ret as libc::c_long).map(drop)
+    }
+
+    pub fn send(fd: i32) -> io::Result<()> {
+        // SAFETY: 1 valid byte.
+        res(unsafe { libc::send(fd, b"s".as_ptr().cast(), 1, 0) } as libc::c_long).map(drop)
+    }
+
+    pub fn sendto_null(fd: i32) -> io::Result<()> {
+        // SAFETY: 1 valid byte; NULL address with length 0 is the connected-socket form.
+        res(
+            unsafe { libc::sendto(fd, b"t".as_ptr().cast(), 1, 0, std::ptr::null(), 0) }
+                as libc::c_long,
+        )
+        .map(drop)
+    }
+
+    pub fn sendmsg(fd: i32) -> io::Result<()> {
+        // SAFETY: the iovec points at 1 valid byte; msghdr zeroed otherwise (no name, no control).
+        let ret = unsafe {
+            let mut iov = libc::iovec {
+                iov_base: b"m".as_ptr() as *mut libc::c_void,
+                iov_len: 1,
+            };
+            let mut msg: libc::msghdr = std::mem::zeroed();
+            msg.msg_iov = &mut iov;
+            msg.msg_iovlen = 1;
+            libc::sendmsg(fd, &msg, 0)
+        };
+        res(ret as libc::c_long).map(drop)
+    }
+
+    pub fn socketpair() -> io::Result<(i32, i32)> {
+        let mut fds = [0i32; 2];
+        // SAFETY: fds has room for two descriptors.
+        let ret =
+            unsafe { libc::socketpair(libc::AF_UNIX, libc::SOCK_STREAM, 0, fds.as_mut_ptr()) };
+        res(ret as libc::c_long)?;
+        Ok((fds[0], fds[1]))
+    }
+
+    pub fn recv1(fd: i32) -> io::Result<u8> {
+        let mut b = [0u8; 1];
+        // SAFETY: b is 1 writable byte.
+        res(unsafe { libc::recv(fd, b.as_mut_ptr().cast(), 1, 0) } as libc::c_long)?;
+        Ok(b[0])
+    }
+
+    pub fn syscall6(nr: libc::c_long, a: [libc::c_long; 6]) -> io::Result<libc::c_long> {
+        // SAFETY: callers pass argument sets that are either integers or NULL/invalid pointers the
+        // kernel validates (EFAULT) — no pointer to our memory is written through.
+        res(unsafe { libc::syscall(nr, a[0], a[1], a[2], a[3], a[4], a[5]) })
+    }
+
+    pub fn io_uring_setup() -> io::Result<libc::c_long> {
+        let mut params = [0u8; 120];
+        // SAFETY: params is a zeroed 120-byte struct io_uring_params that the kernel may write.
+        res(unsafe { libc::syscall(libc::SYS_io_uring_setup, 1, params.as_mut_ptr()) })
+    }
+
+    pub fn kill(pid: i32, sig: i32) -> io::Result<()> {
+        // SAFETY: kill takes integers.
+        res(unsafe { libc::kill(pid, sig) } as libc::c_long).map(drop)
+    }
+
+    pub fn ioctl_badfd(req: libc::c_ulong) -> io::Result<()> {
+        let c = b"x";
+        // SAFETY: fd -1 is invalid, so the kernel fails with EBADF before reading the argument.
+        res(unsafe { libc::ioctl(-1, req as _, c.as_ptr()) } as libc::c_long).map(drop)
+    }
+
+    pub fn unshare(flags: i32) -> io::Result<()> {
+        // SAFETY: unshare takes flags only.
+        res(unsafe { libc::unshare(flags) } as libc::c_long).map(drop)
+    }
+
+    /// clone(flags | SIGCHLD) without a new stack (fork-like): the child exits immediately.
+    pub fn clone_flags(flags: i32) -> io::Result<()> {
+        // SAFETY: a NULL stack makes clone behave like fork (copy-on-write stack); the child calls
+        // only _exit.
+        let pid = unsafe {
+            libc::syscall(
+                libc::SYS_clone,
+                (flags | libc::SIGCHLD) as libc::c_long,
+                0usize,
+                0usize,
+                0usize,
+                0usize,
+            )
+        };
+        if pid == 0 {
+            // SAFETY: _exit never returns.
+            unsafe { libc::_exit(0) }
+        }
+        let pid = res(pid)?;
+        let mut st = 0;
+        // SAFETY: st is a live c_int.
+        unsafe { libc::waitpid(pid as i32, &mut st, 0) };
+        Ok(())
+    }
+
+    pub fn geteuid() -> u32 {
+        // SAFETY: no arguments, cannot fail.
+        unsafe { libc::geteuid() }
+    }
+
+    pub fn raise(sig: i32) {
+        // SAFETY: restoring the default action (Rust's runtime handles SIGSEGV itself) and
+        // raising take integers only.
+        unsafe {
+            libc::signal(sig, libc::SIG_DFL);
+            libc::raise(sig)
+        };
+    }
+
+    pub fn process_vm_readv(pid: i32) -> io::Result<()> {
+        let mut buf = [0u8; 8];
+        let local = libc::iovec {
+            iov_base: buf.as_mut_ptr().cast(),
+            iov_len: 8,
+        };
+        let remote = libc::iovec {
+            iov_base: 0x1000 as *mut libc::c_void,
+            iov_len: 8,
+        };
+        // SAFETY: `local` describes our 8-byte buffer; the remote address is validated by the kernel.
+        res(unsafe { libc::process_vm_readv(pid, &local, 1, &remote, 1, 0) } as libc::c_long)
+            .map(drop)
+    }
+
+    pub fn link(a: &CStr, b: &CStr) -> io::Result<()> {
+        // SAFETY: both NUL-terminated.
+        res(unsafe { libc::link(a.as_ptr(), b.as_ptr()) } as libc::c_long).map(drop)
+    }
+}
+
+fn report(r: io::Result<()>) {
+    match r {
+        Ok(()) => println!("ok"),
+        Err(e) => println!("errno {}", e.raw_os_error().unwrap_or(-1)),
+    }
+}
+
+fn arg(args: &[String], i: usize) -> String {
+    args.get(i).cloned().unwrap_or_default()
+}
+
+fn num(args: &[String], i: usize) -> i64 {
+    arg(args, i).parse().unwrap_or(0)
+}
+
+fn cpath(s: &str) -> CString {
+    CString::new(std::ffi::OsStr::new(s).as_bytes()).unwrap_or_default()
+}
+
+fn sock_then<F: FnOnce(i32) -> io::Result<()>>(domain: i32, ty: i32, f: F) -> io::Result<()> {
+    let fd = probe_sys::socket(domain, ty, 0)?;
+    f(fd)
+}
+
+fn run(args: &[String]) -> i32 {
+    use probe_sys as s;
+    let action = arg(args, 1);
+    match action.as_str() {
+        "write" => report(std::fs::write(arg(args, 2), b"probe")),
+        "read" => report(std::fs::read(arg(args, 2)).map(drop)),
+        "readdir" => report(std::fs::read_dir(arg(args, 2)).map(drop)),
+        "mkdir" => report(std::fs::create_dir(arg(args, 2))),
+        "link" => report(s::link(&cpath(&arg(args, 2)), &cpath(&arg(args, 3)))),
+        "symlink-write" => report(
+            std::os::unix::fs::symlink(arg(args, 3), arg(args, 2))
+                .and_then(|()| std::fs::write(arg(args, 2), b"via link")),
+        ),
+        "rename" => report(std::fs::rename(arg(args, 2), arg(args, 3))),
+        "tcp4-connect" => report(sock_then(libc::AF_INET, libc::SOCK_STREAM, |fd| {
+            s::connect_v4(fd, num(args, 2) as u16)
+        })),
+        "tcp6-connect" => report(sock_then(libc::AF_INET6, libc::SOCK_STREAM, |fd| {
+            s::connect_v6(fd, num(args, 2) as u16)
+        })),
+        "tcp4-bind" => report(sock_then(libc::AF_INET, libc::SOCK_STREAM, s::bind_v4)),
+        "tcp6-socket" => report(sock_then(libc::AF_INET6, libc::SOCK_STREAM, |_| Ok(()))),
+        "udp4-sendto" => report(sock_then(libc::AF_INET, libc::SOCK_DGRAM, |fd| {
+            s::sendto_v4(fd, num(args, 2) as u16)
+        })),
+        "udp6-socket" => report(sock_then(libc::AF_INET6, libc::SOCK_DGRAM, |_| Ok(()))),
+        "raw-socket" => report(sock_then(libc::AF_INET, libc::SOCK_RAW, |_| Ok(()))),
+        "packet-socket" => report(sock_then(libc::AF_PACKET, libc::SOCK_RAW, |_| Ok(()))),
+        "netlink-socket" => report(sock_then(libc::AF_NETLINK, libc::SOCK_RAW, |_| Ok(()))),
+        "vsock-socket" => report(sock_then(libc::AF_VSOCK, libc::SOCK_STREAM, |_| Ok(()))),
+        "io-uring" => report(s::io_uring_setup().map(drop)),
+        "ptrace" => report(
+            s::syscall6(
+                libc::SYS_ptrace,
+                [libc::PTRACE_SEIZE as libc::c_long, num(args, 2), 0, 0, 0, 0],
+            )
+            .map(drop),
+        ),
+        "kill" => report(s::kill(num(args, 2) as i32, libc::SIGKILL)),
+        "process-vm-readv" => report(s::process_vm_readv(num(args, 2) as i32)),
+        "proc-mem" => report(
+            std::fs::File::open(format!("/proc/{}/mem", num(args, 2))).and_then(|mut f| {
+                let mut b = [0u8; 1];
+                f.read(&mut b).map(drop)
+            }),
+        ),
+        "abstract-connect" => report(sock_then(libc::AF_UNIX, libc::SOCK_STREAM, |fd| {
+            s::connect_unix(fd, arg(args, 2).as_bytes(), true)
+        })),
+        "unix-connect-send" => report(sock_then(libc::AF_UNIX, libc::SOCK_STREAM, |fd| {
+            s::connect_unix(fd, arg(args, 2).as_bytes(), false)?;
+            s::send(fd)?;
+            s::sendto_null(fd)?;
+            s::sendmsg(fd)
+        })),
+        "socketpair" => report(s::socketpair().and_then(|(a, b)| {
+            s::sendto_null(a)?;
+            if s::recv1(b)? == b't' {
+                Ok(())
+            } else {
+                Err(io::Error::from_raw_os_error(libc::EIO))
+            }
+        })),
+        "tiocsti" => report(s::ioctl_badfd(libc::TIOCSTI as libc::c_ulong)),
+        "tioclinux" => report(s::ioctl_badfd(libc::TIOCLINUX as libc::c_ulong)),
+        "unshare-user" => report(s::unshare(libc::CLONE_NEWUSER)),
+        "clone-newuser" => report(s::clone_flags(libc::CLONE_NEWUSER)),
+        "clone3" => report(s::syscall6(libc::SYS_clone3, [0, 0, 0, 0, 0, 0]).map(drop)),
+        "keyctl" => report(
+            s::syscall6(
+                libc::SYS_keyctl,
+                [0 /* KEYCTL_GET_KEYRING_ID */, -3, 0, 0, 0, 0],
+            )
+            .map(drop),
+        ),
+        "add-key" => report(s::syscall6(libc::SYS_add_key, [0, 0, 0, 0, 0, 0]).map(drop)),
+        "request-key" => report(s::syscall6(libc::SYS_request_key, [0, 0, 0, 0, 0, 0]).map(drop)),
+        "bpf" => report(s::syscall6(libc::SYS_bpf, [-1, 0, 0, 0, 0, 0]).map(drop)),
+        "perf-event-open" => {
+            report(s::syscall6(libc::SYS_perf_event_open, [0, 0, -1, -1, 0, 0]).map(drop))
+        }
+        "mount" => report(s::syscall6(libc::SYS_umount2, [0, 0, 0, 0, 0, 0]).map(drop)),
+        "euid" => println!("{}", s::geteuid()),
+        "env" => println!(
+            "{}",
+            std::env::var(arg(args, 2)).unwrap_or_else(|_| "<unset>".into())
+        ),
+        "exit" => return num(args, 2) as i32,
+        "signal" => {
+            s::raise(num(args, 2) as i32);
+            return 99;
+        }
+        "cat" => {
+            let mut buf = Vec::new();
+            let _ = io::stdin().read_to_end(&mut buf);
+            let _ = io::stdout().write_all(&buf);
+            let _ = io::stderr().write_all(b"to-stderr\n");
+        }
+        "outer-deny" => return outer_deny(&arg(args, 2), &args[3..]),
+        "sleep" => std::thread::sleep(std::time::Duration::from_secs(num(args, 2) as u64)),
+        _ => {
+            eprintln!("sandbox-linux-probe: unknown action {action:?}");
+            return 3;
+        }
+    }
+    0
+}
+
+/// `outer-deny userns|landlock -- CMD...`: install a seccomp filter that takes a kernel feature
+/// away (user namespaces: unshare/clone(CLONE_NEWUSER) → EPERM; Landlock:
+/// landlock_create_ruleset → ENOSYS), then exec CMD. Simulates Docker's default profile / a
+/// kernel without Landlock, honestly, with the same kernel mechanism.
+fn outer_deny(what: &str, rest: &[String]) -> i32 {
+    use seccompiler::{
+        SeccompAction, SeccompCmpArgLen, SeccompCmpOp, SeccompCondition, SeccompFilter, SeccompRule,
+    };
+    use std::collections::BTreeMap;
+    let mut rules: BTreeMap<i64, Vec<SeccompRule>> = BTreeMap::new();
+    let errno = match what {
+        "userns" => {
+            rules.insert(libc::SYS_unshare, vec![]);
+            let flag = libc::CLONE_NEWUSER as u64;
+            let Ok(c) = SeccompCondition::new(
+                0,
+                SeccompCmpArgLen::Dword,
+                SeccompCmpOp::MaskedEq(flag),
+                flag,
+            ) else {
+                return 3;
+            };
+            let Ok(r) = SeccompRule::new(vec![c]) else {
+                return 3;
+            };
+            rules.insert(libc::SYS_clone, vec![r]);
+            libc::EPERM
+        }
+        "landlock" => {
+            rules.insert(libc::SYS_landlock_create_ruleset, vec![]);
+            libc::ENOSYS
+        }
+        _ => return 3,
+    };
+    let Ok(arch) = std::env::consts::ARCH.try_into() else {
+        return 3;
+    };
+    let Ok(filter) = SeccompFilter::new(
+        rules,
+        SeccompAction::Allow,
+        SeccompAction::Errno(errno as u32),
+        arch,
+    ) else {
+        return 3;
+    };
+    let Ok(prog): Result<seccompiler::BpfProgram, _> = filter.try_into() else {
+        return 3;
+    };
+    if seccompiler::apply_filter(&prog).is_err() {
+        return 3;
+    }
+    let rest: Vec<&String> = rest.iter().skip_while(|a| a.as_str() == "--").collect();
+    let Some(first) = rest.first() else { return 3 };
+    use std::os::unix::process::CommandExt;
+    let e = std::process::Command::new(first).args(&rest[1..]).exec();
+    eprintln!("sandbox-linux-probe: exec {first}: {e}");
+    3
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    std::process::exit(run(&args));
+}
