@@ -98,6 +98,15 @@ pub enum HardeningError {
         /// Hard limit read back.
         hard: u64,
     },
+    /// More than one thread runs, so `environ` cannot be edited safely (another thread may be
+    /// reading it): the loader variables were left alone and the process must not continue.
+    #[error(
+        "refusing to edit the environment: {threads} threads are running (pre-main hardening must run single-threaded)"
+    )]
+    NotSingleThreaded {
+        /// Threads counted in /proc/self/stat.
+        threads: usize,
+    },
     /// Loader variables are still in `environ` after removing them.
     #[error("loader environment variables remain after removal: {count} left")]
     LoaderEnvRemains {
@@ -118,7 +127,9 @@ impl HardeningError {
             HardeningError::SetCoreLimit { .. }
             | HardeningError::GetCoreLimit { .. }
             | HardeningError::CoreLimitNotZero { .. } => EXIT_RLIMIT,
-            HardeningError::LoaderEnvRemains { .. } => EXIT_LOADER_ENV,
+            HardeningError::LoaderEnvRemains { .. } | HardeningError::NotSingleThreaded { .. } => {
+                EXIT_LOADER_ENV
+            }
         }
     }
 }
@@ -149,7 +160,8 @@ static KEPT: Mutex<Vec<(OsString, OsString)>> = Mutex::new(Vec::new());
 ///    bytes, non-UTF-8 names are fine), overwrite the removed strings with NUL bytes when they are
 ///    in the kernel-provided environment block (so `/proc/<pid>/environ` no longer shows them),
 ///    remember them for [`kept_loader_env`] under [`LoaderEnv::StripAndKeepForChildren`], and
-///    verify that none is left (exit 8).
+///    verify that none is left (exit 8). If /proc/self/stat shows more than one thread (a
+///    library constructor started one), the environment is not edited and the process exits 8.
 ///
 /// On failure it writes one line naming the call and the errno to stderr and ends the process
 /// with `_exit` and the code above; it never returns with partial hardening. State after a
@@ -243,7 +255,13 @@ const LOADER_PREFIXES: &[&[u8]] = &[b"LD_"];
 
 /// Removes the loader variables; returns (removed, wiped in place).
 fn strip_loader_env(keep: bool) -> Result<(usize, usize), HardeningError> {
-    let block = kernel_env_block();
+    let stat = proc_self_stat();
+    if let Some(threads) = stat.as_deref().and_then(parse_num_threads) {
+        if threads != 1 {
+            return Err(HardeningError::NotSingleThreaded { threads });
+        }
+    }
+    let block = stat.as_deref().and_then(parse_env_block);
     let removed = sys::remove_env_entries(&is_loader_var, block.clone());
     let wiped = match &block {
         Some(_) => removed.iter().filter(|(_, wiped)| *wiped).count(),
@@ -279,28 +297,98 @@ pub fn kept_loader_env() -> Vec<(OsString, OsString)> {
     KEPT.lock().unwrap_or_else(|p| p.into_inner()).clone()
 }
 
-/// The kernel-provided environment block `[env_start, env_end)` of this process, from fields 50
-/// and 51 of /proc/self/stat (Linux 3.5+). `None` if /proc is unavailable.
+/// /proc/self/stat (Linux); `None` if /proc is unavailable (then nothing is wiped in place and
+/// the thread count is not checked) and on other systems.
 #[cfg(target_os = "linux")]
-fn kernel_env_block() -> Option<std::ops::Range<usize>> {
-    let stat = std::fs::read("/proc/self/stat").ok()?;
-    parse_env_block(&stat)
+fn proc_self_stat() -> Option<Vec<u8>> {
+    std::fs::read("/proc/self/stat").ok()
 }
 
 #[cfg(not(target_os = "linux"))]
-fn kernel_env_block() -> Option<std::ops::Range<usize>> {
+fn proc_self_stat() -> Option<Vec<u8>> {
     None
 }
 
-/// Parses env_start and env_end out of a /proc/<pid>/stat line.
-#[cfg_attr(not(target_os = "linux"), allow(dead_code))]
-pub(crate) fn parse_env_block(stat: &[u8]) -> Option<std::ops::Range<usize>> {
+/// Field `n` (1-based, as in proc(5)) of a /proc/<pid>/stat line, for n >= 3.
+fn stat_field(stat: &[u8], n: usize) -> Option<&str> {
     // The command name (field 2) is in parentheses and may contain spaces and ')': split after
-    // the last ')'. The first field after it is field 3 (state), so field N is at index N - 3.
+    // the last ')'. The first field after it is field 3 (state).
     let close = stat.iter().rposition(|b| *b == b')')?;
     let rest = std::str::from_utf8(stat.get(close + 1..)?).ok()?;
-    let mut fields = rest.split_ascii_whitespace().skip(50 - 3);
-    let start: usize = fields.next()?.parse().ok()?;
-    let end: usize = fields.next()?.parse().ok()?;
+    rest.split_ascii_whitespace().nth(n.checked_sub(3)?)
+}
+
+/// The kernel-provided environment block `[env_start, env_end)`: fields 50 and 51 (Linux 3.5+).
+#[cfg_attr(not(target_os = "linux"), allow(dead_code))]
+pub(crate) fn parse_env_block(stat: &[u8]) -> Option<std::ops::Range<usize>> {
+    let start: usize = stat_field(stat, 50)?.parse().ok()?;
+    let end: usize = stat_field(stat, 51)?.parse().ok()?;
     (start != 0 && start < end).then_some(start..end)
+}
+
+/// num_threads: field 20.
+#[cfg_attr(not(target_os = "linux"), allow(dead_code))]
+pub(crate) fn parse_num_threads(stat: &[u8]) -> Option<usize> {
+    stat_field(stat, 20)?.parse().ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const STAT: &[u8] = b"4242 (we ird) name)) S 1 4242 4242 0 -1 4194560 100 0 0 0 0 0 0 0 20 0 3 0 123 4096 200 18446744073709551615 94000 95000 140000 0 0 0 0 0 0 0 0 0 17 1 0 0 0 0 0 96000 97000 98000 140720000000000 140720000000100 140720000000100 140720000000500 0\n";
+
+    #[test]
+    fn stat_fields_are_found_after_the_last_parenthesis() {
+        assert_eq!(parse_num_threads(STAT), Some(3));
+        assert_eq!(
+            parse_env_block(STAT),
+            Some(140720000000100..140720000000500)
+        );
+        assert_eq!(parse_env_block(b"1 (x) S 1"), None);
+        assert_eq!(parse_env_block(b"garbage"), None);
+    }
+
+    #[test]
+    fn this_process_stat_parses() {
+        let stat = std::fs::read("/proc/self/stat").unwrap();
+        assert!(parse_num_threads(&stat).unwrap() >= 1);
+        let block = parse_env_block(&stat).unwrap();
+        assert!(block.start < block.end);
+    }
+
+    #[test]
+    fn loader_variables_are_matched_by_name_bytes() {
+        assert!(is_loader_var(b"LD_PRELOAD=/x.so"));
+        assert!(is_loader_var(b"LD_\xff=x"));
+        assert!(is_loader_var(b"LD_NOVALUE"));
+        assert!(!is_loader_var(b"\xffLD_=x"));
+        assert!(!is_loader_var(b"OLD_PRELOAD=x"));
+        assert!(!is_loader_var(b"X=LD_PRELOAD"));
+        assert!(!is_loader_var(b"ld_preload=x"));
+    }
+
+    #[test]
+    fn exit_codes_follow_the_spec() {
+        let e = || io::Error::from_raw_os_error(libc::EPERM);
+        assert_eq!(HardeningError::SetDumpable { source: e() }.exit_code(), 5);
+        assert_eq!(HardeningError::StillDumpable { value: 1 }.exit_code(), 5);
+        assert_eq!(
+            HardeningError::PtraceDenyAttach { source: e() }.exit_code(),
+            6
+        );
+        assert_eq!(HardeningError::SetCoreLimit { source: e() }.exit_code(), 7);
+        assert_eq!(
+            HardeningError::CoreLimitNotZero { soft: 1, hard: 1 }.exit_code(),
+            7
+        );
+        assert_eq!(
+            HardeningError::NotSingleThreaded { threads: 2 }.exit_code(),
+            8
+        );
+        assert_eq!(
+            HardeningError::SetDumpable { source: e() }.to_string(),
+            "prctl(PR_SET_DUMPABLE, 0) failed: Operation not permitted (os error 1)"
+        );
+    }
 }

@@ -275,3 +275,41 @@ impl fmt::Display for HardeningReport {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn seccomp_modes_are_named() {
+        assert_eq!(
+            parse_seccomp("Name:\tx\nSeccomp:\t2\n").as_deref(),
+            Some("filter")
+        );
+        assert_eq!(parse_seccomp("Seccomp:\t0\n").as_deref(), Some("disabled"));
+        assert_eq!(parse_seccomp("Seccomp:\t1\n").as_deref(), Some("strict"));
+        assert_eq!(parse_seccomp("Name:\tx\n"), None);
+    }
+
+    #[test]
+    fn report_reads_this_process_and_records_landlock() {
+        record_landlock_status("fully_enforced");
+        let r = hardening_report();
+        assert_eq!(r.landlock.as_deref(), Some("fully_enforced"));
+        // The unit-test process is not hardened: dumpable and without pre-main record.
+        assert_eq!(r.dumpable, Some(1));
+        assert_eq!(r.pre_main, None);
+        // The harness may itself run under a seccomp filter or no_new_privs (containers): the
+        // values must be read, whatever they are.
+        assert!(matches!(
+            r.seccomp.as_deref(),
+            Some("disabled" | "strict" | "filter")
+        ));
+        assert!(r.no_new_privs.is_some());
+        assert!(r.uid.is_some() && r.groups.is_some());
+        assert!(r.unavailable.is_empty(), "{:?}", r.unavailable);
+        let text = r.to_string();
+        assert!(text.contains("landlock: fully_enforced"), "{text}");
+        assert!(text.contains("seccomp: "), "{text}");
+    }
+}

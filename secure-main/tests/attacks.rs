@@ -201,6 +201,17 @@ fn hardened_probe_resists_same_uid_attacker_and_hides_loader_env() {
         "{names:?}"
     );
     assert!(names.contains(&hex(b"\xffFOO")));
+    let report = &o.target["report"];
+    assert_eq!(report["uid"], NOBODY);
+    assert_eq!(report["euid"], NOBODY);
+    assert_eq!(report["egid"], NOBODY);
+    assert_eq!(report["groups"], serde_json::json!([]));
+    assert_eq!(report["dumpable"], 0);
+    assert_eq!(
+        report["landlock"],
+        Value::Null,
+        "nothing recorded a Landlock status"
+    );
     assert_eq!(o.target["report"]["pre_main"]["loader_env"], "strip");
     assert_eq!(o.target["report"]["pre_main"]["loader_vars_removed"], 3);
     assert_eq!(o.target["report"]["pre_main"]["loader_vars_wiped"], 3);
