@@ -42,12 +42,25 @@ impl SeatbeltPolicy {
     }
 
     /// The full command: program [`SANDBOX_EXEC`], [`Self::sandbox_exec_args`], and the child
-    /// environment (`CODEX_SANDBOX=seatbelt`; `CODEX_SANDBOX_NETWORK_DISABLED=1` without
-    /// network, removed with network so an inherited value cannot lie). The rest of the
-    /// environment is inherited.
-    pub fn command(&self, command: &[OsString]) -> Result<Command, Error> {
+    /// environment: the caller's, plus `extra_env` (e.g. the loader variables
+    /// `secure_main::kept_loader_env()` kept for the user's commands), then
+    /// `CODEX_SANDBOX=seatbelt` and `CODEX_SANDBOX_NETWORK_DISABLED=1` without network (removed
+    /// with network, so an inherited value cannot lie). `extra_env` cannot override the two
+    /// `CODEX_SANDBOX*` variables.
+    ///
+    /// On macOS with System Integrity Protection, dyld drops `DYLD_*` variables when it starts
+    /// the protected `/usr/bin/sandbox-exec`, so they may not reach the command (not verified
+    /// here).
+    pub fn command(
+        &self,
+        command: &[OsString],
+        extra_env: &[(OsString, OsString)],
+    ) -> Result<Command, Error> {
         let mut cmd = Command::new(SANDBOX_EXEC);
         cmd.args(self.sandbox_exec_args(command)?);
+        for (k, v) in extra_env {
+            cmd.env(k, v);
+        }
         cmd.env(CODEX_SANDBOX_ENV_VAR, CODEX_SANDBOX_VALUE);
         if self.network() {
             cmd.env_remove(CODEX_SANDBOX_NETWORK_DISABLED_ENV_VAR);

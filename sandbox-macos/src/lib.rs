@@ -49,7 +49,8 @@ impl HostPaths {
     }
 }
 
-/// Run `command` under `policy` in `cwd` and wait for it (macOS only).
+/// Run `command` under `policy` in `cwd` and wait for it (macOS only). `extra_env` is added to
+/// the inherited environment (see [`SeatbeltPolicy::command`]).
 ///
 /// The command runs as a child: `/usr/bin/sandbox-exec` applies the policy to itself, then execs
 /// the command, so the returned status is the command's own (see [`exit_code`]).
@@ -58,9 +59,10 @@ pub fn run(
     policy: &SeatbeltPolicy,
     command: &[std::ffi::OsString],
     cwd: &std::path::Path,
+    extra_env: &[(std::ffi::OsString, std::ffi::OsString)],
 ) -> Result<std::process::ExitStatus, Error> {
     let program = std::path::PathBuf::from(SANDBOX_EXEC);
-    let mut cmd = policy.command(command)?;
+    let mut cmd = policy.command(command, extra_env)?;
     cmd.current_dir(cwd);
     let mut child = cmd.spawn().map_err(|source| Error::Spawn {
         program: program.clone(),

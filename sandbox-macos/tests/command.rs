@@ -36,7 +36,9 @@ fn policy(network: bool) -> sandbox_macos::SeatbeltPolicy {
 #[test]
 fn always_the_system_sandbox_exec_never_path() {
     assert_eq!(SANDBOX_EXEC, "/usr/bin/sandbox-exec");
-    let cmd = policy(false).command(&[OsString::from("true")]).unwrap();
+    let cmd = policy(false)
+        .command(&[OsString::from("true")], &[])
+        .unwrap();
     assert_eq!(cmd.get_program(), OsStr::new("/usr/bin/sandbox-exec"));
     let args: Vec<&OsStr> = cmd.get_args().collect();
     assert_eq!(args[0], "-p");
@@ -50,7 +52,7 @@ fn always_the_system_sandbox_exec_never_path() {
 fn child_environment_names_the_sandbox_and_network() {
     let envs = |network: bool| -> Vec<(OsString, Option<OsString>)> {
         policy(network)
-            .command(&[OsString::from("true")])
+            .command(&[OsString::from("true")], &[])
             .unwrap()
             .get_envs()
             .map(|(k, v)| (k.to_os_string(), v.map(|v| v.to_os_string())))
@@ -67,7 +69,7 @@ fn child_environment_names_the_sandbox_and_network() {
 
 #[test]
 fn empty_command_is_an_error() {
-    let e = policy(false).command(&[]).unwrap_err();
+    let e = policy(false).command(&[], &[]).unwrap_err();
     assert_eq!(e.to_string(), "no command to run");
 }
 
@@ -130,4 +132,44 @@ fn resolved_policy_from_a_real_tree_generates() {
         "/tmp is passed as /private/tmp: {params}"
     );
     assert!(!sb.text().contains("quoted"));
+}
+
+#[test]
+fn extra_env_is_passed_but_cannot_override_the_sandbox_markers() {
+    let extra = vec![
+        (
+            OsString::from("DYLD_LIBRARY_PATH"),
+            OsString::from("/opt/lib"),
+        ),
+        (OsString::from("CODEX_SANDBOX"), OsString::from("none")),
+        (
+            OsString::from("CODEX_SANDBOX_NETWORK_DISABLED"),
+            OsString::from("0"),
+        ),
+    ];
+    let cmd = policy(false)
+        .command(&[OsString::from("true")], &extra)
+        .unwrap();
+    // Run it with /usr/bin/env in place of sandbox-exec to see the environment the child gets.
+    let envs: Vec<(OsString, Option<OsString>)> = cmd
+        .get_envs()
+        .map(|(k, v)| (k.to_os_string(), v.map(|v| v.to_os_string())))
+        .collect();
+    assert!(envs.contains(&("DYLD_LIBRARY_PATH".into(), Some("/opt/lib".into()))));
+    assert!(envs.contains(&("CODEX_SANDBOX".into(), Some("seatbelt".into()))));
+    assert!(envs.contains(&("CODEX_SANDBOX_NETWORK_DISABLED".into(), Some("1".into()))));
+    let mut real = Command::new("/usr/bin/env");
+    for (k, v) in cmd.get_envs() {
+        match v {
+            Some(v) => real.env(k, v),
+            None => real.env_remove(k),
+        };
+    }
+    let out = String::from_utf8(real.output().unwrap().stdout).unwrap();
+    assert!(out.lines().any(|l| l == "CODEX_SANDBOX=seatbelt"), "{out}");
+    assert!(
+        out.lines().any(|l| l == "CODEX_SANDBOX_NETWORK_DISABLED=1"),
+        "{out}"
+    );
+    assert!(!out.lines().any(|l| l == "CODEX_SANDBOX=none"), "{out}");
 }

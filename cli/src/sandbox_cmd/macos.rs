@@ -79,7 +79,7 @@ fn run_seatbelt(
     command: &[OsString],
     cwd: &std::path::Path,
 ) -> anyhow::Result<i32> {
-    match sandbox_macos::run(policy, command, cwd) {
+    match sandbox_macos::run(policy, command, cwd, &secure_main::kept_loader_env()) {
         Ok(status) => Ok(sandbox_macos::exit_code(status)),
         Err(e) => Err(Coded::new(EXIT_SETUP_FAILED, e.to_string())),
     }
