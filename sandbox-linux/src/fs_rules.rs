@@ -13,6 +13,8 @@
 //!   but no file below it can be opened, read, written or executed;
 //! - a writable root that contains a denied path cannot create or remove entries directly in the
 //!   ancestor directories of the denied path (for example `$HOME` itself when `~/.ssh` is denied);
+//! - a deny-read path that does not exist when the sandbox starts is not protected (nothing to
+//!   protect then; a command could create and read it);
 //! - a symlink among the siblings that points into (or above) a denied path gets no rule.
 
 use std::path::{Path, PathBuf};
@@ -52,7 +54,15 @@ pub struct FsPlan {
 /// Build the rules for `policy` (reads the directories along each denied path).
 pub fn plan(policy: &EffectivePolicy) -> FsPlan {
     let mut plan = FsPlan::default();
-    let denied = &policy.deny_read;
+    // A denied path that does not exist now holds nothing to protect; restricting its ancestors
+    // would only cost writes (e.g. the cwd when $HOME is below it).
+    let denied: Vec<PathBuf> = policy
+        .deny_read
+        .iter()
+        .filter(|d| d.symlink_metadata().is_ok())
+        .cloned()
+        .collect();
+    let denied = &denied;
     expand(Path::new("/"), Grant::ReadExec, denied, &mut plan);
     for root in &policy.writable_roots {
         if is_denied(&root.root, denied) {
@@ -204,14 +214,10 @@ mod tests {
 
     #[test]
     fn root_inside_denied_path_is_dropped() {
-        let p = plan(&policy(
-            vec![PathBuf::from("/nonexistent-deny")],
-            vec!["/nonexistent-deny/x".into()],
-        ));
-        assert_eq!(
-            p.roots_inside_denied,
-            vec![PathBuf::from("/nonexistent-deny/x")]
-        );
+        let dir = tempfile::tempdir().unwrap();
+        let d = std::fs::canonicalize(dir.path()).unwrap();
+        let p = plan(&policy(vec![d.clone()], vec![d.join("x")]));
+        assert_eq!(p.roots_inside_denied, vec![d.join("x")]);
         assert!(!p.rules.iter().any(|r| r.grant == Grant::Full));
     }
 }

@@ -1,22 +1,118 @@
-//! Not built yet (issue 4).
+//! `codex sandbox linux` (alias `landlock`, legacy `codex debug landlock`), `codex sandbox check`,
+//! and the `codex-linux-sandbox` argv[0] dispatch. The work is done by the `sandbox-linux` crate.
+
+use std::ffi::OsString;
+use std::path::PathBuf;
+
+use sandbox_linux::{Options, Sandbox, SandboxError};
+use sandbox_policy::{SandboxEnv, SandboxPolicy};
+
+use crate::exit::{Coded, USAGE};
 
 #[derive(Debug, clap::Args)]
 pub struct LinuxArgs {
     #[command(flatten)]
     pub run: super::RunArgs,
+    /// An extra path that stays unreadable (besides the credential defaults and
+    /// `sandbox.deny_read`). Repeatable.
+    #[arg(long = "deny-read", value_name = "PATH")]
+    pub deny_read: Vec<PathBuf>,
+    /// DANGEROUS: run even when this kernel cannot enforce the whole policy (prints what is missing).
+    #[arg(long)]
+    pub dangerously_allow_weaker_sandbox: bool,
+    /// Print what was enforced (always printed when something is missing).
+    #[arg(long, short = 'v')]
+    pub verbose: bool,
 }
 
 #[derive(Debug, clap::Args)]
 pub struct CheckArgs {}
 
+/// When argv[0]'s basename is `codex-linux-sandbox`, run the helper and return its exit code.
 pub fn dispatch_arg0() -> Option<i32> {
-    None
+    let argv0 = std::env::args_os().next()?;
+    if !sandbox_linux::helper::is_helper_argv0(&argv0) {
+        return None;
+    }
+    Some(sandbox_linux::helper::main(
+        std::env::args_os(),
+        secure_main::kept_loader_env(),
+    ))
 }
 
-pub fn run(_args: LinuxArgs, _global: &crate::GlobalOpts) -> anyhow::Result<i32> {
-    Err(crate::exit::Coded::new(crate::exit::FAILURE, "not built yet (issue 4)"))
+/// `sandbox.deny_read` from the config: an array of paths (or one path); `~/` expands to $HOME.
+fn config_deny_read(config: &crate::config::Config) -> anyhow::Result<Vec<PathBuf>> {
+    let Some(value) = config.get("sandbox.deny_read") else {
+        return Ok(Vec::new());
+    };
+    let items: Vec<&toml::Value> = match value {
+        toml::Value::Array(a) => a.iter().collect(),
+        other => vec![other],
+    };
+    let home = std::env::var_os("HOME").map(PathBuf::from);
+    let mut out = Vec::new();
+    for item in items {
+        let Some(s) = item.as_str() else {
+            return Err(Coded::new(
+                USAGE,
+                format!("sandbox.deny_read: expected paths (strings), got {item}"),
+            ));
+        };
+        match (s.strip_prefix("~/"), &home) {
+            (Some(rest), Some(h)) => out.push(h.join(rest)),
+            _ => out.push(PathBuf::from(s)),
+        }
+    }
+    Ok(out)
+}
+
+pub fn run(args: LinuxArgs, global: &crate::GlobalOpts) -> anyhow::Result<i32> {
+    let config = crate::config::load(global)?;
+    let mut deny_read = config_deny_read(&config)?;
+    deny_read.extend(args.deny_read.iter().cloned());
+    if !args.run.full_auto && !args.run.writable_roots.is_empty() {
+        return Err(Coded::new(
+            USAGE,
+            "--writable-root needs --full-auto (the default policy is read-only)",
+        ));
+    }
+    let network = config
+        .get("sandbox_workspace_write.network_access")
+        .and_then(toml::Value::as_bool)
+        .unwrap_or(false);
+    let policy = if args.run.full_auto {
+        SandboxPolicy::WorkspaceWrite {
+            writable_roots: args.run.writable_roots.clone(),
+            network_access: network,
+            exclude_tmpdir_env_var: false,
+            exclude_slash_tmp: false,
+        }
+    } else {
+        SandboxPolicy::ReadOnly
+    };
+    let cwd = std::env::current_dir()
+        .map_err(|e| Coded::new(crate::exit::FAILURE, format!("current directory: {e}")))?;
+    let mut env = SandboxEnv::from_process();
+    env.codex_home = Some(config.codex_home.clone());
+    let effective = policy
+        .resolve(&cwd, &env, &deny_read)
+        .map_err(|e| Coded::new(sandbox_linux::EXIT_INVALID_POLICY, e.to_string()))?;
+    let opts = Options {
+        dangerously_allow_weaker_sandbox: args.dangerously_allow_weaker_sandbox,
+        verbose: args.verbose,
+        extra_env: secure_main::kept_loader_env(),
+        program: "codex".to_string(),
+    };
+    let command: Vec<OsString> = args.run.command.clone();
+    match Sandbox::plan(effective, opts).and_then(|s| s.spawn(&command)) {
+        Ok(code) => Ok(code),
+        // The child printed its own message.
+        Err(SandboxError::Child { code }) => Ok(code),
+        Err(e) => Err(Coded::new(e.exit_code(), e.to_string())),
+    }
 }
 
 pub fn run_check(_args: CheckArgs, _global: &crate::GlobalOpts) -> anyhow::Result<i32> {
-    Err(crate::exit::Coded::new(crate::exit::FAILURE, "not built yet (issue 4)"))
+    print!("{}", sandbox_linux::check::render());
+    Ok(0)
 }
