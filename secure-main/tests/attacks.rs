@@ -414,3 +414,31 @@ fn reassert_after_credential_change_restores_non_dumpable_and_core_limit() {
     assert_eq!(v["core_after"]["soft"], 0);
     assert_eq!(v["core_after"]["hard"], 0);
 }
+
+/// Crashes `probe` (SIGQUIT, uid 65534, RLIMIT_CORE unlimited, cwd a directory it may write) and
+/// returns (kernel says core dumped, a core file appeared).
+fn crash(probe: &str) -> (bool, bool) {
+    require_root();
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::os::unix::fs::chown(dir.path(), Some(NOBODY), Some(NOBODY)).expect("chown tempdir");
+    let v = attacker_json(&["crash", probe, dir.path().to_str().expect("utf-8 tempdir")]);
+    assert_eq!(v["signal"], libc::SIGQUIT, "{v}");
+    let files: Vec<_> = std::fs::read_dir(dir.path()).expect("read_dir").collect();
+    (v["core_dumped"] == true, !files.is_empty())
+}
+
+#[test]
+fn hardened_probe_leaves_no_core_dump_when_it_crashes() {
+    let pattern = std::fs::read_to_string("/proc/sys/kernel/core_pattern").expect("core_pattern");
+    assert_eq!((false, false), crash(HARDENED), "core_pattern {pattern:?}");
+    // Control: the same crash of the plain probe dumps core (into its cwd with the default
+    // pattern `core`; a piped pattern hands it to a handler, which still sets the wait flag).
+    let (dumped, file) = crash(PLAIN);
+    assert!(
+        dumped,
+        "control did not dump core; core_pattern {pattern:?}"
+    );
+    if pattern.trim() == "core" {
+        assert!(file, "control: no core file in its cwd");
+    }
+}

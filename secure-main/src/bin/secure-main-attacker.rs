@@ -9,6 +9,8 @@
 //!   `process_vm_readv` of it, and `PTRACE_ATTACH`. Prints `{"target": ...}`, `{"attacks": ...}`,
 //!   then `ready`, waits for a line on stdin (the test inspects /proc as root meanwhile), and
 //!   ends the probe.
+//! - `crash PROBE DIR`: set RLIMIT_CORE unlimited, drop to 65534, start `PROBE status` in DIR,
+//!   send it SIGQUIT (default action: dump core), report whether the kernel dumped core.
 //! - `mlock required|degraded`: set RLIMIT_MEMLOCK 0/0, drop to 65534, create a `SecretBuf`.
 //! - `mlock-control`: same with RLIMIT_MEMLOCK 1 MiB (the control: locking succeeds).
 //! - `reassert`: drop to 65534, make the process dumpable and its core limit non-zero (what
@@ -129,6 +131,35 @@ fn attack(probe: &OsString) -> Res<()> {
     if !status.success() {
         return Err(format!("probe ended with {status}"));
     }
+    Ok(())
+}
+
+fn crash(probe: &OsString, dir: &OsString) -> Res<()> {
+    use std::os::unix::process::ExitStatusExt;
+    sys::set_rlimit(sys::Resource::Core, u64::MAX, u64::MAX)
+        .map_err(|e| format!("setrlimit(RLIMIT_CORE, unlimited): {e}"))?;
+    sys::drop_to(NOBODY, NOBODY).map_err(|e| format!("dropping to {NOBODY}: {e}"))?;
+    let mut child = Command::new(probe)
+        .arg("status")
+        .current_dir(dir)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .map_err(|e| format!("spawning the probe: {e}"))?;
+    let stdout = child.stdout.take().ok_or("probe stdout missing")?;
+    let mut line = String::new();
+    BufReader::new(stdout)
+        .read_line(&mut line)
+        .map_err(|e| format!("reading the probe's status: {e}"))?;
+    let pid = i32::try_from(child.id()).map_err(|e| format!("pid: {e}"))?;
+    sys::sigquit(pid).map_err(|e| format!("kill(SIGQUIT): {e}"))?;
+    let status = child
+        .wait()
+        .map_err(|e| format!("waiting for the probe: {e}"))?;
+    println!(
+        "{}",
+        json!({"signal": status.signal(), "core_dumped": status.core_dumped()})
+    );
     Ok(())
 }
 
@@ -285,8 +316,9 @@ fn run() -> Res<()> {
         ("mlock", Some(p)) => mlock(&p.to_string_lossy(), 0),
         ("mlock-control", Some(p)) => mlock(&p.to_string_lossy(), 1 << 20),
         ("reassert", _) => reassert(),
+        ("crash", Some(probe)) => crash(probe, args.get(2).ok_or("crash: missing DIR")?),
         ("deny", Some(what)) => deny(&what.to_string_lossy(), &args[2..]),
-        _ => Err("usage: secure-main-attacker attack PROBE | mlock required|degraded | mlock-control required|degraded | reassert | deny dumpable|rlimit PROBE ARGS...".to_owned()),
+        _ => Err("usage: secure-main-attacker attack PROBE | mlock required|degraded | mlock-control required|degraded | reassert | crash PROBE DIR | deny dumpable|rlimit PROBE ARGS...".to_owned()),
     }
 }
 

@@ -113,3 +113,9 @@ pub fn install_filter(prog: &[libc::sock_filter]) -> io::Result<()> {
     })
     .map(drop)
 }
+
+/// `kill(pid, SIGQUIT)`: the default action of SIGQUIT is to dump core.
+pub fn sigquit(pid: i32) -> io::Result<()> {
+    // SAFETY: kill takes plain integers.
+    check(unsafe { libc::kill(pid, libc::SIGQUIT) }.into()).map(drop)
+}
