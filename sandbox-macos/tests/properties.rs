@@ -266,3 +266,77 @@ fn param_of(e: &Sexp, filter: &str) -> Option<String> {
         _ => None,
     }
 }
+
+fn golden_text() -> String {
+    let (p, h) = build(
+        &Shape {
+            kind: PolicyKind::WorkspaceWrite,
+            roots: vec![(vec!["w".into()], vec![".git".into()])],
+            deny: vec![vec!["h".into(), ".ssh".into()]],
+            network: true,
+            cache_dir: Some(vec!["c".into()]),
+        },
+        'x',
+    );
+    generate(&p, &h).unwrap().text().to_string()
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 128, .. ProptestConfig::default() })]
+
+    #[test]
+    fn checker_rejects_any_single_dropped_paren(pick in any::<prop::sample::Index>()) {
+        // Only parentheses outside comments and strings are structural.
+        let text = golden_text();
+        let mut positions = Vec::new();
+        for (start, line) in text.split_inclusive('\n').scan(0usize, |off, l| { let s = *off; *off += l.len(); Some((s, l)) }) {
+            let mut in_str = false;
+            for (i, c) in line.char_indices() {
+                match c {
+                    '"' => in_str = !in_str,
+                    ';' if !in_str => break,
+                    '(' | ')' if !in_str => positions.push(start + i),
+                    _ => {}
+                }
+            }
+        }
+        let at = positions[pick.index(positions.len())];
+        let mut broken = text.clone();
+        broken.remove(at);
+        prop_assert!(syntax::check(&broken).is_err(), "dropping the paren at byte {} was accepted", at);
+    }
+
+    #[test]
+    fn checker_rejects_a_misspelt_operation_or_filter(pick in any::<prop::sample::Index>(), ch in "[a-z]") {
+        let text = golden_text();
+        let forms = syntax::parse(&text).unwrap();
+        // Every atom in head position of a rule (operations) or of a filter list.
+        fn names(e: &Sexp, out: &mut Vec<(usize, usize, String)>, in_rule: bool) {
+            if let Sexp::List(items, _) = e {
+                for (i, it) in items.iter().enumerate() {
+                    match it {
+                        Sexp::Atom(a, p) if (i == 0 && !matches!(a.as_str(), "allow" | "deny" | "version")) || (in_rule && i > 0) => {
+                            out.push((p.line, p.column, a.clone()));
+                        }
+                        Sexp::List(..) => names(it, out, false),
+                        _ => {}
+                    }
+                }
+            }
+        }
+        let mut atoms = Vec::new();
+        for f in forms.iter().skip(1) {
+            names(f, &mut atoms, true);
+        }
+        let (line, col, name) = &atoms[pick.index(atoms.len())];
+        let bad = format!("{name}{ch}");
+        let mut lines: Vec<String> = text.lines().map(str::to_string).collect();
+        let l = &mut lines[line - 1];
+        let byte = l.char_indices().nth(col - 1).unwrap().0;
+        l.replace_range(byte..byte + name.len(), &bad);
+        let broken = lines.join("\n");
+        let known = sandbox_macos::syntax::OPERATIONS.iter().any(|(n, _)| *n == bad);
+        prop_assume!(!known && !matches!(bad.as_str(), "subpath" | "literal" | "regex" | "target"));
+        prop_assert!(syntax::check(&broken).is_err(), "{} accepted", bad);
+    }
+}
