@@ -51,8 +51,8 @@ pub const BASE_RULES: &[Rule] = &[
     },
     Rule {
         sbpl: "(allow process-info-pidinfo)",
-        why: "name, parent, owner and times of any process; their argv and environment stay \
-              hidden (kern.procargs2 is not allowed)",
+        why: "name, parent, owner, times and working directory of any process; their argv and \
+              environment stay hidden (kern.procargs2 is not allowed)",
         needed_by: "ps, top, pgrep",
     },
     Rule {
