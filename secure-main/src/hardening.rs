@@ -350,6 +350,7 @@ mod tests {
     }
 
     #[test]
+    #[cfg(target_os = "linux")]
     fn this_process_stat_parses() {
         let stat = std::fs::read("/proc/self/stat").unwrap();
         assert!(parse_num_threads(&stat).unwrap() >= 1);

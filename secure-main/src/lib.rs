@@ -27,7 +27,7 @@ mod reader;
 mod report;
 mod secret;
 mod sys;
-#[cfg(test)]
+#[cfg(all(test, target_os = "linux"))]
 mod testutil;
 
 pub use hardening::{

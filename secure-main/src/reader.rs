@@ -466,7 +466,7 @@ mod tests {
     }
 }
 
-#[cfg(test)]
+#[cfg(all(test, target_os = "linux"))]
 mod wipe_tests {
     use super::*;
     use crate::testutil::{all_zero, peek, region_after};

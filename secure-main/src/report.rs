@@ -276,7 +276,7 @@ impl fmt::Display for HardeningReport {
     }
 }
 
-#[cfg(test)]
+#[cfg(all(test, target_os = "linux"))]
 mod tests {
     use super::*;
 

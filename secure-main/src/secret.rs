@@ -318,7 +318,8 @@ impl fmt::Display for SecretBuf {
     }
 }
 
-#[cfg(test)]
+// Linux-only: they look at memory through /proc/self/mem and use MADV_DONTDUMP.
+#[cfg(all(test, target_os = "linux"))]
 mod tests {
     use super::*;
     use crate::testutil::{all_zero, peek, region_after};

@@ -4,6 +4,7 @@
 //! as its own child (so Yama ptrace_scope 1 would not refuse the control). The probes are built
 //! from one source: `secure-main-hardened-probe` runs `harden_process!` before main,
 //! `secure-main-plain-probe` does not.
+#![cfg(target_os = "linux")]
 
 use std::ffi::OsStr;
 use std::io::{BufRead, BufReader, Write};

@@ -1,5 +1,6 @@
 //! `SecretBuf` as the kernel sees it: /proc/self/smaps flags of its mapping and its neighbours,
 //! with an ordinary heap allocation as the control.
+#![cfg(target_os = "linux")]
 
 use secure_main::{LockPolicy, LockStatus, SecretBuf};
 

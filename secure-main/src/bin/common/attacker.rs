@@ -1,0 +1,304 @@
+//! Body of `secure-main-attacker` (Linux only); see that file for the commands.
+
+#[path = "attack_sys.rs"]
+mod sys;
+
+use std::ffi::OsString;
+use std::io::{BufRead, BufReader, Write};
+use std::os::unix::fs::FileExt;
+use std::os::unix::process::CommandExt;
+use std::process::{Command, Stdio};
+
+use serde_json::{Value, json};
+
+const NOBODY: u32 = 65534;
+
+pub type Res<T> = Result<T, String>;
+
+fn errno_name(e: &std::io::Error) -> String {
+    match e.raw_os_error() {
+        Some(libc::EPERM) => "EPERM".to_owned(),
+        Some(libc::EACCES) => "EACCES".to_owned(),
+        Some(libc::ESRCH) => "ESRCH".to_owned(),
+        Some(libc::EIO) => "EIO".to_owned(),
+        Some(libc::ENOMEM) => "ENOMEM".to_owned(),
+        Some(n) => format!("errno {n}"),
+        None => e.to_string(),
+    }
+}
+
+fn unhex(s: &str) -> Vec<u8> {
+    (0..s.len() / 2)
+        .filter_map(|i| u8::from_str_radix(s.get(2 * i..2 * i + 2)?, 16).ok())
+        .collect()
+}
+
+/// Outcome of one attack: `"ok"` with whether the marker was read back, or the errno name.
+fn outcome(r: std::io::Result<Vec<u8>>, marker: &[u8]) -> Value {
+    match r {
+        Ok(bytes) => json!({"result": "ok", "marker_read": bytes == marker}),
+        Err(e) => json!({"result": errno_name(&e)}),
+    }
+}
+
+fn attack(probe: &OsString) -> Res<()> {
+    sys::set_rlimit(sys::Resource::Core, u64::MAX, u64::MAX)
+        .map_err(|e| format!("setrlimit(RLIMIT_CORE, unlimited): {e}"))?;
+    sys::drop_to(NOBODY, NOBODY).map_err(|e| format!("dropping to {NOBODY}: {e}"))?;
+    let mut child = Command::new(probe)
+        .arg("status")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .map_err(|e| format!("spawning the probe: {e}"))?;
+    let stdout = child.stdout.take().ok_or("probe stdout missing")?;
+    let mut lines = BufReader::new(stdout).lines();
+    let line = lines
+        .next()
+        .ok_or("the probe exited before reporting")?
+        .map_err(|e| format!("reading the probe's status: {e}"))?;
+    let target: Value =
+        serde_json::from_str(&line).map_err(|e| format!("probe status is not JSON: {e}"))?;
+    let pid = target["pid"].as_i64().ok_or("probe status: no pid")? as i32;
+    let addr = target["marker_addr"]
+        .as_u64()
+        .ok_or("probe status: no marker_addr")? as usize;
+    let marker = unhex(
+        target["marker_hex"]
+            .as_str()
+            .ok_or("probe status: no marker_hex")?,
+    );
+
+    let mem = std::fs::File::open(format!("/proc/{pid}/mem")).and_then(|f| {
+        let mut buf = vec![0u8; marker.len()];
+        f.read_exact_at(&mut buf, addr as u64)?;
+        Ok(buf)
+    });
+    let vm = sys::process_vm_read(pid, addr, marker.len());
+    let environ = std::fs::read(format!("/proc/{pid}/environ"));
+    let ptrace = match sys::ptrace_attach(pid) {
+        Ok(()) => {
+            let stop = sys::wait_stop(pid).map_err(|e| format!("waitpid after attach: {e}"))?;
+            sys::ptrace_detach(pid).map_err(|e| format!("PTRACE_DETACH: {e}"))?;
+            json!({"result": "ok", "stopped": libc::WIFSTOPPED(stop)})
+        }
+        Err(e) => json!({"result": errno_name(&e)}),
+    };
+    let environ = match environ {
+        Ok(bytes) => json!({"result": "ok", "has_ld": bytes.windows(3).any(|w| w == b"LD_")}),
+        Err(e) => json!({"result": errno_name(&e)}),
+    };
+    let attacks = json!({
+        "proc_mem": outcome(mem, &marker),
+        "process_vm_readv": outcome(vm, &marker),
+        "ptrace_attach": ptrace,
+        "proc_environ": environ,
+    });
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "{}", json!({"target": target}))
+        .and_then(|()| writeln!(out, "{}", json!({"attacks": attacks})))
+        .and_then(|()| writeln!(out, "ready"))
+        .and_then(|()| out.flush())
+        .map_err(|e| format!("writing stdout: {e}"))?;
+    drop(out);
+    let mut go = String::new();
+    std::io::stdin()
+        .read_line(&mut go)
+        .map_err(|e| format!("reading stdin: {e}"))?;
+    drop(child.stdin.take());
+    let status = child
+        .wait()
+        .map_err(|e| format!("waiting for the probe: {e}"))?;
+    if !status.success() {
+        return Err(format!("probe ended with {status}"));
+    }
+    Ok(())
+}
+
+fn crash(probe: &OsString, dir: &OsString) -> Res<()> {
+    use std::os::unix::process::ExitStatusExt;
+    sys::set_rlimit(sys::Resource::Core, u64::MAX, u64::MAX)
+        .map_err(|e| format!("setrlimit(RLIMIT_CORE, unlimited): {e}"))?;
+    sys::drop_to(NOBODY, NOBODY).map_err(|e| format!("dropping to {NOBODY}: {e}"))?;
+    let mut child = Command::new(probe)
+        .arg("status")
+        .current_dir(dir)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .map_err(|e| format!("spawning the probe: {e}"))?;
+    let stdout = child.stdout.take().ok_or("probe stdout missing")?;
+    let mut line = String::new();
+    BufReader::new(stdout)
+        .read_line(&mut line)
+        .map_err(|e| format!("reading the probe's status: {e}"))?;
+    let pid = i32::try_from(child.id()).map_err(|e| format!("pid: {e}"))?;
+    sys::sigquit(pid).map_err(|e| format!("kill(SIGQUIT): {e}"))?;
+    let status = child
+        .wait()
+        .map_err(|e| format!("waiting for the probe: {e}"))?;
+    println!(
+        "{}",
+        json!({"signal": status.signal(), "core_dumped": status.core_dumped()})
+    );
+    Ok(())
+}
+
+fn mlock(policy: &str, memlock: u64) -> Res<()> {
+    sys::set_rlimit(sys::Resource::Memlock, memlock, memlock)
+        .map_err(|e| format!("setrlimit(RLIMIT_MEMLOCK): {e}"))?;
+    sys::drop_to(NOBODY, NOBODY).map_err(|e| format!("dropping to {NOBODY}: {e}"))?;
+    let policy = match policy {
+        "required" => secure_main::LockPolicy::Required,
+        "degraded" => secure_main::LockPolicy::AllowDegraded,
+        other => return Err(format!("unknown policy {other}")),
+    };
+    let line = match secure_main::SecretBuf::with_capacity(64, policy) {
+        Ok(buf) => {
+            let report = secure_main::hardening_report();
+            json!({
+                "ok": true,
+                "lock_status": buf.lock_status(),
+                "locked_secret_buffers": report.locked_secret_buffers,
+                "degraded_secret_buffers": report.degraded_secret_buffers,
+            })
+        }
+        Err(e) => json!({
+            "ok": false,
+            "error": e.to_string(),
+            "errno": match &e {
+                secure_main::SecretError::Mlock { source } => source.raw_os_error(),
+                _ => None,
+            },
+        }),
+    };
+    println!("{line}");
+    Ok(())
+}
+
+fn reassert() -> Res<()> {
+    sys::set_rlimit(sys::Resource::Core, 1 << 20, u64::MAX)
+        .map_err(|e| format!("setrlimit(RLIMIT_CORE, 1 MiB): {e}"))?;
+    sys::drop_to(NOBODY, NOBODY).map_err(|e| format!("dropping to {NOBODY}: {e}"))?;
+    sys::set_dumpable(true).map_err(|e| format!("prctl(PR_SET_DUMPABLE, 1): {e}"))?;
+    let before = secure_main::hardening_report();
+    let dumpable_before = sys::get_dumpable().map_err(|e| format!("PR_GET_DUMPABLE: {e}"))?;
+    let result = secure_main::reassert_after_credential_change().map_err(|e| e.to_string());
+    let after = secure_main::hardening_report();
+    let dumpable_after = sys::get_dumpable().map_err(|e| format!("PR_GET_DUMPABLE: {e}"))?;
+    println!(
+        "{}",
+        json!({
+            "dumpable_before": dumpable_before,
+            "core_before": before.core_limit,
+            "result": result.err(),
+            "dumpable_after": dumpable_after,
+            "core_after": after.core_limit,
+            "euid": after.euid,
+        })
+    );
+    Ok(())
+}
+
+/// BPF program: EPERM for `prctl(PR_SET_DUMPABLE, ...)`, allow everything else.
+fn deny_dumpable_filter() -> Vec<libc::sock_filter> {
+    use libc::{BPF_ABS, BPF_JEQ, BPF_JMP, BPF_K, BPF_LD, BPF_RET, BPF_W};
+    let ld = |off: u32| libc::sock_filter {
+        code: (BPF_LD | BPF_W | BPF_ABS) as u16,
+        jt: 0,
+        jf: 0,
+        k: off,
+    };
+    let jeq = |k: u32, jt: u8, jf: u8| libc::sock_filter {
+        code: (BPF_JMP | BPF_JEQ | BPF_K) as u16,
+        jt,
+        jf,
+        k,
+    };
+    let ret = |k: u32| libc::sock_filter {
+        code: (BPF_RET | BPF_K) as u16,
+        jt: 0,
+        jf: 0,
+        k,
+    };
+    vec![
+        ld(4),                                             // 0: arch
+        jeq(AUDIT_ARCH, 0, 5),                             // 1: other arch -> 7
+        ld(0),                                             // 2: nr
+        jeq(libc::SYS_prctl as u32, 0, 3),                 // 3: not prctl -> 7
+        ld(16),                                            // 4: args[0] (low half)
+        jeq(libc::PR_SET_DUMPABLE as u32, 0, 1),           // 5: not PR_SET_DUMPABLE -> 7
+        ret(libc::SECCOMP_RET_ERRNO | libc::EPERM as u32), // 6
+        ret(libc::SECCOMP_RET_ALLOW),                      // 7
+    ]
+}
+
+/// BPF program: EPERM for `setrlimit` and for `prlimit64(_, RLIMIT_CORE, new != NULL, _)`.
+fn deny_core_rlimit_filter() -> Vec<libc::sock_filter> {
+    use libc::{BPF_ABS, BPF_JEQ, BPF_JMP, BPF_K, BPF_LD, BPF_RET, BPF_W};
+    let ld = |off: u32| libc::sock_filter {
+        code: (BPF_LD | BPF_W | BPF_ABS) as u16,
+        jt: 0,
+        jf: 0,
+        k: off,
+    };
+    let jeq = |k: u32, jt: u8, jf: u8| libc::sock_filter {
+        code: (BPF_JMP | BPF_JEQ | BPF_K) as u16,
+        jt,
+        jf,
+        k,
+    };
+    let ret = |k: u32| libc::sock_filter {
+        code: (BPF_RET | BPF_K) as u16,
+        jt: 0,
+        jf: 0,
+        k,
+    };
+    vec![
+        ld(4),                                 // 0: arch
+        jeq(AUDIT_ARCH, 0, 10),                // 1: other arch -> 12
+        ld(0),                                 // 2: nr
+        jeq(libc::SYS_setrlimit as u32, 7, 0), // 3: setrlimit -> 11
+        jeq(libc::SYS_prlimit64 as u32, 0, 7), // 4: not prlimit64 -> 12
+        ld(24),                                // 5: args[1] (low half): resource
+        #[allow(clippy::unnecessary_cast)] // c_int on musl
+        jeq(libc::RLIMIT_CORE as u32, 0, 5), // 6: not RLIMIT_CORE -> 12
+        ld(32),                                // 7: args[2] (low half): new limit
+        jeq(0, 0, 2),                          // 8: non-NULL low half -> 11
+        ld(36),                                // 9: args[2] (high half)
+        jeq(0, 1, 0),                          // 10: NULL -> 12, else 11
+        ret(libc::SECCOMP_RET_ERRNO | libc::EPERM as u32), // 11
+        ret(libc::SECCOMP_RET_ALLOW),          // 12
+    ]
+}
+
+#[cfg(target_arch = "x86_64")]
+const AUDIT_ARCH: u32 = 0xC000_003E;
+#[cfg(target_arch = "aarch64")]
+const AUDIT_ARCH: u32 = 0xC000_00B7;
+
+fn deny(what: &str, rest: &[OsString]) -> Res<()> {
+    let prog = match what {
+        "dumpable" => deny_dumpable_filter(),
+        "rlimit" => deny_core_rlimit_filter(),
+        other => return Err(format!("unknown deny target {other}")),
+    };
+    let (probe, args) = rest.split_first().ok_or("deny: missing PROBE")?;
+    sys::install_filter(&prog).map_err(|e| format!("installing the seccomp filter: {e}"))?;
+    let err = Command::new(probe).args(args).exec();
+    Err(format!("exec {}: {err}", probe.to_string_lossy()))
+}
+
+pub fn run() -> Res<()> {
+    let args: Vec<OsString> = std::env::args_os().skip(1).collect();
+    let cmd = args.first().and_then(|a| a.to_str()).unwrap_or_default();
+    match (cmd, args.get(1)) {
+        ("attack", Some(probe)) => attack(probe),
+        ("mlock", Some(p)) => mlock(&p.to_string_lossy(), 0),
+        ("mlock-control", Some(p)) => mlock(&p.to_string_lossy(), 1 << 20),
+        ("reassert", _) => reassert(),
+        ("crash", Some(probe)) => crash(probe, args.get(2).ok_or("crash: missing DIR")?),
+        ("deny", Some(what)) => deny(&what.to_string_lossy(), &args[2..]),
+        _ => Err("usage: secure-main-attacker attack PROBE | mlock required|degraded | mlock-control required|degraded | reassert | crash PROBE DIR | deny dumpable|rlimit PROBE ARGS...".to_owned()),
+    }
+}
