@@ -8,6 +8,7 @@ pub mod audit;
 pub mod body;
 pub mod cli;
 pub mod files;
+pub mod framing;
 pub mod key;
 pub mod listener;
 pub mod policy;

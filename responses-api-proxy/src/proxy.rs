@@ -14,6 +14,7 @@ use crate::access::PeerDecision;
 use crate::audit::{AuditRecord, Outcome};
 use crate::body::{PendingDump, RequestBody, RequestBodyState, ResponseBody};
 use crate::files::{DumpKind, Dumper};
+use crate::framing::FramingLog;
 use crate::listener::ConnAddrs;
 use crate::policy::{Admission, Direction, Route, forwardable_headers};
 use crate::upstream::{Upstream, UpstreamClient};
@@ -37,6 +38,8 @@ pub struct ConnCtx {
     pub decision: PeerDecision,
     /// Requests of this connection whose response has not finished.
     pub in_flight: Arc<AtomicUsize>,
+    /// Which request heads carried both Transfer-Encoding and Content-Length.
+    pub framing: Arc<FramingLog>,
 }
 
 fn json_body(status: StatusCode, code: &str, message: &str) -> Bytes {
@@ -84,6 +87,19 @@ pub async fn handle(
     );
     conn.in_flight.fetch_add(1, Ordering::AcqRel);
     audit.in_flight = Some(conn.in_flight.clone());
+    // Asked once per request, in order, whatever happens next.
+    let ambiguous_framing = conn.framing.next_is_ambiguous();
+
+    if ambiguous_framing {
+        audit.outcome = Outcome::Refused;
+        audit.reason = Some("ambiguous_framing".into());
+        return reply(
+            StatusCode::BAD_REQUEST,
+            "ambiguous_framing",
+            "transfer-encoding and content-length together",
+            audit,
+        );
+    }
 
     if let PeerDecision::Refuse { reason, .. } = &conn.decision {
         audit.outcome = Outcome::Refused;

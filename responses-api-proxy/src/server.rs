@@ -19,6 +19,7 @@ use hyper_util::server::graceful::GracefulShutdown;
 use tokio::sync::{oneshot, watch};
 
 use crate::access::{ConnectionInfo, PeerAuthorizer};
+use crate::framing::{Framed, FramingLog};
 use crate::listener::Listener;
 use crate::proxy::{ConnCtx, ProxyState};
 
@@ -181,10 +182,13 @@ async fn accept_loop(listener: Listener, mut ctx: AcceptCtx) {
                     socket: conn.as_fd(),
                 })
             };
+            let framing = Arc::new(FramingLog::default());
+            let conn = Framed::new(conn, framing.clone());
             let conn_ctx = Arc::new(ConnCtx {
                 addrs,
                 decision,
                 in_flight,
+                framing,
             });
             let service = hyper::service::service_fn(move |req| {
                 let state = state.clone();

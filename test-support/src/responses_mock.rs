@@ -125,7 +125,10 @@ pub struct RecordedRequest {
     pub path: String,
     pub version: http::Version,
     pub headers: HeaderMap,
+    /// The body bytes received (up to the error, if reading failed).
     pub body: Bytes,
+    /// Whether the body was received to its end (false: the client aborted or framing broke).
+    pub body_complete: bool,
     pub received_at: Instant,
 }
 
@@ -410,10 +413,23 @@ async fn accept_loop(
 
 async fn handle(req: Request<Incoming>, shared: Arc<Shared>) -> Response<MockBody> {
     let (parts, body) = req.into_parts();
-    let body = match body.collect().await {
-        Ok(b) => b.to_bytes(),
-        Err(_) => Bytes::new(),
-    };
+    let mut body = body;
+    let mut received = bytes::BytesMut::new();
+    let mut body_complete = true;
+    while let Some(frame) = body.frame().await {
+        match frame {
+            Ok(f) => {
+                if let Some(d) = f.data_ref() {
+                    received.extend_from_slice(d);
+                }
+            }
+            Err(_) => {
+                body_complete = false;
+                break;
+            }
+        }
+    }
+    let body = received.freeze();
     let recorded = RecordedRequest {
         method: parts.method.to_string(),
         path: parts
@@ -424,6 +440,7 @@ async fn handle(req: Request<Incoming>, shared: Arc<Shared>) -> Response<MockBod
         version: parts.version,
         headers: parts.headers,
         body,
+        body_complete,
         received_at: Instant::now(),
     };
     let response = {

@@ -1,0 +1,246 @@
+//! Forwarding through the real binary to the recording mock upstream (plain HTTP and TLS).
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use common::{KEY, Spawn};
+use suite_test_support::responses_mock::{MockResponse, MockUpstream};
+use suite_test_support::tls::TestCa;
+
+#[test]
+fn injects_the_key_and_drops_client_credentials_and_hop_by_hop_headers() {
+    let mock = MockUpstream::start().unwrap();
+    let proxy = Spawn::new(&mock.responses_url()).start();
+    let resp = proxy.request(
+        "POST",
+        "/v1/responses",
+        &[
+            ("Authorization", "Bearer client-own-key"),
+            ("Proxy-Authorization", "Basic Zm9vOmJhcg=="),
+            ("Cookie", "session=abc"),
+            ("Connection", "x-hop-secret"),
+            ("X-Hop-Secret", "must-not-pass"),
+            ("Keep-Alive", "timeout=5"),
+            ("TE", "trailers"),
+            ("Proxy-Connection", "keep-alive"),
+            ("Content-Type", "application/json"),
+            ("OpenAI-Beta", "responses=experimental"),
+        ],
+        br#"{"model":"m","input":"hi"}"#,
+    );
+    assert_eq!(resp.status, 200, "{}", resp.text());
+    assert_eq!(resp.json(), serde_json::json!({"ok": true}));
+    assert_eq!(resp.header("x-request-id"), Some("req_mock_1"));
+
+    let reqs = mock.requests();
+    assert_eq!(reqs.len(), 1);
+    let r = &reqs[0];
+    assert_eq!(r.method, "POST");
+    assert_eq!(r.path, "/v1/responses");
+    assert_eq!(
+        r.header("authorization").as_deref(),
+        Some(format!("Bearer {KEY}").as_str())
+    );
+    assert_eq!(r.headers.get_all("authorization").iter().count(), 1);
+    assert_eq!(
+        r.header("host").as_deref(),
+        Some(format!("127.0.0.1:{}", mock.addr().port()).as_str())
+    );
+    for gone in [
+        "proxy-authorization",
+        "cookie",
+        "x-hop-secret",
+        "keep-alive",
+        "te",
+        "proxy-connection",
+    ] {
+        assert!(
+            r.header(gone).is_none(),
+            "{gone} was forwarded: {:?}",
+            r.headers
+        );
+    }
+    // Control: end-to-end headers and the body pass unchanged.
+    assert_eq!(
+        r.header("openai-beta").as_deref(),
+        Some("responses=experimental")
+    );
+    assert_eq!(
+        r.header("content-type").as_deref(),
+        Some("application/json")
+    );
+    assert_eq!(
+        r.json(),
+        Some(serde_json::json!({"model": "m", "input": "hi"}))
+    );
+    assert!(!proxy.stderr().contains(KEY));
+}
+
+#[test]
+fn tls_upstream_is_trusted_through_ssl_cert_file_and_refused_without_it() {
+    let ca = TestCa::new().unwrap();
+    let mock = MockUpstream::start_tls(&ca).unwrap();
+    let url = format!("{}/responses", mock.base_url_localhost());
+
+    let proxy = Spawn::new(&url)
+        .env("SSL_CERT_FILE", ca.ca_pem_path().to_str().unwrap())
+        .start();
+    let resp = proxy.post(r#"{"x":1}"#);
+    assert_eq!(resp.status, 200, "{}", resp.text());
+    let reqs = mock.requests();
+    assert_eq!(reqs.len(), 1);
+    assert_eq!(
+        reqs[0].header("authorization").as_deref(),
+        Some(format!("Bearer {KEY}").as_str())
+    );
+    // ALPN offers h2 and the mock accepts it.
+    assert_eq!(reqs[0].version, http::Version::HTTP_2);
+
+    // Control: the same upstream without the test CA is a TLS failure, answered 502 JSON.
+    let untrusting = Spawn::new(&url)
+        .env("SSL_CERT_FILE", "/etc/ssl/certs/ca-certificates.crt")
+        .start();
+    let resp = untrusting.post("{}");
+    assert_eq!(resp.status, 502, "{}", resp.text());
+    assert_eq!(resp.error_code(), "upstream_unavailable");
+    assert!(
+        resp.text().to_lowercase().contains("certificate"),
+        "{}",
+        resp.text()
+    );
+    assert_eq!(mock.requests().len(), 1);
+}
+
+#[test]
+fn unreachable_upstream_is_502_json() {
+    // A port that was free a moment ago: nothing listens there.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let proxy = Spawn::new(&format!("http://127.0.0.1:{port}/v1/responses")).start();
+    let resp = proxy.post("{}");
+    assert_eq!(resp.status, 502);
+    assert_eq!(resp.header("content-type"), Some("application/json"));
+    assert_eq!(resp.error_code(), "upstream_unavailable");
+    assert!(
+        resp.text().contains("Connection refused"),
+        "{}",
+        resp.text()
+    );
+}
+
+#[test]
+fn upstream_errors_pass_through_unchanged() {
+    let mock = MockUpstream::start().unwrap();
+    let body =
+        Bytes::from_static(br#"{"error":{"message":"Rate limit reached","type":"requests"}}"#);
+    mock.push_response(MockResponse::Raw {
+        status: 429,
+        headers: vec![
+            ("content-type".into(), "application/json".into()),
+            ("retry-after".into(), "7".into()),
+            ("x-ratelimit-remaining-requests".into(), "0".into()),
+            ("set-cookie".into(), "__cf_bm=shared; path=/".into()),
+        ],
+        body: body.clone(),
+    });
+    let proxy = Spawn::new(&mock.responses_url()).start();
+    let resp = proxy.post("{}");
+    assert_eq!(resp.status, 429);
+    assert_eq!(resp.body, body.to_vec());
+    assert_eq!(resp.header("retry-after"), Some("7"));
+    assert_eq!(resp.header("x-ratelimit-remaining-requests"), Some("0"));
+    // Upstream cookies would be shared by every local user: not mirrored.
+    assert_eq!(resp.header("set-cookie"), None);
+}
+
+#[test]
+fn allow_path_forwards_one_more_exact_path() {
+    let mock = MockUpstream::start().unwrap();
+    let without = Spawn::new(&mock.responses_url()).start();
+    let refused = without.request("POST", "/v1/responses/compact", &[], b"{}");
+    assert_eq!(refused.status, 403);
+    assert_eq!(mock.requests().len(), 0);
+
+    let with = Spawn::new(&mock.responses_url())
+        .arg("--allow-path")
+        .arg("/v1/responses/compact")
+        .start();
+    let ok = with.request("POST", "/v1/responses/compact", &[], b"{}");
+    assert_eq!(ok.status, 200, "{}", ok.text());
+    assert_eq!(mock.requests()[0].path, "/v1/responses/compact");
+}
+
+#[test]
+fn dump_dir_writes_redacted_pairs_0600() {
+    use std::os::unix::fs::PermissionsExt;
+    let mock = MockUpstream::start().unwrap();
+    let dumps = tempfile::tempdir().unwrap();
+    // Started as root, the proxy drops to `nobody`, which must be able to write the dumps.
+    std::os::unix::fs::chown(dumps.path(), Some(65534), Some(65534)).unwrap();
+    let proxy = Spawn::new(&mock.responses_url())
+        .arg("--dump-dir")
+        .arg(dumps.path().to_str().unwrap())
+        .start();
+    let resp = proxy.request(
+        "POST",
+        "/v1/responses",
+        &[("Cookie", "c=1"), ("Content-Type", "application/json")],
+        br#"{"input":"dump me"}"#,
+    );
+    assert_eq!(resp.status, 200);
+    // The response dump is written when the body ends; give it a moment.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let mut names: Vec<String>;
+    loop {
+        names = std::fs::read_dir(dumps.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        names.sort();
+        if names.len() >= 2 || std::time::Instant::now() > deadline {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(names.len(), 2, "{names:?}");
+    assert!(
+        names[0].starts_with("000001-") && names[0].ends_with("-request.json"),
+        "{names:?}"
+    );
+    assert!(names[1].ends_with("-response.json"), "{names:?}");
+    for n in &names {
+        let p = dumps.path().join(n);
+        let mode = std::fs::metadata(&p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600, "{n}");
+        let text = std::fs::read_to_string(&p).unwrap();
+        assert!(!text.contains(KEY), "key in {n}");
+        assert!(!text.contains("c=1"), "cookie in {n}");
+    }
+    let req: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dumps.path().join(&names[0])).unwrap())
+            .unwrap();
+    assert_eq!(req["body"]["input"], "dump me");
+    assert_eq!(req["headers"]["authorization"], "[REDACTED]");
+    let resp: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dumps.path().join(&names[1])).unwrap())
+            .unwrap();
+    assert_eq!(resp["status"], 200);
+    assert_eq!(resp["body"]["ok"], true);
+}
+
+#[test]
+fn upstream_connections_are_pooled() {
+    let mock = MockUpstream::start().unwrap();
+    let proxy = Spawn::new(&mock.responses_url()).start();
+    for _ in 0..5 {
+        assert_eq!(proxy.post("{}").status, 200);
+    }
+    assert_eq!(mock.requests().len(), 5);
+    assert_eq!(mock.with_state(|s| s.connections_accepted), 1);
+}

@@ -1,0 +1,119 @@
+//! From outside the process: the key is in none of /proc/<pid>/{cmdline,environ}, the
+//! server-info file, dump files, log lines (text and JSON) or error bodies.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
+
+use std::time::Duration;
+
+use common::{KEY, Spawn};
+use suite_test_support::responses_mock::{MockResponse, MockUpstream, sse_text_response};
+
+/// The key, and a distinctive part of it (a partial echo is a leak too).
+const NEEDLES: &[&str] = &[KEY, "zq9X7vLeakCanary"];
+
+fn assert_clean(what: &str, data: &[u8]) {
+    let text = String::from_utf8_lossy(data);
+    for n in NEEDLES {
+        assert!(!text.contains(n), "key found in {what}");
+    }
+}
+
+#[test]
+fn key_is_absent_from_everything_a_local_user_can_read() {
+    for format in ["text", "json"] {
+        let mock = MockUpstream::start().unwrap();
+        let dumps = tempfile::tempdir().unwrap();
+        // Started as root, the proxy drops to `nobody`, which must be able to write the dumps.
+        std::os::unix::fs::chown(dumps.path(), Some(65534), Some(65534)).unwrap();
+        let proxy = Spawn::new(&mock.responses_url())
+            .arg("--log-format")
+            .arg(format)
+            .arg("--dump-dir")
+            .arg(dumps.path().to_str().unwrap())
+            .env("RUST_LOG", "trace")
+            .start();
+
+        // Positive control: the key did arrive upstream, so the needle is the right one.
+        assert_eq!(proxy.post("{}").status, 200);
+        let seen = mock.requests()[0].header("authorization").unwrap();
+        assert!(seen.contains(NEEDLES[1]));
+
+        let mut bodies = Vec::new();
+        mock.push_response(MockResponse::SsePaced {
+            frames: sse_text_response("r1", "a b"),
+            delay: Duration::from_millis(5),
+        });
+        bodies.push(proxy.post(r#"{"stream":true}"#).raw);
+        mock.push_response(MockResponse::Raw {
+            status: 401,
+            headers: vec![],
+            body: bytes::Bytes::from_static(b"{\"error\":\"bad key\"}"),
+        });
+        bodies.push(proxy.post("{}").raw);
+        for (m, p) in [
+            ("GET", "/v1/responses"),
+            ("POST", "/v1/x?y"),
+            ("POST", "/%2e%2e"),
+        ] {
+            bodies.push(proxy.request(m, p, &[], b"{}").raw);
+        }
+        bodies.push(
+            proxy
+                .request("POST", "/v1/responses", &[("Origin", "http://x")], b"")
+                .raw,
+        );
+        bodies.push(common::send_raw(proxy.port, b"GARBAGE\r\n\r\n"));
+
+        // 502: a second proxy whose upstream is gone.
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let dead = Spawn::new(&format!("http://127.0.0.1:{port}/v1/responses"))
+            .arg("--log-format")
+            .arg(format)
+            .env("RUST_LOG", "trace")
+            .start();
+        bodies.push(dead.post("{}").raw);
+
+        for (i, b) in bodies.iter().enumerate() {
+            assert_clean(&format!("response {i}"), b);
+        }
+        for p in [&proxy, &dead] {
+            let pid = p.pid();
+            assert_clean(
+                "cmdline",
+                &std::fs::read(format!("/proc/{pid}/cmdline")).unwrap(),
+            );
+            assert_clean(
+                "environ",
+                &std::fs::read(format!("/proc/{pid}/environ")).unwrap(),
+            );
+            assert_clean("server-info", &std::fs::read(&p.info).unwrap());
+        }
+        // Let the last response dumps land, then stop the proxies so logs are complete.
+        std::thread::sleep(Duration::from_millis(300));
+        let mut n_dumps = 0;
+        for e in std::fs::read_dir(dumps.path()).unwrap() {
+            let path = e.unwrap().path();
+            assert_clean(&path.display().to_string(), &std::fs::read(&path).unwrap());
+            n_dumps += 1;
+        }
+        assert!(n_dumps >= 6, "only {n_dumps} dump files");
+        for p in [&proxy, &dead] {
+            p.signal("TERM");
+        }
+        let mut proxy = proxy;
+        let mut dead = dead;
+        proxy.wait_exit(Duration::from_secs(20)).unwrap();
+        dead.wait_exit(Duration::from_secs(20)).unwrap();
+        for p in [&proxy, &dead] {
+            let log = p.stderr();
+            assert!(log.lines().count() >= 2, "{format} log too short: {log}");
+            assert!(log.contains("audit"), "{log}");
+            assert_clean(&format!("{format} log"), log.as_bytes());
+        }
+    }
+}

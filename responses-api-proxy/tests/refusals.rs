@@ -1,0 +1,226 @@
+//! Bad input from a local client: each refused with the specific status, the upstream untouched,
+//! each paired with a control that passes.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::time::{Duration, Instant};
+
+use common::{Proxy, Spawn, parse_response, send_raw};
+use suite_test_support::responses_mock::MockUpstream;
+
+fn setup() -> (MockUpstream, Proxy) {
+    let mock = MockUpstream::start().unwrap();
+    let proxy = Spawn::new(&mock.responses_url())
+        .arg("--max-body-bytes")
+        .arg("1000")
+        .start();
+    (mock, proxy)
+}
+
+#[test]
+fn only_post_v1_responses_is_forwarded() {
+    let (mock, proxy) = setup();
+    for (method, path) in [
+        ("GET", "/v1/responses"),
+        ("PUT", "/v1/responses"),
+        ("DELETE", "/v1/responses"),
+        ("POST", "/v1/chat/completions"),
+        ("POST", "/v1/responses/"),
+        ("POST", "/"),
+        ("GET", "/shutdown"), // not enabled
+    ] {
+        let r = proxy.request(method, path, &[], b"{}");
+        assert_eq!(r.status, 403, "{method} {path}: {}", r.text());
+        assert_eq!(r.header("content-type"), Some("application/json"));
+        assert_eq!(r.error_code(), "not_allowed", "{method} {path}");
+    }
+    for path in [
+        "/v1/responses?stream=true",
+        "/v1/../v1/responses",
+        "/v1/%2e%2e/v1/responses",
+        "/v1/%2E%2E/responses",
+        "/v1%2fresponses",
+    ] {
+        let r = proxy.request("POST", path, &[], b"{}");
+        assert_eq!(r.status, 403, "{path}");
+        assert_eq!(r.error_code(), "path_refused", "{path}");
+    }
+    assert_eq!(
+        mock.requests().len(),
+        0,
+        "a refused request reached upstream"
+    );
+    // Control.
+    assert_eq!(proxy.post("{}").status, 200);
+    assert_eq!(mock.requests().len(), 1);
+}
+
+#[test]
+fn foreign_host_and_any_origin_are_refused() {
+    let (mock, proxy) = setup();
+    let wrong_port = format!("127.0.0.1:{}", proxy.port.wrapping_add(1));
+    for host in [
+        "evil.example",
+        "evil.example:80",
+        wrong_port.as_str(),
+        "127.0.0.1",
+    ] {
+        let r = proxy.request("POST", "/v1/responses", &[("Host", host)], b"{}");
+        assert_eq!(r.status, 403, "Host {host}");
+        assert_eq!(r.error_code(), "host_refused", "Host {host}");
+    }
+    let ours = proxy.host();
+    for origin in ["http://evil.example", "null", &format!("http://{ours}")] {
+        let r = proxy.request("POST", "/v1/responses", &[("Origin", origin)], b"{}");
+        assert_eq!(r.status, 403, "Origin {origin}");
+        assert_eq!(r.error_code(), "origin_refused");
+    }
+    assert_eq!(mock.requests().len(), 0);
+    // Controls: every loopback spelling with our port.
+    for host in [
+        format!("localhost:{}", proxy.port),
+        format!("127.0.0.1:{}", proxy.port),
+    ] {
+        let r = proxy.request("POST", "/v1/responses", &[("Host", &host)], b"{}");
+        assert_eq!(r.status, 200, "Host {host}");
+    }
+}
+
+#[test]
+fn declared_oversize_body_is_413_before_the_body_is_read() {
+    let (mock, proxy) = setup();
+    let mut s = TcpStream::connect(("127.0.0.1", proxy.port)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    write!(
+        s,
+        "POST /v1/responses HTTP/1.1\r\nHost: {}\r\nContent-Length: 100000000\r\n\r\n",
+        proxy.host()
+    )
+    .unwrap();
+    // No body byte is sent: the answer must come anyway.
+    let start = Instant::now();
+    let mut buf = vec![0u8; 4096];
+    let n = s.read(&mut buf).unwrap();
+    let r = parse_response(&buf[..n]);
+    assert_eq!(r.status, 413);
+    assert_eq!(r.error_code(), "body_too_large");
+    assert!(start.elapsed() < Duration::from_secs(5));
+    assert_eq!(mock.requests().len(), 0);
+    // Control: at the limit.
+    let ok = proxy.request("POST", "/v1/responses", &[], &[b' '; 1000]);
+    assert_eq!(ok.status, 200);
+}
+
+#[test]
+fn chunked_body_over_the_limit_is_413() {
+    let (mock, proxy) = setup();
+    let mut raw = format!(
+        "POST /v1/responses HTTP/1.1\r\nHost: {}\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n",
+        proxy.host()
+    )
+    .into_bytes();
+    for _ in 0..3 {
+        raw.extend_from_slice(b"190\r\n");
+        raw.extend_from_slice(&[b'a'; 400]);
+        raw.extend_from_slice(b"\r\n");
+    }
+    raw.extend_from_slice(b"0\r\n\r\n");
+    let r = parse_response(&send_raw(proxy.port, &raw));
+    assert_eq!(r.status, 413, "{}", r.text());
+    assert_eq!(r.error_code(), "body_too_large");
+    // The upstream may have seen the start of the body, never a complete oversized one.
+    assert!(
+        mock.requests()
+            .iter()
+            .all(|r| !r.body_complete && r.body.len() <= 1000),
+        "upstream got a complete oversized body"
+    );
+    // Control: the same chunked framing under the limit is forwarded.
+    let mut raw = format!(
+        "POST /v1/responses HTTP/1.1\r\nHost: {}\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n",
+        proxy.host()
+    )
+    .into_bytes();
+    raw.extend_from_slice(b"2\r\n{}\r\n0\r\n\r\n");
+    let r = parse_response(&send_raw(proxy.port, &raw));
+    assert_eq!(r.status, 200, "{}", r.text());
+    let complete: Vec<_> = mock
+        .requests()
+        .into_iter()
+        .filter(|r| r.body_complete)
+        .collect();
+    assert_eq!(complete.len(), 1);
+    assert_eq!(complete[0].body.as_ref(), b"{}");
+}
+
+#[test]
+fn transfer_encoding_with_content_length_is_400() {
+    let (mock, proxy) = setup();
+    for order in [
+        "Transfer-Encoding: chunked\r\nContent-Length: 2",
+        "Content-Length: 2\r\nTransfer-Encoding: chunked",
+    ] {
+        let raw = format!(
+            "POST /v1/responses HTTP/1.1\r\nHost: {}\r\n{order}\r\nConnection: close\r\n\r\n2\r\n{{}}\r\n0\r\n\r\n",
+            proxy.host()
+        );
+        let r = parse_response(&send_raw(proxy.port, raw.as_bytes()));
+        assert_eq!(r.status, 400, "{order}: {}", r.text());
+    }
+    assert!(mock.requests().is_empty());
+}
+
+#[test]
+fn malformed_and_oversized_requests_are_rejected() {
+    let (mock, proxy) = setup();
+    let r = parse_response(&send_raw(proxy.port, b"THIS IS NOT HTTP\r\n\r\n"));
+    assert_eq!(r.status, 400);
+    let big = format!(
+        "POST /v1/responses HTTP/1.1\r\nHost: {}\r\nX-Big: {}\r\nContent-Length: 0\r\n\r\n",
+        proxy.host(),
+        "a".repeat(64 * 1024)
+    );
+    let r = parse_response(&send_raw(proxy.port, big.as_bytes()));
+    assert_eq!(r.status, 431);
+    assert!(mock.requests().is_empty());
+    // The proxy still serves.
+    assert_eq!(proxy.post("{}").status, 200);
+}
+
+#[test]
+fn server_info_through_a_symlink_is_refused_and_the_target_untouched() {
+    let mock = MockUpstream::start().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let victim = dir.path().join("victim");
+    std::fs::write(&victim, "root-owned content").unwrap();
+    let link = dir.path().join("info.json");
+    std::os::unix::fs::symlink(&victim, &link).unwrap();
+    let out = std::process::Command::new(common::BIN)
+        .args(["--upstream-url", &mock.responses_url(), "--server-info"])
+        .arg(&link)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .and_then(|mut c| {
+            c.stdin.take().unwrap().write_all(b"sk-abc\n")?;
+            c.wait_with_output()
+        })
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(4), "{err}");
+    assert!(err.contains("is a symlink"), "{err}");
+    assert_eq!(
+        std::fs::read_to_string(&victim).unwrap(),
+        "root-owned content"
+    );
+    assert!(
+        std::fs::symlink_metadata(&link)
+            .unwrap()
+            .file_type()
+            .is_symlink()
+    );
+}
