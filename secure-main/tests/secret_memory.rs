@@ -119,3 +119,38 @@ fn report_counts_locked_secret_memory() {
     assert!(text.contains("locked secret memory: "), "{text}");
     assert!(text.contains("pre-main hardening: did not run"), "{text}");
 }
+
+fn attacker_json(args: &[&str]) -> serde_json::Value {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_secure-main-attacker"))
+        .args(args)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("run attacker");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("json")
+}
+
+#[test]
+fn guard_pages_are_unreadable_and_the_data_pages_readable() {
+    let v = attacker_json(&["guards"]);
+    // Control: the kernel copies from the data pages.
+    assert_eq!(v["first_data_byte"]["result"], "ok", "{v}");
+    assert_eq!(v["last_data_byte"]["result"], "ok", "{v}");
+    // One byte past either end: EFAULT, the guard page is PROT_NONE.
+    assert_eq!(v["byte_below"]["result"], "EFAULT", "{v}");
+    assert_eq!(v["byte_above"]["result"], "EFAULT", "{v}");
+}
+
+#[test]
+fn a_forked_child_sees_zeros_instead_of_the_secret() {
+    let v = attacker_json(&["wipe-on-fork"]);
+    assert_eq!(v["child_sees_zeros"], true, "{v}");
+    assert_eq!(v["child_sees_secret"], false, "{v}");
+    // Control: ordinary heap memory is copied into the child as usual.
+    assert_eq!(v["child_heap_intact"], true, "{v}");
+    assert_eq!(v["parent_still_has_secret"], true, "{v}");
+}

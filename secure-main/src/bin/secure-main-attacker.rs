@@ -16,6 +16,10 @@
 //! - `reassert`: drop to 65534, make the process dumpable and its core limit non-zero (what
 //!   fs.suid_dumpable=1 and an inherited limit would leave), call
 //!   `reassert_after_credential_change`, print before/after.
+//! - `guards`: create a `SecretBuf` and probe the byte below and above its data pages with
+//!   `write(2)` to a socket (EFAULT = not readable), and its first and last data byte (control).
+//! - `wipe-on-fork`: fork with a `SecretBuf` and a heap copy of the same bytes; report what the
+//!   child sees in each.
 //! - `deny dumpable|rlimit PROBE ARGS...`: install a seccomp filter that makes
 //!   `prctl(PR_SET_DUMPABLE)` or setting RLIMIT_CORE fail with EPERM, then exec `PROBE ARGS...`.
 

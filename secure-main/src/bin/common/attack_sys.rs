@@ -119,3 +119,57 @@ pub fn sigquit(pid: i32) -> io::Result<()> {
     // SAFETY: kill takes plain integers.
     check(unsafe { libc::kill(pid, libc::SIGQUIT) }.into()).map(drop)
 }
+
+/// `write(2)` of `len` bytes starting at `addr` to `fd`: the kernel copies from our address space
+/// and reports EFAULT for unreadable pages, so a guard page can be probed without faulting.
+pub fn write_from(fd: std::os::fd::BorrowedFd<'_>, addr: usize, len: usize) -> io::Result<usize> {
+    use std::os::fd::AsRawFd;
+    // SAFETY: the kernel validates the user range [addr, addr + len) and returns EFAULT instead
+    // of faulting when it is not readable; no Rust reference to that memory is created.
+    let n = unsafe { libc::write(fd.as_raw_fd(), addr as *const libc::c_void, len) };
+    check(n as libc::c_long).map(|n| n as usize)
+}
+
+/// `sysconf(_SC_PAGESIZE)`.
+pub fn page_size() -> usize {
+    // SAFETY: sysconf takes no pointers.
+    let n = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+    usize::try_from(n).unwrap_or(4096)
+}
+
+/// Result of `fork(2)` in the caller.
+pub enum Forked {
+    Child,
+    Parent(i32),
+}
+
+/// `fork(2)`. Only called from the single-threaded attacker; the child only reads memory and
+/// calls `_exit`.
+pub fn fork() -> io::Result<Forked> {
+    // SAFETY: the attacker is single-threaded when it forks (no locks can be held by another
+    // thread), and the child restricts itself to reading memory and `_exit`.
+    let pid = check(unsafe { libc::fork() }.into())?;
+    Ok(if pid == 0 {
+        Forked::Child
+    } else {
+        Forked::Parent(pid as i32)
+    })
+}
+
+/// `_exit(code)`.
+pub fn exit_now(code: i32) -> ! {
+    // SAFETY: _exit takes an integer and never returns.
+    unsafe { libc::_exit(code) }
+}
+
+/// `waitpid(pid, &status, 0)`, returning the exit code (or -signal).
+pub fn wait_exit(pid: i32) -> io::Result<i32> {
+    let mut status = 0;
+    // SAFETY: `status` is a valid, writable int for the duration of the call.
+    check(unsafe { libc::waitpid(pid, &mut status, 0) }.into())?;
+    Ok(if libc::WIFEXITED(status) {
+        libc::WEXITSTATUS(status)
+    } else {
+        -libc::WTERMSIG(status)
+    })
+}

@@ -22,6 +22,7 @@ fn errno_name(e: &std::io::Error) -> String {
         Some(libc::ESRCH) => "ESRCH".to_owned(),
         Some(libc::EIO) => "EIO".to_owned(),
         Some(libc::ENOMEM) => "ENOMEM".to_owned(),
+        Some(libc::EFAULT) => "EFAULT".to_owned(),
         Some(n) => format!("errno {n}"),
         None => e.to_string(),
     }
@@ -142,6 +143,74 @@ fn crash(probe: &OsString, dir: &OsString) -> Res<()> {
         json!({"signal": status.signal(), "core_dumped": status.core_dumped()})
     );
     Ok(())
+}
+
+/// Probes the neighbours of a SecretBuf's data pages with write(2) (EFAULT = unreadable).
+fn guards() -> Res<()> {
+    let mut b = secure_main::SecretBuf::with_capacity(100, secure_main::LockPolicy::Required)
+        .map_err(|e| e.to_string())?;
+    b.extend_from_slice(b"sk-guarded")
+        .map_err(|e| e.to_string())?;
+    let page = sys::page_size();
+    let data = b.data_addr_for_tests();
+    // A socket (unlike /dev/null) copies the bytes, so the kernel really reads them.
+    let (tx, _rx) =
+        std::os::unix::net::UnixStream::pair().map_err(|e| format!("socketpair: {e}"))?;
+    let probe = |addr: usize| match sys::write_from(std::os::fd::AsFd::as_fd(&tx), addr, 1) {
+        Ok(n) => json!({"result": "ok", "bytes": n}),
+        Err(e) => json!({"result": errno_name(&e)}),
+    };
+    println!(
+        "{}",
+        json!({
+            "first_data_byte": probe(data),
+            "last_data_byte": probe(data + page - 1),
+            "byte_below": probe(data - 1),
+            "byte_above": probe(data + page),
+        })
+    );
+    Ok(())
+}
+
+/// Forks with a SecretBuf and an ordinary heap buffer holding the same bytes; the child reports
+/// what it sees in each (MADV_WIPEONFORK: the secret pages are zero in the child).
+fn wipe_on_fork() -> Res<()> {
+    let secret_bytes = b"sk-fork-secret";
+    let mut b = secure_main::SecretBuf::with_capacity(64, secure_main::LockPolicy::Required)
+        .map_err(|e| e.to_string())?;
+    b.extend_from_slice(secret_bytes)
+        .map_err(|e| e.to_string())?;
+    let heap = secret_bytes.to_vec();
+    match sys::fork().map_err(|e| format!("fork: {e}"))? {
+        sys::Forked::Child => {
+            // Exit code bits: 1 = secret still visible, 2 = secret all zero, 4 = heap intact.
+            let s = b.expose_secret();
+            let mut code = 0;
+            if s == secret_bytes {
+                code |= 1;
+            }
+            if s.iter().all(|x| *x == 0) {
+                code |= 2;
+            }
+            if std::hint::black_box(&heap)[..] == secret_bytes[..] {
+                code |= 4;
+            }
+            sys::exit_now(code)
+        }
+        sys::Forked::Parent(pid) => {
+            let code = sys::wait_exit(pid).map_err(|e| format!("waitpid: {e}"))?;
+            println!(
+                "{}",
+                json!({
+                    "child_sees_secret": code & 1 != 0,
+                    "child_sees_zeros": code & 2 != 0,
+                    "child_heap_intact": code & 4 != 0,
+                    "parent_still_has_secret": b.expose_secret() == secret_bytes,
+                })
+            );
+            Ok(())
+        }
+    }
 }
 
 fn mlock(policy: &str, memlock: u64) -> Res<()> {
@@ -297,8 +366,10 @@ pub fn run() -> Res<()> {
         ("mlock", Some(p)) => mlock(&p.to_string_lossy(), 0),
         ("mlock-control", Some(p)) => mlock(&p.to_string_lossy(), 1 << 20),
         ("reassert", _) => reassert(),
+        ("guards", _) => guards(),
+        ("wipe-on-fork", _) => wipe_on_fork(),
         ("crash", Some(probe)) => crash(probe, args.get(2).ok_or("crash: missing DIR")?),
         ("deny", Some(what)) => deny(&what.to_string_lossy(), &args[2..]),
-        _ => Err("usage: secure-main-attacker attack PROBE | mlock required|degraded | mlock-control required|degraded | reassert | crash PROBE DIR | deny dumpable|rlimit PROBE ARGS...".to_owned()),
+        _ => Err("usage: secure-main-attacker attack PROBE | mlock required|degraded | mlock-control required|degraded | reassert | guards | wipe-on-fork | crash PROBE DIR | deny dumpable|rlimit PROBE ARGS...".to_owned()),
     }
 }
