@@ -154,3 +154,15 @@ fn a_forked_child_sees_zeros_instead_of_the_secret() {
     assert_eq!(v["child_heap_intact"], true, "{v}");
     assert_eq!(v["parent_still_has_secret"], true, "{v}");
 }
+
+#[test]
+fn reading_a_key_through_fd_reader_survives_interrupting_signals() {
+    let v = attacker_json(&["eintr"]);
+    // Control: the same signals make a plain read(2) fail with EINTR.
+    assert_eq!(v["control"], "EINTR", "{v}");
+    assert_eq!(v["read_ok"], true, "{v}");
+    assert!(
+        v["signals_during_read"].as_u64().expect("count") >= 1,
+        "{v}"
+    );
+}

@@ -20,6 +20,8 @@
 //!   `write(2)` to a socket (EFAULT = not readable), and its first and last data byte (control).
 //! - `wipe-on-fork`: fork with a `SecretBuf` and a heap copy of the same bytes; report what the
 //!   child sees in each.
+//! - `eintr`: read a key through `FdReader` while SIGALRM (no SA_RESTART) fires every 20 ms;
+//!   a plain read(2) under the same signals is the control (EINTR).
 //! - `deny dumpable|rlimit PROBE ARGS...`: install a seccomp filter that makes
 //!   `prctl(PR_SET_DUMPABLE)` or setting RLIMIT_CORE fail with EPERM, then exec `PROBE ARGS...`.
 

@@ -173,3 +173,68 @@ pub fn wait_exit(pid: i32) -> io::Result<i32> {
         -libc::WTERMSIG(status)
     })
 }
+
+/// SIGALRM deliveries counted by [`install_counting_sigalrm`]'s handler.
+pub static SIGALRM_COUNT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+extern "C" fn count_sigalrm(_: libc::c_int) {
+    // Atomic increment: async-signal-safe.
+    SIGALRM_COUNT.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+}
+
+/// `sigaction(SIGALRM)` with a counting handler and *without* `SA_RESTART`, so a blocking
+/// `read(2)` interrupted by it fails with EINTR.
+pub fn install_counting_sigalrm() -> io::Result<()> {
+    // SAFETY: an all-zero sigaction is a valid value (empty mask, no flags) that we then fill in.
+    let mut sa: libc::sigaction = unsafe { std::mem::zeroed() };
+    sa.sa_sigaction = count_sigalrm as extern "C" fn(libc::c_int) as libc::sighandler_t;
+    sa.sa_flags = 0;
+    // SAFETY: `sa` is a valid sigaction whose handler only performs an atomic increment; the old
+    // action is not requested (NULL).
+    check(unsafe { libc::sigaction(libc::SIGALRM, &sa, std::ptr::null_mut()) }.into()).map(drop)
+}
+
+/// `pthread_sigmask` blocking or unblocking SIGALRM for the calling thread.
+pub fn mask_sigalrm(block: bool) -> io::Result<()> {
+    // SAFETY: an all-zero sigset_t is valid storage; sigemptyset/sigaddset initialise it.
+    let mut set: libc::sigset_t = unsafe { std::mem::zeroed() };
+    // SAFETY: `set` is valid, writable storage for a signal set.
+    unsafe {
+        libc::sigemptyset(&mut set);
+        libc::sigaddset(&mut set, libc::SIGALRM);
+    }
+    let how = if block {
+        libc::SIG_BLOCK
+    } else {
+        libc::SIG_UNBLOCK
+    };
+    // SAFETY: `set` is an initialised signal set; the old mask is not requested.
+    let rc = unsafe { libc::pthread_sigmask(how, &set, std::ptr::null_mut()) };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::from_raw_os_error(rc))
+    }
+}
+
+/// `setitimer(ITIMER_REAL)` firing every `ms` milliseconds (0 stops it).
+pub fn alarm_every(ms: i64) -> io::Result<()> {
+    let tv = libc::timeval {
+        tv_sec: ms / 1000,
+        tv_usec: (ms % 1000) * 1000,
+    };
+    let it = libc::itimerval {
+        it_interval: tv,
+        it_value: tv,
+    };
+    // SAFETY: `it` is a valid itimerval that outlives the call; the old value is not requested.
+    check(unsafe { libc::setitimer(libc::ITIMER_REAL, &it, std::ptr::null_mut()) }.into()).map(drop)
+}
+
+/// One plain `read(2)` (the control for the EINTR test).
+pub fn read_once(fd: std::os::fd::BorrowedFd<'_>, buf: &mut [u8]) -> io::Result<usize> {
+    use std::os::fd::AsRawFd;
+    // SAFETY: `buf` is valid and writable for `buf.len()` bytes during the call.
+    let n = unsafe { libc::read(fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len()) };
+    check(n as libc::c_long).map(|n| n as usize)
+}

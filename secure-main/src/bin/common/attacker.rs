@@ -213,6 +213,55 @@ fn wipe_on_fork() -> Res<()> {
     }
 }
 
+/// `FdReader` under a stream of SIGALRMs without SA_RESTART: a plain read(2) fails with EINTR
+/// (control), `read_secret` over `FdReader` retries and gets the key.
+fn eintr() -> Res<()> {
+    use std::os::fd::AsFd;
+    use std::sync::atomic::Ordering;
+    sys::install_counting_sigalrm().map_err(|e| format!("sigaction: {e}"))?;
+    // The writer thread inherits a mask with SIGALRM blocked, so every alarm hits this thread.
+    sys::mask_sigalrm(true).map_err(|e| format!("pthread_sigmask: {e}"))?;
+    let (mut tx, rx) = std::os::unix::net::UnixStream::pair().map_err(|e| e.to_string())?;
+    let writer = std::thread::spawn(move || {
+        std::thread::sleep(std::time::Duration::from_millis(500));
+        let r = tx.write_all(b"sk-eintr-key\n");
+        (r, tx)
+    });
+    sys::mask_sigalrm(false).map_err(|e| format!("pthread_sigmask: {e}"))?;
+    sys::alarm_every(20).map_err(|e| format!("setitimer: {e}"))?;
+
+    let (_ctl_tx, ctl_rx) = std::os::unix::net::UnixStream::pair().map_err(|e| e.to_string())?;
+    let mut one = [0u8; 1];
+    let control = match sys::read_once(ctl_rx.as_fd(), &mut one) {
+        Ok(n) => format!("read {n} bytes"),
+        Err(e) if e.kind() == std::io::ErrorKind::Interrupted => "EINTR".to_owned(),
+        Err(e) => errno_name(&e),
+    };
+
+    let before = sys::SIGALRM_COUNT.load(Ordering::SeqCst);
+    let opts = secure_main::SecretReadOptions {
+        prefix: b"",
+        max_len: 64,
+        allowed: |b| b.is_ascii_graphic(),
+        lock: secure_main::LockPolicy::Required,
+    };
+    let got = secure_main::read_secret(&mut secure_main::FdReader::new(rx.as_fd()), &opts);
+    let during = sys::SIGALRM_COUNT.load(Ordering::SeqCst) - before;
+    sys::alarm_every(0).map_err(|e| format!("setitimer: {e}"))?;
+    let (write_result, _tx) = writer.join().map_err(|_| "writer thread panicked")?;
+    write_result.map_err(|e| format!("writing the key: {e}"))?;
+    println!(
+        "{}",
+        json!({
+            "control": control,
+            "read_ok": got.as_ref().map(|b| b.expose_secret() == b"sk-eintr-key").unwrap_or(false),
+            "error": got.err().map(|e| e.to_string()),
+            "signals_during_read": during,
+        })
+    );
+    Ok(())
+}
+
 fn mlock(policy: &str, memlock: u64) -> Res<()> {
     sys::set_rlimit(sys::Resource::Memlock, memlock, memlock)
         .map_err(|e| format!("setrlimit(RLIMIT_MEMLOCK): {e}"))?;
@@ -367,9 +416,10 @@ pub fn run() -> Res<()> {
         ("mlock-control", Some(p)) => mlock(&p.to_string_lossy(), 1 << 20),
         ("reassert", _) => reassert(),
         ("guards", _) => guards(),
+        ("eintr", _) => eintr(),
         ("wipe-on-fork", _) => wipe_on_fork(),
         ("crash", Some(probe)) => crash(probe, args.get(2).ok_or("crash: missing DIR")?),
         ("deny", Some(what)) => deny(&what.to_string_lossy(), &args[2..]),
-        _ => Err("usage: secure-main-attacker attack PROBE | mlock required|degraded | mlock-control required|degraded | reassert | guards | wipe-on-fork | crash PROBE DIR | deny dumpable|rlimit PROBE ARGS...".to_owned()),
+        _ => Err("usage: secure-main-attacker attack PROBE | mlock required|degraded | mlock-control required|degraded | reassert | guards | wipe-on-fork | eintr | crash PROBE DIR | deny dumpable|rlimit PROBE ARGS...".to_owned()),
     }
 }
