@@ -74,6 +74,10 @@ pub struct Args {
     /// Worker threads of the async runtime (1: a single-threaded runtime). Never one per connection.
     #[arg(long, value_name = "N", default_value_t = 2, value_parser = clap::value_parser!(u16).range(1..=64))]
     pub threads: u16,
+
+    /// Access control and privilege separation flags (see `access_control`).
+    #[command(flatten)]
+    pub access: crate::access_control::AccessArgs,
 }
 
 impl Args {

@@ -4,6 +4,7 @@
 #![forbid(unsafe_code)]
 
 pub mod access;
+pub mod access_control;
 pub mod audit;
 pub mod body;
 pub mod cli;

@@ -5,6 +5,7 @@ secure_main::harden_process!(secure_main::HardeningConfig::STRIP);
 use std::process::ExitCode;
 
 use clap::Parser;
+use responses_api_proxy::access_control::AccessPlan;
 use responses_api_proxy::audit::init_logging;
 use responses_api_proxy::cli::Args;
 use responses_api_proxy::startup::{Config, StartupError};
@@ -23,10 +24,20 @@ fn main() -> ExitCode {
 
 /// The start-up order: configuration → key → listeners → server-info → confinement → serve.
 fn run(args: Args) -> Result<(), StartupError> {
+    // 0a. allow-list, --user, sock_diag socket (before the key: bad names fail early)
+    let access = AccessPlan::from_args(&args).map_err(StartupError::Access)?;
     let config = Config::from_args(args)?; // 0. flags, upstream URL, TLS roots, dump dir
     let key_read = config.read_key()?; // 1. key from stdin into locked memory
     let bound = key_read.bind()?; // 2. bind listeners
     let announced = bound.announce()?; // 3. write --server-info
-    let confined = announced.confine(|_args| Ok(()))?; // 4. privilege drop + self-confinement
+    let mut authorizer = None;
+    let confined = announced.confine(|args| {
+        authorizer = Some(access.drop_and_confine(args)?);
+        Ok(())
+    })?; // 4. privilege drop + self-confinement
+    let confined = match authorizer {
+        Some(a) => confined.with_authorizer(a),
+        None => confined,
+    };
     confined.serve() // 5. runtime + serve until shutdown, then drain
 }

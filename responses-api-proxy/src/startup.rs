@@ -57,6 +57,15 @@ pub enum StartupError {
     ServerInfo(FileError),
     #[error("confinement failed: {0}")]
     Confine(String),
+    /// Access-control flags (users, groups, allow-list).
+    #[error("{0}")]
+    Access(String),
+    /// Binding a listener (unix socket rules, socket activation).
+    #[error("{0}")]
+    Listen(String),
+    /// `--api-key-file` / `--api-key-credential`.
+    #[error("{0}")]
+    KeyFile(String),
     #[error("failed to start the async runtime: {0}")]
     Runtime(std::io::Error),
     #[error("failed to register a listener with the runtime: {0}")]
@@ -70,6 +79,9 @@ impl StartupError {
             StartupError::Key(_) => exit::KEY,
             StartupError::Bind(_) | StartupError::ServerInfo(_) => exit::LISTEN,
             StartupError::Confine(_) => exit::CONFINE,
+            StartupError::Access(_) => exit::CONFIG,
+            StartupError::Listen(_) => exit::LISTEN,
+            StartupError::KeyFile(_) => exit::KEY,
             StartupError::Runtime(_) | StartupError::Register(_) => exit::RUNTIME,
         }
     }
@@ -101,7 +113,16 @@ impl Config {
 
     /// Step 1: the key, from stdin, into locked memory (`mlock` failure is an error).
     pub fn read_key(self) -> Result<KeyRead, StartupError> {
-        let auth_header = read_key(&mut FdReader::stdin(), LockPolicy::Required)?;
+        let key_file =
+            crate::access_control::open_key_source(&self.args).map_err(StartupError::KeyFile)?;
+        let auth_header = match &key_file {
+            Some(f) => read_key(
+                &mut FdReader::new(std::os::fd::AsFd::as_fd(f)),
+                LockPolicy::Required,
+            )?,
+            None => read_key(&mut FdReader::stdin(), LockPolicy::Required)?,
+        };
+        drop(key_file);
         Ok(KeyRead {
             config: self,
             auth_header,
@@ -118,13 +139,8 @@ pub struct KeyRead {
 impl KeyRead {
     /// Step 2: bind every listener.
     pub fn bind(self) -> Result<Bound, StartupError> {
-        let listeners = self
-            .config
-            .args
-            .listen_addrs()
-            .iter()
-            .map(BoundListener::bind)
-            .collect::<Result<Vec<_>, _>>()?;
+        let listeners = crate::access_control::bind_listeners(&self.config.args)
+            .map_err(StartupError::Listen)?;
         Ok(Bound {
             key: self,
             listeners,

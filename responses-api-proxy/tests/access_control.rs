@@ -1,0 +1,387 @@
+//! Access control end to end: the real proxy binary, started as root, attacked by clients running
+//! as uid 65534 (`nobody`, via `curl` spawned with that uid) and used by root (control).
+//!
+//! The upstream is unreachable on purpose: an allowed peer's request is forwarded and gets 502,
+//! a refused peer gets 403 before anything is forwarded. Needs `curl` (installed by `.ci/run`).
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::io::Write;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+const BIN: &str = env!("CARGO_BIN_EXE_responses-api-proxy");
+const KEY: &str = "sk-proj-ACCESSCONTROL_canary_271828";
+const NOBODY: u32 = 65534;
+/// Nothing listens on the discard port: forwarded requests get 502.
+const UPSTREAM: &str = "http://127.0.0.1:9/v1/responses";
+
+struct Proxy {
+    child: Child,
+    dir: tempfile::TempDir,
+    port: u16,
+    stderr: PathBuf,
+}
+
+impl Drop for Proxy {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Proxy {
+    fn sock(&self) -> PathBuf {
+        self.dir.path().join("proxy.sock")
+    }
+    fn stderr(&self) -> String {
+        std::fs::read_to_string(&self.stderr).unwrap_or_default()
+    }
+    fn status_line(&self, key: &str) -> String {
+        let s = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap();
+        s.lines()
+            .find(|l| l.starts_with(key))
+            .unwrap_or_default()
+            .split_whitespace()
+            .skip(1)
+            .collect::<Vec<_>>()
+            .join(" ")
+    }
+}
+
+fn open_dir() -> tempfile::TempDir {
+    let d = tempfile::Builder::new()
+        .prefix("proxy-access-")
+        .tempdir()
+        .unwrap();
+    std::fs::set_permissions(d.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    d
+}
+
+/// Starts the proxy (key on stdin) and waits for its server-info file; `Err` on early exit.
+fn try_start(args: &[&str], dir: tempfile::TempDir) -> Result<Proxy, (i32, String)> {
+    let info = dir.path().join("info.json");
+    let stderr = dir.path().join("stderr.log");
+    let sock = dir.path().join("proxy.sock");
+    let args: Vec<String> = args
+        .iter()
+        .map(|a| a.replace("{sock}", sock.to_str().unwrap()))
+        .collect();
+    let mut child = Command::new(BIN)
+        .args(&args)
+        .arg("--upstream-url")
+        .arg(UPSTREAM)
+        .arg("--server-info")
+        .arg(&info)
+        .env_clear()
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&stderr).unwrap())
+        .spawn()
+        .unwrap();
+    {
+        let mut stdin = child.stdin.take().unwrap();
+        let _ = stdin.write_all(KEY.as_bytes());
+    }
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        if let Ok(text) = std::fs::read_to_string(&info) {
+            if text.ends_with('\n') {
+                let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+                let port = v["port"].as_u64().unwrap_or(0) as u16;
+                let mut p = Proxy {
+                    child,
+                    dir,
+                    port,
+                    stderr,
+                };
+                // Serving starts after the drop and confinement: wait for the log line.
+                while !p.stderr().contains("confined") {
+                    if let Some(st) = p.child.try_wait().unwrap() {
+                        return Err((st.code().unwrap_or(-1), p.stderr()));
+                    }
+                    assert!(Instant::now() < deadline, "proxy not confined in 60 s");
+                    std::thread::sleep(Duration::from_millis(10));
+                }
+                let _ = &mut p;
+                return Ok(p);
+            }
+        }
+        if let Some(st) = child.try_wait().unwrap() {
+            let err = std::fs::read_to_string(&stderr).unwrap_or_default();
+            return Err((st.code().unwrap_or(-1), err));
+        }
+        assert!(Instant::now() < deadline, "proxy did not start in 60 s");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+fn start(args: &[&str]) -> Proxy {
+    match try_start(args, open_dir()) {
+        Ok(p) => p,
+        Err((code, err)) => panic!("proxy exited during start-up ({code}): {err}"),
+    }
+}
+
+/// `curl` as `uid` (None: root). Returns (HTTP status, body).
+fn curl(uid: Option<u32>, target: &Target, method: &str, path: &str) -> (u16, String) {
+    let mut c = Command::new("curl");
+    c.args([
+        "-sS",
+        "-o",
+        "-",
+        "-w",
+        "\n%{http_code}",
+        "-X",
+        method,
+        "--max-time",
+        "30",
+    ]);
+    if method == "POST" {
+        c.args(["-H", "content-type: application/json", "--data", "{}"]);
+    }
+    match target {
+        Target::Unix(p) => {
+            c.arg("--unix-socket")
+                .arg(p)
+                .arg(format!("http://localhost{path}"));
+        }
+        Target::Tcp(port) => {
+            c.arg(format!("http://127.0.0.1:{port}{path}"));
+        }
+    }
+    if let Some(u) = uid {
+        c.uid(u).gid(u);
+    }
+    let out: Output = c
+        .stdin(Stdio::null())
+        .output()
+        .expect("curl must be installed");
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let (body, code) = text.rsplit_once('\n').unwrap_or(("", "0"));
+    assert!(
+        out.status.success(),
+        "curl failed: {} {}",
+        text,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (code.trim().parse().unwrap_or(0), body.to_owned())
+}
+
+enum Target {
+    Unix(PathBuf),
+    Tcp(u16),
+}
+
+fn assert_no_key(what: &str, text: &str) {
+    assert!(!text.contains(KEY), "key leaked in {what}");
+}
+
+#[test]
+fn unix_socket_allow_user_refuses_others_and_guards_shutdown() {
+    let p = start(&[
+        "--listen",
+        "unix:{sock}",
+        "--socket-mode",
+        "0666",
+        "--allow-user",
+        "root",
+        "--http-shutdown",
+    ]);
+    let t = Target::Unix(p.sock());
+    // Attack: nobody may reach the socket (mode 0666) but is not on the allow-list.
+    let (status, body) = curl(Some(NOBODY), &t, "POST", "/v1/responses");
+    assert_eq!(status, 403, "{body}");
+    assert_no_key("refusal body", &body);
+    // Control: root is allowed; the request is forwarded (upstream down: 502).
+    let (status, body) = curl(None, &t, "POST", "/v1/responses");
+    assert_eq!(status, 502, "{body}");
+    // Attack: /shutdown from a refused peer is refused too; the proxy keeps running.
+    let (status, _) = curl(Some(NOBODY), &t, "GET", "/shutdown");
+    assert_eq!(status, 403);
+    std::thread::sleep(Duration::from_millis(200));
+    let mut p = p;
+    assert!(
+        p.child.try_wait().unwrap().is_none(),
+        "refused /shutdown stopped the proxy"
+    );
+    // Control: the allowed user can shut it down.
+    let (status, _) = curl(None, &t, "GET", "/shutdown");
+    assert_eq!(status, 200);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let st = loop {
+        if let Some(st) = p.child.try_wait().unwrap() {
+            break st;
+        }
+        assert!(Instant::now() < deadline, "no exit after /shutdown");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert!(st.success(), "{}", p.stderr());
+    // The audit log names the refused peer's uid.
+    let log = p.stderr();
+    assert!(
+        log.contains("65534"),
+        "refusal not audit-logged with the uid: {log}"
+    );
+    assert_no_key("stderr", &log);
+}
+
+#[test]
+fn tcp_allow_user_by_sock_diag() {
+    let p = start(&["--allow-user", "nobody"]);
+    let t = Target::Tcp(p.port);
+    // nobody is allowed over loopback TCP (identified with sock_diag): forwarded.
+    let (status, body) = curl(Some(NOBODY), &t, "POST", "/v1/responses");
+    assert_eq!(status, 502, "{body}");
+    // Attack from the other side: root is not on this list.
+    let (status, body) = curl(None, &t, "POST", "/v1/responses");
+    assert_eq!(status, 403, "{body}");
+}
+
+#[test]
+fn tcp_allow_group_refuses_non_members() {
+    // root's primary group: root is a member, nobody is not.
+    let p = start(&["--allow-group", "root"]);
+    let t = Target::Tcp(p.port);
+    let (status, _) = curl(Some(NOBODY), &t, "POST", "/v1/responses");
+    assert_eq!(status, 403);
+    let (status, _) = curl(None, &t, "POST", "/v1/responses");
+    assert_eq!(status, 502);
+}
+
+#[test]
+fn started_as_root_runs_as_nobody_confined() {
+    let p = start(&[]);
+    assert_eq!(p.status_line("Uid:"), "65534 65534 65534 65534");
+    assert_eq!(p.status_line("Gid:"), "65534 65534 65534 65534");
+    assert_eq!(p.status_line("Groups:"), "");
+    assert_eq!(p.status_line("NoNewPrivs:"), "1");
+    assert_eq!(p.status_line("Seccomp:"), "2");
+    assert_eq!(p.status_line("CapEff:"), "0000000000000000");
+    // Every thread (runtime workers included) runs under the filter.
+    let tasks = std::fs::read_dir(format!("/proc/{}/task", p.child.id())).unwrap();
+    for t in tasks {
+        let s = std::fs::read_to_string(t.unwrap().path().join("status")).unwrap();
+        assert!(
+            s.contains("Seccomp:\t2"),
+            "a thread without the filter: {s}"
+        );
+        assert!(s.contains("NoNewPrivs:\t1"));
+    }
+    // Still serves (no allow-list: everyone).
+    let (status, _) = curl(Some(NOBODY), &Target::Tcp(p.port), "POST", "/v1/responses");
+    assert_eq!(status, 502);
+    let log = p.stderr();
+    assert!(
+        log.contains("landlock=abi"),
+        "confinement not logged: {log}"
+    );
+}
+
+#[test]
+fn dangerously_run_as_root_keeps_root_and_user_root_is_refused() {
+    let p = start(&["--dangerously-run-as-root"]);
+    assert_eq!(p.status_line("Uid:"), "0 0 0 0");
+    assert_eq!(p.status_line("Seccomp:"), "2", "still confined");
+    drop(p);
+    let Err((code, err)) = try_start(&["--user", "root"], open_dir()) else {
+        panic!("--user root accepted");
+    };
+    assert_eq!(code, 2);
+    assert!(err.contains("use --dangerously-run-as-root"), "{err}");
+}
+
+#[test]
+fn unknown_names_fail_before_the_key_is_read() {
+    for (flag, value, want) in [
+        ("--allow-group", "no-such-group-proxy-x", "unknown group"),
+        ("--allow-user", "no-such-user-proxy-x", "unknown user"),
+        ("--user", "no-such-user-proxy-x", "unknown user"),
+    ] {
+        let Err((code, err)) = try_start(&[flag, value], open_dir()) else {
+            panic!("{flag} {value} accepted");
+        };
+        assert_eq!(code, 2, "{err}");
+        assert!(err.contains(want) && err.contains(value), "{err}");
+    }
+}
+
+#[test]
+fn unix_socket_gets_mode_and_group() {
+    let p = start(&[
+        "--listen",
+        "unix:{sock}",
+        "--socket-mode",
+        "0660",
+        "--socket-group",
+        "nogroup",
+    ]);
+    let md = std::fs::symlink_metadata(p.sock()).unwrap();
+    assert_eq!(md.mode() & 0o7777, 0o660);
+    assert_eq!(md.gid(), NOBODY);
+}
+
+#[test]
+fn symlink_at_socket_path_is_refused_and_untouched() {
+    let dir = open_dir();
+    let target = dir.path().join("victim");
+    std::fs::write(&target, b"victim").unwrap();
+    std::os::unix::fs::symlink(&target, dir.path().join("proxy.sock")).unwrap();
+    let Err((code, err)) = try_start(&["--listen", "unix:{sock}"], dir) else {
+        panic!("symlink replaced");
+    };
+    assert_eq!(code, 4, "{err}");
+    assert!(err.contains("symlink"), "{err}");
+}
+
+#[test]
+fn api_key_file_with_loose_mode_is_refused() {
+    let dir = open_dir();
+    let key = dir.path().join("key");
+    std::fs::write(&key, KEY).unwrap();
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let keyarg = key.to_str().unwrap().to_owned();
+    let Err((code, err)) = try_start(&["--api-key-file", &keyarg], dir) else {
+        panic!("loose key file accepted");
+    };
+    assert_eq!(code, 3, "{err}");
+    assert!(err.contains("gives group or others access"), "{err}");
+    assert_no_key("error", &err);
+    // Control: 0400 works.
+    let dir = open_dir();
+    let key = dir.path().join("key");
+    std::fs::write(&key, KEY).unwrap();
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o400)).unwrap();
+    let keyarg = key.to_str().unwrap().to_owned();
+    let p = try_start(&["--api-key-file", &keyarg], dir).unwrap();
+    let (status, _) = curl(None, &Target::Tcp(p.port), "POST", "/v1/responses");
+    assert_eq!(status, 502);
+}
+
+#[test]
+fn listen_fds_for_another_pid_is_refused() {
+    let dir = open_dir();
+    let info = dir.path().join("info.json");
+    let out = Command::new(BIN)
+        .arg("--server-info")
+        .arg(&info)
+        .env_clear()
+        .env("LISTEN_FDS", "1")
+        .env("LISTEN_PID", "1")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .and_then(|mut c| {
+            let _ = c.stdin.take().unwrap().write_all(KEY.as_bytes());
+            c.wait_with_output()
+        })
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(4), "{err}");
+    assert!(err.contains("LISTEN_PID=1"), "{err}");
+    assert!(!Path::new(&info).exists());
+}
