@@ -148,22 +148,14 @@ pub fn read_secret<R: RawRead>(
             break;
         }
     }
-    let mut end = match newline_at {
-        Some(nl) => {
-            // Drop the newline and everything read after it (wiped by truncate).
-            buf.truncate(nl);
-            if buf.expose_secret().last() == Some(&b'\r') && buf.len() > start {
-                nl - 1
-            } else {
-                nl
-            }
-        }
+    let end = match newline_at {
+        // Drop "\n" or "\r\n" (a '\r' of the prefix does not count) and everything after it.
+        Some(nl) if nl > start && buf.expose_secret()[nl - 1] == b'\r' => nl - 1,
+        Some(nl) => nl,
         None if buf.len() == buf.capacity() => return Err(ReadSecretError::TooLong { max }),
         None => buf.len(),
     };
-    if end < start {
-        end = start;
-    }
+    // Wipes the line ending and any bytes read after it.
     buf.truncate(end);
     if buf.len() == start {
         return Err(ReadSecretError::Empty);
