@@ -223,7 +223,8 @@ fn eintr() -> Res<()> {
     sys::mask_sigalrm(true).map_err(|e| format!("pthread_sigmask: {e}"))?;
     let (mut tx, rx) = std::os::unix::net::UnixStream::pair().map_err(|e| e.to_string())?;
     let writer = std::thread::spawn(move || {
-        std::thread::sleep(std::time::Duration::from_millis(500));
+        // Long enough that the reader is blocked in read(2), with alarms arriving, when this writes.
+        std::thread::sleep(std::time::Duration::from_millis(1500));
         let r = tx.write_all(b"sk-eintr-key\n");
         (r, tx)
     });
