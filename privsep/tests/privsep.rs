@@ -88,6 +88,10 @@ fn main() {
             confine_refuses_multithreaded,
         ),
         (
+            "dns_resolution_only_with_allow_dns",
+            dns_resolution_only_with_allow_dns,
+        ),
+        (
             "identify_after_drop_and_confine",
             identify_after_drop_and_confine,
         ),
@@ -238,6 +242,7 @@ fn child_main(name: &str, args: &[String]) -> i32 {
         "seccomp-control" => scenario_seccomp_control(),
         "landlock" => scenario_landlock(Path::new(&args[0]), args[1].parse().unwrap()),
         "threads" => scenario_threads(),
+        "dns" => scenario_dns(args[0] == "allow"),
         "identify-confined" => scenario_identify_confined(),
         "activation-wrong-pid" => scenario_activation_wrong_pid(),
         "activation" => scenario_activation(),
@@ -597,6 +602,42 @@ fn scenario_landlock(dump: &Path, port: u16) -> i32 {
     c.code()
 }
 
+/// Name resolution under confinement: works with `allow_dns` (resolver files and NSS libraries
+/// readable), fails without (control), while `/etc/passwd` stays unreadable either way.
+fn scenario_dns(allow: bool) -> i32 {
+    use std::net::ToSocketAddrs;
+    let mut c = Checks::new();
+    let before = ("localhost", 80).to_socket_addrs().map(|a| a.count());
+    c.check(
+        "control: localhost resolves before",
+        before.is_ok(),
+        &before,
+    );
+    let spec = ConfineSpec {
+        allow_dns: allow,
+        ..ConfineSpec::default()
+    };
+    if let Err(e) = confine(&spec) {
+        eprintln!("confine failed: {e}");
+        return 1;
+    }
+    let after = ("localhost", 80).to_socket_addrs().map(|a| a.count());
+    if allow {
+        c.check("allow_dns: localhost still resolves", after.is_ok(), &after);
+    } else {
+        c.check(
+            "no allow_dns: localhost no longer resolves",
+            after.is_err(),
+            &after,
+        );
+    }
+    let e = std::fs::read("/etc/passwd")
+        .map(|_| ())
+        .map_err(|e| e.raw_os_error());
+    c.check("/etc/passwd -> EACCES", e == Err(Some(libc::EACCES)), &e);
+    c.code()
+}
+
 fn scenario_threads() -> i32 {
     let (tx, rx) = std::sync::mpsc::channel::<()>();
     let t = std::thread::spawn(move || {
@@ -952,6 +993,11 @@ fn landlock_limits_files_and_net() {
     ));
     assert!(!dump.with_extension("outside").exists());
     assert!(dump.join("1-request.json").exists());
+}
+
+fn dns_resolution_only_with_allow_dns() {
+    run_ok(child("dns", &["allow"]));
+    run_ok(child("dns", &["deny"]));
 }
 
 fn confine_refuses_multithreaded() {

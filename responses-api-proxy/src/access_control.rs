@@ -172,7 +172,9 @@ impl AccessPlan {
         let spec = confine_spec(args)?;
         let report = codex_privsep::confine(&spec).map_err(|e| e.to_string())?;
         tracing::info!(confinement = %report.summary(), "confined");
-        tracing::info!(hardening = %secure_main::hardening_report(), "hardening report");
+        let hardening = serde_json::to_string(&secure_main::hardening_report())
+            .unwrap_or_else(|e| format!("unserialisable: {e}"));
+        tracing::info!(%hardening, "hardening report");
         Ok(Arc::new(PeerAccess {
             allow: self.allow,
             ident: self.ident,

@@ -61,6 +61,52 @@ fn open_dir() -> tempfile::TempDir {
     d
 }
 
+/// A minimal upstream on 127.0.0.1: answers every request with `200 {"ok":true}` and closes.
+fn tiny_upstream() -> u16 {
+    use std::io::Read;
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = l.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for s in l.incoming() {
+            let Ok(mut s) = s else { continue };
+            let mut buf = Vec::new();
+            let mut chunk = [0u8; 4096];
+            // Read the head, then the body by Content-Length.
+            let (head_end, len) = loop {
+                let n = s.read(&mut chunk).unwrap_or(0);
+                if n == 0 {
+                    break (0, 0);
+                }
+                buf.extend_from_slice(&chunk[..n]);
+                if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                    let head = String::from_utf8_lossy(&buf[..i]).to_ascii_lowercase();
+                    let len = head
+                        .lines()
+                        .find_map(|l| l.strip_prefix("content-length:"))
+                        .and_then(|v| v.trim().parse::<usize>().ok())
+                        .unwrap_or(0);
+                    break (i + 4, len);
+                }
+            };
+            while head_end > 0 && buf.len() < head_end + len {
+                let n = s.read(&mut chunk).unwrap_or(0);
+                if n == 0 {
+                    break;
+                }
+                buf.extend_from_slice(&chunk[..n]);
+            }
+            let body = b"{\"ok\":true}";
+            let _ = write!(
+                s,
+                "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
+                body.len()
+            );
+            let _ = s.write_all(body);
+        }
+    });
+    port
+}
+
 /// Starts the proxy (key on stdin) and waits for its server-info file; `Err` on early exit.
 fn try_start(args: &[&str], dir: tempfile::TempDir) -> Result<Proxy, (i32, String)> {
     let info = dir.path().join("info.json");
@@ -70,10 +116,12 @@ fn try_start(args: &[&str], dir: tempfile::TempDir) -> Result<Proxy, (i32, Strin
         .iter()
         .map(|a| a.replace("{sock}", sock.to_str().unwrap()))
         .collect();
-    let mut child = Command::new(BIN)
-        .args(&args)
-        .arg("--upstream-url")
-        .arg(UPSTREAM)
+    let mut cmd = Command::new(BIN);
+    cmd.args(&args);
+    if !args.iter().any(|a| a == "--upstream-url") {
+        cmd.arg("--upstream-url").arg(UPSTREAM);
+    }
+    let mut child = cmd
         .arg("--server-info")
         .arg(&info)
         .env_clear()
@@ -384,4 +432,73 @@ fn listen_fds_for_another_pid_is_refused() {
     assert_eq!(out.status.code(), Some(4), "{err}");
     assert!(err.contains("LISTEN_PID=1"), "{err}");
     assert!(!Path::new(&info).exists());
+}
+
+#[test]
+fn confined_proxy_resolves_a_host_name_upstream() {
+    // The upstream is named, not an IP: getaddrinfo must still work under Landlock and seccomp
+    // (resolver files and NSS libraries readable, nothing else), and connect only reaches the
+    // upstream's port.
+    let port = tiny_upstream();
+    let url = format!("http://localhost:{port}/v1/responses");
+    let p = start(&["--upstream-url", &url]);
+    assert_eq!(p.status_line("Seccomp:"), "2");
+    let (status, body) = curl(None, &Target::Tcp(p.port), "POST", "/v1/responses");
+    assert_eq!(status, 200, "{body} {}", p.stderr());
+    assert_eq!(body, "{\"ok\":true}");
+}
+
+#[test]
+fn systemd_socket_activation_serves_on_the_passed_socket() {
+    // systemd-socket-activate (package systemd) binds the socket, sets LISTEN_FDS/LISTEN_PID for
+    // the process it execs, and execs it on the first connection.
+    let dir = open_dir();
+    let sock = dir.path().join("activated.sock");
+    let info = dir.path().join("info.json");
+    let mut child = Command::new("systemd-socket-activate")
+        .arg("-l")
+        .arg(&sock)
+        .arg(BIN)
+        .args(["--upstream-url", UPSTREAM, "--allow-user", "root"])
+        .arg("--server-info")
+        .arg(&info)
+        .env_clear()
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("systemd-socket-activate (package systemd) must be installed");
+    let _ = child.stdin.take().unwrap().write_all(KEY.as_bytes());
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !sock.exists() {
+        assert!(Instant::now() < deadline, "socket not created");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    std::fs::set_permissions(&sock, std::fs::Permissions::from_mode(0o666)).unwrap();
+    let t = Target::Unix(sock.clone());
+    let (status, body) = curl(None, &t, "POST", "/v1/responses");
+    let _guard = KillOnDrop(child);
+    assert_eq!(status, 502, "allowed root is forwarded: {body}");
+    let (status, _) = curl(Some(NOBODY), &t, "POST", "/v1/responses");
+    assert_eq!(status, 403, "the allow-list applies to activated sockets");
+    let text = std::fs::read_to_string(&info).unwrap();
+    let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(
+        v["port"], 0,
+        "no default TCP listener besides the activated one: {text}"
+    );
+    assert_eq!(
+        v["listen"],
+        serde_json::json!([format!("unix:{}", sock.display())]),
+        "{text}"
+    );
+}
+
+struct KillOnDrop(Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
 }
