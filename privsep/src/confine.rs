@@ -178,6 +178,13 @@ pub fn landlock_abi() -> io::Result<i32> {
     sys::landlock_abi_version()
 }
 
+/// Whether the process, as it is now (e.g. right after the privilege drop), may create files in
+/// directory `path` (search and write permission on it and every ancestor; `faccessat` with the
+/// effective ids). Lets a caller fail at start-up instead of at the first write.
+pub fn check_writable_dir(path: &Path) -> io::Result<()> {
+    sys::access(path, libc::W_OK | libc::X_OK)
+}
+
 /// Number of threads of this process (from `/proc/self/task`); 0 if it cannot be read.
 pub fn thread_count() -> usize {
     std::fs::read_dir("/proc/self/task")
@@ -323,7 +330,11 @@ pub fn confine(spec: &ConfineSpec) -> Result<ConfineReport, ConfineError> {
         rules.push(PathBeneath::new(fd, access));
     }
     for p in &spec.write_dirs {
-        if !p.is_dir() {
+        let md = std::fs::metadata(p).map_err(|source| ConfineError::PathFd {
+            path: p.clone(),
+            source,
+        })?;
+        if !md.is_dir() {
             return Err(ConfineError::PathFd {
                 path: p.clone(),
                 source: io::Error::other("not a directory"),

@@ -32,7 +32,9 @@ pub mod users;
 
 pub use activation::{ActivatedListener, ActivationError, listeners_from_systemd};
 pub use allow::{AllowList, AllowListError};
-pub use confine::{ConfineError, ConfineReport, ConfineSpec, confine, thread_count};
+pub use confine::{
+    ConfineError, ConfineReport, ConfineSpec, check_writable_dir, confine, thread_count,
+};
 pub use credentials::{CredentialError, open_key_file, systemd_credential};
 pub use peer::{PeerCred, PeerError, PeerIdentifier, peer_cred_unix};
 pub use privdrop::{DEFAULT_ACCOUNT, DropError, DropReport, RunAs};

@@ -536,3 +536,12 @@ pub fn landlock_abi_version() -> io::Result<i32> {
     }
     Ok(i32::try_from(ret).unwrap_or(i32::MAX))
 }
+
+/// `faccessat(AT_FDCWD, path, mode, AT_EACCESS)`: checks `path` with the effective ids.
+pub fn access(path: &std::path::Path, mode: libc::c_int) -> io::Result<()> {
+    use std::os::unix::ffi::OsStrExt;
+    let c = CString::new(path.as_os_str().as_bytes())
+        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "path contains NUL"))?;
+    // SAFETY: `c` is a NUL-terminated path that outlives the call; the kernel only reads it.
+    cvt(unsafe { libc::faccessat(libc::AT_FDCWD, c.as_ptr(), mode, libc::AT_EACCESS) }).map(drop)
+}

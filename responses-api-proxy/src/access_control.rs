@@ -134,6 +134,9 @@ pub struct AccessPlan {
     run_as: RunAs,
     allow: AllowList,
     ident: PeerIdentifier,
+    /// `--dump-dir` did not exist before start-up: the proxy creates it (step 0) and hands it
+    /// to the account it drops to.
+    dump_dir_is_ours: bool,
 }
 
 impl AccessPlan {
@@ -145,10 +148,15 @@ impl AccessPlan {
             .map_err(|e| e.to_string())?;
         let allow = AllowList::resolve(&a.allow_user, &a.allow_group).map_err(|e| e.to_string())?;
         let ident = PeerIdentifier::new().map_err(|e| format!("peer identification: {e}"))?;
+        let dump_dir_is_ours = args
+            .dump_dir
+            .as_ref()
+            .is_some_and(|d| std::fs::symlink_metadata(d).is_err());
         Ok(Self {
             run_as,
             allow,
             ident,
+            dump_dir_is_ours,
         })
     }
 
@@ -156,9 +164,22 @@ impl AccessPlan {
     /// the process is single-threaded (checked). Returns the per-connection authorizer.
     pub fn drop_and_confine(self, args: &Args) -> Result<Arc<dyn PeerAuthorizer>, String> {
         if let (RunAs::Drop(account), Some(dir)) = (&self.run_as, &args.dump_dir) {
-            check_writable_by(dir, account.uid, account.gid)?;
+            if self.dump_dir_is_ours {
+                give_created_dir(dir, account.uid, account.gid)?;
+            }
         }
         let dropped = self.run_as.apply().map_err(|e| e.to_string())?;
+        // The account must be able to create dumps: fail now, not at the first request.
+        if let Some(dir) = &args.dump_dir {
+            codex_privsep::check_writable_dir(dir).map_err(|e| {
+                format!(
+                    "--dump-dir {} is not writable by the account the proxy runs as (uid {}): \
+                     {e}; chown it to that account, or choose another with --user",
+                    dir.display(),
+                    dropped.uid.1
+                )
+            })?;
+        }
         if dropped.dangerously_root {
             tracing::warn!("--dangerously-run-as-root: the proxy keeps running as root");
         }
@@ -218,28 +239,23 @@ fn url_parts(url: &str) -> Result<UrlParts, String> {
     })
 }
 
-/// The dropped account must be able to create files in `--dump-dir` (checked before the drop,
-/// so the failure names the fix instead of every dump failing later).
-fn check_writable_by(dir: &std::path::Path, uid: u32, gid: u32) -> Result<(), String> {
+/// Hands a dump directory the proxy created at start-up (owned by us, mode 0700) to the account
+/// it is about to become. `lchown`: never follows a symlink; an existing directory someone else
+/// prepared is never chowned.
+fn give_created_dir(dir: &std::path::Path, uid: u32, gid: u32) -> Result<(), String> {
     use std::os::unix::fs::MetadataExt;
-    let md = std::fs::metadata(dir).map_err(|e| format!("--dump-dir {}: {e}", dir.display()))?;
-    let mode = md.mode();
-    let ok = if md.uid() == uid {
-        mode & 0o300 == 0o300
-    } else if md.gid() == gid {
-        mode & 0o030 == 0o030
-    } else {
-        mode & 0o003 == 0o003
-    };
-    if ok {
-        Ok(())
-    } else {
-        Err(format!(
-            "--dump-dir {} is not writable by the account the proxy runs as (uid {uid}): \
-             chown it to that account, or choose another with --user",
+    let md =
+        std::fs::symlink_metadata(dir).map_err(|e| format!("--dump-dir {}: {e}", dir.display()))?;
+    if !md.is_dir() || md.uid() != 0 {
+        return Err(format!(
+            "--dump-dir {}: not the root-owned directory created at start-up",
             dir.display()
-        ))
+        ));
     }
+    std::os::unix::fs::lchown(dir, Some(uid), Some(gid))
+        .map_err(|e| format!("--dump-dir {}: chown to uid {uid}: {e}", dir.display()))?;
+    tracing::info!(dir = %dir.display(), uid, "dump directory created for the unprivileged account");
+    Ok(())
 }
 
 /// Identifies every peer and applies the allow-list.

@@ -502,3 +502,50 @@ impl Drop for KillOnDrop {
         let _ = self.0.wait();
     }
 }
+
+#[test]
+fn dump_dir_created_by_the_proxy_belongs_to_the_dropped_account() {
+    let port = tiny_upstream();
+    let url = format!("http://127.0.0.1:{port}/v1/responses");
+    let base = open_dir();
+    let dumps = base.path().join("dumps");
+    let p = start(&[
+        "--upstream-url",
+        &url,
+        "--dump-dir",
+        dumps.to_str().unwrap(),
+    ]);
+    let md = std::fs::metadata(&dumps).unwrap();
+    assert_eq!((md.uid(), md.mode() & 0o777), (NOBODY, 0o700));
+    let (status, _) = curl(None, &Target::Tcp(p.port), "POST", "/v1/responses");
+    assert_eq!(status, 200);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let n = std::fs::read_dir(&dumps).unwrap().count();
+        if n == 2 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "dumps not written: {n} {}",
+            p.stderr()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    for f in std::fs::read_dir(&dumps).unwrap() {
+        let md = f.unwrap().metadata().unwrap();
+        assert_eq!((md.uid(), md.mode() & 0o777), (NOBODY, 0o600));
+    }
+    // An existing directory the account cannot write is refused at start-up, not at the first
+    // dump (and never chowned).
+    let root_only = base.path().join("root-only");
+    std::fs::create_dir(&root_only).unwrap();
+    std::fs::set_permissions(&root_only, std::fs::Permissions::from_mode(0o700)).unwrap();
+    let Err((code, err)) = try_start(&["--dump-dir", root_only.to_str().unwrap()], open_dir())
+    else {
+        panic!("unwritable dump dir accepted");
+    };
+    assert_eq!(code, 9, "{err}");
+    assert!(err.contains("not writable by the account"), "{err}");
+    assert_eq!(std::fs::metadata(&root_only).unwrap().uid(), 0);
+}
