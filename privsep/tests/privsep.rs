@@ -277,6 +277,16 @@ fn proc_status_line(key: &str) -> String {
 
 fn scenario_drop(user: Option<&str>) -> i32 {
     let mut c = Checks::new();
+    // Start like a root shell with supplementary groups, so that keeping them would show.
+    let extra: [libc::gid_t; 2] = [0, 4242];
+    // SAFETY: the pointer and length describe the live array `extra`.
+    let r = unsafe { libc::setgroups(extra.len(), extra.as_ptr()) };
+    c.check("set-up: supplementary groups 0 and 4242", r == 0, r);
+    c.check(
+        "set-up: groups visible before the drop",
+        proc_status_line("Groups:") == "0 4242",
+        proc_status_line("Groups:"),
+    );
     let plan = RunAs::decide(user, false).unwrap();
     let report = match plan.apply() {
         Ok(r) => r,
@@ -922,6 +932,18 @@ impl Drop for TempAccount {
     }
 }
 
+fn retry(what: &str, mut f: impl FnMut() -> std::io::Result<std::process::ExitStatus>) {
+    let mut last = None;
+    for _ in 0..20 {
+        match f() {
+            Ok(st) if st.success() => return,
+            other => last = Some(other),
+        }
+        std::thread::sleep(std::time::Duration::from_millis(250));
+    }
+    panic!("{what} kept failing: {last:?}");
+}
+
 fn allow_list_supplementary_groups() {
     let tag = format!(
         "{}{}",
@@ -932,23 +954,25 @@ fn allow_list_supplementary_groups() {
         user: format!("psu{tag}"),
         group: format!("psg{tag}"),
     };
-    let ok = Command::new("groupadd").arg(&acct.group).status().unwrap();
-    assert!(ok.success(), "groupadd");
-    let ok = Command::new("useradd")
-        .args([
-            "-M",
-            "-N",
-            "-g",
-            "nogroup",
-            "-G",
-            &acct.group,
-            "-s",
-            "/usr/sbin/nologin",
-        ])
-        .arg(&acct.user)
-        .status()
-        .unwrap();
-    assert!(ok.success(), "useradd");
+    // Other tests on this machine may hold /etc/passwd's lock briefly: retry.
+    retry("groupadd", || {
+        Command::new("groupadd").arg(&acct.group).status()
+    });
+    retry("useradd", || {
+        Command::new("useradd")
+            .args([
+                "-M",
+                "-N",
+                "-g",
+                "nogroup",
+                "-G",
+                &acct.group,
+                "-s",
+                "/usr/sbin/nologin",
+            ])
+            .arg(&acct.user)
+            .status()
+    });
     let uid = codex_privsep::users::resolve_uid(&acct.user).unwrap();
     // The group is only a *supplementary* group of the user (primary: nogroup).
     let a = AllowList::resolve(Vec::<String>::new(), [acct.group.as_str()]).unwrap();
