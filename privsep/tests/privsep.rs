@@ -70,6 +70,10 @@ fn main() {
             sock_diag_closed_peer_is_not_root,
         ),
         (
+            "sock_diag_time_wait_peer_is_not_root",
+            sock_diag_time_wait_peer_is_not_root,
+        ),
+        (
             "allow_list_supplementary_groups",
             allow_list_supplementary_groups,
         ),
@@ -918,6 +922,37 @@ fn sock_diag_closed_peer_is_not_root() {
         ),
         "closed peer must not be identified: {r:?}"
     );
+}
+
+/// The peer closes first and we close too: its socket goes to TIME_WAIT, which the kernel reports
+/// with uid 0. A closed nobody connection must never come out as root.
+fn sock_diag_time_wait_peer_is_not_root() {
+    let ident = PeerIdentifier::new().unwrap();
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = l.local_addr().unwrap().to_string();
+    let st = child_as_nobody("tcp-connect-close", &[&addr])
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let (mut s, _) = l.accept().unwrap();
+    let (local, peer) = (s.local_addr().unwrap(), s.peer_addr().unwrap());
+    let mut rest = Vec::new();
+    s.read_to_end(&mut rest).unwrap(); // the peer's FIN
+    drop(s); // our FIN: the peer socket enters TIME_WAIT
+    let deadline = Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let r = ident.peer_uid_tcp(local, peer);
+        match r {
+            Err(PeerError::NotOwned { state: 6, .. }) => break, // TIME_WAIT seen and refused
+            Err(PeerError::NotOwned { .. }) | Err(PeerError::NotFound { .. }) => {}
+            other => panic!("closed peer identified: {other:?}"),
+        }
+        assert!(
+            Instant::now() < deadline,
+            "peer never reached TIME_WAIT: {r:?}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
 }
 
 struct TempAccount {
