@@ -549,3 +549,47 @@ fn dump_dir_created_by_the_proxy_belongs_to_the_dropped_account() {
     assert!(err.contains("not writable by the account"), "{err}");
     assert_eq!(std::fs::metadata(&root_only).unwrap().uid(), 0);
 }
+
+/// `cat` as uid 65534; returns (success, stderr).
+fn cat_as_nobody(path: &str) -> (bool, String) {
+    let out = Command::new("cat")
+        .arg(path)
+        .uid(NOBODY)
+        .gid(NOBODY)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn same_uid_attacker_cannot_read_the_dropped_proxy() {
+    // The proxy dropped to nobody; the attacker runs as nobody too. The kernel resets the
+    // dumpable flag on the credential change; the re-assertion keeps /proc/<pid>/{mem,environ}
+    // closed to the same uid.
+    let p = start(&[]);
+    assert_eq!(p.status_line("Uid:"), "65534 65534 65534 65534");
+    let pid = p.child.id();
+    for f in ["mem", "environ", "maps"] {
+        let (ok, err) = cat_as_nobody(&format!("/proc/{pid}/{f}"));
+        assert!(!ok, "nobody read /proc/<proxy>/{f}");
+        assert!(err.contains("Permission denied"), "{f}: {err}");
+    }
+    // Control: an ordinary process of the same uid is readable by that uid.
+    let mut victim = Command::new("sleep")
+        .arg("30")
+        .uid(NOBODY)
+        .gid(NOBODY)
+        .spawn()
+        .unwrap();
+    let (ok, err) = cat_as_nobody(&format!("/proc/{}/environ", victim.id()));
+    let _ = victim.kill();
+    let _ = victim.wait();
+    assert!(
+        ok,
+        "control: same-uid /proc/<pid>/environ should be readable: {err}"
+    );
+}
