@@ -729,6 +729,7 @@ fn story_end_to_end() {
 
     // --- 6. execve from inside the proxy is denied (ptrace-injected, root's instrument) -------
     execve_inside_proxy_is_denied(&mut s);
+    file_creation_inside_proxy_is_confined(&mut s);
 
     // --- 7. A and B try every way a local user has to read the key ---------------------------
     process_attacks(&mut s);
@@ -961,7 +962,7 @@ fn proxy_status_is_confined(s: &Story) {
 fn execve_inside_proxy_is_denied(s: &mut Story) {
     let inject = |pid: u32, what: &str| -> Vec<Attempt> {
         let mut cmd = Command::new(story_bin("story-attacker"));
-        cmd.args(["inject-execve", &pid.to_string()]);
+        cmd.args(["inject", &pid.to_string(), "execve"]);
         let ran = run_bounded(cmd, CMD_TIMEOUT, what);
         assert!(ran.status.success(), "{what}: {}", ran.stderr);
         eprintln!("story: {what}:\n{}", ran.stdout.trim_end());
@@ -994,6 +995,72 @@ fn execve_inside_proxy_is_denied(s: &mut Story) {
     }
     let (status, _) = s.post_stream(&s.a.clone(), false);
     assert_eq!(status, 200, "the proxy serves on after the injected execve");
+}
+
+/// Root makes one thread of `pid` run `openat(path, O_CREAT|O_EXCL|O_WRONLY)` (closed at once).
+fn inject_create(pid: u32, path: &Path, what: &str) -> Attempt {
+    let mut cmd = Command::new(story_bin("story-attacker"));
+    cmd.args(["inject", &pid.to_string(), "create"]).arg(path);
+    let ran = run_bounded(cmd, CMD_TIMEOUT, what);
+    assert!(ran.status.success(), "{what}: {}", ran.stderr);
+    eprintln!("story: {what}:\n{}", ran.stdout.trim_end());
+    let got: Vec<Attempt> = ran.stdout.lines().filter_map(Attempt::parse).collect();
+    assert_eq!(got.len(), 1, "{what}: one injected openat: {got:?}");
+    got.into_iter().next().unwrap()
+}
+
+/// Landlock: the proxy creates files only in --dump-dir, even where its account may write.
+fn file_creation_inside_proxy_is_confined(s: &mut Story) {
+    let svc = s.svc.clone();
+    // Control: a plain process of the service account creates a file in the account's home.
+    let control = s.spawn_control(&svc, "create-control");
+    let made = svc.home.join("control-created");
+    let got = inject_create(
+        control,
+        &made,
+        "control: openat(O_CREAT) in a plain process",
+    );
+    assert!(
+        got.succeeded(),
+        "control: a plain process of the service account creates {}: {got}",
+        made.display()
+    );
+    assert_eq!(
+        fs::metadata(&made).unwrap().uid(),
+        svc.id.uid,
+        "control: created by the target"
+    );
+    let mut child = s.take_control(control);
+    let _ = child.kill();
+    let _ = child.wait();
+
+    // The proxy, same account, same directory: refused.
+    let denied = svc.home.join("proxy-created");
+    let got = inject_create(
+        s.proxy_pid,
+        &denied,
+        "openat(O_CREAT) inside the proxy, its home",
+    );
+    assert_eq!(
+        got.errno_name(),
+        Some("EACCES"),
+        "the proxy must not create files outside --dump-dir (Landlock): {got}"
+    );
+    assert!(!denied.exists(), "{} must not exist", denied.display());
+
+    // Its allowed twin: the dump directory.
+    let allowed = s.dump.join("story-injected-probe");
+    let got = inject_create(
+        s.proxy_pid,
+        &allowed,
+        "openat(O_CREAT) inside the proxy, --dump-dir",
+    );
+    assert!(
+        got.succeeded(),
+        "the proxy may create files in --dump-dir: {got}"
+    );
+    assert_eq!(fs::metadata(&allowed).unwrap().uid(), svc.id.uid);
+    fs::remove_file(&allowed).unwrap();
 }
 
 /// All the process attempts, in the order the helper runs them (kills last).

@@ -8,9 +8,10 @@
 //!                                               kill-segv kill-abrt
 //! story-attacker read-file NAME PATH LOOTDIR    open and read PATH (server-info, dumps, logs)
 //! story-attacker connect-tcp HOST:PORT          one TCP connect
-//! story-attacker inject-execve PID              (root, the test's instrument) make every thread
+//! story-attacker inject PID execve              (root, the test's instrument) make every thread
 //!                                               of PID that sits in a syscall run
 //!                                               execve("/nonexistent/...") and report its errno
+//! story-attacker inject PID create PATH         (root) make one thread of PID create PATH
 //! ```
 //!
 //! Whatever an attempt obtains goes to `LOOTDIR/<attempt>.bin` (never to stdout), so the test can
@@ -56,15 +57,22 @@ fn main() {
             emit(connect_tcp(&args[1]));
             0
         }
-        Some("inject-execve") if args.len() == 2 => match args[1].parse::<libc::pid_t>() {
-            Ok(pid) => {
-                for a in inject::execve_in_every_thread(pid) {
-                    emit(a);
+        Some("inject") if args.len() >= 3 => {
+            let call = match (args[2].as_str(), args.get(3)) {
+                ("execve", None) => inject::Call::Execve,
+                ("create", Some(path)) => inject::Call::Create(path.as_bytes().to_vec()),
+                _ => std::process::exit(usage()),
+            };
+            match args[1].parse::<libc::pid_t>() {
+                Ok(pid) => {
+                    for a in inject::run(pid, &call) {
+                        emit(a);
+                    }
+                    0
                 }
-                0
+                Err(_) => usage(),
             }
-            Err(_) => usage(),
-        },
+        }
         _ => usage(),
     };
     std::process::exit(code);
@@ -73,7 +81,7 @@ fn main() {
 fn usage() -> i32 {
     eprintln!(
         "usage: story-attacker probe PID LOOTDIR ATTEMPT... | read-file NAME PATH LOOTDIR | \
-         connect-tcp HOST:PORT | inject-execve PID"
+         connect-tcp HOST:PORT | inject PID execve | inject PID create PATH"
     );
     2
 }
@@ -264,25 +272,40 @@ fn connect_tcp(addr: &str) -> Attempt {
     }
 }
 
-/// The test's instrument for "an execve attempted from inside the proxy": with root's
-/// `CAP_SYS_PTRACE`, stop each thread that is inside a system call, point it back at its
-/// `syscall` instruction with `rax = execve` on a path that does not exist, single-step, read the
-/// result, restore the registers and the borrowed stack words, and let it go on with its original
-/// (restarted) system call. Under the proxy's seccomp filter the result is `-EPERM`; in a plain
-/// process it is `-ENOENT` (execve allowed, the file is missing): nothing is ever executed.
+/// The test's instrument for "a system call attempted from inside the proxy": with root's
+/// `CAP_SYS_PTRACE`, stop a thread that is inside a system call, point it back at its `syscall`
+/// instruction with the registers of the call to make, single-step, read the result, restore the
+/// registers and the borrowed stack words, and let it go on with its original (restarted) call.
+///
+/// - `execve("/nonexistent/...")` in every thread: under the proxy's seccomp filter `-EPERM`; in a
+///   plain process `-ENOENT` (execve allowed, the file is missing). Nothing is ever executed.
+/// - `openat(PATH, O_CREAT|O_EXCL|O_WRONLY)` in one thread, closed again at once when it worked:
+///   Landlock's answer about creating files.
 mod inject {
     use super::*;
 
-    const PROBE_PATH: &[u8] = b"/nonexistent/story-execve-probe\0";
+    pub enum Call {
+        Execve,
+        Create(Vec<u8>),
+    }
 
-    pub fn execve_in_every_thread(pid: libc::pid_t) -> Vec<Attempt> {
+    impl Call {
+        fn name(&self) -> &'static str {
+            match self {
+                Call::Execve => "inject-execve",
+                Call::Create(_) => "inject-create",
+            }
+        }
+    }
+
+    pub fn run(pid: libc::pid_t, call: &Call) -> Vec<Attempt> {
         let tids: Vec<libc::pid_t> = match std::fs::read_dir(format!("/proc/{pid}/task")) {
             Ok(d) => d
                 .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
                 .collect(),
             Err(e) => {
                 return vec![Attempt::err(
-                    "inject-execve",
+                    call.name(),
                     &pid.to_string(),
                     "readdir-task",
                     &e,
@@ -293,22 +316,23 @@ mod inject {
         for tid in tids {
             // A thread running in user space cannot be redirected safely: try it a few times.
             for _ in 0..20 {
-                match one_thread(tid) {
-                    Some(a) => {
-                        out.push(a);
-                        break;
-                    }
-                    None => std::thread::sleep(Duration::from_millis(50)),
+                if let Some(a) = one_thread(tid, call) {
+                    out.push(a);
+                    break;
                 }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            if matches!(call, Call::Create(_)) && !out.is_empty() {
+                break; // one file is enough
             }
         }
         out
     }
 
     #[cfg(target_arch = "x86_64")]
-    fn one_thread(tid: libc::pid_t) -> Option<Attempt> {
+    fn one_thread(tid: libc::pid_t, call: &Call) -> Option<Attempt> {
         let t = tid.to_string();
-        let name = "inject-execve";
+        let name = call.name();
         if let Err(e) = sys::ptrace_seize(tid) {
             return Some(Attempt::err(name, &t, "ptrace-seize", &e));
         }
@@ -325,47 +349,38 @@ mod inject {
             if insn & 0xffff != 0x050f {
                 return Ok(None);
             }
-            // Borrow stack words well below the red zone for the path.
-            let at = (saved.rsp - 1024) & !7;
-            let words: Vec<u64> = PROBE_PATH
-                .chunks(8)
-                .map(|c| {
-                    let mut w = [0u8; 8];
-                    w[..c.len()].copy_from_slice(c);
-                    u64::from_ne_bytes(w)
-                })
-                .collect();
-            let mut old = Vec::new();
-            for i in 0..words.len() as u64 {
-                old.push(sys::ptrace_peekdata(tid, at + 8 * i).map_err(|e| fail("peek", e))?);
-            }
-            for (i, w) in words.iter().enumerate() {
-                sys::ptrace_pokedata(tid, at + 8 * i as u64, *w).map_err(|e| fail("poke", e))?;
-            }
-            let mut regs = saved;
-            regs.rax = libc::SYS_execve as u64;
-            regs.orig_rax = u64::MAX; // no syscall restart on resume
-            regs.rip = saved.rip - 2;
-            regs.rdi = at;
-            regs.rsi = 0;
-            regs.rdx = 0;
-            let ran = sys::ptrace_setregs(tid, &regs)
-                .and_then(|()| sys::ptrace_singlestep(tid))
-                .and_then(|()| sys::waitpid_all(tid))
-                .and_then(|_| sys::ptrace_getregs(tid));
-            // Put everything back whatever happened.
-            for (i, w) in old.iter().enumerate() {
-                let _ = sys::ptrace_pokedata(tid, at + 8 * i as u64, *w);
-            }
+            let ret = match call {
+                Call::Execve => syscall_in(
+                    tid,
+                    &saved,
+                    libc::SYS_execve,
+                    [0, 0],
+                    b"/nonexistent/story-execve-probe\0",
+                ),
+                Call::Create(path) => {
+                    let flags = libc::O_WRONLY | libc::O_CREAT | libc::O_EXCL | libc::O_CLOEXEC;
+                    let mut p = path.clone();
+                    p.push(0);
+                    let fd = syscall_in(tid, &saved, libc::SYS_openat, [flags as u64, 0o600], &p);
+                    if let Ok(opened @ 0..) = fd {
+                        // Close the descriptor we made the target open.
+                        let _ = syscall_in_fd(tid, &saved, libc::SYS_close, opened as u64);
+                    }
+                    fd
+                }
+            };
             let restored = sys::ptrace_setregs(tid, &saved);
-            let after = ran.map_err(|e| fail("ptrace-singlestep", e))?;
+            let ret = ret.map_err(|e| fail("ptrace-singlestep", e))?;
             restored.map_err(|e| fail("ptrace-setregs", e))?;
-            let ret = after.rax as i64;
+            let syscall = match call {
+                Call::Execve => "execve",
+                Call::Create(_) => "openat",
+            };
             Ok(Some(if ret < 0 {
                 Attempt::err(
                     name,
                     &t,
-                    "execve",
+                    syscall,
                     &io::Error::from_raw_os_error(-ret as i32),
                 )
             } else {
@@ -379,10 +394,84 @@ mod inject {
         }
     }
 
+    /// Runs syscall `nr` in the stopped thread: for execve `(path, 0, 0)`, for openat
+    /// `(AT_FDCWD, path, extra[0], extra[1])`, with `path` written to borrowed stack words below
+    /// the red zone. Returns the raw result (`-errno` on failure). The caller restores registers.
+    #[cfg(target_arch = "x86_64")]
+    fn syscall_in(
+        tid: libc::pid_t,
+        saved: &sys::Regs,
+        nr: libc::c_long,
+        extra: [u64; 2],
+        path: &[u8],
+    ) -> io::Result<i64> {
+        let at = (saved.rsp - 2048) & !7;
+        let words: Vec<u64> = path
+            .chunks(8)
+            .map(|c| {
+                let mut w = [0u8; 8];
+                w[..c.len()].copy_from_slice(c);
+                u64::from_ne_bytes(w)
+            })
+            .collect();
+        let mut old = Vec::new();
+        for i in 0..words.len() as u64 {
+            old.push(sys::ptrace_peekdata(tid, at + 8 * i)?);
+        }
+        for (i, w) in words.iter().enumerate() {
+            sys::ptrace_pokedata(tid, at + 8 * i as u64, *w)?;
+        }
+        let mut regs = *saved;
+        if nr == libc::SYS_openat {
+            regs.rdi = libc::AT_FDCWD as u64;
+            regs.rsi = at;
+            regs.rdx = extra[0];
+            regs.r10 = extra[1];
+        } else {
+            regs.rdi = at;
+            regs.rsi = extra[0];
+            regs.rdx = extra[1];
+        }
+        let ret = step(tid, saved, regs, nr);
+        for (i, w) in old.iter().enumerate() {
+            let _ = sys::ptrace_pokedata(tid, at + 8 * i as u64, *w);
+        }
+        ret
+    }
+
+    /// Runs `nr(fd)` in the stopped thread (close).
+    #[cfg(target_arch = "x86_64")]
+    fn syscall_in_fd(
+        tid: libc::pid_t,
+        saved: &sys::Regs,
+        nr: libc::c_long,
+        fd: u64,
+    ) -> io::Result<i64> {
+        let mut regs = *saved;
+        regs.rdi = fd;
+        step(tid, saved, regs, nr)
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    fn step(
+        tid: libc::pid_t,
+        saved: &sys::Regs,
+        mut regs: sys::Regs,
+        nr: libc::c_long,
+    ) -> io::Result<i64> {
+        regs.rax = nr as u64;
+        regs.orig_rax = u64::MAX; // no syscall restart on resume
+        regs.rip = saved.rip - 2;
+        sys::ptrace_setregs(tid, &regs)?;
+        sys::ptrace_singlestep(tid)?;
+        sys::waitpid_all(tid)?;
+        Ok(sys::ptrace_getregs(tid)?.rax as i64)
+    }
+
     #[cfg(not(target_arch = "x86_64"))]
-    fn one_thread(tid: libc::pid_t) -> Option<Attempt> {
+    fn one_thread(tid: libc::pid_t, call: &Call) -> Option<Attempt> {
         Some(Attempt::err(
-            "inject-execve",
+            call.name(),
             &tid.to_string(),
             "unsupported-arch",
             &io::Error::from_raw_os_error(libc::ENOSYS),
