@@ -545,8 +545,20 @@ fn scenario_landlock(dump: &Path, port: u16) -> i32 {
         std::fs::read("/etc/passwd").is_ok(),
         (),
     );
+    // An abstract unix socket created outside the (future) Landlock domain.
+    use std::os::linux::net::SocketAddrExt;
+    let name = format!("privsep-test-{}", std::process::id());
+    let abs = std::os::unix::net::SocketAddr::from_abstract_name(name.as_bytes()).unwrap();
+    let abs_listener = UnixListener::bind_addr(&abs).unwrap();
+    let before = UnixStream::connect_addr(&abs);
+    c.check(
+        "control: abstract socket reachable before",
+        before.is_ok(),
+        &before,
+    );
+    let readable = dump.with_extension("readable");
     let spec = ConfineSpec {
-        read_paths: vec![],
+        read_paths: vec![readable.clone()],
         write_dirs: vec![dump.to_owned()],
         connect_ports: vec![port],
         allow_dns: false,
@@ -564,6 +576,27 @@ fn scenario_landlock(dump: &Path, port: u16) -> i32 {
         .map(|_| ())
         .map_err(|e| e.raw_os_error());
     c.check("/etc/passwd -> EACCES", e == Err(Some(libc::EACCES)), &e);
+    let r = std::fs::read(&readable);
+    c.check(
+        "read_paths: the allowed file is readable",
+        r.as_deref().ok() == Some(b"ok".as_slice()),
+        &r,
+    );
+    let e = std::fs::write(&readable, b"x").map_err(|e| e.raw_os_error());
+    c.check(
+        "read_paths: but not writable -> EACCES",
+        e == Err(Some(libc::EACCES)),
+        &e,
+    );
+    let e = UnixStream::connect_addr(&abs)
+        .map(|_| ())
+        .map_err(|e| e.raw_os_error());
+    c.check(
+        "abstract socket from outside the domain -> EPERM (scope)",
+        e == Err(Some(libc::EPERM)),
+        &e,
+    );
+    drop(abs_listener);
     let e = std::fs::read_dir("/")
         .map(|_| ())
         .map_err(|e| e.raw_os_error());
@@ -1044,6 +1077,7 @@ fn landlock_limits_files_and_net() {
     let d = tempfile::tempdir().unwrap();
     let dump = d.path().join("dump");
     std::fs::create_dir(&dump).unwrap();
+    std::fs::write(dump.with_extension("readable"), b"ok").unwrap();
     let l = TcpListener::bind("127.0.0.1:0").unwrap();
     let port = l.local_addr().unwrap().port();
     run_ok(child(
