@@ -750,6 +750,21 @@ fn story_end_to_end() {
     assert!(exit.success(), "the proxy exits 0 after /shutdown: {exit}");
     let log = s.log_text();
     assert_no_key(log.as_bytes(), &key, "the proxy's audit log (stderr)");
+    // The audit log attributes each request to the kernel-identified uid.
+    let a_uid = format!("uid={}", s.a.id.uid);
+    let b_uid = format!("uid={}", s.b.id.uid);
+    assert!(
+        log.lines()
+            .any(|l| l.contains(&a_uid) && l.contains("status=200")),
+        "the audit log records A's forwarded requests ({a_uid} status=200)"
+    );
+    for path in ["path=/v1/responses", "path=/shutdown"] {
+        assert!(
+            log.lines()
+                .any(|l| l.contains(&b_uid) && l.contains(path) && l.contains("status=403")),
+            "the audit log records B's refused request ({b_uid} {path} status=403)"
+        );
+    }
     eprintln!("story: complete; audit log:\n{log}");
 }
 
