@@ -596,3 +596,77 @@ fn same_uid_attacker_cannot_read_the_dropped_proxy() {
         "control: same-uid /proc/<pid>/environ should be readable: {err}"
     );
 }
+
+#[test]
+fn unprivileged_start_with_a_systemd_credential() {
+    // As under `DynamicUser=` + `LoadCredential=`: started as an unprivileged account, key from
+    // $CREDENTIALS_DIRECTORY/NAME (0400, owned by that account). Nothing to drop; still confined.
+    let dir = open_dir();
+    std::os::unix::fs::chown(dir.path(), Some(NOBODY), Some(NOBODY)).unwrap();
+    let creds = dir.path().join("creds");
+    std::fs::create_dir(&creds).unwrap();
+    let key = creds.join("openai-api-key");
+    std::fs::write(&key, KEY).unwrap();
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o400)).unwrap();
+    std::os::unix::fs::chown(&creds, Some(NOBODY), Some(NOBODY)).unwrap();
+    std::os::unix::fs::chown(&key, Some(NOBODY), Some(NOBODY)).unwrap();
+    let info = dir.path().join("info.json");
+    let stderr = dir.path().join("stderr.log");
+    std::fs::File::create(&stderr).unwrap();
+    std::os::unix::fs::chown(&stderr, Some(NOBODY), Some(NOBODY)).unwrap();
+    let child = Command::new(BIN)
+        .args([
+            "--upstream-url",
+            UPSTREAM,
+            "--api-key-credential",
+            "openai-api-key",
+        ])
+        .arg("--server-info")
+        .arg(&info)
+        .env_clear()
+        .env("CREDENTIALS_DIRECTORY", &creds)
+        .uid(NOBODY)
+        .gid(NOBODY)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(
+            std::fs::OpenOptions::new()
+                .append(true)
+                .open(&stderr)
+                .unwrap(),
+        )
+        .spawn()
+        .unwrap();
+    let mut child = KillOnDrop(child);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let log = || std::fs::read_to_string(&stderr).unwrap_or_default();
+    while !log().contains("confined") {
+        if let Some(st) = child.0.try_wait().unwrap() {
+            panic!("proxy exited ({st}): {}", log());
+        }
+        assert!(Instant::now() < deadline, "not confined in 60 s: {}", log());
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let text = std::fs::read_to_string(&info).unwrap();
+    let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let port = v["port"].as_u64().unwrap() as u16;
+    let status = std::fs::read_to_string(format!("/proc/{}/status", child.0.id())).unwrap();
+    assert!(
+        status.contains("Uid:\t65534\t65534\t65534\t65534"),
+        "{status}"
+    );
+    assert!(status.contains("Seccomp:\t2"), "{status}");
+    let (code, body) = curl(Some(NOBODY), &Target::Tcp(port), "POST", "/v1/responses");
+    assert_eq!(code, 502, "{body}");
+    assert_no_key("stderr", &log());
+    // Without $CREDENTIALS_DIRECTORY the flag is a clear error.
+    let out = Command::new(BIN)
+        .args(["--api-key-credential", "openai-api-key"])
+        .env_clear()
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(3));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("$CREDENTIALS_DIRECTORY is not set"), "{err}");
+}
