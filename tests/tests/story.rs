@@ -946,6 +946,25 @@ fn status_field<'a>(status: &'a str, field: &str) -> Vec<&'a str> {
 fn proxy_status_is_confined(s: &Story) {
     let uid = s.svc.id.uid.to_string();
     let gid = s.svc.id.gid.to_string();
+    // Not dumpable: the kernel gives the /proc files of a non-dumpable process to root (they
+    // would belong to the service account otherwise); no core file, soft and hard limit 0.
+    let proc_dir = PathBuf::from(format!("/proc/{}", s.proxy_pid));
+    for f in ["environ", "mem", "maps"] {
+        let md = fs::metadata(proc_dir.join(f)).unwrap();
+        assert_eq!(
+            (md.uid(), md.gid()),
+            (0, 0),
+            "/proc/PID/{f} of a non-dumpable process belongs to root"
+        );
+    }
+    let limits = fs::read_to_string(proc_dir.join("limits")).unwrap();
+    let core: Vec<&str> = limits
+        .lines()
+        .find(|l| l.starts_with("Max core file size"))
+        .unwrap()
+        .split_whitespace()
+        .collect();
+    assert_eq!(&core[4..6], ["0", "0"], "core file size limit: {limits}");
     // Every thread: the drop and the seccomp filter (TSYNC) apply to all of them.
     let tasks: Vec<PathBuf> = fs::read_dir(format!("/proc/{}/task", s.proxy_pid))
         .unwrap()
