@@ -284,10 +284,16 @@ impl PeerAuthorizer for PeerAccess {
                 } else {
                     PeerDecision::Refuse {
                         identity,
-                        reason: format!(
-                            "uid {} is not allowed (--allow-user/--allow-group)",
-                            cred.uid
-                        ),
+                        reason: match cred.pid {
+                            Some(pid) => format!(
+                                "uid {} (pid {pid}) is not allowed (--allow-user/--allow-group)",
+                                cred.uid
+                            ),
+                            None => format!(
+                                "uid {} is not allowed (--allow-user/--allow-group)",
+                                cred.uid
+                            ),
+                        },
                     }
                 }
             }

@@ -271,8 +271,8 @@ fn unix_socket_allow_user_refuses_others_and_guards_shutdown() {
     // The audit log names the refused peer's uid.
     let log = p.stderr();
     assert!(
-        log.contains("65534"),
-        "refusal not audit-logged with the uid: {log}"
+        log.contains("uid 65534 (pid "),
+        "refusal not audit-logged with uid and pid: {log}"
     );
     assert_no_key("stderr", &log);
 }
