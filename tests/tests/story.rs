@@ -901,16 +901,17 @@ fn codex_exec_as(s: &Story, a: &User) {
     }
     let before = s.forwarded();
     let mut cmd = as_user(a, story_bin("codex"));
+    // The brief's spelling: `-c` overrides (global options) pointing the CLI at the proxy.
     cmd.env("CODEX_HOME", a.home.join(".codex"))
-        .arg("exec")
         .args([
             "-c",
             &format!(
-                "model_providers.proxy.base_url=\"http://127.0.0.1:{}/v1\"",
+                "model_providers.proxy.base_url=http://127.0.0.1:{}/v1",
                 s.port
             ),
         ])
-        .args(["-c", "model_provider=\"proxy\""])
+        .args(["-c", "model_provider=proxy"])
+        .arg("exec")
         .arg("tell the story");
     let ran = run_bounded(cmd, CMD_TIMEOUT, "codex exec");
     assert!(
