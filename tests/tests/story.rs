@@ -246,8 +246,8 @@ fn as_user(user: &User, program: impl AsRef<std::ffi::OsStr>) -> Command {
 }
 
 /// Runs the attacker helper as `user`, returns its attempts by name.
-fn attack(user: &User, args: &[&str], what: &str) -> BTreeMap<String, Attempt> {
-    let mut cmd = as_user(user, story_bin("story-attacker"));
+fn attack(s: &Story, user: &User, args: &[&str], what: &str) -> BTreeMap<String, Attempt> {
+    let mut cmd = as_user(user, s.bin.join("story-attacker"));
     cmd.args(args);
     let ran = run_bounded(cmd, CMD_TIMEOUT, what);
     assert!(
@@ -316,6 +316,9 @@ struct Story {
     dump: PathBuf,
     log: PathBuf,
     root: PathBuf,
+    /// World-readable copies of `story-attacker` and `codex` (the workspace's target directory
+    /// may sit under a home that A and B cannot enter).
+    bin: PathBuf,
     a: User,
     b: User,
     svc: User,
@@ -340,21 +343,6 @@ impl Drop for Story {
         // Accounts drop after this, files after them (field order).
     }
 }
-
-fn story_dir_of(root: &Path, name: &str) -> PathBuf {
-    root.join(name)
-}
-
-/// Path of a helper binary copied into the story's world-readable `bin/` (the workspace's
-/// target directory may sit under a home that A and B cannot enter).
-fn story_bin(name: &str) -> PathBuf {
-    STORY_BIN
-        .get()
-        .expect("story bin dir not set up")
-        .join(name)
-}
-
-static STORY_BIN: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
 
 fn mkdir(path: &Path, mode: u32, owner: Option<(u32, u32)>) {
     fs::create_dir_all(path).unwrap();
@@ -394,7 +382,7 @@ impl Story {
         fs::set_permissions(&root, fs::Permissions::from_mode(0o755)).unwrap();
 
         // Helper binaries where A and B can run them.
-        let bin = story_dir_of(&root, "bin");
+        let bin = root.join("bin");
         mkdir(&bin, 0o755, None);
         for (name, src) in [
             ("story-attacker", PathBuf::from(ATTACKER)),
@@ -405,17 +393,11 @@ impl Story {
                 .unwrap_or_else(|e| panic!("copy {} to {}: {e}", src.display(), dst.display()));
             fs::set_permissions(&dst, fs::Permissions::from_mode(0o755)).unwrap();
         }
-        let _ = STORY_BIN.set(bin.clone());
-        assert_eq!(
-            STORY_BIN.get(),
-            Some(&bin),
-            "one story per test process (the bin dir is process-wide)"
-        );
 
         let mut accounts = Accounts::default();
         let group = format!("cxg{tag}");
         accounts.groupadd(&group);
-        let homes = story_dir_of(&root, "home");
+        let homes = root.join("home");
         mkdir(&homes, 0o755, None);
         let a = accounts.useradd(&format!("cxa{tag}"), &[&group], &homes.join("a"));
         let b = accounts.useradd(&format!("cxb{tag}"), &[], &homes.join("b"));
@@ -451,11 +433,11 @@ impl Story {
         // The administrator's layout: run/ for the socket and server-info (root, 0755),
         // dump/ owned by the service account (0755: the file modes must protect the dumps),
         // admin/proxy.log kept 0640 root:root.
-        let run = story_dir_of(&root, "run");
+        let run = root.join("run");
         mkdir(&run, 0o755, None);
-        let dump = story_dir_of(&root, "dump");
+        let dump = root.join("dump");
         mkdir(&dump, 0o755, Some((svc.id.uid, svc.id.gid)));
-        let admin = story_dir_of(&root, "admin");
+        let admin = root.join("admin");
         mkdir(&admin, 0o755, None);
         let log = admin.join("proxy.log");
         let log_file = File::create(&log).unwrap();
@@ -529,6 +511,7 @@ impl Story {
             dump,
             log,
             root,
+            bin,
             a,
             b,
             svc,
@@ -886,7 +869,7 @@ for name, client in clients.items():
 fn codex_exec_as(s: &Story, a: &User) {
     // Until the CLI's `exec` (issue 6) lands, `codex exec` is a stub that says so: report it
     // loudly instead of passing quietly (the step runs as soon as the stub is gone).
-    let stub = Command::new(story_bin("codex"))
+    let stub = Command::new(s.bin.join("codex"))
         .arg("exec")
         .output()
         .unwrap();
@@ -900,7 +883,7 @@ fn codex_exec_as(s: &Story, a: &User) {
         return;
     }
     let before = s.forwarded();
-    let mut cmd = as_user(a, story_bin("codex"));
+    let mut cmd = as_user(a, s.bin.join("codex"));
     // The brief's spelling: `-c` overrides (global options) pointing the CLI at the proxy.
     cmd.env("CODEX_HOME", a.home.join(".codex"))
         .args([
@@ -995,8 +978,9 @@ fn proxy_status_is_confined(s: &Story) {
 }
 
 fn execve_inside_proxy_is_denied(s: &mut Story) {
+    let bin = s.bin.clone();
     let inject = |pid: u32, what: &str| -> Vec<Attempt> {
-        let mut cmd = Command::new(story_bin("story-attacker"));
+        let mut cmd = Command::new(bin.join("story-attacker"));
         cmd.args(["inject", &pid.to_string(), "execve"]);
         let ran = run_bounded(cmd, CMD_TIMEOUT, what);
         assert!(ran.status.success(), "{what}: {}", ran.stderr);
@@ -1033,8 +1017,8 @@ fn execve_inside_proxy_is_denied(s: &mut Story) {
 }
 
 /// Root makes one thread of `pid` run `openat(path, O_CREAT|O_EXCL|O_WRONLY)` (closed at once).
-fn inject_create(pid: u32, path: &Path, what: &str) -> Attempt {
-    let mut cmd = Command::new(story_bin("story-attacker"));
+fn inject_create(bin: &Path, pid: u32, path: &Path, what: &str) -> Attempt {
+    let mut cmd = Command::new(bin.join("story-attacker"));
     cmd.args(["inject", &pid.to_string(), "create"]).arg(path);
     let ran = run_bounded(cmd, CMD_TIMEOUT, what);
     assert!(ran.status.success(), "{what}: {}", ran.stderr);
@@ -1046,11 +1030,13 @@ fn inject_create(pid: u32, path: &Path, what: &str) -> Attempt {
 
 /// Landlock: the proxy creates files only in --dump-dir, even where its account may write.
 fn file_creation_inside_proxy_is_confined(s: &mut Story) {
+    let bin = s.bin.clone();
     let svc = s.svc.clone();
     // Control: a plain process of the service account creates a file in the account's home.
     let control = s.spawn_control(&svc, "create-control");
     let made = svc.home.join("control-created");
     let got = inject_create(
+        &bin,
         control,
         &made,
         "control: openat(O_CREAT) in a plain process",
@@ -1072,6 +1058,7 @@ fn file_creation_inside_proxy_is_confined(s: &mut Story) {
     // The proxy, same account, same directory: refused.
     let denied = svc.home.join("proxy-created");
     let got = inject_create(
+        &bin,
         s.proxy_pid,
         &denied,
         "openat(O_CREAT) inside the proxy, its home",
@@ -1086,6 +1073,7 @@ fn file_creation_inside_proxy_is_confined(s: &mut Story) {
     // Its allowed twin: the dump directory.
     let allowed = s.dump.join("story-injected-probe");
     let got = inject_create(
+        &bin,
         s.proxy_pid,
         &allowed,
         "openat(O_CREAT) inside the proxy, --dump-dir",
@@ -1120,7 +1108,7 @@ fn process_attacks(s: &mut Story) {
         let loot = loot_dir(&user, "loot-proxy");
         let mut args = vec!["probe", pid.as_str(), loot.to_str().unwrap()];
         args.extend_from_slice(PROCESS_ATTEMPTS);
-        let got = attack(&user, &args, &who);
+        let got = attack(s, &user, &args, &who);
         // The proxy is not dumpable and runs as another uid: its /proc files are root's.
         for name in ["environ", "maps", "mem", "task-mem"] {
             expect_err(&got, name, &["EACCES"], &who);
@@ -1174,7 +1162,7 @@ fn process_attacks(s: &mut Story) {
             .copied()
             .filter(|n| *n != "kill-segv"),
     );
-    let got = attack(&a, &args, "control: A against A's plain process");
+    let got = attack(s, &a, &args, "control: A against A's plain process");
     for name in PROCESS_ATTEMPTS.iter().filter(|n| **n != "kill-segv") {
         expect_ok(&got, name, "A against A's plain process");
     }
@@ -1195,6 +1183,7 @@ fn process_attacks(s: &mut Story) {
     let control = s.spawn_control(&a, &marker);
     let target = control.to_string();
     let got = attack(
+        s,
         &a,
         &["probe", &target, loot.to_str().unwrap(), "kill-segv"],
         "control: A signals A's plain process",
@@ -1248,24 +1237,25 @@ fn file_attacks(s: &Story) {
         let loot = loot_dir(&user, "loot-files");
         let l = loot.to_str().unwrap();
         let info = s.info.to_str().unwrap();
-        let got = attack(&user, &["read-file", "server-info", info, l], &who);
+        let got = attack(s, &user, &["read-file", "server-info", info, l], &who);
         expect_ok(&got, "server-info", &who);
         let bytes = fs::read(loot.join("server-info.bin")).unwrap();
         assert!(String::from_utf8_lossy(&bytes).contains("\"port\""));
         assert_no_key(&bytes, &s.key, &format!("{who}: the server-info file"));
 
         let dump = request_dump.to_str().unwrap();
-        let got = attack(&user, &["read-file", "dump", dump, l], &who);
+        let got = attack(s, &user, &["read-file", "dump", dump, l], &who);
         expect_err(&got, "dump", &["EACCES"], &who);
 
         let log = s.log.to_str().unwrap();
-        let got = attack(&user, &["read-file", "audit-log", log, l], &who);
+        let got = attack(s, &user, &["read-file", "audit-log", log, l], &who);
         expect_err(&got, "audit-log", &["EACCES"], &who);
     }
     // Control: the dump directory is listable (0755), so only the file mode stops A and B; the
     // service account itself can read its dump.
     let loot = loot_dir(&s.svc, "loot");
     let got = attack(
+        s,
         &s.svc,
         &[
             "read-file",
@@ -1349,16 +1339,17 @@ fn error_bodies_and_timeouts(s: &Story) {
 fn sandboxed_command_cannot_reach_proxy(s: &Story) {
     let a = s.a.clone();
     let target = format!("127.0.0.1:{}", s.port);
-    let attacker = story_bin("story-attacker");
+    let attacker = s.bin.join("story-attacker");
     // Control: outside the sandbox A connects.
     let got = attack(
+        s,
         &a,
         &["connect-tcp", &target],
         "A connects outside the sandbox",
     );
     expect_ok(&got, "connect-tcp", "A outside the sandbox");
 
-    let mut cmd = as_user(&a, story_bin("codex"));
+    let mut cmd = as_user(&a, s.bin.join("codex"));
     cmd.env("CODEX_HOME", a.home.join(".codex"))
         .args(["sandbox", "linux", "--"])
         .arg(&attacker)
