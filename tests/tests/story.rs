@@ -14,6 +14,7 @@
 //! - the proxy's `/proc/PID/status` shows the dropped ids, `NoNewPrivs: 1`, `Seccomp: 2`;
 //! - an `execve` run from inside the proxy (injected with ptrace by root, the test's instrument)
 //!   fails with EPERM in every thread, where the same injection in a plain process gets ENOENT;
+//!   an injected `openat(O_CREAT)` gets EACCES (Landlock) except in `--dump-dir`;
 //! - a command run by A under `codex sandbox linux` cannot connect to the proxy's TCP port, while
 //!   A outside the sandbox can.
 //!
@@ -710,7 +711,7 @@ fn story_end_to_end() {
     // --- 5. the proxy runs as the service account, no_new_privs, seccomp ----------------------
     proxy_status_is_confined(&s);
 
-    // --- 6. execve from inside the proxy is denied (ptrace-injected, root's instrument) -------
+    // --- 6. execve and file creation from inside the proxy (ptrace-injected, root's instrument)
     execve_inside_proxy_is_denied(&mut s);
     file_creation_inside_proxy_is_confined(&mut s);
 
