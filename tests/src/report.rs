@@ -109,6 +109,8 @@ const ERRNOS: &[(i32, &str)] = &[
     (libc::EAGAIN, "EAGAIN"),
     (libc::ENOMEM, "ENOMEM"),
     (libc::EACCES, "EACCES"),
+    (libc::EEXIST, "EEXIST"),
+    (libc::EROFS, "EROFS"),
     (libc::EFAULT, "EFAULT"),
     (libc::EBUSY, "EBUSY"),
     (libc::EINVAL, "EINVAL"),

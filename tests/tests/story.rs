@@ -15,8 +15,9 @@
 //! - an `execve` run from inside the proxy (injected with ptrace by root, the test's instrument)
 //!   fails with EPERM in every thread, where the same injection in a plain process gets ENOENT;
 //!   an injected `openat(O_CREAT)` gets EACCES (Landlock) except in `--dump-dir`;
-//! - a command run by A under `codex sandbox linux` cannot connect to the proxy's TCP port, while
-//!   A outside the sandbox can.
+//! - a command run by A under `codex sandbox linux` cannot connect to the proxy's TCP port, read
+//!   A's `auth.json`, write in A's home, or read/trace/signal A's process outside the sandbox,
+//!   while A outside the sandbox can do each.
 //!
 //! Accounts are created with `groupadd`/`useradd` under unique names and removed by a guard, also
 //! when the test fails. See `tests/README.md`.
@@ -722,8 +723,8 @@ fn story_end_to_end() {
     file_attacks(&s);
     error_bodies_and_timeouts(&s);
 
-    // --- 9. a command in `codex sandbox linux` cannot reach the proxy's TCP port --------------
-    sandboxed_command_cannot_reach_proxy(&s);
+    // --- 9. `codex sandbox linux`: no proxy port, no credentials, no writes, no signals -------
+    sandboxed_commands_are_confined(&mut s);
 
     // --- 10. A (allowed) stops the proxy with GET /shutdown: the control for B's refusal ------
     let (status, body) = s.curl(&a, false, &[], "/shutdown");
@@ -1337,11 +1338,44 @@ fn error_bodies_and_timeouts(s: &Story) {
     assert_no_key(&got, &s.key, "the answer to a timed-out request");
 }
 
-fn sandboxed_command_cannot_reach_proxy(s: &Story) {
+/// Runs the attacker helper as `user` under `codex sandbox linux` (the default read-only policy).
+fn attack_sandboxed(
+    s: &Story,
+    user: &User,
+    args: &[&str],
+    what: &str,
+) -> BTreeMap<String, Attempt> {
+    let mut cmd = as_user(user, s.bin.join("codex"));
+    cmd.env("CODEX_HOME", user.home.join(".codex"))
+        .args(["sandbox", "linux", "--"])
+        .arg(s.bin.join("story-attacker"))
+        .args(args);
+    let ran = run_bounded(cmd, CMD_TIMEOUT, what);
+    eprintln!("story: {what}:\n{}{}", ran.stdout, ran.stderr);
+    let got: BTreeMap<String, Attempt> = ran
+        .stdout
+        .lines()
+        .filter_map(Attempt::parse)
+        .map(|a| (a.name.clone(), a))
+        .collect();
+    assert!(
+        !got.is_empty(),
+        "{what}: the sandboxed helper must run and report (status {}): {}",
+        ran.status,
+        ran.stderr
+    );
+    got
+}
+
+/// SPEC §5's last sentence, as A with A's real home: a command under `codex sandbox linux`
+/// cannot reach the proxy's TCP port, read A's credential file, write outside its roots, or
+/// signal/trace A's processes outside the sandbox. Each has an unsandboxed control.
+fn sandboxed_commands_are_confined(s: &mut Story) {
     let a = s.a.clone();
+    let who = "A under codex sandbox linux";
+
+    // The proxy's TCP port.
     let target = format!("127.0.0.1:{}", s.port);
-    let attacker = s.bin.join("story-attacker");
-    // Control: outside the sandbox A connects.
     let got = attack(
         s,
         &a,
@@ -1349,27 +1383,76 @@ fn sandboxed_command_cannot_reach_proxy(s: &Story) {
         "A connects outside the sandbox",
     );
     expect_ok(&got, "connect-tcp", "A outside the sandbox");
+    let got = attack_sandboxed(s, &a, &["connect-tcp", &target], "A's sandboxed connect");
+    expect_err(&got, "connect-tcp", &["EACCES", "EPERM"], who);
 
-    let mut cmd = as_user(&a, s.bin.join("codex"));
-    cmd.env("CODEX_HOME", a.home.join(".codex"))
-        .args(["sandbox", "linux", "--"])
-        .arg(&attacker)
-        .args(["connect-tcp", &target]);
-    let ran = run_bounded(cmd, CMD_TIMEOUT, "codex sandbox linux");
-    eprintln!(
-        "story: A inside codex sandbox linux:\n{}{}",
-        ran.stdout, ran.stderr
+    // A's own credentials ($CODEX_HOME/auth.json).
+    let codex_home = a.home.join(".codex");
+    mkdir(&codex_home, 0o700, Some((a.id.uid, a.id.gid)));
+    let auth = codex_home.join("auth.json");
+    fs::write(&auth, "{\"OPENAI_API_KEY\":\"sk-user-a-own-credential\"}\n").unwrap();
+    chown(&auth, a.id.uid, a.id.gid);
+    fs::set_permissions(&auth, fs::Permissions::from_mode(0o600)).unwrap();
+    let loot = loot_dir(&a, "loot-sandbox");
+    let (auth_s, loot_s) = (auth.to_str().unwrap(), loot.to_str().unwrap());
+    let got = attack(
+        s,
+        &a,
+        &["read-file", "auth", auth_s, loot_s],
+        "A reads its auth.json",
     );
-    let got: Vec<Attempt> = ran.stdout.lines().filter_map(Attempt::parse).collect();
-    assert!(
-        got.len() == 1,
-        "the sandboxed helper must run and report its attempt (status {}): {}",
-        ran.status,
-        ran.stderr
+    expect_ok(&got, "auth", "A outside the sandbox");
+    let got = attack_sandboxed(
+        s,
+        &a,
+        &["read-file", "auth", auth_s, loot_s],
+        "sandboxed read",
     );
-    assert!(
-        matches!(got[0].errno_name(), Some("EACCES" | "EPERM")),
-        "a command in codex sandbox linux must not reach the proxy's TCP port: {}",
-        got[0]
+    expect_err(&got, "auth", &["EACCES", "EPERM", "ENOENT"], who);
+
+    // Writing outside its roots (read-only: anywhere).
+    let outside = a.home.join("written-from-the-sandbox");
+    let outside_s = outside.to_str().unwrap();
+    let got = attack_sandboxed(
+        s,
+        &a,
+        &["write-file", "write", outside_s],
+        "sandboxed write",
+    );
+    expect_err(&got, "write", &["EACCES", "EPERM", "EROFS"], who);
+    assert!(!outside.exists(), "{outside_s} must not exist");
+    let got = attack(
+        s,
+        &a,
+        &["write-file", "write", outside_s],
+        "A writes in its home",
+    );
+    expect_ok(&got, "write", "A outside the sandbox");
+
+    // A's process outside the sandbox.
+    let victim = s.spawn_control(&a, "sandbox-victim");
+    let v = victim.to_string();
+    let got = attack_sandboxed(
+        s,
+        &a,
+        &["probe", &v, loot_s, "environ", "ptrace-attach", "kill-segv"],
+        "sandboxed command against A's process outside",
+    );
+    expect_err(&got, "environ", &["EACCES", "EPERM"], who);
+    expect_err(&got, "ptrace-attach", &["EPERM"], who);
+    expect_err(&got, "kill-segv", &["EPERM"], who);
+    let got = attack(
+        s,
+        &a,
+        &["probe", &v, loot_s, "kill-segv"],
+        "A signals its process",
+    );
+    expect_ok(&got, "kill-segv", "A outside the sandbox");
+    let mut child = s.take_control(victim);
+    let st = wait_deadline(&mut child, Duration::from_secs(30)).expect("victim exits");
+    assert_eq!(
+        st.signal(),
+        Some(libc::SIGSEGV),
+        "control: the unsandboxed kill is what ended the victim"
     );
 }

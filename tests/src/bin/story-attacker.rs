@@ -7,6 +7,7 @@
 //!                                               ptrace-attach process-vm-readv pidfd-getfd
 //!                                               kill-segv kill-abrt
 //! story-attacker read-file NAME PATH LOOTDIR    open and read PATH (server-info, dumps, logs)
+//! story-attacker write-file NAME PATH           create PATH (O_CREAT|O_EXCL) and write a line
 //! story-attacker connect-tcp HOST:PORT          one TCP connect
 //! story-attacker inject PID execve              (root, the test's instrument) make every thread
 //!                                               of PID that sits in a syscall run
@@ -53,6 +54,10 @@ fn main() {
             ));
             0
         }
+        Some("write-file") if args.len() == 3 => {
+            emit(write_file(&args[1], Path::new(&args[2])));
+            0
+        }
         Some("connect-tcp") if args.len() == 2 => {
             emit(connect_tcp(&args[1]));
             0
@@ -81,6 +86,7 @@ fn main() {
 fn usage() -> i32 {
     eprintln!(
         "usage: story-attacker probe PID LOOTDIR ATTEMPT... | read-file NAME PATH LOOTDIR | \
+         write-file NAME PATH | \
          connect-tcp HOST:PORT | inject PID execve | inject PID create PATH"
     );
     2
@@ -191,6 +197,22 @@ fn read_file(name: &str, path: &Path, loot: &Path) -> Attempt {
             Attempt::ok(name, &target, bytes.len() as u64)
         }
         Err(e) => Attempt::err(name, &target, "read", &e),
+    }
+}
+
+fn write_file(name: &str, path: &Path) -> Attempt {
+    let target = path.display().to_string();
+    let mut f = match std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(path)
+    {
+        Ok(f) => f,
+        Err(e) => return Attempt::err(name, &target, "open", &e),
+    };
+    match f.write_all(b"written by story-attacker\n") {
+        Ok(()) => Attempt::ok(name, &target, 26),
+        Err(e) => Attempt::err(name, &target, "write", &e),
     }
 }
 
