@@ -1,0 +1,334 @@
+//! `$CODEX_HOME/auth.json`: mode 0600, written atomically, never through a symlink.
+//!
+//! Write protocol: a temporary file in the same directory, opened
+//! `O_WRONLY|O_CREAT|O_EXCL|O_NOFOLLOW|O_CLOEXEC` with mode 0600 (then `fchmod 0600`, so the umask
+//! cannot change it), written, `fsync`ed, `rename`d over `auth.json`, then the directory is
+//! `fsync`ed. A writer killed at any point leaves either the old or the new `auth.json`, never a
+//! truncated one (a stale `.auth.json.tmp.*` file, mode 0600, may remain).
+//!
+//! Decisions:
+//! - `auth.json` itself must not be a symlink (read, write and delete refuse it).
+//! - `CODEX_HOME` may be a symlink (dotfile managers do this), but the directory it resolves to
+//!   must be owned by the current user (or root) and not writable by group or others: whoever
+//!   can write that directory can replace `auth.json` and plant their own credentials.
+//! - A missing `CODEX_HOME` is created with mode 0700 when credentials are saved.
+//! - `auth.json` owned by another user is refused (planted credentials); one with group/other
+//!   permission bits is read with a warning; the next save rewrites it 0600.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Read, Write};
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use zeroize::Zeroizing;
+
+use crate::{AuthDotJson, AuthError, sys};
+
+/// The file name inside `CODEX_HOME`.
+pub const AUTH_FILE_NAME: &str = "auth.json";
+/// Largest `auth.json` accepted (tokens are a few KiB).
+pub const MAX_AUTH_FILE_BYTES: u64 = 4 * 1024 * 1024;
+const TEMP_PREFIX: &str = ".auth.json.tmp.";
+
+/// The file backend.
+#[derive(Debug, Clone)]
+pub struct FileStore {
+    home: PathBuf,
+}
+
+/// What a read found, with warnings the user must see.
+#[derive(Debug)]
+pub struct FileLoad {
+    pub auth: Option<AuthDotJson>,
+    pub warnings: Vec<String>,
+}
+
+impl FileStore {
+    pub fn new(home: PathBuf) -> Self {
+        Self { home }
+    }
+
+    /// `$CODEX_HOME/auth.json`.
+    pub fn path(&self) -> PathBuf {
+        self.home.join(AUTH_FILE_NAME)
+    }
+
+    /// Check `CODEX_HOME`. `Ok(false)` when it does not exist (and `create` is false).
+    fn check_home(&self, create: bool) -> Result<bool, AuthError> {
+        let meta = match fs::metadata(&self.home) {
+            Ok(m) => m,
+            Err(e) if e.kind() == io::ErrorKind::NotFound && create => {
+                fs::DirBuilder::new()
+                    .recursive(true)
+                    .mode(0o700)
+                    .create(&self.home)
+                    .map_err(|source| AuthError::CreateHome {
+                        path: self.home.clone(),
+                        source,
+                    })?;
+                fs::metadata(&self.home).map_err(|source| AuthError::Stat {
+                    path: self.home.clone(),
+                    source,
+                })?
+            }
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(false),
+            Err(source) => {
+                return Err(AuthError::Stat {
+                    path: self.home.clone(),
+                    source,
+                });
+            }
+        };
+        if !meta.is_dir() {
+            return Err(AuthError::HomeNotDirectory {
+                path: self.home.clone(),
+            });
+        }
+        let euid = sys::geteuid();
+        if meta.uid() != euid && meta.uid() != 0 {
+            return Err(AuthError::UnsafeHome {
+                path: self.home.clone(),
+                reason: format!(
+                    "directory owned by uid {}, not by the current user (uid {euid})",
+                    meta.uid()
+                ),
+            });
+        }
+        let mode = meta.mode() & 0o7777;
+        if mode & 0o022 != 0 {
+            return Err(AuthError::UnsafeHome {
+                path: self.home.clone(),
+                reason: format!(
+                    "directory mode {mode:04o} lets other users replace auth.json (fix: chmod go-w {})",
+                    self.home.display()
+                ),
+            });
+        }
+        Ok(true)
+    }
+
+    /// Check the target name before opening: not a symlink, a regular file. `Ok(false)` if absent.
+    fn check_target(path: &Path) -> Result<bool, AuthError> {
+        match fs::symlink_metadata(path) {
+            Ok(m) if m.file_type().is_symlink() => Err(AuthError::Symlink {
+                path: path.to_owned(),
+            }),
+            Ok(m) if !m.file_type().is_file() => Err(AuthError::NotRegularFile {
+                path: path.to_owned(),
+            }),
+            Ok(_) => Ok(true),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
+            Err(source) => Err(AuthError::Stat {
+                path: path.to_owned(),
+                source,
+            }),
+        }
+    }
+
+    /// Read `auth.json`. `auth: None` when there is none.
+    pub fn load(&self) -> Result<FileLoad, AuthError> {
+        let mut warnings = Vec::new();
+        if !self.check_home(false)? {
+            return Ok(FileLoad {
+                auth: None,
+                warnings,
+            });
+        }
+        let path = self.path();
+        if !Self::check_target(&path)? {
+            return Ok(FileLoad {
+                auth: None,
+                warnings,
+            });
+        }
+        // O_NOFOLLOW closes the race with a symlink swapped in after the check; O_NONBLOCK keeps a
+        // FIFO swapped in from blocking the open. The fstat below decides on the opened file.
+        let mut file = match OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_CLOEXEC)
+            .open(&path)
+        {
+            Ok(f) => f,
+            Err(e) if e.raw_os_error() == Some(libc::ELOOP) => {
+                return Err(AuthError::Symlink { path });
+            }
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                return Ok(FileLoad {
+                    auth: None,
+                    warnings,
+                });
+            }
+            Err(source) => return Err(AuthError::Open { path, source }),
+        };
+        let meta = file.metadata().map_err(|source| AuthError::Stat {
+            path: path.clone(),
+            source,
+        })?;
+        if !meta.file_type().is_file() {
+            return Err(AuthError::NotRegularFile { path });
+        }
+        let euid = sys::geteuid();
+        if meta.uid() != euid {
+            return Err(AuthError::ForeignOwner {
+                path,
+                owner: meta.uid(),
+                euid,
+            });
+        }
+        let mode = meta.mode() & 0o7777;
+        if mode & 0o077 != 0 {
+            warnings.push(format!(
+                "{} has mode {mode:04o}: other users may be able to read your credentials (fix: chmod 600 {0}, \
+                 or log in again to rewrite it with mode 0600)",
+                path.display()
+            ));
+        }
+        if meta.len() > MAX_AUTH_FILE_BYTES {
+            return Err(AuthError::TooLarge {
+                path,
+                len: meta.len(),
+                max: MAX_AUTH_FILE_BYTES,
+            });
+        }
+        // One allocation of the final size (+1 to see EOF without growing).
+        let mut buf = Zeroizing::new(Vec::with_capacity(meta.len() as usize + 1));
+        (&mut file)
+            .take(MAX_AUTH_FILE_BYTES + 1)
+            .read_to_end(&mut buf)
+            .map_err(|source| AuthError::Read {
+                path: path.clone(),
+                source,
+            })?;
+        if buf.len() as u64 > MAX_AUTH_FILE_BYTES {
+            return Err(AuthError::TooLarge {
+                path,
+                len: buf.len() as u64,
+                max: MAX_AUTH_FILE_BYTES,
+            });
+        }
+        let auth = AuthDotJson::from_json(&buf, &path.display().to_string())?;
+        Ok(FileLoad {
+            auth: Some(auth),
+            warnings,
+        })
+    }
+
+    /// Write `auth.json` atomically with mode 0600.
+    pub fn save(&self, auth: &AuthDotJson) -> Result<PathBuf, AuthError> {
+        let json = auth.to_json()?;
+        self.save_bytes(&json)
+    }
+
+    pub(crate) fn save_bytes(&self, bytes: &[u8]) -> Result<PathBuf, AuthError> {
+        self.check_home(true)?;
+        let path = self.path();
+        Self::check_target(&path)?;
+        let (tmp_path, mut tmp) = self.create_temp()?;
+        let result = (|| {
+            tmp.write_all(bytes).map_err(|source| AuthError::Write {
+                path: tmp_path.clone(),
+                source,
+            })?;
+            tmp.sync_all().map_err(|source| AuthError::Sync {
+                path: tmp_path.clone(),
+                source,
+            })?;
+            // Re-check just before the rename: refusing a symlink that appeared meanwhile. (rename
+            // itself would replace a symlink, not follow it, so no file elsewhere is written.)
+            Self::check_target(&path)?;
+            fs::rename(&tmp_path, &path).map_err(|source| AuthError::Rename {
+                from: tmp_path.clone(),
+                to: path.clone(),
+                source,
+            })
+        })();
+        if let Err(e) = result {
+            let _ = fs::remove_file(&tmp_path);
+            return Err(e);
+        }
+        self.sync_home()?;
+        Ok(path)
+    }
+
+    fn create_temp(&self) -> Result<(PathBuf, File), AuthError> {
+        static COUNTER: AtomicU64 = AtomicU64::new(0);
+        let mut attempt = 0;
+        loop {
+            let nanos = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.subsec_nanos());
+            let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+            let tmp_path = self
+                .home
+                .join(format!("{TEMP_PREFIX}{}.{n}.{nanos}", std::process::id()));
+            match OpenOptions::new()
+                .write(true)
+                .create_new(true) // O_CREAT|O_EXCL
+                .mode(0o600)
+                .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+                .open(&tmp_path)
+            {
+                Ok(f) => {
+                    // The umask can only remove bits from 0600; set it exactly anyway.
+                    if let Err(source) = f.set_permissions(fs::Permissions::from_mode(0o600)) {
+                        let _ = fs::remove_file(&tmp_path);
+                        return Err(AuthError::Chmod {
+                            path: tmp_path,
+                            source,
+                        });
+                    }
+                    return Ok((tmp_path, f));
+                }
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists && attempt < 16 => attempt += 1,
+                Err(source) => {
+                    return Err(AuthError::CreateTemp {
+                        path: tmp_path,
+                        source,
+                    });
+                }
+            }
+        }
+    }
+
+    fn sync_home(&self) -> Result<(), AuthError> {
+        let dir = File::open(&self.home).map_err(|source| AuthError::Open {
+            path: self.home.clone(),
+            source,
+        })?;
+        dir.sync_all().map_err(|source| AuthError::Sync {
+            path: self.home.clone(),
+            source,
+        })
+    }
+
+    /// Remove `auth.json`. `Ok(false)` when there was none. A symlink is refused, not removed.
+    pub fn delete(&self) -> Result<bool, AuthError> {
+        match fs::metadata(&self.home) {
+            Ok(m) if !m.is_dir() => {
+                return Err(AuthError::HomeNotDirectory {
+                    path: self.home.clone(),
+                });
+            }
+            Ok(_) => {}
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(false),
+            Err(source) => {
+                return Err(AuthError::Stat {
+                    path: self.home.clone(),
+                    source,
+                });
+            }
+        }
+        let path = self.path();
+        if !Self::check_target(&path)? {
+            return Ok(false);
+        }
+        match fs::remove_file(&path) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(false),
+            Err(source) => return Err(AuthError::Remove { path, source }),
+        }
+        self.sync_home()?;
+        Ok(true)
+    }
+}
