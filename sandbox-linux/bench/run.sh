@@ -14,6 +14,7 @@ W="$(mktemp -d)"
 trap 'rm -rf "$W"' EXIT
 mkdir -p "$W/.git"
 cd "$W"
+POLICY='{"mode":"workspace-write"}'
 LOOP='i=0; while [ $i -lt 100 ]; do /bin/true; i=$((i+1)); done'
 BWRAP="bwrap --ro-bind / / --dev /dev --bind $W $W --unshare-all --die-with-parent --new-session --"
 OUT="$W/results.json"
@@ -22,7 +23,7 @@ hyperfine -N --warmup 20 --runs 300 --export-json "$OUT" \
   -n bare "/bin/true" \
   -n bwrap "$BWRAP /bin/true" \
   -n "codex sandbox linux --full-auto" "$CODEX sandbox linux --full-auto -- /bin/true" \
-  -n "codex-linux-sandbox (helper)" "$HELPER --sandbox-policy-cwd $W --sandbox-policy {\"mode\":\"workspace-write\"} -- /bin/true"
+  -n "codex-linux-sandbox (helper)" "$HELPER --sandbox-policy-cwd $W --sandbox-policy '$POLICY' -- /bin/true"
 hyperfine -N --warmup 3 --runs 30 --export-json "$OUT2" \
   -n "bare loop" "sh -c '$LOOP'" \
   -n "bwrap loop" "$BWRAP sh -c '$LOOP'" \

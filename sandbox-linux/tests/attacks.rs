@@ -724,3 +724,66 @@ fn the_command_dies_with_the_launcher_and_gets_forwarded_signals() {
     let st = launcher.wait().unwrap();
     assert_eq!(st.code(), Some(128 + 15));
 }
+
+/// Runs `cmd` under `script(1)` so that it has a controlling terminal (a pty), like a user's shell.
+fn under_pty(cmd: &str) -> String {
+    let out = Command::new("script")
+        .args(["-qc", cmd, "/dev/null"])
+        .stdin(Stdio::null())
+        .output()
+        .expect("script(1) from util-linux is needed for the terminal test");
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+#[test]
+fn the_command_has_no_controlling_terminal() {
+    // bubblewrap CVE-2017-5226: with the user's terminal as controlling tty, TIOCSTI injects
+    // input. After setsid() the command has none: opening /dev/tty fails with ENXIO.
+    let inside = under_pty(&format!(
+        "{HELPER} --sandbox-policy-cwd / --sandbox-policy '{{\"mode\":\"read-only\"}}' -- {PROBE} read /dev/tty"
+    ));
+    assert_eq!(inside, "errno 6");
+    // control: the same probe under the same pty without the sandbox opens its terminal
+    assert_eq!(under_pty(&format!("{PROBE} read /dev/tty")), "ok");
+}
+
+#[test]
+fn worktree_gitdir_named_by_a_dot_git_file_stays_read_only() {
+    let e = env();
+    // ws2 is a worktree: its .git is a file naming a gitdir inside another writable root
+    let ws2 = e.base.join("wt");
+    let other = e.base.join("other");
+    let gitdir = other.join("repo.git/worktrees/wt");
+    std::fs::create_dir_all(&ws2).unwrap();
+    std::fs::create_dir_all(&gitdir).unwrap();
+    std::fs::write(ws2.join(".git"), "gitdir: ../other/repo.git/worktrees/wt\n").unwrap();
+    chown_r(&e.base);
+    let policy = format!(
+        r#"{{"mode":"workspace-write","writable_roots":["{}"]}}"#,
+        other.display()
+    );
+    let r = Run::new(&e, &policy).cwd(&ws2).nobody();
+    assert_eq!(r.probe(&["write", &s(&gitdir.join("HEAD"))]), EROFS);
+    assert_eq!(r.probe(&["write", &s(&ws2.join(".git"))]), EROFS);
+    // controls: the rest of both roots is writable
+    assert_eq!(r.probe(&["write", &s(&other.join("x"))]), "ok");
+    assert_eq!(r.probe(&["write", &s(&ws2.join("y"))]), "ok");
+}
+
+#[test]
+fn loader_variables_removed_from_the_launcher_reach_the_command() {
+    // secure-main strips LD_* from our own process before main and keeps them for children;
+    // the sandbox hands them back to the user's command.
+    let e = env();
+    let mut c = Run::ws_write(&e).command(&[PROBE, "env", "LD_LIBRARY_PATH"]);
+    c.env("LD_LIBRARY_PATH", "/nonexistent-sbl-lib");
+    let out = c
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .output()
+        .unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        "/nonexistent-sbl-lib"
+    );
+}
