@@ -295,6 +295,18 @@ fn find_key(hay: &[u8], key: &str) -> Option<String> {
     None
 }
 
+/// The leak detector itself can fail: whole key, a 12-character piece, not a shorter one.
+#[test]
+fn find_key_sees_the_key_and_its_pieces() {
+    let key = fresh_key();
+    assert_eq!(key.len(), "sk-story-".len() + 32);
+    assert!(find_key(format!("x Bearer {key} y").as_bytes(), &key).is_some());
+    let piece = &key[15..27];
+    assert!(find_key(format!("..{piece}..").as_bytes(), &key).is_some());
+    assert!(find_key(key[15..26].as_bytes(), &key).is_none());
+    assert!(find_key(b"sk-story-", &key).is_none());
+}
+
 fn assert_no_key(hay: &[u8], key: &str, what: &str) {
     if let Some(found) = find_key(hay, key) {
         panic!("KEY LEAK: {what} contains the key ({found})");
@@ -750,6 +762,19 @@ fn story_end_to_end() {
             "the audit log records B's refused request ({b_uid} {path} status=403)"
         );
     }
+    // No file the story left behind holds the key (the copied binaries aside).
+    let mut stack = vec![s.root.clone()];
+    while let Some(dir) = stack.pop() {
+        for entry in fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            let md = fs::symlink_metadata(&path).unwrap();
+            if md.is_dir() && path != s.bin {
+                stack.push(path);
+            } else if md.is_file() {
+                assert_no_key(&fs::read(&path).unwrap(), &key, &path.display().to_string());
+            }
+        }
+    }
     eprintln!("story: complete; audit log:\n{log}");
 }
 
@@ -951,6 +976,11 @@ fn proxy_status_is_confined(s: &Story) {
         .split_whitespace()
         .collect();
     assert_eq!(&core[4..6], ["0", "0"], "core file size limit: {limits}");
+    // Even root sees no key in the proxy's environment or argv: it came on stdin only.
+    for f in ["environ", "cmdline"] {
+        let bytes = fs::read(proc_dir.join(f)).unwrap();
+        assert_no_key(&bytes, &s.key, &format!("/proc/PID/{f} as root"));
+    }
     // Every thread: the drop and the seccomp filter (TSYNC) apply to all of them.
     let tasks: Vec<PathBuf> = fs::read_dir(format!("/proc/{}/task", s.proxy_pid))
         .unwrap()
