@@ -1,8 +1,618 @@
-//! Not built yet (issue 7).
+//! `codex app-server`: the auth API as JSON-RPC 2.0 over stdio, one JSON object per line.
+//!
+//! Requests: `loginChatGpt` → `{loginId, authUrl}` at once (a newer one cancels the pending one);
+//! `cancelLoginChatGpt {loginId}` → `{}`; `loginApiKey {apiKey}` → `{}`; `logout` → `{}`;
+//! `getAuthStatus {includeToken?, refreshToken?}` → `{authMethod, authToken?, email?, planType?}`.
+//! Notifications: `loginChatGptComplete {loginId, success, error?}` for every login that ends, and
+//! `authStatusChange {authMethod}` after a login or logout.
+//!
+//! Login requests run in their own tasks, so a pending login never delays an answer; requests that
+//! read or write the stored credentials run one at a time, in arrival order, in one task. One
+//! [`AuthStore`] and one lock serialize every use of the stored credentials in this process
+//! (the login's persist step takes the same lock). stdout carries only protocol lines; tokens and keys are never logged (they appear on
+//! stdout only in `getAuthStatus` with `includeToken: true`). EOF on stdin cancels a pending login,
+//! waits for the answers in flight, and exits 0.
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
+
+use codex_auth::AuthStore;
+use codex_login::{CancelHandle, LoginOutcome};
+use serde_json::{Value, json};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::sync::{mpsc, oneshot};
+use tokio::task::JoinSet;
+
+use crate::exit::{Coded, FAILURE};
+use crate::login_browser::{LoginSettings, rfc3339_utc, save_tokens};
 
 #[derive(Debug, clap::Args)]
 pub struct AppServerArgs {}
 
-pub fn run(_args: AppServerArgs, _global: &crate::GlobalOpts) -> anyhow::Result<i32> {
-    Err(crate::exit::Coded::new(crate::exit::FAILURE, "not built yet (issue 7)"))
+/// Longest request line accepted.
+const MAX_LINE: usize = 1 << 20;
+/// How long EOF waits for requests in flight before exiting.
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
+
+const PARSE_ERROR: i64 = -32700;
+const INVALID_REQUEST: i64 = -32600;
+const METHOD_NOT_FOUND: i64 = -32601;
+const INVALID_PARAMS: i64 = -32602;
+const INTERNAL_ERROR: i64 = -32603;
+
+pub fn run(_args: AppServerArgs, global: &crate::GlobalOpts) -> anyhow::Result<i32> {
+    let cfg = crate::config::load(global)?;
+    let settings = LoginSettings::from_config(&cfg)?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .map_err(|e| Coded::new(FAILURE, format!("cannot start the async runtime: {e}")))?;
+    let result = rt.block_on(serve(settings));
+    // Every task has ended; do not wait for the blocking pool's idle threads.
+    rt.shutdown_timeout(Duration::from_secs(1));
+    result.map(|()| 0)
+}
+
+/// stdin and stdout as tokio files (dup'ed descriptors; tokio's `io-std` is not enabled in the
+/// workspace, and this needs no unsafe).
+fn std_streams() -> std::io::Result<(tokio::fs::File, tokio::fs::File)> {
+    use std::os::fd::AsFd;
+    let stdin = std::io::stdin().as_fd().try_clone_to_owned()?;
+    let stdout = std::io::stdout().as_fd().try_clone_to_owned()?;
+    Ok((
+        tokio::fs::File::from_std(std::fs::File::from(stdin)),
+        tokio::fs::File::from_std(std::fs::File::from(stdout)),
+    ))
+}
+
+enum Out {
+    Line(String),
+    Flush(oneshot::Sender<()>),
+}
+
+/// A JSON-RPC error.
+struct RpcError {
+    code: i64,
+    message: String,
+}
+
+impl RpcError {
+    fn new(code: i64, message: impl Into<String>) -> Self {
+        Self {
+            code,
+            message: message.into(),
+        }
+    }
+}
+
+struct ActiveLogin {
+    id: String,
+    cancel: CancelHandle,
+    /// Why it is being cancelled (replacement, shutdown), reported instead of "login cancelled".
+    reason: Arc<Mutex<Option<String>>>,
+    monitor: tokio::task::JoinHandle<()>,
+}
+
+struct App {
+    settings: LoginSettings,
+    store: AuthStore,
+    /// Serializes every use of `store` in this process.
+    auth_lock: tokio::sync::Mutex<()>,
+    active: Mutex<Option<ActiveLogin>>,
+    /// Serializes `loginChatGpt` so that replacing the pending login is atomic.
+    start_lock: tokio::sync::Mutex<()>,
+    out: mpsc::UnboundedSender<Out>,
+}
+
+impl App {
+    fn send(&self, v: Value) {
+        let _ = self.out.send(Out::Line(v.to_string()));
+    }
+
+    fn notify(&self, method: &str, params: Value) {
+        self.send(json!({"jsonrpc": "2.0", "method": method, "params": params}));
+    }
+
+    fn active(&self) -> std::sync::MutexGuard<'_, Option<ActiveLogin>> {
+        self.active.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Take the pending login out, cancel it with `reason`, and wait until it has ended and been
+    /// reported.
+    async fn end_active(&self, reason: &str) {
+        let taken = self.active().take();
+        if let Some(login) = taken {
+            *login.reason.lock().unwrap_or_else(|p| p.into_inner()) = Some(reason.to_string());
+            login.cancel.cancel();
+            let _ = login.monitor.await;
+        }
+    }
+}
+
+async fn serve(settings: LoginSettings) -> anyhow::Result<()> {
+    let (stdin, stdout) = std_streams()
+        .map_err(|e| Coded::new(FAILURE, format!("cannot duplicate stdin/stdout: {e}")))?;
+    let (tx, mut rx) = mpsc::unbounded_channel::<Out>();
+    let writer = tokio::spawn(async move {
+        let mut stdout = stdout;
+        while let Some(msg) = rx.recv().await {
+            match msg {
+                Out::Line(mut line) => {
+                    line.push('\n');
+                    if stdout.write_all(line.as_bytes()).await.is_err()
+                        || stdout.flush().await.is_err()
+                    {
+                        // The client is gone; nothing more can be said.
+                        return;
+                    }
+                }
+                Out::Flush(ack) => {
+                    let _ = stdout.flush().await;
+                    let _ = ack.send(());
+                }
+            }
+        }
+    });
+    let app = Arc::new(App {
+        store: settings.store(),
+        settings,
+        auth_lock: tokio::sync::Mutex::new(()),
+        active: Mutex::new(None),
+        start_lock: tokio::sync::Mutex::new(()),
+        out: tx.clone(),
+    });
+
+    let mut requests = JoinSet::new();
+    let (auth_tx, mut auth_rx) = mpsc::unbounded_channel::<Request>();
+    {
+        let app = app.clone();
+        requests.spawn(async move {
+            while let Some(req) = auth_rx.recv().await {
+                dispatch(app.clone(), req).await;
+            }
+        });
+    }
+    let mut stdin = BufReader::new(stdin);
+    let mut line = Vec::new();
+    loop {
+        line.clear();
+        let n = (&mut stdin)
+            .take(MAX_LINE as u64 + 1)
+            .read_until(b'\n', &mut line)
+            .await;
+        match n {
+            Ok(0) => break,
+            Ok(_) => {}
+            Err(e) => {
+                eprintln!("codex app-server: reading stdin: {e}");
+                break;
+            }
+        }
+        if line.len() > MAX_LINE && line.last() != Some(&b'\n') {
+            app.send(error_response(
+                Value::Null,
+                PARSE_ERROR,
+                format!("request line longer than {MAX_LINE} bytes"),
+            ));
+            // Skip the rest of the oversized line.
+            let mut sink = Vec::new();
+            let _ = stdin.read_until(b'\n', &mut sink).await;
+            continue;
+        }
+        let text = String::from_utf8_lossy(&line);
+        let text = text.trim();
+        if text.is_empty() {
+            continue;
+        }
+        match parse_request(text) {
+            Err(resp) => app.send(resp),
+            // Reads and writes of the stored credentials run one at a time in arrival order, so
+            // a pipelined `loginApiKey` then `getAuthStatus` sees the key; login requests run
+            // concurrently with them.
+            Ok(req)
+                if matches!(
+                    req.method.as_str(),
+                    "loginApiKey" | "logout" | "getAuthStatus"
+                ) =>
+            {
+                let _ = auth_tx.send(req);
+            }
+            Ok(req) => {
+                let app = app.clone();
+                requests.spawn(async move { dispatch(app, req).await });
+            }
+        }
+        // Reap finished request tasks so the set does not grow.
+        while requests.try_join_next().is_some() {}
+    }
+
+    // EOF: cancel a pending login (its completion is still reported), finish the requests in flight.
+    drop(auth_tx);
+    app.end_active("login cancelled: the app-server's input was closed")
+        .await;
+    let drained = tokio::time::timeout(DRAIN_TIMEOUT, async {
+        while requests.join_next().await.is_some() {}
+    })
+    .await;
+    if drained.is_err() {
+        requests.abort_all();
+    }
+    // A login started by a request that was still in flight.
+    app.end_active("login cancelled: the app-server's input was closed")
+        .await;
+    let (ack_tx, ack_rx) = oneshot::channel();
+    let _ = tx.send(Out::Flush(ack_tx));
+    // Everything sent before this point is written (or the client is gone).
+    let _ = ack_rx.await;
+    writer.abort();
+    Ok(())
+}
+
+struct Request {
+    /// `None` for a notification (no answer, even on error).
+    id: Option<Value>,
+    method: String,
+    params: Value,
+}
+
+fn error_response(id: Value, code: i64, message: impl Into<String>) -> Value {
+    json!({"jsonrpc": "2.0", "id": id, "error": {"code": code, "message": message.into()}})
+}
+
+fn parse_request(text: &str) -> Result<Request, Value> {
+    let value: Value = serde_json::from_str(text)
+        .map_err(|e| error_response(Value::Null, PARSE_ERROR, format!("parse error: {e}")))?;
+    let Value::Object(mut obj) = value else {
+        let what = if value.is_array() {
+            "batch requests are not supported"
+        } else {
+            "a request must be a json object"
+        };
+        return Err(error_response(Value::Null, INVALID_REQUEST, what));
+    };
+    let id = obj.remove("id");
+    let id_for_errors = id.clone().unwrap_or(Value::Null);
+    if let Some(id) = &id {
+        if !(id.is_string() || id.is_number() || id.is_null()) {
+            return Err(error_response(
+                Value::Null,
+                INVALID_REQUEST,
+                "id must be a string or a number",
+            ));
+        }
+    }
+    if let Some(v) = obj.get("jsonrpc") {
+        if v != "2.0" {
+            return Err(error_response(
+                id_for_errors,
+                INVALID_REQUEST,
+                "jsonrpc must be \"2.0\" when present",
+            ));
+        }
+    }
+    let method = match obj.remove("method") {
+        Some(Value::String(m)) => m,
+        _ => {
+            return Err(error_response(
+                id_for_errors,
+                INVALID_REQUEST,
+                "missing method",
+            ));
+        }
+    };
+    let params = obj.remove("params").unwrap_or(Value::Null);
+    if !(params.is_object() || params.is_null()) {
+        return Err(error_response(
+            id_for_errors,
+            INVALID_PARAMS,
+            "params must be an object",
+        ));
+    }
+    Ok(Request { id, method, params })
+}
+
+async fn dispatch(app: Arc<App>, req: Request) {
+    let result = match req.method.as_str() {
+        "loginChatGpt" => login_chatgpt(&app).await,
+        "cancelLoginChatGpt" => cancel_login(&app, &req.params).await,
+        "loginApiKey" => login_api_key(&app, &req.params).await,
+        "logout" => logout(&app).await,
+        "getAuthStatus" => get_auth_status(&app, &req.params).await,
+        other => Err(RpcError::new(
+            METHOD_NOT_FOUND,
+            format!("method not found: {other}"),
+        )),
+    };
+    let Some(id) = req.id else { return };
+    let msg = match result {
+        Ok((value, after)) => {
+            app.send(json!({"jsonrpc": "2.0", "id": id, "result": value}));
+            if let Some((method, params)) = after {
+                app.notify(method, params);
+            }
+            return;
+        }
+        Err(e) => error_response(id, e.code, e.message),
+    };
+    app.send(msg);
+}
+
+/// A result, and a notification to send right after it.
+type Handled = Result<(Value, Option<(&'static str, Value)>), RpcError>;
+
+fn str_param<'a>(params: &'a Value, name: &str) -> Result<&'a str, RpcError> {
+    match params.get(name) {
+        Some(Value::String(s)) => Ok(s),
+        Some(_) => Err(RpcError::new(
+            INVALID_PARAMS,
+            format!("invalid params: {name} must be a string"),
+        )),
+        None => Err(RpcError::new(
+            INVALID_PARAMS,
+            format!("invalid params: missing {name}"),
+        )),
+    }
+}
+
+fn bool_param(params: &Value, name: &str) -> Result<bool, RpcError> {
+    match params.get(name) {
+        None | Some(Value::Null) => Ok(false),
+        Some(Value::Bool(b)) => Ok(*b),
+        Some(_) => Err(RpcError::new(
+            INVALID_PARAMS,
+            format!("invalid params: {name} must be a boolean"),
+        )),
+    }
+}
+
+async fn login_chatgpt(app: &Arc<App>) -> Handled {
+    let _serial = app.start_lock.lock().await;
+    app.end_active("login cancelled: replaced by a newer loginChatGpt")
+        .await;
+    let login_id = codex_login::random_id();
+    let store_app = app.clone();
+    let persist = move |tokens| async move {
+        let _guard = store_app.auth_lock.lock().await;
+        save_tokens(&store_app.store, tokens)
+    };
+    let server = codex_login::start(app.settings.login_options(None, None), persist)
+        .await
+        .map_err(|e| RpcError::new(INTERNAL_ERROR, format!("cannot start the login: {e}")))?;
+    let auth_url = server.auth_url().to_string();
+    let reason = Arc::new(Mutex::new(None::<String>));
+    let cancel = server.cancel_handle();
+    let monitor = {
+        let app = app.clone();
+        let login_id = login_id.clone();
+        let reason = reason.clone();
+        tokio::spawn(async move {
+            let outcome = server.wait().await;
+            {
+                let mut active = app.active();
+                if active.as_ref().is_some_and(|a| a.id == login_id) {
+                    *active = None;
+                }
+            }
+            let mut params = json!({"loginId": login_id, "success": outcome.is_success()});
+            if let Some(mut msg) = outcome.error_message() {
+                if outcome == LoginOutcome::Cancelled {
+                    if let Some(r) = reason.lock().unwrap_or_else(|p| p.into_inner()).take() {
+                        msg = r;
+                    }
+                }
+                params["error"] = Value::String(msg);
+            }
+            app.notify("loginChatGptComplete", params);
+            if outcome.is_success() {
+                app.notify("authStatusChange", json!({"authMethod": "chatgpt"}));
+            }
+        })
+    };
+    *app.active() = Some(ActiveLogin {
+        id: login_id.clone(),
+        cancel,
+        reason,
+        monitor,
+    });
+    Ok((json!({"loginId": login_id, "authUrl": auth_url}), None))
+}
+
+async fn cancel_login(app: &App, params: &Value) -> Handled {
+    let id = str_param(params, "loginId")?;
+    let taken = {
+        let mut active = app.active();
+        if active.as_ref().is_some_and(|a| a.id == id) {
+            active.take()
+        } else {
+            None
+        }
+    };
+    let Some(login) = taken else {
+        return Err(RpcError::new(
+            INVALID_REQUEST,
+            format!("login id not found: {id}"),
+        ));
+    };
+    login.cancel.cancel();
+    // Answer after the completion notification, so a client sees the login end first.
+    let _ = login.monitor.await;
+    Ok((json!({}), None))
+}
+
+/// An API key: non-empty, at most 4096 characters, no whitespace or control characters (the
+/// same rule as `codex login --with-api-key`).
+fn validate_api_key(key: &str) -> Result<(), &'static str> {
+    if key.is_empty() {
+        return Err("apiKey is empty");
+    }
+    if key.len() > 4096 {
+        return Err("apiKey is longer than 4096 bytes");
+    }
+    if key.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err("apiKey contains whitespace or control characters");
+    }
+    Ok(())
+}
+
+async fn login_api_key(app: &App, params: &Value) -> Handled {
+    let key = str_param(params, "apiKey")?;
+    validate_api_key(key)
+        .map_err(|why| RpcError::new(INVALID_PARAMS, format!("invalid params: {why}")))?;
+    let auth =
+        codex_auth::AuthDotJson::from_api_key(codex_auth::SecretString::new(key.to_string()));
+    let saved = {
+        let _guard = app.auth_lock.lock().await;
+        app.store.save(&auth)
+    };
+    let outcome = saved
+        .map_err(|e| RpcError::new(INTERNAL_ERROR, format!("cannot store the api key: {e}")))?;
+    if let Some(w) = outcome.warning {
+        eprintln!("codex: warning: {w}");
+    }
+    Ok((
+        json!({}),
+        Some(("authStatusChange", json!({"authMethod": "apikey"}))),
+    ))
+}
+
+async fn logout(app: &App) -> Handled {
+    let removed = {
+        let _guard = app.auth_lock.lock().await;
+        app.store.delete()
+    };
+    removed.map_err(|e| {
+        RpcError::new(
+            INTERNAL_ERROR,
+            format!("cannot remove the credentials: {e}"),
+        )
+    })?;
+    Ok((
+        json!({}),
+        Some(("authStatusChange", json!({"authMethod": null}))),
+    ))
+}
+
+async fn get_auth_status(app: &App, params: &Value) -> Handled {
+    let include_token = bool_param(params, "includeToken")?;
+    let refresh = bool_param(params, "refreshToken")?;
+    let _guard = app.auth_lock.lock().await;
+    let loaded = app
+        .store
+        .load()
+        .map_err(|e| RpcError::new(INTERNAL_ERROR, format!("cannot read the credentials: {e}")))?;
+    let Some(mut auth) = loaded else {
+        return Ok((json!({"authMethod": null}), None));
+    };
+    if let Some(key) = &auth.openai_api_key {
+        let mut out = json!({"authMethod": "apikey"});
+        if include_token {
+            out["authToken"] = Value::String(key.expose_secret().to_string());
+        }
+        return Ok((out, None));
+    }
+    if auth.tokens.is_none() {
+        return Ok((json!({"authMethod": null}), None));
+    }
+    if refresh {
+        auth = refresh_tokens(app, auth).await?;
+    }
+    let Some(tokens) = &auth.tokens else {
+        return Ok((json!({"authMethod": null}), None));
+    };
+    let mut out = json!({"authMethod": "chatgpt"});
+    // Unverified claims, for display only (see codex-login's claims module).
+    if let Ok(claims) = codex_login::claims::parse_id_token(tokens.id_token.expose_secret()) {
+        if let Some(email) = claims.email {
+            out["email"] = Value::String(email);
+        }
+        if let Some(plan) = claims.plan {
+            out["planType"] = Value::String(plan);
+        }
+    }
+    if include_token {
+        out["authToken"] = Value::String(tokens.access_token.expose_secret().to_string());
+    }
+    Ok((out, None))
+}
+
+/// Refresh the stored ChatGPT tokens at the issuer's token endpoint and store the new ones.
+/// Called with the auth lock held.
+async fn refresh_tokens(
+    app: &App,
+    auth: codex_auth::AuthDotJson,
+) -> Result<codex_auth::AuthDotJson, RpcError> {
+    let Some(tokens) = &auth.tokens else {
+        return Ok(auth);
+    };
+    let internal = |what: &str, e: &dyn std::fmt::Display| {
+        RpcError::new(INTERNAL_ERROR, format!("{what}: {e}"))
+    };
+    let client = codex_login::TokenClient::new(&app.settings.issuer)
+        .map_err(|e| internal("token refresh failed", &e))?;
+    let refresh = codex_login::SecretString::new(tokens.refresh_token.expose_secret().to_string());
+    let fresh = client
+        .refresh(&app.settings.client_id, &refresh)
+        .await
+        .map_err(|e| internal("token refresh failed", &e))?;
+    let account_id = fresh
+        .claims
+        .account_id
+        .clone()
+        .or_else(|| tokens.account_id.clone());
+    let mut new_auth = crate::login_browser::auth_json_from(fresh);
+    if let Some(t) = new_auth.tokens.as_mut() {
+        t.account_id = account_id;
+    }
+    new_auth.last_refresh = Some(rfc3339_utc(SystemTime::now()));
+    let outcome = app
+        .store
+        .save(&new_auth)
+        .map_err(|e| internal("cannot store the refreshed tokens", &e))?;
+    if let Some(w) = outcome.warning {
+        eprintln!("codex: warning: {w}");
+    }
+    Ok(new_auth)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn requests_parse_with_or_without_jsonrpc() {
+        let r = parse_request(r#"{"id":1,"method":"logout"}"#).ok().unwrap();
+        assert_eq!(r.method, "logout");
+        assert!(parse_request(r#"{"jsonrpc":"2.0","id":"a","method":"x","params":{}}"#).is_ok());
+        let e = parse_request("{not json").err().unwrap();
+        assert_eq!(e["error"]["code"], PARSE_ERROR);
+        let e = parse_request("[1]").err().unwrap();
+        assert_eq!(e["error"]["code"], INVALID_REQUEST);
+        let e = parse_request(r#"{"id":2}"#).err().unwrap();
+        assert_eq!(e["error"]["code"], INVALID_REQUEST);
+        assert_eq!(e["id"], 2);
+        let e = parse_request(r#"{"id":3,"method":"x","params":[1]}"#)
+            .err()
+            .unwrap();
+        assert_eq!(e["error"]["code"], INVALID_PARAMS);
+        let e = parse_request(r#"{"jsonrpc":"1.0","id":3,"method":"x"}"#)
+            .err()
+            .unwrap();
+        assert_eq!(e["error"]["code"], INVALID_REQUEST);
+    }
+
+    #[test]
+    fn api_key_rules() {
+        assert!(validate_api_key("sk-proj-abc123").is_ok());
+        for bad in [
+            "",
+            "sk abc",
+            "sk-abc\n",
+            "sk-\u{7f}x",
+            "sk-\u{a0}x",
+            &"x".repeat(5000),
+        ] {
+            assert!(validate_api_key(bad).is_err(), "{bad:?}");
+        }
+    }
 }
