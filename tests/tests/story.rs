@@ -394,6 +394,18 @@ impl Story {
         let dir = tempfile::Builder::new().prefix("story-").tempdir().unwrap();
         let root = dir.path().to_path_buf();
         fs::set_permissions(&root, fs::Permissions::from_mode(0o755)).unwrap();
+        // A and B must reach the socket, the helpers and their homes under it.
+        for dir in root.ancestors().skip(1) {
+            let mode = fs::metadata(dir).unwrap().mode();
+            assert!(
+                mode & 0o001 != 0,
+                "{} (mode {:o}) is not traversable by other users, so the story's users cannot \
+                 reach {}: point TMPDIR at a directory like /tmp",
+                dir.display(),
+                mode & 0o7777,
+                root.display()
+            );
+        }
 
         // Helper binaries where A and B can run them.
         let bin = root.join("bin");
