@@ -1,7 +1,29 @@
-//! Layered configuration (issue 6 fills in the layers): `$CODEX_HOME/config.toml` < `-c key=value`
-//! < managed config. Other modules use [`load`] and [`Config::get`].
+//! Layered configuration. Lowest to highest precedence:
+//!
+//! 1. `$CODEX_HOME/config.toml` (`CODEX_HOME` defaults to `~/.codex`);
+//! 2. `-c key=value` overrides (dotted keys; the value is parsed as TOML, and taken as a plain
+//!    string when it is not valid TOML);
+//! 3. the managed config, `/etc/codex/managed_config.toml` (an administrator's settings, which the
+//!    user cannot override). Tests point `CODEX_MANAGED_CONFIG_PATH` at another file.
+//!
+//! Tables merge recursively; any other value (arrays included) replaces the lower one. Every layer
+//! is checked against the schema of the keys this CLI knows ([`Schema`]); unknown keys are kept and
+//! ignored (other subcommands read their own). Errors name the file, `line:column` and key.
+//! Other modules use [`load`] and [`Config::get`]; `codex config show` prints the effective values
+//! with the layer each one came from.
 
-use std::path::PathBuf;
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+use crate::exit::{Coded, USAGE};
+
+/// Environment variable overriding the managed config path (tests, packaging).
+pub const MANAGED_CONFIG_ENV: &str = "CODEX_MANAGED_CONFIG_PATH";
+/// Where the administrator's managed config lives.
+pub const DEFAULT_MANAGED_CONFIG: &str = "/etc/codex/managed_config.toml";
 
 /// The effective configuration.
 #[derive(Debug, Clone)]
@@ -22,23 +44,485 @@ impl Config {
         }
         Some(cur)
     }
+
+    /// A string value, `None` when absent (the schema checked the type at load time).
+    pub fn get_str(&self, dotted: &str) -> Option<&str> {
+        self.get(dotted).and_then(toml::Value::as_str)
+    }
+}
+
+/// Where a value came from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Layer {
+    /// `$CODEX_HOME/config.toml`.
+    User(PathBuf),
+    /// A `-c key=value` flag.
+    Override,
+    /// The managed config file.
+    Managed(PathBuf),
+}
+
+impl fmt::Display for Layer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Layer::User(p) => write!(f, "{}", p.display()),
+            Layer::Override => f.write_str("-c"),
+            Layer::Managed(p) => write!(f, "managed {}", p.display()),
+        }
+    }
+}
+
+/// The effective configuration and the layer of every leaf value.
+#[derive(Debug, Clone)]
+pub struct Layered {
+    pub config: Config,
+    /// Dotted key of each leaf (non-table value) → the layer it came from.
+    pub origins: BTreeMap<String, Layer>,
+}
+
+/// The keys this CLI reads, with their types. Deserializing a layer into it turns a type mismatch
+/// into an error with the key and (for files) the position. Unknown keys are ignored here.
+#[derive(Debug, Deserialize)]
+#[allow(dead_code)] // fields exist for their type checks; values are read through `Config::get`
+struct Schema {
+    model: Option<String>,
+    model_provider: Option<String>,
+    cli_auth_credentials_store: Option<StoreModeValue>,
+    features: Option<BTreeMap<String, bool>>,
+    model_providers: Option<BTreeMap<String, ProviderSchema>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[allow(dead_code)]
+struct ProviderSchema {
+    name: Option<String>,
+    base_url: Option<String>,
+    requires_auth: Option<bool>,
+    stream_idle_timeout_ms: Option<u64>,
+}
+
+/// `cli_auth_credentials_store`, checked against the allowed values.
+#[derive(Debug)]
+struct StoreModeValue;
+
+impl<'de> Deserialize<'de> for StoreModeValue {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        s.parse::<codex_auth::StoreMode>()
+            .map_err(serde::de::Error::custom)?;
+        Ok(StoreModeValue)
+    }
+}
+
+/// `$CODEX_HOME`, or `~/.codex`.
+pub fn codex_home() -> anyhow::Result<PathBuf> {
+    match std::env::var_os("CODEX_HOME").filter(|v| !v.is_empty()) {
+        Some(h) => Ok(PathBuf::from(h)),
+        None => match std::env::var_os("HOME").filter(|v| !v.is_empty()) {
+            Some(h) => Ok(PathBuf::from(h).join(".codex")),
+            None => Err(Coded::new(USAGE, "neither CODEX_HOME nor HOME is set")),
+        },
+    }
 }
 
 /// Load the effective configuration for this invocation.
-pub fn load(_global: &crate::GlobalOpts) -> anyhow::Result<Config> {
-    let codex_home = match std::env::var_os("CODEX_HOME").filter(|v| !v.is_empty()) {
-        Some(h) => PathBuf::from(h),
-        None => match std::env::var_os("HOME") {
-            Some(h) => PathBuf::from(h).join(".codex"),
-            None => anyhow::bail!("neither CODEX_HOME nor HOME is set"),
-        },
-    };
-    Ok(Config { codex_home, table: toml::Table::new() })
+pub fn load(global: &crate::GlobalOpts) -> anyhow::Result<Config> {
+    Ok(load_layered(global)?.config)
 }
 
-#[derive(Debug, clap::Args)]
-pub struct ConfigArgs {}
+/// Load every layer, remembering where each value came from.
+pub fn load_layered(global: &crate::GlobalOpts) -> anyhow::Result<Layered> {
+    let codex_home = codex_home()?;
+    match std::fs::metadata(&codex_home) {
+        Ok(m) if !m.is_dir() => {
+            return Err(Coded::new(
+                USAGE,
+                format!("CODEX_HOME {} is not a directory", codex_home.display()),
+            ));
+        }
+        _ => {}
+    }
+    let managed_path = std::env::var_os(MANAGED_CONFIG_ENV)
+        .filter(|v| !v.is_empty())
+        .map_or_else(|| PathBuf::from(DEFAULT_MANAGED_CONFIG), PathBuf::from);
+    let user_path = codex_home.join("config.toml");
 
-pub fn run(_args: ConfigArgs, _global: &crate::GlobalOpts) -> anyhow::Result<i32> {
-    Err(crate::exit::Coded::new(crate::exit::FAILURE, "not built yet (issue 6)"))
+    let mut table = toml::Table::new();
+    let mut origins = BTreeMap::new();
+    if let Some(t) = read_layer_file(&user_path)? {
+        merge(
+            &mut table,
+            t,
+            "",
+            &Layer::User(user_path.clone()),
+            &mut origins,
+        );
+    }
+    let overrides = parse_overrides(&global.overrides)?;
+    merge(&mut table, overrides, "", &Layer::Override, &mut origins);
+    if let Some(t) = read_layer_file(&managed_path)? {
+        merge(
+            &mut table,
+            t,
+            "",
+            &Layer::Managed(managed_path.clone()),
+            &mut origins,
+        );
+    }
+    // The -c values were checked one by one; check the merged result once more so that, for
+    // example, `-c features=1` replacing a table is caught with the key named.
+    check_schema_value(&table, "the effective configuration")?;
+    Ok(Layered {
+        config: Config { codex_home, table },
+        origins,
+    })
+}
+
+/// Read and check one config file; `None` when it does not exist.
+fn read_layer_file(path: &Path) -> anyhow::Result<Option<toml::Table>> {
+    let text = match std::fs::read_to_string(path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => {
+            return Err(Coded::new(
+                USAGE,
+                format!("failed to read {}: {e}", path.display()),
+            ));
+        }
+    };
+    let table: toml::Table = toml::from_str(&text)
+        .map_err(|e| Coded::new(USAGE, toml_error_line(path, &text, &e, None)))?;
+    if let Err(e) = toml::from_str::<Schema>(&text) {
+        let key = mismatched_key(&table);
+        return Err(Coded::new(
+            USAGE,
+            toml_error_line(path, &text, &e, key.as_deref()),
+        ));
+    }
+    check_feature_names(&table, &path.display().to_string())?;
+    Ok(Some(table))
+}
+
+/// `FILE:LINE:COL: [key K: ]MESSAGE` for a TOML error.
+fn toml_error_line(path: &Path, text: &str, e: &toml::de::Error, key: Option<&str>) -> String {
+    let pos = e.span().map(|span| line_col(text, span.start));
+    let msg = e.message().trim().replace('\n', " ");
+    let key = key.map(|k| format!("key {k}: ")).unwrap_or_default();
+    match pos {
+        Some((l, c)) => format!("{}:{l}:{c}: {key}{msg}", path.display()),
+        None => format!("{}: {key}{msg}", path.display()),
+    }
+}
+
+/// 1-based line and column (in characters) of byte offset `at`.
+fn line_col(text: &str, at: usize) -> (usize, usize) {
+    let before = &text[..at.min(text.len())];
+    let line = before.matches('\n').count() + 1;
+    let col = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+    (line, col)
+}
+
+/// Find the first known key whose value has the wrong type (to name it in the error).
+fn mismatched_key(table: &toml::Table) -> Option<String> {
+    for key in [
+        "model",
+        "model_provider",
+        "cli_auth_credentials_store",
+        "features",
+        "model_providers",
+    ] {
+        if let Some(v) = table.get(key) {
+            let mut one = toml::Table::new();
+            one.insert(key.to_owned(), v.clone());
+            if toml::Value::Table(one).try_into::<Schema>().is_err() {
+                return Some(deepest_mismatch(key, v));
+            }
+        }
+    }
+    None
+}
+
+/// Narrow `features`/`model_providers` mismatches down to the entry.
+fn deepest_mismatch(key: &str, v: &toml::Value) -> String {
+    let Some(t) = v.as_table() else {
+        return key.to_owned();
+    };
+    for (k, inner) in t {
+        let bad = match key {
+            "features" => !inner.is_bool(),
+            "model_providers" => inner.clone().try_into::<ProviderSchema>().is_err(),
+            _ => false,
+        };
+        if bad {
+            if key == "model_providers" {
+                if let Some(pt) = inner.as_table() {
+                    for (pk, pv) in pt {
+                        let mut one = toml::Table::new();
+                        one.insert(pk.clone(), pv.clone());
+                        if toml::Value::Table(one)
+                            .try_into::<ProviderSchema>()
+                            .is_err()
+                        {
+                            return format!("{key}.{k}.{pk}");
+                        }
+                    }
+                }
+            }
+            return format!("{key}.{k}");
+        }
+    }
+    key.to_owned()
+}
+
+/// Check a table (no positions: `-c` values and the merged result).
+fn check_schema_value(table: &toml::Table, origin: &str) -> anyhow::Result<()> {
+    if let Err(e) = toml::Value::Table(table.clone()).try_into::<Schema>() {
+        let key = mismatched_key(table)
+            .map(|k| format!("key {k}: "))
+            .unwrap_or_default();
+        return Err(Coded::new(
+            USAGE,
+            format!("{origin}: {key}{}", e.message().trim().replace('\n', " ")),
+        ));
+    }
+    Ok(())
+}
+
+fn check_feature_names(table: &toml::Table, origin: &str) -> anyhow::Result<()> {
+    if let Some(toml::Value::Table(f)) = table.get("features") {
+        for name in f.keys() {
+            crate::features::check_name(name)
+                .map_err(|e| Coded::new(USAGE, format!("{origin}: key features.{name}: {e}")))?;
+        }
+    }
+    Ok(())
+}
+
+/// Parse every `-c key=value` into one table (later flags win).
+pub fn parse_overrides(raw: &[String]) -> anyhow::Result<toml::Table> {
+    let mut out = toml::Table::new();
+    let mut scratch = BTreeMap::new();
+    for item in raw {
+        let one = parse_override(item)?;
+        check_schema_value(&one, &format!("-c {}", override_key(item)))?;
+        check_feature_names(&one, &format!("-c {}", override_key(item)))?;
+        merge(&mut out, one, "", &Layer::Override, &mut scratch);
+    }
+    Ok(out)
+}
+
+fn override_key(item: &str) -> &str {
+    item.split_once('=').map_or(item, |(k, _)| k.trim())
+}
+
+/// One `-c key=value` as a nested table.
+pub fn parse_override(item: &str) -> anyhow::Result<toml::Table> {
+    let Some((key, value)) = item.split_once('=') else {
+        return Err(Coded::new(
+            USAGE,
+            format!("invalid -c override {item:?}: expected key=value (e.g. -c model=\"gpt-5\")"),
+        ));
+    };
+    let key = key.trim();
+    let parts: Vec<&str> = key.split('.').map(str::trim).collect();
+    if key.is_empty() || parts.iter().any(|p| p.is_empty()) {
+        return Err(Coded::new(
+            USAGE,
+            format!(
+                "invalid -c override {item:?}: the key must be dotted names, like model_providers.proxy.base_url"
+            ),
+        ));
+    }
+    let value = parse_value(value.trim());
+    let mut v = value;
+    for p in parts.iter().rev() {
+        let mut t = toml::Table::new();
+        t.insert((*p).to_owned(), v);
+        v = toml::Value::Table(t);
+    }
+    match v {
+        toml::Value::Table(t) => Ok(t),
+        _ => Err(Coded::new(USAGE, format!("invalid -c override {item:?}"))),
+    }
+}
+
+/// A `-c` value: TOML if it parses as a TOML value, otherwise the raw string.
+fn parse_value(raw: &str) -> toml::Value {
+    let doc = format!("v = {raw}");
+    match toml::from_str::<toml::Table>(&doc) {
+        Ok(mut t) => t
+            .remove("v")
+            .unwrap_or_else(|| toml::Value::String(raw.to_owned())),
+        Err(_) => toml::Value::String(raw.to_owned()),
+    }
+}
+
+/// Merge `upper` into `base`: tables recursively, anything else replaces. Records the layer of
+/// each leaf written, and forgets the origins of what was replaced.
+fn merge(
+    base: &mut toml::Table,
+    upper: toml::Table,
+    prefix: &str,
+    layer: &Layer,
+    origins: &mut BTreeMap<String, Layer>,
+) {
+    for (k, v) in upper {
+        let path = if prefix.is_empty() {
+            k.clone()
+        } else {
+            format!("{prefix}.{k}")
+        };
+        match (base.get_mut(&k), v) {
+            (Some(toml::Value::Table(b)), toml::Value::Table(u)) => {
+                merge(b, u, &path, layer, origins);
+            }
+            (_, v) => {
+                let sub = format!("{path}.");
+                origins.retain(|key, _| key != &path && !key.starts_with(&sub));
+                record_leaves(&v, &path, layer, origins);
+                base.insert(k, v);
+            }
+        }
+    }
+}
+
+fn record_leaves(
+    v: &toml::Value,
+    path: &str,
+    layer: &Layer,
+    origins: &mut BTreeMap<String, Layer>,
+) {
+    match v {
+        toml::Value::Table(t) => {
+            for (k, inner) in t {
+                record_leaves(inner, &format!("{path}.{k}"), layer, origins);
+            }
+        }
+        _ => {
+            origins.insert(path.to_owned(), layer.clone());
+        }
+    }
+}
+
+/// `codex config`.
+#[derive(Debug, clap::Args)]
+#[command(
+    after_help = "Examples:\n  codex config show\n  codex -c model=gpt-5 config show\n  \
+    CODEX_HOME=/tmp/ch codex config show --json"
+)]
+pub struct ConfigArgs {
+    #[command(subcommand)]
+    pub action: ConfigAction,
+}
+
+#[derive(Debug, clap::Subcommand)]
+pub enum ConfigAction {
+    /// Print the effective configuration: every value with the layer it came from.
+    Show {
+        /// One JSON object: {"key": {"value": ..., "source": ...}}.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+pub fn run(args: ConfigArgs, global: &crate::GlobalOpts) -> anyhow::Result<i32> {
+    let layered = load_layered(global)?;
+    let ConfigAction::Show { json } = args.action;
+    let mut out = String::new();
+    if json {
+        let mut obj = serde_json::Map::new();
+        for (key, layer) in &layered.origins {
+            if let Some(v) = layered.config.get(key) {
+                let value = serde_json::to_value(v).unwrap_or(serde_json::Value::Null);
+                obj.insert(
+                    key.clone(),
+                    serde_json::json!({"value": value, "source": layer.to_string()}),
+                );
+            }
+        }
+        out.push_str(&serde_json::Value::Object(obj).to_string());
+        out.push('\n');
+    } else {
+        out.push_str(&format!(
+            "# CODEX_HOME {}\n",
+            layered.config.codex_home.display()
+        ));
+        if layered.origins.is_empty() {
+            out.push_str("# (no values set: defaults apply)\n");
+        }
+        for (key, layer) in &layered.origins {
+            if let Some(v) = layered.config.get(key) {
+                out.push_str(&format!("{key} = {v}  # {layer}\n"));
+            }
+        }
+    }
+    print!("{out}");
+    Ok(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn override_values_are_toml_or_string() {
+        let t = parse_override("a.b=1").unwrap();
+        assert_eq!(t["a"]["b"], toml::Value::Integer(1));
+        let t = parse_override("m=gpt-5").unwrap();
+        assert_eq!(t["m"], toml::Value::String("gpt-5".into()));
+        let t = parse_override("u=http://127.0.0.1:1/v1").unwrap();
+        assert_eq!(t["u"], toml::Value::String("http://127.0.0.1:1/v1".into()));
+        let t = parse_override("x=[1, 2]").unwrap();
+        assert_eq!(t["x"], toml::Value::Array(vec![1.into(), 2.into()]));
+        let t = parse_override("q=\"quoted\"").unwrap();
+        assert_eq!(t["q"], toml::Value::String("quoted".into()));
+    }
+
+    #[test]
+    fn override_without_equals_is_a_usage_error() {
+        let e = parse_override("model").unwrap_err();
+        let c = e.downcast_ref::<Coded>().unwrap();
+        assert_eq!(c.code, USAGE);
+        assert!(
+            c.message
+                .starts_with("invalid -c override \"model\": expected key=value"),
+            "{}",
+            c.message
+        );
+        assert!(parse_override("a..b=1").is_err());
+        assert!(parse_override("=1").is_err());
+    }
+
+    #[test]
+    fn merge_tables_recursively_and_replace_others() {
+        let mut base: toml::Table = "a = 1\n[t]\nx = 1\ny = [1]\n".parse().unwrap();
+        let mut origins = BTreeMap::new();
+        merge(
+            &mut base,
+            "[t]\ny = [2]\nz = 3\n".parse().unwrap(),
+            "",
+            &Layer::Override,
+            &mut origins,
+        );
+        assert_eq!(base["t"]["x"], toml::Value::Integer(1));
+        assert_eq!(base["t"]["y"], toml::Value::Array(vec![2.into()]));
+        assert_eq!(base["t"]["z"], toml::Value::Integer(3));
+        assert_eq!(origins.get("t.y"), Some(&Layer::Override));
+        // A non-table replaces a table, forgetting the origins below it.
+        merge(
+            &mut base,
+            "t = 5\n".parse().unwrap(),
+            "",
+            &Layer::Override,
+            &mut origins,
+        );
+        assert_eq!(base["t"], toml::Value::Integer(5));
+        assert!(!origins.keys().any(|k| k.starts_with("t.")));
+    }
+
+    #[test]
+    fn line_col_counts_from_one() {
+        assert_eq!(line_col("ab\ncd", 0), (1, 1));
+        assert_eq!(line_col("ab\ncd", 4), (2, 2));
+    }
 }

@@ -5,6 +5,12 @@
 //! | 0 | success |
 //! | 1 | a runtime error (message on stderr) |
 //! | 2 | bad usage: a flag, value or config that is invalid |
+//! | 5, 6, 7 | before `main`: secure-main's hardening failed (dumpable, ptrace deny, core rlimit) |
+//! | 20 | `codex exec`: could not reach the provider (connection refused, DNS, TLS) |
+//! | 21 | `codex exec`: authentication: no stored key for a provider that needs one, or HTTP 401/403 |
+//! | 22 | `codex exec`: rate limited (HTTP 429) |
+//! | 23 | `codex exec`: any other HTTP error status (5xx, 4xx) |
+//! | 24 | `codex exec`: the stream failed: ended before `response.completed`, `response.failed`, idle timeout, malformed event |
 //! | other | set by the subcommand (`codex sandbox` passes the command's own status through) |
 
 use std::fmt;
@@ -14,6 +20,17 @@ pub const FAILURE: i32 = 1;
 /// Exit code for bad usage (flags, config values).
 pub const USAGE: i32 = 2;
 
+/// `codex exec`: the provider could not be reached.
+pub const CONNECT: i32 = 20;
+/// `codex exec`: authentication failed or missing.
+pub const AUTH: i32 = 21;
+/// `codex exec`: HTTP 429.
+pub const RATE_LIMITED: i32 = 22;
+/// `codex exec`: another HTTP error status.
+pub const HTTP_STATUS: i32 = 23;
+/// `codex exec`: the event stream failed.
+pub const STREAM: i32 = 24;
+
 /// An error that carries its own exit code. Subcommands return it through `anyhow`.
 #[derive(Debug)]
 pub struct Coded {
@@ -22,8 +39,13 @@ pub struct Coded {
 }
 
 impl Coded {
+    // Returns the error already wrapped in anyhow, ready for `?`; every subcommand calls it this way.
+    #[allow(clippy::new_ret_no_self)]
     pub fn new(code: i32, message: impl Into<String>) -> anyhow::Error {
-        anyhow::Error::new(Coded { code, message: message.into() })
+        anyhow::Error::new(Coded {
+            code,
+            message: message.into(),
+        })
     }
 }
 

@@ -30,7 +30,21 @@ pub struct GlobalOpts {
 }
 
 #[derive(Debug, Parser)]
-#[command(name = "codex", version, about = "The codex multitool: sandboxed commands, login, and a Responses API client")]
+#[command(
+    name = "codex",
+    version,
+    about = "The codex multitool: sandboxed commands, login, and a Responses API client",
+    after_help = "Examples:\n  \
+        printenv OPENAI_API_KEY | codex login --with-api-key\n  \
+        codex login status\n  \
+        codex exec \"Summarize RFC 9110 in one sentence\"\n  \
+        codex -c model_providers.proxy.base_url=http://127.0.0.1:8080/v1 -c model_provider=proxy exec \"hi\"\n  \
+        codex --enable web_search_request features list\n  \
+        codex config show\n  \
+        codex sandbox linux --full-auto -- make test\n  \
+        codex completion bash > ~/.local/share/bash-completion/completions/codex\n\n\
+        Config: $CODEX_HOME/config.toml (default ~/.codex) < -c key=value < /etc/codex/managed_config.toml"
+)]
 pub struct Cli {
     #[command(flatten)]
     pub global: GlobalOpts,
