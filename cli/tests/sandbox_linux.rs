@@ -145,7 +145,6 @@ fn deny_read_defaults_flag_and_config() {
 }
 
 #[test]
-#[ignore = "needs `-c` layering in config::load (issue 6); un-ignore when it lands"]
 fn deny_read_from_config_dash_c() {
     let (_d, base) = setup();
     let secret = base.join("secret.txt");
@@ -202,4 +201,33 @@ fn argv0_codex_linux_sandbox_is_the_helper() {
         .unwrap();
     assert_eq!(out.status.code(), Some(7), "{}", text(&out.stderr));
     assert_eq!(text(&out.stdout).trim(), "linux");
+}
+
+#[test]
+fn deny_read_from_config_file_with_tilde() {
+    let (_d, base) = setup();
+    std::fs::create_dir_all(base.join("home/private")).unwrap();
+    std::fs::write(base.join("home/private/notes"), "N").unwrap();
+    std::fs::write(
+        base.join("codex-home/config.toml"),
+        "[sandbox]\ndeny_read = [\"~/private\"]\n",
+    )
+    .unwrap();
+    let notes = base.join("home/private/notes");
+    let out = codex(
+        &base,
+        &["sandbox", "linux", "--", "cat", notes.to_str().unwrap()],
+    );
+    assert!(
+        text(&out.stderr).contains("Permission denied"),
+        "{}",
+        text(&out.stderr)
+    );
+    // control: without the config entry the file is readable
+    std::fs::remove_file(base.join("codex-home/config.toml")).unwrap();
+    let out = codex(
+        &base,
+        &["sandbox", "linux", "--", "cat", notes.to_str().unwrap()],
+    );
+    assert_eq!(text(&out.stdout), "N");
 }
