@@ -3,7 +3,23 @@
 //! [`Sandbox<Planned>`] is a checked plan (kernel probed, refusals decided, seccomp compiled).
 //! [`Sandbox::spawn`] forks; the child calls [`Sandbox::apply`], which consumes the plan and
 //! returns a [`Sandbox<Applied>`], the only type with an `exec` method. "exec before the sandbox
-//! is applied" therefore does not compile.
+//! is applied" therefore does not compile:
+//!
+//! ```compile_fail
+//! fn run(planned: sandbox_linux::Sandbox<sandbox_linux::Planned>) {
+//!     let _ = planned.exec(&["true".into()]); // no `exec` before `apply`
+//! }
+//! ```
+//!
+//! ```no_run
+//! use sandbox_policy::{SandboxEnv, SandboxPolicy};
+//! let policy = SandboxPolicy::workspace_write()
+//!     .resolve(std::path::Path::new("."), &SandboxEnv::from_process(), &[])?;
+//! let opts = sandbox_linux::Options { program: "example".into(), ..Default::default() };
+//! let code = sandbox_linux::Sandbox::plan(policy, opts)?.spawn(&["make".into()])?;
+//! std::process::exit(code);
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
 //!
 //! Order in the child (docs/security.md lists the same):
 //! 1. `PR_SET_PDEATHSIG(SIGKILL)` and a check that the launcher is still alive;
