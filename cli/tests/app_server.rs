@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 use suite_test_support::oauth_mock::{self, MockIssuer};
+use suite_test_support::tls::TestCa;
 
 const WAIT: Duration = Duration::from_secs(60);
 
@@ -26,6 +27,10 @@ struct AppServer {
 
 impl AppServer {
     fn spawn(mock: &MockIssuer, extra: &[&str]) -> Self {
+        Self::spawn_with(mock, extra, &[])
+    }
+
+    fn spawn_with(mock: &MockIssuer, extra: &[&str], envs: &[(&str, &Path)]) -> Self {
         let home = tempfile::tempdir().unwrap();
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_codex"));
         cmd.arg("app-server")
@@ -40,6 +45,9 @@ impl AppServer {
             .env("HOME", home.path())
             .env_remove("DISPLAY")
             .env_remove("WAYLAND_DISPLAY")
+            .env_remove("SSL_CERT_FILE")
+            .env_remove("SSL_CERT_DIR")
+            .envs(envs.iter().copied())
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
@@ -548,6 +556,55 @@ fn eof_cancels_the_pending_login_and_exits_0() {
         json!({"loginId": login_id, "success": false, "error": "login cancelled: the app-server's input was closed"})
     );
     assert!(port_closed(port));
+}
+
+/// Play the browser's redirect for a login whose issuer the scripted browser cannot reach over
+/// TLS: mint a code for the login's own challenge and deliver it with its state.
+fn deliver_code(mock: &MockIssuer, auth_url: &str) -> oauth_mock::HttpAnswer {
+    let challenge = oauth_mock::query_param(auth_url, "code_challenge").unwrap();
+    let redirect = oauth_mock::query_param(auth_url, "redirect_uri").unwrap();
+    let state = oauth_mock::query_param(auth_url, "state").unwrap();
+    let code = mock.mint_code(&challenge, &redirect);
+    oauth_mock::http_get(&format!("{redirect}?code={code}&state={state}"), None).unwrap()
+}
+
+#[test]
+fn https_issuer_is_trusted_only_through_the_configured_roots() {
+    let ca = TestCa::new().unwrap();
+    let mock = MockIssuer::start_tls(&ca).unwrap();
+    assert!(mock.url().starts_with("https://localhost:"));
+
+    // Attack: the token endpoint presents a certificate from a CA the client does not trust (an
+    // impostor on the path). The code and verifier must not be sent.
+    let other = TestCa::new().unwrap();
+    let untrusted = other.ca_pem_path();
+    let mut app = AppServer::spawn_with(&mock, &[], &[("SSL_CERT_FILE", &untrusted)]);
+    let started = app.result("loginChatGpt", json!({}));
+    let id = started["loginId"].as_str().unwrap().to_string();
+    let answer = deliver_code(&mock, started["authUrl"].as_str().unwrap());
+    assert_eq!(answer.status, 502, "{}", answer.body);
+    let done = app.login_complete(&id);
+    assert_eq!(done["success"], false);
+    let err = done["error"].as_str().unwrap();
+    assert!(err.contains("invalid peer certificate"), "{err}");
+    assert!(
+        mock.token_requests().is_empty(),
+        "token request reached an untrusted server"
+    );
+    assert!(!app.auth_json().exists());
+    assert!(app.finish().0.success());
+
+    // Control: the same issuer trusted through SSL_CERT_FILE.
+    let trusted = ca.ca_pem_path();
+    let mut app = AppServer::spawn_with(&mock, &[], &[("SSL_CERT_FILE", &trusted)]);
+    let started = app.result("loginChatGpt", json!({}));
+    let id = started["loginId"].as_str().unwrap().to_string();
+    let answer = deliver_code(&mock, started["authUrl"].as_str().unwrap());
+    assert_eq!(answer.status, 200, "{}", answer.body);
+    assert_eq!(app.login_complete(&id)["success"], true);
+    assert_eq!(mock.token_requests().len(), 1);
+    assert_eq!(mode(&app.auth_json()), 0o600);
+    assert!(app.finish().0.success());
 }
 
 fn latencies(app: &mut AppServer, n: usize) -> (Duration, Duration) {

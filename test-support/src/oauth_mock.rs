@@ -82,6 +82,7 @@ struct State {
 /// The running mock issuer.
 pub struct MockIssuer {
     addr: SocketAddr,
+    base_url: String,
     client_id: String,
     identity: MockIdentity,
     state: Arc<Mutex<State>>,
@@ -103,18 +104,40 @@ impl MockIssuer {
         Self::start_with(MOCK_CLIENT_ID, MockIdentity::default())
     }
 
+    /// Start over TLS with a certificate from `ca` (valid for `localhost`): [`MockIssuer::url`]
+    /// is then `https://localhost:<port>`; clients trust it through `SSL_CERT_FILE`.
+    pub fn start_tls(ca: &crate::tls::TestCa) -> anyhow::Result<Self> {
+        Self::start_inner(
+            MOCK_CLIENT_ID,
+            MockIdentity::default(),
+            Some(ca.server_config()?),
+        )
+    }
+
     /// Start expecting `client_id`, issuing tokens for `identity`.
     pub fn start_with(client_id: &str, identity: MockIdentity) -> anyhow::Result<Self> {
+        Self::start_inner(client_id, identity, None)
+    }
+
+    fn start_inner(
+        client_id: &str,
+        identity: MockIdentity,
+        tls: Option<Arc<rustls::ServerConfig>>,
+    ) -> anyhow::Result<Self> {
         let std_listener = std::net::TcpListener::bind("127.0.0.1:0")?;
         std_listener.set_nonblocking(true)?;
         let addr = std_listener.local_addr()?;
+        let base_url = match tls {
+            Some(_) => format!("https://localhost:{}", addr.port()),
+            None => format!("http://{addr}"),
+        };
         let state = Arc::new(Mutex::new(State::default()));
         let (tx, rx) = oneshot::channel();
         let ctx = Arc::new(Ctx {
             client_id: client_id.to_string(),
             identity: identity.clone(),
             state: state.clone(),
-            addr,
+            base_url: base_url.clone(),
         });
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
@@ -128,12 +151,13 @@ impl MockIssuer {
                     };
                     tokio::select! {
                         _ = rx => {}
-                        () = accept_loop(listener, ctx) => {}
+                        () = accept_loop(listener, ctx, tls) => {}
                     }
                 });
             })?;
         Ok(Self {
             addr,
+            base_url,
             client_id: client_id.to_string(),
             identity,
             state,
@@ -142,9 +166,10 @@ impl MockIssuer {
         })
     }
 
-    /// `http://127.0.0.1:<port>`: the value for `auth.issuer`.
+    /// `http://127.0.0.1:<port>` (or `https://localhost:<port>` with TLS): the value for
+    /// `auth.issuer`.
     pub fn url(&self) -> String {
-        format!("http://{}", self.addr)
+        self.base_url.clone()
     }
 
     /// The client id it expects.
@@ -207,23 +232,39 @@ struct Ctx {
     client_id: String,
     identity: MockIdentity,
     state: Arc<Mutex<State>>,
-    addr: SocketAddr,
+    base_url: String,
 }
 
-async fn accept_loop(listener: tokio::net::TcpListener, ctx: Arc<Ctx>) {
+async fn accept_loop(
+    listener: tokio::net::TcpListener,
+    ctx: Arc<Ctx>,
+    tls: Option<Arc<rustls::ServerConfig>>,
+) {
+    let acceptor = tls.map(tokio_rustls::TlsAcceptor::from);
     loop {
         let Ok((stream, _)) = listener.accept().await else {
             continue;
         };
         let ctx = ctx.clone();
+        let acceptor = acceptor.clone();
         tokio::spawn(async move {
             let service = hyper::service::service_fn(move |req| {
                 let ctx = ctx.clone();
                 async move { Ok::<_, Infallible>(route(req, &ctx).await) }
             });
-            let _ = hyper::server::conn::http1::Builder::new()
-                .serve_connection(TokioIo::new(stream), service)
-                .await;
+            let http = hyper::server::conn::http1::Builder::new();
+            match acceptor {
+                Some(acceptor) => {
+                    // A client that does not trust the certificate aborts the handshake here.
+                    let Ok(tls) = acceptor.accept(stream).await else {
+                        return;
+                    };
+                    let _ = http.serve_connection(TokioIo::new(tls), service).await;
+                }
+                None => {
+                    let _ = http.serve_connection(TokioIo::new(stream), service).await;
+                }
+            }
         });
     }
 }
@@ -359,11 +400,7 @@ pub fn make_id_token(issuer: &str, client_id: &str, identity: &MockIdentity) -> 
 
 fn issue(ctx: &Ctx, refresh_token: Option<String>) -> Response<Full<Bytes>> {
     let tokens = IssuedTokens {
-        id_token: make_id_token(
-            &format!("http://{}", ctx.addr),
-            &ctx.client_id,
-            &ctx.identity,
-        ),
+        id_token: make_id_token(&ctx.base_url, &ctx.client_id, &ctx.identity),
         access_token: format!("mock-access-{}", random_hex(24)),
         refresh_token: refresh_token.unwrap_or_else(|| format!("mock-refresh-{}", random_hex(24))),
     };
