@@ -156,3 +156,54 @@ fn guarantees(
     }
     v
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn kernel(abi: i32, seccomp: bool) -> KernelSupport {
+        KernelSupport {
+            landlock_abi: abi,
+            landlock_unavailable: (abi == 0).then(|| "the kernel has no Landlock".to_string()),
+            seccomp,
+        }
+    }
+
+    #[test]
+    fn full_kernel_enforces_every_policy() {
+        let out = render_for(&kernel(7, true), &Ok(()));
+        assert!(
+            out.contains("landlock: ABI 7 (this build targets ABI 6)"),
+            "{out}"
+        );
+        assert!(out.contains("policy read-only: fully enforced"), "{out}");
+        assert!(
+            out.contains("policy workspace-write: fully enforced"),
+            "{out}"
+        );
+        assert!(!out.contains("missing"), "{out}");
+    }
+
+    #[test]
+    fn old_kernel_lists_what_is_missing_and_refuses() {
+        let out = render_for(
+            &kernel(3, true),
+            &Err(std::io::Error::from_raw_os_error(libc::EPERM)),
+        );
+        assert!(out.contains("policy read-only: REFUSED"), "{out}");
+        assert!(out.contains("Landlock signal scoping"), "{out}");
+        assert!(out.contains("Landlock ABI 6, Linux 6.12"), "{out}");
+        assert!(out.contains("user namespaces: unavailable"), "{out}");
+        assert!(
+            out.contains(".git and .codex read-only inside roots: NO"),
+            "{out}"
+        );
+        assert!(out.contains("no signals to processes outside: NO"), "{out}");
+        let none = render_for(&kernel(0, false), &Ok(()));
+        assert!(
+            none.contains("landlock: unavailable: the kernel has no Landlock"),
+            "{none}"
+        );
+        assert!(none.contains("seccomp: unavailable"), "{none}");
+    }
+}

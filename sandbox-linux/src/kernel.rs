@@ -199,3 +199,67 @@ pub fn missing_features(kernel: &KernelSupport, policy: &EffectivePolicy) -> Vec
     }
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use sandbox_policy::{SandboxEnv, SandboxPolicy};
+
+    fn policy(p: SandboxPolicy) -> EffectivePolicy {
+        p.resolve(std::path::Path::new("/"), &SandboxEnv::default(), &[])
+            .unwrap()
+    }
+
+    #[test]
+    fn abi_3_misses_scopes_as_required_and_tcp_as_covered() {
+        let k = KernelSupport {
+            landlock_abi: 3,
+            landlock_unavailable: None,
+            seccomp: true,
+        };
+        let m = missing_features(&k, &policy(SandboxPolicy::ReadOnly));
+        let req: Vec<Feature> = m.iter().filter(|m| m.required).map(|m| m.feature).collect();
+        assert_eq!(
+            req,
+            vec![
+                Feature::LandlockSignalScope,
+                Feature::LandlockAbstractUnixScope
+            ]
+        );
+        assert!(
+            m.iter()
+                .any(|m| m.feature == Feature::LandlockTcp && !m.required)
+        );
+        assert!(
+            m[0].to_string().contains("this kernel has Landlock ABI 3"),
+            "{}",
+            m[0]
+        );
+    }
+
+    #[test]
+    fn full_access_needs_nothing_and_network_skips_tcp() {
+        let k = KernelSupport {
+            landlock_abi: 0,
+            landlock_unavailable: None,
+            seccomp: false,
+        };
+        assert!(missing_features(&k, &policy(SandboxPolicy::DangerFullAccess)).is_empty());
+        let k = KernelSupport {
+            landlock_abi: 3,
+            landlock_unavailable: None,
+            seccomp: true,
+        };
+        let net = SandboxPolicy::WorkspaceWrite {
+            writable_roots: vec![],
+            network_access: true,
+            exclude_tmpdir_env_var: true,
+            exclude_slash_tmp: true,
+        };
+        assert!(
+            !missing_features(&k, &policy(net))
+                .iter()
+                .any(|m| m.feature == Feature::LandlockTcp)
+        );
+    }
+}

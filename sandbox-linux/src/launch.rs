@@ -362,3 +362,40 @@ fn child_env(
         })
         .collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use sandbox_policy::{SandboxEnv, SandboxPolicy};
+
+    #[test]
+    fn old_landlock_abi_is_refused_with_the_kernel_named_unless_dangerous() {
+        let policy = SandboxPolicy::ReadOnly
+            .resolve(std::path::Path::new("/"), &SandboxEnv::default(), &[])
+            .unwrap();
+        let old = KernelSupport {
+            landlock_abi: 5,
+            landlock_unavailable: None,
+            seccomp: true,
+        };
+        let Err(e) = Sandbox::plan_with_kernel(policy.clone(), Options::default(), old.clone())
+        else {
+            panic!("ABI 5 must be refused");
+        };
+        let msg = e.to_string();
+        assert_eq!(e.exit_code(), crate::EXIT_REFUSED);
+        assert!(msg.starts_with("refusing to run"), "{msg}");
+        assert!(
+            msg.contains("Landlock ABI 6, Linux 6.12")
+                && msg.contains("this kernel has Landlock ABI 5"),
+            "{msg}"
+        );
+        assert!(msg.contains("--dangerously-allow-weaker-sandbox"), "{msg}");
+        let opts = Options {
+            dangerously_allow_weaker_sandbox: true,
+            ..Default::default()
+        };
+        let planned = Sandbox::plan_with_kernel(policy, opts, old).unwrap();
+        assert_eq!(planned.missing().iter().filter(|m| m.required).count(), 2);
+    }
+}
