@@ -714,12 +714,9 @@ fn the_command_dies_with_the_launcher_and_gets_forwarded_signals() {
             .map(|p| p.ends_with("sandbox-linux-probe"))
             .unwrap_or(false)
     }));
-    assert!(
-        Command::new("kill")
-            .args(["-TERM", &lpid.to_string()])
-            .status()
-            .unwrap()
-            .success()
+    assert_eq!(
+        probe_outside(&["kill", &lpid.to_string(), "15"], false),
+        "ok"
     );
     let st = launcher.wait().unwrap();
     assert_eq!(st.code(), Some(128 + 15));

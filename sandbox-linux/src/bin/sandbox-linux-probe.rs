@@ -306,7 +306,15 @@ fn run(args: &[String]) -> i32 {
             )
             .map(drop),
         ),
-        "kill" => report(s::kill(num(args, 2) as i32, libc::SIGKILL)),
+        // kill PID [SIGNAL] (default SIGKILL)
+        "kill" => {
+            let sig = if args.len() > 3 {
+                num(args, 3) as i32
+            } else {
+                libc::SIGKILL
+            };
+            report(s::kill(num(args, 2) as i32, sig))
+        }
         "process-vm-readv" => report(s::process_vm_readv(num(args, 2) as i32)),
         "proc-mem" => report(
             std::fs::File::open(format!("/proc/{}/mem", num(args, 2))).and_then(|mut f| {
