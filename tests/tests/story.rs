@@ -4,7 +4,7 @@
 //! `--user` to a dedicated account, a unix socket and a TCP port, and `--allow-group` naming the
 //! group user A is a supplementary member of. Then, as real processes under real uids:
 //!
-//! - A streams answers through both listeners (curl, the `openai` Python SDK, `codex exec`);
+//! - A streams answers through both listeners (curl, the `openai` Python SDK) and with `codex exec`;
 //! - B (not in the group) gets 403 on both, and B's `GET /shutdown` is refused while the proxy
 //!   keeps serving (A's `GET /shutdown` at the end is the control: it stops the proxy);
 //! - A and B try every way a local user has to get the key (`story-attacker`), each failing with
@@ -906,21 +906,11 @@ for name, client in clients.items():
 }
 
 fn codex_exec_as(s: &Story, a: &User) {
-    // Until the CLI's `exec` (issue 6) lands, `codex exec` is a stub that says so: report it
-    // loudly instead of passing quietly (the step runs as soon as the stub is gone).
-    let stub = Command::new(s.bin.join("codex"))
-        .arg("exec")
-        .output()
-        .unwrap();
-    let stub_err = String::from_utf8_lossy(&stub.stderr);
-    if stub_err.contains("not built yet") {
-        eprintln!(
-            "story: PENDING: `codex exec` is not built yet, so step 4 (codex exec as A through \
-             the proxy) did not run: {}",
-            stub_err.trim()
-        );
-        return;
-    }
+    // No key on A's side: no credentials in A's CODEX_HOME, none in the environment (as_user).
+    assert!(
+        !a.home.join(".codex").join("auth.json").exists(),
+        "A has no stored credentials"
+    );
     let before = s.forwarded();
     let mut cmd = as_user(a, s.bin.join("codex"));
     // The brief's spelling: `-c` overrides (global options) pointing the CLI at the proxy.
@@ -948,10 +938,22 @@ fn codex_exec_as(s: &Story, a: &User) {
         "codex exec prints the streamed answer: {}",
         ran.stdout
     );
+    eprintln!("story: codex exec as A:\n{}", ran.stdout.trim_end());
+    let requests = s.mock.requests();
     assert_eq!(
-        s.forwarded(),
+        requests.len(),
         before + 1,
         "codex exec went through the proxy"
+    );
+    let sent = requests.last().unwrap();
+    assert_eq!(
+        sent.header("authorization").as_deref(),
+        Some(format!("Bearer {}", s.key).as_str()),
+        "the proxy, not A, supplied the key for codex exec"
+    );
+    assert!(
+        String::from_utf8_lossy(&sent.body).contains("tell the story"),
+        "the upstream received A's prompt"
     );
     assert_no_key(ran.stdout.as_bytes(), &s.key, "codex exec output");
     assert_no_key(ran.stderr.as_bytes(), &s.key, "codex exec stderr");
