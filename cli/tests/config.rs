@@ -16,7 +16,11 @@ fn env() -> Env {
     let home = dir.path().join("home");
     std::fs::create_dir(&home).unwrap();
     let managed = dir.path().join("managed_config.toml");
-    Env { _dir: dir, home, managed }
+    Env {
+        _dir: dir,
+        home,
+        managed,
+    }
 }
 
 fn codex(e: &Env, args: &[&str]) -> Output {
@@ -54,9 +58,15 @@ fn precedence_user_then_override_then_managed() {
     let user = e.home.join("config.toml");
     write(&user, "model = \"from-file\"\nmodel_provider = \"p\"\n");
     let v = show_json(&e, &[]);
-    assert_eq!(v["model"], serde_json::json!({"value": "from-file", "source": user.display().to_string()}));
+    assert_eq!(
+        v["model"],
+        serde_json::json!({"value": "from-file", "source": user.display().to_string()})
+    );
     let v = show_json(&e, &["-c", "model=from-flag"]);
-    assert_eq!(v["model"], serde_json::json!({"value": "from-flag", "source": "-c"}));
+    assert_eq!(
+        v["model"],
+        serde_json::json!({"value": "from-flag", "source": "-c"})
+    );
     assert_eq!(v["model_provider"]["source"], user.display().to_string());
     write(&e.managed, "model = \"from-admin\"\n");
     let v = show_json(&e, &["-c", "model=from-flag"]);
@@ -75,17 +85,41 @@ fn tables_merge_recursively_other_values_replace() {
     );
     let v = show_json(
         &e,
-        &["-c", "model_providers.p.base_url=http://b/v1", "-c", "sandbox.deny_read=[\"/c\"]"],
+        &[
+            "-c",
+            "model_providers.p.base_url=http://b/v1",
+            "-c",
+            "sandbox.deny_read=[\"/c\"]",
+        ],
     );
     assert_eq!(v["model_providers.p.name"]["value"], "P");
-    assert_eq!(v["model_providers.p.base_url"], serde_json::json!({"value": "http://b/v1", "source": "-c"}));
-    assert_eq!(v["sandbox.deny_read"]["value"], serde_json::json!(["/c"]), "arrays replace, not append");
+    assert_eq!(
+        v["model_providers.p.base_url"],
+        serde_json::json!({"value": "http://b/v1", "source": "-c"})
+    );
+    assert_eq!(
+        v["sandbox.deny_read"]["value"],
+        serde_json::json!(["/c"]),
+        "arrays replace, not append"
+    );
 }
 
 #[test]
 fn override_values_parse_as_toml_else_string() {
     let e = env();
-    let v = show_json(&e, &["-c", "a.int=5", "-c", "a.bool=true", "-c", "a.s=plain words", "-c", "a.q=\"x\""]);
+    let v = show_json(
+        &e,
+        &[
+            "-c",
+            "a.int=5",
+            "-c",
+            "a.bool=true",
+            "-c",
+            "a.s=plain words",
+            "-c",
+            "a.q=\"x\"",
+        ],
+    );
     assert_eq!(v["a.int"]["value"], 5);
     assert_eq!(v["a.bool"]["value"], true);
     assert_eq!(v["a.s"]["value"], "plain words");
@@ -96,27 +130,49 @@ fn override_values_parse_as_toml_else_string() {
 fn text_show_names_the_layer() {
     let e = env();
     write(&e.home.join("config.toml"), "model = \"m\"\n");
-    let o = codex(&e, &["-c", "features.web_search_request=true", "config", "show"]);
+    let o = codex(
+        &e,
+        &["-c", "features.web_search_request=true", "config", "show"],
+    );
     assert_eq!(o.status.code(), Some(0), "{o:?}");
     let s = out(&o);
-    assert!(s.contains(&format!("model = \"m\"  # {}", e.home.join("config.toml").display())), "{s}");
-    assert!(s.contains("features.web_search_request = true  # -c"), "{s}");
+    assert!(
+        s.contains(&format!(
+            "model = \"m\"  # {}",
+            e.home.join("config.toml").display()
+        )),
+        "{s}"
+    );
+    assert!(
+        s.contains("features.web_search_request = true  # -c"),
+        "{s}"
+    );
 }
 
 #[test]
 fn syntax_error_names_file_line_and_column() {
     let e = env();
     let user = e.home.join("config.toml");
-    write(&user, "model = \"ok\"\n\n[features\nexec_usage_line = true\n");
+    write(
+        &user,
+        "model = \"ok\"\n\n[features\nexec_usage_line = true\n",
+    );
     let o = codex(&e, &["config", "show"]);
     assert_eq!(o.status.code(), Some(2), "{o:?}");
-    assert!(err(&o).starts_with(&format!("codex: {}:3:10: ", user.display())), "{}", err(&o));
+    assert!(
+        err(&o).starts_with(&format!("codex: {}:3:10: ", user.display())),
+        "{}",
+        err(&o)
+    );
 }
 
 #[test]
 fn managed_config_type_mismatch_names_file_position_and_key() {
     let e = env();
-    write(&e.managed, "# admin\n[features]\nexec_usage_line = \"yes\"\n");
+    write(
+        &e.managed,
+        "# admin\n[features]\nexec_usage_line = \"yes\"\n",
+    );
     let o = codex(&e, &["config", "show"]);
     assert_eq!(o.status.code(), Some(2), "{o:?}");
     let msg = err(&o);
@@ -133,10 +189,20 @@ fn managed_config_type_mismatch_names_file_position_and_key() {
 fn provider_field_type_mismatch_is_named() {
     let e = env();
     let user = e.home.join("config.toml");
-    write(&user, "[model_providers.proxy]\nbase_url = \"http://127.0.0.1:1/v1\"\nrequires_auth = \"no\"\n");
+    write(
+        &user,
+        "[model_providers.proxy]\nbase_url = \"http://127.0.0.1:1/v1\"\nrequires_auth = \"no\"\n",
+    );
     let o = codex(&e, &["config", "show"]);
     assert_eq!(o.status.code(), Some(2), "{o:?}");
-    assert!(err(&o).starts_with(&format!("codex: {}:3:17: key model_providers.proxy.requires_auth:", user.display())), "{}", err(&o));
+    assert!(
+        err(&o).starts_with(&format!(
+            "codex: {}:3:17: key model_providers.proxy.requires_auth:",
+            user.display()
+        )),
+        "{}",
+        err(&o)
+    );
 }
 
 #[test]
@@ -144,13 +210,19 @@ fn override_without_equals_is_refused() {
     let e = env();
     let o = codex(&e, &["-c", "model", "config", "show"]);
     assert_eq!(o.status.code(), Some(2), "{o:?}");
-    assert_eq!(err(&o), "codex: invalid -c override \"model\": expected key=value (e.g. -c model=\"gpt-5\")");
+    assert_eq!(
+        err(&o),
+        "codex: invalid -c override \"model\": expected key=value (e.g. -c model=\"gpt-5\")"
+    );
 }
 
 #[test]
 fn override_type_mismatch_names_the_key() {
     let e = env();
-    let o = codex(&e, &["-c", "features.exec_usage_line=maybe", "config", "show"]);
+    let o = codex(
+        &e,
+        &["-c", "features.exec_usage_line=maybe", "config", "show"],
+    );
     assert_eq!(o.status.code(), Some(2), "{o:?}");
     assert!(
         err(&o).starts_with("codex: -c features.exec_usage_line: key features.exec_usage_line: invalid type: string \"maybe\", expected a boolean"),
@@ -188,5 +260,8 @@ fn codex_home_that_is_a_file_is_a_usage_error() {
         .output()
         .unwrap();
     assert_eq!(o.status.code(), Some(2));
-    assert_eq!(err(&o), format!("codex: CODEX_HOME {} is not a directory", f.display()));
+    assert_eq!(
+        err(&o),
+        format!("codex: CODEX_HOME {} is not a directory", f.display())
+    );
 }

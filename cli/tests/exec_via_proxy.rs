@@ -36,20 +36,32 @@ fn start_proxy(upstream: &str) -> Proxy {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    child.stdin.take().unwrap().write_all(format!("{PROXY_KEY}\n").as_bytes()).unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(format!("{PROXY_KEY}\n").as_bytes())
+        .unwrap();
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         if let Ok(text) = std::fs::read_to_string(&info) {
             if text.ends_with('\n') {
                 let v: serde_json::Value = serde_json::from_str(&text).unwrap();
                 let port = u16::try_from(v["port"].as_u64().unwrap()).unwrap();
-                return Proxy { child, port, _dir: dir };
+                return Proxy {
+                    child,
+                    port,
+                    _dir: dir,
+                };
             }
         }
         if let Some(status) = child.try_wait().unwrap() {
             panic!("responses-api-proxy exited during start-up: {status}");
         }
-        assert!(Instant::now() < deadline, "responses-api-proxy did not start in 30 s");
+        assert!(
+            Instant::now() < deadline,
+            "responses-api-proxy did not start in 30 s"
+        );
         std::thread::sleep(Duration::from_millis(20));
     }
 }
@@ -57,7 +69,9 @@ fn start_proxy(upstream: &str) -> Proxy {
 #[test]
 fn exec_through_the_proxy_needs_no_key_on_the_users_side() {
     let mock = MockUpstream::start().unwrap();
-    mock.set_default(MockResponse::SseBurst { frames: sse_text_response("r1", "Answer via the proxy") });
+    mock.set_default(MockResponse::SseBurst {
+        frames: sse_text_response("r1", "Answer via the proxy"),
+    });
     let proxy = start_proxy(&mock.responses_url());
 
     let d = tempfile::tempdir().unwrap();
@@ -68,19 +82,39 @@ fn exec_through_the_proxy_needs_no_key_on_the_users_side() {
         .env("CODEX_HOME", &home)
         .env("CODEX_MANAGED_CONFIG_PATH", home.join("none.toml"))
         .env_remove("OPENAI_API_KEY")
-        .args(["-c", &format!("model_providers.proxy.base_url=http://127.0.0.1:{}/v1", proxy.port)])
-        .args(["-c", "model_provider=proxy", "exec", "hello through the proxy"])
+        .args([
+            "-c",
+            &format!(
+                "model_providers.proxy.base_url=http://127.0.0.1:{}/v1",
+                proxy.port
+            ),
+        ])
+        .args([
+            "-c",
+            "model_provider=proxy",
+            "exec",
+            "hello through the proxy",
+        ])
         .output()
         .unwrap();
     assert_eq!(o.status.code(), Some(0), "{o:?}");
     assert_eq!(String::from_utf8_lossy(&o.stdout), "Answer via the proxy\n");
-    assert_eq!(String::from_utf8_lossy(&o.stderr).trim(), "tokens used: 2 (input 1, output 1)");
-    assert!(!home.join("auth.json").exists(), "the user side holds no credentials");
+    assert_eq!(
+        String::from_utf8_lossy(&o.stderr).trim(),
+        "tokens used: 2 (input 1, output 1)"
+    );
+    assert!(
+        !home.join("auth.json").exists(),
+        "the user side holds no credentials"
+    );
 
     let reqs = mock.requests();
     assert_eq!(reqs.len(), 1);
     // The proxy injected its own key; the user's request body arrived unchanged.
-    assert_eq!(reqs[0].header("authorization"), Some(format!("Bearer {PROXY_KEY}")));
+    assert_eq!(
+        reqs[0].header("authorization"),
+        Some(format!("Bearer {PROXY_KEY}"))
+    );
     assert_eq!(
         reqs[0].json().unwrap(),
         serde_json::json!({"model": "gpt-5", "input": "hello through the proxy", "stream": true})

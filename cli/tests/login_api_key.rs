@@ -25,13 +25,18 @@ fn home() -> Home {
 fn codex(home: &Path) -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_codex"));
     c.env("CODEX_HOME", home)
-        .env("CODEX_MANAGED_CONFIG_PATH", home.join("no-managed-config.toml"))
+        .env(
+            "CODEX_MANAGED_CONFIG_PATH",
+            home.join("no-managed-config.toml"),
+        )
         .env_remove("OPENAI_API_KEY");
     c
 }
 
 fn run(mut cmd: Command, stdin: &[u8]) -> Output {
-    cmd.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped());
+    cmd.stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
     let mut child = cmd.spawn().unwrap();
     let mut input = child.stdin.take().unwrap();
     // The child may exit before reading (refusals): a broken pipe is fine.
@@ -65,7 +70,10 @@ fn mode(p: &Path) -> u32 {
 }
 
 fn no_key_in(o: &Output) {
-    assert!(!stdout(o).contains(KEY) && !stderr(o).contains(KEY), "the key leaked: {o:?}");
+    assert!(
+        !stdout(o).contains(KEY) && !stderr(o).contains(KEY),
+        "the key leaked: {o:?}"
+    );
 }
 
 #[test]
@@ -73,7 +81,10 @@ fn stdin_key_is_stored_0600_and_status_masks_it() {
     let h = home();
     let o = login(&h.path, &[], format!("{KEY}\n").as_bytes());
     assert_eq!(o.status.code(), Some(0), "{o:?}");
-    assert!(stderr(&o).contains("Successfully logged in (API key stored in file"), "{o:?}");
+    assert!(
+        stderr(&o).contains("Successfully logged in (API key stored in file"),
+        "{o:?}"
+    );
     no_key_in(&o);
     let auth = h.path.join("auth.json");
     assert_eq!(mode(&auth), 0o600);
@@ -84,7 +95,10 @@ fn stdin_key_is_stored_0600_and_status_masks_it() {
     assert_eq!(o.status.code(), Some(0), "{o:?}");
     assert_eq!(
         stdout(&o).trim(),
-        format!("Logged in using an API key - sk-proj-...XYZ12 (stored in file {})", auth.display())
+        format!(
+            "Logged in using an API key - sk-proj-...XYZ12 (stored in file {})",
+            auth.display()
+        )
     );
     no_key_in(&o);
 }
@@ -94,7 +108,8 @@ fn crlf_line_ending_is_trimmed() {
     let h = home();
     let o = login(&h.path, &[], format!("{KEY}\r\n").as_bytes());
     assert_eq!(o.status.code(), Some(0), "{o:?}");
-    let v: serde_json::Value = serde_json::from_slice(&std::fs::read(h.path.join("auth.json")).unwrap()).unwrap();
+    let v: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(h.path.join("auth.json")).unwrap()).unwrap();
     assert_eq!(v["OPENAI_API_KEY"], KEY);
 }
 
@@ -115,7 +130,12 @@ fn empty_stdin_is_refused_and_creates_nothing() {
 #[test]
 fn key_with_whitespace_or_control_characters_is_refused_and_nothing_is_overwritten() {
     let h = home();
-    assert_eq!(login(&h.path, &[], format!("{KEY}\n").as_bytes()).status.code(), Some(0));
+    assert_eq!(
+        login(&h.path, &[], format!("{KEY}\n").as_bytes())
+            .status
+            .code(),
+        Some(0)
+    );
     let before = std::fs::read(h.path.join("auth.json")).unwrap();
     for (input, offset) in [
         (&b"sk-abc def\n"[..], 6),
@@ -135,7 +155,11 @@ fn key_with_whitespace_or_control_characters_is_refused_and_nothing_is_overwritt
             ),
             "{input:?}"
         );
-        assert_eq!(std::fs::read(h.path.join("auth.json")).unwrap(), before, "nothing overwritten");
+        assert_eq!(
+            std::fs::read(h.path.join("auth.json")).unwrap(),
+            before,
+            "nothing overwritten"
+        );
     }
 }
 
@@ -144,7 +168,10 @@ fn too_long_key_is_refused() {
     let h = home();
     let o = login(&h.path, &[], &vec![b'k'; 5000]);
     assert_eq!(o.status.code(), Some(2), "{o:?}");
-    assert_eq!(stderr(&o).trim(), "codex: the API key on stdin is longer than 4096 bytes");
+    assert_eq!(
+        stderr(&o).trim(),
+        "codex: the API key on stdin is longer than 4096 bytes"
+    );
 }
 
 #[test]
@@ -154,7 +181,12 @@ fn api_key_flag_is_refused_without_echoing_the_value() {
     c.args(["login", "--api-key", KEY]);
     let o = run(c, b"");
     assert_eq!(o.status.code(), Some(2), "{o:?}");
-    assert!(stderr(&o).contains("pipe it on stdin instead: printenv OPENAI_API_KEY | codex login --with-api-key"), "{o:?}");
+    assert!(
+        stderr(&o).contains(
+            "pipe it on stdin instead: printenv OPENAI_API_KEY | codex login --with-api-key"
+        ),
+        "{o:?}"
+    );
     no_key_in(&o);
     assert!(!h.path.join("auth.json").exists());
     // Hidden from --help.
@@ -184,7 +216,12 @@ fn a_terminal_on_stdin_is_refused_with_the_hint() {
         "{out}"
     );
     // Control: the same binary with a pipe on stdin proceeds to read (and here stores) the key.
-    assert_eq!(login(&h.path, &[], format!("{KEY}\n").as_bytes()).status.code(), Some(0));
+    assert_eq!(
+        login(&h.path, &[], format!("{KEY}\n").as_bytes())
+            .status
+            .code(),
+        Some(0)
+    );
 }
 
 #[test]
@@ -194,7 +231,10 @@ fn codex_home_that_is_a_file_is_refused_and_untouched() {
     std::fs::write(&f, b"not a dir").unwrap();
     let o = login(&f, &[], format!("{KEY}\n").as_bytes());
     assert_eq!(o.status.code(), Some(2), "{o:?}");
-    assert_eq!(stderr(&o).trim(), format!("codex: CODEX_HOME {} is not a directory", f.display()));
+    assert_eq!(
+        stderr(&o).trim(),
+        format!("codex: CODEX_HOME {} is not a directory", f.display())
+    );
     assert_eq!(std::fs::read(&f).unwrap(), b"not a dir");
 }
 
@@ -222,12 +262,20 @@ fn symlinked_auth_json_is_refused_and_its_target_untouched() {
 #[test]
 fn loose_auth_json_is_read_with_a_warning() {
     let h = home();
-    assert_eq!(login(&h.path, &[], format!("{KEY}\n").as_bytes()).status.code(), Some(0));
+    assert_eq!(
+        login(&h.path, &[], format!("{KEY}\n").as_bytes())
+            .status
+            .code(),
+        Some(0)
+    );
     let auth = h.path.join("auth.json");
     std::fs::set_permissions(&auth, std::fs::Permissions::from_mode(0o644)).unwrap();
     let o = status(&h.path, &[]);
     assert_eq!(o.status.code(), Some(0), "{o:?}");
-    assert!(stderr(&o).starts_with(&format!("codex: warning: {} has mode 0644", auth.display())), "{o:?}");
+    assert!(
+        stderr(&o).starts_with(&format!("codex: warning: {} has mode 0644", auth.display())),
+        "{o:?}"
+    );
     // Control: 0600 gives no warning.
     std::fs::set_permissions(&auth, std::fs::Permissions::from_mode(0o600)).unwrap();
     assert_eq!(stderr(&status(&h.path, &[])), "");
@@ -236,11 +284,19 @@ fn loose_auth_json_is_read_with_a_warning() {
 #[test]
 fn logout_removes_the_file_and_status_says_not_logged_in() {
     let h = home();
-    assert_eq!(login(&h.path, &[], format!("{KEY}\n").as_bytes()).status.code(), Some(0));
+    assert_eq!(
+        login(&h.path, &[], format!("{KEY}\n").as_bytes())
+            .status
+            .code(),
+        Some(0)
+    );
     let mut c = codex(&h.path);
     c.arg("logout");
     let o = run(c, b"");
-    assert_eq!((o.status.code(), stderr(&o).trim()), (Some(0), "Successfully logged out"));
+    assert_eq!(
+        (o.status.code(), stderr(&o).trim()),
+        (Some(0), "Successfully logged out")
+    );
     assert!(!h.path.join("auth.json").exists());
     let o = status(&h.path, &[]);
     assert_eq!(o.status.code(), Some(1));
@@ -256,8 +312,14 @@ const KEYRING: &[&str] = &["-c", "cli_auth_credentials_store=keyring"];
 const AUTO: &[&str] = &["-c", "cli_auth_credentials_store=auto"];
 
 fn keyctl_available() {
-    let ok = Command::new("keyctl").arg("--version").output().is_ok_and(|o| o.status.success());
-    assert!(ok, "`keyctl` (Debian package keyutils) is needed to make the keyring unavailable in this test");
+    let ok = Command::new("keyctl")
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    assert!(
+        ok,
+        "`keyctl` (Debian package keyutils) is needed to make the keyring unavailable in this test"
+    );
 }
 
 /// Run codex in a fresh session keyring whose permissions are all removed: the kernel refuses
@@ -265,10 +327,20 @@ fn keyctl_available() {
 fn dead_keyring(home: &Path, args: &[&str], stdin: &[u8]) -> Output {
     keyctl_available();
     let mut c = Command::new("keyctl");
-    c.args(["session", "-", "sh", "-c", "keyctl setperm @s 0 && exec \"$0\" \"$@\"", env!("CARGO_BIN_EXE_codex")])
-        .args(args)
-        .env("CODEX_HOME", home)
-        .env("CODEX_MANAGED_CONFIG_PATH", home.join("no-managed-config.toml"));
+    c.args([
+        "session",
+        "-",
+        "sh",
+        "-c",
+        "keyctl setperm @s 0 && exec \"$0\" \"$@\"",
+        env!("CARGO_BIN_EXE_codex"),
+    ])
+    .args(args)
+    .env("CODEX_HOME", home)
+    .env(
+        "CODEX_MANAGED_CONFIG_PATH",
+        home.join("no-managed-config.toml"),
+    );
     run(c, stdin)
 }
 
@@ -277,8 +349,14 @@ fn keyring_mode_stores_in_the_real_keyring_and_no_file() {
     let h = home();
     let o = login(&h.path, KEYRING, format!("{KEY}\n").as_bytes());
     assert_eq!(o.status.code(), Some(0), "{o:?}");
-    assert!(stderr(&o).contains("stored in OS keyring (kernel keyring (keyutils))"), "{o:?}");
-    assert!(!h.path.join("auth.json").exists(), "keyring mode writes no plaintext");
+    assert!(
+        stderr(&o).contains("stored in OS keyring (kernel keyring (keyutils))"),
+        "{o:?}"
+    );
+    assert!(
+        !h.path.join("auth.json").exists(),
+        "keyring mode writes no plaintext"
+    );
     let o = status(&h.path, KEYRING);
     assert_eq!(o.status.code(), Some(0), "{o:?}");
     assert_eq!(
@@ -307,8 +385,17 @@ fn auto_mode_with_a_dead_keyring_falls_back_to_the_file_with_a_visible_warning()
         err.contains("codex: warning: the OS keyring is unavailable (keyctl(KEYCTL_GET_KEYRING_ID, session) failed: AccessDenied)"),
         "{err}"
     );
-    assert!(err.contains(&format!("credentials were stored in the plaintext file {} (mode 0600)", h.path.join("auth.json").display())), "{err}");
-    assert!(err.contains("Successfully logged in (API key stored in file"), "{err}");
+    assert!(
+        err.contains(&format!(
+            "credentials were stored in the plaintext file {} (mode 0600)",
+            h.path.join("auth.json").display()
+        )),
+        "{err}"
+    );
+    assert!(
+        err.contains("Successfully logged in (API key stored in file"),
+        "{err}"
+    );
     no_key_in(&o);
     assert_eq!(mode(&h.path.join("auth.json")), 0o600);
     // Reading back under the dead keyring warns again.
@@ -316,7 +403,10 @@ fn auto_mode_with_a_dead_keyring_falls_back_to_the_file_with_a_visible_warning()
     args.extend(["login", "status"]);
     let o = dead_keyring(&h.path, &args, b"");
     assert_eq!(o.status.code(), Some(0), "{o:?}");
-    assert!(stderr(&o).contains("reading credentials from the plaintext file"), "{o:?}");
+    assert!(
+        stderr(&o).contains("reading credentials from the plaintext file"),
+        "{o:?}"
+    );
     assert!(stdout(&o).contains("sk-proj-...XYZ12"));
 }
 
@@ -343,7 +433,12 @@ fn control_auto_mode_with_the_keyring_available_writes_no_file() {
 #[test]
 fn keyring_mode_with_a_dead_keyring_fails_and_keeps_the_existing_file() {
     let h = home();
-    assert_eq!(login(&h.path, &[], format!("{KEY}\n").as_bytes()).status.code(), Some(0));
+    assert_eq!(
+        login(&h.path, &[], format!("{KEY}\n").as_bytes())
+            .status
+            .code(),
+        Some(0)
+    );
     let before = std::fs::read(h.path.join("auth.json")).unwrap();
     let mut args = KEYRING.to_vec();
     args.extend(["login", "--with-api-key"]);
@@ -353,16 +448,26 @@ fn keyring_mode_with_a_dead_keyring_fails_and_keeps_the_existing_file() {
         stderr(&o).contains("codex: failed to store the API key: OS keyring write failed: keyctl(KEYCTL_GET_KEYRING_ID, session) failed: AccessDenied"),
         "{o:?}"
     );
-    assert_eq!(std::fs::read(h.path.join("auth.json")).unwrap(), before, "nothing lost or overwritten");
+    assert_eq!(
+        std::fs::read(h.path.join("auth.json")).unwrap(),
+        before,
+        "nothing lost or overwritten"
+    );
 }
 
 #[test]
 fn invalid_store_mode_names_the_value_and_the_allowed_ones() {
     let h = home();
-    let o = login(&h.path, &["-c", "cli_auth_credentials_store=vault"], format!("{KEY}\n").as_bytes());
+    let o = login(
+        &h.path,
+        &["-c", "cli_auth_credentials_store=vault"],
+        format!("{KEY}\n").as_bytes(),
+    );
     assert_eq!(o.status.code(), Some(2), "{o:?}");
     assert!(
-        stderr(&o).contains("invalid credential store \"vault\": expected one of \"file\", \"keyring\", \"auto\""),
+        stderr(&o).contains(
+            "invalid credential store \"vault\": expected one of \"file\", \"keyring\", \"auto\""
+        ),
         "{o:?}"
     );
     assert!(!h.path.join("auth.json").exists());
