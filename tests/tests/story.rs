@@ -956,6 +956,37 @@ fn codex_exec_as(s: &Story, a: &User) {
         "the upstream received A's prompt"
     );
     assert_no_key(ran.stdout.as_bytes(), &s.key, "codex exec output");
+    // B, the same command: refused, nothing forwarded, and the CLI says so.
+    let b = &s.b;
+    let mut cmd = as_user(b, s.bin.join("codex"));
+    cmd.env("CODEX_HOME", b.home.join(".codex"))
+        .args([
+            "-c",
+            &format!(
+                "model_providers.proxy.base_url=http://127.0.0.1:{}/v1",
+                s.port
+            ),
+        ])
+        .args(["-c", "model_provider=proxy"])
+        .arg("exec")
+        .arg("tell the story");
+    let refused = run_bounded(cmd, CMD_TIMEOUT, "codex exec as B");
+    eprintln!(
+        "story: codex exec as B ({}):\n{}{}",
+        refused.status, refused.stdout, refused.stderr
+    );
+    assert!(!refused.status.success(), "codex exec as B must fail");
+    assert!(
+        refused.stderr.contains("403"),
+        "codex exec as B reports the proxy's 403: {}",
+        refused.stderr
+    );
+    assert_eq!(
+        s.forwarded(),
+        before + 1,
+        "B's codex exec was not forwarded"
+    );
+    assert_no_key(refused.stderr.as_bytes(), &s.key, "codex exec stderr as B");
     assert_no_key(ran.stderr.as_bytes(), &s.key, "codex exec stderr");
 }
 
