@@ -72,6 +72,11 @@ pub enum SandboxError {
         #[source]
         source: SeccompError,
     },
+    #[error("failed to restore the default SIGPIPE action (sigaction): {source}")]
+    Sigpipe {
+        #[source]
+        source: io::Error,
+    },
     #[error("{what} contains a NUL byte")]
     Nul { what: &'static str },
     #[error("{}: command not found", command.display())]

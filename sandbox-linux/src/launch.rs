@@ -28,7 +28,7 @@
 //! 4. `PR_SET_NO_NEW_PRIVS`;
 //! 5. Landlock: filesystem rules, TCP bind/connect (network off), signal + abstract socket scopes;
 //! 6. seccomp: the ENOSYS filter, then the EPERM table;
-//! 7. `execvpe` with `CODEX_SANDBOX=linux` (+ `CODEX_SANDBOX_NETWORK_DISABLED=1`).
+//! 7. SIGPIPE back to its default action, then `execvpe` with `CODEX_SANDBOX=linux` (+ `CODEX_SANDBOX_NETWORK_DISABLED=1`).
 //!
 //! The launcher (parent) stays outside the sandbox only to wait, forward SIGINT/SIGTERM/SIGHUP/
 //! SIGQUIT/SIGUSR1/SIGUSR2, and turn the child's status into an exit code (128 + signal).
@@ -319,6 +319,9 @@ impl Sandbox<Applied> {
             Ok(e) => e,
             Err(e) => return e,
         };
+        if let Err(source) = sys::reset_sigpipe() {
+            return SandboxError::Sigpipe { source };
+        }
         let err = sys::execvpe(&argv[0], &argv, &envp);
         let name = PathBuf::from(first);
         match err.raw_os_error() {

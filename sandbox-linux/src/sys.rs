@@ -242,6 +242,20 @@ pub fn forward_signals_to(child: libc::pid_t) -> io::Result<()> {
     Ok(())
 }
 
+/// Restore SIGPIPE's default action. The Rust runtime ignores SIGPIPE in our own process and an
+/// ignored disposition survives execve: without this, `cmd | head` inside the sandbox would see
+/// EPIPE instead of being killed.
+pub fn reset_sigpipe() -> io::Result<()> {
+    // SAFETY: `sa` is zero-initialised and set to SIG_DFL; sigaction reads it during the call only.
+    let ret = unsafe {
+        let mut sa: libc::sigaction = std::mem::zeroed();
+        sa.sa_sigaction = libc::SIG_DFL;
+        libc::sigemptyset(&mut sa.sa_mask);
+        libc::sigaction(libc::SIGPIPE, &sa, std::ptr::null_mut())
+    };
+    check(ret).map(drop)
+}
+
 /// `pipe2(O_CLOEXEC)`: (read end, write end).
 pub fn pipe_cloexec() -> io::Result<(OwnedFd, OwnedFd)> {
     let mut fds = [0 as libc::c_int; 2];

@@ -555,6 +555,16 @@ fn exit_codes_and_stdio_pass_through() {
     assert_eq!(String::from_utf8_lossy(&out.stdout), "hello through\n");
     assert!(String::from_utf8_lossy(&out.stderr).contains("to-stderr"));
     assert_eq!(r.probe(&["env", "CODEX_SANDBOX"]), "linux");
+    // the launcher's runtime ignores SIGPIPE; the command must get the default back (grep is
+    // not a Rust program, so it shows the inherited disposition)
+    let out = r.output(&["grep", "SigIgn", "/proc/self/status"]);
+    let line = String::from_utf8_lossy(&out.stdout).to_string();
+    let mask = u64::from_str_radix(line.trim().trim_start_matches("SigIgn:").trim(), 16).unwrap();
+    assert_eq!(
+        mask & (1 << (libc::SIGPIPE - 1)),
+        0,
+        "SIGPIPE ignored in the command: {line}"
+    );
     assert_eq!(r.probe(&["env", "CODEX_SANDBOX_NETWORK_DISABLED"]), "1");
 }
 
