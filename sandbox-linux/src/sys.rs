@@ -242,7 +242,7 @@ pub fn forward_signals_to(child: libc::pid_t) -> io::Result<()> {
     Ok(())
 }
 
-/// Restore SIGPIPE's default action. The Rust runtime ignores SIGPIPE in our own process and an
+/// Restore SIGPIPE's default action and unblock every signal. The Rust runtime ignores SIGPIPE in our own process and an
 /// ignored disposition survives execve: without this, `cmd | head` inside the sandbox would see
 /// EPIPE instead of being killed.
 pub fn reset_sigpipe() -> io::Result<()> {
@@ -252,6 +252,14 @@ pub fn reset_sigpipe() -> io::Result<()> {
         sa.sa_sigaction = libc::SIG_DFL;
         libc::sigemptyset(&mut sa.sa_mask);
         libc::sigaction(libc::SIGPIPE, &sa, std::ptr::null_mut())
+    };
+    check(ret)?;
+    // SAFETY: `set` is a zero-initialised sigset_t emptied by sigemptyset; sigprocmask reads it
+    // during the call only. An empty mask unblocks every signal, as std's Command does.
+    let ret = unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        libc::sigprocmask(libc::SIG_SETMASK, &set, std::ptr::null_mut())
     };
     check(ret).map(drop)
 }
