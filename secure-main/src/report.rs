@@ -127,18 +127,25 @@ pub fn hardening_report() -> HardeningReport {
                 None
             }
         };
-        let seccomp = match std::fs::read_to_string("/proc/self/status") {
-            Ok(status) => {
-                let mode = parse_seccomp(&status);
-                if mode.is_none() {
-                    unavailable.push("seccomp: /proc/self/status has no Seccomp line".to_owned());
+        // prctl first: after Landlock confinement /proc/self/status may be unreadable.
+        let seccomp = match sys::get_seccomp_mode() {
+            Ok(mode) => Some(seccomp_mode_name(mode)),
+            Err(prctl_err) => match std::fs::read_to_string("/proc/self/status") {
+                Ok(status) => {
+                    let mode = parse_seccomp(&status);
+                    if mode.is_none() {
+                        unavailable
+                            .push("seccomp: /proc/self/status has no Seccomp line".to_owned());
+                    }
+                    mode
                 }
-                mode
-            }
-            Err(e) => {
-                unavailable.push(format!("seccomp: reading /proc/self/status failed: {e}"));
-                None
-            }
+                Err(e) => {
+                    unavailable.push(format!(
+                        "seccomp: prctl(PR_GET_SECCOMP) failed: {prctl_err}; reading /proc/self/status failed: {e}"
+                    ));
+                    None
+                }
+            },
         };
         (nnp, seccomp)
     };
@@ -190,15 +197,20 @@ pub(crate) fn parse_seccomp(status: &str) -> Option<String> {
         .lines()
         .find_map(|l| l.strip_prefix("Seccomp:"))?
         .trim();
-    Some(
-        match value {
-            "0" => "disabled",
-            "1" => "strict",
-            "2" => "filter",
-            other => other,
-        }
-        .to_owned(),
-    )
+    Some(match value.parse::<i32>() {
+        Ok(mode) => seccomp_mode_name(mode),
+        Err(_) => value.to_owned(),
+    })
+}
+
+/// The name of a seccomp mode number (`prctl(PR_GET_SECCOMP)`, `Seccomp:` in /proc).
+fn seccomp_mode_name(mode: i32) -> String {
+    match mode {
+        0 => "disabled".to_owned(),
+        1 => "strict".to_owned(),
+        2 => "filter".to_owned(),
+        other => other.to_string(),
+    }
 }
 
 struct Opt<'a, T>(&'a Option<T>);

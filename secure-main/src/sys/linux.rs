@@ -27,6 +27,18 @@ pub(crate) fn get_dumpable() -> io::Result<i32> {
     }
 }
 
+/// `prctl(PR_GET_SECCOMP)`: 0 (disabled) or 2 (filter). Works where /proc is out of reach
+/// (Landlock); in strict mode (1) the call itself would kill the process, but nothing in the suite
+/// uses strict mode.
+pub(crate) fn get_seccomp_mode() -> io::Result<i32> {
+    // SAFETY: PR_GET_SECCOMP takes no pointer arguments and returns the mode.
+    let rc = unsafe { libc::prctl(libc::PR_GET_SECCOMP, 0, 0, 0, 0) };
+    if rc < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(rc)
+}
+
 /// `prctl(PR_GET_NO_NEW_PRIVS)`.
 pub(crate) fn get_no_new_privs() -> io::Result<bool> {
     // SAFETY: PR_GET_NO_NEW_PRIVS takes no pointer arguments and returns the flag.
