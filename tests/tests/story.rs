@@ -374,6 +374,16 @@ fn preflight() {
         "the story test must run as root (it creates accounts and starts the proxy as an \
          administrator would): {uid_line}"
     );
+    // The controls ptrace a non-child process of the same uid, which Yama scope >= 1 forbids.
+    if let Ok(scope) = fs::read_to_string("/proc/sys/kernel/yama/ptrace_scope") {
+        assert_eq!(
+            scope.trim(),
+            "0",
+            "kernel.yama.ptrace_scope is {}: the story's controls (A tracing A's own process) \
+             need 0, or the controls could not show the attacks work without the proxy's hardening",
+            scope.trim()
+        );
+    }
     for tool in [
         "useradd", "groupadd", "userdel", "groupdel", "getent", "id", "curl",
     ] {
