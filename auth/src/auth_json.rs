@@ -105,6 +105,16 @@ mod tests {
     }
 
     #[test]
+    fn debug_never_shows_secrets() {
+        let j = br#"{"OPENAI_API_KEY": "sk-SECRET1", "tokens": {"id_token": "SECRET2",
+            "access_token": "SECRET3", "refresh_token": "SECRET4", "account_id": "acc-public"}}"#;
+        let a = AuthDotJson::from_json(j, "x").unwrap();
+        let d = format!("{a:?}");
+        assert!(!d.contains("SECRET"), "{d}");
+        assert!(d.contains("acc-public") && d.contains("[REDACTED]"), "{d}");
+    }
+
+    #[test]
     fn parse_error_never_quotes_the_value() {
         // serde_json's own message would be `invalid type: string "sk-SECRET...", expected a map`.
         let j = br#"{"OPENAI_API_KEY": "sk-SECRETSECRET", "tokens": "sk-SECRETSECRET"}"#;

@@ -472,3 +472,36 @@ fn invalid_store_mode_names_the_value_and_the_allowed_ones() {
     );
     assert!(!h.path.join("auth.json").exists());
 }
+
+#[test]
+fn chatgpt_tokens_show_in_status_and_are_not_used_as_an_api_key() {
+    let h = home();
+    let auth = h.path.join("auth.json");
+    std::fs::write(
+        &auth,
+        br#"{"OPENAI_API_KEY": null, "tokens": {"id_token": "a.b.c", "access_token": "AT-SECRET",
+            "refresh_token": "RT-SECRET", "account_id": "acc-123"}, "last_refresh": "2026-01-01T00:00:00Z"}"#,
+    )
+    .unwrap();
+    std::fs::set_permissions(&auth, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let o = status(&h.path, &[]);
+    assert_eq!(o.status.code(), Some(0), "{o:?}");
+    assert_eq!(
+        stdout(&o).trim(),
+        format!(
+            "Logged in using ChatGPT, account acc-123 (stored in file {})",
+            auth.display()
+        )
+    );
+    assert!(!stdout(&o).contains("SECRET") && !stderr(&o).contains("SECRET"));
+    // `codex exec` against the built-in provider needs an API key: a clear auth error (21), no request.
+    let mut c = codex(&h.path);
+    c.args(["exec", "hi"]);
+    let o = run(c, b"");
+    assert_eq!(o.status.code(), Some(21), "{o:?}");
+    assert!(
+        stderr(&o).contains("requires an API key and the stored ChatGPT sign-in is not an API key"),
+        "{o:?}"
+    );
+    assert!(!stderr(&o).contains("SECRET"));
+}
