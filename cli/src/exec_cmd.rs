@@ -384,7 +384,7 @@ async fn stream_request(
             }
         }
         buf.truncate(MAX_ERROR_BODY);
-        return Err(http_error(status, &uri, &buf));
+        return Err(http_error(status, &uri, &buf, provider.requires_auth));
     }
 
     let mut out = std::io::stdout().lock();
@@ -451,7 +451,8 @@ fn finish_line(out: &mut impl Write, last_char: char) {
     }
 }
 
-fn http_error(status: StatusCode, uri: &Uri, body: &[u8]) -> anyhow::Error {
+/// `sent_key`: whether we sent the stored key (only then does a 401/403 point at it).
+fn http_error(status: StatusCode, uri: &Uri, body: &[u8], sent_key: bool) -> anyhow::Error {
     let code = match status.as_u16() {
         401 | 403 => AUTH,
         429 => RATE_LIMITED,
@@ -484,7 +485,7 @@ fn http_error(status: StatusCode, uri: &Uri, body: &[u8]) -> anyhow::Error {
         }
     });
     let mut msg = format!("HTTP {status} from {uri}: {}", clean(&detail));
-    if code == AUTH {
+    if code == AUTH && sent_key {
         msg.push_str(&format!(
             " (check the key: codex login status; to replace it: {})",
             crate::login_cmd::STDIN_HINT

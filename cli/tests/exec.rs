@@ -367,6 +367,26 @@ fn http_errors_are_one_line_with_the_api_message_and_distinct_codes() {
 }
 
 #[test]
+fn a_refusal_from_a_keyless_provider_does_not_blame_the_users_key() {
+    // A proxy answering 403 (user not allowed): exit 21, the proxy's message, no "check the key".
+    let h = home();
+    let mock = MockUpstream::start().unwrap();
+    mock.push_response(MockResponse::Json {
+        status: 403,
+        body: error_body("peer uid 1001 is not allowed", "access_denied", "forbidden"),
+    });
+    let o = exec(&h.path, &proxy_args(&mock.base_url()), "p");
+    assert_eq!(o.status.code(), Some(21), "{o:?}");
+    assert_eq!(
+        err(&o),
+        format!(
+            "codex: HTTP 403 Forbidden from {}/responses: peer uid 1001 is not allowed (access_denied, forbidden)",
+            mock.base_url()
+        )
+    );
+}
+
+#[test]
 fn a_stream_that_ends_early_is_exit_24_and_keeps_the_partial_text() {
     let h = home();
     let mock = MockUpstream::start().unwrap();
