@@ -56,7 +56,9 @@ impl SandboxPolicy {
 
     /// Parse the codex JSON form; the error names the offending field.
     pub fn from_json(json: &str) -> Result<Self, PolicyError> {
-        serde_json::from_str(json).map_err(|e| PolicyError::Json { message: e.to_string() })
+        serde_json::from_str(json).map_err(|e| PolicyError::Json {
+            message: e.to_string(),
+        })
     }
 
     /// The kind of this policy, without its parameters.
@@ -93,7 +95,11 @@ impl SandboxPolicy {
                 network = *network_access;
                 let mut dirs = vec![cwd.clone()];
                 for r in roots {
-                    let abs = if r.is_absolute() { r.clone() } else { cwd.join(r) };
+                    let abs = if r.is_absolute() {
+                        r.clone()
+                    } else {
+                        cwd.join(r)
+                    };
                     dirs.push(canonical_dir(&abs, "writable_roots")?);
                 }
                 if !exclude_slash_tmp {
@@ -120,7 +126,11 @@ impl SandboxPolicy {
             Vec::new()
         } else {
             let mut v: Vec<PathBuf> = Vec::new();
-            for p in env.default_deny_read().into_iter().chain(extra_deny_read.iter().cloned()) {
+            for p in env
+                .default_deny_read()
+                .into_iter()
+                .chain(extra_deny_read.iter().cloned())
+            {
                 let abs = if p.is_absolute() { p } else { cwd.join(p) };
                 let p = canonical_or_lexical(&abs);
                 if !v.contains(&p) {
@@ -129,7 +139,13 @@ impl SandboxPolicy {
             }
             v
         };
-        Ok(EffectivePolicy { kind: self.kind(), cwd, writable_roots, deny_read, network })
+        Ok(EffectivePolicy {
+            kind: self.kind(),
+            cwd,
+            writable_roots,
+            deny_read,
+            network,
+        })
     }
 }
 
@@ -168,9 +184,15 @@ impl SandboxEnv {
     /// count as unset.
     pub fn from_process() -> Self {
         fn var(name: &str) -> Option<PathBuf> {
-            std::env::var_os(name).filter(|v| !v.is_empty()).map(PathBuf::from)
+            std::env::var_os(name)
+                .filter(|v| !v.is_empty())
+                .map(PathBuf::from)
         }
-        SandboxEnv { home: var("HOME"), codex_home: var("CODEX_HOME"), tmpdir: var("TMPDIR") }
+        SandboxEnv {
+            home: var("HOME"),
+            codex_home: var("CODEX_HOME"),
+            tmpdir: var("TMPDIR"),
+        }
     }
 
     /// The credential paths that stay unreadable in `read-only` and `workspace-write`:
@@ -215,20 +237,35 @@ impl WritableRoot {
         let dot_git = root.join(".git");
         match std::fs::symlink_metadata(&dot_git) {
             Ok(m) if m.is_file() => {
-                subs.push(ReadOnlySubpath { path: dot_git.clone(), exists: true });
+                subs.push(ReadOnlySubpath {
+                    path: dot_git.clone(),
+                    exists: true,
+                });
                 if let Some(gitdir) = read_gitdir_file(&dot_git) {
                     let p = canonical_or_lexical(&gitdir);
                     let exists = p.exists();
                     subs.push(ReadOnlySubpath { path: p, exists });
                 }
             }
-            Ok(_) => subs.push(ReadOnlySubpath { path: dot_git, exists: true }),
-            Err(_) => subs.push(ReadOnlySubpath { path: dot_git, exists: false }),
+            Ok(_) => subs.push(ReadOnlySubpath {
+                path: dot_git,
+                exists: true,
+            }),
+            Err(_) => subs.push(ReadOnlySubpath {
+                path: dot_git,
+                exists: false,
+            }),
         }
         let dot_codex = root.join(".codex");
         let exists = std::fs::symlink_metadata(&dot_codex).is_ok();
-        subs.push(ReadOnlySubpath { path: dot_codex, exists });
-        WritableRoot { root, read_only_subpaths: subs }
+        subs.push(ReadOnlySubpath {
+            path: dot_codex,
+            exists,
+        });
+        WritableRoot {
+            root,
+            read_only_subpaths: subs,
+        }
     }
 }
 
@@ -241,7 +278,11 @@ fn read_gitdir_file(dot_git: &Path) -> Option<PathBuf> {
         return None;
     }
     let p = PathBuf::from(rest);
-    Some(if p.is_absolute() { p } else { dot_git.parent()?.join(p) })
+    Some(if p.is_absolute() {
+        p
+    } else {
+        dot_git.parent()?.join(p)
+    })
 }
 
 /// Everything a backend needs, with absolute canonical paths.
@@ -282,7 +323,10 @@ fn canonical_dir(p: &Path, field: &'static str) -> Result<PathBuf, PolicyError> 
         source,
     })?;
     if !c.is_dir() {
-        return Err(PolicyError::NotADirectory { field, path: p.to_path_buf() });
+        return Err(PolicyError::NotADirectory {
+            field,
+            path: p.to_path_buf(),
+        });
     }
     Ok(c)
 }
@@ -334,7 +378,10 @@ mod tests {
 
     #[test]
     fn codex_json_forms_parse() {
-        assert_eq!(SandboxPolicy::from_json(r#"{"mode":"read-only"}"#).unwrap(), SandboxPolicy::ReadOnly);
+        assert_eq!(
+            SandboxPolicy::from_json(r#"{"mode":"read-only"}"#).unwrap(),
+            SandboxPolicy::ReadOnly
+        );
         assert_eq!(
             SandboxPolicy::from_json(r#"{"mode":"danger-full-access"}"#).unwrap(),
             SandboxPolicy::DangerFullAccess
@@ -352,7 +399,9 @@ mod tests {
                 exclude_slash_tmp: false
             }
         );
-        let err = SandboxPolicy::from_json(r#"{"mode":"yolo"}"#).unwrap_err().to_string();
+        let err = SandboxPolicy::from_json(r#"{"mode":"yolo"}"#)
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("yolo"), "{err}");
     }
 
@@ -366,13 +415,31 @@ mod tests {
             codex_home: Some(dir.path().join("ch")),
             tmpdir: None,
         };
-        let eff = SandboxPolicy::workspace_write().resolve(&ws, &env, &[]).unwrap();
+        let eff = SandboxPolicy::workspace_write()
+            .resolve(&ws, &env, &[])
+            .unwrap();
         let ws_c = std::fs::canonicalize(&ws).unwrap();
         assert_eq!(eff.writable_roots[0].root, ws_c);
         let subs = &eff.writable_roots[0].read_only_subpaths;
-        assert_eq!(subs[0], ReadOnlySubpath { path: ws_c.join(".git"), exists: true });
-        assert_eq!(subs[1], ReadOnlySubpath { path: ws_c.join(".codex"), exists: false });
-        assert!(eff.writable_roots.iter().any(|w| w.root == Path::new("/tmp")));
+        assert_eq!(
+            subs[0],
+            ReadOnlySubpath {
+                path: ws_c.join(".git"),
+                exists: true
+            }
+        );
+        assert_eq!(
+            subs[1],
+            ReadOnlySubpath {
+                path: ws_c.join(".codex"),
+                exists: false
+            }
+        );
+        assert!(
+            eff.writable_roots
+                .iter()
+                .any(|w| w.root == Path::new("/tmp"))
+        );
         assert!(!eff.network);
         let base = std::fs::canonicalize(dir.path()).unwrap();
         assert!(eff.deny_read.contains(&base.join("ch/auth.json")));
@@ -387,9 +454,14 @@ mod tests {
         std::fs::create_dir_all(&ws).unwrap();
         std::fs::create_dir_all(&real).unwrap();
         std::fs::write(ws.join(".git"), "gitdir: ../repo.git/worktrees/wt\n").unwrap();
-        let eff = SandboxPolicy::workspace_write().resolve(&ws, &SandboxEnv::default(), &[]).unwrap();
+        let eff = SandboxPolicy::workspace_write()
+            .resolve(&ws, &SandboxEnv::default(), &[])
+            .unwrap();
         let subs = &eff.writable_roots[0].read_only_subpaths;
-        assert!(subs.iter().any(|s| s.path == std::fs::canonicalize(&real).unwrap() && s.exists));
+        assert!(
+            subs.iter()
+                .any(|s| s.path == std::fs::canonicalize(&real).unwrap() && s.exists)
+        );
     }
 
     #[test]
@@ -400,16 +472,29 @@ mod tests {
             exclude_tmpdir_env_var: true,
             exclude_slash_tmp: true,
         };
-        let err = p.resolve(Path::new("/"), &SandboxEnv::default(), &[]).unwrap_err().to_string();
-        assert!(err.starts_with("writable_roots: /nonexistent/xyz:"), "{err}");
+        let err = p
+            .resolve(Path::new("/"), &SandboxEnv::default(), &[])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.starts_with("writable_roots: /nonexistent/xyz:"),
+            "{err}"
+        );
     }
 
     #[test]
     fn read_only_has_no_roots_and_full_access_no_deny_list() {
-        let env = SandboxEnv { home: Some("/root".into()), ..Default::default() };
-        let ro = SandboxPolicy::ReadOnly.resolve(Path::new("/"), &env, &[]).unwrap();
+        let env = SandboxEnv {
+            home: Some("/root".into()),
+            ..Default::default()
+        };
+        let ro = SandboxPolicy::ReadOnly
+            .resolve(Path::new("/"), &env, &[])
+            .unwrap();
         assert!(ro.writable_roots.is_empty() && !ro.network && !ro.deny_read.is_empty());
-        let full = SandboxPolicy::DangerFullAccess.resolve(Path::new("/"), &env, &[]).unwrap();
+        let full = SandboxPolicy::DangerFullAccess
+            .resolve(Path::new("/"), &env, &[])
+            .unwrap();
         assert!(full.deny_read.is_empty() && full.network);
     }
 

@@ -17,7 +17,12 @@ pub struct RunArgs {
     #[arg(long = "writable-root", value_name = "DIR")]
     pub writable_roots: Vec<std::path::PathBuf>,
     /// The command and its arguments, after `--`.
-    #[arg(trailing_var_arg = true, allow_hyphen_values = true, required = true, value_name = "COMMAND")]
+    #[arg(
+        trailing_var_arg = true,
+        allow_hyphen_values = true,
+        required = true,
+        value_name = "COMMAND"
+    )]
     pub command: Vec<std::ffi::OsString>,
 }
 
