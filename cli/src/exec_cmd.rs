@@ -485,7 +485,18 @@ fn http_error(status: StatusCode, uri: &Uri, body: &[u8], sent_key: bool) -> any
         }
     });
     let mut msg = format!("HTTP {status} from {uri}: {}", clean(&detail));
-    if code == AUTH && sent_key {
+    let peer_refused = serde_json::from_slice::<serde_json::Value>(body)
+        .ok()
+        .and_then(|v| {
+            v.pointer("/error/code")
+                .and_then(|c| c.as_str().map(str::to_owned))
+        })
+        .is_some_and(|c| c == "peer_refused");
+    if peer_refused {
+        msg.push_str(
+            " (the proxy does not serve this user: ask its administrator for --allow-user or --allow-group)",
+        );
+    } else if code == AUTH && sent_key {
         msg.push_str(&format!(
             " (check the key: codex login status; to replace it: {})",
             crate::login_cmd::STDIN_HINT

@@ -987,8 +987,8 @@ fn codex_exec_as(s: &Story, a: &User) {
     );
     assert!(!refused.status.success(), "codex exec as B must fail");
     assert!(
-        refused.stderr.contains("403"),
-        "codex exec as B reports the proxy's 403: {}",
+        refused.stderr.contains("403") && refused.stderr.contains("--allow-group"),
+        "codex exec as B reports the proxy's 403 and who can fix it: {}",
         refused.stderr
     );
     assert_eq!(
