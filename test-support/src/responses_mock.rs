@@ -58,6 +58,10 @@ pub enum MockResponse {
         frames: Vec<String>,
         delay: Duration,
     },
+    /// `200 text/event-stream`, `count` frames `delay` apart, each stamped when it is sent:
+    /// `event: tick\ndata: {"i":N,"ts_us":MICROS_SINCE_UNIX_EPOCH}\n\n` (benchmarks measure how
+    /// late each event arrives).
+    SseTimestamped { count: usize, delay: Duration },
 }
 
 impl MockResponse {
@@ -150,6 +154,8 @@ impl RecordedRequest {
 #[derive(Debug, Default)]
 pub struct MockState {
     pub requests: Vec<RecordedRequest>,
+    /// Requests received, recorded or not.
+    pub requests_total: usize,
     /// TCP connections accepted.
     pub connections_accepted: usize,
     /// TCP connections whose HTTP serving has ended (closed by either side).
@@ -171,6 +177,7 @@ struct Shared {
     default: Mutex<MockResponse>,
     handler: Mutex<Option<Arc<Handler>>>,
     request_seq: Mutex<u64>,
+    recording: std::sync::atomic::AtomicBool,
 }
 
 impl Shared {
@@ -230,6 +237,7 @@ impl MockUpstream {
             default: Mutex::new(MockResponse::json(serde_json::json!({"ok": true}))),
             handler: Mutex::new(None),
             request_seq: Mutex::new(0),
+            recording: std::sync::atomic::AtomicBool::new(true),
         });
         let std_listener =
             std::net::TcpListener::bind(addr).with_context(|| format!("bind mock on {addr}"))?;
@@ -316,6 +324,14 @@ impl MockUpstream {
         handler: impl Fn(&RecordedRequest) -> MockResponse + Send + Sync + 'static,
     ) {
         *lock(&self.shared.handler) = Some(Arc::new(handler));
+    }
+
+    /// Whether requests are kept for [`MockUpstream::requests`] (on by default; benchmarks turn
+    /// it off so memory stays flat; [`MockState::requests_total`] still counts).
+    pub fn set_recording(&self, on: bool) {
+        self.shared
+            .recording
+            .store(on, std::sync::atomic::Ordering::Relaxed);
     }
 
     /// A snapshot of the recorded requests.
@@ -456,7 +472,13 @@ async fn handle(req: Request<Incoming>, shared: Arc<Shared>) -> Response<MockBod
             }
         }
     };
-    shared.update(|s| s.requests.push(recorded));
+    let record = shared.recording.load(std::sync::atomic::Ordering::Relaxed);
+    shared.update(|s| {
+        s.requests_total += 1;
+        if record {
+            s.requests.push(recorded);
+        }
+    });
     let seq = {
         let mut seq = lock(&shared.request_seq);
         *seq += 1;
@@ -491,13 +513,19 @@ async fn handle(req: Request<Incoming>, shared: Arc<Shared>) -> Response<MockBod
                 .unwrap_or_else(|_| internal_error())
         }
         MockResponse::SsePaced { frames, delay } => {
-            let body = spawn_stream(frames, delay, false, shared);
+            let body = spawn_stream(Frames::Fixed(frames), delay, false, shared);
             sse_builder(builder)
                 .body(body)
                 .unwrap_or_else(|_| internal_error())
         }
         MockResponse::ResetMidStream { frames, delay } => {
-            let body = spawn_stream(frames, delay, true, shared);
+            let body = spawn_stream(Frames::Fixed(frames), delay, true, shared);
+            sse_builder(builder)
+                .body(body)
+                .unwrap_or_else(|_| internal_error())
+        }
+        MockResponse::SseTimestamped { count, delay } => {
+            let body = spawn_stream(Frames::Timestamped(count), delay, false, shared);
             sse_builder(builder)
                 .body(body)
                 .unwrap_or_else(|_| internal_error())
@@ -518,18 +546,41 @@ fn internal_error() -> Response<MockBody> {
     r
 }
 
+enum Frames {
+    Fixed(Vec<String>),
+    Timestamped(usize),
+}
+
+fn unix_micros() -> u128 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_micros())
+        .unwrap_or(0)
+}
+
 fn spawn_stream(
-    frames: Vec<String>,
+    frames: Frames,
     delay: Duration,
     reset_at_end: bool,
     shared: Arc<Shared>,
 ) -> MockBody {
     let (tx, rx) = mpsc::channel::<Result<Bytes, std::io::Error>>(1);
+    let count = match &frames {
+        Frames::Fixed(f) => f.len(),
+        Frames::Timestamped(n) => *n,
+    };
     tokio::spawn(async move {
-        for (i, frame) in frames.into_iter().enumerate() {
+        for i in 0..count {
             if i > 0 && !delay.is_zero() {
                 tokio::time::sleep(delay).await;
             }
+            let frame = match &frames {
+                Frames::Fixed(f) => f[i].clone(),
+                Frames::Timestamped(_) => format!(
+                    "event: tick\ndata: {{\"i\":{i},\"ts_us\":{}}}\n\n",
+                    unix_micros()
+                ),
+            };
             if tx.send(Ok(Bytes::from(frame))).await.is_err() {
                 shared.update(|s| s.streams_aborted += 1);
                 return;

@@ -1,0 +1,10 @@
+#!/usr/bin/env bash
+# One-command benchmark of responses-api-proxy against direct upstream access and nginx.
+# Optional baseline: apt-get install -y nginx-light. Not run in CI.
+# Usage: bash responses-api-proxy/bench/run.sh [--secs N] [--threads N]
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+cargo build --release -p responses-api-proxy --bins --examples
+# More file descriptors for c=64 plus pools; harmless when already higher.
+ulimit -n 65536 2>/dev/null || true
+exec target/release/examples/bench "$@"

@@ -1,0 +1,517 @@
+//! One-command benchmark: `bash responses-api-proxy/bench/run.sh` (or
+//! `cargo build --release -p responses-api-proxy --bins --examples &&
+//! target/release/examples/bench`).
+//!
+//! In one run it starts the mock upstream (its own process), our proxy (release binary) and, when
+//! installed, nginx configured as the equivalent Bearer-injecting reverse proxy (one worker,
+//! `proxy_buffering off`, upstream keepalive). It drives each with the same load generator (a
+//! hyper HTTP/1.1 keep-alive client, one connection per concurrent client) and prints req/s, p50,
+//! p99 and RSS for {JSON, SSE burst, SSE paced} x concurrency {1, 16, 64}, then how late each SSE
+//! event arrives through each target compared with direct.
+//!
+//! Options: `--secs N` per cell (default 3), `--threads N` for our proxy (default 2).
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::print_stdout
+)]
+
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper_util::rt::TokioIo;
+use suite_test_support::responses_mock::{MockResponse, MockUpstream, sse_frame};
+
+const KEY: &str = "sk-bench-0123456789abcdefABCDEF";
+const SCENARIOS: &[&str] = &["json", "sse-burst", "sse-paced"];
+const CONCURRENCY: &[usize] = &[1, 16, 64];
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    if args.get(1).map(String::as_str) == Some("--mock") {
+        run_mock();
+        return;
+    }
+    kill_children_on_panic();
+    let secs: u64 = flag(&args, "--secs").unwrap_or(3);
+    let threads: u64 = flag(&args, "--threads").unwrap_or(2);
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+
+    let exe = std::env::current_exe().unwrap();
+    let release_dir = exe.parent().unwrap().parent().unwrap().to_path_buf();
+    let proxy_bin = release_dir.join("responses-api-proxy");
+    assert!(
+        proxy_bin.is_file(),
+        "{} missing: run `cargo build --release -p responses-api-proxy --bins --examples`",
+        proxy_bin.display()
+    );
+    let work = tempfile::Builder::new()
+        .prefix("proxy-bench-")
+        .tempdir()
+        .unwrap();
+
+    // Mock upstream in its own process, so it does not share this process's runtime.
+    let mut mock = Command::new(&exe)
+        .arg("--mock")
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(mock.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    track(&mock);
+    let mock_port: u16 = line.trim().parse().unwrap();
+    let mock_guard = KillOnDrop(mock);
+
+    let info = work.path().join("info.json");
+    let mut proxy = Command::new(&proxy_bin)
+        .args([
+            "--upstream-url",
+            &format!("http://127.0.0.1:{mock_port}/v1/responses"),
+            "--server-info",
+            info.to_str().unwrap(),
+            "--threads",
+            &threads.to_string(),
+        ])
+        .env("RUST_LOG", "warn")
+        .stdin(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    track(&proxy);
+    proxy
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(format!("{KEY}\n").as_bytes())
+        .unwrap();
+    let proxy_port = wait_port_file(&info);
+    let proxy_pid = proxy.id();
+    let proxy_guard = KillOnDrop(proxy);
+    std::thread::sleep(Duration::from_millis(200));
+    let idle_rss = rss_kb(proxy_pid);
+    let idle_threads = threads_of(proxy_pid);
+
+    let nginx = start_nginx(work.path(), mock_port);
+    let mut targets: Vec<(&str, u16, Vec<u32>)> = vec![("direct", mock_port, vec![])];
+    if let Some((port, pids, _)) = &nginx {
+        targets.push(("nginx", *port, pids.clone()));
+    } else {
+        eprintln!(
+            "nginx not found: install it (`apt-get install -y nginx-light`) for the baseline column"
+        );
+    }
+    targets.push(("ours", proxy_port, vec![proxy_pid]));
+
+    println!(
+        "# responses-api-proxy benchmark: {secs} s per cell, our proxy with --threads {threads}, {} CPUs",
+        std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(0)
+    );
+    println!("ours idle: RSS {} KiB, {} threads", idle_rss, idle_threads);
+    println!();
+    println!(
+        "| scenario | c | direct req/s | nginx req/s | ours req/s | ours/nginx | ours/direct | direct p50/p99 ms | nginx p50/p99 ms | ours p50/p99 ms | nginx RSS KiB | ours RSS KiB | ours threads |"
+    );
+    println!("|---|---|---|---|---|---|---|---|---|---|---|---|---|");
+    for scenario in SCENARIOS {
+        for &c in CONCURRENCY {
+            let mut cells = Vec::new();
+            let mut ours_threads = 0;
+            for (name, port, pids) in &targets {
+                let sampler = (*name == "ours").then(|| {
+                    let pid = pids[0];
+                    std::thread::spawn(move || {
+                        std::thread::sleep(Duration::from_millis(secs * 500));
+                        threads_of(pid)
+                    })
+                });
+                let r = rt.block_on(load(*port, scenario, c, Duration::from_secs(secs)));
+                if let Some(s) = sampler {
+                    ours_threads = s.join().unwrap();
+                }
+                let rss: u64 = pids.iter().map(|p| rss_kb(*p)).sum();
+                cells.push((*name, r, rss));
+            }
+            let get = |n: &str| cells.iter().find(|(name, _, _)| *name == n);
+            let d = get("direct").unwrap();
+            let o = get("ours").unwrap();
+            let ng = get("nginx");
+            let fmt_lat = |r: &LoadResult| format!("{:.3}/{:.3}", r.p50_ms, r.p99_ms);
+            println!(
+                "| {scenario} | {c} | {:.0} | {} | {:.0} | {} | {:.2} | {} | {} | {} | {} | {} | {} |",
+                d.1.rps,
+                ng.map(|n| format!("{:.0}", n.1.rps)).unwrap_or("-".into()),
+                o.1.rps,
+                ng.map(|n| format!("{:.2}", o.1.rps / n.1.rps))
+                    .unwrap_or("-".into()),
+                o.1.rps / d.1.rps,
+                fmt_lat(&d.1),
+                ng.map(|n| fmt_lat(&n.1)).unwrap_or("-".into()),
+                fmt_lat(&o.1),
+                ng.map(|n| n.2.to_string()).unwrap_or("-".into()),
+                o.2,
+                ours_threads,
+            );
+        }
+    }
+
+    println!();
+    println!(
+        "SSE event lateness (arrival minus upstream send time, 5 events 2 ms apart, c=1, 300 streams):"
+    );
+    println!("| target | p50 ms | p99 ms | max ms | added p50 vs direct ms |");
+    println!("|---|---|---|---|---|");
+    let mut direct_p50 = 0.0;
+    for (name, port, _) in &targets {
+        let lat = rt.block_on(event_lateness(*port, 300));
+        if *name == "direct" {
+            direct_p50 = lat.0;
+        }
+        println!(
+            "| {name} | {:.3} | {:.3} | {:.3} | {:.3} |",
+            lat.0,
+            lat.1,
+            lat.2,
+            lat.0 - direct_p50
+        );
+    }
+    println!();
+    println!(
+        "ours after the run: peak RSS (VmHWM) {} KiB, RSS {} KiB, {} threads",
+        hwm_kb(proxy_pid),
+        rss_kb(proxy_pid),
+        threads_of(proxy_pid)
+    );
+    drop(proxy_guard);
+    if let Some((_, _, child)) = nginx {
+        drop(child);
+    }
+    drop(mock_guard);
+}
+
+fn flag(args: &[String], name: &str) -> Option<u64> {
+    args.iter()
+        .position(|a| a == name)
+        .and_then(|i| args.get(i + 1))
+        .and_then(|v| v.parse().ok())
+}
+
+/// Children to kill if this process panics (release builds abort: no destructors run).
+static CHILDREN: std::sync::Mutex<Vec<u32>> = std::sync::Mutex::new(Vec::new());
+
+fn track(child: &Child) {
+    CHILDREN.lock().unwrap().push(child.id());
+}
+
+fn kill_children_on_panic() {
+    let default = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        if let Ok(pids) = CHILDREN.lock() {
+            for pid in pids.iter() {
+                let _ = Command::new("kill").arg(pid.to_string()).status();
+            }
+        }
+        default(info);
+    }));
+}
+
+/// SIGTERM on drop (nginx's master then stops its workers), SIGKILL after 5 s.
+struct KillOnDrop(Child);
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = Command::new("kill").arg(self.0.id().to_string()).status();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.0.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn run_mock() {
+    let mock = MockUpstream::start().unwrap();
+    mock.set_recording(false);
+    let json = serde_json::json!({
+        "id": "resp_bench", "object": "response", "status": "completed",
+        "output": [{"type": "message", "role": "assistant", "content": [{"type": "output_text", "text": "hello from the benchmark mock upstream"}]}],
+        "usage": {"input_tokens": 12, "output_tokens": 9, "total_tokens": 21}
+    });
+    let delta = |i: usize| {
+        sse_frame(
+            "response.output_text.delta",
+            &serde_json::json!({"type": "response.output_text.delta", "delta": format!("token {i} "), "sequence_number": i}),
+        )
+    };
+    let burst: Vec<String> = (0..20).map(delta).collect();
+    let paced: Vec<String> = (0..5).map(delta).collect();
+    mock.set_handler(move |req| match req.header("x-bench-scenario").as_deref() {
+        Some("sse-burst") => MockResponse::SseBurst {
+            frames: burst.clone(),
+        },
+        Some("sse-paced") => MockResponse::SsePaced {
+            frames: paced.clone(),
+            delay: Duration::from_millis(2),
+        },
+        Some("tick") => MockResponse::SseTimestamped {
+            count: 5,
+            delay: Duration::from_millis(2),
+        },
+        _ => MockResponse::json(json.clone()),
+    });
+    println!("{}", mock.addr().port());
+    std::io::stdout().flush().unwrap();
+    loop {
+        std::thread::park();
+    }
+}
+
+fn wait_port_file(path: &Path) -> u16 {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Ok(t) = std::fs::read_to_string(path) {
+            if t.ends_with('\n') {
+                let v: serde_json::Value = serde_json::from_str(&t).unwrap();
+                return v["port"].as_u64().unwrap() as u16;
+            }
+        }
+        assert!(Instant::now() < deadline, "proxy did not start");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+fn status_field(pid: u32, field: &str) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_default()
+        .lines()
+        .find(|l| l.starts_with(field))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
+}
+fn rss_kb(pid: u32) -> u64 {
+    status_field(pid, "VmRSS:")
+}
+fn hwm_kb(pid: u32) -> u64 {
+    status_field(pid, "VmHWM:")
+}
+fn threads_of(pid: u32) -> u64 {
+    status_field(pid, "Threads:")
+}
+
+fn find_nginx() -> Option<PathBuf> {
+    ["/usr/sbin/nginx", "/usr/local/sbin/nginx", "/usr/bin/nginx"]
+        .iter()
+        .map(PathBuf::from)
+        .find(|p| p.is_file())
+}
+
+/// nginx as the equivalent reverse proxy; returns its port, its pids and the child.
+fn start_nginx(dir: &Path, upstream: u16) -> Option<(u16, Vec<u32>, KillOnDrop)> {
+    let bin = find_nginx()?;
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .ok()?
+        .local_addr()
+        .ok()?
+        .port();
+    let d = dir.join("nginx");
+    std::fs::create_dir_all(d.join("tmp")).ok()?;
+    let conf = format!(
+        r#"
+daemon off;
+master_process on;
+worker_processes 1;
+user root;
+pid {d}/nginx.pid;
+error_log {d}/error.log warn;
+events {{ worker_connections 4096; }}
+http {{
+    access_log off;
+    keepalive_requests 10000000;
+    client_body_temp_path {d}/tmp/body;
+    proxy_temp_path {d}/tmp/proxy;
+    fastcgi_temp_path {d}/tmp/fastcgi;
+    uwsgi_temp_path {d}/tmp/uwsgi;
+    scgi_temp_path {d}/tmp/scgi;
+    upstream api {{ server 127.0.0.1:{upstream}; keepalive 128; }}
+    server {{
+        listen 127.0.0.1:{port};
+        location = /v1/responses {{
+            proxy_pass http://api;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+            proxy_set_header Authorization "Bearer {KEY}";
+            proxy_set_header Cookie "";
+            proxy_buffering off;
+            proxy_request_buffering off;
+        }}
+        location / {{ return 403; }}
+    }}
+}}
+"#,
+        d = d.display()
+    );
+    let conf_path = d.join("nginx.conf");
+    std::fs::write(&conf_path, conf).ok()?;
+    let child = Command::new(bin)
+        .args(["-p", d.to_str()?, "-c", conf_path.to_str()?, "-e", "stderr"])
+        .stderr(Stdio::null())
+        .spawn()
+        .ok()?;
+    let master = child.id();
+    track(&child);
+    let guard = KillOnDrop(child);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        if Instant::now() > deadline {
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    std::thread::sleep(Duration::from_millis(200));
+    let mut pids = vec![master];
+    if let Ok(children) = std::fs::read_to_string(format!("/proc/{master}/task/{master}/children"))
+    {
+        pids.extend(
+            children
+                .split_whitespace()
+                .filter_map(|p| p.parse::<u32>().ok()),
+        );
+    }
+    Some((port, pids, guard))
+}
+
+struct LoadResult {
+    rps: f64,
+    p50_ms: f64,
+    p99_ms: f64,
+}
+
+async fn connect(port: u16) -> hyper::client::conn::http1::SendRequest<Full<Bytes>> {
+    let tcp = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .unwrap();
+    tcp.set_nodelay(true).unwrap();
+    let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tcp))
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    sender
+}
+
+fn request(port: u16, scenario: &str) -> http::Request<Full<Bytes>> {
+    http::Request::builder()
+        .method("POST")
+        .uri("/v1/responses")
+        .header("host", format!("127.0.0.1:{port}"))
+        .header("content-type", "application/json")
+        .header("x-bench-scenario", scenario)
+        .body(Full::new(Bytes::from_static(
+            br#"{"model":"gpt-bench","input":"say hello","stream":false}"#,
+        )))
+        .unwrap()
+}
+
+/// `c` keep-alive connections sending back-to-back requests for `dur`.
+async fn load(port: u16, scenario: &str, c: usize, dur: Duration) -> LoadResult {
+    // Warm-up: open the upstream keep-alive pool.
+    {
+        let mut s = connect(port).await;
+        for _ in 0..20 {
+            s.ready().await.unwrap();
+            let r = s.send_request(request(port, scenario)).await.unwrap();
+            let _ = r.into_body().collect().await;
+        }
+    }
+    let start = Instant::now();
+    let deadline = start + dur;
+    let mut tasks = Vec::new();
+    for _ in 0..c {
+        let scenario = scenario.to_string();
+        tasks.push(tokio::spawn(async move {
+            let mut s = connect(port).await;
+            let mut lat = Vec::with_capacity(100_000);
+            while Instant::now() < deadline {
+                let t = Instant::now();
+                if s.ready().await.is_err() {
+                    // The server closed the keep-alive connection: reconnect (counted in latency).
+                    s = connect(port).await;
+                }
+                let r = s.send_request(request(port, &scenario)).await.unwrap();
+                assert_eq!(r.status(), 200, "{scenario} on {port}");
+                let _ = r.into_body().collect().await.unwrap();
+                lat.push(t.elapsed().as_micros() as u32);
+            }
+            lat
+        }));
+    }
+    let mut all = Vec::new();
+    for t in tasks {
+        all.extend(t.await.unwrap());
+    }
+    let elapsed = start.elapsed().as_secs_f64();
+    all.sort_unstable();
+    let pct = |p: f64| {
+        all.get(((all.len() as f64 * p) as usize).min(all.len().saturating_sub(1)))
+            .copied()
+            .unwrap_or(0) as f64
+            / 1000.0
+    };
+    LoadResult {
+        rps: all.len() as f64 / elapsed,
+        p50_ms: pct(0.50),
+        p99_ms: pct(0.99),
+    }
+}
+
+/// For `n` streams of timestamped events: how late each event arrives (p50, p99, max in ms).
+async fn event_lateness(port: u16, n: usize) -> (f64, f64, f64) {
+    let mut s = connect(port).await;
+    let mut late = Vec::new();
+    for _ in 0..n {
+        s.ready().await.unwrap();
+        let r = s.send_request(request(port, "tick")).await.unwrap();
+        let mut body = r.into_body();
+        let mut buf = Vec::new();
+        while let Some(frame) = body.frame().await {
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_micros() as i64;
+            if let Ok(f) = frame {
+                if let Some(d) = f.data_ref() {
+                    buf.extend_from_slice(d);
+                }
+            }
+            // Every complete frame in the buffer arrived (at the latest) now.
+            while let Some(end) = buf.windows(2).position(|w| w == b"\n\n") {
+                let frame: Vec<u8> = buf.drain(..end + 2).collect();
+                let text = String::from_utf8_lossy(&frame);
+                if let Some(ts) = text.split("\"ts_us\":").nth(1).and_then(|t| {
+                    t.trim_end_matches(|c: char| !c.is_ascii_digit())
+                        .parse::<i64>()
+                        .ok()
+                }) {
+                    late.push(now - ts);
+                }
+            }
+        }
+    }
+    late.sort_unstable();
+    let pct = |p: f64| late[((late.len() as f64 * p) as usize).min(late.len() - 1)] as f64 / 1000.0;
+    (pct(0.5), pct(0.99), *late.last().unwrap() as f64 / 1000.0)
+}
