@@ -30,6 +30,7 @@ use suite_test_support::responses_mock::{MockResponse, MockUpstream, sse_frame};
 const KEY: &str = "sk-bench-0123456789abcdefABCDEF";
 const SCENARIOS: &[&str] = &["json", "sse-burst", "sse-paced"];
 const CONCURRENCY: &[usize] = &[1, 16, 64];
+const ROUNDS: usize = 6;
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
@@ -82,7 +83,7 @@ fn main() {
             "--threads",
             &threads.to_string(),
         ])
-        .env("RUST_LOG", "warn")
+        // Audit logging stays on (one line per request, as in production), written to /dev/null.
         .stdin(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
@@ -128,20 +129,34 @@ fn main() {
         for &c in CONCURRENCY {
             let mut cells = Vec::new();
             let mut ours_threads = 0;
-            for (name, port, pids) in &targets {
-                let sampler = (*name == "ours").then(|| {
-                    let pid = pids[0];
-                    std::thread::spawn(move || {
-                        std::thread::sleep(Duration::from_millis(secs * 500));
-                        threads_of(pid)
-                    })
-                });
-                let r = rt.block_on(load(*port, scenario, c, Duration::from_secs(secs)));
-                if let Some(s) = sampler {
-                    ours_threads = s.join().unwrap();
+            // The machine is shared and its load drifts: targets take turns in short slices
+            // (ROUNDS per cell, order rotating) so each sees the same conditions.
+            let slice = Duration::from_millis(secs * 1000 / ROUNDS as u64);
+            let mut acc: Vec<(Vec<u32>, f64)> = vec![(Vec::new(), 0.0); targets.len()];
+            for round in 0..ROUNDS {
+                for k in 0..targets.len() {
+                    let i = (k + round) % targets.len();
+                    let (name, port, pids) = &targets[i];
+                    let sampler = (*name == "ours" && round == ROUNDS / 2).then(|| {
+                        let pid = pids[0];
+                        let half = slice / 2;
+                        std::thread::spawn(move || {
+                            std::thread::sleep(half);
+                            threads_of(pid)
+                        })
+                    });
+                    let (lat, elapsed) = rt.block_on(load(*port, scenario, c, slice));
+                    if let Some(s) = sampler {
+                        ours_threads = s.join().unwrap();
+                    }
+                    acc[i].0.extend(lat);
+                    acc[i].1 += elapsed;
                 }
+            }
+            for (i, (name, _, pids)) in targets.iter().enumerate() {
+                let (lat, elapsed) = std::mem::take(&mut acc[i]);
                 let rss: u64 = pids.iter().map(|p| rss_kb(*p)).sum();
-                cells.push((*name, r, rss));
+                cells.push((*name, summarize(lat, elapsed), rss));
             }
             let get = |n: &str| cells.iter().find(|(name, _, _)| *name == n);
             let d = get("direct").unwrap();
@@ -427,7 +442,7 @@ fn request(port: u16, scenario: &str) -> http::Request<Full<Bytes>> {
 }
 
 /// `c` keep-alive connections sending back-to-back requests for `dur`.
-async fn load(port: u16, scenario: &str, c: usize, dur: Duration) -> LoadResult {
+async fn load(port: u16, scenario: &str, c: usize, dur: Duration) -> (Vec<u32>, f64) {
     // Warm-up: open the upstream keep-alive pool.
     {
         let mut s = connect(port).await;
@@ -463,7 +478,10 @@ async fn load(port: u16, scenario: &str, c: usize, dur: Duration) -> LoadResult 
     for t in tasks {
         all.extend(t.await.unwrap());
     }
-    let elapsed = start.elapsed().as_secs_f64();
+    (all, start.elapsed().as_secs_f64())
+}
+
+fn summarize(mut all: Vec<u32>, elapsed: f64) -> LoadResult {
     all.sort_unstable();
     let pct = |p: f64| {
         all.get(((all.len() as f64 * p) as usize).min(all.len().saturating_sub(1)))

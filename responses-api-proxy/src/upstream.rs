@@ -32,10 +32,11 @@ pub struct Upstream {
     pub authority: Authority,
     /// Path (and query, if the URL has one) of `--upstream-url`.
     pub path_and_query: String,
-    /// The URL's path without the trailing `/responses`-style last segment handling: requests for
-    /// `/v1/responses` go to `path_and_query`; allowed extra paths go to the URL's base
-    /// (`scheme://authority` + base path + the part after `/v1`).
+    /// The URL's path without its final `/responses`: an allowed extra path `/v1/X` goes to
+    /// `scheme://authority` + `base_path` + `/X`.
     pub base_path: String,
+    /// The whole `--upstream-url`, where `POST /v1/responses` goes (built once).
+    pub responses_uri: Uri,
 }
 
 impl Upstream {
@@ -72,18 +73,18 @@ impl Upstream {
             authority,
             path_and_query,
             base_path,
+            responses_uri: uri,
         })
     }
 
     /// The upstream URI for an admitted client path: `/v1/responses` maps to `--upstream-url`;
     /// another allowed path `/v1/X` maps to the URL's base + `/X`.
     pub fn uri_for(&self, client_path: &str) -> Result<Uri, http::Error> {
-        let path = if client_path == "/v1/responses" {
-            self.path_and_query.clone()
-        } else {
-            let rest = client_path.strip_prefix("/v1").unwrap_or(client_path);
-            format!("{}{}", self.base_path, rest)
-        };
+        if client_path == "/v1/responses" {
+            return Ok(self.responses_uri.clone());
+        }
+        let rest = client_path.strip_prefix("/v1").unwrap_or(client_path);
+        let path = format!("{}{}", self.base_path, rest);
         Uri::builder()
             .scheme(self.scheme.clone())
             .authority(self.authority.clone())
