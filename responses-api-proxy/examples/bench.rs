@@ -9,7 +9,7 @@
 //! p99 and RSS for {JSON, SSE burst, SSE paced} x concurrency {1, 16, 64}, then how late each SSE
 //! event arrives through each target compared with direct.
 //!
-//! Options: `--secs N` per cell (default 3), `--threads N` for our proxy (default 2).
+//! Options: `--secs N` per cell (default 3), `--threads N` for our proxy (default 1, as the proxy).
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,
@@ -40,7 +40,7 @@ fn main() {
     }
     kill_children_on_panic();
     let secs: u64 = flag(&args, "--secs").unwrap_or(3);
-    let threads: u64 = flag(&args, "--threads").unwrap_or(2);
+    let threads: u64 = flag(&args, "--threads").unwrap_or(1);
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()

@@ -71,8 +71,9 @@ pub struct Args {
     #[arg(long, value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
 
-    /// Worker threads of the async runtime (1: a single-threaded runtime). Never one per connection.
-    #[arg(long, value_name = "N", default_value_t = 2, value_parser = clap::value_parser!(u16).range(1..=64))]
+    /// Worker threads of the async runtime (1: a single-threaded runtime, measured fastest on a
+    /// 2-core machine; see the README benchmark). Never one per connection.
+    #[arg(long, value_name = "N", default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=64))]
     pub threads: u16,
 
     /// Access control and privilege separation flags (see `access_control`).
