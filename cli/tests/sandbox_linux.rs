@@ -25,7 +25,9 @@ fn codex(dir: &Path, args: &[&str]) -> Output {
 fn setup() -> (tempfile::TempDir, std::path::PathBuf) {
     let dir = tempfile::Builder::new()
         .prefix("cli-sbl-")
-        .tempdir_in(env!("CARGO_TARGET_TMPDIR"))
+        .tempdir_in(suite_test_support::dirs::outside_default_roots(
+            std::path::Path::new(env!("CARGO_TARGET_TMPDIR")),
+        ))
         .unwrap();
     let base = std::fs::canonicalize(dir.path()).unwrap();
     std::fs::create_dir_all(base.join("home/.ssh")).unwrap();

@@ -49,7 +49,9 @@ fn chown_r(p: &Path) {
 fn env() -> Env {
     let dir = tempfile::Builder::new()
         .prefix("sbl-")
-        .tempdir_in(env!("CARGO_TARGET_TMPDIR"))
+        .tempdir_in(suite_test_support::dirs::outside_default_roots(
+            std::path::Path::new(env!("CARGO_TARGET_TMPDIR")),
+        ))
         .unwrap();
     let base = std::fs::canonicalize(dir.path()).unwrap();
     std::fs::set_permissions(&base, std::fs::Permissions::from_mode(0o755)).unwrap();

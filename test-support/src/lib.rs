@@ -5,6 +5,7 @@
 //! issuer for the login tests).
 
 pub mod bins;
+pub mod dirs;
 pub mod oauth_mock;
 pub mod responses_mock;
 pub mod tls;
