@@ -244,3 +244,37 @@ fn upstream_connections_are_pooled() {
     assert_eq!(mock.requests().len(), 5);
     assert_eq!(mock.with_state(|s| s.connections_accepted), 1);
 }
+
+#[test]
+fn one_json_audit_line_per_request_with_the_documented_fields() {
+    let mock = MockUpstream::start().unwrap();
+    let mut proxy = Spawn::new(&mock.responses_url())
+        .arg("--log-format")
+        .arg("json")
+        .start();
+    assert_eq!(proxy.post(r#"{"a":1}"#).status, 200);
+    assert_eq!(proxy.request("GET", "/nope", &[], b"").status, 403);
+    proxy.signal("TERM");
+    proxy.wait_exit(Duration::from_secs(20)).unwrap();
+    let audits: Vec<serde_json::Value> = proxy
+        .stderr()
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).expect("every log line is JSON"))
+        .filter(|v| v["target"] == "audit")
+        .collect();
+    assert_eq!(audits.len(), 2, "{audits:?}");
+    let ok = &audits[0];
+    assert_eq!(ok["method"], "POST");
+    assert_eq!(ok["path"], "/v1/responses");
+    assert_eq!(ok["status"], 200);
+    assert_eq!(ok["bytes_in"], 7);
+    assert_eq!(ok["bytes_out"], 11);
+    assert_eq!(ok["upstream_request_id"], "req_mock_1");
+    assert_eq!(ok["outcome"], "complete");
+    assert!(ok["peer"].as_str().unwrap().starts_with("127.0.0.1:"));
+    assert!(ok["duration_ms"].as_f64().unwrap() >= 0.0);
+    let refused = &audits[1];
+    assert_eq!(refused["status"], 403);
+    assert_eq!(refused["outcome"], "refused");
+    assert_eq!(refused["reason"], "not_allowed");
+}

@@ -192,6 +192,7 @@ fn silent_connection_flood_does_not_lock_out_clients() {
         .arg("--header-read-timeout")
         .arg("60")
         .start();
+    ensure_open_files(6000);
     let start = Instant::now();
     let mut idle = Vec::with_capacity(5000);
     for _ in 0..5000 {
@@ -242,4 +243,35 @@ fn silent_connections_are_closed_after_the_header_read_timeout() {
     );
     // Control: a client that sends promptly is served.
     assert_eq!(proxy.post("{}").status, 200);
+}
+
+/// Raises this process's RLIMIT_NOFILE soft limit to at least `want` (with `prlimit`, as root if
+/// the hard limit is lower), failing loudly if that is impossible.
+fn ensure_open_files(want: u64) {
+    let limits = std::fs::read_to_string("/proc/self/limits").unwrap();
+    let line = limits
+        .lines()
+        .find(|l| l.starts_with("Max open files"))
+        .unwrap();
+    let nums: Vec<u64> = line
+        .split_whitespace()
+        .filter_map(|w| w.parse().ok())
+        .collect();
+    let (soft, hard) = (nums[0], nums[1]);
+    if soft >= want {
+        return;
+    }
+    let new_hard = hard.max(want);
+    let status = std::process::Command::new("prlimit")
+        .args([
+            "--pid",
+            &std::process::id().to_string(),
+            &format!("--nofile={want}:{new_hard}"),
+        ])
+        .status()
+        .expect("prlimit (util-linux) is needed to raise RLIMIT_NOFILE for the flood test");
+    assert!(
+        status.success(),
+        "could not raise RLIMIT_NOFILE from {soft}/{hard} to {want}"
+    );
 }

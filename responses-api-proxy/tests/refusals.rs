@@ -224,3 +224,75 @@ fn server_info_through_a_symlink_is_refused_and_the_target_untouched() {
             .is_symlink()
     );
 }
+
+#[test]
+fn ambiguous_framing_is_caught_on_a_keep_alive_connection_too() {
+    let (mock, proxy) = setup();
+    // A valid request, then a smuggling attempt on the same connection.
+    let raw = format!(
+        "POST /v1/responses HTTP/1.1\r\nHost: {h}\r\nContent-Length: 2\r\n\r\n{{}}\
+POST /v1/responses HTTP/1.1\r\nHost: {h}\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+        h = proxy.host()
+    );
+    let out = String::from_utf8_lossy(&send_raw(proxy.port, raw.as_bytes())).into_owned();
+    let statuses: Vec<&str> = out
+        .match_indices("HTTP/1.1 ")
+        .map(|(i, _)| &out[i + 9..i + 12])
+        .collect();
+    assert_eq!(statuses, ["200", "400"], "{out}");
+    assert_eq!(mock.requests().len(), 1);
+}
+
+#[test]
+fn a_client_silent_mid_body_gets_408_after_the_body_read_timeout() {
+    let mock = MockUpstream::start().unwrap();
+    let proxy = Spawn::new(&mock.responses_url())
+        .arg("--body-read-timeout")
+        .arg("1")
+        .start();
+    let mut s = TcpStream::connect(("127.0.0.1", proxy.port)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    write!(
+        s,
+        "POST /v1/responses HTTP/1.1\r\nHost: {}\r\nContent-Length: 100\r\n\r\n{{\"partial\":",
+        proxy.host()
+    )
+    .unwrap();
+    let start = Instant::now();
+    let mut out = Vec::new();
+    let _ = s.read_to_end(&mut out);
+    let waited = start.elapsed();
+    let r = parse_response(&out);
+    assert_eq!(r.status, 408, "{}", r.text());
+    assert_eq!(r.error_code(), "body_timeout");
+    assert!(
+        waited >= Duration::from_millis(900) && waited < Duration::from_secs(10),
+        "{waited:?}"
+    );
+    // The upstream never saw a complete body.
+    assert!(mock.requests().iter().all(|r| !r.body_complete));
+    // Control: a body that keeps coming (slower than the timeout in total) is fine.
+    let mut s = TcpStream::connect(("127.0.0.1", proxy.port)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    write!(
+        s,
+        "POST /v1/responses HTTP/1.1\r\nHost: {}\r\nContent-Length: 7\r\nConnection: close\r\n\r\n",
+        proxy.host()
+    )
+    .unwrap();
+    for piece in [&b"{\""[..], b"a\"", b":1", b"}"] {
+        std::thread::sleep(Duration::from_millis(500));
+        s.write_all(piece).unwrap();
+    }
+    let mut out = Vec::new();
+    let _ = s.read_to_end(&mut out);
+    let r = parse_response(&out);
+    assert_eq!(r.status, 200, "{}", r.text());
+    let complete: Vec<_> = mock
+        .requests()
+        .into_iter()
+        .filter(|r| r.body_complete)
+        .collect();
+    assert_eq!(complete.len(), 1);
+    assert_eq!(complete[0].body.as_ref(), b"{\"a\":1}");
+}
