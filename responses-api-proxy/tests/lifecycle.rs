@@ -275,3 +275,39 @@ fn ensure_open_files(want: u64) {
         "could not raise RLIMIT_NOFILE from {soft}/{hard} to {want}"
     );
 }
+
+/// At the limit with every connection busy streaming, a new connection is closed at once (not
+/// queued, not evicting a busy one); once the streams end, new clients are served again.
+#[test]
+fn at_the_limit_busy_connections_are_kept_and_newcomers_closed() {
+    let mock = paced_mock();
+    let proxy = Spawn::new(&mock.responses_url())
+        .arg("--max-connections")
+        .arg("2")
+        .start();
+    let (a, got_a) = stream_started(proxy.port);
+    let (b, got_b) = stream_started(proxy.port);
+    let mut third = TcpStream::connect(("127.0.0.1", proxy.port)).unwrap();
+    third
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let _ = write!(
+        third,
+        "POST /v1/responses HTTP/1.1\r\nHost: 127.0.0.1:{}\r\nContent-Length: 2\r\n\r\n{{}}",
+        proxy.port
+    );
+    let mut buf = [0u8; 256];
+    let n = third.read(&mut buf).unwrap_or(0);
+    assert_eq!(n, 0, "the third connection was served: {:?}", &buf[..n]);
+    // The busy streams were not disturbed.
+    for (s, got) in [(a, got_a), (b, got_b)] {
+        let text = read_rest(s, got);
+        assert!(
+            text.contains("ev4") && text.ends_with("0\r\n\r\n"),
+            "{text}"
+        );
+    }
+    // Control: with the streams finished there is room again.
+    mock.set_default(MockResponse::json(serde_json::json!({"ok": true})));
+    assert_eq!(proxy.post("{}").status, 200);
+}
