@@ -44,7 +44,7 @@ impl BoundListener {
     /// Binds `addr`. A unix socket path that already exists is an error (never unlinked here).
     pub fn bind(addr: &ListenAddr) -> Result<Self, BindError> {
         match addr {
-            ListenAddr::Tcp(a) => std::net::TcpListener::bind(a)
+            ListenAddr::Tcp(a) => bind_tcp(*a)
                 .map(BoundListener::Tcp)
                 .map_err(|source| BindError::Tcp { addr: *a, source }),
             ListenAddr::Unix(path) => std::os::unix::net::UnixListener::bind(path)
@@ -112,6 +112,23 @@ impl BoundListener {
             }
         }
     }
+}
+
+/// Accept queue length asked of `listen(2)` (the kernel caps it at `net.core.somaxconn`).
+pub const LISTEN_BACKLOG: i32 = 4096;
+
+/// Like `std::net::TcpListener::bind` (`SO_REUSEADDR`, close-on-exec; IPv6 only for an IPv6
+/// address) but with [`LISTEN_BACKLOG`] instead of std's 128.
+fn bind_tcp(addr: SocketAddr) -> io::Result<std::net::TcpListener> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+    if addr.is_ipv6() {
+        socket.set_only_v6(true)?;
+    }
+    socket.set_reuse_address(true)?;
+    socket.bind(&addr.into())?;
+    socket.listen(LISTEN_BACKLOG)?;
+    Ok(socket.into())
 }
 
 /// A listening socket in the runtime.

@@ -218,7 +218,13 @@ fn silent_connection_flood_does_not_lock_out_clients() {
         fds < max + 64,
         "proxy holds {fds} fds with --max-connections {max}"
     );
-    assert!(start.elapsed() < Duration::from_secs(60));
+    // With std's accept backlog of 128 this took ~25 s of SYN retransmits; the proxy listens
+    // with a deep backlog and accepts without pause.
+    assert!(
+        start.elapsed() < Duration::from_secs(20),
+        "flood phase took {:?}",
+        start.elapsed()
+    );
     drop(idle);
 }
 
