@@ -99,9 +99,10 @@ fn tls_upstream_is_trusted_through_ssl_cert_file_and_refused_without_it() {
     // ALPN offers h2 and the mock accepts it.
     assert_eq!(reqs[0].version, http::Version::HTTP_2);
 
-    // Control: the same upstream without the test CA is a TLS failure, answered 502 JSON.
+    // Control: the same upstream trusted through another CA is a TLS failure, answered 502 JSON.
+    let other_ca = TestCa::new().unwrap();
     let untrusting = Spawn::new(&url)
-        .env("SSL_CERT_FILE", "/etc/ssl/certs/ca-certificates.crt")
+        .env("SSL_CERT_FILE", other_ca.ca_pem_path().to_str().unwrap())
         .start();
     let resp = untrusting.post("{}");
     assert_eq!(resp.status, 502, "{}", resp.text());
