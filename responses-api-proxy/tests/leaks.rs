@@ -93,8 +93,13 @@ fn key_is_absent_from_everything_a_local_user_can_read() {
             );
             assert_clean("server-info", &std::fs::read(&p.info).unwrap());
         }
-        // Let the last response dumps land, then stop the proxies so logs are complete.
-        std::thread::sleep(Duration::from_millis(300));
+        // Response dumps land when each body ends; wait for all six (3 forwarded exchanges).
+        let deadline = std::time::Instant::now() + Duration::from_secs(15);
+        while std::fs::read_dir(dumps.path()).unwrap().count() < 6
+            && std::time::Instant::now() < deadline
+        {
+            std::thread::sleep(Duration::from_millis(20));
+        }
         let mut n_dumps = 0;
         for e in std::fs::read_dir(dumps.path()).unwrap() {
             let path = e.unwrap().path();

@@ -78,12 +78,13 @@ fn sse_events_are_forwarded_as_they_arrive_not_buffered() {
         first_to_last >= Duration::from_millis(600),
         "events arrived in a burst: {times:?}"
     );
-    for w in times.windows(2) {
-        assert!(
-            w[1] - w[0] >= Duration::from_millis(100),
-            "gap too small: {times:?}"
-        );
-    }
+    // Most gaps follow the 200 ms pacing (one may shrink when the test thread is descheduled on
+    // a loaded machine and reads two events together).
+    let paced = times
+        .windows(2)
+        .filter(|w| w[1] - w[0] >= Duration::from_millis(100))
+        .count();
+    assert!(paced >= n - 2, "events bunched together: {times:?}");
     let text = String::from_utf8_lossy(&all);
     assert!(text.contains("content-type: text/event-stream"), "{text}");
 }
@@ -217,12 +218,11 @@ for run in range(2):
     assert_eq!(events[0]["type"], "response.created");
     assert_eq!(events[n - 1]["type"], "response.completed");
     let times: Vec<f64> = events.iter().map(|e| e["t"].as_f64().unwrap()).collect();
-    for w in times.windows(2) {
-        assert!(
-            w[1] - w[0] >= 0.100,
-            "events not paced (buffered?): {times:?}"
-        );
-    }
+    // 7 gaps of 150 ms upstream: through a buffering proxy they collapse to ~0. Allow one gap
+    // to shrink when Python is descheduled on a loaded machine.
+    let paced = times.windows(2).filter(|w| w[1] - w[0] >= 0.100).count();
+    assert!(paced >= n - 2, "events not paced (buffered?): {times:?}");
+    assert!(times[n - 1] - times[0] >= 0.7, "events bunched: {times:?}");
     // The upstream saw the proxy's key, not the SDK's.
     let r = &mock.requests()[0];
     assert_eq!(
