@@ -112,6 +112,11 @@ fn client_disconnect_mid_stream_cancels_the_upstream_request() {
         mock.with_state(|st| (st.streams_aborted, st.streams_completed))
     );
     assert_eq!(mock.with_state(|st| st.streams_completed), 0);
+    // The upstream connection itself was closed, not returned to the pool mid-stream.
+    assert!(
+        mock.wait_until(Duration::from_secs(10), |st| st.connections_closed >= 1),
+        "upstream connection still open"
+    );
     // The audit line says the client went away.
     let deadline = Instant::now() + Duration::from_secs(5);
     while !proxy.stderr().contains("client_gone") && Instant::now() < deadline {
