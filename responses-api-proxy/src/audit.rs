@@ -1,12 +1,127 @@
 //! One audit line per request, written when the response is finished (or abandoned): peer, uid
 //! where known, method, path, status, bytes each way, duration, upstream request id, outcome.
 //! Never the key, never header values other than the upstream request id, never bodies.
+//!
+//! While the server runs, a finished record is handed to a writer task ([`AuditWriter`]) instead
+//! of being formatted on the spot: the line is written after the response's last bytes went to
+//! the client (not before, on the request's critical path), and lines that pile up within one
+//! turn of the event loop go out in one `write(2)`. A line waits at most until the writer task's
+//! turn in the same event-loop round; shutdown writes every pending line before returning. The
+//! trade-off: lines of requests finished in the last round are lost if the process is killed
+//! (SIGKILL, abort) before that turn, a window of microseconds.
 
-use std::sync::Arc;
+use std::cell::RefCell;
+use std::io::Write;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
+use tokio::sync::mpsc;
+
 use crate::cli::LogFormat;
+
+/// Most lines written in one batch (one `write(2)`), so a burst cannot grow the buffer unbounded.
+const MAX_BATCH: usize = 256;
+
+thread_local! {
+    /// While the audit writer formats a batch on this thread, log output collects here.
+    static BATCH: RefCell<Option<Vec<u8>>> = const { RefCell::new(None) };
+}
+
+/// The log's writer: stderr, or this thread's batch buffer while the audit writer fills one.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct LogWriter;
+
+impl Write for LogWriter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let batched = BATCH.with(|b| match b.borrow_mut().as_mut() {
+            Some(v) => {
+                v.extend_from_slice(buf);
+                true
+            }
+            None => false,
+        });
+        if batched {
+            Ok(buf.len())
+        } else {
+            std::io::stderr().write(buf)
+        }
+    }
+
+    fn write_all(&mut self, buf: &[u8]) -> std::io::Result<()> {
+        let batched = BATCH.with(|b| match b.borrow_mut().as_mut() {
+            Some(v) => {
+                v.extend_from_slice(buf);
+                true
+            }
+            None => false,
+        });
+        if batched {
+            Ok(())
+        } else {
+            std::io::stderr().write_all(buf)
+        }
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for LogWriter {
+    type Writer = LogWriter;
+    fn make_writer(&'a self) -> Self::Writer {
+        LogWriter
+    }
+}
+
+/// Runs `emit` with this thread's log output collected, then writes it to stderr at once.
+fn batched(emit: impl FnOnce()) {
+    BATCH.with(|b| *b.borrow_mut() = Some(Vec::with_capacity(4096)));
+    emit();
+    let out = BATCH.with(|b| b.borrow_mut().take()).unwrap_or_default();
+    if !out.is_empty() {
+        // Nowhere to report a failing stderr; the direct path ignores it the same way.
+        let _ = std::io::stderr().write_all(&out);
+    }
+}
+
+/// Where finished records go while an [`AuditWriter`] runs; `None`: log on the spot.
+static SINK: Mutex<Option<mpsc::UnboundedSender<AuditLine>>> = Mutex::new(None);
+
+/// The task that writes audit lines while the server runs (see the module docs).
+pub struct AuditWriter {
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl AuditWriter {
+    /// Starts the writer task on the current runtime and routes finished records to it.
+    pub fn start() -> Self {
+        let (tx, mut rx) = mpsc::unbounded_channel::<AuditLine>();
+        *SINK.lock().unwrap_or_else(|e| e.into_inner()) = Some(tx);
+        let task = tokio::spawn(async move {
+            while let Some(first) = rx.recv().await {
+                batched(|| {
+                    first.emit();
+                    for _ in 1..MAX_BATCH {
+                        match rx.try_recv() {
+                            Ok(line) => line.emit(),
+                            Err(_) => break,
+                        }
+                    }
+                });
+            }
+        });
+        Self { task }
+    }
+
+    /// Routes records back to logging on the spot and waits until every pending line is
+    /// written.
+    pub async fn stop(self) {
+        drop(SINK.lock().unwrap_or_else(|e| e.into_inner()).take());
+        let _ = self.task.await;
+    }
+}
 
 /// Sets up the stderr log: text or one JSON object per line. `RUST_LOG` can raise verbosity of
 /// the proxy's own targets; dependency logs stay at `warn` (they could print header values).
@@ -36,7 +151,7 @@ pub fn init_logging(format: LogFormat) {
         );
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
+        .with_writer(LogWriter)
         .with_target(true);
     let _ = match format {
         LogFormat::Text => builder.with_ansi(false).try_init(),
@@ -72,9 +187,9 @@ impl Outcome {
 /// abandoned), so every request yields exactly one line.
 #[derive(Debug)]
 pub struct AuditRecord {
-    pub peer: String,
+    pub peer: Arc<str>,
     pub uid: Option<u32>,
-    pub method: String,
+    pub method: http::Method,
     pub path: String,
     pub status: u16,
     pub bytes_in: Arc<AtomicU64>,
@@ -89,11 +204,11 @@ pub struct AuditRecord {
 }
 
 impl AuditRecord {
-    pub fn new(peer: String, uid: Option<u32>, method: &http::Method, path: &str) -> Self {
+    pub fn new(peer: Arc<str>, uid: Option<u32>, method: &http::Method, path: &str) -> Self {
         Self {
             peer,
             uid,
-            method: method.as_str().to_string(),
+            method: method.clone(),
             // Only the path: a query string could carry anything and is refused anyway.
             path: path.chars().take(256).collect(),
             status: 0,
@@ -113,7 +228,47 @@ impl Drop for AuditRecord {
         if let Some(n) = self.in_flight.take() {
             n.fetch_sub(1, Ordering::AcqRel);
         }
-        let duration_ms = self.start.elapsed().as_secs_f64() * 1000.0;
+        let line = AuditLine {
+            peer: self.peer.clone(),
+            uid: self.uid,
+            method: std::mem::take(&mut self.method),
+            path: std::mem::take(&mut self.path),
+            status: self.status,
+            bytes_in: self.bytes_in.load(Ordering::Relaxed),
+            bytes_out: self.bytes_out,
+            duration_ms: self.start.elapsed().as_secs_f64() * 1000.0,
+            request_id: self.request_id.take(),
+            outcome: self.outcome,
+            reason: self.reason.take(),
+        };
+        let unsent = match SINK.lock().unwrap_or_else(|e| e.into_inner()).as_ref() {
+            Some(tx) => tx.send(line).err().map(|e| e.0),
+            None => Some(line),
+        };
+        if let Some(line) = unsent {
+            line.emit();
+        }
+    }
+}
+
+/// A finished record, waiting to be written.
+#[derive(Debug)]
+struct AuditLine {
+    peer: Arc<str>,
+    uid: Option<u32>,
+    method: http::Method,
+    path: String,
+    status: u16,
+    bytes_in: u64,
+    bytes_out: u64,
+    duration_ms: f64,
+    request_id: Option<String>,
+    outcome: Outcome,
+    reason: Option<String>,
+}
+
+impl AuditLine {
+    fn emit(&self) {
         tracing::info!(
             target: "audit",
             peer = %self.peer,
@@ -121,9 +276,9 @@ impl Drop for AuditRecord {
             method = %self.method,
             path = %self.path,
             status = self.status,
-            bytes_in = self.bytes_in.load(Ordering::Relaxed),
+            bytes_in = self.bytes_in,
             bytes_out = self.bytes_out,
-            duration_ms = (duration_ms * 1000.0).round() / 1000.0,
+            duration_ms = (self.duration_ms * 1000.0).round() / 1000.0,
             upstream_request_id = self.request_id.as_deref(),
             outcome = self.outcome.as_str(),
             reason = self.reason.as_deref(),

@@ -65,7 +65,11 @@ pub struct RequestBody {
     limit: u64,
     seen: u64,
     idle: Duration,
-    timer: Pin<Box<Sleep>>,
+    /// When the last chunk arrived (or the body began).
+    last: Instant,
+    /// Armed only once the client makes us wait: a body that is already here (the usual small
+    /// JSON request) costs no timer.
+    timer: Option<Pin<Box<Sleep>>>,
     state: Arc<RequestBodyState>,
     counter: Arc<std::sync::atomic::AtomicU64>,
     tee: Option<Arc<Mutex<Vec<u8>>>>,
@@ -85,7 +89,8 @@ impl RequestBody {
             limit,
             seen: 0,
             idle,
-            timer: Box::pin(tokio::time::sleep(idle)),
+            last: Instant::now(),
+            timer: None,
             state,
             counter,
             tee,
@@ -119,8 +124,10 @@ impl Body for RequestBody {
                         }
                     }
                 }
-                let deadline = Instant::now() + this.idle;
-                this.timer.as_mut().reset(deadline);
+                this.last = Instant::now();
+                if let Some(timer) = this.timer.as_mut() {
+                    timer.as_mut().reset(this.last + this.idle);
+                }
                 Poll::Ready(Some(Ok(frame)))
             }
             Poll::Ready(Some(Err(e))) => {
@@ -129,7 +136,11 @@ impl Body for RequestBody {
             }
             Poll::Ready(None) => Poll::Ready(None),
             Poll::Pending => {
-                if this.timer.as_mut().poll(cx).is_ready() {
+                let deadline = this.last + this.idle;
+                let timer = this
+                    .timer
+                    .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(deadline)));
+                if timer.as_mut().poll(cx).is_ready() {
                     this.state.set(RequestBodyState::TIMED_OUT);
                     return Poll::Ready(Some(Err(RequestBodyError::IdleTimeout(this.idle))));
                 }

@@ -78,6 +78,21 @@ impl Tracker {
             let state = std::mem::replace(&mut self.state, State::Lost);
             self.state = match state {
                 State::Lost => return,
+                // The usual case: a whole head within one read, parsed in place (no copy).
+                State::Head(buf) if buf.is_empty() => match parse_head(data) {
+                    HeadParse::Partial if data.len() > MAX_HEAD => State::Lost,
+                    HeadParse::Partial => {
+                        let buf = data.to_vec();
+                        data = &[];
+                        State::Head(buf)
+                    }
+                    HeadParse::Invalid => State::Lost,
+                    HeadParse::Complete { len, te, cl } => {
+                        log.push(te && cl.is_some());
+                        data = &data[len..];
+                        after_head(te, cl)
+                    }
+                },
                 State::Head(mut buf) => {
                     let start = buf.len();
                     buf.extend_from_slice(data);
@@ -91,14 +106,7 @@ impl Tracker {
                         HeadParse::Complete { len, te, cl } => {
                             log.push(te && cl.is_some());
                             data = &data[len - start..];
-                            if te {
-                                State::ChunkSize(Vec::new())
-                            } else {
-                                match cl {
-                                    Some(n) if n > 0 => State::Fixed(n),
-                                    _ => State::Head(Vec::new()),
-                                }
-                            }
+                            after_head(te, cl)
                         }
                     }
                 }
@@ -146,6 +154,18 @@ impl Tracker {
                     LineResult::Line => State::Trailers(Vec::new()),
                 },
             };
+        }
+    }
+}
+
+/// Where the body of a head with these framing headers ends.
+fn after_head(te: bool, cl: Option<u64>) -> State {
+    if te {
+        State::ChunkSize(Vec::new())
+    } else {
+        match cl {
+            Some(n) if n > 0 => State::Fixed(n),
+            _ => State::Head(Vec::new()),
         }
     }
 }

@@ -5,6 +5,9 @@ secure_main::harden_process!(secure_main::HardeningConfig::STRIP);
 use std::process::ExitCode;
 
 use clap::Parser;
+
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use responses_api_proxy::access_control::AccessPlan;
 use responses_api_proxy::audit::init_logging;
 use responses_api_proxy::cli::Args;

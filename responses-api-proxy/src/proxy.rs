@@ -35,6 +35,8 @@ pub struct ProxyState {
 /// What a connection knows about itself; shared by its requests.
 pub struct ConnCtx {
     pub addrs: ConnAddrs,
+    /// The peer as the audit log writes it (formatted once per connection).
+    pub peer_label: Arc<str>,
     pub decision: PeerDecision,
     /// Requests of this connection whose response has not finished.
     pub in_flight: Arc<AtomicUsize>,
@@ -80,7 +82,7 @@ pub async fn handle(
     conn: Arc<ConnCtx>,
 ) -> Response<ResponseBody> {
     let mut audit = AuditRecord::new(
-        conn.addrs.peer_label(),
+        conn.peer_label.clone(),
         conn.decision.identity().uid,
         req.method(),
         req.uri().path(),

@@ -167,7 +167,10 @@ fn shutdown_needs_the_flag_and_a_local_host() {
 fn sigterm_and_sigint_drain_then_exit_0() {
     for sig in ["TERM", "INT"] {
         let mock = paced_mock();
-        let mut proxy = Spawn::new(&mock.responses_url()).start();
+        let mut proxy = Spawn::new(&mock.responses_url())
+            .arg("--log-format")
+            .arg("json")
+            .start();
         let (s, got) = stream_started(proxy.port);
         proxy.signal(sig);
         let text = read_rest(s, got);
@@ -177,7 +180,88 @@ fn sigterm_and_sigint_drain_then_exit_0() {
         );
         let status = proxy.wait_exit(Duration::from_secs(20)).expect("no exit");
         assert_eq!(status.code(), Some(0), "SIG{sig}: {}", proxy.stderr());
+        // The stream ended during the drain: its audit line (written by the deferred audit
+        // writer) is still out before the process exits.
+        let audits = audit_lines(&proxy.stderr());
+        assert_eq!(audits.len(), 1, "SIG{sig}: {audits:?}");
+        assert_eq!(audits[0]["outcome"], "complete", "SIG{sig}: {audits:?}");
     }
+}
+
+fn audit_lines(stderr: &str) -> Vec<serde_json::Value> {
+    stderr
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).expect("every log line is JSON"))
+        .filter(|v| v["target"] == "audit")
+        .collect()
+}
+
+/// Audit lines are written off the request path, batched: a burst of concurrent requests right
+/// before SIGTERM still yields exactly one whole line per request, none lost or torn.
+#[test]
+fn every_request_of_a_burst_is_audited_before_exit() {
+    let mock = MockUpstream::start().unwrap();
+    let mut proxy = Spawn::new(&mock.responses_url())
+        .arg("--log-format")
+        .arg("json")
+        .start();
+    let port = proxy.port;
+    let host = proxy.host();
+    let clients: Vec<_> = (0..8)
+        .map(|_| {
+            let host = host.clone();
+            std::thread::spawn(move || {
+                let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+                s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+                let req = format!(
+                    "POST /v1/responses HTTP/1.1\r\nHost: {host}\r\nContent-Length: 2\r\n\r\n{{}}"
+                );
+                // 25 pipelined-in-turn requests on one keep-alive connection.
+                for _ in 0..25 {
+                    s.write_all(req.as_bytes()).unwrap();
+                    let mut got = Vec::new();
+                    let mut buf = [0u8; 4096];
+                    while !ends_response(&got) {
+                        let n = s.read(&mut buf).unwrap();
+                        assert!(n > 0, "connection closed early");
+                        got.extend_from_slice(&buf[..n]);
+                    }
+                    assert!(
+                        got.starts_with(b"HTTP/1.1 200"),
+                        "{}",
+                        String::from_utf8_lossy(&got)
+                    );
+                }
+            })
+        })
+        .collect();
+    for c in clients {
+        c.join().unwrap();
+    }
+    proxy.signal("TERM");
+    let status = proxy.wait_exit(Duration::from_secs(20)).expect("no exit");
+    assert_eq!(status.code(), Some(0), "{}", proxy.stderr());
+    let audits = audit_lines(&proxy.stderr());
+    assert_eq!(audits.len(), 200, "{}", proxy.stderr());
+    assert!(
+        audits
+            .iter()
+            .all(|a| a["outcome"] == "complete" && a["status"] == 200)
+    );
+}
+
+/// A whole response with a Content-Length body is in `got`.
+fn ends_response(got: &[u8]) -> bool {
+    let Some(head_end) = got.windows(4).position(|w| w == b"\r\n\r\n") else {
+        return false;
+    };
+    let head = String::from_utf8_lossy(&got[..head_end]).to_ascii_lowercase();
+    let len = head
+        .lines()
+        .find_map(|l| l.strip_prefix("content-length:"))
+        .and_then(|v| v.trim().parse::<usize>().ok())
+        .unwrap_or(0);
+    got.len() >= head_end + 4 + len
 }
 
 /// 5,000 connections that send nothing do not lock out a legitimate client: the proxy keeps
