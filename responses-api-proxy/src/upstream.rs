@@ -136,6 +136,10 @@ pub fn build_client() -> Result<UpstreamClient, UpstreamError> {
         .pool_timer(TokioTimer::new())
         .pool_idle_timeout(Duration::from_secs(90))
         .pool_max_idle_per_host(256)
+        // Copy a request's head and body chunk into one buffer and send it with one write
+        // instead of a writev of several slices: measured ~3 % more throughput with small bodies
+        // (README, Benchmark); the copy is cheap next to the network.
+        .http1_writev(false)
         .build(https))
 }
 
