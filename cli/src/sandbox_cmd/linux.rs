@@ -40,8 +40,20 @@ pub fn dispatch_arg0() -> Option<i32> {
     ))
 }
 
-/// `sandbox.deny_read` from the config: an array of paths (or one path); `~/` expands to $HOME.
+/// `sandbox.deny_read` from the config: an array of paths (or one path); `~` and `~/` expand to
+/// $HOME. A `~` path with HOME unset or empty, or an empty path, is an error: taken literally it
+/// would resolve below the cwd and leave the intended path readable without a word.
 fn config_deny_read(config: &crate::config::Config) -> anyhow::Result<Vec<PathBuf>> {
+    let home = std::env::var_os("HOME")
+        .filter(|h| !h.is_empty())
+        .map(PathBuf::from);
+    deny_read_paths(config, home.as_deref())
+}
+
+fn deny_read_paths(
+    config: &crate::config::Config,
+    home: Option<&std::path::Path>,
+) -> anyhow::Result<Vec<PathBuf>> {
     let Some(value) = config.get("sandbox.deny_read") else {
         return Ok(Vec::new());
     };
@@ -49,7 +61,6 @@ fn config_deny_read(config: &crate::config::Config) -> anyhow::Result<Vec<PathBu
         toml::Value::Array(a) => a.iter().collect(),
         other => vec![other],
     };
-    let home = std::env::var_os("HOME").map(PathBuf::from);
     let mut out = Vec::new();
     for item in items {
         let Some(s) = item.as_str() else {
@@ -58,9 +69,26 @@ fn config_deny_read(config: &crate::config::Config) -> anyhow::Result<Vec<PathBu
                 format!("sandbox.deny_read: expected paths (strings), got {item}"),
             ));
         };
-        match (s.strip_prefix("~/"), &home) {
+        if s.is_empty() {
+            return Err(Coded::new(
+                USAGE,
+                "sandbox.deny_read: an empty string is not a path",
+            ));
+        }
+        let rest = if s == "~" {
+            Some("")
+        } else {
+            s.strip_prefix("~/")
+        };
+        match (rest, home) {
             (Some(rest), Some(h)) => out.push(h.join(rest)),
-            _ => out.push(PathBuf::from(s)),
+            (Some(_), None) => {
+                return Err(Coded::new(
+                    USAGE,
+                    format!("sandbox.deny_read: {s}: ~ used but HOME is not set"),
+                ));
+            }
+            (None, _) => out.push(PathBuf::from(s)),
         }
     }
     Ok(out)
@@ -115,4 +143,61 @@ pub fn run(args: LinuxArgs, global: &crate::GlobalOpts) -> anyhow::Result<i32> {
 pub fn run_check(_args: CheckArgs, _global: &crate::GlobalOpts) -> anyhow::Result<i32> {
     print!("{}", sandbox_linux::check::render());
     Ok(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::Path;
+
+    fn config(toml_text: &str) -> crate::config::Config {
+        crate::config::Config {
+            codex_home: PathBuf::from("/ch"),
+            table: toml_text.parse().unwrap(),
+        }
+    }
+
+    #[test]
+    fn tilde_expands_to_home() {
+        let c = config("[sandbox]\ndeny_read = [\"~/.netrc\", \"~\", \"/srv/x\"]\n");
+        let got = deny_read_paths(&c, Some(Path::new("/h"))).unwrap();
+        assert_eq!(
+            got,
+            vec![
+                PathBuf::from("/h/.netrc"),
+                PathBuf::from("/h/"),
+                PathBuf::from("/srv/x")
+            ]
+        );
+    }
+
+    #[test]
+    fn tilde_without_home_and_empty_path_are_refused() {
+        // Taken literally, `~/.netrc` would resolve to `<cwd>/~/.netrc`, which does not exist, and
+        // the real ~/.netrc would stay readable.
+        for (text, want) in [
+            (
+                "[sandbox]\ndeny_read = [\"~/.netrc\"]\n",
+                "~ used but HOME is not set",
+            ),
+            (
+                "[sandbox]\ndeny_read = \"~\"\n",
+                "~ used but HOME is not set",
+            ),
+            (
+                "[sandbox]\ndeny_read = [\"\"]\n",
+                "an empty string is not a path",
+            ),
+        ] {
+            let e = deny_read_paths(&config(text), None).unwrap_err();
+            let c = e.downcast_ref::<Coded>().unwrap();
+            assert_eq!(c.code, USAGE, "{text}");
+            assert!(
+                c.message.starts_with("sandbox.deny_read: "),
+                "{}",
+                c.message
+            );
+            assert!(c.message.contains(want), "{}", c.message);
+        }
+    }
 }
