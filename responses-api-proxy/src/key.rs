@@ -109,6 +109,56 @@ mod tests {
         assert_eq!(v.as_bytes(), b"Bearer sk-abc");
     }
 
+    /// The `VmFlags` line of the mapping in `/proc/self/smaps` that contains `addr`.
+    fn vm_flags_of(addr: usize) -> String {
+        let smaps = std::fs::read_to_string("/proc/self/smaps").unwrap();
+        let mut inside = false;
+        for line in smaps.lines() {
+            let range = line.split_whitespace().next().unwrap_or("");
+            if let Some((lo, hi)) = range.split_once('-') {
+                if let (Ok(lo), Ok(hi)) =
+                    (usize::from_str_radix(lo, 16), usize::from_str_radix(hi, 16))
+                {
+                    inside = (lo..hi).contains(&addr);
+                    continue;
+                }
+            }
+            if inside {
+                if let Some(flags) = line.strip_prefix("VmFlags:") {
+                    return flags.to_string();
+                }
+            }
+        }
+        panic!("no mapping contains {addr:#x}");
+    }
+
+    #[test]
+    fn the_header_value_points_into_locked_never_dumped_memory() {
+        let v = read_key(
+            &mut Chunked {
+                data: b"sk-in-place\n",
+                step: 7,
+            },
+            LockPolicy::Required,
+        )
+        .unwrap();
+        let flags = vm_flags_of(v.as_bytes().as_ptr() as usize);
+        let flags: Vec<&str> = flags.split_whitespace().collect();
+        // `lo`: mlocked; `dd`: MADV_DONTDUMP. A copy on the heap has neither.
+        assert!(
+            flags.contains(&"lo"),
+            "header bytes not in locked memory: {flags:?}"
+        );
+        assert!(flags.contains(&"dd"), "header bytes dumpable: {flags:?}");
+        // Control: an ordinary copy of the same bytes is on the heap, with neither flag.
+        let copy = v.as_bytes().to_vec();
+        let heap = vm_flags_of(copy.as_ptr() as usize);
+        assert!(
+            !heap.split_whitespace().any(|f| f == "lo" || f == "dd"),
+            "{heap}"
+        );
+    }
+
     #[test]
     fn length_limit_counts_the_prefix() {
         let ok = vec![b'k'; MAX_HEADER_LEN - KEY_PREFIX.len()];
