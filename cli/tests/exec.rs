@@ -2,10 +2,12 @@
 //! TLS: the request it sends, the streamed output, and one clear line + exit code per failure.
 #![allow(clippy::unwrap_used)] // helpers outside #[test] functions
 
+mod common;
+use common::{codex, home};
+
 use std::io::{BufRead, BufReader, Write};
-use std::os::unix::fs::PermissionsExt;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::path::Path;
+use std::process::{Output, Stdio};
 use std::time::{Duration, Instant};
 
 use suite_test_support::responses_mock::{
@@ -14,27 +16,6 @@ use suite_test_support::responses_mock::{
 use suite_test_support::tls::TestCa;
 
 const KEY: &str = "sk-proj-EXECKEY0123456789abcdefQWERT";
-
-struct Home {
-    _dir: tempfile::TempDir,
-    path: PathBuf,
-}
-
-fn home() -> Home {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("h");
-    std::fs::create_dir(&path).unwrap();
-    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o700)).unwrap();
-    Home { _dir: dir, path }
-}
-
-fn codex(home: &Path) -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_codex"));
-    c.env("CODEX_HOME", home)
-        .env("CODEX_MANAGED_CONFIG_PATH", home.join("none.toml"))
-        .env_remove("OPENAI_API_KEY");
-    c
-}
 
 fn store_key(home: &Path) {
     let mut c = codex(home);

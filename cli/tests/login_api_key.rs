@@ -2,36 +2,15 @@
 //! filesystem and the real kernel keyring (made unavailable with `keyctl` for the fallback tests).
 #![allow(clippy::unwrap_used)] // helpers outside #[test] functions
 
+mod common;
+use common::{codex, home};
+
 use std::io::Write;
 use std::os::unix::fs::PermissionsExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Output, Stdio};
 
 const KEY: &str = "sk-proj-TESTKEY0123456789abcdefXYZ12";
-
-struct Home {
-    _dir: tempfile::TempDir,
-    path: PathBuf,
-}
-
-fn home() -> Home {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("codex-home");
-    std::fs::create_dir(&path).unwrap();
-    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o700)).unwrap();
-    Home { _dir: dir, path }
-}
-
-fn codex(home: &Path) -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_codex"));
-    c.env("CODEX_HOME", home)
-        .env(
-            "CODEX_MANAGED_CONFIG_PATH",
-            home.join("no-managed-config.toml"),
-        )
-        .env_remove("OPENAI_API_KEY");
-    c
-}
 
 fn run(mut cmd: Command, stdin: &[u8]) -> Output {
     cmd.stdin(Stdio::piped())
