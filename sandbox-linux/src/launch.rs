@@ -166,7 +166,13 @@ impl Sandbox<Planned> {
         if carve_outs.is_empty() {
             report.mount_ns = MountNsStatus::NotNeeded;
         } else {
-            match mountns::enter_and_protect(&carve_outs) {
+            let roots: Vec<PathBuf> = policy
+                .writable_roots
+                .iter()
+                .map(|r| r.root.clone())
+                .collect();
+            let pins = mountns::pins_for(&roots, &carve_outs);
+            match mountns::enter_and_protect(&pins, &carve_outs) {
                 Ok(()) => {
                     report.mount_ns = MountNsStatus::Applied;
                     report.read_only_carve_outs = carve_outs;

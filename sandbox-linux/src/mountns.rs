@@ -54,6 +54,11 @@ pub enum MountNsError {
         #[source]
         source: io::Error,
     },
+    #[error("failed to re-enter the working directory after mounting (getcwd/chdir): {source}")]
+    Chdir {
+        #[source]
+        source: io::Error,
+    },
     #[error("path contains a NUL byte: {path}")]
     Nul { path: PathBuf },
 }
@@ -76,8 +81,15 @@ fn write_proc(path: &'static str, content: &str) -> Result<(), MountNsError> {
 }
 
 /// Enter a new user + mount namespace (single-threaded caller) and make `paths` read-only.
+///
+/// `pins` (outermost first) are bound onto themselves, unchanged, before the carve-outs: a mount
+/// point cannot be renamed or removed (`EBUSY`), so a directory between an outer writable root
+/// and a carve-out cannot be moved away and replaced by a fresh, writable `.git`. Afterwards the
+/// working directory is entered again by path, so that relative paths resolve through the new
+/// mounts rather than the covered directories below them.
+///
 /// After a failure the process may already be in the new namespaces with some paths read-only.
-pub fn enter_and_protect(paths: &[PathBuf]) -> Result<(), MountNsError> {
+pub fn enter_and_protect(pins: &[PathBuf], paths: &[PathBuf]) -> Result<(), MountNsError> {
     let uid = sys::getuid();
     let gid = sys::getgid();
     // root (with CAP_SYS_ADMIN) needs no user namespace, and keeps its view of file ownership;
@@ -93,6 +105,15 @@ pub fn enter_and_protect(paths: &[PathBuf]) -> Result<(), MountNsError> {
     }
     sys::mount(None, c"/", libc::MS_REC | libc::MS_PRIVATE)
         .map_err(|source| MountNsError::MakePrivate { source })?;
+    for p in pins {
+        let c = cstr(p)?;
+        sys::mount(Some(&c), &c, libc::MS_BIND | libc::MS_REC).map_err(|source| {
+            MountNsError::Bind {
+                path: p.clone(),
+                source,
+            }
+        })?;
+    }
     for p in paths {
         let c = cstr(p)?;
         sys::mount(Some(&c), &c, libc::MS_BIND | libc::MS_REC).map_err(|source| {
@@ -106,5 +127,46 @@ pub fn enter_and_protect(paths: &[PathBuf]) -> Result<(), MountNsError> {
             source,
         })?;
     }
+    let cwd = std::env::current_dir().map_err(|source| MountNsError::Chdir { source })?;
+    std::env::set_current_dir(&cwd).map_err(|source| MountNsError::Chdir { source })?;
     Ok(())
+}
+
+/// The directories to pin for `carve_outs` inside `roots`: for each carve-out strictly inside a
+/// writable root, every directory below that root down to the carve-out's parent, outermost
+/// first.
+pub fn pins_for(roots: &[PathBuf], carve_outs: &[PathBuf]) -> Vec<PathBuf> {
+    let mut pins: Vec<PathBuf> = Vec::new();
+    for c in carve_outs {
+        for r in roots {
+            if !c.starts_with(r) || c == r {
+                continue;
+            }
+            let mut p = c.clone();
+            while p.pop() && p.starts_with(r) && p != *r {
+                if !pins.contains(&p) {
+                    pins.push(p.clone());
+                }
+            }
+        }
+    }
+    pins.sort_by_key(|p| p.components().count());
+    pins
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pins_cover_every_directory_between_an_outer_root_and_a_carve_out() {
+        let roots = vec![PathBuf::from("/t"), PathBuf::from("/t/a/ws")];
+        let carve = vec![PathBuf::from("/t/a/ws/.git"), PathBuf::from("/u/x/.git")];
+        assert_eq!(
+            pins_for(&roots, &carve),
+            vec![PathBuf::from("/t/a"), PathBuf::from("/t/a/ws")]
+        );
+        // a carve-out directly in its only root needs no pin
+        assert!(pins_for(&[PathBuf::from("/w")], &[PathBuf::from("/w/.git")]).is_empty());
+    }
 }

@@ -22,6 +22,7 @@ const NOBODY: u32 = 65534;
 const EPERM: &str = "errno 1";
 const EACCES: &str = "errno 13";
 const EXDEV: &str = "errno 18";
+const EBUSY: &str = "errno 16";
 const EROFS: &str = "errno 30";
 const ENOSYS: &str = "errno 38";
 const EBADF: &str = "errno 9";
@@ -777,6 +778,57 @@ fn worktree_gitdir_named_by_a_dot_git_file_stays_read_only() {
     // controls: the rest of both roots is writable
     assert_eq!(r.probe(&["write", &s(&other.join("x"))]), "ok");
     assert_eq!(r.probe(&["write", &s(&ws2.join("y"))]), "ok");
+}
+
+#[test]
+fn a_root_inside_another_root_cannot_be_renamed_away_from_its_read_only_git() {
+    // The checkout (the cwd, with .git) lies inside the writable root `outer`: renaming it (or a
+    // directory above it) away and creating a fresh .git in its place would plant git config or
+    // hooks that the user's git later runs outside the sandbox.
+    let e = env();
+    let outer = e.base.join("outer");
+    let inner = outer.join("mid/inner");
+    std::fs::create_dir_all(inner.join(".git")).unwrap();
+    std::fs::write(inner.join(".git/config"), "[core]\n").unwrap();
+    std::fs::create_dir_all(outer.join("sib")).unwrap();
+    chown_r(&e.base);
+    let policy = format!(
+        r#"{{"mode":"workspace-write","writable_roots":["{}"]}}"#,
+        outer.display()
+    );
+    let r = Run::new(&e, &policy).cwd(&inner).nobody();
+    assert_eq!(
+        r.probe(&["rename", &s(&inner), &s(&outer.join("mid/moved"))]),
+        EBUSY
+    );
+    assert_eq!(
+        r.probe(&["rename", &s(&outer.join("mid")), &s(&outer.join("mid2"))]),
+        EBUSY
+    );
+    // the checkout's .git stays read-only through a path relative to the cwd too (the process
+    // starts in the covered directory below the pin; the sandbox enters it again by path)
+    let relative = |path: &str| {
+        let out = r
+            .command(&[PROBE, "write", path])
+            .current_dir(&inner)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    };
+    assert_eq!(relative(".git/config"), EROFS);
+    assert_eq!(relative("src.rs"), "ok");
+    assert_eq!(r.probe(&["write", &s(&inner.join(".git/config"))]), EROFS);
+    // controls: the outer root is writable (a sibling renames), and so is the checkout
+    assert_eq!(
+        r.probe(&["rename", &s(&outer.join("sib")), &s(&outer.join("sib2"))]),
+        "ok"
+    );
+    assert_eq!(
+        std::fs::read_to_string(inner.join(".git/config")).unwrap(),
+        "[core]\n"
+    );
 }
 
 #[test]
