@@ -6,7 +6,8 @@
 //! through a buffered copy.
 //!
 //! Refused (the file is left untouched, the key never read): a symlink as the last component
-//! (`O_NOFOLLOW`), anything but a regular file, any group or other permission bit (`mode & 077`:
+//! (`O_NOFOLLOW`), anything but a regular file (opened `O_NONBLOCK`, so a FIFO is refused instead
+//! of blocking start-up until something writes to it), any group or other permission bit (`mode & 077`:
 //! whoever can read it has the key; whoever can write it chooses it), and an owner other than
 //! root or the process's effective uid.
 
@@ -98,9 +99,11 @@ pub fn systemd_credential(name: &str) -> Result<PathBuf, CredentialError> {
 
 /// Opens a key file after checking it per the module rules.
 pub fn open_key_file(path: &Path) -> Result<File, CredentialError> {
+    // O_NONBLOCK: opening a FIFO must not wait for a writer before the checks below refuse it
+    // (it has no effect on reading a regular file).
     let file = std::fs::OpenOptions::new()
         .read(true)
-        .custom_flags(libc::O_NOFOLLOW | libc::O_NOCTTY)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NOCTTY | libc::O_NONBLOCK)
         .open(path)
         .map_err(|source| {
             if source.raw_os_error() == Some(libc::ELOOP) {
@@ -192,6 +195,34 @@ mod tests {
             open_key_file(&d.path().join("missing")).unwrap_err(),
             CredentialError::Open { .. }
         ));
+    }
+
+    #[test]
+    fn fifo_refused_without_waiting_for_a_writer() {
+        let d = tempfile::tempdir().unwrap();
+        let fifo = d.path().join("key.fifo");
+        let st = std::process::Command::new("mkfifo")
+            .arg("-m")
+            .arg("0600")
+            .arg(&fifo)
+            .status()
+            .unwrap();
+        assert!(st.success(), "mkfifo failed");
+        // A blocking open of a FIFO waits for a writer that never comes: run it aside.
+        let (tx, rx) = std::sync::mpsc::channel();
+        let path = fifo.clone();
+        std::thread::spawn(move || {
+            let _ = tx.send(open_key_file(&path).map(drop));
+        });
+        let r = rx
+            .recv_timeout(std::time::Duration::from_secs(10))
+            .expect("open_key_file blocked on a FIFO instead of refusing it");
+        assert!(
+            matches!(r, Err(CredentialError::NotRegular { .. })),
+            "{r:?}"
+        );
+        // Control: a regular file with the same mode opens.
+        open_key_file(&write(d.path(), "regular", 0o600)).unwrap();
     }
 
     #[test]
