@@ -133,21 +133,20 @@ pub fn bind_listeners(args: &Args) -> Result<Vec<BoundListener>, String> {
 pub struct AccessPlan {
     run_as: RunAs,
     allow: AllowList,
-    ident: PeerIdentifier,
     /// `--dump-dir` did not exist before start-up: the proxy creates it (step 0) and hands it
     /// to the account it drops to.
     dump_dir_is_ours: bool,
 }
 
 impl AccessPlan {
-    /// Resolves the allow-list and the account, opens the sock_diag socket. Fails with a clear
+    /// Resolves the allow-list and the account (the sock_diag socket is opened later, in
+    /// [`AccessPlan::drop_and_confine`]). Fails with a clear
     /// message for unknown users/groups, `--user root`, contradictory flags.
     pub fn from_args(args: &Args) -> Result<Self, String> {
         let a = &args.access;
         let run_as = RunAs::decide(a.user.as_deref(), a.dangerously_run_as_root)
             .map_err(|e| e.to_string())?;
         let allow = AllowList::resolve(&a.allow_user, &a.allow_group).map_err(|e| e.to_string())?;
-        let ident = PeerIdentifier::new().map_err(|e| format!("peer identification: {e}"))?;
         let dump_dir_is_ours = args
             .dump_dir
             .as_ref()
@@ -155,7 +154,6 @@ impl AccessPlan {
         Ok(Self {
             run_as,
             allow,
-            ident,
             dump_dir_is_ours,
         })
     }
@@ -163,6 +161,10 @@ impl AccessPlan {
     /// Start-up step 4: privilege drop, then no_new_privs + Landlock + seccomp. Must run while
     /// the process is single-threaded (checked). Returns the per-connection authorizer.
     pub fn drop_and_confine(self, args: &Args) -> Result<Arc<dyn PeerAuthorizer>, String> {
+        // The sock_diag socket is opened only now, after the listeners were bound: systemd's
+        // LISTEN_FDS are taken as fds 3.. at bind time, and a descriptor opened earlier could
+        // sit at one of those numbers. Before confinement, whose seccomp filter refuses netlink.
+        let ident = PeerIdentifier::new().map_err(|e| format!("peer identification: {e}"))?;
         if let (RunAs::Drop(account), Some(dir)) = (&self.run_as, &args.dump_dir) {
             if self.dump_dir_is_ours {
                 give_created_dir(dir, account.uid, account.gid)?;
@@ -198,7 +200,7 @@ impl AccessPlan {
         tracing::info!(%hardening, "hardening report");
         Ok(Arc::new(PeerAccess {
             allow: self.allow,
-            ident: self.ident,
+            ident,
         }))
     }
 }

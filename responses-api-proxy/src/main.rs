@@ -27,7 +27,7 @@ fn main() -> ExitCode {
 
 /// The start-up order: configuration → key → listeners → server-info → confinement → serve.
 fn run(args: Args) -> Result<(), StartupError> {
-    // 0a. allow-list, --user, sock_diag socket (before the key: bad names fail early)
+    // 0a. allow-list and --user resolved (before the key: bad names fail early)
     let access = AccessPlan::from_args(&args).map_err(StartupError::Access)?;
     let config = Config::from_args(args)?; // 0. flags, upstream URL, TLS roots, dump dir
     let key_read = config.read_key()?; // 1. key from stdin into locked memory

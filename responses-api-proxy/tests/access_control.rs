@@ -438,6 +438,40 @@ fn listen_fds_for_another_pid_is_refused() {
 }
 
 #[test]
+fn listen_fds_naming_us_without_a_passed_descriptor_is_refused_cleanly() {
+    // LISTEN_PID is our own pid but nothing was passed at fd 3. The proxy must not mistake a
+    // descriptor it opened itself (formerly: the sock_diag netlink socket) for a systemd
+    // listener: that took the descriptor twice and aborted in std's I/O-safety check.
+    let dir = open_dir();
+    let info = dir.path().join("info.json");
+    let out = Command::new("/bin/sh")
+        .arg("-c")
+        .arg(r#"LISTEN_PID=$$ LISTEN_FDS=1 exec "$0" --allow-user root --server-info "$1""#)
+        .arg(BIN)
+        .arg(&info)
+        .env_clear()
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .and_then(|mut c| {
+            let _ = c.stdin.take().unwrap().write_all(KEY.as_bytes());
+            c.wait_with_output()
+        })
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(
+        out.status.code(),
+        Some(4),
+        "killed or wrong code: {:?} {err}",
+        out.status
+    );
+    assert!(err.contains("LISTEN_FDS") || err.contains("fd 3"), "{err}");
+    assert!(!Path::new(&info).exists());
+    assert_no_key("stderr", &err);
+}
+
+#[test]
 fn confined_proxy_resolves_a_host_name_upstream() {
     // The upstream is named, not an IP: getaddrinfo must still work under Landlock and seccomp
     // (resolver files and NSS libraries readable, nothing else), and connect only reaches the

@@ -18,6 +18,15 @@ pub enum SandboxError {
     },
     #[error("{}", refusal_message(missing))]
     Refused { missing: Vec<Missing> },
+    #[error(
+        "refusing to run: {} {} a symbolic link; a read-only mount would protect only the link's \
+         target and the command could replace the link with a writable directory (make it a real \
+         directory, or a `.git` file saying `gitdir: <path>`), or pass \
+         --dangerously-allow-weaker-sandbox to run with it writable",
+        paths.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", "),
+        if paths.len() == 1 { "is" } else { "are" }
+    )]
+    SymlinkedCarveOut { paths: Vec<PathBuf> },
     #[error("no command given (usage: ... -- COMMAND [ARGS...])")]
     NoCommand,
     #[error("failed to count this process's threads (/proc/self/task): {source}")]
@@ -108,7 +117,9 @@ impl SandboxError {
             SandboxError::Policy { .. } | SandboxError::NoCommand | SandboxError::Nul { .. } => {
                 crate::EXIT_INVALID_POLICY
             }
-            SandboxError::Refused { .. } => crate::EXIT_REFUSED,
+            SandboxError::Refused { .. } | SandboxError::SymlinkedCarveOut { .. } => {
+                crate::EXIT_REFUSED
+            }
             SandboxError::CommandNotFound { .. } => crate::EXIT_NOT_FOUND,
             SandboxError::CommandNotExecutable { .. } => crate::EXIT_NOT_EXECUTABLE,
             SandboxError::Child { code } => *code,

@@ -154,14 +154,27 @@ impl Sandbox<Planned> {
         report.new_session = true;
 
         let mut carve_outs: Vec<PathBuf> = Vec::new();
+        let mut symlinked: Vec<PathBuf> = Vec::new();
         for root in &policy.writable_roots {
             for sub in &root.read_only_subpaths {
-                if sub.exists {
+                let is_link =
+                    std::fs::symlink_metadata(&sub.path).is_ok_and(|m| m.file_type().is_symlink());
+                if is_link {
+                    // A mount follows the link and protects only its target; the link itself
+                    // lives in the writable root and can be replaced: fail closed.
+                    symlinked.push(sub.path.clone());
+                } else if sub.exists {
                     carve_outs.push(sub.path.clone());
                 } else {
                     report.carve_outs_not_existing.push(sub.path.clone());
                 }
             }
+        }
+        if !symlinked.is_empty() {
+            if !opts.dangerously_allow_weaker_sandbox {
+                return Err(SandboxError::SymlinkedCarveOut { paths: symlinked });
+            }
+            report.carve_outs_symlinked = symlinked;
         }
         if carve_outs.is_empty() {
             report.mount_ns = MountNsStatus::NotNeeded;

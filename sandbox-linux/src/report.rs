@@ -36,6 +36,8 @@ pub struct Report {
     pub carve_outs_writable: Vec<PathBuf>,
     /// `.git`/`.codex` paths that did not exist: nothing to bind, their creation is not prevented.
     pub carve_outs_not_existing: Vec<PathBuf>,
+    /// Carve-outs that are symbolic links, left writable by `--dangerously-allow-weaker-sandbox`.
+    pub carve_outs_symlinked: Vec<PathBuf>,
     pub list_only: Vec<PathBuf>,
     pub roots_inside_denied: Vec<PathBuf>,
     pub deny_read: Vec<PathBuf>,
@@ -56,6 +58,7 @@ impl Report {
             read_only_carve_outs: Vec::new(),
             carve_outs_writable: Vec::new(),
             carve_outs_not_existing: Vec::new(),
+            carve_outs_symlinked: Vec::new(),
             list_only: Vec::new(),
             roots_inside_denied: Vec::new(),
             deny_read: policy.deny_read.clone(),
@@ -68,6 +71,7 @@ impl Report {
         self.policy == PolicyKind::DangerFullAccess
             || !self.missing.is_empty()
             || !self.carve_outs_writable.is_empty()
+            || !self.carve_outs_symlinked.is_empty()
             || self.landlock != Some("fully enforced")
     }
 }
@@ -126,6 +130,13 @@ impl fmt::Display for Report {
                 "; WRITABLE carve-outs [{}] (mount ns unavailable: {e})",
                 paths(&self.carve_outs_writable)
             )?,
+        }
+        if !self.carve_outs_symlinked.is_empty() {
+            write!(
+                f,
+                "; WRITABLE symlinked carve-outs [{}]",
+                paths(&self.carve_outs_symlinked)
+            )?;
         }
         if !self.carve_outs_not_existing.is_empty() {
             write!(

@@ -256,6 +256,40 @@ fn git_and_codex_stay_read_only_inside_a_writable_root() {
 }
 
 #[test]
+fn a_symlinked_git_is_refused_because_the_link_could_be_replaced() {
+    // A read-only mount on `.git -> elsewhere` protects only the target; the command could
+    // delete the link and create a writable `.git`. The sandbox fails closed.
+    let e = env();
+    let real = e.ws.parent().unwrap().join("gitdir-elsewhere");
+    std::fs::rename(e.ws.join(".git"), &real).unwrap();
+    std::os::unix::fs::symlink(&real, e.ws.join(".git")).unwrap();
+    let out = Run::ws_write(&e)
+        .nobody()
+        .output(&[PROBE, "write", &s(&e.ws.join("src.rs"))]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(201), "{err}");
+    assert!(
+        err.contains("is a symbolic link") && err.contains("--dangerously-allow-weaker-sandbox"),
+        "{err}"
+    );
+    assert!(out.stdout.is_empty(), "the command must not have run");
+    // with the dangerous flag it runs and says which carve-out is writable
+    let weak = Run::ws_write(&e)
+        .nobody()
+        .flag("--dangerously-allow-weaker-sandbox");
+    let out = weak.output(&[PROBE, "write", &s(&e.ws.join("src.rs"))]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "ok", "{err}");
+    assert!(err.contains("WRITABLE symlinked carve-outs"), "{err}");
+    // control: the same checkout with a real `.git` directory runs (see
+    // git_and_codex_stay_read_only_inside_a_writable_root for the protection itself)
+    std::fs::remove_file(e.ws.join(".git")).unwrap();
+    std::fs::rename(&real, e.ws.join(".git")).unwrap();
+    let ok = Run::ws_write(&e).nobody();
+    assert_eq!(ok.probe(&["write", &s(&e.ws.join(".git/config"))]), EROFS);
+}
+
+#[test]
 fn deny_read_defaults_are_unreadable_and_their_siblings_readable() {
     let e = env();
     let denied = [
