@@ -1,11 +1,17 @@
 //! Binding the proxy's unix socket safely.
 //!
 //! Rules, in the order they are checked:
-//! 1. The path is absolute and its parent directory exists.
-//! 2. The parent directory is owned by root or by us, and is not writable by group or others
-//!    unless it has the sticky bit (like `/tmp`). In a directory others can write without the
+//! 1. The path is absolute, ends in a file name and its parent directory exists.
+//! 2. The parent directory is resolved to its real path (`canonicalize`: symlinks, `.`, `..`),
+//!    and from then on the socket is handled at `REAL_PARENT/NAME`, so a symlink on the way cannot
+//!    be swapped later. The real parent and EVERY directory above it up to `/` are examined with
+//!    `lstat` and must be directories owned by root or by us, not writable by group or others
+//!    unless they have the sticky bit (like `/tmp`). In a directory others can write without the
 //!    sticky bit they could rename our socket away and put a symlink in its place between our
-//!    `bind` and `chown`; we refuse such directories instead of racing.
+//!    `bind` and `chown`; in a directory above they could rename the whole subtree and put their
+//!    own in its place (clients would then reach their server). We refuse instead of racing. In
+//!    a sticky directory only the owner of an entry (root or us, checked one level down) can
+//!    rename it.
 //! 3. What is at the path is examined with `lstat` (never following a symlink):
 //!    - nothing: bind;
 //!    - a socket: `connect` to it; `ECONNREFUSED` means nobody listens (stale), and only then is
@@ -57,11 +63,32 @@ pub enum UnixSocketError {
         /// The error.
         source: io::Error,
     },
-    /// The parent directory is unsafe.
-    #[error("refusing socket directory {path}: {reason}")]
-    UnsafeParent {
-        /// The directory.
+    /// The path ends in `..`, `.` or `/` instead of a file name.
+    #[error("unix socket path {0} does not end in a file name")]
+    NoFileName(PathBuf),
+    /// The parent directory could not be resolved to its real path.
+    #[error("cannot resolve socket directory {path}: canonicalize failed: {source}")]
+    Canonicalize {
+        /// The directory as given.
         path: PathBuf,
+        /// The error.
+        source: io::Error,
+    },
+    /// The parent directory is unsafe.
+    #[error("refusing socket directory {path}: it is {reason}")]
+    UnsafeParent {
+        /// The directory (real path).
+        path: PathBuf,
+        /// Why.
+        reason: String,
+    },
+    /// A directory above the socket's directory is unsafe.
+    #[error("refusing socket directory {socket_dir}: its ancestor {path} is {reason}")]
+    UnsafeAncestor {
+        /// The offending ancestor (real path).
+        path: PathBuf,
+        /// The socket's directory (real path).
+        socket_dir: PathBuf,
         /// Why.
         reason: String,
     },
@@ -162,39 +189,59 @@ fn file_kind(ft: std::fs::FileType) -> &'static str {
     }
 }
 
-fn check_parent(dir: &Path) -> Result<(), UnixSocketError> {
-    let md = std::fs::metadata(dir).map_err(|source| UnixSocketError::ParentStat {
+/// Why `md` (from `lstat`) is not a safe directory on the socket's path, if it is not. The
+/// reason always names the owner uid and the mode.
+fn unsafe_dir_reason(md: &std::fs::Metadata, euid: u32) -> Option<String> {
+    let mode = md.mode() & 0o7777;
+    let uid = md.uid();
+    if !md.is_dir() {
+        return Some(format!(
+            "a {} owned by uid {uid} with mode {mode:04o}, not a directory (changed while being checked)",
+            file_kind(md.file_type())
+        ));
+    }
+    if uid != 0 && uid != euid {
+        return Some(format!(
+            "owned by uid {uid} with mode {mode:04o}, not by root or by us (uid {euid})"
+        ));
+    }
+    if mode & 0o022 != 0 && mode & 0o1000 == 0 {
+        return Some(format!(
+            "owned by uid {uid} with mode {mode:04o}: group or others can replace entries (no sticky bit)"
+        ));
+    }
+    None
+}
+
+/// Resolves the socket's directory to its real path and checks it and every directory above it
+/// up to `/` (module rule 2). Returns the real path of the directory.
+fn check_parent(dir: &Path) -> Result<PathBuf, UnixSocketError> {
+    let real = std::fs::canonicalize(dir).map_err(|source| UnixSocketError::Canonicalize {
         path: dir.to_owned(),
         source,
     })?;
-    if !md.is_dir() {
-        return Err(UnixSocketError::UnsafeParent {
-            path: dir.to_owned(),
-            reason: "not a directory".into(),
-        });
-    }
     let euid = sys::getresuid().map(|(_, e, _)| e).unwrap_or(u32::MAX);
-    if md.uid() != 0 && md.uid() != euid {
-        return Err(UnixSocketError::UnsafeParent {
-            path: dir.to_owned(),
-            reason: format!(
-                "owned by uid {}, not by root or by us (uid {euid})",
-                md.uid()
-            ),
-        });
+    for (i, d) in real.ancestors().enumerate() {
+        let md = std::fs::symlink_metadata(d).map_err(|source| UnixSocketError::ParentStat {
+            path: d.to_owned(),
+            source,
+        })?;
+        if let Some(reason) = unsafe_dir_reason(&md, euid) {
+            return Err(if i == 0 {
+                UnixSocketError::UnsafeParent {
+                    path: real.clone(),
+                    reason,
+                }
+            } else {
+                UnixSocketError::UnsafeAncestor {
+                    path: d.to_owned(),
+                    socket_dir: real.clone(),
+                    reason,
+                }
+            });
+        }
     }
-    let mode = md.mode();
-    let sticky = mode & 0o1000 != 0;
-    if mode & 0o022 != 0 && !sticky {
-        return Err(UnixSocketError::UnsafeParent {
-            path: dir.to_owned(),
-            reason: format!(
-                "mode {:04o} lets group or others replace entries (no sticky bit)",
-                mode & 0o7777
-            ),
-        });
-    }
-    Ok(())
+    Ok(real)
 }
 
 /// Binds a listening unix socket per the module rules. Sets the process umask briefly: call at
@@ -207,35 +254,42 @@ pub fn bind_unix_listener(spec: &UnixSocketSpec) -> Result<UnixListener, UnixSoc
     if spec.mode > 0o777 {
         return Err(UnixSocketError::BadMode(spec.mode));
     }
-    let parent = path.parent().unwrap_or(Path::new("/"));
-    check_parent(parent)?;
+    let (Some(parent), Some(name)) = (path.parent(), path.file_name()) else {
+        return Err(UnixSocketError::NoFileName(path.clone()));
+    };
+    // From here on the socket lives at the real path whose every directory was checked.
+    let path = &check_parent(parent)?.join(name);
 
     match std::fs::symlink_metadata(path) {
         Err(e) if e.kind() == io::ErrorKind::NotFound => {}
         Err(source) => {
             return Err(UnixSocketError::Lstat {
-                path: path.clone(),
+                path: path.to_path_buf(),
                 source,
             });
         }
         Ok(md) if md.file_type().is_socket() => match UnixStream::connect(path) {
-            Ok(_) => return Err(UnixSocketError::InUse { path: path.clone() }),
+            Ok(_) => {
+                return Err(UnixSocketError::InUse {
+                    path: path.to_path_buf(),
+                });
+            }
             Err(e) if e.raw_os_error() == Some(libc::ECONNREFUSED) => {
                 std::fs::remove_file(path).map_err(|source| UnixSocketError::Unlink {
-                    path: path.clone(),
+                    path: path.to_path_buf(),
                     source,
                 })?;
             }
             Err(source) => {
                 return Err(UnixSocketError::Probe {
-                    path: path.clone(),
+                    path: path.to_path_buf(),
                     source,
                 });
             }
         },
         Ok(md) => {
             return Err(UnixSocketError::NotASocket {
-                path: path.clone(),
+                path: path.to_path_buf(),
                 kind: file_kind(md.file_type()),
             });
         }
@@ -245,39 +299,39 @@ pub fn bind_unix_listener(spec: &UnixSocketSpec) -> Result<UnixListener, UnixSoc
     let bound = UnixListener::bind(path);
     sys::umask(old);
     let listener = bound.map_err(|source| UnixSocketError::Bind {
-        path: path.clone(),
+        path: path.to_path_buf(),
         source,
     })?;
 
     if let Some(gid) = spec.group {
         std::os::unix::fs::lchown(path, None, Some(gid)).map_err(|source| {
             UnixSocketError::Chown {
-                path: path.clone(),
+                path: path.to_path_buf(),
                 gid,
                 source,
             }
         })?;
     }
     let md = std::fs::symlink_metadata(path).map_err(|source| UnixSocketError::Lstat {
-        path: path.clone(),
+        path: path.to_path_buf(),
         source,
     })?;
     if !md.file_type().is_socket() {
         return Err(UnixSocketError::Verify {
-            path: path.clone(),
+            path: path.to_path_buf(),
             detail: format!("it is now a {}", file_kind(md.file_type())),
         });
     }
     if md.mode() & 0o7777 != spec.mode {
         return Err(UnixSocketError::Verify {
-            path: path.clone(),
+            path: path.to_path_buf(),
             detail: format!("mode {:04o}, wanted {:04o}", md.mode() & 0o7777, spec.mode),
         });
     }
     if let Some(gid) = spec.group {
         if md.gid() != gid {
             return Err(UnixSocketError::Verify {
-                path: path.clone(),
+                path: path.to_path_buf(),
                 detail: format!("group {}, wanted {gid}", md.gid()),
             });
         }
@@ -312,5 +366,18 @@ mod tests {
         })
         .unwrap_err();
         assert!(matches!(e, UnixSocketError::NotAbsolute(_)));
+    }
+
+    #[test]
+    fn path_without_file_name_refused() {
+        for p in ["/", "/tmp/.."] {
+            let e = bind_unix_listener(&UnixSocketSpec {
+                path: p.into(),
+                mode: 0o600,
+                group: None,
+            })
+            .unwrap_err();
+            assert!(matches!(e, UnixSocketError::NoFileName(_)), "{p}: {e}");
+        }
     }
 }

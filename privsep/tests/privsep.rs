@@ -22,7 +22,7 @@ use std::ffi::CString;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::os::fd::{AsFd, AsRawFd};
-use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
@@ -109,6 +109,10 @@ fn main() {
         (
             "unix_socket_unsafe_dir_refused",
             unix_socket_unsafe_dir_refused,
+        ),
+        (
+            "unix_socket_unsafe_ancestor_refused",
+            unix_socket_unsafe_ancestor_refused,
         ),
         ("activation_wrong_pid_refused", activation_wrong_pid_refused),
         (
@@ -240,6 +244,13 @@ fn child_main(name: &str, args: &[String]) -> i32 {
             drop(s);
             0
         }
+        "rename" => match std::fs::rename(&args[0], &args[1]) {
+            Ok(()) => 0,
+            Err(e) => {
+                eprintln!("rename {} -> {}: {e}", args[0], args[1]);
+                1
+            }
+        },
         "drop" => scenario_drop(args.first().map(String::as_str)),
         "no-drop-control" => scenario_no_drop_control(),
         "seccomp" => scenario_seccomp(),
@@ -372,16 +383,19 @@ fn probes() -> Vec<(&'static str, Box<dyn Fn() -> i64>, i32)> {
         ),
         (
             "process_vm_readv(no such pid)",
-            // SAFETY: zero iovecs and a nonexistent pid: nothing is read or written.
+            // SAFETY: zero iovecs, a nonexistent pid and an invalid flag (rejected with EINVAL
+            // first): nothing is read or written. Every argument is 64 bits wide: a plain `0` in
+            // this variadic call leaves the register's upper half undefined (the count was
+            // sometimes garbage, sometimes 0 and the call then returned 0).
             Box::new(|| unsafe {
                 libc::syscall(
                     libc::SYS_process_vm_readv,
-                    0x3fff_fff0,
+                    0x3fff_fff0_i64,
                     std::ptr::null::<libc::iovec>(),
-                    0,
+                    0_i64,
                     std::ptr::null::<libc::iovec>(),
-                    0,
-                    0,
+                    0_i64,
+                    1_i64,
                 )
             }),
             libc::EINVAL,
@@ -1259,6 +1273,118 @@ fn unix_socket_unsafe_dir_refused() {
     std::os::unix::fs::chown(&theirs, Some(NOBODY), Some(NOBODY)).unwrap();
     let e = bind_unix_listener(&spec(theirs.join("x.sock"), 0o600, None)).unwrap_err();
     assert!(e.to_string().contains("owned by uid 65534"), "{e}");
+}
+
+/// The socket's own directory is safe (root, 0700) but a directory above it is not: whoever can
+/// write that one can rename the subtree away and put their own (with their server) in its place.
+fn unix_socket_unsafe_ancestor_refused() {
+    let d = tempdir_open();
+    let base = std::fs::canonicalize(d.path()).unwrap();
+    let mkdir = |p: &Path, mode: u32| {
+        std::fs::create_dir(p).unwrap();
+        std::fs::set_permissions(p, std::fs::Permissions::from_mode(mode)).unwrap();
+    };
+    // Attack 1: the level above is owned by uid 65534 (mode 0755).
+    let up = base.join("up");
+    mkdir(&up, 0o755);
+    std::os::unix::fs::chown(&up, Some(NOBODY), Some(NOBODY)).unwrap();
+    let sock_dir = up.join("sock");
+    mkdir(&sock_dir, 0o700);
+    let path = sock_dir.join("x.sock");
+    let e = bind_unix_listener(&spec(path.clone(), 0o600, None)).unwrap_err();
+    match &e {
+        UnixSocketError::UnsafeAncestor {
+            path: bad,
+            socket_dir,
+            ..
+        } => {
+            assert_eq!(bad, &up, "{e}");
+            assert_eq!(socket_dir, &sock_dir, "{e}");
+        }
+        other => panic!("expected UnsafeAncestor, got {other}"),
+    }
+    let msg = e.to_string();
+    assert!(msg.contains(&format!("ancestor {}", up.display())), "{msg}");
+    assert!(msg.contains("uid 65534 with mode 0755"), "{msg}");
+    assert!(!path.exists(), "nothing was bound");
+    // The threat is real: uid 65534 can move the root-owned socket directory away (and would put
+    // its own in its place); it is moved back for the rest of the test.
+    let moved = up.join("moved");
+    let rename_as_nobody = |from: &Path, to: &Path| {
+        child_as_nobody("rename", &[from.to_str().unwrap(), to.to_str().unwrap()])
+            .stdin(Stdio::null())
+            .output()
+            .unwrap()
+    };
+    let out = rename_as_nobody(&sock_dir, &moved);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(moved.is_dir() && !sock_dir.exists());
+    run_ok(child_as_nobody(
+        "rename",
+        &[moved.to_str().unwrap(), sock_dir.to_str().unwrap()],
+    ));
+    // Reached through a symlink, the real path is walked: still refused, naming `up`.
+    let link = base.join("link");
+    std::os::unix::fs::symlink(&sock_dir, &link).unwrap();
+    let e = bind_unix_listener(&spec(link.join("x.sock"), 0o600, None)).unwrap_err();
+    assert!(
+        matches!(&e, UnixSocketError::UnsafeAncestor { path: bad, .. } if bad == &up),
+        "{e}"
+    );
+    // Two levels up is checked as well: the socket dir and its parent are root 0700/0755.
+    let deep = sock_dir.join("deeper");
+    mkdir(&deep, 0o700);
+    let e = bind_unix_listener(&spec(deep.join("x.sock"), 0o600, None)).unwrap_err();
+    assert!(
+        matches!(&e, UnixSocketError::UnsafeAncestor { path: bad, .. } if bad == &up),
+        "{e}"
+    );
+    // Control: the same layout with the ancestor owned by root (0755) binds, also via the
+    // symlink, and the socket is created at the real path.
+    std::os::unix::fs::chown(&up, Some(0), Some(0)).unwrap();
+    let out = rename_as_nobody(&sock_dir, &moved);
+    assert!(
+        !out.status.success(),
+        "root-owned ancestor: uid 65534 cannot move the directory"
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("Permission denied"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let l = bind_unix_listener(&spec(path.clone(), 0o600, None)).unwrap();
+    let _c = UnixStream::connect(&path).unwrap();
+    l.accept().unwrap();
+    let l2 = bind_unix_listener(&spec(link.join("y.sock"), 0o600, None)).unwrap();
+    assert!(
+        std::fs::symlink_metadata(sock_dir.join("y.sock"))
+            .unwrap()
+            .file_type()
+            .is_socket()
+    );
+    drop(l2);
+    bind_unix_listener(&spec(deep.join("x.sock"), 0o600, None)).unwrap();
+
+    // Attack 2: the level above is root's but group-writable without the sticky bit (0775).
+    let gw = base.join("gw");
+    mkdir(&gw, 0o775);
+    let gw_sock = gw.join("sock");
+    mkdir(&gw_sock, 0o700);
+    let e = bind_unix_listener(&spec(gw_sock.join("x.sock"), 0o600, None)).unwrap_err();
+    assert!(
+        matches!(&e, UnixSocketError::UnsafeAncestor { path: bad, .. } if bad == &gw),
+        "{e}"
+    );
+    let msg = e.to_string();
+    assert!(msg.contains("uid 0 with mode 0775"), "{msg}");
+    assert!(msg.contains("no sticky bit"), "{msg}");
+    // Control: sticky and world-writable like /tmp (root 1777) is accepted as an ancestor.
+    std::fs::set_permissions(&gw, std::fs::Permissions::from_mode(0o1777)).unwrap();
+    bind_unix_listener(&spec(gw_sock.join("x.sock"), 0o600, None)).unwrap();
 }
 
 fn activation_wrong_pid_refused() {
