@@ -343,16 +343,35 @@ pub struct Group {
 const NSS_BUF_START: usize = 4096;
 const NSS_BUF_MAX: usize = 1 << 20;
 
-fn nss_retry(mut call: impl FnMut(&mut [libc::c_char]) -> libc::c_int) -> io::Result<()> {
+/// One `get*_r(3)` lookup, retried with a larger buffer on `ERANGE`. `call(entry, buf, result)`
+/// must be a reentrant NSS call that, on success, sets `*result` to `entry` (filled in, its strings
+/// pointing into `buf`) or to null when there is no such entry; `copy` copies the entry out
+/// before `buf` is freed.
+fn nss_lookup<E, T>(
+    mut call: impl FnMut(*mut E, &mut [libc::c_char], *mut *mut E) -> libc::c_int,
+    copy: impl Fn(&E) -> T,
+) -> io::Result<Option<T>> {
     let mut len = NSS_BUF_START;
     loop {
         let mut buf = vec![0 as libc::c_char; len];
-        match call(&mut buf) {
-            0 => return Ok(()),
+        let mut entry = MaybeUninit::<E>::uninit();
+        let mut result: *mut E = std::ptr::null_mut();
+        match call(entry.as_mut_ptr(), &mut buf, &mut result) {
+            0 if result.is_null() => return Ok(None),
+            // SAFETY: a get*_r call that returned 0 with a non-null `result` pointed it at
+            // `entry`, which it initialised, and the entry's strings point into `buf`, still
+            // alive here; `copy` copies them out before both go out of scope.
+            0 => return Ok(Some(copy(unsafe { &*result }))),
             libc::ERANGE if len < NSS_BUF_MAX => len *= 2,
             err => return Err(io::Error::from_raw_os_error(err)),
         }
     }
+}
+
+fn nss_name(name: &OsStr) -> io::Result<CString> {
+    use std::os::unix::ffi::OsStrExt;
+    CString::new(name.as_bytes())
+        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "name contains NUL"))
 }
 
 fn passwd_from(pw: &libc::passwd) -> Passwd {
@@ -368,57 +387,26 @@ fn passwd_from(pw: &libc::passwd) -> Passwd {
 
 /// `getpwnam_r(3)`.
 pub fn getpwnam(name: &OsStr) -> io::Result<Option<Passwd>> {
-    use std::os::unix::ffi::OsStrExt;
-    let cname = CString::new(name.as_bytes())
-        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "name contains NUL"))?;
-    let mut out = None;
-    nss_retry(|buf| {
-        let mut pw = MaybeUninit::<libc::passwd>::uninit();
-        let mut result: *mut libc::passwd = std::ptr::null_mut();
-        // SAFETY: `cname` is NUL-terminated; `pw`, `buf` (with its exact length) and `result`
-        // are live and writable for the duration of the call.
-        let rc = unsafe {
-            libc::getpwnam_r(
-                cname.as_ptr(),
-                pw.as_mut_ptr(),
-                buf.as_mut_ptr(),
-                buf.len(),
-                &mut result,
-            )
-        };
-        if rc == 0 && !result.is_null() {
-            // SAFETY: a non-null `result` points at `pw`, which the call initialised, and its
-            // strings point into `buf`, still alive here.
-            out = Some(passwd_from(unsafe { &*result }));
-        }
-        rc
-    })?;
-    Ok(out)
+    let cname = nss_name(name)?;
+    nss_lookup(
+        |pw, buf, result| {
+            // SAFETY: `cname` is NUL-terminated; `pw`, `buf` (with its exact length) and `result`
+            // are live and writable for the duration of the call.
+            unsafe { libc::getpwnam_r(cname.as_ptr(), pw, buf.as_mut_ptr(), buf.len(), result) }
+        },
+        passwd_from,
+    )
 }
 
 /// `getpwuid_r(3)`.
 pub fn getpwuid(uid: u32) -> io::Result<Option<Passwd>> {
-    let mut out = None;
-    nss_retry(|buf| {
-        let mut pw = MaybeUninit::<libc::passwd>::uninit();
-        let mut result: *mut libc::passwd = std::ptr::null_mut();
-        // SAFETY: `pw`, `buf` (with its exact length) and `result` are live and writable.
-        let rc = unsafe {
-            libc::getpwuid_r(
-                uid,
-                pw.as_mut_ptr(),
-                buf.as_mut_ptr(),
-                buf.len(),
-                &mut result,
-            )
-        };
-        if rc == 0 && !result.is_null() {
-            // SAFETY: as in `getpwnam`: `result` points at the initialised `pw`.
-            out = Some(passwd_from(unsafe { &*result }));
-        }
-        rc
-    })?;
-    Ok(out)
+    nss_lookup(
+        |pw, buf, result| {
+            // SAFETY: `pw`, `buf` (with its exact length) and `result` are live and writable.
+            unsafe { libc::getpwuid_r(uid, pw, buf.as_mut_ptr(), buf.len(), result) }
+        },
+        passwd_from,
+    )
 }
 
 fn group_from(gr: &libc::group) -> Group {
@@ -433,30 +421,14 @@ fn group_from(gr: &libc::group) -> Group {
 
 /// `getgrnam_r(3)`.
 pub fn getgrnam(name: &OsStr) -> io::Result<Option<Group>> {
-    use std::os::unix::ffi::OsStrExt;
-    let cname = CString::new(name.as_bytes())
-        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "name contains NUL"))?;
-    let mut out = None;
-    nss_retry(|buf| {
-        let mut gr = MaybeUninit::<libc::group>::uninit();
-        let mut result: *mut libc::group = std::ptr::null_mut();
-        // SAFETY: `cname` is NUL-terminated; `gr`, `buf` (exact length) and `result` are live.
-        let rc = unsafe {
-            libc::getgrnam_r(
-                cname.as_ptr(),
-                gr.as_mut_ptr(),
-                buf.as_mut_ptr(),
-                buf.len(),
-                &mut result,
-            )
-        };
-        if rc == 0 && !result.is_null() {
-            // SAFETY: a non-null `result` points at the initialised `gr`.
-            out = Some(group_from(unsafe { &*result }));
-        }
-        rc
-    })?;
-    Ok(out)
+    let cname = nss_name(name)?;
+    nss_lookup(
+        |gr, buf, result| {
+            // SAFETY: `cname` is NUL-terminated; `gr`, `buf` (exact length) and `result` are live.
+            unsafe { libc::getgrnam_r(cname.as_ptr(), gr, buf.as_mut_ptr(), buf.len(), result) }
+        },
+        group_from,
+    )
 }
 
 /// `getgrouplist(3)`: every group `user` belongs to, including `primary`.
