@@ -30,6 +30,12 @@ fn login(home: &Path, args: &[&str], stdin: &[u8]) -> Output {
     run(c, stdin)
 }
 
+/// `codex login --with-api-key` with `KEY` on stdin; asserts that it succeeds.
+fn store_key(home: &Path) {
+    let o = login(home, &[], format!("{KEY}\n").as_bytes());
+    assert_eq!(o.status.code(), Some(0), "{o:?}");
+}
+
 fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
 }
@@ -109,12 +115,7 @@ fn empty_stdin_is_refused_and_creates_nothing() {
 #[test]
 fn key_with_whitespace_or_control_characters_is_refused_and_nothing_is_overwritten() {
     let h = home();
-    assert_eq!(
-        login(&h.path, &[], format!("{KEY}\n").as_bytes())
-            .status
-            .code(),
-        Some(0)
-    );
+    store_key(&h.path);
     let before = std::fs::read(h.path.join("auth.json")).unwrap();
     for (input, offset) in [
         (&b"sk-abc def\n"[..], 6),
@@ -195,12 +196,7 @@ fn a_terminal_on_stdin_is_refused_with_the_hint() {
         "{out}"
     );
     // Control: the same binary with a pipe on stdin proceeds to read (and here stores) the key.
-    assert_eq!(
-        login(&h.path, &[], format!("{KEY}\n").as_bytes())
-            .status
-            .code(),
-        Some(0)
-    );
+    store_key(&h.path);
 }
 
 #[test]
@@ -241,12 +237,7 @@ fn symlinked_auth_json_is_refused_and_its_target_untouched() {
 #[test]
 fn loose_auth_json_is_read_with_a_warning() {
     let h = home();
-    assert_eq!(
-        login(&h.path, &[], format!("{KEY}\n").as_bytes())
-            .status
-            .code(),
-        Some(0)
-    );
+    store_key(&h.path);
     let auth = h.path.join("auth.json");
     std::fs::set_permissions(&auth, std::fs::Permissions::from_mode(0o644)).unwrap();
     let o = status(&h.path, &[]);
@@ -263,12 +254,7 @@ fn loose_auth_json_is_read_with_a_warning() {
 #[test]
 fn logout_removes_the_file_and_status_says_not_logged_in() {
     let h = home();
-    assert_eq!(
-        login(&h.path, &[], format!("{KEY}\n").as_bytes())
-            .status
-            .code(),
-        Some(0)
-    );
+    store_key(&h.path);
     let mut c = codex(&h.path);
     c.arg("logout");
     let o = run(c, b"");
@@ -412,12 +398,7 @@ fn control_auto_mode_with_the_keyring_available_writes_no_file() {
 #[test]
 fn keyring_mode_with_a_dead_keyring_fails_and_keeps_the_existing_file() {
     let h = home();
-    assert_eq!(
-        login(&h.path, &[], format!("{KEY}\n").as_bytes())
-            .status
-            .code(),
-        Some(0)
-    );
+    store_key(&h.path);
     let before = std::fs::read(h.path.join("auth.json")).unwrap();
     let mut args = KEYRING.to_vec();
     args.extend(["login", "--with-api-key"]);
