@@ -44,10 +44,7 @@ pub fn dispatch_arg0() -> Option<i32> {
 /// $HOME. A `~` path with HOME unset or empty, or an empty path, is an error: taken literally it
 /// would resolve below the cwd and leave the intended path readable without a word.
 fn config_deny_read(config: &crate::config::Config) -> anyhow::Result<Vec<PathBuf>> {
-    let home = std::env::var_os("HOME")
-        .filter(|h| !h.is_empty())
-        .map(PathBuf::from);
-    deny_read_paths(config, home.as_deref())
+    deny_read_paths(config, super::home_dir().as_deref())
 }
 
 fn deny_read_paths(
@@ -75,21 +72,13 @@ fn deny_read_paths(
                 "sandbox.deny_read: an empty string is not a path",
             ));
         }
-        let rest = if s == "~" {
-            Some("")
-        } else {
-            s.strip_prefix("~/")
+        let Some(path) = super::expand_home(s, home) else {
+            return Err(Coded::new(
+                USAGE,
+                format!("sandbox.deny_read: {s}: ~ used but HOME is not set"),
+            ));
         };
-        match (rest, home) {
-            (Some(rest), Some(h)) => out.push(h.join(rest)),
-            (Some(_), None) => {
-                return Err(Coded::new(
-                    USAGE,
-                    format!("sandbox.deny_read: {s}: ~ used but HOME is not set"),
-                ));
-            }
-            (None, _) => out.push(PathBuf::from(s)),
-        }
+        out.push(path);
     }
     Ok(out)
 }

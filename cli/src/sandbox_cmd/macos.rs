@@ -123,7 +123,7 @@ fn policy_from_flags(run: &super::RunArgs) -> anyhow::Result<SandboxPolicy> {
     Ok(SandboxPolicy::ReadOnly)
 }
 
-/// `sandbox.deny_read`: an array of path strings; `~/` means `$HOME/`.
+/// `sandbox.deny_read`: an array of path strings; `~` and `~/` mean `$HOME` and `$HOME/`.
 fn deny_read_from_config(config: &crate::config::Config) -> anyhow::Result<Vec<PathBuf>> {
     let Some(value) = config.get("sandbox.deny_read") else {
         return Ok(Vec::new());
@@ -135,9 +135,7 @@ fn deny_read_from_config(config: &crate::config::Config) -> anyhow::Result<Vec<P
         )
     };
     let items = value.as_array().ok_or_else(bad)?;
-    let home = std::env::var_os("HOME")
-        .filter(|h| !h.is_empty())
-        .map(PathBuf::from);
+    let home = super::home_dir();
     let mut out = Vec::with_capacity(items.len());
     for item in items {
         let s = item.as_str().ok_or_else(bad)?;
@@ -147,15 +145,11 @@ fn deny_read_from_config(config: &crate::config::Config) -> anyhow::Result<Vec<P
                 format!("config sandbox.deny_read: {s:?}: not a usable path"),
             ));
         }
-        let path = match (s.strip_prefix("~/"), &home) {
-            (Some(rest), Some(h)) => h.join(rest),
-            (Some(_), None) => {
-                return Err(Coded::new(
-                    EXIT_INVALID_POLICY,
-                    format!("config sandbox.deny_read: {s}: ~ used but HOME is not set"),
-                ));
-            }
-            (None, _) => PathBuf::from(s),
+        let Some(path) = super::expand_home(s, home.as_deref()) else {
+            return Err(Coded::new(
+                EXIT_INVALID_POLICY,
+                format!("config sandbox.deny_read: {s}: ~ used but HOME is not set"),
+            ));
         };
         out.push(path);
     }

@@ -6,6 +6,29 @@
 pub mod linux;
 pub mod macos;
 
+/// `$HOME`, when set and not empty.
+fn home_dir() -> Option<std::path::PathBuf> {
+    std::env::var_os("HOME")
+        .filter(|h| !h.is_empty())
+        .map(std::path::PathBuf::from)
+}
+
+/// One `sandbox.deny_read` entry with `~` and `~/rest` expanded to `$HOME` and `$HOME/rest`; other
+/// paths are returned as given. `None` when the entry uses `~` but `home` is unknown: taken
+/// literally it would resolve below the cwd and leave the intended path readable without a word.
+fn expand_home(entry: &str, home: Option<&std::path::Path>) -> Option<std::path::PathBuf> {
+    let rest = if entry == "~" {
+        Some("")
+    } else {
+        entry.strip_prefix("~/")
+    };
+    match (rest, home) {
+        (Some(rest), Some(h)) => Some(h.join(rest)),
+        (Some(_), None) => None,
+        (None, _) => Some(std::path::PathBuf::from(entry)),
+    }
+}
+
 /// Arguments shared by `codex sandbox linux` and `codex sandbox macos`.
 #[derive(Debug, Clone, clap::Args)]
 pub struct RunArgs {
@@ -75,5 +98,30 @@ pub fn run_debug(args: DebugArgs, global: &crate::GlobalOpts) -> anyhow::Result<
     match args.cmd {
         DebugCmd::Landlock(a) => linux::run(a, global),
         DebugCmd::Seatbelt(a) => macos::run(a, global),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::{Path, PathBuf};
+
+    #[test]
+    fn expand_home_expands_tilde_and_tilde_slash_only() {
+        let h = Some(Path::new("/h"));
+        assert_eq!(super::expand_home("~", h), Some(PathBuf::from("/h/")));
+        assert_eq!(
+            super::expand_home("~/.netrc", h),
+            Some(PathBuf::from("/h/.netrc"))
+        );
+        assert_eq!(
+            super::expand_home("~bob/x", h),
+            Some(PathBuf::from("~bob/x"))
+        );
+        assert_eq!(
+            super::expand_home("/srv/x", None),
+            Some(PathBuf::from("/srv/x"))
+        );
+        assert_eq!(super::expand_home("~", None), None);
+        assert_eq!(super::expand_home("~/.netrc", None), None);
     }
 }
