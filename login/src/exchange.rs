@@ -43,6 +43,20 @@ struct TokenResponse {
     refresh_token: Option<String>,
 }
 
+impl TokenResponse {
+    /// The tokens as a [`TokenSet`] (moved, not copied), with `refresh_token` as its refresh
+    /// token and the ID token's claims.
+    fn into_token_set(mut self, refresh_token: SecretString) -> Result<TokenSet, LoginError> {
+        let claims = parse_id_token(&self.id_token)?;
+        Ok(TokenSet {
+            id_token: SecretString::new(std::mem::take(&mut self.id_token)),
+            access_token: SecretString::new(std::mem::take(&mut self.access_token)),
+            refresh_token,
+            claims,
+        })
+    }
+}
+
 impl Drop for TokenResponse {
     fn drop(&mut self) {
         self.id_token.zeroize();
@@ -130,13 +144,7 @@ impl TokenClient {
                 endpoint: self.endpoint.clone(),
                 reason: "missing field `refresh_token`".to_string(),
             })?;
-        let claims = parse_id_token(&resp.id_token)?;
-        Ok(TokenSet {
-            id_token: SecretString::new(std::mem::take(&mut resp.id_token)),
-            access_token: SecretString::new(std::mem::take(&mut resp.access_token)),
-            refresh_token: SecretString::new(refresh),
-            claims,
-        })
+        resp.into_token_set(SecretString::new(refresh))
     }
 
     /// Refresh (RFC 6749 §6). An answer without a new refresh token keeps `refresh_token`.
@@ -158,13 +166,7 @@ impl TokenClient {
             Some(new) => new,
             None => refresh_token.expose_secret().to_string(),
         };
-        let claims = parse_id_token(&resp.id_token)?;
-        Ok(TokenSet {
-            id_token: SecretString::new(std::mem::take(&mut resp.id_token)),
-            access_token: SecretString::new(std::mem::take(&mut resp.access_token)),
-            refresh_token: SecretString::new(refresh),
-            claims,
-        })
+        resp.into_token_set(SecretString::new(refresh))
     }
 
     async fn post(&self, form: &str) -> Result<TokenResponse, LoginError> {
