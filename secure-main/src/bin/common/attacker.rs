@@ -319,27 +319,38 @@ fn reassert() -> Res<()> {
     Ok(())
 }
 
-/// BPF program: EPERM for `prctl(PR_SET_DUMPABLE, ...)`, allow everything else.
-fn deny_dumpable_filter() -> Vec<libc::sock_filter> {
-    use libc::{BPF_ABS, BPF_JEQ, BPF_JMP, BPF_K, BPF_LD, BPF_RET, BPF_W};
-    let ld = |off: u32| libc::sock_filter {
-        code: (BPF_LD | BPF_W | BPF_ABS) as u16,
+/// BPF `ld [off]`: load the 32-bit word at `off` in `struct seccomp_data`.
+fn ld(off: u32) -> libc::sock_filter {
+    libc::sock_filter {
+        code: (libc::BPF_LD | libc::BPF_W | libc::BPF_ABS) as u16,
         jt: 0,
         jf: 0,
         k: off,
-    };
-    let jeq = |k: u32, jt: u8, jf: u8| libc::sock_filter {
-        code: (BPF_JMP | BPF_JEQ | BPF_K) as u16,
+    }
+}
+
+/// BPF `jeq #k, jt, jf`: skip `jt` instructions if the accumulator equals `k`, else `jf`.
+fn jeq(k: u32, jt: u8, jf: u8) -> libc::sock_filter {
+    libc::sock_filter {
+        code: (libc::BPF_JMP | libc::BPF_JEQ | libc::BPF_K) as u16,
         jt,
         jf,
         k,
-    };
-    let ret = |k: u32| libc::sock_filter {
-        code: (BPF_RET | BPF_K) as u16,
+    }
+}
+
+/// BPF `ret #k`: the seccomp action `k`.
+fn ret(k: u32) -> libc::sock_filter {
+    libc::sock_filter {
+        code: (libc::BPF_RET | libc::BPF_K) as u16,
         jt: 0,
         jf: 0,
         k,
-    };
+    }
+}
+
+/// BPF program: EPERM for `prctl(PR_SET_DUMPABLE, ...)`, allow everything else.
+fn deny_dumpable_filter() -> Vec<libc::sock_filter> {
     vec![
         ld(4),                                             // 0: arch
         jeq(AUDIT_ARCH, 0, 5),                             // 1: other arch -> 7
@@ -354,25 +365,6 @@ fn deny_dumpable_filter() -> Vec<libc::sock_filter> {
 
 /// BPF program: EPERM for `setrlimit` and for `prlimit64(_, RLIMIT_CORE, new != NULL, _)`.
 fn deny_core_rlimit_filter() -> Vec<libc::sock_filter> {
-    use libc::{BPF_ABS, BPF_JEQ, BPF_JMP, BPF_K, BPF_LD, BPF_RET, BPF_W};
-    let ld = |off: u32| libc::sock_filter {
-        code: (BPF_LD | BPF_W | BPF_ABS) as u16,
-        jt: 0,
-        jf: 0,
-        k: off,
-    };
-    let jeq = |k: u32, jt: u8, jf: u8| libc::sock_filter {
-        code: (BPF_JMP | BPF_JEQ | BPF_K) as u16,
-        jt,
-        jf,
-        k,
-    };
-    let ret = |k: u32| libc::sock_filter {
-        code: (BPF_RET | BPF_K) as u16,
-        jt: 0,
-        jf: 0,
-        k,
-    };
     vec![
         ld(4),                                 // 0: arch
         jeq(AUDIT_ARCH, 0, 10),                // 1: other arch -> 12
