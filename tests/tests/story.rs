@@ -915,16 +915,11 @@ for name, client in clients.items():
     }
 }
 
-fn codex_exec_as(s: &Story, a: &User) {
-    // No key on A's side: no credentials in A's CODEX_HOME, none in the environment (as_user).
-    assert!(
-        !a.home.join(".codex").join("auth.json").exists(),
-        "A has no stored credentials"
-    );
-    let before = s.forwarded();
-    let mut cmd = as_user(a, s.bin.join("codex"));
-    // The brief's spelling: `-c` overrides (global options) pointing the CLI at the proxy.
-    cmd.env("CODEX_HOME", a.home.join(".codex"))
+/// `codex exec "tell the story"` as `user`, with the user's own CODEX_HOME and the brief's `-c`
+/// overrides (global options) pointing the CLI at the proxy.
+fn codex_exec_cmd(s: &Story, user: &User) -> Command {
+    let mut cmd = as_user(user, s.bin.join("codex"));
+    cmd.env("CODEX_HOME", user.home.join(".codex"))
         .args([
             "-c",
             &format!(
@@ -935,6 +930,17 @@ fn codex_exec_as(s: &Story, a: &User) {
         .args(["-c", "model_provider=proxy"])
         .arg("exec")
         .arg("tell the story");
+    cmd
+}
+
+fn codex_exec_as(s: &Story, a: &User) {
+    // No key on A's side: no credentials in A's CODEX_HOME, none in the environment (as_user).
+    assert!(
+        !a.home.join(".codex").join("auth.json").exists(),
+        "A has no stored credentials"
+    );
+    let before = s.forwarded();
+    let cmd = codex_exec_cmd(s, a);
     let ran = run_bounded(cmd, CMD_TIMEOUT, "codex exec");
     assert!(
         ran.status.success(),
@@ -968,18 +974,7 @@ fn codex_exec_as(s: &Story, a: &User) {
     assert_no_key(ran.stdout.as_bytes(), &s.key, "codex exec output");
     // B, the same command: refused, nothing forwarded, and the CLI says so.
     let b = &s.b;
-    let mut cmd = as_user(b, s.bin.join("codex"));
-    cmd.env("CODEX_HOME", b.home.join(".codex"))
-        .args([
-            "-c",
-            &format!(
-                "model_providers.proxy.base_url=http://127.0.0.1:{}/v1",
-                s.port
-            ),
-        ])
-        .args(["-c", "model_provider=proxy"])
-        .arg("exec")
-        .arg("tell the story");
+    let cmd = codex_exec_cmd(s, b);
     let refused = run_bounded(cmd, CMD_TIMEOUT, "codex exec as B");
     eprintln!(
         "story: codex exec as B ({}):\n{}{}",
