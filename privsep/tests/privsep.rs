@@ -1144,39 +1144,28 @@ fn unix_socket_live_refused() {
     live.accept().unwrap();
 }
 
+/// Binding at `path` is refused with `NotASocket` naming `kind` (what is there instead).
+fn assert_not_a_socket(path: &Path, kind: &str) {
+    let e = bind_unix_listener(&spec(path.to_path_buf(), 0o600, None)).unwrap_err();
+    assert!(
+        matches!(&e, UnixSocketError::NotASocket { kind: k, .. } if *k == kind),
+        "{e}"
+    );
+}
+
 fn unix_socket_non_socket_untouched() {
     let d = tempdir_open();
     // Regular file.
     let file = d.path().join("f.sock");
     std::fs::write(&file, b"precious").unwrap();
-    let e = bind_unix_listener(&spec(file.clone(), 0o600, None)).unwrap_err();
-    assert!(
-        matches!(
-            e,
-            UnixSocketError::NotASocket {
-                kind: "regular file",
-                ..
-            }
-        ),
-        "{e}"
-    );
+    assert_not_a_socket(&file, "regular file");
     assert_eq!(std::fs::read(&file).unwrap(), b"precious");
     // Symlink to a file: neither the link nor its target change.
     let target = d.path().join("target");
     std::fs::write(&target, b"target").unwrap();
     let link = d.path().join("l.sock");
     std::os::unix::fs::symlink(&target, &link).unwrap();
-    let e = bind_unix_listener(&spec(link.clone(), 0o600, None)).unwrap_err();
-    assert!(
-        matches!(
-            e,
-            UnixSocketError::NotASocket {
-                kind: "symlink",
-                ..
-            }
-        ),
-        "{e}"
-    );
+    assert_not_a_socket(&link, "symlink");
     assert!(
         std::fs::symlink_metadata(&link)
             .unwrap()
@@ -1189,32 +1178,12 @@ fn unix_socket_non_socket_untouched() {
     drop(UnixListener::bind(&sock).unwrap());
     let link2 = d.path().join("l2.sock");
     std::os::unix::fs::symlink(&sock, &link2).unwrap();
-    let e = bind_unix_listener(&spec(link2.clone(), 0o600, None)).unwrap_err();
-    assert!(
-        matches!(
-            e,
-            UnixSocketError::NotASocket {
-                kind: "symlink",
-                ..
-            }
-        ),
-        "{e}"
-    );
+    assert_not_a_socket(&link2, "symlink");
     assert!(sock.exists(), "the symlink's target socket was not removed");
     // Directory.
     let dir = d.path().join("d.sock");
     std::fs::create_dir(&dir).unwrap();
-    let e = bind_unix_listener(&spec(dir.clone(), 0o600, None)).unwrap_err();
-    assert!(
-        matches!(
-            e,
-            UnixSocketError::NotASocket {
-                kind: "directory",
-                ..
-            }
-        ),
-        "{e}"
-    );
+    assert_not_a_socket(&dir, "directory");
     // Control: a fresh path binds.
     bind_unix_listener(&spec(d.path().join("new.sock"), 0o600, None)).unwrap();
 }
