@@ -950,17 +950,22 @@ fn sock_diag_unknown_tuple_refused() {
     assert!(matches!(e, PeerError::NotFound { .. }), "{e}");
 }
 
-/// A peer that connected and closed: the kernel keeps its socket (FIN_WAIT/TIME_WAIT) without an
-/// owner and reports uid 0 for time-wait sockets. It must be refused, never taken for root.
-fn sock_diag_closed_peer_is_not_root() {
-    let ident = PeerIdentifier::new().unwrap();
+/// A loopback TCP connection from uid 65534 (`nobody`) that the peer already closed, accepted here.
+fn accept_closed_nobody_connection() -> TcpStream {
     let l = TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = l.local_addr().unwrap().to_string();
     let st = child_as_nobody("tcp-connect-close", &[&addr])
         .status()
         .unwrap();
     assert!(st.success());
-    let (s, _) = l.accept().unwrap();
+    l.accept().unwrap().0
+}
+
+/// A peer that connected and closed: the kernel keeps its socket (FIN_WAIT/TIME_WAIT) without an
+/// owner and reports uid 0 for time-wait sockets. It must be refused, never taken for root.
+fn sock_diag_closed_peer_is_not_root() {
+    let ident = PeerIdentifier::new().unwrap();
+    let s = accept_closed_nobody_connection();
     let r = ident.peer_of(&s);
     assert!(
         matches!(
@@ -975,13 +980,7 @@ fn sock_diag_closed_peer_is_not_root() {
 /// with uid 0. A closed nobody connection must never come out as root.
 fn sock_diag_time_wait_peer_is_not_root() {
     let ident = PeerIdentifier::new().unwrap();
-    let l = TcpListener::bind("127.0.0.1:0").unwrap();
-    let addr = l.local_addr().unwrap().to_string();
-    let st = child_as_nobody("tcp-connect-close", &[&addr])
-        .status()
-        .unwrap();
-    assert!(st.success());
-    let (mut s, _) = l.accept().unwrap();
+    let mut s = accept_closed_nobody_connection();
     let (local, peer) = (s.local_addr().unwrap(), s.peer_addr().unwrap());
     let mut rest = Vec::new();
     s.read_to_end(&mut rest).unwrap(); // the peer's FIN
