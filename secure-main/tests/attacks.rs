@@ -6,6 +6,8 @@
 //! `secure-main-plain-probe` does not.
 #![cfg(target_os = "linux")]
 
+mod common;
+
 use std::ffi::OsStr;
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::ffi::OsStrExt;
@@ -356,17 +358,7 @@ fn failing_core_rlimit_call_exits_7_before_main_with_one_line() {
 
 fn attacker_json(args: &[&str]) -> Value {
     require_root();
-    let out = Command::new(ATTACKER)
-        .args(args)
-        .stdin(Stdio::null())
-        .output()
-        .expect("run attacker");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).expect("json")
+    common::attacker_json(args)
 }
 
 #[test]

@@ -2,6 +2,9 @@
 //! with an ordinary heap allocation as the control.
 #![cfg(target_os = "linux")]
 
+mod common;
+
+use common::attacker_json;
 use secure_main::{LockPolicy, LockStatus, SecretBuf};
 
 struct Vma {
@@ -118,20 +121,6 @@ fn report_counts_locked_secret_memory() {
     let text = secure_main::hardening_report().to_string();
     assert!(text.contains("locked secret memory: "), "{text}");
     assert!(text.contains("pre-main hardening: did not run"), "{text}");
-}
-
-fn attacker_json(args: &[&str]) -> serde_json::Value {
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_secure-main-attacker"))
-        .args(args)
-        .stdin(std::process::Stdio::null())
-        .output()
-        .expect("run attacker");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).expect("json")
 }
 
 #[test]
