@@ -103,11 +103,6 @@ impl AuthStore {
         &self.codex_home
     }
 
-    /// `$CODEX_HOME/auth.json`.
-    pub fn file_path(&self) -> PathBuf {
-        self.file.path()
-    }
-
     fn account(&self) -> String {
         account_for(&self.codex_home)
     }

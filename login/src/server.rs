@@ -61,18 +61,6 @@ pub struct LoginOptions {
     pub timeout: Option<Duration>,
 }
 
-impl LoginOptions {
-    /// OpenAI's issuer and client id, port 1455 (falling back), 10 minutes.
-    pub fn openai_defaults() -> Result<Self, LoginError> {
-        Ok(Self {
-            issuer: Issuer::parse(issuer::DEFAULT_ISSUER)?,
-            client_id: issuer::DEFAULT_CLIENT_ID.to_string(),
-            port: PortChoice::Preferred(DEFAULT_PORT),
-            timeout: Some(Duration::from_secs(600)),
-        })
-    }
-}
-
 /// How a login ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum LoginOutcome {
