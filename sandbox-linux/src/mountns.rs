@@ -105,7 +105,8 @@ pub fn enter_and_protect(pins: &[PathBuf], paths: &[PathBuf]) -> Result<(), Moun
     }
     sys::mount(None, c"/", libc::MS_REC | libc::MS_PRIVATE)
         .map_err(|source| MountNsError::MakePrivate { source })?;
-    for p in pins {
+    // Bind `p` onto itself (recursively); the error names `p`.
+    let bind_self = |p: &PathBuf| {
         let c = cstr(p)?;
         sys::mount(Some(&c), &c, libc::MS_BIND | libc::MS_REC).map_err(|source| {
             MountNsError::Bind {
@@ -113,15 +114,13 @@ pub fn enter_and_protect(pins: &[PathBuf], paths: &[PathBuf]) -> Result<(), Moun
                 source,
             }
         })?;
+        Ok::<_, MountNsError>(c)
+    };
+    for p in pins {
+        bind_self(p)?;
     }
     for p in paths {
-        let c = cstr(p)?;
-        sys::mount(Some(&c), &c, libc::MS_BIND | libc::MS_REC).map_err(|source| {
-            MountNsError::Bind {
-                path: p.clone(),
-                source,
-            }
-        })?;
+        let c = bind_self(p)?;
         sys::mount_set_readonly_recursive(&c).map_err(|source| MountNsError::ReadOnly {
             path: p.clone(),
             source,
