@@ -120,17 +120,20 @@ pub fn is_dropped(name: &HeaderName, direction: Direction) -> bool {
 /// Copies the end-to-end headers of `from` into a new map: drops the table's headers and those
 /// listed in `Connection`.
 pub fn forwardable_headers(from: &HeaderMap, direction: Direction) -> HeaderMap {
-    let listed: Vec<String> = from
+    // Borrowed tokens, compared case-insensitively: no per-request lower-casing copies.
+    let listed: Vec<&str> = from
         .get_all(http::header::CONNECTION)
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(','))
-        .map(|t| t.trim().to_ascii_lowercase())
+        .map(str::trim)
         .filter(|t| !t.is_empty())
         .collect();
     let mut out = HeaderMap::with_capacity(from.len());
     for (name, value) in from {
-        if is_dropped(name, direction) || listed.iter().any(|l| l == name.as_str()) {
+        if is_dropped(name, direction)
+            || listed.iter().any(|l| l.eq_ignore_ascii_case(name.as_str()))
+        {
             continue;
         }
         out.append(name.clone(), value.clone());

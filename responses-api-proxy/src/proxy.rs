@@ -155,6 +155,13 @@ async fn forward(
     };
     let (parts, body) = req.into_parts();
     let mut headers = forwardable_headers(&parts.headers, Direction::Request);
+    // What the dump shows as sent: the same filtered headers, the key replaced (one header scan
+    // per request; the copy is only made when dumping).
+    let dumped_headers = state.dumper.as_ref().map(|_| {
+        let mut sent = headers.clone();
+        sent.insert(AUTHORIZATION, HeaderValue::from_static("[REDACTED]"));
+        sent
+    });
     // Host: hyper's client sets it from the URI's authority (HTTP/1) or sends :authority (HTTP/2).
     headers.insert(AUTHORIZATION, state.auth_header.clone());
 
@@ -180,14 +187,15 @@ async fn forward(
     audit.outcome = Outcome::ClientGone;
     let result = state.client.request(upstream_req).await;
 
-    if let Some((dumper, prefix, tee)) = &dump {
+    if let (Some((dumper, prefix, tee)), Some(sent)) = (&dump, &dumped_headers) {
         let mut head = serde_json::Map::new();
         head.insert("method".into(), parts.method.as_str().into());
         head.insert("url".into(), uri.to_string().into());
-        let mut sent = forwardable_headers(&parts.headers, Direction::Request);
-        sent.insert(AUTHORIZATION, HeaderValue::from_static("[REDACTED]"));
-        let body = tee.lock().map(|b| b.clone()).unwrap_or_default();
-        if let Err(e) = dumper.write(prefix, DumpKind::Request, head, &sent, &body) {
+        let body = tee
+            .lock()
+            .map(|mut b| std::mem::take(&mut *b))
+            .unwrap_or_default();
+        if let Err(e) = dumper.write(prefix, DumpKind::Request, head, sent, &body) {
             tracing::warn!(error = %e, "failed to write request dump");
         }
     }
