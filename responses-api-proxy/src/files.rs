@@ -38,9 +38,26 @@ pub enum FileError {
     NoFileName { path: PathBuf },
 }
 
+/// Whether [`create_exclusive`] `fsync`s the file before returning.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Durability {
+    /// The server-info file: it is renamed over the target next, and a crash must not leave an
+    /// empty file behind the new name.
+    Durable,
+    /// Dump files: a debugging aid written on the serving thread; durability is not promised,
+    /// and an `fsync` per exchange would stall the runtime. Their safety comes from
+    /// `O_EXCL|O_NOFOLLOW` and mode 0600, not from reaching the disk.
+    None,
+}
+
 /// Creates `path` exclusively (`O_CREAT|O_EXCL|O_NOFOLLOW|O_CLOEXEC`) with exactly `mode`
-/// (set with `fchmod`, so the umask does not matter), writes `contents` and syncs.
-fn create_exclusive(path: &Path, mode: u32, contents: &[u8]) -> Result<(), FileError> {
+/// (set with `fchmod`, so the umask does not matter), writes `contents` and, if asked, syncs.
+fn create_exclusive(
+    path: &Path,
+    mode: u32,
+    contents: &[u8],
+    sync: Durability,
+) -> Result<(), FileError> {
     let mut file: File = OpenOptions::new()
         .write(true)
         .create_new(true)
@@ -54,7 +71,10 @@ fn create_exclusive(path: &Path, mode: u32, contents: &[u8]) -> Result<(), FileE
     let write = |file: &mut File| -> io::Result<()> {
         file.set_permissions(std::fs::Permissions::from_mode(mode))?;
         file.write_all(contents)?;
-        file.sync_all()
+        if sync == Durability::Durable {
+            file.sync_all()?;
+        }
+        Ok(())
     };
     write(&mut file).map_err(|source| FileError::Write {
         path: path.to_path_buf(),
@@ -116,7 +136,7 @@ pub fn write_server_info(path: &Path, info: &ServerInfo) -> Result<(), FileError
         std::process::id(),
         TEMP_SEQ.fetch_add(1, Ordering::Relaxed)
     ));
-    create_exclusive(&temp, 0o644, &json)?;
+    create_exclusive(&temp, 0o644, &json, Durability::Durable)?;
     std::fs::rename(&temp, path).map_err(|source| {
         let _ = std::fs::remove_file(&temp);
         FileError::Rename {
@@ -220,7 +240,7 @@ impl Dumper {
             serde_json::to_vec_pretty(&serde_json::Value::Object(head)).unwrap_or_default();
         json.push(b'\n');
         let path = self.dir.join(format!("{prefix}-{suffix}.json"));
-        create_exclusive(&path, 0o600, &json)?;
+        create_exclusive(&path, 0o600, &json, Durability::None)?;
         Ok(path)
     }
 }
