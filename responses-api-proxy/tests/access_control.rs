@@ -412,17 +412,9 @@ fn api_key_file_with_loose_mode_is_refused() {
     assert_eq!(status, 502);
 }
 
-#[test]
-fn listen_fds_for_another_pid_is_refused() {
-    let dir = open_dir();
-    let info = dir.path().join("info.json");
-    let out = Command::new(BIN)
-        .arg("--server-info")
-        .arg(&info)
-        .env_clear()
-        .env("LISTEN_FDS", "1")
-        .env("LISTEN_PID", "1")
-        .stdin(Stdio::piped())
+/// Runs `cmd` (a proxy expected to exit at start-up) with the key on stdin; stderr captured.
+fn run_with_key_on_stdin(mut cmd: Command) -> std::process::Output {
+    cmd.stdin(Stdio::piped())
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
@@ -430,7 +422,20 @@ fn listen_fds_for_another_pid_is_refused() {
             let _ = c.stdin.take().unwrap().write_all(KEY.as_bytes());
             c.wait_with_output()
         })
-        .unwrap();
+        .unwrap()
+}
+
+#[test]
+fn listen_fds_for_another_pid_is_refused() {
+    let dir = open_dir();
+    let info = dir.path().join("info.json");
+    let mut cmd = Command::new(BIN);
+    cmd.arg("--server-info")
+        .arg(&info)
+        .env_clear()
+        .env("LISTEN_FDS", "1")
+        .env("LISTEN_PID", "1");
+    let out = run_with_key_on_stdin(cmd);
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(4), "{err}");
     assert!(err.contains("LISTEN_PID=1"), "{err}");
@@ -444,21 +449,13 @@ fn listen_fds_naming_us_without_a_passed_descriptor_is_refused_cleanly() {
     // listener: that took the descriptor twice and aborted in std's I/O-safety check.
     let dir = open_dir();
     let info = dir.path().join("info.json");
-    let out = Command::new("/bin/sh")
-        .arg("-c")
+    let mut cmd = Command::new("/bin/sh");
+    cmd.arg("-c")
         .arg(r#"LISTEN_PID=$$ LISTEN_FDS=1 exec "$0" --allow-user root --server-info "$1""#)
         .arg(BIN)
         .arg(&info)
-        .env_clear()
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .and_then(|mut c| {
-            let _ = c.stdin.take().unwrap().write_all(KEY.as_bytes());
-            c.wait_with_output()
-        })
-        .unwrap();
+        .env_clear();
+    let out = run_with_key_on_stdin(cmd);
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(
         out.status.code(),

@@ -89,17 +89,25 @@ fn foreign_host_and_any_origin_are_refused() {
     }
 }
 
-#[test]
-fn declared_oversize_body_is_413_before_the_body_is_read() {
-    let (mock, proxy) = setup();
+/// Opens a connection and sends a `POST /v1/responses` head with our Host plus `extra` header
+/// lines (each ending in CRLF); the body, if any, is up to the caller.
+fn post_head(proxy: &Proxy, extra: &str, read_timeout_secs: u64) -> TcpStream {
     let mut s = TcpStream::connect(("127.0.0.1", proxy.port)).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(read_timeout_secs)))
+        .unwrap();
     write!(
         s,
-        "POST /v1/responses HTTP/1.1\r\nHost: {}\r\nContent-Length: 100000000\r\n\r\n",
+        "POST /v1/responses HTTP/1.1\r\nHost: {}\r\n{extra}\r\n",
         proxy.host()
     )
     .unwrap();
+    s
+}
+
+#[test]
+fn declared_oversize_body_is_413_before_the_body_is_read() {
+    let (mock, proxy) = setup();
+    let mut s = post_head(&proxy, "Content-Length: 100000000\r\n", 10);
     // No body byte is sent: the answer must come anyway.
     let start = Instant::now();
     let mut buf = vec![0u8; 4096];
@@ -250,14 +258,8 @@ fn a_client_silent_mid_body_gets_408_after_the_body_read_timeout() {
         .arg("--body-read-timeout")
         .arg("1")
         .start();
-    let mut s = TcpStream::connect(("127.0.0.1", proxy.port)).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
-    write!(
-        s,
-        "POST /v1/responses HTTP/1.1\r\nHost: {}\r\nContent-Length: 100\r\n\r\n{{\"partial\":",
-        proxy.host()
-    )
-    .unwrap();
+    let mut s = post_head(&proxy, "Content-Length: 100\r\n", 20);
+    s.write_all(b"{\"partial\":").unwrap();
     let start = Instant::now();
     let mut out = Vec::new();
     let _ = s.read_to_end(&mut out);
@@ -272,14 +274,7 @@ fn a_client_silent_mid_body_gets_408_after_the_body_read_timeout() {
     // The upstream never saw a complete body.
     assert!(mock.requests().iter().all(|r| !r.body_complete));
     // Control: a body that keeps coming (slower than the timeout in total) is fine.
-    let mut s = TcpStream::connect(("127.0.0.1", proxy.port)).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
-    write!(
-        s,
-        "POST /v1/responses HTTP/1.1\r\nHost: {}\r\nContent-Length: 7\r\nConnection: close\r\n\r\n",
-        proxy.host()
-    )
-    .unwrap();
+    let mut s = post_head(&proxy, "Content-Length: 7\r\nConnection: close\r\n", 20);
     for piece in [&b"{\""[..], b"a\"", b":1", b"}"] {
         std::thread::sleep(Duration::from_millis(500));
         s.write_all(piece).unwrap();
