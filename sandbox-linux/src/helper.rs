@@ -26,15 +26,8 @@ pub struct HelperArgs {
     /// The policy as codex JSON, e.g. `{"mode":"workspace-write","network_access":false}`.
     #[arg(long = "sandbox-policy", value_name = "JSON")]
     pub sandbox_policy: String,
-    /// An extra path that stays unreadable (besides the credential defaults). Repeatable.
-    #[arg(long = "deny-read", value_name = "PATH")]
-    pub deny_read: Vec<PathBuf>,
-    /// DANGEROUS: run even when this kernel cannot enforce the whole policy (prints what is missing).
-    #[arg(long)]
-    pub dangerously_allow_weaker_sandbox: bool,
-    /// Print what was enforced (always printed when something is missing).
-    #[arg(long, short = 'v')]
-    pub verbose: bool,
+    #[command(flatten)]
+    pub enforce: EnforceArgs,
     /// The command and its arguments, after `--`.
     #[arg(
         trailing_var_arg = true,
@@ -43,6 +36,33 @@ pub struct HelperArgs {
         value_name = "COMMAND"
     )]
     pub command: Vec<OsString>,
+}
+
+/// The enforcement flags `codex-linux-sandbox` and `codex sandbox linux` share.
+#[derive(Debug, Clone, clap::Args)]
+pub struct EnforceArgs {
+    /// An extra path that stays unreadable (besides the credential defaults and the config's
+    /// `sandbox.deny_read`, which only `codex` reads). Repeatable.
+    #[arg(long = "deny-read", value_name = "PATH")]
+    pub deny_read: Vec<PathBuf>,
+    /// DANGEROUS: run even when this kernel cannot enforce the whole policy (prints what is missing).
+    #[arg(long)]
+    pub dangerously_allow_weaker_sandbox: bool,
+    /// Print what was enforced (always printed when something is missing).
+    #[arg(long, short = 'v')]
+    pub verbose: bool,
+}
+
+impl EnforceArgs {
+    /// The [`Options`] these flags select; `program` prefixes messages.
+    pub fn options(&self, extra_env: Vec<(OsString, OsString)>, program: &str) -> Options {
+        Options {
+            dangerously_allow_weaker_sandbox: self.dangerously_allow_weaker_sandbox,
+            verbose: self.verbose,
+            extra_env,
+            program: program.to_string(),
+        }
+    }
 }
 
 /// Run the helper with `args` (including argv[0]); returns the exit code. `extra_env` is added to
@@ -72,15 +92,10 @@ fn run(args: HelperArgs, extra_env: Vec<(OsString, OsString)>) -> Result<i32, Sa
         .resolve(
             &args.sandbox_policy_cwd,
             &SandboxEnv::from_process(),
-            &args.deny_read,
+            &args.enforce.deny_read,
         )
         .map_err(|source| SandboxError::Policy { source })?;
-    let opts = Options {
-        dangerously_allow_weaker_sandbox: args.dangerously_allow_weaker_sandbox,
-        verbose: args.verbose,
-        extra_env,
-        program: HELPER_NAME.to_string(),
-    };
+    let opts = args.enforce.options(extra_env, HELPER_NAME);
     Sandbox::plan(effective, opts)?.spawn(&args.command)
 }
 

@@ -4,7 +4,7 @@
 use std::ffi::OsString;
 use std::path::PathBuf;
 
-use sandbox_linux::{Options, Sandbox, SandboxError};
+use sandbox_linux::{Sandbox, SandboxError};
 use sandbox_policy::{SandboxEnv, SandboxPolicy};
 
 use crate::exit::{Coded, USAGE};
@@ -13,16 +13,8 @@ use crate::exit::{Coded, USAGE};
 pub struct LinuxArgs {
     #[command(flatten)]
     pub run: super::RunArgs,
-    /// An extra path that stays unreadable (besides the credential defaults and
-    /// `sandbox.deny_read`). Repeatable.
-    #[arg(long = "deny-read", value_name = "PATH")]
-    pub deny_read: Vec<PathBuf>,
-    /// DANGEROUS: run even when this kernel cannot enforce the whole policy (prints what is missing).
-    #[arg(long)]
-    pub dangerously_allow_weaker_sandbox: bool,
-    /// Print what was enforced (always printed when something is missing).
-    #[arg(long, short = 'v')]
-    pub verbose: bool,
+    #[command(flatten)]
+    pub enforce: sandbox_linux::helper::EnforceArgs,
 }
 
 #[derive(Debug, clap::Args)]
@@ -86,7 +78,7 @@ fn deny_read_paths(
 pub fn run(args: LinuxArgs, global: &crate::GlobalOpts) -> anyhow::Result<i32> {
     let config = crate::config::load(global)?;
     let mut deny_read = config_deny_read(&config)?;
-    deny_read.extend(args.deny_read.iter().cloned());
+    deny_read.extend(args.enforce.deny_read.iter().cloned());
     if !args.run.full_auto && !args.run.writable_roots.is_empty() {
         return Err(Coded::new(
             USAGE,
@@ -114,12 +106,9 @@ pub fn run(args: LinuxArgs, global: &crate::GlobalOpts) -> anyhow::Result<i32> {
     let effective = policy
         .resolve(&cwd, &env, &deny_read)
         .map_err(|e| Coded::new(sandbox_linux::EXIT_INVALID_POLICY, e.to_string()))?;
-    let opts = Options {
-        dangerously_allow_weaker_sandbox: args.dangerously_allow_weaker_sandbox,
-        verbose: args.verbose,
-        extra_env: secure_main::kept_loader_env(),
-        program: "codex".to_string(),
-    };
+    let opts = args
+        .enforce
+        .options(secure_main::kept_loader_env(), "codex");
     let command: Vec<OsString> = args.run.command.clone();
     match Sandbox::plan(effective, opts).and_then(|s| s.spawn(&command)) {
         Ok(code) => Ok(code),
