@@ -36,7 +36,7 @@ pub fn dispatch_arg0() -> Option<i32> {
 /// $HOME. A `~` path with HOME unset or empty, or an empty path, is an error: taken literally it
 /// would resolve below the cwd and leave the intended path readable without a word.
 fn config_deny_read(config: &crate::config::Config) -> anyhow::Result<Vec<PathBuf>> {
-    deny_read_paths(config, super::home_dir().as_deref())
+    deny_read_paths(config, SandboxEnv::from_process().home.as_deref())
 }
 
 fn deny_read_paths(

@@ -135,7 +135,7 @@ fn deny_read_from_config(config: &crate::config::Config) -> anyhow::Result<Vec<P
         )
     };
     let items = value.as_array().ok_or_else(bad)?;
-    let home = super::home_dir();
+    let home = SandboxEnv::from_process().home;
     let mut out = Vec::with_capacity(items.len());
     for item in items {
         let s = item.as_str().ok_or_else(bad)?;

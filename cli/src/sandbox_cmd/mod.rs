@@ -6,13 +6,6 @@
 pub mod linux;
 pub mod macos;
 
-/// `$HOME`, when set and not empty.
-fn home_dir() -> Option<std::path::PathBuf> {
-    std::env::var_os("HOME")
-        .filter(|h| !h.is_empty())
-        .map(std::path::PathBuf::from)
-}
-
 /// One `sandbox.deny_read` entry with `~` and `~/rest` expanded to `$HOME` and `$HOME/rest`; other
 /// paths are returned as given. `None` when the entry uses `~` but `home` is unknown: taken
 /// literally it would resolve below the cwd and leave the intended path readable without a word.
