@@ -62,9 +62,12 @@ fn only_post_v1_responses_is_forwarded() {
 fn foreign_host_and_any_origin_are_refused() {
     let (mock, proxy) = setup();
     let wrong_port = format!("127.0.0.1:{}", proxy.port.wrapping_add(1));
+    // DNS rebinding: the page's own name with the proxy's port (only the name check refuses it).
+    let rebound = format!("evil.example:{}", proxy.port);
     for host in [
         "evil.example",
         "evil.example:80",
+        rebound.as_str(),
         wrong_port.as_str(),
         "127.0.0.1",
     ] {
