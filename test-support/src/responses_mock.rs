@@ -221,11 +221,6 @@ impl MockUpstream {
         Self::start_inner(Some(ca.server_config()?), "127.0.0.1:0".parse()?)
     }
 
-    /// Starts a plain-HTTP mock on a given address (benchmarks).
-    pub fn start_on(addr: SocketAddr) -> anyhow::Result<Self> {
-        Self::start_inner(None, addr)
-    }
-
     fn start_inner(
         tls: Option<Arc<rustls::ServerConfig>>,
         addr: SocketAddr,

@@ -4,7 +4,7 @@
 //!
 //! Every call to [`TestCa::new`] makes fresh keys in a fresh temporary directory, removed on drop.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use anyhow::Context;
@@ -15,7 +15,6 @@ use rustls_pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 /// A test CA and one server certificate it signed.
 pub struct TestCa {
     dir: tempfile::TempDir,
-    ca_pem: String,
     ca_der: CertificateDer<'static>,
     server_chain: Vec<CertificateDer<'static>>,
     server_key_der: Vec<u8>,
@@ -71,7 +70,6 @@ impl TestCa {
         std::fs::write(&path, &ca_pem).with_context(|| format!("write {}", path.display()))?;
         Ok(Self {
             dir,
-            ca_pem,
             ca_der: ca_cert.der().clone(),
             server_chain: vec![server_cert.der().clone()],
             server_key_der: server_key.serialize_der(),
@@ -81,16 +79,6 @@ impl TestCa {
     /// The CA certificate as a PEM file: the value for `SSL_CERT_FILE`.
     pub fn ca_pem_path(&self) -> PathBuf {
         self.dir.path().join("ca.pem")
-    }
-
-    /// The directory holding the CA file (removed when `self` drops).
-    pub fn dir(&self) -> &Path {
-        self.dir.path()
-    }
-
-    /// The CA certificate in PEM form.
-    pub fn ca_pem(&self) -> &str {
-        &self.ca_pem
     }
 
     /// The CA certificate in DER form (for a rustls client `RootCertStore`).
