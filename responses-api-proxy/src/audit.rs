@@ -28,20 +28,24 @@ thread_local! {
     static BATCH: RefCell<Option<Vec<u8>>> = const { RefCell::new(None) };
 }
 
+/// Appends `buf` to this thread's batch buffer if one is being filled; `false` if none is.
+fn append_to_batch(buf: &[u8]) -> bool {
+    BATCH.with(|b| match b.borrow_mut().as_mut() {
+        Some(v) => {
+            v.extend_from_slice(buf);
+            true
+        }
+        None => false,
+    })
+}
+
 /// The log's writer: stderr, or this thread's batch buffer while the audit writer fills one.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct LogWriter;
 
 impl Write for LogWriter {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        let batched = BATCH.with(|b| match b.borrow_mut().as_mut() {
-            Some(v) => {
-                v.extend_from_slice(buf);
-                true
-            }
-            None => false,
-        });
-        if batched {
+        if append_to_batch(buf) {
             Ok(buf.len())
         } else {
             std::io::stderr().write(buf)
@@ -49,14 +53,7 @@ impl Write for LogWriter {
     }
 
     fn write_all(&mut self, buf: &[u8]) -> std::io::Result<()> {
-        let batched = BATCH.with(|b| match b.borrow_mut().as_mut() {
-            Some(v) => {
-                v.extend_from_slice(buf);
-                true
-            }
-            None => false,
-        });
-        if batched {
+        if append_to_batch(buf) {
             Ok(())
         } else {
             std::io::stderr().write_all(buf)
