@@ -2,7 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::secret::SecretString;
+use secure_main::SecretString;
 
 /// The content of `auth.json` (and of the keyring entry), field for field as openai/codex writes it:
 /// `{"OPENAI_API_KEY": "sk-..." | null, "tokens": {...}, "last_refresh": "RFC 3339"}`.

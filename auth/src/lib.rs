@@ -30,5 +30,6 @@ pub use auth_json::{AuthDotJson, TokenData};
 pub use error::AuthError;
 pub use keyring_store::{KeyringBackend, KeyringError, OsKeyring};
 pub use mode::{ParseStoreModeError, StoreMode};
-pub use secret::{SecretString, mask_api_key};
+pub use secret::mask_api_key;
+pub use secure_main::SecretString;
 pub use store::{AuthStore, Backend, DeleteOutcome, LoadOutcome, SaveOutcome};

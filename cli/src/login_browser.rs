@@ -151,16 +151,20 @@ impl LoginSettings {
 
 /// The tokens as `auth.json` content (the API key, if any, is replaced: one sign-in at a time).
 pub(crate) fn auth_json_from(tokens: TokenSet) -> AuthDotJson {
-    let secret = |s: &codex_login::SecretString| {
-        codex_auth::SecretString::new(s.expose_secret().to_string())
-    };
+    // One `SecretString` type (secure-main's) on both sides: the tokens move, no copy is made.
+    let TokenSet {
+        id_token,
+        access_token,
+        refresh_token,
+        claims,
+    } = tokens;
     AuthDotJson {
         openai_api_key: None,
         tokens: Some(TokenData {
-            id_token: secret(&tokens.id_token),
-            access_token: secret(&tokens.access_token),
-            refresh_token: secret(&tokens.refresh_token),
-            account_id: tokens.claims.account_id.clone(),
+            id_token,
+            access_token,
+            refresh_token,
+            account_id: claims.account_id,
         }),
         last_refresh: Some(rfc3339_utc(SystemTime::now())),
     }

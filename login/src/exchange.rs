@@ -19,7 +19,7 @@ use zeroize::Zeroize;
 use crate::claims::{IdTokenClaims, parse_id_token};
 use crate::error::LoginError;
 use crate::issuer::Issuer;
-use crate::secret::SecretString;
+use secure_main::SecretString;
 
 /// Upper bound for one token request, connect to last byte.
 pub const TOKEN_REQUEST_TIMEOUT: Duration = Duration::from_secs(30);

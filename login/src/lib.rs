@@ -24,7 +24,6 @@ mod error;
 pub mod exchange;
 mod issuer;
 pub mod pkce;
-mod secret;
 mod server;
 
 pub use claims::IdTokenClaims;
@@ -35,7 +34,7 @@ pub use issuer::{
     validate_client_id,
 };
 pub use pkce::random_id;
-pub use secret::SecretString;
+pub use secure_main::SecretString;
 pub use server::{
     CALLBACK_PATH, CancelHandle, DEFAULT_PORT, LoginOptions, LoginOutcome, LoginServer,
     PersistFuture, PortChoice, start,

@@ -5,7 +5,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use rand::RngCore;
 use sha2::Digest;
 
-use crate::secret::SecretString;
+use secure_main::SecretString;
 
 /// A PKCE pair. The verifier never leaves the process except in the token request.
 pub struct PkceCodes {

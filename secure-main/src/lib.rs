@@ -26,6 +26,7 @@ mod hardening;
 mod reader;
 mod report;
 mod secret;
+mod secret_string;
 mod sys;
 #[cfg(all(test, target_os = "linux"))]
 mod testutil;
@@ -39,6 +40,7 @@ pub use report::{
     CoreLimit, HardeningReport, PreMainSummary, hardening_report, record_landlock_status,
 };
 pub use secret::{LockPolicy, LockStatus, SecretBuf, SecretError};
+pub use secret_string::SecretString;
 
 /// The `ctor` crate, re-exported so that [`harden_process!`] works in crates that do not depend
 /// on it themselves.
