@@ -92,6 +92,17 @@ fn foreign_host_and_any_origin_are_refused() {
     }
 }
 
+/// The upstream received exactly one complete request body, equal to `expected`.
+fn assert_one_complete_body(mock: &MockUpstream, expected: &[u8]) {
+    let complete: Vec<_> = mock
+        .requests()
+        .into_iter()
+        .filter(|r| r.body_complete)
+        .collect();
+    assert_eq!(complete.len(), 1);
+    assert_eq!(complete[0].body.as_ref(), expected);
+}
+
 /// Opens a connection and sends a `POST /v1/responses` head with our Host plus `extra` header
 /// lines (each ending in CRLF); the body, if any, is up to the caller.
 fn post_head(proxy: &Proxy, extra: &str, read_timeout_secs: u64) -> TcpStream {
@@ -158,13 +169,7 @@ fn chunked_body_over_the_limit_is_413() {
     raw.extend_from_slice(b"2\r\n{}\r\n0\r\n\r\n");
     let r = parse_response(&send_raw(proxy.port, &raw));
     assert_eq!(r.status, 200, "{}", r.text());
-    let complete: Vec<_> = mock
-        .requests()
-        .into_iter()
-        .filter(|r| r.body_complete)
-        .collect();
-    assert_eq!(complete.len(), 1);
-    assert_eq!(complete[0].body.as_ref(), b"{}");
+    assert_one_complete_body(&mock, b"{}");
 }
 
 #[test]
@@ -286,11 +291,5 @@ fn a_client_silent_mid_body_gets_408_after_the_body_read_timeout() {
     let _ = s.read_to_end(&mut out);
     let r = parse_response(&out);
     assert_eq!(r.status, 200, "{}", r.text());
-    let complete: Vec<_> = mock
-        .requests()
-        .into_iter()
-        .filter(|r| r.body_complete)
-        .collect();
-    assert_eq!(complete.len(), 1);
-    assert_eq!(complete[0].body.as_ref(), b"{\"a\":1}");
+    assert_one_complete_body(&mock, b"{\"a\":1}");
 }
