@@ -39,11 +39,26 @@ pub struct Upstream {
     pub responses_uri: Uri,
 }
 
+/// `url` for an error message, with any `user:password@` replaced: a refused URL's
+/// credentials must not reach stderr or the journal.
+fn without_userinfo(url: &str) -> String {
+    let Some(start) = url.find("://").map(|i| i + 3) else {
+        return url.to_string();
+    };
+    let end = url[start..]
+        .find(['/', '?', '#'])
+        .map_or(url.len(), |i| start + i);
+    match url[start..end].rfind('@') {
+        Some(at) => format!("{}[REDACTED]{}", &url[..start], &url[start + at..]),
+        None => url.to_string(),
+    }
+}
+
 impl Upstream {
     /// Parses `--upstream-url`: `http` or `https`, an authority, no user info.
     pub fn parse(url: &str) -> Result<Self, UpstreamError> {
         let bad = |reason: &str| UpstreamError::Url {
-            url: url.to_string(),
+            url: without_userinfo(url),
             reason: reason.to_string(),
         };
         let uri: Uri = url.parse().map_err(|_| bad("not a URL"))?;
@@ -166,7 +181,15 @@ mod tests {
             "http://127.0.0.1:9/mock/v1/models"
         );
         assert!(Upstream::parse("ftp://x/y").is_err());
-        assert!(Upstream::parse("https://user:pw@x/y").is_err());
+        let err = Upstream::parse("https://user:pw-secret@x/y")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("user info is not allowed"), "{err}");
+        assert!(err.contains("https://[REDACTED]@x/y"), "{err}");
+        assert!(
+            !err.contains("pw-secret") && !err.contains("user:"),
+            "{err}"
+        );
         assert!(Upstream::parse("/relative").is_err());
     }
 }
