@@ -57,6 +57,9 @@ pub mod sandbox_cmd {
         #[arg(trailing_var_arg = true)]
         pub command: Vec<std::ffi::OsString>,
     }
+    #[path = "$root/cli/src/sandbox_cmd/home.rs"]
+    mod home;
+    use home::expand_home;
     #[path = "$root/cli/src/sandbox_cmd/macos.rs"]
     pub mod macos;
 }

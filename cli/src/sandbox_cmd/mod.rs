@@ -3,24 +3,11 @@
 //! `linux.rs` (and `check`) belong to the Linux sandbox, `macos.rs` to the macOS one; this file
 //! only parses and dispatches.
 
+mod home;
 pub mod linux;
 pub mod macos;
 
-/// One `sandbox.deny_read` entry with `~` and `~/rest` expanded to `$HOME` and `$HOME/rest`; other
-/// paths are returned as given. `None` when the entry uses `~` but `home` is unknown: taken
-/// literally it would resolve below the cwd and leave the intended path readable without a word.
-fn expand_home(entry: &str, home: Option<&std::path::Path>) -> Option<std::path::PathBuf> {
-    let rest = if entry == "~" {
-        Some("")
-    } else {
-        entry.strip_prefix("~/")
-    };
-    match (rest, home) {
-        (Some(rest), Some(h)) => Some(h.join(rest)),
-        (Some(_), None) => None,
-        (None, _) => Some(std::path::PathBuf::from(entry)),
-    }
-}
+use home::expand_home;
 
 /// Arguments shared by `codex sandbox linux` and `codex sandbox macos`.
 #[derive(Debug, Clone, clap::Args)]
