@@ -37,7 +37,8 @@ pub use hardening::{
 };
 pub use reader::{FdReader, RawRead, ReadSecretError, SecretReadOptions, read_secret};
 pub use report::{
-    CoreLimit, HardeningReport, PreMainSummary, hardening_report, record_landlock_status,
+    CoreLimit, Enforcement, HardeningReport, PreMainSummary, hardening_report,
+    record_landlock_status,
 };
 pub use secret::{LockPolicy, LockStatus, SecretBuf, SecretError};
 pub use secret_string::SecretString;

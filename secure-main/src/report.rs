@@ -10,12 +10,46 @@ use crate::hardening::{LoaderEnv, PRE_MAIN};
 use crate::secret::{DEGRADED_BUFFERS, LOCKED_BUFFERS, LOCKED_BYTES, LOCKED_PAGES};
 use crate::sys;
 
-static LANDLOCK: Mutex<Option<String>> = Mutex::new(None);
+static LANDLOCK: Mutex<Option<Enforcement>> = Mutex::new(None);
 
-/// Records the Landlock status of this process (the kernel does not expose it): the sandbox or
-/// proxy calls this after `restrict_self`, for example with `"fully_enforced"`. The last call wins.
-pub fn record_landlock_status(status: &str) {
-    *LANDLOCK.lock().unwrap_or_else(|p| p.into_inner()) = Some(status.to_owned());
+/// How much of a requested confinement the kernel enforces (rust-landlock's `RulesetStatus`).
+///
+/// One type for every report that states it: the Linux sandbox's, the proxy's confinement report
+/// and [`HardeningReport::landlock`]. It lives here, in the crate every binary already depends on,
+/// because `codex-confine` (which produces it) depends on this crate. JSON: `"fully_enforced"`,
+/// `"partially_enforced"`, `"not_enforced"`; text: the same words with spaces.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Enforcement {
+    /// Every requested restriction is in force.
+    FullyEnforced,
+    /// Some requested restrictions are in force, others are not supported by the kernel.
+    PartiallyEnforced,
+    /// Nothing is in force (e.g. the kernel has no Landlock).
+    NotEnforced,
+}
+
+impl Enforcement {
+    /// The words for text reports.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Enforcement::FullyEnforced => "fully enforced",
+            Enforcement::PartiallyEnforced => "partially enforced",
+            Enforcement::NotEnforced => "not enforced",
+        }
+    }
+}
+
+impl fmt::Display for Enforcement {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Records the Landlock status of this process (the kernel does not expose it). `codex-confine`
+/// calls this after `landlock_restrict_self`. The last call wins.
+pub fn record_landlock_status(status: Enforcement) {
+    *LANDLOCK.lock().unwrap_or_else(|p| p.into_inner()) = Some(status);
 }
 
 /// Soft and hard `RLIMIT_CORE`; `None` means unlimited.
@@ -64,7 +98,7 @@ pub struct HardeningReport {
     /// The `Seccomp:` line of /proc/self/status: `disabled`, `strict` or `filter` (Linux only).
     pub seccomp: Option<String>,
     /// What [`record_landlock_status`] recorded; `None` if nothing did.
-    pub landlock: Option<String>,
+    pub landlock: Option<Enforcement>,
     /// Real user id.
     pub uid: Option<u32>,
     /// Effective user id.
@@ -261,11 +295,10 @@ impl fmt::Display for HardeningReport {
         )?;
         writeln!(f, "no_new_privs: {}", Opt(&self.no_new_privs))?;
         writeln!(f, "seccomp: {}", Opt(&self.seccomp))?;
-        writeln!(
-            f,
-            "landlock: {}",
-            self.landlock.as_deref().unwrap_or("not recorded")
-        )?;
+        match self.landlock {
+            Some(status) => writeln!(f, "landlock: {status}")?,
+            None => writeln!(f, "landlock: not recorded")?,
+        }
         writeln!(
             f,
             "uid: {}, euid: {}, gid: {}, egid: {}",
@@ -305,9 +338,11 @@ mod tests {
 
     #[test]
     fn report_reads_this_process_and_records_landlock() {
-        record_landlock_status("fully_enforced");
+        record_landlock_status(Enforcement::FullyEnforced);
         let r = hardening_report();
-        assert_eq!(r.landlock.as_deref(), Some("fully_enforced"));
+        assert_eq!(r.landlock, Some(Enforcement::FullyEnforced));
+        let json = serde_json::to_value(&r).expect("serialize");
+        assert_eq!(json["landlock"], "fully_enforced");
         // The unit-test process is not hardened: dumpable and without pre-main record.
         assert_eq!(r.dumpable, Some(1));
         assert_eq!(r.pre_main, None);
@@ -321,7 +356,7 @@ mod tests {
         assert!(r.uid.is_some() && r.groups.is_some());
         assert!(r.unavailable.is_empty(), "{:?}", r.unavailable);
         let text = r.to_string();
-        assert!(text.contains("landlock: fully_enforced"), "{text}");
+        assert!(text.contains("landlock: fully enforced"), "{text}");
         assert!(text.contains("seccomp: "), "{text}");
     }
 }
