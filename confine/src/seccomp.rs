@@ -128,7 +128,7 @@ fn conditions(r: &Rule) -> Result<Vec<SeccompCondition>, SeccompError> {
 
 /// The table program: `EPERM` on any matching row, allow otherwise. Rows of the same syscall are
 /// ORed; an unconditional row wins over conditional ones.
-fn table_program(table: &[Rule]) -> Result<Vec<libc::sock_filter>, SeccompError> {
+fn table_program(table: &[Rule], errno: i32) -> Result<Vec<libc::sock_filter>, SeccompError> {
     let mut map: BTreeMap<i64, Vec<SeccompRule>> = BTreeMap::new();
     let mut always = BTreeSet::new();
     for r in table {
@@ -152,7 +152,7 @@ fn table_program(table: &[Rule]) -> Result<Vec<libc::sock_filter>, SeccompError>
     let filter = SeccompFilter::new(
         map,
         SeccompAction::Allow,
-        SeccompAction::Errno(libc::EPERM as u32),
+        SeccompAction::Errno(errno as u32),
         arch::TARGET_ARCH,
     )
     .map_err(|source| SeccompError::Filter { source })?;
@@ -229,9 +229,15 @@ pub struct Filter {
 impl Filter {
     /// Compile `table` (the profile's `EPERM` rows) and the ABI filter.
     pub fn compile(table: &[Rule]) -> Result<Self, SeccompError> {
+        Self::compile_with_errno(table, libc::EPERM)
+    }
+
+    /// [`Filter::compile`] with matching rows answered `errno` instead of `EPERM` (the sandbox's
+    /// tests use it to simulate a kernel without a feature, e.g. Landlock → `ENOSYS`).
+    pub fn compile_with_errno(table: &[Rule], errno: i32) -> Result<Self, SeccompError> {
         Ok(Filter {
             abi: abi_program(),
-            table: table_program(table)?,
+            table: table_program(table, errno)?,
             rules: table.len() + ENOSYS_RULES.len(),
         })
     }
@@ -276,8 +282,8 @@ mod tests {
         ];
         let only_always = [Rule::new("ioctl", libc::SYS_ioctl, Condition::Always, "r")];
         assert_eq!(
-            table_program(&both).unwrap().len(),
-            table_program(&only_always).unwrap().len()
+            table_program(&both, libc::EPERM).unwrap().len(),
+            table_program(&only_always, libc::EPERM).unwrap().len()
         );
     }
 

@@ -50,6 +50,12 @@ pub enum ActivationError {
         /// Its value.
         value: String,
     },
+    /// `/proc/self/task` could not be read.
+    #[error("failed to count this process's threads (/proc/self/task): {source}")]
+    ThreadCount {
+        /// The error.
+        source: io::Error,
+    },
     /// Activation must happen while the process is single-threaded (environment changes).
     #[error("socket activation must be read before any thread starts ({threads} threads running)")]
     Threads {
@@ -89,7 +95,8 @@ pub fn listeners_from_systemd() -> Result<Vec<ActivatedListener>, ActivationErro
     let Some(fds) = std::env::var_os("LISTEN_FDS") else {
         return Ok(Vec::new());
     };
-    let threads = crate::thread_count();
+    let threads =
+        codex_confine::thread_count().map_err(|source| ActivationError::ThreadCount { source })?;
     if threads != 1 {
         return Err(ActivationError::Threads { threads });
     }

@@ -10,7 +10,9 @@
 //! - [`activation`]: systemd socket activation (`LISTEN_FDS`).
 //! - [`credentials`]: the key from a file or `$CREDENTIALS_DIRECTORY` (systemd credentials).
 //! - [`privdrop`]: `--user` / the default account, verified irreversible.
-//! - [`confine`]: no_new_privs, Landlock and seccomp ([`seccomp_policy`] is the table).
+//! - [`confine`]: the proxy's confinement profile — which paths and ports Landlock leaves, and
+//!   [`seccomp_policy`], its seccomp table — applied with `codex-confine`'s mechanism
+//!   (no_new_privs, Landlock, seccomp).
 //!
 //! Start-up order (the proxy's `main`, single-threaded until the last step): resolve the
 //! allow-list and the account, open the [`peer::PeerIdentifier`], read the key, bind listeners
@@ -32,9 +34,8 @@ pub mod users;
 
 pub use activation::{ActivatedListener, ActivationError, listeners_from_systemd};
 pub use allow::{AllowList, AllowListError};
-pub use confine::{
-    ConfineError, ConfineReport, ConfineSpec, check_writable_dir, confine, thread_count,
-};
+pub use codex_confine::thread_count;
+pub use confine::{ConfineError, ConfineReport, ConfineSpec, check_writable_dir, confine};
 pub use credentials::{CredentialError, open_key_file, systemd_credential};
 pub use peer::{PeerCred, PeerError, PeerIdentifier, peer_cred_unix};
 pub use privdrop::{DEFAULT_ACCOUNT, DropError, DropReport, RunAs};

@@ -132,24 +132,6 @@ pub fn get_dumpable() -> io::Result<i32> {
     cvt(unsafe { libc::prctl(libc::PR_GET_DUMPABLE, 0, 0, 0, 0) })
 }
 
-/// `prctl(PR_SET_NO_NEW_PRIVS, 1)`.
-pub fn set_no_new_privs() -> io::Result<()> {
-    // SAFETY: integer-only prctl; no memory is passed.
-    cvt(unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) }).map(drop)
-}
-
-/// `prctl(PR_GET_NO_NEW_PRIVS)`.
-pub fn get_no_new_privs() -> io::Result<bool> {
-    // SAFETY: integer-only prctl; no memory is passed.
-    cvt(unsafe { libc::prctl(libc::PR_GET_NO_NEW_PRIVS, 0, 0, 0, 0) }).map(|v| v == 1)
-}
-
-/// `prctl(PR_GET_SECCOMP)`: 0 none, 2 filter.
-pub fn get_seccomp_mode() -> io::Result<i32> {
-    // SAFETY: integer-only prctl; no memory is passed.
-    cvt(unsafe { libc::prctl(libc::PR_GET_SECCOMP, 0, 0, 0, 0) })
-}
-
 /// `setrlimit(RLIMIT_CORE, {0, 0})`.
 pub fn set_core_limit_zero() -> io::Result<()> {
     let lim = libc::rlimit {
@@ -181,7 +163,7 @@ pub fn umask(mask: u32) -> u32 {
 ///
 /// Callers must only call this while the process is single-threaded (start-up, before any
 /// runtime exists): `remove_var` races with concurrent `getenv` in other threads. The caller
-/// checks [`crate::thread_count`] first.
+/// checks `codex_confine::thread_count` first.
 pub fn remove_env_var(name: &str) {
     // SAFETY: the caller guarantees (and checks with `thread_count() == 1`) that no other
     // thread exists that could read the environment concurrently.
@@ -484,29 +466,6 @@ pub fn all_passwd_entries() -> io::Result<Vec<Passwd>> {
         // SAFETY: non-null: a valid entry until the next getpwent call (see above).
         out.push(passwd_from(unsafe { &*pw }));
     }
-}
-
-// ---------------------------------------------------------------------------------------------
-// Landlock
-// ---------------------------------------------------------------------------------------------
-
-/// `landlock_create_ruleset(NULL, 0, LANDLOCK_CREATE_RULESET_VERSION)`: the kernel's ABI version.
-pub fn landlock_abi_version() -> io::Result<i32> {
-    const LANDLOCK_CREATE_RULESET_VERSION: libc::c_uint = 1;
-    // SAFETY: with this flag the kernel reads neither the (null) attribute pointer nor a size;
-    // it only returns the ABI version, creating no descriptor.
-    let ret = unsafe {
-        libc::syscall(
-            libc::SYS_landlock_create_ruleset,
-            std::ptr::null::<libc::c_void>(),
-            0usize,
-            LANDLOCK_CREATE_RULESET_VERSION,
-        )
-    };
-    if ret < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(i32::try_from(ret).unwrap_or(i32::MAX))
 }
 
 /// `faccessat(AT_FDCWD, path, mode, AT_EACCESS)`: checks `path` with the effective ids.

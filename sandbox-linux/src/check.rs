@@ -4,6 +4,8 @@ use std::fmt::Write;
 
 use sandbox_policy::{EffectivePolicy, PolicyKind, WritableRoot};
 
+use codex_confine::Enforcement;
+
 use crate::kernel::{self, Feature, KernelSupport, TARGET_LANDLOCK_ABI};
 
 /// Probe (forks once for the user-namespace test) and render the report.
@@ -81,12 +83,12 @@ pub fn render_for(kernel: &KernelSupport, userns: &Result<(), std::io::Error>) -
         };
         let required: Vec<_> = missing.iter().filter(|m| m.required).collect();
         let verdict = if required.is_empty() {
-            "fully enforced"
+            Enforcement::FullyEnforced.as_str()
         } else {
             "REFUSED unless --dangerously-allow-weaker-sandbox"
         };
         let _ = writeln!(s, "policy {name}: {verdict}");
-        for line in guarantees(kind, network, abi, kernel.seccomp, userns.is_ok()) {
+        for line in guarantees(kind, network, kernel, userns.is_ok()) {
             let _ = writeln!(s, "  {line}");
         }
         for m in &missing {
@@ -109,13 +111,10 @@ fn yes(b: bool) -> &'static str {
     if b { "yes" } else { "NO" }
 }
 
-fn guarantees(
-    kind: PolicyKind,
-    network: bool,
-    abi: i32,
-    seccomp: bool,
-    userns: bool,
-) -> Vec<String> {
+/// What each policy guarantees on `kernel`, read from the kernel-feature table.
+fn guarantees(kind: PolicyKind, network: bool, kernel: &KernelSupport, userns: bool) -> Vec<String> {
+    let has = |f: Feature| yes(kernel.has(f));
+    let seccomp = has(Feature::Seccomp);
     let mut v = vec![
         format!(
             "writes only to {}: {}",
@@ -124,28 +123,28 @@ fn guarantees(
             } else {
                 "the roots and /dev/null"
             },
-            yes(abi >= 1)
+            has(Feature::LandlockFs)
         ),
-        format!("deny-read list unreadable: {}", yes(abi >= 1)),
-        format!("read-only files cannot be truncated: {}", yes(abi >= 3)),
+        format!("deny-read list unreadable: {}", has(Feature::LandlockFs)),
+        format!("read-only files cannot be truncated: {}", has(Feature::LandlockTruncate)),
     ];
     if network {
         v.push("network: allowed (inet/inet6 sockets)".into());
     } else {
-        v.push(format!("no inet/inet6 sockets: {}", yes(seccomp)));
+        v.push(format!("no inet/inet6 sockets: {}", seccomp));
         v.push(format!(
             "no TCP bind/connect (second layer): {}",
-            yes(abi >= 4)
+            has(Feature::LandlockTcp)
         ));
     }
-    v.push(format!("no netlink/packet/vsock/raw sockets, io_uring, ptrace, process_vm_*, new namespaces, keyrings, bpf, perf, TIOCSTI: {}", yes(seccomp)));
+    v.push(format!("no netlink/packet/vsock/raw sockets, io_uring, ptrace, process_vm_*, new namespaces, keyrings, bpf, perf, TIOCSTI: {}", seccomp));
     v.push(format!(
         "no signals to processes outside: {}",
-        yes(abi >= 6)
+        has(Feature::LandlockSignalScope)
     ));
     v.push(format!(
         "no abstract unix sockets outside: {}",
-        yes(abi >= 6)
+        has(Feature::LandlockAbstractUnixScope)
     ));
     v.push("setuid binaries gain nothing (no_new_privs): yes".into());
     if kind == PolicyKind::WorkspaceWrite {

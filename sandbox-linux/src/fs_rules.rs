@@ -21,18 +21,8 @@ use std::path::{Path, PathBuf};
 
 use sandbox_policy::EffectivePolicy;
 
-/// What a rule grants (mapped to Landlock access rights in `landlock_rules`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Grant {
-    /// Read files, list directories, execute.
-    ReadExec,
-    /// List the directory's entries only (an ancestor of a denied path).
-    ListOnly,
-    /// Every filesystem right (a writable root).
-    Full,
-    /// Read, write and truncate a single file (`/dev/null`).
-    ReadWriteFile,
-}
+/// What a rule grants: `codex-confine`'s Landlock access sets.
+pub use codex_confine::landlock::Access as Grant;
 
 /// One Landlock rule.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -27,7 +27,7 @@
 //! 3. user + mount namespace with read-only carve-outs (only when a writable root has one);
 //! 4. `PR_SET_NO_NEW_PRIVS`;
 //! 5. Landlock: filesystem rules, TCP bind/connect (network off), signal + abstract socket scopes;
-//! 6. seccomp: the ENOSYS filter, then the EPERM table;
+//! 6. seccomp (`codex-confine`, on every thread): the ABI filter, then the EPERM table;
 //! 7. SIGPIPE back to its default action, then `execvpe` with `CODEX_SANDBOX=linux` (+ `CODEX_SANDBOX_NETWORK_DISABLED=1`).
 //!
 //! The launcher (parent) stays outside the sandbox only to wait, forward SIGINT/SIGTERM/SIGHUP/
@@ -66,7 +66,7 @@ pub struct Options {
 /// State: checked plan, nothing applied yet.
 pub struct Planned {
     fs: Option<fs_rules::FsPlan>,
-    seccomp: Option<seccomp::Programs>,
+    seccomp: Option<codex_confine::seccomp::Filter>,
 }
 
 /// State: every mechanism applied to this process.
@@ -107,7 +107,7 @@ impl Sandbox<Planned> {
         let fs = (confined && kernel.landlock_abi > 0).then(|| fs_rules::plan(&policy));
         let seccomp = if confined && kernel.seccomp {
             Some(
-                seccomp::Programs::compile(policy.network)
+                seccomp::compile(policy.network)
                     .map_err(|source| SandboxError::Seccomp { source })?,
             )
         } else {
@@ -207,7 +207,7 @@ impl Sandbox<Planned> {
             }
         }
 
-        sys::set_no_new_privs().map_err(|source| SandboxError::NoNewPrivs { source })?;
+        codex_confine::set_no_new_privs().map_err(|source| SandboxError::NoNewPrivs { source })?;
         report.no_new_privs = true;
 
         if let Some(fs) = &state.fs {
@@ -218,13 +218,13 @@ impl Sandbox<Planned> {
             let status = prepared
                 .restrict_self()
                 .map_err(|source| SandboxError::Landlock { source })?;
-            report.landlock = Some(landlock_rules::status_word(&status.ruleset));
+            report.landlock = Some(status);
         }
-        if let Some(programs) = &state.seccomp {
-            programs
+        if let Some(filter) = &state.seccomp {
+            filter
                 .install()
                 .map_err(|source| SandboxError::Seccomp { source })?;
-            report.seccomp_rules = Some(seccomp::Programs::rule_count());
+            report.seccomp_rules = Some(filter.rule_count());
         }
         report.missing = missing.clone();
         Ok(Sandbox {
@@ -245,7 +245,7 @@ impl Sandbox<Planned> {
         if command.is_empty() {
             return Err(SandboxError::NoCommand);
         }
-        let threads = sys::thread_count().map_err(|source| SandboxError::Threads { source })?;
+        let threads = codex_confine::thread_count().map_err(|source| SandboxError::Threads { source })?;
         if threads > 1 {
             return Err(SandboxError::MultiThreaded { threads });
         }

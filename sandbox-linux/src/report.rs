@@ -5,6 +5,8 @@ use std::path::PathBuf;
 
 use sandbox_policy::{EffectivePolicy, PolicyKind};
 
+use codex_confine::Enforcement;
+
 use crate::kernel::{KernelSupport, Missing, TARGET_LANDLOCK_ABI};
 
 /// The mount namespace's outcome.
@@ -25,7 +27,7 @@ pub struct Report {
     pub network: bool,
     pub kernel_landlock_abi: i32,
     /// Landlock ruleset status, `None` when not applied.
-    pub landlock: Option<&'static str>,
+    pub landlock: Option<Enforcement>,
     /// Number of seccomp table entries, `None` when not applied.
     pub seccomp_rules: Option<usize>,
     pub no_new_privs: bool,
@@ -72,7 +74,7 @@ impl Report {
             || !self.missing.is_empty()
             || !self.carve_outs_writable.is_empty()
             || !self.carve_outs_symlinked.is_empty()
-            || self.landlock != Some("fully enforced")
+            || self.landlock != Some(Enforcement::FullyEnforced)
     }
 }
 

@@ -1,7 +1,8 @@
 //! The raw system calls of this crate. Each function makes exactly one call (or one fixed
 //! sequence documented on it) and returns `io::Result`; every `unsafe` block names its invariant.
 //!
-//! Nothing here decides policy: callers in `launch.rs`, `mountns.rs` and `kernel.rs` do.
+//! Nothing here decides policy: callers in `launch.rs`, `mountns.rs` and `kernel.rs` do. The
+//! confinement calls (no_new_privs, seccomp, Landlock) are `codex-confine`'s.
 
 use std::ffi::{CStr, CString};
 use std::io;
@@ -24,12 +25,6 @@ fn check_long(ret: libc::c_long) -> io::Result<libc::c_long> {
     }
 }
 
-/// `prctl(PR_SET_NO_NEW_PRIVS, 1)`: execve can no longer grant privileges (setuid, file caps).
-pub fn set_no_new_privs() -> io::Result<()> {
-    // SAFETY: PR_SET_NO_NEW_PRIVS takes four integer arguments and touches no memory of ours.
-    check(unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) }).map(drop)
-}
-
 /// `prctl(PR_SET_DUMPABLE, 1)`: /proc/self/{uid,gid}_map and setgroups are owned by root while a
 /// process is not dumpable, so the child re-enables it before writing its id maps (it is about
 /// to execute the user's command, which resets the flag anyway).
@@ -42,29 +37,6 @@ pub fn set_dumpable() -> io::Result<()> {
 pub fn set_parent_death_signal(sig: libc::c_int) -> io::Result<()> {
     // SAFETY: PR_SET_PDEATHSIG takes a signal number by value; no memory is passed.
     check(unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, sig as libc::c_ulong, 0, 0, 0) }).map(drop)
-}
-
-/// `prctl(PR_GET_SECCOMP)`: `Ok(mode)` when the kernel has seccomp, `EINVAL` when it has not.
-pub fn seccomp_mode() -> io::Result<libc::c_int> {
-    // SAFETY: PR_GET_SECCOMP takes no pointer arguments; the mode is the return value.
-    check(unsafe { libc::prctl(libc::PR_GET_SECCOMP, 0, 0, 0, 0) })
-}
-
-/// `landlock_create_ruleset(NULL, 0, LANDLOCK_CREATE_RULESET_VERSION)`: the kernel's Landlock ABI
-/// version, or `ENOSYS` (not built) / `EOPNOTSUPP` (built, not enabled at boot).
-pub fn landlock_abi_version() -> io::Result<i32> {
-    const LANDLOCK_CREATE_RULESET_VERSION: libc::c_uint = 1;
-    // SAFETY: with the VERSION flag the kernel requires attr == NULL and size == 0 and reads no
-    // memory; it returns the ABI version or -1 with errno.
-    let ret = unsafe {
-        libc::syscall(
-            libc::SYS_landlock_create_ruleset,
-            std::ptr::null::<libc::c_void>(),
-            0usize,
-            LANDLOCK_CREATE_RULESET_VERSION,
-        )
-    };
-    check_long(ret).map(|v| v as i32)
 }
 
 /// `setsid()`: a new session without a controlling terminal (the command cannot reach the user's
@@ -153,7 +125,7 @@ pub enum Fork {
 
 /// `fork()`.
 ///
-/// The caller must be single-threaded (checked by [`thread_count`] before calling): the child
+/// The caller must be single-threaded (checked by `codex_confine::thread_count` before calling): the child
 /// then owns the only thread and may allocate and run ordinary Rust code.
 pub fn fork() -> io::Result<Fork> {
     // SAFETY: the caller guarantees the process is single-threaded, so no lock (allocator,
@@ -164,11 +136,6 @@ pub fn fork() -> io::Result<Fork> {
     } else {
         Fork::Parent { child: pid }
     })
-}
-
-/// The number of threads of this process (entries of `/proc/self/task`).
-pub fn thread_count() -> io::Result<usize> {
-    Ok(std::fs::read_dir("/proc/self/task")?.count())
 }
 
 /// `waitpid(pid, &status, 0)`, retried on `EINTR`. Returns the raw wait status.

@@ -389,50 +389,37 @@ fn run(args: &[String]) -> i32 {
 /// landlock_create_ruleset → ENOSYS), then exec CMD. Simulates Docker's default profile / a
 /// kernel without Landlock, honestly, with the same kernel mechanism.
 fn outer_deny(what: &str, rest: &[String]) -> i32 {
-    use seccompiler::{
-        SeccompAction, SeccompCmpArgLen, SeccompCmpOp, SeccompCondition, SeccompFilter, SeccompRule,
-    };
-    use std::collections::BTreeMap;
-    let mut rules: BTreeMap<i64, Vec<SeccompRule>> = BTreeMap::new();
-    let errno = match what {
-        "userns" => {
-            rules.insert(libc::SYS_unshare, vec![]);
-            let flag = libc::CLONE_NEWUSER as u64;
-            let Ok(c) = SeccompCondition::new(
-                0,
-                SeccompCmpArgLen::Dword,
-                SeccompCmpOp::MaskedEq(flag),
-                flag,
-            ) else {
-                return 3;
-            };
-            let Ok(r) = SeccompRule::new(vec![c]) else {
-                return 3;
-            };
-            rules.insert(libc::SYS_clone, vec![r]);
-            libc::EPERM
-        }
-        "landlock" => {
-            rules.insert(libc::SYS_landlock_create_ruleset, vec![]);
-            libc::ENOSYS
-        }
+    use codex_confine::seccomp::{Condition, Filter, Rule};
+    const USERNS: &[Rule] = &[
+        Rule::new(
+            "unshare",
+            libc::SYS_unshare,
+            Condition::Always,
+            "simulated: no user namespaces",
+        ),
+        Rule::new(
+            "clone(CLONE_NEWUSER)",
+            libc::SYS_clone,
+            Condition::Bits64 {
+                arg: 0,
+                mask: libc::CLONE_NEWUSER as u64,
+            },
+            "simulated: no user namespaces",
+        ),
+    ];
+    const LANDLOCK: &[Rule] = &[Rule::new(
+        "landlock_create_ruleset",
+        libc::SYS_landlock_create_ruleset,
+        Condition::Always,
+        "simulated: a kernel without Landlock",
+    )];
+    let filter = match what {
+        "userns" => Filter::compile_with_errno(USERNS, libc::EPERM),
+        "landlock" => Filter::compile_with_errno(LANDLOCK, libc::ENOSYS),
         _ => return 3,
     };
-    let Ok(arch) = std::env::consts::ARCH.try_into() else {
-        return 3;
-    };
-    let Ok(filter) = SeccompFilter::new(
-        rules,
-        SeccompAction::Allow,
-        SeccompAction::Errno(errno as u32),
-        arch,
-    ) else {
-        return 3;
-    };
-    let Ok(prog): Result<seccompiler::BpfProgram, _> = filter.try_into() else {
-        return 3;
-    };
-    if seccompiler::apply_filter(&prog).is_err() {
+    let Ok(filter) = filter else { return 3 };
+    if codex_confine::set_no_new_privs().is_err() || filter.install().is_err() {
         return 3;
     }
     let rest: Vec<&String> = rest.iter().skip_while(|a| a.as_str() == "--").collect();
