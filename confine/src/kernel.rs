@@ -163,7 +163,9 @@ impl KernelSupport {
         match feature {
             Feature::Seccomp => self.seccomp,
             Feature::UserNamespaces => false,
-            f => f.landlock_abi().is_some_and(|need| self.landlock_abi >= need),
+            f => f
+                .landlock_abi()
+                .is_some_and(|need| self.landlock_abi >= need),
         }
     }
 
@@ -174,7 +176,10 @@ impl KernelSupport {
         } else if self.landlock_abi == 0 {
             self.landlock_unavailable.clone()
         } else {
-            Some(format!("this kernel has Landlock ABI {}", self.landlock_abi))
+            Some(format!(
+                "this kernel has Landlock ABI {}",
+                self.landlock_abi
+            ))
         };
         Missing {
             feature,
@@ -218,7 +223,8 @@ mod tests {
         );
         let text = m[2].to_string();
         assert!(
-            text.contains("Landlock ABI 6, Linux 6.12") && text.contains("this kernel has Landlock ABI 3"),
+            text.contains("Landlock ABI 6, Linux 6.12")
+                && text.contains("this kernel has Landlock ABI 3"),
             "{text}"
         );
     }
@@ -232,7 +238,11 @@ mod tests {
         };
         let m = k.missing_of(&[(Feature::LandlockFs, true), (Feature::Seccomp, true)]);
         assert_eq!(m.len(), 2);
-        assert!(m[0].to_string().ends_with(": the kernel has no Landlock"), "{}", m[0]);
+        assert!(
+            m[0].to_string().ends_with(": the kernel has no Landlock"),
+            "{}",
+            m[0]
+        );
         assert_eq!(m[1].detail, None);
     }
 }

@@ -90,7 +90,9 @@ pub enum SeccompError {
         #[source]
         source: seccompiler::BackendError,
     },
-    #[error("failed to install the seccomp {which} filter (seccomp SECCOMP_SET_MODE_FILTER): {source}")]
+    #[error(
+        "failed to install the seccomp {which} filter (seccomp SECCOMP_SET_MODE_FILTER): {source}"
+    )]
     Install {
         which: &'static str,
         #[source]
@@ -113,10 +115,22 @@ fn conditions(r: &Rule) -> Result<Vec<SeccompCondition>, SeccompError> {
     Ok(match r.condition {
         Condition::Always => Vec::new(),
         Condition::Bits64 { arg, mask } => {
-            vec![cond(r.name, arg, Qword, SeccompCmpOp::MaskedEq(mask), mask)?]
+            vec![cond(
+                r.name,
+                arg,
+                Qword,
+                SeccompCmpOp::MaskedEq(mask),
+                mask,
+            )?]
         }
         Condition::Eq32 { arg, value } => {
-            vec![cond(r.name, arg, Dword, SeccompCmpOp::Eq, u64::from(value))?]
+            vec![cond(
+                r.name,
+                arg,
+                Dword,
+                SeccompCmpOp::Eq,
+                u64::from(value),
+            )?]
         }
         // All conditions of one seccompiler rule must hold (AND): "none of the allowed values".
         Condition::NotIn32 { arg, allowed } => allowed

@@ -98,7 +98,9 @@ pub enum ConfineError {
         source: io::Error,
     },
     /// The state read back is not what was applied.
-    #[error("confinement verification failed: no_new_privs={no_new_privs} seccomp mode={seccomp_mode}")]
+    #[error(
+        "confinement verification failed: no_new_privs={no_new_privs} seccomp mode={seccomp_mode}"
+    )]
     NotInForce {
         /// `PR_GET_NO_NEW_PRIVS`.
         no_new_privs: bool,
@@ -274,14 +276,16 @@ pub fn confine(spec: &ConfineSpec) -> Result<ConfineReport, ConfineError> {
         .install()
         .map_err(|source| ConfineError::Seccomp { source })?;
 
-    let no_new_privs = codex_confine::no_new_privs().map_err(|source| ConfineError::VerifyCall {
-        call: "prctl(PR_GET_NO_NEW_PRIVS)",
-        source,
-    })?;
-    let seccomp_mode = codex_confine::seccomp_mode().map_err(|source| ConfineError::VerifyCall {
-        call: "prctl(PR_GET_SECCOMP)",
-        source,
-    })?;
+    let no_new_privs =
+        codex_confine::no_new_privs().map_err(|source| ConfineError::VerifyCall {
+            call: "prctl(PR_GET_NO_NEW_PRIVS)",
+            source,
+        })?;
+    let seccomp_mode =
+        codex_confine::seccomp_mode().map_err(|source| ConfineError::VerifyCall {
+            call: "prctl(PR_GET_SECCOMP)",
+            source,
+        })?;
     if !no_new_privs || seccomp_mode != 2 {
         return Err(ConfineError::NotInForce {
             no_new_privs,

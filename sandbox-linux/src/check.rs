@@ -112,7 +112,12 @@ fn yes(b: bool) -> &'static str {
 }
 
 /// What each policy guarantees on `kernel`, read from the kernel-feature table.
-fn guarantees(kind: PolicyKind, network: bool, kernel: &KernelSupport, userns: bool) -> Vec<String> {
+fn guarantees(
+    kind: PolicyKind,
+    network: bool,
+    kernel: &KernelSupport,
+    userns: bool,
+) -> Vec<String> {
     let has = |f: Feature| yes(kernel.has(f));
     let seccomp = has(Feature::Seccomp);
     let mut v = vec![
@@ -126,7 +131,10 @@ fn guarantees(kind: PolicyKind, network: bool, kernel: &KernelSupport, userns: b
             has(Feature::LandlockFs)
         ),
         format!("deny-read list unreadable: {}", has(Feature::LandlockFs)),
-        format!("read-only files cannot be truncated: {}", has(Feature::LandlockTruncate)),
+        format!(
+            "read-only files cannot be truncated: {}",
+            has(Feature::LandlockTruncate)
+        ),
     ];
     if network {
         v.push("network: allowed (inet/inet6 sockets)".into());

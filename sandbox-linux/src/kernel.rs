@@ -23,7 +23,10 @@ pub fn missing_features(kernel: &KernelSupport, policy: &EffectivePolicy) -> Vec
     if policy.kind == PolicyKind::DangerFullAccess {
         return Vec::new();
     }
-    let mut wanted = vec![(Feature::LandlockFs, true), (Feature::LandlockTruncate, true)];
+    let mut wanted = vec![
+        (Feature::LandlockFs, true),
+        (Feature::LandlockTruncate, true),
+    ];
     if !policy.network {
         // seccomp refuses inet sockets when the network is off; Landlock's TCP rules are a second layer.
         wanted.push((Feature::LandlockTcp, false));

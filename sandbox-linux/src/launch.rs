@@ -245,7 +245,8 @@ impl Sandbox<Planned> {
         if command.is_empty() {
             return Err(SandboxError::NoCommand);
         }
-        let threads = codex_confine::thread_count().map_err(|source| SandboxError::Threads { source })?;
+        let threads =
+            codex_confine::thread_count().map_err(|source| SandboxError::Threads { source })?;
         if threads > 1 {
             return Err(SandboxError::MultiThreaded { threads });
         }

@@ -92,12 +92,7 @@ pub const RULES: &[Rule] = &[
         Always,
         "new namespaces: a user namespace hands out capabilities, a mount namespace could hide carve-outs",
     ),
-    Rule::new(
-        "setns",
-        libc::SYS_setns,
-        Always,
-        "joining other namespaces",
-    ),
+    Rule::new("setns", libc::SYS_setns, Always, "joining other namespaces"),
     Rule::new(
         "keyctl",
         libc::SYS_keyctl,
@@ -105,12 +100,7 @@ pub const RULES: &[Rule] = &[
         "kernel keyrings are per user and outlive the sandbox",
     ),
     Rule::new("add_key", libc::SYS_add_key, Always, "see keyctl"),
-    Rule::new(
-        "request_key",
-        libc::SYS_request_key,
-        Always,
-        "see keyctl",
-    ),
+    Rule::new("request_key", libc::SYS_request_key, Always, "see keyctl"),
     Rule::new(
         "bpf",
         libc::SYS_bpf,
@@ -132,13 +122,19 @@ pub const RULES: &[Rule] = &[
     Rule::new(
         "ioctl(TIOCSTI)",
         libc::SYS_ioctl,
-        Eq32 { arg: 1, value: TIOCSTI },
+        Eq32 {
+            arg: 1,
+            value: TIOCSTI,
+        },
         "pushing input into a terminal (bubblewrap CVE-2017-5226)",
     ),
     Rule::new(
         "ioctl(TIOCLINUX)",
         libc::SYS_ioctl,
-        Eq32 { arg: 1, value: TIOCLINUX },
+        Eq32 {
+            arg: 1,
+            value: TIOCLINUX,
+        },
         "TIOCLINUX subcodes paste into a virtual console like TIOCSTI",
     ),
     Rule::new(
@@ -148,18 +144,8 @@ pub const RULES: &[Rule] = &[
         "the mount namespace's read-only carve-outs stay in place",
     ),
     Rule::new("umount2", libc::SYS_umount2, Always, "see mount"),
-    Rule::new(
-        "pivot_root",
-        libc::SYS_pivot_root,
-        Always,
-        "see mount",
-    ),
-    Rule::new(
-        "move_mount",
-        libc::SYS_move_mount,
-        Always,
-        "see mount",
-    ),
+    Rule::new("pivot_root", libc::SYS_pivot_root, Always, "see mount"),
+    Rule::new("move_mount", libc::SYS_move_mount, Always, "see mount"),
     Rule::new("open_tree", libc::SYS_open_tree, Always, "see mount"),
     Rule::new("fsopen", libc::SYS_fsopen, Always, "see mount"),
     Rule::new("fsmount", libc::SYS_fsmount, Always, "see mount"),
@@ -223,7 +209,9 @@ pub fn table(network: bool) -> Vec<Rule> {
     } else {
         FAMILIES_LOCAL
     });
-    std::iter::once(socket).chain(RULES.iter().copied()).collect()
+    std::iter::once(socket)
+        .chain(RULES.iter().copied())
+        .collect()
 }
 
 /// Compile the table (and the shared ABI filter) before anything is restricted.
