@@ -4,7 +4,7 @@
 //! - [`set_no_new_privs`] and the read-backs [`no_new_privs`], [`seccomp_mode`];
 //! - [`seccomp`]: one rule table type ([`seccomp::Rule`]: `name, nr, condition, reason`), the
 //!   ABI filter shared by every profile ([`arch`]: one architecture list, one x32 decision), the
-//!   compiler and the installer;
+//!   compiler and the installer, and [`seccomp::BASELINE`], the rows every profile denies;
 //! - [`landlock`]: one ruleset builder, the ABI pinned once ([`landlock::TARGET_ABI`]), a
 //!   compatibility level per profile;
 //! - [`kernel`]: the kernel-feature table read by messages, `codex sandbox check` and reports;
@@ -24,6 +24,7 @@
 compile_error!("codex-confine is Linux-only");
 
 pub mod arch;
+mod baseline;
 pub mod kernel;
 pub mod landlock;
 pub mod seccomp;

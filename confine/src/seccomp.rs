@@ -25,6 +25,8 @@ use seccompiler::{
 use crate::arch;
 use crate::sys;
 
+pub use crate::baseline::BASELINE;
+
 /// When a rule matches.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Condition {

@@ -13,10 +13,10 @@
 //! memory where seccomp cannot read them; glibc then falls back to `clone`, whose flags are
 //! checked here).
 
-use codex_confine::seccomp::Condition::{Always, Bits64, Eq32, NotIn32};
-use codex_confine::seccomp::Rule;
+use codex_confine::seccomp::Condition::{Always, Eq32, NotIn32};
+use codex_confine::seccomp::{BASELINE, Rule};
 
-/// Syscalls denied whatever their arguments.
+/// Syscalls denied whatever their arguments, beyond the baseline.
 pub const DENIED: &[Rule] = &[
     Rule::new(
         "execve",
@@ -25,117 +25,12 @@ pub const DENIED: &[Rule] = &[
         "no program may replace the key-holding process",
     ),
     Rule::new("execveat", libc::SYS_execveat, Always, "same as execve"),
-    Rule::new(
-        "ptrace",
-        libc::SYS_ptrace,
-        Always,
-        "no tracing of other processes (or being used to read memory)",
-    ),
-    Rule::new(
-        "process_vm_readv",
-        libc::SYS_process_vm_readv,
-        Always,
-        "no reading other processes' memory",
-    ),
-    Rule::new(
-        "process_vm_writev",
-        libc::SYS_process_vm_writev,
-        Always,
-        "no writing other processes' memory",
-    ),
-    Rule::new(
-        "unshare",
-        libc::SYS_unshare,
-        Always,
-        "no new namespaces (user namespaces expose kernel attack surface)",
-    ),
-    Rule::new(
-        "setns",
-        libc::SYS_setns,
-        Always,
-        "no entering other namespaces",
-    ),
-    Rule::new("bpf", libc::SYS_bpf, Always, "no eBPF programs or maps"),
-    Rule::new(
-        "perf_event_open",
-        libc::SYS_perf_event_open,
-        Always,
-        "no performance counters (side channels, kernel attack surface)",
-    ),
-    Rule::new(
-        "userfaultfd",
-        libc::SYS_userfaultfd,
-        Always,
-        "classic kernel-exploit primitive",
-    ),
-    Rule::new(
-        "keyctl",
-        libc::SYS_keyctl,
-        Always,
-        "no kernel keyring access",
-    ),
-    Rule::new(
-        "add_key",
-        libc::SYS_add_key,
-        Always,
-        "no kernel keyring access",
-    ),
-    Rule::new(
-        "request_key",
-        libc::SYS_request_key,
-        Always,
-        "no kernel keyring access",
-    ),
-    Rule::new("mount", libc::SYS_mount, Always, "no mounting"),
-    Rule::new("umount2", libc::SYS_umount2, Always, "no unmounting"),
-    Rule::new(
-        "pivot_root",
-        libc::SYS_pivot_root,
-        Always,
-        "no root changes",
-    ),
     Rule::new("chroot", libc::SYS_chroot, Always, "no root changes"),
-    Rule::new("fsopen", libc::SYS_fsopen, Always, "new mount API"),
-    Rule::new("fsconfig", libc::SYS_fsconfig, Always, "new mount API"),
-    Rule::new("fsmount", libc::SYS_fsmount, Always, "new mount API"),
-    Rule::new("fspick", libc::SYS_fspick, Always, "new mount API"),
-    Rule::new("move_mount", libc::SYS_move_mount, Always, "new mount API"),
-    Rule::new("open_tree", libc::SYS_open_tree, Always, "new mount API"),
-    Rule::new(
-        "mount_setattr",
-        libc::SYS_mount_setattr,
-        Always,
-        "new mount API",
-    ),
-    Rule::new(
-        "open_by_handle_at",
-        libc::SYS_open_by_handle_at,
-        Always,
-        "opens files by handle, bypassing path checks",
-    ),
     Rule::new(
         "name_to_handle_at",
         libc::SYS_name_to_handle_at,
         Always,
         "pairs with open_by_handle_at",
-    ),
-    Rule::new(
-        "io_uring_setup",
-        libc::SYS_io_uring_setup,
-        Always,
-        "io_uring bypasses seccomp for the operations it performs",
-    ),
-    Rule::new(
-        "io_uring_enter",
-        libc::SYS_io_uring_enter,
-        Always,
-        "io_uring",
-    ),
-    Rule::new(
-        "io_uring_register",
-        libc::SYS_io_uring_register,
-        Always,
-        "io_uring",
     ),
     Rule::new(
         "pidfd_getfd",
@@ -209,36 +104,6 @@ pub const DENIED: &[Rule] = &[
         libc::SYS_memfd_create,
         Always,
         "no anonymous executable files",
-    ),
-    Rule::new(
-        "kexec_load",
-        libc::SYS_kexec_load,
-        Always,
-        "machine administration",
-    ),
-    Rule::new(
-        "kexec_file_load",
-        libc::SYS_kexec_file_load,
-        Always,
-        "machine administration",
-    ),
-    Rule::new(
-        "init_module",
-        libc::SYS_init_module,
-        Always,
-        "machine administration",
-    ),
-    Rule::new(
-        "finit_module",
-        libc::SYS_finit_module,
-        Always,
-        "machine administration",
-    ),
-    Rule::new(
-        "delete_module",
-        libc::SYS_delete_module,
-        Always,
-        "machine administration",
     ),
     Rule::new("reboot", libc::SYS_reboot, Always, "machine administration"),
     Rule::new("swapon", libc::SYS_swapon, Always, "machine administration"),
@@ -331,35 +196,8 @@ pub const DENIED_ARCH: &[Rule] = &[
 #[cfg(not(target_arch = "x86_64"))]
 pub const DENIED_ARCH: &[Rule] = &[];
 
-/// `clone(2)` with a namespace flag (`CLONE_NEWTIME` shares its bit with the exit signal in
-/// `clone`, and is only valid in `clone3`/`unshare`, both refused).
-const fn clone_ns(name: &'static str, flag: libc::c_int) -> Rule {
-    Rule::new(
-        name,
-        libc::SYS_clone,
-        Bits64 {
-            arg: 0,
-            mask: flag as u64,
-        },
-        "no new namespaces",
-    )
-}
-
-// The ioctl request constants are `c_ulong` on glibc and `c_int` on musl: the cast is needed there.
-#[allow(clippy::unnecessary_cast)]
-const TIOCSTI: u32 = libc::TIOCSTI as u32;
-#[allow(clippy::unnecessary_cast)]
-const TIOCLINUX: u32 = libc::TIOCLINUX as u32;
-
-/// Syscalls denied only for some arguments.
+/// Syscalls denied only for some arguments, beyond the baseline.
 pub const CONDITIONAL: &[Rule] = &[
-    clone_ns("clone(CLONE_NEWNS)", libc::CLONE_NEWNS),
-    clone_ns("clone(CLONE_NEWCGROUP)", libc::CLONE_NEWCGROUP),
-    clone_ns("clone(CLONE_NEWUTS)", libc::CLONE_NEWUTS),
-    clone_ns("clone(CLONE_NEWIPC)", libc::CLONE_NEWIPC),
-    clone_ns("clone(CLONE_NEWUSER)", libc::CLONE_NEWUSER),
-    clone_ns("clone(CLONE_NEWPID)", libc::CLONE_NEWPID),
-    clone_ns("clone(CLONE_NEWNET)", libc::CLONE_NEWNET),
     Rule::new(
         "socket",
         libc::SYS_socket,
@@ -400,30 +238,13 @@ pub const CONDITIONAL: &[Rule] = &[
         },
         "no rewriting the memory map",
     ),
-    Rule::new(
-        "ioctl(TIOCSTI)",
-        libc::SYS_ioctl,
-        Eq32 {
-            arg: 1,
-            value: TIOCSTI,
-        },
-        "no typing into a terminal",
-    ),
-    Rule::new(
-        "ioctl(TIOCLINUX)",
-        libc::SYS_ioctl,
-        Eq32 {
-            arg: 1,
-            value: TIOCLINUX,
-        },
-        "no console selection injection",
-    ),
 ];
 
-/// The whole table.
+/// The whole table: `codex-confine`'s baseline rows and the proxy's own.
 pub fn table() -> Vec<Rule> {
-    DENIED
+    BASELINE
         .iter()
+        .chain(DENIED)
         .chain(DENIED_ARCH)
         .chain(CONDITIONAL)
         .copied()
