@@ -211,7 +211,9 @@ impl Landlock {
             let bits = match is_dir {
                 Ok(false) => access.bits() & AccessFs::from_file(TARGET_ABI),
                 Ok(true) => access.bits(),
-                Err(source) => return Err(LandlockError::PathFd { path, source }),
+                Err(source) if hard => return Err(LandlockError::PathFd { path, source }),
+                // Best effort, as rust-landlock's `path_beneath_rules`: the requested rights.
+                Err(_) => access.bits(),
             };
             created = created
                 .add_rule(PathBeneath::new(fd, bits))

@@ -231,7 +231,9 @@ mod sys {
         }
         drop(w);
         let mut buf = Vec::new();
-        std::fs::File::from(r).read_to_end(&mut buf).unwrap();
+        std::fs::File::from(r)
+            .read_to_end(&mut buf)
+            .expect("read the child's results");
         let mut status = 0;
         // SAFETY: `status` is a live c_int for waitpid to fill.
         assert_eq!(unsafe { libc::waitpid(pid, &mut status, 0) }, pid);

@@ -215,7 +215,7 @@ pub fn hardening_report() -> HardeningReport {
         degraded_secret_buffers: DEGRADED_BUFFERS.load(Ordering::Relaxed),
         no_new_privs,
         seccomp,
-        landlock: LANDLOCK.lock().unwrap_or_else(|p| p.into_inner()).clone(),
+        landlock: *LANDLOCK.lock().unwrap_or_else(|p| p.into_inner()),
         uid,
         euid,
         gid,
