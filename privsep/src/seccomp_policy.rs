@@ -1,5 +1,7 @@
 //! The proxy's seccomp profile: one table of `codex_confine::seccomp::Rule`s (the same row type
-//! as the sandbox's), each with its reason.
+//! as the sandbox's), each with its reason: `codex-confine`'s baseline rows (io_uring, ptrace,
+//! process_vm_*, namespaces, keyrings, bpf, perf, userfaultfd, TIOCSTI/TIOCLINUX, the mount API,
+//! open_by_handle_at, modules, kexec) and the proxy's own below.
 //!
 //! Form: a deny-list answering `EPERM` (not a kill, so denials are testable and the proxy can
 //! report them), with argument conditions. Decision: not an allow-list, because the proxy runs an
