@@ -167,8 +167,11 @@ fn probes(table: &[Rule]) -> Vec<Probe> {
         });
     }
     if arch::HAS_X32 {
-        // x32 numbers of getpid (39) and of a row of the table.
-        for (name, nr) in [("x32 getpid", 39), ("x32 ptrace", libc::SYS_ptrace)] {
+        // The x32 bit on getpid's number (39) and on a number the tables deny (ptrace's).
+        for (name, nr) in [
+            ("x32 bit | getpid", 39),
+            ("x32 bit | ptrace", libc::SYS_ptrace),
+        ] {
             out.push(Probe {
                 label: name.to_string(),
                 nr: nr | libc::c_long::from(arch::X32_SYSCALL_BIT as i32),
