@@ -9,7 +9,7 @@
 //!   compatibility level per profile;
 //! - [`kernel`]: the kernel-feature table read by messages, `codex sandbox check` and reports;
 //! - [`Enforcement`]: the typed status every report wraps;
-//! - [`thread_count`].
+//! - [`thread_count`] (defined in `secure-main`, whose pre-main hardening counts threads too).
 //!
 //! The profiles themselves (which rows, which paths) belong to the users: the sandbox's table is
 //! in `sandbox-linux/src/seccomp.rs`, the proxy's in `privsep/src/seccomp_policy.rs`.
@@ -30,17 +30,9 @@ pub mod landlock;
 pub mod seccomp;
 mod sys;
 
-use std::io;
-
 pub use kernel::{Feature, KernelSupport, Missing};
-pub use secure_main::Enforcement;
+pub use secure_main::{Enforcement, thread_count};
 pub use sys::{no_new_privs, seccomp_mode, set_no_new_privs};
-
-/// The number of threads of this process (entries of `/proc/self/task`). An unreadable
-/// directory is an error, never a count: a caller checking "single-threaded" must not pass on 0.
-pub fn thread_count() -> io::Result<usize> {
-    Ok(std::fs::read_dir("/proc/self/task")?.count())
-}
 
 #[cfg(test)]
 mod tests {

@@ -43,6 +43,14 @@ pub use report::{
 pub use secret::{LockPolicy, LockStatus, SecretBuf, SecretError};
 pub use secret_string::SecretString;
 
+/// The number of threads of this process (entries of `/proc/self/task`). The one count of the
+/// suite (`codex-confine` re-exports it): an unreadable directory is an error, never a number,
+/// so a "single-threaded?" check cannot pass on it by accident.
+#[cfg(target_os = "linux")]
+pub fn thread_count() -> std::io::Result<usize> {
+    Ok(std::fs::read_dir("/proc/self/task")?.count())
+}
+
 /// The `ctor` crate, re-exported so that [`harden_process!`] works in crates that do not depend
 /// on it themselves.
 #[doc(hidden)]
