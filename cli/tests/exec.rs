@@ -258,10 +258,9 @@ fn tls_with_the_ca_from_ssl_cert_file() {
 #[test]
 fn connection_refused_is_exit_20() {
     let h = home();
-    let port = {
-        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        l.local_addr().unwrap().port()
-    };
+    // Held bound but not listening for the whole test: every connection is refused.
+    let refusing = suite_test_support::ports::RefusingPort::new().unwrap();
+    let port = refusing.port();
     let url = format!("http://127.0.0.1:{port}/v1");
     let o = exec(&h.path, &proxy_args(&url), "p");
     assert_eq!(o.status.code(), Some(20), "{o:?}");

@@ -117,12 +117,9 @@ fn tls_upstream_is_trusted_through_ssl_cert_file_and_refused_without_it() {
 
 #[test]
 fn unreachable_upstream_is_502_json() {
-    // A port that was free a moment ago: nothing listens there.
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    // A port held bound but not listening for the whole test: every connection is refused.
+    let refusing = suite_test_support::ports::RefusingPort::new().unwrap();
+    let port = refusing.port();
     let proxy = Spawn::new(&format!("http://127.0.0.1:{port}/v1/responses")).start();
     let resp = proxy.post("{}");
     assert_eq!(resp.status, 502);

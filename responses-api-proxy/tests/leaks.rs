@@ -66,11 +66,8 @@ fn key_is_absent_from_everything_a_local_user_can_read() {
         bodies.push(common::send_raw(proxy.port, b"GARBAGE\r\n\r\n"));
 
         // 502: a second proxy whose upstream is gone.
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
+        let refusing = suite_test_support::ports::RefusingPort::new().unwrap();
+        let port = refusing.port();
         let dead = Spawn::new(&format!("http://127.0.0.1:{port}/v1/responses"))
             .arg("--log-format")
             .arg(format)

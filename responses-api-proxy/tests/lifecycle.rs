@@ -10,31 +10,28 @@ use std::time::{Duration, Instant};
 use common::{Spawn, is_listening};
 use suite_test_support::responses_mock::{MockResponse, MockUpstream, sse_frame};
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// Starts the proxy with `key` on stdin on a known port; expects start-up to fail.
-fn refused_key(key: &[u8]) -> (i32, String, u16) {
-    let port = free_port();
-    let listen = format!("127.0.0.1:{port}");
+/// Starts the proxy with `key` on stdin, listening on a unix socket in a directory of the test's
+/// own (no port to race for); expects start-up to fail before anything is bound.
+fn refused_key(key: &[u8]) -> (i32, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let sock = dir.path().join("proxy.sock");
     let err = match Spawn::new("http://127.0.0.1:9/v1/responses")
         .key(key)
         .arg("--listen")
-        .arg(&listen)
+        .arg(&format!("unix:{}", sock.display()))
         .try_start()
     {
         Ok(_) => panic!(
             "proxy started with a bad key {:?}",
             String::from_utf8_lossy(key)
         ),
-        Err((status, err)) => (status.code().unwrap_or(-1), err, port),
+        Err((status, err)) => (status.code().unwrap_or(-1), err),
     };
-    assert!(!is_listening(port), "something listens on {port}");
+    assert!(
+        std::fs::symlink_metadata(&sock).is_err(),
+        "the proxy bound {} before refusing the key",
+        sock.display()
+    );
     err
 }
 
@@ -53,7 +50,7 @@ fn bad_keys_are_refused_with_a_message_and_nothing_listens() {
             "contains a character other than",
         ),
     ] {
-        let (code, err, _) = refused_key(key);
+        let (code, err) = refused_key(key);
         assert_eq!(code, 3, "{err}");
         assert!(err.contains(expect), "{err}");
         assert!(err.contains("provide the key on stdin"), "{err}");
@@ -61,7 +58,7 @@ fn bad_keys_are_refused_with_a_message_and_nothing_listens() {
     }
     // 1024 bytes with "Bearer " is the limit: 1017 key characters start, 1018 do not.
     let long = "k".repeat(1018);
-    let (code, err, _) = refused_key(long.as_bytes());
+    let (code, err) = refused_key(long.as_bytes());
     assert_eq!(code, 3);
     assert!(err.contains("too long"), "{err}");
     assert!(!err.contains(&long[..20]), "{err}");
@@ -137,7 +134,6 @@ fn http_shutdown_stops_accepting_drains_the_stream_and_exits_0() {
         .wait_exit(Duration::from_secs(20))
         .expect("proxy did not exit");
     assert_eq!(status.code(), Some(0), "{}", proxy.stderr());
-    assert!(!is_listening(proxy.port));
 }
 
 #[test]

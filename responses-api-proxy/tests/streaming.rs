@@ -172,19 +172,9 @@ fn upstream_reset_mid_stream_ends_the_client_stream_in_error_and_the_proxy_keeps
 }
 
 /// The official `openai` Python SDK streams through the proxy and sees events as they arrive.
-/// Needs `python3 -m pip install openai` (CI installs it); a missing SDK fails the test.
+/// Needs the SDK (`scripts/test` installs it, `SUITE_PYTHON`); a missing SDK fails the test.
 #[test]
 fn openai_python_sdk_streams_event_by_event() {
-    let python = std::process::Command::new("python3")
-        .args(["-c", "import openai; print(openai.__version__)"])
-        .output()
-        .expect("python3 not found: install python3 and `python3 -m pip install openai`");
-    assert!(
-        python.status.success(),
-        "the openai Python SDK is missing: run `python3 -m pip install openai` ({})",
-        String::from_utf8_lossy(&python.stderr)
-    );
-
     let mock = MockUpstream::start().unwrap();
     let frames = sse_text_response("resp_sdk", "one two three four five");
     let n = frames.len();
@@ -204,7 +194,7 @@ for run in range(2):
     for event in stream:
         print(json.dumps({"run": run, "t": time.monotonic() - start, "type": event.type}), flush=True)
 "#;
-    let out = std::process::Command::new("python3")
+    let out = suite_test_support::python::with_openai_sdk()
         .args(["-c", script, &format!("http://127.0.0.1:{}/v1", proxy.port)])
         .output()
         .unwrap();

@@ -7,5 +7,7 @@
 pub mod bins;
 pub mod dirs;
 pub mod oauth_mock;
+pub mod ports;
+pub mod python;
 pub mod responses_mock;
 pub mod tls;

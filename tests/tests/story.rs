@@ -851,17 +851,8 @@ for name, client in clients.items():
     text, times = stream(client)
     print(json.dumps({"listener": name, "uid": os.getuid(), "text": text, "times": times}))
 "#;
-    let probe = Command::new("python3")
-        .args(["-c", "import openai"])
-        .output()
-        .expect("python3 not found: the story test needs python3 with the openai SDK");
-    assert!(
-        probe.status.success(),
-        "the openai Python SDK is missing: run `python3 -m pip install openai` ({})",
-        String::from_utf8_lossy(&probe.stderr).trim()
-    );
     let groups: Vec<String> = a.id.groups.iter().map(u32::to_string).collect();
-    let mut cmd = Command::new("python3");
+    let mut cmd = suite_test_support::python::with_openai_sdk();
     cmd.args(["-c", SCRIPT])
         .arg(a.id.uid.to_string())
         .arg(a.id.gid.to_string())
