@@ -260,6 +260,13 @@ fn error_response(id: Value, code: i64, message: impl Into<String>) -> Value {
     json!({"jsonrpc": "2.0", "id": id, "error": {"code": code, "message": message.into()}})
 }
 
+/// Parses one protocol line into `(id, method, params)`, or the JSON-RPC error response to send.
+/// The same code path as the server's (public for the fuzzer).
+#[doc(hidden)]
+pub fn parse_line(text: &str) -> Result<(Option<Value>, String, Value), Value> {
+    parse_request(text).map(|r| (r.id, r.method, r.params))
+}
+
 fn parse_request(text: &str) -> Result<Request, Value> {
     let value: Value = serde_json::from_str(text)
         .map_err(|e| error_response(Value::Null, PARSE_ERROR, format!("parse error: {e}")))?;

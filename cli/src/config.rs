@@ -190,17 +190,23 @@ fn read_layer_file(path: &Path) -> anyhow::Result<Option<toml::Table>> {
             ));
         }
     };
-    let table: toml::Table = toml::from_str(&text)
-        .map_err(|e| Coded::new(USAGE, toml_error_line(path, &text, &e, None)))?;
-    if let Err(e) = toml::from_str::<Schema>(&text) {
+    parse_layer_text(path, &text).map(Some)
+}
+
+/// Parses and checks the text of one config file (`path` only names it in errors): TOML syntax,
+/// the typed schema, feature names. Errors are `FILE:LINE:COL: [key K: ]MESSAGE`.
+pub fn parse_layer_text(path: &Path, text: &str) -> anyhow::Result<toml::Table> {
+    let table: toml::Table = toml::from_str(text)
+        .map_err(|e| Coded::new(USAGE, toml_error_line(path, text, &e, None)))?;
+    if let Err(e) = toml::from_str::<Schema>(text) {
         let key = mismatched_key(&table);
         return Err(Coded::new(
             USAGE,
-            toml_error_line(path, &text, &e, key.as_deref()),
+            toml_error_line(path, text, &e, key.as_deref()),
         ));
     }
     check_feature_names(&table, &path.display().to_string())?;
-    Ok(Some(table))
+    Ok(table)
 }
 
 /// `FILE:LINE:COL: [key K: ]MESSAGE` for a TOML error.

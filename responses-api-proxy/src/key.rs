@@ -47,21 +47,31 @@ pub enum KeyError {
     HeaderValue,
 }
 
-/// Reads `Bearer <key>` from `r` into locked memory and returns it as a sensitive header value.
-pub fn read_key<R: RawRead>(r: &mut R, lock: LockPolicy) -> Result<HeaderValue, KeyError> {
-    let opts = SecretReadOptions {
+/// How the key is read: `Bearer ` in front, at most [`MAX_HEADER_LEN`] bytes, [`allowed_key_byte`].
+pub fn read_options(lock: LockPolicy) -> SecretReadOptions {
+    SecretReadOptions {
         prefix: KEY_PREFIX,
         max_len: MAX_HEADER_LEN,
         allowed: allowed_key_byte,
         lock,
-    };
-    let secret = secure_main::read_secret(r, &opts).map_err(|e| match e {
-        ReadSecretError::Empty => KeyError::Empty,
-        ReadSecretError::TooLong { .. } => KeyError::TooLong,
-        ReadSecretError::ForbiddenByte { offset } => KeyError::ForbiddenByte { offset },
-        ReadSecretError::Read { source } => KeyError::Read { source },
-        ReadSecretError::Alloc { source } => KeyError::Alloc { source },
-    })?;
+    }
+}
+
+impl From<ReadSecretError> for KeyError {
+    fn from(e: ReadSecretError) -> Self {
+        match e {
+            ReadSecretError::Empty => KeyError::Empty,
+            ReadSecretError::TooLong { .. } => KeyError::TooLong,
+            ReadSecretError::ForbiddenByte { offset } => KeyError::ForbiddenByte { offset },
+            ReadSecretError::Read { source } => KeyError::Read { source },
+            ReadSecretError::Alloc { source } => KeyError::Alloc { source },
+        }
+    }
+}
+
+/// Reads `Bearer <key>` from `r` into locked memory and returns it as a sensitive header value.
+pub fn read_key<R: RawRead>(r: &mut R, lock: LockPolicy) -> Result<HeaderValue, KeyError> {
+    let secret = secure_main::read_secret(r, &read_options(lock))?;
     // The buffer is intentionally kept for the life of the process: the header value borrows it.
     let bytes: &'static [u8] = secret.into_static();
     let mut value = HeaderValue::from_maybe_shared(Bytes::from_static(bytes))
