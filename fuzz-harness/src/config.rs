@@ -27,7 +27,10 @@ pub fn config(data: &[u8]) {
             (Err(x), Err(y)) => {
                 let m = x.to_string();
                 assert_eq!(m, y.to_string(), "not deterministic");
-                assert!(m.starts_with(FILE), "file error does not name the file: {m}");
+                assert!(
+                    m.starts_with(FILE),
+                    "file error does not name the file: {m}"
+                );
                 assert!(!m.contains('\n'), "file error is not one line: {m:?}");
             }
             _ => panic!("not deterministic"),

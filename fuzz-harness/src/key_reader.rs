@@ -125,9 +125,11 @@ fn check_message(msg: &str) {
         .to_string(),
     ];
     assert!(
-        fixed
-            .iter()
-            .any(|f| f.chars().filter(|c| !c.is_ascii_digit()).collect::<String>() == skeleton),
+        fixed.iter().any(|f| f
+            .chars()
+            .filter(|c| !c.is_ascii_digit())
+            .collect::<String>()
+            == skeleton),
         "unexpected key error message: {msg}"
     );
 }

@@ -21,8 +21,11 @@ pub use key_reader::key_reader;
 pub use proxy_request::proxy_request;
 pub use seatbelt::seatbelt;
 
+/// A fuzz target: runs a parser on the bytes and panics on a property violation.
+pub type Target = fn(&[u8]);
+
 /// Every target by name (the directory name under `fuzz/corpus/`).
-pub const TARGETS: &[(&str, fn(&[u8]))] = &[
+pub const TARGETS: &[(&str, Target)] = &[
     ("proxy_request", proxy_request),
     ("key_reader", key_reader),
     ("config", config),

@@ -56,8 +56,14 @@ pub fn proxy_request(data: &[u8]) {
             assert_eq!(req.method(), Method::POST, "forwarded a non-POST");
             assert_eq!(req.uri().path(), "/v1/responses", "forwarded another path");
             assert!(req.uri().query().is_none(), "forwarded a query");
-            assert!(req.uri().authority().is_none(), "forwarded an absolute-form target");
-            assert!(!h.contains_key(http::header::ORIGIN), "forwarded a browser request");
+            assert!(
+                req.uri().authority().is_none(),
+                "forwarded an absolute-form target"
+            );
+            assert!(
+                !h.contains_key(http::header::ORIGIN),
+                "forwarded a browser request"
+            );
             assert!(
                 !(h.contains_key(http::header::TRANSFER_ENCODING)
                     && h.contains_key(http::header::CONTENT_LENGTH)),
@@ -68,7 +74,10 @@ pub fn proxy_request(data: &[u8]) {
             assert!(admission.http_shutdown, "shutdown without --http-shutdown");
             assert_eq!(req.method(), Method::GET);
             assert_eq!(req.uri().path(), "/shutdown");
-            assert!(!h.contains_key(http::header::ORIGIN), "shutdown by a browser request");
+            assert!(
+                !h.contains_key(http::header::ORIGIN),
+                "shutdown by a browser request"
+            );
         }
         Err(refusal) => assert!(
             refusal.status.is_client_error(),
@@ -131,7 +140,11 @@ fn parse_head(raw: &[u8]) -> Option<Request<()>> {
         let value = HeaderValue::from_str(value.trim()).ok()?;
         headers.append(name, value);
     }
-    let mut req = Request::builder().method(method).uri(target).body(()).ok()?;
+    let mut req = Request::builder()
+        .method(method)
+        .uri(target)
+        .body(())
+        .ok()?;
     *req.headers_mut() = headers;
     Some(req)
 }

@@ -5,7 +5,9 @@
 use std::path::PathBuf;
 
 fn corpus(target: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../fuzz/corpus").join(target)
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../fuzz/corpus")
+        .join(target)
 }
 
 #[test]
@@ -17,7 +19,11 @@ fn every_corpus_file_passes_its_target() {
             let path = entry.unwrap().path();
             let data = std::fs::read(&path).unwrap();
             let r = std::panic::catch_unwind(|| target(&data));
-            assert!(r.is_ok(), "{name}: {} violates the property", path.display());
+            assert!(
+                r.is_ok(),
+                "{name}: {} violates the property",
+                path.display()
+            );
             n += 1;
         }
         assert!(n > 0, "{name}: empty corpus {}", dir.display());
