@@ -114,6 +114,17 @@ pub fn install_filter(prog: &[libc::sock_filter]) -> io::Result<()> {
     .map(drop)
 }
 
+/// `signal(SIGQUIT, SIG_DFL)`: a non-interactive shell starts background jobs with SIGQUIT
+/// ignored, and an ignored disposition survives exec; the crash test needs the default (core).
+pub fn default_sigquit() -> io::Result<()> {
+    // SAFETY: installing SIG_DFL runs no handler code; plain integer arguments.
+    let prev = unsafe { libc::signal(libc::SIGQUIT, libc::SIG_DFL) };
+    if prev == libc::SIG_ERR {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
 /// `kill(pid, SIGQUIT)`: the default action of SIGQUIT is to dump core.
 pub fn sigquit(pid: i32) -> io::Result<()> {
     // SAFETY: kill takes plain integers.

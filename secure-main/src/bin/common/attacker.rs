@@ -46,6 +46,7 @@ fn attack(probe: &OsString) -> Res<()> {
     sys::set_rlimit(sys::Resource::Core, u64::MAX, u64::MAX)
         .map_err(|e| format!("setrlimit(RLIMIT_CORE, unlimited): {e}"))?;
     sys::drop_to(NOBODY, NOBODY).map_err(|e| format!("dropping to {NOBODY}: {e}"))?;
+    sys::default_sigquit().map_err(|e| format!("signal(SIGQUIT, SIG_DFL): {e}"))?;
     let mut child = Command::new(probe)
         .arg("status")
         .stdin(Stdio::piped())
@@ -121,6 +122,7 @@ fn crash(probe: &OsString, dir: &OsString) -> Res<()> {
     sys::set_rlimit(sys::Resource::Core, u64::MAX, u64::MAX)
         .map_err(|e| format!("setrlimit(RLIMIT_CORE, unlimited): {e}"))?;
     sys::drop_to(NOBODY, NOBODY).map_err(|e| format!("dropping to {NOBODY}: {e}"))?;
+    sys::default_sigquit().map_err(|e| format!("signal(SIGQUIT, SIG_DFL): {e}"))?;
     let mut child = Command::new(probe)
         .arg("status")
         .current_dir(dir)
