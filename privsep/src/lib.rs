@@ -14,10 +14,10 @@
 //!   [`seccomp_policy`], its seccomp table — applied with `codex-confine`'s mechanism
 //!   (no_new_privs, Landlock, seccomp).
 //!
-//! Start-up order (the proxy's `main`, single-threaded until the last step): resolve the
-//! allow-list and the account, open the [`peer::PeerIdentifier`], read the key, bind listeners
-//! (or take activated ones), write the server-info file, load TLS roots, [`privdrop`],
-//! [`confine`], then start the runtime and serve.
+//! Start-up order (the proxy's `main`, single-threaded until the last step; docs/security.md
+//! keeps the authoritative list): resolve the allow-list and the account, load TLS roots, read
+//! the key, bind listeners (or take activated ones), write the server-info file, open the
+//! [`peer::PeerIdentifier`], [`privdrop`], [`confine`], then start the runtime and serve.
 //!
 //! All `unsafe` code is in the private `sys` module.
 

@@ -5,9 +5,9 @@
 //! that connection: a refusal turns each request into `403` with a JSON error body and an audit
 //! line carrying the identity and reason; an allowed peer's uid appears in the audit line.
 //!
-//! The default, [`AllowAllPeers`], identifies nobody and allows everyone who can reach the
-//! listener (loopback only). Access control (`--allow-user`, `--allow-group`: `SO_PEERCRED` on
-//! unix sockets, sock_diag on loopback TCP) implements [`PeerAuthorizer`].
+//! The one implementation, `peer_access::PeerAccess` (`--allow-user`, `--allow-group`:
+//! `SO_PEERCRED` on unix sockets, sock_diag on loopback TCP), is produced by the confinement step;
+//! there is no default that skips it.
 
 use std::os::fd::BorrowedFd;
 
@@ -54,14 +54,4 @@ pub struct ConnectionInfo<'a> {
 /// Runs on a runtime worker thread: it must not block for long (a netlink round trip is fine).
 pub trait PeerAuthorizer: Send + Sync + 'static {
     fn authorize(&self, conn: &ConnectionInfo<'_>) -> PeerDecision;
-}
-
-/// Allows every peer that reached a listener; identifies nobody.
-#[derive(Clone, Copy, Debug, Default)]
-pub struct AllowAllPeers;
-
-impl PeerAuthorizer for AllowAllPeers {
-    fn authorize(&self, _conn: &ConnectionInfo<'_>) -> PeerDecision {
-        PeerDecision::Allow(PeerIdentity::default())
-    }
 }

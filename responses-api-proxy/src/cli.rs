@@ -7,6 +7,8 @@ use std::time::Duration;
 
 use clap::{Parser, ValueEnum};
 
+pub use crate::listener::ListenAddr;
+
 /// Default upstream: the OpenAI Responses API.
 pub const DEFAULT_UPSTREAM_URL: &str = "https://api.openai.com/v1/responses";
 
@@ -76,9 +78,52 @@ pub struct Args {
     #[arg(long, value_name = "N", default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=64))]
     pub threads: u16,
 
-    /// Access control and privilege separation flags (see `access_control`).
+    /// Access control and privilege separation flags.
     #[command(flatten)]
-    pub access: crate::access_control::AccessArgs,
+    pub access: AccessArgs,
+}
+
+/// The access-control flags (flattened into [`Args`]): who may use the key, as whom the proxy runs, where the key comes from.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct AccessArgs {
+    /// Permission bits of unix sockets created by `--listen unix:PATH`, octal (default 0660:
+    /// owner and group). The allow-list applies in any case.
+    #[arg(long, value_name = "MODE", value_parser = codex_privsep::parse_socket_mode)]
+    pub socket_mode: Option<u32>,
+
+    /// Group (name or gid) of unix sockets created by `--listen unix:PATH`.
+    #[arg(long, value_name = "GROUP")]
+    pub socket_group: Option<String>,
+
+    /// Only this local user (name or uid) may use the key (repeatable). Peers are identified by
+    /// the kernel: SO_PEERCRED on unix sockets, the owner of the peer socket on loopback TCP.
+    #[arg(long = "allow-user", value_name = "USER")]
+    pub allow_user: Vec<String>,
+
+    /// Only members of this group (name or gid; supplementary membership counts) may use the
+    /// key (repeatable). Membership is read at start-up.
+    #[arg(long = "allow-group", value_name = "GROUP")]
+    pub allow_group: Vec<String>,
+
+    /// After reading the key, binding and writing --server-info, run as USER (name, uid with a
+    /// passwd entry, or UID:GID). Started as root without --user, the proxy runs as `nobody`.
+    #[arg(long, value_name = "USER")]
+    pub user: Option<String>,
+
+    /// Keep running as root (no privilege drop). Dangerous: a bug in the proxy is then a bug in
+    /// a root process.
+    #[arg(long)]
+    pub dangerously_run_as_root: bool,
+
+    /// Read the key from FILE instead of stdin (a regular file, owned by root or by us, with no
+    /// group/other permission bits).
+    #[arg(long, value_name = "FILE", conflicts_with = "api_key_credential")]
+    pub api_key_file: Option<PathBuf>,
+
+    /// Read the key from the systemd credential NAME (`$CREDENTIALS_DIRECTORY/NAME`, from
+    /// `LoadCredential=NAME:...`), with the same checks as --api-key-file.
+    #[arg(long, value_name = "NAME")]
+    pub api_key_credential: Option<String>,
 }
 
 impl Args {
@@ -107,24 +152,6 @@ impl Args {
 pub enum LogFormat {
     Text,
     Json,
-}
-
-/// Where to listen.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum ListenAddr {
-    /// A loopback TCP address.
-    Tcp(SocketAddr),
-    /// A unix stream socket at this path.
-    Unix(PathBuf),
-}
-
-impl std::fmt::Display for ListenAddr {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            ListenAddr::Tcp(a) => write!(f, "{a}"),
-            ListenAddr::Unix(p) => write!(f, "unix:{}", p.display()),
-        }
-    }
 }
 
 /// Parses `127.0.0.1:P`, `[::1]:P`, `localhost:P` or `unix:/path`. Only loopback TCP addresses

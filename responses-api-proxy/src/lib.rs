@@ -4,14 +4,17 @@
 #![forbid(unsafe_code)]
 
 pub mod access;
-pub mod access_control;
 pub mod audit;
 pub mod body;
 pub mod cli;
+pub mod confinement;
 pub mod files;
 pub mod framing;
 pub mod key;
+pub mod key_source;
 pub mod listener;
+pub mod listeners;
+pub mod peer_access;
 pub mod policy;
 pub mod proxy;
 pub mod server;

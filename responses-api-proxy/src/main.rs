@@ -8,7 +8,6 @@ use clap::Parser;
 
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
-use responses_api_proxy::access_control::AccessPlan;
 use responses_api_proxy::audit::init_logging;
 use responses_api_proxy::cli::Args;
 use responses_api_proxy::startup::{Config, StartupError};
@@ -25,22 +24,13 @@ fn main() -> ExitCode {
     }
 }
 
-/// The start-up order: configuration → key → listeners → server-info → confinement → serve.
+/// The start-up order (`startup` enforces it with types): configuration → key → listeners →
+/// server-info → privilege drop + confinement → serve.
 fn run(args: Args) -> Result<(), StartupError> {
-    // 0a. allow-list and --user resolved (before the key: bad names fail early)
-    let access = AccessPlan::from_args(&args).map_err(StartupError::Access)?;
-    let config = Config::from_args(args)?; // 0. flags, upstream URL, TLS roots, dump dir
-    let key_read = config.read_key()?; // 1. key from stdin into locked memory
-    let bound = key_read.bind()?; // 2. bind listeners
-    let announced = bound.announce()?; // 3. write --server-info
-    let mut authorizer = None;
-    let confined = announced.confine(|args| {
-        authorizer = Some(access.drop_and_confine(args)?);
-        Ok(())
-    })?; // 4. privilege drop + self-confinement
-    let confined = match authorizer {
-        Some(a) => confined.with_authorizer(a),
-        None => confined,
-    };
-    confined.serve() // 5. runtime + serve until shutdown, then drain
+    Config::from_args(args)? // 0. users/groups, upstream URL, TLS roots, dump dir
+        .read_key()? // 1. key into locked memory
+        .bind()? // 2. listeners
+        .announce()? // 3. --server-info
+        .confine()? // 4. privilege drop + no_new_privs, Landlock, seccomp
+        .serve() // 5. runtime + serve until shutdown, then drain
 }

@@ -1,26 +1,33 @@
-//! The start-up sequence, in an order the types enforce:
+//! The start-up sequence, in an order the types enforce (each step consumes the previous state;
+//! the only way to [`Confined::serve`] is through [`Announced::confine`]):
 //!
-//! 0. [`Config::from_args`]: check flags, parse the upstream URL, load TLS roots, open the dump dir
-//!    (nothing secret yet; a bad flag fails before the key is read).
-//! 1. [`Config::read_key`]: the key from stdin into locked memory ([`crate::key`]). Nothing
-//!    listens before this succeeds.
+//! 0. [`Config::from_args`]: resolve `--user` and the allow-list ([`ConfinePlan::resolve`]:
+//!    unknown users/groups fail before the key is read, while `/etc` is readable), parse the
+//!    upstream URL, load TLS roots, open the dump dir.
+//! 1. [`Config::read_key`]: the key from its source (stdin, `--api-key-file`,
+//!    `--api-key-credential`) into locked memory ([`crate::key_source`]). Nothing listens before
+//!    this succeeds.
 //! 2. [`KeyRead::bind`]: bind every listener (still single-threaded: no runtime yet).
 //! 3. [`Bound::announce`]: write the server-info file.
-//! 4. [`Announced::confine`]: the privilege drop / self-confinement step (a hook; the default
-//!    does nothing). It runs while the process is still single-threaded, before any runtime
-//!    thread exists.
+//! 4. [`Announced::confine`]: privilege drop, then no_new_privs + Landlock + seccomp
+//!    ([`crate::confinement`]), while the process is still single-threaded; returns the
+//!    per-connection authorizer with the next state. Required: there is no other way to serve.
 //! 5. [`Confined::serve`]: start the runtime (a small fixed worker pool) and serve until shutdown.
+//!
+//! Every failure is a [`StartupError`] variant naming its step, mapped to an exit code in one
+//! place, [`StartupError::exit_code`].
 
 use std::sync::Arc;
 
 use http::HeaderValue;
-use secure_main::{FdReader, LockPolicy};
 
-use crate::access::{AllowAllPeers, PeerAuthorizer};
+use crate::access::PeerAuthorizer;
 use crate::cli::Args;
+use crate::confinement::{ConfinePlan, ConfineStepError, PlanError};
 use crate::files::{Dumper, FileError, ServerInfo, write_server_info};
-use crate::key::{KeyError, read_key};
+use crate::key_source::{KeySource, KeySourceError};
 use crate::listener::{BindError, BoundListener};
+use crate::listeners::{ListenError, bind_listeners};
 use crate::policy::Admission;
 use crate::proxy::ProxyState;
 use crate::server::{ServeLimits, serve};
@@ -32,56 +39,64 @@ pub mod exit {
     pub const OK: u8 = 0;
     /// The runtime failed while serving.
     pub const RUNTIME: u8 = 1;
-    /// Invalid configuration (upstream URL, TLS roots, dump dir).
+    /// Invalid configuration (upstream URL, TLS roots, dump dir, users and groups).
     pub const CONFIG: u8 = 2;
-    /// Key intake failed (empty, too long, forbidden character, read or lock failure).
+    /// Key intake failed (source missing or unsafe, empty, too long, forbidden character, read or
+    /// lock failure).
     pub const KEY: u8 = 3;
     /// Binding a listener or writing the server-info file failed.
     pub const LISTEN: u8 = 4;
-    /// The confinement step failed.
+    /// The privilege drop or the confinement step failed.
     pub const CONFINE: u8 = 9;
 }
 
 /// Start-up failed: which step and why. Never contains the key.
 #[derive(Debug, thiserror::Error)]
 pub enum StartupError {
-    #[error(transparent)]
+    /// Step 0: `--user`, `--allow-user`, `--allow-group`.
+    #[error("{0}")]
+    Plan(#[from] PlanError),
+    /// Step 0: `--upstream-url`, TLS roots.
+    #[error("{0}")]
     Upstream(#[from] UpstreamError),
+    /// Step 0: `--dump-dir`.
     #[error("--dump-dir: {0}")]
-    DumpDir(FileError),
-    #[error(transparent)]
-    Key(#[from] KeyError),
-    #[error(transparent)]
-    Bind(#[from] BindError),
+    DumpDir(#[source] FileError),
+    /// Step 1.
+    #[error("{0}")]
+    Key(#[from] KeySourceError),
+    /// Step 2.
+    #[error("{0}")]
+    Listen(#[from] ListenError),
+    /// Step 3: describing a bound listener.
+    #[error("{0}")]
+    Describe(#[from] BindError),
+    /// Step 3: `--server-info`.
     #[error("--server-info: {0}")]
-    ServerInfo(FileError),
+    ServerInfo(#[source] FileError),
+    /// Step 4.
     #[error("confinement failed: {0}")]
-    Confine(String),
-    /// Access-control flags (users, groups, allow-list).
-    #[error("{0}")]
-    Access(String),
-    /// Binding a listener (unix socket rules, socket activation).
-    #[error("{0}")]
-    Listen(String),
-    /// `--api-key-file` / `--api-key-credential`.
-    #[error("{0}")]
-    KeyFile(String),
+    Confine(#[from] ConfineStepError),
+    /// Step 5.
     #[error("failed to start the async runtime: {0}")]
-    Runtime(std::io::Error),
+    Runtime(#[source] std::io::Error),
+    /// Step 5.
     #[error("failed to register a listener with the runtime: {0}")]
-    Register(std::io::Error),
+    Register(#[source] std::io::Error),
 }
 
 impl StartupError {
+    /// The documented exit code of each failure (README, `--help`).
     pub fn exit_code(&self) -> u8 {
         match self {
-            StartupError::Upstream(_) | StartupError::DumpDir(_) => exit::CONFIG,
+            StartupError::Plan(_) | StartupError::Upstream(_) | StartupError::DumpDir(_) => {
+                exit::CONFIG
+            }
             StartupError::Key(_) => exit::KEY,
-            StartupError::Bind(_) | StartupError::ServerInfo(_) => exit::LISTEN,
+            StartupError::Listen(_) | StartupError::Describe(_) | StartupError::ServerInfo(_) => {
+                exit::LISTEN
+            }
             StartupError::Confine(_) => exit::CONFINE,
-            StartupError::Access(_) => exit::CONFIG,
-            StartupError::Listen(_) => exit::LISTEN,
-            StartupError::KeyFile(_) => exit::KEY,
             StartupError::Runtime(_) | StartupError::Register(_) => exit::RUNTIME,
         }
     }
@@ -90,6 +105,7 @@ impl StartupError {
 /// Step 0: validated configuration.
 pub struct Config {
     pub args: Args,
+    plan: ConfinePlan,
     upstream: Upstream,
     client: UpstreamClient,
     dumper: Option<Arc<Dumper>>,
@@ -97,7 +113,10 @@ pub struct Config {
 
 impl Config {
     pub fn from_args(args: Args) -> Result<Self, StartupError> {
+        // Before the dump dir is created: the plan records whether it existed.
+        let plan = ConfinePlan::resolve(&args)?;
         let upstream = Upstream::parse(&args.upstream_url)?;
+        let plan = plan.for_upstream(&upstream);
         let client = build_client()?;
         let dumper = match &args.dump_dir {
             Some(dir) => Some(Arc::new(Dumper::new(dir).map_err(StartupError::DumpDir)?)),
@@ -105,24 +124,16 @@ impl Config {
         };
         Ok(Self {
             args,
+            plan,
             upstream,
             client,
             dumper,
         })
     }
 
-    /// Step 1: the key, from stdin, into locked memory (`mlock` failure is an error).
+    /// Step 1: the key, from its source, into locked memory (`mlock` failure is an error).
     pub fn read_key(self) -> Result<KeyRead, StartupError> {
-        let key_file =
-            crate::access_control::open_key_source(&self.args).map_err(StartupError::KeyFile)?;
-        let auth_header = match &key_file {
-            Some(f) => read_key(
-                &mut FdReader::new(std::os::fd::AsFd::as_fd(f)),
-                LockPolicy::Required,
-            )?,
-            None => read_key(&mut FdReader::stdin(), LockPolicy::Required)?,
-        };
-        drop(key_file);
+        let auth_header = KeySource::from_args(&self.args.access).read()?;
         Ok(KeyRead {
             config: self,
             auth_header,
@@ -139,8 +150,7 @@ pub struct KeyRead {
 impl KeyRead {
     /// Step 2: bind every listener.
     pub fn bind(self) -> Result<Bound, StartupError> {
-        let listeners = crate::access_control::bind_listeners(&self.config.args)
-            .map_err(StartupError::Listen)?;
+        let listeners = bind_listeners(&self.config.args)?;
         Ok(Bound {
             key: self,
             listeners,
@@ -148,10 +158,10 @@ impl KeyRead {
     }
 }
 
-/// After step 2. More listeners (pre-opened fds) can be added before announcing.
+/// After step 2.
 pub struct Bound {
     key: KeyRead,
-    pub listeners: Vec<BoundListener>,
+    listeners: Vec<BoundListener>,
 }
 
 impl Bound {
@@ -190,41 +200,52 @@ pub struct Announced {
 }
 
 impl Announced {
-    /// Step 4: privilege drop and self-confinement, run by `step` while the process is still
-    /// single-threaded. The default binary passes a step that does nothing.
-    pub fn confine(
-        self,
-        step: impl FnOnce(&Args) -> Result<(), String>,
-    ) -> Result<Confined, StartupError> {
-        step(&self.bound.key.config.args).map_err(StartupError::Confine)?;
+    /// Step 4: privilege drop and self-confinement (the plan resolved at step 0, consumed here),
+    /// while the process is still single-threaded. Returns the only state that can serve, holding
+    /// the per-connection authorizer the confinement step produced.
+    pub fn confine(self) -> Result<Confined, StartupError> {
+        let Bound {
+            key: KeyRead {
+                config,
+                auth_header,
+            },
+            listeners,
+        } = self.bound;
+        let Config {
+            args,
+            plan,
+            upstream,
+            client,
+            dumper,
+        } = config;
+        let authorizer = plan.apply()?;
         Ok(Confined {
-            bound: self.bound,
-            authorizer: Arc::new(AllowAllPeers),
+            args,
+            upstream,
+            client,
+            dumper,
+            auth_header,
+            listeners,
+            authorizer,
         })
     }
 }
 
-/// After step 4.
+/// After step 4: the only state with [`Confined::serve`].
 pub struct Confined {
-    bound: Bound,
+    args: Args,
+    upstream: Upstream,
+    client: UpstreamClient,
+    dumper: Option<Arc<Dumper>>,
+    auth_header: HeaderValue,
+    listeners: Vec<BoundListener>,
     authorizer: Arc<dyn PeerAuthorizer>,
 }
 
 impl Confined {
-    /// Replaces the per-connection peer authorization hook (default: allow every peer).
-    pub fn with_authorizer(mut self, authorizer: Arc<dyn PeerAuthorizer>) -> Self {
-        self.authorizer = authorizer;
-        self
-    }
-
     /// Step 5: start the runtime and serve until shutdown; returns after the drain.
     pub fn serve(self) -> Result<(), StartupError> {
-        let Bound { key, listeners } = self.bound;
-        let KeyRead {
-            config,
-            auth_header,
-        } = key;
-        let args = &config.args;
+        let args = &self.args;
         let mut rt = if args.threads <= 1 {
             tokio::runtime::Builder::new_current_thread()
         } else {
@@ -249,14 +270,15 @@ impl Confined {
                 http_shutdown: args.http_shutdown,
                 max_body_bytes: args.max_body_bytes,
             },
-            upstream: config.upstream.clone(),
-            client: config.client.clone(),
-            auth_header,
-            dumper: config.dumper.clone(),
+            upstream: self.upstream,
+            client: self.client,
+            auth_header: self.auth_header,
+            dumper: self.dumper,
             body_read_timeout: args.body_read_timeout(),
             shutdown,
         });
         let authorizer = self.authorizer;
+        let listeners = self.listeners;
         rt.block_on(async move {
             let listeners = listeners
                 .into_iter()

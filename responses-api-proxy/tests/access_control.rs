@@ -412,6 +412,50 @@ fn api_key_file_with_loose_mode_is_refused() {
     assert_eq!(status, 502);
 }
 
+#[test]
+fn key_errors_name_their_source() {
+    // A file: empty, then a forbidden byte (its offset, never the byte or the key).
+    for (content, expect) in [
+        (&b""[..], ": holds no API key"),
+        (
+            b"sk-SECRETPART with space\n",
+            ": the API key contains a character other than",
+        ),
+    ] {
+        let dir = open_dir();
+        let key = dir.path().join("key");
+        std::fs::write(&key, content).unwrap();
+        std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o400)).unwrap();
+        let keyarg = key.to_str().unwrap().to_owned();
+        let Err((code, err)) = try_start(&["--api-key-file", &keyarg], dir) else {
+            panic!("bad key file accepted");
+        };
+        assert_eq!(code, 3, "{err}");
+        assert!(
+            err.contains(&format!("--api-key-file {keyarg}{expect}")),
+            "{err}"
+        );
+        assert!(
+            !err.contains("SECRETPART") && !err.contains("on stdin"),
+            "{err}"
+        );
+    }
+    // A credential that does not exist is named as such.
+    let dir = open_dir();
+    let creds = dir.path().join("creds");
+    std::fs::create_dir(&creds).unwrap();
+    let out = Command::new(BIN)
+        .args(["--api-key-credential", "missing-key"])
+        .env_clear()
+        .env("CREDENTIALS_DIRECTORY", &creds)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(3));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("--api-key-credential missing-key: "), "{err}");
+}
+
 /// Runs `cmd` (a proxy expected to exit at start-up) with the key on stdin; stderr captured.
 fn run_with_key_on_stdin(mut cmd: Command) -> std::process::Output {
     cmd.stdin(Stdio::piped())

@@ -6,6 +6,7 @@
 
 pub mod bins;
 pub mod dirs;
+pub mod modgraph;
 pub mod oauth_mock;
 pub mod ports;
 pub mod python;

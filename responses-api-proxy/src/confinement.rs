@@ -1,0 +1,199 @@
+//! Start-up step 4, the proxy's most important one: privilege drop, then no_new_privs, Landlock
+//! and seccomp (codex-privsep's profile on codex-confine's mechanism). [`ConfinePlan::resolve`]
+//! runs at step 0 (before the key: unknown users/groups fail early, and `/etc` is still
+//! readable); [`ConfinePlan::apply`] runs after the server-info file is written, while the process
+//! is still single-threaded (checked), and returns the per-connection authorizer: serving is only
+//! reachable through it (see `startup`).
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use codex_privsep::{AllowList, ConfineSpec, PeerIdentifier, RunAs};
+
+use crate::access::PeerAuthorizer;
+use crate::cli::Args;
+use crate::peer_access::PeerAccess;
+use crate::upstream::Upstream;
+
+/// Resolving the plan failed (bad flags).
+#[derive(Debug, thiserror::Error)]
+pub enum PlanError {
+    #[error("{0}")]
+    RunAs(#[source] codex_privsep::DropError),
+    #[error("{0}")]
+    AllowList(#[source] codex_privsep::AllowListError),
+}
+
+/// Applying the plan failed: which step and why.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfineStepError {
+    #[error("peer identification: {0}")]
+    PeerIdentifier(#[source] codex_privsep::PeerError),
+    #[error("--dump-dir {}: not the root-owned directory created at start-up", .0.display())]
+    DumpDirNotOurs(PathBuf),
+    #[error("--dump-dir {}: {source}", dir.display())]
+    DumpDirStat {
+        dir: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("--dump-dir {}: chown to uid {uid}: {source}", dir.display())]
+    DumpDirChown {
+        dir: PathBuf,
+        uid: u32,
+        source: std::io::Error,
+    },
+    #[error("{0}")]
+    Drop(#[source] codex_privsep::DropError),
+    #[error(
+        "--dump-dir {} is not writable by the account the proxy runs as (uid {uid}): {source}; \
+         chown it to that account, or choose another with --user",
+        dir.display()
+    )]
+    DumpDirNotWritable {
+        dir: PathBuf,
+        uid: u32,
+        source: std::io::Error,
+    },
+    #[error("{0}")]
+    Confine(#[source] codex_privsep::ConfineError),
+}
+
+/// Who the proxy becomes, who may use the key, and what the confined process may still do.
+pub struct ConfinePlan {
+    run_as: RunAs,
+    allow: AllowList,
+    dump_dir: Option<PathBuf>,
+    /// `--dump-dir` did not exist before start-up: the proxy creates it (step 0) and hands it
+    /// to the account it drops to.
+    dump_dir_is_ours: bool,
+    spec: ConfineSpec,
+}
+
+impl ConfinePlan {
+    /// Resolves the account and the allow-list; must run before the dump directory is created.
+    pub fn resolve(args: &Args) -> Result<Self, PlanError> {
+        let a = &args.access;
+        let run_as = RunAs::decide(a.user.as_deref(), a.dangerously_run_as_root)
+            .map_err(PlanError::RunAs)?;
+        let allow =
+            AllowList::resolve(&a.allow_user, &a.allow_group).map_err(PlanError::AllowList)?;
+        let dump_dir_is_ours = args
+            .dump_dir
+            .as_ref()
+            .is_some_and(|d| std::fs::symlink_metadata(d).is_err());
+        Ok(Self {
+            run_as,
+            allow,
+            dump_dir: args.dump_dir.clone(),
+            dump_dir_is_ours,
+            spec: ConfineSpec {
+                read_paths: Vec::new(),
+                write_dirs: args.dump_dir.iter().cloned().collect(),
+                connect_ports: Vec::new(),
+                allow_dns: false,
+            },
+        })
+    }
+
+    /// What serving needs of the network, from the already parsed upstream: its TCP port, and
+    /// DNS when its host is a name.
+    pub fn for_upstream(mut self, upstream: &Upstream) -> Self {
+        let (port, host_is_ip) = upstream_port_and_kind(upstream);
+        self.spec.connect_ports = vec![port];
+        self.spec.allow_dns = !host_is_ip;
+        self
+    }
+
+    /// Drops privileges and confines the process; returns the per-connection authorizer.
+    pub fn apply(self) -> Result<Arc<dyn PeerAuthorizer>, ConfineStepError> {
+        // The sock_diag socket is opened only now, after the listeners were bound: systemd's
+        // LISTEN_FDS are taken as fds 3.. at bind time, and a descriptor opened earlier could
+        // sit at one of those numbers. Before confinement, whose seccomp filter refuses netlink.
+        let ident = PeerIdentifier::new().map_err(ConfineStepError::PeerIdentifier)?;
+        if let (RunAs::Drop(account), Some(dir)) = (&self.run_as, &self.dump_dir) {
+            if self.dump_dir_is_ours {
+                give_created_dir(dir, account.uid, account.gid)?;
+            }
+        }
+        let dropped = self.run_as.apply().map_err(ConfineStepError::Drop)?;
+        // The account must be able to create dumps: fail now, not at the first request.
+        if let Some(dir) = &self.dump_dir {
+            codex_privsep::check_writable_dir(dir).map_err(|source| {
+                ConfineStepError::DumpDirNotWritable {
+                    dir: dir.clone(),
+                    uid: dropped.uid.1,
+                    source,
+                }
+            })?;
+        }
+        if dropped.dangerously_root {
+            tracing::warn!("--dangerously-run-as-root: the proxy keeps running as root");
+        }
+        tracing::info!(
+            user = dropped.user.as_deref().unwrap_or("?"),
+            uid = dropped.uid.1,
+            gid = dropped.gid.1,
+            dropped = dropped.dropped,
+            "privileges"
+        );
+        let report = codex_privsep::confine(&self.spec).map_err(ConfineStepError::Confine)?;
+        tracing::info!(confinement = %report.summary(), "confined");
+        let hardening = serde_json::to_string(&secure_main::hardening_report())
+            .unwrap_or_else(|e| format!("unserialisable: {e}"));
+        tracing::info!(%hardening, "hardening report");
+        Ok(Arc::new(PeerAccess::new(self.allow, ident)))
+    }
+}
+
+/// The upstream's TCP port (the scheme's default when the URL has none) and whether its host is
+/// an IP literal (no DNS needed).
+fn upstream_port_and_kind(u: &Upstream) -> (u16, bool) {
+    let port = u
+        .authority
+        .port_u16()
+        .unwrap_or(if u.scheme == http::uri::Scheme::HTTP {
+            80
+        } else {
+            443
+        });
+    let host = u.authority.host();
+    let bare = host.trim_start_matches('[').trim_end_matches(']');
+    (port, bare.parse::<std::net::IpAddr>().is_ok())
+}
+
+/// Hands a dump directory the proxy created at start-up (owned by us, mode 0700) to the account
+/// it is about to become. `lchown`: never follows a symlink; an existing directory someone else
+/// prepared is never chowned.
+fn give_created_dir(dir: &Path, uid: u32, gid: u32) -> Result<(), ConfineStepError> {
+    use std::os::unix::fs::MetadataExt;
+    let md = std::fs::symlink_metadata(dir).map_err(|source| ConfineStepError::DumpDirStat {
+        dir: dir.to_path_buf(),
+        source,
+    })?;
+    if !md.is_dir() || md.uid() != 0 {
+        return Err(ConfineStepError::DumpDirNotOurs(dir.to_path_buf()));
+    }
+    std::os::unix::fs::lchown(dir, Some(uid), Some(gid)).map_err(|source| {
+        ConfineStepError::DumpDirChown {
+            dir: dir.to_path_buf(),
+            uid,
+            source,
+        }
+    })?;
+    tracing::info!(dir = %dir.display(), uid, "dump directory created for the unprivileged account");
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn upstream_ports_and_dns() {
+        let pk = |url: &str| upstream_port_and_kind(&Upstream::parse(url).unwrap());
+        assert_eq!(pk("https://api.openai.com/v1/responses"), (443, false));
+        assert_eq!(pk("http://127.0.0.1:8080/v1/responses"), (8080, true));
+        assert_eq!(pk("https://[::1]/v1/responses"), (443, true));
+        assert_eq!(pk("http://localhost/x"), (80, false));
+    }
+}

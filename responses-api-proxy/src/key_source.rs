@@ -1,0 +1,111 @@
+//! Where the key comes from: stdin (the default), `--api-key-file FILE`, or the systemd
+//! credential `--api-key-credential NAME`. Every error names the source; none contains a byte of
+//! the key.
+
+use std::fmt;
+use std::path::PathBuf;
+
+use http::HeaderValue;
+use secure_main::{FdReader, LockPolicy};
+
+use crate::cli::AccessArgs;
+use crate::key::{KEY_PREFIX, KeyError, MAX_HEADER_LEN, read_key};
+
+/// One of the three sources, from the flags.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KeySource {
+    /// Standard input (the default).
+    Stdin,
+    /// `--api-key-file FILE`.
+    File(PathBuf),
+    /// `--api-key-credential NAME` (`$CREDENTIALS_DIRECTORY/NAME`).
+    Credential(String),
+}
+
+impl fmt::Display for KeySource {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            KeySource::Stdin => write!(f, "stdin"),
+            KeySource::File(p) => write!(f, "--api-key-file {}", p.display()),
+            KeySource::Credential(n) => write!(f, "--api-key-credential {n}"),
+        }
+    }
+}
+
+/// Reading the key failed: from which source, and why.
+#[derive(Debug, thiserror::Error)]
+pub enum KeySourceError {
+    /// The file or credential could not be located or opened (or failed its ownership/mode checks).
+    #[error("{source_name}: {error}")]
+    Open {
+        source_name: KeySource,
+        error: codex_privsep::CredentialError,
+    },
+    /// Reading or checking the key itself failed.
+    #[error("{}", read_message(.source_name, .error))]
+    Read {
+        source_name: KeySource,
+        error: KeyError,
+    },
+}
+
+/// Stdin keeps [`KeyError`]'s wording (it tells how to pipe the key in); a file or credential is
+/// named first and described as a file.
+fn read_message(src: &KeySource, e: &KeyError) -> String {
+    if *src == KeySource::Stdin {
+        return e.to_string();
+    }
+    let what = match e {
+        KeyError::Empty => "holds no API key".to_string(),
+        KeyError::TooLong => format!(
+            "the API key is too long: at most {} characters are accepted",
+            MAX_HEADER_LEN - KEY_PREFIX.len()
+        ),
+        KeyError::ForbiddenByte { offset } => format!(
+            "the API key contains a character other than A-Z, a-z, 0-9, '_' and '-' (at offset {offset})"
+        ),
+        KeyError::Read { source } => format!("failed to read the API key: {source}"),
+        other => other.to_string(),
+    };
+    format!("{src}: {what}")
+}
+
+impl KeySource {
+    /// The source the flags name.
+    pub fn from_args(a: &AccessArgs) -> Self {
+        match (&a.api_key_file, &a.api_key_credential) {
+            (Some(p), _) => KeySource::File(p.clone()),
+            (None, Some(n)) => KeySource::Credential(n.clone()),
+            (None, None) => KeySource::Stdin,
+        }
+    }
+
+    /// Reads `Bearer <key>` into locked memory (`mlock` failure is an error). A file or
+    /// credential is opened with codex-privsep's checks (regular file, owned by root or us, no
+    /// group/other bits, no symlink, no FIFO) and closed right after the read.
+    pub fn read(&self) -> Result<HeaderValue, KeySourceError> {
+        let read_err = |error| KeySourceError::Read {
+            source_name: self.clone(),
+            error,
+        };
+        let open_err = |error| KeySourceError::Open {
+            source_name: self.clone(),
+            error,
+        };
+        let path = match self {
+            KeySource::Stdin => {
+                return read_key(&mut FdReader::stdin(), LockPolicy::Required).map_err(read_err);
+            }
+            KeySource::File(p) => p.clone(),
+            KeySource::Credential(name) => {
+                codex_privsep::systemd_credential(name).map_err(open_err)?
+            }
+        };
+        let file = codex_privsep::open_key_file(&path).map_err(open_err)?;
+        read_key(
+            &mut FdReader::new(std::os::fd::AsFd::as_fd(&file)),
+            LockPolicy::Required,
+        )
+        .map_err(read_err)
+    }
+}
