@@ -46,6 +46,26 @@ impl Config {
     }
 
     /// A string value, `None` when absent (the schema checked the type at load time).
+    /// `sandbox.deny_read` and `sandbox_workspace_write.network_access`, typed.
+    pub fn sandbox_settings(&self) -> SandboxSettings {
+        let deny_read = match self.get("sandbox.deny_read") {
+            Some(toml::Value::String(s)) => vec![s.clone()],
+            Some(toml::Value::Array(a)) => a
+                .iter()
+                .filter_map(|v| v.as_str().map(str::to_owned))
+                .collect(),
+            _ => Vec::new(),
+        };
+        let network_access = self
+            .get("sandbox_workspace_write.network_access")
+            .and_then(toml::Value::as_bool)
+            .unwrap_or(false);
+        SandboxSettings {
+            deny_read,
+            network_access,
+        }
+    }
+
     pub fn get_str(&self, dotted: &str) -> Option<&str> {
         self.get(dotted).and_then(toml::Value::as_str)
     }
@@ -90,6 +110,47 @@ struct Schema {
     cli_auth_credentials_store: Option<StoreModeValue>,
     features: Option<BTreeMap<String, bool>>,
     model_providers: Option<BTreeMap<String, ProviderSchema>>,
+    sandbox: Option<SandboxSchema>,
+    sandbox_workspace_write: Option<SandboxWorkspaceWriteSchema>,
+}
+
+/// `[sandbox]`: `deny_read` is one path or an array of paths (`~` and `~/x` expand to `$HOME`).
+#[derive(Debug, Deserialize)]
+#[allow(dead_code)]
+struct SandboxSchema {
+    deny_read: Option<DenyReadValue>,
+}
+
+/// `[sandbox_workspace_write]` (codex's key): `network_access` for `--full-auto`.
+#[derive(Debug, Deserialize)]
+#[allow(dead_code)]
+struct SandboxWorkspaceWriteSchema {
+    network_access: Option<bool>,
+}
+
+/// `sandbox.deny_read`: a string or an array of strings, nothing else.
+#[derive(Debug)]
+struct DenyReadValue;
+
+impl<'de> Deserialize<'de> for DenyReadValue {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        match toml::Value::deserialize(d)? {
+            toml::Value::String(_) => Ok(DenyReadValue),
+            toml::Value::Array(a) if a.iter().all(toml::Value::is_str) => Ok(DenyReadValue),
+            _ => Err(serde::de::Error::custom(
+                "expected a path or an array of paths (strings)",
+            )),
+        }
+    }
+}
+
+/// The sandbox keys, typed (validated by the schema when the config was loaded).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SandboxSettings {
+    /// `sandbox.deny_read`, as written.
+    pub deny_read: Vec<String>,
+    /// `sandbox_workspace_write.network_access` (default false).
+    pub network_access: bool,
 }
 
 #[derive(Debug, Deserialize)]
@@ -236,6 +297,8 @@ fn mismatched_key(table: &toml::Table) -> Option<String> {
         "cli_auth_credentials_store",
         "features",
         "model_providers",
+        "sandbox",
+        "sandbox_workspace_write",
     ] {
         if let Some(v) = table.get(key) {
             let mut one = toml::Table::new();
@@ -248,15 +311,20 @@ fn mismatched_key(table: &toml::Table) -> Option<String> {
     None
 }
 
-/// Narrow `features`/`model_providers` mismatches down to the entry.
+/// Narrow `features`/`model_providers`/`sandbox*` mismatches down to the entry.
 fn deepest_mismatch(key: &str, v: &toml::Value) -> String {
     let Some(t) = v.as_table() else {
         return key.to_owned();
     };
     for (k, inner) in t {
+        let mut one = toml::Table::new();
+        one.insert(k.clone(), inner.clone());
+        let one = toml::Value::Table(one);
         let bad = match key {
             "features" => !inner.is_bool(),
             "model_providers" => inner.clone().try_into::<ProviderSchema>().is_err(),
+            "sandbox" => one.try_into::<SandboxSchema>().is_err(),
+            "sandbox_workspace_write" => one.try_into::<SandboxWorkspaceWriteSchema>().is_err(),
             _ => false,
         };
         if bad {
@@ -297,7 +365,7 @@ fn check_schema_value(table: &toml::Table, origin: &str) -> anyhow::Result<()> {
 fn check_feature_names(table: &toml::Table, origin: &str) -> anyhow::Result<()> {
     if let Some(toml::Value::Table(f)) = table.get("features") {
         for name in f.keys() {
-            crate::features::check_name(name)
+            crate::feature_table::check_name(name)
                 .map_err(|e| Coded::new(USAGE, format!("{origin}: key features.{name}: {e}")))?;
         }
     }

@@ -4,38 +4,7 @@
 
 use crate::exit::{Coded, USAGE};
 
-/// One known feature.
-#[derive(Debug, Clone, Copy)]
-pub struct Feature {
-    pub name: &'static str,
-    pub default: bool,
-    pub stage: &'static str,
-    pub description: &'static str,
-}
-
-/// Every feature this CLI knows. Each changes real behaviour (see its description).
-pub const FEATURES: &[Feature] = &[
-    Feature {
-        name: "exec_usage_line",
-        default: true,
-        stage: "stable",
-        description: "codex exec prints the token usage line (from response.completed) on stderr",
-    },
-    Feature {
-        name: "web_search_request",
-        default: false,
-        stage: "experimental",
-        description: "codex exec asks the model for the web_search tool (\"tools\": [{\"type\": \"web_search\"}])",
-    },
-];
-
-/// An error naming the unknown feature and the known ones.
-pub fn check_name(name: &str) -> Result<&'static Feature, String> {
-    FEATURES.iter().find(|f| f.name == name).ok_or_else(|| {
-        let known: Vec<&str> = FEATURES.iter().map(|f| f.name).collect();
-        format!("unknown feature {name:?} (known: {})", known.join(", "))
-    })
-}
+pub use crate::feature_table::{FEATURES, Feature, check_name};
 
 /// Where a feature's state came from.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -9,6 +9,7 @@ pub mod completion;
 pub mod config;
 pub mod exec_cmd;
 pub mod exit;
+pub mod feature_table;
 pub mod features;
 pub mod login_browser;
 pub mod login_cmd;

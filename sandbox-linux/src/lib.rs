@@ -3,7 +3,8 @@
 //! guarantees per policy and kernel, and `docs/security.md` for the threat model.
 //!
 //! Entry points: [`Sandbox::plan`] → [`Sandbox::spawn`] (fork, apply, exec, wait), the helper
-//! [`helper::main`] (`codex-linux-sandbox --sandbox-policy-cwd DIR --sandbox-policy JSON -- CMD`),
+//! the helper binary `codex-linux-sandbox` (crate `codex-sandbox-cli`, which owns every
+//! sandbox flag),
 //! and [`check::render`] (`codex sandbox check`).
 //!
 //! Exit codes of a sandboxed run:
@@ -24,7 +25,6 @@
 pub mod check;
 pub mod error;
 pub mod fs_rules;
-pub mod helper;
 pub mod kernel;
 pub mod landlock_rules;
 pub mod launch;
@@ -38,13 +38,8 @@ pub use kernel::{Feature, KernelSupport, Missing};
 pub use launch::{Applied, Options, Planned, Sandbox};
 pub use report::Report;
 
-/// The command exists but cannot be executed (like shells).
-pub const EXIT_NOT_EXECUTABLE: i32 = 126;
-/// The command was not found (like shells).
-pub const EXIT_NOT_FOUND: i32 = 127;
-/// Invalid policy or arguments.
-pub const EXIT_INVALID_POLICY: i32 = 200;
-/// Refused: the kernel cannot enforce the policy.
-pub const EXIT_REFUSED: i32 = 201;
-/// A set-up step failed.
-pub const EXIT_SETUP_FAILED: i32 = 202;
+/// The front doors' exit codes, defined once in `sandbox_policy::request::exit`.
+pub use sandbox_policy::request::exit::{
+    INVALID_POLICY as EXIT_INVALID_POLICY, NOT_EXECUTABLE as EXIT_NOT_EXECUTABLE,
+    NOT_FOUND as EXIT_NOT_FOUND, REFUSED as EXIT_REFUSED, SETUP_FAILED as EXIT_SETUP_FAILED,
+};

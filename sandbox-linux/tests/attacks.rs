@@ -15,7 +15,12 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-const HELPER: &str = env!("CARGO_BIN_EXE_codex-linux-sandbox");
+/// The helper binary (crate `codex-sandbox-cli`; built by `cargo build --workspace --bins`).
+fn helper() -> String {
+    suite_test_support::bins::workspace_bin("codex-linux-sandbox")
+        .to_string_lossy()
+        .into_owned()
+}
 const PROBE: &str = env!("CARGO_BIN_EXE_sandbox-linux-probe");
 const NOBODY: u32 = 65534;
 
@@ -135,10 +140,10 @@ impl<'a> Run<'a> {
         let mut c = match self.outer {
             Some(w) => {
                 let mut c = Command::new(PROBE);
-                c.args(["outer-deny", w, "--", HELPER]);
+                c.args(["outer-deny", w, "--", &helper()]);
                 c
             }
-            None => Command::new(HELPER),
+            None => Command::new(helper()),
         };
         c.arg("--sandbox-policy-cwd")
             .arg(&self.cwd)
@@ -556,12 +561,18 @@ fn setuid_binary_gains_nothing() {
 }
 
 fn probe_outside_path(p: &Path) -> String {
-    let out = Command::new(p)
-        .arg("euid")
-        .uid(NOBODY)
-        .gid(NOBODY)
-        .output()
-        .unwrap();
+    // The copy was just written: a fork by another test thread may still hold its write
+    // descriptor for a moment (ETXTBSY, "Text file busy"), so retry that error only.
+    let mut tries = 0;
+    let out = loop {
+        match Command::new(p).arg("euid").uid(NOBODY).gid(NOBODY).output() {
+            Err(e) if e.raw_os_error() == Some(libc::ETXTBSY) && tries < 50 => {
+                tries += 1;
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            other => break other.unwrap(),
+        }
+    };
     String::from_utf8_lossy(&out.stdout).trim().to_string()
 }
 
@@ -784,7 +795,8 @@ fn the_command_has_no_controlling_terminal() {
     // bubblewrap CVE-2017-5226: with the user's terminal as controlling tty, TIOCSTI injects
     // input. After setsid() the command has none: opening /dev/tty fails with ENXIO.
     let inside = under_pty(&format!(
-        "{HELPER} --sandbox-policy-cwd / --sandbox-policy '{{\"mode\":\"read-only\"}}' -- {PROBE} read /dev/tty"
+        "{} --sandbox-policy-cwd / --sandbox-policy '{{\"mode\":\"read-only\"}}' -- {PROBE} read /dev/tty",
+        helper()
     ));
     assert_eq!(inside, "errno 6");
     // control: the same probe under the same pty without the sandbox opens its terminal

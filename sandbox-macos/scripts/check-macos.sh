@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Compile-check the macOS-only code on a Linux machine (never runs it):
 #   1. sandbox-macos itself (run, sys.rs: confstr), with clippy;
-#   2. cli/src/sandbox_cmd/macos.rs, compiled inside a throw-away crate with stubs for the rest of
+#   2. cli/src/sandbox_cmd/{macos,request}.rs (and through them sandbox-policy's request builder),
+#      compiled inside a throw-away crate with stubs for the rest of
 #      the CLI (the full CLI cannot be checked for macOS here: ring's build script needs a macOS C
 #      toolchain).
 # Needs the std for the target: `rustup target add aarch64-apple-darwin` (default target).
@@ -39,27 +40,23 @@ cat > "$harness/src/lib.rs" <<RS
 pub mod exit;
 pub mod config {
     use std::path::PathBuf;
+    #[derive(Debug, Clone, Default)]
+    pub struct SandboxSettings { pub deny_read: Vec<String>, pub network_access: bool }
     #[derive(Debug, Clone)]
     pub struct Config { pub codex_home: PathBuf, pub table: toml::Table }
-    impl Config { pub fn get(&self, _dotted: &str) -> Option<&toml::Value> { None } }
+    impl Config {
+        pub fn get(&self, _dotted: &str) -> Option<&toml::Value> { None }
+        pub fn sandbox_settings(&self) -> SandboxSettings { SandboxSettings::default() }
+    }
     pub fn load(_g: &crate::GlobalOpts) -> anyhow::Result<Config> {
         Ok(Config { codex_home: PathBuf::new(), table: toml::Table::new() })
     }
 }
 pub struct GlobalOpts;
 pub mod sandbox_cmd {
-    #[derive(Debug, Clone, clap::Args)]
-    pub struct RunArgs {
-        #[arg(long)]
-        pub full_auto: bool,
-        #[arg(long = "writable-root")]
-        pub writable_roots: Vec<std::path::PathBuf>,
-        #[arg(trailing_var_arg = true)]
-        pub command: Vec<std::ffi::OsString>,
-    }
-    #[path = "$root/cli/src/sandbox_cmd/home.rs"]
-    mod home;
-    use home::expand_home;
+    #[path = "$root/cli/src/sandbox_cmd/request.rs"]
+    mod request;
+    pub use request::{RunArgs, effective_policy};
     #[path = "$root/cli/src/sandbox_cmd/macos.rs"]
     pub mod macos;
 }

@@ -10,6 +10,10 @@
 //!
 //! This crate does no I/O beyond `stat`, `readlink`/`canonicalize` and reading `.git` files.
 
+pub mod request;
+
+pub use request::{PolicySource, RequestError, SandboxRequest, expand_home};
+
 use std::ffi::OsString;
 use std::path::{Component, Path, PathBuf};
 

@@ -1,20 +1,16 @@
 //! `codex sandbox linux` (alias `landlock`, legacy `codex debug landlock`), `codex sandbox check`,
 //! and the `codex-linux-sandbox` argv[0] dispatch. The work is done by the `sandbox-linux` crate.
 
-use std::ffi::OsString;
-use std::path::PathBuf;
-
 use sandbox_linux::{Sandbox, SandboxError};
-use sandbox_policy::{SandboxEnv, SandboxPolicy};
 
-use crate::exit::{Coded, USAGE};
+use crate::exit::Coded;
 
 #[derive(Debug, clap::Args)]
 pub struct LinuxArgs {
     #[command(flatten)]
     pub run: super::RunArgs,
     #[command(flatten)]
-    pub enforce: sandbox_linux::helper::EnforceArgs,
+    pub enforce: codex_sandbox_cli::EnforceArgs,
 }
 
 #[derive(Debug, clap::Args)]
@@ -23,94 +19,21 @@ pub struct CheckArgs {}
 /// When argv[0]'s basename is `codex-linux-sandbox`, run the helper and return its exit code.
 pub fn dispatch_arg0() -> Option<i32> {
     let argv0 = std::env::args_os().next()?;
-    if !sandbox_linux::helper::is_helper_argv0(&argv0) {
+    if !codex_sandbox_cli::is_helper_argv0(&argv0) {
         return None;
     }
-    Some(sandbox_linux::helper::main(
+    Some(codex_sandbox_cli::main(
         std::env::args_os(),
         secure_main::kept_loader_env(),
     ))
 }
 
-/// `sandbox.deny_read` from the config: an array of paths (or one path); `~` and `~/` expand to
-/// $HOME. A `~` path with HOME unset or empty, or an empty path, is an error: taken literally it
-/// would resolve below the cwd and leave the intended path readable without a word.
-fn config_deny_read(config: &crate::config::Config) -> anyhow::Result<Vec<PathBuf>> {
-    deny_read_paths(config, SandboxEnv::from_process().home.as_deref())
-}
-
-fn deny_read_paths(
-    config: &crate::config::Config,
-    home: Option<&std::path::Path>,
-) -> anyhow::Result<Vec<PathBuf>> {
-    let Some(value) = config.get("sandbox.deny_read") else {
-        return Ok(Vec::new());
-    };
-    let items: Vec<&toml::Value> = match value {
-        toml::Value::Array(a) => a.iter().collect(),
-        other => vec![other],
-    };
-    let mut out = Vec::new();
-    for item in items {
-        let Some(s) = item.as_str() else {
-            return Err(Coded::new(
-                USAGE,
-                format!("sandbox.deny_read: expected paths (strings), got {item}"),
-            ));
-        };
-        if s.is_empty() {
-            return Err(Coded::new(
-                USAGE,
-                "sandbox.deny_read: an empty string is not a path",
-            ));
-        }
-        let Some(path) = super::expand_home(s, home) else {
-            return Err(Coded::new(
-                USAGE,
-                format!("sandbox.deny_read: {s}: ~ used but HOME is not set"),
-            ));
-        };
-        out.push(path);
-    }
-    Ok(out)
-}
-
 pub fn run(args: LinuxArgs, global: &crate::GlobalOpts) -> anyhow::Result<i32> {
-    let config = crate::config::load(global)?;
-    let mut deny_read = config_deny_read(&config)?;
-    deny_read.extend(args.enforce.deny_read.iter().cloned());
-    if !args.run.full_auto && !args.run.writable_roots.is_empty() {
-        return Err(Coded::new(
-            USAGE,
-            "--writable-root needs --full-auto (the default policy is read-only)",
-        ));
-    }
-    let network = config
-        .get("sandbox_workspace_write.network_access")
-        .and_then(toml::Value::as_bool)
-        .unwrap_or(false);
-    let policy = if args.run.full_auto {
-        SandboxPolicy::WorkspaceWrite {
-            writable_roots: args.run.writable_roots.clone(),
-            network_access: network,
-            exclude_tmpdir_env_var: false,
-            exclude_slash_tmp: false,
-        }
-    } else {
-        SandboxPolicy::ReadOnly
-    };
-    let cwd = std::env::current_dir()
-        .map_err(|e| Coded::new(crate::exit::FAILURE, format!("current directory: {e}")))?;
-    let mut env = SandboxEnv::from_process();
-    env.codex_home = Some(config.codex_home.clone());
-    let effective = policy
-        .resolve(&cwd, &env, &deny_read)
-        .map_err(|e| Coded::new(sandbox_linux::EXIT_INVALID_POLICY, e.to_string()))?;
+    let (effective, _cwd) = super::effective_policy(&args.run, &args.enforce.deny_read, global)?;
     let opts = args
         .enforce
         .options(secure_main::kept_loader_env(), "codex");
-    let command: Vec<OsString> = args.run.command.clone();
-    match Sandbox::plan(effective, opts).and_then(|s| s.spawn(&command)) {
+    match Sandbox::plan(effective, opts).and_then(|s| s.spawn(&args.run.command)) {
         Ok(code) => Ok(code),
         // The child printed its own message.
         Err(SandboxError::Child { code }) => Ok(code),
@@ -121,61 +44,4 @@ pub fn run(args: LinuxArgs, global: &crate::GlobalOpts) -> anyhow::Result<i32> {
 pub fn run_check(_args: CheckArgs, _global: &crate::GlobalOpts) -> anyhow::Result<i32> {
     print!("{}", sandbox_linux::check::render());
     Ok(0)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use std::path::Path;
-
-    fn config(toml_text: &str) -> crate::config::Config {
-        crate::config::Config {
-            codex_home: PathBuf::from("/ch"),
-            table: toml_text.parse().unwrap(),
-        }
-    }
-
-    #[test]
-    fn tilde_expands_to_home() {
-        let c = config("[sandbox]\ndeny_read = [\"~/.netrc\", \"~\", \"/srv/x\"]\n");
-        let got = deny_read_paths(&c, Some(Path::new("/h"))).unwrap();
-        assert_eq!(
-            got,
-            vec![
-                PathBuf::from("/h/.netrc"),
-                PathBuf::from("/h/"),
-                PathBuf::from("/srv/x")
-            ]
-        );
-    }
-
-    #[test]
-    fn tilde_without_home_and_empty_path_are_refused() {
-        // Taken literally, `~/.netrc` would resolve to `<cwd>/~/.netrc`, which does not exist, and
-        // the real ~/.netrc would stay readable.
-        for (text, want) in [
-            (
-                "[sandbox]\ndeny_read = [\"~/.netrc\"]\n",
-                "~ used but HOME is not set",
-            ),
-            (
-                "[sandbox]\ndeny_read = \"~\"\n",
-                "~ used but HOME is not set",
-            ),
-            (
-                "[sandbox]\ndeny_read = [\"\"]\n",
-                "an empty string is not a path",
-            ),
-        ] {
-            let e = deny_read_paths(&config(text), None).unwrap_err();
-            let c = e.downcast_ref::<Coded>().unwrap();
-            assert_eq!(c.code, USAGE, "{text}");
-            assert!(
-                c.message.starts_with("sandbox.deny_read: "),
-                "{}",
-                c.message
-            );
-            assert!(c.message.contains(want), "{}", c.message);
-        }
-    }
 }

@@ -3,31 +3,11 @@
 //! `linux.rs` (and `check`) belong to the Linux sandbox, `macos.rs` to the macOS one; this file
 //! only parses and dispatches.
 
-mod home;
 pub mod linux;
 pub mod macos;
+mod request;
 
-use home::expand_home;
-
-/// Arguments shared by `codex sandbox linux` and `codex sandbox macos`.
-#[derive(Debug, Clone, clap::Args)]
-pub struct RunArgs {
-    /// Use the `workspace-write` policy (write the cwd, /tmp, $TMPDIR and --writable-root; no
-    /// network) instead of the default `read-only`.
-    #[arg(long)]
-    pub full_auto: bool,
-    /// An extra writable directory (with --full-auto). Repeatable.
-    #[arg(long = "writable-root", value_name = "DIR")]
-    pub writable_roots: Vec<std::path::PathBuf>,
-    /// The command and its arguments, after `--`.
-    #[arg(
-        trailing_var_arg = true,
-        allow_hyphen_values = true,
-        required = true,
-        value_name = "COMMAND"
-    )]
-    pub command: Vec<std::ffi::OsString>,
-}
+pub use request::{RunArgs, effective_policy};
 
 #[derive(Debug, clap::Args)]
 pub struct SandboxArgs {
@@ -78,30 +58,5 @@ pub fn run_debug(args: DebugArgs, global: &crate::GlobalOpts) -> anyhow::Result<
     match args.cmd {
         DebugCmd::Landlock(a) => linux::run(a, global),
         DebugCmd::Seatbelt(a) => macos::run(a, global),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use std::path::{Path, PathBuf};
-
-    #[test]
-    fn expand_home_expands_tilde_and_tilde_slash_only() {
-        let h = Some(Path::new("/h"));
-        assert_eq!(super::expand_home("~", h), Some(PathBuf::from("/h/")));
-        assert_eq!(
-            super::expand_home("~/.netrc", h),
-            Some(PathBuf::from("/h/.netrc"))
-        );
-        assert_eq!(
-            super::expand_home("~bob/x", h),
-            Some(PathBuf::from("~bob/x"))
-        );
-        assert_eq!(
-            super::expand_home("/srv/x", None),
-            Some(PathBuf::from("/srv/x"))
-        );
-        assert_eq!(super::expand_home("~", None), None);
-        assert_eq!(super::expand_home("~/.netrc", None), None);
     }
 }

@@ -32,7 +32,7 @@ fn run(out: &Path) -> anyhow::Result<()> {
     }
     let codex = codex_cli::command();
     man_pages(&codex, "codex", "1", &man1)?;
-    let helper = sandbox_linux::helper::HelperArgs::command();
+    let helper = codex_sandbox_cli::HelperArgs::command();
     man_pages(&helper, "codex-linux-sandbox", "1", &man1)?;
     let proxy = responses_api_proxy::cli::Args::command();
     man_pages(&proxy, "responses-api-proxy", "8", &man8)?;

@@ -3,6 +3,6 @@
 secure_main::harden_process!(secure_main::HardeningConfig::STRIP_AND_KEEP_FOR_CHILDREN);
 
 fn main() {
-    let code = sandbox_linux::helper::main(std::env::args_os(), secure_main::kept_loader_env());
+    let code = codex_sandbox_cli::main(std::env::args_os(), secure_main::kept_loader_env());
     std::process::exit(code);
 }

@@ -1,13 +1,16 @@
-//! The `codex-linux-sandbox` helper (codex's flags), also reached through `codex` when argv[0]'s
-//! basename is `codex-linux-sandbox`.
+//! The sandbox's command-line front: the clap flags `codex sandbox linux` and the
+//! `codex-linux-sandbox` helper share ([`EnforceArgs`]), the helper's own ([`HelperArgs`], codex's
+//! flags) and its [`main`], also reached through `codex` when argv[0]'s basename is
+//! `codex-linux-sandbox`. The policy itself comes from `sandbox_policy::SandboxRequest`, the one
+//! builder every front door calls; the libraries below (sandbox-policy, sandbox-linux) know no
+//! clap.
 
 use std::ffi::OsString;
 use std::path::PathBuf;
 
 use clap::Parser;
-use sandbox_policy::{SandboxEnv, SandboxPolicy};
-
-use crate::{Options, Sandbox, SandboxError};
+use sandbox_linux::{Options, Sandbox, SandboxError};
+use sandbox_policy::{PolicySource, SandboxEnv, SandboxRequest};
 
 /// The name this helper is installed (or symlinked) under.
 pub const HELPER_NAME: &str = "codex-linux-sandbox";
@@ -68,14 +71,29 @@ impl EnforceArgs {
 /// Run the helper with `args` (including argv[0]); returns the exit code. `extra_env` is added to
 /// the command's environment (pass `secure_main::kept_loader_env()`).
 pub fn main(args: impl IntoIterator<Item = OsString>, extra_env: Vec<(OsString, OsString)>) -> i32 {
-    let parsed = match HelperArgs::try_parse_from(args) {
+    let args = match HelperArgs::try_parse_from(args) {
         Ok(p) => p,
         Err(e) => {
             let _ = e.print();
             return if e.use_stderr() { 2 } else { 0 };
         }
     };
-    match run(parsed, extra_env) {
+    let request = SandboxRequest {
+        policy: PolicySource::Json(args.sandbox_policy.clone()),
+        config_deny_read: Vec::new(),
+        flag_deny_read: args.enforce.deny_read.clone(),
+        cwd: args.sandbox_policy_cwd.clone(),
+        env: SandboxEnv::from_process(),
+    };
+    let effective = match request.build() {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("{HELPER_NAME}: {e}");
+            return e.exit_code();
+        }
+    };
+    let opts = args.enforce.options(extra_env, HELPER_NAME);
+    match Sandbox::plan(effective, opts).and_then(|s| s.spawn(&args.command)) {
         Ok(code) => code,
         Err(SandboxError::Child { code }) => code,
         Err(e) => {
@@ -83,20 +101,6 @@ pub fn main(args: impl IntoIterator<Item = OsString>, extra_env: Vec<(OsString, 
             e.exit_code()
         }
     }
-}
-
-fn run(args: HelperArgs, extra_env: Vec<(OsString, OsString)>) -> Result<i32, SandboxError> {
-    let policy = SandboxPolicy::from_json(&args.sandbox_policy)
-        .map_err(|source| SandboxError::Policy { source })?;
-    let effective = policy
-        .resolve(
-            &args.sandbox_policy_cwd,
-            &SandboxEnv::from_process(),
-            &args.enforce.deny_read,
-        )
-        .map_err(|source| SandboxError::Policy { source })?;
-    let opts = args.enforce.options(extra_env, HELPER_NAME);
-    Sandbox::plan(effective, opts)?.spawn(&args.command)
 }
 
 /// True when `argv0`'s basename is the helper's name.

@@ -1,0 +1,247 @@
+//! The one sandbox request builder: the three front doors (`codex sandbox linux`,
+//! `codex sandbox macos`, `codex-linux-sandbox`) turn their flags and config into a
+//! [`SandboxRequest`] and call [`SandboxRequest::build`]; validation, `~` expansion, the
+//! `$CODEX_HOME` rule and the exit codes of a refused request live only here.
+//!
+//! | input | `codex sandbox linux` / `macos` | `codex-linux-sandbox` |
+//! |---|---|---|
+//! | policy | `--full-auto` (+ `--writable-root`) or read-only | `--sandbox-policy JSON` |
+//! | network | config `sandbox_workspace_write.network_access` (workspace-write only) | the JSON's `network_access` |
+//! | deny-read | config `sandbox.deny_read` (`~` expanded) + `--deny-read` | `--deny-read` |
+//! | `$CODEX_HOME` | the CLI's (env, else `~/.codex`) | env `CODEX_HOME`, else `~/.codex` |
+
+use std::path::{Path, PathBuf};
+
+use crate::{EffectivePolicy, PolicyError, SandboxEnv, SandboxPolicy};
+
+/// Exit codes of every sandbox front door, defined once. The command's own status passes
+/// through; set-up failures sit in the 200s, where commands rarely exit.
+pub mod exit {
+    /// Bad usage (e.g. `--writable-root` without `--full-auto`); also clap's and the config's.
+    pub const USAGE: i32 = 2;
+    /// The command exists but cannot be executed.
+    pub const NOT_EXECUTABLE: i32 = 126;
+    /// The command was not found.
+    pub const NOT_FOUND: i32 = 127;
+    /// The policy is invalid (a writable root that is not a directory, a bad deny-read entry,
+    /// malformed policy JSON).
+    pub const INVALID_POLICY: i32 = 200;
+    /// Refused: this kernel or platform cannot enforce the policy (and
+    /// `--dangerously-allow-weaker-sandbox` was not given), or Seatbelt outside macOS.
+    pub const REFUSED: i32 = 201;
+    /// The sandbox could not be set up.
+    pub const SETUP_FAILED: i32 = 202;
+}
+
+/// Which policy the request names.
+#[derive(Debug, Clone)]
+pub enum PolicySource {
+    /// `codex sandbox ...`: read-only, or workspace-write with `--full-auto`.
+    Flags {
+        full_auto: bool,
+        writable_roots: Vec<PathBuf>,
+        /// Config `sandbox_workspace_write.network_access` (ignored without `--full-auto`).
+        network_access: bool,
+    },
+    /// `codex-linux-sandbox --sandbox-policy JSON`.
+    Json(String),
+}
+
+/// Everything a front door knows, before validation.
+#[derive(Debug, Clone)]
+pub struct SandboxRequest {
+    pub policy: PolicySource,
+    /// Config `sandbox.deny_read` entries as written (`~` and `~/x` allowed).
+    pub config_deny_read: Vec<String>,
+    /// `--deny-read PATH` flags (taken literally).
+    pub flag_deny_read: Vec<PathBuf>,
+    /// The directory relative paths resolve against (the cwd, or `--sandbox-policy-cwd`).
+    pub cwd: PathBuf,
+    /// `HOME`, `CODEX_HOME`, `TMPDIR`.
+    pub env: SandboxEnv,
+}
+
+/// The request cannot be turned into a policy.
+#[derive(Debug, thiserror::Error)]
+pub enum RequestError {
+    #[error("--writable-root {}: needs --full-auto (the default policy is read-only)", .0.display())]
+    WritableRootWithoutFullAuto(PathBuf),
+    #[error("sandbox.deny_read: an empty string is not a path")]
+    EmptyDenyRead,
+    #[error("deny-read {0}: ~ used but HOME is not set")]
+    TildeWithoutHome(String),
+    #[error("{0}")]
+    Policy(#[source] PolicyError),
+}
+
+impl RequestError {
+    /// [`exit::USAGE`] for a flag combination, [`exit::INVALID_POLICY`] for the rest.
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            RequestError::WritableRootWithoutFullAuto(_) => exit::USAGE,
+            _ => exit::INVALID_POLICY,
+        }
+    }
+}
+
+/// One `sandbox.deny_read` entry with `~` and `~/rest` expanded to `$HOME` and `$HOME/rest`;
+/// other paths are returned as given (`~user/x` is not expanded). `None` when the entry uses
+/// `~` but `home` is unknown: taken literally it would resolve below the cwd and leave the
+/// intended path readable without a word.
+pub fn expand_home(entry: &str, home: Option<&Path>) -> Option<PathBuf> {
+    let rest = if entry == "~" {
+        Some("")
+    } else {
+        entry.strip_prefix("~/")
+    };
+    match (rest, home) {
+        (Some(rest), Some(h)) => Some(h.join(rest)),
+        (Some(_), None) => None,
+        (None, _) => Some(PathBuf::from(entry)),
+    }
+}
+
+impl SandboxRequest {
+    /// Validates the request and resolves the policy (canonical roots, carve-outs, the
+    /// deny-read list with the credential defaults).
+    pub fn build(&self) -> Result<EffectivePolicy, RequestError> {
+        let policy = match &self.policy {
+            PolicySource::Flags {
+                full_auto: false,
+                writable_roots,
+                ..
+            } => match writable_roots.first() {
+                Some(r) => return Err(RequestError::WritableRootWithoutFullAuto(r.clone())),
+                None => SandboxPolicy::ReadOnly,
+            },
+            PolicySource::Flags {
+                full_auto: true,
+                writable_roots,
+                network_access,
+            } => SandboxPolicy::WorkspaceWrite {
+                writable_roots: writable_roots.clone(),
+                network_access: *network_access,
+                exclude_tmpdir_env_var: false,
+                exclude_slash_tmp: false,
+            },
+            PolicySource::Json(json) => {
+                SandboxPolicy::from_json(json).map_err(RequestError::Policy)?
+            }
+        };
+        let mut deny_read = Vec::new();
+        for entry in &self.config_deny_read {
+            if entry.is_empty() {
+                return Err(RequestError::EmptyDenyRead);
+            }
+            let path = expand_home(entry, self.env.home.as_deref())
+                .ok_or_else(|| RequestError::TildeWithoutHome(entry.clone()))?;
+            deny_read.push(path);
+        }
+        // `--deny-read '~/x'` (quoted, so the shell did not expand it) follows the same rule: taken
+        // literally it would be `<cwd>/~/x` and leave `$HOME/x` readable.
+        for flag in &self.flag_deny_read {
+            let path = match flag.to_str() {
+                Some(s) => expand_home(s, self.env.home.as_deref())
+                    .ok_or_else(|| RequestError::TildeWithoutHome(s.to_owned()))?,
+                None => flag.clone(),
+            };
+            deny_read.push(path);
+        }
+        policy
+            .resolve(&self.cwd, &self.env, &deny_read)
+            .map_err(RequestError::Policy)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    fn req(policy: PolicySource, deny: &[&str], home: Option<&Path>) -> SandboxRequest {
+        SandboxRequest {
+            policy,
+            config_deny_read: deny.iter().map(|s| s.to_string()).collect(),
+            flag_deny_read: vec![],
+            cwd: std::env::temp_dir(),
+            env: SandboxEnv {
+                home: home.map(Path::to_path_buf),
+                codex_home: None,
+                tmpdir: None,
+            },
+        }
+    }
+
+    fn flags(full_auto: bool, roots: &[&str], network_access: bool) -> PolicySource {
+        PolicySource::Flags {
+            full_auto,
+            writable_roots: roots.iter().map(PathBuf::from).collect(),
+            network_access,
+        }
+    }
+
+    #[test]
+    fn expand_home_expands_tilde_and_tilde_slash_only() {
+        let h = Some(Path::new("/h"));
+        assert_eq!(expand_home("~", h), Some(PathBuf::from("/h/")));
+        assert_eq!(expand_home("~/.netrc", h), Some(PathBuf::from("/h/.netrc")));
+        assert_eq!(expand_home("~bob/x", h), Some(PathBuf::from("~bob/x")));
+        assert_eq!(expand_home("/srv/x", None), Some(PathBuf::from("/srv/x")));
+        assert_eq!(expand_home("~", None), None);
+        assert_eq!(expand_home("~/.netrc", None), None);
+    }
+
+    #[test]
+    fn refusals_and_their_exit_codes() {
+        let e = req(flags(false, &["/tmp"], false), &[], None)
+            .build()
+            .unwrap_err();
+        assert_eq!(e.exit_code(), exit::USAGE, "{e}");
+        let e = req(flags(false, &[], false), &[""], None)
+            .build()
+            .unwrap_err();
+        assert_eq!(e.exit_code(), exit::INVALID_POLICY, "{e}");
+        let e = req(flags(false, &[], false), &["~/x"], None)
+            .build()
+            .unwrap_err();
+        assert!(e.to_string().contains("HOME is not set"), "{e}");
+        assert_eq!(e.exit_code(), exit::INVALID_POLICY);
+        let e = req(PolicySource::Json("{".into()), &[], None)
+            .build()
+            .unwrap_err();
+        assert_eq!(e.exit_code(), exit::INVALID_POLICY, "{e}");
+        let e = req(flags(true, &["/nonexistent/dir"], false), &[], None)
+            .build()
+            .unwrap_err();
+        assert_eq!(e.exit_code(), exit::INVALID_POLICY, "{e}");
+    }
+
+    #[test]
+    fn network_only_with_full_auto_and_deny_read_expanded() {
+        let h = tempfile::tempdir().unwrap();
+        let p = req(flags(true, &[], true), &["~/secret"], Some(h.path()))
+            .build()
+            .unwrap();
+        assert!(p.network);
+        assert!(
+            p.deny_read.iter().any(|d| d.ends_with("secret")),
+            "{:?}",
+            p.deny_read
+        );
+        let p = req(flags(false, &[], true), &[], None).build().unwrap();
+        assert!(!p.network, "read-only has no network");
+        // A quoted `--deny-read '~/x'` follows the same rule as the config.
+        let mut r = req(flags(false, &[], false), &[], Some(h.path()));
+        r.flag_deny_read = vec![PathBuf::from("~/flagged")];
+        let p = r.build().unwrap();
+        assert!(
+            p.deny_read
+                .iter()
+                .any(|d| d.ends_with("flagged") && d.starts_with(h.path())),
+            "{:?}",
+            p.deny_read
+        );
+        r.env.home = None;
+        assert_eq!(r.build().unwrap_err().exit_code(), exit::INVALID_POLICY);
+    }
+}
