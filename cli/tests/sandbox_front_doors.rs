@@ -164,10 +164,12 @@ fn network_access_reaches_both_enforcers() {
     // Linux: the child sees CODEX_SANDBOX_NETWORK_DISABLED only without network access.
     // macOS: the generated policy allows outbound network only with it (it used to ignore the key).
     let h = home();
-    let env_of = |config: &str| {
+    // stdout of `codex sandbox ARGS` with this config.toml; the run must succeed.
+    let stdout_of = |config: &str, args: &[&str]| {
         std::fs::write(h.path.join("config.toml"), config).unwrap();
         let out = common::codex(&h.path)
-            .args(["sandbox", "linux", "--full-auto", "--", "env"])
+            .arg("sandbox")
+            .args(args)
             .output()
             .unwrap();
         assert!(
@@ -175,27 +177,18 @@ fn network_access_reaches_both_enforcers() {
             "{}",
             String::from_utf8_lossy(&out.stderr)
         );
-        String::from_utf8_lossy(&out.stdout).contains("CODEX_SANDBOX_NETWORK_DISABLED=1")
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let env_of = |config: &str| {
+        stdout_of(config, &["linux", "--full-auto", "--", "env"])
+            .contains("CODEX_SANDBOX_NETWORK_DISABLED=1")
     };
     let policy_of = |config: &str| {
-        std::fs::write(h.path.join("config.toml"), config).unwrap();
-        let out = common::codex(&h.path)
-            .args([
-                "sandbox",
-                "macos",
-                "--print-policy",
-                "--full-auto",
-                "--",
-                "true",
-            ])
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout).contains("(allow network-outbound)")
+        stdout_of(
+            config,
+            &["macos", "--print-policy", "--full-auto", "--", "true"],
+        )
+        .contains("(allow network-outbound)")
     };
     let on = "[sandbox_workspace_write]\nnetwork_access = true\n";
     assert!(env_of(""), "network off by default on Linux");
