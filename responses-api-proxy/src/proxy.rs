@@ -73,6 +73,11 @@ fn reply(
         http::header::CONTENT_TYPE,
         HeaderValue::from_static("application/json"),
     );
+    // A refused or failed exchange ends its connection: a client pipelining requests it never
+    // reads the answers to (a refused peer, say) cannot keep hyper writing 403s into a full
+    // socket, nor keep the shutdown drain waiting.
+    resp.headers_mut()
+        .insert(http::header::CONNECTION, HeaderValue::from_static("close"));
     resp
 }
 

@@ -239,6 +239,54 @@ fn a_web_page_cannot_shut_the_proxy_down_but_curl_can() {
 }
 
 #[test]
+fn a_client_that_never_reads_is_cut_off_and_does_not_hold_the_drain() {
+    // 64 MiB of response the client never reads: the proxy's writes block.
+    let mock = MockUpstream::start().unwrap();
+    mock.set_default(MockResponse::Raw {
+        status: 200,
+        headers: vec![("content-type".into(), "application/octet-stream".into())],
+        body: vec![b'x'; 64 << 20].into(),
+    });
+    let mut proxy = Spawn::new(&mock.responses_url())
+        .arg("--body-read-timeout")
+        .arg("2")
+        .start();
+    let mut hog = TcpStream::connect(("127.0.0.1", proxy.port)).unwrap();
+    write!(
+        hog,
+        "POST /v1/responses HTTP/1.1\r\nHost: 127.0.0.1:{}\r\nContent-Length: 2\r\n\r\n{{}}",
+        proxy.port
+    )
+    .unwrap();
+    // Control, during the same drain: a paced stream that is read completes.
+    let paced = paced_mock();
+    let reader = Spawn::new(&paced.responses_url())
+        .arg("--body-read-timeout")
+        .arg("2")
+        .start();
+    let (s, got) = stream_started(reader.port);
+    reader.signal("TERM");
+    std::thread::sleep(Duration::from_millis(500));
+    proxy.signal("TERM");
+    let started = Instant::now();
+    let status = proxy
+        .wait_exit(Duration::from_secs(15))
+        .unwrap_or_else(|| panic!("still draining 15 s after SIGTERM: {}", proxy.stderr()));
+    assert_eq!(status.code(), Some(0), "{}", proxy.stderr());
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "{:?}",
+        started.elapsed()
+    );
+    let text = read_rest(s, got);
+    assert!(
+        text.contains("ev4") && text.ends_with("0\r\n\r\n"),
+        "{text}"
+    );
+    drop(hog);
+}
+
+#[test]
 fn sigterm_and_sigint_drain_then_exit_0() {
     for sig in ["TERM", "INT"] {
         let mock = paced_mock();
