@@ -14,6 +14,7 @@ pub mod key;
 pub mod listener;
 pub mod policy;
 pub mod proxy;
+pub mod scrub;
 pub mod server;
 pub mod startup;
 pub mod upstream;
