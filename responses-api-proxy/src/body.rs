@@ -108,7 +108,18 @@ impl Body for RequestBody {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, RequestBodyError>>> {
         let this = &mut *self;
-        match Pin::new(&mut this.inner).poll_frame(cx) {
+        let mut polled = Pin::new(&mut this.inner).poll_frame(cx);
+        // Request trailers are dropped: an HTTP/2 upstream would receive them as trailing
+        // HEADERS, past the header table (a client's `authorization` or `cookie` as a trailer).
+        // Trailers end the body, so the next poll is its end.
+        while let Poll::Ready(Some(Ok(frame))) = &polled {
+            if !frame.is_trailers() {
+                break;
+            }
+            tracing::debug!("dropping request trailers");
+            polled = Pin::new(&mut this.inner).poll_frame(cx);
+        }
+        match polled {
             Poll::Ready(Some(Ok(frame))) => {
                 if let Some(data) = frame.data_ref() {
                     this.seen += data.len() as u64;
