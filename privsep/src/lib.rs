@@ -7,6 +7,9 @@
 //! - [`allow`]: the `--allow-user`/`--allow-group` list, resolved at start-up.
 //! - [`unix_socket`]: binding `--listen unix:/path` without following symlinks or removing
 //!   anything but a stale socket.
+//! - [`trusted_dir`]: opening a directory to write into (server-info, dump dir) with every
+//!   directory from `/` checked like the unix socket's and no symlink followed that a stranger
+//!   could have placed.
 //! - [`activation`]: systemd socket activation (`LISTEN_FDS`).
 //! - [`credentials`]: the key from a file or `$CREDENTIALS_DIRECTORY` (systemd credentials).
 //! - [`privdrop`]: `--user` / the default account, verified irreversible.
@@ -29,6 +32,7 @@ pub mod peer;
 pub mod privdrop;
 pub mod seccomp_policy;
 mod sys;
+pub mod trusted_dir;
 pub mod unix_socket;
 pub mod users;
 
@@ -39,6 +43,7 @@ pub use confine::{ConfineError, ConfineReport, ConfineSpec, check_writable_dir, 
 pub use credentials::{CredentialError, open_key_file, systemd_credential};
 pub use peer::{PeerCred, PeerError, PeerIdentifier, peer_cred_unix};
 pub use privdrop::{DEFAULT_ACCOUNT, DropError, DropReport, RunAs};
+pub use trusted_dir::{Leaf, TrustedDir, TrustedDirError};
 pub use unix_socket::{
     DEFAULT_SOCKET_MODE, UnixSocketError, UnixSocketSpec, bind_unix_listener, parse_socket_mode,
 };

@@ -476,3 +476,97 @@ pub fn access(path: &std::path::Path, mode: libc::c_int) -> io::Result<()> {
     // SAFETY: `c` is a NUL-terminated path that outlives the call; the kernel only reads it.
     cvt(unsafe { libc::faccessat(libc::AT_FDCWD, c.as_ptr(), mode, libc::AT_EACCESS) }).map(drop)
 }
+
+// ---------------------------------------------------------------------------------------------
+// Directory-relative file operations (trusted_dir)
+// ---------------------------------------------------------------------------------------------
+
+fn cstr(name: &OsStr) -> io::Result<CString> {
+    use std::os::unix::ffi::OsStrExt;
+    CString::new(name.as_bytes())
+        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "path contains a NUL byte"))
+}
+
+/// `openat(2)` with `flags | O_CLOEXEC` and `mode`; `dir` `None` means `AT_FDCWD`.
+pub fn openat(
+    dir: Option<BorrowedFd<'_>>,
+    name: &OsStr,
+    flags: libc::c_int,
+    mode: u32,
+) -> io::Result<OwnedFd> {
+    let name = cstr(name)?;
+    let dirfd = dir.map_or(libc::AT_FDCWD, |d| d.as_raw_fd());
+    // SAFETY: `dirfd` is AT_FDCWD or a live borrowed descriptor; `name` is NUL-terminated and
+    // outlives the call; on success the returned descriptor is new and owned by nobody else.
+    let fd = cvt(unsafe {
+        libc::openat(
+            dirfd,
+            name.as_ptr(),
+            flags | libc::O_CLOEXEC,
+            mode as libc::c_uint,
+        )
+    })?;
+    // SAFETY: `fd` was just returned by openat and is owned by no one else.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// `mkdirat(2)`.
+pub fn mkdirat(dir: BorrowedFd<'_>, name: &OsStr, mode: u32) -> io::Result<()> {
+    let name = cstr(name)?;
+    // SAFETY: `dir` is live; `name` is NUL-terminated and outlives the call.
+    cvt(unsafe { libc::mkdirat(dir.as_raw_fd(), name.as_ptr(), mode as libc::mode_t) }).map(drop)
+}
+
+/// `readlinkat(2)`: the target of symlink `name` in `dir`.
+pub fn readlinkat(dir: BorrowedFd<'_>, name: &OsStr) -> io::Result<std::ffi::OsString> {
+    use std::os::unix::ffi::OsStringExt;
+    let name = cstr(name)?;
+    let mut buf = vec![0u8; libc::PATH_MAX as usize];
+    // SAFETY: `dir` is live; `name` is NUL-terminated; `buf` is writable for `buf.len()` bytes.
+    let n = unsafe {
+        libc::readlinkat(
+            dir.as_raw_fd(),
+            name.as_ptr(),
+            buf.as_mut_ptr().cast(),
+            buf.len(),
+        )
+    };
+    if n < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    buf.truncate(n as usize);
+    Ok(std::ffi::OsString::from_vec(buf))
+}
+
+/// `fstatat(2)` with `AT_SYMLINK_NOFOLLOW`: `st_mode`, `st_uid` of `name` in `dir`.
+pub fn lstatat_mode_uid(dir: BorrowedFd<'_>, name: &OsStr) -> io::Result<(u32, u32)> {
+    let name = cstr(name)?;
+    let mut st = MaybeUninit::<libc::stat>::uninit();
+    // SAFETY: `dir` is live; `name` is NUL-terminated; `st` is a writable stat buffer.
+    cvt(unsafe {
+        libc::fstatat(
+            dir.as_raw_fd(),
+            name.as_ptr(),
+            st.as_mut_ptr(),
+            libc::AT_SYMLINK_NOFOLLOW,
+        )
+    })?;
+    // SAFETY: fstatat returned 0, so the kernel initialised the whole struct.
+    let st = unsafe { st.assume_init() };
+    Ok((st.st_mode, st.st_uid))
+}
+
+/// `renameat(2)` within one directory.
+pub fn renameat(dir: BorrowedFd<'_>, from: &OsStr, to: &OsStr) -> io::Result<()> {
+    let (from, to) = (cstr(from)?, cstr(to)?);
+    // SAFETY: `dir` is live; both names are NUL-terminated and outlive the call.
+    cvt(unsafe { libc::renameat(dir.as_raw_fd(), from.as_ptr(), dir.as_raw_fd(), to.as_ptr()) })
+        .map(drop)
+}
+
+/// `unlinkat(2)` of a non-directory.
+pub fn unlinkat(dir: BorrowedFd<'_>, name: &OsStr) -> io::Result<()> {
+    let name = cstr(name)?;
+    // SAFETY: `dir` is live; `name` is NUL-terminated and outlives the call.
+    cvt(unsafe { libc::unlinkat(dir.as_raw_fd(), name.as_ptr(), 0) }).map(drop)
+}

@@ -191,7 +191,7 @@ fn file_kind(ft: std::fs::FileType) -> &'static str {
 
 /// Why `md` (from `lstat`) is not a safe directory on the socket's path, if it is not. The
 /// reason always names the owner uid and the mode.
-fn unsafe_dir_reason(md: &std::fs::Metadata, euid: u32) -> Option<String> {
+pub(crate) fn unsafe_dir_reason(md: &std::fs::Metadata, euid: u32) -> Option<String> {
     let mode = md.mode() & 0o7777;
     let uid = md.uid();
     if !md.is_dir() {

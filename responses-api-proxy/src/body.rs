@@ -20,6 +20,7 @@ use tokio::time::{Instant, Sleep};
 
 use crate::audit::{AuditRecord, Outcome};
 use crate::files::{DumpKind, Dumper};
+use crate::scrub::BodyScrub;
 
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
@@ -107,7 +108,18 @@ impl Body for RequestBody {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, RequestBodyError>>> {
         let this = &mut *self;
-        match Pin::new(&mut this.inner).poll_frame(cx) {
+        let mut polled = Pin::new(&mut this.inner).poll_frame(cx);
+        // Request trailers are dropped: an HTTP/2 upstream would receive them as trailing
+        // HEADERS, past the header table (a client's `authorization` or `cookie` as a trailer).
+        // Trailers end the body, so the next poll is its end.
+        while let Poll::Ready(Some(Ok(frame))) = &polled {
+            if !frame.is_trailers() {
+                break;
+            }
+            tracing::debug!("dropping request trailers");
+            polled = Pin::new(&mut this.inner).poll_frame(cx);
+        }
+        match polled {
             Poll::Ready(Some(Ok(frame))) => {
                 if let Some(data) = frame.data_ref() {
                     this.seen += data.len() as u64;
@@ -179,6 +191,12 @@ pub struct ResponseBody {
     audit: Option<AuditRecord>,
     dump: Option<PendingDump>,
     done: bool,
+    /// Upstream bodies: the key scrubber ([`crate::scrub`]).
+    scrub: Option<BodyScrub>,
+    /// A frame to send before polling upstream again (trailers after held bytes).
+    queued: Option<Frame<Bytes>>,
+    /// Upstream's body has ended (held bytes may still be due).
+    upstream_over: bool,
 }
 
 impl ResponseBody {
@@ -188,15 +206,26 @@ impl ResponseBody {
             audit,
             dump: None,
             done: false,
+            scrub: None,
+            queued: None,
+            upstream_over: false,
         }
     }
 
-    pub fn upstream(body: Incoming, audit: AuditRecord, dump: Option<PendingDump>) -> Self {
+    pub fn upstream(
+        body: Incoming,
+        audit: AuditRecord,
+        dump: Option<PendingDump>,
+        scrub: BodyScrub,
+    ) -> Self {
         Self {
             inner: Inner::Upstream(body),
             audit: Some(audit),
             dump,
             done: false,
+            scrub: Some(scrub),
+            queued: None,
+            upstream_over: false,
         }
     }
 
@@ -205,6 +234,12 @@ impl ResponseBody {
             return;
         }
         self.done = true;
+        if let Some(s) = self.scrub.as_ref().filter(|s| s.hits > 0) {
+            tracing::warn!(
+                occurrences = s.hits,
+                "upstream echoed the key in the response body; overwritten"
+            );
+        }
         if let (Some(a), Some(o)) = (self.audit.as_mut(), outcome) {
             if a.outcome == Outcome::Complete {
                 a.outcome = o;
@@ -242,10 +277,13 @@ impl Body for ResponseBody {
         let this = &mut *self;
         let polled = match &mut this.inner {
             Inner::Full(b) => Poll::Ready(b.take().map(|b| Ok(Frame::data(b)))),
-            Inner::Upstream(body) => match Pin::new(body).poll_frame(cx) {
-                Poll::Ready(Some(Err(e))) => Poll::Ready(Some(Err(BoxError::from(e)))),
-                other => other.map(|o| o.map(|r| r.map_err(BoxError::from))),
-            },
+            Inner::Upstream(body) => poll_scrubbed(
+                body,
+                this.scrub.as_mut(),
+                &mut this.queued,
+                &mut this.upstream_over,
+                cx,
+            ),
         };
         match &polled {
             Poll::Ready(Some(Ok(frame))) => {
@@ -272,7 +310,11 @@ impl Body for ResponseBody {
     fn is_end_stream(&self) -> bool {
         match &self.inner {
             Inner::Full(b) => b.is_none(),
-            Inner::Upstream(body) => body.is_end_stream(),
+            Inner::Upstream(body) => {
+                self.queued.is_none()
+                    && !self.scrub.as_ref().is_some_and(BodyScrub::holding)
+                    && (self.upstream_over || body.is_end_stream())
+            }
         }
     }
 
@@ -281,6 +323,64 @@ impl Body for ResponseBody {
             Inner::Full(Some(b)) => SizeHint::with_exact(b.len() as u64),
             Inner::Full(None) => SizeHint::with_exact(0),
             Inner::Upstream(body) => body.size_hint(),
+        }
+    }
+}
+
+/// One frame of upstream's body with the key scrubbed out (data, and trailers' values). Bytes the
+/// scrubber holds back (a possible beginning of the key at a chunk's end) go out with the next
+/// chunk or at the end; a chunk that leaves nothing to send yet is not sent as an empty frame.
+fn poll_scrubbed(
+    body: &mut Incoming,
+    mut scrub: Option<&mut BodyScrub>,
+    queued: &mut Option<Frame<Bytes>>,
+    over: &mut bool,
+    cx: &mut Context<'_>,
+) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+    if let Some(frame) = queued.take() {
+        return Poll::Ready(Some(Ok(frame)));
+    }
+    loop {
+        if *over {
+            let rest = scrub.as_deref_mut().and_then(BodyScrub::finish);
+            return Poll::Ready(rest.map(|b| Ok(Frame::data(b))));
+        }
+        let frame = match Pin::new(&mut *body).poll_frame(cx) {
+            Poll::Pending => return Poll::Pending,
+            Poll::Ready(None) => {
+                *over = true;
+                continue;
+            }
+            Poll::Ready(Some(Err(e))) => return Poll::Ready(Some(Err(BoxError::from(e)))),
+            Poll::Ready(Some(Ok(frame))) => frame,
+        };
+        let Some(s) = scrub.as_deref_mut() else {
+            return Poll::Ready(Some(Ok(frame)));
+        };
+        match frame.into_data() {
+            Ok(data) => {
+                let out = s.chunk(data);
+                if out.is_empty() {
+                    continue;
+                }
+                return Poll::Ready(Some(Ok(Frame::data(out))));
+            }
+            Err(frame) => {
+                let frame = match frame.into_trailers() {
+                    Ok(mut trailers) => {
+                        s.hits += s.key().headers(&mut trailers);
+                        Frame::trailers(trailers)
+                    }
+                    Err(other) => other,
+                };
+                return Poll::Ready(Some(Ok(match s.finish() {
+                    Some(held) => {
+                        *queued = Some(frame);
+                        Frame::data(held)
+                    }
+                    None => frame,
+                })));
+            }
         }
     }
 }

@@ -1,14 +1,21 @@
 //! Files the proxy writes: the server-info file and the `--dump-dir` exchange dumps.
 //!
-//! Neither is ever written through a symlink: server-info goes to a fresh `O_EXCL|O_NOFOLLOW`
-//! temp file in the target's directory and is renamed over the target (a rename replaces a
-//! symlink, never its target; a target that is a symlink is refused outright), dump files are
-//! created `O_EXCL|O_NOFOLLOW` and never overwrite anything.
+//! Neither is ever written through a symlink, nor through a directory a stranger controls: the
+//! directory is opened with [`codex_privsep::TrustedDir`] (every directory from `/` owned by root
+//! or by us and writable by nobody else unless sticky, checked on the open descriptor; a symlink
+//! on the way followed only when root or we own it) and files are then created relative to that
+//! descriptor. Server-info goes to a fresh `O_EXCL|O_NOFOLLOW` temp file in the target's
+//! directory and is renamed over the target (a rename replaces a symlink, never its target; a
+//! target that is a symlink is refused outright), dump files are created `O_EXCL|O_NOFOLLOW` and
+//! never overwrite anything.
 
-use std::fs::{File, OpenOptions};
+use std::ffi::OsStr;
+use std::fs::File;
 use std::io::{self, Write};
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
+
+use codex_privsep::{Leaf, TrustedDir, TrustedDirError};
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use http::HeaderMap;
@@ -16,8 +23,8 @@ use http::HeaderMap;
 /// Writing a file failed: which file and which step.
 #[derive(Debug, thiserror::Error)]
 pub enum FileError {
-    #[error("failed to create directory {}: {source}", path.display())]
-    CreateDir { path: PathBuf, source: io::Error },
+    #[error(transparent)]
+    Dir(#[from] TrustedDirError),
     #[error("refusing to write {}: it is a symlink", path.display())]
     Symlink { path: PathBuf },
     #[error("refusing to write {}: it exists and is not a regular file", path.display())]
@@ -53,19 +60,17 @@ enum Durability {
 /// Creates `path` exclusively (`O_CREAT|O_EXCL|O_NOFOLLOW|O_CLOEXEC`) with exactly `mode`
 /// (set with `fchmod`, so the umask does not matter), writes `contents` and, if asked, syncs.
 fn create_exclusive(
-    path: &Path,
+    dir: &TrustedDir,
+    name: &OsStr,
     mode: u32,
     contents: &[u8],
     sync: Durability,
 ) -> Result<(), FileError> {
-    let mut file: File = OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(mode)
-        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
-        .open(path)
+    let path = || dir.path().join(name);
+    let mut file: File = dir
+        .create_new(name, mode)
         .map_err(|source| FileError::Create {
-            path: path.to_path_buf(),
+            path: path(),
             source,
         })?;
     let write = |file: &mut File| -> io::Result<()> {
@@ -77,7 +82,7 @@ fn create_exclusive(
         Ok(())
     };
     write(&mut file).map_err(|source| FileError::Write {
-        path: path.to_path_buf(),
+        path: path(),
         source,
     })
 }
@@ -104,44 +109,34 @@ pub fn write_server_info(path: &Path, info: &ServerInfo) -> Result<(), FileError
         Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
         _ => PathBuf::from("."),
     };
-    std::fs::create_dir_all(&parent).map_err(|source| FileError::CreateDir {
-        path: parent.clone(),
-        source,
-    })?;
-    match std::fs::symlink_metadata(path) {
-        Ok(meta) if meta.file_type().is_symlink() => {
-            return Err(FileError::Symlink {
-                path: path.to_path_buf(),
-            });
-        }
-        Ok(meta) if !meta.file_type().is_file() => {
-            return Err(FileError::NotRegular {
-                path: path.to_path_buf(),
-            });
-        }
-        Ok(_) => {}
-        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+    let dir = TrustedDir::open(&parent, Some(0o755), Leaf::RootOrUs)?;
+    let target = dir.path().join(name);
+    match dir.kind_of(name) {
+        Ok(Some(libc::S_IFLNK)) => return Err(FileError::Symlink { path: target }),
+        Ok(Some(libc::S_IFREG)) | Ok(None) => {}
+        Ok(Some(_)) => return Err(FileError::NotRegular { path: target }),
         Err(source) => {
             return Err(FileError::Stat {
-                path: path.to_path_buf(),
+                path: target,
                 source,
             });
         }
     }
     let mut json = serde_json::to_vec(info).unwrap_or_default();
     json.push(b'\n');
-    let temp = parent.join(format!(
+    let temp = format!(
         ".{}.{}.{}.tmp",
         name.to_string_lossy(),
         std::process::id(),
         TEMP_SEQ.fetch_add(1, Ordering::Relaxed)
-    ));
-    create_exclusive(&temp, 0o644, &json, Durability::Durable)?;
-    std::fs::rename(&temp, path).map_err(|source| {
-        let _ = std::fs::remove_file(&temp);
+    );
+    let temp = OsStr::new(&temp);
+    create_exclusive(&dir, temp, 0o644, &json, Durability::Durable)?;
+    dir.rename(temp, name).map_err(|source| {
+        let _ = dir.remove_file(temp);
         FileError::Rename {
-            from: temp.clone(),
-            to: path.to_path_buf(),
+            from: dir.path().join(temp),
+            to: target.clone(),
             source,
         }
     })
@@ -158,7 +153,7 @@ const REDACTED_HEADERS: &[&str] = &[
 /// Writes exchanges to `--dump-dir`.
 #[derive(Debug)]
 pub struct Dumper {
-    dir: PathBuf,
+    dir: TrustedDir,
     seq: AtomicU64,
 }
 
@@ -170,20 +165,12 @@ pub enum DumpKind {
 }
 
 impl Dumper {
-    /// Uses `dir`, creating it (mode 0700) if missing.
+    /// Uses `dir`, creating it (mode 0700) if missing. Every directory above it must be owned by
+    /// root or by us; `dir` itself may belong to the account the proxy drops to, but must not be
+    /// writable by group or others.
     pub fn new(dir: &Path) -> Result<Self, FileError> {
-        if !dir.exists() {
-            std::fs::DirBuilder::new()
-                .recursive(true)
-                .mode(0o700)
-                .create(dir)
-                .map_err(|source| FileError::CreateDir {
-                    path: dir.to_path_buf(),
-                    source,
-                })?;
-        }
         Ok(Self {
-            dir: dir.to_path_buf(),
+            dir: TrustedDir::open(dir, Some(0o700), Leaf::AnyOwner)?,
             seq: AtomicU64::new(0),
         })
     }
@@ -239,9 +226,9 @@ impl Dumper {
         let mut json =
             serde_json::to_vec_pretty(&serde_json::Value::Object(head)).unwrap_or_default();
         json.push(b'\n');
-        let path = self.dir.join(format!("{prefix}-{suffix}.json"));
-        create_exclusive(&path, 0o600, &json, Durability::None)?;
-        Ok(path)
+        let name = format!("{prefix}-{suffix}.json");
+        create_exclusive(&self.dir, OsStr::new(&name), 0o600, &json, Durability::None)?;
+        Ok(self.dir.path().join(name))
     }
 }
 

@@ -234,19 +234,59 @@ fn parse_head(buf: &[u8]) -> HeadParse {
     }
 }
 
-/// A connection whose incoming bytes go through a [`Tracker`].
+/// A connection whose incoming bytes go through a [`Tracker`], and whose writes fail with
+/// `TimedOut` once the client has accepted nothing for `write_stall` (a client that never reads
+/// would otherwise hold its connection, and the shutdown drain, forever). The timer is armed
+/// only while a write is blocked: a client that keeps up costs nothing.
 pub struct Framed<T> {
     inner: T,
     tracker: Tracker,
     log: std::sync::Arc<FramingLog>,
+    write_stall: std::time::Duration,
+    stalled_since: Option<Pin<Box<tokio::time::Sleep>>>,
 }
 
 impl<T> Framed<T> {
-    pub fn new(inner: T, log: std::sync::Arc<FramingLog>) -> Self {
+    pub fn new(
+        inner: T,
+        log: std::sync::Arc<FramingLog>,
+        write_stall: std::time::Duration,
+    ) -> Self {
         Self {
             inner,
             tracker: Tracker::default(),
             log,
+            write_stall,
+            stalled_since: None,
+        }
+    }
+
+    /// Passes a write-side result through, failing it once the client has been blocking writes
+    /// for `write_stall`.
+    fn deadline<R>(
+        &mut self,
+        cx: &mut Context<'_>,
+        polled: Poll<io::Result<R>>,
+    ) -> Poll<io::Result<R>> {
+        match polled {
+            Poll::Pending => {
+                let limit = self.write_stall;
+                let timer = self
+                    .stalled_since
+                    .get_or_insert_with(|| Box::pin(tokio::time::sleep(limit)));
+                if timer.as_mut().poll(cx).is_ready() {
+                    self.stalled_since = None;
+                    return Poll::Ready(Err(io::Error::new(
+                        io::ErrorKind::TimedOut,
+                        format!("client accepted no data for {limit:?}"),
+                    )));
+                }
+                Poll::Pending
+            }
+            ready => {
+                self.stalled_since = None;
+                ready
+            }
         }
     }
 }
@@ -276,7 +316,9 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for Framed<T> {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.get_mut().inner).poll_write(cx, buf)
+        let this = self.get_mut();
+        let polled = Pin::new(&mut this.inner).poll_write(cx, buf);
+        this.deadline(cx, polled)
     }
 
     fn poll_write_vectored(
@@ -284,7 +326,9 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for Framed<T> {
         cx: &mut Context<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.get_mut().inner).poll_write_vectored(cx, bufs)
+        let this = self.get_mut();
+        let polled = Pin::new(&mut this.inner).poll_write_vectored(cx, bufs);
+        this.deadline(cx, polled)
     }
 
     fn is_write_vectored(&self) -> bool {
@@ -292,11 +336,15 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for Framed<T> {
     }
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().inner).poll_flush(cx)
+        let this = self.get_mut();
+        let polled = Pin::new(&mut this.inner).poll_flush(cx);
+        this.deadline(cx, polled)
     }
 
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().inner).poll_shutdown(cx)
+        let this = self.get_mut();
+        let polled = Pin::new(&mut this.inner).poll_shutdown(cx);
+        this.deadline(cx, polled)
     }
 }
 

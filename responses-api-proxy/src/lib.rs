@@ -17,6 +17,7 @@ pub mod listeners;
 pub mod peer_access;
 pub mod policy;
 pub mod proxy;
+pub mod scrub;
 pub mod server;
 pub mod startup;
 pub mod upstream;

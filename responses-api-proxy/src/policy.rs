@@ -166,6 +166,16 @@ const fn refuse(status: StatusCode, code: &'static str, message: &'static str) -
     }
 }
 
+/// Headers only a web browser sends (W3C Fetch Metadata, and `Referer`): a request
+/// carrying any of them was made by a page, whatever its `Host` and `Origin` say.
+pub const BROWSER_HEADERS: &[&str] = &[
+    "sec-fetch-site",
+    "sec-fetch-mode",
+    "sec-fetch-dest",
+    "sec-fetch-user",
+    "referer",
+];
+
 /// How the connection reached the proxy, for the `Host` check.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum LocalEndpoint {
@@ -203,6 +213,17 @@ impl Admission {
                 StatusCode::FORBIDDEN,
                 "origin_refused",
                 "requests carrying an origin header are refused",
+            ));
+        }
+        // A web page can make a browser send a GET with a loopback Host and no Origin
+        // (`<img src=".../shutdown">`); every browser marks such requests with Sec-Fetch-*
+        // (Fetch Metadata) and usually a Referer. No local client of the proxy sends them.
+        if let Some(name) = BROWSER_HEADERS.iter().find(|h| headers.contains_key(**h)) {
+            tracing::debug!(header = name, "request made by a browser");
+            return Err(refuse(
+                StatusCode::FORBIDDEN,
+                "browser_refused",
+                "requests made by a web browser (sec-fetch-* or referer) are refused",
             ));
         }
         // DNS rebinding: a page's host name resolving to 127.0.0.1 still sends its own Host.
@@ -468,6 +489,10 @@ mod tests {
         };
         assert_eq!(h(("origin", "http://127.0.0.1:4000")), "origin_refused");
         assert_eq!(h(("origin", "null")), "origin_refused");
+        for browser in BROWSER_HEADERS {
+            assert_eq!(h((browser, "x")), "browser_refused", "{browser}");
+        }
+        assert_eq!(h(("x-referer", "x")), "forward");
         assert_eq!(h(("content-length", "100")), "forward");
         assert_eq!(h(("content-length", "101")), "body_too_large");
         assert_eq!(h(("content-length", "x")), "bad_content_length");

@@ -17,6 +17,7 @@ use crate::files::{DumpKind, Dumper};
 use crate::framing::FramingLog;
 use crate::listener::ConnAddrs;
 use crate::policy::{Admission, Direction, Route, forwardable_headers};
+use crate::scrub::{BodyScrub, KeyScrub};
 use crate::upstream::{Upstream, UpstreamClient};
 
 /// Everything requests share. Holds the key as a sensitive `HeaderValue` whose bytes live in
@@ -73,6 +74,11 @@ fn reply(
         http::header::CONTENT_TYPE,
         HeaderValue::from_static("application/json"),
     );
+    // A refused or failed exchange ends its connection: a client pipelining requests it never
+    // reads the answers to (a refused peer, say) cannot keep hyper writing 403s into a full
+    // socket, nor keep the shutdown drain waiting.
+    resp.headers_mut()
+        .insert(http::header::CONNECTION, HeaderValue::from_static("close"));
     resp
 }
 
@@ -244,7 +250,18 @@ async fn forward(
         }
     };
 
-    let (parts, body) = resp.into_parts();
+    let (mut parts, body) = resp.into_parts();
+    // An upstream that echoes the key must not hand it to the client (nor to the audit log's
+    // request id, nor to the dump): scrubbed before anything reads the headers.
+    let key = KeyScrub::new(&state.auth_header);
+    let echoed = key.headers(&mut parts.headers);
+    if echoed > 0 {
+        tracing::warn!(
+            upstream = %state.upstream.authority,
+            headers = echoed,
+            "upstream echoed the key in response headers; overwritten"
+        );
+    }
     audit.outcome = Outcome::Complete;
     audit.status = parts.status.as_u16();
     audit.request_id = parts
@@ -264,7 +281,12 @@ async fn forward(
             body: Vec::new(),
         }
     });
-    let mut out = Response::new(ResponseBody::upstream(body, audit, pending));
+    let mut out = Response::new(ResponseBody::upstream(
+        body,
+        audit,
+        pending,
+        BodyScrub::new(key),
+    ));
     *out.status_mut() = parts.status;
     *out.headers_mut() = headers;
     out

@@ -23,6 +23,11 @@ use crate::framing::{Framed, FramingLog};
 use crate::listener::Listener;
 use crate::proxy::{ConnCtx, ProxyState};
 
+/// Longest the shutdown drain waits for in-flight requests (streams that keep making progress
+/// included) before the proxy exits anyway. A client that stops reading is cut off sooner, by
+/// the write stall limit (`--body-read-timeout`, see [`crate::framing::Framed`]).
+pub const DRAIN_DEADLINE: Duration = Duration::from_secs(600);
+
 /// Serving limits.
 #[derive(Clone, Debug)]
 pub struct ServeLimits {
@@ -134,7 +139,17 @@ pub async fn serve(
         let _ = t.await;
     }
     match Arc::try_unwrap(graceful) {
-        Ok(g) => g.shutdown().await,
+        Ok(g) => {
+            if tokio::time::timeout(DRAIN_DEADLINE, g.shutdown())
+                .await
+                .is_err()
+            {
+                tracing::warn!(
+                    deadline = ?DRAIN_DEADLINE,
+                    "drain deadline reached; closing the connections still open"
+                );
+            }
+        }
         Err(_) => tracing::warn!("graceful shutdown handle still shared; not waiting"),
     }
     audit.stop().await;
@@ -186,7 +201,7 @@ async fn accept_loop(listener: Listener, mut ctx: AcceptCtx) {
                 })
             };
             let framing = Arc::new(FramingLog::default());
-            let conn = Framed::new(conn, framing.clone());
+            let conn = Framed::new(conn, framing.clone(), state.body_read_timeout);
             let conn_ctx = Arc::new(ConnCtx {
                 peer_label: addrs.peer_label().into(),
                 addrs,

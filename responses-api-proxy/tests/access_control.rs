@@ -34,6 +34,14 @@ impl Drop for Proxy {
 }
 
 impl Proxy {
+    fn child_signal_term(&self) {
+        let ok = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok, "kill -TERM failed");
+    }
     fn sock(&self) -> PathBuf {
         self.dir.path().join("proxy.sock")
     }
@@ -287,6 +295,55 @@ fn tcp_allow_user_by_sock_diag() {
     // Attack from the other side: root is not on this list.
     let (status, body) = curl(None, &t, "POST", "/v1/responses");
     assert_eq!(status, 403, "{body}");
+}
+
+#[test]
+fn a_refused_peer_pipelining_without_reading_does_not_hold_the_drain() {
+    use std::io::Read;
+    let mut p = start(&["--allow-user", "nobody"]);
+    // Attack: root is not on the list; it pipelines thousands of requests and never reads the
+    // 403s. Before the fix hyper kept writing 403s into the full socket and SIGTERM left the proxy
+    // "draining" until the attacker hung up.
+    let mut attacker = std::net::TcpStream::connect(("127.0.0.1", p.port)).unwrap();
+    let one = format!(
+        "POST /v1/responses HTTP/1.1\r\nHost: 127.0.0.1:{}\r\nContent-Length: 2\r\n\r\n{{}}",
+        p.port
+    );
+    let burst = one.repeat(20_000);
+    attacker
+        .set_write_timeout(Some(Duration::from_secs(2)))
+        .unwrap();
+    let _ = attacker.write_all(burst.as_bytes()); // may fail: the proxy closed after one 403
+    std::thread::sleep(Duration::from_millis(300));
+    p.child_signal_term();
+    let started = Instant::now();
+    let deadline = started + Duration::from_secs(10);
+    let status = loop {
+        if let Some(st) = p.child.try_wait().unwrap() {
+            break st;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "still draining 10 s after SIGTERM while the attacker holds its connection: {}",
+            p.stderr()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert_eq!(status.code(), Some(0), "{}", p.stderr());
+    // What the attacker got: one 403 with `Connection: close`, then the end of the stream.
+    attacker
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    let mut got = Vec::new();
+    let _ = attacker.read_to_end(&mut got);
+    let text = String::from_utf8_lossy(&got);
+    assert_eq!(text.matches("HTTP/1.1 403").count(), 1, "{text}");
+    assert!(
+        text.to_ascii_lowercase().contains("connection: close"),
+        "{text}"
+    );
+    // The attacker kept its socket open the whole time.
+    drop(attacker);
 }
 
 #[test]

@@ -276,3 +276,39 @@ fn one_json_audit_line_per_request_with_the_documented_fields() {
     assert_eq!(refused["outcome"], "refused");
     assert_eq!(refused["reason"], "not_allowed");
 }
+
+/// Trailers on a client's chunked request: an HTTP/2 upstream would receive them as trailing
+/// HEADERS, past the header table (`authorization`, `cookie` as trailers). The proxy drops
+/// request trailers; control: the same request's body and headers arrive, over h2.
+#[test]
+fn request_trailers_never_reach_an_h2_upstream() {
+    let ca = TestCa::new().unwrap();
+    let mock = MockUpstream::start_tls(&ca).unwrap();
+    let url = format!("{}/responses", mock.base_url_localhost());
+    let proxy = Spawn::new(&url)
+        .env("SSL_CERT_FILE", ca.ca_pem_path().to_str().unwrap())
+        .start();
+    let raw = format!(
+        "POST /v1/responses HTTP/1.1\r\nHost: {}\r\nContent-Type: application/json\r\n\
+         Transfer-Encoding: chunked\r\nTE: trailers\r\nTrailer: authorization, cookie, x-trailer\r\n\
+         Connection: close\r\n\r\n7\r\n{{\"x\":1}}\r\n0\r\nauthorization: Bearer client-secret-trailer\r\n\
+         cookie: session=trailer-cookie\r\nx-trailer: 1\r\n\r\n",
+        proxy.host()
+    );
+    let r = common::parse_response(&common::send_raw(proxy.port, raw.as_bytes()));
+    assert_eq!(r.status, 200, "{}", r.text());
+    let reqs = mock.requests();
+    assert_eq!(reqs.len(), 1);
+    assert_eq!(reqs[0].version, http::Version::HTTP_2);
+    assert_eq!(&reqs[0].body[..], b"{\"x\":1}");
+    assert!(reqs[0].body_complete);
+    assert_eq!(
+        reqs[0].header("authorization").as_deref(),
+        Some(format!("Bearer {KEY}").as_str())
+    );
+    assert!(
+        reqs[0].trailers.is_none(),
+        "trailers reached upstream: {:?}",
+        reqs[0].trailers
+    );
+}

@@ -119,3 +119,86 @@ fn key_is_absent_from_everything_a_local_user_can_read() {
         }
     }
 }
+
+/// A hostile upstream that echoes the `Authorization` it received: in a response header, in the
+/// body of a 400, and in a streamed 200 whose echo is split across two chunks. The client must
+/// see none of it (control: the mock really echoed the key, and the rest of each body arrives).
+#[test]
+fn an_upstream_echoing_the_key_does_not_hand_it_to_the_client() {
+    let mock = MockUpstream::start().unwrap();
+    mock.set_handler(|req| {
+        let auth = req.header("authorization").unwrap_or_default();
+        let body = req.json().unwrap_or_default();
+        match body["mode"].as_str() {
+            Some("error") => MockResponse::Raw {
+                status: 400,
+                headers: vec![
+                    ("x-echo-auth".into(), auth.clone()),
+                    ("x-request-id".into(), auth.clone()),
+                    ("content-type".into(), "application/json".into()),
+                ],
+                body: format!(
+                    "{{\"error\":{{\"message\":\"bad key: {auth}\",\"code\":\"invalid_api_key\"}}}}"
+                )
+                .into(),
+            },
+            _ => {
+                // The echo split in the middle of the key, one chunk each.
+                let event = format!("event: echo\ndata: {{\"auth\":\"{auth}\"}}\n\n");
+                let cut = event.find("LeakCanary").unwrap();
+                MockResponse::SsePaced {
+                    frames: vec![
+                        event[..cut].to_string(),
+                        event[cut..].to_string(),
+                        "event: done\ndata: {}\n\n".to_string(),
+                    ],
+                    delay: Duration::from_millis(50),
+                }
+            }
+        }
+    });
+    let proxy = Spawn::new(&mock.responses_url()).start();
+
+    let r = proxy.request(
+        "POST",
+        "/v1/responses",
+        &[("Content-Type", "application/json")],
+        br#"{"mode":"error"}"#,
+    );
+    assert_eq!(r.status, 400);
+    let raw_headers = format!("{:?}", r.headers);
+    assert_clean("echoing response headers", raw_headers.as_bytes());
+    assert_clean("echoing 400 body", &r.body);
+    let text = r.text();
+    assert!(text.contains("bad key: Bearer ***"), "{text}");
+    assert_eq!(r.header("x-echo-auth").map(str::len), Some(7 + KEY.len()));
+
+    let r = proxy.request(
+        "POST",
+        "/v1/responses",
+        &[("Content-Type", "application/json")],
+        br#"{"mode":"stream"}"#,
+    );
+    assert_eq!(r.status, 200);
+    assert_clean("echoing stream (raw)", &r.body);
+    let body = r.body.clone();
+    assert_clean("echoing stream", &body);
+    let text = String::from_utf8_lossy(&body);
+    assert!(
+        text.contains("\"auth\":\"Bearer ***") && text.contains("event: done"),
+        "{text}"
+    );
+    assert_clean("stderr", proxy.stderr().as_bytes());
+    assert!(
+        proxy.stderr().contains("upstream echoed the key"),
+        "{}",
+        proxy.stderr()
+    );
+    // Control: the upstream did receive the key and echoed it.
+    let sent = mock.requests();
+    assert_eq!(sent.len(), 2);
+    assert_eq!(
+        sent[0].header("authorization").as_deref(),
+        Some(format!("Bearer {KEY}").as_str())
+    );
+}

@@ -159,6 +159,129 @@ fn shutdown_needs_the_flag_and_a_local_host() {
     assert!(is_listening(proxy.port));
 }
 
+/// The head a browser sends for `<img src="http://127.0.0.1:PORT/shutdown">` on a foreign page:
+/// GET, loopback Host, no Origin, Fetch Metadata and a Referer.
+fn img_tag_request(port: u16) -> Vec<u8> {
+    format!(
+        "GET /shutdown HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n\
+         User-Agent: Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 Chrome/131.0 Safari/537.36\r\n\
+         Accept: image/avif,image/webp,image/apng,image/*,*/*;q=0.8\r\n\
+         Sec-Fetch-Site: cross-site\r\nSec-Fetch-Mode: no-cors\r\nSec-Fetch-Dest: image\r\n\
+         Referer: https://evil.example/\r\nAccept-Encoding: gzip, deflate, br\r\n\
+         Accept-Language: en-US,en;q=0.9\r\nConnection: close\r\n\r\n"
+    )
+    .into_bytes()
+}
+
+/// The head of `fetch("http://127.0.0.1:PORT/shutdown", {mode: "no-cors"})` from a page: Chrome
+/// sends no Origin on a no-cors GET.
+fn fetch_request(port: u16) -> Vec<u8> {
+    format!(
+        "GET /shutdown HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUser-Agent: Mozilla/5.0\r\n\
+         Accept: */*\r\nSec-Fetch-Site: cross-site\r\nSec-Fetch-Mode: no-cors\r\n\
+         Sec-Fetch-Dest: empty\r\nReferer: https://evil.example/page\r\n\
+         Connection: close\r\n\r\n"
+    )
+    .into_bytes()
+}
+
+#[test]
+fn a_web_page_cannot_shut_the_proxy_down_but_curl_can() {
+    let mock = MockUpstream::start().unwrap();
+    let mut proxy = Spawn::new(&mock.responses_url())
+        .arg("--http-shutdown")
+        .start();
+    let port = proxy.port;
+    // Attack: exactly what a browser sends for an <img> tag and for a no-cors fetch().
+    for (what, raw) in [
+        ("img", img_tag_request(port)),
+        ("fetch", fetch_request(port)),
+    ] {
+        let r = common::parse_response(&common::send_raw(port, &raw));
+        assert_eq!(r.status, 403, "{what}: {}", r.text());
+        assert_eq!(r.error_code(), "browser_refused", "{what}");
+    }
+    // Each browser header alone is enough, and on the forwarded path too.
+    for h in [
+        "Sec-Fetch-Site: same-origin",
+        "Sec-Fetch-Mode: navigate",
+        "Sec-Fetch-Dest: document",
+        "Sec-Fetch-User: ?1",
+        "Referer: http://127.0.0.1/",
+    ] {
+        let (k, v) = h.split_once(": ").unwrap();
+        let r = proxy.request("GET", "/shutdown", &[(k, v)], b"");
+        assert_eq!(r.status, 403, "{h}");
+        let r = proxy.request("POST", "/v1/responses", &[(k, v)], b"{}");
+        assert_eq!(r.status, 403, "{h} on /v1/responses");
+    }
+    assert_eq!(
+        mock.requests().len(),
+        0,
+        "a browser request reached upstream"
+    );
+    std::thread::sleep(Duration::from_millis(200));
+    assert!(is_listening(port), "a browser request shut the proxy down");
+    // Control: what curl sends (`curl http://127.0.0.1:PORT/shutdown`) still works.
+    let curl = format!(
+        "GET /shutdown HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUser-Agent: curl/8.5.0\r\nAccept: */*\r\n\r\n"
+    );
+    let r = common::parse_response(&common::send_raw(port, curl.as_bytes()));
+    assert_eq!(r.status, 200, "{}", r.text());
+    let status = proxy
+        .wait_exit(Duration::from_secs(20))
+        .expect("proxy did not exit after curl's /shutdown");
+    assert_eq!(status.code(), Some(0), "{}", proxy.stderr());
+}
+
+#[test]
+fn a_client_that_never_reads_is_cut_off_and_does_not_hold_the_drain() {
+    // 64 MiB of response the client never reads: the proxy's writes block.
+    let mock = MockUpstream::start().unwrap();
+    mock.set_default(MockResponse::Raw {
+        status: 200,
+        headers: vec![("content-type".into(), "application/octet-stream".into())],
+        body: vec![b'x'; 64 << 20].into(),
+    });
+    let mut proxy = Spawn::new(&mock.responses_url())
+        .arg("--body-read-timeout")
+        .arg("2")
+        .start();
+    let mut hog = TcpStream::connect(("127.0.0.1", proxy.port)).unwrap();
+    write!(
+        hog,
+        "POST /v1/responses HTTP/1.1\r\nHost: 127.0.0.1:{}\r\nContent-Length: 2\r\n\r\n{{}}",
+        proxy.port
+    )
+    .unwrap();
+    // Control, during the same drain: a paced stream that is read completes.
+    let paced = paced_mock();
+    let reader = Spawn::new(&paced.responses_url())
+        .arg("--body-read-timeout")
+        .arg("2")
+        .start();
+    let (s, got) = stream_started(reader.port);
+    reader.signal("TERM");
+    std::thread::sleep(Duration::from_millis(500));
+    proxy.signal("TERM");
+    let started = Instant::now();
+    let status = proxy
+        .wait_exit(Duration::from_secs(15))
+        .unwrap_or_else(|| panic!("still draining 15 s after SIGTERM: {}", proxy.stderr()));
+    assert_eq!(status.code(), Some(0), "{}", proxy.stderr());
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "{:?}",
+        started.elapsed()
+    );
+    let text = read_rest(s, got);
+    assert!(
+        text.contains("ev4") && text.ends_with("0\r\n\r\n"),
+        "{text}"
+    );
+    drop(hog);
+}
+
 #[test]
 fn sigterm_and_sigint_drain_then_exit_0() {
     for sig in ["TERM", "INT"] {

@@ -241,6 +241,155 @@ fn server_info_through_a_symlink_is_refused_and_the_target_untouched() {
     );
 }
 
+/// A root-only directory with a precious file, and a directory uid 65534 owns on the way to it:
+/// `(base, secret_dir, attacker_dir)`. The attacker (a process running as uid 65534) puts a
+/// symlink `evil/d -> secret` there, so `evil/d/...` names the root-only directory.
+fn attacker_owned_parent() -> (tempfile::TempDir, std::path::PathBuf, std::path::PathBuf) {
+    use std::os::unix::fs::PermissionsExt;
+    use std::os::unix::process::CommandExt;
+    let base = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(base.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let secret = base.path().join("secret");
+    std::fs::create_dir(&secret).unwrap();
+    std::fs::set_permissions(&secret, std::fs::Permissions::from_mode(0o700)).unwrap();
+    std::fs::write(secret.join("info.json"), "root-owned content").unwrap();
+    let evil = base.path().join("evil");
+    std::fs::create_dir(&evil).unwrap();
+    std::os::unix::fs::chown(&evil, Some(65534), Some(65534)).unwrap();
+    let ok = std::process::Command::new("ln")
+        .arg("-s")
+        .arg(&secret)
+        .arg(evil.join("d"))
+        .uid(65534)
+        .gid(65534)
+        .status()
+        .unwrap()
+        .success();
+    assert!(
+        ok,
+        "uid 65534 could not plant its symlink: the test cannot run"
+    );
+    (base, secret, evil)
+}
+
+/// Runs the proxy with `--server-info path` (and `extra`): `Ok` once it wrote that file (then
+/// killed), `Err((exit code, stderr))` when start-up failed.
+fn run_with_server_info(
+    mock: &MockUpstream,
+    path: &std::path::Path,
+    extra: &[&str],
+) -> Result<(), (Option<i32>, String)> {
+    let mut child = std::process::Command::new(common::BIN)
+        .args(["--upstream-url", &mock.responses_url(), "--server-info"])
+        .arg(path)
+        .args(extra)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(b"sk-abc\n").unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            let mut err = String::new();
+            child
+                .stderr
+                .take()
+                .unwrap()
+                .read_to_string(&mut err)
+                .unwrap();
+            return Err((status.code(), err));
+        }
+        if std::fs::read_to_string(path).is_ok_and(|t| t.contains("\"port\"")) {
+            let _ = child.kill();
+            let _ = child.wait();
+            return Ok(());
+        }
+        assert!(
+            Instant::now() < deadline,
+            "proxy neither started nor failed"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+#[test]
+fn server_info_and_dump_dir_through_an_attacker_controlled_parent_are_refused() {
+    let mock = MockUpstream::start().unwrap();
+    let (_base, secret, evil) = attacker_owned_parent();
+    // Attack 1: the server-info path runs through uid 65534's directory (its symlink points at
+    // the root-only directory): the file there must not be replaced.
+    let via = evil.join("d/info.json");
+    let (code, err) = run_with_server_info(&mock, &via, &[]).unwrap_err();
+    assert_eq!(code, Some(4), "{err}");
+    assert!(
+        err.contains("owned by uid 65534") && err.contains("evil"),
+        "{err}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(secret.join("info.json")).unwrap(),
+        "root-owned content"
+    );
+    assert_eq!(
+        std::fs::read_dir(&secret).unwrap().count(),
+        1,
+        "temp file left"
+    );
+    // Attack 2: the dump dir through the same parent: nothing created in the root-only dir.
+    let dumps = evil.join("d/dumps");
+    let (code, err) = match Spawn::new(&mock.responses_url())
+        .arg("--dump-dir")
+        .arg(dumps.to_str().unwrap())
+        .try_start()
+    {
+        Ok(_) => panic!("the proxy started with a dump dir through uid 65534's directory"),
+        Err((status, err)) => (status.code(), err),
+    };
+    assert_ne!(code, Some(0), "{err}");
+    assert!(err.contains("owned by uid 65534"), "{err}");
+    assert!(!secret.join("dumps").exists());
+    // Attack 3: a symlink uid 65534 owns in a sticky directory (anyone may create one there).
+    let sticky = _base.path().join("sticky");
+    std::fs::create_dir(&sticky).unwrap();
+    std::fs::set_permissions(
+        &sticky,
+        std::os::unix::fs::PermissionsExt::from_mode(0o1777),
+    )
+    .unwrap();
+    let ok = {
+        use std::os::unix::process::CommandExt;
+        std::process::Command::new("ln")
+            .arg("-s")
+            .arg(&secret)
+            .arg(sticky.join("d"))
+            .uid(65534)
+            .gid(65534)
+            .status()
+            .unwrap()
+            .success()
+    };
+    assert!(ok);
+    let via = sticky.join("d/info.json");
+    let (code, err) = run_with_server_info(&mock, &via, &[]).unwrap_err();
+    assert_eq!(code, Some(4), "{err}");
+    assert!(
+        err.contains("symlink") && err.contains("uid 65534"),
+        "{err}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(secret.join("info.json")).unwrap(),
+        "root-owned content"
+    );
+    // Control: the same file through the root-owned path is written (replaced), and a dump dir
+    // in a root-owned directory is created.
+    let direct = secret.join("info.json");
+    let dumps = _base.path().join("dumps");
+    run_with_server_info(&mock, &direct, &["--dump-dir", dumps.to_str().unwrap()])
+        .unwrap_or_else(|(code, err)| panic!("control failed ({code:?}): {err}"));
+    assert!(dumps.is_dir());
+}
+
 #[test]
 fn ambiguous_framing_is_caught_on_a_keep_alive_connection_too() {
     let (mock, proxy) = setup();

@@ -133,6 +133,8 @@ pub struct RecordedRequest {
     pub body: Bytes,
     /// Whether the body was received to its end (false: the client aborted or framing broke).
     pub body_complete: bool,
+    /// Trailers that followed the body, if any (HTTP/1 chunked or HTTP/2 trailing HEADERS).
+    pub trailers: Option<HeaderMap>,
     pub received_at: Instant,
 }
 
@@ -427,11 +429,17 @@ async fn handle(req: Request<Incoming>, shared: Arc<Shared>) -> Response<MockBod
     let mut body = body;
     let mut received = bytes::BytesMut::new();
     let mut body_complete = true;
+    let mut trailers: Option<HeaderMap> = None;
     while let Some(frame) = body.frame().await {
         match frame {
             Ok(f) => {
                 if let Some(d) = f.data_ref() {
                     received.extend_from_slice(d);
+                }
+                if let Some(t) = f.trailers_ref() {
+                    trailers
+                        .get_or_insert_with(HeaderMap::new)
+                        .extend(t.clone());
                 }
             }
             Err(_) => {
@@ -452,6 +460,7 @@ async fn handle(req: Request<Incoming>, shared: Arc<Shared>) -> Response<MockBod
         headers: parts.headers,
         body,
         body_complete,
+        trailers,
         received_at: Instant::now(),
     };
     let response = {
