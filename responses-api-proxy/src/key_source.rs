@@ -3,6 +3,7 @@
 //! the key.
 
 use std::fmt;
+use std::io::IsTerminal;
 use std::path::PathBuf;
 
 use http::HeaderValue;
@@ -41,6 +42,13 @@ pub enum KeySourceError {
         source_name: KeySource,
         error: codex_privsep::CredentialError,
     },
+    /// Stdin is a terminal: a key typed there would be echoed on the screen (and into the
+    /// terminal's scrollback and any session recording).
+    #[error(
+        "stdin is a terminal: a key typed there is echoed; {}",
+        crate::key::HOW_TO_PROVIDE
+    )]
+    Terminal,
     /// Reading or checking the key itself failed.
     #[error("{}", read_message(.source_name, .error))]
     Read {
@@ -94,6 +102,9 @@ impl KeySource {
         };
         let path = match self {
             KeySource::Stdin => {
+                if std::io::stdin().is_terminal() {
+                    return Err(KeySourceError::Terminal);
+                }
                 return read_key(&mut FdReader::stdin(), LockPolicy::Required).map_err(read_err);
             }
             KeySource::File(p) => p.clone(),

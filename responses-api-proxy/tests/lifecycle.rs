@@ -520,3 +520,30 @@ fn at_the_limit_busy_connections_are_kept_and_newcomers_closed() {
     mock.set_default(MockResponse::json(serde_json::json!({"ok": true})));
     assert_eq!(proxy.post("{}").status, 200);
 }
+
+/// A key typed on a terminal is echoed (screen, scrollback, session recordings): with a terminal
+/// on stdin the proxy refuses before reading anything, as `codex login --with-api-key` does.
+/// Control: the same start with a pipe on stdin works (every other test).
+#[test]
+fn a_terminal_on_stdin_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let sock = dir.path().join("proxy.sock");
+    let cmd = format!(
+        "{} --upstream-url http://127.0.0.1:9/v1/responses --listen unix:{}; echo \"exit=$?\"",
+        common::BIN,
+        sock.display()
+    );
+    // `script` gives the proxy a pseudo-terminal as stdin/stdout/stderr.
+    let out = std::process::Command::new("script")
+        .args(["-qec", &cmd, "/dev/null"])
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("script (bsdutils) is needed: scripts/test installs it");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("stdin is a terminal"), "{text}");
+    assert!(text.contains("exit=3"), "{text}");
+    assert!(
+        std::fs::symlink_metadata(&sock).is_err(),
+        "it listened: {text}"
+    );
+}
