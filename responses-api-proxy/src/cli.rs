@@ -37,6 +37,12 @@ pub struct Args {
     #[arg(long, value_name = "URL", default_value = DEFAULT_UPSTREAM_URL)]
     pub upstream_url: String,
 
+    /// For a plain-http (loopback) --upstream-url: the account (name or uid) that must own the
+    /// upstream's listening socket, checked on every new upstream connection before the key is
+    /// sent (another local user could listen on a loopback port first). Default: root.
+    #[arg(long, value_name = "USER", default_value = "root")]
+    pub upstream_owner: String,
+
     /// Write each exchange to DIR as `<seq>-<ms>-request.json` / `<seq>-<ms>-response.json`
     /// (credentials redacted, files 0600, never overwriting).
     #[arg(long, value_name = "DIR")]

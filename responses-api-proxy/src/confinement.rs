@@ -14,6 +14,7 @@ use crate::access::PeerAuthorizer;
 use crate::cli::Args;
 use crate::peer_access::PeerAccess;
 use crate::upstream::Upstream;
+use crate::upstream_owner::UpstreamOwner;
 
 /// Resolving the plan failed (bad flags).
 #[derive(Debug, thiserror::Error)]
@@ -22,6 +23,8 @@ pub enum PlanError {
     RunAs(#[source] codex_privsep::DropError),
     #[error("{0}")]
     AllowList(#[source] codex_privsep::AllowListError),
+    #[error("--upstream-owner: {0}")]
+    UpstreamOwner(#[source] codex_privsep::ResolveError),
 }
 
 /// Applying the plan failed: which step and why.
@@ -67,6 +70,7 @@ pub struct ConfinePlan {
     /// to the account it drops to.
     dump_dir_is_ours: bool,
     spec: ConfineSpec,
+    upstream_owner: Arc<UpstreamOwner>,
 }
 
 impl ConfinePlan {
@@ -77,6 +81,8 @@ impl ConfinePlan {
             .map_err(PlanError::RunAs)?;
         let allow =
             AllowList::resolve(&a.allow_user, &a.allow_group).map_err(PlanError::AllowList)?;
+        let owner_uid = codex_privsep::users::resolve_uid(&args.upstream_owner)
+            .map_err(PlanError::UpstreamOwner)?;
         let dump_dir_is_ours = args
             .dump_dir
             .as_ref()
@@ -92,7 +98,14 @@ impl ConfinePlan {
                 connect_ports: Vec::new(),
                 allow_dns: false,
             },
+            upstream_owner: Arc::new(UpstreamOwner::new(owner_uid)),
         })
+    }
+
+    /// Who must own a plain-http upstream's socket; the upstream client checks through it, with
+    /// the sock_diag socket [`ConfinePlan::apply`] installs.
+    pub fn upstream_owner(&self) -> Arc<UpstreamOwner> {
+        Arc::clone(&self.upstream_owner)
     }
 
     /// What serving needs of the network, from the already parsed upstream: its TCP port, and
@@ -109,7 +122,8 @@ impl ConfinePlan {
         // The sock_diag socket is opened only now, after the listeners were bound: systemd's
         // LISTEN_FDS are taken as fds 3.. at bind time, and a descriptor opened earlier could
         // sit at one of those numbers. Before confinement, whose seccomp filter refuses netlink.
-        let ident = PeerIdentifier::new().map_err(ConfineStepError::PeerIdentifier)?;
+        let ident = Arc::new(PeerIdentifier::new().map_err(ConfineStepError::PeerIdentifier)?);
+        self.upstream_owner.install(Arc::clone(&ident));
         if let (RunAs::Drop(account), Some(dir)) = (&self.run_as, &self.dump_dir) {
             if self.dump_dir_is_ours {
                 give_created_dir(dir, account.uid, account.gid)?;

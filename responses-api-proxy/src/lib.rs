@@ -21,3 +21,4 @@ pub mod scrub;
 pub mod server;
 pub mod startup;
 pub mod upstream;
+pub mod upstream_owner;

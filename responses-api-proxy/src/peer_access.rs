@@ -2,6 +2,8 @@
 //! the peer socket through sock_diag on loopback TCP) and applies `--allow-user`/`--allow-group`.
 //! A refused peer gets 403 on every request, `/shutdown` included.
 
+use std::sync::Arc;
+
 use codex_privsep::{AllowList, PeerIdentifier};
 
 use crate::access::{ConnectionInfo, PeerAuthorizer, PeerDecision, PeerIdentity};
@@ -11,12 +13,12 @@ use crate::listener::ConnAddrs;
 /// line); loopback TCP peers only when an allow-list is set (a sock_diag lookup per connection).
 pub struct PeerAccess {
     allow: AllowList,
-    ident: PeerIdentifier,
+    ident: Arc<PeerIdentifier>,
 }
 
 impl PeerAccess {
     /// The authorizer for `allow`; `ident` is the sock_diag socket, opened before confinement.
-    pub fn new(allow: AllowList, ident: PeerIdentifier) -> Self {
+    pub fn new(allow: AllowList, ident: Arc<PeerIdentifier>) -> Self {
         PeerAccess { allow, ident }
     }
 }

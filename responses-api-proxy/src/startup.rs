@@ -117,7 +117,7 @@ impl Config {
         let plan = ConfinePlan::resolve(&args)?;
         let upstream = Upstream::parse(&args.upstream_url)?;
         let plan = plan.for_upstream(&upstream);
-        let client = build_client()?;
+        let client = build_client(plan.upstream_owner())?;
         let dumper = match &args.dump_dir {
             Some(dir) => Some(Arc::new(Dumper::new(dir).map_err(StartupError::DumpDir)?)),
             None => None,

@@ -13,6 +13,7 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 
 use crate::body::RequestBody;
+use crate::upstream_owner::{OwnerCheckedConnector, UpstreamOwner};
 
 /// Setting up the upstream failed.
 #[derive(Debug, thiserror::Error)]
@@ -54,6 +55,16 @@ fn without_userinfo(url: &str) -> String {
     }
 }
 
+/// `127.0.0.0/8`, `::1` or `localhost` (which resolves to one of them; the owner check then
+/// applies to whichever address the connection reached).
+fn host_is_loopback(host: &str) -> bool {
+    let bare = host.trim_start_matches('[').trim_end_matches(']');
+    bare.eq_ignore_ascii_case("localhost")
+        || bare
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}
+
 impl Upstream {
     /// Parses `--upstream-url`: `http` or `https`, an authority, no user info.
     pub fn parse(url: &str) -> Result<Self, UpstreamError> {
@@ -72,6 +83,12 @@ impl Upstream {
             .ok_or_else(|| bad("missing host"))?;
         if authority.as_str().contains('@') {
             return Err(bad("user info is not allowed in the URL"));
+        }
+        if scheme == Scheme::HTTP && !host_is_loopback(authority.host()) {
+            return Err(bad(
+                "plain http is only allowed to a loopback host (127.0.0.0/8, [::1], localhost): \
+                 the key would cross the network in clear text",
+            ));
         }
         let path_and_query = uri
             .path_and_query()
@@ -108,10 +125,11 @@ impl Upstream {
     }
 }
 
-pub type UpstreamClient = Client<HttpsConnector<HttpConnector>, RequestBody>;
+pub type UpstreamClient = Client<HttpsConnector<OwnerCheckedConnector>, RequestBody>;
 
 /// Builds the pooled client. Roots: `SSL_CERT_FILE`/`SSL_CERT_DIR` if set, else the system store.
-pub fn build_client() -> Result<UpstreamClient, UpstreamError> {
+/// `owner`: who must own a plain-http upstream's socket (checked on every new connection).
+pub fn build_client(owner: Arc<UpstreamOwner>) -> Result<UpstreamClient, UpstreamError> {
     let loaded = rustls_native_certs::load_native_certs();
     let mut roots = rustls::RootCertStore::empty();
     let (added, _ignored) = roots.add_parsable_certificates(loaded.certs);
@@ -145,7 +163,7 @@ pub fn build_client() -> Result<UpstreamClient, UpstreamError> {
         .https_or_http()
         .enable_http1()
         .enable_http2()
-        .wrap_connector(http);
+        .wrap_connector(OwnerCheckedConnector::new(http, owner));
     Ok(Client::builder(TokioExecutor::new())
         .timer(TokioTimer::new())
         .pool_timer(TokioTimer::new())

@@ -802,3 +802,98 @@ fn unprivileged_start_with_a_systemd_credential() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("$CREDENTIALS_DIRECTORY is not set"), "{err}");
 }
+
+/// An upstream listener of uid 65534 on 127.0.0.1: accepts one connection, reads for up to 3 s,
+/// then prints what it received (hex). First line: its port.
+struct SquatterUpstream {
+    child: Child,
+    port: u16,
+}
+
+impl SquatterUpstream {
+    fn start() -> Self {
+        const SERVER: &str = r#"
+import socket, sys
+s = socket.socket(); s.bind(("127.0.0.1", 0)); s.listen(8)
+print(s.getsockname()[1], flush=True)
+s.settimeout(30)
+c, _ = s.accept(); c.settimeout(3)
+data = b""
+try:
+    while True:
+        d = c.recv(65536)
+        if not d: break
+        data += d
+except Exception:
+    pass
+print(data.hex(), flush=True)
+"#;
+        let mut child = Command::new("python3")
+            .args(["-c", SERVER])
+            .uid(NOBODY)
+            .gid(NOBODY)
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut out = std::io::BufReader::new(child.stdout.take().unwrap());
+        let mut line = String::new();
+        std::io::BufRead::read_line(&mut out, &mut line).unwrap();
+        let port = line.trim().parse().unwrap();
+        // Keep the rest of stdout attached for `received`.
+        child.stdout = Some(out.into_inner());
+        SquatterUpstream { child, port }
+    }
+
+    /// What the squatter received (it stops reading 3 s after the last byte).
+    fn received(mut self) -> String {
+        let mut rest = String::new();
+        std::io::Read::read_to_string(self.child.stdout.as_mut().unwrap(), &mut rest).unwrap();
+        let _ = self.child.wait();
+        let hex = rest.trim();
+        let bytes: Vec<u8> = (0..hex.len() / 2)
+            .map(|i| u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).unwrap())
+            .collect();
+        String::from_utf8_lossy(&bytes).into_owned()
+    }
+}
+
+#[test]
+fn a_plain_http_upstream_of_another_user_never_gets_the_key() {
+    // Another local user listens on the loopback port the administrator's plain-http upstream
+    // was meant to use (loopback ports belong to nobody): the proxy checks the owner of the
+    // socket it reached before writing a byte, and answers 502.
+    let squatter = SquatterUpstream::start();
+    let url = format!("http://127.0.0.1:{}/v1/responses", squatter.port);
+    let p = start(&["--upstream-url", &url]);
+    let (status, body) = curl(None, &Target::Tcp(p.port), "POST", "/v1/responses");
+    assert_eq!(status, 502, "{body}");
+    assert!(body.contains("served by uid 65534"), "{body}");
+    assert!(!body.contains(KEY));
+    let got = squatter.received();
+    assert!(got.is_empty(), "the squatter received: {got:?}");
+
+    // Control: naming that account as the upstream's owner lets the same request (and the key)
+    // through, so the check above is what kept it.
+    let squatter = SquatterUpstream::start();
+    let url = format!("http://127.0.0.1:{}/v1/responses", squatter.port);
+    let p = start(&["--upstream-url", &url, "--upstream-owner", "nobody"]);
+    let _ = curl(None, &Target::Tcp(p.port), "POST", "/v1/responses");
+    let got = squatter.received();
+    assert!(got.contains(&format!("Bearer {KEY}")), "{got:?}");
+}
+
+#[test]
+fn plain_http_to_another_host_is_refused() {
+    let out = Command::new(BIN)
+        .args(["--upstream-url", "http://192.0.2.1/v1/responses"])
+        .env_clear()
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("plain http is only allowed to a loopback host"),
+        "{err}"
+    );
+}
