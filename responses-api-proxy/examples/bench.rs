@@ -272,10 +272,25 @@ fn run_mock() {
             &serde_json::json!({"type": "response.output_text.delta", "delta": format!("token {i} "), "sequence_number": i}),
         )
     };
-    let burst: Vec<String> = (0..20).map(delta).collect();
+    // 14 events of ~250 bytes, each its own chunk, back to back (as a real upstream's when one
+    // TLS record carries several events): the proxy must not write them one by one.
+    let long_delta = |i: usize| {
+        sse_frame(
+            "response.output_text.delta",
+            &serde_json::json!({"type": "response.output_text.delta", "item_id": "msg_bench", "output_index": 0, "content_index": 0, "delta": format!("token {i} of a benchmark burst, padded to about two hundred fifty bytes per event ......"), "sequence_number": i}),
+        )
+    };
+    let burst: Vec<String> = (0..14).map(long_delta).collect();
+    eprintln!(
+        "mock: sse-burst = {} events of {}..{} bytes, each its own chunk",
+        burst.len(),
+        burst.iter().map(String::len).min().unwrap_or(0),
+        burst.iter().map(String::len).max().unwrap_or(0)
+    );
+
     let paced: Vec<String> = (0..5).map(delta).collect();
     mock.set_handler(move |req| match req.header("x-bench-scenario").as_deref() {
-        Some("sse-burst") => MockResponse::SseBurst {
+        Some("sse-burst") => MockResponse::SseChunked {
             frames: burst.clone(),
         },
         Some("sse-paced") => MockResponse::SsePaced {

@@ -74,6 +74,10 @@ pub struct RequestBody {
     state: Arc<RequestBodyState>,
     counter: Arc<std::sync::atomic::AtomicU64>,
     tee: Option<Arc<Mutex<Vec<u8>>>>,
+    /// A client error met while coalescing, reported after the bytes before it.
+    stashed_err: Option<hyper::Error>,
+    /// The client's body has ended (or its trailers came, which are dropped).
+    over: bool,
 }
 
 impl RequestBody {
@@ -95,6 +99,8 @@ impl RequestBody {
             state,
             counter,
             tee,
+            stashed_err: None,
+            over: false,
         }
     }
 }
@@ -108,6 +114,13 @@ impl Body for RequestBody {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, RequestBodyError>>> {
         let this = &mut *self;
+        if let Some(e) = this.stashed_err.take() {
+            this.state.set(RequestBodyState::CLIENT_ERROR);
+            return Poll::Ready(Some(Err(RequestBodyError::Client(e))));
+        }
+        if this.over {
+            return Poll::Ready(None);
+        }
         let mut polled = Pin::new(&mut this.inner).poll_frame(cx);
         // Request trailers are dropped: an HTTP/2 upstream would receive them as trailing
         // HEADERS, past the header table (a client's `authorization` or `cookie` as a trailer).
@@ -118,6 +131,29 @@ impl Body for RequestBody {
             }
             tracing::debug!("dropping request trailers");
             polled = Pin::new(&mut this.inner).poll_frame(cx);
+        }
+        // What the client has already sent goes upstream as one frame (one write), never waiting
+        // for more (see `coalesce`; dropped trailers end the body).
+        if let Poll::Ready(Some(Ok(frame))) = polled {
+            polled = Poll::Ready(Some(Ok(match frame.into_data() {
+                Ok(data) => {
+                    let mut trailers = None;
+                    let data = coalesce(
+                        &mut this.inner,
+                        data,
+                        &mut trailers,
+                        &mut this.stashed_err,
+                        &mut this.over,
+                        cx,
+                    );
+                    if trailers.is_some() {
+                        tracing::debug!("dropping request trailers");
+                        this.over = true;
+                    }
+                    Frame::data(data)
+                }
+                Err(other) => other,
+            })));
         }
         match polled {
             Poll::Ready(Some(Ok(frame))) => {
@@ -162,7 +198,7 @@ impl Body for RequestBody {
     }
 
     fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
+        self.stashed_err.is_none() && (self.over || self.inner.is_end_stream())
     }
 
     fn size_hint(&self) -> SizeHint {
@@ -193,8 +229,10 @@ pub struct ResponseBody {
     done: bool,
     /// Upstream bodies: the key scrubber ([`crate::scrub`]).
     scrub: Option<BodyScrub>,
-    /// A frame to send before polling upstream again (trailers after held bytes).
+    /// A frame to send before polling upstream again (trailers after held or coalesced bytes).
     queued: Option<Frame<Bytes>>,
+    /// An upstream error met while coalescing, reported after the bytes before it.
+    queued_err: Option<BoxError>,
     /// Upstream's body has ended (held bytes may still be due).
     upstream_over: bool,
 }
@@ -208,6 +246,7 @@ impl ResponseBody {
             done: false,
             scrub: None,
             queued: None,
+            queued_err: None,
             upstream_over: false,
         }
     }
@@ -225,6 +264,7 @@ impl ResponseBody {
             done: false,
             scrub: Some(scrub),
             queued: None,
+            queued_err: None,
             upstream_over: false,
         }
     }
@@ -281,6 +321,7 @@ impl Body for ResponseBody {
                 body,
                 this.scrub.as_mut(),
                 &mut this.queued,
+                &mut this.queued_err,
                 &mut this.upstream_over,
                 cx,
             ),
@@ -312,6 +353,7 @@ impl Body for ResponseBody {
             Inner::Full(b) => b.is_none(),
             Inner::Upstream(body) => {
                 self.queued.is_none()
+                    && self.queued_err.is_none()
                     && !self.scrub.as_ref().is_some_and(BodyScrub::holding)
                     && (self.upstream_over || body.is_end_stream())
             }
@@ -327,18 +369,102 @@ impl Body for ResponseBody {
     }
 }
 
-/// One frame of upstream's body with the key scrubbed out (data, and trailers' values). Bytes the
-/// scrubber holds back (a possible beginning of the key at a chunk's end) go out with the next
-/// chunk or at the end; a chunk that leaves nothing to send yet is not sent as an empty frame.
+/// Most bytes gathered into one frame from what upstream already has.
+const COALESCE_MAX: usize = 64 * 1024;
+
+/// `first` plus every data frame `body` has ready right now (never waiting), as one buffer, so
+/// hyper writes them to the client with one `write` instead of one per upstream chunk (SSE events
+/// arriving together in one read). Stops at `COALESCE_MAX`, at the first `Pending`, and at the
+/// end, a trailers frame (`queued`) or an error (`queued_err`): those come next. One frame alone
+/// is passed on without a copy.
+fn coalesce<B>(
+    body: &mut B,
+    first: Bytes,
+    queued: &mut Option<Frame<Bytes>>,
+    queued_err: &mut Option<B::Error>,
+    over: &mut bool,
+    cx: &mut Context<'_>,
+) -> Bytes
+where
+    B: Body<Data = Bytes> + Unpin,
+{
+    let mut buf: Option<bytes::BytesMut> = None;
+    loop {
+        let len = buf.as_ref().map_or(first.len(), |b| b.len());
+        if len >= COALESCE_MAX {
+            break;
+        }
+        match Pin::new(&mut *body).poll_frame(cx) {
+            Poll::Ready(Some(Ok(frame))) => match frame.into_data() {
+                Ok(more) => {
+                    let b = buf.get_or_insert_with(|| {
+                        let mut b = bytes::BytesMut::with_capacity(first.len() * 16);
+                        b.extend_from_slice(&first);
+                        b
+                    });
+                    b.extend_from_slice(&more);
+                }
+                Err(other) => {
+                    *queued = Some(other);
+                    break;
+                }
+            },
+            Poll::Ready(Some(Err(e))) => {
+                *queued_err = Some(e);
+                break;
+            }
+            Poll::Ready(None) => {
+                *over = true;
+                break;
+            }
+            Poll::Pending => break,
+        }
+    }
+    buf.map_or(first, bytes::BytesMut::freeze)
+}
+
+/// A non-data frame (trailers) on its way out: its values scrubbed, after any held-back bytes.
+fn emit_other(
+    frame: Frame<Bytes>,
+    scrub: Option<&mut BodyScrub>,
+    queued: &mut Option<Frame<Bytes>>,
+) -> Frame<Bytes> {
+    let Some(s) = scrub else {
+        return frame;
+    };
+    let frame = match frame.into_trailers() {
+        Ok(mut trailers) => {
+            s.hits += s.key().headers(&mut trailers);
+            Frame::trailers(trailers)
+        }
+        Err(other) => other,
+    };
+    match s.finish() {
+        Some(held) => {
+            *queued = Some(frame);
+            Frame::data(held)
+        }
+        None => frame,
+    }
+}
+
+/// One frame of upstream's body: coalesced ([`coalesce`]) and with the key scrubbed out (data,
+/// and trailers' values). Bytes the scrubber holds back (a possible beginning of the key at a
+/// chunk's end) go out with the next chunk or at the end; a chunk that leaves nothing to send yet
+/// is not sent as an empty frame.
 fn poll_scrubbed(
     body: &mut Incoming,
     mut scrub: Option<&mut BodyScrub>,
     queued: &mut Option<Frame<Bytes>>,
+    queued_err: &mut Option<BoxError>,
     over: &mut bool,
     cx: &mut Context<'_>,
 ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
     if let Some(frame) = queued.take() {
-        return Poll::Ready(Some(Ok(frame)));
+        return Poll::Ready(Some(Ok(emit_other(frame, scrub.as_deref_mut(), queued))));
+    }
+    if let Some(e) = queued_err.take() {
+        return Poll::Ready(Some(Err(e)));
     }
     loop {
         if *over {
@@ -354,33 +480,85 @@ fn poll_scrubbed(
             Poll::Ready(Some(Err(e))) => return Poll::Ready(Some(Err(BoxError::from(e)))),
             Poll::Ready(Some(Ok(frame))) => frame,
         };
-        let Some(s) = scrub.as_deref_mut() else {
-            return Poll::Ready(Some(Ok(frame)));
-        };
-        match frame.into_data() {
+        let data = match frame.into_data() {
             Ok(data) => {
-                let out = s.chunk(data);
-                if out.is_empty() {
-                    continue;
-                }
-                return Poll::Ready(Some(Ok(Frame::data(out))));
+                let mut err = None;
+                let data = coalesce(body, data, queued, &mut err, over, cx);
+                *queued_err = err.map(BoxError::from);
+                data
             }
-            Err(frame) => {
-                let frame = match frame.into_trailers() {
-                    Ok(mut trailers) => {
-                        s.hits += s.key().headers(&mut trailers);
-                        Frame::trailers(trailers)
-                    }
-                    Err(other) => other,
-                };
-                return Poll::Ready(Some(Ok(match s.finish() {
-                    Some(held) => {
-                        *queued = Some(frame);
-                        Frame::data(held)
-                    }
-                    None => frame,
-                })));
+            Err(other) => {
+                return Poll::Ready(Some(Ok(emit_other(other, scrub.as_deref_mut(), queued))));
+            }
+        };
+        let out = match scrub.as_deref_mut() {
+            Some(s) => s.chunk(data),
+            None => data,
+        };
+        if out.is_empty() {
+            if queued.is_some() || queued_err.is_some() {
+                return poll_scrubbed(body, scrub, queued, queued_err, over, cx);
+            }
+            continue;
+        }
+        return Poll::Ready(Some(Ok(Frame::data(out))));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::VecDeque;
+
+    /// Frames that are ready, then `Pending` (more may come later), never the end.
+    struct Ready(VecDeque<Frame<Bytes>>);
+
+    impl Body for Ready {
+        type Data = Bytes;
+        type Error = BoxError;
+        fn poll_frame(
+            mut self: Pin<&mut Self>,
+            _cx: &mut Context<'_>,
+        ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+            match self.0.pop_front() {
+                Some(f) => Poll::Ready(Some(Ok(f))),
+                None => Poll::Pending,
             }
         }
+    }
+
+    fn run(frames: Vec<Frame<Bytes>>, first: Bytes) -> (Bytes, Option<Frame<Bytes>>, bool) {
+        let mut body = Ready(frames.into());
+        let (mut queued, mut err, mut over) = (None, None, false);
+        let waker = std::task::Waker::noop();
+        let mut cx = Context::from_waker(waker);
+        let out = coalesce(&mut body, first, &mut queued, &mut err, &mut over, &mut cx);
+        assert!(err.is_none());
+        (out, queued, over)
+    }
+
+    #[test]
+    fn ready_frames_leave_together_and_nothing_waits() {
+        let ev = |i: usize| Bytes::from(format!("event: delta\ndata: {{\"i\":{i}}}\n\n"));
+        let rest: Vec<Frame<Bytes>> = (1..14).map(|i| Frame::data(ev(i))).collect();
+        let (out, queued, over) = run(rest, ev(0));
+        let want: String = (0..14)
+            .map(|i| String::from_utf8(ev(i).to_vec()).unwrap())
+            .collect();
+        assert_eq!(out, want.as_bytes());
+        assert!(queued.is_none() && !over);
+        // Alone: passed on as is (no copy), and `Pending` ends the gathering at once.
+        let one = ev(0);
+        let (out, _, _) = run(vec![], one.clone());
+        assert_eq!(out.as_ptr(), one.as_ptr());
+        // Trailers stop it and come next.
+        let mut t = http::HeaderMap::new();
+        t.insert("x-t", "1".parse().unwrap());
+        let (out, queued, _) = run(
+            vec![Frame::data(ev(1)), Frame::trailers(t), Frame::data(ev(2))],
+            ev(0),
+        );
+        assert_eq!(out.len(), ev(0).len() + ev(1).len());
+        assert!(queued.is_some_and(|f| f.is_trailers()));
     }
 }

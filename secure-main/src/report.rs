@@ -7,7 +7,9 @@ use std::sync::atomic::Ordering;
 use serde::Serialize;
 
 use crate::hardening::{LoaderEnv, PRE_MAIN};
-use crate::secret::{DEGRADED_BUFFERS, LOCKED_BUFFERS, LOCKED_BYTES, LOCKED_PAGES};
+use crate::secret::{
+    DEGRADED_BUFFERS, LOCKED_BUFFERS, LOCKED_BYTES, LOCKED_PAGES, SECRET_MEMORY_BUFFERS,
+};
 use crate::sys;
 
 static LANDLOCK: Mutex<Option<Enforcement>> = Mutex::new(None);
@@ -87,6 +89,9 @@ pub struct HardeningReport {
     pub pre_main: Option<PreMainSummary>,
     /// Live `SecretBuf`s whose pages are locked (including leaked process-lifetime ones).
     pub locked_secret_buffers: usize,
+    /// Of those, how many are `memfd_secret(2)` memory (out of the kernel's direct map; the
+    /// others are mlock'ed anonymous pages, readable by root through /proc/<pid>/mem).
+    pub secret_memory_buffers: usize,
     /// Pages locked for them.
     pub locked_secret_pages: usize,
     /// Bytes locked for them.
@@ -210,6 +215,7 @@ pub fn hardening_report() -> HardeningReport {
             loader_vars_wiped: p.loader_vars_wiped,
         }),
         locked_secret_buffers: LOCKED_BUFFERS.load(Ordering::Relaxed),
+        secret_memory_buffers: SECRET_MEMORY_BUFFERS.load(Ordering::Relaxed),
         locked_secret_pages: LOCKED_PAGES.load(Ordering::Relaxed),
         locked_secret_bytes: LOCKED_BYTES.load(Ordering::Relaxed),
         degraded_secret_buffers: DEGRADED_BUFFERS.load(Ordering::Relaxed),
@@ -287,8 +293,9 @@ impl fmt::Display for HardeningReport {
         }
         writeln!(
             f,
-            "locked secret memory: {} buffers, {} pages, {} bytes ({} degraded buffers)",
+            "locked secret memory: {} buffers ({} in memfd_secret, the rest mlock'ed), {} pages, {} bytes ({} degraded buffers)",
             self.locked_secret_buffers,
+            self.secret_memory_buffers,
             self.locked_secret_pages,
             self.locked_secret_bytes,
             self.degraded_secret_buffers

@@ -88,6 +88,8 @@ pub enum SecretError {
 
 /// Process-wide counters the report shows: buffers (and their pages/bytes) currently locked.
 pub(crate) static LOCKED_BUFFERS: AtomicUsize = AtomicUsize::new(0);
+/// Live buffers (of [`LOCKED_BUFFERS`]) whose pages are `memfd_secret` memory.
+pub(crate) static SECRET_MEMORY_BUFFERS: AtomicUsize = AtomicUsize::new(0);
 pub(crate) static LOCKED_PAGES: AtomicUsize = AtomicUsize::new(0);
 pub(crate) static LOCKED_BYTES: AtomicUsize = AtomicUsize::new(0);
 /// Live buffers whose `mlock` failed under [`LockPolicy::AllowDegraded`].
@@ -123,16 +125,38 @@ impl SecretBuf {
     ///
     /// On error nothing stays mapped. With [`LockPolicy::AllowDegraded`] an `mlock` failure is
     /// not an error; check [`SecretBuf::lock_status`].
+    ///
+    /// On Linux the data pages are a `memfd_secret(2)` mapping when the kernel offers it
+    /// (5.14+, see [`SecretBuf::in_secret_memory`]): removed from the kernel's direct map, so not
+    /// even root reading `/proc/<pid>/mem` sees them; unevictable (never swapped, charged to
+    /// `RLIMIT_MEMLOCK` when mapped, so `mlock` is not called) and `MADV_DONTFORK` (a forked child
+    /// has no such pages at all, rather than zeroed ones: `MADV_WIPEONFORK` only applies to
+    /// private mappings). When the kernel refuses (ENOSYS, disabled, EAGAIN over the memlock
+    /// limit), the mlock'ed anonymous pages are used; that is not an error.
     pub fn with_capacity(cap: usize, lock: LockPolicy) -> Result<SecretBuf, SecretError> {
+        Self::new(cap, lock, true)
+    }
+
+    /// Like [`SecretBuf::with_capacity`] but never `memfd_secret`: always the mlock'ed,
+    /// wipe-on-fork anonymous pages (readable by root through `/proc/<pid>/mem`).
+    pub fn with_capacity_mlocked(cap: usize, lock: LockPolicy) -> Result<SecretBuf, SecretError> {
+        Self::new(cap, lock, false)
+    }
+
+    fn new(cap: usize, lock: LockPolicy, try_secret: bool) -> Result<SecretBuf, SecretError> {
         if cap > isize::MAX as usize / 2 {
             return Err(SecretError::CapacityTooLarge { requested: cap });
         }
-        let mut pages = GuardedPages::map(cap).map_err(|e| match e {
+        let mut pages = GuardedPages::map(cap, try_secret).map_err(|e| match e {
             MapError::Mmap(source) => SecretError::Mmap { source },
             MapError::Mprotect(source) => SecretError::MprotectGuard { source },
         })?;
         let dont_dump = advise_platform(&pages)?;
-        let lock = match pages.lock() {
+        let lock = match if pages.is_secret() {
+            Ok(()) // unevictable by construction
+        } else {
+            pages.lock()
+        } {
             Ok(()) => LockStatus::Locked,
             Err(source) => match lock {
                 LockPolicy::Required => return Err(SecretError::Mlock { source }),
@@ -150,6 +174,12 @@ impl SecretBuf {
             dont_dump,
             account,
         })
+    }
+
+    /// Whether the bytes live in `memfd_secret(2)` memory (out of the kernel's direct map, not
+    /// readable through `/proc/<pid>/mem`), rather than in mlock'ed anonymous pages.
+    pub fn in_secret_memory(&self) -> bool {
+        self.pages.is_secret()
     }
 
     /// Bytes stored.
@@ -249,7 +279,11 @@ impl SecretBuf {
 /// Keeps the report's counters in step with the live buffers: counted at creation, uncounted
 /// on drop (not on [`SecretBuf::into_static`], whose pages stay locked).
 enum Account {
-    Locked { pages: usize, bytes: usize },
+    Locked {
+        pages: usize,
+        bytes: usize,
+        secret: bool,
+    },
     Degraded,
 }
 
@@ -261,7 +295,15 @@ impl Account {
                 LOCKED_BUFFERS.fetch_add(1, Ordering::Relaxed);
                 LOCKED_PAGES.fetch_add(n, Ordering::Relaxed);
                 LOCKED_BYTES.fetch_add(bytes, Ordering::Relaxed);
-                Account::Locked { pages: n, bytes }
+                let secret = pages.is_secret();
+                if secret {
+                    SECRET_MEMORY_BUFFERS.fetch_add(1, Ordering::Relaxed);
+                }
+                Account::Locked {
+                    pages: n,
+                    bytes,
+                    secret,
+                }
             }
             LockStatus::Degraded { .. } => {
                 DEGRADED_BUFFERS.fetch_add(1, Ordering::Relaxed);
@@ -274,7 +316,14 @@ impl Account {
 impl Drop for Account {
     fn drop(&mut self) {
         match *self {
-            Account::Locked { pages, bytes } => {
+            Account::Locked {
+                pages,
+                bytes,
+                secret,
+            } => {
+                if secret {
+                    SECRET_MEMORY_BUFFERS.fetch_sub(1, Ordering::Relaxed);
+                }
                 LOCKED_BUFFERS.fetch_sub(1, Ordering::Relaxed);
                 LOCKED_PAGES.fetch_sub(pages, Ordering::Relaxed);
                 LOCKED_BYTES.fetch_sub(bytes, Ordering::Relaxed);
@@ -293,8 +342,15 @@ fn advise_platform(pages: &GuardedPages) -> Result<bool, SecretError> {
     pages
         .advise(sys::MADV_DONTDUMP)
         .map_err(|source| SecretError::MadviseDontDump { source })?;
+    // A memfd_secret mapping is shared: WIPEONFORK does not apply (EINVAL); DONTFORK leaves the
+    // child without the pages at all.
+    let fork_advice = if pages.is_secret() {
+        sys::MADV_DONTFORK
+    } else {
+        sys::MADV_WIPEONFORK
+    };
     pages
-        .advise(sys::MADV_WIPEONFORK)
+        .advise(fork_advice)
         .map_err(|source| SecretError::MadviseWipeOnFork { source })?;
     Ok(true)
 }
@@ -323,6 +379,52 @@ impl fmt::Display for SecretBuf {
 mod tests {
     use super::*;
     use crate::testutil::{all_zero, peek, region_after};
+
+    #[test]
+    #[cfg(target_os = "linux")]
+    fn secret_memory_is_unreadable_through_proc_mem_even_for_root() {
+        use std::os::unix::fs::FileExt;
+        let read = |b: &SecretBuf| {
+            let f = std::fs::File::open("/proc/self/mem").expect("open /proc/self/mem");
+            let mut out = vec![0u8; b.len()];
+            f.read_exact_at(&mut out, b.data_addr_for_tests() as u64)
+                .map(|()| out)
+        };
+        // The reader with the most rights: the suite runs as root.
+        assert_eq!(euid_from_proc(), 0, "this test must run as root");
+        let mut b = SecretBuf::with_capacity(64, LockPolicy::Required).unwrap();
+        b.extend_from_slice(b"sk-memfd-secret-canary").unwrap();
+        assert!(
+            b.in_secret_memory(),
+            "memfd_secret is not available on this kernel: cannot check the claim"
+        );
+        assert_eq!(b.lock_status(), LockStatus::Locked);
+        let err = read(&b).expect_err("root read memfd_secret memory through /proc/self/mem");
+        assert!(
+            matches!(err.raw_os_error(), Some(libc::EIO) | Some(libc::EFAULT)),
+            "{err}"
+        );
+        // The process itself still reads it.
+        assert_eq!(b.expose_secret(), b"sk-memfd-secret-canary");
+        // Control: the mlock'ed fallback is readable by root.
+        let mut m = SecretBuf::with_capacity_mlocked(64, LockPolicy::Required).unwrap();
+        m.extend_from_slice(b"sk-memfd-secret-canary").unwrap();
+        assert!(!m.in_secret_memory());
+        assert_eq!(read(&m).unwrap(), b"sk-memfd-secret-canary");
+        // The report counts the secret-memory buffer.
+        assert!(crate::hardening_report().secret_memory_buffers >= 1);
+    }
+
+    #[cfg(target_os = "linux")]
+    fn euid_from_proc() -> u32 {
+        let status = std::fs::read_to_string("/proc/self/status").expect("read /proc/self/status");
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("Uid:"))
+            .and_then(|v| v.split_whitespace().nth(1))
+            .and_then(|v| v.parse().ok())
+            .expect("effective uid in /proc/self/status")
+    }
 
     #[test]
     fn drop_wipes_the_whole_data_region_before_unmapping() {
@@ -366,6 +468,7 @@ mod tests {
 
     #[test]
     fn truncate_wipes_the_tail() {
+        crate::testutil::no_secret_memory();
         let mut b = SecretBuf::with_capacity(32, LockPolicy::Required).unwrap();
         b.extend_from_slice(b"keep\nsecond-secret").unwrap();
         b.truncate(4);

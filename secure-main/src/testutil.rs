@@ -3,7 +3,13 @@
 
 use std::os::unix::fs::FileExt;
 
-use crate::sys::{KEEP_MAPPING_ON_DROP, LAST_MAPPED_DATA};
+use crate::sys::{KEEP_MAPPING_ON_DROP, LAST_MAPPED_DATA, NO_SECRET_MEMORY};
+
+/// Buffers created on this thread from now on use mlock'ed pages, never memfd_secret (whose
+/// pages /proc/self/mem cannot read), so a test can inspect them.
+pub(crate) fn no_secret_memory() {
+    NO_SECRET_MEMORY.with(|n| n.set(true));
+}
 
 /// Reads `len` bytes at `addr` through /proc/self/mem.
 pub(crate) fn peek(addr: usize, len: usize) -> Vec<u8> {
@@ -17,6 +23,7 @@ pub(crate) fn peek(addr: usize, len: usize) -> Vec<u8> {
 /// Runs `f` with mappings kept (not unmapped) on drop on this thread, and returns the data
 /// region most recently mapped inside `f`, as it is after `f` returned.
 pub(crate) fn region_after<R>(f: impl FnOnce() -> R) -> (R, Vec<u8>) {
+    no_secret_memory();
     KEEP_MAPPING_ON_DROP.with(|k| k.set(true));
     LAST_MAPPED_DATA.with(|l| l.set((0, 0)));
     let r = f();

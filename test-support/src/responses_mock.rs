@@ -47,6 +47,10 @@ pub enum MockResponse {
     },
     /// `200 text/event-stream`, every frame written at once.
     SseBurst { frames: Vec<String> },
+    /// `200 text/event-stream`, each frame its own HTTP/1 chunk (HTTP/2: DATA frame), all ready at
+    /// once so they leave back to back, as a real upstream's are when one TLS record carries
+    /// several events.
+    SseChunked { frames: Vec<String> },
     /// `200 text/event-stream`, one frame every `delay` (the first one immediately).
     SsePaced {
         frames: Vec<String>,
@@ -516,6 +520,11 @@ async fn handle(req: Request<Incoming>, shared: Arc<Shared>) -> Response<MockBod
                 .body(MockBody::full(Bytes::from(all)))
                 .unwrap_or_else(|_| internal_error())
         }
+        MockResponse::SseChunked { frames } => sse_builder(builder)
+            .body(MockBody::Frames(
+                frames.into_iter().map(Bytes::from).collect(),
+            ))
+            .unwrap_or_else(|_| internal_error()),
         MockResponse::SsePaced { frames, delay } => {
             let body = spawn_stream(Frames::Fixed(frames), delay, false, shared);
             sse_builder(builder)
@@ -609,6 +618,8 @@ fn spawn_stream(
 /// The mock's response body: a whole buffer or a channel of chunks.
 pub enum MockBody {
     Full(Option<Bytes>),
+    /// Separate frames, every one ready at once.
+    Frames(VecDeque<Bytes>),
     Channel(mpsc::Receiver<Result<Bytes, std::io::Error>>),
 }
 
@@ -628,6 +639,7 @@ impl Body for MockBody {
     ) -> Poll<Option<Result<Frame<Bytes>, std::io::Error>>> {
         match self.get_mut() {
             MockBody::Full(b) => Poll::Ready(b.take().map(|b| Ok(Frame::data(b)))),
+            MockBody::Frames(f) => Poll::Ready(f.pop_front().map(|b| Ok(Frame::data(b)))),
             MockBody::Channel(rx) => match rx.poll_recv(cx) {
                 Poll::Ready(Some(Ok(b))) => Poll::Ready(Some(Ok(Frame::data(b)))),
                 Poll::Ready(Some(Err(e))) => Poll::Ready(Some(Err(e))),
@@ -638,14 +650,18 @@ impl Body for MockBody {
     }
 
     fn is_end_stream(&self) -> bool {
-        matches!(self, MockBody::Full(None))
+        match self {
+            MockBody::Full(b) => b.is_none(),
+            MockBody::Frames(f) => f.is_empty(),
+            MockBody::Channel(_) => false,
+        }
     }
 
     fn size_hint(&self) -> http_body::SizeHint {
         match self {
             MockBody::Full(Some(b)) => http_body::SizeHint::with_exact(b.len() as u64),
             MockBody::Full(None) => http_body::SizeHint::with_exact(0),
-            MockBody::Channel(_) => http_body::SizeHint::default(),
+            MockBody::Channel(_) | MockBody::Frames(_) => http_body::SizeHint::default(),
         }
     }
 }

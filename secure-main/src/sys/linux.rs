@@ -2,7 +2,7 @@
 
 use std::io;
 
-pub(crate) use libc::{MADV_DONTDUMP, MADV_WIPEONFORK};
+pub(crate) use libc::{MADV_DONTDUMP, MADV_DONTFORK, MADV_WIPEONFORK};
 
 /// `prctl(PR_SET_DUMPABLE, value)`.
 pub(crate) fn set_dumpable(value: bool) -> io::Result<()> {

@@ -159,6 +159,9 @@ pub(crate) struct GuardedPages {
     /// Length of the data region (a whole number of pages, at least one).
     data_len: usize,
     locked: bool,
+    /// The data pages are a `memfd_secret(2)` mapping (Linux): out of the kernel's direct map,
+    /// unevictable, unreachable through /proc/<pid>/mem.
+    secret: bool,
 }
 
 // SAFETY: GuardedPages exclusively owns its mapping (no aliasing pointer escapes except through
@@ -171,7 +174,11 @@ unsafe impl Sync for GuardedPages {}
 impl GuardedPages {
     /// `mmap` of `data_len` rounded up to whole pages (at least one) plus two guard pages, then
     /// `mprotect(PROT_NONE)` on each guard page. On failure nothing stays mapped.
-    pub(crate) fn map(data_len: usize) -> Result<Self, MapError> {
+    ///
+    /// With `try_secret` (Linux), the data pages are then replaced by a `memfd_secret(2)` mapping
+    /// at the same address when the kernel offers it (see [`GuardedPages::is_secret`]); when it
+    /// does not (ENOSYS before 5.14, or disabled), they stay ordinary anonymous pages.
+    pub(crate) fn map(data_len: usize, try_secret: bool) -> Result<Self, MapError> {
         let page = page_size();
         let data_len = data_len
             .max(1)
@@ -199,12 +206,13 @@ impl GuardedPages {
             return Err(MapError::Mmap(io::Error::from(io::ErrorKind::OutOfMemory)));
         };
         // From here on, dropping `pages` unmaps the region.
-        let pages = GuardedPages {
+        let mut pages = GuardedPages {
             base,
             total,
             page,
             data_len,
             locked: false,
+            secret: false,
         };
         let high_guard = page + data_len;
         for offset in [0, high_guard] {
@@ -223,8 +231,78 @@ impl GuardedPages {
             }
         }
         #[cfg(test)]
+        let try_secret = try_secret && !NO_SECRET_MEMORY.with(|n| n.get());
+        #[cfg(target_os = "linux")]
+        if try_secret {
+            pages.secret = pages.map_secret_data().map_err(MapError::Mmap)?;
+        }
+        #[cfg(not(target_os = "linux"))]
+        let _ = try_secret;
+        #[cfg(test)]
         LAST_MAPPED_DATA.with(|l| l.set((pages.data_addr(), pages.data_len)));
         Ok(pages)
+    }
+
+    /// Replaces the data pages with a `memfd_secret` mapping (`MAP_SHARED|MAP_FIXED` over the
+    /// same range); `false`, with the anonymous pages untouched, when the kernel refuses.
+    #[cfg(target_os = "linux")]
+    fn map_secret_data(&mut self) -> io::Result<bool> {
+        // SAFETY: memfd_secret takes a flags integer and returns a new descriptor or -1.
+        let fd = unsafe { libc::syscall(libc::SYS_memfd_secret, libc::O_CLOEXEC) };
+        let Ok(fd) = libc::c_int::try_from(fd) else {
+            return Ok(false);
+        };
+        if fd < 0 {
+            return Ok(false);
+        }
+        // SAFETY: `fd` was just returned to us and is closed exactly once, below.
+        let fd = unsafe { <std::os::fd::OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd) };
+        let raw = std::os::fd::AsRawFd::as_raw_fd(&fd);
+        let Ok(len) = libc::off_t::try_from(self.data_len) else {
+            return Ok(false);
+        };
+        // SAFETY: ftruncate on a descriptor we own.
+        if unsafe { libc::ftruncate(raw, len) } != 0 {
+            return Ok(false);
+        }
+        // SAFETY: MAP_FIXED over exactly the data region of the mapping we own (no Rust reference
+        // into it exists yet); on failure the kernel may have removed the old pages, so the range
+        // is mapped anonymous again below before anyone touches it.
+        let p = unsafe {
+            libc::mmap(
+                self.data_ptr().cast(),
+                self.data_len,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_SHARED | libc::MAP_FIXED,
+                raw,
+                0,
+            )
+        };
+        if p == libc::MAP_FAILED || p.cast::<u8>() != self.data_ptr() {
+            // SAFETY: as above: the data region of our mapping, replaced by fresh anonymous pages.
+            let q = unsafe {
+                libc::mmap(
+                    self.data_ptr().cast(),
+                    self.data_len,
+                    libc::PROT_READ | libc::PROT_WRITE,
+                    libc::MAP_PRIVATE | libc::MAP_ANON | libc::MAP_FIXED,
+                    -1,
+                    0,
+                )
+            };
+            if q == libc::MAP_FAILED {
+                return Err(io::Error::last_os_error());
+            }
+            return Ok(false);
+        }
+        // The mapping keeps the memory alive; the descriptor is not needed any more.
+        drop(fd);
+        Ok(true)
+    }
+
+    /// Whether the data pages are a `memfd_secret` mapping.
+    pub(crate) fn is_secret(&self) -> bool {
+        self.secret
     }
 
     fn data_ptr(&self) -> *mut u8 {
@@ -301,6 +379,9 @@ thread_local! {
     /// check through /proc/self/mem that drop wiped it (a wiped-then-unmapped region cannot be
     /// inspected).
     pub(crate) static KEEP_MAPPING_ON_DROP: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+    /// Test hook: when set, `map` never uses memfd_secret on this thread (tests that inspect a
+    /// region through /proc/self/mem need readable pages).
+    pub(crate) static NO_SECRET_MEMORY: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
     /// Test hook: (address, length) of the data region most recently mapped on this thread.
     pub(crate) static LAST_MAPPED_DATA: std::cell::Cell<(usize, usize)> = const { std::cell::Cell::new((0, 0)) };
 }

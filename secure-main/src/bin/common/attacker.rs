@@ -178,8 +178,11 @@ fn guards() -> Res<()> {
 /// what it sees in each (MADV_WIPEONFORK: the secret pages are zero in the child).
 fn wipe_on_fork() -> Res<()> {
     let secret_bytes = b"sk-fork-secret";
-    let mut b = secure_main::SecretBuf::with_capacity(64, secure_main::LockPolicy::Required)
-        .map_err(|e| e.to_string())?;
+    // The mlock'ed pages are the wipe-on-fork ones; memfd_secret pages are not copied into a
+    // child at all (MADV_DONTFORK, checked by the smaps test).
+    let mut b =
+        secure_main::SecretBuf::with_capacity_mlocked(64, secure_main::LockPolicy::Required)
+            .map_err(|e| e.to_string())?;
     b.extend_from_slice(secret_bytes)
         .map_err(|e| e.to_string())?;
     let heap = secret_bytes.to_vec();
