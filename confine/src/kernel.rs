@@ -23,8 +23,13 @@ pub enum Feature {
     LandlockAbstractUnixScope,
     /// seccomp-bpf.
     Seccomp,
-    /// Unprivileged user + mount namespaces (the sandbox's read-only `.git`/`.codex` carve-outs).
+    /// Unprivileged user + mount namespaces (the sandbox's read-only mounts: everything outside
+    /// the writable roots, `.git`/`.codex` carve-outs).
     UserNamespaces,
+    /// A pid namespace (the sandbox's whole process tree dies with it).
+    PidNamespace,
+    /// An IPC namespace (SysV IPC private to the sandbox).
+    IpcNamespace,
 }
 
 impl Feature {
@@ -57,8 +62,13 @@ impl Feature {
                 "seccomp filters (network sockets, ptrace, io_uring, namespaces, keyrings, bpf, TIOCSTI)"
             }
             Feature::UserNamespaces => {
-                "unprivileged user namespaces (read-only .git and .codex inside writable roots)"
+                "unprivileged user namespaces (read-only mounts: file metadata outside the writable \
+                 roots, .git and .codex inside them)"
             }
+            Feature::PidNamespace => {
+                "a pid namespace (every process of the sandbox dies with the command and the launcher)"
+            }
+            Feature::IpcNamespace => "an IPC namespace (SysV IPC private to the sandbox)",
         }
     }
 
@@ -75,6 +85,9 @@ impl Feature {
                 "Landlock ABI 6, Linux 6.12"
             }
             Feature::Seccomp => "Linux 3.5 with CONFIG_SECCOMP_FILTER",
+            Feature::PidNamespace | Feature::IpcNamespace => {
+                "Linux 3.8 with unprivileged user namespaces (or CAP_SYS_ADMIN)"
+            }
             Feature::UserNamespaces => {
                 "Linux 3.8; disabled by user.max_user_namespaces=0, kernel.unprivileged_userns_clone=0, \
                  kernel.apparmor_restrict_unprivileged_userns=1 or a container's seccomp profile"
@@ -90,7 +103,10 @@ impl Feature {
             Feature::LandlockTcp => Some(4),
             Feature::LandlockIoctlDev => Some(5),
             Feature::LandlockSignalScope | Feature::LandlockAbstractUnixScope => Some(6),
-            Feature::Seccomp | Feature::UserNamespaces => None,
+            Feature::Seccomp
+            | Feature::UserNamespaces
+            | Feature::PidNamespace
+            | Feature::IpcNamespace => None,
         }
     }
 }
@@ -162,7 +178,7 @@ impl KernelSupport {
     pub fn has(&self, feature: Feature) -> bool {
         match feature {
             Feature::Seccomp => self.seccomp,
-            Feature::UserNamespaces => false,
+            Feature::UserNamespaces | Feature::PidNamespace | Feature::IpcNamespace => false,
             f => f
                 .landlock_abi()
                 .is_some_and(|need| self.landlock_abi >= need),

@@ -363,6 +363,15 @@ fn the_sandbox_table_with_network_is_enforced_row_by_row() {
 }
 
 #[test]
+fn the_sandbox_table_without_namespaces_is_enforced_row_by_row() {
+    // SysV IPC and the file metadata calls are denied when no namespace could be created
+    let table = sandbox_linux::seccomp::table_without_namespaces(false, true);
+    assert!(denied_by(&table, libc::SYS_shmget, &[0; 6]));
+    assert!(denied_by(&table, libc::SYS_fchmodat, &[0; 6]));
+    walk("sandbox (no namespaces, read-only)", &table);
+}
+
+#[test]
 fn the_proxy_table_is_enforced_row_by_row() {
     walk("proxy", &codex_privsep::seccomp_policy::table());
 }

@@ -67,14 +67,14 @@ pub fn render_for(kernel: &KernelSupport, userns: &Result<(), std::io::Error>) -
             network,
         };
         let mut missing = kernel::missing_features(kernel, &policy);
-        if kind == PolicyKind::WorkspaceWrite {
-            if let Err(e) = userns {
-                missing.push(kernel::Missing {
-                    feature: Feature::UserNamespaces,
-                    required: true,
-                    detail: Some(e.to_string()),
-                });
-            }
+        if let Err(e) = userns {
+            // workspace-write: file metadata outside the roots (and .git/.codex) need the
+            // mount namespace; read-only: seccomp denies the metadata calls instead.
+            missing.push(kernel::Missing {
+                feature: Feature::UserNamespaces,
+                required: kind == PolicyKind::WorkspaceWrite,
+                detail: Some(e.to_string()),
+            });
         }
         let name = if network {
             "workspace-write (network_access)".to_string()
@@ -155,6 +155,36 @@ fn guarantees(
         has(Feature::LandlockAbstractUnixScope)
     ));
     v.push("setuid binaries gain nothing (no_new_privs): yes".into());
+    v.push(format!(
+        "no open of other terminals, input devices, /dev/shm (only null, zero, full, random, urandom): {}",
+        has(Feature::LandlockFs)
+    ));
+    v.push(format!(
+        "no chmod/chown/utime/xattr/ACL outside the roots and on deny-read paths: {}",
+        if userns {
+            "yes (read-only mounts)"
+        } else if kind == PolicyKind::ReadOnly {
+            "yes (seccomp denies the calls)"
+        } else {
+            "NO"
+        }
+    ));
+    v.push(format!(
+        "the process tree dies with the command and the launcher: {}",
+        if userns {
+            "yes (pid namespace)"
+        } else {
+            "yes (subreaper init kills every descendant)"
+        }
+    ));
+    v.push(format!(
+        "no SysV IPC with processes outside: {}",
+        if userns {
+            "yes (IPC namespace)".to_string()
+        } else {
+            format!("{seccomp} (seccomp denies the calls)")
+        }
+    ));
     if kind == PolicyKind::WorkspaceWrite {
         v.push(format!(
             ".git and .codex read-only inside roots: {}",
@@ -203,6 +233,16 @@ mod tests {
         assert!(out.contains("user namespaces: unavailable"), "{out}");
         assert!(
             out.contains(".git and .codex read-only inside roots: NO"),
+            "{out}"
+        );
+        assert!(
+            out.contains(
+                "no chmod/chown/utime/xattr/ACL outside the roots and on deny-read paths: NO"
+            ),
+            "{out}"
+        );
+        assert!(
+            out.contains("no SysV IPC with processes outside: yes (seccomp denies the calls)"),
             "{out}"
         );
         assert!(out.contains("no signals to processes outside: NO"), "{out}");

@@ -56,6 +56,20 @@ pub enum SandboxError {
         #[source]
         source: io::Error,
     },
+    #[error(
+        "failed to make the launcher a child subreaper (prctl PR_SET_CHILD_SUBREAPER): {source}"
+    )]
+    Subreaper {
+        #[source]
+        source: io::Error,
+    },
+    #[error(
+        "failed to prepare the sandbox's init (prctl PR_SET_CHILD_SUBREAPER / PR_SET_PDEATHSIG, sigaction): {source}"
+    )]
+    Init {
+        #[source]
+        source: io::Error,
+    },
     #[error("failed to start a new session (setsid): {source}")]
     Setsid {
         #[source]

@@ -52,20 +52,26 @@ pub fn plan(policy: &EffectivePolicy) -> FsPlan {
         .filter(|d| d.symlink_metadata().is_ok())
         .cloned()
         .collect();
-    let denied = &denied;
-    expand(Path::new("/"), Grant::ReadExec, denied, &mut plan);
+    // `/dev` is denied like a deny-read path; only `devices::ALLOWED` get rules (other
+    // terminals, input devices, /dev/shm stay unopenable).
+    let mut hidden = denied.clone();
+    hidden.push(PathBuf::from(crate::devices::DEV));
+    let hidden = &hidden;
+    expand(Path::new("/"), Grant::ReadExec, hidden, &mut plan);
     for root in &policy.writable_roots {
-        if is_denied(&root.root, denied) {
+        if is_denied(&root.root, hidden) {
             plan.roots_inside_denied.push(root.root.clone());
             continue;
         }
-        expand(&root.root, Grant::Full, denied, &mut plan);
+        expand(&root.root, Grant::Full, hidden, &mut plan);
     }
-    if !denied.iter().any(|d| Path::new("/dev/null").starts_with(d)) {
-        plan.rules.push(FsRule {
-            path: PathBuf::from("/dev/null"),
-            grant: Grant::ReadWriteFile,
-        });
+    for (dev, grant, _reason) in crate::devices::ALLOWED {
+        if !is_denied(Path::new(dev), &denied) {
+            plan.rules.push(FsRule {
+                path: PathBuf::from(dev),
+                grant: *grant,
+            });
+        }
     }
     plan
 }
@@ -144,25 +150,31 @@ mod tests {
     }
 
     #[test]
-    fn no_deny_list_is_one_read_rule_per_root() {
+    fn without_a_deny_list_only_dev_is_complemented_and_only_harmless_devices_granted() {
         let p = plan(&policy(vec![], vec![PathBuf::from("/tmp")]));
-        assert_eq!(
-            p.rules,
-            vec![
-                FsRule {
-                    path: "/".into(),
-                    grant: Grant::ReadExec
-                },
-                FsRule {
-                    path: "/tmp".into(),
-                    grant: Grant::Full
-                },
-                FsRule {
-                    path: "/dev/null".into(),
-                    grant: Grant::ReadWriteFile
-                },
-            ]
-        );
+        let has = |path: &str, grant: Grant| {
+            p.rules
+                .iter()
+                .any(|r| r.path == Path::new(path) && r.grant == grant)
+        };
+        assert!(has("/", Grant::ListOnly));
+        assert!(has("/usr", Grant::ReadExec));
+        assert!(has("/tmp", Grant::Full));
+        assert!(has("/dev/null", Grant::ReadWriteFile));
+        assert!(has("/dev/urandom", Grant::Read));
+        assert!(!p.rules.iter().any(|r| r.path == Path::new("/dev")));
+        for other in [
+            "/dev/pts",
+            "/dev/tty",
+            "/dev/ptmx",
+            "/dev/input",
+            "/dev/shm",
+        ] {
+            assert!(
+                !p.rules.iter().any(|r| r.path.starts_with(other)),
+                "{other} must get no rule"
+            );
+        }
     }
 
     #[test]

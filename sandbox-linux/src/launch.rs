@@ -45,6 +45,8 @@ use crate::fs_rules;
 use crate::kernel::{Feature, KernelSupport, Missing, missing_features};
 use crate::landlock_rules;
 use crate::mountns;
+use crate::namespaces;
+use crate::pidns;
 use crate::report::{MountNsStatus, Report};
 use crate::seccomp;
 use crate::sys;
@@ -67,6 +69,9 @@ pub struct Options {
 pub struct Planned {
     fs: Option<fs_rules::FsPlan>,
     seccomp: Option<codex_confine::seccomp::Filter>,
+    /// Set by [`Sandbox::spawn`] in the child it cloned into new namespaces (`None`: forked
+    /// without namespaces).
+    entered: Option<mountns::Entered>,
 }
 
 /// State: every mechanism applied to this process.
@@ -118,7 +123,11 @@ impl Sandbox<Planned> {
             kernel,
             missing,
             opts,
-            state: Planned { fs, seccomp },
+            state: Planned {
+                fs,
+                seccomp,
+                entered: None,
+            },
         })
     }
 
@@ -176,34 +185,54 @@ impl Sandbox<Planned> {
             }
             report.carve_outs_symlinked = symlinked;
         }
-        if carve_outs.is_empty() {
-            report.mount_ns = MountNsStatus::NotNeeded;
-        } else {
-            let roots: Vec<PathBuf> = policy
-                .writable_roots
-                .iter()
-                .map(|r| r.root.clone())
-                .collect();
-            let pins = mountns::pins_for(&roots, &carve_outs);
-            match mountns::enter_and_protect(&pins, &carve_outs) {
-                Ok(()) => {
-                    report.mount_ns = MountNsStatus::Applied;
-                    report.read_only_carve_outs = carve_outs;
+        match state.entered {
+            Some(entered) => {
+                // Every root Landlock grants stays writable; everything else becomes a read-only
+                // mount (file metadata), and so do carve-outs and deny-read paths inside roots.
+                let roots: Vec<PathBuf> = policy
+                    .writable_roots
+                    .iter()
+                    .map(|r| r.root.clone())
+                    .filter(|r| !policy.deny_read.iter().any(|d| r.starts_with(d)))
+                    .filter(|r| r.symlink_metadata().is_ok())
+                    .collect();
+                let denied_in_roots: Vec<PathBuf> = policy
+                    .deny_read
+                    .iter()
+                    .filter(|d| roots.iter().any(|r| d.starts_with(r)))
+                    .filter(|d| {
+                        d.symlink_metadata()
+                            .is_ok_and(|m| !m.file_type().is_symlink())
+                    })
+                    .cloned()
+                    .collect();
+                let pins = mountns::pins_for(&roots, &carve_outs);
+                let mut read_only = carve_outs.clone();
+                read_only.extend(denied_in_roots);
+                let outcome = mountns::set_up(entered, &roots, &pins, &read_only)
+                    .map_err(|source| SandboxError::MountNs { source })?;
+                report.mount_ns = MountNsStatus::Applied;
+                report.read_only_carve_outs = carve_outs;
+                report.namespaces = Some(outcome.own_proc);
+            }
+            None if carve_outs.is_empty() => {
+                report.mount_ns = MountNsStatus::NotNeeded;
+            }
+            None => {
+                let why = "no mount namespace".to_string();
+                let m = Missing {
+                    feature: Feature::UserNamespaces,
+                    required: true,
+                    detail: Some(format!(
+                        "the existing .git/.codex inside the writable roots would stay writable ({why})"
+                    )),
+                };
+                if !opts.dangerously_allow_weaker_sandbox {
+                    return Err(SandboxError::Refused { missing: vec![m] });
                 }
-                Err(e) if e.is_unavailable() => {
-                    let m = Missing {
-                        feature: Feature::UserNamespaces,
-                        required: true,
-                        detail: Some(e.to_string()),
-                    };
-                    if !opts.dangerously_allow_weaker_sandbox {
-                        return Err(SandboxError::Refused { missing: vec![m] });
-                    }
-                    report.mount_ns = MountNsStatus::Unavailable(e.to_string());
-                    report.carve_outs_writable = carve_outs;
-                    missing.push(m);
-                }
-                Err(source) => return Err(SandboxError::MountNs { source }),
+                report.mount_ns = MountNsStatus::Unavailable(why);
+                report.carve_outs_writable = carve_outs;
+                missing.push(m);
             }
         }
 
@@ -252,30 +281,32 @@ impl Sandbox<Planned> {
         }
         let (status_r, status_w) =
             sys::pipe_cloexec().map_err(|source| SandboxError::Pipe { source })?;
-        let parent = std::process::id();
-        match sys::fork().map_err(|source| SandboxError::Fork { source })? {
+        let mut this = self;
+        let confined = this.policy.kind != PolicyKind::DangerFullAccess;
+        let forked = if confined {
+            match namespaces::clone_isolated() {
+                Ok((fork, entered)) => {
+                    if let sys::Fork::Child = fork {
+                        this.state.entered = Some(entered);
+                    }
+                    fork
+                }
+                Err(unavailable) => {
+                    this.without_namespaces(&unavailable)?;
+                    // Orphans of the sandbox come back to the launcher, which kills them.
+                    sys::set_child_subreaper()
+                        .map_err(|source| SandboxError::Subreaper { source })?;
+                    sys::fork().map_err(|source| SandboxError::Fork { source })?
+                }
+            }
+        } else {
+            sys::fork().map_err(|source| SandboxError::Fork { source })?
+        };
+        match forked {
             sys::Fork::Child => {
                 drop(status_r);
-                let mut status_w = std::fs::File::from(status_w);
-                let program = self.opts.program.clone();
-                let fail = |e: SandboxError, w: &mut std::fs::File| -> ! {
-                    eprintln!("{program}: {e}");
-                    let code = e.exit_code();
-                    let _ = w.write_all(&[code as u8]);
-                    sys::exit_now(code)
-                };
-                if let Err(source) = sys::set_parent_death_signal(libc::SIGKILL) {
-                    fail(SandboxError::ParentDeathSignal { source }, &mut status_w);
-                }
-                if std::os::unix::process::parent_id() != parent {
-                    sys::exit_now(crate::EXIT_SETUP_FAILED);
-                }
-                let applied = match self.apply() {
-                    Ok(a) => a,
-                    Err(e) => fail(e, &mut status_w),
-                };
-                let e = applied.exec(command);
-                fail(e, &mut status_w)
+                let status_w = std::fs::File::from(status_w);
+                this.run_child(command, status_w)
             }
             sys::Fork::Parent { child } => {
                 drop(status_w);
@@ -293,10 +324,14 @@ impl Sandbox<Planned> {
                     }
                 };
                 let status = sys::waitpid(child).map_err(|source| SandboxError::Wait { source })?;
+                if confined && this.state.entered.is_none() {
+                    // Without a pid namespace: whatever the init left (if the command killed it).
+                    pidns::kill_descendants(sys::getpid());
+                }
                 if let Err(source) = forwarding {
                     eprintln!(
                         "{}: warning: signals are not forwarded to the command: {source}",
-                        self.opts.program
+                        this.opts.program
                     );
                 }
                 match setup_code {
@@ -304,6 +339,107 @@ impl Sandbox<Planned> {
                     None => Ok(sys::exit_code_from_status(status)),
                 }
             }
+        }
+    }
+
+    /// No namespaces could be created (`why`): refuse when a guarantee needs them (file metadata
+    /// with writable roots), otherwise switch to the seccomp fallbacks (SysV IPC denied; metadata
+    /// calls denied when there is no writable root) and record what is missing.
+    fn without_namespaces(&mut self, why: &std::io::Error) -> Result<(), SandboxError> {
+        let no_root = self.policy.writable_roots.is_empty();
+        let metadata = Missing {
+            feature: Feature::UserNamespaces,
+            required: !no_root,
+            detail: Some(if no_root {
+                format!("file metadata calls are denied by seccomp instead ({why})")
+            } else {
+                format!(
+                    "chmod, chown, utime and xattrs/ACLs outside the writable roots cannot be refused \
+                     without a mount namespace ({why})"
+                )
+            }),
+        };
+        if metadata.required && !self.opts.dangerously_allow_weaker_sandbox {
+            return Err(SandboxError::Refused {
+                missing: vec![metadata],
+            });
+        }
+        self.missing.push(metadata);
+        self.missing.push(Missing {
+            feature: Feature::PidNamespace,
+            required: false,
+            detail: Some(
+                "the sandbox's init is a subreaper that kills every descendant when the command \
+                 exits or the launcher dies"
+                    .to_string(),
+            ),
+        });
+        self.missing.push(Missing {
+            feature: Feature::IpcNamespace,
+            required: false,
+            detail: Some("the SysV IPC calls are denied by seccomp instead".to_string()),
+        });
+        if self.state.seccomp.is_some() {
+            let table = seccomp::table_without_namespaces(self.policy.network, no_root);
+            self.state.seccomp = Some(
+                codex_confine::seccomp::Filter::compile(&table)
+                    .map_err(|source| SandboxError::Seccomp { source })?,
+            );
+        }
+        Ok(())
+    }
+
+    /// The sandbox's first process: apply, then run the command as a child under the init
+    /// ([`pidns`]). Never returns.
+    fn run_child(self, command: &[OsString], mut status_w: std::fs::File) -> ! {
+        use std::os::fd::AsFd;
+        let program = self.opts.program.clone();
+        let fail = |e: SandboxError, w: &mut std::fs::File| -> ! {
+            eprintln!("{program}: {e}");
+            let code = e.exit_code();
+            let _ = w.write_all(&[code as u8]);
+            sys::exit_now(code)
+        };
+        if let Err(source) = sys::set_parent_death_signal(libc::SIGKILL) {
+            fail(SandboxError::ParentDeathSignal { source }, &mut status_w);
+        }
+        // The launcher died before the death signal was set: nobody would kill us.
+        if sys::pipe_reader_gone(status_w.as_fd()) {
+            sys::exit_now(crate::EXIT_SETUP_FAILED);
+        }
+        let mode = if self.state.entered.is_some() {
+            pidns::Mode::PidNamespace
+        } else {
+            pidns::Mode::Subreaper
+        };
+        let confined = self.policy.kind != PolicyKind::DangerFullAccess;
+        let applied = match self.apply() {
+            Ok(a) => a,
+            Err(e) => fail(e, &mut status_w),
+        };
+        if !confined {
+            let e = applied.exec(command);
+            fail(e, &mut status_w)
+        }
+        match pidns::prepare(mode, || sys::pipe_reader_gone(status_w.as_fd())) {
+            Ok(true) => {}
+            Ok(false) => sys::exit_now(crate::EXIT_SETUP_FAILED),
+            Err(source) => fail(SandboxError::Init { source }, &mut status_w),
+        }
+        match sys::fork() {
+            Ok(sys::Fork::Child) => {
+                if let Err(source) = sys::set_parent_death_signal(libc::SIGKILL) {
+                    fail(SandboxError::ParentDeathSignal { source }, &mut status_w);
+                }
+                let e = applied.exec(command);
+                fail(e, &mut status_w)
+            }
+            Ok(sys::Fork::Parent { child }) => {
+                let code = pidns::supervise(mode, child);
+                drop(status_w);
+                sys::exit_now(code)
+            }
+            Err(source) => fail(SandboxError::Fork { source }, &mut status_w),
         }
     }
 }

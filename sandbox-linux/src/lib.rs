@@ -23,12 +23,16 @@
 //! Threads: the launcher must be single-threaded when it calls [`Sandbox::spawn`].
 
 pub mod check;
+pub mod devices;
 pub mod error;
 pub mod fs_rules;
 pub mod kernel;
 pub mod landlock_rules;
 pub mod launch;
+pub mod metadata;
 pub mod mountns;
+pub mod namespaces;
+pub mod pidns;
 pub mod report;
 pub mod seccomp;
 mod sys;

@@ -2,10 +2,11 @@
 //! to, `.codex`) inside writable roots.
 //!
 //! Landlock cannot take rights away below a rule, so a writable root's `.git` would be writable.
-//! Without privileges the only way to carve a read-only hole is a mount: in the forked child,
-//! `unshare(CLONE_NEWUSER | CLONE_NEWNS)`, map our own uid and gid (root with CAP_SYS_ADMIN
-//! only unshares the mount namespace), make `/` private (nothing
-//! propagates back), then bind each carve-out onto itself and set it read-only recursively with
+//! Without privileges the only way to carve a read-only hole is a mount: the launcher clones the
+//! child into new user, mount, pid and IPC namespaces (root with CAP_SYS_ADMIN needs no user
+//! namespace); the child maps its own uid and gid, makes `/` private (nothing propagates back),
+//! makes every mount read-only except the writable roots ([`crate::metadata`]: file metadata),
+//! then binds each carve-out onto itself and sets it read-only recursively with
 //! `mount_setattr`. Landlock (no mount topology changes for confined processes) and seccomp
 //! (`mount`, `umount2`, `move_mount`, ... refused) keep the command from undoing it.
 
@@ -23,11 +24,6 @@ pub enum MountNsError {
         "failed to make the sandbox child dumpable (prctl PR_SET_DUMPABLE) to write its id maps: {source}"
     )]
     Dumpable {
-        #[source]
-        source: io::Error,
-    },
-    #[error("unshare(CLONE_NEWUSER|CLONE_NEWNS) failed: {source}")]
-    Unshare {
         #[source]
         source: io::Error,
     },
@@ -54,6 +50,27 @@ pub enum MountNsError {
         #[source]
         source: io::Error,
     },
+    #[error(
+        "failed to copy the mount tree of writable root {path} (open_tree OPEN_TREE_CLONE): {source}"
+    )]
+    OpenTree {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error(
+        "failed to make every mount read-only (mount_setattr / MOUNT_ATTR_RDONLY AT_RECURSIVE): {source}"
+    )]
+    ReadOnlyAll {
+        #[source]
+        source: io::Error,
+    },
+    #[error("failed to put writable root {path} back as a writable mount (move_mount): {source}")]
+    MoveMount {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
     #[error("failed to re-enter the working directory after mounting (getcwd/chdir): {source}")]
     Chdir {
         #[source]
@@ -61,13 +78,6 @@ pub enum MountNsError {
     },
     #[error("path contains a NUL byte: {path}")]
     Nul { path: PathBuf },
-}
-
-impl MountNsError {
-    /// True when the kernel (or its configuration) does not let us create the namespaces.
-    pub fn is_unavailable(&self) -> bool {
-        matches!(self, MountNsError::Unshare { .. })
-    }
 }
 
 fn cstr(path: &Path) -> Result<CString, MountNsError> {
@@ -80,31 +90,52 @@ fn write_proc(path: &'static str, content: &str) -> Result<(), MountNsError> {
     std::fs::write(path, content).map_err(|source| MountNsError::WriteProc { path, source })
 }
 
-/// Enter a new user + mount namespace (single-threaded caller) and make `paths` read-only.
+/// The namespaces the sandbox's first process was cloned into (`launch.rs` creates them with
+/// `clone`, so that the process is pid 1 of its pid namespace).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Entered {
+    /// A new user namespace (false: root with `CAP_SYS_ADMIN` created the others without one).
+    pub user: bool,
+}
+
+/// What [`set_up`] did besides the read-only mounts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Outcome {
+    /// A procfs of the new pid namespace covers `/proc` (false: the host's stays, so pids in
+    /// `/proc` are the host's; set-up continues).
+    pub own_proc: bool,
+}
+
+/// In the freshly cloned namespaces (single-threaded caller): map our uid/gid (new user
+/// namespace), make `/` private, mount a procfs of the new pid namespace, make every mount
+/// read-only except `roots` ([`crate::metadata`]), then bind `pins` (outermost first, unchanged)
+/// and the read-only `paths` (carve-outs and deny-read paths inside the roots).
 ///
-/// `pins` (outermost first) are bound onto themselves, unchanged, before the carve-outs: a mount
-/// point cannot be renamed or removed (`EBUSY`), so a directory between an outer writable root
-/// and a carve-out cannot be moved away and replaced by a fresh, writable `.git`. Afterwards the
-/// working directory is entered again by path, so that relative paths resolve through the new
-/// mounts rather than the covered directories below them.
+/// A pin is a mount point, which cannot be renamed or removed (`EBUSY`), so a directory between
+/// an outer writable root and a carve-out cannot be moved away and replaced by a fresh, writable
+/// `.git`. Afterwards the working directory is entered again by path, so that relative paths
+/// resolve through the new mounts rather than the covered directories below them.
 ///
-/// After a failure the process may already be in the new namespaces with some paths read-only.
-pub fn enter_and_protect(pins: &[PathBuf], paths: &[PathBuf]) -> Result<(), MountNsError> {
-    let uid = sys::getuid();
-    let gid = sys::getgid();
-    // root (with CAP_SYS_ADMIN) needs no user namespace, and keeps its view of file ownership;
-    // without CAP_SYS_ADMIN (e.g. in a container) fall through to the unprivileged path.
-    let root_ns = uid == 0 && sys::unshare(libc::CLONE_NEWNS).is_ok();
-    if !root_ns {
+/// After a failure the process is in the new namespaces with some mounts changed: exit.
+pub fn set_up(
+    entered: Entered,
+    roots: &[PathBuf],
+    pins: &[PathBuf],
+    paths: &[PathBuf],
+) -> Result<Outcome, MountNsError> {
+    if entered.user {
+        let uid = sys::getuid();
+        let gid = sys::getgid();
         sys::set_dumpable().map_err(|source| MountNsError::Dumpable { source })?;
-        sys::unshare(libc::CLONE_NEWUSER | libc::CLONE_NEWNS)
-            .map_err(|source| MountNsError::Unshare { source })?;
         write_proc("/proc/self/uid_map", &format!("{uid} {uid} 1\n"))?;
         write_proc("/proc/self/setgroups", "deny\n")?;
         write_proc("/proc/self/gid_map", &format!("{gid} {gid} 1\n"))?;
     }
     sys::mount(None, c"/", libc::MS_REC | libc::MS_PRIVATE)
         .map_err(|source| MountNsError::MakePrivate { source })?;
+    // Before the read-only pass, so the new procfs is read-only too.
+    let own_proc = sys::mount_proc().is_ok();
+    crate::metadata::read_only_outside(roots)?;
     // Bind `p` onto itself (recursively); the error names `p`.
     let bind_self = |p: &PathBuf| {
         let c = cstr(p)?;
@@ -128,7 +159,7 @@ pub fn enter_and_protect(pins: &[PathBuf], paths: &[PathBuf]) -> Result<(), Moun
     }
     let cwd = std::env::current_dir().map_err(|source| MountNsError::Chdir { source })?;
     std::env::set_current_dir(&cwd).map_err(|source| MountNsError::Chdir { source })?;
-    Ok(())
+    Ok(Outcome { own_proc })
 }
 
 /// The directories to pin for `carve_outs` inside `roots`: for each carve-out strictly inside a

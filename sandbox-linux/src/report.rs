@@ -33,6 +33,10 @@ pub struct Report {
     pub no_new_privs: bool,
     pub new_session: bool,
     pub mount_ns: MountNsStatus,
+    /// `Some(own_proc)` when the sandbox runs in its own user/mount/pid/IPC namespaces (file
+    /// metadata read-only outside the roots, the process tree dies with pid 1, SysV IPC private);
+    /// `own_proc`: `/proc` shows the new pid namespace.
+    pub namespaces: Option<bool>,
     pub read_only_carve_outs: Vec<PathBuf>,
     /// Carve-outs left writable because the mount namespace was unavailable.
     pub carve_outs_writable: Vec<PathBuf>,
@@ -57,6 +61,7 @@ impl Report {
             no_new_privs: false,
             new_session: false,
             mount_ns: MountNsStatus::NotNeeded,
+            namespaces: None,
             read_only_carve_outs: Vec::new(),
             carve_outs_writable: Vec::new(),
             carve_outs_not_existing: Vec::new(),
@@ -122,6 +127,17 @@ impl fmt::Display for Report {
             if self.new_session { "yes" } else { "no" }
         )?;
         write!(f, "; deny-read {} paths", self.deny_read.len())?;
+        match self.namespaces {
+            Some(own_proc) => write!(
+                f,
+                "; namespaces user/mount/pid/ipc (read-only outside the roots, tree dies with pid 1{})",
+                if own_proc { "" } else { ", host /proc" }
+            )?,
+            None => write!(
+                f,
+                "; no namespaces (init is a subreaper; SysV IPC denied by seccomp)"
+            )?,
+        }
         match &self.mount_ns {
             MountNsStatus::NotNeeded => write!(f, "; mount ns not needed")?,
             MountNsStatus::Applied => {

@@ -8,7 +8,7 @@
 //! that kills foreign architectures, refuses x32 numbers and answers `clone3` with `ENOSYS`, the
 //! compiler and the installer) is `codex-confine`'s.
 
-use codex_confine::seccomp::Condition::NotIn32;
+use codex_confine::seccomp::Condition::{Always, NotIn32};
 use codex_confine::seccomp::{BASELINE, Filter, Rule};
 
 pub use codex_confine::seccomp::SeccompError;
@@ -47,6 +47,116 @@ pub fn table(network: bool) -> Vec<Rule> {
 /// Compile the table (and the shared ABI filter) before anything is restricted.
 pub fn compile(network: bool) -> Result<Filter, SeccompError> {
     Filter::compile(&table(network))
+}
+
+/// SysV IPC, denied when the sandbox has no IPC namespace of its own (with one, the command
+/// sees only its own segments, queues and semaphores, and these calls work).
+pub const SYSV_IPC: &[Rule] = &[
+    Rule::new(
+        "shmget",
+        libc::SYS_shmget,
+        Always,
+        "no IPC namespace: SysV shared memory of processes outside is reachable by key",
+    ),
+    Rule::new("shmat", libc::SYS_shmat, Always, "see shmget"),
+    Rule::new("shmctl", libc::SYS_shmctl, Always, "see shmget"),
+    Rule::new("shmdt", libc::SYS_shmdt, Always, "see shmget"),
+    Rule::new(
+        "msgget",
+        libc::SYS_msgget,
+        Always,
+        "no IPC namespace: SysV message queues of processes outside",
+    ),
+    Rule::new("msgsnd", libc::SYS_msgsnd, Always, "see msgget"),
+    Rule::new("msgrcv", libc::SYS_msgrcv, Always, "see msgget"),
+    Rule::new("msgctl", libc::SYS_msgctl, Always, "see msgget"),
+    Rule::new(
+        "semget",
+        libc::SYS_semget,
+        Always,
+        "no IPC namespace: SysV semaphores of processes outside",
+    ),
+    Rule::new("semop", libc::SYS_semop, Always, "see semget"),
+    Rule::new("semtimedop", libc::SYS_semtimedop, Always, "see semget"),
+    Rule::new("semctl", libc::SYS_semctl, Always, "see semget"),
+];
+
+/// File metadata calls, denied when there is no mount namespace and no writable root (the
+/// read-only policy): Landlock does not cover them and seccomp cannot see their paths. With a
+/// writable root the sandbox refuses instead (see `metadata.rs`).
+pub const METADATA: &[Rule] = &[
+    #[cfg(target_arch = "x86_64")]
+    Rule::new(
+        "chmod",
+        libc::SYS_chmod,
+        Always,
+        "no mount namespace: mode of files outside the roots (Landlock does not cover it)",
+    ),
+    Rule::new("fchmod", libc::SYS_fchmod, Always, "see chmod"),
+    Rule::new("fchmodat", libc::SYS_fchmodat, Always, "see chmod"),
+    Rule::new("fchmodat2", SYS_FCHMODAT2, Always, "see chmod"),
+    #[cfg(target_arch = "x86_64")]
+    Rule::new(
+        "chown",
+        libc::SYS_chown,
+        Always,
+        "no mount namespace: owner of files outside the roots",
+    ),
+    #[cfg(target_arch = "x86_64")]
+    Rule::new("lchown", libc::SYS_lchown, Always, "see chown"),
+    Rule::new("fchown", libc::SYS_fchown, Always, "see chown"),
+    Rule::new("fchownat", libc::SYS_fchownat, Always, "see chown"),
+    #[cfg(target_arch = "x86_64")]
+    Rule::new(
+        "utime",
+        libc::SYS_utime,
+        Always,
+        "no mount namespace: timestamps of files outside the roots",
+    ),
+    #[cfg(target_arch = "x86_64")]
+    Rule::new("utimes", libc::SYS_utimes, Always, "see utime"),
+    #[cfg(target_arch = "x86_64")]
+    Rule::new("futimesat", libc::SYS_futimesat, Always, "see utime"),
+    Rule::new("utimensat", libc::SYS_utimensat, Always, "see utime"),
+    Rule::new(
+        "setxattr",
+        libc::SYS_setxattr,
+        Always,
+        "no mount namespace: extended attributes and ACLs (system.posix_acl_*) outside the roots",
+    ),
+    Rule::new("lsetxattr", libc::SYS_lsetxattr, Always, "see setxattr"),
+    Rule::new("fsetxattr", libc::SYS_fsetxattr, Always, "see setxattr"),
+    Rule::new("setxattrat", SYS_SETXATTRAT, Always, "see setxattr"),
+    Rule::new("removexattr", libc::SYS_removexattr, Always, "see setxattr"),
+    Rule::new(
+        "lremovexattr",
+        libc::SYS_lremovexattr,
+        Always,
+        "see setxattr",
+    ),
+    Rule::new(
+        "fremovexattr",
+        libc::SYS_fremovexattr,
+        Always,
+        "see setxattr",
+    ),
+    Rule::new("removexattrat", SYS_REMOVEXATTRAT, Always, "see setxattr"),
+];
+
+/// Numbers shared by every architecture since Linux 5.1's unified table (not in every libc).
+const SYS_FCHMODAT2: libc::c_long = 452;
+const SYS_SETXATTRAT: libc::c_long = 463;
+const SYS_REMOVEXATTRAT: libc::c_long = 466;
+
+/// The table when the sandbox runs without namespaces: [`table`] plus [`SYSV_IPC`], plus
+/// [`METADATA`] when the policy has no writable root.
+pub fn table_without_namespaces(network: bool, no_writable_root: bool) -> Vec<Rule> {
+    let mut t = table(network);
+    t.extend_from_slice(SYSV_IPC);
+    if no_writable_root {
+        t.extend_from_slice(METADATA);
+    }
+    t
 }
 
 #[cfg(test)]

@@ -46,13 +46,6 @@ pub fn setsid() -> io::Result<()> {
     check(unsafe { libc::setsid() }).map(drop)
 }
 
-/// `unshare(flags)`. The kernel requires a single-threaded caller for `CLONE_NEWUSER`; callers
-/// run it in the freshly forked child.
-pub fn unshare(flags: libc::c_int) -> io::Result<()> {
-    // SAFETY: unshare takes flags by value and touches no memory of ours.
-    check(unsafe { libc::unshare(flags) }).map(drop)
-}
-
 /// `mount(source, target, NULL, flags, NULL)` for bind mounts and propagation changes.
 pub fn mount(source: Option<&CStr>, target: &CStr, flags: libc::c_ulong) -> io::Result<()> {
     let src = source.map_or(std::ptr::null(), CStr::as_ptr);
@@ -286,4 +279,143 @@ pub fn probe_user_namespace() -> io::Result<Result<(), io::Error>> {
             }
         }
     }
+}
+
+/// `clone(flags | SIGCHLD)` with no new stack: a `fork` whose child starts in the namespaces
+/// `flags` names (`CLONE_NEWUSER`, `CLONE_NEWNS`, `CLONE_NEWPID`, `CLONE_NEWIPC`). With
+/// `CLONE_NEWPID` the child is pid 1 of the new pid namespace.
+///
+/// The caller must be single-threaded, as for [`fork`].
+pub fn clone_into(flags: libc::c_int) -> io::Result<Fork> {
+    // SAFETY: raw clone without CLONE_VM and with a NULL stack duplicates the address space like
+    // fork (the child continues on a copy of this stack); the caller is single-threaded, so no
+    // lock is held by another thread. The pointer arguments (parent/child tid, tls) are NULL and
+    // unused without CLONE_*TID/CLONE_SETTLS.
+    let ret = unsafe {
+        libc::syscall(
+            libc::SYS_clone,
+            (flags | libc::SIGCHLD) as libc::c_ulong,
+            0usize,
+            0usize,
+            0usize,
+            0usize,
+        )
+    };
+    let pid = check_long(ret)?;
+    Ok(if pid == 0 {
+        Fork::Child
+    } else {
+        Fork::Parent {
+            child: pid as libc::pid_t,
+        }
+    })
+}
+
+/// `prctl(PR_SET_CHILD_SUBREAPER, 1)`: orphaned descendants are re-parented to this process
+/// instead of the system's init, so it can find and kill them.
+pub fn set_child_subreaper() -> io::Result<()> {
+    // SAFETY: PR_SET_CHILD_SUBREAPER takes an integer by value; no memory is passed.
+    check(unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) }).map(drop)
+}
+
+/// `poll(fd, POLLOUT, 0)` on the write end of a pipe: `true` when the read end is closed
+/// everywhere (`POLLERR`), i.e. the process holding it has died.
+pub fn pipe_reader_gone(fd: std::os::fd::BorrowedFd<'_>) -> bool {
+    use std::os::fd::AsRawFd;
+    let mut p = libc::pollfd {
+        fd: fd.as_raw_fd(),
+        events: libc::POLLOUT,
+        revents: 0,
+    };
+    // SAFETY: `p` is one live pollfd and we pass a count of 1.
+    let ret = unsafe { libc::poll(&mut p, 1, 0) };
+    ret > 0 && p.revents & (libc::POLLERR | libc::POLLHUP) != 0
+}
+
+/// `waitpid(-1, &status, 0)` once (not retried on `EINTR`: callers check flags set by signal
+/// handlers). Returns (pid, raw status).
+pub fn wait_any() -> io::Result<(libc::pid_t, libc::c_int)> {
+    let mut status: libc::c_int = 0;
+    // SAFETY: `status` is a live c_int the kernel writes the wait status into.
+    let pid = check(unsafe { libc::waitpid(-1, &mut status, 0) })?;
+    Ok((pid, status))
+}
+
+/// `kill(pid, sig)`.
+pub fn kill(pid: libc::pid_t, sig: libc::c_int) -> io::Result<()> {
+    // SAFETY: kill takes its arguments by value.
+    check(unsafe { libc::kill(pid, sig) }).map(drop)
+}
+
+/// Install `handler` for `sig` without `SA_RESTART` (a blocking `waitpid` returns `EINTR`).
+pub fn on_signal(sig: libc::c_int, handler: extern "C" fn(libc::c_int)) -> io::Result<()> {
+    // SAFETY: `sa` is zero-initialised (a valid empty `struct sigaction`) and given a handler
+    // that only touches atomics; sigaction reads `sa` during the call only.
+    let ret = unsafe {
+        let mut sa: libc::sigaction = std::mem::zeroed();
+        sa.sa_sigaction = handler as *const () as usize;
+        libc::sigemptyset(&mut sa.sa_mask);
+        libc::sigaction(sig, &sa, std::ptr::null_mut())
+    };
+    check(ret).map(drop)
+}
+
+/// `open_tree(AT_FDCWD, path, OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | AT_RECURSIVE)`: a detached
+/// copy of the mount tree at `path`, with the flags its mounts have now.
+pub fn open_tree_clone(path: &CStr) -> io::Result<OwnedFd> {
+    const OPEN_TREE_CLONE: libc::c_uint = 1;
+    const AT_RECURSIVE: libc::c_uint = 0x8000;
+    // SAFETY: `path` is NUL-terminated and borrowed for the call; flags by value.
+    let ret = unsafe {
+        libc::syscall(
+            libc::SYS_open_tree,
+            libc::AT_FDCWD,
+            path.as_ptr(),
+            OPEN_TREE_CLONE | libc::O_CLOEXEC as libc::c_uint | AT_RECURSIVE,
+        )
+    };
+    let fd = check_long(ret)?;
+    // SAFETY: open_tree succeeded, so `fd` is a new descriptor owned by nobody else.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd as libc::c_int) })
+}
+
+/// `move_mount(tree, "", AT_FDCWD, target, MOVE_MOUNT_F_EMPTY_PATH)`: attach a detached tree.
+pub fn move_mount_onto(tree: std::os::fd::BorrowedFd<'_>, target: &CStr) -> io::Result<()> {
+    use std::os::fd::AsRawFd;
+    const MOVE_MOUNT_F_EMPTY_PATH: libc::c_uint = 4;
+    // SAFETY: `tree` is a live descriptor from open_tree; both strings are NUL-terminated and
+    // borrowed for the call.
+    let ret = unsafe {
+        libc::syscall(
+            libc::SYS_move_mount,
+            tree.as_raw_fd(),
+            c"".as_ptr(),
+            libc::AT_FDCWD,
+            target.as_ptr(),
+            MOVE_MOUNT_F_EMPTY_PATH,
+        )
+    };
+    check_long(ret).map(drop)
+}
+
+/// `mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL)`: a procfs showing
+/// the caller's pid namespace.
+pub fn mount_proc() -> io::Result<()> {
+    // SAFETY: all strings are NUL-terminated literals; data is NULL, which procfs accepts.
+    check(unsafe {
+        libc::mount(
+            c"proc".as_ptr(),
+            c"/proc".as_ptr(),
+            c"proc".as_ptr(),
+            libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC,
+            std::ptr::null(),
+        )
+    })
+    .map(drop)
+}
+
+/// `getpid()`.
+pub fn getpid() -> libc::pid_t {
+    // SAFETY: getpid cannot fail and takes no arguments.
+    unsafe { libc::getpid() }
 }

@@ -31,6 +31,8 @@ const EBUSY: &str = "errno 16";
 const EROFS: &str = "errno 30";
 const ENOSYS: &str = "errno 38";
 const EBADF: &str = "errno 9";
+const ENOENT: &str = "errno 2";
+const ESRCH: &str = "errno 3";
 
 /// A test directory layout: `ws` (the cwd, a git checkout), `outside`, `home` (with credential
 /// files), `codex_home`. World-traversable, owned by nobody, so tests can run the sandbox as 65534.
@@ -222,18 +224,26 @@ fn kernel_has_what_these_tests_need() {
 #[test]
 fn writes_outside_the_roots_are_denied_inside_work() {
     let e = env();
+    // with namespaces everything outside the roots is a read-only mount (EROFS comes first);
+    // without them Landlock answers (EACCES)
     let r = Run::ws_write(&e);
-    assert_eq!(r.probe(&["write", &s(&e.outside.join("new"))]), EACCES);
+    assert_eq!(r.probe(&["write", &s(&e.outside.join("new"))]), EROFS);
     assert_eq!(
         r.probe(&["write", &s(&e.outside.join("public.txt"))]),
-        EACCES
+        EROFS
     );
+    let weak = Run::ws_write(&e)
+        .outer("userns")
+        .flag("--dangerously-allow-weaker-sandbox");
+    assert_eq!(weak.probe(&["write", &s(&e.outside.join("new"))]), EACCES);
     assert_eq!(r.probe(&["write", &s(&e.ws.join("new"))]), "ok");
     assert_eq!(r.probe(&["write", "/dev/null"]), "ok");
     assert_eq!(r.probe(&["read", &s(&e.outside.join("public.txt"))]), "ok");
     // read-only: not even the cwd
     let ro = Run::new(&e, r#"{"mode":"read-only"}"#);
-    assert_eq!(ro.probe(&["write", &s(&e.ws.join("ro-new"))]), EACCES);
+    assert_eq!(ro.probe(&["write", &s(&e.ws.join("ro-new"))]), EROFS);
+    let ro_no_ns = Run::new(&e, r#"{"mode":"read-only"}"#).outer("userns");
+    assert_eq!(ro_no_ns.probe(&["write", &s(&e.ws.join("ro-new"))]), EACCES);
     assert_eq!(ro.probe(&["write", "/dev/null"]), "ok");
     // control: without the sandbox the outside write works
     assert_eq!(
@@ -330,9 +340,10 @@ fn deny_read_defaults_are_unreadable_and_their_siblings_readable() {
         r.probe(&["read", &s(&e.home.join(".ssh/id_ed25519"))]),
         EACCES
     );
+    // a deny-read path inside a root is bound read-only
     assert_eq!(
         r.probe(&["write", &s(&e.home.join(".ssh/authorized_keys"))]),
-        EACCES
+        EROFS
     );
     assert_eq!(
         r.probe(&["write", &s(&e.home.join(".config/other/new"))]),
@@ -371,26 +382,32 @@ fn links_symlinks_and_renames_cannot_escape_a_root() {
             &s(&e.ws.join("sl")),
             &s(&e.outside.join("evil"))
         ]),
-        EACCES
+        EROFS
     );
     assert!(!e.outside.join("evil").exists());
-    // rename out of the root, and into it from a read-only place
-    assert_eq!(
-        r.probe(&[
-            "rename",
-            &s(&e.ws.join("mine")),
-            &s(&e.outside.join("moved"))
-        ]),
-        EACCES
-    );
-    assert_eq!(
-        r.probe(&[
-            "rename",
-            &s(&e.outside.join("public.txt")),
-            &s(&e.ws.join("stolen"))
-        ]),
-        EACCES
-    );
+    // rename out of the root, and into it from a read-only place: the root is its own mount
+    // (EXDEV); without namespaces Landlock refuses (EACCES)
+    let weak = Run::ws_write(&e)
+        .outer("userns")
+        .flag("--dangerously-allow-weaker-sandbox");
+    for (r, errno) in [(&r, EXDEV), (&weak, EACCES)] {
+        assert_eq!(
+            r.probe(&[
+                "rename",
+                &s(&e.ws.join("mine")),
+                &s(&e.outside.join("moved"))
+            ]),
+            errno
+        );
+        assert_eq!(
+            r.probe(&[
+                "rename",
+                &s(&e.outside.join("public.txt")),
+                &s(&e.ws.join("stolen"))
+            ]),
+            errno
+        );
+    }
     // controls: the same operations inside the root work
     assert_eq!(
         r.probe(&["link", &s(&e.ws.join("mine")), &s(&e.ws.join("hl2"))]),
@@ -509,7 +526,17 @@ fn same_uid_processes_outside_cannot_be_traced_signalled_or_read() {
     let e = env();
     let mut victim = spawn_victim();
     let pid = victim.id().to_string();
+    // with a pid namespace (and its own /proc) the victim is not even visible
     let r = Run::ws_write(&e).nobody();
+    assert_eq!(r.probe(&["ptrace", &pid]), EPERM);
+    assert_eq!(r.probe(&["process-vm-readv", &pid]), EPERM);
+    assert_eq!(r.probe(&["proc-mem", &pid]), ENOENT);
+    assert_eq!(r.probe(&["kill", &pid]), ESRCH);
+    // without namespaces Landlock's scopes and seccomp answer
+    let r = Run::ws_write(&e)
+        .nobody()
+        .outer("userns")
+        .flag("--dangerously-allow-weaker-sandbox");
     assert_eq!(r.probe(&["ptrace", &pid]), EPERM);
     assert_eq!(r.probe(&["process-vm-readv", &pid]), EPERM);
     assert_eq!(r.probe(&["proc-mem", &pid]), EACCES);
@@ -756,7 +783,12 @@ fn the_command_dies_with_the_launcher_and_gets_forwarded_signals() {
         wait_for(|| !children_of(lpid).is_empty()),
         "command never started"
     );
-    let cmd = children_of(lpid)[0];
+    let init = children_of(lpid)[0];
+    assert!(
+        wait_for(|| !children_of(init).is_empty()),
+        "command never started"
+    );
+    let cmd = children_of(init)[0];
     launcher.kill().unwrap();
     launcher.wait().unwrap();
     assert!(
@@ -766,11 +798,15 @@ fn the_command_dies_with_the_launcher_and_gets_forwarded_signals() {
     // SIGTERM the launcher: forwarded, and the exit code is 128 + 15
     let mut launcher = r.command(&[PROBE, "sleep", "120"]).spawn().unwrap();
     let lpid = launcher.id();
-    assert!(wait_for(|| !children_of(lpid).is_empty() && {
-        let c = children_of(lpid)[0];
-        std::fs::read_link(format!("/proc/{c}/exe"))
-            .map(|p| p.ends_with("sandbox-linux-probe"))
-            .unwrap_or(false)
+    assert!(wait_for(|| {
+        children_of(lpid)
+            .iter()
+            .flat_map(|&init| children_of(init))
+            .any(|c| {
+                std::fs::read_link(format!("/proc/{c}/exe"))
+                    .map(|p| p.ends_with("sandbox-linux-probe"))
+                    .unwrap_or(false)
+            })
     }));
     assert_eq!(
         probe_outside(&["kill", &lpid.to_string(), "15"], false),
@@ -793,12 +829,13 @@ fn under_pty(cmd: &str) -> String {
 #[test]
 fn the_command_has_no_controlling_terminal() {
     // bubblewrap CVE-2017-5226: with the user's terminal as controlling tty, TIOCSTI injects
-    // input. After setsid() the command has none: opening /dev/tty fails with ENXIO.
+    // input. After setsid() the command has none, and /dev/tty is not among the devices
+    // Landlock lets it open (EACCES, before the tty driver would answer ENXIO).
     let inside = under_pty(&format!(
         "{} --sandbox-policy-cwd / --sandbox-policy '{{\"mode\":\"read-only\"}}' -- {PROBE} read /dev/tty",
         helper()
     ));
-    assert_eq!(inside, "errno 6");
+    assert_eq!(inside, EACCES);
     // control: the same probe under the same pty without the sandbox opens its terminal
     assert_eq!(under_pty(&format!("{PROBE} read /dev/tty")), "ok");
 }

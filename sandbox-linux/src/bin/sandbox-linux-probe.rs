@@ -238,6 +238,75 @@ mod probe_sys {
             .map(drop)
     }
 
+    pub fn open_ro_noctty(p: &CStr) -> io::Result<()> {
+        // SAFETY: NUL-terminated path; the returned descriptor is closed right away.
+        let fd = res(unsafe {
+            libc::open(
+                p.as_ptr(),
+                libc::O_RDONLY | libc::O_NOCTTY | libc::O_CLOEXEC,
+            )
+        } as libc::c_long)?;
+        // SAFETY: `fd` was just returned by open and is owned here.
+        unsafe { libc::close(fd as i32) };
+        Ok(())
+    }
+
+    pub fn chmod(p: &CStr, mode: u32) -> io::Result<()> {
+        // SAFETY: NUL-terminated path, mode by value.
+        res(unsafe { libc::chmod(p.as_ptr(), mode) } as libc::c_long).map(drop)
+    }
+
+    /// `utimensat(AT_FDCWD, p, {0, 0}, 0)`: set both times to the epoch.
+    pub fn utime_epoch(p: &CStr) -> io::Result<()> {
+        let times = [
+            libc::timespec {
+                tv_sec: 0,
+                tv_nsec: 0,
+            },
+            libc::timespec {
+                tv_sec: 0,
+                tv_nsec: 0,
+            },
+        ];
+        // SAFETY: NUL-terminated path; `times` holds the two timespecs utimensat reads.
+        res(
+            unsafe { libc::utimensat(libc::AT_FDCWD, p.as_ptr(), times.as_ptr(), 0) }
+                as libc::c_long,
+        )
+        .map(drop)
+    }
+
+    pub fn setxattr(p: &CStr, name: &CStr, value: &[u8]) -> io::Result<()> {
+        // SAFETY: path and name NUL-terminated; `value` is valid for its length.
+        res(unsafe {
+            libc::setxattr(
+                p.as_ptr(),
+                name.as_ptr(),
+                value.as_ptr().cast(),
+                value.len(),
+                0,
+            )
+        } as libc::c_long)
+        .map(drop)
+    }
+
+    /// `shmget(key, 0, 0)` then `shmat` read-only, read the first byte, `shmdt`.
+    pub fn shm_read(key: i32) -> io::Result<u8> {
+        // SAFETY: shmget takes integers only.
+        let id = res(unsafe { libc::shmget(key, 0, 0) } as libc::c_long)? as i32;
+        // SAFETY: attaching segment `id` at an address of the kernel's choice.
+        let addr = unsafe { libc::shmat(id, std::ptr::null(), libc::SHM_RDONLY) };
+        if addr as isize == -1 {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: the segment is at least one byte long (created so by the test) and mapped
+        // readable at `addr` until shmdt.
+        let b = unsafe { *(addr as *const u8) };
+        // SAFETY: `addr` was returned by shmat above.
+        unsafe { libc::shmdt(addr) };
+        Ok(b)
+    }
+
     pub fn link(a: &CStr, b: &CStr) -> io::Result<()> {
         // SAFETY: both NUL-terminated.
         res(unsafe { libc::link(a.as_ptr(), b.as_ptr()) } as libc::c_long).map(drop)
@@ -274,6 +343,21 @@ fn run(args: &[String]) -> i32 {
     match action.as_str() {
         "write" => report(std::fs::write(arg(args, 2), b"probe")),
         "read" => report(std::fs::read(arg(args, 2)).map(drop)),
+        "open-noctty" => report(s::open_ro_noctty(&cpath(&arg(args, 2)))),
+        "chmod" => report(s::chmod(
+            &cpath(&arg(args, 2)),
+            u32::from_str_radix(&arg(args, 3), 8).unwrap_or(0o777),
+        )),
+        "utime" => report(s::utime_epoch(&cpath(&arg(args, 2)))),
+        "setxattr" => report(s::setxattr(
+            &cpath(&arg(args, 2)),
+            &cpath(&arg(args, 3)),
+            arg(args, 4).as_bytes(),
+        )),
+        "shm-read" => match s::shm_read(num(args, 2) as i32) {
+            Ok(b) => println!("ok {b}"),
+            Err(e) => println!("errno {}", e.raw_os_error().unwrap_or(-1)),
+        },
         "readdir" => report(std::fs::read_dir(arg(args, 2)).map(drop)),
         "mkdir" => report(std::fs::create_dir(arg(args, 2))),
         "link" => report(s::link(&cpath(&arg(args, 2)), &cpath(&arg(args, 3)))),
@@ -385,7 +469,7 @@ fn run(args: &[String]) -> i32 {
 }
 
 /// `outer-deny userns|landlock -- CMD...`: install a seccomp filter that takes a kernel feature
-/// away (user namespaces: unshare/clone(CLONE_NEWUSER) → EPERM; Landlock:
+/// away (namespaces: unshare, clone(CLONE_NEWUSER/NEWNS/NEWPID/NEWIPC) → EPERM; Landlock:
 /// landlock_create_ruleset → ENOSYS), then exec CMD. Simulates Docker's default profile / a
 /// kernel without Landlock, honestly, with the same kernel mechanism.
 fn outer_deny(what: &str, rest: &[String]) -> i32 {
@@ -405,6 +489,35 @@ fn outer_deny(what: &str, rest: &[String]) -> i32 {
                 mask: libc::CLONE_NEWUSER as u64,
             },
             "simulated: no user namespaces",
+        ),
+        // Docker's default profile refuses every namespace flag to unprivileged containers:
+        // without these rows root would still get mount/pid/IPC namespaces.
+        Rule::new(
+            "clone(CLONE_NEWNS)",
+            libc::SYS_clone,
+            Condition::Bits64 {
+                arg: 0,
+                mask: libc::CLONE_NEWNS as u64,
+            },
+            "simulated: no namespaces",
+        ),
+        Rule::new(
+            "clone(CLONE_NEWPID)",
+            libc::SYS_clone,
+            Condition::Bits64 {
+                arg: 0,
+                mask: libc::CLONE_NEWPID as u64,
+            },
+            "simulated: no namespaces",
+        ),
+        Rule::new(
+            "clone(CLONE_NEWIPC)",
+            libc::SYS_clone,
+            Condition::Bits64 {
+                arg: 0,
+                mask: libc::CLONE_NEWIPC as u64,
+            },
+            "simulated: no namespaces",
         ),
     ];
     const LANDLOCK: &[Rule] = &[Rule::new(

@@ -1,0 +1,95 @@
+//! File metadata outside the writable roots: mode, owner, timestamps, extended attributes and
+//! ACLs (Landlock does not cover chmod, chown, utime or setxattr).
+//!
+//! With a mount namespace every mount becomes read-only except the writable roots, so those
+//! calls fail with `EROFS` (as does any write the Landlock rules already refuse):
+//! 1. each writable root's mount tree is copied as it is now (`open_tree(OPEN_TREE_CLONE |
+//!    AT_RECURSIVE)`, detached, keeping its flags);
+//! 2. every mount, hidden or not, becomes read-only (`mount_setattr("/", MOUNT_ATTR_RDONLY,
+//!    AT_RECURSIVE)`);
+//! 3. the copies are attached back over their roots, outermost first (`move_mount`).
+//!
+//! Deny-read paths and carve-outs inside a root are then bound read-only by
+//! [`crate::mountns::set_up`]. Device nodes stay usable on a read-only mount (`/dev/null`,
+//! the command's terminal), and connecting to a unix socket needs no writable mount.
+//!
+//! Without a mount namespace seccomp cannot see paths: the read-only policy (no writable root)
+//! denies the metadata calls outright ([`crate::seccomp::METADATA`]); a policy with writable
+//! roots cannot keep the guarantee and is refused (exit 201) unless
+//! `--dangerously-allow-weaker-sandbox`.
+
+use std::path::{Path, PathBuf};
+
+use crate::mountns::MountNsError;
+use crate::sys;
+
+fn cstr(path: &Path) -> Result<std::ffi::CString, MountNsError> {
+    use std::os::unix::ffi::OsStrExt;
+    std::ffi::CString::new(path.as_os_str().as_bytes()).map_err(|_| MountNsError::Nul {
+        path: path.to_path_buf(),
+    })
+}
+
+/// The roots to re-attach: outermost first, without roots inside another root (the outer copy
+/// already holds them). `None` when a root is `/` (nothing lies outside the roots).
+pub fn roots_to_keep(roots: &[PathBuf]) -> Option<Vec<PathBuf>> {
+    if roots.iter().any(|r| r == Path::new("/")) {
+        return None;
+    }
+    let mut keep: Vec<PathBuf> = roots
+        .iter()
+        .filter(|r| !roots.iter().any(|o| o != *r && r.starts_with(o)))
+        .cloned()
+        .collect();
+    keep.sort_by_key(|p| p.components().count());
+    keep.dedup();
+    Some(keep)
+}
+
+/// Make every mount read-only except the trees at `roots` (inside a private mount namespace).
+pub fn read_only_outside(roots: &[PathBuf]) -> Result<(), MountNsError> {
+    let Some(keep) = roots_to_keep(roots) else {
+        return Ok(());
+    };
+    let mut trees = Vec::with_capacity(keep.len());
+    for r in &keep {
+        let c = cstr(r)?;
+        let tree = sys::open_tree_clone(&c).map_err(|source| MountNsError::OpenTree {
+            path: r.clone(),
+            source,
+        })?;
+        trees.push((r, c, tree));
+    }
+    sys::mount_set_readonly_recursive(c"/")
+        .map_err(|source| MountNsError::ReadOnlyAll { source })?;
+    for (r, c, tree) in &trees {
+        use std::os::fd::AsFd;
+        sys::move_mount_onto(tree.as_fd(), c).map_err(|source| MountNsError::MoveMount {
+            path: (*r).clone(),
+            source,
+        })?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn nested_roots_are_kept_once_outermost_first_and_slash_keeps_everything() {
+        let roots = vec![
+            PathBuf::from("/w/a/b"),
+            PathBuf::from("/tmp"),
+            PathBuf::from("/w/a"),
+        ];
+        assert_eq!(
+            roots_to_keep(&roots),
+            Some(vec![PathBuf::from("/tmp"), PathBuf::from("/w/a")])
+        );
+        assert_eq!(
+            roots_to_keep(&[PathBuf::from("/"), PathBuf::from("/w")]),
+            None
+        );
+    }
+}

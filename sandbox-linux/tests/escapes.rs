@@ -1,0 +1,521 @@
+//! The outside review's escapes (issue 12, items 2, 4, 5 and 6), each run from the attacker's
+//! position (the sandboxed command), with and without namespaces (the probe's `outer-deny
+//! userns` filter refuses every namespace flag, as Docker's default profile does), each paired
+//! with a control that succeeds outside the sandbox.
+//!
+//! Needs `setfacl` (Debian `acl`) and `script` (Debian `bsdutils`); a missing tool fails the
+//! test, it never skips.
+
+// Test code: a failed set-up step must fail the test loudly.
+#![allow(clippy::unwrap_used, clippy::panic, clippy::expect_used)]
+
+use std::io::{BufRead, BufReader, Write};
+use std::os::unix::fs::{MetadataExt, PermissionsExt, chown};
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+const HELPER: &str = env!("CARGO_BIN_EXE_codex-linux-sandbox");
+const PROBE: &str = env!("CARGO_BIN_EXE_sandbox-linux-probe");
+const NOBODY: u32 = 65534;
+
+const EPERM: &str = "errno 1";
+const ENOENT: &str = "errno 2";
+const EACCES: &str = "errno 13";
+const EROFS: &str = "errno 30";
+
+const READ_ONLY: &str = r#"{"mode":"read-only"}"#;
+const WS_WRITE: &str = r#"{"mode":"workspace-write"}"#;
+
+/// `ws` (the cwd), `home` with `.bashrc` and a deny-read key, all owned by nobody.
+struct Env {
+    _dir: tempfile::TempDir,
+    ws: PathBuf,
+    home: PathBuf,
+}
+
+impl Env {
+    fn new() -> Env {
+        let dir = tempfile::Builder::new()
+            .prefix("sbe-")
+            .tempdir_in(suite_test_support::dirs::outside_default_roots(Path::new(
+                env!("CARGO_TARGET_TMPDIR"),
+            )))
+            .unwrap();
+        let base = std::fs::canonicalize(dir.path()).unwrap();
+        std::fs::set_permissions(&base, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let ws = base.join("ws");
+        let home = base.join("home");
+        std::fs::create_dir_all(&ws).unwrap();
+        std::fs::create_dir_all(home.join(".ssh")).unwrap();
+        std::fs::write(home.join(".bashrc"), "# rc\n").unwrap();
+        std::fs::write(home.join(".ssh/id_ed25519"), "PRIVATE KEY").unwrap();
+        std::fs::write(ws.join("mine"), "mine").unwrap();
+        for p in [&home.join(".bashrc"), &home.join(".ssh/id_ed25519")] {
+            std::fs::set_permissions(p, std::fs::Permissions::from_mode(0o600)).unwrap();
+        }
+        for p in [
+            &base,
+            &ws,
+            &ws.join("mine"),
+            &home,
+            &home.join(".ssh"),
+            &home.join(".bashrc"),
+            &home.join(".ssh/id_ed25519"),
+        ] {
+            chown(p, Some(NOBODY), Some(NOBODY)).unwrap();
+        }
+        Env {
+            _dir: dir,
+            ws,
+            home,
+        }
+    }
+
+    fn bashrc(&self) -> PathBuf {
+        self.home.join(".bashrc")
+    }
+
+    fn key(&self) -> PathBuf {
+        self.home.join(".ssh/id_ed25519")
+    }
+}
+
+/// With namespaces, or without them (outer filter; `dangerous` adds the flag).
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Ns {
+    With,
+    Without { dangerous: bool },
+}
+
+fn sandbox(env: &Env, policy: &str, ns: Ns, cmd: &[&str]) -> Command {
+    let mut c = match ns {
+        Ns::With => Command::new(HELPER),
+        Ns::Without { .. } => {
+            let mut c = Command::new(PROBE);
+            c.args(["outer-deny", "userns", "--", HELPER]);
+            c
+        }
+    };
+    c.arg("--sandbox-policy-cwd")
+        .arg(&env.ws)
+        .arg("--sandbox-policy")
+        .arg(policy);
+    if ns == (Ns::Without { dangerous: true }) {
+        c.arg("--dangerously-allow-weaker-sandbox");
+    }
+    c.arg("--").args(cmd);
+    c.current_dir(&env.ws)
+        .env("HOME", &env.home)
+        .env_remove("TMPDIR")
+        .uid(NOBODY)
+        .gid(NOBODY)
+        .stdin(Stdio::null());
+    c
+}
+
+fn output(mut c: Command) -> Output {
+    c.stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .output()
+        .unwrap()
+}
+
+/// The probe's one-line answer inside the sandbox (exit 0 required).
+fn probe_in(env: &Env, policy: &str, ns: Ns, args: &[&str]) -> String {
+    let mut cmd = vec![PROBE];
+    cmd.extend_from_slice(args);
+    let out = output(sandbox(env, policy, ns, &cmd));
+    let stdout = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "probe {args:?} ({ns:?}): stdout {stdout:?}, stderr {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stdout
+}
+
+/// The probe outside any sandbox (the control), as nobody.
+fn probe_out(args: &[&str]) -> String {
+    let out = Command::new(PROBE)
+        .args(args)
+        .uid(NOBODY)
+        .gid(NOBODY)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+fn s(p: &Path) -> String {
+    p.display().to_string()
+}
+
+/// mode, mtime, access ACL of `p`.
+fn meta(p: &Path) -> (u32, i64, String) {
+    let m = std::fs::metadata(p).unwrap();
+    let acl = Command::new("getfacl")
+        .args(["-cp"])
+        .arg(p)
+        .output()
+        .expect("getfacl (Debian acl) is needed");
+    (
+        m.mode() & 0o7777,
+        m.mtime(),
+        String::from_utf8_lossy(&acl.stdout).to_string(),
+    )
+}
+
+/// chmod, utime, a user xattr and `setfacl` on `target` inside the sandbox: each answer.
+fn metadata_attacks(env: &Env, policy: &str, ns: Ns, target: &Path) -> Vec<String> {
+    let t = s(target);
+    let mut answers = vec![
+        probe_in(env, policy, ns, &["chmod", &t, "0644"]),
+        probe_in(env, policy, ns, &["utime", &t]),
+        probe_in(env, policy, ns, &["setxattr", &t, "user.codex", "x"]),
+    ];
+    let out = output(sandbox(
+        env,
+        policy,
+        ns,
+        &[
+            "sh",
+            "-c",
+            &format!("setfacl -m u:{NOBODY}:rw {t} 2>&1; echo rc=$?"),
+        ],
+    ));
+    answers.push(String::from_utf8_lossy(&out.stdout).trim().to_string());
+    answers
+}
+
+#[test]
+fn metadata_outside_the_roots_and_of_deny_read_files_cannot_change() {
+    let e = Env::new();
+    let before = [meta(&e.bashrc()), meta(&e.key())];
+    // with namespaces: read-only mounts, in both policies
+    for policy in [READ_ONLY, WS_WRITE] {
+        for target in [e.bashrc(), e.key()] {
+            let a = metadata_attacks(&e, policy, Ns::With, &target);
+            assert_eq!(&a[..3], &[EROFS, EROFS, EROFS], "{policy} {target:?}");
+            assert!(
+                a[3].contains("Read-only file system") && a[3].ends_with("rc=1"),
+                "setfacl {policy} {target:?}: {}",
+                a[3]
+            );
+        }
+    }
+    // without namespaces, read-only: the calls are denied by seccomp
+    for target in [e.bashrc(), e.key()] {
+        let a = metadata_attacks(&e, READ_ONLY, Ns::Without { dangerous: false }, &target);
+        assert_eq!(&a[..3], &[EPERM, EPERM, EPERM], "{target:?}");
+        assert!(
+            a[3].contains("Operation not permitted") && a[3].ends_with("rc=1"),
+            "{}",
+            a[3]
+        );
+    }
+    assert_eq!(
+        [meta(&e.bashrc()), meta(&e.key())],
+        before,
+        "mode, mtime or ACL changed"
+    );
+    // without namespaces, workspace-write cannot keep the guarantee: refused, naming it
+    let out = output(sandbox(
+        &e,
+        WS_WRITE,
+        Ns::Without { dangerous: false },
+        &[PROBE, "chmod", &s(&e.bashrc()), "0644"],
+    ));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(201), "{err}");
+    assert!(
+        err.contains("chmod, chown, utime and xattrs/ACLs outside the writable roots")
+            && err.contains("--dangerously-allow-weaker-sandbox"),
+        "{err}"
+    );
+    assert_eq!(meta(&e.bashrc()), before[0]);
+    // controls: inside the writable root every call works (with namespaces), and outside the
+    // sandbox the same calls on the same files work
+    let mine = e.ws.join("mine");
+    let a = metadata_attacks(&e, WS_WRITE, Ns::With, &mine);
+    assert_eq!(&a[..3], &["ok", "ok", "ok"]);
+    assert_eq!(a[3], "rc=0");
+    assert_eq!(
+        meta(&mine).0,
+        0o664,
+        "setfacl's mask shows in the group bits"
+    );
+    for target in [e.bashrc(), e.key()] {
+        let t = s(&target);
+        assert_eq!(probe_out(&["chmod", &t, "0644"]), "ok");
+        assert_eq!(probe_out(&["utime", &t]), "ok");
+        assert_eq!(probe_out(&["setxattr", &t, "user.codex", "x"]), "ok");
+        let st = Command::new("setfacl")
+            .args(["-m", &format!("u:{NOBODY}:rw"), &t])
+            .uid(NOBODY)
+            .gid(NOBODY)
+            .status()
+            .unwrap();
+        assert!(st.success(), "control setfacl outside");
+        assert_eq!(std::fs::metadata(&target).unwrap().mode() & 0o777, 0o664);
+    }
+}
+
+fn size(p: &Path) -> u64 {
+    std::fs::metadata(p).map(|m| m.len()).unwrap_or(0)
+}
+
+fn wait_for<F: Fn() -> bool>(f: F) -> bool {
+    let start = Instant::now();
+    while start.elapsed() < Duration::from_secs(20) {
+        if f() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    false
+}
+
+/// The reviewer's persistence loop, writing its pid first (so the control can be stopped by id).
+fn persistence(tail: &str) -> String {
+    format!(
+        "( setsid sh -c 'echo $$ > loop.pid; while :; do date >> persist.log; sleep 0.1; done' & ){tail}"
+    )
+}
+
+/// `true` when `log` grows within 1 s.
+fn grows(log: &Path) -> bool {
+    let a = size(log);
+    std::thread::sleep(Duration::from_millis(1000));
+    size(log) > a
+}
+
+#[test]
+fn a_setsid_loop_dies_with_the_command_and_with_a_killed_launcher() {
+    for ns in [Ns::With, Ns::Without { dangerous: true }] {
+        let e = Env::new();
+        let log = e.ws.join("persist.log");
+        // the command returns once the loop it detached has written; it must not write again
+        let out = output(sandbox(
+            &e,
+            WS_WRITE,
+            ns,
+            &["sh", "-c", &persistence("; sleep 0.5")],
+        ));
+        assert_eq!(out.status.code(), Some(0), "{ns:?}");
+        assert!(size(&log) > 0, "{ns:?}: the loop never ran");
+        assert!(!grows(&log), "{ns:?}: the loop survived the command");
+        // SIGKILL of the launcher while the command still runs
+        std::fs::remove_file(&log).ok();
+        let mut launcher = sandbox(&e, WS_WRITE, ns, &["sh", "-c", &persistence("; sleep 100")])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        assert!(wait_for(|| size(&log) > 0), "{ns:?}: loop never started");
+        launcher.kill().unwrap();
+        launcher.wait().unwrap();
+        std::thread::sleep(Duration::from_millis(200));
+        assert!(
+            !grows(&log),
+            "{ns:?}: the loop survived SIGKILL of the launcher"
+        );
+    }
+    // control: the same command outside keeps writing after it returned
+    let e = Env::new();
+    let log = e.ws.join("persist.log");
+    let st = Command::new("sh")
+        .args(["-c", &persistence("")])
+        .current_dir(&e.ws)
+        .status()
+        .unwrap();
+    assert!(st.success());
+    assert!(wait_for(|| e.ws.join("loop.pid").exists()));
+    let grew = grows(&log);
+    let pid: i32 = std::fs::read_to_string(e.ws.join("loop.pid"))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    // SAFETY: kill takes integers; `pid` is the control loop this test started.
+    unsafe { libc::kill(pid, libc::SIGKILL) };
+    assert!(
+        grew,
+        "control: the detached loop keeps writing outside the sandbox"
+    );
+}
+
+/// Under `script` (a pty as the user's terminal): run `inner`, print DONE when it returned,
+/// then type SECRET and give a detached reader 1 s. Returns what the reader captured.
+fn keystrokes_after_return(e: &Env, inner: &str) -> String {
+    let captured = e.ws.join("captured");
+    let shell = format!("{inner}; echo DONE; sleep 1.5");
+    let mut script = Command::new("script")
+        .args(["-qfec", &shell, "/dev/null"])
+        .current_dir(&e.ws)
+        .env("HOME", &e.home)
+        .uid(NOBODY)
+        .gid(NOBODY)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("script(1) (Debian bsdutils) is needed");
+    let mut stdin = script.stdin.take().unwrap();
+    let mut lines = BufReader::new(script.stdout.take().unwrap()).lines();
+    let done = lines.any(|l| l.map(|l| l.contains("DONE")).unwrap_or(false));
+    assert!(done, "the shell under script never printed DONE");
+    // the launcher has returned: the user types a password
+    stdin.write_all(b"SECRET\n").unwrap();
+    stdin.flush().unwrap();
+    drop(lines);
+    script.wait().unwrap();
+    std::fs::read_to_string(captured).unwrap_or_default()
+}
+
+/// A setsid child that keeps the terminal (its stdin) and copies what is typed later.
+/// (A non-interactive shell gives background jobs /dev/null as stdin: keep the terminal on fd 3.)
+const CAPTURE: &str =
+    "echo > started; exec 3<&0; ( setsid sh -c 'sleep 0.3; exec cat <&3 > captured' & )";
+
+#[test]
+fn no_process_of_the_sandbox_reads_the_terminal_after_the_launcher_returned() {
+    for ns in [Ns::With, Ns::Without { dangerous: true }] {
+        let e = Env::new();
+        let mut cmd = format!("{HELPER} --sandbox-policy-cwd {} ", e.ws.display());
+        cmd.push_str(&format!("--sandbox-policy '{WS_WRITE}' "));
+        if ns != Ns::With {
+            cmd = format!("{PROBE} outer-deny userns -- {cmd} --dangerously-allow-weaker-sandbox ");
+        }
+        cmd.push_str(&format!("-- sh -c \"{CAPTURE}\" 2>/dev/null"));
+        let got = keystrokes_after_return(&e, &cmd);
+        assert!(
+            e.ws.join("started").exists(),
+            "{ns:?}: the command never ran"
+        );
+        assert!(!got.contains("SECRET"), "{ns:?}: captured {got:?}");
+    }
+    // control: the same command outside captures what is typed after it returned
+    let e = Env::new();
+    let got = keystrokes_after_return(&e, &format!("sh -c \"{CAPTURE}\""));
+    assert!(got.contains("SECRET"), "control captured {got:?}");
+}
+
+/// `openpty` outside: the master (kept open) and the slave's path.
+fn other_pty() -> (std::fs::File, String) {
+    let mut master = 0;
+    let mut slave = 0;
+    // SAFETY: master/slave are live c_ints; name, termios and winsize may be NULL.
+    let ret = unsafe {
+        libc::openpty(
+            &mut master,
+            &mut slave,
+            std::ptr::null_mut(),
+            std::ptr::null(),
+            std::ptr::null(),
+        )
+    };
+    assert_eq!(ret, 0, "openpty: {}", std::io::Error::last_os_error());
+    let path = std::fs::read_link(format!("/proc/self/fd/{slave}")).unwrap();
+    // the victim's terminal belongs to the attacker's uid (same user, another terminal)
+    chown(&path, Some(NOBODY), None).unwrap();
+    // SAFETY: `slave` was returned by openpty and is not used again.
+    unsafe { libc::close(slave) };
+    // SAFETY: `master` was returned by openpty and is owned by the File from here on.
+    let f = unsafe { <std::fs::File as std::os::fd::FromRawFd>::from_raw_fd(master) };
+    (f, s(&path))
+}
+
+#[test]
+fn other_terminals_and_devices_cannot_be_opened() {
+    let e = Env::new();
+    let (_master, pts) = other_pty();
+    // POSIX shared memory of a process outside (a file in /dev/shm)
+    let shm = format!("/dev/shm/sbe-{}", std::process::id());
+    std::fs::write(&shm, "shared").unwrap();
+    chown(&shm, Some(NOBODY), Some(NOBODY)).unwrap();
+    let denied = [pts.as_str(), "/dev/ptmx", "/dev/tty", shm.as_str()];
+    for ns in [Ns::With, Ns::Without { dangerous: false }] {
+        for dev in denied {
+            assert_eq!(
+                probe_in(&e, READ_ONLY, ns, &["open-noctty", dev]),
+                EACCES,
+                "{ns:?} {dev}"
+            );
+        }
+        for dev in [
+            "/dev/null",
+            "/dev/zero",
+            "/dev/full",
+            "/dev/urandom",
+            "/dev/random",
+        ] {
+            assert_eq!(
+                probe_in(&e, READ_ONLY, ns, &["open-noctty", dev]),
+                "ok",
+                "{ns:?} {dev}"
+            );
+        }
+    }
+    // controls: outside, the same uid opens the other terminal, a new pty and the shm file
+    assert_eq!(probe_out(&["open-noctty", &pts]), "ok");
+    assert_eq!(probe_out(&["open-noctty", "/dev/ptmx"]), "ok");
+    assert_eq!(probe_out(&["open-noctty", &shm]), "ok");
+    std::fs::remove_file(&shm).unwrap();
+}
+
+/// A SysV segment created outside, one byte set; removed on drop.
+struct Segment {
+    id: i32,
+    key: i32,
+}
+
+impl Segment {
+    fn new() -> Segment {
+        let key = 0x5b1c_0000 | (std::process::id() as i32 & 0xffff);
+        // SAFETY: shmget takes integers only.
+        let id = unsafe { libc::shmget(key, 4096, libc::IPC_CREAT | libc::IPC_EXCL | 0o666) };
+        assert!(id >= 0, "shmget: {}", std::io::Error::last_os_error());
+        // SAFETY: attach the segment just created at an address of the kernel's choice.
+        let addr = unsafe { libc::shmat(id, std::ptr::null(), 0) };
+        assert_ne!(addr as isize, -1);
+        // SAFETY: the segment is 4096 bytes, mapped writable at `addr` until shmdt.
+        unsafe {
+            *(addr as *mut u8) = 42;
+            libc::shmdt(addr);
+        }
+        Segment { id, key }
+    }
+}
+
+impl Drop for Segment {
+    fn drop(&mut self) {
+        // SAFETY: removing the segment this test created; no memory is passed.
+        unsafe { libc::shmctl(self.id, libc::IPC_RMID, std::ptr::null_mut()) };
+    }
+}
+
+#[test]
+fn sysv_shared_memory_outside_is_unreachable() {
+    let e = Env::new();
+    let seg = Segment::new();
+    let key = seg.key.to_string();
+    // with an IPC namespace the key does not exist; without one the calls are denied
+    assert_eq!(
+        probe_in(&e, READ_ONLY, Ns::With, &["shm-read", &key]),
+        ENOENT
+    );
+    assert_eq!(
+        probe_in(
+            &e,
+            READ_ONLY,
+            Ns::Without { dangerous: false },
+            &["shm-read", &key]
+        ),
+        EPERM
+    );
+    // control: outside, the same uid reads the byte
+    assert_eq!(probe_out(&["shm-read", &key]), "ok 42");
+}
