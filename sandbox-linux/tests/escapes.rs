@@ -16,7 +16,12 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-const HELPER: &str = env!("CARGO_BIN_EXE_codex-linux-sandbox");
+/// The helper binary (crate `codex-sandbox-cli`; built by `cargo build --workspace --bins`).
+fn helper() -> String {
+    suite_test_support::bins::workspace_bin("codex-linux-sandbox")
+        .to_string_lossy()
+        .into_owned()
+}
 const PROBE: &str = env!("CARGO_BIN_EXE_sandbox-linux-probe");
 const NOBODY: u32 = 65534;
 
@@ -91,10 +96,10 @@ enum Ns {
 
 fn sandbox(env: &Env, policy: &str, ns: Ns, cmd: &[&str]) -> Command {
     let mut c = match ns {
-        Ns::With => Command::new(HELPER),
+        Ns::With => Command::new(helper()),
         Ns::Without { .. } => {
             let mut c = Command::new(PROBE);
-            c.args(["outer-deny", "userns", "--", HELPER]);
+            c.args(["outer-deny", "userns", "--", &helper()]);
             c
         }
     };
@@ -384,7 +389,7 @@ const CAPTURE: &str =
 fn no_process_of_the_sandbox_reads_the_terminal_after_the_launcher_returned() {
     for ns in [Ns::With, Ns::Without { dangerous: true }] {
         let e = Env::new();
-        let mut cmd = format!("{HELPER} --sandbox-policy-cwd {} ", e.ws.display());
+        let mut cmd = format!("{} --sandbox-policy-cwd {} ", helper(), e.ws.display());
         cmd.push_str(&format!("--sandbox-policy '{WS_WRITE}' "));
         if ns != Ns::With {
             cmd = format!("{PROBE} outer-deny userns -- {cmd} --dangerously-allow-weaker-sandbox ");
