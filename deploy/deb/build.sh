@@ -19,7 +19,9 @@ while [ $# -gt 0 ]; do
   esac
 done
 if [ -z "$bin_dir" ]; then
-  (cd "$top" && cargo build --release --locked -p codex-cli -p sandbox-linux -p responses-api-proxy -p suite-packaging >&2)
+  # By binary name, not package: the binaries move between crates, their names do not.
+  (cd "$top" && cargo build --release --locked \
+      --bin codex --bin codex-linux-sandbox --bin responses-api-proxy --bin gen-assets >&2)
   bin_dir="$top/target/release"
 fi
 for b in codex codex-linux-sandbox responses-api-proxy gen-assets; do
@@ -78,6 +80,7 @@ Description: hardened, privilege-separated codex suite
  user's own credentials safely and talks to the Responses API.
 CONTROL
 install -m 0755 "$top/deploy/deb/postinst" "$root/DEBIAN/postinst"
+install -m 0755 "$top/deploy/deb/prerm" "$root/DEBIAN/prerm"
 install -m 0755 "$top/deploy/deb/postrm" "$root/DEBIAN/postrm"
 
 deb="$out_dir/${pkg}_${version}_${arch}.deb"

@@ -134,23 +134,59 @@ fn the_package_installs_with_safe_modes_and_its_units_verify() {
     }
     assert!(seen >= 30, "only {seen} files");
 
-    // Man pages render without a single groff warning, and say what they document.
-    for page in [
-        "man1/codex-sandbox-linux.1.gz",
-        "man8/responses-api-proxy.8.gz",
-    ] {
-        let path = root.join("usr/share/man").join(page);
-        let o = run(Command::new("sh").arg("-c").arg(format!(
-            "gzip -dc '{}' | groff -man -Tascii -P-cbou -ww",
-            path.display()
-        )));
-        let err = String::from_utf8_lossy(&o.stderr);
-        assert!(o.status.success() && err.trim().is_empty(), "{page}: {err}");
-        let text = String::from_utf8_lossy(&o.stdout);
+    // Every man page renders without a single groff warning; three say what they document.
+    let mut pages = 0;
+    for section in ["man1", "man8"] {
+        for e in std::fs::read_dir(root.join("usr/share/man").join(section)).unwrap() {
+            let path = e.unwrap().path();
+            let page = path.file_name().unwrap().to_string_lossy().into_owned();
+            let o = run(Command::new("sh").arg("-c").arg(format!(
+                "gzip -dc '{}' | groff -man -Tascii -P-cbou -ww",
+                path.display()
+            )));
+            let err = String::from_utf8_lossy(&o.stderr);
+            assert!(o.status.success() && err.trim().is_empty(), "{page}: {err}");
+            let text = String::from_utf8_lossy(&o.stdout);
+            let must_say = match page.as_str() {
+                "codex-sandbox-linux.1.gz" => "dangerously-allow-weaker-sandbox",
+                "codex-linux-sandbox.1.gz" => "sandbox-policy-cwd",
+                "responses-api-proxy.8.gz" => "api-key-credential",
+                _ => "",
+            };
+            assert!(text.contains(must_say), "{page} lacks {must_say:?}: {text}");
+            pages += 1;
+        }
+    }
+    assert!(pages >= 10, "only {pages} man pages");
+    // Control: the same renderer reports a page with an undefined macro.
+    let o = run(Command::new("sh")
+        .arg("-c")
+        .arg("printf '.TH X 1\\n.SH NAME\\n.BOGUS x\\n' | groff -man -Tascii -P-cbou -ww"));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("BOGUS"),
+        "groff said nothing of a broken page: {err}"
+    );
+
+    // The maintainer scripts: shipped executable, valid sh, and none of them enables or starts
+    // the proxy (it has no key at install time; the administrator starts it).
+    let ctrl = tmp.path().join("control");
+    let o = run(Command::new("dpkg-deb").arg("-e").arg(&deb).arg(&ctrl));
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    for script in ["postinst", "prerm", "postrm"] {
+        let path = ctrl.join(script);
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o7777;
+        assert_eq!(mode, 0o755, "{script}: {mode:o}");
+        let o = run(Command::new("sh").arg("-n").arg(&path));
         assert!(
-            text.contains("dangerously-allow-weaker-sandbox") || text.contains("allow-group"),
-            "{page}: {text}"
+            o.status.success(),
+            "{script}: {}",
+            String::from_utf8_lossy(&o.stderr)
         );
+        let text = std::fs::read_to_string(&path).unwrap();
+        for word in ["systemctl start", "systemctl enable", "systemctl restart"] {
+            assert!(!text.contains(word), "{script} runs {word:?}");
+        }
     }
 
     // The units verify against the installed tree (ExecStart must exist there) once systemd's
