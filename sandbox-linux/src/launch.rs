@@ -48,6 +48,7 @@ use crate::mountns;
 use crate::report::{MountNsStatus, Report};
 use crate::seccomp;
 use crate::sys;
+use crate::unix_connect;
 
 /// Caller choices.
 #[derive(Debug, Clone, Default)]
@@ -61,12 +62,17 @@ pub struct Options {
     pub extra_env: Vec<(OsString, OsString)>,
     /// Prefix of messages (`codex-linux-sandbox` or `codex`).
     pub program: String,
+    /// Pathname unix sockets outside the writable roots the command may connect to
+    /// (`--allow-unix-socket`, `sandbox.allow_unix_sockets`); see [`crate::unix_connect`].
+    pub allow_unix_sockets: Vec<PathBuf>,
 }
 
 /// State: checked plan, nothing applied yet.
 pub struct Planned {
     fs: Option<fs_rules::FsPlan>,
     seccomp: Option<codex_confine::seccomp::Filter>,
+    /// Where the child sends its connect-notification listener (set by `spawn`).
+    unix_connect: Option<unix_connect::ChildEnd>,
 }
 
 /// State: every mechanism applied to this process.
@@ -118,7 +124,11 @@ impl Sandbox<Planned> {
             kernel,
             missing,
             opts,
-            state: Planned { fs, seccomp },
+            state: Planned {
+                fs,
+                seccomp,
+                unix_connect: None,
+            },
         })
     }
 
@@ -140,6 +150,11 @@ impl Sandbox<Planned> {
             opts,
             state,
         } = self;
+        let Planned {
+            fs: plan_fs,
+            seccomp: plan_seccomp,
+            unix_connect: unix_channel,
+        } = state;
         let mut report = Report::new(&policy, &kernel);
         if policy.kind == PolicyKind::DangerFullAccess {
             return Ok(Sandbox {
@@ -210,7 +225,7 @@ impl Sandbox<Planned> {
         codex_confine::set_no_new_privs().map_err(|source| SandboxError::NoNewPrivs { source })?;
         report.no_new_privs = true;
 
-        if let Some(fs) = &state.fs {
+        if let Some(fs) = &plan_fs {
             report.list_only = fs.list_only.clone();
             report.roots_inside_denied = fs.roots_inside_denied.clone();
             let prepared = landlock_rules::prepare(fs, policy.network)
@@ -220,7 +235,18 @@ impl Sandbox<Planned> {
                 .map_err(|source| SandboxError::Landlock { source })?;
             report.landlock = Some(status);
         }
-        if let Some(filter) = &state.seccomp {
+        // --- unix_connect hook (issue 12 item 1): stacked notify filter before the table ---
+        if plan_seccomp.is_some() {
+            match unix_connect::install_in_child(unix_channel) {
+                Ok(()) => {}
+                Err(e) if opts.dangerously_allow_weaker_sandbox && e.is_unsupported() => {
+                    eprintln!("{}: warning: {e}", opts.program);
+                }
+                Err(e) => return Err(e.into_sandbox_error()),
+            }
+        }
+        // --- end unix_connect hook ---
+        if let Some(filter) = &plan_seccomp {
             filter
                 .install()
                 .map_err(|source| SandboxError::Seccomp { source })?;
@@ -252,12 +278,31 @@ impl Sandbox<Planned> {
         }
         let (status_r, status_w) =
             sys::pipe_cloexec().map_err(|source| SandboxError::Pipe { source })?;
+        // --- unix_connect hook: the listener channel and the supervisor's rules ---
+        let mut this = self;
+        let unix_parent = if this.state.seccomp.is_some() {
+            let (p, c) = unix_connect::channel().map_err(|source| SandboxError::UnixConnect {
+                what: "socketpair",
+                source,
+            })?;
+            this.state.unix_connect = Some(c);
+            Some((
+                p,
+                unix_connect::rules_for(&this.policy, &this.opts.allow_unix_sockets),
+            ))
+        } else {
+            None
+        };
+        let mut self_ = this;
+        // --- end unix_connect hook ---
         let parent = std::process::id();
         match sys::fork().map_err(|source| SandboxError::Fork { source })? {
             sys::Fork::Child => {
                 drop(status_r);
+                drop(unix_parent);
+                let this = self_;
                 let mut status_w = std::fs::File::from(status_w);
-                let program = self.opts.program.clone();
+                let program = this.opts.program.clone();
                 let fail = |e: SandboxError, w: &mut std::fs::File| -> ! {
                     eprintln!("{program}: {e}");
                     let code = e.exit_code();
@@ -270,7 +315,7 @@ impl Sandbox<Planned> {
                 if std::os::unix::process::parent_id() != parent {
                     sys::exit_now(crate::EXIT_SETUP_FAILED);
                 }
-                let applied = match self.apply() {
+                let applied = match this.apply() {
                     Ok(a) => a,
                     Err(e) => fail(e, &mut status_w),
                 };
@@ -279,6 +324,19 @@ impl Sandbox<Planned> {
             }
             sys::Fork::Parent { child } => {
                 drop(status_w);
+                // --- unix_connect hook: receive the listener, serve it on a thread ---
+                drop(self_.state.unix_connect.take());
+                if let Some((end, rules)) = unix_parent {
+                    if let Err(source) = unix_connect::start_supervisor(end, rules) {
+                        // The child's connects now fail with ENOSYS (fail closed).
+                        eprintln!(
+                            "{}: warning: unix-socket connect supervisor: {source}",
+                            self_.opts.program
+                        );
+                    }
+                }
+                let this = self_;
+                // --- end unix_connect hook ---
                 let mut status_r = std::fs::File::from(status_r);
                 // Failure to install forwarding only loses Ctrl-C forwarding; the child still
                 // dies with us (PDEATHSIG).
@@ -296,7 +354,7 @@ impl Sandbox<Planned> {
                 if let Err(source) = forwarding {
                     eprintln!(
                         "{}: warning: signals are not forwarded to the command: {source}",
-                        self.opts.program
+                        this.opts.program
                     );
                 }
                 match setup_code {

@@ -32,6 +32,7 @@ pub mod mountns;
 pub mod report;
 pub mod seccomp;
 mod sys;
+pub mod unix_connect;
 
 pub use error::SandboxError;
 pub use kernel::{Feature, KernelSupport, Missing};
