@@ -247,7 +247,7 @@ fn racing_the_address_bytes_or_a_symlink_never_connects_outside() {
         let _ = std::fs::remove_file(&link);
     }
     // control: the same races outside the sandbox do reach the outside server
-    let out = probe_outside(&["race-connect-bytes", s(&inside), s(&outside), "200"]);
+    let out = probe_outside(&["race-connect-bytes", s(&inside), s(&outside), N]);
     counts(&out);
     assert!(accepted(&lo) > 0, "control: {out}");
     let _ = accepted(&li);

@@ -249,8 +249,8 @@ mod probe_sys {
             let fam = (libc::AF_UNIX as u16).to_ne_bytes();
             buf[0].store(fam[0], Ordering::Relaxed);
             buf[1].store(fam[1], Ordering::Relaxed);
-            for i in 2..LEN {
-                buf[i].store(p.get(i - 2).copied().unwrap_or(0), Ordering::Relaxed);
+            for (i, b) in buf.iter().skip(2).enumerate() {
+                b.store(p.get(i).copied().unwrap_or(0), Ordering::Relaxed);
             }
         };
         fill(a);
@@ -258,16 +258,11 @@ mod probe_sys {
         let t = std::thread::spawn(move || {
             let mut flip = false;
             while !stop.load(Ordering::Relaxed) {
-                let p = if flip { &a2 } else { &b2 };
-                let fam = (libc::AF_UNIX as u16).to_ne_bytes();
-                buf[0].store(fam[0], Ordering::Relaxed);
-                buf[1].store(fam[1], Ordering::Relaxed);
-                for i in 2..LEN {
-                    buf[i].store(p.get(i - 2).copied().unwrap_or(0), Ordering::Relaxed);
-                }
+                fill(if flip { &a2 } else { &b2 });
                 flip = !flip;
             }
         });
+        std::thread::sleep(std::time::Duration::from_millis(5)); // let the swapper run
         let (mut ok, mut bad) = (0, 0);
         for _ in 0..n {
             let Ok(fd) = socket(libc::AF_UNIX, libc::SOCK_STREAM, 0) else {
@@ -307,6 +302,7 @@ mod probe_sys {
                 flip = !flip;
             }
         });
+        std::thread::sleep(std::time::Duration::from_millis(5)); // let the swapper run
         let (mut ok, mut bad) = (0, 0);
         for _ in 0..n {
             let Ok(fd) = socket(libc::AF_UNIX, libc::SOCK_STREAM, 0) else {
@@ -526,7 +522,7 @@ fn outer_deny(what: &str, rest: &[String]) -> i32 {
         libc::SYS_seccomp,
         Condition::Bits64 {
             arg: 1,
-            mask: libc::SECCOMP_FILTER_FLAG_NEW_LISTENER as u64,
+            mask: libc::SECCOMP_FILTER_FLAG_NEW_LISTENER,
         },
         "simulated: a kernel without seccomp user notification",
     )];
