@@ -43,7 +43,16 @@ fn deny_read_paths(
     config: &crate::config::Config,
     home: Option<&std::path::Path>,
 ) -> anyhow::Result<Vec<PathBuf>> {
-    let Some(value) = config.get("sandbox.deny_read") else {
+    config_paths(config, "sandbox.deny_read", home)
+}
+
+/// A config key holding an array of paths (or one path), `~` expanded; errors name the key.
+fn config_paths(
+    config: &crate::config::Config,
+    key: &str,
+    home: Option<&std::path::Path>,
+) -> anyhow::Result<Vec<PathBuf>> {
+    let Some(value) = config.get(key) else {
         return Ok(Vec::new());
     };
     let items: Vec<&toml::Value> = match value {
@@ -55,19 +64,19 @@ fn deny_read_paths(
         let Some(s) = item.as_str() else {
             return Err(Coded::new(
                 USAGE,
-                format!("sandbox.deny_read: expected paths (strings), got {item}"),
+                format!("{key}: expected paths (strings), got {item}"),
             ));
         };
         if s.is_empty() {
             return Err(Coded::new(
                 USAGE,
-                "sandbox.deny_read: an empty string is not a path",
+                format!("{key}: an empty string is not a path"),
             ));
         }
         let Some(path) = super::expand_home(s, home) else {
             return Err(Coded::new(
                 USAGE,
-                format!("sandbox.deny_read: {s}: ~ used but HOME is not set"),
+                format!("{key}: {s}: ~ used but HOME is not set"),
             ));
         };
         out.push(path);
@@ -106,9 +115,15 @@ pub fn run(args: LinuxArgs, global: &crate::GlobalOpts) -> anyhow::Result<i32> {
     let effective = policy
         .resolve(&cwd, &env, &deny_read)
         .map_err(|e| Coded::new(sandbox_linux::EXIT_INVALID_POLICY, e.to_string()))?;
-    let opts = args
+    let mut opts = args
         .enforce
         .options(secure_main::kept_loader_env(), "codex");
+    // `sandbox.allow_unix_sockets`: outside pathname unix sockets the command may connect to.
+    opts.allow_unix_sockets.extend(config_paths(
+        &config,
+        "sandbox.allow_unix_sockets",
+        SandboxEnv::from_process().home.as_deref(),
+    )?);
     let command: Vec<OsString> = args.run.command.clone();
     match Sandbox::plan(effective, opts).and_then(|s| s.spawn(&command)) {
         Ok(code) => Ok(code),
@@ -177,5 +192,23 @@ mod tests {
             );
             assert!(c.message.contains(want), "{}", c.message);
         }
+    }
+
+    #[test]
+    fn allow_unix_sockets_key_is_read_and_errors_name_it() {
+        let c = config("[sandbox]\nallow_unix_sockets = [\"~/tmux.sock\", \"/run/x.sock\"]\n");
+        let got = config_paths(&c, "sandbox.allow_unix_sockets", Some(Path::new("/h"))).unwrap();
+        assert_eq!(
+            got,
+            vec![PathBuf::from("/h/tmux.sock"), PathBuf::from("/run/x.sock")]
+        );
+        let bad = config("[sandbox]\nallow_unix_sockets = [1]\n");
+        let e = config_paths(&bad, "sandbox.allow_unix_sockets", None).unwrap_err();
+        let c = e.downcast_ref::<Coded>().unwrap();
+        assert!(
+            c.message.starts_with("sandbox.allow_unix_sockets: "),
+            "{}",
+            c.message
+        );
     }
 }
