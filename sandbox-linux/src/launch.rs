@@ -27,7 +27,8 @@
 //! 3. user + mount namespace with read-only carve-outs (only when a writable root has one);
 //! 4. `PR_SET_NO_NEW_PRIVS`;
 //! 5. Landlock: filesystem rules, TCP bind/connect (network off), signal + abstract socket scopes;
-//! 6. seccomp (`codex-confine`, on every thread): the ABI filter, then the EPERM table;
+//! 6. seccomp: the `connect` notification filter whose listener goes to the launcher's supervisor
+//!    ([`crate::unix_connect`]), then (`codex-confine`, on every thread) the ABI filter and the EPERM table;
 //! 7. SIGPIPE back to its default action, then `execvpe` with `CODEX_SANDBOX=linux` (+ `CODEX_SANDBOX_NETWORK_DISABLED=1`).
 //!
 //! The launcher (parent) stays outside the sandbox only to wait, forward SIGINT/SIGTERM/SIGHUP/
