@@ -60,9 +60,19 @@ impl Config {
             .get("sandbox_workspace_write.network_access")
             .and_then(toml::Value::as_bool)
             .unwrap_or(false);
+        let allow_unix_sockets = self
+            .get("sandbox.allow_unix_sockets")
+            .and_then(toml::Value::as_array)
+            .map(|a| {
+                a.iter()
+                    .filter_map(|v| v.as_str().map(str::to_owned))
+                    .collect()
+            })
+            .unwrap_or_default();
         SandboxSettings {
             deny_read,
             network_access,
+            allow_unix_sockets,
         }
     }
 
@@ -119,6 +129,7 @@ struct Schema {
 #[allow(dead_code)]
 struct SandboxSchema {
     deny_read: Option<DenyReadValue>,
+    allow_unix_sockets: Option<Vec<String>>,
 }
 
 /// `[sandbox_workspace_write]` (codex's key): `network_access` for `--full-auto`.
@@ -151,6 +162,9 @@ pub struct SandboxSettings {
     pub deny_read: Vec<String>,
     /// `sandbox_workspace_write.network_access` (default false).
     pub network_access: bool,
+    /// `sandbox.allow_unix_sockets`, as written: outside pathname unix sockets the sandboxed
+    /// command may connect to (Linux).
+    pub allow_unix_sockets: Vec<String>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -24,11 +24,7 @@ pub fn config(data: &[u8]) {
         let b = parse_layer_text(Path::new(FILE), text);
         match (&a, &b) {
             // Compared as text: `nan` is a valid TOML float and NaN != NaN.
-            (Ok(x), Ok(y)) => assert_eq!(
-                format!("{x:?}"),
-                format!("{y:?}"),
-                "not deterministic"
-            ),
+            (Ok(x), Ok(y)) => assert_eq!(format!("{x:?}"), format!("{y:?}"), "not deterministic"),
             (Err(x), Err(y)) => {
                 let m = x.to_string();
                 assert_eq!(m, y.to_string(), "not deterministic");

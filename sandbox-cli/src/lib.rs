@@ -48,6 +48,10 @@ pub struct EnforceArgs {
     /// `sandbox.deny_read`, which only `codex` reads). Repeatable.
     #[arg(long = "deny-read", value_name = "PATH")]
     pub deny_read: Vec<PathBuf>,
+    /// A pathname unix socket outside the writable roots the command may connect to (e.g. a
+    /// tmux or agent socket; each is a way out of the sandbox). Repeatable.
+    #[arg(long = "allow-unix-socket", value_name = "PATH")]
+    pub allow_unix_sockets: Vec<PathBuf>,
     /// DANGEROUS: run even when this kernel cannot enforce the whole policy (prints what is missing).
     #[arg(long)]
     pub dangerously_allow_weaker_sandbox: bool,
@@ -64,6 +68,7 @@ impl EnforceArgs {
             verbose: self.verbose,
             extra_env,
             program: program.to_string(),
+            allow_unix_sockets: self.allow_unix_sockets.clone(),
         }
     }
 }

@@ -110,6 +110,21 @@ pub enum SandboxError {
         #[source]
         source: io::Error,
     },
+    #[error(
+        "refusing to run: this kernel cannot mediate unix-socket connects ({feature}: {source}); \
+         pass --dangerously-allow-weaker-sandbox to run with pathname unix sockets connectable"
+    )]
+    UnixConnectUnsupported {
+        feature: &'static str,
+        #[source]
+        source: io::Error,
+    },
+    #[error("unix-socket connect mediation: {what}: {source}")]
+    UnixConnect {
+        what: &'static str,
+        #[source]
+        source: io::Error,
+    },
     /// The forked child failed and printed its own message.
     #[error("sandbox set-up failed in the child (exit code {code})")]
     Child { code: i32 },
@@ -131,9 +146,9 @@ impl SandboxError {
             SandboxError::Policy { .. } | SandboxError::NoCommand | SandboxError::Nul { .. } => {
                 crate::EXIT_INVALID_POLICY
             }
-            SandboxError::Refused { .. } | SandboxError::SymlinkedCarveOut { .. } => {
-                crate::EXIT_REFUSED
-            }
+            SandboxError::Refused { .. }
+            | SandboxError::SymlinkedCarveOut { .. }
+            | SandboxError::UnixConnectUnsupported { .. } => crate::EXIT_REFUSED,
             SandboxError::CommandNotFound { .. } => crate::EXIT_NOT_FOUND,
             SandboxError::CommandNotExecutable { .. } => crate::EXIT_NOT_EXECUTABLE,
             SandboxError::Child { code } => *code,

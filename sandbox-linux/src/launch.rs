@@ -27,7 +27,8 @@
 //! 3. user + mount namespace with read-only carve-outs (only when a writable root has one);
 //! 4. `PR_SET_NO_NEW_PRIVS`;
 //! 5. Landlock: filesystem rules, TCP bind/connect (network off), signal + abstract socket scopes;
-//! 6. seccomp (`codex-confine`, on every thread): the ABI filter, then the EPERM table;
+//! 6. seccomp: the `connect` notification filter whose listener goes to the launcher's supervisor
+//!    ([`crate::unix_connect`]), then (`codex-confine`, on every thread) the ABI filter and the EPERM table;
 //! 7. SIGPIPE back to its default action, then `execvpe` with `CODEX_SANDBOX=linux` (+ `CODEX_SANDBOX_NETWORK_DISABLED=1`).
 //!
 //! The launcher (parent) stays outside the sandbox only to wait, forward SIGINT/SIGTERM/SIGHUP/
@@ -50,6 +51,7 @@ use crate::pidns;
 use crate::report::{MountNsStatus, Report};
 use crate::seccomp;
 use crate::sys;
+use crate::unix_connect;
 
 /// Caller choices.
 #[derive(Debug, Clone, Default)]
@@ -63,6 +65,9 @@ pub struct Options {
     pub extra_env: Vec<(OsString, OsString)>,
     /// Prefix of messages (`codex-linux-sandbox` or `codex`).
     pub program: String,
+    /// Pathname unix sockets outside the writable roots the command may connect to
+    /// (`--allow-unix-socket`, `sandbox.allow_unix_sockets`); see [`crate::unix_connect`].
+    pub allow_unix_sockets: Vec<PathBuf>,
 }
 
 /// State: checked plan, nothing applied yet.
@@ -72,6 +77,8 @@ pub struct Planned {
     /// Set by [`Sandbox::spawn`] in the child it cloned into new namespaces (`None`: forked
     /// without namespaces).
     entered: Option<mountns::Entered>,
+    /// Where the child sends its connect-notification listener (set by `spawn`).
+    unix_connect: Option<unix_connect::ChildEnd>,
 }
 
 /// State: every mechanism applied to this process.
@@ -127,6 +134,7 @@ impl Sandbox<Planned> {
                 fs,
                 seccomp,
                 entered: None,
+                unix_connect: None,
             },
         })
     }
@@ -149,6 +157,12 @@ impl Sandbox<Planned> {
             opts,
             state,
         } = self;
+        let Planned {
+            fs: plan_fs,
+            seccomp: plan_seccomp,
+            entered,
+            unix_connect: unix_channel,
+        } = state;
         let mut report = Report::new(&policy, &kernel);
         if policy.kind == PolicyKind::DangerFullAccess {
             return Ok(Sandbox {
@@ -185,7 +199,7 @@ impl Sandbox<Planned> {
             }
             report.carve_outs_symlinked = symlinked;
         }
-        match state.entered {
+        match entered {
             Some(entered) => {
                 // Every root Landlock grants stays writable; everything else becomes a read-only
                 // mount (file metadata), and so do carve-outs and deny-read paths inside roots.
@@ -239,7 +253,7 @@ impl Sandbox<Planned> {
         codex_confine::set_no_new_privs().map_err(|source| SandboxError::NoNewPrivs { source })?;
         report.no_new_privs = true;
 
-        if let Some(fs) = &state.fs {
+        if let Some(fs) = &plan_fs {
             report.list_only = fs.list_only.clone();
             report.roots_inside_denied = fs.roots_inside_denied.clone();
             let prepared = landlock_rules::prepare(fs, policy.network)
@@ -249,7 +263,18 @@ impl Sandbox<Planned> {
                 .map_err(|source| SandboxError::Landlock { source })?;
             report.landlock = Some(status);
         }
-        if let Some(filter) = &state.seccomp {
+        // --- unix_connect hook (issue 12 item 1): stacked notify filter before the table ---
+        if plan_seccomp.is_some() {
+            match unix_connect::install_in_child(unix_channel) {
+                Ok(()) => {}
+                Err(e) if opts.dangerously_allow_weaker_sandbox && e.is_unsupported() => {
+                    eprintln!("{}: warning: {e}", opts.program);
+                }
+                Err(e) => return Err(e.into_sandbox_error()),
+            }
+        }
+        // --- end unix_connect hook ---
+        if let Some(filter) = &plan_seccomp {
             filter
                 .install()
                 .map_err(|source| SandboxError::Seccomp { source })?;
@@ -282,6 +307,21 @@ impl Sandbox<Planned> {
         let (status_r, status_w) =
             sys::pipe_cloexec().map_err(|source| SandboxError::Pipe { source })?;
         let mut this = self;
+        // --- unix_connect hook: the listener channel and the supervisor's rules ---
+        let unix_parent = if this.state.seccomp.is_some() {
+            let (p, c) = unix_connect::channel().map_err(|source| SandboxError::UnixConnect {
+                what: "socketpair",
+                source,
+            })?;
+            this.state.unix_connect = Some(c);
+            Some((
+                p,
+                unix_connect::rules_for(&this.policy, &this.opts.allow_unix_sockets),
+            ))
+        } else {
+            None
+        };
+        // --- end unix_connect hook ---
         let confined = this.policy.kind != PolicyKind::DangerFullAccess;
         let forked = if confined {
             match namespaces::clone_isolated() {
@@ -305,11 +345,24 @@ impl Sandbox<Planned> {
         match forked {
             sys::Fork::Child => {
                 drop(status_r);
+                drop(unix_parent);
                 let status_w = std::fs::File::from(status_w);
                 this.run_child(command, status_w)
             }
             sys::Fork::Parent { child } => {
                 drop(status_w);
+                // --- unix_connect hook: receive the listener, serve it on a thread ---
+                drop(this.state.unix_connect.take());
+                if let Some((end, rules)) = unix_parent {
+                    if let Err(source) = unix_connect::start_supervisor(end, rules) {
+                        // The child's connects now fail with ENOSYS (fail closed).
+                        eprintln!(
+                            "{}: warning: unix-socket connect supervisor: {source}",
+                            this.opts.program
+                        );
+                    }
+                }
+                // --- end unix_connect hook ---
                 let mut status_r = std::fs::File::from(status_r);
                 // Failure to install forwarding only loses Ctrl-C forwarding; the child still
                 // dies with us (PDEATHSIG).

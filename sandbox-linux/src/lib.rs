@@ -36,6 +36,7 @@ pub mod pidns;
 pub mod report;
 pub mod seccomp;
 mod sys;
+pub mod unix_connect;
 
 pub use error::SandboxError;
 pub use kernel::{Feature, KernelSupport, Missing};

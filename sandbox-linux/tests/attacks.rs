@@ -15,12 +15,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-/// The helper binary (crate `codex-sandbox-cli`; built by `cargo build --workspace --bins`).
-fn helper() -> String {
-    suite_test_support::bins::workspace_bin("codex-linux-sandbox")
-        .to_string_lossy()
-        .into_owned()
-}
+use suite_test_support::bins::sandbox_helper as helper;
 const PROBE: &str = env!("CARGO_BIN_EXE_sandbox-linux-probe");
 const NOBODY: u32 = 65534;
 

@@ -27,3 +27,11 @@ pub fn workspace_bin(name: &str) -> PathBuf {
         candidate.display()
     );
 }
+
+/// `codex-linux-sandbox` (crate `codex-sandbox-cli`) as a string, for the sandbox tests that
+/// build shell command lines and argument lists with it.
+pub fn sandbox_helper() -> String {
+    workspace_bin("codex-linux-sandbox")
+        .to_string_lossy()
+        .into_owned()
+}

@@ -29,10 +29,23 @@ pub fn dispatch_arg0() -> Option<i32> {
 }
 
 pub fn run(args: LinuxArgs, global: &crate::GlobalOpts) -> anyhow::Result<i32> {
-    let (effective, _cwd) = super::effective_policy(&args.run, &args.enforce.deny_read, global)?;
-    let opts = args
+    let (effective, _cwd, settings) =
+        super::effective_policy(&args.run, &args.enforce.deny_read, global)?;
+    let mut opts = args
         .enforce
         .options(secure_main::kept_loader_env(), "codex");
+    // `sandbox.allow_unix_sockets`: outside pathname unix sockets the command may connect to,
+    // with the same `~` rule as the deny-read list.
+    let home = sandbox_policy::SandboxEnv::from_process().home;
+    for entry in &settings.allow_unix_sockets {
+        let path = sandbox_policy::expand_home(entry, home.as_deref()).ok_or_else(|| {
+            Coded::new(
+                sandbox_policy::request::exit::INVALID_POLICY,
+                format!("sandbox policy: sandbox.allow_unix_sockets: {entry}: ~ used but HOME is not set"),
+            )
+        })?;
+        opts.allow_unix_sockets.push(path);
+    }
     match Sandbox::plan(effective, opts).and_then(|s| s.spawn(&args.run.command)) {
         Ok(code) => Ok(code),
         // The child printed its own message.

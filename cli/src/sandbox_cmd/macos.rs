@@ -46,7 +46,7 @@ pub fn run(args: MacosArgs, global: &crate::GlobalOpts) -> anyhow::Result<i32> {
         return Err(not_macos());
     }
     // No --deny-read flag here: Seatbelt's front door takes the config's list only.
-    let (effective, cwd) = super::effective_policy(&args.run, &[], global)?;
+    let (effective, cwd, _) = super::effective_policy(&args.run, &[], global)?;
     let seatbelt = sandbox_macos::generate(&effective, &sandbox_macos::HostPaths::from_host())
         .map_err(|e| Coded::new(EXIT_SETUP_FAILED, format!("seatbelt policy: {e}")))?;
     if args.print_policy {

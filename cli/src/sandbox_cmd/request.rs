@@ -38,7 +38,7 @@ pub fn effective_policy(
     run: &RunArgs,
     flag_deny_read: &[PathBuf],
     global: &crate::GlobalOpts,
-) -> anyhow::Result<(EffectivePolicy, PathBuf)> {
+) -> anyhow::Result<(EffectivePolicy, PathBuf, crate::config::SandboxSettings)> {
     let config = crate::config::load(global)?;
     let settings = config.sandbox_settings();
     let cwd = std::env::current_dir()
@@ -51,7 +51,7 @@ pub fn effective_policy(
             writable_roots: run.writable_roots.clone(),
             network_access: settings.network_access,
         },
-        config_deny_read: settings.deny_read,
+        config_deny_read: settings.deny_read.clone(),
         flag_deny_read: flag_deny_read.to_vec(),
         cwd: cwd.clone(),
         env,
@@ -59,5 +59,5 @@ pub fn effective_policy(
     let policy = request
         .build()
         .map_err(|e| Coded::new(e.exit_code(), format!("sandbox policy: {e}")))?;
-    Ok((policy, cwd))
+    Ok((policy, cwd, settings))
 }

@@ -307,6 +307,90 @@ mod probe_sys {
         Ok(b)
     }
 
+    /// `n` connects of fresh unix stream sockets to a sockaddr another thread keeps rewriting
+    /// between `a` and `b` (whole sun_path each time); returns (connected, failed).
+    pub fn race_connect_bytes(a: &[u8], b: &[u8], n: usize) -> (usize, usize) {
+        use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
+        const LEN: usize = std::mem::size_of::<libc::sockaddr_un>();
+        let buf: &'static [AtomicU8; LEN] = Box::leak(Box::new([const { AtomicU8::new(0) }; LEN]));
+        let stop: &'static AtomicBool = Box::leak(Box::new(AtomicBool::new(false)));
+        let fill = |p: &[u8]| {
+            let fam = (libc::AF_UNIX as u16).to_ne_bytes();
+            buf[0].store(fam[0], Ordering::Relaxed);
+            buf[1].store(fam[1], Ordering::Relaxed);
+            for (i, b) in buf.iter().skip(2).enumerate() {
+                b.store(p.get(i).copied().unwrap_or(0), Ordering::Relaxed);
+            }
+        };
+        fill(a);
+        let (a2, b2) = (a.to_vec(), b.to_vec());
+        let t = std::thread::spawn(move || {
+            let mut flip = false;
+            while !stop.load(Ordering::Relaxed) {
+                fill(if flip { &a2 } else { &b2 });
+                flip = !flip;
+            }
+        });
+        std::thread::sleep(std::time::Duration::from_millis(5)); // let the swapper run
+        let (mut ok, mut bad) = (0, 0);
+        for _ in 0..n {
+            let Ok(fd) = socket(libc::AF_UNIX, libc::SOCK_STREAM, 0) else {
+                bad += 1;
+                continue;
+            };
+            // SAFETY: `buf` is LEN bytes (AtomicU8 has u8's layout), alive for ever; the kernel
+            // (or the supervisor) copies it; concurrent atomic stores are the point of the test.
+            let r = unsafe { libc::connect(fd, buf.as_ptr().cast(), LEN as u32) };
+            if r == 0 {
+                ok += 1
+            } else {
+                bad += 1
+            }
+            // SAFETY: our own fd.
+            unsafe { libc::close(fd) };
+        }
+        stop.store(true, Ordering::Relaxed);
+        let _ = t.join();
+        (ok, bad)
+    }
+
+    /// `n` connects to `link` while another thread keeps replacing the symlink `link` (atomic
+    /// rename) to point at `a` or `b`; returns (connected, failed).
+    pub fn race_connect_symlink(link: &str, a: &str, b: &str, n: usize) -> (usize, usize) {
+        use std::sync::atomic::{AtomicBool, Ordering};
+        let stop: &'static AtomicBool = Box::leak(Box::new(AtomicBool::new(false)));
+        let (l, a2, b2) = (link.to_string(), a.to_string(), b.to_string());
+        let _ = std::os::unix::fs::symlink(a, link);
+        let t = std::thread::spawn(move || {
+            let tmp = format!("{l}.tmp");
+            let mut flip = false;
+            while !stop.load(Ordering::Relaxed) {
+                let _ = std::fs::remove_file(&tmp);
+                let _ = std::os::unix::fs::symlink(if flip { &a2 } else { &b2 }, &tmp);
+                let _ = std::fs::rename(&tmp, &l);
+                flip = !flip;
+            }
+        });
+        std::thread::sleep(std::time::Duration::from_millis(5)); // let the swapper run
+        let (mut ok, mut bad) = (0, 0);
+        for _ in 0..n {
+            let Ok(fd) = socket(libc::AF_UNIX, libc::SOCK_STREAM, 0) else {
+                bad += 1;
+                continue;
+            };
+            if connect_unix(fd, link.as_bytes(), false).is_ok() {
+                ok += 1
+            } else {
+                bad += 1
+            }
+            // SAFETY: our own fd.
+            unsafe { libc::close(fd) };
+        }
+        stop.store(true, Ordering::Relaxed);
+        let _ = t.join();
+        (ok, bad)
+    }
+
     pub fn link(a: &CStr, b: &CStr) -> io::Result<()> {
         // SAFETY: both NUL-terminated.
         res(unsafe { libc::link(a.as_ptr(), b.as_ptr()) } as libc::c_long).map(drop)
@@ -415,6 +499,26 @@ fn run(args: &[String]) -> i32 {
             s::sendto_null(fd)?;
             s::sendmsg(fd)
         })),
+        "unix-connect" => report(sock_then(libc::AF_UNIX, libc::SOCK_STREAM, |fd| {
+            s::connect_unix(fd, arg(args, 2).as_bytes(), false)
+        })),
+        "race-connect-bytes" => {
+            let (ok, bad) = s::race_connect_bytes(
+                arg(args, 2).as_bytes(),
+                arg(args, 3).as_bytes(),
+                num(args, 4) as usize,
+            );
+            println!("connected {ok} failed {bad}");
+        }
+        "race-connect-symlink" => {
+            let (ok, bad) = s::race_connect_symlink(
+                &arg(args, 2),
+                &arg(args, 3),
+                &arg(args, 4),
+                num(args, 5) as usize,
+            );
+            println!("connected {ok} failed {bad}");
+        }
         "socketpair" => report(s::socketpair().and_then(|(a, b)| {
             s::sendto_null(a)?;
             if s::recv1(b)? == b't' {
@@ -526,9 +630,19 @@ fn outer_deny(what: &str, rest: &[String]) -> i32 {
         Condition::Always,
         "simulated: a kernel without Landlock",
     )];
+    const NOTIFY: &[Rule] = &[Rule::new(
+        "seccomp(SECCOMP_FILTER_FLAG_NEW_LISTENER)",
+        libc::SYS_seccomp,
+        Condition::Bits64 {
+            arg: 1,
+            mask: libc::SECCOMP_FILTER_FLAG_NEW_LISTENER,
+        },
+        "simulated: a kernel without seccomp user notification",
+    )];
     let filter = match what {
         "userns" => Filter::compile_with_errno(USERNS, libc::EPERM),
         "landlock" => Filter::compile_with_errno(LANDLOCK, libc::ENOSYS),
+        "notify" => Filter::compile_with_errno(NOTIFY, libc::EINVAL),
         _ => return 3,
     };
     let Ok(filter) = filter else { return 3 };

@@ -1,0 +1,222 @@
+//! The decision and the connect, performed by the launcher for the sandboxed process.
+
+use std::ffi::CString;
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+
+use sandbox_policy::EffectivePolicy;
+
+use super::DENIED_ERRNO;
+use super::sys;
+
+/// What the supervisor allows.
+#[derive(Debug, Clone)]
+pub struct Rules {
+    /// Writable roots: sockets whose real location is below one are the command's own.
+    roots: Vec<PathBuf>,
+    /// Below a root but not the command's (read-only carve-outs such as `.git`, deny-read).
+    excluded: Vec<PathBuf>,
+    /// Sockets named by the policy (canonical where they exist).
+    allowed: Vec<PathBuf>,
+    /// Outbound network allowed (non-unix families are connected by the supervisor then).
+    network: bool,
+}
+
+/// The outcome for one socket path.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Decision {
+    /// Named in the allow-list.
+    Allowed,
+    /// Below a writable root.
+    InWritableRoot,
+    /// Anything else.
+    Denied,
+}
+
+impl Rules {
+    pub(super) fn new(policy: &EffectivePolicy, allow: &[PathBuf]) -> Self {
+        let mut excluded: Vec<PathBuf> = policy.deny_read.clone();
+        for r in &policy.writable_roots {
+            excluded.extend(r.read_only_subpaths.iter().map(|s| s.path.clone()));
+        }
+        Rules {
+            roots: policy
+                .writable_roots
+                .iter()
+                .map(|r| r.root.clone())
+                .collect(),
+            excluded,
+            allowed: allow
+                .iter()
+                .map(|p| std::fs::canonicalize(p).unwrap_or_else(|_| p.clone()))
+                .collect(),
+            network: policy.network,
+        }
+    }
+
+    /// Decide on a socket's real (fully resolved) location.
+    pub fn decide(&self, real: &Path) -> Decision {
+        if self.allowed.iter().any(|a| a == real) {
+            return Decision::Allowed;
+        }
+        let below = |p: &PathBuf| real.starts_with(p);
+        if self.roots.iter().any(below) && !self.excluded.iter().any(below) {
+            return Decision::InWritableRoot;
+        }
+        Decision::Denied
+    }
+}
+
+/// Serve notifications until no process uses the filter any more.
+pub(super) fn run(listener: &OwnedFd, rules: &Rules) {
+    loop {
+        match sys::wait_readable(listener) {
+            Ok(true) => {}
+            Ok(false) | Err(_) => return,
+        }
+        let notif = match sys::notif_recv(listener) {
+            Ok(n) => n,
+            Err(_) => return,
+        };
+        let errno = handle(listener, &notif, rules);
+        // ENOENT: the thread was killed meanwhile; nothing to answer.
+        let _ = sys::notif_send(listener, notif.id, errno);
+    }
+}
+
+const AF_UNIX: u16 = libc::AF_UNIX as u16;
+const SUN_PATH_OFFSET: usize = 2;
+
+/// Returns the errno of the connect (0 on success).
+fn handle(listener: &OwnedFd, n: &libc::seccomp_notif, rules: &Rules) -> i32 {
+    if i64::from(n.data.nr) != libc::SYS_connect {
+        return libc::ENOSYS;
+    }
+    let tid = n.pid as libc::pid_t;
+    let target_fd = n.data.args[0] as i32;
+    let addr = n.data.args[1];
+    let len = n.data.args[2] as u32 as usize;
+    if len > 128 {
+        return libc::EINVAL;
+    }
+    // The address, copied ONCE; everything below uses this copy.
+    let mut buf = vec![0u8; len];
+    if len > 0 {
+        match sys::read_remote(tid, addr, &mut buf) {
+            Ok(got) if got == len => {}
+            Ok(_) => return libc::EFAULT,
+            Err(_) => return libc::EFAULT,
+        }
+    }
+    let Ok(pidfd) = open_pidfd(tid) else {
+        return libc::ESRCH;
+    };
+    let sock = match sys::pidfd_getfd(&pidfd, target_fd) {
+        Ok(s) => s,
+        Err(e) => return e.raw_os_error().unwrap_or(libc::EBADF),
+    };
+    // Relative paths resolve against the child's cwd (opened now, checked below).
+    let cwd = sys::open_path(None, &proc_path(tid, "cwd"));
+    // The thread is still blocked in this very connect: the memory we read, the pid, its fd
+    // table and its cwd belonged to it (no pid reuse in between).
+    if !sys::notif_id_valid(listener, n.id) {
+        return libc::EINTR;
+    }
+    if len < SUN_PATH_OFFSET || u16::from_ne_bytes([buf[0], buf[1]]) != AF_UNIX {
+        // Not a unix address (or AF_UNSPEC / too short): connect the copied bytes ourselves.
+        if !rules.network {
+            return DENIED_ERRNO;
+        }
+        return sys::connect_bytes(&sock, &buf);
+    }
+    let path = &buf[SUN_PATH_OFFSET..];
+    if path.is_empty() {
+        return sys::connect_bytes(&sock, &buf); // unnamed: EINVAL from the kernel
+    }
+    if path[0] == 0 {
+        // Abstract: the child's Landlock scope (ABI 6) cannot be applied by the supervisor,
+        // which is outside the domain; deny rather than widen, with the errno the scope gives.
+        return libc::EPERM;
+    }
+    let end = path.iter().position(|&b| b == 0).unwrap_or(path.len());
+    let path = &path[..end];
+    let Ok(c_path) = CString::new(path) else {
+        return libc::EINVAL;
+    };
+    let dir = if path[0] == b'/' {
+        None
+    } else {
+        match &cwd {
+            Ok(d) => Some(d),
+            Err(_) => return DENIED_ERRNO,
+        }
+    };
+    // Resolved by the supervisor (its own view, symlinks followed); the fd pins the inode.
+    let inode = match sys::open_path(dir, &c_path) {
+        Ok(fd) => fd,
+        Err(e) => return e.raw_os_error().unwrap_or(DENIED_ERRNO),
+    };
+    match sys::fstat(&inode) {
+        Ok(st) if st.st_mode & libc::S_IFMT == libc::S_IFSOCK => {}
+        Ok(_) => return libc::ECONNREFUSED,
+        Err(_) => return DENIED_ERRNO,
+    }
+    let fd_link = format!("/proc/self/fd/{}", inode.as_raw_fd());
+    let Ok(real) = std::fs::read_link(&fd_link) else {
+        return DENIED_ERRNO;
+    };
+    if rules.decide(&real) == Decision::Denied {
+        return DENIED_ERRNO;
+    }
+    // Connect through the pinned inode: the magic link cannot be swapped by the child.
+    sys::connect_unix_path(&sock, fd_link.as_bytes())
+}
+
+fn proc_path(pid: libc::pid_t, what: &str) -> CString {
+    CString::new(format!("/proc/{pid}/{what}")).expect("no NUL in a /proc path")
+}
+
+/// A pidfd for the process of thread `tid` (pidfd_open refuses non-leader tids before 6.9).
+fn open_pidfd(tid: libc::pid_t) -> std::io::Result<OwnedFd> {
+    match sys::pidfd_open(tid) {
+        Ok(fd) => Ok(fd),
+        Err(_) => {
+            let status = std::fs::read(format!("/proc/{tid}/status"))?;
+            let tgid = status
+                .split(|&b| b == b'\n')
+                .find_map(|l| l.strip_prefix(b"Tgid:"))
+                .and_then(|v| std::ffi::OsStr::from_bytes(v).to_str())
+                .and_then(|v| v.trim().parse::<libc::pid_t>().ok())
+                .ok_or_else(|| std::io::Error::from_raw_os_error(libc::ESRCH))?;
+            sys::pidfd_open(tgid)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rules() -> Rules {
+        Rules {
+            roots: vec!["/ws".into()],
+            excluded: vec!["/ws/.git".into()],
+            allowed: vec!["/run/user/1000/tmux-1000/default".into()],
+            network: false,
+        }
+    }
+
+    #[test]
+    fn decisions_by_real_location() {
+        let r = rules();
+        assert_eq!(r.decide(Path::new("/ws/sock")), Decision::InWritableRoot);
+        assert_eq!(r.decide(Path::new("/ws/.git/fsmonitor")), Decision::Denied);
+        assert_eq!(r.decide(Path::new("/wsx/sock")), Decision::Denied);
+        assert_eq!(
+            r.decide(Path::new("/run/user/1000/tmux-1000/default")),
+            Decision::Allowed
+        );
+        assert_eq!(r.decide(Path::new("/run/user/1000/bus")), Decision::Denied);
+    }
+}

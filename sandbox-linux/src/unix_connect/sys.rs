@@ -1,0 +1,318 @@
+//! Raw system calls of the unix-connect supervisor (seccomp user notification, pidfd, SCM_RIGHTS).
+
+use std::io;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+
+fn cvt(r: libc::c_long) -> io::Result<libc::c_long> {
+    if r < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(r)
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+const AUDIT_ARCH: u32 = 0xc000_003e;
+#[cfg(target_arch = "aarch64")]
+const AUDIT_ARCH: u32 = 0xc000_00b7;
+
+/// Install the stacked filter: `connect` → user notification, everything else allowed (the main
+/// table decides the rest). Returns the listener. Requires no_new_privs.
+pub fn install_connect_notifier() -> io::Result<OwnedFd> {
+    const LD_ABS_W: u16 = (libc::BPF_LD | libc::BPF_W | libc::BPF_ABS) as u16;
+    const JEQ_K: u16 = (libc::BPF_JMP | libc::BPF_JEQ | libc::BPF_K) as u16;
+    const RET_K: u16 = (libc::BPF_RET | libc::BPF_K) as u16;
+    let s = |code: u16, jt: u8, jf: u8, k: u32| libc::sock_filter { code, jt, jf, k };
+    let prog_insns = [
+        s(LD_ABS_W, 0, 0, 4), // seccomp_data.arch
+        s(JEQ_K, 1, 0, AUDIT_ARCH),
+        s(RET_K, 0, 0, libc::SECCOMP_RET_ALLOW), // foreign ABIs: the main table kills them
+        s(LD_ABS_W, 0, 0, 0),                    // seccomp_data.nr
+        s(JEQ_K, 0, 1, libc::SYS_connect as u32),
+        s(RET_K, 0, 0, libc::SECCOMP_RET_USER_NOTIF),
+        s(RET_K, 0, 0, libc::SECCOMP_RET_ALLOW),
+    ];
+    let prog = libc::sock_fprog {
+        len: prog_insns.len() as u16,
+        filter: prog_insns.as_ptr() as *mut libc::sock_filter,
+    };
+    let install = |flags: libc::c_ulong| {
+        // SAFETY: `prog` points at `prog_insns`, alive for the call; the kernel copies it.
+        cvt(unsafe {
+            libc::syscall(
+                libc::SYS_seccomp,
+                libc::SECCOMP_SET_MODE_FILTER,
+                flags,
+                &prog as *const libc::sock_fprog,
+            )
+        })
+    };
+    // WAIT_KILLABLE_RECV (5.19): once the supervisor received a notification, only a fatal
+    // signal interrupts the wait, so a connect the supervisor performed is not restarted.
+    let fd = match install(
+        libc::SECCOMP_FILTER_FLAG_NEW_LISTENER | libc::SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV,
+    ) {
+        Ok(fd) => fd,
+        Err(e) if e.raw_os_error() == Some(libc::EINVAL) => {
+            install(libc::SECCOMP_FILTER_FLAG_NEW_LISTENER)?
+        }
+        Err(e) => return Err(e),
+    };
+    // SAFETY: the kernel returned a new fd that nothing else owns.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd as RawFd) })
+}
+
+/// Send one fd over a unix socket (SCM_RIGHTS).
+pub fn send_fd(sock: &OwnedFd, fd: &OwnedFd) -> io::Result<()> {
+    let mut byte = [0u8; 1];
+    let mut iov = libc::iovec {
+        iov_base: byte.as_mut_ptr().cast(),
+        iov_len: 1,
+    };
+    let mut cbuf = [0u64; 4]; // CMSG_SPACE(sizeof(int)) = 24 ≤ 32, 8-aligned
+    // SAFETY: msghdr is plain data; all pointers point at locals alive for the call.
+    unsafe {
+        let mut msg: libc::msghdr = std::mem::zeroed();
+        msg.msg_iov = &mut iov;
+        msg.msg_iovlen = 1;
+        msg.msg_control = cbuf.as_mut_ptr().cast();
+        msg.msg_controllen = libc::CMSG_SPACE(4) as _;
+        let c = libc::CMSG_FIRSTHDR(&msg);
+        (*c).cmsg_level = libc::SOL_SOCKET;
+        (*c).cmsg_type = libc::SCM_RIGHTS;
+        (*c).cmsg_len = libc::CMSG_LEN(4) as _;
+        std::ptr::write_unaligned(libc::CMSG_DATA(c).cast::<RawFd>(), fd.as_raw_fd());
+        cvt(libc::sendmsg(sock.as_raw_fd(), &msg, libc::MSG_NOSIGNAL) as libc::c_long)?;
+    }
+    Ok(())
+}
+
+/// Receive one fd sent by [`send_fd`]; `Ok(None)` on end of stream.
+pub fn recv_fd(sock: &OwnedFd) -> io::Result<Option<OwnedFd>> {
+    let mut byte = [0u8; 1];
+    let mut iov = libc::iovec {
+        iov_base: byte.as_mut_ptr().cast(),
+        iov_len: 1,
+    };
+    let mut cbuf = [0u64; 4];
+    // SAFETY: as in `send_fd`; the received fd is checked before being owned.
+    unsafe {
+        let mut msg: libc::msghdr = std::mem::zeroed();
+        msg.msg_iov = &mut iov;
+        msg.msg_iovlen = 1;
+        msg.msg_control = cbuf.as_mut_ptr().cast();
+        msg.msg_controllen = std::mem::size_of_val(&cbuf) as _;
+        let n = loop {
+            let n = libc::recvmsg(sock.as_raw_fd(), &mut msg, libc::MSG_CMSG_CLOEXEC);
+            if n < 0 && io::Error::last_os_error().kind() == io::ErrorKind::Interrupted {
+                continue;
+            }
+            break cvt(n as libc::c_long)?;
+        };
+        let c = libc::CMSG_FIRSTHDR(&msg);
+        if n == 0 || c.is_null() {
+            return Ok(None);
+        }
+        if (*c).cmsg_level != libc::SOL_SOCKET || (*c).cmsg_type != libc::SCM_RIGHTS {
+            return Err(io::Error::from_raw_os_error(libc::EPROTO));
+        }
+        let fd = std::ptr::read_unaligned(libc::CMSG_DATA(c).cast::<RawFd>());
+        Ok(Some(OwnedFd::from_raw_fd(fd)))
+    }
+}
+
+/// A unix stream socketpair, close-on-exec.
+pub fn socketpair() -> io::Result<(OwnedFd, OwnedFd)> {
+    let mut fds = [0 as RawFd; 2];
+    // SAFETY: `fds` has room for the two fds the kernel writes.
+    cvt(unsafe {
+        libc::socketpair(
+            libc::AF_UNIX,
+            libc::SOCK_STREAM | libc::SOCK_CLOEXEC,
+            0,
+            fds.as_mut_ptr(),
+        )
+    } as libc::c_long)?;
+    // SAFETY: two new fds owned by nobody else.
+    Ok(unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) })
+}
+
+/// Block until a notification arrives.
+pub fn notif_recv(listener: &OwnedFd) -> io::Result<libc::seccomp_notif> {
+    loop {
+        // SAFETY: seccomp_notif is plain data; the kernel requires it zeroed.
+        let mut n: libc::seccomp_notif = unsafe { std::mem::zeroed() };
+        // SAFETY: the ioctl writes one seccomp_notif into `n`.
+        let r = unsafe {
+            libc::ioctl(
+                listener.as_raw_fd(),
+                libc::SECCOMP_IOCTL_NOTIF_RECV,
+                &mut n as *mut libc::seccomp_notif,
+            )
+        };
+        if r == 0 {
+            return Ok(n);
+        }
+        let e = io::Error::last_os_error();
+        // EINTR: signal; ENOENT: the notifying thread went away before we received it.
+        match e.raw_os_error() {
+            Some(libc::EINTR) | Some(libc::ENOENT) => continue,
+            _ => return Err(e),
+        }
+    }
+}
+
+/// Is notification `id` still pending (the thread has not been killed or restarted)?
+pub fn notif_id_valid(listener: &OwnedFd, id: u64) -> bool {
+    // SAFETY: the ioctl reads one u64.
+    unsafe {
+        libc::ioctl(
+            listener.as_raw_fd(),
+            libc::SECCOMP_IOCTL_NOTIF_ID_VALID,
+            &id as *const u64,
+        ) == 0
+    }
+}
+
+/// Answer notification `id`: `errno == 0` → the syscall returns 0, else −errno. Never CONTINUE.
+pub fn notif_send(listener: &OwnedFd, id: u64, errno: i32) -> io::Result<()> {
+    let resp = libc::seccomp_notif_resp {
+        id,
+        val: 0,
+        error: if errno == 0 { 0 } else { -errno },
+        flags: 0,
+    };
+    // SAFETY: the ioctl reads one seccomp_notif_resp.
+    let r = unsafe {
+        libc::ioctl(
+            listener.as_raw_fd(),
+            libc::SECCOMP_IOCTL_NOTIF_SEND,
+            &resp as *const libc::seccomp_notif_resp,
+        )
+    };
+    cvt(r as libc::c_long).map(|_| ())
+}
+
+/// Copy `buf.len()` bytes at `addr` in process `pid` (one read).
+pub fn read_remote(pid: libc::pid_t, addr: u64, buf: &mut [u8]) -> io::Result<usize> {
+    let local = libc::iovec {
+        iov_base: buf.as_mut_ptr().cast(),
+        iov_len: buf.len(),
+    };
+    let remote = libc::iovec {
+        iov_base: addr as usize as *mut libc::c_void,
+        iov_len: buf.len(),
+    };
+    // SAFETY: `local` describes `buf`; the remote range is read by the kernel with checks.
+    let n = cvt(unsafe { libc::process_vm_readv(pid, &local, 1, &remote, 1, 0) } as libc::c_long)?;
+    Ok(n as usize)
+}
+
+pub fn pidfd_open(pid: libc::pid_t) -> io::Result<OwnedFd> {
+    // SAFETY: plain syscall; returns a new fd.
+    let fd = cvt(unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) })?;
+    // SAFETY: new fd owned by nobody else.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd as RawFd) })
+}
+
+/// Duplicate fd `target` of the process behind `pidfd` into this process.
+pub fn pidfd_getfd(pidfd: &OwnedFd, target: i32) -> io::Result<OwnedFd> {
+    // SAFETY: plain syscall; returns a new close-on-exec fd.
+    let fd = cvt(unsafe { libc::syscall(libc::SYS_pidfd_getfd, pidfd.as_raw_fd(), target, 0) })?;
+    // SAFETY: new fd owned by nobody else.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd as RawFd) })
+}
+
+/// `openat(dir, path, O_PATH|O_CLOEXEC)` following symlinks (done by the supervisor, with its
+/// own view and no Landlock).
+pub fn open_path(dir: Option<&OwnedFd>, path: &std::ffi::CStr) -> io::Result<OwnedFd> {
+    let d = dir.map_or(libc::AT_FDCWD, |d| d.as_raw_fd());
+    // SAFETY: `path` is NUL-terminated; returns a new fd.
+    let fd = cvt(
+        unsafe { libc::openat(d, path.as_ptr(), libc::O_PATH | libc::O_CLOEXEC) } as libc::c_long,
+    )?;
+    // SAFETY: new fd owned by nobody else.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd as RawFd) })
+}
+
+/// `connect(sock, addr)` with a pathname address; returns the errno (0 on success).
+pub fn connect_unix_path(sock: &OwnedFd, path: &[u8]) -> i32 {
+    // SAFETY: sockaddr_un is plain data.
+    let mut sa: libc::sockaddr_un = unsafe { std::mem::zeroed() };
+    sa.sun_family = libc::AF_UNIX as libc::sa_family_t;
+    if path.len() >= sa.sun_path.len() {
+        return libc::ENAMETOOLONG;
+    }
+    for (d, s) in sa.sun_path.iter_mut().zip(path) {
+        *d = *s as libc::c_char;
+    }
+    let len = std::mem::size_of::<libc::sa_family_t>() + path.len() + 1;
+    connect_raw(sock, (&sa as *const libc::sockaddr_un).cast(), len)
+}
+
+/// `connect(sock, bytes)` with an address the supervisor copied; returns the errno.
+pub fn connect_bytes(sock: &OwnedFd, addr: &[u8]) -> i32 {
+    let mut storage = [0u64; 16]; // 128 bytes, aligned like sockaddr_storage
+    let len = addr.len().min(128);
+    // SAFETY: `storage` has 128 bytes; `len` ≤ 128.
+    unsafe { std::ptr::copy_nonoverlapping(addr.as_ptr(), storage.as_mut_ptr().cast::<u8>(), len) };
+    connect_raw(sock, storage.as_ptr().cast(), len)
+}
+
+fn connect_raw(sock: &OwnedFd, sa: *const libc::sockaddr, len: usize) -> i32 {
+    // SAFETY: `sa` points at `len` readable bytes owned by the caller.
+    let r = unsafe { libc::connect(sock.as_raw_fd(), sa, len as libc::socklen_t) };
+    if r == 0 {
+        0
+    } else {
+        io::Error::last_os_error()
+            .raw_os_error()
+            .unwrap_or(libc::EIO)
+    }
+}
+
+/// `fstat` mode of an fd.
+pub fn fstat(fd: &OwnedFd) -> io::Result<libc::stat> {
+    // SAFETY: stat is plain data the kernel fills.
+    let mut st: libc::stat = unsafe { std::mem::zeroed() };
+    // SAFETY: `st` is a valid out-pointer.
+    cvt(unsafe { libc::fstat(fd.as_raw_fd(), &mut st) } as libc::c_long)?;
+    Ok(st)
+}
+
+/// Wait until `fd` is readable; `Ok(false)` when the other side hung up (no filter user left).
+pub fn wait_readable(fd: &OwnedFd) -> io::Result<bool> {
+    loop {
+        let mut p = libc::pollfd {
+            fd: fd.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        // SAFETY: one valid pollfd.
+        let r = unsafe { libc::poll(&mut p, 1, -1) };
+        if r < 0 {
+            let e = io::Error::last_os_error();
+            if e.kind() == io::ErrorKind::Interrupted {
+                continue;
+            }
+            return Err(e);
+        }
+        if p.revents & libc::POLLIN != 0 {
+            return Ok(true);
+        }
+        if p.revents & (libc::POLLHUP | libc::POLLERR | libc::POLLNVAL) != 0 {
+            return Ok(false);
+        }
+    }
+}
+
+/// `Err` (ENOSYS) when the kernel has no `pidfd_getfd`.
+pub fn probe_pidfd_getfd() -> io::Result<()> {
+    // SAFETY: invalid pidfd on purpose; the kernel answers EBADF when the call exists.
+    let r = unsafe { libc::syscall(libc::SYS_pidfd_getfd, -1, 0, 0) };
+    let e = io::Error::last_os_error();
+    if r < 0 && e.raw_os_error() == Some(libc::ENOSYS) {
+        return Err(e);
+    }
+    Ok(())
+}
