@@ -96,6 +96,9 @@ fn write_proc(path: &'static str, content: &str) -> Result<(), MountNsError> {
 pub struct Entered {
     /// A new user namespace (false: root with `CAP_SYS_ADMIN` created the others without one).
     pub user: bool,
+    /// The real uid and gid before the clone. Inside a fresh user namespace with no map yet,
+    /// `getuid()` answers the overflow id (65534), so the map must be written from these.
+    pub outer_ids: (u32, u32),
 }
 
 /// What [`set_up`] did besides the read-only mounts.
@@ -124,8 +127,7 @@ pub fn set_up(
     paths: &[PathBuf],
 ) -> Result<Outcome, MountNsError> {
     if entered.user {
-        let uid = sys::getuid();
-        let gid = sys::getgid();
+        let (uid, gid) = entered.outer_ids;
         sys::set_dumpable().map_err(|source| MountNsError::Dumpable { source })?;
         write_proc("/proc/self/uid_map", &format!("{uid} {uid} 1\n"))?;
         write_proc("/proc/self/setgroups", "deny\n")?;

@@ -21,11 +21,24 @@ const FLAGS: libc::c_int = libc::CLONE_NEWNS | libc::CLONE_NEWPID | libc::CLONE_
 ///
 /// The caller must be single-threaded.
 pub fn clone_isolated() -> io::Result<(sys::Fork, Entered)> {
-    if sys::getuid() == 0 {
+    let outer_ids = (sys::getuid(), sys::getgid());
+    if outer_ids.0 == 0 {
         if let Ok(f) = sys::clone_into(FLAGS) {
-            return Ok((f, Entered { user: false }));
+            return Ok((
+                f,
+                Entered {
+                    user: false,
+                    outer_ids,
+                },
+            ));
         }
     }
     let f = sys::clone_into(FLAGS | libc::CLONE_NEWUSER)?;
-    Ok((f, Entered { user: true }))
+    Ok((
+        f,
+        Entered {
+            user: true,
+            outer_ids,
+        },
+    ))
 }
