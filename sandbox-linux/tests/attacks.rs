@@ -41,23 +41,12 @@ struct Env {
 }
 
 fn chown_r(p: &Path) {
-    chown(p, Some(NOBODY), Some(NOBODY)).unwrap();
-    if p.is_dir() && !p.is_symlink() {
-        for e in std::fs::read_dir(p).unwrap() {
-            chown_r(&e.unwrap().path());
-        }
-    }
+    suite_test_support::dirs::chown_tree(p, NOBODY);
 }
 
 fn env() -> Env {
-    let dir = tempfile::Builder::new()
-        .prefix("sbl-")
-        .tempdir_in(suite_test_support::dirs::outside_default_roots(
-            std::path::Path::new(env!("CARGO_TARGET_TMPDIR")),
-        ))
-        .unwrap();
-    let base = std::fs::canonicalize(dir.path()).unwrap();
-    std::fs::set_permissions(&base, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let (dir, base) =
+        suite_test_support::dirs::sandbox_scratch("sbl-", Path::new(env!("CARGO_TARGET_TMPDIR")));
     let ws = base.join("ws");
     let outside = base.join("outside");
     let home = base.join("home");

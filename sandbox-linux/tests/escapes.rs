@@ -37,14 +37,10 @@ struct Env {
 
 impl Env {
     fn new() -> Env {
-        let dir = tempfile::Builder::new()
-            .prefix("sbe-")
-            .tempdir_in(suite_test_support::dirs::outside_default_roots(Path::new(
-                env!("CARGO_TARGET_TMPDIR"),
-            )))
-            .unwrap();
-        let base = std::fs::canonicalize(dir.path()).unwrap();
-        std::fs::set_permissions(&base, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let (dir, base) = suite_test_support::dirs::sandbox_scratch(
+            "sbe-",
+            Path::new(env!("CARGO_TARGET_TMPDIR")),
+        );
         let ws = base.join("ws");
         let home = base.join("home");
         std::fs::create_dir_all(&ws).unwrap();

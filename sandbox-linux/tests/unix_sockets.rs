@@ -6,7 +6,7 @@
 // Test code: a failed set-up step must fail the test loudly.
 #![allow(clippy::unwrap_used, clippy::panic, clippy::expect_used)]
 
-use std::os::unix::fs::{PermissionsExt, chown};
+use std::os::unix::fs::chown;
 use std::os::unix::net::UnixListener;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
@@ -25,23 +25,14 @@ struct Env {
 }
 
 fn chown_r(p: &Path) {
-    chown(p, Some(NOBODY), Some(NOBODY)).unwrap();
-    if p.is_dir() && !p.is_symlink() {
-        for e in std::fs::read_dir(p).unwrap() {
-            chown_r(&e.unwrap().path());
-        }
-    }
+    suite_test_support::dirs::chown_tree(p, NOBODY);
 }
 
 fn env() -> Env {
-    let dir = tempfile::Builder::new()
-        .prefix("sbl-ux-")
-        .tempdir_in(suite_test_support::dirs::outside_default_roots(Path::new(
-            env!("CARGO_TARGET_TMPDIR"),
-        )))
-        .unwrap();
-    let base = std::fs::canonicalize(dir.path()).unwrap();
-    std::fs::set_permissions(&base, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let (dir, base) = suite_test_support::dirs::sandbox_scratch(
+        "sbl-ux-",
+        Path::new(env!("CARGO_TARGET_TMPDIR")),
+    );
     let (ws, outside, home) = (base.join("ws"), base.join("outside"), base.join("home"));
     for d in [&ws, &outside, &home] {
         std::fs::create_dir_all(d).unwrap();

@@ -21,3 +21,30 @@ pub fn outside_default_roots(preferred: &Path) -> PathBuf {
         pref
     }
 }
+
+/// A fresh scratch directory for a sandbox test: below [`outside_default_roots`] of
+/// `target_tmpdir`, canonical, mode 0755 (world-traversable, so a sandboxed uid 65534 reaches it).
+/// Returns the guard (removes it on drop) and its canonical path.
+#[allow(clippy::expect_used)]
+pub fn sandbox_scratch(prefix: &str, target_tmpdir: &Path) -> (tempfile::TempDir, PathBuf) {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::Builder::new()
+        .prefix(prefix)
+        .tempdir_in(outside_default_roots(target_tmpdir))
+        .expect("create the scratch directory");
+    let base = std::fs::canonicalize(dir.path()).expect("canonicalize the scratch directory");
+    std::fs::set_permissions(&base, std::fs::Permissions::from_mode(0o755))
+        .expect("chmod 0755 the scratch directory");
+    (dir, base)
+}
+
+/// `chown -R uid:uid p` without following symlinks.
+#[allow(clippy::expect_used)]
+pub fn chown_tree(p: &Path, uid: u32) {
+    std::os::unix::fs::lchown(p, Some(uid), Some(uid)).expect("lchown");
+    if p.is_dir() && !p.is_symlink() {
+        for e in std::fs::read_dir(p).expect("read_dir") {
+            chown_tree(&e.expect("dir entry").path(), uid);
+        }
+    }
+}
