@@ -264,6 +264,9 @@ fn tmux(e: &Env, sock: &Path, args: &[&str]) -> Output {
         .arg(sock)
         .args(args)
         .env("HOME", &e.home)
+        // tmux runs a pane through $SHELL, else the passwd shell: nobody's is nologin, which
+        // exits at once and takes the server with it (CI has no SHELL)
+        .env("SHELL", "/bin/sh")
         .env_remove("TMUX")
         .uid(NOBODY)
         .gid(NOBODY)
@@ -284,6 +287,14 @@ fn the_tmux_run_shell_escape_fails_inside_and_works_outside() {
     );
     assert!(start.status.success(), "{:?}", start);
     let cmd = format!("id > {}", s(&escaped));
+    let alive = |when: &str| {
+        let has = tmux(&e, &sock, &["has-session", "-t", "victim"]);
+        assert!(
+            has.status.success(),
+            "the victim's tmux server is not running {when}: {has:?}"
+        );
+    };
+    alive("before the attack");
     for ns in BOTH {
         for policy in [RO, WS] {
             let out = sandboxed(
@@ -295,9 +306,16 @@ fn the_tmux_run_shell_escape_fails_inside_and_works_outside() {
             );
             std::thread::sleep(std::time::Duration::from_millis(300));
             assert!(!out.status.success(), "{out:?}");
+            // the denial itself, not a server that happens to be gone
+            let err = String::from_utf8_lossy(&out.stderr);
+            assert!(
+                err.contains("error connecting") && err.contains("Permission denied"),
+                "tmux inside must fail on connect with EACCES: {out:?}"
+            );
             assert!(!escaped.exists(), "tmux ran a command outside the sandbox");
         }
     }
+    alive("after the attack");
     // control: the same command outside works
     let out = tmux(&e, &sock, &["run-shell", &cmd]);
     let _ = tmux(&e, &sock, &["kill-server"]);
