@@ -87,6 +87,7 @@ fn build(
                     root.read_only_subpaths.push(ReadOnlySubpath {
                         path: sub,
                         exists: false,
+                        replaceable_via: None,
                     });
                 }
             }

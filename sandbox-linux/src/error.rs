@@ -19,14 +19,14 @@ pub enum SandboxError {
     #[error("{}", refusal_message(missing))]
     Refused { missing: Vec<Missing> },
     #[error(
-        "refusing to run: {} {} a symbolic link; a read-only mount would protect only the link's \
-         target and the command could replace the link with a writable directory (make it a real \
-         directory, or a `.git` file saying `gitdir: <path>`), or pass \
-         --dangerously-allow-weaker-sandbox to run with it writable",
-        paths.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", "),
-        if paths.len() == 1 { "is" } else { "are" }
+        "refusing to run: {}; a read-only mount would protect only what the path names now and the \
+         command could swap it for a writable directory (make `.git`/`.codex` real directories, or \
+         a `.git` file whose `gitdir:` path has no symlink and lies outside the writable roots or \
+         under a root's own `.git`), or pass --dangerously-allow-weaker-sandbox to run with it \
+         writable",
+        items.iter().map(ToString::to_string).collect::<Vec<_>>().join("; ")
     )]
-    SymlinkedCarveOut { paths: Vec<PathBuf> },
+    ReplaceableCarveOut { items: Vec<Replaceable> },
     #[error("no command given (usage: ... -- COMMAND [ARGS...])")]
     NoCommand,
     #[error("failed to count this process's threads (/proc/self/task): {source}")]
@@ -139,6 +139,37 @@ fn refusal_message(missing: &[Missing]) -> String {
     )
 }
 
+/// A carve-out the sandboxed command could swap (see [`SandboxError::ReplaceableCarveOut`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Replaceable {
+    /// The path that should stay read-only.
+    pub carve_out: PathBuf,
+    /// What the command could swap: the carve-out itself (a symlink) or a path on the way to it.
+    pub via: PathBuf,
+}
+
+impl std::fmt::Display for Replaceable {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let is_link =
+            std::fs::symlink_metadata(&self.via).is_ok_and(|m| m.file_type().is_symlink());
+        match (self.via == self.carve_out, is_link) {
+            (true, _) => write!(f, "{} is a symbolic link", self.via.display()),
+            (false, true) => write!(
+                f,
+                "{} is a symbolic link on the way to the gitdir {}",
+                self.via.display(),
+                self.carve_out.display()
+            ),
+            (false, false) => write!(
+                f,
+                "{} holds the gitdir {} and lies in a writable root (it can be renamed)",
+                self.via.display(),
+                self.carve_out.display()
+            ),
+        }
+    }
+}
+
 impl SandboxError {
     /// The documented exit code for this error (see the crate docs).
     pub fn exit_code(&self) -> i32 {
@@ -147,7 +178,7 @@ impl SandboxError {
                 crate::EXIT_INVALID_POLICY
             }
             SandboxError::Refused { .. }
-            | SandboxError::SymlinkedCarveOut { .. }
+            | SandboxError::ReplaceableCarveOut { .. }
             | SandboxError::UnixConnectUnsupported { .. } => crate::EXIT_REFUSED,
             SandboxError::CommandNotFound { .. } => crate::EXIT_NOT_FOUND,
             SandboxError::CommandNotExecutable { .. } => crate::EXIT_NOT_EXECUTABLE,

@@ -41,7 +41,7 @@ use std::path::PathBuf;
 
 use sandbox_policy::{EffectivePolicy, PolicyKind};
 
-use crate::error::SandboxError;
+use crate::error::{Replaceable, SandboxError};
 use crate::fs_rules;
 use crate::kernel::{Feature, KernelSupport, Missing, missing_features};
 use crate::landlock_rules;
@@ -177,7 +177,7 @@ impl Sandbox<Planned> {
         report.new_session = true;
 
         let mut carve_outs: Vec<PathBuf> = Vec::new();
-        let mut symlinked: Vec<PathBuf> = Vec::new();
+        let mut replaceable: Vec<Replaceable> = Vec::new();
         for root in &policy.writable_roots {
             for sub in &root.read_only_subpaths {
                 let is_link =
@@ -185,7 +185,16 @@ impl Sandbox<Planned> {
                 if is_link {
                     // A mount follows the link and protects only its target; the link itself
                     // lives in the writable root and can be replaced: fail closed.
-                    symlinked.push(sub.path.clone());
+                    replaceable.push(Replaceable {
+                        carve_out: sub.path.clone(),
+                        via: sub.path.clone(),
+                    });
+                } else if let Some(via) = &sub.replaceable_via {
+                    // a symlink or renameable directory on the way to a `.git` file's gitdir
+                    replaceable.push(Replaceable {
+                        carve_out: sub.path.clone(),
+                        via: via.clone(),
+                    });
                 } else if sub.exists {
                     carve_outs.push(sub.path.clone());
                 } else {
@@ -193,11 +202,11 @@ impl Sandbox<Planned> {
                 }
             }
         }
-        if !symlinked.is_empty() {
+        if !replaceable.is_empty() {
             if !opts.dangerously_allow_weaker_sandbox {
-                return Err(SandboxError::SymlinkedCarveOut { paths: symlinked });
+                return Err(SandboxError::ReplaceableCarveOut { items: replaceable });
             }
-            report.carve_outs_symlinked = symlinked;
+            report.carve_outs_symlinked = replaceable.into_iter().map(|r| r.via).collect();
         }
         match entered {
             Some(entered) => {

@@ -38,7 +38,7 @@ pub mod seccomp;
 mod sys;
 pub mod unix_connect;
 
-pub use error::SandboxError;
+pub use error::{Replaceable, SandboxError};
 pub use kernel::{Feature, KernelSupport, Missing};
 pub use launch::{Applied, Options, Planned, Sandbox};
 pub use report::Report;

@@ -42,7 +42,8 @@ pub struct Report {
     pub carve_outs_writable: Vec<PathBuf>,
     /// `.git`/`.codex` paths that did not exist: nothing to bind, their creation is not prevented.
     pub carve_outs_not_existing: Vec<PathBuf>,
-    /// Carve-outs that are symbolic links, left writable by `--dangerously-allow-weaker-sandbox`.
+    /// Carve-outs the command could swap (a symlink, or a symlink or renameable directory on the
+    /// way to a gitdir), left writable by `--dangerously-allow-weaker-sandbox`: the swappable paths.
     pub carve_outs_symlinked: Vec<PathBuf>,
     pub list_only: Vec<PathBuf>,
     pub roots_inside_denied: Vec<PathBuf>,

@@ -827,13 +827,15 @@ fn the_command_has_no_controlling_terminal() {
 #[test]
 fn worktree_gitdir_named_by_a_dot_git_file_stays_read_only() {
     let e = env();
-    // ws2 is a worktree: its .git is a file naming a gitdir inside another writable root
+    // ws2 is a worktree: its .git is a file naming a gitdir inside another writable root, below
+    // that root's own `.git` directory (a gitdir that could be renamed away is refused instead:
+    // tests/git_dirs.rs)
     let ws2 = e.base.join("wt");
     let other = e.base.join("other");
-    let gitdir = other.join("repo.git/worktrees/wt");
+    let gitdir = other.join(".git/worktrees/wt");
     std::fs::create_dir_all(&ws2).unwrap();
     std::fs::create_dir_all(&gitdir).unwrap();
-    std::fs::write(ws2.join(".git"), "gitdir: ../other/repo.git/worktrees/wt\n").unwrap();
+    std::fs::write(ws2.join(".git"), "gitdir: ../other/.git/worktrees/wt\n").unwrap();
     chown_r(&e.base);
     let policy = format!(
         r#"{{"mode":"workspace-write","writable_roots":["{}"]}}"#,

@@ -22,6 +22,18 @@ pub enum Error {
     /// The generated text uses a parameter that is not supplied, or supplies one it never uses.
     #[error("generated seatbelt policy and parameters disagree: {0}")]
     ParamMismatch(String),
+    /// A read-only carve-out the command could swap: a `.git` file's `gitdir:` path with a symlink
+    /// component, or under a directory inside a writable root (it could be renamed and
+    /// re-created). A path rule would then protect the old place while git, outside the sandbox,
+    /// follows the `.git` file to the new one. Exit 201, as on Linux.
+    #[error(
+        "refusing to run: {}: {} can be swapped by the sandboxed command (a symlink, or a \
+         directory inside a writable root that can be renamed), so protecting the gitdir by path \
+         would protect the wrong place",
+        carve_out.display(),
+        via.display()
+    )]
+    ReplaceableCarveOut { carve_out: PathBuf, via: PathBuf },
     /// No command was given to run.
     #[error("no command to run")]
     EmptyCommand,
@@ -39,4 +51,11 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
+}
+
+impl Error {
+    /// A refusal (exit 201) rather than a set-up failure (202).
+    pub fn is_refusal(&self) -> bool {
+        matches!(self, Error::ReplaceableCarveOut { .. })
+    }
 }

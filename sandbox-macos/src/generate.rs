@@ -141,6 +141,12 @@ pub fn generate(policy: &EffectivePolicy, host: &HostPaths) -> Result<SeatbeltPo
         let root = seatbelt_path("writable root", &w.root)?;
         let mut subs = Vec::new();
         for s in &w.read_only_subpaths {
+            if let Some(via) = &s.replaceable_via {
+                return Err(Error::ReplaceableCarveOut {
+                    carve_out: s.path.clone(),
+                    via: via.clone(),
+                });
+            }
             let p = seatbelt_path("read-only subpath", &s.path)?;
             if !subs.contains(&p) {
                 subs.push(p);

@@ -24,6 +24,7 @@ fn root(path: &str, subs: &[&str]) -> WritableRoot {
             .map(|s| ReadOnlySubpath {
                 path: PathBuf::from(s),
                 exists: true,
+                replaceable_via: None,
             })
             .collect(),
     }
@@ -237,4 +238,40 @@ fn danger_full_access_allows_everything() {
     let m = Model::new(&sb);
     assert_eq!(m.decide(W, Path::new("/Users/a/.ssh/id")), Decision::Allow);
     assert!(sb.params().is_empty());
+}
+
+#[test]
+fn a_replaceable_gitdir_is_refused_not_protected_by_path() {
+    // review finding F1: a path rule on the gitdir protects the old place once the command has
+    // re-pointed the symlink on the way to it; the generator refuses (the CLI exits 201)
+    let mut p = nested();
+    p.writable_roots[0]
+        .read_only_subpaths
+        .push(ReadOnlySubpath {
+            path: PathBuf::from("/private/tmp/proj/link/repo.git"),
+            exists: true,
+            replaceable_via: Some(PathBuf::from("/private/tmp/proj/link")),
+        });
+    let err = generate(&p, &HostPaths::default()).unwrap_err();
+    assert!(err.is_refusal(), "{err}");
+    assert!(
+        err.to_string()
+            .contains("/private/tmp/proj/link/repo.git: /private/tmp/proj/link can be swapped"),
+        "{err}"
+    );
+    // control: the same entry without the hazard is protected (a deny rule, no error)
+    p.writable_roots[0]
+        .read_only_subpaths
+        .last_mut()
+        .unwrap()
+        .replaceable_via = None;
+    let policy = generate(&p, &HostPaths::default()).unwrap();
+    assert!(
+        policy
+            .params()
+            .iter()
+            .any(|x| x.value == Path::new("/private/tmp/proj/link/repo.git")),
+        "{}",
+        policy.text()
+    );
 }

@@ -25,6 +25,7 @@ fn root(path: &str, subs: &[(&str, bool)]) -> WritableRoot {
             .map(|(s, exists)| ReadOnlySubpath {
                 path: p(s),
                 exists: *exists,
+                replaceable_via: None,
             })
             .collect(),
     }

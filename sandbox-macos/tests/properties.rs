@@ -84,6 +84,7 @@ fn build(s: &Shape, tag: char) -> (EffectivePolicy, HostPaths) {
                         .map(|n| ReadOnlySubpath {
                             path: root.join(format!("{tag}{n}")),
                             exists: false,
+                            replaceable_via: None,
                         })
                         .collect(),
                     root,

@@ -118,11 +118,14 @@ impl SandboxPolicy {
                         }
                     }
                 }
+                let mut unique: Vec<PathBuf> = Vec::new();
                 for d in dirs {
-                    if writable_roots.iter().any(|w| w.root == d) {
-                        continue;
+                    if !unique.contains(&d) {
+                        unique.push(d);
                     }
-                    writable_roots.push(WritableRoot::new(d));
+                }
+                for d in &unique {
+                    writable_roots.push(WritableRoot::new(d.clone(), &unique));
                 }
             }
         }
@@ -233,10 +236,19 @@ pub struct WritableRoot {
 pub struct ReadOnlySubpath {
     pub path: PathBuf,
     pub exists: bool,
+    /// A path on the way to this one that the sandboxed command could swap, so that protecting
+    /// `path` would protect the wrong thing: a symlink component of a `.git` file's `gitdir:` path
+    /// (anywhere: the command may own the link), or a directory inside a writable root above the
+    /// gitdir (it can be renamed away and re-created; the read-only mount moves with it). A
+    /// backend refuses to run while this is set (see `docs/security.md`, "Carve-outs").
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub replaceable_via: Option<PathBuf>,
 }
 
 impl WritableRoot {
-    fn new(root: PathBuf) -> Self {
+    /// `all_roots`: every writable root of the policy (a gitdir under any of them may be
+    /// replaceable, not only under this one).
+    fn new(root: PathBuf, all_roots: &[PathBuf]) -> Self {
         let mut subs = Vec::new();
         let dot_git = root.join(".git");
         match std::fs::symlink_metadata(&dot_git) {
@@ -244,20 +256,34 @@ impl WritableRoot {
                 subs.push(ReadOnlySubpath {
                     path: dot_git.clone(),
                     exists: true,
+                    replaceable_via: None,
                 });
                 if let Some(gitdir) = read_gitdir_file(&dot_git) {
-                    let p = canonical_or_lexical(&gitdir);
+                    let (p, replaceable_via) = match first_symlink(&gitdir) {
+                        Some(link) => (normalize_lexically(&gitdir), Some(link)),
+                        None => {
+                            let p = canonical_or_lexical(&gitdir);
+                            let via = renameable_ancestor(&p, all_roots);
+                            (p, via)
+                        }
+                    };
                     let exists = p.exists();
-                    subs.push(ReadOnlySubpath { path: p, exists });
+                    subs.push(ReadOnlySubpath {
+                        path: p,
+                        exists,
+                        replaceable_via,
+                    });
                 }
             }
             Ok(_) => subs.push(ReadOnlySubpath {
                 path: dot_git,
                 exists: true,
+                replaceable_via: None,
             }),
             Err(_) => subs.push(ReadOnlySubpath {
                 path: dot_git,
                 exists: false,
+                replaceable_via: None,
             }),
         }
         let dot_codex = root.join(".codex");
@@ -265,12 +291,58 @@ impl WritableRoot {
         subs.push(ReadOnlySubpath {
             path: dot_codex,
             exists,
+            replaceable_via: None,
         });
         WritableRoot {
             root,
             read_only_subpaths: subs,
         }
     }
+}
+
+/// The first symlink met while walking `p` component by component as the kernel would (`..` pops
+/// the walked prefix, which is exact only because no symlink came before it: the walk stops at
+/// the first one). Components that do not exist end the walk: nothing there to swap yet, and the
+/// path gets no mount (it is reported as not existing).
+fn first_symlink(p: &Path) -> Option<PathBuf> {
+    use std::path::Component;
+    let mut cur = PathBuf::from("/");
+    for c in p.components() {
+        match c {
+            Component::RootDir | Component::Prefix(_) | Component::CurDir => {}
+            Component::ParentDir => {
+                cur.pop();
+            }
+            Component::Normal(name) => {
+                cur.push(name);
+                match std::fs::symlink_metadata(&cur) {
+                    Ok(m) if m.file_type().is_symlink() => return Some(cur),
+                    Ok(_) => {}
+                    Err(_) => return None,
+                }
+            }
+        }
+    }
+    None
+}
+
+/// A gitdir below a writable root but not directly in it sits under a directory the command can
+/// rename (`mv a b; mkdir -p a/real.git`): the read-only mount moves with the renamed directory
+/// and git, outside, follows the `.git` file into the new one. Returns the first such directory.
+/// Below a root's own `.git` *directory* nothing can be renamed: that directory is itself a
+/// read-only carve-out (a mount point, so `rename` gets EBUSY) and everything under it is
+/// read-only (a worktree's `gitdir: /repo/.git/worktrees/wt` with `/repo` a writable root).
+fn renameable_ancestor(gitdir: &Path, roots: &[PathBuf]) -> Option<PathBuf> {
+    roots.iter().find_map(|r| {
+        let mut comps = gitdir.strip_prefix(r).ok()?.components();
+        let (Some(first), Some(_)) = (comps.next(), comps.next()) else {
+            return None;
+        };
+        let top = r.join(first);
+        let carved = first.as_os_str() == ".git"
+            && std::fs::symlink_metadata(&top).is_ok_and(|m| m.is_dir());
+        (!carved).then_some(top)
+    })
 }
 
 /// A `.git` *file* (worktrees, submodules) says `gitdir: <path>`, relative to its directory.
@@ -429,14 +501,16 @@ mod tests {
             subs[0],
             ReadOnlySubpath {
                 path: ws_c.join(".git"),
-                exists: true
+                exists: true,
+                replaceable_via: None,
             }
         );
         assert_eq!(
             subs[1],
             ReadOnlySubpath {
                 path: ws_c.join(".codex"),
-                exists: false
+                exists: false,
+                replaceable_via: None,
             }
         );
         assert!(
@@ -466,6 +540,84 @@ mod tests {
             subs.iter()
                 .any(|s| s.path == std::fs::canonicalize(&real).unwrap() && s.exists)
         );
+    }
+
+    /// The gitdir entry (index 1) of the root at `ws`, resolved with `ws` and `extra` as the only
+    /// writable roots (no /tmp: the temp dir lives there).
+    fn gitdir_entry(ws: &Path, extra: &[PathBuf]) -> ReadOnlySubpath {
+        let p = SandboxPolicy::WorkspaceWrite {
+            writable_roots: extra.to_vec(),
+            network_access: false,
+            exclude_tmpdir_env_var: true,
+            exclude_slash_tmp: true,
+        };
+        let eff = p.resolve(ws, &SandboxEnv::default(), &[]).unwrap();
+        eff.writable_roots[0].read_only_subpaths[1].clone()
+    }
+
+    #[test]
+    fn a_symlink_on_the_way_to_a_gitdir_marks_it_replaceable() {
+        // review finding F1: `gitdir: link/real.git` with `link` in the writable root; the mount
+        // would land on the link's target and the command could re-point the link
+        let dir = tempfile::tempdir().unwrap();
+        let ws = dir.path().join("ws");
+        let elsewhere = dir.path().join("elsewhere");
+        std::fs::create_dir_all(ws.join("sub")).unwrap();
+        std::fs::create_dir_all(elsewhere.join("real.git")).unwrap();
+        std::os::unix::fs::symlink(&elsewhere, ws.join("link")).unwrap();
+        std::fs::write(ws.join(".git"), "gitdir: sub/../link/real.git\n").unwrap();
+        let sub = gitdir_entry(&ws, &[]);
+        let ws = std::fs::canonicalize(&ws).unwrap();
+        assert_eq!(sub.replaceable_via, Some(ws.join("link")));
+        // the path reported is the one written, not the link's target
+        assert_eq!(sub.path, ws.join("link/real.git"));
+        // an absolute path through a symlinked directory outside the roots is caught as well
+        std::fs::write(
+            ws.join(".git"),
+            format!("gitdir: {}\n", ws.join("link/real.git").display()),
+        )
+        .unwrap();
+        assert_eq!(
+            gitdir_entry(&ws, &[]).replaceable_via,
+            Some(ws.join("link"))
+        );
+        // control: the same gitdir named without the link is not replaceable
+        let real = std::fs::canonicalize(elsewhere.join("real.git")).unwrap();
+        std::fs::write(ws.join(".git"), format!("gitdir: {}\n", real.display())).unwrap();
+        let sub = gitdir_entry(&ws, &[]);
+        assert_eq!(sub.replaceable_via, None);
+        assert_eq!(sub.path, real);
+    }
+
+    #[test]
+    fn a_gitdir_deep_in_a_writable_root_is_replaceable_unless_under_its_git_directory() {
+        let dir = tempfile::tempdir().unwrap();
+        let base = std::fs::canonicalize(dir.path()).unwrap();
+        let (ws, other) = (base.join("wt"), base.join("other"));
+        std::fs::create_dir_all(&ws).unwrap();
+        std::fs::create_dir_all(other.join("repo.git/worktrees/wt")).unwrap();
+        std::fs::create_dir_all(other.join(".git/worktrees/wt")).unwrap();
+        // a bare repository inside another root: `other/repo.git` can be renamed away
+        std::fs::write(ws.join(".git"), "gitdir: ../other/repo.git/worktrees/wt\n").unwrap();
+        let sub = gitdir_entry(&ws, std::slice::from_ref(&other));
+        assert_eq!(sub.replaceable_via, Some(other.join("repo.git")));
+        // inside the same root: `sub` can be renamed
+        std::fs::create_dir_all(ws.join("sub/real.git")).unwrap();
+        std::fs::write(ws.join(".git"), "gitdir: sub/real.git\n").unwrap();
+        assert_eq!(gitdir_entry(&ws, &[]).replaceable_via, Some(ws.join("sub")));
+        // directly in a root: the gitdir itself becomes a mount point (rename gets EBUSY)
+        std::fs::create_dir_all(ws.join("direct.git")).unwrap();
+        std::fs::write(ws.join(".git"), "gitdir: direct.git\n").unwrap();
+        assert_eq!(gitdir_entry(&ws, &[]).replaceable_via, None);
+        // under the other root's own `.git` directory (a carve-out): nothing can be renamed
+        std::fs::write(ws.join(".git"), "gitdir: ../other/.git/worktrees/wt\n").unwrap();
+        assert_eq!(
+            gitdir_entry(&ws, std::slice::from_ref(&other)).replaceable_via,
+            None
+        );
+        // control: the bare repository when `other` is not writable
+        std::fs::write(ws.join(".git"), "gitdir: ../other/repo.git/worktrees/wt\n").unwrap();
+        assert_eq!(gitdir_entry(&ws, &[]).replaceable_via, None);
     }
 
     #[test]

@@ -14,7 +14,7 @@
 //! | the command's own | the command ran; 128+N if signal N killed it |
 //! | 2 | bad usage: `--writable-root` without `--full-auto` |
 //! | 200 | invalid policy: a writable root that is not a directory, an empty or `~` (without HOME) `sandbox.deny_read` entry (`sandbox_policy::request::exit::INVALID_POLICY`); a `sandbox.deny_read` of the wrong type is a config error (2) |
-//! | 201 | refused: not macOS, Seatbelt exists only there ([`EXIT_NOT_MACOS`]) |
+//! | 201 | refused: not macOS, Seatbelt exists only there ([`EXIT_NOT_MACOS`]); a `.git` file whose gitdir the command could swap (a symlink on the way, or a renameable directory in a writable root) |
 //! | 202 | sandbox set-up failed: the policy could not be generated or `/usr/bin/sandbox-exec` could not be started ([`EXIT_SETUP_FAILED`]) |
 //!
 //! `sandbox-exec` reports its own failures (a policy the kernel rejects, a command it cannot
@@ -48,7 +48,14 @@ pub fn run(args: MacosArgs, global: &crate::GlobalOpts) -> anyhow::Result<i32> {
     // No --deny-read flag here: Seatbelt's front door takes the config's list only.
     let (effective, cwd, _) = super::effective_policy(&args.run, &[], global)?;
     let seatbelt = sandbox_macos::generate(&effective, &sandbox_macos::HostPaths::from_host())
-        .map_err(|e| Coded::new(EXIT_SETUP_FAILED, format!("seatbelt policy: {e}")))?;
+        .map_err(|e| {
+            let code = if e.is_refusal() {
+                exit::REFUSED
+            } else {
+                EXIT_SETUP_FAILED
+            };
+            Coded::new(code, format!("seatbelt policy: {e}"))
+        })?;
     if args.print_policy {
         print!("{}", seatbelt.text());
         println!("\n; parameters, passed as -D KEY=VALUE (never part of the policy text):");

@@ -1,0 +1,268 @@
+//! A `.git` *file* (`git init --separate-git-dir`, worktrees, submodules) points git at a gitdir
+//! somewhere else. The sandbox mounts that gitdir read-only, but a mount protects a place, and
+//! git outside follows the `.git` file's *path*: if the sandboxed command can make that path lead
+//! somewhere new, it plants a `core.fsmonitor` that the user's next `git status` runs outside
+//! the sandbox (outside review, finding F1). Two ways to swap the path, both refused with 201:
+//! - a symlink on the way (`gitdir: link/.git`, `link` in the writable root): re-point the link;
+//! - a directory inside a writable root above the gitdir (`gitdir: ../other/repo.git`, `other`
+//!   writable): rename it away and re-create it (the read-only mount moves with the renamed one).
+//!
+//! Each attack runs as the sandboxed command (uid 65534), with and without user namespaces; the
+//! control runs the same attack with `--dangerously-allow-weaker-sandbox` and shows the victim's
+//! `git status` outside then runs the planted command. Needs git (Debian `git`).
+
+// Test code: a failed set-up step must fail the test loudly.
+#![allow(clippy::unwrap_used, clippy::panic, clippy::expect_used)]
+
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+use suite_test_support::bins::sandbox_helper as helper;
+const PROBE: &str = env!("CARGO_BIN_EXE_sandbox-linux-probe");
+const NOBODY: u32 = 65534;
+
+struct Env {
+    _dir: tempfile::TempDir,
+    base: PathBuf,
+    ws: PathBuf,
+    home: PathBuf,
+}
+
+fn env() -> Env {
+    let (dir, base) = suite_test_support::dirs::sandbox_scratch(
+        "sbl-git-",
+        Path::new(env!("CARGO_TARGET_TMPDIR")),
+    );
+    let (ws, home) = (base.join("ws"), base.join("home"));
+    std::fs::create_dir_all(&ws).unwrap();
+    std::fs::create_dir_all(&home).unwrap();
+    suite_test_support::dirs::chown_tree(&base, NOBODY);
+    Env {
+        _dir: dir,
+        base,
+        ws,
+        home,
+    }
+}
+
+fn s(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
+
+/// git as the victim (uid 65534, outside any sandbox), in `dir`.
+fn git(e: &Env, dir: &Path, args: &[&str]) -> Output {
+    let out = Command::new("git")
+        .args(args)
+        .current_dir(dir)
+        .env("HOME", &e.home)
+        .env("GIT_CONFIG_NOSYSTEM", "1")
+        .uid(NOBODY)
+        .gid(NOBODY)
+        .stdin(Stdio::null())
+        .output()
+        .expect("git must be installed (apt-get install git)");
+    assert!(out.status.success(), "git {args:?} in {dir:?}: {out:?}");
+    out
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Ns {
+    With,
+    Without,
+}
+
+/// `sh -c SCRIPT` in the workspace-write sandbox (cwd `ws`, `extra_root` writable as well).
+fn sandboxed(e: &Env, ns: Ns, extra_root: Option<&Path>, dangerous: bool, script: &str) -> Output {
+    let policy = match extra_root {
+        Some(r) => format!(
+            r#"{{"mode":"workspace-write","writable_roots":["{}"]}}"#,
+            s(r)
+        ),
+        None => r#"{"mode":"workspace-write"}"#.to_string(),
+    };
+    let mut c = match ns {
+        Ns::With => Command::new(helper()),
+        Ns::Without => {
+            let mut c = Command::new(PROBE);
+            c.args(["outer-deny", "userns", "--", &helper()]);
+            c
+        }
+    };
+    c.arg("--sandbox-policy-cwd")
+        .arg(&e.ws)
+        .arg("--sandbox-policy")
+        .arg(policy);
+    if dangerous {
+        c.arg("--dangerously-allow-weaker-sandbox");
+    }
+    c.args(["--", "sh", "-c", script])
+        .current_dir(&e.ws)
+        .env("HOME", &e.home)
+        .env("GIT_CONFIG_NOSYSTEM", "1")
+        .env_remove("TMPDIR")
+        .uid(NOBODY)
+        .gid(NOBODY)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap()
+}
+
+/// The attacker's script: make `gitdir` (as the `.git` file names it) a fresh repository whose
+/// fsmonitor writes `marker`, after `swap` has moved the protected one out of the way.
+fn plant(swap: &str, gitdir: &str, marker: &Path) -> String {
+    format!(
+        "set -e; {swap}; git init -q --bare {gitdir}; \
+         git --git-dir={gitdir} config core.bare false; \
+         git --git-dir={gitdir} config core.fsmonitor 'id > {m}; true'; echo planted",
+        m = s(marker)
+    )
+}
+
+/// Runs the attack under the sandbox, with and without namespaces, and checks the refusal
+/// (exit 201, nothing ran, nothing planted); then the control: the same attack with
+/// `--dangerously-allow-weaker-sandbox` works, and the victim's `git status` outside runs it.
+fn attack(e: &Env, extra_root: Option<&Path>, script: &str, expect_in_message: &str) {
+    let marker = e.home.join("PWNED");
+    for ns in [Ns::With, Ns::Without] {
+        let out = sandboxed(e, ns, extra_root, false, script);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(201), "{ns:?}: {out:?}");
+        // without namespaces the first refusal is that there is no mount namespace at all
+        if ns == Ns::With {
+            assert!(err.contains(expect_in_message), "{ns:?}: {err}");
+        }
+        assert!(
+            out.stdout.is_empty(),
+            "{ns:?}: the command must not have run"
+        );
+        git(e, &e.ws, &["status", "--short"]);
+        assert!(!marker.exists(), "{ns:?}: refused, so nothing was planted");
+    }
+    let out = sandboxed(e, Ns::With, extra_root, true, script);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("WRITABLE symlinked carve-outs"), "{err}");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        "planted",
+        "control: the attack must work when the refusal is waived: {out:?}"
+    );
+    git(e, &e.ws, &["status", "--short"]);
+    assert!(
+        marker.exists(),
+        "control: the victim's git status outside ran the planted fsmonitor"
+    );
+}
+
+#[test]
+fn a_gitdir_reached_through_a_symlink_in_the_root_is_refused() {
+    let e = env();
+    // the victim's layout: `git init --separate-git-dir` put the repository elsewhere, and the
+    // `.git` file names it through a symlink that lives in the workspace
+    let elsewhere = e.base.join("elsewhere");
+    std::fs::create_dir_all(&elsewhere).unwrap();
+    suite_test_support::dirs::chown_tree(&elsewhere, NOBODY);
+    git(
+        &e,
+        &e.ws,
+        &[
+            "init",
+            "-q",
+            "--separate-git-dir",
+            s(&elsewhere.join("repo.git")),
+        ],
+    );
+    std::os::unix::fs::symlink(&elsewhere, e.ws.join("link")).unwrap();
+    std::os::unix::fs::lchown(e.ws.join("link"), Some(NOBODY), Some(NOBODY)).unwrap();
+    std::fs::write(e.ws.join(".git"), "gitdir: link/repo.git\n").unwrap();
+    git(&e, &e.ws, &["status", "--short"]);
+    let script = plant(
+        "rm link; mkdir link",
+        "link/repo.git",
+        &e.home.join("PWNED"),
+    );
+    attack(
+        &e,
+        None,
+        &script,
+        &format!(
+            "{} is a symbolic link on the way to the gitdir",
+            s(&e.ws.join("link"))
+        ),
+    );
+}
+
+#[test]
+fn a_gitdir_under_a_renameable_directory_of_another_root_is_refused() {
+    let e = env();
+    // the repository lives in another writable root, one level down: `other/repos` can be
+    // renamed away (`other/repos/repo.git` itself is a mount point: EBUSY, see the next test)
+    let other = e.base.join("other");
+    let gitdir = other.join("repos/repo.git");
+    std::fs::create_dir_all(other.join("repos")).unwrap();
+    suite_test_support::dirs::chown_tree(&other, NOBODY);
+    git(&e, &e.ws, &["init", "-q", "--separate-git-dir", s(&gitdir)]);
+    let script = plant(
+        &format!("mv {0}/repos {0}/old", s(&other)),
+        s(&gitdir),
+        &e.home.join("PWNED"),
+    );
+    attack(
+        &e,
+        Some(&other),
+        &script,
+        &format!(
+            "{} holds the gitdir {} and lies in a writable root (it can be renamed)",
+            s(&other.join("repos")),
+            s(&gitdir)
+        ),
+    );
+}
+
+#[test]
+fn a_gitdir_under_a_roots_own_git_directory_runs_and_stays_read_only() {
+    // the common worktree layout: `repo` (a writable root, its `.git` a directory) and a
+    // worktree `wt` whose `.git` file names `repo/.git/worktrees/wt`: nothing can be swapped
+    let e = env();
+    let repo = e.base.join("repo");
+    std::fs::create_dir_all(&repo).unwrap();
+    suite_test_support::dirs::chown_tree(&repo, NOBODY);
+    git(&e, &repo, &["init", "-q"]);
+    git(
+        &e,
+        &repo,
+        &[
+            "-c",
+            "user.name=t",
+            "-c",
+            "user.email=t@t",
+            "commit",
+            "-q",
+            "--allow-empty",
+            "-m",
+            "x",
+        ],
+    );
+    std::fs::remove_dir(&e.ws).unwrap();
+    git(&e, &repo, &["worktree", "add", "-q", s(&e.ws)]);
+    let gitdir = repo.join(".git/worktrees/ws");
+    let out = sandboxed(
+        &e,
+        Ns::With,
+        Some(&repo),
+        false,
+        &format!(
+            "echo x > {0}/HEAD 2>/dev/null || echo denied; mv {1}/.git {1}/g 2>/dev/null || echo busy",
+            s(&gitdir),
+            s(&repo)
+        ),
+    );
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "denied\nbusy\n",
+        "{out:?}"
+    );
+    // control: outside, the same write works
+    std::fs::write(gitdir.join("probe"), "x").unwrap();
+}
