@@ -1,10 +1,12 @@
 //! `$CODEX_HOME/auth.json`: mode 0600, written atomically, never through a symlink.
 //!
-//! Write protocol: a temporary file in the same directory, opened
+//! Write protocol: a temporary file in `$CODEX_HOME/.auth-tmp/` (0700, same filesystem, so the
+//! rename stays atomic; its own directory so that the sandbox can deny reading it as a whole:
+//! a killed writer's leftover holds the credentials too), opened
 //! `O_WRONLY|O_CREAT|O_EXCL|O_NOFOLLOW|O_CLOEXEC` with mode 0600 (then `fchmod 0600`, so the umask
 //! cannot change it), written, `fsync`ed, `rename`d over `auth.json`, then the directory is
 //! `fsync`ed. A writer killed at any point leaves either the old or the new `auth.json`, never a
-//! truncated one (a stale `.auth.json.tmp.*` file, mode 0600, may remain).
+//! truncated one (a stale `.auth-tmp/.auth.json.tmp.*` file, mode 0600, may remain).
 //!
 //! Decisions:
 //! - `auth.json` itself must not be a symlink (read, write and delete refuse it).
@@ -30,6 +32,9 @@ pub const AUTH_FILE_NAME: &str = "auth.json";
 /// Largest `auth.json` accepted (tokens are a few KiB).
 pub const MAX_AUTH_FILE_BYTES: u64 = 4 * 1024 * 1024;
 const TEMP_PREFIX: &str = ".auth.json.tmp.";
+/// The directory of the temporary files, inside `CODEX_HOME` (the sandbox's deny-read defaults
+/// name it: `sandbox_policy::CREDENTIAL_PATHS`).
+pub const TEMP_DIR_NAME: &str = ".auth-tmp";
 
 /// The file backend.
 #[derive(Debug, Clone)]
@@ -243,25 +248,54 @@ impl FileStore {
                 source,
             })
         })();
-        if let Err(e) = result {
-            let _ = fs::remove_file(&tmp_path);
-            return Err(e);
+        if let Some(dir) = tmp_path.parent() {
+            // leave no empty directory behind; another writer's file keeps it (ENOTEMPTY), and
+            // a writer that loses its directory to this rmdir retries (create_temp)
+            if result.is_err() {
+                let _ = fs::remove_file(&tmp_path);
+            }
+            let _ = fs::remove_dir(dir);
         }
+        result?;
         self.sync_home()?;
         Ok(path)
+    }
+
+    /// `$CODEX_HOME/.auth-tmp`, created 0700; refused unless a real directory of ours.
+    fn temp_dir(&self) -> Result<PathBuf, AuthError> {
+        let dir = self.home.join(TEMP_DIR_NAME);
+        match fs::DirBuilder::new().mode(0o700).create(&dir) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+            Err(source) => return Err(AuthError::CreateTemp { path: dir, source }),
+        }
+        let meta = fs::symlink_metadata(&dir).map_err(|source| AuthError::CreateTemp {
+            path: dir.clone(),
+            source,
+        })?;
+        let ours = meta.uid() == sys::geteuid();
+        if !meta.is_dir() || !ours || meta.mode() & 0o077 != 0 {
+            return Err(AuthError::CreateTemp {
+                path: dir,
+                source: io::Error::new(
+                    io::ErrorKind::PermissionDenied,
+                    "not a directory of this user with mode 0700 (a symlink or planted directory)",
+                ),
+            });
+        }
+        Ok(dir)
     }
 
     fn create_temp(&self) -> Result<(PathBuf, File), AuthError> {
         static COUNTER: AtomicU64 = AtomicU64::new(0);
         let mut attempt = 0;
         loop {
+            let dir = self.temp_dir()?;
             let nanos = std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)
                 .map_or(0, |d| d.subsec_nanos());
             let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-            let tmp_path = self
-                .home
-                .join(format!("{TEMP_PREFIX}{}.{n}.{nanos}", std::process::id()));
+            let tmp_path = dir.join(format!("{TEMP_PREFIX}{}.{n}.{nanos}", std::process::id()));
             match OpenOptions::new()
                 .write(true)
                 .create_new(true) // O_CREAT|O_EXCL
@@ -280,7 +314,15 @@ impl FileStore {
                     }
                     return Ok((tmp_path, f));
                 }
-                Err(e) if e.kind() == io::ErrorKind::AlreadyExists && attempt < 16 => attempt += 1,
+                // NotFound: another writer removed the empty directory in between
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        io::ErrorKind::AlreadyExists | io::ErrorKind::NotFound
+                    ) && attempt < 16 =>
+                {
+                    attempt += 1
+                }
                 Err(source) => {
                     return Err(AuthError::CreateTemp {
                         path: tmp_path,

@@ -55,13 +55,26 @@ fn maybe_run_writer() {
     }
 }
 
+/// The temp files of both writers: the naive one's in `home`, the real one's in `.auth-tmp`.
+fn temp_dirs(home: &Path) -> Vec<std::path::PathBuf> {
+    let mut v = vec![home.to_path_buf()];
+    let t = home.join(codex_auth::file_store::TEMP_DIR_NAME);
+    if t.is_dir() {
+        v.push(t);
+    }
+    v
+}
+
 fn has_temp(home: &Path) -> bool {
-    std::fs::read_dir(home).unwrap().any(|e| {
-        e.unwrap()
-            .file_name()
-            .to_string_lossy()
-            .starts_with(".auth.json.tmp.")
-    })
+    temp_dirs(home)
+        .iter()
+        .flat_map(|d| std::fs::read_dir(d).unwrap())
+        .any(|e| {
+            e.unwrap()
+                .file_name()
+                .to_string_lossy()
+                .starts_with(".auth.json.tmp.")
+        })
 }
 
 /// Run `rounds` kill cycles; returns (corrupt results, kills that left a temp file).
@@ -106,8 +119,9 @@ fn harness(role: &str, home: &Path, rounds: u32) -> (u32, u32) {
         child.kill().unwrap(); // SIGKILL
         child.wait().unwrap();
 
-        let temps: Vec<_> = std::fs::read_dir(home)
-            .unwrap()
+        let temps: Vec<_> = temp_dirs(home)
+            .iter()
+            .flat_map(|d| std::fs::read_dir(d).unwrap())
             .map(|e| e.unwrap().path())
             .filter(|p| {
                 p.file_name()

@@ -189,14 +189,20 @@ impl<'de> Deserialize<'de> for StoreModeValue {
     }
 }
 
-/// `$CODEX_HOME`, or `~/.codex`.
+/// `$CODEX_HOME`, or `~/.codex` (`~`: `$HOME` when absolute, else the passwd entry's home).
 pub fn codex_home() -> anyhow::Result<PathBuf> {
     match std::env::var_os("CODEX_HOME").filter(|v| !v.is_empty()) {
         Some(h) => Ok(PathBuf::from(h)),
-        None => match std::env::var_os("HOME").filter(|v| !v.is_empty()) {
-            Some(h) => Ok(PathBuf::from(h).join(".codex")),
-            None => Err(Coded::new(USAGE, "neither CODEX_HOME nor HOME is set")),
-        },
+        None => {
+            let home = std::env::var_os("HOME").map(PathBuf::from);
+            match sandbox_policy::home::user_home(home.as_deref()) {
+                Some(h) => Ok(h.join(".codex")),
+                None => Err(Coded::new(
+                    USAGE,
+                    "neither CODEX_HOME nor HOME is set, and this user has no passwd home",
+                )),
+            }
+        }
     }
 }
 

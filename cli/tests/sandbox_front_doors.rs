@@ -108,12 +108,40 @@ fn the_same_config_gets_the_same_answer_from_every_door() {
             "an empty string is not a path",
         ),
         (
+            // `~` is then the passwd entry's home (review F5: it used to exit 2 on one door)
             "deny_read ~ without HOME",
             "[sandbox]\ndeny_read = [\"~/.kube\"]\n",
             &[],
             false,
+            0,
+            "",
+        ),
+        (
+            // review F5: ignored on Linux, 202 on macOS
+            "deny_read entry with a NUL byte",
+            "[sandbox]\ndeny_read = [\"/srv/\\u0000x\"]\n",
+            &[],
+            true,
             200,
-            "HOME is not set",
+            "contains a NUL byte",
+        ),
+        (
+            // review F5: macOS had no --deny-read and ran it as the command
+            "--deny-read flag",
+            "",
+            &["--deny-read", "/srv/x"],
+            true,
+            0,
+            "",
+        ),
+        (
+            // review F5: an unknown option became the command (exit 127)
+            "an unknown option",
+            "",
+            &["--bogus"],
+            true,
+            2,
+            "unexpected argument '--bogus'",
         ),
         (
             "network_access of the wrong type",
@@ -157,6 +185,51 @@ fn the_same_config_gets_the_same_answer_from_every_door() {
     let (code, err) = helper("{not json");
     assert_eq!(code, 200, "{err}");
     assert_eq!(helper(r#"{"mode":"read-only"}"#).0, 0);
+    // review F5: unknown keys were accepted (a misspelt key silently meant its default)
+    for json in [
+        r#"{"mode":"read-only","network_access":true}"#,
+        r#"{"mode":"workspace-write","network_acess":true}"#,
+        r#"{"mode":"danger-full-access","x":1}"#,
+    ] {
+        let (code, err) = helper(json);
+        assert_eq!(code, 200, "{json}: {err}");
+        assert!(err.contains("unknown field"), "{json}: {err}");
+    }
+    // and an unknown option before the command is a usage error here too
+    let mut c = Command::new(suite_test_support::bins::workspace_bin(
+        "codex-linux-sandbox",
+    ));
+    c.args(["--sandbox-policy-cwd", "/tmp", "--sandbox-policy"])
+        .args([r#"{"mode":"read-only"}"#, "--bogus", "--", "true"]);
+    let (code, err) = ended(c);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("unexpected argument '--bogus'"), "{err}");
+}
+
+#[test]
+fn tilde_slash_slash_is_the_home_not_the_root() {
+    // review F5: `~//x` became `/x`; a shell says `$HOME/x`
+    let h = home();
+    let home_dir = h.path.parent().unwrap();
+    let out = common::codex(&h.path)
+        .env("HOME", home_dir)
+        .args([
+            "sandbox",
+            "macos",
+            "--print-policy",
+            "--deny-read",
+            "~//x",
+            "--",
+            "true",
+        ])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let text = String::from_utf8_lossy(&out.stdout);
+    // (macOS maps /tmp to /private/tmp, so compare the tail)
+    let want = home_dir.join("x").display().to_string();
+    assert!(text.lines().any(|l| l.ends_with(&want)), "{want} in {text}");
+    assert!(!text.lines().any(|l| l.ends_with("=/x")), "{text}");
 }
 
 #[test]

@@ -31,13 +31,9 @@ pub struct HelperArgs {
     pub sandbox_policy: String,
     #[command(flatten)]
     pub enforce: EnforceArgs,
-    /// The command and its arguments, after `--`.
-    #[arg(
-        trailing_var_arg = true,
-        allow_hyphen_values = true,
-        required = true,
-        value_name = "COMMAND"
-    )]
+    /// The command and its arguments, after `--`. An unknown option before the command is a
+    /// usage error (exit 2), not the command: `--` ends the options.
+    #[arg(trailing_var_arg = true, required = true, value_name = "COMMAND")]
     pub command: Vec<OsString>,
 }
 

@@ -105,6 +105,7 @@ fn resolved_policy_from_a_real_tree_generates() {
     std::fs::create_dir_all(ws.join(".git")).unwrap();
     let env = sandbox_policy::SandboxEnv {
         home: Some(dir.path().join("home")),
+        other_homes: Vec::new(),
         codex_home: Some(dir.path().join("ch")),
         tmpdir: None,
     };

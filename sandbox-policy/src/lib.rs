@@ -8,9 +8,12 @@
 //! mechanism. Both backends consume the same `EffectivePolicy`, so their guarantees are
 //! listed side by side in `docs/security.md`.
 //!
-//! This crate does no I/O beyond `stat`, `readlink`/`canonicalize` and reading `.git` files.
+//! This crate does no I/O beyond `stat`, `readlink`/`canonicalize`, reading `.git` files and
+//! one passwd lookup (`home`).
 
+pub mod home;
 pub mod request;
+mod sys;
 
 pub use request::{PolicySource, RequestError, SandboxRequest, expand_home};
 
@@ -21,7 +24,7 @@ use serde::{Deserialize, Serialize};
 
 /// The policy as written in JSON or selected on the command line (codex's `SandboxPolicy`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "mode", rename_all = "kebab-case")]
+#[serde(tag = "mode", rename_all = "kebab-case", deny_unknown_fields)]
 pub enum SandboxPolicy {
     /// No confinement at all. Named as dangerous everywhere it is selected.
     #[serde(rename = "danger-full-access")]
@@ -59,10 +62,26 @@ impl SandboxPolicy {
     }
 
     /// Parse the codex JSON form; the error names the offending field.
+    ///
+    /// Unknown fields are errors (a misspelt `network_acess` must not silently mean "off"); serde
+    /// checks that for `workspace-write` but ignores extra fields beside a unit variant's tag, so
+    /// `read-only` and `danger-full-access` are checked here.
     pub fn from_json(json: &str) -> Result<Self, PolicyError> {
-        serde_json::from_str(json).map_err(|e| PolicyError::Json {
-            message: e.to_string(),
-        })
+        let err = |message: String| PolicyError::Json { message };
+        let value: serde_json::Value =
+            serde_json::from_str(json).map_err(|e| err(e.to_string()))?;
+        if let Some(obj) = value.as_object() {
+            let mode = obj.get("mode").and_then(|m| m.as_str());
+            if matches!(mode, Some("read-only" | "danger-full-access")) {
+                if let Some(k) = obj.keys().find(|k| *k != "mode") {
+                    return Err(err(format!(
+                        "unknown field `{k}`: mode `{}` takes no other field",
+                        mode.unwrap_or_default()
+                    )));
+                }
+            }
+        }
+        serde_json::from_value(value).map_err(|e| err(e.to_string()))
     }
 
     /// The kind of this policy, without its parameters.
@@ -178,8 +197,11 @@ impl PolicyKind {
 /// The parts of the caller's environment that a policy depends on.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct SandboxEnv {
-    /// `$HOME`
+    /// What `~` means: `$HOME` when set and absolute, else the passwd entry's directory.
     pub home: Option<PathBuf>,
+    /// Further homes whose credentials are protected as well: the passwd entry's directory when
+    /// `HOME` names another one (see [`home`]).
+    pub other_homes: Vec<PathBuf>,
     /// `$CODEX_HOME`, default `~/.codex`
     pub codex_home: Option<PathBuf>,
     /// `$TMPDIR`
@@ -187,38 +209,70 @@ pub struct SandboxEnv {
 }
 
 impl SandboxEnv {
-    /// Read `HOME`, `CODEX_HOME` and `TMPDIR` from this process's environment. Empty values
-    /// count as unset.
+    /// Read `HOME`, `CODEX_HOME` and `TMPDIR` from this process's environment (empty values
+    /// count as unset) and the passwd entry's home (see [`home`]).
     pub fn from_process() -> Self {
         fn var(name: &str) -> Option<PathBuf> {
             std::env::var_os(name)
                 .filter(|v| !v.is_empty())
                 .map(PathBuf::from)
         }
+        let mut homes = home::homes(var("HOME").as_deref()).into_iter();
         SandboxEnv {
-            home: var("HOME"),
+            home: homes.next(),
+            other_homes: homes.collect(),
             codex_home: var("CODEX_HOME"),
             tmpdir: var("TMPDIR"),
         }
     }
 
-    /// The credential paths that stay unreadable in `read-only` and `workspace-write`:
-    /// `$CODEX_HOME/auth.json`, `~/.codex/auth.json`, `~/.ssh`, `~/.gnupg`, `~/.aws`,
-    /// `~/.config/gcloud`.
+    /// The credential paths that stay unreadable in `read-only` and `workspace-write`: in
+    /// `$CODEX_HOME` its `auth.json` and the credential store's temp directory, and in every home
+    /// [`CREDENTIAL_PATHS`].
     pub fn default_deny_read(&self) -> Vec<PathBuf> {
         let mut v = Vec::new();
         if let Some(ch) = &self.codex_home {
             v.push(ch.join("auth.json"));
+            v.push(ch.join(".auth-tmp"));
         }
-        if let Some(h) = &self.home {
-            v.push(h.join(".codex").join("auth.json"));
-            for d in [".ssh", ".gnupg", ".aws", ".config/gcloud"] {
+        for h in self.home.iter().chain(&self.other_homes) {
+            for d in CREDENTIAL_PATHS {
                 v.push(h.join(d));
             }
         }
         v
     }
 }
+
+/// Paths below a home that hold credentials of common tools (issue 12 item 7): unreadable in
+/// `read-only` and `workspace-write`. A path that does not exist costs nothing.
+pub const CREDENTIAL_PATHS: &[&str] = &[
+    ".codex/auth.json",
+    ".codex/.auth-tmp",
+    ".ssh",
+    ".gnupg",
+    ".aws",
+    ".config/gcloud",
+    ".azure",
+    ".git-credentials",
+    ".netrc",
+    ".config/gh/hosts.yml",
+    ".docker/config.json",
+    ".kube/config",
+    ".npmrc",
+    ".pypirc",
+    ".cargo/credentials",
+    ".cargo/credentials.toml",
+    ".local/share/keyrings",
+    ".password-store",
+    ".Xauthority",
+    ".mozilla",
+    ".config/google-chrome",
+    ".config/chromium",
+    ".config/BraveSoftware",
+    ".config/microsoft-edge",
+    ".config/op",
+];
 
 /// A writable directory and the paths below it that stay read-only.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -488,6 +542,7 @@ mod tests {
         std::fs::create_dir_all(ws.join(".git")).unwrap();
         let env = SandboxEnv {
             home: Some(dir.path().join("home")),
+            other_homes: Vec::new(),
             codex_home: Some(dir.path().join("ch")),
             tmpdir: None,
         };
@@ -642,6 +697,7 @@ mod tests {
     fn read_only_has_no_roots_and_full_access_no_deny_list() {
         let env = SandboxEnv {
             home: Some("/root".into()),
+            other_homes: Vec::new(),
             ..Default::default()
         };
         let ro = SandboxPolicy::ReadOnly

@@ -68,8 +68,15 @@ pub enum RequestError {
     WritableRootWithoutFullAuto(PathBuf),
     #[error("sandbox.deny_read: an empty string is not a path")]
     EmptyDenyRead,
-    #[error("deny-read {0}: ~ used but HOME is not set")]
+    #[error("deny-read {0}: ~ used but HOME is not set and this user has no passwd home")]
     TildeWithoutHome(String),
+    #[error("sandbox.deny_read {0:?}: contains a NUL byte (no path can)")]
+    NulInDenyRead(String),
+    #[error(
+        "no home directory: HOME is unset or relative and uid {uid} has no passwd entry with one; \
+         the credential defaults (~/.ssh, ~/.codex/auth.json, ...) cannot be placed (set HOME)"
+    )]
+    NoHome { uid: u32 },
     #[error("{0}")]
     Policy(#[source] PolicyError),
 }
@@ -89,10 +96,11 @@ impl RequestError {
 /// `~` but `home` is unknown: taken literally it would resolve below the cwd and leave the
 /// intended path readable without a word.
 pub fn expand_home(entry: &str, home: Option<&Path>) -> Option<PathBuf> {
+    // `~//x` is `$HOME/x`, as in a shell: joining "/x" would replace the home with the root
     let rest = if entry == "~" {
         Some("")
     } else {
-        entry.strip_prefix("~/")
+        entry.strip_prefix("~/").map(|r| r.trim_start_matches('/'))
     };
     match (rest, home) {
         (Some(rest), Some(h)) => Some(h.join(rest)),
@@ -128,10 +136,18 @@ impl SandboxRequest {
                 SandboxPolicy::from_json(json).map_err(RequestError::Policy)?
             }
         };
+        if self.env.home.is_none() && !matches!(policy, SandboxPolicy::DangerFullAccess) {
+            return Err(RequestError::NoHome {
+                uid: crate::sys::uid(),
+            });
+        }
         let mut deny_read = Vec::new();
         for entry in &self.config_deny_read {
             if entry.is_empty() {
                 return Err(RequestError::EmptyDenyRead);
+            }
+            if entry.contains('\0') {
+                return Err(RequestError::NulInDenyRead(entry.clone()));
             }
             let path = expand_home(entry, self.env.home.as_deref())
                 .ok_or_else(|| RequestError::TildeWithoutHome(entry.clone()))?;
@@ -166,6 +182,7 @@ mod tests {
             cwd: std::env::temp_dir(),
             env: SandboxEnv {
                 home: home.map(Path::to_path_buf),
+                other_homes: Vec::new(),
                 codex_home: None,
                 tmpdir: None,
             },
@@ -186,6 +203,9 @@ mod tests {
         assert_eq!(expand_home("~", h), Some(PathBuf::from("/h/")));
         assert_eq!(expand_home("~/.netrc", h), Some(PathBuf::from("/h/.netrc")));
         assert_eq!(expand_home("~bob/x", h), Some(PathBuf::from("~bob/x")));
+        // review F5: `~//x` is `$HOME/x`, not `/x`
+        assert_eq!(expand_home("~//x", h), Some(PathBuf::from("/h/x")));
+        assert_eq!(expand_home("~///", h), Some(PathBuf::from("/h/")));
         assert_eq!(expand_home("/srv/x", None), Some(PathBuf::from("/srv/x")));
         assert_eq!(expand_home("~", None), None);
         assert_eq!(expand_home("~/.netrc", None), None);
@@ -193,26 +213,40 @@ mod tests {
 
     #[test]
     fn refusals_and_their_exit_codes() {
-        let e = req(flags(false, &["/tmp"], false), &[], None)
+        let e = req(flags(false, &["/tmp"], false), &[], Some(Path::new("/h")))
             .build()
             .unwrap_err();
         assert_eq!(e.exit_code(), exit::USAGE, "{e}");
-        let e = req(flags(false, &[], false), &[""], None)
+        let e = req(flags(false, &[], false), &[""], Some(Path::new("/h")))
             .build()
             .unwrap_err();
         assert_eq!(e.exit_code(), exit::INVALID_POLICY, "{e}");
+        // no home at all (HOME unset and no passwd home): the defaults cannot be placed
         let e = req(flags(false, &[], false), &["~/x"], None)
             .build()
             .unwrap_err();
-        assert!(e.to_string().contains("HOME is not set"), "{e}");
+        assert!(e.to_string().contains("no home directory"), "{e}");
         assert_eq!(e.exit_code(), exit::INVALID_POLICY);
-        let e = req(PolicySource::Json("{".into()), &[], None)
+        let e = req(
+            flags(false, &[], false),
+            &["/srv/\0x"],
+            Some(Path::new("/h")),
+        )
+        .build()
+        .unwrap_err();
+        assert!(e.to_string().contains("NUL"), "{e}");
+        assert_eq!(e.exit_code(), exit::INVALID_POLICY);
+        let e = req(PolicySource::Json("{".into()), &[], Some(Path::new("/h")))
             .build()
             .unwrap_err();
         assert_eq!(e.exit_code(), exit::INVALID_POLICY, "{e}");
-        let e = req(flags(true, &["/nonexistent/dir"], false), &[], None)
-            .build()
-            .unwrap_err();
+        let e = req(
+            flags(true, &["/nonexistent/dir"], false),
+            &[],
+            Some(Path::new("/h")),
+        )
+        .build()
+        .unwrap_err();
         assert_eq!(e.exit_code(), exit::INVALID_POLICY, "{e}");
     }
 
@@ -228,7 +262,9 @@ mod tests {
             "{:?}",
             p.deny_read
         );
-        let p = req(flags(false, &[], true), &[], None).build().unwrap();
+        let p = req(flags(false, &[], true), &[], Some(h.path()))
+            .build()
+            .unwrap();
         assert!(!p.network, "read-only has no network");
         // A quoted `--deny-read '~/x'` follows the same rule as the config.
         let mut r = req(flags(false, &[], false), &[], Some(h.path()));

@@ -13,7 +13,7 @@
 //! |---|---|
 //! | the command's own | the command ran; 128+N if signal N killed it |
 //! | 2 | bad usage: `--writable-root` without `--full-auto` |
-//! | 200 | invalid policy: a writable root that is not a directory, an empty or `~` (without HOME) `sandbox.deny_read` entry (`sandbox_policy::request::exit::INVALID_POLICY`); a `sandbox.deny_read` of the wrong type is a config error (2) |
+//! | 200 | invalid policy: a writable root that is not a directory, an empty `sandbox.deny_read` entry or one with a NUL byte, no home directory at all (HOME unset or relative and no passwd home) (`sandbox_policy::request::exit::INVALID_POLICY`); a `sandbox.deny_read` of the wrong type is a config error (2) |
 //! | 201 | refused: not macOS, Seatbelt exists only there ([`EXIT_NOT_MACOS`]); a `.git` file whose gitdir the command could swap (a symlink on the way, or a renameable directory in a writable root) |
 //! | 202 | sandbox set-up failed: the policy could not be generated or `/usr/bin/sandbox-exec` could not be started ([`EXIT_SETUP_FAILED`]) |
 //!
@@ -36,6 +36,10 @@ pub const EXIT_SETUP_FAILED: i32 = exit::SETUP_FAILED;
 pub struct MacosArgs {
     #[command(flatten)]
     pub run: super::RunArgs,
+    /// An extra path that stays unreadable (besides the credential defaults and the config's
+    /// `sandbox.deny_read`), as on Linux. Repeatable.
+    #[arg(long = "deny-read", value_name = "PATH")]
+    pub deny_read: Vec<std::path::PathBuf>,
     /// Print the generated Seatbelt policy and its -D parameters instead of running COMMAND.
     #[arg(long)]
     pub print_policy: bool,
@@ -45,8 +49,7 @@ pub fn run(args: MacosArgs, global: &crate::GlobalOpts) -> anyhow::Result<i32> {
     if !args.print_policy && !cfg!(target_os = "macos") {
         return Err(not_macos());
     }
-    // No --deny-read flag here: Seatbelt's front door takes the config's list only.
-    let (effective, cwd, _) = super::effective_policy(&args.run, &[], global)?;
+    let (effective, cwd, _) = super::effective_policy(&args.run, &args.deny_read, global)?;
     let seatbelt = sandbox_macos::generate(&effective, &sandbox_macos::HostPaths::from_host())
         .map_err(|e| {
             let code = if e.is_refusal() {

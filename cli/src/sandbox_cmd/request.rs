@@ -19,13 +19,9 @@ pub struct RunArgs {
     /// An extra writable directory (with --full-auto). Repeatable.
     #[arg(long = "writable-root", value_name = "DIR")]
     pub writable_roots: Vec<std::path::PathBuf>,
-    /// The command and its arguments, after `--`.
-    #[arg(
-        trailing_var_arg = true,
-        allow_hyphen_values = true,
-        required = true,
-        value_name = "COMMAND"
-    )]
+    /// The command and its arguments, after `--`. An unknown option before the command is a
+    /// usage error (exit 2), not the command: `--` ends the options.
+    #[arg(trailing_var_arg = true, required = true, value_name = "COMMAND")]
     pub command: Vec<std::ffi::OsString>,
 }
 

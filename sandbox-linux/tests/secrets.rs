@@ -1,0 +1,152 @@
+//! Issue 12 item 7: secrets by other routes. The attacker is the sandboxed command reading a
+//! credential file; each read is paired with the same read outside (the control).
+//! - `HOME` unset (`env -i`, cron) or naming another directory: the passwd entry's home is
+//!   protected all the same (these tests run as root, whose passwd home is read from the system:
+//!   a file is planted in its `.ssh` and removed afterwards);
+//! - a killed writer's temp file of the credential store (`$CODEX_HOME/.auth-tmp/…`);
+//! - the longer default list (`~/.netrc`, `~/.docker/config.json`, …).
+
+// Test code: a failed set-up step must fail the test loudly.
+#![allow(clippy::unwrap_used, clippy::panic, clippy::expect_used)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use suite_test_support::bins::sandbox_helper as helper;
+const PROBE: &str = env!("CARGO_BIN_EXE_sandbox-linux-probe");
+const EACCES: &str = "errno 13";
+
+/// The probe's answer to `read PATH` in the read-only sandbox, with `env` applied to the helper.
+fn read_inside(path: &Path, env: &[(&str, Option<&Path>)]) -> String {
+    let mut c = Command::new(helper());
+    c.args([
+        "--sandbox-policy-cwd",
+        "/",
+        "--sandbox-policy",
+        r#"{"mode":"read-only"}"#,
+    ])
+    .args(["--", PROBE, "read"])
+    .arg(path)
+    .stdin(Stdio::null());
+    for (k, v) in env {
+        match v {
+            Some(v) => c.env(k, v),
+            None => c.env_remove(k),
+        };
+    }
+    let out = c.output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+fn read_outside(path: &Path) -> String {
+    let out = Command::new(PROBE).arg("read").arg(path).output().unwrap();
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+/// A file planted below the passwd home's `.ssh`, removed (with `.ssh` if it was created) on drop.
+struct Planted {
+    file: PathBuf,
+    created_dir: Option<PathBuf>,
+}
+
+impl Drop for Planted {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.file);
+        if let Some(d) = &self.created_dir {
+            let _ = std::fs::remove_dir(d);
+        }
+    }
+}
+
+fn passwd_home() -> PathBuf {
+    // `getent` answers from the same NSS configuration as getpwuid_r
+    let uid = std::fs::read_to_string("/proc/self/status")
+        .unwrap()
+        .lines()
+        .find_map(|l| l.strip_prefix("Uid:"))
+        .and_then(|l| l.split_whitespace().next().map(str::to_owned))
+        .unwrap();
+    let out = Command::new("getent")
+        .args(["passwd", &uid])
+        .output()
+        .unwrap();
+    let line = String::from_utf8(out.stdout).unwrap();
+    PathBuf::from(
+        line.trim()
+            .split(':')
+            .nth(5)
+            .expect("a passwd entry for this uid"),
+    )
+}
+
+fn plant_in_passwd_home() -> Planted {
+    let ssh = passwd_home().join(".ssh");
+    let created_dir = (!ssh.exists()).then(|| ssh.clone());
+    std::fs::create_dir_all(&ssh).unwrap();
+    let file = ssh.join(format!("codex-sandbox-test-{}", std::process::id()));
+    std::fs::write(&file, "PRIVATE KEY").unwrap();
+    Planted { file, created_dir }
+}
+
+#[test]
+fn the_passwd_home_is_protected_when_home_is_unset_or_names_another_directory() {
+    let planted = plant_in_passwd_home();
+    let elsewhere = tempfile::tempdir().unwrap();
+    for (what, home) in [
+        ("HOME unset", None),
+        ("HOME elsewhere", Some(elsewhere.path())),
+        ("HOME relative", Some(Path::new("relative/home"))),
+    ] {
+        assert_eq!(
+            read_inside(&planted.file, &[("HOME", home)]),
+            EACCES,
+            "{what}: the passwd home's .ssh must stay unreadable"
+        );
+    }
+    // control: outside the sandbox the same file is readable
+    assert_eq!(read_outside(&planted.file), "ok");
+}
+
+#[test]
+fn a_stale_temp_file_of_the_credential_store_is_unreadable() {
+    let codex_home = tempfile::tempdir().unwrap();
+    let tmp = codex_home.path().join(".auth-tmp");
+    std::fs::create_dir_all(&tmp).unwrap();
+    let stale = tmp.join(".auth.json.tmp.123.0.0");
+    std::fs::write(&stale, r#"{"OPENAI_API_KEY":"sk-stale"}"#).unwrap();
+    let env = [("CODEX_HOME", Some(codex_home.path()))];
+    assert_eq!(read_inside(&stale, &env), EACCES);
+    // control: outside readable; and a sibling file of CODEX_HOME stays readable inside
+    assert_eq!(read_outside(&stale), "ok");
+    let sibling = codex_home.path().join("config.toml");
+    std::fs::write(&sibling, "").unwrap();
+    assert_eq!(read_inside(&sibling, &env), "ok");
+}
+
+#[test]
+fn the_longer_default_list_covers_common_credential_files() {
+    let home = tempfile::tempdir().unwrap();
+    let env = [("HOME", Some(home.path()))];
+    for rel in [
+        ".netrc",
+        ".git-credentials",
+        ".docker/config.json",
+        ".kube/config",
+        ".config/gh/hosts.yml",
+        ".cargo/credentials.toml",
+        ".npmrc",
+        ".pypirc",
+        ".Xauthority",
+    ] {
+        let f = home.path().join(rel);
+        std::fs::create_dir_all(f.parent().unwrap()).unwrap();
+        std::fs::write(&f, "secret").unwrap();
+        assert_eq!(read_inside(&f, &env), EACCES, "{rel}");
+        assert_eq!(read_outside(&f), "ok", "control: {rel}");
+    }
+    // control: an ordinary file in the same home stays readable inside
+    let f = home.path().join(".bashrc");
+    std::fs::write(&f, "fine").unwrap();
+    assert_eq!(read_inside(&f, &env), "ok");
+}
