@@ -164,7 +164,21 @@ fn classify(fd: i32, owned: OwnedFd) -> Result<ActivatedListener, ActivationErro
     let domain =
         sys::getsockopt_int(owned.as_fd(), libc::SO_DOMAIN).map_err(sc("getsockopt(SO_DOMAIN)"))?;
     match domain {
-        libc::AF_UNIX => Ok(ActivatedListener::Unix(UnixListener::from(owned))),
+        libc::AF_UNIX => {
+            let l = UnixListener::from(owned);
+            // The same rule as a socket we bind ourselves: every directory above it must be
+            // root's or ours and not replaceable by others, or a local user could swap the
+            // socket (or its directory) and catch the clients (outside review F7).
+            if let Some(path) = l
+                .local_addr()
+                .ok()
+                .and_then(|a| a.as_pathname().map(std::path::Path::to_path_buf))
+            {
+                crate::unix_socket::check_activated_path(&path)
+                    .map_err(|reason| ActivationError::Unsupported { fd, reason })?;
+            }
+            Ok(ActivatedListener::Unix(l))
+        }
         libc::AF_INET | libc::AF_INET6 => {
             let l = TcpListener::from(owned);
             let addr = l.local_addr().map_err(sc("getsockname"))?;

@@ -244,6 +244,15 @@ fn check_parent(dir: &Path) -> Result<PathBuf, UnixSocketError> {
     Ok(real)
 }
 
+/// A listener systemd bound at `path`: its directory and every one above must pass the checks
+/// of [`bind_unix_listener`] (module rule 2). The reason names the path.
+pub(crate) fn check_activated_path(path: &Path) -> Result<(), String> {
+    let parent = path.parent().unwrap_or(Path::new("/"));
+    check_parent(parent)
+        .map(drop)
+        .map_err(|e| format!("unix socket {}: {e}", path.display()))
+}
+
 /// Binds a listening unix socket per the module rules. Sets the process umask briefly: call at
 /// start-up, before other threads create files.
 pub fn bind_unix_listener(spec: &UnixSocketSpec) -> Result<UnixListener, UnixSocketError> {

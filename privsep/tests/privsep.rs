@@ -119,6 +119,10 @@ fn main() {
             "activation_receives_listeners",
             activation_receives_listeners,
         ),
+        (
+            "activation_in_an_unsafe_directory_refused",
+            activation_in_an_unsafe_directory_refused,
+        ),
     ];
     let mut failed = Vec::new();
     let mut ran = 0;
@@ -260,7 +264,8 @@ fn child_main(name: &str, args: &[String]) -> i32 {
         "dns" => scenario_dns(args[0] == "allow"),
         "identify-confined" => scenario_identify_confined(),
         "activation-wrong-pid" => scenario_activation_wrong_pid(),
-        "activation" => scenario_activation(),
+        "activation" => scenario_activation(false),
+        "activation-unsafe-dir" => scenario_activation(true),
         other => {
             eprintln!("unknown scenario {other}");
             2
@@ -770,13 +775,19 @@ fn scenario_activation_wrong_pid() -> i32 {
     c.code()
 }
 
-fn scenario_activation() -> i32 {
+/// `unsafe_dir`: the unix socket's directory is mode 0777 without the sticky bit (another user
+/// could replace the socket): the activation must be refused naming it; the control (false)
+/// receives both listeners.
+fn scenario_activation(unsafe_dir: bool) -> i32 {
     let mut c = Checks::new();
     let tcp = TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = tcp.local_addr().unwrap();
     let d = tempfile::tempdir().unwrap();
     let upath = d.path().join("a.sock");
     let unix = UnixListener::bind(&upath).unwrap();
+    if unsafe_dir {
+        std::fs::set_permissions(d.path(), std::fs::Permissions::from_mode(0o777)).unwrap();
+    }
     // Put them at 3 and 4 without FD_CLOEXEC, as systemd passes them: first move both out of
     // the way (copies at >= 100), then dup2 the copies onto 3 and 4 (dup2 clears FD_CLOEXEC).
     use std::os::fd::IntoRawFd;
@@ -804,9 +815,23 @@ fn scenario_activation() -> i32 {
         std::env::set_var("LISTEN_PID", std::process::id().to_string());
         std::env::set_var("LISTEN_FDNAMES", "tcp:unix");
     }
-    let got = match listeners_from_systemd() {
-        Ok(g) => g,
-        Err(e) => {
+    let got = match (listeners_from_systemd(), unsafe_dir) {
+        (Ok(g), false) => g,
+        (Err(e), true) => {
+            let msg = e.to_string();
+            c.check(
+                "activated socket in a directory others can write is refused, naming it",
+                msg.contains(&format!("unix socket {}", upath.display()))
+                    && msg.contains("group or others can replace entries"),
+                &msg,
+            );
+            return c.code();
+        }
+        (Ok(g), true) => {
+            c.check("unsafe directory refused", false, g.len());
+            return c.code();
+        }
+        (Err(e), false) => {
             eprintln!("activation failed: {e}");
             return 1;
         }
@@ -1363,4 +1388,8 @@ fn activation_wrong_pid_refused() {
 
 fn activation_receives_listeners() {
     run_ok(child("activation", &[]));
+}
+
+fn activation_in_an_unsafe_directory_refused() {
+    run_ok(child("activation-unsafe-dir", &[]));
 }

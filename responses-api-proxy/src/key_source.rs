@@ -49,6 +49,19 @@ pub enum KeySourceError {
         crate::key::HOW_TO_PROVIDE
     )]
     Terminal,
+    /// The file holds more than the key on one line: an environment file, a second key, notes.
+    /// Refused rather than guessed at (review F7); the extra bytes are never shown.
+    #[error(
+        "{source_name}: holds more than the API key: the file must contain the key on one line \
+         (a line ending is allowed) and nothing after it"
+    )]
+    ExtraContent { source_name: KeySource },
+    /// Reading the rest of the file failed.
+    #[error("{source_name}: failed to read after the key: {error}")]
+    Trailing {
+        source_name: KeySource,
+        error: std::io::Error,
+    },
     /// Reading or checking the key itself failed.
     #[error("{}", read_message(.source_name, .error))]
     Read {
@@ -113,10 +126,42 @@ impl KeySource {
             }
         };
         let file = codex_privsep::open_key_file(&path).map_err(open_err)?;
-        read_key(
+        let value = read_key(
             &mut FdReader::new(std::os::fd::AsFd::as_fd(&file)),
             LockPolicy::Required,
         )
-        .map_err(read_err)
+        .map_err(read_err)?;
+        self.check_nothing_after(&file, value.len() - KEY_PREFIX.len())?;
+        Ok(value)
+    }
+
+    /// A key file holds the key and at most line endings after it. Read with `pread` from the
+    /// key's end (the reader may have consumed and wiped more than the line); the bytes read
+    /// are wiped, never shown.
+    fn check_nothing_after(
+        &self,
+        file: &std::fs::File,
+        key_len: usize,
+    ) -> Result<(), KeySourceError> {
+        use std::os::unix::fs::FileExt;
+        let mut buf = zeroize::Zeroizing::new([0u8; 256]);
+        let mut off = key_len as u64;
+        loop {
+            let n = file
+                .read_at(&mut buf[..], off)
+                .map_err(|error| KeySourceError::Trailing {
+                    source_name: self.clone(),
+                    error,
+                })?;
+            if n == 0 {
+                return Ok(());
+            }
+            if buf[..n].iter().any(|b| !matches!(b, b'\r' | b'\n')) {
+                return Err(KeySourceError::ExtraContent {
+                    source_name: self.clone(),
+                });
+            }
+            off += n as u64;
+        }
     }
 }

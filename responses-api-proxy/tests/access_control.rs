@@ -478,6 +478,15 @@ fn key_errors_name_their_source() {
             b"sk-SECRETPART with space\n",
             ": the API key contains a character other than",
         ),
+        // review F7: a second line was silently ignored (an env file, a second key, notes)
+        (
+            b"sk-first\nOTHER_SECRETPART=x\n",
+            ": holds more than the API key",
+        ),
+        (
+            b"sk-first\r\n\r\nSECRETPART",
+            ": holds more than the API key",
+        ),
     ] {
         let dir = open_dir();
         let key = dir.path().join("key");
@@ -497,6 +506,13 @@ fn key_errors_name_their_source() {
             "{err}"
         );
     }
+    // Control: line endings after the key are fine.
+    let dir = open_dir();
+    let key = dir.path().join("key");
+    std::fs::write(&key, b"sk-first\r\n\n\n").unwrap();
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o400)).unwrap();
+    let keyarg = key.to_str().unwrap().to_owned();
+    assert!(try_start(&["--api-key-file", &keyarg], dir).is_ok());
     // A credential that does not exist is named as such.
     let dir = open_dir();
     let creds = dir.path().join("creds");

@@ -207,6 +207,16 @@ fn the_package_installs_with_safe_modes_and_its_units_verify() {
     // binary), so the pass above means something.
     let unit = sys.join("responses-api-proxy.service");
     let good = std::fs::read_to_string(&unit).unwrap();
+    // The socket's directory belongs to the socket unit: a service RuntimeDirectory= for it
+    // would delete the listening socket whenever the service stops (review F7).
+    let socket = std::fs::read_to_string(sys.join("responses-api-proxy.socket")).unwrap();
+    assert!(
+        socket.contains("ListenStream=/run/responses-api-proxy/")
+            && !good
+                .lines()
+                .any(|l| l.trim_start().starts_with("RuntimeDirectory")),
+        "the service must not own /run/responses-api-proxy:\n{good}"
+    );
     std::fs::write(&unit, good.replace("ProtectSystem=", "ProtectSystm=")).unwrap();
     let e = verify(&root, &["responses-api-proxy.service"]).unwrap_err();
     assert!(e.contains("ProtectSystm"), "{e}");
