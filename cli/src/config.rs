@@ -69,10 +69,43 @@ impl Config {
                     .collect()
             })
             .unwrap_or_default();
+        let strings = |key: &str| -> Vec<String> {
+            self.get(key)
+                .and_then(toml::Value::as_array)
+                .map(|a| {
+                    a.iter()
+                        .filter_map(|v| v.as_str().map(str::to_owned))
+                        .collect()
+                })
+                .unwrap_or_default()
+        };
+        let env = sandbox_policy::EnvPolicy {
+            inherit: self
+                .get_str("shell_environment_policy.inherit")
+                .and_then(|s| s.parse().ok())
+                .unwrap_or_default(),
+            ignore_default_excludes: self
+                .get("shell_environment_policy.ignore_default_excludes")
+                .and_then(toml::Value::as_bool)
+                .unwrap_or(false),
+            exclude: strings("shell_environment_policy.exclude"),
+            set: self
+                .get("shell_environment_policy.set")
+                .and_then(toml::Value::as_table)
+                .map(|t| {
+                    t.iter()
+                        .filter_map(|(k, v)| v.as_str().map(|v| (k.clone(), v.to_owned())))
+                        .collect()
+                })
+                .unwrap_or_default(),
+            include_only: strings("shell_environment_policy.include_only"),
+            keep: strings("shell_environment_policy.keep"),
+        };
         SandboxSettings {
             deny_read,
             network_access,
             allow_unix_sockets,
+            env,
         }
     }
 
@@ -122,6 +155,34 @@ struct Schema {
     model_providers: Option<BTreeMap<String, ProviderSchema>>,
     sandbox: Option<SandboxSchema>,
     sandbox_workspace_write: Option<SandboxWorkspaceWriteSchema>,
+    shell_environment_policy: Option<ShellEnvironmentPolicySchema>,
+}
+
+/// `[shell_environment_policy]` (codex's keys; see `sandbox_policy::env_policy`), plus `keep`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[allow(dead_code)]
+struct ShellEnvironmentPolicySchema {
+    inherit: Option<InheritValue>,
+    ignore_default_excludes: Option<bool>,
+    exclude: Option<Vec<String>>,
+    set: Option<BTreeMap<String, String>>,
+    include_only: Option<Vec<String>>,
+    keep: Option<Vec<String>>,
+    experimental_use_profile: Option<bool>,
+}
+
+/// `shell_environment_policy.inherit`: "all", "core" or "none".
+#[derive(Debug)]
+struct InheritValue;
+
+impl<'de> Deserialize<'de> for InheritValue {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        s.parse::<sandbox_policy::env_policy::Inherit>()
+            .map_err(serde::de::Error::custom)?;
+        Ok(InheritValue)
+    }
 }
 
 /// `[sandbox]`: `deny_read` is one path or an array of paths (`~` and `~/x` expand to `$HOME`).
@@ -165,6 +226,8 @@ pub struct SandboxSettings {
     /// `sandbox.allow_unix_sockets`, as written: outside pathname unix sockets the sandboxed
     /// command may connect to (Linux).
     pub allow_unix_sockets: Vec<String>,
+    /// `[shell_environment_policy]`: the sandboxed command's environment.
+    pub env: sandbox_policy::EnvPolicy,
 }
 
 #[derive(Debug, Deserialize)]

@@ -48,6 +48,11 @@ pub struct EnforceArgs {
     /// tmux or agent socket; each is a way out of the sandbox). Repeatable.
     #[arg(long = "allow-unix-socket", value_name = "PATH")]
     pub allow_unix_sockets: Vec<PathBuf>,
+    /// Pass an inherited variable whose name matches PATTERN (glob, case-insensitive) even though
+    /// the default excludes (names with KEY, SECRET, TOKEN, PASSWORD, CREDENTIAL; SSH_AUTH_SOCK,
+    /// GPG_AGENT_INFO) would remove it. Repeatable.
+    #[arg(long = "keep-env", value_name = "PATTERN")]
+    pub keep_env: Vec<String>,
     /// DANGEROUS: run even when this kernel cannot enforce the whole policy (prints what is missing).
     #[arg(long)]
     pub dangerously_allow_weaker_sandbox: bool,
@@ -65,6 +70,10 @@ impl EnforceArgs {
             extra_env,
             program: program.to_string(),
             allow_unix_sockets: self.allow_unix_sockets.clone(),
+            env: sandbox_policy::EnvPolicy {
+                keep: self.keep_env.clone(),
+                ..sandbox_policy::EnvPolicy::default()
+            },
         }
     }
 }

@@ -65,6 +65,9 @@ pub struct Options {
     pub extra_env: Vec<(OsString, OsString)>,
     /// Prefix of messages (`codex-linux-sandbox` or `codex`).
     pub program: String,
+    /// Which of this process's variables the command gets (`[shell_environment_policy]`; the
+    /// default removes secrets and agent sockets: `sandbox_policy::env_policy`).
+    pub env: sandbox_policy::EnvPolicy,
     /// Pathname unix sockets outside the writable roots the command may connect to
     /// (`--allow-unix-socket`, `sandbox.allow_unix_sockets`); see [`crate::unix_connect`].
     pub allow_unix_sockets: Vec<PathBuf>,
@@ -514,7 +517,11 @@ impl Sandbox<Applied> {
 
     /// Replace this process with `command` (PATH lookup like a shell). Returns only on failure:
     /// `CommandNotFound` (127) or `CommandNotExecutable` (126).
-    pub fn exec(self, command: &[OsString]) -> SandboxError {
+    pub fn exec(mut self, command: &[OsString]) -> SandboxError {
+        let inherited = std::env::vars_os()
+            .filter(|(k, _)| k != "CODEX_SANDBOX" && k != "CODEX_SANDBOX_NETWORK_DISABLED");
+        let filtered = self.opts.env.apply(inherited);
+        self.state.report.env_removed = filtered.removed;
         let report = &self.state.report;
         if self.opts.verbose || report.is_degraded() {
             eprintln!("{}: {}", self.opts.program, report);
@@ -533,7 +540,7 @@ impl Sandbox<Applied> {
                 }
             }
         }
-        let envp = match child_env(&self.policy, &self.opts.extra_env) {
+        let envp = match child_env(&self.policy, filtered.vars, &self.opts.extra_env) {
             Ok(e) => e,
             Err(e) => return e,
         };
@@ -554,14 +561,13 @@ impl Sandbox<Applied> {
     }
 }
 
-/// The command's environment: ours, plus the sandbox markers, plus `extra`.
+/// The command's environment: ours as the env policy filtered it, plus the sandbox markers,
+/// plus `extra`.
 fn child_env(
     policy: &EffectivePolicy,
+    mut vars: Vec<(OsString, OsString)>,
     extra: &[(OsString, OsString)],
 ) -> Result<Vec<CString>, SandboxError> {
-    let mut vars: Vec<(OsString, OsString)> = std::env::vars_os()
-        .filter(|(k, _)| k != "CODEX_SANDBOX" && k != "CODEX_SANDBOX_NETWORK_DISABLED")
-        .collect();
     if policy.kind != PolicyKind::DangerFullAccess {
         vars.push(("CODEX_SANDBOX".into(), "linux".into()));
     }

@@ -48,6 +48,8 @@ pub struct Report {
     pub list_only: Vec<PathBuf>,
     pub roots_inside_denied: Vec<PathBuf>,
     pub deny_read: Vec<PathBuf>,
+    /// Names of inherited variables the env policy removed (never values).
+    pub env_removed: Vec<String>,
     pub missing: Vec<Missing>,
 }
 
@@ -70,6 +72,7 @@ impl Report {
             list_only: Vec::new(),
             roots_inside_denied: Vec::new(),
             deny_read: policy.deny_read.clone(),
+            env_removed: Vec::new(),
             missing: Vec::new(),
         }
     }
@@ -128,6 +131,9 @@ impl fmt::Display for Report {
             if self.new_session { "yes" } else { "no" }
         )?;
         write!(f, "; deny-read {} paths", self.deny_read.len())?;
+        if !self.env_removed.is_empty() {
+            write!(f, "; env removed [{}]", self.env_removed.join(", "))?;
+        }
         match self.namespaces {
             Some(own_proc) => write!(
                 f,

@@ -150,3 +150,59 @@ fn the_longer_default_list_covers_common_credential_files() {
     std::fs::write(&f, "fine").unwrap();
     assert_eq!(read_inside(&f, &env), "ok");
 }
+
+/// `env` inside the sandbox (read-only), with `vars` set for the helper and `flags` added.
+fn env_inside(vars: &[(&str, &str)], flags: &[&str]) -> (String, String) {
+    let mut c = Command::new(helper());
+    c.args([
+        "--sandbox-policy-cwd",
+        "/",
+        "--sandbox-policy",
+        r#"{"mode":"read-only"}"#,
+        "-v",
+    ])
+    .args(flags)
+    .args(["--", "env"])
+    .stdin(Stdio::null());
+    for (k, v) in vars {
+        c.env(k, v);
+    }
+    let out = c.output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    (
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn secrets_and_agent_sockets_in_the_environment_do_not_reach_the_command() {
+    let vars = [
+        ("OPENAI_API_KEY", "sk-env-secret"),
+        ("GH_TOKEN", "ghp-env-secret"),
+        ("SSH_AUTH_SOCK", "/run/user/1/ssh-agent"),
+        ("GPG_AGENT_INFO", "/run/user/1/gpg"),
+        ("DB_PASSWORD", "pw-env-secret"),
+        ("HARMLESS_SETTING", "fine"),
+    ];
+    let (env, report) = env_inside(&vars, &[]);
+    for (k, v) in &vars[..5] {
+        assert!(
+            !env.contains(v) && !env.contains(&format!("{k}=")),
+            "{k} reached the command:\n{env}"
+        );
+    }
+    assert!(env.contains("HARMLESS_SETTING=fine"), "{env}");
+    // -v names what was removed, never a value
+    assert!(
+        report.contains(
+            "env removed [DB_PASSWORD, GH_TOKEN, GPG_AGENT_INFO, OPENAI_API_KEY, SSH_AUTH_SOCK]"
+        ),
+        "{report}"
+    );
+    assert!(!report.contains("secret"), "{report}");
+    // control: --keep-env passes the one variable asked for, and only it
+    let (env, _) = env_inside(&vars, &["--keep-env", "gh_token"]);
+    assert!(env.contains("GH_TOKEN=ghp-env-secret"), "{env}");
+    assert!(!env.contains("sk-env-secret"), "{env}");
+}

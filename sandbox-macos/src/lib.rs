@@ -52,6 +52,9 @@ impl HostPaths {
 /// Run `command` under `policy` in `cwd` and wait for it (macOS only). `extra_env` is added to
 /// the inherited environment (see [`SeatbeltPolicy::command`]).
 ///
+/// `base_env` is the command's environment before `extra_env` and the `CODEX_SANDBOX*` markers
+/// (the caller's, filtered by its env policy: `sandbox_policy::env_policy`).
+///
 /// The command runs as a child: `/usr/bin/sandbox-exec` applies the policy to itself, then execs
 /// the command, so the returned status is the command's own (see [`exit_code`]).
 #[cfg(target_os = "macos")]
@@ -59,10 +62,19 @@ pub fn run(
     policy: &SeatbeltPolicy,
     command: &[std::ffi::OsString],
     cwd: &std::path::Path,
+    base_env: &[(std::ffi::OsString, std::ffi::OsString)],
     extra_env: &[(std::ffi::OsString, std::ffi::OsString)],
 ) -> Result<std::process::ExitStatus, Error> {
     let program = std::path::PathBuf::from(SANDBOX_EXEC);
     let mut cmd = policy.command(command, extra_env)?;
+    // the environment the env policy let through, not this process's (see `command`)
+    cmd.env_clear();
+    cmd.envs(base_env.iter().cloned());
+    cmd.envs(extra_env.iter().cloned());
+    cmd.env(CODEX_SANDBOX_ENV_VAR, CODEX_SANDBOX_VALUE);
+    if !policy.network() {
+        cmd.env(CODEX_SANDBOX_NETWORK_DISABLED_ENV_VAR, "1");
+    }
     cmd.current_dir(cwd);
     let mut child = cmd.spawn().map_err(|source| Error::Spawn {
         program: program.clone(),

@@ -11,10 +11,12 @@
 //! This crate does no I/O beyond `stat`, `readlink`/`canonicalize`, reading `.git` files and
 //! one passwd lookup (`home`).
 
+pub mod env_policy;
 pub mod home;
 pub mod request;
 mod sys;
 
+pub use env_policy::EnvPolicy;
 pub use request::{PolicySource, RequestError, SandboxRequest, expand_home};
 
 use std::ffi::OsString;

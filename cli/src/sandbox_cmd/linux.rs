@@ -46,6 +46,10 @@ pub fn run(args: LinuxArgs, global: &crate::GlobalOpts) -> anyhow::Result<i32> {
         })?;
         opts.allow_unix_sockets.push(path);
     }
+    // `[shell_environment_policy]`, with `--keep-env` added to its `keep`
+    let flag_keep = std::mem::take(&mut opts.env.keep);
+    opts.env = settings.env.clone();
+    opts.env.keep.extend(flag_keep);
     match Sandbox::plan(effective, opts).and_then(|s| s.spawn(&args.run.command)) {
         Ok(code) => Ok(code),
         // The child printed its own message.
@@ -54,7 +58,16 @@ pub fn run(args: LinuxArgs, global: &crate::GlobalOpts) -> anyhow::Result<i32> {
     }
 }
 
-pub fn run_check(_args: CheckArgs, _global: &crate::GlobalOpts) -> anyhow::Result<i32> {
+pub fn run_check(_args: CheckArgs, global: &crate::GlobalOpts) -> anyhow::Result<i32> {
     print!("{}", sandbox_linux::check::render());
+    // What `[shell_environment_policy]` would take out of this environment (names only).
+    let env = crate::config::load(global)?.sandbox_settings().env;
+    let removed = env.apply(std::env::vars_os()).removed;
+    println!(
+        "environment: {} removed from this one by [shell_environment_policy]{}{}",
+        removed.len(),
+        if removed.is_empty() { "" } else { ": " },
+        removed.join(", ")
+    );
     Ok(0)
 }

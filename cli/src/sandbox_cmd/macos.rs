@@ -49,7 +49,7 @@ pub fn run(args: MacosArgs, global: &crate::GlobalOpts) -> anyhow::Result<i32> {
     if !args.print_policy && !cfg!(target_os = "macos") {
         return Err(not_macos());
     }
-    let (effective, cwd, _) = super::effective_policy(&args.run, &args.deny_read, global)?;
+    let (effective, cwd, settings) = super::effective_policy(&args.run, &args.deny_read, global)?;
     let seatbelt = sandbox_macos::generate(&effective, &sandbox_macos::HostPaths::from_host())
         .map_err(|e| {
             let code = if e.is_refusal() {
@@ -67,7 +67,11 @@ pub fn run(args: MacosArgs, global: &crate::GlobalOpts) -> anyhow::Result<i32> {
         }
         return Ok(0);
     }
-    run_seatbelt(&seatbelt, &args.run.command, &cwd)
+    // `[shell_environment_policy]`: the same filter as on Linux (secrets, agent sockets)
+    let inherited = std::env::vars_os()
+        .filter(|(k, _)| k != "CODEX_SANDBOX" && k != "CODEX_SANDBOX_NETWORK_DISABLED");
+    let env = settings.env.apply(inherited).vars;
+    run_seatbelt(&seatbelt, &args.run.command, &cwd, &env)
 }
 
 #[cfg(target_os = "macos")]
@@ -75,8 +79,9 @@ fn run_seatbelt(
     policy: &sandbox_macos::SeatbeltPolicy,
     command: &[OsString],
     cwd: &std::path::Path,
+    env: &[(OsString, OsString)],
 ) -> anyhow::Result<i32> {
-    match sandbox_macos::run(policy, command, cwd, &secure_main::kept_loader_env()) {
+    match sandbox_macos::run(policy, command, cwd, env, &secure_main::kept_loader_env()) {
         Ok(status) => Ok(sandbox_macos::exit_code(status)),
         Err(e) => Err(Coded::new(EXIT_SETUP_FAILED, e.to_string())),
     }
@@ -87,6 +92,7 @@ fn run_seatbelt(
     _policy: &sandbox_macos::SeatbeltPolicy,
     _command: &[OsString],
     _cwd: &std::path::Path,
+    _env: &[(OsString, OsString)],
 ) -> anyhow::Result<i32> {
     Err(not_macos())
 }

@@ -1,0 +1,244 @@
+//! The environment a sandboxed command receives (issue 12 item 7). A sandbox that keeps the
+//! user's files away but hands the command `OPENAI_API_KEY`, `GH_TOKEN` or `SSH_AUTH_SOCK` in its
+//! environment has protected nothing: the command reads its own `environ`.
+//!
+//! Codex's `[shell_environment_policy]` names and steps, with one difference in the default:
+//! 1. start from `inherit`: `all` (default), `core` (HOME, LOGNAME, PATH, SHELL, USER, USERNAME,
+//!    TMPDIR, TEMP, TMP, LANG, LC_*, TERM) or `none`;
+//! 2. unless `ignore_default_excludes = true`, remove [`DEFAULT_EXCLUDES`]: names containing
+//!    KEY, SECRET, TOKEN, PASSWORD or CREDENTIAL, and `SSH_AUTH_SOCK`, `GPG_AGENT_INFO` (agent
+//!    sockets: a way to use keys without reading them). Codex documents this step but defaults
+//!    `ignore_default_excludes` to true; here it defaults to **false**;
+//! 3. remove what `exclude` matches;
+//! 4. add `set` (a set variable is never removed by the other steps);
+//! 5. when `include_only` is not empty, keep only what it matches (and `set`).
+//!
+//! Beyond codex: `keep` (config `shell_environment_policy.keep`, flag `--keep-env`) lists
+//! patterns exempt from the default excludes only: `keep = ["GH_TOKEN"]` passes that one token
+//! and still removes the rest, where codex's only way is `ignore_default_excludes`, all or none.
+//!
+//! Patterns are globs (`*`, `?`) matched against the whole name, case-insensitively (as codex).
+//! Removed names (never values) are reported by `-v` and `codex sandbox check`.
+
+use std::collections::BTreeMap;
+use std::ffi::{OsStr, OsString};
+
+/// Removed unless `ignore_default_excludes`.
+pub const DEFAULT_EXCLUDES: &[&str] = &[
+    "*KEY*",
+    "*SECRET*",
+    "*TOKEN*",
+    "*PASSWORD*",
+    "*CREDENTIAL*",
+    "SSH_AUTH_SOCK",
+    "GPG_AGENT_INFO",
+];
+
+/// What `inherit = "core"` keeps (codex's list plus locale and terminal).
+pub const CORE_VARS: &[&str] = &[
+    "HOME", "LOGNAME", "PATH", "SHELL", "USER", "USERNAME", "TMPDIR", "TEMP", "TMP", "LANG",
+    "LC_*", "TERM",
+];
+
+/// Step 1.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Inherit {
+    #[default]
+    All,
+    Core,
+    None,
+}
+
+impl std::str::FromStr for Inherit {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "all" => Ok(Inherit::All),
+            "core" => Ok(Inherit::Core),
+            "none" => Ok(Inherit::None),
+            other => Err(format!("{other:?}: expected \"all\", \"core\" or \"none\"")),
+        }
+    }
+}
+
+/// `[shell_environment_policy]`, codex's keys.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct EnvPolicy {
+    pub inherit: Inherit,
+    pub ignore_default_excludes: bool,
+    pub exclude: Vec<String>,
+    pub set: BTreeMap<String, String>,
+    pub include_only: Vec<String>,
+    /// Exempt from the default excludes (step 2) only.
+    pub keep: Vec<String>,
+}
+
+/// The command's environment and the names taken out of the inherited one.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Filtered {
+    pub vars: Vec<(OsString, OsString)>,
+    /// Names removed by steps 1–3 and 5, sorted (for `-v`; values are never reported).
+    pub removed: Vec<String>,
+}
+
+/// Whole-name glob match, ASCII case-insensitive; `*` any run, `?` one character.
+pub fn glob_match(pattern: &str, name: &str) -> bool {
+    fn m(p: &[u8], n: &[u8]) -> bool {
+        match p.split_first() {
+            None => n.is_empty(),
+            Some((b'*', rest)) => (0..=n.len()).any(|i| m(rest, &n[i..])),
+            Some((b'?', rest)) => !n.is_empty() && m(rest, &n[1..]),
+            Some((c, rest)) => n
+                .split_first()
+                .is_some_and(|(d, nr)| c.eq_ignore_ascii_case(d) && m(rest, nr)),
+        }
+    }
+    m(pattern.as_bytes(), name.as_bytes())
+}
+
+fn any_match(patterns: &[impl AsRef<str>], name: &str) -> bool {
+    patterns.iter().any(|p| glob_match(p.as_ref(), name))
+}
+
+impl EnvPolicy {
+    /// Applies steps 1–5 to `vars` (usually `std::env::vars_os()`). A name that is not UTF-8 is
+    /// matched in its lossy form.
+    pub fn apply(&self, vars: impl IntoIterator<Item = (OsString, OsString)>) -> Filtered {
+        let mut out = Filtered::default();
+        for (k, v) in vars {
+            let name = k.to_string_lossy().into_owned();
+            if self.set.contains_key(&name) {
+                continue; // step 4 replaces it
+            }
+            let keep = match self.inherit {
+                Inherit::All => true,
+                Inherit::Core => any_match(CORE_VARS, &name),
+                Inherit::None => false,
+            } && !(!self.ignore_default_excludes
+                && any_match(DEFAULT_EXCLUDES, &name)
+                && !any_match(&self.keep, &name))
+                && !any_match(&self.exclude, &name)
+                && (self.include_only.is_empty() || any_match(&self.include_only, &name));
+            if keep {
+                out.vars.push((k, v));
+            } else {
+                out.removed.push(name);
+            }
+        }
+        for (k, v) in &self.set {
+            out.vars
+                .push((OsStr::new(k).to_owned(), OsStr::new(v).to_owned()));
+        }
+        out.removed.sort();
+        out.removed.dedup();
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    fn vars(pairs: &[(&str, &str)]) -> Vec<(OsString, OsString)> {
+        pairs.iter().map(|(k, v)| (k.into(), v.into())).collect()
+    }
+
+    fn names(f: &Filtered) -> Vec<String> {
+        f.vars
+            .iter()
+            .map(|(k, _)| k.to_string_lossy().into_owned())
+            .collect()
+    }
+
+    #[test]
+    fn globs_match_whole_names_case_insensitively() {
+        assert!(glob_match("*KEY*", "OPENAI_API_KEY"));
+        assert!(glob_match("*key*", "OPENAI_API_KEY"));
+        assert!(glob_match("*TOKEN*", "gh_token"));
+        assert!(glob_match("LC_*", "LC_ALL"));
+        assert!(glob_match("A?C", "abc"));
+        assert!(!glob_match("KEY", "OPENAI_API_KEY"));
+        assert!(!glob_match("LC_*", "XLC_ALL"));
+        assert!(glob_match("*", ""));
+    }
+
+    #[test]
+    fn the_default_removes_secrets_and_agent_sockets_and_keeps_the_rest() {
+        let f = EnvPolicy::default().apply(vars(&[
+            ("OPENAI_API_KEY", "sk-1"),
+            ("GH_TOKEN", "t"),
+            ("AWS_SECRET_ACCESS_KEY", "s"),
+            ("SSH_AUTH_SOCK", "/run/ssh"),
+            ("GPG_AGENT_INFO", "x"),
+            ("DB_PASSWORD", "p"),
+            ("PATH", "/bin"),
+            ("HOME", "/h"),
+            ("LANG", "C"),
+        ]));
+        assert_eq!(names(&f), ["PATH", "HOME", "LANG"]);
+        assert_eq!(
+            f.removed,
+            [
+                "AWS_SECRET_ACCESS_KEY",
+                "DB_PASSWORD",
+                "GH_TOKEN",
+                "GPG_AGENT_INFO",
+                "OPENAI_API_KEY",
+                "SSH_AUTH_SOCK"
+            ]
+        );
+        // control: with the default excludes ignored everything stays
+        let all = EnvPolicy {
+            ignore_default_excludes: true,
+            ..EnvPolicy::default()
+        }
+        .apply(vars(&[("OPENAI_API_KEY", "sk-1"), ("PATH", "/bin")]));
+        assert_eq!(names(&all), ["OPENAI_API_KEY", "PATH"]);
+        assert!(all.removed.is_empty());
+        // `keep` exempts one name from the defaults, not the others
+        let kept = EnvPolicy {
+            keep: vec!["gh_token".into()],
+            ..EnvPolicy::default()
+        }
+        .apply(vars(&[("GH_TOKEN", "t"), ("OPENAI_API_KEY", "sk-1")]));
+        assert_eq!(names(&kept), ["GH_TOKEN"]);
+        assert_eq!(kept.removed, ["OPENAI_API_KEY"]);
+    }
+
+    #[test]
+    fn core_none_exclude_set_and_include_only_follow_codex_order() {
+        let input = vars(&[
+            ("PATH", "/bin"),
+            ("HOME", "/h"),
+            ("LC_ALL", "C"),
+            ("EDITOR", "vi"),
+            ("MYAPP_URL", "u"),
+            ("MYAPP_KEY", "k"),
+        ]);
+        let core = EnvPolicy {
+            inherit: Inherit::Core,
+            ..EnvPolicy::default()
+        }
+        .apply(input.clone());
+        assert_eq!(names(&core), ["PATH", "HOME", "LC_ALL"]);
+        let none = EnvPolicy {
+            inherit: Inherit::None,
+            set: [("X".to_string(), "1".to_string())].into(),
+            ..EnvPolicy::default()
+        }
+        .apply(input.clone());
+        assert_eq!(names(&none), ["X"]);
+        let p = EnvPolicy {
+            exclude: vec!["editor".into()],
+            include_only: vec!["MYAPP_*".into(), "PATH".into()],
+            set: [("MYAPP_KEY".to_string(), "explicit".to_string())].into(),
+            ..EnvPolicy::default()
+        }
+        .apply(input);
+        // MYAPP_KEY: the inherited value is dropped, the `set` one kept (step 4 wins)
+        assert_eq!(names(&p), ["PATH", "MYAPP_URL", "MYAPP_KEY"]);
+        assert_eq!(p.vars[2].1, OsString::from("explicit"));
+        assert_eq!(p.removed, ["EDITOR", "HOME", "LC_ALL"]);
+    }
+}
