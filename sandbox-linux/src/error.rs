@@ -162,7 +162,7 @@ impl std::fmt::Display for Replaceable {
             ),
             (false, false) => write!(
                 f,
-                "{} holds the gitdir {} and lies in a writable root (it can be renamed)",
+                "{} is on the way to the gitdir {} and lies in a writable root (it can be renamed or replaced)",
                 self.via.display(),
                 self.carve_out.display()
             ),

@@ -212,9 +212,40 @@ fn a_gitdir_under_a_renameable_directory_of_another_root_is_refused() {
         Some(&other),
         &script,
         &format!(
-            "{} holds the gitdir {} and lies in a writable root (it can be renamed)",
+            "{} is on the way to the gitdir {} and lies in a writable root (it can be renamed or replaced)",
             s(&other.join("repos")),
             s(&gitdir)
+        ),
+    );
+}
+
+#[test]
+fn a_dotdot_out_of_a_directory_in_the_root_is_refused() {
+    // second review round, F2: `gitdir: x/../gd` looks like a gitdir directly in the root, but
+    // git resolves `x` physically: make `x` a symlink and `..` lands in the attacker's directory
+    let e = env();
+    git(
+        &e,
+        &e.ws,
+        &["init", "-q", "--separate-git-dir", s(&e.ws.join("gd"))],
+    );
+    std::fs::create_dir(e.ws.join("x")).unwrap();
+    std::fs::write(e.ws.join(".git"), "gitdir: x/../gd\n").unwrap();
+    suite_test_support::dirs::chown_tree(&e.ws, NOBODY);
+    git(&e, &e.ws, &["status", "--short"]);
+    let script = plant(
+        &format!("rmdir x; mkdir -p evil/y; ln -s {}/evil/y x", s(&e.ws)),
+        "evil/gd",
+        &e.home.join("PWNED"),
+    );
+    attack(
+        &e,
+        None,
+        &script,
+        &format!(
+            "{} is on the way to the gitdir {} and lies in a writable root",
+            s(&e.ws.join("x")),
+            s(&e.ws.join("gd"))
         ),
     );
 }

@@ -315,7 +315,7 @@ impl WritableRoot {
                     replaceable_via: None,
                 });
                 if let Some(gitdir) = read_gitdir_file(&dot_git) {
-                    let (p, replaceable_via) = match first_symlink(&gitdir) {
+                    let (p, replaceable_via) = match first_swappable(&gitdir, all_roots) {
                         Some(link) => (normalize_lexically(&gitdir), Some(link)),
                         None => {
                             let p = canonical_or_lexical(&gitdir);
@@ -356,17 +356,22 @@ impl WritableRoot {
     }
 }
 
-/// The first symlink met while walking `p` component by component as the kernel would (`..` pops
-/// the walked prefix, which is exact only because no symlink came before it: the walk stops at
-/// the first one). Components that do not exist end the walk: nothing there to swap yet, and the
-/// path gets no mount (it is reported as not existing).
-fn first_symlink(p: &Path) -> Option<PathBuf> {
+/// The first component of `p` the sandboxed command could swap, walking it as the kernel
+/// would: a symlink (anywhere), or a directory inside a writable root that a `..` steps back
+/// out of (`x/../gd`: git outside resolves `x` physically, so a command that turns `x` into a
+/// symlink moves where `..` lands; outside review, second round, F2). `..` pops the walked
+/// prefix, which is exact because the walk stops at the first symlink. A component that does
+/// not exist ends the walk: nothing there to swap yet, and no mount is made.
+fn first_swappable(p: &Path, roots: &[PathBuf]) -> Option<PathBuf> {
     use std::path::Component;
     let mut cur = PathBuf::from("/");
     for c in p.components() {
         match c {
             Component::RootDir | Component::Prefix(_) | Component::CurDir => {}
             Component::ParentDir => {
+                if roots.iter().any(|r| cur.starts_with(r) && cur != *r) {
+                    return Some(cur);
+                }
                 cur.pop();
             }
             Component::Normal(name) => {
@@ -382,9 +387,6 @@ fn first_symlink(p: &Path) -> Option<PathBuf> {
     None
 }
 
-/// A gitdir below a writable root but not directly in it sits under a directory the command can
-/// rename (`mv a b; mkdir -p a/real.git`): the read-only mount moves with the renamed directory
-/// and git, outside, follows the `.git` file into the new one. Returns the first such directory.
 /// Below a root's own `.git` *directory* nothing can be renamed: that directory is itself a
 /// read-only carve-out (a mount point, so `rename` gets EBUSY) and everything under it is
 /// read-only (a worktree's `gitdir: /repo/.git/worktrees/wt` with `/repo` a writable root).
@@ -622,7 +624,7 @@ mod tests {
         std::fs::create_dir_all(ws.join("sub")).unwrap();
         std::fs::create_dir_all(elsewhere.join("real.git")).unwrap();
         std::os::unix::fs::symlink(&elsewhere, ws.join("link")).unwrap();
-        std::fs::write(ws.join(".git"), "gitdir: sub/../link/real.git\n").unwrap();
+        std::fs::write(ws.join(".git"), "gitdir: ./link/real.git\n").unwrap();
         let sub = gitdir_entry(&ws, &[]);
         let ws = std::fs::canonicalize(&ws).unwrap();
         assert_eq!(sub.replaceable_via, Some(ws.join("link")));
@@ -644,6 +646,35 @@ mod tests {
         let sub = gitdir_entry(&ws, &[]);
         assert_eq!(sub.replaceable_via, None);
         assert_eq!(sub.path, real);
+    }
+
+    #[test]
+    fn a_dotdot_out_of_a_directory_in_a_root_marks_the_gitdir_replaceable() {
+        // second review round, F2: `gitdir: x/../gd` normalises to `gd` (directly in the root),
+        // but git resolves `x` physically: a command that makes `x` a symlink moves `..`
+        let dir = tempfile::tempdir().unwrap();
+        let ws = std::fs::canonicalize(dir.path()).unwrap().join("ws");
+        std::fs::create_dir_all(ws.join("x")).unwrap();
+        std::fs::create_dir_all(ws.join("gd")).unwrap();
+        std::fs::write(ws.join(".git"), "gitdir: x/../gd\n").unwrap();
+        assert_eq!(gitdir_entry(&ws, &[]).replaceable_via, Some(ws.join("x")));
+        std::fs::write(
+            ws.join(".git"),
+            format!("gitdir: {}/x/../gd\n", ws.display()),
+        )
+        .unwrap();
+        assert_eq!(gitdir_entry(&ws, &[]).replaceable_via, Some(ws.join("x")));
+        // control: `..` out of the root itself (a worktree beside the repository) is fine: the
+        // root's parent is outside every root
+        let other = ws.parent().unwrap().join("repo.git");
+        std::fs::create_dir_all(&other).unwrap();
+        std::fs::write(ws.join(".git"), "gitdir: ../repo.git\n").unwrap();
+        let sub = gitdir_entry(&ws, &[]);
+        assert_eq!(sub.replaceable_via, None);
+        assert_eq!(sub.path, other);
+        // and without `..` the same gitdir is fine
+        std::fs::write(ws.join(".git"), "gitdir: gd\n").unwrap();
+        assert_eq!(gitdir_entry(&ws, &[]).replaceable_via, None);
     }
 
     #[test]
