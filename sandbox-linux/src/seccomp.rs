@@ -8,7 +8,7 @@
 //! that kills foreign architectures, refuses x32 numbers and answers `clone3` with `ENOSYS`, the
 //! compiler and the installer) is `codex-confine`'s.
 
-use codex_confine::seccomp::Condition::{Always, NotIn32};
+use codex_confine::seccomp::Condition::{Always, Eq32, NotIn32};
 use codex_confine::seccomp::{BASELINE, Filter, Rule};
 
 pub use codex_confine::seccomp::SeccompError;
@@ -141,7 +141,47 @@ pub const METADATA: &[Rule] = &[
         "see setxattr",
     ),
     Rule::new("removexattrat", SYS_REMOVEXATTRAT, Always, "see setxattr"),
+    Rule::new(
+        "file_setattr",
+        SYS_FILE_SETATTR,
+        Always,
+        "no mount namespace: inode flags and project ids outside the roots (Linux 6.17; second \
+         review round F6)",
+    ),
+    Rule::new(
+        "ioctl(FS_IOC_SETFLAGS)",
+        libc::SYS_ioctl,
+        Eq32 {
+            arg: 1,
+            value: FS_IOC_SETFLAGS,
+        },
+        "no mount namespace: chattr flags (immutable, append-only, nodump) outside the roots",
+    ),
+    Rule::new(
+        "ioctl(FS_IOC32_SETFLAGS)",
+        libc::SYS_ioctl,
+        Eq32 {
+            arg: 1,
+            value: FS_IOC32_SETFLAGS,
+        },
+        "see FS_IOC_SETFLAGS (the 32-bit spelling)",
+    ),
+    Rule::new(
+        "ioctl(FS_IOC_FSSETXATTR)",
+        libc::SYS_ioctl,
+        Eq32 {
+            arg: 1,
+            value: FS_IOC_FSSETXATTR,
+        },
+        "see FS_IOC_SETFLAGS (the xfs-style spelling, also project ids)",
+    ),
 ];
+
+/// `_IOW('f', 2, long)`, `_IOW('f', 2, int)`, `_IOW('X', 32, struct fsxattr)` (linux/fs.h).
+const FS_IOC_SETFLAGS: u32 = 0x4008_6602;
+const FS_IOC32_SETFLAGS: u32 = 0x4004_6602;
+const FS_IOC_FSSETXATTR: u32 = 0x401c_5820;
+const SYS_FILE_SETATTR: libc::c_long = 469;
 
 /// Numbers shared by every architecture since Linux 5.1's unified table (not in every libc).
 const SYS_FCHMODAT2: libc::c_long = 452;

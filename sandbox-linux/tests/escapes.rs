@@ -3,7 +3,7 @@
 //! userns` filter refuses every namespace flag, as Docker's default profile does), each paired
 //! with a control that succeeds outside the sandbox.
 //!
-//! Needs `setfacl` (Debian `acl`) and `script` (Debian `bsdutils`); a missing tool fails the
+//! Needs `setfacl` (Debian `acl`), `chattr` (Debian `e2fsprogs`) and `script` (Debian `bsdutils`); a missing tool fails the
 //! test, it never skips.
 
 // Test code: a failed set-up step must fail the test loudly.
@@ -183,6 +183,14 @@ fn metadata_attacks(env: &Env, policy: &str, ns: Ns, target: &Path) -> Vec<Strin
         ],
     ));
     answers.push(String::from_utf8_lossy(&out.stdout).trim().to_string());
+    // second review round F6: the inode-flag ioctls (chattr) were open without namespaces
+    let out = output(sandbox(
+        env,
+        policy,
+        ns,
+        &["sh", "-c", &format!("chattr +d {t} 2>&1; echo rc=$?")],
+    ));
+    answers.push(String::from_utf8_lossy(&out.stdout).trim().to_string());
     answers
 }
 
@@ -200,6 +208,17 @@ fn metadata_outside_the_roots_and_of_deny_read_files_cannot_change() {
                 "setfacl {policy} {target:?}: {}",
                 a[3]
             );
+            // chattr opens the file first: a deny-read file already fails there (EACCES)
+            let want = if target == e.key() {
+                "Permission denied"
+            } else {
+                "Read-only file system"
+            };
+            assert!(
+                a[4].contains(want) && a[4].ends_with("rc=1"),
+                "chattr {policy} {target:?}: {}",
+                a[4]
+            );
         }
     }
     // without namespaces, read-only: the calls are denied by seccomp
@@ -210,6 +229,16 @@ fn metadata_outside_the_roots_and_of_deny_read_files_cannot_change() {
             a[3].contains("Operation not permitted") && a[3].ends_with("rc=1"),
             "{}",
             a[3]
+        );
+        let want = if target == e.key() {
+            "Permission denied"
+        } else {
+            "Operation not permitted"
+        };
+        assert!(
+            a[4].contains(want) && a[4].ends_with("rc=1"),
+            "chattr without namespaces {target:?}: {}",
+            a[4]
         );
     }
     assert_eq!(
@@ -238,6 +267,7 @@ fn metadata_outside_the_roots_and_of_deny_read_files_cannot_change() {
     let a = metadata_attacks(&e, WS_WRITE, Ns::With, &mine);
     assert_eq!(&a[..3], &["ok", "ok", "ok"]);
     assert_eq!(a[3], "rc=0");
+    assert_eq!(a[4], "rc=0", "chattr inside the root");
     assert_eq!(
         meta(&mine).0,
         0o664,
@@ -255,6 +285,13 @@ fn metadata_outside_the_roots_and_of_deny_read_files_cannot_change() {
             .status()
             .unwrap();
         assert!(st.success(), "control setfacl outside");
+        let st = Command::new("chattr")
+            .args(["+d", &t])
+            .uid(NOBODY)
+            .gid(NOBODY)
+            .status()
+            .unwrap();
+        assert!(st.success(), "control chattr outside");
         assert_eq!(std::fs::metadata(&target).unwrap().mode() & 0o777, 0o664);
     }
 }
