@@ -384,3 +384,57 @@ fn a_kernel_without_seccomp_user_notification_is_refused_with_201() {
     assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "ok", "{err}");
     assert!(err.contains("SECCOMP_FILTER_FLAG_NEW_LISTENER"), "{err}");
 }
+
+#[test]
+fn a_socket_in_another_mount_namespace_is_not_reached_through_proc_pid_root() {
+    // second review round F3: a same-uid server with a private /tmp (snap, flatpak, PrivateTmp,
+    // rootless containers) was reached at /proc/PID/root/tmp/x.sock: the supervisor resolved
+    // the magic link and judged the path string "/tmp/x.sock" to lie in the /tmp root
+    let e = env();
+    let server = "import socket,sys\n\
+                  s=socket.socket(socket.AF_UNIX); s.bind('/tmp/x.sock'); s.listen(8)\n\
+                  print('ready',flush=True)\n\
+                  while True:\n    c,_=s.accept(); print('accepted',flush=True); c.close()\n";
+    /// Kills the server even when an assertion fails (it holds the test's stdout pipe).
+    struct Kill(std::process::Child);
+    impl Drop for Kill {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let mut child = Command::new("unshare")
+        .args([
+            "-Urm",
+            "sh",
+            "-c",
+            "mount -t tmpfs tmpfs /tmp && exec python3 -c \"$0\"",
+        ])
+        .arg(server)
+        .uid(NOBODY)
+        .gid(NOBODY)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("unshare (util-linux) and python3");
+    let stdout = child.stdout.take().unwrap();
+    let child = Kill(child);
+    let mut lines = std::io::BufRead::lines(std::io::BufReader::new(stdout));
+    assert_eq!(lines.next().unwrap().unwrap(), "ready");
+    let via_proc = format!("/proc/{}/root/tmp/x.sock", child.0.id());
+    // control: outside the sandbox the same uid connects through the magic link
+    assert_eq!(probe_outside(&["unix-connect", &via_proc]), "ok", "control");
+    assert_eq!(lines.next().unwrap().unwrap(), "accepted");
+    for ns in BOTH {
+        assert_eq!(
+            probe_in(&e, WS, ns, &[], &["unix-connect", &via_proc]),
+            EACCES,
+            "{:?}",
+            ns == Ns::With
+        );
+    }
+    // nothing reached the server: one more control connect is the next line it prints
+    assert_eq!(probe_outside(&["unix-connect", &via_proc]), "ok");
+    assert_eq!(lines.next().unwrap().unwrap(), "accepted");
+    drop(child);
+}

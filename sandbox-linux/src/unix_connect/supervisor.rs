@@ -3,6 +3,7 @@
 use std::ffi::CString;
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
 use sandbox_policy::EffectivePolicy;
@@ -152,20 +153,29 @@ fn handle(listener: &OwnedFd, n: &libc::seccomp_notif, rules: &Rules) -> i32 {
             Err(_) => return DENIED_ERRNO,
         }
     };
-    // Resolved by the supervisor (its own view, symlinks followed); the fd pins the inode.
-    let inode = match sys::open_path(dir, &c_path) {
+    // Resolved by the supervisor (its own view, symlinks followed, /proc magic links not); the
+    // fd pins the inode.
+    let inode = match sys::open_path_no_magiclinks(dir, &c_path) {
         Ok(fd) => fd,
+        Err(e) if e.raw_os_error() == Some(libc::ELOOP) => return DENIED_ERRNO,
         Err(e) => return e.raw_os_error().unwrap_or(DENIED_ERRNO),
     };
-    match sys::fstat(&inode) {
-        Ok(st) if st.st_mode & libc::S_IFMT == libc::S_IFSOCK => {}
+    let st = match sys::fstat(&inode) {
+        Ok(st) if st.st_mode & libc::S_IFMT == libc::S_IFSOCK => st,
         Ok(_) => return libc::ECONNREFUSED,
         Err(_) => return DENIED_ERRNO,
-    }
+    };
     let fd_link = format!("/proc/self/fd/{}", inode.as_raw_fd());
     let Ok(real) = std::fs::read_link(&fd_link) else {
         return DENIED_ERRNO;
     };
+    // The decision is on a path string: it must name this very inode in our mount namespace
+    // (a socket reached through another namespace reads back as a path that names something
+    // else here, or nothing).
+    match std::fs::symlink_metadata(&real) {
+        Ok(m) if m.dev() == st.st_dev && m.ino() == st.st_ino => {}
+        _ => return DENIED_ERRNO,
+    }
     if rules.decide(&real) == Decision::Denied {
         return DENIED_ERRNO;
     }

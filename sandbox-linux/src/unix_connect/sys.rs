@@ -235,6 +235,34 @@ pub fn open_path(dir: Option<&OwnedFd>, path: &std::ffi::CStr) -> io::Result<Own
     Ok(unsafe { OwnedFd::from_raw_fd(fd as RawFd) })
 }
 
+/// `openat2(dir, path, O_PATH|O_CLOEXEC, RESOLVE_NO_MAGICLINKS)`: ordinary symlinks are
+/// followed, `/proc/PID/root`, `/proc/PID/cwd` and `/proc/PID/fd/N` are not (ELOOP): through
+/// them a path leads into another process's mount namespace, where its string means nothing
+/// in ours (second review round F3).
+pub fn open_path_no_magiclinks(
+    dir: Option<&OwnedFd>,
+    path: &std::ffi::CStr,
+) -> io::Result<OwnedFd> {
+    let d = dir.map_or(libc::AT_FDCWD, |d| d.as_raw_fd());
+    // SAFETY: an all-zero open_how is valid; the fields are set below.
+    let mut how: libc::open_how = unsafe { std::mem::zeroed() };
+    how.flags = (libc::O_PATH | libc::O_CLOEXEC) as u64;
+    how.resolve = libc::RESOLVE_NO_MAGICLINKS;
+    // SAFETY: `path` is NUL-terminated, `how` a valid open_how of the size passed; returns a new
+    // fd.
+    let fd = cvt(unsafe {
+        libc::syscall(
+            libc::SYS_openat2,
+            d,
+            path.as_ptr(),
+            &how as *const libc::open_how,
+            std::mem::size_of::<libc::open_how>(),
+        )
+    })?;
+    // SAFETY: new fd owned by nobody else.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd as RawFd) })
+}
+
 /// `connect(sock, addr)` with a pathname address; returns the errno (0 on success).
 pub fn connect_unix_path(sock: &OwnedFd, path: &[u8]) -> i32 {
     // SAFETY: sockaddr_un is plain data.
