@@ -126,6 +126,15 @@ fn the_same_config_gets_the_same_answer_from_every_door() {
             "contains a NUL byte",
         ),
         (
+            // second review round F7: `~user`, `$VAR` and globs were taken as relative paths
+            "deny_read entry a shell would expand",
+            "[sandbox]\ndeny_read = [\"~root/.ssh\", \"$HOME/x\"]\n",
+            &[],
+            true,
+            200,
+            "is not expanded here",
+        ),
+        (
             // review F5: macOS had no --deny-read and ran it as the command
             "--deny-read flag",
             "",
@@ -194,6 +203,16 @@ fn the_same_config_gets_the_same_answer_from_every_door() {
         let (code, err) = helper(json);
         assert_eq!(code, 200, "{json}: {err}");
         assert!(err.contains("unknown field"), "{json}: {err}");
+    }
+    // second review round F7: a repeated key was "last one wins" (read-only became unconfined)
+    for json in [
+        r#"{"mode":"read-only","mode":"danger-full-access"}"#,
+        r#"{"mode":"read-only","\u006dode":"danger-full-access"}"#,
+        r#"{"mode":"workspace-write","network_access":false,"network_access":true}"#,
+    ] {
+        let (code, err) = helper(json);
+        assert_eq!(code, 200, "{json}: {err}");
+        assert!(err.contains("duplicate field"), "{json}: {err}");
     }
     // and an unknown option before the command is a usage error here too
     let mut c = Command::new(suite_test_support::bins::workspace_bin(

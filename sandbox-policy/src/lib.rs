@@ -24,6 +24,60 @@ use std::path::{Component, Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+/// Any JSON value, refused if an object anywhere in it repeats a key.
+struct NoDuplicateKeys;
+
+impl<'de> Deserialize<'de> for NoDuplicateKeys {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = NoDuplicateKeys;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("JSON")
+            }
+            fn visit_bool<E>(self, _: bool) -> Result<NoDuplicateKeys, E> {
+                Ok(NoDuplicateKeys)
+            }
+            fn visit_i64<E>(self, _: i64) -> Result<NoDuplicateKeys, E> {
+                Ok(NoDuplicateKeys)
+            }
+            fn visit_u64<E>(self, _: u64) -> Result<NoDuplicateKeys, E> {
+                Ok(NoDuplicateKeys)
+            }
+            fn visit_f64<E>(self, _: f64) -> Result<NoDuplicateKeys, E> {
+                Ok(NoDuplicateKeys)
+            }
+            fn visit_str<E>(self, _: &str) -> Result<NoDuplicateKeys, E> {
+                Ok(NoDuplicateKeys)
+            }
+            fn visit_unit<E>(self) -> Result<NoDuplicateKeys, E> {
+                Ok(NoDuplicateKeys)
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                self,
+                mut a: A,
+            ) -> Result<NoDuplicateKeys, A::Error> {
+                while a.next_element::<NoDuplicateKeys>()?.is_some() {}
+                Ok(NoDuplicateKeys)
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut a: A,
+            ) -> Result<NoDuplicateKeys, A::Error> {
+                let mut seen = std::collections::BTreeSet::new();
+                while let Some(k) = a.next_key::<String>()? {
+                    if !seen.insert(k.clone()) {
+                        return Err(serde::de::Error::custom(format!("duplicate field `{k}`")));
+                    }
+                    a.next_value::<NoDuplicateKeys>()?;
+                }
+                Ok(NoDuplicateKeys)
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
 /// The policy as written in JSON or selected on the command line (codex's `SandboxPolicy`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "mode", rename_all = "kebab-case", deny_unknown_fields)]
@@ -70,6 +124,9 @@ impl SandboxPolicy {
     /// `read-only` and `danger-full-access` are checked here.
     pub fn from_json(json: &str) -> Result<Self, PolicyError> {
         let err = |message: String| PolicyError::Json { message };
+        // a duplicate key is an error, not "the last one wins": `{"mode":"read-only",
+        // "mode":"danger-full-access"}` ran unconfined (second review round F7)
+        serde_json::from_str::<NoDuplicateKeys>(json).map_err(|e| err(e.to_string()))?;
         let value: serde_json::Value =
             serde_json::from_str(json).map_err(|e| err(e.to_string()))?;
         if let Some(obj) = value.as_object() {

@@ -23,8 +23,9 @@ pub mod exit {
     pub const NOT_EXECUTABLE: i32 = 126;
     /// The command was not found.
     pub const NOT_FOUND: i32 = 127;
-    /// The policy is invalid (a writable root that is not a directory, a bad deny-read entry,
-    /// malformed policy JSON).
+    /// The policy is invalid (a writable root that is not a directory, a bad deny-read entry:
+    /// empty, NUL, `~user`/`$VAR`/glob; no home at all; malformed policy JSON, an unknown or
+    /// repeated key).
     pub const INVALID_POLICY: i32 = 200;
     /// Refused: this kernel or platform cannot enforce the policy (and
     /// `--dangerously-allow-weaker-sandbox` was not given), or Seatbelt outside macOS.
@@ -73,6 +74,11 @@ pub enum RequestError {
     #[error("sandbox.deny_read {0:?}: contains a NUL byte (no path can)")]
     NulInDenyRead(String),
     #[error(
+        "deny-read {0:?}: {1} is not expanded here, so this entry would name a path below the \
+         working directory and protect nothing; write the path out"
+    )]
+    Unexpanded(String, &'static str),
+    #[error(
         "no home directory: HOME is unset or relative and uid {uid} has no passwd entry with one; \
          the credential defaults (~/.ssh, ~/.codex/auth.json, ...) cannot be placed (set HOME)"
     )]
@@ -106,6 +112,25 @@ pub fn expand_home(entry: &str, home: Option<&Path>) -> Option<PathBuf> {
         (Some(rest), Some(h)) => Some(h.join(rest)),
         (Some(_), None) => None,
         (None, _) => Some(PathBuf::from(entry)),
+    }
+}
+
+/// A deny-read entry that a reader would expect a shell to expand, and which taken literally is
+/// a relative path under the cwd that does not exist (second review round F7): `~user/x`,
+/// `$HOME/x`, `${X}`, globs. Refused (200) rather than silently protecting nothing.
+fn check_expansion(entry: &str) -> Result<(), RequestError> {
+    let what = if entry.starts_with('~') && entry != "~" && !entry.starts_with("~/") {
+        Some("`~user`")
+    } else if entry.contains('$') {
+        Some("`$VARIABLE`")
+    } else if entry.contains(['*', '?', '[']) {
+        Some("a glob")
+    } else {
+        None
+    };
+    match what {
+        Some(w) => Err(RequestError::Unexpanded(entry.to_owned(), w)),
+        None => Ok(()),
     }
 }
 
@@ -149,6 +174,7 @@ impl SandboxRequest {
             if entry.contains('\0') {
                 return Err(RequestError::NulInDenyRead(entry.clone()));
             }
+            check_expansion(entry)?;
             let path = expand_home(entry, self.env.home.as_deref())
                 .ok_or_else(|| RequestError::TildeWithoutHome(entry.clone()))?;
             deny_read.push(path);
@@ -157,8 +183,11 @@ impl SandboxRequest {
         // literally it would be `<cwd>/~/x` and leave `$HOME/x` readable.
         for flag in &self.flag_deny_read {
             let path = match flag.to_str() {
-                Some(s) => expand_home(s, self.env.home.as_deref())
-                    .ok_or_else(|| RequestError::TildeWithoutHome(s.to_owned()))?,
+                Some(s) => {
+                    check_expansion(s)?;
+                    expand_home(s, self.env.home.as_deref())
+                }
+                .ok_or_else(|| RequestError::TildeWithoutHome(s.to_owned()))?,
                 None => flag.clone(),
             };
             deny_read.push(path);

@@ -13,7 +13,7 @@
 //! |---|---|
 //! | the command's own | the command ran; 128+N if signal N killed it |
 //! | 2 | bad usage: `--writable-root` without `--full-auto` |
-//! | 200 | invalid policy: a writable root that is not a directory, an empty `sandbox.deny_read` entry or one with a NUL byte, no home directory at all (HOME unset or relative and no passwd home) (`sandbox_policy::request::exit::INVALID_POLICY`); a `sandbox.deny_read` of the wrong type is a config error (2) |
+//! | 200 | invalid policy: a writable root that is not a directory, an empty `sandbox.deny_read` entry, one with a NUL byte or one a shell would expand (`~user`, `$VAR`, a glob), no home directory at all (HOME unset or relative and no passwd home) (`sandbox_policy::request::exit::INVALID_POLICY`); a `sandbox.deny_read` of the wrong type is a config error (2) |
 //! | 201 | refused: not macOS, Seatbelt exists only there ([`EXIT_NOT_MACOS`]); a `.git` file whose gitdir the command could swap (a symlink on the way, or a renameable directory in a writable root) |
 //! | 202 | sandbox set-up failed: the policy could not be generated or `/usr/bin/sandbox-exec` could not be started ([`EXIT_SETUP_FAILED`]) |
 //!
