@@ -156,13 +156,13 @@ impl std::fmt::Display for Replaceable {
             (true, _) => write!(f, "{} is a symbolic link", self.via.display()),
             (false, true) => write!(
                 f,
-                "{} is a symbolic link on the way to the gitdir {}",
+                "{} is a symbolic link on the way to the read-only {} (a gitdir or CODEX_HOME)",
                 self.via.display(),
                 self.carve_out.display()
             ),
             (false, false) => write!(
                 f,
-                "{} is on the way to the gitdir {} and lies in a writable root (it can be renamed or replaced)",
+                "{} is on the way to the read-only {} (a gitdir or CODEX_HOME) and lies in a writable root (it can be renamed or replaced)",
                 self.via.display(),
                 self.carve_out.display()
             ),

@@ -186,7 +186,7 @@ fn a_gitdir_reached_through_a_symlink_in_the_root_is_refused() {
         None,
         &script,
         &format!(
-            "{} is a symbolic link on the way to the gitdir",
+            "{} is a symbolic link on the way to the read-only",
             s(&e.ws.join("link"))
         ),
     );
@@ -212,7 +212,7 @@ fn a_gitdir_under_a_renameable_directory_of_another_root_is_refused() {
         Some(&other),
         &script,
         &format!(
-            "{} is on the way to the gitdir {} and lies in a writable root (it can be renamed or replaced)",
+            "{} is on the way to the read-only {} (a gitdir or CODEX_HOME) and lies in a writable root (it can be renamed or replaced)",
             s(&other.join("repos")),
             s(&gitdir)
         ),
@@ -243,7 +243,7 @@ fn a_dotdot_out_of_a_directory_in_the_root_is_refused() {
         None,
         &script,
         &format!(
-            "{} is on the way to the gitdir {} and lies in a writable root",
+            "{} is on the way to the read-only {} (a gitdir or CODEX_HOME) and lies in a writable root",
             s(&e.ws.join("x")),
             s(&e.ws.join("gd"))
         ),
@@ -296,4 +296,58 @@ fn a_gitdir_under_a_roots_own_git_directory_runs_and_stays_read_only() {
     );
     // control: outside, the same write works
     std::fs::write(gitdir.join("probe"), "x").unwrap();
+}
+
+/// `sh -c SCRIPT` under workspace-write with namespaces and `CODEX_HOME` set.
+fn with_codex_home(e: &Env, codex_home: &Path, script: &str) -> Output {
+    Command::new(helper())
+        .arg("--sandbox-policy-cwd")
+        .arg(&e.ws)
+        .args(["--sandbox-policy", r#"{"mode":"workspace-write"}"#])
+        .args(["--", "sh", "-c", script])
+        .current_dir(&e.ws)
+        .env("HOME", &e.home)
+        .env("CODEX_HOME", codex_home)
+        .env_remove("TMPDIR")
+        .uid(NOBODY)
+        .gid(NOBODY)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn codex_home_inside_a_writable_root_stays_read_only() {
+    // second review round F5: with CODEX_HOME in a root (as in CI) the command appended
+    // `sandbox_workspace_write.network_access = true` to config.toml and the next run had network
+    let e = env();
+    let ch = e.ws.join("codex-home");
+    std::fs::create_dir(&ch).unwrap();
+    std::fs::write(ch.join("config.toml"), "").unwrap();
+    suite_test_support::dirs::chown_tree(&ch, NOBODY);
+    let append = format!(
+        "{{ echo 'sandbox_workspace_write.network_access = true' >> {}/config.toml; }} 2>&1; \
+         echo rc=$?",
+        s(&ch)
+    );
+    let out = with_codex_home(&e, &ch, &append);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("Read-only file system") && !text.contains("rc=0"),
+        "{out:?}"
+    );
+    assert_eq!(std::fs::read_to_string(ch.join("config.toml")).unwrap(), "");
+    // deeper in the root (a renameable directory above it): refused, nothing runs
+    let deep = e.ws.join("a/codex-home");
+    std::fs::create_dir_all(&deep).unwrap();
+    suite_test_support::dirs::chown_tree(&e.ws, NOBODY);
+    let out = with_codex_home(&e, &deep, "echo ran");
+    assert_eq!(out.status.code(), Some(201), "{out:?}");
+    assert!(out.stdout.is_empty());
+    // control: the same file is writable when it is not CODEX_HOME
+    let out = with_codex_home(&e, &e.home.join(".codex"), &append);
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("rc=0"),
+        "{out:?}"
+    );
 }

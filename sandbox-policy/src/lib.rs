@@ -205,6 +205,7 @@ impl SandboxPolicy {
                 for d in &unique {
                     writable_roots.push(WritableRoot::new(d.clone(), &unique));
                 }
+                protect_codex_home(&mut writable_roots, env, &unique);
             }
         }
         let deny_read = if self.kind() == PolicyKind::DangerFullAccess {
@@ -458,6 +459,40 @@ fn renameable_ancestor(gitdir: &Path, roots: &[PathBuf]) -> Option<PathBuf> {
             && std::fs::symlink_metadata(&top).is_ok_and(|m| m.is_dir());
         (!carved).then_some(top)
     })
+}
+
+/// `$CODEX_HOME` (else `~/.codex`) inside a writable root becomes a read-only carve-out of that
+/// root: its `config.toml` decides the next run's sandbox (network, unix sockets, deny-read),
+/// so a command that could write it would widen its own next sandbox (second review round F5;
+/// issue 12 item 3: "$CODEX_HOME is read-only wherever it lives"). Outside every root it is
+/// read-only already. The same swap rules as a gitdir apply: a symlink on the way, or a
+/// renameable directory above it inside a root, makes the run refuse (201).
+fn protect_codex_home(roots: &mut [WritableRoot], env: &SandboxEnv, all_roots: &[PathBuf]) {
+    let written = match (&env.codex_home, &env.home) {
+        (Some(ch), _) => ch.clone(),
+        (None, Some(h)) => h.join(".codex"),
+        (None, None) => return,
+    };
+    let (path, swappable) = match first_swappable(&written, all_roots) {
+        Some(via) => (normalize_lexically(&written), Some(via)),
+        None => {
+            let p = canonical_or_lexical(&written);
+            let via = renameable_ancestor(&p, all_roots);
+            (p, via)
+        }
+    };
+    for w in roots.iter_mut() {
+        // strictly inside the root, and not the root's own `.codex` (already a carve-out)
+        if !path.starts_with(&w.root) || path == w.root || path == w.root.join(".codex") {
+            continue;
+        }
+        let exists = path.exists();
+        w.read_only_subpaths.push(ReadOnlySubpath {
+            path: path.clone(),
+            exists,
+            replaceable_via: swappable.clone(),
+        });
+    }
 }
 
 /// A `.git` *file* (worktrees, submodules) says `gitdir: <path>`, relative to its directory.
