@@ -46,12 +46,15 @@ pub fn plan(policy: &EffectivePolicy) -> FsPlan {
     let mut plan = FsPlan::default();
     // A denied path that does not exist now holds nothing to protect; restricting its ancestors
     // would only cost writes (e.g. the cwd when $HOME is below it).
-    let denied: Vec<PathBuf> = policy
+    let mut denied: Vec<PathBuf> = policy
         .deny_read
         .iter()
         .filter(|d| d.symlink_metadata().is_ok())
         .cloned()
         .collect();
+    // the same files at other mount points (bind mounts) are denied there too
+    let aliases = crate::mount_aliases::from_this_process(&denied);
+    denied.extend(aliases);
     // `/dev` is denied like a deny-read path; only `devices::ALLOWED` get rules (other
     // terminals, input devices, /dev/shm stay unopenable).
     let mut hidden = denied.clone();

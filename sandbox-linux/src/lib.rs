@@ -30,6 +30,7 @@ pub mod kernel;
 pub mod landlock_rules;
 pub mod launch;
 pub mod metadata;
+pub mod mount_aliases;
 pub mod mountns;
 pub mod namespaces;
 pub mod pidns;

@@ -206,3 +206,73 @@ fn secrets_and_agent_sockets_in_the_environment_do_not_reach_the_command() {
     assert!(env.contains("GH_TOKEN=ghp-env-secret"), "{env}");
     assert!(!env.contains("sk-env-secret"), "{env}");
 }
+
+/// In a private mount namespace (as root), bind `home` at `at`, then run the read-only sandbox
+/// as nobody with HOME=`home` and the probe reading each of `paths`; returns the answers.
+fn reads_with_a_bind_mount(home: &Path, at: &Path, paths: &[PathBuf], sandboxed: bool) -> Vec<String> {
+    let mut script = format!("mount --bind '{}' '{}' || exit 99; ", home.display(), at.display());
+    for p in paths {
+        let read = format!("{PROBE} read '{}'", p.display());
+        let cmd = if sandboxed {
+            format!(
+                "{} --sandbox-policy-cwd / --sandbox-policy '{{\"mode\":\"read-only\"}}' -- {read}",
+                helper()
+            )
+        } else {
+            read
+        };
+        script.push_str(&format!(
+            "HOME='{}' setpriv --reuid=65534 --regid=65534 --clear-groups {cmd}; ",
+            home.display()
+        ));
+    }
+    let out = Command::new("unshare")
+        .args(["-m", "--propagation", "private", "sh", "-c", &script])
+        .stdin(Stdio::null())
+        .output()
+        .expect("unshare and setpriv (util-linux)");
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(str::to_owned)
+        .collect()
+}
+
+#[test]
+fn a_bind_mount_of_the_home_is_no_second_way_to_a_denied_file() {
+    // outside review F3 and second round F4: a bind of the home elsewhere read the key at the
+    // second path; a bind *beside* the home even opened the canonical path (the rule granted to
+    // the sibling mount point sat on the home's own inode)
+    let (_dir, base) = suite_test_support::dirs::sandbox_scratch(
+        "sbl-bind-",
+        Path::new(env!("CARGO_TARGET_TMPDIR")),
+    );
+    let home = base.join("home");
+    std::fs::create_dir_all(home.join(".ssh")).unwrap();
+    std::fs::write(home.join(".ssh/id_ed25519"), "PRIVATE KEY").unwrap();
+    std::fs::write(home.join(".netrc"), "machine x password y").unwrap();
+    std::fs::write(home.join("notes.txt"), "fine").unwrap();
+    for (at, what) in [
+        (base.join("mnt2"), "beside the home"),
+        (base.join("elsewhere/m"), "in another directory"),
+    ] {
+        std::fs::create_dir_all(&at).unwrap();
+        suite_test_support::dirs::chown_tree(&base, 65534);
+        let paths = [
+            home.join(".ssh/id_ed25519"),
+            at.join(".ssh/id_ed25519"),
+            home.join(".netrc"),
+            at.join(".netrc"),
+            at.join("notes.txt"),
+        ];
+        let inside = reads_with_a_bind_mount(&home, &at, &paths, true);
+        assert_eq!(
+            inside,
+            [EACCES, EACCES, EACCES, EACCES, "ok"],
+            "bind {what}: denied at both paths, the rest readable"
+        );
+        // control: without the sandbox every path reads
+        let outside = reads_with_a_bind_mount(&home, &at, &paths, false);
+        assert_eq!(outside, ["ok"; 5], "control, bind {what}");
+    }
+}
