@@ -74,6 +74,13 @@ enum Ns {
 
 /// `sh -c SCRIPT` in the workspace-write sandbox (cwd `ws`, `extra_root` writable as well).
 fn sandboxed(e: &Env, ns: Ns, extra_root: Option<&Path>, dangerous: bool, script: &str) -> Output {
+    command(e, ns, extra_root, dangerous, script)
+        .output()
+        .unwrap()
+}
+
+/// The command [`sandboxed`] runs, to add to.
+fn command(e: &Env, ns: Ns, extra_root: Option<&Path>, dangerous: bool, script: &str) -> Command {
     let policy = match extra_root {
         Some(r) => format!(
             r#"{{"mode":"workspace-write","writable_roots":["{}"]}}"#,
@@ -103,9 +110,8 @@ fn sandboxed(e: &Env, ns: Ns, extra_root: Option<&Path>, dangerous: bool, script
         .env_remove("TMPDIR")
         .uid(NOBODY)
         .gid(NOBODY)
-        .stdin(Stdio::null())
-        .output()
-        .unwrap()
+        .stdin(Stdio::null());
+    c
 }
 
 /// The attacker's script: make `gitdir` (as the `.git` file names it) a fresh repository whose
@@ -300,18 +306,8 @@ fn a_gitdir_under_a_roots_own_git_directory_runs_and_stays_read_only() {
 
 /// `sh -c SCRIPT` under workspace-write with namespaces and `CODEX_HOME` set.
 fn with_codex_home(e: &Env, codex_home: &Path, script: &str) -> Output {
-    Command::new(helper())
-        .arg("--sandbox-policy-cwd")
-        .arg(&e.ws)
-        .args(["--sandbox-policy", r#"{"mode":"workspace-write"}"#])
-        .args(["--", "sh", "-c", script])
-        .current_dir(&e.ws)
-        .env("HOME", &e.home)
+    command(e, Ns::With, None, false, script)
         .env("CODEX_HOME", codex_home)
-        .env_remove("TMPDIR")
-        .uid(NOBODY)
-        .gid(NOBODY)
-        .stdin(Stdio::null())
         .output()
         .unwrap()
 }

@@ -209,8 +209,17 @@ fn secrets_and_agent_sockets_in_the_environment_do_not_reach_the_command() {
 
 /// In a private mount namespace (as root), bind `home` at `at`, then run the read-only sandbox
 /// as nobody with HOME=`home` and the probe reading each of `paths`; returns the answers.
-fn reads_with_a_bind_mount(home: &Path, at: &Path, paths: &[PathBuf], sandboxed: bool) -> Vec<String> {
-    let mut script = format!("mount --bind '{}' '{}' || exit 99; ", home.display(), at.display());
+fn reads_with_a_bind_mount(
+    home: &Path,
+    at: &Path,
+    paths: &[PathBuf],
+    sandboxed: bool,
+) -> Vec<String> {
+    let mut script = format!(
+        "mount --bind '{}' '{}' || exit 99; ",
+        home.display(),
+        at.display()
+    );
     for p in paths {
         let read = format!("{PROBE} read '{}'", p.display());
         let cmd = if sandboxed {

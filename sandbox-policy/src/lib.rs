@@ -373,14 +373,7 @@ impl WritableRoot {
                     replaceable_via: None,
                 });
                 if let Some(gitdir) = read_gitdir_file(&dot_git) {
-                    let (p, replaceable_via) = match first_swappable(&gitdir, all_roots) {
-                        Some(link) => (normalize_lexically(&gitdir), Some(link)),
-                        None => {
-                            let p = canonical_or_lexical(&gitdir);
-                            let via = renameable_ancestor(&p, all_roots);
-                            (p, via)
-                        }
-                    };
+                    let (p, replaceable_via) = carve_out_target(&gitdir, all_roots);
                     let exists = p.exists();
                     subs.push(ReadOnlySubpath {
                         path: p,
@@ -461,6 +454,21 @@ fn renameable_ancestor(gitdir: &Path, roots: &[PathBuf]) -> Option<PathBuf> {
     })
 }
 
+/// Where a carve-out named by a path (`gitdir:`, `$CODEX_HOME`) lands, and what on the way the
+/// command could swap: a symlink or a `..` out of a directory in a root ([`first_swappable`];
+/// the path is then reported as written), else a renameable directory above the canonical path
+/// ([`renameable_ancestor`]).
+fn carve_out_target(written: &Path, roots: &[PathBuf]) -> (PathBuf, Option<PathBuf>) {
+    match first_swappable(written, roots) {
+        Some(via) => (normalize_lexically(written), Some(via)),
+        None => {
+            let p = canonical_or_lexical(written);
+            let via = renameable_ancestor(&p, roots);
+            (p, via)
+        }
+    }
+}
+
 /// `$CODEX_HOME` (else `~/.codex`) inside a writable root becomes a read-only carve-out of that
 /// root: its `config.toml` decides the next run's sandbox (network, unix sockets, deny-read),
 /// so a command that could write it would widen its own next sandbox (second review round F5;
@@ -473,14 +481,7 @@ fn protect_codex_home(roots: &mut [WritableRoot], env: &SandboxEnv, all_roots: &
         (None, Some(h)) => h.join(".codex"),
         (None, None) => return,
     };
-    let (path, swappable) = match first_swappable(&written, all_roots) {
-        Some(via) => (normalize_lexically(&written), Some(via)),
-        None => {
-            let p = canonical_or_lexical(&written);
-            let via = renameable_ancestor(&p, all_roots);
-            (p, via)
-        }
-    };
+    let (path, swappable) = carve_out_target(&written, all_roots);
     for w in roots.iter_mut() {
         // strictly inside the root, and not the root's own `.codex` (already a carve-out)
         if !path.starts_with(&w.root) || path == w.root || path == w.root.join(".codex") {
