@@ -16,8 +16,13 @@ use suite_test_support::bins::sandbox_helper as helper;
 const PROBE: &str = env!("CARGO_BIN_EXE_sandbox-linux-probe");
 const EACCES: &str = "errno 13";
 
-/// The probe's answer to `read PATH` in the read-only sandbox, with `env` applied to the helper.
-fn read_inside(path: &Path, env: &[(&str, Option<&Path>)]) -> String {
+/// `codex-linux-sandbox` (read-only, cwd `/`) with `flags`, running `cmd`; `env` set (or, for
+/// `None`, removed) for the helper. Exit 0 required; returns (stdout, stderr).
+fn helper_run(
+    flags: &[&str],
+    cmd: &[&std::ffi::OsStr],
+    env: &[(&str, Option<&std::ffi::OsStr>)],
+) -> (String, String) {
     let mut c = Command::new(helper());
     c.args([
         "--sandbox-policy-cwd",
@@ -25,8 +30,9 @@ fn read_inside(path: &Path, env: &[(&str, Option<&Path>)]) -> String {
         "--sandbox-policy",
         r#"{"mode":"read-only"}"#,
     ])
-    .args(["--", PROBE, "read"])
-    .arg(path)
+    .args(flags)
+    .arg("--")
+    .args(cmd)
     .stdin(Stdio::null());
     for (k, v) in env {
         match v {
@@ -36,7 +42,20 @@ fn read_inside(path: &Path, env: &[(&str, Option<&Path>)]) -> String {
     }
     let out = c.output().unwrap();
     assert_eq!(out.status.code(), Some(0), "{out:?}");
-    String::from_utf8_lossy(&out.stdout).trim().to_string()
+    (
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// The probe's answer to `read PATH` in the read-only sandbox, with `env` applied to the helper.
+fn read_inside(path: &Path, env: &[(&str, Option<&Path>)]) -> String {
+    let env: Vec<_> = env
+        .iter()
+        .map(|(k, v)| (*k, v.map(Path::as_os_str)))
+        .collect();
+    let cmd = [PROBE.as_ref(), "read".as_ref(), path.as_os_str()];
+    helper_run(&[], &cmd, &env).0.trim().to_string()
 }
 
 fn read_outside(path: &Path) -> String {
@@ -151,28 +170,12 @@ fn the_longer_default_list_covers_common_credential_files() {
     assert_eq!(read_inside(&f, &env), "ok");
 }
 
-/// `env` inside the sandbox (read-only), with `vars` set for the helper and `flags` added.
+/// `env` inside the sandbox (read-only, `-v`), with `vars` set for the helper and `flags` added.
 fn env_inside(vars: &[(&str, &str)], flags: &[&str]) -> (String, String) {
-    let mut c = Command::new(helper());
-    c.args([
-        "--sandbox-policy-cwd",
-        "/",
-        "--sandbox-policy",
-        r#"{"mode":"read-only"}"#,
-        "-v",
-    ])
-    .args(flags)
-    .args(["--", "env"])
-    .stdin(Stdio::null());
-    for (k, v) in vars {
-        c.env(k, v);
-    }
-    let out = c.output().unwrap();
-    assert_eq!(out.status.code(), Some(0), "{out:?}");
-    (
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
+    let env: Vec<_> = vars.iter().map(|(k, v)| (*k, Some(v.as_ref()))).collect();
+    let mut all = vec!["-v"];
+    all.extend_from_slice(flags);
+    helper_run(&all, &["env".as_ref()], &env)
 }
 
 #[test]
