@@ -297,11 +297,11 @@ impl Line<'_> {
     }
 }
 
-fn find(tables: &[&[Rule]], nr: i64) -> Option<&'static str> {
+fn find(tables: &[&[Rule]], nr: libc::c_long) -> Option<&'static str> {
     tables
         .iter()
         .flat_map(|t| t.iter())
-        .find(|r| i64::from(r.nr) == nr)
+        .find(|r| r.nr == nr)
         .map(|r| r.reason)
 }
 
@@ -312,7 +312,7 @@ pub(crate) fn refusal(buf: &mut [u8], seccomp: bool, nr: i32, audit_arch: u32) -
     let reporter: Option<&'static Reporter> = sys::static_ref(r);
     let mut line = Line { buf, len: 0 };
     line.push(reporter.map_or("", |r| r.prefix).as_bytes());
-    let nr = i64::from(nr);
+    let nr = libc::c_long::from(nr);
     if !seccomp {
         line.push(b"SIGSYS not sent by seccomp");
     } else {
