@@ -12,6 +12,13 @@
 //! CVE-2019-10063), x32 syscall numbers, `clone3`, calls outside the table, and (x86_64)
 //! `int 0x80`, which must kill the process with SIGSYS.
 //!
+//! The proxy's allow-list is walked the other way round ([`allow_probes`]): every allowed row
+//! matched (the kernel's own answer, as in the control), every argument-conditional row missed,
+//! every row of `REFUSED` and some calls in no list (each in a child of its own, with a
+//! `Reporter`: exit 77 and a stderr line naming the call and why), x32 numbers and `clone3` (the
+//! ABI filter's answers must stand in front of the trap). The same reading of a row
+//! ([`denied_by`], which for an allow-list means "allowed by").
+//!
 //! The arguments are chosen so that even the unfiltered control is harmless when run as root:
 //! invalid flags, descriptors, pointers or magic numbers that the kernel rejects before acting,
 //! or "leave unchanged" values (`setresuid(-1, -1, -1)`). Each child calls `setsid` first, so

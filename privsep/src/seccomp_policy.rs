@@ -25,7 +25,7 @@
 //!   nameserver (`socket(AF_INET, SOCK_DGRAM)`, `connect`, `sendmmsg`, `poll`, `ioctl(FIONREAD)`, `recvfrom`), the
 //!   nscd probe (`socket(AF_UNIX)` + `connect`, refused by Landlock's missing path rights or
 //!   absent): tested under the filter by `privsep`'s `dns_*` scenarios, one of which queries a
-//!   fake nameserver in a private mount namespace; NSS modules loaded with `dlopen` (mdns,
+//!   fake nameserver in private mount and network namespaces; NSS modules loaded with `dlopen` (mdns,
 //!   resolve, myhostname) need `openat`/`mmap`/`mprotect` of libraries, all allowed; a module
 //!   making a call outside this list is refused and named;
 //! - glibc's thread start (`clone` → `set_robust_list`, `rseq`, `sigaltstack`, `prctl(PR_SET_NAME)`)
@@ -770,6 +770,44 @@ mod tests {
             assert!(!r.reason.is_empty(), "{}", r.name);
         }
         Filter::compile_allow_list(&t, Unlisted::Trap).unwrap();
+    }
+
+    /// docs/security.md's allow-list table names exactly the rows of the code (x86_64's
+    /// architecture rows included, marked "(x86_64 only)").
+    #[test]
+    fn the_docs_list_every_allowed_row() {
+        let doc = std::fs::read_to_string(
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/security.md"),
+        )
+        .unwrap();
+        let start = doc.find("| row | why the proxy needs it |").unwrap();
+        let section = &doc[start..];
+        let section = &section[..section.find("\n\n").unwrap_or(section.len())];
+        let documented: Vec<&str> = section
+            .lines()
+            .skip(2)
+            .filter_map(|l| l.strip_prefix("| `")?.split('`').next())
+            .collect();
+        let mut code: Vec<&str> = ALLOWED.iter().map(|r| r.name).collect();
+        if cfg!(target_arch = "x86_64") {
+            code.extend(ALLOWED_ARCH.iter().map(|r| r.name));
+            assert_eq!(
+                documented, code,
+                "docs/security.md's allow-list drifted from the code"
+            );
+        } else {
+            assert!(
+                code.iter().all(|n| documented.contains(n)),
+                "{documented:?}"
+            );
+        }
+        for r in ALLOWED.iter().chain(ALLOWED_ARCH) {
+            assert!(
+                section.contains(r.reason),
+                "docs/security.md: row {} without its reason",
+                r.name
+            );
+        }
     }
 
     #[test]

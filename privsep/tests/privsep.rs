@@ -110,6 +110,10 @@ fn main() {
             dns_resolution_only_with_allow_dns,
         ),
         (
+            "dns_query_to_a_nameserver_under_the_allow_list",
+            dns_query_to_a_nameserver_under_the_allow_list,
+        ),
+        (
             "identify_after_drop_and_confine",
             identify_after_drop_and_confine,
         ),
@@ -279,6 +283,7 @@ fn child_main(name: &str, args: &[String]) -> i32 {
         "landlock" => scenario_landlock(Path::new(&args[0]), args[1].parse().unwrap()),
         "threads" => scenario_threads(),
         "dns" => scenario_dns(args[0] == "allow"),
+        "dns-fake" => scenario_dns_fake(),
         "identify-confined" => scenario_identify_confined(),
         "activation-wrong-pid" => scenario_activation_wrong_pid(),
         "activation" => scenario_activation(false),
@@ -766,6 +771,139 @@ fn scenario_landlock(dump: &Path, port: u16) -> i32 {
         "tcp connect to another port -> EACCES",
         e == Err(Some(libc::EACCES)),
         &e,
+    );
+    c.code()
+}
+
+/// A DNS answer for `query`: A queries get 127.0.0.1, anything else no answer (NOERROR).
+fn dns_answer(query: &[u8]) -> Option<Vec<u8>> {
+    // Header (12 bytes), then the question: labels up to a 0 byte, type and class.
+    let mut end = 12;
+    while *query.get(end)? != 0 {
+        end += usize::from(query[end]) + 1;
+    }
+    let qtype = u16::from_be_bytes([*query.get(end + 1)?, *query.get(end + 2)?]);
+    end += 5;
+    let a = qtype == 1;
+    let mut r = Vec::new();
+    r.extend_from_slice(&query[..2]); // id
+    r.extend_from_slice(&[0x81, 0x80, 0, 1, 0, u8::from(a), 0, 0, 0, 0]);
+    r.extend_from_slice(query.get(12..end)?);
+    if a {
+        r.extend_from_slice(&[0xc0, 12, 0, 1, 0, 1, 0, 0, 0, 60, 0, 4, 127, 0, 0, 1]);
+    }
+    Some(r)
+}
+
+/// The glibc resolver's UDP path (`hosts: files dns`, the name not in /etc/hosts) under the
+/// proxy's confinement, against a fake nameserver: private mount and network namespaces, a
+/// resolv.conf naming 127.0.0.1 bind-mounted over /etc/resolv.conf, a forked responder on
+/// 127.0.0.1:53. Control: the name resolves before confinement; then it must resolve confined
+/// (every call of that path is in the allow-list, or the child is refused and exits 10).
+fn scenario_dns_fake() -> i32 {
+    use std::net::{ToSocketAddrs, UdpSocket};
+    let mut c = Checks::new();
+    let name = "upstream.privsep-test.invalid";
+    // SAFETY: integer-only; this child is single-threaded and root.
+    if unsafe { libc::unshare(libc::CLONE_NEWNS | libc::CLONE_NEWNET) } != 0 {
+        eprintln!("unshare: {}", std::io::Error::last_os_error());
+        return 2;
+    }
+    let root = CString::new("/").unwrap();
+    // SAFETY: NUL-terminated path; null source/type/data are allowed for a propagation change.
+    let r = unsafe {
+        libc::mount(
+            std::ptr::null(),
+            root.as_ptr(),
+            std::ptr::null(),
+            libc::MS_REC | libc::MS_PRIVATE,
+            std::ptr::null(),
+        )
+    };
+    assert_eq!(r, 0, "{}", std::io::Error::last_os_error());
+    // Loopback up in the new network namespace: ip(8) does the ioctl.
+    let st = Command::new("ip")
+        .args(["link", "set", "lo", "up"])
+        .status();
+    assert!(
+        st.as_ref().is_ok_and(|s| s.success()),
+        "ip link set lo up: {st:?}"
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let conf = dir.path().join("resolv.conf");
+    std::fs::write(
+        &conf,
+        "nameserver 127.0.0.1\noptions timeout:2 attempts:1\n",
+    )
+    .unwrap();
+    let src = CString::new(conf.to_str().unwrap()).unwrap();
+    let dst = CString::new("/etc/resolv.conf").unwrap();
+    // SAFETY: NUL-terminated paths; a bind mount in our private mount namespace.
+    let r = unsafe {
+        libc::mount(
+            src.as_ptr(),
+            dst.as_ptr(),
+            std::ptr::null(),
+            libc::MS_BIND,
+            std::ptr::null(),
+        )
+    };
+    assert_eq!(
+        r,
+        0,
+        "bind resolv.conf: {}",
+        std::io::Error::last_os_error()
+    );
+    let server = UdpSocket::bind("127.0.0.1:53").unwrap();
+    server
+        .set_read_timeout(Some(std::time::Duration::from_secs(5)))
+        .unwrap();
+    // SAFETY: single-threaded: the forked responder only uses its socket and `_exit`s.
+    let pid = unsafe { libc::fork() };
+    if pid == 0 {
+        // The responder leaves the runner's pipes (which it would hold open) and ends when
+        // idle: the confined scenario cannot signal it, and Landlock's signal scope also stops
+        // the parent-death signal of a confined parent (observed: PR_SET_PDEATHSIG never came).
+        let null = std::fs::OpenOptions::new()
+            .write(true)
+            .open("/dev/null")
+            .unwrap();
+        // SAFETY: dup2 onto this process's own stdout/stderr.
+        unsafe {
+            libc::dup2(null.as_raw_fd(), 1);
+            libc::dup2(null.as_raw_fd(), 2);
+        }
+        let mut buf = [0u8; 512];
+        while let Ok((n, from)) = server.recv_from(&mut buf) {
+            if let Some(answer) = dns_answer(&buf[..n]) {
+                let _ = server.send_to(&answer, from);
+            }
+        }
+        // SAFETY: _exit does not return.
+        unsafe { libc::_exit(0) };
+    }
+    drop(server);
+    let want: Vec<SocketAddr> = vec![([127, 0, 0, 1], 443).into()];
+    let before = (name, 443).to_socket_addrs().map(|a| a.collect::<Vec<_>>());
+    c.check(
+        "control: the fake nameserver answers unconfined",
+        before.as_ref().ok() == Some(&want),
+        &before,
+    );
+    let spec = ConfineSpec {
+        allow_dns: true,
+        connect_ports: vec![443],
+        ..ConfineSpec::default()
+    };
+    if let Err(e) = confine(&spec) {
+        eprintln!("confine failed: {e}");
+        return 1;
+    }
+    let after = (name, 443).to_socket_addrs().map(|a| a.collect::<Vec<_>>());
+    c.check(
+        "confined: the name resolves through the nameserver (UDP path of getaddrinfo)",
+        after.as_ref().ok() == Some(&want),
+        &after,
     );
     c.code()
 }
@@ -1399,6 +1537,10 @@ fn landlock_limits_files_and_net() {
 fn dns_resolution_only_with_allow_dns() {
     run_ok(child("dns", &["allow"]));
     run_ok(child("dns", &["deny"]));
+}
+
+fn dns_query_to_a_nameserver_under_the_allow_list() {
+    run_ok(child("dns-fake", &[]));
 }
 
 fn confine_refuses_multithreaded() {
