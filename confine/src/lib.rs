@@ -29,6 +29,7 @@ pub mod kernel;
 pub mod landlock;
 pub mod seccomp;
 mod sys;
+mod syscall_names;
 
 pub use kernel::{Feature, KernelSupport, Missing};
 pub use secure_main::{Enforcement, thread_count};

@@ -1,13 +1,21 @@
 //! One seccomp rule table type and its compiler.
 //!
-//! A profile is a table of [`Rule`]s (`name, nr, condition, reason`), each denied with `EPERM`;
-//! everything else is allowed (a deny-list: Landlock confines files, the tables remove kernel
-//! interfaces). Every filter this crate installs is two programs:
+//! A profile is a table of [`Rule`]s (`name, nr, condition, reason`) read one of two ways:
+//! - a **deny-list** ([`Filter::compile`]): each matching row is denied with `EPERM`, everything
+//!   else is allowed (the sandbox's: Landlock confines files, the table removes kernel
+//!   interfaces);
+//! - an **allow-list** ([`Filter::compile_allow_list`]): each matching row is allowed, everything
+//!   else (an unlisted call, or a listed call whose arguments match none of its rows) gets the
+//!   [`Unlisted`] action (the proxy's, Firecracker-jailer style). With [`Unlisted::Trap`] a
+//!   [`Reporter`] installed by [`install_reporter`] writes the refused call's name to stderr and
+//!   exits.
+//!
+//! Every filter this crate installs is two programs:
 //!
 //! 1. the **ABI filter** (hand-assembled, shared by every profile): a foreign architecture's
 //!    syscall ABI (e.g. `int 0x80` on x86_64) kills the process; x32 numbers get
 //!    [`crate::arch::X32_ERRNO`]; the rows of [`ENOSYS_RULES`] get `ENOSYS`; the rest goes on;
-//! 2. the **table** of the profile, compiled by seccompiler, `EPERM` on a match.
+//! 2. the **table** of the profile, compiled by seccompiler.
 //!
 //! Argument widths follow the kernel's parameter type: an `int`/`unsigned int` parameter is
 //! compared on its low 32 bits ([`Condition::Eq32`], [`Condition::NotIn32`]), because the kernel
@@ -17,6 +25,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io;
+use std::sync::atomic::{AtomicPtr, Ordering};
 
 use seccompiler::{
     SeccompAction, SeccompCmpArgLen, SeccompCmpOp, SeccompCondition, SeccompFilter, SeccompRule,
@@ -38,16 +47,20 @@ pub enum Condition {
     Eq32 { arg: u8, value: u32 },
     /// The `int` argument `arg` is none of `allowed` (low 32 bits).
     NotIn32 { arg: u8, allowed: &'static [u32] },
+    /// The `unsigned long` argument `arg`, masked with `mask`, equals `value` (64-bit compare):
+    /// some bits required, others forbidden (`clone`: `CLONE_THREAD` set, no namespace flag).
+    Masked64 { arg: u8, mask: u64, value: u64 },
 }
 
-/// One row of a table: the call, when it is denied, and why.
+/// One row of a table: the call, when it matches (denied in a deny-list, allowed in an
+/// allow-list), and why.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Rule {
     /// The call, with the argument that matters where there is one (`"ioctl(TIOCSTI)"`).
     pub name: &'static str,
     /// Its number on this architecture.
     pub nr: libc::c_long,
-    /// When it is denied.
+    /// When the row matches.
     pub condition: Condition,
     /// Why, in one line.
     pub reason: &'static str,
@@ -91,6 +104,11 @@ pub enum SeccompError {
     Filter {
         #[source]
         source: seccompiler::BackendError,
+    },
+    #[error("failed to install the SIGSYS handler (sigaction SIGSYS): {source}")]
+    Handler {
+        #[source]
+        source: io::Error,
     },
     #[error(
         "failed to install the seccomp {which} filter (seccomp SECCOMP_SET_MODE_FILTER): {source}"
@@ -139,12 +157,49 @@ fn conditions(r: &Rule) -> Result<Vec<SeccompCondition>, SeccompError> {
             .iter()
             .map(|&v| cond(r.name, arg, Dword, SeccompCmpOp::Ne, u64::from(v)))
             .collect::<Result<_, _>>()?,
+        Condition::Masked64 { arg, mask, value } => {
+            vec![cond(
+                r.name,
+                arg,
+                Qword,
+                SeccompCmpOp::MaskedEq(mask),
+                value,
+            )?]
+        }
     })
 }
 
-/// The table program: `EPERM` on any matching row, allow otherwise. Rows of the same syscall are
-/// ORed; an unconditional row wins over conditional ones.
-fn table_program(table: &[Rule], errno: i32) -> Result<Vec<libc::sock_filter>, SeccompError> {
+/// What an allow-list does with a call no row matches.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Unlisted {
+    /// `SECCOMP_RET_TRAP`: the call is not made; the kernel sends SIGSYS to the calling thread
+    /// (forced: a blocked or ignored SIGSYS is reset to its default, which kills). With a
+    /// [`Reporter`] installed the handler names the call on stderr and exits.
+    Trap,
+    /// `SECCOMP_RET_KILL_PROCESS`: the process dies of SIGSYS (the kernel's audit log names the
+    /// call when auditing is on; nothing in the process's own log).
+    KillProcess,
+    /// `SECCOMP_RET_ERRNO`: the call fails with this errno and the process goes on.
+    Errno(i32),
+}
+
+impl Unlisted {
+    fn action(self) -> SeccompAction {
+        match self {
+            Unlisted::Trap => SeccompAction::Trap,
+            Unlisted::KillProcess => SeccompAction::KillProcess,
+            Unlisted::Errno(e) => SeccompAction::Errno(e as u32),
+        }
+    }
+}
+
+/// The table program: on a matching row `on_match`, otherwise `otherwise`. Rows of the same
+/// syscall are ORed; an unconditional row wins over conditional ones.
+fn table_program(
+    table: &[Rule],
+    on_match: SeccompAction,
+    otherwise: SeccompAction,
+) -> Result<Vec<libc::sock_filter>, SeccompError> {
     let mut map: BTreeMap<i64, Vec<SeccompRule>> = BTreeMap::new();
     let mut always = BTreeSet::new();
     for r in table {
@@ -165,13 +220,9 @@ fn table_program(table: &[Rule], errno: i32) -> Result<Vec<libc::sock_filter>, S
     for nr in always {
         map.insert(nr, Vec::new());
     }
-    let filter = SeccompFilter::new(
-        map,
-        SeccompAction::Allow,
-        SeccompAction::Errno(errno as u32),
-        arch::TARGET_ARCH,
-    )
-    .map_err(|source| SeccompError::Filter { source })?;
+    // seccompiler's `mismatch_action` also covers a listed call whose rules all fail.
+    let filter = SeccompFilter::new(map, otherwise, on_match, arch::TARGET_ARCH)
+        .map_err(|source| SeccompError::Filter { source })?;
     let prog: seccompiler::BpfProgram = filter
         .try_into()
         .map_err(|source| SeccompError::Filter { source })?;
@@ -184,6 +235,116 @@ fn table_program(table: &[Rule], errno: i32) -> Result<Vec<libc::sock_filter>, S
             k: i.k,
         })
         .collect())
+}
+
+/// What the SIGSYS handler says and does when an allow-list with [`Unlisted::Trap`] refuses a
+/// call: one line on stderr (fd 2, one `write`), then `_exit(exit_code)`. Async-signal-safe:
+/// the line is built on the stack from static data; the handler makes two system calls,
+/// `write` and `exit_group`, which the allow-list must therefore hold.
+#[derive(Debug)]
+pub struct Reporter {
+    /// The line's start (`"responses-api-proxy: "`).
+    pub prefix: &'static str,
+    /// The allow-list's rows: a refused call found here had arguments outside every row of it.
+    pub allowed: &'static [&'static [Rule]],
+    /// Calls refused by design: a refused call found here is named with the row's reason.
+    pub refused: &'static [&'static [Rule]],
+    /// The exit code after the line.
+    pub exit_code: i32,
+}
+
+static REPORTER: AtomicPtr<Reporter> = AtomicPtr::new(std::ptr::null_mut());
+
+/// Installs the process-wide SIGSYS handler that reports through `reporter`. Call before
+/// installing a filter compiled with [`Unlisted::Trap`]; a later call replaces the reporter.
+pub fn install_reporter(reporter: &'static Reporter) -> Result<(), SeccompError> {
+    REPORTER.store(std::ptr::from_ref(reporter).cast_mut(), Ordering::SeqCst);
+    sys::install_sigsys_handler().map_err(|source| SeccompError::Handler { source })
+}
+
+/// A line buffer that truncates instead of failing (the handler must not panic).
+struct Line<'a> {
+    buf: &'a mut [u8],
+    len: usize,
+}
+
+impl Line<'_> {
+    fn push(&mut self, s: &[u8]) {
+        for &b in s {
+            if let Some(slot) = self.buf.get_mut(self.len) {
+                *slot = b;
+                self.len += 1;
+            }
+        }
+    }
+
+    fn push_num(&mut self, n: i64) {
+        if n < 0 {
+            self.push(b"-");
+        }
+        let mut v = n.unsigned_abs();
+        let mut digits = [0u8; 20];
+        let mut i = digits.len();
+        loop {
+            i -= 1;
+            digits[i] = b'0' + (v % 10) as u8;
+            v /= 10;
+            if v == 0 {
+                break;
+            }
+        }
+        self.push(&digits[i..]);
+    }
+}
+
+fn find(tables: &[&[Rule]], nr: libc::c_long) -> Option<&'static str> {
+    tables
+        .iter()
+        .flat_map(|t| t.iter())
+        .find(|r| r.nr == nr)
+        .map(|r| r.reason)
+}
+
+/// The reporter's line for a trapped call (`seccomp` true: `si_code` is `SYS_SECCOMP`) into
+/// `buf`; returns its length and the exit code. Used by the SIGSYS handler: no allocation.
+pub(crate) fn refusal(buf: &mut [u8], seccomp: bool, nr: i32, audit_arch: u32) -> (usize, i32) {
+    let r = REPORTER.load(Ordering::SeqCst);
+    let reporter: Option<&'static Reporter> = sys::static_ref(r);
+    let mut line = Line { buf, len: 0 };
+    line.push(reporter.map_or("", |r| r.prefix).as_bytes());
+    let nr = libc::c_long::from(nr);
+    if !seccomp {
+        line.push(b"SIGSYS not sent by seccomp");
+    } else {
+        line.push(b"seccomp refused system call ");
+        let name = u32::try_from(nr)
+            .ok()
+            .filter(|_| audit_arch == arch::AUDIT_ARCH)
+            .and_then(crate::syscall_names::name);
+        line.push(name.unwrap_or("?").as_bytes());
+        line.push(b" (nr ");
+        line.push_num(nr);
+        if audit_arch != arch::AUDIT_ARCH {
+            line.push(b", audit arch ");
+            line.push_num(i64::from(audit_arch));
+        }
+        line.push(b")");
+        if let Some(rep) = reporter {
+            if find(rep.allowed, nr).is_some() {
+                line.push(b": its arguments match no row of the allow-list");
+            } else if let Some(reason) = find(rep.refused, nr) {
+                line.push(b": denied by design: ");
+                line.push(reason.as_bytes());
+            } else {
+                line.push(b": not in the allow-list");
+            }
+        }
+    }
+    let code = reporter.map_or(159, |r| r.exit_code);
+    line.push(b"; exiting with code ");
+    line.push_num(i64::from(code));
+    line.push(b"\n");
+    (line.len, code)
 }
 
 const BPF_LD_W_ABS: u16 = 0x20;
@@ -233,6 +394,21 @@ pub fn abi_program() -> Vec<libc::sock_filter> {
     p
 }
 
+/// The allow-list's prefix: the numbers the ABI filter answers (x32, [`ENOSYS_RULES`]) are
+/// allowed here so that the ABI filter's answer stands.
+fn abi_deferral() -> Vec<libc::sock_filter> {
+    let mut p = vec![stmt(BPF_LD_W_ABS, OFFSET_NR)];
+    if arch::HAS_X32 {
+        p.push(jump(BPF_JGE_K, arch::X32_SYSCALL_BIT, 0, 1));
+        p.push(stmt(BPF_RET_K, libc::SECCOMP_RET_ALLOW));
+    }
+    for r in ENOSYS_RULES {
+        p.push(jump(BPF_JEQ_K, r.nr as u32, 0, 1));
+        p.push(stmt(BPF_RET_K, libc::SECCOMP_RET_ALLOW));
+    }
+    p
+}
+
 /// A profile's two programs, compiled before anything is restricted (a compile error leaves the
 /// process untouched).
 #[derive(Debug, Clone)]
@@ -243,9 +419,31 @@ pub struct Filter {
 }
 
 impl Filter {
-    /// Compile `table` (the profile's `EPERM` rows) and the ABI filter.
+    /// Compile `table` as a deny-list (the profile's `EPERM` rows) and the ABI filter.
     pub fn compile(table: &[Rule]) -> Result<Self, SeccompError> {
         Self::compile_with_errno(table, libc::EPERM)
+    }
+
+    /// Compile `table` as an allow-list: a call matching a row is allowed, any other gets
+    /// `unlisted`. The ABI filter in front is the same as for a deny-list.
+    ///
+    /// The kernel runs every filter and takes the most severe answer (kill > trap > errno >
+    /// allow), so the table's refusal of an x32 number or of `clone3` would override the ABI
+    /// filter's `EPERM`/`ENOSYS` (glibc's thread start would be trapped instead of falling back
+    /// to `clone`): the table program first lets those numbers through, deferring to the ABI
+    /// filter's answer.
+    pub fn compile_allow_list(table: &[Rule], unlisted: Unlisted) -> Result<Self, SeccompError> {
+        let mut program = abi_deferral();
+        program.extend(table_program(
+            table,
+            SeccompAction::Allow,
+            unlisted.action(),
+        )?);
+        Ok(Filter {
+            abi: abi_program(),
+            table: program,
+            rules: table.len() + ENOSYS_RULES.len(),
+        })
     }
 
     /// [`Filter::compile`] with matching rows answered `errno` instead of `EPERM` (the sandbox's
@@ -253,7 +451,11 @@ impl Filter {
     pub fn compile_with_errno(table: &[Rule], errno: i32) -> Result<Self, SeccompError> {
         Ok(Filter {
             abi: abi_program(),
-            table: table_program(table, errno)?,
+            table: table_program(
+                table,
+                SeccompAction::Errno(errno as u32),
+                SeccompAction::Allow,
+            )?,
             rules: table.len() + ENOSYS_RULES.len(),
         })
     }
@@ -297,9 +499,14 @@ mod tests {
             Rule::new("ioctl", libc::SYS_ioctl, Condition::Always, "r"),
         ];
         let only_always = [Rule::new("ioctl", libc::SYS_ioctl, Condition::Always, "r")];
+        let deny = SeccompAction::Errno(libc::EPERM as u32);
         assert_eq!(
-            table_program(&both, libc::EPERM).unwrap().len(),
-            table_program(&only_always, libc::EPERM).unwrap().len()
+            table_program(&both, deny.clone(), SeccompAction::Allow)
+                .unwrap()
+                .len(),
+            table_program(&only_always, deny, SeccompAction::Allow)
+                .unwrap()
+                .len()
         );
     }
 

@@ -80,3 +80,66 @@ pub fn landlock_abi_version() -> io::Result<i32> {
     }
     Ok(i32::try_from(ret).unwrap_or(i32::MAX))
 }
+
+/// `*const T` → `&'static T` for the reporter pointer (null → `None`).
+pub fn static_ref<T>(p: *mut T) -> Option<&'static T> {
+    // SAFETY: the only non-null value ever stored (seccomp::install_reporter) comes from a
+    // `&'static T`; it is never freed nor written through.
+    unsafe { p.cast_const().as_ref() }
+}
+
+/// The offsets of `_sigsys._syscall` and `._arch` in `siginfo_t` on 64-bit Linux: the union
+/// starts after three `int`s padded to 16 bytes; `_sigsys` is `{ void *_call_addr; int _syscall;
+/// unsigned int _arch; }` (include/uapi/asm-generic/siginfo.h).
+const SI_SYSCALL_OFFSET: usize = 16 + 8;
+const SI_ARCH_OFFSET: usize = 16 + 8 + 4;
+/// `si_code` of a SIGSYS sent by seccomp's `SECCOMP_RET_TRAP`.
+const SYS_SECCOMP: libc::c_int = 1;
+
+/// The SIGSYS handler: one line on fd 2 (see `seccomp::Reporter`), then `_exit`. Only `write`
+/// and `exit_group`; no allocation, no lock.
+extern "C" fn on_sigsys(_sig: libc::c_int, info: *mut libc::siginfo_t, _ctx: *mut libc::c_void) {
+    let (seccomp, nr, arch) = if info.is_null() {
+        (false, -1, 0)
+    } else {
+        // SAFETY: the kernel passes a valid siginfo_t for an SA_SIGINFO handler; for SIGSYS
+        // with si_code SYS_SECCOMP the `_sigsys` member is the live one (offsets above); reads
+        // are unaligned-safe and within the 128-byte siginfo_t.
+        unsafe {
+            let base = info.cast::<u8>().cast_const();
+            (
+                (*info).si_code == SYS_SECCOMP,
+                base.add(SI_SYSCALL_OFFSET).cast::<i32>().read_unaligned(),
+                base.add(SI_ARCH_OFFSET).cast::<u32>().read_unaligned(),
+            )
+        }
+    };
+    let mut buf = [0u8; 1024];
+    let (len, code) = crate::seccomp::refusal(&mut buf, seccomp, nr, arch);
+    let mut done = 0;
+    while done < len {
+        // SAFETY: `buf[done..len]` is a live stack buffer; fd 2 may be closed (EBADF: stop).
+        let n = unsafe { libc::write(2, buf[done..len].as_ptr().cast(), len - done) };
+        if n <= 0 {
+            break;
+        }
+        done += n as usize;
+    }
+    // SAFETY: _exit takes an integer and does not return; no destructors or atexit handlers
+    // run (none is async-signal-safe).
+    unsafe { libc::_exit(code) }
+}
+
+/// `sigaction(SIGSYS, on_sigsys, SA_SIGINFO)` with every other signal blocked while it runs.
+pub fn install_sigsys_handler() -> io::Result<()> {
+    // SAFETY: a zeroed sigaction is a valid "no flags, empty mask" value that is filled below.
+    let mut sa: libc::sigaction = unsafe { std::mem::zeroed() };
+    sa.sa_sigaction = on_sigsys
+        as extern "C" fn(libc::c_int, *mut libc::siginfo_t, *mut libc::c_void)
+        as libc::sighandler_t;
+    sa.sa_flags = libc::SA_SIGINFO;
+    // SAFETY: `sa.sa_mask` is a live sigset_t owned here.
+    check(unsafe { libc::sigfillset(&mut sa.sa_mask) })?;
+    // SAFETY: `sa` is fully initialised; the old action is not requested (null).
+    check(unsafe { libc::sigaction(libc::SIGSYS, &sa, std::ptr::null_mut()) }).map(drop)
+}

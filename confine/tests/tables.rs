@@ -12,6 +12,13 @@
 //! CVE-2019-10063), x32 syscall numbers, `clone3`, calls outside the table, and (x86_64)
 //! `int 0x80`, which must kill the process with SIGSYS.
 //!
+//! The proxy's allow-list is walked the other way round ([`allow_probes`]): every allowed row
+//! matched (the kernel's own answer, as in the control), every argument-conditional row missed,
+//! every row of `REFUSED` and some calls in no list (each in a child of its own, with a
+//! `Reporter`: exit 77 and a stderr line naming the call and why), x32 numbers and `clone3` (the
+//! ABI filter's answers must stand in front of the trap). The same reading of a row
+//! ([`denied_by`], which for an allow-list means "allowed by").
+//!
 //! The arguments are chosen so that even the unfiltered control is harmless when run as root:
 //! invalid flags, descriptors, pointers or magic numbers that the kernel rejects before acting,
 //! or "leave unchanged" values (`setresuid(-1, -1, -1)`). Each child calls `setsid` first, so
@@ -44,6 +51,7 @@ fn denied_by(table: &[Rule], nr: libc::c_long, args: &[u64; 6]) -> bool {
             Condition::NotIn32 { arg, allowed } => {
                 !allowed.contains(&(args[usize::from(arg)] as u32))
             }
+            Condition::Masked64 { arg, mask, value } => args[usize::from(arg)] & mask == value,
         })
 }
 
@@ -51,8 +59,9 @@ fn denied_by(table: &[Rule], nr: libc::c_long, args: &[u64; 6]) -> bool {
 fn base_args(nr: libc::c_long) -> [u64; 6] {
     let mut a = [MAX; 6];
     if nr == libc::SYS_clone {
-        // CLONE_THREAD without CLONE_SIGHAND: EINVAL before anything is created.
-        a[0] = libc::CLONE_THREAD as u64;
+        // CLONE_THREAD | CLONE_SIGHAND without CLONE_VM: EINVAL before anything is created, and
+        // still EINVAL with CLONE_THREAD cleared (CLONE_SIGHAND needs CLONE_VM): never a fork.
+        a[0] = (libc::CLONE_THREAD | libc::CLONE_SIGHAND) as u64;
     } else if nr == libc::SYS_init_module {
         // Length 0: ENOEXEC before any allocation.
         a[1] = 0;
@@ -78,6 +87,7 @@ fn matching(c: Condition, base: u64) -> u64 {
         .find(|f| !allowed.contains(f))
         .map(u64::from)
         .unwrap_or(u64::from(u32::MAX)),
+        Condition::Masked64 { mask, value, .. } => (base & !mask) | value,
     }
 }
 
@@ -88,6 +98,12 @@ fn missing(c: Condition, base: u64) -> Vec<u64> {
         Condition::Bits64 { mask, .. } => vec![base & !mask],
         Condition::Eq32 { .. } => vec![u64::from(u32::MAX)],
         Condition::NotIn32 { allowed, .. } => allowed.iter().map(|&v| u64::from(v)).collect(),
+        // Each bit of the mask flipped in turn.
+        Condition::Masked64 { mask, value, .. } => (0..64)
+            .map(|b| 1u64 << b)
+            .filter(|b| mask & b != 0)
+            .map(|b| ((base & !mask) | value) ^ b)
+            .collect(),
     }
 }
 
@@ -96,7 +112,8 @@ fn arg_of(c: Condition) -> Option<usize> {
         Condition::Always => None,
         Condition::Bits64 { arg, .. }
         | Condition::Eq32 { arg, .. }
-        | Condition::NotIn32 { arg, .. } => Some(usize::from(arg)),
+        | Condition::NotIn32 { arg, .. }
+        | Condition::Masked64 { arg, .. } => Some(usize::from(arg)),
     }
 }
 
@@ -247,6 +264,38 @@ mod sys {
         (values, status)
     }
 
+    /// Fork; the child points its stderr at a pipe, runs `child` (no allocation) and `_exit`s
+    /// with its code. Returns the child's stderr and the raw wait status.
+    pub fn in_child_stderr(child: impl FnOnce() -> i32) -> (String, libc::c_int) {
+        let mut fds = [0; 2];
+        // SAFETY: `fds` has room for the two descriptors pipe2 writes.
+        assert_eq!(unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) }, 0);
+        // SAFETY: pipe2 succeeded; both descriptors are new and owned here.
+        let (r, w) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
+        // SAFETY: the child only makes system calls and `_exit`s; it never returns.
+        let pid = unsafe { libc::fork() };
+        assert!(pid >= 0, "fork failed");
+        if pid == 0 {
+            // SAFETY: setsid takes no arguments; dup2 onto fd 2 of this child only.
+            unsafe {
+                libc::setsid();
+                libc::dup2(std::os::fd::AsRawFd::as_raw_fd(&w), 2);
+            }
+            let code = child();
+            // SAFETY: _exit does not return.
+            unsafe { libc::_exit(code) }
+        }
+        drop(w);
+        let mut buf = Vec::new();
+        std::fs::File::from(r)
+            .read_to_end(&mut buf)
+            .expect("read the child's stderr");
+        let mut status = 0;
+        // SAFETY: `status` is a live c_int for waitpid to fill.
+        assert_eq!(unsafe { libc::waitpid(pid, &mut status, 0) }, pid);
+        (String::from_utf8_lossy(&buf).into_owned(), status)
+    }
+
     /// `int 0x80` with i386's getpid (20): the pid, or the process dies.
     #[cfg(target_arch = "x86_64")]
     pub fn int80_getpid() -> i64 {
@@ -371,20 +420,242 @@ fn the_sandbox_table_without_namespaces_is_enforced_row_by_row() {
     walk("sandbox (no namespaces, read-only)", &table);
 }
 
+// ---------------------------------------------------------------------------------------------
+// The proxy's allow-list
+// ---------------------------------------------------------------------------------------------
+
+use codex_confine::seccomp::{Reporter, Unlisted};
+use codex_privsep::seccomp_policy::{ALLOWED, ALLOWED_ARCH, REFUSED};
+
+/// The walk's reporter: the proxy's tables, its own exit code (the real one is tested by
+/// `privsep`'s scenarios through `confine()`).
+static WALK_REPORTER: Reporter = Reporter {
+    prefix: "walk: ",
+    allowed: &[ALLOWED, ALLOWED_ARCH],
+    refused: REFUSED,
+    exit_code: 77,
+};
+
+/// Allowed calls the walk does not make, and why (each is made by every confined proxy: the
+/// e2e tests in `responses-api-proxy/tests` run under the same filter).
+const NOT_CALLED: &[(libc::c_long, &str)] = &[
+    (libc::SYS_exit, "ends the calling thread"),
+    (
+        libc::SYS_exit_group,
+        "ends the process (each filtered child ends with it: _exit)",
+    ),
+    (
+        libc::SYS_rt_sigreturn,
+        "with no signal frame it kills the process",
+    ),
+];
+
+/// What a probe of the allow-list expects.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Want {
+    /// Allowed: the kernel's own answer, as in the control.
+    Kernel,
+    /// Trapped: exit 77 and a line naming the call with this explanation.
+    Refused(&'static str),
+    /// Answered by the ABI filter with this errno (x32 numbers, `clone3`).
+    Abi(i32),
+}
+
+/// The syscall name a row is about (`"ioctl(TIOCSTI)"` → `"ioctl"`).
+fn call_name(row: &str) -> &str {
+    row.split('(').next().unwrap_or(row)
+}
+
+fn allow_probes(allowed: &[Rule]) -> Vec<(String, String, libc::c_long, [u64; 6], Want)> {
+    let mut out = Vec::new();
+    let is_allowed = |nr, args: &[u64; 6]| denied_by(allowed, nr, args);
+    for r in allowed {
+        if NOT_CALLED.iter().any(|(nr, _)| *nr == r.nr) {
+            continue;
+        }
+        let mut args = base_args(r.nr);
+        if let Some(i) = arg_of(r.condition) {
+            args[i] = matching(r.condition, args[i]);
+            for v in missing(r.condition, base_args(r.nr)[i]) {
+                let mut miss = base_args(r.nr);
+                miss[i] = v;
+                let want = if is_allowed(r.nr, &miss) {
+                    Want::Kernel
+                } else {
+                    Want::Refused("its arguments match no row of the allow-list")
+                };
+                out.push((
+                    format!("{} (argument {i} = {v:#x})", r.name),
+                    call_name(r.name).to_string(),
+                    r.nr,
+                    miss,
+                    want,
+                ));
+            }
+        }
+        assert!(is_allowed(r.nr, &args), "{}: probe does not match", r.name);
+        out.push((
+            format!("{} (matched)", r.name),
+            call_name(r.name).to_string(),
+            r.nr,
+            args,
+            Want::Kernel,
+        ));
+    }
+    for t in REFUSED {
+        for r in *t {
+            let mut args = base_args(r.nr);
+            if let Some(i) = arg_of(r.condition) {
+                args[i] = matching(r.condition, args[i]);
+            }
+            assert!(
+                !is_allowed(r.nr, &args),
+                "{} is refused by design but allowed",
+                r.name
+            );
+            let why = if allowed.iter().any(|a| a.nr == r.nr) {
+                "its arguments match no row of the allow-list"
+            } else {
+                "denied by design: "
+            };
+            out.push((
+                format!("{} (refused by design)", r.name),
+                call_name(r.name).to_string(),
+                r.nr,
+                args,
+                Want::Refused(why),
+            ));
+        }
+    }
+    // In no list at all.
+    for (name, nr) in [
+        ("getcwd", libc::SYS_getcwd),
+        ("chdir", libc::SYS_chdir),
+        ("getppid", libc::SYS_getppid),
+    ] {
+        assert!(
+            !allowed
+                .iter()
+                .chain(REFUSED.iter().flat_map(|t| t.iter()))
+                .any(|r| r.nr == nr)
+        );
+        out.push((
+            name.to_string(),
+            name.to_string(),
+            nr,
+            [MAX; 6],
+            Want::Refused("not in the allow-list"),
+        ));
+    }
+    for r in ENOSYS_RULES {
+        out.push((
+            format!("{} (ABI filter)", r.name),
+            r.name.to_string(),
+            r.nr,
+            base_args(r.nr),
+            Want::Abi(libc::ENOSYS),
+        ));
+    }
+    if arch::HAS_X32 {
+        for (name, nr) in [
+            ("x32 bit | getpid", 39),
+            ("x32 bit | ptrace", libc::SYS_ptrace),
+        ] {
+            out.push((
+                name.to_string(),
+                name.to_string(),
+                nr | libc::c_long::from(arch::X32_SYSCALL_BIT as i32),
+                [MAX; 6],
+                Want::Abi(arch::X32_ERRNO),
+            ));
+        }
+    }
+    out
+}
+
+/// Every row of the proxy's allow-list made with matching arguments (the kernel's own answer,
+/// as in the unfiltered control), every argument-conditional row missed, every call refused by
+/// design and a few unlisted ones (each in its own child: exit 77 and a line naming the call;
+/// the control makes the same call and lives), x32 numbers (EPERM) and clone3 (ENOSYS).
 #[test]
-fn the_proxy_table_is_enforced_row_by_row() {
-    walk("proxy", &codex_privsep::seccomp_policy::table());
+fn the_proxy_allow_list_is_enforced_row_by_row() {
+    let allowed = codex_privsep::seccomp_policy::table();
+    let filter = Filter::compile_allow_list(&allowed, Unlisted::Trap).expect("compile");
+    let probes = allow_probes(&allowed);
+    let mut failures = Vec::new();
+    let (mut n_allowed, mut n_refused) = (0, 0);
+    for (label, call, nr, args, want) in &probes {
+        let (control, status) = sys::in_child(1, |out| {
+            out[0] = sys::call(*nr, args);
+            0
+        });
+        if !exited_ok(status) {
+            failures.push(format!("{label}: control child status {status:#x}"));
+            continue;
+        }
+        let control = control[0];
+        let (err, status) = sys::in_child_stderr(|| {
+            if codex_confine::set_no_new_privs().is_err()
+                || codex_confine::seccomp::install_reporter(&WALK_REPORTER).is_err()
+                || filter.install().is_err()
+            {
+                return 3;
+            }
+            let e = sys::call(*nr, args);
+            // The errno, as the exit code (0-255), for the parent to compare.
+            100 + e.min(150)
+        });
+        let code = libc::WIFEXITED(status).then(|| libc::WEXITSTATUS(status));
+        let ok = match want {
+            Want::Kernel => {
+                n_allowed += 1;
+                code == Some(100 + control.min(150))
+            }
+            Want::Abi(e) => {
+                n_refused += 1;
+                code == Some(100 + e) && control != *e
+            }
+            Want::Refused(why) => {
+                n_refused += 1;
+                let line = format!("walk: seccomp refused system call {call} (nr {nr}): {why}");
+                code == Some(77) && err.contains(&line) && err.contains("exiting with code 77")
+            }
+        };
+        if !ok {
+            failures.push(format!(
+                "{label}: want {want:?}; filtered exit {code:?} (status {status:#x}) stderr {err:?}; control {}",
+                errno_name(control)
+            ));
+        }
+    }
+    eprintln!(
+        "proxy allow-list: {} rows, {n_allowed} allowed and {n_refused} refused probes",
+        allowed.len()
+    );
+    assert!(
+        failures.is_empty(),
+        "{} of {} probes wrong:\n{}",
+        failures.len(),
+        probes.len(),
+        failures.join("\n")
+    );
 }
 
 /// `int 0x80` (the i386 ABI) bypasses a table keyed by x86_64 numbers: the ABI filter kills it.
 #[cfg(target_arch = "x86_64")]
 #[test]
 fn int_0x80_is_killed_and_works_without_the_filter() {
-    for (profile, table) in [
-        ("sandbox", sandbox_linux::seccomp::table(false)),
-        ("proxy", codex_privsep::seccomp_policy::table()),
+    for (profile, filter) in [
+        (
+            "sandbox",
+            Filter::compile(&sandbox_linux::seccomp::table(false)).expect("compile"),
+        ),
+        (
+            "proxy",
+            Filter::compile_allow_list(&codex_privsep::seccomp_policy::table(), Unlisted::Trap)
+                .expect("compile"),
+        ),
     ] {
-        let filter = Filter::compile(&table).expect("compile");
         // Control: without the filter the i386 getpid answers our pid.
         let (v, status) = sys::in_child(1, |out| {
             // SAFETY: getpid has no preconditions.

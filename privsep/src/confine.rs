@@ -26,7 +26,7 @@ use std::path::{Path, PathBuf};
 
 use codex_confine::Enforcement;
 use codex_confine::landlock::{Access, Compat, Landlock, LandlockError};
-use codex_confine::seccomp::{Condition, Filter, SeccompError};
+use codex_confine::seccomp::{self, Condition, Filter, Reporter, SeccompError, Unlisted};
 use serde::Serialize;
 
 use crate::seccomp_policy;
@@ -116,9 +116,10 @@ pub struct ConfineReport {
     pub no_new_privs: bool,
     /// `PR_GET_SECCOMP` afterwards (2 = filter).
     pub seccomp_mode: i32,
-    /// Syscalls denied unconditionally.
-    pub seccomp_denied: Vec<&'static str>,
-    /// Syscalls denied for some arguments: one `"row: reason"` per table row.
+    /// The allow-list: every row's name (everything else is refused, named on stderr, and the
+    /// process exits with [`crate::seccomp_policy::REFUSED_SYSCALL_EXIT`]).
+    pub seccomp_allowed: Vec<&'static str>,
+    /// The allow-list's rows with an argument condition: one `"row: reason"` each.
     pub seccomp_conditional: Vec<String>,
     /// The kernel's Landlock ABI.
     pub landlock_abi: i32,
@@ -138,11 +139,13 @@ impl ConfineReport {
     /// One line for logs.
     pub fn summary(&self) -> String {
         format!(
-            "no_new_privs={} seccomp=filter({} denied, {} argument rules) landlock=abi{} {} \
+            "no_new_privs={} seccomp=allow-list({} rows, {} with argument conditions; \
+             anything else refused, named, exit {}) landlock=abi{} {} \
              (read: {}, write: {}, tcp connect: {:?}, tcp bind: denied, scopes: {})",
             self.no_new_privs,
-            self.seccomp_denied.len(),
+            self.seccomp_allowed.len(),
             self.seccomp_conditional.len(),
+            seccomp_policy::REFUSED_SYSCALL_EXIT,
             self.landlock_abi,
             self.landlock_status,
             self.landlock_read.len(),
@@ -152,6 +155,14 @@ impl ConfineReport {
         )
     }
 }
+
+/// The SIGSYS reporter of the allow-list (see [`crate::seccomp_policy`]).
+static REPORTER: Reporter = Reporter {
+    prefix: "responses-api-proxy: ",
+    allowed: &[seccomp_policy::ALLOWED, seccomp_policy::ALLOWED_ARCH],
+    refused: seccomp_policy::REFUSED,
+    exit_code: seccomp_policy::REFUSED_SYSCALL_EXIT,
+};
 
 /// Resolver files kept readable with [`ConfineSpec::allow_dns`] (those that exist; symlinks such
 /// as systemd-resolved's `/etc/resolv.conf` are resolved so the target is allowed).
@@ -211,12 +222,9 @@ pub fn confine(spec: &ConfineSpec) -> Result<ConfineReport, ConfineError> {
 
     // Build everything that can fail before changing anything.
     let table = seccomp_policy::table();
-    let filter = Filter::compile(&table).map_err(|source| ConfineError::Seccomp { source })?;
-    let seccomp_denied = table
-        .iter()
-        .filter(|r| r.condition == Condition::Always)
-        .map(|r| r.name)
-        .collect();
+    let filter = Filter::compile_allow_list(&table, Unlisted::Trap)
+        .map_err(|source| ConfineError::Seccomp { source })?;
+    let seccomp_allowed = table.iter().map(|r| r.name).collect();
     let seccomp_conditional = table
         .iter()
         .filter(|r| r.condition != Condition::Always)
@@ -271,7 +279,8 @@ pub fn confine(spec: &ConfineSpec) -> Result<ConfineReport, ConfineError> {
     let landlock_status = ruleset
         .restrict_self()
         .map_err(|source| ConfineError::Landlock { source })?;
-    // 3. seccomp, on every thread.
+    // 3. seccomp, on every thread: first the SIGSYS reporter that names a refused call.
+    seccomp::install_reporter(&REPORTER).map_err(|source| ConfineError::Seccomp { source })?;
     filter
         .install()
         .map_err(|source| ConfineError::Seccomp { source })?;
@@ -295,7 +304,7 @@ pub fn confine(spec: &ConfineSpec) -> Result<ConfineReport, ConfineError> {
     Ok(ConfineReport {
         no_new_privs,
         seccomp_mode,
-        seccomp_denied,
+        seccomp_allowed,
         seccomp_conditional,
         landlock_abi: kernel_abi,
         landlock_status,

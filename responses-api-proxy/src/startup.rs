@@ -48,6 +48,12 @@ pub mod exit {
     pub const LISTEN: u8 = 4;
     /// The privilege drop or the confinement step failed.
     pub const CONFINE: u8 = 9;
+    /// The seccomp allow-list refused a system call while serving: stderr has one line naming
+    /// it (`responses-api-proxy: seccomp refused system call NAME (nr N): WHY; exiting with
+    /// code 10`), written by the SIGSYS handler `codex-confine` installs.
+    pub const REFUSED_SYSCALL: u8 = 10;
+    const _: () =
+        assert!(REFUSED_SYSCALL as i32 == codex_privsep::seccomp_policy::REFUSED_SYSCALL_EXIT);
 }
 
 /// Start-up failed: which step and why. Never contains the key.

@@ -312,3 +312,44 @@ fn request_trailers_never_reach_an_h2_upstream() {
         reqs[0].trailers
     );
 }
+
+/// The multi-threaded runtime (`--threads 4`: worker threads started after confinement, each
+/// through glibc's thread start and std's per-thread set-up) serves concurrent requests under
+/// the seccomp allow-list: a call outside it would stop the proxy with exit 10 and a line on
+/// stderr naming it.
+#[test]
+fn a_multi_threaded_runtime_serves_under_the_seccomp_allow_list() {
+    let mock = MockUpstream::start().unwrap();
+    let mut proxy = Spawn::new(&mock.responses_url())
+        .arg("--threads")
+        .arg("4")
+        .start();
+    let port = proxy.port;
+    let clients: Vec<_> = (0..8)
+        .map(|_| {
+            std::thread::spawn(move || {
+                let raw = format!(
+                    "POST /v1/responses HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n\
+                     Content-Type: application/json\r\nContent-Length: 2\r\n\
+                     Connection: close\r\n\r\n{{}}"
+                );
+                common::parse_response(&common::send_raw(port, raw.as_bytes())).status
+            })
+        })
+        .collect();
+    for c in clients {
+        assert_eq!(c.join().unwrap(), 200, "stderr: {}", proxy.stderr());
+    }
+    assert_eq!(mock.requests().len(), 8);
+    assert!(
+        proxy.wait_exit(Duration::from_millis(200)).is_none(),
+        "the proxy stopped: {}",
+        proxy.stderr()
+    );
+    let err = proxy.stderr();
+    assert!(!err.contains("seccomp refused"), "{err}");
+    assert!(
+        err.contains("seccomp=allow-list("),
+        "confinement not logged: {err}"
+    );
+}

@@ -398,7 +398,15 @@ mod inject {
                 Call::Execve => "execve",
                 Call::Create(_) => "openat",
             };
-            Ok(Some(if ret < 0 {
+            Ok(Some(if ret == TRAPPED {
+                // Reported as `syscall=<call>-sigsys errno=ENOSYS`: refused by a seccomp trap.
+                Attempt::err(
+                    name,
+                    &t,
+                    &format!("{syscall}-sigsys"),
+                    &io::Error::from_raw_os_error(libc::ENOSYS),
+                )
+            } else if ret < 0 {
                 Attempt::err(
                     name,
                     &t,
@@ -474,6 +482,10 @@ mod inject {
         step(tid, saved, regs, nr)
     }
 
+    /// `step`'s answer when the injected call was refused by a seccomp trap (SIGSYS stop).
+    #[cfg(target_arch = "x86_64")]
+    const TRAPPED: i64 = i64::MIN;
+
     #[cfg(target_arch = "x86_64")]
     fn step(
         tid: libc::pid_t,
@@ -486,7 +498,18 @@ mod inject {
         regs.rip = saved.rip - 2;
         sys::ptrace_setregs(tid, &regs)?;
         sys::ptrace_singlestep(tid)?;
-        sys::waitpid_all(tid)?;
+        let status = sys::waitpid_all(tid)?;
+        // A seccomp SECCOMP_RET_TRAP refusal: the call was not made, the thread stops for the
+        // SIGSYS (resuming without it discards the signal: the proxy's reporter never runs).
+        // The single-step's SIGTRAP is still pending and would kill the thread after the
+        // detach: restore the thread, let it stop for that SIGTRAP before it runs anything,
+        // and the detach (signal 0) discards it.
+        if libc::WIFSTOPPED(status) && libc::WSTOPSIG(status) == libc::SIGSYS {
+            sys::ptrace_setregs(tid, saved)?;
+            sys::ptrace_singlestep(tid)?;
+            sys::waitpid_all(tid)?;
+            return Ok(TRAPPED);
+        }
         Ok(sys::ptrace_getregs(tid)?.rax as i64)
     }
 
