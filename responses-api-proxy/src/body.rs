@@ -317,7 +317,10 @@ impl ResponseBody {
     /// and sends everything gathered as one frame when upstream has nothing more ready (or at
     /// `COALESCE_MAX`, the end, trailers or an error). Each chunk waits at most for the turns
     /// in which more data kept coming (issue 13: one write to the client per upstream read).
-    fn poll_gathered(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+    fn poll_gathered(
+        &mut self,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         if let Some(y) = self.yielding.as_mut() {
             if y.as_mut().poll(cx).is_pending() {
                 return Poll::Pending;
