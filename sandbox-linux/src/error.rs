@@ -153,7 +153,12 @@ impl std::fmt::Display for Replaceable {
         let is_link =
             std::fs::symlink_metadata(&self.via).is_ok_and(|m| m.file_type().is_symlink());
         match (self.via == self.carve_out, is_link) {
-            (true, _) => write!(f, "{} is a symbolic link", self.via.display()),
+            (true, true) => write!(f, "{} is a symbolic link", self.via.display()),
+            (true, false) => write!(
+                f,
+                "{} (CODEX_HOME) is itself a writable root",
+                self.via.display()
+            ),
             (false, true) => write!(
                 f,
                 "{} is a symbolic link on the way to the read-only {} (a gitdir or CODEX_HOME)",

@@ -340,6 +340,32 @@ fn codex_home_inside_a_writable_root_stays_read_only() {
     let out = with_codex_home(&e, &deep, "echo ran");
     assert_eq!(out.status.code(), Some(201), "{out:?}");
     assert!(out.stdout.is_empty());
+    // third review round F1: CODEX_HOME (or ~/.codex) a symlink outside the roots that points
+    // into one (a dotfiles layout): the target is protected, not skipped
+    let dots = e.ws.join("dots-codex");
+    std::fs::create_dir(&dots).unwrap();
+    std::fs::write(dots.join("config.toml"), "").unwrap();
+    suite_test_support::dirs::chown_tree(&dots, NOBODY);
+    let link = e.home.join(".codex-link");
+    std::os::unix::fs::symlink(&dots, &link).unwrap();
+    let via_link = append.replace(s(&ch), s(&link));
+    let out = with_codex_home(&e, &link, &via_link);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("Read-only file system") && !text.contains("rc=0"),
+        "{out:?}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(dots.join("config.toml")).unwrap(),
+        ""
+    );
+    // and CODEX_HOME that is itself the writable root: refused
+    let out = with_codex_home(&e, &e.ws, "echo ran");
+    assert_eq!(out.status.code(), Some(201), "{out:?}");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("(CODEX_HOME) is itself a writable root"),
+        "{out:?}"
+    );
     // control: the same file is writable when it is not CODEX_HOME
     let out = with_codex_home(&e, &e.home.join(".codex"), &append);
     assert!(

@@ -415,20 +415,50 @@ impl WritableRoot {
 /// not exist ends the walk: nothing there to swap yet, and no mount is made.
 fn first_swappable(p: &Path, roots: &[PathBuf]) -> Option<PathBuf> {
     use std::path::Component;
+    let in_a_root = |x: &Path| roots.iter().any(|r| x.starts_with(r) && x != r);
+    // the components still to walk, last first
+    let mut todo: Vec<std::ffi::OsString> = Vec::new();
+    let push_path = |todo: &mut Vec<std::ffi::OsString>, q: &Path| {
+        for c in q.components().rev() {
+            todo.push(c.as_os_str().to_owned());
+        }
+    };
+    push_path(&mut todo, p);
     let mut cur = PathBuf::from("/");
-    for c in p.components() {
-        match c {
-            Component::RootDir | Component::Prefix(_) | Component::CurDir => {}
-            Component::ParentDir => {
-                if roots.iter().any(|r| cur.starts_with(r) && cur != *r) {
+    let mut links = 0;
+    while let Some(c) = todo.pop() {
+        match Path::new(&c).components().next() {
+            None | Some(Component::RootDir | Component::Prefix(_) | Component::CurDir) => {
+                if Path::new(&c).has_root() {
+                    cur = PathBuf::from("/");
+                }
+            }
+            Some(Component::ParentDir) => {
+                if in_a_root(&cur) {
                     return Some(cur);
                 }
                 cur.pop();
             }
-            Component::Normal(name) => {
+            Some(Component::Normal(name)) => {
                 cur.push(name);
                 match std::fs::symlink_metadata(&cur) {
-                    Ok(m) if m.file_type().is_symlink() => return Some(cur),
+                    Ok(m) if m.file_type().is_symlink() => {
+                        // a link inside a root can be re-pointed; one outside every root is
+                        // read-only to the command: follow it (second review round, F1 of
+                        // round 3: `~/.codex -> ~/dotfiles/codex` with the target in a root)
+                        if in_a_root(&cur) {
+                            return Some(cur);
+                        }
+                        links += 1;
+                        let Ok(target) = std::fs::read_link(&cur) else {
+                            return Some(cur);
+                        };
+                        if links > 40 {
+                            return Some(cur);
+                        }
+                        cur.pop();
+                        push_path(&mut todo, &target);
+                    }
                     Ok(_) => {}
                     Err(_) => return None,
                 }
@@ -483,8 +513,18 @@ fn protect_codex_home(roots: &mut [WritableRoot], env: &SandboxEnv, all_roots: &
     };
     let (path, swappable) = carve_out_target(&written, all_roots);
     for w in roots.iter_mut() {
+        if path == w.root {
+            // CODEX_HOME is itself writable: nothing can be carved out of it, so refuse
+            // (`cd ~/.codex && codex sandbox linux --full-auto`, `--writable-root ~/.codex`)
+            w.read_only_subpaths.push(ReadOnlySubpath {
+                path: path.clone(),
+                exists: true,
+                replaceable_via: Some(path.clone()),
+            });
+            continue;
+        }
         // strictly inside the root, and not the root's own `.codex` (already a carve-out)
-        if !path.starts_with(&w.root) || path == w.root || path == w.root.join(".codex") {
+        if !path.starts_with(&w.root) || path == w.root.join(".codex") {
             continue;
         }
         let exists = path.exists();
@@ -497,14 +537,22 @@ fn protect_codex_home(roots: &mut [WritableRoot], env: &SandboxEnv, all_roots: &
 }
 
 /// A `.git` *file* (worktrees, submodules) says `gitdir: <path>`, relative to its directory.
+/// Parsed as git parses it (`read_gitfile_gently`): the whole file, the exact prefix
+/// `gitdir: `, only trailing `\n`/`\r` removed, so spaces belong to the path (third review
+/// round F6: a trimmed `/tmp/x ` protected `/tmp/x` while git used `/tmp/x `).
 fn read_gitdir_file(dot_git: &Path) -> Option<PathBuf> {
-    let text = std::fs::read_to_string(dot_git).ok()?;
-    let line = text.lines().next()?.trim();
-    let rest = line.strip_prefix("gitdir:")?.trim();
+    use std::os::unix::ffi::OsStrExt;
+    let bytes = std::fs::read(dot_git).ok()?;
+    let rest = bytes.strip_prefix(b"gitdir: ")?;
+    let end = rest
+        .iter()
+        .rposition(|b| *b != b'\n' && *b != b'\r')
+        .map_or(0, |i| i + 1);
+    let rest = &rest[..end];
     if rest.is_empty() {
         return None;
     }
-    let p = PathBuf::from(rest);
+    let p = PathBuf::from(std::ffi::OsStr::from_bytes(rest));
     Some(if p.is_absolute() {
         p
     } else {
@@ -739,6 +787,30 @@ mod tests {
         let sub = gitdir_entry(&ws, &[]);
         assert_eq!(sub.replaceable_via, None);
         assert_eq!(sub.path, real);
+    }
+
+    #[test]
+    fn a_gitdir_file_is_read_as_git_reads_it() {
+        // third review round F6: git keeps spaces in the path; only \n and \r are trimmed
+        let dir = tempfile::tempdir().unwrap();
+        let ws = std::fs::canonicalize(dir.path()).unwrap().join("ws");
+        std::fs::create_dir_all(&ws).unwrap();
+        std::fs::write(ws.join(".git"), "gitdir: gd \r\n").unwrap();
+        assert_eq!(gitdir_entry(&ws, &[]).path, ws.join("gd "));
+        // `gitdir:` without its space is not a gitdir file to git either
+        std::fs::write(ws.join(".git"), "gitdir:gd\n").unwrap();
+        let p = SandboxPolicy::WorkspaceWrite {
+            writable_roots: vec![],
+            network_access: false,
+            exclude_tmpdir_env_var: true,
+            exclude_slash_tmp: true,
+        };
+        let eff = p.resolve(&ws, &SandboxEnv::default(), &[]).unwrap();
+        assert_eq!(
+            eff.writable_roots[0].read_only_subpaths.len(),
+            2,
+            "only .git and .codex"
+        );
     }
 
     #[test]
