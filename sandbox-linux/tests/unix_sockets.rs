@@ -173,15 +173,23 @@ fn own_sockets_socketpair_and_sendto_keep_working_and_symlinks_do_not_escape() {
     let e = env();
     let outside = e.outside.join("x.sock");
     let lo = listen(&outside);
-    let inside = e.ws.join("ipc.sock");
-    let _li = listen(&inside);
     let link = e.ws.join("link.sock");
     std::os::unix::fs::symlink(&outside, &link).unwrap();
     for ns in BOTH {
-        assert_eq!(
-            probe_in(&e, WS, ns, &[], &["unix-connect-send", s(&inside)]),
-            "ok"
+        // a socket the command binds itself (born during the run) is its own
+        let own = e.ws.join(if ns == Ns::With {
+            "own1.sock"
+        } else {
+            "own2.sock"
+        });
+        let script = format!(
+            "import socket\ns=socket.socket(socket.AF_UNIX); s.bind('{0}'); s.listen(1)\n\
+             c=socket.socket(socket.AF_UNIX); c.connect('{0}'); c.send(b'x')\n\
+             print('ok' if s.accept()[0].recv(1)==b'x' else 'bad')",
+            s(&own)
         );
+        let out = sandboxed(&e, WS, ns, &[], &["python3", "-c", &script]);
+        assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "ok", "{out:?}");
         assert_eq!(probe_in(&e, WS, ns, &[], &["socketpair"]), "ok");
         assert_eq!(
             probe_in(&e, WS, ns, &[], &["unix-connect", s(&link)]),
@@ -206,14 +214,17 @@ fn racing_the_address_bytes_or_a_symlink_never_connects_outside() {
     let e = env();
     let outside = e.outside.join("o.sock");
     let lo = listen(&outside);
+    // the inside server is named by the policy (a socket that existed before the start is not
+    // the command's own otherwise): the race is between an allowed and a denied address
     let inside = e.ws.join("i.sock");
     let li = listen(&inside);
+    let allow = ["--allow-unix-socket", s(&inside)];
     for ns in BOTH {
         let out = probe_in(
             &e,
             WS,
             ns,
-            &[],
+            &allow,
             &["race-connect-bytes", s(&inside), s(&outside), N],
         );
         let (ok, failed) = counts(&out);
@@ -229,7 +240,7 @@ fn racing_the_address_bytes_or_a_symlink_never_connects_outside() {
             &e,
             WS,
             ns,
-            &[],
+            &allow,
             &["race-connect-symlink", s(&link), s(&inside), s(&outside), N],
         );
         let (ok, failed) = counts(&out);
@@ -437,4 +448,31 @@ fn a_socket_in_another_mount_namespace_is_not_reached_through_proc_pid_root() {
     assert_eq!(probe_outside(&["unix-connect", &via_proc]), "ok");
     assert_eq!(lines.next().unwrap().unwrap(), "accepted");
     drop(child);
+}
+
+#[test]
+fn a_socket_that_existed_under_a_writable_root_before_the_start_is_not_the_commands() {
+    // third review round F2: /tmp is a default writable root, and tmux, ssh-agent, X11 and
+    // D-Bus put their sockets there: `tmux run-shell` through /tmp/tmux-UID/default ran outside
+    let e = env();
+    let sock = e.ws.join("server.sock");
+    let l = listen(&sock);
+    assert_eq!(probe_outside(&["unix-connect", s(&sock)]), "ok", "control");
+    assert_eq!(accepted(&l), 1);
+    for ns in BOTH {
+        assert_eq!(
+            probe_in(&e, WS, ns, &[], &["unix-connect", s(&sock)]),
+            EACCES,
+            "with namespaces: {}",
+            ns == Ns::With
+        );
+        assert_eq!(accepted(&l), 0);
+        // the policy may still name it
+        let allow = ["--allow-unix-socket", s(&sock)];
+        assert_eq!(
+            probe_in(&e, WS, ns, &allow, &["unix-connect", s(&sock)]),
+            "ok"
+        );
+        assert_eq!(accepted(&l), 1);
+    }
 }

@@ -22,6 +22,9 @@ pub struct Rules {
     allowed: Vec<PathBuf>,
     /// Outbound network allowed (non-unix families are connected by the supervisor then).
     network: bool,
+    /// When the sandbox was set up (wall clock, seconds and nanoseconds): a socket below a
+    /// writable root is the command's own only if it was born after this.
+    started: (i64, u32),
 }
 
 /// The outcome for one socket path.
@@ -53,7 +56,19 @@ impl Rules {
                 .map(|p| std::fs::canonicalize(p).unwrap_or_else(|_| p.clone()))
                 .collect(),
             network: policy.network,
+            started: std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or((0, 0), |d| (d.as_secs() as i64, d.subsec_nanos())),
         }
+    }
+
+    /// A socket below a writable root that existed before the sandbox started belongs to a
+    /// process outside (a tmux server, an ssh or gpg agent, X11, D-Bus, a database under
+    /// `/tmp`, all default locations inside the default `/tmp` root): not the command's own
+    /// (third review round F2: `tmux run-shell` through `/tmp/tmux-UID/default` ran outside).
+    /// Decided on the inode's birth time; a filesystem that does not record it is denied.
+    pub fn born_during_the_run(&self, birth: Option<(i64, u32)>) -> bool {
+        birth.is_some_and(|b| b >= self.started)
     }
 
     /// Decide on a socket's real (fully resolved) location.
@@ -176,8 +191,14 @@ fn handle(listener: &OwnedFd, n: &libc::seccomp_notif, rules: &Rules) -> i32 {
         Ok(m) if m.dev() == st.st_dev && m.ino() == st.st_ino => {}
         _ => return DENIED_ERRNO,
     }
-    if rules.decide(&real) == Decision::Denied {
-        return DENIED_ERRNO;
+    match rules.decide(&real) {
+        Decision::Denied => return DENIED_ERRNO,
+        Decision::Allowed => {}
+        Decision::InWritableRoot => {
+            if !rules.born_during_the_run(sys::birth_time(&inode).ok().flatten()) {
+                return DENIED_ERRNO;
+            }
+        }
     }
     // Connect through the pinned inode: the magic link cannot be swapped by the child.
     sys::connect_unix_path(&sock, fd_link.as_bytes())
@@ -214,7 +235,20 @@ mod tests {
             excluded: vec!["/ws/.git".into()],
             allowed: vec!["/run/user/1000/tmux-1000/default".into()],
             network: false,
+            started: (1000, 500),
         }
+    }
+
+    #[test]
+    fn only_a_socket_born_after_the_start_is_the_commands_own() {
+        let r = rules();
+        assert!(r.born_during_the_run(Some((1000, 500))));
+        assert!(r.born_during_the_run(Some((1001, 0))));
+        assert!(
+            !r.born_during_the_run(Some((1000, 499))),
+            "born before the start"
+        );
+        assert!(!r.born_during_the_run(None), "no birth time: denied");
     }
 
     #[test]

@@ -308,6 +308,27 @@ pub fn fstat(fd: &OwnedFd) -> io::Result<libc::stat> {
     Ok(st)
 }
 
+/// The birth time of the inode `fd` pins (`statx(fd, "", AT_EMPTY_PATH, STATX_BTIME)`), as
+/// (seconds, nanoseconds); `None` when the filesystem does not record it.
+pub fn birth_time(fd: &OwnedFd) -> io::Result<Option<(i64, u32)>> {
+    // SAFETY: statx is plain data the kernel fills.
+    let mut stx: libc::statx = unsafe { std::mem::zeroed() };
+    // SAFETY: the empty path is NUL-terminated, `stx` a valid out-pointer.
+    cvt(unsafe {
+        libc::statx(
+            fd.as_raw_fd(),
+            c"".as_ptr(),
+            libc::AT_EMPTY_PATH,
+            libc::STATX_BTIME,
+            &mut stx,
+        )
+    } as libc::c_long)?;
+    if stx.stx_mask & libc::STATX_BTIME == 0 {
+        return Ok(None);
+    }
+    Ok(Some((stx.stx_btime.tv_sec, stx.stx_btime.tv_nsec)))
+}
+
 /// Wait until `fd` is readable; `Ok(false)` when the other side hung up (no filter user left).
 pub fn wait_readable(fd: &OwnedFd) -> io::Result<bool> {
     loop {
