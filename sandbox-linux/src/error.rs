@@ -100,6 +100,13 @@ pub enum SandboxError {
         #[source]
         source: io::Error,
     },
+    #[error(
+        "failed to mark inherited descriptors close-on-exec (close_range, Linux 5.11): {source}"
+    )]
+    InheritedFds {
+        #[source]
+        source: io::Error,
+    },
     #[error("{what} contains a NUL byte")]
     Nul { what: &'static str },
     #[error("{}: command not found", command.display())]

@@ -29,7 +29,7 @@
 //! 5. Landlock: filesystem rules, TCP bind/connect (network off), signal + abstract socket scopes;
 //! 6. seccomp: the `connect` notification filter whose listener goes to the launcher's supervisor
 //!    ([`crate::unix_connect`]), then (`codex-confine`, on every thread) the ABI filter and the EPERM table;
-//! 7. SIGPIPE back to its default action, then `execvpe` with `CODEX_SANDBOX=linux` (+ `CODEX_SANDBOX_NETWORK_DISABLED=1`).
+//! 7. SIGPIPE back to its default action, descriptors from 3 up close-on-exec, then `execvpe` with `CODEX_SANDBOX=linux` (+ `CODEX_SANDBOX_NETWORK_DISABLED=1`).
 //!
 //! The launcher (parent) stays outside the sandbox only to wait, forward SIGINT/SIGTERM/SIGHUP/
 //! SIGQUIT/SIGUSR1/SIGUSR2, and turn the child's status into an exit code (128 + signal).
@@ -546,6 +546,9 @@ impl Sandbox<Applied> {
         };
         if let Err(source) = sys::reset_sigpipe() {
             return SandboxError::Sigpipe { source };
+        }
+        if let Err(source) = sys::cloexec_from_3() {
+            return SandboxError::InheritedFds { source };
         }
         let err = sys::execvpe(&argv[0], &argv, &envp);
         let name = PathBuf::from(first);

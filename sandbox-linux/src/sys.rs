@@ -202,6 +202,22 @@ pub fn forward_signals_to(child: libc::pid_t) -> io::Result<()> {
     Ok(())
 }
 
+/// Mark every descriptor from 3 up close-on-exec (`close_range(3, ~0, CLOSE_RANGE_CLOEXEC)`,
+/// Linux 5.11): what the launcher inherited beyond stdin/stdout/stderr (a file the user's shell
+/// had open, an agent socket) does not reach the command (third review round F7).
+pub fn cloexec_from_3() -> io::Result<()> {
+    // SAFETY: close_range takes integers only; with CLOSE_RANGE_CLOEXEC it closes nothing now.
+    let ret = unsafe {
+        libc::syscall(
+            libc::SYS_close_range,
+            3u32,
+            u32::MAX,
+            libc::CLOSE_RANGE_CLOEXEC as libc::c_uint,
+        )
+    };
+    check(ret as libc::c_int).map(drop)
+}
+
 /// Restore SIGPIPE's default action and unblock every signal. The Rust runtime ignores SIGPIPE in our own process and an
 /// ignored disposition survives execve: without this, `cmd | head` inside the sandbox would see
 /// EPIPE instead of being killed.

@@ -548,8 +548,12 @@ fn abstract_unix_socket_outside_is_unreachable_but_unix_ipc_works() {
     // controls inside: socketpair + sendto, and connect/send/sendto/sendmsg on a named socket
     // (codex's Landlock runner broke sendto on connected sockets)
     assert_eq!(r.probe(&["socketpair"]), "ok");
+    // (the server was started before the sandbox, so the policy names it: tests/unix_sockets.rs)
     let sock = e.ws.join("ipc.sock");
     let _l = std::os::unix::net::UnixListener::bind(&sock).unwrap();
+    let r = Run::ws_write(&e)
+        .flag("--allow-unix-socket")
+        .flag(&s(&sock));
     assert_eq!(r.probe(&["unix-connect-send", &s(&sock)]), "ok");
 }
 

@@ -160,6 +160,46 @@ fn attack(e: &Env, extra_root: Option<&Path>, script: &str, expect_in_message: &
     );
 }
 
+/// For a directory on the way that the sandbox holds in place (carved out read-only: a mount
+/// point cannot be renamed or replaced): the attack runs and fails inside, with namespaces
+/// (without them workspace-write is refused, 201); the control runs the same script as the
+/// victim outside the sandbox, and the victim's `git status` then runs the plant.
+fn attack_held(e: &Env, extra_root: Option<&Path>, script: &str, expect_err: &str) {
+    let marker = e.home.join("PWNED");
+    let out = sandboxed(e, Ns::With, extra_root, false, script);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_ne!(out.status.code(), Some(0), "{out:?}");
+    assert!(
+        !String::from_utf8_lossy(&out.stdout).contains("planted"),
+        "{out:?}"
+    );
+    assert!(err.contains(expect_err), "{err}");
+    git(e, &e.ws, &["status", "--short"]);
+    assert!(!marker.exists(), "held: nothing was planted");
+    let out = sandboxed(e, Ns::Without, extra_root, false, script);
+    assert_eq!(out.status.code(), Some(201), "{out:?}");
+    // control: the same script outside the sandbox
+    let out = Command::new("sh")
+        .args(["-c", script])
+        .current_dir(&e.ws)
+        .env("HOME", &e.home)
+        .env("GIT_CONFIG_NOSYSTEM", "1")
+        .uid(NOBODY)
+        .gid(NOBODY)
+        .output()
+        .unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        "planted",
+        "{out:?}"
+    );
+    git(e, &e.ws, &["status", "--short"]);
+    assert!(
+        marker.exists(),
+        "control: the victim's git status ran the plant"
+    );
+}
+
 #[test]
 fn a_gitdir_reached_through_a_symlink_in_the_root_is_refused() {
     let e = env();
@@ -199,7 +239,7 @@ fn a_gitdir_reached_through_a_symlink_in_the_root_is_refused() {
 }
 
 #[test]
-fn a_gitdir_under_a_renameable_directory_of_another_root_is_refused() {
+fn a_gitdir_under_a_renameable_directory_of_another_root_is_held_in_place() {
     let e = env();
     // the repository lives in another writable root, one level down: `other/repos` can be
     // renamed away (`other/repos/repo.git` itself is a mount point: EBUSY, see the next test)
@@ -213,20 +253,12 @@ fn a_gitdir_under_a_renameable_directory_of_another_root_is_refused() {
         s(&gitdir),
         &e.home.join("PWNED"),
     );
-    attack(
-        &e,
-        Some(&other),
-        &script,
-        &format!(
-            "{} is on the way to the read-only {} (a gitdir or CODEX_HOME) and lies in a writable root (it can be renamed or replaced)",
-            s(&other.join("repos")),
-            s(&gitdir)
-        ),
-    );
+    // `other/repos` is carved out read-only: renaming it gets EBUSY
+    attack_held(&e, Some(&other), &script, "Device or resource busy");
 }
 
 #[test]
-fn a_dotdot_out_of_a_directory_in_the_root_is_refused() {
+fn a_dotdot_out_of_a_directory_in_the_root_is_held_in_place() {
     // second review round, F2: `gitdir: x/../gd` looks like a gitdir directly in the root, but
     // git resolves `x` physically: make `x` a symlink and `..` lands in the attacker's directory
     let e = env();
@@ -244,16 +276,8 @@ fn a_dotdot_out_of_a_directory_in_the_root_is_refused() {
         "evil/gd",
         &e.home.join("PWNED"),
     );
-    attack(
-        &e,
-        None,
-        &script,
-        &format!(
-            "{} is on the way to the read-only {} (a gitdir or CODEX_HOME) and lies in a writable root",
-            s(&e.ws.join("x")),
-            s(&e.ws.join("gd"))
-        ),
-    );
+    // `x` is carved out read-only: `rmdir x` gets EBUSY
+    attack_held(&e, None, &script, "Device or resource busy");
 }
 
 #[test]
@@ -333,13 +357,25 @@ fn codex_home_inside_a_writable_root_stays_read_only() {
         "{out:?}"
     );
     assert_eq!(std::fs::read_to_string(ch.join("config.toml")).unwrap(), "");
-    // deeper in the root (a renameable directory above it): refused, nothing runs
+    // deeper in the root: the directory below the root is held in place (renaming it is
+    // EBUSY) and CODEX_HOME below it is read-only
     let deep = e.ws.join("a/codex-home");
     std::fs::create_dir_all(&deep).unwrap();
     suite_test_support::dirs::chown_tree(&e.ws, NOBODY);
-    let out = with_codex_home(&e, &deep, "echo ran");
-    assert_eq!(out.status.code(), Some(201), "{out:?}");
-    assert!(out.stdout.is_empty());
+    let out = with_codex_home(
+        &e,
+        &deep,
+        &format!(
+            "mv {0}/a {0}/b 2>&1; touch {1}/config.toml 2>&1; echo done",
+            s(&e.ws),
+            s(&deep)
+        ),
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("Device or resource busy") && text.contains("Read-only file system"),
+        "{out:?}"
+    );
     // third review round F1: CODEX_HOME (or ~/.codex) a symlink outside the roots that points
     // into one (a dotfiles layout): the target is protected, not skipped
     let dots = e.ws.join("dots-codex");

@@ -288,3 +288,45 @@ fn a_bind_mount_of_the_home_is_no_second_way_to_a_denied_file() {
         assert_eq!(outside, ["ok"; 5], "control, bind {what}");
     }
 }
+
+#[test]
+fn descriptors_the_launcher_inherited_do_not_reach_the_command() {
+    // third review round F7: `codex sandbox linux -- sh -c 'cat <&7; echo x >&8' 7<key 8>>rc`
+    // read a deny-read key and appended to ~/.bashrc through inherited descriptors
+    let dir = tempfile::tempdir().unwrap();
+    let key = dir.path().join("key");
+    std::fs::write(&key, "PRIVATE KEY").unwrap();
+    // The launcher itself must hold the descriptor: open it in the test's shell, then exec the
+    // helper (fd 7 is inherited by the helper, as from a user's shell).
+    let inside = Command::new("sh")
+        .args([
+            "-c",
+            &format!(
+                "exec 7<'{}'; exec {} --sandbox-policy-cwd / --sandbox-policy '{{\"mode\":\"read-only\"}}' -- sh -c 'cat <&7 2>/dev/null || echo closed'",
+                key.display(),
+                helper()
+            ),
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&inside.stdout).trim(),
+        "closed",
+        "{inside:?}"
+    );
+    // control: without the sandbox the same descriptor reads the key
+    let outside = Command::new("sh")
+        .args([
+            "-c",
+            &format!(
+                "exec 7<'{}'; sh -c 'cat <&7 2>/dev/null || echo closed'",
+                key.display()
+            ),
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&outside.stdout).trim(),
+        "PRIVATE KEY"
+    );
+}

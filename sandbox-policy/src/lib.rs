@@ -373,13 +373,8 @@ impl WritableRoot {
                     replaceable_via: None,
                 });
                 if let Some(gitdir) = read_gitdir_file(&dot_git) {
-                    let (p, replaceable_via) = carve_out_target(&gitdir, all_roots);
-                    let exists = p.exists();
-                    subs.push(ReadOnlySubpath {
-                        path: p,
-                        exists,
-                        replaceable_via,
-                    });
+                    let (p, hazard) = carve_out_target(&gitdir, all_roots);
+                    subs.extend(carve_outs_for(p, hazard));
                 }
             }
             Ok(_) => subs.push(ReadOnlySubpath {
@@ -489,6 +484,7 @@ fn renameable_ancestor(gitdir: &Path, roots: &[PathBuf]) -> Option<PathBuf> {
 /// the path is then reported as written), else a renameable directory above the canonical path
 /// ([`renameable_ancestor`]).
 fn carve_out_target(written: &Path, roots: &[PathBuf]) -> (PathBuf, Option<PathBuf>) {
+    // (the hazard, if any, is resolved by `carve_outs_for`)
     match first_swappable(written, roots) {
         Some(via) => (normalize_lexically(written), Some(via)),
         None => {
@@ -496,6 +492,35 @@ fn carve_out_target(written: &Path, roots: &[PathBuf]) -> (PathBuf, Option<PathB
             let via = renameable_ancestor(&p, roots);
             (p, via)
         }
+    }
+}
+
+/// The carve-outs for `path` given what on the way could be swapped: a symlink cannot be held
+/// in place by a mount (a mount follows it), so the entry carries it and the run is refused;
+/// a directory (renameable, or one a `..` steps out of) is carved out itself: as a mount point
+/// it cannot be renamed or replaced (EBUSY), and everything below it, `path` included, is
+/// read-only. (Refusing instead made every `CODEX_HOME=/tmp/x/codex-home` fail under
+/// `--full-auto`, `/tmp` being a default root.)
+fn carve_outs_for(path: PathBuf, hazard: Option<PathBuf>) -> Vec<ReadOnlySubpath> {
+    let exists = path.exists();
+    match hazard {
+        Some(via) if !via.is_symlink() => vec![
+            ReadOnlySubpath {
+                path: via,
+                exists: true,
+                replaceable_via: None,
+            },
+            ReadOnlySubpath {
+                path,
+                exists,
+                replaceable_via: None,
+            },
+        ],
+        replaceable_via => vec![ReadOnlySubpath {
+            path,
+            exists,
+            replaceable_via,
+        }],
     }
 }
 
@@ -511,7 +536,7 @@ fn protect_codex_home(roots: &mut [WritableRoot], env: &SandboxEnv, all_roots: &
         (None, Some(h)) => h.join(".codex"),
         (None, None) => return,
     };
-    let (path, swappable) = carve_out_target(&written, all_roots);
+    let (path, hazard) = carve_out_target(&written, all_roots);
     for w in roots.iter_mut() {
         if path == w.root {
             // CODEX_HOME is itself writable: nothing can be carved out of it, so refuse
@@ -527,12 +552,8 @@ fn protect_codex_home(roots: &mut [WritableRoot], env: &SandboxEnv, all_roots: &
         if !path.starts_with(&w.root) || path == w.root.join(".codex") {
             continue;
         }
-        let exists = path.exists();
-        w.read_only_subpaths.push(ReadOnlySubpath {
-            path: path.clone(),
-            exists,
-            replaceable_via: swappable.clone(),
-        });
+        w.read_only_subpaths
+            .extend(carve_outs_for(path.clone(), hazard.clone()));
     }
 }
 
@@ -755,6 +776,21 @@ mod tests {
         eff.writable_roots[0].read_only_subpaths[1].clone()
     }
 
+    /// The directory carved out to hold a gitdir in place (entries: `.git`, it, the gitdir,
+    /// `.codex`), if any.
+    fn guarded_by(ws: &Path, extra: &[PathBuf]) -> Option<PathBuf> {
+        let p = SandboxPolicy::WorkspaceWrite {
+            writable_roots: extra.to_vec(),
+            network_access: false,
+            exclude_tmpdir_env_var: true,
+            exclude_slash_tmp: true,
+        };
+        let eff = p.resolve(ws, &SandboxEnv::default(), &[]).unwrap();
+        let subs = &eff.writable_roots[0].read_only_subpaths;
+        assert!(subs.iter().all(|s| s.replaceable_via.is_none()), "{subs:?}");
+        (subs.len() == 4).then(|| subs[1].path.clone())
+    }
+
     #[test]
     fn a_symlink_on_the_way_to_a_gitdir_marks_it_replaceable() {
         // review finding F1: `gitdir: link/real.git` with `link` in the writable root; the mount
@@ -814,7 +850,7 @@ mod tests {
     }
 
     #[test]
-    fn a_dotdot_out_of_a_directory_in_a_root_marks_the_gitdir_replaceable() {
+    fn a_dotdot_out_of_a_directory_in_a_root_carves_that_directory_out() {
         // second review round, F2: `gitdir: x/../gd` normalises to `gd` (directly in the root),
         // but git resolves `x` physically: a command that makes `x` a symlink moves `..`
         let dir = tempfile::tempdir().unwrap();
@@ -822,13 +858,13 @@ mod tests {
         std::fs::create_dir_all(ws.join("x")).unwrap();
         std::fs::create_dir_all(ws.join("gd")).unwrap();
         std::fs::write(ws.join(".git"), "gitdir: x/../gd\n").unwrap();
-        assert_eq!(gitdir_entry(&ws, &[]).replaceable_via, Some(ws.join("x")));
+        assert_eq!(guarded_by(&ws, &[]), Some(ws.join("x")));
         std::fs::write(
             ws.join(".git"),
             format!("gitdir: {}/x/../gd\n", ws.display()),
         )
         .unwrap();
-        assert_eq!(gitdir_entry(&ws, &[]).replaceable_via, Some(ws.join("x")));
+        assert_eq!(guarded_by(&ws, &[]), Some(ws.join("x")));
         // control: `..` out of the root itself (a worktree beside the repository) is fine: the
         // root's parent is outside every root
         let other = ws.parent().unwrap().join("repo.git");
@@ -843,7 +879,7 @@ mod tests {
     }
 
     #[test]
-    fn a_gitdir_deep_in_a_writable_root_is_replaceable_unless_under_its_git_directory() {
+    fn a_gitdir_deep_in_a_writable_root_is_held_by_carving_out_its_top_directory() {
         let dir = tempfile::tempdir().unwrap();
         let base = std::fs::canonicalize(dir.path()).unwrap();
         let (ws, other) = (base.join("wt"), base.join("other"));
@@ -852,12 +888,14 @@ mod tests {
         std::fs::create_dir_all(other.join(".git/worktrees/wt")).unwrap();
         // a bare repository inside another root: `other/repo.git` can be renamed away
         std::fs::write(ws.join(".git"), "gitdir: ../other/repo.git/worktrees/wt\n").unwrap();
-        let sub = gitdir_entry(&ws, std::slice::from_ref(&other));
-        assert_eq!(sub.replaceable_via, Some(other.join("repo.git")));
+        assert_eq!(
+            guarded_by(&ws, std::slice::from_ref(&other)),
+            Some(other.join("repo.git"))
+        );
         // inside the same root: `sub` can be renamed
         std::fs::create_dir_all(ws.join("sub/real.git")).unwrap();
         std::fs::write(ws.join(".git"), "gitdir: sub/real.git\n").unwrap();
-        assert_eq!(gitdir_entry(&ws, &[]).replaceable_via, Some(ws.join("sub")));
+        assert_eq!(guarded_by(&ws, &[]), Some(ws.join("sub")));
         // directly in a root: the gitdir itself becomes a mount point (rename gets EBUSY)
         std::fs::create_dir_all(ws.join("direct.git")).unwrap();
         std::fs::write(ws.join(".git"), "gitdir: direct.git\n").unwrap();
