@@ -235,12 +235,6 @@ pub struct ResponseBody {
     queued_err: Option<BoxError>,
     /// Upstream's body has ended (held bytes may still be due).
     upstream_over: bool,
-    /// Data gathered across task turns ([`ResponseBody::poll_frame`]), not yet handed to hyper.
-    gathered: Option<bytes::BytesMut>,
-    /// A frame (or error) met after `gathered` was started: it goes out right after it.
-    after_gathered: Option<Result<Frame<Bytes>, BoxError>>,
-    /// The scheduler turn [`ResponseBody::poll_gathered`] is waiting out.
-    yielding: Option<Pin<Box<dyn std::future::Future<Output = ()> + Send>>>,
 }
 
 impl ResponseBody {
@@ -254,9 +248,6 @@ impl ResponseBody {
             queued: None,
             queued_err: None,
             upstream_over: false,
-            gathered: None,
-            after_gathered: None,
-            yielding: None,
         }
     }
 
@@ -275,9 +266,6 @@ impl ResponseBody {
             queued: None,
             queued_err: None,
             upstream_over: false,
-            gathered: None,
-            after_gathered: None,
-            yielding: None,
         }
     }
 
@@ -308,93 +296,6 @@ impl ResponseBody {
     }
 }
 
-impl ResponseBody {
-    /// Upstream's next frame, scrubbed and coalesced, gathered across task turns: hyper's client
-    /// hands its body over one chunk per turn of the connection task, so the chunks of one
-    /// upstream read (several SSE events in one TLS record) arrive in consecutive polls, never
-    /// in one. After a data frame this returns `Pending` once with its own waker woken (one
-    /// scheduler turn, no timer), lets the connection task hand over what it already read,
-    /// and sends everything gathered as one frame when upstream has nothing more ready (or at
-    /// `COALESCE_MAX`, the end, trailers or an error). Each chunk waits at most for the turns
-    /// in which more data kept coming (issue 13: one write to the client per upstream read).
-    fn poll_gathered(
-        &mut self,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
-        if let Some(y) = self.yielding.as_mut() {
-            if y.as_mut().poll(cx).is_pending() {
-                return Poll::Pending;
-            }
-            self.yielding = None;
-        }
-        if self.gathered.is_none() {
-            if let Some(next) = self.after_gathered.take() {
-                return Poll::Ready(Some(next));
-            }
-        }
-        let Inner::Upstream(body) = &mut self.inner else {
-            return Poll::Ready(None);
-        };
-        let polled = poll_scrubbed(
-            body,
-            self.scrub.as_mut(),
-            &mut self.queued,
-            &mut self.queued_err,
-            &mut self.upstream_over,
-            cx,
-        );
-        let frame = match polled {
-            Poll::Ready(Some(Ok(frame))) => frame,
-            Poll::Pending => {
-                return match self.take_gathered() {
-                    Some(g) => Poll::Ready(Some(g)),
-                    None => Poll::Pending,
-                };
-            }
-            Poll::Ready(other) => {
-                let Some(g) = self.take_gathered() else {
-                    return Poll::Ready(other);
-                };
-                // the end comes again by itself; an error goes out next
-                self.after_gathered = other;
-                return Poll::Ready(Some(g));
-            }
-        };
-        let data = match frame.into_data() {
-            Ok(data) => data,
-            Err(other) => {
-                let Some(g) = self.take_gathered() else {
-                    return Poll::Ready(Some(Ok(other)));
-                };
-                self.after_gathered = Some(Ok(other));
-                return Poll::Ready(Some(g));
-            }
-        };
-        let b = self
-            .gathered
-            .get_or_insert_with(|| bytes::BytesMut::with_capacity(data.len().max(4096)));
-        b.extend_from_slice(&data);
-        let full = b.len() >= COALESCE_MAX;
-        let more_due = self.queued.is_some() || self.queued_err.is_some();
-        if full || more_due || self.upstream_over {
-            return Poll::Ready(self.take_gathered());
-        }
-        // One scheduler turn (tokio's yield: the task goes behind the others, the connection
-        // task among them), then poll again; no timer.
-        let mut y: Pin<Box<dyn std::future::Future<Output = ()> + Send>> =
-            Box::pin(tokio::task::yield_now());
-        if y.as_mut().poll(cx).is_ready() {
-            return self.poll_gathered(cx);
-        }
-        self.yielding = Some(y);
-        Poll::Pending
-    }
-
-    fn take_gathered(&mut self) -> Option<Result<Frame<Bytes>, BoxError>> {
-        self.gathered.take().map(|b| Ok(Frame::data(b.freeze())))
-    }
-}
-
 impl Drop for ResponseBody {
     fn drop(&mut self) {
         // Dropped before the end: hyper gave up on the client (it went away). Dropping the
@@ -416,7 +317,14 @@ impl Body for ResponseBody {
         let this = &mut *self;
         let polled = match &mut this.inner {
             Inner::Full(b) => Poll::Ready(b.take().map(|b| Ok(Frame::data(b)))),
-            Inner::Upstream(_) => this.poll_gathered(cx),
+            Inner::Upstream(body) => poll_scrubbed(
+                body,
+                this.scrub.as_mut(),
+                &mut this.queued,
+                &mut this.queued_err,
+                &mut this.upstream_over,
+                cx,
+            ),
         };
         match &polled {
             Poll::Ready(Some(Ok(frame))) => {
@@ -444,9 +352,7 @@ impl Body for ResponseBody {
         match &self.inner {
             Inner::Full(b) => b.is_none(),
             Inner::Upstream(body) => {
-                self.gathered.is_none()
-                    && self.after_gathered.is_none()
-                    && self.queued.is_none()
+                self.queued.is_none()
                     && self.queued_err.is_none()
                     && !self.scrub.as_ref().is_some_and(BodyScrub::holding)
                     && (self.upstream_over || body.is_end_stream())
