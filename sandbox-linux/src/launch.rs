@@ -232,8 +232,16 @@ impl Sandbox<Planned> {
                     })
                     .cloned()
                     .collect();
-                let pins = mountns::pins_for(&roots, &carve_outs);
-                let mut read_only = carve_outs.clone();
+                // the same carve-outs at other mount points inside a root (a bind mount of the
+                // project below /tmp) are held read-only as well (third review round F4)
+                let mut held = carve_outs.clone();
+                held.extend(
+                    crate::mount_aliases::from_this_process(&carve_outs)
+                        .into_iter()
+                        .filter(|a| roots.iter().any(|r| a.starts_with(r))),
+                );
+                let pins = mountns::pins_for(&roots, &held);
+                let mut read_only = held;
                 read_only.extend(denied_in_roots);
                 let outcome = mountns::set_up(entered, &roots, &pins, &read_only)
                     .map_err(|source| SandboxError::MountNs { source })?;

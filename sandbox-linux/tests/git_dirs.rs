@@ -409,3 +409,53 @@ fn codex_home_inside_a_writable_root_stays_read_only() {
         "{out:?}"
     );
 }
+
+#[test]
+fn a_bind_mount_of_the_workspace_inside_another_root_does_not_open_its_git() {
+    // third review round F4: with the project bind-mounted below another writable root (/tmp),
+    // `.git/config` was read-only at its own path and writable through the bind
+    let e = env();
+    git(&e, &e.ws, &["init", "-q"]);
+    let other = e.base.join("other");
+    let alias = other.join("wsbind");
+    std::fs::create_dir_all(&alias).unwrap();
+    suite_test_support::dirs::chown_tree(&other, NOBODY);
+    let policy = format!(
+        r#"{{"mode":"workspace-write","writable_roots":["{}"]}}"#,
+        s(&other)
+    );
+    let run = |sandboxed: bool| {
+        let write = format!(
+            "{{ echo x >> '{}/.git/config'; }} 2>&1; echo rc=\\$?",
+            s(&alias)
+        );
+        let cmd = if sandboxed {
+            format!(
+                "{} --sandbox-policy-cwd '{}' --sandbox-policy '{policy}' -- sh -c \"{write}\"",
+                helper(),
+                s(&e.ws)
+            )
+        } else {
+            format!("sh -c \"{write}\"")
+        };
+        let script = format!(
+            "mount --bind '{}' '{}' || exit 99; cd '{}'; setpriv --reuid={NOBODY} --regid={NOBODY} --clear-groups {cmd}",
+            s(&e.ws),
+            s(&alias),
+            s(&e.ws)
+        );
+        let out = Command::new("unshare")
+            .args(["-m", "--propagation", "private", "sh", "-c", &script])
+            .env("HOME", &e.home)
+            .output()
+            .expect("unshare and setpriv (util-linux)");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let inside = run(true);
+    assert!(
+        inside.contains("Read-only file system") && !inside.contains("rc=0"),
+        "{inside}"
+    );
+    // control: outside the sandbox the alias writes
+    assert!(run(false).contains("rc=0"));
+}

@@ -374,7 +374,21 @@ impl WritableRoot {
                 });
                 if let Some(gitdir) = read_gitdir_file(&dot_git) {
                     let (p, hazard) = carve_out_target(&gitdir, all_roots);
-                    subs.extend(carve_outs_for(p, hazard));
+                    // a worktree's gitdir names the main repository's in `commondir`: git
+                    // reads `config` and hooks from there (third review round F3)
+                    let common = read_commondir(&p);
+                    let mut add = |new: Vec<ReadOnlySubpath>| {
+                        for n in new {
+                            if !subs.iter().any(|s| s.path == n.path) {
+                                subs.push(n);
+                            }
+                        }
+                    };
+                    add(carve_outs_for(p, hazard));
+                    if let Some(common) = common {
+                        let (c, hazard) = carve_out_target(&common, all_roots);
+                        add(carve_outs_for(c, hazard));
+                    }
                 }
             }
             Ok(_) => subs.push(ReadOnlySubpath {
@@ -483,16 +497,21 @@ fn renameable_ancestor(gitdir: &Path, roots: &[PathBuf]) -> Option<PathBuf> {
 /// command could swap: a symlink or a `..` out of a directory in a root ([`first_swappable`];
 /// the path is then reported as written), else a renameable directory above the canonical path
 /// ([`renameable_ancestor`]).
-fn carve_out_target(written: &Path, roots: &[PathBuf]) -> (PathBuf, Option<PathBuf>) {
-    // (the hazard, if any, is resolved by `carve_outs_for`)
+fn carve_out_target(written: &Path, roots: &[PathBuf]) -> (PathBuf, Vec<PathBuf>) {
+    // (the hazards, if any, are resolved by `carve_outs_for`)
+    let mut hazards = Vec::new();
     match first_swappable(written, roots) {
-        Some(via) => (normalize_lexically(written), Some(via)),
-        None => {
-            let p = canonical_or_lexical(written);
-            let via = renameable_ancestor(&p, roots);
-            (p, via)
+        Some(link) if link.is_symlink() => return (normalize_lexically(written), vec![link]),
+        Some(dir) => hazards.push(dir),
+        None => {}
+    }
+    let p = canonical_or_lexical(written);
+    if let Some(dir) = renameable_ancestor(&p, roots) {
+        if !hazards.contains(&dir) {
+            hazards.push(dir);
         }
     }
+    (p, hazards)
 }
 
 /// The carve-outs for `path` given what on the way could be swapped: a symlink cannot be held
@@ -501,27 +520,29 @@ fn carve_out_target(written: &Path, roots: &[PathBuf]) -> (PathBuf, Option<PathB
 /// it cannot be renamed or replaced (EBUSY), and everything below it, `path` included, is
 /// read-only. (Refusing instead made every `CODEX_HOME=/tmp/x/codex-home` fail under
 /// `--full-auto`, `/tmp` being a default root.)
-fn carve_outs_for(path: PathBuf, hazard: Option<PathBuf>) -> Vec<ReadOnlySubpath> {
+fn carve_outs_for(path: PathBuf, hazards: Vec<PathBuf>) -> Vec<ReadOnlySubpath> {
     let exists = path.exists();
-    match hazard {
-        Some(via) if !via.is_symlink() => vec![
-            ReadOnlySubpath {
-                path: via,
-                exists: true,
-                replaceable_via: None,
-            },
-            ReadOnlySubpath {
-                path,
-                exists,
-                replaceable_via: None,
-            },
-        ],
-        replaceable_via => vec![ReadOnlySubpath {
+    if let Some(link) = hazards.iter().find(|h| h.is_symlink()) {
+        return vec![ReadOnlySubpath {
             path,
             exists,
-            replaceable_via,
-        }],
+            replaceable_via: Some(link.clone()),
+        }];
     }
+    let mut v: Vec<ReadOnlySubpath> = hazards
+        .into_iter()
+        .map(|dir| ReadOnlySubpath {
+            path: dir,
+            exists: true,
+            replaceable_via: None,
+        })
+        .collect();
+    v.push(ReadOnlySubpath {
+        path,
+        exists,
+        replaceable_via: None,
+    });
+    v
 }
 
 /// `$CODEX_HOME` (else `~/.codex`) inside a writable root becomes a read-only carve-out of that
@@ -555,6 +576,21 @@ fn protect_codex_home(roots: &mut [WritableRoot], env: &SandboxEnv, all_roots: &
         w.read_only_subpaths
             .extend(carve_outs_for(path.clone(), hazard.clone()));
     }
+}
+
+/// `<gitdir>/commondir`, relative to the gitdir, with trailing line endings removed.
+fn read_commondir(gitdir: &Path) -> Option<PathBuf> {
+    use std::os::unix::ffi::OsStrExt;
+    let bytes = std::fs::read(gitdir.join("commondir")).ok()?;
+    let end = bytes
+        .iter()
+        .rposition(|b| *b != b'\n' && *b != b'\r')
+        .map_or(0, |i| i + 1);
+    if end == 0 {
+        return None;
+    }
+    let p = PathBuf::from(std::ffi::OsStr::from_bytes(&bytes[..end]));
+    Some(if p.is_absolute() { p } else { gitdir.join(p) })
 }
 
 /// A `.git` *file* (worktrees, submodules) says `gitdir: <path>`, relative to its directory.
@@ -823,6 +859,39 @@ mod tests {
         let sub = gitdir_entry(&ws, &[]);
         assert_eq!(sub.replaceable_via, None);
         assert_eq!(sub.path, real);
+    }
+
+    #[test]
+    fn a_worktree_gitdirs_commondir_is_carved_out_too() {
+        // third review round F3: git reads config and hooks from `<gitdir>/commondir`
+        let dir = tempfile::tempdir().unwrap();
+        let base = std::fs::canonicalize(dir.path()).unwrap();
+        let (ws, tmp) = (base.join("ws"), base.join("tmp"));
+        std::fs::create_dir_all(&ws).unwrap();
+        std::fs::create_dir_all(tmp.join("g")).unwrap();
+        std::fs::create_dir_all(tmp.join("c/main/.git")).unwrap();
+        std::fs::write(tmp.join("g/commondir"), "../c/main/.git\n").unwrap();
+        std::fs::write(
+            ws.join(".git"),
+            format!("gitdir: {}\n", tmp.join("g").display()),
+        )
+        .unwrap();
+        let p = SandboxPolicy::WorkspaceWrite {
+            writable_roots: vec![tmp.clone()],
+            network_access: false,
+            exclude_tmpdir_env_var: true,
+            exclude_slash_tmp: true,
+        };
+        let eff = p.resolve(&ws, &SandboxEnv::default(), &[]).unwrap();
+        let paths: Vec<PathBuf> = eff.writable_roots[0]
+            .read_only_subpaths
+            .iter()
+            .map(|s| s.path.clone())
+            .collect();
+        // the common dir below a renameable `c`: `c` is held and the common dir read-only
+        assert!(paths.contains(&tmp.join("c/main/.git")), "{paths:?}");
+        assert!(paths.contains(&tmp.join("c")), "{paths:?}");
+        assert!(paths.contains(&tmp.join("g")), "{paths:?}");
     }
 
     #[test]
