@@ -708,6 +708,17 @@ fn normalize_lexically(p: &Path) -> PathBuf {
 mod tests {
     use super::*;
 
+    /// `workspace-write` with `extra` as the only roots besides the cwd (no /tmp, no $TMPDIR:
+    /// the tests' temp dirs live there).
+    fn only_roots(extra: Vec<PathBuf>) -> SandboxPolicy {
+        SandboxPolicy::WorkspaceWrite {
+            writable_roots: extra,
+            network_access: false,
+            exclude_tmpdir_env_var: true,
+            exclude_slash_tmp: true,
+        }
+    }
+
     #[test]
     fn codex_json_forms_parse() {
         assert_eq!(
@@ -802,12 +813,7 @@ mod tests {
     /// The gitdir entry (index 1) of the root at `ws`, resolved with `ws` and `extra` as the only
     /// writable roots (no /tmp: the temp dir lives there).
     fn gitdir_entry(ws: &Path, extra: &[PathBuf]) -> ReadOnlySubpath {
-        let p = SandboxPolicy::WorkspaceWrite {
-            writable_roots: extra.to_vec(),
-            network_access: false,
-            exclude_tmpdir_env_var: true,
-            exclude_slash_tmp: true,
-        };
+        let p = only_roots(extra.to_vec());
         let eff = p.resolve(ws, &SandboxEnv::default(), &[]).unwrap();
         eff.writable_roots[0].read_only_subpaths[1].clone()
     }
@@ -815,12 +821,7 @@ mod tests {
     /// The directory carved out to hold a gitdir in place (entries: `.git`, it, the gitdir,
     /// `.codex`), if any.
     fn guarded_by(ws: &Path, extra: &[PathBuf]) -> Option<PathBuf> {
-        let p = SandboxPolicy::WorkspaceWrite {
-            writable_roots: extra.to_vec(),
-            network_access: false,
-            exclude_tmpdir_env_var: true,
-            exclude_slash_tmp: true,
-        };
+        let p = only_roots(extra.to_vec());
         let eff = p.resolve(ws, &SandboxEnv::default(), &[]).unwrap();
         let subs = &eff.writable_roots[0].read_only_subpaths;
         assert!(subs.iter().all(|s| s.replaceable_via.is_none()), "{subs:?}");
@@ -876,12 +877,7 @@ mod tests {
             format!("gitdir: {}\n", tmp.join("g").display()),
         )
         .unwrap();
-        let p = SandboxPolicy::WorkspaceWrite {
-            writable_roots: vec![tmp.clone()],
-            network_access: false,
-            exclude_tmpdir_env_var: true,
-            exclude_slash_tmp: true,
-        };
+        let p = only_roots(vec![tmp.clone()]);
         let eff = p.resolve(&ws, &SandboxEnv::default(), &[]).unwrap();
         let paths: Vec<PathBuf> = eff.writable_roots[0]
             .read_only_subpaths
@@ -904,12 +900,7 @@ mod tests {
         assert_eq!(gitdir_entry(&ws, &[]).path, ws.join("gd "));
         // `gitdir:` without its space is not a gitdir file to git either
         std::fs::write(ws.join(".git"), "gitdir:gd\n").unwrap();
-        let p = SandboxPolicy::WorkspaceWrite {
-            writable_roots: vec![],
-            network_access: false,
-            exclude_tmpdir_env_var: true,
-            exclude_slash_tmp: true,
-        };
+        let p = only_roots(vec![]);
         let eff = p.resolve(&ws, &SandboxEnv::default(), &[]).unwrap();
         assert_eq!(
             eff.writable_roots[0].read_only_subpaths.len(),
@@ -982,12 +973,7 @@ mod tests {
 
     #[test]
     fn missing_writable_root_is_an_error_naming_it() {
-        let p = SandboxPolicy::WorkspaceWrite {
-            writable_roots: vec![PathBuf::from("/nonexistent/xyz")],
-            network_access: false,
-            exclude_tmpdir_env_var: true,
-            exclude_slash_tmp: true,
-        };
+        let p = only_roots(vec![PathBuf::from("/nonexistent/xyz")]);
         let err = p
             .resolve(Path::new("/"), &SandboxEnv::default(), &[])
             .unwrap_err()
