@@ -342,6 +342,15 @@ fn read_layer_file(path: &Path) -> anyhow::Result<Option<toml::Table>> {
 pub fn parse_layer_text(path: &Path, text: &str) -> anyhow::Result<toml::Table> {
     let table: toml::Table = toml::from_str(text)
         .map_err(|e| Coded::new(USAGE, toml_error_line(path, text, &e, None)))?;
+    if let Some(depth) = deeper_than(&table, MAX_KEY_DEPTH) {
+        return Err(Coded::new(
+            USAGE,
+            format!(
+                "{}: tables or arrays nested {depth} deep, at most {MAX_KEY_DEPTH} (no codex key is nested that deep)",
+                path.display()
+            ),
+        ));
+    }
     if let Err(e) = toml::from_str::<Schema>(text) {
         let key = mismatched_key(&table);
         return Err(Coded::new(
@@ -351,6 +360,27 @@ pub fn parse_layer_text(path: &Path, text: &str) -> anyhow::Result<toml::Table> 
     }
     check_feature_names(&table, &path.display().to_string())?;
     Ok(table)
+}
+
+/// How deep a config may nest tables, arrays and dotted keys. The checks, merges and drops
+/// below recurse once per level: a `-c a.a.a...=1` with hundreds of parts overflowed the stack of
+/// a test thread (found by the `config` fuzz target's long run).
+pub const MAX_KEY_DEPTH: usize = 32;
+
+/// `Some(depth)` when `table` nests deeper than `max` (counted without recursion).
+fn deeper_than(table: &toml::Table, max: usize) -> Option<usize> {
+    let mut todo: Vec<(&toml::Value, usize)> = table.values().map(|v| (v, 1)).collect();
+    while let Some((v, d)) = todo.pop() {
+        if d > max {
+            return Some(d);
+        }
+        match v {
+            toml::Value::Table(t) => todo.extend(t.values().map(|v| (v, d + 1))),
+            toml::Value::Array(a) => todo.extend(a.iter().map(|v| (v, d + 1))),
+            _ => {}
+        }
+    }
+    None
 }
 
 /// `FILE:LINE:COL: [key K: ]MESSAGE` for a TOML error.
@@ -487,6 +517,16 @@ pub fn parse_override(item: &str) -> anyhow::Result<toml::Table> {
             USAGE,
             format!(
                 "invalid -c override {item:?}: the key must be dotted names, like model_providers.proxy.base_url"
+            ),
+        ));
+    }
+    if parts.len() > MAX_KEY_DEPTH {
+        return Err(Coded::new(
+            USAGE,
+            format!(
+                "invalid -c override {}: {} dotted parts, at most {MAX_KEY_DEPTH} (no codex key is nested that deep)",
+                override_key(item),
+                parts.len()
             ),
         ));
     }
@@ -681,5 +721,39 @@ mod tests {
     fn line_col_counts_from_one() {
         assert_eq!(line_col("ab\ncd", 0), (1, 1));
         assert_eq!(line_col("ab\ncd", 4), (2, 2));
+    }
+}
+
+#[cfg(test)]
+mod depth_tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn keys_nested_deeper_than_the_limit_are_errors_not_stack_overflows() {
+        // the `config` fuzz target's long run: a -c key of ~600 dotted parts overflowed a
+        // 2 MiB stack in the recursive checks
+        let deep = format!("{}=1", vec!["a"; 600].join("."));
+        let e = parse_overrides(&[deep]).unwrap_err().to_string();
+        assert!(e.contains("600 dotted parts, at most 32"), "{e}");
+        // in a file the TOML parser stops very deep keys itself; ours stops the rest
+        let text = format!("{} = 1\n", vec!["a"; 600].join("."));
+        let e = parse_layer_text(Path::new("/c.toml"), &text)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.starts_with("/c.toml:1:1: recursion limit exceeded"),
+            "{e}"
+        );
+        let text = format!("{} = 1\n", vec!["a"; 40].join("."));
+        let e = parse_layer_text(Path::new("/c.toml"), &text)
+            .unwrap_err()
+            .to_string();
+        assert!(e.starts_with("/c.toml: tables or arrays nested"), "{e}");
+        // control: at the limit both are fine
+        let ok = format!("{}=1", vec!["a"; MAX_KEY_DEPTH].join("."));
+        assert!(parse_overrides(&[ok]).is_ok());
+        let ok = format!("{} = 1\n", vec!["a"; MAX_KEY_DEPTH].join("."));
+        assert!(parse_layer_text(Path::new("/c.toml"), &ok).is_ok());
     }
 }

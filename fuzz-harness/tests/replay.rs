@@ -18,6 +18,9 @@ fn every_corpus_file_passes_its_target() {
         for entry in std::fs::read_dir(&dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display())) {
             let path = entry.unwrap().path();
             let data = std::fs::read(&path).unwrap();
+            if std::env::var_os("REPLAY_TRACE").is_some() {
+                eprintln!("{}", path.display());
+            }
             let r = std::panic::catch_unwind(|| target(&data));
             assert!(
                 r.is_ok(),
