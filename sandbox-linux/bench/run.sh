@@ -7,7 +7,7 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 command -v hyperfine >/dev/null || { echo "bench: hyperfine not installed (apt-get install -y hyperfine)" >&2; exit 1; }
 command -v bwrap >/dev/null || { echo "bench: bubblewrap not installed (apt-get install -y bubblewrap)" >&2; exit 1; }
-cargo build --release -p codex-cli -p sandbox-linux --bins >&2
+cargo build --release -p codex-cli -p codex-sandbox-cli --bins >&2
 CODEX="$PWD/target/release/codex"
 HELPER="$PWD/target/release/codex-linux-sandbox"
 W="$(mktemp -d)"
@@ -19,6 +19,17 @@ LOOP='i=0; while [ $i -lt 100 ]; do /bin/true; i=$((i+1)); done'
 BWRAP="bwrap --ro-bind / / --dev /dev --bind $W $W --unshare-all --die-with-parent --new-session --"
 OUT="$W/results.json"
 OUT2="$W/results-loop.json"
+OUT3="$W/results-make.json"
+# A C project for `make -j2`: 48 files of a few functions each, rebuilt from clean every run.
+mkdir -p "$W/proj"
+for i in $(seq 48); do
+  { echo "int f$i(int x) {"; for j in $(seq 40); do echo "  x = x * $j + $i; x ^= x >> 3;"; done
+    echo "  return x; }"; } > "$W/proj/f$i.c"
+done
+{ echo 'int main(void) { int s = 0;'; for i in $(seq 48); do echo "  extern int f$i(int); s += f$i($i);"; done
+  echo '  return s & 1; }'; } > "$W/proj/main.c"
+printf 'OBJS := $(patsubst %%.c,%%.o,$(wildcard *.c))\nall: prog\nprog: $(OBJS)\n\t$(CC) -o $@ $^\n%%.o: %%.c\n\t$(CC) -O1 -c -o $@ $<\nclean:\n\trm -f *.o prog\n' > "$W/proj/Makefile"
+MAKE_CMD="make -s -C $W/proj all -j2"
 hyperfine -N --warmup 20 --runs 300 --export-json "$OUT" \
   -n bare "/bin/true" \
   -n bwrap "$BWRAP /bin/true" \
@@ -28,7 +39,11 @@ hyperfine -N --warmup 3 --runs 30 --export-json "$OUT2" \
   -n "bare loop" "sh -c '$LOOP'" \
   -n "bwrap loop" "$BWRAP sh -c '$LOOP'" \
   -n "codex loop" "$CODEX sandbox linux --full-auto -- sh -c '$LOOP'"
-python3 - "$OUT" "$OUT2" <<'PY'
+hyperfine -N --warmup 1 --runs 10 --prepare "make -s -C $W/proj clean" --export-json "$OUT3" \
+  -n "bare make -j2" "$MAKE_CMD" \
+  -n "bwrap make -j2" "${BWRAP/--unshare-all/--bind /tmp /tmp --unshare-all} $MAKE_CMD" \
+  -n "codex make -j2" "$CODEX sandbox linux --full-auto -- $MAKE_CMD"
+python3 - "$OUT" "$OUT2" "$OUT3" <<'PY'
 import json, sys
 for f in sys.argv[1:]:
     rs = json.load(open(f))["results"]
