@@ -153,13 +153,13 @@ pub struct Replaceable {
     pub carve_out: PathBuf,
     /// What the command could swap: the carve-out itself (a symlink) or a path on the way to it.
     pub via: PathBuf,
+    /// `via` is a symbolic link (seen when the plan was made; formatting does no I/O).
+    pub via_is_link: bool,
 }
 
 impl std::fmt::Display for Replaceable {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let is_link =
-            std::fs::symlink_metadata(&self.via).is_ok_and(|m| m.file_type().is_symlink());
-        match (self.via == self.carve_out, is_link) {
+        match (self.via == self.carve_out, self.via_is_link) {
             (true, true) => write!(f, "{} is a symbolic link", self.via.display()),
             (true, false) => write!(
                 f,

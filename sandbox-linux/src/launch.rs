@@ -191,12 +191,14 @@ impl Sandbox<Planned> {
                     replaceable.push(Replaceable {
                         carve_out: sub.path.clone(),
                         via: sub.path.clone(),
+                        via_is_link: true,
                     });
                 } else if let Some(via) = &sub.replaceable_via {
                     // a symlink or renameable directory on the way to a `.git` file's gitdir
                     replaceable.push(Replaceable {
                         carve_out: sub.path.clone(),
                         via: via.clone(),
+                        via_is_link: via.is_symlink(),
                     });
                 } else if sub.exists {
                     carve_outs.push(sub.path.clone());
@@ -526,9 +528,7 @@ impl Sandbox<Applied> {
     /// Replace this process with `command` (PATH lookup like a shell). Returns only on failure:
     /// `CommandNotFound` (127) or `CommandNotExecutable` (126).
     pub fn exec(mut self, command: &[OsString]) -> SandboxError {
-        let inherited = std::env::vars_os()
-            .filter(|(k, _)| k != "CODEX_SANDBOX" && k != "CODEX_SANDBOX_NETWORK_DISABLED");
-        let filtered = self.opts.env.apply(inherited);
+        let filtered = self.opts.env.apply(std::env::vars_os());
         self.state.report.env_removed = filtered.removed;
         let report = &self.state.report;
         if self.opts.verbose || report.is_degraded() {

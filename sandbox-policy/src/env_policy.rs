@@ -102,10 +102,15 @@ fn any_match(patterns: &[impl AsRef<str>], name: &str) -> bool {
 
 impl EnvPolicy {
     /// Applies steps 1–5 to `vars` (usually `std::env::vars_os()`). A name that is not UTF-8 is
-    /// matched in its lossy form.
+    /// matched in its lossy form. The sandbox's own markers (`CODEX_SANDBOX`,
+    /// `CODEX_SANDBOX_NETWORK_DISABLED`) are dropped silently: each enforcer sets them itself, so
+    /// an inherited value cannot lie.
     pub fn apply(&self, vars: impl IntoIterator<Item = (OsString, OsString)>) -> Filtered {
         let mut out = Filtered::default();
         for (k, v) in vars {
+            if k == "CODEX_SANDBOX" || k == "CODEX_SANDBOX_NETWORK_DISABLED" {
+                continue;
+            }
             let name = k.to_string_lossy().into_owned();
             if self.set.contains_key(&name) {
                 continue; // step 4 replaces it

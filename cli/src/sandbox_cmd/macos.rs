@@ -68,9 +68,7 @@ pub fn run(args: MacosArgs, global: &crate::GlobalOpts) -> anyhow::Result<i32> {
         return Ok(0);
     }
     // `[shell_environment_policy]`: the same filter as on Linux (secrets, agent sockets)
-    let inherited = std::env::vars_os()
-        .filter(|(k, _)| k != "CODEX_SANDBOX" && k != "CODEX_SANDBOX_NETWORK_DISABLED");
-    let env = settings.env.apply(inherited).vars;
+    let env = settings.env.apply(std::env::vars_os()).vars;
     run_seatbelt(&seatbelt, &args.run.command, &cwd, &env)
 }
 
