@@ -101,10 +101,15 @@ impl Config {
             include_only: strings("shell_environment_policy.include_only"),
             keep: strings("shell_environment_policy.keep"),
         };
+        let allow_git_writes = self
+            .get("sandbox.allow_git_writes")
+            .and_then(toml::Value::as_bool)
+            .unwrap_or(false);
         SandboxSettings {
             deny_read,
             network_access,
             allow_unix_sockets,
+            allow_git_writes,
             env,
         }
     }
@@ -191,6 +196,7 @@ impl<'de> Deserialize<'de> for InheritValue {
 struct SandboxSchema {
     deny_read: Option<DenyReadValue>,
     allow_unix_sockets: Option<Vec<String>>,
+    allow_git_writes: Option<bool>,
 }
 
 /// `[sandbox_workspace_write]` (codex's key): `network_access` for `--full-auto`.
@@ -226,6 +232,8 @@ pub struct SandboxSettings {
     /// `sandbox.allow_unix_sockets`, as written: outside pathname unix sockets the sandboxed
     /// command may connect to (Linux).
     pub allow_unix_sockets: Vec<String>,
+    /// `sandbox.allow_git_writes` (default false): the name guard off (Linux).
+    pub allow_git_writes: bool,
     /// `[shell_environment_policy]`: the sandboxed command's environment.
     pub env: sandbox_policy::EnvPolicy,
 }

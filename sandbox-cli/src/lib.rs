@@ -48,6 +48,11 @@ pub struct EnforceArgs {
     /// tmux or agent socket; each is a way out of the sandbox). Repeatable.
     #[arg(long = "allow-unix-socket", value_name = "PATH")]
     pub allow_unix_sockets: Vec<PathBuf>,
+    /// Let the command create `.git`, `.codex` and `.agents` and write below existing ones inside
+    /// its writable roots (for tools that must `git init` or commit). Off by default: a nested
+    /// repository's hooks or `core.fsmonitor` run outside the sandbox at the user's next `git`.
+    #[arg(long = "allow-git-writes")]
+    pub allow_git_writes: bool,
     /// Pass an inherited variable whose name matches PATTERN (glob, case-insensitive) even though
     /// the default excludes (names with KEY, SECRET, TOKEN, PASSWORD, CREDENTIAL; SSH_AUTH_SOCK,
     /// GPG_AGENT_INFO) would remove it. Repeatable.
@@ -70,6 +75,7 @@ impl EnforceArgs {
             extra_env,
             program: program.to_string(),
             allow_unix_sockets: self.allow_unix_sockets.clone(),
+            allow_git_writes: self.allow_git_writes,
             env: sandbox_policy::EnvPolicy {
                 keep: self.keep_env.clone(),
                 ..sandbox_policy::EnvPolicy::default()

@@ -132,6 +132,11 @@ pub enum SandboxError {
         #[source]
         source: io::Error,
     },
+    #[error("name guard: the creator process: {source}")]
+    NameGuard {
+        #[source]
+        source: io::Error,
+    },
     /// The forked child failed and printed its own message.
     #[error("sandbox set-up failed in the child (exit code {code})")]
     Child { code: i32 },

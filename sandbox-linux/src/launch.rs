@@ -71,6 +71,10 @@ pub struct Options {
     /// Pathname unix sockets outside the writable roots the command may connect to
     /// (`--allow-unix-socket`, `sandbox.allow_unix_sockets`); see [`crate::unix_connect`].
     pub allow_unix_sockets: Vec<PathBuf>,
+    /// Let the command create `.git`, `.codex` and `.agents` and write below existing ones
+    /// inside its writable roots (`--allow-git-writes`; off by default): switches the name guard
+    /// ([`crate::name_guard`]) off. The read-only carve-outs at the roots' top level stay.
+    pub allow_git_writes: bool,
 }
 
 /// State: checked plan, nothing applied yet.
@@ -82,11 +86,15 @@ pub struct Planned {
     entered: Option<mountns::Entered>,
     /// Where the child sends its connect-notification listener (set by `spawn`).
     unix_connect: Option<unix_connect::ChildEnd>,
+    /// The creator's ends of the name guard's channels (set by `spawn` when the guard is on).
+    name_guard: Option<Vec<std::os::fd::OwnedFd>>,
 }
 
 /// State: every mechanism applied to this process.
 pub struct Applied {
     report: Report,
+    /// The name guard creator's lifeline ([`crate::name_guard::spawn_creator`]).
+    creator_lifeline: Option<std::os::fd::OwnedFd>,
 }
 
 /// The sandbox in state `S`.
@@ -138,6 +146,7 @@ impl Sandbox<Planned> {
                 seccomp,
                 entered: None,
                 unix_connect: None,
+                name_guard: None,
             },
         })
     }
@@ -165,6 +174,7 @@ impl Sandbox<Planned> {
             seccomp: plan_seccomp,
             entered,
             unix_connect: unix_channel,
+            name_guard: guard_channels,
         } = state;
         let mut report = Report::new(&policy, &kernel);
         if policy.kind == PolicyKind::DangerFullAccess {
@@ -173,7 +183,10 @@ impl Sandbox<Planned> {
                 kernel,
                 missing,
                 opts,
-                state: Applied { report },
+                state: Applied {
+                    report,
+                    creator_lifeline: None,
+                },
             });
         }
         sys::setsid().map_err(|source| SandboxError::Setsid { source })?;
@@ -251,10 +264,20 @@ impl Sandbox<Planned> {
                 report.read_only_carve_outs = carve_outs;
                 report.namespaces = Some(outcome.own_proc);
             }
-            None if carve_outs.is_empty() => {
+            None if carve_outs.iter().all(|c| {
+                // the name guard keeps anything below a `.git`/`.codex`/`.agents` unwritten
+                guard_channels.is_some()
+                    && crate::name_guard::has_protected_component(c.as_os_str().as_bytes())
+            }) =>
+            {
                 report.mount_ns = MountNsStatus::NotNeeded;
             }
             None => {
+                if guard_channels.is_some() {
+                    carve_outs.retain(|c| {
+                        !crate::name_guard::has_protected_component(c.as_os_str().as_bytes())
+                    });
+                }
                 let why = "no mount namespace".to_string();
                 let m = Missing {
                     feature: Feature::UserNamespaces,
@@ -275,6 +298,17 @@ impl Sandbox<Planned> {
         codex_confine::set_no_new_privs().map_err(|source| SandboxError::NoNewPrivs { source })?;
         report.no_new_privs = true;
 
+        // --- name guard (issue 12 item 3): the creator, forked before Landlock ---
+        let guard_on = guard_channels.is_some();
+        let mut creator_lifeline = None;
+        if let Some(channels) = guard_channels {
+            creator_lifeline = Some(
+                crate::name_guard::spawn_creator(channels, plan_fs.as_ref(), policy.network)
+                    .map_err(|source| SandboxError::NameGuard { source })?,
+            );
+            report.name_guard = true;
+        }
+        // --- end name guard ---
         if let Some(fs) = &plan_fs {
             report.list_only = fs.list_only.clone();
             report.roots_inside_denied = fs.roots_inside_denied.clone();
@@ -287,7 +321,7 @@ impl Sandbox<Planned> {
         }
         // --- unix_connect hook (issue 12 item 1): stacked notify filter before the table ---
         if plan_seccomp.is_some() {
-            match unix_connect::install_in_child(unix_channel) {
+            match unix_connect::install_in_child(unix_channel, guard_on) {
                 Ok(()) => {}
                 Err(e) if opts.dangerously_allow_weaker_sandbox && e.is_unsupported() => {
                     eprintln!("{}: warning: {e}", opts.program);
@@ -308,7 +342,10 @@ impl Sandbox<Planned> {
             kernel,
             missing,
             opts,
-            state: Applied { report },
+            state: Applied {
+                report,
+                creator_lifeline,
+            },
         })
     }
 
@@ -343,6 +380,19 @@ impl Sandbox<Planned> {
         } else {
             None
         };
+        let guard_launcher_ends = if unix_parent.is_some()
+            && !this.policy.writable_roots.is_empty()
+            && !this.opts.allow_git_writes
+        {
+            let ch = crate::name_guard::channels().map_err(|source| SandboxError::UnixConnect {
+                what: "socketpair for the name guard",
+                source,
+            })?;
+            this.state.name_guard = Some(ch.creator);
+            ch.launcher
+        } else {
+            Vec::new()
+        };
         // --- end unix_connect hook ---
         let confined = this.policy.kind != PolicyKind::DangerFullAccess;
         let forked = if confined {
@@ -368,6 +418,7 @@ impl Sandbox<Planned> {
             sys::Fork::Child => {
                 drop(status_r);
                 drop(unix_parent);
+                drop(guard_launcher_ends);
                 let status_w = std::fs::File::from(status_w);
                 this.run_child(command, status_w)
             }
@@ -375,8 +426,11 @@ impl Sandbox<Planned> {
                 drop(status_w);
                 // --- unix_connect hook: receive the listener, serve it on a thread ---
                 drop(this.state.unix_connect.take());
+                drop(this.state.name_guard.take());
                 if let Some((end, rules)) = unix_parent {
-                    if let Err(source) = unix_connect::start_supervisor(end, rules) {
+                    if let Err(source) =
+                        unix_connect::start_supervisor(end, rules, guard_launcher_ends)
+                    {
                         // The child's connects now fail with ENOSYS (fail closed).
                         eprintln!(
                             "{}: warning: unix-socket connect supervisor: {source}",
@@ -488,10 +542,11 @@ impl Sandbox<Planned> {
             pidns::Mode::Subreaper
         };
         let confined = self.policy.kind != PolicyKind::DangerFullAccess;
-        let applied = match self.apply() {
+        let mut applied = match self.apply() {
             Ok(a) => a,
             Err(e) => fail(e, &mut status_w),
         };
+        let creator_lifeline = applied.state.creator_lifeline.take();
         if !confined {
             let e = applied.exec(command);
             fail(e, &mut status_w)
@@ -510,7 +565,7 @@ impl Sandbox<Planned> {
                 fail(e, &mut status_w)
             }
             Ok(sys::Fork::Parent { child }) => {
-                let code = pidns::supervise(mode, child);
+                let code = pidns::supervise(mode, child, creator_lifeline);
                 drop(status_w);
                 sys::exit_now(code)
             }

@@ -32,6 +32,7 @@ pub mod launch;
 pub mod metadata;
 pub mod mount_aliases;
 pub mod mountns;
+pub mod name_guard;
 pub mod namespaces;
 pub mod pidns;
 pub mod report;

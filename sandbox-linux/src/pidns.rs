@@ -54,7 +54,10 @@ pub fn prepare(mode: Mode, launcher_gone: impl Fn() -> bool) -> std::io::Result<
 /// Wait for `command`, forwarding signals to it, and return its exit code (128 + signal when it
 /// was killed). Without a pid namespace every descendant is killed before returning; with one,
 /// the caller's exit does it.
-pub fn supervise(mode: Mode, command: libc::pid_t) -> i32 {
+///
+/// `lifeline` (the name guard creator's) is dropped once the command is gone, before the sweep:
+/// the creator then exits by itself (it is outside this process's signal scope).
+pub fn supervise(mode: Mode, command: libc::pid_t, lifeline: Option<std::os::fd::OwnedFd>) -> i32 {
     let _ = sys::forward_signals_to(command);
     let mut code = None;
     while code.is_none() {
@@ -70,6 +73,7 @@ pub fn supervise(mode: Mode, command: libc::pid_t) -> i32 {
             Err(_) => break, // ECHILD: nothing left to wait for
         }
     }
+    drop(lifeline);
     if mode == Mode::Subreaper {
         kill_descendants(sys::getpid());
     }

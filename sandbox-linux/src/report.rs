@@ -50,6 +50,8 @@ pub struct Report {
     pub deny_read: Vec<PathBuf>,
     /// Names of inherited variables the env policy removed (never values).
     pub env_removed: Vec<String>,
+    /// The name guard mediates creation of `.git`/`.codex`/`.agents` and writes below them.
+    pub name_guard: bool,
     pub missing: Vec<Missing>,
 }
 
@@ -73,6 +75,7 @@ impl Report {
             roots_inside_denied: Vec::new(),
             deny_read: policy.deny_read.clone(),
             env_removed: Vec::new(),
+            name_guard: false,
             missing: Vec::new(),
         }
     }
@@ -163,7 +166,12 @@ impl fmt::Display for Report {
                 paths(&self.carve_outs_symlinked)
             )?;
         }
-        if !self.carve_outs_not_existing.is_empty() {
+        if self.name_guard {
+            write!(
+                f,
+                "; name guard on (.git/.codex/.agents: no creation, no writes below)"
+            )?;
+        } else if !self.carve_outs_not_existing.is_empty() {
             write!(
                 f,
                 "; not existing, creation not prevented [{}]",

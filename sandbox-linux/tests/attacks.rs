@@ -675,18 +675,29 @@ fn without_user_namespaces_carve_outs_are_refused_unless_dangerously_allowed() {
         err.contains("Linux 3.8") && err.contains("--dangerously-allow-weaker-sandbox"),
         "{err}"
     );
-    // with the dangerous flag: runs, says what is missing, and the rest still holds
+    // with the dangerous flag: runs, says what is missing, and the rest still holds; `.git`
+    // stays unwritten without a mount namespace too (the name guard), and the control shows the
+    // write works once the guard is off (`--allow-git-writes`)
     let weak = Run::ws_write(&e)
         .nobody()
         .outer("userns")
         .flag("--dangerously-allow-weaker-sandbox");
     let out = weak.output(&[PROBE, "write", &s(&e.ws.join(".git/config"))]);
     let err = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "ok", "{err}");
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), EACCES, "{err}");
     assert!(
-        err.contains("WRITABLE carve-outs") && err.contains("MISSING"),
+        err.contains("name guard on") && err.contains("MISSING"),
         "{err}"
     );
+    let open = Run::ws_write(&e)
+        .nobody()
+        .outer("userns")
+        .flag("--dangerously-allow-weaker-sandbox")
+        .flag("--allow-git-writes");
+    let out = open.output(&[PROBE, "write", &s(&e.ws.join(".git/config"))]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "ok", "{err}");
+    assert!(err.contains("WRITABLE carve-outs"), "{err}");
     assert_eq!(weak.probe(&["write", &s(&e.outside.join("x"))]), EACCES);
     // read-only needs no namespace: runs normally under the same outer filter
     let ro = Run::new(&e, r#"{"mode":"read-only"}"#)

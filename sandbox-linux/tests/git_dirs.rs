@@ -459,3 +459,267 @@ fn a_bind_mount_of_the_workspace_inside_another_root_does_not_open_its_git() {
     // control: outside the sandbox the alias writes
     assert!(run(false).contains("rc=0"));
 }
+
+// ---------------------------------------------------------------------------------------------
+// The name guard (issue 12 item 3, round-2 review F1): `.git`, `.codex`, `.agents` cannot be
+// created anywhere below a writable root, and nothing below an existing one is written, with or
+// without namespaces. The control of each attack is the same script with `--allow-git-writes`.
+
+/// `sh -c SCRIPT` as uid 65534 in the workspace-write sandbox; without namespaces the metadata
+/// refusal is waived (`--dangerously-allow-weaker-sandbox`): the name guard does not need them.
+fn guarded(e: &Env, ns: Ns, allow_git_writes: bool, script: &str) -> Output {
+    let c = command(e, ns, None, ns == Ns::Without, "");
+    // `command` ends with `-- sh -c ""`: rebuild the tail with the flag before `--`
+    let args: Vec<std::ffi::OsString> = c.get_args().map(|a| a.to_owned()).collect();
+    let program = c.get_program().to_owned();
+    let split = args
+        .iter()
+        .position(|a| a == "--sandbox-policy-cwd")
+        .unwrap();
+    let mut out = Command::new(program);
+    out.args(&args[..split]);
+    let rest = &args[split..];
+    let dashdash = rest.iter().rposition(|a| a == "--").unwrap();
+    out.args(&rest[..dashdash]);
+    if allow_git_writes {
+        out.arg("--allow-git-writes");
+    }
+    out.args(["--", "sh", "-c", script])
+        .current_dir(&e.ws)
+        .env("HOME", &e.home)
+        .env("GIT_CONFIG_NOSYSTEM", "1")
+        .env_remove("TMPDIR")
+        .uid(NOBODY)
+        .gid(NOBODY)
+        .stdin(Stdio::null());
+    out.output().unwrap()
+}
+
+/// git as the victim that may fail (a directory that is not a repository).
+fn git_status_may_fail(e: &Env, dir: &Path) {
+    if !dir.is_dir() {
+        return; // nothing was created there: nothing to run
+    }
+    let _ = Command::new("git")
+        .args(["status", "--short"])
+        .current_dir(dir)
+        .env("HOME", &e.home)
+        .env("GIT_CONFIG_NOSYSTEM", "1")
+        .uid(NOBODY)
+        .gid(NOBODY)
+        .stdin(Stdio::null())
+        .output()
+        .expect("git must be installed");
+}
+
+#[test]
+fn git_init_below_the_root_and_an_fsmonitor_plant_are_refused() {
+    for ns in [Ns::With, Ns::Without] {
+        let e = env();
+        let marker = e.home.join("PWNED");
+        let script = format!(
+            "mkdir -p deep/er; git init -q deep/er/src && \
+             git -C deep/er/src config core.fsmonitor 'id > {}; true' && echo planted",
+            s(&marker)
+        );
+        let out = guarded(&e, ns, false, &script);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            !String::from_utf8_lossy(&out.stdout).contains("planted"),
+            "{ns:?}: {out:?}"
+        );
+        assert!(err.contains("Permission denied"), "{ns:?}: {err}");
+        assert!(!e.ws.join("deep/er/src/.git").exists(), "{ns:?}");
+        git_status_may_fail(&e, &e.ws.join("deep/er/src"));
+        assert!(!marker.exists(), "{ns:?}: nothing planted");
+        // control: the escape hatch lets git init, and the victim's git status runs the plant
+        let out = guarded(&e, ns, true, &script);
+        assert!(
+            String::from_utf8_lossy(&out.stdout).contains("planted"),
+            "{ns:?}: {out:?}"
+        );
+        git_status_may_fail(&e, &e.ws.join("deep/er/src"));
+        assert!(
+            marker.exists(),
+            "{ns:?}: control: the victim's git status ran it"
+        );
+    }
+}
+
+#[test]
+fn an_existing_nested_repository_and_a_submodule_gitdir_file_stay_read_only() {
+    for ns in [Ns::With, Ns::Without] {
+        let e = env();
+        let marker = e.home.join("PWNED");
+        let sub = e.ws.join("lib/sub");
+        std::fs::create_dir_all(&sub).unwrap();
+        suite_test_support::dirs::chown_tree(&e.ws, NOBODY);
+        git(&e, &sub, &["init", "-q"]);
+        // a submodule-style `.git` file pointing at a gitdir under the top-level .git
+        let modsub = e.ws.join("modsub");
+        std::fs::create_dir_all(&modsub).unwrap();
+        suite_test_support::dirs::chown_tree(&e.ws, NOBODY);
+        git(
+            &e,
+            &e.ws,
+            &["init", "-q", "--bare", "store/.git/modules/modsub"],
+        );
+        git(
+            &e,
+            &e.ws,
+            &[
+                "--git-dir=store/.git/modules/modsub",
+                "config",
+                "core.bare",
+                "false",
+            ],
+        );
+        std::fs::write(
+            modsub.join(".git"),
+            "gitdir: ../store/.git/modules/modsub\n",
+        )
+        .unwrap();
+        suite_test_support::dirs::chown_tree(&e.ws, NOBODY);
+        let script = format!(
+            "cd lib/sub; git config core.fsmonitor 'id > {m}; true' && echo planted1; \
+             printf '#!/bin/sh\\nid > {m}\\n' > .git/hooks/post-checkout && echo planted2; \
+             cd ../../modsub; printf 'gitdir: /tmp/evil\\n' > .git && echo planted3; \
+             git config core.fsmonitor 'id > {m}; true' && echo planted4; true",
+            m = s(&marker)
+        );
+        let out = guarded(&e, ns, false, &script);
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(!stdout.contains("planted"), "{ns:?}: {out:?}");
+        git(&e, &sub, &["status", "--short"]);
+        git(&e, &modsub, &["status", "--short"]);
+        assert!(!marker.exists(), "{ns:?}: nothing planted");
+        assert_eq!(
+            std::fs::read_to_string(modsub.join(".git")).unwrap(),
+            "gitdir: ../store/.git/modules/modsub\n"
+        );
+        // control
+        let out = guarded(&e, ns, true, &script);
+        assert!(
+            String::from_utf8_lossy(&out.stdout).contains("planted1"),
+            "{ns:?}: {out:?}"
+        );
+        git(&e, &sub, &["status", "--short"]);
+        assert!(marker.exists(), "{ns:?}: control");
+    }
+}
+
+#[test]
+fn no_route_creates_a_protected_name_and_ordinary_files_still_work() {
+    let attempts = "\
+        mkdir .codex; mkdir -p a/b/.agents; mkdir d && mv d .GIT; \
+        ln -s .git dangling && echo x > dangling; ln -s .codex dl2 && mkdir dl2; \
+        touch f && ln f .git; ln -s anything .agents; mkfifo .git; \
+        python3 -c 'import os; os.close(os.open(\".Codex\", os.O_CREAT|os.O_WRONLY, 0o600))'; \
+        python3 -c 'import os; os.symlink(\"x\", \".git\")'; \
+        python3 -c 'import ctypes,os; ctypes.CDLL(None).syscall(437, -100, b\".git\", 0, 0)'; \
+        true";
+    let ordinary = "\
+        echo one > o1 && mkdir o2 && mv o1 o2/o3 && ln o2/o3 o4 && ln -s o4 o5 && echo two >> o5 && \
+        mkfifo o6 && (cat o6 > o7 &) && echo piped > o6 && sleep 0.2 && \
+        echo out > /dev/stdout && echo err 2>/dev/null >&2 && \
+        python3 -c 'import os; t=os.open(\".\", os.O_TMPFILE|os.O_WRONLY, 0o600); os.write(t, b\"t\"); \
+            os.link(\"/proc/self/fd/%d\" % t, \"o8\", follow_symlinks=True)' 2>/dev/null; \
+        umask 077 && touch o9 && echo ordinary-ok";
+    for ns in [Ns::With, Ns::Without] {
+        let e = env();
+        let out = guarded(&e, ns, false, &format!("{attempts}; {ordinary}"));
+        assert!(
+            String::from_utf8_lossy(&out.stdout).contains("ordinary-ok"),
+            "{ns:?}: {out:?}"
+        );
+        let mut made: Vec<String> = Vec::new();
+        for entry in walk(&e.ws) {
+            let name = entry.file_name().unwrap().to_string_lossy().to_string();
+            if [".git", ".codex", ".agents"].contains(&name.to_ascii_lowercase().as_str()) {
+                made.push(entry.display().to_string());
+            }
+        }
+        assert!(made.is_empty(), "{ns:?}: created {made:?}: {out:?}");
+        assert_eq!(
+            std::fs::read_to_string(e.ws.join("o4")).unwrap(),
+            "one\ntwo\n"
+        );
+        assert_eq!(std::fs::read_to_string(e.ws.join("o7")).unwrap(), "piped\n");
+        use std::os::unix::fs::PermissionsExt;
+        assert_eq!(
+            std::fs::metadata(e.ws.join("o9"))
+                .unwrap()
+                .permissions()
+                .mode()
+                & 0o777,
+            0o600,
+            "the command's umask applies to what the creator makes"
+        );
+        // control: the same attempts with the guard off create the names
+        let out = guarded(&e, ns, true, attempts);
+        assert!(out.status.success(), "{out:?}");
+        assert!(e.ws.join(".codex").is_dir() && e.ws.join("a/b/.agents").is_dir());
+    }
+}
+
+fn walk(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap().flatten() {
+        let p = entry.path();
+        out.push(p.clone());
+        if entry.file_type().unwrap().is_dir() {
+            out.extend(walk(&p));
+        }
+    }
+    out
+}
+
+/// The race the design rules out: one thread flips a path buffer between `ok` and `.git` while
+/// another calls `mkdir` on it in a loop. A supervisor that checked the string and let the
+/// kernel re-read it (`SECCOMP_USER_NOTIF_FLAG_CONTINUE`) would lose this race.
+#[test]
+fn flipping_the_path_during_the_call_never_creates_git() {
+    let racer = r#"
+import ctypes, threading, os, time
+libc = ctypes.CDLL(None, use_errno=True)
+buf = ctypes.create_string_buffer(8)
+buf.value = b"okok"
+stop = False
+def flip():
+    a, b = b"okok\0", b".git\0"
+    while not stop:
+        ctypes.memmove(buf, a, 5)
+        ctypes.memmove(buf, b, 5)
+t = threading.Thread(target=flip); t.start()
+made = 0
+end = time.time() + 3
+while time.time() < end:
+    if libc.mkdir(buf, 0o755) == 0:
+        made += 1
+        if os.path.exists(".git"):
+            print("RACE-WON"); break
+        os.rmdir("okok")
+stop = True; t.join()
+print("made", made)
+"#;
+    for ns in [Ns::With, Ns::Without] {
+        let e = env();
+        std::fs::write(e.ws.join("racer.py"), racer).unwrap();
+        let out = guarded(&e, ns, false, "python3 racer.py");
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(!stdout.contains("RACE-WON"), "{ns:?}: {out:?}");
+        assert!(!e.ws.join(".git").exists(), "{ns:?}");
+        let made: u64 = stdout
+            .split_whitespace()
+            .nth(1)
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(0);
+        assert!(made > 100, "{ns:?}: the loop must have run: {out:?}");
+        // control: without the guard the flipped name is created
+        let out = guarded(&e, ns, true, "python3 racer.py");
+        assert!(
+            String::from_utf8_lossy(&out.stdout).contains("RACE-WON"),
+            "{ns:?}: {out:?}"
+        );
+    }
+}

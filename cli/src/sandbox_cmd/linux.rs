@@ -46,6 +46,7 @@ pub fn run(args: LinuxArgs, global: &crate::GlobalOpts) -> anyhow::Result<i32> {
         })?;
         opts.allow_unix_sockets.push(path);
     }
+    opts.allow_git_writes |= settings.allow_git_writes;
     // `[shell_environment_policy]`, with `--keep-env` added to its `keep`
     let flag_keep = std::mem::take(&mut opts.env.keep);
     opts.env = settings.env.clone();

@@ -12,7 +12,7 @@
 //! documented in `docs/security.md` ("Unix-socket connect mediation").
 
 mod supervisor;
-mod sys;
+pub(crate) mod sys;
 
 use std::os::fd::OwnedFd;
 use std::path::PathBuf;
@@ -41,14 +41,14 @@ pub fn channel() -> std::io::Result<(ParentEnd, ChildEnd)> {
 /// In the child, after no_new_privs: install the notifying filter and send the listener to the
 /// launcher. Without a channel the listener is closed at once: every later `connect` then fails
 /// with ENOSYS (fail closed).
-pub fn install_in_child(channel: Option<ChildEnd>) -> Result<(), InstallError> {
+pub fn install_in_child(channel: Option<ChildEnd>, guard_names: bool) -> Result<(), InstallError> {
     if let Err(source) = sys::probe_pidfd_getfd() {
         return Err(InstallError::Unsupported {
             feature: "pidfd_getfd (Linux 5.6)",
             source,
         });
     }
-    let listener = sys::install_connect_notifier().map_err(|source| {
+    let listener = sys::install_connect_notifier(guard_names).map_err(|source| {
         if source.raw_os_error() == Some(libc::EINVAL) {
             InstallError::Unsupported {
                 feature: "SECCOMP_FILTER_FLAG_NEW_LISTENER (Linux 5.0)",
@@ -106,20 +106,33 @@ impl InstallError {
 }
 
 /// In the launcher: receive the listener (blocking until the child sent it or closed its end)
-/// and run the supervisor on a thread. `Ok(None)`: the child never installed the filter (it
-/// failed before, or the policy does not confine).
+/// and run the supervisor on threads: one per name-guard channel (at least one). `Ok(None)`:
+/// the child never installed the filter (it failed before, or the policy does not confine).
 pub fn start_supervisor(
     parent: ParentEnd,
     rules: Rules,
-) -> std::io::Result<Option<std::thread::JoinHandle<()>>> {
+    guard_channels: Vec<OwnedFd>,
+) -> std::io::Result<Option<Vec<std::thread::JoinHandle<()>>>> {
     let Some(listener) = sys::recv_fd(&parent.0)? else {
         return Ok(None);
     };
     drop(parent);
-    let handle = std::thread::Builder::new()
-        .name("unix-connect".into())
-        .spawn(move || supervisor::run(&listener, &rules))?;
-    Ok(Some(handle))
+    let listener = std::sync::Arc::new(listener);
+    let rules = std::sync::Arc::new(rules);
+    let mut chans: Vec<Option<OwnedFd>> = guard_channels.into_iter().map(Some).collect();
+    if chans.is_empty() {
+        chans.push(None);
+    }
+    let mut handles = Vec::with_capacity(chans.len());
+    for chan in chans {
+        let (listener, rules) = (listener.clone(), rules.clone());
+        handles.push(
+            std::thread::Builder::new()
+                .name("sandbox-notify".into())
+                .spawn(move || supervisor::run(&listener, &rules, chan.as_ref()))?,
+        );
+    }
+    Ok(Some(handles))
 }
 
 /// The rules of a policy: writable roots (minus read-only carve-outs and deny-read paths) and

@@ -1,7 +1,7 @@
 //! The decision and the connect, performed by the launcher for the sandboxed process.
 
 use std::ffi::CString;
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
@@ -84,8 +84,9 @@ impl Rules {
     }
 }
 
-/// Serve notifications until no process uses the filter any more.
-pub(super) fn run(listener: &OwnedFd, rules: &Rules) {
+/// Serve notifications until no process uses the filter any more (several threads may serve the
+/// same listener: each notification goes to one of them).
+pub(super) fn run(listener: &OwnedFd, rules: &Rules, guard: Option<&OwnedFd>) {
     loop {
         match sys::wait_readable(listener) {
             Ok(true) => {}
@@ -95,9 +96,31 @@ pub(super) fn run(listener: &OwnedFd, rules: &Rules) {
             Ok(n) => n,
             Err(_) => return,
         };
-        let errno = handle(listener, &notif, rules);
         // ENOENT: the thread was killed meanwhile; nothing to answer.
-        let _ = sys::notif_send(listener, notif.id, errno);
+        if i64::from(notif.data.nr) == libc::SYS_connect {
+            let errno = handle(listener, &notif, rules);
+            let _ = sys::notif_send(listener, notif.id, errno);
+            continue;
+        }
+        let answer = match open_pidfd(notif.pid as libc::pid_t) {
+            Ok(pidfd) => crate::name_guard::handle_notification(
+                listener,
+                &notif,
+                guard.map(|g| g.as_fd()),
+                &pidfd,
+            ),
+            Err(_) => crate::name_guard::Answer::Errno(libc::ESRCH),
+        };
+        match answer {
+            crate::name_guard::Answer::Errno(errno) => {
+                let _ = sys::notif_send(listener, notif.id, errno);
+            }
+            crate::name_guard::Answer::Fd { fd, cloexec } => {
+                if crate::name_guard::notif_addfd_send(listener, notif.id, &fd, cloexec).is_err() {
+                    let _ = sys::notif_send(listener, notif.id, crate::name_guard::DENIED_ERRNO);
+                }
+            }
+        }
     }
 }
 
@@ -209,7 +232,7 @@ fn proc_path(pid: libc::pid_t, what: &str) -> CString {
 }
 
 /// A pidfd for the process of thread `tid` (pidfd_open refuses non-leader tids before 6.9).
-fn open_pidfd(tid: libc::pid_t) -> std::io::Result<OwnedFd> {
+pub(crate) fn open_pidfd(tid: libc::pid_t) -> std::io::Result<OwnedFd> {
     match sys::pidfd_open(tid) {
         Ok(fd) => Ok(fd),
         Err(_) => {

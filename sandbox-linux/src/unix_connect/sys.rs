@@ -18,22 +18,10 @@ const AUDIT_ARCH: u32 = 0xc000_00b7;
 
 /// Install the stacked filter: `connect` → user notification, everything else allowed (the main
 /// table decides the rest). Returns the listener. Requires no_new_privs.
-pub fn install_connect_notifier() -> io::Result<OwnedFd> {
-    const LD_ABS_W: u16 = (libc::BPF_LD | libc::BPF_W | libc::BPF_ABS) as u16;
-    const JEQ_K: u16 = (libc::BPF_JMP | libc::BPF_JEQ | libc::BPF_K) as u16;
-    const RET_K: u16 = (libc::BPF_RET | libc::BPF_K) as u16;
-    let s = |code: u16, jt: u8, jf: u8, k: u32| libc::sock_filter { code, jt, jf, k };
-    let prog_insns = [
-        s(LD_ABS_W, 0, 0, 4), // seccomp_data.arch
-        s(JEQ_K, 1, 0, AUDIT_ARCH),
-        s(RET_K, 0, 0, libc::SECCOMP_RET_ALLOW), // foreign ABIs: the main table kills them
-        s(LD_ABS_W, 0, 0, 0),                    // seccomp_data.nr
-        s(JEQ_K, 0, 1, libc::SYS_connect as u32),
-        s(RET_K, 0, 0, libc::SECCOMP_RET_USER_NOTIF),
-        s(RET_K, 0, 0, libc::SECCOMP_RET_ALLOW),
-    ];
+pub fn install_connect_notifier(guard_names: bool) -> io::Result<OwnedFd> {
+    let prog_insns = notifier_program(guard_names);
     let prog = libc::sock_fprog {
-        len: prog_insns.len() as u16,
+        len: u16::try_from(prog_insns.len()).expect("a short program"),
         filter: prog_insns.as_ptr() as *mut libc::sock_filter,
     };
     let install = |flags: libc::c_ulong| {
@@ -364,4 +352,105 @@ pub fn probe_pidfd_getfd() -> io::Result<()> {
         return Err(e);
     }
     Ok(())
+}
+
+/// Mediated file calls whose flags argument decides (number, argument index).
+#[cfg(target_arch = "x86_64")]
+const OPEN_CALLS: &[(libc::c_long, u32)] = &[(libc::SYS_open, 1), (libc::SYS_openat, 2)];
+#[cfg(not(target_arch = "x86_64"))]
+const OPEN_CALLS: &[(libc::c_long, u32)] = &[(libc::SYS_openat, 2)];
+
+/// Mediated file calls that always create or move a name.
+#[cfg(target_arch = "x86_64")]
+const NAME_CALLS: &[libc::c_long] = &[
+    libc::SYS_creat,
+    libc::SYS_mkdir,
+    libc::SYS_mkdirat,
+    libc::SYS_mknod,
+    libc::SYS_mknodat,
+    libc::SYS_symlink,
+    libc::SYS_symlinkat,
+    libc::SYS_link,
+    libc::SYS_linkat,
+    libc::SYS_rename,
+    libc::SYS_renameat,
+    libc::SYS_renameat2,
+];
+#[cfg(not(target_arch = "x86_64"))]
+const NAME_CALLS: &[libc::c_long] = &[
+    libc::SYS_mkdirat,
+    libc::SYS_mknodat,
+    libc::SYS_symlinkat,
+    libc::SYS_linkat,
+    libc::SYS_renameat,
+    libc::SYS_renameat2,
+];
+
+/// Open flags that make an open mediated: writing, creating or truncating (`O_TMPFILE` requires
+/// `O_WRONLY` or `O_RDWR`; its own bits include `O_DIRECTORY`, which plain reads use).
+pub const MEDIATED_OPEN_FLAGS: u32 =
+    (libc::O_WRONLY | libc::O_RDWR | libc::O_CREAT | libc::O_TRUNC) as u32;
+
+/// The notifying filter: `connect` always; with `guard_names`, the file calls above (opens only
+/// with a flag of [`MEDIATED_OPEN_FLAGS`]) and `openat2` answered `ENOSYS`.
+pub fn notifier_program(guard_names: bool) -> Vec<libc::sock_filter> {
+    const LD_ABS_W: u16 = (libc::BPF_LD | libc::BPF_W | libc::BPF_ABS) as u16;
+    const JEQ_K: u16 = (libc::BPF_JMP | libc::BPF_JEQ | libc::BPF_K) as u16;
+    const JSET_K: u16 = (libc::BPF_JMP | libc::BPF_JSET | libc::BPF_K) as u16;
+    const RET_K: u16 = (libc::BPF_RET | libc::BPF_K) as u16;
+    const ARGS: u32 = 16; // offsetof(struct seccomp_data, args)
+    let s = |code: u16, jt: u8, jf: u8, k: u32| libc::sock_filter { code, jt, jf, k };
+    // Jumps are forward only; `Allow`/`Notify` are the last two instructions, patched below.
+    enum J {
+        None,
+        TrueToNotify,
+        SetToNotifyElseAllow,
+    }
+    let mut prog: Vec<(libc::sock_filter, J)> = vec![
+        (s(LD_ABS_W, 0, 0, 4), J::None), // seccomp_data.arch
+        (s(JEQ_K, 1, 0, AUDIT_ARCH), J::None),
+        // foreign ABIs: the main table kills them
+        (s(RET_K, 0, 0, libc::SECCOMP_RET_ALLOW), J::None),
+        (s(LD_ABS_W, 0, 0, 0), J::None), // seccomp_data.nr
+        (s(JEQ_K, 0, 0, libc::SYS_connect as u32), J::TrueToNotify),
+    ];
+    if guard_names {
+        for &nr in NAME_CALLS {
+            prog.push((s(JEQ_K, 0, 0, nr as u32), J::TrueToNotify));
+        }
+        for &(nr, arg) in OPEN_CALLS {
+            // jeq nr → load the flags (low word); jset MEDIATED → notify, else allow
+            prog.push((s(JEQ_K, 0, 2, nr as u32), J::None));
+            prog.push((s(LD_ABS_W, 0, 0, ARGS + 8 * arg), J::None));
+            prog.push((
+                s(JSET_K, 0, 0, MEDIATED_OPEN_FLAGS),
+                J::SetToNotifyElseAllow,
+            ));
+        }
+        prog.push((s(JEQ_K, 0, 1, libc::SYS_openat2 as u32), J::None));
+        prog.push((
+            s(RET_K, 0, 0, libc::SECCOMP_RET_ERRNO | libc::ENOSYS as u32),
+            J::None,
+        ));
+    }
+    let allow = prog.len();
+    let notify = allow + 1;
+    prog.push((s(RET_K, 0, 0, libc::SECCOMP_RET_ALLOW), J::None));
+    prog.push((s(RET_K, 0, 0, libc::SECCOMP_RET_USER_NOTIF), J::None));
+    prog.iter()
+        .enumerate()
+        .map(|(pc, (ins, j))| {
+            let off = |to: usize| u8::try_from(to - pc - 1).expect("a short program");
+            let mut ins = *ins;
+            match j {
+                J::None => {}
+                J::TrueToNotify => ins.jt = off(notify),
+                J::SetToNotifyElseAllow => {
+                    ins.jt = off(notify);
+                    ins.jf = off(allow);
+                }
+            }
+            ins
+        })
+        .collect()
 }

@@ -1,0 +1,394 @@
+//! The creator: the sandbox process that performs the mediated calls (see the module docs).
+
+use std::ffi::CString;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
+
+use super::sys;
+use super::{DENIED_ERRNO, MAX_MESSAGE, Op, Request, has_protected_component, is_protected};
+use crate::fs_rules::FsPlan;
+
+/// Symlinks followed by hand in the last component of an `O_CREAT` open (the kernel's limit).
+const MAX_HOPS: usize = 40;
+const PROC_SUPER_MAGIC: i64 = 0x9fa0;
+
+/// Fork the creator (in the sandbox's init, after the mount namespace and `no_new_privs`,
+/// before Landlock). The parent gets the creator's **lifeline** (close-on-exec): the creator
+/// exits when every copy is closed. The init holds it until the command has exited, then drops
+/// it before sweeping the survivors: with its own Landlock domain the creator is out of the
+/// init's signal scope, so the init could not kill it. The child never returns.
+pub fn spawn_creator(
+    channels: Vec<OwnedFd>,
+    fs: Option<&FsPlan>,
+    network: bool,
+) -> std::io::Result<OwnedFd> {
+    let (life_r, life_w) = crate::sys::pipe_cloexec()?;
+    match crate::sys::fork()? {
+        crate::sys::Fork::Parent { .. } => Ok(life_w),
+        crate::sys::Fork::Child => {
+            drop(life_w);
+            let code = match set_up(&channels, &life_r, fs, network) {
+                Ok(()) => {
+                    serve_all(channels);
+                    // the lifeline: EOF when the init let go (or died)
+                    let mut b = [0u8; 1];
+                    let _ = sys::read_eintr(life_r.as_fd(), &mut b);
+                    0
+                }
+                Err(e) => {
+                    eprintln!("codex sandbox: name guard: {e}");
+                    crate::EXIT_SETUP_FAILED
+                }
+            };
+            crate::sys::exit_now(code)
+        }
+    }
+}
+
+fn set_up(
+    channels: &[OwnedFd],
+    lifeline: &OwnedFd,
+    fs: Option<&FsPlan>,
+    network: bool,
+) -> std::io::Result<()> {
+    crate::sys::set_parent_death_signal(libc::SIGKILL)?;
+    sys::set_not_dumpable()?;
+    let mut keep: Vec<i32> = channels.iter().map(|c| c.as_raw_fd()).collect();
+    keep.push(lifeline.as_raw_fd());
+    sys::close_all_but(&keep);
+    sys::stdio_to_dev_null()?;
+    if let Some(fs) = fs {
+        let ruleset = crate::landlock_rules::prepare(fs, network).map_err(std::io::Error::other)?;
+        ruleset.restrict_self().map_err(std::io::Error::other)?;
+    }
+    sys::set_umask(0);
+    if crate::sys::getuid() != 0 {
+        // the command runs without capabilities (its uid is not 0): so does the creator
+        sys::drop_capabilities()?;
+    }
+    Ok(())
+}
+
+/// One thread per channel; they end with the process.
+fn serve_all(channels: Vec<OwnedFd>) {
+    for c in channels {
+        let _ = std::thread::Builder::new().spawn(move || serve(&c));
+    }
+}
+
+/// Answer requests on one channel until the launcher closes it.
+fn serve(chan: &OwnedFd) {
+    let mut buf = vec![0u8; MAX_MESSAGE];
+    loop {
+        let (n, fds) = match sys::recv(chan.as_fd(), &mut buf) {
+            Ok(Some(m)) => m,
+            Ok(None) | Err(_) => return,
+        };
+        let outcome = match Request::decode(&buf[..n]) {
+            Some(req) => perform(&req, fds),
+            None => Err(libc::EPROTO),
+        };
+        let sent = match outcome {
+            Ok(Some(fd)) => sys::send(chan.as_fd(), &0i32.to_le_bytes(), &[fd.as_fd()]),
+            Ok(None) => sys::send(chan.as_fd(), &0i32.to_le_bytes(), &[]),
+            Err(errno) => sys::send(chan.as_fd(), &errno.to_le_bytes(), &[]),
+        };
+        if sent.is_err() {
+            return;
+        }
+    }
+}
+
+type Outcome = Result<Option<OwnedFd>, i32>;
+
+fn errno(e: std::io::Error) -> i32 {
+    e.raw_os_error().unwrap_or(libc::EIO)
+}
+
+fn cstr(b: &[u8]) -> Result<CString, i32> {
+    CString::new(b).map_err(|_| libc::EINVAL)
+}
+
+/// Perform one request (this thread's umask set to the child's first).
+fn perform(req: &Request, fds: Vec<OwnedFd>) -> Outcome {
+    let mut fds = fds.into_iter();
+    let dir1 = if req.has_dir1 { fds.next() } else { None };
+    let dir2 = if req.has_dir2 { fds.next() } else { None };
+    if (req.has_dir1 && dir1.is_none()) || (req.has_dir2 && dir2.is_none()) {
+        return Err(libc::EPROTO);
+    }
+    // the creator's umask is 0 (set once: threads share it); the child's is applied here
+    let mut req = req.clone();
+    req.mode = (req.mode & libc::S_IFMT) | (req.mode & 0o7777 & !req.umask);
+    let req = &req;
+    let d1 = dir1.as_ref().map(|d| d.as_fd());
+    let d2 = dir2.as_ref().map(|d| d.as_fd());
+    match req.op {
+        Op::Open => open(d1, &req.path1, req.flags, req.mode),
+        Op::Reopen => match d1 {
+            Some(fd) => reopen_checked(fd, req.flags, false),
+            None => Err(libc::EPROTO),
+        },
+        Op::Mkdir => match target(d1, &req.path1)? {
+            Target::Direct => sys::mkdirat(d1, &cstr(&req.path1)?, req.mode).map_err(errno),
+            Target::In(parent, last) => {
+                sys::mkdirat(Some(parent.as_fd()), &last, req.mode).map_err(errno)
+            }
+        }
+        .map(|()| None),
+        Op::Mknod => match target(d1, &req.path1)? {
+            Target::Direct => sys::mknodat(d1, &cstr(&req.path1)?, req.mode, req.dev as _),
+            Target::In(parent, last) => {
+                sys::mknodat(Some(parent.as_fd()), &last, req.mode, req.dev as _)
+            }
+        }
+        .map_err(errno)
+        .map(|()| None),
+        Op::Symlink => {
+            let content = cstr(&req.path1)?;
+            match target(d2, &req.path2)? {
+                Target::Direct => sys::symlinkat(&content, d2, &cstr(&req.path2)?),
+                Target::In(parent, last) => sys::symlinkat(&content, Some(parent.as_fd()), &last),
+            }
+            .map_err(errno)
+            .map(|()| None)
+        }
+        Op::Link => link(d1, &req.path1, d2, &req.path2, req.flags).map(|()| None),
+        Op::Rename => rename(d1, &req.path1, d2, &req.path2, req.flags as u32).map(|()| None),
+    }
+}
+
+/// Where a name is created: in `parent`, as `last` (checked), or, for paths whose last
+/// component cannot be a new name (`/`, `.`, `..`), the original call unchanged.
+enum Target {
+    Direct,
+    In(OwnedFd, CString),
+}
+
+/// Split `path` into its directory, its last component, and the last component with the
+/// trailing slashes the kernel reads as "must be a directory". `None` for paths whose last
+/// component cannot be a new name (`/`, empty, `.`, `..`).
+fn split(path: &[u8]) -> Option<(&[u8], &[u8], &[u8])> {
+    let trimmed_len = path.len() - path.iter().rev().take_while(|&&b| b == b'/').count();
+    let trimmed = &path[..trimmed_len];
+    if trimmed.is_empty() {
+        return None;
+    }
+    let (parent, start) = match trimmed.iter().rposition(|&b| b == b'/') {
+        Some(0) => (&b"/"[..], 1),
+        Some(i) => (&trimmed[..i], i + 1),
+        None => (&b"."[..], 0),
+    };
+    let last = &trimmed[start..];
+    if last == b"." || last == b".." {
+        return None;
+    }
+    Some((parent, last, &path[start..]))
+}
+
+fn target(dir: Option<BorrowedFd<'_>>, path: &[u8]) -> Result<Target, i32> {
+    let Some((parent, last, last_as_given)) = split(path) else {
+        return Ok(Target::Direct);
+    };
+    let parent_fd =
+        sys::openat(dir, &cstr(parent)?, libc::O_PATH | libc::O_DIRECTORY, 0).map_err(errno)?;
+    let info = check_location(parent_fd.as_fd(), true)?;
+    let last_c = cstr(last_as_given)?;
+    if is_protected(last) {
+        // an existing carve-out is its own read-only mount: EROFS, as the kernel would say
+        let held = sys::openat(
+            Some(parent_fd.as_fd()),
+            &last_c,
+            libc::O_PATH | libc::O_NOFOLLOW,
+            0,
+        )
+        .and_then(|f| sys::info(f.as_fd()))
+        .is_ok_and(|i| i.read_only);
+        return Err(if info.read_only || held {
+            libc::EROFS
+        } else {
+            DENIED_ERRNO
+        });
+    }
+    Ok(Target::In(parent_fd, last_c))
+}
+
+/// The resolved location of `fd` in the sandbox's mount namespace.
+fn real_path(fd: BorrowedFd<'_>) -> Result<Vec<u8>, i32> {
+    let link =
+        CString::new(format!("/proc/self/fd/{}", fd.as_raw_fd())).map_err(|_| libc::EINVAL)?;
+    sys::readlinkat(None, &link).map_err(|_| DENIED_ERRNO)
+}
+
+/// Refuse a location below a protected name (and, for paths the child named, procfs: its
+/// `self` would be the creator). A read-only mount answers `EROFS` first, as the kernel would.
+fn check_location(fd: BorrowedFd<'_>, refuse_proc: bool) -> Result<sys::FileInfo, i32> {
+    let info = sys::info(fd).map_err(errno)?;
+    if refuse_proc && info.magic == PROC_SUPER_MAGIC {
+        return Err(DENIED_ERRNO);
+    }
+    if has_protected_component(&real_path(fd)?) {
+        return Err(if info.read_only {
+            libc::EROFS
+        } else {
+            DENIED_ERRNO
+        });
+    }
+    Ok(info)
+}
+
+/// Re-open `fd` (an `O_PATH` descriptor, or the child's own) with `flags`, after the checks.
+fn reopen_checked(fd: BorrowedFd<'_>, flags: i32, refuse_proc: bool) -> Outcome {
+    let info = check_location(fd, refuse_proc)?;
+    if info.kind == libc::S_IFLNK {
+        return Err(libc::ELOOP); // O_NOFOLLOW on a symlink
+    }
+    let link =
+        CString::new(format!("/proc/self/fd/{}", fd.as_raw_fd())).map_err(|_| libc::EINVAL)?;
+    let flags = flags & !(libc::O_NOFOLLOW | libc::O_CREAT | libc::O_EXCL);
+    sys::openat(None, &link, flags, 0).map(Some).map_err(errno)
+}
+
+fn open(dir: Option<BorrowedFd<'_>>, path: &[u8], flags: i32, mode: u32) -> Outcome {
+    if flags & libc::O_TMPFILE == libc::O_TMPFILE {
+        let d =
+            sys::openat(dir, &cstr(path)?, libc::O_PATH | libc::O_DIRECTORY, 0).map_err(errno)?;
+        check_location(d.as_fd(), true)?;
+        return sys::openat(Some(d.as_fd()), c".", flags, mode)
+            .map(Some)
+            .map_err(errno);
+    }
+    if flags & libc::O_CREAT == 0 {
+        let fd = sys::openat(
+            dir,
+            &cstr(path)?,
+            libc::O_PATH | (flags & (libc::O_NOFOLLOW | libc::O_DIRECTORY)),
+            0,
+        )
+        .map_err(errno)?;
+        return reopen_checked(fd.as_fd(), flags, true);
+    }
+    // O_CREAT: follow a symlink in the last component one hop at a time.
+    let mut path = path.to_vec();
+    let mut base: Option<OwnedFd> = None;
+    for _ in 0..MAX_HOPS {
+        let d = match &base {
+            Some(b) => Some(b.as_fd()),
+            None => dir,
+        };
+        let absolute = path.first() == Some(&b'/');
+        let d = if absolute { None } else { d };
+        let (parent, last) = match target(d, &path)? {
+            Target::Direct => {
+                return sys::openat(d, &cstr(&path)?, flags, mode)
+                    .map(Some)
+                    .map_err(errno);
+            }
+            Target::In(parent, last) => (parent, last),
+        };
+        match sys::openat(Some(parent.as_fd()), &last, flags | libc::O_NOFOLLOW, mode) {
+            Ok(fd) => {
+                if sys::info(fd.as_fd()).map_err(errno)?.magic == PROC_SUPER_MAGIC {
+                    return Err(DENIED_ERRNO);
+                }
+                return Ok(Some(fd));
+            }
+            Err(e)
+                if e.raw_os_error() == Some(libc::ELOOP)
+                    && flags & (libc::O_NOFOLLOW | libc::O_EXCL) == 0 =>
+            {
+                let content = match sys::readlinkat(Some(parent.as_fd()), &last) {
+                    Ok(c) => c,
+                    Err(_) => return Err(libc::ELOOP),
+                };
+                path = content;
+                base = Some(parent);
+            }
+            Err(e) => return Err(errno(e)),
+        }
+    }
+    Err(libc::ELOOP)
+}
+
+fn link(
+    d1: Option<BorrowedFd<'_>>,
+    old: &[u8],
+    d2: Option<BorrowedFd<'_>>,
+    new: &[u8],
+    flags: i32,
+) -> Result<(), i32> {
+    if flags & !(libc::AT_SYMLINK_FOLLOW | libc::AT_EMPTY_PATH) != 0 {
+        return Err(libc::EINVAL);
+    }
+    let src: OwnedFd = if old.is_empty() && flags & libc::AT_EMPTY_PATH != 0 {
+        match d1 {
+            Some(d) => d.try_clone_to_owned().map_err(errno)?,
+            None => return Err(libc::ENOENT),
+        }
+    } else {
+        let follow = if flags & libc::AT_SYMLINK_FOLLOW != 0 {
+            0
+        } else {
+            libc::O_NOFOLLOW
+        };
+        sys::openat(d1, &cstr(old)?, libc::O_PATH | follow, 0).map_err(errno)?
+    };
+    check_location(src.as_fd(), true)?;
+    let Target::In(parent, last) = target(d2, new)? else {
+        return sys::linkat(d1, &cstr(old)?, d2, &cstr(new)?, flags).map_err(errno);
+    };
+    let link =
+        CString::new(format!("/proc/self/fd/{}", src.as_raw_fd())).map_err(|_| libc::EINVAL)?;
+    sys::linkat(
+        None,
+        &link,
+        Some(parent.as_fd()),
+        &last,
+        libc::AT_SYMLINK_FOLLOW,
+    )
+    .map_err(errno)
+}
+
+fn rename(
+    d1: Option<BorrowedFd<'_>>,
+    old: &[u8],
+    d2: Option<BorrowedFd<'_>>,
+    new: &[u8],
+    flags: u32,
+) -> Result<(), i32> {
+    let from = target(d1, old)?;
+    let to = target(d2, new)?;
+    match (from, to) {
+        (Target::In(op, ol), Target::In(np, nl)) => {
+            sys::renameat2(Some(op.as_fd()), &ol, Some(np.as_fd()), &nl, flags).map_err(errno)
+        }
+        // `.`/`..`/`/` on either side: nothing new is named; the kernel refuses these itself
+        _ => sys::renameat2(d1, &cstr(old)?, d2, &cstr(new)?, flags).map_err(errno),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn split_keeps_the_parent_and_the_last_component() {
+        assert_eq!(
+            split(b"a/b/c").map(|s| (s.0, s.1)),
+            Some((&b"a/b"[..], &b"c"[..]))
+        );
+        assert_eq!(
+            split(b"c").map(|s| (s.0, s.1)),
+            Some((&b"."[..], &b"c"[..]))
+        );
+        assert_eq!(
+            split(b"/c").map(|s| (s.0, s.1)),
+            Some((&b"/"[..], &b"c"[..]))
+        );
+        assert_eq!(split(b"a/c//"), Some((&b"a"[..], &b"c"[..], &b"c//"[..])));
+        assert_eq!(split(b"//x"), Some((&b"/"[..], &b"x"[..], &b"x"[..])));
+        assert!(split(b"/").is_none());
+        assert!(split(b"").is_none());
+        assert!(split(b"a/..").is_none());
+        assert!(split(b".").is_none());
+    }
+}

@@ -1,0 +1,238 @@
+//! Name guard: no `.git`, `.codex` or `.agents` is created anywhere, and nothing below an
+//! existing one is opened for writing, renamed, linked or created (issue 12, item 3: nested
+//! repositories, submodules, `git init` below a root).
+//!
+//! Landlock grants by location, not by name, so the launcher mediates every call that creates a
+//! name or opens a file for writing:
+//! 1. the notifying filter ([`crate::unix_connect`]'s, the same listener) turns `open`/`openat`
+//!    with a write, create or truncate flag, `creat`, `mkdir(at)`, `mknod(at)`, `symlink(at)`,
+//!    `link(at)`, `rename(at/at2)` into user notifications; `openat2` fails with `ENOSYS` (its
+//!    flags live in memory seccomp cannot read; libc's `open` does not use it);
+//! 2. the launcher's supervisor copies the path strings **once**, turns the child's `dirfd` (or
+//!    cwd) into a descriptor of its own (`pidfd_getfd`, `/proc/<tid>/cwd`), and sends the
+//!    request to the **creator**;
+//! 3. the creator performs the call and answers with 0, an errno or the opened descriptor, which
+//!    the supervisor installs in the child (`SECCOMP_ADDFD_FLAG_SEND`). The kernel never re-reads
+//!    the child's memory (no `SECCOMP_USER_NOTIF_FLAG_CONTINUE`): nothing is raceable.
+//!
+//! The creator is a process of the sandbox, forked by its init after the mount namespace and
+//! `no_new_privs` and before Landlock: it applies the same Landlock ruleset as a domain of its
+//! own (the command cannot signal or ptrace it), drops its capabilities when it is not root, is
+//! not dumpable, and keeps no descriptor but its channels. It resolves every path exactly as the
+//! command's own call would (same root, same mounts, same Landlock rules, the child's cwd or
+//! dirfd); the only differences are the checks below, made on the **resolved** location (the
+//! path `/proc/self/fd/N` reads back in the sandbox's mount namespace), never on the string:
+//! - the final name of what is created or renamed is not a protected name (ASCII case ignored);
+//! - the directory it is created in, and any file opened for writing, has no protected
+//!   component in its resolved path;
+//! - symlinks in the final component of an `O_CREAT` open are followed by the creator one at a
+//!   time (each hop checked), so a dangling link cannot create `.git` elsewhere;
+//! - `/proc/self/fd/N`, `/dev/fd/N`, `/dev/std{in,out,err}` are re-opened from the child's own
+//!   descriptor; other `/proc` files are refused for writing (they would be the creator's).
+//!
+//! The creator's umask is 0; the child's (`/proc/<tid>/status`) is applied to the mode of what
+//! it creates. Deviation: where the parent directory has a default ACL the kernel would ignore
+//! the umask; here it still narrows the mode (never widens it).
+//!
+//! Not mediated (no name is created and nothing below a protected directory gains content):
+//! `unlink`, `rmdir`, `truncate(path)`, metadata calls inside the roots, `bind` of a unix socket.
+
+mod creator;
+mod supervisor;
+mod sys;
+
+use std::os::fd::OwnedFd;
+
+pub use creator::spawn_creator;
+pub use supervisor::{Answer, handle as handle_notification};
+
+/// Answer notification `id` with `fd` installed in the child (see [`sys::notif_addfd_send`]).
+pub fn notif_addfd_send(
+    listener: &OwnedFd,
+    id: u64,
+    fd: &OwnedFd,
+    cloexec: bool,
+) -> std::io::Result<i32> {
+    use std::os::fd::AsFd;
+    sys::notif_addfd_send(listener.as_fd(), id, fd.as_fd(), cloexec)
+}
+
+/// Names nothing in the sandbox may create, nor write below.
+pub const PROTECTED_NAMES: &[&str] = &[".git", ".codex", ".agents"];
+
+/// Errno of a refused call (the one Landlock gives).
+pub const DENIED_ERRNO: i32 = libc::EACCES;
+
+/// Number of channels (and supervisor threads): a call that blocks in the creator (a FIFO
+/// opened for writing with no reader yet) holds one; the others keep serving.
+pub const CHANNELS: usize = 4;
+
+/// Whether `name` (one path component) is protected.
+pub fn is_protected(name: &[u8]) -> bool {
+    PROTECTED_NAMES
+        .iter()
+        .any(|p| p.as_bytes().eq_ignore_ascii_case(name))
+}
+
+/// Whether any component of `path` is protected.
+pub fn has_protected_component(path: &[u8]) -> bool {
+    path.split(|&b| b == b'/').any(is_protected)
+}
+
+/// The launcher's and the creator's ends of the channels (create before the fork).
+#[derive(Debug)]
+pub struct Channels {
+    pub launcher: Vec<OwnedFd>,
+    pub creator: Vec<OwnedFd>,
+}
+
+/// [`CHANNELS`] `SOCK_SEQPACKET` pairs.
+pub fn channels() -> std::io::Result<Channels> {
+    let mut launcher = Vec::with_capacity(CHANNELS);
+    let mut creator = Vec::with_capacity(CHANNELS);
+    for _ in 0..CHANNELS {
+        let (a, b) = sys::seqpacket_pair()?;
+        launcher.push(a);
+        creator.push(b);
+    }
+    Ok(Channels { launcher, creator })
+}
+
+/// What the creator is asked to do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub enum Op {
+    /// `openat(dir1, path1, flags, mode)`; answers a descriptor.
+    Open = 1,
+    /// Re-open the descriptor `dir1` (`/proc/self/fd/N`) with `flags`; answers a descriptor.
+    Reopen = 2,
+    /// `mkdirat(dir1, path1, mode)`.
+    Mkdir = 3,
+    /// `mknodat(dir1, path1, mode, dev)`.
+    Mknod = 4,
+    /// `symlinkat(path1, dir2, path2)` (path1 is the link's content).
+    Symlink = 5,
+    /// `linkat(dir1, path1, dir2, path2, flags)`.
+    Link = 6,
+    /// `renameat2(dir1, path1, dir2, path2, flags)`.
+    Rename = 7,
+}
+
+impl Op {
+    fn from_u8(b: u8) -> Option<Op> {
+        Some(match b {
+            1 => Op::Open,
+            2 => Op::Reopen,
+            3 => Op::Mkdir,
+            4 => Op::Mknod,
+            5 => Op::Symlink,
+            6 => Op::Link,
+            7 => Op::Rename,
+            _ => return None,
+        })
+    }
+}
+
+/// One request on the wire (the descriptors travel beside it, `dir1` first).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Request {
+    pub op: Op,
+    /// `dir1` is sent (else: the path is absolute, or the op has no first directory).
+    pub has_dir1: bool,
+    pub has_dir2: bool,
+    pub flags: i32,
+    pub mode: u32,
+    pub umask: u32,
+    pub dev: u64,
+    pub path1: Vec<u8>,
+    pub path2: Vec<u8>,
+}
+
+const HEADER: usize = 32;
+/// Largest message: the header and two paths of PATH_MAX bytes.
+pub const MAX_MESSAGE: usize = HEADER + 2 * libc::PATH_MAX as usize;
+
+impl Request {
+    pub fn encode(&self) -> Vec<u8> {
+        let mut b = Vec::with_capacity(HEADER + self.path1.len() + self.path2.len());
+        b.push(self.op as u8);
+        b.push(u8::from(self.has_dir1));
+        b.push(u8::from(self.has_dir2));
+        b.push(0);
+        b.extend_from_slice(&self.flags.to_le_bytes());
+        b.extend_from_slice(&self.mode.to_le_bytes());
+        b.extend_from_slice(&self.umask.to_le_bytes());
+        b.extend_from_slice(&self.dev.to_le_bytes());
+        b.extend_from_slice(&(self.path1.len() as u32).to_le_bytes());
+        b.extend_from_slice(&(self.path2.len() as u32).to_le_bytes());
+        b.extend_from_slice(&self.path1);
+        b.extend_from_slice(&self.path2);
+        b
+    }
+
+    pub fn decode(b: &[u8]) -> Option<Request> {
+        if b.len() < HEADER {
+            return None;
+        }
+        let u32_at = |i: usize| u32::from_le_bytes([b[i], b[i + 1], b[i + 2], b[i + 3]]);
+        let len1 = u32_at(24) as usize;
+        let len2 = u32_at(28) as usize;
+        if len1 > libc::PATH_MAX as usize
+            || len2 > libc::PATH_MAX as usize
+            || b.len() != HEADER + len1 + len2
+        {
+            return None;
+        }
+        Some(Request {
+            op: Op::from_u8(b[0])?,
+            has_dir1: b[1] != 0,
+            has_dir2: b[2] != 0,
+            flags: u32_at(4) as i32,
+            mode: u32_at(8),
+            umask: u32_at(12),
+            dev: u64::from(u32_at(16)) | (u64::from(u32_at(20)) << 32),
+            path1: b[HEADER..HEADER + len1].to_vec(),
+            path2: b[HEADER + len1..].to_vec(),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn protected_names_ignore_ascii_case_and_only_whole_components() {
+        assert!(is_protected(b".git"));
+        assert!(is_protected(b".GIT"));
+        assert!(is_protected(b".Codex"));
+        assert!(is_protected(b".agents"));
+        assert!(!is_protected(b".gitignore"));
+        assert!(!is_protected(b"git"));
+        assert!(!is_protected(b".git "));
+        assert!(has_protected_component(b"/ws/sub/.git/hooks"));
+        assert!(has_protected_component(b"/ws/.codex"));
+        assert!(!has_protected_component(b"/ws/sub/.github/x"));
+    }
+
+    #[test]
+    fn requests_round_trip_and_bad_lengths_are_refused() {
+        let r = Request {
+            op: Op::Rename,
+            has_dir1: true,
+            has_dir2: false,
+            flags: -5,
+            mode: 0o755,
+            umask: 0o22,
+            dev: 7,
+            path1: b"a/b".to_vec(),
+            path2: b"/c".to_vec(),
+        };
+        let b = r.encode();
+        assert_eq!(Request::decode(&b), Some(r));
+        assert_eq!(Request::decode(&b[..b.len() - 1]), None);
+        let mut bad = b.clone();
+        bad[0] = 99;
+        assert_eq!(Request::decode(&bad), None);
+    }
+}

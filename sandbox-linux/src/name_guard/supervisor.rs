@@ -1,0 +1,330 @@
+//! The launcher's side: turn one notification into a request, send it to the creator, answer.
+
+use std::ffi::CString;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+
+use super::sys;
+use super::{DENIED_ERRNO, Op, Request};
+use crate::unix_connect::sys as nsys;
+
+/// How the supervisor answers a notification.
+#[derive(Debug)]
+pub enum Answer {
+    /// Return this errno (0: success) from the call.
+    Errno(i32),
+    /// Install this descriptor in the child and return its number.
+    Fd { fd: OwnedFd, cloexec: bool },
+}
+
+/// `dirfd` argument meaning "the current directory".
+const AT_FDCWD: i32 = libc::AT_FDCWD;
+
+struct Ctx<'a> {
+    tid: libc::pid_t,
+    pidfd: &'a OwnedFd,
+}
+
+/// Handle a mediated file call (`nr` is not `connect`). `chan` is this thread's channel to the
+/// creator (`None`: the guard is off, the filter should not have sent this).
+pub fn handle(
+    listener: &OwnedFd,
+    n: &libc::seccomp_notif,
+    chan: Option<BorrowedFd<'_>>,
+    pidfd: &OwnedFd,
+) -> Answer {
+    let Some(chan) = chan else {
+        return Answer::Errno(libc::ENOSYS);
+    };
+    let ctx = Ctx {
+        tid: n.pid as libc::pid_t,
+        pidfd,
+    };
+    let (req, fds) = match build(&ctx, n) {
+        Ok(r) => r,
+        Err(e) => return Answer::Errno(e),
+    };
+    // The thread is still blocked in this very call: the memory we read, the pid, its fd table
+    // and its cwd belonged to it (no pid reuse in between).
+    if !nsys::notif_id_valid(listener, n.id) {
+        return Answer::Errno(libc::EINTR);
+    }
+    let wants_fd = matches!(req.op, Op::Open | Op::Reopen);
+    let cloexec = req.flags & libc::O_CLOEXEC != 0;
+    let borrowed: Vec<BorrowedFd<'_>> = fds.iter().map(|f| f.as_fd()).collect();
+    if sys::send(chan, &req.encode(), &borrowed).is_err() {
+        return Answer::Errno(DENIED_ERRNO);
+    }
+    let mut reply = [0u8; 4];
+    let (len, mut got) = match sys::recv(chan, &mut reply) {
+        Ok(Some(m)) => m,
+        _ => return Answer::Errno(DENIED_ERRNO),
+    };
+    if len != 4 {
+        return Answer::Errno(DENIED_ERRNO);
+    }
+    let errno = i32::from_le_bytes(reply);
+    if errno != 0 {
+        return Answer::Errno(errno);
+    }
+    if wants_fd {
+        match got.pop() {
+            Some(fd) => Answer::Fd { fd, cloexec },
+            None => Answer::Errno(DENIED_ERRNO),
+        }
+    } else {
+        Answer::Errno(0)
+    }
+}
+
+/// The request for notification `n`, with the descriptors it names (dir1 first).
+fn build(ctx: &Ctx<'_>, n: &libc::seccomp_notif) -> Result<(Request, Vec<OwnedFd>), i32> {
+    let a = n.data.args;
+    let nr = i64::from(n.data.nr);
+    let i = |v: u64| v as i32;
+    let mut req = Request {
+        op: Op::Open,
+        has_dir1: false,
+        has_dir2: false,
+        flags: 0,
+        mode: 0,
+        umask: 0,
+        dev: 0,
+        path1: Vec::new(),
+        path2: Vec::new(),
+    };
+    // (dirfd, path) pairs, the first goes to dir1, the second to dir2
+    let mut first: Option<(i32, u64)> = None;
+    let mut second: Option<(i32, u64)> = None;
+    match nr {
+        #[cfg(target_arch = "x86_64")]
+        libc::SYS_open => {
+            first = Some((AT_FDCWD, a[0]));
+            req.flags = i(a[1]);
+            req.mode = a[2] as u32;
+        }
+        libc::SYS_openat => {
+            first = Some((i(a[0]), a[1]));
+            req.flags = i(a[2]);
+            req.mode = a[3] as u32;
+        }
+        #[cfg(target_arch = "x86_64")]
+        libc::SYS_creat => {
+            first = Some((AT_FDCWD, a[0]));
+            req.flags = libc::O_CREAT | libc::O_WRONLY | libc::O_TRUNC;
+            req.mode = a[1] as u32;
+        }
+        #[cfg(target_arch = "x86_64")]
+        libc::SYS_mkdir => {
+            req.op = Op::Mkdir;
+            first = Some((AT_FDCWD, a[0]));
+            req.mode = a[1] as u32;
+        }
+        libc::SYS_mkdirat => {
+            req.op = Op::Mkdir;
+            first = Some((i(a[0]), a[1]));
+            req.mode = a[2] as u32;
+        }
+        #[cfg(target_arch = "x86_64")]
+        libc::SYS_mknod => {
+            req.op = Op::Mknod;
+            first = Some((AT_FDCWD, a[0]));
+            req.mode = a[1] as u32;
+            req.dev = a[2];
+        }
+        libc::SYS_mknodat => {
+            req.op = Op::Mknod;
+            first = Some((i(a[0]), a[1]));
+            req.mode = a[2] as u32;
+            req.dev = a[3];
+        }
+        #[cfg(target_arch = "x86_64")]
+        libc::SYS_symlink => {
+            req.op = Op::Symlink;
+            req.path1 = read_cstr(ctx.tid, a[0])?;
+            second = Some((AT_FDCWD, a[1]));
+        }
+        libc::SYS_symlinkat => {
+            req.op = Op::Symlink;
+            req.path1 = read_cstr(ctx.tid, a[0])?;
+            second = Some((i(a[1]), a[2]));
+        }
+        #[cfg(target_arch = "x86_64")]
+        libc::SYS_link => {
+            req.op = Op::Link;
+            first = Some((AT_FDCWD, a[0]));
+            second = Some((AT_FDCWD, a[1]));
+        }
+        libc::SYS_linkat => {
+            req.op = Op::Link;
+            first = Some((i(a[0]), a[1]));
+            second = Some((i(a[2]), a[3]));
+            req.flags = i(a[4]);
+        }
+        #[cfg(target_arch = "x86_64")]
+        libc::SYS_rename => {
+            req.op = Op::Rename;
+            first = Some((AT_FDCWD, a[0]));
+            second = Some((AT_FDCWD, a[1]));
+        }
+        libc::SYS_renameat => {
+            req.op = Op::Rename;
+            first = Some((i(a[0]), a[1]));
+            second = Some((i(a[2]), a[3]));
+        }
+        libc::SYS_renameat2 => {
+            req.op = Op::Rename;
+            first = Some((i(a[0]), a[1]));
+            second = Some((i(a[2]), a[3]));
+            req.flags = i(a[4]);
+        }
+        _ => return Err(libc::ENOSYS),
+    }
+    let mut fds = Vec::with_capacity(2);
+    if let Some((dfd, addr)) = first {
+        req.path1 = read_cstr(ctx.tid, addr)?;
+        if req.op == Op::Open {
+            if let Some(fd) = descriptor_link(&req.path1) {
+                // `/dev/stdout`, `/proc/self/fd/N`: the child's own descriptor, re-opened
+                req.op = Op::Reopen;
+                req.path1.clear();
+                req.has_dir1 = true;
+                fds.push(nsys::pidfd_getfd(ctx.pidfd, fd).map_err(os_errno)?);
+            }
+        }
+        if req.op == Op::Link && req.flags & libc::AT_SYMLINK_FOLLOW != 0 {
+            if let Some(fd) = descriptor_link(&req.path1) {
+                // `linkat(AT_FDCWD, "/proc/self/fd/N", ..., AT_SYMLINK_FOLLOW)`: an O_TMPFILE
+                // file given a name; the creator links the child's own descriptor
+                req.path1.clear();
+                req.flags = (req.flags & !libc::AT_SYMLINK_FOLLOW) | libc::AT_EMPTY_PATH;
+                req.has_dir1 = true;
+                fds.push(nsys::pidfd_getfd(ctx.pidfd, fd).map_err(os_errno)?);
+            }
+        }
+        if req.op != Op::Reopen && !req.has_dir1 {
+            if let Some(d) = dir_for(ctx, dfd, &req.path1, req.op == Op::Link)? {
+                req.has_dir1 = true;
+                fds.push(d);
+            }
+        }
+    }
+    if let Some((dfd, addr)) = second {
+        req.path2 = read_cstr(ctx.tid, addr)?;
+        if let Some(d) = dir_for(ctx, dfd, &req.path2, false)? {
+            req.has_dir2 = true;
+            fds.push(d);
+        }
+    }
+    if creates(&req) {
+        req.umask = child_umask(ctx.tid)?;
+    }
+    Ok((req, fds))
+}
+
+fn os_errno(e: std::io::Error) -> i32 {
+    e.raw_os_error().unwrap_or(libc::EBADF)
+}
+
+fn creates(req: &Request) -> bool {
+    match req.op {
+        Op::Open => req.flags & (libc::O_CREAT | libc::O_TMPFILE) != 0,
+        Op::Mkdir | Op::Mknod => true,
+        _ => false,
+    }
+}
+
+/// The directory a relative path starts from: the child's cwd or its `dirfd`. `None` for an
+/// absolute path (the creator's root is the child's). `empty_ok`: an empty path names `dirfd`
+/// itself (`AT_EMPTY_PATH`).
+fn dir_for(ctx: &Ctx<'_>, dfd: i32, path: &[u8], empty_ok: bool) -> Result<Option<OwnedFd>, i32> {
+    if path.first() == Some(&b'/') {
+        return Ok(None);
+    }
+    if path.is_empty() && !empty_ok {
+        return Err(libc::ENOENT);
+    }
+    if dfd == AT_FDCWD {
+        let cwd = CString::new(format!("/proc/{}/cwd", ctx.tid)).map_err(|_| libc::EINVAL)?;
+        return nsys::open_path(None, &cwd)
+            .map(Some)
+            .map_err(|_| DENIED_ERRNO);
+    }
+    nsys::pidfd_getfd(ctx.pidfd, dfd)
+        .map(Some)
+        .map_err(os_errno)
+}
+
+/// `/dev/std{in,out,err}`, `/dev/fd/N`, `/proc/self/fd/N`, `/proc/thread-self/fd/N`: the
+/// descriptor number they name in the calling process.
+pub(super) fn descriptor_link(path: &[u8]) -> Option<i32> {
+    let fixed: &[(&[u8], i32)] = &[(b"/dev/stdin", 0), (b"/dev/stdout", 1), (b"/dev/stderr", 2)];
+    if let Some((_, n)) = fixed.iter().find(|(p, _)| *p == path) {
+        return Some(*n);
+    }
+    let rest = [
+        &b"/dev/fd/"[..],
+        b"/proc/self/fd/",
+        b"/proc/thread-self/fd/",
+    ]
+    .iter()
+    .find_map(|p| path.strip_prefix(*p))?;
+    if rest.is_empty() || rest.len() > 10 || !rest.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    std::str::from_utf8(rest).ok()?.parse().ok()
+}
+
+/// The child's umask (`/proc/<tid>/status`).
+fn child_umask(tid: libc::pid_t) -> Result<u32, i32> {
+    let status = std::fs::read(format!("/proc/{tid}/status")).map_err(|_| libc::ESRCH)?;
+    status
+        .split(|&b| b == b'\n')
+        .find_map(|l| l.strip_prefix(b"Umask:"))
+        .and_then(|v| std::str::from_utf8(v).ok())
+        .and_then(|v| u32::from_str_radix(v.trim(), 8).ok())
+        .ok_or(libc::ESRCH)
+}
+
+/// A NUL-terminated string of the child, copied once (page by page: a string that ends just
+/// before an unmapped page is still read).
+fn read_cstr(tid: libc::pid_t, addr: u64) -> Result<Vec<u8>, i32> {
+    const PAGE: u64 = 4096;
+    let max = libc::PATH_MAX as usize;
+    if addr == 0 {
+        return Err(libc::EFAULT);
+    }
+    let mut out = Vec::new();
+    let mut at = addr;
+    while out.len() < max {
+        let want = ((PAGE - at % PAGE) as usize).min(max - out.len());
+        let mut buf = vec![0u8; want];
+        let got = match nsys::read_remote(tid, at, &mut buf) {
+            Ok(0) | Err(_) => return Err(libc::EFAULT),
+            Ok(g) => g,
+        };
+        if let Some(p) = buf[..got].iter().position(|&b| b == 0) {
+            out.extend_from_slice(&buf[..p]);
+            return Ok(out);
+        }
+        out.extend_from_slice(&buf[..got]);
+        at += got as u64;
+    }
+    Err(libc::ENAMETOOLONG)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn descriptor_links_are_recognised_and_nothing_else() {
+        assert_eq!(descriptor_link(b"/dev/stdout"), Some(1));
+        assert_eq!(descriptor_link(b"/dev/fd/7"), Some(7));
+        assert_eq!(descriptor_link(b"/proc/self/fd/12"), Some(12));
+        assert_eq!(descriptor_link(b"/proc/thread-self/fd/3"), Some(3));
+        assert_eq!(descriptor_link(b"/proc/self/fd/"), None);
+        assert_eq!(descriptor_link(b"/proc/self/fd/1/x"), None);
+        assert_eq!(descriptor_link(b"/proc/self/cwd"), None);
+        assert_eq!(descriptor_link(b"/dev/stdout2"), None);
+    }
+}
