@@ -34,6 +34,7 @@ hyperfine -N --warmup 20 --runs 300 --export-json "$OUT" \
   -n bare "/bin/true" \
   -n bwrap "$BWRAP /bin/true" \
   -n "codex sandbox linux --full-auto" "$CODEX sandbox linux --full-auto -- /bin/true" \
+  -n "codex, name guard off" "$CODEX sandbox linux --full-auto --allow-git-writes -- /bin/true" \
   -n "codex-linux-sandbox (helper)" "$HELPER --sandbox-policy-cwd $W --sandbox-policy '$POLICY' -- /bin/true"
 hyperfine -N --warmup 3 --runs 30 --export-json "$OUT2" \
   -n "bare loop" "sh -c '$LOOP'" \
@@ -42,7 +43,8 @@ hyperfine -N --warmup 3 --runs 30 --export-json "$OUT2" \
 hyperfine -N --warmup 1 --runs 10 --prepare "make -s -C $W/proj clean" --export-json "$OUT3" \
   -n "bare make -j2" "$MAKE_CMD" \
   -n "bwrap make -j2" "${BWRAP/--unshare-all/--bind /tmp /tmp --unshare-all} $MAKE_CMD" \
-  -n "codex make -j2" "$CODEX sandbox linux --full-auto -- $MAKE_CMD"
+  -n "codex make -j2" "$CODEX sandbox linux --full-auto -- $MAKE_CMD" \
+  -n "codex make -j2, name guard off" "$CODEX sandbox linux --full-auto --allow-git-writes -- $MAKE_CMD"
 python3 - "$OUT" "$OUT2" "$OUT3" <<'PY'
 import json, sys
 for f in sys.argv[1:]:

@@ -674,38 +674,16 @@ fn walk(dir: &Path) -> Vec<PathBuf> {
     out
 }
 
-/// The race the design rules out: one thread flips a path buffer between `ok` and `.git` while
-/// another calls `mkdir` on it in a loop. A supervisor that checked the string and let the
-/// kernel re-read it (`SECCOMP_USER_NOTIF_FLAG_CONTINUE`) would lose this race.
+/// The race the design rules out: one thread flips a path buffer between `okok` and `.git` while
+/// another calls `mkdir` on it in a loop (the probe's `race-mkdir`). A supervisor that checked the
+/// string and let the kernel re-read it (`SECCOMP_USER_NOTIF_FLAG_CONTINUE`) would lose this race.
 #[test]
 fn flipping_the_path_during_the_call_never_creates_git() {
-    let racer = r#"
-import ctypes, threading, os, time
-libc = ctypes.CDLL(None, use_errno=True)
-buf = ctypes.create_string_buffer(8)
-buf.value = b"okok"
-stop = False
-def flip():
-    a, b = b"okok\0", b".git\0"
-    while not stop:
-        ctypes.memmove(buf, a, 5)
-        ctypes.memmove(buf, b, 5)
-t = threading.Thread(target=flip); t.start()
-made = 0
-end = time.time() + 3
-while time.time() < end:
-    if libc.mkdir(buf, 0o755) == 0:
-        made += 1
-        if os.path.exists(".git"):
-            print("RACE-WON"); break
-        os.rmdir("okok")
-stop = True; t.join()
-print("made", made)
-"#;
+    let racer = format!("{PROBE} race-mkdir 3");
+    let racer = racer.as_str();
     for ns in [Ns::With, Ns::Without] {
         let e = env();
-        std::fs::write(e.ws.join("racer.py"), racer).unwrap();
-        let out = guarded(&e, ns, false, "python3 racer.py");
+        let out = guarded(&e, ns, false, racer);
         let stdout = String::from_utf8_lossy(&out.stdout);
         assert!(!stdout.contains("RACE-WON"), "{ns:?}: {out:?}");
         assert!(!e.ws.join(".git").exists(), "{ns:?}");
@@ -716,7 +694,7 @@ print("made", made)
             .unwrap_or(0);
         assert!(made > 100, "{ns:?}: the loop must have run: {out:?}");
         // control: without the guard the flipped name is created
-        let out = guarded(&e, ns, true, "python3 racer.py");
+        let out = guarded(&e, ns, true, racer);
         assert!(
             String::from_utf8_lossy(&out.stdout).contains("RACE-WON"),
             "{ns:?}: {out:?}"

@@ -18,6 +18,8 @@
 //! 6. `(deny file-write-unlink (literal ...))` for every directory between a writable root and a
 //!    protected path, so a protected path cannot be moved out from under its rule by renaming
 //!    its parent;
+//! 5b. `(deny file-write* (regex ...))` for `.git`, `.codex` and `.agents` as a path component
+//!    anywhere, any case (the name guard of the Linux sandbox; never run live: no Mac here);
 //! 7. `(deny file-read* ...)` and `(deny file-write* ...)` for the deny-read list (a credential
 //!    file can be neither read nor replaced nor renamed away).
 
@@ -91,6 +93,28 @@ impl SeatbeltPolicy {
 /// path); a generated text that fails [`syntax::check`] or whose parameters do not match (a bug
 /// here, reported rather than shipped).
 pub fn generate(policy: &EffectivePolicy, host: &HostPaths) -> Result<SeatbeltPolicy, Error> {
+    generate_with(policy, host, &GenOptions::default())
+}
+
+/// Choices of the front door that change the generated policy.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct GenOptions {
+    /// `--allow-git-writes`: leave out the protected-names deny (`.git`, `.codex`, `.agents`
+    /// anywhere; the read-only carve-outs of the roots stay).
+    pub allow_git_writes: bool,
+}
+
+/// The protected names, any case (APFS is case-insensitive by default), as a path component.
+/// `[.]` rather than `\.`: no escape to get wrong in the regex literal.
+pub const PROTECTED_NAMES_REGEX: &str =
+    "(^|/)[.]([Gg][Ii][Tt]|[Cc][Oo][Dd][Ee][Xx]|[Aa][Gg][Ee][Nn][Tt][Ss])(/|$)";
+
+/// [`generate`] with the front door's [`GenOptions`].
+pub fn generate_with(
+    policy: &EffectivePolicy,
+    host: &HostPaths,
+    opts: &GenOptions,
+) -> Result<SeatbeltPolicy, Error> {
     let mut g = Gen::default();
     g.line("(version 1)");
     g.line(&format!(
@@ -220,6 +244,18 @@ pub fn generate(policy: &EffectivePolicy, host: &HostPaths) -> Result<SeatbeltPo
             g.line(&format!("  (subpath (param \"{k}\"))"));
         }
         g.line(")");
+    }
+
+    if !opts.allow_git_writes && !roots.is_empty() {
+        g.blank();
+        g.line("; ---- protected names: no .git, .codex or .agents is created or written anywhere ----");
+        g.line(
+            "; (a nested repository's hooks or core.fsmonitor would run outside the sandbox at the",
+        );
+        g.line("; user's next git; --allow-git-writes leaves this rule out)");
+        g.line(&format!(
+            "(deny file-write* (regex #\"{PROTECTED_NAMES_REGEX}\"))"
+        ));
     }
 
     // Directories between a writable root and a protected path: renaming one would move the

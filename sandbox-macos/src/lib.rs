@@ -30,7 +30,9 @@ pub use command::{
     SANDBOX_EXEC, exit_code,
 };
 pub use error::Error;
-pub use generate::{HostPaths, Param, SeatbeltPolicy, generate};
+pub use generate::{
+    GenOptions, HostPaths, PROTECTED_NAMES_REGEX, Param, SeatbeltPolicy, generate, generate_with,
+};
 
 impl HostPaths {
     /// The host paths of this machine: on macOS the per-user cache directory from `confstr`

@@ -13,7 +13,7 @@ mod model;
 use std::path::{Path, PathBuf};
 
 use model::{Decision, Model};
-use sandbox_macos::{HostPaths, generate};
+use sandbox_macos::{GenOptions, HostPaths, generate, generate_with};
 use sandbox_policy::{EffectivePolicy, PolicyKind, ReadOnlySubpath, WritableRoot};
 
 fn root(path: &str, subs: &[&str]) -> WritableRoot {
@@ -115,8 +115,16 @@ fn writes_inside_roots_only_and_never_into_git() {
 #[test]
 fn without_the_trailing_carve_out_denies_an_outer_root_reopens_git() {
     // The protection matters: codex's shape alone (require-not under each root) lets the outer
-    // root /tmp write the inner root's .git.
-    let sb = generate(&nested(), &HostPaths::default()).unwrap();
+    // root /tmp write the inner root's .git. (The protected-names rule would also deny it: left
+    // out here to show the carve-out rule on its own.)
+    let sb = generate_with(
+        &nested(),
+        &HostPaths::default(),
+        &GenOptions {
+            allow_git_writes: true,
+        },
+    )
+    .unwrap();
     let m = model_without(&sb, "read-only carve-outs");
     assert_eq!(
         m.decide(W, Path::new("/private/tmp/proj/.git/hooks/pre-commit")),
@@ -273,5 +281,49 @@ fn a_replaceable_gitdir_is_refused_not_protected_by_path() {
             .any(|x| x.value == Path::new("/private/tmp/proj/link/repo.git")),
         "{}",
         policy.text()
+    );
+}
+
+#[test]
+fn protected_names_cannot_be_created_or_written_anywhere_in_any_case() {
+    let sb = generate(&nested(), &HostPaths::default()).unwrap();
+    let m = Model::new(&sb);
+    for p in [
+        "/private/tmp/proj/lib/sub/.git/config",
+        "/private/tmp/proj/lib/sub/.git",
+        "/private/tmp/proj/deep/er/.GIT",
+        "/private/tmp/proj/x/.Codex/config.toml",
+        "/private/tmp/proj/x/.agents/skills/s.md",
+        "/private/tmp/other/.git/hooks/post-checkout",
+    ] {
+        assert_eq!(m.decide(W, Path::new(p)), Decision::Deny, "{p}");
+    }
+    // controls: names that only start like a protected one, and the same paths when the
+    // front door passes --allow-git-writes
+    for p in [
+        "/private/tmp/proj/.gitignore",
+        "/private/tmp/proj/.github/workflows/ci.yml",
+        "/private/tmp/proj/x/git/config",
+        "/private/tmp/proj/x/.agentsrc",
+    ] {
+        assert_eq!(m.decide(W, Path::new(p)), Decision::Allow, "{p}");
+    }
+    let open = generate_with(
+        &nested(),
+        &HostPaths::default(),
+        &GenOptions {
+            allow_git_writes: true,
+        },
+    )
+    .unwrap();
+    let m = Model::new(&open);
+    assert_eq!(
+        m.decide(W, Path::new("/private/tmp/proj/lib/sub/.git/config")),
+        Decision::Allow
+    );
+    // the roots' own carve-outs stay read-only with the hatch open
+    assert_eq!(
+        m.decide(W, Path::new("/private/tmp/proj/.git/hooks/pre-commit")),
+        Decision::Deny
     );
 }

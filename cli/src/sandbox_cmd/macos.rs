@@ -43,6 +43,10 @@ pub struct MacosArgs {
     /// Print the generated Seatbelt policy and its -D parameters instead of running COMMAND.
     #[arg(long)]
     pub print_policy: bool,
+    /// Let the command create `.git`, `.codex` and `.agents` and write below existing ones
+    /// inside its writable roots (off by default), as on Linux.
+    #[arg(long = "allow-git-writes")]
+    pub allow_git_writes: bool,
 }
 
 pub fn run(args: MacosArgs, global: &crate::GlobalOpts) -> anyhow::Result<i32> {
@@ -50,15 +54,19 @@ pub fn run(args: MacosArgs, global: &crate::GlobalOpts) -> anyhow::Result<i32> {
         return Err(not_macos());
     }
     let (effective, cwd, settings) = super::effective_policy(&args.run, &args.deny_read, global)?;
-    let seatbelt = sandbox_macos::generate(&effective, &sandbox_macos::HostPaths::from_host())
-        .map_err(|e| {
-            let code = if e.is_refusal() {
-                exit::REFUSED
-            } else {
-                EXIT_SETUP_FAILED
-            };
-            Coded::new(code, format!("seatbelt policy: {e}"))
-        })?;
+    let opts = sandbox_macos::GenOptions {
+        allow_git_writes: args.allow_git_writes || settings.allow_git_writes,
+    };
+    let seatbelt =
+        sandbox_macos::generate_with(&effective, &sandbox_macos::HostPaths::from_host(), &opts)
+            .map_err(|e| {
+                let code = if e.is_refusal() {
+                    exit::REFUSED
+                } else {
+                    EXIT_SETUP_FAILED
+                };
+                Coded::new(code, format!("seatbelt policy: {e}"))
+            })?;
     if args.print_policy {
         print!("{}", seatbelt.text());
         println!("\n; parameters, passed as -D KEY=VALUE (never part of the policy text):");

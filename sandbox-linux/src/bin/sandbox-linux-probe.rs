@@ -238,6 +238,15 @@ mod probe_sys {
             .map(drop)
     }
 
+    /// `mkdir(buf, 0755)` on a buffer another thread keeps rewriting (the name guard's race
+    /// test). True on success.
+    pub fn mkdir_shared(buf: &[std::sync::atomic::AtomicU8; 8]) -> bool {
+        // SAFETY: AtomicU8 has the same size, alignment and bit validity as u8, so the array is
+        // 8 readable bytes; byte 7 is never written and stays NUL, so the string always ends.
+        // The kernel reading bytes another thread is storing is the point of the test.
+        unsafe { libc::mkdir(buf.as_ptr().cast::<libc::c_char>(), 0o755) == 0 }
+    }
+
     pub fn open_ro_noctty(p: &CStr) -> io::Result<()> {
         // SAFETY: NUL-terminated path; the returned descriptor is closed right away.
         let fd = res(unsafe {
@@ -421,6 +430,41 @@ fn sock_then<F: FnOnce(i32) -> io::Result<()>>(domain: i32, ty: i32, f: F) -> io
     f(fd)
 }
 
+/// For `secs` seconds one thread flips a buffer between `okok` and `.git` while this one calls
+/// `mkdir` on it; prints `RACE-WON` if `.git` ever appears, then `made N` (successful mkdirs).
+fn race_mkdir(secs: u64) {
+    use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
+    static BUF: [AtomicU8; 8] = [const { AtomicU8::new(0) }; 8];
+    static STOP: AtomicBool = AtomicBool::new(false);
+    for (b, v) in BUF.iter().zip(b"okok") {
+        b.store(*v, Ordering::Relaxed);
+    }
+    let flipper = std::thread::spawn(|| {
+        while !STOP.load(Ordering::Relaxed) {
+            for name in [b"okok", b".git"] {
+                for (b, v) in BUF.iter().zip(name) {
+                    b.store(*v, Ordering::Relaxed);
+                }
+            }
+        }
+    });
+    let end = std::time::Instant::now() + std::time::Duration::from_secs(secs);
+    let mut made = 0u64;
+    while std::time::Instant::now() < end {
+        if probe_sys::mkdir_shared(&BUF) {
+            made += 1;
+            if std::path::Path::new(".git").exists() {
+                println!("RACE-WON");
+                break;
+            }
+            let _ = std::fs::remove_dir("okok");
+        }
+    }
+    STOP.store(true, Ordering::Relaxed);
+    let _ = flipper.join();
+    println!("made {made}");
+}
+
 fn run(args: &[String]) -> i32 {
     use probe_sys as s;
     let action = arg(args, 1);
@@ -428,6 +472,9 @@ fn run(args: &[String]) -> i32 {
         "write" => report(std::fs::write(arg(args, 2), b"probe")),
         "read" => report(std::fs::read(arg(args, 2)).map(drop)),
         "open-noctty" => report(s::open_ro_noctty(&cpath(&arg(args, 2)))),
+        "race-mkdir" => {
+            race_mkdir(num(args, 2) as u64);
+        }
         "chmod" => report(s::chmod(
             &cpath(&arg(args, 2)),
             u32::from_str_radix(&arg(args, 3), 8).unwrap_or(0o777),

@@ -107,8 +107,14 @@ impl Model {
             "require-not" => !self.matches(&args[0], path),
             "subpath" => path.starts_with(self.path_arg(&args[0])),
             "literal" => path == self.path_arg(&args[0]),
+            "regex" => match &args[0] {
+                Sexp::Regex(r, _) => regex::Regex::new(r)
+                    .unwrap_or_else(|e| panic!("regex {r}: {e}"))
+                    .is_match(&path.to_string_lossy()),
+                other => panic!("regex takes a #\"...\" literal: {other:?}"),
+            },
             // Device rules: the tests never ask about /dev paths.
-            "regex" | "vnode-type" | "extension" => false,
+            "vnode-type" | "extension" => false,
             other => panic!("filter {other} on a file operation"),
         }
     }
