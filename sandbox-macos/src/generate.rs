@@ -15,11 +15,11 @@
 //! 4. network rules when the policy allows network;
 //! 5. `(deny file-write* ...)` for every carve-out again (a root nested in another root, e.g. a
 //!    cwd under `/tmp`, would otherwise re-open the inner root's `.git` through the outer root);
+//!    then `(deny file-write* (regex ...))` for `.git`, `.codex` and `.agents` as a path
+//!    component anywhere, any case (the Linux sandbox's name guard; never run live: no Mac here);
 //! 6. `(deny file-write-unlink (literal ...))` for every directory between a writable root and a
 //!    protected path, so a protected path cannot be moved out from under its rule by renaming
 //!    its parent;
-//! 5b. `(deny file-write* (regex ...))` for `.git`, `.codex` and `.agents` as a path component
-//!    anywhere, any case (the name guard of the Linux sandbox; never run live: no Mac here);
 //! 7. `(deny file-read* ...)` and `(deny file-write* ...)` for the deny-read list (a credential
 //!    file can be neither read nor replaced nor renamed away).
 
