@@ -26,19 +26,17 @@ pub enum LoginError {
     /// The OS trust store (or SSL_CERT_FILE) could not be loaded for an https issuer.
     #[error("cannot load trusted root certificates: {0}")]
     Roots(io::Error),
-    /// The token request could not be sent or its answer not read.
-    #[error("token request to {endpoint} failed: {reason}")]
-    TokenTransport { endpoint: String, reason: String },
-    /// The token endpoint answered with an error status.
-    #[error("token endpoint {endpoint} refused the request: http {status}: {detail}")]
-    TokenRefused {
+    /// A request to the issuer failed (transport, an OAuth error answer such as
+    /// `invalid_grant`, a malformed answer). [`OAuthError::is_invalid_grant`] tells a dead
+    /// refresh token from the rest.
+    #[error(transparent)]
+    OAuth(#[from] codex_oauth::OAuthError),
+    /// The token answer lacks a field the ChatGPT sign-in needs.
+    #[error("token endpoint {endpoint} answered without {field}")]
+    MissingToken {
         endpoint: String,
-        status: u16,
-        detail: String,
+        field: &'static str,
     },
-    /// The token endpoint's answer is not the expected JSON.
-    #[error("token endpoint {endpoint} answered with an invalid body: {reason}")]
-    TokenBody { endpoint: String, reason: String },
     /// The ID token is not a JWT with JSON claims.
     #[error("invalid id token: {0}")]
     IdToken(String),

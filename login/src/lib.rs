@@ -17,16 +17,18 @@
 //! [`LoginServer::wait`] returns, the listener is closed and no task of the login remains.
 //! After a failure nothing has been stored (the persist callback runs only with valid tokens).
 //!
-//! Not here: device-code login, token refresh scheduling, verifying the ID token's signature.
+//! Not here: verifying the ID token's signature. The OAuth protocol pieces (PKCE, the token
+//! endpoint, RFC 8628, discovery) live in `codex-oauth`.
 
 pub mod claims;
 mod error;
 pub mod exchange;
 mod issuer;
-pub mod pkce;
 mod server;
 
 pub use claims::IdTokenClaims;
+pub use codex_oauth::pkce;
+pub use codex_oauth::{ErrorCode, OAuthError};
 pub use error::LoginError;
 pub use exchange::{TokenClient, TokenSet};
 pub use issuer::{

@@ -31,7 +31,7 @@ use crate::claims::IdTokenClaims;
 use crate::error::LoginError;
 use crate::exchange::{TokenClient, TokenSet};
 use crate::issuer::{self, Issuer};
-use crate::pkce::{PkceCodes, generate_pkce, generate_state};
+use codex_oauth::pkce::{PkceCodes, generate_pkce, generate_state};
 
 /// The port openai/codex registers with its issuer.
 pub const DEFAULT_PORT: u16 = 1455;
