@@ -559,7 +559,7 @@ async fn refresh_tokens(
         .map_err(|e| internal("token refresh failed", &e))?;
     let refresh = codex_login::SecretString::new(tokens.refresh_token.expose_secret().to_string());
     let fresh = client
-        .refresh(&app.settings.client_id, &refresh)
+        .refresh(&app.settings.client_id, &refresh, &tokens.id_token)
         .await
         .map_err(|e| internal("token refresh failed", &e))?;
     let account_id = fresh

@@ -11,7 +11,7 @@
 //! | `auth.login_port` | `1455` | preferred callback port; an ephemeral port is used if it is taken (0 = ephemeral) |
 //! | `cli_auth_credentials_store` | `file` | `file`, `keyring` or `auto` |
 //!
-//! Device-code login (`--device-auth`) is not built yet.
+//! Device-code login (`--device-auth`, module `login_device`) uses the same keys.
 
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};

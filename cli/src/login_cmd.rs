@@ -25,6 +25,7 @@ pub const MAX_KEY_LEN: usize = 4096;
     after_help = "Examples:\n  codex login                                   # sign in with ChatGPT in the browser\n  \
         printenv OPENAI_API_KEY | codex login --with-api-key\n  \
         codex login --with-api-key < ~/.config/openai.key\n  \
+        codex login --device-auth                     # sign in from a machine without a browser\n  \
         codex login status\n  \
         codex -c cli_auth_credentials_store=keyring login --with-api-key < key.txt"
 )]
@@ -37,6 +38,10 @@ pub struct LoginArgs {
     /// Refused: a key on the command line is visible to every local user. Use --with-api-key.
     #[arg(long, value_name = "KEY", hide = true)]
     pub api_key: Option<String>,
+    /// Sign in with a device code: print a URL and a one-time code to enter on any device with a
+    /// browser (for SSH sessions, containers, headless machines).
+    #[arg(long, conflicts_with_all = ["with_api_key", "no_browser", "port"])]
+    pub device_auth: bool,
     #[command(flatten)]
     pub browser: crate::login_browser::BrowserLoginArgs,
 }
@@ -73,6 +78,7 @@ pub fn run(args: LoginArgs, global: &crate::GlobalOpts) -> anyhow::Result<i32> {
     match args.action {
         Some(LoginAction::Status) => return run_status(global),
         None if args.with_api_key => {}
+        None if args.device_auth => return crate::login_device::run(args.browser.timeout, global),
         None => return crate::login_browser::run(args.browser, global),
     }
     let cfg = crate::config::load(global)?;

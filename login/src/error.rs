@@ -37,6 +37,11 @@ pub enum LoginError {
         endpoint: String,
         field: &'static str,
     },
+    /// The issuer has no device-code endpoint (404).
+    #[error(
+        "device code login is not enabled for the issuer {issuer}: use the browser login (`codex login`) or check auth.issuer"
+    )]
+    DeviceNotEnabled { issuer: String },
     /// The ID token is not a JWT with JSON claims.
     #[error("invalid id token: {0}")]
     IdToken(String),

@@ -21,6 +21,7 @@
 //! endpoint, RFC 8628, discovery) live in `codex-oauth`.
 
 pub mod claims;
+pub mod device;
 mod error;
 pub mod exchange;
 mod issuer;
@@ -29,6 +30,7 @@ mod server;
 pub use claims::IdTokenClaims;
 pub use codex_oauth::pkce;
 pub use codex_oauth::{ErrorCode, OAuthError};
+pub use device::{DeviceCode, complete_device_login, request_device_code};
 pub use error::LoginError;
 pub use exchange::{TokenClient, TokenSet};
 pub use issuer::{

@@ -56,9 +56,9 @@ struct RawError {
     error_description: Option<String>,
 }
 
-/// The error an error answer stands for: an RFC 6749 §5.2 body becomes
+/// The error an error answer (non-2xx) stands for: an RFC 6749 §5.2 body becomes
 /// [`OAuthError::Server`], anything else [`OAuthError::Status`].
-pub(crate) fn error_from_answer(endpoint: &str, answer: &Answer) -> OAuthError {
+pub fn error_from_answer(endpoint: &str, answer: &Answer) -> OAuthError {
     match serde_json::from_slice::<RawError>(&answer.body) {
         Ok(e) if answer.is_json() || answer.body.first() == Some(&b'{') => OAuthError::Server {
             endpoint: endpoint.to_string(),
