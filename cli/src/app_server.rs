@@ -14,9 +14,9 @@
 //! waits for the answers in flight, and exits 0.
 
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
-use codex_auth::AuthStore;
+use codex_auth::{AuthManager, ManagerError};
 use codex_login::{CancelHandle, LoginOutcome};
 use serde_json::{Value, json};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
@@ -24,7 +24,7 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinSet;
 
 use crate::exit::{Coded, FAILURE};
-use crate::login_browser::{LoginSettings, rfc3339_utc, save_tokens};
+use crate::login_browser::{LoginSettings, auth_json_from};
 
 #[derive(Debug, clap::Args)]
 pub struct AppServerArgs {}
@@ -96,8 +96,9 @@ struct ActiveLogin {
 
 struct App {
     settings: LoginSettings,
-    store: AuthStore,
-    /// Serializes every use of `store` in this process.
+    /// The process's one auth state (codex-auth's manager: cache, cross-process lock, refresh).
+    manager: AuthManager,
+    /// Serializes every request that reads or writes the credentials in this process.
     auth_lock: tokio::sync::Mutex<()>,
     active: Mutex<Option<ActiveLogin>>,
     /// Serializes `loginChatGpt` so that replacing the pending login is atomic.
@@ -155,7 +156,7 @@ async fn serve(settings: LoginSettings) -> anyhow::Result<()> {
         }
     });
     let app = Arc::new(App {
-        store: settings.store(),
+        manager: settings.manager()?,
         settings,
         auth_lock: tokio::sync::Mutex::new(()),
         active: Mutex::new(None),
@@ -381,7 +382,15 @@ async fn login_chatgpt(app: &Arc<App>) -> Handled {
     let store_app = app.clone();
     let persist = move |tokens| async move {
         let _guard = store_app.auth_lock.lock().await;
-        save_tokens(&store_app.store, tokens)
+        let outcome = store_app
+            .manager
+            .save(auth_json_from(tokens))
+            .await
+            .map_err(|e| e.to_string())?;
+        if let Some(w) = outcome.warning {
+            eprintln!("codex: warning: {w}");
+        }
+        Ok(())
     };
     let server = codex_login::start(app.settings.login_options(None, None), persist)
         .await
@@ -470,7 +479,7 @@ async fn login_api_key(app: &App, params: &Value) -> Handled {
         codex_auth::AuthDotJson::from_api_key(codex_auth::SecretString::new(key.to_string()));
     let saved = {
         let _guard = app.auth_lock.lock().await;
-        app.store.save(&auth)
+        app.manager.save(auth).await
     };
     let outcome = saved
         .map_err(|e| RpcError::new(INTERNAL_ERROR, format!("cannot store the api key: {e}")))?;
@@ -486,14 +495,17 @@ async fn login_api_key(app: &App, params: &Value) -> Handled {
 async fn logout(app: &App) -> Handled {
     let removed = {
         let _guard = app.auth_lock.lock().await;
-        app.store.delete()
+        app.manager.logout().await
     };
-    removed.map_err(|e| {
+    let removed = removed.map_err(|e| {
         RpcError::new(
             INTERNAL_ERROR,
             format!("cannot remove the credentials: {e}"),
         )
     })?;
+    for w in removed.warnings {
+        eprintln!("codex: warning: {w}");
+    }
     Ok((
         json!({}),
         Some(("authStatusChange", json!({"authMethod": null}))),
@@ -504,11 +516,40 @@ async fn get_auth_status(app: &App, params: &Value) -> Handled {
     let include_token = bool_param(params, "includeToken")?;
     let refresh = bool_param(params, "refreshToken")?;
     let _guard = app.auth_lock.lock().await;
-    let loaded = app
-        .store
-        .load()
-        .map_err(|e| RpcError::new(INTERNAL_ERROR, format!("cannot read the credentials: {e}")))?;
-    let Some(mut auth) = loaded else {
+    let read_error = |e: ManagerError| {
+        RpcError::new(INTERNAL_ERROR, format!("cannot read the credentials: {e}"))
+    };
+    if refresh {
+        match app.manager.refresh(true).await {
+            Ok(_) => {}
+            Err(e @ ManagerError::SignInAgain { .. }) => {
+                // Logged out (in this process's view) and told so; the next status says null.
+                app.notify("authStatusChange", json!({"authMethod": null}));
+                return Err(RpcError::new(INTERNAL_ERROR, e.to_string()));
+            }
+            Err(e) => {
+                return Err(RpcError::new(
+                    INTERNAL_ERROR,
+                    format!("token refresh failed: {e}"),
+                ));
+            }
+        }
+    }
+    // A token handed out must be usable: refresh it first when it is (about to be) expired.
+    let auth = if include_token {
+        app.manager.fresh().await
+    } else {
+        app.manager.current()
+    };
+    let auth = match auth {
+        Ok(a) => a,
+        Err(e @ ManagerError::SignInAgain { .. }) => {
+            app.notify("authStatusChange", json!({"authMethod": null}));
+            return Err(RpcError::new(INTERNAL_ERROR, e.to_string()));
+        }
+        Err(e) => return Err(read_error(e)),
+    };
+    let Some(auth) = auth else {
         return Ok((json!({"authMethod": null}), None));
     };
     if let Some(key) = &auth.openai_api_key {
@@ -517,12 +558,6 @@ async fn get_auth_status(app: &App, params: &Value) -> Handled {
             out["authToken"] = Value::String(key.expose_secret().to_string());
         }
         return Ok((out, None));
-    }
-    if auth.tokens.is_none() {
-        return Ok((json!({"authMethod": null}), None));
-    }
-    if refresh {
-        auth = refresh_tokens(app, auth).await?;
     }
     let Some(tokens) = &auth.tokens else {
         return Ok((json!({"authMethod": null}), None));
@@ -541,45 +576,6 @@ async fn get_auth_status(app: &App, params: &Value) -> Handled {
         out["authToken"] = Value::String(tokens.access_token.expose_secret().to_string());
     }
     Ok((out, None))
-}
-
-/// Refresh the stored ChatGPT tokens at the issuer's token endpoint and store the new ones.
-/// Called with the auth lock held.
-async fn refresh_tokens(
-    app: &App,
-    auth: codex_auth::AuthDotJson,
-) -> Result<codex_auth::AuthDotJson, RpcError> {
-    let Some(tokens) = &auth.tokens else {
-        return Ok(auth);
-    };
-    let internal = |what: &str, e: &dyn std::fmt::Display| {
-        RpcError::new(INTERNAL_ERROR, format!("{what}: {e}"))
-    };
-    let client = codex_login::TokenClient::new(&app.settings.issuer)
-        .map_err(|e| internal("token refresh failed", &e))?;
-    let refresh = codex_login::SecretString::new(tokens.refresh_token.expose_secret().to_string());
-    let fresh = client
-        .refresh(&app.settings.client_id, &refresh, &tokens.id_token)
-        .await
-        .map_err(|e| internal("token refresh failed", &e))?;
-    let account_id = fresh
-        .claims
-        .account_id
-        .clone()
-        .or_else(|| tokens.account_id.clone());
-    let mut new_auth = crate::login_browser::auth_json_from(fresh);
-    if let Some(t) = new_auth.tokens.as_mut() {
-        t.account_id = account_id;
-    }
-    new_auth.last_refresh = Some(rfc3339_utc(SystemTime::now()));
-    let outcome = app
-        .store
-        .save(&new_auth)
-        .map_err(|e| internal("cannot store the refreshed tokens", &e))?;
-    if let Some(w) = outcome.warning {
-        eprintln!("codex: warning: {w}");
-    }
-    Ok(new_auth)
 }
 
 #[cfg(test)]

@@ -92,6 +92,8 @@ pub fn run(args: LoginArgs, global: &crate::GlobalOpts) -> anyhow::Result<i32> {
         ));
     }
     let key = read_api_key_from_stdin()?;
+    let _lock = crate::login_browser::lock_store_blocking(&store)
+        .map_err(|e| Coded::new(FAILURE, format!("failed to store the API key: {e}")))?;
     let out = store
         .save(&AuthDotJson::from_api_key(key))
         .map_err(|e| Coded::new(FAILURE, format!("failed to store the API key: {e}")))?;
@@ -163,12 +165,7 @@ fn run_status(global: &crate::GlobalOpts) -> anyhow::Result<i32> {
         Some(AuthDotJson {
             tokens: Some(t), ..
         }) => {
-            let account = t
-                .account_id
-                .as_deref()
-                .map(|a| format!(", account {a}"))
-                .unwrap_or_default();
-            println!("Logged in using ChatGPT{account} (stored in {where_})");
+            println!("{} (stored in {where_})", chatgpt_status_line(&t));
             Ok(0)
         }
         _ => {
@@ -178,9 +175,55 @@ fn run_status(global: &crate::GlobalOpts) -> anyhow::Result<i32> {
     }
 }
 
+/// `Logged in using ChatGPT as EMAIL (plan: PLAN), account ID, access token expires at T`: the
+/// parts the tokens do not carry are left out. Unverified claims, for display only; never a token.
+pub(crate) fn chatgpt_status_line(t: &codex_auth::TokenData) -> String {
+    let mut line = "Logged in using ChatGPT".to_string();
+    if let Ok(claims) = codex_login::claims::parse_id_token(t.id_token.expose_secret()) {
+        if let Some(email) = claims.email {
+            line.push_str(&format!(" as {email}"));
+        }
+        if let Some(plan) = claims.plan {
+            line.push_str(&format!(" (plan: {plan})"));
+        }
+    }
+    if let Some(a) = &t.account_id {
+        line.push_str(&format!(", account {a}"));
+    }
+    if let Some(exp) = codex_auth::manager::access_token_expiry(t) {
+        let at = u64::try_from(exp)
+            .map(|s| {
+                crate::login_browser::rfc3339_utc(
+                    std::time::UNIX_EPOCH + std::time::Duration::from_secs(s),
+                )
+            })
+            .unwrap_or_else(|_| format!("{exp} (unix time)"));
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs() as i64)
+            .unwrap_or(0);
+        if exp > now {
+            line.push_str(&format!(", access token expires at {at}"));
+        } else {
+            line.push_str(&format!(
+                ", access token expired at {at} (refreshed at next use)"
+            ));
+        }
+    }
+    line
+}
+
 pub fn run_logout(global: &crate::GlobalOpts) -> anyhow::Result<i32> {
     let cfg = crate::config::load(global)?;
     let store = store_from_config(&cfg)?;
+    let _lock = if store.codex_home().is_dir() {
+        Some(
+            crate::login_browser::lock_store_blocking(&store)
+                .map_err(|e| Coded::new(FAILURE, format!("cannot log out: {e}")))?,
+        )
+    } else {
+        None
+    };
     let out = store
         .delete_with_warnings()
         .map_err(|e| Coded::new(FAILURE, e.to_string()))?;

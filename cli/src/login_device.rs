@@ -58,6 +58,7 @@ pub fn run(timeout: Option<Duration>, global: &crate::GlobalOpts) -> anyhow::Res
         };
         let claims = tokens.claims.clone();
         save_tokens(&store, tokens)
+            .await
             .map_err(|e| Coded::new(FAILURE, format!("storing the credentials failed: {e}")))?;
         let who = claims.email.as_deref().unwrap_or("(no email in the ID token)");
         match claims.plan.as_deref() {

@@ -25,6 +25,7 @@ pub mod device;
 mod error;
 pub mod exchange;
 mod issuer;
+mod refresher;
 mod server;
 
 pub use claims::IdTokenClaims;
@@ -38,6 +39,7 @@ pub use issuer::{
     validate_client_id,
 };
 pub use pkce::random_id;
+pub use refresher::ChatGptRefresher;
 pub use secure_main::SecretString;
 pub use server::{
     CALLBACK_PATH, CancelHandle, DEFAULT_PORT, LoginOptions, LoginOutcome, LoginServer,
