@@ -17,9 +17,15 @@ pub enum LoginError {
     /// The client id is empty or has characters that do not belong in a client id.
     #[error("invalid client id {0:?}: expected 1-200 characters from [A-Za-z0-9._-]")]
     ClientId(String),
-    /// `bind(127.0.0.1:port)` failed.
-    #[error("cannot bind the login callback server to 127.0.0.1:{port}: {source}")]
-    Bind { port: u16, source: io::Error },
+    /// `bind(127.0.0.1:port)` or `bind([::1]:port)` failed. The callback server listens on both
+    /// loopback families on one port, so that no other local user can own `localhost:port` on
+    /// the family the browser tries first.
+    #[error("cannot bind the login callback server to {host}:{port}: {source}")]
+    Bind {
+        host: &'static str,
+        port: u16,
+        source: io::Error,
+    },
     /// `getsockname` on the bound listener failed.
     #[error("cannot read the login callback server's address: {0}")]
     LocalAddr(io::Error),

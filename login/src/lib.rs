@@ -1,6 +1,6 @@
 //! `codex-login`: browser sign-in through a local OAuth 2.0 authorization-code flow with PKCE.
 //!
-//! [`start`] binds a callback server on 127.0.0.1 (port 1455 by default, an ephemeral port if
+//! [`start`] binds a callback server on 127.0.0.1 and [::1] (port 1455 by default, another port if
 //! that one is taken, or exactly the port asked for), returns a [`LoginServer`] with the URL to
 //! open, and serves `GET /auth/callback` until the login ends:
 //!

@@ -258,7 +258,7 @@ async fn taken_port_falls_back_or_fails_as_asked() {
     exact.port = PortChoice::Exact(taken);
     let err = start(exact, |_t| async { Ok(()) }).await.unwrap_err();
     assert!(
-        matches!(&err, LoginError::Bind { port, source } if *port == taken && source.kind() == std::io::ErrorKind::AddrInUse),
+        matches!(&err, LoginError::Bind { port, source, .. } if *port == taken && source.kind() == std::io::ErrorKind::AddrInUse),
         "{err}"
     );
     assert!(
