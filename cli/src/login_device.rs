@@ -70,7 +70,12 @@ pub fn run(timeout: Option<Duration>, global: &crate::GlobalOpts) -> anyhow::Res
 }
 
 fn device_error(e: LoginError) -> anyhow::Error {
-    let msg = match &e {
+    Coded::new(FAILURE, device_error_message(&e))
+}
+
+/// One line for a failed device login, shared with the app-server.
+pub(crate) fn device_error_message(e: &LoginError) -> String {
+    match e {
         LoginError::OAuth(OAuthError::Expired { secs }) => format!(
             "the device code expired after {}s without being approved: run `codex login --device-auth` again",
             secs
@@ -79,6 +84,5 @@ fn device_error(e: LoginError) -> anyhow::Error {
             "the sign-in was refused in the browser (access_denied)".to_string()
         }
         _ => format!("device code login failed: {e}"),
-    };
-    Coded::new(FAILURE, msg)
+    }
 }
