@@ -98,6 +98,7 @@ fn two_processes_whose_token_expired_at_once_both_work_and_keep_the_newest_refre
     // Slow refresh answers, so the second process arrives while the first is refreshing.
     mock.set_token_delay(Duration::from_millis(500));
     let api = api();
+    let t0 = std::time::Instant::now();
     let a = exec_cmd(&h.path, &mock.url(), &api.base_url())
         .spawn()
         .unwrap();
@@ -105,6 +106,10 @@ fn two_processes_whose_token_expired_at_once_both_work_and_keep_the_newest_refre
         .spawn()
         .unwrap();
     let (oa, ob) = (a.wait_with_output().unwrap(), b.wait_with_output().unwrap());
+    eprintln!(
+        "two processes, one refresh (issuer answer delayed 500 ms): both done in {:?}",
+        t0.elapsed()
+    );
     assert_eq!(oa.status.code(), Some(0), "{}", text(&oa));
     assert_eq!(ob.status.code(), Some(0), "{}", text(&ob));
     // One refresh at the issuer; the other process adopted its result.

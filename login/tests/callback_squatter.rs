@@ -240,6 +240,9 @@ async fn idle_connections_of_another_user_do_not_lock_the_callback_out() {
         .await
         .unwrap();
     let took = t0.elapsed();
+    eprintln!(
+        "callback answered {took:?} after the browser started, with 200+ idle connections of uid 65534"
+    );
     let cb = seen.callback.unwrap();
     assert_eq!(cb.status, 200, "{}", cb.body);
     // Served at once, not after the idle connections' 10 s header timeout.
