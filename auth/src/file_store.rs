@@ -60,7 +60,7 @@ impl FileStore {
     }
 
     /// Check `CODEX_HOME`. `Ok(false)` when it does not exist (and `create` is false).
-    fn check_home(&self, create: bool) -> Result<bool, AuthError> {
+    pub(crate) fn check_home(&self, create: bool) -> Result<bool, AuthError> {
         let meta = match fs::metadata(&self.home) {
             Ok(m) => m,
             Err(e) if e.kind() == io::ErrorKind::NotFound && create => {

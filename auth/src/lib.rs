@@ -21,6 +21,8 @@ mod auth_json;
 mod error;
 pub mod file_store;
 pub mod keyring_store;
+pub mod lock;
+pub mod manager;
 mod mode;
 mod secret;
 mod store;
@@ -29,7 +31,12 @@ mod sys;
 pub use auth_json::{AuthDotJson, TokenData};
 pub use error::AuthError;
 pub use keyring_store::{KeyringBackend, KeyringError, OsKeyring};
+pub use lock::{LockError, StoreLock};
+pub use manager::{
+    AuthManager, ManagerError, RefreshFailure, RefreshFuture, RefreshOutcome, RefreshedTokens,
+    TokenRefresher,
+};
 pub use mode::{ParseStoreModeError, StoreMode};
 pub use secret::mask_api_key;
 pub use secure_main::SecretString;
-pub use store::{AuthStore, Backend, DeleteOutcome, LoadOutcome, SaveOutcome};
+pub use store::{AuthStore, Backend, DeleteOutcome, Fingerprint, LoadOutcome, SaveOutcome};

@@ -55,6 +55,10 @@ pub struct DeleteOutcome {
     pub warnings: Vec<String>,
 }
 
+/// See [`AuthStore::fingerprint`]. Equal fingerprints: nothing changed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Fingerprint([u8; 32]);
+
 /// The credential store for one `CODEX_HOME` and mode.
 #[derive(Clone)]
 pub struct AuthStore {
@@ -232,6 +236,60 @@ impl AuthStore {
             .to_json()
             .map_err(|e| crate::keyring_store::KeyringError(e.to_string()))?;
         self.keyring.set(KEYRING_SERVICE, &self.account(), &json)
+    }
+
+    /// A value that changes whenever the stored credentials change: for the file, its inode,
+    /// size, mtime and ctime (an atomic rename always brings a new inode, so two saves within one
+    /// clock tick still differ); for the keyring, a SHA-256 of the entry. `auto` combines both.
+    /// Cheap for the file (one `lstat`); one keyring read otherwise.
+    pub fn fingerprint(&self) -> Result<Fingerprint, AuthError> {
+        use sha2::Digest;
+        use std::os::unix::fs::MetadataExt;
+        let mut h = sha2::Sha256::new();
+        let file = || -> Result<Option<[i64; 6]>, AuthError> {
+            let path = self.file.path();
+            match std::fs::symlink_metadata(&path) {
+                Ok(m) => Ok(Some([
+                    m.dev() as i64,
+                    m.ino() as i64,
+                    m.size() as i64,
+                    m.mtime()
+                        .wrapping_mul(1_000_000_000)
+                        .wrapping_add(m.mtime_nsec()),
+                    m.ctime()
+                        .wrapping_mul(1_000_000_000)
+                        .wrapping_add(m.ctime_nsec()),
+                    i64::from(m.mode()),
+                ])),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+                Err(source) => Err(AuthError::Stat { path, source }),
+            }
+        };
+        if matches!(self.mode, StoreMode::File | StoreMode::Auto) {
+            h.update(format!("file:{:?}", file()?).as_bytes());
+        }
+        if matches!(self.mode, StoreMode::Keyring | StoreMode::Auto) {
+            match self.keyring.get(KEYRING_SERVICE, &self.account()) {
+                Ok(Some(bytes)) => {
+                    h.update(b"keyring:");
+                    h.update(&*bytes);
+                }
+                Ok(None) => h.update(b"keyring:none"),
+                Err(e) if self.mode == StoreMode::Keyring => {
+                    return Err(AuthError::Keyring {
+                        op: "read",
+                        message: e.0,
+                    });
+                }
+                Err(_) => h.update(b"keyring:unavailable"),
+            }
+        }
+        Ok(Fingerprint(h.finalize().into()))
+    }
+
+    /// Make sure `CODEX_HOME` exists and is safe (created 0700 when missing), as a save does.
+    pub fn ensure_home(&self) -> Result<(), AuthError> {
+        self.file.check_home(true).map(|_| ())
     }
 
     /// Remove stored credentials from every backend this mode may have used.

@@ -8,8 +8,12 @@
 //! Providers: `[model_providers.<id>]` with `base_url` (required), `requires_auth` (default `true`
 //! for `openai`, `false` for any other provider, so a user's key is never sent to an endpoint that
 //! did not ask for it, e.g. `responses-api-proxy`, which holds its own key), `name`, and
-//! `stream_idle_timeout_ms` (default 300000). With `requires_auth`, the stored API key goes in
-//! `Authorization: Bearer`; over plain `http://` only to a loopback host.
+//! `stream_idle_timeout_ms` (default 300000), and `chatgpt_auth` (default `false`; implies
+//! `requires_auth`): a ChatGPT sign-in may be used for this provider. With `requires_auth`, the
+//! stored API key goes in `Authorization: Bearer`; with `chatgpt_auth` and no API key stored, the
+//! ChatGPT access token does, obtained through the auth manager (`codex-auth`), which refreshes it
+//! first when it is expired or about to expire, serialized with other codex processes by the lock
+//! beside the store. Credentials go over plain `http://` only to a loopback host.
 //!
 //! HTTP: hyper + hyper-rustls (rustls, ring), HTTP/1.1 and HTTP/2, trust roots from the system
 //! store or `SSL_CERT_FILE`/`SSL_CERT_DIR` (rustls-native-certs).
@@ -63,6 +67,8 @@ pub struct Provider {
     pub id: String,
     pub base_url: String,
     pub requires_auth: bool,
+    /// A ChatGPT sign-in may authenticate requests to this provider.
+    pub chatgpt_auth: bool,
     pub idle_timeout: Duration,
 }
 
@@ -92,9 +98,13 @@ pub fn resolve_provider(cfg: &crate::config::Config) -> anyhow::Result<Provider>
             ));
         }
     };
-    let requires_auth = field("requires_auth")
+    let chatgpt_auth = field("chatgpt_auth")
         .and_then(toml::Value::as_bool)
-        .unwrap_or(builtin);
+        .unwrap_or(false);
+    let requires_auth = chatgpt_auth
+        || field("requires_auth")
+            .and_then(toml::Value::as_bool)
+            .unwrap_or(builtin);
     let idle_ms = field("stream_idle_timeout_ms")
         .and_then(toml::Value::as_integer)
         .and_then(|n| u64::try_from(n).ok())
@@ -104,6 +114,7 @@ pub fn resolve_provider(cfg: &crate::config::Config) -> anyhow::Result<Provider>
         id,
         base_url,
         requires_auth,
+        chatgpt_auth,
         idle_timeout: Duration::from_millis(idle_ms),
     })
 }
@@ -200,8 +211,11 @@ pub fn run(args: ExecArgs, global: &crate::GlobalOpts) -> anyhow::Result<i32> {
     Ok(0)
 }
 
-/// `Authorization: Bearer <stored key>`, marked sensitive.
+/// `Authorization: Bearer <stored key or ChatGPT access token>`, marked sensitive.
 fn bearer(cfg: &crate::config::Config, provider: &Provider) -> anyhow::Result<HeaderValue> {
+    if provider.chatgpt_auth {
+        return chatgpt_bearer(cfg, provider);
+    }
     let store = crate::login_cmd::store_from_config(cfg)?;
     let loaded = store
         .load_with_source()
@@ -232,6 +246,49 @@ fn bearer(cfg: &crate::config::Config, provider: &Provider) -> anyhow::Result<He
         Coded::new(
             AUTH,
             "the stored API key contains characters not allowed in an HTTP header: log in again",
+        )
+    })?;
+    hv.set_sensitive(true);
+    Ok(hv)
+}
+
+/// For a `chatgpt_auth` provider: the stored API key, else the ChatGPT access token, refreshed
+/// by the auth manager when due.
+fn chatgpt_bearer(cfg: &crate::config::Config, provider: &Provider) -> anyhow::Result<HeaderValue> {
+    let settings = crate::login_browser::LoginSettings::from_config(cfg)?;
+    let manager = settings.manager()?;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| Coded::new(FAILURE, format!("failed to start the async runtime: {e}")))?;
+    let auth = rt
+        .block_on(manager.fresh())
+        .map_err(|e| Coded::new(AUTH, e.to_string()))?;
+    let secret = match auth.as_deref() {
+        Some(a) => match (&a.openai_api_key, &a.tokens) {
+            (Some(k), _) => k.expose_secret().to_string(),
+            (None, Some(t)) => t.access_token.expose_secret().to_string(),
+            (None, None) => String::new(),
+        },
+        None => String::new(),
+    };
+    let secret = Zeroizing::new(secret);
+    if secret.is_empty() {
+        return Err(Coded::new(
+            AUTH,
+            format!(
+                "provider {} requires authentication and you are not logged in: run `codex login`",
+                provider.id
+            ),
+        ));
+    }
+    let mut value = Zeroizing::new(String::with_capacity(7 + secret.len()));
+    value.push_str("Bearer ");
+    value.push_str(&secret);
+    let mut hv = HeaderValue::from_str(&value).map_err(|_| {
+        Coded::new(
+            AUTH,
+            "the stored credential contains characters not allowed in an HTTP header: log in again",
         )
     })?;
     hv.set_sensitive(true);
@@ -679,6 +736,7 @@ mod tests {
             id: "x".into(),
             base_url: url.into(),
             requires_auth: auth,
+            chatgpt_auth: false,
             idle_timeout: Duration::from_secs(1),
         };
         assert!(responses_uri(&p("http://127.0.0.1:9/v1", true)).is_ok());

@@ -13,6 +13,7 @@ pub mod feature_table;
 pub mod features;
 pub mod login_browser;
 pub mod login_cmd;
+pub mod login_device;
 pub mod sandbox_cmd;
 
 use clap::{Parser, Subcommand};

@@ -11,10 +11,10 @@
 //! | `auth.login_port` | `1455` | preferred callback port; an ephemeral port is used if it is taken (0 = ephemeral) |
 //! | `cli_auth_credentials_store` | `file` | `file`, `keyring` or `auto` |
 //!
-//! Device-code login (`--device-auth`) is not built yet.
+//! Device-code login (`--device-auth`, module `login_device`) uses the same keys.
 
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime};
 
 use codex_auth::{AuthDotJson, AuthStore, StoreMode, TokenData};
 use codex_login::{Issuer, LoginOptions, LoginOutcome, PortChoice, TokenSet};
@@ -147,6 +147,27 @@ impl LoginSettings {
     pub fn store(&self) -> AuthStore {
         AuthStore::new(self.codex_home.clone(), self.store_mode)
     }
+
+    /// The process's auth manager: this store, refreshing ChatGPT tokens at this issuer.
+    pub fn manager(&self) -> anyhow::Result<codex_auth::AuthManager> {
+        let refresher = codex_login::ChatGptRefresher::new(&self.issuer, &self.client_id)
+            .map_err(|e| Coded::new(FAILURE, format!("cannot set up token refresh: {e}")))?;
+        Ok(codex_auth::AuthManager::new(
+            self.store(),
+            Some(Arc::new(refresher)),
+        ))
+    }
+}
+
+/// Take the credential lock beside `store` (blocking; synchronous commands), creating
+/// `CODEX_HOME` first as a save would.
+pub(crate) fn lock_store_blocking(store: &AuthStore) -> Result<codex_auth::StoreLock, String> {
+    store.ensure_home().map_err(|e| e.to_string())?;
+    codex_auth::StoreLock::acquire_blocking(
+        &codex_auth::StoreLock::path_for(store.codex_home()),
+        codex_auth::lock::DEFAULT_LOCK_TIMEOUT,
+    )
+    .map_err(|e| e.to_string())
 }
 
 /// The tokens as `auth.json` content (the API key, if any, is replaced: one sign-in at a time).
@@ -170,9 +191,17 @@ pub(crate) fn auth_json_from(tokens: TokenSet) -> AuthDotJson {
     }
 }
 
-/// Store `tokens`; a keyring fallback warning is printed to stderr (never silent).
-pub(crate) fn save_tokens(store: &AuthStore, tokens: TokenSet) -> Result<(), String> {
+/// Store `tokens` under the credential lock (so a refresh running in another process cannot
+/// overwrite this login); a keyring fallback warning is printed to stderr (never silent).
+pub(crate) async fn save_tokens(store: &AuthStore, tokens: TokenSet) -> Result<(), String> {
     let auth = auth_json_from(tokens);
+    store.ensure_home().map_err(|e| e.to_string())?;
+    let _lock = codex_auth::StoreLock::acquire(
+        &codex_auth::StoreLock::path_for(store.codex_home()),
+        codex_auth::lock::DEFAULT_LOCK_TIMEOUT,
+    )
+    .await
+    .map_err(|e| e.to_string())?;
     let outcome = store.save(&auth).map_err(|e| e.to_string())?;
     if let Some(w) = outcome.warning {
         eprintln!("codex: warning: {w}");
@@ -182,27 +211,7 @@ pub(crate) fn save_tokens(store: &AuthStore, tokens: TokenSet) -> Result<(), Str
 
 /// `YYYY-MM-DDTHH:MM:SSZ` (UTC), as openai/codex writes `last_refresh`.
 pub(crate) fn rfc3339_utc(t: SystemTime) -> String {
-    let secs = t
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0);
-    let (days, rem) = (secs / 86_400, secs % 86_400);
-    // Howard Hinnant's civil_from_days.
-    let z = days as i64 + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!(
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60
-    )
+    codex_auth::manager::rfc3339_utc(t)
 }
 
 /// Try to open `url` in a browser: `open` on macOS, `xdg-open` when a display is available on
@@ -254,7 +263,7 @@ pub fn run(args: BrowserLoginArgs, global: &crate::GlobalOpts) -> anyhow::Result
             .map_err(|e| Coded::new(FAILURE, format!("cannot listen for Ctrl-C: {e}")))?;
         let persist_store = store.clone();
         let server = codex_login::start(opts, move |tokens| async move {
-            save_tokens(&persist_store, tokens)
+            save_tokens(&persist_store, tokens).await
         })
         .await
         .map_err(|e| Coded::new(FAILURE, format!("cannot start the login: {e}")))?;
@@ -313,6 +322,7 @@ pub fn run(args: BrowserLoginArgs, global: &crate::GlobalOpts) -> anyhow::Result
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::UNIX_EPOCH;
 
     #[test]
     fn durations() {

@@ -25,6 +25,7 @@ pub const MAX_KEY_LEN: usize = 4096;
     after_help = "Examples:\n  codex login                                   # sign in with ChatGPT in the browser\n  \
         printenv OPENAI_API_KEY | codex login --with-api-key\n  \
         codex login --with-api-key < ~/.config/openai.key\n  \
+        codex login --device-auth                     # sign in from a machine without a browser\n  \
         codex login status\n  \
         codex -c cli_auth_credentials_store=keyring login --with-api-key < key.txt"
 )]
@@ -37,6 +38,10 @@ pub struct LoginArgs {
     /// Refused: a key on the command line is visible to every local user. Use --with-api-key.
     #[arg(long, value_name = "KEY", hide = true)]
     pub api_key: Option<String>,
+    /// Sign in with a device code: print a URL and a one-time code to enter on any device with a
+    /// browser (for SSH sessions, containers, headless machines).
+    #[arg(long, conflicts_with_all = ["with_api_key", "no_browser", "port"])]
+    pub device_auth: bool,
     #[command(flatten)]
     pub browser: crate::login_browser::BrowserLoginArgs,
 }
@@ -73,6 +78,7 @@ pub fn run(args: LoginArgs, global: &crate::GlobalOpts) -> anyhow::Result<i32> {
     match args.action {
         Some(LoginAction::Status) => return run_status(global),
         None if args.with_api_key => {}
+        None if args.device_auth => return crate::login_device::run(args.browser.timeout, global),
         None => return crate::login_browser::run(args.browser, global),
     }
     let cfg = crate::config::load(global)?;
@@ -86,6 +92,8 @@ pub fn run(args: LoginArgs, global: &crate::GlobalOpts) -> anyhow::Result<i32> {
         ));
     }
     let key = read_api_key_from_stdin()?;
+    let _lock = crate::login_browser::lock_store_blocking(&store)
+        .map_err(|e| Coded::new(FAILURE, format!("failed to store the API key: {e}")))?;
     let out = store
         .save(&AuthDotJson::from_api_key(key))
         .map_err(|e| Coded::new(FAILURE, format!("failed to store the API key: {e}")))?;
@@ -157,12 +165,7 @@ fn run_status(global: &crate::GlobalOpts) -> anyhow::Result<i32> {
         Some(AuthDotJson {
             tokens: Some(t), ..
         }) => {
-            let account = t
-                .account_id
-                .as_deref()
-                .map(|a| format!(", account {a}"))
-                .unwrap_or_default();
-            println!("Logged in using ChatGPT{account} (stored in {where_})");
+            println!("{} (stored in {where_})", chatgpt_status_line(&t));
             Ok(0)
         }
         _ => {
@@ -172,9 +175,55 @@ fn run_status(global: &crate::GlobalOpts) -> anyhow::Result<i32> {
     }
 }
 
+/// `Logged in using ChatGPT as EMAIL (plan: PLAN), account ID, access token expires at T`: the
+/// parts the tokens do not carry are left out. Unverified claims, for display only; never a token.
+pub(crate) fn chatgpt_status_line(t: &codex_auth::TokenData) -> String {
+    let mut line = "Logged in using ChatGPT".to_string();
+    if let Ok(claims) = codex_login::claims::parse_id_token(t.id_token.expose_secret()) {
+        if let Some(email) = claims.email {
+            line.push_str(&format!(" as {email}"));
+        }
+        if let Some(plan) = claims.plan {
+            line.push_str(&format!(" (plan: {plan})"));
+        }
+    }
+    if let Some(a) = &t.account_id {
+        line.push_str(&format!(", account {a}"));
+    }
+    if let Some(exp) = codex_auth::manager::access_token_expiry(t) {
+        let at = u64::try_from(exp)
+            .map(|s| {
+                crate::login_browser::rfc3339_utc(
+                    std::time::UNIX_EPOCH + std::time::Duration::from_secs(s),
+                )
+            })
+            .unwrap_or_else(|_| format!("{exp} (unix time)"));
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs() as i64)
+            .unwrap_or(0);
+        if exp > now {
+            line.push_str(&format!(", access token expires at {at}"));
+        } else {
+            line.push_str(&format!(
+                ", access token expired at {at} (refreshed at next use)"
+            ));
+        }
+    }
+    line
+}
+
 pub fn run_logout(global: &crate::GlobalOpts) -> anyhow::Result<i32> {
     let cfg = crate::config::load(global)?;
     let store = store_from_config(&cfg)?;
+    let _lock = if store.codex_home().is_dir() {
+        Some(
+            crate::login_browser::lock_store_blocking(&store)
+                .map_err(|e| Coded::new(FAILURE, format!("cannot log out: {e}")))?,
+        )
+    } else {
+        None
+    };
     let out = store
         .delete_with_warnings()
         .map_err(|e| Coded::new(FAILURE, e.to_string()))?;

@@ -645,3 +645,397 @@ fn bench_get_auth_status_latency() {
     let _ = browser.join();
     assert!(app.finish().0.success());
 }
+
+// ---- v2: initialize, account/* ----
+
+impl AppServer {
+    fn init(&mut self) -> Value {
+        self.result(
+            "initialize",
+            json!({"clientInfo": {"name": "test-ide", "version": "1.2.3"}}),
+        )
+    }
+
+    fn completed(&mut self, login_id: &Value) -> Value {
+        let id = login_id.clone();
+        self.next_matching("account/login/completed", move |v| {
+            v["method"] == "account/login/completed" && v["params"]["loginId"] == id
+        })["params"]
+            .clone()
+    }
+
+    fn updated_to(&mut self, mode: Value) -> Value {
+        self.next_matching("account/updated", move |v| {
+            v["method"] == "account/updated" && v["params"]["authMode"] == mode
+        })["params"]
+            .clone()
+    }
+
+    /// No `account/updated` arrives within `d` (pending ones included).
+    fn no_update_within(&mut self, d: Duration) {
+        let deadline = Instant::now() + d;
+        while let Ok(v) = self
+            .rx
+            .recv_timeout(deadline.saturating_duration_since(Instant::now()))
+        {
+            self.pending.push(v);
+        }
+        assert!(
+            !self
+                .pending
+                .iter()
+                .any(|v| v["method"] == "account/updated"),
+            "{:?}",
+            self.pending
+        );
+    }
+}
+
+/// Approve `user_code` at the mock once the app-server has polled for it.
+fn approve_when_polled(mock: &MockIssuer, user_code: &str) {
+    let deadline = Instant::now() + WAIT;
+    while mock.device_polls(user_code) == 0 {
+        assert!(Instant::now() < deadline, "never polled for {user_code}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(mock.approve_device(user_code));
+}
+
+#[test]
+fn v2_methods_need_initialize_and_v1_works_without() {
+    let mock = MockIssuer::start().unwrap();
+    let mut app = AppServer::spawn(&mock, &[]);
+    for (method, params) in [
+        ("account/read", json!({})),
+        ("account/logout", json!({})),
+        ("account/login/start", json!({"type": "chatgpt"})),
+        ("account/login/cancel", json!({"loginId": "x"})),
+    ] {
+        let e = app.request(method, params);
+        assert_eq!(e["error"]["code"], -32600, "{method}: {e}");
+        assert_eq!(
+            e["error"]["message"],
+            format!("not initialized: send `initialize` before {method}")
+        );
+    }
+    // v1 (legacy) needs no initialize.
+    assert_eq!(
+        app.result("getAuthStatus", json!({})),
+        json!({"authMethod": null})
+    );
+    let e = app.request("initialize", json!({}));
+    assert_eq!(e["error"]["code"], -32602, "{e}");
+    let e = app.request("initialize", json!({"clientInfo": {"name": 7}}));
+    assert_eq!(e["error"]["code"], -32602, "{e}");
+    // Pipelined: the account/read right behind initialize already sees the session initialized.
+    let a = app.send(
+        "initialize",
+        json!({"clientInfo": {"name": "test-ide", "version": "1.2.3"}}),
+    );
+    let b = app.send("account/read", json!({}));
+    let init = app.response(a);
+    assert!(
+        init["result"]["userAgent"]
+            .as_str()
+            .unwrap()
+            .ends_with("(test-ide/1.2.3)"),
+        "{init}"
+    );
+    assert_eq!(
+        app.response(b)["result"],
+        json!({"account": null, "requiresOpenaiAuth": true})
+    );
+    let e = app.request("initialize", json!({"clientInfo": {"name": "again"}}));
+    assert_eq!(e["error"]["message"], "already initialized");
+    assert!(app.finish().0.success());
+}
+
+#[test]
+fn v2_api_key_login_read_logout_and_bad_login_types() {
+    let mock = MockIssuer::start().unwrap();
+    let mut app = AppServer::spawn(&mock, &[]);
+    app.init();
+    for (params, want) in [
+        (
+            json!({"type": "password"}),
+            "unknown login type \"password\"",
+        ),
+        (json!({}), "missing type"),
+        (json!({"type": 3}), "type must be a string"),
+        (json!({"type": "apiKey"}), "missing apiKey"),
+        (
+            json!({"type": "apiKey", "apiKey": "sk bad"}),
+            "apiKey contains whitespace",
+        ),
+    ] {
+        let e = app.request("account/login/start", params.clone());
+        assert_eq!(e["error"]["code"], -32602, "{params}: {e}");
+        assert!(
+            e["error"]["message"].as_str().unwrap().contains(want),
+            "{params}: {e}"
+        );
+    }
+    assert!(!app.auth_json().exists());
+    let key = "sk-test-abcdefghijklmnopqrstuvwxyz0123456789";
+    assert_eq!(
+        app.result(
+            "account/login/start",
+            json!({"type": "apiKey", "apiKey": key})
+        ),
+        json!({"type": "apiKey"})
+    );
+    assert_eq!(
+        app.completed(&Value::Null),
+        json!({"loginId": null, "success": true})
+    );
+    assert_eq!(
+        app.updated_to(json!("apikey")),
+        json!({"authMode": "apikey", "planType": null})
+    );
+    assert_eq!(
+        app.result("account/read", json!({})),
+        json!({"account": {"type": "apiKey"}, "requiresOpenaiAuth": true})
+    );
+    assert_eq!(app.result("account/logout", json!({})), json!({}));
+    app.updated_to(Value::Null);
+    assert_eq!(
+        app.result("account/read", json!({}))["account"],
+        Value::Null
+    );
+    assert!(!app.auth_json().exists());
+    let (status, rest, stderr) = app.finish();
+    assert!(status.success());
+    assert!(!stderr.contains(key));
+    assert!(!rest.iter().any(|v| v.to_string().contains(key)));
+}
+
+#[test]
+fn v2_browser_login_then_read_and_refresh() {
+    let mock = MockIssuer::start().unwrap();
+    let mut app = AppServer::spawn(&mock, &[]);
+    app.init();
+    let started = app.result("account/login/start", json!({"type": "chatgpt"}));
+    assert_eq!(started["type"], "chatgpt");
+    let url = started["authUrl"].as_str().unwrap().to_string();
+    let seen = oauth_mock::browse(&url).unwrap();
+    assert_eq!(seen.callback.unwrap().status, 200);
+    assert_eq!(
+        app.completed(&started["loginId"]),
+        json!({"loginId": started["loginId"], "success": true})
+    );
+    assert_eq!(
+        app.updated_to(json!("chatgpt")),
+        json!({"authMode": "chatgpt", "planType": "plus"})
+    );
+    assert_eq!(
+        app.result("account/read", json!({})),
+        json!({"account": {"type": "chatgpt", "email": "user@example.com", "planType": "plus"},
+               "requiresOpenaiAuth": true})
+    );
+    // refreshToken: a real refresh at the issuer (rotated), reported as account/updated.
+    let before = mock.refresh_grants();
+    app.result("account/read", json!({"refreshToken": true}));
+    assert_eq!(mock.refresh_grants(), before + 1);
+    app.updated_to(json!("chatgpt"));
+    let stored: Value =
+        serde_json::from_str(&std::fs::read_to_string(app.auth_json()).unwrap()).unwrap();
+    assert_eq!(
+        stored["tokens"]["refresh_token"],
+        json!(mock.newest_refresh_token().unwrap())
+    );
+    // The refresh token dies elsewhere (used by someone else): invalid_grant logs out cleanly.
+    let rt = stored["tokens"]["refresh_token"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let rt_runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let client = codex_oauth::TokenClient::new(&format!("{}/oauth/token", mock.url())).unwrap();
+    rt_runtime
+        .block_on(client.refresh(
+            mock.client_id(),
+            &codex_oauth::SecretString::new(rt),
+            None,
+            &[],
+        ))
+        .unwrap();
+    let e = app.request("account/read", json!({"refreshToken": true}));
+    let msg = e["error"]["message"].as_str().unwrap();
+    assert!(msg.contains("sign in again"), "{e}");
+    assert!(msg.contains("invalid_grant"), "{e}");
+    app.updated_to(Value::Null);
+    assert_eq!(
+        app.result("account/read", json!({}))["account"],
+        Value::Null
+    );
+    assert!(app.auth_json().exists(), "the store is left untouched");
+    assert!(app.finish().0.success());
+}
+
+#[test]
+fn v2_device_login_with_a_scripted_approver_answering_requests_meanwhile() {
+    let mock = MockIssuer::start().unwrap();
+    let mut app = AppServer::spawn(&mock, &[]);
+    app.init();
+    let started = app.result("account/login/start", json!({"type": "chatgptDeviceCode"}));
+    assert_eq!(started["type"], "chatgptDeviceCode");
+    assert_eq!(
+        started["verificationUrl"],
+        format!("{}/codex/device", mock.url())
+    );
+    let code = started["userCode"].as_str().unwrap().to_string();
+    assert_eq!(mock.pending_user_codes(), vec![code.clone()]);
+    // Answered at once while the device login polls.
+    let t0 = Instant::now();
+    assert_eq!(
+        app.result("account/read", json!({}))["account"],
+        Value::Null
+    );
+    assert!(
+        t0.elapsed() < Duration::from_millis(500),
+        "{:?}",
+        t0.elapsed()
+    );
+    approve_when_polled(&mock, &code);
+    assert_eq!(
+        app.completed(&started["loginId"]),
+        json!({"loginId": started["loginId"], "success": true})
+    );
+    app.updated_to(json!("chatgpt"));
+    let stored: Value =
+        serde_json::from_str(&std::fs::read_to_string(app.auth_json()).unwrap()).unwrap();
+    assert_eq!(
+        stored["tokens"]["access_token"],
+        json!(mock.issued()[0].access_token)
+    );
+    assert_eq!(mode(&app.auth_json()), 0o600);
+    // Cancelling a finished login: notFound, nothing else happens.
+    assert_eq!(
+        app.result(
+            "account/login/cancel",
+            json!({"loginId": started["loginId"]})
+        ),
+        json!({"status": "notFound"})
+    );
+    assert!(app.auth_json().exists());
+    assert!(app.finish().0.success());
+}
+
+#[test]
+fn v2_two_device_logins_at_once_the_newer_replaces_the_older() {
+    let mock = MockIssuer::start().unwrap();
+    let mut app = AppServer::spawn(&mock, &[]);
+    app.init();
+    let a = app.send("account/login/start", json!({"type": "chatgptDeviceCode"}));
+    let b = app.send("account/login/start", json!({"type": "chatgptDeviceCode"}));
+    let (ra, rb) = (
+        app.response(a)["result"].clone(),
+        app.response(b)["result"].clone(),
+    );
+    assert_ne!(ra["loginId"], rb["loginId"]);
+    assert_ne!(ra["userCode"], rb["userCode"]);
+    // Whichever got the start lock first was replaced by the other.
+    let ids = [ra["loginId"].clone(), rb["loginId"].clone()];
+    let done = app.next_matching("the replaced login's completion", move |v| {
+        v["method"] == "account/login/completed" && ids.contains(&v["params"]["loginId"])
+    })["params"]
+        .clone();
+    let (old, new) = if done["loginId"] == ra["loginId"] {
+        (ra, rb)
+    } else {
+        (rb, ra)
+    };
+    assert_eq!(done["success"], false, "{done}");
+    assert_eq!(
+        done["error"],
+        "login cancelled: replaced by a newer account/login/start"
+    );
+    // Approving the replaced code stores nothing; the newer one completes.
+    mock.approve_device(old["userCode"].as_str().unwrap());
+    approve_when_polled(&mock, new["userCode"].as_str().unwrap());
+    assert_eq!(app.completed(&new["loginId"])["success"], true);
+    assert_eq!(mock.issued().len(), 1);
+    // A pending device login is cancelled on request.
+    let third = app.result("account/login/start", json!({"type": "chatgptDeviceCode"}));
+    assert_eq!(
+        app.result("account/login/cancel", json!({"loginId": third["loginId"]})),
+        json!({"status": "canceled"})
+    );
+    assert_eq!(
+        app.completed(&third["loginId"]),
+        json!({"loginId": third["loginId"], "success": false, "error": "login cancelled"})
+    );
+    assert!(app.finish().0.success());
+}
+
+#[test]
+fn v2_session_sees_account_updated_when_another_process_logs_out() {
+    let mock = MockIssuer::start().unwrap();
+    let mut app = AppServer::spawn(&mock, &[]);
+    app.init();
+    app.result(
+        "account/login/start",
+        json!({"type": "apiKey", "apiKey": "sk-test-abcdefghijklmnopqrstuvwxyz0123456789"}),
+    );
+    app.updated_to(json!("apikey"));
+    app.no_update_within(Duration::from_millis(1200));
+    // A second process logs out.
+    let out = Command::new(env!("CARGO_BIN_EXE_codex"))
+        .arg("logout")
+        .env("CODEX_HOME", app.home.path())
+        .env(
+            "CODEX_MANAGED_CONFIG_PATH",
+            app.home.path().join("none.toml"),
+        )
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    assert!(!app.auth_json().exists());
+    let t0 = Instant::now();
+    assert_eq!(
+        app.updated_to(Value::Null),
+        json!({"authMode": null, "planType": null})
+    );
+    assert!(t0.elapsed() < Duration::from_secs(3), "{:?}", t0.elapsed());
+    assert_eq!(
+        app.result("account/read", json!({}))["account"],
+        Value::Null
+    );
+    assert!(app.finish().0.success());
+}
+
+#[test]
+fn v2_schema_documents_every_method_and_notification() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("app-server-v2.schema.json");
+    let schema: Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    let methods: Vec<&str> = schema["x-methods"]
+        .as_object()
+        .unwrap()
+        .keys()
+        .map(String::as_str)
+        .collect();
+    let mut want: Vec<&str> = codex_cli::app_server::V2_METHODS.to_vec();
+    want.sort_unstable();
+    let mut got = methods.clone();
+    got.sort_unstable();
+    assert_eq!(got, want);
+    let notes: Vec<&str> = schema["x-notifications"]
+        .as_object()
+        .unwrap()
+        .keys()
+        .map(String::as_str)
+        .collect();
+    let mut want: Vec<&str> = codex_cli::app_server::V2_NOTIFICATIONS.to_vec();
+    want.sort_unstable();
+    let mut got = notes;
+    got.sort_unstable();
+    assert_eq!(got, want);
+    // Every $ref resolves.
+    let text = schema.to_string();
+    for r in text.split("\"$ref\":\"#/$defs/").skip(1) {
+        let name = r.split('"').next().unwrap();
+        assert!(schema["$defs"].get(name).is_some(), "dangling $ref {name}");
+    }
+}

@@ -17,28 +17,37 @@ pub enum LoginError {
     /// The client id is empty or has characters that do not belong in a client id.
     #[error("invalid client id {0:?}: expected 1-200 characters from [A-Za-z0-9._-]")]
     ClientId(String),
-    /// `bind(127.0.0.1:port)` failed.
-    #[error("cannot bind the login callback server to 127.0.0.1:{port}: {source}")]
-    Bind { port: u16, source: io::Error },
+    /// `bind(127.0.0.1:port)` or `bind([::1]:port)` failed. The callback server listens on both
+    /// loopback families on one port, so that no other local user can own `localhost:port` on
+    /// the family the browser tries first.
+    #[error("cannot bind the login callback server to {host}:{port}: {source}")]
+    Bind {
+        host: &'static str,
+        port: u16,
+        source: io::Error,
+    },
     /// `getsockname` on the bound listener failed.
     #[error("cannot read the login callback server's address: {0}")]
     LocalAddr(io::Error),
     /// The OS trust store (or SSL_CERT_FILE) could not be loaded for an https issuer.
     #[error("cannot load trusted root certificates: {0}")]
     Roots(io::Error),
-    /// The token request could not be sent or its answer not read.
-    #[error("token request to {endpoint} failed: {reason}")]
-    TokenTransport { endpoint: String, reason: String },
-    /// The token endpoint answered with an error status.
-    #[error("token endpoint {endpoint} refused the request: http {status}: {detail}")]
-    TokenRefused {
+    /// A request to the issuer failed (transport, an OAuth error answer such as
+    /// `invalid_grant`, a malformed answer). [`OAuthError::is_invalid_grant`] tells a dead
+    /// refresh token from the rest.
+    #[error(transparent)]
+    OAuth(#[from] codex_oauth::OAuthError),
+    /// The token answer lacks a field the ChatGPT sign-in needs.
+    #[error("token endpoint {endpoint} answered without {field}")]
+    MissingToken {
         endpoint: String,
-        status: u16,
-        detail: String,
+        field: &'static str,
     },
-    /// The token endpoint's answer is not the expected JSON.
-    #[error("token endpoint {endpoint} answered with an invalid body: {reason}")]
-    TokenBody { endpoint: String, reason: String },
+    /// The issuer has no device-code endpoint (404).
+    #[error(
+        "device code login is not enabled for the issuer {issuer}: use the browser login (`codex login`) or check auth.issuer"
+    )]
+    DeviceNotEnabled { issuer: String },
     /// The ID token is not a JWT with JSON claims.
     #[error("invalid id token: {0}")]
     IdToken(String),

@@ -4,8 +4,6 @@
 //! tests can run a mock issuer without a certificate. A non-loopback `http://` issuer is refused:
 //! the authorization code and the PKCE verifier would cross the network in clear text.
 
-use std::net::IpAddr;
-
 use url::Url;
 
 use crate::error::LoginError;
@@ -78,12 +76,7 @@ impl Issuer {
 }
 
 fn is_loopback_host(url: &Url) -> bool {
-    match url.host() {
-        Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
-        Some(url::Host::Ipv4(ip)) => IpAddr::V4(ip).is_loopback(),
-        Some(url::Host::Ipv6(ip)) => IpAddr::V6(ip).is_loopback(),
-        None => false,
-    }
+    codex_oauth::is_loopback_url(url)
 }
 
 /// Check a client id: 1-200 characters from `[A-Za-z0-9._-]`.

@@ -1,6 +1,6 @@
 //! `codex-login`: browser sign-in through a local OAuth 2.0 authorization-code flow with PKCE.
 //!
-//! [`start`] binds a callback server on 127.0.0.1 (port 1455 by default, an ephemeral port if
+//! [`start`] binds a callback server on 127.0.0.1 and [::1] (port 1455 by default, another port if
 //! that one is taken, or exactly the port asked for), returns a [`LoginServer`] with the URL to
 //! open, and serves `GET /auth/callback` until the login ends:
 //!
@@ -17,16 +17,21 @@
 //! [`LoginServer::wait`] returns, the listener is closed and no task of the login remains.
 //! After a failure nothing has been stored (the persist callback runs only with valid tokens).
 //!
-//! Not here: device-code login, token refresh scheduling, verifying the ID token's signature.
+//! Not here: verifying the ID token's signature. The OAuth protocol pieces (PKCE, the token
+//! endpoint, RFC 8628, discovery) live in `codex-oauth`.
 
 pub mod claims;
+pub mod device;
 mod error;
 pub mod exchange;
 mod issuer;
-pub mod pkce;
+mod refresher;
 mod server;
 
 pub use claims::IdTokenClaims;
+pub use codex_oauth::pkce;
+pub use codex_oauth::{ErrorCode, OAuthError};
+pub use device::{DeviceCode, complete_device_login, request_device_code};
 pub use error::LoginError;
 pub use exchange::{TokenClient, TokenSet};
 pub use issuer::{
@@ -34,6 +39,7 @@ pub use issuer::{
     validate_client_id,
 };
 pub use pkce::random_id;
+pub use refresher::ChatGptRefresher;
 pub use secure_main::SecretString;
 pub use server::{
     CALLBACK_PATH, CancelHandle, DEFAULT_PORT, LoginOptions, LoginOutcome, LoginServer,

@@ -10,10 +10,12 @@
 //! Cancel and timeout end the login in `Waiting` and `Exchanging`; once `Committed` the tokens are
 //! being stored and the login completes (a cancel that arrives then has no effect).
 
+use std::collections::VecDeque;
 use std::convert::Infallible;
 use std::future::Future;
-use std::net::{Ipv4Addr, SocketAddr};
+use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -25,13 +27,13 @@ use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Notify, mpsc};
-use tokio::task::JoinSet;
+use tokio::task::{AbortHandle, JoinSet};
 
 use crate::claims::IdTokenClaims;
 use crate::error::LoginError;
 use crate::exchange::{TokenClient, TokenSet};
 use crate::issuer::{self, Issuer};
-use crate::pkce::{PkceCodes, generate_pkce, generate_state};
+use codex_oauth::pkce::{PkceCodes, generate_pkce, generate_state};
 
 /// The port openai/codex registers with its issuer.
 pub const DEFAULT_PORT: u16 = 1455;
@@ -39,8 +41,12 @@ pub const DEFAULT_PORT: u16 = 1455;
 pub const CALLBACK_PATH: &str = "/auth/callback";
 /// How long a client may take to send its request headers.
 const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
-/// Connections served at once; more are closed unanswered.
+/// Connections kept at once. When a new one arrives at the limit, the oldest connection that has
+/// no request in progress (idle, or still sending its headers) is closed to make room; only when
+/// every connection is handling a request is the new one closed unanswered.
 const MAX_CONNECTIONS: usize = 64;
+/// Attempts at finding an ephemeral port free on both loopback families.
+const EPHEMERAL_ATTEMPTS: usize = 16;
 
 /// Which port to listen on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -124,7 +130,7 @@ impl LoginServer {
         &self.auth_url
     }
 
-    /// The port the callback server listens on (127.0.0.1).
+    /// The port the callback server listens on (127.0.0.1 and, when the host has IPv6, [::1]).
     pub fn port(&self) -> u16 {
         self.port
     }
@@ -165,8 +171,8 @@ where
 {
     issuer::validate_client_id(&opts.client_id)?;
     let token_client = TokenClient::new(&opts.issuer)?;
-    let listener = bind(opts.port).await?;
-    let port = listener.local_addr().map_err(LoginError::LocalAddr)?.port();
+    let listeners = bind(opts.port).await?;
+    let port = listeners.port;
     let redirect_uri = format!("http://localhost:{port}{CALLBACK_PATH}");
     let pkce = generate_pkce();
     let state = generate_state();
@@ -191,7 +197,7 @@ where
         outcomes: tx,
     });
     let notify = Arc::new(Notify::new());
-    let task = tokio::spawn(serve(listener, shared, rx, notify.clone(), opts.timeout));
+    let task = tokio::spawn(serve(listeners, shared, rx, notify.clone(), opts.timeout));
     Ok(LoginServer {
         auth_url,
         port,
@@ -200,19 +206,128 @@ where
     })
 }
 
-async fn bind(choice: PortChoice) -> Result<TcpListener, LoginError> {
+/// The callback server's sockets: `127.0.0.1:port` and `[::1]:port`.
+///
+/// The redirect URI says `localhost` (the name openai/codex registers with its issuer), and a
+/// browser may resolve it to `::1` first. If we listened on 127.0.0.1 only, another local user
+/// could listen on `[::1]:port` and receive the code and `state` (and serve a page on the
+/// callback origin). So both families are bound on the same port, or the port is not used: with a
+/// preferred port, another port free on both families is chosen; with an exact port, it is an
+/// error. A host without an IPv6 loopback (bind fails with `EADDRNOTAVAIL`/`EAFNOSUPPORT`) gets
+/// the IPv4 socket only: nobody can listen on `::1` there either.
+struct Listeners {
+    v4: TcpListener,
+    v6: Option<TcpListener>,
+    port: u16,
+}
+
+async fn bind_pair(port: u16) -> Result<Listeners, LoginError> {
+    let v4 = TcpListener::bind((Ipv4Addr::LOCALHOST, port))
+        .await
+        .map_err(|source| LoginError::Bind {
+            host: "127.0.0.1",
+            port,
+            source,
+        })?;
+    let port = v4.local_addr().map_err(LoginError::LocalAddr)?.port();
+    let v6 = match TcpListener::bind((Ipv6Addr::LOCALHOST, port)).await {
+        Ok(l) => Some(l),
+        Err(e)
+            if e.kind() == std::io::ErrorKind::AddrNotAvailable
+                || e.raw_os_error() == Some(libc::EAFNOSUPPORT) =>
+        {
+            None
+        }
+        Err(source) => {
+            return Err(LoginError::Bind {
+                host: "[::1]",
+                port,
+                source,
+            });
+        }
+    };
+    Ok(Listeners { v4, v6, port })
+}
+
+fn in_use(e: &LoginError) -> bool {
+    matches!(e, LoginError::Bind { source, .. } if source.kind() == std::io::ErrorKind::AddrInUse)
+}
+
+async fn bind(choice: PortChoice) -> Result<Listeners, LoginError> {
     let (port, fallback) = match choice {
         PortChoice::Preferred(p) => (p, true),
         PortChoice::Exact(p) => (p, false),
     };
-    match TcpListener::bind((Ipv4Addr::LOCALHOST, port)).await {
-        Ok(l) => Ok(l),
-        Err(e) if fallback && port != 0 && e.kind() == std::io::ErrorKind::AddrInUse => {
-            TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
-                .await
-                .map_err(|source| LoginError::Bind { port: 0, source })
+    if port != 0 {
+        match bind_pair(port).await {
+            Ok(l) => return Ok(l),
+            Err(e) if fallback && in_use(&e) => {}
+            Err(e) => return Err(e),
         }
-        Err(source) => Err(LoginError::Bind { port, source }),
+    }
+    // An ephemeral port on 127.0.0.1 may be taken on [::1] (a squatter guessing it): try again.
+    let mut last = None;
+    for _ in 0..EPHEMERAL_ATTEMPTS {
+        match bind_pair(0).await {
+            Ok(l) => return Ok(l),
+            Err(e) if in_use(&e) => last = Some(e),
+            Err(e) => return Err(e),
+        }
+    }
+    Err(last.unwrap_or(LoginError::Bind {
+        host: "127.0.0.1",
+        port: 0,
+        source: std::io::Error::from(std::io::ErrorKind::AddrInUse),
+    }))
+}
+
+/// Accept on `l`, or never when it is absent.
+async fn accept_opt(l: &Option<TcpListener>) -> std::io::Result<(TcpStream, SocketAddr)> {
+    match l {
+        Some(l) => l.accept().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// The live connections, oldest first, with whether each is handling a request.
+#[derive(Default)]
+struct Connections {
+    set: JoinSet<()>,
+    order: VecDeque<(AbortHandle, Arc<AtomicBool>)>,
+}
+
+impl Connections {
+    /// Make room for one more: drop finished entries, then, at the limit, close the oldest
+    /// connection without a request in progress. `false` when every connection is busy.
+    fn make_room(&mut self) -> bool {
+        self.order.retain(|(h, _)| !h.is_finished());
+        if self.order.len() < MAX_CONNECTIONS {
+            return true;
+        }
+        match self
+            .order
+            .iter()
+            .position(|(_, busy)| !busy.load(Ordering::SeqCst))
+        {
+            Some(i) => {
+                if let Some((h, _)) = self.order.remove(i) {
+                    h.abort();
+                }
+                true
+            }
+            None => false,
+        }
+    }
+
+    fn spawn(&mut self, stream: TcpStream, peer: SocketAddr, shared: Arc<Shared>) {
+        if !self.make_room() {
+            return; // dropped: closed unanswered
+        }
+        let busy = Arc::new(AtomicBool::new(false));
+        let h = self
+            .set
+            .spawn(serve_connection(stream, peer, shared, busy.clone()));
+        self.order.push_back((h, busy));
     }
 }
 
@@ -257,13 +372,13 @@ impl Shared {
 }
 
 async fn serve(
-    listener: TcpListener,
+    listeners: Listeners,
     shared: Arc<Shared>,
     mut outcomes: mpsc::UnboundedReceiver<LoginOutcome>,
     cancel: Arc<Notify>,
     timeout: Option<Duration>,
 ) -> LoginOutcome {
-    let mut conns = JoinSet::new();
+    let mut conns = Connections::default();
     let deadline = timeout.map(|d| tokio::time::Instant::now() + d);
     let timer = async move {
         match deadline {
@@ -288,25 +403,39 @@ async fn serve(
                 }
                 timer_armed = false;
             }
-            accepted = listener.accept() => match accepted {
-                Ok((stream, peer)) => {
-                    if conns.len() < MAX_CONNECTIONS {
-                        conns.spawn(serve_connection(stream, peer, shared.clone()));
-                    }
-                }
+            accepted = listeners.v4.accept() => match accepted {
+                Ok((stream, peer)) => conns.spawn(stream, peer, shared.clone()),
                 // EMFILE and friends: back off instead of spinning.
                 Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
             },
-            Some(_) = conns.join_next(), if !conns.is_empty() => {}
+            accepted = accept_opt(&listeners.v6) => match accepted {
+                Ok((stream, peer)) => conns.spawn(stream, peer, shared.clone()),
+                Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
+            },
+            Some(_) = conns.set.join_next(), if !conns.set.is_empty() => {}
         }
     };
-    drop(listener);
-    conns.abort_all();
-    while conns.join_next().await.is_some() {}
+    drop(listeners);
+    conns.set.abort_all();
+    while conns.set.join_next().await.is_some() {}
     outcome
 }
 
-async fn serve_connection(stream: TcpStream, _peer: SocketAddr, shared: Arc<Shared>) {
+/// Clears a connection's busy flag when its request ends (or is aborted).
+struct BusyGuard(Arc<AtomicBool>);
+
+impl Drop for BusyGuard {
+    fn drop(&mut self) {
+        self.0.store(false, Ordering::SeqCst);
+    }
+}
+
+async fn serve_connection(
+    stream: TcpStream,
+    _peer: SocketAddr,
+    shared: Arc<Shared>,
+    busy: Arc<AtomicBool>,
+) {
     let slot: Arc<Mutex<Option<LoginOutcome>>> = Arc::new(Mutex::new(None));
     let service = {
         let shared = shared.clone();
@@ -314,7 +443,14 @@ async fn serve_connection(stream: TcpStream, _peer: SocketAddr, shared: Arc<Shar
         service_fn(move |req| {
             let shared = shared.clone();
             let slot = slot.clone();
-            async move { Ok::<_, Infallible>(handle(req, &shared, &slot).await) }
+            let busy = busy.clone();
+            async move {
+                // A connection handling a request (e.g. the callback during the token exchange)
+                // is never evicted to make room.
+                busy.store(true, Ordering::SeqCst);
+                let _idle_again = BusyGuard(busy);
+                Ok::<_, Infallible>(handle(req, &shared, &slot).await)
+            }
         })
     };
     let _ = hyper::server::conn::http1::Builder::new()

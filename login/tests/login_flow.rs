@@ -258,7 +258,7 @@ async fn taken_port_falls_back_or_fails_as_asked() {
     exact.port = PortChoice::Exact(taken);
     let err = start(exact, |_t| async { Ok(()) }).await.unwrap_err();
     assert!(
-        matches!(&err, LoginError::Bind { port, source } if *port == taken && source.kind() == std::io::ErrorKind::AddrInUse),
+        matches!(&err, LoginError::Bind { port, source, .. } if *port == taken && source.kind() == std::io::ErrorKind::AddrInUse),
         "{err}"
     );
     assert!(
@@ -321,17 +321,40 @@ async fn refresh_grant_against_the_mock() {
     let url = server.auth_url().to_string();
     blocking(move || oauth_mock::browse(&url).unwrap()).await;
     assert!(server.wait().await.is_success());
-    let refresh = stored.lock().unwrap().pop().unwrap().refresh_token;
+    let first = stored.lock().unwrap().pop().unwrap();
     let client = codex_login::TokenClient::new(&Issuer::parse(&mock.url()).unwrap()).unwrap();
-    let fresh = client.refresh(mock.client_id(), &refresh).await.unwrap();
+    let fresh = client
+        .refresh(mock.client_id(), &first.refresh_token, &first.id_token)
+        .await
+        .unwrap();
     assert_eq!(
         fresh.access_token.expose_secret(),
         mock.issued()[1].access_token
     );
-    let bogus = codex_login::SecretString::new("nope".to_string());
-    let err = client.refresh(mock.client_id(), &bogus).await.unwrap_err();
+    // The mock rotates refresh tokens: the new one is adopted, the old one is dead.
+    assert_eq!(
+        fresh.refresh_token.expose_secret(),
+        mock.issued()[1].refresh_token
+    );
+    assert_ne!(
+        fresh.refresh_token.expose_secret(),
+        first.refresh_token.expose_secret()
+    );
+    let err = client
+        .refresh(mock.client_id(), &first.refresh_token, &first.id_token)
+        .await
+        .unwrap_err();
     assert!(
-        matches!(err, LoginError::TokenRefused { status: 400, .. }),
+        matches!(&err, LoginError::OAuth(e) if e.is_invalid_grant()),
+        "{err}"
+    );
+    let bogus = codex_login::SecretString::new("nope".to_string());
+    let err = client
+        .refresh(mock.client_id(), &bogus, &first.id_token)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, LoginError::OAuth(e) if e.is_invalid_grant()),
         "{err}"
     );
 }

@@ -11,4 +11,5 @@ pub mod oauth_mock;
 pub mod ports;
 pub mod python;
 pub mod responses_mock;
+pub mod scripted_http;
 pub mod tls;

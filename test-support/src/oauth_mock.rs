@@ -11,7 +11,18 @@
 //!   `BASE64URL(SHA256(code_verifier))` must equal the stored challenge (RFC 7636 §4.6), else
 //!   `400 {"error":"invalid_grant"}`; then `{id_token, access_token, refresh_token}` where the ID
 //!   token is a JWT with base64url claims and a signature-looking third part. `refresh_token`
-//!   grant: a known refresh token gets a new access token.
+//!   grant: refresh tokens ROTATE: a live one gets new tokens and a new refresh token, and is dead
+//!   from then on (`invalid_grant` when presented again). Access tokens are JWTs whose `exp` is
+//!   `now + access_ttl` ([`MockIssuer::set_access_ttl`], may be negative: already expired).
+//! - openai/codex's device flow: `POST /api/accounts/deviceauth/usercode` (JSON `{client_id}` →
+//!   `{device_auth_id, user_code, interval}`), `POST /api/accounts/deviceauth/token` (403 while
+//!   pending, then `{authorization_code, code_challenge, code_verifier}`; the code is exchanged
+//!   at `/oauth/token` with `redirect_uri = <issuer>/deviceauth/callback`);
+//! - RFC 8628, when [`MockIssuer::set_advertise_device`] is on: `device_authorization_endpoint`
+//!   in `/.well-known/openid-configuration`, `POST /oauth/device/code`, and the device-code grant
+//!   at `/oauth/token` (`authorization_pending`, `access_denied`, single-use device codes);
+//! - [`MockIssuer::approve_device`] / [`MockIssuer::deny_device`]: the scripted approver, by user
+//!   code, for both device flows.
 //!
 //! It runs on its own thread with a single-threaded tokio runtime, so sync and async tests can use
 //! it; dropping it stops it. [`browse`] is the scripted browser: it follows the authorize redirect
@@ -71,12 +82,52 @@ struct PendingCode {
     client_id: String,
 }
 
-#[derive(Debug, Default)]
+/// A device login waiting for the scripted approver.
+#[derive(Debug, Clone)]
+struct DeviceEntry {
+    user_code: String,
+    /// `None`: pending; `Some(true)`: approved; `Some(false)`: denied.
+    decision: Option<bool>,
+    /// RFC 8628 flow (else openai/codex's own).
+    rfc8628: bool,
+    polls: u32,
+}
+
+#[derive(Debug)]
 struct State {
     codes: HashMap<String, PendingCode>,
     issued: Vec<IssuedTokens>,
     token_requests: Vec<HashMap<String, String>>,
     token_delay: Duration,
+    /// Refresh tokens that may still be used.
+    live_refresh: std::collections::HashSet<String>,
+    refresh_grants: u32,
+    access_ttl: i64,
+    rotate_refresh: bool,
+    refresh_id_token: Option<String>,
+    advertise_device: bool,
+    device_interval: i64,
+    /// Keyed by device_auth_id (codex flow) or device_code (RFC 8628).
+    devices: HashMap<String, DeviceEntry>,
+}
+
+impl Default for State {
+    fn default() -> Self {
+        Self {
+            codes: HashMap::new(),
+            issued: Vec::new(),
+            token_requests: Vec::new(),
+            token_delay: Duration::ZERO,
+            live_refresh: Default::default(),
+            refresh_grants: 0,
+            access_ttl: 3600,
+            rotate_refresh: true,
+            refresh_id_token: None,
+            advertise_device: false,
+            device_interval: 1,
+            devices: HashMap::new(),
+        }
+    }
 }
 
 /// The running mock issuer.
@@ -197,6 +248,89 @@ impl MockIssuer {
         lock(&self.state).issued.clone()
     }
 
+    /// Lifetime of the access tokens issued from now on, in seconds (negative: already expired).
+    pub fn set_access_ttl(&self, secs: i64) {
+        lock(&self.state).access_ttl = secs;
+    }
+
+    /// `false`: refresh answers carry no refresh token (the client keeps its old one, which
+    /// stays live).
+    pub fn set_rotate_refresh(&self, rotate: bool) {
+        lock(&self.state).rotate_refresh = rotate;
+    }
+
+    /// Put this string as the ID token into refresh answers (e.g. a malformed JWT).
+    pub fn set_refresh_id_token(&self, token: Option<&str>) {
+        lock(&self.state).refresh_id_token = token.map(str::to_string);
+    }
+
+    /// Successful refresh grants so far.
+    pub fn refresh_grants(&self) -> u32 {
+        lock(&self.state).refresh_grants
+    }
+
+    /// The refresh token a client should hold now (the newest live one).
+    pub fn newest_refresh_token(&self) -> Option<String> {
+        let st = lock(&self.state);
+        st.issued
+            .iter()
+            .rev()
+            .map(|t| t.refresh_token.clone())
+            .find(|t| st.live_refresh.contains(t))
+    }
+
+    /// Advertise RFC 8628 (`device_authorization_endpoint`) in the discovery document.
+    pub fn set_advertise_device(&self, on: bool) {
+        lock(&self.state).advertise_device = on;
+    }
+
+    /// The `interval` given to device logins (seconds; the value is sent as is).
+    pub fn set_device_interval(&self, secs: i64) {
+        lock(&self.state).device_interval = secs;
+    }
+
+    /// User codes of device logins still waiting for a decision.
+    pub fn pending_user_codes(&self) -> Vec<String> {
+        lock(&self.state)
+            .devices
+            .values()
+            .filter(|d| d.decision.is_none())
+            .map(|d| d.user_code.clone())
+            .collect()
+    }
+
+    /// Polls received so far for the device login with this user code.
+    pub fn device_polls(&self, user_code: &str) -> u32 {
+        lock(&self.state)
+            .devices
+            .values()
+            .filter(|d| d.user_code == user_code)
+            .map(|d| d.polls)
+            .sum()
+    }
+
+    /// The scripted approver: the user signs in and approves `user_code`. `false` if unknown.
+    pub fn approve_device(&self, user_code: &str) -> bool {
+        self.decide(user_code, true)
+    }
+
+    /// The user refuses `user_code`.
+    pub fn deny_device(&self, user_code: &str) -> bool {
+        self.decide(user_code, false)
+    }
+
+    fn decide(&self, user_code: &str, approve: bool) -> bool {
+        let mut st = lock(&self.state);
+        let mut found = false;
+        for d in st.devices.values_mut() {
+            if d.user_code == user_code && d.decision.is_none() {
+                d.decision = Some(approve);
+                found = true;
+            }
+        }
+        found
+    }
+
     /// Act as an attacker would: run an authorize request with the attacker's own PKCE challenge
     /// and return the code the mock issues for it (not sent anywhere).
     pub fn mint_code(&self, challenge: &str, redirect_uri: &str) -> String {
@@ -306,6 +440,36 @@ fn is_loopback_callback(uri: &str) -> bool {
 async fn route(req: Request<Incoming>, ctx: &Ctx) -> Response<Full<Bytes>> {
     match (req.method().as_str(), req.uri().path()) {
         ("GET", "/oauth/authorize") => authorize(&req, ctx),
+        ("GET", "/.well-known/openid-configuration") => {
+            let mut doc = serde_json::json!({
+                "issuer": ctx.base_url,
+                "authorization_endpoint": format!("{}/oauth/authorize", ctx.base_url),
+                "token_endpoint": format!("{}/oauth/token", ctx.base_url),
+                "code_challenge_methods_supported": ["S256"],
+            });
+            if lock(&ctx.state).advertise_device {
+                doc["device_authorization_endpoint"] =
+                    serde_json::json!(format!("{}/oauth/device/code", ctx.base_url));
+            }
+            json(StatusCode::OK, doc)
+        }
+        (
+            "POST",
+            path @ ("/api/accounts/deviceauth/usercode"
+            | "/api/accounts/deviceauth/token"
+            | "/oauth/device/code"),
+        ) => {
+            let path = path.to_string();
+            let body = match req.into_body().collect().await {
+                Ok(b) => b.to_bytes(),
+                Err(_) => return oauth_error("invalid_request", "unreadable body"),
+            };
+            match path.as_str() {
+                "/oauth/device/code" => rfc_device_code(&url_decode_pairs(&body), ctx),
+                "/api/accounts/deviceauth/usercode" => codex_usercode(&body, ctx),
+                _ => codex_device_token(&body, ctx),
+            }
+        }
         ("POST", "/oauth/token") => {
             let body = match req.into_body().collect().await {
                 Ok(b) => b.to_bytes(),
@@ -399,22 +563,171 @@ pub fn make_id_token(issuer: &str, client_id: &str, identity: &MockIdentity) -> 
 }
 
 fn issue(ctx: &Ctx, refresh_token: Option<String>) -> Response<Full<Bytes>> {
+    issue_with(ctx, refresh_token, true, None)
+}
+
+fn now_secs() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
+/// A JWT-shaped access token expiring at `exp` (unix seconds).
+pub fn make_access_token(issuer: &str, identity: &MockIdentity, exp: i64) -> String {
+    let header = serde_json::json!({"alg": "RS256", "typ": "JWT"});
+    let claims = serde_json::json!({
+        "iss": issuer,
+        "exp": exp,
+        "jti": random_hex(16),
+        "https://api.openai.com/auth": {"chatgpt_account_id": identity.account_id},
+    });
+    let h = URL_SAFE_NO_PAD.encode(header.to_string());
+    let c = URL_SAFE_NO_PAD.encode(claims.to_string());
+    format!("{h}.{c}.{}", URL_SAFE_NO_PAD.encode(random_hex(16)))
+}
+
+/// Issue tokens. `refresh_token`: the one to send back (`None`: a fresh one); `send_refresh`:
+/// whether the answer carries a refresh token at all; `id_override`: the ID token to send.
+fn issue_with(
+    ctx: &Ctx,
+    refresh_token: Option<String>,
+    send_refresh: bool,
+    id_override: Option<String>,
+) -> Response<Full<Bytes>> {
+    let ttl = lock(&ctx.state).access_ttl;
     let tokens = IssuedTokens {
-        id_token: make_id_token(&ctx.base_url, &ctx.client_id, &ctx.identity),
-        access_token: format!("mock-access-{}", random_hex(24)),
+        id_token: id_override
+            .unwrap_or_else(|| make_id_token(&ctx.base_url, &ctx.client_id, &ctx.identity)),
+        access_token: make_access_token(&ctx.base_url, &ctx.identity, now_secs() + ttl),
         refresh_token: refresh_token.unwrap_or_else(|| format!("mock-refresh-{}", random_hex(24))),
     };
-    lock(&ctx.state).issued.push(tokens.clone());
+    {
+        let mut st = lock(&ctx.state);
+        st.issued.push(tokens.clone());
+        st.live_refresh.insert(tokens.refresh_token.clone());
+    }
+    let mut body = serde_json::json!({
+        "id_token": tokens.id_token,
+        "access_token": tokens.access_token,
+        "token_type": "Bearer",
+        "expires_in": ttl.max(0),
+    });
+    if send_refresh {
+        body["refresh_token"] = serde_json::json!(tokens.refresh_token);
+    }
+    json(StatusCode::OK, body)
+}
+
+fn user_code() -> String {
+    const ALPHABET: &[u8] = b"BCDFGHJKLMNPQRSTVWXZ";
+    let mut b = [0u8; 8];
+    rand::rngs::OsRng.fill_bytes(&mut b);
+    let c: String = b
+        .iter()
+        .map(|x| char::from(ALPHABET[usize::from(*x) % ALPHABET.len()]))
+        .collect();
+    format!("{}-{}", &c[..4], &c[4..])
+}
+
+fn new_device(ctx: &Ctx, rfc8628: bool) -> (String, String, i64) {
+    let key = random_hex(16);
+    let code = user_code();
+    let mut st = lock(&ctx.state);
+    st.devices.insert(
+        key.clone(),
+        DeviceEntry {
+            user_code: code.clone(),
+            decision: None,
+            rfc8628,
+            polls: 0,
+        },
+    );
+    (key, code, st.device_interval)
+}
+
+fn rfc_device_code(form: &HashMap<String, String>, ctx: &Ctx) -> Response<Full<Bytes>> {
+    if form.get("client_id").map(String::as_str) != Some(ctx.client_id.as_str()) {
+        return oauth_error("invalid_client", "unknown client id");
+    }
+    let (device_code, user_code, interval) = new_device(ctx, true);
     json(
         StatusCode::OK,
         serde_json::json!({
-            "id_token": tokens.id_token,
-            "access_token": tokens.access_token,
-            "refresh_token": tokens.refresh_token,
-            "token_type": "Bearer",
-            "expires_in": 3600,
+            "device_code": device_code,
+            "user_code": user_code,
+            "verification_uri": format!("{}/device", ctx.base_url),
+            "verification_uri_complete": format!("{}/device?user_code={user_code}", ctx.base_url),
+            "expires_in": 600,
+            "interval": interval,
         }),
     )
+}
+
+fn codex_usercode(body: &[u8], ctx: &Ctx) -> Response<Full<Bytes>> {
+    let v: serde_json::Value = serde_json::from_slice(body).unwrap_or_default();
+    if v.get("client_id").and_then(|c| c.as_str()) != Some(ctx.client_id.as_str()) {
+        return oauth_error("invalid_client", "unknown client id");
+    }
+    let (id, user_code, interval) = new_device(ctx, false);
+    // openai/codex's server sends the interval as a string.
+    json(
+        StatusCode::OK,
+        serde_json::json!({"device_auth_id": id, "user_code": user_code, "interval": interval.to_string()}),
+    )
+}
+
+fn codex_device_token(body: &[u8], ctx: &Ctx) -> Response<Full<Bytes>> {
+    let v: serde_json::Value = serde_json::from_slice(body).unwrap_or_default();
+    let id = v
+        .get("device_auth_id")
+        .and_then(|c| c.as_str())
+        .unwrap_or("");
+    let code = v.get("user_code").and_then(|c| c.as_str()).unwrap_or("");
+    let decision = {
+        let mut st = lock(&ctx.state);
+        let Some(d) = st
+            .devices
+            .get_mut(id)
+            .filter(|d| !d.rfc8628 && d.user_code == code)
+        else {
+            return json(
+                StatusCode::BAD_REQUEST,
+                serde_json::json!({"error": "invalid_grant", "error_description": "unknown device login"}),
+            );
+        };
+        d.polls += 1;
+        d.decision
+    };
+    match decision {
+        // openai/codex treats 403 and 404 as "not yet".
+        None => json(
+            StatusCode::FORBIDDEN,
+            serde_json::json!({"error": "authorization_pending"}),
+        ),
+        Some(false) => {
+            lock(&ctx.state).devices.remove(id);
+            oauth_error("access_denied", "the user refused")
+        }
+        Some(true) => {
+            lock(&ctx.state).devices.remove(id);
+            let verifier = format!("{}{}", random_hex(32), random_hex(32));
+            let challenge = URL_SAFE_NO_PAD.encode(sha2::Sha256::digest(verifier.as_bytes()));
+            let code = random_hex(16);
+            lock(&ctx.state).codes.insert(
+                code.clone(),
+                PendingCode {
+                    challenge: challenge.clone(),
+                    redirect_uri: format!("{}/deviceauth/callback", ctx.base_url),
+                    client_id: ctx.client_id.clone(),
+                },
+            );
+            json(
+                StatusCode::OK,
+                serde_json::json!({"authorization_code": code, "code_challenge": challenge, "code_verifier": verifier}),
+            )
+        }
+    }
 }
 
 fn token(form: &HashMap<String, String>, ctx: &Ctx) -> Response<Full<Bytes>> {
@@ -439,14 +752,51 @@ fn token(form: &HashMap<String, String>, ctx: &Ctx) -> Response<Full<Bytes>> {
             issue(ctx, None)
         }
         "refresh_token" => {
-            let known = lock(&ctx.state)
-                .issued
-                .iter()
-                .any(|t| t.refresh_token == get("refresh_token"));
-            if !known || get("client_id") != ctx.client_id {
-                return oauth_error("invalid_grant", "unknown refresh token");
+            if get("client_id") != ctx.client_id {
+                return oauth_error("invalid_client", "unknown client id");
             }
-            issue(ctx, Some(get("refresh_token").to_string()))
+            let (rotate, id_override) = {
+                let mut st = lock(&ctx.state);
+                if !st.live_refresh.contains(get("refresh_token")) {
+                    return oauth_error("invalid_grant", "unknown or already used refresh token");
+                }
+                if st.rotate_refresh {
+                    st.live_refresh.remove(get("refresh_token"));
+                }
+                st.refresh_grants += 1;
+                (st.rotate_refresh, st.refresh_id_token.clone())
+            };
+            if rotate {
+                issue_with(ctx, None, true, id_override)
+            } else {
+                issue_with(
+                    ctx,
+                    Some(get("refresh_token").to_string()),
+                    false,
+                    id_override,
+                )
+            }
+        }
+        "urn:ietf:params:oauth:grant-type:device_code" => {
+            let decision = {
+                let mut st = lock(&ctx.state);
+                let Some(d) = st.devices.get_mut(get("device_code")).filter(|d| d.rfc8628) else {
+                    return oauth_error("invalid_grant", "unknown or used device code");
+                };
+                d.polls += 1;
+                d.decision
+            };
+            match decision {
+                None => oauth_error("authorization_pending", "waiting for the user"),
+                Some(false) => {
+                    lock(&ctx.state).devices.remove(get("device_code"));
+                    oauth_error("access_denied", "the user refused")
+                }
+                Some(true) => {
+                    lock(&ctx.state).devices.remove(get("device_code"));
+                    issue(ctx, None)
+                }
+            }
         }
         _ => oauth_error("unsupported_grant_type", "unsupported grant_type"),
     }
