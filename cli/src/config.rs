@@ -101,6 +101,8 @@ impl Config {
             include_only: strings("shell_environment_policy.include_only"),
             keep: strings("shell_environment_policy.keep"),
         };
+        let allowed_domains = strings("sandbox.network.allowed_domains");
+        let denied_domains = strings("sandbox.network.denied_domains");
         let allow_git_writes = self
             .get("sandbox.allow_git_writes")
             .and_then(toml::Value::as_bool)
@@ -110,6 +112,8 @@ impl Config {
             network_access,
             allow_unix_sockets,
             allow_git_writes,
+            allowed_domains,
+            denied_domains,
             env,
         }
     }
@@ -197,6 +201,17 @@ struct SandboxSchema {
     deny_read: Option<DenyReadValue>,
     allow_unix_sockets: Option<Vec<String>>,
     allow_git_writes: Option<bool>,
+    network: Option<SandboxNetworkSchema>,
+}
+
+/// `[sandbox.network]`: the domain allow-list (Linux; hosts reached through the launcher's
+/// filtering proxy while the network is otherwise off).
+#[derive(Debug, Deserialize)]
+#[allow(dead_code)]
+#[serde(deny_unknown_fields)]
+struct SandboxNetworkSchema {
+    allowed_domains: Option<Vec<String>>,
+    denied_domains: Option<Vec<String>>,
 }
 
 /// `[sandbox_workspace_write]` (codex's key): `network_access` for `--full-auto`.
@@ -234,6 +249,10 @@ pub struct SandboxSettings {
     pub allow_unix_sockets: Vec<String>,
     /// `sandbox.allow_git_writes` (default false): the name guard off (Linux).
     pub allow_git_writes: bool,
+    /// `sandbox.network.allowed_domains` / `denied_domains`, as written (validated by the
+    /// sandbox: a bad pattern is exit 200 naming it).
+    pub allowed_domains: Vec<String>,
+    pub denied_domains: Vec<String>,
     /// `[shell_environment_policy]`: the sandboxed command's environment.
     pub env: sandbox_policy::EnvPolicy,
 }

@@ -53,6 +53,11 @@ pub struct EnforceArgs {
     /// repository's hooks or `core.fsmonitor` run outside the sandbox at the user's next `git`.
     #[arg(long = "allow-git-writes")]
     pub allow_git_writes: bool,
+    /// With the network off: let the command reach this host through a filtering proxy the
+    /// launcher runs (`example.com`, `*.example.com` below it, `**.example.com` both); nothing
+    /// else is reachable, with or without user namespaces. Repeatable.
+    #[arg(long = "allow-domain", value_name = "DOMAIN")]
+    pub allow_domains: Vec<String>,
     /// Pass an inherited variable whose name matches PATTERN (glob, case-insensitive) even though
     /// the default excludes (names with KEY, SECRET, TOKEN, PASSWORD, CREDENTIAL; SSH_AUTH_SOCK,
     /// GPG_AGENT_INFO) would remove it. Repeatable.
@@ -76,6 +81,8 @@ impl EnforceArgs {
             program: program.to_string(),
             allow_unix_sockets: self.allow_unix_sockets.clone(),
             allow_git_writes: self.allow_git_writes,
+            allow_domains: self.allow_domains.clone(),
+            deny_domains: Vec::new(),
             env: sandbox_policy::EnvPolicy {
                 keep: self.keep_env.clone(),
                 ..sandbox_policy::EnvPolicy::default()

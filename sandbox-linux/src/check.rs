@@ -144,6 +144,17 @@ fn guarantees(
             "no TCP bind/connect (second layer): {}",
             has(Feature::LandlockTcp)
         ));
+        v.push(format!(
+            "with --allow-domain / sandbox.network.allowed_domains: only those hosts, through the \
+             launcher's filtering proxy (connect supervisor: inet connects reach the proxy only; no \
+             UDP or TCP Fast Open; no user namespaces needed): {seccomp}"
+        ));
+    }
+    if kind != PolicyKind::ReadOnly {
+        v.push(format!(
+            "no .git/.codex/.agents created below the roots, nothing below one written (name guard, \
+             no user namespaces needed): {seccomp}"
+        ));
     }
     v.push(format!("no netlink/packet/vsock/raw sockets, io_uring, ptrace, process_vm_*, new namespaces, keyrings, bpf, perf, TIOCSTI: {}", seccomp));
     v.push(format!(

@@ -132,6 +132,11 @@ pub enum SandboxError {
         #[source]
         source: io::Error,
     },
+    #[error("sandbox network allow-list: {source}")]
+    Domains {
+        #[source]
+        source: sandbox_policy::net_rules::PatternError,
+    },
     #[error("name guard: the creator process: {source}")]
     NameGuard {
         #[source]
@@ -197,6 +202,7 @@ impl SandboxError {
             SandboxError::Refused { .. }
             | SandboxError::ReplaceableCarveOut { .. }
             | SandboxError::UnixConnectUnsupported { .. } => crate::EXIT_REFUSED,
+            SandboxError::Domains { .. } => crate::EXIT_INVALID_POLICY,
             SandboxError::CommandNotFound { .. } => crate::EXIT_NOT_FOUND,
             SandboxError::CommandNotExecutable { .. } => crate::EXIT_NOT_EXECUTABLE,
             SandboxError::Child { code } => *code,

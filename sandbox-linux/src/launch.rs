@@ -75,6 +75,12 @@ pub struct Options {
     /// inside its writable roots (`--allow-git-writes`; off by default): switches the name guard
     /// ([`crate::name_guard`]) off. The read-only carve-outs at the roots' top level stay.
     pub allow_git_writes: bool,
+    /// The network allow-list (`--allow-domain`, `sandbox.network.allowed_domains`): with the
+    /// network off, these hosts are reachable through the launcher's filtering proxy
+    /// ([`crate::net_proxy`]) and nothing else is. Empty: no proxy.
+    pub allow_domains: Vec<String>,
+    /// `sandbox.network.denied_domains`: refused even when an allow pattern matches.
+    pub deny_domains: Vec<String>,
 }
 
 /// State: checked plan, nothing applied yet.
@@ -88,6 +94,10 @@ pub struct Planned {
     unix_connect: Option<unix_connect::ChildEnd>,
     /// The creator's ends of the name guard's channels (set by `spawn` when the guard is on).
     name_guard: Option<Vec<std::os::fd::OwnedFd>>,
+    /// The network allow-list when it is in force (network off, allow-list not empty).
+    net_rules: Option<sandbox_policy::net_rules::DomainRules>,
+    /// The filtering proxy's listener (bound by `spawn` before the fork).
+    net_proxy: Option<crate::net_proxy::Bound>,
 }
 
 /// State: every mechanism applied to this process.
@@ -127,10 +137,14 @@ impl Sandbox<Planned> {
             });
         }
         let confined = policy.kind != PolicyKind::DangerFullAccess;
+        let rules =
+            sandbox_policy::net_rules::DomainRules::parse(&opts.allow_domains, &opts.deny_domains)
+                .map_err(|source| SandboxError::Domains { source })?;
+        let net_rules = (confined && !policy.network && !rules.is_empty()).then_some(rules);
         let fs = (confined && kernel.landlock_abi > 0).then(|| fs_rules::plan(&policy));
         let seccomp = if confined && kernel.seccomp {
             Some(
-                seccomp::compile(policy.network)
+                seccomp::compile(policy.network || net_rules.is_some())
                     .map_err(|source| SandboxError::Seccomp { source })?,
             )
         } else {
@@ -147,6 +161,8 @@ impl Sandbox<Planned> {
                 entered: None,
                 unix_connect: None,
                 name_guard: None,
+                net_rules,
+                net_proxy: None,
             },
         })
     }
@@ -175,8 +191,13 @@ impl Sandbox<Planned> {
             entered,
             unix_connect: unix_channel,
             name_guard: guard_channels,
+            net_rules,
+            net_proxy,
         } = state;
+        drop(net_proxy); // the launcher serves it; this process must not hold the listener
+        let proxy_only = net_rules.is_some();
         let mut report = Report::new(&policy, &kernel);
+        report.network_allow_list = net_rules.as_ref().map(|r| r.allowed.len());
         if policy.kind == PolicyKind::DangerFullAccess {
             return Ok(Sandbox {
                 policy,
@@ -321,7 +342,7 @@ impl Sandbox<Planned> {
         }
         // --- unix_connect hook (issue 12 item 1): stacked notify filter before the table ---
         if plan_seccomp.is_some() {
-            match unix_connect::install_in_child(unix_channel, guard_on) {
+            match unix_connect::install_in_child(unix_channel, guard_on, proxy_only) {
                 Ok(()) => {}
                 Err(e) if opts.dangerously_allow_weaker_sandbox && e.is_unsupported() => {
                     eprintln!("{}: warning: {e}", opts.program);
@@ -373,10 +394,20 @@ impl Sandbox<Planned> {
                 source,
             })?;
             this.state.unix_connect = Some(c);
-            Some((
-                p,
-                unix_connect::rules_for(&this.policy, &this.opts.allow_unix_sockets),
-            ))
+            if this.state.net_rules.is_some() {
+                let bound =
+                    crate::net_proxy::bind().map_err(|source| SandboxError::UnixConnect {
+                        what: "bind the network proxy on 127.0.0.1",
+                        source,
+                    })?;
+                for (k, v) in crate::net_proxy::proxy_env(bound.addr) {
+                    this.opts.extra_env.push((k.into(), v.into()));
+                }
+                this.state.net_proxy = Some(bound);
+            }
+            let mut rules = unix_connect::rules_for(&this.policy, &this.opts.allow_unix_sockets);
+            rules.proxy = this.state.net_proxy.as_ref().map(|b| b.addr);
+            Some((p, rules))
         } else {
             None
         };
@@ -427,6 +458,17 @@ impl Sandbox<Planned> {
                 // --- unix_connect hook: receive the listener, serve it on a thread ---
                 drop(this.state.unix_connect.take());
                 drop(this.state.name_guard.take());
+                if let (Some(bound), Some(rules)) =
+                    (this.state.net_proxy.take(), this.state.net_rules.clone())
+                {
+                    let log = this.opts.verbose.then(|| this.opts.program.clone());
+                    if let Err(source) = crate::net_proxy::serve(bound, rules, log) {
+                        eprintln!(
+                            "{}: warning: network proxy: {source} (every connect is refused)",
+                            this.opts.program
+                        );
+                    }
+                }
                 if let Some((end, rules)) = unix_parent {
                     if let Err(source) =
                         unix_connect::start_supervisor(end, rules, guard_launcher_ends)
@@ -509,7 +551,8 @@ impl Sandbox<Planned> {
             detail: Some("the SysV IPC calls are denied by seccomp instead".to_string()),
         });
         if self.state.seccomp.is_some() {
-            let table = seccomp::table_without_namespaces(self.policy.network, no_root);
+            let inet = self.policy.network || self.state.net_rules.is_some();
+            let table = seccomp::table_without_namespaces(inet, no_root);
             self.state.seccomp = Some(
                 codex_confine::seccomp::Filter::compile(&table)
                     .map_err(|source| SandboxError::Seccomp { source })?,

@@ -34,6 +34,7 @@ pub mod mount_aliases;
 pub mod mountns;
 pub mod name_guard;
 pub mod namespaces;
+pub mod net_proxy;
 pub mod pidns;
 pub mod report;
 pub mod seccomp;

@@ -52,6 +52,8 @@ pub struct Report {
     pub env_removed: Vec<String>,
     /// The name guard mediates creation of `.git`/`.codex`/`.agents` and writes below them.
     pub name_guard: bool,
+    /// The network allow-list is in force (number of allow patterns).
+    pub network_allow_list: Option<usize>,
     pub missing: Vec<Missing>,
 }
 
@@ -76,6 +78,7 @@ impl Report {
             deny_read: policy.deny_read.clone(),
             env_removed: Vec::new(),
             name_guard: false,
+            network_allow_list: None,
             missing: Vec::new(),
         }
     }
@@ -133,6 +136,12 @@ impl fmt::Display for Report {
             "; new session {}",
             if self.new_session { "yes" } else { "no" }
         )?;
+        if let Some(n) = self.network_allow_list {
+            write!(
+                f,
+                "; network allow-list: {n} patterns through the filtering proxy (HTTP_PROXY)"
+            )?;
+        }
         write!(f, "; deny-read {} paths", self.deny_read.len())?;
         if !self.env_removed.is_empty() {
             write!(f, "; env removed [{}]", self.env_removed.join(", "))?;

@@ -13,6 +13,7 @@
 
 pub mod env_policy;
 pub mod home;
+pub mod net_rules;
 pub mod request;
 mod sys;
 

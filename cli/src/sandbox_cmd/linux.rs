@@ -47,6 +47,10 @@ pub fn run(args: LinuxArgs, global: &crate::GlobalOpts) -> anyhow::Result<i32> {
         opts.allow_unix_sockets.push(path);
     }
     opts.allow_git_writes |= settings.allow_git_writes;
+    // `[sandbox.network]`, with `--allow-domain` added to its allow-list
+    opts.allow_domains
+        .extend(settings.allowed_domains.iter().cloned());
+    opts.deny_domains = settings.denied_domains.clone();
     // `[shell_environment_policy]`, with `--keep-env` added to its `keep`
     let flag_keep = std::mem::take(&mut opts.env.keep);
     opts.env = settings.env.clone();

@@ -59,6 +59,11 @@ mod probe_sys {
     }
 
     pub fn sendto_v4(fd: i32, port: u16) -> io::Result<()> {
+        sendto_v4_flags(fd, port, 0)
+    }
+
+    /// `sendto(fd, "x", flags, 127.0.0.1:port)` (`MSG_FASTOPEN` on a TCP socket connects).
+    pub fn sendto_v4_flags(fd: i32, port: u16, flags: i32) -> io::Result<()> {
         // SAFETY: the buffer is 1 valid byte; zeroed sockaddr_in with its exact size.
         let ret = unsafe {
             let mut sa: libc::sockaddr_in = std::mem::zeroed();
@@ -69,7 +74,7 @@ mod probe_sys {
                 fd,
                 b"x".as_ptr().cast(),
                 1,
-                0,
+                flags,
                 &sa as *const _ as *const libc::sockaddr,
                 std::mem::size_of::<libc::sockaddr_in>() as u32,
             )
@@ -507,6 +512,9 @@ fn run(args: &[String]) -> i32 {
         "tcp6-socket" => report(sock_then(libc::AF_INET6, libc::SOCK_STREAM, |_| Ok(()))),
         "udp4-sendto" => report(sock_then(libc::AF_INET, libc::SOCK_DGRAM, |fd| {
             s::sendto_v4(fd, num(args, 2) as u16)
+        })),
+        "tcp4-fastopen" => report(sock_then(libc::AF_INET, libc::SOCK_STREAM, |fd| {
+            s::sendto_v4_flags(fd, num(args, 2) as u16, libc::MSG_FASTOPEN)
         })),
         "udp6-socket" => report(sock_then(libc::AF_INET6, libc::SOCK_DGRAM, |_| Ok(()))),
         "raw-socket" => report(sock_then(libc::AF_INET, libc::SOCK_RAW, |_| Ok(()))),

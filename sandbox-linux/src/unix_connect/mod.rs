@@ -41,14 +41,18 @@ pub fn channel() -> std::io::Result<(ParentEnd, ChildEnd)> {
 /// In the child, after no_new_privs: install the notifying filter and send the listener to the
 /// launcher. Without a channel the listener is closed at once: every later `connect` then fails
 /// with ENOSYS (fail closed).
-pub fn install_in_child(channel: Option<ChildEnd>, guard_names: bool) -> Result<(), InstallError> {
+pub fn install_in_child(
+    channel: Option<ChildEnd>,
+    guard_names: bool,
+    proxy_only: bool,
+) -> Result<(), InstallError> {
     if let Err(source) = sys::probe_pidfd_getfd() {
         return Err(InstallError::Unsupported {
             feature: "pidfd_getfd (Linux 5.6)",
             source,
         });
     }
-    let listener = sys::install_connect_notifier(guard_names).map_err(|source| {
+    let listener = sys::install_connect_notifier(guard_names, proxy_only).map_err(|source| {
         if source.raw_os_error() == Some(libc::EINVAL) {
             InstallError::Unsupported {
                 feature: "SECCOMP_FILTER_FLAG_NEW_LISTENER (Linux 5.0)",

@@ -22,6 +22,9 @@ pub struct Rules {
     allowed: Vec<PathBuf>,
     /// Outbound network allowed (non-unix families are connected by the supervisor then).
     network: bool,
+    /// The network allow-list's proxy: with the network off, the one inet address a connect
+    /// may reach ([`crate::net_proxy`]).
+    pub proxy: Option<std::net::SocketAddr>,
     /// When the sandbox was set up (wall clock, seconds and nanoseconds): a socket below a
     /// writable root is the command's own only if it was born after this.
     started: (i64, u32),
@@ -56,6 +59,7 @@ impl Rules {
                 .map(|p| std::fs::canonicalize(p).unwrap_or_else(|_| p.clone()))
                 .collect(),
             network: policy.network,
+            proxy: None,
             started: std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)
                 .map_or((0, 0), |d| (d.as_secs() as i64, d.subsec_nanos())),
@@ -164,10 +168,10 @@ fn handle(listener: &OwnedFd, n: &libc::seccomp_notif, rules: &Rules) -> i32 {
     }
     if len < SUN_PATH_OFFSET || u16::from_ne_bytes([buf[0], buf[1]]) != AF_UNIX {
         // Not a unix address (or AF_UNSPEC / too short): connect the copied bytes ourselves.
-        if !rules.network {
-            return DENIED_ERRNO;
+        if rules.network || rules.proxy.is_some_and(|p| inet_addr(&buf) == Some(p)) {
+            return sys::connect_bytes(&sock, &buf);
         }
-        return sys::connect_bytes(&sock, &buf);
+        return DENIED_ERRNO;
     }
     let path = &buf[SUN_PATH_OFFSET..];
     if path.is_empty() {
@@ -227,6 +231,25 @@ fn handle(listener: &OwnedFd, n: &libc::seccomp_notif, rules: &Rules) -> i32 {
     sys::connect_unix_path(&sock, fd_link.as_bytes())
 }
 
+/// An `AF_INET`/`AF_INET6` address (IPv4-mapped IPv6 as IPv4), from the copied bytes.
+fn inet_addr(b: &[u8]) -> Option<std::net::SocketAddr> {
+    use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+    let family = u16::from_ne_bytes([*b.first()?, *b.get(1)?]);
+    let port = u16::from_be_bytes([*b.get(2)?, *b.get(3)?]);
+    if family == libc::AF_INET as u16 && b.len() >= 8 {
+        let ip = Ipv4Addr::new(b[4], b[5], b[6], b[7]);
+        return Some(SocketAddr::new(IpAddr::V4(ip), port));
+    }
+    if family == libc::AF_INET6 as u16 && b.len() >= 24 {
+        let mut o = [0u8; 16];
+        o.copy_from_slice(&b[8..24]);
+        let ip = Ipv6Addr::from(o);
+        let ip = ip.to_ipv4_mapped().map_or(IpAddr::V6(ip), IpAddr::V4);
+        return Some(SocketAddr::new(ip, port));
+    }
+    None
+}
+
 fn proc_path(pid: libc::pid_t, what: &str) -> CString {
     CString::new(format!("/proc/{pid}/{what}")).expect("no NUL in a /proc path")
 }
@@ -258,6 +281,7 @@ mod tests {
             excluded: vec!["/ws/.git".into()],
             allowed: vec!["/run/user/1000/tmux-1000/default".into()],
             network: false,
+            proxy: None,
             started: (1000, 500),
         }
     }

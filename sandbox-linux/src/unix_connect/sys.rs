@@ -18,8 +18,8 @@ const AUDIT_ARCH: u32 = 0xc000_00b7;
 
 /// Install the stacked filter: `connect` → user notification, everything else allowed (the main
 /// table decides the rest). Returns the listener. Requires no_new_privs.
-pub fn install_connect_notifier(guard_names: bool) -> io::Result<OwnedFd> {
-    let prog_insns = notifier_program(guard_names);
+pub fn install_connect_notifier(guard_names: bool, proxy_only: bool) -> io::Result<OwnedFd> {
+    let prog_insns = notifier_program(guard_names, proxy_only);
     let prog = libc::sock_fprog {
         len: u16::try_from(prog_insns.len()).expect("a short program"),
         filter: prog_insns.as_ptr() as *mut libc::sock_filter,
@@ -392,8 +392,10 @@ pub const MEDIATED_OPEN_FLAGS: u32 =
     (libc::O_WRONLY | libc::O_RDWR | libc::O_CREAT | libc::O_TRUNC) as u32;
 
 /// The notifying filter: `connect` always; with `guard_names`, the file calls above (opens only
-/// with a flag of [`MEDIATED_OPEN_FLAGS`]) and `openat2` answered `ENOSYS`.
-pub fn notifier_program(guard_names: bool) -> Vec<libc::sock_filter> {
+/// with a flag of [`MEDIATED_OPEN_FLAGS`]) and `openat2` answered `ENOSYS`; with `proxy_only`
+/// (the network allow-list), inet sockets other than `SOCK_STREAM` (UDP, raw DNS) and TCP Fast
+/// Open sends (an implicit connect) answered `EACCES`.
+pub fn notifier_program(guard_names: bool, proxy_only: bool) -> Vec<libc::sock_filter> {
     const LD_ABS_W: u16 = (libc::BPF_LD | libc::BPF_W | libc::BPF_ABS) as u16;
     const JEQ_K: u16 = (libc::BPF_JMP | libc::BPF_JEQ | libc::BPF_K) as u16;
     const JSET_K: u16 = (libc::BPF_JMP | libc::BPF_JSET | libc::BPF_K) as u16;
@@ -405,6 +407,12 @@ pub fn notifier_program(guard_names: bool) -> Vec<libc::sock_filter> {
         None,
         TrueToNotify,
         SetToNotifyElseAllow,
+        /// jf → allow (jt as written)
+        ToAllow,
+        /// jt → allow (jf as written)
+        ToAllowTrue,
+        /// jt falls through to the next instruction, jf → allow
+        FalseToAllow,
     }
     let mut prog: Vec<(libc::sock_filter, J)> = vec![
         (s(LD_ABS_W, 0, 0, 4), J::None), // seccomp_data.arch
@@ -433,6 +441,30 @@ pub fn notifier_program(guard_names: bool) -> Vec<libc::sock_filter> {
             J::None,
         ));
     }
+    if proxy_only {
+        const AND_K: u16 = (libc::BPF_ALU | libc::BPF_AND | libc::BPF_K) as u16;
+        let refuse = libc::SECCOMP_RET_ERRNO | libc::EACCES as u32;
+        // socket(AF_INET or AF_INET6, type & 0xf != SOCK_STREAM, ...) → EACCES
+        prog.push((s(JEQ_K, 0, 7, libc::SYS_socket as u32), J::None));
+        prog.push((s(LD_ABS_W, 0, 0, ARGS), J::None)); // domain
+        prog.push((s(JEQ_K, 1, 0, libc::AF_INET as u32), J::None));
+        prog.push((s(JEQ_K, 0, 3, libc::AF_INET6 as u32), J::ToAllow));
+        prog.push((s(LD_ABS_W, 0, 0, ARGS + 8), J::None)); // type
+        prog.push((s(AND_K, 0, 0, 0xf), J::None));
+        prog.push((s(JEQ_K, 0, 0, libc::SOCK_STREAM as u32), J::ToAllowTrue));
+        prog.push((s(RET_K, 0, 0, refuse), J::None));
+        // sendto(..., flags & MSG_FASTOPEN), sendmsg(..., flags & MSG_FASTOPEN), sendmmsg
+        for (nr, arg) in [
+            (libc::SYS_sendto, 3u32),
+            (libc::SYS_sendmsg, 2),
+            (libc::SYS_sendmmsg, 3),
+        ] {
+            prog.push((s(JEQ_K, 0, 3, nr as u32), J::None));
+            prog.push((s(LD_ABS_W, 0, 0, ARGS + 8 * arg), J::None));
+            prog.push((s(JSET_K, 0, 0, libc::MSG_FASTOPEN as u32), J::FalseToAllow));
+            prog.push((s(RET_K, 0, 0, refuse), J::None));
+        }
+    }
     let allow = prog.len();
     let notify = allow + 1;
     prog.push((s(RET_K, 0, 0, libc::SECCOMP_RET_ALLOW), J::None));
@@ -449,6 +481,9 @@ pub fn notifier_program(guard_names: bool) -> Vec<libc::sock_filter> {
                     ins.jt = off(notify);
                     ins.jf = off(allow);
                 }
+                J::ToAllow => ins.jf = off(allow),
+                J::ToAllowTrue => ins.jt = off(allow),
+                J::FalseToAllow => ins.jf = off(allow),
             }
             ins
         })

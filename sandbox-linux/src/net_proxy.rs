@@ -1,0 +1,397 @@
+//! The network allow-list's filtering proxy (issue 18): an HTTP forward proxy and `CONNECT`
+//! tunnel the launcher runs outside the sandbox on `127.0.0.1:<port>`. The command gets
+//! `HTTP_PROXY`/`HTTPS_PROXY`/`ALL_PROXY` (both cases) pointing at it; the connect supervisor
+//! ([`crate::unix_connect`]) lets inet connects reach this listener and nothing else, and the
+//! notifying filter refuses non-stream inet sockets (UDP, raw DNS) and TCP Fast Open sends, so
+//! ignoring the variables gets `EACCES`.
+//!
+//! Each request: the target host is checked against [`DomainRules`] (deny wins); the proxy
+//! resolves the name itself and connects to an address it resolved, refusing non-public
+//! addresses unless the host is an IP literal or `localhost` named exactly by an allow rule
+//! (no DNS-rebinding route to local services). A refused request gets `403` with a body that
+//! names the host and the rule. No TLS interception: `CONNECT` splices bytes. Plain-HTTP
+//! requests are forwarded once with `Connection: close`. One log line per decision with `-v`.
+
+use std::io::{self, Read, Write};
+use std::net::{IpAddr, Shutdown, SocketAddr, TcpListener, TcpStream, ToSocketAddrs};
+use std::sync::Arc;
+use std::time::Duration;
+
+use sandbox_policy::net_rules::{DomainRules, HostDecision, is_non_public, normalise_host};
+
+/// Largest request head accepted.
+const MAX_HEAD: usize = 16 * 1024;
+const HEAD_TIMEOUT: Duration = Duration::from_secs(30);
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The listener, bound before the fork (its address goes into the command's environment and
+/// the supervisor's rules); served after it.
+#[derive(Debug)]
+pub struct Bound {
+    listener: TcpListener,
+    pub addr: SocketAddr,
+}
+
+/// Bind `127.0.0.1:0`.
+pub fn bind() -> io::Result<Bound> {
+    let listener = TcpListener::bind(("127.0.0.1", 0))?;
+    let addr = listener.local_addr()?;
+    Ok(Bound { listener, addr })
+}
+
+/// The variables the command gets.
+pub fn proxy_env(addr: SocketAddr) -> Vec<(String, String)> {
+    let url = format!("http://{addr}");
+    let mut v = Vec::new();
+    for k in ["HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY"] {
+        v.push((k.to_string(), url.clone()));
+        v.push((k.to_ascii_lowercase(), url.clone()));
+    }
+    // an inherited NO_PROXY would send some hosts direct, where they fail: nothing bypasses
+    v.push(("NO_PROXY".into(), String::new()));
+    v.push(("no_proxy".into(), String::new()));
+    v
+}
+
+/// Serve on threads (after the fork). `log`: print one line per decision (`-v`).
+pub fn serve(bound: Bound, rules: DomainRules, log: Option<String>) -> io::Result<()> {
+    let rules = Arc::new(rules);
+    let log = Arc::new(log);
+    std::thread::Builder::new()
+        .name("sandbox-net-proxy".into())
+        .spawn(move || {
+            for conn in bound.listener.incoming() {
+                let Ok(conn) = conn else { continue };
+                let (rules, log) = (rules.clone(), log.clone());
+                let _ = std::thread::Builder::new()
+                    .name("sandbox-net-conn".into())
+                    .spawn(move || handle(conn, &rules, log.as_deref()));
+            }
+        })?;
+    Ok(())
+}
+
+/// What the request asks for.
+#[derive(Debug, PartialEq, Eq)]
+enum Target {
+    Connect {
+        host: String,
+        port: u16,
+    },
+    Http {
+        host: String,
+        port: u16,
+        origin_form: String,
+    },
+}
+
+fn handle(mut client: TcpStream, rules: &DomainRules, log: Option<&str>) {
+    let _ = client.set_read_timeout(Some(HEAD_TIMEOUT));
+    let (head, rest) = match read_head(&mut client) {
+        Ok(h) => h,
+        Err(_) => return,
+    };
+    let target = match parse_request(&head) {
+        Ok(t) => t,
+        Err(why) => {
+            let _ = respond(
+                &mut client,
+                400,
+                "Bad Request",
+                &format!("codex sandbox proxy: {why}\n"),
+            );
+            return;
+        }
+    };
+    let (host, port) = match &target {
+        Target::Connect { host, port } | Target::Http { host, port, .. } => (host.clone(), *port),
+    };
+    let upstream = match decide_and_connect(rules, &host, port) {
+        Ok((stream, rule)) => {
+            if let Some(p) = log {
+                eprintln!("{p}: network: allowed {host}:{port} (rule {rule:?})");
+            }
+            stream
+        }
+        Err(reason) => {
+            if let Some(p) = log {
+                eprintln!("{p}: network: refused {host}:{port}: {reason}");
+            }
+            let _ = respond(
+                &mut client,
+                403,
+                "Forbidden",
+                &format!("codex sandbox: network request to {host}:{port} refused: {reason}\n"),
+            );
+            return;
+        }
+    };
+    let _ = client.set_read_timeout(None);
+    let mut upstream = upstream;
+    match target {
+        Target::Connect { .. } => {
+            if client
+                .write_all(b"HTTP/1.1 200 Connection established\r\n\r\n")
+                .is_err()
+            {
+                return;
+            }
+            if !rest.is_empty() && upstream.write_all(&rest).is_err() {
+                return;
+            }
+        }
+        Target::Http { origin_form, .. } => {
+            let forwarded = rewrite_head(&head, &origin_form);
+            if upstream.write_all(&forwarded).is_err() || upstream.write_all(&rest).is_err() {
+                return;
+            }
+        }
+    }
+    splice(client, upstream);
+}
+
+/// Copy both ways until both sides are done.
+fn splice(a: TcpStream, b: TcpStream) {
+    let (Ok(a2), Ok(b2)) = (a.try_clone(), b.try_clone()) else {
+        return;
+    };
+    let t = std::thread::spawn(move || pump(a2, b2));
+    pump(b, a);
+    let _ = t.join();
+}
+
+fn pump(mut from: TcpStream, mut to: TcpStream) {
+    let _ = io::copy(&mut from, &mut to);
+    let _ = to.shutdown(Shutdown::Write);
+}
+
+fn respond(c: &mut TcpStream, code: u16, reason: &str, body: &str) -> io::Result<()> {
+    write!(
+        c,
+        "HTTP/1.1 {code} {reason}\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )
+}
+
+/// The head (through the blank line) and whatever followed it in the same reads.
+fn read_head(c: &mut TcpStream) -> io::Result<(Vec<u8>, Vec<u8>)> {
+    let mut buf = Vec::with_capacity(1024);
+    let mut chunk = [0u8; 4096];
+    loop {
+        if let Some(end) = find(&buf, b"\r\n\r\n") {
+            let rest = buf.split_off(end + 4);
+            return Ok((buf, rest));
+        }
+        if buf.len() > MAX_HEAD {
+            return Err(io::Error::new(io::ErrorKind::InvalidData, "head too large"));
+        }
+        let n = c.read(&mut chunk)?;
+        if n == 0 {
+            return Err(io::ErrorKind::UnexpectedEof.into());
+        }
+        buf.extend_from_slice(&chunk[..n]);
+    }
+}
+
+fn find(h: &[u8], n: &[u8]) -> Option<usize> {
+    h.windows(n.len()).position(|w| w == n)
+}
+
+/// Parse the request line: `CONNECT host:port HTTP/1.x` or `METHOD http://host[:port]/path HTTP/1.x`.
+fn parse_request(head: &[u8]) -> Result<Target, String> {
+    let text = std::str::from_utf8(head).map_err(|_| "request head is not UTF-8".to_string())?;
+    let line = text.lines().next().unwrap_or("");
+    let mut parts = line.split(' ');
+    let (Some(method), Some(target), Some(version), None) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
+    else {
+        return Err(format!("malformed request line {line:?}"));
+    };
+    if !version.starts_with("HTTP/1.") {
+        return Err(format!("unsupported version {version:?}"));
+    }
+    if method == "CONNECT" {
+        let (host, port) = split_authority(target, None)?;
+        return Ok(Target::Connect { host, port });
+    }
+    if !method.bytes().all(|b| b.is_ascii_uppercase()) || method.is_empty() {
+        return Err(format!("malformed method {method:?}"));
+    }
+    let Some(after) = target.strip_prefix("http://") else {
+        return Err(if target.starts_with("https://") {
+            "https:// goes through CONNECT".to_string()
+        } else {
+            format!("not a proxy request (target {target:?}; set HTTP_PROXY)")
+        });
+    };
+    let (authority, path) = match after.find('/') {
+        Some(i) => (&after[..i], &after[i..]),
+        None => (after, "/"),
+    };
+    if authority.contains('@') {
+        return Err("user info in the URL is not forwarded".into());
+    }
+    let (host, port) = split_authority(authority, Some(80))?;
+    Ok(Target::Http {
+        host,
+        port,
+        origin_form: path.to_string(),
+    })
+}
+
+fn split_authority(a: &str, default_port: Option<u16>) -> Result<(String, u16), String> {
+    let (h, p) = if let Some(rest) = a.strip_prefix('[') {
+        let (h, after) = rest
+            .split_once(']')
+            .ok_or_else(|| format!("malformed authority {a:?}"))?;
+        (h, after.strip_prefix(':'))
+    } else {
+        match a.rsplit_once(':') {
+            Some((h, p)) => (h, Some(p)),
+            None => (a, None),
+        }
+    };
+    let port = match (p, default_port) {
+        (Some(p), _) => p
+            .parse::<u16>()
+            .ok()
+            .filter(|p| *p != 0)
+            .ok_or_else(|| format!("bad port in {a:?}"))?,
+        (None, Some(d)) => d,
+        (None, None) => return Err(format!("CONNECT needs host:port, got {a:?}")),
+    };
+    let host = normalise_host(h).ok_or_else(|| format!("not a host name: {h:?}"))?;
+    Ok((host, port))
+}
+
+/// The head with the request line in origin form, hop-by-hop proxy headers dropped and
+/// `Connection: close`.
+fn rewrite_head(head: &[u8], origin_form: &str) -> Vec<u8> {
+    let text = String::from_utf8_lossy(head);
+    let mut lines = text.split("\r\n");
+    let first = lines.next().unwrap_or("");
+    let mut parts = first.split(' ');
+    let method = parts.next().unwrap_or("GET");
+    let _ = parts.next();
+    let version = parts.next().unwrap_or("HTTP/1.1");
+    let mut out = format!("{method} {origin_form} {version}\r\n");
+    for l in lines {
+        if l.is_empty() {
+            continue;
+        }
+        let name = l
+            .split(':')
+            .next()
+            .unwrap_or("")
+            .trim()
+            .to_ascii_lowercase();
+        if matches!(
+            name.as_str(),
+            "proxy-connection" | "proxy-authorization" | "connection" | "keep-alive"
+        ) {
+            continue;
+        }
+        out.push_str(l);
+        out.push_str("\r\n");
+    }
+    out.push_str("Connection: close\r\n\r\n");
+    out.into_bytes()
+}
+
+/// The rules, then resolution by the proxy, then the address check, then the connect.
+fn decide_and_connect(
+    rules: &DomainRules,
+    host: &str,
+    port: u16,
+) -> Result<(TcpStream, String), String> {
+    let (rule, local_ok) = match rules.decide(host) {
+        HostDecision::Allowed { rule, local_ok } => (rule, local_ok),
+        HostDecision::Denied { reason } => return Err(reason),
+    };
+    let addrs: Vec<SocketAddr> = match host.parse::<IpAddr>() {
+        Ok(ip) => vec![SocketAddr::new(ip, port)],
+        Err(_) => (host, port)
+            .to_socket_addrs()
+            .map_err(|e| format!("{host} does not resolve: {e}"))?
+            .collect(),
+    };
+    let usable: Vec<SocketAddr> = addrs
+        .iter()
+        .copied()
+        .filter(|a| local_ok || !is_non_public(a.ip()))
+        .collect();
+    if usable.is_empty() {
+        return Err(format!(
+            "{host} resolves only to non-public addresses ({}); name the IP or localhost exactly in allowed_domains to reach a local service",
+            addrs
+                .iter()
+                .map(|a| a.ip().to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ));
+    }
+    let mut last = String::new();
+    for a in usable {
+        match TcpStream::connect_timeout(&a, CONNECT_TIMEOUT) {
+            Ok(s) => return Ok((s, rule)),
+            Err(e) => last = format!("connect {a}: {e}"),
+        }
+    }
+    Err(last)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn request_lines_parse_or_are_refused_with_a_reason() {
+        assert_eq!(
+            parse_request(b"CONNECT PyPI.org:443 HTTP/1.1\r\nHost: pypi.org\r\n\r\n"),
+            Ok(Target::Connect {
+                host: "pypi.org".into(),
+                port: 443
+            })
+        );
+        assert_eq!(
+            parse_request(b"GET http://example.com/a?b HTTP/1.1\r\n\r\n"),
+            Ok(Target::Http {
+                host: "example.com".into(),
+                port: 80,
+                origin_form: "/a?b".into()
+            })
+        );
+        assert_eq!(
+            parse_request(b"GET http://[::1]:8080 HTTP/1.1\r\n\r\n"),
+            Ok(Target::Http {
+                host: "::1".into(),
+                port: 8080,
+                origin_form: "/".into()
+            })
+        );
+        for bad in [
+            &b"GET /x HTTP/1.1\r\n\r\n"[..],
+            b"GET https://x/ HTTP/1.1\r\n\r\n",
+            b"CONNECT host HTTP/1.1\r\n\r\n",
+            b"CONNECT host:0 HTTP/1.1\r\n\r\n",
+            b"GET http://u:p@host/ HTTP/1.1\r\n\r\n",
+            b"GET http://ho st/ HTTP/1.1\r\n\r\n",
+        ] {
+            assert!(
+                parse_request(bad).is_err(),
+                "{}",
+                String::from_utf8_lossy(bad)
+            );
+        }
+    }
+
+    #[test]
+    fn the_forwarded_head_is_origin_form_without_proxy_headers() {
+        let h = b"GET http://e.com/p HTTP/1.1\r\nHost: e.com\r\nProxy-Authorization: x\r\nConnection: keep-alive\r\nAccept: */*\r\n\r\n";
+        let out = String::from_utf8(rewrite_head(h, "/p")).unwrap();
+        assert_eq!(
+            out,
+            "GET /p HTTP/1.1\r\nHost: e.com\r\nAccept: */*\r\nConnection: close\r\n\r\n"
+        );
+    }
+}

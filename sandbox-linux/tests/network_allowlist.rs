@@ -1,0 +1,212 @@
+//! The network allow-list (issue 18): with the network off and `--allow-domain`, the command
+//! reaches the allowed hosts through the launcher's filtering proxy and nothing else, with and
+//! without user namespaces. Attacks from the sandboxed command's position, each with a control.
+//! The client is Python's urllib (it honours `HTTP_PROXY` as real tools do); the server is a
+//! plain HTTP server on 127.0.0.1 started by the test.
+
+#![allow(clippy::unwrap_used, clippy::panic, clippy::expect_used)]
+
+use std::io::{Read, Write};
+use std::net::TcpListener;
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+
+use suite_test_support::bins::sandbox_helper as helper;
+const PROBE: &str = env!("CARGO_BIN_EXE_sandbox-linux-probe");
+const EACCES: &str = "errno 13";
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Ns {
+    With,
+    Without,
+}
+
+/// A server answering every request with `hello-through-proxy` (one thread per connection).
+fn server() -> u16 {
+    let l = TcpListener::bind(("127.0.0.1", 0)).unwrap();
+    let port = l.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for c in l.incoming().flatten() {
+            std::thread::spawn(move || {
+                let mut c = c;
+                let mut buf = [0u8; 4096];
+                let mut got = Vec::new();
+                while !got.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match c.read(&mut buf) {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => got.extend_from_slice(&buf[..n]),
+                    }
+                }
+                let body = "hello-through-proxy";
+                let _ = write!(
+                    c,
+                    "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+            });
+        }
+    });
+    port
+}
+
+/// The helper with `policy` and `flags`, running `cmd`, in `dir` (namespaces or not).
+fn run(ns: Ns, dir: &Path, policy: &str, flags: &[&str], cmd: &[&str]) -> Output {
+    let mut c = match ns {
+        Ns::With => Command::new(helper()),
+        Ns::Without => {
+            let mut c = Command::new(PROBE);
+            c.args(["outer-deny", "userns", "--", &helper()]);
+            c
+        }
+    };
+    c.arg("--sandbox-policy-cwd")
+        .arg(dir)
+        .args(["--sandbox-policy", policy])
+        .args(flags)
+        .arg("--")
+        .args(cmd)
+        .current_dir(dir)
+        .env_remove("HTTP_PROXY")
+        .env_remove("http_proxy")
+        .env_remove("NO_PROXY")
+        .env_remove("no_proxy")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap()
+}
+
+const READ_ONLY: &str = r#"{"mode":"read-only"}"#;
+const NETWORK_ON: &str = r#"{"mode":"workspace-write","network_access":true}"#;
+
+/// `python3 -c` fetching `url` with urllib: prints `200 BODY` or `HTTP CODE BODY` or `ERR ...`.
+fn fetch(url: &str) -> Vec<String> {
+    let script = format!(
+        "import urllib.request, urllib.error\n\
+         try:\n    r = urllib.request.urlopen('{url}', timeout=10); print(r.status, r.read().decode())\n\
+         except urllib.error.HTTPError as e: print('HTTP', e.code, e.read().decode())\n\
+         except Exception as e: print('ERR', e)\n"
+    );
+    vec!["python3".into(), "-c".into(), script]
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn strs(v: &[String]) -> Vec<&str> {
+    v.iter().map(String::as_str).collect()
+}
+
+#[test]
+fn an_allowed_host_is_reached_through_the_proxy_and_another_gets_a_403_naming_the_rule() {
+    let port = server();
+    let dir = tempfile::tempdir().unwrap();
+    for ns in [Ns::With, Ns::Without] {
+        let ok = run(
+            ns,
+            dir.path(),
+            READ_ONLY,
+            &["--allow-domain", "localhost"],
+            &strs(&fetch(&format!("http://localhost:{port}/x"))),
+        );
+        assert_eq!(
+            stdout(&ok).trim(),
+            "200 hello-through-proxy",
+            "{ns:?}: {ok:?}"
+        );
+        let refused = run(
+            ns,
+            dir.path(),
+            READ_ONLY,
+            &["--allow-domain", "localhost"],
+            &strs(&fetch(&format!("http://127.0.0.1:{port}/x"))),
+        );
+        let text = stdout(&refused);
+        assert!(
+            text.starts_with("HTTP 403") && text.contains("127.0.0.1 is not in allowed_domains"),
+            "{ns:?}: {refused:?}"
+        );
+        // control: the same host named in the allow-list is reached
+        let control = run(
+            ns,
+            dir.path(),
+            READ_ONLY,
+            &["--allow-domain", "127.0.0.1"],
+            &strs(&fetch(&format!("http://127.0.0.1:{port}/x"))),
+        );
+        assert_eq!(
+            stdout(&control).trim(),
+            "200 hello-through-proxy",
+            "{ns:?}: {control:?}"
+        );
+    }
+}
+
+#[test]
+fn a_command_that_ignores_the_proxy_reaches_nothing() {
+    let port = server().to_string();
+    let dir = tempfile::tempdir().unwrap();
+    for ns in [Ns::With, Ns::Without] {
+        for probe in [
+            "tcp4-connect",
+            "tcp6-connect",
+            "udp4-sendto",
+            "tcp4-fastopen",
+        ] {
+            let out = run(
+                ns,
+                dir.path(),
+                READ_ONLY,
+                &["--allow-domain", "localhost"],
+                &[PROBE, probe, &port],
+            );
+            assert_eq!(stdout(&out).trim(), EACCES, "{ns:?} {probe}: {out:?}");
+        }
+    }
+    // control: with the network on, the same direct connect reaches the server
+    let out = run(
+        Ns::With,
+        dir.path(),
+        NETWORK_ON,
+        &[],
+        &[PROBE, "tcp4-connect", &port],
+    );
+    assert_eq!(stdout(&out).trim(), "ok", "{out:?}");
+}
+
+#[test]
+fn a_name_that_resolves_to_a_local_address_is_refused_unless_named_exactly() {
+    let port = server();
+    let dir = tempfile::tempdir().unwrap();
+    // `**.localhost` matches `localhost`, but only an exact rule opens a local address: a name
+    // that resolves to loopback (DNS rebinding) is not a way to local services
+    let out = run(
+        Ns::With,
+        dir.path(),
+        READ_ONLY,
+        &["--allow-domain", "**.localhost"],
+        &strs(&fetch(&format!("http://localhost:{port}/x"))),
+    );
+    let text = stdout(&out);
+    assert!(
+        text.starts_with("HTTP 403") && text.contains("non-public"),
+        "{out:?}"
+    );
+}
+
+#[test]
+fn a_bad_pattern_is_an_invalid_policy_naming_it() {
+    let dir = tempfile::tempdir().unwrap();
+    for (pattern, what) in [("*", "allows every host"), ("a.*.com", "wildcard")] {
+        let out = run(
+            Ns::With,
+            dir.path(),
+            READ_ONLY,
+            &["--allow-domain", pattern],
+            &["true"],
+        );
+        assert_eq!(out.status.code(), Some(200), "{out:?}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(pattern) && err.contains(what), "{err}");
+    }
+}
