@@ -231,6 +231,24 @@ impl Landlock {
     }
 }
 
+/// A layer that handles no access right and only the scopes (signals, abstract unix sockets):
+/// enforced on top of a process's domain, it puts what the process runs next in a *nested*
+/// domain, which cannot signal (nor ptrace) the processes of the enclosing one. Needs ABI 6;
+/// best effort like [`Compat::BestEffort`] (nothing is restricted on older kernels).
+pub fn scopes_only() -> Result<Created, LandlockError> {
+    let create = |source| LandlockError::Create { source };
+    let created = Ruleset::default()
+        .set_compatibility(CompatLevel::BestEffort)
+        .scope(Scope::from_all(TARGET_ABI))
+        .map_err(create)?
+        .create()
+        .map_err(create)?;
+    Ok(Created {
+        ruleset: created,
+        compat: Compat::BestEffort,
+    })
+}
+
 /// A ruleset with all rules added, not yet enforced.
 pub struct Created {
     ruleset: RulesetCreated,

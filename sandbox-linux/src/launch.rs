@@ -604,6 +604,16 @@ impl Sandbox<Planned> {
                 if let Err(source) = sys::set_parent_death_signal(libc::SIGKILL) {
                     fail(SandboxError::ParentDeathSignal { source }, &mut status_w);
                 }
+                // A nested Landlock domain for the command: it cannot signal (SIGSTOP) or
+                // ptrace the init, whose domain encloses it (round-5 review F1: without a pid
+                // namespace the command stopped its init and outlived the launcher).
+                if confined {
+                    let nested = codex_confine::landlock::scopes_only()
+                        .and_then(codex_confine::landlock::Created::restrict_self);
+                    if let Err(source) = nested {
+                        fail(SandboxError::Landlock { source }, &mut status_w);
+                    }
+                }
                 let e = applied.exec(command);
                 fail(e, &mut status_w)
             }

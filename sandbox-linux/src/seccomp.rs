@@ -81,6 +81,100 @@ pub const SYSV_IPC: &[Rule] = &[
     Rule::new("semctl", libc::SYS_semctl, Always, "see semget"),
 ];
 
+/// Calls that act on another process named by pid, denied (unless the pid is 0, the caller)
+/// when there is no pid namespace: Landlock scopes signals but not these, and without a pid
+/// namespace the command can name every process of the same uid (round-5 review F8: `prlimit
+/// --cpu=1` killed an outside process and the launcher; renice and affinity changed them).
+pub const OTHER_PROCESSES: &[Rule] = &[
+    Rule::new(
+        "prlimit64",
+        libc::SYS_prlimit64,
+        NotIn32 {
+            arg: 0,
+            allowed: &[0],
+        },
+        "no pid namespace: resource limits of other processes (RLIMIT_CPU kills them)",
+    ),
+    Rule::new(
+        "setpriority",
+        libc::SYS_setpriority,
+        NotIn32 {
+            arg: 1,
+            allowed: &[0],
+        },
+        "no pid namespace: nice value of other processes, groups or the whole user",
+    ),
+    Rule::new(
+        "sched_setaffinity",
+        libc::SYS_sched_setaffinity,
+        NotIn32 {
+            arg: 0,
+            allowed: &[0],
+        },
+        "no pid namespace: CPU affinity of other processes",
+    ),
+    Rule::new(
+        "sched_setscheduler",
+        libc::SYS_sched_setscheduler,
+        NotIn32 {
+            arg: 0,
+            allowed: &[0],
+        },
+        "no pid namespace: scheduling policy of other processes",
+    ),
+    Rule::new(
+        "sched_setparam",
+        libc::SYS_sched_setparam,
+        NotIn32 {
+            arg: 0,
+            allowed: &[0],
+        },
+        "see sched_setscheduler",
+    ),
+    Rule::new(
+        "sched_setattr",
+        libc::SYS_sched_setattr,
+        NotIn32 {
+            arg: 0,
+            allowed: &[0],
+        },
+        "see sched_setscheduler",
+    ),
+    Rule::new(
+        "ioprio_set",
+        libc::SYS_ioprio_set,
+        NotIn32 {
+            arg: 1,
+            allowed: &[0],
+        },
+        "no pid namespace: I/O priority of other processes",
+    ),
+    Rule::new(
+        "migrate_pages",
+        libc::SYS_migrate_pages,
+        NotIn32 {
+            arg: 0,
+            allowed: &[0],
+        },
+        "no pid namespace: memory placement of other processes",
+    ),
+    Rule::new(
+        "move_pages",
+        libc::SYS_move_pages,
+        NotIn32 {
+            arg: 0,
+            allowed: &[0],
+        },
+        "see migrate_pages",
+    ),
+    Rule::new(
+        "process_madvise",
+        libc::SYS_process_madvise,
+        Always,
+        "no pid namespace: memory advice to other processes (by pidfd)",
+    ),
+];
+
 /// File metadata calls, denied when there is no mount namespace and no writable root (the
 /// read-only policy): Landlock does not cover them and seccomp cannot see their paths. With a
 /// writable root the sandbox refuses instead (see `metadata.rs`).
@@ -193,6 +287,7 @@ const SYS_REMOVEXATTRAT: libc::c_long = 466;
 pub fn table_without_namespaces(network: bool, no_writable_root: bool) -> Vec<Rule> {
     let mut t = table(network);
     t.extend_from_slice(SYSV_IPC);
+    t.extend_from_slice(OTHER_PROCESSES);
     if no_writable_root {
         t.extend_from_slice(METADATA);
     }

@@ -552,3 +552,86 @@ fn sysv_shared_memory_outside_is_unreachable() {
     // control: outside, the same uid reads the byte
     assert_eq!(probe_out(&["shm-read", &key]), "ok 42");
 }
+
+/// Round-5 review F1: without a pid namespace the command shared its init's Landlock domain, so
+/// `kill -STOP $PPID` froze the init (the launcher then hung, and once killed the whole tree
+/// survived it). The command now runs in a nested domain: it cannot signal the init; signals
+/// to its own children still work (the control).
+#[test]
+fn the_command_cannot_stop_its_init_without_a_pid_namespace() {
+    let env = Env::new();
+    for ns in [Ns::Without { dangerous: true }, Ns::With] {
+        let out_file = env.ws.join("stop.out");
+        let script = format!(
+            "kill -STOP $PPID 2>/dev/null; echo stop=$? > {o}; sleep 5 & kill -STOP $!; echo own=$? >> {o}; kill -KILL $!",
+            o = out_file.display()
+        );
+        let mut child = sandbox(
+            &env,
+            r#"{"mode":"workspace-write"}"#,
+            ns,
+            &["sh", "-c", &script],
+        )
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+        // the launcher must return with the command (a stopped init would hang it)
+        let child = std::cell::RefCell::new(child);
+        let returned = wait_for(|| matches!(child.borrow_mut().try_wait(), Ok(Some(_))));
+        let mut child = child.into_inner();
+        if !returned {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        let text = std::fs::read_to_string(&out_file).unwrap_or_default();
+        assert!(returned, "{ns:?}: the launcher hung: {text}");
+        assert!(text.contains("stop=1"), "{ns:?}: {text}");
+        assert!(text.contains("own=0"), "{ns:?}: control: {text}");
+    }
+}
+
+/// Round-5 review F8: without a pid namespace, `prlimit --cpu=1` on an outside process of the
+/// same uid killed it; renice and affinity changed it. Denied now (EPERM); the control runs the
+/// same commands outside the sandbox.
+#[test]
+fn outside_processes_cannot_be_reprioritised_or_limited_without_a_pid_namespace() {
+    let env = Env::new();
+    let mut victim = Command::new("sleep")
+        .arg("60")
+        .uid(NOBODY)
+        .gid(NOBODY)
+        .spawn()
+        .unwrap();
+    let pid = victim.id().to_string();
+    let script = format!(
+        "prlimit --pid {pid} --nofile=5:5 2>&1; echo prlimit=$?; renice -n 5 -p {pid} >/dev/null 2>&1; echo renice=$?; taskset -p 1 {pid} >/dev/null 2>&1; echo taskset=$?; prlimit --nofile=100:100 true; echo own=$?"
+    );
+    let ro = r#"{"mode":"read-only"}"#;
+    let out = output(sandbox(
+        &env,
+        ro,
+        Ns::Without { dangerous: false },
+        &["sh", "-c", &script],
+    ));
+    let text = String::from_utf8_lossy(&out.stdout);
+    for want in ["prlimit=1", "renice=1", "taskset=1", "own=0"] {
+        assert!(text.contains(want), "{want}: {out:?}");
+    }
+    let limits = std::fs::read_to_string(format!("/proc/{pid}/limits")).unwrap();
+    assert!(!limits.contains("Max open files            5"), "{limits}");
+    // control: outside the sandbox the same uid changes it
+    let out = Command::new("sh")
+        .args(["-c", &script])
+        .uid(NOBODY)
+        .gid(NOBODY)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("prlimit=0") && text.contains("renice=0"),
+        "{out:?}"
+    );
+    let _ = victim.kill();
+    let _ = victim.wait();
+}
