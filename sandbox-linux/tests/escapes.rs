@@ -566,7 +566,7 @@ fn the_command_cannot_stop_its_init_without_a_pid_namespace() {
             "kill -STOP $PPID 2>/dev/null; echo stop=$? > {o}; sleep 5 & kill -STOP $!; echo own=$? >> {o}; kill -KILL $!",
             o = out_file.display()
         );
-        let mut child = sandbox(
+        let child = sandbox(
             &env,
             r#"{"mode":"workspace-write"}"#,
             ns,
@@ -582,8 +582,8 @@ fn the_command_cannot_stop_its_init_without_a_pid_namespace() {
         let mut child = child.into_inner();
         if !returned {
             let _ = child.kill();
-            let _ = child.wait();
         }
+        let _ = child.wait();
         let text = std::fs::read_to_string(&out_file).unwrap_or_default();
         assert!(returned, "{ns:?}: the launcher hung: {text}");
         assert!(text.contains("stop=1"), "{ns:?}: {text}");
