@@ -476,3 +476,44 @@ fn a_socket_that_existed_under_a_writable_root_before_the_start_is_not_the_comma
         assert_eq!(accepted(&l), 1);
     }
 }
+
+#[test]
+fn an_older_socket_linked_or_renamed_onto_an_allowed_name_is_not_allowed() {
+    // fifth review round F2: `--allow-unix-socket /tmp/.s.PGSQL.5432` (under the /tmp root) let
+    // the command `ln /tmp/tmux-UID/default /tmp/.s.PGSQL.5432` and reach tmux through the name
+    let e = env();
+    let old = e.ws.join("tmux-default.sock");
+    let l = listen(&old);
+    chown_r(&e.ws);
+    for (allowed_exists, ns) in [(true, Ns::With), (false, Ns::With), (false, Ns::Without)] {
+        let allowed = e.ws.join("pg.sock");
+        let _ = std::fs::remove_file(&allowed);
+        let _pg = allowed_exists.then(|| listen(&allowed));
+        chown_r(&e.ws);
+        let allow = ["--allow-unix-socket", s(&allowed)];
+        let script = format!(
+            "rm -f {a}; ln {o} {a} && {p} unix-connect {a}; mv {a} {a}.x; ln {o} {a}; mv {a}.x /dev/null 2>/dev/null; true",
+            a = s(&allowed),
+            o = s(&old),
+            p = PROBE
+        );
+        let out = sandboxed(&e, WS, ns, &allow, &["sh", "-c", &script]);
+        assert_eq!(
+            String::from_utf8_lossy(&out.stdout).trim(),
+            EACCES,
+            "allowed name existed: {allowed_exists}: {out:?}"
+        );
+        assert_eq!(accepted(&l), 0, "the older socket was not reached");
+        let _ = std::fs::remove_file(&allowed);
+    }
+    // control: the socket that is at the allowed name at the start is reached through it
+    let allowed = e.ws.join("pg.sock");
+    let pg = listen(&allowed);
+    chown_r(&e.ws);
+    let allow = ["--allow-unix-socket", s(&allowed)];
+    assert_eq!(
+        probe_in(&e, WS, Ns::With, &allow, &["unix-connect", s(&allowed)]),
+        "ok"
+    );
+    assert_eq!(accepted(&pg), 1);
+}

@@ -18,8 +18,9 @@ pub struct Rules {
     roots: Vec<PathBuf>,
     /// Below a root but not the command's (read-only carve-outs such as `.git`, deny-read).
     excluded: Vec<PathBuf>,
-    /// Sockets named by the policy (canonical where they exist).
-    allowed: Vec<PathBuf>,
+    /// Sockets named by the policy (canonical where they exist), with the identity (device,
+    /// inode) of the socket that was there at the start.
+    allowed: Vec<(PathBuf, Option<(u64, u64)>)>,
     /// Outbound network allowed (non-unix families are connected by the supervisor then).
     network: bool,
     /// The network allow-list's proxy: with the network off, the one inet address a connect
@@ -56,7 +57,13 @@ impl Rules {
             excluded,
             allowed: allow
                 .iter()
-                .map(|p| std::fs::canonicalize(p).unwrap_or_else(|_| p.clone()))
+                .map(|p| {
+                    let real = std::fs::canonicalize(p).unwrap_or_else(|_| p.clone());
+                    let id = std::fs::symlink_metadata(&real)
+                        .ok()
+                        .map(|m| (m.dev(), m.ino()));
+                    (real, id)
+                })
                 .collect(),
             network: policy.network,
             proxy: None,
@@ -75,13 +82,24 @@ impl Rules {
         birth.is_some_and(|b| b >= self.started)
     }
 
-    /// Decide on a socket's real (fully resolved) location.
-    pub fn decide(&self, real: &Path) -> Decision {
-        if self.allowed.iter().any(|a| a == real) {
-            return Decision::Allowed;
-        }
+    /// Decide on a socket's real (fully resolved) location and identity (device, inode).
+    ///
+    /// A named socket below a writable root counts only as the socket that was there at the
+    /// start (same inode), or, if there was none, one born during the run: otherwise the command
+    /// could hard-link or rename an older socket (a tmux server's) onto the allowed name (fifth
+    /// review round F2).
+    pub fn decide(&self, real: &Path, id: (u64, u64)) -> Decision {
         let below = |p: &PathBuf| real.starts_with(p);
-        if self.roots.iter().any(below) && !self.excluded.iter().any(below) {
+        let in_root = self.roots.iter().any(below);
+        if let Some((_, start_id)) = self.allowed.iter().find(|(a, _)| a == real) {
+            return match (in_root, start_id) {
+                (false, _) => Decision::Allowed,
+                (true, Some(s)) if *s == id => Decision::Allowed,
+                (true, Some(_)) => Decision::Denied,
+                (true, None) => Decision::InWritableRoot,
+            };
+        }
+        if in_root && !self.excluded.iter().any(below) {
             return Decision::InWritableRoot;
         }
         Decision::Denied
@@ -218,7 +236,7 @@ fn handle(listener: &OwnedFd, n: &libc::seccomp_notif, rules: &Rules) -> i32 {
         Ok(m) if m.dev() == st.st_dev && m.ino() == st.st_ino => {}
         _ => return DENIED_ERRNO,
     }
-    match rules.decide(&real) {
+    match rules.decide(&real, (st.st_dev, st.st_ino)) {
         Decision::Denied => return DENIED_ERRNO,
         Decision::Allowed => {}
         Decision::InWritableRoot => {
@@ -279,7 +297,11 @@ mod tests {
         Rules {
             roots: vec!["/ws".into()],
             excluded: vec!["/ws/.git".into()],
-            allowed: vec!["/run/user/1000/tmux-1000/default".into()],
+            allowed: vec![
+                ("/run/user/1000/tmux-1000/default".into(), Some((1, 2))),
+                ("/ws/pg.sock".into(), Some((1, 7))),
+                ("/ws/later.sock".into(), None),
+            ],
             network: false,
             proxy: None,
             started: (1000, 500),
@@ -301,13 +323,22 @@ mod tests {
     #[test]
     fn decisions_by_real_location() {
         let r = rules();
-        assert_eq!(r.decide(Path::new("/ws/sock")), Decision::InWritableRoot);
-        assert_eq!(r.decide(Path::new("/ws/.git/fsmonitor")), Decision::Denied);
-        assert_eq!(r.decide(Path::new("/wsx/sock")), Decision::Denied);
+        let id = (1, 99);
+        assert_eq!(r.decide(Path::new("/ws/sock"), id), Decision::InWritableRoot);
+        assert_eq!(r.decide(Path::new("/ws/.git/fsmonitor"), id), Decision::Denied);
+        assert_eq!(r.decide(Path::new("/wsx/sock"), id), Decision::Denied);
         assert_eq!(
-            r.decide(Path::new("/run/user/1000/tmux-1000/default")),
-            Decision::Allowed
+            r.decide(Path::new("/run/user/1000/tmux-1000/default"), id),
+            Decision::Allowed,
+            "outside the roots the command cannot replace it"
         );
-        assert_eq!(r.decide(Path::new("/run/user/1000/bus")), Decision::Denied);
+        assert_eq!(r.decide(Path::new("/run/user/1000/bus"), id), Decision::Denied);
+        // a named socket inside a root: only the one that was there, or one born later
+        assert_eq!(r.decide(Path::new("/ws/pg.sock"), (1, 7)), Decision::Allowed);
+        assert_eq!(r.decide(Path::new("/ws/pg.sock"), id), Decision::Denied);
+        assert_eq!(
+            r.decide(Path::new("/ws/later.sock"), id),
+            Decision::InWritableRoot
+        );
     }
 }
