@@ -323,9 +323,20 @@ impl Sandbox<Planned> {
         let guard_on = guard_channels.is_some();
         let mut creator_lifeline = None;
         if let Some(channels) = guard_channels {
+            // carve-outs that do not exist yet: the guard keeps them from being created
+            let protected: Vec<PathBuf> = report
+                .carve_outs_not_existing
+                .iter()
+                .map(|p| canonical_prefix(p))
+                .collect();
             creator_lifeline = Some(
-                crate::name_guard::spawn_creator(channels, plan_fs.as_ref(), policy.network)
-                    .map_err(|source| SandboxError::NameGuard { source })?,
+                crate::name_guard::spawn_creator(
+                    channels,
+                    plan_fs.as_ref(),
+                    policy.network,
+                    protected,
+                )
+                .map_err(|source| SandboxError::NameGuard { source })?,
             );
             report.name_guard = true;
         }
@@ -682,6 +693,28 @@ impl Sandbox<Applied> {
 
 /// The command's environment: ours as the env policy filtered it, plus the sandbox markers,
 /// plus `extra`.
+/// `p` with its longest existing ancestor resolved (symlinks followed), the rest appended.
+fn canonical_prefix(p: &std::path::Path) -> PathBuf {
+    let mut rest = Vec::new();
+    let mut cur = p.to_path_buf();
+    loop {
+        if let Ok(c) = std::fs::canonicalize(&cur) {
+            let mut out = c;
+            for r in rest.iter().rev() {
+                out.push(r);
+            }
+            return out;
+        }
+        match (cur.file_name().map(|n| n.to_owned()), cur.parent()) {
+            (Some(name), Some(parent)) => {
+                rest.push(name);
+                cur = parent.to_path_buf();
+            }
+            _ => return p.to_path_buf(),
+        }
+    }
+}
+
 fn child_env(
     policy: &EffectivePolicy,
     mut vars: Vec<(OsString, OsString)>,

@@ -373,7 +373,9 @@ fn codex_home_inside_a_writable_root_stays_read_only() {
     );
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(
-        text.contains("Device or resource busy") && text.contains("Read-only file system"),
+        (text.contains("Device or resource busy") || text.contains("Permission denied"))
+            && text.contains("Read-only file system")
+            && !text.contains("rc=0"),
         "{out:?}"
     );
     // third review round F1: CODEX_HOME (or ~/.codex) a symlink outside the roots that points
@@ -700,4 +702,60 @@ fn flipping_the_path_during_the_call_never_creates_git() {
             "{ns:?}: {out:?}"
         );
     }
+}
+
+#[test]
+fn a_codex_home_that_does_not_exist_yet_cannot_be_created_or_swapped_in() {
+    // fifth review round F6a: CODEX_HOME=<root>/sub/ch not existing at start: the command made
+    // it and wrote a config.toml the next run read (allow_unix_sockets to tmux)
+    for ns in [Ns::With, Ns::Without] {
+        let e = env();
+        let ch = e.ws.join("sub/ch");
+        let attempts = format!(
+            "mkdir -p sub/ch 2>/dev/null && echo made-ch; \
+             mkdir -p prep/ch && echo x > prep/ch/config.toml && mv prep sub 2>/dev/null && echo moved-in; \
+             ln -s {ws}/prep sub 2>/dev/null && echo linked-in; \
+             mkdir -p other/ch && echo y > other/ch/config.toml && echo control-ok",
+            ws = s(&e.ws)
+        );
+        let out = command(&e, ns, None, ns == Ns::Without, &attempts)
+            .env("CODEX_HOME", &ch)
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(text.contains("control-ok"), "{ns:?}: {out:?}");
+        for bad in ["made-ch", "moved-in", "linked-in"] {
+            assert!(!text.contains(bad), "{ns:?}: {bad}: {out:?}");
+        }
+        assert!(!ch.exists(), "{ns:?}");
+    }
+}
+
+#[test]
+fn a_codex_home_file_symlinked_into_a_root_stays_read_only() {
+    // fifth review round F6b: ~/.codex/config.toml -> ~/dotfiles/codex/config.toml, cwd ~/dotfiles
+    let e = env();
+    let ch = e.home.join(".codex");
+    std::fs::create_dir_all(&ch).unwrap();
+    let target = e.ws.join("codex/config.toml");
+    std::fs::create_dir_all(target.parent().unwrap()).unwrap();
+    std::fs::write(&target, "model = \"x\"\n").unwrap();
+    std::os::unix::fs::symlink(&target, ch.join("config.toml")).unwrap();
+    suite_test_support::dirs::chown_tree(&e.base, NOBODY);
+    let append =
+        "{ echo 'sandbox.allow_unix_sockets = [\"/x\"]' >> codex/config.toml; } 2>&1; echo rc=$?";
+    let out = with_codex_home(&e, &ch, append);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("Read-only file system") && !text.contains("rc=0"),
+        "{out:?}"
+    );
+    assert_eq!(std::fs::read_to_string(&target).unwrap(), "model = \"x\"\n");
+    // control: the rest of the root is writable (the directory holding the target is held in
+    // place, read-only, like every renameable directory above a carve-out)
+    let out = with_codex_home(&e, &ch, "echo y >> other.toml; echo rc=$?");
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("rc=0"),
+        "{out:?}"
+    );
 }

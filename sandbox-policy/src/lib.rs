@@ -533,8 +533,8 @@ fn carve_outs_for(path: PathBuf, hazards: Vec<PathBuf>) -> Vec<ReadOnlySubpath> 
     let mut v: Vec<ReadOnlySubpath> = hazards
         .into_iter()
         .map(|dir| ReadOnlySubpath {
+            exists: dir.exists(),
             path: dir,
-            exists: true,
             replaceable_via: None,
         })
         .collect();
@@ -576,6 +576,28 @@ fn protect_codex_home(roots: &mut [WritableRoot], env: &SandboxEnv, all_roots: &
         }
         w.read_only_subpaths
             .extend(carve_outs_for(path.clone(), hazard.clone()));
+    }
+    // A file of CODEX_HOME that is a symlink into a writable root (`~/.codex/config.toml ->
+    // ~/dotfiles/codex/config.toml`, stow or chezmoi style) is the same config: its target is
+    // carved out too (fifth review round F6b: the command rewrote it for the next run).
+    let Ok(entries) = std::fs::read_dir(&path) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let p = entry.path();
+        if !p.is_symlink() {
+            continue;
+        }
+        let Ok(target) = std::fs::canonicalize(&p) else {
+            continue;
+        };
+        let (t, hazard) = carve_out_target(&target, all_roots);
+        for w in roots.iter_mut() {
+            if t.starts_with(&w.root) && t != w.root {
+                w.read_only_subpaths
+                    .extend(carve_outs_for(t.clone(), hazard.clone()));
+            }
+        }
     }
 }
 

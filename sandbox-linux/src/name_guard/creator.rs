@@ -7,6 +7,33 @@ use super::sys;
 use super::{DENIED_ERRNO, MAX_MESSAGE, Op, Request, has_protected_component, is_protected};
 use crate::fs_rules::FsPlan;
 
+/// Carve-outs that did not exist at the start (a `$CODEX_HOME` to be created, `.git`/`.codex`
+/// at a root): nothing may be created at them, below them, or at a directory above them
+/// (which would bring a prepared tree, or a symlink, into their place).
+static PROTECTED_PATHS: std::sync::OnceLock<Vec<Vec<u8>>> = std::sync::OnceLock::new();
+
+/// `a` is `b` or below it.
+fn at_or_below(a: &[u8], b: &[u8]) -> bool {
+    !b.is_empty()
+        && (a == b || (a.starts_with(b) && (b.ends_with(b"/") || a.get(b.len()) == Some(&b'/'))))
+}
+
+/// Whether a name created at `path` would be, be below, or be a directory above a protected
+/// path.
+fn touches_protected_path(path: &[u8]) -> bool {
+    PROTECTED_PATHS.get().is_some_and(|ps| {
+        ps.iter()
+            .any(|p| at_or_below(path, p) || at_or_below(p, path))
+    })
+}
+
+/// Whether an existing file at `path` is a protected path or below one.
+fn below_protected_path(path: &[u8]) -> bool {
+    PROTECTED_PATHS
+        .get()
+        .is_some_and(|ps| ps.iter().any(|p| at_or_below(path, p)))
+}
+
 /// Symlinks followed by hand in the last component of an `O_CREAT` open (the kernel's limit).
 const MAX_HOPS: usize = 40;
 const PROC_SUPER_MAGIC: i64 = 0x9fa0;
@@ -20,12 +47,22 @@ pub fn spawn_creator(
     channels: Vec<OwnedFd>,
     fs: Option<&FsPlan>,
     network: bool,
+    protected_paths: Vec<std::path::PathBuf>,
 ) -> std::io::Result<OwnedFd> {
     let (life_r, life_w) = crate::sys::pipe_cloexec()?;
     match crate::sys::fork()? {
         crate::sys::Fork::Parent { .. } => Ok(life_w),
         crate::sys::Fork::Child => {
             drop(life_w);
+            let _ = PROTECTED_PATHS.set(
+                protected_paths
+                    .iter()
+                    .map(|p| {
+                        use std::os::unix::ffi::OsStrExt;
+                        p.as_os_str().as_bytes().to_vec()
+                    })
+                    .collect(),
+            );
             let code = match set_up(&channels, &life_r, fs, network) {
                 Ok(()) => {
                     serve_all(channels);
@@ -193,6 +230,18 @@ fn target(dir: Option<BorrowedFd<'_>>, path: &[u8]) -> Result<Target, i32> {
         sys::openat(dir, &cstr(parent)?, libc::O_PATH | libc::O_DIRECTORY, 0).map_err(errno)?;
     let info = check_location(parent_fd.as_fd(), true)?;
     let last_c = cstr(last_as_given)?;
+    let mut name_path = real_path(parent_fd.as_fd())?;
+    if name_path.last() != Some(&b'/') {
+        name_path.push(b'/');
+    }
+    name_path.extend_from_slice(last);
+    if touches_protected_path(&name_path) {
+        return Err(if info.read_only {
+            libc::EROFS
+        } else {
+            DENIED_ERRNO
+        });
+    }
     if is_protected(last) {
         // an existing carve-out is its own read-only mount: EROFS, as the kernel would say
         let held = sys::openat(
@@ -226,7 +275,8 @@ fn check_location(fd: BorrowedFd<'_>, refuse_proc: bool) -> Result<sys::FileInfo
     if refuse_proc && info.magic == PROC_SUPER_MAGIC {
         return Err(DENIED_ERRNO);
     }
-    if has_protected_component(&real_path(fd)?) {
+    let real = real_path(fd)?;
+    if has_protected_component(&real) || below_protected_path(&real) {
         return Err(if info.read_only {
             libc::EROFS
         } else {
@@ -390,5 +440,25 @@ mod tests {
         assert!(split(b"").is_none());
         assert!(split(b"a/..").is_none());
         assert!(split(b".").is_none());
+    }
+
+    #[test]
+    fn protected_paths_cover_themselves_what_is_below_and_the_directories_above() {
+        let _ = PROTECTED_PATHS.set(vec![b"/ws/sub/ch".to_vec()]);
+        assert!(touches_protected_path(b"/ws/sub/ch"));
+        assert!(touches_protected_path(b"/ws/sub/ch/config.toml"));
+        assert!(
+            touches_protected_path(b"/ws/sub"),
+            "an ancestor could be swapped in"
+        );
+        assert!(touches_protected_path(b"/ws"));
+        assert!(!touches_protected_path(b"/ws/sub/chx"));
+        assert!(!touches_protected_path(b"/ws/other"));
+        assert!(!touches_protected_path(b"/ws/su"));
+        assert!(below_protected_path(b"/ws/sub/ch/x"));
+        assert!(
+            !below_protected_path(b"/ws/sub"),
+            "the directory above stays writable"
+        );
     }
 }

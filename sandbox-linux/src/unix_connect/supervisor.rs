@@ -324,17 +324,29 @@ mod tests {
     fn decisions_by_real_location() {
         let r = rules();
         let id = (1, 99);
-        assert_eq!(r.decide(Path::new("/ws/sock"), id), Decision::InWritableRoot);
-        assert_eq!(r.decide(Path::new("/ws/.git/fsmonitor"), id), Decision::Denied);
+        assert_eq!(
+            r.decide(Path::new("/ws/sock"), id),
+            Decision::InWritableRoot
+        );
+        assert_eq!(
+            r.decide(Path::new("/ws/.git/fsmonitor"), id),
+            Decision::Denied
+        );
         assert_eq!(r.decide(Path::new("/wsx/sock"), id), Decision::Denied);
         assert_eq!(
             r.decide(Path::new("/run/user/1000/tmux-1000/default"), id),
             Decision::Allowed,
             "outside the roots the command cannot replace it"
         );
-        assert_eq!(r.decide(Path::new("/run/user/1000/bus"), id), Decision::Denied);
+        assert_eq!(
+            r.decide(Path::new("/run/user/1000/bus"), id),
+            Decision::Denied
+        );
         // a named socket inside a root: only the one that was there, or one born later
-        assert_eq!(r.decide(Path::new("/ws/pg.sock"), (1, 7)), Decision::Allowed);
+        assert_eq!(
+            r.decide(Path::new("/ws/pg.sock"), (1, 7)),
+            Decision::Allowed
+        );
         assert_eq!(r.decide(Path::new("/ws/pg.sock"), id), Decision::Denied);
         assert_eq!(
             r.decide(Path::new("/ws/later.sock"), id),
