@@ -157,6 +157,13 @@ fn the_longer_default_list_covers_common_credential_files() {
         ".npmrc",
         ".pypirc",
         ".Xauthority",
+        // fifth review round F7
+        "snap/firefox/common/.mozilla/firefox/profiles.ini",
+        ".var/app/com.google.Chrome/config/google-chrome/Default/Cookies",
+        ".config/git/credentials",
+        ".pgpass",
+        ".vault-token",
+        ".codex/.credentials.json",
     ] {
         let f = home.path().join(rel);
         std::fs::create_dir_all(f.parent().unwrap()).unwrap();
@@ -168,6 +175,39 @@ fn the_longer_default_list_covers_common_credential_files() {
     let f = home.path().join(".bashrc");
     std::fs::write(&f, "fine").unwrap();
     assert_eq!(read_inside(&f, &env), "ok");
+}
+
+#[test]
+fn credential_locations_moved_by_the_environment_are_unreadable() {
+    // fifth review round F7: DOCKER_CONFIG, KUBECONFIG, GNUPGHOME, CARGO_HOME, XDG_CONFIG_HOME
+    let dir = tempfile::tempdir().unwrap();
+    let p = |rel: &str| {
+        let f = dir.path().join(rel);
+        std::fs::create_dir_all(f.parent().unwrap()).unwrap();
+        std::fs::write(&f, "secret").unwrap();
+        f
+    };
+    let docker = p("docker/config.json");
+    let kube = p("kube/prod.yaml");
+    let gnupg = p("gnupg/private-keys-v1.d/k.key");
+    let cargo = p("cargo/credentials.toml");
+    let gh = p("xdg/gh/hosts.yml");
+    let fine = p("docker/readme.txt");
+    let env = [
+        ("HOME", Some(dir.path().join("home"))),
+        ("DOCKER_CONFIG", Some(dir.path().join("docker"))),
+        ("KUBECONFIG", Some(kube.clone())),
+        ("GNUPGHOME", Some(dir.path().join("gnupg"))),
+        ("CARGO_HOME", Some(dir.path().join("cargo"))),
+        ("XDG_CONFIG_HOME", Some(dir.path().join("xdg"))),
+    ];
+    let env: Vec<(&str, Option<&Path>)> = env.iter().map(|(k, v)| (*k, v.as_deref())).collect();
+    for f in [&docker, &kube, &gnupg, &cargo, &gh] {
+        assert_eq!(read_inside(f, &env), EACCES, "{f:?}");
+        assert_eq!(read_outside(f), "ok", "control: {f:?}");
+    }
+    // control: a file beside a moved one stays readable
+    assert_eq!(read_inside(&fine, &env), "ok");
 }
 
 /// `env` inside the sandbox (read-only, `-v`), with `vars` set for the helper and `flags` added.

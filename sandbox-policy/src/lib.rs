@@ -267,6 +267,10 @@ pub struct SandboxEnv {
     pub codex_home: Option<PathBuf>,
     /// `$TMPDIR`
     pub tmpdir: Option<PathBuf>,
+    /// Credential locations moved by the environment: `$XDG_CONFIG_HOME/{gh,gcloud,...}`,
+    /// `$DOCKER_CONFIG/config.json`, each file of `$KUBECONFIG`, `$GNUPGHOME`,
+    /// `$CARGO_HOME/credentials*` (fifth review round F7).
+    pub credential_env: Vec<PathBuf>,
 }
 
 impl SandboxEnv {
@@ -279,11 +283,34 @@ impl SandboxEnv {
                 .map(PathBuf::from)
         }
         let mut homes = home::homes(var("HOME").as_deref()).into_iter();
+        let absolute = |p: PathBuf| p.is_absolute().then_some(p);
+        let mut credential_env = Vec::new();
+        if let Some(x) = var("XDG_CONFIG_HOME").and_then(absolute) {
+            for d in CREDENTIAL_PATHS {
+                if let Some(rest) = d.strip_prefix(".config/") {
+                    credential_env.push(x.join(rest));
+                }
+            }
+        }
+        if let Some(d) = var("DOCKER_CONFIG").and_then(absolute) {
+            credential_env.push(d.join("config.json"));
+        }
+        if let Some(k) = std::env::var_os("KUBECONFIG") {
+            credential_env.extend(std::env::split_paths(&k).filter(|p| p.is_absolute()));
+        }
+        if let Some(g) = var("GNUPGHOME").and_then(absolute) {
+            credential_env.push(g);
+        }
+        if let Some(c) = var("CARGO_HOME").and_then(absolute) {
+            credential_env.push(c.join("credentials"));
+            credential_env.push(c.join("credentials.toml"));
+        }
         SandboxEnv {
             home: homes.next(),
             other_homes: homes.collect(),
             codex_home: var("CODEX_HOME"),
             tmpdir: var("TMPDIR"),
+            credential_env,
         }
     }
 
@@ -295,7 +322,9 @@ impl SandboxEnv {
         if let Some(ch) = &self.codex_home {
             v.push(ch.join("auth.json"));
             v.push(ch.join(".auth-tmp"));
+            v.push(ch.join(".credentials.json"));
         }
+        v.extend(self.credential_env.iter().cloned());
         for h in self.home.iter().chain(&self.other_homes) {
             for d in CREDENTIAL_PATHS {
                 v.push(h.join(d));
@@ -310,6 +339,7 @@ impl SandboxEnv {
 pub const CREDENTIAL_PATHS: &[&str] = &[
     ".codex/auth.json",
     ".codex/.auth-tmp",
+    ".codex/.credentials.json",
     ".ssh",
     ".gnupg",
     ".aws",
@@ -333,6 +363,30 @@ pub const CREDENTIAL_PATHS: &[&str] = &[
     ".config/BraveSoftware",
     ".config/microsoft-edge",
     ".config/op",
+    // fifth review round F7: XDG, snap and flatpak locations, more browsers and tools
+    ".config/git/credentials",
+    ".config/hub",
+    ".config/vivaldi",
+    ".config/opera",
+    ".librewolf",
+    ".config/kwalletrc",
+    ".local/share/kwalletd",
+    "snap/firefox/common/.mozilla",
+    "snap/chromium/common/chromium",
+    ".var/app/org.mozilla.firefox",
+    ".var/app/com.google.Chrome",
+    ".var/app/org.chromium.Chromium",
+    ".var/app/com.brave.Browser",
+    ".pgpass",
+    ".my.cnf",
+    ".vault-token",
+    ".terraform.d/credentials.tfrc.json",
+    ".gem/credentials",
+    ".s3cfg",
+    ".boto",
+    ".m2/settings.xml",
+    ".m2/settings-security.xml",
+    ".gradle/gradle.properties",
 ];
 
 /// A writable directory and the paths below it that stay read-only.
@@ -781,6 +835,7 @@ mod tests {
             other_homes: Vec::new(),
             codex_home: Some(dir.path().join("ch")),
             tmpdir: None,
+            credential_env: Vec::new(),
         };
         let eff = SandboxPolicy::workspace_write()
             .resolve(&ws, &env, &[])
