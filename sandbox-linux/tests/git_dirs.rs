@@ -759,3 +759,31 @@ fn a_codex_home_file_symlinked_into_a_root_stays_read_only() {
         "{out:?}"
     );
 }
+
+#[test]
+fn objects_borrowed_through_alternates_stay_read_only() {
+    // fifth review round F5: `git clone --shared` (alternates) from a repository in another
+    // writable root: rewriting an object there changed what the protected checkout checks out
+    let e = env();
+    let other = e.base.join("other");
+    std::fs::create_dir_all(&other).unwrap();
+    suite_test_support::dirs::chown_tree(&e.base, NOBODY);
+    git(&e, &other, &["init", "-q", "--bare", "upstream"]);
+    git(&e, &e.ws, &["init", "-q"]);
+    let alternates = e.ws.join(".git/objects/info/alternates");
+    std::fs::create_dir_all(alternates.parent().unwrap()).unwrap();
+    std::fs::write(&alternates, format!("{}/upstream/objects\n", s(&other))).unwrap();
+    suite_test_support::dirs::chown_tree(&e.base, NOBODY);
+    let script = format!(
+        "{{ echo x > {o}/upstream/objects/planted; }} 2>&1; echo rc=$?; echo y > {o}/fine && echo control-ok",
+        o = s(&other)
+    );
+    let out = sandboxed(&e, Ns::With, Some(&other), false, &script);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("Read-only file system") && !text.contains("rc=0"),
+        "{out:?}"
+    );
+    assert!(text.contains("control-ok"), "{out:?}");
+    assert!(!other.join("upstream/objects/planted").exists());
+}

@@ -439,18 +439,39 @@ impl WritableRoot {
                             }
                         }
                     };
+                    let mut gitdirs = vec![p.clone()];
                     add(carve_outs_for(p, hazard));
                     if let Some(common) = common {
                         let (c, hazard) = carve_out_target(&common, all_roots);
+                        gitdirs.push(c.clone());
                         add(carve_outs_for(c, hazard));
+                    }
+                    for g in gitdirs {
+                        for alt in read_alternates(&g, all_roots) {
+                            let (a, hazard) = carve_out_target(&alt, all_roots);
+                            add(carve_outs_for(a, hazard));
+                        }
                     }
                 }
             }
-            Ok(_) => subs.push(ReadOnlySubpath {
-                path: dot_git,
-                exists: true,
-                replaceable_via: None,
-            }),
+            Ok(_) => {
+                subs.push(ReadOnlySubpath {
+                    path: dot_git.clone(),
+                    exists: true,
+                    replaceable_via: None,
+                });
+                // objects borrowed from another repository (`git clone --shared`, alternates):
+                // rewriting them there changes what this checkout's git reads (fifth review
+                // round F5)
+                for alt in read_alternates(&dot_git, all_roots) {
+                    let (a, hazard) = carve_out_target(&alt, all_roots);
+                    for n in carve_outs_for(a, hazard) {
+                        if !subs.iter().any(|s| s.path == n.path) {
+                            subs.push(n);
+                        }
+                    }
+                }
+            }
             Err(_) => subs.push(ReadOnlySubpath {
                 path: dot_git,
                 exists: false,
@@ -653,6 +674,27 @@ fn protect_codex_home(roots: &mut [WritableRoot], env: &SandboxEnv, all_roots: &
             }
         }
     }
+}
+
+/// The object directories `<gitdir>/objects/info/alternates` names (one per line, absolute or
+/// relative to `<gitdir>/objects`, `#` comments), those inside a writable root only.
+fn read_alternates(gitdir: &Path, roots: &[PathBuf]) -> Vec<PathBuf> {
+    use std::os::unix::ffi::OsStrExt;
+    let objects = gitdir.join("objects");
+    let Ok(bytes) = std::fs::read(objects.join("info/alternates")) else {
+        return Vec::new();
+    };
+    bytes
+        .split(|&b| b == b'\n')
+        .map(|l| l.strip_suffix(b"\r").unwrap_or(l))
+        .filter(|l| !l.is_empty() && !l.starts_with(b"#"))
+        .map(|l| {
+            let p = PathBuf::from(std::ffi::OsStr::from_bytes(l));
+            if p.is_absolute() { p } else { objects.join(p) }
+        })
+        .map(|p| canonical_or_lexical(&p))
+        .filter(|p| roots.iter().any(|r| p.starts_with(r)))
+        .collect()
 }
 
 /// `<gitdir>/commondir`, relative to the gitdir, with trailing line endings removed.

@@ -64,15 +64,19 @@ pub fn run(args: LinuxArgs, global: &crate::GlobalOpts) -> anyhow::Result<i32> {
 }
 
 pub fn run_check(_args: CheckArgs, global: &crate::GlobalOpts) -> anyhow::Result<i32> {
-    print!("{}", sandbox_linux::check::render());
+    use std::io::Write;
     // What `[shell_environment_policy]` would take out of this environment (names only).
     let env = crate::config::load(global)?.sandbox_settings().env;
     let removed = env.apply(std::env::vars_os()).removed;
-    println!(
-        "environment: {} removed from this one by [shell_environment_policy]{}{}",
+    let text = format!(
+        "{}environment: {} removed from this one by [shell_environment_policy]{}{}\n",
+        sandbox_linux::check::render(),
         removed.len(),
         if removed.is_empty() { "" } else { ": " },
         removed.join(", ")
     );
+    // a reader that goes away (`| head`) ends the output, not the process with a panic
+    // (fifth review round F11)
+    let _ = std::io::stdout().lock().write_all(text.as_bytes());
     Ok(0)
 }
