@@ -47,7 +47,10 @@ pub fn parse_id_token(jwt: &str) -> Result<IdTokenClaims, LoginError> {
             "payload is not a json object".to_string(),
         ));
     };
-    let string = |v: Option<&Value>| v.and_then(Value::as_str).map(str::to_string);
+    // the claims are printed (login, `codex login status`, the app-server): control and
+    // formatting characters are escaped here, once (outside review r7 F2: escape sequences in
+    // an email claim repainted the terminal at every `login status`)
+    let string = |v: Option<&Value>| v.and_then(Value::as_str).map(printable);
     let auth = obj.get(AUTH_CLAIMS);
     Ok(IdTokenClaims {
         email: string(obj.get("email"))
@@ -57,9 +60,42 @@ pub fn parse_id_token(jwt: &str) -> Result<IdTokenClaims, LoginError> {
     })
 }
 
+/// `s` with every control character and every invisible formatting character (bidi overrides,
+/// zero-width characters, BOM) replaced by its `\u{..}` escape: safe to print on a terminal.
+pub fn printable(s: &str) -> String {
+    let invisible = |c: char| {
+        matches!(c,
+            '\u{00ad}' | '\u{061c}' | '\u{180e}' | '\u{200b}'..='\u{200f}' | '\u{202a}'..='\u{202e}'
+            | '\u{2060}'..='\u{2064}' | '\u{2066}'..='\u{206f}' | '\u{feff}' | '\u{fff9}'..='\u{fffb}')
+    };
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        if c.is_control() || invisible(c) {
+            out.extend(c.escape_unicode());
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn claims_with_terminal_escapes_are_printable() {
+        let t = jwt(&serde_json::json!({
+            "email": "ev\u{1b}[2J\u{1b}]0;TITLE\u{7}\r\nFAKE",
+            "https://api.openai.com/auth": {"chatgpt_plan_type": "pro\u{202e}"}
+        }));
+        let c = parse_id_token(&t).unwrap();
+        let email = c.email.unwrap();
+        assert!(!email.chars().any(char::is_control), "{email:?}");
+        assert!(email.starts_with("ev\\u{1b}[2J"), "{email}");
+        assert_eq!(c.plan.as_deref(), Some("pro\\u{202e}"));
+        assert_eq!(printable("u@example.com"), "u@example.com");
+    }
 
     fn jwt(claims: &Value) -> String {
         let h = URL_SAFE_NO_PAD.encode(br#"{"alg":"RS256","typ":"JWT"}"#);

@@ -133,6 +133,14 @@ pub async fn request_device_code(
                 &[],
             )
             .await?;
+            // printed on the user's terminal and sent to app-server clients: an issuer's URL
+            // with control or invisible formatting characters is refused, not shown (outside
+            // review r7 F1: escape sequences passed the endpoint check)
+            if crate::claims::printable(&auth.verification_uri) != auth.verification_uri {
+                return Err(LoginError::DeviceAnswer(
+                    "verification_uri contains control or invisible formatting characters",
+                ));
+            }
             return Ok(DeviceCode {
                 verification_url: auth.verification_uri.clone(),
                 user_code: auth.user_code.clone(),
@@ -175,8 +183,12 @@ async fn codex_request(
             format!("expected json, got {}", answer.describe()),
         ));
     }
-    let mut raw: UserCodeResp = serde_json::from_slice(&answer.body)
-        .map_err(|e| body_error(&endpoint, format!("not a user code answer: {e}")))?;
+    let mut raw: UserCodeResp = serde_json::from_slice(&answer.body).map_err(|e| {
+        body_error(
+            &endpoint,
+            format!("not a user code answer: {}", codex_oauth::json_reason(&e)),
+        )
+    })?;
     let device_auth_id = raw
         .device_auth_id
         .take()
@@ -251,7 +263,13 @@ pub async fn complete_device_login(
                             ));
                         }
                         break serde_json::from_slice::<CodeResp>(&answer.body).map_err(|e| {
-                            body_error(&endpoint, format!("not an authorization code answer: {e}"))
+                            body_error(
+                                &endpoint,
+                                format!(
+                                    "not an authorization code answer: {}",
+                                    codex_oauth::json_reason(&e)
+                                ),
+                            )
                         })?;
                     }
                     // openai/codex: 403 and 404 mean "not approved yet".

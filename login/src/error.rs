@@ -51,4 +51,7 @@ pub enum LoginError {
     /// The ID token is not a JWT with JSON claims.
     #[error("invalid id token: {0}")]
     IdToken(String),
+    /// The issuer's device authorization answer cannot be shown to the user.
+    #[error("the issuer's device authorization answer is refused: {0}")]
+    DeviceAnswer(&'static str),
 }

@@ -278,3 +278,44 @@ async fn rfc8628_expiry_in_the_past_and_discovery_network_failure() {
     );
     assert!(srv2.requests_to(UC).is_empty());
 }
+
+#[tokio::test]
+async fn a_verification_uri_with_terminal_escapes_is_refused_not_printed() {
+    // outside review r7 F1: the URL passed the endpoint check and its escape sequences reached
+    // the victim's terminal (screen clear, window title, OSC 52 clipboard)
+    for (uri_tail, refused) in [
+        ("/dev\u{1b}[2J\u{1b}]0;pwned\u{7}ice", true),
+        ("/a\r\n\n  FAKE LINE", true),
+        ("/x\u{202e}", true),
+        ("/device", false),
+    ] {
+        let srv = ScriptedServer::start(vec![]).unwrap();
+        let url = srv.url();
+        srv.set(
+            "/.well-known/openid-configuration",
+            vec![Reply::Json(
+                200,
+                json!({"issuer": url, "token_endpoint": format!("{url}/t"),
+                "device_authorization_endpoint": format!("{url}/dev")}),
+            )],
+        );
+        srv.set(
+            "/dev",
+            vec![Reply::Json(
+                200,
+                json!({"device_code": "D", "user_code": "U",
+                "verification_uri": format!("{url}{uri_tail}"), "expires_in": 600, "interval": 5}),
+            )],
+        );
+        let issuer = Issuer::parse(&url).unwrap();
+        let got = request_device_code(&issuer, "cid").await;
+        match (refused, got) {
+            (true, Err(e)) => assert!(e.to_string().contains("verification_uri"), "{e}"),
+            (false, Ok(code)) => assert_eq!(code.verification_url, format!("{url}/device")),
+            (r, g) => panic!(
+                "{uri_tail:?}: refused {r}, got {:?}",
+                g.map(|c| c.verification_url)
+            ),
+        }
+    }
+}

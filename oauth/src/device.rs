@@ -152,8 +152,12 @@ pub async fn request_device_authorization(
     if !answer.is_json() {
         return Err(bad(format!("expected json, got {}", answer.describe())));
     }
-    let mut raw: RawDevice = serde_json::from_slice(&answer.body)
-        .map_err(|e| bad(format!("not a device authorization answer: {e}")))?;
+    let mut raw: RawDevice = serde_json::from_slice(&answer.body).map_err(|e| {
+        bad(format!(
+            "not a device authorization answer: {}",
+            crate::error::json_reason(&e)
+        ))
+    })?;
     let device_code = raw
         .device_code
         .take()

@@ -75,8 +75,12 @@ pub async fn discover(
         if !answer.is_json() {
             return Err(bad(format!("expected json, got {}", answer.describe())));
         }
-        let meta: AuthServerMetadata = serde_json::from_slice(&answer.body)
-            .map_err(|e| bad(format!("not authorization server metadata: {e}")))?;
+        let meta: AuthServerMetadata = serde_json::from_slice(&answer.body).map_err(|e| {
+            bad(format!(
+                "not authorization server metadata: {}",
+                crate::error::json_reason(&e)
+            ))
+        })?;
         if meta.issuer.trim_end_matches('/') != expected {
             return Err(OAuthError::IssuerMismatch {
                 endpoint: url.clone(),

@@ -67,6 +67,25 @@ impl fmt::Display for ErrorCode {
 }
 
 /// `s` without control characters, at most `max` characters: safe to print on a terminal.
+/// Why an answer did not parse, without quoting it: serde_json's type errors quote the value
+/// they met (`invalid type: string "..."`), which may be a token or an echoed secret (outside
+/// review r7 F4). A missing field is named (no value in that message); anything else is reduced
+/// to its kind and position.
+pub fn json_reason(e: &serde_json::Error) -> String {
+    let msg = e.to_string();
+    if e.is_data() && msg.starts_with("missing field") {
+        return msg;
+    }
+    let kind = if e.is_syntax() {
+        "not json"
+    } else if e.is_eof() {
+        "truncated json"
+    } else {
+        "json of the wrong shape"
+    };
+    format!("{kind} (line {} column {})", e.line(), e.column())
+}
+
 pub(crate) fn clean(s: &str, max: usize) -> String {
     s.chars().filter(|c| !c.is_control()).take(max).collect()
 }
@@ -139,5 +158,34 @@ impl OAuthError {
     /// sign-in helps.
     pub fn is_invalid_grant(&self) -> bool {
         self.code() == Some(&ErrorCode::InvalidGrant)
+    }
+}
+
+#[cfg(test)]
+mod json_reason_tests {
+    use super::json_reason;
+
+    #[test]
+    fn a_value_in_the_answer_is_never_quoted() {
+        #[derive(Debug, serde::Deserialize)]
+        #[allow(dead_code)]
+        struct T {
+            access_token: String,
+        }
+        for body in [
+            &br#""REFRESH-ECHO-RTSECRET""#[..],
+            br#"{"access_token": 123456789}"#,
+            br#"{"access_token": "SECRET"#,
+            b"<html>SECRET</html>",
+        ] {
+            let e = serde_json::from_slice::<T>(body).unwrap_err();
+            let r = json_reason(&e);
+            assert!(!r.contains("SECRET") && !r.contains("123456789"), "{r}");
+        }
+        let e = serde_json::from_slice::<T>(b"{}").unwrap_err();
+        assert_eq!(
+            json_reason(&e),
+            "missing field `access_token` at line 1 column 2"
+        );
     }
 }

@@ -28,7 +28,7 @@ pub mod pkce;
 mod token;
 
 pub use endpoint::{is_loopback_url, validate_endpoint};
-pub use error::{ErrorCode, OAuthError};
+pub use error::{ErrorCode, OAuthError, json_reason};
 pub use http_client::{Answer, HttpClient, MAX_BODY, REQUEST_TIMEOUT};
 pub use secure_main::SecretString;
 pub use token::{TokenClient, TokenResponse, error_from_answer};

@@ -96,19 +96,12 @@ pub(crate) fn parse_token_answer(
             answer.describe()
         )));
     }
-    // serde_json's messages name the field and the position; with typed `String` fields a type
-    // error quotes the type, never the value of a token.
     let mut raw: RawToken = serde_json::from_slice(&answer.body).map_err(|e| {
-        body_err(if e.is_syntax() || e.is_eof() {
-            format!(
-                "not json ({}, line {} column {})",
-                answer.describe(),
-                e.line(),
-                e.column()
-            )
-        } else {
-            e.to_string()
-        })
+        body_err(format!(
+            "{}, {}",
+            crate::error::json_reason(&e),
+            answer.describe()
+        ))
     })?;
     if raw.access_token.is_empty() {
         return Err(body_err("empty access_token".to_string()));
