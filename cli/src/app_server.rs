@@ -255,9 +255,21 @@ async fn serve(settings: LoginSettings) -> anyhow::Result<()> {
                 PARSE_ERROR,
                 format!("request line longer than {MAX_LINE} bytes"),
             ));
-            // Skip the rest of the oversized line.
-            let mut sink = Vec::new();
-            let _ = stdin.read_until(b'\n', &mut sink).await;
+            // Skip the rest of the oversized line in bounded pieces (outside review r7 F3: the
+            // skip itself buffered a 512 MiB line).
+            let mut sink = Vec::with_capacity(64 * 1024);
+            loop {
+                sink.clear();
+                match (&mut stdin)
+                    .take(64 * 1024)
+                    .read_until(b'\n', &mut sink)
+                    .await
+                {
+                    Ok(0) | Err(_) => break,
+                    Ok(_) if sink.last() == Some(&b'\n') => break,
+                    Ok(_) => {}
+                }
+            }
             continue;
         }
         let text = String::from_utf8_lossy(&line);

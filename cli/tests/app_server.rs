@@ -1039,3 +1039,43 @@ fn v2_schema_documents_every_method_and_notification() {
         assert!(schema["$defs"].get(name).is_some(), "dangling $ref {name}");
     }
 }
+
+#[test]
+fn an_oversized_request_line_is_skipped_without_buffering_it() {
+    // outside review r7 F3: a 512 MiB line grew the server to 530 MB while it skipped it
+    let home = tempfile::tempdir().unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_codex"))
+        .arg("app-server")
+        .env("CODEX_HOME", home.path())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    let chunk = vec![b'x'; 1 << 20];
+    for _ in 0..96 {
+        stdin.write_all(&chunk).unwrap();
+    }
+    stdin.flush().unwrap();
+    let rss_kb = std::fs::read_to_string(format!("/proc/{}/status", child.id()))
+        .unwrap()
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        .unwrap();
+    stdin
+        .write_all(b"\n{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"getAuthStatus\",\"params\":{}}\n")
+        .unwrap();
+    drop(stdin);
+    let mut lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    let first = lines.next().unwrap().unwrap();
+    let second = lines.next().unwrap().unwrap();
+    let _ = child.wait();
+    assert!(first.contains("longer than 1048576 bytes"), "{first}");
+    assert!(
+        second.contains("\"id\":1") && second.contains("result"),
+        "{second}"
+    );
+    assert!(rss_kb < 48 * 1024, "96 MiB sent, resident {rss_kb} kB");
+}
