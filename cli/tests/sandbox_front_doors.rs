@@ -288,3 +288,47 @@ fn network_access_reaches_both_enforcers() {
     assert!(!policy_of(""), "network off by default on macOS");
     assert!(policy_of(on), "network_access = true on macOS");
 }
+
+#[test]
+fn codex_0171s_permission_profile_spelling_maps_onto_the_policies() {
+    // issue 18: `codex sandbox [-P :read-only|:workspace|:danger-full-access] [-C DIR] -- CMD`
+    let h = home();
+    let ws = tempfile::tempdir().unwrap();
+    let run = |extra: &[&str], script: &str| {
+        let mut c = common::codex(&h.path);
+        c.arg("sandbox")
+            .args(extra)
+            .args(["-C", ws.path().to_str().unwrap(), "--", "sh", "-c", script])
+            .env("HOME", h.path.parent().unwrap());
+        let out = c.output().unwrap();
+        (
+            out.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (code, _, err) = run(&[], "echo x > f");
+    assert_ne!(code, 0, "the default is read-only: {err}");
+    assert!(err.contains("Read-only file system"), "{err}");
+    let (code, out, err) = run(&["-P", ":workspace"], "echo x > f && cat f && pwd");
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        out.contains('x') && out.contains(ws.path().to_str().unwrap()),
+        "{out}"
+    );
+    let (code, out, _) = run(
+        &["-P", ":danger-full-access"],
+        "echo ${CODEX_SANDBOX:-none}",
+    );
+    assert_eq!((code, out.trim()), (0, "none"));
+    let (code, _, err) = run(&["-P", ":nope"], "true");
+    assert_eq!(code, 200, "{err}");
+    assert!(err.contains(":nope") && err.contains(":workspace"), "{err}");
+    // the subcommands keep working next to it
+    let (code, err) = ended({
+        let mut c = common::codex(&h.path);
+        c.args(["sandbox", "linux", "--", "true"]);
+        c
+    });
+    assert_eq!(code, 0, "{err}");
+}

@@ -10,9 +10,22 @@ mod request;
 pub use request::{RunArgs, effective_policy};
 
 #[derive(Debug, clap::Args)]
+#[command(args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
 pub struct SandboxArgs {
     #[command(subcommand)]
-    pub cmd: SandboxCmd,
+    pub cmd: Option<SandboxCmd>,
+    /// codex 0.171's spelling, Linux: `:read-only` (the default), `:workspace` (= `linux
+    /// --full-auto`) or `:danger-full-access` (no sandbox).
+    #[arg(short = 'P', long = "permission-profile", value_name = "NAME")]
+    pub permission_profile: Option<String>,
+    /// Run COMMAND in DIR (the policy's cwd and writable root for `:workspace`).
+    #[arg(short = 'C', long = "cd", value_name = "DIR")]
+    pub cd: Option<std::path::PathBuf>,
+    #[command(flatten)]
+    pub enforce: codex_sandbox_cli::EnforceArgs,
+    /// The command and its arguments, after `--`.
+    #[arg(trailing_var_arg = true, value_name = "COMMAND")]
+    pub command: Vec<std::ffi::OsString>,
 }
 
 #[derive(Debug, clap::Subcommand)]
@@ -48,10 +61,66 @@ pub fn dispatch_arg0() -> Option<i32> {
 
 pub fn run(args: SandboxArgs, global: &crate::GlobalOpts) -> anyhow::Result<i32> {
     match args.cmd {
-        SandboxCmd::Linux(a) => linux::run(a, global),
-        SandboxCmd::Macos(a) => macos::run(a, global),
-        SandboxCmd::Check(a) => linux::run_check(a, global),
+        Some(SandboxCmd::Linux(a)) => linux::run(a, global),
+        Some(SandboxCmd::Macos(a)) => macos::run(a, global),
+        Some(SandboxCmd::Check(a)) => linux::run_check(a, global),
+        None => run_profile(args, global),
     }
+}
+
+/// `codex sandbox [-P PROFILE] [-C DIR] -- COMMAND` (codex 0.171's spelling) on today's policies.
+fn run_profile(args: SandboxArgs, global: &crate::GlobalOpts) -> anyhow::Result<i32> {
+    use crate::exit::Coded;
+    use sandbox_policy::request::exit;
+    if args.command.is_empty() {
+        return Err(Coded::new(
+            2,
+            "sandbox: no command (usage: codex sandbox [-P :read-only|:workspace|:danger-full-access] [-C DIR] -- COMMAND...)",
+        )
+        .into());
+    }
+    let (full_auto, danger) = match args.permission_profile.as_deref() {
+        None | Some(":read-only") => (false, false),
+        Some(":workspace") => (true, false),
+        Some(":danger-full-access") => (false, true),
+        Some(other) => {
+            return Err(Coded::new(
+                exit::INVALID_POLICY,
+                format!(
+                    "sandbox -P {other:?}: this build knows the built-in profiles :read-only, :workspace and :danger-full-access"
+                ),
+            )
+            .into());
+        }
+    };
+    if let Some(dir) = &args.cd {
+        std::env::set_current_dir(dir).map_err(|e| {
+            Coded::new(
+                exit::INVALID_POLICY,
+                format!("sandbox -C {}: {e}", dir.display()),
+            )
+        })?;
+    }
+    if cfg!(target_os = "macos") {
+        return Err(Coded::new(
+            exit::REFUSED,
+            "sandbox -P: on macOS use `codex sandbox macos`",
+        )
+        .into());
+    }
+    let run = RunArgs {
+        full_auto,
+        writable_roots: Vec::new(),
+        command: args.command,
+        danger_full_access: danger,
+    };
+    linux::run(
+        linux::LinuxArgs {
+            run,
+            enforce: args.enforce,
+        },
+        global,
+    )
 }
 
 pub fn run_debug(args: DebugArgs, global: &crate::GlobalOpts) -> anyhow::Result<i32> {

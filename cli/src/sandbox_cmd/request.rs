@@ -23,6 +23,9 @@ pub struct RunArgs {
     /// usage error (exit 2), not the command: `--` ends the options.
     #[arg(trailing_var_arg = true, required = true, value_name = "COMMAND")]
     pub command: Vec<std::ffi::OsString>,
+    /// `codex sandbox -P :danger-full-access`: no sandbox (not a flag of `codex sandbox linux`).
+    #[arg(skip)]
+    pub danger_full_access: bool,
 }
 
 /// The one way `codex sandbox linux` and `codex sandbox macos` get their policy: the flags and
@@ -42,10 +45,14 @@ pub fn effective_policy(
     let mut env = SandboxEnv::from_process();
     env.codex_home = Some(config.codex_home.clone());
     let request = SandboxRequest {
-        policy: PolicySource::Flags {
-            full_auto: run.full_auto,
-            writable_roots: run.writable_roots.clone(),
-            network_access: settings.network_access,
+        policy: if run.danger_full_access {
+            PolicySource::Json(r#"{"mode":"danger-full-access"}"#.to_string())
+        } else {
+            PolicySource::Flags {
+                full_auto: run.full_auto,
+                writable_roots: run.writable_roots.clone(),
+                network_access: settings.network_access,
+            }
         },
         config_deny_read: settings.deny_read.clone(),
         flag_deny_read: flag_deny_read.to_vec(),
