@@ -76,8 +76,7 @@ fn run_profile(args: SandboxArgs, global: &crate::GlobalOpts) -> anyhow::Result<
         return Err(Coded::new(
             2,
             "sandbox: no command (usage: codex sandbox [-P :read-only|:workspace|:danger-full-access] [-C DIR] -- COMMAND...)",
-        )
-        .into());
+        ));
     }
     let (full_auto, danger) = match args.permission_profile.as_deref() {
         None | Some(":read-only") => (false, false),
@@ -89,8 +88,7 @@ fn run_profile(args: SandboxArgs, global: &crate::GlobalOpts) -> anyhow::Result<
                 format!(
                     "sandbox -P {other:?}: this build knows the built-in profiles :read-only, :workspace and :danger-full-access"
                 ),
-            )
-            .into());
+            ));
         }
     };
     if let Some(dir) = &args.cd {
@@ -105,8 +103,7 @@ fn run_profile(args: SandboxArgs, global: &crate::GlobalOpts) -> anyhow::Result<
         return Err(Coded::new(
             exit::REFUSED,
             "sandbox -P: on macOS use `codex sandbox macos`",
-        )
-        .into());
+        ));
     }
     let run = RunArgs {
         full_auto,
