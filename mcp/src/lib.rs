@@ -1,0 +1,17 @@
+//! `codex-mcp`: the codex CLI's MCP servers.
+//!
+//! - [`config`]: `[mcp_servers.NAME]` in `config.toml` and the managed config: the model, and
+//!   validation whose errors name the file, the line and the field;
+//! - [`edit`]: `codex mcp add` / `remove`, editing `config.toml` in place (`toml_edit`: comments
+//!   kept), atomically, never the managed config;
+//! - [`view`]: what `list` / `get` print, without `env`, header or token values.
+//!
+//! Unix only (file modes, `O_NOFOLLOW`).
+#![cfg(unix)]
+#![forbid(unsafe_code)]
+
+pub mod config;
+pub mod edit;
+pub mod view;
+
+pub use config::{ConfigError, HttpServer, McpConfig, ServerConfig, Source, Transport};
