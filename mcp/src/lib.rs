@@ -4,6 +4,8 @@
 //!   validation whose errors name the file, the line and the field;
 //! - [`edit`]: `codex mcp add` / `remove`, editing `config.toml` in place (`toml_edit`: comments
 //!   kept), atomically, never the managed config;
+//! - [`store`]: the OAuth credential store (`mcp_oauth_credentials_store`): file, keyring, or
+//!   auto with a visible warning;
 //! - [`view`]: what `list` / `get` print, without `env`, header or token values.
 //!
 //! Unix only (file modes, `O_NOFOLLOW`).
@@ -12,6 +14,8 @@
 
 pub mod config;
 pub mod edit;
+pub mod store;
 pub mod view;
 
 pub use config::{ConfigError, HttpServer, McpConfig, ServerConfig, Source, Transport};
+pub use secure_main::SecretString;
