@@ -2,17 +2,30 @@
 //! results printed; configuration, credentials, OAuth and the MCP client are `codex-mcp`.
 //!
 //! Exit codes: 0 success; 1 a runtime failure (a server that cannot be reached, a failed
-//! login, an unknown server name); 2 bad usage or an invalid config (the message names the
-//! file, line and field).
+//! login, an unknown server name, not logged in); 2 bad usage or an invalid config (the message
+//! names the file, line and field); 130 a login cancelled with Ctrl-C.
+//!
+//! Config keys: `mcp_oauth_credentials_store` (`auto`, default; `file`; `keyring`),
+//! `mcp_oauth_callback_port` (the login's callback port; default: an ephemeral port, which
+//! dynamic registration allows; a pre-registered `oauth_client_id` may need a fixed one).
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
+use std::time::Duration;
 
-use codex_mcp::config::{self, McpConfig, Transport};
+use codex_auth::StoreMode;
+use codex_mcp::config::{self, HttpServer, McpConfig, ServerConfig, Transport};
 use codex_mcp::edit::{self, Added, EditError, NewServer};
+use codex_mcp::oauth::{self, McpAuthError};
+use codex_mcp::status::{self, AuthStatus};
+use codex_mcp::store::CredentialStore;
 use codex_mcp::view;
 
 use crate::exit::{Coded, FAILURE, USAGE};
+use crate::login_browser::CANCELLED;
+
+/// Per-request timeout of login and logout requests.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 
 #[derive(Debug, clap::Args)]
 #[command(after_help = "Examples:\n  \
@@ -37,6 +50,25 @@ pub enum McpAction {
     Add(AddArgs),
     /// Remove an MCP server from config.toml.
     Remove(NameArg),
+    /// Sign in to a streamable HTTP MCP server with OAuth.
+    Login(McpLoginArgs),
+    /// Revoke (where the server offers it) and remove the stored OAuth tokens of an MCP server.
+    Logout(NameArg),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct McpLoginArgs {
+    /// Name of the MCP server to authenticate with OAuth.
+    pub name: String,
+    /// Comma-separated list of OAuth scopes to request.
+    #[arg(long, value_name = "SCOPE,SCOPE", value_delimiter = ',')]
+    pub scopes: Option<Vec<String>>,
+    /// Do not try to open a browser; only print the authorization URL.
+    #[arg(long)]
+    pub no_browser: bool,
+    /// Give up after this long: seconds, or a number with a unit (`90s`, `10m`). Default 10m.
+    #[arg(long, value_name = "DURATION", value_parser = crate::login_browser::parse_duration)]
+    pub timeout: Option<Duration>,
 }
 
 #[derive(Debug, clap::Args)]
@@ -120,13 +152,33 @@ fn edit_error(e: EditError) -> anyhow::Error {
     Coded::new(code, e.to_string())
 }
 
+/// The credential store selected by `mcp_oauth_credentials_store` (default `auto`).
+fn store_from(cfg: &crate::config::Config) -> anyhow::Result<CredentialStore> {
+    let mode = match cfg.get_str("mcp_oauth_credentials_store") {
+        None => StoreMode::Auto,
+        Some(s) => s
+            .parse::<StoreMode>()
+            .map_err(|e| Coded::new(USAGE, format!("config mcp_oauth_credentials_store: {e}")))?,
+    };
+    Ok(CredentialStore::new(cfg.codex_home.clone(), mode))
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| Coded::new(FAILURE, format!("cannot start the async runtime: {e}")))
+}
+
 pub fn run(args: McpArgs, global: &crate::GlobalOpts) -> anyhow::Result<i32> {
     // The rest of the config must be valid too (as for every subcommand).
-    let _ = crate::config::load(global)?;
+    let cfg = crate::config::load(global)?;
     let p = paths()?;
     match args.action {
-        McpAction::List(a) => list(&p, a.json),
-        McpAction::Get(a) => get(&p, &a.name, a.json),
+        McpAction::List(a) => list(&p, &cfg, a.json),
+        McpAction::Get(a) => get(&p, &cfg, &a.name, a.json),
+        McpAction::Login(a) => login(&p, &cfg, a),
+        McpAction::Logout(a) => logout(&p, &cfg, &a.name),
         McpAction::Add(a) => add(&p, a),
         McpAction::Remove(a) => {
             edit::remove(&p.user, Some(&p.managed), &a.name).map_err(edit_error)?;
@@ -203,10 +255,33 @@ fn add(p: &Paths, mut a: AddArgs) -> anyhow::Result<i32> {
     Ok(0)
 }
 
-fn list(p: &Paths, json: bool) -> anyhow::Result<i32> {
+fn statuses(
+    cfg: &crate::config::Config,
+    servers: &[ServerConfig],
+) -> anyhow::Result<Vec<AuthStatus>> {
+    let store = store_from(cfg)?;
+    let rt = runtime()?;
+    Ok(rt.block_on(status::auth_statuses(
+        servers,
+        &store,
+        status::STATUS_TIMEOUT,
+    )))
+}
+
+fn list(p: &Paths, main_cfg: &crate::config::Config, json: bool) -> anyhow::Result<i32> {
     let cfg = load(p)?;
+    let auth = statuses(main_cfg, &cfg.servers)?;
     if json {
-        let arr: Vec<_> = cfg.servers.iter().map(view::server_json).collect();
+        let arr: Vec<_> = cfg
+            .servers
+            .iter()
+            .zip(&auth)
+            .map(|(s, a)| {
+                let mut v = view::server_json(s);
+                v["auth_status"] = a.json();
+                v
+            })
+            .collect();
         println!("{}", serde_json::Value::Array(arr));
         return Ok(0);
     }
@@ -221,8 +296,9 @@ fn list(p: &Paths, json: bool) -> anyhow::Result<i32> {
         "Args".into(),
         "Env / Headers".into(),
         "Status".into(),
+        "Auth".into(),
     ]];
-    for s in &cfg.servers {
+    for (s, a) in cfg.servers.iter().zip(&auth) {
         let (target, args, env) = match &s.transport {
             Transport::Stdio {
                 command, args, env, ..
@@ -248,6 +324,7 @@ fn list(p: &Paths, json: bool) -> anyhow::Result<i32> {
             args,
             env,
             if s.enabled { "enabled" } else { "disabled" }.into(),
+            a.label(),
         ]);
     }
     print!("{}", table(&rows));
@@ -274,24 +351,47 @@ fn table<const N: usize>(rows: &[[String; N]]) -> String {
     out
 }
 
-fn get(p: &Paths, name: &str, json: bool) -> anyhow::Result<i32> {
-    let cfg = load(p)?;
-    let Some(s) = cfg.get(name) else {
-        return Err(Coded::new(
+fn find<'a>(cfg: &'a McpConfig, name: &str) -> anyhow::Result<&'a ServerConfig> {
+    cfg.get(name).ok_or_else(|| {
+        Coded::new(
             FAILURE,
             format!("no mcp server named {name:?} (see `codex mcp list`)"),
-        ));
-    };
+        )
+    })
+}
+
+fn http_of<'a>(s: &'a ServerConfig, what: &str) -> anyhow::Result<&'a HttpServer> {
+    match &s.transport {
+        Transport::Http(h) => Ok(h),
+        Transport::Stdio { .. } => Err(Coded::new(
+            USAGE,
+            format!(
+                "mcp server {:?} is a stdio server: {what} applies to streamable HTTP servers (--url)",
+                s.name
+            ),
+        )),
+    }
+}
+
+fn get(p: &Paths, main_cfg: &crate::config::Config, name: &str, json: bool) -> anyhow::Result<i32> {
+    let cfg = load(p)?;
+    let s = find(&cfg, name)?;
+    let auth = statuses(main_cfg, std::slice::from_ref(s))?
+        .pop()
+        .unwrap_or(AuthStatus::Error("not computed".into()));
     if json {
-        println!("{}", view::server_json(s));
+        let mut v = view::server_json(s);
+        v["auth_status"] = auth.json();
+        println!("{v}");
         return Ok(0);
     }
     let mut out = format!("{}\n", s.name);
     out.push_str(&format!(
-        "  enabled: {}\n  transport: {}\n  defined at: {}\n",
+        "  enabled: {}\n  transport: {}\n  defined at: {}\n  auth: {}\n",
         s.enabled,
         view::transport_name(s),
-        s.source
+        s.source,
+        auth.label()
     ));
     match &s.transport {
         Transport::Stdio {
@@ -354,5 +454,127 @@ fn get(p: &Paths, name: &str, json: bool) -> anyhow::Result<i32> {
         }
     }
     print!("{out}");
+    Ok(0)
+}
+
+fn callback_port(cfg: &crate::config::Config) -> anyhow::Result<codex_login::PortChoice> {
+    match cfg.get("mcp_oauth_callback_port") {
+        None => Ok(codex_login::PortChoice::Preferred(0)),
+        Some(v) => v
+            .as_integer()
+            .and_then(|n| u16::try_from(n).ok())
+            .map(codex_login::PortChoice::Exact)
+            .ok_or_else(|| {
+                Coded::new(
+                    USAGE,
+                    "config mcp_oauth_callback_port: expected a port number 0-65535",
+                )
+            }),
+    }
+}
+
+fn auth_error(e: McpAuthError) -> anyhow::Error {
+    let code = match e {
+        McpAuthError::Cleartext { .. } => USAGE,
+        _ => FAILURE,
+    };
+    Coded::new(code, e.to_string())
+}
+
+fn login(p: &Paths, main_cfg: &crate::config::Config, a: McpLoginArgs) -> anyhow::Result<i32> {
+    let cfg = load(p)?;
+    let s = find(&cfg, &a.name)?;
+    let h = http_of(s, "codex mcp login")?.clone();
+    if let Some(var) = &h.bearer_token_env_var {
+        return Err(Coded::new(
+            USAGE,
+            format!(
+                "mcp server {:?} uses a bearer token from ${var} (bearer_token_env_var); OAuth login does not apply",
+                s.name
+            ),
+        ));
+    }
+    let store = store_from(main_cfg)?;
+    let port = callback_port(main_cfg)?;
+    let name = s.name.clone();
+    let timeout = a.timeout.unwrap_or(crate::login_browser::DEFAULT_TIMEOUT);
+    let rt = runtime()?;
+    rt.block_on(async move {
+        let mut sigint = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())
+            .map_err(|e| Coded::new(FAILURE, format!("cannot listen for Ctrl-C: {e}")))?;
+        let (url_tx, mut url_rx) = tokio::sync::mpsc::unbounded_channel::<String>();
+        let opts = oauth::LoginOptions {
+            scopes: a.scopes.clone(),
+            port,
+            timeout,
+            on_url: Box::new(move |url| {
+                eprintln!(
+                    "Open this URL in your browser to sign in to the MCP server (waiting {}s; Ctrl-C cancels):\n",
+                    timeout.as_secs()
+                );
+                eprintln!("  {url}\n");
+                let _ = url_tx.send(url.to_string());
+            }),
+            on_cancel_handle: None,
+            request_timeout: REQUEST_TIMEOUT,
+        };
+        let fut = oauth::login(&name, &h, &store, opts);
+        tokio::pin!(fut);
+        let result = loop {
+            tokio::select! {
+                r = &mut fut => break r,
+                Some(url) = url_rx.recv() => {
+                    if !a.no_browser {
+                        if let Err(why) = crate::login_browser::open_browser(&url).await {
+                            eprintln!("(could not open a browser: {why}; open the URL above yourself)");
+                        }
+                    }
+                }
+                // Dropping the login future closes the callback server.
+                _ = sigint.recv() => return Err(Coded::new(CANCELLED, "login cancelled")),
+            }
+        };
+        let done = result.map_err(auth_error)?;
+        if let Some(w) = &done.saved.warning {
+            eprintln!("codex: warning: {w}");
+        }
+        let expiry = done
+            .expires_in
+            .map(|e| format!(", expires in {}", status::human(e as i64)))
+            .unwrap_or_default();
+        eprintln!(
+            "Logged in to MCP server '{name}' (client {}{}{expiry}); tokens stored in {}.",
+            done.client_id,
+            if done.registered { ", registered dynamically" } else { "" },
+            done.saved.backend
+        );
+        Ok(0)
+    })
+}
+
+fn logout(p: &Paths, main_cfg: &crate::config::Config, name: &str) -> anyhow::Result<i32> {
+    let cfg = load(p)?;
+    let s = find(&cfg, name)?;
+    let h = http_of(s, "codex mcp logout")?.clone();
+    let store = store_from(main_cfg)?;
+    let rt = runtime()?;
+    let out = rt
+        .block_on(oauth::logout(name, &h, &store, REQUEST_TIMEOUT))
+        .map_err(auth_error)?;
+    for w in &out.warnings {
+        eprintln!("codex: warning: {w}");
+    }
+    if !out.removed {
+        eprintln!("Not logged in to MCP server '{name}'.");
+        return Ok(1);
+    }
+    eprintln!(
+        "Logged out of MCP server '{name}'{}.",
+        match out.revoked {
+            0 => " (the server offers no revocation, or it failed: tokens removed locally)"
+                .to_string(),
+            n => format!(" ({n} token(s) revoked at the server)"),
+        }
+    );
     Ok(0)
 }

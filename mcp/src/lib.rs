@@ -6,6 +6,9 @@
 //!   kept), atomically, never the managed config;
 //! - [`store`]: the OAuth credential store (`mcp_oauth_credentials_store`): file, keyring, or
 //!   auto with a visible warning;
+//! - [`oauth`]: OAuth sign-in, refresh (serialized across processes) and logout for streamable
+//!   HTTP servers;
+//! - [`status`]: the auth status shown by `list` / `get`;
 //! - [`view`]: what `list` / `get` print, without `env`, header or token values.
 //!
 //! Unix only (file modes, `O_NOFOLLOW`).
@@ -14,6 +17,8 @@
 
 pub mod config;
 pub mod edit;
+pub mod oauth;
+pub mod status;
 pub mod store;
 pub mod view;
 

@@ -397,9 +397,13 @@ impl CredentialStore {
         name: &str,
         url: &str,
         entry: Option<&StoredEntry>,
+        held: Option<&StoreLock>,
     ) -> Result<bool, StoreError> {
         // Read-modify-write under the lock: a corrupt file stops here (never overwritten).
-        let _lock = self.lock_blocking()?;
+        let _lock = match held {
+            Some(_) => None,
+            None => Some(self.lock_blocking()?),
+        };
         let (mut doc, _) = self.read_file()?;
         let key = entry_key(name, url);
         let changed = match entry {
@@ -431,11 +435,33 @@ impl CredentialStore {
             })
     }
 
-    /// Store the credentials of server `name` at `url`, replacing what was stored for it.
+    /// Store the credentials of server `name` at `url`, replacing what was stored for it. Takes
+    /// the lock for the file's read-modify-write.
     pub fn save(&self, name: &str, url: &str, entry: &StoredEntry) -> Result<Saved, StoreError> {
+        self.save_inner(name, url, entry, None)
+    }
+
+    /// [`CredentialStore::save`] by a caller that holds the lock (from [`CredentialStore::lock`]).
+    pub fn save_locked(
+        &self,
+        lock: &StoreLock,
+        name: &str,
+        url: &str,
+        entry: &StoredEntry,
+    ) -> Result<Saved, StoreError> {
+        self.save_inner(name, url, entry, Some(lock))
+    }
+
+    fn save_inner(
+        &self,
+        name: &str,
+        url: &str,
+        entry: &StoredEntry,
+        held: Option<&StoreLock>,
+    ) -> Result<Saved, StoreError> {
         match self.mode {
             StoreMode::File => {
-                self.file_put(name, url, Some(entry))?;
+                self.file_put(name, url, Some(entry), held)?;
                 Ok(Saved {
                     backend: Backend::File(self.file.path()),
                     warning: None,
@@ -452,7 +478,7 @@ impl CredentialStore {
                 Ok(()) => {
                     // a plaintext entry left by an earlier fallback goes
                     if self.file.path().exists() {
-                        self.file_put(name, url, None)?;
+                        self.file_put(name, url, None, held)?;
                     }
                     Ok(Saved {
                         backend: Backend::Keyring(self.keyring.name()),
@@ -460,7 +486,7 @@ impl CredentialStore {
                     })
                 }
                 Err(StoreError::Keyring { message, .. }) => {
-                    self.file_put(name, url, Some(entry))?;
+                    self.file_put(name, url, Some(entry), held)?;
                     Ok(Saved {
                         backend: Backend::File(self.file.path()),
                         warning: Some(format!(
@@ -479,6 +505,25 @@ impl CredentialStore {
     /// Remove the credentials of server `name` at `url` from every backend this mode may have
     /// used. `removed: false` when there were none.
     pub fn delete(&self, name: &str, url: &str) -> Result<Deleted, StoreError> {
+        self.delete_inner(name, url, None)
+    }
+
+    /// [`CredentialStore::delete`] by a caller that holds the lock.
+    pub fn delete_locked(
+        &self,
+        lock: &StoreLock,
+        name: &str,
+        url: &str,
+    ) -> Result<Deleted, StoreError> {
+        self.delete_inner(name, url, Some(lock))
+    }
+
+    fn delete_inner(
+        &self,
+        name: &str,
+        url: &str,
+        held: Option<&StoreLock>,
+    ) -> Result<Deleted, StoreError> {
         let mut warnings = Vec::new();
         let mut removed = false;
         let account = self.account(name, url);
@@ -502,7 +547,7 @@ impl CredentialStore {
             },
         }
         if self.mode != StoreMode::Keyring || self.file.path().exists() {
-            removed |= self.file_put(name, url, None)?;
+            removed |= self.file_put(name, url, None, held)?;
         }
         Ok(Deleted { removed, warnings })
     }

@@ -29,6 +29,9 @@ pub struct Answer {
     pub status: u16,
     pub content_type: Option<String>,
     pub body: Zeroizing<Vec<u8>>,
+    /// The `WWW-Authenticate` header (RFC 9110 §11.6.1), when present and printable; RFC 9728
+    /// puts a protected resource's metadata URL there.
+    pub www_authenticate: Option<String>,
 }
 
 impl Answer {
@@ -171,11 +174,45 @@ impl HttpClient {
         self.send(http::Method::GET, url, None).await
     }
 
+    /// `POST url` with a JSON body and extra headers, reading the status and headers only (the
+    /// body, which may be an event stream that does not end, is dropped unread). For probing a
+    /// protected resource: its 401 carries `WWW-Authenticate`.
+    pub async fn probe_post_json(
+        &self,
+        url: &str,
+        headers: &[(&'static str, &'static str)],
+        body: &serde_json::Value,
+    ) -> Result<Answer, OAuthError> {
+        let bytes = Zeroizing::new(serde_json::to_vec(body).map_err(|e| OAuthError::Body {
+            endpoint: url.to_string(),
+            reason: format!("cannot encode the request: {e}"),
+        })?);
+        self.send_full(
+            http::Method::POST,
+            url,
+            Some(("application/json", bytes)),
+            headers,
+            true,
+        )
+        .await
+    }
+
     async fn send(
         &self,
         method: http::Method,
         url: &str,
         body: Option<(&'static str, Zeroizing<Vec<u8>>)>,
+    ) -> Result<Answer, OAuthError> {
+        self.send_full(method, url, body, &[], false).await
+    }
+
+    async fn send_full(
+        &self,
+        method: http::Method,
+        url: &str,
+        body: Option<(&'static str, Zeroizing<Vec<u8>>)>,
+        headers: &[(&'static str, &'static str)],
+        head_only: bool,
     ) -> Result<Answer, OAuthError> {
         let parsed = crate::validate_endpoint(url)?;
         if parsed.scheme() == "https" && !self.tls {
@@ -185,7 +222,12 @@ impl HttpClient {
             });
         }
         let endpoint = endpoint_name(&parsed);
-        match tokio::time::timeout(self.timeout, self.send_inner(method, &parsed, body)).await {
+        match tokio::time::timeout(
+            self.timeout,
+            self.send_inner(method, &parsed, body, headers, head_only),
+        )
+        .await
+        {
             Ok(r) => r.map_err(|reason| OAuthError::Transport { endpoint, reason }),
             Err(_) => Err(OAuthError::Timeout {
                 endpoint,
@@ -199,15 +241,27 @@ impl HttpClient {
         method: http::Method,
         url: &url::Url,
         body: Option<(&'static str, Zeroizing<Vec<u8>>)>,
+        headers: &[(&'static str, &'static str)],
+        head_only: bool,
     ) -> Result<Answer, String> {
+        let accept = headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case("accept"))
+            .map_or("application/json", |(_, v)| *v);
         let mut req = http::Request::builder()
             .method(method)
             .uri(url.as_str())
-            .header(http::header::ACCEPT, "application/json")
+            .header(http::header::ACCEPT, accept)
             .header(
                 http::header::USER_AGENT,
                 concat!("codex-oauth/", env!("CARGO_PKG_VERSION")),
             );
+        for (k, v) in headers
+            .iter()
+            .filter(|(k, _)| !k.eq_ignore_ascii_case("accept"))
+        {
+            req = req.header(*k, *v);
+        }
         let payload = match body {
             Some((ct, bytes)) => {
                 req = req.header(http::header::CONTENT_TYPE, ct);
@@ -229,6 +283,17 @@ impl HttpClient {
             .get(http::header::CONTENT_TYPE)
             .and_then(|v| v.to_str().ok())
             .map(str::to_string);
+        let www_authenticate = www_authenticate(resp.headers());
+        if head_only {
+            // The body (maybe an endless event stream) is not read: dropping it closes the
+            // connection.
+            return Ok(Answer {
+                status,
+                content_type,
+                body: Zeroizing::new(Vec::new()),
+                www_authenticate,
+            });
+        }
         let collected = Limited::new(resp.into_body(), MAX_BODY)
             .collect()
             .await
@@ -238,8 +303,21 @@ impl HttpClient {
             status,
             content_type,
             body,
+            www_authenticate,
         })
     }
+}
+
+/// The `WWW-Authenticate` values joined with `, ` (a server may send several); non-ASCII or
+/// longer than 8 KiB: ignored.
+fn www_authenticate(headers: &http::HeaderMap) -> Option<String> {
+    let values: Vec<&str> = headers
+        .get_all(http::header::WWW_AUTHENTICATE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .collect();
+    let joined = values.join(", ");
+    (!joined.is_empty() && joined.len() <= 8192).then_some(joined)
 }
 
 /// `scheme://host[:port]/path`: the URL without its query (a query could carry a secret).
@@ -269,6 +347,7 @@ mod tests {
             status: 200,
             content_type: ct.map(str::to_string),
             body: Zeroizing::new(body.to_vec()),
+            www_authenticate: None,
         }
     }
 
