@@ -261,11 +261,22 @@ fn statuses(
 ) -> anyhow::Result<Vec<AuthStatus>> {
     let store = store_from(cfg)?;
     let rt = runtime()?;
-    Ok(rt.block_on(status::auth_statuses(
+    let results = rt.block_on(status::auth_statuses(
         servers,
         &store,
         status::STATUS_TIMEOUT,
-    )))
+    ));
+    let mut shown = std::collections::BTreeSet::new();
+    let mut out = Vec::new();
+    for (s, warnings) in results {
+        for w in warnings {
+            if shown.insert(w.clone()) {
+                eprintln!("codex: warning: {w}");
+            }
+        }
+        out.push(s);
+    }
+    Ok(out)
 }
 
 fn list(p: &Paths, main_cfg: &crate::config::Config, json: bool) -> anyhow::Result<i32> {

@@ -299,6 +299,40 @@ fn two_processes_refreshing_at_once_keep_one_valid_refresh_token() {
         "exactly one valid refresh token, the stored one"
     );
     assert!(mock.access_token_valid(e["access_token"].as_str().unwrap()));
+
+    // The control: the same two refreshes without the lock and re-read (two raw refresh
+    // requests presenting the stored refresh token at once) lose one: the rotating server
+    // answers invalid_grant to the second, which would have been left with a dead token.
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let (ok, dead) = rt.block_on(async {
+        let tc = codex_oauth::TokenClient::new(&format!("{}/token", mock.base_url())).unwrap();
+        let rt_secret =
+            || codex_oauth::SecretString::new(e["refresh_token"].as_str().unwrap().to_string());
+        let client = e["client_id"].as_str().unwrap().to_string();
+        let resource = mock.mcp_url();
+        let (t1, t2) = (rt_secret(), rt_secret());
+        let extra = [("resource", resource.as_str())];
+        let (a, b) = tokio::join!(
+            tc.refresh(&client, &t1, None, &extra),
+            tc.refresh(&client, &t2, None, &extra)
+        );
+        let results = [a, b];
+        (
+            results.iter().filter(|r| r.is_ok()).count(),
+            results
+                .iter()
+                .filter(|r| r.as_ref().is_err_and(|e| e.is_invalid_grant()))
+                .count(),
+        )
+    });
+    assert_eq!(
+        (ok, dead),
+        (1, 1),
+        "without serialization one refresh loses"
+    );
 }
 
 #[test]
@@ -457,4 +491,293 @@ fn a_corrupt_credentials_file_is_reported_and_kept() {
         std::fs::read_to_string(&path).unwrap(),
         "{\"mcp_servers\": {\"other|1\": "
     );
+}
+
+#[test]
+fn a_registration_answer_without_client_id_fails_the_login() {
+    let mock = McpOAuthMock::start().unwrap();
+    mock.set_register_override(Some(serde_json::json!({"client_secret": "REGSECRET"})));
+    let h = home();
+    add(&h.path, "docs", &mock.mcp_url());
+    let o = mcp(&h.path, &["login", "docs", "--no-browser"])
+        .output()
+        .unwrap();
+    let (_, err) = out(&o);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("the registration answer has no client_id"),
+        "{err}"
+    );
+    assert!(!err.contains("REGSECRET"), "{err}");
+    assert!(!h.path.join(".credentials.json").exists());
+}
+
+#[test]
+fn bad_token_answers_fail_the_login_and_store_nothing() {
+    let mock = McpOAuthMock::start().unwrap();
+    let h = home();
+    add(&h.path, "docs", &mock.mcp_url());
+    for (answer, needle) in [
+        (
+            serde_json::json!({"token_type": "Bearer", "expires_in": 60}),
+            "access_token",
+        ),
+        (
+            serde_json::json!({"access_token": "AT-SECRET", "token_type": "mac"}),
+            "token_type \"mac\" is not Bearer",
+        ),
+        (
+            serde_json::json!({"access_token": "AT-SECRET"}),
+            "token_type is missing",
+        ),
+        (
+            serde_json::json!({"access_token": "AT-SECRET", "token_type": "Bearer", "expires_in": 99_999_999_999u64}),
+            "expires_in 99999999999 is out of range",
+        ),
+        (
+            serde_json::json!({"access_token": "AT-SECRET", "token_type": "Bearer", "expires_in": 0}),
+            "expires_in 0",
+        ),
+    ] {
+        mock.set_token_override(Some(answer.clone()));
+        let (child, url) = start_login(&h.path, "docs", &[]);
+        let r = browse(&url).unwrap();
+        assert_eq!(r.callback.unwrap().status, 502, "{answer}");
+        let o = finish(child);
+        let (_, err) = out(&o);
+        assert_eq!(o.status.code(), Some(1), "{answer}: {err}");
+        assert!(err.contains(needle), "{answer}: {err}");
+        assert!(!err.contains("AT-SECRET"), "{err}");
+        assert!(!h.path.join(".credentials.json").exists(), "{answer}");
+    }
+    // the control: a good answer logs in
+    mock.set_token_override(None);
+    login_ok(&h.path, "docs");
+    assert!(h.path.join(".credentials.json").exists());
+}
+
+#[test]
+fn cleartext_http_to_a_remote_host_is_never_sent_a_token() {
+    // hand-written config bypassing `add`: refused at load with file, line and field
+    let h = home();
+    std::fs::write(
+        h.path.join("config.toml"),
+        "[mcp_servers.x]\nurl = \"http://mcp.example.com/mcp\"\noauth_client_id = \"c\"\n",
+    )
+    .unwrap();
+    let o = mcp(&h.path, &["login", "x", "--no-browser"])
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(2), "{:?}", out(&o));
+    assert!(
+        out(&o)
+            .1
+            .contains(":3: mcp_servers.x.oauth_client_id: refused for a plain http://"),
+        "{:?}",
+        out(&o)
+    );
+}
+
+/// `codex mcp ...` in a fresh session keyring with every permission removed: the kernel refuses
+/// every keyring operation, as on a machine without a usable keyring.
+fn dead_keyring_mcp(home: &Path, store: &str, args: &[&str]) -> Command {
+    let ok = Command::new("keyctl")
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    assert!(
+        ok,
+        "`keyctl` (Debian package keyutils) is needed to make the keyring unavailable"
+    );
+    let mut c = Command::new("keyctl");
+    c.args([
+        "session",
+        "-",
+        "sh",
+        "-c",
+        "keyctl setperm @s 0 && exec \"$0\" \"$@\"",
+        env!("CARGO_BIN_EXE_codex"),
+        "-c",
+    ])
+    .arg(format!("mcp_oauth_credentials_store={store}"))
+    .arg("mcp")
+    .args(args)
+    .env("CODEX_HOME", home)
+    .env("CODEX_MANAGED_CONFIG_PATH", home.join("none.toml"));
+    c
+}
+
+// The child is returned inside `Login` and waited for by `finish`.
+#[allow(clippy::zombie_processes)]
+fn start_login_with(mut c: Command) -> (Login, String) {
+    c.stderr(Stdio::piped()).stdout(Stdio::piped());
+    let mut child = c.spawn().unwrap();
+    let mut reader = BufReader::new(child.stderr.take().unwrap());
+    let mut seen = String::new();
+    loop {
+        let mut line = String::new();
+        if reader.read_line(&mut line).unwrap() == 0 {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("login printed no URL: {seen}");
+        }
+        seen.push_str(&line);
+        let t = line.trim().to_string();
+        if t.starts_with("http://") || t.starts_with("https://") {
+            let stderr = std::thread::spawn(move || {
+                let mut rest = seen;
+                let _ = std::io::Read::read_to_string(&mut reader, &mut rest);
+                rest
+            });
+            return (Login { child, stderr }, t);
+        }
+    }
+}
+
+#[test]
+fn keyring_unavailable_auto_falls_back_with_a_visible_warning_keyring_refuses() {
+    let mock = McpOAuthMock::start().unwrap();
+    let h = home();
+    add(&h.path, "docs", &mock.mcp_url());
+    // keyring: the login completes at the server, storing fails, nothing is written anywhere
+    let (child, url) = start_login_with(dead_keyring_mcp(
+        &h.path,
+        "keyring",
+        &["login", "docs", "--no-browser", "--timeout", "60"],
+    ));
+    let r = browse(&url).unwrap();
+    assert_eq!(r.callback.unwrap().status, 500);
+    let o = finish(child);
+    let (_, err) = out(&o);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("OS keyring write failed") && err.contains("AccessDenied"),
+        "{err}"
+    );
+    assert!(!h.path.join(".credentials.json").exists());
+    // auto: the file, and the user is told
+    let (child, url) = start_login_with(dead_keyring_mcp(
+        &h.path,
+        "auto",
+        &["login", "docs", "--no-browser", "--timeout", "60"],
+    ));
+    assert_eq!(browse(&url).unwrap().callback.unwrap().status, 200);
+    let o = finish(child);
+    let (_, err) = out(&o);
+    assert!(o.status.success(), "{err}");
+    assert!(
+        err.contains("codex: warning: the OS keyring is unavailable")
+            && err.contains("were stored in the plaintext file"),
+        "{err}"
+    );
+    assert!(h.path.join(".credentials.json").exists());
+    // reading in auto mode with a dead keyring says where it read from
+    let o = dead_keyring_mcp(&h.path, "auto", &["get", "docs"])
+        .output()
+        .unwrap();
+    let (so, se) = out(&o);
+    assert!(
+        o.status.success() && so.contains("oauth (logged in"),
+        "{so} {se}"
+    );
+    assert!(
+        se.contains("codex: warning: the OS keyring is unavailable")
+            && se.contains("reading MCP credentials from the plaintext file"),
+        "{se}"
+    );
+    // file: never touches the keyring, so a dead one changes nothing (and says nothing)
+    let o = dead_keyring_mcp(&h.path, "file", &["get", "docs"])
+        .output()
+        .unwrap();
+    let (so, se) = out(&o);
+    assert!(
+        so.contains("oauth (logged in") && !se.contains("codex: warning"),
+        "{so} {se}"
+    );
+}
+
+#[test]
+fn the_default_store_is_the_real_keyring_with_no_plaintext() {
+    let mock = McpOAuthMock::start().unwrap();
+    let h = home();
+    add(&h.path, "docs", &mock.mcp_url());
+    // no -c: mcp_oauth_credentials_store defaults to auto = the kernel keyring here
+    let mut c = codex(&h.path);
+    c.args(["mcp", "login", "docs", "--no-browser", "--timeout", "60"]);
+    let (child, url) = start_login_with(c);
+    assert_eq!(browse(&url).unwrap().callback.unwrap().status, 200);
+    let o = finish(child);
+    assert!(o.status.success(), "{:?}", out(&o));
+    assert!(out(&o).1.contains("OS keyring"), "{:?}", out(&o));
+    assert!(
+        !h.path.join(".credentials.json").exists(),
+        "no plaintext with a working keyring"
+    );
+    let o = codex(&h.path)
+        .args(["mcp", "get", "docs"])
+        .output()
+        .unwrap();
+    assert!(out(&o).0.contains("oauth (logged in"), "{:?}", out(&o));
+    let o = codex(&h.path)
+        .args(["mcp", "logout", "docs"])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{:?}", out(&o));
+    let o = codex(&h.path)
+        .args(["mcp", "get", "docs"])
+        .output()
+        .unwrap();
+    assert!(out(&o).0.contains("not logged in"), "{:?}", out(&o));
+}
+
+#[test]
+fn the_whole_flow_over_tls_with_the_test_ca() {
+    let ca = suite_test_support::tls::TestCa::new().unwrap();
+    let mock = McpOAuthMock::start_tls(&ca).unwrap();
+    assert!(mock.mcp_url().starts_with("https://localhost:"));
+    let h = home();
+    let with_ca = |mut c: Command| {
+        c.env("SSL_CERT_FILE", ca.ca_pem_path())
+            .env_remove("SSL_CERT_DIR");
+        c
+    };
+    let o = with_ca(mcp(&h.path, &["add", "tls", "--url", &mock.mcp_url()]))
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{:?}", out(&o));
+    let o = with_ca(mcp(&h.path, &["get", "tls", "--json"]))
+        .output()
+        .unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(
+        v["auth_status"]["status"],
+        "not_logged_in",
+        "{v} {:?}",
+        out(&o)
+    );
+    // the control: without the test CA the server's certificate is not trusted
+    let o = mcp(&h.path, &["get", "tls", "--json"]).output().unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_ne!(v["auth_status"]["status"], "not_logged_in", "{v}");
+
+    mock.set_access_ttl(1);
+    let (child, url) = start_login_with(with_ca(mcp(
+        &h.path,
+        &["login", "tls", "--no-browser", "--timeout", "60"],
+    )));
+    assert!(url.starts_with("https://localhost:"), "{url}");
+    let r = suite_test_support::mcp_mock::browse_tls(&url, &ca).unwrap();
+    assert_eq!(r.callback.unwrap().status, 200);
+    let o = finish(child);
+    assert!(o.status.success(), "{:?}", out(&o));
+    mock.set_access_ttl(3600);
+    // refresh over TLS
+    let o = with_ca(mcp(&h.path, &["get", "tls", "--json"]))
+        .output()
+        .unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["auth_status"]["status"], "oauth", "{v}");
+    assert_eq!(mock.refresh_grants(), 1);
+    let o = with_ca(mcp(&h.path, &["logout", "tls"])).output().unwrap();
+    assert!(out(&o).1.contains("2 token(s) revoked"), "{:?}", out(&o));
 }

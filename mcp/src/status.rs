@@ -97,30 +97,34 @@ fn short(e: &dyn std::fmt::Display) -> String {
     s.chars().filter(|c| !c.is_control()).take(160).collect()
 }
 
-/// The status of `server`, within `timeout` (see the module docs).
+/// The status of `server`, within `timeout` (see the module docs), and the store's warnings
+/// (an `auto` store reading the plaintext file because the keyring is unavailable): show them.
 pub async fn auth_status(
     server: &ServerConfig,
     store: &CredentialStore,
     timeout: Duration,
-) -> AuthStatus {
+) -> (AuthStatus, Vec<String>) {
     let h = match &server.transport {
-        Transport::Stdio { .. } => return AuthStatus::Unsupported,
+        Transport::Stdio { .. } => return (AuthStatus::Unsupported, Vec::new()),
         Transport::Http(h) => h,
     };
     if let Some(var) = &h.bearer_token_env_var {
         let set = std::env::var_os(var).is_some_and(|v| !v.is_empty());
-        return AuthStatus::BearerToken {
+        let s = AuthStatus::BearerToken {
             var: var.clone(),
             set,
         };
+        return (s, Vec::new());
     }
     if h.is_cleartext_remote() {
-        return AuthStatus::None;
+        return (AuthStatus::None, Vec::new());
     }
+    let mut warnings = Vec::new();
     let work = async {
         match store.load(&server.name, h.url.as_str()) {
             Err(e) => return AuthStatus::Error(short(&e)),
             Ok(l) if l.entry.is_some() => {
+                warnings.extend(l.warnings);
                 return match oauth::fresh_token(&server.name, h, store, false, timeout).await {
                     Ok(t) => AuthStatus::OAuth {
                         expires_in: t.expires_in,
@@ -132,7 +136,7 @@ pub async fn auth_status(
                     Err(e) => AuthStatus::Error(short(&e)),
                 };
             }
-            Ok(_) => {}
+            Ok(l) => warnings.extend(l.warnings),
         }
         let http = match oauth::http_client(&h.url, timeout) {
             Ok(c) => c,
@@ -149,10 +153,11 @@ pub async fn auth_status(
             Err(e) => AuthStatus::Error(short(&e)),
         }
     };
-    match tokio::time::timeout(timeout, work).await {
+    let status = match tokio::time::timeout(timeout, work).await {
         Ok(s) => s,
         Err(_) => AuthStatus::Unreachable(format!("no answer within {}s", timeout.as_secs())),
-    }
+    };
+    (status, warnings)
 }
 
 /// The statuses of `servers`, computed concurrently (so `list` takes about one timeout).
@@ -160,7 +165,7 @@ pub async fn auth_statuses(
     servers: &[ServerConfig],
     store: &CredentialStore,
     timeout: Duration,
-) -> Vec<AuthStatus> {
+) -> Vec<(AuthStatus, Vec<String>)> {
     futures_util::future::join_all(servers.iter().map(|s| auth_status(s, store, timeout))).await
 }
 

@@ -676,3 +676,72 @@ fn mcp(
     }
     r
 }
+
+/// The scripted browser for an authorization server on TLS: `GET auth_url` over rustls
+/// trusting `ca` only, then follow the redirect to the (plain http, loopback) callback.
+pub fn browse_tls(
+    auth_url: &str,
+    ca: &crate::tls::TestCa,
+) -> anyhow::Result<crate::oauth_mock::BrowseResult> {
+    use std::io::{Read, Write};
+    let parsed = url::Url::parse(auth_url)?;
+    anyhow::ensure!(parsed.scheme() == "https", "not an https URL: {auth_url}");
+    let host = parsed.host_str().unwrap_or("localhost").to_string();
+    let port = parsed.port_or_known_default().unwrap_or(443);
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(ca.ca_der())?;
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let name = rustls_pki_types::ServerName::try_from(host.clone())?;
+    let conn = rustls::ClientConnection::new(Arc::new(config), name)?;
+    let tcp = std::net::TcpStream::connect(("127.0.0.1", port))?;
+    tcp.set_read_timeout(Some(Duration::from_secs(30)))?;
+    let mut tls = rustls::StreamOwned::new(conn, tcp);
+    let target = match parsed.query() {
+        Some(q) => format!("{}?{q}", parsed.path()),
+        None => parsed.path().to_string(),
+    };
+    write!(
+        tls,
+        "GET {target} HTTP/1.1\r\nHost: {host}:{port}\r\nConnection: close\r\n\r\n"
+    )?;
+    let mut raw = Vec::new();
+    // A peer closing without close_notify is fine here: the answer is complete.
+    let _ = tls.read_to_end(&mut raw);
+    let text = String::from_utf8_lossy(&raw).into_owned();
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    let status = head
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    let headers: Vec<(String, String)> = head
+        .split("\r\n")
+        .skip(1)
+        .filter_map(|l| {
+            l.split_once(':')
+                .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
+        })
+        .collect();
+    let authorize = crate::oauth_mock::HttpAnswer {
+        status,
+        headers,
+        body: body.to_string(),
+    };
+    let Some(location) = authorize.header("location").map(str::to_string) else {
+        return Ok(crate::oauth_mock::BrowseResult {
+            authorize,
+            callback: None,
+            callback_url: None,
+        });
+    };
+    let callback = crate::oauth_mock::http_get(&location, None)?;
+    Ok(crate::oauth_mock::BrowseResult {
+        authorize,
+        callback: Some(callback),
+        callback_url: Some(location),
+    })
+}
