@@ -85,6 +85,10 @@ pub struct GetArgs {
     /// Output the server configuration as JSON.
     #[arg(long)]
     pub json: bool,
+    /// Connect with the stored credentials: MCP initialize and tools/list; print the server's
+    /// name, version and tool count (exit 1 when the check fails).
+    #[arg(long)]
+    pub check: bool,
 }
 
 #[derive(Debug, clap::Args)]
@@ -176,7 +180,7 @@ pub fn run(args: McpArgs, global: &crate::GlobalOpts) -> anyhow::Result<i32> {
     let p = paths()?;
     match args.action {
         McpAction::List(a) => list(&p, &cfg, a.json),
-        McpAction::Get(a) => get(&p, &cfg, &a.name, a.json),
+        McpAction::Get(a) => get(&p, &cfg, &a.name, a.json, a.check),
         McpAction::Login(a) => login(&p, &cfg, a),
         McpAction::Logout(a) => logout(&p, &cfg, &a.name),
         McpAction::Add(a) => add(&p, a),
@@ -384,17 +388,63 @@ fn http_of<'a>(s: &'a ServerConfig, what: &str) -> anyhow::Result<&'a HttpServer
     }
 }
 
-fn get(p: &Paths, main_cfg: &crate::config::Config, name: &str, json: bool) -> anyhow::Result<i32> {
+fn run_check(
+    main_cfg: &crate::config::Config,
+    s: &ServerConfig,
+) -> anyhow::Result<Result<codex_mcp::client::CheckReport, String>> {
+    let store = store_from(main_cfg)?;
+    let rt = runtime()?;
+    Ok(match rt.block_on(codex_mcp::client::check(s, &store)) {
+        Ok((report, warnings)) => {
+            for w in warnings {
+                eprintln!("codex: warning: {w}");
+            }
+            Ok(report)
+        }
+        Err(e) => Err(e.to_string()),
+    })
+}
+
+fn get(
+    p: &Paths,
+    main_cfg: &crate::config::Config,
+    name: &str,
+    json: bool,
+    check: bool,
+) -> anyhow::Result<i32> {
     let cfg = load(p)?;
     let s = find(&cfg, name)?;
     let auth = statuses(main_cfg, std::slice::from_ref(s))?
         .pop()
         .unwrap_or(AuthStatus::Error("not computed".into()));
+    let checked = if check {
+        Some(run_check(main_cfg, s)?)
+    } else {
+        None
+    };
+    let code = match &checked {
+        Some(Err(_)) => FAILURE,
+        _ => 0,
+    };
     if json {
         let mut v = view::server_json(s);
         v["auth_status"] = auth.json();
+        if let Some(c) = &checked {
+            v["check"] = match c {
+                Ok(r) => serde_json::json!({
+                    "ok": true,
+                    "server_name": r.server_name,
+                    "server_version": r.server_version,
+                    "protocol_version": r.protocol_version,
+                    "tool_count": r.tools.len(),
+                    "tools": r.tools,
+                    "auth": r.auth,
+                }),
+                Err(e) => serde_json::json!({"ok": false, "error": e}),
+            };
+        }
         println!("{v}");
-        return Ok(0);
+        return Ok(code);
     }
     let mut out = format!("{}\n", s.name);
     out.push_str(&format!(
@@ -464,8 +514,25 @@ fn get(p: &Paths, main_cfg: &crate::config::Config, name: &str, json: bool) -> a
             out.push_str(&format!("  {k}: {v}\n"));
         }
     }
+    match &checked {
+        None => {}
+        Some(Ok(r)) => out.push_str(&format!(
+            "  check: ok: {} {} (MCP {}), {} tool(s){} [auth: {}]\n",
+            r.server_name.as_deref().unwrap_or("(unnamed server)"),
+            r.server_version.as_deref().unwrap_or("(no version)"),
+            r.protocol_version,
+            r.tools.len(),
+            if r.tools.is_empty() {
+                String::new()
+            } else {
+                format!(": {}", r.tools.join(", "))
+            },
+            r.auth
+        )),
+        Some(Err(e)) => out.push_str(&format!("  check: FAILED: {e}\n")),
+    }
     print!("{out}");
-    Ok(0)
+    Ok(code)
 }
 
 fn callback_port(cfg: &crate::config::Config) -> anyhow::Result<codex_login::PortChoice> {

@@ -1,5 +1,7 @@
 //! `codex-mcp`: the codex CLI's MCP servers.
 //!
+//! - [`client`]: `codex mcp get --check`: `initialize` and `tools/list` with the official Rust SDK
+//!   (`rmcp`) over stdio or streamable HTTP, with the stored credentials;
 //! - [`config`]: `[mcp_servers.NAME]` in `config.toml` and the managed config: the model, and
 //!   validation whose errors name the file, the line and the field;
 //! - [`edit`]: `codex mcp add` / `remove`, editing `config.toml` in place (`toml_edit`: comments
@@ -15,6 +17,7 @@
 #![cfg(unix)]
 #![forbid(unsafe_code)]
 
+pub mod client;
 pub mod config;
 pub mod edit;
 pub mod oauth;

@@ -90,25 +90,11 @@ impl HttpClient {
     /// A client; `tls` loads the trust roots and allows `https://` URLs (loopback `http://` is
     /// always allowed).
     pub fn new(tls: bool) -> Result<Self, OAuthError> {
-        let mut roots = rustls::RootCertStore::empty();
-        if tls {
-            let loaded = rustls_native_certs::load_native_certs();
-            let (added, _ignored) = roots.add_parsable_certificates(loaded.certs);
-            if added == 0 {
-                let why = loaded
-                    .errors
-                    .first()
-                    .map(|e| e.to_string())
-                    .unwrap_or_else(|| "the trust store is empty".to_string());
-                return Err(OAuthError::Roots(std::io::Error::other(why)));
-            }
-        }
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let config = rustls::ClientConfig::builder_with_provider(provider)
-            .with_safe_default_protocol_versions()
-            .map_err(|e| OAuthError::Roots(std::io::Error::other(e)))?
-            .with_root_certificates(roots)
-            .with_no_client_auth();
+        let config = if tls {
+            tls_client_config()?
+        } else {
+            config_with_roots(rustls::RootCertStore::empty())?
+        };
         let connector = hyper_rustls::HttpsConnectorBuilder::new()
             .with_tls_config(config)
             .https_or_http()
@@ -318,6 +304,33 @@ fn www_authenticate(headers: &http::HeaderMap) -> Option<String> {
         .collect();
     let joined = values.join(", ");
     (!joined.is_empty() && joined.len() <= 8192).then_some(joined)
+}
+
+/// The rustls client configuration of every HTTPS request of the suite's OAuth and MCP clients:
+/// ring, safe default protocol versions, the OS trust store (or `SSL_CERT_FILE` /
+/// `SSL_CERT_DIR`); an empty store is an error.
+pub fn tls_client_config() -> Result<rustls::ClientConfig, OAuthError> {
+    let mut roots = rustls::RootCertStore::empty();
+    let loaded = rustls_native_certs::load_native_certs();
+    let (added, _ignored) = roots.add_parsable_certificates(loaded.certs);
+    if added == 0 {
+        let why = loaded
+            .errors
+            .first()
+            .map(|e| e.to_string())
+            .unwrap_or_else(|| "the trust store is empty".to_string());
+        return Err(OAuthError::Roots(std::io::Error::other(why)));
+    }
+    config_with_roots(roots)
+}
+
+fn config_with_roots(roots: rustls::RootCertStore) -> Result<rustls::ClientConfig, OAuthError> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    Ok(rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| OAuthError::Roots(std::io::Error::other(e)))?
+        .with_root_certificates(roots)
+        .with_no_client_auth())
 }
 
 /// `scheme://host[:port]/path`: the URL without its query (a query could carry a secret).

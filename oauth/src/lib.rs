@@ -36,6 +36,6 @@ mod token;
 
 pub use endpoint::{is_loopback_url, validate_endpoint};
 pub use error::{ErrorCode, OAuthError};
-pub use http_client::{Answer, HttpClient, MAX_BODY, REQUEST_TIMEOUT};
+pub use http_client::{Answer, HttpClient, MAX_BODY, REQUEST_TIMEOUT, tls_client_config};
 pub use secure_main::SecretString;
 pub use token::{MAX_EXPIRES_IN, TokenClient, TokenResponse, error_from_answer};
