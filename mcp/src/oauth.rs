@@ -305,6 +305,9 @@ pub async fn login(
                     client_name: CLIENT_NAME,
                     redirect_uris: &redirect_uris,
                     scope: scope.as_deref(),
+                    token_endpoint_auth_method: codex_oauth::registration::choose_auth_method(
+                        meta.token_endpoint_auth_methods_supported.as_deref(),
+                    ),
                 },
             )
             .await?;

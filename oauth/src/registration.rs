@@ -1,5 +1,5 @@
-//! RFC 7591 dynamic client registration: a public client (no secret expected, PKCE) with
-//! loopback redirect URIs. The answer must carry a non-empty `client_id`; a `client_secret`, when
+//! RFC 7591 dynamic client registration with loopback redirect URIs: a public client (PKCE, no
+//! secret) where the server allows it, else a confidential one (`client_secret_post`). The answer must carry a non-empty `client_id`; a `client_secret`, when
 //! sent, is kept as a secret.
 
 use serde::Deserialize;
@@ -16,6 +16,24 @@ pub struct RegistrationRequest<'a> {
     pub redirect_uris: &'a [String],
     /// Space-separated scopes, when known.
     pub scope: Option<&'a str>,
+    /// `none` (a public client with PKCE), or `client_secret_post` when the server supports no
+    /// public clients (see [`choose_auth_method`]).
+    pub token_endpoint_auth_method: &'a str,
+}
+
+/// The token endpoint authentication method to register: `none` when the server lists it (or
+/// lists nothing: RFC 8414's default is `client_secret_basic`, but MCP servers accept public
+/// clients), else `client_secret_post` when listed, else `none` (the server will say no).
+pub fn choose_auth_method(supported: Option<&[String]>) -> &'static str {
+    match supported {
+        Some(list)
+            if !list.iter().any(|m| m == "none")
+                && list.iter().any(|m| m == "client_secret_post") =>
+        {
+            "client_secret_post"
+        }
+        _ => "none",
+    }
 }
 
 /// A registered client.
@@ -25,6 +43,26 @@ pub struct RegisteredClient {
     pub client_secret: Option<SecretString>,
     /// `client_secret_expires_at` (0 = never), when sent.
     pub client_secret_expires_at: Option<u64>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn auth_method_choice() {
+        let v = |x: &[&str]| x.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        assert_eq!(choose_auth_method(None), "none");
+        assert_eq!(
+            choose_auth_method(Some(&v(&["none", "client_secret_post"]))),
+            "none"
+        );
+        assert_eq!(
+            choose_auth_method(Some(&v(&["client_secret_post", "client_secret_basic"]))),
+            "client_secret_post"
+        );
+        assert_eq!(choose_auth_method(Some(&v(&["private_key_jwt"]))), "none");
+    }
 }
 
 #[derive(Deserialize)]
@@ -55,7 +93,7 @@ pub async fn register(
         "redirect_uris": req.redirect_uris,
         "grant_types": ["authorization_code", "refresh_token"],
         "response_types": ["code"],
-        "token_endpoint_auth_method": "none",
+        "token_endpoint_auth_method": req.token_endpoint_auth_method,
     });
     if let Some(s) = req.scope {
         body["scope"] = serde_json::json!(s);
