@@ -128,6 +128,15 @@ fn add_creates_the_config_with_mode_0600() {
 }
 
 #[test]
+fn add_creates_a_missing_codex_home_private() {
+    let h = home();
+    let nested = h.path.join("new-home");
+    let o = run(&nested, None, &["add", "a", "--", "cmd"]);
+    assert!(o.status.success(), "{:?}", text(&o));
+    assert_eq!(std::fs::metadata(&nested).unwrap().mode() & 0o777, 0o700);
+}
+
+#[test]
 fn a_symlinked_config_is_edited_at_its_target() {
     let h = home();
     let real = h.path.join("dotfiles-config.toml");

@@ -781,3 +781,40 @@ fn the_whole_flow_over_tls_with_the_test_ca() {
     let o = with_ca(mcp(&h.path, &["logout", "tls"])).output().unwrap();
     assert!(out(&o).1.contains("2 token(s) revoked"), "{:?}", out(&o));
 }
+
+#[test]
+fn ctrl_c_cancels_the_login_with_130_and_a_timeout_ends_it_with_1() {
+    let mock = McpOAuthMock::start().unwrap();
+    let h = home();
+    add(&h.path, "docs", &mock.mcp_url());
+    let (login, url) = start_login(&h.path, "docs", &[]);
+    let redirect = query_param(&url, "redirect_uri").unwrap();
+    let st = Command::new("kill")
+        .args(["-INT", &login.child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let o = finish(login);
+    assert_eq!(o.status.code(), Some(130), "{:?}", out(&o));
+    assert!(out(&o).1.contains("login cancelled"), "{:?}", out(&o));
+    // the callback port is closed with the process
+    assert!(
+        http_get(&redirect, None).is_err(),
+        "the callback server is gone"
+    );
+    assert!(!h.path.join(".credentials.json").exists());
+
+    let mut c = mcp(
+        &h.path,
+        &["login", "docs", "--no-browser", "--timeout", "1"],
+    );
+    let t0 = Instant::now();
+    let o = c.output().unwrap();
+    assert_eq!(o.status.code(), Some(1), "{:?}", out(&o));
+    assert!(
+        out(&o).1.contains("login timed out after 1s"),
+        "{:?}",
+        out(&o)
+    );
+    assert!(t0.elapsed() < Duration::from_secs(20));
+}

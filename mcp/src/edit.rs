@@ -252,7 +252,10 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), EditError> {
         .parent()
         .filter(|d| !d.as_os_str().is_empty())
         .unwrap_or(Path::new("."));
-    fs::create_dir_all(dir).map_err(io("create directory", dir))?;
+    // A missing CODEX_HOME is created private, as the credential store creates it.
+    std::os::unix::fs::DirBuilderExt::mode(fs::DirBuilder::new().recursive(true), 0o700)
+        .create(dir)
+        .map_err(io("create directory", dir))?;
     let mode = fs::metadata(path)
         .map(|m| m.permissions().mode() & 0o7777)
         .unwrap_or(0o600);
