@@ -53,8 +53,9 @@ for line in sys.stdin:
         continue
     m = msg.get("method")
     if m == "initialize":
+        name = "py-stdio-LEAKED" if "MCP_TEST_SECRET" in os.environ else "py-stdio"
         res = {"protocolVersion": msg["params"]["protocolVersion"], "capabilities": {"tools": {}},
-               "serverInfo": {"name": "py-stdio", "version": os.environ.get("STDIO_VERSION", "?")}}
+               "serverInfo": {"name": name, "version": os.environ.get("STDIO_VERSION", "?")}}
     elif m == "tools/list":
         res = {"tools": [{"name": n, "inputSchema": {"type": "object"}} for n in ("one", "two")]}
     else:
@@ -85,14 +86,36 @@ fn stdio_check_reports_name_version_and_tools() {
     .output()
     .unwrap();
     assert!(o.status.success(), "{:?}", out(&o));
-    let (code, v, err) = check_json(&h.path, "py", &[]);
+    // a secret in codex's environment does not reach the server; its configured env does
+    let (code, v, err) = check_json(&h.path, "py", &[("MCP_TEST_SECRET", "s3cret")]);
     assert_eq!(code, Some(0), "{v} {err}");
     assert_eq!(v["check"]["ok"], true, "{v}");
-    assert_eq!(v["check"]["server_name"], "py-stdio");
+    assert_eq!(
+        v["check"]["server_name"], "py-stdio",
+        "the secret leaked into the server"
+    );
     assert_eq!(
         v["check"]["server_version"], "4.5.6",
         "env reached the server"
     );
+    // the control: the same variable configured in the server's env does reach it
+    let o = mcp(
+        &h.path,
+        &[
+            "add",
+            "py2",
+            "--env",
+            "MCP_TEST_SECRET=given",
+            "--",
+            &python,
+            script.to_str().unwrap(),
+        ],
+    )
+    .output()
+    .unwrap();
+    assert!(o.status.success());
+    let (_, v, _) = check_json(&h.path, "py2", &[]);
+    assert_eq!(v["check"]["server_name"], "py-stdio-LEAKED", "{v}");
     assert_eq!(v["check"]["tool_count"], 2);
     let o = mcp(&h.path, &["get", "py", "--check"]).output().unwrap();
     assert!(

@@ -2,8 +2,10 @@
 //! `initialize` handshake and `tools/list` over stdio or streamable HTTP, with the server's
 //! credentials, and reports the server's name, version and tools.
 //!
-//! - **stdio**: the command is spawned with the user's environment plus the server's `env`, in
-//!   its `cwd`; its stderr is discarded; it is killed when the check ends (also on timeout).
+//! - **stdio**: the command is spawned with [`INHERITED_ENV`] from codex's environment plus the
+//!   server's `env` (nothing else: a secret in the user's shell does not reach a third-party
+//!   server), in its `cwd`; its stderr is discarded; it is killed when the check ends (also on
+//!   timeout).
 //! - **streamable HTTP**: `rmcp`'s reqwest client with the suite's rustls configuration
 //!   (`codex_oauth::tls_client_config`: ring, OS roots or `SSL_CERT_FILE`), redirects off (a
 //!   redirect must not carry the token elsewhere). The token: the `bearer_token_env_var`
@@ -26,6 +28,26 @@ use rmcp::transport::{StreamableHttpClientTransport, TokioChildProcess};
 use crate::config::{HttpServer, ServerConfig, Transport};
 use crate::oauth::{self, McpAuthError};
 use crate::store::CredentialStore;
+
+/// The variables a stdio server inherits from codex's environment (openai/codex's default
+/// list); everything else it gets only through its `env` table. A server is a third-party
+/// program: `OPENAI_API_KEY`, cloud and forge tokens in the user's shell must not reach it
+/// unless the user says so.
+pub const INHERITED_ENV: &[&str] = &[
+    "HOME",
+    "LOGNAME",
+    "PATH",
+    "SHELL",
+    "USER",
+    "LANG",
+    "LC_ALL",
+    "TERM",
+    "TMPDIR",
+    "TZ",
+    "PYENV_ROOT",
+    "SSL_CERT_FILE",
+    "SSL_CERT_DIR",
+];
 
 /// Bound of a check when the server sets no `startup_timeout_sec`.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
@@ -94,7 +116,15 @@ async fn check_inner(
             cwd,
         } => {
             let mut cmd = tokio::process::Command::new(command);
-            cmd.args(args).envs(env).kill_on_drop(true);
+            cmd.env_clear()
+                .envs(
+                    INHERITED_ENV
+                        .iter()
+                        .filter_map(|k| std::env::var_os(k).map(|v| (*k, v))),
+                )
+                .args(args)
+                .envs(env)
+                .kill_on_drop(true);
             if let Some(c) = cwd {
                 cmd.current_dir(c);
             }
