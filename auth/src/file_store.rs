@@ -40,6 +40,16 @@ pub const TEMP_DIR_NAME: &str = ".auth-tmp";
 #[derive(Debug, Clone)]
 pub struct FileStore {
     home: PathBuf,
+    /// `auth.json`, or another credential file of the same rules (`.credentials.json` of MCP).
+    file_name: &'static str,
+}
+
+/// What [`FileStore::load_bytes`] read, with warnings the user must see.
+#[derive(Debug)]
+pub struct BytesLoad {
+    /// The file's bytes; `None` when there is no file.
+    pub bytes: Option<Zeroizing<Vec<u8>>>,
+    pub warnings: Vec<String>,
 }
 
 /// What a read found, with warnings the user must see.
@@ -51,16 +61,21 @@ pub struct FileLoad {
 
 impl FileStore {
     pub fn new(home: PathBuf) -> Self {
-        Self { home }
+        Self::with_file_name(home, AUTH_FILE_NAME)
     }
 
-    /// `$CODEX_HOME/auth.json`.
+    /// The same protocol for another credential file in `home` (a plain file name, no `/`).
+    pub fn with_file_name(home: PathBuf, file_name: &'static str) -> Self {
+        Self { home, file_name }
+    }
+
+    /// `$CODEX_HOME/auth.json` (or the file name given to [`FileStore::with_file_name`]).
     pub fn path(&self) -> PathBuf {
-        self.home.join(AUTH_FILE_NAME)
+        self.home.join(self.file_name)
     }
 
     /// Check `CODEX_HOME`. `Ok(false)` when it does not exist (and `create` is false).
-    pub(crate) fn check_home(&self, create: bool) -> Result<bool, AuthError> {
+    pub fn check_home(&self, create: bool) -> Result<bool, AuthError> {
         let meta = match fs::metadata(&self.home) {
             Ok(m) => m,
             Err(e) if e.kind() == io::ErrorKind::NotFound && create => {
@@ -133,17 +148,34 @@ impl FileStore {
 
     /// Read `auth.json`. `auth: None` when there is none.
     pub fn load(&self) -> Result<FileLoad, AuthError> {
+        let loaded = self.load_bytes()?;
+        let auth = match loaded.bytes {
+            Some(buf) => Some(AuthDotJson::from_json(
+                &buf,
+                &self.path().display().to_string(),
+            )?),
+            None => None,
+        };
+        Ok(FileLoad {
+            auth,
+            warnings: loaded.warnings,
+        })
+    }
+
+    /// Read the file's bytes with every check of [`FileStore::load`] (home, symlink, owner,
+    /// mode, size); `bytes: None` when there is no file.
+    pub fn load_bytes(&self) -> Result<BytesLoad, AuthError> {
         let mut warnings = Vec::new();
         if !self.check_home(false)? {
-            return Ok(FileLoad {
-                auth: None,
+            return Ok(BytesLoad {
+                bytes: None,
                 warnings,
             });
         }
         let path = self.path();
         if !Self::check_target(&path)? {
-            return Ok(FileLoad {
-                auth: None,
+            return Ok(BytesLoad {
+                bytes: None,
                 warnings,
             });
         }
@@ -159,8 +191,8 @@ impl FileStore {
                 return Err(AuthError::Symlink { path });
             }
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                return Ok(FileLoad {
-                    auth: None,
+                return Ok(BytesLoad {
+                    bytes: None,
                     warnings,
                 });
             }
@@ -212,9 +244,8 @@ impl FileStore {
                 max: MAX_AUTH_FILE_BYTES,
             });
         }
-        let auth = AuthDotJson::from_json(&buf, &path.display().to_string())?;
-        Ok(FileLoad {
-            auth: Some(auth),
+        Ok(BytesLoad {
+            bytes: Some(buf),
             warnings,
         })
     }
@@ -225,7 +256,8 @@ impl FileStore {
         self.save_bytes(&json)
     }
 
-    pub(crate) fn save_bytes(&self, bytes: &[u8]) -> Result<PathBuf, AuthError> {
+    /// Write `bytes` as the file, atomically with mode 0600 (the protocol in the module docs).
+    pub fn save_bytes(&self, bytes: &[u8]) -> Result<PathBuf, AuthError> {
         self.check_home(true)?;
         let path = self.path();
         Self::check_target(&path)?;
@@ -295,7 +327,12 @@ impl FileStore {
                 .duration_since(std::time::UNIX_EPOCH)
                 .map_or(0, |d| d.subsec_nanos());
             let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-            let tmp_path = dir.join(format!("{TEMP_PREFIX}{}.{n}.{nanos}", std::process::id()));
+            let prefix = if self.file_name == AUTH_FILE_NAME {
+                TEMP_PREFIX.to_string()
+            } else {
+                format!(".{}.tmp.", self.file_name.trim_start_matches('.'))
+            };
+            let tmp_path = dir.join(format!("{prefix}{}.{n}.{nanos}", std::process::id()));
             match OpenOptions::new()
                 .write(true)
                 .create_new(true) // O_CREAT|O_EXCL

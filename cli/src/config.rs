@@ -160,6 +160,7 @@ struct Schema {
     model: Option<String>,
     model_provider: Option<String>,
     cli_auth_credentials_store: Option<StoreModeValue>,
+    mcp_oauth_credentials_store: Option<StoreModeValue>,
     features: Option<BTreeMap<String, bool>>,
     model_providers: Option<BTreeMap<String, ProviderSchema>>,
     sandbox: Option<SandboxSchema>,
@@ -294,6 +295,13 @@ pub fn codex_home() -> anyhow::Result<PathBuf> {
             }
         }
     }
+}
+
+/// The managed config's path: `CODEX_MANAGED_CONFIG_PATH`, else [`DEFAULT_MANAGED_CONFIG`].
+pub fn managed_config_path() -> PathBuf {
+    std::env::var_os(MANAGED_CONFIG_ENV)
+        .filter(|v| !v.is_empty())
+        .map_or_else(|| PathBuf::from(DEFAULT_MANAGED_CONFIG), PathBuf::from)
 }
 
 /// Load the effective configuration for this invocation.
@@ -435,6 +443,7 @@ fn mismatched_key(table: &toml::Table) -> Option<String> {
         "model",
         "model_provider",
         "cli_auth_credentials_store",
+        "mcp_oauth_credentials_store",
         "features",
         "model_providers",
         "sandbox",

@@ -14,6 +14,7 @@ pub mod features;
 pub mod login_browser;
 pub mod login_cmd;
 pub mod login_device;
+pub mod mcp_cmd;
 pub mod sandbox_cmd;
 
 use clap::{Parser, Subcommand};
@@ -73,6 +74,8 @@ pub enum Command {
     Features(features::FeaturesArgs),
     /// Show the effective configuration.
     Config(config::ConfigArgs),
+    /// Manage MCP servers: add, list, get, remove, login, logout.
+    Mcp(mcp_cmd::McpArgs),
     /// Print a shell completion script.
     Completion(completion::CompletionArgs),
 }
@@ -97,6 +100,7 @@ pub fn main_with_args() -> i32 {
         Command::AppServer(a) => app_server::run(a, &cli.global),
         Command::Features(a) => features::run(a, &cli.global),
         Command::Config(a) => config::run(a, &cli.global),
+        Command::Mcp(a) => mcp_cmd::run(a, &cli.global),
         Command::Completion(a) => completion::run(a),
     };
     exit::report(result)

@@ -42,7 +42,7 @@ pub struct BrowserLoginArgs {
 }
 
 /// `--timeout` values: `600`, `600s`, `10m`, `1h`; at least one second.
-fn parse_duration(s: &str) -> Result<Duration, String> {
+pub(crate) fn parse_duration(s: &str) -> Result<Duration, String> {
     let (num, mult) = match s.as_bytes().last() {
         Some(b's') => (&s[..s.len() - 1], 1),
         Some(b'm') => (&s[..s.len() - 1], 60),
@@ -217,7 +217,7 @@ pub(crate) fn rfc3339_utc(t: SystemTime) -> String {
 /// Try to open `url` in a browser: `open` on macOS, `xdg-open` when a display is available on
 /// other Unixes. The URL carries no secret (the `state` and PKCE challenge are single-use and
 /// useless without the verifier, which stays in this process).
-async fn open_browser(url: &str) -> Result<(), String> {
+pub(crate) async fn open_browser(url: &str) -> Result<(), String> {
     let program = if cfg!(target_os = "macos") {
         "open"
     } else if std::env::var_os("DISPLAY").is_some() || std::env::var_os("WAYLAND_DISPLAY").is_some()

@@ -42,6 +42,6 @@ pub use pkce::random_id;
 pub use refresher::ChatGptRefresher;
 pub use secure_main::SecretString;
 pub use server::{
-    CALLBACK_PATH, CancelHandle, DEFAULT_PORT, LoginOptions, LoginOutcome, LoginServer,
-    PersistFuture, PortChoice, start,
+    BoundCallback, CALLBACK_PATH, CallbackCode, CancelHandle, CommitFn, DEFAULT_PORT, ExchangeFn,
+    LoginOptions, LoginOutcome, LoginServer, PersistFuture, PortChoice, bind_callback, start,
 };

@@ -101,6 +101,102 @@ impl LoginOutcome {
 pub type PersistFuture = Pin<Box<dyn Future<Output = Result<(), String>> + Send>>;
 type PersistFn = Box<dyn FnOnce(TokenSet) -> PersistFuture + Send>;
 
+/// What a generic login's exchange step needs: the code from the callback, the redirect URI it
+/// was sent to, and the PKCE verifier.
+#[derive(Debug)]
+pub struct CallbackCode {
+    pub code: String,
+    pub redirect_uri: String,
+    pub verifier: crate::SecretString,
+}
+
+/// The second step of a generic login: store what the exchange returned. Runs once the login is
+/// committed (a cancel can no longer end it).
+pub type CommitFn = Box<dyn FnOnce() -> PersistFuture + Send>;
+/// The first step of a generic login: exchange the code. `Err(reason)` fails the login.
+pub type ExchangeFn = Box<
+    dyn FnOnce(CallbackCode) -> Pin<Box<dyn Future<Output = Result<CommitFn, String>> + Send>>
+        + Send,
+>;
+
+/// The parameters of a generic login, known once its callback server is bound: the caller
+/// registers the redirect URI (RFC 7591) and builds its authorization URL from them.
+pub struct BoundCallback {
+    listeners: Listeners,
+    /// `http://localhost:<port>/auth/callback`.
+    pub redirect_uri: String,
+    /// The `state` the callback must carry.
+    pub state: String,
+    /// The PKCE S256 challenge for the authorization URL.
+    pub code_challenge: String,
+    pkce: PkceCodes,
+}
+
+impl std::fmt::Debug for BoundCallback {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BoundCallback")
+            .field("redirect_uri", &self.redirect_uri)
+            .finish_non_exhaustive()
+    }
+}
+
+impl BoundCallback {
+    /// The port bound.
+    pub fn port(&self) -> u16 {
+        self.listeners.port
+    }
+
+    /// Serve the callback until the login ends: a callback with our `state` and a code runs
+    /// `exchange` (then its commit step), with the same phases, cancel, timeout and pages as the
+    /// ChatGPT login. `auth_url` is only reported back ([`LoginServer::auth_url`]); on success
+    /// the outcome is `LoginOutcome::Success` with empty claims.
+    pub fn serve(
+        self,
+        auth_url: String,
+        timeout: Option<Duration>,
+        exchange: ExchangeFn,
+    ) -> LoginServer {
+        let port = self.listeners.port;
+        let (tx, rx) = mpsc::unbounded_channel();
+        let shared = Arc::new(Shared {
+            phase: Mutex::new(Phase::Waiting),
+            persist: Mutex::new(None),
+            generic: Mutex::new(Some(exchange)),
+            state: self.state,
+            pkce: self.pkce,
+            client_id: String::new(),
+            redirect_uri: self.redirect_uri,
+            port,
+            token_client: None,
+            outcomes: tx,
+        });
+        let notify = Arc::new(Notify::new());
+        let task = tokio::spawn(serve(self.listeners, shared, rx, notify.clone(), timeout));
+        LoginServer {
+            auth_url,
+            port,
+            cancel: CancelHandle { notify },
+            task: Some(task),
+        }
+    }
+}
+
+/// Bind the loopback callback server for a generic (non-ChatGPT) OAuth login, e.g. an MCP
+/// server's: same sockets (127.0.0.1 and [::1] on one port), Host check, `state` check and
+/// connection limits as [`start`]. Continue with [`BoundCallback::serve`].
+pub async fn bind_callback(port: PortChoice) -> Result<BoundCallback, LoginError> {
+    let listeners = bind(port).await?;
+    let redirect_uri = format!("http://localhost:{}{CALLBACK_PATH}", listeners.port);
+    let pkce = generate_pkce();
+    Ok(BoundCallback {
+        listeners,
+        redirect_uri,
+        state: generate_state(),
+        code_challenge: pkce.challenge.clone(),
+        pkce,
+    })
+}
+
 /// Cancels a login. Cloneable; cancelling twice, or after the login ended, does nothing.
 #[derive(Debug, Clone)]
 pub struct CancelHandle {
@@ -188,12 +284,13 @@ where
     let shared = Arc::new(Shared {
         phase: Mutex::new(Phase::Waiting),
         persist: Mutex::new(Some(persist)),
+        generic: Mutex::new(None),
         state,
         pkce,
         client_id: opts.client_id,
         redirect_uri,
         port,
-        token_client,
+        token_client: Some(token_client),
         outcomes: tx,
     });
     let notify = Arc::new(Notify::new());
@@ -342,12 +439,15 @@ enum Phase {
 struct Shared {
     phase: Mutex<Phase>,
     persist: Mutex<Option<PersistFn>>,
+    /// A generic login's exchange step (then `token_client` is `None`).
+    generic: Mutex<Option<ExchangeFn>>,
     state: String,
     pkce: PkceCodes,
     client_id: String,
     redirect_uri: String,
     port: u16,
-    token_client: TokenClient,
+    /// The ChatGPT login's token endpoint.
+    token_client: Option<TokenClient>,
     outcomes: mpsc::UnboundedSender<LoginOutcome>,
 }
 
@@ -575,8 +675,10 @@ async fn handle(
         }
         *phase = Phase::Exchanging;
     }
-    let tokens = match shared
-        .token_client
+    let Some(token_client) = &shared.token_client else {
+        return generic_exchange(shared, code, finish).await;
+    };
+    let tokens = match token_client
         .exchange_code(
             &shared.client_id,
             &shared.redirect_uri,
@@ -630,6 +732,78 @@ async fn handle(
                 true,
             );
             finish(LoginOutcome::Success(claims));
+            resp
+        }
+        Err(e) => {
+            let reason = format!("storing the credentials failed: {e}");
+            let resp = page(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "Sign-in failed",
+                &reason,
+                true,
+            );
+            finish(LoginOutcome::Failed(reason));
+            resp
+        }
+    }
+}
+
+/// The exchange and commit of a generic login (the ChatGPT path is inline in [`handle`]).
+async fn generic_exchange(
+    shared: &Shared,
+    code: &str,
+    finish: impl Fn(LoginOutcome),
+) -> Response<Full<Bytes>> {
+    let exchange = shared
+        .generic
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .take();
+    let Some(exchange) = exchange else {
+        *shared.phase() = Phase::Done;
+        let reason = "the code was already exchanged".to_string();
+        let resp = page(StatusCode::CONFLICT, "Sign-in failed", &reason, true);
+        finish(LoginOutcome::Failed(reason));
+        return resp;
+    };
+    let commit = match exchange(CallbackCode {
+        code: code.to_string(),
+        redirect_uri: shared.redirect_uri.clone(),
+        verifier: crate::SecretString::new(shared.pkce.verifier.expose_secret().to_string()),
+    })
+    .await
+    {
+        Ok(c) => c,
+        Err(reason) => {
+            *shared.phase() = Phase::Done;
+            let resp = page(StatusCode::BAD_GATEWAY, "Sign-in failed", &reason, true);
+            finish(LoginOutcome::Failed(reason));
+            return resp;
+        }
+    };
+    {
+        let mut phase = shared.phase();
+        if *phase != Phase::Exchanging {
+            return page(
+                StatusCode::GONE,
+                "Sign-in ended",
+                "This sign-in was cancelled or timed out.",
+                true,
+            );
+        }
+        *phase = Phase::Committed;
+    }
+    let stored = commit().await;
+    *shared.phase() = Phase::Done;
+    match stored {
+        Ok(()) => {
+            let resp = page(
+                StatusCode::OK,
+                "Signed in",
+                "Signed in. You can close this tab and return to the terminal.",
+                true,
+            );
+            finish(LoginOutcome::Success(IdTokenClaims::default()));
             resp
         }
         Err(e) => {

@@ -34,6 +34,8 @@ pub struct AuthServerMetadata {
     pub grant_types_supported: Option<Vec<String>>,
     #[serde(default)]
     pub code_challenge_methods_supported: Option<Vec<String>>,
+    #[serde(default)]
+    pub token_endpoint_auth_methods_supported: Option<Vec<String>>,
 }
 
 /// The well-known URLs tried for `issuer`, in order.

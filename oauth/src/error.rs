@@ -136,6 +136,13 @@ pub enum OAuthError {
         "the device code expired after {secs}s without being approved; start the sign-in again"
     )]
     Expired { secs: u64 },
+    /// RFC 9728: the metadata's `resource` is not the resource asked for (§3.3).
+    #[error("metadata at {endpoint} names resource {found:?}, expected {expected:?}")]
+    ResourceMismatch {
+        endpoint: String,
+        expected: String,
+        found: String,
+    },
     /// Discovery: the metadata's `issuer` is not the issuer asked for (RFC 8414 §3.3).
     #[error("metadata at {endpoint} names issuer {found:?}, expected {expected:?}")]
     IssuerMismatch {

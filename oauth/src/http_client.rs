@@ -29,6 +29,9 @@ pub struct Answer {
     pub status: u16,
     pub content_type: Option<String>,
     pub body: Zeroizing<Vec<u8>>,
+    /// The `WWW-Authenticate` header (RFC 9110 §11.6.1), when present and printable; RFC 9728
+    /// puts a protected resource's metadata URL there.
+    pub www_authenticate: Option<String>,
 }
 
 impl Answer {
@@ -87,25 +90,11 @@ impl HttpClient {
     /// A client; `tls` loads the trust roots and allows `https://` URLs (loopback `http://` is
     /// always allowed).
     pub fn new(tls: bool) -> Result<Self, OAuthError> {
-        let mut roots = rustls::RootCertStore::empty();
-        if tls {
-            let loaded = rustls_native_certs::load_native_certs();
-            let (added, _ignored) = roots.add_parsable_certificates(loaded.certs);
-            if added == 0 {
-                let why = loaded
-                    .errors
-                    .first()
-                    .map(|e| e.to_string())
-                    .unwrap_or_else(|| "the trust store is empty".to_string());
-                return Err(OAuthError::Roots(std::io::Error::other(why)));
-            }
-        }
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let config = rustls::ClientConfig::builder_with_provider(provider)
-            .with_safe_default_protocol_versions()
-            .map_err(|e| OAuthError::Roots(std::io::Error::other(e)))?
-            .with_root_certificates(roots)
-            .with_no_client_auth();
+        let config = if tls {
+            tls_client_config()?
+        } else {
+            config_with_roots(rustls::RootCertStore::empty())?
+        };
         let connector = hyper_rustls::HttpsConnectorBuilder::new()
             .with_tls_config(config)
             .https_or_http()
@@ -171,11 +160,45 @@ impl HttpClient {
         self.send(http::Method::GET, url, None).await
     }
 
+    /// `POST url` with a JSON body and extra headers, reading the status and headers only (the
+    /// body, which may be an event stream that does not end, is dropped unread). For probing a
+    /// protected resource: its 401 carries `WWW-Authenticate`.
+    pub async fn probe_post_json(
+        &self,
+        url: &str,
+        headers: &[(&'static str, &'static str)],
+        body: &serde_json::Value,
+    ) -> Result<Answer, OAuthError> {
+        let bytes = Zeroizing::new(serde_json::to_vec(body).map_err(|e| OAuthError::Body {
+            endpoint: url.to_string(),
+            reason: format!("cannot encode the request: {e}"),
+        })?);
+        self.send_full(
+            http::Method::POST,
+            url,
+            Some(("application/json", bytes)),
+            headers,
+            true,
+        )
+        .await
+    }
+
     async fn send(
         &self,
         method: http::Method,
         url: &str,
         body: Option<(&'static str, Zeroizing<Vec<u8>>)>,
+    ) -> Result<Answer, OAuthError> {
+        self.send_full(method, url, body, &[], false).await
+    }
+
+    async fn send_full(
+        &self,
+        method: http::Method,
+        url: &str,
+        body: Option<(&'static str, Zeroizing<Vec<u8>>)>,
+        headers: &[(&'static str, &'static str)],
+        head_only: bool,
     ) -> Result<Answer, OAuthError> {
         let parsed = crate::validate_endpoint(url)?;
         if parsed.scheme() == "https" && !self.tls {
@@ -185,7 +208,12 @@ impl HttpClient {
             });
         }
         let endpoint = endpoint_name(&parsed);
-        match tokio::time::timeout(self.timeout, self.send_inner(method, &parsed, body)).await {
+        match tokio::time::timeout(
+            self.timeout,
+            self.send_inner(method, &parsed, body, headers, head_only),
+        )
+        .await
+        {
             Ok(r) => r.map_err(|reason| OAuthError::Transport { endpoint, reason }),
             Err(_) => Err(OAuthError::Timeout {
                 endpoint,
@@ -199,15 +227,27 @@ impl HttpClient {
         method: http::Method,
         url: &url::Url,
         body: Option<(&'static str, Zeroizing<Vec<u8>>)>,
+        headers: &[(&'static str, &'static str)],
+        head_only: bool,
     ) -> Result<Answer, String> {
+        let accept = headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case("accept"))
+            .map_or("application/json", |(_, v)| *v);
         let mut req = http::Request::builder()
             .method(method)
             .uri(url.as_str())
-            .header(http::header::ACCEPT, "application/json")
+            .header(http::header::ACCEPT, accept)
             .header(
                 http::header::USER_AGENT,
                 concat!("codex-oauth/", env!("CARGO_PKG_VERSION")),
             );
+        for (k, v) in headers
+            .iter()
+            .filter(|(k, _)| !k.eq_ignore_ascii_case("accept"))
+        {
+            req = req.header(*k, *v);
+        }
         let payload = match body {
             Some((ct, bytes)) => {
                 req = req.header(http::header::CONTENT_TYPE, ct);
@@ -229,6 +269,17 @@ impl HttpClient {
             .get(http::header::CONTENT_TYPE)
             .and_then(|v| v.to_str().ok())
             .map(str::to_string);
+        let www_authenticate = www_authenticate(resp.headers());
+        if head_only {
+            // The body (maybe an endless event stream) is not read: dropping it closes the
+            // connection.
+            return Ok(Answer {
+                status,
+                content_type,
+                body: Zeroizing::new(Vec::new()),
+                www_authenticate,
+            });
+        }
         let collected = Limited::new(resp.into_body(), MAX_BODY)
             .collect()
             .await
@@ -238,8 +289,48 @@ impl HttpClient {
             status,
             content_type,
             body,
+            www_authenticate,
         })
     }
+}
+
+/// The `WWW-Authenticate` values joined with `, ` (a server may send several); non-ASCII or
+/// longer than 8 KiB: ignored.
+fn www_authenticate(headers: &http::HeaderMap) -> Option<String> {
+    let values: Vec<&str> = headers
+        .get_all(http::header::WWW_AUTHENTICATE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .collect();
+    let joined = values.join(", ");
+    (!joined.is_empty() && joined.len() <= 8192).then_some(joined)
+}
+
+/// The rustls client configuration of every HTTPS request of the suite's OAuth and MCP clients:
+/// ring, safe default protocol versions, the OS trust store (or `SSL_CERT_FILE` /
+/// `SSL_CERT_DIR`); an empty store is an error.
+pub fn tls_client_config() -> Result<rustls::ClientConfig, OAuthError> {
+    let mut roots = rustls::RootCertStore::empty();
+    let loaded = rustls_native_certs::load_native_certs();
+    let (added, _ignored) = roots.add_parsable_certificates(loaded.certs);
+    if added == 0 {
+        let why = loaded
+            .errors
+            .first()
+            .map(|e| e.to_string())
+            .unwrap_or_else(|| "the trust store is empty".to_string());
+        return Err(OAuthError::Roots(std::io::Error::other(why)));
+    }
+    config_with_roots(roots)
+}
+
+fn config_with_roots(roots: rustls::RootCertStore) -> Result<rustls::ClientConfig, OAuthError> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    Ok(rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| OAuthError::Roots(std::io::Error::other(e)))?
+        .with_root_certificates(roots)
+        .with_no_client_auth())
 }
 
 /// `scheme://host[:port]/path`: the URL without its query (a query could carry a secret).
@@ -269,6 +360,7 @@ mod tests {
             status: 200,
             content_type: ct.map(str::to_string),
             body: Zeroizing::new(body.to_vec()),
+            www_authenticate: None,
         }
     }
 

@@ -13,7 +13,11 @@
 //!   and `expires_in`, and a poll loop honouring `authorization_pending`, `slow_down` (+5 s),
 //!   `access_denied` and `expired_token`; its [`device::PollSchedule`] is reusable by non-standard
 //!   device flows;
-//! - [`discovery`]: authorization-server metadata (RFC 8414, then OpenID Connect discovery).
+//! - [`discovery`]: authorization-server metadata (RFC 8414, then OpenID Connect discovery);
+//! - [`resource`]: RFC 9728 protected resource metadata, from a `WWW-Authenticate: Bearer`
+//!   challenge or the well-known URL;
+//! - [`registration`]: RFC 7591 dynamic client registration;
+//! - [`revocation`]: RFC 7009 token revocation.
 //!
 //! Tokens are [`SecretString`]s (zeroized on drop, `Debug` = `[REDACTED]`); error messages never
 //! quote a token or a raw answer body, only the RFC 6749 `error` code and a cleaned, bounded
@@ -25,10 +29,13 @@ pub mod endpoint;
 mod error;
 mod http_client;
 pub mod pkce;
+pub mod registration;
+pub mod resource;
+pub mod revocation;
 mod token;
 
 pub use endpoint::{is_loopback_url, validate_endpoint};
 pub use error::{ErrorCode, OAuthError, json_reason};
-pub use http_client::{Answer, HttpClient, MAX_BODY, REQUEST_TIMEOUT};
+pub use http_client::{Answer, HttpClient, MAX_BODY, REQUEST_TIMEOUT, tls_client_config};
 pub use secure_main::SecretString;
-pub use token::{TokenClient, TokenResponse, error_from_answer};
+pub use token::{MAX_EXPIRES_IN, TokenClient, TokenResponse, error_from_answer};

@@ -133,6 +133,35 @@ pub(crate) fn parse_token_answer(
     })
 }
 
+/// The longest access-token lifetime [`TokenResponse::check_bearer`] accepts (one year): beyond
+/// it, `expires_in` is a server bug (or an attempt to make a stolen token never expire locally).
+pub const MAX_EXPIRES_IN: u64 = 365 * 24 * 3600;
+
+impl TokenResponse {
+    /// The checks an RFC 6750 client makes before using the tokens: `token_type` is `Bearer`
+    /// (case-insensitive, RFC 6749 §5.1 makes it required), `expires_in`, when sent, is in
+    /// 1..=[`MAX_EXPIRES_IN`]. `endpoint` names the token endpoint in the error.
+    pub fn check_bearer(&self, endpoint: &str) -> Result<(), OAuthError> {
+        let bad = |reason: String| OAuthError::Body {
+            endpoint: endpoint.to_string(),
+            reason,
+        };
+        match self.token_type.as_deref() {
+            Some(t) if t.eq_ignore_ascii_case("bearer") => {}
+            Some(t) => return Err(bad(format!("token_type {t:?} is not Bearer"))),
+            None => return Err(bad("token_type is missing (must be Bearer)".to_string())),
+        }
+        if let Some(e) = self.expires_in
+            && !(1..=MAX_EXPIRES_IN).contains(&e)
+        {
+            return Err(bad(format!(
+                "expires_in {e} is out of range (1 to {MAX_EXPIRES_IN} seconds)"
+            )));
+        }
+        Ok(())
+    }
+}
+
 /// A client for one token endpoint.
 #[derive(Clone, Debug)]
 pub struct TokenClient {
@@ -227,6 +256,7 @@ mod tests {
             status,
             content_type: ct.map(str::to_string),
             body: Zeroizing::new(body.as_bytes().to_vec()),
+            www_authenticate: None,
         }
     }
 
