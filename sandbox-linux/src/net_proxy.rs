@@ -141,7 +141,7 @@ fn handle(mut client: TcpStream, rules: &DomainRules, log: Option<&str>) {
             }
         }
         Target::Http { origin_form, .. } => {
-            let forwarded = rewrite_head(&head, &origin_form);
+            let forwarded = rewrite_head(&head, &origin_form, &authority(&host, port));
             if upstream.write_all(&forwarded).is_err() || upstream.write_all(&rest).is_err() {
                 return;
             }
@@ -210,6 +210,16 @@ fn parse_request(head: &[u8]) -> Result<Target, String> {
     if !version.starts_with("HTTP/1.") {
         return Err(format!("unsupported version {version:?}"));
     }
+    let has = |name: &str| {
+        text.lines().skip(1).any(|l| {
+            l.split(':')
+                .next()
+                .is_some_and(|n| n.trim().eq_ignore_ascii_case(name))
+        })
+    };
+    if has("transfer-encoding") && has("content-length") {
+        return Err("both Transfer-Encoding and Content-Length: ambiguous framing".into());
+    }
     if method == "CONNECT" {
         let (host, port) = split_authority(target, None)?;
         return Ok(Target::Connect { host, port });
@@ -266,7 +276,7 @@ fn split_authority(a: &str, default_port: Option<u16>) -> Result<(String, u16), 
 
 /// The head with the request line in origin form, hop-by-hop proxy headers dropped and
 /// `Connection: close`.
-fn rewrite_head(head: &[u8], origin_form: &str) -> Vec<u8> {
+fn rewrite_head(head: &[u8], origin_form: &str, host: &str) -> Vec<u8> {
     let text = String::from_utf8_lossy(head);
     let mut lines = text.split("\r\n");
     let first = lines.next().unwrap_or("");
@@ -285,17 +295,29 @@ fn rewrite_head(head: &[u8], origin_form: &str) -> Vec<u8> {
             .unwrap_or("")
             .trim()
             .to_ascii_lowercase();
+        // `Host` is the checked authority, not what the client wrote (round-8 review F6: a
+        // different Host reached another virtual host on the allowed address)
         if matches!(
             name.as_str(),
-            "proxy-connection" | "proxy-authorization" | "connection" | "keep-alive"
+            "proxy-connection" | "proxy-authorization" | "connection" | "keep-alive" | "host"
         ) {
             continue;
         }
         out.push_str(l);
         out.push_str("\r\n");
     }
-    out.push_str("Connection: close\r\n\r\n");
+    out.push_str(&format!("Host: {host}\r\nConnection: close\r\n\r\n"));
     out.into_bytes()
+}
+
+/// `host[:port]` for a `Host` header (IPv6 in brackets, port 80 left out).
+fn authority(host: &str, port: u16) -> String {
+    let h = if host.contains(':') {
+        format!("[{host}]")
+    } else {
+        host.to_string()
+    };
+    if port == 80 { h } else { format!("{h}:{port}") }
 }
 
 /// The rules, then resolution by the proxy, then the address check, then the connect.
@@ -388,10 +410,20 @@ mod tests {
     #[test]
     fn the_forwarded_head_is_origin_form_without_proxy_headers() {
         let h = b"GET http://e.com/p HTTP/1.1\r\nHost: e.com\r\nProxy-Authorization: x\r\nConnection: keep-alive\r\nAccept: */*\r\n\r\n";
-        let out = String::from_utf8(rewrite_head(h, "/p")).unwrap();
+        let out = String::from_utf8(rewrite_head(h, "/p", "e.com")).unwrap();
         assert_eq!(
             out,
-            "GET /p HTTP/1.1\r\nHost: e.com\r\nAccept: */*\r\nConnection: close\r\n\r\n"
+            "GET /p HTTP/1.1\r\nAccept: */*\r\nHost: e.com\r\nConnection: close\r\n\r\n"
+        );
+        // a Host the client wrote is replaced by the checked authority
+        let h = b"GET http://allowed.test:8080/ HTTP/1.1\r\nHost: other.test\r\n\r\n";
+        let out =
+            String::from_utf8(rewrite_head(h, "/", &authority("allowed.test", 8080))).unwrap();
+        assert!(out.contains("Host: allowed.test:8080\r\n") && !out.contains("other.test"));
+        assert_eq!(authority("::1", 80), "[::1]");
+        assert!(
+            parse_request(b"POST http://e.com/ HTTP/1.1\r\nTransfer-Encoding: chunked\r\nContent-Length: 3\r\n\r\n")
+                .is_err()
         );
     }
 }

@@ -105,6 +105,15 @@ pub const OTHER_PROCESSES: &[Rule] = &[
         "no pid namespace: nice value of other processes, groups or the whole user",
     ),
     Rule::new(
+        "setpriority(PRIO_PGRP/PRIO_USER)",
+        libc::SYS_setpriority,
+        NotIn32 {
+            arg: 0,
+            allowed: &[libc::PRIO_PROCESS],
+        },
+        "no pid namespace: who = 0 means the caller's group or uid, i.e. every process of the user (round-8 review F3)",
+    ),
+    Rule::new(
         "sched_setaffinity",
         libc::SYS_sched_setaffinity,
         NotIn32 {

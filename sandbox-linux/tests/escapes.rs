@@ -605,7 +605,7 @@ fn outside_processes_cannot_be_reprioritised_or_limited_without_a_pid_namespace(
         .unwrap();
     let pid = victim.id().to_string();
     let script = format!(
-        "prlimit --pid {pid} --nofile=5:5 2>&1; echo prlimit=$?; renice -n 5 -p {pid} >/dev/null 2>&1; echo renice=$?; taskset -p 1 {pid} >/dev/null 2>&1; echo taskset=$?; prlimit --nofile=100:100 true; echo own=$?"
+        "prlimit --pid {pid} --nofile=5:5 2>&1; echo prlimit=$?; renice -n 5 -p {pid} >/dev/null 2>&1; echo renice=$?; taskset -p 1 {pid} >/dev/null 2>&1; echo taskset=$?; prlimit --nofile=100:100 true; echo own=$?; python3 -c 'import os; os.setpriority(os.PRIO_USER, 0, 19)' 2>/dev/null; echo prio_user=$?; python3 -c 'import os; os.setpriority(os.PRIO_PROCESS, 0, 1)'; echo prio_own=$?"
     );
     let ro = r#"{"mode":"read-only"}"#;
     let out = output(sandbox(
@@ -615,7 +615,15 @@ fn outside_processes_cannot_be_reprioritised_or_limited_without_a_pid_namespace(
         &["sh", "-c", &script],
     ));
     let text = String::from_utf8_lossy(&out.stdout);
-    for want in ["prlimit=1", "renice=1", "taskset=1", "own=0"] {
+    // round-8 review F3: `setpriority(PRIO_USER, 0)` reniced every process of the user
+    for want in [
+        "prlimit=1",
+        "renice=1",
+        "taskset=1",
+        "own=0",
+        "prio_user=1",
+        "prio_own=0",
+    ] {
         assert!(text.contains(want), "{want}: {out:?}");
     }
     let limits = std::fs::read_to_string(format!("/proc/{pid}/limits")).unwrap();

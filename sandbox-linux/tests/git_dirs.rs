@@ -81,6 +81,19 @@ fn sandboxed(e: &Env, ns: Ns, extra_root: Option<&Path>, dangerous: bool, script
 
 /// The command [`sandboxed`] runs, to add to.
 fn command(e: &Env, ns: Ns, extra_root: Option<&Path>, dangerous: bool, script: &str) -> Command {
+    command_with(e, ns, extra_root, dangerous, false, script)
+}
+
+/// [`command`], with the name guard off when `allow_git_writes` (the controls of attacks on the
+/// carve-outs: the guard would refuse their `*.git` gitdirs on its own).
+fn command_with(
+    e: &Env,
+    ns: Ns,
+    extra_root: Option<&Path>,
+    dangerous: bool,
+    allow_git_writes: bool,
+    script: &str,
+) -> Command {
     let policy = match extra_root {
         Some(r) => format!(
             r#"{{"mode":"workspace-write","writable_roots":["{}"]}}"#,
@@ -102,6 +115,9 @@ fn command(e: &Env, ns: Ns, extra_root: Option<&Path>, dangerous: bool, script: 
         .arg(policy);
     if dangerous {
         c.arg("--dangerously-allow-weaker-sandbox");
+    }
+    if allow_git_writes {
+        c.arg("--allow-git-writes");
     }
     c.args(["--", "sh", "-c", script])
         .current_dir(&e.ws)
@@ -145,7 +161,9 @@ fn attack(e: &Env, extra_root: Option<&Path>, script: &str, expect_in_message: &
         git(e, &e.ws, &["status", "--short"]);
         assert!(!marker.exists(), "{ns:?}: refused, so nothing was planted");
     }
-    let out = sandboxed(e, Ns::With, extra_root, true, script);
+    let out = command_with(e, Ns::With, extra_root, true, true, script)
+        .output()
+        .unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("WRITABLE symlinked carve-outs"), "{err}");
     assert_eq!(
@@ -786,4 +804,40 @@ fn objects_borrowed_through_alternates_stay_read_only() {
     );
     assert!(text.contains("control-ok"), "{out:?}");
     assert!(!other.join("upstream/objects/planted").exists());
+}
+
+#[test]
+fn a_repository_planted_under_another_name_is_refused() {
+    // round-8 review F2: HEAD + objects/ + refs/ + config (core.worktree = ., fsmonitor) in a
+    // directory with no `.git`: the victim's `git status` there ran the fsmonitor
+    for ns in [Ns::With, Ns::Without] {
+        let e = env();
+        let marker = e.home.join("PWNED");
+        let d = e.ws.join("d");
+        let script = format!(
+            "mkdir -p d/objects d/refs/heads && cd d && \
+             printf '[core]\\n\\trepositoryformatversion = 0\\n\\tbare = false\\n\\tworktree = .\\n\\tfsmonitor = \"id > {m}; false\"\\n' > config && \
+             echo 'ref: refs/heads/main' > HEAD && echo planted",
+            m = s(&marker)
+        );
+        let out = guarded(&e, ns, false, &script);
+        assert!(
+            !String::from_utf8_lossy(&out.stdout).contains("planted"),
+            "{ns:?}: {out:?}"
+        );
+        assert!(!d.join("HEAD").exists(), "{ns:?}");
+        git_status_may_fail(&e, &d);
+        assert!(!marker.exists(), "{ns:?}: nothing ran");
+        // control: with the guard off the same plant runs at the victim's git status
+        let out = guarded(&e, ns, true, &script);
+        assert!(
+            String::from_utf8_lossy(&out.stdout).contains("planted"),
+            "{ns:?}: {out:?}"
+        );
+        git_status_may_fail(&e, &d);
+        assert!(
+            marker.exists(),
+            "{ns:?}: control: the victim's git status ran it"
+        );
+    }
 }

@@ -210,3 +210,40 @@ fn a_bad_pattern_is_an_invalid_policy_naming_it() {
         assert!(err.contains(pattern) && err.contains(what), "{err}");
     }
 }
+
+#[test]
+fn a_listening_inet_socket_is_refused_and_unix_servers_still_listen() {
+    // round-8 review F1: listen() on an unbound inet socket autobound to 0.0.0.0:<port> and
+    // accepted connections from anywhere
+    let dir = tempfile::tempdir().unwrap();
+    let script = "import socket, os\n\
+        for fam in (socket.AF_INET, socket.AF_INET6):\n\
+        \x20   s = socket.socket(fam, socket.SOCK_STREAM)\n\
+        \x20   try:\n\
+        \x20       s.listen(1); print('inet-listen', s.getsockname())\n\
+        \x20   except OSError as e:\n\
+        \x20       print('inet-refused', e.errno)\n\
+        u = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)\n\
+        u.bind('/tmp/r8-unix-%d.sock' % os.getpid()); u.listen(1); print('unix-listen ok')\n";
+    for ns in [Ns::With, Ns::Without] {
+        let out = run(
+            ns,
+            dir.path(),
+            r#"{"mode":"workspace-write"}"#,
+            &[
+                "--allow-domain",
+                "localhost",
+                "--dangerously-allow-weaker-sandbox",
+            ],
+            &["python3", "-c", script],
+        );
+        let text = stdout(&out);
+        assert_eq!(
+            text.matches("inet-refused 13").count(),
+            2,
+            "{ns:?}: {out:?}"
+        );
+        assert!(!text.contains("inet-listen"), "{ns:?}: {out:?}");
+        assert!(text.contains("unix-listen ok"), "{ns:?}: control: {out:?}");
+    }
+}

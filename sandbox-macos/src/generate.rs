@@ -104,10 +104,11 @@ pub struct GenOptions {
     pub allow_git_writes: bool,
 }
 
-/// The protected names, any case (APFS is case-insensitive by default), as a path component.
+/// The protected names, any case (APFS is case-insensitive by default), as a path component:
+/// `.git` and any name ending in `.git` (bare repositories), `.codex`, `.agents`; and a last
+/// component `HEAD` (without it git takes no directory for a repository).
 /// `[.]` rather than `\.`: no escape to get wrong in the regex literal.
-pub const PROTECTED_NAMES_REGEX: &str =
-    "(^|/)[.]([Gg][Ii][Tt]|[Cc][Oo][Dd][Ee][Xx]|[Aa][Gg][Ee][Nn][Tt][Ss])(/|$)";
+pub const PROTECTED_NAMES_REGEX: &str = "(^|/)([.]([Cc][Oo][Dd][Ee][Xx]|[Aa][Gg][Ee][Nn][Tt][Ss])|[^/]*[.][Gg][Ii][Tt])(/|$)|(^|/)[Hh][Ee][Aa][Dd]$";
 
 /// [`generate`] with the front door's [`GenOptions`].
 pub fn generate_with(

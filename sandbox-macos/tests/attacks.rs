@@ -295,6 +295,8 @@ fn protected_names_cannot_be_created_or_written_anywhere_in_any_case() {
         "/private/tmp/proj/x/.Codex/config.toml",
         "/private/tmp/proj/x/.agents/skills/s.md",
         "/private/tmp/other/.git/hooks/post-checkout",
+        "/private/tmp/proj/remote.git/hooks/post-receive",
+        "/private/tmp/proj/d/HEAD",
     ] {
         assert_eq!(m.decide(W, Path::new(p)), Decision::Deny, "{p}");
     }
@@ -305,6 +307,8 @@ fn protected_names_cannot_be_created_or_written_anywhere_in_any_case() {
         "/private/tmp/proj/.github/workflows/ci.yml",
         "/private/tmp/proj/x/git/config",
         "/private/tmp/proj/x/.agentsrc",
+        "/private/tmp/proj/HEADER.md",
+        "/private/tmp/proj/digit/x",
     ] {
         assert_eq!(m.decide(W, Path::new(p)), Decision::Allow, "{p}");
     }

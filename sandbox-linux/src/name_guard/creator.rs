@@ -4,7 +4,9 @@ use std::ffi::CString;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 
 use super::sys;
-use super::{DENIED_ERRNO, MAX_MESSAGE, Op, Request, has_protected_component, is_protected};
+use super::{
+    DENIED_ERRNO, MAX_MESSAGE, Op, Request, has_protected_component, is_protected_new_name,
+};
 use crate::fs_rules::FsPlan;
 
 /// Carve-outs that did not exist at the start (a `$CODEX_HOME` to be created, `.git`/`.codex`
@@ -242,7 +244,7 @@ fn target(dir: Option<BorrowedFd<'_>>, path: &[u8]) -> Result<Target, i32> {
             DENIED_ERRNO
         });
     }
-    if is_protected(last) {
+    if is_protected_new_name(last) {
         // an existing carve-out is its own read-only mount: EROFS, as the kernel would say
         let held = sys::openat(
             Some(parent_fd.as_fd()),
@@ -259,6 +261,31 @@ fn target(dir: Option<BorrowedFd<'_>>, path: &[u8]) -> Result<Target, i32> {
         });
     }
     Ok(Target::In(parent_fd, last_c))
+}
+
+/// `O_PATH` resolution of `path` from `dir` that refuses magic links (`EACCES`); `dir_only`: the
+/// result must be a directory (`ENOTDIR`).
+fn open_path_no_magiclinks(
+    dir: Option<BorrowedFd<'_>>,
+    path: &std::ffi::CStr,
+    dir_only: bool,
+) -> Result<OwnedFd, i32> {
+    let fd = match dir {
+        Some(d) => {
+            let owned = d.try_clone_to_owned().map_err(errno)?;
+            crate::unix_connect::sys::open_path_no_magiclinks(Some(&owned), path)
+        }
+        None => crate::unix_connect::sys::open_path_no_magiclinks(None, path),
+    }
+    .map_err(|e| match e.raw_os_error() {
+        Some(libc::ELOOP) | Some(libc::EXDEV) => DENIED_ERRNO,
+        Some(n) => n,
+        None => libc::EIO,
+    })?;
+    if dir_only && sys::info(fd.as_fd()).map_err(errno)?.kind != libc::S_IFDIR {
+        return Err(libc::ENOTDIR);
+    }
+    Ok(fd)
 }
 
 /// The resolved location of `fd` in the sandbox's mount namespace.
@@ -308,13 +335,13 @@ fn open(dir: Option<BorrowedFd<'_>>, path: &[u8], flags: i32, mode: u32) -> Outc
             .map_err(errno);
     }
     if flags & libc::O_CREAT == 0 {
-        let fd = sys::openat(
-            dir,
-            &cstr(path)?,
-            libc::O_PATH | (flags & (libc::O_NOFOLLOW | libc::O_DIRECTORY)),
-            0,
-        )
-        .map_err(errno)?;
+        // magic links (`/proc/self/fd/N` behind a workspace symlink) would be this process's
+        // own descriptors (round-8 review F5): not followed here
+        let fd = if flags & libc::O_NOFOLLOW != 0 {
+            sys::openat(dir, &cstr(path)?, libc::O_PATH | libc::O_NOFOLLOW, 0).map_err(errno)?
+        } else {
+            open_path_no_magiclinks(dir, &cstr(path)?, false)?
+        };
         return reopen_checked(fd.as_fd(), flags, true);
     }
     // O_CREAT: follow a symlink in the last component one hop at a time.

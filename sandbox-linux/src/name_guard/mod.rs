@@ -67,11 +67,22 @@ pub const DENIED_ERRNO: i32 = libc::EACCES;
 /// opened for writing with no reader yet) holds one; the others keep serving.
 pub const CHANNELS: usize = 4;
 
-/// Whether `name` (one path component) is protected.
+/// Whether `name` (one path component) is protected: one of [`PROTECTED_NAMES`], or a name
+/// ending in `.git` (the usual name of a bare repository: a push to it runs its hooks), ASCII
+/// case ignored.
 pub fn is_protected(name: &[u8]) -> bool {
+    let lower = name.to_ascii_lowercase();
     PROTECTED_NAMES
         .iter()
-        .any(|p| p.as_bytes().eq_ignore_ascii_case(name))
+        .any(|p| p.as_bytes() == lower.as_slice())
+        || (lower.len() > 4 && lower.ends_with(b".git"))
+}
+
+/// Whether a *new* name may not be created: a protected name, or `HEAD`, without which git does
+/// not take a directory for a repository (round-8 review F2: a repository planted under another
+/// name, `HEAD` + `objects/` + `refs/` + `config`, ran its fsmonitor at the user's `git status`).
+pub fn is_protected_new_name(name: &[u8]) -> bool {
+    is_protected(name) || name.eq_ignore_ascii_case(b"HEAD")
 }
 
 /// Whether any component of `path` is protected.
@@ -213,6 +224,9 @@ mod tests {
         assert!(has_protected_component(b"/ws/sub/.git/hooks"));
         assert!(has_protected_component(b"/ws/.codex"));
         assert!(!has_protected_component(b"/ws/sub/.github/x"));
+        assert!(is_protected(b"remote.git") && is_protected(b"X.GIT"));
+        assert!(!is_protected(b".git2") && !is_protected(b"digit"));
+        assert!(is_protected_new_name(b"HEAD") && !is_protected(b"HEAD"));
     }
 
     #[test]

@@ -119,8 +119,13 @@ pub(super) fn run(listener: &OwnedFd, rules: &Rules, guard: Option<&OwnedFd>) {
             Err(_) => return,
         };
         // ENOENT: the thread was killed meanwhile; nothing to answer.
-        if i64::from(notif.data.nr) == libc::SYS_connect {
-            let errno = handle(listener, &notif, rules);
+        let nr = i64::from(notif.data.nr);
+        if nr == libc::SYS_connect || nr == libc::SYS_listen {
+            let errno = if nr == libc::SYS_listen {
+                handle_listen(listener, &notif)
+            } else {
+                handle(listener, &notif, rules)
+            };
             let _ = sys::notif_send(listener, notif.id, errno);
             continue;
         }
@@ -143,6 +148,27 @@ pub(super) fn run(listener: &OwnedFd, rules: &Rules, guard: Option<&OwnedFd>) {
                 }
             }
         }
+    }
+}
+
+/// `listen` with the network allow-list: performed on the child's unix sockets, refused on every
+/// other family (an inet socket would autobind and accept from anywhere).
+fn handle_listen(listener: &OwnedFd, n: &libc::seccomp_notif) -> i32 {
+    let tid = n.pid as libc::pid_t;
+    let Ok(pidfd) = open_pidfd(tid) else {
+        return libc::ESRCH;
+    };
+    let sock = match sys::pidfd_getfd(&pidfd, n.data.args[0] as i32) {
+        Ok(s) => s,
+        Err(e) => return e.raw_os_error().unwrap_or(libc::EBADF),
+    };
+    if !sys::notif_id_valid(listener, n.id) {
+        return libc::EINTR;
+    }
+    match sys::socket_domain(&sock) {
+        Ok(d) if d == libc::AF_UNIX => sys::listen_errno(&sock, n.data.args[1] as i32),
+        Ok(_) => DENIED_ERRNO,
+        Err(e) => e.raw_os_error().unwrap_or(libc::ENOTSOCK),
     }
 }
 

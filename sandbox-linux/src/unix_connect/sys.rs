@@ -453,6 +453,9 @@ pub fn notifier_program(guard_names: bool, proxy_only: bool) -> Vec<libc::sock_f
         prog.push((s(AND_K, 0, 0, 0xf), J::None));
         prog.push((s(JEQ_K, 0, 0, libc::SOCK_STREAM as u32), J::ToAllowTrue));
         prog.push((s(RET_K, 0, 0, refuse), J::None));
+        // listen(): an unbound inet socket autobinds to 0.0.0.0:<port> and takes connections
+        // from anywhere (round-8 review F1); the supervisor performs unix ones, refuses inet
+        prog.push((s(JEQ_K, 0, 0, libc::SYS_listen as u32), J::TrueToNotify));
         // sendto(..., flags & MSG_FASTOPEN), sendmsg(..., flags & MSG_FASTOPEN), sendmmsg
         for (nr, arg) in [
             (libc::SYS_sendto, 3u32),
@@ -488,4 +491,33 @@ pub fn notifier_program(guard_names: bool, proxy_only: bool) -> Vec<libc::sock_f
             ins
         })
         .collect()
+}
+
+/// `getsockopt(SO_DOMAIN)` of a socket.
+pub fn socket_domain(sock: &OwnedFd) -> io::Result<i32> {
+    let mut v: libc::c_int = 0;
+    let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
+    // SAFETY: `v` and `len` are valid for the sizes given; the kernel writes at most `len` bytes.
+    cvt(unsafe {
+        libc::getsockopt(
+            sock.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_DOMAIN,
+            (&mut v as *mut libc::c_int).cast(),
+            &mut len,
+        )
+    } as libc::c_long)?;
+    Ok(v)
+}
+
+/// `listen(sock, backlog)`: 0 or the errno.
+pub fn listen_errno(sock: &OwnedFd, backlog: i32) -> i32 {
+    // SAFETY: listen takes integers.
+    if unsafe { libc::listen(sock.as_raw_fd(), backlog) } == 0 {
+        0
+    } else {
+        io::Error::last_os_error()
+            .raw_os_error()
+            .unwrap_or(libc::EINVAL)
+    }
 }
