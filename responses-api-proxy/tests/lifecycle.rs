@@ -431,6 +431,81 @@ fn silent_connection_flood_does_not_lock_out_clients() {
     drop(idle);
 }
 
+/// Review round 5, F3, from a flooding client's position: under a low descriptor limit (hard
+/// 256, as a unit's `LimitNOFILE=` or a shell's `ulimit -Hn` can set), the proxy derives its cap
+/// from the limit (so the default 1024 no longer exceeds it), and a flood of silent connections
+/// meets eviction: the oldest silent ones are closed and a legitimate client is served at once,
+/// instead of `accept4` failing with EMFILE and the client waiting in the backlog until the
+/// header timeout. Control: a cap the limit cannot hold is refused at start, naming the limit.
+#[test]
+fn a_low_descriptor_limit_derives_the_cap_and_a_flood_meets_eviction_not_emfile() {
+    let mock = MockUpstream::start().unwrap();
+    let proxy = Spawn::new(&mock.responses_url())
+        .nofile(256, 256)
+        .arg("--header-read-timeout")
+        .arg("60")
+        .start();
+    let err = proxy.stderr();
+    // (256 - 64 reserved) / 2 descriptors per connection.
+    assert!(
+        err.contains("connection cap") && err.contains("max_connections=96"),
+        "{err}"
+    );
+    let limits = std::fs::read_to_string(format!("/proc/{}/limits", proxy.pid())).unwrap();
+    assert!(
+        limits.lines().any(|l| l.starts_with("Max open files")
+            && l.split_whitespace().filter(|w| *w == "256").count() == 2),
+        "{limits}"
+    );
+    ensure_open_files(2000);
+    let first = TcpStream::connect(("127.0.0.1", proxy.port)).unwrap();
+    let mut idle = Vec::new();
+    for _ in 0..400 {
+        idle.push(TcpStream::connect(("127.0.0.1", proxy.port)).unwrap());
+    }
+    let t = Instant::now();
+    let r = proxy.post("{}");
+    assert_eq!(r.status, 200, "{}", proxy.stderr());
+    assert!(
+        t.elapsed() < Duration::from_secs(10),
+        "took {:?}: EMFILE instead of eviction?\n{}",
+        t.elapsed(),
+        proxy.stderr()
+    );
+    // The oldest silent connection was evicted (EOF long before the 60 s header timeout).
+    let mut first = first;
+    first
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let mut buf = [0u8; 64];
+    assert!(
+        matches!(first.read(&mut buf), Ok(0)),
+        "the oldest silent connection is still open"
+    );
+    assert!(
+        !proxy.stderr().contains("Too many open files"),
+        "{}",
+        proxy.stderr()
+    );
+    drop(idle);
+    // Control: a cap that does not fit the limit is refused at start (exit 2), naming it.
+    let refused = Spawn::new(&mock.responses_url())
+        .nofile(256, 256)
+        .arg("--max-connections")
+        .arg("1024")
+        .try_start();
+    match refused {
+        Err((status, err)) => {
+            assert_eq!(status.code(), Some(2), "{err}");
+            assert!(
+                err.contains("--max-connections 1024") && err.contains("RLIMIT_NOFILE allows 256"),
+                "{err}"
+            );
+        }
+        Ok(_) => panic!("--max-connections 1024 accepted under a hard limit of 256"),
+    }
+}
+
 #[test]
 fn silent_connections_are_closed_after_the_header_read_timeout() {
     let mock = MockUpstream::start().unwrap();

@@ -24,6 +24,8 @@ pub struct Spawn<'a> {
     pub key: &'a [u8],
     pub args: Vec<String>,
     pub env: Vec<(String, String)>,
+    /// RLIMIT_NOFILE `soft:hard` to start the proxy with (`prlimit`, which then execs it).
+    pub nofile: Option<(u64, u64)>,
 }
 
 impl<'a> Spawn<'a> {
@@ -32,6 +34,7 @@ impl<'a> Spawn<'a> {
             key: KEY.as_bytes(),
             args: vec!["--upstream-url".into(), upstream.into()],
             env: vec![],
+            nofile: None,
         }
     }
     pub fn arg(mut self, a: &str) -> Self {
@@ -40,6 +43,10 @@ impl<'a> Spawn<'a> {
     }
     pub fn env(mut self, k: &str, v: &str) -> Self {
         self.env.push((k.into(), v.into()));
+        self
+    }
+    pub fn nofile(mut self, soft: u64, hard: u64) -> Self {
+        self.nofile = Some((soft, hard));
         self
     }
     pub fn key(mut self, key: &'a [u8]) -> Self {
@@ -56,7 +63,14 @@ impl<'a> Spawn<'a> {
         let info = dir.path().join("run/info.json");
         let stderr_path = dir.path().join("stderr.log");
         let stderr = std::fs::File::create(&stderr_path).unwrap();
-        let mut cmd = Command::new(BIN);
+        let mut cmd = match self.nofile {
+            None => Command::new(BIN),
+            Some((soft, hard)) => {
+                let mut c = Command::new("prlimit");
+                c.arg(format!("--nofile={soft}:{hard}")).arg(BIN);
+                c
+            }
+        };
         cmd.args(&self.args)
             .arg("--server-info")
             .arg(&info)
