@@ -282,9 +282,11 @@ fn a_client_that_never_reads_is_cut_off_and_does_not_hold_the_drain() {
     drop(hog);
 }
 
+/// SIGHUP included (review round 5, F5: it killed the proxy at once, cutting the stream; the
+/// stream must now end whole and the exit be 0, as for SIGTERM).
 #[test]
-fn sigterm_and_sigint_drain_then_exit_0() {
-    for sig in ["TERM", "INT"] {
+fn sigterm_sigint_and_sighup_drain_then_exit_0() {
+    for sig in ["TERM", "INT", "HUP"] {
         let mock = paced_mock();
         let mut proxy = Spawn::new(&mock.responses_url())
             .arg("--log-format")
