@@ -42,7 +42,9 @@ pub mod users;
 pub use activation::{ActivatedListener, ActivationError, listeners_from_systemd};
 pub use allow::{AllowList, AllowListError};
 pub use codex_confine::thread_count;
-pub use confine::{ConfineError, ConfineReport, ConfineSpec, check_writable_dir, confine};
+pub use confine::{
+    ConfineError, ConfineReport, ConfineSpec, check_writable_dir, confine, install_panic_hook,
+};
 pub use credentials::{CredentialError, open_key_file, systemd_credential};
 pub use nofile::{NofileError, NofileLimit, raise_nofile_limit};
 pub use peer::{PeerCred, PeerError, PeerIdentifier, peer_cred_unix};

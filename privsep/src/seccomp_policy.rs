@@ -45,7 +45,12 @@
 //!   `ENOSYS` and glibc falls back to `clone`, whose flags this list checks);
 //! - mimalloc's per-thread set-up probes NUMA nodes (`access("/sys/devices/system/node/...")`,
 //!   refused by Landlock, allowed here so that it fails with `EACCES` instead of killing);
-//! - a panic aborts (`rt_sigprocmask`, `tgkill`, `rt_sigaction`).
+//! - a panic prints its message and aborts (`rt_sigprocmask`, `tgkill`, `rt_sigaction`). The
+//!   proxy replaces std's default hook with [`crate::confine::install_panic_hook`]: std's hook
+//!   prints a backtrace when `RUST_BACKTRACE` is set (or on a panic during a panic), which calls
+//!   `getcwd`, `readlink("/proc/self/exe")` and opens the binary: refused here and by Landlock,
+//!   so a panic was reported as "seccomp refused getcwd", exit 10 (review round 5, F6). Those
+//!   calls stay refused; the hook writes one line without a backtrace.
 //!
 //! A refusal while SIGSYS is blocked (glibc blocks every signal for the few instructions around
 //! `clone` in `pthread_create`) cannot run the handler: the kernel kills the process with SIGSYS

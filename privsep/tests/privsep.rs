@@ -118,6 +118,10 @@ fn main() {
             dns_multi_address_sorting_under_the_allow_list,
         ),
         (
+            "a_panic_under_the_allow_list_reports_itself",
+            a_panic_under_the_allow_list_reports_itself,
+        ),
+        (
             "identify_after_drop_and_confine",
             identify_after_drop_and_confine,
         ),
@@ -289,6 +293,7 @@ fn child_main(name: &str, args: &[String]) -> i32 {
         "dns" => scenario_dns(args[0] == "allow"),
         "dns-fake" => scenario_dns_fake(),
         "dns-multi" => scenario_dns_multi(),
+        "panic-confined" => scenario_panic_confined(args[0] == "hook"),
         "identify-confined" => scenario_identify_confined(),
         "activation-wrong-pid" => scenario_activation_wrong_pid(),
         "activation" => scenario_activation(false),
@@ -989,6 +994,19 @@ fn scenario_dns_multi() -> i32 {
     c.code()
 }
 
+/// A panic under the proxy's filter (review round 5, F6), with `RUST_BACKTRACE=1`: with
+/// `hook` the proxy's panic hook, else std's (which asks for `getcwd` to print the backtrace).
+fn scenario_panic_confined(hook: bool) -> i32 {
+    if hook {
+        codex_privsep::install_panic_hook("responses-api-proxy: ");
+    }
+    if let Err(e) = confine(&ConfineSpec::default()) {
+        eprintln!("confine failed: {e}");
+        return 1;
+    }
+    panic!("deliberate panic-canary-F6");
+}
+
 /// Name resolution under confinement: works with `allow_dns` (resolver files and NSS libraries
 /// readable), fails without (control), while `/etc/passwd` stays unreadable either way.
 fn scenario_dns(allow: bool) -> i32 {
@@ -1635,6 +1653,33 @@ fn dns_query_to_a_nameserver_under_the_allow_list() {
 
 fn dns_multi_address_sorting_under_the_allow_list() {
     run_ok(child("dns-multi", &[]));
+}
+
+fn a_panic_under_the_allow_list_reports_itself() {
+    let run = |mode: &str| {
+        let out = child("panic-confined", &[mode])
+            .env("RUST_BACKTRACE", "1")
+            .output()
+            .unwrap();
+        (
+            out.status,
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    // The proxy's hook: the panic reports itself (one line), std's exit 101, no refusal.
+    let (status, err) = run("hook");
+    assert!(
+        err.contains("responses-api-proxy: panic in thread main at ")
+            && err.contains("deliberate panic-canary-F6"),
+        "{err}"
+    );
+    assert!(!err.contains("seccomp refused"), "{err}");
+    assert_eq!(status.code(), Some(101), "{err}");
+    // Control: std's hook under the same filter ends in a refusal and exit 10 (what the review
+    // saw as "seccomp refused getcwd").
+    let (status, err) = run("std");
+    assert!(err.contains("seccomp refused system call"), "{err}");
+    assert_eq!(status.code(), Some(10), "{err}");
 }
 
 fn confine_refuses_multithreaded() {

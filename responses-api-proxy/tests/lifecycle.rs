@@ -624,3 +624,96 @@ fn a_terminal_on_stdin_is_refused() {
         "it listened: {text}"
     );
 }
+
+/// Review round 5, F6: stderr is a pipe whose reader goes away (a log collector that died).
+/// Every request makes the proxy log a warning (the upstream refuses connections: 502); the
+/// proxy must go on serving and shut down cleanly. It used to panic on the first line
+/// ("failed printing to stderr"), and the panic hook's `getcwd` was refused: exit 10.
+/// Control: while the pipe is read, the same request gives 502 and its warning arrives.
+#[test]
+fn a_closed_stderr_pipe_does_not_stop_the_proxy() {
+    use std::io::BufRead;
+    use std::process::{Command, Stdio};
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let upstream = format!(
+        "http://127.0.0.1:{}/v1/responses",
+        closed.local_addr().unwrap().port()
+    );
+    drop(closed);
+    let dir = tempfile::tempdir().unwrap();
+    let info = dir.path().join("info.json");
+    let mut child = Command::new(common::BIN)
+        .args(["--upstream-url", &upstream, "--server-info"])
+        .arg(&info)
+        .env_clear()
+        .env("RUST_BACKTRACE", "1")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(common::KEY.as_bytes())
+        .unwrap();
+    let mut err = std::io::BufReader::new(child.stderr.take().unwrap());
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let port = loop {
+        if let Ok(text) = std::fs::read_to_string(&info) {
+            if text.ends_with('\n') {
+                let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+                break v["port"].as_u64().unwrap() as u16;
+            }
+        }
+        assert!(Instant::now() < deadline, "proxy did not start");
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    let post = || {
+        common::parse_response(&common::send_raw(
+            port,
+            format!(
+                "POST /v1/responses HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{{}}"
+            )
+            .as_bytes(),
+        ))
+    };
+    // Control: the pipe is read; the request fails upstream and the warning is logged.
+    assert_eq!(post().status, 502);
+    let mut line = String::new();
+    let mut warned = false;
+    while err.read_line(&mut line).unwrap() > 0 {
+        if line.contains("WARN") && line.contains("upstream") {
+            warned = true;
+            break;
+        }
+        line.clear();
+    }
+    assert!(warned, "no warning logged for the failed upstream request");
+    // The reader goes away: every later log line meets EPIPE.
+    drop(err);
+    for i in 0..3 {
+        assert_eq!(post().status, 502, "request {i} after the pipe closed");
+    }
+    assert!(
+        child.try_wait().unwrap().is_none(),
+        "the proxy exited after its stderr closed: {:?}",
+        child.try_wait()
+    );
+    let ok = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap()
+        .success();
+    assert!(ok);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        assert!(Instant::now() < deadline, "no exit after SIGTERM");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert_eq!(status.code(), Some(0));
+}
