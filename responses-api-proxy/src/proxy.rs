@@ -201,7 +201,8 @@ async fn forward(
             .lock()
             .map(|mut b| std::mem::take(&mut *b))
             .unwrap_or_default();
-        if let Err(e) = dumper.write(prefix, DumpKind::Request, head, sent, &body) {
+        let key = KeyScrub::new(&state.auth_header);
+        if let Err(e) = dumper.write(prefix, DumpKind::Request, head, sent, &body, &key) {
             tracing::warn!(error = %e, "failed to write request dump");
         }
     }

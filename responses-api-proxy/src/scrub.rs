@@ -130,6 +130,11 @@ impl KeyScrub {
             .count()
     }
 
+    /// Overwrites every occurrence of the key in `buf` with `*`; returns how many (dump files).
+    pub fn mask_bytes(&self, buf: &mut [u8]) -> usize {
+        self.mask(buf)
+    }
+
     /// Scrubs header values in place; returns how many values held the key.
     pub fn headers(&self, headers: &mut HeaderMap) -> usize {
         let key = self.key();
