@@ -399,3 +399,54 @@ fn an_upstream_101_becomes_502() {
     assert_eq!(r.status, 200, "{}", r.text());
     assert_eq!(r.text(), "ok");
 }
+
+/// Review round 5, F1 (critical), end to end: an upstream name with several addresses makes
+/// glibc sort them (RFC 3484) over a NETLINK_ROUTE socket, which the seccomp allow-list used to
+/// refuse: the proxy died (exit 10) on the first request. In a private mount namespace,
+/// `localhost` gets 127.0.0.1 and ::1 (as in Debian's stock /etc/hosts) and the upstream is
+/// `http://localhost:PORT`. Control: the same hosts file resolves to two addresses.
+#[test]
+fn an_upstream_name_with_several_addresses_is_served_under_seccomp() {
+    let mock = MockUpstream::start().unwrap();
+    let port = mock.addr().port();
+    let dir = tempfile::tempdir().unwrap();
+    let hosts = dir.path().join("hosts");
+    std::fs::write(
+        &hosts,
+        "127.0.0.1 localhost\n::1 localhost ip6-localhost ip6-loopback\n",
+    )
+    .unwrap();
+    let check = std::process::Command::new("unshare")
+        .args(["--mount", "--propagation", "private", "sh", "-c"])
+        .arg(format!(
+            "mount --bind '{}' /etc/hosts && getent ahosts localhost",
+            hosts.display()
+        ))
+        .output()
+        .unwrap();
+    let listed = String::from_utf8_lossy(&check.stdout);
+    assert!(
+        listed.contains("127.0.0.1") && listed.contains("::1"),
+        "control: the hosts file gives two addresses: {listed}"
+    );
+    let mut proxy = Spawn::new(&format!("http://localhost:{port}/v1/responses"))
+        .with_hosts_file(&hosts)
+        .start();
+    for _ in 0..3 {
+        let r = proxy.post("{}");
+        assert_eq!(r.status, 200, "{} / {}", r.text(), proxy.stderr());
+    }
+    assert!(
+        proxy.child.try_wait().unwrap().is_none(),
+        "{}",
+        proxy.stderr()
+    );
+    assert!(
+        !proxy.stderr().contains("seccomp refused"),
+        "{}",
+        proxy.stderr()
+    );
+    proxy.signal("TERM");
+    let status = proxy.wait_exit(Duration::from_secs(20)).expect("no exit");
+    assert_eq!(status.code(), Some(0), "{}", proxy.stderr());
+}

@@ -24,8 +24,9 @@ pub struct Spawn<'a> {
     pub key: &'a [u8],
     pub args: Vec<String>,
     pub env: Vec<(String, String)>,
-    /// RLIMIT_NOFILE `soft:hard` to start the proxy with (`prlimit`, which then execs it).
-    pub nofile: Option<(u64, u64)>,
+    /// A command that sets something up and then execs the proxy (same pid): its argv, the
+    /// proxy's path and arguments appended (e.g. `prlimit --nofile=N:N`).
+    pub wrapper: Vec<String>,
 }
 
 impl<'a> Spawn<'a> {
@@ -34,7 +35,7 @@ impl<'a> Spawn<'a> {
             key: KEY.as_bytes(),
             args: vec!["--upstream-url".into(), upstream.into()],
             env: vec![],
-            nofile: None,
+            wrapper: vec![],
         }
     }
     pub fn arg(mut self, a: &str) -> Self {
@@ -45,8 +46,26 @@ impl<'a> Spawn<'a> {
         self.env.push((k.into(), v.into()));
         self
     }
+    /// RLIMIT_NOFILE `soft:hard` to start the proxy with (`prlimit`, which then execs it).
     pub fn nofile(mut self, soft: u64, hard: u64) -> Self {
-        self.nofile = Some((soft, hard));
+        self.wrapper = vec!["prlimit".into(), format!("--nofile={soft}:{hard}")];
+        self
+    }
+    /// In a private mount namespace with `hosts` bind-mounted over /etc/hosts (`unshare -m`,
+    /// then `sh` mounts and execs the proxy).
+    pub fn with_hosts_file(mut self, hosts: &std::path::Path) -> Self {
+        self.wrapper = vec![
+            "unshare".into(),
+            "--mount".into(),
+            "--propagation".into(),
+            "private".into(),
+            "sh".into(),
+            "-c".into(),
+            format!(
+                "mount --bind '{}' /etc/hosts && exec \"$0\" \"$@\"",
+                hosts.display()
+            ),
+        ];
         self
     }
     pub fn key(mut self, key: &'a [u8]) -> Self {
@@ -63,11 +82,11 @@ impl<'a> Spawn<'a> {
         let info = dir.path().join("run/info.json");
         let stderr_path = dir.path().join("stderr.log");
         let stderr = std::fs::File::create(&stderr_path).unwrap();
-        let mut cmd = match self.nofile {
+        let mut cmd = match self.wrapper.split_first() {
             None => Command::new(BIN),
-            Some((soft, hard)) => {
-                let mut c = Command::new("prlimit");
-                c.arg(format!("--nofile={soft}:{hard}")).arg(BIN);
+            Some((program, args)) => {
+                let mut c = Command::new(program);
+                c.args(args).arg(BIN);
                 c
             }
         };
