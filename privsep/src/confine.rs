@@ -212,6 +212,36 @@ pub fn check_writable_dir(path: &Path) -> io::Result<()> {
     sys::access(path, libc::W_OK | libc::X_OK)
 }
 
+/// Replaces std's panic hook with one that works under [`confine`]'s filter: one line,
+/// `<prefix>panic in thread NAME at FILE:LINE: MESSAGE`, written to stderr (errors ignored), no
+/// backtrace. std's hook prints a backtrace when `RUST_BACKTRACE` is set or a panic happens
+/// during a panic, which calls `getcwd`, `readlink("/proc/self/exe")` and opens the binary: the
+/// allow-list refuses those (and Landlock the binary), so the panic was reported as a refused
+/// `getcwd` and exit 10 instead of as itself (outside review round 5, F6). Install it before
+/// confinement (it makes no system call; the hook itself only allocates and writes).
+pub fn install_panic_hook(prefix: &'static str) {
+    std::panic::set_hook(Box::new(move |info| {
+        use std::io::Write;
+        let msg = info
+            .payload()
+            .downcast_ref::<&str>()
+            .copied()
+            .or_else(|| info.payload().downcast_ref::<String>().map(String::as_str))
+            .unwrap_or("(no message)");
+        let at = info
+            .location()
+            .map(|l| format!("{}:{}", l.file(), l.line()))
+            .unwrap_or_else(|| "?".into());
+        let thread = std::thread::current();
+        let line = format!(
+            "{prefix}panic in thread {} at {at}: {msg}\n",
+            thread.name().unwrap_or("?")
+        );
+        // Nowhere to report a failing stderr (e.g. a closed pipe).
+        let _ = std::io::stderr().write_all(line.as_bytes());
+    }));
+}
+
 /// Confines the calling process for good. See the module documentation.
 pub fn confine(spec: &ConfineSpec) -> Result<ConfineReport, ConfineError> {
     let threads =

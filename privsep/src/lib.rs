@@ -12,6 +12,8 @@
 //!   could have placed.
 //! - [`activation`]: systemd socket activation (`LISTEN_FDS`).
 //! - [`credentials`]: the key from a file or `$CREDENTIALS_DIRECTORY` (systemd credentials).
+//! - [`nofile`]: the descriptor limit raised to its hard limit at start (the connection cap is
+//!   derived from it).
 //! - [`privdrop`]: `--user` / the default account, verified irreversible.
 //! - [`confine`]: the proxy's confinement profile — which paths and ports Landlock leaves, and
 //!   [`seccomp_policy`], its seccomp table — applied with `codex-confine`'s mechanism
@@ -28,6 +30,7 @@ pub mod activation;
 pub mod allow;
 pub mod confine;
 pub mod credentials;
+pub mod nofile;
 pub mod peer;
 pub mod privdrop;
 pub mod seccomp_policy;
@@ -39,8 +42,11 @@ pub mod users;
 pub use activation::{ActivatedListener, ActivationError, listeners_from_systemd};
 pub use allow::{AllowList, AllowListError};
 pub use codex_confine::thread_count;
-pub use confine::{ConfineError, ConfineReport, ConfineSpec, check_writable_dir, confine};
+pub use confine::{
+    ConfineError, ConfineReport, ConfineSpec, check_writable_dir, confine, install_panic_hook,
+};
 pub use credentials::{CredentialError, open_key_file, systemd_credential};
+pub use nofile::{NofileError, NofileLimit, raise_nofile_limit};
 pub use peer::{PeerCred, PeerError, PeerIdentifier, peer_cred_unix};
 pub use privdrop::{DEFAULT_ACCOUNT, DropError, DropReport, RunAs};
 pub use trusted_dir::{Leaf, TrustedDir, TrustedDirError};

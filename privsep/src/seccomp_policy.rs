@@ -28,12 +28,29 @@
 //!   fake nameserver in private mount and network namespaces; NSS modules loaded with `dlopen` (mdns,
 //!   resolve, myhostname) need `openat`/`mmap`/`mprotect` of libraries, all allowed; a module
 //!   making a call outside this list is refused and named;
+//! - glibc's address sorting (RFC 3484, `/etc/gai.conf`) whenever a name has more than one
+//!   address (api.openai.com has several; Debian's `/etc/hosts` gives `localhost` both `127.0.0.1`
+//!   and `::1`): `__check_pf` opens `socket(AF_NETLINK, SOCK_RAW, NETLINK_ROUTE)`, `bind`s it,
+//!   `getsockname`, `sendto` a RTM_GETADDR dump, `recvmsg` the answer, then a UDP `connect` +
+//!   `getsockname` per address. Missing until the outside review of round 5 (finding F1: every
+//!   first request through a multi-address name killed the proxy with exit 10); tested under the
+//!   filter by `privsep`'s `dns_multi_address_sorting_under_the_allow_list` (a two-address name
+//!   in a private `/etc/hosts`). The row allows every netlink protocol, not only NETLINK_ROUTE
+//!   (`codex-confine`'s conditions test one argument each); what is left to the confined process
+//!   is what netlink gives an unprivileged uid without capabilities: reading routes, addresses,
+//!   socket diagnostics and uevents; every change needs `CAP_NET_ADMIN` in the owning user
+//!   namespace, and the proxy can make no namespace (`clone` namespace flags, `unshare` refused);
 //! - glibc's thread start (`clone` → `set_robust_list`, `rseq`, `sigaltstack`, `prctl(PR_SET_NAME)`)
 //!   and exit (`madvise`, `exit`); `clone3` never reaches the list (the ABI filter answers
 //!   `ENOSYS` and glibc falls back to `clone`, whose flags this list checks);
 //! - mimalloc's per-thread set-up probes NUMA nodes (`access("/sys/devices/system/node/...")`,
 //!   refused by Landlock, allowed here so that it fails with `EACCES` instead of killing);
-//! - a panic aborts (`rt_sigprocmask`, `tgkill`, `rt_sigaction`).
+//! - a panic prints its message and aborts (`rt_sigprocmask`, `tgkill`, `rt_sigaction`). The
+//!   proxy replaces std's default hook with [`crate::confine::install_panic_hook`]: std's hook
+//!   prints a backtrace when `RUST_BACKTRACE` is set (or on a panic during a panic), which calls
+//!   `getcwd`, `readlink("/proc/self/exe")` and opens the binary: refused here and by Landlock,
+//!   so a panic was reported as "seccomp refused getcwd", exit 10 (review round 5, F6). Those
+//!   calls stay refused; the hook writes one line without a backtrace.
 //!
 //! A refusal while SIGSYS is blocked (glibc blocks every signal for the few instructions around
 //! `clone` in `pthread_create`) cannot run the handler: the kernel kills the process with SIGSYS
@@ -67,6 +84,11 @@ pub const REFUSED_SYSCALL_EXIT: i32 = 10;
 const FIONBIO: u32 = libc::FIONBIO as u32;
 #[allow(clippy::unnecessary_cast)]
 const FIONREAD: u32 = libc::FIONREAD as u32;
+
+/// `sizeof(struct sockaddr_nl)`: the only address length `bind` accepts. The kernel refuses an
+/// AF_INET bind shorter than 16 bytes and an AF_INET6 one shorter than 24 with `EINVAL`, so the
+/// row cannot bind an inet port (Landlock denies TCP `bind` as well).
+const SOCKADDR_NL_LEN: libc::c_int = std::mem::size_of::<libc::sockaddr_nl>() as libc::c_int;
 
 /// `clone` that creates a thread: `CLONE_THREAD` set, no namespace flag (a fork, or a thread
 /// in new namespaces, matches no row).
@@ -116,6 +138,18 @@ pub const ALLOWED: &[Rule] = &[
         libc::SYS_socket,
         eq(0, libc::AF_UNIX),
         "glibc's nscd probe during getaddrinfo",
+    ),
+    Rule::new(
+        "socket(AF_NETLINK)",
+        libc::SYS_socket,
+        eq(0, libc::AF_NETLINK),
+        "glibc's getaddrinfo asks NETLINK_ROUTE for the local addresses before sorting several answers (RFC 3484)",
+    ),
+    Rule::new(
+        "bind(12-byte address)",
+        libc::SYS_bind,
+        eq(2, SOCKADDR_NL_LEN),
+        "glibc binds that netlink socket (sockaddr_nl); too short for an inet or inet6 address",
     ),
     Rule::new(
         "socketpair(AF_UNIX)",
@@ -725,9 +759,10 @@ pub const CONDITIONAL: &[Rule] = &[
                 libc::AF_UNIX as u32,
                 libc::AF_INET as u32,
                 libc::AF_INET6 as u32,
+                libc::AF_NETLINK as u32,
             ],
         },
-        "a family other than AF_UNIX/AF_INET/AF_INET6 (netlink, packet, vsock...); the sock_diag socket is opened before confinement",
+        "a family other than AF_UNIX/AF_INET/AF_INET6/AF_NETLINK (packet, vsock, bluetooth...)",
     ),
     Rule::new(
         "prctl(PR_SET_DUMPABLE)",

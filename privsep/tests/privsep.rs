@@ -114,6 +114,14 @@ fn main() {
             dns_query_to_a_nameserver_under_the_allow_list,
         ),
         (
+            "dns_multi_address_sorting_under_the_allow_list",
+            dns_multi_address_sorting_under_the_allow_list,
+        ),
+        (
+            "a_panic_under_the_allow_list_reports_itself",
+            a_panic_under_the_allow_list_reports_itself,
+        ),
+        (
             "identify_after_drop_and_confine",
             identify_after_drop_and_confine,
         ),
@@ -284,6 +292,8 @@ fn child_main(name: &str, args: &[String]) -> i32 {
         "threads" => scenario_threads(),
         "dns" => scenario_dns(args[0] == "allow"),
         "dns-fake" => scenario_dns_fake(),
+        "dns-multi" => scenario_dns_multi(),
+        "panic-confined" => scenario_panic_confined(args[0] == "hook"),
         "identify-confined" => scenario_identify_confined(),
         "activation-wrong-pid" => scenario_activation_wrong_pid(),
         "activation" => scenario_activation(false),
@@ -476,10 +486,10 @@ fn probes() -> Vec<(&'static str, Box<dyn Fn() -> i64>, i32)> {
             libc::EFAULT,
         ),
         (
-            "socket(AF_NETLINK)",
+            "socket(AF_PACKET)",
             Box::new(|| {
                 // SAFETY: integer-only; a descriptor returned is closed below.
-                let fd = unsafe { libc::socket(libc::AF_NETLINK, libc::SOCK_DGRAM, 0) };
+                let fd = unsafe { libc::socket(libc::AF_PACKET, libc::SOCK_DGRAM, 0) };
                 if fd >= 0 {
                     // SAFETY: `fd` was just created and is owned here.
                     unsafe { libc::close(fd) };
@@ -906,6 +916,95 @@ fn scenario_dns_fake() -> i32 {
         &after,
     );
     c.code()
+}
+
+/// A name with two addresses under the proxy's confinement (review round 5, F1): glibc sorts
+/// them (RFC 3484) and for that asks the kernel for the local addresses over a NETLINK_ROUTE
+/// socket. Private mount namespace; a hosts file giving the name 127.0.0.1 and 127.0.0.2
+/// bind-mounted over /etc/hosts (`hosts: files` answers before any nameserver). Control: two
+/// addresses unconfined; then both confined (a missing row: the reporter names it, exit 10).
+fn scenario_dns_multi() -> i32 {
+    use std::net::ToSocketAddrs;
+    let mut c = Checks::new();
+    let name = "multi.privsep-test.invalid";
+    // SAFETY: integer-only; this child is single-threaded and root.
+    if unsafe { libc::unshare(libc::CLONE_NEWNS) } != 0 {
+        eprintln!("unshare: {}", std::io::Error::last_os_error());
+        return 2;
+    }
+    let root = CString::new("/").unwrap();
+    // SAFETY: NUL-terminated path; null source/type/data are allowed for a propagation change.
+    let r = unsafe {
+        libc::mount(
+            std::ptr::null(),
+            root.as_ptr(),
+            std::ptr::null(),
+            libc::MS_REC | libc::MS_PRIVATE,
+            std::ptr::null(),
+        )
+    };
+    assert_eq!(r, 0, "{}", std::io::Error::last_os_error());
+    let dir = tempfile::tempdir().unwrap();
+    let hosts = dir.path().join("hosts");
+    std::fs::write(
+        &hosts,
+        format!("127.0.0.1 localhost\n127.0.0.1 {name}\n127.0.0.2 {name}\n"),
+    )
+    .unwrap();
+    let src = CString::new(hosts.to_str().unwrap()).unwrap();
+    let dst = CString::new("/etc/hosts").unwrap();
+    // SAFETY: NUL-terminated paths; a bind mount in our private mount namespace.
+    let r = unsafe {
+        libc::mount(
+            src.as_ptr(),
+            dst.as_ptr(),
+            std::ptr::null(),
+            libc::MS_BIND,
+            std::ptr::null(),
+        )
+    };
+    assert_eq!(r, 0, "bind hosts: {}", std::io::Error::last_os_error());
+    let sorted = |v: Vec<SocketAddr>| {
+        let mut v = v;
+        v.sort();
+        v
+    };
+    let want: Vec<SocketAddr> = vec![([127, 0, 0, 1], 443).into(), ([127, 0, 0, 2], 443).into()];
+    let before = (name, 443).to_socket_addrs().map(|a| sorted(a.collect()));
+    c.check(
+        "control: two addresses unconfined",
+        before.as_ref().ok() == Some(&want),
+        &before,
+    );
+    let spec = ConfineSpec {
+        allow_dns: true,
+        connect_ports: vec![443],
+        ..ConfineSpec::default()
+    };
+    if let Err(e) = confine(&spec) {
+        eprintln!("confine failed: {e}");
+        return 1;
+    }
+    let after = (name, 443).to_socket_addrs().map(|a| sorted(a.collect()));
+    c.check(
+        "confined: both addresses (glibc's RFC 3484 sorting ran under the filter)",
+        after.as_ref().ok() == Some(&want),
+        &after,
+    );
+    c.code()
+}
+
+/// A panic under the proxy's filter (review round 5, F6), with `RUST_BACKTRACE=1`: with
+/// `hook` the proxy's panic hook, else std's (which asks for `getcwd` to print the backtrace).
+fn scenario_panic_confined(hook: bool) -> i32 {
+    if hook {
+        codex_privsep::install_panic_hook("responses-api-proxy: ");
+    }
+    if let Err(e) = confine(&ConfineSpec::default()) {
+        eprintln!("confine failed: {e}");
+        return 1;
+    }
+    panic!("deliberate panic-canary-F6");
 }
 
 /// Name resolution under confinement: works with `allow_dns` (resolver files and NSS libraries
@@ -1435,7 +1534,7 @@ fn refused_args(r: &Rule) -> [u64; 6] {
         Condition::Always => {}
         Condition::Bits64 { arg, mask } => a[usize::from(arg)] |= mask,
         Condition::Eq32 { arg, value } => a[usize::from(arg)] = u64::from(value),
-        Condition::NotIn32 { arg, .. } => a[usize::from(arg)] = libc::AF_NETLINK as u64,
+        Condition::NotIn32 { arg, .. } => a[usize::from(arg)] = libc::AF_PACKET as u64,
         Condition::Masked64 { arg, mask, value } => {
             a[usize::from(arg)] = (a[usize::from(arg)] & !mask) | value
         }
@@ -1471,7 +1570,6 @@ fn seccomp_refuses_every_documented_call_by_name() {
     // In no list: what the proxy never does (Landlock would refuse the first ones as well).
     for (name, nr) in [
         ("unlinkat", libc::SYS_unlinkat),
-        ("bind", libc::SYS_bind),
         ("listen", libc::SYS_listen),
         ("kill", libc::SYS_kill),
         ("getppid", libc::SYS_getppid),
@@ -1485,6 +1583,16 @@ fn seccomp_refuses_every_documented_call_by_name() {
             "not in the allow-list".into(),
         ));
     }
+    // Allowed only with a 12-byte address (glibc's netlink socket): a sockaddr_in-sized bind
+    // (what an inet port needs) matches no row.
+    let mut a = [u64::MAX; 6];
+    a[2] = std::mem::size_of::<libc::sockaddr_in>() as u64;
+    rows.push((
+        "bind".into(),
+        libc::SYS_bind,
+        a,
+        "its arguments match no row of the allow-list".into(),
+    ));
     for (name, nr, a, why) in &rows {
         n += 1;
         let out = call_child(*nr, a, "control").output().unwrap();
@@ -1541,6 +1649,37 @@ fn dns_resolution_only_with_allow_dns() {
 
 fn dns_query_to_a_nameserver_under_the_allow_list() {
     run_ok(child("dns-fake", &[]));
+}
+
+fn dns_multi_address_sorting_under_the_allow_list() {
+    run_ok(child("dns-multi", &[]));
+}
+
+fn a_panic_under_the_allow_list_reports_itself() {
+    let run = |mode: &str| {
+        let out = child("panic-confined", &[mode])
+            .env("RUST_BACKTRACE", "1")
+            .output()
+            .unwrap();
+        (
+            out.status,
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    // The proxy's hook: the panic reports itself (one line), std's exit 101, no refusal.
+    let (status, err) = run("hook");
+    assert!(
+        err.contains("responses-api-proxy: panic in thread main at ")
+            && err.contains("deliberate panic-canary-F6"),
+        "{err}"
+    );
+    assert!(!err.contains("seccomp refused"), "{err}");
+    assert_eq!(status.code(), Some(101), "{err}");
+    // Control: std's hook under the same filter ends in a refusal and exit 10 (what the review
+    // saw as "seccomp refused getcwd").
+    let (status, err) = run("std");
+    assert!(err.contains("seccomp refused system call"), "{err}");
+    assert_eq!(status.code(), Some(10), "{err}");
 }
 
 fn confine_refuses_multithreaded() {

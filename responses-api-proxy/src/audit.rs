@@ -43,21 +43,23 @@ fn append_to_batch(buf: &[u8]) -> bool {
 #[derive(Clone, Copy, Debug, Default)]
 pub struct LogWriter;
 
+/// A failing stderr (a closed pipe: `EPIPE`; a full disk) is not an error for the log: the line
+/// is dropped and the proxy goes on serving. Reporting it would need stderr, and
+/// tracing-subscriber's report of a writer error is an `eprintln!`, which panics when stderr
+/// fails (outside review round 5, F6: a log collector that went away killed the proxy).
 impl Write for LogWriter {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        if append_to_batch(buf) {
-            Ok(buf.len())
-        } else {
-            std::io::stderr().write(buf)
+        if !append_to_batch(buf) {
+            let _ = std::io::stderr().write_all(buf);
         }
+        Ok(buf.len())
     }
 
     fn write_all(&mut self, buf: &[u8]) -> std::io::Result<()> {
-        if append_to_batch(buf) {
-            Ok(())
-        } else {
-            std::io::stderr().write_all(buf)
+        if !append_to_batch(buf) {
+            let _ = std::io::stderr().write_all(buf);
         }
+        Ok(())
     }
 
     fn flush(&mut self) -> std::io::Result<()> {
@@ -149,6 +151,7 @@ pub fn init_logging(format: LogFormat) {
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(LogWriter)
+        .log_internal_errors(false)
         .with_target(true);
     let _ = match format {
         LogFormat::Text => builder.with_ansi(false).try_init(),

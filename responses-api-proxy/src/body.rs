@@ -285,11 +285,15 @@ impl ResponseBody {
                 a.outcome = o;
             }
         }
-        if let Some(d) = self.dump.take() {
-            if let Err(e) =
-                d.dumper
-                    .write(&d.prefix, DumpKind::Response, d.head, &d.headers, &d.body)
-            {
+        if let (Some(d), Some(scrub)) = (self.dump.take(), self.scrub.as_ref()) {
+            if let Err(e) = d.dumper.write(
+                &d.prefix,
+                DumpKind::Response,
+                d.head,
+                &d.headers,
+                &d.body,
+                scrub.key(),
+            ) {
                 tracing::warn!(error = %e, "failed to write response dump");
             }
         }

@@ -63,9 +63,11 @@ pub struct Args {
 
     /// Most client connections at once. When full, the oldest connection with no request in
     /// flight is closed to make room; when every connection has a request in flight, new ones
-    /// are closed.
-    #[arg(long, value_name = "N", default_value_t = 1024, value_parser = clap::value_parser!(u32).range(1..))]
-    pub max_connections: u32,
+    /// are closed. Default: 1024, or fewer if the descriptor limit (RLIMIT_NOFILE, raised to its
+    /// hard limit at start) cannot hold two descriptors per connection plus a reserve of 64; a
+    /// larger N than the limit allows is refused (exit 2). The cap in force is logged at start.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_connections: Option<u32>,
 
     /// Seconds a client may take to send a request's headers.
     #[arg(long, value_name = "SECS", default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..))]

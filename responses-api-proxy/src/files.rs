@@ -20,6 +20,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use http::HeaderMap;
 
+use crate::scrub::KeyScrub;
+
 /// Writing a file failed: which file and which step.
 #[derive(Debug, thiserror::Error)]
 pub enum FileError {
@@ -186,7 +188,11 @@ impl Dumper {
     }
 
     /// Writes `<prefix>-request.json` or `<prefix>-response.json`: `head` fields, the headers
-    /// (credentials redacted) and the body (as JSON when it parses, else as text).
+    /// (credentials redacted) and the body (as JSON when it parses, else as text). Every
+    /// occurrence of the key in the bytes written is overwritten with `*` (`key`): parsing and
+    /// re-serialising decodes JSON escapes, so a key that arrived as `\u0073\u006b...` (which
+    /// the stream scrubber does not recognise) would otherwise be written in clear (outside
+    /// review round 5, F4). The key's alphabet is never escaped by the serialiser.
     pub fn write(
         &self,
         prefix: &str,
@@ -194,6 +200,7 @@ impl Dumper {
         mut head: serde_json::Map<String, serde_json::Value>,
         headers: &HeaderMap,
         body: &[u8],
+        key: &KeyScrub,
     ) -> Result<PathBuf, FileError> {
         let suffix = match kind {
             DumpKind::Request => "request",
@@ -226,6 +233,13 @@ impl Dumper {
         let mut json =
             serde_json::to_vec_pretty(&serde_json::Value::Object(head)).unwrap_or_default();
         json.push(b'\n');
+        let masked = key.mask_bytes(&mut json);
+        if masked > 0 {
+            tracing::warn!(
+                occurrences = masked,
+                "the key appeared in a dump (decoded from an escaped form); overwritten"
+            );
+        }
         let name = format!("{prefix}-{suffix}.json");
         create_exclusive(&self.dir, OsStr::new(&name), 0o600, &json, Durability::None)?;
         Ok(self.dir.path().join(name))
@@ -280,6 +294,49 @@ mod tests {
         write_server_info(&dir.path().join("ok.json"), &info()).unwrap();
     }
 
+    const DUMP_KEY: &str = "sk-proj-DUMPtest_0123456789";
+
+    fn test_key() -> KeyScrub {
+        KeyScrub::new(&http::HeaderValue::from_str(&format!("Bearer {DUMP_KEY}")).unwrap())
+    }
+
+    /// Review round 5, F4: a body carrying the key JSON-escaped (as an upstream or a client can
+    /// send it; the stream scrubber only knows the literal bytes) is decoded by the dump's
+    /// re-serialisation: the bytes written must still not hold the key. Control: the escaped
+    /// form is valid JSON that decodes to the key.
+    #[test]
+    fn a_json_escaped_key_is_not_written_decoded() {
+        let escaped: String = DUMP_KEY.bytes().map(|b| format!("\\u{b:04x}")).collect();
+        let body = format!("{{\"echo\":\"{escaped}\"}}");
+        let decoded: serde_json::Value = serde_json::from_str(&body).unwrap();
+        assert_eq!(
+            decoded["echo"], DUMP_KEY,
+            "control: the escape decodes to the key"
+        );
+        assert!(!body.contains(DUMP_KEY));
+        let dir = tempfile::tempdir().unwrap();
+        let d = Dumper::new(&dir.path().join("dumps")).unwrap();
+        for (i, body) in [body.clone(), format!("not json {DUMP_KEY}")]
+            .iter()
+            .enumerate()
+        {
+            let p = d
+                .write(
+                    &format!("00000{i}-1"),
+                    DumpKind::Response,
+                    serde_json::Map::new(),
+                    &HeaderMap::new(),
+                    body.as_bytes(),
+                    &test_key(),
+                )
+                .unwrap();
+            let text = std::fs::read_to_string(&p).unwrap();
+            assert!(!text.contains(DUMP_KEY), "{text}");
+            assert!(text.contains(&"*".repeat(DUMP_KEY.len())), "{text}");
+            serde_json::from_str::<serde_json::Value>(&text).unwrap();
+        }
+    }
+
     #[test]
     fn dumps_redact_and_never_overwrite() {
         let dir = tempfile::tempdir().unwrap();
@@ -295,6 +352,7 @@ mod tests {
                 serde_json::Map::new(),
                 &h,
                 b"{\"a\":1}",
+                &test_key(),
             )
             .unwrap();
         let text = std::fs::read_to_string(&p).unwrap();
@@ -314,6 +372,7 @@ mod tests {
             serde_json::Map::new(),
             &h,
             b"x",
+            &test_key(),
         );
         assert!(matches!(again, Err(FileError::Create { .. })));
         let plain = d
@@ -323,6 +382,7 @@ mod tests {
                 serde_json::Map::new(),
                 &h,
                 b"not json",
+                &test_key(),
             )
             .unwrap();
         let v: serde_json::Value =

@@ -13,12 +13,17 @@ use responses_api_proxy::cli::Args;
 use responses_api_proxy::startup::{Config, StartupError};
 
 fn main() -> ExitCode {
+    // Before confinement: std's hook would ask for `getcwd` (a backtrace), which the allow-list
+    // refuses, and the panic would be reported as that refusal (review round 5, F6).
+    codex_privsep::install_panic_hook("responses-api-proxy: ");
     let args = Args::parse();
     init_logging(args.log_format);
     match run(args) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("responses-api-proxy: {e}");
+            use std::io::Write;
+            // Not eprintln!: it panics when stderr is gone; the exit code still tells.
+            let _ = writeln!(std::io::stderr(), "responses-api-proxy: {e}");
             ExitCode::from(e.exit_code())
         }
     }

@@ -201,7 +201,8 @@ async fn forward(
             .lock()
             .map(|mut b| std::mem::take(&mut *b))
             .unwrap_or_default();
-        if let Err(e) = dumper.write(prefix, DumpKind::Request, head, sent, &body) {
+        let key = KeyScrub::new(&state.auth_header);
+        if let Err(e) = dumper.write(prefix, DumpKind::Request, head, sent, &body, &key) {
             tracing::warn!(error = %e, "failed to write request dump");
         }
     }
@@ -249,6 +250,21 @@ async fn forward(
             );
         }
     };
+    // hyper consumes interim 100/103 answers; a 1xx that reaches here is a final one, in
+    // practice 101 Switching Protocols, which the proxy never asked for (`upgrade` is not
+    // forwarded) and cannot relay: 502 (outside review round 5, F7: it was relayed, then the
+    // connection closed).
+    if resp.status().is_informational() {
+        audit.outcome = Outcome::UpstreamError;
+        let status = resp.status().as_u16();
+        tracing::warn!(upstream = %state.upstream.authority, status, "upstream answered with a 1xx final status");
+        return reply(
+            StatusCode::BAD_GATEWAY,
+            "upstream_bad_status",
+            &format!("upstream answered {status}, which the proxy does not relay"),
+            audit,
+        );
+    }
 
     let (mut parts, body) = resp.into_parts();
     // An upstream that echoes the key must not hand it to the client (nor to the audit log's

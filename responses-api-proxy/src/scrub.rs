@@ -6,12 +6,27 @@
 //! `*` of the same length (lengths, and so `Content-Length`, stay right).
 //!
 //! The body is scrubbed as it streams: an occurrence split across two chunks is caught by holding
-//! back only the end of a chunk that is the beginning of the key (at most `key_len - 1` bytes, and
-//! only when they match). An SSE event ends with `\n\n`, which no key starts with, so in practice
-//! nothing is ever held and no event waits: the common case is one `memchr` scan per chunk (~0.1 µs for a 280-byte event, measured by
-//! the ignored test `scrub_cost`) and
-//! the chunk passed on untouched (no copy). Only the key's literal bytes are caught: an upstream
-//! that echoes it encoded (base64, percent-encoding) is not.
+//! back the end of a chunk that **could** be the beginning of a key, judged without looking at
+//! the key: the trailing run of bytes of the key alphabet ([`crate::key::allowed_key_byte`]:
+//! `A-Z a-z 0-9 _ -`, enforced when the key is read), at most `key_len - 1` bytes. Any part of a
+//! key at the end of a chunk is such a run, so it is held; and what is held, and so when and in
+//! which pieces the client receives it, is the same whether the tail matches the key or not.
+//!
+//! **Why not "hold the end that matches the key" (until review round 5).** That rule held exactly
+//! the longest tail that was a prefix of the key: the client saw it as a shorter chunk and a delay.
+//! With an upstream that echoes request text (the Responses API echoes `instructions` and
+//! `metadata`) and a chunk boundary after the echo, a local client guesses the key one byte at a
+//! time; the reviewer extracted a full key in 2112 requests / 17 s (finding F2). Only the key's
+//! length is visible now (the cap), which the key's format gives away anyway. The scan itself
+//! (`memchr` for one key byte, then a comparison) takes a few nanoseconds more around a partial
+//! match; that difference is far below what a client can see through the network and scheduling.
+//!
+//! An SSE event ends with `\n\n`, outside the alphabet, so a chunk that ends an event holds
+//! nothing and no event waits: the common case is one `memchr` scan per chunk (~0.1 µs for a
+//! 280-byte event, measured by the ignored test `scrub_cost`) and the chunk passed on untouched
+//! (no copy). Only a chunk cut inside a word waits (for the next chunk or the end of the body).
+//! Only the key's literal bytes are caught: an upstream that echoes it encoded (base64,
+//! percent-encoding, JSON `\u` escapes) is not.
 //!
 //! The key is never copied: [`KeyScrub`] holds a clone of the sensitive header value, which shares
 //! the locked page.
@@ -58,6 +73,8 @@ impl KeyScrub {
             0
         };
         let key = &auth_header.as_bytes()[offset..];
+        // The hold-back rule relies on it (every key source goes through `key::read_key`).
+        debug_assert!(key.iter().all(|&b| crate::key::allowed_key_byte(b)));
         let rare = (0..key.len())
             .min_by_key(|&i| rarity_rank(key[i]))
             .unwrap_or(0);
@@ -102,22 +119,20 @@ impl KeyScrub {
         hits
     }
 
-    /// Length of the longest end of `buf` that is the beginning of the key (shorter than the key).
-    fn partial_tail(&self, buf: &[u8]) -> usize {
-        let key = self.key();
-        if key.len() < 2 || buf.is_empty() {
-            return 0;
-        }
-        let window = (key.len() - 1).min(buf.len());
-        let tail = &buf[buf.len() - window..];
-        // Candidates start with the key's first byte; the earliest match is the longest.
-        for i in memchr::memchr_iter(key[0], tail) {
-            let rest = &tail[i..];
-            if key.starts_with(rest) {
-                return rest.len();
-            }
-        }
-        0
+    /// How much of the end of `buf` to hold back: its trailing run of key-alphabet bytes, at most
+    /// `key_len - 1`. Depends on the key's length only, never on its bytes (see the module docs).
+    fn hold_len(&self, buf: &[u8]) -> usize {
+        let cap = self.key().len().saturating_sub(1);
+        buf.iter()
+            .rev()
+            .take(cap)
+            .take_while(|&&b| crate::key::allowed_key_byte(b))
+            .count()
+    }
+
+    /// Overwrites every occurrence of the key in `buf` with `*`; returns how many (dump files).
+    pub fn mask_bytes(&self, buf: &mut [u8]) -> usize {
+        self.mask(buf)
     }
 
     /// Scrubs header values in place; returns how many values held the key.
@@ -145,7 +160,7 @@ impl KeyScrub {
 /// The streaming body scrubber of one response.
 pub struct BodyScrub {
     key: KeyScrub,
-    /// The end of the previous chunk that begins like the key, not yet sent.
+    /// The end of the previous chunk that could begin a key (key-alphabet run), not yet sent.
     held: Vec<u8>,
     /// Occurrences overwritten so far.
     pub hits: usize,
@@ -176,21 +191,18 @@ impl BodyScrub {
         if key.is_empty() {
             return data;
         }
-        if self.held.is_empty()
-            && self.key.find(&data).is_none()
-            && self.key.partial_tail(&data) == 0
-        {
+        if self.held.is_empty() && self.key.find(&data).is_none() && self.key.hold_len(&data) == 0 {
             return data; // the usual case: untouched, no copy
         }
         let mut buf = std::mem::take(&mut self.held);
         buf.extend_from_slice(&data);
         self.hits += self.key.mask(&mut buf);
-        let hold = self.key.partial_tail(&buf);
+        let hold = self.key.hold_len(&buf);
         self.held = buf.split_off(buf.len() - hold);
         Bytes::from(buf)
     }
 
-    /// At the end of the body: whatever is held (a beginning of the key, never all of it).
+    /// At the end of the body: whatever is held (never a whole key: it was masked).
     pub fn finish(&mut self) -> Option<Bytes> {
         if self.held.is_empty() {
             None
@@ -251,6 +263,56 @@ mod tests {
         assert_eq!(&s.chunk(Bytes::from_static(b"abc sk-pr"))[..], b"abc ");
         assert!(s.holding());
         assert_eq!(&s.finish().unwrap()[..], b"sk-pr");
+    }
+
+    /// Review round 5, F2: what is held back must not tell the key. Two streams whose first
+    /// chunk ends with a tail of the same length, a prefix of the key in one and not in the
+    /// other, leave in pieces of the same lengths; the key split across the chunks is masked.
+    #[test]
+    fn what_is_held_back_does_not_depend_on_the_key() {
+        let pieces = |first: &[u8], second: &[u8]| {
+            let mut s = BodyScrub::new(scrub());
+            let a = s.chunk(Bytes::copy_from_slice(first));
+            let held = s.holding();
+            let b = s.chunk(Bytes::copy_from_slice(second));
+            let c = s.finish().unwrap_or_default();
+            (a, held, b, c, s.hits)
+        };
+        for n in 1..KEY.len() {
+            let prefix = &KEY.as_bytes()[..n];
+            // Same length, same alphabet, not a prefix of the key.
+            let other: Vec<u8> = prefix
+                .iter()
+                .map(|&b| if b == b'Q' { b'R' } else { b'Q' })
+                .collect();
+            assert!(!KEY.as_bytes().starts_with(&other));
+            let mut first = b"data: {\"echo\":\"".to_vec();
+            let (a1, h1, b1, c1, _) = pieces(&[&first[..], prefix].concat(), b"\"}\n\n");
+            let (a2, h2, b2, c2, _) = pieces(&[&first[..], &other].concat(), b"\"}\n\n");
+            assert_eq!(
+                (a1.len(), h1, b1.len(), c1.len()),
+                (a2.len(), h2, b2.len(), c2.len()),
+                "tail of {n} bytes"
+            );
+            assert_eq!(a1.len(), first.len(), "the whole tail is held (n={n})");
+            // And the key split at the same place is still caught.
+            first.extend_from_slice(prefix);
+            let (a, _, b, c, hits) = pieces(&first, &KEY.as_bytes()[n..]);
+            let out = [&a[..], &b[..], &c[..]].concat();
+            assert_eq!(hits, 1, "split after {n}");
+            assert!(!String::from_utf8_lossy(&out).contains(&KEY[..n.max(4)]));
+        }
+        // A long run is held only up to key_len - 1; an event end holds nothing.
+        let mut s = BodyScrub::new(scrub());
+        let long = "x".repeat(3 * KEY.len());
+        assert_eq!(
+            s.chunk(Bytes::from(long.clone())).len(),
+            long.len() - (KEY.len() - 1)
+        );
+        assert_eq!(s.finish().unwrap().len(), KEY.len() - 1);
+        let ev = Bytes::from_static(b"data: {\"delta\":\"sk-proj\"}\n\n");
+        assert_eq!(s.chunk(ev.clone()), ev);
+        assert!(!s.holding());
     }
 
     /// Cost of the scan on the usual chunk (a ~250-byte SSE event with no key in it): run with

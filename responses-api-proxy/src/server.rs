@@ -96,7 +96,7 @@ impl Drop for Remove<'_> {
     }
 }
 
-/// Serves `listeners` until shutdown is requested (`state.shutdown`, SIGTERM, SIGINT), then
+/// Serves `listeners` until shutdown is requested (`state.shutdown`, SIGTERM, SIGINT, SIGHUP), then
 /// stops accepting, lets in-flight requests finish (streams included) and returns.
 pub async fn serve(
     listeners: Vec<Listener>,
@@ -254,10 +254,21 @@ fn spawn_signal_watch(shutdown: watch::Sender<bool>) {
             return;
         }
     };
+    // SIGHUP drains like SIGTERM (review round 5, F5: it used to kill at once, mid-stream).
+    // Not a reload: the key and the confinement cannot be re-read after the drop. A terminal
+    // that goes away ends the proxy cleanly instead of cutting streams or leaving it behind.
+    let mut hup = match signal(SignalKind::hangup()) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot install SIGHUP handler");
+            return;
+        }
+    };
     tokio::spawn(async move {
         tokio::select! {
             _ = term.recv() => tracing::info!("SIGTERM received"),
             _ = int.recv() => tracing::info!("SIGINT received"),
+            _ = hup.recv() => tracing::info!("SIGHUP received: draining like SIGTERM (no reload)"),
         }
         shutdown.send_replace(true);
     });

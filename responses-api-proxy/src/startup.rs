@@ -83,6 +83,12 @@ pub enum StartupError {
     /// Step 4.
     #[error("confinement failed: {0}")]
     Confine(#[from] ConfineStepError),
+    /// Step 0: the descriptor limit.
+    #[error("{0}")]
+    Nofile(#[from] codex_privsep::NofileError),
+    /// Step 0: `--max-connections` (or its default) does not fit the descriptor limit.
+    #[error("{0}")]
+    ConnectionCap(#[from] CapError),
     /// Step 5.
     #[error("failed to start the async runtime: {0}")]
     Runtime(#[source] std::io::Error),
@@ -95,9 +101,11 @@ impl StartupError {
     /// The documented exit code of each failure (README, `--help`).
     pub fn exit_code(&self) -> u8 {
         match self {
-            StartupError::Plan(_) | StartupError::Upstream(_) | StartupError::DumpDir(_) => {
-                exit::CONFIG
-            }
+            StartupError::Plan(_)
+            | StartupError::Upstream(_)
+            | StartupError::DumpDir(_)
+            | StartupError::Nofile(_)
+            | StartupError::ConnectionCap(_) => exit::CONFIG,
             StartupError::Key(_) => exit::KEY,
             StartupError::Listen(_) | StartupError::Describe(_) | StartupError::ServerInfo(_) => {
                 exit::LISTEN
@@ -108,9 +116,67 @@ impl StartupError {
     }
 }
 
+/// Descriptors kept back from the connection cap: stdio, listeners, the sock_diag socket, the
+/// runtime's epoll/eventfd/signal pipe, resolver sockets, dump files, TLS roots at reload.
+pub const FD_RESERVE: u64 = 64;
+/// Descriptors one client connection can cost: its socket and the upstream connection of its
+/// request (idle pooled upstream connections are bounded by the peak of concurrent requests).
+pub const FDS_PER_CONNECTION: u64 = 2;
+/// The default cap when the descriptor limit allows it.
+pub const DEFAULT_MAX_CONNECTIONS: u64 = 1024;
+
+/// `--max-connections` against the descriptor limit.
+#[derive(Debug, thiserror::Error)]
+pub enum CapError {
+    /// An explicit cap needs more descriptors than the limit.
+    #[error(
+        "--max-connections {asked} needs {needed} descriptors (2 per connection + {FD_RESERVE}), but RLIMIT_NOFILE allows {limit} (hard limit); raise LimitNOFILE= (or ulimit -Hn) or lower --max-connections"
+    )]
+    TooMany {
+        /// The cap asked for.
+        asked: u64,
+        /// Descriptors it needs.
+        needed: u64,
+        /// The soft limit after raising it to the hard one.
+        limit: u64,
+    },
+    /// The limit leaves no room for even one connection.
+    #[error(
+        "RLIMIT_NOFILE allows {limit} descriptors (hard limit): not enough for one connection (2 per connection + {FD_RESERVE}); raise LimitNOFILE= (or ulimit -Hn)"
+    )]
+    NoRoom {
+        /// The soft limit after raising it to the hard one.
+        limit: u64,
+    },
+}
+
+/// The connection cap: `asked`, or the default (1024 or what `limit` descriptors can hold);
+/// refused when it cannot be held without `EMFILE`.
+pub fn connection_cap(asked: Option<u32>, limit: u64) -> Result<usize, CapError> {
+    let room = limit.saturating_sub(FD_RESERVE) / FDS_PER_CONNECTION;
+    let cap = match asked {
+        Some(n) => {
+            let n = u64::from(n);
+            if n > room {
+                return Err(CapError::TooMany {
+                    asked: n,
+                    needed: n * FDS_PER_CONNECTION + FD_RESERVE,
+                    limit,
+                });
+            }
+            n
+        }
+        None if room == 0 => return Err(CapError::NoRoom { limit }),
+        None => room.min(DEFAULT_MAX_CONNECTIONS),
+    };
+    Ok(usize::try_from(cap).unwrap_or(usize::MAX))
+}
+
 /// Step 0: validated configuration.
 pub struct Config {
     pub args: Args,
+    /// The connection cap in force (`--max-connections` or derived from RLIMIT_NOFILE).
+    pub max_connections: usize,
     plan: ConfinePlan,
     upstream: Upstream,
     client: UpstreamClient,
@@ -119,6 +185,20 @@ pub struct Config {
 
 impl Config {
     pub fn from_args(args: Args) -> Result<Self, StartupError> {
+        // Before the drop (no privilege needed either way): the soft descriptor limit up to the
+        // hard one, and the connection cap derived from it, so that accept never meets EMFILE
+        // before the cap's eviction runs (review round 5, F3).
+        let nofile = codex_privsep::raise_nofile_limit()?;
+        let max_connections = connection_cap(args.max_connections, nofile.soft)?;
+        tracing::info!(
+            max_connections,
+            explicit = args.max_connections.is_some(),
+            nofile_soft = nofile.soft,
+            nofile_was = nofile.was_soft,
+            nofile_hard = nofile.hard,
+            fd_reserve = FD_RESERVE,
+            "connection cap"
+        );
         // Before the dump dir is created: the plan records whether it existed.
         let plan = ConfinePlan::resolve(&args)?;
         let upstream = Upstream::parse(&args.upstream_url)?;
@@ -130,6 +210,7 @@ impl Config {
         };
         Ok(Self {
             args,
+            max_connections,
             plan,
             upstream,
             client,
@@ -219,6 +300,7 @@ impl Announced {
         } = self.bound;
         let Config {
             args,
+            max_connections,
             plan,
             upstream,
             client,
@@ -227,6 +309,7 @@ impl Announced {
         let authorizer = plan.apply()?;
         Ok(Confined {
             args,
+            max_connections,
             upstream,
             client,
             dumper,
@@ -240,6 +323,7 @@ impl Announced {
 /// After step 4: the only state with [`Confined::serve`].
 pub struct Confined {
     args: Args,
+    max_connections: usize,
     upstream: Upstream,
     client: UpstreamClient,
     dumper: Option<Arc<Dumper>>,
@@ -265,7 +349,7 @@ impl Confined {
             .build()
             .map_err(StartupError::Runtime)?;
         let limits = ServeLimits {
-            max_connections: args.max_connections as usize,
+            max_connections: self.max_connections,
             header_read_timeout: args.header_read_timeout(),
             max_header_bytes: 32 * 1024,
         };
@@ -297,5 +381,30 @@ impl Confined {
         // In-flight work is drained; do not wait for idle pooled upstream connections.
         rt.shutdown_background();
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_connection_cap_fits_the_descriptor_limit() {
+        // systemd's default soft limit before raising: the old 1024 would not fit.
+        assert_eq!(connection_cap(None, 1024).unwrap(), 480);
+        assert_eq!(connection_cap(None, 524_288).unwrap(), 1024);
+        assert_eq!(connection_cap(None, 256).unwrap(), 96);
+        assert_eq!(connection_cap(Some(96), 256).unwrap(), 96);
+        let e = connection_cap(Some(97), 256).unwrap_err().to_string();
+        assert!(
+            e.contains("--max-connections 97 needs 258 descriptors")
+                && e.contains("RLIMIT_NOFILE allows 256"),
+            "{e}"
+        );
+        assert!(matches!(
+            connection_cap(None, 65),
+            Err(CapError::NoRoom { limit: 65 })
+        ));
+        assert_eq!(connection_cap(None, 66).unwrap(), 1);
     }
 }

@@ -353,3 +353,100 @@ fn a_multi_threaded_runtime_serves_under_the_seccomp_allow_list() {
         "confinement not logged: {err}"
     );
 }
+
+/// A raw HTTP/1.1 upstream on loopback that answers every request with `answer`, then closes.
+fn raw_upstream(answer: &'static [u8]) -> u16 {
+    use std::io::{Read, Write};
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = l.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for s in l.incoming() {
+            let Ok(mut s) = s else { return };
+            let mut got = Vec::new();
+            let mut buf = [0u8; 4096];
+            // The head, then the Content-Length body (the proxy sends `{}`).
+            while !got.windows(4).any(|w| w == b"\r\n\r\n") {
+                match s.read(&mut buf) {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => got.extend_from_slice(&buf[..n]),
+                }
+            }
+            let _ = s.write_all(answer);
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    });
+    port
+}
+
+/// Review round 5, F7, from a hostile upstream's position: a `101 Switching Protocols` the
+/// proxy never asked for (it does not forward `Upgrade`) is not relayed to the client; the
+/// client gets 502. Control: the same upstream answering 200 is relayed.
+#[test]
+fn an_upstream_101_becomes_502() {
+    let switching = raw_upstream(
+        b"HTTP/1.1 101 Switching Protocols\r\nConnection: upgrade\r\nUpgrade: evil\r\n\r\nraw-tunnel-bytes",
+    );
+    let proxy = Spawn::new(&format!("http://127.0.0.1:{switching}/v1/responses")).start();
+    let r = proxy.post("{}");
+    assert_eq!(r.status, 502, "{}", r.text());
+    assert_eq!(r.error_code(), "upstream_bad_status", "{}", r.text());
+    assert!(!r.text().contains("raw-tunnel-bytes"), "{}", r.text());
+    assert!(r.header("upgrade").is_none());
+    // Control.
+    let ok = raw_upstream(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok");
+    let proxy = Spawn::new(&format!("http://127.0.0.1:{ok}/v1/responses")).start();
+    let r = proxy.post("{}");
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.text(), "ok");
+}
+
+/// Review round 5, F1 (critical), end to end: an upstream name with several addresses makes
+/// glibc sort them (RFC 3484) over a NETLINK_ROUTE socket, which the seccomp allow-list used to
+/// refuse: the proxy died (exit 10) on the first request. In a private mount namespace,
+/// `localhost` gets 127.0.0.1 and ::1 (as in Debian's stock /etc/hosts) and the upstream is
+/// `http://localhost:PORT`. Control: the same hosts file resolves to two addresses.
+#[test]
+fn an_upstream_name_with_several_addresses_is_served_under_seccomp() {
+    let mock = MockUpstream::start().unwrap();
+    let port = mock.addr().port();
+    let dir = tempfile::tempdir().unwrap();
+    let hosts = dir.path().join("hosts");
+    std::fs::write(
+        &hosts,
+        "127.0.0.1 localhost\n::1 localhost ip6-localhost ip6-loopback\n",
+    )
+    .unwrap();
+    let check = std::process::Command::new("unshare")
+        .args(["--mount", "--propagation", "private", "sh", "-c"])
+        .arg(format!(
+            "mount --bind '{}' /etc/hosts && getent ahosts localhost",
+            hosts.display()
+        ))
+        .output()
+        .unwrap();
+    let listed = String::from_utf8_lossy(&check.stdout);
+    assert!(
+        listed.contains("127.0.0.1") && listed.contains("::1"),
+        "control: the hosts file gives two addresses: {listed}"
+    );
+    let mut proxy = Spawn::new(&format!("http://localhost:{port}/v1/responses"))
+        .with_hosts_file(&hosts)
+        .start();
+    for _ in 0..3 {
+        let r = proxy.post("{}");
+        assert_eq!(r.status, 200, "{} / {}", r.text(), proxy.stderr());
+    }
+    assert!(
+        proxy.child.try_wait().unwrap().is_none(),
+        "{}",
+        proxy.stderr()
+    );
+    assert!(
+        !proxy.stderr().contains("seccomp refused"),
+        "{}",
+        proxy.stderr()
+    );
+    proxy.signal("TERM");
+    let status = proxy.wait_exit(Duration::from_secs(20)).expect("no exit");
+    assert_eq!(status.code(), Some(0), "{}", proxy.stderr());
+}

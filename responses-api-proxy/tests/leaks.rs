@@ -202,3 +202,39 @@ fn an_upstream_echoing_the_key_does_not_hand_it_to_the_client() {
         Some(format!("Bearer {KEY}").as_str())
     );
 }
+
+/// Review round 5, F4, from the position of whoever makes the key appear JSON-escaped in a body
+/// (an upstream echo, or a client that sends it so): the stream scrubber does not recognise the
+/// escaped form (documented), but the dump's re-serialisation decoded it and wrote the key in
+/// clear. The dump files must not hold it. Control: the client did receive the escaped form.
+#[test]
+fn a_json_escaped_key_is_not_written_decoded_into_dumps() {
+    let mock = MockUpstream::start().unwrap();
+    let dumps = tempfile::tempdir().unwrap();
+    std::os::unix::fs::chown(dumps.path(), Some(65534), Some(65534)).unwrap();
+    let proxy = Spawn::new(&mock.responses_url())
+        .arg("--dump-dir")
+        .arg(dumps.path().to_str().unwrap())
+        .start();
+    let escaped: String = KEY.bytes().map(|b| format!("\\u{b:04x}")).collect();
+    let body = format!("{{\"echo\":\"{escaped}\"}}");
+    mock.push_response(MockResponse::Raw {
+        status: 200,
+        headers: vec![("content-type".into(), "application/json".into())],
+        body: bytes::Bytes::from(body.clone()),
+    });
+    let r = proxy.post(&body);
+    assert_eq!(r.status, 200);
+    assert!(r.text().contains(&escaped), "control: {}", r.text());
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while std::fs::read_dir(dumps.path()).unwrap().count() < 2 {
+        assert!(std::time::Instant::now() < deadline, "dumps missing");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    for e in std::fs::read_dir(dumps.path()).unwrap() {
+        let path = e.unwrap().path();
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert_clean(&path.display().to_string(), text.as_bytes());
+        assert!(text.contains(&"*".repeat(KEY.len())), "{text}");
+    }
+}

@@ -282,9 +282,11 @@ fn a_client_that_never_reads_is_cut_off_and_does_not_hold_the_drain() {
     drop(hog);
 }
 
+/// SIGHUP included (review round 5, F5: it killed the proxy at once, cutting the stream; the
+/// stream must now end whole and the exit be 0, as for SIGTERM).
 #[test]
-fn sigterm_and_sigint_drain_then_exit_0() {
-    for sig in ["TERM", "INT"] {
+fn sigterm_sigint_and_sighup_drain_then_exit_0() {
+    for sig in ["TERM", "INT", "HUP"] {
         let mock = paced_mock();
         let mut proxy = Spawn::new(&mock.responses_url())
             .arg("--log-format")
@@ -431,6 +433,81 @@ fn silent_connection_flood_does_not_lock_out_clients() {
     drop(idle);
 }
 
+/// Review round 5, F3, from a flooding client's position: under a low descriptor limit (hard
+/// 256, as a unit's `LimitNOFILE=` or a shell's `ulimit -Hn` can set), the proxy derives its cap
+/// from the limit (so the default 1024 no longer exceeds it), and a flood of silent connections
+/// meets eviction: the oldest silent ones are closed and a legitimate client is served at once,
+/// instead of `accept4` failing with EMFILE and the client waiting in the backlog until the
+/// header timeout. Control: a cap the limit cannot hold is refused at start, naming the limit.
+#[test]
+fn a_low_descriptor_limit_derives_the_cap_and_a_flood_meets_eviction_not_emfile() {
+    let mock = MockUpstream::start().unwrap();
+    let proxy = Spawn::new(&mock.responses_url())
+        .nofile(256, 256)
+        .arg("--header-read-timeout")
+        .arg("60")
+        .start();
+    let err = proxy.stderr();
+    // (256 - 64 reserved) / 2 descriptors per connection.
+    assert!(
+        err.contains("connection cap") && err.contains("max_connections=96"),
+        "{err}"
+    );
+    let limits = std::fs::read_to_string(format!("/proc/{}/limits", proxy.pid())).unwrap();
+    assert!(
+        limits.lines().any(|l| l.starts_with("Max open files")
+            && l.split_whitespace().filter(|w| *w == "256").count() == 2),
+        "{limits}"
+    );
+    ensure_open_files(2000);
+    let first = TcpStream::connect(("127.0.0.1", proxy.port)).unwrap();
+    let mut idle = Vec::new();
+    for _ in 0..400 {
+        idle.push(TcpStream::connect(("127.0.0.1", proxy.port)).unwrap());
+    }
+    let t = Instant::now();
+    let r = proxy.post("{}");
+    assert_eq!(r.status, 200, "{}", proxy.stderr());
+    assert!(
+        t.elapsed() < Duration::from_secs(10),
+        "took {:?}: EMFILE instead of eviction?\n{}",
+        t.elapsed(),
+        proxy.stderr()
+    );
+    // The oldest silent connection was evicted (EOF long before the 60 s header timeout).
+    let mut first = first;
+    first
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let mut buf = [0u8; 64];
+    assert!(
+        matches!(first.read(&mut buf), Ok(0)),
+        "the oldest silent connection is still open"
+    );
+    assert!(
+        !proxy.stderr().contains("Too many open files"),
+        "{}",
+        proxy.stderr()
+    );
+    drop(idle);
+    // Control: a cap that does not fit the limit is refused at start (exit 2), naming it.
+    let refused = Spawn::new(&mock.responses_url())
+        .nofile(256, 256)
+        .arg("--max-connections")
+        .arg("1024")
+        .try_start();
+    match refused {
+        Err((status, err)) => {
+            assert_eq!(status.code(), Some(2), "{err}");
+            assert!(
+                err.contains("--max-connections 1024") && err.contains("RLIMIT_NOFILE allows 256"),
+                "{err}"
+            );
+        }
+        Ok(_) => panic!("--max-connections 1024 accepted under a hard limit of 256"),
+    }
+}
+
 #[test]
 fn silent_connections_are_closed_after_the_header_read_timeout() {
     let mock = MockUpstream::start().unwrap();
@@ -546,4 +623,97 @@ fn a_terminal_on_stdin_is_refused() {
         std::fs::symlink_metadata(&sock).is_err(),
         "it listened: {text}"
     );
+}
+
+/// Review round 5, F6: stderr is a pipe whose reader goes away (a log collector that died).
+/// Every request makes the proxy log a warning (the upstream refuses connections: 502); the
+/// proxy must go on serving and shut down cleanly. It used to panic on the first line
+/// ("failed printing to stderr"), and the panic hook's `getcwd` was refused: exit 10.
+/// Control: while the pipe is read, the same request gives 502 and its warning arrives.
+#[test]
+fn a_closed_stderr_pipe_does_not_stop_the_proxy() {
+    use std::io::BufRead;
+    use std::process::{Command, Stdio};
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let upstream = format!(
+        "http://127.0.0.1:{}/v1/responses",
+        closed.local_addr().unwrap().port()
+    );
+    drop(closed);
+    let dir = tempfile::tempdir().unwrap();
+    let info = dir.path().join("info.json");
+    let mut child = Command::new(common::BIN)
+        .args(["--upstream-url", &upstream, "--server-info"])
+        .arg(&info)
+        .env_clear()
+        .env("RUST_BACKTRACE", "1")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(common::KEY.as_bytes())
+        .unwrap();
+    let mut err = std::io::BufReader::new(child.stderr.take().unwrap());
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let port = loop {
+        if let Ok(text) = std::fs::read_to_string(&info) {
+            if text.ends_with('\n') {
+                let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+                break v["port"].as_u64().unwrap() as u16;
+            }
+        }
+        assert!(Instant::now() < deadline, "proxy did not start");
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    let post = || {
+        common::parse_response(&common::send_raw(
+            port,
+            format!(
+                "POST /v1/responses HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{{}}"
+            )
+            .as_bytes(),
+        ))
+    };
+    // Control: the pipe is read; the request fails upstream and the warning is logged.
+    assert_eq!(post().status, 502);
+    let mut line = String::new();
+    let mut warned = false;
+    while err.read_line(&mut line).unwrap() > 0 {
+        if line.contains("WARN") && line.contains("upstream") {
+            warned = true;
+            break;
+        }
+        line.clear();
+    }
+    assert!(warned, "no warning logged for the failed upstream request");
+    // The reader goes away: every later log line meets EPIPE.
+    drop(err);
+    for i in 0..3 {
+        assert_eq!(post().status, 502, "request {i} after the pipe closed");
+    }
+    assert!(
+        child.try_wait().unwrap().is_none(),
+        "the proxy exited after its stderr closed: {:?}",
+        child.try_wait()
+    );
+    let ok = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap()
+        .success();
+    assert!(ok);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        assert!(Instant::now() < deadline, "no exit after SIGTERM");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert_eq!(status.code(), Some(0));
 }

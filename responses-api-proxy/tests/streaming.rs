@@ -226,3 +226,92 @@ for run in range(2):
     );
     assert_eq!(r.json().unwrap()["stream"], true);
 }
+
+/// What a client sees of one stream whose first upstream chunk ends with `tail` (no event end)
+/// and whose second chunk, `delay` later, is `rest`: the bytes that arrived in the first burst
+/// (until 40% of `delay` after the first byte), when the next bytes came, and everything.
+fn bursts(port: u16, mock: &MockUpstream, tail: &str, rest: &str) -> (usize, Duration, Vec<u8>) {
+    let delay = Duration::from_millis(600);
+    mock.set_default(MockResponse::SsePaced {
+        frames: vec![
+            format!("data: {{\"instructions\":\"{tail}"),
+            format!("{rest}\"}}\n\n"),
+        ],
+        delay,
+    });
+    let mut s = open_stream(port);
+    let mut all = Vec::new();
+    let mut buf = [0u8; 65536];
+    let mut first: Option<Instant> = None;
+    let mut first_burst = 0;
+    let mut second_at = None;
+    loop {
+        match s.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(k) => {
+                let now = Instant::now();
+                let t0 = *first.get_or_insert(now);
+                if now - t0 < delay * 2 / 5 {
+                    first_burst += k;
+                } else if second_at.is_none() {
+                    second_at = Some(now - t0);
+                }
+                all.extend_from_slice(&buf[..k]);
+            }
+        }
+    }
+    (first_burst, second_at.expect("no second burst"), all)
+}
+
+/// Review round 5, F2, from the client's position: a tail that is a prefix of the key and one
+/// that is not (same length, same alphabet) must leave the proxy in the same pieces at the same
+/// times (the old hold-back held only a key prefix: the client saw a shorter first burst and
+/// guessed the key byte by byte). The key split across the two chunks is still masked.
+#[test]
+fn held_back_bytes_do_not_depend_on_the_key() {
+    let mock = MockUpstream::start().unwrap();
+    let proxy = Spawn::new(&mock.responses_url()).start();
+    let n = 20;
+    let prefix = &common::KEY[..n];
+    let other: String = prefix
+        .chars()
+        .map(|c| if c == 'Q' { 'R' } else { 'Q' })
+        .collect();
+    let rest = &common::KEY[n..];
+    let (burst_key, second_key, all_key) = bursts(proxy.port, &mock, prefix, rest);
+    let (burst_other, second_other, all_other) = bursts(proxy.port, &mock, &other, rest);
+    assert_eq!(
+        burst_key,
+        burst_other,
+        "first bursts differ: the hold-back tells a key prefix apart\nkey: {}\nother: {}",
+        String::from_utf8_lossy(&all_key),
+        String::from_utf8_lossy(&all_other)
+    );
+    let gap = second_key.abs_diff(second_other);
+    assert!(
+        gap < Duration::from_millis(200),
+        "second bursts at {second_key:?} and {second_other:?}"
+    );
+    // The tail was held in both (it is a possible key start), and sent with the next chunk.
+    let body_key =
+        common::dechunk(&all_key[all_key.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4..]);
+    let body_other = common::dechunk(
+        &all_other[all_other.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4..],
+    );
+    let text_key = String::from_utf8_lossy(&body_key);
+    let text_other = String::from_utf8_lossy(&body_other);
+    assert!(
+        !text_key.contains(prefix) && !text_key.contains(rest),
+        "{text_key}"
+    );
+    assert!(
+        text_key.contains(&"*".repeat(common::KEY.len())),
+        "{text_key}"
+    );
+    // Control: the same split without the key reaches the client unchanged.
+    assert!(
+        text_other.contains(&format!("{other}{rest}")),
+        "{text_other}"
+    );
+    assert_eq!(body_key.len(), body_other.len());
+}

@@ -24,6 +24,9 @@ pub struct Spawn<'a> {
     pub key: &'a [u8],
     pub args: Vec<String>,
     pub env: Vec<(String, String)>,
+    /// A command that sets something up and then execs the proxy (same pid): its argv, the
+    /// proxy's path and arguments appended (e.g. `prlimit --nofile=N:N`).
+    pub wrapper: Vec<String>,
 }
 
 impl<'a> Spawn<'a> {
@@ -32,6 +35,7 @@ impl<'a> Spawn<'a> {
             key: KEY.as_bytes(),
             args: vec!["--upstream-url".into(), upstream.into()],
             env: vec![],
+            wrapper: vec![],
         }
     }
     pub fn arg(mut self, a: &str) -> Self {
@@ -40,6 +44,28 @@ impl<'a> Spawn<'a> {
     }
     pub fn env(mut self, k: &str, v: &str) -> Self {
         self.env.push((k.into(), v.into()));
+        self
+    }
+    /// RLIMIT_NOFILE `soft:hard` to start the proxy with (`prlimit`, which then execs it).
+    pub fn nofile(mut self, soft: u64, hard: u64) -> Self {
+        self.wrapper = vec!["prlimit".into(), format!("--nofile={soft}:{hard}")];
+        self
+    }
+    /// In a private mount namespace with `hosts` bind-mounted over /etc/hosts (`unshare -m`,
+    /// then `sh` mounts and execs the proxy).
+    pub fn with_hosts_file(mut self, hosts: &std::path::Path) -> Self {
+        self.wrapper = vec![
+            "unshare".into(),
+            "--mount".into(),
+            "--propagation".into(),
+            "private".into(),
+            "sh".into(),
+            "-c".into(),
+            format!(
+                "mount --bind '{}' /etc/hosts && exec \"$0\" \"$@\"",
+                hosts.display()
+            ),
+        ];
         self
     }
     pub fn key(mut self, key: &'a [u8]) -> Self {
@@ -56,7 +82,14 @@ impl<'a> Spawn<'a> {
         let info = dir.path().join("run/info.json");
         let stderr_path = dir.path().join("stderr.log");
         let stderr = std::fs::File::create(&stderr_path).unwrap();
-        let mut cmd = Command::new(BIN);
+        let mut cmd = match self.wrapper.split_first() {
+            None => Command::new(BIN),
+            Some((program, args)) => {
+                let mut c = Command::new(program);
+                c.args(args).arg(BIN);
+                c
+            }
+        };
         cmd.args(&self.args)
             .arg("--server-info")
             .arg(&info)
