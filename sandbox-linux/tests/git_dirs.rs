@@ -488,31 +488,9 @@ fn a_bind_mount_of_the_workspace_inside_another_root_does_not_open_its_git() {
 /// `sh -c SCRIPT` as uid 65534 in the workspace-write sandbox; without namespaces the metadata
 /// refusal is waived (`--dangerously-allow-weaker-sandbox`): the name guard does not need them.
 fn guarded(e: &Env, ns: Ns, allow_git_writes: bool, script: &str) -> Output {
-    let c = command(e, ns, None, ns == Ns::Without, "");
-    // `command` ends with `-- sh -c ""`: rebuild the tail with the flag before `--`
-    let args: Vec<std::ffi::OsString> = c.get_args().map(|a| a.to_owned()).collect();
-    let program = c.get_program().to_owned();
-    let split = args
-        .iter()
-        .position(|a| a == "--sandbox-policy-cwd")
-        .unwrap();
-    let mut out = Command::new(program);
-    out.args(&args[..split]);
-    let rest = &args[split..];
-    let dashdash = rest.iter().rposition(|a| a == "--").unwrap();
-    out.args(&rest[..dashdash]);
-    if allow_git_writes {
-        out.arg("--allow-git-writes");
-    }
-    out.args(["--", "sh", "-c", script])
-        .current_dir(&e.ws)
-        .env("HOME", &e.home)
-        .env("GIT_CONFIG_NOSYSTEM", "1")
-        .env_remove("TMPDIR")
-        .uid(NOBODY)
-        .gid(NOBODY)
-        .stdin(Stdio::null());
-    out.output().unwrap()
+    command_with(e, ns, None, ns == Ns::Without, allow_git_writes, script)
+        .output()
+        .unwrap()
 }
 
 /// git as the victim that may fail (a directory that is not a repository).

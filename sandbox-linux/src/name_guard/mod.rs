@@ -39,7 +39,7 @@
 
 mod creator;
 mod supervisor;
-mod sys;
+pub(crate) mod sys;
 
 use std::os::fd::OwnedFd;
 

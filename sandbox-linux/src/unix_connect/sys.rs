@@ -52,64 +52,20 @@ pub fn install_connect_notifier(guard_names: bool, proxy_only: bool) -> io::Resu
 
 /// Send one fd over a unix socket (SCM_RIGHTS).
 pub fn send_fd(sock: &OwnedFd, fd: &OwnedFd) -> io::Result<()> {
-    let mut byte = [0u8; 1];
-    let mut iov = libc::iovec {
-        iov_base: byte.as_mut_ptr().cast(),
-        iov_len: 1,
-    };
-    let mut cbuf = [0u64; 4]; // CMSG_SPACE(sizeof(int)) = 24 ≤ 32, 8-aligned
-    // SAFETY: msghdr is plain data; all pointers point at locals alive for the call.
-    unsafe {
-        let mut msg: libc::msghdr = std::mem::zeroed();
-        msg.msg_iov = &mut iov;
-        msg.msg_iovlen = 1;
-        msg.msg_control = cbuf.as_mut_ptr().cast();
-        msg.msg_controllen = libc::CMSG_SPACE(4) as _;
-        let c = libc::CMSG_FIRSTHDR(&msg);
-        (*c).cmsg_level = libc::SOL_SOCKET;
-        (*c).cmsg_type = libc::SCM_RIGHTS;
-        (*c).cmsg_len = libc::CMSG_LEN(4) as _;
-        std::ptr::write_unaligned(libc::CMSG_DATA(c).cast::<RawFd>(), fd.as_raw_fd());
-        cvt(libc::sendmsg(sock.as_raw_fd(), &msg, libc::MSG_NOSIGNAL) as libc::c_long)?;
-    }
-    Ok(())
+    use std::os::fd::AsFd;
+    crate::name_guard::sys::send(sock.as_fd(), &[0u8], &[fd.as_fd()])
 }
 
-/// Receive one fd sent by [`send_fd`]; `Ok(None)` on end of stream.
+/// Receive one descriptor (close-on-exec); `Ok(None)` when the peer closed without sending.
 pub fn recv_fd(sock: &OwnedFd) -> io::Result<Option<OwnedFd>> {
+    use std::os::fd::AsFd;
     let mut byte = [0u8; 1];
-    let mut iov = libc::iovec {
-        iov_base: byte.as_mut_ptr().cast(),
-        iov_len: 1,
-    };
-    let mut cbuf = [0u64; 4];
-    // SAFETY: as in `send_fd`; the received fd is checked before being owned.
-    unsafe {
-        let mut msg: libc::msghdr = std::mem::zeroed();
-        msg.msg_iov = &mut iov;
-        msg.msg_iovlen = 1;
-        msg.msg_control = cbuf.as_mut_ptr().cast();
-        msg.msg_controllen = std::mem::size_of_val(&cbuf) as _;
-        let n = loop {
-            let n = libc::recvmsg(sock.as_raw_fd(), &mut msg, libc::MSG_CMSG_CLOEXEC);
-            if n < 0 && io::Error::last_os_error().kind() == io::ErrorKind::Interrupted {
-                continue;
-            }
-            break cvt(n as libc::c_long)?;
-        };
-        let c = libc::CMSG_FIRSTHDR(&msg);
-        if n == 0 || c.is_null() {
-            return Ok(None);
-        }
-        if (*c).cmsg_level != libc::SOL_SOCKET || (*c).cmsg_type != libc::SCM_RIGHTS {
-            return Err(io::Error::from_raw_os_error(libc::EPROTO));
-        }
-        let fd = std::ptr::read_unaligned(libc::CMSG_DATA(c).cast::<RawFd>());
-        Ok(Some(OwnedFd::from_raw_fd(fd)))
+    match crate::name_guard::sys::recv(sock.as_fd(), &mut byte)? {
+        Some((_, mut fds)) if !fds.is_empty() => Ok(Some(fds.swap_remove(0))),
+        _ => Ok(None),
     }
 }
 
-/// A unix stream socketpair, close-on-exec.
 pub fn socketpair() -> io::Result<(OwnedFd, OwnedFd)> {
     let mut fds = [0 as RawFd; 2];
     // SAFETY: `fds` has room for the two fds the kernel writes.
