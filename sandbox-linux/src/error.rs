@@ -132,6 +132,11 @@ pub enum SandboxError {
         #[source]
         source: io::Error,
     },
+    #[error(
+        "sandbox network allow-list given while network access is fully on (network_access = true): \
+         drop one of them"
+    )]
+    AllowListWithNetwork,
     #[error("sandbox network allow-list: {source}")]
     Domains {
         #[source]
@@ -202,7 +207,9 @@ impl SandboxError {
             SandboxError::Refused { .. }
             | SandboxError::ReplaceableCarveOut { .. }
             | SandboxError::UnixConnectUnsupported { .. } => crate::EXIT_REFUSED,
-            SandboxError::Domains { .. } => crate::EXIT_INVALID_POLICY,
+            SandboxError::Domains { .. } | SandboxError::AllowListWithNetwork => {
+                crate::EXIT_INVALID_POLICY
+            }
             SandboxError::CommandNotFound { .. } => crate::EXIT_NOT_FOUND,
             SandboxError::CommandNotExecutable { .. } => crate::EXIT_NOT_EXECUTABLE,
             SandboxError::Child { code } => *code,

@@ -140,6 +140,10 @@ impl Sandbox<Planned> {
         let rules =
             sandbox_policy::net_rules::DomainRules::parse(&opts.allow_domains, &opts.deny_domains)
                 .map_err(|source| SandboxError::Domains { source })?;
+        if confined && policy.network && !rules.is_empty() {
+            // an allow-list would narrow nothing: say so rather than run wider than asked
+            return Err(SandboxError::AllowListWithNetwork);
+        }
         let net_rules = (confined && !policy.network && !rules.is_empty()).then_some(rules);
         let fs = (confined && kernel.landlock_abi > 0).then(|| fs_rules::plan(&policy));
         let seccomp = if confined && kernel.seccomp {

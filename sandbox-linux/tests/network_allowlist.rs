@@ -114,6 +114,15 @@ fn an_allowed_host_is_reached_through_the_proxy_and_another_gets_a_403_naming_th
             "200 hello-through-proxy",
             "{ns:?}: {ok:?}"
         );
+        // curl honours the same variables
+        let curl = run(
+            ns,
+            dir.path(),
+            READ_ONLY,
+            &["--allow-domain", "localhost"],
+            &["curl", "-s", &format!("http://localhost:{port}/x")],
+        );
+        assert_eq!(stdout(&curl), "hello-through-proxy", "{ns:?}: {curl:?}");
         let refused = run(
             ns,
             dir.path(),
@@ -197,7 +206,14 @@ fn a_name_that_resolves_to_a_local_address_is_refused_unless_named_exactly() {
 #[test]
 fn a_bad_pattern_is_an_invalid_policy_naming_it() {
     let dir = tempfile::tempdir().unwrap();
-    for (pattern, what) in [("*", "allows every host"), ("a.*.com", "wildcard")] {
+    for (pattern, what) in [
+        ("*", "allows every host"),
+        ("*.", "allows every host"),
+        ("a.*.com", "wildcard"),
+        ("a..b", "empty"),
+        ("https://pypi.org", "no scheme"),
+        ("pypi.org:99999", "port"),
+    ] {
         let out = run(
             Ns::With,
             dir.path(),
@@ -209,6 +225,20 @@ fn a_bad_pattern_is_an_invalid_policy_naming_it() {
         let err = String::from_utf8_lossy(&out.stderr);
         assert!(err.contains(pattern) && err.contains(what), "{err}");
     }
+    // an allow-list with the network already fully on narrows nothing: refused, nothing started
+    let out = run(
+        Ns::With,
+        dir.path(),
+        NETWORK_ON,
+        &["--allow-domain", "pypi.org"],
+        &["sh", "-c", "echo started"],
+    );
+    assert_eq!(out.status.code(), Some(200), "{out:?}");
+    assert!(stdout(&out).is_empty());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("network access is fully on"),
+        "{out:?}"
+    );
 }
 
 #[test]

@@ -45,8 +45,12 @@ pub enum PatternError {
         "{pattern:?}: a wildcard is allowed only as a whole first label (`*.example.com`, `**.example.com`)"
     )]
     Wildcard { pattern: String },
-    #[error("{pattern:?}: not a host name (letters, digits, `-`, `.`, or an IP address)")]
+    #[error(
+        "{pattern:?}: not a host name (letters, digits, `-`, `.`, or an IP address; no scheme, path or port)"
+    )]
     Characters { pattern: String },
+    #[error("{pattern:?}: an empty or over-long label (`a..b`, a leading dot)")]
+    Labels { pattern: String },
 }
 
 impl DomainPattern {
@@ -87,6 +91,15 @@ impl DomainPattern {
                 .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.')
         {
             return Err(PatternError::Characters {
+                pattern: err_pattern,
+            });
+        }
+        if !is_ip
+            && rest
+                .split('.')
+                .any(|label| label.is_empty() || label.len() > 63)
+        {
+            return Err(PatternError::Labels {
                 pattern: err_pattern,
             });
         }
@@ -269,6 +282,11 @@ mod tests {
             ("a.*.com", "wildcard"),
             ("exa mple.com", "not a host"),
             ("foo*.com", "wildcard"),
+            ("*.", "network_access"),
+            ("a..b", "empty"),
+            (".pypi.org", "empty"),
+            ("https://pypi.org", "no scheme"),
+            ("pypi.org:99999", "no scheme, path or port"),
         ] {
             let e = DomainPattern::parse(p).unwrap_err().to_string();
             assert!(e.contains(what), "{p}: {e}");
