@@ -658,6 +658,40 @@ pub enum ConfigAction {
     },
 }
 
+/// What `config show` prints instead of a value that holds a secret (outside review r9 F2: MCP
+/// `env` values, header values and tokens pasted into the config were printed in clear): `None`
+/// prints the value. Secret: a value below `env`, `http_headers` or `shell_environment_policy.set`,
+/// a key naming a token, secret, password or API key (not `*_env_var`, which names a variable),
+/// and the query of a URL.
+fn masked(key: &str, v: &toml::Value) -> Option<String> {
+    let parts: Vec<String> = key.split('.').map(str::to_ascii_lowercase).collect();
+    let last = parts.last().map(String::as_str).unwrap_or("");
+    let under = |seg: &str| {
+        parts[..parts.len().saturating_sub(1)]
+            .iter()
+            .any(|p| p == seg)
+    };
+    let secret_name = !last.ends_with("_env_var")
+        && ["token", "secret", "password", "api_key", "apikey"]
+            .iter()
+            .any(|w| last.contains(w));
+    if under("env")
+        || under("http_headers")
+        || key.starts_with("shell_environment_policy.set.")
+        || secret_name
+    {
+        return Some("***".to_string());
+    }
+    if last.ends_with("url") {
+        if let Some(s) = v.as_str() {
+            if let Some((base, _query)) = s.split_once('?') {
+                return Some(format!("{}?***", codex_login::claims::printable(base)));
+            }
+        }
+    }
+    None
+}
+
 pub fn run(args: ConfigArgs, global: &crate::GlobalOpts) -> anyhow::Result<i32> {
     let layered = load_layered(global)?;
     let ConfigAction::Show { json } = args.action;
@@ -666,7 +700,10 @@ pub fn run(args: ConfigArgs, global: &crate::GlobalOpts) -> anyhow::Result<i32> 
         let mut obj = serde_json::Map::new();
         for (key, layer) in &layered.origins {
             if let Some(v) = layered.config.get(key) {
-                let value = serde_json::to_value(v).unwrap_or(serde_json::Value::Null);
+                let value = match masked(key, v) {
+                    Some(m) => serde_json::Value::String(m),
+                    None => serde_json::to_value(v).unwrap_or(serde_json::Value::Null),
+                };
                 obj.insert(
                     key.clone(),
                     serde_json::json!({"value": value, "source": layer.to_string()}),
@@ -685,7 +722,11 @@ pub fn run(args: ConfigArgs, global: &crate::GlobalOpts) -> anyhow::Result<i32> 
         }
         for (key, layer) in &layered.origins {
             if let Some(v) = layered.config.get(key) {
-                out.push_str(&format!("{key} = {v}  # {layer}\n"));
+                let key_shown = codex_login::claims::printable(key);
+                match masked(key, v) {
+                    Some(m) => out.push_str(&format!("{key_shown} = \"{m}\"  # {layer}\n")),
+                    None => out.push_str(&format!("{key_shown} = {v}  # {layer}\n")),
+                }
             }
         }
     }
@@ -696,6 +737,33 @@ pub fn run(args: ConfigArgs, global: &crate::GlobalOpts) -> anyhow::Result<i32> 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn secrets_are_masked_in_config_show() {
+        let s = |v: &str| toml::Value::String(v.to_string());
+        assert_eq!(
+            masked("mcp_servers.docs.env.API_KEY", &s("SECRET")).as_deref(),
+            Some("***")
+        );
+        assert_eq!(
+            masked("mcp_servers.r.http_headers.X-Api-Key", &s("SECRET")).as_deref(),
+            Some("***")
+        );
+        assert_eq!(
+            masked("model_providers.p.experimental_bearer_token", &s("SECRET")).as_deref(),
+            Some("***")
+        );
+        assert_eq!(
+            masked("mcp_servers.r.url", &s("https://e.com/mcp?key=SECRET")).as_deref(),
+            Some("https://e.com/mcp?***")
+        );
+        assert_eq!(
+            masked("mcp_servers.r.bearer_token_env_var", &s("MY_TOKEN")),
+            None
+        );
+        assert_eq!(masked("model", &s("gpt-5")), None);
+        assert_eq!(masked("mcp_servers.r.url", &s("https://e.com/mcp")), None);
+    }
 
     #[test]
     fn override_values_are_toml_or_string() {

@@ -265,3 +265,29 @@ fn codex_home_that_is_a_file_is_a_usage_error() {
         format!("codex: CODEX_HOME {} is not a directory", f.display())
     );
 }
+
+#[test]
+fn config_show_never_prints_secret_values() {
+    // outside review r9 F2: MCP env values, header values and pasted tokens were printed
+    let e = env();
+    write(
+        &e.home.join("config.toml"),
+        "[mcp_servers.docs]\ncommand = \"python3\"\nenv = { API_KEY = \"SECRET_ENV_111\" }\n\
+         [mcp_servers.remote]\nurl = \"https://example.com/mcp?key=SECRET_QUERY_222\"\n\
+         http_headers = { \"X-Api-Key\" = \"SECRET_HEADER_333\" }\n\
+         bearer_token_env_var = \"MY_TOKEN\"\n",
+    );
+    for args in [&["config", "show"][..], &["config", "show", "--json"]] {
+        let o = codex(&e, args);
+        let text = out(&o);
+        assert!(o.status.success(), "{}", err(&o));
+        for secret in ["SECRET_ENV_111", "SECRET_QUERY_222", "SECRET_HEADER_333"] {
+            assert!(!text.contains(secret), "{args:?}: {text}");
+        }
+        // control: the non-secret values are shown
+        assert!(
+            text.contains("MY_TOKEN") && text.contains("example.com/mcp"),
+            "{text}"
+        );
+    }
+}
