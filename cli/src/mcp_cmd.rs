@@ -251,8 +251,13 @@ fn add(p: &Paths, mut a: AddArgs) -> anyhow::Result<i32> {
         ..
     } = &server
     {
+        // the query may carry a key (outside review r9 F1)
+        let shown = match url.split_once('?') {
+            Some((base, _)) => format!("{base}?***"),
+            None => url.clone(),
+        };
         println!(
-            "If the server uses OAuth, sign in with: codex mcp login {}  ({url})",
+            "If the server uses OAuth, sign in with: codex mcp login {}  ({shown})",
             a.name
         );
     }
@@ -401,8 +406,37 @@ fn run_check(
             }
             Ok(report)
         }
-        Err(e) => Err(e.to_string()),
+        Err(e) => Err(check_error_text(s, &e.to_string())),
     })
+}
+
+/// A `--check` failure as printed: the server's URL with its query masked, any `Bearer <value>`
+/// and the configured bearer token replaced by `***`, control and invisible formatting characters
+/// escaped (outside review r9 F1, F2, F4: the error quoted the server's answer raw, with escape
+/// sequences and an echoed `Authorization` header, and the URL's query).
+fn check_error_text(s: &ServerConfig, text: &str) -> String {
+    let mut t = text.to_string();
+    if let codex_mcp::config::Transport::Http(h) = &s.transport {
+        t = t.replace(h.url.as_str(), &codex_mcp::view::redacted_url(&h.url));
+        if let Some(var) = &h.bearer_token_env_var {
+            if let Some(v) = std::env::var_os(var).filter(|v| v.len() >= 4) {
+                t = t.replace(v.to_string_lossy().as_ref(), "***");
+            }
+        }
+    }
+    let mut out = String::with_capacity(t.len());
+    let mut rest = t.as_str();
+    while let Some(i) = rest.find("Bearer ") {
+        out.push_str(&rest[..i + "Bearer ".len()]);
+        let after = &rest[i + "Bearer ".len()..];
+        let end = after
+            .find(|c: char| c.is_whitespace() || c == '"' || c == ',')
+            .unwrap_or(after.len());
+        out.push_str("***");
+        rest = &after[end..];
+    }
+    out.push_str(rest);
+    codex_login::claims::printable(&out)
 }
 
 fn get(
@@ -516,19 +550,22 @@ fn get(
     }
     match &checked {
         None => {}
-        Some(Ok(r)) => out.push_str(&format!(
-            "  check: ok: {} {} (MCP {}), {} tool(s){} [auth: {}]\n",
-            r.server_name.as_deref().unwrap_or("(unnamed server)"),
-            r.server_version.as_deref().unwrap_or("(no version)"),
-            r.protocol_version,
-            r.tools.len(),
-            if r.tools.is_empty() {
-                String::new()
-            } else {
-                format!(": {}", r.tools.join(", "))
-            },
-            r.auth
-        )),
+        Some(Ok(r)) => {
+            out.push_str(&codex_login::claims::printable(&format!(
+                "  check: ok: {} {} (MCP {}), {} tool(s){} [auth: {}]",
+                r.server_name.as_deref().unwrap_or("(unnamed server)"),
+                r.server_version.as_deref().unwrap_or("(no version)"),
+                r.protocol_version,
+                r.tools.len(),
+                if r.tools.is_empty() {
+                    String::new()
+                } else {
+                    format!(": {}", r.tools.join(", "))
+                },
+                r.auth
+            )));
+            out.push('\n');
+        }
         Some(Err(e)) => out.push_str(&format!("  check: FAILED: {e}\n")),
     }
     print!("{out}");

@@ -288,3 +288,61 @@ fn a_silent_server_fails_the_check_within_its_startup_timeout() {
     );
     drop(silent);
 }
+
+#[test]
+fn a_hostile_servers_error_text_is_printed_escaped_and_without_secrets() {
+    // outside review r9 F1, F2, F4: the --check error quoted the server's answer raw (escape
+    // sequences, an echoed Authorization header) and the URL with its query
+    use std::io::{Read, Write};
+    let l = std::net::TcpListener::bind(("127.0.0.1", 0)).unwrap();
+    let port = l.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for c in l.incoming().flatten() {
+            let mut c = c;
+            let mut buf = [0u8; 8192];
+            let mut got = Vec::new();
+            while !got.windows(4).any(|w| w == b"\r\n\r\n") {
+                match c.read(&mut buf) {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => got.extend_from_slice(&buf[..n]),
+                }
+            }
+            let body = "B\u{1b}]0;PWN\u{7}\u{1b}[2J Bearer SECRETBEARER3 \u{202e}x";
+            let _ = write!(
+                c,
+                "HTTP/1.1 404 Not Found\r\nContent-Type: text/plain\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                body.len()
+            );
+        }
+    });
+    let h = home();
+    let url = format!("http://127.0.0.1:{port}/mcp?api_key=SECRETQ1");
+    let added = mcp(
+        &h.path,
+        &["add", "r", "--url", &url, "--bearer-token-env-var", "TOK"],
+    )
+    .output()
+    .unwrap();
+    assert!(added.status.success(), "{added:?}");
+    for extra in [&[][..], &["--json"]] {
+        let mut args = vec!["get", "r", "--check"];
+        args.extend_from_slice(extra);
+        let o = mcp(&h.path, &args)
+            .env("TOK", "SECRETBEARER3")
+            .output()
+            .unwrap();
+        let (stdout, stderr) = out(&o);
+        let all = format!("{stdout}{stderr}");
+        assert!(!o.status.success(), "{all}");
+        assert!(
+            all.contains("FAILED") || all.contains("\"ok\":false"),
+            "{all}"
+        );
+        for bad in ["SECRETBEARER3", "SECRETQ1", "\u{1b}", "\u{7}", "\u{202e}"] {
+            assert!(!all.contains(bad), "{extra:?}: {bad:?} in {all:?}");
+        }
+    }
+    // the add hint masks the query too
+    let (stdout, _) = out(&added);
+    assert!(!stdout.contains("SECRETQ1"), "{stdout}");
+}

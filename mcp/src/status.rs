@@ -4,7 +4,7 @@
 //! |---|---|
 //! | `unsupported` | a stdio server (credentials are its own business: `env`) |
 //! | `bearer token (VAR set)` / `(VAR unset)` | `bearer_token_env_var` is configured |
-//! | `oauth (logged in, expires in 52m)` | stored OAuth tokens (refreshed first when expired) |
+//! | `oauth (logged in, expires in 52m)` | stored OAuth tokens (refreshed first when expired, without the status time limit: a cancelled refresh would lose a rotated token) |
 //! | `not logged in` | the server advertises OAuth and nothing usable is stored (also: the refresh token expired) |
 //! | `none` | an HTTP server that answered without asking for a token |
 //! | `token required` | a 401 without OAuth metadata |
@@ -120,24 +120,36 @@ pub async fn auth_status(
         return (AuthStatus::None, Vec::new());
     }
     let mut warnings = Vec::new();
-    let work = async {
-        match store.load(&server.name, h.url.as_str()) {
-            Err(e) => return AuthStatus::Error(short(&e)),
-            Ok(l) if l.entry.is_some() => {
-                warnings.extend(l.warnings);
-                return match oauth::fresh_token(&server.name, h, store, false, timeout).await {
-                    Ok(t) => AuthStatus::OAuth {
-                        expires_in: t.expires_in,
-                    },
-                    Err(McpAuthError::SignInAgain { .. } | McpAuthError::NotLoggedIn { .. }) => {
-                        AuthStatus::NotLoggedIn
-                    }
-                    Err(McpAuthError::OAuth(e)) => AuthStatus::Unreachable(short(&e)),
-                    Err(e) => AuthStatus::Error(short(&e)),
-                };
-            }
-            Ok(l) => warnings.extend(l.warnings),
+    // Stored tokens: refreshed when due, and never under the status time limit: cancelling a
+    // refresh the server already answered would lose its rotated refresh token (outside review
+    // r9 F3). The refresh has the HTTP client's own request limit instead.
+    match store.load(&server.name, h.url.as_str()) {
+        Err(e) => return (AuthStatus::Error(short(&e)), warnings),
+        Ok(l) if l.entry.is_some() => {
+            warnings.extend(l.warnings);
+            let status = match oauth::fresh_token(
+                &server.name,
+                h,
+                store,
+                false,
+                codex_oauth::REQUEST_TIMEOUT,
+            )
+            .await
+            {
+                Ok(t) => AuthStatus::OAuth {
+                    expires_in: t.expires_in,
+                },
+                Err(McpAuthError::SignInAgain { .. } | McpAuthError::NotLoggedIn { .. }) => {
+                    AuthStatus::NotLoggedIn
+                }
+                Err(McpAuthError::OAuth(e)) => AuthStatus::Unreachable(short(&e)),
+                Err(e) => AuthStatus::Error(short(&e)),
+            };
+            return (status, warnings);
         }
+        Ok(l) => warnings.extend(l.warnings),
+    }
+    let work = async {
         let http = match oauth::http_client(&h.url, timeout) {
             Ok(c) => c,
             Err(e) => return AuthStatus::Error(short(&e)),
