@@ -233,7 +233,7 @@ impl Dumper {
         let mut json =
             serde_json::to_vec_pretty(&serde_json::Value::Object(head)).unwrap_or_default();
         json.push(b'\n');
-        let masked = key.mask_bytes(&mut json);
+        let masked = key.mask(&mut json);
         if masked > 0 {
             tracing::warn!(
                 occurrences = masked,

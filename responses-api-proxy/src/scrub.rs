@@ -102,8 +102,9 @@ impl KeyScrub {
         &self.header.as_bytes()[self.offset..]
     }
 
-    /// Overwrites every occurrence of the key in `buf` with `*`; returns how many.
-    fn mask(&self, buf: &mut [u8]) -> usize {
+    /// Overwrites every occurrence of the key in `buf` with `*`; returns how many (also for
+    /// dump files).
+    pub fn mask(&self, buf: &mut [u8]) -> usize {
         let key = self.key();
         if key.is_empty() {
             return 0;
@@ -128,11 +129,6 @@ impl KeyScrub {
             .take(cap)
             .take_while(|&&b| crate::key::allowed_key_byte(b))
             .count()
-    }
-
-    /// Overwrites every occurrence of the key in `buf` with `*`; returns how many (dump files).
-    pub fn mask_bytes(&self, buf: &mut [u8]) -> usize {
-        self.mask(buf)
     }
 
     /// Scrubs header values in place; returns how many values held the key.

@@ -230,9 +230,8 @@ fn target(dir: Option<BorrowedFd<'_>>, path: &[u8]) -> Result<Target, i32> {
     };
     let parent_fd =
         sys::openat(dir, &cstr(parent)?, libc::O_PATH | libc::O_DIRECTORY, 0).map_err(errno)?;
-    let info = check_location(parent_fd.as_fd(), true)?;
+    let (info, mut name_path) = check_location(parent_fd.as_fd(), true)?;
     let last_c = cstr(last_as_given)?;
-    let mut name_path = real_path(parent_fd.as_fd())?;
     if name_path.last() != Some(&b'/') {
         name_path.push(b'/');
     }
@@ -297,7 +296,7 @@ fn real_path(fd: BorrowedFd<'_>) -> Result<Vec<u8>, i32> {
 
 /// Refuse a location below a protected name (and, for paths the child named, procfs: its
 /// `self` would be the creator). A read-only mount answers `EROFS` first, as the kernel would.
-fn check_location(fd: BorrowedFd<'_>, refuse_proc: bool) -> Result<sys::FileInfo, i32> {
+fn check_location(fd: BorrowedFd<'_>, refuse_proc: bool) -> Result<(sys::FileInfo, Vec<u8>), i32> {
     let info = sys::info(fd).map_err(errno)?;
     if refuse_proc && info.magic == PROC_SUPER_MAGIC {
         return Err(DENIED_ERRNO);
@@ -310,12 +309,12 @@ fn check_location(fd: BorrowedFd<'_>, refuse_proc: bool) -> Result<sys::FileInfo
             DENIED_ERRNO
         });
     }
-    Ok(info)
+    Ok((info, real))
 }
 
 /// Re-open `fd` (an `O_PATH` descriptor, or the child's own) with `flags`, after the checks.
 fn reopen_checked(fd: BorrowedFd<'_>, flags: i32, refuse_proc: bool) -> Outcome {
-    let info = check_location(fd, refuse_proc)?;
+    let (info, _) = check_location(fd, refuse_proc)?;
     if info.kind == libc::S_IFLNK {
         return Err(libc::ELOOP); // O_NOFOLLOW on a symlink
     }

@@ -19,25 +19,37 @@ pub enum Answer {
 /// `dirfd` argument meaning "the current directory".
 const AT_FDCWD: i32 = libc::AT_FDCWD;
 
-struct Ctx<'a> {
+struct Ctx {
     tid: libc::pid_t,
-    pidfd: &'a OwnedFd,
+    /// Opened on first use: absolute paths and the cwd need none.
+    pidfd: std::cell::OnceCell<OwnedFd>,
+}
+
+impl Ctx {
+    fn pidfd(&self) -> Result<&OwnedFd, i32> {
+        if self.pidfd.get().is_none() {
+            let fd =
+                crate::unix_connect::supervisor_open_pidfd(self.tid).map_err(|_| libc::ESRCH)?;
+            let _ = self.pidfd.set(fd);
+        }
+        self.pidfd.get().ok_or(libc::ESRCH)
+    }
+
+    /// Descriptor `fd` of the child, duplicated into this process.
+    fn getfd(&self, fd: i32) -> Result<OwnedFd, i32> {
+        nsys::pidfd_getfd(self.pidfd()?, fd).map_err(os_errno)
+    }
 }
 
 /// Handle a mediated file call (`nr` is not `connect`). `chan` is this thread's channel to the
 /// creator (`None`: the guard is off, the filter should not have sent this).
-pub fn handle(
-    listener: &OwnedFd,
-    n: &libc::seccomp_notif,
-    chan: Option<BorrowedFd<'_>>,
-    pidfd: &OwnedFd,
-) -> Answer {
+pub fn handle(listener: &OwnedFd, n: &libc::seccomp_notif, chan: Option<BorrowedFd<'_>>) -> Answer {
     let Some(chan) = chan else {
         return Answer::Errno(libc::ENOSYS);
     };
     let ctx = Ctx {
         tid: n.pid as libc::pid_t,
-        pidfd,
+        pidfd: std::cell::OnceCell::new(),
     };
     let (req, fds) = match build(&ctx, n) {
         Ok(r) => r,
@@ -77,7 +89,7 @@ pub fn handle(
 }
 
 /// The request for notification `n`, with the descriptors it names (dir1 first).
-fn build(ctx: &Ctx<'_>, n: &libc::seccomp_notif) -> Result<(Request, Vec<OwnedFd>), i32> {
+fn build(ctx: &Ctx, n: &libc::seccomp_notif) -> Result<(Request, Vec<OwnedFd>), i32> {
     let a = n.data.args;
     let nr = i64::from(n.data.nr);
     let i = |v: u64| v as i32;
@@ -188,7 +200,7 @@ fn build(ctx: &Ctx<'_>, n: &libc::seccomp_notif) -> Result<(Request, Vec<OwnedFd
                 req.op = Op::Reopen;
                 req.path1.clear();
                 req.has_dir1 = true;
-                fds.push(nsys::pidfd_getfd(ctx.pidfd, fd).map_err(os_errno)?);
+                fds.push(ctx.getfd(fd)?);
             }
         }
         if req.op == Op::Link && req.flags & libc::AT_SYMLINK_FOLLOW != 0 {
@@ -198,7 +210,7 @@ fn build(ctx: &Ctx<'_>, n: &libc::seccomp_notif) -> Result<(Request, Vec<OwnedFd
                 req.path1.clear();
                 req.flags = (req.flags & !libc::AT_SYMLINK_FOLLOW) | libc::AT_EMPTY_PATH;
                 req.has_dir1 = true;
-                fds.push(nsys::pidfd_getfd(ctx.pidfd, fd).map_err(os_errno)?);
+                fds.push(ctx.getfd(fd)?);
             }
         }
         if req.op != Op::Reopen && !req.has_dir1 {
@@ -236,7 +248,7 @@ fn creates(req: &Request) -> bool {
 /// The directory a relative path starts from: the child's cwd or its `dirfd`. `None` for an
 /// absolute path (the creator's root is the child's). `empty_ok`: an empty path names `dirfd`
 /// itself (`AT_EMPTY_PATH`).
-fn dir_for(ctx: &Ctx<'_>, dfd: i32, path: &[u8], empty_ok: bool) -> Result<Option<OwnedFd>, i32> {
+fn dir_for(ctx: &Ctx, dfd: i32, path: &[u8], empty_ok: bool) -> Result<Option<OwnedFd>, i32> {
     if path.first() == Some(&b'/') {
         return Ok(None);
     }
@@ -249,9 +261,7 @@ fn dir_for(ctx: &Ctx<'_>, dfd: i32, path: &[u8], empty_ok: bool) -> Result<Optio
             .map(Some)
             .map_err(|_| DENIED_ERRNO);
     }
-    nsys::pidfd_getfd(ctx.pidfd, dfd)
-        .map(Some)
-        .map_err(os_errno)
+    ctx.getfd(dfd).map(Some)
 }
 
 /// `/dev/std{in,out,err}`, `/dev/fd/N`, `/proc/self/fd/N`, `/proc/thread-self/fd/N`: the

@@ -19,6 +19,7 @@ use std::path::PathBuf;
 
 use sandbox_policy::EffectivePolicy;
 
+pub(crate) use supervisor::open_pidfd as supervisor_open_pidfd;
 pub use supervisor::{Decision, Rules};
 
 /// Errno of a denied connect.

@@ -129,15 +129,8 @@ pub(super) fn run(listener: &OwnedFd, rules: &Rules, guard: Option<&OwnedFd>) {
             let _ = sys::notif_send(listener, notif.id, errno);
             continue;
         }
-        let answer = match open_pidfd(notif.pid as libc::pid_t) {
-            Ok(pidfd) => crate::name_guard::handle_notification(
-                listener,
-                &notif,
-                guard.map(|g| g.as_fd()),
-                &pidfd,
-            ),
-            Err(_) => crate::name_guard::Answer::Errno(libc::ESRCH),
-        };
+        let answer =
+            crate::name_guard::handle_notification(listener, &notif, guard.map(|g| g.as_fd()));
         match answer {
             crate::name_guard::Answer::Errno(errno) => {
                 let _ = sys::notif_send(listener, notif.id, errno);
