@@ -819,3 +819,33 @@ fn a_repository_planted_under_another_name_is_refused() {
         );
     }
 }
+
+#[test]
+fn a_workspace_symlink_to_proc_self_fd_does_not_reach_the_guards_own_descriptors() {
+    // round-8 review F5: `ln -s /proc/self/fd/N x` then an O_WRONLY open of x was resolved by the
+    // guard in its own process (its /dev/null; its lifeline pipe, whose write killed it): the
+    // open is refused now, for every N, and the guard keeps serving
+    let attack = "for n in 0 1 2 3 4 5 6 7 8 9; do ln -sf /proc/self/fd/$n fd$n; done; python3 -c 'import os\n\
+        for n in range(10):\n\
+        \x20   try:\n\
+        \x20       fd = os.open(\"fd%d\" % n, os.O_WRONLY); os.write(fd, b\"x\" * 65536); print(\"opened\", n)\n\
+        \x20   except OSError as e:\n\
+        \x20       print(\"refused\", e.errno)'; echo after > after.txt && echo guard-alive";
+    // control: a descriptor named directly by /proc/self/fd is the command's own, re-opened from
+    // it (a file of the workspace opened read-only, re-opened for writing)
+    let control = "echo x > c.txt && python3 -c 'import os\nr = os.open(\"c.txt\", os.O_RDONLY)\nw = os.open(\"/proc/self/fd/%d\" % r, os.O_WRONLY | os.O_TRUNC)\nos.write(w, b\"direct-ok\")' && cat c.txt";
+    for ns in [Ns::With, Ns::Without] {
+        let e = env();
+        let out = guarded(&e, ns, false, attack);
+        let text = String::from_utf8_lossy(&out.stdout);
+        // EACCES for a descriptor number the guard holds, ENOENT for one it does not
+        assert_eq!(text.matches("refused").count(), 10, "{ns:?}: {out:?}");
+        assert!(!text.contains("opened"), "{ns:?}: {out:?}");
+        assert!(text.contains("guard-alive"), "{ns:?}: {out:?}");
+        let out = guarded(&e, ns, false, control);
+        assert!(
+            String::from_utf8_lossy(&out.stdout).contains("direct-ok"),
+            "{ns:?}: {out:?}"
+        );
+    }
+}
