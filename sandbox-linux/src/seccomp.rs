@@ -8,7 +8,7 @@
 //! that kills foreign architectures, refuses x32 numbers and answers `clone3` with `ENOSYS`, the
 //! compiler and the installer) is `codex-confine`'s.
 
-use codex_confine::seccomp::Condition::{Always, Eq32, NotIn32};
+use codex_confine::seccomp::Condition::{Always, Bits64, Eq32, NotIn32};
 use codex_confine::seccomp::{BASELINE, Filter, Rule};
 
 pub use codex_confine::seccomp::SeccompError;
@@ -42,8 +42,67 @@ pub fn table(network: bool) -> Vec<Rule> {
     });
     std::iter::once(socket)
         .chain(BASELINE.iter().copied())
+        .chain(MODES.iter().copied())
         .collect()
 }
+
+/// `S_ISUID`, `S_ISGID` and `S_IWOTH`: the mode bits a command may not give a file (see
+/// [`MODES`]).
+pub const FORBIDDEN_MODE_BITS: u32 = libc::S_ISUID | libc::S_ISGID | libc::S_IWOTH;
+
+const fn mode_row(name: &'static str, nr: libc::c_long, arg: u8, bit: u32) -> Rule {
+    Rule::new(
+        name,
+        nr,
+        Bits64 {
+            arg,
+            mask: bit as u64,
+        },
+        "a setuid, setgid or other-writable mode hands the user's uid, group or files to other \
+         local users (see MODES)",
+    )
+}
+
+/// File modes that hand the user's identity or files to other local users, refused inside the
+/// writable roots too (found while closing round-8 F4): a setuid or setgid file is a door into the user's
+/// uid or group for anyone who can reach it (`/tmp` is a default root: `cp sh /tmp/x; chmod
+/// u+s /tmp/x` gave every local user a shell as the user), and a mode writable by others lets
+/// another local user change what the user runs next (round-8 F4: a nested repository's
+/// `config` made writable by everyone). `chmod` takes the mode as given, so the three bits are
+/// refused here (one row per bit: rows of one call are ORed). A creation mode passes through
+/// the umask (`0666` is every `fopen`'s): the notifying filter refuses `S_ISUID`/`S_ISGID` in
+/// one (never a default, [`crate::unix_connect`]) and the name guard clears `S_IWOTH` from the
+/// mode it creates with. ACLs (`setfacl -m u:other:rw`) are extended attributes: setting any
+/// extended attribute is refused, since seccomp cannot read the attribute's name and checking
+/// it in the supervisor before letting the call go on would be racy.
+pub const MODES: &[Rule] = &[
+    #[cfg(target_arch = "x86_64")]
+    mode_row("chmod(S_ISUID)", libc::SYS_chmod, 1, libc::S_ISUID),
+    #[cfg(target_arch = "x86_64")]
+    mode_row("chmod(S_ISGID)", libc::SYS_chmod, 1, libc::S_ISGID),
+    #[cfg(target_arch = "x86_64")]
+    mode_row("chmod(S_IWOTH)", libc::SYS_chmod, 1, libc::S_IWOTH),
+    mode_row("fchmod(S_ISUID)", libc::SYS_fchmod, 1, libc::S_ISUID),
+    mode_row("fchmod(S_ISGID)", libc::SYS_fchmod, 1, libc::S_ISGID),
+    mode_row("fchmod(S_IWOTH)", libc::SYS_fchmod, 1, libc::S_IWOTH),
+    mode_row("fchmodat(S_ISUID)", libc::SYS_fchmodat, 2, libc::S_ISUID),
+    mode_row("fchmodat(S_ISGID)", libc::SYS_fchmodat, 2, libc::S_ISGID),
+    mode_row("fchmodat(S_IWOTH)", libc::SYS_fchmodat, 2, libc::S_IWOTH),
+    mode_row("fchmodat2(S_ISUID)", SYS_FCHMODAT2, 2, libc::S_ISUID),
+    mode_row("fchmodat2(S_ISGID)", SYS_FCHMODAT2, 2, libc::S_ISGID),
+    mode_row("fchmodat2(S_IWOTH)", SYS_FCHMODAT2, 2, libc::S_IWOTH),
+    Rule::new(
+        "setxattr",
+        libc::SYS_setxattr,
+        Always,
+        "ACLs are extended attributes (system.posix_acl_access grants other users access) and \
+         seccomp cannot read the name: no extended attribute is set (see MODES)",
+    ),
+    Rule::new("lsetxattr", libc::SYS_lsetxattr, Always, "see setxattr"),
+    Rule::new("fsetxattr", libc::SYS_fsetxattr, Always, "see setxattr"),
+    Rule::new("setxattrat", SYS_SETXATTRAT, Always, "see setxattr"),
+];
+
 /// Compile the table (and the shared ABI filter) before anything is restricted.
 pub fn compile(network: bool) -> Result<Filter, SeccompError> {
     Filter::compile(&table(network))
@@ -313,7 +372,10 @@ mod tests {
             for r in table(network) {
                 assert!(!r.reason.is_empty(), "{}", r.name);
             }
-            assert_eq!(compile(network).unwrap().rule_count(), BASELINE.len() + 2);
+            assert_eq!(
+                compile(network).unwrap().rule_count(),
+                BASELINE.len() + 2 + MODES.len()
+            );
         }
     }
 }

@@ -86,6 +86,11 @@ enum Ns {
 }
 
 fn sandbox(env: &Env, policy: &str, ns: Ns, cmd: &[&str]) -> Command {
+    sandbox_with(env, policy, ns, false, cmd)
+}
+
+/// [`sandbox`], with the name guard off (`--allow-git-writes`) when `guard_off`.
+fn sandbox_with(env: &Env, policy: &str, ns: Ns, guard_off: bool, cmd: &[&str]) -> Command {
     let mut c = match ns {
         Ns::With => Command::new(helper()),
         Ns::Without { .. } => {
@@ -100,6 +105,9 @@ fn sandbox(env: &Env, policy: &str, ns: Ns, cmd: &[&str]) -> Command {
         .arg(policy);
     if ns == (Ns::Without { dangerous: true }) {
         c.arg("--dangerously-allow-weaker-sandbox");
+    }
+    if guard_off {
+        c.arg("--allow-git-writes");
     }
     c.arg("--").args(cmd);
     c.current_dir(&env.ws)
@@ -202,9 +210,10 @@ fn metadata_outside_the_roots_and_of_deny_read_files_cannot_change() {
     for policy in [READ_ONLY, WS_WRITE] {
         for target in [e.bashrc(), e.key()] {
             let a = metadata_attacks(&e, policy, Ns::With, &target);
-            assert_eq!(&a[..3], &[EROFS, EROFS, EROFS], "{policy} {target:?}");
+            // extended attributes are refused before the mount is asked (`seccomp::MODES`)
+            assert_eq!(&a[..3], &[EROFS, EROFS, EPERM], "{policy} {target:?}");
             assert!(
-                a[3].contains("Read-only file system") && a[3].ends_with("rc=1"),
+                a[3].contains("Operation not permitted") && a[3].ends_with("rc=1"),
                 "setfacl {policy} {target:?}: {}",
                 a[3]
             );
@@ -261,18 +270,20 @@ fn metadata_outside_the_roots_and_of_deny_read_files_cannot_change() {
         "{err}"
     );
     assert_eq!(meta(&e.bashrc()), before[0]);
-    // controls: inside the writable root every call works (with namespaces), and outside the
-    // sandbox the same calls on the same files work
+    // controls: inside the writable root chmod, utime and chattr work (with namespaces), and
+    // outside the sandbox the same calls on the same files work. Extended attributes (ACLs
+    // among them) are refused everywhere (`modes_that_open_the_users_files_
+    // or_uid_to_others_are_refused`).
     let mine = e.ws.join("mine");
     let a = metadata_attacks(&e, WS_WRITE, Ns::With, &mine);
-    assert_eq!(&a[..3], &["ok", "ok", "ok"]);
-    assert_eq!(a[3], "rc=0");
-    assert_eq!(a[4], "rc=0", "chattr inside the root");
-    assert_eq!(
-        meta(&mine).0,
-        0o664,
-        "setfacl's mask shows in the group bits"
+    assert_eq!(&a[..3], &["ok", "ok", EPERM]);
+    assert!(
+        a[3].contains("Operation not permitted") && a[3].ends_with("rc=1"),
+        "setfacl inside the root: {}",
+        a[3]
     );
+    assert_eq!(a[4], "rc=0", "chattr inside the root");
+    assert_eq!(meta(&mine).0, 0o644, "no ACL mask in the group bits");
     for target in [e.bashrc(), e.key()] {
         let t = s(&target);
         assert_eq!(probe_out(&["chmod", &t, "0644"]), "ok");
@@ -642,4 +653,104 @@ fn outside_processes_cannot_be_reprioritised_or_limited_without_a_pid_namespace(
     );
     let _ = victim.kill();
     let _ = victim.wait();
+}
+
+/// Round-8 F4 and what closing it found: a setuid or setgid file, or one writable by other users, made inside a
+/// writable root hands the user's uid, group or files to every local user who can reach it
+/// (`/tmp` is a default root). `chmod` with those bits is refused, a creation mode with
+/// `S_ISUID`/`S_ISGID` is refused, `S_IWOTH` is cleared from what the name guard creates, and
+/// ACLs cannot be set; with and without namespaces. Controls: ordinary modes work in the
+/// sandbox, and the same calls work outside it.
+#[test]
+fn modes_that_open_the_users_files_or_uid_to_others_are_refused() {
+    let e = Env::new();
+    let victim = e.ws.join("tool");
+    std::fs::copy(PROBE, &victim).unwrap();
+    chown(&victim, Some(NOBODY), Some(NOBODY)).unwrap();
+    std::fs::set_permissions(&victim, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let t = s(&victim);
+    let mode_of = |p: &Path| std::fs::symlink_metadata(p).unwrap().mode() & 0o7777;
+    for ns in [Ns::With, Ns::Without { dangerous: true }] {
+        for bad in ["4755", "2755", "6755", "0757", "0777", "0666"] {
+            assert_eq!(
+                probe_in(&e, WS_WRITE, ns, &["chmod", &t, bad]),
+                EPERM,
+                "chmod {bad} ({ns:?})"
+            );
+            assert_eq!(
+                mode_of(&victim),
+                0o755,
+                "chmod {bad} changed the mode ({ns:?})"
+            );
+        }
+        // control in the sandbox: ordinary modes
+        assert_eq!(probe_in(&e, WS_WRITE, ns, &["chmod", &t, "0700"]), "ok");
+        assert_eq!(probe_in(&e, WS_WRITE, ns, &["chmod", &t, "0775"]), "ok");
+        assert_eq!(mode_of(&victim), 0o775);
+        std::fs::set_permissions(&victim, std::fs::Permissions::from_mode(0o755)).unwrap();
+        // creation with setuid/setgid: refused by every creating call, guard on or off
+        for guard_off in [false, true] {
+            for kind in ["open", "openat", "creat", "mknod"] {
+                for bad in ["4755", "2755"] {
+                    let name = format!("c-{kind}-{bad}-{guard_off}-{}", ns == Ns::With);
+                    let args = [PROBE, "create", kind, &name, bad, "022"];
+                    let out = output(sandbox_with(&e, WS_WRITE, ns, guard_off, &args));
+                    let got = String::from_utf8_lossy(&out.stdout).trim().to_string();
+                    assert_eq!(got, EPERM, "{kind} {bad} guard_off={guard_off} ({ns:?})");
+                    assert!(!e.ws.join(&name).exists(), "{name} was created");
+                }
+            }
+        }
+        // umask 0 with the usual 0666/0777: the guard clears S_IWOTH (as a umask would)
+        let tag = if ns == Ns::With { "ns" } else { "nons" };
+        for (kind, mode, want) in [
+            ("open", "0666", 0o664),
+            ("creat", "0666", 0o664),
+            ("mkdir", "0777", 0o775),
+            ("mkfifo", "0666", 0o664),
+            ("mknod", "0666", 0o664),
+        ] {
+            let name = format!("u-{kind}-{tag}");
+            let got = probe_in(&e, WS_WRITE, ns, &["create", kind, &name, mode, "000"]);
+            assert_eq!(
+                got,
+                format!("mode {want:04o}"),
+                "{kind} {mode} umask 0 ({ns:?})"
+            );
+        }
+        // ACLs: refused
+        let out = output(sandbox(
+            &e,
+            WS_WRITE,
+            ns,
+            &[
+                "sh",
+                "-c",
+                &format!("setfacl -m u:0:rw {t} 2>&1; echo rc=$?"),
+            ],
+        ));
+        let said = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            said.contains("Operation not permitted") && said.trim_end().ends_with("rc=1"),
+            "setfacl ({ns:?}): {said}"
+        );
+    }
+    // controls outside the sandbox, as the same user: every refused call works
+    for bad in ["4755", "2755", "0777"] {
+        assert_eq!(probe_out(&["chmod", &t, bad]), "ok", "control chmod {bad}");
+    }
+    assert_eq!(mode_of(&victim), 0o777);
+    let ctl = e.ws.join("ctl-open");
+    assert_eq!(
+        probe_out(&["create", "open", &s(&ctl), "4777", "000"]),
+        "mode 4777",
+        "control: a setuid, world-writable creation outside"
+    );
+    let st = Command::new("setfacl")
+        .args(["-m", "u:0:rw", &t])
+        .uid(NOBODY)
+        .gid(NOBODY)
+        .status()
+        .unwrap();
+    assert!(st.success(), "control setfacl outside");
 }

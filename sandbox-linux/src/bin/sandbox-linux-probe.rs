@@ -265,6 +265,51 @@ mod probe_sys {
         Ok(())
     }
 
+    /// Create `p` with `mode` under `umask` by `kind` (`open`, `openat`, `creat`, `mkdir`,
+    /// `mknod` (a regular file), `mkfifo`), then `lstat` it: the mode it got.
+    pub fn create(kind: &str, p: &CStr, mode: u32, umask: u32) -> io::Result<u32> {
+        // SAFETY: umask takes an integer and cannot fail.
+        unsafe { libc::umask(umask) };
+        let flags = libc::O_CREAT | libc::O_WRONLY | libc::O_EXCL | libc::O_CLOEXEC;
+        // SAFETY: NUL-terminated path; integer flags and modes by value. A returned descriptor
+        // is closed right away.
+        let r = unsafe {
+            match kind {
+                "open" => libc::syscall(libc::SYS_open, p.as_ptr(), flags, mode),
+                "openat" => {
+                    libc::syscall(libc::SYS_openat, libc::AT_FDCWD, p.as_ptr(), flags, mode)
+                }
+                "creat" => libc::syscall(libc::SYS_creat, p.as_ptr(), mode),
+                "mkdir" => libc::syscall(libc::SYS_mkdir, p.as_ptr(), mode),
+                "mknod" => libc::syscall(
+                    libc::SYS_mknodat,
+                    libc::AT_FDCWD,
+                    p.as_ptr(),
+                    libc::S_IFREG | mode,
+                    0,
+                ),
+                "mkfifo" => libc::syscall(
+                    libc::SYS_mknodat,
+                    libc::AT_FDCWD,
+                    p.as_ptr(),
+                    libc::S_IFIFO | mode,
+                    0,
+                ),
+                _ => return Err(io::Error::from_raw_os_error(libc::EINVAL)),
+            }
+        };
+        let fd = res(r)?;
+        if matches!(kind, "open" | "openat" | "creat") {
+            // SAFETY: `fd` was just returned by the kernel and is owned here.
+            unsafe { libc::close(fd as i32) };
+        }
+        // SAFETY: stat is plain data written by the kernel.
+        let mut st: libc::stat = unsafe { std::mem::zeroed() };
+        // SAFETY: NUL-terminated path, `st` valid for writing.
+        res(unsafe { libc::lstat(p.as_ptr(), &mut st) } as libc::c_long)?;
+        Ok(st.st_mode & 0o7777)
+    }
+
     pub fn chmod(p: &CStr, mode: u32) -> io::Result<()> {
         // SAFETY: NUL-terminated path, mode by value.
         res(unsafe { libc::chmod(p.as_ptr(), mode) } as libc::c_long).map(drop)
@@ -485,6 +530,16 @@ fn run(args: &[String]) -> i32 {
             u32::from_str_radix(&arg(args, 3), 8).unwrap_or(0o777),
         )),
         "utime" => report(s::utime_epoch(&cpath(&arg(args, 2)))),
+        // create KIND PATH MODE UMASK (octal): "mode 0NNN" or the errno
+        "create" => match s::create(
+            &arg(args, 2),
+            &cpath(&arg(args, 3)),
+            u32::from_str_radix(&arg(args, 4), 8).unwrap_or(0),
+            u32::from_str_radix(&arg(args, 5), 8).unwrap_or(0o22),
+        ) {
+            Ok(m) => println!("mode {m:04o}"),
+            Err(e) => report(Err::<(), _>(e)),
+        },
         "setxattr" => report(s::setxattr(
             &cpath(&arg(args, 2)),
             &cpath(&arg(args, 3)),

@@ -157,7 +157,10 @@ fn perform(req: &Request, fds: Vec<OwnedFd>) -> Outcome {
     }
     // the creator's umask is 0 (set once: threads share it); the child's is applied here
     let mut req = req.clone();
-    req.mode = (req.mode & libc::S_IFMT) | (req.mode & 0o7777 & !req.umask);
+    // and the modes no command may create with (`crate::seccomp::MODES`): cleared, as a umask
+    // would (a creation mode of 0666 with umask 0 is legal; the file gets 0664)
+    req.mode = (req.mode & libc::S_IFMT)
+        | (req.mode & 0o7777 & !req.umask & !crate::seccomp::FORBIDDEN_MODE_BITS);
     let req = &req;
     let d1 = dir1.as_ref().map(|d| d.as_fd());
     let d2 = dir2.as_ref().map(|d| d.as_fd());

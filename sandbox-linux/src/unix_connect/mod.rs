@@ -122,6 +122,8 @@ pub fn start_supervisor(
         return Ok(None);
     };
     drop(parent);
+    // Best effort: a kernel without the flag is only slower.
+    let _ = sys::set_sync_wakeup(&listener);
     let listener = std::sync::Arc::new(listener);
     let rules = std::sync::Arc::new(rules);
     let mut chans: Vec<Option<OwnedFd>> = guard_channels.into_iter().map(Some).collect();

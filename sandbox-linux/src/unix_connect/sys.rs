@@ -81,6 +81,31 @@ pub fn socketpair() -> io::Result<(OwnedFd, OwnedFd)> {
     Ok(unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) })
 }
 
+/// `SECCOMP_USER_NOTIF_FD_SYNC_WAKE_UP` (Linux 6.6): the kernel wakes the supervisor, and
+/// then the notifying thread, on the waker's own CPU, so one mediated call is a direct hand-off
+/// instead of two cross-CPU wake-ups. `Ok(false)`: the kernel does not know the flag (older than
+/// 6.6), which only costs speed.
+pub fn set_sync_wakeup(listener: &OwnedFd) -> io::Result<bool> {
+    const SECCOMP_USER_NOTIF_FD_SYNC_WAKE_UP: u64 = 1;
+    let flags: u64 = SECCOMP_USER_NOTIF_FD_SYNC_WAKE_UP;
+    // SAFETY: the ioctl takes the flags by value (an integer argument) on a seccomp listener.
+    let r = unsafe {
+        libc::ioctl(
+            listener.as_raw_fd(),
+            libc::SECCOMP_IOCTL_NOTIF_SET_FLAGS,
+            flags,
+        )
+    };
+    if r == 0 {
+        return Ok(true);
+    }
+    let e = io::Error::last_os_error();
+    match e.raw_os_error() {
+        Some(libc::EINVAL) | Some(libc::ENOTTY) => Ok(false),
+        _ => Err(e),
+    }
+}
+
 /// Block until a notification arrives.
 pub fn notif_recv(listener: &OwnedFd) -> io::Result<libc::seccomp_notif> {
     loop {
@@ -316,6 +341,16 @@ const OPEN_CALLS: &[(libc::c_long, u32)] = &[(libc::SYS_open, 1), (libc::SYS_ope
 #[cfg(not(target_arch = "x86_64"))]
 const OPEN_CALLS: &[(libc::c_long, u32)] = &[(libc::SYS_openat, 2)];
 
+/// Calls whose mode argument (index) creates a file without a flags argument.
+#[cfg(target_arch = "x86_64")]
+const MODE_CALLS: &[(libc::c_long, u32)] = &[
+    (libc::SYS_creat, 1),
+    (libc::SYS_mknod, 1),
+    (libc::SYS_mknodat, 2),
+];
+#[cfg(not(target_arch = "x86_64"))]
+const MODE_CALLS: &[(libc::c_long, u32)] = &[(libc::SYS_mknodat, 2)];
+
 /// Mediated file calls that always create or move a name.
 #[cfg(target_arch = "x86_64")]
 const NAME_CALLS: &[libc::c_long] = &[
@@ -347,8 +382,9 @@ const NAME_CALLS: &[libc::c_long] = &[
 pub const MEDIATED_OPEN_FLAGS: u32 =
     (libc::O_WRONLY | libc::O_RDWR | libc::O_CREAT | libc::O_TRUNC) as u32;
 
-/// The notifying filter: `connect` always; with `guard_names`, the file calls above (opens only
-/// with a flag of [`MEDIATED_OPEN_FLAGS`]) and `openat2` answered `ENOSYS`; with `proxy_only`
+/// The notifying filter: creation modes with `S_ISUID`/`S_ISGID` refused (`EPERM`) and `openat2`
+/// answered `ENOSYS` always; `connect` notified always; with `guard_names`, the file calls above
+/// (opens only with a flag of [`MEDIATED_OPEN_FLAGS`]); with `proxy_only`
 /// (the network allow-list), inet sockets other than `SOCK_STREAM` (UDP, raw DNS) and TCP Fast
 /// Open sends (an implicit connect) answered `EACCES`.
 pub fn notifier_program(guard_names: bool, proxy_only: bool) -> Vec<libc::sock_filter> {
@@ -376,8 +412,36 @@ pub fn notifier_program(guard_names: bool, proxy_only: bool) -> Vec<libc::sock_f
         // foreign ABIs: the main table kills them
         (s(RET_K, 0, 0, libc::SECCOMP_RET_ALLOW), J::None),
         (s(LD_ABS_W, 0, 0, 0), J::None), // seccomp_data.nr
-        (s(JEQ_K, 0, 0, libc::SYS_connect as u32), J::TrueToNotify),
     ];
+    // A creation mode with S_ISUID or S_ISGID: EPERM (never a default mode; `chmod` is refused
+    // by the main table, see `crate::seccomp::MODES`). Each block ends by reloading the number.
+    let suid_sgid = libc::S_ISUID | libc::S_ISGID;
+    let eperm = libc::SECCOMP_RET_ERRNO | libc::EPERM as u32;
+    let creating = (libc::O_CREAT | (libc::O_TMPFILE & !libc::O_DIRECTORY)) as u32;
+    for &(nr, flags_arg) in OPEN_CALLS {
+        prog.push((s(JEQ_K, 0, 5, nr as u32), J::None));
+        prog.push((s(LD_ABS_W, 0, 0, ARGS + 8 * flags_arg), J::None));
+        prog.push((s(JSET_K, 0, 3, creating), J::None));
+        prog.push((s(LD_ABS_W, 0, 0, ARGS + 8 * (flags_arg + 1)), J::None));
+        prog.push((s(JSET_K, 0, 1, suid_sgid), J::None));
+        prog.push((s(RET_K, 0, 0, eperm), J::None));
+        prog.push((s(LD_ABS_W, 0, 0, 0), J::None));
+    }
+    for &(nr, mode_arg) in MODE_CALLS {
+        prog.push((s(JEQ_K, 0, 3, nr as u32), J::None));
+        prog.push((s(LD_ABS_W, 0, 0, ARGS + 8 * mode_arg), J::None));
+        prog.push((s(JSET_K, 0, 1, suid_sgid), J::None));
+        prog.push((s(RET_K, 0, 0, eperm), J::None));
+        prog.push((s(LD_ABS_W, 0, 0, 0), J::None));
+    }
+    // `openat2` takes its flags and mode in memory seccomp cannot read: ENOSYS, which every
+    // caller answers by falling back to `openat`.
+    prog.push((s(JEQ_K, 0, 1, libc::SYS_openat2 as u32), J::None));
+    prog.push((
+        s(RET_K, 0, 0, libc::SECCOMP_RET_ERRNO | libc::ENOSYS as u32),
+        J::None,
+    ));
+    prog.push((s(JEQ_K, 0, 0, libc::SYS_connect as u32), J::TrueToNotify));
     if guard_names {
         for &nr in NAME_CALLS {
             prog.push((s(JEQ_K, 0, 0, nr as u32), J::TrueToNotify));
@@ -391,11 +455,6 @@ pub fn notifier_program(guard_names: bool, proxy_only: bool) -> Vec<libc::sock_f
                 J::SetToNotifyElseAllow,
             ));
         }
-        prog.push((s(JEQ_K, 0, 1, libc::SYS_openat2 as u32), J::None));
-        prog.push((
-            s(RET_K, 0, 0, libc::SECCOMP_RET_ERRNO | libc::ENOSYS as u32),
-            J::None,
-        ));
     }
     if proxy_only {
         const AND_K: u16 = (libc::BPF_ALU | libc::BPF_AND | libc::BPF_K) as u16;
