@@ -11,6 +11,12 @@
 //! (no DNS-rebinding route to local services). A refused request gets `403` with a body that
 //! names the host and the rule. No TLS interception: `CONNECT` splices bytes. Plain-HTTP
 //! requests are forwarded once with `Connection: close`. One log line per decision with `-v`.
+//!
+//! Only the launcher's own uid may use the proxy: a loopback port belongs to nobody, and another
+//! local user who found it would reach the allowed hosts as this user (round-8 review). Each
+//! accepted connection's peer socket owner is looked up with `NETLINK_SOCK_DIAG`
+//! (`codex_privsep::PeerIdentifier`, the proxy's own peer check); another uid, or a lookup that
+//! fails, gets `403` naming the uid and is closed (fail closed).
 
 use std::io::{self, Read, Write};
 use std::net::{IpAddr, Shutdown, SocketAddr, TcpListener, TcpStream, ToSocketAddrs};
@@ -57,18 +63,70 @@ pub fn proxy_env(addr: SocketAddr) -> Vec<(String, String)> {
 pub fn serve(bound: Bound, rules: DomainRules, log: Option<String>) -> io::Result<()> {
     let rules = Arc::new(rules);
     let log = Arc::new(log);
+    // SAFETY: geteuid cannot fail.
+    let me = unsafe { libc::geteuid() };
+    // the sandboxed command's sockets are ours: created by our uid (mapped to itself in the
+    // sandbox's user namespace), so the kernel records this uid as their owner
+    let peers = Arc::new(codex_privsep::PeerIdentifier::new());
     std::thread::Builder::new()
         .name("sandbox-net-proxy".into())
         .spawn(move || {
             for conn in bound.listener.incoming() {
-                let Ok(conn) = conn else { continue };
-                let (rules, log) = (rules.clone(), log.clone());
+                let Ok(mut conn) = conn else { continue };
+                let (rules, log, peers) = (rules.clone(), log.clone(), peers.clone());
                 let _ = std::thread::Builder::new()
                     .name("sandbox-net-conn".into())
-                    .spawn(move || handle(conn, &rules, log.as_deref()));
+                    .spawn(move || match peer_is(&peers, &conn, me) {
+                        Ok(()) => handle(conn, &rules, log.as_deref()),
+                        Err(why) => refuse_peer(&mut conn, &why, log.as_deref()),
+                    });
             }
         })?;
     Ok(())
+}
+
+/// Answer 403 and close without a reset: the request the peer already sent is read (up to
+/// [`MAX_HEAD`], for at most a second) after our half is shut, or the unread bytes would turn
+/// the close into a reset that discards the answer.
+fn refuse_peer(conn: &mut TcpStream, why: &str, log: Option<&str>) {
+    if let Some(p) = log {
+        eprintln!("{p}: network: proxy connection refused: {why}");
+    }
+    let _ = respond(
+        conn,
+        403,
+        "Forbidden",
+        &format!("codex sandbox proxy: {why}\n"),
+    );
+    let _ = conn.shutdown(Shutdown::Write);
+    let _ = conn.set_read_timeout(Some(Duration::from_secs(1)));
+    let mut sink = [0u8; 4096];
+    let mut seen = 0;
+    while seen < MAX_HEAD {
+        match conn.read(&mut sink) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => seen += n,
+        }
+    }
+}
+
+/// `Ok` when the peer socket of `conn` belongs to uid `me`.
+fn peer_is(
+    peers: &Result<codex_privsep::PeerIdentifier, codex_privsep::PeerError>,
+    conn: &TcpStream,
+    me: u32,
+) -> Result<(), String> {
+    let peers = peers
+        .as_ref()
+        .map_err(|e| format!("the peer check is unavailable ({e}): refusing every connection"))?;
+    match peers.peer_of(conn) {
+        Ok(cred) if cred.uid == me => Ok(()),
+        Ok(cred) => Err(format!(
+            "connection from uid {} refused: this proxy serves uid {me} only",
+            cred.uid
+        )),
+        Err(e) => Err(format!("the connecting uid is unknown ({e})")),
+    }
 }
 
 /// What the request asks for.

@@ -279,3 +279,105 @@ fn a_listening_inet_socket_is_refused_and_unix_servers_still_listen() {
         assert!(text.contains("unix-listen ok"), "{ns:?}: control: {out:?}");
     }
 }
+
+/// Round-8 review: the proxy's loopback port belongs to nobody, so another local user who found
+/// it reached the allowed hosts as this user. Now a connection whose socket another uid owns
+/// gets 403 naming that uid; control: the same request from this uid is tunnelled.
+#[test]
+fn another_local_user_cannot_use_the_sandboxs_proxy() {
+    use std::os::unix::process::CommandExt;
+    let port = server();
+    let dir = tempfile::tempdir().unwrap();
+    for ns in [Ns::With, Ns::Without] {
+        let marker = dir.path().join(format!("proxy-{ns:?}.txt"));
+        let _ = std::fs::remove_file(&marker);
+        let mut c = match ns {
+            Ns::With => Command::new(helper()),
+            Ns::Without => {
+                let mut c = Command::new(PROBE);
+                c.args(["outer-deny", "userns", "--", &helper()]);
+                c
+            }
+        };
+        c.arg("--sandbox-policy-cwd")
+            .arg(dir.path())
+            .args(["--sandbox-policy", r#"{"mode":"workspace-write"}"#])
+            .args(["--allow-domain", "127.0.0.1"]);
+        if ns == Ns::Without {
+            // a writable root without namespaces keeps fewer guarantees: say so
+            c.arg("--dangerously-allow-weaker-sandbox");
+        }
+        c.arg("--")
+            .args([
+                "sh",
+                "-c",
+                &format!("echo \"$HTTP_PROXY\" > {}; sleep 30", marker.display()),
+            ])
+            .current_dir(dir.path())
+            .env_remove("HTTP_PROXY")
+            .env_remove("http_proxy")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        struct Kill(std::process::Child);
+        impl Drop for Kill {
+            fn drop(&mut self) {
+                let _ = self.0.kill();
+                let _ = self.0.wait();
+            }
+        }
+        let _guard = Kill(c.spawn().unwrap());
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        let proxy = loop {
+            if let Ok(s) = std::fs::read_to_string(&marker) {
+                if s.ends_with('\n') {
+                    break s.trim().trim_start_matches("http://").to_string();
+                }
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{ns:?}: no proxy address"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        };
+        let request = format!(
+            "CONNECT 127.0.0.1:{port} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n\r\n\
+             GET /x HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
+        );
+        let script = format!(
+            "import socket,sys\n\
+             s=socket.create_connection(('{}',{}))\n\
+             s.sendall(sys.argv[1].encode())\n\
+             out=b''\n\
+             while True:\n    d=s.recv(4096)\n    if not d: break\n    out+=d\n\
+             print(out.decode(errors='replace'))\n",
+            proxy.rsplit_once(':').unwrap().0,
+            proxy.rsplit_once(':').unwrap().1
+        );
+        let attacker = Command::new("python3")
+            .args(["-c", &script, &request])
+            .uid(65534)
+            .gid(65534)
+            .output()
+            .unwrap();
+        let said = String::from_utf8_lossy(&attacker.stdout);
+        assert!(
+            said.starts_with("HTTP/1.1 403")
+                && said.contains("connection from uid 65534 refused")
+                && !said.contains("hello-through-proxy"),
+            "{ns:?}: {said} {}",
+            String::from_utf8_lossy(&attacker.stderr)
+        );
+        // control: this uid (the sandbox's) is tunnelled
+        let me = Command::new("python3")
+            .args(["-c", &script, &request])
+            .output()
+            .unwrap();
+        let said = String::from_utf8_lossy(&me.stdout);
+        assert!(
+            said.starts_with("HTTP/1.1 200 Connection established")
+                && said.contains("hello-through-proxy"),
+            "{ns:?} control: {said}"
+        );
+    }
+}
