@@ -379,6 +379,15 @@ fn authority(host: &str, port: u16) -> String {
 }
 
 /// The rules, then resolution by the proxy, then the address check, then the connect.
+/// `ip` (or the IPv4 address it maps) is one of `own`.
+fn is_own(own: &[IpAddr], ip: IpAddr) -> bool {
+    let ip = match ip {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
+        v4 => v4,
+    };
+    own.contains(&ip)
+}
+
 fn decide_and_connect(
     rules: &DomainRules,
     host: &str,
@@ -395,14 +404,23 @@ fn decide_and_connect(
             .map_err(|e| format!("{host} does not resolve: {e}"))?
             .collect(),
     };
+    // this machine's own addresses count as local even when public: a name that resolves to
+    // one (DNS rebinding) would reach services listening on every interface (round-8 review);
+    // looked up per request, since addresses change. A failed lookup refuses every name.
+    let own = if local_ok {
+        Vec::new()
+    } else {
+        crate::sys::interface_addresses()
+            .map_err(|e| format!("this machine's addresses are unknown (getifaddrs: {e})"))?
+    };
     let usable: Vec<SocketAddr> = addrs
         .iter()
         .copied()
-        .filter(|a| local_ok || !is_non_public(a.ip()))
+        .filter(|a| local_ok || !(is_non_public(a.ip()) || is_own(&own, a.ip())))
         .collect();
     if usable.is_empty() {
         return Err(format!(
-            "{host} resolves only to non-public addresses ({}); name the IP or localhost exactly in allowed_domains to reach a local service",
+            "{host} resolves only to non-public addresses or this machine's own ({}); name the IP or localhost exactly in allowed_domains to reach a local service",
             addrs
                 .iter()
                 .map(|a| a.ip().to_string())

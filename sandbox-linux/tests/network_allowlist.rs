@@ -381,3 +381,74 @@ fn another_local_user_cannot_use_the_sandboxs_proxy() {
         );
     }
 }
+
+/// Round-8 review: an allowed name that resolves to one of this machine's own public addresses
+/// (DNS rebinding) reached services listening on every interface. Run in a network and mount
+/// namespace of the test's own: `lo` also holds the public address 5.6.7.8, a server
+/// listens there, and `/etc/hosts` maps `own.test` to it. Control: the address named exactly
+/// is reached.
+#[test]
+fn an_allowed_name_resolving_to_this_machines_own_public_address_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let hosts = dir.path().join("hosts");
+    std::fs::write(&hosts, "127.0.0.1 localhost\n5.6.7.8 own.test\n").unwrap();
+    let helper = helper();
+    for ns in [Ns::With, Ns::Without] {
+        let wrap = match ns {
+            Ns::With => String::new(),
+            Ns::Without => format!("{PROBE} outer-deny userns -- "),
+        };
+        let fetch_cmd = |url: &str| {
+            let f = fetch(url);
+            format!("python3 -c {}", shell_quote(&f[2]))
+        };
+        let script = format!(
+            "set -e\n\
+             mount --bind {hosts} /etc/hosts\n\
+             ip link set lo up\n\
+             ip addr add 5.6.7.8/32 dev lo\n\
+             python3 -c 'import socket,os,sys\n\
+s=socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1); s.bind((\"5.6.7.8\", 8080)); s.listen(8)\n\
+open(sys.argv[1], \"w\").close()\n\
+while True:\n    c,_=s.accept(); c.recv(4096); c.sendall(b\"HTTP/1.1 200 OK\\r\\nContent-Length: 10\\r\\nConnection: close\\r\\n\\r\\nown-secret\"); c.close()' {ready} >/dev/null 2>&1 &\n\
+             srv=$!\n\
+             trap 'kill $srv 2>/dev/null' EXIT\n\
+             while [ ! -e {ready} ]; do sleep 0.05; done\n\
+             echo ATTACK; {wrap}{helper} --sandbox-policy-cwd {d} --sandbox-policy '{ro}' --allow-domain own.test -- {attack} || true\n\
+             echo CONTROL; {wrap}{helper} --sandbox-policy-cwd {d} --sandbox-policy '{ro}' --allow-domain 5.6.7.8 -- {control} || true\n\
+             true\n",
+            hosts = hosts.display(),
+            ready = dir.path().join(format!("ready-{ns:?}")).display(),
+            d = dir.path().display(),
+            ro = READ_ONLY,
+            attack = fetch_cmd("http://own.test:8080/"),
+            control = fetch_cmd("http://5.6.7.8:8080/"),
+        );
+        let out = Command::new("unshare")
+            .args(["--net", "--mount", "--", "sh", "-c", &script])
+            .current_dir(dir.path())
+            .env_remove("HTTP_PROXY")
+            .env_remove("http_proxy")
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        let text = stdout(&out);
+        let (attack, control) = text
+            .split_once("CONTROL")
+            .unwrap_or_else(|| panic!("{ns:?}: {out:?}"));
+        assert!(
+            attack.contains("HTTP 403")
+                && attack.contains("this machine's own")
+                && !attack.contains("own-secret"),
+            "{ns:?}: {out:?}"
+        );
+        assert!(
+            control.contains("200 own-secret"),
+            "{ns:?} control: {out:?}"
+        );
+    }
+}
+
+fn shell_quote(s: &str) -> String {
+    format!("'{}'", s.replace('\'', "'\\''"))
+}
