@@ -500,6 +500,15 @@ impl Sandbox<Planned> {
                 // Failure to install forwarding only loses Ctrl-C forwarding; the child still
                 // dies with us (PDEATHSIG).
                 let forwarding = sys::forward_signals_to(child);
+                if confined {
+                    // Ctrl-Z stops the whole sandbox before the shell gets the terminal back
+                    if let Err(source) = crate::job_control::start(sys::getpid()) {
+                        eprintln!(
+                            "{}: warning: Ctrl-Z will not freeze the sandbox: {source}",
+                            this.opts.program
+                        );
+                    }
+                }
                 let mut buf = [0u8; 1];
                 let setup_code = loop {
                     match status_r.read(&mut buf) {

@@ -97,7 +97,7 @@ pub fn kill_descendants(of: libc::pid_t) {
 }
 
 /// The descendants of `of` (from `/proc/*/stat`, parent links).
-fn descendants(of: libc::pid_t) -> Vec<libc::pid_t> {
+pub(crate) fn descendants(of: libc::pid_t) -> Vec<libc::pid_t> {
     let mut parent_of: Vec<(libc::pid_t, libc::pid_t)> = Vec::new();
     let Ok(dir) = std::fs::read_dir("/proc") else {
         return Vec::new();

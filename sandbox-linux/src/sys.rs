@@ -470,3 +470,44 @@ pub fn interface_addresses() -> io::Result<Vec<std::net::IpAddr>> {
     unsafe { libc::freeifaddrs(head) };
     Ok(out)
 }
+
+/// The write end of the job-control pipe (-1: none).
+static JOB_PIPE_W: AtomicI32 = AtomicI32::new(-1);
+
+extern "C" fn on_job_signal(sig: libc::c_int) {
+    let fd = JOB_PIPE_W.load(Ordering::SeqCst);
+    if fd >= 0 {
+        let b = u8::try_from(sig).unwrap_or(0);
+        // SAFETY: write is async-signal-safe; one byte from a local. A full pipe drops the
+        // byte (O_NONBLOCK), which only merges two signals of the same meaning.
+        unsafe { libc::write(fd, (&b as *const u8).cast(), 1) };
+    }
+}
+
+/// A pipe that receives one byte (the signal number) per `SIGTSTP`, `SIGTTIN`, `SIGTTOU` and
+/// `SIGCONT` this process gets: their default actions are replaced (the reader stops this
+/// process itself). Returns the read end.
+pub fn job_signal_pipe() -> io::Result<OwnedFd> {
+    let mut fds = [0; 2];
+    // SAFETY: `fds` has room for the two descriptors pipe2 writes.
+    check(unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC | libc::O_NONBLOCK) })?;
+    // SAFETY: two new descriptors owned by nobody else.
+    let (r, w) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
+    // the read end blocks (the reader thread waits on it); the write end stays non-blocking
+    // SAFETY: fcntl on a descriptor we own, integer arguments.
+    check(unsafe { libc::fcntl(std::os::fd::AsRawFd::as_raw_fd(&r), libc::F_SETFL, 0) })?;
+    JOB_PIPE_W.store(std::os::fd::IntoRawFd::into_raw_fd(w), Ordering::SeqCst);
+    for sig in [libc::SIGTSTP, libc::SIGTTIN, libc::SIGTTOU, libc::SIGCONT] {
+        // SAFETY: `sa` is zero-initialised (a valid empty `struct sigaction`) and given a
+        // handler that only calls write(2); sigaction reads `sa` during the call only.
+        let ret = unsafe {
+            let mut sa: libc::sigaction = std::mem::zeroed();
+            sa.sa_sigaction = on_job_signal as *const () as usize;
+            sa.sa_flags = libc::SA_RESTART;
+            libc::sigemptyset(&mut sa.sa_mask);
+            libc::sigaction(sig, &sa, std::ptr::null_mut())
+        };
+        check(ret)?;
+    }
+    Ok(r)
+}

@@ -754,3 +754,103 @@ fn modes_that_open_the_users_files_or_uid_to_others_are_refused() {
         .unwrap();
     assert!(st.success(), "control setfacl outside");
 }
+
+/// The state letter of `/proc/<pid>/stat`.
+fn proc_state(pid: u32) -> Option<char> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    stat.rsplit_once(')')?
+        .1
+        .split_whitespace()
+        .next()?
+        .chars()
+        .next()
+}
+
+/// A ticker and a detached reader of the command's stdin (which stands for the terminal: a
+/// non-interactive shell gives background jobs /dev/null, so the reader takes fd 3).
+const FREEZE_CMD: &str = "exec 3<&0; ( setsid sh -c 'exec cat <&3 >> captured' & ); \
+     while :; do echo t >> ticks; sleep 0.02; done";
+
+/// Fifth review round F10: after Ctrl-Z (the terminal sends `SIGTSTP` to the launcher's process
+/// group) the command, in its own session, kept running and reading the terminal the user then
+/// typed into. Now every process of the sandbox stops before the launcher does, and `SIGCONT`
+/// continues them. Control: outside, a setsid'd process keeps running when its job is stopped.
+#[test]
+fn ctrl_z_freezes_every_process_of_the_sandbox_until_it_continues() {
+    for ns in [Ns::With, Ns::Without { dangerous: true }] {
+        let e = Env::new();
+        let ticks = e.ws.join("ticks");
+        let captured = e.ws.join("captured");
+        let mut c = sandbox(&e, WS_WRITE, ns, &["sh", "-c", FREEZE_CMD]);
+        c.stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        let mut launcher = c.spawn().unwrap();
+        let pid = launcher.id();
+        let mut stdin = launcher.stdin.take().unwrap();
+        assert!(wait_for(|| size(&ticks) > 0), "{ns:?}: never ticked");
+        stdin.write_all(b"before\n").unwrap();
+        let read = |p: &Path| std::fs::read_to_string(p).unwrap_or_default();
+        assert!(
+            wait_for(|| read(&captured).contains("before")),
+            "{ns:?}: the reader never read"
+        );
+        // Ctrl-Z
+        // SAFETY: kill takes integers; `pid` is the launcher this test started.
+        unsafe { libc::kill(pid as i32, libc::SIGTSTP) };
+        assert!(
+            wait_for(|| proc_state(pid) == Some('T')),
+            "{ns:?}: the launcher did not stop"
+        );
+        // the user types into the shell now
+        stdin.write_all(b"SECRET\n").unwrap();
+        let t0 = size(&ticks);
+        std::thread::sleep(Duration::from_millis(600));
+        assert_eq!(size(&ticks), t0, "{ns:?}: the sandbox ran while stopped");
+        assert!(
+            !read(&captured).contains("SECRET"),
+            "{ns:?}: read while stopped"
+        );
+        // fg
+        // SAFETY: as above.
+        unsafe { libc::kill(pid as i32, libc::SIGCONT) };
+        assert!(wait_for(|| size(&ticks) > t0), "{ns:?}: did not continue");
+        assert!(
+            wait_for(|| read(&captured).contains("SECRET")),
+            "{ns:?}: the reader did not continue"
+        );
+        launcher.kill().unwrap();
+        launcher.wait().unwrap();
+    }
+    // control: a job whose setsid'd child is not frozen by SIGTSTP
+    let e = Env::new();
+    let ticks = e.ws.join("ticks");
+    let mut job = Command::new("sh")
+        .args([
+            "-c",
+            "( setsid sh -c 'echo $$ > ticker.pid; while :; do echo t >> ticks; sleep 0.02; done' & ); sleep 100",
+        ])
+        .current_dir(&e.ws)
+        .spawn()
+        .unwrap();
+    assert!(wait_for(|| size(&ticks) > 0));
+    // SAFETY: kill takes integers; the job this test started.
+    unsafe { libc::kill(job.id() as i32, libc::SIGTSTP) };
+    assert!(wait_for(|| proc_state(job.id()) == Some('T')));
+    let grew = grows(&ticks);
+    let ticker: i32 = std::fs::read_to_string(e.ws.join("ticker.pid"))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    // SAFETY: kill takes integers; processes this test started.
+    unsafe {
+        libc::kill(ticker, libc::SIGKILL);
+        libc::kill(job.id() as i32, libc::SIGKILL);
+    }
+    job.wait().unwrap();
+    assert!(
+        grew,
+        "control: the setsid'd ticker ran on while its job was stopped"
+    );
+}
