@@ -849,3 +849,96 @@ fn a_workspace_symlink_to_proc_self_fd_does_not_reach_the_guards_own_descriptors
         );
     }
 }
+
+/// `hg` (Debian `mercurial`) as the victim outside any sandbox, in `dir`; may fail.
+fn hg_status(e: &Env, dir: &Path) {
+    if !dir.is_dir() {
+        return;
+    }
+    let _ = Command::new("/usr/bin/hg")
+        .args(["status"])
+        .current_dir(dir)
+        .env("HOME", &e.home)
+        .env("HGRCPATH", "")
+        .uid(NOBODY)
+        .gid(NOBODY)
+        .stdin(Stdio::null())
+        .output()
+        .expect("Mercurial must be installed (apt-get install mercurial)");
+}
+
+/// Outside review r10 F-S1: a Mercurial repository planted by the command (a `pre-status` hook
+/// in `.hg/hgrc`) ran at the user's next `hg status`, and an existing `.hg/hgrc` was writable;
+/// Jujutsu's and other agents' configuration are the same class. Refused with and without
+/// namespaces; control: with `--allow-git-writes` the plant lands and the victim's `hg` runs it.
+#[test]
+fn a_mercurial_repository_and_other_tools_configuration_cannot_be_planted() {
+    for ns in [Ns::With, Ns::Without] {
+        let e = env();
+        let marker = e.home.join("PWNED");
+        let plant = format!(
+            "mkdir -p sub/.hg/store && echo revlogv1 > sub/.hg/requires && \
+             printf '[hooks]\\npre-status = id > {}\\n' > sub/.hg/hgrc && echo planted",
+            s(&marker)
+        );
+        let out = guarded(&e, ns, false, &plant);
+        assert!(
+            !String::from_utf8_lossy(&out.stdout).contains("planted"),
+            "{ns:?}: {out:?}"
+        );
+        assert!(
+            String::from_utf8_lossy(&out.stderr).contains("Permission denied"),
+            "{ns:?}: {out:?}"
+        );
+        hg_status(&e, &e.ws.join("sub"));
+        assert!(!marker.exists(), "{ns:?}: the hook ran");
+        // an existing repository's hgrc stays read-only
+        let repo = e.ws.join("existing");
+        std::fs::create_dir_all(&repo).unwrap();
+        suite_test_support::dirs::chown_tree(&e.ws, NOBODY);
+        let init = Command::new("/usr/bin/hg")
+            .args(["init", s(&repo)])
+            .env("HOME", &e.home)
+            .uid(NOBODY)
+            .gid(NOBODY)
+            .output()
+            .expect("Mercurial must be installed (apt-get install mercurial)");
+        assert!(init.status.success(), "hg init: {init:?}");
+        let append = format!(
+            "printf '[hooks]\\npre-status = id > {}\\n' >> existing/.hg/hgrc && echo planted",
+            s(&marker)
+        );
+        let out = guarded(&e, ns, false, &append);
+        assert!(
+            !String::from_utf8_lossy(&out.stdout).contains("planted"),
+            "{ns:?}: {out:?}"
+        );
+        hg_status(&e, &repo);
+        assert!(!marker.exists(), "{ns:?}: the hook ran");
+        // Jujutsu's repository config and another agent's project settings
+        let out = guarded(
+            &e,
+            ns,
+            false,
+            "mkdir -p .jj/repo 2>&1; mkdir .claude 2>&1; echo done",
+        );
+        let said = String::from_utf8_lossy(&out.stdout);
+        assert_eq!(
+            said.matches("Permission denied").count(),
+            2,
+            "{ns:?}: {said}"
+        );
+        assert!(!e.ws.join(".jj").exists() && !e.ws.join(".claude").exists());
+        // control: the escape hatch lets the plant land, and the victim's hg status runs it
+        let out = guarded(&e, ns, true, &plant);
+        assert!(
+            String::from_utf8_lossy(&out.stdout).contains("planted"),
+            "{ns:?}: {out:?}"
+        );
+        hg_status(&e, &e.ws.join("sub"));
+        assert!(
+            marker.exists(),
+            "{ns:?}: control: the victim's hg status ran the hook"
+        );
+    }
+}

@@ -297,6 +297,10 @@ fn protected_names_cannot_be_created_or_written_anywhere_in_any_case() {
         "/private/tmp/other/.git/hooks/post-checkout",
         "/private/tmp/proj/remote.git/hooks/post-receive",
         "/private/tmp/proj/d/HEAD",
+        "/private/tmp/proj/sub/.hg/hgrc",
+        "/private/tmp/.Hg/hgrc",
+        "/private/tmp/proj/.jj/repo/config.toml",
+        "/private/tmp/proj/.claude/settings.json",
     ] {
         assert_eq!(m.decide(W, Path::new(p)), Decision::Deny, "{p}");
     }
@@ -307,6 +311,8 @@ fn protected_names_cannot_be_created_or_written_anywhere_in_any_case() {
         "/private/tmp/proj/.github/workflows/ci.yml",
         "/private/tmp/proj/x/git/config",
         "/private/tmp/proj/x/.agentsrc",
+        "/private/tmp/proj/.hgignore",
+        "/private/tmp/proj/.claude.md",
         "/private/tmp/proj/HEADER.md",
         "/private/tmp/proj/digit/x",
     ] {
