@@ -854,3 +854,46 @@ fn ctrl_z_freezes_every_process_of_the_sandbox_until_it_continues() {
         "control: the setsid'd ticker ran on while its job was stopped"
     );
 }
+
+/// Listens on an abstract name, on nothing (the kernel refuses: `EINVAL`), and on `srv.sock`: prints
+/// `errno N` or `ok` for each.
+const LISTEN_PY: &str = r#"import socket
+def t(addr):
+    s = socket.socket(socket.AF_UNIX)
+    try:
+        if addr is not None: s.bind(addr)
+        s.listen(4); print('ok')
+    except OSError as e: print('errno', e.errno)
+t('\0codex-r10-abstract'); t(None); t('srv.sock')
+"#;
+
+/// Outside review r10 F-S3: a command bound and listened on an abstract unix name, and clients
+/// outside (any uid) connected in: a fake X server (`@/tmp/.X11-unix/X77`) received the user's
+/// X cookie from `xdpyinfo`, and another local user read files through `@exfil`. Abstract
+/// names (autobound ones too) are refused; a socket bound to
+/// a path in the workspace still listens. Control: outside, the abstract listen works.
+#[test]
+fn the_command_cannot_listen_on_an_abstract_unix_name() {
+    for ns in [Ns::With, Ns::Without { dangerous: true }] {
+        let e = Env::new();
+        let out = output(sandbox(&e, WS_WRITE, ns, &["python3", "-c", LISTEN_PY]));
+        assert_eq!(
+            String::from_utf8_lossy(&out.stdout),
+            "errno 13\nerrno 22\nok\n",
+            "{ns:?}: {out:?}"
+        );
+    }
+    let e = Env::new();
+    let out = Command::new("python3")
+        .args(["-c", LISTEN_PY])
+        .current_dir(&e.ws)
+        .uid(NOBODY)
+        .gid(NOBODY)
+        .output()
+        .unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "ok\nerrno 22\nok\n",
+        "control outside: {out:?}"
+    );
+}

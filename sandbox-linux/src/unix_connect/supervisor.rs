@@ -122,7 +122,7 @@ pub(super) fn run(listener: &OwnedFd, rules: &Rules, guard: Option<&OwnedFd>) {
         let nr = i64::from(notif.data.nr);
         if nr == libc::SYS_connect || nr == libc::SYS_listen {
             let errno = if nr == libc::SYS_listen {
-                handle_listen(listener, &notif)
+                handle_listen(listener, &notif, rules)
             } else {
                 handle(listener, &notif, rules)
             };
@@ -144,9 +144,10 @@ pub(super) fn run(listener: &OwnedFd, rules: &Rules, guard: Option<&OwnedFd>) {
     }
 }
 
-/// `listen` with the network allow-list: performed on the child's unix sockets, refused on every
-/// other family (an inet socket would autobind and accept from anywhere).
-fn handle_listen(listener: &OwnedFd, n: &libc::seccomp_notif) -> i32 {
+/// `listen`, performed on the child's socket: a unix socket unless it is bound to an abstract
+/// name (reachable by every process of the machine: `EACCES`); an inet socket only with the network on and no
+/// allow-list (with one it would autobind and accept from anywhere).
+fn handle_listen(listener: &OwnedFd, n: &libc::seccomp_notif, rules: &Rules) -> i32 {
     let tid = n.pid as libc::pid_t;
     let Ok(pidfd) = open_pidfd(tid) else {
         return libc::ESRCH;
@@ -159,7 +160,18 @@ fn handle_listen(listener: &OwnedFd, n: &libc::seccomp_notif) -> i32 {
         return libc::EINTR;
     }
     match sys::socket_domain(&sock) {
-        Ok(d) if d == libc::AF_UNIX => sys::listen_errno(&sock, n.data.args[1] as i32),
+        Ok(d) if d == libc::AF_UNIX => match sys::unix_bound_abstract(&sock) {
+            Ok(false) => sys::listen_errno(&sock, n.data.args[1] as i32),
+            Ok(true) => DENIED_ERRNO,
+            Err(e) => e.raw_os_error().unwrap_or(libc::ENOTSOCK),
+        },
+        Ok(d)
+            if (d == libc::AF_INET || d == libc::AF_INET6)
+                && rules.network
+                && rules.proxy.is_none() =>
+        {
+            sys::listen_errno(&sock, n.data.args[1] as i32)
+        }
         Ok(_) => DENIED_ERRNO,
         Err(e) => e.raw_os_error().unwrap_or(libc::ENOTSOCK),
     }

@@ -442,6 +442,12 @@ pub fn notifier_program(guard_names: bool, proxy_only: bool) -> Vec<libc::sock_f
         J::None,
     ));
     prog.push((s(JEQ_K, 0, 0, libc::SYS_connect as u32), J::TrueToNotify));
+    // listen(), always: a unix socket bound to an abstract name (or autobound to one, which an
+    // unbound socket's listen does) takes connections from every process of the machine: a
+    // fake X server collected the user's X cookie, another user read files through one
+    // (outside review r10 F-S3); with the network allow-list an unbound inet socket autobinds
+    // to 0.0.0.0:<port> (round-8 review F1). The supervisor decides and performs it.
+    prog.push((s(JEQ_K, 0, 0, libc::SYS_listen as u32), J::TrueToNotify));
     if guard_names {
         for &nr in NAME_CALLS {
             prog.push((s(JEQ_K, 0, 0, nr as u32), J::TrueToNotify));
@@ -468,9 +474,6 @@ pub fn notifier_program(guard_names: bool, proxy_only: bool) -> Vec<libc::sock_f
         prog.push((s(AND_K, 0, 0, 0xf), J::None));
         prog.push((s(JEQ_K, 0, 0, libc::SOCK_STREAM as u32), J::ToAllowTrue));
         prog.push((s(RET_K, 0, 0, refuse), J::None));
-        // listen(): an unbound inet socket autobinds to 0.0.0.0:<port> and takes connections
-        // from anywhere (round-8 review F1); the supervisor performs unix ones, refuses inet
-        prog.push((s(JEQ_K, 0, 0, libc::SYS_listen as u32), J::TrueToNotify));
         // sendto(..., flags & MSG_FASTOPEN), sendmsg(..., flags & MSG_FASTOPEN), sendmmsg
         for (nr, arg) in [
             (libc::SYS_sendto, 3u32),
@@ -523,6 +526,25 @@ pub fn socket_domain(sock: &OwnedFd) -> io::Result<i32> {
         )
     } as libc::c_long)?;
     Ok(v)
+}
+
+/// Whether the unix socket `sock` is bound to an abstract name (`getsockname`; an autobound
+/// socket's name is abstract too). `false` for a path and for an unbound socket (whose
+/// `listen` the kernel refuses with `EINVAL`).
+pub fn unix_bound_abstract(sock: &OwnedFd) -> io::Result<bool> {
+    // SAFETY: sockaddr_un is plain data.
+    let mut addr: libc::sockaddr_un = unsafe { std::mem::zeroed() };
+    let mut len = std::mem::size_of::<libc::sockaddr_un>() as libc::socklen_t;
+    // SAFETY: `addr` and `len` are valid for the size given; the kernel writes at most `len`.
+    cvt(unsafe {
+        libc::getsockname(
+            sock.as_raw_fd(),
+            (&mut addr as *mut libc::sockaddr_un).cast(),
+            &mut len,
+        )
+    } as libc::c_long)?;
+    let family = std::mem::size_of::<libc::sa_family_t>();
+    Ok(len as usize > family && addr.sun_path[0] == 0)
 }
 
 /// `listen(sock, backlog)`: 0 or the errno.
