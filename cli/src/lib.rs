@@ -128,10 +128,11 @@ const SECRET_ARG_COMMANDS: &[&str] = &["login", "logout"];
 fn parse_error(e: clap::Error) -> i32 {
     use clap::error::ErrorKind;
     let args: Vec<std::ffi::OsString> = std::env::args_os().skip(1).collect();
+    // Any argument spelling the subcommand (not only the first positional: `-c k=v login ...`);
+    // a false positive only makes an unrelated usage error less detailed.
     let secret_cmd = args
         .iter()
-        .find(|a| !a.to_string_lossy().starts_with('-'))
-        .is_some_and(|a| SECRET_ARG_COMMANDS.iter().any(|c| a == *c));
+        .any(|a| SECRET_ARG_COMMANDS.iter().any(|c| a == *c));
     let informational = matches!(
         e.kind(),
         ErrorKind::DisplayHelp | ErrorKind::DisplayVersion | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand
