@@ -545,7 +545,11 @@ pub fn parse_layer_text(path: &Path, text: &str) -> anyhow::Result<toml::Table> 
     if let Some(toml::Value::Table(profiles)) = table.get("profiles") {
         for (name, p) in profiles {
             if let toml::Value::Table(p) = p {
-                let origin = format!("{}: profiles.{name}", path.display());
+                let origin = format!(
+                    "{}: profiles.{}",
+                    path.display(),
+                    codex_login::claims::printable(name)
+                );
                 check_schema_value(p, &origin)?;
                 check_feature_names(p, &origin)?;
             }

@@ -135,7 +135,9 @@ fn parse_error(e: clap::Error) -> i32 {
         .any(|a| SECRET_ARG_COMMANDS.iter().any(|c| a == *c));
     let informational = matches!(
         e.kind(),
-        ErrorKind::DisplayHelp | ErrorKind::DisplayVersion | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand
+        ErrorKind::DisplayHelp
+            | ErrorKind::DisplayVersion
+            | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand
     );
     if !secret_cmd || informational {
         let _ = e.print();

@@ -9,8 +9,10 @@ use codex_sessions::SessionStore;
 use crate::exit::{Coded, FAILURE};
 
 #[derive(Debug, clap::Args)]
-#[command(after_help = "Examples:\n  codex sessions list\n  codex sessions list --json | jq -r '.[0].id'\n  \
-    codex exec resume \"$(codex sessions list --json | jq -r '.[0].id')\" \"continue\"")]
+#[command(
+    after_help = "Examples:\n  codex sessions list\n  codex sessions list --json | jq -r '.[0].id'\n  \
+    codex exec resume \"$(codex sessions list --json | jq -r '.[0].id')\" \"continue\""
+)]
 pub struct SessionsArgs {
     #[command(subcommand)]
     pub action: SessionsAction,
@@ -68,7 +70,9 @@ pub fn run(args: SessionsArgs, global: &crate::GlobalOpts) -> anyhow::Result<i32
                 })
             })
             .collect();
-        out.push_str(&crate::exec_cmd::output::json_line(&serde_json::Value::Array(arr)));
+        out.push_str(&crate::exec_cmd::output::json_line(
+            &serde_json::Value::Array(arr),
+        ));
         out.push('\n');
     } else {
         if listing.sessions.is_empty() {

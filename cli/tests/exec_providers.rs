@@ -15,7 +15,9 @@ use std::path::Path;
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use suite_test_support::responses_mock::{MockResponse, MockUpstream, sse_frame, sse_text_response};
+use suite_test_support::responses_mock::{
+    MockResponse, MockUpstream, sse_frame, sse_text_response,
+};
 
 const KEY: &str = "sk-proj-PROVIDERKEY0123456789abcdefQWERT";
 const NOBODY: u32 = 65534;
@@ -28,8 +30,12 @@ fn mock_provider(base_url: &str, retries: u32) -> Vec<String> {
     [
         c(&format!("model_providers.mock.base_url={base_url}")),
         c("model_provider=mock"),
-        c(&format!("model_providers.mock.request_max_retries={retries}")),
-        c(&format!("model_providers.mock.stream_max_retries={retries}")),
+        c(&format!(
+            "model_providers.mock.request_max_retries={retries}"
+        )),
+        c(&format!(
+            "model_providers.mock.stream_max_retries={retries}"
+        )),
     ]
     .concat()
 }
@@ -55,7 +61,12 @@ fn store_key(home: &Path) {
         .stdout(Stdio::null())
         .stderr(Stdio::null());
     let mut child = cmd.spawn().unwrap();
-    child.stdin.take().unwrap().write_all(format!("{KEY}\n").as_bytes()).unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(format!("{KEY}\n").as_bytes())
+        .unwrap();
     assert!(child.wait().unwrap().success());
 }
 
@@ -122,9 +133,18 @@ model = "gpt-5-mini"
     assert_eq!(stdout(&o), "ok\n");
     let r = &mock.requests()[0];
     assert_eq!(r.path, "/openai/responses?api-version=2025-04-01-preview");
-    assert_eq!(r.header("authorization").as_deref(), Some("Bearer azure-key-123"));
-    assert_eq!(r.header("x-example-header").as_deref(), Some("example-value"));
-    assert_eq!(r.header("x-example-env-header").as_deref(), Some("from-env"));
+    assert_eq!(
+        r.header("authorization").as_deref(),
+        Some("Bearer azure-key-123")
+    );
+    assert_eq!(
+        r.header("x-example-header").as_deref(),
+        Some("example-value")
+    );
+    assert_eq!(
+        r.header("x-example-env-header").as_deref(),
+        Some("from-env")
+    );
     assert_eq!(r.json().unwrap()["model"], "gpt-5");
     // An unset env_http_headers variable: the header is left out (codex's rule).
     mock.push_response(ok_stream());
@@ -145,14 +165,19 @@ fn an_unset_env_key_names_the_variable_and_its_instructions() {
     let h = home();
     let mut pre = mock_provider("http://127.0.0.1:9/v1", 0);
     pre.extend(c("model_providers.mock.env_key=MOCK_API_KEY"));
-    pre.extend(c("model_providers.mock.env_key_instructions=create one at https://example.test/keys"));
+    pre.extend(c(
+        "model_providers.mock.env_key_instructions=create one at https://example.test/keys",
+    ));
     let o = run(&h.path, &pre, &["exec", "p"]);
     assert_eq!(o.status.code(), Some(21), "{o:?}");
     assert_eq!(
         stderr(&o).trim(),
         "codex: provider mock needs the environment variable MOCK_API_KEY (env_key), which is not set: create one at https://example.test/keys"
     );
-    assert!(!h.path.join("sessions").exists(), "no session for a run that never started");
+    assert!(
+        !h.path.join("sessions").exists(),
+        "no session for a run that never started"
+    );
 }
 
 #[test]
@@ -172,7 +197,10 @@ fn requires_auth_warns_as_a_deprecated_alias_and_wire_api_chat_is_refused() {
         "{}",
         stderr(&o)
     );
-    assert_eq!(mock.requests()[0].header("authorization"), Some(format!("Bearer {KEY}")));
+    assert_eq!(
+        mock.requests()[0].header("authorization"),
+        Some(format!("Bearer {KEY}"))
+    );
 
     let mut pre = mock_provider(&mock.base_url(), 0);
     pre.extend(c("model_providers.mock.wire_api=chat"));
@@ -206,7 +234,10 @@ fn retries_back_off_on_429_and_503_and_stop_at_the_limit() {
     assert_eq!(stdout(&o), "ok\n");
     let g = gaps(&mock);
     assert_eq!(g.len(), 2);
-    assert!(g[0] >= Duration::from_millis(150) && g[0] < Duration::from_millis(1500), "{g:?}");
+    assert!(
+        g[0] >= Duration::from_millis(150) && g[0] < Duration::from_millis(1500),
+        "{g:?}"
+    );
     assert!(g[1] >= Duration::from_millis(300), "{g:?}");
     let e = stderr(&o);
     assert!(e.contains("status 503 (t); retrying in 0."), "{e}");
@@ -221,7 +252,11 @@ fn retries_back_off_on_429_and_503_and_stop_at_the_limit() {
     let o = run(&h.path, &mock_provider(&mock.base_url(), 2), &["exec", "p"]);
     assert_eq!(o.status.code(), Some(23), "{o:?}");
     assert_eq!(mock.requests().len(), 3);
-    let last = stderr(&o).lines().filter(|l| !l.contains("to continue this session")).last().unwrap().to_owned();
+    let last = stderr(&o)
+        .lines()
+        .rfind(|l| !l.contains("to continue this session"))
+        .unwrap()
+        .to_owned();
     assert_eq!(
         last,
         format!(
@@ -246,7 +281,10 @@ fn retry_after_is_honoured_and_an_excessive_one_is_not_waited_for() {
     let o = run(&h.path, &mock_provider(&mock.base_url(), 3), &["exec", "p"]);
     assert_eq!(o.status.code(), Some(0), "{o:?}");
     let g = gaps(&mock);
-    assert!(g[0] >= Duration::from_secs(2), "Retry-After: 2 was not honoured: {g:?}");
+    assert!(
+        g[0] >= Duration::from_secs(2),
+        "Retry-After: 2 was not honoured: {g:?}"
+    );
     assert!(g[0] < Duration::from_secs(4), "{g:?}");
     assert!(stderr(&o).contains("retrying in 2.0 s"), "{}", stderr(&o));
 
@@ -280,7 +318,8 @@ fn connection_errors_are_retried_until_the_budget_is_spent() {
     let e = stderr(&o);
     assert_eq!(e.matches("retrying in").count(), 2, "{e}");
     assert!(
-        e.contains(&format!("codex: request to {url}/responses failed: ")) && e.contains("Connection refused"),
+        e.contains(&format!("codex: request to {url}/responses failed: "))
+            && e.contains("Connection refused"),
         "{e}"
     );
     assert!(e.contains("(gave up after 3 attempts)"), "{e}");
@@ -295,7 +334,9 @@ fn a_stream_broken_before_any_text_is_retried_but_not_after_text() {
         frames: frames[..1].to_vec(), // response.created only
         delay: Duration::from_millis(5),
     });
-    mock.push_response(MockResponse::SseChunked { frames: frames.clone() });
+    mock.push_response(MockResponse::SseChunked {
+        frames: frames.clone(),
+    });
     let o = run(&h.path, &mock_provider(&mock.base_url(), 2), &["exec", "p"]);
     assert_eq!(o.status.code(), Some(0), "{o:?}");
     assert_eq!(stdout(&o), "hello there\n", "printed once");
@@ -323,18 +364,40 @@ fn profiles_layer_between_config_toml_and_c_and_show_in_config_show() {
     mock.set_default(ok_stream());
     let pre = mock_provider(&mock.base_url(), 0);
     let model = |args: &[&str]| {
-        let o = run(&h.path, &[pre.clone(), args.iter().map(|s| (*s).to_owned()).collect()].concat(), &["exec", "p"]);
+        let o = run(
+            &h.path,
+            &[pre.clone(), args.iter().map(|s| (*s).to_owned()).collect()].concat(),
+            &["exec", "p"],
+        );
         assert_eq!(o.status.code(), Some(0), "{o:?}");
-        mock.requests().last().unwrap().json().unwrap()["model"].as_str().unwrap().to_owned()
+        mock.requests().last().unwrap().json().unwrap()["model"]
+            .as_str()
+            .unwrap()
+            .to_owned()
     };
-    assert_eq!(model(&[]), "work-model", "profile = \"work\" in config.toml");
-    assert_eq!(model(&["-p", "play"]), "play-model", "-p wins over the profile key");
+    assert_eq!(
+        model(&[]),
+        "work-model",
+        "profile = \"work\" in config.toml"
+    );
+    assert_eq!(
+        model(&["-p", "play"]),
+        "play-model",
+        "-p wins over the profile key"
+    );
     assert_eq!(model(&["-c", "profile=play"]), "play-model");
-    assert_eq!(model(&["-p", "play", "-c", "model=flag"]), "flag", "-c wins over the profile");
+    assert_eq!(
+        model(&["-p", "play", "-c", "model=flag"]),
+        "flag",
+        "-c wins over the profile"
+    );
     let o = run(&h.path, &[], &["-p", "play", "config", "show"]);
     let out = stdout(&o);
     assert!(out.contains("# profile play\n"), "{out}");
-    assert!(out.contains("model = \"play-model\"  # profile play\n"), "{out}");
+    assert!(
+        out.contains("model = \"play-model\"  # profile play\n"),
+        "{out}"
+    );
     // Unknown profile: the defined ones are listed.
     let o = run(&h.path, &pre, &["-p", "nope", "exec", "p"]);
     assert_eq!(o.status.code(), Some(2), "{o:?}");
@@ -375,9 +438,20 @@ fn a_repointed_builtin_provider_never_gets_the_stored_key() {
         "{}",
         stderr(&o)
     );
-    assert_eq!(attacker.requests().len(), 0, "the re-pointed provider was contacted");
+    assert_eq!(
+        attacker.requests().len(),
+        0,
+        "the re-pointed provider was contacted"
+    );
     // The same with -c.
-    let o = run(&h.path, &c(&format!("model_providers.openai.base_url={}", attacker.base_url())), &["exec", "p"]);
+    let o = run(
+        &h.path,
+        &c(&format!(
+            "model_providers.openai.base_url={}",
+            attacker.base_url()
+        )),
+        &["exec", "p"],
+    );
     assert_ne!(o.status.code(), Some(0), "{o:?}");
     assert_eq!(attacker.requests().len(), 0);
 
@@ -389,7 +463,10 @@ fn a_repointed_builtin_provider_never_gets_the_stored_key() {
         .stdin(Stdio::null());
     let o = cmd.output().unwrap();
     assert_eq!(o.status.code(), Some(0), "{o:?}");
-    assert_eq!(attacker.requests()[0].header("authorization"), Some(format!("Bearer {KEY}")));
+    assert_eq!(
+        attacker.requests()[0].header("authorization"),
+        Some(format!("Bearer {KEY}"))
+    );
 }
 
 /// A one-connection HTTP listener on `[::1]` run by `python3` as `uid`: prints what it received
@@ -418,7 +495,9 @@ except Exception:
 print(data.hex(), flush=True)
 "#;
         let mut cmd = Command::new("/usr/bin/python3");
-        cmd.args(["-c", SERVER]).stdout(Stdio::piped()).current_dir("/");
+        cmd.args(["-c", SERVER])
+            .stdout(Stdio::piped())
+            .current_dir("/");
         if uid != 0 {
             cmd.uid(uid).gid(uid);
         }
@@ -426,17 +505,21 @@ print(data.hex(), flush=True)
         let mut out = std::io::BufReader::new(child.stdout.take().unwrap());
         let mut line = String::new();
         out.read_line(&mut line).unwrap();
-        let port = line
-            .trim()
-            .parse()
-            .unwrap_or_else(|_| panic!("the listener as uid {uid} did not start: {line:?}: the test cannot run"));
+        let port = line.trim().parse().unwrap_or_else(|_| {
+            panic!("the listener as uid {uid} did not start: {line:?}: the test cannot run")
+        });
         child.stdout = Some(out.into_inner());
         Listener { child, port }
     }
 
     fn received(mut self) -> String {
         let mut rest = String::new();
-        self.child.stdout.as_mut().unwrap().read_to_string(&mut rest).unwrap();
+        self.child
+            .stdout
+            .as_mut()
+            .unwrap()
+            .read_to_string(&mut rest)
+            .unwrap();
         let _ = self.child.wait();
         let hex = rest.trim();
         let bytes: Vec<u8> = (0..hex.len() / 2)
@@ -469,7 +552,10 @@ fn another_users_loopback_listener_never_gets_the_key() {
         "{e}"
     );
     let got = squatter.received();
-    assert!(got.is_empty(), "the other user's listener received: {got:?}");
+    assert!(
+        got.is_empty(),
+        "the other user's listener received: {got:?}"
+    );
 
     // Control: the same set-up owned by this user gets the request and the key.
     let ours = Listener::start(0);
@@ -485,7 +571,10 @@ fn another_users_loopback_listener_never_gets_the_key() {
     let _ = run(&h.path, &pre, &["exec", "p"]);
     let got = proxy_like.received();
     assert!(got.starts_with("POST /v1/responses "), "{got:?}");
-    assert!(!got.to_ascii_lowercase().contains("authorization"), "{got:?}");
+    assert!(
+        !got.to_ascii_lowercase().contains("authorization"),
+        "{got:?}"
+    );
 }
 
 /// A stream whose text carries OSC 52 (clipboard), a title, a hyperlink and a C1 CSI.
@@ -526,20 +615,41 @@ fn terminal_escapes_from_the_model_are_stripped_on_a_tty() {
     let o = cmd.output().unwrap();
     assert_eq!(o.status.code(), Some(0), "{o:?}");
     let tty = String::from_utf8_lossy(&o.stdout).into_owned();
-    assert!(tty.contains("AB]52;c;cm0gLXJmIH4=") || tty.contains("A]52;c;cm0gLXJmIH4=B"), "{tty:?}");
+    assert!(
+        tty.contains("AB]52;c;cm0gLXJmIH4=") || tty.contains("A]52;c;cm0gLXJmIH4=B"),
+        "{tty:?}"
+    );
     for bad in ['\u{1b}', '\u{7}', '\u{9b}'] {
         assert!(!tty.contains(bad), "{bad:?} reached the terminal: {tty:?}");
     }
     assert!(tty.contains("D2JE\r\n"), "text and newlines kept: {tty:?}");
     // Control: piped, the text is passed through byte for byte (a file gets what the model said).
-    let o = run(&h.path, &mock_provider(&mock.base_url(), 0), &["exec", "--ephemeral", "p"]);
+    let o = run(
+        &h.path,
+        &mock_provider(&mock.base_url(), 0),
+        &["exec", "--ephemeral", "p"],
+    );
     assert_eq!(o.status.code(), Some(0), "{o:?}");
-    assert!(stdout(&o).contains("A\u{1b}]52;c;cm0gLXJmIH4=\u{7}B"), "{:?}", stdout(&o));
+    assert!(
+        stdout(&o).contains("A\u{1b}]52;c;cm0gLXJmIH4=\u{7}B"),
+        "{:?}",
+        stdout(&o)
+    );
     // --json escapes them (checked byte-wise; the values round-trip).
-    let o = run(&h.path, &mock_provider(&mock.base_url(), 0), &["exec", "--json", "--ephemeral", "p"]);
+    let o = run(
+        &h.path,
+        &mock_provider(&mock.base_url(), 0),
+        &["exec", "--json", "--ephemeral", "p"],
+    );
     let out = stdout(&o);
-    assert!(!out.contains('\u{1b}') && !out.contains('\u{9b}') && !out.contains('\u{7}'), "{out:?}");
-    assert!(out.contains(r"A\u001b]52;c;cm0gLXJmIH4=\u0007B") && out.contains(r"D\u009b2JE"), "{out}");
+    assert!(
+        !out.contains('\u{1b}') && !out.contains('\u{9b}') && !out.contains('\u{7}'),
+        "{out:?}"
+    );
+    assert!(
+        out.contains(r"A\u001b]52;c;cm0gLXJmIH4=\u0007B") && out.contains(r"D\u009b2JE"),
+        "{out}"
+    );
 }
 
 #[test]
@@ -559,14 +669,20 @@ fn a_managed_config_path_to_a_file_the_user_controls_is_ignored() {
         let o = cmd.output().unwrap();
         assert_eq!(o.status.code(), Some(0), "{o:?}");
         (
-            mock.requests().last().unwrap().json().unwrap()["model"].as_str().unwrap().to_owned(),
+            mock.requests().last().unwrap().json().unwrap()["model"]
+                .as_str()
+                .unwrap()
+                .to_owned(),
             stderr(&o),
         )
     };
     // A file of another (non-root) user: ignored, with the reason.
     std::os::unix::fs::chown(&managed, Some(NOBODY), Some(NOBODY)).unwrap();
     let (model, e) = model_with(&managed);
-    assert_eq!(model, "gpt-5", "a user-owned file replaced the managed config");
+    assert_eq!(
+        model, "gpt-5",
+        "a user-owned file replaced the managed config"
+    );
     assert!(
         e.contains(&format!(
             "codex: warning: ignoring CODEX_MANAGED_CONFIG_PATH={}: owned by uid 65534, not root",
@@ -579,7 +695,10 @@ fn a_managed_config_path_to_a_file_the_user_controls_is_ignored() {
     std::fs::set_permissions(&managed, std::fs::Permissions::from_mode(0o664)).unwrap();
     let (model, e) = model_with(&managed);
     assert_eq!(model, "gpt-5");
-    assert!(e.contains("mode 0664 is writable by group or others"), "{e}");
+    assert!(
+        e.contains("mode 0664 is writable by group or others"),
+        "{e}"
+    );
     // Control: root-owned, 0644: honoured.
     std::fs::set_permissions(&managed, std::fs::Permissions::from_mode(0o644)).unwrap();
     let (model, e) = model_with(&managed);
@@ -596,13 +715,23 @@ fn login_usage_errors_never_echo_a_key() {
         vec!["login", "status", "sk-proj-LEAK3"],
         vec!["logout", "sk-proj-LEAK4"],
         vec!["login", "--api-key"],
-        vec!["-c", "model=x", "login", "--device-auth", "--with-api-key", "sk-proj-LEAK5"],
+        vec![
+            "-c",
+            "model=x",
+            "login",
+            "--device-auth",
+            "--with-api-key",
+            "sk-proj-LEAK5",
+        ],
     ] {
         let o = run(&h.path, &[], &args);
         assert_eq!(o.status.code(), Some(2), "{args:?}: {o:?}");
         let all = format!("{}{}", stdout(&o), stderr(&o));
         assert!(!all.contains("LEAK"), "{args:?} echoed: {all}");
-        assert!(all.contains("argument values are not shown"), "{args:?}: {all}");
+        assert!(
+            all.contains("argument values are not shown"),
+            "{args:?}: {all}"
+        );
         assert!(all.contains("Usage: codex log"), "{args:?}: {all}");
     }
     // Control: other subcommands keep clap's usual message, value included.

@@ -13,7 +13,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Output, Stdio};
 use std::time::Duration;
 
-use suite_test_support::responses_mock::{MockResponse, MockUpstream, sse_frame, sse_text_response};
+use suite_test_support::responses_mock::{
+    MockResponse, MockUpstream, sse_frame, sse_text_response,
+};
 
 const KEY: &str = "sk-proj-SESSIONKEY0123456789abcdefQWERT";
 
@@ -48,7 +50,9 @@ fn session_files(home: &Path) -> Vec<PathBuf> {
     let mut out = Vec::new();
     let mut todo = vec![home.join("sessions")];
     while let Some(d) = todo.pop() {
-        let Ok(rd) = std::fs::read_dir(&d) else { continue };
+        let Ok(rd) = std::fs::read_dir(&d) else {
+            continue;
+        };
         for e in rd {
             let p = e.unwrap().path();
             if p.is_dir() {
@@ -81,7 +85,11 @@ fn hinted_id(o: &Output) -> String {
 }
 
 fn message(role: &str, text: &str) -> serde_json::Value {
-    let part = if role == "user" { "input_text" } else { "output_text" };
+    let part = if role == "user" {
+        "input_text"
+    } else {
+        "output_text"
+    };
     serde_json::json!({"type": "message", "role": role, "content": [{"type": part, "text": text}]})
 }
 
@@ -102,10 +110,19 @@ fn a_session_is_recorded_privately_and_resumes_with_the_earlier_turns() {
     assert_eq!(files.len(), 1);
     let f = &files[0];
     let name = f.file_name().unwrap().to_str().unwrap();
-    assert!(name.starts_with("rollout-20") && name.ends_with(&format!("-{id}.jsonl")), "{name}");
-    assert_eq!(std::fs::metadata(f).unwrap().permissions().mode() & 0o777, 0o600);
+    assert!(
+        name.starts_with("rollout-20") && name.ends_with(&format!("-{id}.jsonl")),
+        "{name}"
+    );
+    assert_eq!(
+        std::fs::metadata(f).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
     for d in [f.parent().unwrap(), &h.path.join("sessions")] {
-        assert_eq!(std::fs::metadata(d).unwrap().permissions().mode() & 0o777, 0o700);
+        assert_eq!(
+            std::fs::metadata(d).unwrap().permissions().mode() & 0o777,
+            0o700
+        );
     }
     let l = lines(f);
     assert_eq!(l.len(), 4, "{l:#?}");
@@ -113,11 +130,20 @@ fn a_session_is_recorded_privately_and_resumes_with_the_earlier_turns() {
     assert_eq!(l[0]["payload"]["id"], id.as_str());
     assert_eq!(l[0]["payload"]["model_provider"], "mock");
     assert_eq!(l[0]["payload"]["model"], "gpt-5");
-    assert_eq!(l[0]["payload"]["cwd"], std::env::current_dir().unwrap().display().to_string());
+    assert_eq!(
+        l[0]["payload"]["cwd"],
+        std::env::current_dir().unwrap().display().to_string()
+    );
     assert_eq!(l[1]["payload"], message("user", "Capital of France?"));
-    assert_eq!(l[2]["payload"], message("assistant", "Paris is the capital."));
+    assert_eq!(
+        l[2]["payload"],
+        message("assistant", "Paris is the capital.")
+    );
     assert_eq!(l[3]["payload"]["type"], "token_count");
-    assert_eq!(l[3]["payload"]["info"]["last_token_usage"]["total_tokens"], 2);
+    assert_eq!(
+        l[3]["payload"]["info"]["last_token_usage"]["total_tokens"],
+        2
+    );
 
     // Resume by id: the request carries the earlier turns, then the new input; same file.
     mock.push_response(MockResponse::SseChunked {
@@ -138,7 +164,13 @@ fn a_session_is_recorded_privately_and_resumes_with_the_earlier_turns() {
             message("user", "Population?"),
         ])
     );
-    assert!(reqs[1].json().unwrap().get("previous_response_id").is_none());
+    assert!(
+        reqs[1]
+            .json()
+            .unwrap()
+            .get("previous_response_id")
+            .is_none()
+    );
     assert_eq!(session_files(&h.path), files, "appended to the same file");
     assert_eq!(lines(f).len(), 7);
 
@@ -152,7 +184,13 @@ fn a_session_is_recorded_privately_and_resumes_with_the_earlier_turns() {
     assert_eq!(input.as_array().unwrap().len(), 5, "{input:#}");
     let o = run(&h.path, &pre, &["exec", "resume", &id[..8], "Bye"]);
     assert_eq!(o.status.code(), Some(0), "{o:?}");
-    assert_eq!(mock.requests()[3].json().unwrap()["input"].as_array().unwrap().len(), 7);
+    assert_eq!(
+        mock.requests()[3].json().unwrap()["input"]
+            .as_array()
+            .unwrap()
+            .len(),
+        7
+    );
 }
 
 #[test]
@@ -164,7 +202,12 @@ fn the_key_and_headers_never_reach_the_session_file() {
         .stdout(Stdio::null())
         .stderr(Stdio::null());
     let mut child = c.spawn().unwrap();
-    child.stdin.take().unwrap().write_all(format!("{KEY}\n").as_bytes()).unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(format!("{KEY}\n").as_bytes())
+        .unwrap();
     assert!(child.wait().unwrap().success());
     let mock = MockUpstream::start().unwrap();
     mock.push_response(MockResponse::SseChunked {
@@ -179,10 +222,16 @@ fn the_key_and_headers_never_reach_the_session_file() {
     ]);
     let o = run(&h.path, &pre, &["exec", "hello"]);
     assert_eq!(o.status.code(), Some(0), "{o:?}");
-    assert_eq!(mock.requests()[0].header("authorization"), Some(format!("Bearer {KEY}")));
+    assert_eq!(
+        mock.requests()[0].header("authorization"),
+        Some(format!("Bearer {KEY}"))
+    );
     let text = std::fs::read_to_string(&session_files(&h.path)[0]).unwrap();
     for needle in [KEY, "Bearer", "X-Team", "blue", "127.0.0.1"] {
-        assert!(!text.contains(needle), "{needle} in the session file: {text}");
+        assert!(
+            !text.contains(needle),
+            "{needle} in the session file: {text}"
+        );
     }
     assert!(!stdout(&o).contains(KEY) && !stderr(&o).contains(KEY));
 }
@@ -205,7 +254,10 @@ fn json_output_is_json_lines_in_the_documented_schema() {
     let o = run(&h.path, &pre, &["exec", "--json", "p"]);
     assert_eq!(o.status.code(), Some(0), "{o:?}");
     let out = stdout(&o);
-    assert!(!out.contains('\u{1b}') && !out.contains('\u{7}') && !out.contains('\u{9b}'), "{out:?}");
+    assert!(
+        !out.contains('\u{1b}') && !out.contains('\u{7}') && !out.contains('\u{9b}'),
+        "{out:?}"
+    );
     assert!(out.contains(r"\u001b]52;c;aGk=\u0007\u009b"), "{out}");
     let events: Vec<serde_json::Value> = out
         .lines()
@@ -228,7 +280,10 @@ fn json_output_is_json_lines_in_the_documented_schema() {
     // The documented fields, with their types (docs/exec.md).
     let id = events[0]["thread_id"].as_str().unwrap();
     assert_eq!(hinted_id(&o), id);
-    assert_eq!(events[2]["item"], serde_json::json!({"id": "item_0", "type": "agent_message", "text": ""}));
+    assert_eq!(
+        events[2]["item"],
+        serde_json::json!({"id": "item_0", "type": "agent_message", "text": ""})
+    );
     let deltas: String = events[3..6]
         .iter()
         .map(|e| {
@@ -257,7 +312,10 @@ fn json_output_is_json_lines_in_the_documented_schema() {
         };
         assert!(keys.iter().all(|k| allowed.contains(&k.as_str())), "{e}");
     }
-    assert!(!stderr(&o).contains("tokens used"), "usage is in turn.completed");
+    assert!(
+        !stderr(&o).contains("tokens used"),
+        "usage is in turn.completed"
+    );
 
     // A failed turn: turn.failed with the message, still JSON only on stdout.
     mock.push_response(MockResponse::Json {
@@ -266,11 +324,19 @@ fn json_output_is_json_lines_in_the_documented_schema() {
     });
     let o = run(&h.path, &pre, &["exec", "--json", "p"]);
     assert_eq!(o.status.code(), Some(23), "{o:?}");
-    let events: Vec<serde_json::Value> =
-        stdout(&o).lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let events: Vec<serde_json::Value> = stdout(&o)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
     let last = events.last().unwrap();
     assert_eq!(last["type"], "turn.failed");
-    assert!(last["error"]["message"].as_str().unwrap().contains("bad model"), "{last}");
+    assert!(
+        last["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("bad model"),
+        "{last}"
+    );
 }
 
 #[test]
@@ -291,7 +357,10 @@ fn output_last_message_is_written_0600_atomically() {
     );
     assert_eq!(o.status.code(), Some(0), "{o:?}");
     assert_eq!(std::fs::read_to_string(&target).unwrap(), "final answer");
-    assert_eq!(std::fs::metadata(&target).unwrap().permissions().mode() & 0o777, 0o600);
+    assert_eq!(
+        std::fs::metadata(&target).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
     let left: Vec<_> = std::fs::read_dir(dir.path()).unwrap().collect();
     assert_eq!(left.len(), 1, "no temporary file left behind");
 }
@@ -313,14 +382,28 @@ fn sessions_list_shows_recent_sessions_as_text_and_json() {
     let out = stdout(&o);
     let rows: Vec<&str> = out.lines().collect();
     assert_eq!(rows.len(), 2, "{out}");
-    assert!(rows[0].starts_with(&b) && rows[1].starts_with(&a), "newest first: {out}");
-    assert!(rows[0].ends_with("second [2J prompt"), "controls neutralized: {out}");
-    assert!(rows[1].ends_with(&format!("first prompt {}...", "x".repeat(47))), "{out}");
+    assert!(
+        rows[0].starts_with(&b) && rows[1].starts_with(&a),
+        "newest first: {out}"
+    );
+    assert!(
+        rows[0].ends_with("second [2J prompt"),
+        "controls neutralized: {out}"
+    );
+    assert!(
+        rows[1].ends_with(&format!("first prompt {}...", "x".repeat(47))),
+        "{out}"
+    );
     let o = run(&h.path, &[], &["sessions", "list", "--json"]);
     let v: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
     assert_eq!(v[0]["id"], b.as_str());
     assert_eq!(v[1]["first_prompt"], long.as_str());
-    assert!(v[1]["path"].as_str().unwrap().ends_with(&format!("{a}.jsonl")));
+    assert!(
+        v[1]["path"]
+            .as_str()
+            .unwrap()
+            .ends_with(&format!("{a}.jsonl"))
+    );
     assert!(v[0]["timestamp"].as_str().unwrap().ends_with('Z'));
 }
 
@@ -333,7 +416,11 @@ fn unknown_and_ambiguous_ids_are_clear_errors_listing_candidates() {
         "abcd0000-0000-4000-8000-000000000001",
         "abcd0000-0000-4000-8000-000000000002",
     ] {
-        std::fs::write(day.join(format!("rollout-2025-01-02T03-04-05-{id}.jsonl")), "").unwrap();
+        std::fs::write(
+            day.join(format!("rollout-2025-01-02T03-04-05-{id}.jsonl")),
+            "",
+        )
+        .unwrap();
     }
     let pre = provider_args("http://127.0.0.1:9/v1");
     let o = run(&h.path, &pre, &["exec", "resume", "abcd", "p"]);
@@ -346,7 +433,10 @@ fn unknown_and_ambiguous_ids_are_clear_errors_listing_candidates() {
     assert_eq!(o.status.code(), Some(2), "{o:?}");
     assert_eq!(
         stderr(&o).trim(),
-        format!("codex: no session with id ffff0000 under {}", h.path.join("sessions").display())
+        format!(
+            "codex: no session with id ffff0000 under {}",
+            h.path.join("sessions").display()
+        )
     );
     let o = run(&h.path, &pre, &["exec", "resume", "../../etc/passwd", "p"]);
     assert_eq!(o.status.code(), Some(2), "{o:?}");
@@ -374,7 +464,10 @@ fn last_with_no_sessions_is_a_clear_error() {
     assert_eq!(o.status.code(), Some(2), "{o:?}");
     assert_eq!(
         stderr(&o).trim(),
-        format!("codex: no recorded sessions under {}", h.path.join("sessions").display())
+        format!(
+            "codex: no recorded sessions under {}",
+            h.path.join("sessions").display()
+        )
     );
 }
 
@@ -383,7 +476,11 @@ fn one_turn(h: &Path, mock: &MockUpstream) -> (String, PathBuf) {
     mock.push_response(MockResponse::SseChunked {
         frames: sse_text_response("r", "answer one"),
     });
-    let o = run(h, &provider_args(&mock.base_url()), &["exec", "question one"]);
+    let o = run(
+        h,
+        &provider_args(&mock.base_url()),
+        &["exec", "question one"],
+    );
     assert_eq!(o.status.code(), Some(0), "{o:?}");
     (hinted_id(&o), session_files(h)[0].clone())
 }
@@ -394,13 +491,20 @@ fn a_torn_last_line_is_skipped_with_a_note_and_the_complete_lines_resume() {
     let mock = MockUpstream::start().unwrap();
     let (id, file) = one_turn(&h.path, &mock);
     let torn: &[u8] = br#"{"timestamp":"2025-01-01T00:00:00.000Z","type":"response_item","payload":{"type":"message","role":"assistant","content":[{"type":"output_te"#;
-    let mut f = std::fs::OpenOptions::new().append(true).open(&file).unwrap();
+    let mut f = std::fs::OpenOptions::new()
+        .append(true)
+        .open(&file)
+        .unwrap();
     f.write_all(torn).unwrap();
     drop(f);
     mock.push_response(MockResponse::SseChunked {
         frames: sse_text_response("r2", "answer two"),
     });
-    let o = run(&h.path, &provider_args(&mock.base_url()), &["exec", "resume", &id, "question two"]);
+    let o = run(
+        &h.path,
+        &provider_args(&mock.base_url()),
+        &["exec", "resume", &id, "question two"],
+    );
     assert_eq!(o.status.code(), Some(0), "{o:?}");
     assert!(
         stderr(&o).contains(&format!(
@@ -456,7 +560,10 @@ fn symlinked_and_loose_session_files_are_refused_like_auth_json() {
     assert_eq!(o.status.code(), Some(1), "{o:?}");
     assert_eq!(
         stderr(&o).trim(),
-        format!("codex: refusing the session file {}: it is a symbolic link", file.display())
+        format!(
+            "codex: refusing the session file {}: it is a symbolic link",
+            file.display()
+        )
     );
     assert_eq!(mock.requests().len(), 2);
 }
@@ -483,7 +590,10 @@ fn a_sigkill_during_a_streamed_turn_leaves_a_session_that_resumes() {
     assert!(mock.with_state(|s| s.streams_completed == 0));
     child.kill().unwrap(); // SIGKILL
     let status = child.wait().unwrap();
-    assert_eq!(std::os::unix::process::ExitStatusExt::signal(&status), Some(9));
+    assert_eq!(
+        std::os::unix::process::ExitStatusExt::signal(&status),
+        Some(9)
+    );
     let mut rest = String::new();
     let _ = out.read_line(&mut rest);
 
@@ -497,7 +607,11 @@ fn a_sigkill_during_a_streamed_turn_leaves_a_session_that_resumes() {
     mock.push_response(MockResponse::SseChunked {
         frames: sse_text_response("r2", "resumed"),
     });
-    let o = run(&h.path, &provider_args(&mock.base_url()), &["exec", "resume", "--last", "go on"]);
+    let o = run(
+        &h.path,
+        &provider_args(&mock.base_url()),
+        &["exec", "resume", "--last", "go on"],
+    );
     assert_eq!(o.status.code(), Some(0), "{o:?}");
     assert_eq!(stdout(&o), "resumed\n");
     assert_eq!(hinted_id(&o), id);
@@ -515,8 +629,16 @@ fn ephemeral_records_nothing() {
     mock.push_response(MockResponse::SseChunked {
         frames: sse_text_response("r", "ok"),
     });
-    let o = run(&h.path, &provider_args(&mock.base_url()), &["exec", "--ephemeral", "p"]);
+    let o = run(
+        &h.path,
+        &provider_args(&mock.base_url()),
+        &["exec", "--ephemeral", "p"],
+    );
     assert_eq!(o.status.code(), Some(0), "{o:?}");
     assert!(session_files(&h.path).is_empty());
-    assert!(!stderr(&o).contains("to continue this session"), "{}", stderr(&o));
+    assert!(
+        !stderr(&o).contains("to continue this session"),
+        "{}",
+        stderr(&o)
+    );
 }

@@ -4,7 +4,9 @@
 /// [`ProviderError::EnvKeyUnset`], an authentication error, exit 21).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ProviderError {
-    #[error("unknown model provider {id:?}: define model_providers.{id}.base_url (built in: {builtin})")]
+    #[error(
+        "unknown model provider {id:?}: define model_providers.{id}.base_url (built in: {builtin})"
+    )]
     Unknown { id: String, builtin: String },
     #[error("model_providers.{id}.base_url is not set")]
     MissingBaseUrl { id: String },

@@ -184,10 +184,7 @@ pub fn resolve(
         ),
     };
     provider.request_url()?;
-    Ok(Resolved {
-        provider,
-        warnings,
-    })
+    Ok(Resolved { provider, warnings })
 }
 
 /// The built-in `openai` provider (codex's `create_openai_provider`).
@@ -245,8 +242,7 @@ impl Provider {
         if url.query().is_some() && !self.query_params.is_empty() {
             return Err(ProviderError::BadQuery {
                 id: self.id.clone(),
-                message: "base_url already has a query: put every parameter in query_params"
-                    .into(),
+                message: "base_url already has a query: put every parameter in query_params".into(),
             });
         }
         if !self.query_params.is_empty() {
@@ -410,33 +406,57 @@ stream_max_retries = 1000
             e("[p]\nbase_url = \"https://h/v1\"\nwire_api = \"chat\"\n"),
             "model_providers.p.wire_api = \"chat\" is not supported: this CLI speaks the Responses API only (wire_api = \"responses\")"
         );
-        assert_eq!(e("[p]\nname = \"x\"\n"), "model_providers.p.base_url is not set");
-        assert!(e("[p]\nbase_url = \"https://h/v1\"\nhttp_headers = { \"bad name\" = \"v\" }\n")
-            .contains("is not a valid HTTP header name"));
-        assert!(e("[p]\nbase_url = \"https://h/v1\"\nhttp_headers = { Host = \"v\" }\n")
-            .contains("set by the client itself"));
-        assert!(e("[p]\nbase_url = \"https://h/v1\"\nexperimental_bearer_token = \"sk-x\"\n")
-            .contains("not supported"));
-        assert!(!e("[p]\nbase_url = \"https://h/v1\"\nexperimental_bearer_token = \"sk-x\"\n")
-            .contains("sk-x"));
+        assert_eq!(
+            e("[p]\nname = \"x\"\n"),
+            "model_providers.p.base_url is not set"
+        );
+        assert!(
+            e("[p]\nbase_url = \"https://h/v1\"\nhttp_headers = { \"bad name\" = \"v\" }\n")
+                .contains("is not a valid HTTP header name")
+        );
+        assert!(
+            e("[p]\nbase_url = \"https://h/v1\"\nhttp_headers = { Host = \"v\" }\n")
+                .contains("set by the client itself")
+        );
+        assert!(
+            e("[p]\nbase_url = \"https://h/v1\"\nexperimental_bearer_token = \"sk-x\"\n")
+                .contains("not supported")
+        );
+        assert!(
+            !e("[p]\nbase_url = \"https://h/v1\"\nexperimental_bearer_token = \"sk-x\"\n")
+                .contains("sk-x")
+        );
         assert_eq!(
             e("[q]\nbase_url = \"https://h/v1\"\n"),
             "unknown model provider \"p\": define model_providers.p.base_url (built in: openai)"
         );
-        assert!(e("[p]\nbase_url = \"ftp://h/v1\"\n").contains("expected an http:// or https:// URL"));
+        assert!(
+            e("[p]\nbase_url = \"ftp://h/v1\"\n").contains("expected an http:// or https:// URL")
+        );
     }
 
     #[test]
     fn requires_auth_is_a_deprecated_alias() {
         let r = resolve(
             "p",
-            Some(&table("[p]\nbase_url = \"https://h/v1\"\nrequires_auth = true\n")),
+            Some(&table(
+                "[p]\nbase_url = \"https://h/v1\"\nrequires_auth = true\n",
+            )),
             &no_env,
         )
         .unwrap();
         assert_eq!(r.provider.auth, AuthSource::Stored { chatgpt: false });
-        assert!(r.warnings[0].contains("requires_auth is deprecated"), "{:?}", r.warnings);
-        let r = resolve("p", Some(&table("[p]\nbase_url = \"https://h/v1\"\n")), &no_env).unwrap();
+        assert!(
+            r.warnings[0].contains("requires_auth is deprecated"),
+            "{:?}",
+            r.warnings
+        );
+        let r = resolve(
+            "p",
+            Some(&table("[p]\nbase_url = \"https://h/v1\"\n")),
+            &no_env,
+        )
+        .unwrap();
         assert_eq!(r.provider.auth, AuthSource::None);
         assert!(r.warnings.is_empty());
     }
@@ -465,7 +485,10 @@ stream_max_retries = 1000
             Transport::PlainLoopback
         );
         assert_eq!(
-            p("http://example.com/v1").check_transport(true).unwrap_err().to_string(),
+            p("http://example.com/v1")
+                .check_transport(true)
+                .unwrap_err()
+                .to_string(),
             "refusing to send the API key over plain http to example.com: use https, or a loopback address for a local proxy (model_providers.p.base_url)"
         );
         assert_eq!(

@@ -79,7 +79,12 @@ impl RetryPolicy {
 /// The server's requested wait: `retry-after-ms` (milliseconds, OpenAI's), else `Retry-After`
 /// (delta-seconds or an HTTP date). Unparsable values are ignored.
 pub fn retry_after(headers: &http::HeaderMap, now: SystemTime) -> Option<Duration> {
-    let text = |name: &str| headers.get(name).and_then(|v| v.to_str().ok()).map(str::trim);
+    let text = |name: &str| {
+        headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::trim)
+    };
     if let Some(ms) = text("retry-after-ms").and_then(|v| v.parse::<f64>().ok()) {
         if ms.is_finite() && ms >= 0.0 {
             return Some(Duration::from_secs_f64(ms.min(1e9) / 1000.0));
@@ -90,8 +95,7 @@ pub fn retry_after(headers: &http::HeaderMap, now: SystemTime) -> Option<Duratio
         return Some(Duration::from_secs(secs));
     }
     let when = chrono::DateTime::parse_from_rfc2822(v).ok()?;
-    let when = SystemTime::UNIX_EPOCH
-        + Duration::from_secs(u64::try_from(when.timestamp()).ok()?);
+    let when = SystemTime::UNIX_EPOCH + Duration::from_secs(u64::try_from(when.timestamp()).ok()?);
     Some(when.duration_since(now).unwrap_or(Duration::ZERO))
 }
 
@@ -123,7 +127,10 @@ mod tests {
         assert_eq!(retry_after(&h, now), Some(Duration::from_millis(1500)));
         let mut h = http::HeaderMap::new();
         // 2001-09-09T01:46:40Z is 1e9; 5 s later
-        h.insert("retry-after", "Sun, 09 Sep 2001 01:46:45 GMT".parse().unwrap());
+        h.insert(
+            "retry-after",
+            "Sun, 09 Sep 2001 01:46:45 GMT".parse().unwrap(),
+        );
         assert_eq!(retry_after(&h, now), Some(Duration::from_secs(5)));
         h.insert("retry-after", "soon".parse().unwrap());
         assert_eq!(retry_after(&h, now), None);

@@ -34,13 +34,23 @@ pub enum SessionError {
     #[error("refusing the session file {path}: not a regular file")]
     NotRegularFile { path: PathBuf },
     /// The session file belongs to another user.
-    #[error("refusing the session file {path}: owned by uid {owner}, not by the current user (uid {euid})")]
-    ForeignOwner { path: PathBuf, owner: u32, euid: u32 },
+    #[error(
+        "refusing the session file {path}: owned by uid {owner}, not by the current user (uid {euid})"
+    )]
+    ForeignOwner {
+        path: PathBuf,
+        owner: u32,
+        euid: u32,
+    },
     /// The session file is readable or writable by group or others.
-    #[error("refusing the session file {path}: mode {mode:04o} lets other users read or change it (fix: chmod 600 {path})")]
+    #[error(
+        "refusing the session file {path}: mode {mode:04o} lets other users read or change it (fix: chmod 600 {path})"
+    )]
     LooseMode { path: PathBuf, mode: u32 },
     /// The session file is larger than the store reads.
-    #[error("refusing the session file {path}: {len} bytes, more than the {max} bytes a session may have")]
+    #[error(
+        "refusing the session file {path}: {len} bytes, more than the {max} bytes a session may have"
+    )]
     TooLarge { path: PathBuf, len: u64, max: u64 },
     /// The first line is not a complete `session_meta` record.
     #[error("{path}: line 1 is not a session_meta record: {reason}")]
@@ -52,7 +62,9 @@ pub enum SessionError {
     #[error("session id {id} is ambiguous: it matches {}", candidates.join(", "))]
     Ambiguous { id: String, candidates: Vec<String> },
     /// The id is not a UUID or a prefix of one.
-    #[error("invalid session id {id:?}: expected a UUID or a prefix of one (hex digits and dashes)")]
+    #[error(
+        "invalid session id {id:?}: expected a UUID or a prefix of one (hex digits and dashes)"
+    )]
     InvalidId { id: String },
     /// `--last` found nothing.
     #[error("no recorded sessions{scope} under {root}")]

@@ -246,10 +246,7 @@ mod tests {
         );
         assert_eq!(RolloutLine::parse(&s).unwrap(), line);
         let codex = r#"{"timestamp":"t","type":"turn_context","payload":{"cwd":"/x"}}"#;
-        assert_eq!(
-            RolloutLine::parse(codex).unwrap().item,
-            RolloutItem::Other
-        );
+        assert_eq!(RolloutLine::parse(codex).unwrap().item, RolloutItem::Other);
         let reasoning = r#"{"timestamp":"t","type":"response_item","payload":{"type":"reasoning","summary":[]}}"#;
         assert_eq!(
             RolloutLine::parse(reasoning).unwrap().item,

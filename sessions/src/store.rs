@@ -114,6 +114,19 @@ impl SessionStore {
         let id = SessionId::new();
         let local = chrono::Local::now();
         let mut dir = self.root.clone();
+        if let Some(home) = dir.parent() {
+            // A missing CODEX_HOME is created 0700 (as the credential store does).
+            if !home.exists() {
+                fs::DirBuilder::new()
+                    .recursive(true)
+                    .mode(0o700)
+                    .create(home)
+                    .map_err(|source| SessionError::CreateDir {
+                        path: home.to_path_buf(),
+                        source,
+                    })?;
+            }
+        }
         ensure_private_dir(&dir)?;
         for part in [
             local.format("%Y").to_string(),
@@ -126,7 +139,6 @@ impl SessionStore {
         let name = format!("rollout-{}-{id}.jsonl", local.format("%Y-%m-%dT%H-%M-%S"));
         let path = dir.join(name);
         let file = OpenOptions::new()
-            .write(true)
             .append(true)
             .create_new(true)
             .mode(0o600)
@@ -311,12 +323,10 @@ impl Recorder {
 
     /// `fsync`: the turn's records are on disk.
     pub fn sync(&mut self) -> Result<(), SessionError> {
-        self.file
-            .sync_data()
-            .map_err(|source| SessionError::Sync {
-                path: self.path.clone(),
-                source,
-            })
+        self.file.sync_data().map_err(|source| SessionError::Sync {
+            path: self.path.clone(),
+            source,
+        })
     }
 }
 
@@ -481,10 +491,7 @@ fn open_checked_limit(
 /// Parses the complete lines of `bytes`; returns the transcript and the length of the complete
 /// lines (a torn tail starts there).
 fn parse_transcript(path: &Path, bytes: &[u8]) -> Result<(Transcript, usize), SessionError> {
-    let complete_len = bytes
-        .iter()
-        .rposition(|&b| b == b'\n')
-        .map_or(0, |i| i + 1);
+    let complete_len = bytes.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
     if complete_len == 0 {
         return Err(SessionError::BadHeader {
             path: path.to_path_buf(),
@@ -509,10 +516,13 @@ fn parse_transcript(path: &Path, bytes: &[u8]) -> Result<(Transcript, usize), Se
             .map_err(|e| format!("not UTF-8: {e}"))
             .and_then(|s| RolloutLine::parse(s).map_err(|e| format!("not a record: {e}")));
         match (n, parsed) {
-            (1, Ok(RolloutLine {
-                item: RolloutItem::SessionMeta(m),
-                ..
-            })) => meta = Some(m),
+            (
+                1,
+                Ok(RolloutLine {
+                    item: RolloutItem::SessionMeta(m),
+                    ..
+                }),
+            ) => meta = Some(m),
             (1, Ok(_)) => {
                 return Err(SessionError::BadHeader {
                     path: path.to_path_buf(),
@@ -535,7 +545,11 @@ fn parse_transcript(path: &Path, bytes: &[u8]) -> Result<(Transcript, usize), Se
     }
     if complete_len < bytes.len() {
         skipped.push(Skipped {
-            line: bytes[..complete_len].iter().filter(|&&b| b == b'\n').count() + 1,
+            line: bytes[..complete_len]
+                .iter()
+                .filter(|&&b| b == b'\n')
+                .count()
+                + 1,
             reason: format!(
                 "torn: {} bytes without a newline (the writer was interrupted)",
                 bytes.len() - complete_len

@@ -41,7 +41,10 @@ fn create_append_resume_roundtrip_with_private_modes() {
     drop(rec);
 
     let name = path.file_name().unwrap().to_str().unwrap().to_owned();
-    assert!(name.starts_with("rollout-") && name.ends_with(".jsonl"), "{name}");
+    assert!(
+        name.starts_with("rollout-") && name.ends_with(".jsonl"),
+        "{name}"
+    );
     let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
     assert_eq!(mode(&path), 0o600);
     let mut d = path.parent().unwrap();
@@ -86,7 +89,11 @@ fn torn_last_line_is_skipped_reported_and_cut_before_appending() {
     drop(rec);
     let t = store.load(&path).unwrap();
     assert_eq!(t.messages, vec![user("q1"), user("q2")]);
-    assert!(t.skipped.is_empty(), "the torn tail was cut: {:?}", t.skipped);
+    assert!(
+        t.skipped.is_empty(),
+        "the torn tail was cut: {:?}",
+        t.skipped
+    );
 }
 
 #[test]
@@ -122,7 +129,10 @@ fn symlinks_foreign_and_loose_files_are_refused_like_auth_json() {
     // loose mode
     std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
     let e = store.resume(&path).unwrap_err();
-    assert!(matches!(e, SessionError::LooseMode { mode: 0o644, .. }), "{e}");
+    assert!(
+        matches!(e, SessionError::LooseMode { mode: 0o644, .. }),
+        "{e}"
+    );
     assert!(e.to_string().contains("chmod 600"), "{e}");
     std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
     assert!(store.resume(&path).is_ok(), "control: 0600 loads");
@@ -198,4 +208,27 @@ fn latest_filters_by_cwd_and_reports_none() {
     assert_eq!(store.latest(Some("/work")).unwrap().0.id, a_id);
     let e = store.latest(Some("/nowhere")).unwrap_err().to_string();
     assert!(e.starts_with("no recorded sessions in /nowhere"), "{e}");
+}
+
+#[test]
+fn a_missing_codex_home_is_created_private_and_an_unsafe_sessions_dir_is_refused() {
+    let base = tempfile::tempdir().unwrap();
+    let home = base.path().join("a/b/.codex");
+    let store = SessionStore::new(&home);
+    store.create(new_session()).unwrap();
+    assert_eq!(
+        std::fs::metadata(&home).unwrap().permissions().mode() & 0o777,
+        0o700
+    );
+    // A group-writable sessions directory (others could plant files): refused, control above.
+    std::fs::set_permissions(
+        home.join("sessions"),
+        std::fs::Permissions::from_mode(0o770),
+    )
+    .unwrap();
+    let e = store.create(new_session()).unwrap_err().to_string();
+    assert!(
+        e.contains("mode 0770 lets other users add or replace session files"),
+        "{e}"
+    );
 }

@@ -165,11 +165,18 @@ pub fn run(args: ExecArgs, global: &crate::GlobalOpts) -> anyhow::Result<i32> {
         .check_transport(sends_secret)
         .map_err(turn::provider_error)?;
     let url = provider.request_url().map_err(turn::provider_error)?;
-    let uri: Uri = url
-        .as_str()
-        .parse()
-        .map_err(|e| Coded::new(USAGE, format!("model_providers.{}.base_url: {e}", provider.id)))?;
-    let shown = format!("{}://{}{}", url.scheme(), uri.authority().map_or("", |a| a.as_str()), url.path());
+    let uri: Uri = url.as_str().parse().map_err(|e| {
+        Coded::new(
+            USAGE,
+            format!("model_providers.{}.base_url: {e}", provider.id),
+        )
+    })?;
+    let shown = format!(
+        "{}://{}{}",
+        url.scheme(),
+        uri.authority().map_or("", |a| a.as_str()),
+        url.path()
+    );
     let mut headers = Vec::new();
     for (k, v) in provider
         .static_headers()
@@ -217,9 +224,10 @@ pub fn run(args: ExecArgs, global: &crate::GlobalOpts) -> anyhow::Result<i32> {
     };
 
     let mut sink = Sink::new(opts.json);
-    let session_id = recorder
-        .as_ref()
-        .map_or_else(|| codex_sessions::SessionId::new().to_string(), |r| r.id().to_owned());
+    let session_id = recorder.as_ref().map_or_else(
+        || codex_sessions::SessionId::new().to_string(),
+        |r| r.id().to_owned(),
+    );
     sink.session_started(&session_id)?;
     if let Some(rec) = recorder.as_mut() {
         rec.append(
@@ -316,27 +324,25 @@ fn open_session(
     let path = match choice {
         SessionChoice::New if opts.ephemeral => return Ok((Vec::new(), None)),
         SessionChoice::New => {
-            let rec = store
-                .create(NewSession {
-                    cwd: cwd.to_owned(),
-                    model_provider: Some(provider.id.clone()),
-                    model: Some(model.to_owned()),
-                    originator: "codex_exec".into(),
-                    cli_version: env!("CARGO_PKG_VERSION").into(),
-                })
-                .map_err(|e| {
-                    Coded::new(
-                        FAILURE,
-                        format!("{e} (--ephemeral runs without recording a session)"),
-                    )
-                })?;
-            return Ok((Vec::new(), Some(rec)));
+            // Not recording is said, not fatal: the answer matters more than its record.
+            let rec = match store.create(NewSession {
+                cwd: cwd.to_owned(),
+                model_provider: Some(provider.id.clone()),
+                model: Some(model.to_owned()),
+                originator: "codex_exec".into(),
+                cli_version: env!("CARGO_PKG_VERSION").into(),
+            }) {
+                Ok(rec) => Some(rec),
+                Err(e) => {
+                    eprintln!("codex: warning: this session is not recorded: {e}");
+                    None
+                }
+            };
+            return Ok((Vec::new(), rec));
         }
         SessionChoice::Id(id) => store.find(&id).map_err(session_error)?,
         SessionChoice::Last { all } => {
-            let (s, refused) = store
-                .latest((!all).then_some(cwd))
-                .map_err(session_error)?;
+            let (s, refused) = store.latest((!all).then_some(cwd)).map_err(session_error)?;
             for r in refused {
                 eprintln!("codex: warning: {r}");
             }
@@ -504,9 +510,12 @@ pub fn write_private_atomic(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
         Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
         _ => PathBuf::from("."),
     };
-    let name = path
-        .file_name()
-        .ok_or_else(|| Coded::new(USAGE, format!("--output-last-message {}: not a file name", path.display())))?;
+    let name = path.file_name().ok_or_else(|| {
+        Coded::new(
+            USAGE,
+            format!("--output-last-message {}: not a file name", path.display()),
+        )
+    })?;
     let tmp = dir.join(format!(
         ".{}.tmp.{}.{:08x}",
         name.to_string_lossy(),

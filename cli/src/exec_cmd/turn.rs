@@ -593,7 +593,9 @@ fn handle_event(ev: &SseEvent) -> anyhow::Result<Step> {
                 .map(|parts| {
                     parts
                         .iter()
-                        .filter(|p| p.get("type").and_then(serde_json::Value::as_str) == Some("output_text"))
+                        .filter(|p| {
+                            p.get("type").and_then(serde_json::Value::as_str) == Some("output_text")
+                        })
                         .filter_map(|p| p.get("text").and_then(serde_json::Value::as_str))
                         .collect()
                 })
@@ -605,7 +607,10 @@ fn handle_event(ev: &SseEvent) -> anyhow::Result<Step> {
             })
         }
         "response.completed" => {
-            let u = |k: &str| v.pointer(&format!("/response/usage/{k}")).and_then(serde_json::Value::as_u64);
+            let u = |k: &str| {
+                v.pointer(&format!("/response/usage/{k}"))
+                    .and_then(serde_json::Value::as_u64)
+            };
             Ok(Step::Done(Usage {
                 input: u("input_tokens"),
                 cached_input: u("input_tokens_details/cached_tokens"),
