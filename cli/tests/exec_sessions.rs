@@ -533,25 +533,39 @@ fn symlinked_and_loose_session_files_are_refused_like_auth_json() {
     let mock = MockUpstream::start().unwrap();
     let (id, file) = one_turn(&h.path, &mock);
     let pre = provider_args(&mock.base_url());
-    // Loose mode: refused, naming the file and the fix; nothing sent.
-    std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o644)).unwrap();
+    // Writable by others (its turns could be forged): refused, naming the file and the fix;
+    // nothing sent.
+    std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o666)).unwrap();
     let o = run(&h.path, &pre, &["exec", "resume", &id, "p"]);
     assert_eq!(o.status.code(), Some(1), "{o:?}");
     assert_eq!(
         stderr(&o).trim(),
         format!(
-            "codex: refusing the session file {0}: mode 0644 lets other users read or change it (fix: chmod 600 {0})",
+            "codex: refusing the session file {0}: mode 0666 lets other users change it (fix: chmod 600 {0})",
             file.display()
         )
     );
     assert_eq!(mock.requests().len(), 1);
-    // Control: mode 0600 again resumes.
-    std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600)).unwrap();
+    // Readable by others only (what the Codex CLI writes under umask 022): resumed, and
+    // tightened to 0600 with a warning.
+    std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o644)).unwrap();
     mock.push_response(MockResponse::SseChunked {
         frames: sse_text_response("r", "ok"),
     });
     let o = run(&h.path, &pre, &["exec", "resume", &id, "p"]);
     assert_eq!(o.status.code(), Some(0), "{o:?}");
+    assert!(
+        stderr(&o).contains(&format!(
+            "codex: warning: {} was mode 0644 (readable by other users); it is now 0600",
+            file.display()
+        )),
+        "{}",
+        stderr(&o)
+    );
+    assert_eq!(
+        std::fs::metadata(&file).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
     // A symlink under the session's name (pointing at a file elsewhere): refused.
     let elsewhere = h.path.with_file_name("planted.jsonl");
     std::fs::rename(&file, &elsewhere).unwrap();

@@ -42,9 +42,9 @@ pub enum SessionError {
         owner: u32,
         euid: u32,
     },
-    /// The session file is readable or writable by group or others.
+    /// The session file is writable by group or others.
     #[error(
-        "refusing the session file {path}: mode {mode:04o} lets other users read or change it (fix: chmod 600 {path})"
+        "refusing the session file {path}: mode {mode:04o} lets other users change it (fix: chmod 600 {path})"
     )]
     LooseMode { path: PathBuf, mode: u32 },
     /// The session file is larger than the store reads.

@@ -7,8 +7,11 @@
 //! torn last line; [`Recorder::sync`] (`fsync`) runs at the end of each turn.
 //!
 //! Reading: like `auth.json` — a symlink is refused (checked, then opened `O_NOFOLLOW`), and on the
-//! opened descriptor: a regular file, owned by the current user, no group/other mode bits, at most
-//! [`MAX_SESSION_BYTES`]. Complete lines are used; a torn last line (no newline: the writer was
+//! opened descriptor: a regular file, owned by the current user, not writable by group or others
+//! (refused: a session is replayed to the model as conversation input, so a file others could
+//! change is not used), at most [`MAX_SESSION_BYTES`]. A file only *readable* by others (the Codex
+//! CLI writes 0644 under the default umask) is used, and [`SessionStore::resume`] sets it to 0600
+//! and reports it in [`Transcript::tightened_from`]. Complete lines are used; a torn last line (no newline: the writer was
 //! interrupted) and lines that do not parse are skipped and reported in [`Transcript::skipped`].
 //! Resuming truncates a torn last line before appending, so the next record starts a line.
 
@@ -73,6 +76,9 @@ pub struct Transcript {
     pub messages: Vec<Message>,
     /// Lines not used (torn or unparsable), in order.
     pub skipped: Vec<Skipped>,
+    /// The file's mode when it was readable by group or others (the Codex CLI writes 0644 under
+    /// the default umask); [`SessionStore::resume`] set it to 0600.
+    pub tightened_from: Option<u32>,
 }
 
 /// One line of `codex sessions list`.
@@ -173,15 +179,23 @@ impl SessionStore {
 
     /// Loads a session file (every check of the module docs) without opening it for writing.
     pub fn load(&self, path: &Path) -> Result<Transcript, SessionError> {
-        let (_file, bytes) = open_checked(path, false)?;
+        let (_file, bytes, _) = open_checked(path, false)?;
         parse_transcript(path, &bytes).map(|(t, _)| t)
     }
 
     /// Loads a session to resume it and opens it for appending (a torn last line is cut off
     /// first, and reported in `skipped`).
     pub fn resume(&self, path: &Path) -> Result<(Transcript, Recorder), SessionError> {
-        let (file, bytes) = open_checked(path, true)?;
-        let (transcript, complete_len) = parse_transcript(path, &bytes)?;
+        let (file, bytes, loose) = open_checked(path, true)?;
+        let (mut transcript, complete_len) = parse_transcript(path, &bytes)?;
+        if let Some(mode) = loose {
+            file.set_permissions(fs::Permissions::from_mode(0o600))
+                .map_err(|source| SessionError::Write {
+                    path: path.to_path_buf(),
+                    source,
+                })?;
+            transcript.tightened_from = Some(mode);
+        }
         if complete_len < bytes.len() {
             file.set_len(complete_len as u64)
                 .map_err(|source| SessionError::Write {
@@ -409,7 +423,8 @@ fn ensure_private_dir(dir: &Path) -> Result<(), SessionError> {
 }
 
 /// Opens `path` with the checks of the module docs and reads it (at most `MAX_SESSION_BYTES`).
-fn open_checked(path: &Path, write: bool) -> Result<(File, Vec<u8>), SessionError> {
+/// The third value: the mode, when the file is readable (not writable) by group or others.
+fn open_checked(path: &Path, write: bool) -> Result<(File, Vec<u8>, Option<u32>), SessionError> {
     open_checked_limit(path, write, MAX_SESSION_BYTES, true)
 }
 
@@ -418,7 +433,7 @@ fn open_checked_limit(
     write: bool,
     limit: u64,
     whole: bool,
-) -> Result<(File, Vec<u8>), SessionError> {
+) -> Result<(File, Vec<u8>, Option<u32>), SessionError> {
     match fs::symlink_metadata(path) {
         Ok(m) if m.file_type().is_symlink() => {
             return Err(SessionError::Symlink {
@@ -464,12 +479,15 @@ fn open_checked_limit(
         });
     }
     let mode = meta.mode() & 0o7777;
-    if mode & 0o077 != 0 {
+    // Writable by others: its content could be forged, and it is replayed to the model as the
+    // conversation. Refused. Only readable by others: tightened on resume (see Transcript).
+    if mode & 0o022 != 0 {
         return Err(SessionError::LooseMode {
             path: path.to_path_buf(),
             mode,
         });
     }
+    let loose = (mode & 0o077 != 0).then_some(mode);
     if whole && meta.len() > limit {
         return Err(SessionError::TooLarge {
             path: path.to_path_buf(),
@@ -485,7 +503,7 @@ fn open_checked_limit(
             path: path.to_path_buf(),
             source,
         })?;
-    Ok((file, buf))
+    Ok((file, buf, loose))
 }
 
 /// Parses the complete lines of `bytes`; returns the transcript and the length of the complete
@@ -568,6 +586,7 @@ fn parse_transcript(path: &Path, bytes: &[u8]) -> Result<(Transcript, usize), Se
             meta,
             messages,
             skipped,
+            tightened_from: None,
         },
         complete_len,
     ))
@@ -575,7 +594,7 @@ fn parse_transcript(path: &Path, bytes: &[u8]) -> Result<(Transcript, usize), Se
 
 /// The header and first prompt of a session file (reads at most 1 MiB).
 fn summarize(path: &Path) -> Result<SessionSummary, SessionError> {
-    let (file, bytes) = open_checked_limit(path, false, SUMMARY_BYTES, false)?;
+    let (file, bytes, _) = open_checked_limit(path, false, SUMMARY_BYTES, false)?;
     let modified = file
         .metadata()
         .and_then(|m| m.modified())

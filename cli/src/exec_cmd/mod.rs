@@ -350,6 +350,12 @@ fn open_session(
         }
     };
     let (t, rec) = store.resume(&path).map_err(session_error)?;
+    if let Some(mode) = t.tightened_from {
+        eprintln!(
+            "codex: warning: {} was mode {mode:04o} (readable by other users); it is now 0600",
+            path.display()
+        );
+    }
     for s in &t.skipped {
         eprintln!(
             "codex: warning: {}: line {} skipped ({}); resuming with the complete lines",
