@@ -126,15 +126,29 @@ fn symlinks_foreign_and_loose_files_are_refused_like_auth_json() {
     let rec = store.create(new_session()).unwrap();
     let path = rec.path().to_path_buf();
     drop(rec);
-    // loose mode
+    // writable by others: refused
+    for m in [0o620, 0o602, 0o666] {
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(m)).unwrap();
+        let e = store.resume(&path).unwrap_err();
+        assert!(
+            matches!(e, SessionError::LooseMode { mode, .. } if mode == m),
+            "{e}"
+        );
+        assert!(e.to_string().contains("chmod 600"), "{e}");
+    }
+    // readable by others (codex's 0644): used, and tightened on resume
     std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
-    let e = store.resume(&path).unwrap_err();
-    assert!(
-        matches!(e, SessionError::LooseMode { mode: 0o644, .. }),
-        "{e}"
+    assert_eq!(
+        store.load(&path).unwrap().tightened_from,
+        None,
+        "load changes nothing"
     );
-    assert!(e.to_string().contains("chmod 600"), "{e}");
-    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let (t, _) = store.resume(&path).unwrap();
+    assert_eq!(t.tightened_from, Some(0o644));
+    assert_eq!(
+        std::fs::metadata(&path).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
     assert!(store.resume(&path).is_ok(), "control: 0600 loads");
     // a symlink with a session name pointing at the real file
     let link = path.with_file_name(format!(
