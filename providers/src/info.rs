@@ -9,7 +9,7 @@ pub const WIRE_API_RESPONSES: &str = "responses";
 
 /// One provider table, codex's keys. Unknown keys are ignored (codex has more, for features this
 /// CLI does not have); known keys are type-checked when the config is loaded.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[derive(Clone, Default, PartialEq, Eq, Deserialize)]
 pub struct ProviderInfo {
     /// Display name.
     pub name: Option<String>,
@@ -52,5 +52,40 @@ impl ProviderInfo {
                 id: id.to_owned(),
                 message: e.message().trim().replace('\n', " "),
             })
+    }
+}
+
+/// `Debug` without secrets: `experimental_bearer_token` and the `http_headers` values (an Azure
+/// `api-key` header is a key) are `[REDACTED]`.
+impl std::fmt::Debug for ProviderInfo {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ProviderInfo")
+            .field("name", &self.name)
+            .field("base_url", &self.base_url)
+            .field("env_key", &self.env_key)
+            .field(
+                "experimental_bearer_token",
+                &self
+                    .experimental_bearer_token
+                    .as_ref()
+                    .map(|_| "[REDACTED]"),
+            )
+            .field("wire_api", &self.wire_api)
+            .field("query_params", &self.query_params)
+            .field(
+                "http_headers",
+                &self
+                    .http_headers
+                    .as_ref()
+                    .map(|h| h.keys().map(|k| (k, "[REDACTED]")).collect::<Vec<_>>()),
+            )
+            .field("env_http_headers", &self.env_http_headers)
+            .field("request_max_retries", &self.request_max_retries)
+            .field("stream_max_retries", &self.stream_max_retries)
+            .field("stream_idle_timeout_ms", &self.stream_idle_timeout_ms)
+            .field("requires_openai_auth", &self.requires_openai_auth)
+            .field("requires_auth", &self.requires_auth)
+            .field("chatgpt_auth", &self.chatgpt_auth)
+            .finish()
     }
 }

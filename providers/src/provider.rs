@@ -41,8 +41,8 @@ impl AuthSource {
     }
 }
 
-/// A resolved provider.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// A resolved provider. `Debug` shows header names, not values.
+#[derive(Clone, PartialEq, Eq)]
 pub struct Provider {
     pub id: String,
     pub name: String,
@@ -56,6 +56,30 @@ pub struct Provider {
     pub env_http_headers: BTreeMap<String, String>,
     pub retry: RetryPolicy,
     pub idle_timeout: Duration,
+}
+
+impl std::fmt::Debug for Provider {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Provider")
+            .field("id", &self.id)
+            .field("name", &self.name)
+            .field("builtin", &self.builtin)
+            .field("base_url", &self.base_url)
+            .field("auth", &self.auth)
+            .field("query_params", &self.query_params)
+            .field(
+                "http_headers",
+                &self
+                    .http_headers
+                    .keys()
+                    .map(|k| (k, "[REDACTED]"))
+                    .collect::<Vec<_>>(),
+            )
+            .field("env_http_headers", &self.env_http_headers)
+            .field("retry", &self.retry)
+            .field("idle_timeout", &self.idle_timeout)
+            .finish()
+    }
 }
 
 /// How a request to the provider travels.
@@ -433,6 +457,25 @@ stream_max_retries = 1000
         assert!(
             e("[p]\nbase_url = \"ftp://h/v1\"\n").contains("expected an http:// or https:// URL")
         );
+    }
+
+    #[test]
+    fn debug_never_shows_header_values_or_an_inline_token() {
+        let user = table(
+            "[p]\nbase_url = \"https://h/v1\"\nhttp_headers = { api-key = \"SECRET-HEADER\" }\n",
+        );
+        let p = resolve("p", Some(&user), &no_env).unwrap().provider;
+        let d = format!("{p:?}");
+        assert!(d.contains("api-key") && !d.contains("SECRET-HEADER"), "{d}");
+        let info = ProviderInfo::from_toml(
+            "p",
+            &toml::Value::Table(table(
+                "experimental_bearer_token = \"SECRET-TOKEN\"\nhttp_headers = { k = \"SECRET-HEADER\" }\n",
+            )),
+        )
+        .unwrap();
+        let d = format!("{info:?}");
+        assert!(!d.contains("SECRET"), "{d}");
     }
 
     #[test]

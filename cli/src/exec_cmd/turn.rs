@@ -80,26 +80,39 @@ pub async fn run(
             .enable_all_versions()
     };
     if transport == Transport::PlainLoopback && sends_secret {
-        let owner = codex_privsep::owner_check::ExpectedOwner::current_user(
-            "plain-http provider",
-            "your uid",
-        )
-        .map_err(|e| {
-            Coded::new(
-                CONNECT,
-                format!(
-                    "cannot check who serves {} (sock_diag: {e}); the key was not sent",
-                    spec.shown
-                ),
+        #[cfg(target_os = "linux")]
+        {
+            let owner = codex_privsep::owner_check::ExpectedOwner::current_user(
+                "plain-http provider",
+                "your uid",
             )
-        })?;
-        let conn = codex_privsep::owner_check::OwnerCheckedConnector::new(http, Arc::new(owner));
-        let client = Client::builder(TokioExecutor::new()).build(builder().wrap_connector(conn));
-        with_retries(&client, provider, spec, sink).await
-    } else {
-        let client = Client::builder(TokioExecutor::new()).build(builder().wrap_connector(http));
-        with_retries(&client, provider, spec, sink).await
+            .map_err(|e| {
+                Coded::new(
+                    CONNECT,
+                    format!(
+                        "cannot check who serves {} (sock_diag: {e}); the key was not sent",
+                        spec.shown
+                    ),
+                )
+            })?;
+            let conn =
+                codex_privsep::owner_check::OwnerCheckedConnector::new(http, Arc::new(owner));
+            let client =
+                Client::builder(TokioExecutor::new()).build(builder().wrap_connector(conn));
+            return with_retries(&client, provider, spec, sink).await;
+        }
+        #[cfg(not(target_os = "linux"))]
+        return Err(Coded::new(
+            CONNECT,
+            format!(
+                "refusing to send a credential over plain http to {}: who serves a loopback port \
+                 can be checked only on Linux; use https",
+                spec.shown
+            ),
+        ));
     }
+    let client = Client::builder(TokioExecutor::new()).build(builder().wrap_connector(http));
+    with_retries(&client, provider, spec, sink).await
 }
 
 /// Why one attempt failed.
