@@ -1,10 +1,18 @@
 //! Layered configuration. Lowest to highest precedence:
 //!
 //! 1. `$CODEX_HOME/config.toml` (`CODEX_HOME` defaults to `~/.codex`);
-//! 2. `-c key=value` overrides (dotted keys; the value is parsed as TOML, and taken as a plain
+//! 2. the selected profile: the table `[profiles.NAME]` of config.toml, NAME from `-p/--profile`,
+//!    else `-c profile=NAME`, else `profile = "NAME"` in config.toml (codex's keys; an unknown
+//!    profile is an error listing the defined ones);
+//! 3. `-c key=value` overrides (dotted keys; the value is parsed as TOML, and taken as a plain
 //!    string when it is not valid TOML);
-//! 3. the managed config, `/etc/codex/managed_config.toml` (an administrator's settings, which the
-//!    user cannot override). Tests point `CODEX_MANAGED_CONFIG_PATH` at another file.
+//! 4. the managed config, `/etc/codex/managed_config.toml` (an administrator's settings, which the
+//!    user cannot override). `CODEX_MANAGED_CONFIG_PATH` names another file (packaging, tests)
+//!    only when that file is owned by root and not writable by group or others, checked on the
+//!    opened descriptor the file is then read from; otherwise the variable is ignored with a
+//!    warning and the default path is used (outside review: a user pointing it at a file of their
+//!    own, or at nothing, replaced the administrator's settings). The rule is the same in every
+//!    build; the tests run as root and create root-owned files.
 //!
 //! Tables merge recursively; any other value (arrays included) replaces the lower one. Every layer
 //! is checked against the schema of the keys this CLI knows ([`Schema`]); unknown keys are kept and
@@ -128,6 +136,8 @@ impl Config {
 pub enum Layer {
     /// `$CODEX_HOME/config.toml`.
     User(PathBuf),
+    /// `[profiles.NAME]` of config.toml.
+    Profile(String),
     /// A `-c key=value` flag.
     Override,
     /// The managed config file.
@@ -138,6 +148,7 @@ impl fmt::Display for Layer {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Layer::User(p) => write!(f, "{}", p.display()),
+            Layer::Profile(n) => write!(f, "profile {n}"),
             Layer::Override => f.write_str("-c"),
             Layer::Managed(p) => write!(f, "managed {}", p.display()),
         }
@@ -150,6 +161,10 @@ pub struct Layered {
     pub config: Config,
     /// Dotted key of each leaf (non-table value) → the layer it came from.
     pub origins: BTreeMap<String, Layer>,
+    /// The selected profile, if any.
+    pub profile: Option<String>,
+    /// Warnings about the layers (an ignored `CODEX_MANAGED_CONFIG_PATH`).
+    pub warnings: Vec<String>,
 }
 
 /// The keys this CLI reads, with their types. Deserializing a layer into it turns a type mismatch
@@ -159,10 +174,12 @@ pub struct Layered {
 struct Schema {
     model: Option<String>,
     model_provider: Option<String>,
+    profile: Option<String>,
+    profiles: Option<BTreeMap<String, toml::Table>>,
     cli_auth_credentials_store: Option<StoreModeValue>,
     mcp_oauth_credentials_store: Option<StoreModeValue>,
     features: Option<BTreeMap<String, bool>>,
-    model_providers: Option<BTreeMap<String, ProviderSchema>>,
+    model_providers: Option<BTreeMap<String, codex_providers::ProviderInfo>>,
     sandbox: Option<SandboxSchema>,
     sandbox_workspace_write: Option<SandboxWorkspaceWriteSchema>,
     shell_environment_policy: Option<ShellEnvironmentPolicySchema>,
@@ -258,15 +275,6 @@ pub struct SandboxSettings {
     pub env: sandbox_policy::EnvPolicy,
 }
 
-#[derive(Debug, Deserialize)]
-#[allow(dead_code)]
-struct ProviderSchema {
-    name: Option<String>,
-    base_url: Option<String>,
-    requires_auth: Option<bool>,
-    stream_idle_timeout_ms: Option<u64>,
-}
-
 /// `cli_auth_credentials_store`, checked against the allowed values.
 #[derive(Debug)]
 struct StoreModeValue;
@@ -297,11 +305,86 @@ pub fn codex_home() -> anyhow::Result<PathBuf> {
     }
 }
 
-/// The managed config's path: `CODEX_MANAGED_CONFIG_PATH`, else [`DEFAULT_MANAGED_CONFIG`].
+/// The managed config's path: `CODEX_MANAGED_CONFIG_PATH` when it names a root-owned file not
+/// writable by group or others, else [`DEFAULT_MANAGED_CONFIG`] (with the reason as a warning).
+pub fn managed_config_choice() -> (PathBuf, Option<String>) {
+    let default = PathBuf::from(DEFAULT_MANAGED_CONFIG);
+    let Some(p) = std::env::var_os(MANAGED_CONFIG_ENV).filter(|v| !v.is_empty()) else {
+        return (default, None);
+    };
+    let p = PathBuf::from(p);
+    match std::fs::metadata(&p) {
+        Ok(m) => match managed_file_refusal(&m) {
+            None => (p, None),
+            Some(why) => (default, Some(managed_ignored(&p, &why))),
+        },
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound && !default.exists() => (default, None),
+        Err(e) => (default, Some(managed_ignored(&p, &e.to_string()))),
+    }
+}
+
+/// [`managed_config_choice`]'s path.
 pub fn managed_config_path() -> PathBuf {
-    std::env::var_os(MANAGED_CONFIG_ENV)
-        .filter(|v| !v.is_empty())
-        .map_or_else(|| PathBuf::from(DEFAULT_MANAGED_CONFIG), PathBuf::from)
+    managed_config_choice().0
+}
+
+fn managed_ignored(p: &Path, why: &str) -> String {
+    format!(
+        "ignoring {MANAGED_CONFIG_ENV}={}: {why}; the administrator's {DEFAULT_MANAGED_CONFIG} applies",
+        p.display()
+    )
+}
+
+/// Why a file may not stand in for the managed config: not a regular file, not owned by root,
+/// or writable by group or others. `None`: acceptable.
+fn managed_file_refusal(m: &std::fs::Metadata) -> Option<String> {
+    use std::os::unix::fs::MetadataExt;
+    if !m.is_file() {
+        return Some("not a regular file".into());
+    }
+    if m.uid() != 0 {
+        return Some(format!(
+            "owned by uid {}, not root (only an administrator's file may replace the managed config)",
+            m.uid()
+        ));
+    }
+    let mode = m.mode() & 0o7777;
+    if mode & 0o022 != 0 {
+        return Some(format!("mode {mode:04o} is writable by group or others"));
+    }
+    None
+}
+
+/// Reads the managed config: from `CODEX_MANAGED_CONFIG_PATH` when the opened file passes
+/// [`managed_file_refusal`] (checked on the descriptor it is read from), else from the default path.
+fn read_managed(warnings: &mut Vec<String>) -> anyhow::Result<(PathBuf, Option<toml::Table>)> {
+    use std::io::Read;
+    let default = PathBuf::from(DEFAULT_MANAGED_CONFIG);
+    if let Some(p) = std::env::var_os(MANAGED_CONFIG_ENV).filter(|v| !v.is_empty()) {
+        let p = PathBuf::from(p);
+        let checked = std::fs::File::open(&p).and_then(|mut f| {
+            let m = f.metadata()?;
+            if let Some(why) = managed_file_refusal(&m) {
+                return Ok(Err(why));
+            }
+            let mut text = String::new();
+            f.read_to_string(&mut text)?;
+            Ok(Ok(text))
+        });
+        match checked {
+            Ok(Ok(text)) => {
+                let t = parse_layer_text(&p, &text)?;
+                return Ok((p, Some(t)));
+            }
+            Ok(Err(why)) => warnings.push(managed_ignored(&p, &why)),
+            // Naming a missing file changes nothing while there is no administrator's file
+            // either (the tests' usual set-up): no warning then.
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound && !default.exists() => {}
+            Err(e) => warnings.push(managed_ignored(&p, &e.to_string())),
+        }
+    }
+    let t = read_layer_file(&default)?;
+    Ok((default, t))
 }
 
 /// Load the effective configuration for this invocation.
@@ -321,14 +404,15 @@ pub fn load_layered(global: &crate::GlobalOpts) -> anyhow::Result<Layered> {
         }
         _ => {}
     }
-    let managed_path = std::env::var_os(MANAGED_CONFIG_ENV)
-        .filter(|v| !v.is_empty())
-        .map_or_else(|| PathBuf::from(DEFAULT_MANAGED_CONFIG), PathBuf::from);
+    let mut warnings = Vec::new();
     let user_path = codex_home.join("config.toml");
 
     let mut table = toml::Table::new();
     let mut origins = BTreeMap::new();
-    if let Some(t) = read_layer_file(&user_path)? {
+    let user = read_layer_file(&user_path)?;
+    let overrides = parse_overrides(&global.overrides)?;
+    let profile = select_profile(global, user.as_ref(), &overrides, &user_path)?;
+    if let Some(t) = user {
         merge(
             &mut table,
             t,
@@ -337,9 +421,21 @@ pub fn load_layered(global: &crate::GlobalOpts) -> anyhow::Result<Layered> {
             &mut origins,
         );
     }
-    let overrides = parse_overrides(&global.overrides)?;
+    if let Some((name, t)) = &profile {
+        merge(
+            &mut table,
+            t.clone(),
+            "",
+            &Layer::Profile(name.clone()),
+            &mut origins,
+        );
+    }
     merge(&mut table, overrides, "", &Layer::Override, &mut origins);
-    if let Some(t) = read_layer_file(&managed_path)? {
+    let (managed_path, managed) = read_managed(&mut warnings)?;
+    for w in &warnings {
+        eprintln!("codex: warning: {w}");
+    }
+    if let Some(t) = managed {
         merge(
             &mut table,
             t,
@@ -354,7 +450,59 @@ pub fn load_layered(global: &crate::GlobalOpts) -> anyhow::Result<Layered> {
     Ok(Layered {
         config: Config { codex_home, table },
         origins,
+        profile: profile.map(|(n, _)| n),
+        warnings,
     })
+}
+
+/// The profile to apply: `-p NAME`, else `-c profile=NAME`, else `profile` in config.toml; its
+/// table from config.toml's `[profiles]`. An unknown name is an error listing the defined ones.
+fn select_profile(
+    global: &crate::GlobalOpts,
+    user: Option<&toml::Table>,
+    overrides: &toml::Table,
+    user_path: &Path,
+) -> anyhow::Result<Option<(String, toml::Table)>> {
+    let (name, from) = if let Some(n) = &global.profile {
+        (n.clone(), "-p/--profile".to_owned())
+    } else if let Some(n) = overrides.get("profile").and_then(toml::Value::as_str) {
+        (n.to_owned(), "-c profile".to_owned())
+    } else if let Some(n) = user
+        .and_then(|u| u.get("profile"))
+        .and_then(toml::Value::as_str)
+    {
+        (n.to_owned(), format!("profile in {}", user_path.display()))
+    } else {
+        return Ok(None);
+    };
+    let profiles = user
+        .and_then(|u| u.get("profiles"))
+        .and_then(toml::Value::as_table);
+    match profiles
+        .and_then(|p| p.get(&name))
+        .and_then(toml::Value::as_table)
+    {
+        Some(t) => Ok(Some((name, t.clone()))),
+        None => {
+            let defined: Vec<&str> = profiles
+                .map(|p| p.keys().map(String::as_str).collect())
+                .unwrap_or_default();
+            let defined = if defined.is_empty() {
+                "none is defined".to_owned()
+            } else {
+                format!("defined: {}", defined.join(", "))
+            };
+            Err(Coded::new(
+                USAGE,
+                format!(
+                    "unknown profile {:?} (from {from}): {} has no [profiles.{}] table ({defined})",
+                    codex_login::claims::printable(&name),
+                    user_path.display(),
+                    codex_login::claims::printable(&name)
+                ),
+            ))
+        }
+    }
 }
 
 /// Read and check one config file; `None` when it does not exist.
@@ -394,6 +542,19 @@ pub fn parse_layer_text(path: &Path, text: &str) -> anyhow::Result<toml::Table> 
         ));
     }
     check_feature_names(&table, &path.display().to_string())?;
+    if let Some(toml::Value::Table(profiles)) = table.get("profiles") {
+        for (name, p) in profiles {
+            if let toml::Value::Table(p) = p {
+                let origin = format!(
+                    "{}: profiles.{}",
+                    path.display(),
+                    codex_login::claims::printable(name)
+                );
+                check_schema_value(p, &origin)?;
+                check_feature_names(p, &origin)?;
+            }
+        }
+    }
     Ok(table)
 }
 
@@ -442,6 +603,8 @@ fn mismatched_key(table: &toml::Table) -> Option<String> {
     for key in [
         "model",
         "model_provider",
+        "profile",
+        "profiles",
         "cli_auth_credentials_store",
         "mcp_oauth_credentials_store",
         "features",
@@ -471,7 +634,10 @@ fn deepest_mismatch(key: &str, v: &toml::Value) -> String {
         let one = toml::Value::Table(one);
         let bad = match key {
             "features" => !inner.is_bool(),
-            "model_providers" => inner.clone().try_into::<ProviderSchema>().is_err(),
+            "model_providers" => inner
+                .clone()
+                .try_into::<codex_providers::ProviderInfo>()
+                .is_err(),
             "sandbox" => one.try_into::<SandboxSchema>().is_err(),
             "sandbox_workspace_write" => one.try_into::<SandboxWorkspaceWriteSchema>().is_err(),
             _ => false,
@@ -483,7 +649,7 @@ fn deepest_mismatch(key: &str, v: &toml::Value) -> String {
                         let mut one = toml::Table::new();
                         one.insert(pk.clone(), pv.clone());
                         if toml::Value::Table(one)
-                            .try_into::<ProviderSchema>()
+                            .try_into::<codex_providers::ProviderInfo>()
                             .is_err()
                         {
                             return format!("{key}.{k}.{pk}");
@@ -677,6 +843,7 @@ fn masked(key: &str, v: &toml::Value) -> Option<String> {
             .any(|w| last.contains(w));
     if under("env")
         || under("http_headers")
+        || under("query_params")
         || key.starts_with("shell_environment_policy.set.")
         || secret_name
     {
@@ -717,6 +884,12 @@ pub fn run(args: ConfigArgs, global: &crate::GlobalOpts) -> anyhow::Result<i32> 
             "# CODEX_HOME {}\n",
             layered.config.codex_home.display()
         ));
+        if let Some(p) = &layered.profile {
+            out.push_str(&format!(
+                "# profile {}\n",
+                codex_login::claims::printable(p)
+            ));
+        }
         if layered.origins.is_empty() {
             out.push_str("# (no values set: defaults apply)\n");
         }

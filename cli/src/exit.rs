@@ -3,11 +3,11 @@
 //! | code | meaning |
 //! |---|---|
 //! | 0 | success |
-//! | 1 | a runtime error (message on stderr) |
-//! | 2 | bad usage: a flag, value or config that is invalid |
+//! | 1 | a runtime error (message on stderr), e.g. a session file refused (symlink, owner, mode) |
+//! | 2 | bad usage: a flag, value or config that is invalid; an unknown profile; an unknown or ambiguous session id, `--last` with no session |
 //! | 5, 6, 7 | before `main`: secure-main's hardening failed (dumpable, ptrace deny, core rlimit) |
-//! | 20 | `codex exec`: could not reach the provider (connection refused, DNS, TLS) |
-//! | 21 | `codex exec`: authentication: no stored key for a provider that needs one, or HTTP 401/403 |
+//! | 20 | `codex exec`: could not reach the provider (connection refused, DNS, TLS), or its loopback listener is another user's (the key was not sent) |
+//! | 21 | `codex exec`: authentication: no stored key for a provider that needs one, `env_key` unset, or HTTP 401/403 |
 //! | 22 | `codex exec`: rate limited (HTTP 429) |
 //! | 23 | `codex exec`: any other HTTP error status (5xx, 4xx) |
 //! | 24 | `codex exec`: the stream failed: ended before `response.completed`, `response.failed`, idle timeout, malformed event |

@@ -33,12 +33,17 @@ fn store_key(home: &Path) {
     assert!(child.wait().unwrap().success());
 }
 
+/// A provider `mock` at `base_url`, without retries (the retry tests set their own).
 fn proxy_args(base_url: &str) -> Vec<String> {
     vec![
         "-c".into(),
         format!("model_providers.mock.base_url={base_url}"),
         "-c".into(),
         "model_provider=mock".into(),
+        "-c".into(),
+        "model_providers.mock.request_max_retries=0".into(),
+        "-c".into(),
+        "model_providers.mock.stream_max_retries=0".into(),
     ]
 }
 
@@ -52,8 +57,15 @@ fn out(o: &Output) -> String {
     String::from_utf8_lossy(&o.stdout).into_owned()
 }
 
+/// stderr without the resume hint (checked by its own tests in exec_sessions.rs).
 fn err(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).trim().to_owned()
+    String::from_utf8_lossy(&o.stderr)
+        .lines()
+        .filter(|l| !l.starts_with("codex: to continue this session: codex exec resume "))
+        .collect::<Vec<_>>()
+        .join("\n")
+        .trim()
+        .to_owned()
 }
 
 #[test]
@@ -80,7 +92,7 @@ fn streams_text_and_usage_over_plain_http_without_a_key() {
     assert_eq!(
         reqs[0].header("authorization"),
         None,
-        "requires_auth defaults to false for a custom provider"
+        "requires_openai_auth defaults to false for a custom provider"
     );
     assert_eq!(
         reqs[0].header("accept").as_deref(),
@@ -99,14 +111,14 @@ fn a_stored_key_is_never_sent_to_a_provider_that_does_not_require_auth() {
     let o = exec(&h.path, &proxy_args(&mock.base_url()), "x");
     assert_eq!(o.status.code(), Some(0), "{o:?}");
     assert_eq!(mock.requests()[0].header("authorization"), None);
-    // Control: the same provider with requires_auth = true gets the stored key as Bearer.
+    // Control: the same provider with requires_openai_auth = true gets the stored key as Bearer.
     mock.push_response(MockResponse::SseBurst {
         frames: sse_text_response("r", "ok"),
     });
     let mut pre = proxy_args(&mock.base_url());
     pre.extend([
         "-c".into(),
-        "model_providers.mock.requires_auth=true".into(),
+        "model_providers.mock.requires_openai_auth=true".into(),
     ]);
     let o = exec(&h.path, &pre, "x");
     assert_eq!(o.status.code(), Some(0), "{o:?}");
@@ -285,7 +297,7 @@ fn http_errors_are_one_line_with_the_api_message_and_distinct_codes() {
     let mut pre = proxy_args(&mock.base_url());
     pre.extend([
         "-c".into(),
-        "model_providers.mock.requires_auth=true".into(),
+        "model_providers.mock.requires_openai_auth=true".into(),
     ]);
     for (status, exit, msg, ty, code) in [
         (
@@ -449,7 +461,7 @@ fn builtin_openai_without_a_key_fails_before_any_connection() {
     assert_eq!(o.status.code(), Some(21), "{o:?}");
     assert_eq!(
         err(&o),
-        "codex: provider openai requires an API key and no API key is stored: run `printenv OPENAI_API_KEY | codex login --with-api-key` (or use a provider with requires_auth = false)"
+        "codex: provider openai requires an API key and no API key is stored: run `printenv OPENAI_API_KEY | codex login --with-api-key` (or use a provider with requires_openai_auth = false)"
     );
 }
 
@@ -460,7 +472,7 @@ fn key_is_never_sent_over_plain_http_to_a_remote_host() {
     let mut pre = proxy_args("http://203.0.113.7/v1");
     pre.extend([
         "-c".into(),
-        "model_providers.mock.requires_auth=true".into(),
+        "model_providers.mock.requires_openai_auth=true".into(),
     ]);
     let o = exec(&h.path, &pre, "p");
     assert_eq!(o.status.code(), Some(2), "{o:?}");
@@ -482,6 +494,6 @@ fn unknown_provider_is_a_usage_error() {
     assert_eq!(o.status.code(), Some(2), "{o:?}");
     assert_eq!(
         err(&o),
-        "codex: unknown model provider \"nowhere\": define model_providers.nowhere.base_url"
+        "codex: unknown model provider \"nowhere\": define model_providers.nowhere.base_url (built in: openai)"
     );
 }

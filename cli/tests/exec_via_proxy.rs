@@ -99,10 +99,14 @@ fn exec_through_the_proxy_needs_no_key_on_the_users_side() {
         .unwrap();
     assert_eq!(o.status.code(), Some(0), "{o:?}");
     assert_eq!(String::from_utf8_lossy(&o.stdout), "Answer via the proxy\n");
-    assert_eq!(
-        String::from_utf8_lossy(&o.stderr).trim(),
-        "tokens used: 2 (input 1, output 1)"
+    let err = String::from_utf8_lossy(&o.stderr);
+    let err: Vec<&str> = err.lines().collect();
+    assert_eq!(err[0], "tokens used: 2 (input 1, output 1)");
+    assert!(
+        err[1].starts_with("codex: to continue this session: codex exec resume "),
+        "{err:?}"
     );
+    assert_eq!(err.len(), 2, "{err:?}");
     assert!(
         !home.join("auth.json").exists(),
         "the user side holds no credentials"

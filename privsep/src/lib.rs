@@ -4,6 +4,8 @@
 //! process that runs unprivileged and confined:
 //!
 //! - [`peer`]: who is connecting — `SO_PEERCRED` on unix sockets, sock_diag for loopback TCP.
+//! - [`owner_check`]: the reverse — who owns the loopback server we connect to, before a key is
+//!   sent over plain http (the proxy's upstream, the CLI's loopback providers).
 //! - [`allow`]: the `--allow-user`/`--allow-group` list, resolved at start-up.
 //! - [`unix_socket`]: binding `--listen unix:/path` without following symlinks or removing
 //!   anything but a stale socket.
@@ -31,6 +33,7 @@ pub mod allow;
 pub mod confine;
 pub mod credentials;
 pub mod nofile;
+pub mod owner_check;
 pub mod peer;
 pub mod privdrop;
 pub mod seccomp_policy;

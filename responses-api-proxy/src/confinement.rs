@@ -98,7 +98,7 @@ impl ConfinePlan {
                 connect_ports: Vec::new(),
                 allow_dns: false,
             },
-            upstream_owner: Arc::new(UpstreamOwner::new(owner_uid)),
+            upstream_owner: Arc::new(crate::upstream_owner::upstream_owner(owner_uid)),
         })
     }
 
