@@ -63,7 +63,8 @@ const fn mode_row(name: &'static str, nr: libc::c_long, arg: u8, bit: u32) -> Ru
     )
 }
 
-/// File modes that hand the user's identity or files to other local users, refused inside the
+/// File modes that hand the user's identity or files to other local users (and terminal states
+/// that outlive the sandbox, last rows), refused inside the
 /// writable roots too (found while closing round-8 F4): a setuid or setgid file is a door into the user's
 /// uid or group for anyone who can reach it (`/tmp` is a default root: `cp sh /tmp/x; chmod
 /// u+s /tmp/x` gave every local user a shell as the user), and a mode writable by others lets
@@ -101,6 +102,37 @@ pub const MODES: &[Rule] = &[
     Rule::new("lsetxattr", libc::SYS_lsetxattr, Always, "see setxattr"),
     Rule::new("fsetxattr", libc::SYS_fsetxattr, Always, "see setxattr"),
     Rule::new("setxattrat", SYS_SETXATTRAT, Always, "see setxattr"),
+    // the user's terminal outlives the sandbox (outside review r10 F-S4: `TIOCSETD(N_NULL)`
+    // left the pane dead after the command returned)
+    Rule::new(
+        "ioctl(TIOCSETD)",
+        libc::SYS_ioctl,
+        Eq32 {
+            arg: 1,
+            value: libc::TIOCSETD as u32,
+        },
+        "a line discipline set on the user's terminal (N_NULL swallows all input and output) \
+         stays after the sandbox returned",
+    ),
+    Rule::new(
+        "ioctl(TCXONC)",
+        libc::SYS_ioctl,
+        Eq32 {
+            arg: 1,
+            value: libc::TCXONC as u32,
+        },
+        "output suspended on the user's terminal (tcflow TCOOFF) stays suspended after the \
+         sandbox returned",
+    ),
+    Rule::new(
+        "ioctl(TIOCEXCL)",
+        libc::SYS_ioctl,
+        Eq32 {
+            arg: 1,
+            value: libc::TIOCEXCL as u32,
+        },
+        "exclusive mode on the user's terminal: nothing else may open it afterwards",
+    ),
 ];
 
 /// Compile the table (and the shared ABI filter) before anything is restricted.

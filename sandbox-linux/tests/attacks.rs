@@ -469,6 +469,11 @@ fn kernel_interfaces_are_denied() {
         ("io-uring", EPERM, "ok"),
         ("tiocsti", EPERM, EBADF),
         ("tioclinux", EPERM, EBADF),
+        // outside review r10 F-S4: N_NULL line discipline, output suspended, exclusive mode
+        // outlive the sandbox on the user's terminal
+        ("tiocsetd", EPERM, EBADF),
+        ("tcxonc", EPERM, EBADF),
+        ("tiocexcl", EPERM, EBADF),
         ("unshare-user", EPERM, "ok"),
         ("clone-newuser", EPERM, "ok"),
         ("clone3", ENOSYS, "errno 22"),
