@@ -164,6 +164,15 @@ fn the_longer_default_list_covers_common_credential_files() {
         ".pgpass",
         ".vault-token",
         ".codex/.credentials.json",
+        // outside review r10 F-S2
+        ".config/github-copilot/apps.json",
+        ".claude/.credentials.json",
+        ".cache/huggingface/token",
+        ".config/rclone/rclone.conf",
+        ".databrickscfg",
+        ".bash_history",
+        ".psql_history",
+        ".local/share/fish/fish_history",
     ] {
         let f = home.path().join(rel);
         std::fs::create_dir_all(f.parent().unwrap()).unwrap();
@@ -226,10 +235,13 @@ fn secrets_and_agent_sockets_in_the_environment_do_not_reach_the_command() {
         ("SSH_AUTH_SOCK", "/run/user/1/ssh-agent"),
         ("GPG_AGENT_INFO", "/run/user/1/gpg"),
         ("DB_PASSWORD", "pw-env-secret"),
+        // outside review r10 F-S2
+        ("MYSQL_PWD", "mysql-env-secret"),
+        ("DATABASE_URL", "postgres://u:url-env-secret@db/x"),
         ("HARMLESS_SETTING", "fine"),
     ];
     let (env, report) = env_inside(&vars, &[]);
-    for (k, v) in &vars[..5] {
+    for (k, v) in &vars[..7] {
         assert!(
             !env.contains(v) && !env.contains(&format!("{k}=")),
             "{k} reached the command:\n{env}"
@@ -239,7 +251,7 @@ fn secrets_and_agent_sockets_in_the_environment_do_not_reach_the_command() {
     // -v names what was removed, never a value
     assert!(
         report.contains(
-            "env removed [DB_PASSWORD, GH_TOKEN, GPG_AGENT_INFO, OPENAI_API_KEY, SSH_AUTH_SOCK]"
+            "env removed [DATABASE_URL, DB_PASSWORD, GH_TOKEN, GPG_AGENT_INFO, MYSQL_PWD, OPENAI_API_KEY, SSH_AUTH_SOCK]"
         ),
         "{report}"
     );

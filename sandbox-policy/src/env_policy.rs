@@ -6,8 +6,9 @@
 //! 1. start from `inherit`: `all` (default), `core` (HOME, LOGNAME, PATH, SHELL, USER, USERNAME,
 //!    TMPDIR, TEMP, TMP, LANG, LC_*, TERM) or `none`;
 //! 2. unless `ignore_default_excludes = true`, remove [`DEFAULT_EXCLUDES`]: names containing
-//!    KEY, SECRET, TOKEN, PASSWORD or CREDENTIAL, and `SSH_AUTH_SOCK`, `GPG_AGENT_INFO` (agent
-//!    sockets: a way to use keys without reading them). Codex documents this step but defaults
+//!    KEY, SECRET, TOKEN, PASSWORD, PASSWD or CREDENTIAL or ending in `_PWD` or `_PAT`,
+//!    `SSH_AUTH_SOCK`, `GPG_AGENT_INFO` (agent sockets: a way to use keys without reading them),
+//!    and any variable whose value is a URL with a password (`postgres://u:pw@db`). Codex documents this step but defaults
 //!    `ignore_default_excludes` to true; here it defaults to **false**;
 //! 3. remove what `exclude` matches;
 //! 4. add `set` (a set variable is never removed by the other steps);
@@ -32,7 +33,25 @@ pub const DEFAULT_EXCLUDES: &[&str] = &[
     "*CREDENTIAL*",
     "SSH_AUTH_SOCK",
     "GPG_AGENT_INFO",
+    // outside review r10 F-S2: `MYSQL_PWD`, `*_PASSWD`, personal access tokens
+    "*PASSWD*",
+    "*_PWD",
+    "*_PAT",
 ];
+
+/// Whether `value` carries a password in a URL's user information (`scheme://user:pw@host`):
+/// `DATABASE_URL=postgres://u:pw@db/x`, `REDIS_URL`, a proxy with credentials (outside review r10
+/// F-S2). Such a variable is removed with the default excludes whatever its name.
+pub fn value_has_url_password(value: &OsStr) -> bool {
+    let v = value.to_string_lossy();
+    v.match_indices("://").any(|(i, _)| {
+        let rest = &v[i + 3..];
+        let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
+        authority
+            .rsplit_once('@')
+            .is_some_and(|(userinfo, _)| userinfo.contains(':'))
+    })
+}
 
 /// What `inherit = "core"` keeps (codex's list plus locale and terminal).
 pub const CORE_VARS: &[&str] = &[
@@ -120,7 +139,7 @@ impl EnvPolicy {
                 Inherit::Core => any_match(CORE_VARS, &name),
                 Inherit::None => false,
             } && !(!self.ignore_default_excludes
-                && any_match(DEFAULT_EXCLUDES, &name)
+                && (any_match(DEFAULT_EXCLUDES, &name) || value_has_url_password(&v))
                 && !any_match(&self.keep, &name))
                 && !any_match(&self.exclude, &name)
                 && (self.include_only.is_empty() || any_match(&self.include_only, &name));
@@ -144,6 +163,35 @@ impl EnvPolicy {
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
+
+    #[test]
+    fn url_passwords_are_seen_and_nothing_else() {
+        for v in [
+            "postgres://u:pw@db:5432/x",
+            "redis://:pw@cache",
+            "see http://a:b@h/x?y",
+        ] {
+            assert!(value_has_url_password(OsStr::new(v)), "{v}");
+        }
+        for v in [
+            "https://example.com/a@b",
+            "ssh://git@github.com/x",
+            "mailto:a@b",
+            "/usr/bin:/bin",
+            "http://h/path?x=a:b@c",
+        ] {
+            assert!(!value_has_url_password(OsStr::new(v)), "{v}");
+        }
+        let f = EnvPolicy::default().apply(vars(&[
+            ("DATABASE_URL", "postgres://u:pw@db/x"),
+            ("MYSQL_PWD", "pw"),
+            ("GITHUB_PAT", "p"),
+            ("PWD", "/home/u"),
+            ("OLDPWD", "/"),
+            ("PATH", "/bin"),
+        ]));
+        assert_eq!(f.removed, ["DATABASE_URL", "GITHUB_PAT", "MYSQL_PWD"]);
+    }
 
     fn vars(pairs: &[(&str, &str)]) -> Vec<(OsString, OsString)> {
         pairs.iter().map(|(k, v)| (k.into(), v.into())).collect()
