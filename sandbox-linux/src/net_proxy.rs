@@ -21,12 +21,15 @@
 use std::io::{self, Read, Write};
 use std::net::{IpAddr, Shutdown, SocketAddr, TcpListener, TcpStream, ToSocketAddrs};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use sandbox_policy::net_rules::{DomainRules, HostDecision, is_non_public, normalise_host};
 
 /// Largest request head accepted.
 const MAX_HEAD: usize = 16 * 1024;
+/// Connections served at once (each is a thread and two descriptors); beyond it, 503.
+const MAX_CONNECTIONS: usize = 256;
 const HEAD_TIMEOUT: Duration = Duration::from_secs(30);
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -71,35 +74,50 @@ pub fn serve(bound: Bound, rules: DomainRules, log: Option<String>) -> io::Resul
     std::thread::Builder::new()
         .name("sandbox-net-proxy".into())
         .spawn(move || {
+            let open = Arc::new(AtomicUsize::new(0));
             for conn in bound.listener.incoming() {
                 let Ok(mut conn) = conn else { continue };
-                let (rules, log, peers) = (rules.clone(), log.clone(), peers.clone());
-                let _ = std::thread::Builder::new()
+                // another uid is answered here, without a thread: a flood of them holds no
+                // thread and no descriptor for long (outside review r10 F-S5: ~1000 idle
+                // connections of another user exhausted the launcher's descriptors)
+                if let Err(why) = peer_is(&peers, &conn, me) {
+                    refuse_peer(&mut conn, &why, log.as_deref());
+                    continue;
+                }
+                if open.load(Ordering::SeqCst) >= MAX_CONNECTIONS {
+                    let _ = respond(
+                        &mut conn,
+                        503,
+                        "Service Unavailable",
+                        "codex sandbox proxy: too many open connections\n",
+                    );
+                    continue;
+                }
+                open.fetch_add(1, Ordering::SeqCst);
+                let (rules, log, count) = (rules.clone(), log.clone(), open.clone());
+                let spawned = std::thread::Builder::new()
                     .name("sandbox-net-conn".into())
-                    .spawn(move || match peer_is(&peers, &conn, me) {
-                        Ok(()) => handle(conn, &rules, log.as_deref()),
-                        Err(why) => refuse_peer(&mut conn, &why, log.as_deref()),
+                    .spawn(move || {
+                        handle(conn, &rules, log.as_deref());
+                        count.fetch_sub(1, Ordering::SeqCst);
                     });
+                if spawned.is_err() {
+                    // no thread: the connection was dropped with the closure
+                    open.fetch_sub(1, Ordering::SeqCst);
+                }
             }
         })?;
     Ok(())
 }
 
-/// Answer 403 and close without a reset: the request the peer already sent is read (up to
-/// [`MAX_HEAD`], for at most a second) after our half is shut, or the unread bytes would turn
-/// the close into a reset that discards the answer.
+/// Answer 403 and close, on the accepting thread without blocking: what the peer already sent
+/// is read first (without waiting), or the unread bytes would turn the close into a reset that
+/// can discard the answer.
 fn refuse_peer(conn: &mut TcpStream, why: &str, log: Option<&str>) {
     if let Some(p) = log {
         eprintln!("{p}: network: proxy connection refused: {why}");
     }
-    let _ = respond(
-        conn,
-        403,
-        "Forbidden",
-        &format!("codex sandbox proxy: {why}\n"),
-    );
-    let _ = conn.shutdown(Shutdown::Write);
-    let _ = conn.set_read_timeout(Some(Duration::from_secs(1)));
+    let _ = conn.set_nonblocking(true);
     let mut sink = [0u8; 4096];
     let mut seen = 0;
     while seen < MAX_HEAD {
@@ -108,6 +126,13 @@ fn refuse_peer(conn: &mut TcpStream, why: &str, log: Option<&str>) {
             Ok(n) => seen += n,
         }
     }
+    let _ = respond(
+        conn,
+        403,
+        "Forbidden",
+        &format!("codex sandbox proxy: {why}\n"),
+    );
+    let _ = conn.shutdown(Shutdown::Write);
 }
 
 /// `Ok` when the peer socket of `conn` belongs to uid `me`.

@@ -452,3 +452,113 @@ while True:\n    c,_=s.accept(); c.recv(4096); c.sendall(b\"HTTP/1.1 200 OK\\r\\
 fn shell_quote(s: &str) -> String {
     format!("'{}'", s.replace('\'', "'\\''"))
 }
+
+/// Outside review r10 F-S5: about 1000 idle connections of another user to the proxy held a
+/// thread and a descriptor each, exhausted the launcher's descriptors and stalled the command.
+/// Now another uid is answered and closed on the accepting thread: while 1200 such connections
+/// are held open by the attacker, the command's own request through the proxy still works.
+#[test]
+fn another_users_connection_flood_does_not_stall_the_sandbox() {
+    use std::os::unix::process::CommandExt;
+    let port = server();
+    let dir = tempfile::tempdir().unwrap();
+    let marker = dir.path().join("proxy.txt");
+    let go = dir.path().join("go");
+    let fetch_py = fetch(&format!("http://127.0.0.1:{port}/x"))[2].clone();
+    let script = format!(
+        "echo \"$HTTP_PROXY\" > {m}; while [ ! -e {g} ]; do sleep 0.05; done; python3 -c \"$F\" > {d}/result; sleep 8",
+        m = marker.display(),
+        g = go.display(),
+        d = dir.path().display()
+    );
+    let mut c = Command::new(helper());
+    c.arg("--sandbox-policy-cwd")
+        .arg(dir.path())
+        .args(["--sandbox-policy", r#"{"mode":"workspace-write"}"#])
+        .args(["--allow-domain", "127.0.0.1", "--", "sh", "-c", &script])
+        .current_dir(dir.path())
+        .env("F", &fetch_py)
+        .env_remove("HTTP_PROXY")
+        .env_remove("http_proxy")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    // a user's usual descriptor limit (the reviewer's launcher had 1024)
+    // SAFETY: setrlimit is async-signal-safe; the struct lives for the call.
+    unsafe {
+        c.pre_exec(|| {
+            let lim = libc::rlimit {
+                rlim_cur: 1024,
+                rlim_max: 1024,
+            };
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &lim) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let mut sandbox = c.spawn().unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let proxy = loop {
+        if let Ok(s) = std::fs::read_to_string(&marker) {
+            if s.ends_with('\n') {
+                break s.trim().trim_start_matches("http://").to_string();
+            }
+        }
+        assert!(std::time::Instant::now() < deadline, "no proxy address");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    let (host, p) = proxy.rsplit_once(':').unwrap();
+    // the attacker: 1200 connections held open (more than the launcher's 1024 descriptors), then a signal to the sandbox (its fetch runs now), each read until the proxy closes it (3 s in all), then 12 s more
+    let flood = format!(
+        "import socket, os, time, resource\n\
+         h = resource.getrlimit(resource.RLIMIT_NOFILE)[1]\n\
+         resource.setrlimit(resource.RLIMIT_NOFILE, (min(h, 4096), h))\n\
+         held = []\n\
+         for i in range(1200):\n    \
+             try: held.append(socket.create_connection(('{host}', {p}), timeout=5))\n    \
+             except OSError: pass\n\
+         print('held', len(held), flush=True)\n\
+         open('{g}', 'w').close()\n\
+         t0 = time.time(); closed = 0\n\
+         for s in held:\n    \
+             s.settimeout(max(0.1, 3 - (time.time() - t0)))\n    \
+             try:\n        \
+                 d = s.recv(4096)\n        \
+                 while d: d = s.recv(4096)\n        \
+                 closed += 1\n    \
+             except OSError: pass\n\
+         print('closed', closed, flush=True)\n\
+         time.sleep(12)\n",
+        g = go.display()
+    );
+    std::fs::set_permissions(
+        dir.path(),
+        std::os::unix::fs::PermissionsExt::from_mode(0o777),
+    )
+    .unwrap();
+    let attacker = Command::new("python3")
+        .args(["-c", &flood])
+        .uid(65534)
+        .gid(65534)
+        .output()
+        .unwrap();
+    assert!(
+        String::from_utf8_lossy(&attacker.stdout).starts_with("held"),
+        "{attacker:?}"
+    );
+    let said = String::from_utf8_lossy(&attacker.stdout).to_string();
+    let held: usize = said.split_whitespace().nth(1).unwrap().parse().unwrap();
+    assert!(
+        held > 1000 && said.contains(&format!("closed {held}")),
+        "every connection of the other uid is answered and closed at once: {said}"
+    );
+    let status = sandbox.wait().unwrap();
+    let result = std::fs::read_to_string(dir.path().join("result")).unwrap_or_default();
+    assert_eq!(
+        result.trim(),
+        "200 hello-through-proxy",
+        "the command's request during the flood ({status:?}, {})",
+        String::from_utf8_lossy(&attacker.stdout)
+    );
+}
