@@ -134,13 +134,14 @@ impl EnvPolicy {
             if self.set.contains_key(&name) {
                 continue; // step 4 replaces it
             }
+            let default_excluded = !self.ignore_default_excludes
+                && (any_match(DEFAULT_EXCLUDES, &name) || value_has_url_password(&v))
+                && !any_match(&self.keep, &name);
             let keep = match self.inherit {
                 Inherit::All => true,
                 Inherit::Core => any_match(CORE_VARS, &name),
                 Inherit::None => false,
-            } && !(!self.ignore_default_excludes
-                && (any_match(DEFAULT_EXCLUDES, &name) || value_has_url_password(&v))
-                && !any_match(&self.keep, &name))
+            } && !default_excluded
                 && !any_match(&self.exclude, &name)
                 && (self.include_only.is_empty() || any_match(&self.include_only, &name));
             if keep {
