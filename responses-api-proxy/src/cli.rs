@@ -179,7 +179,7 @@ pub fn parse_listen_addr(s: &str) -> Result<ListenAddr, String> {
         let port: u16 = port
             .parse()
             .map_err(|_| format!("invalid port in listen address {s:?}"))?;
-        SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), port)
+        return Ok(ListenAddr::Localhost(port));
     } else {
         s.parse().map_err(|_| {
             format!(
@@ -223,7 +223,7 @@ mod tests {
         );
         assert_eq!(
             parse_listen_addr("localhost:9").unwrap(),
-            ListenAddr::Tcp("127.0.0.1:9".parse().unwrap())
+            ListenAddr::Localhost(9)
         );
         assert_eq!(
             parse_listen_addr("unix:/run/x.sock").unwrap(),

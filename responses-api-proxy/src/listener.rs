@@ -23,6 +23,11 @@ use crate::policy::LocalEndpoint;
 pub enum ListenAddr {
     /// A loopback TCP address.
     Tcp(SocketAddr),
+    /// `localhost:PORT`: both `127.0.0.1:PORT` and `[::1]:PORT`. A client resolving `localhost`
+    /// may try either family first, and a loopback port is anybody's: bound on one family only,
+    /// another local user who took the other received the clients' prompts and sent forged
+    /// answers (outside review r10 F-P5).
+    Localhost(u16),
     /// A unix stream socket at this path.
     Unix(PathBuf),
 }
@@ -31,6 +36,7 @@ impl std::fmt::Display for ListenAddr {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             ListenAddr::Tcp(a) => write!(f, "{a}"),
+            ListenAddr::Localhost(p) => write!(f, "localhost:{p}"),
             ListenAddr::Unix(p) => write!(f, "unix:{}", p.display()),
         }
     }
@@ -64,6 +70,13 @@ impl BoundListener {
             ListenAddr::Tcp(a) => bind_tcp(*a)
                 .map(BoundListener::Tcp)
                 .map_err(|source| BindError::Tcp { addr: *a, source }),
+            // one listener here; `bind_localhost` binds both
+            ListenAddr::Localhost(p) => {
+                let a = SocketAddr::new(std::net::Ipv4Addr::LOCALHOST.into(), *p);
+                bind_tcp(a)
+                    .map(BoundListener::Tcp)
+                    .map_err(|source| BindError::Tcp { addr: a, source })
+            }
             ListenAddr::Unix(path) => std::os::unix::net::UnixListener::bind(path)
                 .map(|listener| BoundListener::Unix {
                     listener,
@@ -136,6 +149,34 @@ pub const LISTEN_BACKLOG: i32 = 4096;
 
 /// Like `std::net::TcpListener::bind` (`SO_REUSEADDR`, close-on-exec; IPv6 only for an IPv6
 /// address) but with [`LISTEN_BACKLOG`] instead of std's 128.
+/// `localhost:port`: `127.0.0.1:port`, then `[::1]` on the same port (the one the first got
+/// when `port` is 0). A machine without IPv6 loopback (`EADDRNOTAVAIL`, `EAFNOSUPPORT`) gets the
+/// IPv4 one only (nobody can take `[::1]` there either); any other failure, `EADDRINUSE` from a
+/// squatter above all, is an error.
+pub fn bind_localhost(port: u16) -> Result<Vec<BoundListener>, BindError> {
+    let v4 = SocketAddr::new(std::net::Ipv4Addr::LOCALHOST.into(), port);
+    let l4 = bind_tcp(v4).map_err(|source| BindError::Tcp { addr: v4, source })?;
+    let got = l4
+        .local_addr()
+        .map_err(|source| BindError::LocalAddr {
+            addr: v4.to_string(),
+            source,
+        })?
+        .port();
+    let v6 = SocketAddr::new(std::net::Ipv6Addr::LOCALHOST.into(), got);
+    let mut out = vec![BoundListener::Tcp(l4)];
+    match bind_tcp(v6) {
+        Ok(l6) => out.push(BoundListener::Tcp(l6)),
+        Err(e)
+            if matches!(
+                e.raw_os_error(),
+                Some(libc::EADDRNOTAVAIL) | Some(libc::EAFNOSUPPORT)
+            ) => {}
+        Err(source) => return Err(BindError::Tcp { addr: v6, source }),
+    }
+    Ok(out)
+}
+
 fn bind_tcp(addr: SocketAddr) -> io::Result<std::net::TcpListener> {
     use socket2::{Domain, Protocol, Socket, Type};
     let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;

@@ -49,6 +49,9 @@ pub fn bind_listeners(args: &Args) -> Result<Vec<BoundListener>, ListenError> {
                 ListenAddr::Tcp(_) => {
                     out.push(BoundListener::bind(&addr).map_err(ListenError::Tcp)?)
                 }
+                ListenAddr::Localhost(port) => {
+                    out.extend(crate::listener::bind_localhost(*port).map_err(ListenError::Tcp)?)
+                }
             }
         }
     }

@@ -717,3 +717,57 @@ fn a_closed_stderr_pipe_does_not_stop_the_proxy() {
     };
     assert_eq!(status.code(), Some(0));
 }
+
+/// Outside review r10 F-P5: `--listen localhost:P` bound 127.0.0.1 only; another local user
+/// who bound `[::1]:P` received the prompts (and the client's own key) of every client that
+/// resolved `localhost` to `::1` first. Now both families are bound; a squatter on `[::1]:P`
+/// makes the start fail naming it. Control: with 127.0.0.1 only (the old spelling), the
+/// squatter's `[::1]:P` stays where clients may go.
+#[test]
+fn listen_localhost_takes_both_loopback_families_or_refuses_to_start() {
+    // a free port on both families
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let p = Spawn::new("http://127.0.0.1:9/v1/responses")
+        .arg("--listen")
+        .arg(&format!("localhost:{port}"))
+        .start();
+    assert_eq!(p.port, port);
+    let v6 = std::net::TcpStream::connect(("::1", port)).expect("the proxy listens on [::1]");
+    drop(v6);
+    assert!(
+        std::net::TcpListener::bind(("::1", port)).is_err(),
+        "[::1]:{port} is taken"
+    );
+    drop(p);
+    // a squatter on [::1]:P: the proxy refuses to start and names it
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let squatter = std::net::TcpListener::bind(("::1", port)).unwrap();
+    let err = match Spawn::new("http://127.0.0.1:9/v1/responses")
+        .arg("--listen")
+        .arg(&format!("localhost:{port}"))
+        .try_start()
+    {
+        Ok(_) => panic!("started beside a squatter on [::1]:{port}"),
+        Err((status, err)) => {
+            assert_ne!(status.code(), Some(0));
+            err
+        }
+    };
+    assert!(
+        err.contains(&format!("[::1]:{port}")) && err.contains("in use"),
+        "{err}"
+    );
+    // control: 127.0.0.1:P alone starts, and the squatter keeps [::1]:P
+    let p = Spawn::new("http://127.0.0.1:9/v1/responses")
+        .arg("--listen")
+        .arg(&format!("127.0.0.1:{port}"))
+        .start();
+    assert_eq!(p.port, port);
+    drop(squatter);
+}
