@@ -275,12 +275,22 @@ mod probe_sys {
         // is closed right away.
         let r = unsafe {
             match kind {
+                #[cfg(target_arch = "x86_64")]
                 "open" => libc::syscall(libc::SYS_open, p.as_ptr(), flags, mode),
+                #[cfg(target_arch = "x86_64")]
+                "creat" => libc::syscall(libc::SYS_creat, p.as_ptr(), mode),
+                #[cfg(target_arch = "x86_64")]
+                "mkdir" => libc::syscall(libc::SYS_mkdir, p.as_ptr(), mode),
+                // the generic syscall table has only the *at forms
+                #[cfg(not(target_arch = "x86_64"))]
+                "open" | "creat" => {
+                    libc::syscall(libc::SYS_openat, libc::AT_FDCWD, p.as_ptr(), flags, mode)
+                }
+                #[cfg(not(target_arch = "x86_64"))]
+                "mkdir" => libc::syscall(libc::SYS_mkdirat, libc::AT_FDCWD, p.as_ptr(), mode),
                 "openat" => {
                     libc::syscall(libc::SYS_openat, libc::AT_FDCWD, p.as_ptr(), flags, mode)
                 }
-                "creat" => libc::syscall(libc::SYS_creat, p.as_ptr(), mode),
-                "mkdir" => libc::syscall(libc::SYS_mkdir, p.as_ptr(), mode),
                 "mknod" => libc::syscall(
                     libc::SYS_mknodat,
                     libc::AT_FDCWD,

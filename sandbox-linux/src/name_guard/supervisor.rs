@@ -178,6 +178,7 @@ fn build(ctx: &Ctx, n: &libc::seccomp_notif) -> Result<(Request, Vec<OwnedFd>), 
             first = Some((AT_FDCWD, a[0]));
             second = Some((AT_FDCWD, a[1]));
         }
+        #[cfg(not(target_arch = "riscv64"))]
         libc::SYS_renameat => {
             req.op = Op::Rename;
             first = Some((i(a[0]), a[1]));

@@ -11,10 +11,7 @@ fn cvt(r: libc::c_long) -> io::Result<libc::c_long> {
     }
 }
 
-#[cfg(target_arch = "x86_64")]
-const AUDIT_ARCH: u32 = 0xc000_003e;
-#[cfg(target_arch = "aarch64")]
-const AUDIT_ARCH: u32 = 0xc000_00b7;
+use codex_confine::arch::AUDIT_ARCH;
 
 /// Install the stacked filter: `connect` → user notification, everything else allowed (the main
 /// table decides the rest). Returns the listener. Requires no_new_privs.
@@ -373,6 +370,8 @@ const NAME_CALLS: &[libc::c_long] = &[
     libc::SYS_mknodat,
     libc::SYS_symlinkat,
     libc::SYS_linkat,
+    // the newest generic table (riscv64) has renameat2 only
+    #[cfg(not(target_arch = "riscv64"))]
     libc::SYS_renameat,
     libc::SYS_renameat2,
 ];

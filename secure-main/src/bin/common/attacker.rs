@@ -392,6 +392,8 @@ fn deny_core_rlimit_filter() -> Vec<libc::sock_filter> {
 const AUDIT_ARCH: u32 = 0xC000_003E;
 #[cfg(target_arch = "aarch64")]
 const AUDIT_ARCH: u32 = 0xC000_00B7;
+#[cfg(target_arch = "riscv64")]
+const AUDIT_ARCH: u32 = 0xC000_00F3;
 
 fn deny(what: &str, rest: &[OsString]) -> Res<()> {
     let prog = match what {
