@@ -4,23 +4,16 @@
 //! `127.0.0.1:P` or `[::1]:P` (nothing yet there, or `localhost` resolving to the other family)
 //! would otherwise receive `Authorization: Bearer <key>` with the first request.
 //!
-//! [`OwnerCheckedConnector`] wraps the TCP connector: after each new upstream connection and
-//! before a byte is written on it, it asks sock_diag who owns the other end (the same lookup the
+//! The upstream client (`upstream.rs`) calls [`UpstreamOwner::verify`] after each new plain-http
+//! upstream connection and before a byte is written on it: it asks sock_diag who owns the other end (the same lookup the
 //! allow-list uses for clients) and refuses the connection unless it is that uid. HTTPS upstreams
 //! are authenticated by TLS instead and are not checked. Cost: one sock_diag round trip (~6 µs)
 //! per new plain-http upstream connection; pooled connections are not checked again.
 
-use std::future::Future;
 use std::io;
-use std::pin::Pin;
 use std::sync::{Arc, OnceLock};
-use std::task::{Context, Poll};
 
 use codex_privsep::{PeerError, PeerIdentifier};
-use http::Uri;
-use http::uri::Scheme;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
 
 /// Who must own a plain-http upstream's socket, and the sock_diag socket to ask (installed by the
@@ -47,7 +40,7 @@ impl UpstreamOwner {
     /// Waits until the upstream has accepted the connection (before `accept` the kernel knows
     /// no owning process: `NotOwned`), then compares its owner with the named uid. Nothing is
     /// written on the connection before this returns `Ok`.
-    async fn verify(&self, stream: &TcpStream) -> io::Result<()> {
+    pub async fn verify(&self, stream: &TcpStream) -> io::Result<()> {
         let denied = |msg: String| io::Error::new(io::ErrorKind::PermissionDenied, msg);
         let ident = self
             .ident
@@ -82,41 +75,3 @@ impl UpstreamOwner {
 
 /// How long a plain-http upstream may take to `accept` before it is refused.
 const ACCEPT_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
-
-/// The TCP connector with the owner check for `http://` URIs.
-#[derive(Clone, Debug)]
-pub struct OwnerCheckedConnector {
-    inner: HttpConnector,
-    owner: Arc<UpstreamOwner>,
-}
-
-impl OwnerCheckedConnector {
-    pub fn new(inner: HttpConnector, owner: Arc<UpstreamOwner>) -> Self {
-        OwnerCheckedConnector { inner, owner }
-    }
-}
-
-type BoxError = Box<dyn std::error::Error + Send + Sync>;
-
-impl tower_service::Service<Uri> for OwnerCheckedConnector {
-    type Response = TokioIo<TcpStream>;
-    type Error = BoxError;
-    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, BoxError>> + Send>>;
-
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
-        self.inner.poll_ready(cx).map_err(Into::into)
-    }
-
-    fn call(&mut self, uri: Uri) -> Self::Future {
-        let plain = uri.scheme() == Some(&Scheme::HTTP);
-        let connecting = self.inner.call(uri);
-        let owner = Arc::clone(&self.owner);
-        Box::pin(async move {
-            let io = connecting.await?;
-            if plain {
-                owner.verify(io.inner()).await?;
-            }
-            Ok(io)
-        })
-    }
-}
