@@ -313,13 +313,13 @@ pub enum SendError {
 }
 
 impl SendError {
-    /// Failures a stale pooled connection explains (the upstream closed it while idle): the
-    /// request may be sent again on a new connection if it was complete and nothing came back.
+    /// The failure a stale pooled connection explains and that proves the upstream did not get
+    /// the request: writing it failed (the upstream closed the connection while it was idle). A
+    /// request that was written whole is never sent again, even if the connection then closes
+    /// without an answer: the upstream may have acted on it (a POST spends the key; nginx and
+    /// Go's net/http do not resend a sent POST either).
     fn stale_connection(&self) -> bool {
-        matches!(
-            self,
-            SendError::Write(_) | SendError::Read(_) | SendError::Closed
-        )
+        matches!(self, SendError::Write(_))
     }
 }
 
@@ -329,8 +329,9 @@ impl UpstreamClient {
     }
 
     /// Sends `req` with `body` and returns the response once its head has arrived; the body
-    /// streams from the returned [`UpstreamBody`]. A reused connection that turns out to be
-    /// closed is replaced once when the whole request was ready at the first write.
+    /// streams from the returned [`UpstreamBody`]. A reused connection on which the write fails
+    /// (closed by the upstream while idle) is replaced once, when the whole request was ready at
+    /// the first write.
     pub async fn send<B>(&self, req: Outgoing, body: B) -> Result<Response<UpstreamBody>, SendError>
     where
         B: Body<Data = Bytes> + Unpin,

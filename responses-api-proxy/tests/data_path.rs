@@ -389,3 +389,75 @@ fn request_body_chunks_that_arrive_together_go_upstream_together() {
     assert_eq!(String::from_utf8_lossy(&last.body), want);
     assert!(last.body_complete);
 }
+
+/// An upstream that answers one request per connection with a keep-alive response, then closes
+/// the connection 100 ms later (an idle timeout); counts connections and requests.
+fn closing_upstream() -> (u16, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let conns = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counted = conns.clone();
+    std::thread::spawn(move || {
+        for s in listener.incoming() {
+            let Ok(mut s) = s else { return };
+            counted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            std::thread::spawn(move || {
+                // Serves requests until the connection is idle for 100 ms, then closes it.
+                s.set_read_timeout(Some(Duration::from_millis(100)))
+                    .unwrap();
+                let mut buf = [0u8; 4096];
+                let mut got: Vec<u8> = Vec::new();
+                loop {
+                    let Some(end) = got.windows(4).position(|w| w == b"\r\n\r\n") else {
+                        match s.read(&mut buf) {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => got.extend_from_slice(&buf[..n]),
+                        }
+                        continue;
+                    };
+                    let head = String::from_utf8_lossy(&got[..end]).to_ascii_lowercase();
+                    let len: usize = head
+                        .lines()
+                        .find_map(|l| l.strip_prefix("content-length:"))
+                        .and_then(|v| v.trim().parse().ok())
+                        .unwrap_or(0);
+                    while got.len() < end + 4 + len {
+                        match s.read(&mut buf) {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => got.extend_from_slice(&buf[..n]),
+                        }
+                    }
+                    got.drain(..end + 4 + len);
+                    if s.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+                        .is_err()
+                    {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    (port, conns)
+}
+
+/// A pooled connection the upstream closed while idle is not reused: the next request opens a
+/// new connection and succeeds (the closed one is noticed from its readiness, without writing
+/// the key into it). Control: two requests in quick succession share one connection.
+#[test]
+fn a_pooled_connection_closed_by_the_upstream_is_replaced() {
+    let (port, conns) = closing_upstream();
+    let proxy = Spawn::new(&format!("http://127.0.0.1:{port}/v1/responses")).start();
+    let one = proxy.post("{}");
+    let two = proxy.post("{}");
+    assert_eq!((one.status, two.status), (200, 200), "{}", two.text());
+    assert_eq!(
+        conns.load(std::sync::atomic::Ordering::SeqCst),
+        1,
+        "control: back-to-back requests did not share the pooled connection"
+    );
+    std::thread::sleep(Duration::from_millis(400));
+    let three = proxy.post("{}");
+    assert_eq!(three.status, 200, "{}", three.text());
+    assert_eq!(three.text(), "ok");
+    assert_eq!(conns.load(std::sync::atomic::Ordering::SeqCst), 2);
+}
