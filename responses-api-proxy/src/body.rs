@@ -3,7 +3,7 @@
 //! [`RequestBody`] passes the client's body upstream frame by frame, counting bytes, refusing to
 //! go past `--max-body-bytes` and timing out when the client is silent for longer than the body
 //! read timeout (no limit on the total). [`ResponseBody`] passes the upstream's response to the
-//! client: each frame is everything one upstream read brought ([`crate::upstream::UpstreamBody`]),
+//! client: each frame is everything one upstream read brought ([`crate::client::UpstreamBody`]),
 //! hyper writes it as soon as it is polled and flushes when the next one is not ready yet, so
 //! SSE events that arrived together leave together and none is held back waiting for more.
 
@@ -20,9 +20,9 @@ use hyper::body::Incoming;
 use tokio::time::{Instant, Sleep};
 
 use crate::audit::{AuditRecord, Outcome};
+use crate::client::UpstreamBody;
 use crate::files::{DumpKind, Dumper};
 use crate::scrub::BodyScrub;
-use crate::upstream::UpstreamBody;
 
 pub use crate::BoxError;
 

@@ -1,9 +1,10 @@
 //! Key intake: the API key comes only on stdin and goes straight into locked, never-dumped
 //! memory as the complete header value `Bearer <key>`.
 //!
-//! The resulting [`HeaderValue`] points into that memory (no other long-lived copy exists) and is
-//! marked sensitive, so hyper's HTTP/2 encoder never puts it in the HPACK table and `Debug`
-//! prints `Sensitive`. The buffer lives until the process exits.
+//! The resulting [`HeaderValue`] points into that memory and is marked sensitive (`Debug` prints
+//! `Sensitive`); [`ApiKey`] wraps it for the data path, which never copies the bytes (the
+//! upstream client writes them from the page itself: [`ApiKey::bytes_for_upstream`]), and
+//! [`KeySlot`] hands each request a shared handle. The buffer lives until the process exits.
 
 use bytes::Bytes;
 use http::HeaderValue;
@@ -104,7 +105,7 @@ impl ApiKey {
 
     /// The one way the key leaves the process: the `Authorization` value's bytes for the
     /// upstream request head, pointing into the locked page (the writer hands them to
-    /// `writev(2)` or to rustls, which encrypts them in place; see `upstream.rs`).
+    /// `writev(2)` or to rustls, which encrypts them in place; see `client.rs`).
     pub fn bytes_for_upstream(&self) -> Bytes {
         self.wire.clone()
     }

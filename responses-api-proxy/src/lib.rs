@@ -7,6 +7,7 @@ pub mod access;
 pub mod audit;
 pub mod body;
 pub mod cli;
+pub mod client;
 pub mod confinement;
 pub mod files;
 pub mod framing;

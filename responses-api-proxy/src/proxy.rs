@@ -13,13 +13,14 @@ use tokio::sync::watch;
 use crate::access::PeerDecision;
 use crate::audit::{AuditRecord, Outcome};
 use crate::body::{PendingDump, RequestBody, RequestBodyState, ResponseBody};
+use crate::client::{Outgoing, UpstreamClient};
 use crate::files::{DumpKind, Dumper};
 use crate::framing::FramingLog;
 use crate::key::KeySlot;
 use crate::listener::ConnAddrs;
 use crate::policy::{Admission, Direction, Route, forwardable_headers};
 use crate::scrub::{BodyScrub, KeyScrub};
-use crate::upstream::{Outgoing, Upstream, UpstreamClient};
+use crate::upstream::Upstream;
 
 /// Everything requests share. The key's bytes live in locked, never-dumped memory; each request
 /// takes a shared handle to it ([`KeySlot::current`]), never a copy.

@@ -23,6 +23,7 @@ use http::HeaderValue;
 
 use crate::access::PeerAuthorizer;
 use crate::cli::Args;
+use crate::client::{UpstreamClient, build_client};
 use crate::confinement::{ConfinePlan, ConfineStepError, PlanError};
 use crate::files::{Dumper, FileError, ServerInfo, write_server_info};
 use crate::key::{ApiKey, KeySlot};
@@ -32,7 +33,7 @@ use crate::listeners::{ListenError, bind_listeners};
 use crate::policy::Admission;
 use crate::proxy::ProxyState;
 use crate::server::{ServeLimits, serve};
-use crate::upstream::{Upstream, UpstreamClient, UpstreamError, build_client};
+use crate::upstream::{Upstream, UpstreamError};
 
 /// Exit codes (secure-main's pre-main hardening uses 5–8; clap's usage errors exit 2).
 pub mod exit {

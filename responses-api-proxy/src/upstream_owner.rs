@@ -4,7 +4,7 @@
 //! `127.0.0.1:P` or `[::1]:P` (nothing yet there, or `localhost` resolving to the other family)
 //! would otherwise receive `Authorization: Bearer <key>` with the first request.
 //!
-//! The upstream client (`upstream.rs`) calls [`UpstreamOwner::verify`] after each new plain-http
+//! The upstream client (`client.rs`) calls [`UpstreamOwner::verify`] after each new plain-http
 //! upstream connection and before a byte is written on it: it asks sock_diag who owns the other end (the same lookup the
 //! allow-list uses for clients) and refuses the connection unless it is that uid. HTTPS upstreams
 //! are authenticated by TLS instead and are not checked. Cost: one sock_diag round trip (~6 µs)

@@ -3,7 +3,7 @@
 //! The request head is built in two public pieces with the key between them
 //! ([`RequestHead`]): the key's bytes are never copied into a buffer of this process, they go
 //! from the locked page straight into `writev(2)` (plain http) or into rustls's record buffer,
-//! where they are encrypted in place (see `upstream.rs`). The response head is parsed with
+//! where they are encrypted in place (see `client.rs`). The response head is parsed with
 //! `httparse` ([`parse_response_head`]) and the body decoded by [`Decoder`], which returns
 //! **every complete piece of body already read, as one buffer**: several SSE events that came
 //! in one read leave to the client in one write, and nothing waits for more data.
