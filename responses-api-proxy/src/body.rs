@@ -371,14 +371,14 @@ impl Body for ResponseBody {
     }
 }
 
-/// Most bytes gathered into one frame from what upstream already has.
+/// Most bytes gathered into one frame from what the client already sent.
 const COALESCE_MAX: usize = 64 * 1024;
 
-/// `first` plus every data frame `body` has ready right now (never waiting), as one buffer, so
-/// hyper writes them to the client with one `write` instead of one per upstream chunk (SSE events
-/// arriving together in one read). Stops at `COALESCE_MAX`, at the first `Pending`, and at the
-/// end, a trailers frame (`queued`) or an error (`queued_err`): those come next. One frame alone
-/// is passed on without a copy.
+/// `first` plus every data frame the client's `body` has ready right now (never waiting), as one
+/// buffer, so the upstream client writes them with one `writev` (see also its gathering across
+/// scheduler turns, `client.rs` `Pump::poll`). Stops at `COALESCE_MAX`, at the first `Pending`,
+/// and at the end, a trailers frame (`queued`) or an error (`queued_err`): those come next. One
+/// frame alone is passed on without a copy.
 fn coalesce<B>(
     body: &mut B,
     first: Bytes,
