@@ -77,7 +77,7 @@ impl ExpectedOwner {
     /// Waits until the server has accepted the connection (before `accept` the kernel knows no
     /// owning process: `NotOwned`), then compares its owner with the expected uid. Nothing is
     /// written on the connection before this returns `Ok`.
-    async fn verify(&self, stream: &TcpStream) -> io::Result<()> {
+    pub async fn verify(&self, stream: &TcpStream) -> io::Result<()> {
         let denied = |msg: String| io::Error::new(io::ErrorKind::PermissionDenied, msg);
         let ident = self.ident.get().ok_or_else(|| {
             denied(format!(

@@ -279,7 +279,7 @@ pub const ALLOWED: &[Rule] = &[
         "writev",
         libc::SYS_writev,
         Always,
-        "sockets (hyper's vectored writes), stderr",
+        "sockets (hyper's vectored writes to clients; the upstream request head around the key, gathered request-body chunks), stderr",
     ),
     Rule::new(
         "pread64",

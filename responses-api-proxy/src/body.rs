@@ -3,8 +3,9 @@
 //! [`RequestBody`] passes the client's body upstream frame by frame, counting bytes, refusing to
 //! go past `--max-body-bytes` and timing out when the client is silent for longer than the body
 //! read timeout (no limit on the total). [`ResponseBody`] passes the upstream's response to the
-//! client frame by frame: hyper writes each frame as soon as it is polled and flushes when the
-//! next one is not ready yet, so SSE events are never held back waiting for more data.
+//! client: each frame is everything one upstream read brought ([`crate::client::UpstreamBody`]),
+//! hyper writes it as soon as it is polled and flushes when the next one is not ready yet, so
+//! SSE events that arrived together leave together and none is held back waiting for more.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -19,10 +20,11 @@ use hyper::body::Incoming;
 use tokio::time::{Instant, Sleep};
 
 use crate::audit::{AuditRecord, Outcome};
+use crate::client::UpstreamBody;
 use crate::files::{DumpKind, Dumper};
 use crate::scrub::BodyScrub;
 
-pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+pub use crate::BoxError;
 
 /// Why a request body stopped early; the proxy maps it to a status.
 #[derive(Debug, Default)]
@@ -217,7 +219,7 @@ pub struct PendingDump {
 
 enum Inner {
     Full(Option<Bytes>),
-    Upstream(Incoming),
+    Upstream(UpstreamBody),
 }
 
 /// The body the client receives: a small proxy-made body, or the upstream's, streamed.
@@ -229,10 +231,8 @@ pub struct ResponseBody {
     done: bool,
     /// Upstream bodies: the key scrubber ([`crate::scrub`]).
     scrub: Option<BodyScrub>,
-    /// A frame to send before polling upstream again (trailers after held or coalesced bytes).
+    /// A frame to send before polling upstream again (trailers after held bytes).
     queued: Option<Frame<Bytes>>,
-    /// An upstream error met while coalescing, reported after the bytes before it.
-    queued_err: Option<BoxError>,
     /// Upstream's body has ended (held bytes may still be due).
     upstream_over: bool,
 }
@@ -246,13 +246,12 @@ impl ResponseBody {
             done: false,
             scrub: None,
             queued: None,
-            queued_err: None,
             upstream_over: false,
         }
     }
 
     pub fn upstream(
-        body: Incoming,
+        body: UpstreamBody,
         audit: AuditRecord,
         dump: Option<PendingDump>,
         scrub: BodyScrub,
@@ -264,7 +263,6 @@ impl ResponseBody {
             done: false,
             scrub: Some(scrub),
             queued: None,
-            queued_err: None,
             upstream_over: false,
         }
     }
@@ -325,13 +323,14 @@ impl Body for ResponseBody {
                 body,
                 this.scrub.as_mut(),
                 &mut this.queued,
-                &mut this.queued_err,
                 &mut this.upstream_over,
                 cx,
             ),
         };
         match &polled {
             Poll::Ready(Some(Ok(frame))) => {
+                // Every body byte the client receives passes here once, scrubbed: the one place
+                // to observe them (audit count, dump; a usage tap belongs here too).
                 if let Some(data) = frame.data_ref() {
                     if let Some(a) = this.audit.as_mut() {
                         a.bytes_out += data.len() as u64;
@@ -357,7 +356,6 @@ impl Body for ResponseBody {
             Inner::Full(b) => b.is_none(),
             Inner::Upstream(body) => {
                 self.queued.is_none()
-                    && self.queued_err.is_none()
                     && !self.scrub.as_ref().is_some_and(BodyScrub::holding)
                     && (self.upstream_over || body.is_end_stream())
             }
@@ -373,14 +371,14 @@ impl Body for ResponseBody {
     }
 }
 
-/// Most bytes gathered into one frame from what upstream already has.
+/// Most bytes gathered into one frame from what the client already sent.
 const COALESCE_MAX: usize = 64 * 1024;
 
-/// `first` plus every data frame `body` has ready right now (never waiting), as one buffer, so
-/// hyper writes them to the client with one `write` instead of one per upstream chunk (SSE events
-/// arriving together in one read). Stops at `COALESCE_MAX`, at the first `Pending`, and at the
-/// end, a trailers frame (`queued`) or an error (`queued_err`): those come next. One frame alone
-/// is passed on without a copy.
+/// `first` plus every data frame the client's `body` has ready right now (never waiting), as one
+/// buffer, so the upstream client writes them with one `writev` (see also its gathering across
+/// scheduler turns, `client.rs` `Pump::poll`). Stops at `COALESCE_MAX`, at the first `Pending`,
+/// and at the end, a trailers frame (`queued`) or an error (`queued_err`): those come next. One
+/// frame alone is passed on without a copy.
 fn coalesce<B>(
     body: &mut B,
     first: Bytes,
@@ -452,23 +450,19 @@ fn emit_other(
     }
 }
 
-/// One frame of upstream's body: coalesced ([`coalesce`]) and with the key scrubbed out (data,
-/// and trailers' values). Bytes the scrubber holds back (a possible beginning of the key at a
-/// chunk's end) go out with the next chunk or at the end; a chunk that leaves nothing to send yet
-/// is not sent as an empty frame.
+/// One frame of upstream's body with the key scrubbed out (data, and trailers' values). Each
+/// frame is already everything one upstream read brought ([`UpstreamBody`]). Bytes the scrubber
+/// holds back (a possible beginning of the key at a chunk's end) go out with the next chunk or
+/// at the end; a chunk that leaves nothing to send yet is not sent as an empty frame.
 fn poll_scrubbed(
-    body: &mut Incoming,
+    body: &mut UpstreamBody,
     mut scrub: Option<&mut BodyScrub>,
     queued: &mut Option<Frame<Bytes>>,
-    queued_err: &mut Option<BoxError>,
     over: &mut bool,
     cx: &mut Context<'_>,
 ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
     if let Some(frame) = queued.take() {
         return Poll::Ready(Some(Ok(emit_other(frame, scrub.as_deref_mut(), queued))));
-    }
-    if let Some(e) = queued_err.take() {
-        return Poll::Ready(Some(Err(e)));
     }
     loop {
         if *over {
@@ -485,24 +479,19 @@ fn poll_scrubbed(
             Poll::Ready(Some(Ok(frame))) => frame,
         };
         let data = match frame.into_data() {
-            Ok(data) => {
-                let mut err = None;
-                let data = coalesce(body, data, queued, &mut err, over, cx);
-                *queued_err = err.map(BoxError::from);
-                data
-            }
+            Ok(data) => data,
             Err(other) => {
                 return Poll::Ready(Some(Ok(emit_other(other, scrub.as_deref_mut(), queued))));
             }
         };
+        if body.is_end_stream() {
+            *over = true;
+        }
         let out = match scrub.as_deref_mut() {
             Some(s) => s.chunk(data),
             None => data,
         };
         if out.is_empty() {
-            if queued.is_some() || queued_err.is_some() {
-                return poll_scrubbed(body, scrub, queued, queued_err, over, cx);
-            }
             continue;
         }
         return Poll::Ready(Some(Ok(Frame::data(out))));

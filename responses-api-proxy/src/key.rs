@@ -1,9 +1,10 @@
 //! Key intake: the API key comes only on stdin and goes straight into locked, never-dumped
 //! memory as the complete header value `Bearer <key>`.
 //!
-//! The resulting [`HeaderValue`] points into that memory (no other long-lived copy exists) and is
-//! marked sensitive, so hyper's HTTP/2 encoder never puts it in the HPACK table and `Debug`
-//! prints `Sensitive`. The buffer lives until the process exits.
+//! The resulting [`HeaderValue`] points into that memory and is marked sensitive (`Debug` prints
+//! `Sensitive`); [`ApiKey`] wraps it for the data path, which never copies the bytes (the
+//! upstream client writes them from the page itself: [`ApiKey::bytes_for_upstream`]), and
+//! [`KeySlot`] hands each request a shared handle. The buffer lives until the process exits.
 
 use bytes::Bytes;
 use http::HeaderValue;
@@ -78,6 +79,62 @@ pub fn read_key<R: RawRead>(r: &mut R, lock: LockPolicy) -> Result<HeaderValue, 
         .map_err(|_| KeyError::HeaderValue)?;
     value.set_sensitive(true);
     Ok(value)
+}
+
+/// The proxy's `Authorization` value, `Bearer <key>`, in locked memory. Cloning shares the page
+/// (no copy of the key is ever made); `Debug` prints `[REDACTED]`.
+#[derive(Clone)]
+pub struct ApiKey {
+    header: HeaderValue,
+    /// The same bytes as a `Bytes` that owns a clone of `header`: what the upstream writer puts
+    /// between the request head's pieces, straight from the locked page.
+    wire: Bytes,
+}
+
+impl ApiKey {
+    /// From the header value [`read_key`] returned (its bytes in locked memory).
+    pub fn new(header: HeaderValue) -> Self {
+        let wire = Bytes::from_owner(header.clone());
+        ApiKey { header, wire }
+    }
+
+    /// The sensitive header value (for the scrubber and the dump's redaction).
+    pub fn header(&self) -> &HeaderValue {
+        &self.header
+    }
+
+    /// The one way the key leaves the process: the `Authorization` value's bytes for the
+    /// upstream request head, pointing into the locked page (the writer hands them to
+    /// `writev(2)` or to rustls, which encrypts them in place; see `client.rs`).
+    pub fn bytes_for_upstream(&self) -> Bytes {
+        self.wire.clone()
+    }
+}
+
+impl std::fmt::Debug for ApiKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ApiKey([REDACTED])")
+    }
+}
+
+/// Where requests take the key from: each request takes a shared handle ([`KeySlot::current`])
+/// and uses it for its whole exchange, so a later key rotation can put a new key here without
+/// disturbing requests in flight.
+#[derive(Debug)]
+pub struct KeySlot(std::sync::RwLock<std::sync::Arc<ApiKey>>);
+
+impl KeySlot {
+    pub fn new(key: ApiKey) -> Self {
+        KeySlot(std::sync::RwLock::new(std::sync::Arc::new(key)))
+    }
+
+    /// The key in force now.
+    pub fn current(&self) -> std::sync::Arc<ApiKey> {
+        match self.0.read() {
+            Ok(k) => std::sync::Arc::clone(&k),
+            Err(poisoned) => std::sync::Arc::clone(&poisoned.into_inner()),
+        }
+    }
 }
 
 #[cfg(test)]

@@ -7,6 +7,7 @@ pub mod access;
 pub mod audit;
 pub mod body;
 pub mod cli;
+pub mod client;
 pub mod confinement;
 pub mod files;
 pub mod framing;
@@ -22,3 +23,7 @@ pub mod server;
 pub mod startup;
 pub mod upstream;
 pub mod upstream_owner;
+pub mod wire;
+
+/// A boxed error that crosses the data path's layers (request and response bodies).
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;

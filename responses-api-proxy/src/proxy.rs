@@ -13,20 +13,22 @@ use tokio::sync::watch;
 use crate::access::PeerDecision;
 use crate::audit::{AuditRecord, Outcome};
 use crate::body::{PendingDump, RequestBody, RequestBodyState, ResponseBody};
+use crate::client::{Outgoing, UpstreamClient};
 use crate::files::{DumpKind, Dumper};
 use crate::framing::FramingLog;
+use crate::key::KeySlot;
 use crate::listener::ConnAddrs;
 use crate::policy::{Admission, Direction, Route, forwardable_headers};
 use crate::scrub::{BodyScrub, KeyScrub};
-use crate::upstream::{Upstream, UpstreamClient};
+use crate::upstream::Upstream;
 
-/// Everything requests share. Holds the key as a sensitive `HeaderValue` whose bytes live in
-/// locked, never-dumped memory (cloning it copies a pointer, not the key).
+/// Everything requests share. The key's bytes live in locked, never-dumped memory; each request
+/// takes a shared handle to it ([`KeySlot::current`]), never a copy.
 pub struct ProxyState {
     pub admission: Admission,
     pub upstream: Upstream,
     pub client: UpstreamClient,
-    pub auth_header: HeaderValue,
+    pub key: KeySlot,
     pub dumper: Option<Arc<Dumper>>,
     pub body_read_timeout: Duration,
     /// `true` once shutdown was requested (`GET /shutdown`, SIGTERM, SIGINT).
@@ -147,29 +149,17 @@ async fn forward(
     state: Arc<ProxyState>,
     mut audit: AuditRecord,
 ) -> Response<ResponseBody> {
-    let uri = match state.upstream.uri_for(req.uri().path()) {
-        Ok(u) => u,
-        Err(_) => {
-            audit.outcome = Outcome::UpstreamError;
-            return reply(
-                StatusCode::BAD_GATEWAY,
-                "bad_upstream_uri",
-                "could not build the upstream URI",
-                audit,
-            );
-        }
-    };
+    let key = state.key.current();
     let (parts, body) = req.into_parts();
-    let mut headers = forwardable_headers(&parts.headers, Direction::Request);
-    // What the dump shows as sent: the same filtered headers, the key replaced (one header scan
-    // per request; the copy is only made when dumping).
+    let target = state.upstream.target_for(parts.uri.path()).into_owned();
+    let headers = forwardable_headers(&parts.headers, Direction::Request);
+    // What the dump shows as sent: the same filtered headers, the key replaced (the copy is only
+    // made when dumping).
     let dumped_headers = state.dumper.as_ref().map(|_| {
         let mut sent = headers.clone();
         sent.insert(AUTHORIZATION, HeaderValue::from_static("[REDACTED]"));
         sent
     });
-    // Host: hyper's client sets it from the URI's authority (HTTP/1) or sends :authority (HTTP/2).
-    headers.insert(AUTHORIZATION, state.auth_header.clone());
 
     let dump = state
         .dumper
@@ -184,25 +174,32 @@ async fn forward(
         audit.bytes_in.clone(),
         dump.as_ref().map(|(_, _, tee)| tee.clone()),
     );
-    let mut upstream_req = Request::new(body);
-    *upstream_req.method_mut() = parts.method.clone();
-    *upstream_req.uri_mut() = uri.clone();
-    *upstream_req.headers_mut() = headers;
+    let outgoing = Outgoing {
+        method: parts.method.clone(),
+        target,
+        headers,
+        key: Arc::clone(&key),
+    };
 
     // If the client goes away now, hyper drops this future and with it the upstream request.
     audit.outcome = Outcome::ClientGone;
-    let result = state.client.request(upstream_req).await;
+    let result = state.client.send(outgoing, body).await;
 
     if let (Some((dumper, prefix, tee)), Some(sent)) = (&dump, &dumped_headers) {
         let mut head = serde_json::Map::new();
         head.insert("method".into(), parts.method.as_str().into());
-        head.insert("url".into(), uri.to_string().into());
+        let url = state
+            .upstream
+            .uri_for(parts.uri.path())
+            .map(|u| u.to_string())
+            .unwrap_or_default();
+        head.insert("url".into(), url.into());
         let body = tee
             .lock()
             .map(|mut b| std::mem::take(&mut *b))
             .unwrap_or_default();
-        let key = KeyScrub::new(&state.auth_header);
-        if let Err(e) = dumper.write(prefix, DumpKind::Request, head, sent, &body, &key) {
+        let scrub = KeyScrub::new(key.header());
+        if let Err(e) = dumper.write(prefix, DumpKind::Request, head, sent, &body, &scrub) {
             tracing::warn!(error = %e, "failed to write request dump");
         }
     }
@@ -250,10 +247,10 @@ async fn forward(
             );
         }
     };
-    // hyper consumes interim 100/103 answers; a 1xx that reaches here is a final one, in
-    // practice 101 Switching Protocols, which the proxy never asked for (`upgrade` is not
-    // forwarded) and cannot relay: 502 (outside review round 5, F7: it was relayed, then the
-    // connection closed).
+    // Interim 100/102/103 answers are consumed by the client; a 1xx that reaches here is a final
+    // one, in practice 101 Switching Protocols, which the proxy never asked for (`upgrade` is
+    // not forwarded) and cannot relay: 502 (outside review round 5, F7: it was relayed, then the
+    // connection closed). Its connection is closed, not pooled.
     if resp.status().is_informational() {
         audit.outcome = Outcome::UpstreamError;
         let status = resp.status().as_u16();
@@ -269,7 +266,7 @@ async fn forward(
     let (mut parts, body) = resp.into_parts();
     // An upstream that echoes the key must not hand it to the client (nor to the audit log's
     // request id, nor to the dump): scrubbed before anything reads the headers.
-    let key = KeyScrub::new(&state.auth_header);
+    let key = KeyScrub::new(key.header());
     let echoed = key.headers(&mut parts.headers);
     if echoed > 0 {
         tracing::warn!(

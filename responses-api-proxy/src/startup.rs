@@ -23,15 +23,17 @@ use http::HeaderValue;
 
 use crate::access::PeerAuthorizer;
 use crate::cli::Args;
+use crate::client::{UpstreamClient, build_client};
 use crate::confinement::{ConfinePlan, ConfineStepError, PlanError};
 use crate::files::{Dumper, FileError, ServerInfo, write_server_info};
+use crate::key::{ApiKey, KeySlot};
 use crate::key_source::{KeySource, KeySourceError};
 use crate::listener::{BindError, BoundListener};
 use crate::listeners::{ListenError, bind_listeners};
 use crate::policy::Admission;
 use crate::proxy::ProxyState;
 use crate::server::{ServeLimits, serve};
-use crate::upstream::{Upstream, UpstreamClient, UpstreamError, build_client};
+use crate::upstream::{Upstream, UpstreamError};
 
 /// Exit codes (secure-main's pre-main hardening uses 5–8; clap's usage errors exit 2).
 pub mod exit {
@@ -203,7 +205,7 @@ impl Config {
         let plan = ConfinePlan::resolve(&args)?;
         let upstream = Upstream::parse(&args.upstream_url)?;
         let plan = plan.for_upstream(&upstream);
-        let client = build_client(plan.upstream_owner())?;
+        let client = build_client(&upstream, plan.upstream_owner())?;
         let dumper = match &args.dump_dir {
             Some(dir) => Some(Arc::new(Dumper::new(dir).map_err(StartupError::DumpDir)?)),
             None => None,
@@ -362,7 +364,7 @@ impl Confined {
             },
             upstream: self.upstream,
             client: self.client,
-            auth_header: self.auth_header,
+            key: KeySlot::new(ApiKey::new(self.auth_header)),
             dumper: self.dumper,
             body_read_timeout: args.body_read_timeout(),
             shutdown,

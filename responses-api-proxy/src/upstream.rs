@@ -1,19 +1,8 @@
-//! The upstream side: one pooled hyper client, rustls with the system roots (or `SSL_CERT_FILE`
-//! / `SSL_CERT_DIR` when set: rustls-native-certs reads those instead of the system store),
-//! HTTP/2 when the server offers it by ALPN, `TCP_NODELAY` on every upstream connection.
-
-use std::sync::Arc;
-use std::time::Duration;
+//! Where requests go: `--upstream-url` parsed once ([`Upstream`]), and the request target for an
+//! admitted client path. The client that talks to it is in `client.rs`.
 
 use http::Uri;
 use http::uri::{Authority, Scheme};
-use hyper_rustls::HttpsConnector;
-use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::{TokioExecutor, TokioTimer};
-
-use crate::body::RequestBody;
-use crate::upstream_owner::{OwnerCheckedConnector, UpstreamOwner};
 
 /// Setting up the upstream failed.
 #[derive(Debug, thiserror::Error)]
@@ -109,6 +98,16 @@ impl Upstream {
         })
     }
 
+    /// The request target (path and query) for an admitted client path: `/v1/responses` maps
+    /// to `--upstream-url`'s; another allowed path `/v1/X` to the URL's base + `/X`.
+    pub fn target_for(&self, client_path: &str) -> std::borrow::Cow<'_, str> {
+        if client_path == "/v1/responses" {
+            return std::borrow::Cow::Borrowed(&self.path_and_query);
+        }
+        let rest = client_path.strip_prefix("/v1").unwrap_or(client_path);
+        std::borrow::Cow::Owned(format!("{}{}", self.base_path, rest))
+    }
+
     /// The upstream URI for an admitted client path: `/v1/responses` maps to `--upstream-url`;
     /// another allowed path `/v1/X` maps to the URL's base + `/X`.
     pub fn uri_for(&self, client_path: &str) -> Result<Uri, http::Error> {
@@ -123,57 +122,6 @@ impl Upstream {
             .path_and_query(path)
             .build()
     }
-}
-
-pub type UpstreamClient = Client<HttpsConnector<OwnerCheckedConnector>, RequestBody>;
-
-/// Builds the pooled client. Roots: `SSL_CERT_FILE`/`SSL_CERT_DIR` if set, else the system store.
-/// `owner`: who must own a plain-http upstream's socket (checked on every new connection).
-pub fn build_client(owner: Arc<UpstreamOwner>) -> Result<UpstreamClient, UpstreamError> {
-    let loaded = rustls_native_certs::load_native_certs();
-    let mut roots = rustls::RootCertStore::empty();
-    let (added, _ignored) = roots.add_parsable_certificates(loaded.certs);
-    if added == 0 {
-        let detail = if loaded.errors.is_empty() {
-            "the system certificate store is empty (set SSL_CERT_FILE)".to_string()
-        } else {
-            loaded
-                .errors
-                .iter()
-                .map(|e| e.to_string())
-                .collect::<Vec<_>>()
-                .join("; ")
-        };
-        return Err(UpstreamError::NoRoots { detail });
-    }
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let tls = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .map_err(|source| UpstreamError::Tls { source })?
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-
-    let mut http = HttpConnector::new();
-    http.enforce_http(false);
-    http.set_nodelay(true);
-    http.set_connect_timeout(Some(Duration::from_secs(30)));
-    http.set_keepalive(Some(Duration::from_secs(60)));
-    let https = hyper_rustls::HttpsConnectorBuilder::new()
-        .with_tls_config(tls)
-        .https_or_http()
-        .enable_http1()
-        .enable_http2()
-        .wrap_connector(OwnerCheckedConnector::new(http, owner));
-    Ok(Client::builder(TokioExecutor::new())
-        .timer(TokioTimer::new())
-        .pool_timer(TokioTimer::new())
-        .pool_idle_timeout(Duration::from_secs(90))
-        .pool_max_idle_per_host(256)
-        // Copy a request's head and body chunk into one buffer and send it with one write
-        // instead of a writev of several slices: measured ~3 % more throughput with small bodies
-        // (README, Benchmark); the copy is cheap next to the network.
-        .http1_writev(false)
-        .build(https))
 }
 
 #[cfg(test)]
