@@ -15,7 +15,9 @@ fn env() -> Env {
     let dir = tempfile::tempdir().unwrap();
     let home = dir.path().join("home");
     std::fs::create_dir(&home).unwrap();
+    // an empty managed layer (root-owned: honoured), so the machine's /etc/codex does not count
     let managed = dir.path().join("managed_config.toml");
+    std::fs::write(&managed, "").unwrap();
     Env {
         _dir: dir,
         home,
@@ -181,7 +183,7 @@ fn managed_config_type_mismatch_names_file_position_and_key() {
         "{msg}"
     );
     // Nothing else is affected: the user's file is untouched and works again without the bad layer.
-    std::fs::remove_file(&e.managed).unwrap();
+    std::fs::write(&e.managed, "").unwrap();
     assert_eq!(codex(&e, &["config", "show"]).status.code(), Some(0));
 }
 

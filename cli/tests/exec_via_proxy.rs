@@ -80,7 +80,10 @@ fn exec_through_the_proxy_needs_no_key_on_the_users_side() {
     std::fs::set_permissions(&home, std::fs::Permissions::from_mode(0o700)).unwrap();
     let o = Command::new(env!("CARGO_BIN_EXE_codex"))
         .env("CODEX_HOME", &home)
-        .env("CODEX_MANAGED_CONFIG_PATH", home.join("none.toml"))
+        .env(
+            "CODEX_MANAGED_CONFIG_PATH",
+            suite_test_support::dirs::no_managed_config(&home),
+        )
         .env_remove("OPENAI_API_KEY")
         .args([
             "-c",

@@ -6,7 +6,10 @@ use std::process::{Command, Output};
 fn codex(home: &std::path::Path, args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_codex"))
         .env("CODEX_HOME", home)
-        .env("CODEX_MANAGED_CONFIG_PATH", home.join("none.toml"))
+        .env(
+            "CODEX_MANAGED_CONFIG_PATH",
+            suite_test_support::dirs::no_managed_config(&home),
+        )
         .args(args)
         .output()
         .unwrap()

@@ -185,7 +185,10 @@ fn a_terminal_on_stdin_is_refused_with_the_hint() {
     let o = Command::new("script")
         .args(["-qec", &cmd, "/dev/null"])
         .env("CODEX_HOME", &h.path)
-        .env("CODEX_MANAGED_CONFIG_PATH", h.path.join("none.toml"))
+        .env(
+            "CODEX_MANAGED_CONFIG_PATH",
+            suite_test_support::dirs::no_managed_config(&h.path),
+        )
         .stdin(Stdio::null())
         .output()
         .expect("`script` (util-linux) is needed to give the CLI a terminal");
@@ -385,7 +388,10 @@ fn control_auto_mode_with_the_keyring_available_writes_no_file() {
         .args(AUTO)
         .args(["login", "--with-api-key"])
         .env("CODEX_HOME", &h.path)
-        .env("CODEX_MANAGED_CONFIG_PATH", h.path.join("none.toml"));
+        .env(
+            "CODEX_MANAGED_CONFIG_PATH",
+            suite_test_support::dirs::no_managed_config(&h.path),
+        );
     let o = run(c, format!("{KEY}\n").as_bytes());
     assert_eq!(o.status.code(), Some(0), "{o:?}");
     assert!(!stderr(&o).contains("warning"), "{o:?}");

@@ -33,7 +33,10 @@ fn spawn_device_login(issuer: &str) -> Login {
         ])
         .env("CODEX_HOME", home.path())
         .env("HOME", home.path())
-        .env("CODEX_MANAGED_CONFIG_PATH", home.path().join("none.toml"))
+        .env(
+            "CODEX_MANAGED_CONFIG_PATH",
+            suite_test_support::dirs::no_managed_config(&home.path()),
+        )
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())

@@ -603,7 +603,10 @@ fn dead_keyring_mcp(home: &Path, store: &str, args: &[&str]) -> Command {
     .arg("mcp")
     .args(args)
     .env("CODEX_HOME", home)
-    .env("CODEX_MANAGED_CONFIG_PATH", home.join("none.toml"));
+    .env(
+        "CODEX_MANAGED_CONFIG_PATH",
+        suite_test_support::dirs::no_managed_config(&home),
+    );
     c
 }
 

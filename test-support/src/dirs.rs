@@ -48,3 +48,23 @@ pub fn chown_tree(p: &Path, uid: u32) {
         }
     }
 }
+
+/// An empty managed config for `CODEX_MANAGED_CONFIG_PATH` in `dir`: the CLI honours that
+/// variable only for a file owned by root and not writable by others (a missing one falls back
+/// to `/etc/codex/managed_config.toml`), so a test that wants no managed layer, whatever the
+/// machine has in `/etc`, points it at this file (tests run as root).
+/// `dir` is usually the test's CODEX_HOME: when it is not a directory (yet, or a file on
+/// purpose) the file goes beside it, so the test's set-up stays as it wrote it.
+pub fn no_managed_config(dir: &Path) -> PathBuf {
+    let p = if dir.is_dir() {
+        dir.join("none.toml")
+    } else {
+        let parent = dir.parent().unwrap_or(Path::new("/tmp"));
+        parent.join("none-managed.toml")
+    };
+    if !p.exists() {
+        std::fs::write(&p, "# no managed configuration (test)\n")
+            .unwrap_or_else(|e| panic!("writing {}: {e}", p.display()));
+    }
+    p
+}

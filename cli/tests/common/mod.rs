@@ -23,7 +23,10 @@ pub fn home() -> Home {
 pub fn codex(home: &Path) -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_codex"));
     c.env("CODEX_HOME", home)
-        .env("CODEX_MANAGED_CONFIG_PATH", home.join("none.toml"))
+        .env(
+            "CODEX_MANAGED_CONFIG_PATH",
+            suite_test_support::dirs::no_managed_config(&home),
+        )
         .env_remove("OPENAI_API_KEY");
     c
 }
