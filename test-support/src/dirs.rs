@@ -55,6 +55,7 @@ pub fn chown_tree(p: &Path, uid: u32) {
 /// machine has in `/etc`, points it at this file (tests run as root).
 /// `dir` is usually the test's CODEX_HOME: when it is not a directory (yet, or a file on
 /// purpose) the file goes beside it, so the test's set-up stays as it wrote it.
+#[allow(clippy::expect_used)]
 pub fn no_managed_config(dir: &Path) -> PathBuf {
     let p = if dir.is_dir() {
         dir.join("none.toml")
@@ -64,7 +65,7 @@ pub fn no_managed_config(dir: &Path) -> PathBuf {
     };
     if !p.exists() {
         std::fs::write(&p, "# no managed configuration (test)\n")
-            .unwrap_or_else(|e| panic!("writing {}: {e}", p.display()));
+            .expect("write the empty managed config");
     }
     p
 }
