@@ -8,7 +8,7 @@ fn codex(home: &std::path::Path, args: &[&str]) -> Output {
         .env("CODEX_HOME", home)
         .env(
             "CODEX_MANAGED_CONFIG_PATH",
-            suite_test_support::dirs::no_managed_config(&home),
+            suite_test_support::dirs::no_managed_config(home),
         )
         .args(args)
         .output()

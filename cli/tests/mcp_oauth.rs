@@ -605,7 +605,7 @@ fn dead_keyring_mcp(home: &Path, store: &str, args: &[&str]) -> Command {
     .env("CODEX_HOME", home)
     .env(
         "CODEX_MANAGED_CONFIG_PATH",
-        suite_test_support::dirs::no_managed_config(&home),
+        suite_test_support::dirs::no_managed_config(home),
     );
     c
 }

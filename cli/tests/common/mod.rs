@@ -25,7 +25,7 @@ pub fn codex(home: &Path) -> Command {
     c.env("CODEX_HOME", home)
         .env(
             "CODEX_MANAGED_CONFIG_PATH",
-            suite_test_support::dirs::no_managed_config(&home),
+            suite_test_support::dirs::no_managed_config(home),
         )
         .env_remove("OPENAI_API_KEY");
     c
