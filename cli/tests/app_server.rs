@@ -987,7 +987,7 @@ fn v2_session_sees_account_updated_when_another_process_logs_out() {
         .env("CODEX_HOME", app.home.path())
         .env(
             "CODEX_MANAGED_CONFIG_PATH",
-            suite_test_support::dirs::no_managed_config(&app.home.path()),
+            suite_test_support::dirs::no_managed_config(app.home.path()),
         )
         .output()
         .unwrap();

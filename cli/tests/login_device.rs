@@ -35,7 +35,7 @@ fn spawn_device_login(issuer: &str) -> Login {
         .env("HOME", home.path())
         .env(
             "CODEX_MANAGED_CONFIG_PATH",
-            suite_test_support::dirs::no_managed_config(&home.path()),
+            suite_test_support::dirs::no_managed_config(home.path()),
         )
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
