@@ -152,7 +152,13 @@ async fn forward(
     let key = state.key.current();
     let (parts, body) = req.into_parts();
     let target = state.upstream.target_for(parts.uri.path()).into_owned();
-    let headers = forwardable_headers(&parts.headers, Direction::Request);
+    let mut headers = forwardable_headers(&parts.headers, Direction::Request);
+    // Bodies in clear: the key scrub reads the bytes, and an echo inside gzip passed it to the
+    // client (outside review r10 F-P3). A coded answer anyway is refused below.
+    headers.insert(
+        http::header::ACCEPT_ENCODING,
+        HeaderValue::from_static("identity"),
+    );
     // What the dump shows as sent: the same filtered headers, the key replaced (the copy is only
     // made when dumping).
     let dumped_headers = state.dumper.as_ref().map(|_| {
@@ -259,6 +265,25 @@ async fn forward(
             StatusCode::BAD_GATEWAY,
             "upstream_bad_status",
             &format!("upstream answered {status}, which the proxy does not relay"),
+            audit,
+        );
+    }
+
+    // A content coding the proxy did not ask for (it sends `Accept-Encoding: identity`) hides
+    // the body from the key scrub: refused, not relayed (outside review r10 F-P3).
+    // (The value is not repeated: an upstream could echo the key there.)
+    if resp
+        .headers()
+        .get(http::header::CONTENT_ENCODING)
+        .is_some_and(|v| !v.as_bytes().eq_ignore_ascii_case(b"identity"))
+    {
+        audit.outcome = Outcome::UpstreamError;
+        tracing::warn!(upstream = %state.upstream.authority, "upstream answered with a content coding");
+        return reply(
+            StatusCode::BAD_GATEWAY,
+            "upstream_bad_encoding",
+            "upstream answered with a Content-Encoding, which the proxy cannot scrub for the key \
+             (it asked for identity)",
             audit,
         );
     }

@@ -452,3 +452,71 @@ fn an_upstream_name_with_several_addresses_is_served_under_seccomp() {
     let status = proxy.wait_exit(Duration::from_secs(20)).expect("no exit");
     assert_eq!(status.code(), Some(0), "{}", proxy.stderr());
 }
+
+/// Outside review r10 F-P4: with a plain-http upstream `http://localhost:P` (127.0.0.1:P, the
+/// root-owned upstream) another local user who listened on `[::1]:P` made every request fail
+/// (502, owner not identified): the proxy tried `::1` first and gave up. Now an address whose
+/// listener is not the `--upstream-owner` account is skipped for the next one; the squatter
+/// receives nothing. Control: the squatter's address alone (`http://[::1]:P`) is refused 502.
+#[test]
+fn a_squatter_on_the_other_loopback_family_is_skipped_and_receives_nothing() {
+    use std::io::{BufRead, Read};
+    use std::os::unix::process::CommandExt;
+    let mock = MockUpstream::start().unwrap();
+    let port = mock.addr().port();
+    // the squatter (uid 65534) on [::1]:P: accepts and records for 8 s
+    const SQUAT: &str = r#"
+import socket, sys, time
+s = socket.socket(socket.AF_INET6); s.bind(("::1", int(sys.argv[1]))); s.listen(16)
+print("ready", flush=True)
+s.settimeout(0.2); got = b""; end = time.time() + 8; conns = []
+while time.time() < end:
+    try:
+        c, _ = s.accept(); c.setblocking(False); conns.append(c)
+    except OSError:
+        pass
+    for c in conns:
+        try: got += c.recv(65536)
+        except OSError: pass
+print("received", len(got), got.hex(), flush=True)
+"#;
+    let mut squatter = std::process::Command::new("python3")
+        .args(["-c", SQUAT, &port.to_string()])
+        .uid(65534)
+        .gid(65534)
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut out = std::io::BufReader::new(squatter.stdout.take().unwrap());
+    let mut line = String::new();
+    out.read_line(&mut line).unwrap();
+    assert_eq!(line.trim(), "ready");
+    let dir = tempfile::tempdir().unwrap();
+    let hosts = dir.path().join("hosts");
+    std::fs::write(&hosts, "::1 localhost\n127.0.0.1 localhost\n").unwrap();
+    let proxy = Spawn::new(&format!("http://localhost:{port}/v1/responses"))
+        .with_hosts_file(&hosts)
+        .start();
+    for _ in 0..3 {
+        let r = proxy.post("{}");
+        assert_eq!(r.status, 200, "{} / {}", r.text(), proxy.stderr());
+    }
+    // control: the squatter's address alone is refused, the key not sent
+    let direct = Spawn::new(&format!("http://[::1]:{port}/v1/responses")).start();
+    let r = direct.post("{}");
+    assert_eq!(r.status, 502, "{}", r.text());
+    assert!(r.text().contains("served by uid 65534"), "{}", r.text());
+    let mut rest = String::new();
+    out.read_to_string(&mut rest).unwrap();
+    let _ = squatter.wait();
+    assert_eq!(
+        rest.split_whitespace().take(2).collect::<Vec<_>>(),
+        ["received", "0"],
+        "the squatter received bytes: {rest}"
+    );
+    assert!(!rest.contains(&hex(KEY.as_bytes())));
+}
+
+fn hex(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}

@@ -238,3 +238,56 @@ fn a_json_escaped_key_is_not_written_decoded_into_dumps() {
         assert!(text.contains(&"*".repeat(KEY.len())), "{text}");
     }
 }
+
+/// Outside review r10 F-P3: an upstream that echoed the `Authorization` header inside a
+/// `Content-Encoding: gzip` body handed the key to the client (the scrub reads bytes, not gzip).
+/// The proxy now asks for `Accept-Encoding: identity` whatever the client asked, and refuses a
+/// coded answer with 502 without its body. Control: `Content-Encoding: identity` is relayed.
+#[test]
+fn a_content_coded_answer_is_refused_and_identity_is_asked_for() {
+    let mock = MockUpstream::start().unwrap();
+    mock.set_handler(|req| {
+        let auth = req.header("authorization").unwrap_or_default();
+        let asked = req.header("accept-encoding").unwrap_or_default();
+        let coding = if req.json().unwrap_or_default()["mode"] == "gzip" {
+            "gzip"
+        } else {
+            "identity"
+        };
+        MockResponse::Raw {
+            status: 200,
+            headers: vec![
+                ("content-type".into(), "application/json".into()),
+                ("content-encoding".into(), coding.into()),
+            ],
+            // stands for a compressed echo: bytes the scrub would have to decode to see
+            body: format!("{{\"asked\":\"{asked}\",\"echo\":\"{auth}\"}}").into(),
+        }
+    });
+    let proxy = Spawn::new(&mock.responses_url()).start();
+    let r = proxy.request(
+        "POST",
+        "/v1/responses",
+        &[
+            ("Content-Type", "application/json"),
+            ("Accept-Encoding", "gzip, deflate, br"),
+        ],
+        br#"{"mode":"gzip"}"#,
+    );
+    assert_eq!(r.status, 502, "{}", r.text());
+    assert!(r.text().contains("upstream_bad_encoding"), "{}", r.text());
+    assert!(!r.text().contains(KEY), "{}", r.text());
+    // control: identity is relayed (the echo masked), and identity is what was asked for
+    let r = proxy.request(
+        "POST",
+        "/v1/responses",
+        &[
+            ("Content-Type", "application/json"),
+            ("Accept-Encoding", "gzip"),
+        ],
+        br#"{"mode":"plain"}"#,
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert!(r.text().contains("\"asked\":\"identity\""), "{}", r.text());
+    assert!(!r.text().contains(KEY), "{}", r.text());
+}
