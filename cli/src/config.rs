@@ -305,14 +305,24 @@ pub fn codex_home() -> anyhow::Result<PathBuf> {
     }
 }
 
-/// The managed config's path: `CODEX_MANAGED_CONFIG_PATH` when it names a root-owned file not
-/// writable by group or others, else [`DEFAULT_MANAGED_CONFIG`] (with the reason as a warning).
+/// The managed config's path: `CODEX_MANAGED_CONFIG_PATH` when codex runs as root (real uid 0:
+/// the administrator, or the test suite) and it names a root-owned regular file outside `/proc`,
+/// `/sys` and `/dev` that is not writable by group or others; else [`DEFAULT_MANAGED_CONFIG`]
+/// (with the reason as a warning).
+///
+/// Outside review r11 F1: a file check alone does not prove the administrator wrote the file.
+/// An unprivileged user pointed the variable at any empty root-owned file (`/etc/hostname`'s
+/// kind) and dropped the administrator's settings, or at `/proc/self/comm` (root-owned, since
+/// codex makes itself non-dumpable) through a symlink to codex named `model="evil"`.
 pub fn managed_config_choice() -> (PathBuf, Option<String>) {
     let default = PathBuf::from(DEFAULT_MANAGED_CONFIG);
     let Some(p) = std::env::var_os(MANAGED_CONFIG_ENV).filter(|v| !v.is_empty()) else {
         return (default, None);
     };
     let p = PathBuf::from(p);
+    if let Some(why) = override_refusal(&p) {
+        return (default, Some(managed_ignored(&p, &why)));
+    }
     match std::fs::metadata(&p) {
         Ok(m) => match managed_file_refusal(&m) {
             None => (p, None),
@@ -326,6 +336,22 @@ pub fn managed_config_choice() -> (PathBuf, Option<String>) {
 /// [`managed_config_choice`]'s path.
 pub fn managed_config_path() -> PathBuf {
     managed_config_choice().0
+}
+
+/// Why `CODEX_MANAGED_CONFIG_PATH=p` is not even opened: codex does not run as root, or `p` is
+/// a kernel file (see [`managed_config_choice`]).
+fn override_refusal(p: &Path) -> Option<String> {
+    if secure_main::real_uid() != 0 {
+        return Some(
+            "only root may replace the managed config (a user could drop the administrator's settings)"
+                .into(),
+        );
+    }
+    let real = std::fs::canonicalize(p).ok()?;
+    ["/proc", "/sys", "/dev"]
+        .iter()
+        .any(|d| real.starts_with(d))
+        .then(|| format!("{} is a kernel file, not a configuration", real.display()))
 }
 
 fn managed_ignored(p: &Path, why: &str) -> String {
@@ -362,6 +388,11 @@ fn read_managed(warnings: &mut Vec<String>) -> anyhow::Result<(PathBuf, Option<t
     let default = PathBuf::from(DEFAULT_MANAGED_CONFIG);
     if let Some(p) = std::env::var_os(MANAGED_CONFIG_ENV).filter(|v| !v.is_empty()) {
         let p = PathBuf::from(p);
+        if let Some(why) = override_refusal(&p) {
+            warnings.push(managed_ignored(&p, &why));
+            let t = read_layer_file(&default)?;
+            return Ok((default, t));
+        }
         let checked = std::fs::File::open(&p).and_then(|mut f| {
             let m = f.metadata()?;
             if let Some(why) = managed_file_refusal(&m) {

@@ -293,3 +293,44 @@ fn config_show_never_prints_secret_values() {
         );
     }
 }
+
+/// Outside review r11 F1: an unprivileged user pointed `CODEX_MANAGED_CONFIG_PATH` at any
+/// root-owned file (an empty one dropped the administrator's settings) or at `/proc/self/comm`
+/// (root's, since codex is not dumpable) through a symlink to codex named `model="evil"`. Now
+/// only root may replace the managed config, and never with a kernel file. Control: root with a
+/// root-owned 0644 file (the administrator testing one) is honoured.
+#[test]
+fn only_root_may_replace_the_managed_config_and_never_with_a_kernel_file() {
+    use std::os::unix::process::CommandExt;
+    let e = env();
+    write(&e.managed, "model = \"managed-model\"\n");
+    std::os::unix::fs::chown(e.home.parent().unwrap(), Some(65534), Some(65534)).unwrap();
+    std::os::unix::fs::chown(&e.home, Some(65534), Some(65534)).unwrap();
+    let as_nobody = Command::new(env!("CARGO_BIN_EXE_codex"))
+        .env("CODEX_HOME", &e.home)
+        .env("CODEX_MANAGED_CONFIG_PATH", &e.managed)
+        .args(["config", "show"])
+        .uid(65534)
+        .gid(65534)
+        .output()
+        .unwrap();
+    assert!(!out(&as_nobody).contains("managed-model"), "{as_nobody:?}");
+    assert!(
+        err(&as_nobody).contains("only root may replace the managed config"),
+        "{as_nobody:?}"
+    );
+    // a kernel file, even for root: /proc/self/comm names the program ("codex" here)
+    let o = Command::new(env!("CARGO_BIN_EXE_codex"))
+        .env("CODEX_HOME", &e.home)
+        .env("CODEX_MANAGED_CONFIG_PATH", "/proc/self/comm")
+        .args(["config", "show"])
+        .output()
+        .unwrap();
+    assert!(
+        err(&o).contains("is a kernel file, not a configuration"),
+        "{o:?}"
+    );
+    // control: root's own test of a root-owned 0644 file is honoured
+    let o = codex(&e, &["config", "show"]);
+    assert!(out(&o).contains("model = \"managed-model\""), "{o:?}");
+}

@@ -75,3 +75,9 @@ macro_rules! harden_process {
         }
     };
 }
+
+/// The real user id of this process (`getuid`): who ran it, whatever it made itself (codex is
+/// not dumpable, so `/proc/self` is root's and says nothing about the user).
+pub fn real_uid() -> u32 {
+    sys::real_uid()
+}

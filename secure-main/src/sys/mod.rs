@@ -109,6 +109,12 @@ pub(crate) struct Ids {
     pub(crate) groups: Vec<u32>,
 }
 
+/// `getuid`: the real user id.
+pub(crate) fn real_uid() -> u32 {
+    // SAFETY: getuid takes no arguments and cannot fail.
+    unsafe { libc::getuid() }
+}
+
 /// `getuid`, `geteuid`, `getgid`, `getegid` and `getgroups` (twice: size, then fill).
 pub(crate) fn ids() -> io::Result<Ids> {
     // SAFETY: these four calls take no arguments and cannot fail.
