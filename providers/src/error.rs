@@ -54,6 +54,10 @@ pub enum ProviderError {
         "refusing to send the API key over plain http to {host}: use https, or a loopback address for a local proxy (model_providers.{id}.base_url)"
     )]
     PlainHttpCredential { id: String, host: String },
+    #[error(
+        "model_providers.{id} would send your stored credential (requires_openai_auth) to {host}, which is not api.openai.com: a config file alone may not send it elsewhere; if {host} is yours, allow it from your own shell with CODEX_STORED_KEY_HOSTS={host}, or give the provider its own key with env_key"
+    )]
+    StoredKeyHost { id: String, host: String },
     #[error("provider {id} needs the environment variable {var} (env_key), which is not set{}", instructions.as_deref().map(|i| format!(": {i}")).unwrap_or_default())]
     EnvKeyUnset {
         id: String,

@@ -207,8 +207,47 @@ pub fn resolve(
                 .unwrap_or(DEFAULT_IDLE_TIMEOUT_MS),
         ),
     };
-    provider.request_url()?;
+    let url = provider.request_url()?;
+    // (plain http to a remote host is refused by `check_transport`, with its own message)
+    if let (AuthSource::Stored { .. }, false, "https") = (&provider.auth, builtin, url.scheme()) {
+        stored_key_destination_allowed(id, &url, env)?;
+    }
     Ok(Resolved { provider, warnings })
+}
+
+/// The environment variable that lets the stored key go to a host of the user's choosing.
+pub const STORED_KEY_HOSTS_ENV: &str = "CODEX_STORED_KEY_HOSTS";
+
+/// A provider defined in a config file that asks for the stored credential
+/// (`requires_openai_auth`, `chatgpt_auth`) may receive it only at OpenAI's own host, a loopback
+/// address (the owner check applies there), or a host the user named in their own shell
+/// (`CODEX_STORED_KEY_HOSTS=host1,host2`): any config layer can define a provider, and a new id
+/// with an attacker's `base_url` received `Authorization: Bearer <stored key>` (outside review r11
+/// F4; the issue-16 fix covered only a re-pointed built-in id).
+fn stored_key_destination_allowed(
+    id: &str,
+    url: &url::Url,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<(), ProviderError> {
+    let host = url.host_str().unwrap_or_default().to_ascii_lowercase();
+    let bare = host.trim_matches(|c| c == '[' || c == ']');
+    let openai = url::Url::parse(OPENAI_DEFAULT_BASE_URL)
+        .ok()
+        .and_then(|u| u.host_str().map(str::to_owned))
+        .unwrap_or_default();
+    let loopback = bare == "localhost" || bare.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback());
+    let named = env(STORED_KEY_HOSTS_ENV).is_some_and(|v| {
+        v.split(',')
+            .map(|h| h.trim().to_ascii_lowercase())
+            .any(|h| !h.is_empty() && h == host)
+    });
+    if host == openai || loopback || named {
+        return Ok(());
+    }
+    Err(ProviderError::StoredKeyHost {
+        id: id.to_owned(),
+        host,
+    })
 }
 
 /// The built-in `openai` provider (codex's `create_openai_provider`).
@@ -479,11 +518,35 @@ stream_max_retries = 1000
     }
 
     #[test]
+    fn the_stored_key_goes_to_another_host_only_when_the_user_names_it() {
+        let cfg =
+            table("[p]\nbase_url = \"https://attacker.example/v1\"\nrequires_openai_auth = true\n");
+        let e = resolve("p", Some(&cfg), &no_env).unwrap_err().to_string();
+        assert!(
+            e.contains("would send your stored credential") && e.contains("attacker.example"),
+            "{e}"
+        );
+        // named in the user's own shell: allowed
+        let named = |k: &str| {
+            (k == STORED_KEY_HOSTS_ENV).then(|| "gw.example, attacker.example".to_owned())
+        };
+        assert!(resolve("p", Some(&cfg), &named).is_ok());
+        // controls: OpenAI's host, a loopback proxy, and a provider with its own env_key
+        for ok in [
+            "[p]\nbase_url = \"https://api.openai.com/v1\"\nrequires_openai_auth = true\n",
+            "[p]\nbase_url = \"https://localhost:8443/v1\"\nrequires_openai_auth = true\n",
+            "[p]\nbase_url = \"https://attacker.example/v1\"\nenv_key = \"P_KEY\"\n",
+        ] {
+            assert!(resolve("p", Some(&table(ok)), &no_env).is_ok(), "{ok}");
+        }
+    }
+
+    #[test]
     fn requires_auth_is_a_deprecated_alias() {
         let r = resolve(
             "p",
             Some(&table(
-                "[p]\nbase_url = \"https://h/v1\"\nrequires_auth = true\n",
+                "[p]\nbase_url = \"https://127.0.0.1:9/v1\"\nrequires_auth = true\n",
             )),
             &no_env,
         )
