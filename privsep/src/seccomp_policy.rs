@@ -339,6 +339,12 @@ pub const ALLOWED: &[Rule] = &[
     Rule::new("statx", libc::SYS_statx, Always, "std's metadata"),
     Rule::new("lseek", libc::SYS_lseek, Always, "reading resolver files"),
     Rule::new("fchmod", libc::SYS_fchmod, Always, "dump files made 0600"),
+    Rule::new(
+        "fdatasync",
+        libc::SYS_fdatasync,
+        Always,
+        "the governance ledger in --state-dir made durable (at most once a second)",
+    ),
     Rule::new("faccessat", libc::SYS_faccessat, Always, "see access"),
     Rule::new("faccessat2", libc::SYS_faccessat2, Always, "see access"),
     // Memory.
