@@ -305,6 +305,9 @@ impl Ledger {
     }
 
     fn try_flush(&mut self, month: Month) -> io::Result<()> {
+        // The file must be open even with nothing pending: a ledger that could not open its
+        // file (read-only state dir) is not healthy just because no record failed yet.
+        self.file_for(month)?;
         while let Some(line) = self.pending.front() {
             let mut buf = Vec::with_capacity(line.len() + 1);
             if self.needs_newline {

@@ -28,6 +28,8 @@ pub struct ProxyState {
     pub client: UpstreamClient,
     pub auth_header: HeaderValue,
     pub dumper: Option<Arc<Dumper>>,
+    /// `--policy`: per-user rules and budgets (`crate::governed`).
+    pub governor: Option<Arc<codex_proxy_governance::Governor>>,
     pub body_read_timeout: Duration,
     /// `true` once shutdown was requested (`GET /shutdown`, SIGTERM, SIGINT).
     pub shutdown: watch::Sender<bool>,
@@ -184,6 +186,21 @@ async fn forward(
         audit.bytes_in.clone(),
         dump.as_ref().map(|(_, _, tee)| tee.clone()),
     );
+    // Governance (`--policy`): the body is read, checked and maybe rewritten first.
+    let (body, admitted) = match &state.governor {
+        None => (crate::governed::UpstreamBody::Streamed(body), None),
+        Some(g) => {
+            let tee = dump.as_ref().map(|(_, _, tee)| tee);
+            match crate::governed::admit(g, body, tee, audit).await {
+                Ok((body, admitted, a)) => {
+                    audit = a;
+                    body.set_length(&mut headers);
+                    (body, Some(admitted))
+                }
+                Err(refused) => return refused,
+            }
+        }
+    };
     let mut upstream_req = Request::new(body);
     *upstream_req.method_mut() = parts.method.clone();
     *upstream_req.uri_mut() = uri.clone();
@@ -297,12 +314,12 @@ async fn forward(
             body: Vec::new(),
         }
     });
-    let mut out = Response::new(ResponseBody::upstream(
-        body,
-        audit,
-        pending,
-        BodyScrub::new(key),
-    ));
+    let mut body = ResponseBody::upstream(body, audit, pending, BodyScrub::new(key));
+    if let (Some(g), Some(admitted)) = (&state.governor, admitted) {
+        let tap = crate::governed::ResponseTap::new(g.clone(), admitted, &parts.headers, parts.status.as_u16());
+        body.set_tap(Box::new(tap));
+    }
+    let mut out = Response::new(body);
     *out.status_mut() = parts.status;
     *out.headers_mut() = headers;
     out

@@ -12,7 +12,6 @@ use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 
-use crate::body::RequestBody;
 use crate::upstream_owner::{OwnerCheckedConnector, UpstreamOwner};
 
 /// Setting up the upstream failed.
@@ -125,7 +124,8 @@ impl Upstream {
     }
 }
 
-pub type UpstreamClient = Client<HttpsConnector<OwnerCheckedConnector>, RequestBody>;
+// Governance: the body is the client's, streamed, or the checked one, buffered.
+pub type UpstreamClient = Client<HttpsConnector<OwnerCheckedConnector>, crate::governed::UpstreamBody>;
 
 /// Builds the pooled client. Roots: `SSL_CERT_FILE`/`SSL_CERT_DIR` if set, else the system store.
 /// `owner`: who must own a plain-http upstream's socket (checked on every new connection).
