@@ -255,14 +255,21 @@ mod tests {
                 matches!(e, CredentialError::LooseMode { kind: FileKind::Policy, mode: m, .. } if m == mode),
                 "{mode:o}: {e}"
             );
-            assert!(e.to_string().contains("refusing policy file") && e.to_string().contains("chmod go-w"), "{e}");
+            assert!(
+                e.to_string().contains("refusing policy file")
+                    && e.to_string().contains("chmod go-w"),
+                "{e}"
+            );
         }
         let target = write(d.path(), "real", 0o644);
         let link = d.path().join("policy-link");
         std::os::unix::fs::symlink(&target, &link).unwrap();
         assert!(matches!(
             open_config_file(&link).unwrap_err(),
-            CredentialError::Symlink { kind: FileKind::Policy, .. }
+            CredentialError::Symlink {
+                kind: FileKind::Policy,
+                ..
+            }
         ));
     }
 

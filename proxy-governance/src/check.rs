@@ -223,9 +223,8 @@ pub fn check_request(rule: &Rule, body: &[u8]) -> Result<Checked, Refusal> {
     if let Some(ceiling) = &rule.max_output_tokens {
         let asked = match head.max_output_tokens {
             None => None,
-            Some(r) => serde_json::from_str::<Option<u64>>(r.get()).map_err(|_| {
-                bad("max_output_tokens must be a non-negative integer".into())
-            })?,
+            Some(r) => serde_json::from_str::<Option<u64>>(r.get())
+                .map_err(|_| bad("max_output_tokens must be a non-negative integer".into()))?,
         };
         if asked.is_none_or(|n| n > ceiling.value) {
             clamped = true;
@@ -284,17 +283,29 @@ mod tests {
             "[default]\nmodels = [\"gpt-5*\"]\ndeny_models = [\"gpt-5-pro\"]\n[user.alice]\nserver_tools = [\"web_search\"]\n",
         );
         let e = check_request(&r, br#"{"model":"o3","input":"hi","store":false}"#).unwrap_err();
-        assert_eq!((e.status, e.code, e.rule.as_str()), (403, "model_not_allowed", "default.models"));
+        assert_eq!(
+            (e.status, e.code, e.rule.as_str()),
+            (403, "model_not_allowed", "default.models")
+        );
         let e = check_request(&r, br#"{"model":"gpt-5-pro"}"#).unwrap_err();
-        assert_eq!((e.code, e.rule.as_str()), ("model_denied", "default.deny_models"));
+        assert_eq!(
+            (e.code, e.rule.as_str()),
+            ("model_denied", "default.deny_models")
+        );
         let e = check_request(&r, br#"{"model":"gpt-5","background":true}"#).unwrap_err();
-        assert_eq!((e.code, e.rule.as_str()), ("background_refused", "built-in.allow_background"));
+        assert_eq!(
+            (e.code, e.rule.as_str()),
+            ("background_refused", "built-in.allow_background")
+        );
         let e = check_request(
             &r,
             br#"{"model":"gpt-5","tools":[{"type":"function","name":"f"},{"type":"code_interpreter"}]}"#,
         )
         .unwrap_err();
-        assert_eq!((e.code, e.rule.as_str()), ("tool_not_allowed", "user.alice.server_tools"));
+        assert_eq!(
+            (e.code, e.rule.as_str()),
+            ("tool_not_allowed", "user.alice.server_tools")
+        );
         let body = e.body();
         let v = json(&body);
         assert_eq!(v["error"]["rule"], "user.alice.server_tools");
@@ -315,8 +326,14 @@ mod tests {
         for (body, want_store) in [
             (&br#"{"model":"gpt-5"}"#[..], false),
             (br#"{}"#, false),
-            (br#" { "model" : "gpt-5", "store": true, "max_output_tokens": 5000 }"#, false),
-            (br#"{"model":"gpt-5","store":null,"max_output_tokens":null}"#, false),
+            (
+                br#" { "model" : "gpt-5", "store": true, "max_output_tokens": 5000 }"#,
+                false,
+            ),
+            (
+                br#"{"model":"gpt-5","store":null,"max_output_tokens":null}"#,
+                false,
+            ),
         ] {
             match check_request(&r, body) {
                 Ok(c) => {
@@ -325,16 +342,30 @@ mod tests {
                     assert_eq!(v["max_output_tokens"], 100);
                     assert!(c.clamped);
                 }
-                Err(e) => assert_eq!(e.code, "policy_bad_request", "{}", String::from_utf8_lossy(body)),
+                Err(e) => assert_eq!(
+                    e.code,
+                    "policy_bad_request",
+                    "{}",
+                    String::from_utf8_lossy(body)
+                ),
             }
         }
         // Below the ceiling and store false: forwarded unchanged.
-        let c = check_request(&r, br#"{"model":"gpt-5","store":false,"max_output_tokens":50}"#).unwrap();
+        let c = check_request(
+            &r,
+            br#"{"model":"gpt-5","store":false,"max_output_tokens":50}"#,
+        )
+        .unwrap();
         assert_eq!(c.rewritten, None);
         assert!(!c.clamped);
         // Allowed store: left alone.
         let r = rule("[default]\nallow_store = true\n");
-        assert_eq!(check_request(&r, br#"{"model":"gpt-5"}"#).unwrap().rewritten, None);
+        assert_eq!(
+            check_request(&r, br#"{"model":"gpt-5"}"#)
+                .unwrap()
+                .rewritten,
+            None
+        );
     }
 
     #[test]
@@ -355,7 +386,12 @@ mod tests {
             br#"{"model":"gpt-5","#,
         ] {
             let e = check_request(&r, body).unwrap_err();
-            assert_eq!((e.status, e.code), (400, "policy_bad_request"), "{}", String::from_utf8_lossy(body));
+            assert_eq!(
+                (e.status, e.code),
+                (400, "policy_bad_request"),
+                "{}",
+                String::from_utf8_lossy(body)
+            );
         }
     }
 }

@@ -232,7 +232,12 @@ impl Governor {
             }
             let s = g.spent.entry(uid).or_insert_with(|| Spent::new(now_ms));
             s.roll(now_ms);
-            check_budget(&rule.day, &s.today, clock::next_day_start_ms(now_ms), now_ms)?;
+            check_budget(
+                &rule.day,
+                &s.today,
+                clock::next_day_start_ms(now_ms),
+                now_ms,
+            )?;
             check_budget(
                 &rule.month,
                 &s.this_month,
@@ -288,7 +293,13 @@ impl Governor {
     }
 
     /// A forwarded request ended: count it and write its ledger record.
-    pub fn record(&self, admitted: &Admitted, tap: &TapResult, status: u16, now_ms: u64) -> Recorded {
+    pub fn record(
+        &self,
+        admitted: &Admitted,
+        tap: &TapResult,
+        status: u16,
+        now_ms: u64,
+    ) -> Recorded {
         let usage = tap.usage.unwrap_or_default();
         let cost = self.cost_of(&admitted.model, &usage);
         let rec = Record::new(now_ms, admitted.uid, &admitted.model, usage, status, cost);
@@ -430,7 +441,8 @@ mod tests {
         assert_eq!(v["error"]["limit"], 100);
         assert_eq!(e.retry_after_s, Some(4379));
         // The next day: admitted again.
-        g.admit(Some(1001), BODY, clock::next_day_start_ms(NOW)).unwrap();
+        g.admit(Some(1001), BODY, clock::next_day_start_ms(NOW))
+            .unwrap();
         // bob: his own limits; the month input budget bites first.
         let b = g.admit(Some(1002), BODY, NOW).unwrap();
         g.record(&b, &tap(60, 150), 200, NOW);
@@ -456,7 +468,10 @@ mod tests {
         g.admit(Some(7), BODY, NOW).unwrap();
         g.admit(Some(7), BODY, NOW).unwrap();
         let e = g.admit(Some(7), BODY, NOW).unwrap_err();
-        assert_eq!((e.status, e.code, e.rule.as_str()), (429, "rate_limited", "default.requests_per_minute"));
+        assert_eq!(
+            (e.status, e.code, e.rule.as_str()),
+            (429, "rate_limited", "default.requests_per_minute")
+        );
         assert_eq!(e.retry_after_s, Some(30));
         // Another user has their own bucket.
         g.admit(Some(8), BODY, NOW).unwrap();
@@ -466,7 +481,10 @@ mod tests {
         // Refused requests (a denied model) take no token.
         let p = parse("[default]\nrequests_per_minute = 1\nmodels = [\"o3\"]\n").unwrap();
         let g = Governor::new(p, None, NOW);
-        assert_eq!(g.admit(Some(7), BODY, NOW).unwrap_err().code, "model_not_allowed");
+        assert_eq!(
+            g.admit(Some(7), BODY, NOW).unwrap_err().code,
+            "model_not_allowed"
+        );
         g.admit(Some(7), br#"{"model":"o3"}"#, NOW).unwrap();
     }
 
@@ -482,9 +500,14 @@ mod tests {
         let p = parse("[user.bob]\nmonth = { output_tokens = 10 }\n").unwrap();
         let g = Governor::new(p, None, NOW);
         g.admit(Some(1001), BODY, NOW).unwrap();
-        assert_eq!(g.admit(Some(1002), BODY, NOW).unwrap_err().code, "ledger_unavailable");
+        assert_eq!(
+            g.admit(Some(1002), BODY, NOW).unwrap_err().code,
+            "ledger_unavailable"
+        );
         // Cost limits need a price for the model.
-        let p = parse("[prices.\"gpt-5\"]\ninput = 1\noutput = 10\n[default]\nday = { cost = 1.0 }\n").unwrap();
+        let p =
+            parse("[prices.\"gpt-5\"]\ninput = 1\noutput = 10\n[default]\nday = { cost = 1.0 }\n")
+                .unwrap();
         let d = tempfile::tempdir().unwrap();
         let (l, recs, _) = Ledger::open(d.path(), NOW).unwrap();
         let g = Governor::new(p, Some((l, recs)), NOW);
@@ -494,7 +517,10 @@ mod tests {
         // 100k output tokens at 10 per million = 1.0: exhausted.
         let r = g.record(&a, &tap(0, 100_000), 200, NOW);
         assert!((r.cost - 1.0).abs() < 1e-9 && r.written);
-        assert_eq!(g.admit(Some(1), BODY, NOW).unwrap_err().rule, "default.day.cost");
+        assert_eq!(
+            g.admit(Some(1), BODY, NOW).unwrap_err().rule,
+            "default.day.cost"
+        );
         // Unknown peer: refused.
         assert_eq!(g.admit(None, BODY, NOW).unwrap_err().code, "peer_unknown");
     }

@@ -76,7 +76,11 @@ impl Record {
             cached_input_tokens: usage.cached_input_tokens,
             output_tokens: usage.output_tokens,
             status,
-            cost: if cost.is_finite() && cost >= 0.0 { cost } else { 0.0 },
+            cost: if cost.is_finite() && cost >= 0.0 {
+                cost
+            } else {
+                0.0
+            },
         }
     }
 
@@ -117,7 +121,11 @@ pub fn crc32(data: &[u8]) -> u32 {
             let mut c = i as u32;
             let mut k = 0;
             while k < 8 {
-                c = if c & 1 != 0 { 0xEDB8_8320 ^ (c >> 1) } else { c >> 1 };
+                c = if c & 1 != 0 {
+                    0xEDB8_8320 ^ (c >> 1)
+                } else {
+                    c >> 1
+                };
                 k += 1;
             }
             t[i] = c;
@@ -218,11 +226,12 @@ impl Ledger {
         let stats = match dir.open_read(&OsString::from(&name)) {
             Ok(mut f) => {
                 let mut bytes = Vec::new();
-                f.read_to_end(&mut bytes).map_err(|source| LedgerError::Read {
-                    dir: path.to_path_buf(),
-                    name: name.clone(),
-                    source,
-                })?;
+                f.read_to_end(&mut bytes)
+                    .map_err(|source| LedgerError::Read {
+                        dir: path.to_path_buf(),
+                        name: name.clone(),
+                        source,
+                    })?;
                 parse_all(&bytes, &mut records)
             }
             Err(e) if e.kind() == io::ErrorKind::NotFound => ReplayStats::default(),
@@ -341,7 +350,11 @@ impl Ledger {
 
 /// Every record between two days (inclusive) in the state directory, for reports. Opened with
 /// the same directory checks as the writer; files are read, never written.
-pub fn read_range(path: &Path, from_day: i64, to_day: i64) -> Result<(Vec<Record>, ReplayStats), LedgerError> {
+pub fn read_range(
+    path: &Path,
+    from_day: i64,
+    to_day: i64,
+) -> Result<(Vec<Record>, ReplayStats), LedgerError> {
     let dir = TrustedDir::open(path, None, Leaf::AnyOwner).map_err(LedgerError::Dir)?;
     let mut records = Vec::new();
     let mut total = ReplayStats::default();
@@ -352,11 +365,12 @@ pub fn read_range(path: &Path, from_day: i64, to_day: i64) -> Result<(Vec<Record
         match dir.open_read(&OsString::from(&name)) {
             Ok(mut f) => {
                 let mut bytes = Vec::new();
-                f.read_to_end(&mut bytes).map_err(|source| LedgerError::Read {
-                    dir: path.to_path_buf(),
-                    name: name.clone(),
-                    source,
-                })?;
+                f.read_to_end(&mut bytes)
+                    .map_err(|source| LedgerError::Read {
+                        dir: path.to_path_buf(),
+                        name: name.clone(),
+                        source,
+                    })?;
                 let mut recs = Vec::new();
                 let s = parse_all(&bytes, &mut recs);
                 total.records += s.records;
@@ -429,7 +443,10 @@ mod tests {
         let file = d.path().join(file_name(Month::of_ms(NOW)));
         // A torn write: half a record, no newline (a power cut mid-write).
         let half = rec(99).line();
-        let mut f = std::fs::OpenOptions::new().append(true).open(&file).unwrap();
+        let mut f = std::fs::OpenOptions::new()
+            .append(true)
+            .open(&file)
+            .unwrap();
         f.write_all(&half[..half.len() / 2]).unwrap();
         drop(f);
         let (mut l, recs, stats) = Ledger::open(d.path(), NOW).unwrap();
@@ -453,7 +470,12 @@ mod tests {
         let day = clock::day_of(NOW);
         let (all, _) = read_range(d.path(), day, day).unwrap();
         assert_eq!(all.len(), 10);
-        assert!(read_range(d.path(), day + 1, day + 40).unwrap().0.is_empty());
+        assert!(
+            read_range(d.path(), day + 1, day + 40)
+                .unwrap()
+                .0
+                .is_empty()
+        );
     }
 
     #[test]
@@ -463,12 +485,19 @@ mod tests {
         let (mut l, _, _) = Ledger::open(d.path(), NOW).unwrap();
         l.append(&rec(1)).unwrap();
         let month = Month::of_ms(NOW);
-        let full = std::fs::OpenOptions::new().write(true).open("/dev/full").expect("/dev/full is needed for this test");
-        let real = std::mem::replace(&mut l.file, Some((month, full)));
+        let full = std::fs::OpenOptions::new()
+            .write(true)
+            .open("/dev/full")
+            .expect("/dev/full is needed for this test");
+        let real = l.file.replace((month, full));
         let e = l.append(&rec(2)).unwrap_err();
         assert_eq!(e.raw_os_error(), Some(libc::ENOSPC));
         assert!(!l.healthy());
-        assert!(l.error().unwrap().contains("No space left"), "{:?}", l.error());
+        assert!(
+            l.error().unwrap().contains("No space left"),
+            "{:?}",
+            l.error()
+        );
         // Space again: the pending record goes out first, then the new one.
         l.file = real;
         l.append(&rec(3)).unwrap();

@@ -123,7 +123,9 @@ pub enum PolicyError {
 }
 
 fn key_part(key: &Option<String>) -> String {
-    key.as_ref().map(|k| format!(", key {k}")).unwrap_or_default()
+    key.as_ref()
+        .map(|k| format!(", key {k}"))
+        .unwrap_or_default()
 }
 
 /// A number written as an integer or a float (TOML keeps them apart; prices and costs accept
@@ -495,7 +497,7 @@ impl Policy {
                 },
             ));
         }
-        prices.sort_by(|a, b| glob::specificity(&b.0).cmp(&glob::specificity(&a.0)));
+        prices.sort_by_key(|p| std::cmp::Reverse(glob::specificity(&p.0)));
 
         let default = match &model.default {
             Some(r) => v.layer(r.get_ref(), "default")?,
@@ -584,7 +586,11 @@ impl Policy {
 /// 1-based line of a byte offset.
 fn line_of(text: &str, offset: usize) -> usize {
     let end = offset.min(text.len());
-    text.as_bytes()[..end].iter().filter(|&&b| b == b'\n').count() + 1
+    text.as_bytes()[..end]
+        .iter()
+        .filter(|&&b| b == b'\n')
+        .count()
+        + 1
 }
 
 /// The key assigned on a line (`key = ...`) or the table it opens (`[a.b]`).
@@ -659,7 +665,7 @@ impl Validator<'_> {
 
     fn price(&self, n: &Spanned<Num>, key: &str) -> Result<f64, PolicyError> {
         let v = n.get_ref().0;
-        if !v.is_finite() || v < 0.0 || v > Bounds::PRICE {
+        if !v.is_finite() || !(0.0..=Bounds::PRICE).contains(&v) {
             return Err(self.invalid(
                 n.span().start,
                 key,
@@ -684,9 +690,7 @@ impl Validator<'_> {
         };
         let key = |k: &str| format!("{origin}.{period}.{k}");
         let tokens = |n: &Option<Spanned<i64>>, k: &str| {
-            n.as_ref()
-                .map(|n| self.int(n, &key(k), max))
-                .transpose()
+            n.as_ref().map(|n| self.int(n, &key(k), max)).transpose()
         };
         let cost = match &b.cost {
             None => None,
@@ -783,16 +787,18 @@ pub(crate) mod tests {
                 "alice" => Ok(1001),
                 "bob" => Ok(1002),
                 "carol" => Ok(1003),
-                n => n
-                    .parse()
-                    .map_err(|_| format!("unknown user {n:?}: no such entry in the passwd database")),
+                n => n.parse().map_err(|_| {
+                    format!("unknown user {n:?}: no such entry in the passwd database")
+                }),
             }
         }
         fn members(&self, group: &str) -> Result<BTreeSet<u32>, String> {
             match group {
                 "dev" => Ok([1001].into()),
                 "ops" => Ok([1001, 1002].into()),
-                g => Err(format!("unknown group {g:?}: no such entry in the group database")),
+                g => Err(format!(
+                    "unknown group {g:?}: no such entry in the group database"
+                )),
             }
         }
     }
@@ -838,7 +844,10 @@ day = { output_tokens = 500_000 }
         let p = parse(FULL).unwrap();
         let alice = p.rule_for(1001);
         assert_eq!(&*alice.name, "user.alice");
-        assert_eq!(alice.models.as_ref().unwrap().rule("models"), "user.alice.models");
+        assert_eq!(
+            alice.models.as_ref().unwrap().rule("models"),
+            "user.alice.models"
+        );
         assert_eq!(alice.models.unwrap().value.len(), 3);
         // dev comes after ops in the file: its ceiling wins for alice (member of both).
         let m = alice.max_output_tokens.unwrap();
@@ -865,7 +874,11 @@ day = { output_tokens = 500_000 }
         assert_eq!(p.price_of("gpt-5").unwrap().cached_input, 0.125);
         assert!(p.price_of("o4-mini").is_none());
         assert!(p.has_any_budget());
-        assert!(!parse("[user.bob]\nmodels = [\"o3\"]\n").unwrap().has_any_budget());
+        assert!(
+            !parse("[user.bob]\nmodels = [\"o3\"]\n")
+                .unwrap()
+                .has_any_budget()
+        );
     }
 
     fn err(text: &str) -> String {
@@ -875,13 +888,25 @@ day = { output_tokens = 500_000 }
     #[test]
     fn bad_files_are_refused_naming_file_line_and_key() {
         let e = err("[default]\nmodels = [\"gpt-5\"\n");
-        assert!(e.starts_with("--policy /etc/proxy/policy.toml, line "), "{e}");
+        assert!(
+            e.starts_with("--policy /etc/proxy/policy.toml, line "),
+            "{e}"
+        );
         let e = err("[default]\nmax_output_tokens = 10\nbogus = 1\n");
-        assert!(e.contains("line 3") && e.contains("key bogus") && e.contains("unknown field"), "{e}");
+        assert!(
+            e.contains("line 3") && e.contains("key bogus") && e.contains("unknown field"),
+            "{e}"
+        );
         let e = err("[user.alice]\nday = { output = 5 }\n");
-        assert!(e.contains("line 2") && e.contains("unknown field `output`"), "{e}");
+        assert!(
+            e.contains("line 2") && e.contains("unknown field `output`"),
+            "{e}"
+        );
         let e = err("[default]\nmax_output_tokens = \"big\"\n");
-        assert!(e.contains("line 2") && e.contains("key max_output_tokens"), "{e}");
+        assert!(
+            e.contains("line 2") && e.contains("key max_output_tokens"),
+            "{e}"
+        );
         let e = err("[default]\nrequests_per_minute = -5\n");
         assert!(
             e.contains("line 2, key default.requests_per_minute: -5 is not a limit"),

@@ -36,15 +36,19 @@ pub struct Report {
 pub fn summarize(records: &[Record], name: &dyn Fn(u32) -> String) -> Vec<Row> {
     let mut rows: BTreeMap<(u32, &str), Row> = BTreeMap::new();
     for r in records {
-        let row = rows.entry((r.uid, r.model.as_str())).or_insert_with(|| Row {
-            uid: r.uid,
-            user: name(r.uid),
-            model: r.model.clone(),
-            ..Row::default()
-        });
+        let row = rows
+            .entry((r.uid, r.model.as_str()))
+            .or_insert_with(|| Row {
+                uid: r.uid,
+                user: name(r.uid),
+                model: r.model.clone(),
+                ..Row::default()
+            });
         row.requests += 1;
         row.input_tokens = row.input_tokens.saturating_add(r.input_tokens);
-        row.cached_input_tokens = row.cached_input_tokens.saturating_add(r.cached_input_tokens);
+        row.cached_input_tokens = row
+            .cached_input_tokens
+            .saturating_add(r.cached_input_tokens);
         row.output_tokens = row.output_tokens.saturating_add(r.output_tokens);
         row.cost += r.cost;
     }
@@ -63,17 +67,31 @@ impl Report {
         for r in &self.rows {
             out.push_str(&format!(
                 "{:<16} {:<24} {:>9} {:>14} {:>14} {:>14} {:>12.4}\n",
-                r.user, r.model, r.requests, r.input_tokens, r.cached_input_tokens, r.output_tokens, r.cost
+                r.user,
+                r.model,
+                r.requests,
+                r.input_tokens,
+                r.cached_input_tokens,
+                r.output_tokens,
+                r.cost
             ));
             total.requests += r.requests;
             total.input_tokens = total.input_tokens.saturating_add(r.input_tokens);
-            total.cached_input_tokens = total.cached_input_tokens.saturating_add(r.cached_input_tokens);
+            total.cached_input_tokens = total
+                .cached_input_tokens
+                .saturating_add(r.cached_input_tokens);
             total.output_tokens = total.output_tokens.saturating_add(r.output_tokens);
             total.cost += r.cost;
         }
         out.push_str(&format!(
             "{:<16} {:<24} {:>9} {:>14} {:>14} {:>14} {:>12.4}\n",
-            "total", "", total.requests, total.input_tokens, total.cached_input_tokens, total.output_tokens, total.cost
+            "total",
+            "",
+            total.requests,
+            total.input_tokens,
+            total.cached_input_tokens,
+            total.output_tokens,
+            total.cost
         ));
         if self.corrupt_lines > 0 {
             out.push_str(&format!(
@@ -140,7 +158,10 @@ mod tests {
             corrupt_lines: 0,
         };
         let t = r.text();
-        assert!(t.contains("u1002") && t.lines().last().unwrap().starts_with("total"), "{t}");
+        assert!(
+            t.contains("u1002") && t.lines().last().unwrap().starts_with("total"),
+            "{t}"
+        );
         assert_eq!(passwd_names()(0), "root");
     }
 }

@@ -292,7 +292,11 @@ impl JsonScanner {
                 if self.depth <= TRACK_DEPTH {
                     self.path[self.depth - 1] = Key::Other;
                 }
-                self.expect = if b == b'{' { Expect::Key } else { Expect::Value };
+                self.expect = if b == b'{' {
+                    Expect::Key
+                } else {
+                    Expect::Value
+                };
             }
             b'}' | b']' => {
                 if self.depth == 0 {
@@ -563,7 +567,10 @@ impl UsageTap {
     /// The body ended (or was abandoned): what was found. An event still open at the end counts
     /// (a stream cut before its blank line still cost what it reports).
     pub fn finish(mut self) -> TapResult {
-        match std::mem::replace(&mut self.mode, Mode::Json(JsonScanner::new(Layout::Response))) {
+        match std::mem::replace(
+            &mut self.mode,
+            Mode::Json(JsonScanner::new(Layout::Response)),
+        ) {
             Mode::Json(s) => self.take_result(s),
             Mode::Sse(t) => {
                 self.mode = Mode::Sse(t);
@@ -630,9 +637,8 @@ mod tests {
         );
         assert_eq!(sse(&crlf, 5).usage.unwrap().output_tokens, 30);
         // A failed response counts too; an unterminated last event counts.
-        let failed = format!(
-            "event: response.failed\ndata: {{\"response\":{{\"usage\":{USAGE}}}}}"
-        );
+        let failed =
+            format!("event: response.failed\ndata: {{\"response\":{{\"usage\":{USAGE}}}}}");
         assert_eq!(sse(&failed, 9).usage.unwrap().input_tokens, 120);
         // Data split over two data lines.
         let two = format!(
@@ -672,8 +678,14 @@ mod tests {
             assert_eq!(r.anomaly, Some("bad usage numbers"), "{bad}");
         }
         // A number serde_json cannot hold spoils the whole object: nothing counted, flagged.
-        let r = sse(&completed(r#"{"input_tokens":1e400,"output_tokens":10}"#), 3);
-        assert_eq!((r.usage, r.anomaly), (Some(Usage::default()), Some("bad usage numbers")));
+        let r = sse(
+            &completed(r#"{"input_tokens":1e400,"output_tokens":10}"#),
+            3,
+        );
+        assert_eq!(
+            (r.usage, r.anomaly),
+            (Some(Usage::default()), Some("bad usage numbers"))
+        );
         // Enormous but valid: kept (and saturating when added).
         let r = sse(
             &format!(
@@ -687,7 +699,9 @@ mod tests {
         assert_eq!(r.usage.unwrap().output_tokens, 2);
         // Cached beyond input: capped.
         let r = sse(
-            &completed(r#"{"input_tokens":5,"input_tokens_details":{"cached_tokens":9},"output_tokens":1}"#),
+            &completed(
+                r#"{"input_tokens":5,"input_tokens_details":{"cached_tokens":9},"output_tokens":1}"#,
+            ),
             3,
         );
         assert_eq!(r.usage.unwrap().cached_input_tokens, 5);

@@ -201,7 +201,7 @@ pub struct AuditRecord {
     pub reason: Option<String>,
     /// Decremented on drop: the connection's in-flight count (eviction looks at it).
     pub in_flight: Option<Arc<AtomicUsize>>,
-    /// With `--policy`: the model, tokens, decision and rule (`crate::governed`).
+    /// With `--policy`: the model, tokens, decision and rule (`governed.rs`).
     pub governance: Option<Governance>,
 }
 

@@ -235,7 +235,7 @@ pub struct ResponseBody {
     queued_err: Option<BoxError>,
     /// Upstream's body has ended (held bytes may still be due).
     upstream_over: bool,
-    /// With `--policy`: the usage tap (`crate::governed`).
+    /// With `--policy`: the usage tap (`governed.rs`).
     tap: Option<Box<dyn BodyTap>>,
 }
 
@@ -246,7 +246,7 @@ pub trait BodyTap: Send {
 }
 
 impl ResponseBody {
-    /// Governance: a tap on this body (`crate::governed::ResponseTap`).
+    /// Governance: a tap on this body (`governed.rs`'s `ResponseTap`).
     pub fn set_tap(&mut self, tap: Box<dyn BodyTap>) {
         self.tap = Some(tap);
     }

@@ -18,7 +18,11 @@ pub const DEFAULT_UPSTREAM_URL: &str = "https://api.openai.com/v1/responses";
 /// Provide the key on stdin, e.g.
 /// `printenv OPENAI_API_KEY | env -u OPENAI_API_KEY responses-api-proxy --server-info /run/x/info.json`.
 #[derive(Debug, Parser)]
-#[command(name = "responses-api-proxy", version, args_conflicts_with_subcommands = true)]
+#[command(
+    name = "responses-api-proxy",
+    version,
+    args_conflicts_with_subcommands = true
+)]
 pub struct Args {
     /// TCP port on 127.0.0.1 (default: an ephemeral port). Ignored when --listen is given.
     #[arg(long)]

@@ -107,7 +107,12 @@ impl ConfinePlan {
             spec: ConfineSpec {
                 read_paths: Vec::new(),
                 // The dump dir and the ledger's directory: the only writable places.
-                write_dirs: args.dump_dir.iter().chain(state_dir.iter()).cloned().collect(),
+                write_dirs: args
+                    .dump_dir
+                    .iter()
+                    .chain(state_dir.iter())
+                    .cloned()
+                    .collect(),
                 connect_ports: Vec::new(),
                 allow_dns: false,
             },

@@ -72,7 +72,12 @@ impl Body for UpstreamBody {
 /// A JSON refusal: 400/403/429/503 with `Retry-After` when the limit resets; the connection
 /// is kept (unlike the proxy's own refusals: a policy refusal is an ordinary answer that a
 /// client may follow with an allowed request).
-fn refusal_response(status: u16, body: Vec<u8>, retry_after: Option<u64>, mut audit: AuditRecord) -> Response<ResponseBody> {
+fn refusal_response(
+    status: u16,
+    body: Vec<u8>,
+    retry_after: Option<u64>,
+    mut audit: AuditRecord,
+) -> Response<ResponseBody> {
     audit.status = status;
     audit.outcome = Outcome::Refused;
     let mut resp = Response::new(ResponseBody::full(Bytes::from(body), Some(audit)));
@@ -132,7 +137,11 @@ pub async fn admit(
             };
             audit.governance = Some(Governance {
                 model: Some(admitted.model.clone()),
-                decision: if admitted.clamped { "clamped" } else { "allowed" },
+                decision: if admitted.clamped {
+                    "clamped"
+                } else {
+                    "allowed"
+                },
                 rule: admitted.rule.to_string(),
                 ..Governance::default()
             });
@@ -165,7 +174,12 @@ pub struct ResponseTap {
 }
 
 impl ResponseTap {
-    pub fn new(governor: Arc<Governor>, admitted: Admitted, headers: &http::HeaderMap, status: u16) -> Self {
+    pub fn new(
+        governor: Arc<Governor>,
+        admitted: Admitted,
+        headers: &http::HeaderMap,
+        status: u16,
+    ) -> Self {
         let ct = headers
             .get(http::header::CONTENT_TYPE)
             .and_then(|v| v.to_str().ok());
@@ -176,7 +190,6 @@ impl ResponseTap {
             status,
         }
     }
-
 }
 
 impl BodyTap for ResponseTap {

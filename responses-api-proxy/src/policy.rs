@@ -265,8 +265,8 @@ impl Admission {
         if path == "/shutdown" && self.http_shutdown && req.method() == Method::GET {
             return Ok(Route::Shutdown);
         }
-        let forwarded_path = FORWARDED_PATHS.contains(&path)
-            || self.allowed_paths.iter().any(|p| p == path);
+        let forwarded_path =
+            FORWARDED_PATHS.contains(&path) || self.allowed_paths.iter().any(|p| p == path);
         if !forwarded_path || req.method() != Method::POST {
             return Err(refuse(
                 StatusCode::FORBIDDEN,

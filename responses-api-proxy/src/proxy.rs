@@ -316,7 +316,12 @@ async fn forward(
     });
     let mut body = ResponseBody::upstream(body, audit, pending, BodyScrub::new(key));
     if let (Some(g), Some(admitted)) = (&state.governor, admitted) {
-        let tap = crate::governed::ResponseTap::new(g.clone(), admitted, &parts.headers, parts.status.as_u16());
+        let tap = crate::governed::ResponseTap::new(
+            g.clone(),
+            admitted,
+            &parts.headers,
+            parts.status.as_u16(),
+        );
         body.set_tap(Box::new(tap));
     }
     let mut out = Response::new(body);

@@ -125,7 +125,8 @@ impl Upstream {
 }
 
 // Governance: the body is the client's, streamed, or the checked one, buffered.
-pub type UpstreamClient = Client<HttpsConnector<OwnerCheckedConnector>, crate::governed::UpstreamBody>;
+pub type UpstreamClient =
+    Client<HttpsConnector<OwnerCheckedConnector>, crate::governed::UpstreamBody>;
 
 /// Builds the pooled client. Roots: `SSL_CERT_FILE`/`SSL_CERT_DIR` if set, else the system store.
 /// `owner`: who must own a plain-http upstream's socket (checked on every new connection).

@@ -21,7 +21,10 @@ const B: u32 = 4243;
 
 /// A directory everyone may traverse (the proxy runs as nobody; the policy is read as root).
 fn dir() -> tempfile::TempDir {
-    let d = tempfile::Builder::new().prefix("proxy-gov-").tempdir().unwrap();
+    let d = tempfile::Builder::new()
+        .prefix("proxy-gov-")
+        .tempdir()
+        .unwrap();
     std::fs::set_permissions(d.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
     d
 }
@@ -68,7 +71,9 @@ impl Answer {
     fn header(&self, name: &str) -> Option<String> {
         self.head.lines().find_map(|l| {
             let (k, v) = l.split_once(':')?;
-            k.trim().eq_ignore_ascii_case(name).then(|| v.trim().to_string())
+            k.trim()
+                .eq_ignore_ascii_case(name)
+                .then(|| v.trim().to_string())
         })
     }
 }
@@ -77,17 +82,36 @@ impl Answer {
 fn post_as(uid: Option<u32>, port: u16, path: &str, body: &str) -> Answer {
     let mut c = Command::new("curl");
     c.args([
-        "-sS", "-N", "-i", "--max-time", "30", "-H", "content-type: application/json", "--data-binary", body,
+        "-sS",
+        "-N",
+        "-i",
+        "--max-time",
+        "30",
+        "-H",
+        "content-type: application/json",
+        "--data-binary",
+        body,
     ])
     .arg(format!("http://127.0.0.1:{port}{path}"));
     if let Some(u) = uid {
         c.uid(u).gid(u);
     }
-    let out = c.stdin(Stdio::null()).output().expect("curl must be installed");
-    assert!(out.status.success(), "curl failed: {}", String::from_utf8_lossy(&out.stderr));
+    let out = c
+        .stdin(Stdio::null())
+        .output()
+        .expect("curl must be installed");
+    assert!(
+        out.status.success(),
+        "curl failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let text = String::from_utf8_lossy(&out.stdout).into_owned();
     let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
-    let status = head.split(' ').nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
+    let status = head
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
     Answer {
         status,
         head: head.to_string(),
@@ -104,7 +128,11 @@ fn usage_json(state: &Path, extra: &[&str]) -> serde_json::Value {
         .args(extra)
         .output()
         .unwrap();
-    assert!(out.status.success(), "usage failed: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "usage failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     serde_json::from_slice(&out.stdout).unwrap()
 }
 
@@ -125,7 +153,10 @@ fn wait_log(proxy: &common::Proxy, needle: &str, n: usize) -> String {
         if log.lines().filter(|l| l.contains(needle)).count() >= n {
             return log;
         }
-        assert!(Instant::now() < deadline, "no {n} lines with {needle:?} in:\n{log}");
+        assert!(
+            Instant::now() < deadline,
+            "no {n} lines with {needle:?} in:\n{log}"
+        );
         std::thread::sleep(Duration::from_millis(20));
     }
 }
@@ -163,12 +194,19 @@ fn two_users_each_get_their_own_limits_and_a_budget_ends_only_after_the_stream()
     assert!(r.body.contains("response.completed"), "{}", r.body);
     // Upstream got store forced off and the ceiling inserted.
     let sent = mock.requests()[0].json().unwrap();
-    assert_eq!((sent["store"].clone(), sent["max_output_tokens"].clone()), (false.into(), 500.into()));
+    assert_eq!(
+        (sent["store"].clone(), sent["max_output_tokens"].clone()),
+        (false.into(), 500.into())
+    );
     assert_eq!(sent["input"], "hi");
     // A again: 60 < 100 spent, admitted; this stream takes A to 120 and is not cut.
     let r = post_as(Some(A), proxy.port, "/v1/responses", body);
     assert_eq!(r.status, 200);
-    assert!(r.body.contains("response.completed"), "the stream was cut: {}", r.body);
+    assert!(
+        r.body.contains("response.completed"),
+        "the stream was cut: {}",
+        r.body
+    );
     wait_log(&proxy, "tokens_out=60", 2);
     // A over budget: 429 naming the rule, the limit and the reset; Retry-After.
     let r = post_as(Some(A), proxy.port, "/v1/responses", body);
@@ -181,7 +219,11 @@ fn two_users_each_get_their_own_limits_and_a_budget_ends_only_after_the_stream()
     assert!(resets.ends_with("T00:00:00Z"), "{resets}");
     let retry: u64 = r.header("retry-after").unwrap().parse().unwrap();
     assert!((1..=86_400).contains(&retry), "{retry}");
-    assert_eq!(mock.requests().len(), 2, "the refused request never went upstream");
+    assert_eq!(
+        mock.requests().len(),
+        2,
+        "the refused request never went upstream"
+    );
 
     // B: another policy. gpt-5 is not B's; gpt-5-mini is, with B's own budget (1000) and rate.
     let r = post_as(Some(B), proxy.port, "/v1/responses", body);
@@ -198,29 +240,72 @@ fn two_users_each_get_their_own_limits_and_a_budget_ends_only_after_the_stream()
     assert_eq!(r.json()["error"]["rule"], "user.4243.requests_per_minute");
     assert!(r.header("retry-after").is_some());
     // A is still refused by its budget, not B's rate.
-    assert_eq!(post_as(Some(A), proxy.port, "/v1/responses", body).json()["error"]["rule"], "default.day.output_tokens");
+    assert_eq!(
+        post_as(Some(A), proxy.port, "/v1/responses", body).json()["error"]["rule"],
+        "default.day.output_tokens"
+    );
 
     // The audit lines carry model, tokens, decision and rule.
     let log = wait_log(&proxy, "tokens_out=60", 5);
-    let allowed = log.lines().find(|l| l.contains("uid=4243") && l.contains("status=200")).unwrap();
-    for want in ["model=\"gpt-5-mini\"", "tokens_in=50", "tokens_cached=10", "tokens_out=60", "decision=\"clamped\"", "rule=user.4243"] {
+    let allowed = log
+        .lines()
+        .find(|l| l.contains("uid=4243") && l.contains("status=200"))
+        .unwrap();
+    for want in [
+        "model=\"gpt-5-mini\"",
+        "tokens_in=50",
+        "tokens_cached=10",
+        "tokens_out=60",
+        "decision=\"clamped\"",
+        "rule=user.4243",
+    ] {
         assert!(allowed.contains(want), "{want} missing: {allowed}");
     }
-    let refused = log.lines().find(|l| l.contains("status=429") && l.contains("uid=65534")).unwrap();
-    assert!(refused.contains("decision=\"refused\"") && refused.contains("rule=default.day.output_tokens"), "{refused}");
+    let refused = log
+        .lines()
+        .find(|l| l.contains("status=429") && l.contains("uid=65534"))
+        .unwrap();
+    assert!(
+        refused.contains("decision=\"refused\"")
+            && refused.contains("rule=default.day.output_tokens"),
+        "{refused}"
+    );
 
     // The administrator's report: per user and model, from the ledger.
     let rep = usage_json(&state, &["--today"]);
     let a = row(&rep, A, "gpt-5");
-    assert_eq!((a["requests"].as_u64(), a["output_tokens"].as_u64()), (Some(2), Some(120)));
-    assert_eq!((a["input_tokens"].as_u64(), a["cached_input_tokens"].as_u64()), (Some(100), Some(20)));
+    assert_eq!(
+        (a["requests"].as_u64(), a["output_tokens"].as_u64()),
+        (Some(2), Some(120))
+    );
+    assert_eq!(
+        (
+            a["input_tokens"].as_u64(),
+            a["cached_input_tokens"].as_u64()
+        ),
+        (Some(100), Some(20))
+    );
     assert_eq!(a["user"], "nobody");
     let b = row(&rep, B, "gpt-5-mini");
-    assert_eq!((b["requests"].as_u64(), b["output_tokens"].as_u64()), (Some(3), Some(180)));
-    assert_eq!(rep["rows"].as_array().unwrap().len(), 2, "refused requests cost nothing: {rep}");
-    let text = Command::new(BIN).args(["usage", "--state-dir"]).arg(&state).output().unwrap();
+    assert_eq!(
+        (b["requests"].as_u64(), b["output_tokens"].as_u64()),
+        (Some(3), Some(180))
+    );
+    assert_eq!(
+        rep["rows"].as_array().unwrap().len(),
+        2,
+        "refused requests cost nothing: {rep}"
+    );
+    let text = Command::new(BIN)
+        .args(["usage", "--state-dir"])
+        .arg(&state)
+        .output()
+        .unwrap();
     let text = String::from_utf8_lossy(&text.stdout);
-    assert!(text.contains("nobody") && text.contains("gpt-5-mini") && text.contains("total"), "{text}");
+    assert!(
+        text.contains("nobody") && text.contains("gpt-5-mini") && text.contains("total"),
+        "{text}"
+    );
     drop(proxy);
 
     // Budgets hold across a restart: the ledger is replayed.
@@ -231,7 +316,10 @@ fn two_users_each_get_their_own_limits_and_a_budget_ends_only_after_the_stream()
         .arg(state.to_str().unwrap())
         .start();
     let r = post_as(Some(A), proxy.port, "/v1/responses", body);
-    assert_eq!((r.status, r.json()["error"]["rule"].clone()), (429, "default.day.output_tokens".into()));
+    assert_eq!(
+        (r.status, r.json()["error"]["rule"].clone()),
+        (429, "default.day.output_tokens".into())
+    );
     // Control: root (default rule, no spending yet) is served.
     assert_eq!(post_as(None, proxy.port, "/v1/responses", body).status, 200);
 }
@@ -239,7 +327,10 @@ fn two_users_each_get_their_own_limits_and_a_budget_ends_only_after_the_stream()
 #[test]
 fn compact_is_forwarded_under_the_same_rules_and_json_usage_counts() {
     let d = dir();
-    let policy = write_policy(d.path(), "[default]\nmodels = [\"gpt-5\"]\nmonth = { input_tokens = 1000000 }\n");
+    let policy = write_policy(
+        d.path(),
+        "[default]\nmodels = [\"gpt-5\"]\nmonth = { input_tokens = 1000000 }\n",
+    );
     let state = d.path().join("state");
     let mock = MockUpstream::start().unwrap();
     mock.set_default(MockResponse::json(serde_json::json!({
@@ -253,9 +344,22 @@ fn compact_is_forwarded_under_the_same_rules_and_json_usage_counts() {
         .arg("--state-dir")
         .arg(state.to_str().unwrap())
         .start();
-    let denied = post_as(Some(A), proxy.port, "/v1/responses/compact", r#"{"model":"o3","input":[]}"#);
-    assert_eq!((denied.status, denied.json()["error"]["code"].clone()), (403, "model_not_allowed".into()));
-    let ok = post_as(Some(A), proxy.port, "/v1/responses/compact", r#"{"model":"gpt-5","input":[]}"#);
+    let denied = post_as(
+        Some(A),
+        proxy.port,
+        "/v1/responses/compact",
+        r#"{"model":"o3","input":[]}"#,
+    );
+    assert_eq!(
+        (denied.status, denied.json()["error"]["code"].clone()),
+        (403, "model_not_allowed".into())
+    );
+    let ok = post_as(
+        Some(A),
+        proxy.port,
+        "/v1/responses/compact",
+        r#"{"model":"gpt-5","input":[]}"#,
+    );
     assert_eq!(ok.status, 200, "{}", ok.body);
     let reqs = mock.requests();
     assert_eq!(reqs.len(), 1);
@@ -264,7 +368,10 @@ fn compact_is_forwarded_under_the_same_rules_and_json_usage_counts() {
     wait_log(&proxy, "tokens_in=700", 1);
     let rep = usage_json(&state, &[]);
     let a = row(&rep, A, "gpt-5");
-    assert_eq!((a["input_tokens"].as_u64(), a["output_tokens"].as_u64()), (Some(700), Some(30)));
+    assert_eq!(
+        (a["input_tokens"].as_u64(), a["output_tokens"].as_u64()),
+        (Some(700), Some(30))
+    );
 }
 
 #[test]
@@ -297,7 +404,10 @@ fn bad_usage_numbers_from_upstream_count_nothing_and_serving_goes_on() {
     }
     // Enormous: A's day is spent (nothing upstream sends can lower it again).
     mock.push_response(stream_with_usage(1, 0, u64::MAX));
-    assert_eq!(post_as(Some(A), proxy.port, "/v1/responses", body).status, 200);
+    assert_eq!(
+        post_as(Some(A), proxy.port, "/v1/responses", body).status,
+        200
+    );
     mock.push_response(stream_with_usage(1, 0, 5));
     let r = post_as(Some(A), proxy.port, "/v1/responses", body);
     assert_eq!(r.status, 429, "{}", r.body);
@@ -315,13 +425,45 @@ fn bad_policy_files_are_refused_at_start_with_nothing_listening() {
     let mock = MockUpstream::start().unwrap();
     let d = dir();
     let cases: Vec<(&str, &str, Vec<&str>)> = vec![
-        ("syntax", "[default]\nmodels = [\"gpt-5\"\n", vec!["line 3", "policy.toml"]),
-        ("unknown key", "[default]\nmax_output_tokens = 5\nbudget = 5\n", vec!["line 3", "key budget", "unknown field"]),
-        ("negative", "[user.nobody]\nrequests_per_minute = -1\n", vec!["line 2", "key user.nobody.requests_per_minute", "at least 1"]),
-        ("absurd", "[default]\nmax_output_tokens = 50000000\n", vec!["line 2", "key default.max_output_tokens", "absurd"]),
-        ("unknown glob", "[default]\nmodels = [\"gtp-5*\"]\n", vec!["line 2", "key default.models", "matches no known model"]),
-        ("unknown user", "[user.no-such-user-h17]\n", vec!["line 1", "unknown user"]),
-        ("budget without state dir", "[default]\nday = { output_tokens = 5 }\n", vec!["--state-dir"]),
+        (
+            "syntax",
+            "[default]\nmodels = [\"gpt-5\"\n",
+            vec!["line 3", "policy.toml"],
+        ),
+        (
+            "unknown key",
+            "[default]\nmax_output_tokens = 5\nbudget = 5\n",
+            vec!["line 3", "key budget", "unknown field"],
+        ),
+        (
+            "negative",
+            "[user.nobody]\nrequests_per_minute = -1\n",
+            vec![
+                "line 2",
+                "key user.nobody.requests_per_minute",
+                "at least 1",
+            ],
+        ),
+        (
+            "absurd",
+            "[default]\nmax_output_tokens = 50000000\n",
+            vec!["line 2", "key default.max_output_tokens", "absurd"],
+        ),
+        (
+            "unknown glob",
+            "[default]\nmodels = [\"gtp-5*\"]\n",
+            vec!["line 2", "key default.models", "matches no known model"],
+        ),
+        (
+            "unknown user",
+            "[user.no-such-user-h17]\n",
+            vec!["line 1", "unknown user"],
+        ),
+        (
+            "budget without state dir",
+            "[default]\nday = { output_tokens = 5 }\n",
+            vec!["--state-dir"],
+        ),
     ];
     for (what, text, wants) in cases {
         let policy = write_policy(d.path(), text);
@@ -329,7 +471,9 @@ fn bad_policy_files_are_refused_at_start_with_nothing_listening() {
             .arg("--policy")
             .arg(policy.to_str().unwrap())
             .try_start();
-        let Err((status, stderr)) = err else { panic!("{what}: started") };
+        let Err((status, stderr)) = err else {
+            panic!("{what}: started")
+        };
         assert_eq!(status.code(), Some(2), "{what}: {stderr}");
         for w in wants {
             assert!(stderr.contains(w), "{what}: {w:?} missing in {stderr}");
@@ -347,7 +491,10 @@ fn bad_policy_files_are_refused_at_start_with_nothing_listening() {
     std::fs::set_permissions(&policy, std::fs::Permissions::from_mode(0o666)).unwrap();
     let (status, err) = start(&policy).err().unwrap();
     assert_eq!(status.code(), Some(2));
-    assert!(err.contains("refusing policy file") && err.contains("lets group or others write it"), "{err}");
+    assert!(
+        err.contains("refusing policy file") && err.contains("lets group or others write it"),
+        "{err}"
+    );
     std::fs::set_permissions(&policy, std::fs::Permissions::from_mode(0o644)).unwrap();
     let link = d.path().join("link.toml");
     std::os::unix::fs::symlink(&policy, &link).unwrap();
@@ -364,7 +511,12 @@ fn bad_policy_files_are_refused_at_start_with_nothing_listening() {
 }
 
 /// Runs the proxy in a private mount namespace where the state dir is `mount_cmd`'s.
-fn spawn_with_state_mount<'a>(mock: &MockUpstream, policy: &Path, state: &Path, mount_cmd: &str) -> Spawn<'a> {
+fn spawn_with_state_mount<'a>(
+    mock: &MockUpstream,
+    policy: &Path,
+    state: &Path,
+    mount_cmd: &str,
+) -> Spawn<'a> {
     let mut s = Spawn::new(&mock.responses_url())
         .arg("--policy")
         .arg(policy.to_str().unwrap())
@@ -386,7 +538,10 @@ fn spawn_with_state_mount<'a>(mock: &MockUpstream, policy: &Path, state: &Path, 
 fn a_full_or_read_only_state_dir_fails_closed_for_budgets_only() {
     let d = dir();
     // A (nobody) has a budget, root has none.
-    let policy = write_policy(d.path(), "[user.nobody]\nday = { output_tokens = 1000000 }\n");
+    let policy = write_policy(
+        d.path(),
+        "[user.nobody]\nday = { output_tokens = 1000000 }\n",
+    );
     let mock = MockUpstream::start().unwrap();
     mock.set_default(stream_with_usage(5, 0, 5));
     let body = r#"{"model":"gpt-5","stream":true}"#;
@@ -401,44 +556,83 @@ fn a_full_or_read_only_state_dir_fails_closed_for_budgets_only() {
     let proxy = spawn_with_state_mount(&mock, &policy, &state, &mount).start();
     // The first request is served (the ledger was writable when it was admitted); its record
     // cannot be written.
-    assert_eq!(post_as(Some(A), proxy.port, "/v1/responses", body).status, 200);
+    assert_eq!(
+        post_as(Some(A), proxy.port, "/v1/responses", body).status,
+        200
+    );
     let log = wait_log(&proxy, "cannot write the usage ledger", 1);
     assert!(log.contains("No space left on device"), "{log}");
     // Now A is refused (no accounting, no spend) and told why; root, without budget, is served.
     let r = post_as(Some(A), proxy.port, "/v1/responses", body);
     assert_eq!(r.status, 503, "{}\n{}", r.body, proxy.stderr());
     assert_eq!(r.json()["error"]["code"], "ledger_unavailable");
-    assert!(r.json()["error"]["message"].as_str().unwrap().contains("No space left"), "{}", r.body);
+    assert!(
+        r.json()["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("No space left"),
+        "{}",
+        r.body
+    );
     assert_eq!(post_as(None, proxy.port, "/v1/responses", body).status, 200);
     // Space again (through the proxy's own mount namespace): the pending record is written and
     // A is served.
-    std::fs::remove_file(format!("/proc/{}/root{}/fill", proxy.pid(), state.display())).unwrap();
-    assert_eq!(post_as(Some(A), proxy.port, "/v1/responses", body).status, 200);
+    std::fs::remove_file(format!(
+        "/proc/{}/root{}/fill",
+        proxy.pid(),
+        state.display()
+    ))
+    .unwrap();
+    assert_eq!(
+        post_as(Some(A), proxy.port, "/v1/responses", body).status,
+        200
+    );
     let month = std::fs::read_dir(format!("/proc/{}/root{}", proxy.pid(), state.display()))
         .unwrap()
         .filter_map(|e| e.ok())
         .find(|e| e.file_name().to_string_lossy().starts_with("ledger-"))
         .unwrap();
     let text = std::fs::read_to_string(month.path()).unwrap();
-    assert_eq!(text.lines().filter(|l| l.contains("\"u\":65534")).count(), 2, "{text}");
+    assert_eq!(
+        text.lines().filter(|l| l.contains("\"u\":65534")).count(),
+        2,
+        "{text}"
+    );
     drop(proxy);
 
     // Read-only from the start: A refused at once, root served.
     let state = d.path().join("ro");
     std::fs::create_dir(&state).unwrap();
-    let mount = format!("mount --bind '{0}' '{0}' && mount -o remount,bind,ro '{0}'", state.display());
+    let mount = format!(
+        "mount --bind '{0}' '{0}' && mount -o remount,bind,ro '{0}'",
+        state.display()
+    );
     let proxy = spawn_with_state_mount(&mock, &policy, &state, &mount).start();
     let r = post_as(Some(A), proxy.port, "/v1/responses", body);
     assert_eq!(r.status, 503, "{}", r.body);
-    assert!(r.json()["error"]["message"].as_str().unwrap().contains("Read-only file system"), "{}", r.body);
+    assert!(
+        r.json()["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("Read-only file system"),
+        "{}",
+        r.body
+    );
     assert_eq!(post_as(None, proxy.port, "/v1/responses", body).status, 200);
-    assert!(proxy.stderr().contains("usage ledger not writable"), "{}", proxy.stderr());
+    assert!(
+        proxy.stderr().contains("usage ledger not writable"),
+        "{}",
+        proxy.stderr()
+    );
 }
 
 #[test]
 fn the_ledger_after_repeated_sigkill_mid_load_matches_the_mock() {
     let d = dir();
-    let policy = write_policy(d.path(), "[default]\nmonth = { output_tokens = 1000000000 }\n");
+    let policy = write_policy(
+        d.path(),
+        "[default]\nmonth = { output_tokens = 1000000000 }\n",
+    );
     let state = d.path().join("state");
     let mock = MockUpstream::start().unwrap();
     mock.set_recording(false);
@@ -506,7 +700,10 @@ fn the_ledger_after_repeated_sigkill_mid_load_matches_the_mock() {
         ledger <= upstream && upstream - ledger <= in_flight,
         "ledger {ledger} vs upstream {upstream} (± {in_flight} in flight)"
     );
-    assert!(upstream > 20, "too little load to mean anything: {upstream}");
+    assert!(
+        upstream > 20,
+        "too little load to mean anything: {upstream}"
+    );
 }
 
 #[test]
@@ -543,13 +740,27 @@ print(json.dumps(out))
         .args(["-c", script, &format!("http://127.0.0.1:{}/v1", proxy.port)])
         .output()
         .unwrap();
-    assert!(out.status.success(), "SDK failed: {}\nproxy: {}", String::from_utf8_lossy(&out.stderr), proxy.stderr());
+    assert!(
+        out.status.success(),
+        "SDK failed: {}\nproxy: {}",
+        String::from_utf8_lossy(&out.stderr),
+        proxy.stderr()
+    );
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!(v["types"].as_array().unwrap().last().unwrap(), "response.completed", "{v}");
+    assert_eq!(
+        v["types"].as_array().unwrap().last().unwrap(),
+        "response.completed",
+        "{v}"
+    );
     assert_eq!(v["denied"][0], 403, "{v}");
     assert_eq!(v["denied"][1], "default.models", "{v}");
     assert_eq!(v["limited"][0], 429, "{v}");
-    assert!(v["limited"][1].as_str().is_some_and(|s| s.parse::<u64>().is_ok()), "{v}");
+    assert!(
+        v["limited"][1]
+            .as_str()
+            .is_some_and(|s| s.parse::<u64>().is_ok()),
+        "{v}"
+    );
     assert_eq!(v["limited"][2], "rate_limited", "{v}");
     assert_eq!(mock.requests()[0].json().unwrap()["max_output_tokens"], 64);
 }
