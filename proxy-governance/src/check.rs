@@ -268,6 +268,7 @@ pub fn check_request(rule: &Rule, body: &[u8]) -> Result<Checked, Refusal> {
 mod tests {
     use super::*;
     use crate::policy::tests::parse;
+    use proptest::strategy::Strategy;
 
     fn rule(text: &str) -> Rule {
         parse(text).unwrap().rule_for(1001)
@@ -392,6 +393,51 @@ mod tests {
                 "{}",
                 String::from_utf8_lossy(body)
             );
+        }
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig { cases: 256, .. Default::default() })]
+
+        /// The byte edits always give valid JSON with store false, the ceiling kept, and every
+        /// other member unchanged, whatever the body's layout.
+        #[test]
+        fn rewrites_keep_the_body_valid(
+            store in proptest::option::of(proptest::prop_oneof![
+                proptest::strategy::Just("true"), proptest::strategy::Just("false"), proptest::strategy::Just("null")]),
+            mot in proptest::option::of(proptest::prop_oneof![
+                (0u64..100_000).prop_map(|n| n.to_string()), proptest::strategy::Just("null".to_string())]),
+            extra in proptest::collection::vec(("[a-z]{1,8}", "[ -~]{0,12}"), 0..4),
+            ws in "[ \t\n]{0,3}",
+            order in 0usize..4,
+        ) {
+            use proptest::prelude::*;
+            let r = rule("[default]\nmax_output_tokens = 500\n");
+            let mut members = vec![format!("\"model\"{ws}:{ws}\"gpt-5\"")];
+            if let Some(s) = store { members.push(format!("\"store\":{ws}{s}")); }
+            if let Some(m) = &mot { members.push(format!("\"max_output_tokens\" : {m}")); }
+            for (k, v) in &extra {
+                members.push(format!("\"x_{k}\":{}", serde_json::Value::from(v.as_str())));
+            }
+            let n = members.len();
+            members.rotate_left(order % n);
+            let body = format!("{ws}{{{ws}{}{ws}}}{ws}", members.join(&format!(",{ws}")));
+            let original: serde_json::Value = serde_json::from_str(&body).unwrap();
+            match check_request(&r, body.as_bytes()) {
+                Ok(c) => {
+                    let out = c.rewritten.clone().unwrap_or_else(|| body.clone().into_bytes());
+                    let v: serde_json::Value = serde_json::from_slice(&out)
+                        .map_err(|e| TestCaseError::fail(format!("{e}: {}", String::from_utf8_lossy(&out))))?;
+                    prop_assert_eq!(&v["store"], &serde_json::Value::Bool(false));
+                    prop_assert!(v["max_output_tokens"].as_u64().is_some_and(|n| n <= 500));
+                    for (k, val) in original.as_object().unwrap() {
+                        if k != "store" && k != "max_output_tokens" {
+                            prop_assert_eq!(&v[k], val);
+                        }
+                    }
+                }
+                Err(e) => prop_assert!(false, "refused {}: {:?}", body, e),
+            }
         }
     }
 }
