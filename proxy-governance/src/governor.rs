@@ -13,8 +13,13 @@
 //!   by what they use together.
 //! - **Rate:** a token bucket per uid holding `requests_per_minute` tokens, refilled evenly
 //!   over the minute; in memory (a restart refills it).
-//! - **Thread safety:** one mutex around the state; every operation is short (no I/O but one
-//!   ledger `write(2)` per finished request, and the once-a-second `fdatasync` in [`Governor::tick`]).
+//! - **Ledger:** [`Governor::record`] queues the record; [`Governor::flush`] writes every queued
+//!   record with one `write(2)` (the proxy calls it in the same event-loop round, so under load
+//!   one write carries many records); a failed write makes budgeted requests fail closed until a
+//!   retry succeeds.
+//! - **Thread safety:** one mutex around the state; every operation is short (no I/O but the
+//!   ledger's `write(2)` in [`Governor::flush`]; `fdatasync` runs outside it, see
+//!   [`Governor::sync_handle`]).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -107,8 +112,6 @@ pub struct Admitted {
 pub struct Recorded {
     pub usage: Usage,
     pub cost: f64,
-    /// The record is in the ledger (`false`: kept pending; budgets now fail closed).
-    pub written: bool,
 }
 
 /// See the module docs.
@@ -311,34 +314,54 @@ impl Governor {
         s.roll(now_ms);
         s.today.add(&usage, cost);
         s.this_month.add(&usage, cost);
-        let written = match g.ledger.as_mut() {
-            None => false,
-            Some(l) => match l.append(&rec) {
-                Ok(()) => true,
-                Err(e) => {
-                    tracing::error!(
-                        dir = %l.path().display(),
-                        error = %e,
-                        "cannot write the usage ledger: requests under a budget are refused until it can be written"
-                    );
-                    false
-                }
-            },
+        if let Some(l) = g.ledger.as_mut() {
+            l.push(&rec);
+        }
+        Recorded { usage, cost }
+    }
+
+    /// Writes the queued records (one `write(2)`); logs when the ledger turns unwritable.
+    pub fn flush(&self, now_ms: u64) {
+        let mut g = self.lock();
+        let Some(l) = g.ledger.as_mut() else {
+            return;
         };
-        Recorded {
-            usage,
-            cost,
-            written,
+        if l.pending() == 0 && l.healthy() {
+            return;
+        }
+        let was_healthy = l.healthy();
+        if let Err(e) = l.flush_pending(Month::of_ms(now_ms)) {
+            if was_healthy {
+                tracing::error!(
+                    dir = %l.path().display(),
+                    error = %e,
+                    "cannot write the usage ledger: requests under a budget are refused until it can be written"
+                );
+            }
+        } else if !was_healthy {
+            tracing::info!(dir = %l.path().display(), "usage ledger writable again");
         }
     }
 
-    /// Once a second: retry pending records, `fdatasync` what was written.
+    /// A descriptor to `fdatasync` (off the event loop) when records were written since the
+    /// last sync; report a failure with [`Governor::sync_failed`].
+    pub fn sync_handle(&self) -> Option<std::fs::File> {
+        self.lock().ledger.as_mut().and_then(Ledger::sync_handle)
+    }
+
+    /// An `fdatasync` from [`Governor::sync_handle`] failed: fail closed until the next write.
+    pub fn sync_failed(&self, e: &std::io::Error) {
+        tracing::error!(error = %e, "fdatasync of the usage ledger failed");
+        if let Some(l) = self.lock().ledger.as_mut() {
+            l.sync_failed(e);
+        }
+    }
+
+    /// At shutdown (or in tests): write what is queued and `fdatasync` it, here.
     pub fn tick(&self, now_ms: u64) {
+        self.flush(now_ms);
         let mut g = self.lock();
         if let Some(l) = g.ledger.as_mut() {
-            if !l.healthy() {
-                let _ = l.flush_pending(Month::of_ms(now_ms));
-            }
             if let Err(e) = l.sync() {
                 tracing::error!(error = %e, "fdatasync of the usage ledger failed");
             }
@@ -449,7 +472,8 @@ mod tests {
         let e = g.admit(Some(1002), BODY, NOW).unwrap_err();
         assert_eq!(e.rule, "user.bob.month.input_tokens");
         assert_eq!(e.resets_at_ms, Some(clock::next_month_start_ms(NOW)));
-        // Across a restart: the ledger replays this month.
+        // Across a restart: the ledger replays this month (written by a flush).
+        g.flush(NOW);
         drop(g);
         let p = parse("[default]\nday = { output_tokens = 100 }\n").unwrap();
         let (l, recs, _) = Ledger::open(d.path(), NOW).unwrap();
@@ -516,7 +540,7 @@ mod tests {
         let a = g.admit(Some(1), BODY, NOW).unwrap();
         // 100k output tokens at 10 per million = 1.0: exhausted.
         let r = g.record(&a, &tap(0, 100_000), 200, NOW);
-        assert!((r.cost - 1.0).abs() < 1e-9 && r.written);
+        assert!((r.cost - 1.0).abs() < 1e-9);
         assert_eq!(
             g.admit(Some(1), BODY, NOW).unwrap_err().rule,
             "default.day.cost"

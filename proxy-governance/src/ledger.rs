@@ -8,16 +8,20 @@
 //! (time in ms, uid, model, input / cached input / output tokens, HTTP status, cost; then the
 //! CRC-32 of the JSON text in hex).
 //!
-//! **Crash safety.** A record is one `write(2)` on an `O_APPEND` descriptor, made when the
-//! response ends: a SIGKILL loses only the requests in flight (their records were not written
-//! yet) and never a written one (it is in the page cache). A line is trusted only when it ends
+//! **Crash safety.** Records are appended with `write(2)` on an `O_APPEND` descriptor soon after
+//! their responses end ([`Ledger::push`] queues, [`Ledger::flush_pending`] writes every queued
+//! record with one call; the proxy flushes in the same event-loop round, so under load one write
+//! carries many records): a SIGKILL loses only the requests in flight and those finished in the
+//! current round, never a written record (it is in the page cache). A short write is accounted
+//! line by line: a record is never written twice. A line is trusted only when it ends
 //! with a newline and its checksum matches: a torn tail (power cut mid-write, or a short write on
 //! a full disk) is skipped, and the next record starts on a new line (a newline is written first
 //! when the file does not end with one), so one torn write never spoils the next record.
 //!
 //! **fsync policy.** `fdatasync` at most once a second while records were written
-//! ([`Ledger::sync`], driven by the proxy's timer) and at shutdown: a power cut loses at most the
-//! last second of records; per-request `fsync` would cost more than the whole exchange.
+//! ([`Ledger::sync_handle`]: the proxy runs it on a blocking thread, off the event loop) and at
+//! shutdown ([`Ledger::sync`]): a power cut loses at most the last second of records; per-request
+//! `fsync` would cost more than the whole exchange.
 //!
 //! **Failure.** A record that cannot be written (ENOSPC, EROFS, EIO) is kept in memory (counted
 //! in the budgets all the same) and written before the next one; until that succeeds
@@ -262,9 +266,15 @@ impl Ledger {
         self.dir.path()
     }
 
-    /// Whether every record so far is written.
+    /// Whether the last write (or open, or sync) succeeded. Records queued by [`Ledger::push`]
+    /// and not written yet do not make it unhealthy; a failed write does until a retry succeeds.
     pub fn healthy(&self) -> bool {
-        self.error.is_none() && self.pending.is_empty()
+        self.error.is_none()
+    }
+
+    /// Records queued and not written yet.
+    pub fn pending(&self) -> usize {
+        self.pending.len()
     }
 
     /// Why not, when not.
@@ -290,13 +300,18 @@ impl Ledger {
         }
     }
 
-    /// Appends a record (and any earlier ones still pending). On failure the record is kept
-    /// for the next attempt and the ledger is unhealthy until one succeeds.
-    pub fn append(&mut self, rec: &Record) -> io::Result<()> {
+    /// Queues a record for the next [`Ledger::flush_pending`].
+    pub fn push(&mut self, rec: &Record) {
         if self.pending.len() >= MAX_PENDING {
             self.pending.pop_front();
         }
         self.pending.push_back(rec.line());
+    }
+
+    /// Appends a record (and any earlier ones still pending) now. On failure the record is kept
+    /// for the next attempt and the ledger is unhealthy until one succeeds.
+    pub fn append(&mut self, rec: &Record) -> io::Result<()> {
+        self.push(rec);
         self.flush_pending(Month::of_ms(rec.ts_ms))
     }
 
@@ -317,19 +332,68 @@ impl Ledger {
         // The file must be open even with nothing pending: a ledger that could not open its
         // file (read-only state dir) is not healthy just because no record failed yet.
         self.file_for(month)?;
-        while let Some(line) = self.pending.front() {
-            let mut buf = Vec::with_capacity(line.len() + 1);
-            if self.needs_newline {
-                buf.push(b'\n');
-            }
+        if self.pending.is_empty() {
+            return Ok(());
+        }
+        let lead = usize::from(self.needs_newline);
+        let mut buf = Vec::with_capacity(lead + self.pending.iter().map(Vec::len).sum::<usize>());
+        if self.needs_newline {
+            buf.push(b'\n');
+        }
+        for line in &self.pending {
             buf.extend_from_slice(line);
-            let f = self.file_for(month)?;
-            f.write_all(&buf)?;
-            self.needs_newline = false;
+        }
+        let f = self.file_for(month)?;
+        let mut off = 0;
+        let result = loop {
+            if off == buf.len() {
+                break Ok(());
+            }
+            match f.write(&buf[off..]) {
+                Ok(0) => break Err(io::Error::from(io::ErrorKind::WriteZero)),
+                Ok(n) => off += n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => break Err(e),
+            }
+        };
+        if off > 0 {
             self.dirty = true;
+        }
+        // Whole lines that went out are done; a line cut short stays queued and the next write
+        // starts on a new line (the cut one fails its checksum and is skipped).
+        let mut pos = lead;
+        if off >= lead {
+            self.needs_newline = false;
+        }
+        while let Some(line) = self.pending.front() {
+            if pos + line.len() > off {
+                break;
+            }
+            pos += line.len();
             self.pending.pop_front();
         }
-        Ok(())
+        if off > pos {
+            self.needs_newline = true;
+        }
+        result
+    }
+
+    /// A descriptor to `fdatasync` off the event loop when records were written since the
+    /// last one (`None`: nothing to sync).
+    pub fn sync_handle(&mut self) -> Option<File> {
+        if !self.dirty {
+            return None;
+        }
+        let f = self.file.as_ref()?.1.try_clone().ok()?;
+        self.dirty = false;
+        Some(f)
+    }
+
+    /// An `fdatasync` run elsewhere failed: records may not be durable; unhealthy until the
+    /// next successful write.
+    pub fn sync_failed(&mut self, e: &io::Error) {
+        self.dirty = true;
+        self.error = Some(format!("fdatasync: {e}"));
     }
 
     /// `fdatasync` when records were written since the last one (see the module docs).

@@ -220,8 +220,6 @@ pub struct Governance {
     pub cost: Option<f64>,
     /// Usage numbers the upstream sent that were not trusted.
     pub anomaly: Option<&'static str>,
-    /// Whether the ledger record was written.
-    pub ledger_written: Option<bool>,
 }
 
 impl AuditRecord {
@@ -315,7 +313,6 @@ impl AuditLine {
                 decision = g.decision,
                 rule = %g.rule,
                 usage_anomaly = g.anomaly,
-                ledger_written = g.ledger_written,
                 "request"
             );
             return;

@@ -1,7 +1,11 @@
 //! The proxy's side of governance (`--policy`, `--state-dir`): buffering and checking the
 //! request body with [`codex_proxy_governance::Governor`], the refusal response, the usage tap
-//! on the response body, and the ledger's once-a-second sync. All decisions are the
-//! governance crate's; this file only connects them to hyper.
+//! on the response body, and the ledger's writer and sync tasks. All decisions are the
+//! governance crate's; this file only connects them to hyper and tokio.
+//!
+//! Ledger I/O stays off the request path: a finished response queues its record and wakes the
+//! writer task, which runs in the same event-loop round and writes every queued record with one
+//! `write(2)`; once a second the sync task hands the file to a blocking thread for `fdatasync`.
 //!
 //! Without `--policy` nothing here runs: request bodies stream upstream as before. With it, the
 //! request body is read to its end first (within `--max-body-bytes` and the body-idle timeout),
@@ -17,6 +21,57 @@ use http_body::{Body, Frame, SizeHint};
 use http_body_util::BodyExt;
 
 use codex_proxy_governance::{Admitted, Governor, UsageTap, clock};
+use tokio::sync::Notify;
+
+/// The governor and the writer task's wake-up.
+pub struct Governed {
+    pub governor: Governor,
+    flush: Notify,
+}
+
+impl Governed {
+    pub fn new(governor: Governor) -> Arc<Self> {
+        Arc::new(Self {
+            governor,
+            flush: Notify::new(),
+        })
+    }
+
+    /// Starts the ledger's writer and once-a-second sync tasks (on the current runtime).
+    pub fn spawn_tasks(self: &Arc<Self>) {
+        let me = Arc::clone(self);
+        tokio::spawn(async move {
+            loop {
+                me.flush.notified().await;
+                me.governor.flush(clock::now_ms());
+            }
+        });
+        let me = Arc::clone(self);
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tick.tick().await;
+                // Retries a failed write too (fail closed until it succeeds).
+                me.governor.flush(clock::now_ms());
+                if let Some(f) = me.governor.sync_handle() {
+                    match tokio::task::spawn_blocking(move || f.sync_data()).await {
+                        Ok(Ok(())) => {}
+                        Ok(Err(e)) => me.governor.sync_failed(&e),
+                        Err(e) => me
+                            .governor
+                            .sync_failed(&std::io::Error::other(e.to_string())),
+                    }
+                }
+            }
+        });
+    }
+
+    /// At shutdown, after the drain: every record written and synced.
+    pub fn finish(&self) {
+        self.governor.tick(clock::now_ms());
+    }
+}
 
 use crate::audit::{AuditRecord, Governance, Outcome};
 use crate::body::{BodyTap, RequestBody, RequestBodyError, ResponseBody};
@@ -99,7 +154,7 @@ fn refusal_response(
 /// errors: 413/408/400; the policy's refusals). `tee` (the dump's copy of the request body) is
 /// replaced by the rewritten body.
 pub async fn admit(
-    governor: &Governor,
+    governed: &Governed,
     body: RequestBody,
     tee: Option<&Arc<Mutex<Vec<u8>>>>,
     mut audit: AuditRecord,
@@ -122,7 +177,7 @@ pub async fn admit(
             return Err(resp);
         }
     };
-    match governor.admit(audit.uid, &bytes, clock::now_ms()) {
+    match governed.governor.admit(audit.uid, &bytes, clock::now_ms()) {
         Ok(mut admitted) => {
             let send = match admitted.body.take() {
                 Some(rewritten) => {
@@ -167,7 +222,7 @@ pub async fn admit(
 /// The usage tap on an admitted request's response body; records the usage when the body ends
 /// (or is abandoned).
 pub struct ResponseTap {
-    governor: Arc<Governor>,
+    governed: Arc<Governed>,
     admitted: Admitted,
     tap: UsageTap,
     status: u16,
@@ -175,7 +230,7 @@ pub struct ResponseTap {
 
 impl ResponseTap {
     pub fn new(
-        governor: Arc<Governor>,
+        governed: Arc<Governed>,
         admitted: Admitted,
         headers: &http::HeaderMap,
         status: u16,
@@ -184,7 +239,7 @@ impl ResponseTap {
             .get(http::header::CONTENT_TYPE)
             .and_then(|v| v.to_str().ok());
         Self {
-            governor,
+            governed,
             admitted,
             tap: UsageTap::for_content_type(ct),
             status,
@@ -204,9 +259,11 @@ impl BodyTap for ResponseTap {
         if let Some(why) = result.anomaly {
             tracing::warn!(uid = self.admitted.uid, model = %self.admitted.model, anomaly = why, "upstream usage not trusted in full");
         }
-        let rec = self
-            .governor
-            .record(&self.admitted, &result, self.status, clock::now_ms());
+        let rec =
+            self.governed
+                .governor
+                .record(&self.admitted, &result, self.status, clock::now_ms());
+        self.governed.flush.notify_one();
         if let Some(g) = audit.and_then(|a| a.governance.as_mut()) {
             if result.usage.is_some() {
                 g.input_tokens = Some(rec.usage.input_tokens);
@@ -215,20 +272,6 @@ impl BodyTap for ResponseTap {
             }
             g.cost = (rec.cost > 0.0).then_some(rec.cost);
             g.anomaly = result.anomaly;
-            g.ledger_written = Some(rec.written);
         }
     }
-}
-
-/// Once a second: the ledger's pending records and `fdatasync` (see the governance crate's
-/// ledger docs).
-pub fn spawn_ledger_sync(governor: Arc<Governor>) {
-    tokio::spawn(async move {
-        let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            tick.tick().await;
-            governor.tick(clock::now_ms());
-        }
-    });
 }

@@ -29,7 +29,7 @@ pub struct ProxyState {
     pub auth_header: HeaderValue,
     pub dumper: Option<Arc<Dumper>>,
     /// `--policy`: per-user rules and budgets (`crate::governed`).
-    pub governor: Option<Arc<codex_proxy_governance::Governor>>,
+    pub governor: Option<Arc<crate::governed::Governed>>,
     pub body_read_timeout: Duration,
     /// `true` once shutdown was requested (`GET /shutdown`, SIGTERM, SIGINT).
     pub shutdown: watch::Sender<bool>,

@@ -25,6 +25,7 @@ use crate::access::PeerAuthorizer;
 use crate::cli::Args;
 use crate::confinement::{ConfinePlan, ConfineStepError, PlanError};
 use crate::files::{Dumper, FileError, ServerInfo, write_server_info};
+use crate::governed::Governed;
 use crate::key_source::{KeySource, KeySourceError};
 use crate::listener::{BindError, BoundListener};
 use crate::listeners::{ListenError, bind_listeners};
@@ -197,12 +198,12 @@ pub struct Config {
     upstream: Upstream,
     client: UpstreamClient,
     dumper: Option<Arc<Dumper>>,
-    governor: Option<Arc<Governor>>,
+    governor: Option<Arc<Governed>>,
 }
 
 /// `--policy` and `--state-dir` (step 0, before the key: a bad policy fails with nothing
 /// listening; the ledger's directory is created and this month's file opened while still root).
-fn load_governor(args: &Args) -> Result<Option<Arc<Governor>>, StartupError> {
+fn load_governor(args: &Args) -> Result<Option<Arc<Governed>>, StartupError> {
     let Some(path) = &args.governance.policy else {
         return Ok(None);
     };
@@ -233,7 +234,7 @@ fn load_governor(args: &Args) -> Result<Option<Arc<Governor>>, StartupError> {
         None => None,
     };
     tracing::info!(policy = %path.display(), ledger = ledger.is_some(), "governance policy loaded");
-    Ok(Some(Arc::new(Governor::new(policy, ledger, now))))
+    Ok(Some(Governed::new(Governor::new(policy, ledger, now))))
 }
 
 impl Config {
@@ -384,7 +385,7 @@ pub struct Confined {
     upstream: Upstream,
     client: UpstreamClient,
     dumper: Option<Arc<Dumper>>,
-    governor: Option<Arc<Governor>>,
+    governor: Option<Arc<Governed>>,
     auth_header: HeaderValue,
     listeners: Vec<BoundListener>,
     authorizer: Arc<dyn PeerAuthorizer>,
@@ -438,7 +439,7 @@ impl Confined {
                 .collect::<Result<Vec<_>, _>>()
                 .map_err(StartupError::Register)?;
             if let Some(g) = sync {
-                crate::governed::spawn_ledger_sync(g);
+                g.spawn_tasks();
             }
             serve(listeners, state, authorizer, limits).await;
             Ok::<_, StartupError>(())
@@ -447,7 +448,7 @@ impl Confined {
         rt.shutdown_background();
         // Every finished request's record is written; make them durable.
         if let Some(g) = &governor {
-            g.tick(clock::now_ms());
+            g.finish();
         }
         Ok(())
     }
