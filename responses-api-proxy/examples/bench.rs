@@ -148,9 +148,9 @@ fn main() {
     println!("ours idle: RSS {} KiB, {} threads", idle_rss, idle_threads);
     println!();
     println!(
-        "| scenario | c | direct req/s | nginx req/s | ours req/s | ours/nginx | ours/direct | direct p50/p99 ms | nginx p50/p99 ms | ours p50/p99 ms | nginx RSS KiB | ours RSS KiB | ours threads | with policy req/s | policy/ours | policy p50/p99 ms |"
+        "| scenario | c | direct req/s | nginx req/s | ours req/s | ours/nginx | ours/direct | direct p50/p99 ms | nginx p50/p99 ms | ours p50/p99 ms | nginx RSS KiB | ours RSS KiB | ours threads | with policy req/s | policy/ours | policy p50/p99 ms | ours CPU µs/req | policy CPU µs/req |"
     );
-    println!("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|");
     for scenario in SCENARIOS {
         for &c in CONCURRENCY {
             let mut cells = Vec::new();
@@ -159,6 +159,9 @@ fn main() {
             // (ROUNDS per cell, order rotating) so each sees the same conditions.
             let slice = Duration::from_millis(secs * 1000 / ROUNDS as u64);
             let mut acc: Vec<(Vec<u32>, f64)> = vec![(Vec::new(), 0.0); targets.len()];
+            // CPU time the target process used (utime + stime, clock ticks) and requests served:
+            // cost per request, which the machine's load drifts do not distort as much as req/s.
+            let mut cpu: Vec<(u64, u64)> = vec![(0, 0); targets.len()];
             for round in 0..ROUNDS {
                 for k in 0..targets.len() {
                     let i = (k + round) % targets.len();
@@ -171,10 +174,14 @@ fn main() {
                             threads_of(pid)
                         })
                     });
+                    let cpu0: u64 = pids.iter().map(|p| cpu_ticks(*p)).sum();
                     let (lat, elapsed) = rt.block_on(load(*port, scenario, c, slice));
+                    let cpu1: u64 = pids.iter().map(|p| cpu_ticks(*p)).sum();
                     if let Some(s) = sampler {
                         ours_threads = s.join().unwrap();
                     }
+                    cpu[i].0 += cpu1.saturating_sub(cpu0);
+                    cpu[i].1 += lat.len() as u64;
                     acc[i].0.extend(lat);
                     acc[i].1 += elapsed;
                 }
@@ -184,6 +191,12 @@ fn main() {
                 let rss: u64 = pids.iter().map(|p| rss_kb(*p)).sum();
                 cells.push((*name, summarize(lat, elapsed), rss));
             }
+            let cpu_us = |n: &str| {
+                let i = targets.iter().position(|(name, _, _)| *name == n).unwrap();
+                let (ticks, reqs) = cpu[i];
+                ticks as f64 * 1e6 / clock_ticks() as f64 / reqs.max(1) as f64
+            };
+            let (ours_cpu, policy_cpu) = (cpu_us("ours"), cpu_us("policy"));
             let get = |n: &str| cells.iter().find(|(name, _, _)| *name == n);
             let d = get("direct").unwrap();
             let o = get("ours").unwrap();
@@ -191,7 +204,7 @@ fn main() {
             let ng = get("nginx");
             let fmt_lat = |r: &LoadResult| format!("{:.3}/{:.3}", r.p50_ms, r.p99_ms);
             println!(
-                "| {scenario} | {c} | {:.0} | {} | {:.0} | {} | {:.2} | {} | {} | {} | {} | {} | {} | {:.0} | {:.3} | {} |",
+                "| {scenario} | {c} | {:.0} | {} | {:.0} | {} | {:.2} | {} | {} | {} | {} | {} | {} | {:.0} | {:.3} | {} | {:.1} | {:.1} |",
                 d.1.rps,
                 ng.map(|n| format!("{:.0}", n.1.rps)).unwrap_or("-".into()),
                 o.1.rps,
@@ -207,6 +220,8 @@ fn main() {
                 pol.1.rps,
                 pol.1.rps / o.1.rps,
                 fmt_lat(&pol.1),
+                ours_cpu,
+                policy_cpu,
             );
         }
     }
@@ -387,6 +402,26 @@ fn status_field(pid: u32, field: &str) -> u64 {
         .and_then(|v| v.parse().ok())
         .unwrap_or(0)
 }
+/// utime + stime of `pid` in clock ticks (`/proc/PID/stat` fields 14 and 15).
+fn cpu_ticks(pid: u32) -> u64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // After the command name's closing parenthesis: field 3 onwards.
+    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let n = |i: usize| f.get(i).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
+    n(11) + n(12)
+}
+
+/// Clock ticks per second (`getconf CLK_TCK`; 100 on Linux).
+fn clock_ticks() -> u64 {
+    Command::new("getconf")
+        .arg("CLK_TCK")
+        .output()
+        .ok()
+        .and_then(|o| String::from_utf8_lossy(&o.stdout).trim().parse().ok())
+        .unwrap_or(100)
+}
+
 fn rss_kb(pid: u32) -> u64 {
     status_field(pid, "VmRSS:")
 }
