@@ -400,6 +400,12 @@ pub const ALLOWED: &[Rule] = &[
         "locks, condition variables, thread joins",
     ),
     Rule::new(
+        "restart_syscall",
+        libc::SYS_restart_syscall,
+        Always,
+        "resumes a timed wait (futex, nanosleep, poll) interrupted by SIGSTOP/SIGCONT or a ptrace stop; it only continues a call that was itself allowed",
+    ),
+    Rule::new(
         "sched_yield",
         libc::SYS_sched_yield,
         Always,

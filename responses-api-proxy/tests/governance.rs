@@ -764,3 +764,56 @@ print(json.dumps(out))
     assert_eq!(v["limited"][2], "rate_limited", "{v}");
     assert_eq!(mock.requests()[0].json().unwrap()["max_output_tokens"], 64);
 }
+
+/// Regression (found while benchmarking this slice): the ledger's `fdatasync` runs on a tokio
+/// blocking thread, which idles in a timed `futex` wait; a stop (SIGSTOP/SIGCONT, a debugger
+/// attaching) makes the kernel resume that wait with `restart_syscall`, which the seccomp
+/// allow-list refused: the proxy exited with code 10 ("seccomp refused system call
+/// restart_syscall"). Fails without the `restart_syscall` row.
+#[test]
+fn a_stopped_and_continued_proxy_with_a_ledger_keeps_serving() {
+    let d = dir();
+    let policy = write_policy(d.path(), "[default]\nday = { output_tokens = 1000000 }\n");
+    let state = d.path().join("state");
+    let mock = MockUpstream::start().unwrap();
+    mock.set_default(stream_with_usage(1, 0, 1));
+    let mut proxy = Spawn::new(&mock.responses_url())
+        .arg("--policy")
+        .arg(policy.to_str().unwrap())
+        .arg("--state-dir")
+        .arg(state.to_str().unwrap())
+        .start();
+    let body = r#"{"model":"gpt-5","stream":true}"#;
+    // A written record makes the sync task hand the file to a blocking thread within a second.
+    let threads = |pid: u32| -> u32 {
+        std::fs::read_to_string(format!("/proc/{pid}/status"))
+            .unwrap()
+            .lines()
+            .find_map(|l| l.strip_prefix("Threads:"))
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap()
+    };
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while threads(proxy.pid()) < 2 {
+        assert_eq!(post_as(None, proxy.port, "/v1/responses", body).status, 200);
+        assert!(
+            Instant::now() < deadline,
+            "no blocking thread appeared: the test cannot run its check"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    // Let the blocking thread finish its sync and idle in its timed wait.
+    std::thread::sleep(Duration::from_millis(300));
+    proxy.signal("STOP");
+    std::thread::sleep(Duration::from_millis(200));
+    proxy.signal("CONT");
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(
+        proxy.wait_exit(Duration::from_millis(10)).is_none(),
+        "the proxy died after SIGSTOP/SIGCONT: {}",
+        proxy.stderr()
+    );
+    assert_eq!(post_as(None, proxy.port, "/v1/responses", body).status, 200);
+}
