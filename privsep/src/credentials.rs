@@ -10,6 +10,9 @@
 //! of blocking start-up until something writes to it), any group or other permission bit (`mode & 077`:
 //! whoever can read it has the key; whoever can write it chooses it), and an owner other than
 //! root or the process's effective uid.
+//!
+//! The same checks open the proxy's policy file ([`open_config_file`]), which is not secret: there
+//! only group/other *write* bits are refused (whoever can write it chooses the policy).
 
 use std::fs::File;
 use std::io;
@@ -23,47 +26,56 @@ use crate::sys;
 #[derive(Debug, thiserror::Error)]
 pub enum CredentialError {
     /// `open` failed.
-    #[error("cannot open key file {path}: {source}")]
+    #[error("cannot open {kind} {path}: {source}")]
     Open {
+        /// Which kind of file.
+        kind: FileKind,
         /// The path.
         path: PathBuf,
         /// The error.
         source: io::Error,
     },
     /// `fstat` failed.
-    #[error("cannot examine key file {path}: {source}")]
+    #[error("cannot examine {kind} {path}: {source}")]
     Stat {
+        /// Which kind of file.
+        kind: FileKind,
         /// The path.
         path: PathBuf,
         /// The error.
         source: io::Error,
     },
     /// The path is a symlink.
-    #[error("refusing key file {path}: it is a symlink")]
+    #[error("refusing {kind} {path}: it is a symlink")]
     Symlink {
+        /// Which kind of file.
+        kind: FileKind,
         /// The path.
         path: PathBuf,
     },
     /// Not a regular file.
-    #[error("refusing key file {path}: not a regular file")]
+    #[error("refusing {kind} {path}: not a regular file")]
     NotRegular {
+        /// Which kind of file.
+        kind: FileKind,
         /// The path.
         path: PathBuf,
     },
     /// Loose permissions.
-    #[error(
-        "refusing key file {path}: mode {mode:04o} gives group or others access; \
-         chmod 0400 (or 0600) it"
-    )]
+    #[error("refusing {kind} {path}: mode {mode:04o} {}", kind.loose_mode_advice())]
     LooseMode {
+        /// Which kind of file.
+        kind: FileKind,
         /// The path.
         path: PathBuf,
         /// Its mode.
         mode: u32,
     },
     /// Owned by someone else.
-    #[error("refusing key file {path}: owned by uid {owner}, not by root or by us (uid {ours})")]
+    #[error("refusing {kind} {path}: owned by uid {owner}, not by root or by us (uid {ours})")]
     Owner {
+        /// Which kind of file.
+        kind: FileKind,
         /// The path.
         path: PathBuf,
         /// Owner.
@@ -84,6 +96,41 @@ pub enum CredentialError {
     BadName(String),
 }
 
+/// Which file [`open_key_file`] / [`open_config_file`] checked (for messages and the mode rule).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FileKind {
+    /// The API key: no group/other bit at all.
+    Key,
+    /// The policy file: no group/other write bit.
+    Policy,
+}
+
+impl FileKind {
+    /// Mode bits that refuse the file.
+    fn forbidden_bits(self) -> u32 {
+        match self {
+            FileKind::Key => 0o077,
+            FileKind::Policy => 0o022,
+        }
+    }
+
+    fn loose_mode_advice(self) -> &'static str {
+        match self {
+            FileKind::Key => "gives group or others access; chmod 0400 (or 0600) it",
+            FileKind::Policy => "lets group or others write it; chmod go-w it",
+        }
+    }
+}
+
+impl std::fmt::Display for FileKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            FileKind::Key => "key file",
+            FileKind::Policy => "policy file",
+        })
+    }
+}
+
 /// `$CREDENTIALS_DIRECTORY/<name>`.
 pub fn systemd_credential(name: &str) -> Result<PathBuf, CredentialError> {
     if name.is_empty() || name == "." || name == ".." || name.contains('/') || name.contains('\0') {
@@ -99,6 +146,17 @@ pub fn systemd_credential(name: &str) -> Result<PathBuf, CredentialError> {
 
 /// Opens a key file after checking it per the module rules.
 pub fn open_key_file(path: &Path) -> Result<File, CredentialError> {
+    open_checked(path, FileKind::Key)
+}
+
+/// Opens a configuration file (the proxy's `--policy`) with the key file's checks, except that
+/// group and others may read it: a symlink, anything but a regular file, a group/other write bit,
+/// or an owner other than root or us is refused.
+pub fn open_config_file(path: &Path) -> Result<File, CredentialError> {
+    open_checked(path, FileKind::Policy)
+}
+
+fn open_checked(path: &Path, kind: FileKind) -> Result<File, CredentialError> {
     // O_NONBLOCK: opening a FIFO must not wait for a writer before the checks below refuse it
     // (it has no effect on reading a regular file).
     let file = std::fs::OpenOptions::new()
@@ -108,10 +166,12 @@ pub fn open_key_file(path: &Path) -> Result<File, CredentialError> {
         .map_err(|source| {
             if source.raw_os_error() == Some(libc::ELOOP) {
                 CredentialError::Symlink {
+                    kind,
                     path: path.to_owned(),
                 }
             } else {
                 CredentialError::Open {
+                    kind,
                     path: path.to_owned(),
                     source,
                 }
@@ -119,16 +179,19 @@ pub fn open_key_file(path: &Path) -> Result<File, CredentialError> {
         })?;
     let (mode, owner) =
         sys::fstat_mode_uid(file.as_fd()).map_err(|source| CredentialError::Stat {
+            kind,
             path: path.to_owned(),
             source,
         })?;
     if mode & libc::S_IFMT != libc::S_IFREG {
         return Err(CredentialError::NotRegular {
+            kind,
             path: path.to_owned(),
         });
     }
-    if mode & 0o077 != 0 {
+    if mode & kind.forbidden_bits() != 0 {
         return Err(CredentialError::LooseMode {
+            kind,
             path: path.to_owned(),
             mode: mode & 0o7777,
         });
@@ -136,6 +199,7 @@ pub fn open_key_file(path: &Path) -> Result<File, CredentialError> {
     let ours = sys::getresuid().map(|(_, e, _)| e).unwrap_or(u32::MAX);
     if owner != 0 && owner != ours {
         return Err(CredentialError::Owner {
+            kind,
             path: path.to_owned(),
             owner,
             ours,
@@ -175,6 +239,38 @@ mod tests {
             assert!(e.to_string().contains("chmod 0400"), "{e}");
             assert!(!e.to_string().contains("sk-test"));
         }
+    }
+
+    #[test]
+    fn config_file_may_be_read_by_others_but_not_written() {
+        let d = tempfile::tempdir().unwrap();
+        // Control: world-readable policy files open (and are refused as key files).
+        for mode in [0o644, 0o444, 0o600] {
+            open_config_file(&write(d.path(), &format!("ok{mode:o}"), mode)).unwrap();
+        }
+        assert!(open_key_file(&write(d.path(), "k644", 0o644)).is_err());
+        for mode in [0o664, 0o646, 0o622] {
+            let e = open_config_file(&write(d.path(), &format!("w{mode:o}"), mode)).unwrap_err();
+            assert!(
+                matches!(e, CredentialError::LooseMode { kind: FileKind::Policy, mode: m, .. } if m == mode),
+                "{mode:o}: {e}"
+            );
+            assert!(
+                e.to_string().contains("refusing policy file")
+                    && e.to_string().contains("chmod go-w"),
+                "{e}"
+            );
+        }
+        let target = write(d.path(), "real", 0o644);
+        let link = d.path().join("policy-link");
+        std::os::unix::fs::symlink(&target, &link).unwrap();
+        assert!(matches!(
+            open_config_file(&link).unwrap_err(),
+            CredentialError::Symlink {
+                kind: FileKind::Policy,
+                ..
+            }
+        ));
     }
 
     #[test]

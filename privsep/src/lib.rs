@@ -48,7 +48,9 @@ pub use codex_confine::thread_count;
 pub use confine::{
     ConfineError, ConfineReport, ConfineSpec, check_writable_dir, confine, install_panic_hook,
 };
-pub use credentials::{CredentialError, open_key_file, systemd_credential};
+pub use credentials::{
+    CredentialError, FileKind, open_config_file, open_key_file, systemd_credential,
+};
 pub use nofile::{NofileError, NofileLimit, raise_nofile_limit};
 pub use peer::{PeerCred, PeerError, PeerIdentifier, peer_cred_unix};
 pub use privdrop::{DEFAULT_ACCOUNT, DropError, DropReport, RunAs};

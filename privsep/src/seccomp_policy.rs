@@ -339,6 +339,12 @@ pub const ALLOWED: &[Rule] = &[
     Rule::new("statx", libc::SYS_statx, Always, "std's metadata"),
     Rule::new("lseek", libc::SYS_lseek, Always, "reading resolver files"),
     Rule::new("fchmod", libc::SYS_fchmod, Always, "dump files made 0600"),
+    Rule::new(
+        "fdatasync",
+        libc::SYS_fdatasync,
+        Always,
+        "the governance ledger in --state-dir made durable (at most once a second)",
+    ),
     Rule::new("faccessat", libc::SYS_faccessat, Always, "see access"),
     Rule::new("faccessat2", libc::SYS_faccessat2, Always, "see access"),
     // Memory.
@@ -392,6 +398,12 @@ pub const ALLOWED: &[Rule] = &[
         libc::SYS_futex,
         Always,
         "locks, condition variables, thread joins",
+    ),
+    Rule::new(
+        "restart_syscall",
+        libc::SYS_restart_syscall,
+        Always,
+        "resumes a timed wait (futex, nanosleep, poll) interrupted by SIGSTOP/SIGCONT or a ptrace stop; it only continues a call that was itself allowed",
     ),
     Rule::new(
         "sched_yield",

@@ -253,6 +253,31 @@ impl TrustedDir {
         .map(File::from)
     }
 
+    /// Opens `name` for appending, creating it with `mode` if missing
+    /// (`O_WRONLY|O_APPEND|O_CREAT|O_NOFOLLOW`: a symlink there is refused, never followed).
+    pub fn open_append(&self, name: &OsStr, mode: u32) -> io::Result<File> {
+        check_name(name)?;
+        sys::openat(
+            Some(self.dir.as_fd()),
+            name,
+            libc::O_WRONLY | libc::O_APPEND | libc::O_CREAT | libc::O_NOFOLLOW,
+            mode,
+        )
+        .map(File::from)
+    }
+
+    /// Opens `name` for reading (`O_RDONLY|O_NOFOLLOW`).
+    pub fn open_read(&self, name: &OsStr) -> io::Result<File> {
+        check_name(name)?;
+        sys::openat(
+            Some(self.dir.as_fd()),
+            name,
+            libc::O_RDONLY | libc::O_NOFOLLOW,
+            0,
+        )
+        .map(File::from)
+    }
+
     /// The file type bits (`st_mode & S_IFMT`) of `name`, without following a symlink; `None`
     /// when nothing is there.
     pub fn kind_of(&self, name: &OsStr) -> io::Result<Option<u32>> {

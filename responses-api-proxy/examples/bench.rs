@@ -73,31 +73,56 @@ fn main() {
     let mock_port: u16 = line.trim().parse().unwrap();
     let mock_guard = KillOnDrop(mock);
 
-    let info = work.path().join("info.json");
-    let mut proxy = Command::new(&proxy_bin)
-        .args([
-            "--upstream-url",
-            &format!("http://127.0.0.1:{mock_port}/v1/responses"),
-            "--server-info",
-            info.to_str().unwrap(),
-            "--threads",
-            &threads.to_string(),
-        ])
-        // Audit logging stays on (one line per request, as in production), written to /dev/null.
-        .stdin(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    track(&proxy);
-    proxy
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(format!("{KEY}\n").as_bytes())
-        .unwrap();
-    let proxy_port = wait_port_file(&info);
-    let proxy_pid = proxy.id();
-    let proxy_guard = KillOnDrop(proxy);
+    // Ours, and ours with a governance policy (issue 17): a model list, an output ceiling (the
+    // bench requests carry none, so every body is rewritten) and day/month budgets for every
+    // user, with the ledger in a state dir.
+    let policy = work.path().join("policy.toml");
+    std::fs::write(
+        &policy,
+        "known_models = [\"gpt-bench\"]\n[default]\nmodels = [\"gpt-bench\", \"gpt-5*\"]\n\
+         max_output_tokens = 4096\nday = { input_tokens = 1000000000000, output_tokens = 1000000000000 }\n\
+         month = { output_tokens = 10000000000000 }\n",
+    )
+    .unwrap();
+    let state = work.path().join("state");
+    let start_ours = |name: &str, extra: &[&str]| {
+        let info = work.path().join(format!("{name}.json"));
+        let mut proxy = Command::new(&proxy_bin)
+            .args([
+                "--upstream-url",
+                &format!("http://127.0.0.1:{mock_port}/v1/responses"),
+                "--server-info",
+                info.to_str().unwrap(),
+                "--threads",
+                &threads.to_string(),
+            ])
+            .args(extra)
+            // Audit logging stays on (one line per request, as in production), to /dev/null.
+            .stdin(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        track(&proxy);
+        proxy
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(format!("{KEY}\n").as_bytes())
+            .unwrap();
+        let port = wait_port_file(&info);
+        let pid = proxy.id();
+        (port, pid, KillOnDrop(proxy))
+    };
+    let (proxy_port, proxy_pid, proxy_guard) = start_ours("ours", &[]);
+    let (policy_port, policy_pid, policy_guard) = start_ours(
+        "policy",
+        &[
+            "--policy",
+            policy.to_str().unwrap(),
+            "--state-dir",
+            state.to_str().unwrap(),
+        ],
+    );
     std::thread::sleep(Duration::from_millis(200));
     let idle_rss = rss_kb(proxy_pid);
     let idle_threads = threads_of(proxy_pid);
@@ -112,6 +137,7 @@ fn main() {
         );
     }
     targets.push(("ours", proxy_port, vec![proxy_pid]));
+    targets.push(("policy", policy_port, vec![policy_pid]));
 
     println!(
         "# responses-api-proxy benchmark: {secs} s per cell, our proxy with --threads {threads}, {} CPUs",
@@ -122,9 +148,9 @@ fn main() {
     println!("ours idle: RSS {} KiB, {} threads", idle_rss, idle_threads);
     println!();
     println!(
-        "| scenario | c | direct req/s | nginx req/s | ours req/s | ours/nginx | ours/direct | direct p50/p99 ms | nginx p50/p99 ms | ours p50/p99 ms | nginx RSS KiB | ours RSS KiB | ours threads |"
+        "| scenario | c | direct req/s | nginx req/s | ours req/s | ours/nginx | ours/direct | direct p50/p99 ms | nginx p50/p99 ms | ours p50/p99 ms | nginx RSS KiB | ours RSS KiB | ours threads | with policy req/s | policy/ours | policy p50/p99 ms | ours CPU µs/req | policy CPU µs/req |"
     );
-    println!("|---|---|---|---|---|---|---|---|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|");
     for scenario in SCENARIOS {
         for &c in CONCURRENCY {
             let mut cells = Vec::new();
@@ -133,6 +159,9 @@ fn main() {
             // (ROUNDS per cell, order rotating) so each sees the same conditions.
             let slice = Duration::from_millis(secs * 1000 / ROUNDS as u64);
             let mut acc: Vec<(Vec<u32>, f64)> = vec![(Vec::new(), 0.0); targets.len()];
+            // CPU time the target process used (utime + stime, clock ticks) and requests served:
+            // cost per request, which the machine's load drifts do not distort as much as req/s.
+            let mut cpu: Vec<(u64, u64)> = vec![(0, 0); targets.len()];
             for round in 0..ROUNDS {
                 for k in 0..targets.len() {
                     let i = (k + round) % targets.len();
@@ -145,10 +174,14 @@ fn main() {
                             threads_of(pid)
                         })
                     });
+                    let cpu0: u64 = pids.iter().map(|p| cpu_ticks(*p)).sum();
                     let (lat, elapsed) = rt.block_on(load(*port, scenario, c, slice));
+                    let cpu1: u64 = pids.iter().map(|p| cpu_ticks(*p)).sum();
                     if let Some(s) = sampler {
                         ours_threads = s.join().unwrap();
                     }
+                    cpu[i].0 += cpu1.saturating_sub(cpu0);
+                    cpu[i].1 += lat.len() as u64;
                     acc[i].0.extend(lat);
                     acc[i].1 += elapsed;
                 }
@@ -158,13 +191,20 @@ fn main() {
                 let rss: u64 = pids.iter().map(|p| rss_kb(*p)).sum();
                 cells.push((*name, summarize(lat, elapsed), rss));
             }
+            let cpu_us = |n: &str| {
+                let i = targets.iter().position(|(name, _, _)| *name == n).unwrap();
+                let (ticks, reqs) = cpu[i];
+                ticks as f64 * 1e6 / clock_ticks() as f64 / reqs.max(1) as f64
+            };
+            let (ours_cpu, policy_cpu) = (cpu_us("ours"), cpu_us("policy"));
             let get = |n: &str| cells.iter().find(|(name, _, _)| *name == n);
             let d = get("direct").unwrap();
             let o = get("ours").unwrap();
+            let pol = get("policy").unwrap();
             let ng = get("nginx");
             let fmt_lat = |r: &LoadResult| format!("{:.3}/{:.3}", r.p50_ms, r.p99_ms);
             println!(
-                "| {scenario} | {c} | {:.0} | {} | {:.0} | {} | {:.2} | {} | {} | {} | {} | {} | {} |",
+                "| {scenario} | {c} | {:.0} | {} | {:.0} | {} | {:.2} | {} | {} | {} | {} | {} | {} | {:.0} | {:.3} | {} | {:.1} | {:.1} |",
                 d.1.rps,
                 ng.map(|n| format!("{:.0}", n.1.rps)).unwrap_or("-".into()),
                 o.1.rps,
@@ -177,6 +217,11 @@ fn main() {
                 ng.map(|n| n.2.to_string()).unwrap_or("-".into()),
                 o.2,
                 ours_threads,
+                pol.1.rps,
+                pol.1.rps / o.1.rps,
+                fmt_lat(&pol.1),
+                ours_cpu,
+                policy_cpu,
             );
         }
     }
@@ -209,6 +254,20 @@ fn main() {
         threads_of(proxy_pid)
     );
     drop(proxy_guard);
+    drop(policy_guard);
+    // The ledger saw every request of the policy column (a sanity check of the measurement).
+    let (records, _) = codex_proxy_governance::ledger::read_range(
+        &state,
+        codex_proxy_governance::clock::day_of(codex_proxy_governance::clock::now_ms()) - 1,
+        codex_proxy_governance::clock::day_of(codex_proxy_governance::clock::now_ms()),
+    )
+    .unwrap();
+    let tokens: u64 = records.iter().map(|r| r.output_tokens).sum();
+    println!(
+        "policy ledger: {} records, {} output tokens counted",
+        records.len(),
+        tokens
+    );
     if let Some((_, _, child)) = nginx {
         drop(child);
     }
@@ -280,7 +339,13 @@ fn run_mock() {
             &serde_json::json!({"type": "response.output_text.delta", "item_id": "msg_bench", "output_index": 0, "content_index": 0, "delta": format!("token {i} of a benchmark burst, padded to about two hundred fifty bytes per event ......"), "sequence_number": i}),
         )
     };
-    let burst: Vec<String> = (0..14).map(long_delta).collect();
+    // Every stream ends with its usage, as the real API's do (the policy column counts it).
+    let completed = sse_frame(
+        "response.completed",
+        &serde_json::json!({"type": "response.completed", "sequence_number": 99, "response": {"id": "resp_bench", "object": "response", "status": "completed", "model": "gpt-bench", "usage": {"input_tokens": 12, "input_tokens_details": {"cached_tokens": 0}, "output_tokens": 14, "output_tokens_details": {"reasoning_tokens": 0}, "total_tokens": 26}}}),
+    );
+    let mut burst: Vec<String> = (0..14).map(long_delta).collect();
+    burst.push(completed.clone());
     eprintln!(
         "mock: sse-burst = {} events of {}..{} bytes, each its own chunk",
         burst.len(),
@@ -288,7 +353,11 @@ fn run_mock() {
         burst.iter().map(String::len).max().unwrap_or(0)
     );
 
-    let paced: Vec<String> = (0..5).map(delta).collect();
+    let mut paced: Vec<String> = (0..5).map(delta).collect();
+    // In the last event's chunk: no extra pacing step.
+    if let Some(last) = paced.last_mut() {
+        last.push_str(&completed);
+    }
     mock.set_handler(move |req| match req.header("x-bench-scenario").as_deref() {
         Some("sse-burst") => MockResponse::SseChunked {
             frames: burst.clone(),
@@ -333,6 +402,26 @@ fn status_field(pid: u32, field: &str) -> u64 {
         .and_then(|v| v.parse().ok())
         .unwrap_or(0)
 }
+/// utime + stime of `pid` in clock ticks (`/proc/PID/stat` fields 14 and 15).
+fn cpu_ticks(pid: u32) -> u64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // After the command name's closing parenthesis: field 3 onwards.
+    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let n = |i: usize| f.get(i).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
+    n(11) + n(12)
+}
+
+/// Clock ticks per second (`getconf CLK_TCK`; 100 on Linux).
+fn clock_ticks() -> u64 {
+    Command::new("getconf")
+        .arg("CLK_TCK")
+        .output()
+        .ok()
+        .and_then(|o| String::from_utf8_lossy(&o.stdout).trim().parse().ok())
+        .unwrap_or(100)
+}
+
 fn rss_kb(pid: u32) -> u64 {
     status_field(pid, "VmRSS:")
 }

@@ -201,6 +201,25 @@ pub struct AuditRecord {
     pub reason: Option<String>,
     /// Decremented on drop: the connection's in-flight count (eviction looks at it).
     pub in_flight: Option<Arc<AtomicUsize>>,
+    /// With `--policy`: the model, tokens, decision and rule (`governed.rs`).
+    pub governance: Option<Governance>,
+}
+
+/// What the policy decided about one request and what it used.
+#[derive(Debug, Clone, Default)]
+pub struct Governance {
+    /// The model the request asked for (unknown when refused before parsing).
+    pub model: Option<String>,
+    /// `allowed`, `clamped` (output ceiling applied) or `refused`.
+    pub decision: &'static str,
+    /// The policy section that applied, or the rule that refused (`user.alice.day.output_tokens`).
+    pub rule: String,
+    pub input_tokens: Option<u64>,
+    pub cached_input_tokens: Option<u64>,
+    pub output_tokens: Option<u64>,
+    pub cost: Option<f64>,
+    /// Usage numbers the upstream sent that were not trusted.
+    pub anomaly: Option<&'static str>,
 }
 
 impl AuditRecord {
@@ -219,6 +238,7 @@ impl AuditRecord {
             outcome: Outcome::Complete,
             reason: None,
             in_flight: None,
+            governance: None,
         }
     }
 }
@@ -240,6 +260,7 @@ impl Drop for AuditRecord {
             request_id: self.request_id.take(),
             outcome: self.outcome,
             reason: self.reason.take(),
+            governance: self.governance.take(),
         };
         let unsent = match SINK.lock().unwrap_or_else(|e| e.into_inner()).as_ref() {
             Some(tx) => tx.send(line).err().map(|e| e.0),
@@ -265,10 +286,37 @@ struct AuditLine {
     request_id: Option<String>,
     outcome: Outcome,
     reason: Option<String>,
+    governance: Option<Governance>,
 }
 
 impl AuditLine {
     fn emit(&self) {
+        if let Some(g) = &self.governance {
+            tracing::info!(
+                target: "audit",
+                peer = %self.peer,
+                uid = self.uid,
+                method = %self.method,
+                path = %self.path,
+                status = self.status,
+                bytes_in = self.bytes_in,
+                bytes_out = self.bytes_out,
+                duration_ms = (self.duration_ms * 1000.0).round() / 1000.0,
+                upstream_request_id = self.request_id.as_deref(),
+                outcome = self.outcome.as_str(),
+                reason = self.reason.as_deref(),
+                model = g.model.as_deref(),
+                tokens_in = g.input_tokens,
+                tokens_cached = g.cached_input_tokens,
+                tokens_out = g.output_tokens,
+                cost = g.cost,
+                decision = g.decision,
+                rule = %g.rule,
+                usage_anomaly = g.anomaly,
+                "request"
+            );
+            return;
+        }
         tracing::info!(
             target: "audit",
             peer = %self.peer,

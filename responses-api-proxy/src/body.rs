@@ -235,9 +235,22 @@ pub struct ResponseBody {
     queued: Option<Frame<Bytes>>,
     /// Upstream's body has ended (held bytes may still be due).
     upstream_over: bool,
+    /// With `--policy`: the usage tap (`governed.rs`).
+    tap: Option<Box<dyn BodyTap>>,
+}
+
+/// Sees the bytes the client receives, and is told when the body ends (governance's usage tap).
+pub trait BodyTap: Send {
+    fn observe(&mut self, data: &[u8]);
+    fn finish(self: Box<Self>, audit: Option<&mut AuditRecord>);
 }
 
 impl ResponseBody {
+    /// Governance: a tap on this body (`governed.rs`'s `ResponseTap`).
+    pub fn set_tap(&mut self, tap: Box<dyn BodyTap>) {
+        self.tap = Some(tap);
+    }
+
     pub fn full(bytes: Bytes, audit: Option<AuditRecord>) -> Self {
         Self {
             inner: Inner::Full(Some(bytes)),
@@ -247,6 +260,7 @@ impl ResponseBody {
             scrub: None,
             queued: None,
             upstream_over: false,
+            tap: None,
         }
     }
 
@@ -264,6 +278,7 @@ impl ResponseBody {
             scrub: Some(scrub),
             queued: None,
             upstream_over: false,
+            tap: None,
         }
     }
 
@@ -272,6 +287,9 @@ impl ResponseBody {
             return;
         }
         self.done = true;
+        if let Some(tap) = self.tap.take() {
+            tap.finish(self.audit.as_mut());
+        }
         if let Some(s) = self.scrub.as_ref().filter(|s| s.hits > 0) {
             tracing::warn!(
                 occurrences = s.hits,
@@ -337,6 +355,9 @@ impl Body for ResponseBody {
                     }
                     if let Some(d) = this.dump.as_mut() {
                         d.body.extend_from_slice(data);
+                    }
+                    if let Some(t) = this.tap.as_mut() {
+                        t.observe(data);
                     }
                 }
                 // hyper stops polling once `is_end_stream` says so: the end is reached here.

@@ -18,7 +18,11 @@ pub const DEFAULT_UPSTREAM_URL: &str = "https://api.openai.com/v1/responses";
 /// Provide the key on stdin, e.g.
 /// `printenv OPENAI_API_KEY | env -u OPENAI_API_KEY responses-api-proxy --server-info /run/x/info.json`.
 #[derive(Debug, Parser)]
-#[command(name = "responses-api-proxy", version)]
+#[command(
+    name = "responses-api-proxy",
+    version,
+    args_conflicts_with_subcommands = true
+)]
 pub struct Args {
     /// TCP port on 127.0.0.1 (default: an ephemeral port). Ignored when --listen is given.
     #[arg(long)]
@@ -89,6 +93,61 @@ pub struct Args {
     /// Access control and privilege separation flags.
     #[command(flatten)]
     pub access: AccessArgs,
+
+    /// Governance: per-user policy and budgets.
+    #[command(flatten)]
+    pub governance: GovernanceArgs,
+
+    /// `usage`: the administrator's report from --state-dir (no key, nothing served).
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+/// The governance flags (flattened into [`Args`]); the crate `codex-proxy-governance` does the work.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct GovernanceArgs {
+    /// Per-user policy (TOML): models, output ceiling, store/background, server tools, request
+    /// rate, day/month token and cost budgets. Owned by root (or the proxy's account), not
+    /// group/other-writable, not a symlink; read before the privilege drop. A bad file is refused
+    /// at start (exit 2, nothing listening).
+    #[arg(long, value_name = "FILE")]
+    pub policy: Option<PathBuf>,
+
+    /// The usage ledger's directory (created 0700 if missing; the only writable place besides
+    /// --dump-dir). Required when the policy sets budgets.
+    #[arg(long, value_name = "DIR", requires = "policy")]
+    pub state_dir: Option<PathBuf>,
+}
+
+/// Subcommands.
+#[derive(Debug, Clone, clap::Subcommand)]
+pub enum Command {
+    /// Per user and model: requests, input/cached/output tokens and cost from the ledger in
+    /// --state-dir, for this month (default), today, or --from/--to (UTC dates).
+    Usage(UsageArgs),
+}
+
+/// `responses-api-proxy usage`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct UsageArgs {
+    /// The proxy's --state-dir.
+    #[arg(long, value_name = "DIR")]
+    pub state_dir: PathBuf,
+    /// Today only (UTC).
+    #[arg(long, conflicts_with_all = ["month", "from", "to"])]
+    pub today: bool,
+    /// This month (UTC); the default.
+    #[arg(long, conflicts_with_all = ["from", "to"])]
+    pub month: bool,
+    /// First day, YYYY-MM-DD (UTC).
+    #[arg(long, value_name = "DATE", requires = "to")]
+    pub from: Option<String>,
+    /// Last day, YYYY-MM-DD (UTC), inclusive.
+    #[arg(long, value_name = "DATE", requires = "from")]
+    pub to: Option<String>,
+    /// JSON instead of a table.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// The access-control flags (flattened into [`Args`]): who may use the key, as whom the proxy runs, where the key comes from.

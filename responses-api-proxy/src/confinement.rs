@@ -69,6 +69,11 @@ pub struct ConfinePlan {
     /// `--dump-dir` did not exist before start-up: the proxy creates it (step 0) and hands it
     /// to the account it drops to.
     dump_dir_is_ours: bool,
+    /// `--state-dir` (the usage ledger), and whether the proxy creates it, as the dump dir.
+    state_dir: Option<PathBuf>,
+    state_dir_is_ours: bool,
+    /// `--policy` is set: every peer is identified.
+    policy: bool,
     spec: ConfineSpec,
     upstream_owner: Arc<UpstreamOwner>,
 }
@@ -87,14 +92,27 @@ impl ConfinePlan {
             .dump_dir
             .as_ref()
             .is_some_and(|d| std::fs::symlink_metadata(d).is_err());
+        let state_dir = args.governance.state_dir.clone();
+        let state_dir_is_ours = state_dir
+            .as_ref()
+            .is_some_and(|d| std::fs::symlink_metadata(d).is_err());
         Ok(Self {
             run_as,
             allow,
             dump_dir: args.dump_dir.clone(),
             dump_dir_is_ours,
+            state_dir: state_dir.clone(),
+            state_dir_is_ours,
+            policy: args.governance.policy.is_some(),
             spec: ConfineSpec {
                 read_paths: Vec::new(),
-                write_dirs: args.dump_dir.iter().cloned().collect(),
+                // The dump dir and the ledger's directory: the only writable places.
+                write_dirs: args
+                    .dump_dir
+                    .iter()
+                    .chain(state_dir.iter())
+                    .cloned()
+                    .collect(),
                 connect_ports: Vec::new(),
                 allow_dns: false,
             },
@@ -129,6 +147,11 @@ impl ConfinePlan {
                 give_created_dir(dir, account.uid, account.gid)?;
             }
         }
+        if let (RunAs::Drop(account), Some(dir)) = (&self.run_as, &self.state_dir) {
+            if self.state_dir_is_ours {
+                give_created_dir(dir, account.uid, account.gid)?;
+            }
+        }
         let dropped = self.run_as.apply().map_err(ConfineStepError::Drop)?;
         // The account must be able to create dumps: fail now, not at the first request.
         if let Some(dir) = &self.dump_dir {
@@ -139,6 +162,18 @@ impl ConfinePlan {
                     source,
                 }
             })?;
+        }
+        // The ledger's directory: not fatal (a read-only or full state dir keeps the proxy
+        // serving; budgets fail closed and every refusal says why), but said at once.
+        if let Some(dir) = &self.state_dir {
+            if let Err(e) = codex_privsep::check_writable_dir(dir) {
+                tracing::error!(
+                    dir = %dir.display(),
+                    uid = dropped.uid.1,
+                    error = %e,
+                    "--state-dir is not writable by the account the proxy runs as: next month's ledger file cannot be created"
+                );
+            }
         }
         if dropped.dangerously_root {
             tracing::warn!("--dangerously-run-as-root: the proxy keeps running as root");
@@ -155,7 +190,7 @@ impl ConfinePlan {
         let hardening = serde_json::to_string(&secure_main::hardening_report())
             .unwrap_or_else(|e| format!("unserialisable: {e}"));
         tracing::info!(%hardening, "hardening report");
-        Ok(Arc::new(PeerAccess::new(self.allow, ident)))
+        Ok(Arc::new(PeerAccess::new(self.allow, ident, self.policy)))
     }
 }
 

@@ -11,6 +11,7 @@ pub mod client;
 pub mod confinement;
 pub mod files;
 pub mod framing;
+pub mod governed;
 pub mod key;
 pub mod key_source;
 pub mod listener;
@@ -27,3 +28,4 @@ pub mod wire;
 
 /// A boxed error that crosses the data path's layers (request and response bodies).
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+pub mod usage_report;

@@ -9,7 +9,7 @@ use clap::Parser;
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use responses_api_proxy::audit::init_logging;
-use responses_api_proxy::cli::Args;
+use responses_api_proxy::cli::{Args, Command, UsageArgs};
 use responses_api_proxy::startup::{Config, StartupError};
 
 fn main() -> ExitCode {
@@ -18,6 +18,9 @@ fn main() -> ExitCode {
     codex_privsep::install_panic_hook("responses-api-proxy: ");
     let args = Args::parse();
     init_logging(args.log_format);
+    if let Some(Command::Usage(u)) = &args.command {
+        return usage(u);
+    }
     match run(args) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -38,4 +41,19 @@ fn run(args: Args) -> Result<(), StartupError> {
         .announce()? // 3. --server-info
         .confine()? // 4. privilege drop + no_new_privs, Landlock, seccomp
         .serve() // 5. runtime + serve until shutdown, then drain
+}
+
+/// `responses-api-proxy usage`: the report on stdout; exit 2 on a bad date or state dir.
+fn usage(a: &UsageArgs) -> ExitCode {
+    use std::io::Write;
+    match responses_api_proxy::usage_report::run(a, codex_proxy_governance::clock::now_ms()) {
+        Ok(text) => {
+            let _ = std::io::stdout().write_all(text.as_bytes());
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            let _ = writeln!(std::io::stderr(), "responses-api-proxy usage: {e}");
+            ExitCode::from(2)
+        }
+    }
 }

@@ -10,16 +10,25 @@ use crate::access::{ConnectionInfo, PeerAuthorizer, PeerDecision, PeerIdentity};
 use crate::listener::ConnAddrs;
 
 /// Identifies peers and applies the allow-list. Unix peers are always identified (for the audit
-/// line); loopback TCP peers only when an allow-list is set (a sock_diag lookup per connection).
+/// line); loopback TCP peers only when an allow-list or a `--policy` is set (a sock_diag lookup
+/// per connection): the policy applies per uid, and a peer whose uid is unknown is refused there.
 pub struct PeerAccess {
     allow: AllowList,
     ident: Arc<PeerIdentifier>,
+    /// `--policy`: identify TCP peers even without an allow-list.
+    identify_tcp: bool,
 }
 
 impl PeerAccess {
-    /// The authorizer for `allow`; `ident` is the sock_diag socket, opened before confinement.
-    pub fn new(allow: AllowList, ident: Arc<PeerIdentifier>) -> Self {
-        PeerAccess { allow, ident }
+    /// The authorizer for `allow`; `ident` is the sock_diag socket, opened before confinement;
+    /// `policy`: a governance policy needs every peer's uid.
+    pub fn new(allow: AllowList, ident: Arc<PeerIdentifier>, policy: bool) -> Self {
+        let identify_tcp = policy || allow.is_restricted();
+        PeerAccess {
+            allow,
+            ident,
+            identify_tcp,
+        }
     }
 }
 
@@ -28,7 +37,7 @@ impl PeerAuthorizer for PeerAccess {
         let found = match conn.addrs {
             // Without an allow-list nobody is refused: skip the netlink round trip (the audit
             // line then has no uid for TCP peers). SO_PEERCRED below is one cheap getsockopt.
-            ConnAddrs::Tcp { .. } if !self.allow.is_restricted() => {
+            ConnAddrs::Tcp { .. } if !self.identify_tcp => {
                 return PeerDecision::Allow(PeerIdentity::default());
             }
             ConnAddrs::Tcp { local, peer } => self.ident.peer_uid_tcp(*local, *peer),

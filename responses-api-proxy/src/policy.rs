@@ -185,6 +185,10 @@ pub enum LocalEndpoint {
     Unix,
 }
 
+/// Paths forwarded without `--allow-path`: the Responses API, and conversation compaction (the
+/// Codex CLI calls it; the same policy rules apply to both).
+pub const FORWARDED_PATHS: &[&str] = &["/v1/responses", "/v1/responses/compact"];
+
 /// The request admission rules, in the order they are checked.
 #[derive(Clone, Debug)]
 pub struct Admission {
@@ -262,12 +266,12 @@ impl Admission {
             return Ok(Route::Shutdown);
         }
         let forwarded_path =
-            path == "/v1/responses" || self.allowed_paths.iter().any(|p| p == path);
+            FORWARDED_PATHS.contains(&path) || self.allowed_paths.iter().any(|p| p == path);
         if !forwarded_path || req.method() != Method::POST {
             return Err(refuse(
                 StatusCode::FORBIDDEN,
                 "not_allowed",
-                "only POST /v1/responses is forwarded",
+                "only POST /v1/responses and /v1/responses/compact are forwarded",
             ));
         }
         if let Some(len) = headers.get(http::header::CONTENT_LENGTH) {

@@ -30,6 +30,8 @@ pub struct ProxyState {
     pub client: UpstreamClient,
     pub key: KeySlot,
     pub dumper: Option<Arc<Dumper>>,
+    /// `--policy`: per-user rules and budgets (`crate::governed`).
+    pub governor: Option<Arc<crate::governed::Governed>>,
     pub body_read_timeout: Duration,
     /// `true` once shutdown was requested (`GET /shutdown`, SIGTERM, SIGINT).
     pub shutdown: watch::Sender<bool>,
@@ -180,6 +182,22 @@ async fn forward(
         audit.bytes_in.clone(),
         dump.as_ref().map(|(_, _, tee)| tee.clone()),
     );
+    // Governance (`--policy`): the body is read, checked and maybe rewritten first.
+    let (body, admitted) = match &state.governor {
+        None => (crate::governed::UpstreamBody::Streamed(body), None),
+        Some(g) => {
+            let tee = dump.as_ref().map(|(_, _, tee)| tee);
+            match crate::governed::admit(g, body, tee, audit).await {
+                Ok((body, admitted, a)) => {
+                    audit = a;
+                    // (the client frames the body itself from its exact size)
+                    body.set_length(&mut headers);
+                    (body, Some(admitted))
+                }
+                Err(refused) => return refused,
+            }
+        }
+    };
     let outgoing = Outgoing {
         method: parts.method.clone(),
         target,
@@ -319,12 +337,17 @@ async fn forward(
             body: Vec::new(),
         }
     });
-    let mut out = Response::new(ResponseBody::upstream(
-        body,
-        audit,
-        pending,
-        BodyScrub::new(key),
-    ));
+    let mut body = ResponseBody::upstream(body, audit, pending, BodyScrub::new(key));
+    if let (Some(g), Some(admitted)) = (&state.governor, admitted) {
+        let tap = crate::governed::ResponseTap::new(
+            g.clone(),
+            admitted,
+            &parts.headers,
+            parts.status.as_u16(),
+        );
+        body.set_tap(Box::new(tap));
+    }
+    let mut out = Response::new(body);
     *out.status_mut() = parts.status;
     *out.headers_mut() = headers;
     out

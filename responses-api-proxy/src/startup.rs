@@ -26,6 +26,7 @@ use crate::cli::Args;
 use crate::client::{UpstreamClient, build_client};
 use crate::confinement::{ConfinePlan, ConfineStepError, PlanError};
 use crate::files::{Dumper, FileError, ServerInfo, write_server_info};
+use crate::governed::Governed;
 use crate::key::{ApiKey, KeySlot};
 use crate::key_source::{KeySource, KeySourceError};
 use crate::listener::{BindError, BoundListener};
@@ -34,6 +35,7 @@ use crate::policy::Admission;
 use crate::proxy::ProxyState;
 use crate::server::{ServeLimits, serve};
 use crate::upstream::{Upstream, UpstreamError};
+use codex_proxy_governance::{Governor, Ledger, Policy, SystemDirectory, clock};
 
 /// Exit codes (secure-main's pre-main hardening uses 5–8; clap's usage errors exit 2).
 pub mod exit {
@@ -70,6 +72,18 @@ pub enum StartupError {
     /// Step 0: `--dump-dir`.
     #[error("--dump-dir: {0}")]
     DumpDir(#[source] FileError),
+    /// Step 0: `--policy` (names the file, line and key).
+    #[error("{0}")]
+    Policy(#[from] codex_proxy_governance::PolicyError),
+    /// Step 0: `--state-dir`.
+    #[error("{0}")]
+    StateDir(#[from] codex_proxy_governance::LedgerError),
+    /// Step 0: budgets without a ledger could not hold across restarts.
+    #[error(
+        "--policy {}: the policy sets budgets, which must survive restarts: give --state-dir DIR",
+        .0.display()
+    )]
+    BudgetsNeedStateDir(std::path::PathBuf),
     /// Step 1.
     #[error("{0}")]
     Key(#[from] KeySourceError),
@@ -106,6 +120,9 @@ impl StartupError {
             StartupError::Plan(_)
             | StartupError::Upstream(_)
             | StartupError::DumpDir(_)
+            | StartupError::Policy(_)
+            | StartupError::StateDir(_)
+            | StartupError::BudgetsNeedStateDir(_)
             | StartupError::Nofile(_)
             | StartupError::ConnectionCap(_) => exit::CONFIG,
             StartupError::Key(_) => exit::KEY,
@@ -183,6 +200,43 @@ pub struct Config {
     upstream: Upstream,
     client: UpstreamClient,
     dumper: Option<Arc<Dumper>>,
+    governor: Option<Arc<Governed>>,
+}
+
+/// `--policy` and `--state-dir` (step 0, before the key: a bad policy fails with nothing
+/// listening; the ledger's directory is created and this month's file opened while still root).
+fn load_governor(args: &Args) -> Result<Option<Arc<Governed>>, StartupError> {
+    let Some(path) = &args.governance.policy else {
+        return Ok(None);
+    };
+    let policy = Policy::load(path, &SystemDirectory)?;
+    let now = clock::now_ms();
+    let ledger = match &args.governance.state_dir {
+        Some(dir) => {
+            let (ledger, records, stats) = Ledger::open(dir, now)?;
+            tracing::info!(
+                dir = %ledger.path().display(),
+                records = stats.records,
+                corrupt_lines = stats.corrupt,
+                torn_tail = stats.torn_tail,
+                "usage ledger: this month replayed"
+            );
+            if let Some(e) = ledger.error() {
+                tracing::error!(
+                    dir = %ledger.path().display(),
+                    error = e,
+                    "usage ledger not writable: requests under a budget are refused until it is"
+                );
+            }
+            Some((ledger, records))
+        }
+        None if policy.has_any_budget() => {
+            return Err(StartupError::BudgetsNeedStateDir(path.clone()));
+        }
+        None => None,
+    };
+    tracing::info!(policy = %path.display(), ledger = ledger.is_some(), "governance policy loaded");
+    Ok(Some(Governed::new(Governor::new(policy, ledger, now))))
 }
 
 impl Config {
@@ -210,6 +264,7 @@ impl Config {
             Some(dir) => Some(Arc::new(Dumper::new(dir).map_err(StartupError::DumpDir)?)),
             None => None,
         };
+        let governor = load_governor(&args)?;
         Ok(Self {
             args,
             max_connections,
@@ -217,6 +272,7 @@ impl Config {
             upstream,
             client,
             dumper,
+            governor,
         })
     }
 
@@ -307,6 +363,7 @@ impl Announced {
             upstream,
             client,
             dumper,
+            governor,
         } = config;
         let authorizer = plan.apply()?;
         Ok(Confined {
@@ -315,6 +372,7 @@ impl Announced {
             upstream,
             client,
             dumper,
+            governor,
             auth_header,
             listeners,
             authorizer,
@@ -329,6 +387,7 @@ pub struct Confined {
     upstream: Upstream,
     client: UpstreamClient,
     dumper: Option<Arc<Dumper>>,
+    governor: Option<Arc<Governed>>,
     auth_header: HeaderValue,
     listeners: Vec<BoundListener>,
     authorizer: Arc<dyn PeerAuthorizer>,
@@ -356,6 +415,8 @@ impl Confined {
             max_header_bytes: 32 * 1024,
         };
         let (shutdown, _) = tokio::sync::watch::channel(false);
+        let governor = self.governor;
+        let sync = governor.clone();
         let state = Arc::new(ProxyState {
             admission: Admission {
                 allowed_paths: args.allow_path.clone(),
@@ -366,22 +427,31 @@ impl Confined {
             client: self.client,
             key: KeySlot::new(ApiKey::new(self.auth_header)),
             dumper: self.dumper,
+            governor: governor.clone(),
             body_read_timeout: args.body_read_timeout(),
             shutdown,
         });
         let authorizer = self.authorizer;
         let listeners = self.listeners;
+
         rt.block_on(async move {
             let listeners = listeners
                 .into_iter()
                 .map(BoundListener::into_async)
                 .collect::<Result<Vec<_>, _>>()
                 .map_err(StartupError::Register)?;
+            if let Some(g) = sync {
+                g.spawn_tasks();
+            }
             serve(listeners, state, authorizer, limits).await;
             Ok::<_, StartupError>(())
         })?;
         // In-flight work is drained; do not wait for idle pooled upstream connections.
         rt.shutdown_background();
+        // Every finished request's record is written; make them durable.
+        if let Some(g) = &governor {
+            g.finish();
+        }
         Ok(())
     }
 }

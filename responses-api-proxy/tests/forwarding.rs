@@ -162,17 +162,21 @@ fn upstream_errors_pass_through_unchanged() {
 fn allow_path_forwards_one_more_exact_path() {
     let mock = MockUpstream::start().unwrap();
     let without = Spawn::new(&mock.responses_url()).start();
-    let refused = without.request("POST", "/v1/responses/compact", &[], b"{}");
+    let refused = without.request("POST", "/v1/responses/input_tokens", &[], b"{}");
     assert_eq!(refused.status, 403);
     assert_eq!(mock.requests().len(), 0);
+    // Compaction is forwarded without the flag (the Codex CLI calls it; issue 17).
+    let compact = without.request("POST", "/v1/responses/compact", &[], b"{}");
+    assert_eq!(compact.status, 200, "{}", compact.text());
+    assert_eq!(mock.requests()[0].path, "/v1/responses/compact");
 
     let with = Spawn::new(&mock.responses_url())
         .arg("--allow-path")
-        .arg("/v1/responses/compact")
+        .arg("/v1/responses/input_tokens")
         .start();
-    let ok = with.request("POST", "/v1/responses/compact", &[], b"{}");
+    let ok = with.request("POST", "/v1/responses/input_tokens", &[], b"{}");
     assert_eq!(ok.status, 200, "{}", ok.text());
-    assert_eq!(mock.requests()[0].path, "/v1/responses/compact");
+    assert_eq!(mock.requests()[1].path, "/v1/responses/input_tokens");
 }
 
 #[test]

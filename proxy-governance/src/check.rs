@@ -1,0 +1,443 @@
+//! Request checks on the parsed JSON body, against the user's [`Rule`], and the refusal they
+//! produce.
+//!
+//! | rule key | check | answer |
+//! |---|---|---|
+//! | (body) | a JSON object, `model` a string; `store`, `background` booleans or null; `max_output_tokens` a non-negative integer or null; `tools` an array of objects with a string `type`; none of these keys twice | 400 `policy_bad_request` |
+//! | `deny_models` | the model matches no deny glob (checked first) | 403 `model_denied` |
+//! | `models` | the model matches an allow glob (when the key is set) | 403 `model_not_allowed` |
+//! | `allow_background` | `background: true` only when allowed | 403 `background_refused` |
+//! | `server_tools` | every tool `type` is a client-side one ([`CLIENT_TOOLS`]) or listed | 403 `tool_not_allowed` |
+//! | `allow_store` | unless allowed, `store` is forced to `false` (set when missing or different) | rewritten |
+//! | `max_output_tokens` | **clamped**: a larger or missing value is set to the ceiling | rewritten |
+//!
+//! Clamping (rather than refusing) the output ceiling keeps clients that never send
+//! `max_output_tokens` (the Codex CLI) working; the response then ends `incomplete` with reason
+//! `max_output_tokens` when the ceiling is reached, which every client handles. The rewrite
+//! edits only those values in the client's bytes (the rest of the body is forwarded as sent),
+//! and only when a change is needed.
+
+use std::borrow::Cow;
+
+use serde::Deserialize;
+use serde_json::value::RawValue;
+
+use crate::glob;
+use crate::policy::{CLIENT_TOOLS, Rule};
+
+/// A request the policy refuses: status, the code, the rule (`<section>.<key>`), the limit and
+/// when it resets.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Refusal {
+    /// 400, 403, 429 or 503.
+    pub status: u16,
+    /// Machine-readable code (`model_not_allowed`, `budget_exhausted`...).
+    pub code: &'static str,
+    /// The rule that refused: `user.alice.day.output_tokens`, `default.models`...
+    pub rule: String,
+    /// A sentence for people.
+    pub message: String,
+    /// The limit that was reached, when there is one.
+    pub limit: Option<serde_json::Value>,
+    /// When the limit resets (ms since the epoch), for budgets and the rate limit.
+    pub resets_at_ms: Option<u64>,
+    /// Seconds until then (the `Retry-After` header), at least 1.
+    pub retry_after_s: Option<u64>,
+}
+
+impl Refusal {
+    pub(crate) fn new(status: u16, code: &'static str, rule: String, message: String) -> Self {
+        Self {
+            status,
+            code,
+            rule,
+            message,
+            limit: None,
+            resets_at_ms: None,
+            retry_after_s: None,
+        }
+    }
+
+    /// The JSON error body:
+    /// `{"error":{"message","type":"proxy_policy_error","code","status","rule","limit","resets_at","retry_after_seconds"}}`.
+    pub fn body(&self) -> Vec<u8> {
+        let mut e = serde_json::Map::new();
+        e.insert("message".into(), self.message.clone().into());
+        e.insert("type".into(), "proxy_policy_error".into());
+        e.insert("code".into(), self.code.into());
+        e.insert("status".into(), self.status.into());
+        e.insert("rule".into(), self.rule.clone().into());
+        if let Some(l) = &self.limit {
+            e.insert("limit".into(), l.clone());
+        }
+        if let Some(r) = self.resets_at_ms {
+            e.insert("resets_at".into(), crate::clock::format_ms(r).into());
+        }
+        if let Some(s) = self.retry_after_s {
+            e.insert("retry_after_seconds".into(), s.into());
+        }
+        let mut out = serde_json::to_vec(&serde_json::json!({ "error": e })).unwrap_or_default();
+        out.push(b'\n');
+        out
+    }
+}
+
+/// A request that passed: its model, and the body to forward when it had to change.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Checked {
+    pub model: String,
+    /// `Some`: forward these bytes instead of the client's.
+    pub rewritten: Option<Vec<u8>>,
+    /// `max_output_tokens` was set to the ceiling.
+    pub clamped: bool,
+}
+
+#[derive(Deserialize)]
+struct Head<'a> {
+    #[serde(borrow, default)]
+    model: Option<Cow<'a, str>>,
+    #[serde(borrow, default, deserialize_with = "raw")]
+    store: Option<&'a RawValue>,
+    #[serde(borrow, default, deserialize_with = "raw")]
+    background: Option<&'a RawValue>,
+    #[serde(borrow, default, deserialize_with = "raw")]
+    max_output_tokens: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    tools: Option<Vec<Tool<'a>>>,
+}
+
+#[derive(Deserialize)]
+struct Tool<'a> {
+    #[serde(borrow, rename = "type")]
+    kind: Cow<'a, str>,
+}
+
+/// Present (even `null`) → `Some(raw)`, so a `null` can be found and replaced.
+fn raw<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<&'de RawValue>, D::Error> {
+    <&RawValue>::deserialize(d).map(Some)
+}
+
+fn bad(message: String) -> Refusal {
+    Refusal::new(400, "policy_bad_request", "request".into(), message)
+}
+
+/// Where `raw` sits in `body` (it was parsed from it).
+fn span(body: &[u8], raw: &RawValue) -> Option<(usize, usize)> {
+    let start = (raw.get().as_ptr() as usize).checked_sub(body.as_ptr() as usize)?;
+    let end = start.checked_add(raw.get().len())?;
+    (end <= body.len()).then_some((start, end))
+}
+
+/// Checks `body` against `rule` (see the module table).
+pub fn check_request(rule: &Rule, body: &[u8]) -> Result<Checked, Refusal> {
+    let open = body
+        .iter()
+        .position(|b| !b.is_ascii_whitespace())
+        .filter(|&i| body[i] == b'{')
+        .ok_or_else(|| bad("the request body must be a JSON object".into()))?;
+    let head: Head<'_> = serde_json::from_slice(body)
+        .map_err(|e| bad(format!("the request body is not acceptable JSON: {e}")))?;
+    let model = head
+        .model
+        .ok_or_else(|| bad("the request names no model".into()))?;
+    let model = model.into_owned();
+
+    if let Some(deny) = &rule.deny_models {
+        if let Some(g) = deny.value.iter().find(|g| glob::matches(g, &model)) {
+            return Err(Refusal {
+                limit: Some(g.clone().into()),
+                ..Refusal::new(
+                    403,
+                    "model_denied",
+                    deny.rule("deny_models"),
+                    format!("model {model:?} is denied by the policy ({g:?})"),
+                )
+            });
+        }
+    }
+    if let Some(allow) = &rule.models {
+        if !allow.value.iter().any(|g| glob::matches(g, &model)) {
+            return Err(Refusal {
+                limit: Some(allow.value.clone().into()),
+                ..Refusal::new(
+                    403,
+                    "model_not_allowed",
+                    allow.rule("models"),
+                    format!("model {model:?} is not in the policy's allowed models"),
+                )
+            });
+        }
+    }
+    let flag = |raw: Option<&RawValue>, key: &str| -> Result<Option<bool>, Refusal> {
+        match raw {
+            None => Ok(None),
+            Some(r) => serde_json::from_str::<Option<bool>>(r.get())
+                .map_err(|_| bad(format!("{key} must be a boolean"))),
+        }
+    };
+    if flag(head.background, "background")? == Some(true) && !rule.allow_background.value {
+        return Err(Refusal::new(
+            403,
+            "background_refused",
+            rule.allow_background.rule("allow_background"),
+            "background responses are not allowed by the policy".into(),
+        ));
+    }
+    for t in head.tools.iter().flatten() {
+        let kind = t.kind.as_ref();
+        if !CLIENT_TOOLS.contains(&kind) && !rule.server_tools.value.iter().any(|s| s == kind) {
+            return Err(Refusal {
+                limit: Some(rule.server_tools.value.clone().into()),
+                ..Refusal::new(
+                    403,
+                    "tool_not_allowed",
+                    rule.server_tools.rule("server_tools"),
+                    format!("the server-side tool {kind:?} is not allowed by the policy"),
+                )
+            });
+        }
+    }
+
+    // Rewrites: (start, end, replacement); an empty range inserts a member after `{`.
+    let mut edits: Vec<(usize, usize, String)> = Vec::new();
+    let after_brace = open + 1;
+    let empty_object = body[after_brace..]
+        .iter()
+        .find(|b| !b.is_ascii_whitespace())
+        .is_some_and(|&b| b == b'}');
+    let member = |key: &str, value: &str| {
+        if empty_object {
+            format!("\"{key}\":{value}")
+        } else {
+            format!("\"{key}\":{value},")
+        }
+    };
+    let store = flag(head.store, "store")?;
+    if !rule.allow_store.value && store != Some(false) {
+        match head.store.and_then(|r| span(body, r)) {
+            Some((s, e)) => edits.push((s, e, "false".into())),
+            None => edits.push((after_brace, after_brace, member("store", "false"))),
+        }
+    }
+    let mut clamped = false;
+    if let Some(ceiling) = &rule.max_output_tokens {
+        let asked = match head.max_output_tokens {
+            None => None,
+            Some(r) => serde_json::from_str::<Option<u64>>(r.get())
+                .map_err(|_| bad("max_output_tokens must be a non-negative integer".into()))?,
+        };
+        if asked.is_none_or(|n| n > ceiling.value) {
+            clamped = true;
+            let v = ceiling.value.to_string();
+            match head.max_output_tokens.and_then(|r| span(body, r)) {
+                Some((s, e)) => edits.push((s, e, v)),
+                None => {
+                    // Two insertions after `{`: only the last one may omit its comma.
+                    let m = if edits.iter().any(|(s, e, _)| s == e) {
+                        format!("\"max_output_tokens\":{v},")
+                    } else {
+                        member("max_output_tokens", &v)
+                    };
+                    edits.push((after_brace, after_brace, m));
+                }
+            }
+        }
+    }
+    let rewritten = if edits.is_empty() {
+        None
+    } else {
+        edits.sort_by_key(|(s, _, _)| *s);
+        let mut out = Vec::with_capacity(body.len() + 64);
+        let mut at = 0;
+        for (s, e, text) in &edits {
+            out.extend_from_slice(&body[at..*s]);
+            out.extend_from_slice(text.as_bytes());
+            at = *e;
+        }
+        out.extend_from_slice(&body[at..]);
+        Some(out)
+    };
+    Ok(Checked {
+        model,
+        rewritten,
+        clamped,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::policy::tests::parse;
+    use proptest::strategy::Strategy;
+
+    fn rule(text: &str) -> Rule {
+        parse(text).unwrap().rule_for(1001)
+    }
+
+    fn json(b: &[u8]) -> serde_json::Value {
+        serde_json::from_slice(b).unwrap()
+    }
+
+    #[test]
+    fn models_tools_background_refused_with_their_rule() {
+        let r = rule(
+            "[default]\nmodels = [\"gpt-5*\"]\ndeny_models = [\"gpt-5-pro\"]\n[user.alice]\nserver_tools = [\"web_search\"]\n",
+        );
+        let e = check_request(&r, br#"{"model":"o3","input":"hi","store":false}"#).unwrap_err();
+        assert_eq!(
+            (e.status, e.code, e.rule.as_str()),
+            (403, "model_not_allowed", "default.models")
+        );
+        let e = check_request(&r, br#"{"model":"gpt-5-pro"}"#).unwrap_err();
+        assert_eq!(
+            (e.code, e.rule.as_str()),
+            ("model_denied", "default.deny_models")
+        );
+        let e = check_request(&r, br#"{"model":"gpt-5","background":true}"#).unwrap_err();
+        assert_eq!(
+            (e.code, e.rule.as_str()),
+            ("background_refused", "built-in.allow_background")
+        );
+        let e = check_request(
+            &r,
+            br#"{"model":"gpt-5","tools":[{"type":"function","name":"f"},{"type":"code_interpreter"}]}"#,
+        )
+        .unwrap_err();
+        assert_eq!(
+            (e.code, e.rule.as_str()),
+            ("tool_not_allowed", "user.alice.server_tools")
+        );
+        let body = e.body();
+        let v = json(&body);
+        assert_eq!(v["error"]["rule"], "user.alice.server_tools");
+        assert_eq!(v["error"]["limit"], serde_json::json!(["web_search"]));
+        // Controls.
+        let ok = check_request(
+            &r,
+            br#"{"model":"gpt-5-mini","store":false,"background":false,"tools":[{"type":"web_search"},{"type":"function"}]}"#,
+        )
+        .unwrap();
+        assert_eq!(ok.model, "gpt-5-mini");
+        assert_eq!(ok.rewritten, None);
+    }
+
+    #[test]
+    fn store_is_forced_and_the_ceiling_clamps() {
+        let r = rule("[default]\nmax_output_tokens = 100\n");
+        for (body, want_store) in [
+            (&br#"{"model":"gpt-5"}"#[..], false),
+            (br#"{}"#, false),
+            (
+                br#" { "model" : "gpt-5", "store": true, "max_output_tokens": 5000 }"#,
+                false,
+            ),
+            (
+                br#"{"model":"gpt-5","store":null,"max_output_tokens":null}"#,
+                false,
+            ),
+        ] {
+            match check_request(&r, body) {
+                Ok(c) => {
+                    let v = json(c.rewritten.as_ref().unwrap());
+                    assert_eq!(v["store"], want_store, "{}", String::from_utf8_lossy(body));
+                    assert_eq!(v["max_output_tokens"], 100);
+                    assert!(c.clamped);
+                }
+                Err(e) => assert_eq!(
+                    e.code,
+                    "policy_bad_request",
+                    "{}",
+                    String::from_utf8_lossy(body)
+                ),
+            }
+        }
+        // Below the ceiling and store false: forwarded unchanged.
+        let c = check_request(
+            &r,
+            br#"{"model":"gpt-5","store":false,"max_output_tokens":50}"#,
+        )
+        .unwrap();
+        assert_eq!(c.rewritten, None);
+        assert!(!c.clamped);
+        // Allowed store: left alone.
+        let r = rule("[default]\nallow_store = true\n");
+        assert_eq!(
+            check_request(&r, br#"{"model":"gpt-5"}"#)
+                .unwrap()
+                .rewritten,
+            None
+        );
+    }
+
+    #[test]
+    fn malformed_or_ambiguous_bodies_are_400() {
+        let r = rule("[default]\nmax_output_tokens = 100\n");
+        for body in [
+            &b"not json"[..],
+            b"[\"gpt-5\"]",
+            br#"{"model":5}"#,
+            br#"{"input":"x"}"#,
+            br#"{"model":"gpt-5","model":"o3"}"#,
+            br#"{"model":"gpt-5","store":"no"}"#,
+            br#"{"model":"gpt-5","background":1}"#,
+            br#"{"model":"gpt-5","max_output_tokens":-1}"#,
+            br#"{"model":"gpt-5","max_output_tokens":1.5}"#,
+            br#"{"model":"gpt-5","tools":{"type":"x"}}"#,
+            br#"{"model":"gpt-5","tools":[{"name":"no type"}]}"#,
+            br#"{"model":"gpt-5","#,
+        ] {
+            let e = check_request(&r, body).unwrap_err();
+            assert_eq!(
+                (e.status, e.code),
+                (400, "policy_bad_request"),
+                "{}",
+                String::from_utf8_lossy(body)
+            );
+        }
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig { cases: 256, .. Default::default() })]
+
+        /// The byte edits always give valid JSON with store false, the ceiling kept, and every
+        /// other member unchanged, whatever the body's layout.
+        #[test]
+        fn rewrites_keep_the_body_valid(
+            store in proptest::option::of(proptest::prop_oneof![
+                proptest::strategy::Just("true"), proptest::strategy::Just("false"), proptest::strategy::Just("null")]),
+            mot in proptest::option::of(proptest::prop_oneof![
+                (0u64..100_000).prop_map(|n| n.to_string()), proptest::strategy::Just("null".to_string())]),
+            extra in proptest::collection::vec(("[a-z]{1,8}", "[ -~]{0,12}"), 0..4),
+            ws in "[ \t\n]{0,3}",
+            order in 0usize..4,
+        ) {
+            use proptest::prelude::*;
+            let r = rule("[default]\nmax_output_tokens = 500\n");
+            let mut members = vec![format!("\"model\"{ws}:{ws}\"gpt-5\"")];
+            if let Some(s) = store { members.push(format!("\"store\":{ws}{s}")); }
+            if let Some(m) = &mot { members.push(format!("\"max_output_tokens\" : {m}")); }
+            for (k, v) in &extra {
+                members.push(format!("\"x_{k}\":{}", serde_json::Value::from(v.as_str())));
+            }
+            let n = members.len();
+            members.rotate_left(order % n);
+            let body = format!("{ws}{{{ws}{}{ws}}}{ws}", members.join(&format!(",{ws}")));
+            let original: serde_json::Value = serde_json::from_str(&body).unwrap();
+            match check_request(&r, body.as_bytes()) {
+                Ok(c) => {
+                    let out = c.rewritten.clone().unwrap_or_else(|| body.clone().into_bytes());
+                    let v: serde_json::Value = serde_json::from_slice(&out)
+                        .map_err(|e| TestCaseError::fail(format!("{e}: {}", String::from_utf8_lossy(&out))))?;
+                    prop_assert_eq!(&v["store"], &serde_json::Value::Bool(false));
+                    prop_assert!(v["max_output_tokens"].as_u64().is_some_and(|n| n <= 500));
+                    for (k, val) in original.as_object().unwrap() {
+                        if k != "store" && k != "max_output_tokens" {
+                            prop_assert_eq!(&v[k], val);
+                        }
+                    }
+                }
+                Err(e) => prop_assert!(false, "refused {}: {:?}", body, e),
+            }
+        }
+    }
+}

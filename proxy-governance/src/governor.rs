@@ -1,0 +1,551 @@
+//! The governor: the policy, the per-user rate limiter, the budgets and the ledger together.
+//! The proxy asks [`Governor::admit`] before forwarding (with the buffered request body) and
+//! tells [`Governor::record`] what the response used when it ends.
+//!
+//! - **Order of checks:** peer known → request rules ([`crate::check`], 400/403) → a price for
+//!   the model when a cost limit applies (403) → the ledger is writable when a budget applies
+//!   (503, fail closed) → day and month budgets (429, reset at the next UTC midnight / first of
+//!   the month) → request rate (429). Only an admitted request takes a rate token.
+//! - **Budgets** compare what was spent (from the ledger at start-up, then every finished
+//!   request) with the limits. A request is admitted while every limit is above what was spent;
+//!   its own usage is only known at its end, so a budget is exhausted *during* a stream and that
+//!   stream is never cut: the next request is refused. Concurrent streams can overshoot a limit
+//!   by what they use together.
+//! - **Rate:** a token bucket per uid holding `requests_per_minute` tokens, refilled evenly
+//!   over the minute; in memory (a restart refills it).
+//! - **Ledger:** [`Governor::record`] queues the record; [`Governor::flush`] writes every queued
+//!   record with one `write(2)` (the proxy calls it in the same event-loop round, so under load
+//!   one write carries many records); a failed write makes budgeted requests fail closed until a
+//!   retry succeeds.
+//! - **Thread safety:** one mutex around the state; every operation is short (no I/O but the
+//!   ledger's `write(2)` in [`Governor::flush`]; `fdatasync` runs outside it, see
+//!   [`Governor::sync_handle`]).
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use crate::check::{Refusal, check_request};
+use crate::clock::{self, Month};
+use crate::ledger::{Ledger, Record};
+use crate::policy::{Budget, Policy, Rule};
+use crate::usage::{TapResult, Usage};
+
+/// Spending over one period.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct Totals {
+    pub requests: u64,
+    pub usage: Usage,
+    pub cost: f64,
+}
+
+impl Totals {
+    fn add(&mut self, usage: &Usage, cost: f64) {
+        self.requests += 1;
+        self.usage.add(usage);
+        self.cost += cost;
+    }
+}
+
+#[derive(Debug)]
+struct Spent {
+    day: i64,
+    today: Totals,
+    month: Month,
+    this_month: Totals,
+}
+
+impl Spent {
+    fn new(now_ms: u64) -> Self {
+        Self {
+            day: clock::day_of(now_ms),
+            today: Totals::default(),
+            month: Month::of_ms(now_ms),
+            this_month: Totals::default(),
+        }
+    }
+
+    /// Moves to the period of `now_ms` (a new day or month starts from zero).
+    fn roll(&mut self, now_ms: u64) {
+        let day = clock::day_of(now_ms);
+        if day != self.day {
+            self.day = day;
+            self.today = Totals::default();
+        }
+        let month = Month::of_ms(now_ms);
+        if month != self.month {
+            self.month = month;
+            self.this_month = Totals::default();
+        }
+    }
+}
+
+#[derive(Debug)]
+struct Bucket {
+    tokens: f64,
+    last_ms: u64,
+}
+
+#[derive(Debug)]
+struct Inner {
+    rules: HashMap<u32, Arc<Rule>>,
+    buckets: HashMap<u32, Bucket>,
+    spent: HashMap<u32, Spent>,
+    ledger: Option<Ledger>,
+}
+
+/// An admitted request.
+#[derive(Debug)]
+pub struct Admitted {
+    pub uid: u32,
+    /// The model the request asked for (what the ledger and the audit line name).
+    pub model: String,
+    /// `Some`: forward this body instead of the client's (store forced, ceiling clamped).
+    pub body: Option<Vec<u8>>,
+    /// The most specific policy section that applied (`user.alice`).
+    pub rule: Arc<str>,
+    /// `max_output_tokens` was clamped to the ceiling.
+    pub clamped: bool,
+}
+
+/// What [`Governor::record`] did.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Recorded {
+    pub usage: Usage,
+    pub cost: f64,
+}
+
+/// See the module docs.
+#[derive(Debug)]
+pub struct Governor {
+    policy: Policy,
+    inner: Mutex<Inner>,
+}
+
+impl Governor {
+    /// A governor over `policy`, with the ledger (and this month's records, replayed into the
+    /// budgets) when a state directory is in use.
+    pub fn new(policy: Policy, ledger: Option<(Ledger, Vec<Record>)>, now_ms: u64) -> Self {
+        let mut spent: HashMap<u32, Spent> = HashMap::new();
+        let ledger = ledger.map(|(l, records)| {
+            for r in records {
+                let s = spent.entry(r.uid).or_insert_with(|| Spent::new(now_ms));
+                if Month::of_ms(r.ts_ms) == s.month {
+                    s.this_month.add(&r.usage(), r.cost);
+                    if clock::day_of(r.ts_ms) == s.day {
+                        s.today.add(&r.usage(), r.cost);
+                    }
+                }
+            }
+            l
+        });
+        Self {
+            policy,
+            inner: Mutex::new(Inner {
+                rules: HashMap::new(),
+                buckets: HashMap::new(),
+                spent,
+                ledger,
+            }),
+        }
+    }
+
+    /// The policy.
+    pub fn policy(&self) -> &Policy {
+        &self.policy
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// What `uid` spent today and this month.
+    pub fn spent(&self, uid: u32, now_ms: u64) -> (Totals, Totals) {
+        let mut g = self.lock();
+        match g.spent.get_mut(&uid) {
+            Some(s) => {
+                s.roll(now_ms);
+                (s.today, s.this_month)
+            }
+            None => (Totals::default(), Totals::default()),
+        }
+    }
+
+    /// Whether the ledger takes records (`None` without a state dir), and why not.
+    pub fn ledger_status(&self) -> Option<Result<(), String>> {
+        let g = self.lock();
+        g.ledger.as_ref().map(|l| match l.error() {
+            None if l.healthy() => Ok(()),
+            e => Err(e.unwrap_or("records pending").to_string()),
+        })
+    }
+
+    /// Checks a request (see the module docs for the order).
+    pub fn admit(&self, uid: Option<u32>, body: &[u8], now_ms: u64) -> Result<Admitted, Refusal> {
+        let Some(uid) = uid else {
+            return Err(Refusal::new(
+                403,
+                "peer_unknown",
+                "policy".into(),
+                "the policy applies per local user, and this peer's uid is unknown".into(),
+            ));
+        };
+        let mut g = self.lock();
+        let rule = g
+            .rules
+            .entry(uid)
+            .or_insert_with(|| Arc::new(self.policy.rule_for(uid)))
+            .clone();
+        drop(g);
+        let checked = check_request(&rule, body)?;
+        if rule.has_cost_limit() && self.policy.price_of(&checked.model).is_none() {
+            let setting = rule.day.cost.as_ref().or(rule.month.cost.as_ref());
+            return Err(Refusal::new(
+                403,
+                "no_price",
+                setting.map_or_else(|| "prices".into(), |s| s.rule("cost")),
+                format!(
+                    "a cost limit applies and the policy has no price for model {:?}",
+                    checked.model
+                ),
+            ));
+        }
+        let mut g = self.lock();
+        if rule.has_budget() {
+            let month = Month::of_ms(now_ms);
+            let why = match g.ledger.as_mut() {
+                None => Some("no --state-dir".to_string()),
+                Some(l) if !l.healthy() => match l.flush_pending(month) {
+                    Ok(()) => None,
+                    Err(e) => Some(e.to_string()),
+                },
+                Some(_) => None,
+            };
+            if let Some(why) = why {
+                return Err(Refusal {
+                    retry_after_s: Some(10),
+                    ..Refusal::new(
+                        503,
+                        "ledger_unavailable",
+                        "state-dir".into(),
+                        format!(
+                            "the usage ledger cannot be written ({why}): requests under a budget are refused until it can"
+                        ),
+                    )
+                });
+            }
+            let s = g.spent.entry(uid).or_insert_with(|| Spent::new(now_ms));
+            s.roll(now_ms);
+            check_budget(
+                &rule.day,
+                &s.today,
+                clock::next_day_start_ms(now_ms),
+                now_ms,
+            )?;
+            check_budget(
+                &rule.month,
+                &s.this_month,
+                clock::next_month_start_ms(now_ms),
+                now_ms,
+            )?;
+        }
+        if let Some(rpm) = &rule.requests_per_minute {
+            let cap = f64::from(rpm.value);
+            let per_ms = cap / 60_000.0;
+            let b = g.buckets.entry(uid).or_insert(Bucket {
+                tokens: cap,
+                last_ms: now_ms,
+            });
+            let elapsed = now_ms.saturating_sub(b.last_ms) as f64;
+            b.tokens = (b.tokens + elapsed * per_ms).min(cap);
+            b.last_ms = b.last_ms.max(now_ms);
+            if b.tokens < 1.0 {
+                let wait_ms = ((1.0 - b.tokens) / per_ms).ceil() as u64;
+                return Err(Refusal {
+                    limit: Some(rpm.value.into()),
+                    resets_at_ms: Some(now_ms + wait_ms),
+                    retry_after_s: Some(wait_ms.div_ceil(1000).max(1)),
+                    ..Refusal::new(
+                        429,
+                        "rate_limited",
+                        rpm.rule("requests_per_minute"),
+                        format!("more than {} requests per minute", rpm.value),
+                    )
+                });
+            }
+            b.tokens -= 1.0;
+        }
+        Ok(Admitted {
+            uid,
+            model: checked.model,
+            body: checked.rewritten,
+            rule: rule.name.clone(),
+            clamped: checked.clamped,
+        })
+    }
+
+    /// The cost of `usage` on `model` with the policy's prices (0 without a price).
+    pub fn cost_of(&self, model: &str, usage: &Usage) -> f64 {
+        let Some(p) = self.policy.price_of(model) else {
+            return 0.0;
+        };
+        let uncached = usage.input_tokens.saturating_sub(usage.cached_input_tokens) as f64;
+        (uncached * p.input
+            + usage.cached_input_tokens as f64 * p.cached_input
+            + usage.output_tokens as f64 * p.output)
+            / 1_000_000.0
+    }
+
+    /// A forwarded request ended: count it and write its ledger record.
+    pub fn record(
+        &self,
+        admitted: &Admitted,
+        tap: &TapResult,
+        status: u16,
+        now_ms: u64,
+    ) -> Recorded {
+        let usage = tap.usage.unwrap_or_default();
+        let cost = self.cost_of(&admitted.model, &usage);
+        let rec = Record::new(now_ms, admitted.uid, &admitted.model, usage, status, cost);
+        let mut g = self.lock();
+        let s = g
+            .spent
+            .entry(admitted.uid)
+            .or_insert_with(|| Spent::new(now_ms));
+        s.roll(now_ms);
+        s.today.add(&usage, cost);
+        s.this_month.add(&usage, cost);
+        if let Some(l) = g.ledger.as_mut() {
+            l.push(&rec);
+        }
+        Recorded { usage, cost }
+    }
+
+    /// Writes the queued records (one `write(2)`); logs when the ledger turns unwritable.
+    pub fn flush(&self, now_ms: u64) {
+        let mut g = self.lock();
+        let Some(l) = g.ledger.as_mut() else {
+            return;
+        };
+        if l.pending() == 0 && l.healthy() {
+            return;
+        }
+        let was_healthy = l.healthy();
+        if let Err(e) = l.flush_pending(Month::of_ms(now_ms)) {
+            if was_healthy {
+                tracing::error!(
+                    dir = %l.path().display(),
+                    error = %e,
+                    "cannot write the usage ledger: requests under a budget are refused until it can be written"
+                );
+            }
+        } else if !was_healthy {
+            tracing::info!(dir = %l.path().display(), "usage ledger writable again");
+        }
+    }
+
+    /// A descriptor to `fdatasync` (off the event loop) when records were written since the
+    /// last sync; report a failure with [`Governor::sync_failed`].
+    pub fn sync_handle(&self) -> Option<std::fs::File> {
+        self.lock().ledger.as_mut().and_then(Ledger::sync_handle)
+    }
+
+    /// An `fdatasync` from [`Governor::sync_handle`] failed: fail closed until the next write.
+    pub fn sync_failed(&self, e: &std::io::Error) {
+        tracing::error!(error = %e, "fdatasync of the usage ledger failed");
+        if let Some(l) = self.lock().ledger.as_mut() {
+            l.sync_failed(e);
+        }
+    }
+
+    /// At shutdown (or in tests): write what is queued and `fdatasync` it, here.
+    pub fn tick(&self, now_ms: u64) {
+        self.flush(now_ms);
+        let mut g = self.lock();
+        if let Some(l) = g.ledger.as_mut() {
+            if let Err(e) = l.sync() {
+                tracing::error!(error = %e, "fdatasync of the usage ledger failed");
+            }
+        }
+    }
+}
+
+fn check_budget(b: &Budget, t: &Totals, reset_ms: u64, now_ms: u64) -> Result<(), Refusal> {
+    let over = |limit: u64, spent: u64| spent >= limit;
+    let tokens = [
+        (&b.input_tokens, t.usage.input_tokens, "input_tokens"),
+        (
+            &b.cached_input_tokens,
+            t.usage.cached_input_tokens,
+            "cached_input_tokens",
+        ),
+        (&b.output_tokens, t.usage.output_tokens, "output_tokens"),
+    ];
+    let refuse = |rule: String, limit: serde_json::Value, what: String| Refusal {
+        limit: Some(limit),
+        resets_at_ms: Some(reset_ms),
+        retry_after_s: Some(reset_ms.saturating_sub(now_ms).div_ceil(1000).max(1)),
+        ..Refusal::new(429, "budget_exhausted", rule, what)
+    };
+    for (setting, spent, key) in tokens {
+        if let Some(s) = setting {
+            if over(s.value, spent) {
+                return Err(refuse(
+                    s.rule(key),
+                    s.value.into(),
+                    format!(
+                        "budget exhausted: {spent} {} used of {} ({}); it resets at {}",
+                        key.replace('_', " "),
+                        s.value,
+                        s.rule(key),
+                        clock::format_ms(reset_ms)
+                    ),
+                ));
+            }
+        }
+    }
+    if let Some(s) = &b.cost {
+        if t.cost >= s.value {
+            return Err(refuse(
+                s.rule("cost"),
+                s.value.into(),
+                format!(
+                    "budget exhausted: cost {:.4} used of {} ({}); it resets at {}",
+                    t.cost,
+                    s.value,
+                    s.rule("cost"),
+                    clock::format_ms(reset_ms)
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::policy::tests::parse;
+
+    const NOW: u64 = 1_796_510_821_000; // 2026-12-05T22:47:01Z
+
+    fn tap(i: u64, o: u64) -> TapResult {
+        TapResult {
+            usage: Some(Usage {
+                input_tokens: i,
+                cached_input_tokens: 0,
+                output_tokens: o,
+            }),
+            ..TapResult::default()
+        }
+    }
+
+    const BODY: &[u8] = br#"{"model":"gpt-5","store":false}"#;
+
+    #[test]
+    fn budgets_refuse_after_exhaustion_with_reset_and_per_user_limits() {
+        let p = parse(
+            "[default]\nday = { output_tokens = 100 }\n[user.bob]\nday = { output_tokens = 1000 }\nmonth = { input_tokens = 50 }\n",
+        )
+        .unwrap();
+        let d = tempfile::tempdir().unwrap();
+        let (l, recs, _) = Ledger::open(d.path(), NOW).unwrap();
+        let g = Governor::new(p, Some((l, recs)), NOW);
+        // alice: within budget, then one response uses 150 (the stream is not cut: it is only
+        // counted), then refused until midnight UTC.
+        let a = g.admit(Some(1001), BODY, NOW).unwrap();
+        assert_eq!(&*a.rule, "default");
+        g.record(&a, &tap(10, 150), 200, NOW);
+        let e = g.admit(Some(1001), BODY, NOW + 1).unwrap_err();
+        assert_eq!((e.status, e.code), (429, "budget_exhausted"));
+        assert_eq!(e.rule, "default.day.output_tokens");
+        assert_eq!(e.resets_at_ms, Some(clock::next_day_start_ms(NOW)));
+        let v: serde_json::Value = serde_json::from_slice(&e.body()).unwrap();
+        assert_eq!(v["error"]["resets_at"], "2026-12-06T00:00:00Z");
+        assert_eq!(v["error"]["limit"], 100);
+        assert_eq!(e.retry_after_s, Some(4379));
+        // The next day: admitted again.
+        g.admit(Some(1001), BODY, clock::next_day_start_ms(NOW))
+            .unwrap();
+        // bob: his own limits; the month input budget bites first.
+        let b = g.admit(Some(1002), BODY, NOW).unwrap();
+        g.record(&b, &tap(60, 150), 200, NOW);
+        let e = g.admit(Some(1002), BODY, NOW).unwrap_err();
+        assert_eq!(e.rule, "user.bob.month.input_tokens");
+        assert_eq!(e.resets_at_ms, Some(clock::next_month_start_ms(NOW)));
+        // Across a restart: the ledger replays this month (written by a flush).
+        g.flush(NOW);
+        drop(g);
+        let p = parse("[default]\nday = { output_tokens = 100 }\n").unwrap();
+        let (l, recs, _) = Ledger::open(d.path(), NOW).unwrap();
+        assert_eq!(recs.len(), 2);
+        let g = Governor::new(p, Some((l, recs)), NOW + 5);
+        let e = g.admit(Some(1001), BODY, NOW + 5).unwrap_err();
+        assert_eq!(e.rule, "default.day.output_tokens");
+        let (today, month) = g.spent(1002, NOW + 5);
+        assert_eq!((today.requests, month.usage.input_tokens), (1, 60));
+    }
+
+    #[test]
+    fn rate_limit_refills_over_the_minute() {
+        let p = parse("[default]\nrequests_per_minute = 2\n").unwrap();
+        let g = Governor::new(p, None, NOW);
+        g.admit(Some(7), BODY, NOW).unwrap();
+        g.admit(Some(7), BODY, NOW).unwrap();
+        let e = g.admit(Some(7), BODY, NOW).unwrap_err();
+        assert_eq!(
+            (e.status, e.code, e.rule.as_str()),
+            (429, "rate_limited", "default.requests_per_minute")
+        );
+        assert_eq!(e.retry_after_s, Some(30));
+        // Another user has their own bucket.
+        g.admit(Some(8), BODY, NOW).unwrap();
+        // Half a minute later one token is back.
+        g.admit(Some(7), BODY, NOW + 30_000).unwrap();
+        assert!(g.admit(Some(7), BODY, NOW + 30_000).is_err());
+        // Refused requests (a denied model) take no token.
+        let p = parse("[default]\nrequests_per_minute = 1\nmodels = [\"o3\"]\n").unwrap();
+        let g = Governor::new(p, None, NOW);
+        assert_eq!(
+            g.admit(Some(7), BODY, NOW).unwrap_err().code,
+            "model_not_allowed"
+        );
+        g.admit(Some(7), br#"{"model":"o3"}"#, NOW).unwrap();
+    }
+
+    #[test]
+    fn budgets_fail_closed_without_a_writable_ledger_and_costs_need_prices() {
+        let p = parse("[default]\nmonth = { output_tokens = 10 }\n[user.bob]\nmonth = { output_tokens = 10 }\n").unwrap();
+        // No state dir: budgeted users are refused (the proxy refuses this at start-up; the
+        // governor fails closed anyway).
+        let g = Governor::new(p, None, NOW);
+        let e = g.admit(Some(1001), BODY, NOW).unwrap_err();
+        assert_eq!((e.status, e.code), (503, "ledger_unavailable"));
+        // A user without budget is served.
+        let p = parse("[user.bob]\nmonth = { output_tokens = 10 }\n").unwrap();
+        let g = Governor::new(p, None, NOW);
+        g.admit(Some(1001), BODY, NOW).unwrap();
+        assert_eq!(
+            g.admit(Some(1002), BODY, NOW).unwrap_err().code,
+            "ledger_unavailable"
+        );
+        // Cost limits need a price for the model.
+        let p =
+            parse("[prices.\"gpt-5\"]\ninput = 1\noutput = 10\n[default]\nday = { cost = 1.0 }\n")
+                .unwrap();
+        let d = tempfile::tempdir().unwrap();
+        let (l, recs, _) = Ledger::open(d.path(), NOW).unwrap();
+        let g = Governor::new(p, Some((l, recs)), NOW);
+        let e = g.admit(Some(1), br#"{"model":"o3"}"#, NOW).unwrap_err();
+        assert_eq!((e.code, e.rule.as_str()), ("no_price", "default.day.cost"));
+        let a = g.admit(Some(1), BODY, NOW).unwrap();
+        // 100k output tokens at 10 per million = 1.0: exhausted.
+        let r = g.record(&a, &tap(0, 100_000), 200, NOW);
+        assert!((r.cost - 1.0).abs() < 1e-9);
+        assert_eq!(
+            g.admit(Some(1), BODY, NOW).unwrap_err().rule,
+            "default.day.cost"
+        );
+        // Unknown peer: refused.
+        assert_eq!(g.admit(None, BODY, NOW).unwrap_err().code, "peer_unknown");
+    }
+}

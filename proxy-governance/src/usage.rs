@@ -1,0 +1,945 @@
+//! Usage accounting from the responses themselves, as an incremental byte tap
+//! ([`UsageTap::observe`]) over the body the client receives.
+//!
+//! - A JSON response (`application/json`, the usual non-streamed answer and `/responses/compact`):
+//!   the top-level `usage` object (and `model`).
+//! - A stream (`text/event-stream`): the `response.usage` (and `response.model`) of the terminal
+//!   events `response.completed`, `response.incomplete` and `response.failed` (event name from
+//!   the `event:` field, or the data's `type`). Several terminal events are added up.
+//!
+//! The tap never buffers a body or an event: a small JSON state machine ([`JsonScanner`]) walks
+//! the bytes once, remembers only the keys on the path to depth 3, and copies out at most
+//! [`MAX_USAGE_BYTES`] of the `usage` object and [`MAX_NAME_BYTES`] of names. Memory is bounded
+//! whatever the upstream sends; a usage string inside model output is never mistaken for the
+//! real one (a quote inside a JSON string is escaped, and the path must match).
+//!
+//! Bad numbers are never trusted: a token count that is missing, negative, fractional or beyond
+//! `u64` counts 0 and is reported as an anomaly (audit line, warning); cached tokens beyond the
+//! input tokens are capped at the input tokens. Counts only ever add: nothing an upstream sends
+//! can lower what a user has spent.
+
+/// Most bytes of one `usage` object kept (real ones are ~300 bytes).
+pub const MAX_USAGE_BYTES: usize = 16 * 1024;
+/// Most bytes of a key, event name or model name kept.
+pub const MAX_NAME_BYTES: usize = 128;
+/// Keys are tracked to this depth.
+const TRACK_DEPTH: usize = 4;
+
+/// The bytes that matter outside strings.
+const STRUCTURAL: [bool; 256] = {
+    let mut t = [false; 256];
+    t[b'"' as usize] = true;
+    t[b'{' as usize] = true;
+    t[b'}' as usize] = true;
+    t[b'[' as usize] = true;
+    t[b']' as usize] = true;
+    t[b':' as usize] = true;
+    t[b',' as usize] = true;
+    t
+};
+
+/// Tokens of one response.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Usage {
+    /// Input tokens, cached ones included (the API's `input_tokens`).
+    pub input_tokens: u64,
+    /// The cached part of `input_tokens`.
+    pub cached_input_tokens: u64,
+    /// Output tokens (reasoning included).
+    pub output_tokens: u64,
+}
+
+impl Usage {
+    /// Adds, saturating.
+    pub fn add(&mut self, o: &Usage) {
+        self.input_tokens = self.input_tokens.saturating_add(o.input_tokens);
+        self.cached_input_tokens = self
+            .cached_input_tokens
+            .saturating_add(o.cached_input_tokens);
+        self.output_tokens = self.output_tokens.saturating_add(o.output_tokens);
+    }
+
+    /// Parses a `usage` object; returns the usage and whether a number was bad. Typed (no
+    /// `Value` tree): a count is good only as a non-negative integer that fits `u64`.
+    pub fn from_json(raw: &[u8]) -> (Usage, bool) {
+        let Ok(u) = serde_json::from_slice::<RawUsage>(raw) else {
+            return (Usage::default(), true);
+        };
+        let mut bad = false;
+        let mut num = |c: Option<Count>| match c {
+            Some(Count::Good(n)) => n,
+            Some(Count::Bad) | None => {
+                bad = true;
+                0
+            }
+        };
+        let input = num(u.input_tokens);
+        let output = num(u.output_tokens);
+        let cached = match u.input_tokens_details {
+            None => 0,
+            Some(d) => match d.cached_tokens {
+                None => 0,
+                c => num(c),
+            },
+        };
+        let cached_capped = cached.min(input);
+        if cached_capped != cached {
+            bad = true;
+        }
+        (
+            Usage {
+                input_tokens: input,
+                cached_input_tokens: cached_capped,
+                output_tokens: output,
+            },
+            bad,
+        )
+    }
+}
+
+/// The fields of a `usage` object the accounting reads (others ignored).
+#[derive(serde::Deserialize)]
+struct RawUsage {
+    #[serde(default)]
+    input_tokens: Option<Count>,
+    #[serde(default)]
+    output_tokens: Option<Count>,
+    #[serde(default)]
+    input_tokens_details: Option<RawDetails>,
+}
+
+#[derive(serde::Deserialize)]
+struct RawDetails {
+    #[serde(default)]
+    cached_tokens: Option<Count>,
+}
+
+/// A token count as sent: a `u64`, or anything else (negative, fractional, a string...).
+enum Count {
+    Good(u64),
+    Bad,
+}
+
+impl<'de> serde::Deserialize<'de> for Count {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = Count;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a token count")
+            }
+            fn visit_u64<E>(self, v: u64) -> Result<Count, E> {
+                Ok(Count::Good(v))
+            }
+            fn visit_i64<E>(self, _: i64) -> Result<Count, E> {
+                Ok(Count::Bad)
+            }
+            fn visit_f64<E>(self, _: f64) -> Result<Count, E> {
+                Ok(Count::Bad)
+            }
+            fn visit_str<E>(self, _: &str) -> Result<Count, E> {
+                Ok(Count::Bad)
+            }
+            fn visit_bool<E>(self, _: bool) -> Result<Count, E> {
+                Ok(Count::Bad)
+            }
+            fn visit_unit<E>(self) -> Result<Count, E> {
+                Ok(Count::Bad)
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut a: A) -> Result<Count, A::Error> {
+                while a.next_element::<serde::de::IgnoredAny>()?.is_some() {}
+                Ok(Count::Bad)
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(self, mut a: A) -> Result<Count, A::Error> {
+                while a
+                    .next_entry::<serde::de::IgnoredAny, serde::de::IgnoredAny>()?
+                    .is_some()
+                {}
+                Ok(Count::Bad)
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+/// What the tap found when the body ended.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct TapResult {
+    /// The usage reported, added over terminal events; `None`: the response reported none.
+    pub usage: Option<Usage>,
+    /// The model the response names.
+    pub model: Option<String>,
+    /// Why the numbers are not to be trusted in full (bad numbers, an oversized usage object).
+    pub anomaly: Option<&'static str>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Key {
+    Other,
+    Usage,
+    Model,
+    Type,
+    Response,
+}
+
+fn classify(k: &[u8]) -> Key {
+    match k {
+        b"usage" => Key::Usage,
+        b"model" => Key::Model,
+        b"type" => Key::Type,
+        b"response" => Key::Response,
+        _ => Key::Other,
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Expect {
+    Value,
+    Key,
+    Colon,
+    CommaOrEnd,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum StrRole {
+    Ignore,
+    Key,
+    Type,
+    Model,
+}
+
+/// Where the wanted values sit.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Layout {
+    /// A Response object: `usage`, `model` at the top level.
+    Response,
+    /// A stream event: `type` at the top, `response.usage`, `response.model`.
+    Event,
+}
+
+/// An incremental JSON walker that extracts `usage`, `model` and `type` (see the module docs).
+/// Malformed input never panics; it just stops matching.
+#[derive(Debug)]
+pub struct JsonScanner {
+    layout: Layout,
+    depth: usize,
+    /// Bit `d`: the container at depth `d + 1` is an object.
+    objects: u64,
+    path: [Key; TRACK_DEPTH],
+    expect: Expect,
+    in_str: bool,
+    esc: bool,
+    role: StrRole,
+    buf: Vec<u8>,
+    /// The usage object being copied: the depth it started at.
+    capture_depth: Option<usize>,
+    capture: Vec<u8>,
+    capture_over: bool,
+    /// Results.
+    pub usage_raw: Option<Vec<u8>>,
+    pub usage_too_large: bool,
+    pub model: Option<String>,
+    pub type_: Option<String>,
+    done: bool,
+}
+
+impl JsonScanner {
+    pub fn new(layout: Layout) -> Self {
+        Self {
+            layout,
+            depth: 0,
+            objects: 0,
+            path: [Key::Other; TRACK_DEPTH],
+            expect: Expect::Value,
+            in_str: false,
+            esc: false,
+            role: StrRole::Ignore,
+            buf: Vec::new(),
+            capture_depth: None,
+            capture: Vec::new(),
+            capture_over: false,
+            usage_raw: None,
+            usage_too_large: false,
+            model: None,
+            type_: None,
+            done: false,
+        }
+    }
+
+    fn in_object(&self) -> bool {
+        self.depth >= 1 && self.depth <= 64 && self.objects & (1 << (self.depth - 1)) != 0
+    }
+
+    /// The keys leading to the current member, when the path is tracked and all objects.
+    fn at(&self, keys: &[Key]) -> bool {
+        if self.depth != keys.len() || self.depth > TRACK_DEPTH {
+            return false;
+        }
+        (0..self.depth).all(|d| self.objects & (1 << d) != 0 && self.path[d] == keys[d])
+    }
+
+    fn usage_here(&self) -> bool {
+        match self.layout {
+            Layout::Response => self.at(&[Key::Usage]),
+            Layout::Event => self.at(&[Key::Response, Key::Usage]),
+        }
+    }
+
+    fn string_role_here(&self) -> StrRole {
+        match self.layout {
+            Layout::Response if self.at(&[Key::Model]) => StrRole::Model,
+            Layout::Event if self.at(&[Key::Type]) => StrRole::Type,
+            Layout::Event if self.at(&[Key::Response, Key::Model]) => StrRole::Model,
+            _ => StrRole::Ignore,
+        }
+    }
+
+    /// Feeds bytes. Outside the usage object, the walk jumps: inside a string nobody wants
+    /// (most of a body: text deltas, output) to the next `"` or `\\` with `memchr2`; outside
+    /// strings over everything but the seven structural bytes (`"{}[]:,`): whitespace, numbers
+    /// and literals change nothing the walk needs (a scalar is always followed by `,` or a
+    /// closing bracket in valid JSON; invalid JSON only has to not crash it).
+    pub fn feed(&mut self, bytes: &[u8]) {
+        let mut i = 0;
+        while i < bytes.len() {
+            if self.done {
+                return;
+            }
+            if self.capture_depth.is_none() {
+                if !self.in_str {
+                    while i < bytes.len() && !STRUCTURAL[usize::from(bytes[i])] {
+                        i += 1;
+                    }
+                    if i == bytes.len() {
+                        return;
+                    }
+                } else if !self.esc {
+                    let rest = &bytes[i..];
+                    let Some(j) = memchr::memchr2(b'"', b'\\', rest) else {
+                        self.keep(rest);
+                        return;
+                    };
+                    self.keep(&rest[..j]);
+                    i += j;
+                }
+            }
+            self.byte(bytes[i]);
+            i += 1;
+        }
+    }
+
+    /// String bytes skipped by the fast path, kept when the string is wanted (bounded).
+    fn keep(&mut self, run: &[u8]) {
+        if self.role != StrRole::Ignore {
+            let room = MAX_NAME_BYTES.saturating_sub(self.buf.len());
+            self.buf.extend_from_slice(&run[..run.len().min(room)]);
+        }
+    }
+
+    fn push_capture(&mut self, b: u8) {
+        if self.capture_depth.is_some() {
+            if self.capture.len() < MAX_USAGE_BYTES {
+                self.capture.push(b);
+            } else {
+                self.capture_over = true;
+            }
+        }
+    }
+
+    fn byte(&mut self, b: u8) {
+        self.push_capture(b);
+        if self.in_str {
+            if self.esc {
+                self.esc = false;
+            } else if b == b'\\' {
+                self.esc = true;
+            } else if b == b'"' {
+                self.in_str = false;
+                self.end_string();
+                return;
+            }
+            if self.role != StrRole::Ignore && self.buf.len() < MAX_NAME_BYTES {
+                self.buf.push(b);
+            }
+            return;
+        }
+        match b {
+            b'"' => {
+                self.in_str = true;
+                self.buf.clear();
+                self.role = match self.expect {
+                    Expect::Key => StrRole::Key,
+                    Expect::Value => self.string_role_here(),
+                    _ => StrRole::Ignore,
+                };
+                if self.expect == Expect::Value {
+                    self.expect = Expect::CommaOrEnd;
+                }
+            }
+            b'{' | b'[' => {
+                if self.expect != Expect::Value {
+                    // Malformed: stop tracking rather than guess.
+                    self.done = true;
+                    return;
+                }
+                if b == b'{' && self.capture_depth.is_none() && self.usage_here() {
+                    self.capture_depth = Some(self.depth);
+                    self.capture.clear();
+                    self.capture_over = false;
+                    self.capture.push(b'{');
+                }
+                self.depth += 1;
+                if self.depth <= 64 {
+                    if b == b'{' {
+                        self.objects |= 1 << (self.depth - 1);
+                    } else {
+                        self.objects &= !(1 << (self.depth - 1));
+                    }
+                }
+                if self.depth <= TRACK_DEPTH {
+                    self.path[self.depth - 1] = Key::Other;
+                }
+                self.expect = if b == b'{' {
+                    Expect::Key
+                } else {
+                    Expect::Value
+                };
+            }
+            b'}' | b']' => {
+                if self.depth == 0 {
+                    self.done = true;
+                    return;
+                }
+                self.depth -= 1;
+                self.expect = Expect::CommaOrEnd;
+                if self.capture_depth == Some(self.depth) {
+                    self.capture_depth = None;
+                    if self.capture_over {
+                        self.usage_too_large = true;
+                    } else {
+                        self.usage_raw = Some(std::mem::take(&mut self.capture));
+                    }
+                }
+                if self.depth == 0 {
+                    self.done = true;
+                }
+            }
+            b':' => {
+                if self.expect == Expect::Colon {
+                    self.expect = Expect::Value;
+                }
+            }
+            b',' => {
+                self.expect = if self.in_object() {
+                    Expect::Key
+                } else {
+                    Expect::Value
+                };
+            }
+            b' ' | b'\t' | b'\n' | b'\r' => {}
+            _ => {
+                if self.expect == Expect::Value {
+                    self.expect = Expect::CommaOrEnd;
+                }
+            }
+        }
+    }
+
+    fn end_string(&mut self) {
+        match self.role {
+            StrRole::Key => {
+                if self.depth >= 1 && self.depth <= TRACK_DEPTH {
+                    self.path[self.depth - 1] = classify(&self.buf);
+                }
+                self.expect = Expect::Colon;
+            }
+            StrRole::Type => self.type_ = Some(String::from_utf8_lossy(&self.buf).into_owned()),
+            StrRole::Model => self.model = Some(String::from_utf8_lossy(&self.buf).into_owned()),
+            StrRole::Ignore => {}
+        }
+        self.role = StrRole::Ignore;
+    }
+}
+
+/// The terminal events whose usage counts.
+pub const TERMINAL_EVENTS: &[&str] = &[
+    "response.completed",
+    "response.incomplete",
+    "response.failed",
+];
+
+#[derive(Debug)]
+enum LineState {
+    /// Reading the field name (bytes kept up to `MAX_NAME_BYTES`).
+    Field,
+    /// After `data:`: bytes go to the event's scanner.
+    Data { first: bool },
+    /// After `event:`: the event name.
+    Event { first: bool },
+    /// Any other field, or an over-long name: ignored to the end of the line.
+    Skip,
+}
+
+/// Server-Sent Events: lines, fields, events; each event's data walked by a [`JsonScanner`].
+#[derive(Debug)]
+struct SseTap {
+    line: LineState,
+    field: Vec<u8>,
+    event_name: Vec<u8>,
+    /// The current event has data lines (a second one is preceded by `\n`).
+    has_data: bool,
+    /// The current event's data went to the scanner (it was not skipped).
+    scanned: bool,
+    scanner: JsonScanner,
+    after_cr: bool,
+    line_empty: bool,
+}
+
+impl SseTap {
+    fn new() -> Self {
+        Self {
+            line: LineState::Field,
+            field: Vec::new(),
+            event_name: Vec::new(),
+            has_data: false,
+            scanned: false,
+            scanner: JsonScanner::new(Layout::Event),
+            after_cr: false,
+            line_empty: true,
+        }
+    }
+}
+
+#[derive(Debug)]
+enum Mode {
+    Json(JsonScanner),
+    Sse(Box<SseTap>),
+}
+
+/// The usage tap over one response body (see the module docs).
+#[derive(Debug)]
+pub struct UsageTap {
+    mode: Mode,
+    usage: Option<Usage>,
+    model: Option<String>,
+    anomaly: Option<&'static str>,
+}
+
+impl UsageTap {
+    /// A tap for a response with this `Content-Type` (`text/event-stream`: events; anything
+    /// else: a JSON body).
+    pub fn for_content_type(content_type: Option<&str>) -> Self {
+        let sse = content_type.is_some_and(|ct| {
+            ct.split(';')
+                .next()
+                .is_some_and(|t| t.trim().eq_ignore_ascii_case("text/event-stream"))
+        });
+        Self {
+            mode: if sse {
+                Mode::Sse(Box::new(SseTap::new()))
+            } else {
+                Mode::Json(JsonScanner::new(Layout::Response))
+            },
+            usage: None,
+            model: None,
+            anomaly: None,
+        }
+    }
+
+    /// Feeds the next bytes of the body.
+    pub fn observe(&mut self, chunk: &[u8]) {
+        match &mut self.mode {
+            Mode::Json(s) => s.feed(chunk),
+            Mode::Sse(_) => self.observe_sse(chunk),
+        }
+    }
+
+    /// Lines whose content nobody wants (other fields, data of events that are not terminal)
+    /// are skipped to their end with `memchr2`; data lines go to the scanner as whole runs.
+    fn observe_sse(&mut self, mut chunk: &[u8]) {
+        while let Some(&first) = chunk.first() {
+            if let Mode::Sse(t) = &mut self.mode {
+                let run = matches!(
+                    t.line,
+                    LineState::Skip
+                        | LineState::Data { first: false }
+                        | LineState::Event { first: false }
+                );
+                if run && !t.after_cr && first != b'\n' && first != b'\r' {
+                    let end = memchr::memchr2(b'\n', b'\r', chunk).unwrap_or(chunk.len());
+                    match t.line {
+                        LineState::Data { .. } => t.scanner.feed(&chunk[..end]),
+                        LineState::Event { .. } => {
+                            let room = MAX_NAME_BYTES.saturating_sub(t.event_name.len());
+                            t.event_name.extend_from_slice(&chunk[..end.min(room)]);
+                        }
+                        _ => {}
+                    }
+                    t.line_empty = false;
+                    chunk = &chunk[end..];
+                    continue;
+                }
+            }
+            self.sse_byte(first);
+            chunk = &chunk[1..];
+        }
+    }
+
+    fn sse_byte(&mut self, b: u8) {
+        let Mode::Sse(t) = &mut self.mode else {
+            return;
+        };
+        if t.after_cr {
+            t.after_cr = false;
+            if b == b'\n' {
+                return;
+            }
+        }
+        if b == b'\n' || b == b'\r' {
+            t.after_cr = b == b'\r';
+            let blank = t.line_empty;
+            if matches!(t.line, LineState::Field) && !t.field.is_empty() {
+                // A field name alone on its line ("data"): an empty value.
+                if t.field == b"data" {
+                    if t.has_data {
+                        t.scanner.feed(b"\n");
+                    }
+                    t.has_data = true;
+                    t.scanned = true;
+                }
+            }
+            t.line = LineState::Field;
+            t.field.clear();
+            t.line_empty = true;
+            if blank {
+                self.dispatch();
+            }
+            return;
+        }
+        t.line_empty = false;
+        match &mut t.line {
+            LineState::Field => {
+                if b == b':' {
+                    t.line = match t.field.as_slice() {
+                        // The data of an event named by an earlier `event:` line that is not
+                        // terminal is not read at all.
+                        b"data"
+                            if !t.event_name.is_empty()
+                                && !TERMINAL_EVENTS
+                                    .iter()
+                                    .any(|n| n.as_bytes() == t.event_name.as_slice()) =>
+                        {
+                            t.has_data = true;
+                            LineState::Skip
+                        }
+                        b"data" => {
+                            if t.has_data {
+                                t.scanner.feed(b"\n");
+                            }
+                            t.has_data = true;
+                            t.scanned = true;
+                            LineState::Data { first: true }
+                        }
+                        b"event" => {
+                            t.event_name.clear();
+                            LineState::Event { first: true }
+                        }
+                        _ => LineState::Skip,
+                    };
+                } else if t.field.len() < 16 {
+                    t.field.push(b);
+                } else {
+                    t.line = LineState::Skip;
+                }
+            }
+            LineState::Data { first } => {
+                if *first {
+                    *first = false;
+                    if b == b' ' {
+                        return;
+                    }
+                }
+                t.scanner.feed(&[b]);
+            }
+            LineState::Event { first } => {
+                if *first {
+                    *first = false;
+                    if b == b' ' {
+                        return;
+                    }
+                }
+                if t.event_name.len() < MAX_NAME_BYTES {
+                    t.event_name.push(b);
+                }
+            }
+            LineState::Skip => {}
+        }
+    }
+
+    /// End of an event (a blank line, or the end of the body). Allocates nothing unless the
+    /// event was read (a terminal one, or one without an `event:` name).
+    fn dispatch(&mut self) {
+        let Mode::Sse(t) = &mut self.mode else {
+            return;
+        };
+        let had_data = std::mem::replace(&mut t.has_data, false);
+        let scanned = std::mem::replace(&mut t.scanned, false);
+        let named = !t.event_name.is_empty();
+        let named_terminal = TERMINAL_EVENTS
+            .iter()
+            .any(|n| n.as_bytes() == t.event_name.as_slice());
+        t.event_name.clear();
+        if !had_data || !scanned {
+            return;
+        }
+        let scanner = std::mem::replace(&mut t.scanner, JsonScanner::new(Layout::Event));
+        let terminal = if named {
+            named_terminal
+        } else {
+            scanner
+                .type_
+                .as_deref()
+                .is_some_and(|ty| TERMINAL_EVENTS.contains(&ty))
+        };
+        if terminal {
+            self.take_result(scanner);
+        }
+    }
+
+    fn take_result(&mut self, scanner: JsonScanner) {
+        if scanner.usage_too_large {
+            self.anomaly = Some("usage object too large");
+        }
+        if let Some(raw) = scanner.usage_raw {
+            let (u, bad) = Usage::from_json(&raw);
+            if bad {
+                self.anomaly = Some("bad usage numbers");
+            }
+            self.usage.get_or_insert_with(Usage::default).add(&u);
+        }
+        if scanner.model.is_some() {
+            self.model = scanner.model;
+        }
+    }
+
+    /// The body ended (or was abandoned): what was found. An event still open at the end counts
+    /// (a stream cut before its blank line still cost what it reports).
+    pub fn finish(mut self) -> TapResult {
+        match std::mem::replace(
+            &mut self.mode,
+            Mode::Json(JsonScanner::new(Layout::Response)),
+        ) {
+            Mode::Json(s) => self.take_result(s),
+            Mode::Sse(t) => {
+                self.mode = Mode::Sse(t);
+                self.dispatch();
+            }
+        }
+        TapResult {
+            usage: self.usage,
+            model: self.model,
+            anomaly: self.anomaly,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn completed(usage: &str) -> String {
+        format!(
+            "event: response.completed\ndata: {{\"type\":\"response.completed\",\"response\":{{\"id\":\"r\",\"model\":\"gpt-5\",\"output\":[{{\"type\":\"message\",\"content\":[{{\"text\":\"the \\\"usage\\\":{{\\\"input_tokens\\\":999999}} trick\"}}]}}],\"usage\":{usage},\"metadata\":{{\"usage\":\"x\"}}}}}}\n\n"
+        )
+    }
+
+    const USAGE: &str = r#"{"input_tokens":120,"input_tokens_details":{"cached_tokens":20},"output_tokens":30,"output_tokens_details":{"reasoning_tokens":5},"total_tokens":150}"#;
+
+    fn sse(body: &str, split: usize) -> TapResult {
+        let mut t = UsageTap::for_content_type(Some("text/event-stream; charset=utf-8"));
+        let b = body.as_bytes();
+        let mut i = 0;
+        while i < b.len() {
+            let j = (i + split).min(b.len());
+            t.observe(&b[i..j]);
+            i = j;
+        }
+        t.finish()
+    }
+
+    #[test]
+    fn stream_usage_from_the_terminal_event_at_any_chunking() {
+        let body = format!(
+            "event: response.created\ndata: {{\"type\":\"response.created\",\"response\":{{\"usage\":{{\"input_tokens\":5000,\"output_tokens\":5000}}}}}}\n\n\
+             event: response.output_text.delta\ndata: {{\"type\":\"response.output_text.delta\",\"delta\":\"usage\"}}\n\n{}",
+            completed(USAGE)
+        );
+        for split in [1, 2, 3, 7, 64, 100_000] {
+            let r = sse(&body, split);
+            assert_eq!(
+                r.usage,
+                Some(Usage {
+                    input_tokens: 120,
+                    cached_input_tokens: 20,
+                    output_tokens: 30
+                }),
+                "split {split}"
+            );
+            assert_eq!(r.model.as_deref(), Some("gpt-5"));
+            assert_eq!(r.anomaly, None);
+        }
+        // CRLF line ends, event name only in data's type, no space after the colon.
+        let crlf = format!(
+            "data:{{\"type\":\"response.incomplete\",\"response\":{{\"usage\":{USAGE}}}}}\r\n\r\n"
+        );
+        assert_eq!(sse(&crlf, 5).usage.unwrap().output_tokens, 30);
+        // A failed response counts too; an unterminated last event counts.
+        let failed =
+            format!("event: response.failed\ndata: {{\"response\":{{\"usage\":{USAGE}}}}}");
+        assert_eq!(sse(&failed, 9).usage.unwrap().input_tokens, 120);
+        // Data split over two data lines.
+        let two = format!(
+            "event: response.completed\ndata: {{\"response\":\ndata: {{\"usage\":{USAGE}}}}}\n\n"
+        );
+        assert_eq!(sse(&two, 4).usage.unwrap().cached_input_tokens, 20);
+    }
+
+    #[test]
+    fn json_usage_is_the_top_level_one() {
+        let body = format!(
+            "{{\"id\":\"r\",\"model\":\"o4-mini\",\"output\":[{{\"usage\":{{\"input_tokens\":7}}}}],\"usage\":{USAGE},\"metadata\":{{\"usage\":\"{{}}\"}}}}"
+        );
+        for split in [1, 5, 1000] {
+            let mut t = UsageTap::for_content_type(Some("application/json"));
+            for c in body.as_bytes().chunks(split) {
+                t.observe(c);
+            }
+            let r = t.finish();
+            assert_eq!(r.usage.unwrap().input_tokens, 120);
+            assert_eq!(r.model.as_deref(), Some("o4-mini"));
+        }
+    }
+
+    #[test]
+    fn bad_numbers_count_nothing_and_are_flagged() {
+        for bad in [
+            r#"{"input_tokens":-5,"output_tokens":10}"#,
+            r#"{"input_tokens":1.5,"output_tokens":10}"#,
+            r#"{"input_tokens":99999999999999999999999,"output_tokens":10}"#,
+            r#"{"output_tokens":10}"#,
+            r#"{"input_tokens":"5","output_tokens":10}"#,
+        ] {
+            let r = sse(&completed(bad), 3);
+            let u = r.usage.unwrap();
+            assert_eq!((u.input_tokens, u.output_tokens), (0, 10), "{bad}");
+            assert_eq!(r.anomaly, Some("bad usage numbers"), "{bad}");
+        }
+        // A number serde_json cannot hold spoils the whole object: nothing counted, flagged.
+        let r = sse(
+            &completed(r#"{"input_tokens":1e400,"output_tokens":10}"#),
+            3,
+        );
+        assert_eq!(
+            (r.usage, r.anomaly),
+            (Some(Usage::default()), Some("bad usage numbers"))
+        );
+        // Enormous but valid: kept (and saturating when added).
+        let r = sse(
+            &format!(
+                "{}{}",
+                completed(r#"{"input_tokens":18446744073709551615,"output_tokens":1}"#),
+                completed(r#"{"input_tokens":5,"output_tokens":1}"#)
+            ),
+            11,
+        );
+        assert_eq!(r.usage.unwrap().input_tokens, u64::MAX);
+        assert_eq!(r.usage.unwrap().output_tokens, 2);
+        // Cached beyond input: capped.
+        let r = sse(
+            &completed(
+                r#"{"input_tokens":5,"input_tokens_details":{"cached_tokens":9},"output_tokens":1}"#,
+            ),
+            3,
+        );
+        assert_eq!(r.usage.unwrap().cached_input_tokens, 5);
+        // A huge usage object is not kept.
+        let huge = format!(
+            r#"{{"input_tokens":1,"output_tokens":1,"pad":"{}"}}"#,
+            "x".repeat(MAX_USAGE_BYTES)
+        );
+        let r = sse(&completed(&huge), 4096);
+        assert_eq!(r.usage, None);
+        assert_eq!(r.anomaly, Some("usage object too large"));
+        // No terminal event: no usage.
+        assert_eq!(sse("event: x\ndata: {}\n\n", 1).usage, None);
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 256, .. ProptestConfig::default() })]
+
+        /// Arbitrary bytes, in arbitrary chunks: never a panic, bounded state.
+        #[test]
+        fn arbitrary_streams_never_panic(data in proptest::collection::vec(any::<u8>(), 0..4096), split in 1usize..64, sse in any::<bool>()) {
+            let mut t = UsageTap::for_content_type(Some(if sse { "text/event-stream" } else { "application/json" }));
+            for c in data.chunks(split) {
+                t.observe(c);
+            }
+            let _ = t.finish();
+        }
+
+        /// A real terminal event embedded in noise events is always found, whatever the chunking.
+        #[test]
+        fn the_terminal_event_survives_noise(noise in "[ -~]{0,200}", split in 1usize..50, i in 0u64..1_000_000, o in 0u64..1_000_000) {
+            let noise = noise.replace(['\r', '\n'], " ");
+            let usage = format!(r#"{{"input_tokens":{i},"output_tokens":{o}}}"#);
+            let body = format!("data: {noise}\n\n{}", completed(&usage));
+            let r = super::tests::sse(&body, split);
+            prop_assert_eq!(r.usage, Some(Usage { input_tokens: i, cached_input_tokens: 0, output_tokens: o }));
+        }
+    }
+}
+
+#[cfg(test)]
+mod cost {
+    use super::*;
+
+    /// `cargo test --release -p codex-proxy-governance tap_cost -- --ignored --nocapture`
+    #[test]
+    #[ignore = "a measurement, not a check"]
+    #[allow(clippy::print_stdout)]
+    fn tap_cost() {
+        let delta = |i: usize| {
+            format!(
+                "event: response.output_text.delta\ndata: {{\"type\":\"response.output_text.delta\",\"item_id\":\"msg_bench\",\"output_index\":0,\"content_index\":0,\"delta\":\"token {i} of a benchmark burst, padded to about two hundred fifty bytes per event ......\",\"sequence_number\":{i}}}\n\n"
+            )
+        };
+        let mut body: String = (0..14).map(delta).collect();
+        body.push_str("event: response.completed\ndata: {\"type\":\"response.completed\",\"response\":{\"id\":\"r\",\"usage\":{\"input_tokens\":12,\"output_tokens\":14}}}\n\n");
+        let n = 20_000;
+        let t = std::time::Instant::now();
+        for _ in 0..n {
+            let mut tap = UsageTap::for_content_type(Some("text/event-stream"));
+            for chunk in body.as_bytes().chunks(260) {
+                tap.observe(chunk);
+            }
+            assert_eq!(tap.finish().usage.unwrap().output_tokens, 14);
+        }
+        let per = t.elapsed().as_nanos() as f64 / n as f64;
+        println!(
+            "{} bytes per stream: {:.0} ns per stream, {:.2} ns/byte",
+            body.len(),
+            per,
+            per / body.len() as f64
+        );
+        let json = r#"{"id":"resp_bench","object":"response","status":"completed","output":[{"type":"message","role":"assistant","content":[{"type":"output_text","text":"hello from the benchmark mock upstream"}]}],"usage":{"input_tokens":12,"output_tokens":9,"total_tokens":21}}"#;
+        let t = std::time::Instant::now();
+        for _ in 0..n {
+            let mut tap = UsageTap::for_content_type(Some("application/json"));
+            tap.observe(json.as_bytes());
+            assert_eq!(tap.finish().usage.unwrap().output_tokens, 9);
+        }
+        let per = t.elapsed().as_nanos() as f64 / n as f64;
+        println!("{} bytes per JSON body: {per:.0} ns per body", json.len());
+    }
+}

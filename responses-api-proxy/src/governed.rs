@@ -1,0 +1,277 @@
+//! The proxy's side of governance (`--policy`, `--state-dir`): buffering and checking the
+//! request body with [`codex_proxy_governance::Governor`], the refusal response, the usage tap
+//! on the response body, and the ledger's writer and sync tasks. All decisions are the
+//! governance crate's; this file only connects them to hyper and tokio.
+//!
+//! Ledger I/O stays off the request path: a finished response queues its record and wakes the
+//! writer task, which runs in the same event-loop round and writes every queued record with one
+//! `write(2)`; once a second the sync task hands the file to a blocking thread for `fdatasync`.
+//!
+//! Without `--policy` nothing here runs: request bodies stream upstream as before. With it, the
+//! request body is read to its end first (within `--max-body-bytes` and the body-idle timeout),
+//! checked, possibly rewritten, and sent as one buffered body.
+
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+
+use bytes::Bytes;
+use http::{HeaderValue, Response, StatusCode};
+use http_body::{Body, Frame, SizeHint};
+use http_body_util::BodyExt;
+
+use codex_proxy_governance::{Admitted, Governor, UsageTap, clock};
+use tokio::sync::Notify;
+
+/// The governor and the writer task's wake-up.
+pub struct Governed {
+    pub governor: Governor,
+    flush: Notify,
+}
+
+impl Governed {
+    pub fn new(governor: Governor) -> Arc<Self> {
+        Arc::new(Self {
+            governor,
+            flush: Notify::new(),
+        })
+    }
+
+    /// Starts the ledger's writer and once-a-second sync tasks (on the current runtime).
+    pub fn spawn_tasks(self: &Arc<Self>) {
+        let me = Arc::clone(self);
+        tokio::spawn(async move {
+            loop {
+                me.flush.notified().await;
+                me.governor.flush(clock::now_ms());
+            }
+        });
+        let me = Arc::clone(self);
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tick.tick().await;
+                // Retries a failed write too (fail closed until it succeeds).
+                me.governor.flush(clock::now_ms());
+                if let Some(f) = me.governor.sync_handle() {
+                    match tokio::task::spawn_blocking(move || f.sync_data()).await {
+                        Ok(Ok(())) => {}
+                        Ok(Err(e)) => me.governor.sync_failed(&e),
+                        Err(e) => me
+                            .governor
+                            .sync_failed(&std::io::Error::other(e.to_string())),
+                    }
+                }
+            }
+        });
+    }
+
+    /// At shutdown, after the drain: every record written and synced.
+    pub fn finish(&self) {
+        self.governor.tick(clock::now_ms());
+    }
+}
+
+use crate::audit::{AuditRecord, Governance, Outcome};
+use crate::body::{BodyTap, RequestBody, RequestBodyError, ResponseBody};
+
+/// The body sent upstream: the client's, streamed (no policy), or the checked one, buffered.
+pub enum UpstreamBody {
+    Streamed(RequestBody),
+    Buffered(Option<Bytes>),
+}
+
+impl UpstreamBody {
+    /// A buffered body (maybe rewritten, so longer or shorter than the client's) is sent with
+    /// its own `Content-Length`, never the client's framing.
+    pub fn set_length(&self, headers: &mut http::HeaderMap) {
+        if let UpstreamBody::Buffered(b) = self {
+            headers.remove(http::header::TRANSFER_ENCODING);
+            let len = b.as_ref().map_or(0, Bytes::len);
+            headers.insert(http::header::CONTENT_LENGTH, HeaderValue::from(len));
+        }
+    }
+}
+
+impl Body for UpstreamBody {
+    type Data = Bytes;
+    type Error = RequestBodyError;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, RequestBodyError>>> {
+        match self.get_mut() {
+            UpstreamBody::Streamed(b) => Pin::new(b).poll_frame(cx),
+            UpstreamBody::Buffered(b) => Poll::Ready(b.take().map(|b| Ok(Frame::data(b)))),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match self {
+            UpstreamBody::Streamed(b) => b.is_end_stream(),
+            UpstreamBody::Buffered(b) => b.is_none(),
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match self {
+            UpstreamBody::Streamed(b) => b.size_hint(),
+            UpstreamBody::Buffered(Some(b)) => SizeHint::with_exact(b.len() as u64),
+            UpstreamBody::Buffered(None) => SizeHint::with_exact(0),
+        }
+    }
+}
+
+/// A JSON refusal: 400/403/429/503 with `Retry-After` when the limit resets; the connection
+/// is kept (unlike the proxy's own refusals: a policy refusal is an ordinary answer that a
+/// client may follow with an allowed request).
+fn refusal_response(
+    status: u16,
+    body: Vec<u8>,
+    retry_after: Option<u64>,
+    mut audit: AuditRecord,
+) -> Response<ResponseBody> {
+    audit.status = status;
+    audit.outcome = Outcome::Refused;
+    let mut resp = Response::new(ResponseBody::full(Bytes::from(body), Some(audit)));
+    *resp.status_mut() = StatusCode::from_u16(status).unwrap_or(StatusCode::FORBIDDEN);
+    resp.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    if let Some(s) = retry_after {
+        if let Ok(v) = HeaderValue::from_str(&s.to_string()) {
+            resp.headers_mut().insert(http::header::RETRY_AFTER, v);
+        }
+    }
+    resp
+}
+
+/// Reads the request body to its end, checks it, and returns what to send upstream (with the
+/// audit record, now naming the model and rule), or the answer to give instead (the body's own
+/// errors: 413/408/400; the policy's refusals). `tee` (the dump's copy of the request body) is
+/// replaced by the rewritten body.
+pub async fn admit(
+    governed: &Governed,
+    body: RequestBody,
+    tee: Option<&Arc<Mutex<Vec<u8>>>>,
+    mut audit: AuditRecord,
+) -> Result<(UpstreamBody, Admitted, AuditRecord), Response<ResponseBody>> {
+    let bytes = match body.collect().await {
+        Ok(c) => c.to_bytes(),
+        Err(e) => {
+            let (status, code) = match &e {
+                RequestBodyError::TooLarge { .. } => (413, "body_too_large"),
+                RequestBodyError::IdleTimeout(_) => (408, "body_timeout"),
+                RequestBodyError::Client(_) => (400, "bad_request_body"),
+            };
+            audit.reason = Some(code.into());
+            let body = serde_json::json!({"error": {
+                "message": e.to_string(), "type": "proxy_error", "code": code, "status": status,
+            }});
+            let mut resp = refusal_response(status, format!("{body}\n").into_bytes(), None, audit);
+            resp.headers_mut()
+                .insert(http::header::CONNECTION, HeaderValue::from_static("close"));
+            return Err(resp);
+        }
+    };
+    match governed.governor.admit(audit.uid, &bytes, clock::now_ms()) {
+        Ok(mut admitted) => {
+            let send = match admitted.body.take() {
+                Some(rewritten) => {
+                    if let Some(tee) = tee {
+                        if let Ok(mut t) = tee.lock() {
+                            t.clone_from(&rewritten);
+                        }
+                    }
+                    Bytes::from(rewritten)
+                }
+                None => bytes,
+            };
+            audit.governance = Some(Governance {
+                model: Some(admitted.model.clone()),
+                decision: if admitted.clamped {
+                    "clamped"
+                } else {
+                    "allowed"
+                },
+                rule: admitted.rule.to_string(),
+                ..Governance::default()
+            });
+            Ok((UpstreamBody::Buffered(Some(send)), admitted, audit))
+        }
+        Err(refusal) => {
+            audit.reason = Some(refusal.code.into());
+            audit.governance = Some(Governance {
+                decision: "refused",
+                rule: refusal.rule.clone(),
+                ..Governance::default()
+            });
+            Err(refusal_response(
+                refusal.status,
+                refusal.body(),
+                refusal.retry_after_s,
+                audit,
+            ))
+        }
+    }
+}
+
+/// The usage tap on an admitted request's response body; records the usage when the body ends
+/// (or is abandoned).
+pub struct ResponseTap {
+    governed: Arc<Governed>,
+    admitted: Admitted,
+    tap: UsageTap,
+    status: u16,
+}
+
+impl ResponseTap {
+    pub fn new(
+        governed: Arc<Governed>,
+        admitted: Admitted,
+        headers: &http::HeaderMap,
+        status: u16,
+    ) -> Self {
+        let ct = headers
+            .get(http::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok());
+        Self {
+            governed,
+            admitted,
+            tap: UsageTap::for_content_type(ct),
+            status,
+        }
+    }
+}
+
+impl BodyTap for ResponseTap {
+    /// Bytes on their way to the client.
+    fn observe(&mut self, data: &[u8]) {
+        self.tap.observe(data);
+    }
+
+    /// The body ended: the ledger record, and the tokens in the audit line.
+    fn finish(self: Box<Self>, audit: Option<&mut AuditRecord>) {
+        let result = self.tap.finish();
+        if let Some(why) = result.anomaly {
+            tracing::warn!(uid = self.admitted.uid, model = %self.admitted.model, anomaly = why, "upstream usage not trusted in full");
+        }
+        let rec =
+            self.governed
+                .governor
+                .record(&self.admitted, &result, self.status, clock::now_ms());
+        self.governed.flush.notify_one();
+        if let Some(g) = audit.and_then(|a| a.governance.as_mut()) {
+            if result.usage.is_some() {
+                g.input_tokens = Some(rec.usage.input_tokens);
+                g.cached_input_tokens = Some(rec.usage.cached_input_tokens);
+                g.output_tokens = Some(rec.usage.output_tokens);
+            }
+            g.cost = (rec.cost > 0.0).then_some(rec.cost);
+            g.anomaly = result.anomaly;
+        }
+    }
+}

@@ -1,0 +1,819 @@
+//! Governance end to end (issue 17): the real proxy binary with `--policy` and `--state-dir`,
+//! started as root (it drops to `nobody`), used by two real local users: clients run by `curl`
+//! spawned with uid 65534 (user A) and uid 4243 (user B), identified by the kernel (sock_diag),
+//! against the recording mock upstream. Needs `curl` (installed by `.ci/run`).
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
+
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::{BIN, Spawn};
+use suite_test_support::responses_mock::{MockResponse, MockUpstream, sse_frame};
+
+const A: u32 = 65534;
+const B: u32 = 4243;
+
+/// A directory everyone may traverse (the proxy runs as nobody; the policy is read as root).
+fn dir() -> tempfile::TempDir {
+    let d = tempfile::Builder::new()
+        .prefix("proxy-gov-")
+        .tempdir()
+        .unwrap();
+    std::fs::set_permissions(d.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    d
+}
+
+fn write_policy(dir: &Path, text: &str) -> PathBuf {
+    let p = dir.join("policy.toml");
+    std::fs::write(&p, text).unwrap();
+    std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o644)).unwrap();
+    p
+}
+
+/// A stream whose terminal event reports this usage.
+fn stream_with_usage(input: u64, cached: u64, output: u64) -> MockResponse {
+    MockResponse::SseChunked {
+        frames: vec![
+            sse_frame(
+                "response.created",
+                &serde_json::json!({"type":"response.created","response":{"id":"r1","usage":null}}),
+            ),
+            sse_frame(
+                "response.output_text.delta",
+                &serde_json::json!({"type":"response.output_text.delta","delta":"hello"}),
+            ),
+            sse_frame(
+                "response.completed",
+                &serde_json::json!({"type":"response.completed","response":{"id":"r1","model":"gpt-5",
+                    "usage":{"input_tokens":input,"input_tokens_details":{"cached_tokens":cached},
+                             "output_tokens":output,"total_tokens":input.saturating_add(output)}}}),
+            ),
+        ],
+    }
+}
+
+struct Answer {
+    status: u16,
+    head: String,
+    body: String,
+}
+
+impl Answer {
+    fn json(&self) -> serde_json::Value {
+        serde_json::from_str(&self.body).unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.body))
+    }
+    fn header(&self, name: &str) -> Option<String> {
+        self.head.lines().find_map(|l| {
+            let (k, v) = l.split_once(':')?;
+            k.trim()
+                .eq_ignore_ascii_case(name)
+                .then(|| v.trim().to_string())
+        })
+    }
+}
+
+/// `curl` as `uid` (None: root): POST `body` to `path`; status, head, body.
+fn post_as(uid: Option<u32>, port: u16, path: &str, body: &str) -> Answer {
+    let mut c = Command::new("curl");
+    c.args([
+        "-sS",
+        "-N",
+        "-i",
+        "--max-time",
+        "30",
+        "-H",
+        "content-type: application/json",
+        "--data-binary",
+        body,
+    ])
+    .arg(format!("http://127.0.0.1:{port}{path}"));
+    if let Some(u) = uid {
+        c.uid(u).gid(u);
+    }
+    let out = c
+        .stdin(Stdio::null())
+        .output()
+        .expect("curl must be installed");
+    assert!(
+        out.status.success(),
+        "curl failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    let status = head
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    Answer {
+        status,
+        head: head.to_string(),
+        body: body.to_string(),
+    }
+}
+
+fn usage_json(state: &Path, extra: &[&str]) -> serde_json::Value {
+    let out = Command::new(BIN)
+        .arg("usage")
+        .arg("--state-dir")
+        .arg(state)
+        .arg("--json")
+        .args(extra)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "usage failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+fn row<'a>(report: &'a serde_json::Value, uid: u32, model: &str) -> &'a serde_json::Value {
+    report["rows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["uid"] == uid && r["model"] == model)
+        .unwrap_or_else(|| panic!("no row for uid {uid} model {model}: {report}"))
+}
+
+/// Waits until the audit log has `n` lines containing `needle`.
+fn wait_log(proxy: &common::Proxy, needle: &str, n: usize) -> String {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let log = proxy.stderr();
+        if log.lines().filter(|l| l.contains(needle)).count() >= n {
+            return log;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no {n} lines with {needle:?} in:\n{log}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+const POLICY: &str = r#"
+[default]
+models = ["gpt-5*"]
+max_output_tokens = 500
+day = { output_tokens = 100 }
+
+[user."4243"]
+models = ["gpt-5-mini"]
+requests_per_minute = 3
+day = { output_tokens = 1000 }
+"#;
+
+#[test]
+fn two_users_each_get_their_own_limits_and_a_budget_ends_only_after_the_stream() {
+    let d = dir();
+    let policy = write_policy(d.path(), POLICY);
+    let state = d.path().join("state");
+    let mock = MockUpstream::start().unwrap();
+    mock.set_default(stream_with_usage(50, 10, 60));
+    let proxy = Spawn::new(&mock.responses_url())
+        .arg("--policy")
+        .arg(policy.to_str().unwrap())
+        .arg("--state-dir")
+        .arg(state.to_str().unwrap())
+        .start();
+    let body = r#"{"model":"gpt-5","input":"hi","stream":true}"#;
+
+    // A, within budget: streams to the end.
+    let r = post_as(Some(A), proxy.port, "/v1/responses", body);
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert!(r.body.contains("response.completed"), "{}", r.body);
+    // Upstream got store forced off and the ceiling inserted.
+    let sent = mock.requests()[0].json().unwrap();
+    assert_eq!(
+        (sent["store"].clone(), sent["max_output_tokens"].clone()),
+        (false.into(), 500.into())
+    );
+    assert_eq!(sent["input"], "hi");
+    // A again: 60 < 100 spent, admitted; this stream takes A to 120 and is not cut.
+    let r = post_as(Some(A), proxy.port, "/v1/responses", body);
+    assert_eq!(r.status, 200);
+    assert!(
+        r.body.contains("response.completed"),
+        "the stream was cut: {}",
+        r.body
+    );
+    wait_log(&proxy, "tokens_out=60", 2);
+    // A over budget: 429 naming the rule, the limit and the reset; Retry-After.
+    let r = post_as(Some(A), proxy.port, "/v1/responses", body);
+    assert_eq!(r.status, 429, "{}", r.body);
+    let e = &r.json()["error"];
+    assert_eq!(e["code"], "budget_exhausted");
+    assert_eq!(e["rule"], "default.day.output_tokens");
+    assert_eq!(e["limit"], 100);
+    let resets = e["resets_at"].as_str().unwrap();
+    assert!(resets.ends_with("T00:00:00Z"), "{resets}");
+    let retry: u64 = r.header("retry-after").unwrap().parse().unwrap();
+    assert!((1..=86_400).contains(&retry), "{retry}");
+    assert_eq!(
+        mock.requests().len(),
+        2,
+        "the refused request never went upstream"
+    );
+
+    // B: another policy. gpt-5 is not B's; gpt-5-mini is, with B's own budget (1000) and rate.
+    let r = post_as(Some(B), proxy.port, "/v1/responses", body);
+    assert_eq!(r.status, 403, "{}", r.body);
+    assert_eq!(r.json()["error"]["rule"], "user.4243.models");
+    let mini = r#"{"model":"gpt-5-mini","input":"hi","stream":true}"#;
+    for _ in 0..3 {
+        let r = post_as(Some(B), proxy.port, "/v1/responses", mini);
+        assert_eq!(r.status, 200, "B is within its own budget: {}", r.body);
+    }
+    let r = post_as(Some(B), proxy.port, "/v1/responses", mini);
+    assert_eq!(r.status, 429);
+    assert_eq!(r.json()["error"]["code"], "rate_limited");
+    assert_eq!(r.json()["error"]["rule"], "user.4243.requests_per_minute");
+    assert!(r.header("retry-after").is_some());
+    // A is still refused by its budget, not B's rate.
+    assert_eq!(
+        post_as(Some(A), proxy.port, "/v1/responses", body).json()["error"]["rule"],
+        "default.day.output_tokens"
+    );
+
+    // The audit lines carry model, tokens, decision and rule.
+    let log = wait_log(&proxy, "tokens_out=60", 5);
+    let allowed = log
+        .lines()
+        .find(|l| l.contains("uid=4243") && l.contains("status=200"))
+        .unwrap();
+    for want in [
+        "model=\"gpt-5-mini\"",
+        "tokens_in=50",
+        "tokens_cached=10",
+        "tokens_out=60",
+        "decision=\"clamped\"",
+        "rule=user.4243",
+    ] {
+        assert!(allowed.contains(want), "{want} missing: {allowed}");
+    }
+    let refused = log
+        .lines()
+        .find(|l| l.contains("status=429") && l.contains("uid=65534"))
+        .unwrap();
+    assert!(
+        refused.contains("decision=\"refused\"")
+            && refused.contains("rule=default.day.output_tokens"),
+        "{refused}"
+    );
+
+    // The administrator's report: per user and model, from the ledger.
+    let rep = usage_json(&state, &["--today"]);
+    let a = row(&rep, A, "gpt-5");
+    assert_eq!(
+        (a["requests"].as_u64(), a["output_tokens"].as_u64()),
+        (Some(2), Some(120))
+    );
+    assert_eq!(
+        (
+            a["input_tokens"].as_u64(),
+            a["cached_input_tokens"].as_u64()
+        ),
+        (Some(100), Some(20))
+    );
+    assert_eq!(a["user"], "nobody");
+    let b = row(&rep, B, "gpt-5-mini");
+    assert_eq!(
+        (b["requests"].as_u64(), b["output_tokens"].as_u64()),
+        (Some(3), Some(180))
+    );
+    assert_eq!(
+        rep["rows"].as_array().unwrap().len(),
+        2,
+        "refused requests cost nothing: {rep}"
+    );
+    let text = Command::new(BIN)
+        .args(["usage", "--state-dir"])
+        .arg(&state)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&text.stdout);
+    assert!(
+        text.contains("nobody") && text.contains("gpt-5-mini") && text.contains("total"),
+        "{text}"
+    );
+    drop(proxy);
+
+    // Budgets hold across a restart: the ledger is replayed.
+    let proxy = Spawn::new(&mock.responses_url())
+        .arg("--policy")
+        .arg(policy.to_str().unwrap())
+        .arg("--state-dir")
+        .arg(state.to_str().unwrap())
+        .start();
+    let r = post_as(Some(A), proxy.port, "/v1/responses", body);
+    assert_eq!(
+        (r.status, r.json()["error"]["rule"].clone()),
+        (429, "default.day.output_tokens".into())
+    );
+    // Control: root (default rule, no spending yet) is served.
+    assert_eq!(post_as(None, proxy.port, "/v1/responses", body).status, 200);
+}
+
+#[test]
+fn compact_is_forwarded_under_the_same_rules_and_json_usage_counts() {
+    let d = dir();
+    let policy = write_policy(
+        d.path(),
+        "[default]\nmodels = [\"gpt-5\"]\nmonth = { input_tokens = 1000000 }\n",
+    );
+    let state = d.path().join("state");
+    let mock = MockUpstream::start().unwrap();
+    mock.set_default(MockResponse::json(serde_json::json!({
+        "id": "cmp", "object": "response.compaction", "model": "gpt-5",
+        "output": [{"type": "message", "content": [{"type": "output_text", "text": "\"usage\":{\"input_tokens\":999}"}]}],
+        "usage": {"input_tokens": 700, "input_tokens_details": {"cached_tokens": 0}, "output_tokens": 30, "total_tokens": 730}
+    })));
+    let proxy = Spawn::new(&mock.responses_url())
+        .arg("--policy")
+        .arg(policy.to_str().unwrap())
+        .arg("--state-dir")
+        .arg(state.to_str().unwrap())
+        .start();
+    let denied = post_as(
+        Some(A),
+        proxy.port,
+        "/v1/responses/compact",
+        r#"{"model":"o3","input":[]}"#,
+    );
+    assert_eq!(
+        (denied.status, denied.json()["error"]["code"].clone()),
+        (403, "model_not_allowed".into())
+    );
+    let ok = post_as(
+        Some(A),
+        proxy.port,
+        "/v1/responses/compact",
+        r#"{"model":"gpt-5","input":[]}"#,
+    );
+    assert_eq!(ok.status, 200, "{}", ok.body);
+    let reqs = mock.requests();
+    assert_eq!(reqs.len(), 1);
+    assert_eq!(reqs[0].path, "/v1/responses/compact");
+    assert_eq!(reqs[0].json().unwrap()["store"], false);
+    wait_log(&proxy, "tokens_in=700", 1);
+    let rep = usage_json(&state, &[]);
+    let a = row(&rep, A, "gpt-5");
+    assert_eq!(
+        (a["input_tokens"].as_u64(), a["output_tokens"].as_u64()),
+        (Some(700), Some(30))
+    );
+}
+
+#[test]
+fn bad_usage_numbers_from_upstream_count_nothing_and_serving_goes_on() {
+    let d = dir();
+    let policy = write_policy(d.path(), "[default]\nday = { output_tokens = 100 }\n");
+    let state = d.path().join("state");
+    let mock = MockUpstream::start().unwrap();
+    let proxy = Spawn::new(&mock.responses_url())
+        .arg("--policy")
+        .arg(policy.to_str().unwrap())
+        .arg("--state-dir")
+        .arg(state.to_str().unwrap())
+        .start();
+    let body = r#"{"model":"gpt-5","stream":true}"#;
+    for usage in [
+        serde_json::json!({"input_tokens": -5, "output_tokens": -1000}),
+        serde_json::json!({"input_tokens": 1, "output_tokens": "lots"}),
+        serde_json::json!(null),
+        serde_json::json!({"input_tokens": 1e300, "output_tokens": 3}),
+    ] {
+        mock.push_response(MockResponse::SseBurst {
+            frames: vec![sse_frame(
+                "response.completed",
+                &serde_json::json!({"type":"response.completed","response":{"usage": usage}}),
+            )],
+        });
+        let r = post_as(Some(A), proxy.port, "/v1/responses", body);
+        assert_eq!(r.status, 200, "{}", r.body);
+    }
+    // Enormous: A's day is spent (nothing upstream sends can lower it again).
+    mock.push_response(stream_with_usage(1, 0, u64::MAX));
+    assert_eq!(
+        post_as(Some(A), proxy.port, "/v1/responses", body).status,
+        200
+    );
+    mock.push_response(stream_with_usage(1, 0, 5));
+    let r = post_as(Some(A), proxy.port, "/v1/responses", body);
+    assert_eq!(r.status, 429, "{}", r.body);
+    let log = wait_log(&proxy, "usage_anomaly=", 2);
+    assert!(log.contains("upstream usage not trusted in full"), "{log}");
+    let rep = usage_json(&state, &[]);
+    let a = row(&rep, A, "gpt-5");
+    assert_eq!(a["requests"].as_u64(), Some(5));
+    assert_eq!(a["output_tokens"].as_u64(), Some(u64::MAX));
+}
+
+/// Exit 2 with a message naming file, line and key; nothing listening, no server-info file.
+#[test]
+fn bad_policy_files_are_refused_at_start_with_nothing_listening() {
+    let mock = MockUpstream::start().unwrap();
+    let d = dir();
+    let cases: Vec<(&str, &str, Vec<&str>)> = vec![
+        (
+            "syntax",
+            "[default]\nmodels = [\"gpt-5\"\n",
+            vec!["line 3", "policy.toml"],
+        ),
+        (
+            "unknown key",
+            "[default]\nmax_output_tokens = 5\nbudget = 5\n",
+            vec!["line 3", "key budget", "unknown field"],
+        ),
+        (
+            "negative",
+            "[user.nobody]\nrequests_per_minute = -1\n",
+            vec![
+                "line 2",
+                "key user.nobody.requests_per_minute",
+                "at least 1",
+            ],
+        ),
+        (
+            "absurd",
+            "[default]\nmax_output_tokens = 50000000\n",
+            vec!["line 2", "key default.max_output_tokens", "absurd"],
+        ),
+        (
+            "unknown glob",
+            "[default]\nmodels = [\"gtp-5*\"]\n",
+            vec!["line 2", "key default.models", "matches no known model"],
+        ),
+        (
+            "unknown user",
+            "[user.no-such-user-h17]\n",
+            vec!["line 1", "unknown user"],
+        ),
+        (
+            "budget without state dir",
+            "[default]\nday = { output_tokens = 5 }\n",
+            vec!["--state-dir"],
+        ),
+    ];
+    for (what, text, wants) in cases {
+        let policy = write_policy(d.path(), text);
+        let err = Spawn::new(&mock.responses_url())
+            .arg("--policy")
+            .arg(policy.to_str().unwrap())
+            .try_start();
+        let Err((status, stderr)) = err else {
+            panic!("{what}: started")
+        };
+        assert_eq!(status.code(), Some(2), "{what}: {stderr}");
+        for w in wants {
+            assert!(stderr.contains(w), "{what}: {w:?} missing in {stderr}");
+        }
+        assert!(!stderr.contains("listening"), "{what}: {stderr}");
+    }
+    // File checks: group/other-writable, a symlink, another owner; the control starts.
+    let policy = write_policy(d.path(), "[default]\nmodels = [\"gpt-5\"]\n");
+    let start = |p: &Path| {
+        Spawn::new(&mock.responses_url())
+            .arg("--policy")
+            .arg(p.to_str().unwrap())
+            .try_start()
+    };
+    std::fs::set_permissions(&policy, std::fs::Permissions::from_mode(0o666)).unwrap();
+    let (status, err) = start(&policy).err().unwrap();
+    assert_eq!(status.code(), Some(2));
+    assert!(
+        err.contains("refusing policy file") && err.contains("lets group or others write it"),
+        "{err}"
+    );
+    std::fs::set_permissions(&policy, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let link = d.path().join("link.toml");
+    std::os::unix::fs::symlink(&policy, &link).unwrap();
+    let (status, err) = start(&link).err().unwrap();
+    assert_eq!(status.code(), Some(2));
+    assert!(err.contains("it is a symlink"), "{err}");
+    std::os::unix::fs::chown(&policy, Some(A), None).unwrap();
+    let (status, err) = start(&policy).err().unwrap();
+    assert_eq!(status.code(), Some(2));
+    assert!(err.contains("owned by uid 65534"), "{err}");
+    std::os::unix::fs::chown(&policy, Some(0), None).unwrap();
+    let p = start(&policy).expect("the control policy starts");
+    assert!(common::is_listening(p.port));
+}
+
+/// Runs the proxy in a private mount namespace where the state dir is `mount_cmd`'s.
+fn spawn_with_state_mount<'a>(
+    mock: &MockUpstream,
+    policy: &Path,
+    state: &Path,
+    mount_cmd: &str,
+) -> Spawn<'a> {
+    let mut s = Spawn::new(&mock.responses_url())
+        .arg("--policy")
+        .arg(policy.to_str().unwrap())
+        .arg("--state-dir")
+        .arg(state.to_str().unwrap());
+    s.wrapper = vec![
+        "unshare".into(),
+        "--mount".into(),
+        "--propagation".into(),
+        "private".into(),
+        "sh".into(),
+        "-c".into(),
+        format!("{mount_cmd} && exec \"$0\" \"$@\""),
+    ];
+    s
+}
+
+#[test]
+fn a_full_or_read_only_state_dir_fails_closed_for_budgets_only() {
+    let d = dir();
+    // A (nobody) has a budget, root has none.
+    let policy = write_policy(
+        d.path(),
+        "[user.nobody]\nday = { output_tokens = 1000000 }\n",
+    );
+    let mock = MockUpstream::start().unwrap();
+    mock.set_default(stream_with_usage(5, 0, 5));
+    let body = r#"{"model":"gpt-5","stream":true}"#;
+
+    // Full: a 64 KiB tmpfs filled up once the ledger file exists.
+    let state = d.path().join("full");
+    std::fs::create_dir(&state).unwrap();
+    let mount = format!(
+        "mount -t tmpfs -o size=64k,mode=0700 tmpfs '{0}' && touch '{0}/'ledger-$(date -u +%Y-%m).log && chmod 600 '{0}'/ledger-* && (dd if=/dev/zero of='{0}/fill' bs=4k 2>/dev/null; true)",
+        state.display()
+    );
+    let proxy = spawn_with_state_mount(&mock, &policy, &state, &mount).start();
+    // The first request is served (the ledger was writable when it was admitted); its record
+    // cannot be written.
+    assert_eq!(
+        post_as(Some(A), proxy.port, "/v1/responses", body).status,
+        200
+    );
+    let log = wait_log(&proxy, "cannot write the usage ledger", 1);
+    assert!(log.contains("No space left on device"), "{log}");
+    // Now A is refused (no accounting, no spend) and told why; root, without budget, is served.
+    let r = post_as(Some(A), proxy.port, "/v1/responses", body);
+    assert_eq!(r.status, 503, "{}\n{}", r.body, proxy.stderr());
+    assert_eq!(r.json()["error"]["code"], "ledger_unavailable");
+    assert!(
+        r.json()["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("No space left"),
+        "{}",
+        r.body
+    );
+    assert_eq!(post_as(None, proxy.port, "/v1/responses", body).status, 200);
+    // Space again (through the proxy's own mount namespace): the pending record is written and
+    // A is served.
+    std::fs::remove_file(format!(
+        "/proc/{}/root{}/fill",
+        proxy.pid(),
+        state.display()
+    ))
+    .unwrap();
+    assert_eq!(
+        post_as(Some(A), proxy.port, "/v1/responses", body).status,
+        200
+    );
+    let month = std::fs::read_dir(format!("/proc/{}/root{}", proxy.pid(), state.display()))
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .find(|e| e.file_name().to_string_lossy().starts_with("ledger-"))
+        .unwrap();
+    let text = std::fs::read_to_string(month.path()).unwrap();
+    assert_eq!(
+        text.lines().filter(|l| l.contains("\"u\":65534")).count(),
+        2,
+        "{text}"
+    );
+    drop(proxy);
+
+    // Read-only from the start: A refused at once, root served.
+    let state = d.path().join("ro");
+    std::fs::create_dir(&state).unwrap();
+    let mount = format!(
+        "mount --bind '{0}' '{0}' && mount -o remount,bind,ro '{0}'",
+        state.display()
+    );
+    let proxy = spawn_with_state_mount(&mock, &policy, &state, &mount).start();
+    let r = post_as(Some(A), proxy.port, "/v1/responses", body);
+    assert_eq!(r.status, 503, "{}", r.body);
+    assert!(
+        r.json()["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("Read-only file system"),
+        "{}",
+        r.body
+    );
+    assert_eq!(post_as(None, proxy.port, "/v1/responses", body).status, 200);
+    assert!(
+        proxy.stderr().contains("usage ledger not writable"),
+        "{}",
+        proxy.stderr()
+    );
+}
+
+#[test]
+fn the_ledger_after_repeated_sigkill_mid_load_matches_the_mock() {
+    let d = dir();
+    let policy = write_policy(
+        d.path(),
+        "[default]\nmonth = { output_tokens = 1000000000 }\n",
+    );
+    let state = d.path().join("state");
+    let mock = MockUpstream::start().unwrap();
+    mock.set_recording(false);
+    mock.set_default(MockResponse::json(serde_json::json!({
+        "id": "r", "model": "gpt-5", "usage": {"input_tokens": 3, "output_tokens": 7}
+    })));
+    const CLIENTS: usize = 4;
+    const ROUNDS: usize = 4;
+    for _ in 0..ROUNDS {
+        let mut proxy = Spawn::new(&mock.responses_url())
+            .arg("--policy")
+            .arg(policy.to_str().unwrap())
+            .arg("--state-dir")
+            .arg(state.to_str().unwrap())
+            .start();
+        // Serving starts after the confinement step.
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !proxy.stderr().contains("confined") {
+            assert!(Instant::now() < deadline);
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        let port = proxy.port;
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let clients: Vec<_> = (0..CLIENTS)
+            .map(|_| {
+                let stop = stop.clone();
+                std::thread::spawn(move || {
+                    let body = br#"{"model":"gpt-5"}"#;
+                    let mut ok = 0u64;
+                    while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                        let raw = format!(
+                            "POST /v1/responses HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{}",
+                            body.len(),
+                            String::from_utf8_lossy(body)
+                        );
+                        let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", port)) else { break };
+                        use std::io::{Read, Write};
+                        let _ = s.set_read_timeout(Some(Duration::from_secs(5)));
+                        if s.write_all(raw.as_bytes()).is_err() { break }
+                        let mut out = Vec::new();
+                        let _ = s.read_to_end(&mut out);
+                        if out.starts_with(b"HTTP/1.1 200") { ok += 1 }
+                    }
+                    ok
+                })
+            })
+            .collect();
+        std::thread::sleep(Duration::from_millis(400));
+        proxy.signal("KILL");
+        let _ = proxy.wait_exit(Duration::from_secs(10));
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        let served: u64 = clients.into_iter().map(|c| c.join().unwrap()).sum();
+        assert!(served > 0, "no request was served in the round");
+    }
+    let upstream = mock.with_state(|s| s.requests_total) as u64;
+    let rep = usage_json(&state, &[]);
+    let rows = rep["rows"].as_array().unwrap();
+    assert_eq!(rows.len(), 1, "{rep}");
+    let ledger = rows[0]["requests"].as_u64().unwrap();
+    // Every record whole (tokens add up), at most the requests in flight at each kill missing.
+    assert_eq!(rows[0]["output_tokens"].as_u64(), Some(7 * ledger));
+    assert_eq!(rows[0]["input_tokens"].as_u64(), Some(3 * ledger));
+    let in_flight = (CLIENTS * ROUNDS) as u64;
+    assert!(
+        ledger <= upstream && upstream - ledger <= in_flight,
+        "ledger {ledger} vs upstream {upstream} (± {in_flight} in flight)"
+    );
+    assert!(
+        upstream > 20,
+        "too little load to mean anything: {upstream}"
+    );
+}
+
+#[test]
+fn the_openai_python_sdk_through_the_proxy_with_a_policy() {
+    let d = dir();
+    let policy = write_policy(
+        d.path(),
+        "[default]\nmodels = [\"gpt-5*\"]\nrequests_per_minute = 2\nmax_output_tokens = 64\n",
+    );
+    let mock = MockUpstream::start().unwrap();
+    mock.set_default(stream_with_usage(11, 0, 13));
+    let proxy = Spawn::new(&mock.responses_url())
+        .arg("--policy")
+        .arg(policy.to_str().unwrap())
+        .start();
+    let script = r#"
+import json, sys, openai
+client = openai.OpenAI(base_url=sys.argv[1], api_key="not-needed", max_retries=0)
+out = {}
+stream = client.responses.create(model="gpt-5", input="hello", stream=True)
+out["types"] = [e.type for e in stream]
+try:
+    client.responses.create(model="o3", input="hello")
+except openai.PermissionDeniedError as e:
+    out["denied"] = [e.status_code, e.body["rule"] if "rule" in (e.body or {}) else e.body]
+try:
+    client.responses.create(model="gpt-5-mini", input="x", stream=True)
+    client.responses.create(model="gpt-5-mini", input="x", stream=True)
+except openai.RateLimitError as e:
+    out["limited"] = [e.status_code, e.response.headers.get("retry-after"), e.body.get("code") if isinstance(e.body, dict) else e.body]
+print(json.dumps(out))
+"#;
+    let out = suite_test_support::python::with_openai_sdk()
+        .args(["-c", script, &format!("http://127.0.0.1:{}/v1", proxy.port)])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "SDK failed: {}\nproxy: {}",
+        String::from_utf8_lossy(&out.stderr),
+        proxy.stderr()
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        v["types"].as_array().unwrap().last().unwrap(),
+        "response.completed",
+        "{v}"
+    );
+    assert_eq!(v["denied"][0], 403, "{v}");
+    assert_eq!(v["denied"][1], "default.models", "{v}");
+    assert_eq!(v["limited"][0], 429, "{v}");
+    assert!(
+        v["limited"][1]
+            .as_str()
+            .is_some_and(|s| s.parse::<u64>().is_ok()),
+        "{v}"
+    );
+    assert_eq!(v["limited"][2], "rate_limited", "{v}");
+    assert_eq!(mock.requests()[0].json().unwrap()["max_output_tokens"], 64);
+}
+
+/// Regression (found while benchmarking this slice): the ledger's `fdatasync` runs on a tokio
+/// blocking thread, which idles in a timed `futex` wait; a stop (SIGSTOP/SIGCONT, a debugger
+/// attaching) makes the kernel resume that wait with `restart_syscall`, which the seccomp
+/// allow-list refused: the proxy exited with code 10 ("seccomp refused system call
+/// restart_syscall"). Fails without the `restart_syscall` row.
+#[test]
+fn a_stopped_and_continued_proxy_with_a_ledger_keeps_serving() {
+    let d = dir();
+    let policy = write_policy(d.path(), "[default]\nday = { output_tokens = 1000000 }\n");
+    let state = d.path().join("state");
+    let mock = MockUpstream::start().unwrap();
+    mock.set_default(stream_with_usage(1, 0, 1));
+    let mut proxy = Spawn::new(&mock.responses_url())
+        .arg("--policy")
+        .arg(policy.to_str().unwrap())
+        .arg("--state-dir")
+        .arg(state.to_str().unwrap())
+        .start();
+    let body = r#"{"model":"gpt-5","stream":true}"#;
+    // A written record makes the sync task hand the file to a blocking thread within a second.
+    let threads = |pid: u32| -> u32 {
+        std::fs::read_to_string(format!("/proc/{pid}/status"))
+            .unwrap()
+            .lines()
+            .find_map(|l| l.strip_prefix("Threads:"))
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap()
+    };
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while threads(proxy.pid()) < 2 {
+        assert_eq!(post_as(None, proxy.port, "/v1/responses", body).status, 200);
+        assert!(
+            Instant::now() < deadline,
+            "no blocking thread appeared: the test cannot run its check"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    // Let the blocking thread finish its sync and idle in its timed wait.
+    std::thread::sleep(Duration::from_millis(300));
+    proxy.signal("STOP");
+    std::thread::sleep(Duration::from_millis(200));
+    proxy.signal("CONT");
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(
+        proxy.wait_exit(Duration::from_millis(10)).is_none(),
+        "the proxy died after SIGSTOP/SIGCONT: {}",
+        proxy.stderr()
+    );
+    assert_eq!(post_as(None, proxy.port, "/v1/responses", body).status, 200);
+}
