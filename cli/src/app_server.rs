@@ -477,7 +477,7 @@ async fn login_chatgpt(app: &Arc<App>, api: Api) -> Handled {
             .await
             .map_err(|e| e.to_string())?;
         if let Some(w) = outcome.warning {
-            eprintln!("codex: warning: {w}");
+            crate::exit::warn(&w);
         }
         Ok(())
     };
@@ -684,7 +684,7 @@ async fn login_device(app: &Arc<App>) -> Handled {
                         match app.manager.save(auth_json_from(tokens)).await {
                             Ok(outcome) => {
                                 if let Some(w) = outcome.warning {
-                                    eprintln!("codex: warning: {w}");
+                                    crate::exit::warn(&w);
                                 }
                                 None
                             }
@@ -865,7 +865,7 @@ async fn login_api_key(app: &App, params: &Value) -> Handled {
     let outcome = saved
         .map_err(|e| RpcError::new(INTERNAL_ERROR, format!("cannot store the api key: {e}")))?;
     if let Some(w) = outcome.warning {
-        eprintln!("codex: warning: {w}");
+        crate::exit::warn(&w);
     }
     Ok((
         json!({}),
@@ -885,7 +885,7 @@ async fn logout(app: &App) -> Handled {
         )
     })?;
     for w in removed.warnings {
-        eprintln!("codex: warning: {w}");
+        crate::exit::warn(&w);
     }
     Ok((
         json!({}),

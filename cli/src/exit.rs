@@ -63,8 +63,42 @@ pub fn report(result: anyhow::Result<i32>) -> i32 {
         Ok(code) => code,
         Err(e) => {
             let code = e.downcast_ref::<Coded>().map(|c| c.code).unwrap_or(FAILURE);
-            eprintln!("codex: {e:#}");
+            eprintln!("codex: {}", terminal_safe(&format!("{e:#}")));
             code
         }
+    }
+}
+
+/// `s` safe to print on a terminal: control characters other than newline and tab, and
+/// invisible formatting characters, become `\u{..}` escapes. Errors and warnings carry text
+/// from config files, session files and servers (outside review r11 F6: `env_key_instructions`,
+/// a profile name and a provider id wrote an OSC 52 clipboard sequence and cleared the screen).
+pub fn terminal_safe(s: &str) -> String {
+    s.split('\n')
+        .map(|line| {
+            line.split('\t')
+                .map(codex_login::claims::printable)
+                .collect::<Vec<_>>()
+                .join("\t")
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// `codex: warning: W` on stderr, [`terminal_safe`].
+pub fn warn(w: &str) {
+    eprintln!("codex: warning: {}", terminal_safe(w));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn terminal_safe_escapes_controls_but_keeps_lines() {
+        assert_eq!(
+            terminal_safe("a\u{1b}]52;c;SGk=\u{7}b\nnext\tcol\u{9b}2J"),
+            "a\\u{1b}]52;c;SGk=\\u{7}b\nnext\tcol\\u{9b}2J"
+        );
     }
 }

@@ -204,7 +204,7 @@ pub(crate) async fn save_tokens(store: &AuthStore, tokens: TokenSet) -> Result<(
     .map_err(|e| e.to_string())?;
     let outcome = store.save(&auth).map_err(|e| e.to_string())?;
     if let Some(w) = outcome.warning {
-        eprintln!("codex: warning: {w}");
+        crate::exit::warn(&w);
     }
     Ok(())
 }

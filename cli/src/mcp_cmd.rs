@@ -143,7 +143,7 @@ fn load(p: &Paths) -> anyhow::Result<McpConfig> {
     let cfg =
         config::load(&p.user, Some(&p.managed)).map_err(|e| Coded::new(USAGE, e.to_string()))?;
     for w in &cfg.warnings {
-        eprintln!("codex: warning: {w}");
+        crate::exit::warn(&w);
     }
     Ok(cfg)
 }
@@ -280,7 +280,7 @@ fn statuses(
     for (s, warnings) in results {
         for w in warnings {
             if shown.insert(w.clone()) {
-                eprintln!("codex: warning: {w}");
+                crate::exit::warn(&w);
             }
         }
         out.push(s);
@@ -402,7 +402,7 @@ fn run_check(
     Ok(match rt.block_on(codex_mcp::client::check(s, &store)) {
         Ok((report, warnings)) => {
             for w in warnings {
-                eprintln!("codex: warning: {w}");
+                crate::exit::warn(&w);
             }
             Ok(report)
         }
@@ -651,7 +651,7 @@ fn login(p: &Paths, main_cfg: &crate::config::Config, a: McpLoginArgs) -> anyhow
         };
         let done = result.map_err(auth_error)?;
         if let Some(w) = &done.saved.warning {
-            eprintln!("codex: warning: {w}");
+            crate::exit::warn(&w);
         }
         let expiry = done
             .expires_in
@@ -677,7 +677,7 @@ fn logout(p: &Paths, main_cfg: &crate::config::Config, name: &str) -> anyhow::Re
         .block_on(oauth::logout(name, &h, &store, REQUEST_TIMEOUT))
         .map_err(auth_error)?;
     for w in &out.warnings {
-        eprintln!("codex: warning: {w}");
+        crate::exit::warn(&w);
     }
     if !out.removed {
         eprintln!("Not logged in to MCP server '{name}'.");

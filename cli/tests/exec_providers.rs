@@ -744,3 +744,88 @@ fn login_usage_errors_never_echo_a_key() {
     assert_eq!(o.status.code(), Some(2), "{o:?}");
     assert!(stderr(&o).contains("not-a-subcommand"), "{}", stderr(&o));
 }
+
+/// Outside review r11 F6: text from a config file reached the terminal raw in errors
+/// (`env_key_instructions` wrote an OSC 52 clipboard sequence and cleared the screen; a profile
+/// name and a provider id too). Errors and warnings now escape control characters. Control:
+/// printable text is printed as is (`an_unset_env_key_names_the_variable_and_its_instructions`).
+#[test]
+fn config_text_in_errors_never_reaches_the_terminal_raw() {
+    let h = home();
+    let mut pre = mock_provider("http://127.0.0.1:9/v1", 0);
+    pre.extend(c("model_providers.mock.env_key=MOCK_API_KEY"));
+    pre.extend(c(
+        "model_providers.mock.env_key_instructions=set it \u{1b}]52;c;SGFja2Vk\u{7} \u{1b}[2J cleared",
+    ));
+    let o = run(&h.path, &pre, &["exec", "p"]);
+    let e = stderr(&o);
+    assert_eq!(o.status.code(), Some(21), "{o:?}");
+    assert!(!e.contains('\u{1b}') && !e.contains('\u{7}'), "{e:?}");
+    assert!(e.contains(r"set it \u{1b}]52;c;SGFja2Vk\u{7}"), "{e}");
+    // an unknown profile's name
+    let o = run(&h.path, &[], &["-p", "pr\u{1b}[5m", "exec", "p"]);
+    let e = stderr(&o);
+    assert_ne!(o.status.code(), Some(0));
+    assert!(!e.contains('\u{1b}'), "{e:?}");
+}
+
+/// Outside review r11 F3: a provider's answer had no size limit: 80 MiB were recorded and the
+/// session could not be resumed (its file over 64 MiB), 1 GiB filled the disk. An answer over
+/// 16 MiB stops the turn (exit 24); the session file stays small and resumable. Control: an
+/// ordinary answer in the same home completes.
+#[test]
+fn an_endless_answer_stops_the_turn_and_the_session_stays_resumable() {
+    let h = home();
+    let mock = MockUpstream::start().unwrap();
+    let chunk = "x".repeat(1024 * 1024);
+    let mut frames = vec![suite_test_support::responses_mock::sse_frame(
+        "response.created",
+        &serde_json::json!({"type": "response.created", "response": {"id": "r"}}),
+    )];
+    for _ in 0..20 {
+        frames.push(suite_test_support::responses_mock::sse_frame(
+            "response.output_text.delta",
+            &serde_json::json!({"type": "response.output_text.delta", "delta": chunk}),
+        ));
+    }
+    mock.set_default(MockResponse::SseChunked { frames });
+    let o = run(
+        &h.path,
+        &mock_provider(&mock.base_url(), 0),
+        &["exec", "tell me everything"],
+    );
+    assert_eq!(o.status.code(), Some(24), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("the answer is longer than 16 MiB"),
+        "{}",
+        stderr(&o)
+    );
+    let total: u64 = walk(&h.path.join("sessions"))
+        .iter()
+        .map(|p| std::fs::metadata(p).unwrap().len())
+        .sum();
+    assert!(total < 1024 * 1024, "session files hold {total} bytes");
+    // control: the same home, an ordinary answer, resumable
+    mock.set_default(ok_stream());
+    let o = run(
+        &h.path,
+        &mock_provider(&mock.base_url(), 0),
+        &["exec", "resume", "--last", "again"],
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+}
+
+fn walk(d: &Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    if let Ok(rd) = std::fs::read_dir(d) {
+        for e in rd.flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                out.extend(walk(&p));
+            } else {
+                out.push(p);
+            }
+        }
+    }
+    out
+}

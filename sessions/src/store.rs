@@ -580,6 +580,16 @@ fn parse_transcript(path: &Path, bytes: &[u8]) -> Result<(Transcript, usize), Se
             reason: "no session_meta record".into(),
         });
     };
+    // The id is printed (`sessions list`, the resume hint meant to be pasted): it must be the
+    // UUID of the file's own name, nothing else (outside review r11 F2: an id carrying an
+    // escape sequence reached the terminal raw).
+    if !is_uuid(&meta.id) || id_of(path).is_some_and(|named| !named.eq_ignore_ascii_case(&meta.id))
+    {
+        return Err(SessionError::BadHeader {
+            path: path.to_path_buf(),
+            reason: "its id is not the UUID in its file name".into(),
+        });
+    }
     Ok((
         Transcript {
             path: path.to_path_buf(),

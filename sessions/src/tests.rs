@@ -246,3 +246,36 @@ fn a_missing_codex_home_is_created_private_and_an_unsafe_sessions_dir_is_refused
         "{e}"
     );
 }
+
+/// Outside review r11 F2: the id inside a session file was printed raw (`sessions list`, the
+/// resume hint); an id with an escape sequence reached the terminal. A file whose id is not the
+/// UUID of its own name is refused by list and resume. Control: the untouched file is listed.
+#[test]
+fn a_session_whose_id_is_not_the_uuid_of_its_name_is_refused() {
+    let home = tempfile::tempdir().unwrap();
+    let store = SessionStore::new(home.path());
+    let mut rec = store.create(new_session()).unwrap();
+    rec.append(user("hello").to_item()).unwrap();
+    rec.sync().unwrap();
+    let path = rec.path().to_path_buf();
+    let id = rec.id().to_owned();
+    drop(rec);
+    let listing = store.list().unwrap();
+    assert_eq!(listing.sessions.len(), 1, "control: {:?}", listing.refused);
+    let text = std::fs::read_to_string(&path).unwrap();
+    for bad in [
+        format!("{id}\\u001b]0;TITLE\\u0007"), // JSON-escaped, as a crafted file has it
+        "aaaaaaaa-bbbb-cccc-dddd-eeeeeeeeeeee".to_owned(),
+    ] {
+        std::fs::write(&path, text.replacen(&id, &bad, 1)).unwrap();
+        let listing = store.list().unwrap();
+        assert!(listing.sessions.is_empty(), "{bad:?} listed");
+        assert!(
+            listing.refused[0].contains("its id is not the UUID in its file name"),
+            "{:?}",
+            listing.refused
+        );
+        assert!(!listing.refused[0].contains('\u{1b}'));
+        assert!(store.resume(&path).is_err());
+    }
+}

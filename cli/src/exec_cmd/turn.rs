@@ -32,6 +32,21 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
 const MAX_EVENT_BYTES: usize = 8 * 1024 * 1024;
 /// Largest error body read for the message.
 const MAX_ERROR_BODY: usize = 64 * 1024;
+/// Largest answer of one turn: below the session file's 64 MiB limit with room for the earlier
+/// turns (outside review r11 F3: a provider's 80 MiB answer was recorded, then the session could
+/// not be resumed; 1 GiB filled the disk).
+const MAX_ANSWER_BYTES: usize = 16 * 1024 * 1024;
+
+fn too_long() -> anyhow::Error {
+    Coded::new(
+        STREAM,
+        format!(
+            "the answer is longer than {} MiB: the turn is stopped",
+            MAX_ANSWER_BYTES / (1024 * 1024)
+        ),
+    )
+    .into()
+}
 
 /// Everything a request carries.
 pub struct RequestSpec {
@@ -338,12 +353,18 @@ where
         for ev in events {
             match handle_event(&ev).map_err(Failure::Fatal)? {
                 Step::Text(t) => {
+                    if text.len() + t.len() > MAX_ANSWER_BYTES {
+                        return Err(Failure::Fatal(too_long()));
+                    }
                     text.push_str(&t);
                     sink.delta(&t).map_err(Failure::Fatal)?;
                 }
                 Step::ItemText(t) => {
                     // A provider that sends the finished message without deltas.
                     if text.is_empty() && !t.is_empty() {
+                        if t.len() > MAX_ANSWER_BYTES {
+                            return Err(Failure::Fatal(too_long()));
+                        }
                         text.push_str(&t);
                         sink.delta(&t).map_err(Failure::Fatal)?;
                     }
