@@ -464,7 +464,7 @@ pub fn load_layered(global: &crate::GlobalOpts) -> anyhow::Result<Layered> {
     merge(&mut table, overrides, "", &Layer::Override, &mut origins);
     let (managed_path, managed) = read_managed(&mut warnings)?;
     for w in &warnings {
-        crate::exit::warn(&w);
+        crate::exit::warn(w);
     }
     if let Some(t) = managed {
         merge(

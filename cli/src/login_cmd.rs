@@ -98,7 +98,7 @@ pub fn run(args: LoginArgs, global: &crate::GlobalOpts) -> anyhow::Result<i32> {
         .save(&AuthDotJson::from_api_key(key))
         .map_err(|e| Coded::new(FAILURE, format!("failed to store the API key: {e}")))?;
     if let Some(w) = &out.warning {
-        crate::exit::warn(&w);
+        crate::exit::warn(w);
     }
     eprintln!("Successfully logged in (API key stored in {})", out.backend);
     Ok(0)
@@ -144,7 +144,7 @@ fn run_status(global: &crate::GlobalOpts) -> anyhow::Result<i32> {
         .load_with_source()
         .map_err(|e| Coded::new(FAILURE, e.to_string()))?;
     for w in &out.warnings {
-        crate::exit::warn(&w);
+        crate::exit::warn(w);
     }
     let where_ = out
         .backend
@@ -228,7 +228,7 @@ pub fn run_logout(global: &crate::GlobalOpts) -> anyhow::Result<i32> {
         .delete_with_warnings()
         .map_err(|e| Coded::new(FAILURE, e.to_string()))?;
     for w in &out.warnings {
-        crate::exit::warn(&w);
+        crate::exit::warn(w);
     }
     if out.removed {
         eprintln!("Successfully logged out");

@@ -143,7 +143,7 @@ fn load(p: &Paths) -> anyhow::Result<McpConfig> {
     let cfg =
         config::load(&p.user, Some(&p.managed)).map_err(|e| Coded::new(USAGE, e.to_string()))?;
     for w in &cfg.warnings {
-        crate::exit::warn(&w);
+        crate::exit::warn(w);
     }
     Ok(cfg)
 }
@@ -651,7 +651,7 @@ fn login(p: &Paths, main_cfg: &crate::config::Config, a: McpLoginArgs) -> anyhow
         };
         let done = result.map_err(auth_error)?;
         if let Some(w) = &done.saved.warning {
-            crate::exit::warn(&w);
+            crate::exit::warn(w);
         }
         let expiry = done
             .expires_in
@@ -677,7 +677,7 @@ fn logout(p: &Paths, main_cfg: &crate::config::Config, name: &str) -> anyhow::Re
         .block_on(oauth::logout(name, &h, &store, REQUEST_TIMEOUT))
         .map_err(auth_error)?;
     for w in &out.warnings {
-        crate::exit::warn(&w);
+        crate::exit::warn(w);
     }
     if !out.removed {
         eprintln!("Not logged in to MCP server '{name}'.");

@@ -54,7 +54,7 @@ pub fn run(args: SessionsArgs, global: &crate::GlobalOpts) -> anyhow::Result<i32
         .list()
         .map_err(|e| Coded::new(FAILURE, e.to_string()))?;
     for r in &listing.refused {
-        crate::exit::warn(&r);
+        crate::exit::warn(r);
     }
     let sessions = listing.sessions.iter().take(limit);
     let mut out = String::new();

@@ -388,7 +388,7 @@ pub fn resolve_provider(cfg: &crate::config::Config) -> anyhow::Result<Provider>
     let env = |k: &str| std::env::var(k).ok();
     let resolved = codex_providers::resolve(id, user, &env).map_err(turn::provider_error)?;
     for w in &resolved.warnings {
-        crate::exit::warn(&w);
+        crate::exit::warn(w);
     }
     Ok(resolved.provider)
 }
@@ -449,7 +449,7 @@ fn stored_bearer(cfg: &crate::config::Config, provider: &Provider) -> anyhow::Re
         .load_with_source()
         .map_err(|e| Coded::new(AUTH, e.to_string()))?;
     for w in &loaded.warnings {
-        crate::exit::warn(&w);
+        crate::exit::warn(w);
     }
     let Some(key) = loaded.auth.as_ref().and_then(|a| a.openai_api_key.as_ref()) else {
         let why = if loaded.auth.as_ref().is_some_and(|a| a.tokens.is_some()) {

@@ -45,7 +45,6 @@ fn too_long() -> anyhow::Error {
             MAX_ANSWER_BYTES / (1024 * 1024)
         ),
     )
-    .into()
 }
 
 /// Everything a request carries.
