@@ -920,15 +920,19 @@ fn a_mercurial_repository_and_other_tools_configuration_cannot_be_planted() {
             &e,
             ns,
             false,
-            "mkdir -p .jj/repo 2>&1; mkdir .claude 2>&1; echo done",
+            "mkdir -p .jj/repo 2>&1; mkdir .claude 2>&1; mkdir .sl 2>&1; echo done",
         );
         let said = String::from_utf8_lossy(&out.stdout);
         assert_eq!(
             said.matches("Permission denied").count(),
-            2,
+            3,
             "{ns:?}: {said}"
         );
-        assert!(!e.ws.join(".jj").exists() && !e.ws.join(".claude").exists());
+        assert!(
+            !e.ws.join(".jj").exists()
+                && !e.ws.join(".claude").exists()
+                && !e.ws.join(".sl").exists()
+        );
         // control: the escape hatch lets the plant land, and the victim's hg status runs it
         let out = guarded(&e, ns, true, &plant);
         assert!(

@@ -15,7 +15,7 @@
 //! 4. network rules when the policy allows network;
 //! 5. `(deny file-write* ...)` for every carve-out again (a root nested in another root, e.g. a
 //!    cwd under `/tmp`, would otherwise re-open the inner root's `.git` through the outer root);
-//!    then `(deny file-write* (regex ...))` for `.git`, `.hg`, `.jj`, `.codex`, `.agents` and `.claude` as a path
+//!    then `(deny file-write* (regex ...))` for `.git`, `.hg`, `.sl`, `.jj`, `.codex`, `.agents` and `.claude` as a path
 //!    component anywhere, any case (the Linux sandbox's name guard; never run live: no Mac here);
 //! 6. `(deny file-write-unlink (literal ...))` for every directory between a writable root and a
 //!    protected path, so a protected path cannot be moved out from under its rule by renaming
@@ -99,17 +99,17 @@ pub fn generate(policy: &EffectivePolicy, host: &HostPaths) -> Result<SeatbeltPo
 /// Choices of the front door that change the generated policy.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct GenOptions {
-    /// `--allow-git-writes`: leave out the protected-names deny (`.git`, `.hg`, `.jj`, `.codex`, `.agents`, `.claude`
+    /// `--allow-git-writes`: leave out the protected-names deny (`.git`, `.hg`, `.sl`, `.jj`, `.codex`, `.agents`, `.claude`
     /// anywhere; the read-only carve-outs of the roots stay).
     pub allow_git_writes: bool,
 }
 
 /// The protected names, any case (APFS is case-insensitive by default), as a path component:
-/// `.git` and any name ending in `.git` (bare repositories), `.hg`, `.jj`, `.codex`, `.agents`,
+/// `.git` and any name ending in `.git` (bare repositories), `.hg`, `.sl`, `.jj`, `.codex`, `.agents`,
 /// `.claude` (the Linux name guard's list, `sandbox_linux::name_guard::PROTECTED_NAMES`); and a last
 /// component `HEAD` (without it git takes no directory for a repository).
 /// `[.]` rather than `\.`: no escape to get wrong in the regex literal.
-pub const PROTECTED_NAMES_REGEX: &str = "(^|/)([.]([Cc][Oo][Dd][Ee][Xx]|[Aa][Gg][Ee][Nn][Tt][Ss]|[Hh][Gg]|[Jj][Jj]|[Cc][Ll][Aa][Uu][Dd][Ee])|[^/]*[.][Gg][Ii][Tt])(/|$)|(^|/)[Hh][Ee][Aa][Dd]$";
+pub const PROTECTED_NAMES_REGEX: &str = "(^|/)([.]([Cc][Oo][Dd][Ee][Xx]|[Aa][Gg][Ee][Nn][Tt][Ss]|[Hh][Gg]|[Ss][Ll]|[Jj][Jj]|[Cc][Ll][Aa][Uu][Dd][Ee])|[^/]*[.][Gg][Ii][Tt])(/|$)|(^|/)[Hh][Ee][Aa][Dd]$";
 
 /// [`generate`] with the front door's [`GenOptions`].
 pub fn generate_with(
@@ -250,7 +250,7 @@ pub fn generate_with(
 
     if !opts.allow_git_writes && !roots.is_empty() {
         g.blank();
-        g.line("; ---- protected names: no .git, .hg, .jj, .codex, .agents or .claude is created or written anywhere ----");
+        g.line("; ---- protected names: no .git, .hg, .sl, .jj, .codex, .agents or .claude is created or written anywhere ----");
         g.line(
             "; (a nested repository's hooks or core.fsmonitor would run outside the sandbox at the",
         );

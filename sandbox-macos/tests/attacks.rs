@@ -298,6 +298,7 @@ fn protected_names_cannot_be_created_or_written_anywhere_in_any_case() {
         "/private/tmp/proj/remote.git/hooks/post-receive",
         "/private/tmp/proj/d/HEAD",
         "/private/tmp/proj/sub/.hg/hgrc",
+        "/private/tmp/proj/.sl/config",
         "/private/tmp/.Hg/hgrc",
         "/private/tmp/proj/.jj/repo/config.toml",
         "/private/tmp/proj/.claude/settings.json",

@@ -60,11 +60,12 @@ pub fn notif_addfd_send(
 /// Names nothing in the sandbox may create, nor write below: repositories and agent
 /// configurations whose contents a tool run later, outside the sandbox, executes — git's hooks
 /// and fsmonitor (`.git`), Mercurial's `[hooks]` in `.hg/hgrc` (outside review r10 F-S1: a
-/// `pre-status` hook planted in `.hg` ran at the user's next `hg status`), Jujutsu's repository
+/// `pre-status` hook planted in `.hg` ran at the user's next `hg status`) and Sapling's in
+/// `.sl/config` (r11), Jujutsu's repository
 /// config (`.jj/repo/config.toml`: fix tools, merge tools, aliases run commands), codex's and
 /// other agents' project configuration (`.codex`, `.agents`, `.claude`: hooks and MCP servers
 /// the agent starts).
-pub const PROTECTED_NAMES: &[&str] = &[".git", ".codex", ".agents", ".hg", ".jj", ".claude"];
+pub const PROTECTED_NAMES: &[&str] = &[".git", ".codex", ".agents", ".hg", ".sl", ".jj", ".claude"];
 
 /// Errno of a refused call (the one Landlock gives).
 pub const DENIED_ERRNO: i32 = libc::EACCES;
@@ -225,7 +226,7 @@ mod tests {
         assert!(is_protected(b".Codex"));
         assert!(is_protected(b".agents"));
         assert!(is_protected(b".hg") && is_protected(b".HG") && is_protected(b".jj"));
-        assert!(is_protected(b".claude"));
+        assert!(is_protected(b".claude") && is_protected(b".SL"));
         assert!(!is_protected(b".hgignore") && !is_protected(b"hg"));
         assert!(!is_protected(b".gitignore"));
         assert!(!is_protected(b"git"));
