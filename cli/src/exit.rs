@@ -73,16 +73,22 @@ pub fn report(result: anyhow::Result<i32>) -> i32 {
 /// invisible formatting characters, become `\u{..}` escapes. Errors and warnings carry text
 /// from config files, session files and servers (outside review r11 F6: `env_key_instructions`,
 /// a profile name and a provider id wrote an OSC 52 clipboard sequence and cleared the screen).
+/// (Self-contained: this module is also compiled alone by the macOS check.)
 pub fn terminal_safe(s: &str) -> String {
-    s.split('\n')
-        .map(|line| {
-            line.split('\t')
-                .map(codex_login::claims::printable)
-                .collect::<Vec<_>>()
-                .join("\t")
-        })
-        .collect::<Vec<_>>()
-        .join("\n")
+    let invisible = |c: char| {
+        matches!(c,
+            '\u{00ad}' | '\u{061c}' | '\u{180e}' | '\u{200b}'..='\u{200f}' | '\u{202a}'..='\u{202e}'
+            | '\u{2060}'..='\u{2064}' | '\u{2066}'..='\u{206f}' | '\u{feff}' | '\u{fff9}'..='\u{fffb}')
+    };
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        if (c.is_control() && c != '\n' && c != '\t') || invisible(c) {
+            out.extend(c.escape_unicode());
+        } else {
+            out.push(c);
+        }
+    }
+    out
 }
 
 /// `codex: warning: W` on stderr, [`terminal_safe`].
