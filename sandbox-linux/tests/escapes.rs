@@ -897,3 +897,51 @@ fn the_command_cannot_listen_on_an_abstract_unix_name() {
         "control outside: {out:?}"
     );
 }
+
+/// Binds and listens with umask 0 (relative and absolute path), then with umask 022: prints
+/// `errno N` or `ok` for each.
+const UMASK_LISTEN_PY: &str = r#"import socket, os, sys
+def t(path, mask):
+    os.umask(mask)
+    s = socket.socket(socket.AF_UNIX)
+    try:
+        s.bind(path); s.listen(4); print('ok', flush=True)
+    except OSError as e: print('errno', e.errno, flush=True)
+    return s
+keep = [t('open.sock', 0), t(os.path.join(os.getcwd(), 'open2.sock'), 0), t('priv.sock', 0o22)]
+"#;
+
+/// Outside review r11 F5: `bind` with umask 0 left a socket file `srwxrwxrwx`; another local
+/// user connected to it and read the user's files through it with the network off. A
+/// path-bound socket whose file others may write cannot listen (`EACCES`); with an ordinary
+/// umask it listens. Control: outside the sandbox the umask-0 socket listens.
+#[test]
+fn a_socket_file_others_may_write_cannot_listen() {
+    for ns in [Ns::With, Ns::Without { dangerous: true }] {
+        let e = Env::new();
+        let out = output(sandbox(
+            &e,
+            WS_WRITE,
+            ns,
+            &["python3", "-c", UMASK_LISTEN_PY],
+        ));
+        assert_eq!(
+            String::from_utf8_lossy(&out.stdout),
+            "errno 13\nerrno 13\nok\n",
+            "{ns:?}: {out:?}"
+        );
+    }
+    let e = Env::new();
+    let out = Command::new("python3")
+        .args(["-c", UMASK_LISTEN_PY])
+        .current_dir(&e.ws)
+        .uid(NOBODY)
+        .gid(NOBODY)
+        .output()
+        .unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "ok\nok\nok\n",
+        "control outside: {out:?}"
+    );
+}

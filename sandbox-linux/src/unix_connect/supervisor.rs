@@ -144,6 +144,37 @@ pub(super) fn run(listener: &OwnedFd, rules: &Rules, guard: Option<&OwnedFd>) {
     }
 }
 
+/// A path-bound unix socket may listen only when its file is not writable by others: `bind`
+/// applies the command's umask, and with umask 0 another local user connected to a socket in
+/// `/tmp` and read the user's files through it (outside review r11 F5). The file is found at
+/// the bound path in the child's view (its root, or its cwd for a relative path) and must be
+/// the very node the socket was bound to (`unix_diag`'s device and inode; a node that cannot be
+/// matched is refused). After the check the node cannot gain `S_IWOTH`: `chmod` with it and
+/// ACLs are refused in the sandbox. An unbound socket passes (the kernel refuses its listen).
+fn socket_file_private(tid: libc::pid_t, sock: &OwnedFd) -> Result<(), i32> {
+    use std::os::unix::ffi::OsStrExt;
+    let Some((kdev, ino)) = sys::unix_bound_node(sock).map_err(|_| DENIED_ERRNO)? else {
+        return Ok(());
+    };
+    let Some(path) = sys::unix_bound_path(sock).map_err(|_| DENIED_ERRNO)? else {
+        return Err(DENIED_ERRNO);
+    };
+    let mut seen = std::ffi::OsString::from(if path.first() == Some(&b'/') {
+        format!("/proc/{tid}/root")
+    } else {
+        format!("/proc/{tid}/cwd/")
+    });
+    seen.push(std::ffi::OsStr::from_bytes(&path));
+    let m = std::fs::symlink_metadata(&seen).map_err(|_| DENIED_ERRNO)?;
+    if !(sys::same_device(m.dev(), kdev) && m.ino() as u32 == ino) {
+        return Err(DENIED_ERRNO);
+    }
+    if m.mode() & libc::S_IWOTH != 0 {
+        return Err(DENIED_ERRNO);
+    }
+    Ok(())
+}
+
 /// `listen`, performed on the child's socket: a unix socket unless it is bound to an abstract
 /// name (reachable by every process of the machine: `EACCES`); an inet socket only with the network on and no
 /// allow-list (with one it would autobind and accept from anywhere).
@@ -161,7 +192,10 @@ fn handle_listen(listener: &OwnedFd, n: &libc::seccomp_notif, rules: &Rules) -> 
     }
     match sys::socket_domain(&sock) {
         Ok(d) if d == libc::AF_UNIX => match sys::unix_bound_abstract(&sock) {
-            Ok(false) => sys::listen_errno(&sock, n.data.args[1] as i32),
+            Ok(false) => match socket_file_private(tid, &sock) {
+                Ok(()) => sys::listen_errno(&sock, n.data.args[1] as i32),
+                Err(e) => e,
+            },
             Ok(true) => DENIED_ERRNO,
             Err(e) => e.raw_os_error().unwrap_or(libc::ENOTSOCK),
         },
