@@ -867,25 +867,21 @@ def t(addr):
 t('\0codex-r10-abstract'); t(None); t('srv.sock')
 "#;
 
-/// Outside review r10 F-S3: a command bound and listened on an abstract unix name, and clients
-/// outside (any uid) connected in: a fake X server (`@/tmp/.X11-unix/X77`) received the user's
-/// X cookie from `xdpyinfo`, and another local user read files through `@exfil`. Abstract
-/// names (autobound ones too) are refused; a socket bound to
-/// a path in the workspace still listens. Control: outside, the abstract listen works.
-#[test]
-fn the_command_cannot_listen_on_an_abstract_unix_name() {
+/// `script` (python) inside the workspace-write sandbox, with and without namespaces, must print
+/// `inside`; the same as nobody outside any sandbox (the control) must print `outside`.
+fn python_inside_and_out(script: &str, inside: &str, outside: &str) {
     for ns in [Ns::With, Ns::Without { dangerous: true }] {
         let e = Env::new();
-        let out = output(sandbox(&e, WS_WRITE, ns, &["python3", "-c", LISTEN_PY]));
+        let out = output(sandbox(&e, WS_WRITE, ns, &["python3", "-c", script]));
         assert_eq!(
             String::from_utf8_lossy(&out.stdout),
-            "errno 13\nerrno 22\nok\n",
+            inside,
             "{ns:?}: {out:?}"
         );
     }
     let e = Env::new();
     let out = Command::new("python3")
-        .args(["-c", LISTEN_PY])
+        .args(["-c", script])
         .current_dir(&e.ws)
         .uid(NOBODY)
         .gid(NOBODY)
@@ -893,9 +889,19 @@ fn the_command_cannot_listen_on_an_abstract_unix_name() {
         .unwrap();
     assert_eq!(
         String::from_utf8_lossy(&out.stdout),
-        "ok\nerrno 22\nok\n",
+        outside,
         "control outside: {out:?}"
     );
+}
+
+/// Outside review r10 F-S3: a command bound and listened on an abstract unix name, and clients
+/// outside (any uid) connected in: a fake X server (`@/tmp/.X11-unix/X77`) received the user's
+/// X cookie from `xdpyinfo`, and another local user read files through `@exfil`. Abstract
+/// names (autobound ones too) are refused; a socket bound to
+/// a path in the workspace still listens. Control: outside, the abstract listen works.
+#[test]
+fn the_command_cannot_listen_on_an_abstract_unix_name() {
+    python_inside_and_out(LISTEN_PY, "errno 13\nerrno 22\nok\n", "ok\nerrno 22\nok\n");
 }
 
 /// Binds and listens with umask 0 (relative and absolute path), then with umask 022: prints
@@ -917,31 +923,5 @@ keep = [t('open.sock', 0), t(os.path.join(os.getcwd(), 'open2.sock'), 0), t('pri
 /// umask it listens. Control: outside the sandbox the umask-0 socket listens.
 #[test]
 fn a_socket_file_others_may_write_cannot_listen() {
-    for ns in [Ns::With, Ns::Without { dangerous: true }] {
-        let e = Env::new();
-        let out = output(sandbox(
-            &e,
-            WS_WRITE,
-            ns,
-            &["python3", "-c", UMASK_LISTEN_PY],
-        ));
-        assert_eq!(
-            String::from_utf8_lossy(&out.stdout),
-            "errno 13\nerrno 13\nok\n",
-            "{ns:?}: {out:?}"
-        );
-    }
-    let e = Env::new();
-    let out = Command::new("python3")
-        .args(["-c", UMASK_LISTEN_PY])
-        .current_dir(&e.ws)
-        .uid(NOBODY)
-        .gid(NOBODY)
-        .output()
-        .unwrap();
-    assert_eq!(
-        String::from_utf8_lossy(&out.stdout),
-        "ok\nok\nok\n",
-        "control outside: {out:?}"
-    );
+    python_inside_and_out(UMASK_LISTEN_PY, "errno 13\nerrno 13\nok\n", "ok\nok\nok\n");
 }
