@@ -833,6 +833,22 @@ fn ctrl_z_freezes_every_process_of_the_sandbox_until_it_continues() {
         .current_dir(&e.ws)
         .spawn()
         .unwrap();
+    // whatever happens below, the ticker and the job are killed when the test ends
+    struct KillAll(std::path::PathBuf, u32);
+    impl Drop for KillAll {
+        fn drop(&mut self) {
+            if let Some(pid) = std::fs::read_to_string(&self.0)
+                .ok()
+                .and_then(|s| s.trim().parse::<i32>().ok())
+            {
+                // SAFETY: kill takes integers; the ticker this test started.
+                unsafe { libc::kill(pid, libc::SIGKILL) };
+            }
+            // SAFETY: as above; the job this test started.
+            unsafe { libc::kill(self.1 as i32, libc::SIGKILL) };
+        }
+    }
+    let _cleanup = KillAll(e.ws.join("ticker.pid"), job.id());
     assert!(wait_for(|| size(&ticks) > 0));
     // SIGSTOP, not SIGTSTP: when the test runs in an orphaned process group (CI started in the
     // background) the kernel discards a SIGTSTP whose action is the default, and the job would
