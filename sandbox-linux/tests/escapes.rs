@@ -788,6 +788,15 @@ fn ctrl_z_freezes_every_process_of_the_sandbox_until_it_continues() {
         let mut launcher = c.spawn().unwrap();
         let pid = launcher.id();
         let mut stdin = launcher.stdin.take().unwrap();
+        // a stopped launcher never ends by itself: killed on every exit path
+        struct KillOnDrop(u32);
+        impl Drop for KillOnDrop {
+            fn drop(&mut self) {
+                // SAFETY: kill takes integers; the launcher this test started.
+                unsafe { libc::kill(self.0 as i32, libc::SIGKILL) };
+            }
+        }
+        let _guard = KillOnDrop(pid);
         assert!(wait_for(|| size(&ticks) > 0), "{ns:?}: never ticked");
         stdin.write_all(b"before\n").unwrap();
         let read = |p: &Path| std::fs::read_to_string(p).unwrap_or_default();
