@@ -592,12 +592,15 @@ fn a_full_or_read_only_state_dir_fails_closed_for_budgets_only() {
         .filter_map(|e| e.ok())
         .find(|e| e.file_name().to_string_lossy().starts_with("ledger-"))
         .unwrap();
-    let text = std::fs::read_to_string(month.path()).unwrap();
-    assert_eq!(
-        text.lines().filter(|l| l.contains("\"u\":65534")).count(),
-        2,
-        "{text}"
-    );
+    // the record is appended by the ledger's writer task after the answer: wait for it
+    let count = |t: &str| t.lines().filter(|l| l.contains("\"u\":65534")).count();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    let mut text = std::fs::read_to_string(month.path()).unwrap();
+    while count(&text) < 2 && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        text = std::fs::read_to_string(month.path()).unwrap();
+    }
+    assert_eq!(count(&text), 2, "{text}");
     drop(proxy);
 
     // Read-only from the start: A refused at once, root served.
