@@ -215,6 +215,15 @@ pub fn resolve(
     Ok(Resolved { provider, warnings })
 }
 
+/// The host of [`OPENAI_DEFAULT_BASE_URL`].
+const OPENAI_HOST: &str = "api.openai.com";
+
+/// `localhost` or a loopback IP literal (a URL's host, brackets around IPv6 allowed).
+fn is_loopback_host(host: &str) -> bool {
+    let bare = host.trim_matches(|c| c == '[' || c == ']');
+    bare == "localhost" || bare.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback())
+}
+
 /// The environment variable that lets the stored key go to a host of the user's choosing.
 pub const STORED_KEY_HOSTS_ENV: &str = "CODEX_STORED_KEY_HOSTS";
 
@@ -230,18 +239,12 @@ fn stored_key_destination_allowed(
     env: &dyn Fn(&str) -> Option<String>,
 ) -> Result<(), ProviderError> {
     let host = url.host_str().unwrap_or_default().to_ascii_lowercase();
-    let bare = host.trim_matches(|c| c == '[' || c == ']');
-    let openai = url::Url::parse(OPENAI_DEFAULT_BASE_URL)
-        .ok()
-        .and_then(|u| u.host_str().map(str::to_owned))
-        .unwrap_or_default();
-    let loopback = bare == "localhost" || bare.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback());
     let named = env(STORED_KEY_HOSTS_ENV).is_some_and(|v| {
         v.split(',')
             .map(|h| h.trim().to_ascii_lowercase())
             .any(|h| !h.is_empty() && h == host)
     });
-    if host == openai || loopback || named {
+    if host == OPENAI_HOST || is_loopback_host(&host) || named {
         return Ok(());
     }
     Err(ProviderError::StoredKeyHost {
@@ -324,12 +327,7 @@ impl Provider {
             return Ok(Transport::Https);
         }
         let host = url.host_str().unwrap_or_default().to_owned();
-        let loopback = host == "localhost"
-            || host
-                .trim_matches(|c| c == '[' || c == ']')
-                .parse::<IpAddr>()
-                .is_ok_and(|ip| ip.is_loopback());
-        match (loopback, sends_credential) {
+        match (is_loopback_host(&host), sends_credential) {
             (true, _) => Ok(Transport::PlainLoopback),
             (false, false) => Ok(Transport::Plain),
             (false, true) => Err(ProviderError::PlainHttpCredential {
@@ -515,6 +513,12 @@ stream_max_retries = 1000
         .unwrap();
         let d = format!("{info:?}");
         assert!(!d.contains("SECRET"), "{d}");
+    }
+
+    #[test]
+    fn the_openai_host_is_the_default_base_urls() {
+        let u = url::Url::parse(OPENAI_DEFAULT_BASE_URL).unwrap();
+        assert_eq!(u.host_str(), Some(OPENAI_HOST));
     }
 
     #[test]

@@ -291,32 +291,8 @@ struct AuditLine {
 
 impl AuditLine {
     fn emit(&self) {
-        if let Some(g) = &self.governance {
-            tracing::info!(
-                target: "audit",
-                peer = %self.peer,
-                uid = self.uid,
-                method = %self.method,
-                path = %self.path,
-                status = self.status,
-                bytes_in = self.bytes_in,
-                bytes_out = self.bytes_out,
-                duration_ms = (self.duration_ms * 1000.0).round() / 1000.0,
-                upstream_request_id = self.request_id.as_deref(),
-                outcome = self.outcome.as_str(),
-                reason = self.reason.as_deref(),
-                model = g.model.as_deref(),
-                tokens_in = g.input_tokens,
-                tokens_cached = g.cached_input_tokens,
-                tokens_out = g.output_tokens,
-                cost = g.cost,
-                decision = g.decision,
-                rule = %g.rule,
-                usage_anomaly = g.anomaly,
-                "request"
-            );
-            return;
-        }
+        // one event: the governance fields are `None` (and so not written) without a policy
+        let g = self.governance.as_ref();
         tracing::info!(
             target: "audit",
             peer = %self.peer,
@@ -330,6 +306,14 @@ impl AuditLine {
             upstream_request_id = self.request_id.as_deref(),
             outcome = self.outcome.as_str(),
             reason = self.reason.as_deref(),
+            model = g.and_then(|g| g.model.as_deref()),
+            tokens_in = g.and_then(|g| g.input_tokens),
+            tokens_cached = g.and_then(|g| g.cached_input_tokens),
+            tokens_out = g.and_then(|g| g.output_tokens),
+            cost = g.and_then(|g| g.cost),
+            decision = g.map(|g| g.decision),
+            rule = g.map(|g| tracing::field::display(&g.rule)),
+            usage_anomaly = g.and_then(|g| g.anomaly),
             "request"
         );
     }

@@ -82,18 +82,6 @@ pub enum UpstreamBody {
     Buffered(Option<Bytes>),
 }
 
-impl UpstreamBody {
-    /// A buffered body (maybe rewritten, so longer or shorter than the client's) is sent with
-    /// its own `Content-Length`, never the client's framing.
-    pub fn set_length(&self, headers: &mut http::HeaderMap) {
-        if let UpstreamBody::Buffered(b) = self {
-            headers.remove(http::header::TRANSFER_ENCODING);
-            let len = b.as_ref().map_or(0, Bytes::len);
-            headers.insert(http::header::CONTENT_LENGTH, HeaderValue::from(len));
-        }
-    }
-}
-
 impl Body for UpstreamBody {
     type Data = Bytes;
     type Error = RequestBodyError;

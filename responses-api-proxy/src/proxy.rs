@@ -190,8 +190,7 @@ async fn forward(
             match crate::governed::admit(g, body, tee, audit).await {
                 Ok((body, admitted, a)) => {
                     audit = a;
-                    // (the client frames the body itself from its exact size)
-                    body.set_length(&mut headers);
+                    // the client frames the body itself from its exact size (`size_hint`)
                     (body, Some(admitted))
                 }
                 Err(refused) => return refused,

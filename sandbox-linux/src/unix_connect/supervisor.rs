@@ -150,13 +150,10 @@ pub(super) fn run(listener: &OwnedFd, rules: &Rules, guard: Option<&OwnedFd>) {
 /// the bound path in the child's view (its root, or its cwd for a relative path) and must be
 /// the very node the socket was bound to (`unix_diag`'s device and inode; a node that cannot be
 /// matched is refused). After the check the node cannot gain `S_IWOTH`: `chmod` with it and
-/// ACLs are refused in the sandbox. An unbound socket passes (the kernel refuses its listen).
-fn socket_file_private(tid: libc::pid_t, sock: &OwnedFd) -> Result<(), i32> {
+/// ACLs are refused in the sandbox. `path` is the socket's bound path (`getsockname`).
+fn socket_file_private(tid: libc::pid_t, sock: &OwnedFd, path: &[u8]) -> Result<(), i32> {
     use std::os::unix::ffi::OsStrExt;
     let Some((kdev, ino)) = sys::unix_bound_node(sock).map_err(|_| DENIED_ERRNO)? else {
-        return Ok(());
-    };
-    let Some(path) = sys::unix_bound_path(sock).map_err(|_| DENIED_ERRNO)? else {
         return Err(DENIED_ERRNO);
     };
     let mut seen = std::ffi::OsString::from(if path.first() == Some(&b'/') {
@@ -164,7 +161,7 @@ fn socket_file_private(tid: libc::pid_t, sock: &OwnedFd) -> Result<(), i32> {
     } else {
         format!("/proc/{tid}/cwd/")
     });
-    seen.push(std::ffi::OsStr::from_bytes(&path));
+    seen.push(std::ffi::OsStr::from_bytes(path));
     let m = std::fs::symlink_metadata(&seen).map_err(|_| DENIED_ERRNO)?;
     if !(sys::same_device(m.dev(), kdev) && m.ino() as u32 == ino) {
         return Err(DENIED_ERRNO);
@@ -191,12 +188,13 @@ fn handle_listen(listener: &OwnedFd, n: &libc::seccomp_notif, rules: &Rules) -> 
         return libc::EINTR;
     }
     match sys::socket_domain(&sock) {
-        Ok(d) if d == libc::AF_UNIX => match sys::unix_bound_abstract(&sock) {
-            Ok(false) => match socket_file_private(tid, &sock) {
+        Ok(d) if d == libc::AF_UNIX => match sys::unix_name(&sock) {
+            Ok(sys::UnixName::Abstract) => DENIED_ERRNO,
+            Ok(sys::UnixName::Unbound) => sys::listen_errno(&sock, n.data.args[1] as i32),
+            Ok(sys::UnixName::Path(path)) => match socket_file_private(tid, &sock, &path) {
                 Ok(()) => sys::listen_errno(&sock, n.data.args[1] as i32),
                 Err(e) => e,
             },
-            Ok(true) => DENIED_ERRNO,
             Err(e) => e.raw_os_error().unwrap_or(libc::ENOTSOCK),
         },
         Ok(d)

@@ -527,25 +527,6 @@ pub fn socket_domain(sock: &OwnedFd) -> io::Result<i32> {
     Ok(v)
 }
 
-/// Whether the unix socket `sock` is bound to an abstract name (`getsockname`; an autobound
-/// socket's name is abstract too). `false` for a path and for an unbound socket (whose
-/// `listen` the kernel refuses with `EINVAL`).
-pub fn unix_bound_abstract(sock: &OwnedFd) -> io::Result<bool> {
-    // SAFETY: sockaddr_un is plain data.
-    let mut addr: libc::sockaddr_un = unsafe { std::mem::zeroed() };
-    let mut len = std::mem::size_of::<libc::sockaddr_un>() as libc::socklen_t;
-    // SAFETY: `addr` and `len` are valid for the size given; the kernel writes at most `len`.
-    cvt(unsafe {
-        libc::getsockname(
-            sock.as_raw_fd(),
-            (&mut addr as *mut libc::sockaddr_un).cast(),
-            &mut len,
-        )
-    } as libc::c_long)?;
-    let family = std::mem::size_of::<libc::sa_family_t>();
-    Ok(len as usize > family && addr.sun_path[0] == 0)
-}
-
 /// `listen(sock, backlog)`: 0 or the errno.
 pub fn listen_errno(sock: &OwnedFd, backlog: i32) -> i32 {
     // SAFETY: listen takes integers.
@@ -635,8 +616,18 @@ pub fn same_device(st_dev: u64, kdev: u32) -> bool {
     libc::major(st_dev) == kdev >> 20 && libc::minor(st_dev) == kdev & 0xf_ffff
 }
 
-/// The path a unix socket is bound to (`getsockname`; `None`: abstract or unbound).
-pub fn unix_bound_path(sock: &OwnedFd) -> io::Result<Option<Vec<u8>>> {
+/// What a unix socket is bound to (`getsockname`).
+#[derive(Debug, PartialEq, Eq)]
+pub enum UnixName {
+    /// Nothing yet (the kernel refuses `listen` on it).
+    Unbound,
+    /// An abstract name (autobound ones too): reachable by every process of the machine.
+    Abstract,
+    /// A filesystem path, as bound (relative to the binder's cwd then, or absolute).
+    Path(Vec<u8>),
+}
+
+pub fn unix_name(sock: &OwnedFd) -> io::Result<UnixName> {
     // SAFETY: sockaddr_un is plain data.
     let mut addr: libc::sockaddr_un = unsafe { std::mem::zeroed() };
     let mut len = std::mem::size_of::<libc::sockaddr_un>() as libc::socklen_t;
@@ -648,15 +639,18 @@ pub fn unix_bound_path(sock: &OwnedFd) -> io::Result<Option<Vec<u8>>> {
             &mut len,
         )
     } as libc::c_long)?;
-    let family = std::mem::size_of::<libc::sa_family_t>();
-    let n = (len as usize).saturating_sub(family);
-    if n == 0 || addr.sun_path[0] == 0 {
-        return Ok(None);
+    let n = (len as usize).saturating_sub(std::mem::size_of::<libc::sa_family_t>());
+    if n == 0 {
+        return Ok(UnixName::Unbound);
     }
-    let path: Vec<u8> = addr.sun_path[..n]
-        .iter()
-        .map(|&c| c as u8)
-        .take_while(|&c| c != 0)
-        .collect();
-    Ok(Some(path))
+    if addr.sun_path[0] == 0 {
+        return Ok(UnixName::Abstract);
+    }
+    Ok(UnixName::Path(
+        addr.sun_path[..n]
+            .iter()
+            .map(|&c| c as u8)
+            .take_while(|&c| c != 0)
+            .collect(),
+    ))
 }
