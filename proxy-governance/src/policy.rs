@@ -946,4 +946,28 @@ day = { output_tokens = 500_000 }
             .unwrap();
         parse("").unwrap();
     }
+
+    /// r12 F5: a sub-table without its parent table (`[user.alice.day]` alone) is valid TOML
+    /// and means the same as the nested form; it was refused with a nonsense error.
+    #[test]
+    fn a_budget_table_without_its_parent_section_is_the_same_rule() {
+        let alone =
+            parse("[user.alice.day]\noutput_tokens = 10\n[default.month]\ncost = 2\n").unwrap();
+        let nested =
+            parse("[user.alice]\nday = { output_tokens = 10 }\n[default]\nmonth = { cost = 2 }\n")
+                .unwrap();
+        assert_eq!(alone.rule_for(1001), nested.rule_for(1001));
+        assert_eq!(alone.rule_for(1002), nested.rule_for(1002));
+        let r = alone.rule_for(1001);
+        assert_eq!(&*r.name, "user.alice");
+        assert_eq!(&*r.day.output_tokens.unwrap().origin, "user.alice.day");
+        // Errors inside such a table still name their line and key.
+        let e = err("\n[user.alice.day]\noutput_tokens = 0\n");
+        assert!(
+            e.contains("line 3, key user.alice.day.output_tokens"),
+            "{e}"
+        );
+        let e = err("[user.mallory.day]\noutput_tokens = 5\n");
+        assert!(e.contains("key user.mallory: unknown user"), "{e}");
+    }
 }
