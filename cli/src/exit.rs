@@ -69,42 +69,12 @@ pub fn report(result: anyhow::Result<i32>) -> i32 {
     }
 }
 
-/// `s` safe to print on a terminal: control characters other than newline and tab, and
-/// invisible formatting characters, become `\u{..}` escapes. Errors and warnings carry text
-/// from config files, session files and servers (outside review r11 F6: `env_key_instructions`,
-/// a profile name and a provider id wrote an OSC 52 clipboard sequence and cleared the screen).
-/// (Self-contained: this module is also compiled alone by the macOS check.)
-pub fn terminal_safe(s: &str) -> String {
-    let invisible = |c: char| {
-        matches!(c,
-            '\u{00ad}' | '\u{061c}' | '\u{180e}' | '\u{200b}'..='\u{200f}' | '\u{202a}'..='\u{202e}'
-            | '\u{2060}'..='\u{2064}' | '\u{2066}'..='\u{206f}' | '\u{feff}' | '\u{fff9}'..='\u{fffb}')
-    };
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        if (c.is_control() && c != '\n' && c != '\t') || invisible(c) {
-            out.extend(c.escape_unicode());
-        } else {
-            out.push(c);
-        }
-    }
-    out
-}
+/// Errors and warnings carry text from config files, session files and servers (outside review
+/// r11 F6: `env_key_instructions`, a profile name and a provider id wrote an OSC 52 clipboard
+/// sequence and cleared the screen): they go through [`terminal_safe`].
+pub use codex_terminal_text::terminal_safe;
 
 /// `codex: warning: W` on stderr, [`terminal_safe`].
 pub fn warn(w: &str) {
     eprintln!("codex: warning: {}", terminal_safe(w));
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn terminal_safe_escapes_controls_but_keeps_lines() {
-        assert_eq!(
-            terminal_safe("a\u{1b}]52;c;SGk=\u{7}b\nnext\tcol\u{9b}2J"),
-            "a\\u{1b}]52;c;SGk=\\u{7}b\nnext\tcol\\u{9b}2J"
-        );
-    }
 }

@@ -3,7 +3,7 @@
 //!
 //! | rule key | check | answer |
 //! |---|---|---|
-//! | (body) | a JSON object, `model` a string; `store`, `background` booleans or null; `max_output_tokens` a non-negative integer or null; `tools` an array of objects with a string `type`; none of these keys twice | 400 `policy_bad_request` |
+//! | (body) | a JSON object, `model` a string of 1 to 128 `A-Z a-z 0-9 . _ : / @ + -` ([`is_model_name`]); `store`, `background` booleans or null; `max_output_tokens` a non-negative integer or null; `tools` an array of objects with a string `type`; none of these keys twice | 400 `policy_bad_request` |
 //! | `deny_models` | the model matches no deny glob (checked first) | 403 `model_denied` |
 //! | `models` | the model matches an allow glob (when the key is set) | 403 `model_not_allowed` |
 //! | `allow_background` | `background: true` only when allowed | 403 `background_refused` |
@@ -90,6 +90,8 @@ pub struct Checked {
     pub rewritten: Option<Vec<u8>>,
     /// `max_output_tokens` was set to the ceiling.
     pub clamped: bool,
+    /// The `max_output_tokens` the upstream receives (the ceiling when clamped), when known.
+    pub max_output_tokens: Option<u64>,
 }
 
 #[derive(Deserialize)]
@@ -128,6 +130,19 @@ fn span(body: &[u8], raw: &RawValue) -> Option<(usize, usize)> {
     (end <= body.len()).then_some((start, end))
 }
 
+/// Longest model name admitted (real ones: `gpt-5-mini-2025-08-07`,
+/// `ft:gpt-4o-mini-2024-07-18:org:name:AbC123`).
+pub const MAX_MODEL_NAME: usize = 128;
+
+/// A model name the ledger, the audit line and the administrator's report can carry as is:
+/// 1 to [`MAX_MODEL_NAME`] bytes of `A-Z a-z 0-9 . _ : / @ + -` (r12 F2: a name with a newline or
+/// an escape sequence forged rows of `responses-api-proxy usage` and wrote to root's terminal).
+pub fn is_model_name(m: &str) -> bool {
+    (1..=MAX_MODEL_NAME).contains(&m.len())
+        && m.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b".-_:/@+".contains(&b))
+}
+
 /// Checks `body` against `rule` (see the module table).
 pub fn check_request(rule: &Rule, body: &[u8]) -> Result<Checked, Refusal> {
     let open = body
@@ -141,6 +156,12 @@ pub fn check_request(rule: &Rule, body: &[u8]) -> Result<Checked, Refusal> {
         .model
         .ok_or_else(|| bad("the request names no model".into()))?;
     let model = model.into_owned();
+    if !is_model_name(&model) {
+        return Err(bad(format!(
+            "the model name must be 1 to {MAX_MODEL_NAME} characters from A-Z a-z 0-9 and . _ : / @ + - (got {} bytes)",
+            model.len()
+        )));
+    }
 
     if let Some(deny) = &rule.deny_models {
         if let Some(g) = deny.value.iter().find(|g| glob::matches(g, &model)) {
@@ -220,14 +241,16 @@ pub fn check_request(rule: &Rule, body: &[u8]) -> Result<Checked, Refusal> {
         }
     }
     let mut clamped = false;
+    let asked = match head.max_output_tokens {
+        None => None,
+        Some(r) => serde_json::from_str::<Option<u64>>(r.get())
+            .map_err(|_| bad("max_output_tokens must be a non-negative integer".into()))?,
+    };
+    let mut max_output_tokens = asked;
     if let Some(ceiling) = &rule.max_output_tokens {
-        let asked = match head.max_output_tokens {
-            None => None,
-            Some(r) => serde_json::from_str::<Option<u64>>(r.get())
-                .map_err(|_| bad("max_output_tokens must be a non-negative integer".into()))?,
-        };
         if asked.is_none_or(|n| n > ceiling.value) {
             clamped = true;
+            max_output_tokens = Some(ceiling.value);
             let v = ceiling.value.to_string();
             match head.max_output_tokens.and_then(|r| span(body, r)) {
                 Some((s, e)) => edits.push((s, e, v)),
@@ -261,6 +284,7 @@ pub fn check_request(rule: &Rule, body: &[u8]) -> Result<Checked, Refusal> {
         model,
         rewritten,
         clamped,
+        max_output_tokens,
     })
 }
 
@@ -276,6 +300,41 @@ mod tests {
 
     fn json(b: &[u8]) -> serde_json::Value {
         serde_json::from_slice(b).unwrap()
+    }
+
+    /// r12 F2: the model name is what the ledger and the report carry; `gpt-4o*` used to admit
+    /// anything after the prefix (a newline, an escape sequence, 5 MB of padding).
+    #[test]
+    fn model_names_outside_the_charset_are_refused() {
+        let r = rule("[default]\nmodels = [\"gpt-4o*\"]\n");
+        for bad in [
+            "gpt-4o\\nr12a gpt-4o 1 123456",
+            "gpt-4o\\u001b[2J",
+            "gpt-4o ",
+            "gpt-4o\\u202e",
+            "gpt-4oé",
+            "",
+        ] {
+            let body = format!(r#"{{"model":"{bad}"}}"#);
+            let e = check_request(&r, body.as_bytes()).unwrap_err();
+            assert_eq!((e.status, e.code), (400, "policy_bad_request"), "{bad}");
+            assert!(e.message.contains("model name"), "{}", e.message);
+        }
+        let long = format!(r#"{{"model":"gpt-4o{}"}}"#, "A".repeat(MAX_MODEL_NAME));
+        assert_eq!(check_request(&r, long.as_bytes()).unwrap_err().status, 400);
+        // Controls: real names pass.
+        for good in [
+            "gpt-4o",
+            "gpt-4o-2024-08-06",
+            "gpt-4o-mini:ft:org:name:AbC123",
+        ] {
+            let body = format!(r#"{{"model":"{good}"}}"#);
+            assert_eq!(check_request(&r, body.as_bytes()).unwrap().model, good);
+        }
+        assert!(is_model_name("ft:gpt-4o-mini-2024-07-18:org:name:AbC123"));
+        assert!(is_model_name(
+            "accounts/fireworks/models/llama-v3p1-8b@latest+x"
+        ));
     }
 
     #[test]

@@ -105,6 +105,29 @@ pub struct Admitted {
     pub rule: Arc<str>,
     /// `max_output_tokens` was clamped to the ceiling.
     pub clamped: bool,
+    /// The `max_output_tokens` the upstream receives, when the request (or the ceiling) set it.
+    pub max_output_tokens: Option<u64>,
+    /// Bytes of the body forwarded upstream.
+    pub request_bytes: u64,
+}
+
+impl Admitted {
+    /// What a response that never reported its usage is charged (the stream was cut, or the
+    /// client left and the rest of the stream could not be read; see the proxy's README):
+    /// input, the forwarded body's bytes / 4 (about one token per 4 bytes of English, more for
+    /// JSON punctuation, so rarely under the real count); output, the request's
+    /// `max_output_tokens` (clamped to the ceiling when the policy has one), else the response
+    /// bytes relayed / 4 (a stream's framing makes this several times the real count).
+    /// Pessimistic on purpose: an unmeasured response must never be free.
+    pub fn estimate(&self, response_bytes: u64) -> Usage {
+        Usage {
+            input_tokens: self.request_bytes.div_ceil(4),
+            cached_input_tokens: 0,
+            output_tokens: self
+                .max_output_tokens
+                .unwrap_or_else(|| response_bytes.div_ceil(4)),
+        }
+    }
 }
 
 /// What [`Governor::record`] did.
@@ -274,12 +297,15 @@ impl Governor {
             }
             b.tokens -= 1.0;
         }
+        let request_bytes = checked.rewritten.as_ref().map_or(body.len(), Vec::len) as u64;
         Ok(Admitted {
             uid,
             model: checked.model,
             body: checked.rewritten,
             rule: rule.name.clone(),
             clamped: checked.clamped,
+            max_output_tokens: checked.max_output_tokens,
+            request_bytes,
         })
     }
 

@@ -55,8 +55,12 @@ pub fn summarize(records: &[Record], name: &dyn Fn(u32) -> String) -> Vec<Row> {
     rows.into_values().collect()
 }
 
+use codex_terminal_text::one_line;
+
 impl Report {
-    /// A fixed-width table with a total line.
+    /// A fixed-width table with a total line. Names are printed with every control character
+    /// escaped ([`one_line`]): a ledger written before model names were checked, or edited by
+    /// hand, cannot forge a row or send an escape sequence to the administrator's terminal.
     pub fn text(&self) -> String {
         let mut out = format!("usage from {} to {} (UTC)\n", self.from, self.to);
         out.push_str(&format!(
@@ -67,8 +71,8 @@ impl Report {
         for r in &self.rows {
             out.push_str(&format!(
                 "{:<16} {:<24} {:>9} {:>14} {:>14} {:>14} {:>12.4}\n",
-                r.user,
-                r.model,
+                one_line(&r.user),
+                one_line(&r.model),
                 r.requests,
                 r.input_tokens,
                 r.cached_input_tokens,
@@ -163,5 +167,33 @@ mod tests {
             "{t}"
         );
         assert_eq!(passwd_names()(0), "root");
+    }
+
+    /// r12 F2: a model name with a newline and escape sequences (from a ledger written before
+    /// names were checked) forged a row attributed to another user and cleared root's screen.
+    #[test]
+    fn hostile_names_cannot_forge_rows_or_reach_the_terminal() {
+        let u = Usage {
+            input_tokens: 1,
+            cached_input_tokens: 0,
+            output_tokens: 1,
+        };
+        let forged = "gpt-4o\nr12a             gpt-4o      1  123456\u{1b}[2J\u{1b}]0;t\u{7}";
+        let recs = vec![
+            Record::new(1, 1001, forged, u, 200, 0.0),
+            Record::new(2, 1001, "gpt-5", u, 200, 0.0),
+        ];
+        let r = Report {
+            from: "a".into(),
+            to: "b".into(),
+            rows: summarize(&recs, &|uid| format!("u{uid}")),
+            corrupt_lines: 0,
+        };
+        let t = r.text();
+        // Header, two rows, total: no forged line, no raw control byte.
+        assert_eq!(t.lines().count(), 5, "{t}");
+        assert!(!t.lines().any(|l| l.starts_with("r12a")), "{t}");
+        assert!(!t.bytes().any(|b| b == 0x1b || b == 0x07), "{t}");
+        assert!(t.contains("gpt-4o\\u{a}r12a"), "{t}");
     }
 }

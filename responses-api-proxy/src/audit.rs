@@ -243,11 +243,19 @@ impl AuditRecord {
     }
 }
 
-impl Drop for AuditRecord {
-    fn drop(&mut self) {
+impl AuditRecord {
+    /// The request no longer counts as in flight on its client connection (the line is written
+    /// later, when the record is dropped).
+    pub fn release_in_flight(&mut self) {
         if let Some(n) = self.in_flight.take() {
             n.fetch_sub(1, Ordering::AcqRel);
         }
+    }
+}
+
+impl Drop for AuditRecord {
+    fn drop(&mut self) {
+        self.release_in_flight();
         let line = AuditLine {
             peer: self.peer.clone(),
             uid: self.uid,

@@ -242,7 +242,9 @@ pub struct ResponseBody {
 /// Sees the bytes the client receives, and is told when the body ends (governance's usage tap).
 pub trait BodyTap: Send {
     fn observe(&mut self, data: &[u8]);
-    fn finish(self: Box<Self>, audit: Option<&mut AuditRecord>);
+    /// `complete`: the upstream body reached its end (false: cut, failed, or abandoned and not
+    /// drained to its end).
+    fn finish(self: Box<Self>, audit: Option<&mut AuditRecord>, complete: bool);
 }
 
 impl ResponseBody {
@@ -288,7 +290,7 @@ impl ResponseBody {
         }
         self.done = true;
         if let Some(tap) = self.tap.take() {
-            tap.finish(self.audit.as_mut());
+            tap.finish(self.audit.as_mut(), outcome == Some(Outcome::Complete));
         }
         if let Some(s) = self.scrub.as_ref().filter(|s| s.hits > 0) {
             tracing::warn!(
@@ -319,10 +321,107 @@ impl ResponseBody {
 impl Drop for ResponseBody {
     fn drop(&mut self) {
         // Dropped before the end: hyper gave up on the client (it went away). Dropping the
-        // upstream `Incoming` here cancels the upstream request.
-        if !self.done {
-            self.finish(Some(Outcome::ClientGone));
+        // upstream body here closes the upstream connection, which cancels the request...
+        if self.done {
+            return;
         }
+        // ...unless a usage tap needs the rest: then the rest is read (not sent anywhere) until
+        // the response reports its usage, within limits (see `drain`).
+        if let (Some(_), Inner::Upstream(_), false) = (&self.tap, &self.inner, self.upstream_over) {
+            if let (Ok(rt), Some(permit)) =
+                (tokio::runtime::Handle::try_current(), DrainPermit::take())
+            {
+                let Inner::Upstream(body) = std::mem::replace(&mut self.inner, Inner::Full(None))
+                else {
+                    unreachable!("matched above")
+                };
+                let tap = self.tap.take();
+                let mut audit = self.audit.take();
+                if let Some(a) = audit.as_mut() {
+                    if a.outcome == Outcome::Complete {
+                        a.outcome = Outcome::ClientGone;
+                    }
+                    // The client's connection has no request in flight any more.
+                    a.release_in_flight();
+                }
+                // The dump and the scrub warning now (what the client received).
+                self.finish(Some(Outcome::ClientGone));
+                rt.spawn(drain(body, tap, audit, permit));
+                return;
+            }
+        }
+        self.finish(Some(Outcome::ClientGone));
+    }
+}
+
+/// Most upstream bodies read on after their client left (each holds an upstream connection;
+/// past this, an abandoned response is charged its estimate at once).
+const DRAIN_MAX: usize = 256;
+/// How long and how much of an abandoned response is read at most.
+const DRAIN_MAX_TIME: Duration = Duration::from_secs(600);
+const DRAIN_MAX_BYTES: u64 = 64 << 20;
+
+static DRAINING: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+/// One of the [`DRAIN_MAX`] drain slots.
+struct DrainPermit;
+
+impl DrainPermit {
+    fn take() -> Option<Self> {
+        DRAINING
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                (n < DRAIN_MAX).then_some(n + 1)
+            })
+            .ok()
+            .map(|_| DrainPermit)
+    }
+}
+
+impl Drop for DrainPermit {
+    fn drop(&mut self) {
+        DRAINING.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// The client left a governed response before its end (r12 F1: a client that read the answer
+/// and closed the socket before `response.completed` was charged nothing, while the upstream
+/// bills what it generated). The rest of the upstream body is read and fed to the usage tap only
+/// (nothing is sent anywhere), for at most [`DRAIN_MAX_TIME`] and [`DRAIN_MAX_BYTES`]; the
+/// ledger record and the audit line (outcome `client_gone`, with the tokens) are written when it
+/// ends. If it cannot reach the end, the tap charges the estimate.
+async fn drain(
+    mut body: UpstreamBody,
+    mut tap: Option<Box<dyn BodyTap>>,
+    mut audit: Option<AuditRecord>,
+    _permit: DrainPermit,
+) {
+    use http_body_util::BodyExt;
+    let deadline = Instant::now() + DRAIN_MAX_TIME;
+    let mut read = 0u64;
+    let complete = loop {
+        match tokio::time::timeout_at(deadline, body.frame()).await {
+            Ok(Some(Ok(frame))) => {
+                if let Some(d) = frame.data_ref() {
+                    read += d.len() as u64;
+                    if read > DRAIN_MAX_BYTES {
+                        break false;
+                    }
+                    if let Some(t) = tap.as_mut() {
+                        t.observe(d);
+                    }
+                }
+            }
+            Ok(None) => break true,
+            Ok(Some(Err(_))) | Err(_) => break false,
+        }
+    };
+    tracing::debug!(
+        bytes = read,
+        complete,
+        "read the rest of an abandoned response for its usage"
+    );
+    if let Some(t) = tap.take() {
+        t.finish(audit.as_mut(), complete);
     }
 }
 

@@ -214,6 +214,8 @@ pub struct ResponseTap {
     admitted: Admitted,
     tap: UsageTap,
     status: u16,
+    /// Response body bytes seen (for the estimate when no usage comes).
+    seen: u64,
 }
 
 impl ResponseTap {
@@ -231,6 +233,7 @@ impl ResponseTap {
             admitted,
             tap: UsageTap::for_content_type(ct),
             status,
+            seen: 0,
         }
     }
 }
@@ -238,12 +241,20 @@ impl ResponseTap {
 impl BodyTap for ResponseTap {
     /// Bytes on their way to the client.
     fn observe(&mut self, data: &[u8]) {
+        self.seen += data.len() as u64;
         self.tap.observe(data);
     }
 
-    /// The body ended: the ledger record, and the tokens in the audit line.
-    fn finish(self: Box<Self>, audit: Option<&mut AuditRecord>) {
-        let result = self.tap.finish();
+    /// The body ended: the ledger record, and the tokens in the audit line. A successful
+    /// response that did not reach its end (`complete` false: cut by the upstream, or abandoned
+    /// by the client and its rest unreadable) without reporting usage is charged
+    /// [`Admitted::estimate`] (r12 F1: such responses were free).
+    fn finish(self: Box<Self>, audit: Option<&mut AuditRecord>, complete: bool) {
+        let mut result = self.tap.finish();
+        if !complete && result.usage.is_none() && (200..300).contains(&self.status) {
+            result.usage = Some(self.admitted.estimate(self.seen));
+            result.anomaly = Some("no usage reported before the response ended: estimated");
+        }
         if let Some(why) = result.anomaly {
             tracing::warn!(uid = self.admitted.uid, model = %self.admitted.model, anomaly = why, "upstream usage not trusted in full");
         }

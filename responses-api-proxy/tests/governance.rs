@@ -820,3 +820,106 @@ fn a_stopped_and_continued_proxy_with_a_ledger_keeps_serving() {
     );
     assert_eq!(post_as(None, proxy.port, "/v1/responses", body).status, 200);
 }
+
+/// A raw HTTP/1.1 client as root (uid 0, under `[default]`): sends `body`, reads until `until`
+/// appears in what came back (or the end), then closes the socket. Returns what it read.
+fn post_and_leave(port: u16, body: &str, until: Option<&str>) -> String {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    write!(
+        s,
+        "POST /v1/responses HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nconnection: close\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        let n = s.read(&mut buf).unwrap_or(0);
+        if n == 0 {
+            break;
+        }
+        got.extend_from_slice(&buf[..n]);
+        if until.is_some_and(|u| String::from_utf8_lossy(&got).contains(u)) {
+            break;
+        }
+    }
+    String::from_utf8_lossy(&got).into_owned()
+}
+
+/// r12 F1: a client that read the whole answer and closed the socket before
+/// `response.completed` was charged 0 tokens (the upstream bills them: unlimited spend past any
+/// budget). The proxy now reads the rest of the stream for its usage; a stream that never
+/// reports its usage (cut upstream) is charged the estimate. Control: the same stream read to
+/// its end is charged the same.
+#[test]
+fn a_client_that_leaves_before_the_usage_event_is_charged_all_the_same() {
+    let d = dir();
+    let policy = write_policy(
+        d.path(),
+        "[default]\nmax_output_tokens = 500\nday = { output_tokens = 100000 }\n",
+    );
+    let state = d.path().join("state");
+    let mock = MockUpstream::start().unwrap();
+    let paced = |frames: Vec<String>| MockResponse::SsePaced {
+        frames,
+        delay: Duration::from_millis(150),
+    };
+    let mut frames = match stream_with_usage(40, 0, 300) {
+        MockResponse::SseChunked { frames } => frames,
+        _ => unreachable!(),
+    };
+    // The answer's text is all there before the terminal event.
+    frames.insert(
+        2,
+        sse_frame(
+            "response.output_text.done",
+            &serde_json::json!({"type":"response.output_text.done","text":"hello"}),
+        ),
+    );
+    let proxy = Spawn::new(&mock.responses_url())
+        .arg("--policy")
+        .arg(policy.to_str().unwrap())
+        .arg("--state-dir")
+        .arg(state.to_str().unwrap())
+        .start();
+    let body = r#"{"model":"gpt-5","input":"hi","stream":true}"#;
+
+    // Control: read to the end.
+    mock.push_response(paced(frames.clone()));
+    let all = post_and_leave(proxy.port, body, None);
+    assert!(all.contains("response.completed"), "{all}");
+    wait_log(&proxy, "tokens_out=300", 1);
+
+    // The attack: leave once the text is done, before `response.completed`.
+    mock.push_response(paced(frames.clone()));
+    let part = post_and_leave(proxy.port, body, Some("output_text.done"));
+    assert!(!part.contains("response.completed"), "{part}");
+    let log = wait_log(&proxy, "tokens_out=300", 2);
+    assert!(
+        log.lines()
+            .any(|l| l.contains("outcome=\"client_gone\"") && l.contains("tokens_out=300")),
+        "{log}"
+    );
+
+    // A stream cut by the upstream before its usage: charged the estimate (the ceiling, 500).
+    mock.push_response(MockResponse::ResetMidStream {
+        frames: frames[..2].to_vec(),
+        delay: Duration::from_millis(10),
+    });
+    post_and_leave(proxy.port, body, None);
+    let log = wait_log(&proxy, "tokens_out=500", 1);
+    assert!(log.contains("estimated"), "{log}");
+
+    let rep = usage_json(&state, &[]);
+    let root = row(&rep, 0, "gpt-5");
+    assert_eq!(root["requests"].as_u64(), Some(3), "{rep}");
+    assert_eq!(
+        root["output_tokens"].as_u64(),
+        Some(300 + 300 + 500),
+        "{rep}"
+    );
+    // 40 + 40 + the forwarded body's bytes / 4.
+    assert!(root["input_tokens"].as_u64().unwrap() > 80, "{rep}");
+}

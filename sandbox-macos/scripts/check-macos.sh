@@ -29,9 +29,10 @@ publish = false
 sandbox-policy = { path = "$root/sandbox-policy" }
 sandbox-macos = { path = "$root/sandbox-macos" }
 secure-main = { path = "$root/secure-main" }
+codex-terminal-text = { path = "$root/terminal-text" }
 anyhow = "1"
 clap = { version = "4.5", features = ["derive", "env"] }
-toml = "0.8"
+toml = "0.9"
 [workspace]
 TOML
 cp "$root/Cargo.lock" "$harness/Cargo.lock"
