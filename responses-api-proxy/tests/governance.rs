@@ -428,7 +428,7 @@ fn bad_policy_files_are_refused_at_start_with_nothing_listening() {
         (
             "syntax",
             "[default]\nmodels = [\"gpt-5\"\n",
-            vec!["line 3", "policy.toml"],
+            vec!["line 2", "unclosed array", "policy.toml"],
         ),
         (
             "unknown key",
