@@ -898,3 +898,70 @@ fn large_governed_bodies_that_need_fresh_memory_from_the_kernel_keep_the_proxy_a
         200
     );
 }
+
+/// Review r12 F4's memory side: each governed request body is held whole before it is checked,
+/// so without a bound every connection could hold `--max-body-bytes` at once. Over
+/// `--max-buffered-bytes` a request gets 503 `proxy_busy` (with `Retry-After`) instead. A
+/// client holds 700 KB of a 900 KB body unsent; another request's 400 KB would go over the 1 MiB
+/// cap: 503. Control: once the first client is gone the same request is served, and a small one
+/// is served while the first is held.
+#[test]
+fn governed_bodies_held_at_once_are_capped_and_the_cap_frees_when_they_go() {
+    use std::io::Write;
+    let d = dir();
+    let policy = write_policy(d.path(), "[default]\nmodels = [\"gpt-5*\"]\n");
+    let mock = MockUpstream::start().unwrap();
+    let proxy = Spawn::new(&mock.responses_url())
+        .arg("--policy")
+        .arg(policy.to_str().unwrap())
+        .arg("--max-body-bytes")
+        .arg("1048576")
+        .arg("--max-buffered-bytes")
+        .arg("1048576")
+        .start();
+    let mut holder = std::net::TcpStream::connect(("127.0.0.1", proxy.port)).unwrap();
+    write!(
+        holder,
+        "POST /v1/responses HTTP/1.1\r\nHost: {}\r\nContent-Type: application/json\r\nContent-Length: 900000\r\n\r\n",
+        proxy.host()
+    )
+    .unwrap();
+    holder.write_all(&vec![b' '; 700_000]).unwrap();
+    // Wait until the proxy has read (and counted) what was sent: a small request passes meanwhile.
+    std::thread::sleep(Duration::from_millis(300));
+    let small = r#"{"model":"gpt-5","input":"hi"}"#;
+    assert_eq!(
+        post_as(None, proxy.port, "/v1/responses", small).status,
+        200
+    );
+    let big = d.path().join("big.json");
+    std::fs::write(
+        &big,
+        format!(r#"{{"model":"gpt-5","input":"{}"}}"#, "a".repeat(400_000)),
+    )
+    .unwrap();
+    let arg = format!("@{}", big.display());
+    let r = post_as(None, proxy.port, "/v1/responses", &arg);
+    assert_eq!(
+        (r.status, r.json()["error"]["code"].clone()),
+        (503, "proxy_busy".into()),
+        "{}\n{}",
+        r.body,
+        proxy.stderr()
+    );
+    assert_eq!(r.header("retry-after").as_deref(), Some("1"));
+    assert!(proxy.stderr().contains("buffer cap"), "{}", proxy.stderr());
+    // The holder goes away: its bytes are given back.
+    drop(holder);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let r = post_as(None, proxy.port, "/v1/responses", &arg);
+        if r.status == 200 {
+            break;
+        }
+        assert_eq!(r.status, 503, "{}", r.body);
+        assert!(Instant::now() < deadline, "the cap was never given back");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(mock.requests().len(), 2);
+}
