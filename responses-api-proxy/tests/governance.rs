@@ -185,10 +185,7 @@ fn two_users_each_get_their_own_limits_and_a_budget_ends_only_after_the_stream()
     let mock = MockUpstream::start().unwrap();
     mock.set_default(stream_with_usage(50, 10, 60));
     let proxy = Spawn::new(&mock.responses_url())
-        .arg("--policy")
-        .arg(policy.to_str().unwrap())
-        .arg("--state-dir")
-        .arg(state.to_str().unwrap())
+        .governed(&policy, &state)
         .start();
     let body = r#"{"model":"gpt-5","input":"hi","stream":true}"#;
 
@@ -314,10 +311,7 @@ fn two_users_each_get_their_own_limits_and_a_budget_ends_only_after_the_stream()
 
     // Budgets hold across a restart: the ledger is replayed.
     let proxy = Spawn::new(&mock.responses_url())
-        .arg("--policy")
-        .arg(policy.to_str().unwrap())
-        .arg("--state-dir")
-        .arg(state.to_str().unwrap())
+        .governed(&policy, &state)
         .start();
     let r = post_as(Some(A), proxy.port, "/v1/responses", body);
     assert_eq!(
@@ -343,10 +337,7 @@ fn compact_is_forwarded_under_the_same_rules_and_json_usage_counts() {
         "usage": {"input_tokens": 700, "input_tokens_details": {"cached_tokens": 0}, "output_tokens": 30, "total_tokens": 730}
     })));
     let proxy = Spawn::new(&mock.responses_url())
-        .arg("--policy")
-        .arg(policy.to_str().unwrap())
-        .arg("--state-dir")
-        .arg(state.to_str().unwrap())
+        .governed(&policy, &state)
         .start();
     let denied = post_as(
         Some(A),
@@ -385,10 +376,7 @@ fn bad_usage_numbers_from_upstream_count_nothing_and_serving_goes_on() {
     let state = d.path().join("state");
     let mock = MockUpstream::start().unwrap();
     let proxy = Spawn::new(&mock.responses_url())
-        .arg("--policy")
-        .arg(policy.to_str().unwrap())
-        .arg("--state-dir")
-        .arg(state.to_str().unwrap())
+        .governed(&policy, &state)
         .start();
     let body = r#"{"model":"gpt-5","stream":true}"#;
     for usage in [
@@ -521,11 +509,7 @@ fn spawn_with_state_mount<'a>(
     state: &Path,
     mount_cmd: &str,
 ) -> Spawn<'a> {
-    let mut s = Spawn::new(&mock.responses_url())
-        .arg("--policy")
-        .arg(policy.to_str().unwrap())
-        .arg("--state-dir")
-        .arg(state.to_str().unwrap());
+    let mut s = Spawn::new(&mock.responses_url()).governed(policy, state);
     s.wrapper = vec![
         "unshare".into(),
         "--mount".into(),
@@ -650,10 +634,7 @@ fn the_ledger_after_repeated_sigkill_mid_load_matches_the_mock() {
     const ROUNDS: usize = 4;
     for _ in 0..ROUNDS {
         let mut proxy = Spawn::new(&mock.responses_url())
-            .arg("--policy")
-            .arg(policy.to_str().unwrap())
-            .arg("--state-dir")
-            .arg(state.to_str().unwrap())
+            .governed(&policy, &state)
             .start();
         // Serving starts after the confinement step.
         let deadline = Instant::now() + Duration::from_secs(30);
@@ -785,10 +766,7 @@ fn a_stopped_and_continued_proxy_with_a_ledger_keeps_serving() {
     let mock = MockUpstream::start().unwrap();
     mock.set_default(stream_with_usage(1, 0, 1));
     let mut proxy = Spawn::new(&mock.responses_url())
-        .arg("--policy")
-        .arg(policy.to_str().unwrap())
-        .arg("--state-dir")
-        .arg(state.to_str().unwrap())
+        .governed(&policy, &state)
         .start();
     let body = r#"{"model":"gpt-5","stream":true}"#;
     // A written record makes the sync task hand the file to a blocking thread within a second.
@@ -849,10 +827,7 @@ fn large_governed_bodies_that_need_fresh_memory_from_the_kernel_keep_the_proxy_a
     std::fs::set_permissions(&big, std::fs::Permissions::from_mode(0o644)).unwrap();
     let mock = MockUpstream::start().unwrap();
     let mut proxy = Spawn::new(&mock.responses_url())
-        .arg("--policy")
-        .arg(policy.to_str().unwrap())
-        .arg("--state-dir")
-        .arg(state.to_str().unwrap())
+        .governed(&policy, &state)
         .env("MIMALLOC_ARENA_MAX_OBJECT_SIZE", "1MiB")
         .env("MIMALLOC_VERBOSE", "1")
         .start();
@@ -1024,10 +999,7 @@ fn a_client_that_leaves_before_the_usage_event_is_charged_all_the_same() {
         ),
     );
     let proxy = Spawn::new(&mock.responses_url())
-        .arg("--policy")
-        .arg(policy.to_str().unwrap())
-        .arg("--state-dir")
-        .arg(state.to_str().unwrap())
+        .governed(&policy, &state)
         .start();
     let body = r#"{"model":"gpt-5","input":"hi","stream":true}"#;
 

@@ -226,12 +226,8 @@ fn a_response_header_named_after_the_key_or_a_case_folded_echo_does_not_reach_th
             body: bytes::Bytes::from_static(b"{\"ok\":true}"),
         });
     }
-    let dumps = tempfile::tempdir().unwrap();
-    std::os::unix::fs::chown(dumps.path(), Some(65534), Some(65534)).unwrap();
-    let proxy = Spawn::new(&mock.responses_url())
-        .arg("--dump-dir")
-        .arg(dumps.path().to_str().unwrap())
-        .start();
+    let (spawn, dumps) = Spawn::new(&mock.responses_url()).dumping();
+    let proxy = spawn.start();
     let r = proxy.post(r#"{"model":"gpt-5"}"#);
     assert_eq!(r.status, 200, "{}", r.text());
     let raw_headers = format!("{:?}", r.headers);
@@ -293,12 +289,8 @@ fn assert_clean_any_case(what: &str, data: &[u8]) {
 #[test]
 fn a_json_escaped_key_is_not_written_decoded_into_dumps() {
     let mock = MockUpstream::start().unwrap();
-    let dumps = tempfile::tempdir().unwrap();
-    std::os::unix::fs::chown(dumps.path(), Some(65534), Some(65534)).unwrap();
-    let proxy = Spawn::new(&mock.responses_url())
-        .arg("--dump-dir")
-        .arg(dumps.path().to_str().unwrap())
-        .start();
+    let (spawn, dumps) = Spawn::new(&mock.responses_url()).dumping();
+    let proxy = spawn.start();
     let escaped: String = KEY.bytes().map(|b| format!("\\u{b:04x}")).collect();
     let body = format!("{{\"echo\":\"{escaped}\"}}");
     mock.push_response(MockResponse::Raw {
