@@ -363,6 +363,16 @@ const DRAIN_MAX_BYTES: u64 = 64 << 20;
 
 static DRAINING: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
 
+/// At shutdown: waits (at most `limit`) for the reads of abandoned responses to end, so that
+/// they are booked with their real usage; what is left is booked with its estimate by
+/// `Governed::finish`.
+pub async fn wait_for_abandoned_reads(limit: Duration) {
+    let deadline = Instant::now() + limit;
+    while DRAINING.load(Ordering::Acquire) > 0 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 /// One of the [`DRAIN_MAX`] drain slots.
 struct DrainPermit;
 

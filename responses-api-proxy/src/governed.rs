@@ -24,7 +24,8 @@ use http_body_util::BodyExt;
 use codex_proxy_governance::{Admitted, Governor, UsageTap, clock};
 use tokio::sync::Notify;
 
-/// The governor, the writer task's wake-up, and the bytes of request bodies being buffered.
+/// The governor, the writer task's wake-up, the bytes of request bodies being buffered, and the
+/// responses not booked yet.
 pub struct Governed {
     pub governor: Governor,
     flush: Notify,
@@ -32,6 +33,27 @@ pub struct Governed {
     buffered: AtomicU64,
     /// `--max-buffered-bytes` (at least `--max-body-bytes`).
     buffer_cap: u64,
+    /// Every response with a usage tap that has not been booked yet (streaming, or read on after
+    /// its client left): at shutdown each is booked with its estimate ([`Governed::finish`]).
+    open: Mutex<std::collections::HashMap<u64, Arc<OpenResponse>>>,
+    next_open: AtomicU64,
+}
+
+/// A response not booked yet (see [`Governed::open`]).
+struct OpenResponse {
+    admitted: Admitted,
+    status: u16,
+    /// Response body bytes seen (for the estimate when no usage comes).
+    seen: AtomicU64,
+    /// Booked (by its tap, or by the shutdown): exactly once.
+    booked: std::sync::atomic::AtomicBool,
+}
+
+impl OpenResponse {
+    /// Claims the booking; false when it was already booked.
+    fn claim(&self) -> bool {
+        !self.booked.swap(true, Ordering::AcqRel)
+    }
 }
 
 impl Governed {
@@ -41,7 +63,15 @@ impl Governed {
             flush: Notify::new(),
             buffered: AtomicU64::new(0),
             buffer_cap,
+            open: Mutex::new(std::collections::HashMap::new()),
+            next_open: AtomicU64::new(0),
         })
+    }
+
+    fn open_responses(
+        &self,
+    ) -> std::sync::MutexGuard<'_, std::collections::HashMap<u64, Arc<OpenResponse>>> {
+        self.open.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// Starts the ledger's writer and once-a-second sync tasks (on the current runtime).
@@ -74,8 +104,31 @@ impl Governed {
         });
     }
 
-    /// At shutdown, after the drain: every record written and synced.
+    /// At shutdown, after the drain: every response not booked yet (still streaming at the
+    /// drain deadline, or being read on after its client left) is booked with its estimate
+    /// (outside review r13 F1: a client that left when the drain began, or kept its streams open
+    /// through a restart, was never charged), then every record is written and synced.
     pub fn finish(&self) {
+        let open: Vec<Arc<OpenResponse>> = self.open_responses().drain().map(|(_, o)| o).collect();
+        let mut booked = 0usize;
+        for o in open {
+            if o.claim() && (200..300).contains(&o.status) {
+                let result = codex_proxy_governance::TapResult {
+                    usage: Some(o.admitted.estimate(o.seen.load(Ordering::Relaxed))),
+                    model: None,
+                    anomaly: Some("the proxy stopped before the response ended: estimated"),
+                };
+                self.governor
+                    .record(&o.admitted, &result, o.status, clock::now_ms());
+                booked += 1;
+            }
+        }
+        if booked > 0 {
+            tracing::warn!(
+                responses = booked,
+                "responses still open at shutdown: each charged its estimate"
+            );
+        }
         self.governor.tick(clock::now_ms());
     }
 }
@@ -302,11 +355,9 @@ pub async fn admit(
 /// (or is abandoned).
 pub struct ResponseTap {
     governed: Arc<Governed>,
-    admitted: Admitted,
+    open: Arc<OpenResponse>,
+    id: u64,
     tap: UsageTap,
-    status: u16,
-    /// Response body bytes seen (for the estimate when no usage comes).
-    seen: u64,
 }
 
 impl ResponseTap {
@@ -319,12 +370,19 @@ impl ResponseTap {
         let ct = headers
             .get(http::header::CONTENT_TYPE)
             .and_then(|v| v.to_str().ok());
+        let open = Arc::new(OpenResponse {
+            admitted,
+            status,
+            seen: AtomicU64::new(0),
+            booked: std::sync::atomic::AtomicBool::new(false),
+        });
+        let id = governed.next_open.fetch_add(1, Ordering::Relaxed);
+        governed.open_responses().insert(id, Arc::clone(&open));
         Self {
             governed,
-            admitted,
+            open,
+            id,
             tap: UsageTap::for_content_type(ct),
-            status,
-            seen: 0,
         }
     }
 }
@@ -332,7 +390,9 @@ impl ResponseTap {
 impl BodyTap for ResponseTap {
     /// Bytes on their way to the client.
     fn observe(&mut self, data: &[u8]) {
-        self.seen += data.len() as u64;
+        self.open
+            .seen
+            .fetch_add(data.len() as u64, Ordering::Relaxed);
         self.tap.observe(data);
     }
 
@@ -341,18 +401,23 @@ impl BodyTap for ResponseTap {
     /// by the client and its rest unreadable) without reporting usage is charged
     /// [`Admitted::estimate`] (r12 F1: such responses were free).
     fn finish(self: Box<Self>, audit: Option<&mut AuditRecord>, complete: bool) {
+        self.governed.open_responses().remove(&self.id);
+        if !self.open.claim() {
+            return; // booked by the shutdown
+        }
+        let (admitted, status) = (&self.open.admitted, self.open.status);
         let mut result = self.tap.finish();
-        if !complete && result.usage.is_none() && (200..300).contains(&self.status) {
-            result.usage = Some(self.admitted.estimate(self.seen));
+        if !complete && result.usage.is_none() && (200..300).contains(&status) {
+            result.usage = Some(admitted.estimate(self.open.seen.load(Ordering::Relaxed)));
             result.anomaly = Some("no usage reported before the response ended: estimated");
         }
         if let Some(why) = result.anomaly {
-            tracing::warn!(uid = self.admitted.uid, model = %self.admitted.model, anomaly = why, "upstream usage not trusted in full");
+            tracing::warn!(uid = admitted.uid, model = %admitted.model, anomaly = why, "upstream usage not trusted in full");
         }
-        let rec =
-            self.governed
-                .governor
-                .record(&self.admitted, &result, self.status, clock::now_ms());
+        let rec = self
+            .governed
+            .governor
+            .record(admitted, &result, status, clock::now_ms());
         self.governed.flush.notify_one();
         if let Some(g) = audit.and_then(|a| a.governance.as_mut()) {
             if result.usage.is_some() {

@@ -23,6 +23,9 @@ use crate::framing::{Framed, FramingLog};
 use crate::listener::Listener;
 use crate::proxy::{ConnCtx, ProxyState};
 
+/// Longest the shutdown waits, after the drain, for the reads of abandoned governed responses.
+const ABANDONED_READS_DEADLINE: Duration = Duration::from_secs(10);
+
 /// Longest the shutdown drain waits for in-flight requests (streams that keep making progress
 /// included) before the proxy exits anyway. A client that stops reading is cut off sooner, by
 /// the write stall limit (`--body-read-timeout`, see [`crate::framing::Framed`]).
@@ -152,6 +155,9 @@ pub async fn serve(
         }
         Err(_) => tracing::warn!("graceful shutdown handle still shared; not waiting"),
     }
+    // Responses whose clients left are read on for their usage (governance): give them a
+    // little time to end; the rest are booked with their estimate after the runtime stops.
+    crate::body::wait_for_abandoned_reads(ABANDONED_READS_DEADLINE).await;
     audit.stop().await;
     tracing::info!("all connections closed");
 }

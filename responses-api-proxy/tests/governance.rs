@@ -1040,3 +1040,54 @@ fn a_client_that_leaves_before_the_usage_event_is_charged_all_the_same() {
     // 40 + 40 + the forwarded body's bytes / 4.
     assert!(root["input_tokens"].as_u64().unwrap() > 80, "{rep}");
 }
+
+/// Outside review r13 F1: streams abandoned when the proxy stops (a client that leaves as the
+/// drain begins, or keeps streams open through a restart) were never booked. At shutdown the
+/// proxy now waits a little for the reads of abandoned responses (booked with their real usage)
+/// and books what is still open with its estimate. Control: the short stream gets its real
+/// usage, not the estimate.
+#[test]
+fn responses_abandoned_when_the_proxy_stops_are_booked() {
+    let d = dir();
+    let policy = write_policy(
+        d.path(),
+        "[default]\nmax_output_tokens = 500\nday = { output_tokens = 100000 }\n",
+    );
+    let state = d.path().join("state");
+    let mock = MockUpstream::start().unwrap();
+    let frames = |deltas: usize| {
+        let mut f = match stream_with_usage(40, 0, 300) {
+            MockResponse::SseChunked { frames } => frames,
+            _ => unreachable!(),
+        };
+        let delta = f[1].clone();
+        for _ in 0..deltas {
+            f.insert(1, delta.clone());
+        }
+        MockResponse::SsePaced {
+            frames: f,
+            delay: Duration::from_millis(100),
+        }
+    };
+    let mut proxy = Spawn::new(&mock.responses_url())
+        .governed(&policy, &state)
+        .start();
+    let body = r#"{"model":"gpt-5","input":"hi","stream":true}"#;
+    // A short stream (ends in ~1 s) and a long one (~30 s), both left after their first delta.
+    mock.push_response(frames(8));
+    post_and_leave(proxy.port, body, Some("output_text.delta"));
+    mock.push_response(frames(300));
+    post_and_leave(proxy.port, body, Some("output_text.delta"));
+    proxy.signal("TERM");
+    let status = proxy
+        .wait_exit(Duration::from_secs(40))
+        .expect("the proxy stops within the abandoned-reads deadline");
+    assert!(status.success(), "{status:?}: {}", proxy.stderr());
+    let log = proxy.stderr();
+    assert!(log.contains("each charged its estimate"), "{log}");
+    let rep = usage_json(&state, &[]);
+    let root = row(&rep, 0, "gpt-5");
+    assert_eq!(root["requests"].as_u64(), Some(2), "{rep}");
+    // 300 (the short one, read to its end) + 500 (the long one's estimate: the ceiling).
+    assert_eq!(root["output_tokens"].as_u64(), Some(800), "{rep}");
+}
