@@ -67,6 +67,11 @@ impl Governed {
         });
     }
 
+    /// Wakes the ledger's writer task (a record was queued).
+    pub fn notify_flush(&self) {
+        self.flush.notify_one();
+    }
+
     /// At shutdown, after the drain: every record written and synced.
     pub fn finish(&self) {
         self.governor.tick(clock::now_ms());

@@ -148,6 +148,9 @@ pub enum Route {
     Forward,
     /// `GET /shutdown` with `--http-shutdown`.
     Shutdown,
+    /// `GET /v1/responses` with `Upgrade: websocket`: the Responses API WebSocket mode
+    /// (`crate::ws`).
+    WebSocket,
 }
 
 /// Why a request is refused: the status and a short, fixed message (never request content).
@@ -264,6 +267,12 @@ impl Admission {
         }
         if path == "/shutdown" && self.http_shutdown && req.method() == Method::GET {
             return Ok(Route::Shutdown);
+        }
+        if path == "/v1/responses"
+            && req.method() == Method::GET
+            && crate::ws::wants_websocket(headers)
+        {
+            return Ok(Route::WebSocket);
         }
         let forwarded_path =
             FORWARDED_PATHS.contains(&path) || self.allowed_paths.iter().any(|p| p == path);

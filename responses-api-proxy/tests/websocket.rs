@@ -1,0 +1,579 @@
+//! The Responses API WebSocket mode through the proxy (issue 17): the real proxy binary (started
+//! as root, confined, running as nobody) between a WebSocket client and the recording WebSocket
+//! mock upstream (`suite_test_support::ws_mock`). Every protection is shown with its control:
+//! the same action succeeding without it. The last test drives the real Codex CLI
+//! (`supports_websockets = true`) through the proxy and checks the mock saw a WebSocket session,
+//! not the HTTP fallback.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use common::{BIN, KEY, Proxy, Spawn};
+use futures_util::{SinkExt, StreamExt};
+use suite_test_support::ws_mock::{WsMock, WsScript};
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+
+type Ws = tokio_tungstenite::WebSocketStream<tokio::net::TcpStream>;
+
+fn rt() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+/// Opens a WebSocket to the proxy's `/v1/responses` with extra headers; `Err(status)` when the
+/// upgrade is refused.
+async fn connect(port: u16, headers: &[(&str, &str)]) -> Result<Ws, u16> {
+    let mut req = format!("ws://127.0.0.1:{port}/v1/responses")
+        .into_client_request()
+        .unwrap();
+    for (k, v) in headers {
+        req.headers_mut().insert(
+            http::HeaderName::from_bytes(k.as_bytes()).unwrap(),
+            v.parse().unwrap(),
+        );
+    }
+    let tcp = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .unwrap();
+    match tokio_tungstenite::client_async(req, tcp).await {
+        Ok((ws, resp)) => {
+            assert_eq!(resp.status(), 101);
+            Ok(ws)
+        }
+        Err(tokio_tungstenite::tungstenite::Error::Http(resp)) => Err(resp.status().as_u16()),
+        Err(e) => panic!("websocket handshake failed: {e}"),
+    }
+}
+
+fn create(model: &str) -> String {
+    serde_json::json!({
+        "type": "response.create",
+        "model": model,
+        "instructions": "be brief",
+        "input": [{"type": "message", "role": "user", "content": [{"type": "input_text", "text": "hi"}]}],
+        "stream": true,
+        "store": true,
+    })
+    .to_string()
+}
+
+/// What the client received until the session ended or `until` matched a message type.
+#[derive(Debug, Default)]
+struct Got {
+    texts: Vec<String>,
+    close: Option<(u16, String)>,
+}
+
+impl Got {
+    fn types(&self) -> Vec<String> {
+        self.texts
+            .iter()
+            .filter_map(|t| serde_json::from_str::<serde_json::Value>(t).ok())
+            .filter_map(|v| v["type"].as_str().map(str::to_string))
+            .collect()
+    }
+}
+
+/// Reads messages until one of type `until` arrives (or the session ends, or 15 s pass).
+async fn read_until(ws: &mut Ws, until: &str) -> Got {
+    let mut got = Got::default();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+    loop {
+        let m = match tokio::time::timeout_at(deadline, ws.next()).await {
+            Err(_) => panic!("no {until:?} within 15 s; got {got:?}"),
+            Ok(None) | Ok(Some(Err(_))) => return got,
+            Ok(Some(Ok(m))) => m,
+        };
+        match m {
+            Message::Text(t) => {
+                let done = serde_json::from_str::<serde_json::Value>(t.as_str())
+                    .is_ok_and(|v| v["type"] == until);
+                got.texts.push(t.as_str().to_string());
+                if done {
+                    return got;
+                }
+            }
+            Message::Close(f) => {
+                got.close = f.map(|f| (u16::from(f.code), f.reason.to_string()));
+                return got;
+            }
+            _ => {}
+        }
+    }
+}
+
+fn start(mock: &WsMock, extra: &[&str]) -> Proxy {
+    let mut s = Spawn::new(&mock.responses_url());
+    for a in extra {
+        s = s.arg(a);
+    }
+    s.start()
+}
+
+fn wait_log(proxy: &Proxy, needle: &str, n: usize) -> String {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let log = proxy.stderr();
+        if log.lines().filter(|l| l.contains(needle)).count() >= n {
+            return log;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no {n} lines with {needle:?} in:\n{log}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn a_session_relays_both_ways_with_the_key_injected_and_never_returned() {
+    let mock = WsMock::start().unwrap();
+    mock.set_script(WsScript {
+        echo_authorization: true,
+        ..WsScript::default()
+    });
+    let proxy = start(&mock, &[]);
+    let got = rt().block_on(async {
+        let mut ws = connect(
+            proxy.port,
+            &[
+                ("authorization", "Bearer client-own-secret"),
+                ("cookie", "session=client-cookie"),
+                ("openai-beta", "responses_websockets=2026-02-06"),
+            ],
+        )
+        .await
+        .expect("upgrade accepted");
+        ws.send(Message::text(create("gpt-5"))).await.unwrap();
+        let first = read_until(&mut ws, "response.completed").await;
+        // The same connection carries the next response.
+        ws.send(Message::text(create("gpt-5"))).await.unwrap();
+        let second = read_until(&mut ws, "response.completed").await;
+        ws.close(None).await.unwrap();
+        (first, second)
+    });
+    assert!(
+        got.0.types().contains(&"response.completed".to_string()),
+        "{:?}",
+        got.0
+    );
+    assert!(
+        got.1.types().contains(&"response.completed".to_string()),
+        "{:?}",
+        got.1
+    );
+
+    assert!(mock.wait_until(Duration::from_secs(5), |s| {
+        s.sessions.first().is_some_and(|x| x.ended)
+    }));
+    let state = mock.state();
+    assert_eq!(
+        state.sessions.len(),
+        1,
+        "one upstream session for one client session"
+    );
+    assert!(state.http.is_empty(), "no HTTP request: {:?}", state.http);
+    let session = &state.sessions[0];
+    assert_eq!(session.path, "/v1/responses");
+    // The key went upstream (control: the mock's echo carries it) ...
+    assert_eq!(
+        session.header("authorization").unwrap(),
+        format!("Bearer {KEY}")
+    );
+    // ... the client's own credentials did not.
+    assert!(session.header("cookie").is_none());
+    assert_eq!(
+        session.header("openai-beta").unwrap(),
+        "responses_websockets=2026-02-06"
+    );
+    assert_eq!(session.messages.len(), 2);
+    assert_eq!(
+        session.messages[0],
+        create("gpt-5"),
+        "relayed unchanged without a policy"
+    );
+
+    // The upstream echoed the key; the client got it masked.
+    let all = [got.0.texts.join("\n"), got.1.texts.join("\n")].join("\n");
+    assert!(all.contains("(upstream saw Bearer ****"), "{all}");
+    assert!(!all.contains(KEY), "the key reached the client");
+    assert!(
+        !all.contains("TESTKEY"),
+        "part of the key reached the client"
+    );
+
+    // Audit: one line per response and one for the session.
+    let log = wait_log(&proxy, "status=101", 1);
+    assert_eq!(
+        log.lines().filter(|l| l.contains("method=WS")).count(),
+        2,
+        "{log}"
+    );
+    assert!(!log.contains(KEY), "key in the log");
+}
+
+#[test]
+fn an_upgrade_with_an_origin_or_from_a_disallowed_peer_is_refused() {
+    let mock = WsMock::start().unwrap();
+    let proxy = start(&mock, &[]);
+    rt().block_on(async {
+        // Cross-site WebSocket hijacking: a page's WebSocket always carries Origin.
+        assert_eq!(
+            connect(proxy.port, &[("origin", "http://evil.example")])
+                .await
+                .err(),
+            Some(403)
+        );
+        // ... and a browser's request made without one still carries Fetch Metadata.
+        assert_eq!(
+            connect(proxy.port, &[("sec-fetch-mode", "websocket")])
+                .await
+                .err(),
+            Some(403)
+        );
+        // Control: the same upgrade without them is accepted.
+        assert!(connect(proxy.port, &[]).await.is_ok());
+    });
+    assert!(mock.wait_until(Duration::from_secs(5), |s| s.sessions.len() == 1));
+    drop(proxy);
+
+    // A peer the allow-list does not name (the test runs as root; only uid 4243 is allowed).
+    let refused = start(&mock, &["--allow-user", "4243"]);
+    rt().block_on(async {
+        assert_eq!(connect(refused.port, &[]).await.err(), Some(403));
+    });
+    // Control: root allowed, the same upgrade goes through.
+    let allowed = start(&mock, &["--allow-user", "0"]);
+    rt().block_on(async {
+        assert!(connect(allowed.port, &[]).await.is_ok());
+    });
+    assert!(mock.wait_until(Duration::from_secs(5), |s| s.sessions.len() == 2));
+    std::thread::sleep(Duration::from_millis(200));
+    assert_eq!(
+        mock.state().sessions.len(),
+        2,
+        "no upstream session for the refused peer"
+    );
+}
+
+#[test]
+fn binary_and_oversized_messages_close_the_session_and_never_reach_upstream() {
+    let mock = WsMock::start().unwrap();
+    let proxy = start(&mock, &["--max-body-bytes", "4096"]);
+    rt().block_on(async {
+        // Binary: closed with 1008 (policy violation) and a reason.
+        let mut ws = connect(proxy.port, &[]).await.unwrap();
+        ws.send(Message::binary(vec![1u8, 2, 3])).await.unwrap();
+        let got = read_until(&mut ws, "-").await;
+        let (code, reason) = got.close.expect("a close frame");
+        assert_eq!(code, u16::from(CloseCode::Policy));
+        assert!(reason.contains("binary"), "{reason}");
+
+        // Oversized: closed with 1009.
+        let mut ws = connect(proxy.port, &[]).await.unwrap();
+        let big = format!("{{\"type\":\"x\",\"pad\":\"{}\"}}", "a".repeat(8000));
+        ws.send(Message::text(big)).await.unwrap();
+        let got = read_until(&mut ws, "-").await;
+        let (code, reason) = got.close.expect("a close frame");
+        assert_eq!(code, u16::from(CloseCode::Size));
+        assert!(reason.contains("max-body-bytes"), "{reason}");
+
+        // Control: a text message under the limit goes through.
+        let mut ws = connect(proxy.port, &[]).await.unwrap();
+        let fits = format!("{{\"type\":\"x\",\"pad\":\"{}\"}}", "a".repeat(3000));
+        ws.send(Message::text(fits)).await.unwrap();
+        ws.send(Message::text(create("gpt-5"))).await.unwrap();
+        let got = read_until(&mut ws, "response.completed").await;
+        assert!(got.types().contains(&"response.completed".to_string()));
+    });
+    assert!(mock.wait_until(Duration::from_secs(5), |s| s.sessions.len() == 3));
+    let state = mock.state();
+    assert_eq!(
+        state
+            .sessions
+            .iter()
+            .map(|s| s.binary_messages)
+            .sum::<usize>(),
+        0
+    );
+    let texts: Vec<&String> = state.sessions.iter().flat_map(|s| &s.messages).collect();
+    assert!(
+        texts.iter().all(|t| t.len() < 4096),
+        "the oversized message reached upstream"
+    );
+    assert_eq!(texts.len(), 2, "{texts:?}");
+}
+
+/// A directory everyone may traverse (the proxy runs as nobody; the policy is read as root).
+fn dir() -> tempfile::TempDir {
+    let d = tempfile::Builder::new()
+        .prefix("proxy-ws-")
+        .tempdir()
+        .unwrap();
+    std::fs::set_permissions(d.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    d
+}
+
+fn write_policy(dir: &Path, text: &str) -> PathBuf {
+    let p = dir.join("policy.toml");
+    std::fs::write(&p, text).unwrap();
+    std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o644)).unwrap();
+    p
+}
+
+fn usage_json(state: &Path) -> serde_json::Value {
+    let out = Command::new(BIN)
+        .args(["usage", "--json", "--state-dir"])
+        .arg(state)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+#[test]
+fn a_denied_model_gets_an_error_event_and_the_next_message_on_the_connection_works() {
+    let mock = WsMock::start().unwrap();
+    let d = dir();
+    let policy = write_policy(
+        d.path(),
+        "[default]\nmodels = [\"gpt-5*\"]\ndeny_models = [\"gpt-5-pro\"]\nmax_output_tokens = 500\n",
+    );
+    let state = d.path().join("state");
+    let proxy = start(
+        &mock,
+        &[
+            "--policy",
+            policy.to_str().unwrap(),
+            "--state-dir",
+            state.to_str().unwrap(),
+        ],
+    );
+    let (refused, other, allowed) = rt().block_on(async {
+        let mut ws = connect(proxy.port, &[]).await.unwrap();
+        ws.send(Message::text(create("gpt-5-pro"))).await.unwrap();
+        let refused = read_until(&mut ws, "error").await;
+        // An unknown message type could start a response the policy never saw: refused too.
+        ws.send(Message::text(
+            r#"{"type":"response.append","model":"gpt-5"}"#,
+        ))
+        .await
+        .unwrap();
+        let other = read_until(&mut ws, "error").await;
+        ws.send(Message::text(create("gpt-5"))).await.unwrap();
+        let allowed = read_until(&mut ws, "response.completed").await;
+        ws.close(None).await.unwrap();
+        (refused, other, allowed)
+    });
+    assert!(refused.close.is_none(), "the connection stays open");
+    let ev: serde_json::Value = serde_json::from_str(refused.texts.last().unwrap()).unwrap();
+    assert_eq!(ev["type"], "error");
+    assert_eq!(ev["status"], 403);
+    assert_eq!(ev["error"]["code"], "model_denied");
+    assert_eq!(ev["error"]["rule"], "default.deny_models");
+    let ev: serde_json::Value = serde_json::from_str(other.texts.last().unwrap()).unwrap();
+    assert_eq!(ev["error"]["code"], "message_type_refused");
+    assert!(
+        allowed.types().contains(&"response.completed".to_string()),
+        "{allowed:?}"
+    );
+
+    // Upstream saw only the admitted message, rewritten: store forced off, ceiling applied.
+    assert!(mock.wait_until(Duration::from_secs(5), |s| {
+        s.sessions.first().is_some_and(|x| x.ended)
+    }));
+    let st = mock.state();
+    assert_eq!(
+        st.sessions[0].messages.len(),
+        1,
+        "{:?}",
+        st.sessions[0].messages
+    );
+    let sent: serde_json::Value = serde_json::from_str(&st.sessions[0].messages[0]).unwrap();
+    assert_eq!(sent["type"], "response.create");
+    assert_eq!(sent["model"], "gpt-5");
+    assert_eq!(sent["store"], false);
+    assert_eq!(sent["max_output_tokens"], 500);
+
+    // The usage of response.completed is in the ledger, for the peer's uid (root here).
+    let log = wait_log(
+        &proxy,
+        "model=\"gpt-5\" tokens_in=11 tokens_cached=0 tokens_out=7",
+        1,
+    );
+    assert!(
+        log.contains("decision=\"refused\"") || log.contains("decision=refused"),
+        "{log}"
+    );
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let report = usage_json(&state);
+        let row = report["rows"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["uid"] == 0 && r["model"] == "gpt-5")
+            .cloned();
+        if let Some(row) = row {
+            assert_eq!(row["input_tokens"], 11, "{report}");
+            assert_eq!(row["output_tokens"], 7, "{report}");
+            assert_eq!(row["requests"], 1, "{report}");
+            break;
+        }
+        assert!(Instant::now() < deadline, "no ledger row: {report}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn an_idle_session_is_closed_and_sigterm_drains_open_sessions_with_close_frames() {
+    let mock = WsMock::start().unwrap();
+    let proxy = start(&mock, &["--ws-idle-timeout", "1"]);
+    rt().block_on(async {
+        let mut ws = connect(proxy.port, &[]).await.unwrap();
+        let t0 = Instant::now();
+        let got = read_until(&mut ws, "-").await;
+        let (code, reason) = got.close.expect("a close frame");
+        assert_eq!(code, u16::from(CloseCode::Away));
+        assert_eq!(reason, "idle timeout");
+        assert!(t0.elapsed() >= Duration::from_millis(900));
+    });
+    drop(proxy);
+
+    // A response in flight at SIGTERM is relayed to its end, then the session is closed.
+    mock.set_script(WsScript {
+        delay: Duration::from_millis(150),
+        ..WsScript::default()
+    });
+    let mut proxy = start(&mock, &[]);
+    let got = rt().block_on(async {
+        let mut ws = connect(proxy.port, &[]).await.unwrap();
+        ws.send(Message::text(create("gpt-5"))).await.unwrap();
+        let first = read_until(&mut ws, "response.created").await;
+        assert_eq!(first.types(), vec!["response.created"]);
+        proxy.signal("TERM");
+        read_until(&mut ws, "never").await
+    });
+    assert!(
+        got.types().contains(&"response.completed".to_string()),
+        "{got:?}"
+    );
+    let (code, reason) = got.close.expect("a close frame after the response");
+    assert_eq!(code, u16::from(CloseCode::Away));
+    assert_eq!(reason, "proxy shutting down");
+    let status = proxy
+        .wait_exit(Duration::from_secs(10))
+        .expect("the proxy exits");
+    assert!(status.success(), "{status:?}");
+}
+
+/// The real Codex CLI: `scripts/test` installs it with npm (`$SUITE_CODEX_CLI`); without it
+/// this test fails, it does not skip.
+fn codex_cli() -> PathBuf {
+    let path = std::env::var("SUITE_CODEX_CLI")
+        .ok()
+        .filter(|p| !p.is_empty())
+        .unwrap_or_else(|| {
+            "/tmp/node_modules/@openai/codex-linux-x64/vendor/x86_64-unknown-linux-musl/bin/codex"
+                .into()
+        });
+    let p = PathBuf::from(&path);
+    assert!(
+        p.is_file(),
+        "the real Codex CLI is missing at {path}: run the tests with scripts/test, which installs \
+         @openai/codex with npm (or set SUITE_CODEX_CLI)"
+    );
+    p
+}
+
+#[test]
+fn the_real_codex_cli_uses_the_websocket_mode_through_the_proxy() {
+    let codex = codex_cli();
+    let mock = WsMock::start().unwrap();
+    mock.set_script(WsScript {
+        text: "websocket says hi".into(),
+        ..WsScript::default()
+    });
+    let proxy = start(&mock, &[]);
+    let home = tempfile::tempdir().unwrap();
+    std::fs::write(
+        home.path().join("config.toml"),
+        format!(
+            r#"model = "gpt-5"
+model_provider = "viaproxy"
+
+[model_providers.viaproxy]
+name = "responses-api-proxy"
+base_url = "http://127.0.0.1:{}/v1"
+wire_api = "responses"
+env_key = "VIAPROXY_DUMMY_KEY"
+supports_websockets = true
+request_max_retries = 0
+stream_max_retries = 0
+"#,
+            proxy.port
+        ),
+    )
+    .unwrap();
+    let work = tempfile::tempdir().unwrap();
+    let out = Command::new(&codex)
+        .args(["exec", "--skip-git-repo-check", "-s", "read-only", "say hi"])
+        .current_dir(work.path())
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("HOME", home.path())
+        .env("CODEX_HOME", home.path())
+        .env("VIAPROXY_DUMMY_KEY", "client-dummy-key")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let state = mock.state();
+    eprintln!(
+        "codex stdout:\n{stdout}\ncodex stderr:\n{stderr}\nmock: {} sessions, http {:?}",
+        state.sessions.len(),
+        state
+            .http
+            .iter()
+            .map(|h| (&h.method, &h.path))
+            .collect::<Vec<_>>()
+    );
+    assert!(out.status.success(), "codex exec failed");
+    assert!(
+        stdout.contains("websocket says hi"),
+        "the answer did not come back"
+    );
+    assert!(
+        !state.sessions.is_empty(),
+        "the mock saw no WebSocket session"
+    );
+    let creates: Vec<&String> = state
+        .sessions
+        .iter()
+        .flat_map(|s| &s.messages)
+        .filter(|m| m.contains("\"response.create\""))
+        .collect();
+    assert!(!creates.is_empty(), "no response.create over the WebSocket");
+    assert!(
+        !state.http.iter().any(|h| h.method == "POST"),
+        "codex fell back to HTTP: {:?}",
+        state.http.iter().map(|h| &h.path).collect::<Vec<_>>()
+    );
+    for s in &state.sessions {
+        assert_eq!(s.header("authorization").unwrap(), format!("Bearer {KEY}"));
+    }
+}
