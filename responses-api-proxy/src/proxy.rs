@@ -148,7 +148,20 @@ pub async fn handle(
             resp
         }
         Ok(Route::Forward) => forward(req, state, audit).await,
-        Ok(Route::WebSocket) => crate::ws::upgrade(req, state, conn, audit).await,
+        Ok(Route::WebSocket) => {
+            let ctx = crate::ws::WsContext {
+                client: state.client.clone(),
+                upstream: state.upstream.clone(),
+                key: state.key.current(),
+                governor: state.governor.clone(),
+                max_message: state.admission.max_body_bytes,
+                idle: state.ws_idle_timeout,
+                shutdown: state.shutdown.subscribe(),
+                peer: conn.peer_label.clone(),
+                uid: conn.decision.identity().uid,
+            };
+            crate::ws::upgrade(req, ctx, &conn.session, audit).await
+        }
     }
 }
 

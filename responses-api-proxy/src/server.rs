@@ -224,7 +224,7 @@ async fn accept_loop(listener: Listener, mut ctx: AcceptCtx) {
                     .with_upgrades(),
                 watcher,
                 shutdown,
-                session_ctx,
+                &session_ctx.session,
             );
             tokio::select! {
                 _ = serving => {}

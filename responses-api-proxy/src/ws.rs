@@ -74,11 +74,13 @@ use codex_proxy_governance::{Admitted, clock};
 
 use crate::audit::{AuditRecord, Governance, Outcome};
 use crate::body::ResponseBody;
+use crate::client::UpstreamClient;
 use crate::client::{SendError, UpstreamIo};
+use crate::governed::Governed;
 use crate::key::ApiKey;
 use crate::policy::{Direction, forwardable_headers};
-use crate::proxy::{ConnCtx, ProxyState};
 use crate::scrub::KeyScrub;
+use crate::upstream::Upstream;
 use crate::wire::{MAX_RESPONSE_HEAD, parse_response_head};
 
 /// Largest upstream message relayed (a `response.completed` carries the whole response again;
@@ -88,6 +90,25 @@ pub const UPSTREAM_MAX_MESSAGE: usize = 64 * 1024 * 1024;
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long a closing side gets to answer our close frame.
 const CLOSE_GRACE: Duration = Duration::from_secs(2);
+
+/// What an upgrade needs from the proxy's shared state and from its connection (`proxy.rs`
+/// builds it; the session task owns it).
+pub struct WsContext {
+    pub client: UpstreamClient,
+    pub upstream: Upstream,
+    /// The key this session uses from start to end (a handle on the locked page).
+    pub key: Arc<ApiKey>,
+    pub governor: Option<Arc<Governed>>,
+    /// `--max-body-bytes`: the largest client message.
+    pub max_message: u64,
+    /// `--ws-idle-timeout`.
+    pub idle: Duration,
+    /// `true` once shutdown was requested.
+    pub shutdown: tokio::sync::watch::Receiver<bool>,
+    /// The peer as the audit log writes it, and its uid.
+    pub peer: Arc<str>,
+    pub uid: Option<u32>,
+}
 
 /// The WebSocket session a connection switched to, if any: the connection's task waits for it
 /// (so the session counts against `--max-connections` and the shutdown drain waits for it).
@@ -110,10 +131,6 @@ impl SessionSlot {
 
 /// Whether a request asks to switch to WebSocket (`Upgrade: websocket`). The handshake's other
 /// headers are checked by [`upgrade`].
-pub fn wants_websocket(headers: &HeaderMap) -> bool {
-    header_lists(headers, &http::header::UPGRADE, "websocket")
-}
-
 fn header_lists(headers: &HeaderMap, name: &HeaderName, token: &str) -> bool {
     headers
         .get_all(name)
@@ -171,8 +188,8 @@ enum UpgradeError {
 /// upstream WebSocket, answers `101` and starts the session (see the module docs).
 pub async fn upgrade(
     mut req: Request<Incoming>,
-    state: Arc<ProxyState>,
-    conn: Arc<ConnCtx>,
+    ctx: WsContext,
+    slot: &SessionSlot,
     mut audit: AuditRecord,
 ) -> Response<ResponseBody> {
     let headers = req.headers();
@@ -199,15 +216,14 @@ pub async fn upgrade(
         );
     };
 
-    let key = state.key.current();
-    let opened = tokio::time::timeout(HANDSHAKE_TIMEOUT * 2, open_upstream(&state, headers, &key))
+    let opened = tokio::time::timeout(HANDSHAKE_TIMEOUT * 2, open_upstream(&ctx, headers))
         .await
         .unwrap_or(Err(UpgradeError::Timeout(HANDSHAKE_TIMEOUT * 2)));
     let (upstream, upstream_headers) = match opened {
         Ok(o) => o,
         Err(e) => {
             audit.outcome = Outcome::UpstreamError;
-            tracing::warn!(upstream = %state.upstream.authority, error = %e, "upstream WebSocket failed");
+            tracing::warn!(upstream = %ctx.upstream.authority, error = %e, "upstream WebSocket failed");
             let status = match &e {
                 UpgradeError::Status(s) if s.is_client_error() => *s,
                 _ => StatusCode::BAD_GATEWAY,
@@ -245,10 +261,7 @@ pub async fn upgrade(
     let on_upgrade = hyper::upgrade::on(&mut req);
     drop(req);
     let session = Session {
-        state: state.clone(),
-        peer: conn.peer_label.clone(),
-        uid: conn.decision.identity().uid,
-        key,
+        ctx,
         pending: VecDeque::new(),
         audit,
         responses: 0,
@@ -257,8 +270,7 @@ pub async fn upgrade(
     let task = tokio::spawn(async move {
         match on_upgrade.await {
             Ok(upgraded) => {
-                let limit =
-                    usize::try_from(session.state.admission.max_body_bytes).unwrap_or(usize::MAX);
+                let limit = usize::try_from(session.ctx.max_message).unwrap_or(usize::MAX);
                 let config = WebSocketConfig::default()
                     .max_message_size(Some(limit))
                     .max_frame_size(Some(limit));
@@ -277,7 +289,7 @@ pub async fn upgrade(
             }
         }
     });
-    conn.session.set(task);
+    slot.set(task);
     resp
 }
 
@@ -285,18 +297,18 @@ pub async fn upgrade(
 /// page, checks the `101` answer. Returns the stream and the answer's forwardable headers (the
 /// key scrubbed out of them).
 async fn open_upstream(
-    state: &ProxyState,
+    ctx: &WsContext,
     client_headers: &HeaderMap,
-    key: &ApiKey,
 ) -> Result<(WebSocketStream<UpstreamIo>, HeaderMap), UpgradeError> {
-    let mut io = state.client.connect_dedicated().await?;
+    let key = &ctx.key;
+    let mut io = ctx.client.connect_dedicated().await?;
     let ws_key = tokio_tungstenite::tungstenite::handshake::client::generate_key();
-    let target = state.upstream.target_for("/v1/responses");
+    let target = ctx.upstream.target_for("/v1/responses");
     let mut head = Vec::with_capacity(512);
     head.extend_from_slice(b"GET ");
     head.extend_from_slice(target.as_bytes());
     head.extend_from_slice(b" HTTP/1.1\r\nhost: ");
-    head.extend_from_slice(state.upstream.authority.as_str().as_bytes());
+    head.extend_from_slice(ctx.upstream.authority.as_str().as_bytes());
     head.extend_from_slice(b"\r\n");
     for (name, value) in &forwardable_headers(client_headers, Direction::Request) {
         if written_here(name) {
@@ -373,7 +385,7 @@ async fn open_upstream(
     let mut headers = head.headers;
     let echoed = KeyScrub::new(key.header()).headers(&mut headers);
     if echoed > 0 {
-        tracing::warn!(upstream = %state.upstream.authority, headers = echoed, "upstream echoed the key in its upgrade answer; overwritten");
+        tracing::warn!(upstream = %ctx.upstream.authority, headers = echoed, "upstream echoed the key in its upgrade answer; overwritten");
     }
     let headers = forwardable_headers(&headers, Direction::Response);
     let config = WebSocketConfig::default()
@@ -435,10 +447,7 @@ struct Pending {
 }
 
 struct Session {
-    state: Arc<ProxyState>,
-    peer: Arc<str>,
-    uid: Option<u32>,
-    key: Arc<ApiKey>,
+    ctx: WsContext,
     pending: VecDeque<Pending>,
     /// The session's own line (`GET /v1/responses` 101); holds the connection's in-flight count.
     audit: AuditRecord,
@@ -527,8 +536,8 @@ impl Session {
     }
 
     async fn relay(&mut self, client: &mut ClientWs, upstream: &mut UpstreamWs) -> End {
-        let idle = self.state.ws_idle_timeout;
-        let mut shutdown = self.state.shutdown.subscribe();
+        let idle = self.ctx.idle;
+        let mut shutdown = self.ctx.shutdown.clone();
         let mut draining = false;
         loop {
             if draining && self.pending.is_empty() {
@@ -565,7 +574,7 @@ impl Session {
                             return End::Upstream(close(CloseCode::Normal, "upstream closed the session"));
                         }
                         Some(Err(e)) => {
-                            tracing::warn!(upstream = %self.state.upstream.authority, error = %e, "upstream WebSocket failed");
+                            tracing::warn!(upstream = %self.ctx.upstream.authority, error = %e, "upstream WebSocket failed");
                             return End::Upstream(close(CloseCode::Error, "upstream WebSocket failed"));
                         }
                         Some(Ok(m)) => m,
@@ -611,7 +620,7 @@ impl Session {
             a
         };
         if draining && creates {
-            let mut audit = new_audit(&self.peer, self.uid, text.len());
+            let mut audit = new_audit(&self.ctx.peer, self.ctx.uid, text.len());
             audit.outcome = Outcome::Refused;
             audit.reason = Some("shutting_down".into());
             audit.status = 503;
@@ -628,10 +637,13 @@ impl Session {
         let mut send = Message::Text(text.clone());
         let mut audit = None;
         let mut admitted = None;
-        if let Some(g) = &self.state.governor {
+        if let Some(g) = &self.ctx.governor {
             if creates {
-                let mut a_rec = new_audit(&self.peer, self.uid, text.len());
-                match g.governor.admit(self.uid, text.as_bytes(), clock::now_ms()) {
+                let mut a_rec = new_audit(&self.ctx.peer, self.ctx.uid, text.len());
+                match g
+                    .governor
+                    .admit(self.ctx.uid, text.as_bytes(), clock::now_ms())
+                {
                     Ok(mut a) => {
                         if let Some(rewritten) = a.body.take() {
                             // The rewrite only replaces JSON values with ASCII: still UTF-8.
@@ -677,7 +689,7 @@ impl Session {
                 // Fail closed: a message type the proxy does not know might start a response
                 // that the policy never saw.
                 self.refused += 1;
-                let mut a_rec = new_audit(&self.peer, self.uid, text.len());
+                let mut a_rec = new_audit(&self.ctx.peer, self.ctx.uid, text.len());
                 a_rec.outcome = Outcome::Refused;
                 a_rec.status = 400;
                 a_rec.reason = Some("message_type_refused".into());
@@ -702,7 +714,8 @@ impl Session {
         }
         if creates {
             self.responses += 1;
-            let audit = audit.unwrap_or_else(|| new_audit(&self.peer, self.uid, text.len()));
+            let audit =
+                audit.unwrap_or_else(|| new_audit(&self.ctx.peer, self.ctx.uid, text.len()));
             self.pending.push_back(Pending {
                 admitted,
                 audit,
@@ -757,11 +770,11 @@ impl Session {
 
     /// The key, if an upstream message carries it, overwritten with `*`.
     fn scrub(&self, text: Utf8Bytes) -> Utf8Bytes {
-        let scrub = KeyScrub::new(self.key.header());
+        let scrub = KeyScrub::new(self.ctx.key.header());
         let mut b = BytesMut::from(Bytes::from(text));
         let hits = scrub.mask(&mut b);
         if hits > 0 {
-            tracing::warn!(upstream = %self.state.upstream.authority, hits, "upstream echoed the key in a WebSocket message; overwritten");
+            tracing::warn!(upstream = %self.ctx.upstream.authority, hits, "upstream echoed the key in a WebSocket message; overwritten");
         }
         // `*` for ASCII key bytes: still UTF-8.
         Utf8Bytes::try_from(b.freeze()).unwrap_or_else(|_| Utf8Bytes::from_static(""))
@@ -776,7 +789,7 @@ impl Session {
         } else {
             Outcome::ClientGone
         };
-        let (Some(g), Some(admitted)) = (&self.state.governor, p.admitted.take()) else {
+        let (Some(g), Some(admitted)) = (&self.ctx.governor, p.admitted.take()) else {
             return;
         };
         let mut result = result.unwrap_or_default();
@@ -806,7 +819,7 @@ impl Session {
     /// After the client left: reads the upstream on (within the idle timeout per message) until
     /// every response in flight has ended, for their usage.
     async fn drain_upstream(&mut self, upstream: &mut UpstreamWs) {
-        let idle = self.state.ws_idle_timeout;
+        let idle = self.ctx.idle;
         while !self.pending.is_empty() {
             match tokio::time::timeout(idle, upstream.next()).await {
                 Ok(Some(Ok(Message::Text(t)))) => {
@@ -874,7 +887,7 @@ pub async fn serve_connection<I, S, B>(
     conn: hyper::server::conn::http1::UpgradeableConnection<I, S>,
     watcher: hyper_util::server::graceful::Watcher,
     mut shutdown: tokio::sync::watch::Receiver<bool>,
-    ctx: Arc<ConnCtx>,
+    session: &SessionSlot,
 ) where
     S: hyper::service::HttpService<Incoming, ResBody = B>,
     S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
@@ -893,7 +906,7 @@ pub async fn serve_connection<I, S, B>(
             }
         }
     }
-    ctx.session.wait().await;
+    session.wait().await;
     drop(watcher);
 }
 
