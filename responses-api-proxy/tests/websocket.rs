@@ -481,6 +481,86 @@ fn an_idle_session_is_closed_and_sigterm_drains_open_sessions_with_close_frames(
     assert!(status.success(), "{status:?}");
 }
 
+fn ledger_row(state: &Path, model: &str, n: u64) -> serde_json::Value {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let report = usage_json(state);
+        let row = report["rows"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["uid"] == 0 && r["model"] == model && r["requests"] == n)
+            .cloned();
+        if let Some(row) = row {
+            return row;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no ledger row for {model} with {n} requests: {report}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn a_client_that_leaves_mid_response_still_pays() {
+    let mock = WsMock::start().unwrap();
+    let d = dir();
+    let policy = write_policy(
+        d.path(),
+        "[default]\nmodels = [\"gpt-5*\"]\nmax_output_tokens = 500\n",
+    );
+    let state = d.path().join("state");
+    let proxy = start(
+        &mock,
+        &[
+            "--policy",
+            policy.to_str().unwrap(),
+            "--state-dir",
+            state.to_str().unwrap(),
+        ],
+    );
+    // The usage comes after the client left: the proxy reads on for it.
+    mock.set_script(WsScript {
+        delay: Duration::from_millis(100),
+        ..WsScript::default()
+    });
+    rt().block_on(async {
+        let mut ws = connect(proxy.port, &[]).await.unwrap();
+        ws.send(Message::text(create("gpt-5"))).await.unwrap();
+        let got = read_until(&mut ws, "response.created").await;
+        assert_eq!(got.types(), vec!["response.created"]);
+        drop(ws); // no close frame: the socket just goes away
+    });
+    let row = ledger_row(&state, "gpt-5", 1);
+    assert_eq!(row["input_tokens"], 11, "{row}");
+    assert_eq!(
+        row["output_tokens"], 7,
+        "the reported usage, read after the client left: {row}"
+    );
+
+    // Control for the estimate: the upstream never reports usage; the response is not free.
+    mock.set_script(WsScript {
+        delay: Duration::from_millis(100),
+        usage: None,
+        ..WsScript::default()
+    });
+    rt().block_on(async {
+        let mut ws = connect(proxy.port, &[]).await.unwrap();
+        ws.send(Message::text(create("gpt-5-mini"))).await.unwrap();
+        let _ = read_until(&mut ws, "response.created").await;
+        drop(ws);
+    });
+    let row = ledger_row(&state, "gpt-5-mini", 1);
+    assert_eq!(
+        row["output_tokens"], 500,
+        "the estimate (the clamped ceiling): {row}"
+    );
+    assert!(row["input_tokens"].as_u64().unwrap() > 0, "{row}");
+    let log = wait_log(&proxy, "usage_anomaly", 1);
+    assert!(log.contains("estimated"), "{log}");
+}
+
 /// The real Codex CLI: `scripts/test` installs it with npm (`$SUITE_CODEX_CLI`); without it
 /// this test fails, it does not skip.
 fn codex_cli() -> PathBuf {
@@ -500,15 +580,9 @@ fn codex_cli() -> PathBuf {
     p
 }
 
-#[test]
-fn the_real_codex_cli_uses_the_websocket_mode_through_the_proxy() {
-    let codex = codex_cli();
-    let mock = WsMock::start().unwrap();
-    mock.set_script(WsScript {
-        text: "websocket says hi".into(),
-        ..WsScript::default()
-    });
-    let proxy = start(&mock, &[]);
+/// Runs `codex exec` against the proxy on `port` with a provider whose `supports_websockets` is
+/// `ws`; returns (success, stdout, stderr).
+fn codex_exec(codex: &Path, port: u16, ws: bool) -> (bool, String, String) {
     let home = tempfile::tempdir().unwrap();
     std::fs::write(
         home.path().join("config.toml"),
@@ -518,19 +592,18 @@ model_provider = "viaproxy"
 
 [model_providers.viaproxy]
 name = "responses-api-proxy"
-base_url = "http://127.0.0.1:{}/v1"
+base_url = "http://127.0.0.1:{port}/v1"
 wire_api = "responses"
 env_key = "VIAPROXY_DUMMY_KEY"
-supports_websockets = true
+supports_websockets = {ws}
 request_max_retries = 0
 stream_max_retries = 0
-"#,
-            proxy.port
+"#
         ),
     )
     .unwrap();
     let work = tempfile::tempdir().unwrap();
-    let out = Command::new(&codex)
+    let out = Command::new(codex)
         .args(["exec", "--skip-git-repo-check", "-s", "read-only", "say hi"])
         .current_dir(work.path())
         .env_clear()
@@ -540,19 +613,47 @@ stream_max_retries = 0
         .env("VIAPROXY_DUMMY_KEY", "client-dummy-key")
         .output()
         .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn the_real_codex_cli_uses_the_websocket_mode_through_the_proxy() {
+    let codex = codex_cli();
+    let mock = WsMock::start().unwrap();
+    mock.set_script(WsScript {
+        text: "websocket says hi".into(),
+        ..WsScript::default()
+    });
+    let proxy = start(&mock, &[]);
+    let (ok, stdout, stderr) = codex_exec(&codex, proxy.port, true);
     let state = mock.state();
     eprintln!(
-        "codex stdout:\n{stdout}\ncodex stderr:\n{stderr}\nmock: {} sessions, http {:?}",
+        "codex stdout:\n{stdout}\ncodex stderr:\n{stderr}\nmock: {} sessions, messages {:?}, http {:?}",
         state.sessions.len(),
+        state
+            .sessions
+            .iter()
+            .map(|s| s
+                .messages
+                .iter()
+                .filter_map(|m| serde_json::from_str::<serde_json::Value>(m).ok())
+                .map(|v| format!(
+                    "type={} model={} generate={} store={} previous_response_id={}",
+                    v["type"], v["model"], v["generate"], v["store"], v["previous_response_id"]
+                ))
+                .collect::<Vec<_>>())
+            .collect::<Vec<_>>(),
         state
             .http
             .iter()
             .map(|h| (&h.method, &h.path))
             .collect::<Vec<_>>()
     );
-    assert!(out.status.success(), "codex exec failed");
+    assert!(ok, "codex exec failed");
     assert!(
         stdout.contains("websocket says hi"),
         "the answer did not come back"
@@ -576,4 +677,27 @@ stream_max_retries = 0
     for s in &state.sessions {
         assert_eq!(s.header("authorization").unwrap(), format!("Bearer {KEY}"));
     }
+    let log = proxy.stderr();
+    assert!(log.contains("status=101"), "{log}");
+    assert!(!log.contains(KEY));
+
+    // Control: the same run without `supports_websockets` takes the HTTP path, which the
+    // record tells apart.
+    let mock = WsMock::start().unwrap();
+    mock.set_script(WsScript {
+        text: "http says hi".into(),
+        ..WsScript::default()
+    });
+    let proxy = start(&mock, &[]);
+    let (ok, stdout, stderr) = codex_exec(&codex, proxy.port, false);
+    let state = mock.state();
+    assert!(ok, "codex exec over HTTP failed: {stderr}");
+    assert!(stdout.contains("http says hi"), "{stdout}");
+    assert!(state.sessions.is_empty(), "{:?}", state.sessions);
+    assert!(
+        state
+            .http
+            .iter()
+            .any(|h| h.method == "POST" && h.path == "/v1/responses")
+    );
 }

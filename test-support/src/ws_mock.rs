@@ -258,6 +258,11 @@ pub fn response_events(
         "type": "response.created",
         "response": {"id": id, "object": "response", "status": "in_progress", "model": "gpt-5"}
     })];
+    ev.push(serde_json::json!({
+        "type": "response.output_item.added",
+        "output_index": 0,
+        "item": {"type": "message", "role": "assistant", "id": format!("msg_{id}"), "status": "in_progress", "content": []}
+    }));
     for word in script.text.split_inclusive(' ') {
         ev.push(serde_json::json!({
             "type": "response.output_text.delta", "item_id": format!("msg_{id}"),
