@@ -261,6 +261,7 @@ pub async fn upgrade(
     let on_upgrade = hyper::upgrade::on(&mut req);
     drop(req);
     let session = Session {
+        scrub: KeyScrub::new(ctx.key.header()),
         ctx,
         pending: VecDeque::new(),
         audit,
@@ -448,6 +449,8 @@ struct Pending {
 
 struct Session {
     ctx: WsContext,
+    /// Finds the key in upstream messages (built once per session).
+    scrub: KeyScrub,
     pending: VecDeque<Pending>,
     /// The session's own line (`GET /v1/responses` 101); holds the connection's in-flight count.
     audit: AuditRecord,
@@ -556,7 +559,7 @@ impl Session {
                     match m {
                         Message::Text(t) => {
                             self.audit.bytes_in.fetch_add(t.len() as u64, Ordering::Relaxed);
-                            if let Err(e) = self.from_client(t, draining, client, upstream).await {
+                            if let Err(e) = self.on_client_text(t, draining, client, upstream).await {
                                 return e;
                             }
                         }
@@ -581,7 +584,7 @@ impl Session {
                     };
                     match m {
                         Message::Text(t) => {
-                            let t = self.from_upstream(t);
+                            let t = self.on_upstream_text(t);
                             self.audit.bytes_out += t.len() as u64;
                             if client.send(Message::Text(t)).await.is_err() {
                                 return End::Client(None);
@@ -605,7 +608,7 @@ impl Session {
 
     /// A text message from the client: checked (with a policy), then forwarded, or answered
     /// with an `error` event.
-    async fn from_client(
+    async fn on_client_text(
         &mut self,
         text: Utf8Bytes,
         draining: bool,
@@ -727,7 +730,7 @@ impl Session {
 
     /// An upstream text message on its way to the client: the key masked out, the terminal
     /// events' usage recorded.
-    fn from_upstream(&mut self, text: Utf8Bytes) -> Utf8Bytes {
+    fn on_upstream_text(&mut self, text: Utf8Bytes) -> Utf8Bytes {
         let text = self.scrub(text);
         let len = text.len() as u64;
         if let Some(front) = self.pending.front_mut() {
@@ -768,14 +771,15 @@ impl Session {
         text
     }
 
-    /// The key, if an upstream message carries it, overwritten with `*`.
+    /// The key, if an upstream message carries it, overwritten with `*` (a message is whole:
+    /// nothing to hold back). Only a message that holds the key is copied.
     fn scrub(&self, text: Utf8Bytes) -> Utf8Bytes {
-        let scrub = KeyScrub::new(self.ctx.key.header());
-        let mut b = BytesMut::from(Bytes::from(text));
-        let hits = scrub.mask(&mut b);
-        if hits > 0 {
-            tracing::warn!(upstream = %self.ctx.upstream.authority, hits, "upstream echoed the key in a WebSocket message; overwritten");
+        if !self.scrub.contains(text.as_bytes()) {
+            return text;
         }
+        let mut b = BytesMut::from(text.as_bytes());
+        let hits = self.scrub.mask(&mut b);
+        tracing::warn!(upstream = %self.ctx.upstream.authority, hits, "upstream echoed the key in a WebSocket message; overwritten");
         // `*` for ASCII key bytes: still UTF-8.
         Utf8Bytes::try_from(b.freeze()).unwrap_or_else(|_| Utf8Bytes::from_static(""))
     }
@@ -783,7 +787,7 @@ impl Session {
     /// A response ended (`result`: what its terminal event reported; `None`: it never came):
     /// the ledger record and its audit line.
     fn finish(&self, mut p: Pending, result: Option<TapResult>, status: u16, complete: bool) {
-        p.audit.status = if complete { status } else { 0 };
+        p.audit.status = if complete { status } else { 200 };
         p.audit.outcome = if complete {
             Outcome::Complete
         } else {
@@ -823,7 +827,7 @@ impl Session {
         while !self.pending.is_empty() {
             match tokio::time::timeout(idle, upstream.next()).await {
                 Ok(Some(Ok(Message::Text(t)))) => {
-                    let _ = self.from_upstream(t);
+                    let _ = self.on_upstream_text(t);
                 }
                 Ok(Some(Ok(Message::Close(_)) | Err(_)) | None) | Err(_) => return,
                 Ok(Some(Ok(_))) => {}
