@@ -14,8 +14,9 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::{BIN, KEY, Proxy, Spawn};
+use common::{BIN, KEY, Proxy, Spawn, residency};
 use futures_util::{SinkExt, StreamExt};
+use suite_test_support::tls::TestCa;
 use suite_test_support::ws_mock::{WsMock, WsScript};
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
@@ -24,7 +25,8 @@ use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 type Ws = tokio_tungstenite::WebSocketStream<tokio::net::TcpStream>;
 
 fn rt() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_current_thread()
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
         .enable_all()
         .build()
         .unwrap()
@@ -220,6 +222,89 @@ fn a_session_relays_both_ways_with_the_key_injected_and_never_returned() {
         "{log}"
     );
     assert!(!log.contains(KEY), "key in the log");
+}
+
+/// `wss://` to an https upstream (the proxy's rustls configuration), under load: 32 sessions of
+/// 2 responses each leave no copy of the key outside locked memory (the upgrade request is
+/// written with the key's bytes from the locked page; rustls encrypts its record in place).
+/// Control: an upstream that echoes the key makes the scan find copies in ordinary memory.
+#[test]
+fn websocket_sessions_over_tls_leave_no_copy_of_the_key_in_ordinary_memory() {
+    let ca = TestCa::new().unwrap();
+    let mock = WsMock::start_tls(&ca).unwrap();
+    let proxy = Spawn::new(&mock.responses_url())
+        .env("SSL_CERT_FILE", ca.ca_pem_path().to_str().unwrap())
+        .start();
+    let sessions = 32;
+    rt().block_on(async {
+        let mut tasks = Vec::new();
+        for _ in 0..sessions {
+            let port = proxy.port;
+            tasks.push(tokio::spawn(async move {
+                let mut ws = connect(port, &[]).await.expect("upgrade over wss");
+                for _ in 0..2 {
+                    ws.send(Message::text(create("gpt-5"))).await.unwrap();
+                    let got = read_until(&mut ws, "response.completed").await;
+                    assert!(got.types().contains(&"response.completed".to_string()));
+                }
+                ws.close(None).await.unwrap();
+            }));
+        }
+        for t in tasks {
+            t.await.unwrap();
+        }
+    });
+    assert!(
+        mock.wait_until(Duration::from_secs(10), |s| s.sessions.len() == sessions
+            && s.sessions.iter().all(|x| x.ended))
+    );
+    let state = mock.state();
+    assert!(
+        state
+            .sessions
+            .iter()
+            .all(|s| s.header("authorization").as_deref() == Some(&*format!("Bearer {KEY}")))
+    );
+    let r = residency(proxy.pid(), KEY.as_bytes());
+    eprintln!(
+        "wss: key copies after {sessions} sessions: {} locked, {} outside, {} unreadable regions",
+        r.locked,
+        r.outside.len(),
+        r.unreadable.len()
+    );
+    assert!(
+        r.outside.is_empty(),
+        "{} copies of the key outside locked memory:\n{}",
+        r.outside.len(),
+        r.outside.join("\n")
+    );
+    assert!(
+        r.locked >= 1 || !r.unreadable.is_empty(),
+        "the key was found nowhere: {r:?}"
+    );
+
+    // Control: the upstream echoes the key in a message; the client sees it masked, and the scan
+    // sees the copies the proxy received (it could not see one otherwise).
+    mock.set_script(WsScript {
+        echo_authorization: true,
+        ..WsScript::default()
+    });
+    let got = rt().block_on(async {
+        let mut ws = connect(proxy.port, &[]).await.unwrap();
+        ws.send(Message::text(create("gpt-5"))).await.unwrap();
+        read_until(&mut ws, "response.completed").await
+    });
+    let all = got.texts.join("\n");
+    assert!(all.contains("Bearer ****") && !all.contains(KEY), "{all}");
+    let r = residency(proxy.pid(), KEY.as_bytes());
+    eprintln!(
+        "wss: control (echo): {} copies outside locked memory",
+        r.outside.len()
+    );
+    assert!(
+        !r.outside.is_empty(),
+        "control failed: no copy found after the echo: {r:?}"
+    );
 }
 
 #[test]

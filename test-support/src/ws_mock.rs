@@ -129,14 +129,27 @@ impl Shared {
 /// The mock (see the module docs). Dropping it stops it.
 pub struct WsMock {
     addr: SocketAddr,
+    tls: bool,
     shared: Arc<Shared>,
     stop: Option<oneshot::Sender<()>>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
 
 impl WsMock {
-    /// Starts the mock on `127.0.0.1:<ephemeral>`.
+    /// Starts the mock on `127.0.0.1:<ephemeral>` (plain HTTP).
     pub fn start() -> anyhow::Result<Self> {
+        Self::start_inner(None)
+    }
+
+    /// Starts the mock over TLS with `ca`'s server certificate (valid for `localhost` and
+    /// `127.0.0.1`): the proxy's `wss://` path.
+    pub fn start_tls(ca: &crate::tls::TestCa) -> anyhow::Result<Self> {
+        Self::start_inner(Some(ca.server_config()?))
+    }
+
+    fn start_inner(tls: Option<Arc<rustls::ServerConfig>>) -> anyhow::Result<Self> {
+        let is_tls = tls.is_some();
+        let acceptor = tls.map(tokio_rustls::TlsAcceptor::from);
         let shared = Arc::new(Shared {
             state: Mutex::new(WsMockState::default()),
             changed: Condvar::new(),
@@ -170,15 +183,16 @@ impl WsMock {
                         };
                         let Ok((tcp, _)) = accepted else { continue };
                         let shared = thread_shared.clone();
+                        let acceptor = acceptor.clone();
                         tokio::spawn(async move {
-                            let svc = hyper::service::service_fn(move |req| {
-                                let shared = shared.clone();
-                                async move { Ok::<_, Infallible>(handle(req, shared).await) }
-                            });
-                            let _ = hyper::server::conn::http1::Builder::new()
-                                .serve_connection(TokioIo::new(tcp), svc)
-                                .with_upgrades()
-                                .await;
+                            match acceptor {
+                                None => serve(tcp, shared).await,
+                                Some(a) => {
+                                    if let Ok(tls) = a.accept(tcp).await {
+                                        serve(tls, shared).await;
+                                    }
+                                }
+                            }
                         });
                     }
                 });
@@ -186,6 +200,7 @@ impl WsMock {
             .context("spawn the websocket mock thread")?;
         Ok(Self {
             addr,
+            tls: is_tls,
             shared,
             stop: Some(stop_tx),
             thread: Some(thread),
@@ -196,9 +211,14 @@ impl WsMock {
         self.addr
     }
 
-    /// `http://127.0.0.1:PORT/v1/responses`: the value for the proxy's `--upstream-url`.
+    /// `http://127.0.0.1:PORT/v1/responses` (`https://localhost:PORT/...` over TLS): the value
+    /// for the proxy's `--upstream-url`.
     pub fn responses_url(&self) -> String {
-        format!("http://{}/v1/responses", self.addr)
+        if self.tls {
+            format!("https://localhost:{}/v1/responses", self.addr.port())
+        } else {
+            format!("http://{}/v1/responses", self.addr)
+        }
     }
 
     /// How the next `response.create` messages are answered.
@@ -298,6 +318,20 @@ pub fn response_events(
     }
     ev.push(serde_json::json!({"type": "response.completed", "response": response}));
     ev
+}
+
+async fn serve<S>(io: S, shared: Arc<Shared>)
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let svc = hyper::service::service_fn(move |req| {
+        let shared = shared.clone();
+        async move { Ok::<_, Infallible>(handle(req, shared).await) }
+    });
+    let _ = hyper::server::conn::http1::Builder::new()
+        .serve_connection(TokioIo::new(io), svc)
+        .with_upgrades()
+        .await;
 }
 
 fn is_upgrade(req: &Request<Incoming>) -> bool {
