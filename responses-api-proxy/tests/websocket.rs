@@ -399,6 +399,78 @@ fn binary_and_oversized_messages_close_the_session_and_never_reach_upstream() {
     assert_eq!(texts.len(), 2, "{texts:?}");
 }
 
+#[test]
+fn sessions_count_against_the_connection_cap_and_are_never_evicted() {
+    let mock = WsMock::start().unwrap();
+    let proxy = start(&mock, &["--max-connections", "2"]);
+    rt().block_on(async {
+        let mut a = connect(proxy.port, &[]).await.unwrap();
+        let mut b = connect(proxy.port, &[]).await.unwrap();
+        // Both connections are busy (sessions): a third one is closed without an answer.
+        let mut third = tokio::net::TcpStream::connect(("127.0.0.1", proxy.port))
+            .await
+            .unwrap();
+        let head = format!(
+            "POST /v1/responses HTTP/1.1\r\nhost: 127.0.0.1:{}\r\ncontent-length: 2\r\n\r\n{{}}",
+            proxy.port
+        );
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let _ = third.write_all(head.as_bytes()).await;
+        let mut buf = Vec::new();
+        let n = tokio::time::timeout(Duration::from_secs(5), third.read_to_end(&mut buf))
+            .await
+            .expect("the third connection is closed")
+            .unwrap_or(0);
+        assert_eq!(
+            n,
+            0,
+            "served past the cap: {}",
+            String::from_utf8_lossy(&buf)
+        );
+        // ... and neither session was evicted to make room.
+        for ws in [&mut a, &mut b] {
+            ws.send(Message::text(create("gpt-5"))).await.unwrap();
+            let got = read_until(ws, "response.completed").await;
+            assert!(
+                got.types().contains(&"response.completed".to_string()),
+                "{got:?}"
+            );
+        }
+        // Control: once a session ends, a new connection is served.
+        a.close(None).await.unwrap();
+        drop(a);
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        assert!(connect(proxy.port, &[]).await.is_ok());
+    });
+}
+
+#[test]
+fn an_upstream_without_the_websocket_mode_gives_the_client_an_http_error() {
+    // The HTTP-only mock answers the upgrade with an ordinary 200: no session.
+    let mock = suite_test_support::responses_mock::MockUpstream::start().unwrap();
+    let proxy = Spawn::new(&mock.responses_url()).start();
+    let status = rt().block_on(async { connect(proxy.port, &[]).await.err() });
+    assert_eq!(
+        status,
+        Some(502),
+        "a failed upstream upgrade is an HTTP error, not a 101"
+    );
+    let reqs = mock.requests();
+    assert_eq!(reqs.len(), 1);
+    assert_eq!(reqs[0].method, "GET");
+    assert_eq!(
+        reqs[0].header("authorization").unwrap(),
+        format!("Bearer {KEY}")
+    );
+    assert_eq!(reqs[0].header("upgrade").unwrap(), "websocket");
+    let log = wait_log(&proxy, "upstream_error", 1);
+    assert!(
+        log.contains("upstream answered 200 OK to the WebSocket upgrade"),
+        "{log}"
+    );
+    assert!(!log.contains(KEY));
+}
+
 /// A directory everyone may traverse (the proxy runs as nobody; the policy is read as root).
 fn dir() -> tempfile::TempDir {
     let d = tempfile::Builder::new()
