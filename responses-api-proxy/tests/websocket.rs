@@ -858,3 +858,47 @@ fn the_real_codex_cli_uses_the_websocket_mode_through_the_proxy() {
             .any(|h| h.method == "POST" && h.path == "/v1/responses")
     );
 }
+
+/// Relay cost (not a pass/fail check; run with `--ignored --nocapture`): 20 responses of 2000
+/// delta messages each, through the proxy (with and without a policy) and straight to the mock.
+#[test]
+#[ignore]
+fn ws_relay_throughput() {
+    let mock = WsMock::start().unwrap();
+    mock.set_script(WsScript {
+        text: "word ".repeat(2000),
+        ..WsScript::default()
+    });
+    let d = dir();
+    let policy = write_policy(
+        d.path(),
+        "[default]\nmodels = [\"gpt-5*\"]\nmax_output_tokens = 500\n",
+    );
+    let plain = start(&mock, &[]);
+    let governed = start(&mock, &["--policy", policy.to_str().unwrap()]);
+    let run = |port: u16| {
+        rt().block_on(async move {
+            let mut ws = connect(port, &[]).await.unwrap();
+            let t0 = Instant::now();
+            let mut msgs = 0;
+            for _ in 0..20 {
+                ws.send(Message::text(create("gpt-5"))).await.unwrap();
+                msgs += read_until(&mut ws, "response.completed").await.texts.len();
+            }
+            (msgs, t0.elapsed())
+        })
+    };
+    for (name, port) in [
+        ("direct to the mock", mock.addr().port()),
+        ("through the proxy", plain.port),
+        ("through the proxy with --policy", governed.port),
+    ] {
+        let _ = run(port); // warm-up
+        let (msgs, took) = run(port);
+        eprintln!(
+            "{name}: {msgs} messages in {:.1} ms = {:.0} messages/s",
+            took.as_secs_f64() * 1000.0,
+            msgs as f64 / took.as_secs_f64()
+        );
+    }
+}
