@@ -799,8 +799,29 @@ fn the_real_codex_cli_uses_the_websocket_mode_through_the_proxy() {
                 .iter()
                 .filter_map(|m| serde_json::from_str::<serde_json::Value>(m).ok())
                 .map(|v| format!(
-                    "type={} model={} generate={} store={} previous_response_id={}",
-                    v["type"], v["model"], v["generate"], v["store"], v["previous_response_id"]
+                    "type={} model={} generate={} store={} previous_response_id={} tools={:?}",
+                    v["type"],
+                    v["model"],
+                    v["generate"],
+                    v["store"],
+                    v["previous_response_id"],
+                    v["tools"]
+                        .as_array()
+                        .into_iter()
+                        .flatten()
+                        .map(|t| match t["tools"].as_array() {
+                            Some(inner) => format!(
+                                "{}[{}]",
+                                t["type"],
+                                inner
+                                    .iter()
+                                    .map(|i| i["type"].to_string())
+                                    .collect::<Vec<_>>()
+                                    .join(",")
+                            ),
+                            None => t["type"].to_string(),
+                        })
+                        .collect::<Vec<_>>()
                 ))
                 .collect::<Vec<_>>())
             .collect::<Vec<_>>(),
@@ -837,6 +858,57 @@ fn the_real_codex_cli_uses_the_websocket_mode_through_the_proxy() {
     let log = proxy.stderr();
     assert!(log.contains("status=101"), "{log}");
     assert!(!log.contains(KEY));
+
+    // With a policy: codex's messages are checked and rewritten (the ceiling inserted), and its
+    // usage lands in the ledger for the peer's uid (root here): the warm-up
+    // (`"generate":false`) and the turn, 11 + 7 tokens each from the mock.
+    let d = dir();
+    let policy = write_policy(
+        d.path(),
+        // Codex 0.171 sends `web_search` (server-side) by default, and its own function tools
+        // grouped in a `namespace` tool (client-side).
+        "[default]\nmodels = [\"gpt-5*\"]\nmax_output_tokens = 400\nserver_tools = [\"web_search\"]\n",
+    );
+    let ledger = d.path().join("state");
+    let mock = WsMock::start().unwrap();
+    mock.set_script(WsScript {
+        text: "governed websocket says hi".into(),
+        ..WsScript::default()
+    });
+    let proxy = start(
+        &mock,
+        &[
+            "--policy",
+            policy.to_str().unwrap(),
+            "--state-dir",
+            ledger.to_str().unwrap(),
+        ],
+    );
+    let (ok, stdout, stderr) = codex_exec(&codex, proxy.port, true);
+    assert!(ok, "codex exec under a policy failed: {stderr}");
+    assert!(stdout.contains("governed websocket says hi"), "{stdout}");
+    let state = mock.state();
+    assert!(
+        state.http.is_empty(),
+        "{:?}",
+        state.http.iter().map(|h| &h.path).collect::<Vec<_>>()
+    );
+    let creates: Vec<serde_json::Value> = state
+        .sessions
+        .iter()
+        .flat_map(|s| &s.messages)
+        .filter_map(|m| serde_json::from_str(m).ok())
+        .collect();
+    assert!(!creates.is_empty());
+    assert!(
+        creates
+            .iter()
+            .all(|c| c["max_output_tokens"] == 400 && c["store"] == false),
+        "{creates:?}"
+    );
+    let row = ledger_row(&ledger, "gpt-5", creates.len() as u64);
+    assert_eq!(row["input_tokens"], 11 * creates.len() as u64, "{row}");
+    assert_eq!(row["output_tokens"], 7 * creates.len() as u64, "{row}");
 
     // Control: the same run without `supports_websockets` takes the HTTP path, which the
     // record tells apart.
