@@ -910,6 +910,48 @@ fn the_real_codex_cli_uses_the_websocket_mode_through_the_proxy() {
     assert_eq!(row["input_tokens"], 11 * creates.len() as u64, "{row}");
     assert_eq!(row["output_tokens"], 7 * creates.len() as u64, "{row}");
 
+    // A refusal reaches the real client as an error it reports (the `error` event), and nothing
+    // reaches the upstream.
+    let d = dir();
+    let policy = write_policy(d.path(), "[default]\nmodels = [\"o3\"]\n");
+    let mock = WsMock::start().unwrap();
+    let proxy = start(&mock, &["--policy", policy.to_str().unwrap()]);
+    let (ok, _stdout, stderr) = codex_exec(&codex, proxy.port, true);
+    let state = mock.state();
+    eprintln!(
+        "codex under a refusing policy: success={ok}, {} sessions, {} messages upstream, http {:?}\n{}",
+        state.sessions.len(),
+        state
+            .sessions
+            .iter()
+            .map(|s| s.messages.len())
+            .sum::<usize>(),
+        state
+            .http
+            .iter()
+            .map(|h| (&h.method, &h.path))
+            .collect::<Vec<_>>(),
+        stderr
+            .lines()
+            .filter(|l| l.contains("ERROR"))
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
+    assert!(!ok, "codex succeeded although the policy refuses its model");
+    assert!(
+        stderr.contains("is not in the policy's allowed models"),
+        "{stderr}"
+    );
+    assert_eq!(
+        state
+            .sessions
+            .iter()
+            .map(|s| s.messages.len())
+            .sum::<usize>(),
+        0
+    );
+    assert!(!state.http.iter().any(|h| h.method == "POST"));
+
     // Control: the same run without `supports_websockets` takes the HTTP path, which the
     // record tells apart.
     let mock = WsMock::start().unwrap();
