@@ -7,7 +7,8 @@
 //! Properties:
 //! - admission never admits what the rules forbid: a forwarded request is exactly
 //!   `POST /v1/responses`, with no `Origin`, no query, no absolute-form target, not both
-//!   `Transfer-Encoding` and `Content-Length`; a shutdown is `GET /shutdown` with the flag;
+//!   `Transfer-Encoding` and `Content-Length`; a shutdown is `GET /shutdown` with the flag; a
+//!   WebSocket upgrade is `GET /v1/responses` with `Upgrade: websocket` and the same checks;
 //! - the header filter never forwards a credential, `Host`, a hop-by-hop header or a header that
 //!   `Connection` names;
 //! - the framing guard's verdicts do not depend on how the bytes were split into reads.
@@ -68,6 +69,23 @@ pub fn proxy_request(data: &[u8]) {
                 !(h.contains_key(http::header::TRANSFER_ENCODING)
                     && h.contains_key(http::header::CONTENT_LENGTH)),
                 "forwarded ambiguous framing"
+            );
+        }
+        Ok(Route::WebSocket) => {
+            assert_eq!(req.method(), Method::GET, "upgraded a non-GET");
+            assert_eq!(req.uri().path(), "/v1/responses", "upgraded another path");
+            assert!(req.uri().query().is_none(), "upgraded with a query");
+            assert!(
+                req.uri().authority().is_none(),
+                "upgraded an absolute-form target"
+            );
+            assert!(
+                !h.contains_key(http::header::ORIGIN),
+                "upgraded a browser request"
+            );
+            assert!(
+                responses_api_proxy::policy::wants_websocket(h),
+                "upgraded without upgrade: websocket"
             );
         }
         Ok(Route::Shutdown) => {

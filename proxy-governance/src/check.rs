@@ -7,7 +7,7 @@
 //! | `deny_models` | the model matches no deny glob (checked first) | 403 `model_denied` |
 //! | `models` | the model matches an allow glob (when the key is set) | 403 `model_not_allowed` |
 //! | `allow_background` | `background: true` only when allowed | 403 `background_refused` |
-//! | `server_tools` | every tool `type` is a client-side one ([`CLIENT_TOOLS`]) or listed | 403 `tool_not_allowed` |
+//! | `server_tools` | every tool `type` is a client-side one ([`CLIENT_TOOLS`]) or listed; a `namespace` tool (a group) is judged by its members | 403 `tool_not_allowed` |
 //! | `allow_store` | unless allowed, `store` is forced to `false` (set when missing or different) | rewritten |
 //! | `max_output_tokens` | **clamped**: a larger or missing value is set to the ceiling | rewritten |
 //!
@@ -112,7 +112,47 @@ struct Head<'a> {
 struct Tool<'a> {
     #[serde(borrow, rename = "type")]
     kind: Cow<'a, str>,
+    /// A `namespace` tool's members (the Codex CLI 0.171 groups function tools this way); only
+    /// read for a namespace (another tool's `tools` key is its own business).
+    #[serde(borrow, default)]
+    tools: Option<&'a RawValue>,
 }
+
+/// Most nesting of `namespace` tools followed.
+const MAX_NAMESPACE_DEPTH: usize = 4;
+
+/// The first tool type in `tools` that is neither client-side nor allowed by `rule`; a
+/// `namespace` is a group, judged by its members (`Err`: a group whose members are not a list of
+/// typed tools, or nested too deep).
+fn refused_tool(rule: &Rule, tools: &[Tool<'_>], depth: usize) -> Result<Option<String>, Refusal> {
+    for t in tools {
+        let kind = t.kind.as_ref();
+        if kind == NAMESPACE_TOOL {
+            if depth >= MAX_NAMESPACE_DEPTH {
+                return Err(bad(format!(
+                    "namespace tools nested deeper than {MAX_NAMESPACE_DEPTH}"
+                )));
+            }
+            let members: Vec<Tool<'_>> = match t.tools {
+                None => Vec::new(),
+                Some(raw) => serde_json::from_str(raw.get()).map_err(|e| {
+                    bad(format!("a namespace tool's tools must be typed tools: {e}"))
+                })?,
+            };
+            if let Some(k) = refused_tool(rule, &members, depth + 1)? {
+                return Ok(Some(k));
+            }
+        } else if !CLIENT_TOOLS.contains(&kind)
+            && !rule.server_tools.value.iter().any(|s| s == kind)
+        {
+            return Ok(Some(kind.to_string()));
+        }
+    }
+    Ok(None)
+}
+
+/// A tool group (`{"type":"namespace","name":…,"tools":[…]}`): allowed when its members are.
+pub const NAMESPACE_TOOL: &str = "namespace";
 
 /// Present (even `null`) → `Some(raw)`, so a `null` can be found and replaced.
 fn raw<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<&'de RawValue>, D::Error> {
@@ -204,19 +244,16 @@ pub fn check_request(rule: &Rule, body: &[u8]) -> Result<Checked, Refusal> {
             "background responses are not allowed by the policy".into(),
         ));
     }
-    for t in head.tools.iter().flatten() {
-        let kind = t.kind.as_ref();
-        if !CLIENT_TOOLS.contains(&kind) && !rule.server_tools.value.iter().any(|s| s == kind) {
-            return Err(Refusal {
-                limit: Some(rule.server_tools.value.clone().into()),
-                ..Refusal::new(
-                    403,
-                    "tool_not_allowed",
-                    rule.server_tools.rule("server_tools"),
-                    format!("the server-side tool {kind:?} is not allowed by the policy"),
-                )
-            });
-        }
+    if let Some(kind) = refused_tool(rule, head.tools.as_deref().unwrap_or_default(), 0)? {
+        return Err(Refusal {
+            limit: Some(rule.server_tools.value.clone().into()),
+            ..Refusal::new(
+                403,
+                "tool_not_allowed",
+                rule.server_tools.rule("server_tools"),
+                format!("the server-side tool {kind:?} is not allowed by the policy"),
+            )
+        });
     }
 
     // Rewrites: (start, end, replacement); an empty range inserts a member after `{`.
@@ -378,6 +415,34 @@ mod tests {
         .unwrap();
         assert_eq!(ok.model, "gpt-5-mini");
         assert_eq!(ok.rewritten, None);
+    }
+
+    /// The Codex CLI 0.171 groups function tools in a `namespace` tool (found by running it
+    /// through the proxy with a policy: every request was refused as using a server-side tool
+    /// "namespace"). A group is judged by its members, at any depth.
+    #[test]
+    fn namespace_tools_are_judged_by_their_members() {
+        let r = rule("[default]\nmodels = [\"gpt-5*\"]\n");
+        let codex = br#"{"model":"gpt-5","tools":[{"type":"function","name":"shell"},{"type":"namespace","name":"mcp__x","description":"d","tools":[{"type":"function","name":"a"},{"type":"function","name":"b"}]}]}"#;
+        assert!(check_request(&r, codex).is_ok());
+        let empty = br#"{"model":"gpt-5","tools":[{"type":"namespace","name":"n"}]}"#;
+        assert!(check_request(&r, empty).is_ok());
+        // A server-side tool inside a group (or a group inside a group) is still refused.
+        for body in [
+            &br#"{"model":"gpt-5","tools":[{"type":"namespace","name":"n","tools":[{"type":"function"},{"type":"code_interpreter"}]}]}"#[..],
+            br#"{"model":"gpt-5","tools":[{"type":"namespace","name":"n","tools":[{"type":"namespace","name":"m","tools":[{"type":"web_search"}]}]}]}"#,
+        ] {
+            let e = check_request(&r, body).unwrap_err();
+            assert_eq!((e.status, e.code), (403, "tool_not_allowed"));
+            assert!(e.message.contains("\"code_interpreter\"") || e.message.contains("\"web_search\""), "{}", e.message);
+        }
+        // A group whose `tools` is not a list of typed tools is a bad request, not a pass.
+        let bad =
+            br#"{"model":"gpt-5","tools":[{"type":"namespace","tools":{"type":"web_search"}}]}"#;
+        assert_eq!(
+            check_request(&r, bad).unwrap_err().code,
+            "policy_bad_request"
+        );
     }
 
     #[test]

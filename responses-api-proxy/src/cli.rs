@@ -81,6 +81,11 @@ pub struct Args {
     #[arg(long, value_name = "SECS", default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..))]
     pub body_read_timeout: u64,
 
+    /// Seconds a WebSocket session (the Responses API WebSocket mode) may carry no message in
+    /// either direction before the proxy closes it (close code 1001).
+    #[arg(long, value_name = "SECS", default_value_t = 300, value_parser = clap::value_parser!(u64).range(1..))]
+    pub ws_idle_timeout: u64,
+
     /// Audit log format on stderr.
     #[arg(long, value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,

@@ -293,6 +293,18 @@ impl UpstreamClient {
     }
 }
 
+/// A dedicated upstream connection (see [`UpstreamClient::connect_dedicated`]).
+pub type UpstreamIo = Io;
+
+impl UpstreamClient {
+    /// A new upstream connection of its own, never taken from or returned to the pool, for the
+    /// WebSocket mode (`ws.rs`): the same path as every request's (addresses in order, the
+    /// owner check of a plain-http upstream, the proxy's TLS configuration, the connect timeout).
+    pub async fn connect_dedicated(&self) -> Result<UpstreamIo, SendError> {
+        Ok(self.inner.connect().await?.io)
+    }
+}
+
 impl ClientInner {
     /// The most recently used idle connection that is still open and young enough.
     fn checkout(&self) -> Option<Conn> {
@@ -418,7 +430,8 @@ impl Conn {
     }
 }
 
-enum Io {
+/// An upstream connection's byte stream (plain TCP or TLS).
+pub enum Io {
     Plain(TcpStream),
     Tls(Box<TlsStream<TcpStream>>),
 }

@@ -104,6 +104,11 @@ impl Governed {
         });
     }
 
+    /// Wakes the ledger's writer task (a record was queued).
+    pub fn notify_flush(&self) {
+        self.flush.notify_one();
+    }
+
     /// At shutdown, after the drain: every response not booked yet (still streaming at the
     /// drain deadline, or being read on after its client left) is booked with its estimate
     /// (outside review r13 F1: a client that left when the drain began, or kept its streams open

@@ -25,6 +25,7 @@ pub mod startup;
 pub mod upstream;
 pub mod upstream_owner;
 pub mod wire;
+pub mod ws;
 
 /// A boxed error that crosses the data path's layers (request and response bodies).
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;

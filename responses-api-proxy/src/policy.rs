@@ -148,6 +148,9 @@ pub enum Route {
     Forward,
     /// `GET /shutdown` with `--http-shutdown`.
     Shutdown,
+    /// `GET /v1/responses` with `Upgrade: websocket`: the Responses API WebSocket mode
+    /// (`ws.rs`).
+    WebSocket,
 }
 
 /// Why a request is refused: the status and a short, fixed message (never request content).
@@ -265,6 +268,9 @@ impl Admission {
         if path == "/shutdown" && self.http_shutdown && req.method() == Method::GET {
             return Ok(Route::Shutdown);
         }
+        if path == "/v1/responses" && req.method() == Method::GET && wants_websocket(headers) {
+            return Ok(Route::WebSocket);
+        }
         let forwarded_path =
             FORWARDED_PATHS.contains(&path) || self.allowed_paths.iter().any(|p| p == path);
         if !forwarded_path || req.method() != Method::POST {
@@ -296,6 +302,16 @@ impl Admission {
         }
         Ok(Route::Forward)
     }
+}
+
+/// Whether a request asks to switch to WebSocket (`Upgrade: websocket`); the handshake's other
+/// headers are checked by the upgrade itself (`ws.rs`).
+pub fn wants_websocket(headers: &HeaderMap) -> bool {
+    headers
+        .get_all(http::header::UPGRADE)
+        .iter()
+        .flat_map(|v| v.as_bytes().split(|&b| b == b','))
+        .any(|t| t.trim_ascii().eq_ignore_ascii_case(b"websocket"))
 }
 
 /// Whether `Host` names a loopback host (`localhost`, `127.0.0.1`, `[::1]`) with the right port.
@@ -376,6 +392,7 @@ mod tests {
         match r {
             Ok(Route::Forward) => "forward",
             Ok(Route::Shutdown) => "shutdown",
+            Ok(Route::WebSocket) => "websocket",
             Err(refusal) => refusal.code,
         }
     }
@@ -396,6 +413,34 @@ mod tests {
         assert_eq!(
             code(a.check(&req("PUT", "/v1/responses", &h), TCP)),
             "not_allowed"
+        );
+        // The WebSocket mode: only a GET of /v1/responses may upgrade, after the same checks.
+        let up = [("host", "127.0.0.1:4000"), ("upgrade", "websocket")];
+        assert_eq!(
+            code(a.check(&req("GET", "/v1/responses", &up), TCP)),
+            "websocket"
+        );
+        assert_eq!(
+            code(a.check(&req("GET", "/v1/extra", &up), TCP)),
+            "not_allowed"
+        );
+        assert_eq!(
+            code(a.check(&req("POST", "/v1/responses/compact", &up), TCP)),
+            "forward"
+        );
+        let cross = [
+            ("host", "127.0.0.1:4000"),
+            ("upgrade", "websocket"),
+            ("origin", "http://127.0.0.1:4000"),
+        ];
+        assert_eq!(
+            code(a.check(&req("GET", "/v1/responses", &cross), TCP)),
+            "origin_refused"
+        );
+        let rebound = [("host", "evil.example:4000"), ("upgrade", "websocket")];
+        assert_eq!(
+            code(a.check(&req("GET", "/v1/responses", &rebound), TCP)),
+            "host_refused"
         );
         assert_eq!(
             code(a.check(&req("POST", "/v1/responses/", &h), TCP)),

@@ -33,6 +33,9 @@ pub struct ProxyState {
     /// `--policy`: per-user rules and budgets (`crate::governed`).
     pub governor: Option<Arc<crate::governed::Governed>>,
     pub body_read_timeout: Duration,
+    /// `--ws-idle-timeout`: a WebSocket session with no message either way for this long is
+    /// closed (`crate::ws`).
+    pub ws_idle_timeout: Duration,
     /// `true` once shutdown was requested (`GET /shutdown`, SIGTERM, SIGINT).
     pub shutdown: watch::Sender<bool>,
 }
@@ -47,6 +50,8 @@ pub struct ConnCtx {
     pub in_flight: Arc<AtomicUsize>,
     /// Which request heads carried both Transfer-Encoding and Content-Length.
     pub framing: Arc<FramingLog>,
+    /// The WebSocket session this connection switched to (`crate::ws`).
+    pub session: crate::ws::SessionSlot,
 }
 
 fn json_body(status: StatusCode, code: &str, message: &str) -> Bytes {
@@ -143,6 +148,20 @@ pub async fn handle(
             resp
         }
         Ok(Route::Forward) => forward(req, state, audit).await,
+        Ok(Route::WebSocket) => {
+            let ctx = crate::ws::WsContext {
+                client: state.client.clone(),
+                upstream: state.upstream.clone(),
+                key: state.key.current(),
+                governor: state.governor.clone(),
+                max_message: state.admission.max_body_bytes,
+                idle: state.ws_idle_timeout,
+                shutdown: state.shutdown.subscribe(),
+                peer: conn.peer_label.clone(),
+                uid: conn.decision.identity().uid,
+            };
+            crate::ws::upgrade(req, ctx, &conn.session, audit).await
+        }
     }
 }
 

@@ -107,6 +107,11 @@ impl KeyScrub {
         &self.header.as_bytes()[self.offset..]
     }
 
+    /// Whether `hay` holds the key (the WebSocket relay checks a message before copying it).
+    pub fn contains(&self, hay: &[u8]) -> bool {
+        self.find(hay).is_some()
+    }
+
     /// Overwrites every occurrence of the key in `buf` with `*`; returns how many (also for
     /// dump files).
     pub fn mask(&self, buf: &mut [u8]) -> usize {

@@ -214,13 +214,24 @@ async fn accept_loop(listener: Listener, mut ctx: AcceptCtx) {
                 decision,
                 in_flight,
                 framing,
+                session: Default::default(),
             });
+            let session_ctx = conn_ctx.clone();
+            let shutdown = state.shutdown.subscribe();
             let service = hyper::service::service_fn(move |req| {
                 let state = state.clone();
                 let conn_ctx = conn_ctx.clone();
                 async move { Ok::<_, Infallible>(crate::proxy::handle(req, state, conn_ctx).await) }
             });
-            let serving = watcher.watch(builder.serve_connection(TokioIo::new(conn), service));
+            // With upgrades (the WebSocket mode); the session it may switch to is waited for.
+            let serving = crate::ws::serve_connection(
+                builder
+                    .serve_connection(TokioIo::new(conn), service)
+                    .with_upgrades(),
+                watcher,
+                shutdown,
+                &session_ctx.session,
+            );
             tokio::select! {
                 _ = serving => {}
                 _ = evicted => {}

@@ -437,6 +437,7 @@ impl Confined {
             dumper: self.dumper,
             governor: governor.clone(),
             body_read_timeout: args.body_read_timeout(),
+            ws_idle_timeout: std::time::Duration::from_secs(args.ws_idle_timeout),
             shutdown,
         });
         let authorizer = self.authorizer;

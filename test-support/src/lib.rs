@@ -15,3 +15,4 @@ pub mod python;
 pub mod responses_mock;
 pub mod scripted_http;
 pub mod tls;
+pub mod ws_mock;

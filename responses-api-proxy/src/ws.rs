@@ -1,0 +1,920 @@
+//! The Responses API WebSocket mode: `GET /v1/responses` with `Upgrade: websocket`, then
+//! `response.create` messages from the client and the usual Responses events from the upstream,
+//! one JSON text message each (the Codex CLI uses it when its provider sets
+//! `supports_websockets = true`).
+//!
+//! **The upgrade** goes through the same checks as any request (`proxy::handle`: the peer
+//! verdict, then [`crate::policy::Admission::check`]: no `Origin`, no browser headers, a
+//! loopback `Host` with the proxy's port, no query); only `GET /v1/responses` may upgrade. The
+//! proxy then opens its own WebSocket to the upstream **before** it answers `101`, so an upstream
+//! that refuses (or is down) gives the client an ordinary HTTP error and it can fall back to
+//! HTTP.
+//!
+//! **The key.** Both handshakes are written here, not by the WebSocket library: the upstream's
+//! request head is sent with one `writev` of three pieces, the middle one the `Authorization`
+//! value's bytes in the locked page ([`crate::key::ApiKey::bytes_for_upstream`]), on a connection
+//! from [`crate::client::UpstreamClient::connect_dedicated`] (the same address order, plain-http
+//! owner check and TLS configuration as HTTP requests; over TLS rustls encrypts the record in
+//! place). The library (tokio-tungstenite) only frames messages on the connection once both
+//! sides have switched, so it never sees the key: no heap copy of the key is made, nothing to
+//! wipe. The client's own `Authorization`, cookies, `Sec-WebSocket-*` and hop-by-hop headers are
+//! not forwarded (the HTTP header table, plus the handshake's own headers).
+//!
+//! **Messages.** Text only: a binary message from the client closes the session with 1008
+//! (policy violation); one larger than `--max-body-bytes` closes it with 1009 (the library
+//! refuses it while reading its frame header, before the payload is buffered). Upstream
+//! messages may be up to [`UPSTREAM_MAX_MESSAGE`] (a `response.completed` repeats the whole
+//! output). An upstream message that carries the key is masked before it reaches the client.
+//! No message in either direction for `--ws-idle-timeout` closes the session (1001). No
+//! compression extension is negotiated: the proxy must read the messages it checks and counts.
+//!
+//! **Policy** (`--policy`): each `response.create` is checked by
+//! [`codex_proxy_governance::Governor::admit`] exactly like an HTTP request body (its request
+//! fields sit at the top level, next to `"type"`). A refused one is answered with an `error`
+//! event in the shape the Codex CLI reads (`{"type":"error","status":403,"error":{...}}`, the
+//! HTTP refusal's error object) and is not forwarded; the connection stays open for the next
+//! message. An admitted one may be rewritten (store forced, output ceiling clamped). Other
+//! message types are forwarded only when they cannot start a response (`response.processed`);
+//! anything else is refused the same way (fail closed). Usage is read from the upstream's
+//! `response.completed` / `response.incomplete` / `response.failed` events and recorded for
+//! the peer's uid, one response at a time in the order they were created. A client that leaves
+//! while responses are in flight: the proxy reads on (within the idle timeout) for their usage,
+//! and charges [`codex_proxy_governance::Admitted::estimate`] for any that never reported it.
+//!
+//! **Audit.** One line per session when it ends (`GET /v1/responses`, status 101, bytes both
+//! ways, how it ended) and one per `response.create` (method `WS`: its model, tokens, decision
+//! and rule with a policy; refused ones too).
+//!
+//! **Shutdown.** On SIGTERM (or `/shutdown`) a session with no response in flight is closed at
+//! once (1001, "proxy shutting down"); one with a response in flight relays it to its end and
+//! then closes; a `response.create` that arrives meanwhile gets an `error` event (503). Sessions
+//! count as connections with a request in flight: they are never evicted for a new connection,
+//! and the shutdown drain waits for them (within its deadline).
+
+use std::collections::VecDeque;
+use std::io::IoSlice;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use futures_util::{SinkExt, StreamExt};
+use http::header::{HeaderMap, HeaderName, HeaderValue};
+use http::{Method, Request, Response, StatusCode};
+use hyper::body::Incoming;
+use hyper_util::rt::TokioIo;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio_tungstenite::WebSocketStream;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_tungstenite::tungstenite::protocol::{CloseFrame, Role, WebSocketConfig};
+use tokio_tungstenite::tungstenite::{Error as WsError, Message, Utf8Bytes};
+
+use codex_proxy_governance::usage::{JsonScanner, Layout, TapResult, Usage};
+use codex_proxy_governance::{Admitted, clock};
+
+use crate::audit::{AuditRecord, Governance, Outcome};
+use crate::body::ResponseBody;
+use crate::client::UpstreamClient;
+use crate::client::{SendError, UpstreamIo};
+use crate::governed::Governed;
+use crate::key::ApiKey;
+use crate::policy::{Direction, forwardable_headers};
+use crate::scrub::KeyScrub;
+use crate::upstream::Upstream;
+use crate::wire::{MAX_RESPONSE_HEAD, parse_response_head};
+
+/// Largest upstream message relayed (a `response.completed` carries the whole response again;
+/// generated images inside it are base64).
+pub const UPSTREAM_MAX_MESSAGE: usize = 64 * 1024 * 1024;
+/// Longest the upstream WebSocket handshake may take once connected.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long a closing side gets to answer our close frame.
+const CLOSE_GRACE: Duration = Duration::from_secs(2);
+
+/// What an upgrade needs from the proxy's shared state and from its connection (`proxy.rs`
+/// builds it; the session task owns it).
+pub struct WsContext {
+    pub client: UpstreamClient,
+    pub upstream: Upstream,
+    /// The key this session uses from start to end (a handle on the locked page).
+    pub key: Arc<ApiKey>,
+    pub governor: Option<Arc<Governed>>,
+    /// `--max-body-bytes`: the largest client message.
+    pub max_message: u64,
+    /// `--ws-idle-timeout`.
+    pub idle: Duration,
+    /// `true` once shutdown was requested.
+    pub shutdown: tokio::sync::watch::Receiver<bool>,
+    /// The peer as the audit log writes it, and its uid.
+    pub peer: Arc<str>,
+    pub uid: Option<u32>,
+}
+
+/// The WebSocket session a connection switched to, if any: the connection's task waits for it
+/// (so the session counts against `--max-connections` and the shutdown drain waits for it).
+#[derive(Default)]
+pub struct SessionSlot(Mutex<Option<tokio::task::JoinHandle<()>>>);
+
+impl SessionSlot {
+    fn set(&self, h: tokio::task::JoinHandle<()>) {
+        *self.0.lock().unwrap_or_else(|e| e.into_inner()) = Some(h);
+    }
+
+    /// Waits for the session (if the connection switched to one) to end.
+    pub async fn wait(&self) {
+        let h = self.0.lock().unwrap_or_else(|e| e.into_inner()).take();
+        if let Some(h) = h {
+            let _ = h.await;
+        }
+    }
+}
+
+/// Whether a request asks to switch to WebSocket (`Upgrade: websocket`). The handshake's other
+/// headers are checked by [`upgrade`].
+fn header_lists(headers: &HeaderMap, name: &HeaderName, token: &str) -> bool {
+    headers
+        .get_all(name)
+        .iter()
+        .flat_map(|v| v.as_bytes().split(|&b| b == b','))
+        .any(|t| t.trim_ascii().eq_ignore_ascii_case(token.as_bytes()))
+}
+
+fn json_error(
+    status: StatusCode,
+    code: &str,
+    message: &str,
+    mut audit: AuditRecord,
+) -> Response<ResponseBody> {
+    audit.status = status.as_u16();
+    let v = serde_json::json!({"error": {
+        "message": message, "type": "proxy_error", "code": code, "status": status.as_u16(),
+    }});
+    let mut resp = Response::new(ResponseBody::full(
+        Bytes::from(format!("{v}\n")),
+        Some(audit),
+    ));
+    *resp.status_mut() = status;
+    resp.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    resp.headers_mut()
+        .insert(http::header::CONNECTION, HeaderValue::from_static("close"));
+    resp
+}
+
+/// Switching to WebSocket failed before the client got `101`.
+#[derive(Debug, thiserror::Error)]
+enum UpgradeError {
+    #[error(transparent)]
+    Connect(#[from] SendError),
+    #[error("writing the upgrade request upstream failed: {0}")]
+    Write(std::io::Error),
+    #[error("reading the upstream's upgrade answer failed: {0}")]
+    Read(std::io::Error),
+    #[error("upstream closed the connection before answering the upgrade")]
+    Closed,
+    #[error(transparent)]
+    Wire(crate::wire::WireError),
+    #[error("upstream answered {0} to the WebSocket upgrade")]
+    Status(StatusCode),
+    #[error("upstream's WebSocket handshake is invalid: {0}")]
+    Handshake(&'static str),
+    #[error("the upstream WebSocket handshake took longer than {0:?}")]
+    Timeout(Duration),
+}
+
+/// `GET /v1/responses` with `Upgrade: websocket`, admitted by the proxy's checks: opens the
+/// upstream WebSocket, answers `101` and starts the session (see the module docs).
+pub async fn upgrade(
+    mut req: Request<Incoming>,
+    ctx: WsContext,
+    slot: &SessionSlot,
+    mut audit: AuditRecord,
+) -> Response<ResponseBody> {
+    let headers = req.headers();
+    let version_ok = headers
+        .get(http::header::SEC_WEBSOCKET_VERSION)
+        .is_some_and(|v| v.as_bytes() == b"13");
+    let client_key = headers
+        .get(http::header::SEC_WEBSOCKET_KEY)
+        .filter(|k| k.len() == 24)
+        .cloned();
+    let (true, true, Some(client_key)) = (
+        header_lists(headers, &http::header::CONNECTION, "upgrade"),
+        version_ok,
+        client_key,
+    ) else {
+        audit.outcome = Outcome::Refused;
+        audit.reason = Some("bad_websocket_handshake".into());
+        return json_error(
+            StatusCode::BAD_REQUEST,
+            "bad_websocket_handshake",
+            "a WebSocket upgrade needs connection: upgrade, sec-websocket-version: 13 and a \
+             sec-websocket-key",
+            audit,
+        );
+    };
+
+    let opened = tokio::time::timeout(HANDSHAKE_TIMEOUT * 2, open_upstream(&ctx, headers))
+        .await
+        .unwrap_or(Err(UpgradeError::Timeout(HANDSHAKE_TIMEOUT * 2)));
+    let (upstream, upstream_headers) = match opened {
+        Ok(o) => o,
+        Err(e) => {
+            audit.outcome = Outcome::UpstreamError;
+            tracing::warn!(upstream = %ctx.upstream.authority, error = %e, "upstream WebSocket failed");
+            let status = match &e {
+                UpgradeError::Status(s) if s.is_client_error() => *s,
+                _ => StatusCode::BAD_GATEWAY,
+            };
+            return json_error(status, "upstream_websocket_failed", &e.to_string(), audit);
+        }
+    };
+
+    let mut resp = Response::new(ResponseBody::full(Bytes::new(), None));
+    *resp.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
+    // What the upstream said about the session (x-request-id, openai-model, x-codex-turn-state...)
+    // goes to the client like an HTTP response's headers; the handshake's own do not.
+    for (name, value) in &upstream_headers {
+        if !name.as_str().starts_with("sec-websocket-") && *name != http::header::CONTENT_LENGTH {
+            resp.headers_mut().append(name.clone(), value.clone());
+        }
+    }
+    let accept =
+        tokio_tungstenite::tungstenite::handshake::derive_accept_key(client_key.as_bytes());
+    let h = resp.headers_mut();
+    h.insert(http::header::UPGRADE, HeaderValue::from_static("websocket"));
+    h.insert(
+        http::header::CONNECTION,
+        HeaderValue::from_static("upgrade"),
+    );
+    if let Ok(v) = HeaderValue::from_str(&accept) {
+        h.insert(http::header::SEC_WEBSOCKET_ACCEPT, v);
+    }
+
+    audit.status = 101;
+    audit.request_id = upstream_headers
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .map(|s| s.chars().take(128).collect());
+    let on_upgrade = hyper::upgrade::on(&mut req);
+    drop(req);
+    let session = Session {
+        scrub: KeyScrub::new(ctx.key.header()),
+        ctx,
+        pending: VecDeque::new(),
+        audit,
+        responses: 0,
+        refused: 0,
+    };
+    let task = tokio::spawn(async move {
+        match on_upgrade.await {
+            Ok(upgraded) => {
+                let limit = usize::try_from(session.ctx.max_message).unwrap_or(usize::MAX);
+                let config = WebSocketConfig::default()
+                    .max_message_size(Some(limit))
+                    .max_frame_size(Some(limit));
+                let client = WebSocketStream::from_raw_socket(
+                    TokioIo::new(upgraded),
+                    Role::Server,
+                    Some(config),
+                )
+                .await;
+                session.run(client, upstream).await;
+            }
+            Err(e) => {
+                let mut session = session;
+                session.audit.outcome = Outcome::ClientGone;
+                session.audit.reason = Some(format!("websocket upgrade did not complete: {e}"));
+            }
+        }
+    });
+    slot.set(task);
+    resp
+}
+
+/// Opens the upstream WebSocket: connects, writes the handshake with the key from the locked
+/// page, checks the `101` answer. Returns the stream and the answer's forwardable headers (the
+/// key scrubbed out of them).
+async fn open_upstream(
+    ctx: &WsContext,
+    client_headers: &HeaderMap,
+) -> Result<(WebSocketStream<UpstreamIo>, HeaderMap), UpgradeError> {
+    let key = &ctx.key;
+    let mut io = ctx.client.connect_dedicated().await?;
+    let ws_key = tokio_tungstenite::tungstenite::handshake::client::generate_key();
+    let target = ctx.upstream.target_for("/v1/responses");
+    let mut head = Vec::with_capacity(512);
+    head.extend_from_slice(b"GET ");
+    head.extend_from_slice(target.as_bytes());
+    head.extend_from_slice(b" HTTP/1.1\r\nhost: ");
+    head.extend_from_slice(ctx.upstream.authority.as_str().as_bytes());
+    head.extend_from_slice(b"\r\n");
+    for (name, value) in &forwardable_headers(client_headers, Direction::Request) {
+        if written_here(name) {
+            continue;
+        }
+        head.extend_from_slice(name.as_str().as_bytes());
+        head.extend_from_slice(b": ");
+        head.extend_from_slice(value.as_bytes());
+        head.extend_from_slice(b"\r\n");
+    }
+    head.extend_from_slice(b"connection: Upgrade\r\nupgrade: websocket\r\nsec-websocket-version: 13\r\nsec-websocket-key: ");
+    head.extend_from_slice(ws_key.as_bytes());
+    head.extend_from_slice(b"\r\nauthorization: ");
+    let key_piece = key.bytes_for_upstream();
+    let pieces: [&[u8]; 3] = [&head, &key_piece, b"\r\n\r\n"];
+    write_all_vectored(&mut io, &pieces)
+        .await
+        .map_err(UpgradeError::Write)?;
+
+    let mut buf = BytesMut::with_capacity(4096);
+    let read = async {
+        loop {
+            if let Some((head, len)) =
+                parse_response_head(&buf, &Method::GET).map_err(UpgradeError::Wire)?
+            {
+                let _ = buf.split_to(len);
+                if head.status.is_informational() && head.status != StatusCode::SWITCHING_PROTOCOLS
+                {
+                    continue;
+                }
+                return Ok(head);
+            }
+            if buf.len() > MAX_RESPONSE_HEAD {
+                return Err(UpgradeError::Wire(crate::wire::WireError::HeadTooLarge));
+            }
+            buf.reserve(4096);
+            match io.read_buf(&mut buf).await {
+                Ok(0) => return Err(UpgradeError::Closed),
+                Ok(_) => {}
+                Err(e) => return Err(UpgradeError::Read(e)),
+            }
+        }
+    };
+    let head = tokio::time::timeout(HANDSHAKE_TIMEOUT, read)
+        .await
+        .unwrap_or(Err(UpgradeError::Timeout(HANDSHAKE_TIMEOUT)))?;
+    if head.status != StatusCode::SWITCHING_PROTOCOLS {
+        return Err(UpgradeError::Status(head.status));
+    }
+    let expected = tokio_tungstenite::tungstenite::handshake::derive_accept_key(ws_key.as_bytes());
+    if head
+        .headers
+        .get(http::header::SEC_WEBSOCKET_ACCEPT)
+        .is_none_or(|v| v.as_bytes() != expected.as_bytes())
+    {
+        return Err(UpgradeError::Handshake(
+            "sec-websocket-accept does not match the key sent",
+        ));
+    }
+    if !header_lists(&head.headers, &http::header::UPGRADE, "websocket") {
+        return Err(UpgradeError::Handshake("no upgrade: websocket"));
+    }
+    if head
+        .headers
+        .contains_key(http::header::SEC_WEBSOCKET_EXTENSIONS)
+        || head
+            .headers
+            .contains_key(http::header::SEC_WEBSOCKET_PROTOCOL)
+    {
+        return Err(UpgradeError::Handshake(
+            "an extension or subprotocol the proxy did not offer",
+        ));
+    }
+    let mut headers = head.headers;
+    let echoed = KeyScrub::new(key.header()).headers(&mut headers);
+    if echoed > 0 {
+        tracing::warn!(upstream = %ctx.upstream.authority, headers = echoed, "upstream echoed the key in its upgrade answer; overwritten");
+    }
+    let headers = forwardable_headers(&headers, Direction::Response);
+    let config = WebSocketConfig::default()
+        .max_message_size(Some(UPSTREAM_MAX_MESSAGE))
+        .max_frame_size(Some(UPSTREAM_MAX_MESSAGE));
+    let ws =
+        WebSocketStream::from_partially_read(io, buf.to_vec(), Role::Client, Some(config)).await;
+    Ok((ws, headers))
+}
+
+/// Headers of the client's upgrade request that the upstream handshake writes itself or never
+/// sends (the WebSocket key and version are the proxy's own; no extension or subprotocol is
+/// offered).
+fn written_here(name: &HeaderName) -> bool {
+    *name == http::header::HOST
+        || *name == http::header::CONTENT_LENGTH
+        || *name == http::header::TRANSFER_ENCODING
+        || *name == http::header::AUTHORIZATION
+        || name.as_str().starts_with("sec-websocket-")
+}
+
+/// Writes `pieces` with `writev` until all are out, then flushes (rustls may hold records).
+async fn write_all_vectored(io: &mut UpstreamIo, pieces: &[&[u8]]) -> std::io::Result<()> {
+    let mut idx = 0;
+    let mut off = 0;
+    while idx < pieces.len() {
+        let slices: Vec<IoSlice<'_>> = std::iter::once(IoSlice::new(&pieces[idx][off..]))
+            .chain(pieces[idx + 1..].iter().map(|p| IoSlice::new(p)))
+            .collect();
+        let mut n = io.write_vectored(&slices).await?;
+        if n == 0 {
+            return Err(std::io::ErrorKind::WriteZero.into());
+        }
+        while n > 0 && idx < pieces.len() {
+            let left = pieces[idx].len() - off;
+            if n >= left {
+                n -= left;
+                idx += 1;
+                off = 0;
+            } else {
+                off += n;
+                n = 0;
+            }
+        }
+        while idx < pieces.len() && pieces[idx].len() == off {
+            idx += 1;
+            off = 0;
+        }
+    }
+    io.flush().await
+}
+
+/// A response created on this session whose terminal event has not come yet.
+struct Pending {
+    admitted: Option<Admitted>,
+    audit: AuditRecord,
+    /// Message bytes relayed to the client for it (for the estimate).
+    seen: u64,
+}
+
+struct Session {
+    ctx: WsContext,
+    /// Finds the key in upstream messages (built once per session).
+    scrub: KeyScrub,
+    pending: VecDeque<Pending>,
+    /// The session's own line (`GET /v1/responses` 101); holds the connection's in-flight count.
+    audit: AuditRecord,
+    responses: u64,
+    refused: u64,
+}
+
+type ClientWs = WebSocketStream<TokioIo<hyper::upgrade::Upgraded>>;
+type UpstreamWs = WebSocketStream<UpstreamIo>;
+
+/// How the relay loop ended.
+enum End {
+    /// The client sent a close frame (or ended the stream cleanly).
+    ClientClosed,
+    /// The client went away or broke a limit (`Some`: the close frame to send it, best effort).
+    Client(Option<CloseFrame>),
+    /// The upstream closed or failed: the client gets this close frame.
+    Upstream(CloseFrame),
+    /// Idle timeout or shutdown: both sides get this close frame.
+    Both(CloseFrame),
+}
+
+fn close(code: CloseCode, reason: &'static str) -> CloseFrame {
+    CloseFrame {
+        code,
+        reason: Utf8Bytes::from_static(reason),
+    }
+}
+
+impl Session {
+    async fn run(mut self, mut client: ClientWs, mut upstream: UpstreamWs) {
+        let end = self.relay(&mut client, &mut upstream).await;
+        let how = match end {
+            End::ClientClosed => {
+                self.audit.outcome = Outcome::Complete;
+                // Sends the library's answer to the client's close frame.
+                let _ = tokio::time::timeout(CLOSE_GRACE, client.close(None)).await;
+                // What the client left in flight is still read for its usage.
+                self.drain_upstream(&mut upstream).await;
+                let _ = tokio::time::timeout(CLOSE_GRACE, upstream.close(None)).await;
+                "closed by the client".to_string()
+            }
+            End::Client(frame) => {
+                self.audit.outcome = Outcome::ClientGone;
+                let how = match &frame {
+                    Some(f) => format!("closed by the proxy: {} {}", u16::from(f.code), f.reason),
+                    None => "client went away".to_string(),
+                };
+                if let Some(frame) = frame {
+                    let _ = tokio::time::timeout(CLOSE_GRACE, client.close(Some(frame))).await;
+                }
+                self.drain_upstream(&mut upstream).await;
+                let _ = tokio::time::timeout(CLOSE_GRACE, upstream.close(None)).await;
+                how
+            }
+            End::Upstream(frame) => {
+                self.audit.outcome = Outcome::UpstreamError;
+                let how = format!("upstream ended the session: {}", frame.reason);
+                let _ = tokio::time::timeout(CLOSE_GRACE, client.close(Some(frame))).await;
+                how
+            }
+            End::Both(frame) => {
+                let how = format!(
+                    "closed by the proxy: {} {}",
+                    u16::from(frame.code),
+                    frame.reason
+                );
+                let _ = tokio::time::timeout(
+                    CLOSE_GRACE,
+                    upstream.close(Some(close(CloseCode::Normal, "client session ended"))),
+                )
+                .await;
+                let _ = tokio::time::timeout(CLOSE_GRACE, client.close(Some(frame))).await;
+                how
+            }
+        };
+        // Whatever never reported its usage is charged the estimate (an unmeasured response is
+        // never free).
+        while let Some(p) = self.pending.pop_front() {
+            self.finish(p, None, 0, false);
+        }
+        self.audit.reason = Some(format!(
+            "websocket session: {} responses, {} refused; {how}",
+            self.responses, self.refused
+        ));
+    }
+
+    async fn relay(&mut self, client: &mut ClientWs, upstream: &mut UpstreamWs) -> End {
+        let idle = self.ctx.idle;
+        let mut shutdown = self.ctx.shutdown.clone();
+        let mut draining = false;
+        loop {
+            if draining && self.pending.is_empty() {
+                return End::Both(close(CloseCode::Away, "proxy shutting down"));
+            }
+            tokio::select! {
+                m = client.next() => {
+                    let m = match m {
+                        None => return End::ClientClosed,
+                        Some(Err(WsError::Capacity(_))) => {
+                            return End::Client(Some(close(CloseCode::Size, "message larger than the proxy's --max-body-bytes")));
+                        }
+                        Some(Err(_)) => return End::Client(None),
+                        Some(Ok(m)) => m,
+                    };
+                    match m {
+                        Message::Text(t) => {
+                            self.audit.bytes_in.fetch_add(t.len() as u64, Ordering::Relaxed);
+                            if let Err(e) = self.on_client_text(t, draining, client, upstream).await {
+                                return e;
+                            }
+                        }
+                        Message::Binary(_) => {
+                            return End::Client(Some(close(CloseCode::Policy, "binary messages are not accepted (the Responses API sends JSON text)")));
+                        }
+                        Message::Close(_) => return End::ClientClosed,
+                        // Pings are answered by the library; frames never come out of it.
+                        Message::Ping(_) | Message::Pong(_) | Message::Frame(_) => {}
+                    }
+                }
+                m = upstream.next() => {
+                    let m = match m {
+                        None | Some(Ok(Message::Close(_))) => {
+                            return End::Upstream(close(CloseCode::Normal, "upstream closed the session"));
+                        }
+                        Some(Err(e)) => {
+                            tracing::warn!(upstream = %self.ctx.upstream.authority, error = %e, "upstream WebSocket failed");
+                            return End::Upstream(close(CloseCode::Error, "upstream WebSocket failed"));
+                        }
+                        Some(Ok(m)) => m,
+                    };
+                    match m {
+                        Message::Text(t) => {
+                            let t = self.on_upstream_text(t);
+                            self.audit.bytes_out += t.len() as u64;
+                            if client.send(Message::Text(t)).await.is_err() {
+                                return End::Client(None);
+                            }
+                        }
+                        Message::Binary(_) => {
+                            return End::Upstream(close(CloseCode::Error, "upstream sent a binary message"));
+                        }
+                        Message::Ping(_) | Message::Pong(_) | Message::Frame(_) | Message::Close(_) => {}
+                    }
+                }
+                _ = shutting_down(&mut shutdown), if !draining => {
+                    draining = true;
+                }
+                _ = tokio::time::sleep(idle) => {
+                    return End::Both(close(CloseCode::Away, "idle timeout"));
+                }
+            }
+        }
+    }
+
+    /// A text message from the client: checked (with a policy), then forwarded, or answered
+    /// with an `error` event.
+    async fn on_client_text(
+        &mut self,
+        text: Utf8Bytes,
+        draining: bool,
+        client: &mut ClientWs,
+        upstream: &mut UpstreamWs,
+    ) -> Result<(), End> {
+        let kind = message_type(text.as_bytes());
+        let creates = kind.as_deref() == Some("response.create");
+        let new_audit = |peer: &Arc<str>, uid: Option<u32>, len: usize| {
+            let a = AuditRecord::new(peer.clone(), uid, &ws_method(), "/v1/responses");
+            a.bytes_in.store(len as u64, Ordering::Relaxed);
+            a
+        };
+        if draining && creates {
+            let mut audit = new_audit(&self.ctx.peer, self.ctx.uid, text.len());
+            audit.outcome = Outcome::Refused;
+            audit.reason = Some("shutting_down".into());
+            audit.status = 503;
+            let ev = error_event(
+                503,
+                serde_json::json!({
+                    "message": "the proxy is shutting down", "type": "proxy_error",
+                    "code": "shutting_down", "status": 503,
+                }),
+                None,
+            );
+            return send_client(client, ev).await;
+        }
+        let mut send = Message::Text(text.clone());
+        let mut audit = None;
+        let mut admitted = None;
+        if let Some(g) = &self.ctx.governor {
+            if creates {
+                let mut a_rec = new_audit(&self.ctx.peer, self.ctx.uid, text.len());
+                match g
+                    .governor
+                    .admit(self.ctx.uid, text.as_bytes(), clock::now_ms())
+                {
+                    Ok(mut a) => {
+                        if let Some(rewritten) = a.body.take() {
+                            // The rewrite only replaces JSON values with ASCII: still UTF-8.
+                            let Ok(t) = Utf8Bytes::try_from(Bytes::from(rewritten)) else {
+                                return Err(End::Client(Some(close(
+                                    CloseCode::Error,
+                                    "internal error rewriting a message",
+                                ))));
+                            };
+                            send = Message::Text(t);
+                        }
+                        a_rec.bytes_in.store(a.request_bytes, Ordering::Relaxed);
+                        a_rec.governance = Some(Governance {
+                            model: Some(a.model.clone()),
+                            decision: if a.clamped { "clamped" } else { "allowed" },
+                            rule: a.rule.to_string(),
+                            ..Governance::default()
+                        });
+                        audit = Some(a_rec);
+                        admitted = Some(a);
+                    }
+                    Err(refusal) => {
+                        self.refused += 1;
+                        a_rec.outcome = Outcome::Refused;
+                        a_rec.status = refusal.status;
+                        a_rec.reason = Some(refusal.code.into());
+                        a_rec.governance = Some(Governance {
+                            decision: "refused",
+                            rule: refusal.rule.clone(),
+                            ..Governance::default()
+                        });
+                        let body: serde_json::Value =
+                            serde_json::from_slice(&refusal.body()).unwrap_or_default();
+                        let ev = error_event(
+                            refusal.status,
+                            body["error"].clone(),
+                            refusal.retry_after_s,
+                        );
+                        return send_client(client, ev).await;
+                    }
+                }
+            } else if kind.as_deref() != Some("response.processed") {
+                // Fail closed: a message type the proxy does not know might start a response
+                // that the policy never saw.
+                self.refused += 1;
+                let mut a_rec = new_audit(&self.ctx.peer, self.ctx.uid, text.len());
+                a_rec.outcome = Outcome::Refused;
+                a_rec.status = 400;
+                a_rec.reason = Some("message_type_refused".into());
+                let ev = error_event(
+                    400,
+                    serde_json::json!({
+                        "message": "with a policy, only response.create and response.processed messages are forwarded",
+                        "type": "proxy_policy_error", "code": "message_type_refused",
+                        "status": 400, "rule": "request",
+                    }),
+                    None,
+                );
+                return send_client(client, ev).await;
+            }
+        }
+        if upstream.send(send).await.is_err() {
+            // Not sent whole: nothing to charge (the upstream reports nothing for it).
+            return Err(End::Upstream(close(
+                CloseCode::Error,
+                "upstream WebSocket failed",
+            )));
+        }
+        if creates {
+            self.responses += 1;
+            let audit =
+                audit.unwrap_or_else(|| new_audit(&self.ctx.peer, self.ctx.uid, text.len()));
+            self.pending.push_back(Pending {
+                admitted,
+                audit,
+                seen: 0,
+            });
+        }
+        Ok(())
+    }
+
+    /// An upstream text message on its way to the client: the key masked out, the terminal
+    /// events' usage recorded.
+    fn on_upstream_text(&mut self, text: Utf8Bytes) -> Utf8Bytes {
+        let text = self.scrub(text);
+        let len = text.len() as u64;
+        if let Some(front) = self.pending.front_mut() {
+            front.seen += len;
+            front.audit.bytes_out += len;
+        }
+        let bytes = text.as_bytes();
+        // Only events that can end a response are walked.
+        let maybe_terminal = memchr::memmem::find(bytes, b"\"response.completed\"").is_some()
+            || memchr::memmem::find(bytes, b"\"response.incomplete\"").is_some()
+            || memchr::memmem::find(bytes, b"\"response.failed\"").is_some()
+            || memchr::memmem::find(bytes, b"\"error\"").is_some();
+        if maybe_terminal {
+            let mut scanner = JsonScanner::new(Layout::Event);
+            scanner.feed(bytes);
+            match scanner.type_.as_deref() {
+                Some("response.completed" | "response.incomplete" | "response.failed") => {
+                    let status = 200;
+                    let result = tap_result(scanner);
+                    if let Some(p) = self.pending.pop_front() {
+                        self.finish(p, Some(result), status, true);
+                    }
+                }
+                Some("error") => {
+                    let status = serde_json::from_slice::<serde_json::Value>(bytes)
+                        .ok()
+                        .and_then(|v| v.get("status").and_then(|s| s.as_u64()))
+                        .and_then(|s| u16::try_from(s).ok())
+                        .unwrap_or(500);
+                    let result = tap_result(scanner);
+                    if let Some(p) = self.pending.pop_front() {
+                        self.finish(p, Some(result), status, true);
+                    }
+                }
+                _ => {}
+            }
+        }
+        text
+    }
+
+    /// The key, if an upstream message carries it, overwritten with `*` (a message is whole:
+    /// nothing to hold back). Only a message that holds the key is copied.
+    fn scrub(&self, text: Utf8Bytes) -> Utf8Bytes {
+        if !self.scrub.contains(text.as_bytes()) {
+            return text;
+        }
+        let mut b = BytesMut::from(text.as_bytes());
+        let hits = self.scrub.mask(&mut b);
+        tracing::warn!(upstream = %self.ctx.upstream.authority, hits, "upstream echoed the key in a WebSocket message; overwritten");
+        // `*` for ASCII key bytes: still UTF-8.
+        Utf8Bytes::try_from(b.freeze()).unwrap_or_else(|_| Utf8Bytes::from_static(""))
+    }
+
+    /// A response ended (`result`: what its terminal event reported; `None`: it never came):
+    /// the ledger record and its audit line.
+    fn finish(&self, mut p: Pending, result: Option<TapResult>, status: u16, complete: bool) {
+        p.audit.status = if complete { status } else { 200 };
+        p.audit.outcome = if complete {
+            Outcome::Complete
+        } else {
+            Outcome::ClientGone
+        };
+        let (Some(g), Some(admitted)) = (&self.ctx.governor, p.admitted.take()) else {
+            return;
+        };
+        let mut result = result.unwrap_or_default();
+        if result.usage.is_none() && (!complete || (200..300).contains(&status)) {
+            result.usage = Some(admitted.estimate(p.seen));
+            result.anomaly = Some("no usage reported before the response ended: estimated");
+        }
+        if let Some(why) = result.anomaly {
+            tracing::warn!(uid = admitted.uid, model = %admitted.model, anomaly = why, "upstream usage not trusted in full");
+        }
+        let rec_status = if complete { status } else { 200 };
+        let rec = g
+            .governor
+            .record(&admitted, &result, rec_status, clock::now_ms());
+        g.notify_flush();
+        if let Some(gov) = p.audit.governance.as_mut() {
+            if result.usage.is_some() {
+                gov.input_tokens = Some(rec.usage.input_tokens);
+                gov.cached_input_tokens = Some(rec.usage.cached_input_tokens);
+                gov.output_tokens = Some(rec.usage.output_tokens);
+            }
+            gov.cost = (rec.cost > 0.0).then_some(rec.cost);
+            gov.anomaly = result.anomaly;
+        }
+    }
+
+    /// After the client left: reads the upstream on (within the idle timeout per message) until
+    /// every response in flight has ended, for their usage.
+    async fn drain_upstream(&mut self, upstream: &mut UpstreamWs) {
+        let idle = self.ctx.idle;
+        while !self.pending.is_empty() {
+            match tokio::time::timeout(idle, upstream.next()).await {
+                Ok(Some(Ok(Message::Text(t)))) => {
+                    let _ = self.on_upstream_text(t);
+                }
+                Ok(Some(Ok(Message::Close(_)) | Err(_)) | None) | Err(_) => return,
+                Ok(Some(Ok(_))) => {}
+            }
+        }
+    }
+}
+
+fn ws_method() -> Method {
+    Method::from_bytes(b"WS").unwrap_or(Method::GET)
+}
+
+fn tap_result(scanner: JsonScanner) -> TapResult {
+    let mut r = TapResult::default();
+    if scanner.usage_too_large {
+        r.anomaly = Some("usage object too large");
+    }
+    if let Some(raw) = scanner.usage_raw {
+        let (u, bad) = Usage::from_json(&raw);
+        if bad {
+            r.anomaly = Some("bad usage numbers");
+        }
+        r.usage = Some(u);
+    }
+    r.model = scanner.model;
+    r
+}
+
+/// The top-level `type` of a JSON message (`None`: not an object or no string `type`).
+fn message_type(bytes: &[u8]) -> Option<String> {
+    #[derive(serde::Deserialize)]
+    struct Head<'a> {
+        #[serde(borrow, rename = "type")]
+        kind: Option<std::borrow::Cow<'a, str>>,
+    }
+    serde_json::from_slice::<Head<'_>>(bytes)
+        .ok()
+        .and_then(|h| h.kind)
+        .map(|k| k.into_owned())
+}
+
+/// An `error` event in the shape the Codex CLI reads from the Responses WebSocket:
+/// `{"type":"error","status":N,"error":{...},"headers":{"retry-after":"S"}}`.
+fn error_event(status: u16, error: serde_json::Value, retry_after: Option<u64>) -> Message {
+    let mut v = serde_json::json!({"type": "error", "status": status, "error": error});
+    if let Some(s) = retry_after {
+        v["headers"] = serde_json::json!({"retry-after": s.to_string()});
+    }
+    Message::Text(Utf8Bytes::from(v.to_string()))
+}
+
+async fn send_client(client: &mut ClientWs, m: Message) -> Result<(), End> {
+    client.send(m).await.map_err(|_| End::Client(None))
+}
+
+/// Serves one client connection with upgrades allowed, under the graceful shutdown (hyper-util's
+/// `Watcher` cannot wrap an upgradeable connection: on shutdown this asks hyper to finish the
+/// request in flight and close), then waits for the WebSocket session the connection may have
+/// switched to. `watcher` is held to the end, so the shutdown drain waits for the session too.
+pub async fn serve_connection<I, S, B>(
+    conn: hyper::server::conn::http1::UpgradeableConnection<I, S>,
+    watcher: hyper_util::server::graceful::Watcher,
+    mut shutdown: tokio::sync::watch::Receiver<bool>,
+    session: &SessionSlot,
+) where
+    S: hyper::service::HttpService<Incoming, ResBody = B>,
+    S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+    B: http_body::Body + 'static,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let mut conn = std::pin::pin!(conn);
+    let mut signalled = false;
+    loop {
+        tokio::select! {
+            _ = conn.as_mut() => break,
+            _ = shutting_down(&mut shutdown), if !signalled => {
+                signalled = true;
+                conn.as_mut().graceful_shutdown();
+            }
+        }
+    }
+    session.wait().await;
+    drop(watcher);
+}
+
+/// Resolves once shutdown was requested (the `watch` guard is not held across an await).
+async fn shutting_down(rx: &mut tokio::sync::watch::Receiver<bool>) {
+    let _ = rx.wait_for(|v| *v).await;
+}

@@ -1,0 +1,1018 @@
+//! The Responses API WebSocket mode through the proxy (issue 17): the real proxy binary (started
+//! as root, confined, running as nobody) between a WebSocket client and the recording WebSocket
+//! mock upstream (`suite_test_support::ws_mock`). Every protection is shown with its control:
+//! the same action succeeding without it. The last test drives the real Codex CLI
+//! (`supports_websockets = true`) through the proxy and checks the mock saw a WebSocket session,
+//! not the HTTP fallback.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use common::{BIN, KEY, Proxy, Spawn, residency};
+use futures_util::{SinkExt, StreamExt};
+use suite_test_support::tls::TestCa;
+use suite_test_support::ws_mock::{WsMock, WsScript};
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+
+type Ws = tokio_tungstenite::WebSocketStream<tokio::net::TcpStream>;
+
+fn rt() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+/// Opens a WebSocket to the proxy's `/v1/responses` with extra headers; `Err(status)` when the
+/// upgrade is refused.
+async fn connect(port: u16, headers: &[(&str, &str)]) -> Result<Ws, u16> {
+    let mut req = format!("ws://127.0.0.1:{port}/v1/responses")
+        .into_client_request()
+        .unwrap();
+    for (k, v) in headers {
+        req.headers_mut().insert(
+            http::HeaderName::from_bytes(k.as_bytes()).unwrap(),
+            v.parse().unwrap(),
+        );
+    }
+    let tcp = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .unwrap();
+    match tokio_tungstenite::client_async(req, tcp).await {
+        Ok((ws, resp)) => {
+            assert_eq!(resp.status(), 101);
+            Ok(ws)
+        }
+        Err(tokio_tungstenite::tungstenite::Error::Http(resp)) => Err(resp.status().as_u16()),
+        Err(e) => panic!("websocket handshake failed: {e}"),
+    }
+}
+
+fn create(model: &str) -> String {
+    serde_json::json!({
+        "type": "response.create",
+        "model": model,
+        "instructions": "be brief",
+        "input": [{"type": "message", "role": "user", "content": [{"type": "input_text", "text": "hi"}]}],
+        "stream": true,
+        "store": true,
+    })
+    .to_string()
+}
+
+/// What the client received until the session ended or `until` matched a message type.
+#[derive(Debug, Default)]
+struct Got {
+    texts: Vec<String>,
+    close: Option<(u16, String)>,
+}
+
+impl Got {
+    fn types(&self) -> Vec<String> {
+        self.texts
+            .iter()
+            .filter_map(|t| serde_json::from_str::<serde_json::Value>(t).ok())
+            .filter_map(|v| v["type"].as_str().map(str::to_string))
+            .collect()
+    }
+}
+
+/// Reads messages until one of type `until` arrives (or the session ends, or 15 s pass).
+async fn read_until(ws: &mut Ws, until: &str) -> Got {
+    let mut got = Got::default();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+    loop {
+        let m = match tokio::time::timeout_at(deadline, ws.next()).await {
+            Err(_) => panic!("no {until:?} within 15 s; got {got:?}"),
+            Ok(None) | Ok(Some(Err(_))) => return got,
+            Ok(Some(Ok(m))) => m,
+        };
+        match m {
+            Message::Text(t) => {
+                let done = serde_json::from_str::<serde_json::Value>(t.as_str())
+                    .is_ok_and(|v| v["type"] == until);
+                got.texts.push(t.as_str().to_string());
+                if done {
+                    return got;
+                }
+            }
+            Message::Close(f) => {
+                got.close = f.map(|f| (u16::from(f.code), f.reason.to_string()));
+                return got;
+            }
+            _ => {}
+        }
+    }
+}
+
+fn start(mock: &WsMock, extra: &[&str]) -> Proxy {
+    let mut s = Spawn::new(&mock.responses_url());
+    for a in extra {
+        s = s.arg(a);
+    }
+    s.start()
+}
+
+fn wait_log(proxy: &Proxy, needle: &str, n: usize) -> String {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let log = proxy.stderr();
+        if log.lines().filter(|l| l.contains(needle)).count() >= n {
+            return log;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no {n} lines with {needle:?} in:\n{log}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn a_session_relays_both_ways_with_the_key_injected_and_never_returned() {
+    let mock = WsMock::start().unwrap();
+    mock.set_script(WsScript {
+        echo_authorization: true,
+        ..WsScript::default()
+    });
+    let proxy = start(&mock, &[]);
+    let got = rt().block_on(async {
+        let mut ws = connect(
+            proxy.port,
+            &[
+                ("authorization", "Bearer client-own-secret"),
+                ("cookie", "session=client-cookie"),
+                ("openai-beta", "responses_websockets=2026-02-06"),
+            ],
+        )
+        .await
+        .expect("upgrade accepted");
+        ws.send(Message::text(create("gpt-5"))).await.unwrap();
+        let first = read_until(&mut ws, "response.completed").await;
+        // The same connection carries the next response.
+        ws.send(Message::text(create("gpt-5"))).await.unwrap();
+        let second = read_until(&mut ws, "response.completed").await;
+        ws.close(None).await.unwrap();
+        (first, second)
+    });
+    assert!(
+        got.0.types().contains(&"response.completed".to_string()),
+        "{:?}",
+        got.0
+    );
+    assert!(
+        got.1.types().contains(&"response.completed".to_string()),
+        "{:?}",
+        got.1
+    );
+
+    assert!(mock.wait_until(Duration::from_secs(5), |s| {
+        s.sessions.first().is_some_and(|x| x.ended)
+    }));
+    let state = mock.state();
+    assert_eq!(
+        state.sessions.len(),
+        1,
+        "one upstream session for one client session"
+    );
+    assert!(state.http.is_empty(), "no HTTP request: {:?}", state.http);
+    let session = &state.sessions[0];
+    assert_eq!(session.path, "/v1/responses");
+    // The key went upstream (control: the mock's echo carries it) ...
+    assert_eq!(
+        session.header("authorization").unwrap(),
+        format!("Bearer {KEY}")
+    );
+    // ... the client's own credentials did not.
+    assert!(session.header("cookie").is_none());
+    assert_eq!(
+        session.header("openai-beta").unwrap(),
+        "responses_websockets=2026-02-06"
+    );
+    assert_eq!(session.messages.len(), 2);
+    assert_eq!(
+        session.messages[0],
+        create("gpt-5"),
+        "relayed unchanged without a policy"
+    );
+
+    // The upstream echoed the key; the client got it masked.
+    let all = [got.0.texts.join("\n"), got.1.texts.join("\n")].join("\n");
+    assert!(all.contains("(upstream saw Bearer ****"), "{all}");
+    assert!(!all.contains(KEY), "the key reached the client");
+    assert!(
+        !all.contains("TESTKEY"),
+        "part of the key reached the client"
+    );
+
+    // Audit: one line per response and one for the session.
+    let log = wait_log(&proxy, "status=101", 1);
+    assert_eq!(
+        log.lines().filter(|l| l.contains("method=WS")).count(),
+        2,
+        "{log}"
+    );
+    assert!(!log.contains(KEY), "key in the log");
+}
+
+/// `wss://` to an https upstream (the proxy's rustls configuration), under load: 32 sessions of
+/// 2 responses each leave no copy of the key outside locked memory (the upgrade request is
+/// written with the key's bytes from the locked page; rustls encrypts its record in place).
+/// Control: an upstream that echoes the key makes the scan find copies in ordinary memory.
+#[test]
+fn websocket_sessions_over_tls_leave_no_copy_of_the_key_in_ordinary_memory() {
+    let ca = TestCa::new().unwrap();
+    let mock = WsMock::start_tls(&ca).unwrap();
+    let proxy = Spawn::new(&mock.responses_url())
+        .env("SSL_CERT_FILE", ca.ca_pem_path().to_str().unwrap())
+        .start();
+    let sessions = 32;
+    rt().block_on(async {
+        let mut tasks = Vec::new();
+        for _ in 0..sessions {
+            let port = proxy.port;
+            tasks.push(tokio::spawn(async move {
+                let mut ws = connect(port, &[]).await.expect("upgrade over wss");
+                for _ in 0..2 {
+                    ws.send(Message::text(create("gpt-5"))).await.unwrap();
+                    let got = read_until(&mut ws, "response.completed").await;
+                    assert!(got.types().contains(&"response.completed".to_string()));
+                }
+                ws.close(None).await.unwrap();
+            }));
+        }
+        for t in tasks {
+            t.await.unwrap();
+        }
+    });
+    assert!(
+        mock.wait_until(Duration::from_secs(10), |s| s.sessions.len() == sessions
+            && s.sessions.iter().all(|x| x.ended))
+    );
+    let state = mock.state();
+    assert!(
+        state
+            .sessions
+            .iter()
+            .all(|s| s.header("authorization").as_deref() == Some(&*format!("Bearer {KEY}")))
+    );
+    let r = residency(proxy.pid(), KEY.as_bytes());
+    eprintln!(
+        "wss: key copies after {sessions} sessions: {} locked, {} outside, {} unreadable regions",
+        r.locked,
+        r.outside.len(),
+        r.unreadable.len()
+    );
+    assert!(
+        r.outside.is_empty(),
+        "{} copies of the key outside locked memory:\n{}",
+        r.outside.len(),
+        r.outside.join("\n")
+    );
+    assert!(
+        r.locked >= 1 || !r.unreadable.is_empty(),
+        "the key was found nowhere: {r:?}"
+    );
+
+    // Control: the upstream echoes the key in a message; the client sees it masked, and the scan
+    // sees the copies the proxy received (it could not see one otherwise).
+    mock.set_script(WsScript {
+        echo_authorization: true,
+        ..WsScript::default()
+    });
+    let got = rt().block_on(async {
+        let mut ws = connect(proxy.port, &[]).await.unwrap();
+        ws.send(Message::text(create("gpt-5"))).await.unwrap();
+        read_until(&mut ws, "response.completed").await
+    });
+    let all = got.texts.join("\n");
+    assert!(all.contains("Bearer ****") && !all.contains(KEY), "{all}");
+    let r = residency(proxy.pid(), KEY.as_bytes());
+    eprintln!(
+        "wss: control (echo): {} copies outside locked memory",
+        r.outside.len()
+    );
+    assert!(
+        !r.outside.is_empty(),
+        "control failed: no copy found after the echo: {r:?}"
+    );
+}
+
+#[test]
+fn an_upgrade_with_an_origin_or_from_a_disallowed_peer_is_refused() {
+    let mock = WsMock::start().unwrap();
+    let proxy = start(&mock, &[]);
+    rt().block_on(async {
+        // Cross-site WebSocket hijacking: a page's WebSocket always carries Origin.
+        assert_eq!(
+            connect(proxy.port, &[("origin", "http://evil.example")])
+                .await
+                .err(),
+            Some(403)
+        );
+        // ... and a browser's request made without one still carries Fetch Metadata.
+        assert_eq!(
+            connect(proxy.port, &[("sec-fetch-mode", "websocket")])
+                .await
+                .err(),
+            Some(403)
+        );
+        // Control: the same upgrade without them is accepted.
+        assert!(connect(proxy.port, &[]).await.is_ok());
+    });
+    assert!(mock.wait_until(Duration::from_secs(5), |s| s.sessions.len() == 1));
+    drop(proxy);
+
+    // A peer the allow-list does not name (the test runs as root; only uid 4243 is allowed).
+    let refused = start(&mock, &["--allow-user", "4243"]);
+    rt().block_on(async {
+        assert_eq!(connect(refused.port, &[]).await.err(), Some(403));
+    });
+    // Control: root allowed, the same upgrade goes through.
+    let allowed = start(&mock, &["--allow-user", "0"]);
+    rt().block_on(async {
+        assert!(connect(allowed.port, &[]).await.is_ok());
+    });
+    assert!(mock.wait_until(Duration::from_secs(5), |s| s.sessions.len() == 2));
+    std::thread::sleep(Duration::from_millis(200));
+    assert_eq!(
+        mock.state().sessions.len(),
+        2,
+        "no upstream session for the refused peer"
+    );
+}
+
+#[test]
+fn binary_and_oversized_messages_close_the_session_and_never_reach_upstream() {
+    let mock = WsMock::start().unwrap();
+    let proxy = start(&mock, &["--max-body-bytes", "4096"]);
+    rt().block_on(async {
+        // Binary: closed with 1008 (policy violation) and a reason.
+        let mut ws = connect(proxy.port, &[]).await.unwrap();
+        ws.send(Message::binary(vec![1u8, 2, 3])).await.unwrap();
+        let got = read_until(&mut ws, "-").await;
+        let (code, reason) = got.close.expect("a close frame");
+        assert_eq!(code, u16::from(CloseCode::Policy));
+        assert!(reason.contains("binary"), "{reason}");
+
+        // Oversized: closed with 1009.
+        let mut ws = connect(proxy.port, &[]).await.unwrap();
+        let big = format!("{{\"type\":\"x\",\"pad\":\"{}\"}}", "a".repeat(8000));
+        ws.send(Message::text(big)).await.unwrap();
+        let got = read_until(&mut ws, "-").await;
+        let (code, reason) = got.close.expect("a close frame");
+        assert_eq!(code, u16::from(CloseCode::Size));
+        assert!(reason.contains("max-body-bytes"), "{reason}");
+
+        // Control: a text message under the limit goes through.
+        let mut ws = connect(proxy.port, &[]).await.unwrap();
+        let fits = format!("{{\"type\":\"x\",\"pad\":\"{}\"}}", "a".repeat(3000));
+        ws.send(Message::text(fits)).await.unwrap();
+        ws.send(Message::text(create("gpt-5"))).await.unwrap();
+        let got = read_until(&mut ws, "response.completed").await;
+        assert!(got.types().contains(&"response.completed".to_string()));
+    });
+    assert!(mock.wait_until(Duration::from_secs(5), |s| s.sessions.len() == 3));
+    let state = mock.state();
+    assert_eq!(
+        state
+            .sessions
+            .iter()
+            .map(|s| s.binary_messages)
+            .sum::<usize>(),
+        0
+    );
+    let texts: Vec<&String> = state.sessions.iter().flat_map(|s| &s.messages).collect();
+    assert!(
+        texts.iter().all(|t| t.len() < 4096),
+        "the oversized message reached upstream"
+    );
+    assert_eq!(texts.len(), 2, "{texts:?}");
+}
+
+#[test]
+fn sessions_count_against_the_connection_cap_and_are_never_evicted() {
+    let mock = WsMock::start().unwrap();
+    let proxy = start(&mock, &["--max-connections", "2"]);
+    rt().block_on(async {
+        let mut a = connect(proxy.port, &[]).await.unwrap();
+        let mut b = connect(proxy.port, &[]).await.unwrap();
+        // Both connections are busy (sessions): a third one is closed without an answer.
+        let mut third = tokio::net::TcpStream::connect(("127.0.0.1", proxy.port))
+            .await
+            .unwrap();
+        let head = format!(
+            "POST /v1/responses HTTP/1.1\r\nhost: 127.0.0.1:{}\r\ncontent-length: 2\r\n\r\n{{}}",
+            proxy.port
+        );
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let _ = third.write_all(head.as_bytes()).await;
+        let mut buf = Vec::new();
+        let n = tokio::time::timeout(Duration::from_secs(5), third.read_to_end(&mut buf))
+            .await
+            .expect("the third connection is closed")
+            .unwrap_or(0);
+        assert_eq!(
+            n,
+            0,
+            "served past the cap: {}",
+            String::from_utf8_lossy(&buf)
+        );
+        // ... and neither session was evicted to make room.
+        for ws in [&mut a, &mut b] {
+            ws.send(Message::text(create("gpt-5"))).await.unwrap();
+            let got = read_until(ws, "response.completed").await;
+            assert!(
+                got.types().contains(&"response.completed".to_string()),
+                "{got:?}"
+            );
+        }
+        // Control: once a session ends, a new connection is served.
+        a.close(None).await.unwrap();
+        drop(a);
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        assert!(connect(proxy.port, &[]).await.is_ok());
+    });
+}
+
+#[test]
+fn an_upstream_without_the_websocket_mode_gives_the_client_an_http_error() {
+    // The HTTP-only mock answers the upgrade with an ordinary 200: no session.
+    let mock = suite_test_support::responses_mock::MockUpstream::start().unwrap();
+    let proxy = Spawn::new(&mock.responses_url()).start();
+    let status = rt().block_on(async { connect(proxy.port, &[]).await.err() });
+    assert_eq!(
+        status,
+        Some(502),
+        "a failed upstream upgrade is an HTTP error, not a 101"
+    );
+    let reqs = mock.requests();
+    assert_eq!(reqs.len(), 1);
+    assert_eq!(reqs[0].method, "GET");
+    assert_eq!(
+        reqs[0].header("authorization").unwrap(),
+        format!("Bearer {KEY}")
+    );
+    assert_eq!(reqs[0].header("upgrade").unwrap(), "websocket");
+    let log = wait_log(&proxy, "upstream_error", 1);
+    assert!(
+        log.contains("upstream answered 200 OK to the WebSocket upgrade"),
+        "{log}"
+    );
+    assert!(!log.contains(KEY));
+}
+
+/// A directory everyone may traverse (the proxy runs as nobody; the policy is read as root).
+fn dir() -> tempfile::TempDir {
+    let d = tempfile::Builder::new()
+        .prefix("proxy-ws-")
+        .tempdir()
+        .unwrap();
+    std::fs::set_permissions(d.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    d
+}
+
+fn write_policy(dir: &Path, text: &str) -> PathBuf {
+    let p = dir.join("policy.toml");
+    std::fs::write(&p, text).unwrap();
+    std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o644)).unwrap();
+    p
+}
+
+fn usage_json(state: &Path) -> serde_json::Value {
+    let out = Command::new(BIN)
+        .args(["usage", "--json", "--state-dir"])
+        .arg(state)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+#[test]
+fn a_denied_model_gets_an_error_event_and_the_next_message_on_the_connection_works() {
+    let mock = WsMock::start().unwrap();
+    let d = dir();
+    let policy = write_policy(
+        d.path(),
+        "[default]\nmodels = [\"gpt-5*\"]\ndeny_models = [\"gpt-5-pro\"]\nmax_output_tokens = 500\n",
+    );
+    let state = d.path().join("state");
+    let proxy = start(
+        &mock,
+        &[
+            "--policy",
+            policy.to_str().unwrap(),
+            "--state-dir",
+            state.to_str().unwrap(),
+        ],
+    );
+    let (refused, other, allowed) = rt().block_on(async {
+        let mut ws = connect(proxy.port, &[]).await.unwrap();
+        ws.send(Message::text(create("gpt-5-pro"))).await.unwrap();
+        let refused = read_until(&mut ws, "error").await;
+        // An unknown message type could start a response the policy never saw: refused too.
+        ws.send(Message::text(
+            r#"{"type":"response.append","model":"gpt-5"}"#,
+        ))
+        .await
+        .unwrap();
+        let other = read_until(&mut ws, "error").await;
+        ws.send(Message::text(create("gpt-5"))).await.unwrap();
+        let allowed = read_until(&mut ws, "response.completed").await;
+        ws.close(None).await.unwrap();
+        (refused, other, allowed)
+    });
+    assert!(refused.close.is_none(), "the connection stays open");
+    let ev: serde_json::Value = serde_json::from_str(refused.texts.last().unwrap()).unwrap();
+    assert_eq!(ev["type"], "error");
+    assert_eq!(ev["status"], 403);
+    assert_eq!(ev["error"]["code"], "model_denied");
+    assert_eq!(ev["error"]["rule"], "default.deny_models");
+    let ev: serde_json::Value = serde_json::from_str(other.texts.last().unwrap()).unwrap();
+    assert_eq!(ev["error"]["code"], "message_type_refused");
+    assert!(
+        allowed.types().contains(&"response.completed".to_string()),
+        "{allowed:?}"
+    );
+
+    // Upstream saw only the admitted message, rewritten: store forced off, ceiling applied.
+    assert!(mock.wait_until(Duration::from_secs(5), |s| {
+        s.sessions.first().is_some_and(|x| x.ended)
+    }));
+    let st = mock.state();
+    assert_eq!(
+        st.sessions[0].messages.len(),
+        1,
+        "{:?}",
+        st.sessions[0].messages
+    );
+    let sent: serde_json::Value = serde_json::from_str(&st.sessions[0].messages[0]).unwrap();
+    assert_eq!(sent["type"], "response.create");
+    assert_eq!(sent["model"], "gpt-5");
+    assert_eq!(sent["store"], false);
+    assert_eq!(sent["max_output_tokens"], 500);
+
+    // The usage of response.completed is in the ledger, for the peer's uid (root here).
+    let log = wait_log(
+        &proxy,
+        "model=\"gpt-5\" tokens_in=11 tokens_cached=0 tokens_out=7",
+        1,
+    );
+    assert!(
+        log.contains("decision=\"refused\"") || log.contains("decision=refused"),
+        "{log}"
+    );
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let report = usage_json(&state);
+        let row = report["rows"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["uid"] == 0 && r["model"] == "gpt-5")
+            .cloned();
+        if let Some(row) = row {
+            assert_eq!(row["input_tokens"], 11, "{report}");
+            assert_eq!(row["output_tokens"], 7, "{report}");
+            assert_eq!(row["requests"], 1, "{report}");
+            break;
+        }
+        assert!(Instant::now() < deadline, "no ledger row: {report}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn an_idle_session_is_closed_and_sigterm_drains_open_sessions_with_close_frames() {
+    let mock = WsMock::start().unwrap();
+    let proxy = start(&mock, &["--ws-idle-timeout", "1"]);
+    rt().block_on(async {
+        let mut ws = connect(proxy.port, &[]).await.unwrap();
+        let t0 = Instant::now();
+        let got = read_until(&mut ws, "-").await;
+        let (code, reason) = got.close.expect("a close frame");
+        assert_eq!(code, u16::from(CloseCode::Away));
+        assert_eq!(reason, "idle timeout");
+        assert!(t0.elapsed() >= Duration::from_millis(900));
+    });
+    drop(proxy);
+
+    // A response in flight at SIGTERM is relayed to its end, then the session is closed.
+    mock.set_script(WsScript {
+        delay: Duration::from_millis(150),
+        ..WsScript::default()
+    });
+    let mut proxy = start(&mock, &[]);
+    let got = rt().block_on(async {
+        let mut ws = connect(proxy.port, &[]).await.unwrap();
+        ws.send(Message::text(create("gpt-5"))).await.unwrap();
+        let first = read_until(&mut ws, "response.created").await;
+        assert_eq!(first.types(), vec!["response.created"]);
+        proxy.signal("TERM");
+        read_until(&mut ws, "never").await
+    });
+    assert!(
+        got.types().contains(&"response.completed".to_string()),
+        "{got:?}"
+    );
+    let (code, reason) = got.close.expect("a close frame after the response");
+    assert_eq!(code, u16::from(CloseCode::Away));
+    assert_eq!(reason, "proxy shutting down");
+    let status = proxy
+        .wait_exit(Duration::from_secs(10))
+        .expect("the proxy exits");
+    assert!(status.success(), "{status:?}");
+}
+
+fn ledger_row(state: &Path, model: &str, n: u64) -> serde_json::Value {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let report = usage_json(state);
+        let row = report["rows"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["uid"] == 0 && r["model"] == model && r["requests"] == n)
+            .cloned();
+        if let Some(row) = row {
+            return row;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no ledger row for {model} with {n} requests: {report}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn a_client_that_leaves_mid_response_still_pays() {
+    let mock = WsMock::start().unwrap();
+    let d = dir();
+    let policy = write_policy(
+        d.path(),
+        "[default]\nmodels = [\"gpt-5*\"]\nmax_output_tokens = 500\n",
+    );
+    let state = d.path().join("state");
+    let proxy = start(
+        &mock,
+        &[
+            "--policy",
+            policy.to_str().unwrap(),
+            "--state-dir",
+            state.to_str().unwrap(),
+        ],
+    );
+    // The usage comes after the client left: the proxy reads on for it.
+    mock.set_script(WsScript {
+        delay: Duration::from_millis(100),
+        ..WsScript::default()
+    });
+    rt().block_on(async {
+        let mut ws = connect(proxy.port, &[]).await.unwrap();
+        ws.send(Message::text(create("gpt-5"))).await.unwrap();
+        let got = read_until(&mut ws, "response.created").await;
+        assert_eq!(got.types(), vec!["response.created"]);
+        drop(ws); // no close frame: the socket just goes away
+    });
+    let row = ledger_row(&state, "gpt-5", 1);
+    assert_eq!(row["input_tokens"], 11, "{row}");
+    assert_eq!(
+        row["output_tokens"], 7,
+        "the reported usage, read after the client left: {row}"
+    );
+
+    // Control for the estimate: the upstream never reports usage; the response is not free.
+    mock.set_script(WsScript {
+        delay: Duration::from_millis(100),
+        usage: None,
+        ..WsScript::default()
+    });
+    rt().block_on(async {
+        let mut ws = connect(proxy.port, &[]).await.unwrap();
+        ws.send(Message::text(create("gpt-5-mini"))).await.unwrap();
+        let _ = read_until(&mut ws, "response.created").await;
+        drop(ws);
+    });
+    let row = ledger_row(&state, "gpt-5-mini", 1);
+    assert_eq!(
+        row["output_tokens"], 500,
+        "the estimate (the clamped ceiling): {row}"
+    );
+    assert!(row["input_tokens"].as_u64().unwrap() > 0, "{row}");
+    let log = wait_log(&proxy, "usage_anomaly", 1);
+    assert!(log.contains("estimated"), "{log}");
+}
+
+/// The real Codex CLI: `scripts/test` installs it with npm (`$SUITE_CODEX_CLI`); without it
+/// this test fails, it does not skip.
+fn codex_cli() -> PathBuf {
+    let path = std::env::var("SUITE_CODEX_CLI")
+        .ok()
+        .filter(|p| !p.is_empty())
+        .unwrap_or_else(|| {
+            "/tmp/node_modules/@openai/codex-linux-x64/vendor/x86_64-unknown-linux-musl/bin/codex"
+                .into()
+        });
+    let p = PathBuf::from(&path);
+    assert!(
+        p.is_file(),
+        "the real Codex CLI is missing at {path}: run the tests with scripts/test, which installs \
+         @openai/codex with npm (or set SUITE_CODEX_CLI)"
+    );
+    p
+}
+
+/// Runs `codex exec` against the proxy on `port` with a provider whose `supports_websockets` is
+/// `ws`; returns (success, stdout, stderr).
+fn codex_exec(codex: &Path, port: u16, ws: bool) -> (bool, String, String) {
+    let home = tempfile::tempdir().unwrap();
+    std::fs::write(
+        home.path().join("config.toml"),
+        format!(
+            r#"model = "gpt-5"
+model_provider = "viaproxy"
+
+[model_providers.viaproxy]
+name = "responses-api-proxy"
+base_url = "http://127.0.0.1:{port}/v1"
+wire_api = "responses"
+env_key = "VIAPROXY_DUMMY_KEY"
+supports_websockets = {ws}
+request_max_retries = 0
+stream_max_retries = 0
+"#
+        ),
+    )
+    .unwrap();
+    let work = tempfile::tempdir().unwrap();
+    let out = Command::new(codex)
+        .args(["exec", "--skip-git-repo-check", "-s", "read-only", "say hi"])
+        .current_dir(work.path())
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("HOME", home.path())
+        .env("CODEX_HOME", home.path())
+        .env("VIAPROXY_DUMMY_KEY", "client-dummy-key")
+        .output()
+        .unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn the_real_codex_cli_uses_the_websocket_mode_through_the_proxy() {
+    let codex = codex_cli();
+    let mock = WsMock::start().unwrap();
+    mock.set_script(WsScript {
+        text: "websocket says hi".into(),
+        ..WsScript::default()
+    });
+    let proxy = start(&mock, &[]);
+    let (ok, stdout, stderr) = codex_exec(&codex, proxy.port, true);
+    let state = mock.state();
+    eprintln!(
+        "codex stdout:\n{stdout}\ncodex stderr:\n{stderr}\nmock: {} sessions, messages {:?}, http {:?}",
+        state.sessions.len(),
+        state
+            .sessions
+            .iter()
+            .map(|s| s
+                .messages
+                .iter()
+                .filter_map(|m| serde_json::from_str::<serde_json::Value>(m).ok())
+                .map(|v| format!(
+                    "type={} model={} generate={} store={} previous_response_id={} tools={:?}",
+                    v["type"],
+                    v["model"],
+                    v["generate"],
+                    v["store"],
+                    v["previous_response_id"],
+                    v["tools"]
+                        .as_array()
+                        .into_iter()
+                        .flatten()
+                        .map(|t| match t["tools"].as_array() {
+                            Some(inner) => format!(
+                                "{}[{}]",
+                                t["type"],
+                                inner
+                                    .iter()
+                                    .map(|i| i["type"].to_string())
+                                    .collect::<Vec<_>>()
+                                    .join(",")
+                            ),
+                            None => t["type"].to_string(),
+                        })
+                        .collect::<Vec<_>>()
+                ))
+                .collect::<Vec<_>>())
+            .collect::<Vec<_>>(),
+        state
+            .http
+            .iter()
+            .map(|h| (&h.method, &h.path))
+            .collect::<Vec<_>>()
+    );
+    assert!(ok, "codex exec failed");
+    assert!(
+        stdout.contains("websocket says hi"),
+        "the answer did not come back"
+    );
+    assert!(
+        !state.sessions.is_empty(),
+        "the mock saw no WebSocket session"
+    );
+    let creates: Vec<&String> = state
+        .sessions
+        .iter()
+        .flat_map(|s| &s.messages)
+        .filter(|m| m.contains("\"response.create\""))
+        .collect();
+    assert!(!creates.is_empty(), "no response.create over the WebSocket");
+    assert!(
+        !state.http.iter().any(|h| h.method == "POST"),
+        "codex fell back to HTTP: {:?}",
+        state.http.iter().map(|h| &h.path).collect::<Vec<_>>()
+    );
+    for s in &state.sessions {
+        assert_eq!(s.header("authorization").unwrap(), format!("Bearer {KEY}"));
+    }
+    let log = proxy.stderr();
+    assert!(log.contains("status=101"), "{log}");
+    assert!(!log.contains(KEY));
+
+    // With a policy: codex's messages are checked and rewritten (the ceiling inserted), and its
+    // usage lands in the ledger for the peer's uid (root here): the warm-up
+    // (`"generate":false`) and the turn, 11 + 7 tokens each from the mock.
+    let d = dir();
+    let policy = write_policy(
+        d.path(),
+        // Codex 0.171 sends `web_search` (server-side) by default, and its own function tools
+        // grouped in a `namespace` tool (client-side).
+        "[default]\nmodels = [\"gpt-5*\"]\nmax_output_tokens = 400\nserver_tools = [\"web_search\"]\n",
+    );
+    let ledger = d.path().join("state");
+    let mock = WsMock::start().unwrap();
+    mock.set_script(WsScript {
+        text: "governed websocket says hi".into(),
+        ..WsScript::default()
+    });
+    let proxy = start(
+        &mock,
+        &[
+            "--policy",
+            policy.to_str().unwrap(),
+            "--state-dir",
+            ledger.to_str().unwrap(),
+        ],
+    );
+    let (ok, stdout, stderr) = codex_exec(&codex, proxy.port, true);
+    assert!(ok, "codex exec under a policy failed: {stderr}");
+    assert!(stdout.contains("governed websocket says hi"), "{stdout}");
+    let state = mock.state();
+    assert!(
+        state.http.is_empty(),
+        "{:?}",
+        state.http.iter().map(|h| &h.path).collect::<Vec<_>>()
+    );
+    let creates: Vec<serde_json::Value> = state
+        .sessions
+        .iter()
+        .flat_map(|s| &s.messages)
+        .filter_map(|m| serde_json::from_str(m).ok())
+        .collect();
+    assert!(!creates.is_empty());
+    assert!(
+        creates
+            .iter()
+            .all(|c| c["max_output_tokens"] == 400 && c["store"] == false),
+        "{creates:?}"
+    );
+    let row = ledger_row(&ledger, "gpt-5", creates.len() as u64);
+    assert_eq!(row["input_tokens"], 11 * creates.len() as u64, "{row}");
+    assert_eq!(row["output_tokens"], 7 * creates.len() as u64, "{row}");
+
+    // A refusal reaches the real client as an error it reports (the `error` event), and nothing
+    // reaches the upstream.
+    let d = dir();
+    let policy = write_policy(d.path(), "[default]\nmodels = [\"o3\"]\n");
+    let mock = WsMock::start().unwrap();
+    let proxy = start(&mock, &["--policy", policy.to_str().unwrap()]);
+    let (ok, _stdout, stderr) = codex_exec(&codex, proxy.port, true);
+    let state = mock.state();
+    eprintln!(
+        "codex under a refusing policy: success={ok}, {} sessions, {} messages upstream, http {:?}\n{}",
+        state.sessions.len(),
+        state
+            .sessions
+            .iter()
+            .map(|s| s.messages.len())
+            .sum::<usize>(),
+        state
+            .http
+            .iter()
+            .map(|h| (&h.method, &h.path))
+            .collect::<Vec<_>>(),
+        stderr
+            .lines()
+            .filter(|l| l.contains("ERROR"))
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
+    assert!(!ok, "codex succeeded although the policy refuses its model");
+    assert!(
+        stderr.contains("is not in the policy's allowed models"),
+        "{stderr}"
+    );
+    assert_eq!(
+        state
+            .sessions
+            .iter()
+            .map(|s| s.messages.len())
+            .sum::<usize>(),
+        0
+    );
+    assert!(!state.http.iter().any(|h| h.method == "POST"));
+
+    // Control: the same run without `supports_websockets` takes the HTTP path, which the
+    // record tells apart.
+    let mock = WsMock::start().unwrap();
+    mock.set_script(WsScript {
+        text: "http says hi".into(),
+        ..WsScript::default()
+    });
+    let proxy = start(&mock, &[]);
+    let (ok, stdout, stderr) = codex_exec(&codex, proxy.port, false);
+    let state = mock.state();
+    assert!(ok, "codex exec over HTTP failed: {stderr}");
+    assert!(stdout.contains("http says hi"), "{stdout}");
+    assert!(state.sessions.is_empty(), "{:?}", state.sessions);
+    assert!(
+        state
+            .http
+            .iter()
+            .any(|h| h.method == "POST" && h.path == "/v1/responses")
+    );
+}
+
+/// Relay cost (not a pass/fail check; run with `--ignored --nocapture`): 20 responses of 2000
+/// delta messages each, through the proxy (with and without a policy) and straight to the mock.
+#[test]
+#[ignore]
+fn ws_relay_throughput() {
+    let mock = WsMock::start().unwrap();
+    mock.set_script(WsScript {
+        text: "word ".repeat(2000),
+        ..WsScript::default()
+    });
+    let d = dir();
+    let policy = write_policy(
+        d.path(),
+        "[default]\nmodels = [\"gpt-5*\"]\nmax_output_tokens = 500\n",
+    );
+    let plain = start(&mock, &[]);
+    let governed = start(&mock, &["--policy", policy.to_str().unwrap()]);
+    let run = |port: u16| {
+        rt().block_on(async move {
+            let mut ws = connect(port, &[]).await.unwrap();
+            let t0 = Instant::now();
+            let mut msgs = 0;
+            for _ in 0..20 {
+                ws.send(Message::text(create("gpt-5"))).await.unwrap();
+                msgs += read_until(&mut ws, "response.completed").await.texts.len();
+            }
+            (msgs, t0.elapsed())
+        })
+    };
+    for (name, port) in [
+        ("direct to the mock", mock.addr().port()),
+        ("through the proxy", plain.port),
+        ("through the proxy with --policy", governed.port),
+    ] {
+        let _ = run(port); // warm-up
+        let (msgs, took) = run(port);
+        eprintln!(
+            "{name}: {msgs} messages in {:.1} ms = {:.0} messages/s",
+            took.as_secs_f64() * 1000.0,
+            msgs as f64 / took.as_secs_f64()
+        );
+    }
+}
