@@ -953,3 +953,55 @@ keep = [t('open.sock', 0), t(os.path.join(os.getcwd(), 'open2.sock'), 0), t('pri
 fn a_socket_file_others_may_write_cannot_listen() {
     python_inside_and_out(UMASK_LISTEN_PY, "errno 13\nerrno 13\nok\n", "ok\nok\nok\n");
 }
+
+/// Creates unix sockets of each type with `socket` and `socketpair`, then (as the reviewer did)
+/// sends its stdin descriptor with SCM_RIGHTS to a datagram socket bound outside: prints
+/// `errno N` or `ok` for each step.
+const DGRAM_PY: &str = r#"import socket, os, array
+def t(f):
+    try: f(); print('ok', flush=True)
+    except OSError as e: print('errno', e.errno, flush=True)
+t(lambda: socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC))
+t(lambda: socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM))
+t(lambda: socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET))
+t(lambda: socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM))
+def send():
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    fds = array.array('i', [0])
+    s.sendmsg([b'x'], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, fds)], 0, SINK)
+t(send)
+"#;
+
+/// Outside review r14 F4: an unconnected datagram `sendmsg` names its destination per message
+/// (never a `connect` the supervisor sees) and carries descriptors: the command handed another
+/// user's socket the user's terminal and a writable workspace file. Unix datagram sockets are
+/// refused (`socket` and `socketpair`); seqpacket and stream pairs keep working. Control:
+/// outside, every step works (the sink, bound by root in /tmp, receives the descriptor).
+#[test]
+fn a_unix_datagram_socket_cannot_be_made_to_pass_descriptors_outside() {
+    let dir = tempfile::Builder::new()
+        .prefix("dgram-sink-")
+        .tempdir_in("/tmp")
+        .unwrap();
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let path = dir.path().join("sink");
+    let sink = std::os::unix::net::UnixDatagram::bind(&path).unwrap();
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o777)).unwrap();
+    sink.set_nonblocking(true).unwrap();
+    let script = format!("SINK = {:?}\n{DGRAM_PY}", path.to_str().unwrap());
+    python_inside_and_out(
+        &script,
+        "errno 13\nerrno 13\nok\nok\nerrno 13\n",
+        "ok\nok\nok\nok\nok\n",
+    );
+    let mut buf = [0u8; 8];
+    assert_eq!(
+        sink.recv(&mut buf).unwrap(),
+        1,
+        "the control's datagram arrived"
+    );
+    assert!(
+        sink.recv(&mut buf).is_err(),
+        "only the control's datagram arrived"
+    );
+}

@@ -381,8 +381,8 @@ const NAME_CALLS: &[libc::c_long] = &[
 pub const MEDIATED_OPEN_FLAGS: u32 =
     (libc::O_WRONLY | libc::O_RDWR | libc::O_CREAT | libc::O_TRUNC) as u32;
 
-/// The notifying filter: creation modes with `S_ISUID`/`S_ISGID` refused (`EPERM`) and `openat2`
-/// answered `ENOSYS` always; `connect` notified always; with `guard_names`, the file calls above
+/// The notifying filter: creation modes with `S_ISUID`/`S_ISGID` refused (`EPERM`), `openat2`
+/// answered `ENOSYS` and unix datagram sockets refused (`EACCES`) always; `connect` notified always; with `guard_names`, the file calls above
 /// (opens only with a flag of [`MEDIATED_OPEN_FLAGS`]); with `proxy_only`
 /// (the network allow-list), inet sockets other than `SOCK_STREAM` (UDP, raw DNS) and TCP Fast
 /// Open sends (an implicit connect) answered `EACCES`.
@@ -440,6 +440,27 @@ pub fn notifier_program(guard_names: bool, proxy_only: bool) -> Vec<libc::sock_f
         s(RET_K, 0, 0, libc::SECCOMP_RET_ERRNO | libc::ENOSYS as u32),
         J::None,
     ));
+    // socket(AF_UNIX, SOCK_DGRAM) and socketpair(AF_UNIX, SOCK_DGRAM): EACCES, in every
+    // policy. A datagram `sendto`/`sendmsg` names its destination per message, in memory seccomp
+    // cannot read, so no `connect` is ever made: outside review r14 F4 sent the user's terminal
+    // and a writable workspace descriptor (SCM_RIGHTS) to another user's datagram socket, which
+    // typed into the terminal after the sandbox returned. A socketpair's datagram end may be
+    // re-addressed the same way. `SOCK_SEQPACKET` and `SOCK_STREAM` ignore (or refuse) a
+    // per-message address, so they stay.
+    {
+        const AND_K: u16 = (libc::BPF_ALU | libc::BPF_AND | libc::BPF_K) as u16;
+        let refuse = libc::SECCOMP_RET_ERRNO | libc::EACCES as u32;
+        for nr in [libc::SYS_socket, libc::SYS_socketpair] {
+            prog.push((s(JEQ_K, 0, 6, nr as u32), J::None));
+            prog.push((s(LD_ABS_W, 0, 0, ARGS), J::None)); // domain
+            prog.push((s(JEQ_K, 0, 4, libc::AF_UNIX as u32), J::None));
+            prog.push((s(LD_ABS_W, 0, 0, ARGS + 8), J::None)); // type
+            prog.push((s(AND_K, 0, 0, 0xf), J::None));
+            prog.push((s(JEQ_K, 0, 1, libc::SOCK_DGRAM as u32), J::None));
+            prog.push((s(RET_K, 0, 0, refuse), J::None));
+            prog.push((s(LD_ABS_W, 0, 0, 0), J::None));
+        }
+    }
     prog.push((s(JEQ_K, 0, 0, libc::SYS_connect as u32), J::TrueToNotify));
     // listen(), always: a unix socket bound to an abstract name (or autobound to one, which an
     // unbound socket's listen does) takes connections from every process of the machine: a
