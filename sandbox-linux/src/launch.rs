@@ -441,6 +441,9 @@ impl Sandbox<Planned> {
         };
         // --- end unix_connect hook ---
         let confined = this.policy.kind != PolicyKind::DangerFullAccess;
+        // The settings of the user's terminal, put back when the command is done (outside
+        // review r14 F5: `stty -echo -isig intr undef` outlived the sandbox).
+        let tty = (0..=2).find_map(|fd| sys::tty_settings(fd).map(|t| (fd, t)));
         let forked = if confined {
             match namespaces::clone_isolated() {
                 Ok((fork, entered)) => {
@@ -522,6 +525,14 @@ impl Sandbox<Planned> {
                 if confined && this.state.entered.is_none() {
                     // Without a pid namespace: whatever the init left (if the command killed it).
                     pidns::kill_descendants(sys::getpid());
+                }
+                if let (true, Some((fd, saved))) = (confined, tty.as_ref()) {
+                    if let Err(e) = sys::restore_tty_settings(*fd, saved) {
+                        eprintln!(
+                            "{}: warning: could not restore the terminal's settings: {e}",
+                            this.opts.program
+                        );
+                    }
                 }
                 if let Err(source) = forwarding {
                     eprintln!(

@@ -511,3 +511,34 @@ pub fn job_signal_pipe() -> io::Result<OwnedFd> {
     }
     Ok(r)
 }
+
+/// `tcgetattr(fd)`: the terminal settings of `fd`, or `None` when it is not a terminal.
+pub fn tty_settings(fd: libc::c_int) -> Option<libc::termios> {
+    // SAFETY: termios is plain data the kernel fills for a valid terminal descriptor.
+    let mut t: libc::termios = unsafe { std::mem::zeroed() };
+    // SAFETY: `t` is a valid, writable termios; an invalid or non-terminal fd only fails.
+    (unsafe { libc::tcgetattr(fd, &mut t) } == 0).then_some(t)
+}
+
+/// `tcsetattr(fd, TCSANOW, t)` with `SIGTTOU` blocked on this thread for the call (a launcher
+/// in a background job would otherwise be stopped by it; POSIX performs the change when the
+/// signal is blocked), then the thread's mask restored.
+pub fn restore_tty_settings(fd: libc::c_int, t: &libc::termios) -> io::Result<()> {
+    // SAFETY: sigset_t is plain data; sigemptyset/sigaddset initialise it.
+    let mut block: libc::sigset_t = unsafe { std::mem::zeroed() };
+    // SAFETY: as above.
+    let mut old: libc::sigset_t = unsafe { std::mem::zeroed() };
+    // SAFETY: `block` is a valid sigset_t.
+    unsafe {
+        libc::sigemptyset(&mut block);
+        libc::sigaddset(&mut block, libc::SIGTTOU);
+    }
+    // SAFETY: both sets are valid; only this thread's mask changes.
+    unsafe { libc::pthread_sigmask(libc::SIG_BLOCK, &block, &mut old) };
+    // SAFETY: `t` is a valid termios read by the kernel; an invalid fd only fails.
+    let r = unsafe { libc::tcsetattr(fd, libc::TCSANOW, t) };
+    let err = io::Error::last_os_error();
+    // SAFETY: `old` is the mask saved above.
+    unsafe { libc::pthread_sigmask(libc::SIG_SETMASK, &old, std::ptr::null_mut()) };
+    if r == 0 { Ok(()) } else { Err(err) }
+}

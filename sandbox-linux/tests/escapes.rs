@@ -1005,3 +1005,52 @@ fn a_unix_datagram_socket_cannot_be_made_to_pass_descriptors_outside() {
         "only the control's datagram arrived"
     );
 }
+
+/// `inner` under `script` (a terminal), then `stty -a` on the same terminal: what it prints.
+fn tty_settings_after(e: &Env, inner: &str) -> String {
+    let shell = format!("{inner}; stty -a");
+    let out = Command::new("script")
+        .args(["-qfec", &shell, "/dev/null"])
+        .current_dir(&e.ws)
+        .env("HOME", &e.home)
+        .uid(NOBODY)
+        .gid(NOBODY)
+        .stdin(Stdio::null())
+        .output()
+        .expect("script(1) (Debian bsdutils) is needed");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Outside review r14 F5: terminal settings the command changed outlived the sandbox
+/// (`stty -echo -isig intr undef` left the user's terminal hiding what was typed and deaf to
+/// Ctrl-C). The launcher puts the terminal's settings back when the command is done. Control:
+/// the same `stty` outside leaves them changed.
+#[test]
+fn terminal_settings_the_command_changed_are_put_back() {
+    let changed = "stty -echo -isig intr undef 2>/dev/null";
+    let flags = |out: &str| {
+        let words: Vec<&str> = out
+            .split_whitespace()
+            .map(|w| w.trim_end_matches(';'))
+            .collect();
+        (words.contains(&"-echo"), words.contains(&"-isig"))
+    };
+    for ns in [Ns::With, Ns::Without { dangerous: true }] {
+        let e = Env::new();
+        let mut cmd = format!("{} --sandbox-policy-cwd {} ", helper(), e.ws.display());
+        cmd.push_str(&format!("--sandbox-policy '{WS_WRITE}' "));
+        if ns != Ns::With {
+            cmd = format!("{PROBE} outer-deny userns -- {cmd} --dangerously-allow-weaker-sandbox ");
+        }
+        cmd.push_str(&format!("-- sh -c '{changed}; echo > ran'"));
+        let out = tty_settings_after(&e, &cmd);
+        assert!(
+            e.ws.join("ran").exists(),
+            "{ns:?}: the command never ran: {out}"
+        );
+        assert_eq!(flags(&out), (false, false), "{ns:?}: {out}");
+    }
+    let e = Env::new();
+    let out = tty_settings_after(&e, changed);
+    assert_eq!(flags(&out), (true, true), "control: {out}");
+}
