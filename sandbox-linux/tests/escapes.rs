@@ -1054,3 +1054,67 @@ fn terminal_settings_the_command_changed_are_put_back() {
     let out = tty_settings_after(&e, changed);
     assert_eq!(flags(&out), (true, true), "control: {out}");
 }
+
+/// Binds and listens in `acl/` (a default ACL gives another user rwx), in `shared/` (a setgid
+/// directory of the group `users`) with umask 002, and in the workspace with umask 002 (the
+/// user's own private group): prints `errno N` or `ok` for each.
+const ACL_LISTEN_PY: &str = r#"import socket, os
+def t(path, mask):
+    os.umask(mask)
+    s = socket.socket(socket.AF_UNIX)
+    try:
+        s.bind(path); s.listen(4); print('ok', flush=True)
+    except OSError as e: print('errno', e.errno, flush=True)
+    return s
+keep = [t('acl/srv.sock', 0o22), t('shared/srv.sock', 0o02), t('own.sock', 0o02)]
+"#;
+
+/// Outside review r14 F3: the listen check looked only at `S_IWOTH`; a directory with a default
+/// ACL granting another user rwx (`setfacl -d -m u:r14a:rwx`) gave the socket file that user's
+/// access without the bit, and they read the user's files through it. A socket file with an ACL,
+/// or group-writable for a group other than the user's private one, cannot listen; the user's
+/// own group (umask 002 on a user-private-group system) still can. Control: outside, all three
+/// listen.
+#[test]
+fn a_socket_file_an_acl_or_a_shared_group_opens_cannot_listen() {
+    let prepare = |e: &Env| {
+        let acl = e.ws.join("acl");
+        let shared = e.ws.join("shared");
+        std::fs::create_dir(&acl).unwrap();
+        std::fs::create_dir(&shared).unwrap();
+        chown(&acl, Some(NOBODY), Some(NOBODY)).unwrap();
+        chown(&shared, Some(NOBODY), Some(100)).unwrap();
+        std::fs::set_permissions(&shared, std::fs::Permissions::from_mode(0o2775)).unwrap();
+        let ok = Command::new("setfacl")
+            .args(["-d", "-m", "u:4242:rwx"])
+            .arg(&acl)
+            .status()
+            .expect("setfacl (Debian acl) is needed")
+            .success();
+        assert!(ok, "setfacl failed");
+    };
+    for ns in [Ns::With, Ns::Without { dangerous: true }] {
+        let e = Env::new();
+        prepare(&e);
+        let out = output(sandbox(&e, WS_WRITE, ns, &["python3", "-c", ACL_LISTEN_PY]));
+        assert_eq!(
+            String::from_utf8_lossy(&out.stdout),
+            "errno 13\nerrno 13\nok\n",
+            "{ns:?}: {out:?}"
+        );
+    }
+    let e = Env::new();
+    prepare(&e);
+    let out = Command::new("python3")
+        .args(["-c", ACL_LISTEN_PY])
+        .current_dir(&e.ws)
+        .uid(NOBODY)
+        .gid(NOBODY)
+        .output()
+        .unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "ok\nok\nok\n",
+        "control outside: {out:?}"
+    );
+}

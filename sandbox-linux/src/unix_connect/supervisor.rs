@@ -169,7 +169,46 @@ fn socket_file_private(tid: libc::pid_t, sock: &OwnedFd, path: &[u8]) -> Result<
     if m.mode() & libc::S_IWOTH != 0 {
         return Err(DENIED_ERRNO);
     }
+    // An ACL grants named users and groups access without S_IWOTH: a default ACL on the
+    // directory (`setfacl -d -m u:other:rwx`) is inherited by the socket file (outside review
+    // r14 F3: another user connected and read the user's files). Any ACL refuses.
+    if sys::has_access_acl(&seen).unwrap_or(true) {
+        return Err(DENIED_ERRNO);
+    }
+    // Group-writable: only the user's own private group (their primary group, listed with no
+    // other member), as `umask 002` on a user-private-group system gives; a shared group (a
+    // setgid directory's) lets its members connect.
+    if m.mode() & libc::S_IWGRP != 0 && !private_group(m.gid()) {
+        return Err(DENIED_ERRNO);
+    }
     Ok(())
+}
+
+/// Whether `gid` is the launcher's primary group and `/etc/group` lists it with no member but
+/// the launcher's user (a user private group). Unknown (not in `/etc/group`): not private.
+fn private_group(gid: u32) -> bool {
+    let (my_gid, my_uid) = (crate::sys::getgid(), crate::sys::getuid());
+    if gid != my_gid {
+        return false;
+    }
+    let me = std::fs::read_to_string("/etc/passwd").ok().and_then(|t| {
+        t.lines().find_map(|l| {
+            let f: Vec<&str> = l.split(':').collect();
+            (f.len() > 3 && f[2].parse() == Ok(my_uid)).then(|| f[0].to_string())
+        })
+    });
+    let Ok(groups) = std::fs::read_to_string("/etc/group") else {
+        return false;
+    };
+    groups.lines().any(|l| {
+        let f: Vec<&str> = l.split(':').collect();
+        f.len() == 4
+            && f[2].parse() == Ok(gid)
+            && f[3]
+                .split(',')
+                .filter(|m| !m.is_empty())
+                .all(|m| Some(m) == me.as_deref())
+    })
 }
 
 /// `listen`, performed on the child's socket: a unix socket unless it is bound to an abstract

@@ -675,3 +675,27 @@ pub fn unix_name(sock: &OwnedFd) -> io::Result<UnixName> {
             .collect(),
     ))
 }
+
+/// Whether `path` (not followed if a symlink) carries an access ACL
+/// (`system.posix_acl_access`): `lgetxattr` with a zero-size buffer answers its size.
+pub fn has_access_acl(path: &std::ffi::OsStr) -> io::Result<bool> {
+    use std::os::unix::ffi::OsStrExt;
+    let c = std::ffi::CString::new(path.as_bytes())
+        .map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))?;
+    // SAFETY: `c` is a valid C string; a null buffer of size 0 asks only for the size.
+    let r = unsafe {
+        libc::lgetxattr(
+            c.as_ptr(),
+            c"system.posix_acl_access".as_ptr(),
+            std::ptr::null_mut(),
+            0,
+        )
+    };
+    if r >= 0 {
+        return Ok(true);
+    }
+    match io::Error::last_os_error().raw_os_error() {
+        Some(libc::ENODATA) | Some(libc::EOPNOTSUPP) => Ok(false),
+        _ => Err(io::Error::last_os_error()),
+    }
+}
