@@ -312,6 +312,13 @@ fn parse_answer(
                     return Err(PeerError::Malformed("short inet_diag_msg"));
                 }
                 let state = payload[1];
+                // Not accepted yet: the server side is still a request mini-socket, and the
+                // exact lookup answers with the listener (remote port 0). Like any socket not yet
+                // identifiable: the caller may wait and ask again (outside review r13 F2: under
+                // a burst of new upstream connections a third of them were refused).
+                if state == TCP_LISTEN || state == TCP_NEW_SYN_RECV {
+                    return Err(PeerError::NotOwned { peer, state });
+                }
                 // Check the kernel answered for the tuple we asked about.
                 let sport = u16::from_be_bytes([payload[4], payload[5]]);
                 let dport = u16::from_be_bytes([payload[6], payload[7]]);
@@ -396,6 +403,48 @@ mod tests {
             parse_answer(&m[..20], 9, local, peer),
             Err(PeerError::Malformed("bad nlmsg_len"))
         ));
+    }
+
+    /// Outside review r13 F2: while the server side of a new connection is still a request
+    /// mini-socket, the exact lookup answers with the listener (state LISTEN, remote port 0):
+    /// "not identifiable yet" (the owner check waits and asks again), not a malformed answer
+    /// (which refused a third of a burst of new upstream connections). Never a uid.
+    #[test]
+    fn the_listener_answered_for_a_connection_not_accepted_yet_is_not_owned() {
+        let local: SocketAddr = "127.0.0.1:40000".parse().unwrap();
+        let peer: SocketAddr = "127.0.0.1:8080".parse().unwrap();
+        let answer = |state: u8, dport: u16| {
+            let mut m = Vec::new();
+            let len = (NLMSG_HDRLEN + DIAG_MSG_LEN) as u32;
+            m.extend_from_slice(&len.to_ne_bytes());
+            m.extend_from_slice(&SOCK_DIAG_BY_FAMILY.to_ne_bytes());
+            m.extend_from_slice(&0u16.to_ne_bytes());
+            m.extend_from_slice(&5u32.to_ne_bytes());
+            m.extend_from_slice(&0u32.to_ne_bytes());
+            let mut p = vec![0u8; DIAG_MSG_LEN];
+            p[0] = libc::AF_INET as u8;
+            p[1] = state;
+            p[4..6].copy_from_slice(&8080u16.to_be_bytes());
+            p[6..8].copy_from_slice(&dport.to_be_bytes());
+            p[64..68].copy_from_slice(&1000u32.to_ne_bytes());
+            p[68..72].copy_from_slice(&77u32.to_ne_bytes());
+            m.extend_from_slice(&p);
+            m
+        };
+        assert!(matches!(
+            parse_answer(&answer(TCP_LISTEN, 0), 5, local, peer),
+            Err(PeerError::NotOwned { .. })
+        ));
+        // An established socket with other ports is still refused as malformed.
+        assert!(matches!(
+            parse_answer(&answer(1, 41000), 5, local, peer),
+            Err(PeerError::Malformed("answer is for another socket"))
+        ));
+        // Control: the right socket, established, gives its uid.
+        let cred = parse_answer(&answer(1, 40000), 5, local, peer)
+            .unwrap()
+            .unwrap();
+        assert_eq!(cred.uid, 1000);
     }
 
     #[test]
