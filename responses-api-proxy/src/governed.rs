@@ -402,9 +402,9 @@ impl BodyTap for ResponseTap {
     }
 
     /// The body ended: the ledger record, and the tokens in the audit line. A successful
-    /// response that did not reach its end (`complete` false: cut by the upstream, or abandoned
-    /// by the client and its rest unreadable) without reporting usage is charged
-    /// [`Admitted::estimate`] (r12 F1: such responses were free).
+    /// response that reported no usage (cut by the upstream, abandoned by the client and its
+    /// rest unreadable, or ended without a usage object) is charged [`Admitted::estimate`]
+    /// (r12 F1, r13 F3: such responses were free).
     fn finish(self: Box<Self>, audit: Option<&mut AuditRecord>, complete: bool) {
         self.governed.open_responses().remove(&self.id);
         if !self.open.claim() {
@@ -412,9 +412,16 @@ impl BodyTap for ResponseTap {
         }
         let (admitted, status) = (&self.open.admitted, self.open.status);
         let mut result = self.tap.finish();
-        if !complete && result.usage.is_none() && (200..300).contains(&status) {
+        // A successful response without usage is charged its estimate whether it was cut or
+        // ended normally (outside review r13 F3: a stream without a terminal event, one ending
+        // in an `error` event, a close-delimited body, a JSON answer without `usage` were free).
+        if result.usage.is_none() && (200..300).contains(&status) {
             result.usage = Some(admitted.estimate(self.open.seen.load(Ordering::Relaxed)));
-            result.anomaly = Some("no usage reported before the response ended: estimated");
+            result.anomaly = Some(if complete {
+                "the response reported no usage: estimated"
+            } else {
+                "no usage reported before the response ended: estimated"
+            });
         }
         if let Some(why) = result.anomaly {
             tracing::warn!(uid = admitted.uid, model = %admitted.model, anomaly = why, "upstream usage not trusted in full");

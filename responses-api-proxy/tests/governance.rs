@@ -1029,15 +1029,28 @@ fn a_client_that_leaves_before_the_usage_event_is_charged_all_the_same() {
     let log = wait_log(&proxy, "tokens_out=500", 1);
     assert!(log.contains("estimated"), "{log}");
 
+    // Outside review r13 F3: a successful answer that ends normally without `usage` is charged
+    // the estimate too (it was free).
+    mock.push_response(MockResponse::json(
+        serde_json::json!({"id": "r9", "object": "response", "output": []}),
+    ));
+    let plain = post_and_leave(proxy.port, r#"{"model":"gpt-5","input":"hi"}"#, None);
+    assert!(plain.starts_with("HTTP/1.1 200"), "{plain}");
+    let log = wait_log(&proxy, "tokens_out=500", 2);
+    assert!(
+        log.contains("the response reported no usage: estimated"),
+        "{log}"
+    );
+
     let rep = usage_json(&state, &[]);
     let root = row(&rep, 0, "gpt-5");
-    assert_eq!(root["requests"].as_u64(), Some(3), "{rep}");
+    assert_eq!(root["requests"].as_u64(), Some(4), "{rep}");
     assert_eq!(
         root["output_tokens"].as_u64(),
-        Some(300 + 300 + 500),
+        Some(300 + 300 + 500 + 500),
         "{rep}"
     );
-    // 40 + 40 + the forwarded body's bytes / 4.
+    // 40 + 40 + the forwarded bodies' bytes / 4.
     assert!(root["input_tokens"].as_u64().unwrap() > 80, "{rep}");
 }
 
