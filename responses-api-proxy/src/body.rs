@@ -245,6 +245,10 @@ pub trait BodyTap: Send {
     /// `complete`: the upstream body reached its end (false: cut, failed, or abandoned and not
     /// drained to its end).
     fn finish(self: Box<Self>, audit: Option<&mut AuditRecord>, complete: bool);
+    /// The local user the response is for (the per-user cap on reads after the client left).
+    fn uid(&self) -> Option<u32> {
+        None
+    }
 }
 
 impl ResponseBody {
@@ -328,9 +332,11 @@ impl Drop for ResponseBody {
         // ...unless a usage tap needs the rest: then the rest is read (not sent anywhere) until
         // the response reports its usage, within limits (see `drain`).
         if let (Some(_), Inner::Upstream(_), false) = (&self.tap, &self.inner, self.upstream_over) {
-            if let (Ok(rt), Some(permit)) =
-                (tokio::runtime::Handle::try_current(), DrainPermit::take())
-            {
+            let uid = self.tap.as_ref().and_then(|t| t.uid());
+            if let (Ok(rt), Some(permit)) = (
+                tokio::runtime::Handle::try_current(),
+                DrainPermit::take(uid),
+            ) {
                 let Inner::Upstream(body) = std::mem::replace(&mut self.inner, Inner::Full(None))
                 else {
                     unreachable!("matched above")
@@ -356,12 +362,24 @@ impl Drop for ResponseBody {
 
 /// Most upstream bodies read on after their client left (each holds an upstream connection;
 /// past this, an abandoned response is charged its estimate at once).
-const DRAIN_MAX: usize = 256;
+const DRAIN_MAX: usize = 1024;
+/// Most of them for one local user; a user at this count gets 429 for new governed requests
+/// until one ends (`governed.rs`), so one user cannot push their own abandoned responses past
+/// the global cap onto the estimate (outside review r13 F4: the estimate under-charges a
+/// request whose input the upstream expands, e.g. a file referenced by id).
+pub const DRAIN_MAX_PER_USER: usize = 32;
 /// How long and how much of an abandoned response is read at most.
 const DRAIN_MAX_TIME: Duration = Duration::from_secs(600);
 const DRAIN_MAX_BYTES: u64 = 64 << 20;
 
 static DRAINING: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+static DRAINING_BY_UID: Mutex<Option<std::collections::HashMap<u32, usize>>> = Mutex::new(None);
+
+/// Reads of abandoned responses in progress for `uid`.
+pub fn abandoned_reads_of(uid: u32) -> usize {
+    let g = DRAINING_BY_UID.lock().unwrap_or_else(|e| e.into_inner());
+    g.as_ref().and_then(|m| m.get(&uid)).copied().unwrap_or(0)
+}
 
 /// At shutdown: waits (at most `limit`) for the reads of abandoned responses to end, so that
 /// they are booked with their real usage; what is left is booked with its estimate by
@@ -373,23 +391,44 @@ pub async fn wait_for_abandoned_reads(limit: Duration) {
     }
 }
 
-/// One of the [`DRAIN_MAX`] drain slots.
-struct DrainPermit;
+/// One of the [`DRAIN_MAX`] drain slots (and of its user's [`DRAIN_MAX_PER_USER`]).
+struct DrainPermit(Option<u32>);
 
 impl DrainPermit {
-    fn take() -> Option<Self> {
+    fn take(uid: Option<u32>) -> Option<Self> {
+        let mut g = DRAINING_BY_UID.lock().unwrap_or_else(|e| e.into_inner());
+        let per_user = g.get_or_insert_with(Default::default);
+        if let Some(u) = uid {
+            if per_user.get(&u).copied().unwrap_or(0) >= DRAIN_MAX_PER_USER {
+                return None;
+            }
+        }
         DRAINING
             .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
                 (n < DRAIN_MAX).then_some(n + 1)
             })
-            .ok()
-            .map(|_| DrainPermit)
+            .ok()?;
+        if let Some(u) = uid {
+            *per_user.entry(u).or_insert(0) += 1;
+        }
+        Some(DrainPermit(uid))
     }
 }
 
 impl Drop for DrainPermit {
     fn drop(&mut self) {
         DRAINING.fetch_sub(1, Ordering::AcqRel);
+        if let Some(u) = self.0 {
+            let mut g = DRAINING_BY_UID.lock().unwrap_or_else(|e| e.into_inner());
+            if let Some(m) = g.as_mut() {
+                if let Some(n) = m.get_mut(&u) {
+                    *n = n.saturating_sub(1);
+                    if *n == 0 {
+                        m.remove(&u);
+                    }
+                }
+            }
+        }
     }
 }
 

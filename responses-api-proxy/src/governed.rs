@@ -314,7 +314,25 @@ pub async fn admit(
             Bytes::from(all)
         }
     };
-    match governed.governor.admit(audit.uid, &bytes, clock::now_ms()) {
+    let busy = audit
+        .uid
+        .filter(|&u| crate::body::abandoned_reads_of(u) >= crate::body::DRAIN_MAX_PER_USER);
+    let decided = match busy {
+        Some(_) => Err(codex_proxy_governance::Refusal {
+            status: 429,
+            code: "abandoned_reads",
+            rule: "proxy.abandoned_reads".into(),
+            message: format!(
+                "{} responses you left are still being read for their usage; retry when they end",
+                crate::body::DRAIN_MAX_PER_USER
+            ),
+            limit: Some(crate::body::DRAIN_MAX_PER_USER.into()),
+            resets_at_ms: None,
+            retry_after_s: Some(5),
+        }),
+        None => governed.governor.admit(audit.uid, &bytes, clock::now_ms()),
+    };
+    match decided {
         Ok(mut admitted) => {
             let send = match admitted.body.take() {
                 Some(rewritten) => {
@@ -393,6 +411,10 @@ impl ResponseTap {
 }
 
 impl BodyTap for ResponseTap {
+    fn uid(&self) -> Option<u32> {
+        Some(self.open.admitted.uid)
+    }
+
     /// Bytes on their way to the client.
     fn observe(&mut self, data: &[u8]) {
         self.open

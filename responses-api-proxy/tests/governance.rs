@@ -1104,3 +1104,51 @@ fn responses_abandoned_when_the_proxy_stops_are_booked() {
     // 300 (the short one, read to its end) + 500 (the long one's estimate: the ceiling).
     assert_eq!(root["output_tokens"].as_u64(), Some(800), "{rep}");
 }
+
+/// Outside review r13 F4: past the global cap on reads of abandoned responses, an abandoned
+/// response is charged the estimate, which under-charges a request whose input the upstream
+/// expands (a file referenced by id); one user could fill the cap alone. A user with 32 such
+/// reads in progress gets 429 `abandoned_reads` for new requests; another user is served.
+#[test]
+fn one_user_cannot_abandon_more_than_32_responses_at_once() {
+    let d = dir();
+    let policy = write_policy(d.path(), "[default]\nday = { output_tokens = 1000000 }\n");
+    let state = d.path().join("state");
+    let mock = MockUpstream::start().unwrap();
+    let mut long = match stream_with_usage(40, 0, 300) {
+        MockResponse::SseChunked { frames } => frames,
+        _ => unreachable!(),
+    };
+    let delta = long[1].clone();
+    for _ in 0..200 {
+        long.insert(1, delta.clone());
+    }
+    for _ in 0..32 {
+        mock.push_response(MockResponse::SsePaced {
+            frames: long.clone(),
+            delay: Duration::from_millis(100),
+        });
+    }
+    mock.set_default(stream_with_usage(1, 0, 1));
+    let proxy = Spawn::new(&mock.responses_url())
+        .governed(&policy, &state)
+        .start();
+    let body = r#"{"model":"gpt-5","input":"hi","stream":true}"#;
+    for _ in 0..32 {
+        post_and_leave(proxy.port, body, Some("output_text.delta"));
+    }
+    // The 33rd from the same user (root): refused while the 32 are read on.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let refused = loop {
+        let r = post_and_leave(proxy.port, body, None);
+        if r.starts_with("HTTP/1.1 429") || Instant::now() > deadline {
+            break r;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(refused.starts_with("HTTP/1.1 429"), "{refused}");
+    assert!(refused.contains("abandoned_reads"), "{refused}");
+    // Control: another local user is served meanwhile.
+    let other = post_as(Some(A), proxy.port, "/v1/responses", body);
+    assert_eq!(other.status, 200, "{}", other.body);
+}
