@@ -183,6 +183,7 @@ impl SandboxPolicy {
                     } else {
                         cwd.join(r)
                     };
+                    no_foreign_symlink(&abs, "writable_roots")?;
                     dirs.push(canonical_dir(&abs, "writable_roots")?);
                 }
                 if !exclude_slash_tmp {
@@ -192,6 +193,7 @@ impl SandboxPolicy {
                 }
                 if !exclude_tmpdir_env_var {
                     if let Some(t) = env.tmpdir.as_ref() {
+                        no_foreign_symlink(t, "TMPDIR")?;
                         if let Ok(t) = canonical_dir(t, "TMPDIR") {
                             dirs.push(t);
                         }
@@ -801,6 +803,49 @@ pub enum PolicyError {
     },
     #[error("{field}: {path}: not a directory")]
     NotADirectory { field: &'static str, path: PathBuf },
+    #[error(
+        "{field}: {path} goes through the symbolic link {link}, owned by uid {owner}: a command in \
+         an earlier sandbox could have made it to point a writable root at another directory; \
+         name the real directory instead"
+    )]
+    ForeignSymlink {
+        field: &'static str,
+        path: PathBuf,
+        link: PathBuf,
+        owner: u32,
+    },
+}
+
+/// A writable root must not be reached through a symbolic link that anyone but root owns
+/// (outside review r14 F6: a sandboxed command replaced a directory under `/tmp` with a link to
+/// `$HOME`; the next run with that path as `TMPDIR` or `--writable-root` made the home
+/// writable). System links (`/var/run`, `/lib`) are root's and pass.
+fn no_foreign_symlink(p: &Path, field: &'static str) -> Result<(), PolicyError> {
+    use std::os::unix::fs::MetadataExt;
+    let abs = normalize_lexically(p);
+    let mut cur = PathBuf::new();
+    for c in abs.components() {
+        cur.push(c);
+        let Ok(m) = std::fs::symlink_metadata(&cur) else {
+            return Ok(()); // canonicalisation reports what is missing
+        };
+        if m.file_type().is_symlink() && m.uid() != 0 {
+            return Err(PolicyError::ForeignSymlink {
+                field,
+                path: p.to_path_buf(),
+                link: cur,
+                owner: m.uid(),
+            });
+        }
+        if m.file_type().is_symlink() {
+            // A root-owned link: follow it for the rest of the walk.
+            match std::fs::canonicalize(&cur) {
+                Ok(c) => cur = c,
+                Err(_) => return Ok(()),
+            }
+        }
+    }
+    Ok(())
 }
 
 fn canonical_dir(p: &Path, field: &'static str) -> Result<PathBuf, PolicyError> {
@@ -1125,6 +1170,48 @@ mod tests {
         // control: the bare repository when `other` is not writable
         std::fs::write(ws.join(".git"), "gitdir: ../other/repo.git/worktrees/wt\n").unwrap();
         assert_eq!(gitdir_entry(&ws, &[]).replaceable_via, None);
+    }
+
+    /// Outside review r14 F6: a command of an earlier sandbox replaced a directory under `/tmp`
+    /// with a link to `$HOME`; the next run with that path as `--writable-root` or `TMPDIR`
+    /// made the home writable. A link owned by anyone but root on the way is refused, naming
+    /// it. Control: the same link owned by root (as system links are) passes.
+    #[test]
+    fn a_writable_root_through_a_link_a_user_owns_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let base = std::fs::canonicalize(dir.path()).unwrap();
+        let home = base.join("home");
+        std::fs::create_dir(&home).unwrap();
+        let link = base.join("build");
+        std::os::unix::fs::symlink(&home, &link).unwrap();
+        let as_root = only_roots(vec![link.join(".")])
+            .resolve(Path::new("/"), &SandboxEnv::default(), &[])
+            .unwrap();
+        assert!(as_root.writable_roots.iter().any(|r| r.root == home));
+        std::os::unix::fs::lchown(&link, Some(65534), Some(65534)).unwrap();
+        let err = only_roots(vec![link.clone()])
+            .resolve(Path::new("/"), &SandboxEnv::default(), &[])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("goes through the symbolic link") && err.contains("uid 65534"),
+            "{err}"
+        );
+        let env = SandboxEnv {
+            tmpdir: Some(link.join("sub")),
+            ..Default::default()
+        };
+        let with_tmpdir = SandboxPolicy::WorkspaceWrite {
+            writable_roots: vec![],
+            network_access: false,
+            exclude_tmpdir_env_var: false,
+            exclude_slash_tmp: true,
+        };
+        let err = with_tmpdir
+            .resolve(Path::new("/"), &env, &[])
+            .unwrap_err()
+            .to_string();
+        assert!(err.starts_with("TMPDIR: "), "{err}");
     }
 
     #[test]
