@@ -6,9 +6,11 @@
 //! 1. start from `inherit`: `all` (default), `core` (HOME, LOGNAME, PATH, SHELL, USER, USERNAME,
 //!    TMPDIR, TEMP, TMP, LANG, LC_*, TERM) or `none`;
 //! 2. unless `ignore_default_excludes = true`, remove [`DEFAULT_EXCLUDES`]: names containing
-//!    KEY, SECRET, TOKEN, PASSWORD, PASSWD or CREDENTIAL or ending in `_PWD` or `_PAT`,
+//!    KEY, SECRET, TOKEN, PASSWORD, PASSWD, CREDENTIAL or JWT, ending in `_PWD`, `_PAT` or
+//!    `_AUTH`, or containing `_AUTH_`,
 //!    `SSH_AUTH_SOCK`, `GPG_AGENT_INFO` (agent sockets: a way to use keys without reading them),
-//!    and any variable whose value is a URL with a password (`postgres://u:pw@db`). Codex documents this step but defaults
+//!    and any variable whose value is a URL with a password (`postgres://u:pw@db`) or a long
+//!    user name (a token: `https://ghp_…@github.com`), or holds `password=`. Codex documents this step but defaults
 //!    `ignore_default_excludes` to true; here it defaults to **false**;
 //! 3. remove what `exclude` matches;
 //! 4. add `set` (a set variable is never removed by the other steps);
@@ -37,6 +39,10 @@ pub const DEFAULT_EXCLUDES: &[&str] = &[
     "*PASSWD*",
     "*_PWD",
     "*_PAT",
+    // outside review r14 (informational): `npm_config__auth`, `DOCKER_AUTH_CONFIG`, `CI_JOB_JWT`
+    "*_AUTH",
+    "*_AUTH_*",
+    "*JWT*",
 ];
 
 /// Whether `value` carries a password in a URL's user information (`scheme://user:pw@host`):
@@ -44,13 +50,17 @@ pub const DEFAULT_EXCLUDES: &[&str] = &[
 /// F-S2). Such a variable is removed with the default excludes whatever its name.
 pub fn value_has_url_password(value: &OsStr) -> bool {
     let v = value.to_string_lossy();
-    v.match_indices("://").any(|(i, _)| {
+    let in_url = v.match_indices("://").any(|(i, _)| {
         let rest = &v[i + 3..];
         let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
+        // `user:pw@`, or a token as the user name (`https://ghp_…@github.com`: outside review
+        // r14), told from a login name (`git@`) by its length.
         authority
             .rsplit_once('@')
-            .is_some_and(|(userinfo, _)| userinfo.contains(':'))
-    })
+            .is_some_and(|(userinfo, _)| userinfo.contains(':') || userinfo.len() >= 20)
+    });
+    // A password as a parameter (`jdbc:…;password=pw`, `…?password=pw`: outside review r14).
+    in_url || v.to_ascii_lowercase().contains("password=")
 }
 
 /// What `inherit = "core"` keeps (codex's list plus locale and terminal).
@@ -171,6 +181,8 @@ mod tests {
             "postgres://u:pw@db:5432/x",
             "redis://:pw@cache",
             "see http://a:b@h/x?y",
+            "https://ghp_0123456789abcdefghijKLMN@github.com/o/r.git",
+            "jdbc:sqlserver://db:1433;user=u;password=pw",
         ] {
             assert!(value_has_url_password(OsStr::new(v)), "{v}");
         }
@@ -187,11 +199,26 @@ mod tests {
             ("DATABASE_URL", "postgres://u:pw@db/x"),
             ("MYSQL_PWD", "pw"),
             ("GITHUB_PAT", "p"),
+            ("npm_config__auth", "dXNlcjpwdw=="),
+            ("DOCKER_AUTH_CONFIG", "{}"),
+            ("CI_JOB_JWT", "eyJ"),
+            ("AUTHOR", "me"),
+            ("XAUTHORITY", "/home/u/.Xauthority"),
             ("PWD", "/home/u"),
             ("OLDPWD", "/"),
             ("PATH", "/bin"),
         ]));
-        assert_eq!(f.removed, ["DATABASE_URL", "GITHUB_PAT", "MYSQL_PWD"]);
+        assert_eq!(
+            f.removed,
+            [
+                "CI_JOB_JWT",
+                "DATABASE_URL",
+                "DOCKER_AUTH_CONFIG",
+                "GITHUB_PAT",
+                "MYSQL_PWD",
+                "npm_config__auth"
+            ]
+        );
     }
 
     fn vars(pairs: &[(&str, &str)]) -> Vec<(OsString, OsString)> {
