@@ -98,6 +98,10 @@ pub struct Args {
     #[command(flatten)]
     pub governance: GovernanceArgs,
 
+    /// The admin socket: key rotation and metrics.
+    #[command(flatten)]
+    pub admin: crate::admin::AdminArgs,
+
     /// `usage`: the administrator's report from --state-dir (no key, nothing served).
     #[command(subcommand)]
     pub command: Option<Command>,
@@ -125,6 +129,9 @@ pub enum Command {
     /// Per user and model: requests, input/cached/output tokens and cost from the ledger in
     /// --state-dir, for this month (default), today, or --from/--to (UTC dates).
     Usage(UsageArgs),
+    /// Sends a new API key, read from stdin, to a running proxy over its --admin-socket (root
+    /// or the admin group). New requests use it; requests in flight finish with the old key.
+    RotateKey(crate::admin::RotateKeyArgs),
 }
 
 /// `responses-api-proxy usage`.

@@ -46,6 +46,12 @@ pub enum KeyError {
     Alloc { source: secure_main::SecretError },
     #[error("the API key is not a valid header value")]
     HeaderValue,
+    /// Every locked key page still holds a key that requests in flight use (key rotation).
+    #[error(
+        "every locked key page ({pages}) still holds a key used by requests in flight; \
+try again when they have finished"
+    )]
+    PagesInUse { pages: usize },
 }
 
 /// How the key is read: `Bearer ` in front, at most [`MAX_HEADER_LEN`] bytes, [`allowed_key_byte`].
@@ -133,6 +139,16 @@ impl KeySlot {
         match self.0.read() {
             Ok(k) => std::sync::Arc::clone(&k),
             Err(poisoned) => std::sync::Arc::clone(&poisoned.into_inner()),
+        }
+    }
+
+    /// Puts `key` in force for new requests and returns the previous one (requests in flight
+    /// keep their own handles to it; see `crate::rotation`).
+    pub fn replace(&self, key: ApiKey) -> std::sync::Arc<ApiKey> {
+        let new = std::sync::Arc::new(key);
+        match self.0.write() {
+            Ok(mut k) => std::mem::replace(&mut *k, new),
+            Err(poisoned) => std::mem::replace(&mut *poisoned.into_inner(), new),
         }
     }
 }

@@ -4,6 +4,7 @@
 #![forbid(unsafe_code)]
 
 pub mod access;
+pub mod admin;
 pub mod audit;
 pub mod body;
 pub mod cli;
@@ -16,9 +17,11 @@ pub mod key;
 pub mod key_source;
 pub mod listener;
 pub mod listeners;
+pub mod metrics;
 pub mod peer_access;
 pub mod policy;
 pub mod proxy;
+pub mod rotation;
 pub mod scrub;
 pub mod server;
 pub mod startup;
