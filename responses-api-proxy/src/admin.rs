@@ -5,8 +5,8 @@
 //! root, mode 0600, or 0660 with group `--admin-group` (so the file's permissions already keep
 //! other users out), and every connection's `SO_PEERCRED` is checked as well (the boundary that
 //! holds whatever the file's mode becomes): uid 0, the group as primary gid, or a member of the
-//! group at start-up. Anyone else gets `403` and the connection is closed before a byte of the
-//! request is read.
+//! group at start-up. Anyone else gets `403`; what it sent is drained unparsed for at most a
+//! second and the connection closed.
 //!
 //! **What it speaks.** HTTP/1.x, one request per connection, `Connection: close`:
 //! - `GET /metrics`: the Prometheus text format ([`crate::metrics`]); works with
@@ -18,8 +18,10 @@
 //!   ([`crate::rotation::KeyPages::load`]). Answers `200` with the rotation count, `422` with
 //!   why the key was refused (never a byte of it), `503` when every key page is still in use.
 //!
-//! Each accepted connection is served on a blocking thread (the key read is synchronous raw
-//! `read(2)`), with a 5 s read timeout.
+//! A refused peer is answered on the event loop. An administrator's connection is served on a
+//! blocking thread (the key read is synchronous raw `read(2)`; at most
+//! [`MAX_ADMIN_CONNECTIONS`] at once, more get 503), with a 5 s timeout per read and 10 s for
+//! the whole head.
 
 use std::io::Write;
 use std::os::fd::AsFd;
@@ -36,6 +38,10 @@ use crate::rotation::{RotateError, Rotator};
 
 /// Longest wait for an admin client's bytes.
 pub const ADMIN_READ_TIMEOUT: Duration = Duration::from_secs(5);
+/// Admin connections served at once (each on a blocking thread); more get 503.
+pub const MAX_ADMIN_CONNECTIONS: usize = 4;
+/// Longest an admin client may take to send its request head, in total.
+pub const ADMIN_HEAD_DEADLINE: Duration = Duration::from_secs(10);
 /// Longest request head accepted on the admin socket.
 pub const MAX_ADMIN_HEAD: usize = 4096;
 
@@ -137,6 +143,7 @@ impl AdminListener {
         let listener = tokio::net::UnixListener::from_std(self.listener)?;
         let access = self.access;
         let path = self.path;
+        let slots = Arc::new(tokio::sync::Semaphore::new(MAX_ADMIN_CONNECTIONS));
         tokio::spawn(async move {
             loop {
                 let stream = tokio::select! {
@@ -150,16 +157,28 @@ impl AdminListener {
                         }
                     },
                 };
-                let Ok(stream) = stream.into_std() else {
-                    continue;
-                };
                 let cred = codex_privsep::peer_cred_unix(stream.as_fd());
-                let (state, rotator, access) = (state.clone(), rotator.clone(), access.clone());
-                let path = path.clone();
-                tokio::task::spawn_blocking(move || match cred {
+                match cred {
                     Ok(c) if access.allows(c.uid, c.gid) => {
-                        serve_one(stream, c.uid, &state, &rotator)
+                        // At most MAX_ADMIN_CONNECTIONS at once, each on a blocking thread.
+                        let Ok(permit) = Arc::clone(&slots).try_acquire_owned() else {
+                            let _ = stream.try_write(&answer(
+                                503,
+                                "text/plain",
+                                b"too many admin connections at once\n",
+                            ));
+                            continue;
+                        };
+                        let Ok(stream) = stream.into_std() else {
+                            continue;
+                        };
+                        let (state, rotator) = (state.clone(), rotator.clone());
+                        tokio::task::spawn_blocking(move || {
+                            serve_one(stream, c.uid, &state, &rotator);
+                            drop(permit);
+                        });
                     }
+                    // Refused on the event loop, no thread spent on it.
                     Ok(c) => {
                         tracing::warn!(
                             uid = c.uid,
@@ -168,21 +187,40 @@ impl AdminListener {
                             "admin socket: refused a peer that is neither root nor in the admin group"
                         );
                         crate::metrics::METRICS.admin_refused();
-                        let _ = respond(
-                            &stream,
-                            403,
-                            "text/plain",
-                            b"only root and the admin group may use this socket\n",
-                        );
+                        tokio::spawn(refuse(stream));
                     }
                     Err(e) => {
                         tracing::warn!(error = %e, "admin socket: peer not identified; closed");
                     }
-                });
+                }
             }
         });
         Ok(())
     }
+}
+
+/// Answers a refused peer with 403 and closes. What it sent is read and dropped (never parsed)
+/// for at most a second, so that a client which writes its request after the answer left still
+/// reads the answer (closing with its bytes unread would make its write fail first).
+async fn refuse(mut stream: tokio::net::UnixStream) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let msg = answer(
+        403,
+        "text/plain",
+        b"only root and the admin group may use this socket\n",
+    );
+    let _ = tokio::time::timeout(Duration::from_secs(1), async {
+        if stream.write_all(&msg).await.is_ok() {
+            let _ = stream.shutdown().await;
+            let mut sink = [0u8; 512];
+            while let Ok(n) = stream.read(&mut sink).await {
+                if n == 0 {
+                    break;
+                }
+            }
+        }
+    })
+    .await;
 }
 
 /// One admin request.
@@ -268,7 +306,14 @@ fn read_head(stream: &UnixStream) -> Result<Head, String> {
     let mut r = FdReader::new(stream.as_fd());
     let mut head = Vec::with_capacity(256);
     let mut byte = [0u8; 1];
+    let started = std::time::Instant::now();
     loop {
+        if started.elapsed() > ADMIN_HEAD_DEADLINE {
+            return Err(format!(
+                "request head not complete within {} s",
+                ADMIN_HEAD_DEADLINE.as_secs()
+            ));
+        }
         match r.read_raw(&mut byte) {
             Ok(0) => return Err("the request ended inside its head".into()),
             Ok(_) => head.push(byte[0]),
@@ -337,6 +382,12 @@ fn respond(
     content_type: &str,
     body: &[u8],
 ) -> std::io::Result<()> {
+    stream.write_all(&answer(status, content_type, body))?;
+    stream.flush()
+}
+
+/// A whole HTTP/1.1 response with `Connection: close`.
+fn answer(status: u16, content_type: &str, body: &[u8]) -> Vec<u8> {
     let reason = match status {
         200 => "OK",
         400 => "Bad Request",
@@ -346,13 +397,13 @@ fn respond(
         503 => "Service Unavailable",
         _ => "",
     };
-    let head = format!(
+    let mut out = format!(
         "HTTP/1.1 {status} {reason}\r\ncontent-type: {content_type}\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
         body.len()
-    );
-    stream.write_all(head.as_bytes())?;
-    stream.write_all(body)?;
-    stream.flush()
+    )
+    .into_bytes();
+    out.extend_from_slice(body);
+    out
 }
 
 /// `responses-api-proxy rotate-key --admin-socket PATH`: the new key from stdin (never argv or

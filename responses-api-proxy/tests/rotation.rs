@@ -616,3 +616,244 @@ fn with_the_key_on_stdin_sighup_says_rotation_needs_a_file_source_and_keeps_serv
     assert_eq!(last_auth(&mock), format!("Bearer {KEY2}"));
     alive(&mut p);
 }
+
+/// The opener's pid, from the start-up log.
+fn opener_pid(p: &Proxy) -> u32 {
+    let log = wait_log(p, "key opener started", 1);
+    let line = log
+        .lines()
+        .find(|l| l.contains("key opener started"))
+        .unwrap();
+    line.split("pid=")
+        .nth(1)
+        .and_then(|r| r.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no pid in {line}"))
+}
+
+fn status_line(pid: u32, field: &str) -> String {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix(field))
+        .unwrap_or_else(|| panic!("no {field} in /proc/{pid}/status"))
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// The opener keeps uid 0 (what opening the root-owned 0600 key needs) and nothing else: no
+/// capability, no_new_privs, a seccomp filter, only stdio and its socket open. The proxy itself
+/// runs as uid 65534, which cannot open the key file (control: that is why the opener exists).
+/// A dead opener makes SIGHUP fail loudly while the proxy keeps serving; the opener dies with
+/// the proxy.
+#[test]
+fn the_key_opener_is_confined_and_dies_with_the_proxy() {
+    let mut s = start(&[]);
+    s.mock
+        .set_default(MockResponse::json(serde_json::json!({"ok": true})));
+    let opener = opener_pid(&s.proxy);
+    let proxy = s.proxy.pid();
+    assert_eq!(status_line(proxy, "Uid:"), "65534 65534 65534 65534");
+    assert_eq!(status_line(opener, "Uid:"), "0 0 0 0");
+    assert_eq!(status_line(opener, "PPid:"), proxy.to_string());
+    for cap in ["CapEff:", "CapPrm:", "CapInh:", "CapAmb:"] {
+        assert_eq!(status_line(opener, cap), "0000000000000000", "{cap}");
+    }
+    assert_eq!(status_line(opener, "NoNewPrivs:"), "1");
+    assert_eq!(status_line(opener, "Seccomp:"), "2");
+    let mut fds: Vec<u32> = std::fs::read_dir(format!("/proc/{opener}/fd"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_str().unwrap().parse().unwrap())
+        .collect();
+    fds.sort();
+    assert_eq!(
+        fds,
+        vec![0, 1, 2, 3],
+        "the opener holds more than stdio and its socket"
+    );
+    assert_eq!(
+        std::fs::read_to_string(format!("/proc/{opener}/comm"))
+            .unwrap()
+            .trim(),
+        "key-opener"
+    );
+    // Control: uid 65534 cannot open the key file.
+    let cat = Command::new("cat")
+        .arg(&s.key_file)
+        .uid(NOBODY)
+        .gid(NOBODY)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(!cat.status.success());
+    assert!(String::from_utf8_lossy(&cat.stderr).contains("Permission denied"));
+
+    // A dead opener: SIGHUP says so, the proxy keeps serving with its key.
+    let ok = Command::new("kill")
+        .args(["-9", &opener.to_string()])
+        .status()
+        .unwrap();
+    assert!(ok.success());
+    std::thread::sleep(Duration::from_millis(100));
+    write_key_file(&s.key_file, format!("{KEY2}\n").as_bytes());
+    s.proxy.signal("HUP");
+    let log = wait_log(&s.proxy, "SIGHUP: key rotation refused", 1);
+    assert!(
+        log.contains(&format!("the key opener (pid {opener}) is gone")),
+        "{log}"
+    );
+    alive(&mut s.proxy);
+    assert_eq!(s.proxy.post("{}").status, 200);
+    assert_eq!(last_auth(&s.mock), format!("Bearer {KEY}"));
+
+    // A second proxy's opener goes when its proxy is killed (SIGKILL: no clean-up ran).
+    let mut t = start(&[]);
+    let opener = opener_pid(&t.proxy);
+    assert!(Path::new(&format!("/proc/{opener}")).exists());
+    t.proxy.child.kill().unwrap();
+    t.proxy.child.wait().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        // Gone, or a zombie waiting for init to reap it.
+        let state = std::fs::read_to_string(format!("/proc/{opener}/status"))
+            .map(|st| {
+                st.lines()
+                    .find(|l| l.starts_with("State:"))
+                    .unwrap_or("")
+                    .to_string()
+            })
+            .unwrap_or_default();
+        if state.is_empty() || state.contains('Z') {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the opener outlived its proxy: {state}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// `--api-key-credential NAME`: SIGHUP re-reads `$CREDENTIALS_DIRECTORY/NAME`.
+#[test]
+fn sighup_rereads_a_systemd_credential() {
+    let creds = tempfile::Builder::new()
+        .prefix("rotation-creds-")
+        .tempdir()
+        .unwrap();
+    std::fs::set_permissions(creds.path(), std::fs::Permissions::from_mode(0o500)).unwrap();
+    let file = creds.path().join("openai");
+    write_key_file(&file, format!("{KEY}\n").as_bytes());
+    let mock = MockUpstream::start().unwrap();
+    mock.set_default(MockResponse::json(serde_json::json!({"ok": true})));
+    let mut p = Spawn::new(&mock.responses_url())
+        .key(b"")
+        .arg("--api-key-credential")
+        .arg("openai")
+        .env("CREDENTIALS_DIRECTORY", creds.path().to_str().unwrap())
+        .start();
+    assert_eq!(p.post("{}").status, 200);
+    assert_eq!(last_auth(&mock), format!("Bearer {KEY}"));
+    write_key_file(&file, format!("{KEY2}\n").as_bytes());
+    p.signal("HUP");
+    wait_log(&p, "SIGHUP: key rotated", 1);
+    assert_eq!(p.post("{}").status, 200);
+    assert_eq!(last_auth(&mock), format!("Bearer {KEY2}"));
+    alive(&mut p);
+}
+
+/// `--admin-group`: a member (here uid 65534 through its primary group 65534) may rotate and
+/// scrape; the socket is 0660 with that group.
+#[test]
+fn a_member_of_the_admin_group_may_use_the_admin_socket() {
+    let mut s = start(&["--admin-group", "65534"]);
+    s.mock
+        .set_default(MockResponse::json(serde_json::json!({"ok": true})));
+    use std::os::unix::fs::MetadataExt;
+    let md = std::fs::metadata(&s.admin).unwrap();
+    assert_eq!((md.mode() & 0o777, md.uid(), md.gid()), (0o660, 0, 65534));
+    let (status, body) = scrape(&s.admin, Some(NOBODY));
+    assert!(status.contains("200"), "{status} {body}");
+    check_exposition(&body);
+    let (code, out, err) = rotate_key(&s.admin, format!("{KEY2}\n").as_bytes(), Some(NOBODY));
+    assert_eq!(code, 0, "{out} {err}");
+    assert_eq!(s.proxy.post("{}").status, 200);
+    assert_eq!(last_auth(&s.mock), format!("Bearer {KEY2}"));
+    alive(&mut s.proxy);
+}
+
+/// With `--policy`: tokens and the remaining budget per uid (root and uid 65534, each through
+/// curl as that user), next to the request counts by uid.
+#[test]
+fn metrics_count_tokens_and_remaining_budget_per_user() {
+    let d = tempfile::Builder::new()
+        .prefix("rotation-policy-")
+        .tempdir()
+        .unwrap();
+    let policy = d.path().join("policy.toml");
+    std::fs::write(
+        &policy,
+        "[default]\nday = { output_tokens = 1000 }\nmonth = { input_tokens = 100000 }\n",
+    )
+    .unwrap();
+    let state = d.path().join("state");
+    let admin = d.path().join("admin.sock");
+    let mock = MockUpstream::start().unwrap();
+    mock.set_default(MockResponse::json(serde_json::json!({
+        "id": "r", "model": "gpt-5",
+        "usage": {"input_tokens": 700, "input_tokens_details": {"cached_tokens": 100},
+                  "output_tokens": 30, "total_tokens": 730}
+    })));
+    let mut p = Spawn::new(&mock.responses_url())
+        .arg("--policy")
+        .arg(policy.to_str().unwrap())
+        .arg("--state-dir")
+        .arg(state.to_str().unwrap())
+        .arg("--admin-socket")
+        .arg(admin.to_str().unwrap())
+        .start();
+    let curl = |uid: Option<u32>| {
+        let mut c = Command::new("curl");
+        c.args([
+            "-s",
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_code}",
+            "--max-time",
+            "10",
+        ])
+        .args(["-H", "content-type: application/json", "--data-binary"])
+        .arg(r#"{"model":"gpt-5","input":"hi"}"#)
+        .arg(format!("http://127.0.0.1:{}/v1/responses", p.port))
+        .stdin(Stdio::null());
+        if let Some(u) = uid {
+            c.uid(u).gid(u);
+        }
+        String::from_utf8_lossy(&c.output().unwrap().stdout).into_owned()
+    };
+    assert_eq!(curl(None), "200");
+    assert_eq!(curl(None), "200");
+    assert_eq!(curl(Some(NOBODY)), "200");
+    wait_log(&p, "tokens_in=700", 3);
+    let (status, m) = scrape(&admin, None);
+    assert!(status.contains("200"), "{status}");
+    check_exposition(&m);
+    for want in [
+        "responses_api_proxy_requests_total{uid=\"0\",status=\"200\"} 2\n",
+        "responses_api_proxy_requests_total{uid=\"65534\",status=\"200\"} 1\n",
+        "responses_api_proxy_tokens_total{uid=\"0\",kind=\"input\"} 1400\n",
+        "responses_api_proxy_tokens_total{uid=\"0\",kind=\"cached_input\"} 200\n",
+        "responses_api_proxy_tokens_total{uid=\"0\",kind=\"output\"} 60\n",
+        "responses_api_proxy_tokens_total{uid=\"65534\",kind=\"output\"} 30\n",
+        "responses_api_proxy_budget_remaining{uid=\"0\",period=\"day\",kind=\"output\"} 940\n",
+        "responses_api_proxy_budget_remaining{uid=\"0\",period=\"month\",kind=\"input\"} 98600\n",
+        "responses_api_proxy_budget_remaining{uid=\"65534\",period=\"day\",kind=\"output\"} 970\n",
+        "responses_api_proxy_requests_in_flight 0\n",
+        "responses_api_proxy_upstream_response_seconds_count 3\n",
+    ] {
+        assert!(m.contains(want), "missing {want:?} in:\n{m}");
+    }
+    alive(&mut p);
+}
