@@ -33,6 +33,7 @@ use std::time::Duration;
 use secure_main::{FdReader, RawRead};
 use tokio::sync::watch;
 
+pub use crate::cli::{AdminArgs, RotateKeyArgs};
 use crate::proxy::ProxyState;
 use crate::rotation::{RotateError, Rotator};
 
@@ -44,26 +45,6 @@ pub const MAX_ADMIN_CONNECTIONS: usize = 4;
 pub const ADMIN_HEAD_DEADLINE: Duration = Duration::from_secs(10);
 /// Longest request head accepted on the admin socket.
 pub const MAX_ADMIN_HEAD: usize = 4096;
-
-/// The admin socket's flags (flattened into [`crate::cli::Args`]).
-#[derive(Debug, Clone, Default, clap::Args)]
-pub struct AdminArgs {
-    /// Unix socket for the administrator: `GET /metrics` (Prometheus text format) and
-    /// `POST /rotate-key` (see `responses-api-proxy rotate-key`). Owned by root, mode 0600 (0660
-    /// with --admin-group); only root and the admin group may use it (checked per connection
-    /// with SO_PEERCRED).
-    #[arg(long, value_name = "PATH")]
-    pub admin_socket: Option<PathBuf>,
-
-    /// The group whose members may use --admin-socket besides root (name or gid).
-    #[arg(long, value_name = "GROUP", requires = "admin_socket")]
-    pub admin_group: Option<String>,
-
-    /// Key pages in mlock'ed anonymous memory instead of memfd_secret, as on kernels without
-    /// it (root can then read them through /proc/PID/mem: the tests watch the wipe this way).
-    #[arg(long, hide = true)]
-    pub key_pages_without_memfd_secret: bool,
-}
 
 /// `--admin-socket` / `--admin-group` are unusable.
 #[derive(Debug, thiserror::Error)]
@@ -237,7 +218,17 @@ fn serve_one(stream: UnixStream, uid: u32, state: &ProxyState, rotator: &Rotator
     };
     match (head.method.as_str(), head.path.as_str()) {
         ("GET", "/metrics") => {
-            let body = crate::metrics::render(state, rotator);
+            let rotation = crate::metrics::RotationStats {
+                rotations: rotator.rotations(),
+                failures: rotator.failures(),
+                pages_in_use: rotator.pages().in_use(),
+                pages_wiped: rotator.pages().wiped(),
+            };
+            let budgets = state
+                .governor
+                .as_deref()
+                .map(|g| budgets_left(g, &crate::metrics::METRICS.seen_uids()));
+            let body = crate::metrics::render(&rotation, budgets.as_deref());
             let _ = respond(
                 &stream,
                 200,
@@ -291,6 +282,49 @@ fn serve_one(stream: UnixStream, uid: u32, state: &ProxyState, rotator: &Rotator
             );
         }
     }
+}
+
+/// What is left of every budget the rule of each uid in `uids` sets, today and this month.
+fn budgets_left(g: &crate::governed::Governed, uids: &[u32]) -> Vec<crate::metrics::BudgetLeft> {
+    let now = codex_proxy_governance::clock::now_ms();
+    let policy = g.governor.policy();
+    let mut out = Vec::new();
+    for &uid in uids {
+        let rule = policy.rule_for(uid);
+        let (today, month) = g.governor.spent(uid, now);
+        for (period, budget, spent) in [("day", &rule.day, today), ("month", &rule.month, month)] {
+            let mut push = |kind: &'static str, left: f64| {
+                out.push(crate::metrics::BudgetLeft {
+                    uid,
+                    period,
+                    kind,
+                    left,
+                });
+            };
+            if let Some(s) = &budget.input_tokens {
+                push(
+                    "input",
+                    s.value.saturating_sub(spent.usage.input_tokens) as f64,
+                );
+            }
+            if let Some(s) = &budget.cached_input_tokens {
+                push(
+                    "cached_input",
+                    s.value.saturating_sub(spent.usage.cached_input_tokens) as f64,
+                );
+            }
+            if let Some(s) = &budget.output_tokens {
+                push(
+                    "output",
+                    s.value.saturating_sub(spent.usage.output_tokens) as f64,
+                );
+            }
+            if let Some(s) = &budget.cost {
+                push("cost", (s.value - spent.cost).max(0.0));
+            }
+        }
+    }
+    out
 }
 
 /// The parts of an admin request head that matter.
@@ -404,15 +438,6 @@ fn answer(status: u16, content_type: &str, body: &[u8]) -> Vec<u8> {
     .into_bytes();
     out.extend_from_slice(body);
     out
-}
-
-/// `responses-api-proxy rotate-key --admin-socket PATH`: the new key from stdin (never argv or
-/// the environment), read into locked memory and sent over the admin socket.
-#[derive(Debug, Clone, clap::Args)]
-pub struct RotateKeyArgs {
-    /// The running proxy's --admin-socket.
-    #[arg(long, value_name = "PATH")]
-    pub admin_socket: PathBuf,
 }
 
 /// `rotate-key` failed; [`RotateKeyError::exit_code`] is documented in the README.

@@ -109,6 +109,11 @@ impl ApiKey {
         &self.header
     }
 
+    /// The key's length without `Bearer ` (for checks and messages; never its bytes).
+    pub fn key_len(&self) -> usize {
+        self.header.len().saturating_sub(KEY_PREFIX.len())
+    }
+
     /// The one way the key leaves the process: the `Authorization` value's bytes for the
     /// upstream request head, pointing into the locked page (the writer hands them to
     /// `writev(2)` or to rustls, which encrypts them in place; see `client.rs`).
@@ -143,7 +148,7 @@ impl KeySlot {
     }
 
     /// Puts `key` in force for new requests and returns the previous one (requests in flight
-    /// keep their own handles to it; see `crate::rotation`).
+    /// keep their own handles to it; see the `rotation` module).
     pub fn replace(&self, key: ApiKey) -> std::sync::Arc<ApiKey> {
         let new = std::sync::Arc::new(key);
         match self.0.write() {

@@ -12,7 +12,7 @@ use secure_main::FdReader;
 
 use crate::cli::AccessArgs;
 use crate::key::{ApiKey, KEY_PREFIX, KeyError, MAX_HEADER_LEN};
-use crate::rotation::KeyPages;
+use crate::key_pages::KeyPages;
 
 /// One of the three sources, from the flags.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -163,7 +163,7 @@ impl KeySource {
                 error,
             })?;
         // `key` drops (its page wiped) if the check fails.
-        self.check_nothing_after(file, crate::rotation::key_len(&key))?;
+        self.check_nothing_after(file, key.key_len())?;
         Ok(key)
     }
 

@@ -14,6 +14,7 @@ pub mod files;
 pub mod framing;
 pub mod governed;
 pub mod key;
+pub mod key_pages;
 pub mod key_source;
 pub mod listener;
 pub mod listeners;

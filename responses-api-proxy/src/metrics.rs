@@ -1,11 +1,11 @@
 //! Metrics for the administrator's monitoring, in the Prometheus text format (0.0.4), served
-//! on the admin socket (`GET /metrics`, [`crate::admin`]): nothing on the client listeners.
+//! on the admin socket (`GET /metrics`, the `admin` module): nothing on the client listeners.
 //!
-//! What is counted, and where: every request's end (its audit record's drop, `crate::audit`):
+//! What is counted, and where: every request's end (its audit record's drop, `audit`):
 //! requests by uid and status, tokens in/cached/out by uid (from the governance usage, with
 //! `--policy`); requests in flight (records alive, streams included); the time from sending
-//! upstream to the response head (`crate::proxy`), as a histogram; key rotations and refusals,
-//! key pages in use and wiped ([`crate::rotation`]); refused admin connections. With a budget
+//! upstream to the response head (`proxy`), as a histogram; key rotations and refusals,
+//! key pages in use and wiped (the `rotation` and `key_pages` modules); refused admin connections. With a budget
 //! in the policy, the remaining day and month budget of every uid seen.
 //!
 //! What is never in it: the key, header values, bodies, paths, model names. Labels are a uid
@@ -19,8 +19,25 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::time::Duration;
 
-use crate::proxy::ProxyState;
-use crate::rotation::Rotator;
+/// Key rotation's numbers at the time of a scrape (the `rotation` and `key_pages` modules).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct RotationStats {
+    pub rotations: u64,
+    pub failures: u64,
+    pub pages_in_use: usize,
+    pub pages_wiped: u64,
+}
+
+/// What is left of one budget of one uid (computed by the caller from the governance state).
+#[derive(Debug, Clone, PartialEq)]
+pub struct BudgetLeft {
+    pub uid: u32,
+    /// `day` or `month`.
+    pub period: &'static str,
+    /// `input`, `cached_input`, `output` or `cost`.
+    pub kind: &'static str,
+    pub left: f64,
+}
 
 /// Upper bounds (seconds) of the upstream latency histogram's buckets.
 pub const LATENCY_BUCKETS: [f64; 14] = [
@@ -123,8 +140,19 @@ fn header(out: &mut String, name: &str, kind: &str, help: &str) {
     let _ = writeln!(out, "# TYPE {name} {kind}");
 }
 
-/// The exposition: every metric family with its HELP and TYPE lines.
-pub fn render(state: &ProxyState, rotator: &Rotator) -> String {
+impl Metrics {
+    /// The uids with at least one finished request, ascending.
+    pub fn seen_uids(&self) -> Vec<u32> {
+        let m = self.requests.lock().unwrap_or_else(|e| e.into_inner());
+        let mut uids: Vec<u32> = m.keys().filter_map(|(u, _)| *u).collect();
+        uids.dedup();
+        uids
+    }
+}
+
+/// The exposition: every metric family with its HELP and TYPE lines. `budgets`: `None` without
+/// a policy (the family is left out).
+pub fn render(rotation: &RotationStats, budgets: Option<&[BudgetLeft]>) -> String {
     let m = &METRICS;
     let mut out = String::with_capacity(4096);
     let p = "responses_api_proxy";
@@ -136,7 +164,6 @@ pub fn render(state: &ProxyState, rotator: &Rotator) -> String {
         "Finished requests by peer uid and HTTP status.",
     );
     let requests = m.requests.lock().unwrap_or_else(|e| e.into_inner()).clone();
-    let mut uids: Vec<u32> = Vec::new();
     for ((uid, status), n) in &requests {
         let _ = writeln!(
             out,
@@ -144,11 +171,6 @@ pub fn render(state: &ProxyState, rotator: &Rotator) -> String {
             escape_label(&uid_label(*uid)),
             status
         );
-        if let Some(u) = uid {
-            if !uids.contains(u) {
-                uids.push(*u);
-            }
-        }
     }
 
     header(
@@ -210,32 +232,28 @@ pub fn render(state: &ProxyState, rotator: &Rotator) -> String {
         "counter",
         "Key rotations done (SIGHUP or the admin socket).",
     );
-    let _ = writeln!(out, "{p}_key_rotations_total {}", rotator.rotations());
+    let _ = writeln!(out, "{p}_key_rotations_total {}", rotation.rotations);
     header(
         &mut out,
         &format!("{p}_key_rotation_failures_total"),
         "counter",
         "Key rotations refused (bad key, unreadable file, every page busy); the old key stayed.",
     );
-    let _ = writeln!(
-        out,
-        "{p}_key_rotation_failures_total {}",
-        rotator.failures()
-    );
+    let _ = writeln!(out, "{p}_key_rotation_failures_total {}", rotation.failures);
     header(
         &mut out,
         &format!("{p}_key_pages_in_use"),
         "gauge",
         "Locked key pages holding a key still in use (the current one and old ones held by requests in flight).",
     );
-    let _ = writeln!(out, "{p}_key_pages_in_use {}", rotator.pages().in_use());
+    let _ = writeln!(out, "{p}_key_pages_in_use {}", rotation.pages_in_use);
     header(
         &mut out,
         &format!("{p}_key_pages_wiped_total"),
         "counter",
         "Key pages wiped after their last request finished.",
     );
-    let _ = writeln!(out, "{p}_key_pages_wiped_total {}", rotator.pages().wiped());
+    let _ = writeln!(out, "{p}_key_pages_wiped_total {}", rotation.pages_wiped);
     header(
         &mut out,
         &format!("{p}_admin_refused_total"),
@@ -248,59 +266,26 @@ pub fn render(state: &ProxyState, rotator: &Rotator) -> String {
         m.admin_refused.load(Ordering::Relaxed)
     );
 
-    if let Some(g) = &state.governor {
-        budget_remaining(&mut out, p, g, &uids);
-    }
-    out
-}
-
-/// Remaining day and month budget per uid seen, for every budget the uid's rule sets.
-fn budget_remaining(out: &mut String, p: &str, g: &crate::governed::Governed, uids: &[u32]) {
-    let name = format!("{p}_budget_remaining");
-    header(
-        out,
-        &name,
-        "gauge",
-        "What is left of a budget (tokens, or cost units) by peer uid, period and kind.",
-    );
-    let now = codex_proxy_governance::clock::now_ms();
-    let policy = g.governor.policy();
-    for &uid in uids {
-        let rule = policy.rule_for(uid);
-        let (today, month) = g.governor.spent(uid, now);
-        for (period, budget, spent) in [("day", &rule.day, today), ("month", &rule.month, month)] {
-            let mut line = |kind: &str, left: f64| {
-                let _ = writeln!(
-                    out,
-                    "{name}{{uid=\"{}\",period=\"{}\",kind=\"{}\"}} {left}",
-                    escape_label(&uid.to_string()),
-                    escape_label(period),
-                    escape_label(kind)
-                );
-            };
-            if let Some(s) = &budget.input_tokens {
-                line(
-                    "input",
-                    s.value.saturating_sub(spent.usage.input_tokens) as f64,
-                );
-            }
-            if let Some(s) = &budget.cached_input_tokens {
-                line(
-                    "cached_input",
-                    s.value.saturating_sub(spent.usage.cached_input_tokens) as f64,
-                );
-            }
-            if let Some(s) = &budget.output_tokens {
-                line(
-                    "output",
-                    s.value.saturating_sub(spent.usage.output_tokens) as f64,
-                );
-            }
-            if let Some(s) = &budget.cost {
-                line("cost", (s.value - spent.cost).max(0.0));
-            }
+    if let Some(budgets) = budgets {
+        let name = format!("{p}_budget_remaining");
+        header(
+            &mut out,
+            &name,
+            "gauge",
+            "What is left of a budget (tokens, or cost units) by peer uid, period and kind.",
+        );
+        for b in budgets {
+            let _ = writeln!(
+                out,
+                "{name}{{uid=\"{}\",period=\"{}\",kind=\"{}\"}} {}",
+                escape_label(&b.uid.to_string()),
+                escape_label(b.period),
+                escape_label(b.kind),
+                b.left
+            );
         }
     }
+    out
 }
 
 #[cfg(test)]

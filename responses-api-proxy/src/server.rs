@@ -35,7 +35,7 @@ pub struct ServeLimits {
     pub header_read_timeout: Duration,
     /// Largest request head (request line + headers) in bytes; larger gets 431.
     pub max_header_bytes: usize,
-    /// SIGHUP drains like SIGTERM (`true`), or is left to key rotation (`crate::rotation`).
+    /// SIGHUP drains like SIGTERM (`true`), or is left to key rotation (the `rotation` module).
     pub sighup_drains: bool,
 }
 
@@ -258,7 +258,7 @@ fn spawn_signal_watch(shutdown: watch::Sender<bool>, sighup_drains: bool) {
     };
     // SIGHUP drains like SIGTERM (review round 5, F5: it used to kill at once, mid-stream)
     // unless the key can be rotated (a key file or credential, or the admin socket): then
-    // `crate::rotation` handles it. A terminal that goes away ends a stdin-keyed proxy cleanly.
+    // the `rotation` module handles it. A terminal that goes away ends a stdin-keyed proxy cleanly.
     let mut hup = match signal(SignalKind::hangup()) {
         Ok(s) => s,
         Err(e) => {
