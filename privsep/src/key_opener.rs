@@ -23,6 +23,10 @@
 //! are not in the child: `memfd_secret` pages are `MADV_DONTFORK`, mlock'ed ones
 //! `MADV_WIPEONFORK` (zeros).
 //!
+//! SIGHUP and SIGINT are ignored (a closed terminal or `systemctl kill -s HUP` reaches the
+//! whole group; rotating is the proxy's answer, not the opener's death). It says "ready" on
+//! the socket only once confined; [`KeyOpener::spawn`] fails otherwise.
+//!
 //! How it ends: when the proxy exits (the parent-death signal, and the socket reads end of file)
 //! and when a call outside its list is refused. A dead opener makes every later rotation fail
 //! with [`KeyOpenerError::Gone`] (logged); the proxy keeps serving with the key it has.
@@ -146,6 +150,9 @@ pub enum KeyOpenerError {
     Refused { message: String },
     #[error("the key opener answered without a descriptor")]
     NoDescriptor,
+    /// The child exited before saying it was confined (its own line on stderr says why).
+    #[error("the key opener (pid {pid}) could not confine itself (see its line on stderr)")]
+    NotConfined { pid: i32 },
 }
 
 /// The proxy's end of the opener.
@@ -182,6 +189,13 @@ impl KeyOpener {
                 drop(theirs);
                 sys::set_recv_timeout(ours.as_fd(), ANSWER_TIMEOUT)
                     .map_err(|source| KeyOpenerError::Timeout { source })?;
+                // The child says "ready" once confined; anything else (it exited) is an error:
+                // an unconfined opener is never used.
+                let mut ready = [0u8; 1];
+                match sys::recv_with_fd(ours.as_fd(), &mut ready) {
+                    Ok((1, None)) if ready[0] == b'r' => {}
+                    Ok(_) | Err(_) => return Err(KeyOpenerError::NotConfined { pid }),
+                }
                 Ok(KeyOpener {
                     sock: ours,
                     pid,
@@ -251,6 +265,13 @@ fn child(sock: OwnedFd, path: &Path, dir: &Path, parent: libc::pid_t) -> ! {
     std::mem::forget(sock);
     let sock = sys::claim_inherited_fd(3);
     let _ = sys::set_name(c"key-opener");
+    // A hang-up or interrupt for the whole group (a closed terminal, `systemctl kill -s HUP`,
+    // Ctrl-C) is the proxy's to handle; the opener goes when the proxy does.
+    for sig in [libc::SIGHUP, libc::SIGINT] {
+        if let Err(e) = sys::ignore_signal(sig) {
+            fail("sigaction(SIG_IGN)", &e);
+        }
+    }
     if let Err(e) = sys::drop_all_capabilities() {
         fail("capset", &e);
     }
@@ -269,6 +290,9 @@ fn child(sock: OwnedFd, path: &Path, dir: &Path, parent: libc::pid_t) -> ! {
         .and_then(|f| f.install());
     if let Err(e) = filter {
         fail("seccomp", &e);
+    }
+    if sys::send_with_fd(sock.as_fd(), b"r", None).is_err() {
+        sys::exit_now(0);
     }
     let mut req = [0u8; 1];
     loop {

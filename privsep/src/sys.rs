@@ -816,3 +816,14 @@ pub fn recv_with_fd(sock: BorrowedFd<'_>, buf: &mut [u8]) -> io::Result<(usize, 
     }
     Ok((n, fds.pop()))
 }
+
+/// `sigaction(sig, SIG_IGN)`.
+pub fn ignore_signal(sig: libc::c_int) -> io::Result<()> {
+    // SAFETY: an all-zero sigaction with `sa_sigaction = SIG_IGN` is a valid disposition; the
+    // kernel only reads it, and the old action is not asked for.
+    unsafe {
+        let mut sa: libc::sigaction = std::mem::zeroed();
+        sa.sa_sigaction = libc::SIG_IGN;
+        cvt(libc::sigaction(sig, &sa, std::ptr::null_mut())).map(drop)
+    }
+}

@@ -186,6 +186,7 @@ fn start(extra: &[&str]) -> Setup {
         spawn = spawn.arg(a);
     }
     let proxy = spawn.start();
+    ready(&proxy);
     Setup {
         proxy,
         mock,
@@ -194,6 +195,14 @@ fn start(extra: &[&str]) -> Setup {
         _keys: keys,
         _admin_dir: admin_dir,
     }
+}
+
+/// Waits until the proxy serves (its signal handlers are installed by then: a SIGHUP that
+/// arrives before would end it with the default action). One request that never goes
+/// upstream (403: not a forwarded path).
+fn ready(p: &Proxy) {
+    let r = p.request("GET", "/ready", &[], b"");
+    assert_eq!(r.status, 403, "{}", r.text());
 }
 
 fn alive(p: &mut Proxy) {
@@ -604,6 +613,7 @@ fn with_the_key_on_stdin_sighup_says_rotation_needs_a_file_source_and_keeps_serv
         .arg("--admin-socket")
         .arg(admin.to_str().unwrap())
         .start();
+    ready(&p);
     p.signal("HUP");
     let log = wait_log(&p, "rotation needs a file source", 1);
     assert!(log.contains("still serving"), "{log}");
@@ -753,6 +763,7 @@ fn sighup_rereads_a_systemd_credential() {
         .arg("openai")
         .env("CREDENTIALS_DIRECTORY", creds.path().to_str().unwrap())
         .start();
+    ready(&p);
     assert_eq!(p.post("{}").status, 200);
     assert_eq!(last_auth(&mock), format!("Bearer {KEY}"));
     write_key_file(&file, format!("{KEY2}\n").as_bytes());
