@@ -216,6 +216,16 @@ impl KeyOpener {
             pid: self.pid,
             path: self.path.clone(),
         };
+        // An answer that came after an earlier request timed out is stale: drop it (closing
+        // its descriptor) so that this request gets its own answer.
+        let mut stale = [0u8; 1024];
+        loop {
+            match sys::recv_with_fd_flags(self.sock.as_fd(), &mut stale, libc::MSG_DONTWAIT) {
+                Ok((0, _)) => return Err(gone()),
+                Ok(_) => continue,
+                Err(_) => break,
+            }
+        }
         match sys::send_with_fd(self.sock.as_fd(), b"o", None) {
             Ok(()) => {}
             Err(e) if e.raw_os_error() == Some(libc::EPIPE) => return Err(gone()),

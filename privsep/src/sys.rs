@@ -767,6 +767,15 @@ pub fn send_with_fd(
 /// (bytes, descriptor). More descriptors than one, or a truncated control message, is an error
 /// (every descriptor received is closed).
 pub fn recv_with_fd(sock: BorrowedFd<'_>, buf: &mut [u8]) -> io::Result<(usize, Option<OwnedFd>)> {
+    recv_with_fd_flags(sock, buf, 0)
+}
+
+/// [`recv_with_fd`] with extra `recvmsg` flags (`MSG_DONTWAIT`).
+pub fn recv_with_fd_flags(
+    sock: BorrowedFd<'_>,
+    buf: &mut [u8],
+    flags: libc::c_int,
+) -> io::Result<(usize, Option<OwnedFd>)> {
     let mut iov = libc::iovec {
         iov_base: buf.as_mut_ptr().cast(),
         iov_len: buf.len(),
@@ -781,7 +790,8 @@ pub fn recv_with_fd(sock: BorrowedFd<'_>, buf: &mut [u8]) -> io::Result<(usize, 
     let n = loop {
         // SAFETY: `msg` points at `iov` (the live, writable `buf`) and `cbuf` (writable, its
         // size in msg_controllen), both alive for the call.
-        let n = unsafe { libc::recvmsg(sock.as_raw_fd(), &mut msg, libc::MSG_CMSG_CLOEXEC) };
+        let n =
+            unsafe { libc::recvmsg(sock.as_raw_fd(), &mut msg, libc::MSG_CMSG_CLOEXEC | flags) };
         if n < 0 {
             let e = io::Error::last_os_error();
             if e.kind() == io::ErrorKind::Interrupted {

@@ -149,6 +149,10 @@ fn main() {
             "activation_in_an_unsafe_directory_refused",
             activation_in_an_unsafe_directory_refused,
         ),
+        (
+            "key_opener_hands_over_the_checked_descriptor_and_is_confined",
+            key_opener_hands_over_the_checked_descriptor_and_is_confined,
+        ),
     ];
     let mut failed = Vec::new();
     let mut ran = 0;
@@ -298,6 +302,7 @@ fn child_main(name: &str, args: &[String]) -> i32 {
         "activation-wrong-pid" => scenario_activation_wrong_pid(),
         "activation" => scenario_activation(false),
         "activation-unsafe-dir" => scenario_activation(true),
+        "key-opener" => scenario_key_opener(),
         other => {
             eprintln!("unknown scenario {other}");
             2
@@ -1943,4 +1948,115 @@ fn activation_receives_listeners() {
 
 fn activation_in_an_unsafe_directory_refused() {
     run_ok(child("activation-unsafe-dir", &[]));
+}
+
+// ---------------------------------------------------------------------------------------------
+// The key opener
+// ---------------------------------------------------------------------------------------------
+
+/// The key opener (forked from a single-threaded root child): hands over a descriptor of the
+/// checked key file (control: it reads the key), refuses a loose mode with the check's message,
+/// follows a key replaced by `rename`, runs with no capability under no_new_privs and seccomp,
+/// exits when its socket closes; spawning it from a multi-threaded process is refused.
+fn key_opener_hands_over_the_checked_descriptor_and_is_confined() {
+    run_ok(child("key-opener", &[]));
+}
+
+fn scenario_key_opener() -> i32 {
+    use codex_privsep::{KeyOpener, KeyOpenerError};
+    let mut c = Checks::new();
+    let d = tempfile::tempdir().unwrap();
+    let key = d.path().join("k");
+    let write = |content: &str, mode: u32| {
+        let tmp = d.path().join("k.tmp");
+        std::fs::write(&tmp, content).unwrap();
+        std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(mode)).unwrap();
+        std::fs::rename(&tmp, &key).unwrap();
+    };
+    write("sk-first\n", 0o600);
+    let opener = match KeyOpener::spawn(&key) {
+        Ok(o) => o,
+        Err(e) => {
+            eprintln!("spawn: {e}");
+            return 1;
+        }
+    };
+    let read = |o: &KeyOpener| -> Result<String, KeyOpenerError> {
+        let mut f = o.open()?;
+        let mut s = String::new();
+        f.read_to_string(&mut s).unwrap();
+        Ok(s)
+    };
+    let r = read(&opener);
+    c.check(
+        "the descriptor reads the key",
+        matches!(&r, Ok(s) if s == "sk-first\n"),
+        &r,
+    );
+    write("sk-second\n", 0o600);
+    let r = read(&opener);
+    c.check(
+        "a key replaced by rename is opened (Landlock covers the directory)",
+        matches!(&r, Ok(s) if s == "sk-second\n"),
+        &r,
+    );
+    write("sk-third\n", 0o644);
+    let r = read(&opener);
+    c.check(
+        "a loose mode is refused with the check's message",
+        matches!(&r, Err(KeyOpenerError::Refused { message }) if message.contains("chmod 0400")),
+        &r,
+    );
+    let pid = opener.pid();
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    let field = |k: &str| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(k))
+            .unwrap_or("")
+            .trim()
+            .to_string()
+    };
+    c.check(
+        "the opener keeps uid 0",
+        field("Uid:").starts_with("0\t0\t0\t0"),
+        field("Uid:"),
+    );
+    for cap in ["CapEff:", "CapPrm:", "CapInh:"] {
+        c.check(cap, field(cap) == "0000000000000000", field(cap));
+    }
+    c.check(
+        "no_new_privs",
+        field("NoNewPrivs:") == "1",
+        field("NoNewPrivs:"),
+    );
+    c.check(
+        "seccomp filter",
+        field("Seccomp:") == "2",
+        field("Seccomp:"),
+    );
+    // Its socket closes: it exits by itself (reaped here; it is our child).
+    drop(opener);
+    let mut wstatus = 0;
+    // SAFETY: waitpid on our own child's pid with a pointer to a live int.
+    let reaped = unsafe { libc::waitpid(pid, &mut wstatus, 0) };
+    c.check(
+        "it exits 0 when the socket closes",
+        reaped == pid && libc::WIFEXITED(wstatus) && libc::WEXITSTATUS(wstatus) == 0,
+        (reaped, wstatus),
+    );
+    // Multi-threaded: refused (a fork would copy locks held by other threads).
+    let (tx, rx) = std::sync::mpsc::channel::<()>();
+    let t = std::thread::spawn(move || {
+        let _ = rx.recv();
+    });
+    let r = KeyOpener::spawn(&key);
+    c.check(
+        "spawn refuses a multi-threaded process",
+        matches!(r, Err(KeyOpenerError::Threads { threads: 2 })),
+        r.map(|o| o.pid()),
+    );
+    drop(tx);
+    t.join().unwrap();
+    c.code()
 }
