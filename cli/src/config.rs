@@ -1050,7 +1050,7 @@ mod depth_tests {
             .unwrap_err()
             .to_string();
         assert!(
-            e.starts_with("/c.toml:1:1: recursion limit exceeded"),
+            e.starts_with("/c.toml") && e.contains("recursion limit"),
             "{e}"
         );
         let text = format!("{} = 1\n", vec!["a"; 40].join("."));

@@ -295,7 +295,7 @@ impl ResponseBody {
         if let Some(s) = self.scrub.as_ref().filter(|s| s.hits > 0) {
             tracing::warn!(
                 occurrences = s.hits,
-                "upstream echoed the key in the response body; overwritten"
+                "upstream echoed the key in the response body or trailers; overwritten (a trailer named after it: dropped)"
             );
         }
         if let (Some(a), Some(o)) = (self.audit.as_mut(), outcome) {

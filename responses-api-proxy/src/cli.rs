@@ -121,6 +121,12 @@ pub struct GovernanceArgs {
     /// --dump-dir). Required when the policy sets budgets.
     #[arg(long, value_name = "DIR", requires = "policy")]
     pub state_dir: Option<PathBuf>,
+
+    /// Most request-body bytes held at once across all governed requests (each is read whole
+    /// before it is checked); a request that would go over gets 503 `proxy_busy` and its
+    /// connection is closed. Never below --max-body-bytes.
+    #[arg(long, value_name = "BYTES", default_value_t = 256 * 1024 * 1024, requires = "policy")]
+    pub max_buffered_bytes: u64,
 }
 
 /// The admin socket's flags (flattened into [`Args`]).

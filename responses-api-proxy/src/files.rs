@@ -189,7 +189,8 @@ impl Dumper {
 
     /// Writes `<prefix>-request.json` or `<prefix>-response.json`: `head` fields, the headers
     /// (credentials redacted) and the body (as JSON when it parses, else as text). Every
-    /// occurrence of the key in the bytes written is overwritten with `*` (`key`): parsing and
+    /// occurrence of the key, in any case, in the bytes written is overwritten with `*` (`key`;
+    /// `headers` are the scrubbed ones: no name holding the key is left): parsing and
     /// re-serialising decodes JSON escapes, so a key that arrived as `\u0073\u006b...` (which
     /// the stream scrubber does not recognise) would otherwise be written in clear (outside
     /// review round 5, F4). The key's alphabet is never escaped by the serialiser.
@@ -237,7 +238,7 @@ impl Dumper {
         if masked > 0 {
             tracing::warn!(
                 occurrences = masked,
-                "the key appeared in a dump (decoded from an escaped form); overwritten"
+                "the key appeared in a dump (decoded from an escaped form, or in another case); overwritten"
             );
         }
         let name = format!("{prefix}-{suffix}.json");

@@ -12,6 +12,7 @@
 //! checked, possibly rewritten, and sent as one buffered body.
 
 use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 
@@ -23,17 +24,23 @@ use http_body_util::BodyExt;
 use codex_proxy_governance::{Admitted, Governor, UsageTap, clock};
 use tokio::sync::Notify;
 
-/// The governor and the writer task's wake-up.
+/// The governor, the writer task's wake-up, and the bytes of request bodies being buffered.
 pub struct Governed {
     pub governor: Governor,
     flush: Notify,
+    /// Request-body bytes held right now by governed requests (read, not yet sent upstream).
+    buffered: AtomicU64,
+    /// `--max-buffered-bytes` (at least `--max-body-bytes`).
+    buffer_cap: u64,
 }
 
 impl Governed {
-    pub fn new(governor: Governor) -> Arc<Self> {
+    pub fn new(governor: Governor, buffer_cap: u64) -> Arc<Self> {
         Arc::new(Self {
             governor,
             flush: Notify::new(),
+            buffered: AtomicU64::new(0),
+            buffer_cap,
         })
     }
 
@@ -76,10 +83,51 @@ impl Governed {
 use crate::audit::{AuditRecord, Governance, Outcome};
 use crate::body::{BodyTap, RequestBody, RequestBodyError, ResponseBody};
 
-/// The body sent upstream: the client's, streamed (no policy), or the checked one, buffered.
+/// The body sent upstream: the client's, streamed (no policy), or the checked one, buffered
+/// (its bytes counted against `--max-buffered-bytes` until the body is dropped).
 pub enum UpstreamBody {
     Streamed(RequestBody),
-    Buffered(Option<Bytes>),
+    Buffered(Option<Bytes>, BufferCharge),
+}
+
+/// Request-body bytes one governed request holds, counted in [`Governed`]'s total; given back
+/// when dropped (the body sent, refused, or the client gone).
+pub struct BufferCharge {
+    governed: Arc<Governed>,
+    bytes: u64,
+}
+
+impl BufferCharge {
+    fn new(governed: &Arc<Governed>) -> Self {
+        Self {
+            governed: Arc::clone(governed),
+            bytes: 0,
+        }
+    }
+
+    /// Counts `n` more bytes; false when the total would go over the cap (nothing counted).
+    fn add(&mut self, n: u64) -> bool {
+        let cap = self.governed.buffer_cap;
+        let ok = self
+            .governed
+            .buffered
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |t| {
+                t.checked_add(n).filter(|&v| v <= cap)
+            })
+            .is_ok();
+        if ok {
+            self.bytes += n;
+        }
+        ok
+    }
+}
+
+impl Drop for BufferCharge {
+    fn drop(&mut self) {
+        self.governed
+            .buffered
+            .fetch_sub(self.bytes, Ordering::AcqRel);
+    }
 }
 
 impl Body for UpstreamBody {
@@ -92,22 +140,22 @@ impl Body for UpstreamBody {
     ) -> Poll<Option<Result<Frame<Bytes>, RequestBodyError>>> {
         match self.get_mut() {
             UpstreamBody::Streamed(b) => Pin::new(b).poll_frame(cx),
-            UpstreamBody::Buffered(b) => Poll::Ready(b.take().map(|b| Ok(Frame::data(b)))),
+            UpstreamBody::Buffered(b, _) => Poll::Ready(b.take().map(|b| Ok(Frame::data(b)))),
         }
     }
 
     fn is_end_stream(&self) -> bool {
         match self {
             UpstreamBody::Streamed(b) => b.is_end_stream(),
-            UpstreamBody::Buffered(b) => b.is_none(),
+            UpstreamBody::Buffered(b, _) => b.is_none(),
         }
     }
 
     fn size_hint(&self) -> SizeHint {
         match self {
             UpstreamBody::Streamed(b) => b.size_hint(),
-            UpstreamBody::Buffered(Some(b)) => SizeHint::with_exact(b.len() as u64),
-            UpstreamBody::Buffered(None) => SizeHint::with_exact(0),
+            UpstreamBody::Buffered(Some(b), _) => SizeHint::with_exact(b.len() as u64),
+            UpstreamBody::Buffered(None, _) => SizeHint::with_exact(0),
         }
     }
 }
@@ -142,27 +190,70 @@ fn refusal_response(
 /// errors: 413/408/400; the policy's refusals). `tee` (the dump's copy of the request body) is
 /// replaced by the rewritten body.
 pub async fn admit(
-    governed: &Governed,
-    body: RequestBody,
+    governed: &Arc<Governed>,
+    mut body: RequestBody,
     tee: Option<&Arc<Mutex<Vec<u8>>>>,
     mut audit: AuditRecord,
 ) -> Result<(UpstreamBody, Admitted, AuditRecord), Response<ResponseBody>> {
-    let bytes = match body.collect().await {
-        Ok(c) => c.to_bytes(),
-        Err(e) => {
-            let (status, code) = match &e {
-                RequestBodyError::TooLarge { .. } => (413, "body_too_large"),
-                RequestBodyError::IdleTimeout(_) => (408, "body_timeout"),
-                RequestBodyError::Client(_) => (400, "bad_request_body"),
-            };
-            audit.reason = Some(code.into());
-            let body = serde_json::json!({"error": {
-                "message": e.to_string(), "type": "proxy_error", "code": code, "status": status,
-            }});
-            let mut resp = refusal_response(status, format!("{body}\n").into_bytes(), None, audit);
-            resp.headers_mut()
-                .insert(http::header::CONNECTION, HeaderValue::from_static("close"));
-            return Err(resp);
+    // Read whole, every chunk counted against `--max-buffered-bytes` first (outside review
+    // round 12, F4: every connection may hold a body of up to `--max-body-bytes`).
+    let mut charge = BufferCharge::new(governed);
+    let mut chunks: Vec<Bytes> = Vec::new();
+    loop {
+        let err = match body.frame().await {
+            None => break,
+            Some(Ok(frame)) => match frame.into_data() {
+                Ok(data) if charge.add(data.len() as u64) => {
+                    chunks.push(data);
+                    continue;
+                }
+                Ok(_) => None,
+                Err(_) => continue, // trailers: the request body drops them already
+            },
+            Some(Err(e)) => Some(e),
+        };
+        let (status, code, message) = match &err {
+            Some(RequestBodyError::TooLarge { .. }) => (413, "body_too_large", None),
+            Some(RequestBodyError::IdleTimeout(_)) => (408, "body_timeout", None),
+            Some(RequestBodyError::Client(_)) => (400, "bad_request_body", None),
+            None => (
+                503,
+                "proxy_busy",
+                Some("the proxy holds too many request bodies being checked; retry shortly"),
+            ),
+        };
+        if err.is_none() {
+            tracing::warn!(
+                uid = audit.uid,
+                cap = governed.buffer_cap,
+                "governed request bodies at their buffer cap (--max-buffered-bytes): 503"
+            );
+        }
+        audit.reason = Some(code.into());
+        let message = match (&err, message) {
+            (Some(e), _) => e.to_string(),
+            (None, Some(m)) => m.to_string(),
+            (None, None) => String::new(),
+        };
+        let body = serde_json::json!({"error": {
+            "message": message, "type": "proxy_error", "code": code, "status": status,
+        }});
+        let retry = err.is_none().then_some(1);
+        let mut resp = refusal_response(status, format!("{body}\n").into_bytes(), retry, audit);
+        resp.headers_mut()
+            .insert(http::header::CONNECTION, HeaderValue::from_static("close"));
+        return Err(resp);
+    }
+    let bytes = match chunks.len() {
+        0 => Bytes::new(),
+        1 => chunks.pop().unwrap_or_default(),
+        _ => {
+            let mut all = Vec::with_capacity(usize::try_from(charge.bytes).unwrap_or(0));
+            for c in &chunks {
+                all.extend_from_slice(c);
+            }
+            drop(chunks);
+            Bytes::from(all)
         }
     };
     match governed.governor.admit(audit.uid, &bytes, clock::now_ms()) {
@@ -188,7 +279,7 @@ pub async fn admit(
                 rule: admitted.rule.to_string(),
                 ..Governance::default()
             });
-            Ok((UpstreamBody::Buffered(Some(send)), admitted, audit))
+            Ok((UpstreamBody::Buffered(Some(send), charge), admitted, audit))
         }
         Err(refusal) => {
             audit.reason = Some(refusal.code.into());

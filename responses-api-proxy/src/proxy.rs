@@ -316,7 +316,7 @@ async fn forward(
         tracing::warn!(
             upstream = %state.upstream.authority,
             headers = echoed,
-            "upstream echoed the key in response headers; overwritten"
+            "upstream echoed the key in response headers (a name holding it: dropped; a value: overwritten)"
         );
     }
     audit.outcome = Outcome::Complete;

@@ -2,8 +2,12 @@
 //!
 //! An upstream (or something on its path) that echoes the request's `Authorization` header, in a
 //! response header or in an error body, would otherwise hand the key to every local client. Every
-//! occurrence of the key's bytes in the response headers, trailers and body is overwritten with
-//! `*` of the same length (lengths, and so `Content-Length`, stay right).
+//! occurrence of the key in the response header values, trailer values and body is overwritten
+//! with `*` of the same length (lengths, and so `Content-Length`, stay right); a response header
+//! or trailer whose **name** holds the key is dropped whole (outside review round 12, F3: an
+//! upstream that answered `x-sk-...: 1` handed the key, lower-cased by the parser, to the client
+//! and the dump). The match ignores ASCII case everywhere: a case-folded echo gives away all but
+//! about one bit per letter.
 //!
 //! The body is scrubbed as it streams: an occurrence split across two chunks is caught by holding
 //! back the end of a chunk that **could** be the beginning of a key, judged without looking at
@@ -33,17 +37,17 @@
 
 use bytes::Bytes;
 use http::HeaderMap;
-use http::header::HeaderValue;
+use http::header::{HeaderName, HeaderValue};
 
-/// How common a byte is in JSON and SSE text (lower: rarer). Keys are base62 plus `-`/`_`; their
-/// upper-case letters and digits are far rarer in response text than lower-case letters.
+/// How common a byte is in JSON and SSE text (lower: rarer), either case of a letter counted
+/// (the search ignores case). Keys are base62 plus `-`/`_`; digits and `-` are rarer in response
+/// text than letters and than `_` (`output_text`, `item_id`).
 fn rarity_rank(b: u8) -> u8 {
     match b {
-        b'A'..=b'Z' | b'_' => 0,
-        b'0'..=b'9' => 1,
-        b'-' => 2,
-        b'a'..=b'z' => 3,
-        _ => 2,
+        b'0'..=b'9' => 0,
+        b'-' => 1,
+        b'_' => 2,
+        _ => 3,
     }
 }
 
@@ -52,8 +56,8 @@ fn rarity_rank(b: u8) -> u8 {
 pub struct KeyScrub {
     header: HeaderValue,
     offset: usize,
-    /// Where in the key its rarest byte is: the search scans for that byte (`memchr`) and
-    /// compares the key around each hit. A prebuilt `memmem::Finder` would be faster still but
+    /// Where in the key its rarest byte is: the search scans for that byte in either case
+    /// (`memchr2`) and compares the key around each hit, ignoring ASCII case. A prebuilt `memmem::Finder` would be faster still but
     /// would own a copy of the key on the heap; building one per search costs ~1.5 µs.
     rare: usize,
 }
@@ -85,7 +89,7 @@ impl KeyScrub {
         }
     }
 
-    /// The first occurrence of the key in `hay`.
+    /// The first occurrence of the key in `hay`, ignoring ASCII case.
     fn find(&self, hay: &[u8]) -> Option<usize> {
         let key = self.key();
         if key.is_empty() || hay.len() < key.len() {
@@ -93,9 +97,10 @@ impl KeyScrub {
         }
         let p = self.rare;
         let last = hay.len() - key.len();
-        memchr::memchr_iter(key[p], &hay[p..])
+        let b = key[p];
+        memchr::memchr2_iter(b.to_ascii_lowercase(), b.to_ascii_uppercase(), &hay[p..])
             .take_while(|&i| i <= last)
-            .find(|&i| &hay[i..i + key.len()] == key)
+            .find(|&i| hay[i..i + key.len()].eq_ignore_ascii_case(key))
     }
 
     fn key(&self) -> &[u8] {
@@ -131,13 +136,33 @@ impl KeyScrub {
             .count()
     }
 
-    /// Scrubs header values in place; returns how many values held the key.
+    /// Drops every header (or trailer) whose name holds the key and scrubs the values of the
+    /// others in place; returns how many headers were dropped or scrubbed.
     pub fn headers(&self, headers: &mut HeaderMap) -> usize {
         let key = self.key();
         if key.is_empty() {
             return 0;
         }
         let mut hits = 0;
+        if headers
+            .keys()
+            .any(|n| self.find(n.as_str().as_bytes()).is_some())
+        {
+            // Rebuilt without them (names move; a custom name's clone shares its bytes).
+            let old = std::mem::take(headers);
+            let mut name: Option<HeaderName> = None;
+            for (n, value) in old {
+                if n.is_some() {
+                    name = n;
+                }
+                let Some(n) = &name else { continue };
+                if self.find(n.as_str().as_bytes()).is_some() {
+                    hits += 1;
+                } else {
+                    headers.append(n.clone(), value);
+                }
+            }
+        }
         for value in headers.values_mut() {
             if self.find(value.as_bytes()).is_some() {
                 let mut bytes = value.as_bytes().to_vec();
@@ -230,6 +255,44 @@ mod tests {
         assert_eq!(h.get("x-ok").unwrap(), "fine");
     }
 
+    /// Review round 12, F3: a header (or trailer) whose name holds the key, in any case, is
+    /// dropped, every value of it; a value holding the key in another case is masked. Control:
+    /// the other headers, repeated ones too, stay as they were.
+    #[test]
+    fn a_header_named_after_the_key_is_dropped_and_case_does_not_hide_it() {
+        let mut h = HeaderMap::new();
+        let lower = KEY.to_ascii_lowercase();
+        h.append(
+            HeaderName::from_bytes(format!("x-{lower}").as_bytes()).unwrap(),
+            "1".parse().unwrap(),
+        );
+        h.append(
+            HeaderName::from_bytes(format!("x-{lower}").as_bytes()).unwrap(),
+            "2".parse().unwrap(),
+        );
+        h.append(
+            HeaderName::from_bytes(format!("{KEY}-y").as_bytes()).unwrap(),
+            "3".parse().unwrap(),
+        );
+        h.append("x-ok", "a".parse().unwrap());
+        h.append("x-ok", "b".parse().unwrap());
+        h.append(
+            "x-upper",
+            format!("Bearer {}", KEY.to_ascii_uppercase())
+                .parse()
+                .unwrap(),
+        );
+        h.append("x-sk", "sk-proj".parse().unwrap());
+        assert_eq!(scrub().headers(&mut h), 4);
+        assert_eq!(h.len(), 4, "{h:?}");
+        assert!(h.keys().all(|n| !n.as_str().contains("scrubtest")), "{h:?}");
+        let ok: Vec<_> = h.get_all("x-ok").iter().collect();
+        assert_eq!(ok, ["a", "b"]);
+        assert_eq!(h.get("x-sk").unwrap(), "sk-proj");
+        let v = h.get("x-upper").unwrap().to_str().unwrap();
+        assert_eq!(v, format!("Bearer {}", "*".repeat(KEY.len())));
+    }
+
     #[test]
     fn a_key_split_anywhere_across_chunks_is_caught_and_nothing_else_waits() {
         let body = format!("data: {{\"echo\":\"Bearer {KEY}\"}}\n\nmore {KEY}{KEY} end\n\n");
@@ -247,6 +310,23 @@ mod tests {
             assert!(!text.contains("sk-proj-SCRUB"), "step {step}: {text}");
             assert!(!text.contains("0123456789"), "step {step}: {text}");
             assert_eq!(s.hits, 3, "step {step}");
+        }
+        // Case-folded (review round 12, F3), split across two chunks too.
+        let folded = format!(
+            "x {} y {} z\n\n",
+            KEY.to_ascii_lowercase(),
+            KEY.to_ascii_uppercase()
+        );
+        for step in [3, 11, folded.len()] {
+            let mut s = BodyScrub::new(scrub());
+            let mut out = Vec::new();
+            for piece in folded.as_bytes().chunks(step) {
+                out.extend_from_slice(&s.chunk(Bytes::copy_from_slice(piece)));
+            }
+            out.extend_from_slice(&s.finish().unwrap_or_default());
+            let text = String::from_utf8(out).unwrap().to_ascii_lowercase();
+            assert!(!text.contains("scrubtest"), "step {step}: {text}");
+            assert_eq!(s.hits, 2, "step {step}");
         }
         // An SSE event is never held back, and a chunk without the key is passed on as is.
         let mut s = BodyScrub::new(scrub());

@@ -245,7 +245,15 @@ fn load_governor(args: &Args) -> Result<Option<Arc<Governed>>, StartupError> {
         None => None,
     };
     tracing::info!(policy = %path.display(), ledger = ledger.is_some(), "governance policy loaded");
-    Ok(Some(Governed::new(Governor::new(policy, ledger, now))))
+    let buffer_cap = args.governance.max_buffered_bytes.max(args.max_body_bytes);
+    tracing::info!(
+        max_buffered_bytes = buffer_cap,
+        "governed request bodies: buffer cap"
+    );
+    Ok(Some(Governed::new(
+        Governor::new(policy, ledger, now),
+        buffer_cap,
+    )))
 }
 
 impl Config {

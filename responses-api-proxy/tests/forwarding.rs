@@ -183,13 +183,9 @@ fn allow_path_forwards_one_more_exact_path() {
 fn dump_dir_writes_redacted_pairs_0600() {
     use std::os::unix::fs::PermissionsExt;
     let mock = MockUpstream::start().unwrap();
-    let dumps = tempfile::tempdir().unwrap();
     // Started as root, the proxy drops to `nobody`, which must be able to write the dumps.
-    std::os::unix::fs::chown(dumps.path(), Some(65534), Some(65534)).unwrap();
-    let proxy = Spawn::new(&mock.responses_url())
-        .arg("--dump-dir")
-        .arg(dumps.path().to_str().unwrap())
-        .start();
+    let (spawn, dumps) = Spawn::new(&mock.responses_url()).dumping();
+    let proxy = spawn.start();
     let resp = proxy.request(
         "POST",
         "/v1/responses",

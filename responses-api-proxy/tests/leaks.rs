@@ -203,6 +203,85 @@ fn an_upstream_echoing_the_key_does_not_hand_it_to_the_client() {
     );
 }
 
+/// Outside review round 12, F3, from the hostile upstream's position: a response header whose
+/// NAME holds the key (`x-sk-...: 1`, lower-cased on the way) reached the client and the dump
+/// (only values were scrubbed), and a value holding the key in another case was not matched.
+/// Both are gone now, from the client, the dump and the log; counted in the warning. Control: a
+/// harmless header name and value pass through unchanged, and the upstream did send the name.
+#[test]
+fn a_response_header_named_after_the_key_or_a_case_folded_echo_does_not_reach_the_client() {
+    let mock = MockUpstream::start().unwrap();
+    let named = format!("x-{}", KEY.to_ascii_lowercase());
+    let upper = KEY.to_ascii_uppercase();
+    {
+        let (named, upper) = (named.clone(), upper.clone());
+        mock.set_handler(move |_| MockResponse::Raw {
+            status: 200,
+            headers: vec![
+                (named.clone(), "1".into()),
+                ("x-folded".into(), format!("Bearer {upper}")),
+                ("x-harmless-name".into(), "still-here".into()),
+                ("content-type".into(), "application/json".into()),
+            ],
+            body: bytes::Bytes::from_static(b"{\"ok\":true}"),
+        });
+    }
+    let (spawn, dumps) = Spawn::new(&mock.responses_url()).dumping();
+    let proxy = spawn.start();
+    let r = proxy.post(r#"{"model":"gpt-5"}"#);
+    assert_eq!(r.status, 200, "{}", r.text());
+    let raw_headers = format!("{:?}", r.headers);
+    assert_clean_any_case("response headers", raw_headers.as_bytes());
+    assert_eq!(
+        r.header("x-harmless-name"),
+        Some("still-here"),
+        "control: {raw_headers}"
+    );
+    assert_eq!(
+        r.header("x-folded"),
+        Some(format!("Bearer {}", "*".repeat(KEY.len())).as_str())
+    );
+    assert!(r.header(&named).is_none(), "{raw_headers}");
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while std::fs::read_dir(dumps.path()).unwrap().count() < 2 {
+        assert!(std::time::Instant::now() < deadline, "dumps missing");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let mut response_dump = String::new();
+    for e in std::fs::read_dir(dumps.path()).unwrap() {
+        let path = e.unwrap().path();
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert_clean_any_case(&path.display().to_string(), text.as_bytes());
+        if path.to_string_lossy().ends_with("-response.json") {
+            response_dump = text;
+        }
+    }
+    assert!(
+        response_dump.contains("still-here"),
+        "control: {response_dump}"
+    );
+    let log = proxy.stderr();
+    assert_clean_any_case("stderr", log.as_bytes());
+    let warn = log
+        .lines()
+        .find(|l| l.contains("upstream echoed the key in response headers"))
+        .unwrap_or_else(|| panic!("no warning: {log}"));
+    assert!(warn.contains("headers=2"), "{warn}");
+    // Control: the upstream really sent the name (the mock answered with it).
+    assert_eq!(mock.requests().len(), 1);
+}
+
+/// [`assert_clean`] ignoring ASCII case (a case-folded key gives away all but ~1 bit a letter).
+fn assert_clean_any_case(what: &str, data: &[u8]) {
+    let text = String::from_utf8_lossy(data).to_ascii_lowercase();
+    for n in NEEDLES {
+        assert!(
+            !text.contains(&n.to_ascii_lowercase()),
+            "key (any case) found in {what}"
+        );
+    }
+}
+
 /// Review round 5, F4, from the position of whoever makes the key appear JSON-escaped in a body
 /// (an upstream echo, or a client that sends it so): the stream scrubber does not recognise the
 /// escaped form (documented), but the dump's re-serialisation decoded it and wrote the key in
@@ -210,12 +289,8 @@ fn an_upstream_echoing_the_key_does_not_hand_it_to_the_client() {
 #[test]
 fn a_json_escaped_key_is_not_written_decoded_into_dumps() {
     let mock = MockUpstream::start().unwrap();
-    let dumps = tempfile::tempdir().unwrap();
-    std::os::unix::fs::chown(dumps.path(), Some(65534), Some(65534)).unwrap();
-    let proxy = Spawn::new(&mock.responses_url())
-        .arg("--dump-dir")
-        .arg(dumps.path().to_str().unwrap())
-        .start();
+    let (spawn, dumps) = Spawn::new(&mock.responses_url()).dumping();
+    let proxy = spawn.start();
     let escaped: String = KEY.bytes().map(|b| format!("\\u{b:04x}")).collect();
     let body = format!("{{\"echo\":\"{escaped}\"}}");
     mock.push_response(MockResponse::Raw {

@@ -42,6 +42,23 @@ impl<'a> Spawn<'a> {
         self.args.push(a.into());
         self
     }
+    /// `--policy POLICY --state-dir STATE` (governance).
+    pub fn governed(self, policy: &std::path::Path, state: &std::path::Path) -> Self {
+        self.arg("--policy")
+            .arg(policy.to_str().unwrap())
+            .arg("--state-dir")
+            .arg(state.to_str().unwrap())
+    }
+
+    /// `--dump-dir` with a fresh directory the dropped proxy (uid 65534) may write; keep the
+    /// returned directory alive as long as the proxy.
+    pub fn dumping(self) -> (Self, tempfile::TempDir) {
+        let dumps = tempfile::tempdir().unwrap();
+        std::os::unix::fs::chown(dumps.path(), Some(65534), Some(65534)).unwrap();
+        let s = self.arg("--dump-dir").arg(dumps.path().to_str().unwrap());
+        (s, dumps)
+    }
+
     pub fn env(mut self, k: &str, v: &str) -> Self {
         self.env.push((k.into(), v.into()));
         self
