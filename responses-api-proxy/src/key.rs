@@ -4,7 +4,10 @@
 //! The resulting [`HeaderValue`] points into that memory and is marked sensitive (`Debug` prints
 //! `Sensitive`); [`ApiKey`] wraps it for the data path, which never copies the bytes (the
 //! upstream client writes them from the page itself: [`ApiKey::bytes_for_upstream`]), and
-//! [`KeySlot`] hands each request a shared handle. The buffer lives until the process exits.
+//! [`KeySlot`] hands each request a shared handle. The proxy reads its keys into pages allocated
+//! at start-up (`key_pages::KeyPages::load`, with [`read_options`]): a rotated-out key's page is
+//! wiped when its last request drops it. [`read_key`] reads one into a page of its own that lives
+//! until the process exits.
 
 use bytes::Bytes;
 use http::HeaderValue;
@@ -76,7 +79,8 @@ impl From<ReadSecretError> for KeyError {
     }
 }
 
-/// Reads `Bearer <key>` from `r` into locked memory and returns it as a sensitive header value.
+/// Reads `Bearer <key>` from `r` into locked memory of its own, kept for the life of the process
+/// (never wiped, never reused), and returns it as a sensitive header value.
 pub fn read_key<R: RawRead>(r: &mut R, lock: LockPolicy) -> Result<HeaderValue, KeyError> {
     let secret = secure_main::read_secret(r, &read_options(lock))?;
     // The buffer is intentionally kept for the life of the process: the header value borrows it.
@@ -98,7 +102,8 @@ pub struct ApiKey {
 }
 
 impl ApiKey {
-    /// From the header value [`read_key`] returned (its bytes in locked memory).
+    /// From a sensitive header value whose bytes are in locked memory (`KeyPages::load`,
+    /// [`read_key`]).
     pub fn new(header: HeaderValue) -> Self {
         let wire = Bytes::from_owner(header.clone());
         ApiKey { header, wire }

@@ -78,7 +78,12 @@ fn read_message(src: &KeySource, e: &KeyError) -> String {
     if *src == KeySource::Stdin {
         return e.to_string();
     }
-    let what = match e {
+    format!("{src}: {}", key_problem(e))
+}
+
+/// What is wrong with a key, without naming where it came from (and never a byte of it).
+pub fn key_problem(e: &KeyError) -> String {
+    match e {
         KeyError::Empty => "holds no API key".to_string(),
         KeyError::TooLong => format!(
             "the API key is too long: at most {} characters are accepted",
@@ -89,8 +94,7 @@ fn read_message(src: &KeySource, e: &KeyError) -> String {
         ),
         KeyError::Read { source } => format!("failed to read the API key: {source}"),
         other => other.to_string(),
-    };
-    format!("{src}: {what}")
+    }
 }
 
 impl KeySource {

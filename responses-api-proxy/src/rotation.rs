@@ -53,7 +53,10 @@ pub enum RotateError {
     #[error("{0}; the current key stays")]
     Opener(#[from] codex_privsep::KeyOpenerError),
     /// The key sent over the admin socket is bad.
-    #[error("the new key sent over the admin socket: {0}; the current key stays")]
+    #[error(
+        "the new key sent over the admin socket: {}; the current key stays",
+        crate::key_source::key_problem(.0)
+    )]
     Admin(KeyError),
     /// The new key is the same as the current one.
     #[error("the new key is the key already in force: nothing to rotate")]

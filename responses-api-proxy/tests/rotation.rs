@@ -17,8 +17,9 @@
 
 mod common;
 
-use std::io::Write;
+use std::io::{Read, Write};
 use std::os::unix::fs::{FileExt, PermissionsExt};
+use std::os::unix::net::UnixStream;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -429,11 +430,28 @@ fn a_bad_new_key_keeps_the_old_one_and_the_log_says_why_without_the_key() {
     assert_eq!(s.proxy.post("{}").status, 200);
     assert_eq!(last_auth(&s.mock), format!("Bearer {KEY}"));
 
-    // Over the admin socket: refused with exit 3, the old key stays.
-    let (code, _, err) = rotate_key(&s.admin, format!("{bad}\n").as_bytes(), None);
+    // Over the admin socket: refused with exit 3, the old key stays; `rotate-key` prints why,
+    // never the key.
+    let (code, out, err) = rotate_key(&s.admin, format!("{bad}\n").as_bytes(), None);
     assert_eq!(code, 3, "{err}");
+    assert!(err.contains("a character other than"), "{err}");
+    assert!(
+        !out.contains("BADKEY_canary") && !err.contains("BADKEY_canary"),
+        "{out} {err}"
+    );
     let (code, out, err) = rotate_key(&s.admin, b"sk-a\x01b\n", None);
     assert_eq!(code, 3, "{out} {err}");
+    // Sent past the local check (the client checks too): the proxy's own check refuses it.
+    let mut raw = UnixStream::connect(&s.admin).unwrap();
+    raw.write_all(b"POST /rotate-key HTTP/1.1\r\ncontent-length: 14\r\n\r\nsk-BADKEY_x y\n")
+        .unwrap();
+    let mut answer = String::new();
+    raw.read_to_string(&mut answer).unwrap();
+    assert!(answer.starts_with("HTTP/1.1 422"), "{answer}");
+    assert!(
+        answer.contains("a character other than") && !answer.contains("BADKEY"),
+        "{answer}"
+    );
     assert_eq!(s.proxy.post("{}").status, 200);
     assert_eq!(last_auth(&s.mock), format!("Bearer {KEY}"));
     alive(&mut s.proxy);
