@@ -14,7 +14,8 @@
 //! How it is confined, in this order, right after `fork` (the process is single-threaded,
 //! checked): `PR_SET_PDEATHSIG(SIGKILL)` and a check that the parent is still the proxy; its
 //! socket moved to descriptor 3 and every other descriptor closed (listeners, the sock_diag
-//! socket, the ledger); every capability dropped (it keeps uid 0, which is what opening a
+//! socket, the ledger; `close_range`, or one `close` per number where a service manager's
+//! filter refuses it); every capability dropped when it has any (it keeps uid 0, which is what opening a
 //! root-owned 0600 file needs, but no `CAP_DAC_OVERRIDE`, `CAP_SETUID`...); no_new_privs;
 //! Landlock allowing only reading files in the key's directory (a rule on the file itself would
 //! not cover a key replaced by `rename`, which is how editors and `install` replace files); a
@@ -269,8 +270,13 @@ fn child(sock: OwnedFd, path: &Path, dir: &Path, parent: libc::pid_t) -> ! {
         fail("dup2", &e);
     }
     // Every descriptor but stdio and the socket (now 3; `sock`'s own number is closed too).
-    if let Err(e) = sys::close_from(4) {
-        fail("close_range", &e);
+    // Where close_range is refused (a service manager's syscall filter that predates it), one
+    // close per number up to the descriptor limit.
+    if sys::close_from(4).is_err() {
+        let limit = sys::get_nofile_limit().map_or(65_536, |(soft, _)| soft.min(1 << 20));
+        for fd in 4..limit {
+            sys::close_unowned(fd as std::os::fd::RawFd);
+        }
     }
     std::mem::forget(sock);
     let sock = sys::claim_inherited_fd(3);
@@ -282,8 +288,16 @@ fn child(sock: OwnedFd, path: &Path, dir: &Path, parent: libc::pid_t) -> ! {
             fail("sigaction(SIG_IGN)", &e);
         }
     }
-    if let Err(e) = sys::drop_all_capabilities() {
-        fail("capset", &e);
+    // Started without capabilities (a service unit's `User=`, `CapabilityBoundingSet=`, whose
+    // `SystemCallFilter=~@privileged` refuses capset): nothing to drop. With any, capset must
+    // succeed or the opener does not run.
+    match sys::capget() {
+        Ok((0, 0)) => {}
+        _ => {
+            if let Err(e) = sys::drop_all_capabilities() {
+                fail("capset", &e);
+            }
+        }
     }
     if let Err(e) = codex_confine::set_no_new_privs() {
         fail("prctl(PR_SET_NO_NEW_PRIVS)", &e);

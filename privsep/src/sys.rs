@@ -837,3 +837,14 @@ pub fn ignore_signal(sig: libc::c_int) -> io::Result<()> {
         cvt(libc::sigaction(sig, &sa, std::ptr::null_mut())).map(drop)
     }
 }
+
+/// `close(2)` of a descriptor number nothing in the process owns any more (the key opener's
+/// fallback when `close_range` is refused, e.g. by an older systemd's `SystemCallFilter=`).
+/// Errors (`EBADF` for a number not open) are ignored.
+pub fn close_unowned(fd: RawFd) {
+    // SAFETY: per the caller (right after fork, before anything but the opener's own socket is
+    // used), no object owns `fd`; closing a number that is not open only returns EBADF.
+    unsafe {
+        libc::close(fd);
+    }
+}

@@ -153,6 +153,10 @@ fn main() {
             "key_opener_hands_over_the_checked_descriptor_and_is_confined",
             key_opener_hands_over_the_checked_descriptor_and_is_confined,
         ),
+        (
+            "key_opener_under_the_service_units_syscall_filter",
+            key_opener_under_the_service_units_syscall_filter,
+        ),
     ];
     let mut failed = Vec::new();
     let mut ran = 0;
@@ -303,6 +307,7 @@ fn child_main(name: &str, args: &[String]) -> i32 {
         "activation" => scenario_activation(false),
         "activation-unsafe-dir" => scenario_activation(true),
         "key-opener" => scenario_key_opener(),
+        "key-opener-unit" => scenario_key_opener_unit(args[0] == "drop"),
         other => {
             eprintln!("unknown scenario {other}");
             2
@@ -2058,5 +2063,76 @@ fn scenario_key_opener() -> i32 {
     );
     drop(tx);
     t.join().unwrap();
+    c.code()
+}
+
+/// The shipped service unit starts the proxy as its own account without capabilities and with
+/// `SystemCallFilter=~@privileged` (capset answers EPERM; older systemd versions do not know
+/// close_range either). Simulated: those two calls get EPERM. Started that way (uid 65534, no
+/// capability, key file its own) the opener starts and hands over the key; control: with
+/// capabilities (root) and capset refused it does not start (an opener that keeps them never
+/// runs).
+fn key_opener_under_the_service_units_syscall_filter() {
+    run_ok(child("key-opener-unit", &["drop"]));
+    run_ok(child("key-opener-unit", &["root"]));
+}
+
+fn scenario_key_opener_unit(drop_first: bool) -> i32 {
+    use codex_confine::seccomp::Filter;
+    use codex_privsep::{KeyOpener, KeyOpenerError};
+    let mut c = Checks::new();
+    let d = tempfile::tempdir().unwrap();
+    let key = d.path().join("k");
+    std::fs::write(&key, "sk-unit\n").unwrap();
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o400)).unwrap();
+    if drop_first {
+        std::os::unix::fs::chown(d.path(), Some(NOBODY), Some(NOBODY)).unwrap();
+        std::os::unix::fs::chown(&key, Some(NOBODY), Some(NOBODY)).unwrap();
+        // SAFETY: integer-only calls; this child is single-threaded.
+        let r = unsafe {
+            libc::setgroups(0, std::ptr::null())
+                | libc::setresgid(NOBODY, NOBODY, NOBODY)
+                | libc::setresuid(NOBODY, NOBODY, NOBODY)
+        };
+        c.check("dropped to 65534", r == 0, std::io::Error::last_os_error());
+    }
+    codex_confine::set_no_new_privs().unwrap();
+    let refused = [
+        Rule::new("capset", libc::SYS_capset, Condition::Always, "unit filter"),
+        Rule::new(
+            "close_range",
+            libc::SYS_close_range,
+            Condition::Always,
+            "older unit filter",
+        ),
+    ];
+    Filter::compile_with_errno(&refused, libc::EPERM)
+        .unwrap()
+        .install()
+        .unwrap();
+    let r = KeyOpener::spawn(&key);
+    if drop_first {
+        match r {
+            Ok(o) => {
+                let got = o.open().map(|mut f| {
+                    let mut s = String::new();
+                    f.read_to_string(&mut s).unwrap();
+                    s
+                });
+                c.check(
+                    "the opener hands over the key file",
+                    matches!(&got, Ok(s) if s == "sk-unit\n"),
+                    &got,
+                );
+            }
+            Err(e) => c.check("the opener starts without capabilities", false, e),
+        }
+    } else {
+        c.check(
+            "with capabilities and capset refused, the opener does not start",
+            matches!(r, Err(KeyOpenerError::NotConfined { .. })),
+            r.map(|o| o.pid()),
+        );
+    }
     c.code()
 }
