@@ -1,36 +1,33 @@
-//! The key opener: a small process forked before the privilege drop that keeps root's
-//! **ownership** of one file (and nothing else) so the unprivileged, confined proxy can re-read
-//! its root-owned 0600 key file on SIGHUP (OpenSSH's privileged monitor, reduced to one
-//! operation).
+//! The key opener: a small process forked before the privilege drop that keeps root's **ownership**
+//! of one file (and nothing else) so the unprivileged, confined proxy can re-read its root-owned
+//! 0600 key file on SIGHUP (OpenSSH's privileged monitor, reduced to one operation).
 //!
-//! What it can do: on each request byte from the proxy it opens the one path it was given at
-//! fork time with [`crate::open_key_file`]'s checks (regular file, owned by root, no group or
-//! other bits, no symlink, no FIFO) and sends the **open descriptor** back over a
-//! `SOCK_SEQPACKET` socketpair (`SCM_RIGHTS`), or the check's error message. It never reads the
-//! key: the proxy reads it from the descriptor straight into its locked page, so no key byte is
-//! ever in the opener's memory or in a socket buffer. The proxy cannot name another path: the
-//! request carries no data.
+//! What it can do: on each request byte from the proxy it opens the one path it was given at fork
+//! time with [`crate::open_key_file`]'s checks (regular file, owned by root or its uid, no group or other
+//! bits, no symlink, no FIFO) and sends the **open descriptor** back over a `SOCK_SEQPACKET`
+//! socketpair (`SCM_RIGHTS`), or the check's error message. It never reads the key: the proxy reads
+//! it from the descriptor straight into its locked page, so no key byte is ever in the opener's
+//! memory or in a socket buffer. The proxy cannot name another path: the request carries no data.
 //!
-//! How it is confined, in this order, right after `fork` (the process is single-threaded,
-//! checked): `PR_SET_PDEATHSIG(SIGKILL)` and a check that the parent is still the proxy; its
-//! socket moved to descriptor 3 and every other descriptor closed (listeners, the sock_diag
-//! socket, the ledger; `close_range`, or one `close` per number where a service manager's
-//! filter refuses it); every capability dropped when it has any (it keeps uid 0, which is what opening a
-//! root-owned 0600 file needs, but no `CAP_DAC_OVERRIDE`, `CAP_SETUID`...); no_new_privs;
-//! Landlock allowing only reading files in the key's directory (a rule on the file itself would
-//! not cover a key replaced by `rename`, which is how editors and `install` replace files); a
-//! seccomp allow-list of [`ALLOWED`] (recv, open, fstat, sendmsg, close, exit and memory
-//! management), a refused call named on stderr with exit 10. Keys in the proxy's locked pages
-//! are not in the child: `memfd_secret` pages are `MADV_DONTFORK`, mlock'ed ones
-//! `MADV_WIPEONFORK` (zeros).
+//! How it is confined, in this order, right after `fork` (the process is single-threaded, checked):
+//! `PR_SET_PDEATHSIG(SIGKILL)` and a check that the parent is still the proxy; its socket moved to
+//! descriptor 3 and every other descriptor closed (listeners, the sock_diag socket, the ledger;
+//! `close_range`, or one `close` per number where a service manager's filter refuses it); every
+//! capability dropped when it has any (it keeps uid 0, which is what opening a root-owned 0600 file
+//! needs, but no `CAP_DAC_OVERRIDE`, `CAP_SETUID`...); no_new_privs; Landlock allowing only reading
+//! files in the key's directory (a rule on the file itself would not cover a key replaced by
+//! `rename`, which is how editors and `install` replace files); a seccomp allow-list of [`ALLOWED`]
+//! (recv, open, fstat, sendmsg, close, exit and memory management), a refused call named on stderr
+//! with exit 10. Keys in the proxy's locked pages are not in the child: `memfd_secret` pages are
+//! `MADV_DONTFORK`, mlock'ed ones `MADV_WIPEONFORK` (zeros).
 //!
-//! SIGHUP and SIGINT are ignored (a closed terminal or `systemctl kill -s HUP` reaches the
-//! whole group; rotating is the proxy's answer, not the opener's death). It says "ready" on
-//! the socket only once confined; [`KeyOpener::spawn`] fails otherwise.
+//! SIGHUP and SIGINT are ignored (a closed terminal or `systemctl kill -s HUP` reaches the whole
+//! group; rotating is the proxy's answer, not the opener's death). It says "ready" on the socket
+//! only once confined; [`KeyOpener::spawn`] fails otherwise.
 //!
 //! How it ends: when the proxy exits (the parent-death signal, and the socket reads end of file)
-//! and when a call outside its list is refused. A dead opener makes every later rotation fail
-//! with [`KeyOpenerError::Gone`] (logged); the proxy keeps serving with the key it has.
+//! and when a call outside its list is refused. A dead opener makes every later rotation fail with
+//! [`KeyOpenerError::Gone`] (logged); the proxy keeps serving with the key it has.
 
 use std::fs::File;
 use std::io;

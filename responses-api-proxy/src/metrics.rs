@@ -1,17 +1,17 @@
-//! Metrics for the administrator's monitoring, in the Prometheus text format (0.0.4), served
-//! on the admin socket (`GET /metrics`, the `admin` module): nothing on the client listeners.
+//! Metrics for the administrator's monitoring, in the Prometheus text format (0.0.4), served on the
+//! admin socket (`GET /metrics`, the `admin` module): nothing on the client listeners.
 //!
-//! What is counted, and where: every request's end (its audit record's drop, `audit`):
-//! requests by uid and status, tokens in/cached/out by uid (from the governance usage, with
-//! `--policy`); requests in flight (records alive, streams included); the time from sending
-//! upstream to the response head (`proxy`), as a histogram; key rotations and refusals,
-//! key pages in use and wiped (the `rotation` and `key_pages` modules); refused admin connections. With a budget
-//! in the policy, the remaining day and month budget of every uid seen.
+//! What is counted, and where: every request's end (its audit record's drop, `audit`): requests by
+//! uid and status, tokens in/cached/out by uid (from the governance usage, with `--policy`);
+//! requests in flight (records alive, streams included); the time from sending upstream to the
+//! response head (`proxy`), as a histogram; key rotations and refusals, key pages in use and wiped
+//! (the `rotation` and `key_pages` modules); refused admin connections. With a budget in the
+//! policy, the remaining day and month budget of every uid seen.
 //!
-//! What is never in it: the key, header values, bodies, paths, model names. Labels are a uid
-//! (a number, or `unknown` when the peer was not identified), a status code, a fixed word;
-//! every label value is still escaped per the text format ([`escape_label`]: `\`, `"`,
-//! newline) so that a future label cannot break the exposition.
+//! What is never in it: the key, header values, bodies, paths, model names. Labels are a uid (a
+//! number, or `unknown` when the peer was not identified), a status code, a fixed word; every label
+//! value is still escaped per the text format ([`escape_label`]: `\`, `"`, newline) so that a
+//! future label cannot break the exposition.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;

@@ -2,30 +2,31 @@
 //!
 //! **Where a new key goes** ([`crate::key_pages`]). The confined proxy cannot map new locked
 //! memory: its seccomp allow-list has no `memfd_secret`, `mlock` or `ftruncate`, and widening it
-//! for a rare admin action would hand the same calls to an attacker who took over the process.
-//! So every page a key can ever live in is allocated at start-up, while still root and
-//! unconfined: [`KeyPages`] holds [`KEY_PAGES`] locked pages (`memfd_secret` where the kernel has it) when a
-//! rotation source is configured (a key file or credential, or `--admin-socket`), one otherwise.
-//! A key is read with raw `read(2)` straight into a free page ([`KeyPages::load`], the same
-//! checks as at start-up: [`crate::key::read_options`]); the page is shared by the key's
-//! handles ([`ApiKey`] clones: requests in flight, the scrubber, the upstream writer) and goes
-//! back to the pool, **wiped** (every byte of the page, `zeroize`), when the last of them is
-//! dropped ([`PooledKey`]'s `Drop`). A rotation while every page is still held by requests in
-//! flight is refused (and logged), never served by an unlocked copy.
+//! for a rare admin action would hand the same calls to an attacker who took over the process. So
+//! every page a key can ever live in is allocated at start-up, while still root and unconfined:
+//! [`KeyPages`] holds [`KEY_PAGES`] locked pages (`memfd_secret` where the kernel has it) when a
+//! rotation source is configured (a key file or credential, or `--admin-socket`), one otherwise. A
+//! key is read with raw `read(2)` straight into a free page ([`KeyPages::load`], the same checks as
+//! at start-up: [`crate::key::read_options`]); the page is shared by the key's handles ([`ApiKey`]
+//! clones: requests in flight, the scrubber, the upstream writer) and goes back to the pool,
+//! **wiped** (every byte of the page, `zeroize`), when the last of them is dropped (the page
+//! owner's `Drop` in `key_pages`). A rotation while every page is still held by requests in flight
+//! is refused (and logged), never served by an unlocked copy.
 //!
-//! **What swaps.** [`Rotator::rotate`] reads the new key first; only a key that passed every
-//! check replaces the one in the [`KeySlot`]. A bad key (empty, too long, a byte outside
-//! `[A-Za-z0-9_-]`, extra content in the file, a file that fails its ownership/mode checks)
-//! keeps the old key and the log says why, never with a byte of either key. Requests that
-//! took the old key before the swap finish with it (each request holds an `Arc<ApiKey>` for
-//! its whole exchange, streams included); new requests take the new one.
+//! **What swaps.** [`Rotator::rotate_from_source`] and [`Rotator::rotate_from_reader`] read the new
+//! key first; only a key that passed every check replaces the one in the [`KeySlot`]. A bad key
+//! (empty, too long, a byte outside `[A-Za-z0-9_-]`, extra content in the file, a file that fails
+//! its ownership/mode checks) keeps the old key and the log says why, never with a byte of either
+//! key. Requests that took the old key before the swap finish with it (each request holds an
+//! `Arc<ApiKey>` for its whole exchange, streams included); new requests take the new one.
 //!
-//! **Where the key comes from.** SIGHUP re-reads `--api-key-file` / `--api-key-credential`
-//! through the key opener ([`codex_privsep::KeyOpener`]: a process forked before the privilege
-//! drop that keeps root only to open that one file, confined to that) which hands the proxy an
-//! open descriptor; the admin socket's `POST /rotate-key` (the `admin` module) reads the key from
-//! the connection. With the key on stdin and no admin socket, SIGHUP logs that rotation needs a
-//! file source and the proxy keeps serving.
+//! **Where the key comes from.** SIGHUP re-reads `--api-key-file` / `--api-key-credential` through
+//! the key opener ([`codex_privsep::KeyOpener`]: a process forked before the privilege drop that
+//! keeps root only to open that one file, confined to that) which hands the proxy an open
+//! descriptor; the admin socket's `POST /rotate-key` (the `admin` module) reads the key from the
+//! connection. With the key on stdin and the admin socket, SIGHUP logs that rotation needs a file
+//! source and the proxy keeps serving; with the key on stdin alone it drains like SIGTERM
+//! (`server`).
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};

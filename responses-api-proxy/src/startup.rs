@@ -51,7 +51,8 @@ pub mod exit {
     pub const KEY: u8 = 3;
     /// Binding a listener or writing the server-info file failed.
     pub const LISTEN: u8 = 4;
-    /// The privilege drop or the confinement step failed.
+    /// The privilege drop or the confinement step failed, or the key opener could not start
+    /// (confined).
     pub const CONFINE: u8 = 9;
     /// The seccomp allow-list refused a system call while serving: stderr has one line naming
     /// it (`responses-api-proxy: seccomp refused system call NAME (nr N): WHY; exiting with
