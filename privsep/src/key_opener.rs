@@ -7,7 +7,8 @@
 //! or other bits, no symlink, no FIFO) and sends the **open descriptor** back over a
 //! `SOCK_SEQPACKET` socketpair (`SCM_RIGHTS`), or the check's error message. It never reads the
 //! key: the proxy reads it from the descriptor straight into its locked page, so no key byte is
-//! ever in the opener's memory or in a socket buffer. The proxy cannot name another path: the request carries no data.
+//! ever in the opener's memory or in a socket buffer. The proxy cannot name another path: the
+//! request carries no data.
 //!
 //! How it is confined, in this order, right after `fork` (the process is single-threaded, checked):
 //! `PR_SET_PDEATHSIG(SIGKILL)` and a check that the parent is still the proxy; its socket moved to
