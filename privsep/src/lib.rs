@@ -32,6 +32,7 @@ pub mod activation;
 pub mod allow;
 pub mod confine;
 pub mod credentials;
+pub mod key_opener;
 pub mod nofile;
 pub mod owner_check;
 pub mod peer;
@@ -51,6 +52,7 @@ pub use confine::{
 pub use credentials::{
     CredentialError, FileKind, open_config_file, open_key_file, systemd_credential,
 };
+pub use key_opener::{KeyOpener, KeyOpenerError};
 pub use nofile::{NofileError, NofileLimit, raise_nofile_limit};
 pub use peer::{PeerCred, PeerError, PeerIdentifier, peer_cred_unix};
 pub use privdrop::{DEFAULT_ACCOUNT, DropError, DropReport, RunAs};

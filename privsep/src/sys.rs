@@ -591,3 +591,260 @@ pub fn unlinkat(dir: BorrowedFd<'_>, name: &OsStr) -> io::Result<()> {
     // SAFETY: `dir` is live; `name` is NUL-terminated and outlives the call.
     cvt(unsafe { libc::unlinkat(dir.as_raw_fd(), name.as_ptr(), 0) }).map(drop)
 }
+
+// ---------------------------------------------------------------------------------------------
+// The key opener (key_opener.rs): a forked, confined helper that hands over descriptors
+// ---------------------------------------------------------------------------------------------
+
+/// `socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC)`.
+pub fn seqpacket_pair() -> io::Result<(OwnedFd, OwnedFd)> {
+    let mut fds = [-1 as libc::c_int; 2];
+    // SAFETY: `fds` is a writable array of two ints, as socketpair requires.
+    cvt(unsafe {
+        libc::socketpair(
+            libc::AF_UNIX,
+            libc::SOCK_SEQPACKET | libc::SOCK_CLOEXEC,
+            0,
+            fds.as_mut_ptr(),
+        )
+    })?;
+    // SAFETY: socketpair succeeded: both descriptors are new and owned only by us.
+    Ok(unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) })
+}
+
+/// `fork(2)`: `Ok(None)` in the child, `Ok(Some(pid))` in the parent.
+///
+/// The caller guarantees the process is single-threaded (checked with `thread_count` just
+/// before): the child is then an exact copy with no lock held by a thread that does not exist
+/// in it, so it may allocate and run ordinary Rust code.
+pub fn fork() -> io::Result<Option<libc::pid_t>> {
+    // SAFETY: per the function contract the process is single-threaded; fork has no memory
+    // arguments.
+    let pid = unsafe { libc::fork() };
+    match pid {
+        -1 => Err(io::Error::last_os_error()),
+        0 => Ok(None),
+        pid => Ok(Some(pid)),
+    }
+}
+
+/// `prctl(PR_SET_PDEATHSIG, SIGKILL)`: die when the parent does.
+pub fn set_parent_death_kill() -> io::Result<()> {
+    // SAFETY: PR_SET_PDEATHSIG takes a signal number; no memory is passed.
+    cvt(unsafe {
+        libc::prctl(
+            libc::PR_SET_PDEATHSIG,
+            libc::SIGKILL as libc::c_ulong,
+            0,
+            0,
+            0,
+        )
+    })
+    .map(drop)
+}
+
+/// `getppid(2)`.
+pub fn getppid() -> libc::pid_t {
+    // SAFETY: no arguments; cannot fail.
+    unsafe { libc::getppid() }
+}
+
+/// `prctl(PR_SET_NAME)`: the thread's name in `ps` (at most 15 bytes kept).
+pub fn set_name(name: &CStr) -> io::Result<()> {
+    // SAFETY: `name` is a NUL-terminated string the kernel reads at most 16 bytes of.
+    cvt(unsafe { libc::prctl(libc::PR_SET_NAME, name.as_ptr() as libc::c_ulong, 0, 0, 0) })
+        .map(drop)
+}
+
+/// `dup2(2)`: makes `target` a copy of `fd` (without close-on-exec).
+pub fn dup2(fd: BorrowedFd<'_>, target: RawFd) -> io::Result<()> {
+    // SAFETY: dup2 on a live descriptor; `target` is replaced atomically, and the caller owns
+    // whatever was at that number (it is about to close every other descriptor).
+    cvt(unsafe { libc::dup2(fd.as_raw_fd(), target) }).map(drop)
+}
+
+/// `close_range(first, ~0, 0)`: closes every descriptor from `first` up.
+///
+/// The caller guarantees that no object of the process still owns a descriptor in that range
+/// that it will use again (the key opener's child calls it right after fork, before using
+/// anything but its own socket).
+pub fn close_from(first: libc::c_uint) -> io::Result<()> {
+    // SAFETY: close_range takes integers only; per the contract no live owner uses these.
+    let rc = unsafe { libc::syscall(libc::SYS_close_range, first, libc::c_uint::MAX, 0) };
+    if rc == -1 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// `capset(2)` with empty effective, permitted and inheritable sets for this process.
+pub fn drop_all_capabilities() -> io::Result<()> {
+    let mut header = libc_cap_header {
+        version: LINUX_CAPABILITY_VERSION_3,
+        pid: 0,
+    };
+    let data = [libc_cap_data::default(); 2];
+    // SAFETY: `header` and the two-element `data` array are the layout capset expects for
+    // version 3; the kernel only reads them.
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_capset,
+            &mut header as *mut libc_cap_header,
+            data.as_ptr(),
+        )
+    };
+    if rc == -1 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+#[repr(C)]
+struct libc_cap_header {
+    version: u32,
+    pid: libc::c_int,
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, Default)]
+struct libc_cap_data {
+    effective: u32,
+    permitted: u32,
+    inheritable: u32,
+}
+
+const LINUX_CAPABILITY_VERSION_3: u32 = 0x2008_0522;
+
+/// `_exit(2)`: ends the process at once (the key opener's child never returns into the
+/// parent's code).
+pub fn exit_now(code: libc::c_int) -> ! {
+    // SAFETY: _exit takes an integer and does not return.
+    unsafe { libc::_exit(code) }
+}
+
+/// `sendmsg(2)` of `data` with `fd` (if any) as `SCM_RIGHTS`.
+pub fn send_with_fd(
+    sock: BorrowedFd<'_>,
+    data: &[u8],
+    fd: Option<BorrowedFd<'_>>,
+) -> io::Result<()> {
+    let mut iov = libc::iovec {
+        iov_base: data.as_ptr() as *mut libc::c_void,
+        iov_len: data.len(),
+    };
+    // Room for one descriptor, aligned for cmsghdr.
+    let mut cbuf = [0u64; 4];
+    // SAFETY: an all-zero msghdr is a valid empty message.
+    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+    msg.msg_iov = &mut iov;
+    msg.msg_iovlen = 1;
+    if let Some(fd) = fd {
+        // SAFETY: CMSG_SPACE only computes a size.
+        let space = unsafe { libc::CMSG_SPACE(std::mem::size_of::<RawFd>() as u32) } as usize;
+        debug_assert!(space <= std::mem::size_of_val(&cbuf));
+        msg.msg_control = cbuf.as_mut_ptr().cast();
+        msg.msg_controllen = space as _;
+        // SAFETY: msg_control points at `cbuf`, at least `space` bytes and 8-aligned, so
+        // CMSG_FIRSTHDR returns a pointer to its start, valid for one header plus one int.
+        unsafe {
+            let c = libc::CMSG_FIRSTHDR(&msg);
+            (*c).cmsg_level = libc::SOL_SOCKET;
+            (*c).cmsg_type = libc::SCM_RIGHTS;
+            (*c).cmsg_len = libc::CMSG_LEN(std::mem::size_of::<RawFd>() as u32) as _;
+            std::ptr::write_unaligned(libc::CMSG_DATA(c).cast::<RawFd>(), fd.as_raw_fd());
+        }
+    }
+    // SAFETY: `msg` points at `iov` (describing the live slice `data`) and `cbuf`, both alive
+    // for the call; the kernel only reads them.
+    let n = unsafe { libc::sendmsg(sock.as_raw_fd(), &msg, libc::MSG_NOSIGNAL) };
+    if n < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// `recvmsg(2)` into `buf`, taking at most one `SCM_RIGHTS` descriptor (close-on-exec):
+/// (bytes, descriptor). More descriptors than one, or a truncated control message, is an error
+/// (every descriptor received is closed).
+pub fn recv_with_fd(sock: BorrowedFd<'_>, buf: &mut [u8]) -> io::Result<(usize, Option<OwnedFd>)> {
+    recv_with_fd_flags(sock, buf, 0)
+}
+
+/// [`recv_with_fd`] with extra `recvmsg` flags (`MSG_DONTWAIT`).
+pub fn recv_with_fd_flags(
+    sock: BorrowedFd<'_>,
+    buf: &mut [u8],
+    flags: libc::c_int,
+) -> io::Result<(usize, Option<OwnedFd>)> {
+    let mut iov = libc::iovec {
+        iov_base: buf.as_mut_ptr().cast(),
+        iov_len: buf.len(),
+    };
+    let mut cbuf = [0u64; 8];
+    // SAFETY: an all-zero msghdr is a valid empty message.
+    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+    msg.msg_iov = &mut iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = cbuf.as_mut_ptr().cast();
+    msg.msg_controllen = std::mem::size_of_val(&cbuf) as _;
+    let n = loop {
+        // SAFETY: `msg` points at `iov` (the live, writable `buf`) and `cbuf` (writable, its
+        // size in msg_controllen), both alive for the call.
+        let n =
+            unsafe { libc::recvmsg(sock.as_raw_fd(), &mut msg, libc::MSG_CMSG_CLOEXEC | flags) };
+        if n < 0 {
+            let e = io::Error::last_os_error();
+            if e.kind() == io::ErrorKind::Interrupted {
+                continue;
+            }
+            return Err(e);
+        }
+        break n as usize;
+    };
+    let mut fds = Vec::new();
+    // SAFETY: the kernel filled msg_control/msg_controllen; CMSG_FIRSTHDR/NXTHDR walk only
+    // inside it, and each SCM_RIGHTS payload holds (cmsg_len - CMSG_LEN(0)) / 4 descriptors,
+    // newly installed in this process and owned by nobody else.
+    unsafe {
+        let mut c = libc::CMSG_FIRSTHDR(&msg);
+        while !c.is_null() {
+            if (*c).cmsg_level == libc::SOL_SOCKET && (*c).cmsg_type == libc::SCM_RIGHTS {
+                let bytes = (*c).cmsg_len as usize - libc::CMSG_LEN(0) as usize;
+                let data = libc::CMSG_DATA(c).cast::<RawFd>();
+                for i in 0..bytes / std::mem::size_of::<RawFd>() {
+                    fds.push(OwnedFd::from_raw_fd(std::ptr::read_unaligned(data.add(i))));
+                }
+            }
+            c = libc::CMSG_NXTHDR(&msg, c);
+        }
+    }
+    if msg.msg_flags & libc::MSG_CTRUNC != 0 || fds.len() > 1 {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            "unexpected descriptors in the message",
+        ));
+    }
+    Ok((n, fds.pop()))
+}
+
+/// `sigaction(sig, SIG_IGN)`.
+pub fn ignore_signal(sig: libc::c_int) -> io::Result<()> {
+    // SAFETY: an all-zero sigaction with `sa_sigaction = SIG_IGN` is a valid disposition; the
+    // kernel only reads it, and the old action is not asked for.
+    unsafe {
+        let mut sa: libc::sigaction = std::mem::zeroed();
+        sa.sa_sigaction = libc::SIG_IGN;
+        cvt(libc::sigaction(sig, &sa, std::ptr::null_mut())).map(drop)
+    }
+}
+
+/// `close(2)` of a descriptor number nothing in the process owns any more (the key opener's
+/// fallback when `close_range` is refused, e.g. by an older systemd's `SystemCallFilter=`).
+/// Errors (`EBADF` for a number not open) are ignored.
+pub fn close_unowned(fd: RawFd) {
+    // SAFETY: per the caller (right after fork, before anything but the opener's own socket is
+    // used), no object owns `fd`; closing a number that is not open only returns EBADF.
+    unsafe {
+        libc::close(fd);
+    }
+}

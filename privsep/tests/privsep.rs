@@ -149,6 +149,14 @@ fn main() {
             "activation_in_an_unsafe_directory_refused",
             activation_in_an_unsafe_directory_refused,
         ),
+        (
+            "key_opener_hands_over_the_checked_descriptor_and_is_confined",
+            key_opener_hands_over_the_checked_descriptor_and_is_confined,
+        ),
+        (
+            "key_opener_under_the_service_units_syscall_filter",
+            key_opener_under_the_service_units_syscall_filter,
+        ),
     ];
     let mut failed = Vec::new();
     let mut ran = 0;
@@ -298,6 +306,8 @@ fn child_main(name: &str, args: &[String]) -> i32 {
         "activation-wrong-pid" => scenario_activation_wrong_pid(),
         "activation" => scenario_activation(false),
         "activation-unsafe-dir" => scenario_activation(true),
+        "key-opener" => scenario_key_opener(),
+        "key-opener-unit" => scenario_key_opener_unit(args[0] == "drop"),
         other => {
             eprintln!("unknown scenario {other}");
             2
@@ -1943,4 +1953,186 @@ fn activation_receives_listeners() {
 
 fn activation_in_an_unsafe_directory_refused() {
     run_ok(child("activation-unsafe-dir", &[]));
+}
+
+// ---------------------------------------------------------------------------------------------
+// The key opener
+// ---------------------------------------------------------------------------------------------
+
+/// The key opener (forked from a single-threaded root child): hands over a descriptor of the
+/// checked key file (control: it reads the key), refuses a loose mode with the check's message,
+/// follows a key replaced by `rename`, runs with no capability under no_new_privs and seccomp,
+/// exits when its socket closes; spawning it from a multi-threaded process is refused.
+fn key_opener_hands_over_the_checked_descriptor_and_is_confined() {
+    run_ok(child("key-opener", &[]));
+}
+
+fn scenario_key_opener() -> i32 {
+    use codex_privsep::{KeyOpener, KeyOpenerError};
+    let mut c = Checks::new();
+    let d = tempfile::tempdir().unwrap();
+    let key = d.path().join("k");
+    let write = |content: &str, mode: u32| {
+        let tmp = d.path().join("k.tmp");
+        std::fs::write(&tmp, content).unwrap();
+        std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(mode)).unwrap();
+        std::fs::rename(&tmp, &key).unwrap();
+    };
+    write("sk-first\n", 0o600);
+    let opener = match KeyOpener::spawn(&key) {
+        Ok(o) => o,
+        Err(e) => {
+            eprintln!("spawn: {e}");
+            return 1;
+        }
+    };
+    let read = |o: &KeyOpener| -> Result<String, KeyOpenerError> {
+        let mut f = o.open()?;
+        let mut s = String::new();
+        f.read_to_string(&mut s).unwrap();
+        Ok(s)
+    };
+    let r = read(&opener);
+    c.check(
+        "the descriptor reads the key",
+        matches!(&r, Ok(s) if s == "sk-first\n"),
+        &r,
+    );
+    write("sk-second\n", 0o600);
+    let r = read(&opener);
+    c.check(
+        "a key replaced by rename is opened (Landlock covers the directory)",
+        matches!(&r, Ok(s) if s == "sk-second\n"),
+        &r,
+    );
+    write("sk-third\n", 0o644);
+    let r = read(&opener);
+    c.check(
+        "a loose mode is refused with the check's message",
+        matches!(&r, Err(KeyOpenerError::Refused { message }) if message.contains("chmod 0400")),
+        &r,
+    );
+    let pid = opener.pid();
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    let field = |k: &str| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(k))
+            .unwrap_or("")
+            .trim()
+            .to_string()
+    };
+    c.check(
+        "the opener keeps uid 0",
+        field("Uid:").starts_with("0\t0\t0\t0"),
+        field("Uid:"),
+    );
+    for cap in ["CapEff:", "CapPrm:", "CapInh:"] {
+        c.check(cap, field(cap) == "0000000000000000", field(cap));
+    }
+    c.check(
+        "no_new_privs",
+        field("NoNewPrivs:") == "1",
+        field("NoNewPrivs:"),
+    );
+    c.check(
+        "seccomp filter",
+        field("Seccomp:") == "2",
+        field("Seccomp:"),
+    );
+    // Its socket closes: it exits by itself (reaped here; it is our child).
+    drop(opener);
+    let mut wstatus = 0;
+    // SAFETY: waitpid on our own child's pid with a pointer to a live int.
+    let reaped = unsafe { libc::waitpid(pid, &mut wstatus, 0) };
+    c.check(
+        "it exits 0 when the socket closes",
+        reaped == pid && libc::WIFEXITED(wstatus) && libc::WEXITSTATUS(wstatus) == 0,
+        (reaped, wstatus),
+    );
+    // Multi-threaded: refused (a fork would copy locks held by other threads).
+    let (tx, rx) = std::sync::mpsc::channel::<()>();
+    let t = std::thread::spawn(move || {
+        let _ = rx.recv();
+    });
+    let r = KeyOpener::spawn(&key);
+    c.check(
+        "spawn refuses a multi-threaded process",
+        matches!(r, Err(KeyOpenerError::Threads { threads: 2 })),
+        r.map(|o| o.pid()),
+    );
+    drop(tx);
+    t.join().unwrap();
+    c.code()
+}
+
+/// The shipped service unit starts the proxy as its own account without capabilities and with
+/// `SystemCallFilter=~@privileged` (capset answers EPERM; older systemd versions do not know
+/// close_range either). Simulated: those two calls get EPERM. Started that way (uid 65534, no
+/// capability, key file its own) the opener starts and hands over the key; control: with
+/// capabilities (root) and capset refused it does not start (an opener that keeps them never
+/// runs).
+fn key_opener_under_the_service_units_syscall_filter() {
+    run_ok(child("key-opener-unit", &["drop"]));
+    run_ok(child("key-opener-unit", &["root"]));
+}
+
+fn scenario_key_opener_unit(drop_first: bool) -> i32 {
+    use codex_confine::seccomp::Filter;
+    use codex_privsep::{KeyOpener, KeyOpenerError};
+    let mut c = Checks::new();
+    let d = tempfile::tempdir().unwrap();
+    let key = d.path().join("k");
+    std::fs::write(&key, "sk-unit\n").unwrap();
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o400)).unwrap();
+    if drop_first {
+        std::os::unix::fs::chown(d.path(), Some(NOBODY), Some(NOBODY)).unwrap();
+        std::os::unix::fs::chown(&key, Some(NOBODY), Some(NOBODY)).unwrap();
+        // SAFETY: integer-only calls; this child is single-threaded.
+        let r = unsafe {
+            libc::setgroups(0, std::ptr::null())
+                | libc::setresgid(NOBODY, NOBODY, NOBODY)
+                | libc::setresuid(NOBODY, NOBODY, NOBODY)
+        };
+        c.check("dropped to 65534", r == 0, std::io::Error::last_os_error());
+    }
+    codex_confine::set_no_new_privs().unwrap();
+    let refused = [
+        Rule::new("capset", libc::SYS_capset, Condition::Always, "unit filter"),
+        Rule::new(
+            "close_range",
+            libc::SYS_close_range,
+            Condition::Always,
+            "older unit filter",
+        ),
+    ];
+    Filter::compile_with_errno(&refused, libc::EPERM)
+        .unwrap()
+        .install()
+        .unwrap();
+    let r = KeyOpener::spawn(&key);
+    if drop_first {
+        match r {
+            Ok(o) => {
+                let got = o.open().map(|mut f| {
+                    let mut s = String::new();
+                    f.read_to_string(&mut s).unwrap();
+                    s
+                });
+                c.check(
+                    "the opener hands over the key file",
+                    matches!(&got, Ok(s) if s == "sk-unit\n"),
+                    &got,
+                );
+            }
+            Err(e) => c.check("the opener starts without capabilities", false, e),
+        }
+    } else {
+        c.check(
+            "with capabilities and capset refused, the opener does not start",
+            matches!(r, Err(KeyOpenerError::NotConfined { .. })),
+            r.map(|o| o.pid()),
+        );
+    }
+    c.code()
 }

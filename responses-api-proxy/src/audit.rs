@@ -224,6 +224,7 @@ pub struct Governance {
 
 impl AuditRecord {
     pub fn new(peer: Arc<str>, uid: Option<u32>, method: &http::Method, path: &str) -> Self {
+        crate::metrics::METRICS.request_started();
         Self {
             peer,
             uid,
@@ -256,6 +257,17 @@ impl AuditRecord {
 impl Drop for AuditRecord {
     fn drop(&mut self) {
         self.release_in_flight();
+        crate::metrics::METRICS.request_finished(
+            self.uid,
+            self.status,
+            self.governance.as_ref().map(|g| {
+                [
+                    g.input_tokens.unwrap_or(0),
+                    g.cached_input_tokens.unwrap_or(0),
+                    g.output_tokens.unwrap_or(0),
+                ]
+            }),
+        );
         let line = AuditLine {
             peer: self.peer.clone(),
             uid: self.uid,

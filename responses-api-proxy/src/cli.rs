@@ -103,6 +103,10 @@ pub struct Args {
     #[command(flatten)]
     pub governance: GovernanceArgs,
 
+    /// The admin socket: key rotation and metrics.
+    #[command(flatten)]
+    pub admin: AdminArgs,
+
     /// `usage`: the administrator's report from --state-dir (no key, nothing served).
     #[command(subcommand)]
     pub command: Option<Command>,
@@ -130,12 +134,44 @@ pub struct GovernanceArgs {
     pub max_buffered_bytes: u64,
 }
 
+/// The admin socket's flags (flattened into [`Args`]).
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct AdminArgs {
+    /// Unix socket for the administrator: `GET /metrics` (Prometheus text format) and
+    /// `POST /rotate-key` (see `responses-api-proxy rotate-key`). Owned by root, mode 0600 (0660
+    /// with --admin-group); only root and the admin group may use it (checked per connection
+    /// with SO_PEERCRED).
+    #[arg(long, value_name = "PATH")]
+    pub admin_socket: Option<PathBuf>,
+
+    /// The group whose members may use --admin-socket besides root (name or gid).
+    #[arg(long, value_name = "GROUP", requires = "admin_socket")]
+    pub admin_group: Option<String>,
+
+    /// Key pages in mlock'ed anonymous memory instead of memfd_secret, as on kernels without
+    /// it (root can then read them through /proc/PID/mem: the tests watch the wipe this way).
+    #[arg(long, hide = true)]
+    pub key_pages_without_memfd_secret: bool,
+}
+
+/// `responses-api-proxy rotate-key --admin-socket PATH`: the new key from stdin (never argv or
+/// the environment), read into locked memory and sent over the admin socket.
+#[derive(Debug, Clone, clap::Args)]
+pub struct RotateKeyArgs {
+    /// The running proxy's --admin-socket.
+    #[arg(long, value_name = "PATH")]
+    pub admin_socket: PathBuf,
+}
+
 /// Subcommands.
 #[derive(Debug, Clone, clap::Subcommand)]
 pub enum Command {
     /// Per user and model: requests, input/cached/output tokens and cost from the ledger in
     /// --state-dir, for this month (default), today, or --from/--to (UTC dates).
     Usage(UsageArgs),
+    /// Sends a new API key, read from stdin, to a running proxy over its --admin-socket (root
+    /// or the admin group). New requests use it; requests in flight finish with the old key.
+    RotateKey(RotateKeyArgs),
 }
 
 /// `responses-api-proxy usage`.

@@ -4,7 +4,10 @@
 //! The resulting [`HeaderValue`] points into that memory and is marked sensitive (`Debug` prints
 //! `Sensitive`); [`ApiKey`] wraps it for the data path, which never copies the bytes (the
 //! upstream client writes them from the page itself: [`ApiKey::bytes_for_upstream`]), and
-//! [`KeySlot`] hands each request a shared handle. The buffer lives until the process exits.
+//! [`KeySlot`] hands each request a shared handle. The proxy reads its keys into pages allocated
+//! at start-up (`key_pages::KeyPages::load`, with [`read_options`]): a rotated-out key's page is
+//! wiped when its last request drops it. [`read_key`] reads one into a page of its own that lives
+//! until the process exits.
 
 use bytes::Bytes;
 use http::HeaderValue;
@@ -46,6 +49,12 @@ pub enum KeyError {
     Alloc { source: secure_main::SecretError },
     #[error("the API key is not a valid header value")]
     HeaderValue,
+    /// Every locked key page still holds a key that requests in flight use (key rotation).
+    #[error(
+        "every locked key page ({pages}) still holds a key used by requests in flight; \
+try again when they have finished"
+    )]
+    PagesInUse { pages: usize },
 }
 
 /// How the key is read: `Bearer ` in front, at most [`MAX_HEADER_LEN`] bytes, [`allowed_key_byte`].
@@ -70,7 +79,8 @@ impl From<ReadSecretError> for KeyError {
     }
 }
 
-/// Reads `Bearer <key>` from `r` into locked memory and returns it as a sensitive header value.
+/// Reads `Bearer <key>` from `r` into locked memory of its own, kept for the life of the process
+/// (never wiped, never reused), and returns it as a sensitive header value.
 pub fn read_key<R: RawRead>(r: &mut R, lock: LockPolicy) -> Result<HeaderValue, KeyError> {
     let secret = secure_main::read_secret(r, &read_options(lock))?;
     // The buffer is intentionally kept for the life of the process: the header value borrows it.
@@ -92,7 +102,8 @@ pub struct ApiKey {
 }
 
 impl ApiKey {
-    /// From the header value [`read_key`] returned (its bytes in locked memory).
+    /// From a sensitive header value whose bytes are in locked memory (`KeyPages::load`,
+    /// [`read_key`]).
     pub fn new(header: HeaderValue) -> Self {
         let wire = Bytes::from_owner(header.clone());
         ApiKey { header, wire }
@@ -101,6 +112,11 @@ impl ApiKey {
     /// The sensitive header value (for the scrubber and the dump's redaction).
     pub fn header(&self) -> &HeaderValue {
         &self.header
+    }
+
+    /// The key's length without `Bearer ` (for checks and messages; never its bytes).
+    pub fn key_len(&self) -> usize {
+        self.header.len().saturating_sub(KEY_PREFIX.len())
     }
 
     /// The one way the key leaves the process: the `Authorization` value's bytes for the
@@ -133,6 +149,16 @@ impl KeySlot {
         match self.0.read() {
             Ok(k) => std::sync::Arc::clone(&k),
             Err(poisoned) => std::sync::Arc::clone(&poisoned.into_inner()),
+        }
+    }
+
+    /// Puts `key` in force for new requests and returns the previous one (requests in flight
+    /// keep their own handles to it; see the `rotation` module).
+    pub fn replace(&self, key: ApiKey) -> std::sync::Arc<ApiKey> {
+        let new = std::sync::Arc::new(key);
+        match self.0.write() {
+            Ok(mut k) => std::mem::replace(&mut *k, new),
+            Err(poisoned) => std::mem::replace(&mut *poisoned.into_inner(), new),
         }
     }
 }

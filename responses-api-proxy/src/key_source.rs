@@ -6,11 +6,13 @@ use std::fmt;
 use std::io::IsTerminal;
 use std::path::PathBuf;
 
-use http::HeaderValue;
-use secure_main::{FdReader, LockPolicy};
+use std::sync::Arc;
+
+use secure_main::FdReader;
 
 use crate::cli::AccessArgs;
-use crate::key::{KEY_PREFIX, KeyError, MAX_HEADER_LEN, read_key};
+use crate::key::{ApiKey, KEY_PREFIX, KeyError, MAX_HEADER_LEN};
+use crate::key_pages::KeyPages;
 
 /// One of the three sources, from the flags.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -76,7 +78,12 @@ fn read_message(src: &KeySource, e: &KeyError) -> String {
     if *src == KeySource::Stdin {
         return e.to_string();
     }
-    let what = match e {
+    format!("{src}: {}", key_problem(e))
+}
+
+/// What is wrong with a key, without naming where it came from (and never a byte of it).
+pub fn key_problem(e: &KeyError) -> String {
+    match e {
         KeyError::Empty => "holds no API key".to_string(),
         KeyError::TooLong => format!(
             "the API key is too long: at most {} characters are accepted",
@@ -87,8 +94,7 @@ fn read_message(src: &KeySource, e: &KeyError) -> String {
         ),
         KeyError::Read { source } => format!("failed to read the API key: {source}"),
         other => other.to_string(),
-    };
-    format!("{src}: {what}")
+    }
 }
 
 impl KeySource {
@@ -101,15 +107,11 @@ impl KeySource {
         }
     }
 
-    /// Reads `Bearer <key>` into locked memory (`mlock` failure is an error). A file or
-    /// credential is opened with codex-privsep's checks (regular file, owned by root or us, no
-    /// group/other bits, no symlink, no FIFO) and closed right after the read.
-    pub fn read(&self) -> Result<HeaderValue, KeySourceError> {
+    /// Reads `Bearer <key>` into a page of `pages` (locked at start-up). A file or credential
+    /// is opened with codex-privsep's checks (regular file, owned by root or us, no group/other
+    /// bits, no symlink, no FIFO) and closed right after the read.
+    pub fn read(&self, pages: &Arc<KeyPages>) -> Result<ApiKey, KeySourceError> {
         let read_err = |error| KeySourceError::Read {
-            source_name: self.clone(),
-            error,
-        };
-        let open_err = |error| KeySourceError::Open {
             source_name: self.clone(),
             error,
         };
@@ -118,21 +120,55 @@ impl KeySource {
                 if std::io::stdin().is_terminal() {
                     return Err(KeySourceError::Terminal);
                 }
-                return read_key(&mut FdReader::stdin(), LockPolicy::Required).map_err(read_err);
+                return pages.load(&mut FdReader::stdin()).map_err(read_err);
             }
-            KeySource::File(p) => p.clone(),
-            KeySource::Credential(name) => {
-                codex_privsep::systemd_credential(name).map_err(open_err)?
-            }
+            KeySource::File(_) | KeySource::Credential(_) => self.path()?,
         };
-        let file = codex_privsep::open_key_file(&path).map_err(open_err)?;
-        let value = read_key(
-            &mut FdReader::new(std::os::fd::AsFd::as_fd(&file)),
-            LockPolicy::Required,
-        )
-        .map_err(read_err)?;
-        self.check_nothing_after(&file, value.len() - KEY_PREFIX.len())?;
-        Ok(value)
+        let file = codex_privsep::open_key_file(&path).map_err(|error| KeySourceError::Open {
+            source_name: self.clone(),
+            error,
+        })?;
+        self.read_opened(&file, pages)
+    }
+
+    /// The file to open: `--api-key-file`'s path or `$CREDENTIALS_DIRECTORY/NAME`; `None` for
+    /// stdin.
+    pub fn file_path(&self) -> Result<Option<PathBuf>, KeySourceError> {
+        match self {
+            KeySource::Stdin => Ok(None),
+            _ => self.path().map(Some),
+        }
+    }
+
+    fn path(&self) -> Result<PathBuf, KeySourceError> {
+        match self {
+            KeySource::Stdin => Ok(PathBuf::from("/dev/stdin")),
+            KeySource::File(p) => Ok(p.clone()),
+            KeySource::Credential(name) => {
+                codex_privsep::systemd_credential(name).map_err(|error| KeySourceError::Open {
+                    source_name: self.clone(),
+                    error,
+                })
+            }
+        }
+    }
+
+    /// Reads the key from a file already opened with the key-file checks (at start-up, or by
+    /// the key opener on SIGHUP), then checks that nothing follows it.
+    pub fn read_opened(
+        &self,
+        file: &std::fs::File,
+        pages: &Arc<KeyPages>,
+    ) -> Result<ApiKey, KeySourceError> {
+        let key = pages
+            .load(&mut FdReader::new(std::os::fd::AsFd::as_fd(file)))
+            .map_err(|error| KeySourceError::Read {
+                source_name: self.clone(),
+                error,
+            })?;
+        // `key` drops (its page wiped) if the check fails.
+        self.check_nothing_after(file, key.key_len())?;
+        Ok(key)
     }
 
     /// A key file holds the key and at most line endings after it. Read with `pread` from the

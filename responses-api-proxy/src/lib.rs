@@ -4,6 +4,7 @@
 #![forbid(unsafe_code)]
 
 pub mod access;
+pub mod admin;
 pub mod audit;
 pub mod body;
 pub mod cli;
@@ -13,12 +14,15 @@ pub mod files;
 pub mod framing;
 pub mod governed;
 pub mod key;
+pub mod key_pages;
 pub mod key_source;
 pub mod listener;
 pub mod listeners;
+pub mod metrics;
 pub mod peer_access;
 pub mod policy;
 pub mod proxy;
+pub mod rotation;
 pub mod scrub;
 pub mod server;
 pub mod startup;

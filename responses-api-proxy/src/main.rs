@@ -18,8 +18,10 @@ fn main() -> ExitCode {
     codex_privsep::install_panic_hook("responses-api-proxy: ");
     let args = Args::parse();
     init_logging(args.log_format);
-    if let Some(Command::Usage(u)) = &args.command {
-        return usage(u);
+    match &args.command {
+        Some(Command::Usage(u)) => return usage(u),
+        Some(Command::RotateKey(r)) => return rotate_key(r),
+        None => {}
     }
     match run(args) {
         Ok(()) => ExitCode::SUCCESS,
@@ -54,6 +56,21 @@ fn usage(a: &UsageArgs) -> ExitCode {
         Err(e) => {
             let _ = writeln!(std::io::stderr(), "responses-api-proxy usage: {e}");
             ExitCode::from(2)
+        }
+    }
+}
+
+/// `responses-api-proxy rotate-key`: the proxy's answer on stdout; exit codes in the README.
+fn rotate_key(a: &responses_api_proxy::admin::RotateKeyArgs) -> ExitCode {
+    use std::io::Write;
+    match responses_api_proxy::admin::rotate_key(a) {
+        Ok(answer) => {
+            let _ = writeln!(std::io::stdout(), "{answer}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            let _ = writeln!(std::io::stderr(), "responses-api-proxy rotate-key: {e}");
+            ExitCode::from(e.exit_code())
         }
     }
 }

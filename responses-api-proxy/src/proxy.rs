@@ -225,7 +225,9 @@ async fn forward(
 
     // If the client goes away now, hyper drops this future and with it the upstream request.
     audit.outcome = Outcome::ClientGone;
+    let sent_at = std::time::Instant::now();
     let result = state.client.send(outgoing, body).await;
+    crate::metrics::METRICS.upstream_latency(sent_at.elapsed());
 
     if let (Some((dumper, prefix, tee)), Some(sent)) = (&dump, &dumped_headers) {
         let mut head = serde_json::Map::new();

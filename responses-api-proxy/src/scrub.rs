@@ -77,7 +77,7 @@ impl KeyScrub {
             0
         };
         let key = &auth_header.as_bytes()[offset..];
-        // The hold-back rule relies on it (every key source goes through `key::read_key`).
+        // The hold-back rule relies on it (every key is read with `key::read_options`).
         debug_assert!(key.iter().all(|&b| crate::key::allowed_key_byte(b)));
         let rare = (0..key.len())
             .min_by_key(|&i| rarity_rank(key[i]))

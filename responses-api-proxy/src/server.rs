@@ -38,6 +38,8 @@ pub struct ServeLimits {
     pub header_read_timeout: Duration,
     /// Largest request head (request line + headers) in bytes; larger gets 431.
     pub max_header_bytes: usize,
+    /// SIGHUP drains like SIGTERM (`true`), or is left to key rotation (the `rotation` module).
+    pub sighup_drains: bool,
 }
 
 struct ConnEntry {
@@ -110,7 +112,7 @@ pub async fn serve(
     let mut shutdown_rx = state.shutdown.subscribe();
     let audit = crate::audit::AuditWriter::start();
     spawn_timer_anchor();
-    spawn_signal_watch(state.shutdown.clone());
+    spawn_signal_watch(state.shutdown.clone(), limits.sighup_drains);
 
     let graceful = Arc::new(GracefulShutdown::new());
     let table = Arc::new(ConnTable::default());
@@ -255,7 +257,7 @@ fn spawn_timer_anchor() {
     });
 }
 
-fn spawn_signal_watch(shutdown: watch::Sender<bool>) {
+fn spawn_signal_watch(shutdown: watch::Sender<bool>, sighup_drains: bool) {
     use tokio::signal::unix::{SignalKind, signal};
     let mut term = match signal(SignalKind::terminate()) {
         Ok(s) => s,
@@ -271,9 +273,9 @@ fn spawn_signal_watch(shutdown: watch::Sender<bool>) {
             return;
         }
     };
-    // SIGHUP drains like SIGTERM (review round 5, F5: it used to kill at once, mid-stream).
-    // Not a reload: the key and the confinement cannot be re-read after the drop. A terminal
-    // that goes away ends the proxy cleanly instead of cutting streams or leaving it behind.
+    // SIGHUP drains like SIGTERM (review round 5, F5: it used to kill at once, mid-stream)
+    // unless the key can be rotated (a key file or credential, or the admin socket): then
+    // the `rotation` module handles it. A terminal that goes away ends a stdin-keyed proxy cleanly.
     let mut hup = match signal(SignalKind::hangup()) {
         Ok(s) => s,
         Err(e) => {
@@ -285,7 +287,10 @@ fn spawn_signal_watch(shutdown: watch::Sender<bool>) {
         tokio::select! {
             _ = term.recv() => tracing::info!("SIGTERM received"),
             _ = int.recv() => tracing::info!("SIGINT received"),
-            _ = hup.recv() => tracing::info!("SIGHUP received: draining like SIGTERM (no reload)"),
+            _ = hup.recv(), if sighup_drains => tracing::info!(
+                "SIGHUP received: draining like SIGTERM (key rotation needs --api-key-file, \
+                 --api-key-credential or --admin-socket)"
+            ),
         }
         shutdown.send_replace(true);
     });

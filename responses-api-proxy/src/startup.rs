@@ -19,20 +19,21 @@
 
 use std::sync::Arc;
 
-use http::HeaderValue;
-
 use crate::access::PeerAuthorizer;
+use crate::admin::{AdminError, AdminListener};
 use crate::cli::Args;
 use crate::client::{UpstreamClient, build_client};
 use crate::confinement::{ConfinePlan, ConfineStepError, PlanError};
 use crate::files::{Dumper, FileError, ServerInfo, write_server_info};
 use crate::governed::Governed;
 use crate::key::{ApiKey, KeySlot};
+use crate::key_pages::{KEY_PAGES, KeyPages};
 use crate::key_source::{KeySource, KeySourceError};
 use crate::listener::{BindError, BoundListener};
 use crate::listeners::{ListenError, bind_listeners};
 use crate::policy::Admission;
 use crate::proxy::ProxyState;
+use crate::rotation::Rotator;
 use crate::server::{ServeLimits, serve};
 use crate::upstream::{Upstream, UpstreamError};
 use codex_proxy_governance::{Governor, Ledger, Policy, SystemDirectory, clock};
@@ -50,7 +51,8 @@ pub mod exit {
     pub const KEY: u8 = 3;
     /// Binding a listener or writing the server-info file failed.
     pub const LISTEN: u8 = 4;
-    /// The privilege drop or the confinement step failed.
+    /// The privilege drop or the confinement step failed, or the key opener could not start
+    /// (confined).
     pub const CONFINE: u8 = 9;
     /// The seccomp allow-list refused a system call while serving: stderr has one line naming
     /// it (`responses-api-proxy: seccomp refused system call NAME (nr N): WHY; exiting with
@@ -105,6 +107,12 @@ pub enum StartupError {
     /// Step 0: `--max-connections` (or its default) does not fit the descriptor limit.
     #[error("{0}")]
     ConnectionCap(#[from] CapError),
+    /// Step 2: `--admin-socket`, `--admin-group`.
+    #[error("{0}")]
+    Admin(#[from] AdminError),
+    /// Step 4: the key opener (forked before the privilege drop).
+    #[error("key opener: {0}")]
+    Opener(#[from] codex_privsep::KeyOpenerError),
     /// Step 5.
     #[error("failed to start the async runtime: {0}")]
     Runtime(#[source] std::io::Error),
@@ -129,7 +137,9 @@ impl StartupError {
             StartupError::Listen(_) | StartupError::Describe(_) | StartupError::ServerInfo(_) => {
                 exit::LISTEN
             }
-            StartupError::Confine(_) => exit::CONFINE,
+            StartupError::Admin(AdminError::Bind(_)) => exit::LISTEN,
+            StartupError::Admin(_) => exit::CONFIG,
+            StartupError::Confine(_) | StartupError::Opener(_) => exit::CONFINE,
             StartupError::Runtime(_) | StartupError::Register(_) => exit::RUNTIME,
         }
     }
@@ -285,11 +295,25 @@ impl Config {
     }
 
     /// Step 1: the key, from its source, into locked memory (`mlock` failure is an error).
+    /// When the key can be rotated (a file or credential source, or `--admin-socket`), every
+    /// page a later key can use is allocated now ([`crate::rotation`]).
     pub fn read_key(self) -> Result<KeyRead, StartupError> {
-        let auth_header = KeySource::from_args(&self.args.access).read()?;
+        let source = KeySource::from_args(&self.args.access);
+        let rotatable = source != KeySource::Stdin || self.args.admin.admin_socket.is_some();
+        let pages = KeyPages::new(
+            if rotatable { KEY_PAGES } else { 1 },
+            !self.args.admin.key_pages_without_memfd_secret,
+        )
+        .map_err(|error| crate::key_source::KeySourceError::Read {
+            source_name: source.clone(),
+            error,
+        })?;
+        let key = source.read(&pages)?;
         Ok(KeyRead {
             config: self,
-            auth_header,
+            key,
+            pages,
+            source,
         })
     }
 }
@@ -297,16 +321,20 @@ impl Config {
 /// After step 1.
 pub struct KeyRead {
     config: Config,
-    auth_header: HeaderValue,
+    key: ApiKey,
+    pages: Arc<KeyPages>,
+    source: KeySource,
 }
 
 impl KeyRead {
     /// Step 2: bind every listener.
     pub fn bind(self) -> Result<Bound, StartupError> {
         let listeners = bind_listeners(&self.config.args)?;
+        let admin = AdminListener::bind(&self.config.args.admin)?;
         Ok(Bound {
             key: self,
             listeners,
+            admin,
         })
     }
 }
@@ -315,6 +343,7 @@ impl KeyRead {
 pub struct Bound {
     key: KeyRead,
     listeners: Vec<BoundListener>,
+    admin: Option<AdminListener>,
 }
 
 impl Bound {
@@ -358,11 +387,15 @@ impl Announced {
     /// the per-connection authorizer the confinement step produced.
     pub fn confine(self) -> Result<Confined, StartupError> {
         let Bound {
-            key: KeyRead {
-                config,
-                auth_header,
-            },
+            key:
+                KeyRead {
+                    config,
+                    key,
+                    pages,
+                    source,
+                },
             listeners,
+            admin,
         } = self.bound;
         let Config {
             args,
@@ -373,7 +406,17 @@ impl Announced {
             dumper,
             governor,
         } = config;
+        // Before the drop, while single-threaded: the process that can still open the key file.
+        let opener = match source.file_path()? {
+            Some(path) => {
+                let o = codex_privsep::KeyOpener::spawn(&path)?;
+                tracing::info!(pid = o.pid(), key = %source, "key opener started: SIGHUP re-reads the key");
+                Some(o)
+            }
+            None => None,
+        };
         let authorizer = plan.apply()?;
+        let rotator = Arc::new(Rotator::new(pages, source, opener));
         Ok(Confined {
             args,
             max_connections,
@@ -381,8 +424,10 @@ impl Announced {
             client,
             dumper,
             governor,
-            auth_header,
+            key,
+            rotator,
             listeners,
+            admin,
             authorizer,
         })
     }
@@ -396,8 +441,10 @@ pub struct Confined {
     client: UpstreamClient,
     dumper: Option<Arc<Dumper>>,
     governor: Option<Arc<Governed>>,
-    auth_header: HeaderValue,
+    key: ApiKey,
+    rotator: Arc<Rotator>,
     listeners: Vec<BoundListener>,
+    admin: Option<AdminListener>,
     authorizer: Arc<dyn PeerAuthorizer>,
 }
 
@@ -421,6 +468,7 @@ impl Confined {
             max_connections: self.max_connections,
             header_read_timeout: args.header_read_timeout(),
             max_header_bytes: 32 * 1024,
+            sighup_drains: !(self.rotator.hangup_rotates() || self.admin.is_some()),
         };
         let (shutdown, _) = tokio::sync::watch::channel(false);
         let governor = self.governor;
@@ -433,7 +481,7 @@ impl Confined {
             },
             upstream: self.upstream,
             client: self.client,
-            key: KeySlot::new(ApiKey::new(self.auth_header)),
+            key: KeySlot::new(self.key),
             dumper: self.dumper,
             governor: governor.clone(),
             body_read_timeout: args.body_read_timeout(),
@@ -442,6 +490,8 @@ impl Confined {
         });
         let authorizer = self.authorizer;
         let listeners = self.listeners;
+        let (admin, rotator) = (self.admin, self.rotator);
+        let sighup_drains = limits.sighup_drains;
 
         rt.block_on(async move {
             let listeners = listeners
@@ -451,6 +501,14 @@ impl Confined {
                 .map_err(StartupError::Register)?;
             if let Some(g) = sync {
                 g.spawn_tasks();
+            }
+            if let Some(admin) = admin {
+                admin
+                    .spawn(state.clone(), rotator.clone(), state.shutdown.subscribe())
+                    .map_err(StartupError::Register)?;
+            }
+            if !sighup_drains {
+                crate::rotation::spawn_hangup_rotation(state.clone(), rotator);
             }
             serve(listeners, state, authorizer, limits).await;
             Ok::<_, StartupError>(())

@@ -35,7 +35,9 @@ pub use hardening::{
     EXIT_DUMPABLE, EXIT_LOADER_ENV, EXIT_PTRACE_DENY, EXIT_RLIMIT, HardeningConfig, HardeningError,
     LoaderEnv, kept_loader_env, pre_main_hardening, reassert_after_credential_change,
 };
-pub use reader::{FdReader, RawRead, ReadSecretError, SecretReadOptions, read_secret};
+pub use reader::{
+    FdReader, RawRead, ReadSecretError, SecretReadOptions, read_secret, read_secret_into,
+};
 pub use report::{
     CoreLimit, Enforcement, HardeningReport, PreMainSummary, hardening_report,
     record_landlock_status,

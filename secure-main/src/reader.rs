@@ -120,6 +120,46 @@ pub fn read_secret<R: RawRead>(
     let capacity = max.checked_add(2).ok_or(ReadSecretError::TooLong { max })?;
     let mut buf = SecretBuf::with_capacity(capacity, opts.lock)
         .map_err(|source| ReadSecretError::Alloc { source })?;
+    read_secret_into(r, &mut buf, opts)?;
+    Ok(buf)
+}
+
+/// [`read_secret`] into a buffer the caller already has (allocated earlier, e.g. before a
+/// seccomp filter that refuses new locked mappings): the buffer is wiped first and, on every
+/// error, wiped again and left empty. Its capacity must be at least `opts.max_len + 2`
+/// ([`ReadSecretError::Alloc`] with [`SecretError::CapacityExceeded`] otherwise).
+pub fn read_secret_into<R: RawRead>(
+    r: &mut R,
+    buf: &mut SecretBuf,
+    opts: &SecretReadOptions,
+) -> Result<(), ReadSecretError> {
+    buf.clear();
+    let result = read_line_into(r, buf, opts);
+    if result.is_err() {
+        buf.clear();
+    }
+    result
+}
+
+fn read_line_into<R: RawRead>(
+    r: &mut R,
+    buf: &mut SecretBuf,
+    opts: &SecretReadOptions,
+) -> Result<(), ReadSecretError> {
+    let max = opts.max_len;
+    if opts.prefix.len() > max {
+        return Err(ReadSecretError::TooLong { max });
+    }
+    let capacity = max.checked_add(2).ok_or(ReadSecretError::TooLong { max })?;
+    if buf.capacity() < capacity {
+        return Err(ReadSecretError::Alloc {
+            source: SecretError::CapacityExceeded {
+                capacity: buf.capacity(),
+                len: 0,
+                additional: capacity,
+            },
+        });
+    }
     buf.extend_from_slice(opts.prefix)
         .map_err(|source| ReadSecretError::Alloc { source })?;
     let start = buf.len();
@@ -169,7 +209,7 @@ pub fn read_secret<R: RawRead>(
     {
         return Err(ReadSecretError::ForbiddenByte { offset });
     }
-    Ok(buf)
+    Ok(())
 }
 
 #[cfg(test)]
@@ -522,5 +562,49 @@ mod wipe_tests {
         assert_eq!(buf.expose_secret(), b"Bearer sk-key");
         let tail = peek(buf.data_addr_for_tests() + buf.len(), 42 - buf.len());
         assert!(all_zero(&tail), "{tail:?}");
+    }
+
+    /// Reusing a buffer (the proxy's key rotation): a failed read into a buffer that held a
+    /// secret leaves zeros in the whole data region, not the old secret nor the new bytes; a
+    /// successful one holds only the new secret. Control: before the failed read, the region
+    /// held the old secret.
+    #[test]
+    fn reading_into_a_used_buffer_wipes_the_old_secret_on_success_and_failure() {
+        crate::testutil::no_secret_memory();
+        let mut buf = SecretBuf::with_capacity(42, LockPolicy::Required).unwrap();
+        read_secret_into(
+            &mut Chunks(vec![Ok(b"sk-old-secret-value\n")]),
+            &mut buf,
+            &opts(),
+        )
+        .unwrap();
+        let addr = buf.data_addr_for_tests();
+        let before = peek(addr, 4096);
+        assert!(
+            before.windows(19).any(|w| w == b"sk-old-secret-value"),
+            "control: the old secret is in the region"
+        );
+        let e = read_secret_into(
+            &mut Chunks(vec![Ok(b"sk-new with space\n")]),
+            &mut buf,
+            &opts(),
+        )
+        .unwrap_err();
+        assert!(matches!(e, ReadSecretError::ForbiddenByte { .. }), "{e}");
+        assert!(buf.is_empty());
+        assert!(
+            all_zero(&peek(addr, 4096)),
+            "bytes left after a failed reuse"
+        );
+        read_secret_into(&mut Chunks(vec![Ok(b"sk-new\n")]), &mut buf, &opts()).unwrap();
+        assert_eq!(buf.expose_secret(), b"Bearer sk-new");
+        let after = peek(addr, 4096);
+        assert!(
+            all_zero(&after[13..]),
+            "old bytes left after the new secret"
+        );
+        let small = &mut SecretBuf::with_capacity(8, LockPolicy::Required).unwrap();
+        let e = read_secret_into(&mut Chunks(vec![Ok(b"sk-new\n")]), small, &opts()).unwrap_err();
+        assert!(matches!(e, ReadSecretError::Alloc { .. }), "{e}");
     }
 }

@@ -254,6 +254,14 @@ impl SecretBuf {
         self.pages.data_addr()
     }
 
+    /// Wipes the whole buffer (every data byte, not only the stored ones) and leaves it empty,
+    /// ready to hold another secret: memory allocated while the process could still map locked
+    /// pages can be reused after a seccomp filter refuses new ones.
+    pub fn clear(&mut self) {
+        self.pages.data_mut().zeroize();
+        self.len = 0;
+    }
+
     /// Shortens the stored secret to `new_len` bytes and wipes the bytes after it.
     pub(crate) fn truncate(&mut self, new_len: usize) {
         if new_len < self.len {

@@ -1,0 +1,306 @@
+//! Key rotation without downtime (issue 17).
+//!
+//! **Where a new key goes** ([`crate::key_pages`]). The confined proxy cannot map new locked
+//! memory: its seccomp allow-list has no `memfd_secret`, `mlock` or `ftruncate`, and widening it
+//! for a rare admin action would hand the same calls to an attacker who took over the process. So
+//! every page a key can ever live in is allocated at start-up, while still root and unconfined:
+//! [`KeyPages`] holds [`KEY_PAGES`] locked pages (`memfd_secret` where the kernel has it) when a
+//! rotation source is configured (a key file or credential, or `--admin-socket`), one otherwise. A
+//! key is read with raw `read(2)` straight into a free page ([`KeyPages::load`], the same checks as
+//! at start-up: [`crate::key::read_options`]); the page is shared by the key's handles ([`ApiKey`]
+//! clones: requests in flight, the scrubber, the upstream writer) and goes back to the pool,
+//! **wiped** (every byte of the page, `zeroize`), when the last of them is dropped (the page
+//! owner's `Drop` in `key_pages`). A rotation while every page is still held by requests in flight
+//! is refused (and logged), never served by an unlocked copy.
+//!
+//! **What swaps.** [`Rotator::rotate_from_source`] and [`Rotator::rotate_from_reader`] read the new
+//! key first; only a key that passed every check replaces the one in the [`KeySlot`]. A bad key
+//! (empty, too long, a byte outside `[A-Za-z0-9_-]`, extra content in the file, a file that fails
+//! its ownership/mode checks) keeps the old key and the log says why, never with a byte of either
+//! key. Requests that took the old key before the swap finish with it (each request holds an
+//! `Arc<ApiKey>` for its whole exchange, streams included); new requests take the new one.
+//!
+//! **Where the key comes from.** SIGHUP re-reads `--api-key-file` / `--api-key-credential` through
+//! the key opener ([`codex_privsep::KeyOpener`]: a process forked before the privilege drop that
+//! keeps root only to open that one file, confined to that) which hands the proxy an open
+//! descriptor; the admin socket's `POST /rotate-key` (the `admin` module) reads the key from the
+//! connection. With the key on stdin and the admin socket, SIGHUP logs that rotation needs a file
+//! source and the proxy keeps serving; with the key on stdin alone it drains like SIGTERM
+//! (`server`).
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use secure_main::RawRead;
+
+use crate::key::{ApiKey, KeyError, KeySlot};
+pub use crate::key_pages::{KEY_PAGES, KeyPages};
+use crate::key_source::{KeySource, KeySourceError};
+
+/// Why a rotation did not happen (the old key stays). Never contains a byte of a key.
+#[derive(Debug, thiserror::Error)]
+pub enum RotateError {
+    /// The key is on stdin and there is no file to re-read.
+    #[error(
+        "key rotation needs a file source (--api-key-file or --api-key-credential) or the admin \
+         socket (--admin-socket, `responses-api-proxy rotate-key`); the key was read from stdin, \
+         which cannot be read again: the current key stays"
+    )]
+    NeedsFileSource,
+    /// Reading or checking the new key failed.
+    #[error("{0}; the current key stays")]
+    Source(#[from] KeySourceError),
+    /// The key opener could not open the file (its message names it) or is gone.
+    #[error("{0}; the current key stays")]
+    Opener(#[from] codex_privsep::KeyOpenerError),
+    /// The key sent over the admin socket is bad.
+    #[error(
+        "the new key sent over the admin socket: {}; the current key stays",
+        crate::key_source::key_problem(.0)
+    )]
+    Admin(KeyError),
+    /// The new key is the same as the current one.
+    #[error("the new key is the key already in force: nothing to rotate")]
+    Unchanged,
+}
+
+/// A rotation that happened.
+#[derive(Debug, Clone, Copy)]
+pub struct Rotated {
+    /// Rotations since start-up, this one included.
+    pub rotations: u64,
+    /// Pages holding a key in use (the new key, plus old keys held by requests in flight).
+    pub pages_in_use: usize,
+}
+
+/// Swaps the key: reads the new one, checks it, puts it in the slot.
+pub struct Rotator {
+    pages: Arc<KeyPages>,
+    source: KeySource,
+    opener: Option<Mutex<codex_privsep::KeyOpener>>,
+    rotations: AtomicU64,
+    failures: AtomicU64,
+    /// One rotation at a time (SIGHUP and the admin socket may race).
+    busy: Mutex<()>,
+}
+
+impl std::fmt::Debug for Rotator {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Rotator")
+            .field("source", &self.source)
+            .field("rotations", &self.rotations())
+            .finish()
+    }
+}
+
+impl Rotator {
+    pub fn new(
+        pages: Arc<KeyPages>,
+        source: KeySource,
+        opener: Option<codex_privsep::KeyOpener>,
+    ) -> Self {
+        Rotator {
+            pages,
+            source,
+            opener: opener.map(Mutex::new),
+            rotations: AtomicU64::new(0),
+            failures: AtomicU64::new(0),
+            busy: Mutex::new(()),
+        }
+    }
+
+    /// The pool the keys live in.
+    pub fn pages(&self) -> &Arc<KeyPages> {
+        &self.pages
+    }
+
+    /// Rotations done since start-up.
+    pub fn rotations(&self) -> u64 {
+        self.rotations.load(Ordering::Acquire)
+    }
+
+    /// Rotations refused since start-up (bad key, unreadable file, no free page).
+    pub fn failures(&self) -> u64 {
+        self.failures.load(Ordering::Acquire)
+    }
+
+    /// Whether SIGHUP can rotate (a file or credential source with its opener).
+    pub fn hangup_rotates(&self) -> bool {
+        self.opener.is_some()
+    }
+
+    /// SIGHUP: re-reads the key file through the opener. Blocking (the opener answers within
+    /// its timeout): run it off the event loop.
+    pub fn rotate_from_source(&self, slot: &KeySlot) -> Result<Rotated, RotateError> {
+        let _one = self.busy.lock().unwrap_or_else(|e| e.into_inner());
+        let result = (|| {
+            let Some(opener) = &self.opener else {
+                return Err(RotateError::NeedsFileSource);
+            };
+            let file = opener.lock().unwrap_or_else(|e| e.into_inner()).open()?;
+            let key = self.source.read_opened(&file, &self.pages)?;
+            self.swap(slot, key)
+        })();
+        self.count(&result);
+        result
+    }
+
+    /// The admin socket's `POST /rotate-key`: the key read from `r` (the connection, limited to
+    /// the body) straight into a free page.
+    pub fn rotate_from_reader<R: RawRead>(
+        &self,
+        slot: &KeySlot,
+        r: &mut R,
+    ) -> Result<Rotated, RotateError> {
+        let _one = self.busy.lock().unwrap_or_else(|e| e.into_inner());
+        let result = self
+            .pages
+            .load(r)
+            .map_err(RotateError::Admin)
+            .and_then(|key| self.swap(slot, key));
+        self.count(&result);
+        result
+    }
+
+    fn count(&self, result: &Result<Rotated, RotateError>) {
+        match result {
+            Ok(_) => {}
+            Err(_) => {
+                self.failures.fetch_add(1, Ordering::AcqRel);
+            }
+        }
+    }
+
+    fn swap(&self, slot: &KeySlot, key: ApiKey) -> Result<Rotated, RotateError> {
+        let current = slot.current();
+        // Comparing in place (both in locked pages); an unchanged key is not a rotation.
+        if current.header().as_bytes() == key.header().as_bytes() {
+            return Err(RotateError::Unchanged);
+        }
+        drop(current);
+        // The old key's `Arc` goes here; requests in flight hold their own.
+        drop(slot.replace(key));
+        let rotations = self.rotations.fetch_add(1, Ordering::AcqRel) + 1;
+        Ok(Rotated {
+            rotations,
+            pages_in_use: self.pages.in_use(),
+        })
+    }
+}
+
+/// SIGHUP while the key can be rotated: re-read the key file (through the opener, on a blocking
+/// thread) or, with the key from stdin and the admin socket, say that rotation needs a file
+/// source. The proxy keeps serving either way.
+pub fn spawn_hangup_rotation(state: Arc<crate::proxy::ProxyState>, rotator: Arc<Rotator>) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut hup = match signal(SignalKind::hangup()) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot install the SIGHUP handler for key rotation");
+            return;
+        }
+    };
+    tokio::spawn(async move {
+        while hup.recv().await.is_some() {
+            if !rotator.hangup_rotates() {
+                tracing::warn!(
+                    "SIGHUP received: {}; still serving",
+                    RotateError::NeedsFileSource
+                );
+                continue;
+            }
+            let (state, rotator) = (Arc::clone(&state), Arc::clone(&rotator));
+            let done =
+                tokio::task::spawn_blocking(move || rotator.rotate_from_source(&state.key)).await;
+            match done {
+                Ok(Ok(r)) => tracing::info!(
+                    rotations = r.rotations,
+                    pages_in_use = r.pages_in_use,
+                    "SIGHUP: key rotated: new requests use the new key; requests in flight finish with theirs"
+                ),
+                Ok(Err(e)) => tracing::warn!(error = %e, "SIGHUP: key rotation refused"),
+                Err(e) => tracing::error!(error = %e, "SIGHUP: key rotation task failed"),
+            }
+        }
+    });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::key::MAX_HEADER_LEN;
+
+    struct Bytes1<'a>(&'a [u8]);
+    impl RawRead for Bytes1<'_> {
+        fn read_raw(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+            let n = self.0.len().min(buf.len());
+            buf[..n].copy_from_slice(&self.0[..n]);
+            self.0 = &self.0[n..];
+            Ok(n)
+        }
+    }
+
+    #[test]
+    fn a_page_is_wiped_and_reused_when_the_last_handle_goes() {
+        let pages = KeyPages::new(2, false).unwrap();
+        let slot = KeySlot::new(pages.load(&mut Bytes1(b"sk-first\n")).unwrap());
+        let r = Rotator::new(Arc::clone(&pages), KeySource::Stdin, None);
+        assert_eq!(pages.in_use(), 1);
+        let in_flight = slot.current();
+        let done = r
+            .rotate_from_reader(&slot, &mut Bytes1(b"sk-second\n"))
+            .unwrap();
+        assert_eq!((done.rotations, done.pages_in_use), (1, 2));
+        assert_eq!(slot.current().header().as_bytes(), b"Bearer sk-second");
+        // The request that took the first key still has it.
+        assert_eq!(in_flight.header().as_bytes(), b"Bearer sk-first");
+        // Both pages busy: a third key is refused and the second stays.
+        let e = r
+            .rotate_from_reader(&slot, &mut Bytes1(b"sk-third\n"))
+            .unwrap_err();
+        assert!(
+            matches!(e, RotateError::Admin(KeyError::PagesInUse { pages: 2 })),
+            "{e}"
+        );
+        assert_eq!(slot.current().header().as_bytes(), b"Bearer sk-second");
+        drop(in_flight);
+        assert_eq!((pages.in_use(), pages.wiped()), (1, 1));
+        r.rotate_from_reader(&slot, &mut Bytes1(b"sk-third\n"))
+            .unwrap();
+        assert_eq!(slot.current().header().as_bytes(), b"Bearer sk-third");
+        assert_eq!((r.rotations(), r.failures()), (2, 1));
+    }
+
+    #[test]
+    fn a_bad_key_keeps_the_old_one_and_never_shows_a_byte() {
+        let pages = KeyPages::new(2, false).unwrap();
+        let slot = KeySlot::new(pages.load(&mut Bytes1(b"sk-first\n")).unwrap());
+        let r = Rotator::new(Arc::clone(&pages), KeySource::Stdin, None);
+        for bad in [
+            &b""[..],
+            b"\n",
+            b"sk-SECRET with space\n",
+            b"sk-SECRET\x01\n",
+        ] {
+            let e = r.rotate_from_reader(&slot, &mut Bytes1(bad)).unwrap_err();
+            let msg = e.to_string();
+            assert!(!msg.contains("SECRET") && !msg.contains("first"), "{msg}");
+            assert!(msg.contains("the current key stays"), "{msg}");
+            assert_eq!(slot.current().header().as_bytes(), b"Bearer sk-first");
+            assert_eq!(
+                pages.in_use(),
+                1,
+                "a refused key's page is back in the pool"
+            );
+        }
+        let long = vec![b'k'; MAX_HEADER_LEN];
+        assert!(r.rotate_from_reader(&slot, &mut Bytes1(&long)).is_err());
+        let e = r
+            .rotate_from_reader(&slot, &mut Bytes1(b"sk-first\n"))
+            .unwrap_err();
+        assert!(matches!(e, RotateError::Unchanged), "{e}");
+        assert_eq!(r.rotations(), 0);
+        let e = r.rotate_from_source(&slot).unwrap_err();
+        assert!(matches!(e, RotateError::NeedsFileSource), "{e}");
+    }
+}
