@@ -370,6 +370,13 @@ impl Sandbox<Planned> {
             filter
                 .install()
                 .map_err(|source| SandboxError::Seccomp { source })?;
+            // setting an xattr: EOPNOTSUPP instead of the table's EPERM (`crate::meta_guard`)
+            crate::meta_guard::sys::install_xattr_unsupported().map_err(|source| {
+                SandboxError::UnixConnect {
+                    what: "seccomp(SECCOMP_SET_MODE_FILTER) of the extended-attribute filter",
+                    source,
+                }
+            })?;
             report.seccomp_rules = Some(filter.rule_count());
         }
         report.missing = missing.clone();

@@ -379,6 +379,32 @@ mod probe_sys {
         Ok(())
     }
 
+    /// Receive one descriptor (SCM_RIGHTS) on the connected socket `sock`.
+    pub fn recv_fd(sock: i32) -> io::Result<i32> {
+        let mut byte = [0u8; 1];
+        let mut iov = libc::iovec {
+            iov_base: byte.as_mut_ptr().cast(),
+            iov_len: 1,
+        };
+        let mut cbuf = [0u64; 8];
+        // SAFETY: msghdr is plain data; every pointer set below outlives the call.
+        let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+        msg.msg_iov = &mut iov;
+        msg.msg_iovlen = 1;
+        msg.msg_control = cbuf.as_mut_ptr().cast();
+        msg.msg_controllen = std::mem::size_of_val(&cbuf);
+        // SAFETY: `msg` describes the local buffers above.
+        res(unsafe { libc::recvmsg(sock, &mut msg, 0) } as libc::c_long)?;
+        // SAFETY: the kernel filled the control buffer; CMSG_FIRSTHDR checks its length.
+        unsafe {
+            let c = libc::CMSG_FIRSTHDR(&msg);
+            if c.is_null() || (*c).cmsg_type != libc::SCM_RIGHTS {
+                return Err(io::Error::from_raw_os_error(libc::EBADMSG));
+            }
+            Ok(std::ptr::read_unaligned(libc::CMSG_DATA(c).cast::<i32>()))
+        }
+    }
+
     /// One metadata call (`call`) on `fd` or `path`, the way a program makes it; see the
     /// probe's `meta` action.
     pub fn meta(call: &str, fd: i32, path: &CStr, name: &CStr) -> io::Result<()> {
@@ -666,6 +692,17 @@ fn run(args: &[String]) -> i32 {
             arg(args, 4).as_bytes(),
         )),
         "mq-create" => report(s::mq_create(&cpath(&arg(args, 2)))),
+        // recv-meta SOCK CALL: connect to SOCK, receive a descriptor, then `meta CALL fd:N`
+        "recv-meta" => report(sock_then(libc::AF_UNIX, libc::SOCK_STREAM, |fd| {
+            s::connect_unix(fd, arg(args, 2).as_bytes(), false)?;
+            let got = s::recv_fd(fd)?;
+            s::meta(
+                &arg(args, 3),
+                got,
+                &cpath(&format!("/proc/self/fd/{got}")),
+                c"",
+            )
+        })),
         // meta CALL TARGET [NAME]: TARGET `fd:N` (path calls: /proc/self/fd/N) or a path
         // (fd calls: opened read-only first); prints ok or the errno
         "meta" => {

@@ -155,3 +155,59 @@ fn pinned(fd: &OwnedFd) -> std::ffi::CString {
     std::ffi::CString::new(format!("/proc/self/fd/{}", fd.as_raw_fd()))
         .expect("no NUL in a /proc path")
 }
+
+/// Setting an extended attribute: the calls answered `EOPNOTSUPP` by
+/// [`install_xattr_unsupported`] (`setxattrat` is 463 on every architecture).
+const SET_XATTR_CALLS: &[libc::c_long] = &[
+    libc::SYS_setxattr,
+    libc::SYS_lsetxattr,
+    libc::SYS_fsetxattr,
+    463,
+];
+
+/// A filter installed after the EPERM table (so it is consulted first and its answer kept):
+/// setting an extended attribute fails with `EOPNOTSUPP`, what a filesystem without extended
+/// attributes answers. The table refuses the same calls with `EPERM`; with that answer `cp -p`,
+/// `tar` and `install` fail where they fall back to the plain mode for a filesystem without
+/// ACLs. Requires no_new_privs.
+pub fn install_xattr_unsupported() -> io::Result<()> {
+    const LD_ABS_W: u16 = (libc::BPF_LD | libc::BPF_W | libc::BPF_ABS) as u16;
+    const JEQ_K: u16 = (libc::BPF_JMP | libc::BPF_JEQ | libc::BPF_K) as u16;
+    const RET_K: u16 = (libc::BPF_RET | libc::BPF_K) as u16;
+    let s = |code: u16, jt: u8, jf: u8, k: u32| libc::sock_filter { code, jt, jf, k };
+    let n = SET_XATTR_CALLS.len() as u8;
+    let mut prog = vec![
+        s(LD_ABS_W, 0, 0, 4), // seccomp_data.arch
+        // foreign ABIs: the ABI filter kills them
+        s(JEQ_K, 0, n + 2, codex_confine::arch::AUDIT_ARCH),
+        s(LD_ABS_W, 0, 0, 0), // seccomp_data.nr
+    ];
+    for (i, &nr) in SET_XATTR_CALLS.iter().enumerate() {
+        // match → the ERRNO return right after the last comparison
+        prog.push(s(JEQ_K, n - i as u8, 0, nr as u32));
+    }
+    prog.push(s(RET_K, 0, 0, libc::SECCOMP_RET_ALLOW));
+    prog.push(s(
+        RET_K,
+        0,
+        0,
+        libc::SECCOMP_RET_ERRNO | libc::EOPNOTSUPP as u32,
+    ));
+    let fprog = libc::sock_fprog {
+        len: prog.len() as u16,
+        filter: prog.as_ptr() as *mut libc::sock_filter,
+    };
+    // SAFETY: `fprog` points at `prog`, alive for the call; the kernel copies it.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_seccomp,
+            libc::SECCOMP_SET_MODE_FILTER,
+            libc::SECCOMP_FILTER_FLAG_TSYNC,
+            &fprog as *const libc::sock_fprog,
+        )
+    };
+    if r != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
