@@ -545,7 +545,7 @@ impl Sandbox<Planned> {
     }
 
     /// No namespaces could be created (`why`): refuse when a guarantee needs them (file metadata
-    /// with writable roots), otherwise switch to the seccomp fallbacks (SysV IPC denied; metadata
+    /// with writable roots), otherwise switch to the seccomp fallbacks (SysV IPC and POSIX mq denied; metadata
     /// calls denied when there is no writable root) and record what is missing.
     fn without_namespaces(&mut self, why: &std::io::Error) -> Result<(), SandboxError> {
         let no_root = self.policy.writable_roots.is_empty();
@@ -579,7 +579,10 @@ impl Sandbox<Planned> {
         self.missing.push(Missing {
             feature: Feature::IpcNamespace,
             required: false,
-            detail: Some("the SysV IPC calls are denied by seccomp instead".to_string()),
+            detail: Some(
+                "the SysV IPC and POSIX message queue calls are denied by seccomp instead"
+                    .to_string(),
+            ),
         });
         if self.state.seccomp.is_some() {
             let inet = self.policy.network || self.state.net_rules.is_some();

@@ -75,7 +75,8 @@ const fn mode_row(name: &'static str, nr: libc::c_long, arg: u8, bit: u32) -> Ru
 /// one (never a default, [`crate::unix_connect`]) and the name guard clears `S_IWOTH` from the
 /// mode it creates with. ACLs (`setfacl -m u:other:rw`) are extended attributes: setting any
 /// extended attribute is refused, since seccomp cannot read the attribute's name and checking
-/// it in the supervisor before letting the call go on would be racy.
+/// it in the supervisor before letting the call go on would be racy (the sandbox answers
+/// `EOPNOTSUPP` instead of this table's `EPERM`: `crate::meta_guard::sys::install_xattr_unsupported`).
 pub const MODES: &[Rule] = &[
     #[cfg(target_arch = "x86_64")]
     mode_row("chmod(S_ISUID)", libc::SYS_chmod, 1, libc::S_ISUID),
@@ -188,7 +189,12 @@ pub const POSIX_MQ: &[Rule] = &[
          (and outlives the sandbox) before Landlock refuses its open",
     ),
     Rule::new("mq_unlink", libc::SYS_mq_unlink, Always, "see mq_open"),
-    Rule::new("mq_timedsend", libc::SYS_mq_timedsend, Always, "see mq_open"),
+    Rule::new(
+        "mq_timedsend",
+        libc::SYS_mq_timedsend,
+        Always,
+        "see mq_open",
+    ),
     Rule::new(
         "mq_timedreceive",
         libc::SYS_mq_timedreceive,
@@ -196,7 +202,12 @@ pub const POSIX_MQ: &[Rule] = &[
         "see mq_open",
     ),
     Rule::new("mq_notify", libc::SYS_mq_notify, Always, "see mq_open"),
-    Rule::new("mq_getsetattr", libc::SYS_mq_getsetattr, Always, "see mq_open"),
+    Rule::new(
+        "mq_getsetattr",
+        libc::SYS_mq_getsetattr,
+        Always,
+        "see mq_open",
+    ),
 ];
 
 /// Calls that act on another process named by pid, denied (unless the pid is 0, the caller)

@@ -113,7 +113,14 @@ fn stamp(p: &Path) -> (u32, u32, u32, i64, i64, i64, i64, bool) {
 }
 
 /// The probe in the sandbox as nobody with `stdin` as its fd 0; its one-line answer.
-fn probe_in(env: &Env, policy: &str, ns: Ns, extra: &[&str], stdin: Stdio, args: &[&str]) -> String {
+fn probe_in(
+    env: &Env,
+    policy: &str,
+    ns: Ns,
+    extra: &[&str],
+    stdin: Stdio,
+    args: &[&str],
+) -> String {
     let mut c = match ns {
         Ns::With => Command::new(helper()),
         Ns::Without => {
@@ -240,7 +247,11 @@ fn a_file_outside_the_roots_keeps_its_metadata_through_inherited_descriptors() {
     assert_eq!(stamp(&log), before, "the log's metadata changed");
     // controls: outside the sandbox, the same uid with the same descriptor changes it all
     // (lchown acts on the /proc link itself there)
-    for call in FD_CALLS.iter().chain(PATH_CALLS).filter(|c| **c != "lchown") {
+    for call in FD_CALLS
+        .iter()
+        .chain(PATH_CALLS)
+        .filter(|c| **c != "lchown")
+    {
         e.reset();
         assert_eq!(
             probe_out(NOBODY, open_ro(&log), &["meta", call, "fd:0"]),
@@ -250,7 +261,11 @@ fn a_file_outside_the_roots_keeps_its_metadata_through_inherited_descriptors() {
     }
     e.reset();
     assert_eq!(
-        probe_out(NOBODY, open_ro(&e.out), &["meta", "at-chmod", "fd:0", "log"]),
+        probe_out(
+            NOBODY,
+            open_ro(&e.out),
+            &["meta", "at-chmod", "fd:0", "log"]
+        ),
         "ok"
     );
     assert_eq!(std::fs::metadata(&log).unwrap().mode() & 0o777, 0o644);
@@ -287,7 +302,14 @@ fn the_users_terminal_stays_private_to_the_user() {
             let a = probe_in(&e, policy, ns, &[], tty(&slave), &["meta", call, "fd:0"]);
             assert_eq!(a, EPERM, "{call} on the terminal ({policy} {ns:?})");
         }
-        let a = probe_in(&e, policy, ns, &[], tty(&slave), &["meta", "fchmodat", "fd:0"]);
+        let a = probe_in(
+            &e,
+            policy,
+            ns,
+            &[],
+            tty(&slave),
+            &["meta", "fchmodat", "fd:0"],
+        );
         assert_ne!(a, "ok", "chmod /proc/self/fd/0 ({policy} {ns:?})");
         // the terminal is still private: another local user cannot open it
         assert_eq!(
@@ -299,7 +321,12 @@ fn the_users_terminal_stays_private_to_the_user() {
     let after = std::fs::metadata(&slave).unwrap();
     assert_eq!(
         (after.mode(), after.uid(), after.mtime(), after.mtime_nsec()),
-        (before.mode(), before.uid(), before.mtime(), before.mtime_nsec())
+        (
+            before.mode(),
+            before.uid(),
+            before.mtime(),
+            before.mtime_nsec()
+        )
     );
     // control: outside, the same call opens the terminal to the other user
     assert_eq!(
@@ -416,7 +443,14 @@ fn metadata_inside_the_writable_root_still_works() {
         set_xattr(&mine, "user.r14");
         let m = mine.display().to_string();
         assert_eq!(
-            probe_in(&e, WS_WRITE, Ns::With, &[], Stdio::null(), &["meta", call, &m]),
+            probe_in(
+                &e,
+                WS_WRITE,
+                Ns::With,
+                &[],
+                Stdio::null(),
+                &["meta", call, &m]
+            ),
             "ok",
             "{call} inside the root"
         );
@@ -445,7 +479,10 @@ fn no_posix_message_queue_is_left_in_the_machines_ipc_namespace() {
     }
     // control: outside, the same call creates the queue, 0666 with umask 0
     let name = format!("codex-r14-{}-control", std::process::id());
-    assert_eq!(probe_out(NOBODY, Stdio::null(), &["mq-create", &name]), "ok");
+    assert_eq!(
+        probe_out(NOBODY, Stdio::null(), &["mq-create", &name]),
+        "ok"
+    );
     let q = mq.dir.join(&name);
     assert_eq!(std::fs::metadata(&q).unwrap().mode() & 0o777, 0o666);
     std::fs::remove_file(&q).unwrap();

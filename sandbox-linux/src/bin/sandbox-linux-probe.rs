@@ -458,9 +458,7 @@ mod probe_sys {
                         &flags,
                     )
                 }
-                "fchmodat2-empty" => {
-                    libc::syscall(SYS_FCHMODAT2, fd, e, mode, libc::AT_EMPTY_PATH)
-                }
+                "fchmodat2-empty" => libc::syscall(SYS_FCHMODAT2, fd, e, mode, libc::AT_EMPTY_PATH),
                 "fchownat-empty" => {
                     libc::syscall(libc::SYS_fchownat, fd, e, uid, gid, libc::AT_EMPTY_PATH)
                 }
@@ -481,9 +479,7 @@ mod probe_sys {
                 "removexattr" => libc::syscall(libc::SYS_removexattr, p, xattr.as_ptr()),
                 // relative to the descriptor: `name` inside the directory `fd`
                 "at-chmod" => libc::syscall(libc::SYS_fchmodat, fd, name.as_ptr(), mode),
-                "at-utimensat" => {
-                    libc::syscall(libc::SYS_utimensat, fd, name.as_ptr(), &epoch, 0)
-                }
+                "at-utimensat" => libc::syscall(libc::SYS_utimensat, fd, name.as_ptr(), &epoch, 0),
                 "fchdir-chmod" => {
                     res(libc::syscall(libc::SYS_fchdir, fd))?;
                     libc::syscall(libc::SYS_fchmodat, libc::AT_FDCWD, name.as_ptr(), mode)
@@ -719,7 +715,12 @@ fn run(args: &[String]) -> i32 {
                     (fd, target.clone())
                 }
             };
-            report(s::meta(&arg(args, 2), fd, &cpath(&path), &cpath(&arg(args, 4))));
+            report(s::meta(
+                &arg(args, 2),
+                fd,
+                &cpath(&path),
+                &cpath(&arg(args, 4)),
+            ));
         }
         "shm-read" => match s::shm_read(num(args, 2) as i32) {
             Ok(b) => println!("ok {b}"),

@@ -152,7 +152,10 @@ enum Change {
     /// `None`: now.
     Times(Option<[libc::timespec; 2]>),
     RemoveXattr(CString),
-    Ioctl { cmd: u32, arg: Vec<u8> },
+    Ioctl {
+        cmd: u32,
+        arg: Vec<u8>,
+    },
 }
 
 /// Answer one notification: the errno to return (0: done).
@@ -260,7 +263,10 @@ fn decode(tid: libc::pid_t, n: &libc::seccomp_notif) -> Result<(Target, Change),
     Ok(match nr {
         libc::SYS_fchmod => (Target::Fd(int(0)), Change::Mode(id(1))),
         libc::SYS_fchown => (Target::Fd(int(0)), Change::Owner(id(1), id(2))),
-        libc::SYS_fremovexattr => (Target::Fd(int(0)), Change::RemoveXattr(xattr_name(tid, a[1])?)),
+        libc::SYS_fremovexattr => (
+            Target::Fd(int(0)),
+            Change::RemoveXattr(xattr_name(tid, a[1])?),
+        ),
         libc::SYS_ioctl => {
             let cmd = id(1);
             let size = match cmd {
