@@ -171,9 +171,10 @@ fn guarantees(
         has(Feature::LandlockFs)
     ));
     v.push(format!(
-        "no chmod/chown/utime/xattr/ACL outside the roots and on deny-read paths: {}",
+        "no chmod/chown/utime/xattr/ACL/inode flags outside the roots and on deny-read paths, \
+         also through inherited descriptors and /proc links: {}",
         if userns {
-            "yes (read-only mounts)"
+            "yes (read-only mounts; calls on descriptors mediated by the supervisor; xattrs never set)"
         } else if kind == PolicyKind::ReadOnly {
             "yes (seccomp denies the calls)"
         } else {
@@ -189,7 +190,7 @@ fn guarantees(
         }
     ));
     v.push(format!(
-        "no SysV IPC with processes outside: {}",
+        "no SysV IPC or POSIX message queues shared with processes outside: {}",
         if userns {
             "yes (IPC namespace)".to_string()
         } else {
@@ -248,12 +249,16 @@ mod tests {
         );
         assert!(
             out.contains(
-                "no chmod/chown/utime/xattr/ACL outside the roots and on deny-read paths: NO"
+                "no chmod/chown/utime/xattr/ACL/inode flags outside the roots and on deny-read \
+                 paths, also through inherited descriptors and /proc links: NO"
             ),
             "{out}"
         );
         assert!(
-            out.contains("no SysV IPC with processes outside: yes (seccomp denies the calls)"),
+            out.contains(
+                "no SysV IPC or POSIX message queues shared with processes outside: yes (seccomp \
+                 denies the calls)"
+            ),
             "{out}"
         );
         assert!(out.contains("no signals to processes outside: NO"), "{out}");

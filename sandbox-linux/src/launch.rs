@@ -370,6 +370,13 @@ impl Sandbox<Planned> {
             filter
                 .install()
                 .map_err(|source| SandboxError::Seccomp { source })?;
+            // setting an xattr: EOPNOTSUPP instead of the table's EPERM (`crate::meta_guard`)
+            crate::meta_guard::sys::install_xattr_unsupported().map_err(|source| {
+                SandboxError::UnixConnect {
+                    what: "seccomp(SECCOMP_SET_MODE_FILTER) of the extended-attribute filter",
+                    source,
+                }
+            })?;
             report.seccomp_rules = Some(filter.rule_count());
         }
         report.missing = missing.clone();
@@ -549,7 +556,7 @@ impl Sandbox<Planned> {
     }
 
     /// No namespaces could be created (`why`): refuse when a guarantee needs them (file metadata
-    /// with writable roots), otherwise switch to the seccomp fallbacks (SysV IPC denied; metadata
+    /// with writable roots), otherwise switch to the seccomp fallbacks (SysV IPC and POSIX mq denied; metadata
     /// calls denied when there is no writable root) and record what is missing.
     fn without_namespaces(&mut self, why: &std::io::Error) -> Result<(), SandboxError> {
         let no_root = self.policy.writable_roots.is_empty();
@@ -583,7 +590,10 @@ impl Sandbox<Planned> {
         self.missing.push(Missing {
             feature: Feature::IpcNamespace,
             required: false,
-            detail: Some("the SysV IPC calls are denied by seccomp instead".to_string()),
+            detail: Some(
+                "the SysV IPC and POSIX message queue calls are denied by seccomp instead"
+                    .to_string(),
+            ),
         });
         if self.state.seccomp.is_some() {
             let inet = self.policy.network || self.state.net_rules.is_some();

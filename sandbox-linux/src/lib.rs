@@ -30,6 +30,7 @@ pub mod job_control;
 pub mod kernel;
 pub mod landlock_rules;
 pub mod launch;
+pub mod meta_guard;
 pub mod metadata;
 pub mod mount_aliases;
 pub mod mountns;

@@ -10,7 +10,10 @@
 //! 3. the copies are attached back over their roots, outermost first (`move_mount`).
 //!
 //! Deny-read paths and carve-outs inside a root are then bound read-only by
-//! [`crate::mountns::set_up`]. Device nodes stay usable on a read-only mount (`/dev/null`,
+//! [`crate::mountns::set_up`]. These mounts cover only what the command reaches through the
+//! sandbox's mount namespace: descriptors it inherited or received (and `/proc/self/fd` links to
+//! them) refer to the outer mounts, so every metadata call is also mediated
+//! ([`crate::meta_guard`], outside review r14 F2). Device nodes stay usable on a read-only mount (`/dev/null`,
 //! the command's terminal), and connecting to a unix socket needs no writable mount.
 //!
 //! Without a mount namespace seccomp cannot see paths: the read-only policy (no writable root)

@@ -154,7 +154,7 @@ impl fmt::Display for Report {
             )?,
             None => write!(
                 f,
-                "; no namespaces (init is a subreaper; SysV IPC denied by seccomp)"
+                "; no namespaces (init is a subreaper; SysV IPC and POSIX message queues denied by seccomp)"
             )?,
         }
         match &self.mount_ns {

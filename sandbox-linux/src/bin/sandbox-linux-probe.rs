@@ -359,6 +359,138 @@ mod probe_sys {
         .map(drop)
     }
 
+    /// `mq_open(name, O_CREAT | O_RDWR, 0666, NULL)` with umask 0 (raw call: `name` without
+    /// the leading slash), closed again.
+    pub fn mq_create(name: &CStr) -> io::Result<()> {
+        // SAFETY: integers only.
+        unsafe { libc::umask(0) };
+        // SAFETY: NUL-terminated name; NULL attributes are the defaults.
+        let q = res(unsafe {
+            libc::syscall(
+                libc::SYS_mq_open,
+                name.as_ptr(),
+                libc::O_CREAT | libc::O_RDWR,
+                0o666,
+                std::ptr::null::<libc::c_void>(),
+            )
+        })?;
+        // SAFETY: `q` is the queue descriptor just returned.
+        unsafe { libc::close(q as i32) };
+        Ok(())
+    }
+
+    /// Receive one descriptor (SCM_RIGHTS) on the connected socket `sock`.
+    pub fn recv_fd(sock: i32) -> io::Result<i32> {
+        let mut byte = [0u8; 1];
+        let mut iov = libc::iovec {
+            iov_base: byte.as_mut_ptr().cast(),
+            iov_len: 1,
+        };
+        let mut cbuf = [0u64; 8];
+        // SAFETY: msghdr is plain data; every pointer set below outlives the call.
+        let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+        msg.msg_iov = &mut iov;
+        msg.msg_iovlen = 1;
+        msg.msg_control = cbuf.as_mut_ptr().cast();
+        msg.msg_controllen = std::mem::size_of_val(&cbuf);
+        // SAFETY: `msg` describes the local buffers above.
+        res(unsafe { libc::recvmsg(sock, &mut msg, 0) } as libc::c_long)?;
+        // SAFETY: the kernel filled the control buffer; CMSG_FIRSTHDR checks its length.
+        unsafe {
+            let c = libc::CMSG_FIRSTHDR(&msg);
+            if c.is_null() || (*c).cmsg_type != libc::SCM_RIGHTS {
+                return Err(io::Error::from_raw_os_error(libc::EBADMSG));
+            }
+            Ok(std::ptr::read_unaligned(libc::CMSG_DATA(c).cast::<i32>()))
+        }
+    }
+
+    /// One metadata call (`call`) on `fd` or `path`, the way a program makes it; see the
+    /// probe's `meta` action.
+    pub fn meta(call: &str, fd: i32, path: &CStr, name: &CStr) -> io::Result<()> {
+        const SYS_FCHMODAT2: libc::c_long = 452;
+        let epoch = [
+            libc::timespec {
+                tv_sec: 0,
+                tv_nsec: 0,
+            },
+            libc::timespec {
+                tv_sec: 0,
+                tv_nsec: 0,
+            },
+        ];
+        let tv = [libc::timeval {
+            tv_sec: 0,
+            tv_usec: 0,
+        }; 2];
+        let xattr = c"user.r14";
+        let mode: libc::c_long = 0o644;
+        // SAFETY: integers only.
+        let (uid, gid) = unsafe { (libc::getuid(), libc::getgid()) };
+        let (p, e) = (path.as_ptr(), c"".as_ptr());
+        // SAFETY: every pointer below is a NUL-terminated string or a local array of the size
+        // the call reads, alive for the call.
+        let r = unsafe {
+            match call {
+                "fchmod" => libc::syscall(libc::SYS_fchmod, fd, mode),
+                "dup-fchmod" => {
+                    res(libc::syscall(libc::SYS_dup3, fd, 40, 0))?;
+                    libc::syscall(libc::SYS_fchmod, 40, mode)
+                }
+                "fchown" => libc::syscall(libc::SYS_fchown, fd, uid, gid),
+                "futimens" => {
+                    libc::syscall(libc::SYS_utimensat, fd, std::ptr::null::<u8>(), &epoch, 0)
+                }
+                "fremovexattr" => libc::syscall(libc::SYS_fremovexattr, fd, xattr.as_ptr()),
+                "setflags" => {
+                    let mut flags: libc::c_int = 0;
+                    res(libc::syscall(
+                        libc::SYS_ioctl,
+                        fd,
+                        0x8008_6601u32 as libc::c_ulong, // FS_IOC_GETFLAGS
+                        &mut flags,
+                    ))?;
+                    flags |= 0x40; // FS_NODUMP_FL
+                    libc::syscall(
+                        libc::SYS_ioctl,
+                        fd,
+                        0x4008_6602u32 as libc::c_ulong, // FS_IOC_SETFLAGS
+                        &flags,
+                    )
+                }
+                "fchmodat2-empty" => libc::syscall(SYS_FCHMODAT2, fd, e, mode, libc::AT_EMPTY_PATH),
+                "fchownat-empty" => {
+                    libc::syscall(libc::SYS_fchownat, fd, e, uid, gid, libc::AT_EMPTY_PATH)
+                }
+                "utimensat-empty" => {
+                    libc::syscall(libc::SYS_utimensat, fd, e, &epoch, libc::AT_EMPTY_PATH)
+                }
+                #[cfg(target_arch = "x86_64")]
+                "chmod" => libc::syscall(libc::SYS_chmod, p, mode),
+                "fchmodat" => libc::syscall(libc::SYS_fchmodat, libc::AT_FDCWD, p, mode),
+                #[cfg(target_arch = "x86_64")]
+                "chown" => libc::syscall(libc::SYS_chown, p, uid, gid),
+                #[cfg(target_arch = "x86_64")]
+                "lchown" => libc::syscall(libc::SYS_lchown, p, uid, gid),
+                "fchownat" => libc::syscall(libc::SYS_fchownat, libc::AT_FDCWD, p, uid, gid, 0),
+                "utimensat" => libc::syscall(libc::SYS_utimensat, libc::AT_FDCWD, p, &epoch, 0),
+                #[cfg(target_arch = "x86_64")]
+                "utimes" => libc::syscall(libc::SYS_utimes, p, &tv),
+                "removexattr" => libc::syscall(libc::SYS_removexattr, p, xattr.as_ptr()),
+                // relative to the descriptor: `name` inside the directory `fd`
+                "at-chmod" => libc::syscall(libc::SYS_fchmodat, fd, name.as_ptr(), mode),
+                "at-utimensat" => libc::syscall(libc::SYS_utimensat, fd, name.as_ptr(), &epoch, 0),
+                "fchdir-chmod" => {
+                    res(libc::syscall(libc::SYS_fchdir, fd))?;
+                    libc::syscall(libc::SYS_fchmodat, libc::AT_FDCWD, name.as_ptr(), mode)
+                }
+                _ => return Err(io::Error::from_raw_os_error(libc::EINVAL)),
+            }
+        };
+        let _ = tv;
+        res(r).map(drop)
+    }
+
     /// `shmget(key, 0, 0)` then `shmat` read-only, read the first byte, `shmdt`.
     pub fn shm_read(key: i32) -> io::Result<u8> {
         // SAFETY: shmget takes integers only.
@@ -555,6 +687,41 @@ fn run(args: &[String]) -> i32 {
             &cpath(&arg(args, 3)),
             arg(args, 4).as_bytes(),
         )),
+        "mq-create" => report(s::mq_create(&cpath(&arg(args, 2)))),
+        // recv-meta SOCK CALL: connect to SOCK, receive a descriptor, then `meta CALL fd:N`
+        "recv-meta" => report(sock_then(libc::AF_UNIX, libc::SOCK_STREAM, |fd| {
+            s::connect_unix(fd, arg(args, 2).as_bytes(), false)?;
+            let got = s::recv_fd(fd)?;
+            s::meta(
+                &arg(args, 3),
+                got,
+                &cpath(&format!("/proc/self/fd/{got}")),
+                c"",
+            )
+        })),
+        // meta CALL TARGET [NAME]: TARGET `fd:N` (path calls: /proc/self/fd/N) or a path
+        // (fd calls: opened read-only first); prints ok or the errno
+        "meta" => {
+            let target = arg(args, 3);
+            let (fd, path) = match target.strip_prefix("fd:") {
+                Some(n) => {
+                    let n: i32 = n.parse().unwrap_or(-1);
+                    (n, format!("/proc/self/fd/{n}"))
+                }
+                None => {
+                    let fd = std::fs::File::open(&target)
+                        .map(std::os::fd::IntoRawFd::into_raw_fd)
+                        .unwrap_or(-1);
+                    (fd, target.clone())
+                }
+            };
+            report(s::meta(
+                &arg(args, 2),
+                fd,
+                &cpath(&path),
+                &cpath(&arg(args, 4)),
+            ));
+        }
         "shm-read" => match s::shm_read(num(args, 2) as i32) {
             Ok(b) => println!("ok {b}"),
             Err(e) => println!("errno {}", e.raw_os_error().unwrap_or(-1)),

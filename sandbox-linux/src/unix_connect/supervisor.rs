@@ -29,6 +29,8 @@ pub struct Rules {
     /// When the sandbox was set up (wall clock, seconds and nanoseconds): a socket below a
     /// writable root is the command's own only if it was born after this.
     started: (i64, u32),
+    /// The sandbox's mounts, for metadata changes ([`crate::meta_guard`]).
+    mounts: std::sync::Arc<crate::meta_guard::Mounts>,
 }
 
 /// The outcome for one socket path.
@@ -70,6 +72,7 @@ impl Rules {
             started: std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)
                 .map_or((0, 0), |d| (d.as_secs() as i64, d.subsec_nanos())),
+            mounts: Default::default(),
         }
     }
 
@@ -120,6 +123,11 @@ pub(super) fn run(listener: &OwnedFd, rules: &Rules, guard: Option<&OwnedFd>) {
         };
         // ENOENT: the thread was killed meanwhile; nothing to answer.
         let nr = i64::from(notif.data.nr);
+        if crate::meta_guard::is_mediated(nr) {
+            let errno = crate::meta_guard::handle(listener, &notif, &rules.mounts);
+            let _ = sys::notif_send(listener, notif.id, errno);
+            continue;
+        }
         if nr == libc::SYS_connect || nr == libc::SYS_listen {
             let errno = if nr == libc::SYS_listen {
                 handle_listen(listener, &notif, rules)
@@ -407,6 +415,7 @@ mod tests {
             network: false,
             proxy: None,
             started: (1000, 500),
+            mounts: Default::default(),
         }
     }
 

@@ -468,6 +468,28 @@ pub fn notifier_program(guard_names: bool, proxy_only: bool) -> Vec<libc::sock_f
     // (outside review r10 F-S3); with the network allow-list an unbound inet socket autobinds
     // to 0.0.0.0:<port> (round-8 review F1). The supervisor decides and performs it.
     prog.push((s(JEQ_K, 0, 0, libc::SYS_listen as u32), J::TrueToNotify));
+    // File metadata (mode, owner, times, xattrs, inode flags), always: through a descriptor
+    // or a /proc link the command reaches files on mounts outside the sandbox's namespace
+    // (outside review r14 F2); the supervisor decides on the file itself
+    // (`crate::meta_guard`).
+    for &nr in crate::meta_guard::CALLS {
+        prog.push((s(JEQ_K, 0, 0, nr as u32), J::TrueToNotify));
+    }
+    for &nr in crate::meta_guard::REFUSED_CALLS {
+        prog.push((s(JEQ_K, 0, 1, nr as u32), J::None));
+        prog.push((s(RET_K, 0, 0, eperm), J::None));
+    }
+    // ioctl(fd, FS_IOC_SETFLAGS | FS_IOC32_SETFLAGS | FS_IOC_FSSETXATTR, arg) → notify
+    let ioctls = crate::meta_guard::IOCTLS;
+    prog.push((
+        s(JEQ_K, 0, ioctls.len() as u8 + 2, libc::SYS_ioctl as u32),
+        J::None,
+    ));
+    prog.push((s(LD_ABS_W, 0, 0, ARGS + 8), J::None));
+    for &cmd in ioctls {
+        prog.push((s(JEQ_K, 0, 0, cmd), J::TrueToNotify));
+    }
+    prog.push((s(LD_ABS_W, 0, 0, 0), J::None));
     if guard_names {
         for &nr in NAME_CALLS {
             prog.push((s(JEQ_K, 0, 0, nr as u32), J::TrueToNotify));
