@@ -390,6 +390,53 @@ fn a_received_descriptor_is_no_way_to_an_outside_files_metadata() {
     assert_eq!(std::fs::metadata(&log).unwrap().mode() & 0o777, 0o644);
 }
 
+/// The path is copied once by the supervisor and the call made on what it resolved: a thread
+/// flipping the path between a file of the root and `/dev/stdin` (the outside log) while
+/// another calls `chmod` never reaches the log (with `CONTINUE` after the check, the kernel's
+/// second read of the path would).
+#[test]
+fn a_path_rewritten_during_the_call_never_reaches_the_outside_file() {
+    let e = Env::new();
+    let log = e.log();
+    let before = stamp(&log);
+    let out = probe_in(
+        &e,
+        WS_WRITE,
+        Ns::With,
+        &[],
+        open_ro(&log),
+        &["race-chmod", "2"],
+    );
+    let changed: u64 = out
+        .strip_prefix("changed ")
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("race-chmod said {out:?}"));
+    assert!(
+        changed > 0,
+        "no chmod of the root's file went through: {out}"
+    );
+    assert_eq!(stamp(&log), before, "the outside log changed ({out})");
+    // control: outside the sandbox the same race changes the log
+    e.reset();
+    std::thread::sleep(std::time::Duration::from_millis(20));
+    let reset = stamp(&log);
+    let out = Command::new(PROBE)
+        .args(["race-chmod", "1"])
+        .current_dir(&e.ws)
+        .uid(NOBODY)
+        .gid(NOBODY)
+        .stdin(open_ro(&log))
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let after = stamp(&log);
+    assert_ne!(
+        (after.5, after.6),
+        (reset.5, reset.6),
+        "control: the race reached the log"
+    );
+}
+
 /// Inside the writable root the ordinary tools keep working: `chmod +x`, `touch`, `cp -p`,
 /// `tar x` (modes and times restored), and the descriptor calls on the command's own files.
 #[test]

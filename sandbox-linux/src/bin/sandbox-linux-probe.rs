@@ -252,6 +252,22 @@ mod probe_sys {
         unsafe { libc::mkdir(buf.as_ptr().cast::<libc::c_char>(), 0o755) == 0 }
     }
 
+    /// `fchmodat(AT_FDCWD, buf, mode)` on a path another thread is rewriting.
+    pub fn chmod_shared(buf: &[std::sync::atomic::AtomicU8; 16], mode: u32) -> bool {
+        // SAFETY: AtomicU8 has the same size, alignment and bit validity as u8, so the array is
+        // 16 readable bytes; byte 15 is never written and stays NUL, so the string always
+        // ends. The kernel (or the supervisor) reading bytes another thread is storing is the
+        // point of the test.
+        unsafe {
+            libc::syscall(
+                libc::SYS_fchmodat,
+                libc::AT_FDCWD,
+                buf.as_ptr().cast::<libc::c_char>(),
+                mode,
+            ) == 0
+        }
+    }
+
     pub fn open_ro_noctty(p: &CStr) -> io::Result<()> {
         // SAFETY: NUL-terminated path; the returned descriptor is closed right away.
         let fd = res(unsafe {
@@ -657,6 +673,38 @@ fn race_mkdir(secs: u64) {
     println!("made {made}");
 }
 
+/// For `secs` seconds one thread flips a path between `mine` and `/dev/stdin` while this one
+/// calls `chmod` on it (alternating 0644 and 0600); prints `changed N` (successful chmods).
+fn race_chmod(secs: u64) {
+    use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
+    static BUF: [AtomicU8; 16] = [const { AtomicU8::new(0) }; 16];
+    static STOP: AtomicBool = AtomicBool::new(false);
+    let names: [&[u8; 15]; 2] = [b"mine\0\0\0\0\0\0\0\0\0\0\0", b"/dev/stdin\0\0\0\0\0"];
+    for (b, v) in BUF.iter().zip(names[0]) {
+        b.store(*v, Ordering::Relaxed);
+    }
+    let flipper = std::thread::spawn(move || {
+        while !STOP.load(Ordering::Relaxed) {
+            for name in names {
+                for (b, v) in BUF.iter().zip(name) {
+                    b.store(*v, Ordering::Relaxed);
+                }
+            }
+        }
+    });
+    let end = std::time::Instant::now() + std::time::Duration::from_secs(secs);
+    let (mut changed, mut i) = (0u64, 0u32);
+    while std::time::Instant::now() < end {
+        i += 1;
+        if probe_sys::chmod_shared(&BUF, if i % 2 == 0 { 0o644 } else { 0o600 }) {
+            changed += 1;
+        }
+    }
+    STOP.store(true, Ordering::Relaxed);
+    let _ = flipper.join();
+    println!("changed {changed}");
+}
+
 fn run(args: &[String]) -> i32 {
     use probe_sys as s;
     let action = arg(args, 1);
@@ -664,6 +712,7 @@ fn run(args: &[String]) -> i32 {
         "write" => report(std::fs::write(arg(args, 2), b"probe")),
         "read" => report(std::fs::read(arg(args, 2)).map(drop)),
         "open-noctty" => report(s::open_ro_noctty(&cpath(&arg(args, 2)))),
+        "race-chmod" => race_chmod(num(args, 2) as u64),
         "race-mkdir" => {
             race_mkdir(num(args, 2) as u64);
         }
