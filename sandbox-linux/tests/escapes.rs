@@ -966,16 +966,19 @@ def t(f):
     except OSError as e: print('errno', e.errno, flush=True)
 t(lambda: socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC))
 t(lambda: socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM))
+t(lambda: socket.socket(socket.AF_UNIX, socket.SOCK_RAW))
+t(lambda: socket.socketpair(socket.AF_UNIX, socket.SOCK_RAW | socket.SOCK_CLOEXEC))
 t(lambda: socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET))
 t(lambda: socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM))
 def send():
-    s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_RAW)
     fds = array.array('i', [0])
     s.sendmsg([b'x'], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, fds)], 0, SINK)
 t(send)
 "#;
 
-/// Outside review r14 F4: an unconnected datagram `sendmsg` names its destination per message
+/// Outside review r14 F4 (and r16 F1: the kernel makes an AF_UNIX `SOCK_RAW` a datagram socket,
+/// and the refusal matched only `SOCK_DGRAM`): an unconnected datagram `sendmsg` names its destination per message
 /// (never a `connect` the supervisor sees) and carries descriptors: the command handed another
 /// user's socket the user's terminal and a writable workspace file. Unix datagram sockets are
 /// refused (`socket` and `socketpair`); seqpacket and stream pairs keep working. Control:
@@ -994,8 +997,8 @@ fn a_unix_datagram_socket_cannot_be_made_to_pass_descriptors_outside() {
     let script = format!("SINK = {:?}\n{DGRAM_PY}", path.to_str().unwrap());
     python_inside_and_out(
         &script,
-        "errno 13\nerrno 13\nok\nok\nerrno 13\n",
-        "ok\nok\nok\nok\nok\n",
+        "errno 13\nerrno 13\nerrno 13\nerrno 13\nok\nok\nerrno 13\n",
+        "ok\nok\nok\nok\nok\nok\nok\n",
     );
     let mut buf = [0u8; 8];
     assert_eq!(

@@ -440,8 +440,8 @@ pub fn notifier_program(guard_names: bool, proxy_only: bool) -> Vec<libc::sock_f
         s(RET_K, 0, 0, libc::SECCOMP_RET_ERRNO | libc::ENOSYS as u32),
         J::None,
     ));
-    // socket(AF_UNIX, SOCK_DGRAM) and socketpair(AF_UNIX, SOCK_DGRAM): EACCES, in every
-    // policy. A datagram `sendto`/`sendmsg` names its destination per message, in memory seccomp
+    // socket(AF_UNIX, type) and socketpair(AF_UNIX, type) unless the type is SOCK_STREAM or
+    // SOCK_SEQPACKET: EACCES, in every policy. A datagram `sendto`/`sendmsg` names its destination per message, in memory seccomp
     // cannot read, so no `connect` is ever made: outside review r14 F4 sent the user's terminal
     // and a writable workspace descriptor (SCM_RIGHTS) to another user's datagram socket, which
     // typed into the terminal after the sandbox returned. A socketpair's datagram end may be
@@ -450,13 +450,17 @@ pub fn notifier_program(guard_names: bool, proxy_only: bool) -> Vec<libc::sock_f
     {
         const AND_K: u16 = (libc::BPF_ALU | libc::BPF_AND | libc::BPF_K) as u16;
         let refuse = libc::SECCOMP_RET_ERRNO | libc::EACCES as u32;
+        // An allow-list of types, not a deny of SOCK_DGRAM: the kernel turns an AF_UNIX
+        // SOCK_RAW into SOCK_DGRAM (outside review r16 F1), and any other type is refused by
+        // the kernel anyway.
         for nr in [libc::SYS_socket, libc::SYS_socketpair] {
-            prog.push((s(JEQ_K, 0, 6, nr as u32), J::None));
+            prog.push((s(JEQ_K, 0, 7, nr as u32), J::None));
             prog.push((s(LD_ABS_W, 0, 0, ARGS), J::None)); // domain
-            prog.push((s(JEQ_K, 0, 4, libc::AF_UNIX as u32), J::None));
+            prog.push((s(JEQ_K, 0, 5, libc::AF_UNIX as u32), J::None));
             prog.push((s(LD_ABS_W, 0, 0, ARGS + 8), J::None)); // type
             prog.push((s(AND_K, 0, 0, 0xf), J::None));
-            prog.push((s(JEQ_K, 0, 1, libc::SOCK_DGRAM as u32), J::None));
+            prog.push((s(JEQ_K, 2, 0, libc::SOCK_STREAM as u32), J::None));
+            prog.push((s(JEQ_K, 1, 0, libc::SOCK_SEQPACKET as u32), J::None));
             prog.push((s(RET_K, 0, 0, refuse), J::None));
             prog.push((s(LD_ABS_W, 0, 0, 0), J::None));
         }
