@@ -55,6 +55,22 @@ pub enum AdminError {
     Members(#[source] codex_privsep::AllowListError),
     #[error("--admin-socket: {0}")]
     Bind(#[source] codex_privsep::UnixSocketError),
+    #[error(
+        "--admin-socket {}: its directory {} is owned by uid {owner} with mode {mode:04o}: only a directory that root owns and no one else may write holds the admin socket (another user could listen there first and receive the next rotate-key)",
+        path.display(),
+        dir.display()
+    )]
+    UnsafeDirectory {
+        path: PathBuf,
+        dir: PathBuf,
+        owner: u32,
+        mode: u32,
+    },
+    #[error("--admin-socket {}: {source}", path.display())]
+    Directory {
+        path: PathBuf,
+        source: std::io::Error,
+    },
 }
 
 /// Who may use the admin socket: root, and the admin group (primary gid or member at start).
@@ -99,6 +115,26 @@ impl AdminListener {
             ),
             None => None,
         };
+        // Stricter than the client listeners' rule (a sticky `/tmp` passes there): the
+        // directory must be root's and writable by no one else, or another local user could
+        // bind the name first (the proxy then refuses to start) and receive the administrator's
+        // next `rotate-key` (outside review r15 F3).
+        {
+            use std::os::unix::fs::MetadataExt;
+            let dir = path.parent().unwrap_or(std::path::Path::new("/"));
+            let md = std::fs::metadata(dir).map_err(|source| AdminError::Directory {
+                path: path.clone(),
+                source,
+            })?;
+            if md.uid() != 0 || md.mode() & 0o022 != 0 {
+                return Err(AdminError::UnsafeDirectory {
+                    path: path.clone(),
+                    dir: dir.to_path_buf(),
+                    owner: md.uid(),
+                    mode: md.mode() & 0o7777,
+                });
+            }
+        }
         let listener = codex_privsep::bind_unix_listener(&codex_privsep::UnixSocketSpec {
             path: path.clone(),
             mode: if gid.is_some() { 0o660 } else { 0o600 },
@@ -497,6 +533,25 @@ pub fn rotate_key(a: &RotateKeyArgs) -> Result<String, RotateKeyError> {
         path: a.admin_socket.clone(),
         source,
     })?;
+    // The proxy listens on its admin socket as root (bound before the privilege drop): a
+    // socket served by anyone else is someone waiting for the key (outside review r15 F3).
+    {
+        use std::os::fd::AsFd;
+        let served_by = codex_privsep::peer_cred_unix(s.as_fd())
+            .map(|c| c.uid)
+            .map_err(|e| RotateKeyError::Connect {
+                path: a.admin_socket.clone(),
+                source: std::io::Error::other(e.to_string()),
+            })?;
+        if served_by != 0 {
+            return Err(RotateKeyError::Connect {
+                path: a.admin_socket.clone(),
+                source: std::io::Error::other(format!(
+                    "it is served by uid {served_by}, not by root: the key was not sent"
+                )),
+            });
+        }
+    }
     let _ = s.set_read_timeout(Some(Duration::from_secs(30)));
     // The key without its `Bearer ` prefix, written from the locked buffer.
     let secret = &key.expose_secret()[crate::key::KEY_PREFIX.len()..];

@@ -886,3 +886,73 @@ fn metrics_count_tokens_and_remaining_budget_per_user() {
     }
     alive(&mut p);
 }
+
+/// Outside review r15 F3: `rotate-key` wrote the new key to whoever listened on the path, and
+/// the proxy accepted an admin socket in a world-writable (sticky) directory, where another user
+/// could bind the name first. The client now refuses a socket not served by root (nothing is
+/// sent), and the proxy refuses such a directory at start. Control: the real admin socket takes
+/// the key (the other tests).
+#[test]
+fn the_admin_socket_cannot_be_squatted_and_rotate_key_sends_only_to_root() {
+    let shared = tempfile::Builder::new()
+        .prefix("rotation-shared-")
+        .tempdir()
+        .unwrap();
+    std::fs::set_permissions(shared.path(), std::fs::Permissions::from_mode(0o1777)).unwrap();
+    let path = shared.path().join("admin.sock");
+    // Another local user listens there first (a socket bound by uid 65534).
+    let squatter = Command::new("python3")
+        .args([
+            "-c",
+            "import socket,sys\ns=socket.socket(socket.AF_UNIX)\ns.bind(sys.argv[1]); s.listen(4)\nprint('up', flush=True)\nc,_=s.accept(); c.settimeout(5)\nd=b''\ntry:\n  while True:\n    b=c.recv(4096)\n    if not b: break\n    d+=b\nexcept Exception: pass\nopen(sys.argv[2],'wb').write(d)\n",
+            path.to_str().unwrap(),
+            shared.path().join("got").to_str().unwrap(),
+        ])
+        .uid(65534)
+        .gid(65534)
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut squatter = KillOnDrop(squatter);
+    let mut line = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(squatter.0.stdout.take().unwrap()),
+        &mut line,
+    )
+    .unwrap();
+    assert_eq!(line.trim(), "up");
+    let (code, _out, err) = rotate_key(&path, format!("{KEY2}\n").as_bytes(), None);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("served by uid 65534, not by root"), "{err}");
+    let _ = squatter.0.wait();
+    let got = std::fs::read(shared.path().join("got")).unwrap_or_default();
+    assert!(
+        !got.windows(10)
+            .any(|w| KEY2.as_bytes().windows(10).any(|k| k == w)),
+        "the squatter received the key"
+    );
+    // The proxy refuses the world-writable directory at start.
+    let mock = MockUpstream::start().unwrap();
+    let other = shared.path().join("proxy-admin.sock");
+    let err = Spawn::new(&mock.responses_url())
+        .arg("--admin-socket")
+        .arg(other.to_str().unwrap())
+        .try_start()
+        .err()
+        .expect("the proxy must refuse the directory");
+    assert!(
+        err.1
+            .contains("only a directory that root owns and no one else may write"),
+        "{}",
+        err.1
+    );
+}
+
+/// Kills the child on drop.
+struct KillOnDrop(std::process::Child);
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
