@@ -391,6 +391,13 @@ pub async fn wait_for_abandoned_reads(limit: Duration) {
     }
 }
 
+/// A slot for reading on a response its client left, counted with the HTTP ones (the WebSocket
+/// mode takes one per abandoned session with a response in flight: outside review r15 F5).
+/// `None`: the caps are reached (charge the estimate instead).
+pub fn abandoned_read_slot(uid: Option<u32>) -> Option<impl Drop> {
+    DrainPermit::take(uid)
+}
+
 /// One of the [`DRAIN_MAX`] drain slots (and of its user's [`DRAIN_MAX_PER_USER`]).
 struct DrainPermit(Option<u32>);
 

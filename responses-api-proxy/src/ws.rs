@@ -90,6 +90,53 @@ pub const UPSTREAM_MAX_MESSAGE: usize = 64 * 1024 * 1024;
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long a closing side gets to answer our close frame.
 const CLOSE_GRACE: Duration = Duration::from_secs(2);
+/// Longest a session lives (the Responses API's own WebSocket sessions end after 60 minutes):
+/// after it, the response in flight finishes and the session closes (outside review r15 F2: a
+/// session kept alive by pings held a connection slot, and its key page, for ever).
+const SESSION_LIFETIME: Duration = Duration::from_secs(60 * 60);
+/// Most WebSocket sessions one local user holds at once (outside review r15 F2: one user held
+/// every connection slot); past it the upgrade gets 429. Peers whose uid the proxy did not ask
+/// the kernel for share one such count.
+pub const SESSIONS_PER_USER: usize = 16;
+/// With a policy, `response.create` messages waiting while a response is in flight (outside
+/// review r15 F1: pipelined messages were all admitted against the budget as it stood before
+/// any of them ended); past it an `error` event (429).
+const WAITING_MAX: usize = 8;
+
+static SESSIONS_BY_UID: Mutex<Option<std::collections::HashMap<u32, usize>>> = Mutex::new(None);
+
+/// One of a user's [`SESSIONS_PER_USER`] sessions, given back when dropped.
+struct UserSession(Option<u32>);
+
+impl UserSession {
+    fn take(uid: Option<u32>) -> Option<Self> {
+        // Peers whose uid is unknown (no allow-list asked the kernel) share one count.
+        let u = uid.unwrap_or(u32::MAX);
+        let mut g = SESSIONS_BY_UID.lock().unwrap_or_else(|e| e.into_inner());
+        let n = g.get_or_insert_with(Default::default).entry(u).or_insert(0);
+        if *n >= SESSIONS_PER_USER {
+            return None;
+        }
+        *n += 1;
+        Some(UserSession(Some(u)))
+    }
+}
+
+impl Drop for UserSession {
+    fn drop(&mut self) {
+        if let Some(u) = self.0 {
+            let mut g = SESSIONS_BY_UID.lock().unwrap_or_else(|e| e.into_inner());
+            if let Some(m) = g.as_mut() {
+                if let Some(n) = m.get_mut(&u) {
+                    *n = n.saturating_sub(1);
+                    if *n == 0 {
+                        m.remove(&u);
+                    }
+                }
+            }
+        }
+    }
+}
 
 /// What an upgrade needs from the proxy's shared state and from its connection (`proxy.rs`
 /// builds it; the session task owns it).
@@ -216,6 +263,16 @@ pub async fn upgrade(
         );
     };
 
+    let Some(user_session) = UserSession::take(ctx.uid) else {
+        audit.outcome = Outcome::Refused;
+        audit.reason = Some("too_many_sessions".into());
+        return json_error(
+            StatusCode::TOO_MANY_REQUESTS,
+            "too_many_sessions",
+            &format!("at most {SESSIONS_PER_USER} WebSocket sessions per local user at once"),
+            audit,
+        );
+    };
     let opened = tokio::time::timeout(HANDSHAKE_TIMEOUT * 2, open_upstream(&ctx, headers))
         .await
         .unwrap_or(Err(UpgradeError::Timeout(HANDSHAKE_TIMEOUT * 2)));
@@ -264,9 +321,13 @@ pub async fn upgrade(
         scrub: KeyScrub::new(ctx.key.header()),
         ctx,
         pending: VecDeque::new(),
+        waiting: VecDeque::new(),
         audit,
         responses: 0,
         refused: 0,
+        last_activity: tokio::time::Instant::now(),
+        started: tokio::time::Instant::now(),
+        _user_session: user_session,
     };
     let task = tokio::spawn(async move {
         match on_upgrade.await {
@@ -445,6 +506,8 @@ struct Pending {
     audit: AuditRecord,
     /// Message bytes relayed to the client for it (for the estimate).
     seen: u64,
+    /// The upstream announced it (`response.created`): an `error` after this is charged.
+    started: bool,
 }
 
 struct Session {
@@ -452,10 +515,17 @@ struct Session {
     /// Finds the key in upstream messages (built once per session).
     scrub: KeyScrub,
     pending: VecDeque<Pending>,
+    /// With a policy: `response.create` messages that arrived while a response was in flight;
+    /// each is checked and sent when the one before has ended (see [`WAITING_MAX`]).
+    waiting: VecDeque<Utf8Bytes>,
     /// The session's own line (`GET /v1/responses` 101); holds the connection's in-flight count.
     audit: AuditRecord,
     responses: u64,
     refused: u64,
+    /// Last message relayed either way (pings and refused messages do not count).
+    last_activity: tokio::time::Instant,
+    started: tokio::time::Instant,
+    _user_session: UserSession,
 }
 
 type ClientWs = WebSocketStream<TokioIo<hyper::upgrade::Upgraded>>;
@@ -542,9 +612,26 @@ impl Session {
         let idle = self.ctx.idle;
         let mut shutdown = self.ctx.shutdown.clone();
         let mut draining = false;
+        let lifetime_end = self.started + SESSION_LIFETIME;
         loop {
+            // The next waiting `response.create`, once the response before it has ended.
+            while self.pending.is_empty() {
+                let Some(next) = self.waiting.pop_front() else {
+                    break;
+                };
+                if let Err(e) = self.on_client_text(next, draining, client, upstream).await {
+                    return e;
+                }
+            }
             if draining && self.pending.is_empty() {
-                return End::Both(close(CloseCode::Away, "proxy shutting down"));
+                return End::Both(close(
+                    CloseCode::Away,
+                    if tokio::time::Instant::now() >= lifetime_end {
+                        "session lifetime reached"
+                    } else {
+                        "proxy shutting down"
+                    },
+                ));
             }
             tokio::select! {
                 m = client.next() => {
@@ -584,6 +671,7 @@ impl Session {
                     };
                     match m {
                         Message::Text(t) => {
+                            self.last_activity = tokio::time::Instant::now();
                             let t = self.on_upstream_text(t);
                             self.audit.bytes_out += t.len() as u64;
                             if client.send(Message::Text(t)).await.is_err() {
@@ -599,7 +687,10 @@ impl Session {
                 _ = shutting_down(&mut shutdown), if !draining => {
                     draining = true;
                 }
-                _ = tokio::time::sleep(idle) => {
+                _ = tokio::time::sleep_until(lifetime_end), if !draining => {
+                    draining = true;
+                }
+                _ = tokio::time::sleep_until(self.last_activity + idle) => {
                     return End::Both(close(CloseCode::Away, "idle timeout"));
                 }
             }
@@ -641,12 +732,48 @@ impl Session {
         let mut audit = None;
         let mut admitted = None;
         if let Some(g) = &self.ctx.governor {
+            if creates && !self.pending.is_empty() {
+                // One response at a time under a policy: this one is checked when the one in
+                // flight has been booked (the upstream runs them one after another anyway).
+                if self.waiting.len() >= WAITING_MAX {
+                    self.refused += 1;
+                    let ev = error_event(
+                        429,
+                        serde_json::json!({
+                            "message": format!("at most {WAITING_MAX} response.create messages may wait while a response is in flight"),
+                            "type": "proxy_policy_error", "code": "too_many_waiting",
+                            "status": 429, "rule": "proxy.websocket_waiting",
+                        }),
+                        Some(1),
+                    );
+                    return send_client(client, ev).await;
+                }
+                self.waiting.push_back(text);
+                return Ok(());
+            }
             if creates {
                 let mut a_rec = new_audit(&self.ctx.peer, self.ctx.uid, text.len());
-                match g
-                    .governor
-                    .admit(self.ctx.uid, text.as_bytes(), clock::now_ms())
-                {
+                let busy = self.ctx.uid.filter(|&u| {
+                    crate::body::abandoned_reads_of(u) >= crate::body::DRAIN_MAX_PER_USER
+                });
+                let decided = match busy {
+                    Some(_) => Err(codex_proxy_governance::Refusal {
+                        status: 429,
+                        code: "abandoned_reads",
+                        rule: "proxy.abandoned_reads".into(),
+                        message: format!(
+                            "{} responses you left are still being read for their usage; retry when they end",
+                            crate::body::DRAIN_MAX_PER_USER
+                        ),
+                        limit: Some(crate::body::DRAIN_MAX_PER_USER.into()),
+                        resets_at_ms: None,
+                        retry_after_s: Some(5),
+                    }),
+                    None => g
+                        .governor
+                        .admit(self.ctx.uid, text.as_bytes(), clock::now_ms()),
+                };
+                match decided {
                     Ok(mut a) => {
                         if let Some(rewritten) = a.body.take() {
                             // The rewrite only replaces JSON values with ASCII: still UTF-8.
@@ -688,7 +815,14 @@ impl Session {
                         return send_client(client, ev).await;
                     }
                 }
-            } else if kind.as_deref() != Some("response.processed") {
+            } else if kind.as_deref() == Some("response.processed") {
+                // Not forwarded under a policy: an upstream answers a client event it cannot use
+                // with an `error` event that names no response, and the accounting cannot tell
+                // which response such an error ends (outside review r15 F6: malformed
+                // `response.processed` messages made responses unbooked). Dropped silently.
+                tracing::debug!("response.processed not forwarded (policy)");
+                return Ok(());
+            } else {
                 // Fail closed: a message type the proxy does not know might start a response
                 // that the policy never saw.
                 self.refused += 1;
@@ -715,6 +849,7 @@ impl Session {
                 "upstream WebSocket failed",
             )));
         }
+        self.last_activity = tokio::time::Instant::now();
         if creates {
             self.responses += 1;
             let audit =
@@ -723,6 +858,7 @@ impl Session {
                 admitted,
                 audit,
                 seen: 0,
+                started: false,
             });
         }
         Ok(())
@@ -739,6 +875,11 @@ impl Session {
         }
         let bytes = text.as_bytes();
         // Only events that can end a response are walked.
+        if memchr::memmem::find(bytes, b"\"response.created\"").is_some() {
+            if let Some(front) = self.pending.front_mut() {
+                front.started = true;
+            }
+        }
         let maybe_terminal = memchr::memmem::find(bytes, b"\"response.completed\"").is_some()
             || memchr::memmem::find(bytes, b"\"response.incomplete\"").is_some()
             || memchr::memmem::find(bytes, b"\"response.failed\"").is_some()
@@ -797,7 +938,10 @@ impl Session {
             return;
         };
         let mut result = result.unwrap_or_default();
-        if result.usage.is_none() && (!complete || (200..300).contains(&status)) {
+        // No usage: charged the estimate unless the upstream refused the request before it
+        // started (an `error` with a 4xx status and no `response.created` before it).
+        let refused_before_start = complete && !p.started && (400..500).contains(&status);
+        if result.usage.is_none() && !refused_before_start {
             result.usage = Some(admitted.estimate(p.seen));
             result.anomaly = Some("no usage reported before the response ended: estimated");
         }
@@ -823,6 +967,14 @@ impl Session {
     /// After the client left: reads the upstream on (within the idle timeout per message) until
     /// every response in flight has ended, for their usage.
     async fn drain_upstream(&mut self, upstream: &mut UpstreamWs) {
+        if self.pending.is_empty() {
+            return;
+        }
+        // Counted with the HTTP reads of abandoned responses; at the caps, the responses in
+        // flight are charged their estimate instead.
+        let Some(_slot) = crate::body::abandoned_read_slot(self.ctx.uid) else {
+            return;
+        };
         let idle = self.ctx.idle;
         while !self.pending.is_empty() {
             match tokio::time::timeout(idle, upstream.next()).await {

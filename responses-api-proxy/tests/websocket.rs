@@ -235,7 +235,7 @@ fn websocket_sessions_over_tls_leave_no_copy_of_the_key_in_ordinary_memory() {
     let proxy = Spawn::new(&mock.responses_url())
         .env("SSL_CERT_FILE", ca.ca_pem_path().to_str().unwrap())
         .start();
-    let sessions = 32;
+    let sessions = ws_sessions_per_user();
     rt().block_on(async {
         let mut tasks = Vec::new();
         for _ in 0..sessions {
@@ -1015,4 +1015,145 @@ fn ws_relay_throughput() {
             msgs as f64 / took.as_secs_f64()
         );
     }
+}
+
+/// Outside review r15 F1 and F6: (1) `response.create` messages written in one burst were all
+/// admitted against the budget as it stood before any ended (60x a daily budget in one write);
+/// under a policy they now wait while a response is in flight and are checked one at a time
+/// (at most 8 wait). (2) A malformed `response.processed` provoked upstream `error` events that
+/// the accounting took for the end of a response; it is no longer forwarded under a policy.
+/// Control: the same burst without a policy reaches the upstream whole.
+#[test]
+fn pipelined_creates_are_checked_one_at_a_time_against_the_budget() {
+    let burst = |proxy: &Proxy| {
+        rt().block_on(async {
+            let mut ws = connect(proxy.port, &[]).await.unwrap();
+            for _ in 0..10 {
+                ws.send(Message::text(create("gpt-5"))).await.unwrap();
+            }
+            let (mut completed, mut errors) = (0, Vec::new());
+            let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+            while completed + errors.len() < 10 {
+                let m = tokio::time::timeout_at(deadline, ws.next())
+                    .await
+                    .expect("10 answers within 20 s")
+                    .unwrap()
+                    .unwrap();
+                if let Message::Text(t) = m {
+                    let v: serde_json::Value = serde_json::from_str(t.as_str()).unwrap();
+                    match v["type"].as_str() {
+                        Some("response.completed") => completed += 1,
+                        Some("error") => {
+                            errors.push(v["error"]["code"].as_str().unwrap_or("").to_string())
+                        }
+                        _ => {}
+                    }
+                }
+            }
+            // A malformed response.processed, then the session ends.
+            ws.send(Message::text(r#"{"type":"response.processed","bogus":1}"#))
+                .await
+                .unwrap();
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            ws.close(None).await.unwrap();
+            (completed, errors)
+        })
+    };
+    let mock = WsMock::start().unwrap();
+    let d = dir();
+    let policy = write_policy(d.path(), "[default]\nday = { output_tokens = 20 }\n");
+    let state = d.path().join("state");
+    let proxy = start(
+        &mock,
+        &[
+            "--policy",
+            policy.to_str().unwrap(),
+            "--state-dir",
+            state.to_str().unwrap(),
+        ],
+    );
+    let (completed, errors) = burst(&proxy);
+    // 0, 7 and 14 output tokens spent are under 20: three responses; the rest refused.
+    assert_eq!(completed, 3, "{errors:?}");
+    assert!(errors.iter().any(|c| c == "budget_exhausted"), "{errors:?}");
+    assert!(
+        errors
+            .iter()
+            .all(|c| c == "budget_exhausted" || c == "too_many_waiting"),
+        "{errors:?}"
+    );
+    assert!(mock.wait_until(Duration::from_secs(5), |s| {
+        s.sessions.first().is_some_and(|x| x.ended)
+    }));
+    let st = mock.state();
+    let types: Vec<String> = st.sessions[0]
+        .messages
+        .iter()
+        .map(|m| serde_json::from_str::<serde_json::Value>(m).unwrap()["type"].to_string())
+        .collect();
+    assert_eq!(
+        types.len(),
+        3,
+        "only the admitted creates reached the upstream: {types:?}"
+    );
+    assert!(
+        types.iter().all(|t| t == "\"response.create\""),
+        "{types:?}"
+    );
+    drop(proxy);
+
+    // Control: without a policy the whole burst goes upstream.
+    let mock = WsMock::start().unwrap();
+    let proxy = start(&mock, &[]);
+    let (completed, errors) = burst(&proxy);
+    assert_eq!((completed, errors.len()), (10, 0), "{errors:?}");
+}
+
+/// Outside review r15 F2: one user held every connection slot with WebSocket sessions kept
+/// alive by pings. Pings no longer keep a session alive past `--ws-idle-timeout`, and a user
+/// holds at most 16 sessions at once (429 for the next). Control: a session that relays
+/// messages outlives the idle timeout.
+#[test]
+fn pings_do_not_keep_a_session_and_one_user_holds_at_most_16() {
+    let mock = WsMock::start().unwrap();
+    let proxy = start(&mock, &["--ws-idle-timeout", "2"]);
+    rt().block_on(async {
+        let mut pinger = connect(proxy.port, &[]).await.unwrap();
+        let started = tokio::time::Instant::now();
+        let closed = loop {
+            pinger.send(Message::Ping(vec![1u8].into())).await.unwrap();
+            match tokio::time::timeout(Duration::from_millis(400), pinger.next()).await {
+                Ok(Some(Ok(Message::Close(f)))) => break f,
+                Ok(None) | Ok(Some(Err(_))) => break None,
+                _ => {}
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(8),
+                "pings kept the session alive"
+            );
+        };
+        if let Some(f) = closed {
+            assert_eq!(f.reason.as_str(), "idle timeout");
+        }
+        // Control: messages relayed every second keep a session past the 2 s timeout.
+        let mut busy = connect(proxy.port, &[]).await.unwrap();
+        for _ in 0..4 {
+            busy.send(Message::text(create("gpt-5"))).await.unwrap();
+            let got = read_until(&mut busy, "response.completed").await;
+            assert!(got.close.is_none(), "{got:?}");
+            tokio::time::sleep(Duration::from_millis(900)).await;
+        }
+        // 15 more sessions of the same user (root) make 16; the 17th is refused.
+        let mut held = Vec::new();
+        for _ in 0..15 {
+            held.push(connect(proxy.port, &[]).await.unwrap());
+        }
+        assert_eq!(connect(proxy.port, &[]).await.err(), Some(429));
+        drop(held);
+    });
+}
+
+/// The most sessions one user (root, here) may hold at once (`ws.rs` `SESSIONS_PER_USER`).
+fn ws_sessions_per_user() -> usize {
+    16
 }
