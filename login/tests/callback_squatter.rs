@@ -38,15 +38,25 @@ fn squatter_child() {
             std::thread::spawn(move || {
                 for c in l.incoming().flatten() {
                     let mut c = c;
+                    // The whole request head: closing with unread bytes would send a reset
+                    // instead of the answer (a CI run saw "connection reset by peer").
+                    let mut got = Vec::new();
                     let mut buf = [0u8; 4096];
-                    let n = c.read(&mut buf).unwrap_or(0);
-                    let first = String::from_utf8_lossy(&buf[..n])
+                    let _ = c.set_read_timeout(Some(std::time::Duration::from_secs(5)));
+                    while !got.windows(4).any(|w| w == b"\r\n\r\n") {
+                        match c.read(&mut buf) {
+                            Ok(0) | Err(_) => break,
+                            Ok(n) => got.extend_from_slice(&buf[..n]),
+                        }
+                    }
+                    let first = String::from_utf8_lossy(&got)
                         .lines()
                         .next()
                         .unwrap_or("")
                         .to_string();
                     eprintln!("SQUATTER GOT {first}");
                     let _ = c.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 9\r\nConnection: close\r\n\r\nattacker!");
+                    let _ = c.shutdown(std::net::Shutdown::Write);
                 }
             });
         }
