@@ -1124,3 +1124,58 @@ fn a_socket_file_an_acl_or_a_shared_group_opens_cannot_listen() {
         "control outside: {out:?}"
     );
 }
+
+/// Binds and listens in `shared/` (setgid, group `users`) with umask 022, then makes the socket
+/// group-writable, then group-readable only, then moves it to another group: `ok` or `errno N`.
+const SOCKET_CHMOD_PY: &str = r#"import socket, os
+os.umask(0o22)
+s = socket.socket(socket.AF_UNIX)
+s.bind('shared/srv.sock'); s.listen(4)
+def t(f):
+    try: f(); print('ok', flush=True)
+    except OSError as e: print('errno', e.errno, flush=True)
+t(lambda: os.chmod('shared/srv.sock', 0o770))
+t(lambda: os.chmod('shared/srv.sock', 0o750))
+t(lambda: os.chown('shared/srv.sock', -1, 100))
+"#;
+
+/// Outside review r16 F4: the socket-file check was made once, at `listen`: a socket bound in
+/// another user's setgid directory listened with mode 0755, then `chmod 0770` gave that group
+/// the socket. A socket file cannot gain group write for a group other than the user's private
+/// one, nor change its group; other mode changes still work. Control: outside, all succeed.
+#[test]
+fn a_listening_socket_cannot_be_opened_to_a_shared_group_afterwards() {
+    let prepare = |e: &Env| {
+        let shared = e.ws.join("shared");
+        std::fs::create_dir(&shared).unwrap();
+        chown(&shared, Some(NOBODY), Some(100)).unwrap();
+        std::fs::set_permissions(&shared, std::fs::Permissions::from_mode(0o2775)).unwrap();
+    };
+    for ns in [Ns::With, Ns::Without { dangerous: true }] {
+        let e = Env::new();
+        prepare(&e);
+        let out = output(sandbox(
+            &e,
+            WS_WRITE,
+            ns,
+            &["python3", "-c", SOCKET_CHMOD_PY],
+        ));
+        let text = String::from_utf8_lossy(&out.stdout);
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines.len(), 3, "{ns:?}: {out:?}");
+        assert!(lines[0].starts_with("errno"), "{ns:?}: {out:?}");
+        assert_eq!(lines[1], "ok", "{ns:?}: {out:?}");
+    }
+    let e = Env::new();
+    prepare(&e);
+    // Outside, nobody may also move it to `users` only when a member: the first two suffice.
+    let out = Command::new("python3")
+        .args(["-c", SOCKET_CHMOD_PY])
+        .current_dir(&e.ws)
+        .uid(NOBODY)
+        .gid(NOBODY)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.starts_with("ok\nok\n"), "control outside: {out:?}");
+}

@@ -195,12 +195,41 @@ pub fn handle(listener: &OwnedFd, n: &libc::seccomp_notif, mounts: &Mounts) -> i
     if !mounts.contains(tid, mnt) {
         return DENIED_ERRNO;
     }
+    if let Err(e) = socket_rule(&file, &change) {
+        return e;
+    }
     // The thread is still blocked in this very call: the memory we copied, its descriptors,
     // root and cwd were its own (no pid reuse in between).
     if !usys::notif_id_valid(listener, n.id) {
         return libc::EINTR;
     }
     perform(&file, matches!(target, Target::Fd(_)), change)
+}
+
+/// A socket file keeps what `listen` checked for its whole life (outside review r16 F4: a
+/// socket bound in another user's setgid directory listened with mode 0755, then `chmod 0770`
+/// let that user's group connect): no group write bit unless the group is the user's private
+/// one, and no change of its group.
+fn socket_rule(file: &OwnedFd, change: &Change) -> Result<(), i32> {
+    use std::os::unix::fs::{FileTypeExt, MetadataExt};
+    let Ok(dup) = file.try_clone() else {
+        return Err(DENIED_ERRNO);
+    };
+    let Ok(md) = std::fs::File::from(dup).metadata() else {
+        return Err(DENIED_ERRNO);
+    };
+    if !md.file_type().is_socket() {
+        return Ok(());
+    }
+    match change {
+        Change::Mode(m)
+            if m & libc::S_IWGRP != 0 && !crate::unix_connect::private_group(md.gid()) =>
+        {
+            Err(DENIED_ERRNO)
+        }
+        Change::Owner(_, g) if *g != u32::MAX && *g != md.gid() => Err(DENIED_ERRNO),
+        _ => Ok(()),
+    }
 }
 
 fn perform(file: &OwnedFd, fd_form: bool, change: Change) -> i32 {

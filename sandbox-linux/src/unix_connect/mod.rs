@@ -20,6 +20,7 @@ use std::path::PathBuf;
 use sandbox_policy::EffectivePolicy;
 
 pub(crate) use supervisor::open_pidfd as supervisor_open_pidfd;
+pub(crate) use supervisor::private_group;
 pub use supervisor::{Decision, Rules};
 
 /// Errno of a denied connect.

@@ -194,7 +194,7 @@ fn socket_file_private(tid: libc::pid_t, sock: &OwnedFd, path: &[u8]) -> Result<
 
 /// Whether `gid` is the launcher's primary group and `/etc/group` lists it with no member but
 /// the launcher's user (a user private group). Unknown (not in `/etc/group`): not private.
-fn private_group(gid: u32) -> bool {
+pub(crate) fn private_group(gid: u32) -> bool {
     let (my_gid, my_uid) = (crate::sys::getgid(), crate::sys::getuid());
     if gid != my_gid {
         return false;
