@@ -108,6 +108,7 @@ fn resolved_policy_from_a_real_tree_generates() {
         other_homes: Vec::new(),
         codex_home: Some(dir.path().join("ch")),
         tmpdir: None,
+        pwd: None,
         credential_env: Vec::new(),
     };
     let eff = sandbox_policy::SandboxPolicy::workspace_write()

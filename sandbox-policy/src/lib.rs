@@ -176,6 +176,14 @@ impl SandboxPolicy {
                 exclude_slash_tmp,
             } => {
                 network = *network_access;
+                // The working directory is the main writable root; `getcwd` gives its real path,
+                // so a link the user went through (`cd /tmp/ws` where an earlier run replaced
+                // `ws` with a link to `$HOME`) shows only in `$PWD` (outside review r16 F5).
+                if let Some(pwd) = env.pwd.as_ref().filter(|p| p.is_absolute()) {
+                    if std::fs::canonicalize(pwd).is_ok_and(|c| c == cwd) {
+                        no_foreign_symlink(pwd, "cwd ($PWD)")?;
+                    }
+                }
                 let mut dirs = vec![cwd.clone()];
                 for r in roots {
                     let abs = if r.is_absolute() {
@@ -269,6 +277,8 @@ pub struct SandboxEnv {
     pub codex_home: Option<PathBuf>,
     /// `$TMPDIR`
     pub tmpdir: Option<PathBuf>,
+    /// `$PWD`: how the user reached the working directory (a link the kernel's `getcwd` hides).
+    pub pwd: Option<PathBuf>,
     /// Credential locations moved by the environment: `$XDG_CONFIG_HOME/{gh,gcloud,...}`,
     /// `$DOCKER_CONFIG/config.json`, each file of `$KUBECONFIG`, `$GNUPGHOME`,
     /// `$CARGO_HOME/credentials*` (fifth review round F7).
@@ -312,6 +322,7 @@ impl SandboxEnv {
             other_homes: homes.collect(),
             codex_home: var("CODEX_HOME"),
             tmpdir: var("TMPDIR"),
+            pwd: var("PWD"),
             credential_env,
         }
     }
@@ -822,26 +833,42 @@ pub enum PolicyError {
 /// writable). System links (`/var/run`, `/lib`) are root's and pass.
 fn no_foreign_symlink(p: &Path, field: &'static str) -> Result<(), PolicyError> {
     use std::os::unix::fs::MetadataExt;
-    let abs = normalize_lexically(p);
-    let mut cur = PathBuf::new();
-    for c in abs.components() {
-        cur.push(c);
-        let Ok(m) = std::fs::symlink_metadata(&cur) else {
-            return Ok(()); // canonicalisation reports what is missing
-        };
-        if m.file_type().is_symlink() && m.uid() != 0 {
-            return Err(PolicyError::ForeignSymlink {
-                field,
-                path: p.to_path_buf(),
-                link: cur,
-                owner: m.uid(),
-            });
-        }
-        if m.file_type().is_symlink() {
-            // A root-owned link: follow it for the rest of the walk.
-            match std::fs::canonicalize(&cur) {
-                Ok(c) => cur = c,
-                Err(_) => return Ok(()),
+    // Component by component as the kernel walks it: a link is met (and judged) before a `..`
+    // that follows it is applied (outside review r16 F5: `link/..` was normalised away first).
+    let mut cur = if p.is_absolute() {
+        PathBuf::from("/")
+    } else {
+        std::env::current_dir().unwrap_or_else(|_| PathBuf::from("/"))
+    };
+    for c in p.components() {
+        match c {
+            std::path::Component::RootDir | std::path::Component::CurDir => {}
+            std::path::Component::Prefix(_) => {}
+            std::path::Component::ParentDir => {
+                cur.pop();
+            }
+            std::path::Component::Normal(name) => {
+                let next = cur.join(name);
+                let Ok(m) = std::fs::symlink_metadata(&next) else {
+                    return Ok(()); // canonicalisation reports what is missing
+                };
+                if m.file_type().is_symlink() {
+                    if m.uid() != 0 {
+                        return Err(PolicyError::ForeignSymlink {
+                            field,
+                            path: p.to_path_buf(),
+                            link: next,
+                            owner: m.uid(),
+                        });
+                    }
+                    // A root-owned link: go on from where it leads.
+                    match std::fs::canonicalize(&next) {
+                        Ok(c) => cur = c,
+                        Err(_) => return Ok(()),
+                    }
+                } else {
+                    cur = next;
+                }
             }
         }
     }
@@ -958,6 +985,7 @@ mod tests {
             other_homes: Vec::new(),
             codex_home: Some(dir.path().join("ch")),
             tmpdir: None,
+            pwd: None,
             credential_env: Vec::new(),
         };
         let eff = SandboxPolicy::workspace_write()
@@ -1197,6 +1225,29 @@ mod tests {
             err.contains("goes through the symbolic link") && err.contains("uid 65534"),
             "{err}"
         );
+        // r16 F5: `link/..` is the link's target's parent for the kernel; the link is judged
+        // before the `..` (it was normalised away first).
+        let err = only_roots(vec![link.join("..")])
+            .resolve(Path::new("/"), &SandboxEnv::default(), &[])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("goes through the symbolic link"), "{err}");
+        // ... and the working directory reached through the link (`$PWD`; `getcwd` hides it).
+        let through_pwd = SandboxEnv {
+            pwd: Some(link.clone()),
+            ..Default::default()
+        };
+        let err = only_roots(vec![])
+            .resolve(&home, &through_pwd, &[])
+            .unwrap_err()
+            .to_string();
+        assert!(err.starts_with("cwd ($PWD): "), "{err}");
+        // Control: `$PWD` naming the real directory passes.
+        let real_pwd = SandboxEnv {
+            pwd: Some(home.clone()),
+            ..Default::default()
+        };
+        only_roots(vec![]).resolve(&home, &real_pwd, &[]).unwrap();
         let env = SandboxEnv {
             tmpdir: Some(link.join("sub")),
             ..Default::default()

@@ -214,6 +214,7 @@ mod tests {
                 other_homes: Vec::new(),
                 codex_home: None,
                 tmpdir: None,
+                pwd: None,
                 credential_env: Vec::new(),
             },
         }
