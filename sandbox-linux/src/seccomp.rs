@@ -50,6 +50,10 @@ pub fn table(network: bool) -> Vec<Rule> {
 /// [`MODES`]).
 pub const FORBIDDEN_MODE_BITS: u32 = libc::S_ISUID | libc::S_ISGID | libc::S_IWOTH;
 
+const fn ioctl_row(name: &'static str, cmd: u32, reason: &'static str) -> Rule {
+    Rule::new(name, libc::SYS_ioctl, Eq32 { arg: 1, value: cmd }, reason)
+}
+
 const fn mode_row(name: &'static str, nr: libc::c_long, arg: u8, bit: u32) -> Rule {
     Rule::new(
         name,
@@ -124,6 +128,42 @@ pub const MODES: &[Rule] = &[
         },
         "output suspended on the user's terminal (tcflow TCOOFF) stays suspended after the \
          sandbox returned",
+    ),
+    // outside review r16 F2: inode state that is not mode/owner/times/xattrs, changed through a
+    // descriptor the command was handed (the user's redirected file): refused everywhere.
+    ioctl_row(
+        "ioctl(FS_IOC_SETVERSION)",
+        0x4008_7602,
+        "rewrites the inode generation and its ctime",
+    ),
+    ioctl_row(
+        "ioctl(FS_IOC32_SETVERSION)",
+        0x4004_7602,
+        "see FS_IOC_SETVERSION",
+    ),
+    ioctl_row(
+        "ioctl(FS_IOC_ENABLE_VERITY)",
+        0x4080_6685,
+        "makes the file read-only for ever",
+    ),
+    ioctl_row(
+        "ioctl(FS_IOC_SET_ENCRYPTION_POLICY)",
+        0x800c_6613,
+        "encrypts a directory for good",
+    ),
+    ioctl_row(
+        "ioctl(FS_IOC_SETFSLABEL)",
+        0x4100_9432,
+        "renames the whole filesystem",
+    ),
+    Rule::new(
+        "fcntl(F_SET_RW_HINT)",
+        libc::SYS_fcntl,
+        Eq32 {
+            arg: 1,
+            value: 1036,
+        },
+        "a write-life hint stored on the inode",
     ),
     Rule::new(
         "ioctl(TIOCEXCL)",

@@ -1179,3 +1179,48 @@ fn a_listening_socket_cannot_be_opened_to_a_shared_group_afterwards() {
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.starts_with("ok\nok\n"), "control outside: {out:?}");
 }
+
+/// `FS_IOC_SETVERSION` on a file (the inode generation and its ctime), then
+/// `fcntl(F_SET_RW_HINT)`: `ok` or `errno N` for each.
+const INODE_IOCTL_PY: &str = r#"import fcntl, os, struct
+fd = os.open('mine', os.O_RDONLY)
+def t(f):
+    try: f(); print('ok', flush=True)
+    except OSError as e: print('errno', e.errno, flush=True)
+t(lambda: fcntl.ioctl(fd, 0x40087602, struct.pack('l', 424242)))
+t(lambda: fcntl.fcntl(fd, 1036, struct.pack('Q', 2)))
+"#;
+
+/// Outside review r16 F2: inode state beyond mode/owner/times/xattrs (the generation and its
+/// ctime through `FS_IOC_SETVERSION`, a write hint) changed through a descriptor the command was
+/// handed. Refused everywhere (`EPERM`). Control: outside, both work on the same file system.
+#[test]
+fn inode_generation_and_hints_cannot_be_set() {
+    for ns in [Ns::With, Ns::Without { dangerous: true }] {
+        let e = Env::new();
+        let out = output(sandbox(
+            &e,
+            WS_WRITE,
+            ns,
+            &["python3", "-c", INODE_IOCTL_PY],
+        ));
+        assert_eq!(
+            String::from_utf8_lossy(&out.stdout),
+            "errno 1\nerrno 1\n",
+            "{ns:?}: {out:?}"
+        );
+    }
+    let e = Env::new();
+    let out = Command::new("python3")
+        .args(["-c", INODE_IOCTL_PY])
+        .current_dir(&e.ws)
+        .uid(NOBODY)
+        .gid(NOBODY)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.ends_with("ok\n"),
+        "control outside (the hint): {out:?}"
+    );
+}

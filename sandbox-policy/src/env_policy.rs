@@ -43,6 +43,12 @@ pub const DEFAULT_EXCLUDES: &[&str] = &[
     "*_AUTH",
     "*_AUTH_*",
     "*JWT*",
+    // outside review r16 F3
+    "*_PASS",
+    "*PASSPHRASE*",
+    "*COOKIE*",
+    "AUTHORIZATION",
+    "GIT_CONFIG_VALUE_*",
 ];
 
 /// Whether `value` carries a password in a URL's user information (`scheme://user:pw@host`):
@@ -59,8 +65,23 @@ pub fn value_has_url_password(value: &OsStr) -> bool {
             .rsplit_once('@')
             .is_some_and(|(userinfo, _)| userinfo.contains(':') || userinfo.len() >= 20)
     });
-    // A password as a parameter (`jdbc:…;password=pw`, `…?password=pw`: outside review r14).
-    in_url || v.to_ascii_lowercase().contains("password=")
+    // A secret as a parameter or a header (`jdbc:…;password=pw`, `…?access_token=…`,
+    // `Authorization: Bearer …`: outside reviews r14 and r16 F3).
+    let lower = v.to_ascii_lowercase();
+    in_url
+        || [
+            "password=",
+            "passwd=",
+            "pwd=",
+            "secret=",
+            "token=",
+            "api_key=",
+            "apikey=",
+            "authorization:",
+            "bearer ",
+        ]
+        .iter()
+        .any(|m| lower.contains(m))
 }
 
 /// What `inherit = "core"` keeps (codex's list plus locale and terminal).
@@ -183,6 +204,9 @@ mod tests {
             "see http://a:b@h/x?y",
             "https://ghp_0123456789abcdefghijKLMN@github.com/o/r.git",
             "jdbc:sqlserver://db:1433;user=u;password=pw",
+            "Server=s;Uid=sa;Pwd=pw;",
+            "https://h/v1?access_token=SECRET",
+            "AUTHORIZATION: basic eDphY2Nlc3M=",
         ] {
             assert!(value_has_url_password(OsStr::new(v)), "{v}");
         }
