@@ -451,6 +451,11 @@ impl Sandbox<Planned> {
         // The settings of the user's terminal, put back when the command is done (outside
         // review r14 F5: `stty -echo -isig intr undef` outlived the sandbox).
         let tty = (0..=2).find_map(|fd| sys::tty_settings(fd).map(|t| (fd, t)));
+        // The status flags of the open files 0-2 share with the user's shell (`O_NONBLOCK` on
+        // the terminal made the shell's next programs fail with EAGAIN: outside review r16 F6).
+        let status_flags: Vec<(i32, i32)> = (0..=2)
+            .filter_map(|fd| sys::file_status_flags(fd).map(|f| (fd, f)))
+            .collect();
         let forked = if confined {
             match namespaces::clone_isolated() {
                 Ok((fork, entered)) => {
@@ -532,6 +537,13 @@ impl Sandbox<Planned> {
                 if confined && this.state.entered.is_none() {
                     // Without a pid namespace: whatever the init left (if the command killed it).
                     pidns::kill_descendants(sys::getpid());
+                }
+                if confined {
+                    for (fd, flags) in &status_flags {
+                        if sys::file_status_flags(*fd) != Some(*flags) {
+                            let _ = sys::set_file_status_flags(*fd, *flags);
+                        }
+                    }
                 }
                 if let (true, Some((fd, saved))) = (confined, tty.as_ref()) {
                     if let Err(e) = sys::restore_tty_settings(*fd, saved) {

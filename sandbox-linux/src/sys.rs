@@ -542,3 +542,20 @@ pub fn restore_tty_settings(fd: libc::c_int, t: &libc::termios) -> io::Result<()
     unsafe { libc::pthread_sigmask(libc::SIG_SETMASK, &old, std::ptr::null_mut()) };
     if r == 0 { Ok(()) } else { Err(err) }
 }
+
+/// `fcntl(fd, F_GETFL)`: the open file description's status flags, `None` for a closed fd.
+pub fn file_status_flags(fd: libc::c_int) -> Option<libc::c_int> {
+    // SAFETY: F_GETFL takes no argument; an invalid fd only fails.
+    let r = unsafe { libc::fcntl(fd, libc::F_GETFL) };
+    (r >= 0).then_some(r)
+}
+
+/// `fcntl(fd, F_SETFL, flags)`.
+pub fn set_file_status_flags(fd: libc::c_int, flags: libc::c_int) -> io::Result<()> {
+    // SAFETY: F_SETFL takes an int; an invalid fd only fails.
+    if unsafe { libc::fcntl(fd, libc::F_SETFL, flags) } == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}

@@ -1014,7 +1014,12 @@ fn a_unix_datagram_socket_cannot_be_made_to_pass_descriptors_outside() {
 
 /// `inner` under `script` (a terminal), then `stty -a` on the same terminal: what it prints.
 fn tty_settings_after(e: &Env, inner: &str) -> String {
-    let shell = format!("{inner}; stty -a");
+    std::fs::write(
+        e.ws.join("nb.py"),
+        "import fcntl, os, sys\nfl = fcntl.fcntl(0, fcntl.F_GETFL)\nif sys.argv[1:] == ['set']:\n    fcntl.fcntl(0, fcntl.F_SETFL, fl | os.O_NONBLOCK)\nelse:\n    print('nonblock' if fl & os.O_NONBLOCK else 'blocking')\n",
+    )
+    .unwrap();
+    let shell = format!("{inner}; stty -a; python3 nb.py");
     let out = Command::new("script")
         .args(["-qfec", &shell, "/dev/null"])
         .current_dir(&e.ws)
@@ -1033,7 +1038,8 @@ fn tty_settings_after(e: &Env, inner: &str) -> String {
 /// the same `stty` outside leaves them changed.
 #[test]
 fn terminal_settings_the_command_changed_are_put_back() {
-    let changed = "stty -echo -isig intr undef 2>/dev/null";
+    // r16 F6: also the open terminal's status flags (O_NONBLOCK, shared with the shell).
+    let changed = "stty -echo -isig intr undef 2>/dev/null; python3 nb.py set";
     let flags = |out: &str| {
         let words: Vec<&str> = out
             .split_whitespace()
@@ -1055,10 +1061,15 @@ fn terminal_settings_the_command_changed_are_put_back() {
             "{ns:?}: the command never ran: {out}"
         );
         assert_eq!(flags(&out), (false, false), "{ns:?}: {out}");
+        assert!(
+            out.contains("blocking") && !out.contains("nonblock"),
+            "{ns:?}: {out}"
+        );
     }
     let e = Env::new();
     let out = tty_settings_after(&e, changed);
     assert_eq!(flags(&out), (true, true), "control: {out}");
+    assert!(out.contains("nonblock"), "control: {out}");
 }
 
 /// Binds and listens in `acl/` (a default ACL gives another user rwx), in `shared/` (a setgid
