@@ -9,32 +9,15 @@ mod common;
 
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::process::CommandExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{BIN, Spawn};
+use common::{BIN, Spawn, policy_dir, usage_json, write_policy};
 use suite_test_support::responses_mock::{MockResponse, MockUpstream, sse_frame};
 
 const A: u32 = 65534;
 const B: u32 = 4243;
-
-/// A directory everyone may traverse (the proxy runs as nobody; the policy is read as root).
-fn dir() -> tempfile::TempDir {
-    let d = tempfile::Builder::new()
-        .prefix("proxy-gov-")
-        .tempdir()
-        .unwrap();
-    std::fs::set_permissions(d.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
-    d
-}
-
-fn write_policy(dir: &Path, text: &str) -> PathBuf {
-    let p = dir.join("policy.toml");
-    std::fs::write(&p, text).unwrap();
-    std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o644)).unwrap();
-    p
-}
 
 /// A stream whose terminal event reports this usage.
 fn stream_with_usage(input: u64, cached: u64, output: u64) -> MockResponse {
@@ -123,23 +106,6 @@ fn post_as(uid: Option<u32>, port: u16, path: &str, body: &str) -> Answer {
     }
 }
 
-fn usage_json(state: &Path, extra: &[&str]) -> serde_json::Value {
-    let out = Command::new(BIN)
-        .arg("usage")
-        .arg("--state-dir")
-        .arg(state)
-        .arg("--json")
-        .args(extra)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "usage failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).unwrap()
-}
-
 fn row<'a>(report: &'a serde_json::Value, uid: u32, model: &str) -> &'a serde_json::Value {
     report["rows"]
         .as_array()
@@ -179,7 +145,7 @@ day = { output_tokens = 1000 }
 
 #[test]
 fn two_users_each_get_their_own_limits_and_a_budget_ends_only_after_the_stream() {
-    let d = dir();
+    let d = policy_dir();
     let policy = write_policy(d.path(), POLICY);
     let state = d.path().join("state");
     let mock = MockUpstream::start().unwrap();
@@ -324,7 +290,7 @@ fn two_users_each_get_their_own_limits_and_a_budget_ends_only_after_the_stream()
 
 #[test]
 fn compact_is_forwarded_under_the_same_rules_and_json_usage_counts() {
-    let d = dir();
+    let d = policy_dir();
     let policy = write_policy(
         d.path(),
         "[default]\nmodels = [\"gpt-5\"]\nmonth = { input_tokens = 1000000 }\n",
@@ -371,7 +337,7 @@ fn compact_is_forwarded_under_the_same_rules_and_json_usage_counts() {
 
 #[test]
 fn bad_usage_numbers_from_upstream_count_nothing_and_serving_goes_on() {
-    let d = dir();
+    let d = policy_dir();
     let policy = write_policy(d.path(), "[default]\nday = { output_tokens = 100 }\n");
     let state = d.path().join("state");
     let mock = MockUpstream::start().unwrap();
@@ -415,7 +381,7 @@ fn bad_usage_numbers_from_upstream_count_nothing_and_serving_goes_on() {
 #[test]
 fn bad_policy_files_are_refused_at_start_with_nothing_listening() {
     let mock = MockUpstream::start().unwrap();
-    let d = dir();
+    let d = policy_dir();
     let cases: Vec<(&str, &str, Vec<&str>)> = vec![
         (
             "syntax",
@@ -524,7 +490,7 @@ fn spawn_with_state_mount<'a>(
 
 #[test]
 fn a_full_or_read_only_state_dir_fails_closed_for_budgets_only() {
-    let d = dir();
+    let d = policy_dir();
     // A (nobody) has a budget, root has none.
     let policy = write_policy(
         d.path(),
@@ -619,7 +585,7 @@ fn a_full_or_read_only_state_dir_fails_closed_for_budgets_only() {
 
 #[test]
 fn the_ledger_after_repeated_sigkill_mid_load_matches_the_mock() {
-    let d = dir();
+    let d = policy_dir();
     let policy = write_policy(
         d.path(),
         "[default]\nmonth = { output_tokens = 1000000000 }\n",
@@ -696,7 +662,7 @@ fn the_ledger_after_repeated_sigkill_mid_load_matches_the_mock() {
 
 #[test]
 fn the_openai_python_sdk_through_the_proxy_with_a_policy() {
-    let d = dir();
+    let d = policy_dir();
     let policy = write_policy(
         d.path(),
         "[default]\nmodels = [\"gpt-5*\"]\nrequests_per_minute = 2\nmax_output_tokens = 64\n",
@@ -760,7 +726,7 @@ print(json.dumps(out))
 /// restart_syscall"). Fails without the `restart_syscall` row.
 #[test]
 fn a_stopped_and_continued_proxy_with_a_ledger_keeps_serving() {
-    let d = dir();
+    let d = policy_dir();
     let policy = write_policy(d.path(), "[default]\nday = { output_tokens = 1000000 }\n");
     let state = d.path().join("state");
     let mock = MockUpstream::start().unwrap();
@@ -814,7 +780,7 @@ fn a_stopped_and_continued_proxy_with_a_ledger_keeps_serving() {
 /// the call. Fails without the `prctl(PR_SET_VMA)` row.
 #[test]
 fn large_governed_bodies_that_need_fresh_memory_from_the_kernel_keep_the_proxy_alive() {
-    let d = dir();
+    let d = policy_dir();
     let policy = write_policy(d.path(), "[default]\nmodels = [\"gpt-5*\"]\n");
     let state = d.path().join("state");
     let big = d.path().join("big.json");
@@ -883,7 +849,7 @@ fn large_governed_bodies_that_need_fresh_memory_from_the_kernel_keep_the_proxy_a
 #[test]
 fn governed_bodies_held_at_once_are_capped_and_the_cap_frees_when_they_go() {
     use std::io::Write;
-    let d = dir();
+    let d = policy_dir();
     let policy = write_policy(d.path(), "[default]\nmodels = [\"gpt-5*\"]\n");
     let mock = MockUpstream::start().unwrap();
     let proxy = Spawn::new(&mock.responses_url())
@@ -975,7 +941,7 @@ fn post_and_leave(port: u16, body: &str, until: Option<&str>) -> String {
 /// its end is charged the same.
 #[test]
 fn a_client_that_leaves_before_the_usage_event_is_charged_all_the_same() {
-    let d = dir();
+    let d = policy_dir();
     let policy = write_policy(
         d.path(),
         "[default]\nmax_output_tokens = 500\nday = { output_tokens = 100000 }\n",
@@ -1061,7 +1027,7 @@ fn a_client_that_leaves_before_the_usage_event_is_charged_all_the_same() {
 /// usage, not the estimate.
 #[test]
 fn responses_abandoned_when_the_proxy_stops_are_booked() {
-    let d = dir();
+    let d = policy_dir();
     let policy = write_policy(
         d.path(),
         "[default]\nmax_output_tokens = 500\nday = { output_tokens = 100000 }\n",
@@ -1111,7 +1077,7 @@ fn responses_abandoned_when_the_proxy_stops_are_booked() {
 /// reads in progress gets 429 `abandoned_reads` for new requests; another user is served.
 #[test]
 fn one_user_cannot_abandon_more_than_32_responses_at_once() {
-    let d = dir();
+    let d = policy_dir();
     let policy = write_policy(d.path(), "[default]\nday = { output_tokens = 1000000 }\n");
     let state = d.path().join("state");
     let mock = MockUpstream::start().unwrap();

@@ -18,127 +18,18 @@
 mod common;
 
 use std::io::{Read, Write};
-use std::os::unix::fs::{FileExt, PermissionsExt};
+use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::UnixStream;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{BIN, KEY, Proxy, Spawn};
+use common::{BIN, KEY, Proxy, Spawn, residency};
 use suite_test_support::responses_mock::{MockResponse, MockUpstream};
 
 const KEY2: &str = "sk-proj-SECONDKEY_rotated_Qw7Zt0Canary_2718281828";
 const NOBODY: u32 = 65534;
-
-/// Where copies of a byte string sit in a process's memory.
-#[derive(Debug, Default)]
-struct Residency {
-    /// Copies in locked mappings (`lo`).
-    locked: usize,
-    /// Copies anywhere else: one line each (address, permissions, name, flags).
-    outside: Vec<String>,
-    /// Readable-by-permission mappings the kernel refused to read (memfd_secret pages: EIO).
-    unreadable: Vec<String>,
-}
-
-fn residency(pid: u32, needle: &[u8]) -> Residency {
-    let smaps = std::fs::read_to_string(format!("/proc/{pid}/smaps"))
-        .unwrap_or_else(|e| panic!("cannot read /proc/{pid}/smaps ({e}): the test needs root"));
-    let mem = std::fs::File::open(format!("/proc/{pid}/mem"))
-        .unwrap_or_else(|e| panic!("cannot open /proc/{pid}/mem ({e}): the test needs root"));
-    struct Vma {
-        start: u64,
-        end: u64,
-        perms: String,
-        name: String,
-        flags: String,
-    }
-    let mut vmas: Vec<Vma> = Vec::new();
-    for line in smaps.lines() {
-        let mut parts = line.split_whitespace();
-        let first = parts.next().unwrap_or("");
-        if let Some((lo, hi)) = first.split_once('-') {
-            if let (Ok(start), Ok(end)) = (u64::from_str_radix(lo, 16), u64::from_str_radix(hi, 16))
-            {
-                let perms = parts.next().unwrap_or("").to_string();
-                let name = parts.nth(3).unwrap_or("[anon]").to_string();
-                vmas.push(Vma {
-                    start,
-                    end,
-                    perms,
-                    name,
-                    flags: String::new(),
-                });
-                continue;
-            }
-        }
-        if let Some(flags) = line.strip_prefix("VmFlags:") {
-            if let Some(v) = vmas.last_mut() {
-                v.flags = flags.trim().to_string();
-            }
-        }
-    }
-    assert!(vmas.len() > 5, "no mappings parsed from smaps");
-    let finder = memchr::memmem::Finder::new(needle);
-    // Only pages that exist are read: mimalloc reserves a 1 GiB arena, and reading untouched
-    // pages through /proc/PID/mem would only return zeros, slowly. A page exists when pagemap
-    // says present (bit 63) or swapped (bit 62); swapped ones are read too (that is the point).
-    let pagemap = std::fs::File::open(format!("/proc/{pid}/pagemap"))
-        .unwrap_or_else(|e| panic!("cannot open /proc/{pid}/pagemap ({e}): the test needs root"));
-    const PAGE: u64 = 4096;
-    let mut out = Residency::default();
-    for v in vmas.iter().filter(|v| v.perms.starts_with('r')) {
-        let locked = v.flags.split_whitespace().any(|f| f == "lo");
-        let pages = ((v.end - v.start) / PAGE) as usize;
-        let mut entries = vec![0u8; pages * 8];
-        pagemap
-            .read_exact_at(&mut entries, v.start / PAGE * 8)
-            .unwrap_or_else(|e| panic!("pagemap of {:#x}: {e}", v.start));
-        let exists = |i: usize| {
-            let e = u64::from_le_bytes(entries[i * 8..i * 8 + 8].try_into().unwrap());
-            e >> 62 != 0
-        };
-        let mut i = 0;
-        while i < pages {
-            if !exists(i) {
-                i += 1;
-                continue;
-            }
-            let run_start = i;
-            while i < pages && exists(i) {
-                i += 1;
-            }
-            let at = v.start + run_start as u64 * PAGE;
-            let mut buf = vec![0u8; (i - run_start) * PAGE as usize];
-            match mem.read_at(&mut buf, at) {
-                Ok(n) => {
-                    for hit in finder.find_iter(&buf[..n]) {
-                        if locked {
-                            out.locked += 1;
-                        } else {
-                            out.outside.push(format!(
-                                "{:#x} {} {} flags={}",
-                                at + hit as u64,
-                                v.perms,
-                                v.name,
-                                v.flags
-                            ));
-                        }
-                    }
-                }
-                Err(e) => {
-                    out.unreadable.push(format!(
-                        "{:#x}-{:#x} {} {} ({e}) flags={}",
-                        v.start, v.end, v.perms, v.name, v.flags
-                    ));
-                    break;
-                }
-            }
-        }
-    }
-    out
-}
 
 /// Writes `content` to `path` as root, mode 0600, replacing it with a rename (as editors and
 /// `install` do: a new inode).

@@ -9,12 +9,11 @@
 
 mod common;
 
-use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::{BIN, KEY, Proxy, Spawn, residency};
+use common::{KEY, Proxy, Spawn, policy_dir, residency, usage_json, write_policy};
 use futures_util::{SinkExt, StreamExt};
 use suite_test_support::tls::TestCa;
 use suite_test_support::ws_mock::{WsMock, WsScript};
@@ -471,41 +470,10 @@ fn an_upstream_without_the_websocket_mode_gives_the_client_an_http_error() {
     assert!(!log.contains(KEY));
 }
 
-/// A directory everyone may traverse (the proxy runs as nobody; the policy is read as root).
-fn dir() -> tempfile::TempDir {
-    let d = tempfile::Builder::new()
-        .prefix("proxy-ws-")
-        .tempdir()
-        .unwrap();
-    std::fs::set_permissions(d.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
-    d
-}
-
-fn write_policy(dir: &Path, text: &str) -> PathBuf {
-    let p = dir.join("policy.toml");
-    std::fs::write(&p, text).unwrap();
-    std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o644)).unwrap();
-    p
-}
-
-fn usage_json(state: &Path) -> serde_json::Value {
-    let out = Command::new(BIN)
-        .args(["usage", "--json", "--state-dir"])
-        .arg(state)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).unwrap()
-}
-
 #[test]
 fn a_denied_model_gets_an_error_event_and_the_next_message_on_the_connection_works() {
     let mock = WsMock::start().unwrap();
-    let d = dir();
+    let d = policy_dir();
     let policy = write_policy(
         d.path(),
         "[default]\nmodels = [\"gpt-5*\"]\ndeny_models = [\"gpt-5-pro\"]\nmax_output_tokens = 500\n",
@@ -578,7 +546,7 @@ fn a_denied_model_gets_an_error_event_and_the_next_message_on_the_connection_wor
     );
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
-        let report = usage_json(&state);
+        let report = usage_json(&state, &[]);
         let row = report["rows"]
             .as_array()
             .unwrap()
@@ -641,7 +609,7 @@ fn an_idle_session_is_closed_and_sigterm_drains_open_sessions_with_close_frames(
 fn ledger_row(state: &Path, model: &str, n: u64) -> serde_json::Value {
     let deadline = Instant::now() + Duration::from_secs(15);
     loop {
-        let report = usage_json(state);
+        let report = usage_json(state, &[]);
         let row = report["rows"]
             .as_array()
             .unwrap()
@@ -662,7 +630,7 @@ fn ledger_row(state: &Path, model: &str, n: u64) -> serde_json::Value {
 #[test]
 fn a_client_that_leaves_mid_response_still_pays() {
     let mock = WsMock::start().unwrap();
-    let d = dir();
+    let d = policy_dir();
     let policy = write_policy(
         d.path(),
         "[default]\nmodels = [\"gpt-5*\"]\nmax_output_tokens = 500\n",
@@ -862,7 +830,7 @@ fn the_real_codex_cli_uses_the_websocket_mode_through_the_proxy() {
     // With a policy: codex's messages are checked and rewritten (the ceiling inserted), and its
     // usage lands in the ledger for the peer's uid (root here): the warm-up
     // (`"generate":false`) and the turn, 11 + 7 tokens each from the mock.
-    let d = dir();
+    let d = policy_dir();
     let policy = write_policy(
         d.path(),
         // Codex 0.171 sends `web_search` (server-side) by default, and its own function tools
@@ -912,7 +880,7 @@ fn the_real_codex_cli_uses_the_websocket_mode_through_the_proxy() {
 
     // A refusal reaches the real client as an error it reports (the `error` event), and nothing
     // reaches the upstream.
-    let d = dir();
+    let d = policy_dir();
     let policy = write_policy(d.path(), "[default]\nmodels = [\"o3\"]\n");
     let mock = WsMock::start().unwrap();
     let proxy = start(&mock, &["--policy", policy.to_str().unwrap()]);
@@ -983,7 +951,7 @@ fn ws_relay_throughput() {
         text: "word ".repeat(2000),
         ..WsScript::default()
     });
-    let d = dir();
+    let d = policy_dir();
     let policy = write_policy(
         d.path(),
         "[default]\nmodels = [\"gpt-5*\"]\nmax_output_tokens = 500\n",
@@ -1060,7 +1028,7 @@ fn pipelined_creates_are_checked_one_at_a_time_against_the_budget() {
         })
     };
     let mock = WsMock::start().unwrap();
-    let d = dir();
+    let d = policy_dir();
     let policy = write_policy(d.path(), "[default]\nday = { output_tokens = 20 }\n");
     let state = d.path().join("state");
     let proxy = start(

@@ -441,3 +441,41 @@ pub fn residency(pid: u32, needle: &[u8]) -> Residency {
     }
     out
 }
+
+/// A directory everyone may traverse (the proxy runs as nobody; the policy is read as root).
+pub fn policy_dir() -> tempfile::TempDir {
+    use std::os::unix::fs::PermissionsExt;
+    let d = tempfile::Builder::new()
+        .prefix("proxy-policy-")
+        .tempdir()
+        .unwrap();
+    std::fs::set_permissions(d.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    d
+}
+
+/// `policy.toml` in `dir`, mode 0644 (root-owned: the file checks pass).
+pub fn write_policy(dir: &std::path::Path, text: &str) -> std::path::PathBuf {
+    use std::os::unix::fs::PermissionsExt;
+    let p = dir.join("policy.toml");
+    std::fs::write(&p, text).unwrap();
+    std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o644)).unwrap();
+    p
+}
+
+/// `responses-api-proxy usage --state-dir STATE --json EXTRA...`, parsed.
+pub fn usage_json(state: &std::path::Path, extra: &[&str]) -> serde_json::Value {
+    let out = Command::new(BIN)
+        .arg("usage")
+        .arg("--state-dir")
+        .arg(state)
+        .arg("--json")
+        .args(extra)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "usage failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
