@@ -375,10 +375,16 @@ const DRAIN_MAX_BYTES: u64 = 64 << 20;
 static DRAINING: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
 static DRAINING_BY_UID: Mutex<Option<std::collections::HashMap<u32, usize>>> = Mutex::new(None);
 
-/// Reads of abandoned responses in progress for `uid`.
-pub fn abandoned_reads_of(uid: u32) -> usize {
+/// Whether `uid` has [`DRAIN_MAX_PER_USER`] reads of abandoned responses in progress. Asked on
+/// every governed request: fewer than that in all (the usual case) answers without the lock.
+pub fn at_abandoned_reads_cap(uid: u32) -> bool {
+    if DRAINING.load(Ordering::Acquire) < DRAIN_MAX_PER_USER {
+        return false;
+    }
     let g = DRAINING_BY_UID.lock().unwrap_or_else(|e| e.into_inner());
-    g.as_ref().and_then(|m| m.get(&uid)).copied().unwrap_or(0)
+    g.as_ref()
+        .and_then(|m| m.get(&uid))
+        .is_some_and(|&n| n >= DRAIN_MAX_PER_USER)
 }
 
 /// At shutdown: waits (at most `limit`) for the reads of abandoned responses to end, so that

@@ -104,6 +104,31 @@ impl Governed {
         });
     }
 
+    /// The governor's decision on a request body (HTTP) or a `response.create` message
+    /// (WebSocket), after the proxy's own per-user cap on reads of abandoned responses (429
+    /// `abandoned_reads`: outside review r13 F4).
+    pub fn admit_body(
+        &self,
+        uid: Option<u32>,
+        body: &[u8],
+    ) -> Result<Admitted, codex_proxy_governance::Refusal> {
+        if uid.is_some_and(crate::body::at_abandoned_reads_cap) {
+            return Err(codex_proxy_governance::Refusal {
+                status: 429,
+                code: "abandoned_reads",
+                rule: "proxy.abandoned_reads".into(),
+                message: format!(
+                    "{} responses you left are still being read for their usage; retry when they end",
+                    crate::body::DRAIN_MAX_PER_USER
+                ),
+                limit: Some(crate::body::DRAIN_MAX_PER_USER.into()),
+                resets_at_ms: None,
+                retry_after_s: Some(5),
+            });
+        }
+        self.governor.admit(uid, body, clock::now_ms())
+    }
+
     /// Wakes the ledger's writer task (a record was queued).
     pub fn notify_flush(&self) {
         self.flush.notify_one();
@@ -314,25 +339,7 @@ pub async fn admit(
             Bytes::from(all)
         }
     };
-    let busy = audit
-        .uid
-        .filter(|&u| crate::body::abandoned_reads_of(u) >= crate::body::DRAIN_MAX_PER_USER);
-    let decided = match busy {
-        Some(_) => Err(codex_proxy_governance::Refusal {
-            status: 429,
-            code: "abandoned_reads",
-            rule: "proxy.abandoned_reads".into(),
-            message: format!(
-                "{} responses you left are still being read for their usage; retry when they end",
-                crate::body::DRAIN_MAX_PER_USER
-            ),
-            limit: Some(crate::body::DRAIN_MAX_PER_USER.into()),
-            resets_at_ms: None,
-            retry_after_s: Some(5),
-        }),
-        None => governed.governor.admit(audit.uid, &bytes, clock::now_ms()),
-    };
-    match decided {
+    match governed.admit_body(audit.uid, &bytes) {
         Ok(mut admitted) => {
             let send = match admitted.body.take() {
                 Some(rewritten) => {

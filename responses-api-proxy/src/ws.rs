@@ -753,26 +753,7 @@ impl Session {
             }
             if creates {
                 let mut a_rec = new_audit(&self.ctx.peer, self.ctx.uid, text.len());
-                let busy = self.ctx.uid.filter(|&u| {
-                    crate::body::abandoned_reads_of(u) >= crate::body::DRAIN_MAX_PER_USER
-                });
-                let decided = match busy {
-                    Some(_) => Err(codex_proxy_governance::Refusal {
-                        status: 429,
-                        code: "abandoned_reads",
-                        rule: "proxy.abandoned_reads".into(),
-                        message: format!(
-                            "{} responses you left are still being read for their usage; retry when they end",
-                            crate::body::DRAIN_MAX_PER_USER
-                        ),
-                        limit: Some(crate::body::DRAIN_MAX_PER_USER.into()),
-                        resets_at_ms: None,
-                        retry_after_s: Some(5),
-                    }),
-                    None => g
-                        .governor
-                        .admit(self.ctx.uid, text.as_bytes(), clock::now_ms()),
-                };
+                let decided = g.admit_body(self.ctx.uid, text.as_bytes());
                 match decided {
                     Ok(mut a) => {
                         if let Some(rewritten) = a.body.take() {
