@@ -21,7 +21,7 @@ use http::{HeaderValue, Response, StatusCode};
 use http_body::{Body, Frame, SizeHint};
 use http_body_util::BodyExt;
 
-use codex_proxy_governance::{Admitted, Governor, UsageTap, clock};
+use codex_proxy_governance::{Admitted, Governor, TapResult, UsageTap, clock};
 use tokio::sync::Notify;
 
 /// The governor, the writer task's wake-up, the bytes of request bodies being buffered, and the
@@ -107,6 +107,7 @@ impl Governed {
     /// The governor's decision on a request body (HTTP) or a `response.create` message
     /// (WebSocket), after the proxy's own per-user cap on reads of abandoned responses (429
     /// `abandoned_reads`: outside review r13 F4).
+    #[allow(clippy::result_large_err)] // the governor's own answer, passed on as it is
     pub fn admit_body(
         &self,
         uid: Option<u32>,
@@ -129,9 +130,39 @@ impl Governed {
         self.governor.admit(uid, body, clock::now_ms())
     }
 
-    /// Wakes the ledger's writer task (a record was queued).
-    pub fn notify_flush(&self) {
+    /// Books a finished response: when it reported no usage and `estimate` names why it is to
+    /// be charged anyway, its [`Admitted::estimate`] (over `seen` response bytes); the ledger
+    /// record queued (writer woken); the tokens, cost and anomaly into `audit`. The one place
+    /// HTTP responses, WebSocket responses and the shutdown book through.
+    pub fn book(
+        &self,
+        admitted: &Admitted,
+        mut result: TapResult,
+        status: u16,
+        seen: u64,
+        estimate: Option<&'static str>,
+        audit: Option<&mut AuditRecord>,
+    ) {
+        if let (None, Some(why)) = (result.usage, estimate) {
+            result.usage = Some(admitted.estimate(seen));
+            result.anomaly = Some(why);
+        }
+        if let Some(why) = result.anomaly {
+            tracing::warn!(uid = admitted.uid, model = %admitted.model, anomaly = why, "upstream usage not trusted in full");
+        }
+        let rec = self
+            .governor
+            .record(admitted, &result, status, clock::now_ms());
         self.flush.notify_one();
+        if let Some(g) = audit.and_then(|a| a.governance.as_mut()) {
+            if result.usage.is_some() {
+                g.input_tokens = Some(rec.usage.input_tokens);
+                g.cached_input_tokens = Some(rec.usage.cached_input_tokens);
+                g.output_tokens = Some(rec.usage.output_tokens);
+            }
+            g.cost = (rec.cost > 0.0).then_some(rec.cost);
+            g.anomaly = result.anomaly;
+        }
     }
 
     /// At shutdown, after the drain: every response not booked yet (still streaming at the
@@ -143,13 +174,14 @@ impl Governed {
         let mut booked = 0usize;
         for o in open {
             if o.claim() && (200..300).contains(&o.status) {
-                let result = codex_proxy_governance::TapResult {
-                    usage: Some(o.admitted.estimate(o.seen.load(Ordering::Relaxed))),
-                    model: None,
-                    anomaly: Some("the proxy stopped before the response ended: estimated"),
-                };
-                self.governor
-                    .record(&o.admitted, &result, o.status, clock::now_ms());
+                self.book(
+                    &o.admitted,
+                    TapResult::default(),
+                    o.status,
+                    o.seen.load(Ordering::Relaxed),
+                    Some("the proxy stopped before the response ended: estimated"),
+                    None,
+                );
                 booked += 1;
             }
         }
@@ -439,35 +471,22 @@ impl BodyTap for ResponseTap {
         if !self.open.claim() {
             return; // booked by the shutdown
         }
-        let (admitted, status) = (&self.open.admitted, self.open.status);
-        let mut result = self.tap.finish();
+        let status = self.open.status;
         // A successful response without usage is charged its estimate whether it was cut or
         // ended normally (outside review r13 F3: a stream without a terminal event, one ending
         // in an `error` event, a close-delimited body, a JSON answer without `usage` were free).
-        if result.usage.is_none() && (200..300).contains(&status) {
-            result.usage = Some(admitted.estimate(self.open.seen.load(Ordering::Relaxed)));
-            result.anomaly = Some(if complete {
-                "the response reported no usage: estimated"
-            } else {
-                "no usage reported before the response ended: estimated"
-            });
-        }
-        if let Some(why) = result.anomaly {
-            tracing::warn!(uid = admitted.uid, model = %admitted.model, anomaly = why, "upstream usage not trusted in full");
-        }
-        let rec = self
-            .governed
-            .governor
-            .record(admitted, &result, status, clock::now_ms());
-        self.governed.flush.notify_one();
-        if let Some(g) = audit.and_then(|a| a.governance.as_mut()) {
-            if result.usage.is_some() {
-                g.input_tokens = Some(rec.usage.input_tokens);
-                g.cached_input_tokens = Some(rec.usage.cached_input_tokens);
-                g.output_tokens = Some(rec.usage.output_tokens);
-            }
-            g.cost = (rec.cost > 0.0).then_some(rec.cost);
-            g.anomaly = result.anomaly;
-        }
+        let estimate = (200..300).contains(&status).then_some(if complete {
+            "the response reported no usage: estimated"
+        } else {
+            "no usage reported before the response ended: estimated"
+        });
+        self.governed.book(
+            &self.open.admitted,
+            self.tap.finish(),
+            status,
+            self.open.seen.load(Ordering::Relaxed),
+            estimate,
+            audit,
+        );
     }
 }

@@ -69,8 +69,8 @@ use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::protocol::{CloseFrame, Role, WebSocketConfig};
 use tokio_tungstenite::tungstenite::{Error as WsError, Message, Utf8Bytes};
 
+use codex_proxy_governance::Admitted;
 use codex_proxy_governance::usage::{JsonScanner, Layout, TapResult, Usage};
-use codex_proxy_governance::{Admitted, clock};
 
 use crate::audit::{AuditRecord, Governance, Outcome};
 use crate::body::ResponseBody;
@@ -918,31 +918,18 @@ impl Session {
         let (Some(g), Some(admitted)) = (&self.ctx.governor, p.admitted.take()) else {
             return;
         };
-        let mut result = result.unwrap_or_default();
         // No usage: charged the estimate unless the upstream refused the request before it
         // started (an `error` with a 4xx status and no `response.created` before it).
         let refused_before_start = complete && !p.started && (400..500).contains(&status);
-        if result.usage.is_none() && !refused_before_start {
-            result.usage = Some(admitted.estimate(p.seen));
-            result.anomaly = Some("no usage reported before the response ended: estimated");
-        }
-        if let Some(why) = result.anomaly {
-            tracing::warn!(uid = admitted.uid, model = %admitted.model, anomaly = why, "upstream usage not trusted in full");
-        }
-        let rec_status = if complete { status } else { 200 };
-        let rec = g
-            .governor
-            .record(&admitted, &result, rec_status, clock::now_ms());
-        g.notify_flush();
-        if let Some(gov) = p.audit.governance.as_mut() {
-            if result.usage.is_some() {
-                gov.input_tokens = Some(rec.usage.input_tokens);
-                gov.cached_input_tokens = Some(rec.usage.cached_input_tokens);
-                gov.output_tokens = Some(rec.usage.output_tokens);
-            }
-            gov.cost = (rec.cost > 0.0).then_some(rec.cost);
-            gov.anomaly = result.anomaly;
-        }
+        g.book(
+            &admitted,
+            result.unwrap_or_default(),
+            if complete { status } else { 200 },
+            p.seen,
+            (!refused_before_start)
+                .then_some("no usage reported before the response ended: estimated"),
+            Some(&mut p.audit),
+        );
     }
 
     /// After the client left: reads the upstream on (within the idle timeout per message) until
