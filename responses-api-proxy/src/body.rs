@@ -373,18 +373,13 @@ const DRAIN_MAX_TIME: Duration = Duration::from_secs(600);
 const DRAIN_MAX_BYTES: u64 = 64 << 20;
 
 static DRAINING: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
-static DRAINING_BY_UID: Mutex<Option<std::collections::HashMap<u32, usize>>> = Mutex::new(None);
+static DRAINING_BY_UID: crate::per_user::PerUser = crate::per_user::PerUser::new();
 
 /// Whether `uid` has [`DRAIN_MAX_PER_USER`] reads of abandoned responses in progress. Asked on
 /// every governed request: fewer than that in all (the usual case) answers without the lock.
 pub fn at_abandoned_reads_cap(uid: u32) -> bool {
-    if DRAINING.load(Ordering::Acquire) < DRAIN_MAX_PER_USER {
-        return false;
-    }
-    let g = DRAINING_BY_UID.lock().unwrap_or_else(|e| e.into_inner());
-    g.as_ref()
-        .and_then(|m| m.get(&uid))
-        .is_some_and(|&n| n >= DRAIN_MAX_PER_USER)
+    DRAINING.load(Ordering::Acquire) >= DRAIN_MAX_PER_USER
+        && DRAINING_BY_UID.count(uid) >= DRAIN_MAX_PER_USER
 }
 
 /// At shutdown: waits (at most `limit`) for the reads of abandoned responses to end, so that
@@ -405,43 +400,26 @@ pub fn abandoned_read_slot(uid: Option<u32>) -> Option<impl Drop> {
 }
 
 /// One of the [`DRAIN_MAX`] drain slots (and of its user's [`DRAIN_MAX_PER_USER`]).
-struct DrainPermit(Option<u32>);
+struct DrainPermit(#[allow(dead_code)] Option<crate::per_user::Slot>);
 
 impl DrainPermit {
     fn take(uid: Option<u32>) -> Option<Self> {
-        let mut g = DRAINING_BY_UID.lock().unwrap_or_else(|e| e.into_inner());
-        let per_user = g.get_or_insert_with(Default::default);
-        if let Some(u) = uid {
-            if per_user.get(&u).copied().unwrap_or(0) >= DRAIN_MAX_PER_USER {
-                return None;
-            }
-        }
+        let user = match uid {
+            Some(u) => Some(DRAINING_BY_UID.take(u, DRAIN_MAX_PER_USER)?),
+            None => None,
+        };
         DRAINING
             .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
                 (n < DRAIN_MAX).then_some(n + 1)
             })
             .ok()?;
-        if let Some(u) = uid {
-            *per_user.entry(u).or_insert(0) += 1;
-        }
-        Some(DrainPermit(uid))
+        Some(DrainPermit(user))
     }
 }
 
 impl Drop for DrainPermit {
     fn drop(&mut self) {
         DRAINING.fetch_sub(1, Ordering::AcqRel);
-        if let Some(u) = self.0 {
-            let mut g = DRAINING_BY_UID.lock().unwrap_or_else(|e| e.into_inner());
-            if let Some(m) = g.as_mut() {
-                if let Some(n) = m.get_mut(&u) {
-                    *n = n.saturating_sub(1);
-                    if *n == 0 {
-                        m.remove(&u);
-                    }
-                }
-            }
-        }
     }
 }
 

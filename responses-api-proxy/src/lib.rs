@@ -20,6 +20,7 @@ pub mod listener;
 pub mod listeners;
 pub mod metrics;
 pub mod peer_access;
+pub mod per_user;
 pub mod policy;
 pub mod proxy;
 pub mod rotation;

@@ -103,40 +103,7 @@ pub const SESSIONS_PER_USER: usize = 16;
 /// any of them ended); past it an `error` event (429).
 const WAITING_MAX: usize = 8;
 
-static SESSIONS_BY_UID: Mutex<Option<std::collections::HashMap<u32, usize>>> = Mutex::new(None);
-
-/// One of a user's [`SESSIONS_PER_USER`] sessions, given back when dropped.
-struct UserSession(Option<u32>);
-
-impl UserSession {
-    fn take(uid: Option<u32>) -> Option<Self> {
-        // Peers whose uid is unknown (no allow-list asked the kernel) share one count.
-        let u = uid.unwrap_or(u32::MAX);
-        let mut g = SESSIONS_BY_UID.lock().unwrap_or_else(|e| e.into_inner());
-        let n = g.get_or_insert_with(Default::default).entry(u).or_insert(0);
-        if *n >= SESSIONS_PER_USER {
-            return None;
-        }
-        *n += 1;
-        Some(UserSession(Some(u)))
-    }
-}
-
-impl Drop for UserSession {
-    fn drop(&mut self) {
-        if let Some(u) = self.0 {
-            let mut g = SESSIONS_BY_UID.lock().unwrap_or_else(|e| e.into_inner());
-            if let Some(m) = g.as_mut() {
-                if let Some(n) = m.get_mut(&u) {
-                    *n = n.saturating_sub(1);
-                    if *n == 0 {
-                        m.remove(&u);
-                    }
-                }
-            }
-        }
-    }
-}
+static SESSIONS_BY_UID: crate::per_user::PerUser = crate::per_user::PerUser::new();
 
 /// What an upgrade needs from the proxy's shared state and from its connection (`proxy.rs`
 /// builds it; the session task owns it).
@@ -263,7 +230,9 @@ pub async fn upgrade(
         );
     };
 
-    let Some(user_session) = UserSession::take(ctx.uid) else {
+    // Peers whose uid is unknown (no allow-list asked the kernel) share one count.
+    let Some(user_session) = SESSIONS_BY_UID.take(ctx.uid.unwrap_or(u32::MAX), SESSIONS_PER_USER)
+    else {
         audit.outcome = Outcome::Refused;
         audit.reason = Some("too_many_sessions".into());
         return json_error(
@@ -525,7 +494,7 @@ struct Session {
     /// Last message relayed either way (pings and refused messages do not count).
     last_activity: tokio::time::Instant,
     started: tokio::time::Instant,
-    _user_session: UserSession,
+    _user_session: crate::per_user::Slot,
 }
 
 type ClientWs = WebSocketStream<TokioIo<hyper::upgrade::Upgraded>>;
