@@ -115,22 +115,6 @@ fn row<'a>(report: &'a serde_json::Value, uid: u32, model: &str) -> &'a serde_js
         .unwrap_or_else(|| panic!("no row for uid {uid} model {model}: {report}"))
 }
 
-/// Waits until the audit log has `n` lines containing `needle`.
-fn wait_log(proxy: &common::Proxy, needle: &str, n: usize) -> String {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let log = proxy.stderr();
-        if log.lines().filter(|l| l.contains(needle)).count() >= n {
-            return log;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "no {n} lines with {needle:?} in:\n{log}"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
 const POLICY: &str = r#"
 [default]
 models = ["gpt-5*"]
@@ -174,7 +158,7 @@ fn two_users_each_get_their_own_limits_and_a_budget_ends_only_after_the_stream()
         "the stream was cut: {}",
         r.body
     );
-    wait_log(&proxy, "tokens_out=60", 2);
+    proxy.wait_log("tokens_out=60", 2);
     // A over budget: 429 naming the rule, the limit and the reset; Retry-After.
     let r = post_as(Some(A), proxy.port, "/v1/responses", body);
     assert_eq!(r.status, 429, "{}", r.body);
@@ -213,7 +197,7 @@ fn two_users_each_get_their_own_limits_and_a_budget_ends_only_after_the_stream()
     );
 
     // The audit lines carry model, tokens, decision and rule.
-    let log = wait_log(&proxy, "tokens_out=60", 5);
+    let log = proxy.wait_log("tokens_out=60", 5);
     let allowed = log
         .lines()
         .find(|l| l.contains("uid=4243") && l.contains("status=200"))
@@ -326,7 +310,7 @@ fn compact_is_forwarded_under_the_same_rules_and_json_usage_counts() {
     assert_eq!(reqs.len(), 1);
     assert_eq!(reqs[0].path, "/v1/responses/compact");
     assert_eq!(reqs[0].json().unwrap()["store"], false);
-    wait_log(&proxy, "tokens_in=700", 1);
+    proxy.wait_log("tokens_in=700", 1);
     let rep = usage_json(&state, &[]);
     let a = row(&rep, A, "gpt-5");
     assert_eq!(
@@ -369,7 +353,7 @@ fn bad_usage_numbers_from_upstream_count_nothing_and_serving_goes_on() {
     mock.push_response(stream_with_usage(1, 0, 5));
     let r = post_as(Some(A), proxy.port, "/v1/responses", body);
     assert_eq!(r.status, 429, "{}", r.body);
-    let log = wait_log(&proxy, "usage_anomaly=", 2);
+    let log = proxy.wait_log("usage_anomaly=", 2);
     assert!(log.contains("upstream usage not trusted in full"), "{log}");
     let rep = usage_json(&state, &[]);
     let a = row(&rep, A, "gpt-5");
@@ -514,7 +498,7 @@ fn a_full_or_read_only_state_dir_fails_closed_for_budgets_only() {
         post_as(Some(A), proxy.port, "/v1/responses", body).status,
         200
     );
-    let log = wait_log(&proxy, "cannot write the usage ledger", 1);
+    let log = proxy.wait_log("cannot write the usage ledger", 1);
     assert!(log.contains("No space left on device"), "{log}");
     // Now A is refused (no accounting, no spend) and told why; root, without budget, is served.
     let r = post_as(Some(A), proxy.port, "/v1/responses", body);
@@ -973,13 +957,13 @@ fn a_client_that_leaves_before_the_usage_event_is_charged_all_the_same() {
     mock.push_response(paced(frames.clone()));
     let all = post_and_leave(proxy.port, body, None);
     assert!(all.contains("response.completed"), "{all}");
-    wait_log(&proxy, "tokens_out=300", 1);
+    proxy.wait_log("tokens_out=300", 1);
 
     // The attack: leave once the text is done, before `response.completed`.
     mock.push_response(paced(frames.clone()));
     let part = post_and_leave(proxy.port, body, Some("output_text.done"));
     assert!(!part.contains("response.completed"), "{part}");
-    let log = wait_log(&proxy, "tokens_out=300", 2);
+    let log = proxy.wait_log("tokens_out=300", 2);
     assert!(
         log.lines()
             .any(|l| l.contains("outcome=\"client_gone\"") && l.contains("tokens_out=300")),
@@ -992,7 +976,7 @@ fn a_client_that_leaves_before_the_usage_event_is_charged_all_the_same() {
         delay: Duration::from_millis(10),
     });
     post_and_leave(proxy.port, body, None);
-    let log = wait_log(&proxy, "tokens_out=500", 1);
+    let log = proxy.wait_log("tokens_out=500", 1);
     assert!(log.contains("estimated"), "{log}");
 
     // Outside review r13 F3: a successful answer that ends normally without `usage` is charged
@@ -1002,7 +986,7 @@ fn a_client_that_leaves_before_the_usage_event_is_charged_all_the_same() {
     ));
     let plain = post_and_leave(proxy.port, r#"{"model":"gpt-5","input":"hi"}"#, None);
     assert!(plain.starts_with("HTTP/1.1 200"), "{plain}");
-    let log = wait_log(&proxy, "tokens_out=500", 2);
+    let log = proxy.wait_log("tokens_out=500", 2);
     assert!(
         log.contains("the response reported no usage: estimated"),
         "{log}"

@@ -121,21 +121,6 @@ fn start(mock: &WsMock, extra: &[&str]) -> Proxy {
     s.start()
 }
 
-fn wait_log(proxy: &Proxy, needle: &str, n: usize) -> String {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let log = proxy.stderr();
-        if log.lines().filter(|l| l.contains(needle)).count() >= n {
-            return log;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "no {n} lines with {needle:?} in:\n{log}"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
 #[test]
 fn a_session_relays_both_ways_with_the_key_injected_and_never_returned() {
     let mock = WsMock::start().unwrap();
@@ -214,7 +199,7 @@ fn a_session_relays_both_ways_with_the_key_injected_and_never_returned() {
     );
 
     // Audit: one line per response and one for the session.
-    let log = wait_log(&proxy, "status=101", 1);
+    let log = proxy.wait_log("status=101", 1);
     assert_eq!(
         log.lines().filter(|l| l.contains("method=WS")).count(),
         2,
@@ -462,7 +447,7 @@ fn an_upstream_without_the_websocket_mode_gives_the_client_an_http_error() {
         format!("Bearer {KEY}")
     );
     assert_eq!(reqs[0].header("upgrade").unwrap(), "websocket");
-    let log = wait_log(&proxy, "upstream_error", 1);
+    let log = proxy.wait_log("upstream_error", 1);
     assert!(
         log.contains("upstream answered 200 OK to the WebSocket upgrade"),
         "{log}"
@@ -535,8 +520,7 @@ fn a_denied_model_gets_an_error_event_and_the_next_message_on_the_connection_wor
     assert_eq!(sent["max_output_tokens"], 500);
 
     // The usage of response.completed is in the ledger, for the peer's uid (root here).
-    let log = wait_log(
-        &proxy,
+    let log = proxy.wait_log(
         "model=\"gpt-5\" tokens_in=11 tokens_cached=0 tokens_out=7",
         1,
     );
@@ -682,7 +666,7 @@ fn a_client_that_leaves_mid_response_still_pays() {
         "the estimate (the clamped ceiling): {row}"
     );
     assert!(row["input_tokens"].as_u64().unwrap() > 0, "{row}");
-    let log = wait_log(&proxy, "usage_anomaly", 1);
+    let log = proxy.wait_log("usage_anomaly", 1);
     assert!(log.contains("estimated"), "{log}");
 }
 

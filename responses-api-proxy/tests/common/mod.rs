@@ -161,6 +161,22 @@ impl Proxy {
         std::fs::read_to_string(&self.stderr_path).unwrap_or_default()
     }
 
+    /// Waits (up to 10 s) until the log on stderr has `n` lines containing `needle`; the log.
+    pub fn wait_log(&self, needle: &str, n: usize) -> String {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let log = self.stderr();
+            if log.lines().filter(|l| l.contains(needle)).count() >= n {
+                return log;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no {n} lines with {needle:?} in:\n{log}"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
     pub fn pid(&self) -> u32 {
         self.child.id()
     }
