@@ -43,6 +43,14 @@ pub enum KeyError {
 (at offset {offset}); {HOW_TO_PROVIDE}"
     )]
     ForbiddenByte { offset: usize },
+    /// More than the key: a second line, or anything but line endings after it (outside review
+    /// r15 F7: the first line was silently used). Only where the input must be the key alone
+    /// (`rotate-key`, `POST /rotate-key`); never shows a byte of it.
+    #[error(
+        "stdin holds more than the API key: the key must be on one line (a line ending is \
+allowed) and nothing after it"
+    )]
+    TrailingContent,
     #[error("failed to read the API key from stdin: {source}")]
     Read { source: std::io::Error },
     #[error("failed to allocate locked memory for the API key: {source}")]
@@ -75,6 +83,7 @@ impl From<ReadSecretError> for KeyError {
             ReadSecretError::ForbiddenByte { offset } => KeyError::ForbiddenByte { offset },
             ReadSecretError::Read { source } => KeyError::Read { source },
             ReadSecretError::Alloc { source } => KeyError::Alloc { source },
+            ReadSecretError::TrailingContent => KeyError::TrailingContent,
         }
     }
 }
