@@ -70,7 +70,7 @@ use tokio_tungstenite::tungstenite::protocol::{CloseFrame, Role, WebSocketConfig
 use tokio_tungstenite::tungstenite::{Error as WsError, Message, Utf8Bytes};
 
 use codex_proxy_governance::Admitted;
-use codex_proxy_governance::usage::{JsonScanner, Layout, TapResult, Usage};
+use codex_proxy_governance::usage::{JsonScanner, Layout, TapResult};
 
 use crate::audit::{AuditRecord, Governance, Outcome};
 use crate::body::ResponseBody;
@@ -935,11 +935,7 @@ fn tap_result(scanner: JsonScanner) -> TapResult {
         r.anomaly = Some("usage object too large");
     }
     if let Some(raw) = scanner.usage_raw {
-        let (u, bad) = Usage::from_json(&raw);
-        if bad {
-            r.anomaly = Some("bad usage numbers");
-        }
-        r.usage = Some(u);
+        r.add_usage_json(&raw);
     }
     r.model = scanner.model;
     r
