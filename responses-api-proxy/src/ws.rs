@@ -79,7 +79,7 @@ use crate::client::{SendError, UpstreamIo};
 use crate::governed::Governed;
 use crate::key::ApiKey;
 use crate::policy::{Direction, forwardable_headers};
-use crate::scrub::KeyScrub;
+use crate::scrub::{DeltaScrub, KeyScrub};
 use crate::upstream::Upstream;
 use crate::wire::{MAX_RESPONSE_HEAD, parse_response_head};
 
@@ -103,6 +103,10 @@ pub const SESSIONS_PER_USER: usize = 16;
 /// any of them ended); past it an `error` event (429).
 const WAITING_MAX: usize = 8;
 
+/// Close reasons of a draining session.
+const SHUTTING_DOWN: &str = "proxy shutting down";
+const KEY_ROTATED: &str = "the proxy's API key was rotated";
+
 static SESSIONS_BY_UID: crate::per_user::PerUser = crate::per_user::PerUser::new();
 
 /// What an upgrade needs from the proxy's shared state and from its connection (`proxy.rs`
@@ -110,7 +114,8 @@ static SESSIONS_BY_UID: crate::per_user::PerUser = crate::per_user::PerUser::new
 pub struct WsContext {
     pub client: UpstreamClient,
     pub upstream: Upstream,
-    /// The key this session uses from start to end (a handle on the locked page).
+    /// The key in force when the upgrade came: written into the upstream handshake, then
+    /// dropped (see [`Session::scrub`] for the one handle the session keeps).
     pub key: Arc<ApiKey>,
     pub governor: Option<Arc<Governed>>,
     /// `--max-body-bytes`: the largest client message.
@@ -242,7 +247,7 @@ pub async fn upgrade(
             audit,
         );
     };
-    let opened = tokio::time::timeout(HANDSHAKE_TIMEOUT * 2, open_upstream(&ctx, headers))
+    let opened = tokio::time::timeout(HANDSHAKE_TIMEOUT * 2, open_upstream(&ctx, &ctx.key, headers))
         .await
         .unwrap_or(Err(UpgradeError::Timeout(HANDSHAKE_TIMEOUT * 2)));
     let (upstream, upstream_headers) = match opened {
@@ -286,9 +291,37 @@ pub async fn upgrade(
         .map(|s| s.chars().take(128).collect());
     let on_upgrade = hyper::upgrade::on(&mut req);
     drop(req);
+    // The key was needed for the upstream handshake only: the session keeps no `ApiKey`, only
+    // the scrubber's handle on the page (to mask an echo of the key it authenticated with),
+    // and ends after its response in flight once a rotation retires that key (outside review
+    // r15 F4: an idle session held the page for ever and made every later rotation fail).
+    let WsContext {
+        client: _,
+        upstream: up,
+        key,
+        governor,
+        max_message,
+        idle,
+        shutdown,
+        peer,
+        uid,
+    } = ctx;
+    let scrub = KeyScrub::new(key.header());
+    let retired = key.retired();
+    drop(key);
     let session = Session {
-        scrub: KeyScrub::new(ctx.key.header()),
-        ctx,
+        scrub,
+        retired,
+        tail: DeltaScrub::default(),
+        ctx: SessionCtx {
+            upstream: up,
+            governor,
+            max_message,
+            idle,
+            shutdown,
+            peer,
+            uid,
+        },
         pending: VecDeque::new(),
         waiting: VecDeque::new(),
         audit,
@@ -329,9 +362,9 @@ pub async fn upgrade(
 /// key scrubbed out of them).
 async fn open_upstream(
     ctx: &WsContext,
+    key: &ApiKey,
     client_headers: &HeaderMap,
 ) -> Result<(WebSocketStream<UpstreamIo>, HeaderMap), UpgradeError> {
-    let key = &ctx.key;
     let mut io = ctx.client.connect_dedicated().await?;
     let ws_key = tokio_tungstenite::tungstenite::handshake::client::generate_key();
     let target = ctx.upstream.target_for("/v1/responses");
@@ -358,6 +391,7 @@ async fn open_upstream(
     write_all_vectored(&mut io, &pieces)
         .await
         .map_err(UpgradeError::Write)?;
+    drop(key_piece);
 
     let mut buf = BytesMut::with_capacity(4096);
     let read = async {
@@ -479,10 +513,28 @@ struct Pending {
     started: bool,
 }
 
+/// What a session keeps of its [`WsContext`] (not the key).
+struct SessionCtx {
+    upstream: Upstream,
+    governor: Option<Arc<Governed>>,
+    max_message: u64,
+    idle: Duration,
+    shutdown: tokio::sync::watch::Receiver<bool>,
+    peer: Arc<str>,
+    uid: Option<u32>,
+}
+
 struct Session {
-    ctx: WsContext,
-    /// Finds the key in upstream messages (built once per session).
+    ctx: SessionCtx,
+    /// Finds the key in upstream messages (built once per session). Its handle on the key's
+    /// page is the session's only one: held until the session ends, which a rotation brings
+    /// about after the response in flight (see [`Session::retired`]).
     scrub: KeyScrub,
+    /// Becomes `true` when a rotation retires the key the session was opened with: the session
+    /// relays its response in flight, if any, then closes (1001), and the page can be wiped.
+    retired: tokio::sync::watch::Receiver<bool>,
+    /// The end of the text deltas relayed so far that could begin a key (see [`DeltaScrub`]).
+    tail: DeltaScrub,
     pending: VecDeque<Pending>,
     /// With a policy: `response.create` messages that arrived while a response was in flight;
     /// each is checked and sent when the one before has ended (see [`WAITING_MAX`]).
@@ -580,7 +632,10 @@ impl Session {
     async fn relay(&mut self, client: &mut ClientWs, upstream: &mut UpstreamWs) -> End {
         let idle = self.ctx.idle;
         let mut shutdown = self.ctx.shutdown.clone();
+        let mut retired = self.retired.clone();
         let mut draining = false;
+        // Why the session is draining (its close frame's reason).
+        let mut why: &'static str = SHUTTING_DOWN;
         let lifetime_end = self.started + SESSION_LIFETIME;
         loop {
             // The next waiting `response.create`, once the response before it has ended.
@@ -588,19 +643,12 @@ impl Session {
                 let Some(next) = self.waiting.pop_front() else {
                     break;
                 };
-                if let Err(e) = self.on_client_text(next, draining, client, upstream).await {
+                if let Err(e) = self.on_client_text(next, draining.then_some(why), client, upstream).await {
                     return e;
                 }
             }
             if draining && self.pending.is_empty() {
-                return End::Both(close(
-                    CloseCode::Away,
-                    if tokio::time::Instant::now() >= lifetime_end {
-                        "session lifetime reached"
-                    } else {
-                        "proxy shutting down"
-                    },
-                ));
+                return End::Both(close(CloseCode::Away, why));
             }
             tokio::select! {
                 m = client.next() => {
@@ -615,7 +663,7 @@ impl Session {
                     match m {
                         Message::Text(t) => {
                             self.audit.bytes_in.fetch_add(t.len() as u64, Ordering::Relaxed);
-                            if let Err(e) = self.on_client_text(t, draining, client, upstream).await {
+                            if let Err(e) = self.on_client_text(t, draining.then_some(why), client, upstream).await {
                                 return e;
                             }
                         }
@@ -658,6 +706,11 @@ impl Session {
                 }
                 _ = tokio::time::sleep_until(lifetime_end), if !draining => {
                     draining = true;
+                    why = "session lifetime reached";
+                }
+                _ = shutting_down(&mut retired), if !draining => {
+                    draining = true;
+                    why = KEY_ROTATED;
                 }
                 _ = tokio::time::sleep_until(self.last_activity + idle) => {
                     return End::Both(close(CloseCode::Away, "idle timeout"));
@@ -671,7 +724,7 @@ impl Session {
     async fn on_client_text(
         &mut self,
         text: Utf8Bytes,
-        draining: bool,
+        draining: Option<&'static str>,
         client: &mut ClientWs,
         upstream: &mut UpstreamWs,
     ) -> Result<(), End> {
@@ -682,16 +735,24 @@ impl Session {
             a.bytes_in.store(len as u64, Ordering::Relaxed);
             a
         };
-        if draining && creates {
+        if let (Some(why), true) = (draining, creates) {
+            let (code, message) = if why == SHUTTING_DOWN {
+                ("shutting_down", "the proxy is shutting down".to_string())
+            } else {
+                (
+                    "session_closing",
+                    format!("this WebSocket session is closing ({why}): open a new one"),
+                )
+            };
             let mut audit = new_audit(&self.ctx.peer, self.ctx.uid, text.len());
             audit.outcome = Outcome::Refused;
-            audit.reason = Some("shutting_down".into());
+            audit.reason = Some(code.into());
             audit.status = 503;
             let ev = error_event(
                 503,
                 serde_json::json!({
-                    "message": "the proxy is shutting down", "type": "proxy_error",
-                    "code": "shutting_down", "status": 503,
+                    "message": message, "type": "proxy_error",
+                    "code": code, "status": 503,
                 }),
                 None,
             );
@@ -863,14 +924,36 @@ impl Session {
     }
 
     /// The key, if an upstream message carries it, overwritten with `*` (a message is whole:
-    /// nothing to hold back). Only a message that holds the key is copied.
-    fn scrub(&self, text: Utf8Bytes) -> Utf8Bytes {
-        if !self.scrub.contains(text.as_bytes()) {
+    /// nothing to hold back), and the rest of a key begun in earlier text deltas
+    /// ([`DeltaScrub`]). Only a message that holds (part of) the key is copied.
+    fn scrub(&mut self, text: Utf8Bytes) -> Utf8Bytes {
+        let bytes = text.as_bytes();
+        let whole = self.scrub.contains(bytes);
+        // A key begun in earlier deltas and completed at the start of this one's text.
+        let (across, earlier, at) = match delta_text(bytes) {
+            Some(r) => {
+                let (n, earlier) = self.tail.next(&self.scrub, &bytes[r.clone()]);
+                (n, earlier, r.start)
+            }
+            None => (0, 0, 0),
+        };
+        if !whole && across == 0 {
             return text;
         }
-        let mut b = BytesMut::from(text.as_bytes());
+        let mut b = BytesMut::from(bytes);
+        b[at..at + across].fill(b'*');
         let hits = self.scrub.mask(&mut b);
-        tracing::warn!(upstream = %self.ctx.upstream.authority, hits, "upstream echoed the key in a WebSocket message; overwritten");
+        if hits > 0 {
+            tracing::warn!(upstream = %self.ctx.upstream.authority, hits, "upstream echoed the key in a WebSocket message; overwritten");
+        }
+        if across > 0 {
+            tracing::warn!(
+                upstream = %self.ctx.upstream.authority,
+                relayed_before = earlier,
+                key_len = self.scrub.key_len(),
+                "upstream echoed the key split over WebSocket text deltas: the rest was overwritten, its first bytes had already been relayed (rotate the key if that is most of it)"
+            );
+        }
         // `*` for ASCII key bytes: still UTF-8.
         Utf8Bytes::try_from(b.freeze()).unwrap_or_else(|_| Utf8Bytes::from_static(""))
     }
@@ -923,6 +1006,31 @@ impl Session {
             }
         }
     }
+}
+
+/// The raw content (between the quotes) of the `delta` string of a `*.delta` event, as a
+/// range of `bytes`; `None` for any other message (a cheap search first: most are not deltas).
+fn delta_text(bytes: &[u8]) -> Option<std::ops::Range<usize>> {
+    memchr::memmem::find(bytes, b".delta\"")?;
+    #[derive(serde::Deserialize)]
+    struct Delta<'a> {
+        #[serde(borrow, rename = "type")]
+        kind: std::borrow::Cow<'a, str>,
+        #[serde(borrow)]
+        delta: Option<&'a serde_json::value::RawValue>,
+    }
+    let d = serde_json::from_slice::<Delta<'_>>(bytes).ok()?;
+    if !d.kind.ends_with(".delta") {
+        return None;
+    }
+    let raw = d.delta?.get().as_bytes();
+    if raw.len() < 2 || raw[0] != b'"' {
+        return None;
+    }
+    // `raw` borrows from `bytes`: its offset there.
+    let start = (raw.as_ptr() as usize).checked_sub(bytes.as_ptr() as usize)? + 1;
+    let end = start + raw.len() - 2;
+    (end <= bytes.len()).then_some(start..end)
 }
 
 fn ws_method() -> Method {
