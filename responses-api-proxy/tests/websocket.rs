@@ -896,6 +896,27 @@ fn a_client_that_leaves_mid_response_still_pays() {
     assert!(row["input_tokens"].as_u64().unwrap() > 0, "{row}");
     let log = proxy.wait_log("usage_anomaly", 1);
     assert!(log.contains("estimated"), "{log}");
+
+    // Review r15 F9: out-of-range numbers (the reviewer's `hugeusage`) are not booked as 0:
+    // each bad count is charged the estimate; the good cached count (0) stays.
+    mock.set_script(WsScript {
+        usage: Some(serde_json::json!({
+            "input_tokens": 1e30, "output_tokens": -5,
+            "input_tokens_details": {"cached_tokens": 0}, "total_tokens": 18446744073709551616.0,
+        })),
+        ..WsScript::default()
+    });
+    rt().block_on(async {
+        let mut ws = connect(proxy.port, &[]).await.unwrap();
+        ws.send(Message::text(create("gpt-5-nano"))).await.unwrap();
+        let _ = read_until(&mut ws, "response.completed").await;
+        ws.close(None).await.unwrap();
+    });
+    let row = ledger_row(&state, "gpt-5-nano", 1);
+    assert_eq!(row["output_tokens"], 500, "the estimate, not 0: {row}");
+    assert!(row["input_tokens"].as_u64().unwrap() > 0, "{row}");
+    let log = proxy.wait_log("bad usage numbers: estimated", 1);
+    assert!(log.contains("tokens_out=500"), "{log}");
 }
 
 /// The real Codex CLI: `scripts/test` installs it with npm (`$SUITE_CODEX_CLI`); without it
