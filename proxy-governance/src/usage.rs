@@ -913,10 +913,19 @@ mod tests {
         }
         // Out of range everywhere (the reviewer's `hugeusage`: 1e30, -5): all estimated.
         let mut r = sse(
-            &completed(r#"{"input_tokens":1e30,"output_tokens":-5,"total_tokens":18446744073709551616}"#),
+            &completed(
+                r#"{"input_tokens":1e30,"output_tokens":-5,"total_tokens":18446744073709551616}"#,
+            ),
             3,
         );
-        assert_eq!(r.bad, BadCounts { input: true, cached: false, output: true });
+        assert_eq!(
+            r.bad,
+            BadCounts {
+                input: true,
+                cached: false,
+                output: true
+            }
+        );
         let est = Usage {
             input_tokens: 8,
             cached_input_tokens: 0,

@@ -301,10 +301,7 @@ mod tests {
         let e = r
             .rotate_from_reader(&slot, &mut Bytes1(b"sk-SECRETONE\nsk-SECRETTWO\n"))
             .unwrap_err();
-        assert!(
-            e.to_string().contains("holds more than the API key"),
-            "{e}"
-        );
+        assert!(e.to_string().contains("holds more than the API key"), "{e}");
         // Control: the key alone, with line endings after it, rotates.
         r.rotate_from_reader(&slot, &mut Bytes1(b"sk-SECRETONE\r\n\n"))
             .unwrap();

@@ -508,7 +508,11 @@ mod tests {
             let second = [&key[a..], &b" and more"[..]].concat();
             let (out, earlier, hits) = run(&[&first, &second]);
             assert_eq!((earlier, hits), (a, 1), "split at {a}");
-            assert_eq!(out[0].as_bytes(), &first[..], "the first message is untouched");
+            assert_eq!(
+                out[0].as_bytes(),
+                &first[..],
+                "the first message is untouched"
+            );
             assert_eq!(
                 out[1],
                 format!("{} and more", "*".repeat(key.len() - a)),

@@ -18,13 +18,19 @@
 //! place). The library (tokio-tungstenite) only frames messages on the connection once both
 //! sides have switched, so it never sees the key: no heap copy of the key is made, nothing to
 //! wipe. The client's own `Authorization`, cookies, `Sec-WebSocket-*` and hop-by-hop headers are
-//! not forwarded (the HTTP header table, plus the handshake's own headers).
+//! not forwarded (the HTTP header table, plus the handshake's own headers). After the handshake
+//! the session keeps no [`ApiKey`], only its scrubber's handle on the page; a rotation that
+//! retires the key ends the session (1001) once its response in flight, if any, has ended, so
+//! the old page is wiped and no session talks upstream with a retired key (outside review r15
+//! F4: idle sessions pinned every page and made rotation fail).
 //!
 //! **Messages.** Text only: a binary message from the client closes the session with 1008
 //! (policy violation); one larger than `--max-body-bytes` closes it with 1009 (the library
 //! refuses it while reading its frame header, before the payload is buffered). Upstream
 //! messages may be up to [`UPSTREAM_MAX_MESSAGE`] (a `response.completed` repeats the whole
-//! output). An upstream message that carries the key is masked before it reaches the client.
+//! output). An upstream message that carries the key is masked before it reaches the client,
+//! and so is the rest of a key begun in earlier text deltas ([`DeltaScrub`]: no message is held
+//! back, so the earlier ones have left with a prefix; outside review r15 F8).
 //! No message in either direction for `--ws-idle-timeout` closes the session (1001). No
 //! compression extension is negotiated: the proxy must read the messages it checks and counts.
 //!
@@ -45,8 +51,8 @@
 //! ways, how it ended) and one per `response.create` (method `WS`: its model, tokens, decision
 //! and rule with a policy; refused ones too).
 //!
-//! **Shutdown.** On SIGTERM (or `/shutdown`) a session with no response in flight is closed at
-//! once (1001, "proxy shutting down"); one with a response in flight relays it to its end and
+//! **Shutdown** (and key rotation, and the session's lifetime). On SIGTERM (or `/shutdown`) a
+//! session with no response in flight is closed at once (1001, "proxy shutting down"); one with a response in flight relays it to its end and
 //! then closes; a `response.create` that arrives meanwhile gets an `error` event (503). Sessions
 //! count as connections with a request in flight: they are never evicted for a new connection,
 //! and the shutdown drain waits for them (within its deadline).
@@ -247,9 +253,12 @@ pub async fn upgrade(
             audit,
         );
     };
-    let opened = tokio::time::timeout(HANDSHAKE_TIMEOUT * 2, open_upstream(&ctx, &ctx.key, headers))
-        .await
-        .unwrap_or(Err(UpgradeError::Timeout(HANDSHAKE_TIMEOUT * 2)));
+    let opened = tokio::time::timeout(
+        HANDSHAKE_TIMEOUT * 2,
+        open_upstream(&ctx, &ctx.key, headers),
+    )
+    .await
+    .unwrap_or(Err(UpgradeError::Timeout(HANDSHAKE_TIMEOUT * 2)));
     let (upstream, upstream_headers) = match opened {
         Ok(o) => o,
         Err(e) => {
@@ -643,7 +652,10 @@ impl Session {
                 let Some(next) = self.waiting.pop_front() else {
                     break;
                 };
-                if let Err(e) = self.on_client_text(next, draining.then_some(why), client, upstream).await {
+                if let Err(e) = self
+                    .on_client_text(next, draining.then_some(why), client, upstream)
+                    .await
+                {
                     return e;
                 }
             }

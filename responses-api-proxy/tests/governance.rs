@@ -327,10 +327,7 @@ fn compact_is_forwarded_under_the_same_rules_and_json_usage_counts() {
 #[test]
 fn bad_usage_numbers_from_upstream_are_charged_the_estimate_and_serving_goes_on() {
     let d = policy_dir();
-    let policy = write_policy(
-        d.path(),
-        "[default]\nday = { output_tokens = 10000 }\n",
-    );
+    let policy = write_policy(d.path(), "[default]\nday = { output_tokens = 10000 }\n");
     let state = d.path().join("state");
     let mock = MockUpstream::start().unwrap();
     let proxy = Spawn::new(&mock.responses_url())
@@ -366,10 +363,7 @@ fn bad_usage_numbers_from_upstream_are_charged_the_estimate_and_serving_goes_on(
     assert_eq!(a["output_tokens"].as_u64(), Some(3 * 777 + 3), "{a}");
     // Three bad input counts at the estimate (forwarded body bytes / 4) and the good 1.
     let est_in = (body.len() as u64).div_ceil(4);
-    assert!(
-        a["input_tokens"].as_u64().unwrap() >= 3 * est_in + 1,
-        "{a}"
-    );
+    assert!(a["input_tokens"].as_u64().unwrap() > 3 * est_in, "{a}");
     // Control: good numbers count as reported.
     mock.push_response(stream_with_usage(2, 0, 5));
     post_as(Some(A), proxy.port, "/v1/responses", body);

@@ -371,7 +371,10 @@ fn a_bad_new_key_keeps_the_old_one_and_the_log_says_why_without_the_key() {
         answer.contains("holds more than the API key") && answer.contains("the current key stays"),
         "{answer}"
     );
-    assert!(!answer.contains("SECONDLINE") && !answer.contains(KEY2), "{answer}");
+    assert!(
+        !answer.contains("SECONDLINE") && !answer.contains(KEY2),
+        "{answer}"
+    );
     assert_eq!(s.proxy.post("{}").status, 200);
     assert_eq!(last_auth(&s.mock), format!("Bearer {KEY}"));
     // Control: the same first line alone (line endings after it allowed) rotates.

@@ -256,7 +256,11 @@ fn a_key_split_over_two_delta_messages_never_reaches_the_client_whole() {
             .position(|t| t.starts_with("the key is "))
             .unwrap_or_else(|| panic!("split at {n}: no echo in {d:?}"));
         // The prefix left as the mock sent it; the rest is masked, its length kept.
-        assert_eq!(d[first], format!("the key is {}", &KEY[..n]), "split at {n}");
+        assert_eq!(
+            d[first],
+            format!("the key is {}", &KEY[..n]),
+            "split at {n}"
+        );
         assert_eq!(d[first + 1], "*".repeat(KEY.len() - n), "split at {n}");
     }
     let control = deltas(&got[splits.len()]).concat();
@@ -320,8 +324,11 @@ fn sessions_do_not_pin_retired_keys_and_rotation_ends_them_after_their_response(
     let keys = tempfile::tempdir().unwrap();
     let key_file = keys.path().join("openai.key");
     std::fs::write(&key_file, format!("{KEY}\n")).unwrap();
-    std::fs::set_permissions(&key_file, std::os::unix::fs::PermissionsExt::from_mode(0o600))
-        .unwrap();
+    std::fs::set_permissions(
+        &key_file,
+        std::os::unix::fs::PermissionsExt::from_mode(0o600),
+    )
+    .unwrap();
     let admin_dir = tempfile::tempdir().unwrap();
     let admin = admin_dir.path().join("admin.sock");
     let mock = WsMock::start().unwrap();
@@ -430,7 +437,10 @@ fn sessions_do_not_pin_retired_keys_and_rotation_ends_them_after_their_response(
     );
     let deadline = Instant::now() + Duration::from_secs(10);
     while metric(&admin, wiped) < 5 {
-        assert!(Instant::now() < deadline, "the fourth rotated key's page not wiped");
+        assert!(
+            Instant::now() < deadline,
+            "the fourth rotated key's page not wiped"
+        );
         std::thread::sleep(Duration::from_millis(20));
     }
     assert_eq!(metric(&admin, in_use), 1);

@@ -88,7 +88,9 @@ pub enum ReadSecretError {
     /// [`read_secret_alone_into`]: the line is followed by something other than line endings,
     /// or by more line endings than [`SecretReadOptions::max_len`] (the input is not the secret
     /// alone: a second key, an environment file, notes). Nothing after the line is shown.
-    #[error("the input holds more than the secret: one line (a line ending allowed) and nothing after it")]
+    #[error(
+        "the input holds more than the secret: one line (a line ending allowed) and nothing after it"
+    )]
     TrailingContent,
     /// The locked buffer could not be created.
     #[error("failed to allocate locked memory for the secret: {source}")]
@@ -161,9 +163,7 @@ pub fn read_secret_alone_into<R: RawRead>(
     let result = read_line_into(r, buf, opts).and_then(|after| match after {
         After::End => Ok(()),
         After::Read { clean: false, .. } => Err(ReadSecretError::TrailingContent),
-        After::Read { clean: true, extra } => {
-            nothing_but_line_endings(r, buf, opts.max_len, extra)
-        }
+        After::Read { clean: true, extra } => nothing_but_line_endings(r, buf, opts.max_len, extra),
     });
     if result.is_err() {
         buf.clear();
