@@ -19,7 +19,10 @@
 //! request's body (a second line: outside review r15 F7), a file that fails
 //! its ownership/mode checks) keeps the old key and the log says why, never with a byte of either
 //! key. Requests that took the old key before the swap finish with it (each request holds an
-//! `Arc<ApiKey>` for its whole exchange, streams included); new requests take the new one.
+//! `Arc<ApiKey>` for its whole exchange, streams included); new requests take the new one. A
+//! WebSocket session drops its `ApiKey` after the upstream handshake and, when [`KeySlot::replace`]
+//! marks its key retired, closes after its response in flight (the `ws` module; outside review
+//! r15 F4), so an idle session never keeps an old page.
 //!
 //! **Where the key comes from.** SIGHUP re-reads `--api-key-file` / `--api-key-credential` through
 //! the key opener ([`codex_privsep::KeyOpener`]: a process forked before the privilege drop that
