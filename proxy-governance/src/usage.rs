@@ -14,9 +14,11 @@
 //! real one (a quote inside a JSON string is escaped, and the path must match).
 //!
 //! Bad numbers are never trusted: a token count that is missing, negative, fractional or beyond
-//! `u64` counts 0 and is reported as an anomaly (audit line, warning); cached tokens beyond the
-//! input tokens are capped at the input tokens. Counts only ever add: nothing an upstream sends
-//! can lower what a user has spent.
+//! `u64` is flagged ([`TapResult::bad`]) and reported as an anomaly (audit line, warning); the
+//! proxy then charges the request's estimate for that count, as for a response without usage
+//! ([`TapResult::charge_estimate_for_bad`]; outside review r15 F9: such counts were booked as
+//! 0). Cached tokens beyond the input tokens are flagged and count 0 (full price). Counts only
+//! ever add: nothing an upstream sends can lower what a user has spent.
 
 /// Most bytes of one `usage` object kept (real ones are ~300 bytes).
 pub const MAX_USAGE_BYTES: usize = 16 * 1024;
@@ -59,32 +61,35 @@ impl Usage {
         self.output_tokens = self.output_tokens.saturating_add(o.output_tokens);
     }
 
-    /// Parses a `usage` object; returns the usage and whether a number was bad. Typed (no
-    /// `Value` tree): a count is good only as a non-negative integer that fits `u64`.
-    pub fn from_json(raw: &[u8]) -> (Usage, bool) {
+    /// Parses a `usage` object; returns the usage and which counts were bad. Typed (no
+    /// `Value` tree): a count is good only as a non-negative integer that fits `u64`. A bad
+    /// count is 0 here; the proxy charges the request's estimate for it
+    /// ([`TapResult::charge_estimate_for_bad`]). An object that does not parse at all has
+    /// every count bad.
+    pub fn from_json(raw: &[u8]) -> (Usage, BadCounts) {
         let Ok(u) = serde_json::from_slice::<RawUsage>(raw) else {
-            return (Usage::default(), true);
+            return (Usage::default(), BadCounts::ALL);
         };
-        let mut bad = false;
-        let mut num = |c: Option<Count>| match c {
+        let num = |c: Option<Count>, bad: &mut bool| match c {
             Some(Count::Good(n)) => n,
             Some(Count::Bad) | None => {
-                bad = true;
+                *bad = true;
                 0
             }
         };
-        let input = num(u.input_tokens);
-        let output = num(u.output_tokens);
+        let mut bad = BadCounts::default();
+        let input = num(u.input_tokens, &mut bad.input);
+        let output = num(u.output_tokens, &mut bad.output);
         let cached = match u.input_tokens_details {
             None => 0,
             Some(d) => match d.cached_tokens {
                 None => 0,
-                c => num(c),
+                c => num(c, &mut bad.cached),
             },
         };
         let cached_capped = cached.min(input);
         if cached_capped != cached {
-            bad = true;
+            bad.cached = true;
         }
         (
             Usage {
@@ -94,6 +99,36 @@ impl Usage {
             },
             bad,
         )
+    }
+}
+
+/// Which counts of a `usage` object were missing or unusable (negative, fractional, beyond
+/// `u64`, not a number; cached tokens beyond the input tokens).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct BadCounts {
+    pub input: bool,
+    pub cached: bool,
+    pub output: bool,
+}
+
+impl BadCounts {
+    /// Every count (a `usage` object that is not an object of numbers).
+    pub const ALL: BadCounts = BadCounts {
+        input: true,
+        cached: true,
+        output: true,
+    };
+
+    /// Whether any count was bad.
+    pub fn any(&self) -> bool {
+        self.input || self.cached || self.output
+    }
+
+    /// Adds the flags of another terminal event.
+    pub fn merge(&mut self, o: BadCounts) {
+        self.input |= o.input;
+        self.cached |= o.cached;
+        self.output |= o.output;
     }
 }
 
@@ -171,6 +206,45 @@ pub struct TapResult {
     pub model: Option<String>,
     /// Why the numbers are not to be trusted in full (bad numbers, an oversized usage object).
     pub anomaly: Option<&'static str>,
+    /// The counts that were bad in some terminal event (0 in `usage` until
+    /// [`TapResult::charge_estimate_for_bad`] replaces them).
+    pub bad: BadCounts,
+}
+
+impl TapResult {
+    /// Reads a terminal event's `usage` object (`raw`) into this result: added to the usage,
+    /// bad counts flagged (outside review r15 F9).
+    pub fn add_usage_json(&mut self, raw: &[u8]) {
+        let (u, bad) = Usage::from_json(raw);
+        if bad.any() {
+            self.anomaly = Some("bad usage numbers");
+        }
+        self.bad.merge(bad);
+        self.usage.get_or_insert_with(Usage::default).add(&u);
+    }
+
+    /// A bad count is a missing count (outside review r15 F9: out-of-range numbers were booked
+    /// as 0 while a response without usage was charged its estimate): each bad one becomes the
+    /// larger of what was reported (other terminal events may have added good numbers) and the
+    /// same count of `estimate` ([`crate::Admitted::estimate`]). A bad cached count becomes 0
+    /// (every input token at the full price), as in the estimate. Returns whether anything
+    /// was bad.
+    pub fn charge_estimate_for_bad(&mut self, estimate: Usage) -> bool {
+        let (Some(u), true) = (self.usage.as_mut(), self.bad.any()) else {
+            return false;
+        };
+        if self.bad.input {
+            u.input_tokens = u.input_tokens.max(estimate.input_tokens);
+        }
+        if self.bad.output {
+            u.output_tokens = u.output_tokens.max(estimate.output_tokens);
+        }
+        if self.bad.cached {
+            u.cached_input_tokens = 0;
+        }
+        u.cached_input_tokens = u.cached_input_tokens.min(u.input_tokens);
+        true
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -520,9 +594,7 @@ enum Mode {
 #[derive(Debug)]
 pub struct UsageTap {
     mode: Mode,
-    usage: Option<Usage>,
-    model: Option<String>,
-    anomaly: Option<&'static str>,
+    result: TapResult,
 }
 
 impl UsageTap {
@@ -540,9 +612,7 @@ impl UsageTap {
             } else {
                 Mode::Json(JsonScanner::new(Layout::Response))
             },
-            usage: None,
-            model: None,
-            anomaly: None,
+            result: TapResult::default(),
         }
     }
 
@@ -708,17 +778,13 @@ impl UsageTap {
 
     fn take_result(&mut self, scanner: JsonScanner) {
         if scanner.usage_too_large {
-            self.anomaly = Some("usage object too large");
+            self.result.anomaly = Some("usage object too large");
         }
         if let Some(raw) = scanner.usage_raw {
-            let (u, bad) = Usage::from_json(&raw);
-            if bad {
-                self.anomaly = Some("bad usage numbers");
-            }
-            self.usage.get_or_insert_with(Usage::default).add(&u);
+            self.result.add_usage_json(&raw);
         }
         if scanner.model.is_some() {
-            self.model = scanner.model;
+            self.result.model = scanner.model;
         }
     }
 
@@ -735,11 +801,7 @@ impl UsageTap {
                 self.dispatch();
             }
         }
-        TapResult {
-            usage: self.usage,
-            model: self.model,
-            anomaly: self.anomaly,
-        }
+        self.result
     }
 }
 
@@ -830,11 +892,51 @@ mod tests {
             r#"{"output_tokens":10}"#,
             r#"{"input_tokens":"5","output_tokens":10}"#,
         ] {
-            let r = sse(&completed(bad), 3);
+            let mut r = sse(&completed(bad), 3);
             let u = r.usage.unwrap();
             assert_eq!((u.input_tokens, u.output_tokens), (0, 10), "{bad}");
             assert_eq!(r.anomaly, Some("bad usage numbers"), "{bad}");
+            let flagged = BadCounts {
+                input: true,
+                ..BadCounts::default()
+            };
+            assert_eq!(r.bad, flagged, "{bad}");
+            // Review r15 F9: the bad count is charged the estimate's, the good one stays.
+            let est = Usage {
+                input_tokens: 300,
+                cached_input_tokens: 0,
+                output_tokens: 4000,
+            };
+            assert!(r.charge_estimate_for_bad(est));
+            let u = r.usage.unwrap();
+            assert_eq!((u.input_tokens, u.output_tokens), (300, 10), "{bad}");
         }
+        // Out of range everywhere (the reviewer's `hugeusage`: 1e30, -5): all estimated.
+        let mut r = sse(
+            &completed(
+                r#"{"input_tokens":1e30,"output_tokens":-5,"total_tokens":18446744073709551616}"#,
+            ),
+            3,
+        );
+        assert_eq!(
+            r.bad,
+            BadCounts {
+                input: true,
+                cached: false,
+                output: true
+            }
+        );
+        let est = Usage {
+            input_tokens: 8,
+            cached_input_tokens: 0,
+            output_tokens: 250,
+        };
+        assert!(r.charge_estimate_for_bad(est));
+        assert_eq!(r.usage, Some(est));
+        // Control: good numbers are kept as reported, however small.
+        let mut r = sse(&completed(r#"{"input_tokens":1,"output_tokens":2}"#), 3);
+        assert!(!r.charge_estimate_for_bad(est));
+        assert_eq!(r.usage.unwrap().output_tokens, 2);
         // A number serde_json cannot hold spoils the whole object: nothing counted, flagged.
         let r = sse(
             &completed(r#"{"input_tokens":1e400,"output_tokens":10}"#),
@@ -844,6 +946,7 @@ mod tests {
             (r.usage, r.anomaly),
             (Some(Usage::default()), Some("bad usage numbers"))
         );
+        assert_eq!(r.bad, BadCounts::ALL);
         // Enormous but valid: kept (and saturating when added).
         let r = sse(
             &format!(
@@ -863,6 +966,7 @@ mod tests {
             3,
         );
         assert_eq!(r.usage.unwrap().cached_input_tokens, 5);
+        assert!(r.bad.cached && !r.bad.input && !r.bad.output);
         // A huge usage object is not kept.
         let huge = format!(
             r#"{{"input_tokens":1,"output_tokens":1,"pad":"{}"}}"#,

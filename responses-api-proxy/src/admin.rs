@@ -11,8 +11,8 @@
 //! **What it speaks.** HTTP/1.x, one request per connection, `Connection: close`:
 //! - `GET /metrics`: the Prometheus text format ([`crate::metrics`]); works with
 //!   `curl --unix-socket PATH http://admin/metrics` and any scraper that can reach a unix socket;
-//! - `POST /rotate-key`: the body is the new key (one line, `Content-Length` or up to end of
-//!   input); `responses-api-proxy rotate-key --admin-socket PATH` sends it from its stdin. The
+//! - `POST /rotate-key`: the body is the new key (one line, a line ending allowed, nothing
+//!   after it, as in a key file; `Content-Length` or up to end of input); `responses-api-proxy rotate-key --admin-socket PATH` sends it from its stdin. The
 //!   request head is read one byte per `read(2)` (a few hundred bytes; no byte of the body can
 //!   land in an ordinary buffer) and the body straight into a locked key page
 //!   ([`crate::rotation::KeyPages::load`]). Answers `200` with the rotation count, `422` with
@@ -517,7 +517,9 @@ pub fn rotate_key(a: &RotateKeyArgs) -> Result<String, RotateKeyError> {
     if std::io::stdin().is_terminal() {
         return Err(crate::key_source::KeySourceError::Terminal.into());
     }
-    let key = secure_main::read_secret(
+    // The key alone on stdin, as in a key file: a second line is refused here, before the
+    // socket is even reached (outside review r15 F7), and by the proxy too.
+    let key = secure_main::read_secret_alone(
         &mut FdReader::stdin(),
         &crate::key::read_options(secure_main::LockPolicy::AllowDegraded),
     )

@@ -146,6 +146,9 @@ impl Governed {
         if let (None, Some(why)) = (result.usage, estimate) {
             result.usage = Some(admitted.estimate(seen));
             result.anomaly = Some(why);
+        } else if estimate.is_some() && result.charge_estimate_for_bad(admitted.estimate(seen)) {
+            // A bad count is a missing one (outside review r15 F9).
+            result.anomaly = Some("bad usage numbers: estimated");
         }
         if let Some(why) = result.anomaly {
             tracing::warn!(uid = admitted.uid, model = %admitted.model, anomaly = why, "upstream usage not trusted in full");

@@ -43,6 +43,14 @@ pub enum KeyError {
 (at offset {offset}); {HOW_TO_PROVIDE}"
     )]
     ForbiddenByte { offset: usize },
+    /// More than the key: a second line, or anything but line endings after it (outside review
+    /// r15 F7: the first line was silently used). Only where the input must be the key alone
+    /// (`rotate-key`, `POST /rotate-key`); never shows a byte of it.
+    #[error(
+        "stdin holds more than the API key: the key must be on one line (a line ending is \
+allowed) and nothing after it"
+    )]
+    TrailingContent,
     #[error("failed to read the API key from stdin: {source}")]
     Read { source: std::io::Error },
     #[error("failed to allocate locked memory for the API key: {source}")]
@@ -75,6 +83,7 @@ impl From<ReadSecretError> for KeyError {
             ReadSecretError::ForbiddenByte { offset } => KeyError::ForbiddenByte { offset },
             ReadSecretError::Read { source } => KeyError::Read { source },
             ReadSecretError::Alloc { source } => KeyError::Alloc { source },
+            ReadSecretError::TrailingContent => KeyError::TrailingContent,
         }
     }
 }
@@ -99,6 +108,9 @@ pub struct ApiKey {
     /// The same bytes as a `Bytes` that owns a clone of `header`: what the upstream writer puts
     /// between the request head's pieces, straight from the locked page.
     wire: Bytes,
+    /// Set when a rotation takes this key out of force ([`KeySlot::replace`]): a WebSocket
+    /// session opened with it ends after its response in flight (outside review r15 F4).
+    retired: std::sync::Arc<tokio::sync::watch::Sender<bool>>,
 }
 
 impl ApiKey {
@@ -106,7 +118,16 @@ impl ApiKey {
     /// [`read_key`]).
     pub fn new(header: HeaderValue) -> Self {
         let wire = Bytes::from_owner(header.clone());
-        ApiKey { header, wire }
+        ApiKey {
+            header,
+            wire,
+            retired: std::sync::Arc::new(tokio::sync::watch::Sender::new(false)),
+        }
+    }
+
+    /// Becomes `true` when a rotation has put another key in force.
+    pub fn retired(&self) -> tokio::sync::watch::Receiver<bool> {
+        self.retired.subscribe()
     }
 
     /// The sensitive header value (for the scrubber and the dump's redaction).
@@ -156,10 +177,12 @@ impl KeySlot {
     /// keep their own handles to it; see the `rotation` module).
     pub fn replace(&self, key: ApiKey) -> std::sync::Arc<ApiKey> {
         let new = std::sync::Arc::new(key);
-        match self.0.write() {
+        let old = match self.0.write() {
             Ok(mut k) => std::mem::replace(&mut *k, new),
             Err(poisoned) => std::mem::replace(&mut *poisoned.into_inner(), new),
-        }
+        };
+        old.retired.send_replace(true);
+        old
     }
 }
 

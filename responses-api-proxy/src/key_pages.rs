@@ -77,12 +77,30 @@ impl KeyPages {
     /// Reads `Bearer <key>` from `r` into a free page, with the start-up checks. On any error
     /// the page is wiped and returned.
     pub fn load<R: RawRead>(self: &Arc<Self>, r: &mut R) -> Result<ApiKey, KeyError> {
+        self.load_with(r, secure_main::read_secret_into)
+    }
+
+    /// [`KeyPages::load`] for an input that must be the key alone (the admin socket's
+    /// `POST /rotate-key` body): read to its end, and refused
+    /// ([`KeyError::TrailingContent`]) if anything but line endings follows the key, as a key
+    /// file is (outside review r15 F7).
+    pub fn load_alone<R: RawRead>(self: &Arc<Self>, r: &mut R) -> Result<ApiKey, KeyError> {
+        self.load_with(r, secure_main::read_secret_alone_into)
+    }
+
+    fn load_with<R: RawRead>(
+        self: &Arc<Self>,
+        r: &mut R,
+        read: fn(
+            &mut R,
+            &mut SecretBuf,
+            &secure_main::SecretReadOptions,
+        ) -> Result<(), secure_main::ReadSecretError>,
+    ) -> Result<ApiKey, KeyError> {
         let Some(mut buf) = self.free.lock().unwrap_or_else(|e| e.into_inner()).pop() else {
             return Err(KeyError::PagesInUse { pages: self.total });
         };
-        if let Err(e) =
-            secure_main::read_secret_into(r, &mut buf, &read_options(LockPolicy::Required))
-        {
+        if let Err(e) = read(r, &mut buf, &read_options(LockPolicy::Required)) {
             // read_secret_into left the page wiped.
             self.give_back(buf);
             return Err(e.into());

@@ -93,6 +93,9 @@ pub fn key_problem(e: &KeyError) -> String {
             "the API key contains a character other than A-Z, a-z, 0-9, '_' and '-' (at offset {offset})"
         ),
         KeyError::Read { source } => format!("failed to read the API key: {source}"),
+        KeyError::TrailingContent => "holds more than the API key: the key must be on one line \
+             (a line ending is allowed) and nothing after it"
+            .to_string(),
         other => other.to_string(),
     }
 }

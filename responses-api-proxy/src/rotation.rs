@@ -15,10 +15,14 @@
 //!
 //! **What swaps.** [`Rotator::rotate_from_source`] and [`Rotator::rotate_from_reader`] read the new
 //! key first; only a key that passed every check replaces the one in the [`KeySlot`]. A bad key
-//! (empty, too long, a byte outside `[A-Za-z0-9_-]`, extra content in the file, a file that fails
+//! (empty, too long, a byte outside `[A-Za-z0-9_-]`, extra content in the file or the admin
+//! request's body (a second line: outside review r15 F7), a file that fails
 //! its ownership/mode checks) keeps the old key and the log says why, never with a byte of either
 //! key. Requests that took the old key before the swap finish with it (each request holds an
-//! `Arc<ApiKey>` for its whole exchange, streams included); new requests take the new one.
+//! `Arc<ApiKey>` for its whole exchange, streams included); new requests take the new one. A
+//! WebSocket session drops its `ApiKey` after the upstream handshake and, when [`KeySlot::replace`]
+//! marks its key retired, closes after its response in flight (the `ws` module; outside review
+//! r15 F4), so an idle session never keeps an old page.
 //!
 //! **Where the key comes from.** SIGHUP re-reads `--api-key-file` / `--api-key-credential` through
 //! the key opener ([`codex_privsep::KeyOpener`]: a process forked before the privilege drop that
@@ -146,7 +150,8 @@ impl Rotator {
     }
 
     /// The admin socket's `POST /rotate-key`: the key read from `r` (the connection, limited to
-    /// the body) straight into a free page.
+    /// the body) straight into a free page. The body must be the key alone, as a key file
+    /// must: one line, line endings after it, nothing else ([`KeyPages::load_alone`]).
     pub fn rotate_from_reader<R: RawRead>(
         &self,
         slot: &KeySlot,
@@ -155,7 +160,7 @@ impl Rotator {
         let _one = self.busy.lock().unwrap_or_else(|e| e.into_inner());
         let result = self
             .pages
-            .load(r)
+            .load_alone(r)
             .map_err(RotateError::Admin)
             .and_then(|key| self.swap(slot, key));
         self.count(&result);
@@ -281,6 +286,9 @@ mod tests {
             b"\n",
             b"sk-SECRET with space\n",
             b"sk-SECRET\x01\n",
+            // Review r15 F7: a second line is refused, not cut off.
+            b"sk-SECRETONE\nsk-SECRETTWO\n",
+            b"sk-SECRETONE\r\nsk-SECRETTWO",
         ] {
             let e = r.rotate_from_reader(&slot, &mut Bytes1(bad)).unwrap_err();
             let msg = e.to_string();
@@ -293,13 +301,23 @@ mod tests {
                 "a refused key's page is back in the pool"
             );
         }
+        let e = r
+            .rotate_from_reader(&slot, &mut Bytes1(b"sk-SECRETONE\nsk-SECRETTWO\n"))
+            .unwrap_err();
+        assert!(e.to_string().contains("holds more than the API key"), "{e}");
+        // Control: the key alone, with line endings after it, rotates.
+        r.rotate_from_reader(&slot, &mut Bytes1(b"sk-SECRETONE\r\n\n"))
+            .unwrap();
+        assert_eq!(slot.current().header().as_bytes(), b"Bearer sk-SECRETONE");
+        r.rotate_from_reader(&slot, &mut Bytes1(b"sk-first"))
+            .unwrap();
         let long = vec![b'k'; MAX_HEADER_LEN];
         assert!(r.rotate_from_reader(&slot, &mut Bytes1(&long)).is_err());
         let e = r
             .rotate_from_reader(&slot, &mut Bytes1(b"sk-first\n"))
             .unwrap_err();
         assert!(matches!(e, RotateError::Unchanged), "{e}");
-        assert_eq!(r.rotations(), 0);
+        assert_eq!(r.rotations(), 2);
         let e = r.rotate_from_source(&slot).unwrap_err();
         assert!(matches!(e, RotateError::NeedsFileSource), "{e}");
     }

@@ -112,6 +112,11 @@ impl KeyScrub {
         self.find(hay).is_some()
     }
 
+    /// The key's length without `Bearer ` (never its bytes).
+    pub fn key_len(&self) -> usize {
+        self.key().len()
+    }
+
     /// Overwrites every occurrence of the key in `buf` with `*`; returns how many (also for
     /// dump files).
     pub fn mask(&self, buf: &mut [u8]) -> usize {
@@ -235,6 +240,87 @@ impl BodyScrub {
         } else {
             Some(Bytes::from(std::mem::take(&mut self.held)))
         }
+    }
+}
+
+/// The WebSocket relay's memory across messages (outside review r15 F8): a key split over the
+/// text of two or more `*.delta` events (`response.output_text.delta` and the like, where a
+/// model's output streams token by token) is masked in the message that completes it, without
+/// holding any message back.
+///
+/// **The rule.** As over HTTP, "the key" is the whole key, its bytes one after another (ASCII
+/// case ignored), in what the client reassembles: over HTTP the body's bytes, over WebSocket the
+/// `delta` strings of the delta events, joined in the order relayed. A WebSocket message must
+/// reach the client whole and at once, so nothing can be held back: the tail of the joined text
+/// that could begin a key (its trailing run of key-alphabet bytes, at most `key_len - 1`, chosen
+/// without looking at the key, as [`BodyScrub`] chooses what it holds) is remembered, and when
+/// the next delta's text begins with the rest of the key, that rest is overwritten with `*`
+/// before the message leaves. The earlier message has already left with the key's first bytes:
+/// the client gets a **prefix** of the key, never the key. Whether a prefix is a leak: over HTTP
+/// it is not treated as one either (a body that ends with a key prefix is released as it is, and
+/// a prefix is never masked), because masking a tail *because it matches the key* is the
+/// byte-by-byte oracle of review round 5 (F2). A long prefix does shrink what an attacker must
+/// guess, so the relay logs a warning with how many key bytes went out before the match (never
+/// the bytes): rotate the key when it is large. Only literal bytes are caught (as over HTTP):
+/// an escaped or encoded echo is not, and a key split between a delta and a message of another
+/// type is not joined.
+#[derive(Default)]
+pub struct DeltaScrub {
+    /// The trailing key-alphabet run of the delta text relayed so far (at most `key_len - 1`
+    /// bytes of text the client already has).
+    run: Vec<u8>,
+    /// Occurrences completed across messages so far.
+    pub hits: usize,
+}
+
+impl DeltaScrub {
+    /// `text`, the raw content of the next delta string (between its quotes), is about to be
+    /// relayed: returns how many bytes at its start complete a key begun in earlier deltas (the
+    /// caller overwrites them with `*`; 0: none, the usual case, and the message need not be
+    /// copied) and how many bytes of that key had already left; remembers the text's tail.
+    pub fn next(&mut self, key: &KeyScrub, text: &[u8]) -> (usize, usize) {
+        let key_len = key.key_len();
+        if key_len == 0 {
+            return (0, 0);
+        }
+        let mut found = (0, 0);
+        if !self.run.is_empty() {
+            let lead = text
+                .iter()
+                .take(key_len - 1)
+                .take_while(|&&b| crate::key::allowed_key_byte(b))
+                .count();
+            if self.run.len() + lead >= key_len {
+                let mut joined = Vec::with_capacity(self.run.len() + lead);
+                joined.extend_from_slice(&self.run);
+                joined.extend_from_slice(&text[..lead]);
+                // The run is shorter than the key: an occurrence that starts in it ends in
+                // `text` (one wholly in `text` is the per-message mask's).
+                if let Some(i) = key.find(&joined).filter(|&i| i < self.run.len()) {
+                    let earlier = self.run.len() - i;
+                    found = (key_len - earlier, earlier);
+                    self.hits += 1;
+                }
+            }
+        }
+        // The masked bytes (`*`) end any run.
+        let rest = &text[found.0..];
+        let cap = key_len - 1;
+        let trailing = rest
+            .iter()
+            .rev()
+            .take(cap)
+            .take_while(|&&b| crate::key::allowed_key_byte(b))
+            .count();
+        if trailing == rest.len() && found.0 == 0 {
+            self.run.extend_from_slice(rest);
+            let excess = self.run.len().saturating_sub(cap);
+            self.run.drain(..excess);
+        } else {
+            self.run.clear();
+            self.run.extend_from_slice(&rest[rest.len() - trailing..]);
+        }
+        found
     }
 }
 
@@ -394,6 +480,67 @@ mod tests {
         let ev = Bytes::from_static(b"data: {\"delta\":\"sk-proj\"}\n\n");
         assert_eq!(s.chunk(ev.clone()), ev);
         assert!(!s.holding());
+    }
+
+    /// Review r15 F8: a key split anywhere over two or three delta texts is masked in the text
+    /// that completes it, and what went out before is a prefix shorter than the key; nothing
+    /// else changes (control: the same texts with one byte of the key changed pass untouched).
+    #[test]
+    fn a_key_split_over_delta_texts_is_masked_where_it_completes() {
+        let k = scrub();
+        let run = |parts: &[&[u8]]| {
+            let mut d = DeltaScrub::default();
+            let mut out = Vec::new();
+            let mut earlier = 0;
+            for p in parts {
+                let mut t = p.to_vec();
+                let (n, e) = d.next(&k, &t);
+                t[..n].fill(b'*');
+                earlier += e;
+                k.mask(&mut t);
+                out.push(String::from_utf8(t).unwrap());
+            }
+            (out, earlier, d.hits)
+        };
+        let key = KEY.as_bytes();
+        for a in 1..key.len() {
+            let first = [&b"it says "[..], &key[..a]].concat();
+            let second = [&key[a..], &b" and more"[..]].concat();
+            let (out, earlier, hits) = run(&[&first, &second]);
+            assert_eq!((earlier, hits), (a, 1), "split at {a}");
+            assert_eq!(
+                out[0].as_bytes(),
+                &first[..],
+                "the first message is untouched"
+            );
+            assert_eq!(
+                out[1],
+                format!("{} and more", "*".repeat(key.len() - a)),
+                "split at {a}"
+            );
+            // Three pieces.
+            for b in a + 1..key.len() {
+                let (out, earlier, hits) = run(&[&key[..a], &key[a..b], &key[b..]]);
+                assert_eq!((earlier, hits), (b, 1), "split at {a}, {b}");
+                assert_eq!(out[2], "*".repeat(key.len() - b));
+            }
+            // Control: not the key (one byte changed at the end) passes as it is.
+            let mut other = second.clone();
+            other[key.len() - a - 1] ^= 0x01;
+            let (out, _, hits) = run(&[&first, &other]);
+            assert_eq!(hits, 0);
+            assert_eq!(out[1].as_bytes(), &other[..]);
+        }
+        // Case-folded, and the key whole in one delta (the per-message mask's) counted once.
+        let lower = KEY.to_ascii_lowercase();
+        let (out, _, hits) = run(&[&lower.as_bytes()[..5], &lower.as_bytes()[5..]]);
+        assert_eq!((hits, out[1].clone()), (1, "*".repeat(KEY.len() - 5)));
+        let (out, _, hits) = run(&[b"x ", key, b" y"]);
+        assert_eq!(hits, 0);
+        assert_eq!(out[1], "*".repeat(KEY.len()));
+        // A space (outside the alphabet) between the pieces: not the key.
+        let (_, _, hits) = run(&[&[&key[..9], &b" "[..]].concat(), &key[9..]]);
+        assert_eq!(hits, 0);
     }
 
     /// Cost of the scan on the usual chunk (a ~250-byte SSE event with no key in it): run with

@@ -18,13 +18,19 @@
 //! place). The library (tokio-tungstenite) only frames messages on the connection once both
 //! sides have switched, so it never sees the key: no heap copy of the key is made, nothing to
 //! wipe. The client's own `Authorization`, cookies, `Sec-WebSocket-*` and hop-by-hop headers are
-//! not forwarded (the HTTP header table, plus the handshake's own headers).
+//! not forwarded (the HTTP header table, plus the handshake's own headers). After the handshake
+//! the session keeps no [`ApiKey`], only its scrubber's handle on the page; a rotation that
+//! retires the key ends the session (1001) once its response in flight, if any, has ended, so
+//! the old page is wiped and no session talks upstream with a retired key (outside review r15
+//! F4: idle sessions pinned every page and made rotation fail).
 //!
 //! **Messages.** Text only: a binary message from the client closes the session with 1008
 //! (policy violation); one larger than `--max-body-bytes` closes it with 1009 (the library
 //! refuses it while reading its frame header, before the payload is buffered). Upstream
 //! messages may be up to [`UPSTREAM_MAX_MESSAGE`] (a `response.completed` repeats the whole
-//! output). An upstream message that carries the key is masked before it reaches the client.
+//! output). An upstream message that carries the key is masked before it reaches the client,
+//! and so is the rest of a key begun in earlier text deltas ([`DeltaScrub`]: no message is held
+//! back, so the earlier ones have left with a prefix; outside review r15 F8).
 //! No message in either direction for `--ws-idle-timeout` closes the session (1001). No
 //! compression extension is negotiated: the proxy must read the messages it checks and counts.
 //!
@@ -45,8 +51,8 @@
 //! ways, how it ended) and one per `response.create` (method `WS`: its model, tokens, decision
 //! and rule with a policy; refused ones too).
 //!
-//! **Shutdown.** On SIGTERM (or `/shutdown`) a session with no response in flight is closed at
-//! once (1001, "proxy shutting down"); one with a response in flight relays it to its end and
+//! **Shutdown** (and key rotation, and the session's lifetime). On SIGTERM (or `/shutdown`) a
+//! session with no response in flight is closed at once (1001, "proxy shutting down"); one with a response in flight relays it to its end and
 //! then closes; a `response.create` that arrives meanwhile gets an `error` event (503). Sessions
 //! count as connections with a request in flight: they are never evicted for a new connection,
 //! and the shutdown drain waits for them (within its deadline).
@@ -70,7 +76,7 @@ use tokio_tungstenite::tungstenite::protocol::{CloseFrame, Role, WebSocketConfig
 use tokio_tungstenite::tungstenite::{Error as WsError, Message, Utf8Bytes};
 
 use codex_proxy_governance::Admitted;
-use codex_proxy_governance::usage::{JsonScanner, Layout, TapResult, Usage};
+use codex_proxy_governance::usage::{JsonScanner, Layout, TapResult};
 
 use crate::audit::{AuditRecord, Governance, Outcome};
 use crate::body::ResponseBody;
@@ -79,7 +85,7 @@ use crate::client::{SendError, UpstreamIo};
 use crate::governed::Governed;
 use crate::key::ApiKey;
 use crate::policy::{Direction, forwardable_headers};
-use crate::scrub::KeyScrub;
+use crate::scrub::{DeltaScrub, KeyScrub};
 use crate::upstream::Upstream;
 use crate::wire::{MAX_RESPONSE_HEAD, parse_response_head};
 
@@ -103,6 +109,10 @@ pub const SESSIONS_PER_USER: usize = 16;
 /// any of them ended); past it an `error` event (429).
 const WAITING_MAX: usize = 8;
 
+/// Close reasons of a draining session.
+const SHUTTING_DOWN: &str = "proxy shutting down";
+const KEY_ROTATED: &str = "the proxy's API key was rotated";
+
 static SESSIONS_BY_UID: crate::per_user::PerUser = crate::per_user::PerUser::new();
 
 /// What an upgrade needs from the proxy's shared state and from its connection (`proxy.rs`
@@ -110,7 +120,8 @@ static SESSIONS_BY_UID: crate::per_user::PerUser = crate::per_user::PerUser::new
 pub struct WsContext {
     pub client: UpstreamClient,
     pub upstream: Upstream,
-    /// The key this session uses from start to end (a handle on the locked page).
+    /// The key in force when the upgrade came: written into the upstream handshake, then
+    /// dropped (see [`Session::scrub`] for the one handle the session keeps).
     pub key: Arc<ApiKey>,
     pub governor: Option<Arc<Governed>>,
     /// `--max-body-bytes`: the largest client message.
@@ -242,9 +253,12 @@ pub async fn upgrade(
             audit,
         );
     };
-    let opened = tokio::time::timeout(HANDSHAKE_TIMEOUT * 2, open_upstream(&ctx, headers))
-        .await
-        .unwrap_or(Err(UpgradeError::Timeout(HANDSHAKE_TIMEOUT * 2)));
+    let opened = tokio::time::timeout(
+        HANDSHAKE_TIMEOUT * 2,
+        open_upstream(&ctx, &ctx.key, headers),
+    )
+    .await
+    .unwrap_or(Err(UpgradeError::Timeout(HANDSHAKE_TIMEOUT * 2)));
     let (upstream, upstream_headers) = match opened {
         Ok(o) => o,
         Err(e) => {
@@ -286,9 +300,37 @@ pub async fn upgrade(
         .map(|s| s.chars().take(128).collect());
     let on_upgrade = hyper::upgrade::on(&mut req);
     drop(req);
+    // The key was needed for the upstream handshake only: the session keeps no `ApiKey`, only
+    // the scrubber's handle on the page (to mask an echo of the key it authenticated with),
+    // and ends after its response in flight once a rotation retires that key (outside review
+    // r15 F4: an idle session held the page for ever and made every later rotation fail).
+    let WsContext {
+        client: _,
+        upstream: up,
+        key,
+        governor,
+        max_message,
+        idle,
+        shutdown,
+        peer,
+        uid,
+    } = ctx;
+    let scrub = KeyScrub::new(key.header());
+    let retired = key.retired();
+    drop(key);
     let session = Session {
-        scrub: KeyScrub::new(ctx.key.header()),
-        ctx,
+        scrub,
+        retired,
+        tail: DeltaScrub::default(),
+        ctx: SessionCtx {
+            upstream: up,
+            governor,
+            max_message,
+            idle,
+            shutdown,
+            peer,
+            uid,
+        },
         pending: VecDeque::new(),
         waiting: VecDeque::new(),
         audit,
@@ -329,9 +371,9 @@ pub async fn upgrade(
 /// key scrubbed out of them).
 async fn open_upstream(
     ctx: &WsContext,
+    key: &ApiKey,
     client_headers: &HeaderMap,
 ) -> Result<(WebSocketStream<UpstreamIo>, HeaderMap), UpgradeError> {
-    let key = &ctx.key;
     let mut io = ctx.client.connect_dedicated().await?;
     let ws_key = tokio_tungstenite::tungstenite::handshake::client::generate_key();
     let target = ctx.upstream.target_for("/v1/responses");
@@ -358,6 +400,7 @@ async fn open_upstream(
     write_all_vectored(&mut io, &pieces)
         .await
         .map_err(UpgradeError::Write)?;
+    drop(key_piece);
 
     let mut buf = BytesMut::with_capacity(4096);
     let read = async {
@@ -479,10 +522,28 @@ struct Pending {
     started: bool,
 }
 
+/// What a session keeps of its [`WsContext`] (not the key).
+struct SessionCtx {
+    upstream: Upstream,
+    governor: Option<Arc<Governed>>,
+    max_message: u64,
+    idle: Duration,
+    shutdown: tokio::sync::watch::Receiver<bool>,
+    peer: Arc<str>,
+    uid: Option<u32>,
+}
+
 struct Session {
-    ctx: WsContext,
-    /// Finds the key in upstream messages (built once per session).
+    ctx: SessionCtx,
+    /// Finds the key in upstream messages (built once per session). Its handle on the key's
+    /// page is the session's only one: held until the session ends, which a rotation brings
+    /// about after the response in flight (see [`Session::retired`]).
     scrub: KeyScrub,
+    /// Becomes `true` when a rotation retires the key the session was opened with: the session
+    /// relays its response in flight, if any, then closes (1001), and the page can be wiped.
+    retired: tokio::sync::watch::Receiver<bool>,
+    /// The end of the text deltas relayed so far that could begin a key (see [`DeltaScrub`]).
+    tail: DeltaScrub,
     pending: VecDeque<Pending>,
     /// With a policy: `response.create` messages that arrived while a response was in flight;
     /// each is checked and sent when the one before has ended (see [`WAITING_MAX`]).
@@ -580,7 +641,10 @@ impl Session {
     async fn relay(&mut self, client: &mut ClientWs, upstream: &mut UpstreamWs) -> End {
         let idle = self.ctx.idle;
         let mut shutdown = self.ctx.shutdown.clone();
+        let mut retired = self.retired.clone();
         let mut draining = false;
+        // Why the session is draining (its close frame's reason).
+        let mut why: &'static str = SHUTTING_DOWN;
         let lifetime_end = self.started + SESSION_LIFETIME;
         loop {
             // The next waiting `response.create`, once the response before it has ended.
@@ -588,19 +652,15 @@ impl Session {
                 let Some(next) = self.waiting.pop_front() else {
                     break;
                 };
-                if let Err(e) = self.on_client_text(next, draining, client, upstream).await {
+                if let Err(e) = self
+                    .on_client_text(next, draining.then_some(why), client, upstream)
+                    .await
+                {
                     return e;
                 }
             }
             if draining && self.pending.is_empty() {
-                return End::Both(close(
-                    CloseCode::Away,
-                    if tokio::time::Instant::now() >= lifetime_end {
-                        "session lifetime reached"
-                    } else {
-                        "proxy shutting down"
-                    },
-                ));
+                return End::Both(close(CloseCode::Away, why));
             }
             tokio::select! {
                 m = client.next() => {
@@ -615,7 +675,7 @@ impl Session {
                     match m {
                         Message::Text(t) => {
                             self.audit.bytes_in.fetch_add(t.len() as u64, Ordering::Relaxed);
-                            if let Err(e) = self.on_client_text(t, draining, client, upstream).await {
+                            if let Err(e) = self.on_client_text(t, draining.then_some(why), client, upstream).await {
                                 return e;
                             }
                         }
@@ -658,6 +718,11 @@ impl Session {
                 }
                 _ = tokio::time::sleep_until(lifetime_end), if !draining => {
                     draining = true;
+                    why = "session lifetime reached";
+                }
+                _ = shutting_down(&mut retired), if !draining => {
+                    draining = true;
+                    why = KEY_ROTATED;
                 }
                 _ = tokio::time::sleep_until(self.last_activity + idle) => {
                     return End::Both(close(CloseCode::Away, "idle timeout"));
@@ -671,7 +736,7 @@ impl Session {
     async fn on_client_text(
         &mut self,
         text: Utf8Bytes,
-        draining: bool,
+        draining: Option<&'static str>,
         client: &mut ClientWs,
         upstream: &mut UpstreamWs,
     ) -> Result<(), End> {
@@ -682,16 +747,24 @@ impl Session {
             a.bytes_in.store(len as u64, Ordering::Relaxed);
             a
         };
-        if draining && creates {
+        if let (Some(why), true) = (draining, creates) {
+            let (code, message) = if why == SHUTTING_DOWN {
+                ("shutting_down", "the proxy is shutting down".to_string())
+            } else {
+                (
+                    "session_closing",
+                    format!("this WebSocket session is closing ({why}): open a new one"),
+                )
+            };
             let mut audit = new_audit(&self.ctx.peer, self.ctx.uid, text.len());
             audit.outcome = Outcome::Refused;
-            audit.reason = Some("shutting_down".into());
+            audit.reason = Some(code.into());
             audit.status = 503;
             let ev = error_event(
                 503,
                 serde_json::json!({
-                    "message": "the proxy is shutting down", "type": "proxy_error",
-                    "code": "shutting_down", "status": 503,
+                    "message": message, "type": "proxy_error",
+                    "code": code, "status": 503,
                 }),
                 None,
             );
@@ -863,14 +936,36 @@ impl Session {
     }
 
     /// The key, if an upstream message carries it, overwritten with `*` (a message is whole:
-    /// nothing to hold back). Only a message that holds the key is copied.
-    fn scrub(&self, text: Utf8Bytes) -> Utf8Bytes {
-        if !self.scrub.contains(text.as_bytes()) {
+    /// nothing to hold back), and the rest of a key begun in earlier text deltas
+    /// ([`DeltaScrub`]). Only a message that holds (part of) the key is copied.
+    fn scrub(&mut self, text: Utf8Bytes) -> Utf8Bytes {
+        let bytes = text.as_bytes();
+        let whole = self.scrub.contains(bytes);
+        // A key begun in earlier deltas and completed at the start of this one's text.
+        let (across, earlier, at) = match delta_text(bytes) {
+            Some(r) => {
+                let (n, earlier) = self.tail.next(&self.scrub, &bytes[r.clone()]);
+                (n, earlier, r.start)
+            }
+            None => (0, 0, 0),
+        };
+        if !whole && across == 0 {
             return text;
         }
-        let mut b = BytesMut::from(text.as_bytes());
+        let mut b = BytesMut::from(bytes);
+        b[at..at + across].fill(b'*');
         let hits = self.scrub.mask(&mut b);
-        tracing::warn!(upstream = %self.ctx.upstream.authority, hits, "upstream echoed the key in a WebSocket message; overwritten");
+        if hits > 0 {
+            tracing::warn!(upstream = %self.ctx.upstream.authority, hits, "upstream echoed the key in a WebSocket message; overwritten");
+        }
+        if across > 0 {
+            tracing::warn!(
+                upstream = %self.ctx.upstream.authority,
+                relayed_before = earlier,
+                key_len = self.scrub.key_len(),
+                "upstream echoed the key split over WebSocket text deltas: the rest was overwritten, its first bytes had already been relayed (rotate the key if that is most of it)"
+            );
+        }
         // `*` for ASCII key bytes: still UTF-8.
         Utf8Bytes::try_from(b.freeze()).unwrap_or_else(|_| Utf8Bytes::from_static(""))
     }
@@ -925,6 +1020,53 @@ impl Session {
     }
 }
 
+/// The raw content (between the quotes) of the `delta` string of a `*.delta` event, as a
+/// range of `bytes`; `None` for any other message. A byte scan, not a parse (a parse cost
+/// ~400 ns a delta, the scan a few): the message must name a `*.delta` type, and the first
+/// `"delta"` key followed by `:` and a string is taken (the bytes `"delta":` cannot occur
+/// inside a JSON string, where every quote is escaped). A nested `delta` key taken by mistake
+/// only changes which text is joined; the per-message mask covers every byte anyway.
+fn delta_text(bytes: &[u8]) -> Option<std::ops::Range<usize>> {
+    use memchr::memmem::Finder;
+    static DELTA_TYPE: std::sync::LazyLock<Finder<'static>> =
+        std::sync::LazyLock::new(|| Finder::new(b".delta\""));
+    static DELTA_KEY: std::sync::LazyLock<Finder<'static>> =
+        std::sync::LazyLock::new(|| Finder::new(b"\"delta\""));
+    DELTA_TYPE.find(bytes)?;
+    let skip_ws = |mut i: usize| {
+        while bytes
+            .get(i)
+            .is_some_and(|b| matches!(b, b' ' | b'\t' | b'\n' | b'\r'))
+        {
+            i += 1;
+        }
+        i
+    };
+    let mut from = 0;
+    loop {
+        let at = from + DELTA_KEY.find(&bytes[from..])?;
+        from = at + 7;
+        let colon = skip_ws(from);
+        if bytes.get(colon) != Some(&b':') {
+            continue;
+        }
+        let quote = skip_ws(colon + 1);
+        if bytes.get(quote) != Some(&b'"') {
+            continue;
+        }
+        let start = quote + 1;
+        let mut j = start;
+        loop {
+            let q = j + memchr::memchr2(b'"', b'\\', bytes.get(j..)?)?;
+            if bytes[q] == b'\\' {
+                j = q + 2;
+                continue;
+            }
+            return Some(start..q);
+        }
+    }
+}
+
 fn ws_method() -> Method {
     Method::from_bytes(b"WS").unwrap_or(Method::GET)
 }
@@ -935,11 +1077,7 @@ fn tap_result(scanner: JsonScanner) -> TapResult {
         r.anomaly = Some("usage object too large");
     }
     if let Some(raw) = scanner.usage_raw {
-        let (u, bad) = Usage::from_json(&raw);
-        if bad {
-            r.anomaly = Some("bad usage numbers");
-        }
-        r.usage = Some(u);
+        r.add_usage_json(&raw);
     }
     r.model = scanner.model;
     r
@@ -1006,4 +1144,64 @@ pub async fn serve_connection<I, S, B>(
 /// Resolves once shutdown was requested (the `watch` guard is not held across an await).
 async fn shutting_down(rx: &mut tokio::sync::watch::Receiver<bool>) {
     let _ = rx.wait_for(|v| *v).await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn delta_text_finds_the_raw_delta_string_of_delta_events_only() {
+        let m = br#"{"type":"response.output_text.delta","item_id":"m","delta":"sk-abc","sequence_number":3}"#;
+        let r = delta_text(m).unwrap();
+        assert_eq!(&m[r], b"sk-abc");
+        // Spaces, other delta types, escapes kept raw.
+        let m = br#"{"type": "response.function_call_arguments.delta", "delta": "a\"b\nc"}"#;
+        assert_eq!(&m[delta_text(m).unwrap()], br#"a\"b\nc"#);
+        // Not a delta event, a `delta` that is not a string, a string named like one.
+        for m in [
+            &br#"{"type":"response.completed","delta":"sk-abc"}"#[..],
+            br#"{"type":"response.output_text.delta","delta":5}"#,
+            br#"{"type":"x","text":"\"response.output_text.delta\""}"#,
+            br#"not json .delta""#,
+        ] {
+            assert_eq!(delta_text(m), None, "{}", String::from_utf8_lossy(m));
+        }
+    }
+
+    /// Cost of the relay's per-message scrub on a usual delta (no key): run with
+    /// `cargo test --release -p responses-api-proxy --lib delta_scrub_cost -- --ignored --nocapture`.
+    #[test]
+    #[ignore = "a measurement, not a check"]
+    fn delta_scrub_cost() {
+        let key = HeaderValue::from_str(&format!("Bearer sk-proj-{}", "A1b2".repeat(40))).unwrap();
+        let k = KeyScrub::new(&key);
+        let mut d = DeltaScrub::default();
+        let msg = br#"{"type":"response.output_text.delta","item_id":"msg_0123456789abcdef","output_index":0,"content_index":0,"delta":" word","sequence_number":17,"logprobs":[]}"#;
+        let n = 1_000_000u32;
+        let t = std::time::Instant::now();
+        for _ in 0..n {
+            let m = std::hint::black_box(&msg[..]);
+            let whole = k.contains(m);
+            if let Some(r) = delta_text(m) {
+                std::hint::black_box(d.next(&k, &m[r]));
+            }
+            std::hint::black_box(whole);
+        }
+        let all = t.elapsed().as_nanos() as f64 / f64::from(n);
+        let t = std::time::Instant::now();
+        for _ in 0..n {
+            std::hint::black_box(k.contains(std::hint::black_box(&msg[..])));
+        }
+        let whole_only = t.elapsed().as_nanos() as f64 / f64::from(n);
+        let t = std::time::Instant::now();
+        for _ in 0..n {
+            std::hint::black_box(delta_text(std::hint::black_box(&msg[..])));
+        }
+        let find = t.elapsed().as_nanos() as f64 / f64::from(n);
+        println!(
+            "{}-byte delta: {all:.0} ns with the cross-message scrub ({find:.0} ns finding the delta), {whole_only:.0} ns per-message only",
+            msg.len()
+        );
+    }
 }

@@ -319,20 +319,29 @@ fn compact_is_forwarded_under_the_same_rules_and_json_usage_counts() {
     );
 }
 
+/// Review r15 F9: a usage object whose numbers are missing or out of range (negative, a
+/// string, 1e300, null) is not booked as 0: each bad count is charged the request's estimate
+/// (output: its `max_output_tokens`), like a response without usage, and flagged in the audit
+/// line. Control: the good counts next to them, and a response with good numbers, are booked
+/// as reported.
 #[test]
-fn bad_usage_numbers_from_upstream_count_nothing_and_serving_goes_on() {
+fn bad_usage_numbers_from_upstream_are_charged_the_estimate_and_serving_goes_on() {
     let d = policy_dir();
-    let policy = write_policy(d.path(), "[default]\nday = { output_tokens = 100 }\n");
+    let policy = write_policy(d.path(), "[default]\nday = { output_tokens = 10000 }\n");
     let state = d.path().join("state");
     let mock = MockUpstream::start().unwrap();
     let proxy = Spawn::new(&mock.responses_url())
         .governed(&policy, &state)
         .start();
-    let body = r#"{"model":"gpt-5","stream":true}"#;
+    let body = r#"{"model":"gpt-5","stream":true,"max_output_tokens":777}"#;
     for usage in [
+        // input and output bad: both estimated
         serde_json::json!({"input_tokens": -5, "output_tokens": -1000}),
+        // input good (1), output bad
         serde_json::json!({"input_tokens": 1, "output_tokens": "lots"}),
+        // no usage object at all
         serde_json::json!(null),
+        // input bad, output good (3)
         serde_json::json!({"input_tokens": 1e300, "output_tokens": 3}),
     ] {
         mock.push_response(MockResponse::SseBurst {
@@ -344,6 +353,21 @@ fn bad_usage_numbers_from_upstream_count_nothing_and_serving_goes_on() {
         let r = post_as(Some(A), proxy.port, "/v1/responses", body);
         assert_eq!(r.status, 200, "{}", r.body);
     }
+    let log = proxy.wait_log("usage_anomaly=", 4);
+    assert!(log.contains("upstream usage not trusted in full"), "{log}");
+    assert!(log.contains("bad usage numbers: estimated"), "{log}");
+    let rep = usage_json(&state, &[]);
+    let a = row(&rep, A, "gpt-5");
+    assert_eq!(a["requests"].as_u64(), Some(4));
+    // Three bad output counts at the estimate (777 each) and the good 3; not 3.
+    assert_eq!(a["output_tokens"].as_u64(), Some(3 * 777 + 3), "{a}");
+    // Three bad input counts at the estimate (forwarded body bytes / 4) and the good 1.
+    let est_in = (body.len() as u64).div_ceil(4);
+    assert!(a["input_tokens"].as_u64().unwrap() > 3 * est_in, "{a}");
+    // Control: good numbers count as reported.
+    mock.push_response(stream_with_usage(2, 0, 5));
+    post_as(Some(A), proxy.port, "/v1/responses", body);
+    proxy.wait_log("tokens_out=5 ", 1);
     // Enormous: A's day is spent (nothing upstream sends can lower it again).
     mock.push_response(stream_with_usage(1, 0, u64::MAX));
     assert_eq!(
@@ -353,11 +377,9 @@ fn bad_usage_numbers_from_upstream_count_nothing_and_serving_goes_on() {
     mock.push_response(stream_with_usage(1, 0, 5));
     let r = post_as(Some(A), proxy.port, "/v1/responses", body);
     assert_eq!(r.status, 429, "{}", r.body);
-    let log = proxy.wait_log("usage_anomaly=", 2);
-    assert!(log.contains("upstream usage not trusted in full"), "{log}");
     let rep = usage_json(&state, &[]);
     let a = row(&rep, A, "gpt-5");
-    assert_eq!(a["requests"].as_u64(), Some(5));
+    assert_eq!(a["requests"].as_u64(), Some(6));
     assert_eq!(a["output_tokens"].as_u64(), Some(u64::MAX));
 }
 

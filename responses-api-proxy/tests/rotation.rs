@@ -345,9 +345,47 @@ fn a_bad_new_key_keeps_the_old_one_and_the_log_says_why_without_the_key() {
     );
     assert_eq!(s.proxy.post("{}").status, 200);
     assert_eq!(last_auth(&s.mock), format!("Bearer {KEY}"));
+
+    // Review r15 F7: a two-line key is refused on both sides, as a two-line key file is; the
+    // first line is not silently used. The client refuses before connecting ...
+    let two = format!("{KEY2}\nsk-SECONDLINE_canary_xyz\n");
+    let (code, out, err) = rotate_key(&s.admin, two.as_bytes(), None);
+    assert_eq!(code, 3, "{out} {err}");
+    assert!(err.contains("holds more than the API key"), "{err}");
+    assert!(!err.contains("SECONDLINE") && !err.contains(KEY2), "{err}");
+    // ... and the proxy refuses a body that carries it (a client that skips the check).
+    let body = format!("{KEY2}\nsk-SECONDLINE_canary_xyz");
+    let mut raw = UnixStream::connect(&s.admin).unwrap();
+    raw.write_all(
+        format!(
+            "POST /rotate-key HTTP/1.1\r\ncontent-length: {}\r\n\r\n{body}",
+            body.len()
+        )
+        .as_bytes(),
+    )
+    .unwrap();
+    let mut answer = String::new();
+    raw.read_to_string(&mut answer).unwrap();
+    assert!(answer.starts_with("HTTP/1.1 422"), "{answer}");
+    assert!(
+        answer.contains("holds more than the API key") && answer.contains("the current key stays"),
+        "{answer}"
+    );
+    assert!(
+        !answer.contains("SECONDLINE") && !answer.contains(KEY2),
+        "{answer}"
+    );
+    assert_eq!(s.proxy.post("{}").status, 200);
+    assert_eq!(last_auth(&s.mock), format!("Bearer {KEY}"));
+    // Control: the same first line alone (line endings after it allowed) rotates.
+    let (code, out, err) = rotate_key(&s.admin, format!("{KEY2}\r\n\n").as_bytes(), None);
+    assert_eq!(code, 0, "{out} {err}");
+    assert!(out.contains("\"rotated\":true"), "{out}");
+    assert_eq!(s.proxy.post("{}").status, 200);
+    assert_eq!(last_auth(&s.mock), format!("Bearer {KEY2}"));
     alive(&mut s.proxy);
     let log = s.proxy.stderr();
-    for k in [KEY, KEY2, "BADKEY_canary"] {
+    for k in [KEY, KEY2, "BADKEY_canary", "SECONDLINE"] {
         assert!(!log.contains(k), "{k} in the log:\n{log}");
     }
 }

@@ -208,6 +208,244 @@ fn a_session_relays_both_ways_with_the_key_injected_and_never_returned() {
     assert!(!log.contains(KEY), "key in the log");
 }
 
+/// Review r15 F8: an upstream that echoes the key split over two `output_text.delta` messages.
+/// The message completing the key has the rest overwritten with `*`; the one before left at
+/// once with a prefix (no message is held back), so the client never has the whole key, at any
+/// split point. Control: the mock really sent the key in two pieces (the earlier delta carries
+/// the prefix as sent), and a delta that does not complete the key passes untouched.
+#[test]
+fn a_key_split_over_two_delta_messages_never_reaches_the_client_whole() {
+    let mock = WsMock::start().unwrap();
+    let proxy = start(&mock, &[]);
+    let splits = [1usize, 3, 12, KEY.len() / 2, KEY.len() - 2, KEY.len() - 1];
+    let deltas = |got: &Got| -> Vec<String> {
+        got.texts
+            .iter()
+            .filter_map(|t| serde_json::from_str::<serde_json::Value>(t).ok())
+            .filter(|v| v["type"] == "response.output_text.delta")
+            .filter_map(|v| v["delta"].as_str().map(str::to_string))
+            .collect()
+    };
+    let got: Vec<Got> = rt().block_on(async {
+        let mut ws = connect(proxy.port, &[]).await.expect("upgrade accepted");
+        let mut all = Vec::new();
+        for n in splits {
+            mock.set_script(WsScript {
+                echo_key_split_at: Some(n),
+                ..WsScript::default()
+            });
+            ws.send(Message::text(create("gpt-5"))).await.unwrap();
+            all.push(read_until(&mut ws, "response.completed").await);
+        }
+        // Control: the same text as two deltas that do not make the key.
+        mock.set_script(WsScript {
+            text: format!("{} {}", &KEY[..10], &KEY[10..]),
+            ..WsScript::default()
+        });
+        ws.send(Message::text(create("gpt-5"))).await.unwrap();
+        all.push(read_until(&mut ws, "response.completed").await);
+        ws.close(None).await.unwrap();
+        all
+    });
+    for (i, n) in splits.into_iter().enumerate() {
+        let d = deltas(&got[i]);
+        let joined = d.concat();
+        assert!(!joined.contains(KEY), "split at {n}: {d:?}");
+        let first = d
+            .iter()
+            .position(|t| t.starts_with("the key is "))
+            .unwrap_or_else(|| panic!("split at {n}: no echo in {d:?}"));
+        // The prefix left as the mock sent it; the rest is masked, its length kept.
+        assert_eq!(
+            d[first],
+            format!("the key is {}", &KEY[..n]),
+            "split at {n}"
+        );
+        assert_eq!(d[first + 1], "*".repeat(KEY.len() - n), "split at {n}");
+    }
+    let control = deltas(&got[splits.len()]).concat();
+    assert_eq!(control, format!("{} {}", &KEY[..10], &KEY[10..]));
+    let log = proxy.wait_log("split over WebSocket text deltas", splits.len());
+    assert!(!log.contains(KEY), "key in the log");
+}
+
+/// `rotate-key` as root over `admin` with `key` on stdin: (exit code, stdout + stderr).
+fn rotate(admin: &Path, key: &str) -> (i32, String) {
+    use std::io::Write;
+    let mut child = Command::new(common::BIN)
+        .args(["rotate-key", "--admin-socket", admin.to_str().unwrap()])
+        .env_clear()
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(format!("{key}\n").as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ),
+    )
+}
+
+/// One metric's value from the admin socket's `GET /metrics`.
+fn metric(admin: &Path, name: &str) -> u64 {
+    use std::io::{Read, Write};
+    let mut c = std::os::unix::net::UnixStream::connect(admin).unwrap();
+    c.write_all(b"GET /metrics HTTP/1.1\r\nhost: admin\r\n\r\n")
+        .unwrap();
+    let mut text = String::new();
+    c.read_to_string(&mut text).unwrap();
+    text.lines()
+        .find_map(|l| l.strip_prefix(&format!("{name} ")))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no {name} in {text}"))
+}
+
+/// Review r15 F4: a WebSocket session no longer pins its key's page for its whole life. Four
+/// idle sessions opened across rotations (the reviewer's pattern: one session after each) no
+/// longer block the fourth rotation (it was refused with 503: every one of the 4 pages held):
+/// a rotation ends each session opened with the retired key (1001, after its response in
+/// flight), so the old pages are wiped (`key_pages_wiped_total`) and no session goes on talking
+/// upstream with a retired key. Control: a response in flight at the rotation is relayed to its
+/// end with its old key before its session closes, and a session opened after the rotation
+/// uses the new key and stays open.
+#[test]
+fn sessions_do_not_pin_retired_keys_and_rotation_ends_them_after_their_response() {
+    let keys = tempfile::tempdir().unwrap();
+    let key_file = keys.path().join("openai.key");
+    std::fs::write(&key_file, format!("{KEY}\n")).unwrap();
+    std::fs::set_permissions(
+        &key_file,
+        std::os::unix::fs::PermissionsExt::from_mode(0o600),
+    )
+    .unwrap();
+    let admin_dir = tempfile::tempdir().unwrap();
+    let admin = admin_dir.path().join("admin.sock");
+    let mock = WsMock::start().unwrap();
+    let proxy = Spawn::new(&mock.responses_url())
+        .key(b"")
+        .arg("--api-key-file")
+        .arg(key_file.to_str().unwrap())
+        .arg("--admin-socket")
+        .arg(admin.to_str().unwrap())
+        .arg("--key-pages-without-memfd-secret")
+        .start();
+    let wiped = "responses_api_proxy_key_pages_wiped_total";
+    let in_use = "responses_api_proxy_key_pages_in_use";
+    let rotated_key = |i: usize| format!("sk-proj-ROTATED{i}_websocket_session_pin_canary");
+    let rt = rt();
+    // Session i is opened after rotation i (session 0 before any); each stays idle.
+    let mut sessions: Vec<Ws> = Vec::new();
+    for i in 0..4 {
+        sessions.push(
+            rt.block_on(connect(proxy.port, &[]))
+                .expect("upgrade accepted"),
+        );
+        assert!(mock.wait_until(Duration::from_secs(5), |s| s.sessions.len() == i + 1));
+        let (code, out) = rotate(&admin, &rotated_key(i + 1));
+        assert_eq!(code, 0, "rotation {}: {out}", i + 1);
+    }
+    // Each session opened with a retired key has ended (1001, the reason says why) ...
+    for (i, ws) in sessions.iter_mut().enumerate() {
+        let got = rt.block_on(read_until(ws, "never"));
+        assert_eq!(
+            got.close,
+            Some((1001, "the proxy's API key was rotated".to_string())),
+            "session {i}: {got:?}"
+        );
+    }
+    // ... and the four retired keys' pages are wiped; only the key in force holds one.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while metric(&admin, wiped) < 4 {
+        assert!(Instant::now() < deadline, "pages not wiped");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(metric(&admin, in_use), 1);
+    // Each upstream session carried the key in force when it was opened.
+    let state = mock.state();
+    assert_eq!(
+        state.sessions[0].header("authorization").unwrap(),
+        format!("Bearer {KEY}")
+    );
+    for i in 1..4 {
+        assert_eq!(
+            state.sessions[i].header("authorization").unwrap(),
+            format!("Bearer {}", rotated_key(i))
+        );
+        assert!(state.sessions[i].ended, "upstream session {i} still open");
+    }
+
+    // Control: a response in flight when the key is rotated finishes, then its session closes;
+    // a session opened after the rotation stays usable.
+    mock.set_script(WsScript {
+        delay: Duration::from_millis(100),
+        ..WsScript::default()
+    });
+    let (got, after) = rt.block_on(async {
+        let mut ws = connect(proxy.port, &[]).await.expect("upgrade accepted");
+        ws.send(Message::text(create("gpt-5"))).await.unwrap();
+        let first = ws.next().await;
+        assert!(matches!(first, Some(Ok(Message::Text(_)))), "{first:?}");
+        let (code, out) = tokio::task::spawn_blocking({
+            let admin = admin.clone();
+            let k = rotated_key(5);
+            move || rotate(&admin, &k)
+        })
+        .await
+        .unwrap();
+        assert_eq!(code, 0, "{out}");
+        let mut got = read_until(&mut ws, "response.completed").await;
+        let rest = read_until(&mut ws, "never").await;
+        got.close = rest.close;
+        mock.set_script(WsScript::default());
+        let mut fresh = connect(proxy.port, &[]).await.expect("upgrade accepted");
+        fresh.send(Message::text(create("gpt-5"))).await.unwrap();
+        let after = read_until(&mut fresh, "response.completed").await;
+        (got, after)
+    });
+    assert!(
+        got.types().contains(&"response.completed".to_string()),
+        "{got:?}"
+    );
+    assert_eq!(
+        got.close,
+        Some((1001, "the proxy's API key was rotated".to_string()))
+    );
+    assert!(
+        after.close.is_none() && after.types().contains(&"response.completed".to_string()),
+        "{after:?}"
+    );
+    let state = mock.state();
+    let n = state.sessions.len();
+    assert_eq!(
+        state.sessions[n - 2].header("authorization").unwrap(),
+        format!("Bearer {}", rotated_key(4))
+    );
+    assert_eq!(
+        state.sessions[n - 1].header("authorization").unwrap(),
+        format!("Bearer {}", rotated_key(5))
+    );
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while metric(&admin, wiped) < 5 {
+        assert!(
+            Instant::now() < deadline,
+            "the fourth rotated key's page not wiped"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(metric(&admin, in_use), 1);
+}
+
 /// `wss://` to an https upstream (the proxy's rustls configuration), under load: 32 sessions of
 /// 2 responses each leave no copy of the key outside locked memory (the upgrade request is
 /// written with the key's bytes from the locked page; rustls encrypts its record in place).
@@ -668,6 +906,27 @@ fn a_client_that_leaves_mid_response_still_pays() {
     assert!(row["input_tokens"].as_u64().unwrap() > 0, "{row}");
     let log = proxy.wait_log("usage_anomaly", 1);
     assert!(log.contains("estimated"), "{log}");
+
+    // Review r15 F9: out-of-range numbers (the reviewer's `hugeusage`) are not booked as 0:
+    // each bad count is charged the estimate; the good cached count (0) stays.
+    mock.set_script(WsScript {
+        usage: Some(serde_json::json!({
+            "input_tokens": 1e30, "output_tokens": -5,
+            "input_tokens_details": {"cached_tokens": 0}, "total_tokens": 18446744073709551616.0,
+        })),
+        ..WsScript::default()
+    });
+    rt().block_on(async {
+        let mut ws = connect(proxy.port, &[]).await.unwrap();
+        ws.send(Message::text(create("gpt-5-nano"))).await.unwrap();
+        let _ = read_until(&mut ws, "response.completed").await;
+        ws.close(None).await.unwrap();
+    });
+    let row = ledger_row(&state, "gpt-5-nano", 1);
+    assert_eq!(row["output_tokens"], 500, "the estimate, not 0: {row}");
+    assert!(row["input_tokens"].as_u64().unwrap() > 0, "{row}");
+    let log = proxy.wait_log("bad usage numbers: estimated", 1);
+    assert!(log.contains("tokens_out=500"), "{log}");
 }
 
 /// The real Codex CLI: `scripts/test` installs it with npm (`$SUITE_CODEX_CLI`); without it

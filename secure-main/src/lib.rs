@@ -36,7 +36,8 @@ pub use hardening::{
     LoaderEnv, kept_loader_env, pre_main_hardening, reassert_after_credential_change,
 };
 pub use reader::{
-    FdReader, RawRead, ReadSecretError, SecretReadOptions, read_secret, read_secret_into,
+    FdReader, RawRead, ReadSecretError, SecretReadOptions, read_secret, read_secret_alone,
+    read_secret_alone_into, read_secret_into,
 };
 pub use report::{
     CoreLimit, Enforcement, HardeningReport, PreMainSummary, hardening_report,

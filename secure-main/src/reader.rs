@@ -85,6 +85,13 @@ pub enum ReadSecretError {
         /// The error the reader returned.
         source: io::Error,
     },
+    /// [`read_secret_alone_into`]: the line is followed by something other than line endings,
+    /// or by more line endings than [`SecretReadOptions::max_len`] (the input is not the secret
+    /// alone: a second key, an environment file, notes). Nothing after the line is shown.
+    #[error(
+        "the input holds more than the secret: one line (a line ending allowed) and nothing after it"
+    )]
+    TrailingContent,
     /// The locked buffer could not be created.
     #[error("failed to allocate locked memory for the secret: {source}")]
     Alloc {
@@ -134,18 +141,99 @@ pub fn read_secret_into<R: RawRead>(
     opts: &SecretReadOptions,
 ) -> Result<(), ReadSecretError> {
     buf.clear();
-    let result = read_line_into(r, buf, opts);
+    let result = read_line_into(r, buf, opts).map(|_| ());
     if result.is_err() {
         buf.clear();
     }
     result
 }
 
-fn read_line_into<R: RawRead>(
+/// [`read_secret_into`] for an input that must be the secret alone (a key file's rule: one
+/// line, line endings allowed after it, nothing else): reads on to the end of input and fails
+/// with [`ReadSecretError::TrailingContent`] at the first byte after the line that is not `\r`
+/// or `\n`, or after more than `opts.max_len` of them. Every byte read after the line lands in
+/// the locked buffer's spare room (never in an ordinary buffer) and is wiped there. Blocks until
+/// the writer closes its end (a pipe, a socket body with a known length).
+pub fn read_secret_alone_into<R: RawRead>(
     r: &mut R,
     buf: &mut SecretBuf,
     opts: &SecretReadOptions,
 ) -> Result<(), ReadSecretError> {
+    buf.clear();
+    let result = read_line_into(r, buf, opts).and_then(|after| match after {
+        After::End => Ok(()),
+        After::Read { clean: false, .. } => Err(ReadSecretError::TrailingContent),
+        After::Read { clean: true, extra } => nothing_but_line_endings(r, buf, opts.max_len, extra),
+    });
+    if result.is_err() {
+        buf.clear();
+    }
+    result
+}
+
+/// [`read_secret`] with the rule of [`read_secret_alone_into`].
+pub fn read_secret_alone<R: RawRead>(
+    r: &mut R,
+    opts: &SecretReadOptions,
+) -> Result<SecretBuf, ReadSecretError> {
+    let capacity = opts
+        .max_len
+        .checked_add(2)
+        .ok_or(ReadSecretError::TooLong { max: opts.max_len })?;
+    let mut buf = SecretBuf::with_capacity(capacity, opts.lock)
+        .map_err(|source| ReadSecretError::Alloc { source })?;
+    read_secret_alone_into(r, &mut buf, opts)?;
+    Ok(buf)
+}
+
+/// Reads the rest of the input into `buf`'s spare room (wiped after each read); only `\r` and
+/// `\n`, at most `limit` of them (`seen` already read with the line).
+fn nothing_but_line_endings<R: RawRead>(
+    r: &mut R,
+    buf: &mut SecretBuf,
+    limit: usize,
+    mut seen: usize,
+) -> Result<(), ReadSecretError> {
+    let keep = buf.len();
+    loop {
+        let spare = buf.spare_mut();
+        if spare.is_empty() {
+            // The line filled the buffer: no room to look further (it cannot happen with the
+            // capacity `read_line_into` requires, which leaves 2 bytes past the longest line).
+            return Err(ReadSecretError::TrailingContent);
+        }
+        let n = match r.read_raw(spare) {
+            Ok(0) => return Ok(()),
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(source) => return Err(ReadSecretError::Read { source }),
+        };
+        buf.commit(n);
+        let clean = buf.expose_secret()[keep..]
+            .iter()
+            .all(|b| matches!(b, b'\r' | b'\n'));
+        seen = seen.saturating_add(buf.len() - keep);
+        buf.truncate(keep);
+        if !clean || seen > limit {
+            return Err(ReadSecretError::TrailingContent);
+        }
+    }
+}
+
+/// What [`read_line_into`] saw after the line.
+enum After {
+    /// The input ended with (or without) the line ending: nothing after it.
+    End,
+    /// A newline ended the line; `clean`: the bytes read after it in the same call (if any)
+    /// were only line endings; `extra`: how many bytes that was. The input may go on.
+    Read { clean: bool, extra: usize },
+}
+
+fn read_line_into<R: RawRead>(
+    r: &mut R,
+    buf: &mut SecretBuf,
+    opts: &SecretReadOptions,
+) -> Result<After, ReadSecretError> {
     let max = opts.max_len;
     if opts.prefix.len() > max {
         return Err(ReadSecretError::TooLong { max });
@@ -188,6 +276,15 @@ fn read_line_into<R: RawRead>(
             break;
         }
     }
+    let after = match newline_at {
+        Some(nl) => After::Read {
+            clean: buf.expose_secret()[nl + 1..]
+                .iter()
+                .all(|b| matches!(b, b'\r' | b'\n')),
+            extra: buf.len() - nl - 1,
+        },
+        None => After::End,
+    };
     let end = match newline_at {
         // Drop "\n" or "\r\n" (a '\r' of the prefix does not count) and everything after it.
         Some(nl) if nl > start && buf.expose_secret()[nl - 1] == b'\r' => nl - 1,
@@ -209,7 +306,7 @@ fn read_line_into<R: RawRead>(
     {
         return Err(ReadSecretError::ForbiddenByte { offset });
     }
-    Ok(())
+    Ok(after)
 }
 
 #[cfg(test)]
@@ -275,6 +372,69 @@ mod tests {
 
     fn read(r: &mut Script, max: usize) -> Result<Vec<u8>, ReadSecretError> {
         read_secret(r, &opts(max)).map(|b| b.expose_secret().to_vec())
+    }
+
+    fn read_alone(r: &mut Script, max: usize) -> Result<Vec<u8>, ReadSecretError> {
+        read_secret_alone(r, &opts(max)).map(|b| b.expose_secret().to_vec())
+    }
+
+    /// Review r15 F7: a second line, in the same read as the first or in a later one, is
+    /// refused by the "secret alone" variant (the first line is not silently taken), and the
+    /// error shows no byte of either line. Control: the same inputs give the first line to
+    /// `read_secret`, and the key alone with any line ending passes.
+    #[test]
+    fn the_alone_variant_refuses_anything_after_the_line() {
+        for two in [
+            &b"sk-FIRSTLINE\nsk-SECONDLINE\n"[..],
+            b"sk-FIRSTLINE\r\nsk-SECONDLINE",
+            b"sk-FIRSTLINE\n\n\nx",
+            b"sk-FIRSTLINE\n ",
+        ] {
+            for step in [usize::MAX, 1, 13, 14] {
+                let mut r = Script::new(vec![Ok(two)], step);
+                let e = read_alone(&mut r, 64).unwrap_err();
+                assert!(matches!(e, ReadSecretError::TrailingContent), "{e}");
+                let msg = e.to_string();
+                assert!(!msg.contains("FIRST") && !msg.contains("SECOND"), "{msg}");
+                // Control: the one-line reader takes the first line.
+                let mut r = Script::new(vec![Ok(two)], step);
+                assert_eq!(read(&mut r, 64).unwrap(), b"sk-FIRSTLINE");
+            }
+        }
+        // The rest arriving in a later read, after a pause of the writer.
+        let mut r = Script::new(vec![Ok(b"sk-FIRSTLINE\n"), Ok(b"\n"), Ok(b"sk-2")], 64);
+        assert!(matches!(
+            read_alone(&mut r, 64),
+            Err(ReadSecretError::TrailingContent)
+        ));
+        for ok in [
+            &b"sk-FIRSTLINE"[..],
+            b"sk-FIRSTLINE\n",
+            b"sk-FIRSTLINE\r\n",
+            b"sk-FIRSTLINE\n\n\r\n",
+        ] {
+            for step in [usize::MAX, 1, 5] {
+                let mut r = Script::new(vec![Ok(ok)], step);
+                assert_eq!(read_alone(&mut r, 64).unwrap(), b"sk-FIRSTLINE");
+                assert!(r.steps.is_empty(), "read to the end");
+            }
+        }
+        // Endless line endings are bounded (max_len of them), then refused.
+        let many = [&b"sk-abc\n"[..], &[b'\n'; 100][..]].concat();
+        assert!(matches!(
+            read_alone(&mut Script::bytes(&many), 64),
+            Err(ReadSecretError::TrailingContent)
+        ));
+        // The usual errors still come first, and a read error after the line is reported.
+        assert!(matches!(
+            read_alone(&mut Script::bytes(b"\nmore"), 64),
+            Err(ReadSecretError::Empty)
+        ));
+        let mut r = Script::new(vec![Ok(b"sk-abc\n"), Err(io::ErrorKind::BrokenPipe)], 64);
+        assert!(matches!(
+            read_alone(&mut r, 64),
+            Err(ReadSecretError::Read { .. })
+        ));
     }
 
     #[test]

@@ -42,6 +42,9 @@ pub struct WsScript {
     /// Echo the `Authorization` value the mock received inside a delta (an upstream that leaks
     /// the key back).
     pub echo_authorization: bool,
+    /// Echo the key the mock received (the `Authorization` value without `Bearer `) split over
+    /// two delta events, the first `n` bytes in one and the rest in the next.
+    pub echo_key_split_at: Option<usize>,
     /// Send this many bytes of padding in one extra delta event (an oversized upstream message).
     pub padding: usize,
 }
@@ -59,6 +62,7 @@ impl Default for WsScript {
             })),
             delay: Duration::ZERO,
             echo_authorization: false,
+            echo_key_split_at: None,
             padding: 0,
         }
     }
@@ -295,6 +299,19 @@ pub fn response_events(
             "output_index": 0, "content_index": 0,
             "delta": format!(" (upstream saw {})", authorization.unwrap_or("nothing"))
         }));
+    }
+    if let Some(n) = script.echo_key_split_at {
+        let key = authorization
+            .unwrap_or("")
+            .strip_prefix("Bearer ")
+            .unwrap_or("");
+        let n = n.min(key.len());
+        for part in [format!("the key is {}", &key[..n]), key[n..].to_string()] {
+            ev.push(serde_json::json!({
+                "type": "response.output_text.delta", "item_id": format!("msg_{id}"),
+                "output_index": 0, "content_index": 0, "delta": part
+            }));
+        }
     }
     if script.padding > 0 {
         ev.push(serde_json::json!({
