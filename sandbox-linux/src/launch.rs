@@ -519,7 +519,11 @@ impl Sandbox<Planned> {
                 let forwarding = sys::forward_signals_to(child);
                 if confined {
                     // Ctrl-Z stops the whole sandbox before the shell gets the terminal back
-                    if let Err(source) = crate::job_control::start(sys::getpid()) {
+                    // Without a pid namespace the init is not stopped: its parent-death
+                    // signal is catchable, and a stopped init would leave the frozen tree behind
+                    // a SIGKILLed launcher (it only waits; it never touches the terminal).
+                    let spare = this.state.entered.is_none().then_some(child);
+                    if let Err(source) = crate::job_control::start(sys::getpid(), spare) {
                         eprintln!(
                             "{}: warning: Ctrl-Z will not freeze the sandbox: {source}",
                             this.opts.program
@@ -665,7 +669,17 @@ impl Sandbox<Planned> {
             let e = applied.exec(command);
             fail(e, &mut status_w)
         }
-        match pidns::prepare(mode, launcher, || sys::pipe_reader_gone(status_w.as_fd())) {
+        // kill(-1) is used only inside a signal scope (else it would reach all of the user's
+        // processes): ABI 6 and an enforced ruleset, then checked on the launcher
+        let scope_expected = applied.kernel.landlock_abi >= 6
+            && matches!(
+                applied.state.report.landlock,
+                Some(codex_confine::Enforcement::FullyEnforced)
+                    | Some(codex_confine::Enforcement::PartiallyEnforced)
+            );
+        match pidns::prepare(mode, launcher, scope_expected, || {
+            sys::pipe_reader_gone(status_w.as_fd())
+        }) {
             Ok(true) => {}
             Ok(false) => sys::exit_now(crate::EXIT_SETUP_FAILED),
             Err(source) => fail(SandboxError::Init { source }, &mut status_w),

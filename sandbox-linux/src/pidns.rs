@@ -75,9 +75,12 @@ pub enum Mode {
 /// Prepare the init before it forks the command (without a pid namespace: subreaper, the
 /// catchable parent-death signal, the check that `launcher` is still the parent and the check
 /// of the signal scope). Returns `false` when the launcher is already gone.
+/// `scope_expected`: the kernel has the signal scope (Landlock ABI 6) and this process's
+/// ruleset was enforced; the init then still checks the scope on the launcher.
 pub fn prepare(
     mode: Mode,
     launcher: libc::pid_t,
+    scope_expected: bool,
     launcher_gone: impl Fn() -> bool,
 ) -> std::io::Result<bool> {
     if mode == Mode::Subreaper {
@@ -88,7 +91,10 @@ pub fn prepare(
         if sys::getppid() != launcher {
             return Ok(false);
         }
-        SCOPED.store(signal_scope_in_force(launcher), Ordering::SeqCst);
+        SCOPED.store(
+            scope_expected && signal_scope_in_force(launcher),
+            Ordering::SeqCst,
+        );
     }
     Ok(!launcher_gone())
 }

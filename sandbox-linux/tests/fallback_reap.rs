@@ -335,3 +335,66 @@ fn control_the_hopper_outlives_its_shell_outside() {
     );
     assert!(stops_growing(&beat, Duration::from_secs(6)));
 }
+
+/// The state letter of `/proc/PID/stat`.
+fn state(pid: u32) -> Option<char> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    stat.rsplit_once(')')?
+        .1
+        .split_whitespace()
+        .next()?
+        .chars()
+        .next()
+}
+
+/// Ctrl-Z (SIGTSTP to the launcher: it stops the sandbox, then itself), then SIGKILL of the
+/// stopped launcher: the tree must not stay behind, stopped or not. Without a pid namespace the
+/// init is left running by the freeze so that its parent-death signal is handled.
+#[test]
+fn a_stopped_pid_hopping_loop_dies_with_a_killed_launcher() {
+    let mut by = bystander();
+    for ns in [Ns::Without, Ns::With] {
+        let s = scratch();
+        let m = marker("stop");
+        let beat = s.base.join("beat");
+        let mut launcher = launch(&s, ns, &m, "sleep 100", &beat);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while size(&beat) == 0 && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        // SAFETY: kill takes integers; the launcher is this test's child.
+        unsafe { libc::kill(launcher.id() as i32, libc::SIGTSTP) };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while state(launcher.id()) != Some('T') && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let stopped_launcher = state(launcher.id()) == Some('T');
+        launcher.kill().unwrap();
+        launcher.wait().unwrap();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        let mut alive = live_with(&m);
+        while !alive.is_empty() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(100));
+            alive = live_with(&m);
+        }
+        let stopped = stops_growing(&beat, Duration::from_secs(5));
+        if !stopped || !alive.is_empty() {
+            clean_up(&m);
+        }
+        assert!(
+            stopped_launcher,
+            "{ns:?}: the launcher did not stop on SIGTSTP"
+        );
+        assert!(
+            stopped,
+            "{ns:?}: the hopper outlived SIGKILL of the stopped launcher"
+        );
+        assert!(
+            alive.is_empty(),
+            "{ns:?}: alive after SIGKILL of the stopped launcher: {alive:?}"
+        );
+        assert_bystander_alive(&mut by, "stopped launcher killed");
+    }
+    let _ = by.kill();
+    let _ = by.wait();
+}
