@@ -603,9 +603,15 @@ impl Sandbox<Planned> {
             feature: Feature::PidNamespace,
             required: false,
             detail: Some(
-                "the sandbox's init is a subreaper that kills every descendant when the command \
-                 exits or the launcher dies"
-                    .to_string(),
+                if self.kernel.landlock_abi >= 6 {
+                    "the sandbox's init, a subreaper inside the Landlock signal scope, ends every \
+                     process of the sandbox with kill(-1, SIGKILL) when the command exits or the \
+                     launcher dies"
+                } else {
+                    "the sandbox's init sweeps /proc for descendants to kill (no Landlock signal \
+                     scope: a process forking in a loop can outrun it)"
+                }
+                .to_string(),
             ),
         });
         self.missing.push(Missing {
