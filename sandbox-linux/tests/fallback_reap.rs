@@ -398,3 +398,78 @@ fn a_stopped_pid_hopping_loop_dies_with_a_killed_launcher() {
     let _ = by.kill();
     let _ = by.wait();
 }
+
+/// A uid no other test runs processes as (Debian's `irc`): should this test ever fail, an
+/// unscoped `kill(-1)` would reach that uid's processes only.
+const OTHER_UID: u32 = 39;
+
+/// Without Landlock (outer filter: `landlock_*` → ENOSYS, run with
+/// `--dangerously-allow-weaker-sandbox`) there is no signal scope, and `kill(-1)` would reach
+/// every process of the uid: the init must not use it. The bystander of the same uid survives
+/// (control: that uid may signal it), and the command's child still dies (the `/proc` sweep).
+#[test]
+fn without_the_signal_scope_the_init_never_kills_outside_processes() {
+    let s = scratch();
+    chown(&s.ws, Some(OTHER_UID), Some(OTHER_UID)).unwrap();
+    let mut by = Command::new("sleep")
+        .arg("120")
+        .uid(OTHER_UID)
+        .gid(OTHER_UID)
+        .spawn()
+        .unwrap();
+    let st = Command::new("sh")
+        .args(["-c", &format!("kill -0 {}", by.id())])
+        .uid(OTHER_UID)
+        .gid(OTHER_UID)
+        .status()
+        .unwrap();
+    assert!(st.success(), "control: the uid may signal its bystander");
+    let m = marker("noscope");
+    let script = format!("python3 -c 'import time; time.sleep(30)' {m} & sleep 0.3; exit 4");
+    let mut launcher = Command::new(PROBE)
+        .args([
+            "outer-deny",
+            "landlock",
+            "--",
+            PROBE,
+            "outer-deny",
+            "userns",
+            "--",
+        ])
+        .arg(helper())
+        .arg("--sandbox-policy-cwd")
+        .arg(&s.ws)
+        .arg("--sandbox-policy")
+        .arg(r#"{"mode":"read-only"}"#)
+        .arg("--dangerously-allow-weaker-sandbox")
+        .args(["--", "sh", "-c", &script])
+        .current_dir(&s.ws)
+        .uid(OTHER_UID)
+        .gid(OTHER_UID)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(s.base.join("stderr")).unwrap())
+        .spawn()
+        .unwrap();
+    let status = wait_timeout(&mut launcher, Duration::from_secs(10));
+    if status.is_none() {
+        let _ = launcher.kill();
+        let _ = launcher.wait();
+    }
+    let stderr = std::fs::read_to_string(s.base.join("stderr")).unwrap_or_default();
+    let alive = live_with(&m);
+    clean_up(&m);
+    let by_alive = by.try_wait().unwrap().is_none();
+    let _ = by.kill();
+    let _ = by.wait();
+    assert!(
+        stderr.contains("landlock NOT applied") || stderr.contains("landlock not enforced"),
+        "Landlock must be off for this test: {stderr}"
+    );
+    assert_eq!(status.and_then(|s| s.code()), Some(4), "{stderr}");
+    assert!(
+        by_alive,
+        "an outside process of the same uid was killed: kill(-1) without a signal scope"
+    );
+    assert!(alive.is_empty(), "the command's child survived: {alive:?}");
+}
