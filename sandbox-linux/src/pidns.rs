@@ -85,16 +85,18 @@ pub fn prepare(
 ) -> std::io::Result<bool> {
     if mode == Mode::Subreaper {
         sys::set_child_subreaper()?;
+        // decided before the handler can run (a launcher already gone answers ESRCH: no
+        // kill(-1), and the check below ends this process anyway)
+        SCOPED.store(
+            scope_expected && signal_scope_in_force(launcher),
+            Ordering::SeqCst,
+        );
         sys::on_signal(LAUNCHER_DIED, on_launcher_died)?;
         sys::set_parent_death_signal(LAUNCHER_DIED)?;
         // the launcher died before the prctl: no signal will come
         if sys::getppid() != launcher {
             return Ok(false);
         }
-        SCOPED.store(
-            scope_expected && signal_scope_in_force(launcher),
-            Ordering::SeqCst,
-        );
     }
     Ok(!launcher_gone())
 }
