@@ -185,8 +185,11 @@ fn guarantees(
         "the process tree dies with the command and the launcher: {}",
         if userns {
             "yes (pid namespace)"
+        } else if kernel.landlock_abi >= 6 {
+            "yes (the init, inside the Landlock signal scope, ends the tree with kill(-1, SIGKILL))"
         } else {
-            "yes (subreaper init kills every descendant)"
+            "NO (without the Landlock signal scope the init can only sweep /proc, which a \
+             process forking in a loop outruns)"
         }
     ));
     v.push(format!(

@@ -19,16 +19,17 @@ use crate::sys;
 
 /// Start the job-control thread for the sandbox whose processes descend from `root` (the
 /// launcher itself: with or without a pid namespace, every process of the sandbox is one of
-/// its descendants in the host's `/proc`).
-pub fn start(root: libc::pid_t) -> std::io::Result<()> {
+/// its descendants in the host's `/proc`). `spare` (the init without a pid namespace) is not
+/// stopped: it must stay able to end the tree if the launcher dies while the job is stopped.
+pub fn start(root: libc::pid_t, spare: Option<libc::pid_t>) -> std::io::Result<()> {
     let pipe = sys::job_signal_pipe()?;
     std::thread::Builder::new()
         .name("sandbox-job-control".into())
-        .spawn(move || serve(pipe, root))?;
+        .spawn(move || serve(pipe, root, spare))?;
     Ok(())
 }
 
-fn serve(pipe: OwnedFd, root: libc::pid_t) {
+fn serve(pipe: OwnedFd, root: libc::pid_t, spare: Option<libc::pid_t>) {
     let mut pipe = std::fs::File::from(pipe);
     let mut stopped: Vec<libc::pid_t> = Vec::new();
     let mut b = [0u8; 1];
@@ -44,7 +45,9 @@ fn serve(pipe: OwnedFd, root: libc::pid_t) {
                 let _ = sys::kill(pid, libc::SIGCONT);
             }
         } else {
-            stopped.extend(freeze(root, &stopped));
+            let mut skip = stopped.clone();
+            skip.extend(spare);
+            stopped.extend(freeze(root, &skip));
             // now this process (every thread): the shell sees the job stop
             let _ = sys::kill(sys::getpid(), libc::SIGSTOP);
         }

@@ -456,6 +456,8 @@ impl Sandbox<Planned> {
         let status_flags: Vec<(i32, i32)> = (0..=2)
             .filter_map(|fd| sys::file_status_flags(fd).map(|f| (fd, f)))
             .collect();
+        // the init's parent (checked there against the race of the launcher dying first)
+        let launcher = sys::getpid();
         let forked = if confined {
             match namespaces::clone_isolated() {
                 Ok((fork, entered)) => {
@@ -481,7 +483,7 @@ impl Sandbox<Planned> {
                 drop(unix_parent);
                 drop(guard_launcher_ends);
                 let status_w = std::fs::File::from(status_w);
-                this.run_child(command, status_w)
+                this.run_child(command, status_w, launcher)
             }
             sys::Fork::Parent { child } => {
                 drop(status_w);
@@ -517,7 +519,11 @@ impl Sandbox<Planned> {
                 let forwarding = sys::forward_signals_to(child);
                 if confined {
                     // Ctrl-Z stops the whole sandbox before the shell gets the terminal back
-                    if let Err(source) = crate::job_control::start(sys::getpid()) {
+                    // Without a pid namespace the init is not stopped: its parent-death
+                    // signal is catchable, and a stopped init would leave the frozen tree behind
+                    // a SIGKILLed launcher (it only waits; it never touches the terminal).
+                    let spare = this.state.entered.is_none().then_some(child);
+                    if let Err(source) = crate::job_control::start(sys::getpid(), spare) {
                         eprintln!(
                             "{}: warning: Ctrl-Z will not freeze the sandbox: {source}",
                             this.opts.program
@@ -535,8 +541,11 @@ impl Sandbox<Planned> {
                 };
                 let status = sys::waitpid(child).map_err(|source| SandboxError::Wait { source })?;
                 if confined && this.state.entered.is_none() {
-                    // Without a pid namespace: whatever the init left (if the command killed it).
-                    pidns::kill_descendants(sys::getpid());
+                    // Without a pid namespace: whatever the init left (only something outside
+                    // the sandbox can kill it early; the command cannot signal it).
+                    if let Err(left) = pidns::kill_descendants(sys::getpid()) {
+                        pidns::warn_left(&this.opts.program, &left);
+                    }
                 }
                 if confined {
                     for (fd, flags) in &status_flags {
@@ -594,9 +603,15 @@ impl Sandbox<Planned> {
             feature: Feature::PidNamespace,
             required: false,
             detail: Some(
-                "the sandbox's init is a subreaper that kills every descendant when the command \
-                 exits or the launcher dies"
-                    .to_string(),
+                if self.kernel.landlock_abi >= 6 {
+                    "the sandbox's init, a subreaper inside the Landlock signal scope, ends every \
+                     process of the sandbox with kill(-1, SIGKILL) when the command exits or the \
+                     launcher dies"
+                } else {
+                    "the sandbox's init sweeps /proc for descendants to kill (no Landlock signal \
+                     scope: a process forking in a loop can outrun it)"
+                }
+                .to_string(),
             ),
         });
         self.missing.push(Missing {
@@ -619,8 +634,14 @@ impl Sandbox<Planned> {
     }
 
     /// The sandbox's first process: apply, then run the command as a child under the init
-    /// ([`pidns`]). Never returns.
-    fn run_child(self, command: &[OsString], mut status_w: std::fs::File) -> ! {
+    /// ([`pidns`]). `launcher` is the parent's pid (the parent-death race check without a pid
+    /// namespace). Never returns.
+    fn run_child(
+        self,
+        command: &[OsString],
+        mut status_w: std::fs::File,
+        launcher: libc::pid_t,
+    ) -> ! {
         use std::os::fd::AsFd;
         let program = self.opts.program.clone();
         let fail = |e: SandboxError, w: &mut std::fs::File| -> ! {
@@ -632,15 +653,18 @@ impl Sandbox<Planned> {
         if let Err(source) = sys::set_parent_death_signal(libc::SIGKILL) {
             fail(SandboxError::ParentDeathSignal { source }, &mut status_w);
         }
-        // The launcher died before the death signal was set: nobody would kill us.
-        if sys::pipe_reader_gone(status_w.as_fd()) {
-            sys::exit_now(crate::EXIT_SETUP_FAILED);
-        }
         let mode = if self.state.entered.is_some() {
             pidns::Mode::PidNamespace
         } else {
             pidns::Mode::Subreaper
         };
+        // The launcher died before the death signal was set: nobody would kill us. (In a pid
+        // namespace getppid() is 0: the pipe tells.)
+        if sys::pipe_reader_gone(status_w.as_fd())
+            || (mode == pidns::Mode::Subreaper && sys::getppid() != launcher)
+        {
+            sys::exit_now(crate::EXIT_SETUP_FAILED);
+        }
         let confined = self.policy.kind != PolicyKind::DangerFullAccess;
         let mut applied = match self.apply() {
             Ok(a) => a,
@@ -651,7 +675,17 @@ impl Sandbox<Planned> {
             let e = applied.exec(command);
             fail(e, &mut status_w)
         }
-        match pidns::prepare(mode, || sys::pipe_reader_gone(status_w.as_fd())) {
+        // kill(-1) is used only inside a signal scope (else it would reach all of the user's
+        // processes): ABI 6 and an enforced ruleset, then checked on the launcher
+        let scope_expected = applied.kernel.landlock_abi >= 6
+            && matches!(
+                applied.state.report.landlock,
+                Some(codex_confine::Enforcement::FullyEnforced)
+                    | Some(codex_confine::Enforcement::PartiallyEnforced)
+            );
+        match pidns::prepare(mode, launcher, scope_expected, || {
+            sys::pipe_reader_gone(status_w.as_fd())
+        }) {
             Ok(true) => {}
             Ok(false) => sys::exit_now(crate::EXIT_SETUP_FAILED),
             Err(source) => fail(SandboxError::Init { source }, &mut status_w),
@@ -675,7 +709,7 @@ impl Sandbox<Planned> {
                 fail(e, &mut status_w)
             }
             Ok(sys::Fork::Parent { child }) => {
-                let code = pidns::supervise(mode, child, creator_lifeline);
+                let code = pidns::supervise(mode, child, creator_lifeline, &program);
                 drop(status_w);
                 sys::exit_now(code)
             }

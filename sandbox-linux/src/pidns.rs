@@ -10,14 +10,29 @@
 //!   namespace's init from inside; other signals only reach the handlers below, which forward
 //!   them to the command).
 //! - **Without one**, this process is a child subreaper (orphaned descendants are re-parented
-//!   to it) whose parent-death signal is [`LAUNCHER_DIED`], a catchable signal: when the command
-//!   exits or the launcher dies it SIGKILLs every descendant it finds in `/proc` and reaps, until
-//!   it has no child left. The launcher is a subreaper as well and does the same after this
-//!   process exits (should the command have killed it: in this mode it shares the command's
-//!   Landlock domain). Limit: a descendant that forks faster than the sweep kills is caught on a
-//!   later pass; one that escapes the process tree entirely is impossible without privileges.
+//!   to it) whose parent-death signal is [`LAUNCHER_DIED`], a catchable signal (set here, in the
+//!   init, and checked against the race where the launcher died first: `getppid()` must still be
+//!   the launcher). It runs inside the sandbox's Landlock domain, whose signal scope
+//!   (`LANDLOCK_SCOPE_SIGNAL`, ABI 6) lets it signal only processes of that domain and of domains
+//!   nested in it: the command's tree and nothing else. So when the command exits, or the
+//!   launcher dies (the handler itself does it, then the loop again), it ends the tree with
+//!   `kill(-1, SIGKILL)`: the kernel walks the task list under the lock `fork` takes to add a
+//!   child, so a process forking at that moment either is in the list or fails its fork (its
+//!   SIGKILL is pending): one call reaches every process of the sandbox, including ones that
+//!   fork in a loop and re-parent away (outside review r16 F7: a `/proc` sweep never finished
+//!   against a pid-hopping loop). The init re-issues it and reaps (`waitpid(-1, WNOHANG)`) until
+//!   `ECHILD`, for at most [`GIVE_UP`], and says which children were left when it gives up.
+//!   Before relying on the scope it checks it: `kill(launcher, 0)` must fail with `EPERM`
+//!   (the launcher is outside the domain, same uid). Without the scope (only with
+//!   `--dangerously-allow-weaker-sandbox` on a kernel before ABI 6), `kill(-1)` would reach all
+//!   of the user's processes, so the init falls back to SIGKILLing the descendants it finds in
+//!   `/proc` (a loop that forks faster than the sweep can outrun it; bounded the same way).
+//!   The launcher is a subreaper as well and sweeps after this process exits (bounded; only
+//!   something outside the sandbox, such as the OOM killer or the user's own processes, can
+//!   kill the init: the command runs in a nested domain that cannot signal it).
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
+use std::time::{Duration, Instant};
 
 use crate::sys;
 
@@ -25,10 +40,27 @@ use crate::sys;
 /// terminals).
 pub const LAUNCHER_DIED: libc::c_int = libc::SIGPWR;
 
+/// How long the init (and the launcher's sweep) keeps killing and reaping before it reports the
+/// processes it could not end and exits.
+pub const GIVE_UP: Duration = Duration::from_secs(5);
+
 static LAUNCHER_GONE: AtomicBool = AtomicBool::new(false);
+/// `kill(-1)` reaches exactly the sandbox (the init is inside a Landlock signal scope).
+static SCOPED: AtomicBool = AtomicBool::new(false);
+/// The command (0 until it is forked).
+static COMMAND: AtomicI32 = AtomicI32::new(0);
 
 extern "C" fn on_launcher_died(_sig: libc::c_int) {
     LAUNCHER_GONE.store(true, Ordering::SeqCst);
+    // async-signal-safe: kill(2) only. The tree dies now, whatever the main loop is doing.
+    if SCOPED.load(Ordering::SeqCst) {
+        let _ = sys::kill(-1, libc::SIGKILL);
+    }
+    let command = COMMAND.load(Ordering::SeqCst);
+    if command > 0 {
+        // a blocked waitpid returns; the loop then sees the flag
+        let _ = sys::kill(command, libc::SIGKILL);
+    }
 }
 
 /// How this init is isolated.
@@ -40,24 +72,60 @@ pub enum Mode {
     Subreaper,
 }
 
-/// Prepare the init before it forks the command (without a pid namespace: subreaper, and the
-/// catchable parent-death signal). Returns `false` when the launcher is already gone.
-pub fn prepare(mode: Mode, launcher_gone: impl Fn() -> bool) -> std::io::Result<bool> {
+/// Prepare the init before it forks the command (without a pid namespace: subreaper, the
+/// catchable parent-death signal, the check that `launcher` is still the parent and the check
+/// of the signal scope). Returns `false` when the launcher is already gone.
+/// `scope_expected`: the kernel has the signal scope (Landlock ABI 6) and this process's
+/// ruleset was enforced; the init then still checks the scope on the launcher.
+pub fn prepare(
+    mode: Mode,
+    launcher: libc::pid_t,
+    scope_expected: bool,
+    launcher_gone: impl Fn() -> bool,
+) -> std::io::Result<bool> {
     if mode == Mode::Subreaper {
         sys::set_child_subreaper()?;
+        // decided before the handler can run (a launcher already gone answers ESRCH: no
+        // kill(-1), and the check below ends this process anyway)
+        SCOPED.store(
+            scope_expected && signal_scope_in_force(launcher),
+            Ordering::SeqCst,
+        );
         sys::on_signal(LAUNCHER_DIED, on_launcher_died)?;
         sys::set_parent_death_signal(LAUNCHER_DIED)?;
+        // the launcher died before the prctl: no signal will come
+        if sys::getppid() != launcher {
+            return Ok(false);
+        }
     }
     Ok(!launcher_gone())
 }
 
+/// `true` when this process cannot signal `outside` (same uid, alive, outside our Landlock
+/// domain): the signal scope is in force, so `kill(-1)` reaches only our domain.
+fn signal_scope_in_force(outside: libc::pid_t) -> bool {
+    matches!(sys::kill(outside, 0), Err(e) if e.raw_os_error() == Some(libc::EPERM))
+}
+
+/// `true` when the init ends the tree with `kill(-1)` (the signal scope was checked).
+pub fn scoped_kill() -> bool {
+    SCOPED.load(Ordering::SeqCst)
+}
+
 /// Wait for `command`, forwarding signals to it, and return its exit code (128 + signal when it
-/// was killed). Without a pid namespace every descendant is killed before returning; with one,
-/// the caller's exit does it.
+/// was killed). Without a pid namespace every process of the sandbox is killed and reaped before
+/// returning (a warning on stderr, prefixed with `program`, names what was left after
+/// [`GIVE_UP`]); with one, the caller's exit does it.
 ///
-/// `lifeline` (the name guard creator's) is dropped once the command is gone, before the sweep:
+/// `lifeline` (the name guard creator's) is dropped once the command is gone, before the kill:
 /// the creator then exits by itself (it is outside this process's signal scope).
-pub fn supervise(mode: Mode, command: libc::pid_t, lifeline: Option<std::os::fd::OwnedFd>) -> i32 {
+pub fn supervise(
+    mode: Mode,
+    command: libc::pid_t,
+    lifeline: Option<std::os::fd::OwnedFd>,
+    program: &str,
+) -> i32 {
+    COMMAND.store(command, Ordering::SeqCst);
     let _ = sys::forward_signals_to(command);
     let mut code = None;
     while code.is_none() {
@@ -66,6 +134,7 @@ pub fn supervise(mode: Mode, command: libc::pid_t, lifeline: Option<std::os::fd:
         }
         match sys::wait_any() {
             Ok((pid, status)) if pid == command => {
+                COMMAND.store(0, Ordering::SeqCst);
                 code = Some(sys::exit_code_from_status(status));
             }
             Ok(_) => {} // a re-parented orphan, reaped
@@ -75,24 +144,93 @@ pub fn supervise(mode: Mode, command: libc::pid_t, lifeline: Option<std::os::fd:
     }
     drop(lifeline);
     if mode == Mode::Subreaper {
-        kill_descendants(sys::getpid());
+        let ended = if scoped_kill() {
+            kill_scope()
+        } else {
+            kill_descendants(sys::getpid())
+        };
+        if let Err(left) = ended {
+            warn_left(program, &left);
+        }
     }
     // The launcher gone: nobody reads the code.
     code.unwrap_or(128 + libc::SIGKILL)
 }
 
-/// SIGKILL every descendant of `of` and reap, until `of` has no child left (the caller must be a
-/// subreaper, so that orphans come back to it).
-pub fn kill_descendants(of: libc::pid_t) {
+/// Print which processes were still alive after [`GIVE_UP`].
+pub fn warn_left(program: &str, left: &[libc::pid_t]) {
+    eprintln!(
+        "{program}: warning: {} process(es) of the sandbox still alive {} s after SIGKILL          (pids {left:?}); giving up",
+        left.len(),
+        GIVE_UP.as_secs()
+    );
+}
+
+/// `kill(-1, SIGKILL)` (every process of the caller's Landlock domain and the nested ones, not
+/// the caller) and reap, again and again, until the caller has no child left. `Err`: the
+/// children still there after [`GIVE_UP`]. Only for a caller inside a signal scope
+/// ([`scoped_kill`]).
+fn kill_scope() -> Result<(), Vec<libc::pid_t>> {
+    let deadline = Instant::now() + GIVE_UP;
+    loop {
+        let _ = sys::kill(-1, libc::SIGKILL); // ESRCH: nothing left to signal
+        if reap_ready() {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            return Err(children(sys::getpid()));
+        }
+        // the killed processes become zombies within a few ms
+        std::thread::sleep(Duration::from_millis(1));
+    }
+}
+
+/// Reap every child that has exited (zombies never pile up). `true`: no child left (`ECHILD`).
+fn reap_ready() -> bool {
+    loop {
+        match sys::wait_any_nohang() {
+            Ok(Some(_)) => {}
+            Ok(None) => return false,
+            Err(e) if e.raw_os_error() == Some(libc::EINTR) => {}
+            Err(_) => return true, // ECHILD
+        }
+    }
+}
+
+/// The direct children of `of` (`/proc/PID/task/*/children`).
+fn children(of: libc::pid_t) -> Vec<libc::pid_t> {
+    let mut out = Vec::new();
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{of}/task")) else {
+        return out;
+    };
+    for task in tasks.flatten() {
+        let Ok(text) = std::fs::read_to_string(task.path().join("children")) else {
+            continue;
+        };
+        out.extend(
+            text.split_whitespace()
+                .filter_map(|p| p.parse::<libc::pid_t>().ok()),
+        );
+    }
+    out
+}
+
+/// SIGKILL every descendant of `of` found in `/proc` and reap, until `of` has no child left (the
+/// caller must be `of` and a subreaper, so that orphans come back to it). A process that forks
+/// faster than the sweep can outrun it: `Err` with the children left after [`GIVE_UP`].
+pub fn kill_descendants(of: libc::pid_t) -> Result<(), Vec<libc::pid_t>> {
+    let deadline = Instant::now() + GIVE_UP;
     loop {
         for pid in descendants(of) {
             let _ = sys::kill(pid, libc::SIGKILL);
         }
-        match sys::wait_any() {
-            Ok(_) => {}
-            Err(e) if e.raw_os_error() == Some(libc::EINTR) => {}
-            Err(_) => return, // ECHILD
+        if reap_ready() {
+            return Ok(());
         }
+        if Instant::now() > deadline {
+            return Err(children(of));
+        }
+        std::thread::sleep(Duration::from_millis(1));
     }
 }
 

@@ -357,6 +357,21 @@ pub fn wait_any() -> io::Result<(libc::pid_t, libc::c_int)> {
     Ok((pid, status))
 }
 
+/// `waitpid(-1, &status, WNOHANG)` once: `Ok(None)` when children remain but none has changed
+/// state.
+pub fn wait_any_nohang() -> io::Result<Option<(libc::pid_t, libc::c_int)>> {
+    let mut status: libc::c_int = 0;
+    // SAFETY: `status` is a live c_int the kernel writes the wait status into.
+    let pid = check(unsafe { libc::waitpid(-1, &mut status, libc::WNOHANG) })?;
+    Ok((pid > 0).then_some((pid, status)))
+}
+
+/// `getppid()`.
+pub fn getppid() -> libc::pid_t {
+    // SAFETY: getppid cannot fail and takes no arguments.
+    unsafe { libc::getppid() }
+}
+
 /// `kill(pid, sig)`.
 pub fn kill(pid: libc::pid_t, sig: libc::c_int) -> io::Result<()> {
     // SAFETY: kill takes its arguments by value.
