@@ -59,6 +59,18 @@ pub const HEADER_RULES: &[HeaderRule] = &[
         "a client's cookies are its own; upstream sees one identity, the key's",
     ),
     drop(
+        "openai-organization",
+        Direction::Request,
+        "the key's owner decides which organization pays; a local user must not pick another \
+         one the key can reach (outside review r18 F9)",
+    ),
+    drop(
+        "openai-project",
+        Direction::Request,
+        "the key's owner decides which project pays; a local user must not pick another one the \
+         key can reach (outside review r18 F9)",
+    ),
+    drop(
         "set-cookie",
         Direction::Response,
         "cookies would be shared by every local user of the proxy and are never sent back",

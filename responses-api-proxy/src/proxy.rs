@@ -170,7 +170,6 @@ async fn forward(
     state: Arc<ProxyState>,
     mut audit: AuditRecord,
 ) -> Response<ResponseBody> {
-    let key = state.key.current();
     let (parts, body) = req.into_parts();
     let target = state.upstream.target_for(parts.uri.path()).into_owned();
     let mut headers = forwardable_headers(&parts.headers, Direction::Request);
@@ -216,6 +215,12 @@ async fn forward(
             }
         }
     };
+    // The key is taken now, when the head goes upstream, not when the request arrived: a body
+    // that took minutes to arrive (governed bodies are read whole first) neither pins the key
+    // page it started under nor goes upstream with a key retired meanwhile (outside review r18
+    // F1: one byte every 20 s kept a request "in flight" and sent it with the retired key 41 s
+    // after the rotation).
+    let key = state.key.current();
     let outgoing = Outgoing {
         method: parts.method.clone(),
         target,

@@ -26,6 +26,9 @@ fn injects_the_key_and_drops_client_credentials_and_hop_by_hop_headers() {
             ("Keep-Alive", "timeout=5"),
             ("TE", "trailers"),
             ("Proxy-Connection", "keep-alive"),
+            // The key's owner decides who pays (outside review r18 F9).
+            ("OpenAI-Organization", "org-someone-else"),
+            ("OpenAI-Project", "proj_someone_else"),
             ("Content-Type", "application/json"),
             ("OpenAI-Beta", "responses=experimental"),
         ],
@@ -56,6 +59,8 @@ fn injects_the_key_and_drops_client_credentials_and_hop_by_hop_headers() {
         "keep-alive",
         "te",
         "proxy-connection",
+        "openai-organization",
+        "openai-project",
     ] {
         assert!(
             r.header(gone).is_none(),

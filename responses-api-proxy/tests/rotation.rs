@@ -885,3 +885,53 @@ impl Drop for KillOnDrop {
         let _ = self.0.wait();
     }
 }
+
+/// Outside review r18 F1: a governed request whose body is still arriving holds no key. A body
+/// that dribbles in across a rotation goes upstream with the key in force when it is complete,
+/// and the rotation retires the old page at once (it is wiped while the slow request still
+/// reads its body). Before, the request took the key when it arrived: the old page stayed in use
+/// and the request went upstream with the retired key.
+#[test]
+fn a_body_still_arriving_holds_no_key_and_goes_up_with_the_key_in_force_when_complete() {
+    let d = tempfile::Builder::new()
+        .prefix("rotation-slow-body-")
+        .tempdir()
+        .unwrap();
+    let policy = d.path().join("policy.toml");
+    std::fs::write(&policy, "[default]\nmodels = [\"gpt-5*\"]\n").unwrap();
+    let mut s = start(&["--policy", policy.to_str().unwrap()]);
+    s.mock.set_default(MockResponse::json(serde_json::json!({
+        "id": "r", "model": "gpt-5",
+        "usage": {"input_tokens": 1, "output_tokens": 1, "total_tokens": 2}
+    })));
+    let port = s.proxy.port;
+    let body = br#"{"model":"gpt-5","input":"a body that arrives slowly"}"#;
+    let mut c = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    c.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    write!(
+        c,
+        "POST /v1/responses HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    )
+    .unwrap();
+    c.write_all(&body[..10]).unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+
+    let (code, out, err) = rotate_key(&s.admin, format!("{KEY2}\n").as_bytes(), None);
+    assert_eq!(code, 0, "{out}{err}");
+    // The old page is free at once: nothing holds the old key (the slow request holds none).
+    wait_log(&s.proxy, "key page wiped and returned to the pool", 1);
+
+    c.write_all(&body[10..]).unwrap();
+    let mut answer = Vec::new();
+    c.read_to_end(&mut answer).unwrap();
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    assert_eq!(last_auth(&s.mock), format!("Bearer {KEY2}"));
+
+    // Control: a request that arrives whole now carries the new key too, and the proxy lives.
+    let r = s.proxy.post(r#"{"model":"gpt-5","input":"hi"}"#);
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(last_auth(&s.mock), format!("Bearer {KEY2}"));
+    alive(&mut s.proxy);
+}
