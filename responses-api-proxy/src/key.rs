@@ -111,6 +111,19 @@ pub struct ApiKey {
     /// Set when a rotation takes this key out of force ([`KeySlot::replace`]): a WebSocket
     /// session opened with it ends after its response in flight (outside review r15 F4).
     retired: std::sync::Arc<tokio::sync::watch::Sender<bool>>,
+    /// Who holds this key (the connections of HTTP requests that took it, WebSocket sessions),
+    /// so that a rotation finding no free page can cut the holders of the oldest retired key
+    /// ([`ApiKey::cut`]; outside review r18 F1).
+    holders: std::sync::Arc<Holders>,
+}
+
+/// The connections holding a key: one [`tokio::sync::Notify`] per connection (a keep-alive
+/// connection registers once), dead ones pruned as the list grows; and the `cut` signal for
+/// holders that watch instead (WebSocket sessions).
+#[derive(Debug, Default)]
+struct Holders {
+    conns: std::sync::Mutex<Vec<std::sync::Weak<tokio::sync::Notify>>>,
+    cut: tokio::sync::watch::Sender<bool>,
 }
 
 impl ApiKey {
@@ -122,9 +135,70 @@ impl ApiKey {
             header,
             wire,
             retired: std::sync::Arc::new(tokio::sync::watch::Sender::new(false)),
+            holders: std::sync::Arc::default(),
         }
     }
 
+    /// The connection behind `cut` holds this key: [`ApiKey::cut`] will notify it (its serving
+    /// task then closes the connection, dropping what holds the key).
+    pub fn held_by(&self, cut: &std::sync::Arc<tokio::sync::Notify>) {
+        let mut conns = self.holders.conns.lock().unwrap_or_else(|e| e.into_inner());
+        if conns
+            .last()
+            .is_some_and(|w| std::ptr::eq(w.as_ptr(), std::sync::Arc::as_ptr(cut)))
+        {
+            return;
+        }
+        if conns.len() >= 64 && conns.len().is_power_of_two() {
+            conns.retain(|w| w.strong_count() > 0);
+        }
+        conns.push(std::sync::Arc::downgrade(cut));
+    }
+
+    /// A handle that can [`KeyCutter::cut`] this key's holders later without keeping the key
+    /// (the rotator keeps one per retired key).
+    pub fn cutter(&self) -> KeyCutter {
+        KeyCutter(std::sync::Arc::clone(&self.holders))
+    }
+
+    /// Becomes `true` when [`ApiKey::cut`] is called (WebSocket sessions end at once).
+    pub fn cut_signal(&self) -> tokio::sync::watch::Receiver<bool> {
+        self.holders.cut.subscribe()
+    }
+
+    /// Ends everything that holds this key now: the connections that registered
+    /// ([`ApiKey::held_by`]) close, WebSocket sessions watching [`ApiKey::cut_signal`] end.
+    /// Returns how many connections were told.
+    pub fn cut(&self) -> usize {
+        self.holders.cut()
+    }
+}
+
+/// See [`ApiKey::cutter`]; holds no key.
+#[derive(Debug, Clone)]
+pub struct KeyCutter(std::sync::Arc<Holders>);
+
+impl KeyCutter {
+    /// [`ApiKey::cut`]: returns how many holders were told (connections and WebSocket sessions).
+    pub fn cut(&self) -> usize {
+        self.0.cut() + self.0.cut.receiver_count()
+    }
+}
+
+impl Holders {
+    fn cut(&self) -> usize {
+        self.cut.send_replace(true);
+        let conns = std::mem::take(&mut *self.conns.lock().unwrap_or_else(|e| e.into_inner()));
+        let mut told = 0;
+        for n in conns.iter().filter_map(std::sync::Weak::upgrade) {
+            n.notify_one();
+            told += 1;
+        }
+        told
+    }
+}
+
+impl ApiKey {
     /// Becomes `true` when a rotation has put another key in force.
     pub fn retired(&self) -> tokio::sync::watch::Receiver<bool> {
         self.retired.subscribe()

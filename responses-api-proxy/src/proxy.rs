@@ -52,6 +52,9 @@ pub struct ConnCtx {
     pub framing: Arc<FramingLog>,
     /// The WebSocket session this connection switched to (`crate::ws`).
     pub session: crate::ws::SessionSlot,
+    /// Notified when the key a request of this connection holds is cut (a rotation found no
+    /// free key page: [`crate::key::ApiKey::cut`]); the connection's task then closes it.
+    pub key_cut: Arc<tokio::sync::Notify>,
 }
 
 fn json_body(status: StatusCode, code: &str, message: &str) -> Bytes {
@@ -147,7 +150,7 @@ pub async fn handle(
             );
             resp
         }
-        Ok(Route::Forward) => forward(req, state, audit).await,
+        Ok(Route::Forward) => forward(req, state, &conn, audit).await,
         Ok(Route::WebSocket) => {
             let ctx = crate::ws::WsContext {
                 client: state.client.clone(),
@@ -168,6 +171,7 @@ pub async fn handle(
 async fn forward(
     req: Request<Incoming>,
     state: Arc<ProxyState>,
+    conn: &ConnCtx,
     mut audit: AuditRecord,
 ) -> Response<ResponseBody> {
     let (parts, body) = req.into_parts();
@@ -221,6 +225,7 @@ async fn forward(
     // F1: one byte every 20 s kept a request "in flight" and sent it with the retired key 41 s
     // after the rotation).
     let key = state.key.current();
+    key.held_by(&conn.key_cut);
     let outgoing = Outgoing {
         method: parts.method.clone(),
         target,

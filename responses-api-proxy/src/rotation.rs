@@ -86,7 +86,13 @@ pub struct Rotator {
     failures: AtomicU64,
     /// One rotation at a time (SIGHUP and the admin socket may race).
     busy: Mutex<()>,
+    /// The keys rotated out, oldest first, as handles that can cut their holders (they hold no
+    /// key): a rotation that finds every page in use cuts the oldest (see [`Rotator::make_room`]).
+    retired: Mutex<std::collections::VecDeque<crate::key::KeyCutter>>,
 }
+
+/// How long a rotation waits for the page of a key whose holders it cut.
+const CUT_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
 
 impl std::fmt::Debug for Rotator {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -110,6 +116,43 @@ impl Rotator {
             rotations: AtomicU64::new(0),
             failures: AtomicU64::new(0),
             busy: Mutex::new(()),
+            retired: Mutex::new(std::collections::VecDeque::new()),
+        }
+    }
+
+    /// Every page in use (the key in force and three retired keys still held by requests in
+    /// flight): the holders of the oldest retired key are cut (their connections closed, their
+    /// WebSocket sessions ended) and the rotation waits up to [`CUT_WAIT`] for its page, then
+    /// the next oldest. The administrator's rotation wins over clients that keep old keys busy
+    /// (outside review r18 F1: one slow request per key generation blocked every rotation after
+    /// the third). Blocking: both callers run on blocking threads.
+    fn make_room(&self) {
+        loop {
+            if self.pages.in_use() < self.pages.total() {
+                return;
+            }
+            let Some(oldest) = self
+                .retired
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .pop_front()
+            else {
+                return;
+            };
+            let told = oldest.cut();
+            tracing::warn!(
+                holders = told,
+                pages = self.pages.total(),
+                "rotation: every key page is in use; cutting the connections that hold the oldest retired key"
+            );
+            if told == 0 {
+                continue;
+            }
+            let deadline = std::time::Instant::now() + CUT_WAIT;
+            while self.pages.in_use() >= self.pages.total() && std::time::Instant::now() < deadline
+            {
+                std::thread::sleep(std::time::Duration::from_millis(5));
+            }
         }
     }
 
@@ -141,6 +184,7 @@ impl Rotator {
             let Some(opener) = &self.opener else {
                 return Err(RotateError::NeedsFileSource);
             };
+            self.make_room();
             let file = opener.lock().unwrap_or_else(|e| e.into_inner()).open()?;
             let key = self.source.read_opened(&file, &self.pages)?;
             self.swap(slot, key)
@@ -158,6 +202,7 @@ impl Rotator {
         r: &mut R,
     ) -> Result<Rotated, RotateError> {
         let _one = self.busy.lock().unwrap_or_else(|e| e.into_inner());
+        self.make_room();
         let result = self
             .pages
             .load_alone(r)
@@ -184,7 +229,15 @@ impl Rotator {
         }
         drop(current);
         // The old key's `Arc` goes here; requests in flight hold their own.
-        drop(slot.replace(key));
+        let old = slot.replace(key);
+        {
+            let mut retired = self.retired.lock().unwrap_or_else(|e| e.into_inner());
+            retired.push_back(old.cutter());
+            while retired.len() > self.pages.total() {
+                retired.pop_front();
+            }
+        }
+        drop(old);
         let rotations = self.rotations.fetch_add(1, Ordering::AcqRel) + 1;
         Ok(Rotated {
             rotations,

@@ -217,8 +217,10 @@ async fn accept_loop(listener: Listener, mut ctx: AcceptCtx) {
                 in_flight,
                 framing,
                 session: Default::default(),
+                key_cut: Arc::default(),
             });
             let session_ctx = conn_ctx.clone();
+            let key_cut = conn_ctx.key_cut.clone();
             let shutdown = state.shutdown.subscribe();
             let service = hyper::service::service_fn(move |req| {
                 let state = state.clone();
@@ -237,6 +239,10 @@ async fn accept_loop(listener: Listener, mut ctx: AcceptCtx) {
             tokio::select! {
                 _ = serving => {}
                 _ = evicted => {}
+                // A rotation found no free key page and cut the oldest key's holders.
+                _ = key_cut.notified() => {
+                    tracing::warn!(peer = %session_ctx.peer_label, "connection closed: it held a retired key whose page a rotation needed");
+                }
             }
         });
     }

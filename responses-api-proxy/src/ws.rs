@@ -317,10 +317,12 @@ pub async fn upgrade(
     } = ctx;
     let scrub = KeyScrub::new(key.header());
     let retired = key.retired();
+    let cut = key.cut_signal();
     drop(key);
     let session = Session {
         scrub,
         retired,
+        cut,
         tail: DeltaScrub::default(),
         ctx: SessionCtx {
             upstream: up,
@@ -542,6 +544,9 @@ struct Session {
     /// Becomes `true` when a rotation retires the key the session was opened with: the session
     /// relays its response in flight, if any, then closes (1001), and the page can be wiped.
     retired: tokio::sync::watch::Receiver<bool>,
+    /// Becomes `true` when a rotation found no free key page and cut this key's holders: the
+    /// session ends at once, its response in flight included (outside review r18 F1).
+    cut: tokio::sync::watch::Receiver<bool>,
     /// The end of the text deltas relayed so far that could begin a key (see [`DeltaScrub`]).
     tail: DeltaScrub,
     pending: VecDeque<Pending>,
@@ -642,6 +647,7 @@ impl Session {
         let idle = self.ctx.idle;
         let mut shutdown = self.ctx.shutdown.clone();
         let mut retired = self.retired.clone();
+        let mut cut = self.cut.clone();
         let mut draining = false;
         // Why the session is draining (its close frame's reason).
         let mut why: &'static str = SHUTTING_DOWN;
@@ -723,6 +729,9 @@ impl Session {
                 _ = shutting_down(&mut retired), if !draining => {
                     draining = true;
                     why = KEY_ROTATED;
+                }
+                _ = shutting_down(&mut cut) => {
+                    return End::Both(close(CloseCode::Away, "the proxy's API key was rotated and its page is needed"));
                 }
                 _ = tokio::time::sleep_until(self.last_activity + idle) => {
                     return End::Both(close(CloseCode::Away, "idle timeout"));

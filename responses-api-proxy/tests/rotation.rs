@@ -935,3 +935,76 @@ fn a_body_still_arriving_holds_no_key_and_goes_up_with_the_key_in_force_when_com
     assert_eq!(last_auth(&s.mock), format!("Bearer {KEY2}"));
     alive(&mut s.proxy);
 }
+
+/// Outside review r18 F1, the rest: streams started under three older keys hold every spare key
+/// page; the fourth rotation no longer fails with 503 but cuts the holders of the oldest retired
+/// key (its stream ends early, the connection closed) and goes through; the streams of the two
+/// newer retired keys run to their end. Before, the rotation was refused for as long as the
+/// clients kept their streams open. The old key's page is wiped and the key gone from memory.
+#[test]
+fn a_rotation_with_every_page_in_use_cuts_the_oldest_keys_holders_instead_of_failing() {
+    let keys = [
+        KEY.to_string(),
+        "sk-proj-ROTATED_A_Qw7Zt0Canary_1111111111".to_string(),
+        "sk-proj-ROTATED_B_Qw7Zt0Canary_2222222222".to_string(),
+        "sk-proj-ROTATED_C_Qw7Zt0Canary_3333333333".to_string(),
+        "sk-proj-ROTATED_D_Qw7Zt0Canary_4444444444".to_string(),
+    ];
+    let mut s = start(&[]);
+    let pid = s.proxy.pid();
+    let frames: Vec<String> = (0..60)
+        .map(|i| format!("data: {{\"n\":{i}}}\n\n"))
+        .chain(std::iter::once("data: [END]\n\n".to_string()))
+        .collect();
+    s.mock.set_default(MockResponse::SsePaced {
+        frames,
+        delay: Duration::from_millis(100),
+    });
+    let mut streams = Vec::new();
+    for (i, next) in keys.iter().enumerate().skip(1).take(3) {
+        streams.push(stream_in_background(s.proxy.port));
+        assert!(
+            s.mock
+                .wait_until(Duration::from_secs(10), |m| m.requests_total >= i)
+        );
+        assert_eq!(last_auth(&s.mock), format!("Bearer {}", keys[i - 1]));
+        let (code, out, err) = rotate_key(&s.admin, format!("{next}\n").as_bytes(), None);
+        assert_eq!(code, 0, "rotation {i}: {out}{err}");
+    }
+    // Four pages in use: the key in force and three held by the streams.
+    let started = Instant::now();
+    let (code, out, err) = rotate_key(&s.admin, format!("{}\n", keys[4]).as_bytes(), None);
+    assert_eq!(code, 0, "the fourth rotation: {out}{err}");
+    assert!(started.elapsed() < Duration::from_secs(5));
+    wait_log(
+        &s.proxy,
+        "cutting the connections that hold the oldest retired key",
+        1,
+    );
+
+    let bodies: Vec<String> = streams
+        .into_iter()
+        .map(|t| String::from_utf8_lossy(&t.join().unwrap()).into_owned())
+        .collect();
+    assert!(bodies[0].starts_with("HTTP/1.1 200"), "{}", bodies[0]);
+    assert!(
+        !bodies[0].contains("[END]"),
+        "the oldest key's stream was not cut: {}",
+        bodies[0]
+    );
+    for b in &bodies[1..] {
+        assert!(b.contains("[END]"), "a newer stream was cut: {b}");
+    }
+    // The first key's page was wiped: the key is nowhere in the process.
+    let gone = residency(pid, keys[0].as_bytes());
+    assert_eq!(
+        (gone.locked, gone.outside.len()),
+        (0, 0),
+        "the first key is still in memory: {:?}",
+        gone.outside
+    );
+    let r = s.proxy.post(r#"{"model":"m"}"#);
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(last_auth(&s.mock), format!("Bearer {}", keys[4]));
+    alive(&mut s.proxy);
+}
