@@ -8,17 +8,25 @@ use codex_confine::landlock::{Compat, Created, Landlock};
 
 pub use codex_confine::landlock::LandlockError;
 
-use crate::fs_rules::FsPlan;
+use crate::fs_rules::OpenRule;
 
-/// Build the ruleset (opens one `O_PATH` descriptor per rule). Paths that cannot be opened get no
-/// rule, which denies them.
-pub fn prepare(plan: &FsPlan, network: bool) -> Result<Created, LandlockError> {
+/// Build the ruleset from the descriptors [`crate::fs_rules::open`] resolved and checked (each
+/// duplicated: the name guard's creator builds its own ruleset from the same ones). No path is
+/// opened again here (issue 12 item 8).
+pub fn prepare(rules: &[OpenRule], network: bool) -> Result<Created, LandlockError> {
     let mut ruleset = Landlock::new(Compat::BestEffort);
     if !network {
         ruleset = ruleset.restrict_tcp();
     }
-    for rule in &plan.rules {
-        ruleset = ruleset.allow_path(&rule.path, rule.grant);
+    for rule in rules {
+        let fd = rule
+            .fd
+            .try_clone()
+            .map_err(|source| LandlockError::PathFd {
+                path: rule.path.clone(),
+                source,
+            })?;
+        ruleset = ruleset.allow_fd(fd, rule.grant, &rule.path);
     }
     ruleset.create()
 }

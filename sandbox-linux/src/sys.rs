@@ -574,3 +574,94 @@ pub fn set_file_status_flags(fd: libc::c_int, flags: libc::c_int) -> io::Result<
         Err(io::Error::last_os_error())
     }
 }
+
+/// `openat(dir, name, O_PATH | O_NOFOLLOW | O_CLOEXEC)` (`dir` `None`: `AT_FDCWD`): a
+/// descriptor for the entry itself, a symbolic link included, that grants no read or write.
+pub fn open_path_nofollow(
+    dir: Option<std::os::fd::BorrowedFd<'_>>,
+    name: &CStr,
+) -> io::Result<OwnedFd> {
+    use std::os::fd::AsRawFd;
+    let dirfd = dir.map_or(libc::AT_FDCWD, |d| d.as_raw_fd());
+    // SAFETY: `dirfd` is AT_FDCWD or a descriptor borrowed for the call; `name` is
+    // NUL-terminated and borrowed for the call.
+    let fd = check(unsafe {
+        libc::openat(
+            dirfd,
+            name.as_ptr(),
+            libc::O_PATH | libc::O_NOFOLLOW | libc::O_CLOEXEC,
+        )
+    })?;
+    // SAFETY: openat succeeded, so `fd` is a new descriptor owned by nobody else.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// `openat(dir, name, O_PATH | O_CLOEXEC)`: like [`open_path_nofollow`] but a final symbolic
+/// link is followed (the descriptor is the link's target).
+pub fn open_path_follow(dir: std::os::fd::BorrowedFd<'_>, name: &CStr) -> io::Result<OwnedFd> {
+    use std::os::fd::AsRawFd;
+    // SAFETY: `dir` is borrowed for the call; `name` is NUL-terminated and borrowed for the call.
+    let fd = check(unsafe {
+        libc::openat(
+            dir.as_raw_fd(),
+            name.as_ptr(),
+            libc::O_PATH | libc::O_CLOEXEC,
+        )
+    })?;
+    // SAFETY: openat succeeded, so `fd` is a new descriptor owned by nobody else.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// `fstat(fd)` (an `O_PATH` descriptor is enough).
+pub fn fstat(fd: std::os::fd::BorrowedFd<'_>) -> io::Result<libc::stat> {
+    use std::os::fd::AsRawFd;
+    let mut st = std::mem::MaybeUninit::<libc::stat>::uninit();
+    // SAFETY: `fd` is borrowed for the call; `st` is writable memory of the size of
+    // `struct stat`, which the kernel fills on success.
+    check(unsafe { libc::fstat(fd.as_raw_fd(), st.as_mut_ptr()) })?;
+    // SAFETY: fstat succeeded, so the kernel initialised every field of `st`.
+    Ok(unsafe { st.assume_init() })
+}
+
+/// `readlinkat(link, "", ...)`: the target of the symbolic link `link` (an `O_PATH |
+/// O_NOFOLLOW` descriptor of it), at most `PATH_MAX` bytes.
+pub fn readlink_fd(link: std::os::fd::BorrowedFd<'_>) -> io::Result<Vec<u8>> {
+    use std::os::fd::AsRawFd;
+    let mut buf = vec![0u8; libc::PATH_MAX as usize + 1];
+    // SAFETY: `link` is borrowed for the call; `buf` is writable for `buf.len()` bytes and the
+    // kernel writes at most that many.
+    let n = check_long(unsafe {
+        libc::readlinkat(
+            link.as_raw_fd(),
+            c"".as_ptr(),
+            buf.as_mut_ptr().cast(),
+            buf.len(),
+        ) as libc::c_long
+    })? as usize;
+    if n >= buf.len() {
+        return Err(io::Error::from_raw_os_error(libc::ENAMETOOLONG));
+    }
+    buf.truncate(n);
+    Ok(buf)
+}
+
+/// `getrlimit(RLIMIT_NOFILE)`: (soft, hard).
+pub fn nofile_limit() -> io::Result<(u64, u64)> {
+    let mut r = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: `r` is a live `struct rlimit` the kernel fills.
+    check(unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut r) })?;
+    Ok((r.rlim_cur, r.rlim_max))
+}
+
+/// `setrlimit(RLIMIT_NOFILE, {soft, hard})`.
+pub fn set_nofile_limit(soft: u64, hard: u64) -> io::Result<()> {
+    let r = libc::rlimit {
+        rlim_cur: soft,
+        rlim_max: hard,
+    };
+    // SAFETY: `r` is a live, initialised `struct rlimit` read by the kernel.
+    check(unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &r) }).map(drop)
+}
