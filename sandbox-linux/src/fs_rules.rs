@@ -193,6 +193,26 @@ fn expand(path: &Path, grant: Grant, denied: &[PathBuf], plan: &mut FsPlan) {
     }
 }
 
+/// After a procfs of the sandbox's pid namespace covers `/proc`: the rules below `/proc`
+/// resolved again, in this process (the old descriptors name the launcher's procfs, a rule on
+/// which does not cover the new one). `/` and `/proc` are root's: no link to judge on the way.
+pub fn reopen_proc(rules: &mut Vec<OpenRule>) -> Result<(), crate::resolve::ResolveError> {
+    use crate::resolve::{self, LastLink};
+    let mut kept = Vec::with_capacity(rules.len());
+    for mut rule in rules.drain(..) {
+        if rule.path.starts_with("/proc") {
+            match resolve::open(&rule.path, LastLink::Judge) {
+                Ok(r) => rule.fd = r.fd,
+                Err(e) if e.is_missing() => continue,
+                Err(e) => return Err(e),
+            }
+        }
+        kept.push(rule);
+    }
+    *rules = kept;
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -230,7 +230,7 @@ impl Sandbox<Planned> {
         } = self;
         let Planned {
             fs: plan_fs,
-            fs_open,
+            mut fs_open,
             nofile_restore,
             seccomp: plan_seccomp,
             entered,
@@ -326,11 +326,31 @@ impl Sandbox<Planned> {
                 let pins = mountns::pins_for(&roots, &held);
                 let mut read_only = held;
                 read_only.extend(denied_in_roots);
-                let outcome = mountns::set_up(entered, &roots, &pins, &read_only)
+                // the roots' identities as the launcher resolved them (their rules' descriptors)
+                let approved: Vec<(PathBuf, (u64, u64))> = fs_open
+                    .iter()
+                    .flatten()
+                    .filter(|r| roots.contains(&r.path))
+                    .filter_map(|r| {
+                        use std::os::fd::AsFd;
+                        let st = sys::fstat(r.fd.as_fd()).ok()?;
+                        Some((r.path.clone(), (st.st_dev, st.st_ino)))
+                    })
+                    .collect();
+                let outcome = mountns::set_up(entered, &roots, &approved, &pins, &read_only)
                     .map_err(|source| SandboxError::MountNs { source })?;
                 report.mount_ns = MountNsStatus::Applied;
                 report.read_only_carve_outs = carve_outs;
                 report.namespaces = Some(outcome.own_proc);
+                if outcome.own_proc {
+                    // `/proc` is now another procfs (of the new pid namespace): the launcher's
+                    // descriptors name the old one, on which a rule would not cover the new.
+                    // Re-resolved here, once, from `/` (root's, no link on the way).
+                    if let Some(rules) = fs_open.as_mut() {
+                        fs_rules::reopen_proc(rules)
+                            .map_err(|source| SandboxError::Resolve { source })?;
+                    }
+                }
             }
             None if carve_outs.iter().all(|c| {
                 // the name guard keeps anything below a `.git`/`.codex`/`.agents` unwritten

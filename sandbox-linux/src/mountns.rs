@@ -76,6 +76,11 @@ pub enum MountNsError {
         #[source]
         source: io::Error,
     },
+    #[error(
+        "writable root {path} is no longer the directory the launcher resolved (swapped for a \
+         link or moved since): refusing to mount it"
+    )]
+    Replaced { path: PathBuf },
     #[error("path contains a NUL byte: {path}")]
     Nul { path: PathBuf },
 }
@@ -111,7 +116,8 @@ pub struct Outcome {
 
 /// In the freshly cloned namespaces (single-threaded caller): map our uid/gid (new user
 /// namespace), make `/` private, mount a procfs of the new pid namespace, make every mount
-/// read-only except `roots` ([`crate::metadata`]), then bind `pins` (outermost first, unchanged)
+/// read-only except `roots` (opened once and checked against their `approved` identities,
+/// [`crate::metadata::read_only_outside`]), then bind `pins` (outermost first, unchanged)
 /// and the read-only `paths` (carve-outs and deny-read paths inside the roots).
 ///
 /// A pin is a mount point, which cannot be renamed or removed (`EBUSY`), so a directory between
@@ -123,6 +129,7 @@ pub struct Outcome {
 pub fn set_up(
     entered: Entered,
     roots: &[PathBuf],
+    approved: &[(PathBuf, (u64, u64))],
     pins: &[PathBuf],
     paths: &[PathBuf],
 ) -> Result<Outcome, MountNsError> {
@@ -137,7 +144,7 @@ pub fn set_up(
         .map_err(|source| MountNsError::MakePrivate { source })?;
     // Before the read-only pass, so the new procfs is read-only too.
     let own_proc = sys::mount_proc().is_ok();
-    crate::metadata::read_only_outside(roots)?;
+    crate::metadata::read_only_outside(roots, approved)?;
     // Bind `p` onto itself (recursively); the error names `p`.
     let bind_self = |p: &PathBuf| {
         let c = cstr(p)?;

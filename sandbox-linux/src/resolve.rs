@@ -142,7 +142,7 @@ pub fn open(path: &Path, last: LastLink) -> Result<Resolved, ResolveError> {
         match st.st_mode & libc::S_IFMT {
             libc::S_IFLNK => {
                 if is_last && last == LastLink::Follow {
-                    let fd = sys::open_path_follow(cur.as_fd(), &c)
+                    let fd = sys::open_path_follow(Some(cur.as_fd()), &c)
                         .map_err(|e| err("open", &next_path, e))?;
                     let st = sys::fstat(fd.as_fd()).map_err(|e| err("fstat", &next_path, e))?;
                     return Ok(Resolved::new(fd, &st));

@@ -391,44 +391,6 @@ pub fn on_signal(sig: libc::c_int, handler: extern "C" fn(libc::c_int)) -> io::R
     check(ret).map(drop)
 }
 
-/// `open_tree(AT_FDCWD, path, OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | AT_RECURSIVE)`: a detached
-/// copy of the mount tree at `path`, with the flags its mounts have now.
-pub fn open_tree_clone(path: &CStr) -> io::Result<OwnedFd> {
-    const OPEN_TREE_CLONE: libc::c_uint = 1;
-    const AT_RECURSIVE: libc::c_uint = 0x8000;
-    // SAFETY: `path` is NUL-terminated and borrowed for the call; flags by value.
-    let ret = unsafe {
-        libc::syscall(
-            libc::SYS_open_tree,
-            libc::AT_FDCWD,
-            path.as_ptr(),
-            OPEN_TREE_CLONE | libc::O_CLOEXEC as libc::c_uint | AT_RECURSIVE,
-        )
-    };
-    let fd = check_long(ret)?;
-    // SAFETY: open_tree succeeded, so `fd` is a new descriptor owned by nobody else.
-    Ok(unsafe { OwnedFd::from_raw_fd(fd as libc::c_int) })
-}
-
-/// `move_mount(tree, "", AT_FDCWD, target, MOVE_MOUNT_F_EMPTY_PATH)`: attach a detached tree.
-pub fn move_mount_onto(tree: std::os::fd::BorrowedFd<'_>, target: &CStr) -> io::Result<()> {
-    use std::os::fd::AsRawFd;
-    const MOVE_MOUNT_F_EMPTY_PATH: libc::c_uint = 4;
-    // SAFETY: `tree` is a live descriptor from open_tree; both strings are NUL-terminated and
-    // borrowed for the call.
-    let ret = unsafe {
-        libc::syscall(
-            libc::SYS_move_mount,
-            tree.as_raw_fd(),
-            c"".as_ptr(),
-            libc::AT_FDCWD,
-            target.as_ptr(),
-            MOVE_MOUNT_F_EMPTY_PATH,
-        )
-    };
-    check_long(ret).map(drop)
-}
-
 /// `mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL)`: a procfs showing
 /// the caller's pid namespace.
 pub fn mount_proc() -> io::Result<()> {
@@ -598,16 +560,15 @@ pub fn open_path_nofollow(
 
 /// `openat(dir, name, O_PATH | O_CLOEXEC)`: like [`open_path_nofollow`] but a final symbolic
 /// link is followed (the descriptor is the link's target).
-pub fn open_path_follow(dir: std::os::fd::BorrowedFd<'_>, name: &CStr) -> io::Result<OwnedFd> {
+pub fn open_path_follow(
+    dir: Option<std::os::fd::BorrowedFd<'_>>,
+    name: &CStr,
+) -> io::Result<OwnedFd> {
     use std::os::fd::AsRawFd;
-    // SAFETY: `dir` is borrowed for the call; `name` is NUL-terminated and borrowed for the call.
-    let fd = check(unsafe {
-        libc::openat(
-            dir.as_raw_fd(),
-            name.as_ptr(),
-            libc::O_PATH | libc::O_CLOEXEC,
-        )
-    })?;
+    let dirfd = dir.map_or(libc::AT_FDCWD, |d| d.as_raw_fd());
+    // SAFETY: `dirfd` is AT_FDCWD or a descriptor borrowed for the call; `name` is
+    // NUL-terminated and borrowed for the call.
+    let fd = check(unsafe { libc::openat(dirfd, name.as_ptr(), libc::O_PATH | libc::O_CLOEXEC) })?;
     // SAFETY: openat succeeded, so `fd` is a new descriptor owned by nobody else.
     Ok(unsafe { OwnedFd::from_raw_fd(fd) })
 }
@@ -664,4 +625,51 @@ pub fn set_nofile_limit(soft: u64, hard: u64) -> io::Result<()> {
     };
     // SAFETY: `r` is a live, initialised `struct rlimit` read by the kernel.
     check(unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &r) }).map(drop)
+}
+
+/// `open_tree(fd, "", OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | AT_RECURSIVE | AT_EMPTY_PATH)`:
+/// [`open_tree_clone`] of the directory `fd` refers to (no path resolved again).
+pub fn open_tree_clone_fd(fd: std::os::fd::BorrowedFd<'_>) -> io::Result<OwnedFd> {
+    use std::os::fd::AsRawFd;
+    const OPEN_TREE_CLONE: libc::c_uint = 1;
+    const AT_RECURSIVE: libc::c_uint = 0x8000;
+    // SAFETY: `fd` is borrowed for the call; the empty path is a NUL-terminated literal.
+    let ret = unsafe {
+        libc::syscall(
+            libc::SYS_open_tree,
+            fd.as_raw_fd(),
+            c"".as_ptr(),
+            OPEN_TREE_CLONE
+                | libc::O_CLOEXEC as libc::c_uint
+                | AT_RECURSIVE
+                | libc::AT_EMPTY_PATH as libc::c_uint,
+        )
+    };
+    let fd = check_long(ret)?;
+    // SAFETY: open_tree succeeded, so `fd` is a new descriptor owned by nobody else.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd as libc::c_int) })
+}
+
+/// `move_mount(tree, "", target, "", MOVE_MOUNT_F_EMPTY_PATH | MOVE_MOUNT_T_EMPTY_PATH)`:
+/// [`move_mount_onto`] the directory `target` refers to (no path resolved again).
+pub fn move_mount_onto_fd(
+    tree: std::os::fd::BorrowedFd<'_>,
+    target: std::os::fd::BorrowedFd<'_>,
+) -> io::Result<()> {
+    use std::os::fd::AsRawFd;
+    const MOVE_MOUNT_F_EMPTY_PATH: libc::c_uint = 4;
+    const MOVE_MOUNT_T_EMPTY_PATH: libc::c_uint = 0x40;
+    // SAFETY: both descriptors are borrowed for the call; the empty paths are NUL-terminated
+    // literals.
+    let ret = unsafe {
+        libc::syscall(
+            libc::SYS_move_mount,
+            tree.as_raw_fd(),
+            c"".as_ptr(),
+            target.as_raw_fd(),
+            c"".as_ptr(),
+            MOVE_MOUNT_F_EMPTY_PATH | MOVE_MOUNT_T_EMPTY_PATH,
+        )
+    };
+    check_long(ret).map(drop)
 }

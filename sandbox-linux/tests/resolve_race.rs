@@ -243,7 +243,6 @@ fn run(ns: Ns) {
     // The attack: the swap in the window between the check and the rules.
     let e = Env::new();
     let (code, out, err) = swap_in_the_window(&e, ns);
-    eprintln!("{ns:?} attack: exit {code:?}, stdout {out:?}, stderr {err:?}");
     assert!(
         e.secret_untouched(),
         "{ns:?}: the command wrote or chmodded the secret through a link swapped in after the \
