@@ -66,13 +66,14 @@ pub struct OpenRule {
 pub fn open(plan: &FsPlan) -> Result<Vec<OpenRule>, crate::resolve::ResolveError> {
     use crate::resolve::{self, LastLink};
     let mut out = Vec::with_capacity(plan.rules.len());
+    let mut cache = resolve::Cache::default();
     for rule in &plan.rules {
         let last = if rule.link {
             LastLink::Follow
         } else {
             LastLink::Judge
         };
-        let resolved = match resolve::open(&rule.path, last) {
+        let resolved = match resolve::open_cached(&rule.path, last, &mut cache) {
             Ok(r) => r,
             Err(e) if e.is_missing() => continue,
             Err(e) => return Err(e),

@@ -10,14 +10,23 @@ pub use codex_confine::landlock::LandlockError;
 
 use crate::fs_rules::OpenRule;
 
-/// Build the ruleset from the descriptors [`crate::fs_rules::open`] resolved and checked (each
-/// duplicated: the name guard's creator builds its own ruleset from the same ones). No path is
-/// opened again here (issue 12 item 8).
-pub fn prepare(rules: &[OpenRule], network: bool) -> Result<Created, LandlockError> {
+/// Build the ruleset from the descriptors [`crate::fs_rules::open`] resolved and checked (they
+/// are closed once the rules are in the kernel). No path is opened again here (issue 12 item 8).
+pub fn prepare(rules: Vec<OpenRule>, network: bool) -> Result<Created, LandlockError> {
     let mut ruleset = Landlock::new(Compat::BestEffort);
     if !network {
         ruleset = ruleset.restrict_tcp();
     }
+    for rule in rules {
+        ruleset = ruleset.allow_fd(rule.fd, rule.grant, rule.path);
+    }
+    ruleset.create()
+}
+
+/// [`prepare`] from duplicates of `rules` (the name guard's creator, whose process shares the
+/// descriptors with nothing but needs them only borrowed).
+pub fn prepare_borrowed(rules: &[OpenRule], network: bool) -> Result<Created, LandlockError> {
+    let mut owned = Vec::with_capacity(rules.len());
     for rule in rules {
         let fd = rule
             .fd
@@ -26,7 +35,11 @@ pub fn prepare(rules: &[OpenRule], network: bool) -> Result<Created, LandlockErr
                 path: rule.path.clone(),
                 source,
             })?;
-        ruleset = ruleset.allow_fd(fd, rule.grant, &rule.path);
+        owned.push(OpenRule {
+            path: rule.path.clone(),
+            grant: rule.grant,
+            fd,
+        });
     }
-    ruleset.create()
+    prepare(owned, network)
 }

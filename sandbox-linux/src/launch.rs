@@ -154,8 +154,7 @@ impl Sandbox<Planned> {
         let mut nofile_restore = None;
         let fs_open = match &fs {
             Some(plan) => {
-                // one descriptor per rule, twice while a ruleset is built (the name guard's
-                // creator builds its own from duplicates)
+                // one descriptor per rule and one per directory of the walk's cache
                 let wanted = 2 * plan.rules.len() as u64 + 256;
                 if let Ok((soft, hard)) = sys::nofile_limit() {
                     if soft < wanted && soft < hard {
@@ -408,7 +407,7 @@ impl Sandbox<Planned> {
             report.name_guard = true;
         }
         // --- end name guard ---
-        if let (Some(fs), Some(rules)) = (&plan_fs, &fs_open) {
+        if let (Some(fs), Some(rules)) = (&plan_fs, fs_open.take()) {
             report.list_only = fs.list_only.clone();
             report.roots_inside_denied = fs.roots_inside_denied.clone();
             let prepared = landlock_rules::prepare(rules, policy.network)

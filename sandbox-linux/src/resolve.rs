@@ -24,6 +24,7 @@ use std::io;
 use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::path::{Component, Path, PathBuf};
+use std::rc::Rc;
 
 use crate::sys;
 
@@ -105,31 +106,72 @@ pub enum LastLink {
     Follow,
 }
 
+/// Directories already walked in one planning pass, by the literal path that led to them (no
+/// link followed, no `..` on the way): the next path below one starts there instead of at `/`.
+/// Every descriptor in it was reached by the same rules, so starting from it is the walk from `/`
+/// made earlier.
+#[derive(Debug, Default)]
+pub struct Cache {
+    dirs: std::collections::HashMap<PathBuf, (Rc<OwnedFd>, libc::stat)>,
+}
+
 /// Walk `path` (absolute) from `/`, as described in the module docs.
 pub fn open(path: &Path, last: LastLink) -> Result<Resolved, ResolveError> {
+    open_cached(path, last, &mut Cache::default())
+}
+
+/// [`open`], starting at the deepest directory of `cache` above `path` and adding the
+/// directories it walks through.
+pub fn open_cached(
+    path: &Path,
+    last: LastLink,
+    cache: &mut Cache,
+) -> Result<Resolved, ResolveError> {
     let err = |step: &'static str, at: &Path, source: io::Error| ResolveError::Walk {
         path: path.to_path_buf(),
         step,
         at: at.to_path_buf(),
         source,
     };
-    let root = sys::open_path_nofollow(None, c"/").map_err(|e| err("open", Path::new("/"), e))?;
-    let mut cur = root;
-    let mut cur_path = PathBuf::from("/");
+    let all = components(path.as_os_str());
+    // `cur_path` is the literal prefix of `path` while `literal` holds
+    let mut literal = path.is_absolute() && !all.iter().any(|c| c.as_bytes() == b"..");
+    let mut start = 0;
+    let mut from_cache = None;
+    if literal {
+        for n in (1..all.len()).rev() {
+            let prefix: PathBuf = std::iter::once(OsStr::new("/"))
+                .chain(all[..n].iter().map(|c| c.as_os_str()))
+                .collect();
+            if let Some((fd, st)) = cache.dirs.get(&prefix) {
+                from_cache = Some((Rc::clone(fd), *st, prefix));
+                start = n;
+                break;
+            }
+        }
+    }
+    let (mut cur, mut st_cur, mut cur_path) = match from_cache {
+        Some(c) => c,
+        None => {
+            let root =
+                sys::open_path_nofollow(None, c"/").map_err(|e| err("open", Path::new("/"), e))?;
+            let st = sys::fstat(root.as_fd()).map_err(|e| err("fstat", Path::new("/"), e))?;
+            (Rc::new(root), st, PathBuf::from("/"))
+        }
+    };
     // components still to walk, next first (reversed so that `pop` takes the next one)
-    let mut todo: Vec<OsString> = components(path.as_os_str());
+    let mut todo: Vec<OsString> = all[start..].to_vec();
     todo.reverse();
     let mut links = 0usize;
-    let st = sys::fstat(cur.as_fd()).map_err(|e| err("fstat", &cur_path, e))?;
-    let mut st_cur = st;
     while let Some(name) = todo.pop() {
         let is_last = todo.is_empty();
         if name.as_bytes() == b".." {
+            literal = false;
             let fd = sys::open_path_nofollow(Some(cur.as_fd()), c"..")
                 .map_err(|e| err("open", &cur_path.join(".."), e))?;
             cur_path.pop();
             st_cur = sys::fstat(fd.as_fd()).map_err(|e| err("fstat", &cur_path, e))?;
-            cur = fd;
+            cur = Rc::new(fd);
             continue;
         }
         let next_path = cur_path.join(&name);
@@ -154,6 +196,7 @@ pub fn open(path: &Path, last: LastLink) -> Result<Resolved, ResolveError> {
                         owner: st.st_uid,
                     });
                 }
+                literal = false;
                 links += 1;
                 if links > MAX_LINKS {
                     return Err(ResolveError::TooManyLinks {
@@ -167,14 +210,20 @@ pub fn open(path: &Path, last: LastLink) -> Result<Resolved, ResolveError> {
                 more.reverse();
                 todo.extend(more);
                 if target.as_bytes().starts_with(b"/") {
-                    cur = sys::open_path_nofollow(None, c"/")
-                        .map_err(|e| err("open", Path::new("/"), e))?;
+                    cur = Rc::new(
+                        sys::open_path_nofollow(None, c"/")
+                            .map_err(|e| err("open", Path::new("/"), e))?,
+                    );
                     cur_path = PathBuf::from("/");
                     st_cur = sys::fstat(cur.as_fd()).map_err(|e| err("fstat", &cur_path, e))?;
                 }
                 // relative: go on from the link's directory (`cur`)
             }
             libc::S_IFDIR => {
+                let fd = Rc::new(fd);
+                if literal && !cache.dirs.contains_key(&next_path) {
+                    cache.dirs.insert(next_path.clone(), (Rc::clone(&fd), st));
+                }
                 cur = fd;
                 cur_path = next_path;
                 st_cur = st;
@@ -188,7 +237,12 @@ pub fn open(path: &Path, last: LastLink) -> Result<Resolved, ResolveError> {
             }
         }
     }
-    Ok(Resolved::new(cur, &st_cur))
+    // a directory: ours alone, or shared with the cache (then a duplicate)
+    let fd = match Rc::try_unwrap(cur) {
+        Ok(fd) => fd,
+        Err(shared) => shared.try_clone().map_err(|e| err("dup", &cur_path, e))?,
+    };
+    Ok(Resolved::new(fd, &st_cur))
 }
 
 /// The path the kernel holds for `fd` now (`/proc/self/fd/N`): where the descriptor landed.
@@ -267,5 +321,38 @@ mod tests {
         let r = open(&link, LastLink::Judge).unwrap();
         assert!(r.is_dir && same(&r, &base.join("real")));
         assert_eq!(real_path(&r.fd).unwrap(), base.join("real"));
+    }
+
+    #[test]
+    fn the_cache_starts_below_walked_directories_and_still_judges_what_follows() {
+        use std::os::unix::fs::MetadataExt;
+        let dir = tempfile::tempdir().unwrap();
+        let base = std::fs::canonicalize(dir.path()).unwrap();
+        std::fs::create_dir_all(base.join("d/a")).unwrap();
+        std::fs::create_dir_all(base.join("d/b")).unwrap();
+        std::fs::create_dir_all(base.join("elsewhere")).unwrap();
+        let mut cache = Cache::default();
+        let a = open_cached(&base.join("d/a"), LastLink::Judge, &mut cache).unwrap();
+        assert!(same(&a, &base.join("d/a")));
+        assert!(cache.dirs.contains_key(&base.join("d")));
+        let b = open_cached(&base.join("d/b"), LastLink::Judge, &mut cache).unwrap();
+        assert!(same(&b, &base.join("d/b")));
+        // a link below a cached directory is judged as on a walk from `/`
+        std::os::unix::fs::symlink(base.join("elsewhere"), base.join("d/l")).unwrap();
+        if std::fs::symlink_metadata(base.join("d/l")).unwrap().uid() == 0 {
+            std::os::unix::fs::lchown(base.join("d/l"), Some(65534), Some(65534)).unwrap();
+        }
+        let e = open_cached(&base.join("d/l/x"), LastLink::Judge, &mut cache).unwrap_err();
+        assert!(matches!(e, ResolveError::ForeignSymlink { .. }), "{e}");
+        // the cached directory is the object walked: `d` swapped for a link afterwards is not
+        // followed by a later walk in the same pass
+        std::fs::rename(base.join("d"), base.join("d.old")).unwrap();
+        std::os::unix::fs::symlink(base.join("elsewhere"), base.join("d")).unwrap();
+        let a2 = open_cached(&base.join("d/a"), LastLink::Judge, &mut cache).unwrap();
+        assert!(same(&a2, &base.join("d.old/a")));
+        // without the cache the swap is met and refused
+        std::os::unix::fs::lchown(base.join("d"), Some(65534), Some(65534)).unwrap();
+        let e = open(&base.join("d/a"), LastLink::Judge).unwrap_err();
+        assert!(matches!(e, ResolveError::ForeignSymlink { .. }), "{e}");
     }
 }

@@ -98,7 +98,8 @@ fn set_up(
     sys::close_all_but(&keep);
     sys::stdio_to_dev_null()?;
     if let Some(fs) = fs {
-        let ruleset = crate::landlock_rules::prepare(fs, network).map_err(std::io::Error::other)?;
+        let ruleset =
+            crate::landlock_rules::prepare_borrowed(fs, network).map_err(std::io::Error::other)?;
         ruleset.restrict_self().map_err(std::io::Error::other)?;
     }
     sys::set_umask(0);
