@@ -91,6 +91,8 @@ pub struct Planned {
     fs_open: Option<Vec<fs_rules::OpenRule>>,
     /// The open-file limit to put back once the descriptors are closed (raised for them).
     nofile_restore: Option<(u64, u64)>,
+    /// What the mount namespace binds, as the launcher resolved it ([`mount_identities`]).
+    mount_ids: Vec<(PathBuf, (u64, u64))>,
     seccomp: Option<codex_confine::seccomp::Filter>,
     /// Set by [`Sandbox::spawn`] in the child it cloned into new namespaces (`None`: forked
     /// without namespaces).
@@ -182,6 +184,11 @@ impl Sandbox<Planned> {
             }
             None => None,
         };
+        let mount_ids = if confined {
+            mount_identities(&policy)
+        } else {
+            Vec::new()
+        };
         let seccomp = if confined && kernel.seccomp {
             Some(
                 seccomp::compile(policy.network || net_rules.is_some())
@@ -199,6 +206,7 @@ impl Sandbox<Planned> {
                 fs,
                 fs_open,
                 nofile_restore,
+                mount_ids,
                 seccomp,
                 entered: None,
                 unix_connect: None,
@@ -230,6 +238,7 @@ impl Sandbox<Planned> {
         let Planned {
             fs: plan_fs,
             mut fs_open,
+            mount_ids,
             nofile_restore,
             seccomp: plan_seccomp,
             entered,
@@ -325,8 +334,9 @@ impl Sandbox<Planned> {
                 let pins = mountns::pins_for(&roots, &held);
                 let mut read_only = held;
                 read_only.extend(denied_in_roots);
-                // the roots' identities as the launcher resolved them (their rules' descriptors)
-                let approved: Vec<(PathBuf, (u64, u64))> = fs_open
+                // the identities the launcher resolved: the roots' from their rules' descriptors,
+                // then the carve-outs, deny-read paths and pins ([`mount_identities`])
+                let mut approved: Vec<(PathBuf, (u64, u64))> = fs_open
                     .iter()
                     .flatten()
                     .filter(|r| roots.contains(&r.path))
@@ -336,6 +346,7 @@ impl Sandbox<Planned> {
                         Some((r.path.clone(), (st.st_dev, st.st_ino)))
                     })
                     .collect();
+                approved.extend(mount_ids);
                 let outcome = mountns::set_up(entered, &roots, &approved, &pins, &read_only)
                     .map_err(|source| SandboxError::MountNs { source })?;
                 report.mount_ns = MountNsStatus::Applied;
@@ -844,6 +855,48 @@ impl Sandbox<Applied> {
             },
         }
     }
+}
+
+/// The identity (`st_dev`, `st_ino`) of every path the mount namespace may bind inside a
+/// writable root, resolved once here ([`crate::resolve`]): the existing carve-outs, the
+/// deny-read paths inside a root and every directory between the root and them (the pins). A
+/// path that does not resolve (missing, or through a link not owned by root: the carve-outs'
+/// own checks refuse those) gets none. The child compares what it opens with these
+/// ([`mountns::set_up`]).
+fn mount_identities(policy: &EffectivePolicy) -> Vec<(PathBuf, (u64, u64))> {
+    use crate::resolve::{self, LastLink};
+    let mut cache = resolve::Cache::default();
+    let mut out: Vec<(PathBuf, (u64, u64))> = Vec::new();
+    for root in &policy.writable_roots {
+        let inside = root
+            .read_only_subpaths
+            .iter()
+            .filter(|s| s.exists)
+            .map(|s| s.path.clone())
+            .chain(
+                policy
+                    .deny_read
+                    .iter()
+                    .filter(|d| d.starts_with(&root.root))
+                    .cloned(),
+            );
+        for p in inside {
+            let mut a = p.clone();
+            let mut chain = vec![p];
+            while a.pop() && a.starts_with(&root.root) && a != root.root {
+                chain.push(a.clone());
+            }
+            for c in chain {
+                if out.iter().any(|(q, _)| *q == c) {
+                    continue;
+                }
+                if let Ok(r) = resolve::open_cached(&c, LastLink::Judge, &mut cache) {
+                    out.push((c, (r.dev, r.ino)));
+                }
+            }
+        }
+    }
+    out
 }
 
 /// Test-only hook, compiled into debug builds only (the tests' `target/debug` binaries; release

@@ -673,3 +673,30 @@ pub fn move_mount_onto_fd(
     };
     check_long(ret).map(drop)
 }
+
+/// `mount_setattr(tree, "", AT_EMPTY_PATH | AT_RECURSIVE, {attr_set = MOUNT_ATTR_RDONLY})`:
+/// [`mount_set_readonly_recursive`] of a detached tree from [`open_tree_clone_fd`].
+pub fn mount_set_readonly_recursive_fd(tree: std::os::fd::BorrowedFd<'_>) -> io::Result<()> {
+    use std::os::fd::AsRawFd;
+    const MOUNT_ATTR_RDONLY: u64 = 0x1;
+    const AT_RECURSIVE: libc::c_uint = 0x8000;
+    let attr = MountAttr {
+        attr_set: MOUNT_ATTR_RDONLY,
+        attr_clr: 0,
+        propagation: 0,
+        userns_fd: 0,
+    };
+    // SAFETY: `tree` is borrowed for the call; the empty path is a NUL-terminated literal;
+    // `attr` is a live, initialised `struct mount_attr` and we pass its exact size.
+    let ret = unsafe {
+        libc::syscall(
+            libc::SYS_mount_setattr,
+            tree.as_raw_fd(),
+            c"".as_ptr(),
+            libc::AT_EMPTY_PATH as libc::c_uint | AT_RECURSIVE,
+            &attr as *const MountAttr,
+            std::mem::size_of::<MountAttr>(),
+        )
+    };
+    check_long(ret).map(drop)
+}
