@@ -926,8 +926,6 @@ fn test_pause_before_rules() {
     }
 }
 
-/// The command's environment: ours as the env policy filtered it, plus the sandbox markers,
-/// plus `extra`.
 /// `p` with its longest existing ancestor resolved (symlinks followed), the rest appended.
 fn canonical_prefix(p: &std::path::Path) -> PathBuf {
     let mut rest = Vec::new();
@@ -950,6 +948,8 @@ fn canonical_prefix(p: &std::path::Path) -> PathBuf {
     }
 }
 
+/// The command's environment: ours as the env policy filtered it (without the test hook's
+/// variable), plus the sandbox markers, plus `extra`.
 fn child_env(
     policy: &EffectivePolicy,
     mut vars: Vec<(OsString, OsString)>,
