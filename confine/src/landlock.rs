@@ -11,7 +11,7 @@
 //!   [`Enforcement::FullyEnforced`] is an error.
 
 use std::io;
-use std::os::fd::AsFd;
+use std::os::fd::{AsFd, OwnedFd};
 use std::path::PathBuf;
 
 use landlock::{
@@ -115,12 +115,37 @@ fn list(missing: &[Missing]) -> String {
         .join("; ")
 }
 
-/// A ruleset description, nothing opened yet.
-#[derive(Debug, Clone)]
+/// Where a rule's directory or file comes from.
+#[derive(Debug)]
+enum Beneath {
+    /// Opened by [`Landlock::create`] (`O_PATH`, links followed).
+    Path(PathBuf),
+    /// Opened and checked by the caller; the path only names it in messages.
+    Fd { fd: OwnedFd, name: PathBuf },
+}
+
+/// The descriptor a rule is added from.
+enum RuleFd {
+    Opened(PathFd),
+    Owned(OwnedFd),
+}
+
+impl AsFd for RuleFd {
+    fn as_fd(&self) -> std::os::fd::BorrowedFd<'_> {
+        match self {
+            RuleFd::Opened(fd) => fd.as_fd(),
+            RuleFd::Owned(fd) => fd.as_fd(),
+        }
+    }
+}
+
+/// A ruleset description; descriptors given with [`Landlock::allow_fd`] are held, paths are not
+/// opened yet.
+#[derive(Debug)]
 pub struct Landlock {
     compat: Compat,
     restrict_tcp: bool,
-    paths: Vec<(PathBuf, Access)>,
+    paths: Vec<(Beneath, Access)>,
     connect_ports: Vec<u16>,
 }
 
@@ -142,9 +167,23 @@ impl Landlock {
         self
     }
 
-    /// Allow `access` beneath `path`.
+    /// Allow `access` beneath `path` (opened, following links, by [`Landlock::create`]).
     pub fn allow_path(mut self, path: impl Into<PathBuf>, access: Access) -> Self {
-        self.paths.push((path.into(), access));
+        self.paths.push((Beneath::Path(path.into()), access));
+        self
+    }
+
+    /// Allow `access` beneath the directory or file `fd` refers to (an `O_PATH` descriptor the
+    /// caller opened and checked): the rule lands on that object, whatever its path names by the
+    /// time the ruleset is created. `name` is used in messages only.
+    pub fn allow_fd(mut self, fd: OwnedFd, access: Access, name: impl Into<PathBuf>) -> Self {
+        self.paths.push((
+            Beneath::Fd {
+                fd,
+                name: name.into(),
+            },
+            access,
+        ));
         self
     }
 
@@ -191,17 +230,20 @@ impl Landlock {
             .map_err(create)?
             .create()
             .map_err(create)?;
-        for (path, access) in self.paths {
-            let fd = match PathFd::new(&path) {
-                Ok(fd) => fd,
-                Err(e) if hard => {
-                    return Err(LandlockError::PathFd {
-                        path,
-                        source: io::Error::other(e.to_string()),
-                    });
-                }
-                // Best effort: no rule, so the path stays denied.
-                Err(_) => continue,
+        for (beneath, access) in self.paths {
+            let (fd, path) = match beneath {
+                Beneath::Fd { fd, name } => (RuleFd::Owned(fd), name),
+                Beneath::Path(path) => match PathFd::new(&path) {
+                    Ok(fd) => (RuleFd::Opened(fd), path),
+                    Err(e) if hard => {
+                        return Err(LandlockError::PathFd {
+                            path,
+                            source: io::Error::other(e.to_string()),
+                        });
+                    }
+                    // Best effort: no rule, so the path stays denied.
+                    Err(_) => continue,
+                },
             };
             let is_dir = fd
                 .as_fd()

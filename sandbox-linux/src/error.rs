@@ -18,6 +18,21 @@ pub enum SandboxError {
     },
     #[error("{}", refusal_message(missing))]
     Refused { missing: Vec<Missing> },
+    /// A planned path could not be resolved to the descriptor its rule is added from
+    /// ([`crate::resolve`]); a link not owned by root on the way is refused like the policy's.
+    #[error("{source}")]
+    Resolve {
+        #[source]
+        source: crate::resolve::ResolveError,
+    },
+    #[error(
+        "failed to raise the open-file limit (RLIMIT_NOFILE) to {wanted} for the rules' descriptors: {source}"
+    )]
+    FileLimit {
+        wanted: u64,
+        #[source]
+        source: io::Error,
+    },
     #[error(
         "refusing to run: {}; a read-only mount would protect only what the path names now and the \
          command could swap it for a writable directory (make `.git`/`.codex` real directories, or \
@@ -204,6 +219,9 @@ impl SandboxError {
             SandboxError::Policy { .. } | SandboxError::NoCommand | SandboxError::Nul { .. } => {
                 crate::EXIT_INVALID_POLICY
             }
+            SandboxError::Resolve {
+                source: crate::resolve::ResolveError::ForeignSymlink { .. },
+            } => crate::EXIT_INVALID_POLICY,
             SandboxError::Refused { .. }
             | SandboxError::ReplaceableCarveOut { .. }
             | SandboxError::UnixConnectUnsupported { .. } => crate::EXIT_REFUSED,

@@ -29,6 +29,10 @@ pub use codex_confine::landlock::Access as Grant;
 pub struct FsRule {
     pub path: PathBuf,
     pub grant: Grant,
+    /// `path` is a symbolic link among the siblings of a denied path: the rule lands on its
+    /// target, which must not hold or lie in a denied path (checked on the descriptor by
+    /// [`open`]).
+    pub link: bool,
 }
 
 /// The rules for a policy, and what had to be left out.
@@ -39,6 +43,57 @@ pub struct FsPlan {
     pub roots_inside_denied: Vec<PathBuf>,
     /// Directories that only got `ListOnly` because a denied path is below them.
     pub list_only: Vec<PathBuf>,
+    /// The deny-read paths (with their aliases at other mount points) and `/dev`: no rule may
+    /// land in them.
+    pub hidden: Vec<PathBuf>,
+}
+
+/// A rule resolved to the object it is added from ([`open`]).
+#[derive(Debug)]
+pub struct OpenRule {
+    /// The planned path (messages only: the rule is added from `fd`).
+    pub path: PathBuf,
+    pub grant: Grant,
+    /// `O_PATH` descriptor from [`crate::resolve::open`].
+    pub fd: std::os::fd::OwnedFd,
+}
+
+/// Resolve every rule of `plan` once ([`crate::resolve`]) and keep the descriptors: the
+/// Landlock rules are added from them ([`crate::landlock_rules::prepare`]). A path that does not
+/// exist (any more) gets no rule, which denies it; a link among the siblings of a denied path
+/// that now lands in (or above) a denied path gets none either. A path that goes through a
+/// symbolic link not owned by root is refused: it was swapped in after the policy was checked.
+pub fn open(plan: &FsPlan) -> Result<Vec<OpenRule>, crate::resolve::ResolveError> {
+    use crate::resolve::{self, LastLink};
+    let mut out = Vec::with_capacity(plan.rules.len());
+    let mut cache = resolve::Cache::default();
+    for rule in &plan.rules {
+        let last = if rule.link {
+            LastLink::Follow
+        } else {
+            LastLink::Judge
+        };
+        let resolved = match resolve::open_cached(&rule.path, last, &mut cache) {
+            Ok(r) => r,
+            Err(e) if e.is_missing() => continue,
+            Err(e) => return Err(e),
+        };
+        if rule.link {
+            // judged by where the descriptor landed, not by a second look at the path
+            match resolve::real_path(&resolved.fd) {
+                Ok(target)
+                    if !is_denied(&target, &plan.hidden)
+                        && !is_strict_ancestor_of_denied(&target, &plan.hidden) => {}
+                _ => continue,
+            }
+        }
+        out.push(OpenRule {
+            path: rule.path.clone(),
+            grant: rule.grant,
+            fd: resolved.fd,
+        });
+    }
+    Ok(out)
 }
 
 /// Build the rules for `policy` (reads the directories along each denied path).
@@ -59,6 +114,7 @@ pub fn plan(policy: &EffectivePolicy) -> FsPlan {
     // terminals, input devices, /dev/shm stay unopenable).
     let mut hidden = denied.clone();
     hidden.push(PathBuf::from(crate::devices::DEV));
+    plan.hidden = hidden.clone();
     let hidden = &hidden;
     expand(Path::new("/"), Grant::ReadExec, hidden, &mut plan);
     for root in &policy.writable_roots {
@@ -73,6 +129,7 @@ pub fn plan(policy: &EffectivePolicy) -> FsPlan {
             plan.rules.push(FsRule {
                 path: PathBuf::from(dev),
                 grant: *grant,
+                link: false,
             });
         }
     }
@@ -97,12 +154,14 @@ fn expand(path: &Path, grant: Grant, denied: &[PathBuf], plan: &mut FsPlan) {
         plan.rules.push(FsRule {
             path: path.to_path_buf(),
             grant,
+            link: false,
         });
         return;
     }
     plan.rules.push(FsRule {
         path: path.to_path_buf(),
         grant: Grant::ListOnly,
+        link: false,
     });
     if !plan.list_only.iter().any(|p| p == path) {
         plan.list_only.push(path.to_path_buf());
@@ -121,7 +180,11 @@ fn expand(path: &Path, grant: Grant, denied: &[PathBuf], plan: &mut FsPlan) {
                     if !is_denied(&target, denied)
                         && !is_strict_ancestor_of_denied(&target, denied) =>
                 {
-                    plan.rules.push(FsRule { path: child, grant });
+                    plan.rules.push(FsRule {
+                        path: child,
+                        grant,
+                        link: true,
+                    });
                 }
                 _ => {}
             }
@@ -129,6 +192,26 @@ fn expand(path: &Path, grant: Grant, denied: &[PathBuf], plan: &mut FsPlan) {
         }
         expand(&child, grant, denied, plan);
     }
+}
+
+/// After a procfs of the sandbox's pid namespace covers `/proc`: the rules below `/proc`
+/// resolved again, in this process (the old descriptors name the launcher's procfs, a rule on
+/// which does not cover the new one). `/` and `/proc` are root's: no link to judge on the way.
+pub fn reopen_proc(rules: &mut Vec<OpenRule>) -> Result<(), crate::resolve::ResolveError> {
+    use crate::resolve::{self, LastLink};
+    let mut kept = Vec::with_capacity(rules.len());
+    for mut rule in rules.drain(..) {
+        if rule.path.starts_with("/proc") {
+            match resolve::open(&rule.path, LastLink::Judge) {
+                Ok(r) => rule.fd = r.fd,
+                Err(e) if e.is_missing() => continue,
+                Err(e) => return Err(e),
+            }
+        }
+        kept.push(rule);
+    }
+    *rules = kept;
+    Ok(())
 }
 
 #[cfg(test)]

@@ -86,6 +86,13 @@ pub struct Options {
 /// State: checked plan, nothing applied yet.
 pub struct Planned {
     fs: Option<fs_rules::FsPlan>,
+    /// The rules of `fs` resolved once to descriptors ([`fs_rules::open`]); the Landlock rules
+    /// are added from these, never from the paths again (issue 12 item 8).
+    fs_open: Option<Vec<fs_rules::OpenRule>>,
+    /// The open-file limit to put back once the descriptors are closed (raised for them).
+    nofile_restore: Option<(u64, u64)>,
+    /// What the mount namespace binds, as the launcher resolved it ([`mount_identities`]).
+    mount_ids: Vec<(PathBuf, (u64, u64))>,
     seccomp: Option<codex_confine::seccomp::Filter>,
     /// Set by [`Sandbox::spawn`] in the child it cloned into new namespaces (`None`: forked
     /// without namespaces).
@@ -146,6 +153,42 @@ impl Sandbox<Planned> {
         }
         let net_rules = (confined && !policy.network && !rules.is_empty()).then_some(rules);
         let fs = (confined && kernel.landlock_abi > 0).then(|| fs_rules::plan(&policy));
+        let mut nofile_restore = None;
+        let fs_open = match &fs {
+            Some(plan) => {
+                // one descriptor per rule and one per directory of the walk's cache
+                let wanted = 2 * plan.rules.len() as u64 + 256;
+                if let Ok((soft, hard)) = sys::nofile_limit() {
+                    if soft < wanted && soft < hard {
+                        let raised = wanted.min(hard);
+                        sys::set_nofile_limit(raised, hard).map_err(|source| {
+                            SandboxError::FileLimit {
+                                wanted: raised,
+                                source,
+                            }
+                        })?;
+                        nofile_restore = Some((soft, hard));
+                    }
+                }
+                let opened = fs_rules::open(plan);
+                let opened = match opened {
+                    Ok(o) => o,
+                    Err(source) => {
+                        if let Some((soft, hard)) = nofile_restore {
+                            let _ = sys::set_nofile_limit(soft, hard);
+                        }
+                        return Err(SandboxError::Resolve { source });
+                    }
+                };
+                Some(opened)
+            }
+            None => None,
+        };
+        let mount_ids = if confined {
+            mount_identities(&policy)
+        } else {
+            Vec::new()
+        };
         let seccomp = if confined && kernel.seccomp {
             Some(
                 seccomp::compile(policy.network || net_rules.is_some())
@@ -161,6 +204,9 @@ impl Sandbox<Planned> {
             opts,
             state: Planned {
                 fs,
+                fs_open,
+                nofile_restore,
+                mount_ids,
                 seccomp,
                 entered: None,
                 unix_connect: None,
@@ -191,6 +237,9 @@ impl Sandbox<Planned> {
         } = self;
         let Planned {
             fs: plan_fs,
+            mut fs_open,
+            mount_ids,
+            nofile_restore,
             seccomp: plan_seccomp,
             entered,
             unix_connect: unix_channel,
@@ -216,6 +265,8 @@ impl Sandbox<Planned> {
         }
         sys::setsid().map_err(|source| SandboxError::Setsid { source })?;
         report.new_session = true;
+        #[cfg(debug_assertions)]
+        test_pause_before_rules();
 
         let mut carve_outs: Vec<PathBuf> = Vec::new();
         let mut replaceable: Vec<Replaceable> = Vec::new();
@@ -283,11 +334,33 @@ impl Sandbox<Planned> {
                 let pins = mountns::pins_for(&roots, &held);
                 let mut read_only = held;
                 read_only.extend(denied_in_roots);
-                let outcome = mountns::set_up(entered, &roots, &pins, &read_only)
+                // the identities the launcher resolved: the roots' from their rules' descriptors,
+                // then the carve-outs, deny-read paths and pins ([`mount_identities`])
+                let mut approved: Vec<(PathBuf, (u64, u64))> = fs_open
+                    .iter()
+                    .flatten()
+                    .filter(|r| roots.contains(&r.path))
+                    .filter_map(|r| {
+                        use std::os::fd::AsFd;
+                        let st = sys::fstat(r.fd.as_fd()).ok()?;
+                        Some((r.path.clone(), (st.st_dev, st.st_ino)))
+                    })
+                    .collect();
+                approved.extend(mount_ids);
+                let outcome = mountns::set_up(entered, &roots, &approved, &pins, &read_only)
                     .map_err(|source| SandboxError::MountNs { source })?;
                 report.mount_ns = MountNsStatus::Applied;
                 report.read_only_carve_outs = carve_outs;
                 report.namespaces = Some(outcome.own_proc);
+                if outcome.own_proc {
+                    // `/proc` is now another procfs (of the new pid namespace): the launcher's
+                    // descriptors name the old one, on which a rule would not cover the new.
+                    // Re-resolved here, once, from `/` (root's, no link on the way).
+                    if let Some(rules) = fs_open.as_mut() {
+                        fs_rules::reopen_proc(rules)
+                            .map_err(|source| SandboxError::Resolve { source })?;
+                    }
+                }
             }
             None if carve_outs.iter().all(|c| {
                 // the name guard keeps anything below a `.git`/`.codex`/`.agents` unwritten
@@ -336,7 +409,7 @@ impl Sandbox<Planned> {
             creator_lifeline = Some(
                 crate::name_guard::spawn_creator(
                     channels,
-                    plan_fs.as_ref(),
+                    fs_open.as_deref(),
                     policy.network,
                     protected,
                 )
@@ -345,15 +418,23 @@ impl Sandbox<Planned> {
             report.name_guard = true;
         }
         // --- end name guard ---
-        if let Some(fs) = &plan_fs {
+        if let (Some(fs), Some(rules)) = (&plan_fs, fs_open.take()) {
             report.list_only = fs.list_only.clone();
             report.roots_inside_denied = fs.roots_inside_denied.clone();
-            let prepared = landlock_rules::prepare(fs, policy.network)
+            let prepared = landlock_rules::prepare(rules, policy.network)
                 .map_err(|source| SandboxError::Landlock { source })?;
             let status = prepared
                 .restrict_self()
                 .map_err(|source| SandboxError::Landlock { source })?;
             report.landlock = Some(status);
+        }
+        // the rules are in the kernel: their descriptors and the raised file limit go
+        drop(fs_open);
+        if let Some((soft, hard)) = nofile_restore {
+            sys::set_nofile_limit(soft, hard).map_err(|source| SandboxError::FileLimit {
+                wanted: soft,
+                source,
+            })?;
         }
         // --- unix_connect hook (issue 12 item 1): stacked notify filter before the table ---
         if plan_seccomp.is_some() {
@@ -490,6 +571,11 @@ impl Sandbox<Planned> {
                 // --- unix_connect hook: receive the listener, serve it on a thread ---
                 drop(this.state.unix_connect.take());
                 drop(this.state.name_guard.take());
+                // the child holds the rules' descriptors now
+                drop(this.state.fs_open.take());
+                if let Some((soft, hard)) = this.state.nofile_restore.take() {
+                    let _ = sys::set_nofile_limit(soft, hard);
+                }
                 if let (Some(bound), Some(rules)) =
                     (this.state.net_proxy.take(), this.state.net_rules.clone())
                 {
@@ -771,8 +857,75 @@ impl Sandbox<Applied> {
     }
 }
 
-/// The command's environment: ours as the env policy filtered it, plus the sandbox markers,
-/// plus `extra`.
+/// The identity (`st_dev`, `st_ino`) of every path the mount namespace may bind inside a
+/// writable root, resolved once here ([`crate::resolve`]): the existing carve-outs, the
+/// deny-read paths inside a root and every directory between the root and them (the pins). A
+/// path that does not resolve (missing, or through a link not owned by root: the carve-outs'
+/// own checks refuse those) gets none. The child compares what it opens with these
+/// ([`mountns::set_up`]).
+fn mount_identities(policy: &EffectivePolicy) -> Vec<(PathBuf, (u64, u64))> {
+    use crate::resolve::{self, LastLink};
+    let mut cache = resolve::Cache::default();
+    let mut out: Vec<(PathBuf, (u64, u64))> = Vec::new();
+    for root in &policy.writable_roots {
+        let inside = root
+            .read_only_subpaths
+            .iter()
+            .filter(|s| s.exists)
+            .map(|s| s.path.clone())
+            .chain(
+                policy
+                    .deny_read
+                    .iter()
+                    .filter(|d| d.starts_with(&root.root))
+                    .cloned(),
+            );
+        for p in inside {
+            let mut a = p.clone();
+            let mut chain = vec![p];
+            while a.pop() && a.starts_with(&root.root) && a != root.root {
+                chain.push(a.clone());
+            }
+            for c in chain {
+                if out.iter().any(|(q, _)| *q == c) {
+                    continue;
+                }
+                if let Ok(r) = resolve::open_cached(&c, LastLink::Judge, &mut cache) {
+                    out.push((c, (r.dev, r.ino)));
+                }
+            }
+        }
+    }
+    out
+}
+
+/// Test-only hook, compiled into debug builds only (the tests' `target/debug` binaries; release
+/// builds ignore the variable): with `CODEX_SANDBOX_TEST_PAUSE_BEFORE_RULES=DIR`, the sandbox's
+/// first process, after the plan is checked and its paths resolved and before any mount or
+/// Landlock rule is made from them, writes a byte to the FIFO `DIR/paused` and waits for one on
+/// `DIR/resume`. The race test (`tests/escapes.rs`, issue 12 item 8) swaps a writable root for a
+/// symbolic link in that window. The variable is not passed to the command ([`child_env`]); a
+/// command that sets it for a nested sandbox only pauses that sandbox's own set-up.
+pub const TEST_PAUSE_VAR: &str = "CODEX_SANDBOX_TEST_PAUSE_BEFORE_RULES";
+
+#[cfg(debug_assertions)]
+fn test_pause_before_rules() {
+    let Some(dir) = std::env::var_os(TEST_PAUSE_VAR) else {
+        return;
+    };
+    let dir = PathBuf::from(dir);
+    if let Ok(mut f) = std::fs::OpenOptions::new()
+        .write(true)
+        .open(dir.join("paused"))
+    {
+        let _ = f.write_all(b"p");
+    }
+    if let Ok(mut f) = std::fs::File::open(dir.join("resume")) {
+        let mut b = [0u8; 1];
+        let _ = f.read(&mut b);
+    }
+}
+
 /// `p` with its longest existing ancestor resolved (symlinks followed), the rest appended.
 fn canonical_prefix(p: &std::path::Path) -> PathBuf {
     let mut rest = Vec::new();
@@ -795,11 +948,14 @@ fn canonical_prefix(p: &std::path::Path) -> PathBuf {
     }
 }
 
+/// The command's environment: ours as the env policy filtered it (without the test hook's
+/// variable), plus the sandbox markers, plus `extra`.
 fn child_env(
     policy: &EffectivePolicy,
     mut vars: Vec<(OsString, OsString)>,
     extra: &[(OsString, OsString)],
 ) -> Result<Vec<CString>, SandboxError> {
+    vars.retain(|(k, _)| k != TEST_PAUSE_VAR);
     if policy.kind != PolicyKind::DangerFullAccess {
         vars.push(("CODEX_SANDBOX".into(), "linux".into()));
     }

@@ -39,6 +39,7 @@ pub mod namespaces;
 pub mod net_proxy;
 pub mod pidns;
 pub mod report;
+pub mod resolve;
 pub mod seccomp;
 mod sys;
 pub mod unix_connect;

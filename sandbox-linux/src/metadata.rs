@@ -50,26 +50,45 @@ pub fn roots_to_keep(roots: &[PathBuf]) -> Option<Vec<PathBuf>> {
 }
 
 /// Make every mount read-only except the trees at `roots` (inside a private mount namespace).
-pub fn read_only_outside(roots: &[PathBuf]) -> Result<(), MountNsError> {
+///
+/// `approved` holds the identity (`st_dev`, `st_ino`) of each root as the launcher resolved it
+/// ([`crate::resolve`]; its descriptors belong to the launcher's mount namespace, which mount
+/// calls here cannot use). Each root is opened here once, checked against that identity (a
+/// root swapped for a link since is refused, [`MountNsError::Replaced`]), and copied and
+/// re-attached through that one descriptor, never through its path again (issue 12 item 8).
+pub fn read_only_outside(
+    roots: &[PathBuf],
+    approved: &[(PathBuf, (u64, u64))],
+) -> Result<(), MountNsError> {
+    use std::os::fd::AsFd;
     let Some(keep) = roots_to_keep(roots) else {
         return Ok(());
     };
     let mut trees = Vec::with_capacity(keep.len());
     for r in &keep {
         let c = cstr(r)?;
-        let tree = sys::open_tree_clone(&c).map_err(|source| MountNsError::OpenTree {
+        let open = |source| MountNsError::OpenTree {
             path: r.clone(),
             source,
-        })?;
-        trees.push((r, c, tree));
+        };
+        let fd = sys::open_path_follow(None, &c).map_err(open)?;
+        let st = sys::fstat(fd.as_fd()).map_err(open)?;
+        if let Some((_, id)) = approved.iter().find(|(p, _)| p == r) {
+            if *id != (st.st_dev, st.st_ino) {
+                return Err(MountNsError::Replaced { path: r.clone() });
+            }
+        }
+        let tree = sys::open_tree_clone_fd(fd.as_fd()).map_err(open)?;
+        trees.push((r, fd, tree));
     }
     sys::mount_set_readonly_recursive(c"/")
         .map_err(|source| MountNsError::ReadOnlyAll { source })?;
-    for (r, c, tree) in &trees {
-        use std::os::fd::AsFd;
-        sys::move_mount_onto(tree.as_fd(), c).map_err(|source| MountNsError::MoveMount {
-            path: (*r).clone(),
-            source,
+    for (r, fd, tree) in &trees {
+        sys::move_mount_onto_fd(tree.as_fd(), fd.as_fd()).map_err(|source| {
+            MountNsError::MoveMount {
+                path: (*r).clone(),
+                source,
+            }
         })?;
     }
     Ok(())

@@ -76,6 +76,11 @@ pub enum MountNsError {
         #[source]
         source: io::Error,
     },
+    #[error(
+        "{path} is no longer the directory or file the launcher resolved (swapped for a link or \
+         moved since): refusing to mount it"
+    )]
+    Replaced { path: PathBuf },
     #[error("path contains a NUL byte: {path}")]
     Nul { path: PathBuf },
 }
@@ -111,7 +116,7 @@ pub struct Outcome {
 
 /// In the freshly cloned namespaces (single-threaded caller): map our uid/gid (new user
 /// namespace), make `/` private, mount a procfs of the new pid namespace, make every mount
-/// read-only except `roots` ([`crate::metadata`]), then bind `pins` (outermost first, unchanged)
+/// read-only except `roots` ([`crate::metadata::read_only_outside`]), then bind `pins` (outermost first, unchanged)
 /// and the read-only `paths` (carve-outs and deny-read paths inside the roots).
 ///
 /// A pin is a mount point, which cannot be renamed or removed (`EBUSY`), so a directory between
@@ -119,10 +124,17 @@ pub struct Outcome {
 /// `.git`. Afterwards the working directory is entered again by path, so that relative paths
 /// resolve through the new mounts rather than the covered directories below them.
 ///
+/// `approved` holds the identity (`st_dev`, `st_ino`) the launcher resolved for the roots, the
+/// carve-outs, the deny-read paths inside the roots and the directories between them (its
+/// descriptors belong to its own mount namespace, which mount calls here cannot use): each of
+/// these paths is opened here once, compared, and mounted through that descriptor (issue 12
+/// item 8). A path without one (an alias at another mount point) is opened here unchecked.
+///
 /// After a failure the process is in the new namespaces with some mounts changed: exit.
 pub fn set_up(
     entered: Entered,
     roots: &[PathBuf],
+    approved: &[(PathBuf, (u64, u64))],
     pins: &[PathBuf],
     paths: &[PathBuf],
 ) -> Result<Outcome, MountNsError> {
@@ -137,27 +149,41 @@ pub fn set_up(
         .map_err(|source| MountNsError::MakePrivate { source })?;
     // Before the read-only pass, so the new procfs is read-only too.
     let own_proc = sys::mount_proc().is_ok();
-    crate::metadata::read_only_outside(roots)?;
-    // Bind `p` onto itself (recursively); the error names `p`.
-    let bind_self = |p: &PathBuf| {
+    crate::metadata::read_only_outside(roots, approved)?;
+    // Bind `p` onto itself (recursively), read-only when asked; the error names `p`. `p` is
+    // opened once, checked against the launcher's identity for it when there is one (a swap
+    // since is refused), and copied and attached through that descriptor (issue 12 item 8).
+    let bind_self = |p: &PathBuf, read_only: bool| {
+        use std::os::fd::AsFd;
         let c = cstr(p)?;
-        sys::mount(Some(&c), &c, libc::MS_BIND | libc::MS_REC).map_err(|source| {
-            MountNsError::Bind {
-                path: p.clone(),
-                source,
-            }
-        })?;
-        Ok::<_, MountNsError>(c)
-    };
-    for p in pins {
-        bind_self(p)?;
-    }
-    for p in paths {
-        let c = bind_self(p)?;
-        sys::mount_set_readonly_recursive(&c).map_err(|source| MountNsError::ReadOnly {
+        let bind = |source| MountNsError::Bind {
             path: p.clone(),
             source,
-        })?;
+        };
+        let fd = sys::open_path_follow(None, &c).map_err(bind)?;
+        let st = sys::fstat(fd.as_fd()).map_err(bind)?;
+        if let Some((_, id)) = approved.iter().find(|(a, _)| a == p) {
+            if *id != (st.st_dev, st.st_ino) {
+                return Err(MountNsError::Replaced { path: p.clone() });
+            }
+        }
+        let tree = sys::open_tree_clone_fd(fd.as_fd()).map_err(bind)?;
+        if read_only {
+            sys::mount_set_readonly_recursive_fd(tree.as_fd()).map_err(|source| {
+                MountNsError::ReadOnly {
+                    path: p.clone(),
+                    source,
+                }
+            })?;
+        }
+        sys::move_mount_onto_fd(tree.as_fd(), fd.as_fd()).map_err(bind)?;
+        Ok::<_, MountNsError>(())
+    };
+    for p in pins {
+        bind_self(p, false)?;
+    }
+    for p in paths {
+        bind_self(p, true)?;
     }
     let cwd = std::env::current_dir().map_err(|source| MountNsError::Chdir { source })?;
     std::env::set_current_dir(&cwd).map_err(|source| MountNsError::Chdir { source })?;

@@ -391,44 +391,6 @@ pub fn on_signal(sig: libc::c_int, handler: extern "C" fn(libc::c_int)) -> io::R
     check(ret).map(drop)
 }
 
-/// `open_tree(AT_FDCWD, path, OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | AT_RECURSIVE)`: a detached
-/// copy of the mount tree at `path`, with the flags its mounts have now.
-pub fn open_tree_clone(path: &CStr) -> io::Result<OwnedFd> {
-    const OPEN_TREE_CLONE: libc::c_uint = 1;
-    const AT_RECURSIVE: libc::c_uint = 0x8000;
-    // SAFETY: `path` is NUL-terminated and borrowed for the call; flags by value.
-    let ret = unsafe {
-        libc::syscall(
-            libc::SYS_open_tree,
-            libc::AT_FDCWD,
-            path.as_ptr(),
-            OPEN_TREE_CLONE | libc::O_CLOEXEC as libc::c_uint | AT_RECURSIVE,
-        )
-    };
-    let fd = check_long(ret)?;
-    // SAFETY: open_tree succeeded, so `fd` is a new descriptor owned by nobody else.
-    Ok(unsafe { OwnedFd::from_raw_fd(fd as libc::c_int) })
-}
-
-/// `move_mount(tree, "", AT_FDCWD, target, MOVE_MOUNT_F_EMPTY_PATH)`: attach a detached tree.
-pub fn move_mount_onto(tree: std::os::fd::BorrowedFd<'_>, target: &CStr) -> io::Result<()> {
-    use std::os::fd::AsRawFd;
-    const MOVE_MOUNT_F_EMPTY_PATH: libc::c_uint = 4;
-    // SAFETY: `tree` is a live descriptor from open_tree; both strings are NUL-terminated and
-    // borrowed for the call.
-    let ret = unsafe {
-        libc::syscall(
-            libc::SYS_move_mount,
-            tree.as_raw_fd(),
-            c"".as_ptr(),
-            libc::AT_FDCWD,
-            target.as_ptr(),
-            MOVE_MOUNT_F_EMPTY_PATH,
-        )
-    };
-    check_long(ret).map(drop)
-}
-
 /// `mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL)`: a procfs showing
 /// the caller's pid namespace.
 pub fn mount_proc() -> io::Result<()> {
@@ -573,4 +535,168 @@ pub fn set_file_status_flags(fd: libc::c_int, flags: libc::c_int) -> io::Result<
     } else {
         Err(io::Error::last_os_error())
     }
+}
+
+/// `openat(dir, name, O_PATH | O_NOFOLLOW | O_CLOEXEC)` (`dir` `None`: `AT_FDCWD`): a
+/// descriptor for the entry itself, a symbolic link included, that grants no read or write.
+pub fn open_path_nofollow(
+    dir: Option<std::os::fd::BorrowedFd<'_>>,
+    name: &CStr,
+) -> io::Result<OwnedFd> {
+    use std::os::fd::AsRawFd;
+    let dirfd = dir.map_or(libc::AT_FDCWD, |d| d.as_raw_fd());
+    // SAFETY: `dirfd` is AT_FDCWD or a descriptor borrowed for the call; `name` is
+    // NUL-terminated and borrowed for the call.
+    let fd = check(unsafe {
+        libc::openat(
+            dirfd,
+            name.as_ptr(),
+            libc::O_PATH | libc::O_NOFOLLOW | libc::O_CLOEXEC,
+        )
+    })?;
+    // SAFETY: openat succeeded, so `fd` is a new descriptor owned by nobody else.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// `openat(dir, name, O_PATH | O_CLOEXEC)`: like [`open_path_nofollow`] but a final symbolic
+/// link is followed (the descriptor is the link's target).
+pub fn open_path_follow(
+    dir: Option<std::os::fd::BorrowedFd<'_>>,
+    name: &CStr,
+) -> io::Result<OwnedFd> {
+    use std::os::fd::AsRawFd;
+    let dirfd = dir.map_or(libc::AT_FDCWD, |d| d.as_raw_fd());
+    // SAFETY: `dirfd` is AT_FDCWD or a descriptor borrowed for the call; `name` is
+    // NUL-terminated and borrowed for the call.
+    let fd = check(unsafe { libc::openat(dirfd, name.as_ptr(), libc::O_PATH | libc::O_CLOEXEC) })?;
+    // SAFETY: openat succeeded, so `fd` is a new descriptor owned by nobody else.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// `fstat(fd)` (an `O_PATH` descriptor is enough).
+pub fn fstat(fd: std::os::fd::BorrowedFd<'_>) -> io::Result<libc::stat> {
+    use std::os::fd::AsRawFd;
+    let mut st = std::mem::MaybeUninit::<libc::stat>::uninit();
+    // SAFETY: `fd` is borrowed for the call; `st` is writable memory of the size of
+    // `struct stat`, which the kernel fills on success.
+    check(unsafe { libc::fstat(fd.as_raw_fd(), st.as_mut_ptr()) })?;
+    // SAFETY: fstat succeeded, so the kernel initialised every field of `st`.
+    Ok(unsafe { st.assume_init() })
+}
+
+/// `readlinkat(link, "", ...)`: the target of the symbolic link `link` (an `O_PATH |
+/// O_NOFOLLOW` descriptor of it), at most `PATH_MAX` bytes.
+pub fn readlink_fd(link: std::os::fd::BorrowedFd<'_>) -> io::Result<Vec<u8>> {
+    use std::os::fd::AsRawFd;
+    let mut buf = vec![0u8; libc::PATH_MAX as usize + 1];
+    // SAFETY: `link` is borrowed for the call; `buf` is writable for `buf.len()` bytes and the
+    // kernel writes at most that many.
+    let n = check_long(unsafe {
+        libc::readlinkat(
+            link.as_raw_fd(),
+            c"".as_ptr(),
+            buf.as_mut_ptr().cast(),
+            buf.len(),
+        ) as libc::c_long
+    })? as usize;
+    if n >= buf.len() {
+        return Err(io::Error::from_raw_os_error(libc::ENAMETOOLONG));
+    }
+    buf.truncate(n);
+    Ok(buf)
+}
+
+/// `getrlimit(RLIMIT_NOFILE)`: (soft, hard).
+pub fn nofile_limit() -> io::Result<(u64, u64)> {
+    let mut r = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: `r` is a live `struct rlimit` the kernel fills.
+    check(unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut r) })?;
+    Ok((r.rlim_cur, r.rlim_max))
+}
+
+/// `setrlimit(RLIMIT_NOFILE, {soft, hard})`.
+pub fn set_nofile_limit(soft: u64, hard: u64) -> io::Result<()> {
+    let r = libc::rlimit {
+        rlim_cur: soft,
+        rlim_max: hard,
+    };
+    // SAFETY: `r` is a live, initialised `struct rlimit` read by the kernel.
+    check(unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &r) }).map(drop)
+}
+
+/// `open_tree(fd, "", OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | AT_RECURSIVE | AT_EMPTY_PATH)`:
+/// [`open_tree_clone`] of the directory `fd` refers to (no path resolved again).
+pub fn open_tree_clone_fd(fd: std::os::fd::BorrowedFd<'_>) -> io::Result<OwnedFd> {
+    use std::os::fd::AsRawFd;
+    const OPEN_TREE_CLONE: libc::c_uint = 1;
+    const AT_RECURSIVE: libc::c_uint = 0x8000;
+    // SAFETY: `fd` is borrowed for the call; the empty path is a NUL-terminated literal.
+    let ret = unsafe {
+        libc::syscall(
+            libc::SYS_open_tree,
+            fd.as_raw_fd(),
+            c"".as_ptr(),
+            OPEN_TREE_CLONE
+                | libc::O_CLOEXEC as libc::c_uint
+                | AT_RECURSIVE
+                | libc::AT_EMPTY_PATH as libc::c_uint,
+        )
+    };
+    let fd = check_long(ret)?;
+    // SAFETY: open_tree succeeded, so `fd` is a new descriptor owned by nobody else.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd as libc::c_int) })
+}
+
+/// `move_mount(tree, "", target, "", MOVE_MOUNT_F_EMPTY_PATH | MOVE_MOUNT_T_EMPTY_PATH)`:
+/// [`move_mount_onto`] the directory `target` refers to (no path resolved again).
+pub fn move_mount_onto_fd(
+    tree: std::os::fd::BorrowedFd<'_>,
+    target: std::os::fd::BorrowedFd<'_>,
+) -> io::Result<()> {
+    use std::os::fd::AsRawFd;
+    const MOVE_MOUNT_F_EMPTY_PATH: libc::c_uint = 4;
+    const MOVE_MOUNT_T_EMPTY_PATH: libc::c_uint = 0x40;
+    // SAFETY: both descriptors are borrowed for the call; the empty paths are NUL-terminated
+    // literals.
+    let ret = unsafe {
+        libc::syscall(
+            libc::SYS_move_mount,
+            tree.as_raw_fd(),
+            c"".as_ptr(),
+            target.as_raw_fd(),
+            c"".as_ptr(),
+            MOVE_MOUNT_F_EMPTY_PATH | MOVE_MOUNT_T_EMPTY_PATH,
+        )
+    };
+    check_long(ret).map(drop)
+}
+
+/// `mount_setattr(tree, "", AT_EMPTY_PATH | AT_RECURSIVE, {attr_set = MOUNT_ATTR_RDONLY})`:
+/// [`mount_set_readonly_recursive`] of a detached tree from [`open_tree_clone_fd`].
+pub fn mount_set_readonly_recursive_fd(tree: std::os::fd::BorrowedFd<'_>) -> io::Result<()> {
+    use std::os::fd::AsRawFd;
+    const MOUNT_ATTR_RDONLY: u64 = 0x1;
+    const AT_RECURSIVE: libc::c_uint = 0x8000;
+    let attr = MountAttr {
+        attr_set: MOUNT_ATTR_RDONLY,
+        attr_clr: 0,
+        propagation: 0,
+        userns_fd: 0,
+    };
+    // SAFETY: `tree` is borrowed for the call; the empty path is a NUL-terminated literal;
+    // `attr` is a live, initialised `struct mount_attr` and we pass its exact size.
+    let ret = unsafe {
+        libc::syscall(
+            libc::SYS_mount_setattr,
+            tree.as_raw_fd(),
+            c"".as_ptr(),
+            libc::AT_EMPTY_PATH as libc::c_uint | AT_RECURSIVE,
+            &attr as *const MountAttr,
+            std::mem::size_of::<MountAttr>(),
+        )
+    };
+    check_long(ret).map(drop)
 }

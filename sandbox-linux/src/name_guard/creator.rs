@@ -7,7 +7,7 @@ use super::sys;
 use super::{
     DENIED_ERRNO, MAX_MESSAGE, Op, Request, has_protected_component, is_protected_new_name,
 };
-use crate::fs_rules::FsPlan;
+use crate::fs_rules::OpenRule;
 
 /// Carve-outs that did not exist at the start (a `$CODEX_HOME` to be created, `.git`/`.codex`
 /// at a root): nothing may be created at them, below them, or at a directory above them
@@ -47,7 +47,7 @@ const PROC_SUPER_MAGIC: i64 = 0x9fa0;
 /// init's signal scope, so the init could not kill it. The child never returns.
 pub fn spawn_creator(
     channels: Vec<OwnedFd>,
-    fs: Option<&FsPlan>,
+    fs: Option<&[OpenRule]>,
     network: bool,
     protected_paths: Vec<std::path::PathBuf>,
 ) -> std::io::Result<OwnedFd> {
@@ -86,17 +86,20 @@ pub fn spawn_creator(
 fn set_up(
     channels: &[OwnedFd],
     lifeline: &OwnedFd,
-    fs: Option<&FsPlan>,
+    fs: Option<&[OpenRule]>,
     network: bool,
 ) -> std::io::Result<()> {
     crate::sys::set_parent_death_signal(libc::SIGKILL)?;
     sys::set_not_dumpable()?;
     let mut keep: Vec<i32> = channels.iter().map(|c| c.as_raw_fd()).collect();
     keep.push(lifeline.as_raw_fd());
+    // the rules' descriptors: the ruleset below is built from them, not from paths
+    keep.extend(fs.into_iter().flatten().map(|r| r.fd.as_raw_fd()));
     sys::close_all_but(&keep);
     sys::stdio_to_dev_null()?;
     if let Some(fs) = fs {
-        let ruleset = crate::landlock_rules::prepare(fs, network).map_err(std::io::Error::other)?;
+        let ruleset =
+            crate::landlock_rules::prepare_borrowed(fs, network).map_err(std::io::Error::other)?;
         ruleset.restrict_self().map_err(std::io::Error::other)?;
     }
     sys::set_umask(0);
