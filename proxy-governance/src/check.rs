@@ -106,6 +106,10 @@ struct Head<'a> {
     max_output_tokens: Option<&'a RawValue>,
     #[serde(borrow, default)]
     tools: Option<Vec<Tool<'a>>>,
+    /// A nested `response` object (the Realtime API's shape of `response.create`): refused, its
+    /// members would escape every check here (outside review r18 F6).
+    #[serde(borrow, default, deserialize_with = "raw")]
+    response: Option<&'a RawValue>,
 }
 
 #[derive(Deserialize)]
@@ -192,6 +196,11 @@ pub fn check_request(rule: &Rule, body: &[u8]) -> Result<Checked, Refusal> {
         .ok_or_else(|| bad("the request body must be a JSON object".into()))?;
     let head: Head<'_> = serde_json::from_slice(body)
         .map_err(|e| bad(format!("the request body is not acceptable JSON: {e}")))?;
+    if head.response.is_some() {
+        return Err(bad(
+            "a nested \"response\" object is not accepted under the policy: put its members at the top level".into(),
+        ));
+    }
     let model = head
         .model
         .ok_or_else(|| bad("the request names no model".into()))?;
@@ -328,6 +337,30 @@ pub fn check_request(rule: &Rule, body: &[u8]) -> Result<Checked, Refusal> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A nested `response` object would carry a model, `store` or tools past every check: refused,
+    /// even `null`; the same members at the top level are checked (control).
+    #[test]
+    fn a_nested_response_object_is_refused() {
+        let rule = rule("[default]\nmodels = [\"gpt-5\"]\n");
+        for body in [
+            r#"{"type":"response.create","model":"gpt-5","input":"x","response":{"model":"o3-pro","store":true}}"#,
+            r#"{"model":"gpt-5","response":null}"#,
+        ] {
+            let e = check_request(&rule, body.as_bytes()).unwrap_err();
+            assert_eq!((e.status, e.code), (400, "policy_bad_request"), "{body}");
+            assert!(e.message.contains("nested"), "{}", e.message);
+        }
+        assert!(
+            check_request(
+                &rule,
+                br#"{"type":"response.create","model":"gpt-5","input":"x"}"#
+            )
+            .is_ok()
+        );
+        let e = check_request(&rule, br#"{"model":"o3-pro","input":"x"}"#).unwrap_err();
+        assert_eq!(e.code, "model_not_allowed");
+    }
     use crate::policy::tests::parse;
     use proptest::strategy::Strategy;
 
