@@ -411,7 +411,9 @@ fn bad_usage_numbers_from_upstream_are_charged_the_estimate_and_serving_goes_on(
 /// 3000 output tokens with a ceiling of 1000, exactly 3 are admitted (the mock holds their
 /// answers for 3 s, so all 12 are decided while those 3 are in flight) and 9 get 429
 /// `budget_reserved`; the ledger holds 3000. Control: the same requests one after another are
-/// all served while under the budget (another user, 100 output tokens each).
+/// all served while under the budget (another user, 100 output tokens each). Then no leak: the
+/// reservations of requests that end in an upstream 500, a client gone, or no response at all
+/// (the upstream refuses connections: the guard's `Drop`) are all given back.
 #[test]
 fn parallel_requests_cannot_spend_a_budget_more_than_once() {
     const N: usize = 12;
@@ -485,6 +487,44 @@ fn parallel_requests_cannot_spend_a_budget_more_than_once() {
     // Spent now: refused as exhausted (the reservations were all given back, not leaked).
     let r = post_as(Some(A), proxy.port, "/v1/responses", body);
     assert_eq!(r.json()["error"]["code"], "budget_exhausted", "{}", r.body);
+
+    // No path leaks a reservation (root, its own budget): an upstream error, a client that
+    // leaves mid-stream (the rest read on, 0 output booked), then 4 at once: 3 fit, as for a
+    // user who never sent anything. A leaked reservation would leave room for 2 or fewer.
+    mock.push_response(MockResponse::Raw {
+        status: 500,
+        headers: vec![("content-type".into(), "application/json".into())],
+        body: bytes::Bytes::from_static(br#"{"error":{"message":"upstream broke"}}"#),
+    });
+    assert_eq!(post_as(None, proxy.port, "/v1/responses", body).status, 500);
+    mock.push_response(held(0, Duration::from_millis(300)));
+    let part = post_and_leave(proxy.port, body, Some("response.created"));
+    assert!(!part.contains("response.completed"), "{part}");
+    proxy.wait_log("outcome=\"client_gone\"", 1);
+    mock.set_default(held(0, Duration::from_millis(1500)));
+    let statuses: Vec<u16> = std::thread::scope(|s| {
+        let hs: Vec<_> = (0..4)
+            .map(|_| s.spawn(move || post_as(None, port, "/v1/responses", body).status))
+            .collect();
+        hs.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    let mut sorted = statuses.clone();
+    sorted.sort_unstable();
+    assert_eq!(sorted, vec![200, 200, 200, 429], "{statuses:?}");
+    drop(proxy);
+
+    // Requests that end without any response to book (the upstream refuses connections: 502)
+    // give their reservation back when dropped: 5 in a row all reach the upstream attempt.
+    // A leaked reservation (1000 each) would refuse the 4th with 429 `budget_reserved`.
+    let dead = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let dead_url = format!("http://{}/v1/responses", dead.local_addr().unwrap());
+    drop(dead);
+    let state2 = d.path().join("state2");
+    let proxy = Spawn::new(&dead_url).governed(&policy, &state2).start();
+    for i in 0..5 {
+        let r = post_as(Some(A), proxy.port, "/v1/responses", body);
+        assert_eq!(r.status, 502, "request {i}: {}", r.body);
+    }
 }
 
 /// Exit 2 with a message naming file, line and key; nothing listening, no server-info file.
