@@ -7,10 +7,21 @@
 //!   (503, fail closed) → day and month budgets (429, reset at the next UTC midnight / first of
 //!   the month) → request rate (429). Only an admitted request takes a rate token.
 //! - **Budgets** compare what was spent (from the ledger at start-up, then every finished
-//!   request) with the limits. A request is admitted while every limit is above what was spent;
-//!   its own usage is only known at its end, so a budget is exhausted *during* a stream and that
-//!   stream is never cut: the next request is refused. Concurrent streams can overshoot a limit
-//!   by what they use together.
+//!   request) and what is **reserved** by the user's requests in flight with the limits. A
+//!   request's own usage is only known at its end, so at admission it reserves its worst case
+//!   ([`Reservation`]: output, its `max_output_tokens` after the clamp, else
+//!   [`DEFAULT_OUTPUT_RESERVATION`]; input and cached input, the forwarded body's bytes / 4;
+//!   cost, those at the model's prices). It is refused (429 `budget_exhausted`) when what was
+//!   spent has reached a limit, and (429 `budget_reserved`, `Retry-After` a few seconds) when
+//!   other requests of the user are in flight and spent + reserved + its own reservation would
+//!   go over a limit (outside review r18 F7: 100 parallel requests booked 33 times a day's
+//!   output budget). A request with nothing else of its user in flight is admitted while the
+//!   limit is above what was spent, as before: a user whose remaining budget is below one
+//!   reservation is still served one request at a time, and that request may overshoot (by at
+//!   most its reservation, and the upstream's usage beyond it). A budget exhausted *during* a
+//!   stream never cuts it: the next request is refused. [`Governor::record`] replaces the
+//!   reservation by the measured usage under one lock; dropping the [`Admitted`] without
+//!   recording (refused later, upstream error, client gone) releases it.
 //! - **Rate:** a token bucket per uid holding `requests_per_minute` tokens, refilled evenly
 //!   over the minute; in memory (a restart refills it).
 //! - **Ledger:** [`Governor::record`] queues the record; [`Governor::flush`] writes every queued
@@ -22,6 +33,7 @@
 //!   [`Governor::sync_handle`]).
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use crate::check::{Refusal, check_request};
@@ -90,7 +102,84 @@ struct Inner {
     rules: HashMap<u32, Arc<Rule>>,
     buckets: HashMap<u32, Bucket>,
     spent: HashMap<u32, Spent>,
+    /// What each uid's requests in flight reserve (see [`Reservation`]); `requests` counts them.
+    held: HashMap<u32, Totals>,
     ledger: Option<Ledger>,
+}
+
+/// What a request reserves for output when neither the request nor the policy's ceiling sets
+/// `max_output_tokens` (the upstream's own limit is the model's, far higher): with no ceiling,
+/// this is what bounds how many requests of a user run at once under a budget. A ceiling
+/// (`max_output_tokens` in the policy) makes the reservation exact.
+pub const DEFAULT_OUTPUT_RESERVATION: u64 = 16_384;
+
+/// An admitted request's worst case, held against its user's budgets from admission until it
+/// is booked ([`Governor::record`]) or dropped, whichever comes first: exactly once either way
+/// (a guard: no path that ends a request can leak it).
+pub struct Reservation {
+    inner: Arc<Mutex<Inner>>,
+    uid: u32,
+    usage: Usage,
+    cost: f64,
+    released: AtomicBool,
+}
+
+impl Reservation {
+    /// The tokens reserved.
+    pub fn usage(&self) -> Usage {
+        self.usage
+    }
+
+    /// The cost reserved (0 without a price).
+    pub fn cost(&self) -> f64 {
+        self.cost
+    }
+
+    /// Gives the reservation back, once (the caller holds the governor's lock).
+    fn release(&self, inner: &mut Inner) {
+        if self.released.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        if let Some(h) = inner.held.get_mut(&self.uid) {
+            h.requests = h.requests.saturating_sub(1);
+            if h.requests == 0 {
+                // No drift left behind by the float cost.
+                inner.held.remove(&self.uid);
+            } else {
+                h.usage.input_tokens = h.usage.input_tokens.saturating_sub(self.usage.input_tokens);
+                h.usage.cached_input_tokens = h
+                    .usage
+                    .cached_input_tokens
+                    .saturating_sub(self.usage.cached_input_tokens);
+                h.usage.output_tokens = h
+                    .usage
+                    .output_tokens
+                    .saturating_sub(self.usage.output_tokens);
+                h.cost = (h.cost - self.cost).max(0.0);
+            }
+        }
+    }
+}
+
+impl Drop for Reservation {
+    fn drop(&mut self) {
+        if !self.released.load(Ordering::Acquire) {
+            let inner = Arc::clone(&self.inner);
+            let mut g = inner.lock().unwrap_or_else(|e| e.into_inner());
+            self.release(&mut g);
+        }
+    }
+}
+
+impl std::fmt::Debug for Reservation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Reservation")
+            .field("uid", &self.uid)
+            .field("usage", &self.usage)
+            .field("cost", &self.cost)
+            .field("released", &self.released.load(Ordering::Relaxed))
+            .finish()
+    }
 }
 
 /// An admitted request.
@@ -109,6 +198,9 @@ pub struct Admitted {
     pub max_output_tokens: Option<u64>,
     /// Bytes of the body forwarded upstream.
     pub request_bytes: u64,
+    /// What the request holds against its user's budgets until it is booked (`None`: no
+    /// budget applies). Released by [`Governor::record`], or when this is dropped.
+    pub reservation: Option<Reservation>,
 }
 
 impl Admitted {
@@ -141,7 +233,7 @@ pub struct Recorded {
 #[derive(Debug)]
 pub struct Governor {
     policy: Policy,
-    inner: Mutex<Inner>,
+    inner: Arc<Mutex<Inner>>,
 }
 
 impl Governor {
@@ -163,12 +255,13 @@ impl Governor {
         });
         Self {
             policy,
-            inner: Mutex::new(Inner {
+            inner: Arc::new(Mutex::new(Inner {
                 rules: HashMap::new(),
                 buckets: HashMap::new(),
                 spent,
+                held: HashMap::new(),
                 ledger,
-            }),
+            })),
         }
     }
 
@@ -191,6 +284,11 @@ impl Governor {
             }
             None => (Totals::default(), Totals::default()),
         }
+    }
+
+    /// What `uid`'s requests in flight reserve against its budgets (`requests`: how many).
+    pub fn reserved(&self, uid: u32) -> Totals {
+        self.lock().held.get(&uid).copied().unwrap_or_default()
     }
 
     /// Whether the ledger takes records (`None` without a state dir), and why not.
@@ -232,8 +330,29 @@ impl Governor {
                 ),
             ));
         }
+        let request_bytes = checked.rewritten.as_ref().map_or(body.len(), Vec::len) as u64;
+        let want = rule.has_budget().then(|| {
+            let input = request_bytes.div_ceil(4);
+            let usage = Usage {
+                input_tokens: input,
+                cached_input_tokens: input,
+                output_tokens: checked
+                    .max_output_tokens
+                    .unwrap_or(DEFAULT_OUTPUT_RESERVATION),
+            };
+            // The worst case: every input token at the dearer of the two input prices.
+            let cost = self.policy.price_of(&checked.model).map_or(0.0, |p| {
+                (input as f64 * p.input.max(p.cached_input) + usage.output_tokens as f64 * p.output)
+                    / 1_000_000.0
+            });
+            Totals {
+                requests: 1,
+                usage,
+                cost,
+            }
+        });
         let mut g = self.lock();
-        if rule.has_budget() {
+        if let Some(want) = &want {
             let month = Month::of_ms(now_ms);
             let why = match g.ledger.as_mut() {
                 None => Some("no --state-dir".to_string()),
@@ -256,17 +375,20 @@ impl Governor {
                     )
                 });
             }
+            let held = g.held.get(&uid).copied().unwrap_or_default();
             let s = g.spent.entry(uid).or_insert_with(|| Spent::new(now_ms));
             s.roll(now_ms);
             check_budget(
                 &rule.day,
                 &s.today,
+                (&held, want),
                 clock::next_day_start_ms(now_ms),
                 now_ms,
             )?;
             check_budget(
                 &rule.month,
                 &s.this_month,
+                (&held, want),
                 clock::next_month_start_ms(now_ms),
                 now_ms,
             )?;
@@ -297,7 +419,20 @@ impl Governor {
             }
             b.tokens -= 1.0;
         }
-        let request_bytes = checked.rewritten.as_ref().map_or(body.len(), Vec::len) as u64;
+        let reservation = want.map(|w| {
+            let h = g.held.entry(uid).or_default();
+            h.requests += 1;
+            h.usage.add(&w.usage);
+            h.cost += w.cost;
+            Reservation {
+                inner: Arc::clone(&self.inner),
+                uid,
+                usage: w.usage,
+                cost: w.cost,
+                released: AtomicBool::new(false),
+            }
+        });
+        drop(g);
         Ok(Admitted {
             uid,
             model: checked.model,
@@ -306,6 +441,7 @@ impl Governor {
             clamped: checked.clamped,
             max_output_tokens: checked.max_output_tokens,
             request_bytes,
+            reservation,
         })
     }
 
@@ -321,7 +457,8 @@ impl Governor {
             / 1_000_000.0
     }
 
-    /// A forwarded request ended: count it and write its ledger record.
+    /// A forwarded request ended: count it (its reservation released in the same step) and
+    /// write its ledger record.
     pub fn record(
         &self,
         admitted: &Admitted,
@@ -333,6 +470,9 @@ impl Governor {
         let cost = self.cost_of(&admitted.model, &usage);
         let rec = Record::new(now_ms, admitted.uid, &admitted.model, usage, status, cost);
         let mut g = self.lock();
+        if let Some(r) = &admitted.reservation {
+            r.release(&mut g);
+        }
         let s = g
             .spent
             .entry(admitted.uid)
@@ -395,16 +535,43 @@ impl Governor {
     }
 }
 
-fn check_budget(b: &Budget, t: &Totals, reset_ms: u64, now_ms: u64) -> Result<(), Refusal> {
+/// How long a client refused for reservations waits: requests in flight end within seconds to
+/// minutes, and then either their tokens are spent (the next answer says exhausted, with the
+/// reset) or given back.
+pub const RESERVED_RETRY_AFTER_S: u64 = 5;
+
+/// Refuses when `t` (spent) has reached a limit of `b`, or when other requests are in flight
+/// (`held.requests > 0`) and spent + held + `want` would go over one (see the module docs).
+fn check_budget(
+    b: &Budget,
+    t: &Totals,
+    (held, want): (&Totals, &Totals),
+    reset_ms: u64,
+    now_ms: u64,
+) -> Result<(), Refusal> {
     let over = |limit: u64, spent: u64| spent >= limit;
     let tokens = [
-        (&b.input_tokens, t.usage.input_tokens, "input_tokens"),
+        (
+            &b.input_tokens,
+            t.usage.input_tokens,
+            held.usage.input_tokens,
+            want.usage.input_tokens,
+            "input_tokens",
+        ),
         (
             &b.cached_input_tokens,
             t.usage.cached_input_tokens,
+            held.usage.cached_input_tokens,
+            want.usage.cached_input_tokens,
             "cached_input_tokens",
         ),
-        (&b.output_tokens, t.usage.output_tokens, "output_tokens"),
+        (
+            &b.output_tokens,
+            t.usage.output_tokens,
+            held.usage.output_tokens,
+            want.usage.output_tokens,
+            "output_tokens",
+        ),
     ];
     let refuse = |rule: String, limit: serde_json::Value, what: String| Refusal {
         limit: Some(limit),
@@ -412,8 +579,30 @@ fn check_budget(b: &Budget, t: &Totals, reset_ms: u64, now_ms: u64) -> Result<()
         retry_after_s: Some(reset_ms.saturating_sub(now_ms).div_ceil(1000).max(1)),
         ..Refusal::new(429, "budget_exhausted", rule, what)
     };
-    for (setting, spent, key) in tokens {
+    let reserved = |rule: String, limit: serde_json::Value, what: String| Refusal {
+        limit: Some(limit),
+        resets_at_ms: Some(reset_ms),
+        retry_after_s: Some(RESERVED_RETRY_AFTER_S),
+        ..Refusal::new(429, "budget_reserved", rule, what)
+    };
+    let in_flight = held.requests;
+    for (setting, spent, h, w, key) in tokens {
         if let Some(s) = setting {
+            if in_flight > 0
+                && !over(s.value, spent)
+                && spent.saturating_add(h).saturating_add(w) > s.value
+            {
+                return Err(reserved(
+                    s.rule(key),
+                    s.value.into(),
+                    format!(
+                        "budget reserved: {spent} {what} used of {limit} ({rule}) and {h} reserved by {in_flight} request(s) in flight; this one reserves {w}; retry when they end (a lower max_output_tokens reserves less)",
+                        what = key.replace('_', " "),
+                        limit = s.value,
+                        rule = s.rule(key),
+                    ),
+                ));
+            }
             if over(s.value, spent) {
                 return Err(refuse(
                     s.rule(key),
@@ -430,6 +619,20 @@ fn check_budget(b: &Budget, t: &Totals, reset_ms: u64, now_ms: u64) -> Result<()
         }
     }
     if let Some(s) = &b.cost {
+        if in_flight > 0 && t.cost < s.value && t.cost + held.cost + want.cost > s.value {
+            return Err(reserved(
+                s.rule("cost"),
+                s.value.into(),
+                format!(
+                    "budget reserved: cost {:.4} used of {} ({}) and {:.4} reserved by {in_flight} request(s) in flight; this one reserves {:.4}; retry when they end",
+                    t.cost,
+                    s.value,
+                    s.rule("cost"),
+                    held.cost,
+                    want.cost
+                ),
+            ));
+        }
         if t.cost >= s.value {
             return Err(refuse(
                 s.rule("cost"),
@@ -509,6 +712,130 @@ mod tests {
         assert_eq!(e.rule, "default.day.output_tokens");
         let (today, month) = g.spent(1002, NOW + 5);
         assert_eq!((today.requests, month.usage.input_tokens), (1, 60));
+    }
+
+    /// Outside review r18 F7: requests in flight reserve their worst case, so parallel requests
+    /// cannot each be admitted against the same unspent budget. Control: without other
+    /// requests in flight the old rule holds (admitted while under the limit).
+    #[test]
+    fn reservations_bound_parallel_requests_and_are_released_exactly_once() {
+        let p =
+            parse("[default]\nmax_output_tokens = 1000\nday = { output_tokens = 3000 }\n").unwrap();
+        let d = tempfile::tempdir().unwrap();
+        let (l, recs, _) = Ledger::open(d.path(), NOW).unwrap();
+        let g = Governor::new(p, Some((l, recs)), NOW);
+        let a: Vec<Admitted> = (0..3)
+            .map(|_| g.admit(Some(7), BODY, NOW).unwrap())
+            .collect();
+        assert_eq!(
+            a[0].reservation.as_ref().unwrap().usage().output_tokens,
+            1000
+        );
+        assert_eq!(g.reserved(7).requests, 3);
+        assert_eq!(g.reserved(7).usage.output_tokens, 3000);
+        let e = g.admit(Some(7), BODY, NOW).unwrap_err();
+        assert_eq!((e.status, e.code), (429, "budget_reserved"));
+        assert_eq!(e.rule, "default.day.output_tokens");
+        assert_eq!(e.limit, Some(3000.into()));
+        assert_eq!(e.resets_at_ms, Some(clock::next_day_start_ms(NOW)));
+        assert_eq!(e.retry_after_s, Some(RESERVED_RETRY_AFTER_S));
+        assert!(
+            e.message.contains("3000 reserved by 3 request(s)"),
+            "{}",
+            e.message
+        );
+        // A smaller max_output_tokens reserves less and fits... not here: nothing is left.
+        assert!(
+            g.admit(Some(7), br#"{"model":"gpt-5","max_output_tokens":1}"#, NOW)
+                .is_err()
+        );
+        // Another user has their own budget.
+        drop(g.admit(Some(8), BODY, NOW).unwrap());
+        // Booked: the reservation is replaced by the measured usage (10), once; dropping the
+        // booked request afterwards gives nothing back twice.
+        let mut a = a.into_iter();
+        let first = a.next().unwrap();
+        g.record(&first, &tap(1, 10), 200, NOW);
+        assert_eq!(g.reserved(7).usage.output_tokens, 2000);
+        drop(first);
+        assert_eq!(g.reserved(7).usage.output_tokens, 2000);
+        assert_eq!(g.reserved(7).requests, 2);
+        // 10 spent + 2000 held + 1000 > 3000; with max_output_tokens 990 it fits exactly.
+        assert_eq!(
+            g.admit(Some(7), BODY, NOW).unwrap_err().code,
+            "budget_reserved"
+        );
+        let small = g
+            .admit(
+                Some(7),
+                br#"{"model":"gpt-5","max_output_tokens":990}"#,
+                NOW,
+            )
+            .unwrap();
+        // Dropped without booking (upstream error, client gone): released.
+        drop(small);
+        drop(a);
+        assert_eq!(g.reserved(7), Totals::default());
+        // Control: alone, a request is admitted while the budget is not spent, even when its
+        // reservation is bigger than what is left (the sequential rule of old).
+        let p = parse("[default]\nday = { output_tokens = 100 }\n").unwrap();
+        let (l, recs, _) = Ledger::open(d.path(), NOW).unwrap();
+        let g = Governor::new(p, Some((l, recs)), NOW);
+        let one = g.admit(Some(9), BODY, NOW).unwrap();
+        assert_eq!(
+            one.reservation.as_ref().unwrap().usage().output_tokens,
+            DEFAULT_OUTPUT_RESERVATION
+        );
+        assert_eq!(
+            g.admit(Some(9), BODY, NOW).unwrap_err().code,
+            "budget_reserved"
+        );
+        g.record(&one, &tap(1, 60), 200, NOW);
+        drop(one);
+        let two = g.admit(Some(9), BODY, NOW).unwrap();
+        g.record(&two, &tap(1, 60), 200, NOW);
+        assert_eq!(
+            g.admit(Some(9), BODY, NOW).unwrap_err().code,
+            "budget_exhausted"
+        );
+        // No budget: nothing reserved.
+        let g = Governor::new(
+            parse("[default]\nmodels = [\"gpt-5\"]\n").unwrap(),
+            None,
+            NOW,
+        );
+        assert!(g.admit(Some(9), BODY, NOW).unwrap().reservation.is_none());
+    }
+
+    /// The same under real concurrency: 64 threads admitting at once for one user with room for
+    /// 3; exactly 3 are admitted, and a cost budget reserves the same way.
+    #[test]
+    fn parallel_admissions_from_many_threads_admit_only_what_fits() {
+        let p = parse(
+            "[prices.\"gpt-5\"]\ninput = 1\noutput = 10\n[default]\nmax_output_tokens = 1000\nday = { output_tokens = 3000 }\n[user.bob]\nmax_output_tokens = 1000\nday = { cost = 0.025 }\n",
+        )
+        .unwrap();
+        let d = tempfile::tempdir().unwrap();
+        let (l, recs, _) = Ledger::open(d.path(), NOW).unwrap();
+        let g = Governor::new(p, Some((l, recs)), NOW);
+        for (uid, want) in [(7u32, 3usize), (1002, 2)] {
+            let barrier = std::sync::Barrier::new(64);
+            let admitted: Vec<Option<Admitted>> = std::thread::scope(|s| {
+                let hs: Vec<_> = (0..64)
+                    .map(|_| {
+                        s.spawn(|| {
+                            barrier.wait();
+                            g.admit(Some(uid), BODY, NOW).ok()
+                        })
+                    })
+                    .collect();
+                hs.into_iter().map(|h| h.join().unwrap()).collect()
+            });
+            let n = admitted.iter().flatten().count();
+            assert_eq!(n, want, "uid {uid}");
+            drop(admitted);
+            assert_eq!(g.reserved(uid), Totals::default());
+        }
     }
 
     #[test]

@@ -13,12 +13,29 @@
 //! whatever the upstream sends; a usage string inside model output is never mistaken for the
 //! real one (a quote inside a JSON string is escaped, and the path must match).
 //!
-//! Bad numbers are never trusted: a token count that is missing, negative, fractional or beyond
-//! `u64` is flagged ([`TapResult::bad`]) and reported as an anomaly (audit line, warning); the
-//! proxy then charges the request's estimate for that count, as for a response without usage
+//! Bad numbers are never trusted: a token count that is missing, negative, fractional or above
+//! [`MAX_PLAUSIBLE_TOKENS`] (10^8 for one response, over all its terminal events; outside
+//! review r18 F5: `u64::MAX` was booked as measured), or output above the request's
+//! `max_output_tokens` ([`TapResult::flag_implausible_output`]), is flagged
+//! ([`TapResult::bad`]) and reported as an anomaly (audit line, warning); the proxy then charges the request's estimate for that count, as for a response without usage
 //! ([`TapResult::charge_estimate_for_bad`]; outside review r15 F9: such counts were booked as
 //! 0). Cached tokens beyond the input tokens are flagged and count 0 (full price). Counts only
 //! ever add: nothing an upstream sends can lower what a user has spent.
+
+/// The most tokens of any one kind a single response can plausibly report: a count above it
+/// is bad (charged the estimate, flagged). Today's largest context windows are ~10^6 tokens;
+/// 10^8 leaves two orders of magnitude and still keeps one lying response from spending more
+/// than any plausible budget.
+pub const MAX_PLAUSIBLE_TOKENS: u64 = 100_000_000;
+
+/// How far a response's output tokens may go above the request's `max_output_tokens` before
+/// the count is bad: 5% + 64 tokens (the API stops at the limit; the slack is for counting
+/// differences, not for trust). See [`TapResult::flag_implausible_output`].
+pub fn output_tokens_tolerated(max_output_tokens: u64) -> u64 {
+    max_output_tokens
+        .saturating_add(max_output_tokens / 20)
+        .saturating_add(64)
+}
 
 /// Most bytes of one `usage` object kept (real ones are ~300 bytes).
 pub const MAX_USAGE_BYTES: usize = 16 * 1024;
@@ -164,7 +181,11 @@ impl<'de> serde::Deserialize<'de> for Count {
                 f.write_str("a token count")
             }
             fn visit_u64<E>(self, v: u64) -> Result<Count, E> {
-                Ok(Count::Good(v))
+                Ok(if v > MAX_PLAUSIBLE_TOKENS {
+                    Count::Bad
+                } else {
+                    Count::Good(v)
+                })
             }
             fn visit_i64<E>(self, _: i64) -> Result<Count, E> {
                 Ok(Count::Bad)
@@ -220,7 +241,39 @@ impl TapResult {
             self.anomaly = Some("bad usage numbers");
         }
         self.bad.merge(bad);
-        self.usage.get_or_insert_with(Usage::default).add(&u);
+        let total = self.usage.get_or_insert_with(Usage::default);
+        total.add(&u);
+        // Many terminal events of plausible counts can still add up to an implausible one: the
+        // same rule for the response's total (the count becomes the estimate, flagged).
+        for (count, flag) in [
+            (&mut total.input_tokens, &mut self.bad.input),
+            (&mut total.cached_input_tokens, &mut self.bad.cached),
+            (&mut total.output_tokens, &mut self.bad.output),
+        ] {
+            if *count > MAX_PLAUSIBLE_TOKENS {
+                *count = 0;
+                *flag = true;
+                self.anomaly = Some("bad usage numbers");
+            }
+        }
+    }
+
+    /// Flags the output count as bad (the proxy then charges the estimate: the request's
+    /// `max_output_tokens`) when it is above what the request allowed
+    /// ([`output_tokens_tolerated`]); the upstream stops at `max_output_tokens`, so more is a
+    /// broken or lying upstream (outside review r18 F5). No-op without a `max_output_tokens`
+    /// (no ceiling and none in the request). Returns whether it flagged.
+    pub fn flag_implausible_output(&mut self, max_output_tokens: Option<u64>) -> bool {
+        let (Some(u), Some(max)) = (self.usage.as_mut(), max_output_tokens) else {
+            return false;
+        };
+        if u.output_tokens <= output_tokens_tolerated(max) {
+            return false;
+        }
+        u.output_tokens = 0;
+        self.bad.output = true;
+        self.anomaly = Some("bad usage numbers");
+        true
     }
 
     /// A bad count is a missing count (outside review r15 F9: out-of-range numbers were booked
@@ -947,17 +1000,55 @@ mod tests {
             (Some(Usage::default()), Some("bad usage numbers"))
         );
         assert_eq!(r.bad, BadCounts::ALL);
-        // Enormous but valid: kept (and saturating when added).
+        // Enormous but a u64 (outside review r18 F5): bad, counted 0 until the estimate; the
+        // good output counts of both events kept.
+        for huge in ["18446744073709551615", "1000000000000", "100000001"] {
+            let r = sse(
+                &format!(
+                    "{}{}",
+                    completed(&format!(r#"{{"input_tokens":{huge},"output_tokens":1}}"#)),
+                    completed(r#"{"input_tokens":5,"output_tokens":1}"#)
+                ),
+                11,
+            );
+            assert_eq!(r.usage.unwrap().input_tokens, 5, "{huge}");
+            assert_eq!(r.usage.unwrap().output_tokens, 2);
+            assert!(r.bad.input && !r.bad.output && !r.bad.cached, "{huge}");
+            assert_eq!(r.anomaly, Some("bad usage numbers"));
+        }
+        // Control: the ceiling itself is a plausible count.
         let r = sse(
-            &format!(
-                "{}{}",
-                completed(r#"{"input_tokens":18446744073709551615,"output_tokens":1}"#),
-                completed(r#"{"input_tokens":5,"output_tokens":1}"#)
-            ),
-            11,
+            &completed(r#"{"input_tokens":100000000,"output_tokens":1}"#),
+            7,
         );
-        assert_eq!(r.usage.unwrap().input_tokens, u64::MAX);
-        assert_eq!(r.usage.unwrap().output_tokens, 2);
+        assert_eq!(r.usage.unwrap().input_tokens, MAX_PLAUSIBLE_TOKENS);
+        assert!(!r.bad.any() && r.anomaly.is_none());
+        // Plausible counts adding up to an implausible total over many terminal events: bad.
+        let ev = completed(r#"{"input_tokens":5,"output_tokens":60000000}"#);
+        let mut r = sse(&format!("{ev}{ev}"), 13);
+        assert!(r.bad.output && !r.bad.input, "{r:?}");
+        assert_eq!(r.usage.unwrap().output_tokens, 0);
+        assert!(r.charge_estimate_for_bad(Usage {
+            input_tokens: 1,
+            cached_input_tokens: 0,
+            output_tokens: 700,
+        }));
+        assert_eq!(r.usage.unwrap().output_tokens, 700);
+        assert_eq!(r.usage.unwrap().input_tokens, 10);
+        // Output above the request's max_output_tokens (+5% + 64): bad; at the tolerance: kept.
+        let mut r = sse(&completed(r#"{"input_tokens":5,"output_tokens":1114}"#), 9);
+        assert!(!r.flag_implausible_output(Some(1000)));
+        assert!(!r.flag_implausible_output(None));
+        assert_eq!(r.usage.unwrap().output_tokens, 1114);
+        let mut r = sse(&completed(r#"{"input_tokens":5,"output_tokens":1115}"#), 9);
+        assert!(r.flag_implausible_output(Some(1000)));
+        assert!(r.bad.output && r.anomaly.is_some());
+        assert!(r.charge_estimate_for_bad(Usage {
+            input_tokens: 1,
+            cached_input_tokens: 0,
+            output_tokens: 1000,
+        }));
+        assert_eq!(r.usage.unwrap().output_tokens, 1000);
         // Cached beyond input: capped.
         let r = sse(
             &completed(

@@ -131,7 +131,9 @@ impl Governed {
     }
 
     /// Books a finished response: when it reported no usage and `estimate` names why it is to
-    /// be charged anyway, its [`Admitted::estimate`] (over `seen` response bytes); the ledger
+    /// be charged anyway, its [`Admitted::estimate`] (over `seen` response bytes), and the same
+    /// for each bad count (output above the request's `max_output_tokens` included: outside
+    /// review r18 F5); the reservation released and the ledger
     /// record queued (writer woken); the tokens, cost and anomaly into `audit`. The one place
     /// HTTP responses, WebSocket responses and the shutdown book through.
     pub fn book(
@@ -146,9 +148,12 @@ impl Governed {
         if let (None, Some(why)) = (result.usage, estimate) {
             result.usage = Some(admitted.estimate(seen));
             result.anomaly = Some(why);
-        } else if estimate.is_some() && result.charge_estimate_for_bad(admitted.estimate(seen)) {
-            // A bad count is a missing one (outside review r15 F9).
-            result.anomaly = Some("bad usage numbers: estimated");
+        } else if estimate.is_some() {
+            result.flag_implausible_output(admitted.max_output_tokens);
+            if result.charge_estimate_for_bad(admitted.estimate(seen)) {
+                // A bad count is a missing one (outside review r15 F9).
+                result.anomaly = Some("bad usage numbers: estimated");
+            }
         }
         if let Some(why) = result.anomaly {
             tracing::warn!(uid = admitted.uid, model = %admitted.model, anomaly = why, "upstream usage not trusted in full");

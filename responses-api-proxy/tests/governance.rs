@@ -368,19 +368,163 @@ fn bad_usage_numbers_from_upstream_are_charged_the_estimate_and_serving_goes_on(
     mock.push_response(stream_with_usage(2, 0, 5));
     post_as(Some(A), proxy.port, "/v1/responses", body);
     proxy.wait_log("tokens_out=5 ", 1);
-    // Enormous: A's day is spent (nothing upstream sends can lower it again).
-    mock.push_response(stream_with_usage(1, 0, u64::MAX));
+    // Implausible (outside review r18 F5): 2^64-1 and 10^12 (above the 10^8 ceiling of one
+    // response), and 900 output tokens on a request that allowed 777 (beyond 5% + 64), are
+    // bad counts: charged the estimate (777), flagged; A's day is not wiped out.
+    for out in [u64::MAX, 1_000_000_000_000, 900] {
+        mock.push_response(stream_with_usage(1, 0, out));
+        let r = post_as(Some(A), proxy.port, "/v1/responses", body);
+        assert_eq!(r.status, 200, "{}", r.body);
+    }
+    let log = proxy.wait_log("usage_anomaly=", 7);
     assert_eq!(
-        post_as(Some(A), proxy.port, "/v1/responses", body).status,
-        200
+        log.lines()
+            .filter(|l| l.contains("tokens_out=777 ") && l.contains("usage_anomaly="))
+            .count(),
+        6,
+        "{log}"
     );
+    // Control: the ceiling of the tolerance (777 + 38 + 64 = 879) is booked as reported.
+    mock.push_response(stream_with_usage(1, 0, 879));
+    let r = post_as(Some(A), proxy.port, "/v1/responses", body);
+    assert_eq!(r.status, 200, "{}", r.body);
+    let log = proxy.wait_log("tokens_out=879 ", 1);
+    let line = log.lines().find(|l| l.contains("tokens_out=879 ")).unwrap();
+    assert!(!line.contains("usage_anomaly="), "{line}");
     mock.push_response(stream_with_usage(1, 0, 5));
     let r = post_as(Some(A), proxy.port, "/v1/responses", body);
-    assert_eq!(r.status, 429, "{}", r.body);
+    assert_eq!(r.status, 200, "A is still within its day: {}", r.body);
+    proxy.wait_log("tokens_out=5 ", 2);
     let rep = usage_json(&state, &[]);
     let a = row(&rep, A, "gpt-5");
-    assert_eq!(a["requests"].as_u64(), Some(6));
-    assert_eq!(a["output_tokens"].as_u64(), Some(u64::MAX));
+    assert_eq!(a["requests"].as_u64(), Some(10));
+    assert_eq!(
+        a["output_tokens"].as_u64(),
+        Some(3 * 777 + 3 + 5 + 3 * 777 + 879 + 5),
+        "{a}"
+    );
+}
+
+/// Outside review r18 F7: parallel requests each admitted against the same unspent budget
+/// booked 33 times a day's output budget. Every admitted request now reserves its worst case
+/// (`max_output_tokens` after the clamp): of 12 requests sent at once against a day budget of
+/// 3000 output tokens with a ceiling of 1000, exactly 3 are admitted (the mock holds their
+/// answers for 3 s, so all 12 are decided while those 3 are in flight) and 9 get 429
+/// `budget_reserved`; the ledger holds 3000. Control: the same requests one after another are
+/// all served while under the budget (another user, 100 output tokens each). Then no leak: the
+/// reservations of requests that end in an upstream 500, a client gone, or no response at all
+/// (the upstream refuses connections: the guard's `Drop`) are all given back.
+#[test]
+fn parallel_requests_cannot_spend_a_budget_more_than_once() {
+    const N: usize = 12;
+    let d = policy_dir();
+    let policy = write_policy(
+        d.path(),
+        "[default]\nmax_output_tokens = 1000\nday = { output_tokens = 3000 }\n",
+    );
+    let state = d.path().join("state");
+    let mock = MockUpstream::start().unwrap();
+    let held = |out: u64, delay: Duration| {
+        let MockResponse::SseChunked { frames } = stream_with_usage(100, 0, out) else {
+            unreachable!()
+        };
+        // response.created at once, the usage after `delay` (twice: the delta too).
+        MockResponse::SsePaced { frames, delay }
+    };
+    let proxy = Spawn::new(&mock.responses_url())
+        .governed(&policy, &state)
+        .start();
+    let body = r#"{"model":"gpt-5","input":"hi","stream":true}"#;
+
+    // Control: B, one after another, each response using 100: all 12 served.
+    mock.set_default(held(100, Duration::from_millis(10)));
+    for i in 0..N {
+        let r = post_as(Some(B), proxy.port, "/v1/responses", body);
+        assert_eq!(r.status, 200, "sequential request {i}: {}", r.body);
+    }
+
+    // Attack: A, 12 at once.
+    mock.set_default(held(1000, Duration::from_millis(1500)));
+    let port = proxy.port;
+    let answers: Vec<Answer> = std::thread::scope(|s| {
+        let hs: Vec<_> = (0..N)
+            .map(|_| s.spawn(move || post_as(Some(A), port, "/v1/responses", body)))
+            .collect();
+        hs.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    let ok = answers.iter().filter(|a| a.status == 200).count();
+    assert_eq!(
+        ok,
+        3,
+        "statuses: {:?}",
+        answers.iter().map(|a| a.status).collect::<Vec<_>>()
+    );
+    for a in answers.iter().filter(|a| a.status != 200) {
+        assert_eq!(a.status, 429, "{}", a.body);
+        let e = &a.json()["error"];
+        assert_eq!(e["code"], "budget_reserved", "{}", a.body);
+        assert_eq!(e["rule"], "default.day.output_tokens");
+        assert_eq!(e["limit"], 3000);
+        assert!(e["resets_at"].as_str().unwrap().ends_with("T00:00:00Z"));
+        assert_eq!(a.header("retry-after").as_deref(), Some("5"));
+    }
+    for a in answers.iter().filter(|a| a.status == 200) {
+        assert!(a.body.contains("response.completed"), "{}", a.body);
+    }
+    proxy.wait_log("tokens_out=1000 ", 3);
+    let rep = usage_json(&state, &["--today"]);
+    let a = row(&rep, A, "gpt-5");
+    assert_eq!(
+        (a["requests"].as_u64(), a["output_tokens"].as_u64()),
+        (Some(3), Some(3000)),
+        "the ledger stays within the budget: {a}"
+    );
+    let b = row(&rep, B, "gpt-5");
+    assert_eq!(
+        (b["requests"].as_u64(), b["output_tokens"].as_u64()),
+        (Some(N as u64), Some(100 * N as u64))
+    );
+    // Spent now: refused as exhausted (the reservations were all given back, not leaked).
+    let r = post_as(Some(A), proxy.port, "/v1/responses", body);
+    assert_eq!(r.json()["error"]["code"], "budget_exhausted", "{}", r.body);
+
+    // No path leaks a reservation (root, its own budget): an upstream error, a client that
+    // leaves mid-stream (the rest read on, 0 output booked), then 4 at once: 3 fit, as for a
+    // user who never sent anything. A leaked reservation would leave room for 2 or fewer.
+    mock.push_response(MockResponse::Raw {
+        status: 500,
+        headers: vec![("content-type".into(), "application/json".into())],
+        body: bytes::Bytes::from_static(br#"{"error":{"message":"upstream broke"}}"#),
+    });
+    assert_eq!(post_as(None, proxy.port, "/v1/responses", body).status, 500);
+    mock.push_response(held(0, Duration::from_millis(300)));
+    let part = post_and_leave(proxy.port, body, Some("response.created"));
+    assert!(!part.contains("response.completed"), "{part}");
+    proxy.wait_log("outcome=\"client_gone\"", 1);
+    mock.set_default(held(0, Duration::from_millis(1500)));
+    let statuses: Vec<u16> = std::thread::scope(|s| {
+        let hs: Vec<_> = (0..4)
+            .map(|_| s.spawn(move || post_as(None, port, "/v1/responses", body).status))
+            .collect();
+        hs.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    let mut sorted = statuses.clone();
+    sorted.sort_unstable();
+    assert_eq!(sorted, vec![200, 200, 200, 429], "{statuses:?}");
+    drop(proxy);
+
+    // Requests that end without any response to book (the upstream refuses connections: 502)
+    // give their reservation back when dropped: 5 in a row all reach the upstream attempt.
+    // A leaked reservation (1000 each) would refuse the 4th with 429 `budget_reserved`.
+    let dead = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let dead_url = format!("http://{}/v1/responses", dead.local_addr().unwrap());
+    drop(dead);
+    let state2 = d.path().join("state2");
+    let proxy = Spawn::new(&dead_url).governed(&policy, &state2).start();
+    for i in 0..5 {
+        let r = post_as(Some(A), proxy.port, "/v1/responses", body);
+        assert_eq!(r.status, 502, "request {i}: {}", r.body);
+    }
 }
 
 /// Exit 2 with a message naming file, line and key; nothing listening, no server-info file.
