@@ -6,6 +6,14 @@
 //! one that never finished sending headers); when every connection is busy, the new one is
 //! closed. Accepting never stops, so a flood of silent connections cannot lock legitimate
 //! clients out, and the header read timeout reaps the silent ones anyway.
+//!
+//! Busy connections cannot be evicted, so one local user could hold them all (outside review r18
+//! F3: 1024 request bodies dribbled for ever). Two limits stop that: a request body must be
+//! complete within `--body-total-timeout` (`body.rs`, 408), and one uid holds at most
+//! `--max-connections-per-user` connections at once (default a quarter of `--max-connections`):
+//! once the peer is identified, a connection over its uid's cap is closed at once (the newcomer,
+//! never another connection of that uid: the uid's own requests in flight are not cut). Peers whose
+//! uid could not be found share one count.
 
 use std::collections::BTreeMap;
 use std::convert::Infallible;
@@ -40,7 +48,14 @@ pub struct ServeLimits {
     pub max_header_bytes: usize,
     /// SIGHUP drains like SIGTERM (`true`), or is left to key rotation (the `rotation` module).
     pub sighup_drains: bool,
+    /// Most connections one local user (uid) holds at once (`--max-connections-per-user`).
+    pub max_connections_per_user: usize,
+    /// Longest a request body may take in total (`--body-total-timeout`).
+    pub body_total_timeout: Duration,
 }
+
+/// Open client connections per uid (the `--max-connections-per-user` count).
+static CONNECTIONS_BY_UID: crate::per_user::PerUser = crate::per_user::PerUser::new();
 
 struct ConnEntry {
     in_flight: Arc<AtomicUsize>,
@@ -113,6 +128,7 @@ pub async fn serve(
     let audit = crate::audit::AuditWriter::start();
     spawn_timer_anchor();
     spawn_signal_watch(state.shutdown.clone(), limits.sighup_drains);
+    crate::body::set_body_total_timeout(limits.body_total_timeout);
 
     let graceful = Arc::new(GracefulShutdown::new());
     let table = Arc::new(ConnTable::default());
@@ -133,6 +149,7 @@ pub async fn serve(
             table: table.clone(),
             builder: builder.clone(),
             max_connections: limits.max_connections,
+            per_user: limits.max_connections_per_user.max(1),
             shutdown: state.shutdown.subscribe(),
         };
         accept_tasks.push(tokio::spawn(accept_loop(listener, ctx)));
@@ -171,6 +188,7 @@ struct AcceptCtx {
     table: Arc<ConnTable>,
     builder: Arc<http1::Builder>,
     max_connections: usize,
+    per_user: usize,
     shutdown: watch::Receiver<bool>,
 }
 
@@ -199,6 +217,7 @@ async fn accept_loop(listener: Listener, mut ctx: AcceptCtx) {
         let watcher = ctx.graceful.watcher();
         let table = ctx.table.clone();
         let builder = ctx.builder.clone();
+        let per_user = ctx.per_user;
         tokio::spawn(async move {
             let _remove = Remove(&table, id);
             let decision = {
@@ -207,6 +226,18 @@ async fn accept_loop(listener: Listener, mut ctx: AcceptCtx) {
                     addrs: &addrs,
                     socket: conn.as_fd(),
                 })
+            };
+            // Peers whose uid is unknown share one count.
+            let uid = decision.identity().uid.unwrap_or(u32::MAX);
+            let Some(_user_slot) = CONNECTIONS_BY_UID.take(uid, per_user) else {
+                crate::metrics::METRICS.connection_refused_per_user();
+                tracing::warn!(
+                    peer = %addrs.peer_label(),
+                    uid = decision.identity().uid,
+                    cap = per_user,
+                    "this local user holds --max-connections-per-user connections; closing its new connection"
+                );
+                return;
             };
             let framing = Arc::new(FramingLog::default());
             let conn = Framed::new(conn, framing.clone(), state.body_read_timeout);

@@ -469,7 +469,18 @@ impl Confined {
             header_read_timeout: args.header_read_timeout(),
             max_header_bytes: 32 * 1024,
             sighup_drains: !(self.rotator.hangup_rotates() || self.admin.is_some()),
+            max_connections_per_user: args
+                .max_connections_per_user
+                .map(|n| n as usize)
+                .unwrap_or(self.max_connections / 4)
+                .clamp(1, self.max_connections.max(1)),
+            body_total_timeout: std::time::Duration::from_secs(args.body_total_timeout),
         };
+        tracing::info!(
+            max_connections_per_user = limits.max_connections_per_user,
+            body_total_timeout_secs = limits.body_total_timeout.as_secs(),
+            "per-user connection cap and request-body deadline"
+        );
         let (shutdown, _) = tokio::sync::watch::channel(false);
         let governor = self.governor;
         let sync = governor.clone();
