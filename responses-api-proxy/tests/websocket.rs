@@ -1368,3 +1368,88 @@ fn pings_do_not_keep_a_session_and_one_user_holds_at_most_16() {
 fn ws_sessions_per_user() -> usize {
     16
 }
+
+/// A `response.create` of about `pad` bytes (its `instructions` padded).
+fn big_create(pad: usize) -> String {
+    serde_json::json!({
+        "type": "response.create",
+        "model": "gpt-5",
+        "instructions": "x".repeat(pad),
+        "input": "hi",
+        "stream": true,
+    })
+    .to_string()
+}
+
+/// Outside review r18 F8: under a policy, `response.create` messages that arrive while one is
+/// in flight wait, each held whole, and none was counted anywhere (9 × --max-body-bytes per
+/// session, 16 sessions per uid). They now count against --max-buffered-bytes: with a 3 MiB
+/// budget, of 8 waiting messages of 900 kB three wait and five get an `error` event 503
+/// `proxy_busy`; the session stays usable. Control: with a budget that holds them all, all eight
+/// wait and are served.
+#[test]
+fn waiting_messages_count_against_the_buffer_budget() {
+    let run = |budget: &str| {
+        let mock = WsMock::start().unwrap();
+        mock.set_script(WsScript {
+            delay: Duration::from_millis(300),
+            ..WsScript::default()
+        });
+        let d = policy_dir();
+        let policy = write_policy(d.path(), "[default]\nmodels = [\"gpt-5\"]\n");
+        let proxy = start(
+            &mock,
+            &[
+                "--policy",
+                policy.to_str().unwrap(),
+                "--max-body-bytes",
+                "1048576",
+                "--max-buffered-bytes",
+                budget,
+            ],
+        );
+        let (completed, errors) = rt().block_on(async {
+            let mut ws = connect(proxy.port, &[]).await.unwrap();
+            ws.send(Message::text(create("gpt-5"))).await.unwrap();
+            for _ in 0..8 {
+                ws.send(Message::text(big_create(900_000))).await.unwrap();
+            }
+            // the first response is still in flight (6 events, 300 ms apart); the rest quickly
+            mock.set_script(WsScript::default());
+            let (mut completed, mut errors) = (0, Vec::new());
+            let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+            while completed + errors.len() < 9 {
+                let m = tokio::time::timeout_at(deadline, ws.next())
+                    .await
+                    .expect("9 answers within 30 s")
+                    .unwrap()
+                    .unwrap();
+                if let Message::Text(t) = m {
+                    let v: serde_json::Value = serde_json::from_str(t.as_str()).unwrap();
+                    match v["type"].as_str() {
+                        Some("response.completed") => completed += 1,
+                        Some("error") => {
+                            assert_eq!(v["status"], 503, "{v}");
+                            errors.push(v["error"]["code"].as_str().unwrap_or("").to_string())
+                        }
+                        _ => {}
+                    }
+                }
+            }
+            // still usable
+            ws.send(Message::text(create("gpt-5"))).await.unwrap();
+            let got = read_until(&mut ws, "response.completed").await;
+            assert!(got.close.is_none(), "{got:?}");
+            ws.close(None).await.unwrap();
+            (completed, errors)
+        });
+        (completed, errors, proxy.stderr())
+    };
+    let (completed, errors, log) = run("3145728");
+    assert_eq!((completed, errors.len()), (4, 5), "{errors:?}\n{log}");
+    assert!(errors.iter().all(|c| c == "proxy_busy"), "{errors:?}");
+    assert!(log.contains("--max-buffered-bytes"), "{log}");
+    // Control: a budget that holds all eight.
+    let (completed, errors, log) = run("67108864");
+    assert_eq!((completed, errors.len()), (9, 0), "{errors:?}\n{log}");
+}
