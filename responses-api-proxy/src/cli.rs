@@ -76,7 +76,8 @@ pub struct Args {
     /// Most client connections one local user (uid) holds at once; a connection over it is
     /// closed as soon as its peer is identified (SO_PEERCRED, or sock_diag for loopback TCP).
     /// Peers whose uid cannot be found share one count. Default: a quarter of
-    /// --max-connections (at least 1); at most --max-connections.
+    /// --max-connections, at least 32 (or --max-connections when smaller); at most
+    /// --max-connections.
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
     pub max_connections_per_user: Option<u32>,
 

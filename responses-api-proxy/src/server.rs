@@ -10,7 +10,8 @@
 //! Busy connections cannot be evicted, so one local user could hold them all (outside review r18
 //! F3: 1024 request bodies dribbled for ever). Two limits stop that: a request body must be
 //! complete within `--body-total-timeout` (`body.rs`, 408), and one uid holds at most
-//! `--max-connections-per-user` connections at once (default a quarter of `--max-connections`):
+//! `--max-connections-per-user` connections at once (default a quarter of `--max-connections`,
+//! at least 32):
 //! once the peer is identified, a connection over its uid's cap is closed at once (the newcomer,
 //! never another connection of that uid: the uid's own requests in flight are not cut). Peers whose
 //! uid could not be found share one count.

@@ -101,8 +101,9 @@ const CLOSE_GRACE: Duration = Duration::from_secs(2);
 /// session kept alive by pings held a connection slot, and its key page, for ever).
 const SESSION_LIFETIME: Duration = Duration::from_secs(60 * 60);
 /// Most WebSocket sessions one local user holds at once (outside review r15 F2: one user held
-/// every connection slot); past it the upgrade gets 429. Peers whose uid the proxy did not ask
-/// the kernel for share one such count.
+/// every connection slot); past it the upgrade gets 429. Every peer is identified (SO_PEERCRED,
+/// sock_diag for loopback TCP; outside review r18 F4: without a policy or allow-list TCP peers
+/// were not, and shared one count); peers whose uid the lookup could not find share one.
 pub const SESSIONS_PER_USER: usize = 16;
 /// With a policy, `response.create` messages waiting while a response is in flight (outside
 /// review r15 F1: pipelined messages were all admitted against the budget as it stood before
@@ -241,7 +242,7 @@ pub async fn upgrade(
         );
     };
 
-    // Peers whose uid is unknown (no allow-list asked the kernel) share one count.
+    // Peers whose uid the lookup could not find share one count.
     let Some(user_session) = SESSIONS_BY_UID.take(ctx.uid.unwrap_or(u32::MAX), SESSIONS_PER_USER)
     else {
         audit.outcome = Outcome::Refused;

@@ -1453,3 +1453,53 @@ fn waiting_messages_count_against_the_buffer_budget() {
     let (completed, errors, log) = run("67108864");
     assert_eq!((completed, errors.len()), (9, 0), "{errors:?}\n{log}");
 }
+
+/// The status line of a WebSocket upgrade to the proxy sent by uid 65534 (`python3` run as it).
+fn upgrade_status_as_nobody(port: u16) -> String {
+    use std::os::unix::process::CommandExt;
+    let script = r#"
+import base64, os, socket, sys
+port = int(sys.argv[1])
+s = socket.create_connection(("127.0.0.1", port), timeout=10)
+key = base64.b64encode(os.urandom(16)).decode()
+s.sendall(("GET /v1/responses HTTP/1.1\r\nHost: 127.0.0.1:%d\r\nUpgrade: websocket\r\n"
+           "Connection: Upgrade\r\nSec-WebSocket-Key: %s\r\nSec-WebSocket-Version: 13\r\n\r\n"
+           % (port, key)).encode())
+print(s.recv(4096).split(b"\r\n")[0].decode())
+"#;
+    let out = Command::new(suite_test_support::python::interpreter())
+        .args(["-c", script, &port.to_string()])
+        .uid(65534)
+        .gid(65534)
+        .output()
+        .expect("cannot run python3 as uid 65534: the test cannot run its check");
+    assert!(
+        out.status.success(),
+        "the uid 65534 client failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+/// Outside review r18 F4: without --policy or an allow-list, TCP peers were not identified and
+/// shared one session count, so one user's 16 sessions refused everybody's WebSocket mode. Every
+/// peer is identified now: root holds 16 (its 17th gets 429) and uid 65534 still opens one.
+#[test]
+fn without_a_policy_one_users_sessions_do_not_refuse_another_users() {
+    let mock = WsMock::start().unwrap();
+    let proxy = start(&mock, &[]);
+    rt().block_on(async {
+        let mut held = Vec::new();
+        for _ in 0..ws_sessions_per_user() {
+            held.push(connect(proxy.port, &[]).await.unwrap());
+        }
+        // control: the same user is at its cap
+        assert_eq!(connect(proxy.port, &[]).await.err(), Some(429));
+        let other = upgrade_status_as_nobody(proxy.port);
+        assert!(
+            other.starts_with("HTTP/1.1 101"),
+            "uid 65534 was refused while root held its sessions: {other}"
+        );
+        drop(held);
+    });
+}
