@@ -850,8 +850,7 @@ fn one_user_with_never_ending_bodies_cannot_lock_out_another() {
             assert_eq!(got, Some(200), "root was not served: {}", proxy.stderr());
         } else {
             assert_eq!(
-                got,
-                None,
+                got, None,
                 "control: without the per-user cap the attacker should hold every slot"
             );
             assert!(
