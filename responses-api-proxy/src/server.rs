@@ -11,10 +11,10 @@
 //! F3: 1024 request bodies dribbled for ever). Two limits stop that: a request body must be
 //! complete within `--body-total-timeout` (`body.rs`, 408), and one uid holds at most
 //! `--max-connections-per-user` connections at once (default a quarter of `--max-connections`,
-//! at least 32):
-//! once the peer is identified, a connection over its uid's cap is closed at once (the newcomer,
-//! never another connection of that uid: the uid's own requests in flight are not cut). Peers whose
-//! uid could not be found share one count.
+//! at least 32): once the peer is identified, a connection over its uid's cap makes room by
+//! closing that uid's oldest connection with no request in flight, and is closed itself when all
+//! of them are busy (never another uid's connection, never a request in flight). Peers whose uid
+//! could not be found share one count.
 
 use std::collections::BTreeMap;
 use std::convert::Infallible;
@@ -55,12 +55,11 @@ pub struct ServeLimits {
     pub body_total_timeout: Duration,
 }
 
-/// Open client connections per uid (the `--max-connections-per-user` count).
-static CONNECTIONS_BY_UID: crate::per_user::PerUser = crate::per_user::PerUser::new();
-
 struct ConnEntry {
     in_flight: Arc<AtomicUsize>,
     evict: Option<oneshot::Sender<()>>,
+    /// The peer's uid once identified (`u32::MAX`: unknown); `None` until then.
+    uid: Option<u32>,
 }
 
 /// Live connections by age (ids increase).
@@ -99,9 +98,45 @@ impl ConnTable {
             ConnEntry {
                 in_flight: in_flight.clone(),
                 evict: Some(tx),
+                uid: None,
             },
         );
         Some((id, in_flight, rx))
+    }
+
+    /// Counts connection `id` for `uid` (`--max-connections-per-user`): at the uid's cap, its
+    /// oldest connection with no request in flight is closed to make room; `false` (the caller
+    /// closes `id`) when every other connection of the uid is busy.
+    fn admit_uid(&self, id: u64, uid: u32, cap: usize) -> bool {
+        let mut guard = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        let live = &mut guard.1;
+        let held = live.values().filter(|e| e.uid == Some(uid)).count();
+        if held >= cap {
+            let victim = live
+                .iter()
+                .find(|(other, e)| {
+                    **other != id && e.uid == Some(uid) && e.in_flight.load(Ordering::Acquire) == 0
+                })
+                .map(|(other, _)| *other);
+            match victim {
+                Some(other) => {
+                    if let Some(mut entry) = live.remove(&other) {
+                        if let Some(tx) = entry.evict.take() {
+                            let _ = tx.send(());
+                        }
+                    }
+                }
+                None => return false,
+            }
+        }
+        match live.get_mut(&id) {
+            Some(entry) => {
+                entry.uid = Some(uid);
+                true
+            }
+            // evicted meanwhile by a newcomer
+            None => false,
+        }
     }
 
     fn remove(&self, id: u64) {
@@ -230,16 +265,16 @@ async fn accept_loop(listener: Listener, mut ctx: AcceptCtx) {
             };
             // Peers whose uid is unknown share one count.
             let uid = decision.identity().uid.unwrap_or(u32::MAX);
-            let Some(_user_slot) = CONNECTIONS_BY_UID.take(uid, per_user) else {
+            if !table.admit_uid(id, uid, per_user) {
                 crate::metrics::METRICS.connection_refused_per_user();
                 tracing::warn!(
                     peer = %addrs.peer_label(),
                     uid = decision.identity().uid,
                     cap = per_user,
-                    "this local user holds --max-connections-per-user connections; closing its new connection"
+                    "this local user holds --max-connections-per-user connections, all busy; closing its new connection"
                 );
                 return;
-            };
+            }
             let framing = Arc::new(FramingLog::default());
             let conn = Framed::new(conn, framing.clone(), state.body_read_timeout);
             let conn_ctx = Arc::new(ConnCtx {
@@ -326,4 +361,36 @@ fn spawn_signal_watch(shutdown: watch::Sender<bool>, sighup_drains: bool) {
         }
         shutdown.send_replace(true);
     });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_uid_at_its_cap_evicts_its_own_oldest_idle_connection_never_a_busy_one_or_another_uids() {
+        let table = ConnTable::default();
+        let (a1, busy_a1, _r1) = table.admit(10).unwrap();
+        let (a2, _idle_a2, mut r2) = table.admit(10).unwrap();
+        let (b1, _idle_b1, mut rb) = table.admit(10).unwrap();
+        busy_a1.store(1, Ordering::Release);
+        assert!(table.admit_uid(a1, 7, 2));
+        assert!(table.admit_uid(a2, 7, 2));
+        assert!(table.admit_uid(b1, 8, 2));
+        // uid 7 at its cap: its idle a2 makes room, not the busy a1 nor uid 8's b1
+        let (a3, busy_a3, _r3) = table.admit(10).unwrap();
+        assert!(table.admit_uid(a3, 7, 2));
+        assert!(r2.try_recv().is_ok(), "a2 was not evicted");
+        assert!(
+            rb.try_recv().is_err(),
+            "another uid's connection was evicted"
+        );
+        // every connection of uid 7 busy: the newcomer is refused
+        busy_a3.store(1, Ordering::Release);
+        let (a4, _idle_a4, _r4) = table.admit(10).unwrap();
+        assert!(!table.admit_uid(a4, 7, 2));
+        // uid 8 is unaffected
+        let (b2, _idle_b2, _rb2) = table.admit(10).unwrap();
+        assert!(table.admit_uid(b2, 8, 2));
+    }
 }
