@@ -867,8 +867,9 @@ fn one_user_with_never_ending_bodies_cannot_lock_out_another() {
 }
 
 /// Sends a request head for a `len`-byte body and then its bytes one per `every`; returns the
-/// status (or `None`: closed without an answer) and how long it took.
-fn dribble(port: u16, len: usize, every: Duration) -> (Option<u16>, Duration) {
+/// status (or `None`: closed without an answer), how long it took, and whether the proxy closed
+/// the connection after answering (within 2 s).
+fn dribble(port: u16, len: usize, every: Duration) -> (Option<u16>, Duration, bool) {
     let started = Instant::now();
     let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
     s.set_read_timeout(Some(Duration::from_millis(50))).unwrap();
@@ -877,7 +878,10 @@ fn dribble(port: u16, len: usize, every: Duration) -> (Option<u16>, Duration) {
         "POST /v1/responses HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Length: {len}\r\n\r\n"
     )
     .unwrap();
-    let body = format!("{{\"p\":\"{}\"}}", "x".repeat(len - 8));
+    let body = format!(
+        "{{\"model\":\"gpt-5\",\"input\":\"{}\"}}",
+        "x".repeat(len - 28)
+    );
     assert_eq!(body.len(), len);
     let mut got = Vec::new();
     let mut buf = [0u8; 4096];
@@ -915,12 +919,16 @@ fn dribble(port: u16, len: usize, every: Duration) -> (Option<u16>, Duration) {
             "no answer in 20 s: {text}"
         );
     }
+    let took = started.elapsed();
     let text = String::from_utf8_lossy(&got);
     let status = text
         .strip_prefix("HTTP/1.1 ")
         .and_then(|r| r.get(..3))
         .and_then(|c| c.parse().ok());
-    (status, started.elapsed())
+    s.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+    let closed = matches!(s.read(&mut buf), Ok(0) | Err(_))
+        && !matches!(s.read(&mut buf), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock);
+    (status, took, closed)
 }
 
 /// Outside review r18 F3: a body that keeps arriving (one byte per 300 ms, far inside the idle
@@ -930,24 +938,39 @@ fn dribble(port: u16, len: usize, every: Duration) -> (Option<u16>, Duration) {
 fn a_body_that_never_ends_gets_408_at_the_total_deadline() {
     let mock = MockUpstream::start().unwrap();
     mock.set_default(MockResponse::json(serde_json::json!({"ok": true})));
-    let proxy = Spawn::new(&mock.responses_url())
-        .arg("--body-read-timeout")
-        .arg("30")
-        .arg("--body-total-timeout")
-        .arg("3")
-        .start();
-    // 12 bytes at 300 ms: done in ~3.6 s without the deadline
-    let (short, took) = dribble(proxy.port, 10, Duration::from_millis(200));
-    assert_eq!(short, Some(200), "control: {took:?} {}", proxy.stderr());
-    let (long, took) = dribble(proxy.port, 100, Duration::from_millis(300));
-    assert_eq!(long, Some(408), "after {took:?}: {}", proxy.stderr());
-    assert!(
-        took >= Duration::from_secs(3) && took < Duration::from_secs(8),
-        "408 after {took:?}"
-    );
-    assert!(
-        proxy.stderr().contains("took longer than 3s"),
-        "{}",
-        proxy.stderr()
-    );
+    let d = common::policy_dir();
+    let policy = common::write_policy(d.path(), "[default]\n");
+    // streamed upstream (no policy), and read whole before the check (policy)
+    for governed in [false, true] {
+        let mut spawn = Spawn::new(&mock.responses_url())
+            .arg("--body-read-timeout")
+            .arg("30")
+            .arg("--body-total-timeout")
+            .arg("3");
+        if governed {
+            spawn = spawn.arg("--policy").arg(policy.to_str().unwrap());
+        }
+        let proxy = spawn.start();
+        // control: 40 bytes at 50 ms, complete within the deadline
+        let (short, took, _) = dribble(proxy.port, 40, Duration::from_millis(50));
+        assert_eq!(short, Some(200), "control: {took:?} {}", proxy.stderr());
+        // 100 bytes at 300 ms: 30 s, never silent for the 30 s idle timeout
+        let (long, took, closed) = dribble(proxy.port, 100, Duration::from_millis(300));
+        assert_eq!(
+            long,
+            Some(408),
+            "governed {governed}, after {took:?}: {}",
+            proxy.stderr()
+        );
+        assert!(
+            took >= Duration::from_secs(3) && took < Duration::from_secs(8),
+            "408 after {took:?}"
+        );
+        assert!(closed, "the connection stayed open after the 408");
+        assert!(
+            proxy.stderr().contains("took longer than 3s"),
+            "{}",
+            proxy.stderr()
+        );
+    }
 }
