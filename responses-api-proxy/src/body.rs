@@ -2,7 +2,9 @@
 //!
 //! [`RequestBody`] passes the client's body upstream frame by frame, counting bytes, refusing to
 //! go past `--max-body-bytes` and timing out when the client is silent for longer than the body
-//! read timeout (no limit on the total). [`ResponseBody`] passes the upstream's response to the
+//! read timeout (`--body-read-timeout`) or when the whole body takes longer than
+//! `--body-total-timeout` (outside review r18 F3: a body dribbled one byte per 29 s kept its
+//! connection busy, never evicted, for ever). [`ResponseBody`] passes the upstream's response to the
 //! client: each frame is everything one upstream read brought ([`crate::client::UpstreamBody`]),
 //! hyper writes it as soon as it is polled and flushes when the next one is not ready yet, so
 //! SSE events that arrived together leave together and none is held back waiting for more.
@@ -56,10 +58,55 @@ impl RequestBodyState {
 pub enum RequestBodyError {
     #[error("request body exceeds {limit} bytes")]
     TooLarge { limit: u64 },
-    #[error("client sent nothing for {0:?} while sending the request body")]
-    IdleTimeout(Duration),
+    /// Too slow: silent too long between chunks, or the whole body took too long (the variant
+    /// keeps its name for the matches in `governed.rs`; both are 408 `body_timeout`).
+    #[error("{0}")]
+    IdleTimeout(BodyTimeout),
     #[error("reading the request body failed: {0}")]
     Client(hyper::Error),
+}
+
+/// Which of the two request-body timers fired.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BodyTimeout {
+    /// Nothing arrived for this long (`--body-read-timeout`).
+    Idle(Duration),
+    /// The body was not complete this long after it began (`--body-total-timeout`).
+    Total(Duration),
+}
+
+impl std::fmt::Display for BodyTimeout {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            BodyTimeout::Idle(d) => write!(
+                f,
+                "client sent nothing for {d:?} while sending the request body"
+            ),
+            BodyTimeout::Total(d) => {
+                write!(f, "client took longer than {d:?} to send the request body")
+            }
+        }
+    }
+}
+
+/// `--body-total-timeout` in seconds (set once at start by `server::serve`; 0: not set, then
+/// [`DEFAULT_BODY_TOTAL_TIMEOUT`]). A process-wide setting so that every [`RequestBody`] gets it
+/// without another constructor argument.
+static BODY_TOTAL_TIMEOUT_SECS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// The default of `--body-total-timeout`.
+pub const DEFAULT_BODY_TOTAL_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// Sets the total time a request body may take (`--body-total-timeout`).
+pub fn set_body_total_timeout(d: Duration) {
+    BODY_TOTAL_TIMEOUT_SECS.store(d.as_secs().max(1), Ordering::Relaxed);
+}
+
+fn body_total_timeout() -> Duration {
+    match BODY_TOTAL_TIMEOUT_SECS.load(Ordering::Relaxed) {
+        0 => DEFAULT_BODY_TOTAL_TIMEOUT,
+        s => Duration::from_secs(s),
+    }
 }
 
 /// The client's request body on its way upstream.
@@ -70,6 +117,9 @@ pub struct RequestBody {
     idle: Duration,
     /// When the last chunk arrived (or the body began).
     last: Instant,
+    /// `--body-total-timeout`, and when it runs out (counted from when the body began).
+    total: Duration,
+    total_end: Instant,
     /// Armed only once the client makes us wait: a body that is already here (the usual small
     /// JSON request) costs no timer.
     timer: Option<Pin<Box<Sleep>>>,
@@ -91,12 +141,16 @@ impl RequestBody {
         counter: Arc<std::sync::atomic::AtomicU64>,
         tee: Option<Arc<Mutex<Vec<u8>>>>,
     ) -> Self {
+        let now = Instant::now();
+        let total = body_total_timeout();
         Self {
             inner,
             limit,
             seen: 0,
             idle,
-            last: Instant::now(),
+            last: now,
+            total,
+            total_end: now + total,
             timer: None,
             state,
             counter,
@@ -104,6 +158,13 @@ impl RequestBody {
             stashed_err: None,
             over: false,
         }
+    }
+}
+
+impl RequestBody {
+    /// The earlier of the idle deadline and the total one.
+    fn deadline(&self) -> Instant {
+        (self.last + self.idle).min(self.total_end)
     }
 }
 
@@ -175,8 +236,9 @@ impl Body for RequestBody {
                     }
                 }
                 this.last = Instant::now();
+                let deadline = this.deadline();
                 if let Some(timer) = this.timer.as_mut() {
-                    timer.as_mut().reset(this.last + this.idle);
+                    timer.as_mut().reset(deadline);
                 }
                 Poll::Ready(Some(Ok(frame)))
             }
@@ -186,13 +248,19 @@ impl Body for RequestBody {
             }
             Poll::Ready(None) => Poll::Ready(None),
             Poll::Pending => {
-                let deadline = this.last + this.idle;
+                let deadline = this.deadline();
                 let timer = this
                     .timer
                     .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(deadline)));
                 if timer.as_mut().poll(cx).is_ready() {
                     this.state.set(RequestBodyState::TIMED_OUT);
-                    return Poll::Ready(Some(Err(RequestBodyError::IdleTimeout(this.idle))));
+                    let which = if Instant::now() >= this.total_end {
+                        BodyTimeout::Total(this.total)
+                    } else {
+                        BodyTimeout::Idle(this.idle)
+                    };
+                    tracing::info!(reason = %which, "request body timed out: 408");
+                    return Poll::Ready(Some(Err(RequestBodyError::IdleTimeout(which))));
                 }
                 Poll::Pending
             }

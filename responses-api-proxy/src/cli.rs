@@ -73,13 +73,26 @@ pub struct Args {
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
     pub max_connections: Option<u32>,
 
+    /// Most client connections one local user (uid) holds at once; a connection over it is
+    /// closed as soon as its peer is identified (SO_PEERCRED, or sock_diag for loopback TCP).
+    /// Peers whose uid cannot be found share one count. Default: a quarter of
+    /// --max-connections, at least 32 (or --max-connections when smaller); at most
+    /// --max-connections.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_connections_per_user: Option<u32>,
+
     /// Seconds a client may take to send a request's headers.
     #[arg(long, value_name = "SECS", default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..))]
     pub header_read_timeout: u64,
 
-    /// Seconds a client may stay silent between chunks of a request body (no limit on the total).
+    /// Seconds a client may stay silent between chunks of a request body.
     #[arg(long, value_name = "SECS", default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..))]
     pub body_read_timeout: u64,
+
+    /// Seconds a whole request body may take to arrive, however steadily it comes; past it the
+    /// request gets 408 `body_timeout` and its connection is closed.
+    #[arg(long, value_name = "SECS", default_value_t = 120, value_parser = clap::value_parser!(u64).range(1..))]
+    pub body_total_timeout: u64,
 
     /// Seconds a WebSocket session (the Responses API WebSocket mode) may carry no message in
     /// either direction before the proxy closes it (close code 1001).

@@ -221,7 +221,8 @@ pub struct BufferCharge {
 }
 
 impl BufferCharge {
-    fn new(governed: &Arc<Governed>) -> Self {
+    /// An empty charge (`ws.rs` charges its waiting messages too).
+    pub(crate) fn new(governed: &Arc<Governed>) -> Self {
         Self {
             governed: Arc::clone(governed),
             bytes: 0,
@@ -229,7 +230,7 @@ impl BufferCharge {
     }
 
     /// Counts `n` more bytes; false when the total would go over the cap (nothing counted).
-    fn add(&mut self, n: u64) -> bool {
+    pub(crate) fn add(&mut self, n: u64) -> bool {
         let cap = self.governed.buffer_cap;
         let ok = self
             .governed

@@ -58,6 +58,7 @@ pub struct Metrics {
     latency_count: AtomicU64,
     latency_sum_us: AtomicU64,
     admin_refused: AtomicU64,
+    per_user_refused: AtomicU64,
 }
 
 impl Metrics {
@@ -70,6 +71,7 @@ impl Metrics {
             latency_count: AtomicU64::new(0),
             latency_sum_us: AtomicU64::new(0),
             admin_refused: AtomicU64::new(0),
+            per_user_refused: AtomicU64::new(0),
         }
     }
 
@@ -109,6 +111,11 @@ impl Metrics {
             u64::try_from(d.as_micros()).unwrap_or(u64::MAX),
             Ordering::Relaxed,
         );
+    }
+
+    /// A client connection was closed because its uid held `--max-connections-per-user`.
+    pub fn connection_refused_per_user(&self) {
+        self.per_user_refused.fetch_add(1, Ordering::Relaxed);
     }
 
     /// A peer that is neither root nor in the admin group was refused on the admin socket.
@@ -264,6 +271,17 @@ pub fn render(rotation: &RotationStats, budgets: Option<&[BudgetLeft]>) -> Strin
         out,
         "{p}_admin_refused_total {}",
         m.admin_refused.load(Ordering::Relaxed)
+    );
+    header(
+        &mut out,
+        &format!("{p}_connections_refused_per_user_total"),
+        "counter",
+        "Client connections closed because their uid held --max-connections-per-user.",
+    );
+    let _ = writeln!(
+        out,
+        "{p}_connections_refused_per_user_total {}",
+        m.per_user_refused.load(Ordering::Relaxed)
     );
 
     if let Some(budgets) = budgets {

@@ -9,37 +9,29 @@ use codex_privsep::{AllowList, PeerIdentifier};
 use crate::access::{ConnectionInfo, PeerAuthorizer, PeerDecision, PeerIdentity};
 use crate::listener::ConnAddrs;
 
-/// Identifies peers and applies the allow-list. Unix peers are always identified (for the audit
-/// line); loopback TCP peers only when an allow-list or a `--policy` is set (a sock_diag lookup
-/// per connection): the policy applies per uid, and a peer whose uid is unknown is refused there.
+/// Identifies peers and applies the allow-list. Every peer is identified: unix peers by
+/// SO_PEERCRED, loopback TCP peers by a sock_diag lookup (one netlink round trip per
+/// connection, not per request). The uid is needed even without an allow-list or a policy: the
+/// per-user connection cap (`--max-connections-per-user`) and the per-user WebSocket session cap
+/// count by it (outside review r18 F3, F4: unidentified peers shared one count, so one user's
+/// connections or sessions refused everybody's). The policy applies per uid, and a peer whose uid
+/// is unknown is refused there.
 pub struct PeerAccess {
     allow: AllowList,
     ident: Arc<PeerIdentifier>,
-    /// `--policy`: identify TCP peers even without an allow-list.
-    identify_tcp: bool,
 }
 
 impl PeerAccess {
     /// The authorizer for `allow`; `ident` is the sock_diag socket, opened before confinement;
     /// `policy`: a governance policy needs every peer's uid.
-    pub fn new(allow: AllowList, ident: Arc<PeerIdentifier>, policy: bool) -> Self {
-        let identify_tcp = policy || allow.is_restricted();
-        PeerAccess {
-            allow,
-            ident,
-            identify_tcp,
-        }
+    pub fn new(allow: AllowList, ident: Arc<PeerIdentifier>, _policy: bool) -> Self {
+        PeerAccess { allow, ident }
     }
 }
 
 impl PeerAuthorizer for PeerAccess {
     fn authorize(&self, conn: &ConnectionInfo<'_>) -> PeerDecision {
         let found = match conn.addrs {
-            // Without an allow-list nobody is refused: skip the netlink round trip (the audit
-            // line then has no uid for TCP peers). SO_PEERCRED below is one cheap getsockopt.
-            ConnAddrs::Tcp { .. } if !self.identify_tcp => {
-                return PeerDecision::Allow(PeerIdentity::default());
-            }
             ConnAddrs::Tcp { local, peer } => self.ident.peer_uid_tcp(*local, *peer),
             ConnAddrs::Unix { .. } => codex_privsep::peer_cred_unix(conn.socket),
         };

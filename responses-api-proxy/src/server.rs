@@ -6,6 +6,15 @@
 //! one that never finished sending headers); when every connection is busy, the new one is
 //! closed. Accepting never stops, so a flood of silent connections cannot lock legitimate
 //! clients out, and the header read timeout reaps the silent ones anyway.
+//!
+//! Busy connections cannot be evicted, so one local user could hold them all (outside review r18
+//! F3: 1024 request bodies dribbled for ever). Two limits stop that: a request body must be
+//! complete within `--body-total-timeout` (`body.rs`, 408), and one uid holds at most
+//! `--max-connections-per-user` connections at once (default a quarter of `--max-connections`,
+//! at least 32): once the peer is identified, a connection over its uid's cap makes room by
+//! closing that uid's oldest connection with no request in flight, and is closed itself when all
+//! of them are busy (never another uid's connection, never a request in flight). Peers whose uid
+//! could not be found share one count.
 
 use std::collections::BTreeMap;
 use std::convert::Infallible;
@@ -40,11 +49,17 @@ pub struct ServeLimits {
     pub max_header_bytes: usize,
     /// SIGHUP drains like SIGTERM (`true`), or is left to key rotation (the `rotation` module).
     pub sighup_drains: bool,
+    /// Most connections one local user (uid) holds at once (`--max-connections-per-user`).
+    pub max_connections_per_user: usize,
+    /// Longest a request body may take in total (`--body-total-timeout`).
+    pub body_total_timeout: Duration,
 }
 
 struct ConnEntry {
     in_flight: Arc<AtomicUsize>,
     evict: Option<oneshot::Sender<()>>,
+    /// The peer's uid once identified (`u32::MAX`: unknown); `None` until then.
+    uid: Option<u32>,
 }
 
 /// Live connections by age (ids increase).
@@ -83,9 +98,45 @@ impl ConnTable {
             ConnEntry {
                 in_flight: in_flight.clone(),
                 evict: Some(tx),
+                uid: None,
             },
         );
         Some((id, in_flight, rx))
+    }
+
+    /// Counts connection `id` for `uid` (`--max-connections-per-user`): at the uid's cap, its
+    /// oldest connection with no request in flight is closed to make room; `false` (the caller
+    /// closes `id`) when every other connection of the uid is busy.
+    fn admit_uid(&self, id: u64, uid: u32, cap: usize) -> bool {
+        let mut guard = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        let live = &mut guard.1;
+        let held = live.values().filter(|e| e.uid == Some(uid)).count();
+        if held >= cap {
+            let victim = live
+                .iter()
+                .find(|(other, e)| {
+                    **other != id && e.uid == Some(uid) && e.in_flight.load(Ordering::Acquire) == 0
+                })
+                .map(|(other, _)| *other);
+            match victim {
+                Some(other) => {
+                    if let Some(mut entry) = live.remove(&other) {
+                        if let Some(tx) = entry.evict.take() {
+                            let _ = tx.send(());
+                        }
+                    }
+                }
+                None => return false,
+            }
+        }
+        match live.get_mut(&id) {
+            Some(entry) => {
+                entry.uid = Some(uid);
+                true
+            }
+            // evicted meanwhile by a newcomer
+            None => false,
+        }
     }
 
     fn remove(&self, id: u64) {
@@ -113,6 +164,7 @@ pub async fn serve(
     let audit = crate::audit::AuditWriter::start();
     spawn_timer_anchor();
     spawn_signal_watch(state.shutdown.clone(), limits.sighup_drains);
+    crate::body::set_body_total_timeout(limits.body_total_timeout);
 
     let graceful = Arc::new(GracefulShutdown::new());
     let table = Arc::new(ConnTable::default());
@@ -133,6 +185,7 @@ pub async fn serve(
             table: table.clone(),
             builder: builder.clone(),
             max_connections: limits.max_connections,
+            per_user: limits.max_connections_per_user.max(1),
             shutdown: state.shutdown.subscribe(),
         };
         accept_tasks.push(tokio::spawn(accept_loop(listener, ctx)));
@@ -171,6 +224,7 @@ struct AcceptCtx {
     table: Arc<ConnTable>,
     builder: Arc<http1::Builder>,
     max_connections: usize,
+    per_user: usize,
     shutdown: watch::Receiver<bool>,
 }
 
@@ -199,6 +253,7 @@ async fn accept_loop(listener: Listener, mut ctx: AcceptCtx) {
         let watcher = ctx.graceful.watcher();
         let table = ctx.table.clone();
         let builder = ctx.builder.clone();
+        let per_user = ctx.per_user;
         tokio::spawn(async move {
             let _remove = Remove(&table, id);
             let decision = {
@@ -208,6 +263,18 @@ async fn accept_loop(listener: Listener, mut ctx: AcceptCtx) {
                     socket: conn.as_fd(),
                 })
             };
+            // Peers whose uid is unknown share one count.
+            let uid = decision.identity().uid.unwrap_or(u32::MAX);
+            if !table.admit_uid(id, uid, per_user) {
+                crate::metrics::METRICS.connection_refused_per_user();
+                tracing::warn!(
+                    peer = %addrs.peer_label(),
+                    uid = decision.identity().uid,
+                    cap = per_user,
+                    "this local user holds --max-connections-per-user connections, all busy; closing its new connection"
+                );
+                return;
+            }
             let framing = Arc::new(FramingLog::default());
             let conn = Framed::new(conn, framing.clone(), state.body_read_timeout);
             let conn_ctx = Arc::new(ConnCtx {
@@ -300,4 +367,36 @@ fn spawn_signal_watch(shutdown: watch::Sender<bool>, sighup_drains: bool) {
         }
         shutdown.send_replace(true);
     });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_uid_at_its_cap_evicts_its_own_oldest_idle_connection_never_a_busy_one_or_another_uids() {
+        let table = ConnTable::default();
+        let (a1, busy_a1, _r1) = table.admit(10).unwrap();
+        let (a2, _idle_a2, mut r2) = table.admit(10).unwrap();
+        let (b1, _idle_b1, mut rb) = table.admit(10).unwrap();
+        busy_a1.store(1, Ordering::Release);
+        assert!(table.admit_uid(a1, 7, 2));
+        assert!(table.admit_uid(a2, 7, 2));
+        assert!(table.admit_uid(b1, 8, 2));
+        // uid 7 at its cap: its idle a2 makes room, not the busy a1 nor uid 8's b1
+        let (a3, busy_a3, _r3) = table.admit(10).unwrap();
+        assert!(table.admit_uid(a3, 7, 2));
+        assert!(r2.try_recv().is_ok(), "a2 was not evicted");
+        assert!(
+            rb.try_recv().is_err(),
+            "another uid's connection was evicted"
+        );
+        // every connection of uid 7 busy: the newcomer is refused
+        busy_a3.store(1, Ordering::Release);
+        let (a4, _idle_a4, _r4) = table.admit(10).unwrap();
+        assert!(!table.admit_uid(a4, 7, 2));
+        // uid 8 is unaffected
+        let (b2, _idle_b2, _rb2) = table.admit(10).unwrap();
+        assert!(table.admit_uid(b2, 8, 2));
+    }
 }

@@ -257,6 +257,13 @@ fn load_governor(args: &Args) -> Result<Option<Arc<Governed>>, StartupError> {
     )))
 }
 
+/// `--max-connections-per-user` when not given: a quarter of `max_connections` (256 of the
+/// default 1024), but never below 32 (or `max_connections` when that is smaller), so that a
+/// small explicit --max-connections still lets one user run a few clients in parallel.
+fn default_connections_per_user(max_connections: usize) -> usize {
+    (max_connections / 4).max(max_connections.min(32))
+}
+
 impl Config {
     pub fn from_args(args: Args) -> Result<Self, StartupError> {
         // Before the drop (no privilege needed either way): the soft descriptor limit up to the
@@ -469,7 +476,18 @@ impl Confined {
             header_read_timeout: args.header_read_timeout(),
             max_header_bytes: 32 * 1024,
             sighup_drains: !(self.rotator.hangup_rotates() || self.admin.is_some()),
+            max_connections_per_user: args
+                .max_connections_per_user
+                .map(|n| n as usize)
+                .unwrap_or_else(|| default_connections_per_user(self.max_connections))
+                .clamp(1, self.max_connections.max(1)),
+            body_total_timeout: std::time::Duration::from_secs(args.body_total_timeout),
         };
+        tracing::info!(
+            max_connections_per_user = limits.max_connections_per_user,
+            body_total_timeout_secs = limits.body_total_timeout.as_secs(),
+            "per-user connection cap and request-body deadline"
+        );
         let (shutdown, _) = tokio::sync::watch::channel(false);
         let governor = self.governor;
         let sync = governor.clone();

@@ -82,7 +82,7 @@ use crate::audit::{AuditRecord, Governance, Outcome};
 use crate::body::ResponseBody;
 use crate::client::UpstreamClient;
 use crate::client::{SendError, UpstreamIo};
-use crate::governed::Governed;
+use crate::governed::{BufferCharge, Governed};
 use crate::key::ApiKey;
 use crate::policy::{Direction, forwardable_headers};
 use crate::scrub::{DeltaScrub, KeyScrub};
@@ -101,8 +101,9 @@ const CLOSE_GRACE: Duration = Duration::from_secs(2);
 /// session kept alive by pings held a connection slot, and its key page, for ever).
 const SESSION_LIFETIME: Duration = Duration::from_secs(60 * 60);
 /// Most WebSocket sessions one local user holds at once (outside review r15 F2: one user held
-/// every connection slot); past it the upgrade gets 429. Peers whose uid the proxy did not ask
-/// the kernel for share one such count.
+/// every connection slot); past it the upgrade gets 429. Every peer is identified (SO_PEERCRED,
+/// sock_diag for loopback TCP; outside review r18 F4: without a policy or allow-list TCP peers
+/// were not, and shared one count); peers whose uid the lookup could not find share one.
 pub const SESSIONS_PER_USER: usize = 16;
 /// With a policy, `response.create` messages waiting while a response is in flight (outside
 /// review r15 F1: pipelined messages were all admitted against the budget as it stood before
@@ -241,7 +242,7 @@ pub async fn upgrade(
         );
     };
 
-    // Peers whose uid is unknown (no allow-list asked the kernel) share one count.
+    // Peers whose uid the lookup could not find share one count.
     let Some(user_session) = SESSIONS_BY_UID.take(ctx.uid.unwrap_or(u32::MAX), SESSIONS_PER_USER)
     else {
         audit.outcome = Outcome::Refused;
@@ -551,8 +552,9 @@ struct Session {
     tail: DeltaScrub,
     pending: VecDeque<Pending>,
     /// With a policy: `response.create` messages that arrived while a response was in flight;
-    /// each is checked and sent when the one before has ended (see [`WAITING_MAX`]).
-    waiting: VecDeque<Utf8Bytes>,
+    /// each is checked and sent when the one before has ended (see [`WAITING_MAX`]). Each holds
+    /// its bytes against `--max-buffered-bytes` until it leaves the queue.
+    waiting: VecDeque<(Utf8Bytes, BufferCharge)>,
     /// The session's own line (`GET /v1/responses` 101); holds the connection's in-flight count.
     audit: AuditRecord,
     responses: u64,
@@ -655,9 +657,10 @@ impl Session {
         loop {
             // The next waiting `response.create`, once the response before it has ended.
             while self.pending.is_empty() {
-                let Some(next) = self.waiting.pop_front() else {
+                let Some((next, charge)) = self.waiting.pop_front() else {
                     break;
                 };
+                drop(charge);
                 if let Err(e) = self
                     .on_client_text(next, draining.then_some(why), client, upstream)
                     .await
@@ -799,7 +802,32 @@ impl Session {
                     );
                     return send_client(client, ev).await;
                 }
-                self.waiting.push_back(text);
+                // Held whole until its turn: counted against `--max-buffered-bytes` like a
+                // governed HTTP body being read (outside review r18 F8: 8 waiting messages of
+                // 10 MiB per session, 16 sessions per uid, were held counted nowhere).
+                let mut charge = BufferCharge::new(g);
+                if !charge.add(text.len() as u64) {
+                    self.refused += 1;
+                    tracing::warn!(
+                        uid = self.ctx.uid,
+                        bytes = text.len(),
+                        "waiting WebSocket messages and governed request bodies at their buffer cap (--max-buffered-bytes): error event 503"
+                    );
+                    let mut a_rec = new_audit(&self.ctx.peer, self.ctx.uid, text.len());
+                    a_rec.outcome = Outcome::Refused;
+                    a_rec.reason = Some("proxy_busy".into());
+                    a_rec.status = 503;
+                    let ev = error_event(
+                        503,
+                        serde_json::json!({
+                            "message": "the proxy holds too many request bodies and waiting messages; retry shortly",
+                            "type": "proxy_error", "code": "proxy_busy", "status": 503,
+                        }),
+                        Some(1),
+                    );
+                    return send_client(client, ev).await;
+                }
+                self.waiting.push_back((text, charge));
                 return Ok(());
             }
             if creates {

@@ -771,3 +771,206 @@ fn listen_localhost_takes_both_loopback_families_or_refuses_to_start() {
     assert_eq!(p.port, port);
     drop(squatter);
 }
+
+/// uid 65534 (a `bash` child) opens `n` connections to `port`, each sending a request head and
+/// the first byte of a 1000-byte body, then holds them all (outside review r18 F3's attack).
+/// Returns once every connection is open (the child prints `opened`); kill the child to end.
+fn slow_bodies_as_nobody(port: u16, n: usize) -> std::process::Child {
+    use std::io::BufRead;
+    use std::os::unix::process::CommandExt;
+    let script = format!(
+        "trap '' PIPE; for i in $(seq 1 {n}); do exec {{fd}}<>/dev/tcp/127.0.0.1/{port} || exit 9; \
+         printf 'POST /v1/responses HTTP/1.1\\r\\nHost: 127.0.0.1:{port}\\r\\nContent-Length: 1000\\r\\n\\r\\n{{' >&$fd; \
+         done; echo opened; exec sleep 120"
+    );
+    let mut child = std::process::Command::new("bash")
+        .args(["-c", &script])
+        .uid(65534)
+        .gid(65534)
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("cannot run bash as uid 65534: the test cannot run its check");
+    let mut line = String::new();
+    std::io::BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    assert_eq!(
+        line.trim(),
+        "opened",
+        "uid 65534 could not open its {n} connections: the test cannot run"
+    );
+    child
+}
+
+/// One request of root's on a new connection: `Some(status)`, or `None` when the proxy closed
+/// the connection without an answer.
+fn post_once(port: u16) -> Option<u16> {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let _ = write!(
+        s,
+        "POST /v1/responses HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{{}}"
+    );
+    let mut got = Vec::new();
+    let _ = s.read_to_end(&mut got);
+    let text = String::from_utf8_lossy(&got);
+    text.strip_prefix("HTTP/1.1 ")
+        .and_then(|r| r.get(..3))
+        .and_then(|c| c.parse().ok())
+}
+
+/// Outside review r18 F3: one local user filled --max-connections with request bodies that
+/// never end (busy connections are never evicted), and every other user's connection was
+/// closed at once. With a per-user cap (10 of 40) uid 65534's 40 slow bodies hold 10 slots and
+/// root is served; control: with the cap at --max-connections, root is refused.
+#[test]
+fn one_user_with_never_ending_bodies_cannot_lock_out_another() {
+    let mock = MockUpstream::start().unwrap();
+    mock.set_default(MockResponse::json(serde_json::json!({"ok": true})));
+    for (cap, served) in [("10", true), ("40", false)] {
+        let proxy = Spawn::new(&mock.responses_url())
+            .arg("--max-connections")
+            .arg("40")
+            .arg("--max-connections-per-user")
+            .arg(cap)
+            .start();
+        let mut attacker = slow_bodies_as_nobody(proxy.port, 40);
+        if served {
+            // those over the cap were closed as soon as their uid was known (with every one of
+            // the uid's connections busy) or made room by closing the uid's own idle ones
+            let log = proxy.wait_log("--max-connections-per-user connections", 1);
+            assert!(log.contains("uid=65534"), "{log}");
+            std::thread::sleep(Duration::from_secs(1));
+        } else {
+            // every attacker connection has sent its head (busy) before root tries
+            std::thread::sleep(Duration::from_secs(2));
+        }
+        let got = post_once(proxy.port);
+        let _ = attacker.kill();
+        let _ = attacker.wait();
+        if served {
+            assert_eq!(got, Some(200), "root was not served: {}", proxy.stderr());
+        } else {
+            assert_eq!(
+                got, None,
+                "control: without the per-user cap the attacker should hold every slot"
+            );
+            assert!(
+                proxy
+                    .stderr()
+                    .contains("connection limit reached with every connection busy"),
+                "{}",
+                proxy.stderr()
+            );
+        }
+    }
+}
+
+/// Sends a request head for a `len`-byte body and then its bytes one per `every`; returns the
+/// status (or `None`: closed without an answer), how long it took, and whether the proxy closed
+/// the connection after answering (within 2 s).
+fn dribble(port: u16, len: usize, every: Duration) -> (Option<u16>, Duration, bool) {
+    let started = Instant::now();
+    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.set_read_timeout(Some(Duration::from_millis(50))).unwrap();
+    write!(
+        s,
+        "POST /v1/responses HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Length: {len}\r\n\r\n"
+    )
+    .unwrap();
+    let body = format!(
+        "{{\"model\":\"gpt-5\",\"input\":\"{}\"}}",
+        "x".repeat(len - 28)
+    );
+    assert_eq!(body.len(), len);
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    let mut sent = 0;
+    loop {
+        if sent < len {
+            if s.write_all(&body.as_bytes()[sent..=sent]).is_err() {
+                break;
+            }
+            sent += 1;
+        }
+        let until = Instant::now() + every;
+        let mut closed = false;
+        while Instant::now() < until {
+            match s.read(&mut buf) {
+                Ok(0) => {
+                    closed = true;
+                    break;
+                }
+                Ok(k) => got.extend_from_slice(&buf[..k]),
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+                Err(e) if e.kind() == std::io::ErrorKind::TimedOut => {}
+                Err(_) => {
+                    closed = true;
+                    break;
+                }
+            }
+        }
+        let text = String::from_utf8_lossy(&got);
+        if closed || (text.contains("\r\n\r\n") && text.contains('}')) {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "no answer in 20 s: {text}"
+        );
+    }
+    let took = started.elapsed();
+    let text = String::from_utf8_lossy(&got);
+    let status = text
+        .strip_prefix("HTTP/1.1 ")
+        .and_then(|r| r.get(..3))
+        .and_then(|c| c.parse().ok());
+    s.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+    let closed = matches!(s.read(&mut buf), Ok(0) | Err(_))
+        && !matches!(s.read(&mut buf), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock);
+    (status, took, closed)
+}
+
+/// Outside review r18 F3: a body that keeps arriving (one byte per 300 ms, far inside the idle
+/// timeout) used to be read for ever; --body-total-timeout ends it with 408. Control: a body
+/// dribbled the same way that is complete within the deadline is served.
+#[test]
+fn a_body_that_never_ends_gets_408_at_the_total_deadline() {
+    let mock = MockUpstream::start().unwrap();
+    mock.set_default(MockResponse::json(serde_json::json!({"ok": true})));
+    let d = common::policy_dir();
+    let policy = common::write_policy(d.path(), "[default]\n");
+    // streamed upstream (no policy), and read whole before the check (policy)
+    for governed in [false, true] {
+        let mut spawn = Spawn::new(&mock.responses_url())
+            .arg("--body-read-timeout")
+            .arg("30")
+            .arg("--body-total-timeout")
+            .arg("3");
+        if governed {
+            spawn = spawn.arg("--policy").arg(policy.to_str().unwrap());
+        }
+        let proxy = spawn.start();
+        // control: 40 bytes at 50 ms, complete within the deadline
+        let (short, took, _) = dribble(proxy.port, 40, Duration::from_millis(50));
+        assert_eq!(short, Some(200), "control: {took:?} {}", proxy.stderr());
+        // 100 bytes at 300 ms: 30 s, never silent for the 30 s idle timeout
+        let (long, took, closed) = dribble(proxy.port, 100, Duration::from_millis(300));
+        assert_eq!(
+            long,
+            Some(408),
+            "governed {governed}, after {took:?}: {}",
+            proxy.stderr()
+        );
+        assert!(
+            took >= Duration::from_secs(3) && took < Duration::from_secs(8),
+            "408 after {took:?}"
+        );
+        assert!(closed, "the connection stayed open after the 408");
+        assert!(
+            proxy.stderr().contains("took longer than 3s"),
+            "{}",
+            proxy.stderr()
+        );
+    }
+}

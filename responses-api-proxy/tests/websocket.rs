@@ -1368,3 +1368,138 @@ fn pings_do_not_keep_a_session_and_one_user_holds_at_most_16() {
 fn ws_sessions_per_user() -> usize {
     16
 }
+
+/// A `response.create` of about `pad` bytes (its `instructions` padded).
+fn big_create(pad: usize) -> String {
+    serde_json::json!({
+        "type": "response.create",
+        "model": "gpt-5",
+        "instructions": "x".repeat(pad),
+        "input": "hi",
+        "stream": true,
+    })
+    .to_string()
+}
+
+/// Outside review r18 F8: under a policy, `response.create` messages that arrive while one is
+/// in flight wait, each held whole, and none was counted anywhere (9 × --max-body-bytes per
+/// session, 16 sessions per uid). They now count against --max-buffered-bytes: with a 3 MiB
+/// budget, of 8 waiting messages of 900 kB three wait and five get an `error` event 503
+/// `proxy_busy`; the session stays usable. Control: with a budget that holds them all, all eight
+/// wait and are served.
+#[test]
+fn waiting_messages_count_against_the_buffer_budget() {
+    let run = |budget: &str| {
+        let mock = WsMock::start().unwrap();
+        mock.set_script(WsScript {
+            delay: Duration::from_millis(300),
+            ..WsScript::default()
+        });
+        let d = policy_dir();
+        let policy = write_policy(d.path(), "[default]\nmodels = [\"gpt-5\"]\n");
+        let proxy = start(
+            &mock,
+            &[
+                "--policy",
+                policy.to_str().unwrap(),
+                "--max-body-bytes",
+                "1048576",
+                "--max-buffered-bytes",
+                budget,
+            ],
+        );
+        let (completed, errors) = rt().block_on(async {
+            let mut ws = connect(proxy.port, &[]).await.unwrap();
+            ws.send(Message::text(create("gpt-5"))).await.unwrap();
+            for _ in 0..8 {
+                ws.send(Message::text(big_create(900_000))).await.unwrap();
+            }
+            // the first response is still in flight (6 events, 300 ms apart); the rest quickly
+            mock.set_script(WsScript::default());
+            let (mut completed, mut errors) = (0, Vec::new());
+            let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+            while completed + errors.len() < 9 {
+                let m = tokio::time::timeout_at(deadline, ws.next())
+                    .await
+                    .expect("9 answers within 30 s")
+                    .unwrap()
+                    .unwrap();
+                if let Message::Text(t) = m {
+                    let v: serde_json::Value = serde_json::from_str(t.as_str()).unwrap();
+                    match v["type"].as_str() {
+                        Some("response.completed") => completed += 1,
+                        Some("error") => {
+                            assert_eq!(v["status"], 503, "{v}");
+                            errors.push(v["error"]["code"].as_str().unwrap_or("").to_string())
+                        }
+                        _ => {}
+                    }
+                }
+            }
+            // still usable
+            ws.send(Message::text(create("gpt-5"))).await.unwrap();
+            let got = read_until(&mut ws, "response.completed").await;
+            assert!(got.close.is_none(), "{got:?}");
+            ws.close(None).await.unwrap();
+            (completed, errors)
+        });
+        (completed, errors, proxy.stderr())
+    };
+    let (completed, errors, log) = run("3145728");
+    assert_eq!((completed, errors.len()), (4, 5), "{errors:?}\n{log}");
+    assert!(errors.iter().all(|c| c == "proxy_busy"), "{errors:?}");
+    assert!(log.contains("--max-buffered-bytes"), "{log}");
+    // Control: a budget that holds all eight.
+    let (completed, errors, log) = run("67108864");
+    assert_eq!((completed, errors.len()), (9, 0), "{errors:?}\n{log}");
+}
+
+/// The status line of a WebSocket upgrade to the proxy sent by uid 65534 (`python3` run as it).
+fn upgrade_status_as_nobody(port: u16) -> String {
+    use std::os::unix::process::CommandExt;
+    let script = r#"
+import base64, os, socket, sys
+port = int(sys.argv[1])
+s = socket.create_connection(("127.0.0.1", port), timeout=10)
+key = base64.b64encode(os.urandom(16)).decode()
+s.sendall(("GET /v1/responses HTTP/1.1\r\nHost: 127.0.0.1:%d\r\nUpgrade: websocket\r\n"
+           "Connection: Upgrade\r\nSec-WebSocket-Key: %s\r\nSec-WebSocket-Version: 13\r\n\r\n"
+           % (port, key)).encode())
+print(s.recv(4096).split(b"\r\n")[0].decode())
+"#;
+    let out = Command::new(suite_test_support::python::interpreter())
+        .args(["-c", script, &port.to_string()])
+        .uid(65534)
+        .gid(65534)
+        .output()
+        .expect("cannot run python3 as uid 65534: the test cannot run its check");
+    assert!(
+        out.status.success(),
+        "the uid 65534 client failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+/// Outside review r18 F4: without --policy or an allow-list, TCP peers were not identified and
+/// shared one session count, so one user's 16 sessions refused everybody's WebSocket mode. Every
+/// peer is identified now: root holds 16 (its 17th gets 429) and uid 65534 still opens one.
+#[test]
+fn without_a_policy_one_users_sessions_do_not_refuse_another_users() {
+    let mock = WsMock::start().unwrap();
+    let proxy = start(&mock, &[]);
+    rt().block_on(async {
+        let mut held = Vec::new();
+        for _ in 0..ws_sessions_per_user() {
+            held.push(connect(proxy.port, &[]).await.unwrap());
+        }
+        // control: the same user is at its cap
+        assert_eq!(connect(proxy.port, &[]).await.err(), Some(429));
+        let other = upgrade_status_as_nobody(proxy.port);
+        assert!(
+            other.starts_with("HTTP/1.1 101"),
+            "uid 65534 was refused while root held its sessions: {other}"
+        );
+        drop(held);
+    });
+}
