@@ -14,6 +14,7 @@ fn codex(dir: &Path, args: &[&str]) -> Output {
     Command::new(CODEX)
         .args(args)
         .current_dir(dir.join("ws"))
+        .env("PWD", dir.join("ws"))
         .env("HOME", dir.join("home"))
         .env("CODEX_HOME", dir.join("codex-home"))
         .env_remove("TMPDIR")

@@ -163,6 +163,7 @@ impl SandboxPolicy {
         env: &SandboxEnv,
         extra_deny_read: &[PathBuf],
     ) -> Result<EffectivePolicy, PolicyError> {
+        let cwd_given = cwd;
         let cwd = canonical_dir(cwd, "cwd")?;
         let mut writable_roots: Vec<WritableRoot> = Vec::new();
         let mut network = false;
@@ -179,9 +180,28 @@ impl SandboxPolicy {
                 // The working directory is the main writable root; `getcwd` gives its real path,
                 // so a link the user went through (`cd /tmp/ws` where an earlier run replaced
                 // `ws` with a link to `$HOME`) shows only in `$PWD` (outside review r16 F5).
+                //
+                // The cwd as given (`--sandbox-policy-cwd`, `codex sandbox -C`) is walked like any
+                // other writable root (outside review r19 F1).
+                no_foreign_symlink(cwd_given, "cwd")?;
+                // `$PWD` is only text: the root granted is the directory the process is in. When
+                // the policy's cwd is the process's `.`, `$PWD` (when set and absolute) must name
+                // that same file (dev, ino), else refuse: the user's shell may have entered `.`
+                // through a link that was swapped for a real directory afterwards, so that the
+                // walk of `$PWD` passes while `.` is `$HOME` (outside review r19 F2). Unset or
+                // relative `$PWD`: nothing names how `.` was reached; only the physical path is
+                // walked (a parent that changes directory for the launcher passes the directory
+                // as `-C`/`--sandbox-policy-cwd` or sets `$PWD`).
                 if let Some(pwd) = env.pwd.as_ref().filter(|p| p.is_absolute()) {
-                    if std::fs::canonicalize(pwd).is_ok_and(|c| c == cwd) {
+                    let cwd_is_dot = same_file(&cwd, Path::new("."));
+                    if cwd_is_dot || std::fs::canonicalize(pwd).is_ok_and(|c| c == cwd) {
                         no_foreign_symlink(pwd, "cwd ($PWD)")?;
+                    }
+                    if cwd_is_dot && !same_file(pwd, Path::new(".")) {
+                        return Err(PolicyError::PwdNotCwd {
+                            pwd: pwd.clone(),
+                            cwd: cwd.clone(),
+                        });
                     }
                 }
                 let mut dirs = vec![cwd.clone()];
@@ -825,6 +845,21 @@ pub enum PolicyError {
         link: PathBuf,
         owner: u32,
     },
+    #[error(
+        "cwd ($PWD): the working directory {cwd} is not the directory $PWD names ({pwd}): the \
+         shell may have entered it through a symbolic link that was replaced since; change to \
+         the directory again (cd), or run with -C naming the real directory"
+    )]
+    PwdNotCwd { pwd: PathBuf, cwd: PathBuf },
+}
+
+/// `a` and `b` exist and are the same file (device and inode, links followed).
+fn same_file(a: &Path, b: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    match (std::fs::metadata(a), std::fs::metadata(b)) {
+        (Ok(x), Ok(y)) => x.dev() == y.dev() && x.ino() == y.ino(),
+        _ => false,
+    }
 }
 
 /// A writable root must not be reached through a symbolic link that anyone but root owns

@@ -11,6 +11,9 @@ pub struct LinuxArgs {
     pub run: super::RunArgs,
     #[command(flatten)]
     pub enforce: codex_sandbox_cli::EnforceArgs,
+    /// `codex sandbox -C DIR`: the absolute DIR walked and entered, checked as `$PWD`.
+    #[arg(skip)]
+    pub pwd: Option<std::path::PathBuf>,
 }
 
 #[derive(Debug, clap::Args)]
@@ -29,8 +32,12 @@ pub fn dispatch_arg0() -> Option<i32> {
 }
 
 pub fn run(args: LinuxArgs, global: &crate::GlobalOpts) -> anyhow::Result<i32> {
-    let (effective, _cwd, settings) =
-        super::effective_policy(&args.run, &args.enforce.deny_read, global)?;
+    let (effective, _cwd, settings) = super::effective_policy(
+        &args.run,
+        &args.enforce.deny_read,
+        args.pwd.as_deref(),
+        global,
+    )?;
     let mut opts = args
         .enforce
         .options(secure_main::kept_loader_env(), "codex");
