@@ -164,7 +164,7 @@ impl SandboxPolicy {
         extra_deny_read: &[PathBuf],
     ) -> Result<EffectivePolicy, PolicyError> {
         let cwd_given = cwd;
-        let cwd = canonical_dir(cwd, "cwd")?;
+        let mut cwd = canonical_dir(cwd, "cwd")?;
         let mut writable_roots: Vec<WritableRoot> = Vec::new();
         let mut network = false;
         match self {
@@ -183,7 +183,8 @@ impl SandboxPolicy {
                 //
                 // The cwd as given (`--sandbox-policy-cwd`, `codex sandbox -C`) is walked like any
                 // other writable root (outside review r19 F1).
-                no_foreign_symlink(cwd_given, "cwd")?;
+                // The root is the path that walk built, not a second resolution (r19 F3).
+                cwd = physical_dir(cwd_given, "cwd")?;
                 // `$PWD` is only text: the root granted is the directory the process is in. When
                 // the policy's cwd is the process's `.`, `$PWD` (when set and absolute) must name
                 // that same file (dev, ino), else refuse: the user's shell may have entered `.`
@@ -211,8 +212,7 @@ impl SandboxPolicy {
                     } else {
                         cwd.join(r)
                     };
-                    no_foreign_symlink(&abs, "writable_roots")?;
-                    dirs.push(canonical_dir(&abs, "writable_roots")?);
+                    dirs.push(physical_dir(&abs, "writable_roots")?);
                 }
                 if !exclude_slash_tmp {
                     if let Ok(t) = canonical_dir(Path::new("/tmp"), "/tmp") {
@@ -221,9 +221,10 @@ impl SandboxPolicy {
                 }
                 if !exclude_tmpdir_env_var {
                     if let Some(t) = env.tmpdir.as_ref() {
-                        no_foreign_symlink(t, "TMPDIR")?;
-                        if let Ok(t) = canonical_dir(t, "TMPDIR") {
-                            dirs.push(t);
+                        match physical_dir(t, "TMPDIR") {
+                            Ok(t) => dirs.push(t),
+                            Err(e @ PolicyError::ForeignSymlink { .. }) => return Err(e),
+                            Err(_) => {}
                         }
                     }
                 }
@@ -851,6 +852,59 @@ pub enum PolicyError {
          the directory again (cd), or run with -C naming the real directory"
     )]
     PwdNotCwd { pwd: PathBuf, cwd: PathBuf },
+}
+
+/// A writable root's directory: [`no_foreign_symlink`]'s walk, then the path that walk built
+/// (each component a directory when `lstat`ed, a root-owned link replaced by its canonical
+/// target), not a second resolution of `p`: a `canonicalize` after the walk followed a link
+/// swapped in between (outside review r19 F3: `ws/sub` flipped between a directory and a link to
+/// `$HOME`, the walk saw the directory, `canonicalize` returned `$HOME`, a path with no link left
+/// for the descriptor walk to refuse). A component swapped for a link after this walk is met by
+/// the launcher's descriptor walk of the returned path (`sandbox-linux/src/resolve.rs`).
+fn physical_dir(p: &Path, field: &'static str) -> Result<PathBuf, PolicyError> {
+    no_foreign_symlink(p, field)?;
+    let walked = walked_path(p);
+    match std::fs::symlink_metadata(&walked) {
+        Ok(m) if m.is_dir() => Ok(walked),
+        Ok(_) => Err(PolicyError::NotADirectory {
+            field,
+            path: p.to_path_buf(),
+        }),
+        Err(source) => Err(PolicyError::Path {
+            field,
+            path: p.to_path_buf(),
+            source,
+        }),
+    }
+}
+
+/// The path [`no_foreign_symlink`] walks to: `..` applied to what was reached, a root-owned link
+/// replaced by its canonical target, other components appended as named.
+fn walked_path(p: &Path) -> PathBuf {
+    let mut cur = if p.is_absolute() {
+        PathBuf::from("/")
+    } else {
+        std::env::current_dir().unwrap_or_else(|_| PathBuf::from("/"))
+    };
+    for c in p.components() {
+        match c {
+            std::path::Component::ParentDir => {
+                cur.pop();
+            }
+            std::path::Component::Normal(name) => {
+                let next = cur.join(name);
+                match std::fs::symlink_metadata(&next) {
+                    Ok(m) if m.file_type().is_symlink() => match std::fs::canonicalize(&next) {
+                        Ok(c) => cur = c,
+                        Err(_) => cur = next,
+                    },
+                    _ => cur = next,
+                }
+            }
+            _ => {}
+        }
+    }
+    cur
 }
 
 /// `a` and `b` exist and are the same file (device and inode, links followed).
