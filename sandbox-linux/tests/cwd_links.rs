@@ -157,7 +157,7 @@ fn cd_then_launch(env: &Env, ns: Ns, dir: &Path, swap: bool) -> (Option<i32>, St
     c.arg("-c").arg(script).arg(dir);
     c.args(helper_argv(ns, Path::new("."), "marker"));
     c.current_dir(&env.ws).env("PWD", &env.ws);
-    as_nobody(c, &env)
+    as_nobody(c, env)
 }
 
 #[test]
