@@ -862,8 +862,13 @@ pub enum PolicyError {
 /// for the descriptor walk to refuse). A component swapped for a link after this walk is met by
 /// the launcher's descriptor walk of the returned path (`sandbox-linux/src/resolve.rs`).
 fn physical_dir(p: &Path, field: &'static str) -> Result<PathBuf, PolicyError> {
-    no_foreign_symlink(p, field)?;
-    let walked = walked_path(p);
+    let Some(walked) = walk_no_foreign_symlink(p, field)? else {
+        return Err(PolicyError::Path {
+            field,
+            path: p.to_path_buf(),
+            source: std::io::Error::from(std::io::ErrorKind::NotFound),
+        });
+    };
     match std::fs::symlink_metadata(&walked) {
         Ok(m) if m.is_dir() => Ok(walked),
         Ok(_) => Err(PolicyError::NotADirectory {
@@ -876,35 +881,6 @@ fn physical_dir(p: &Path, field: &'static str) -> Result<PathBuf, PolicyError> {
             source,
         }),
     }
-}
-
-/// The path [`no_foreign_symlink`] walks to: `..` applied to what was reached, a root-owned link
-/// replaced by its canonical target, other components appended as named.
-fn walked_path(p: &Path) -> PathBuf {
-    let mut cur = if p.is_absolute() {
-        PathBuf::from("/")
-    } else {
-        std::env::current_dir().unwrap_or_else(|_| PathBuf::from("/"))
-    };
-    for c in p.components() {
-        match c {
-            std::path::Component::ParentDir => {
-                cur.pop();
-            }
-            std::path::Component::Normal(name) => {
-                let next = cur.join(name);
-                match std::fs::symlink_metadata(&next) {
-                    Ok(m) if m.file_type().is_symlink() => match std::fs::canonicalize(&next) {
-                        Ok(c) => cur = c,
-                        Err(_) => cur = next,
-                    },
-                    _ => cur = next,
-                }
-            }
-            _ => {}
-        }
-    }
-    cur
 }
 
 /// `a` and `b` exist and are the same file (device and inode, links followed).
@@ -921,6 +897,12 @@ fn same_file(a: &Path, b: &Path) -> bool {
 /// `$HOME`; the next run with that path as `TMPDIR` or `--writable-root` made the home
 /// writable). System links (`/var/run`, `/lib`) are root's and pass.
 fn no_foreign_symlink(p: &Path, field: &'static str) -> Result<(), PolicyError> {
+    walk_no_foreign_symlink(p, field).map(|_| ())
+}
+
+/// [`no_foreign_symlink`]'s walk, returning the path it walked to (`None`: a component is
+/// missing).
+fn walk_no_foreign_symlink(p: &Path, field: &'static str) -> Result<Option<PathBuf>, PolicyError> {
     use std::os::unix::fs::MetadataExt;
     // Component by component as the kernel walks it: a link is met (and judged) before a `..`
     // that follows it is applied (outside review r16 F5: `link/..` was normalised away first).
@@ -939,7 +921,7 @@ fn no_foreign_symlink(p: &Path, field: &'static str) -> Result<(), PolicyError> 
             std::path::Component::Normal(name) => {
                 let next = cur.join(name);
                 let Ok(m) = std::fs::symlink_metadata(&next) else {
-                    return Ok(()); // canonicalisation reports what is missing
+                    return Ok(None); // the caller reports what is missing
                 };
                 if m.file_type().is_symlink() {
                     if m.uid() != 0 {
@@ -953,7 +935,7 @@ fn no_foreign_symlink(p: &Path, field: &'static str) -> Result<(), PolicyError> 
                     // A root-owned link: go on from where it leads.
                     match std::fs::canonicalize(&next) {
                         Ok(c) => cur = c,
-                        Err(_) => return Ok(()),
+                        Err(_) => return Ok(None),
                     }
                 } else {
                     cur = next;
@@ -961,7 +943,7 @@ fn no_foreign_symlink(p: &Path, field: &'static str) -> Result<(), PolicyError> 
             }
         }
     }
-    Ok(())
+    Ok(Some(cur))
 }
 
 fn canonical_dir(p: &Path, field: &'static str) -> Result<PathBuf, PolicyError> {
