@@ -5,7 +5,7 @@
 // Test code: a failed set-up step must fail the test loudly.
 #![allow(clippy::unwrap_used, clippy::panic, clippy::expect_used)]
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
 const CODEX: &str = env!("CARGO_BIN_EXE_codex");
@@ -14,6 +14,7 @@ fn codex(dir: &Path, args: &[&str]) -> Output {
     Command::new(CODEX)
         .args(args)
         .current_dir(dir.join("ws"))
+        .env("PWD", dir.join("ws"))
         .env("HOME", dir.join("home"))
         .env("CODEX_HOME", dir.join("codex-home"))
         .env_remove("TMPDIR")
@@ -233,4 +234,120 @@ fn deny_read_from_config_file_with_tilde() {
         &["sandbox", "linux", "--", "cat", notes.to_str().unwrap()],
     );
     assert_eq!(text(&out.stdout), "N");
+}
+
+/// Outside review r19 F1/F2 through the `codex` spellings, as nobody (namespaces available; the
+/// policy check is the one `sandbox-linux/tests/cwd_links.rs` runs with and without them):
+/// `codex sandbox -P :workspace -C ws/sub` with `ws/sub -> $HOME` planted by an earlier command is
+/// refused naming the link (absolute, relative, and `sub/..`), the real directory runs; a shell
+/// that `cd`'d through the link before it was swapped for a directory is refused by `$PWD`.
+#[test]
+fn dash_c_and_a_stale_pwd_through_a_users_link_are_refused() {
+    use std::os::unix::fs::chown;
+    use std::os::unix::process::CommandExt;
+    const NOBODY: u32 = 65534;
+    let (_d, base) = suite_test_support::dirs::sandbox_scratch(
+        "cli-sbcwd-",
+        Path::new(env!("CARGO_TARGET_TMPDIR")),
+    );
+    let (home, ws, ch) = (base.join("home"), base.join("ws"), base.join("codex-home"));
+    for d in [&home, &ws.join("real"), &ch] {
+        std::fs::create_dir_all(d).unwrap();
+    }
+    let sub = ws.join("sub");
+    std::os::unix::fs::symlink(&home, &sub).unwrap();
+    for p in [&home, &ws, &ws.join("real"), &ch] {
+        chown(p, Some(NOBODY), Some(NOBODY)).unwrap();
+    }
+    std::os::unix::fs::lchown(&sub, Some(NOBODY), Some(NOBODY)).unwrap();
+    let run = |mut c: Command| {
+        let out = c
+            .current_dir(&ws)
+            .env("PWD", &ws)
+            .env("HOME", &home)
+            .env("CODEX_HOME", &ch)
+            .env_remove("TMPDIR")
+            .uid(NOBODY)
+            .gid(NOBODY)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        (out.status.code(), text(&out.stderr))
+    };
+    let dash_c = |dir: &Path| {
+        let mut c = Command::new(CODEX);
+        c.args(["sandbox", "-P", ":workspace", "-C"]).arg(dir);
+        c.args(["--", "sh", "-c", "echo pwned > marker"]);
+        c
+    };
+    for dir in [sub.clone(), PathBuf::from("sub"), sub.join("d/..")] {
+        if dir.ends_with("..") {
+            std::fs::create_dir_all(home.join("d")).unwrap();
+            chown(home.join("d"), Some(NOBODY), Some(NOBODY)).unwrap();
+        }
+        let (code, err) = run(dash_c(&dir));
+        assert_eq!(code, Some(200), "-C {}: refused: {err}", dir.display());
+        assert!(
+            err.contains("goes through the symbolic link")
+                && err.contains(&sub.display().to_string()),
+            "-C {}: names the link: {err}",
+            dir.display()
+        );
+        assert!(
+            !home.join("marker").exists(),
+            "-C {}: $HOME written",
+            dir.display()
+        );
+    }
+    // control: -C of the real directory (absolute and relative) runs there
+    for dir in [ws.join("real"), PathBuf::from("real")] {
+        let (code, err) = run(dash_c(&dir));
+        assert_eq!(code, Some(0), "-C {}: control runs: {err}", dir.display());
+        assert!(ws.join("real/marker").exists());
+        std::fs::remove_file(ws.join("real/marker")).unwrap();
+    }
+    // F2: cd through the link, the link swapped for a directory, then `codex sandbox linux`
+    let mut c = Command::new("sh");
+    c.arg("-c")
+        .arg(r#"cd "$0" || exit 90; rm -- "$0" && mkdir -- "$0" || exit 91; exec "$@""#)
+        .arg(&sub)
+        .arg(CODEX)
+        .args([
+            "sandbox",
+            "linux",
+            "--full-auto",
+            "--",
+            "sh",
+            "-c",
+            "echo pwned > marker",
+        ]);
+    let (code, err) = run(c);
+    assert!(
+        std::fs::symlink_metadata(&sub).unwrap().is_dir(),
+        "the swap happened"
+    );
+    assert_eq!(code, Some(200), "stale $PWD refused: {err}");
+    assert!(err.contains("is not the directory $PWD names"), "{err}");
+    assert!(
+        !home.join("marker").exists(),
+        "$HOME written through a stale $PWD"
+    );
+    // control: $PWD naming `.` runs
+    let mut c = Command::new("sh");
+    c.arg("-c")
+        .arg(r#"cd "$0" || exit 90; exec "$@""#)
+        .arg(&sub)
+        .arg(CODEX)
+        .args([
+            "sandbox",
+            "linux",
+            "--full-auto",
+            "--",
+            "sh",
+            "-c",
+            "echo pwned > marker",
+        ]);
+    let (code, err) = run(c);
+    assert_eq!(code, Some(0), "control runs: {err}");
+    assert!(sub.join("marker").exists());
 }

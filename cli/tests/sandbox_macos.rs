@@ -15,6 +15,7 @@ fn codex(args: &[&str], home: &std::path::Path, cwd: &std::path::Path) -> Output
         .env("CODEX_HOME", home.join("codex-home"))
         .env_remove("TMPDIR")
         .current_dir(cwd)
+        .env("PWD", cwd)
         .output()
         .unwrap()
 }

@@ -116,7 +116,12 @@ pub fn main(args: impl IntoIterator<Item = OsString>, extra_env: Vec<(OsString, 
         }
     };
     let opts = args.enforce.options(extra_env, HELPER_NAME);
-    match Sandbox::plan(effective, opts).and_then(|s| s.spawn(&args.command)) {
+    // `$PWD` against `.` by descriptor (r19 F2; the policy compared paths)
+    let pwd = std::env::var_os("PWD").map(std::path::PathBuf::from);
+    match sandbox_linux::resolve::check_policy_pwd(&effective, pwd.as_deref())
+        .and_then(|()| Sandbox::plan(effective, opts))
+        .and_then(|s| s.spawn(&args.command))
+    {
         Ok(code) => code,
         Err(SandboxError::Child { code }) => code,
         Err(e) => {

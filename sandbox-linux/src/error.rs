@@ -220,7 +220,9 @@ impl SandboxError {
                 crate::EXIT_INVALID_POLICY
             }
             SandboxError::Resolve {
-                source: crate::resolve::ResolveError::ForeignSymlink { .. },
+                source:
+                    crate::resolve::ResolveError::ForeignSymlink { .. }
+                    | crate::resolve::ResolveError::PwdNotCwd { .. },
             } => crate::EXIT_INVALID_POLICY,
             SandboxError::Refused { .. }
             | SandboxError::ReplaceableCarveOut { .. }

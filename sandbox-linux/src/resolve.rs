@@ -58,6 +58,12 @@ pub enum ResolveError {
     TooManyLinks { path: PathBuf },
     #[error("path contains a NUL byte: {path}")]
     Nul { path: PathBuf },
+    #[error(
+        "cwd ($PWD): the working directory {cwd} is not the directory $PWD names ({pwd}): the \
+         shell may have entered it through a symbolic link that was replaced since; change to \
+         the directory again (cd), or run with -C naming the real directory"
+    )]
+    PwdNotCwd { pwd: PathBuf, cwd: PathBuf },
 }
 
 impl ResolveError {
@@ -245,6 +251,52 @@ pub fn open_cached(
     Ok(Resolved::new(fd, &st_cur))
 }
 
+/// Outside review r19 F2: `$PWD` (absolute) names the process's working directory. Walked as a
+/// writable root is (a link not owned by root refuses), the descriptor the walk ends on must be
+/// the same file (`st_dev`, `st_ino`) as `.`; comparing descriptors, not paths, leaves no window
+/// for a link flipped between two looks at the text (the policy's own check is by path).
+pub fn check_pwd(pwd: &Path) -> Result<(), ResolveError> {
+    let r = open(pwd, LastLink::Judge)?;
+    let dot = std::fs::metadata(".").map_err(|e| ResolveError::Walk {
+        path: pwd.to_path_buf(),
+        step: "stat",
+        at: PathBuf::from("."),
+        source: e,
+    })?;
+    use std::os::unix::fs::MetadataExt;
+    if r.dev == dot.dev() && r.ino == dot.ino() {
+        return Ok(());
+    }
+    Err(ResolveError::PwdNotCwd {
+        pwd: pwd.to_path_buf(),
+        cwd: std::env::current_dir().unwrap_or_else(|_| PathBuf::from(".")),
+    })
+}
+
+/// [`check_pwd`] where it applies: a `workspace-write` policy whose cwd (its main writable root)
+/// is the process's `.`, and `pwd` (the `$PWD` the policy was resolved with) set and absolute.
+/// Unset or relative: nothing names how `.` was reached (see the crate README, "Not covered").
+pub fn check_policy_pwd(
+    policy: &sandbox_policy::EffectivePolicy,
+    pwd: Option<&Path>,
+) -> Result<(), crate::error::SandboxError> {
+    use std::os::unix::fs::MetadataExt;
+    let Some(pwd) = pwd.filter(|p| p.is_absolute()) else {
+        return Ok(());
+    };
+    if policy.kind != sandbox_policy::PolicyKind::WorkspaceWrite {
+        return Ok(());
+    }
+    let cwd_is_dot = match (std::fs::metadata(&policy.cwd), std::fs::metadata(".")) {
+        (Ok(a), Ok(b)) => a.dev() == b.dev() && a.ino() == b.ino(),
+        _ => false,
+    };
+    if !cwd_is_dot {
+        return Ok(());
+    }
+    check_pwd(pwd).map_err(|source| crate::error::SandboxError::Resolve { source })
+}
+
 /// The path the kernel holds for `fd` now (`/proc/self/fd/N`): where the descriptor landed.
 pub fn real_path(fd: &OwnedFd) -> io::Result<PathBuf> {
     use std::os::fd::AsRawFd;
@@ -271,6 +323,24 @@ mod tests {
         use std::os::unix::fs::MetadataExt;
         let m = std::fs::metadata(p).unwrap();
         a.dev == m.dev() && a.ino == m.ino()
+    }
+
+    #[test]
+    fn pwd_must_walk_to_the_working_directory() {
+        // control: the physical cwd walks to `.`
+        check_pwd(&std::env::current_dir().unwrap()).unwrap();
+        // another directory is refused, naming both
+        let dir = tempfile::tempdir().unwrap();
+        let other = std::fs::canonicalize(dir.path()).unwrap();
+        let e = check_pwd(&other).unwrap_err();
+        assert!(matches!(e, ResolveError::PwdNotCwd { .. }), "{e}");
+        assert!(e.to_string().contains(&other.display().to_string()), "{e}");
+        // a user's link to `.` is refused as a link, not followed to a match
+        let link = other.join("l");
+        std::os::unix::fs::symlink(std::env::current_dir().unwrap(), &link).unwrap();
+        std::os::unix::fs::lchown(&link, Some(65534), Some(65534)).unwrap();
+        let e = check_pwd(&link).unwrap_err();
+        assert!(matches!(e, ResolveError::ForeignSymlink { .. }), "{e}");
     }
 
     #[test]

@@ -902,6 +902,7 @@ fn a_root_inside_another_root_cannot_be_renamed_away_from_its_read_only_git() {
         let out = r
             .command(&[PROBE, "write", path])
             .current_dir(&inner)
+            .env("PWD", &inner)
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .output()

@@ -114,6 +114,7 @@ fn sandbox_with(env: &Env, policy: &str, ns: Ns, guard_off: bool, cmd: &[&str]) 
     }
     c.arg("--").args(cmd);
     c.current_dir(&env.ws)
+        .env("PWD", &env.ws)
         .env("HOME", &env.home)
         .env_remove("TMPDIR")
         .uid(NOBODY)
@@ -376,6 +377,7 @@ fn a_setsid_loop_dies_with_the_command_and_with_a_killed_launcher() {
     let st = Command::new("sh")
         .args(["-c", &persistence("")])
         .current_dir(&e.ws)
+        .env("PWD", &e.ws)
         .status()
         .unwrap();
     assert!(st.success());
@@ -402,6 +404,7 @@ fn keystrokes_after_return(e: &Env, inner: &str) -> String {
     let mut script = Command::new("script")
         .args(["-qfec", &shell, "/dev/null"])
         .current_dir(&e.ws)
+        .env("PWD", &e.ws)
         .env("HOME", &e.home)
         .uid(NOBODY)
         .gid(NOBODY)
@@ -842,7 +845,7 @@ fn ctrl_z_freezes_every_process_of_the_sandbox_until_it_continues() {
             "-c",
             "( setsid sh -c 'echo $$ > ticker.pid; while :; do echo t >> ticks; sleep 0.02; done' & ); sleep 100",
         ])
-        .current_dir(&e.ws)
+        .current_dir(&e.ws).env("PWD", &e.ws)
         .spawn()
         .unwrap();
     // whatever happens below, the ticker and the job are killed when the test ends
@@ -914,6 +917,7 @@ fn python_inside_and_out(script: &str, inside: &str, outside: &str) {
     let out = Command::new("python3")
         .args(["-c", script])
         .current_dir(&e.ws)
+        .env("PWD", &e.ws)
         .uid(NOBODY)
         .gid(NOBODY)
         .output()
@@ -1023,6 +1027,7 @@ fn tty_settings_after(e: &Env, inner: &str) -> String {
     let out = Command::new("script")
         .args(["-qfec", &shell, "/dev/null"])
         .current_dir(&e.ws)
+        .env("PWD", &e.ws)
         .env("HOME", &e.home)
         .uid(NOBODY)
         .gid(NOBODY)
@@ -1125,6 +1130,7 @@ fn a_socket_file_an_acl_or_a_shared_group_opens_cannot_listen() {
     let out = Command::new("python3")
         .args(["-c", ACL_LISTEN_PY])
         .current_dir(&e.ws)
+        .env("PWD", &e.ws)
         .uid(NOBODY)
         .gid(NOBODY)
         .output()
@@ -1183,6 +1189,7 @@ fn a_listening_socket_cannot_be_opened_to_a_shared_group_afterwards() {
     let out = Command::new("python3")
         .args(["-c", SOCKET_CHMOD_PY])
         .current_dir(&e.ws)
+        .env("PWD", &e.ws)
         .uid(NOBODY)
         .gid(NOBODY)
         .output()
@@ -1225,6 +1232,7 @@ fn inode_generation_and_hints_cannot_be_set() {
     let out = Command::new("python3")
         .args(["-c", INODE_IOCTL_PY])
         .current_dir(&e.ws)
+        .env("PWD", &e.ws)
         .uid(NOBODY)
         .gid(NOBODY)
         .output()

@@ -172,6 +172,7 @@ fn launch(s: &Scratch, ns: Ns, marker: &str, tail: &str, beat: &Path) -> Child {
         .arg(r#"{"mode":"read-only"}"#)
         .args(["--", "sh", "-c", &script])
         .current_dir(&s.ws)
+        .env("PWD", &s.ws)
         .env_remove("TMPDIR")
         .uid(NOBODY)
         .gid(NOBODY)
@@ -322,6 +323,7 @@ fn control_the_hopper_outlives_its_shell_outside() {
             &format!("python3 {} {m} 3 & sleep 0.3", s.hopper.display()),
         ])
         .current_dir(&s.ws)
+        .env("PWD", &s.ws)
         .uid(NOBODY)
         .gid(NOBODY)
         .stdout(std::fs::File::create(&beat).unwrap())
@@ -444,6 +446,7 @@ fn without_the_signal_scope_the_init_never_kills_outside_processes() {
         .arg("--dangerously-allow-weaker-sandbox")
         .args(["--", "sh", "-c", &script])
         .current_dir(&s.ws)
+        .env("PWD", &s.ws)
         .uid(OTHER_UID)
         .gid(OTHER_UID)
         .stdin(Stdio::null())

@@ -138,6 +138,7 @@ fn probe_in(
         .arg(PROBE)
         .args(args)
         .current_dir(&env.ws)
+        .env("PWD", &env.ws)
         .env_remove("TMPDIR")
         .uid(NOBODY)
         .gid(NOBODY)
@@ -423,6 +424,7 @@ fn a_path_rewritten_during_the_call_never_reaches_the_outside_file() {
     let out = Command::new(PROBE)
         .args(["race-chmod", "1"])
         .current_dir(&e.ws)
+        .env("PWD", &e.ws)
         .uid(NOBODY)
         .gid(NOBODY)
         .stdin(open_ro(&log))
@@ -471,6 +473,7 @@ fn metadata_inside_the_writable_root_still_works() {
         let out = c
             .args(["--", "sh", "-c", script])
             .current_dir(&dir)
+            .env("PWD", &dir)
             .env_remove("TMPDIR")
             .uid(NOBODY)
             .gid(NOBODY)

@@ -136,6 +136,7 @@ fn sandbox(env: &Env, ns: Ns, pause: bool) -> Command {
     );
     c.args(["--", "sh", "-c", &script]);
     c.current_dir(&env.ws)
+        .env("PWD", &env.ws)
         .env("HOME", &env.home)
         .env_remove("TMPDIR")
         .env_remove(PAUSE_VAR)

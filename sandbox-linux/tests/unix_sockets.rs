@@ -93,6 +93,7 @@ fn sandboxed(e: &Env, policy: &str, ns: Ns, extra: &[&str], cmd: &[&str]) -> Out
         .env("HOME", &e.home)
         .env_remove("TMPDIR")
         .current_dir(&e.ws)
+        .env("PWD", &e.ws)
         .uid(NOBODY)
         .gid(NOBODY)
         .stdin(Stdio::null());

@@ -163,7 +163,8 @@ impl SandboxPolicy {
         env: &SandboxEnv,
         extra_deny_read: &[PathBuf],
     ) -> Result<EffectivePolicy, PolicyError> {
-        let cwd = canonical_dir(cwd, "cwd")?;
+        let cwd_given = cwd;
+        let mut cwd = canonical_dir(cwd, "cwd")?;
         let mut writable_roots: Vec<WritableRoot> = Vec::new();
         let mut network = false;
         match self {
@@ -179,9 +180,29 @@ impl SandboxPolicy {
                 // The working directory is the main writable root; `getcwd` gives its real path,
                 // so a link the user went through (`cd /tmp/ws` where an earlier run replaced
                 // `ws` with a link to `$HOME`) shows only in `$PWD` (outside review r16 F5).
+                //
+                // The cwd as given (`--sandbox-policy-cwd`, `codex sandbox -C`) is walked like any
+                // other writable root (outside review r19 F1).
+                // The root is the path that walk built, not a second resolution (r19 F3).
+                cwd = physical_dir(cwd_given, "cwd")?;
+                // `$PWD` is only text: the root granted is the directory the process is in. When
+                // the policy's cwd is the process's `.`, `$PWD` (when set and absolute) must name
+                // that same file (dev, ino), else refuse: the user's shell may have entered `.`
+                // through a link that was swapped for a real directory afterwards, so that the
+                // walk of `$PWD` passes while `.` is `$HOME` (outside review r19 F2). Unset or
+                // relative `$PWD`: nothing names how `.` was reached; only the physical path is
+                // walked (a parent that changes directory for the launcher passes the directory
+                // as `-C`/`--sandbox-policy-cwd` or sets `$PWD`).
                 if let Some(pwd) = env.pwd.as_ref().filter(|p| p.is_absolute()) {
-                    if std::fs::canonicalize(pwd).is_ok_and(|c| c == cwd) {
+                    let cwd_is_dot = same_file(&cwd, Path::new("."));
+                    if cwd_is_dot || std::fs::canonicalize(pwd).is_ok_and(|c| c == cwd) {
                         no_foreign_symlink(pwd, "cwd ($PWD)")?;
+                    }
+                    if cwd_is_dot && !same_file(pwd, Path::new(".")) {
+                        return Err(PolicyError::PwdNotCwd {
+                            pwd: pwd.clone(),
+                            cwd: cwd.clone(),
+                        });
                     }
                 }
                 let mut dirs = vec![cwd.clone()];
@@ -191,8 +212,7 @@ impl SandboxPolicy {
                     } else {
                         cwd.join(r)
                     };
-                    no_foreign_symlink(&abs, "writable_roots")?;
-                    dirs.push(canonical_dir(&abs, "writable_roots")?);
+                    dirs.push(physical_dir(&abs, "writable_roots")?);
                 }
                 if !exclude_slash_tmp {
                     if let Ok(t) = canonical_dir(Path::new("/tmp"), "/tmp") {
@@ -201,9 +221,10 @@ impl SandboxPolicy {
                 }
                 if !exclude_tmpdir_env_var {
                     if let Some(t) = env.tmpdir.as_ref() {
-                        no_foreign_symlink(t, "TMPDIR")?;
-                        if let Ok(t) = canonical_dir(t, "TMPDIR") {
-                            dirs.push(t);
+                        match physical_dir(t, "TMPDIR") {
+                            Ok(t) => dirs.push(t),
+                            Err(e @ PolicyError::ForeignSymlink { .. }) => return Err(e),
+                            Err(_) => {}
                         }
                     }
                 }
@@ -825,6 +846,50 @@ pub enum PolicyError {
         link: PathBuf,
         owner: u32,
     },
+    #[error(
+        "cwd ($PWD): the working directory {cwd} is not the directory $PWD names ({pwd}): the \
+         shell may have entered it through a symbolic link that was replaced since; change to \
+         the directory again (cd), or run with -C naming the real directory"
+    )]
+    PwdNotCwd { pwd: PathBuf, cwd: PathBuf },
+}
+
+/// A writable root's directory: [`no_foreign_symlink`]'s walk, then the path that walk built
+/// (each component a directory when `lstat`ed, a root-owned link replaced by its canonical
+/// target), not a second resolution of `p`: a `canonicalize` after the walk followed a link
+/// swapped in between (outside review r19 F3: `ws/sub` flipped between a directory and a link to
+/// `$HOME`, the walk saw the directory, `canonicalize` returned `$HOME`, a path with no link left
+/// for the descriptor walk to refuse). A component swapped for a link after this walk is met by
+/// the launcher's descriptor walk of the returned path (`sandbox-linux/src/resolve.rs`).
+fn physical_dir(p: &Path, field: &'static str) -> Result<PathBuf, PolicyError> {
+    let Some(walked) = walk_no_foreign_symlink(p, field)? else {
+        return Err(PolicyError::Path {
+            field,
+            path: p.to_path_buf(),
+            source: std::io::Error::from(std::io::ErrorKind::NotFound),
+        });
+    };
+    match std::fs::symlink_metadata(&walked) {
+        Ok(m) if m.is_dir() => Ok(walked),
+        Ok(_) => Err(PolicyError::NotADirectory {
+            field,
+            path: p.to_path_buf(),
+        }),
+        Err(source) => Err(PolicyError::Path {
+            field,
+            path: p.to_path_buf(),
+            source,
+        }),
+    }
+}
+
+/// `a` and `b` exist and are the same file (device and inode, links followed).
+fn same_file(a: &Path, b: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    match (std::fs::metadata(a), std::fs::metadata(b)) {
+        (Ok(x), Ok(y)) => x.dev() == y.dev() && x.ino() == y.ino(),
+        _ => false,
+    }
 }
 
 /// A writable root must not be reached through a symbolic link that anyone but root owns
@@ -832,6 +897,12 @@ pub enum PolicyError {
 /// `$HOME`; the next run with that path as `TMPDIR` or `--writable-root` made the home
 /// writable). System links (`/var/run`, `/lib`) are root's and pass.
 fn no_foreign_symlink(p: &Path, field: &'static str) -> Result<(), PolicyError> {
+    walk_no_foreign_symlink(p, field).map(|_| ())
+}
+
+/// [`no_foreign_symlink`]'s walk, returning the path it walked to (`None`: a component is
+/// missing).
+fn walk_no_foreign_symlink(p: &Path, field: &'static str) -> Result<Option<PathBuf>, PolicyError> {
     use std::os::unix::fs::MetadataExt;
     // Component by component as the kernel walks it: a link is met (and judged) before a `..`
     // that follows it is applied (outside review r16 F5: `link/..` was normalised away first).
@@ -850,7 +921,7 @@ fn no_foreign_symlink(p: &Path, field: &'static str) -> Result<(), PolicyError> 
             std::path::Component::Normal(name) => {
                 let next = cur.join(name);
                 let Ok(m) = std::fs::symlink_metadata(&next) else {
-                    return Ok(()); // canonicalisation reports what is missing
+                    return Ok(None); // the caller reports what is missing
                 };
                 if m.file_type().is_symlink() {
                     if m.uid() != 0 {
@@ -864,7 +935,7 @@ fn no_foreign_symlink(p: &Path, field: &'static str) -> Result<(), PolicyError> 
                     // A root-owned link: go on from where it leads.
                     match std::fs::canonicalize(&next) {
                         Ok(c) => cur = c,
-                        Err(_) => return Ok(()),
+                        Err(_) => return Ok(None),
                     }
                 } else {
                     cur = next;
@@ -872,7 +943,7 @@ fn no_foreign_symlink(p: &Path, field: &'static str) -> Result<(), PolicyError> 
             }
         }
     }
-    Ok(())
+    Ok(Some(cur))
 }
 
 fn canonical_dir(p: &Path, field: &'static str) -> Result<PathBuf, PolicyError> {

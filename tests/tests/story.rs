@@ -243,7 +243,8 @@ fn as_user(user: &User, program: impl AsRef<std::ffi::OsStr>) -> Command {
         .env("PATH", "/usr/local/bin:/usr/bin:/bin")
         .env("HOME", &user.home)
         .env("USER", &user.name)
-        .current_dir(&user.home);
+        .current_dir(&user.home)
+        .env("PWD", &user.home);
     run_as(&mut cmd, &user.id);
     cmd
 }
@@ -500,6 +501,7 @@ impl Story {
             .env("PATH", "/usr/local/bin:/usr/bin:/bin")
             .env("SSL_CERT_FILE", ca.ca_pem_path())
             .current_dir(&svc.home)
+            .env("PWD", &svc.home)
             .stdin(Stdio::piped())
             .stdout(Stdio::null())
             .stderr(log_file);
@@ -863,7 +865,8 @@ for name, client in clients.items():
         .arg(serde_json::to_string(&sse_text_response("resp_warm", ANSWER)).unwrap())
         .env_remove("OPENAI_API_KEY")
         .env("HOME", &a.home)
-        .current_dir(&a.home);
+        .current_dir(&a.home)
+        .env("PWD", &a.home);
     let ran = run_bounded(cmd, CMD_TIMEOUT, "openai SDK");
     assert!(
         ran.status.success(),

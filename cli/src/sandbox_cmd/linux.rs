@@ -11,6 +11,9 @@ pub struct LinuxArgs {
     pub run: super::RunArgs,
     #[command(flatten)]
     pub enforce: codex_sandbox_cli::EnforceArgs,
+    /// `codex sandbox -C DIR`: the absolute DIR walked and entered, checked as `$PWD`.
+    #[arg(skip)]
+    pub pwd: Option<std::path::PathBuf>,
 }
 
 #[derive(Debug, clap::Args)]
@@ -29,8 +32,12 @@ pub fn dispatch_arg0() -> Option<i32> {
 }
 
 pub fn run(args: LinuxArgs, global: &crate::GlobalOpts) -> anyhow::Result<i32> {
-    let (effective, _cwd, settings) =
-        super::effective_policy(&args.run, &args.enforce.deny_read, global)?;
+    let (effective, _cwd, settings) = super::effective_policy(
+        &args.run,
+        &args.enforce.deny_read,
+        args.pwd.as_deref(),
+        global,
+    )?;
     let mut opts = args
         .enforce
         .options(secure_main::kept_loader_env(), "codex");
@@ -55,7 +62,15 @@ pub fn run(args: LinuxArgs, global: &crate::GlobalOpts) -> anyhow::Result<i32> {
     let flag_keep = std::mem::take(&mut opts.env.keep);
     opts.env = settings.env.clone();
     opts.env.keep.extend(flag_keep);
-    match Sandbox::plan(effective, opts).and_then(|s| s.spawn(&args.run.command)) {
+    // `$PWD` against `.` by descriptor (r19 F2; the policy compared paths)
+    let pwd = args
+        .pwd
+        .clone()
+        .or_else(|| std::env::var_os("PWD").map(std::path::PathBuf::from));
+    match sandbox_linux::resolve::check_policy_pwd(&effective, pwd.as_deref())
+        .and_then(|()| Sandbox::plan(effective, opts))
+        .and_then(|s| s.spawn(&args.run.command))
+    {
         Ok(code) => Ok(code),
         // The child printed its own message.
         Err(SandboxError::Child { code }) => Ok(code),

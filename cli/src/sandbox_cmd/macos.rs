@@ -53,7 +53,8 @@ pub fn run(args: MacosArgs, global: &crate::GlobalOpts) -> anyhow::Result<i32> {
     if !args.print_policy && !cfg!(target_os = "macos") {
         return Err(not_macos());
     }
-    let (effective, cwd, settings) = super::effective_policy(&args.run, &args.deny_read, global)?;
+    let (effective, cwd, settings) =
+        super::effective_policy(&args.run, &args.deny_read, None, global)?;
     let opts = sandbox_macos::GenOptions {
         allow_git_writes: args.allow_git_writes || settings.allow_git_writes,
     };

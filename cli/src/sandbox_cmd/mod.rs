@@ -91,13 +91,9 @@ fn run_profile(args: SandboxArgs, global: &crate::GlobalOpts) -> anyhow::Result<
             ));
         }
     };
+    let mut pwd = None;
     if let Some(dir) = &args.cd {
-        std::env::set_current_dir(dir).map_err(|e| {
-            Coded::new(
-                exit::INVALID_POLICY,
-                format!("sandbox -C {}: {e}", dir.display()),
-            )
-        })?;
+        pwd = Some(enter_dir(dir)?);
     }
     if cfg!(target_os = "macos") {
         return Err(Coded::new(
@@ -115,9 +111,56 @@ fn run_profile(args: SandboxArgs, global: &crate::GlobalOpts) -> anyhow::Result<
         linux::LinuxArgs {
             run,
             enforce: args.enforce,
+            pwd,
         },
         global,
     )
+}
+
+/// `-C DIR`: walk DIR as every writable root is walked (component by component from `/`, a
+/// symbolic link not owned by root refused, naming it; outside review r19 F1), then enter the
+/// directory the walk opened (through its descriptor, not the path again). A relative DIR is
+/// taken below `$PWD` when that names `.`, else below the physical cwd. Returns the absolute
+/// path walked: the `$PWD` the policy checks `.` against.
+fn enter_dir(dir: &std::path::Path) -> anyhow::Result<std::path::PathBuf> {
+    use crate::exit::Coded;
+    use sandbox_linux::resolve::{LastLink, open};
+    use sandbox_policy::request::exit;
+    let bad = |what: String| {
+        Coded::new(
+            exit::INVALID_POLICY,
+            format!("sandbox -C {}: {what}", dir.display()),
+        )
+    };
+    let abs = if dir.is_absolute() {
+        dir.to_path_buf()
+    } else {
+        let pwd = std::env::var_os("PWD")
+            .map(std::path::PathBuf::from)
+            .filter(|p| {
+                use std::os::unix::fs::MetadataExt;
+                p.is_absolute()
+                    && match (std::fs::metadata(p), std::fs::metadata(".")) {
+                        (Ok(a), Ok(b)) => a.dev() == b.dev() && a.ino() == b.ino(),
+                        _ => false,
+                    }
+            });
+        match pwd {
+            Some(p) => p.join(dir),
+            None => std::env::current_dir()
+                .map_err(|e| bad(format!("current directory: {e}")))?
+                .join(dir),
+        }
+    };
+    let r = open(&abs, LastLink::Judge).map_err(|e| bad(e.to_string()))?;
+    if !r.is_dir {
+        return Err(bad("not a directory".into()));
+    }
+    // `/proc/self/fd/N` names the opened directory itself (a magic link to the object)
+    let via = format!("/proc/self/fd/{}", std::os::fd::AsRawFd::as_raw_fd(&r.fd));
+    std::env::set_current_dir(&via)
+        .map_err(|e| bad(format!("chdir (fchdir of the walked directory): {e}")))?;
+    Ok(abs)
 }
 
 pub fn run_debug(args: DebugArgs, global: &crate::GlobalOpts) -> anyhow::Result<i32> {

@@ -36,6 +36,7 @@ pub struct RunArgs {
 pub fn effective_policy(
     run: &RunArgs,
     flag_deny_read: &[PathBuf],
+    pwd: Option<&std::path::Path>,
     global: &crate::GlobalOpts,
 ) -> anyhow::Result<(EffectivePolicy, PathBuf, crate::config::SandboxSettings)> {
     let config = crate::config::load(global)?;
@@ -44,6 +45,9 @@ pub fn effective_policy(
         .map_err(|e| Coded::new(exit::SETUP_FAILED, format!("current directory: {e}")))?;
     let mut env = SandboxEnv::from_process();
     env.codex_home = Some(config.codex_home.clone());
+    if let Some(p) = pwd {
+        env.pwd = Some(p.to_path_buf());
+    }
     let request = SandboxRequest {
         policy: if run.danger_full_access {
             PolicySource::Json(r#"{"mode":"danger-full-access"}"#.to_string())

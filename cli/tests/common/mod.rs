@@ -27,6 +27,9 @@ pub fn codex(home: &Path) -> Command {
             "CODEX_MANAGED_CONFIG_PATH",
             suite_test_support::dirs::no_managed_config(home),
         )
-        .env_remove("OPENAI_API_KEY");
+        .env_remove("OPENAI_API_KEY")
+        // the test's cwd is the package's; cargo's `$PWD` may name another directory, which the
+        // sandbox refuses (`$PWD` must name `.`); a caller's `current_dir` sets its own
+        .env("PWD", env!("CARGO_MANIFEST_DIR"));
     c
 }
