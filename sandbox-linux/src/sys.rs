@@ -75,6 +75,11 @@ struct MountAttr {
 /// `mount_setattr(AT_FDCWD, path, AT_RECURSIVE, {attr_set = MOUNT_ATTR_RDONLY})`: make the mount
 /// at `path` (and mounts below it) read-only without touching its other (possibly locked) flags.
 pub fn mount_set_readonly_recursive(path: &CStr) -> io::Result<()> {
+    set_readonly_recursive(libc::AT_FDCWD, path, 0)
+}
+
+/// `mount_setattr(dirfd, path, flags | AT_RECURSIVE, {attr_set = MOUNT_ATTR_RDONLY})`.
+fn set_readonly_recursive(dirfd: libc::c_int, path: &CStr, flags: libc::c_uint) -> io::Result<()> {
     const MOUNT_ATTR_RDONLY: u64 = 0x1;
     const AT_RECURSIVE: libc::c_uint = 0x8000;
     let attr = MountAttr {
@@ -83,14 +88,15 @@ pub fn mount_set_readonly_recursive(path: &CStr) -> io::Result<()> {
         propagation: 0,
         userns_fd: 0,
     };
-    // SAFETY: `path` is NUL-terminated and borrowed for the call; `attr` is a live, initialised
-    // `struct mount_attr` and we pass its exact size, so the kernel reads only within it.
+    // SAFETY: `path` is NUL-terminated and borrowed for the call; `dirfd` is AT_FDCWD or a
+    // descriptor the caller borrows for the call; `attr` is a live, initialised `struct
+    // mount_attr` and we pass its exact size, so the kernel reads only within it.
     let ret = unsafe {
         libc::syscall(
             libc::SYS_mount_setattr,
-            libc::AT_FDCWD,
+            dirfd,
             path.as_ptr(),
-            AT_RECURSIVE,
+            flags | AT_RECURSIVE,
             &attr as *const MountAttr,
             std::mem::size_of::<MountAttr>(),
         )
@@ -678,25 +684,5 @@ pub fn move_mount_onto_fd(
 /// [`mount_set_readonly_recursive`] of a detached tree from [`open_tree_clone_fd`].
 pub fn mount_set_readonly_recursive_fd(tree: std::os::fd::BorrowedFd<'_>) -> io::Result<()> {
     use std::os::fd::AsRawFd;
-    const MOUNT_ATTR_RDONLY: u64 = 0x1;
-    const AT_RECURSIVE: libc::c_uint = 0x8000;
-    let attr = MountAttr {
-        attr_set: MOUNT_ATTR_RDONLY,
-        attr_clr: 0,
-        propagation: 0,
-        userns_fd: 0,
-    };
-    // SAFETY: `tree` is borrowed for the call; the empty path is a NUL-terminated literal;
-    // `attr` is a live, initialised `struct mount_attr` and we pass its exact size.
-    let ret = unsafe {
-        libc::syscall(
-            libc::SYS_mount_setattr,
-            tree.as_raw_fd(),
-            c"".as_ptr(),
-            libc::AT_EMPTY_PATH as libc::c_uint | AT_RECURSIVE,
-            &attr as *const MountAttr,
-            std::mem::size_of::<MountAttr>(),
-        )
-    };
-    check_long(ret).map(drop)
+    set_readonly_recursive(tree.as_raw_fd(), c"", libc::AT_EMPTY_PATH as libc::c_uint)
 }
