@@ -145,6 +145,9 @@ pub fn set_up(
         write_proc("/proc/self/setgroups", "deny\n")?;
         write_proc("/proc/self/gid_map", &format!("{gid} {gid} 1\n"))?;
     }
+    // The directory the launcher approved and the process is in (an inode it holds: a rename
+    // cannot change it); the re-entry by path below must land on the same one.
+    let cwd_id = cwd_identity().map_err(|source| MountNsError::Chdir { source })?;
     sys::mount(None, c"/", libc::MS_REC | libc::MS_PRIVATE)
         .map_err(|source| MountNsError::MakePrivate { source })?;
     // Before the read-only pass, so the new procfs is read-only too.
@@ -187,7 +190,20 @@ pub fn set_up(
     }
     let cwd = std::env::current_dir().map_err(|source| MountNsError::Chdir { source })?;
     std::env::set_current_dir(&cwd).map_err(|source| MountNsError::Chdir { source })?;
+    // A concurrent process of the user may have exchanged the directory at that path with
+    // another between `getcwd` and `chdir` (outside review r21 F2: `renameat2(RENAME_EXCHANGE)`
+    // in a loop put the command in another directory 13 times in 150): refused, not run.
+    if cwd_identity().map_err(|source| MountNsError::Chdir { source })? != cwd_id {
+        return Err(MountNsError::Replaced { path: cwd });
+    }
     Ok(Outcome { own_proc })
+}
+
+/// `(st_dev, st_ino)` of the working directory (bind mounts of a directory keep both).
+fn cwd_identity() -> io::Result<(u64, u64)> {
+    use std::os::unix::fs::MetadataExt;
+    let m = std::fs::metadata(".")?;
+    Ok((m.dev(), m.ino()))
 }
 
 /// The directories to pin for `carve_outs` inside `roots`: for each carve-out strictly inside a
