@@ -89,26 +89,6 @@ impl std::fmt::Display for BodyTimeout {
     }
 }
 
-/// `--body-total-timeout` in seconds (set once at start by `server::serve`; 0: not set, then
-/// [`DEFAULT_BODY_TOTAL_TIMEOUT`]). A process-wide setting so that every [`RequestBody`] gets it
-/// without another constructor argument.
-static BODY_TOTAL_TIMEOUT_SECS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-
-/// The default of `--body-total-timeout`.
-pub const DEFAULT_BODY_TOTAL_TIMEOUT: Duration = Duration::from_secs(120);
-
-/// Sets the total time a request body may take (`--body-total-timeout`).
-pub fn set_body_total_timeout(d: Duration) {
-    BODY_TOTAL_TIMEOUT_SECS.store(d.as_secs().max(1), Ordering::Relaxed);
-}
-
-fn body_total_timeout() -> Duration {
-    match BODY_TOTAL_TIMEOUT_SECS.load(Ordering::Relaxed) {
-        0 => DEFAULT_BODY_TOTAL_TIMEOUT,
-        s => Duration::from_secs(s),
-    }
-}
-
 /// The client's request body on its way upstream.
 pub struct RequestBody {
     inner: Incoming,
@@ -137,12 +117,12 @@ impl RequestBody {
         inner: Incoming,
         limit: u64,
         idle: Duration,
+        total: Duration,
         state: Arc<RequestBodyState>,
         counter: Arc<std::sync::atomic::AtomicU64>,
         tee: Option<Arc<Mutex<Vec<u8>>>>,
     ) -> Self {
         let now = Instant::now();
-        let total = body_total_timeout();
         Self {
             inner,
             limit,

@@ -33,6 +33,8 @@ pub struct ProxyState {
     /// `--policy`: per-user rules and budgets (`crate::governed`).
     pub governor: Option<Arc<crate::governed::Governed>>,
     pub body_read_timeout: Duration,
+    /// `--body-total-timeout`: longest a request body may take in all.
+    pub body_total_timeout: Duration,
     /// `--ws-idle-timeout`: a WebSocket session with no message either way for this long is
     /// closed (`crate::ws`).
     pub ws_idle_timeout: Duration,
@@ -200,6 +202,7 @@ async fn forward(
         body,
         state.admission.max_body_bytes,
         state.body_read_timeout,
+        state.body_total_timeout,
         body_state.clone(),
         audit.bytes_in.clone(),
         dump.as_ref().map(|(_, _, tee)| tee.clone()),

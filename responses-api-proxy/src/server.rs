@@ -51,8 +51,6 @@ pub struct ServeLimits {
     pub sighup_drains: bool,
     /// Most connections one local user (uid) holds at once (`--max-connections-per-user`).
     pub max_connections_per_user: usize,
-    /// Longest a request body may take in total (`--body-total-timeout`).
-    pub body_total_timeout: Duration,
 }
 
 struct ConnEntry {
@@ -164,7 +162,6 @@ pub async fn serve(
     let audit = crate::audit::AuditWriter::start();
     spawn_timer_anchor();
     spawn_signal_watch(state.shutdown.clone(), limits.sighup_drains);
-    crate::body::set_body_total_timeout(limits.body_total_timeout);
 
     let graceful = Arc::new(GracefulShutdown::new());
     let table = Arc::new(ConnTable::default());

@@ -481,11 +481,11 @@ impl Confined {
                 .map(|n| n as usize)
                 .unwrap_or_else(|| default_connections_per_user(self.max_connections))
                 .clamp(1, self.max_connections.max(1)),
-            body_total_timeout: std::time::Duration::from_secs(args.body_total_timeout),
         };
+        let body_total_timeout = std::time::Duration::from_secs(args.body_total_timeout);
         tracing::info!(
             max_connections_per_user = limits.max_connections_per_user,
-            body_total_timeout_secs = limits.body_total_timeout.as_secs(),
+            body_total_timeout_secs = body_total_timeout.as_secs(),
             "per-user connection cap and request-body deadline"
         );
         let (shutdown, _) = tokio::sync::watch::channel(false);
@@ -503,6 +503,7 @@ impl Confined {
             dumper: self.dumper,
             governor: governor.clone(),
             body_read_timeout: args.body_read_timeout(),
+            body_total_timeout,
             ws_idle_timeout: std::time::Duration::from_secs(args.ws_idle_timeout),
             shutdown,
         });
