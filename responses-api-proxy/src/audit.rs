@@ -339,9 +339,10 @@ impl AuditLine {
     /// [`AuditLine::emit`]: `{rfc3339 µs}  INFO audit: request name=value ...`, `&str` values
     /// quoted as `Debug`, `Display` values bare, absent options left out.
     fn write_text(&self, now: std::time::SystemTime, out: &mut Vec<u8>) {
-        use std::fmt::Write as _;
-        let mut s = String::with_capacity(384);
-        write_rfc3339_micros(now, &mut s);
+        // Straight into the batch buffer (writes to a `Vec` cannot fail).
+        use std::io::Write as _;
+        let s = out;
+        write_rfc3339_micros(now, s);
         let g = self.governance.as_ref();
         let _ = write!(s, "  INFO audit: request peer={} ", self.peer);
         if let Some(uid) = self.uid {
@@ -385,8 +386,7 @@ impl AuditLine {
                 let _ = write!(s, " usage_anomaly={a:?}");
             }
         }
-        s.push('\n');
-        out.extend_from_slice(s.as_bytes());
+        s.push(b'\n');
     }
 
     fn emit(&self) {
@@ -419,8 +419,8 @@ impl AuditLine {
 }
 
 /// `YYYY-MM-DDTHH:MM:SS.ffffffZ` (UTC, microseconds), as tracing-subscriber's `SystemTime` timer.
-fn write_rfc3339_micros(t: std::time::SystemTime, out: &mut String) {
-    use std::fmt::Write as _;
+fn write_rfc3339_micros(t: std::time::SystemTime, out: &mut Vec<u8>) {
+    use std::io::Write as _;
     let d = t.duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
     let secs = d.as_secs();
     let (days, rem) = (secs / 86_400, secs % 86_400);
@@ -535,12 +535,12 @@ mod tests {
     #[test]
     fn timestamps_are_rfc3339_utc_with_microseconds() {
         let at = |s: u64, us: u64| {
-            let mut out = String::new();
+            let mut out = Vec::new();
             write_rfc3339_micros(
                 UNIX_EPOCH + Duration::from_secs(s) + Duration::from_micros(us),
                 &mut out,
             );
-            out
+            String::from_utf8(out).unwrap()
         };
         assert_eq!(at(0, 0), "1970-01-01T00:00:00.000000Z");
         assert_eq!(at(951_782_400, 7), "2000-02-29T00:00:00.000007Z");
