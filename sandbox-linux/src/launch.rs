@@ -396,28 +396,6 @@ impl Sandbox<Planned> {
         codex_confine::set_no_new_privs().map_err(|source| SandboxError::NoNewPrivs { source })?;
         report.no_new_privs = true;
 
-        // --- name guard (issue 12 item 3): the creator, forked before Landlock ---
-        let guard_on = guard_channels.is_some();
-        let mut creator_lifeline = None;
-        if let Some(channels) = guard_channels {
-            // carve-outs that do not exist yet: the guard keeps them from being created
-            let protected: Vec<PathBuf> = report
-                .carve_outs_not_existing
-                .iter()
-                .map(|p| canonical_prefix(p))
-                .collect();
-            creator_lifeline = Some(
-                crate::name_guard::spawn_creator(
-                    channels,
-                    fs_open.as_deref(),
-                    policy.network,
-                    protected,
-                )
-                .map_err(|source| SandboxError::NameGuard { source })?,
-            );
-            report.name_guard = true;
-        }
-        // --- end name guard ---
         if let (Some(fs), Some(rules)) = (&plan_fs, fs_open.take()) {
             report.list_only = fs.list_only.clone();
             report.roots_inside_denied = fs.roots_inside_denied.clone();
@@ -436,9 +414,29 @@ impl Sandbox<Planned> {
                 source,
             })?;
         }
+        // --- name guard (issue 12 item 3): the creator, forked in the init's Landlock domain
+        // and before the seccomp filters (it receives the filter's notifications itself) ---
+        let mut creator = None;
+        if let Some(channels) = guard_channels {
+            // carve-outs that do not exist yet: the guard keeps them from being created
+            let protected: Vec<PathBuf> = report
+                .carve_outs_not_existing
+                .iter()
+                .map(|p| canonical_prefix(p))
+                .collect();
+            // `/proc` names the creator's pid namespace unless the pid namespace kept the host's
+            let proc_matches = report.namespaces.unwrap_or(true);
+            creator = Some(
+                crate::name_guard::spawn_creator(channels, protected, proc_matches)
+                    .map_err(|source| SandboxError::NameGuard { source })?,
+            );
+            report.name_guard = true;
+        }
+        // --- end name guard ---
         // --- unix_connect hook (issue 12 item 1): stacked notify filter before the table ---
         if plan_seccomp.is_some() {
-            match unix_connect::install_in_child(unix_channel, guard_on, proxy_only) {
+            let handoff = creator.as_ref().map(|c| &c.handoff);
+            match unix_connect::install_in_child(unix_channel, handoff, proxy_only) {
                 Ok(()) => {}
                 Err(e) if opts.dangerously_allow_weaker_sandbox && e.is_unsupported() => {
                     eprintln!("{}: warning: {e}", opts.program);
@@ -447,6 +445,7 @@ impl Sandbox<Planned> {
             }
         }
         // --- end unix_connect hook ---
+        let creator_lifeline = creator.map(|c| c.lifeline);
         if let Some(filter) = &plan_seccomp {
             filter
                 .install()

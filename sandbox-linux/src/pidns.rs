@@ -118,7 +118,8 @@ pub fn scoped_kill() -> bool {
 /// [`GIVE_UP`]); with one, the caller's exit does it.
 ///
 /// `lifeline` (the name guard creator's) is dropped once the command is gone, before the kill:
-/// the creator then exits by itself (it is outside this process's signal scope).
+/// the creator then exits by itself (it shares this process's Landlock domain, so the kill of
+/// the fallback reaches it too).
 pub fn supervise(
     mode: Mode,
     command: libc::pid_t,

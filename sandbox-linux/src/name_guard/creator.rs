@@ -4,10 +4,7 @@ use std::ffi::CString;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 
 use super::sys;
-use super::{
-    DENIED_ERRNO, MAX_MESSAGE, Op, Request, has_protected_component, is_protected_new_name,
-};
-use crate::fs_rules::OpenRule;
+use super::{DENIED_ERRNO, Op, Request, has_protected_component, is_protected_new_name};
 
 /// Carve-outs that did not exist at the start (a `$CODEX_HOME` to be created, `.git`/`.codex`
 /// at a root): nothing may be created at them, below them, or at a directory above them
@@ -40,22 +37,40 @@ fn below_protected_path(path: &[u8]) -> bool {
 const MAX_HOPS: usize = 40;
 const PROC_SUPER_MAGIC: i64 = 0x9fa0;
 
-/// Fork the creator (in the sandbox's init, after the mount namespace and `no_new_privs`,
-/// before Landlock). The parent gets the creator's **lifeline** (close-on-exec): the creator
-/// exits when every copy is closed. The init holds it until the command has exited, then drops
-/// it before sweeping the survivors: with its own Landlock domain the creator is out of the
-/// init's signal scope, so the init could not kill it. The child never returns.
+/// The creator, as the init sees it after the fork.
+#[derive(Debug)]
+pub struct Creator {
+    /// The creator's **lifeline** (close-on-exec): the creator exits when every copy is closed.
+    /// The init holds it until the command has exited, then drops it before sweeping the
+    /// survivors.
+    pub lifeline: OwnedFd,
+    /// Where the init sends the notifying filter's listener once it is installed
+    /// ([`crate::unix_connect::install_in_child`]); dropped unsent, the creator exits.
+    pub handoff: OwnedFd,
+}
+
+/// Fork the creator (in the sandbox's init, after the mount namespace, `no_new_privs` and the
+/// init's Landlock domain, **before** the seccomp filters). It shares the init's Landlock domain
+/// and is not under any seccomp filter; the command, in a domain nested below it, can neither
+/// signal nor ptrace it, while it may read the command's memory and take its descriptors (the
+/// ptrace rule of Landlock: an enclosing domain only). `channels` go to the launcher, which
+/// handles what the creator forwards (`connect`, `listen`, metadata calls). `proc_matches`:
+/// `/proc` shows the creator's pid namespace. The child never returns.
 pub fn spawn_creator(
     channels: Vec<OwnedFd>,
-    fs: Option<&[OpenRule]>,
-    network: bool,
     protected_paths: Vec<std::path::PathBuf>,
-) -> std::io::Result<OwnedFd> {
+    proc_matches: bool,
+) -> std::io::Result<Creator> {
     let (life_r, life_w) = crate::sys::pipe_cloexec()?;
+    let (handoff_init, handoff_creator) = crate::unix_connect::sys::socketpair()?;
     match crate::sys::fork()? {
-        crate::sys::Fork::Parent { .. } => Ok(life_w),
+        crate::sys::Fork::Parent { .. } => Ok(Creator {
+            lifeline: life_w,
+            handoff: handoff_init,
+        }),
         crate::sys::Fork::Child => {
             drop(life_w);
+            drop(handoff_init);
             let _ = PROTECTED_PATHS.set(
                 protected_paths
                     .iter()
@@ -65,14 +80,21 @@ pub fn spawn_creator(
                     })
                     .collect(),
             );
-            let code = match set_up(&channels, &life_r, fs, network) {
-                Ok(()) => {
-                    serve_all(channels);
-                    // the lifeline: EOF when the init let go (or died)
-                    let mut b = [0u8; 1];
-                    let _ = sys::read_eintr(life_r.as_fd(), &mut b);
-                    0
-                }
+            let code = match set_up(&channels, &life_r, &handoff_creator) {
+                Ok(()) => match crate::unix_connect::sys::recv_fd(&handoff_creator) {
+                    Ok(Some(listener)) => {
+                        drop(handoff_creator);
+                        // Best effort: a kernel without the flag (before 6.6) is only slower.
+                        let _ = crate::unix_connect::sys::set_sync_wakeup(&listener);
+                        serve_all(listener, channels, proc_matches);
+                        // the lifeline: EOF when the init let go (or died)
+                        let mut b = [0u8; 1];
+                        let _ = sys::read_eintr(life_r.as_fd(), &mut b);
+                        0
+                    }
+                    // the init failed before installing the filter: it reports why
+                    _ => crate::EXIT_SETUP_FAILED,
+                },
                 Err(e) => {
                     eprintln!("codex sandbox: name guard: {e}");
                     crate::EXIT_SETUP_FAILED
@@ -83,25 +105,14 @@ pub fn spawn_creator(
     }
 }
 
-fn set_up(
-    channels: &[OwnedFd],
-    lifeline: &OwnedFd,
-    fs: Option<&[OpenRule]>,
-    network: bool,
-) -> std::io::Result<()> {
+fn set_up(channels: &[OwnedFd], lifeline: &OwnedFd, handoff: &OwnedFd) -> std::io::Result<()> {
     crate::sys::set_parent_death_signal(libc::SIGKILL)?;
     sys::set_not_dumpable()?;
     let mut keep: Vec<i32> = channels.iter().map(|c| c.as_raw_fd()).collect();
     keep.push(lifeline.as_raw_fd());
-    // the rules' descriptors: the ruleset below is built from them, not from paths
-    keep.extend(fs.into_iter().flatten().map(|r| r.fd.as_raw_fd()));
+    keep.push(handoff.as_raw_fd());
     sys::close_all_but(&keep);
     sys::stdio_to_dev_null()?;
-    if let Some(fs) = fs {
-        let ruleset =
-            crate::landlock_rules::prepare_borrowed(fs, network).map_err(std::io::Error::other)?;
-        ruleset.restrict_self().map_err(std::io::Error::other)?;
-    }
     sys::set_umask(0);
     if crate::sys::getuid() != 0 {
         // the command runs without capabilities (its uid is not 0): so does the creator
@@ -110,32 +121,43 @@ fn set_up(
     Ok(())
 }
 
-/// One thread per channel; they end with the process.
-fn serve_all(channels: Vec<OwnedFd>) {
+/// One thread per channel, all serving the listener; they end with the process.
+fn serve_all(listener: OwnedFd, channels: Vec<OwnedFd>, proc_matches: bool) {
+    let listener = std::sync::Arc::new(listener);
     for c in channels {
-        let _ = std::thread::Builder::new().spawn(move || serve(&c));
+        let listener = listener.clone();
+        let _ = std::thread::Builder::new().spawn(move || serve(&listener, &c, proc_matches));
     }
 }
 
-/// Answer requests on one channel until the launcher closes it.
-fn serve(chan: &OwnedFd) {
-    let mut buf = vec![0u8; MAX_MESSAGE];
+/// Answer notifications until no process uses the filter any more: the name guard's calls
+/// here, the rest (`connect`, `listen`, metadata) forwarded to the launcher over `chan`.
+fn serve(listener: &OwnedFd, chan: &OwnedFd, proc_matches: bool) {
+    use crate::unix_connect::sys as nsys;
     loop {
-        let (n, fds) = match sys::recv(chan.as_fd(), &mut buf) {
-            Ok(Some(m)) => m,
-            Ok(None) | Err(_) => return,
+        match nsys::wait_readable(listener) {
+            Ok(true) => {}
+            Ok(false) | Err(_) => return,
+        }
+        let notif = match nsys::notif_recv(listener) {
+            Ok(n) => n,
+            Err(_) => return,
         };
-        let outcome = match Request::decode(&buf[..n]) {
-            Some(req) => perform(&req, fds),
-            None => Err(libc::EPROTO),
-        };
-        let sent = match outcome {
-            Ok(Some(fd)) => sys::send(chan.as_fd(), &0i32.to_le_bytes(), &[fd.as_fd()]),
-            Ok(None) => sys::send(chan.as_fd(), &0i32.to_le_bytes(), &[]),
-            Err(errno) => sys::send(chan.as_fd(), &errno.to_le_bytes(), &[]),
-        };
-        if sent.is_err() {
-            return;
+        if !super::is_guarded(i64::from(notif.data.nr)) {
+            if let Err(errno) = crate::unix_connect::forward(listener, &notif, chan) {
+                let _ = nsys::notif_send(listener, notif.id, errno);
+            }
+            continue;
+        }
+        match super::supervisor::handle(listener, &notif, proc_matches) {
+            super::Answer::Errno(errno) => {
+                let _ = nsys::notif_send(listener, notif.id, errno);
+            }
+            super::Answer::Fd { fd, cloexec } => {
+                if sys::notif_addfd_send(listener.as_fd(), notif.id, fd.as_fd(), cloexec).is_err() {
+                    let _ = nsys::notif_send(listener, notif.id, DENIED_ERRNO);
+                }
+            }
         }
     }
 }
@@ -151,7 +173,7 @@ fn cstr(b: &[u8]) -> Result<CString, i32> {
 }
 
 /// Perform one request (this thread's umask set to the child's first).
-fn perform(req: &Request, fds: Vec<OwnedFd>) -> Outcome {
+pub(super) fn perform(req: &Request, fds: Vec<OwnedFd>) -> Outcome {
     let mut fds = fds.into_iter();
     let dir1 = if req.has_dir1 { fds.next() } else { None };
     let dir2 = if req.has_dir2 { fds.next() } else { None };

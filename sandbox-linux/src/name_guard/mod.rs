@@ -2,23 +2,32 @@
 //! existing one is opened for writing, renamed, linked or created (issue 12, item 3: nested
 //! repositories, submodules, `git init` below a root).
 //!
-//! Landlock grants by location, not by name, so the launcher mediates every call that creates a
-//! name or opens a file for writing:
+//! Landlock grants by location, not by name, so every call that creates a name or opens a file
+//! for writing is mediated, in one hop:
 //! 1. the notifying filter ([`crate::unix_connect`]'s, the same listener) turns `open`/`openat`
 //!    with a write, create or truncate flag, `creat`, `mkdir(at)`, `mknod(at)`, `symlink(at)`,
 //!    `link(at)`, `rename(at/at2)` into user notifications; `openat2` fails with `ENOSYS` (its
 //!    flags live in memory seccomp cannot read; libc's `open` does not use it);
-//! 2. the launcher's supervisor copies the path strings **once**, turns the child's `dirfd` (or
-//!    cwd) into a descriptor of its own (`pidfd_getfd`, `/proc/<tid>/cwd`), and sends the
-//!    request to the **creator**;
-//! 3. the creator performs the call and answers with 0, an errno or the opened descriptor, which
-//!    the supervisor installs in the child (`SECCOMP_ADDFD_FLAG_SEND`). The kernel never re-reads
-//!    the child's memory (no `SECCOMP_USER_NOTIF_FLAG_CONTINUE`): nothing is raceable.
+//! 2. the **creator** receives them on the listener itself. It copies the path strings **once**,
+//!    turns the child's `dirfd` (or cwd) into a descriptor of its own (`pidfd_getfd`,
+//!    `/proc/<tid>/cwd`), performs the call and answers with 0, an errno or the opened
+//!    descriptor, which it installs in the child (`SECCOMP_ADDFD_FLAG_SEND`). The kernel never
+//!    re-reads the child's memory (no `SECCOMP_USER_NOTIF_FLAG_CONTINUE`): nothing is raceable.
+//!    The other notifications of the listener (`connect`, `listen`, metadata calls) it forwards
+//!    to the launcher with a pidfd of the thread ([`crate::unix_connect::forward`]), which
+//!    decides and answers them as it does without the guard.
 //!
-//! The creator is a process of the sandbox, forked by its init after the mount namespace and
-//! `no_new_privs` and before Landlock: it applies the same Landlock ruleset as a domain of its
-//! own (the command cannot signal or ptrace it), drops its capabilities when it is not root, is
-//! not dumpable, and keeps no descriptor but its channels. It resolves every path exactly as the
+//! One hop instead of three: the launcher used to receive every notification and pass the
+//! file calls to the creator and back (four wake-ups per call, two of them across CPUs under
+//! load); now the kernel's synchronous hand-off (`SECCOMP_USER_NOTIF_FD_SYNC_WAKE_UP`) runs the
+//! creator and then the child on the same CPU (`sandbox-linux/README.md`, benchmark).
+//!
+//! The creator is a process of the sandbox, forked by its init after the mount namespace,
+//! `no_new_privs` and the init's Landlock domain, before the seccomp filters: it shares that
+//! domain, and the command's is nested below it, so the command cannot signal or ptrace it
+//! (Landlock's scopes and ptrace rule) while the creator may read the command's memory. It drops
+//! its capabilities when it is not root, is not dumpable, and keeps no descriptor but its
+//! channels and the listener. It resolves every path exactly as the
 //! command's own call would (same root, same mounts, same Landlock rules, the child's cwd or
 //! dirfd); the only differences are the checks below, made on the **resolved** location (the
 //! path `/proc/self/fd/N` reads back in the sandbox's mount namespace), never on the string:
@@ -43,18 +52,13 @@ pub(crate) mod sys;
 
 use std::os::fd::OwnedFd;
 
-pub use creator::spawn_creator;
-pub use supervisor::{Answer, handle as handle_notification};
+pub use creator::{Creator, spawn_creator};
+pub use supervisor::Answer;
 
-/// Answer notification `id` with `fd` installed in the child (see [`sys::notif_addfd_send`]).
-pub fn notif_addfd_send(
-    listener: &OwnedFd,
-    id: u64,
-    fd: &OwnedFd,
-    cloexec: bool,
-) -> std::io::Result<i32> {
-    use std::os::fd::AsFd;
-    sys::notif_addfd_send(listener.as_fd(), id, fd.as_fd(), cloexec)
+/// Whether the creator handles system call `nr` itself (a file call of the guard) rather than
+/// forwarding it to the launcher (`connect`, `listen`, the metadata calls).
+pub fn is_guarded(nr: i64) -> bool {
+    nr != libc::SYS_connect && nr != libc::SYS_listen && !crate::meta_guard::is_mediated(nr)
 }
 
 /// Names nothing in the sandbox may create, nor write below: repositories and agent
@@ -70,8 +74,9 @@ pub const PROTECTED_NAMES: &[&str] = &[".git", ".codex", ".agents", ".hg", ".sl"
 /// Errno of a refused call (the one Landlock gives).
 pub const DENIED_ERRNO: i32 = libc::EACCES;
 
-/// Number of channels (and supervisor threads): a call that blocks in the creator (a FIFO
-/// opened for writing with no reader yet) holds one; the others keep serving.
+/// Number of the creator's threads, each with its channel to the launcher: a call that blocks
+/// (a FIFO opened for writing with no reader yet, a forwarded `connect`) holds one; the others
+/// keep serving.
 pub const CHANNELS: usize = 4;
 
 /// Whether `name` (one path component) is protected: one of [`PROTECTED_NAMES`], or a name
@@ -118,7 +123,6 @@ pub fn channels() -> std::io::Result<Channels> {
 
 /// What the creator is asked to do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[repr(u8)]
 pub enum Op {
     /// `openat(dir1, path1, flags, mode)`; answers a descriptor.
     Open = 1,
@@ -136,22 +140,8 @@ pub enum Op {
     Rename = 7,
 }
 
-impl Op {
-    fn from_u8(b: u8) -> Option<Op> {
-        Some(match b {
-            1 => Op::Open,
-            2 => Op::Reopen,
-            3 => Op::Mkdir,
-            4 => Op::Mknod,
-            5 => Op::Symlink,
-            6 => Op::Link,
-            7 => Op::Rename,
-            _ => return None,
-        })
-    }
-}
-
-/// One request on the wire (the descriptors travel beside it, `dir1` first).
+/// One mediated call, as read from the notifying thread (its directories travel beside it as
+/// descriptors, `dir1` first).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Request {
     pub op: Op,
@@ -164,55 +154,6 @@ pub struct Request {
     pub dev: u64,
     pub path1: Vec<u8>,
     pub path2: Vec<u8>,
-}
-
-const HEADER: usize = 32;
-/// Largest message: the header and two paths of PATH_MAX bytes.
-pub const MAX_MESSAGE: usize = HEADER + 2 * libc::PATH_MAX as usize;
-
-impl Request {
-    pub fn encode(&self) -> Vec<u8> {
-        let mut b = Vec::with_capacity(HEADER + self.path1.len() + self.path2.len());
-        b.push(self.op as u8);
-        b.push(u8::from(self.has_dir1));
-        b.push(u8::from(self.has_dir2));
-        b.push(0);
-        b.extend_from_slice(&self.flags.to_le_bytes());
-        b.extend_from_slice(&self.mode.to_le_bytes());
-        b.extend_from_slice(&self.umask.to_le_bytes());
-        b.extend_from_slice(&self.dev.to_le_bytes());
-        b.extend_from_slice(&(self.path1.len() as u32).to_le_bytes());
-        b.extend_from_slice(&(self.path2.len() as u32).to_le_bytes());
-        b.extend_from_slice(&self.path1);
-        b.extend_from_slice(&self.path2);
-        b
-    }
-
-    pub fn decode(b: &[u8]) -> Option<Request> {
-        if b.len() < HEADER {
-            return None;
-        }
-        let u32_at = |i: usize| u32::from_le_bytes([b[i], b[i + 1], b[i + 2], b[i + 3]]);
-        let len1 = u32_at(24) as usize;
-        let len2 = u32_at(28) as usize;
-        if len1 > libc::PATH_MAX as usize
-            || len2 > libc::PATH_MAX as usize
-            || b.len() != HEADER + len1 + len2
-        {
-            return None;
-        }
-        Some(Request {
-            op: Op::from_u8(b[0])?,
-            has_dir1: b[1] != 0,
-            has_dir2: b[2] != 0,
-            flags: u32_at(4) as i32,
-            mode: u32_at(8),
-            umask: u32_at(12),
-            dev: u64::from(u32_at(16)) | (u64::from(u32_at(20)) << 32),
-            path1: b[HEADER..HEADER + len1].to_vec(),
-            path2: b[HEADER + len1..].to_vec(),
-        })
-    }
 }
 
 #[cfg(test)]
@@ -237,26 +178,5 @@ mod tests {
         assert!(is_protected(b"remote.git") && is_protected(b"X.GIT"));
         assert!(!is_protected(b".git2") && !is_protected(b"digit"));
         assert!(is_protected_new_name(b"HEAD") && !is_protected(b"HEAD"));
-    }
-
-    #[test]
-    fn requests_round_trip_and_bad_lengths_are_refused() {
-        let r = Request {
-            op: Op::Rename,
-            has_dir1: true,
-            has_dir2: false,
-            flags: -5,
-            mode: 0o755,
-            umask: 0o22,
-            dev: 7,
-            path1: b"a/b".to_vec(),
-            path2: b"/c".to_vec(),
-        };
-        let b = r.encode();
-        assert_eq!(Request::decode(&b), Some(r));
-        assert_eq!(Request::decode(&b[..b.len() - 1]), None);
-        let mut bad = b.clone();
-        bad[0] = 99;
-        assert_eq!(Request::decode(&bad), None);
     }
 }

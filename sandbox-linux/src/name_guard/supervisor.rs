@@ -1,13 +1,13 @@
-//! The launcher's side: turn one notification into a request, send it to the creator, answer.
+//! The creator's side of one notification: read the call's arguments from the notifying
+//! thread (once), turn its `dirfd` or cwd into a descriptor of our own, perform the call.
 
 use std::ffi::CString;
-use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::os::fd::OwnedFd;
 
-use super::sys;
 use super::{DENIED_ERRNO, Op, Request};
 use crate::unix_connect::sys as nsys;
 
-/// How the supervisor answers a notification.
+/// How a notification is answered.
 #[derive(Debug)]
 pub enum Answer {
     /// Return this errno (0: success) from the call.
@@ -20,7 +20,11 @@ pub enum Answer {
 const AT_FDCWD: i32 = libc::AT_FDCWD;
 
 struct Ctx {
+    /// The thread as the system calls of this process name it (the notification's pid).
     tid: libc::pid_t,
+    /// The same thread as the `/proc` this process sees names it (differs when the sandbox's
+    /// pid namespace kept the host's procfs).
+    proc_tid: libc::pid_t,
     /// Opened on first use: absolute paths and the cwd need none.
     pidfd: std::cell::OnceCell<OwnedFd>,
 }
@@ -28,8 +32,7 @@ struct Ctx {
 impl Ctx {
     fn pidfd(&self) -> Result<&OwnedFd, i32> {
         if self.pidfd.get().is_none() {
-            let fd =
-                crate::unix_connect::supervisor_open_pidfd(self.tid).map_err(|_| libc::ESRCH)?;
+            let fd = crate::unix_connect::pidfd_of_thread(self.tid).map_err(|_| libc::ESRCH)?;
             let _ = self.pidfd.set(fd);
         }
         self.pidfd.get().ok_or(libc::ESRCH)
@@ -41,15 +44,28 @@ impl Ctx {
     }
 }
 
-/// Handle a mediated file call (`nr` is not `connect`). `chan` is this thread's channel to the
-/// creator (`None`: the guard is off, the filter should not have sent this).
-pub fn handle(listener: &OwnedFd, n: &libc::seccomp_notif, chan: Option<BorrowedFd<'_>>) -> Answer {
-    let Some(chan) = chan else {
-        return Answer::Errno(libc::ENOSYS);
-    };
+/// Handle a mediated file call in the creator, which received notification `n` on `listener`
+/// itself. `proc_matches`: the `/proc` it sees is of its own pid namespace (the notification's
+/// pid names the thread there too).
+pub fn handle(listener: &OwnedFd, n: &libc::seccomp_notif, proc_matches: bool) -> Answer {
+    let tid = n.pid as libc::pid_t;
     let ctx = Ctx {
-        tid: n.pid as libc::pid_t,
+        tid,
+        proc_tid: tid,
         pidfd: std::cell::OnceCell::new(),
+    };
+    let ctx = if proc_matches {
+        ctx
+    } else {
+        // the host's procfs: the thread's number there, from a pidfd's fdinfo
+        let proc_tid = match ctx
+            .pidfd()
+            .and_then(|p| crate::unix_connect::pidfd_tid(p).map_err(|_| libc::ESRCH))
+        {
+            Ok(t) => t,
+            Err(e) => return Answer::Errno(e),
+        };
+        Ctx { proc_tid, ..ctx }
     };
     let (req, fds) = match build(&ctx, n) {
         Ok(r) => r,
@@ -62,29 +78,11 @@ pub fn handle(listener: &OwnedFd, n: &libc::seccomp_notif, chan: Option<Borrowed
     }
     let wants_fd = matches!(req.op, Op::Open | Op::Reopen);
     let cloexec = req.flags & libc::O_CLOEXEC != 0;
-    let borrowed: Vec<BorrowedFd<'_>> = fds.iter().map(|f| f.as_fd()).collect();
-    if sys::send(chan, &req.encode(), &borrowed).is_err() {
-        return Answer::Errno(DENIED_ERRNO);
-    }
-    let mut reply = [0u8; 4];
-    let (len, mut got) = match sys::recv(chan, &mut reply) {
-        Ok(Some(m)) => m,
-        _ => return Answer::Errno(DENIED_ERRNO),
-    };
-    if len != 4 {
-        return Answer::Errno(DENIED_ERRNO);
-    }
-    let errno = i32::from_le_bytes(reply);
-    if errno != 0 {
-        return Answer::Errno(errno);
-    }
-    if wants_fd {
-        match got.pop() {
-            Some(fd) => Answer::Fd { fd, cloexec },
-            None => Answer::Errno(DENIED_ERRNO),
-        }
-    } else {
-        Answer::Errno(0)
+    match super::creator::perform(&req, fds) {
+        Err(errno) => Answer::Errno(errno),
+        Ok(Some(fd)) if wants_fd => Answer::Fd { fd, cloexec },
+        Ok(None) if !wants_fd => Answer::Errno(0),
+        Ok(_) => Answer::Errno(DENIED_ERRNO),
     }
 }
 
@@ -229,7 +227,7 @@ fn build(ctx: &Ctx, n: &libc::seccomp_notif) -> Result<(Request, Vec<OwnedFd>), 
         }
     }
     if creates(&req) {
-        req.umask = child_umask(ctx.tid)?;
+        req.umask = child_umask(ctx.proc_tid)?;
     }
     Ok((req, fds))
 }
@@ -257,7 +255,7 @@ fn dir_for(ctx: &Ctx, dfd: i32, path: &[u8], empty_ok: bool) -> Result<Option<Ow
         return Err(libc::ENOENT);
     }
     if dfd == AT_FDCWD {
-        let cwd = CString::new(format!("/proc/{}/cwd", ctx.tid)).map_err(|_| libc::EINVAL)?;
+        let cwd = CString::new(format!("/proc/{}/cwd", ctx.proc_tid)).map_err(|_| libc::EINVAL)?;
         return nsys::open_path(None, &cwd)
             .map(Some)
             .map_err(|_| DENIED_ERRNO);

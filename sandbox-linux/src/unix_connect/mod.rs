@@ -22,6 +22,7 @@ use sandbox_policy::EffectivePolicy;
 pub(crate) use supervisor::open_pidfd as supervisor_open_pidfd;
 pub(crate) use supervisor::private_group;
 pub use supervisor::{Decision, Rules};
+pub(crate) use supervisor::{forward, pidfd_of_thread, pidfd_tid};
 
 /// Errno of a denied connect.
 pub const DENIED_ERRNO: i32 = libc::EACCES;
@@ -41,13 +42,15 @@ pub fn channel() -> std::io::Result<(ParentEnd, ChildEnd)> {
 }
 
 /// In the child, after no_new_privs: install the notifying filter and send the listener to the
-/// launcher. Without a channel the listener is closed at once: every later `connect` then fails
-/// with ENOSYS (fail closed).
+/// name guard's creator (`creator`: it receives the notifications) and to the launcher. Without
+/// a receiver the listener is closed at once: every later mediated call then fails with ENOSYS
+/// (fail closed).
 pub fn install_in_child(
     channel: Option<ChildEnd>,
-    guard_names: bool,
+    creator: Option<&OwnedFd>,
     proxy_only: bool,
 ) -> Result<(), InstallError> {
+    let guard_names = creator.is_some();
     if let Err(source) = sys::probe_pidfd_getfd() {
         return Err(InstallError::Unsupported {
             feature: "pidfd_getfd (Linux 5.6)",
@@ -67,6 +70,12 @@ pub fn install_in_child(
             }
         }
     })?;
+    if let Some(handoff) = creator {
+        sys::send_fd(handoff, &listener).map_err(|source| InstallError::Failed {
+            what: "sendmsg(SCM_RIGHTS) of the listener to the name guard",
+            source,
+        })?;
+    }
     if let Some(ChildEnd(sock)) = channel {
         sys::send_fd(&sock, &listener).map_err(|source| InstallError::Failed {
             what: "sendmsg(SCM_RIGHTS) of the listener",
@@ -112,8 +121,9 @@ impl InstallError {
 }
 
 /// In the launcher: receive the listener (blocking until the child sent it or closed its end)
-/// and run the supervisor on threads: one per name-guard channel (at least one). `Ok(None)`:
-/// the child never installed the filter (it failed before, or the policy does not confine).
+/// and serve it on a thread. With the name guard, whose creator receives the notifications,
+/// serve instead what it forwards: one thread per channel. `Ok(None)`: the child never installed
+/// the filter (it failed before, or the policy does not confine).
 pub fn start_supervisor(
     parent: ParentEnd,
     rules: Rules,
@@ -123,22 +133,26 @@ pub fn start_supervisor(
         return Ok(None);
     };
     drop(parent);
-    // Best effort: a kernel without the flag is only slower.
-    let _ = sys::set_sync_wakeup(&listener);
     let listener = std::sync::Arc::new(listener);
     let rules = std::sync::Arc::new(rules);
-    let mut chans: Vec<Option<OwnedFd>> = guard_channels.into_iter().map(Some).collect();
-    if chans.is_empty() {
-        chans.push(None);
+    let spawn = |f: Box<dyn FnOnce() + Send>| {
+        std::thread::Builder::new()
+            .name("sandbox-notify".into())
+            .spawn(f)
+    };
+    if guard_channels.is_empty() {
+        // Best effort: a kernel without the flag is only slower.
+        let _ = sys::set_sync_wakeup(&listener);
+        return Ok(Some(vec![spawn(Box::new(move || {
+            supervisor::run(&listener, &rules)
+        }))?]));
     }
-    let mut handles = Vec::with_capacity(chans.len());
-    for chan in chans {
+    let mut handles = Vec::with_capacity(guard_channels.len());
+    for chan in guard_channels {
         let (listener, rules) = (listener.clone(), rules.clone());
-        handles.push(
-            std::thread::Builder::new()
-                .name("sandbox-notify".into())
-                .spawn(move || supervisor::run(&listener, &rules, chan.as_ref()))?,
-        );
+        handles.push(spawn(Box::new(move || {
+            supervisor::run_forwarded(&listener, &rules, &chan)
+        }))?);
     }
     Ok(Some(handles))
 }

@@ -110,44 +110,120 @@ impl Rules {
 }
 
 /// Serve notifications until no process uses the filter any more (several threads may serve the
-/// same listener: each notification goes to one of them).
-pub(super) fn run(listener: &OwnedFd, rules: &Rules, guard: Option<&OwnedFd>) {
+/// same listener: each notification goes to one of them). Without the name guard: the launcher
+/// receives them itself.
+pub(super) fn run(listener: &OwnedFd, rules: &Rules) {
     loop {
         match sys::wait_readable(listener) {
             Ok(true) => {}
             Ok(false) | Err(_) => return,
         }
-        let notif = match sys::notif_recv(listener) {
-            Ok(n) => n,
-            Err(_) => return,
-        };
         // ENOENT: the thread was killed meanwhile; nothing to answer.
-        let nr = i64::from(notif.data.nr);
-        if crate::meta_guard::is_mediated(nr) {
-            let errno = crate::meta_guard::handle(listener, &notif, &rules.mounts);
-            let _ = sys::notif_send(listener, notif.id, errno);
-            continue;
+        match sys::notif_recv(listener) {
+            Ok(n) => dispatch(listener, &n, rules),
+            Err(_) => return,
         }
-        if nr == libc::SYS_connect || nr == libc::SYS_listen {
-            let errno = if nr == libc::SYS_listen {
-                handle_listen(listener, &notif, rules)
-            } else {
-                handle(listener, &notif, rules)
-            };
-            let _ = sys::notif_send(listener, notif.id, errno);
-            continue;
+    }
+}
+
+/// Bytes of one forwarded notification: `struct seccomp_notif`, field by field, little-endian.
+const NOTIF_BYTES: usize = 80;
+
+fn encode_notif(n: &libc::seccomp_notif) -> [u8; NOTIF_BYTES] {
+    let mut b = [0u8; NOTIF_BYTES];
+    b[0..8].copy_from_slice(&n.id.to_le_bytes());
+    b[8..12].copy_from_slice(&n.pid.to_le_bytes());
+    b[12..16].copy_from_slice(&n.flags.to_le_bytes());
+    b[16..20].copy_from_slice(&n.data.nr.to_le_bytes());
+    b[20..24].copy_from_slice(&n.data.arch.to_le_bytes());
+    b[24..32].copy_from_slice(&n.data.instruction_pointer.to_le_bytes());
+    for (i, a) in n.data.args.iter().enumerate() {
+        b[32 + 8 * i..40 + 8 * i].copy_from_slice(&a.to_le_bytes());
+    }
+    b
+}
+
+fn decode_notif(b: &[u8]) -> Option<libc::seccomp_notif> {
+    if b.len() != NOTIF_BYTES {
+        return None;
+    }
+    let u32_at = |i: usize| u32::from_le_bytes([b[i], b[i + 1], b[i + 2], b[i + 3]]);
+    let u64_at = |i: usize| u64::from(u32_at(i)) | (u64::from(u32_at(i + 4)) << 32);
+    let mut args = [0u64; 6];
+    for (i, a) in args.iter_mut().enumerate() {
+        *a = u64_at(32 + 8 * i);
+    }
+    Some(libc::seccomp_notif {
+        id: u64_at(0),
+        pid: u32_at(8),
+        flags: u32_at(12),
+        data: libc::seccomp_data {
+            nr: u32_at(16) as i32,
+            arch: u32_at(20),
+            instruction_pointer: u64_at(24),
+            args,
+        },
+    })
+}
+
+/// In the name guard's creator, which received `n` on `listener`: hand it to the launcher over
+/// `chan` with a pidfd of the thread, and wait until the launcher has answered it. The pidfd is
+/// opened, then the notification checked still pending: the thread is the one that made the
+/// call (no pid reuse in between). `Err(errno)`: answer the call with it here.
+pub(crate) fn forward(
+    listener: &OwnedFd,
+    n: &libc::seccomp_notif,
+    chan: &OwnedFd,
+) -> Result<(), i32> {
+    let pidfd = pidfd_of_thread(n.pid as libc::pid_t).map_err(|_| DENIED_ERRNO)?;
+    if !sys::notif_id_valid(listener, n.id) {
+        return Err(libc::EINTR);
+    }
+    crate::name_guard::sys::send(chan.as_fd(), &encode_notif(n), &[pidfd.as_fd()])
+        .map_err(|_| DENIED_ERRNO)?;
+    let mut ack = [0u8; 1];
+    match crate::name_guard::sys::recv(chan.as_fd(), &mut ack) {
+        Ok(Some((1, _))) => Ok(()),
+        _ => Err(DENIED_ERRNO),
+    }
+}
+
+/// Answer one notification in the launcher (`n.pid` names the thread in this process's pid
+/// namespace and `/proc`).
+fn dispatch(listener: &OwnedFd, n: &libc::seccomp_notif, rules: &Rules) {
+    let nr = i64::from(n.data.nr);
+    let errno = if crate::meta_guard::is_mediated(nr) {
+        crate::meta_guard::handle(listener, n, &rules.mounts)
+    } else if nr == libc::SYS_listen {
+        handle_listen(listener, n, rules)
+    } else if nr == libc::SYS_connect {
+        handle(listener, n, rules)
+    } else {
+        // a file call of the name guard, whose creator is not running: refused (fail closed)
+        libc::ENOSYS
+    };
+    let _ = sys::notif_send(listener, n.id, errno);
+}
+
+/// Serve what the name guard's creator forwards on `chan` (it receives the notifications
+/// itself), until it closes the channel.
+pub(super) fn run_forwarded(listener: &OwnedFd, rules: &Rules, chan: &OwnedFd) {
+    let mut buf = [0u8; NOTIF_BYTES + 1];
+    loop {
+        let (len, mut fds) = match crate::name_guard::sys::recv(chan.as_fd(), &mut buf) {
+            Ok(Some(m)) => m,
+            Ok(None) | Err(_) => return,
+        };
+        let Some(mut n) = decode_notif(&buf[..len]) else {
+            return;
+        };
+        // the thread's number here; a thread gone meanwhile has nothing to answer
+        if let Some(tid) = fds.pop().and_then(|p| pidfd_tid(&p).ok()) {
+            n.pid = tid as u32;
+            dispatch(listener, &n, rules);
         }
-        let answer =
-            crate::name_guard::handle_notification(listener, &notif, guard.map(|g| g.as_fd()));
-        match answer {
-            crate::name_guard::Answer::Errno(errno) => {
-                let _ = sys::notif_send(listener, notif.id, errno);
-            }
-            crate::name_guard::Answer::Fd { fd, cloexec } => {
-                if crate::name_guard::notif_addfd_send(listener, notif.id, &fd, cloexec).is_err() {
-                    let _ = sys::notif_send(listener, notif.id, crate::name_guard::DENIED_ERRNO);
-                }
-            }
+        if crate::name_guard::sys::send(chan.as_fd(), &[1], &[]).is_err() {
+            return;
         }
     }
 }
@@ -382,6 +458,24 @@ fn proc_path(pid: libc::pid_t, what: &str) -> CString {
     CString::new(format!("/proc/{pid}/{what}")).expect("no NUL in a /proc path")
 }
 
+/// A pidfd of thread `tid` itself (`PIDFD_THREAD`, Linux 6.9), else of its process.
+pub(crate) fn pidfd_of_thread(tid: libc::pid_t) -> std::io::Result<OwnedFd> {
+    sys::pidfd_open_thread(tid).or_else(|_| open_pidfd(tid))
+}
+
+/// The number this process's `/proc` gives the thread behind `pidfd` (its fdinfo's `Pid:`,
+/// which the kernel writes in the pid namespace of the procfs that is read).
+pub(crate) fn pidfd_tid(pidfd: &OwnedFd) -> std::io::Result<libc::pid_t> {
+    use std::os::fd::AsRawFd;
+    let info = std::fs::read(format!("/proc/self/fdinfo/{}", pidfd.as_raw_fd()))?;
+    info.split(|&b| b == b'\n')
+        .find_map(|l| l.strip_prefix(b"Pid:"))
+        .and_then(|v| std::ffi::OsStr::from_bytes(v).to_str())
+        .and_then(|v| v.trim().parse::<libc::pid_t>().ok())
+        .filter(|&t| t > 0)
+        .ok_or_else(|| std::io::Error::from_raw_os_error(libc::ESRCH))
+}
+
 /// A pidfd for the process of thread `tid` (pidfd_open refuses non-leader tids before 6.9).
 pub(crate) fn open_pidfd(tid: libc::pid_t) -> std::io::Result<OwnedFd> {
     match sys::pidfd_open(tid) {
@@ -402,6 +496,47 @@ pub(crate) fn open_pidfd(tid: libc::pid_t) -> std::io::Result<OwnedFd> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_forwarded_notification_round_trips_and_a_short_one_is_refused() {
+        let n = libc::seccomp_notif {
+            id: 0x0102_0304_0506_0708,
+            pid: 4242,
+            flags: 3,
+            data: libc::seccomp_data {
+                nr: libc::SYS_connect as i32,
+                arch: 0xc000_003e,
+                instruction_pointer: u64::MAX - 1,
+                args: [1, 2, 3, u64::MAX, 5, 6],
+            },
+        };
+        let b = encode_notif(&n);
+        let d = decode_notif(&b).unwrap();
+        assert_eq!((d.id, d.pid, d.flags), (n.id, n.pid, n.flags));
+        assert_eq!((d.data.nr, d.data.arch), (n.data.nr, n.data.arch));
+        assert_eq!(d.data.instruction_pointer, n.data.instruction_pointer);
+        assert_eq!(d.data.args, n.data.args);
+        assert!(decode_notif(&b[..NOTIF_BYTES - 1]).is_none());
+    }
+
+    #[test]
+    fn a_threads_pidfd_gives_back_its_number_in_this_proc() {
+        // a second thread: a pidfd of a thread that is not the leader needs PIDFD_THREAD
+        let (tx, rx) = std::sync::mpsc::channel();
+        let (done_tx, done_rx) = std::sync::mpsc::channel::<()>();
+        let t = std::thread::spawn(move || {
+            // `/proc/thread-self` reads back as `PID/task/TID`
+            let link = std::fs::read_link("/proc/thread-self").unwrap();
+            let tid: libc::pid_t = link.file_name().unwrap().to_str().unwrap().parse().unwrap();
+            tx.send(tid).unwrap();
+            done_rx.recv().unwrap();
+        });
+        let tid = rx.recv().unwrap();
+        let pidfd = pidfd_of_thread(tid).unwrap();
+        assert_eq!(pidfd_tid(&pidfd).unwrap(), tid);
+        done_tx.send(()).unwrap();
+        t.join().unwrap();
+    }
 
     fn rules() -> Rules {
         Rules {

@@ -175,8 +175,18 @@ pub fn read_remote(pid: libc::pid_t, addr: u64, buf: &mut [u8]) -> io::Result<us
 }
 
 pub fn pidfd_open(pid: libc::pid_t) -> io::Result<OwnedFd> {
+    pidfd_open_flags(pid, 0)
+}
+
+/// `pidfd_open(tid, PIDFD_THREAD)` (Linux 6.9): a pidfd of the thread itself, any thread.
+pub fn pidfd_open_thread(tid: libc::pid_t) -> io::Result<OwnedFd> {
+    const PIDFD_THREAD: libc::c_uint = libc::O_EXCL as libc::c_uint;
+    pidfd_open_flags(tid, PIDFD_THREAD)
+}
+
+fn pidfd_open_flags(pid: libc::pid_t, flags: libc::c_uint) -> io::Result<OwnedFd> {
     // SAFETY: plain syscall; returns a new fd.
-    let fd = cvt(unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) })?;
+    let fd = cvt(unsafe { libc::syscall(libc::SYS_pidfd_open, pid, flags) })?;
     // SAFETY: new fd owned by nobody else.
     Ok(unsafe { OwnedFd::from_raw_fd(fd as RawFd) })
 }
