@@ -538,9 +538,13 @@ impl Sandbox<Planned> {
             .collect();
         // the init's parent (checked there against the race of the launcher dying first)
         let launcher = sys::getpid();
+        // Whether the sandbox has its own pid namespace (then the init's exit ends every process
+        // in it, and the launcher has nothing to sweep afterwards).
+        let mut pid_namespace = false;
         let forked = if confined {
             match namespaces::clone_isolated() {
                 Ok((fork, entered)) => {
+                    pid_namespace = true;
                     if let sys::Fork::Child = fork {
                         this.state.entered = Some(entered);
                     }
@@ -603,11 +607,12 @@ impl Sandbox<Planned> {
                 // dies with us (PDEATHSIG).
                 let forwarding = sys::forward_signals_to(child);
                 if confined {
-                    // Ctrl-Z stops the whole sandbox before the shell gets the terminal back
-                    // Without a pid namespace the init is not stopped: its parent-death
-                    // signal is catchable, and a stopped init would leave the frozen tree behind
-                    // a SIGKILLed launcher (it only waits; it never touches the terminal).
-                    let spare = this.state.entered.is_none().then_some(child);
+                    // Ctrl-Z stops the whole sandbox before the shell gets the terminal back.
+                    // The init is never stopped (it only waits; it never touches the
+                    // terminal): without a pid namespace its parent-death signal is catchable,
+                    // and a stopped init would leave the frozen tree behind a SIGKILLed
+                    // launcher.
+                    let spare = Some(child);
                     if let Err(source) = crate::job_control::start(sys::getpid(), spare) {
                         eprintln!(
                             "{}: warning: Ctrl-Z will not freeze the sandbox: {source}",
@@ -625,7 +630,7 @@ impl Sandbox<Planned> {
                     }
                 };
                 let status = sys::waitpid(child).map_err(|source| SandboxError::Wait { source })?;
-                if confined && this.state.entered.is_none() {
+                if confined && !pid_namespace {
                     // Without a pid namespace: whatever the init left (only something outside
                     // the sandbox can kill it early; the command cannot signal it).
                     if let Err(left) = pidns::kill_descendants(sys::getpid()) {

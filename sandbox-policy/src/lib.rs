@@ -964,6 +964,45 @@ fn canonical_dir(p: &Path, field: &'static str) -> Result<PathBuf, PolicyError> 
 /// Canonicalise when the path exists; otherwise canonicalise the longest existing ancestor and
 /// append the rest, normalised lexically (`.` dropped, `..` applied).
 pub fn canonical_or_lexical(p: &Path) -> PathBuf {
+    if p.is_absolute() && !p.components().any(|c| c == Component::ParentDir) {
+        return canonical_or_lexical_forward(p);
+    }
+    canonical_or_lexical_by_ancestors(p)
+}
+
+/// [`canonical_or_lexical`] for an absolute path without `..`, in one walk from the root: one
+/// `lstat` per component up to the first missing one, links resolved where they are met.
+/// (Trying the whole path, then each ancestor, cost a `readlink` per component per try: about
+/// 300 of them for the default deny-read list at every start.) The same answer: without `..`,
+/// a missing component means every longer prefix is missing, so the longest existing ancestor
+/// is the prefix before it.
+fn canonical_or_lexical_forward(p: &Path) -> PathBuf {
+    let mut cur = PathBuf::from("/");
+    let mut names = p.components().filter_map(|c| match c {
+        Component::Normal(n) => Some(n),
+        _ => None,
+    });
+    while let Some(name) = names.next() {
+        let next = cur.join(name);
+        let resolved = match std::fs::symlink_metadata(&next) {
+            Ok(m) if m.file_type().is_symlink() => std::fs::canonicalize(&next).ok(),
+            Ok(_) => Some(next.clone()),
+            Err(_) => None,
+        };
+        match resolved {
+            Some(r) => cur = r,
+            None => {
+                // missing (or a dangling link): the rest is appended as written
+                cur.push(name);
+                cur.extend(names);
+                return cur;
+            }
+        }
+    }
+    cur
+}
+
+fn canonical_or_lexical_by_ancestors(p: &Path) -> PathBuf {
     if let Ok(c) = std::fs::canonicalize(p) {
         return c;
     }
@@ -1364,6 +1403,46 @@ mod tests {
             .resolve(Path::new("/"), &env, &[])
             .unwrap();
         assert!(full.deny_read.is_empty() && full.network);
+    }
+
+    #[test]
+    fn the_forward_walk_answers_as_the_walk_by_ancestors() {
+        let dir = tempfile::tempdir().unwrap();
+        let base = std::fs::canonicalize(dir.path()).unwrap();
+        std::fs::create_dir_all(base.join("real/sub")).unwrap();
+        std::fs::write(base.join("real/file"), "x").unwrap();
+        std::os::unix::fs::symlink(base.join("real"), base.join("abs")).unwrap();
+        std::os::unix::fs::symlink("real/sub", base.join("rel")).unwrap();
+        std::os::unix::fs::symlink("nowhere/deeper", base.join("dangling")).unwrap();
+        std::os::unix::fs::symlink("abs", base.join("chain")).unwrap();
+        for tail in [
+            "real/sub",
+            "real/sub/missing/deeper",
+            "abs/sub/missing",
+            "rel/x/y",
+            "chain/sub",
+            "chain/file/below",
+            "dangling/z",
+            "real/file",
+            "real/file/below",
+            "missing/real/sub",
+            "./real/./sub/./m",
+        ] {
+            let p = base.join(tail);
+            assert_eq!(
+                canonical_or_lexical_forward(&p),
+                canonical_or_lexical_by_ancestors(&p),
+                "{tail}"
+            );
+        }
+        assert_eq!(
+            canonical_or_lexical(&base.join("abs/sub/m")),
+            base.join("real/sub/m")
+        );
+        assert_eq!(
+            canonical_or_lexical(&base.join("dangling/z")),
+            base.join("dangling/z")
+        );
     }
 
     #[test]
