@@ -217,10 +217,16 @@ pub(super) fn run_forwarded(listener: &OwnedFd, rules: &Rules, chan: &OwnedFd) {
         let Some(mut n) = decode_notif(&buf[..len]) else {
             return;
         };
-        // the thread's number here; a thread gone meanwhile has nothing to answer
-        if let Some(tid) = fds.pop().and_then(|p| pidfd_tid(&p).ok()) {
-            n.pid = tid as u32;
-            dispatch(listener, &n, rules);
+        // the thread's number here (a thread gone meanwhile has nothing to answer; any other
+        // failure refuses the call rather than leave it waiting)
+        match fds.pop().map(|p| pidfd_tid(&p)) {
+            Some(Ok(tid)) => {
+                n.pid = tid as u32;
+                dispatch(listener, &n, rules);
+            }
+            _ => {
+                let _ = sys::notif_send(listener, n.id, DENIED_ERRNO);
+            }
         }
         if crate::name_guard::sys::send(chan.as_fd(), &[1], &[]).is_err() {
             return;
@@ -458,9 +464,12 @@ fn proc_path(pid: libc::pid_t, what: &str) -> CString {
     CString::new(format!("/proc/{pid}/{what}")).expect("no NUL in a /proc path")
 }
 
-/// A pidfd of thread `tid` itself (`PIDFD_THREAD`, Linux 6.9), else of its process.
+/// A pidfd of thread `tid` itself (`PIDFD_THREAD`, Linux 6.9); before 6.9, of a thread-group
+/// leader only (a plain `pidfd_open`). Never through `/proc`: in the name guard's creator the
+/// `/proc` it sees may be the host's while `tid` is a number of the sandbox's pid namespace,
+/// and a `/proc/<tid>` lookup would name another process.
 pub(crate) fn pidfd_of_thread(tid: libc::pid_t) -> std::io::Result<OwnedFd> {
-    sys::pidfd_open_thread(tid).or_else(|_| open_pidfd(tid))
+    sys::pidfd_open_thread(tid).or_else(|_| sys::pidfd_open(tid))
 }
 
 /// The number this process's `/proc` gives the thread behind `pidfd` (its fdinfo's `Pid:`,
