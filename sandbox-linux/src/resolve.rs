@@ -21,7 +21,7 @@
 
 use std::ffi::{CString, OsStr, OsString};
 use std::io;
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::path::{Component, Path, PathBuf};
 use std::rc::Rc;
@@ -295,6 +295,33 @@ pub fn check_policy_pwd(
         return Ok(());
     }
     check_pwd(pwd).map_err(|source| crate::error::SandboxError::Resolve { source })
+}
+
+/// Open `rel` (plain components only: no `..`, no `/`) below the directory `start`, one
+/// component at a time with `O_PATH | O_NOFOLLOW` (r21 F2: a carve-out is reached from the
+/// descriptor its root was walked to, never by a second walk from `/`). A symbolic link on the
+/// way or at the end refuses (`ELOOP`): inside a writable root the command could have made it.
+/// `rel` empty: a duplicate of `start`. Returns the descriptor and its `fstat`.
+pub fn open_beneath(start: BorrowedFd<'_>, rel: &Path) -> io::Result<(OwnedFd, libc::stat)> {
+    let mut cur = start.try_clone_to_owned()?;
+    let mut st = sys::fstat(cur.as_fd())?;
+    for c in rel.components() {
+        let Component::Normal(name) = c else {
+            return Err(io::Error::from_raw_os_error(libc::EINVAL));
+        };
+        if st.st_mode & libc::S_IFMT != libc::S_IFDIR {
+            return Err(io::Error::from_raw_os_error(libc::ENOTDIR));
+        }
+        let c = CString::new(name.as_bytes())
+            .map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))?;
+        let next = sys::open_path_nofollow(Some(cur.as_fd()), &c)?;
+        st = sys::fstat(next.as_fd())?;
+        if st.st_mode & libc::S_IFMT == libc::S_IFLNK {
+            return Err(io::Error::from_raw_os_error(libc::ELOOP));
+        }
+        cur = next;
+    }
+    Ok((cur, st))
 }
 
 /// The path the kernel holds for `fd` now (`/proc/self/fd/N`): where the descriptor landed.
