@@ -175,12 +175,18 @@ pub fn is_git_directory(dir: BorrowedFd<'_>) -> bool {
 pub fn scan(roots: &[(PathBuf, BorrowedFd<'_>)], skip: &[PathBuf], limits: &Limits) -> Scan {
     let started = Instant::now();
     let mut out = Scan::default();
+    // the walk goes down from the root, so a skipped path is met exactly before anything below
+    // it (a root inside a skipped path is not walked at all)
+    let skip: std::collections::HashSet<&Path> = skip.iter().map(|p| p.as_path()).collect();
     let note = |out: &mut Scan, what: String| {
         if !out.incomplete.contains(&what) {
             out.incomplete.push(what);
         }
     };
     'roots: for (root, root_fd) in roots {
+        if skip.iter().any(|s| root.starts_with(s)) {
+            continue;
+        }
         let Ok(root_st) = sys::fstat(*root_fd) else {
             continue;
         };
@@ -249,7 +255,7 @@ pub fn scan(roots: &[(PathBuf, BorrowedFd<'_>)], skip: &[PathBuf], limits: &Limi
                 }
                 let child_rel = rel.join(std::ffi::OsStr::from_bytes(name.to_bytes()));
                 let child_path = root.join(&child_rel);
-                if skip.iter().any(|s| child_path.starts_with(s)) {
+                if skip.contains(child_path.as_path()) {
                     continue;
                 }
                 if depth + 1 > limits.max_depth {
