@@ -146,28 +146,26 @@ pub fn is_git_directory(dir: BorrowedFd<'_>) -> bool {
     if has_db(dir) {
         return true;
     }
-    // a worktree's gitdir: objects and refs live in the directory `commondir` names (absolute,
-    // or relative to this one), as git's get_common_dir reads it
-    let Ok(text) = sys::read_small_file(dir, c"commondir", 4096) else {
-        return false;
-    };
+    // a worktree's gitdir: objects and refs live in the directory `commondir` names
+    common_dir(dir).is_some_and(|common| has_db(common.as_fd()))
+}
+
+/// The directory the `commondir` file of `dir` names (absolute, or relative to `dir`, as git's
+/// `get_common_dir` reads it), opened `O_PATH` (links followed, as git follows them).
+fn common_dir(dir: BorrowedFd<'_>) -> Option<std::os::fd::OwnedFd> {
+    let text = sys::read_small_file(dir, c"commondir", 4096).ok()?;
     let line = text.split(|&b| b == b'\n').next().unwrap_or(&[]);
     let line = line.strip_suffix(b"\r").unwrap_or(line);
     if line.is_empty() {
-        return false;
+        return None;
     }
-    let Ok(c) = CString::new(line) else {
-        return false;
-    };
+    let c = CString::new(line).ok()?;
     let start = if line.starts_with(b"/") {
         None
     } else {
         Some(dir)
     };
-    match sys::open_path_follow(start, &c) {
-        Ok(common) => has_db(common.as_fd()),
-        Err(_) => false,
-    }
+    sys::open_path_follow(start, &c).ok()
 }
 
 /// Walk each of `roots` (path, the descriptor it was resolved to) breadth first and collect the
@@ -226,11 +224,38 @@ pub fn scan(roots: &[(PathBuf, BorrowedFd<'_>)], skip: &[PathBuf], limits: &Limi
                     );
                     break 'roots;
                 }
-                out.found.push(Found {
-                    root: root.clone(),
-                    path: root.join(&rel),
-                    id: (st.st_dev, st.st_ino),
-                });
+                let id = (st.st_dev, st.st_ino);
+                if !out.found.iter().any(|f| f.id == id) {
+                    out.found.push(Found {
+                        root: root.clone(),
+                        path: root.join(&rel),
+                        id,
+                    });
+                }
+                // a worktree's gitdir: git reads `config` and hooks from the common directory,
+                // carved out too when it lies below a root (wherever the walk would reach it)
+                if let Some(common) = common_dir(dir.as_fd()) {
+                    let cst = sys::fstat(common.as_fd());
+                    let real = crate::resolve::real_path(&common);
+                    if let (Ok(cst), Ok(real)) = (cst, real) {
+                        let cid = (cst.st_dev, cst.st_ino);
+                        let under = roots
+                            .iter()
+                            .find(|(r, _)| real.starts_with(r) && real != *r)
+                            .map(|(r, _)| r.clone());
+                        if let Some(r) = under {
+                            if !out.found.iter().any(|f| f.id == cid)
+                                && out.found.len() < limits.max_found
+                            {
+                                out.found.push(Found {
+                                    root: r,
+                                    path: real,
+                                    id: cid,
+                                });
+                            }
+                        }
+                    }
+                }
                 continue;
             }
             out.dirs += 1;
@@ -329,6 +354,16 @@ mod tests {
         std::fs::create_dir_all(base.join("wt/gd")).unwrap();
         std::fs::write(base.join("wt/gd/HEAD"), "0000\n").unwrap();
         std::fs::write(base.join("wt/gd/commondir"), "../../main.d\n").unwrap();
+        // a worktree gitdir whose common directory lies deeper than the depth limit: carved
+        // out through `commondir`
+        bare(&base.join("p/q/r/s/t/u/v/w/x/deepmain"));
+        std::fs::create_dir_all(base.join("wt2")).unwrap();
+        std::fs::write(base.join("wt2/HEAD"), "0000\n").unwrap();
+        std::fs::write(
+            base.join("wt2/commondir"),
+            format!("{}\n", base.join("p/q/r/s/t/u/v/w/x/deepmain").display()),
+        )
+        .unwrap();
         // a link to a repository is not followed
         std::os::unix::fs::symlink(base.join("x"), base.join("link")).unwrap();
         let s = run(&base, &LIMITS);
@@ -338,11 +373,13 @@ mod tests {
             got,
             vec![
                 base.join("main.d"),
+                base.join("p/q/r/s/t/u/v/w/x/deepmain"),
                 base.join("wt/gd"),
+                base.join("wt2"),
                 base.join("x/remote")
             ]
         );
-        assert!(s.incomplete.is_empty(), "{s:?}");
+        assert_eq!(s.incomplete, vec!["the depth limit of 8".to_string()]);
         use std::os::unix::fs::MetadataExt;
         let m = std::fs::metadata(base.join("x/remote")).unwrap();
         let f = s.found.iter().find(|f| f.path.ends_with("remote")).unwrap();
