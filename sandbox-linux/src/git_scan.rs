@@ -170,17 +170,16 @@ fn common_dir(dir: BorrowedFd<'_>) -> Option<std::os::fd::OwnedFd> {
 
 /// Walk each of `roots` (path, the descriptor it was resolved to) breadth first and collect the
 /// git directories below it (module docs). `skip`: paths not entered (deny-read paths).
+///
+/// The queue holds, per directory listed, the names of its subdirectories still to visit: the
+/// directory is reached again once from the root's descriptor (one component at a time, no
+/// link), and each name is opened from it with `O_NOFOLLOW`.
 pub fn scan(roots: &[(PathBuf, BorrowedFd<'_>)], skip: &[PathBuf], limits: &Limits) -> Scan {
     let started = Instant::now();
     let mut out = Scan::default();
     // the walk goes down from the root, so a skipped path is met exactly before anything below
     // it (a root inside a skipped path is not walked at all)
     let skip: std::collections::HashSet<&Path> = skip.iter().map(|p| p.as_path()).collect();
-    let note = |out: &mut Scan, what: String| {
-        if !out.incomplete.contains(&what) {
-            out.incomplete.push(what);
-        }
-    };
     'roots: for (root, root_fd) in roots {
         if skip.iter().any(|s| root.starts_with(s)) {
             continue;
@@ -188,121 +187,178 @@ pub fn scan(roots: &[(PathBuf, BorrowedFd<'_>)], skip: &[PathBuf], limits: &Limi
         let Ok(root_st) = sys::fstat(*root_fd) else {
             continue;
         };
-        // relative paths below `root`, with their depth (the root itself: depth 0)
-        let mut queue: VecDeque<(PathBuf, usize)> = VecDeque::new();
-        queue.push_back((PathBuf::new(), 0));
-        while let Some((rel, depth)) = queue.pop_front() {
-            if started.elapsed() > limits.max_time {
-                note(
-                    &mut out,
-                    format!("the time limit of {} ms", limits.max_time.as_millis()),
-                );
-                break 'roots;
-            }
-            if out.dirs >= limits.max_dirs {
-                note(
-                    &mut out,
-                    format!("the limit of {} directories", limits.max_dirs),
-                );
-                break 'roots;
-            }
+        let Ok(root_dir) = sys::open_dir_nofollow(*root_fd, c".") else {
+            continue;
+        };
+        out.dirs += 1;
+        // (directory relative to `root`, depth of its entries, names of its subdirectories)
+        let mut queue: VecDeque<(PathBuf, usize, Vec<CString>)> = VecDeque::new();
+        let first = list_subdirs(
+            root_dir.as_fd(),
+            root,
+            Path::new(""),
+            0,
+            &skip,
+            limits,
+            &mut out,
+        );
+        queue.push_back((PathBuf::new(), 1, first));
+        while let Some((parent_rel, depth, names)) = queue.pop_front() {
             // reached again from the root's descriptor, one component at a time, no link
-            let Ok((opath, st)) = crate::resolve::open_beneath(*root_fd, &rel) else {
+            let Ok((parent, _)) = crate::resolve::open_beneath(*root_fd, &parent_rel) else {
                 continue;
             };
-            if st.st_mode & libc::S_IFMT != libc::S_IFDIR || st.st_dev != root_st.st_dev {
-                continue;
-            }
-            let Ok(dir) = sys::open_dir_nofollow(opath.as_fd(), c".") else {
-                continue;
-            };
-            if depth > 0 && is_git_directory(dir.as_fd()) {
-                if out.found.len() >= limits.max_found {
+            for name in names {
+                if started.elapsed() > limits.max_time {
                     note(
                         &mut out,
-                        format!("the limit of {} repositories", limits.max_found),
+                        format!("the time limit of {} ms", limits.max_time.as_millis()),
                     );
                     break 'roots;
                 }
-                let id = (st.st_dev, st.st_ino);
-                if !out.found.iter().any(|f| f.id == id) {
-                    out.found.push(Found {
-                        root: root.clone(),
-                        path: root.join(&rel),
-                        id,
-                    });
+                if out.dirs >= limits.max_dirs {
+                    note(
+                        &mut out,
+                        format!("the limit of {} directories", limits.max_dirs),
+                    );
+                    break 'roots;
                 }
-                // a worktree's gitdir: git reads `config` and hooks from the common directory,
-                // carved out too when it lies below a root (wherever the walk would reach it)
-                if let Some(common) = common_dir(dir.as_fd()) {
-                    let cst = sys::fstat(common.as_fd());
-                    let real = crate::resolve::real_path(&common);
-                    if let (Ok(cst), Ok(real)) = (cst, real) {
-                        let cid = (cst.st_dev, cst.st_ino);
-                        let under = roots
-                            .iter()
-                            .find(|(r, _)| real.starts_with(r) && real != *r)
-                            .map(|(r, _)| r.clone());
-                        if let Some(r) = under {
-                            if !out.found.iter().any(|f| f.id == cid)
-                                && out.found.len() < limits.max_found
-                            {
-                                out.found.push(Found {
-                                    root: r,
-                                    path: real,
-                                    id: cid,
-                                });
-                            }
-                        }
-                    }
-                }
-                continue;
-            }
-            out.dirs += 1;
-            let Ok((entries, more)) = sys::read_dir_fd(dir.as_fd(), limits.max_entries) else {
-                continue;
-            };
-            if more {
-                note(
-                    &mut out,
-                    format!("the limit of {} entries in a directory", limits.max_entries),
-                );
-            }
-            for (name, d_type) in entries {
-                let is_dir = match d_type {
-                    libc::DT_DIR => true,
-                    libc::DT_UNKNOWN => sys::fstatat(dir.as_fd(), &name, false)
-                        .is_ok_and(|st| st.st_mode & libc::S_IFMT == libc::S_IFDIR),
-                    _ => false,
+                let rel = parent_rel.join(std::ffi::OsStr::from_bytes(name.to_bytes()));
+                let Ok(opath) = sys::open_path_nofollow(Some(parent.as_fd()), &name) else {
+                    continue;
                 };
-                if !is_dir {
+                let Ok(st) = sys::fstat(opath.as_fd()) else {
                     continue;
+                };
+                if st.st_mode & libc::S_IFMT != libc::S_IFDIR {
+                    continue; // (a link now: not followed)
                 }
-                let child_rel = rel.join(std::ffi::OsStr::from_bytes(name.to_bytes()));
-                let child_path = root.join(&child_rel);
-                if skip.contains(child_path.as_path()) {
-                    continue;
-                }
-                if depth + 1 > limits.max_depth {
-                    note(&mut out, format!("the depth limit of {}", limits.max_depth));
-                    continue;
-                }
-                match sys::fstatat(dir.as_fd(), &name, false) {
-                    Ok(cst) if cst.st_dev != root_st.st_dev => {
-                        if out.other_fs.len() < 8 {
-                            out.other_fs.push(child_path);
-                        }
-                        continue;
+                if st.st_dev != root_st.st_dev {
+                    if out.other_fs.len() < 8 {
+                        out.other_fs.push(root.join(&rel));
                     }
-                    Ok(_) => {}
-                    Err(_) => continue,
+                    continue;
                 }
-                queue.push_back((child_rel, depth + 1));
+                let Ok(dir) = sys::open_dir_nofollow(opath.as_fd(), c".") else {
+                    continue;
+                };
+                if is_git_directory(dir.as_fd()) {
+                    if out.found.len() >= limits.max_found {
+                        note(
+                            &mut out,
+                            format!("the limit of {} repositories", limits.max_found),
+                        );
+                        break 'roots;
+                    }
+                    let id = (st.st_dev, st.st_ino);
+                    if !out.found.iter().any(|f| f.id == id) {
+                        out.found.push(Found {
+                            root: root.clone(),
+                            path: root.join(&rel),
+                            id,
+                        });
+                    }
+                    add_common_dir(dir.as_fd(), roots, limits, &mut out);
+                    continue;
+                }
+                out.dirs += 1;
+                let sub = list_subdirs(dir.as_fd(), root, &rel, depth, &skip, limits, &mut out);
+                if !sub.is_empty() {
+                    queue.push_back((rel, depth + 1, sub));
+                }
             }
         }
     }
     out.elapsed = started.elapsed();
     out
+}
+
+/// Record that `what` bound stopped the walk (once).
+fn note(out: &mut Scan, what: String) {
+    if !out.incomplete.contains(&what) {
+        out.incomplete.push(what);
+    }
+}
+
+/// The names of the subdirectories of `dir` (at `rel` below `root`, `depth` levels down) to
+/// visit next: not skipped, within the depth limit (else noted).
+fn list_subdirs(
+    dir: BorrowedFd<'_>,
+    root: &Path,
+    rel: &Path,
+    depth: usize,
+    skip: &std::collections::HashSet<&Path>,
+    limits: &Limits,
+    out: &mut Scan,
+) -> Vec<CString> {
+    let Ok((entries, more)) = sys::read_dir_fd(dir, limits.max_entries) else {
+        return Vec::new();
+    };
+    if more {
+        note(
+            out,
+            format!("the limit of {} entries in a directory", limits.max_entries),
+        );
+    }
+    let mut sub = Vec::new();
+    for (name, d_type) in entries {
+        let is_dir = match d_type {
+            libc::DT_DIR => true,
+            libc::DT_UNKNOWN => sys::fstatat(dir, &name, false)
+                .is_ok_and(|st| st.st_mode & libc::S_IFMT == libc::S_IFDIR),
+            _ => false,
+        };
+        if !is_dir {
+            continue;
+        }
+        if !skip.is_empty() {
+            let path = root
+                .join(rel)
+                .join(std::ffi::OsStr::from_bytes(name.to_bytes()));
+            if skip.contains(path.as_path()) {
+                continue;
+            }
+        }
+        if depth + 1 > limits.max_depth {
+            note(out, format!("the depth limit of {}", limits.max_depth));
+            break;
+        }
+        sub.push(name);
+    }
+    sub
+}
+
+/// A worktree's gitdir: git reads `config` and hooks from its common directory, carved out too
+/// when it lies below a root (wherever the walk would reach it).
+fn add_common_dir(
+    dir: BorrowedFd<'_>,
+    roots: &[(PathBuf, BorrowedFd<'_>)],
+    limits: &Limits,
+    out: &mut Scan,
+) {
+    let Some(common) = common_dir(dir) else {
+        return;
+    };
+    let (Ok(cst), Ok(real)) = (
+        sys::fstat(common.as_fd()),
+        crate::resolve::real_path(&common),
+    ) else {
+        return;
+    };
+    let cid = (cst.st_dev, cst.st_ino);
+    let Some((r, _)) = roots
+        .iter()
+        .find(|(r, _)| real.starts_with(r) && real != *r)
+    else {
+        return;
+    };
+    if !out.found.iter().any(|f| f.id == cid) && out.found.len() < limits.max_found {
+        out.found.push(Found {
+            root: r.clone(),
+            path: real,
+            id: cid,
+        });
+    }
 }
 
 /// The roots to walk: those not inside another root (the outer walk covers them) and not
