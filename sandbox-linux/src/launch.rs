@@ -990,7 +990,17 @@ fn mount_identities(
                             id: (st.st_dev, st.st_ino),
                             anchor: Some(r.clone()),
                         },
-                        Err(_) => continue,
+                        // a link on the way (only one owned by root passes the walk from `/`,
+                        // whose identity the child then checks by path, as before r21), or
+                        // missing (no entry)
+                        Err(_) => match resolve::open_cached(&c, LastLink::Judge, &mut cache) {
+                            Ok(r) => mountns::Approved {
+                                path: c.clone(),
+                                id: (r.dev, r.ino),
+                                anchor: None,
+                            },
+                            Err(_) => continue,
+                        },
                     }
                 }
                 None => match resolve::open_cached(&c, LastLink::Judge, &mut cache) {

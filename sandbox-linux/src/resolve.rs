@@ -371,6 +371,30 @@ mod tests {
     }
 
     #[test]
+    fn open_beneath_walks_plain_components_and_refuses_any_link() {
+        let dir = tempfile::tempdir().unwrap();
+        let base = std::fs::canonicalize(dir.path()).unwrap();
+        std::fs::create_dir_all(base.join("root/a/.git")).unwrap();
+        std::fs::create_dir_all(base.join("elsewhere/.git")).unwrap();
+        std::os::unix::fs::symlink(base.join("elsewhere"), base.join("root/l")).unwrap();
+        let root = open(&base.join("root"), LastLink::Judge).unwrap();
+        let (fd, st) = open_beneath(root.fd.as_fd(), Path::new("a/.git")).unwrap();
+        assert!(same(&Resolved::new(fd, &st), &base.join("root/a/.git")));
+        // a link on the way or at the end: ELOOP, whoever owns it (root here)
+        for rel in ["l/.git", "l"] {
+            let e = open_beneath(root.fd.as_fd(), Path::new(rel)).unwrap_err();
+            assert_eq!(e.raw_os_error(), Some(libc::ELOOP), "{rel}");
+        }
+        let e = open_beneath(root.fd.as_fd(), Path::new("a/../a")).unwrap_err();
+        assert_eq!(e.raw_os_error(), Some(libc::EINVAL));
+        // the walk follows the descriptor, not the path: `root` renamed still leads to its `a`
+        std::fs::rename(base.join("root"), base.join("moved")).unwrap();
+        std::fs::create_dir_all(base.join("root/a/.git")).unwrap();
+        let (fd, st) = open_beneath(root.fd.as_fd(), Path::new("a/.git")).unwrap();
+        assert!(same(&Resolved::new(fd, &st), &base.join("moved/a/.git")));
+    }
+
+    #[test]
     fn plain_directories_and_files_resolve_to_themselves() {
         let dir = tempfile::tempdir().unwrap();
         let base = std::fs::canonicalize(dir.path()).unwrap();
