@@ -395,6 +395,7 @@ impl Sandbox<Planned> {
                             path: r.path.clone(),
                             id: (st.st_dev, st.st_ino),
                             anchor: Some(r.path.clone()),
+                            gone_ok: false,
                         })
                     })
                     .collect();
@@ -945,6 +946,8 @@ fn mount_identities(
                 .map(|s| s.path.clone()),
         );
     }
+    // (the policy's carve-outs first: a directory above both is theirs, never skipped)
+    let named = inside.len();
     inside.extend(found.iter().cloned());
     inside.extend(
         policy
@@ -954,7 +957,8 @@ fn mount_identities(
             .cloned(),
     );
     let mut out: Vec<mountns::Approved> = Vec::new();
-    for p in inside {
+    for (i, p) in inside.into_iter().enumerate() {
+        let gone_ok = i >= named && i < named + found.len();
         // `p` and its ancestors up to the outermost root above it
         let Some(outer) = roots
             .iter()
@@ -989,6 +993,7 @@ fn mount_identities(
                             path: c.clone(),
                             id: (st.st_dev, st.st_ino),
                             anchor: Some(r.clone()),
+                            gone_ok,
                         },
                         // a link on the way (only one owned by root passes the walk from `/`,
                         // whose identity the child then checks by path, as before r21), or
@@ -998,6 +1003,7 @@ fn mount_identities(
                                 path: c.clone(),
                                 id: (r.dev, r.ino),
                                 anchor: None,
+                                gone_ok,
                             },
                             Err(_) => continue,
                         },
@@ -1008,6 +1014,7 @@ fn mount_identities(
                         path: c.clone(),
                         id: (r.dev, r.ino),
                         anchor: None,
+                        gone_ok,
                     },
                     Err(_) => continue,
                 },

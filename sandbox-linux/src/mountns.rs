@@ -116,6 +116,11 @@ pub struct Approved {
     /// (r21 F2: one walk for a root and its carve-outs). `None`: walked from `/` (a path outside
     /// every root, or no descriptor for its root).
     pub anchor: Option<PathBuf>,
+    /// A git directory found by content at set-up, or a directory above one (not a carve-out
+    /// the policy names): gone by the time the child mounts (deleted, e.g. a temporary
+    /// repository of a concurrent test), it is skipped with a warning instead of failing the
+    /// run. Something else at its path still fails (identity differs).
+    pub gone_ok: bool,
 }
 
 /// What [`set_up`] did besides the read-only mounts.
@@ -176,7 +181,7 @@ pub fn set_up(
     // (or `/` when a root is `/`), down to the anchor (checked), then down to `p`
     let from_anchor = |p: &PathBuf,
                        anchor: &PathBuf|
-     -> Result<std::os::fd::OwnedFd, MountNsError> {
+     -> Result<Option<std::os::fd::OwnedFd>, MountNsError> {
         use std::os::fd::AsFd;
         let replaced = || MountNsError::Replaced { path: p.clone() };
         let bind = |source| MountNsError::Bind {
@@ -199,9 +204,11 @@ pub fn set_up(
             _ => return Err(replaced()),
         }
         let rel = p.strip_prefix(anchor).map_err(|_| replaced())?;
-        let (fd, _) =
-            crate::resolve::open_beneath(anchor_fd.as_fd(), rel).map_err(|_| replaced())?;
-        Ok(fd)
+        match crate::resolve::open_beneath(anchor_fd.as_fd(), rel) {
+            Ok((fd, _)) => Ok(Some(fd)),
+            Err(e) if e.raw_os_error() == Some(libc::ENOENT) => Ok(None),
+            Err(_) => Err(replaced()),
+        }
     };
     // Bind `p` onto itself (recursively), read-only when asked; the error names `p`. `p` is
     // opened once, checked against the launcher's identity for it when there is one (a swap
@@ -215,7 +222,18 @@ pub fn set_up(
         };
         let approved_p = approved.iter().find(|a| a.path == *p);
         let fd = match approved_p.and_then(|a| a.anchor.as_ref()) {
-            Some(anchor) => from_anchor(p, anchor)?,
+            Some(anchor) => match from_anchor(p, anchor)? {
+                Some(fd) => fd,
+                None if approved_p.is_some_and(|a| a.gone_ok) => {
+                    eprintln!(
+                        "codex sandbox: warning: {} (a git directory found at set-up, or a \
+                         directory above one) is gone: not mounted",
+                        p.display()
+                    );
+                    return Ok(());
+                }
+                None => return Err(MountNsError::Replaced { path: p.clone() }),
+            },
             None => sys::open_path_follow(None, &c).map_err(bind)?,
         };
         let st = sys::fstat(fd.as_fd()).map_err(bind)?;

@@ -434,3 +434,82 @@ fn a_directory_exchanged_between_the_walks_of_a_root_and_its_carve_out_gets_no_w
         "the approved repository's .git/config (now at decoy) is unchanged"
     );
 }
+
+/// r21 F1's carve-outs of repositories found by content, at the child's pause between the
+/// roots' mounts and the carve-outs': a repository deleted meanwhile (a concurrent test's
+/// temporary one) is skipped with a warning, not a failed run; one *replaced* by another
+/// directory at its path still fails the run (exit 202). Control: untouched, it is read-only.
+#[test]
+fn a_found_repository_deleted_before_its_mount_is_skipped_and_a_replaced_one_fails() {
+    let run = |change: &dyn Fn(&Path)| -> (Option<i32>, String, String) {
+        let (dir, base) = suite_test_support::dirs::sandbox_scratch(
+            "sbrg-",
+            Path::new(env!("CARGO_TARGET_TMPDIR")),
+        );
+        let ws = base.join("ws");
+        let remote = ws.join("sub/remote");
+        std::fs::create_dir_all(remote.join("objects")).unwrap();
+        std::fs::create_dir_all(remote.join("refs/heads")).unwrap();
+        std::fs::write(remote.join("HEAD"), "ref: refs/heads/main\n").unwrap();
+        std::fs::write(remote.join("config"), "[core]\n").unwrap();
+        let hook = base.join("hook");
+        std::fs::create_dir_all(&hook).unwrap();
+        mkfifo(&hook.join("paused"));
+        mkfifo(&hook.join("resume"));
+        suite_test_support::dirs::chown_tree(&base, NOBODY);
+        let mut c = Command::new(helper());
+        c.arg("--sandbox-policy-cwd")
+            .arg(&ws)
+            .arg("--sandbox-policy")
+            .arg(r#"{"mode":"workspace-write"}"#)
+            .args([
+                "--",
+                "sh",
+                "-c",
+                "if echo x >> sub/remote/config; then echo wrote; else echo refused; fi",
+            ])
+            .current_dir(&ws)
+            .env("PWD", &ws)
+            .env_remove("TMPDIR")
+            .env_remove(PAUSE_VAR)
+            .env(CARVE_PAUSE_VAR, &hook)
+            .uid(NOBODY)
+            .gid(NOBODY)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let mut child = c.spawn().unwrap();
+        let env = Env {
+            _dir: dir,
+            ws: ws.clone(),
+            root: PathBuf::new(),
+            home: PathBuf::new(),
+            secret: PathBuf::new(),
+            hook,
+        };
+        // the launcher's pause (between the walks), then the child's (before the carve-outs)
+        wait_paused(&env, &mut child);
+        resume(&env);
+        wait_paused(&env, &mut child);
+        change(&remote);
+        resume(&env);
+        finish(child)
+    };
+    // control: untouched, the repository found by content is read-only
+    let (code, out, err) = run(&|_| {});
+    assert_eq!(code, Some(0), "{out} / {err}");
+    assert!(out.contains("refused"), "{out} / {err}");
+    assert!(err.contains("Read-only file system"), "{err}");
+    // deleted before its mount: skipped with a warning, the run goes on
+    let (code, out, err) = run(&|r| std::fs::remove_dir_all(r).unwrap());
+    assert_eq!(code, Some(0), "{out} / {err}");
+    assert!(err.contains("is gone: not mounted"), "{err}");
+    // replaced by another directory at its path: refused (exit 202), nothing run
+    let (code, out, err) = run(&|r| {
+        std::fs::rename(r, r.with_file_name("old")).unwrap();
+        std::fs::create_dir(r).unwrap();
+    });
+    assert_eq!(code, Some(202), "{out} / {err}");
+    assert!(err.contains("no longer the directory"), "{err}");
+    assert!(!out.contains("wrote") && !out.contains("refused"), "{out}");
+}
