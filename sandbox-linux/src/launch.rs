@@ -92,7 +92,10 @@ pub struct Planned {
     /// The open-file limit to put back once the descriptors are closed (raised for them).
     nofile_restore: Option<(u64, u64)>,
     /// What the mount namespace binds, as the launcher resolved it ([`mount_identities`]).
-    mount_ids: Vec<(PathBuf, (u64, u64))>,
+    mount_ids: Vec<mountns::Approved>,
+    /// Existing git directories below the roots found by content ([`crate::git_scan`]; `None`:
+    /// not scanned, `--allow-git-writes` or no Landlock rules).
+    git_scan: Option<crate::git_scan::Scan>,
     seccomp: Option<codex_confine::seccomp::Filter>,
     /// Set by [`Sandbox::spawn`] in the child it cloned into new namespaces (`None`: forked
     /// without namespaces).
@@ -184,8 +187,40 @@ impl Sandbox<Planned> {
             }
             None => None,
         };
+        // debug builds: the window between the roots' walk and their carve-outs' (r21 F2 test)
+        #[cfg(debug_assertions)]
+        test_pause(TEST_PAUSE_CARVE_OUTS_VAR);
+        // r21 F1: existing repositories under other names, found from the roots' descriptors
+        let git_scan = match &fs_open {
+            Some(rules) if confined && !opts.allow_git_writes => {
+                let outer = crate::git_scan::outermost(
+                    &policy
+                        .writable_roots
+                        .iter()
+                        .map(|r| r.root.clone())
+                        .collect::<Vec<_>>(),
+                    &policy.deny_read,
+                );
+                let fds: Vec<(PathBuf, std::os::fd::BorrowedFd<'_>)> = outer
+                    .into_iter()
+                    .filter_map(|r| {
+                        use std::os::fd::AsFd;
+                        let fd = rules.iter().find(|o| o.path == r)?.fd.as_fd();
+                        Some((r, fd))
+                    })
+                    .collect();
+                (!fds.is_empty()).then(|| {
+                    crate::git_scan::scan(&fds, &policy.deny_read, &crate::git_scan::LIMITS)
+                })
+            }
+            _ => None,
+        };
+        let found: Vec<PathBuf> = git_scan
+            .iter()
+            .flat_map(|s| s.found.iter().map(|f| f.path.clone()))
+            .collect();
         let mount_ids = if confined {
-            mount_identities(&policy)
+            mount_identities(&policy, fs_open.as_deref(), &found)
         } else {
             Vec::new()
         };
@@ -207,6 +242,7 @@ impl Sandbox<Planned> {
                 fs_open,
                 nofile_restore,
                 mount_ids,
+                git_scan,
                 seccomp,
                 entered: None,
                 unix_connect: None,
@@ -239,6 +275,7 @@ impl Sandbox<Planned> {
             fs: plan_fs,
             mut fs_open,
             mount_ids,
+            git_scan,
             nofile_restore,
             seccomp: plan_seccomp,
             entered,
@@ -296,6 +333,17 @@ impl Sandbox<Planned> {
                 }
             }
         }
+        // r21 F1: existing repositories found by content are carved out like a root's `.git`
+        let found: Vec<PathBuf> = git_scan
+            .iter()
+            .flat_map(|s| s.found.iter().map(|f| f.path.clone()))
+            .collect();
+        for f in &found {
+            if !carve_outs.contains(f) {
+                carve_outs.push(f.clone());
+            }
+        }
+        report.git_scan = git_scan.as_ref().map(|s| s.summary());
         if !replaceable.is_empty() {
             if !opts.dangerously_allow_weaker_sandbox {
                 return Err(SandboxError::ReplaceableCarveOut { items: replaceable });
@@ -336,16 +384,22 @@ impl Sandbox<Planned> {
                 read_only.extend(denied_in_roots);
                 // the identities the launcher resolved: the roots' from their rules' descriptors,
                 // then the carve-outs, deny-read paths and pins ([`mount_identities`])
-                let mut approved: Vec<(PathBuf, (u64, u64))> = fs_open
+                let mut approved: Vec<mountns::Approved> = fs_open
                     .iter()
                     .flatten()
                     .filter(|r| roots.contains(&r.path))
                     .filter_map(|r| {
                         use std::os::fd::AsFd;
                         let st = sys::fstat(r.fd.as_fd()).ok()?;
-                        Some((r.path.clone(), (st.st_dev, st.st_ino)))
+                        Some(mountns::Approved {
+                            path: r.path.clone(),
+                            id: (st.st_dev, st.st_ino),
+                            anchor: Some(r.path.clone()),
+                            gone_ok: false,
+                        })
                     })
                     .collect();
+                approved.dedup_by(|a, b| a.path == b.path);
                 approved.extend(mount_ids);
                 let outcome = mountns::set_up(entered, &roots, &approved, &pins, &read_only)
                     .map_err(|source| SandboxError::MountNs { source })?;
@@ -363,9 +417,11 @@ impl Sandbox<Planned> {
                 }
             }
             None if carve_outs.iter().all(|c| {
-                // the name guard keeps anything below a `.git`/`.codex`/`.agents` unwritten
+                // the name guard keeps anything below a `.git`/`.codex`/`.agents`, and below a
+                // repository found by content (its protected paths), unwritten
                 guard_channels.is_some()
-                    && crate::name_guard::has_protected_component(c.as_os_str().as_bytes())
+                    && (crate::name_guard::has_protected_component(c.as_os_str().as_bytes())
+                        || found.contains(c))
             }) =>
             {
                 report.mount_ns = MountNsStatus::NotNeeded;
@@ -374,6 +430,7 @@ impl Sandbox<Planned> {
                 if guard_channels.is_some() {
                     carve_outs.retain(|c| {
                         !crate::name_guard::has_protected_component(c.as_os_str().as_bytes())
+                            && !found.contains(c)
                     });
                 }
                 let why = "no mount namespace".to_string();
@@ -862,42 +919,109 @@ impl Sandbox<Applied> {
 }
 
 /// The identity (`st_dev`, `st_ino`) of every path the mount namespace may bind inside a
-/// writable root, resolved once here ([`crate::resolve`]): the existing carve-outs, the
-/// deny-read paths inside a root and every directory between the root and them (the pins). A
-/// path that does not resolve (missing, or through a link not owned by root: the carve-outs'
-/// own checks refuse those) gets none. The child compares what it opens with these
-/// ([`mountns::set_up`]).
-fn mount_identities(policy: &EffectivePolicy) -> Vec<(PathBuf, (u64, u64))> {
+/// writable root, resolved once here: the existing carve-outs, the repositories found by
+/// content (`found`), the deny-read paths inside a root and every directory between the
+/// outermost root above them and them (the pins). Each is reached from the descriptor of the
+/// innermost root at or above it (`rules`, the walk the Landlock rules are added from), one
+/// component at a time without following links ([`crate::resolve::open_beneath`]): root and
+/// carve-out come from one walk, so a directory exchanged with another in between cannot give
+/// a root from one and a carve-out from the other (outside review r21 F2). Without a
+/// descriptor for the root (no Landlock rules) a path is walked from `/`
+/// ([`crate::resolve`]). A path that does not resolve (missing, or through a link: the
+/// carve-outs' own checks refuse those) gets none. The child reaches each path the same way and
+/// compares ([`mountns::set_up`]).
+fn mount_identities(
+    policy: &EffectivePolicy,
+    rules: Option<&[fs_rules::OpenRule]>,
+    found: &[PathBuf],
+) -> Vec<mountns::Approved> {
     use crate::resolve::{self, LastLink};
+    use std::os::fd::AsFd;
     let mut cache = resolve::Cache::default();
-    let mut out: Vec<(PathBuf, (u64, u64))> = Vec::new();
+    let roots: Vec<&PathBuf> = policy.writable_roots.iter().map(|r| &r.root).collect();
+    let mut inside: Vec<PathBuf> = Vec::new();
     for root in &policy.writable_roots {
-        let inside = root
-            .read_only_subpaths
+        inside.extend(
+            root.read_only_subpaths
+                .iter()
+                .filter(|s| s.exists)
+                .map(|s| s.path.clone()),
+        );
+    }
+    // (the policy's carve-outs first: a directory above both is theirs, never skipped)
+    let named = inside.len();
+    inside.extend(found.iter().cloned());
+    inside.extend(
+        policy
+            .deny_read
             .iter()
-            .filter(|s| s.exists)
-            .map(|s| s.path.clone())
-            .chain(
-                policy
-                    .deny_read
-                    .iter()
-                    .filter(|d| d.starts_with(&root.root))
-                    .cloned(),
-            );
-        for p in inside {
-            let mut a = p.clone();
-            let mut chain = vec![p];
-            while a.pop() && a.starts_with(&root.root) && a != root.root {
-                chain.push(a.clone());
+            .filter(|d| roots.iter().any(|r| d.starts_with(r)))
+            .cloned(),
+    );
+    let mut out: Vec<mountns::Approved> = Vec::new();
+    for (i, p) in inside.into_iter().enumerate() {
+        let gone_ok = i >= named && i < named + found.len();
+        // `p` and its ancestors up to the outermost root above it
+        let Some(outer) = roots
+            .iter()
+            .filter(|r| p.starts_with(r) && p != ***r)
+            .min_by_key(|r| r.components().count())
+        else {
+            continue;
+        };
+        let mut chain = vec![p.clone()];
+        let mut a = p.clone();
+        while a.pop() && a.starts_with(outer) && a != **outer {
+            chain.push(a.clone());
+        }
+        for c in chain {
+            if out.iter().any(|q| q.path == c) {
+                continue;
             }
-            for c in chain {
-                if out.iter().any(|(q, _)| *q == c) {
-                    continue;
+            // the innermost root at or above `c` with a descriptor (a root itself: its own)
+            let anchor = roots
+                .iter()
+                .filter(|r| c.starts_with(r))
+                .filter_map(|r| {
+                    let fd = rules?.iter().find(|o| o.path == **r)?;
+                    Some((*r, fd))
+                })
+                .max_by_key(|(r, _)| r.components().count());
+            let approved = match anchor {
+                Some((r, rule)) => {
+                    let Ok(rel) = c.strip_prefix(r) else { continue };
+                    match resolve::open_beneath(rule.fd.as_fd(), rel) {
+                        Ok((_, st)) => mountns::Approved {
+                            path: c.clone(),
+                            id: (st.st_dev, st.st_ino),
+                            anchor: Some(r.clone()),
+                            gone_ok,
+                        },
+                        // a link on the way (only one owned by root passes the walk from `/`,
+                        // whose identity the child then checks by path, as before r21), or
+                        // missing (no entry)
+                        Err(_) => match resolve::open_cached(&c, LastLink::Judge, &mut cache) {
+                            Ok(r) => mountns::Approved {
+                                path: c.clone(),
+                                id: (r.dev, r.ino),
+                                anchor: None,
+                                gone_ok,
+                            },
+                            Err(_) => continue,
+                        },
+                    }
                 }
-                if let Ok(r) = resolve::open_cached(&c, LastLink::Judge, &mut cache) {
-                    out.push((c, (r.dev, r.ino)));
-                }
-            }
+                None => match resolve::open_cached(&c, LastLink::Judge, &mut cache) {
+                    Ok(r) => mountns::Approved {
+                        path: c.clone(),
+                        id: (r.dev, r.ino),
+                        anchor: None,
+                        gone_ok,
+                    },
+                    Err(_) => continue,
+                },
+            };
+            out.push(approved);
         }
     }
     out
@@ -912,9 +1036,22 @@ fn mount_identities(policy: &EffectivePolicy) -> Vec<(PathBuf, (u64, u64))> {
 /// command that sets it for a nested sandbox only pauses that sandbox's own set-up.
 pub const TEST_PAUSE_VAR: &str = "CODEX_SANDBOX_TEST_PAUSE_BEFORE_RULES";
 
+/// Test-only hook like [`TEST_PAUSE_VAR`] (debug builds only), pausing at two more places
+/// (outside review r21 F2, `tests/resolve_race.rs`): in the launcher between the walk of the
+/// roots and the walk of their carve-outs, and in the sandbox's first process between the
+/// re-attached roots and the carve-outs' mounts. Not passed to the command either.
+pub const TEST_PAUSE_CARVE_OUTS_VAR: &str = "CODEX_SANDBOX_TEST_PAUSE_CARVE_OUTS";
+
 #[cfg(debug_assertions)]
 fn test_pause_before_rules() {
-    let Some(dir) = std::env::var_os(TEST_PAUSE_VAR) else {
+    test_pause(TEST_PAUSE_VAR);
+}
+
+/// The hook: with `var=DIR` set, write a byte to the FIFO `DIR/paused` and wait for one on
+/// `DIR/resume` (debug builds only).
+#[cfg(debug_assertions)]
+pub(crate) fn test_pause(var: &str) {
+    let Some(dir) = std::env::var_os(var) else {
         return;
     };
     let dir = PathBuf::from(dir);
@@ -959,7 +1096,7 @@ fn child_env(
     mut vars: Vec<(OsString, OsString)>,
     extra: &[(OsString, OsString)],
 ) -> Result<Vec<CString>, SandboxError> {
-    vars.retain(|(k, _)| k != TEST_PAUSE_VAR);
+    vars.retain(|(k, _)| k != TEST_PAUSE_VAR && k != TEST_PAUSE_CARVE_OUTS_VAR);
     if policy.kind != PolicyKind::DangerFullAccess {
         vars.push(("CODEX_SANDBOX".into(), "linux".into()));
     }

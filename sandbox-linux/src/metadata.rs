@@ -56,13 +56,17 @@ pub fn roots_to_keep(roots: &[PathBuf]) -> Option<Vec<PathBuf>> {
 /// calls here cannot use). Each root is opened here once, checked against that identity (a
 /// root swapped for a link since is refused, [`MountNsError::Replaced`]), and copied and
 /// re-attached through that one descriptor, never through its path again (issue 12 item 8).
+///
+/// Returns each re-attached root with the descriptor of its new (writable) mount: the
+/// carve-outs below it are reached from that descriptor ([`crate::mountns::set_up`], r21 F2),
+/// so that root and carve-out come from one walk. Empty when a root is `/`.
 pub fn read_only_outside(
     roots: &[PathBuf],
-    approved: &[(PathBuf, (u64, u64))],
-) -> Result<(), MountNsError> {
+    approved: &[crate::mountns::Approved],
+) -> Result<Vec<(PathBuf, std::os::fd::OwnedFd)>, MountNsError> {
     use std::os::fd::AsFd;
     let Some(keep) = roots_to_keep(roots) else {
-        return Ok(());
+        return Ok(Vec::new());
     };
     let mut trees = Vec::with_capacity(keep.len());
     for r in &keep {
@@ -73,8 +77,8 @@ pub fn read_only_outside(
         };
         let fd = sys::open_path_follow(None, &c).map_err(open)?;
         let st = sys::fstat(fd.as_fd()).map_err(open)?;
-        if let Some((_, id)) = approved.iter().find(|(p, _)| p == r) {
-            if *id != (st.st_dev, st.st_ino) {
+        if let Some(a) = approved.iter().find(|a| a.path == *r) {
+            if a.id != (st.st_dev, st.st_ino) {
                 return Err(MountNsError::Replaced { path: r.clone() });
             }
         }
@@ -83,15 +87,18 @@ pub fn read_only_outside(
     }
     sys::mount_set_readonly_recursive(c"/")
         .map_err(|source| MountNsError::ReadOnlyAll { source })?;
-    for (r, fd, tree) in &trees {
+    let mut attached = Vec::with_capacity(trees.len());
+    for (r, fd, tree) in trees {
         sys::move_mount_onto_fd(tree.as_fd(), fd.as_fd()).map_err(|source| {
             MountNsError::MoveMount {
-                path: (*r).clone(),
+                path: r.clone(),
                 source,
             }
         })?;
+        // `tree` now names the root of the attached copy
+        attached.push((r.clone(), tree));
     }
-    Ok(())
+    Ok(attached)
 }
 
 #[cfg(test)]

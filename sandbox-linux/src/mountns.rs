@@ -106,6 +106,23 @@ pub struct Entered {
     pub outer_ids: (u32, u32),
 }
 
+/// A path the mount namespace may bind, as the launcher resolved it (issue 12 item 8).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Approved {
+    pub path: PathBuf,
+    /// `(st_dev, st_ino)` of what the launcher reached.
+    pub id: (u64, u64),
+    /// The innermost writable root at or above `path` whose descriptor `path` was reached from
+    /// (r21 F2: one walk for a root and its carve-outs). `None`: walked from `/` (a path outside
+    /// every root, or no descriptor for its root).
+    pub anchor: Option<PathBuf>,
+    /// A git directory found by content at set-up, or a directory above one (not a carve-out
+    /// the policy names): gone by the time the child mounts (deleted, e.g. a temporary
+    /// repository of a concurrent test), it is skipped with a warning instead of failing the
+    /// run. Something else at its path still fails (identity differs).
+    pub gone_ok: bool,
+}
+
 /// What [`set_up`] did besides the read-only mounts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Outcome {
@@ -128,13 +145,18 @@ pub struct Outcome {
 /// carve-outs, the deny-read paths inside the roots and the directories between them (its
 /// descriptors belong to its own mount namespace, which mount calls here cannot use): each of
 /// these paths is opened here once, compared, and mounted through that descriptor (issue 12
-/// item 8). A path without one (an alias at another mount point) is opened here unchecked.
+/// item 8). A path with an anchor (a root at or above it) is reached from the descriptor of
+/// that root's re-attached mount, one component at a time without following links, never by
+/// its path from `/` (r21 F2: a directory exchanged with another between two walks gave a root
+/// from one and a carve-out from the other); the launcher reached it the same way from the
+/// root's walked descriptor. A path without one (an alias at another mount point) is opened
+/// here by path, unchecked.
 ///
 /// After a failure the process is in the new namespaces with some mounts changed: exit.
 pub fn set_up(
     entered: Entered,
     roots: &[PathBuf],
-    approved: &[(PathBuf, (u64, u64))],
+    approved: &[Approved],
     pins: &[PathBuf],
     paths: &[PathBuf],
 ) -> Result<Outcome, MountNsError> {
@@ -152,7 +174,42 @@ pub fn set_up(
         .map_err(|source| MountNsError::MakePrivate { source })?;
     // Before the read-only pass, so the new procfs is read-only too.
     let own_proc = sys::mount_proc().is_ok();
-    crate::metadata::read_only_outside(roots, approved)?;
+    let trees = crate::metadata::read_only_outside(roots, approved)?;
+    #[cfg(debug_assertions)]
+    crate::launch::test_pause(crate::launch::TEST_PAUSE_CARVE_OUTS_VAR);
+    // `p` reached from its anchor: the re-attached mount of the outermost root above the anchor
+    // (or `/` when a root is `/`), down to the anchor (checked), then down to `p`
+    let from_anchor = |p: &PathBuf,
+                       anchor: &PathBuf|
+     -> Result<Option<std::os::fd::OwnedFd>, MountNsError> {
+        use std::os::fd::AsFd;
+        let replaced = || MountNsError::Replaced { path: p.clone() };
+        let bind = |source| MountNsError::Bind {
+            path: p.clone(),
+            source,
+        };
+        let slash;
+        let (top, top_fd) = match trees.iter().find(|(k, _)| anchor.starts_with(k)) {
+            Some((k, fd)) => (k.as_path(), fd.as_fd()),
+            None if roots.iter().any(|r| r == Path::new("/")) => {
+                slash = sys::open_path_follow(None, c"/").map_err(bind)?;
+                (Path::new("/"), slash.as_fd())
+            }
+            None => return Err(replaced()),
+        };
+        let rel = anchor.strip_prefix(top).map_err(|_| replaced())?;
+        let (anchor_fd, st) = crate::resolve::open_beneath(top_fd, rel).map_err(|_| replaced())?;
+        match approved.iter().find(|a| a.path == *anchor) {
+            Some(a) if a.id == (st.st_dev, st.st_ino) => {}
+            _ => return Err(replaced()),
+        }
+        let rel = p.strip_prefix(anchor).map_err(|_| replaced())?;
+        match crate::resolve::open_beneath(anchor_fd.as_fd(), rel) {
+            Ok((fd, _)) => Ok(Some(fd)),
+            Err(e) if e.raw_os_error() == Some(libc::ENOENT) => Ok(None),
+            Err(_) => Err(replaced()),
+        }
+    };
     // Bind `p` onto itself (recursively), read-only when asked; the error names `p`. `p` is
     // opened once, checked against the launcher's identity for it when there is one (a swap
     // since is refused), and copied and attached through that descriptor (issue 12 item 8).
@@ -163,10 +220,25 @@ pub fn set_up(
             path: p.clone(),
             source,
         };
-        let fd = sys::open_path_follow(None, &c).map_err(bind)?;
+        let approved_p = approved.iter().find(|a| a.path == *p);
+        let fd = match approved_p.and_then(|a| a.anchor.as_ref()) {
+            Some(anchor) => match from_anchor(p, anchor)? {
+                Some(fd) => fd,
+                None if approved_p.is_some_and(|a| a.gone_ok) => {
+                    eprintln!(
+                        "codex sandbox: warning: {} (a git directory found at set-up, or a \
+                         directory above one) is gone: not mounted",
+                        p.display()
+                    );
+                    return Ok(());
+                }
+                None => return Err(MountNsError::Replaced { path: p.clone() }),
+            },
+            None => sys::open_path_follow(None, &c).map_err(bind)?,
+        };
         let st = sys::fstat(fd.as_fd()).map_err(bind)?;
-        if let Some((_, id)) = approved.iter().find(|(a, _)| a == p) {
-            if *id != (st.st_dev, st.st_ino) {
+        if let Some(a) = approved_p {
+            if a.id != (st.st_dev, st.st_ino) {
                 return Err(MountNsError::Replaced { path: p.clone() });
             }
         }

@@ -21,7 +21,7 @@
 
 use std::ffi::{CString, OsStr, OsString};
 use std::io;
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::path::{Component, Path, PathBuf};
 use std::rc::Rc;
@@ -297,6 +297,33 @@ pub fn check_policy_pwd(
     check_pwd(pwd).map_err(|source| crate::error::SandboxError::Resolve { source })
 }
 
+/// Open `rel` (plain components only: no `..`, no `/`) below the directory `start`, one
+/// component at a time with `O_PATH | O_NOFOLLOW` (r21 F2: a carve-out is reached from the
+/// descriptor its root was walked to, never by a second walk from `/`). A symbolic link on the
+/// way or at the end refuses (`ELOOP`): inside a writable root the command could have made it.
+/// `rel` empty: a duplicate of `start`. Returns the descriptor and its `fstat`.
+pub fn open_beneath(start: BorrowedFd<'_>, rel: &Path) -> io::Result<(OwnedFd, libc::stat)> {
+    let mut cur = start.try_clone_to_owned()?;
+    let mut st = sys::fstat(cur.as_fd())?;
+    for c in rel.components() {
+        let Component::Normal(name) = c else {
+            return Err(io::Error::from_raw_os_error(libc::EINVAL));
+        };
+        if st.st_mode & libc::S_IFMT != libc::S_IFDIR {
+            return Err(io::Error::from_raw_os_error(libc::ENOTDIR));
+        }
+        let c = CString::new(name.as_bytes())
+            .map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))?;
+        let next = sys::open_path_nofollow(Some(cur.as_fd()), &c)?;
+        st = sys::fstat(next.as_fd())?;
+        if st.st_mode & libc::S_IFMT == libc::S_IFLNK {
+            return Err(io::Error::from_raw_os_error(libc::ELOOP));
+        }
+        cur = next;
+    }
+    Ok((cur, st))
+}
+
 /// The path the kernel holds for `fd` now (`/proc/self/fd/N`): where the descriptor landed.
 pub fn real_path(fd: &OwnedFd) -> io::Result<PathBuf> {
     use std::os::fd::AsRawFd;
@@ -341,6 +368,30 @@ mod tests {
         std::os::unix::fs::lchown(&link, Some(65534), Some(65534)).unwrap();
         let e = check_pwd(&link).unwrap_err();
         assert!(matches!(e, ResolveError::ForeignSymlink { .. }), "{e}");
+    }
+
+    #[test]
+    fn open_beneath_walks_plain_components_and_refuses_any_link() {
+        let dir = tempfile::tempdir().unwrap();
+        let base = std::fs::canonicalize(dir.path()).unwrap();
+        std::fs::create_dir_all(base.join("root/a/.git")).unwrap();
+        std::fs::create_dir_all(base.join("elsewhere/.git")).unwrap();
+        std::os::unix::fs::symlink(base.join("elsewhere"), base.join("root/l")).unwrap();
+        let root = open(&base.join("root"), LastLink::Judge).unwrap();
+        let (fd, st) = open_beneath(root.fd.as_fd(), Path::new("a/.git")).unwrap();
+        assert!(same(&Resolved::new(fd, &st), &base.join("root/a/.git")));
+        // a link on the way or at the end: ELOOP, whoever owns it (root here)
+        for rel in ["l/.git", "l"] {
+            let e = open_beneath(root.fd.as_fd(), Path::new(rel)).unwrap_err();
+            assert_eq!(e.raw_os_error(), Some(libc::ELOOP), "{rel}");
+        }
+        let e = open_beneath(root.fd.as_fd(), Path::new("a/../a")).unwrap_err();
+        assert_eq!(e.raw_os_error(), Some(libc::EINVAL));
+        // the walk follows the descriptor, not the path: `root` renamed still leads to its `a`
+        std::fs::rename(base.join("root"), base.join("moved")).unwrap();
+        std::fs::create_dir_all(base.join("root/a/.git")).unwrap();
+        let (fd, st) = open_beneath(root.fd.as_fd(), Path::new("a/.git")).unwrap();
+        assert!(same(&Resolved::new(fd, &st), &base.join("moved/a/.git")));
     }
 
     #[test]

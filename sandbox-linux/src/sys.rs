@@ -686,3 +686,113 @@ pub fn mount_set_readonly_recursive_fd(tree: std::os::fd::BorrowedFd<'_>) -> io:
     use std::os::fd::AsRawFd;
     set_readonly_recursive(tree.as_raw_fd(), c"", libc::AT_EMPTY_PATH as libc::c_uint)
 }
+
+/// `openat(dir, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)`: a directory to list
+/// (a symbolic link, or anything not a directory, refuses: `ELOOP`/`ENOTDIR`; a FIFO is refused
+/// before it could block).
+pub fn open_dir_nofollow(dir: std::os::fd::BorrowedFd<'_>, name: &CStr) -> io::Result<OwnedFd> {
+    use std::os::fd::AsRawFd;
+    // SAFETY: `dir` is a descriptor borrowed for the call; `name` is NUL-terminated and
+    // borrowed for the call.
+    let fd = check(unsafe {
+        libc::openat(
+            dir.as_raw_fd(),
+            name.as_ptr(),
+            libc::O_RDONLY | libc::O_DIRECTORY | libc::O_NOFOLLOW | libc::O_CLOEXEC,
+        )
+    })?;
+    // SAFETY: openat succeeded, so `fd` is a new descriptor owned by nobody else.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// `fstatat(dir, name, follow ? 0 : AT_SYMLINK_NOFOLLOW)`.
+pub fn fstatat(
+    dir: std::os::fd::BorrowedFd<'_>,
+    name: &CStr,
+    follow: bool,
+) -> io::Result<libc::stat> {
+    use std::os::fd::AsRawFd;
+    let flags = if follow { 0 } else { libc::AT_SYMLINK_NOFOLLOW };
+    let mut st = std::mem::MaybeUninit::<libc::stat>::uninit();
+    // SAFETY: `dir` is borrowed for the call; `name` is NUL-terminated; `st` is writable memory
+    // of the size of `struct stat`, which the kernel fills on success.
+    check(unsafe { libc::fstatat(dir.as_raw_fd(), name.as_ptr(), st.as_mut_ptr(), flags) })?;
+    // SAFETY: fstatat succeeded, so the kernel initialised every field of `st`.
+    Ok(unsafe { st.assume_init() })
+}
+
+/// The entries of the directory `dir` (an `O_RDONLY | O_DIRECTORY` descriptor, read from its
+/// start through a duplicate) as `(name, d_type)`, without `.` and `..`; at most `max` of them
+/// (the second value is true when more were left).
+pub fn read_dir_fd(
+    dir: std::os::fd::BorrowedFd<'_>,
+    max: usize,
+) -> io::Result<(Vec<(CString, u8)>, bool)> {
+    use std::os::fd::AsRawFd;
+    // SAFETY: `dir` is borrowed for the call; F_DUPFD_CLOEXEC returns a new descriptor.
+    let dup = check(unsafe { libc::fcntl(dir.as_raw_fd(), libc::F_DUPFD_CLOEXEC, 0) })?;
+    // SAFETY: `dup` is a descriptor we own; on success the stream owns it (closedir closes it).
+    let stream = unsafe { libc::fdopendir(dup) };
+    if stream.is_null() {
+        let e = io::Error::last_os_error();
+        // SAFETY: fdopendir failed, so `dup` is still ours to close.
+        unsafe { libc::close(dup) };
+        return Err(e);
+    }
+    // SAFETY: `stream` is a valid DIR* owned here; rewinding reads the directory from its start.
+    unsafe { libc::rewinddir(stream) };
+    let mut out = Vec::new();
+    let mut more = false;
+    loop {
+        // SAFETY: `stream` is valid until closedir below; readdir64 returns NULL at the end.
+        let ent = unsafe { libc::readdir64(stream) };
+        if ent.is_null() {
+            break;
+        }
+        // SAFETY: `ent` points at a dirent64 valid until the next readdir64 on `stream`; its
+        // `d_name` is NUL-terminated; the name is copied before the next call.
+        let (name, kind) = unsafe { (CStr::from_ptr((*ent).d_name.as_ptr()), (*ent).d_type) };
+        let b = name.to_bytes();
+        if b == b"." || b == b".." {
+            continue;
+        }
+        if out.len() >= max {
+            more = true;
+            break;
+        }
+        out.push((name.to_owned(), kind));
+    }
+    // SAFETY: `stream` is valid and closed exactly once.
+    unsafe { libc::closedir(stream) };
+    Ok((out, more))
+}
+
+/// Read at most `max` bytes of the regular file `name` in `dir` (`O_NOFOLLOW`, `O_NONBLOCK`: a
+/// FIFO planted under that name does not block).
+pub fn read_small_file(
+    dir: std::os::fd::BorrowedFd<'_>,
+    name: &CStr,
+    max: usize,
+) -> io::Result<Vec<u8>> {
+    use std::io::Read;
+    use std::os::fd::AsRawFd;
+    // SAFETY: `dir` and `name` are borrowed for the call.
+    let fd = check(unsafe {
+        libc::openat(
+            dir.as_raw_fd(),
+            name.as_ptr(),
+            libc::O_RDONLY | libc::O_NOFOLLOW | libc::O_CLOEXEC | libc::O_NONBLOCK,
+        )
+    })?;
+    // SAFETY: openat succeeded, so `fd` is a new descriptor owned by nobody else.
+    let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+    let st = fstat(std::os::fd::AsFd::as_fd(&fd))?;
+    if st.st_mode & libc::S_IFMT != libc::S_IFREG {
+        return Err(io::Error::from_raw_os_error(libc::EINVAL));
+    }
+    let mut buf = Vec::new();
+    std::fs::File::from(fd)
+        .take(max as u64)
+        .read_to_end(&mut buf)?;
+    Ok(buf)
+}

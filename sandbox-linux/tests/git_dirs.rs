@@ -274,8 +274,10 @@ fn a_gitdir_under_a_renameable_directory_of_another_root_is_held_in_place() {
         s(&gitdir),
         &e.home.join("PWNED"),
     );
-    // `other/repos` is carved out read-only: renaming it gets EBUSY
-    attack_held(&e, Some(&other), &script, "Device or resource busy");
+    // `other/repos` is carved out read-only (renaming it would get EBUSY); since r21 F1 the
+    // repository is also found by content below the root `other`, a protected path of the name
+    // guard, which refuses the rename of a directory above it first (EACCES)
+    attack_held(&e, Some(&other), &script, "Permission denied");
 }
 
 #[test]
@@ -948,6 +950,131 @@ fn a_mercurial_repository_and_other_tools_configuration_cannot_be_planted() {
         assert!(
             marker.exists(),
             "{ns:?}: control: the victim's hg status ran the hook"
+        );
+    }
+}
+
+/// Outside review r21 F1: an existing bare repository under a writable root whose name does not
+/// end in `.git` (a local remote, `git init --bare remote`). Found by content at set-up and
+/// carved out: the command's `hooks/pre-receive` and `config` writes are refused (EROFS with
+/// namespaces, EACCES from the name guard without), and the victim's next `git push` runs
+/// nothing. Controls: the same writes outside the sandbox succeed and the push then runs the
+/// hook; a directory with only a `HEAD` is not a repository and stays writable.
+#[test]
+fn an_existing_bare_repository_under_another_name_stays_read_only() {
+    for ns in [Ns::With, Ns::Without] {
+        let e = env();
+        let share = e.base.join("share");
+        let remote = share.join("x/remote");
+        let proj = e.base.join("proj");
+        let marker = e.home.join("PWNED");
+        std::fs::create_dir_all(share.join("x")).unwrap();
+        std::fs::create_dir_all(&proj).unwrap();
+        std::fs::create_dir_all(share.join("headonly")).unwrap();
+        std::fs::write(share.join("headonly/HEAD"), "ref: refs/heads/main\n").unwrap();
+        suite_test_support::dirs::chown_tree(&e.base, NOBODY);
+        git(&e, &share.join("x"), &["init", "-q", "--bare", "remote"]);
+        git(&e, &proj, &["init", "-q"]);
+        let commit = |msg: &str| {
+            git(
+                &e,
+                &proj,
+                &[
+                    "-c",
+                    "user.email=a@b",
+                    "-c",
+                    "user.name=v",
+                    "commit",
+                    "-q",
+                    "--allow-empty",
+                    "-m",
+                    msg,
+                ],
+            )
+        };
+        commit("init");
+        git(&e, &proj, &["remote", "add", "origin", s(&remote)]);
+        git(&e, &proj, &["push", "-q", "origin", "HEAD:main"]);
+        let script = format!(
+            "r={r}; printf '#!/bin/sh\\nid > {m}\\n' > $r/hooks/pre-receive && chmod 755 \
+             $r/hooks/pre-receive && echo planted-hook; \
+             git config -f $r/config core.fsmonitor 'id > {m}' && echo wrote-config; \
+             h={h}; mkdir $h/hooks && echo x > $h/hooks/pre-receive && echo x > $h/config && \
+             echo headonly-writable; true",
+            r = s(&remote),
+            h = s(&share.join("headonly")),
+            m = s(&marker)
+        );
+        let c = command_with(&e, ns, Some(&share), ns == Ns::Without, false, &script);
+        // the same command with `-v` (before `--`: the launcher's, not the script's)
+        let args: Vec<std::ffi::OsString> = c.get_args().map(|a| a.to_os_string()).collect();
+        let dash = args.iter().rposition(|a| a == "--").unwrap();
+        let mut c = Command::new(c.get_program());
+        c.args(&args[..dash])
+            .arg("-v")
+            .args(&args[dash..])
+            .current_dir(&e.ws)
+            .env("PWD", &e.ws)
+            .env("HOME", &e.home)
+            .env("GIT_CONFIG_NOSYSTEM", "1")
+            .env_remove("TMPDIR")
+            .uid(NOBODY)
+            .gid(NOBODY)
+            .stdin(Stdio::null());
+        let out = c.output().unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            !stdout.contains("planted-hook") && !stdout.contains("wrote-config"),
+            "{ns:?}: {stdout} / {stderr}"
+        );
+        let errno = match ns {
+            Ns::With => "Read-only file system",
+            Ns::Without => "Permission denied",
+        };
+        assert!(stderr.contains(errno), "{ns:?}: expected {errno}: {stderr}");
+        let listed = stderr
+            .split("git directories found by content [")
+            .nth(1)
+            .and_then(|rest| rest.split(']').next())
+            .unwrap_or_default();
+        assert!(
+            listed.split(',').any(|p| p == s(&remote)),
+            "{ns:?}: the -v report names what was found: {stderr}"
+        );
+        assert!(
+            !listed.split(',').any(|p| p.ends_with("headonly")),
+            "{ns:?}: {stderr}"
+        );
+        // control in the same run: a directory with only HEAD is no repository
+        assert!(
+            stdout.contains("headonly-writable"),
+            "{ns:?}: {stdout} / {stderr}"
+        );
+        assert!(!remote.join("hooks/pre-receive").exists(), "{ns:?}");
+        commit("two");
+        git(&e, &proj, &["push", "-q", "origin", "HEAD:main"]);
+        assert!(!marker.exists(), "{ns:?}: the victim's push ran nothing");
+
+        // control: the same writes outside the sandbox succeed, and the push runs the hook
+        let outside = Command::new("sh")
+            .args(["-c", &script])
+            .env("HOME", &e.home)
+            .env("GIT_CONFIG_NOSYSTEM", "1")
+            .uid(NOBODY)
+            .gid(NOBODY)
+            .output()
+            .unwrap();
+        let o = String::from_utf8_lossy(&outside.stdout);
+        assert!(
+            o.contains("planted-hook") && o.contains("wrote-config"),
+            "{ns:?}: control outside: {outside:?}"
+        );
+        commit("three");
+        git(&e, &proj, &["push", "-q", "origin", "HEAD:main"]);
+        assert!(
+            marker.exists(),
+            "{ns:?}: control: the planted hook ran at the victim's push"
         );
     }
 }

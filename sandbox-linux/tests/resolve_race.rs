@@ -272,3 +272,244 @@ fn a_root_swapped_for_a_link_after_the_check_grants_nothing_with_namespaces() {
 fn a_root_swapped_for_a_link_after_the_check_grants_nothing_without_namespaces() {
     run(Ns::Without);
 }
+
+// --- outside review r21 F2: a root and its carve-out come from one walk ---
+
+const CARVE_PAUSE_VAR: &str = sandbox_linux::launch::TEST_PAUSE_CARVE_OUTS_VAR;
+
+/// `proj` and `decoy`, two repositories (nobody's) with a `marker` each, and the hook's FIFOs.
+struct Pair {
+    _dir: tempfile::TempDir,
+    proj: PathBuf,
+    decoy: PathBuf,
+    hook: PathBuf,
+}
+
+impl Pair {
+    fn new() -> Pair {
+        let (dir, base) = suite_test_support::dirs::sandbox_scratch(
+            "sbrx-",
+            Path::new(env!("CARGO_TARGET_TMPDIR")),
+        );
+        let (proj, decoy, hook) = (base.join("proj"), base.join("decoy"), base.join("hook"));
+        for (d, m) in [(&proj, "PROJ"), (&decoy, "DECOY")] {
+            std::fs::create_dir_all(d).unwrap();
+            let out = Command::new("git")
+                .args(["init", "-q"])
+                .current_dir(d)
+                .output()
+                .expect("git must be installed (apt-get install git)");
+            assert!(out.status.success(), "git init: {out:?}");
+            std::fs::write(d.join("marker"), m).unwrap();
+        }
+        std::fs::create_dir_all(&hook).unwrap();
+        mkfifo(&hook.join("paused"));
+        mkfifo(&hook.join("resume"));
+        suite_test_support::dirs::chown_tree(&base, NOBODY);
+        Pair {
+            _dir: dir,
+            proj,
+            decoy,
+            hook,
+        }
+    }
+
+    /// What a concurrent command of the user does (the reviewer's `xchg.c`): exchange the two
+    /// directories, `renameat2(RENAME_EXCHANGE)`.
+    fn exchange(&self) {
+        let a = CString::new(self.proj.as_os_str().as_bytes()).unwrap();
+        let b = CString::new(self.decoy.as_os_str().as_bytes()).unwrap();
+        // SAFETY: both paths are NUL-terminated and borrowed for the call.
+        let rc = unsafe {
+            libc::renameat2(
+                libc::AT_FDCWD,
+                a.as_ptr(),
+                libc::AT_FDCWD,
+                b.as_ptr(),
+                libc::RENAME_EXCHANGE,
+            )
+        };
+        assert_eq!(rc, 0, "renameat2: {}", std::io::Error::last_os_error());
+    }
+}
+
+/// The sandbox with `--allow-git-writes` (the root's own `.git` carve-out is then the only
+/// layer, as in the reviewer's run), cwd `proj`, both pause hooks on: the command writes its
+/// cwd repository's `.git/config` and a file in its cwd, and says in which of the two it is.
+/// At each of the three pauses (launcher between the walks; child before the mounts; child
+/// between the roots' mounts and the carve-outs') `swaps[i]` says whether to exchange.
+fn carve_out_race(p: &Pair, swaps: [bool; 3]) -> (Option<i32>, String, String) {
+    let mut c = Command::new(helper());
+    c.arg("--sandbox-policy-cwd")
+        .arg(&p.proj)
+        .arg("--sandbox-policy")
+        .arg(r#"{"mode":"workspace-write"}"#)
+        .arg("--allow-git-writes")
+        .arg("-v")
+        .args([
+            "--",
+            "sh",
+            "-c",
+            "m=$(cat marker); if echo '# w' >> .git/config; then echo \"wrote($m)\"; \
+             else echo \"ro($m)\"; fi; echo x > file && echo \"file-ok($m)\"",
+        ])
+        .current_dir(&p.proj)
+        .env("PWD", &p.proj)
+        .env_remove("TMPDIR")
+        .env(PAUSE_VAR, &p.hook)
+        .env(CARVE_PAUSE_VAR, &p.hook)
+        .uid(NOBODY)
+        .gid(NOBODY)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = c.spawn().unwrap();
+    let env = Env {
+        _dir: tempfile::tempdir().unwrap(),
+        ws: PathBuf::new(),
+        root: PathBuf::new(),
+        home: PathBuf::new(),
+        secret: PathBuf::new(),
+        hook: p.hook.clone(),
+    };
+    for swap in swaps {
+        wait_paused(&env, &mut child);
+        if swap {
+            p.exchange();
+        }
+        resume(&env);
+    }
+    finish(child)
+}
+
+#[test]
+fn a_directory_exchanged_between_the_walks_of_a_root_and_its_carve_out_gets_no_writable_git() {
+    use std::os::unix::fs::MetadataExt;
+    // Control: nothing exchanged (the pauses passed untouched): the cwd repository's
+    // `.git/config` is read-only, the cwd itself writable.
+    let p = Pair::new();
+    let (code, out, err) = carve_out_race(&p, [false, false, false]);
+    assert_eq!(code, Some(0), "control: {out} / {err}");
+    assert!(
+        out.contains("ro(PROJ)") && out.contains("file-ok(PROJ)"),
+        "control: {out} / {err}"
+    );
+    assert!(err.contains("Read-only file system"), "control: {err}");
+    // (outside the sandbox the same write succeeds: the carve-out is what refuses it)
+    let outside = Command::new("sh")
+        .args(["-c", "echo '# outside' >> .git/config"])
+        .current_dir(&p.proj)
+        .uid(NOBODY)
+        .gid(NOBODY)
+        .status()
+        .unwrap();
+    assert!(
+        outside.success(),
+        "control: nobody writes .git/config outside"
+    );
+
+    // The reviewer's winning interleaving, made deterministic: exchanged between the launcher's
+    // walk of the root and of its carve-out, back before the child's mounts, and again between
+    // the child's root mount and the carve-out's. Reached from one path walk each, the root was
+    // `proj` and the carve-out `decoy/.git`, and the command wrote `proj/.git/config`.
+    let p = Pair::new();
+    let proj_ino = std::fs::metadata(&p.proj).unwrap().ino();
+    let config_before = std::fs::read(p.proj.join(".git/config")).unwrap();
+    let (code, out, err) = carve_out_race(&p, [true, true, true]);
+    // the three exchanges happened: the directory first at `proj` is now at `decoy`
+    assert_eq!(std::fs::metadata(&p.decoy).unwrap().ino(), proj_ino);
+    assert_eq!(code, Some(0), "{out} / {err}");
+    assert!(
+        out.contains("file-ok(PROJ)"),
+        "the command runs in the approved directory: {out} / {err}"
+    );
+    assert!(
+        out.contains("ro(PROJ)") && !out.contains("wrote"),
+        "the carve-out must cover the .git of the directory the command runs in: {out} / {err}"
+    );
+    assert!(err.contains("Read-only file system"), "{err}");
+    assert_eq!(
+        std::fs::read(p.decoy.join(".git/config")).unwrap(),
+        config_before,
+        "the approved repository's .git/config (now at decoy) is unchanged"
+    );
+}
+
+/// r21 F1's carve-outs of repositories found by content, at the child's pause between the
+/// roots' mounts and the carve-outs': a repository deleted meanwhile (a concurrent test's
+/// temporary one) is skipped with a warning, not a failed run; one *replaced* by another
+/// directory at its path still fails the run (exit 202). Control: untouched, it is read-only.
+#[test]
+fn a_found_repository_deleted_before_its_mount_is_skipped_and_a_replaced_one_fails() {
+    let run = |change: &dyn Fn(&Path)| -> (Option<i32>, String, String) {
+        let (dir, base) = suite_test_support::dirs::sandbox_scratch(
+            "sbrg-",
+            Path::new(env!("CARGO_TARGET_TMPDIR")),
+        );
+        let ws = base.join("ws");
+        let remote = ws.join("sub/remote");
+        std::fs::create_dir_all(remote.join("objects")).unwrap();
+        std::fs::create_dir_all(remote.join("refs/heads")).unwrap();
+        std::fs::write(remote.join("HEAD"), "ref: refs/heads/main\n").unwrap();
+        std::fs::write(remote.join("config"), "[core]\n").unwrap();
+        let hook = base.join("hook");
+        std::fs::create_dir_all(&hook).unwrap();
+        mkfifo(&hook.join("paused"));
+        mkfifo(&hook.join("resume"));
+        suite_test_support::dirs::chown_tree(&base, NOBODY);
+        let mut c = Command::new(helper());
+        c.arg("--sandbox-policy-cwd")
+            .arg(&ws)
+            .arg("--sandbox-policy")
+            .arg(r#"{"mode":"workspace-write"}"#)
+            .args([
+                "--",
+                "sh",
+                "-c",
+                "if echo x >> sub/remote/config; then echo wrote; else echo refused; fi",
+            ])
+            .current_dir(&ws)
+            .env("PWD", &ws)
+            .env_remove("TMPDIR")
+            .env_remove(PAUSE_VAR)
+            .env(CARVE_PAUSE_VAR, &hook)
+            .uid(NOBODY)
+            .gid(NOBODY)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let mut child = c.spawn().unwrap();
+        let env = Env {
+            _dir: dir,
+            ws: ws.clone(),
+            root: PathBuf::new(),
+            home: PathBuf::new(),
+            secret: PathBuf::new(),
+            hook,
+        };
+        // the launcher's pause (between the walks), then the child's (before the carve-outs)
+        wait_paused(&env, &mut child);
+        resume(&env);
+        wait_paused(&env, &mut child);
+        change(&remote);
+        resume(&env);
+        finish(child)
+    };
+    // control: untouched, the repository found by content is read-only
+    let (code, out, err) = run(&|_| {});
+    assert_eq!(code, Some(0), "{out} / {err}");
+    assert!(out.contains("refused"), "{out} / {err}");
+    assert!(err.contains("Read-only file system"), "{err}");
+    // deleted before its mount: skipped with a warning, the run goes on
+    let (code, out, err) = run(&|r| std::fs::remove_dir_all(r).unwrap());
+    assert_eq!(code, Some(0), "{out} / {err}");
+    assert!(err.contains("is gone: not mounted"), "{err}");
+    // replaced by another directory at its path: refused (exit 202), nothing run
+    let (code, out, err) = run(&|r| {
+        std::fs::rename(r, r.with_file_name("old")).unwrap();
+        std::fs::create_dir(r).unwrap();
+    });
+    assert_eq!(code, Some(202), "{out} / {err}");
+    assert!(err.contains("no longer the directory"), "{err}");
+    assert!(!out.contains("wrote") && !out.contains("refused"), "{out}");
+}
