@@ -93,9 +93,6 @@ pub struct Planned {
     nofile_restore: Option<(u64, u64)>,
     /// What the mount namespace binds, as the launcher resolved it ([`mount_identities`]).
     mount_ids: Vec<mountns::Approved>,
-    /// Existing git directories below the roots found by content ([`crate::git_scan`]; `None`:
-    /// not scanned, `--allow-git-writes` or no Landlock rules).
-    git_scan: Option<crate::git_scan::Scan>,
     seccomp: Option<codex_confine::seccomp::Filter>,
     /// Set by [`Sandbox::spawn`] in the child it cloned into new namespaces (`None`: forked
     /// without namespaces).
@@ -190,37 +187,8 @@ impl Sandbox<Planned> {
         // debug builds: the window between the roots' walk and their carve-outs' (r21 F2 test)
         #[cfg(debug_assertions)]
         test_pause(TEST_PAUSE_CARVE_OUTS_VAR);
-        // r21 F1: existing repositories under other names, found from the roots' descriptors
-        let git_scan = match &fs_open {
-            Some(rules) if confined && !opts.allow_git_writes => {
-                let outer = crate::git_scan::outermost(
-                    &policy
-                        .writable_roots
-                        .iter()
-                        .map(|r| r.root.clone())
-                        .collect::<Vec<_>>(),
-                    &policy.deny_read,
-                );
-                let fds: Vec<(PathBuf, std::os::fd::BorrowedFd<'_>)> = outer
-                    .into_iter()
-                    .filter_map(|r| {
-                        use std::os::fd::AsFd;
-                        let fd = rules.iter().find(|o| o.path == r)?.fd.as_fd();
-                        Some((r, fd))
-                    })
-                    .collect();
-                (!fds.is_empty()).then(|| {
-                    crate::git_scan::scan(&fds, &policy.deny_read, &crate::git_scan::LIMITS)
-                })
-            }
-            _ => None,
-        };
-        let found: Vec<PathBuf> = git_scan
-            .iter()
-            .flat_map(|s| s.found.iter().map(|f| f.path.clone()))
-            .collect();
         let mount_ids = if confined {
-            mount_identities(&policy, fs_open.as_deref(), &found)
+            mount_identities(&policy, fs_open.as_deref())
         } else {
             Vec::new()
         };
@@ -242,7 +210,6 @@ impl Sandbox<Planned> {
                 fs_open,
                 nofile_restore,
                 mount_ids,
-                git_scan,
                 seccomp,
                 entered: None,
                 unix_connect: None,
@@ -275,7 +242,6 @@ impl Sandbox<Planned> {
             fs: plan_fs,
             mut fs_open,
             mount_ids,
-            git_scan,
             nofile_restore,
             seccomp: plan_seccomp,
             entered,
@@ -333,17 +299,6 @@ impl Sandbox<Planned> {
                 }
             }
         }
-        // r21 F1: existing repositories found by content are carved out like a root's `.git`
-        let found: Vec<PathBuf> = git_scan
-            .iter()
-            .flat_map(|s| s.found.iter().map(|f| f.path.clone()))
-            .collect();
-        for f in &found {
-            if !carve_outs.contains(f) {
-                carve_outs.push(f.clone());
-            }
-        }
-        report.git_scan = git_scan.as_ref().map(|s| s.summary());
         if !replaceable.is_empty() {
             if !opts.dangerously_allow_weaker_sandbox {
                 return Err(SandboxError::ReplaceableCarveOut { items: replaceable });
@@ -395,7 +350,6 @@ impl Sandbox<Planned> {
                             path: r.path.clone(),
                             id: (st.st_dev, st.st_ino),
                             anchor: Some(r.path.clone()),
-                            gone_ok: false,
                         })
                     })
                     .collect();
@@ -417,11 +371,9 @@ impl Sandbox<Planned> {
                 }
             }
             None if carve_outs.iter().all(|c| {
-                // the name guard keeps anything below a `.git`/`.codex`/`.agents`, and below a
-                // repository found by content (its protected paths), unwritten
+                // the name guard keeps anything below a `.git`/`.codex`/`.agents` unwritten
                 guard_channels.is_some()
-                    && (crate::name_guard::has_protected_component(c.as_os_str().as_bytes())
-                        || found.contains(c))
+                    && crate::name_guard::has_protected_component(c.as_os_str().as_bytes())
             }) =>
             {
                 report.mount_ns = MountNsStatus::NotNeeded;
@@ -430,7 +382,6 @@ impl Sandbox<Planned> {
                 if guard_channels.is_some() {
                     carve_outs.retain(|c| {
                         !crate::name_guard::has_protected_component(c.as_os_str().as_bytes())
-                            && !found.contains(c)
                     });
                 }
                 let why = "no mount namespace".to_string();
@@ -919,8 +870,8 @@ impl Sandbox<Applied> {
 }
 
 /// The identity (`st_dev`, `st_ino`) of every path the mount namespace may bind inside a
-/// writable root, resolved once here: the existing carve-outs, the repositories found by
-/// content (`found`), the deny-read paths inside a root and every directory between the
+/// writable root, resolved once here: the existing carve-outs, the deny-read paths inside a
+/// root and every directory between the
 /// outermost root above them and them (the pins). Each is reached from the descriptor of the
 /// innermost root at or above it (`rules`, the walk the Landlock rules are added from), one
 /// component at a time without following links ([`crate::resolve::open_beneath`]): root and
@@ -933,7 +884,6 @@ impl Sandbox<Applied> {
 fn mount_identities(
     policy: &EffectivePolicy,
     rules: Option<&[fs_rules::OpenRule]>,
-    found: &[PathBuf],
 ) -> Vec<mountns::Approved> {
     use crate::resolve::{self, LastLink};
     use std::os::fd::AsFd;
@@ -948,9 +898,6 @@ fn mount_identities(
                 .map(|s| s.path.clone()),
         );
     }
-    // (the policy's carve-outs first: a directory above both is theirs, never skipped)
-    let named = inside.len();
-    inside.extend(found.iter().cloned());
     inside.extend(
         policy
             .deny_read
@@ -959,8 +906,7 @@ fn mount_identities(
             .cloned(),
     );
     let mut out: Vec<mountns::Approved> = Vec::new();
-    for (i, p) in inside.into_iter().enumerate() {
-        let gone_ok = i >= named && i < named + found.len();
+    for p in inside {
         // `p` and its ancestors up to the outermost root above it
         let Some(outer) = roots
             .iter()
@@ -995,7 +941,6 @@ fn mount_identities(
                             path: c.clone(),
                             id: (st.st_dev, st.st_ino),
                             anchor: Some(r.clone()),
-                            gone_ok,
                         },
                         // a link on the way (only one owned by root passes the walk from `/`,
                         // whose identity the child then checks by path, as before r21), or
@@ -1005,7 +950,6 @@ fn mount_identities(
                                 path: c.clone(),
                                 id: (r.dev, r.ino),
                                 anchor: None,
-                                gone_ok,
                             },
                             Err(_) => continue,
                         },
@@ -1016,7 +960,6 @@ fn mount_identities(
                         path: c.clone(),
                         id: (r.dev, r.ino),
                         anchor: None,
-                        gone_ok,
                     },
                     Err(_) => continue,
                 },

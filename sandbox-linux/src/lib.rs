@@ -26,7 +26,6 @@ pub mod check;
 pub mod devices;
 pub mod error;
 pub mod fs_rules;
-pub mod git_scan;
 pub mod job_control;
 pub mod kernel;
 pub mod landlock_rules;

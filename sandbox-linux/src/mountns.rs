@@ -116,11 +116,6 @@ pub struct Approved {
     /// (r21 F2: one walk for a root and its carve-outs). `None`: walked from `/` (a path outside
     /// every root, or no descriptor for its root).
     pub anchor: Option<PathBuf>,
-    /// A git directory found by content at set-up, or a directory above one (not a carve-out
-    /// the policy names): gone by the time the child mounts (deleted, e.g. a temporary
-    /// repository of a concurrent test), it is skipped with a warning instead of failing the
-    /// run. Something else at its path still fails (identity differs).
-    pub gone_ok: bool,
 }
 
 /// What [`set_up`] did besides the read-only mounts.
@@ -224,14 +219,6 @@ pub fn set_up(
         let fd = match approved_p.and_then(|a| a.anchor.as_ref()) {
             Some(anchor) => match from_anchor(p, anchor)? {
                 Some(fd) => fd,
-                None if approved_p.is_some_and(|a| a.gone_ok) => {
-                    eprintln!(
-                        "codex sandbox: warning: {} (a git directory found at set-up, or a \
-                         directory above one) is gone: not mounted",
-                        p.display()
-                    );
-                    return Ok(());
-                }
                 None => return Err(MountNsError::Replaced { path: p.clone() }),
             },
             None => sys::open_path_follow(None, &c).map_err(bind)?,

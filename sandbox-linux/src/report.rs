@@ -54,8 +54,6 @@ pub struct Report {
     pub name_guard: bool,
     /// The network allow-list is in force (number of allow patterns).
     pub network_allow_list: Option<usize>,
-    /// What the walk for existing git directories found ([`crate::git_scan::Scan::summary`]).
-    pub git_scan: Option<String>,
     pub missing: Vec<Missing>,
 }
 
@@ -81,7 +79,6 @@ impl Report {
             env_removed: Vec::new(),
             name_guard: false,
             network_allow_list: None,
-            git_scan: None,
             missing: Vec::new(),
         }
     }
@@ -189,9 +186,6 @@ impl fmt::Display for Report {
                 "; not existing, creation not prevented [{}]",
                 paths(&self.carve_outs_not_existing)
             )?;
-        }
-        if let Some(g) = &self.git_scan {
-            write!(f, "; {g}")?;
         }
         if !self.roots_inside_denied.is_empty() {
             write!(

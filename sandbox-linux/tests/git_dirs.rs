@@ -274,10 +274,8 @@ fn a_gitdir_under_a_renameable_directory_of_another_root_is_held_in_place() {
         s(&gitdir),
         &e.home.join("PWNED"),
     );
-    // `other/repos` is carved out read-only (renaming it would get EBUSY); since r21 F1 the
-    // repository is also found by content below the root `other`, a protected path of the name
-    // guard, which refuses the rename of a directory above it first (EACCES)
-    attack_held(&e, Some(&other), &script, "Permission denied");
+    // `other/repos` is carved out read-only: renaming it gets EBUSY
+    attack_held(&e, Some(&other), &script, "Device or resource busy");
 }
 
 #[test]
@@ -955,9 +953,9 @@ fn a_mercurial_repository_and_other_tools_configuration_cannot_be_planted() {
 }
 
 /// Outside review r21 F1: an existing bare repository under a writable root whose name does not
-/// end in `.git` (a local remote, `git init --bare remote`). Found by content at set-up and
-/// carved out: the command's `hooks/pre-receive` and `config` writes are refused (EROFS with
-/// namespaces, EACCES from the name guard without), and the victim's next `git push` runs
+/// end in `.git` (a local remote, `git init --bare remote`). The name guard recognises it by
+/// its contents when the command writes below it: the `hooks/pre-receive` and `config` writes
+/// are refused (EACCES, with and without namespaces), and the victim's next `git push` runs
 /// nothing. Controls: the same writes outside the sandbox succeed and the push then runs the
 /// hook; a directory with only a `HEAD` is not a repository and stays writable.
 #[test]
@@ -1005,46 +1003,19 @@ fn an_existing_bare_repository_under_another_name_stays_read_only() {
             h = s(&share.join("headonly")),
             m = s(&marker)
         );
-        let c = command_with(&e, ns, Some(&share), ns == Ns::Without, false, &script);
-        // the same command with `-v` (before `--`: the launcher's, not the script's)
-        let args: Vec<std::ffi::OsString> = c.get_args().map(|a| a.to_os_string()).collect();
-        let dash = args.iter().rposition(|a| a == "--").unwrap();
-        let mut c = Command::new(c.get_program());
-        c.args(&args[..dash])
-            .arg("-v")
-            .args(&args[dash..])
-            .current_dir(&e.ws)
-            .env("PWD", &e.ws)
-            .env("HOME", &e.home)
-            .env("GIT_CONFIG_NOSYSTEM", "1")
-            .env_remove("TMPDIR")
-            .uid(NOBODY)
-            .gid(NOBODY)
-            .stdin(Stdio::null());
-        let out = c.output().unwrap();
+        let out = command_with(&e, ns, Some(&share), ns == Ns::Without, false, &script)
+            .output()
+            .unwrap();
         let stdout = String::from_utf8_lossy(&out.stdout);
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert!(
             !stdout.contains("planted-hook") && !stdout.contains("wrote-config"),
             "{ns:?}: {stdout} / {stderr}"
         );
-        let errno = match ns {
-            Ns::With => "Read-only file system",
-            Ns::Without => "Permission denied",
-        };
-        assert!(stderr.contains(errno), "{ns:?}: expected {errno}: {stderr}");
-        let listed = stderr
-            .split("git directories found by content [")
-            .nth(1)
-            .and_then(|rest| rest.split(']').next())
-            .unwrap_or_default();
+        // the name guard's by-content check, with and without namespaces
         assert!(
-            listed.split(',').any(|p| p == s(&remote)),
-            "{ns:?}: the -v report names what was found: {stderr}"
-        );
-        assert!(
-            !listed.split(',').any(|p| p.ends_with("headonly")),
-            "{ns:?}: {stderr}"
+            stderr.contains("Permission denied"),
+            "{ns:?}: expected EACCES: {stderr}"
         );
         // control in the same run: a directory with only HEAD is no repository
         assert!(
@@ -1077,4 +1048,74 @@ fn an_existing_bare_repository_under_another_name_stays_read_only() {
             "{ns:?}: control: the planted hook ran at the victim's push"
         );
     }
+}
+
+/// Outside review r22 F4: in a project directory shared with another user's group, the command
+/// made a nested repository's `.git/config` group-writable and `.git/hooks` group-writable
+/// (`chmod g+w`), so that user could plant `core.fsmonitor` or a hook run at the victim's next
+/// `git status`. With the name guard on, no mode change below a protected name, nor inside a
+/// repository recognised by its contents (a bare `remote`), is made: `EACCES`. Control in the
+/// same run: the same `chmod` of an ordinary file succeeds; outside the sandbox the `chmod` of
+/// the `.git/config` succeeds.
+#[test]
+fn no_mode_change_below_a_nested_git_or_inside_a_bare_repository() {
+    let e = env();
+    let sub = e.ws.join("sub");
+    std::fs::create_dir_all(&sub).unwrap();
+    std::fs::write(e.ws.join("plain.txt"), "x").unwrap();
+    suite_test_support::dirs::chown_tree(&e.base, NOBODY);
+    git(&e, &sub, &["init", "-q"]);
+    git(&e, &e.ws, &["init", "-q", "--bare", "remote"]);
+    let script = "for f in sub/.git/config sub/.git/hooks remote/config remote/hooks; do \
+                  chmod g+w $f 2>&1 || true; done; \
+                  touch -d 2001-01-01 remote/config 2>&1 || true; \
+                  chmod g+w plain.txt && echo plain-ok";
+    let out = guarded(&e, Ns::With, false, script);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let ctx = format!("{stdout} / {stderr}");
+    for f in [
+        "sub/.git/config",
+        "sub/.git/hooks",
+        "remote/config",
+        "remote/hooks",
+    ] {
+        assert!(
+            stdout.contains(&format!("changing permissions of '{f}': Permission denied")),
+            "{f}: {ctx}"
+        );
+        let mode = std::fs::metadata(e.ws.join(f)).unwrap().permissions();
+        use std::os::unix::fs::PermissionsExt;
+        assert_eq!(
+            mode.mode() & 0o020,
+            0,
+            "{f} stayed without group write: {ctx}"
+        );
+    }
+    assert!(
+        stdout.contains("cannot touch 'remote/config': Permission denied"),
+        "{ctx}"
+    );
+    assert!(
+        stdout.contains("plain-ok"),
+        "control in the same run: {ctx}"
+    );
+    // control: outside the sandbox the same change is made
+    let outside = Command::new("chmod")
+        .args(["g+w", "sub/.git/config"])
+        .current_dir(&e.ws)
+        .uid(NOBODY)
+        .gid(NOBODY)
+        .status()
+        .unwrap();
+    assert!(outside.success());
+    use std::os::unix::fs::PermissionsExt;
+    assert_ne!(
+        std::fs::metadata(sub.join(".git/config"))
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o020,
+        0
+    );
 }

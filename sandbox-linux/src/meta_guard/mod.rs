@@ -159,7 +159,7 @@ enum Change {
 }
 
 /// Answer one notification: the errno to return (0: done).
-pub fn handle(listener: &OwnedFd, n: &libc::seccomp_notif, mounts: &Mounts) -> i32 {
+pub fn handle(listener: &OwnedFd, n: &libc::seccomp_notif, mounts: &Mounts, guard: bool) -> i32 {
     let tid = n.pid as libc::pid_t;
     let (target, change) = match decode(tid, n) {
         Ok(x) => x,
@@ -195,6 +195,9 @@ pub fn handle(listener: &OwnedFd, n: &libc::seccomp_notif, mounts: &Mounts) -> i
     if !mounts.contains(tid, mnt) {
         return DENIED_ERRNO;
     }
+    if guard && protected_location(&file) {
+        return crate::name_guard::DENIED_ERRNO;
+    }
     if let Err(e) = socket_rule(&file, &change) {
         return e;
     }
@@ -204,6 +207,25 @@ pub fn handle(listener: &OwnedFd, n: &libc::seccomp_notif, mounts: &Mounts) -> i
         return libc::EINTR;
     }
     perform(&file, matches!(target, Target::Fd(_)), change)
+}
+
+/// With the name guard on, nothing below a protected name (`.git`, `.codex`, ...) or inside a
+/// repository recognised by its contents changes mode, owner, times or attributes either
+/// (outside review r22 F4: in a setgid project directory shared with another user's group,
+/// `chmod g+w .git/config` and `chmod 0775 .git/hooks` of a nested repository let that user
+/// plant `core.fsmonitor` or a hook, run at the victim's next `git status`). The file's path
+/// is the one `/proc/self/fd` gives for the descriptor: its place in the sandbox's mount
+/// namespace, whose layout is the host's (each mount is bound onto itself).
+fn protected_location(file: &OwnedFd) -> bool {
+    use std::os::fd::AsRawFd;
+    match std::fs::read_link(format!("/proc/self/fd/{}", file.as_raw_fd())) {
+        Ok(real) => {
+            let b = real.as_os_str().as_bytes();
+            crate::name_guard::has_protected_component(b)
+                || crate::name_guard::inside_git_directory(b)
+        }
+        Err(_) => true,
+    }
 }
 
 /// A socket file keeps what `listen` checked for its whole life (outside review r16 F4: a

@@ -4,7 +4,9 @@ use std::ffi::CString;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 
 use super::sys;
-use super::{DENIED_ERRNO, Op, Request, has_protected_component, is_protected_new_name};
+use super::{
+    DENIED_ERRNO, Op, Request, has_protected_component, inside_git_directory, is_protected_new_name,
+};
 
 /// Carve-outs that did not exist at the start (a `$CODEX_HOME` to be created, `.git`/`.codex`
 /// at a root): nothing may be created at them, below them, or at a directory above them
@@ -330,7 +332,8 @@ fn check_location(fd: BorrowedFd<'_>, refuse_proc: bool) -> Result<(sys::FileInf
         return Err(DENIED_ERRNO);
     }
     let real = real_path(fd)?;
-    if has_protected_component(&real) || below_protected_path(&real) {
+    if has_protected_component(&real) || below_protected_path(&real) || inside_git_directory(&real)
+    {
         return Err(if info.read_only {
             libc::EROFS
         } else {

@@ -102,6 +102,47 @@ pub fn has_protected_component(path: &[u8]) -> bool {
     path.split(|&b| b == b'/').any(is_protected)
 }
 
+/// Whether the directory `dir` is one git takes for a repository by its contents, as git's
+/// `is_git_directory` does: a `HEAD` (file or link) and either `objects/` and `refs/`
+/// directories, or a `commondir` file (a worktree's gitdir, whose objects and refs live in the
+/// common directory). Links are not followed.
+fn is_git_directory(dir: &std::path::Path) -> bool {
+    let kind = |name: &str| {
+        std::fs::symlink_metadata(dir.join(name))
+            .ok()
+            .map(|m| m.file_type())
+    };
+    let Some(head) = kind("HEAD") else {
+        return false;
+    };
+    if !(head.is_file() || head.is_symlink()) {
+        return false;
+    }
+    kind("objects").is_some_and(|k| k.is_dir()) && kind("refs").is_some_and(|k| k.is_dir())
+        || kind("commondir").is_some_and(|k| k.is_file())
+}
+
+/// Whether `path` (a resolved location) is a repository by its contents or lies below one,
+/// whatever its name (outside review r21 F1: a bare repository `/tmp/x/remote` under a
+/// writable root had a `pre-receive` hook planted, which the user's next `git push` ran). Each
+/// directory from `path` up to `/` is looked at when a call is made, not scanned at set-up: a
+/// repository made during the run by someone else is covered too, and a start costs nothing.
+/// The command cannot assemble a new one (a new `HEAD` is refused) nor move one (it is inside
+/// itself).
+pub(crate) fn inside_git_directory(path: &[u8]) -> bool {
+    use std::os::unix::ffi::OsStrExt;
+    let mut p = std::path::Path::new(std::ffi::OsStr::from_bytes(path));
+    loop {
+        if p.as_os_str().len() > 1 && is_git_directory(p) {
+            return true;
+        }
+        match p.parent() {
+            Some(parent) => p = parent,
+            None => return false,
+        }
+    }
+}
+
 /// The launcher's and the creator's ends of the channels (create before the fork).
 #[derive(Debug)]
 pub struct Channels {

@@ -134,6 +134,8 @@ pub fn start_supervisor(
     };
     drop(parent);
     let listener = std::sync::Arc::new(listener);
+    let mut rules = rules;
+    rules.guard = !guard_channels.is_empty();
     let rules = std::sync::Arc::new(rules);
     let spawn = |f: Box<dyn FnOnce() + Send>| {
         std::thread::Builder::new()

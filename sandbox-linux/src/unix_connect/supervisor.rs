@@ -31,6 +31,9 @@ pub struct Rules {
     started: (i64, u32),
     /// The sandbox's mounts, for metadata changes ([`crate::meta_guard`]).
     mounts: std::sync::Arc<crate::meta_guard::Mounts>,
+    /// The name guard is on: no metadata change below a protected name or inside a repository
+    /// found by its contents either (outside review r22 F4).
+    pub(crate) guard: bool,
 }
 
 /// The outcome for one socket path.
@@ -73,6 +76,7 @@ impl Rules {
                 .duration_since(std::time::UNIX_EPOCH)
                 .map_or((0, 0), |d| (d.as_secs() as i64, d.subsec_nanos())),
             mounts: Default::default(),
+            guard: false,
         }
     }
 
@@ -193,7 +197,7 @@ pub(crate) fn forward(
 fn dispatch(listener: &OwnedFd, n: &libc::seccomp_notif, rules: &Rules) {
     let nr = i64::from(n.data.nr);
     let errno = if crate::meta_guard::is_mediated(nr) {
-        crate::meta_guard::handle(listener, n, &rules.mounts)
+        crate::meta_guard::handle(listener, n, &rules.mounts, rules.guard)
     } else if nr == libc::SYS_listen {
         handle_listen(listener, n, rules)
     } else if nr == libc::SYS_connect {
@@ -560,6 +564,7 @@ mod tests {
             proxy: None,
             started: (1000, 500),
             mounts: Default::default(),
+            guard: false,
         }
     }
 
