@@ -71,6 +71,12 @@ print("mkdir-git=%d" % err(lambda: os.mkdir(".git")))
 "#;
 
 fn run(ws: &Path, without_userns: bool) -> String {
+    run_script(ws, without_userns, ATTACK)
+}
+
+/// `python3 -c SCRIPT` as uid 65534 in the workspace-write sandbox (`ws` its cwd and root).
+fn run_script(ws: &Path, without_userns: bool, script: &str) -> String {
+    assert!(!script.contains('\''), "the script is quoted with '");
     let mut c = if without_userns {
         let mut c = Command::new(PROBE);
         c.args(["outer-deny", "userns", "--", &helper()]);
@@ -86,7 +92,7 @@ fn run(ws: &Path, without_userns: bool) -> String {
         c.arg("--dangerously-allow-weaker-sandbox");
     }
     let out = c
-        .args(["--", "sh", "-c", &format!("exec python3 -c '{ATTACK}'")])
+        .args(["--", "sh", "-c", &format!("exec python3 -c '{script}'")])
         .current_dir(ws)
         .env("PWD", ws)
         .env_remove("TMPDIR")
@@ -115,7 +121,6 @@ fn line<'a>(text: &'a str, who: &str) -> &'a str {
 
 #[test]
 fn the_command_cannot_signal_trace_read_or_rob_the_creator_or_the_init() {
-    assert!(!ATTACK.contains('\''), "the script is quoted with '");
     for without_userns in [false, true] {
         let dir = tempfile::Builder::new()
             .prefix("sbl-creator-")
@@ -145,5 +150,42 @@ fn the_command_cannot_signal_trace_read_or_rob_the_creator_or_the_init() {
         );
         assert_eq!(line(&text, "plain"), "True", "{ctx}");
         assert!(text.contains("mkdir-git=13"), "{ctx}");
+    }
+}
+
+/// Outside review r22 F2: a command that made itself non-dumpable (`PR_SET_DUMPABLE 0`, as ssh
+/// and ssh-agent do) got `EFAULT` for every mediated call: the creator could not read its
+/// memory. In the sandbox's user namespace the creator keeps `CAP_SYS_PTRACE` (nothing else),
+/// so such a process creates files and is still refused `.git`. Without a user namespace the
+/// creator has no capability and the call still fails (`EFAULT`, documented). Control: the
+/// same calls of a dumpable process succeed in both modes.
+#[test]
+fn a_non_dumpable_command_still_creates_files_and_still_cannot_create_git() {
+    const SCRIPT: &str = r#"
+import ctypes, os
+libc = ctypes.CDLL(None, use_errno=True)
+def err(f):
+    try:
+        f()
+    except OSError as e:
+        return e.errno
+    return 0
+print("dumpable:", err(lambda: open("a.txt", "w").close()), err(lambda: os.mkdir(".git")))
+libc.prctl(4, 0, 0, 0, 0)  # PR_SET_DUMPABLE 0
+print("not-dumpable:", err(lambda: open("b.txt", "w").close()), err(lambda: os.mkdir(".git")))
+"#;
+    for without_userns in [false, true] {
+        let dir = tempfile::Builder::new()
+            .prefix("sbl-creator-")
+            .tempdir_in(env!("CARGO_TARGET_TMPDIR"))
+            .unwrap();
+        let ws = dir.path().join("ws");
+        std::fs::create_dir(&ws).unwrap();
+        suite_test_support::dirs::chown_tree(dir.path(), NOBODY);
+        let text = run_script(&ws, without_userns, SCRIPT);
+        let ctx = format!("without_userns={without_userns}: {text}");
+        assert_eq!(line(&text, "dumpable"), "0 13", "{ctx}");
+        let expected = if without_userns { "14 14" } else { "0 13" };
+        assert_eq!(line(&text, "not-dumpable"), expected, "{ctx}");
     }
 }

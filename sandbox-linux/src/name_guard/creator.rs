@@ -117,8 +117,13 @@ fn set_up(channels: &[OwnedFd], lifeline: &OwnedFd, handoff: &OwnedFd) -> std::i
     sys::stdio_to_dev_null()?;
     sys::set_umask(0);
     if crate::sys::getuid() != 0 {
-        // the command runs without capabilities (its uid is not 0): so does the creator
-        sys::drop_capabilities()?;
+        // The command runs without capabilities (its uid is not 0): so does the creator, but
+        // for CAP_SYS_PTRACE where it has it (in the sandbox's user namespace, which owns the
+        // command's memory): a non-dumpable command is read too (outside review r22 F2: ssh's
+        // file calls failed with EFAULT). Without a user namespace it has none: dropped all.
+        if sys::keep_only_ptrace_capability().is_err() {
+            sys::drop_capabilities()?;
+        }
     }
     Ok(())
 }

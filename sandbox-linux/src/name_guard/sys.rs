@@ -266,11 +266,26 @@ pub fn set_not_dumpable() -> io::Result<()> {
 
 /// `capset`: empty effective, permitted and inheritable sets for this thread.
 pub fn drop_capabilities() -> io::Result<()> {
+    set_capabilities(0)
+}
+
+/// Keep `CAP_SYS_PTRACE` only (effective and permitted), when this process has it: in the
+/// sandbox's user namespace it lets the creator read the memory of a command that made itself
+/// non-dumpable (ssh, ssh-agent, an execute-only binary). `Err(EPERM)` when it does not have it.
+pub fn keep_only_ptrace_capability() -> io::Result<()> {
+    const CAP_SYS_PTRACE: u32 = 19;
+    set_capabilities(1 << CAP_SYS_PTRACE)
+}
+
+/// `capset` with `low` as the effective and permitted sets (capabilities 0-31), nothing else.
+fn set_capabilities(low: u32) -> io::Result<()> {
     let header = libc_cap_header {
         version: 0x2008_0522, // _LINUX_CAPABILITY_VERSION_3
         pid: 0,
     };
-    let data = [libc_cap_data::default(); 2];
+    let mut data = [libc_cap_data::default(); 2];
+    data[0].effective = low;
+    data[0].permitted = low;
     // SAFETY: `header` and `data` have the layout of the kernel's cap_user_header_t and two
     // cap_user_data_t (version 3), borrowed for the call.
     cvt(unsafe { libc::syscall(libc::SYS_capset, &header, data.as_ptr()) }).map(drop)
