@@ -957,7 +957,8 @@ fn a_mercurial_repository_and_other_tools_configuration_cannot_be_planted() {
 /// its contents when the command writes below it: the `hooks/pre-receive` and `config` writes
 /// are refused (EACCES, with and without namespaces), and the victim's next `git push` runs
 /// nothing. Controls: the same writes outside the sandbox succeed and the push then runs the
-/// hook; a directory with only a `HEAD` is not a repository and stays writable.
+/// hook; a directory with `objects/` and `refs/` but no `HEAD` is not a repository and stays
+/// writable.
 #[test]
 fn an_existing_bare_repository_under_another_name_stays_read_only() {
     for ns in [Ns::With, Ns::Without] {
@@ -968,8 +969,9 @@ fn an_existing_bare_repository_under_another_name_stays_read_only() {
         let marker = e.home.join("PWNED");
         std::fs::create_dir_all(share.join("x")).unwrap();
         std::fs::create_dir_all(&proj).unwrap();
-        std::fs::create_dir_all(share.join("headonly")).unwrap();
-        std::fs::write(share.join("headonly/HEAD"), "ref: refs/heads/main\n").unwrap();
+        // a lookalike without HEAD (objects/ and refs/ only): no repository for git, writable
+        std::fs::create_dir_all(share.join("headonly/objects")).unwrap();
+        std::fs::create_dir_all(share.join("headonly/refs")).unwrap();
         suite_test_support::dirs::chown_tree(&e.base, NOBODY);
         git(&e, &share.join("x"), &["init", "-q", "--bare", "remote"]);
         git(&e, &proj, &["init", "-q"]);
@@ -1017,7 +1019,7 @@ fn an_existing_bare_repository_under_another_name_stays_read_only() {
             stderr.contains("Permission denied"),
             "{ns:?}: expected EACCES: {stderr}"
         );
-        // control in the same run: a directory with only HEAD is no repository
+        // control in the same run: a directory without HEAD is no repository
         assert!(
             stdout.contains("headonly-writable"),
             "{ns:?}: {stdout} / {stderr}"
@@ -1117,5 +1119,83 @@ fn no_mode_change_below_a_nested_git_or_inside_a_bare_repository() {
             .mode()
             & 0o020,
         0
+    );
+}
+
+/// Outside review r23: three routes into an existing bare repository named `remote`.
+/// - F1: take it apart until git's own test no longer sees a repository (refs saved, `refs/`
+///   emptied and removed), plant a hook and `core.fsmonitor`, then put `refs/` back. The guard
+///   keys on `HEAD`, which the command cannot make: every write is still refused.
+/// - F4: exchange it with another bare repository (`renameat2(RENAME_EXCHANGE)`): refused.
+/// - F2: reach a file through `/proc/1/cwd/...` (the init's cwd, a magic link the command may
+///   not follow itself): refused, the creator follows no magic link mid-path either.
+///
+/// Controls: the same dismantling and planting, and the exchange, succeed outside the sandbox.
+#[test]
+fn a_repository_taken_apart_swapped_or_reached_through_proc_stays_unwritten() {
+    for ns in [Ns::With, Ns::Without] {
+        let e = env();
+        suite_test_support::dirs::chown_tree(&e.base, NOBODY);
+        git(&e, &e.ws, &["init", "-q", "--bare", "remote"]);
+        git(&e, &e.ws, &["init", "-q", "--bare", "other"]);
+        let attack = r#"
+cd remote
+rm -rf refs/heads refs/tags && rmdir refs && echo refs-removed
+printf '#!/bin/sh\nid > PWNED\n' > hooks/pre-receive 2>&1 && echo PLANTED-hook
+echo "[core]" >> config 2>&1 && echo PLANTED-config
+mkdir refs 2>&1; cd ..
+python3 -c '
+import ctypes, os
+libc = ctypes.CDLL(None, use_errno=True)
+r = libc.renameat2(-100, b"remote", -100, b"other", 2)
+print("exchange", 0 if r == 0 else ctypes.get_errno())
+d = os.open("/proc", os.O_RDONLY | os.O_DIRECTORY)
+try:
+    os.close(os.open("1/cwd/viaproc.txt", os.O_WRONLY | os.O_CREAT, 0o644, dir_fd=d))
+    print("viaproc 0")
+except OSError as x:
+    print("viaproc", x.errno)
+'
+"#;
+        let out = guarded(&e, ns, false, attack);
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        let ctx = format!("{ns:?}: {stdout} / {stderr}");
+        assert!(
+            stdout.contains("refs-removed"),
+            "unlink/rmdir are not mediated: {ctx}"
+        );
+        assert!(!stdout.contains("PLANTED"), "{ctx}");
+        assert!(!e.ws.join("remote/hooks/pre-receive").exists(), "{ctx}");
+        assert!(stdout.contains("exchange 13"), "{ctx}");
+        assert!(
+            stdout.contains("viaproc 13") || stdout.contains("viaproc 2"),
+            "{ctx}"
+        );
+        assert!(!e.ws.join("viaproc.txt").exists(), "{ctx}");
+    }
+    // control: outside the sandbox the same steps work
+    let e = env();
+    suite_test_support::dirs::chown_tree(&e.base, NOBODY);
+    git(&e, &e.ws, &["init", "-q", "--bare", "remote"]);
+    git(&e, &e.ws, &["init", "-q", "--bare", "other"]);
+    let out = Command::new("sh")
+        .args([
+            "-c",
+            "cd remote && rm -rf refs/heads refs/tags && rmdir refs && \
+             printf 'x' > hooks/pre-receive && echo PLANTED-hook && cd .. && \
+             python3 -c 'import ctypes; l = ctypes.CDLL(None, use_errno=True); \
+             print(\"exchange\", l.renameat2(-100, b\"remote\", -100, b\"other\", 2))'",
+        ])
+        .current_dir(&e.ws)
+        .uid(NOBODY)
+        .gid(NOBODY)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains("PLANTED-hook") && stdout.contains("exchange 0"),
+        "control: {stdout} {}",
+        String::from_utf8_lossy(&out.stderr)
     );
 }

@@ -35,6 +35,24 @@ fn below_protected_path(path: &[u8]) -> bool {
         .is_some_and(|ps| ps.iter().any(|p| at_or_below(path, p)))
 }
 
+/// `EACCES` when `fd` (an `O_PATH` descriptor of an entry about to be renamed or linked) is a
+/// directory git takes for a repository by its contents.
+fn refuse_repository_entry(fd: BorrowedFd<'_>) -> Result<(), i32> {
+    if sys::info(fd).map_err(errno)?.kind == libc::S_IFDIR && inside_git_directory(&real_path(fd)?)
+    {
+        return Err(DENIED_ERRNO);
+    }
+    Ok(())
+}
+
+/// [`refuse_repository_entry`] for the entry `name` of `parent` (missing: nothing to refuse).
+fn entry_is_no_repository(parent: BorrowedFd<'_>, name: &std::ffi::CStr) -> Result<(), i32> {
+    match sys::openat(Some(parent), name, libc::O_PATH | libc::O_NOFOLLOW, 0) {
+        Ok(fd) => refuse_repository_entry(fd.as_fd()),
+        Err(_) => Ok(()),
+    }
+}
+
 /// Symlinks followed by hand in the last component of an `O_CREAT` open (the kernel's limit).
 const MAX_HOPS: usize = 40;
 const PROC_SUPER_MAGIC: i64 = 0x9fa0;
@@ -263,8 +281,7 @@ fn target(dir: Option<BorrowedFd<'_>>, path: &[u8]) -> Result<Target, i32> {
     let Some((parent, last, last_as_given)) = split(path) else {
         return Ok(Target::Direct);
     };
-    let parent_fd =
-        sys::openat(dir, &cstr(parent)?, libc::O_PATH | libc::O_DIRECTORY, 0).map_err(errno)?;
+    let parent_fd = open_path_no_magiclinks(dir, &cstr(parent)?, true)?;
     let (info, mut name_path) = check_location(parent_fd.as_fd(), true)?;
     let last_c = cstr(last_as_given)?;
     if name_path.last() != Some(&b'/') {
@@ -304,12 +321,26 @@ fn open_path_no_magiclinks(
     path: &std::ffi::CStr,
     dir_only: bool,
 ) -> Result<OwnedFd, i32> {
+    open_path_no_magiclinks_flags(dir, path, dir_only, 0)
+}
+
+/// [`open_path_no_magiclinks`] with `extra` open flags (`O_NOFOLLOW`). No magic link is
+/// followed anywhere in the path (outside review r23 F2: `/proc/1/cwd/x` relative to a
+/// directory descriptor of `/proc` reached the init's cwd through the creator's
+/// `CAP_SYS_PTRACE`, which the command itself may not follow).
+fn open_path_no_magiclinks_flags(
+    dir: Option<BorrowedFd<'_>>,
+    path: &std::ffi::CStr,
+    dir_only: bool,
+    extra: i32,
+) -> Result<OwnedFd, i32> {
+    use crate::unix_connect::sys::open_path_no_magiclinks_flags as open2;
     let fd = match dir {
         Some(d) => {
             let owned = d.try_clone_to_owned().map_err(errno)?;
-            crate::unix_connect::sys::open_path_no_magiclinks(Some(&owned), path)
+            open2(Some(&owned), path, extra)
         }
-        None => crate::unix_connect::sys::open_path_no_magiclinks(None, path),
+        None => open2(None, path, extra),
     }
     .map_err(|e| match e.raw_os_error() {
         Some(libc::ELOOP) | Some(libc::EXDEV) => DENIED_ERRNO,
@@ -362,8 +393,7 @@ fn reopen_checked(fd: BorrowedFd<'_>, flags: i32, refuse_proc: bool) -> Outcome 
 
 fn open(dir: Option<BorrowedFd<'_>>, path: &[u8], flags: i32, mode: u32) -> Outcome {
     if flags & libc::O_TMPFILE == libc::O_TMPFILE {
-        let d =
-            sys::openat(dir, &cstr(path)?, libc::O_PATH | libc::O_DIRECTORY, 0).map_err(errno)?;
+        let d = open_path_no_magiclinks(dir, &cstr(path)?, true)?;
         check_location(d.as_fd(), true)?;
         return sys::openat(Some(d.as_fd()), c".", flags, mode)
             .map(Some)
@@ -373,7 +403,7 @@ fn open(dir: Option<BorrowedFd<'_>>, path: &[u8], flags: i32, mode: u32) -> Outc
         // magic links (`/proc/self/fd/N` behind a workspace symlink) would be this process's
         // own descriptors (round-8 review F5): not followed here
         let fd = if flags & libc::O_NOFOLLOW != 0 {
-            sys::openat(dir, &cstr(path)?, libc::O_PATH | libc::O_NOFOLLOW, 0).map_err(errno)?
+            open_path_no_magiclinks_flags(dir, &cstr(path)?, false, libc::O_NOFOLLOW)?
         } else {
             open_path_no_magiclinks(dir, &cstr(path)?, false)?
         };
@@ -442,9 +472,10 @@ fn link(
         } else {
             libc::O_NOFOLLOW
         };
-        sys::openat(d1, &cstr(old)?, libc::O_PATH | follow, 0).map_err(errno)?
+        open_path_no_magiclinks_flags(d1, &cstr(old)?, false, follow)?
     };
     check_location(src.as_fd(), true)?;
+    refuse_repository_entry(src.as_fd())?;
     let Target::In(parent, last) = target(d2, new)? else {
         return sys::linkat(d1, &cstr(old)?, d2, &cstr(new)?, flags).map_err(errno);
     };
@@ -471,6 +502,12 @@ fn rename(
     let to = target(d2, new)?;
     match (from, to) {
         (Target::In(op, ol), Target::In(np, nl)) => {
+            // a repository is not moved, nor swapped with another (outside review r23 F4: an
+            // exchange of two bare repositories sent the user's next push to the other one)
+            entry_is_no_repository(op.as_fd(), &ol)?;
+            if flags & libc::RENAME_EXCHANGE != 0 {
+                entry_is_no_repository(np.as_fd(), &nl)?;
+            }
             sys::renameat2(Some(op.as_fd()), &ol, Some(np.as_fd()), &nl, flags).map_err(errno)
         }
         // `.`/`..`/`/` on either side: nothing new is named; the kernel refuses these itself

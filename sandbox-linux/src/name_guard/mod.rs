@@ -102,24 +102,19 @@ pub fn has_protected_component(path: &[u8]) -> bool {
     path.split(|&b| b == b'/').any(is_protected)
 }
 
-/// Whether the directory `dir` is one git takes for a repository by its contents, as git's
-/// `is_git_directory` does: a `HEAD` (file or link) and either `objects/` and `refs/`
-/// directories, or a `commondir` file (a worktree's gitdir, whose objects and refs live in the
-/// common directory). Links are not followed.
+/// Whether the directory `dir` is, or was, one git takes for a repository: it holds a `HEAD`
+/// (file or link). Git's own test (`is_git_directory`) also wants `objects/` and `refs/` (or a
+/// `commondir`), but the command can remove those (`unlink` and `rmdir` are not mediated) and
+/// then write where the test no longer sees a repository, and restore them afterwards (outside
+/// review r23 F1: refs saved, `refs/` removed, a `pre-receive` hook and `core.fsmonitor`
+/// planted, `refs/` made again; the user's next push ran the hook). `HEAD` alone cannot be
+/// made by the command (a new `HEAD` is refused), so a directory with one stays protected
+/// until its `HEAD` is gone, and then git no longer takes it for a repository. Links are not
+/// followed. A lookalike with a file named `HEAD` is protected too (the price: rare outside
+/// repositories).
 fn is_git_directory(dir: &std::path::Path) -> bool {
-    let kind = |name: &str| {
-        std::fs::symlink_metadata(dir.join(name))
-            .ok()
-            .map(|m| m.file_type())
-    };
-    let Some(head) = kind("HEAD") else {
-        return false;
-    };
-    if !(head.is_file() || head.is_symlink()) {
-        return false;
-    }
-    kind("objects").is_some_and(|k| k.is_dir()) && kind("refs").is_some_and(|k| k.is_dir())
-        || kind("commondir").is_some_and(|k| k.is_file())
+    std::fs::symlink_metadata(dir.join("HEAD"))
+        .is_ok_and(|m| m.file_type().is_file() || m.file_type().is_symlink())
 }
 
 /// Whether `path` (a resolved location) is a repository by its contents or lies below one,

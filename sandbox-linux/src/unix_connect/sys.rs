@@ -219,10 +219,19 @@ pub fn open_path_no_magiclinks(
     dir: Option<&OwnedFd>,
     path: &std::ffi::CStr,
 ) -> io::Result<OwnedFd> {
+    open_path_no_magiclinks_flags(dir, path, 0)
+}
+
+/// [`open_path_no_magiclinks`] with `extra` open flags (`O_NOFOLLOW`, `O_DIRECTORY`).
+pub fn open_path_no_magiclinks_flags(
+    dir: Option<&OwnedFd>,
+    path: &std::ffi::CStr,
+    extra: i32,
+) -> io::Result<OwnedFd> {
     let d = dir.map_or(libc::AT_FDCWD, |d| d.as_raw_fd());
     // SAFETY: an all-zero open_how is valid; the fields are set below.
     let mut how: libc::open_how = unsafe { std::mem::zeroed() };
-    how.flags = (libc::O_PATH | libc::O_CLOEXEC) as u64;
+    how.flags = (libc::O_PATH | libc::O_CLOEXEC | extra) as u64;
     how.resolve = libc::RESOLVE_NO_MAGICLINKS;
     // SAFETY: `path` is NUL-terminated, `how` a valid open_how of the size passed; returns a new
     // fd.
