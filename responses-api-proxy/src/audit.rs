@@ -190,6 +190,10 @@ pub enum Outcome {
     ClientGone,
     /// The upstream failed before (502) or during the response.
     UpstreamError,
+    /// A key rotation needed the page of the key this exchange was sent with, and the proxy
+    /// cut the client's connection or session (outside review r20 L1: this was logged as
+    /// `client_gone`). The rest of the response is still read for its usage.
+    Rotated,
 }
 
 impl Outcome {
@@ -199,6 +203,7 @@ impl Outcome {
             Outcome::Refused => "refused",
             Outcome::ClientGone => "client_gone",
             Outcome::UpstreamError => "upstream_error",
+            Outcome::Rotated => "rotated",
         }
     }
 }

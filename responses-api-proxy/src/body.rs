@@ -285,6 +285,8 @@ pub struct ResponseBody {
     upstream_over: bool,
     /// With `--policy`: the usage tap (`governed.rs`).
     tap: Option<Box<dyn BodyTap>>,
+    /// The connection's [`crate::proxy::ConnCtx::rotation_cut`]: set when a rotation cut it.
+    rotation_cut: Option<std::sync::Arc<std::sync::atomic::AtomicBool>>,
 }
 
 /// Sees the bytes the client receives, and is told when the body ends (governance's usage tap).
@@ -305,6 +307,20 @@ impl ResponseBody {
         self.tap = Some(tap);
     }
 
+    /// The flag the connection sets when a rotation cuts it (the outcome is then `rotated`,
+    /// not `client_gone`).
+    pub fn set_rotation_cut(&mut self, flag: std::sync::Arc<std::sync::atomic::AtomicBool>) {
+        self.rotation_cut = Some(flag);
+    }
+
+    /// How a body dropped before its end ended: cut by a rotation, or left by its client.
+    fn gone(&self) -> Outcome {
+        match &self.rotation_cut {
+            Some(f) if f.load(std::sync::atomic::Ordering::Acquire) => Outcome::Rotated,
+            _ => Outcome::ClientGone,
+        }
+    }
+
     pub fn full(bytes: Bytes, audit: Option<AuditRecord>) -> Self {
         Self {
             inner: Inner::Full(Some(bytes)),
@@ -315,6 +331,7 @@ impl ResponseBody {
             queued: None,
             upstream_over: false,
             tap: None,
+            rotation_cut: None,
         }
     }
 
@@ -333,6 +350,7 @@ impl ResponseBody {
             queued: None,
             upstream_over: false,
             tap: None,
+            rotation_cut: None,
         }
     }
 
@@ -377,6 +395,7 @@ impl Drop for ResponseBody {
         if self.done {
             return;
         }
+        let gone = self.gone();
         // ...unless a usage tap needs the rest: then the rest is read (not sent anywhere) until
         // the response reports its usage, within limits (see `drain`).
         if let (Some(_), Inner::Upstream(_), false) = (&self.tap, &self.inner, self.upstream_over) {
@@ -393,18 +412,18 @@ impl Drop for ResponseBody {
                 let mut audit = self.audit.take();
                 if let Some(a) = audit.as_mut() {
                     if a.outcome == Outcome::Complete {
-                        a.outcome = Outcome::ClientGone;
+                        a.outcome = gone;
                     }
                     // The client's connection has no request in flight any more.
                     a.release_in_flight();
                 }
                 // The dump and the scrub warning now (what the client received).
-                self.finish(Some(Outcome::ClientGone));
+                self.finish(Some(gone));
                 rt.spawn(drain(body, tap, audit, permit));
                 return;
             }
         }
-        self.finish(Some(Outcome::ClientGone));
+        self.finish(Some(gone));
     }
 }
 

@@ -57,6 +57,9 @@ pub struct ConnCtx {
     /// Notified when the key a request of this connection holds is cut (a rotation found no
     /// free key page: [`crate::key::ApiKey::cut`]); the connection's task then closes it.
     pub key_cut: Arc<tokio::sync::Notify>,
+    /// Set by the connection's task when it closes the connection for [`ConnCtx::key_cut`],
+    /// before the responses in flight are dropped: their audit outcome is then `rotated`.
+    pub rotation_cut: Arc<std::sync::atomic::AtomicBool>,
 }
 
 fn json_body(status: StatusCode, code: &str, message: &str) -> Bytes {
@@ -371,6 +374,7 @@ async fn forward(
         }
     });
     let mut body = ResponseBody::upstream(body, audit, pending, BodyScrub::new(key));
+    body.set_rotation_cut(conn.rotation_cut.clone());
     if let (Some(g), Some(admitted)) = (&state.governor, admitted) {
         let tap = crate::governed::ResponseTap::new(
             g.clone(),

@@ -282,6 +282,7 @@ async fn accept_loop(listener: Listener, mut ctx: AcceptCtx) {
                 framing,
                 session: Default::default(),
                 key_cut: Arc::default(),
+                rotation_cut: Arc::default(),
             });
             let session_ctx = conn_ctx.clone();
             let key_cut = conn_ctx.key_cut.clone();
@@ -300,14 +301,20 @@ async fn accept_loop(listener: Listener, mut ctx: AcceptCtx) {
                 shutdown,
                 &session_ctx.session,
             );
+            // Pinned out here so that a cut sets `rotation_cut` before the connection and its
+            // responses in flight are dropped (their audit outcome is then `rotated`).
+            let mut serving = std::pin::pin!(serving);
             tokio::select! {
-                _ = serving => {}
+                _ = &mut serving => {}
                 _ = evicted => {}
                 // A rotation found no free key page and cut the oldest key's holders.
                 _ = key_cut.notified() => {
+                    // before the connection (and the responses in flight) is dropped
+                    session_ctx.rotation_cut.store(true, std::sync::atomic::Ordering::Release);
                     tracing::warn!(peer = %session_ctx.peer_label, "connection closed: it held a retired key whose page a rotation needed");
                 }
             }
+            // (`serving`, pinned in this task, is dropped when the task ends: after the flag)
         });
     }
 }

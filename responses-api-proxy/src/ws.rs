@@ -321,7 +321,8 @@ pub async fn upgrade(
     let cut = key.cut_signal();
     drop(key);
     let session = Session {
-        scrub,
+        scrub: Some(scrub),
+        rotated: false,
         retired,
         cut,
         tail: DeltaScrub::default(),
@@ -541,13 +542,18 @@ struct Session {
     /// Finds the key in upstream messages (built once per session). Its handle on the key's
     /// page is the session's only one: held until the session ends, which a rotation brings
     /// about after the response in flight (see [`Session::retired`]).
-    scrub: KeyScrub,
+    /// `None` once a rotation cut the session: nothing more is relayed, and the key's page is
+    /// let go while the rest of the response is read for its usage.
+    scrub: Option<KeyScrub>,
     /// Becomes `true` when a rotation retires the key the session was opened with: the session
     /// relays its response in flight, if any, then closes (1001), and the page can be wiped.
     retired: tokio::sync::watch::Receiver<bool>,
     /// Becomes `true` when a rotation found no free key page and cut this key's holders: the
     /// session ends at once, its response in flight included (outside review r18 F1).
     cut: tokio::sync::watch::Receiver<bool>,
+    /// A rotation cut the session (`cut`): what is still read upstream is for its usage only,
+    /// and its audit outcome is `rotated`.
+    rotated: bool,
     /// The end of the text deltas relayed so far that could begin a key (see [`DeltaScrub`]).
     tail: DeltaScrub,
     pending: VecDeque<Pending>,
@@ -578,6 +584,10 @@ enum End {
     Upstream(CloseFrame),
     /// Idle timeout or shutdown: both sides get this close frame.
     Both(CloseFrame),
+    /// A rotation needed the page of the session's key: the client gets this close frame, the
+    /// response in flight is read on for its usage (outside review r20 L1: it was charged its
+    /// whole reservation and logged `client_gone`).
+    Rotated(CloseFrame),
 }
 
 fn close(code: CloseCode, reason: &'static str) -> CloseFrame {
@@ -609,6 +619,21 @@ impl Session {
                 if let Some(frame) = frame {
                     let _ = tokio::time::timeout(CLOSE_GRACE, client.close(Some(frame))).await;
                 }
+                self.drain_upstream(&mut upstream).await;
+                let _ = tokio::time::timeout(CLOSE_GRACE, upstream.close(None)).await;
+                how
+            }
+            End::Rotated(frame) => {
+                self.rotated = true;
+                self.audit.outcome = Outcome::Rotated;
+                // the key's page goes now; nothing more reaches the client
+                self.scrub = None;
+                let how = format!(
+                    "closed by the proxy: {} {}",
+                    u16::from(frame.code),
+                    frame.reason
+                );
+                let _ = tokio::time::timeout(CLOSE_GRACE, client.close(Some(frame))).await;
                 self.drain_upstream(&mut upstream).await;
                 let _ = tokio::time::timeout(CLOSE_GRACE, upstream.close(None)).await;
                 how
@@ -734,7 +759,7 @@ impl Session {
                     why = KEY_ROTATED;
                 }
                 _ = shutting_down(&mut cut) => {
-                    return End::Both(close(CloseCode::Away, "the proxy's API key was rotated and its page is needed"));
+                    return End::Rotated(close(CloseCode::Away, "the proxy's API key was rotated and its page is needed"));
                 }
                 _ = tokio::time::sleep_until(self.last_activity + idle) => {
                     return End::Both(close(CloseCode::Away, "idle timeout"));
@@ -976,12 +1001,16 @@ impl Session {
     /// nothing to hold back), and the rest of a key begun in earlier text deltas
     /// ([`DeltaScrub`]). Only a message that holds (part of) the key is copied.
     fn scrub(&mut self, text: Utf8Bytes) -> Utf8Bytes {
+        // after a rotation's cut: read for the usage only, never relayed
+        let Some(scrub) = self.scrub.as_ref() else {
+            return text;
+        };
         let bytes = text.as_bytes();
-        let whole = self.scrub.contains(bytes);
+        let whole = scrub.contains(bytes);
         // A key begun in earlier deltas and completed at the start of this one's text.
         let (across, earlier, at) = match delta_text(bytes) {
             Some(r) => {
-                let (n, earlier) = self.tail.next(&self.scrub, &bytes[r.clone()]);
+                let (n, earlier) = self.tail.next(scrub, &bytes[r.clone()]);
                 (n, earlier, r.start)
             }
             None => (0, 0, 0),
@@ -991,7 +1020,7 @@ impl Session {
         }
         let mut b = BytesMut::from(bytes);
         b[at..at + across].fill(b'*');
-        let hits = self.scrub.mask(&mut b);
+        let hits = scrub.mask(&mut b);
         if hits > 0 {
             tracing::warn!(upstream = %self.ctx.upstream.authority, hits, "upstream echoed the key in a WebSocket message; overwritten");
         }
@@ -999,7 +1028,7 @@ impl Session {
             tracing::warn!(
                 upstream = %self.ctx.upstream.authority,
                 relayed_before = earlier,
-                key_len = self.scrub.key_len(),
+                key_len = scrub.key_len(),
                 "upstream echoed the key split over WebSocket text deltas: the rest was overwritten, its first bytes had already been relayed (rotate the key if that is most of it)"
             );
         }
@@ -1011,7 +1040,9 @@ impl Session {
     /// the ledger record and its audit line.
     fn finish(&self, mut p: Pending, result: Option<TapResult>, status: u16, complete: bool) {
         p.audit.status = if complete { status } else { 200 };
-        p.audit.outcome = if complete {
+        p.audit.outcome = if self.rotated {
+            Outcome::Rotated
+        } else if complete {
             Outcome::Complete
         } else {
             Outcome::ClientGone

@@ -995,6 +995,11 @@ fn a_rotation_with_every_page_in_use_cuts_the_oldest_keys_holders_instead_of_fai
     for b in &bodies[1..] {
         assert!(b.contains("[END]"), "a newer stream was cut: {b}");
     }
+    // Outside review r20 L1: the cut stream's audit line says the proxy cut it (`rotated`),
+    // not that its client went away.
+    wait_log(&s.proxy, "outcome=\"rotated\"", 1);
+    let log = s.proxy.stderr();
+    assert!(!log.contains("outcome=\"client_gone\""), "{log}");
     // The first key's page was wiped: the key is nowhere in the process.
     let gone = residency(pid, keys[0].as_bytes());
     assert_eq!(
