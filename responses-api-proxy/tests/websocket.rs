@@ -1505,3 +1505,96 @@ fn without_a_policy_one_users_sessions_do_not_refuse_another_users() {
         drop(held);
     });
 }
+
+/// Outside review r20 L1: a session cut by a rotation (every key page in use: the oldest
+/// retired key's holders are cut) was charged its response's whole reservation and logged
+/// `client_gone`. Now its audit line says `rotated`, and the response in flight is read on
+/// upstream (nothing more reaches the client) until its `response.completed`, whose usage is
+/// what the ledger gets: `tokens_out=7`, the mock's count, not the 500 reserved.
+#[test]
+fn a_session_cut_by_a_rotation_is_logged_rotated_and_charged_its_real_usage() {
+    let keys = tempfile::tempdir().unwrap();
+    let key_file = keys.path().join("openai.key");
+    std::fs::write(&key_file, format!("{KEY}\n")).unwrap();
+    std::fs::set_permissions(
+        &key_file,
+        std::os::unix::fs::PermissionsExt::from_mode(0o600),
+    )
+    .unwrap();
+    let admin_dir = tempfile::tempdir().unwrap();
+    let admin = admin_dir.path().join("admin.sock");
+    let d = policy_dir();
+    let policy = write_policy(d.path(), "[default]\nmax_output_tokens = 500\n");
+    let state = d.path().join("state");
+    let mock = WsMock::start().unwrap();
+    // about 40 events 100 ms apart: each response lasts ~4 s
+    mock.set_script(WsScript {
+        text: (0..40).map(|i| format!("w{i} ")).collect(),
+        delay: Duration::from_millis(100),
+        ..WsScript::default()
+    });
+    let proxy = Spawn::new(&mock.responses_url())
+        .key(b"")
+        .arg("--api-key-file")
+        .arg(key_file.to_str().unwrap())
+        .arg("--admin-socket")
+        .arg(admin.to_str().unwrap())
+        .arg("--key-pages-without-memfd-secret")
+        .arg("--policy")
+        .arg(policy.to_str().unwrap())
+        .arg("--state-dir")
+        .arg(state.to_str().unwrap())
+        .start();
+    let key = |i: usize| format!("sk-proj-ROTATED{i}_websocket_cut_usage_canary");
+    let rt = rt();
+    let first = rt.block_on(async {
+        // sessions 0-2 each hold a response in flight under keys 0-2 (three retired pages)
+        let mut sessions = Vec::new();
+        for i in 0..3 {
+            let mut ws = connect(proxy.port, &[]).await.expect("upgrade accepted");
+            ws.send(Message::text(create("gpt-5"))).await.unwrap();
+            let m = ws.next().await;
+            assert!(matches!(m, Some(Ok(Message::Text(_)))), "{m:?}");
+            let admin = admin.clone();
+            let k = key(i + 1);
+            let (code, out) = tokio::task::spawn_blocking(move || rotate(&admin, &k))
+                .await
+                .unwrap();
+            assert_eq!(code, 0, "rotation {}: {out}", i + 1);
+            sessions.push(ws);
+        }
+        // every page in use: the fourth rotation cuts session 0 (the oldest retired key)
+        let admin = admin.clone();
+        let (code, out) = tokio::task::spawn_blocking(move || rotate(&admin, &key(4)))
+            .await
+            .unwrap();
+        assert_eq!(code, 0, "the fourth rotation: {out}");
+        let first = read_until(&mut sessions[0], "never").await;
+        for ws in sessions.iter_mut().skip(1) {
+            let _ = read_until(ws, "response.completed").await;
+        }
+        first
+    });
+    assert_eq!(
+        first.close,
+        Some((
+            1001,
+            "the proxy's API key was rotated and its page is needed".to_string()
+        )),
+        "{first:?}"
+    );
+    assert!(
+        !first.types().contains(&"response.completed".to_string()),
+        "the cut session got its whole response: {first:?}"
+    );
+    let log = proxy.wait_log("outcome=\"rotated\"", 2);
+    let cut: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("outcome=\"rotated\""))
+        .collect();
+    assert!(
+        cut.iter().any(|l| l.contains("tokens_out=7")),
+        "the cut response was read on and charged its real usage: {cut:?}"
+    );
+    assert!(!cut.iter().any(|l| l.contains("tokens_out=500")), "{cut:?}");
+}
