@@ -1122,28 +1122,40 @@ fn no_mode_change_below_a_nested_git_or_inside_a_bare_repository() {
     );
 }
 
-/// Outside review r23: three routes into an existing bare repository named `remote`.
-/// - F1: take it apart until git's own test no longer sees a repository (refs saved, `refs/`
-///   emptied and removed), plant a hook and `core.fsmonitor`, then put `refs/` back. The guard
-///   keys on `HEAD`, which the command cannot make: every write is still refused.
-/// - F4: exchange it with another bare repository (`renameat2(RENAME_EXCHANGE)`): refused.
-/// - F2: reach a file through `/proc/1/cwd/...` (the init's cwd, a magic link the command may
-///   not follow itself): refused, the creator follows no magic link mid-path either.
+/// Outside reviews r23 and r24: routes into an existing bare repository named `remote`.
+/// - r23 F1: take it apart until git's test no longer sees a repository (`refs/` emptied and
+///   removed), plant a hook and `core.fsmonitor`, put `refs/` back; r24 F1: remove its `HEAD`
+///   (a `.bare` repository's worktrees still read its config and hooks). `unlink` and `rmdir`
+///   inside a repository are refused now, so it stays a repository and unwritten.
+/// - r24 F4: `chmod 000` of the repository's parent made the guard's look for `HEAD` fail and
+///   count as "no repository": every doubt now counts as a repository.
+/// - r23 F4: exchange it with another bare repository (`renameat2(RENAME_EXCHANGE)`): refused.
+/// - r23 F2: reach a file through `/proc/1/cwd/...` (the init's cwd, a magic link the command
+///   may not follow itself): refused, the creator follows no magic link mid-path either.
 ///
-/// Controls: the same dismantling and planting, and the exchange, succeed outside the sandbox.
+/// Controls: a directory holding only a file named `HEAD` is no repository and stays writable
+/// (r24 F3: it froze every write below it); outside the sandbox the same dismantling and
+/// planting, and the exchange, succeed.
 #[test]
 fn a_repository_taken_apart_swapped_or_reached_through_proc_stays_unwritten() {
     for ns in [Ns::With, Ns::Without] {
         let e = env();
+        std::fs::create_dir_all(e.ws.join("lone")).unwrap();
+        std::fs::write(e.ws.join("lone/HEAD"), "ref: refs/heads/main\n").unwrap();
         suite_test_support::dirs::chown_tree(&e.base, NOBODY);
         git(&e, &e.ws, &["init", "-q", "--bare", "remote"]);
         git(&e, &e.ws, &["init", "-q", "--bare", "other"]);
+        std::fs::create_dir_all(e.ws.join("box")).unwrap();
+        suite_test_support::dirs::chown_tree(&e.ws.join("box"), NOBODY);
+        git(&e, &e.ws.join("box"), &["init", "-q", "--bare", "remote2"]);
         let attack = r#"
 cd remote
-rm -rf refs/heads refs/tags && rmdir refs && echo refs-removed
+rm -rf refs/heads refs/tags 2>&1; rmdir refs 2>&1 && echo REMOVED-refs
+rm HEAD 2>&1 && echo REMOVED-head
 printf '#!/bin/sh\nid > PWNED\n' > hooks/pre-receive 2>&1 && echo PLANTED-hook
 echo "[core]" >> config 2>&1 && echo PLANTED-config
-mkdir refs 2>&1; cd ..
+cd ..
+echo x > lone/file && echo lone-writable
 python3 -c '
 import ctypes, os
 libc = ctypes.CDLL(None, use_errno=True)
@@ -1156,17 +1168,30 @@ try:
 except OSError as x:
     print("viaproc", x.errno)
 '
+cd box/remote2 && chmod 000 .. && echo parent-000
+printf 'x' > hooks/pre-receive 2>&1 && echo PLANTED-000
 "#;
         let out = guarded(&e, ns, false, attack);
+        use std::os::unix::fs::PermissionsExt;
+        let _ = std::fs::set_permissions(e.ws.join("box"), std::fs::Permissions::from_mode(0o755));
         let stdout = String::from_utf8_lossy(&out.stdout);
         let stderr = String::from_utf8_lossy(&out.stderr);
         let ctx = format!("{ns:?}: {stdout} / {stderr}");
-        assert!(
-            stdout.contains("refs-removed"),
-            "unlink/rmdir are not mediated: {ctx}"
-        );
+        assert!(!stdout.contains("REMOVED"), "{ctx}");
         assert!(!stdout.contains("PLANTED"), "{ctx}");
+        assert!(e.ws.join("remote/HEAD").exists(), "{ctx}");
+        assert!(e.ws.join("remote/refs/heads").is_dir(), "{ctx}");
         assert!(!e.ws.join("remote/hooks/pre-receive").exists(), "{ctx}");
+        // r24 F4's setting held (the parent was 000), the write was not made
+        assert!(stdout.contains("parent-000"), "{ctx}");
+        assert!(
+            !e.ws.join("box/remote2/hooks/pre-receive").exists(),
+            "{ctx}"
+        );
+        assert!(
+            stdout.contains("lone-writable"),
+            "control in the same run: {ctx}"
+        );
         assert!(stdout.contains("exchange 13"), "{ctx}");
         assert!(
             stdout.contains("viaproc 13") || stdout.contains("viaproc 2"),

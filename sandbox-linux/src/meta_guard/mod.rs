@@ -217,12 +217,12 @@ pub fn handle(listener: &OwnedFd, n: &libc::seccomp_notif, mounts: &Mounts, guar
 /// is the one `/proc/self/fd` gives for the descriptor: its place in the sandbox's mount
 /// namespace, whose layout is the host's (each mount is bound onto itself).
 fn protected_location(file: &OwnedFd) -> bool {
-    use std::os::fd::AsRawFd;
+    use std::os::fd::{AsFd, AsRawFd};
     match std::fs::read_link(format!("/proc/self/fd/{}", file.as_raw_fd())) {
         Ok(real) => {
             let b = real.as_os_str().as_bytes();
             crate::name_guard::has_protected_component(b)
-                || crate::name_guard::inside_git_directory(b)
+                || crate::name_guard::inside_git_directory(file.as_fd(), b)
         }
         Err(_) => true,
     }

@@ -5,7 +5,8 @@ use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 
 use super::sys;
 use super::{
-    DENIED_ERRNO, Op, Request, has_protected_component, inside_git_directory, is_protected_new_name,
+    DENIED_ERRNO, Op, Request, has_protected_component, inside_git_directory, is_git_directory_at,
+    is_protected_new_name,
 };
 
 /// Carve-outs that did not exist at the start (a `$CODEX_HOME` to be created, `.git`/`.codex`
@@ -38,8 +39,7 @@ fn below_protected_path(path: &[u8]) -> bool {
 /// `EACCES` when `fd` (an `O_PATH` descriptor of an entry about to be renamed or linked) is a
 /// directory git takes for a repository by its contents.
 fn refuse_repository_entry(fd: BorrowedFd<'_>) -> Result<(), i32> {
-    if sys::info(fd).map_err(errno)?.kind == libc::S_IFDIR && inside_git_directory(&real_path(fd)?)
-    {
+    if sys::info(fd).map_err(errno)?.kind == libc::S_IFDIR && is_git_directory_at(fd) {
         return Err(DENIED_ERRNO);
     }
     Ok(())
@@ -245,6 +245,7 @@ pub(super) fn perform(req: &Request, fds: Vec<OwnedFd>) -> Outcome {
             .map(|()| None)
         }
         Op::Link => link(d1, &req.path1, d2, &req.path2, req.flags).map(|()| None),
+        Op::Unlink => unlink(d1, &req.path1, req.flags).map(|()| None),
         Op::Rename => rename(d1, &req.path1, d2, &req.path2, req.flags as u32).map(|()| None),
     }
 }
@@ -368,7 +369,9 @@ fn check_location(fd: BorrowedFd<'_>, refuse_proc: bool) -> Result<(sys::FileInf
         return Err(DENIED_ERRNO);
     }
     let real = real_path(fd)?;
-    if has_protected_component(&real) || below_protected_path(&real) || inside_git_directory(&real)
+    if has_protected_component(&real)
+        || below_protected_path(&real)
+        || inside_git_directory(fd, &real)
     {
         return Err(if info.read_only {
             libc::EROFS
@@ -489,6 +492,28 @@ fn link(
         libc::AT_SYMLINK_FOLLOW,
     )
     .map_err(errno)
+}
+
+/// `unlinkat(dir1, path1, flags)` (`unlink`, `rmdir`: `AT_REMOVEDIR`): nothing is removed
+/// inside a repository or below a protected name (outside review r23 F1: `refs/` removed so
+/// that git's test no longer saw a repository, a hook planted, `refs/` put back; r24 F1: a
+/// `.bare` repository's `HEAD` removed, its worktrees still reading its config and hooks).
+/// The directory the entry is in is checked as for a creation; the entry's own name may be
+/// protected (removing a `.git` file or an empty `HEAD`-less directory named `.git` plants
+/// nothing).
+fn unlink(d1: Option<BorrowedFd<'_>>, path: &[u8], flags: i32) -> Result<(), i32> {
+    if flags & !libc::AT_REMOVEDIR != 0 {
+        return Err(libc::EINVAL);
+    }
+    let Some((parent, _, last_as_given)) = split(path) else {
+        return sys::unlinkat(d1, &cstr(path)?, flags).map_err(errno);
+    };
+    let parent_fd = open_path_no_magiclinks(d1, &cstr(parent)?, true)?;
+    let (info, _) = check_location(parent_fd.as_fd(), true)?;
+    let last = cstr(last_as_given)?;
+    entry_is_no_repository(parent_fd.as_fd(), &last)
+        .map_err(|e| if info.read_only { libc::EROFS } else { e })?;
+    sys::unlinkat(Some(parent_fd.as_fd()), &last, flags).map_err(errno)
 }
 
 fn rename(

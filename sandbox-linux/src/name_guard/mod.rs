@@ -102,39 +102,126 @@ pub fn has_protected_component(path: &[u8]) -> bool {
     path.split(|&b| b == b'/').any(is_protected)
 }
 
-/// Whether the directory `dir` is, or was, one git takes for a repository: it holds a `HEAD`
-/// (file or link). Git's own test (`is_git_directory`) also wants `objects/` and `refs/` (or a
-/// `commondir`), but the command can remove those (`unlink` and `rmdir` are not mediated) and
-/// then write where the test no longer sees a repository, and restore them afterwards (outside
-/// review r23 F1: refs saved, `refs/` removed, a `pre-receive` hook and `core.fsmonitor`
-/// planted, `refs/` made again; the user's next push ran the hook). `HEAD` alone cannot be
-/// made by the command (a new `HEAD` is refused), so a directory with one stays protected
-/// until its `HEAD` is gone, and then git no longer takes it for a repository. Links are not
-/// followed. A lookalike with a file named `HEAD` is protected too (the price: rare outside
-/// repositories).
-fn is_git_directory(dir: &std::path::Path) -> bool {
-    std::fs::symlink_metadata(dir.join("HEAD"))
-        .is_ok_and(|m| m.file_type().is_file() || m.file_type().is_symlink())
+/// Whether the directory `dir` (a descriptor) is one git takes for a repository, as git's
+/// `is_git_directory` does: a `HEAD` (file or link), and `objects/` + `refs/` directories or a
+/// `commondir` file (a worktree's gitdir). Looked at through the descriptor, never by path
+/// (outside review r24 F2: the parent directories were exchanged between a check by path and
+/// the write). Fails closed: any answer but "no such entry" (a parent made `chmod 000`, outside
+/// review r24 F4) counts as a repository. Its parts cannot be removed to fool the test
+/// (`unlink`, `rmdir` inside a repository are refused too: r23 F1, r24 F1).
+pub(crate) fn is_git_directory_at(dir: std::os::fd::BorrowedFd<'_>) -> bool {
+    git_directory_at(dir, false)
 }
 
-/// Whether `path` (a resolved location) is a repository by its contents or lies below one,
-/// whatever its name (outside review r21 F1: a bare repository `/tmp/x/remote` under a
-/// writable root had a `pre-receive` hook planted, which the user's next `git push` ran). Each
-/// directory from `path` up to `/` is looked at when a call is made, not scanned at set-up: a
-/// repository made during the run by someone else is covered too, and a start costs nothing.
-/// The command cannot assemble a new one (a new `HEAD` is refused) nor move one (it is inside
-/// itself).
-pub(crate) fn inside_git_directory(path: &[u8]) -> bool {
-    use std::os::unix::ffi::OsStrExt;
-    let mut p = std::path::Path::new(std::ffi::OsStr::from_bytes(path));
-    loop {
-        if p.as_os_str().len() > 1 && is_git_directory(p) {
+/// [`is_git_directory_at`]; `lenient`: a directory this process may not search (`EACCES` on
+/// its own entries) counts as no repository. Used for the directory a call acts on itself:
+/// the command cannot make a repository unsearchable (its metadata changes are refused) and
+/// the kernel refuses a creation inside an unsearchable directory anyway, while `chmod 000
+/// dir` then `chmod 755 dir` must keep working.
+fn git_directory_at(dir: std::os::fd::BorrowedFd<'_>, lenient: bool) -> bool {
+    use std::os::fd::AsRawFd;
+    // Some(kind) when present, None when absent, Err(()) when unknown
+    let kind = |name: &std::ffi::CStr| -> Result<Option<u32>, ()> {
+        let mut st = std::mem::MaybeUninit::<libc::stat>::uninit();
+        match sys::fstatat_nofollow(dir.as_raw_fd(), name, &mut st) {
+            Ok(st) => Ok(Some(st.st_mode & libc::S_IFMT)),
+            Err(e) if matches!(e.raw_os_error(), Some(libc::ENOENT) | Some(libc::ENOTDIR)) => {
+                Ok(None)
+            }
+            Err(e) if lenient && e.raw_os_error() == Some(libc::EACCES) => Ok(None),
+            Err(_) => Err(()),
+        }
+    };
+    let Ok(head) = kind(c"HEAD") else {
+        return true;
+    };
+    match head {
+        Some(libc::S_IFREG) | Some(libc::S_IFLNK) => {}
+        _ => return false,
+    }
+    let (Ok(objects), Ok(refs), Ok(common)) = (kind(c"objects"), kind(c"refs"), kind(c"commondir"))
+    else {
+        return true;
+    };
+    (objects == Some(libc::S_IFDIR) && refs == Some(libc::S_IFDIR)) || common == Some(libc::S_IFREG)
+}
+
+/// Most directory levels walked up from a location (deeper: counted as inside a repository).
+const MAX_LEVELS: usize = 512;
+
+/// Whether the directory `dir` (a descriptor), or any directory above it, is a repository
+/// ([`is_git_directory_at`]), whatever its name (outside review r21 F1: a bare repository
+/// `/tmp/x/remote` under a writable root had a `pre-receive` hook planted, which the user's
+/// next `git push` ran). Walked up through `..` from the descriptor when the call is made, not
+/// scanned at set-up: the directories checked are the ones the call lands in, a repository made
+/// during the run by someone else is covered too, and a start costs nothing. Fails closed.
+/// `path`: where `dir` is, used only when `dir` itself cannot be searched for its `..` (a
+/// directory made `chmod 000`): its parent is then opened by that path and accepted only when
+/// its entry of that name is `dir`.
+fn inside_git_directory_at(dir: std::os::fd::BorrowedFd<'_>, path: Option<&[u8]>) -> bool {
+    use std::os::fd::AsFd;
+    let mut cur: Option<std::os::fd::OwnedFd> = None;
+    let mut last = None;
+    for level in 0..MAX_LEVELS {
+        let d = cur.as_ref().map_or(dir, |c| c.as_fd());
+        if git_directory_at(d, level == 0) {
             return true;
         }
-        match p.parent() {
-            Some(parent) => p = parent,
-            None => return false,
+        let Ok(st) = sys::fstat_fd(d) else {
+            return true;
+        };
+        let id = (st.st_dev, st.st_ino);
+        if last == Some(id) {
+            return false; // `..` of the root is the root
         }
+        last = Some(id);
+        let up = match (sys::open_dotdot(d), level, path) {
+            (Ok(up), _, _) => up,
+            (Err(e), 0, Some(p)) if e.raw_os_error() == Some(libc::EACCES) => {
+                match parent_by_path(d, p) {
+                    Some(up) => up,
+                    None => return true,
+                }
+            }
+            (Err(_), _, _) => return true,
+        };
+        cur = Some(up);
+    }
+    true
+}
+
+/// The directory holding `fd`, opened by the directory part of `path` (its resolved location)
+/// and accepted only when its entry of that name is `fd` itself (`None`: moved meanwhile, or
+/// unreachable).
+fn parent_by_path(fd: std::os::fd::BorrowedFd<'_>, path: &[u8]) -> Option<std::os::fd::OwnedFd> {
+    use std::os::fd::AsRawFd;
+    let st = sys::fstat_fd(fd).ok()?;
+    let slash = path.iter().rposition(|&b| b == b'/')?;
+    let dir = std::ffi::CString::new(&path[..slash.max(1)]).ok()?;
+    let name = std::ffi::CString::new(&path[slash + 1..]).ok()?;
+    let parent = sys::open_dir_path(&dir).ok()?;
+    let mut tmp = std::mem::MaybeUninit::<libc::stat>::uninit();
+    let e = sys::fstatat_nofollow(parent.as_raw_fd(), &name, &mut tmp).ok()?;
+    ((e.st_dev, e.st_ino) == (st.st_dev, st.st_ino)).then_some(parent)
+}
+
+/// [`inside_git_directory_at`] for a file or directory `fd` whose resolved location is
+/// `path`: a directory is walked from itself; anything else from its parent
+/// ([`parent_by_path`]; counted as inside when it cannot be found).
+pub(crate) fn inside_git_directory(fd: std::os::fd::BorrowedFd<'_>, path: &[u8]) -> bool {
+    use std::os::fd::AsFd;
+    let Ok(st) = sys::fstat_fd(fd) else {
+        return true;
+    };
+    if st.st_mode & libc::S_IFMT == libc::S_IFDIR {
+        return inside_git_directory_at(fd, Some(path));
+    }
+    match parent_by_path(fd, path) {
+        Some(parent) => {
+            let parent_path = &path[..path.iter().rposition(|&b| b == b'/').unwrap_or(0).max(1)];
+            inside_git_directory_at(parent.as_fd(), Some(parent_path))
+        }
+        None => true,
     }
 }
 
@@ -174,6 +261,8 @@ pub enum Op {
     Link = 6,
     /// `renameat2(dir1, path1, dir2, path2, flags)`.
     Rename = 7,
+    /// `unlinkat(dir1, path1, flags)` (`unlink`, `rmdir`).
+    Unlink = 8,
 }
 
 /// One mediated call, as read from the notifying thread (its directories travel beside it as

@@ -182,6 +182,22 @@ fn build(ctx: &Ctx, n: &libc::seccomp_notif) -> Result<(Request, Vec<OwnedFd>), 
             first = Some((i(a[0]), a[1]));
             second = Some((i(a[2]), a[3]));
         }
+        #[cfg(target_arch = "x86_64")]
+        libc::SYS_unlink => {
+            req.op = Op::Unlink;
+            first = Some((AT_FDCWD, a[0]));
+        }
+        #[cfg(target_arch = "x86_64")]
+        libc::SYS_rmdir => {
+            req.op = Op::Unlink;
+            first = Some((AT_FDCWD, a[0]));
+            req.flags = libc::AT_REMOVEDIR;
+        }
+        libc::SYS_unlinkat => {
+            req.op = Op::Unlink;
+            first = Some((i(a[0]), a[1]));
+            req.flags = i(a[2]);
+        }
         libc::SYS_renameat2 => {
             req.op = Op::Rename;
             first = Some((i(a[0]), a[1]));

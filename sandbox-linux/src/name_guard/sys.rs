@@ -380,3 +380,65 @@ pub fn read_eintr(fd: BorrowedFd<'_>, buf: &mut [u8]) -> io::Result<usize> {
         return cvt(r as libc::c_long).map(|n| n as usize);
     }
 }
+
+/// `fstatat(dir, name, AT_SYMLINK_NOFOLLOW)` into `st`.
+pub fn fstatat_nofollow(
+    dir: RawFd,
+    name: &CStr,
+    st: &mut std::mem::MaybeUninit<libc::stat>,
+) -> io::Result<libc::stat> {
+    // SAFETY: `name` is NUL-terminated; `st` is writable memory of the size of `struct stat`,
+    // which the kernel fills on success.
+    cvt(unsafe {
+        libc::fstatat(
+            dir,
+            name.as_ptr(),
+            st.as_mut_ptr(),
+            libc::AT_SYMLINK_NOFOLLOW,
+        )
+    } as libc::c_long)?;
+    // SAFETY: fstatat succeeded, so the kernel initialised every field of `st`.
+    Ok(unsafe { st.assume_init() })
+}
+
+/// `fstat(fd)`.
+pub fn fstat_fd(fd: BorrowedFd<'_>) -> io::Result<libc::stat> {
+    let mut st = std::mem::MaybeUninit::<libc::stat>::uninit();
+    // SAFETY: `st` is writable memory of the size of `struct stat`, filled on success.
+    cvt(unsafe { libc::fstat(fd.as_raw_fd(), st.as_mut_ptr()) } as libc::c_long)?;
+    // SAFETY: fstat succeeded, so the kernel initialised every field of `st`.
+    Ok(unsafe { st.assume_init() })
+}
+
+/// `openat(dir, "..", O_PATH | O_DIRECTORY | O_CLOEXEC)`: the directory above `dir`.
+pub fn open_dotdot(dir: BorrowedFd<'_>) -> io::Result<OwnedFd> {
+    // SAFETY: `dir` is borrowed for the call; the name is a NUL-terminated literal.
+    let fd = cvt(unsafe {
+        libc::openat(
+            dir.as_raw_fd(),
+            c"..".as_ptr(),
+            libc::O_PATH | libc::O_DIRECTORY | libc::O_CLOEXEC,
+        )
+    } as libc::c_long)?;
+    // SAFETY: openat succeeded: a new descriptor owned by nobody else.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd as RawFd) })
+}
+
+/// `open(path, O_PATH | O_DIRECTORY | O_CLOEXEC)` (an absolute path of this process's view).
+pub fn open_dir_path(path: &CStr) -> io::Result<OwnedFd> {
+    // SAFETY: `path` is NUL-terminated and borrowed for the call.
+    let fd = cvt(unsafe {
+        libc::open(
+            path.as_ptr(),
+            libc::O_PATH | libc::O_DIRECTORY | libc::O_CLOEXEC,
+        )
+    } as libc::c_long)?;
+    // SAFETY: open succeeded: a new descriptor owned by nobody else.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd as RawFd) })
+}
+
+/// `unlinkat(dir, name, flags)`.
+pub fn unlinkat(dir: Option<BorrowedFd<'_>>, name: &CStr, flags: i32) -> io::Result<()> {
+    // SAFETY: `name` is NUL-terminated; `dir` is borrowed for the call.
+    cvt(unsafe { libc::unlinkat(raw(dir), name.as_ptr(), flags) } as libc::c_long).map(drop)
+}

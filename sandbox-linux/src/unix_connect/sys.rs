@@ -382,6 +382,9 @@ const NAME_CALLS: &[libc::c_long] = &[
     libc::SYS_rename,
     libc::SYS_renameat,
     libc::SYS_renameat2,
+    libc::SYS_unlink,
+    libc::SYS_unlinkat,
+    libc::SYS_rmdir,
 ];
 #[cfg(not(target_arch = "x86_64"))]
 const NAME_CALLS: &[libc::c_long] = &[
@@ -393,6 +396,7 @@ const NAME_CALLS: &[libc::c_long] = &[
     #[cfg(not(target_arch = "riscv64"))]
     libc::SYS_renameat,
     libc::SYS_renameat2,
+    libc::SYS_unlinkat,
 ];
 
 /// Open flags that make an open mediated: writing, creating or truncating (`O_TMPFILE` requires
