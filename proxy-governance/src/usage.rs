@@ -635,6 +635,39 @@ impl SseTap {
             line_empty: true,
         }
     }
+
+    /// A line `field: value` seen whole from its start (its end not consumed yet): the state
+    /// the byte-wise path ([`UsageTap::sse_byte`]) reaches after the same bytes.
+    fn whole_line(&mut self, field: &[u8], value: &[u8]) {
+        self.line_empty = false;
+        self.line = match field {
+            b"data"
+                if !self.event_name.is_empty()
+                    && !TERMINAL_EVENTS
+                        .iter()
+                        .any(|n| n.as_bytes() == self.event_name.as_slice()) =>
+            {
+                self.has_data = true;
+                LineState::Skip
+            }
+            b"data" => {
+                if self.has_data {
+                    self.scanner.feed(b"\n");
+                }
+                self.has_data = true;
+                self.scanned = true;
+                self.scanner.feed(value);
+                LineState::Data { first: false }
+            }
+            b"event" => {
+                self.event_name.clear();
+                let room = MAX_NAME_BYTES.min(value.len());
+                self.event_name.extend_from_slice(&value[..room]);
+                LineState::Event { first: false }
+            }
+            _ => LineState::Skip,
+        };
+    }
 }
 
 #[derive(Debug)]
@@ -682,6 +715,26 @@ impl UsageTap {
     fn observe_sse(&mut self, mut chunk: &[u8]) {
         while let Some(&first) = chunk.first() {
             if let Mode::Sse(t) = &mut self.mode {
+                // A whole line at hand from its start: its field read from the slice (no state
+                // machine byte by byte), its content handled at once; the line's end is left to
+                // `sse_byte`. The same result as the byte-wise path (a line split over chunks
+                // takes that one; `whole_lines_read_at_once_match_the_byte_path`).
+                if matches!(t.line, LineState::Field)
+                    && t.field.is_empty()
+                    && !t.after_cr
+                    && first != b'\n'
+                    && first != b'\r'
+                {
+                    if let Some(end) = memchr::memchr2(b'\n', b'\r', chunk) {
+                        if let Some(colon) = memchr::memchr(b':', &chunk[..end]) {
+                            let value = &chunk[colon + 1..end];
+                            let value = value.strip_prefix(b" ").unwrap_or(value);
+                            t.whole_line(&chunk[..colon], value);
+                            chunk = &chunk[end..];
+                            continue;
+                        }
+                    }
+                }
                 let run = matches!(
                     t.line,
                     LineState::Skip
@@ -1070,6 +1123,62 @@ mod tests {
         assert_eq!(sse("event: x\ndata: {}\n\n", 1).usage, None);
     }
 
+    /// The whole-line path on the cases that matter, against the byte-wise one (chunks of one
+    /// byte never hold a whole line) and against the expected usage.
+    #[test]
+    fn whole_lines_and_bytes_agree_on_named_events() {
+        let usage = r#"{"input_tokens":5,"output_tokens":7}"#;
+        let typed_x = format!(r#"{{"type":"x","response":{{"usage":{usage}}}}}"#);
+        let typed_done =
+            format!(r#"{{"type":"response.completed","response":{{"usage":{usage}}}}}"#);
+        let counted = Some(Usage {
+            input_tokens: 5,
+            cached_input_tokens: 0,
+            output_tokens: 7,
+        });
+        for (body, want) in [
+            (
+                format!("event: response.completed\ndata: {typed_x}\n\n"),
+                counted,
+            ),
+            (
+                format!("event:response.completed\r\ndata:{typed_x}\r\n\r\n"),
+                counted,
+            ),
+            (
+                format!("event:  response.completed\ndata: {typed_x}\n\n"),
+                None,
+            ),
+            (
+                format!("event: response.output_text.delta\ndata: {typed_done}\n\n"),
+                None,
+            ),
+            (
+                format!("event: response.failed\rdata: {typed_x}\r\r"),
+                counted,
+            ),
+            (format!("data: {typed_done}\n\n"), counted),
+            (format!("data: {typed_x}\n\n"), None),
+            (
+                format!("id: 1\nretry: 5\n: comment\ndata: {typed_done}\n\n"),
+                counted,
+            ),
+            (format!("event\ndata: {typed_done}\n\n"), counted),
+            (format!("data\ndata: {typed_done}\n\n"), counted),
+        ] {
+            let run = |chunk: usize| {
+                let mut t = UsageTap::for_content_type(Some("text/event-stream"));
+                for c in body.as_bytes().chunks(chunk) {
+                    t.observe(c);
+                }
+                t.finish()
+            };
+            let bytewise = run(1);
+            assert_eq!(bytewise.usage, want, "{body:?}");
+            assert_eq!(run(body.len()), bytewise, "{body:?}");
+        }
+    }
+
     proptest! {
         #![proptest_config(ProptestConfig { cases: 256, .. ProptestConfig::default() })]
 
@@ -1091,6 +1200,50 @@ mod tests {
             let body = format!("data: {noise}\n\n{}", completed(&usage));
             let r = super::tests::sse(&body, split);
             prop_assert_eq!(r.usage, Some(Usage { input_tokens: i, cached_input_tokens: 0, output_tokens: o }));
+        }
+
+        /// Lines read whole (`SseTap::whole_line`) give what the byte-wise path gives: the same
+        /// stream fed at once, in random chunks and one byte at a time (a line is never whole
+        /// then), over odd fields, names, empty values, CR/LF/CRLF ends and terminal events.
+        #[test]
+        fn whole_lines_read_at_once_match_the_byte_path(
+            lines in proptest::collection::vec((
+                prop_oneof![
+                    Just("data".to_string()), Just("event".to_string()), Just("id".to_string()),
+                    Just("".to_string()), Just("datadatadatadatadata".to_string()), "[a-z:]{0,18}",
+                ],
+                prop_oneof![
+                    Just(": ".to_string()), Just(":".to_string()), Just("".to_string()), Just(":  ".to_string()),
+                ],
+                prop_oneof![
+                    Just("response.completed".to_string()), Just("response.failed".to_string()),
+                    Just("response.output_text.delta".to_string()),
+                    Just(r#"{"type":"response.completed","response":{"model":"m","usage":{"input_tokens":5,"output_tokens":7}}}"#.to_string()),
+                    Just(r#"{"type":"x","response":{"usage":{"input_tokens":1,"output_tokens":2}}}"#.to_string()),
+                    Just(r#"{"response":{"usage":{"input_tokens":-1,"output_tokens":1e3}}}"#.to_string()),
+                    "[ -~]{0,40}",
+                ],
+                prop_oneof![Just("\n"), Just("\r\n"), Just("\r"), Just("\n\n"), Just("\r\n\r\n")],
+            ), 0..24),
+            split in 2usize..300,
+        ) {
+            let mut body = Vec::new();
+            for (field, sep, value, end) in &lines {
+                body.extend_from_slice(field.as_bytes());
+                body.extend_from_slice(sep.as_bytes());
+                body.extend_from_slice(value.as_bytes());
+                body.extend_from_slice(end.as_bytes());
+            }
+            let run = |chunk: usize| {
+                let mut t = UsageTap::for_content_type(Some("text/event-stream"));
+                for c in body.chunks(chunk) {
+                    t.observe(c);
+                }
+                t.finish()
+            };
+            let bytewise = run(1);
+            prop_assert_eq!(&run(body.len().max(1)), &bytewise, "{}", String::from_utf8_lossy(&body));
+            prop_assert_eq!(&run(split), &bytewise, "{}", String::from_utf8_lossy(&body));
         }
     }
 }
