@@ -413,6 +413,10 @@ impl JsonScanner {
     }
 
     fn string_role_here(&self) -> StrRole {
+        // Every wanted string sits at depth 1 or 2.
+        if self.depth == 0 || self.depth > 2 {
+            return StrRole::Ignore;
+        }
         match self.layout {
             Layout::Response if self.at(&[Key::Model]) => StrRole::Model,
             Layout::Event if self.at(&[Key::Type]) => StrRole::Type,
@@ -442,7 +446,15 @@ impl JsonScanner {
                     }
                 } else if !self.esc {
                     let rest = &bytes[i..];
-                    let Some(j) = memchr::memchr2(b'"', b'\\', rest) else {
+                    // Most strings (keys, ids, names) are short: a plain look at the first
+                    // bytes before the vectorised search (its set-up costs more than them).
+                    let short = rest.iter().take(16).position(|&b| b == b'"' || b == b'\\');
+                    let found = match short {
+                        Some(j) => Some(j),
+                        None if rest.len() <= 16 => None,
+                        None => memchr::memchr2(b'"', b'\\', &rest[16..]).map(|j| j + 16),
+                    };
+                    let Some(j) = found else {
                         self.keep(rest);
                         return;
                     };
