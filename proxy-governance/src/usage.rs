@@ -368,6 +368,12 @@ pub struct JsonScanner {
     pub model: Option<String>,
     pub type_: Option<String>,
     done: bool,
+    /// Inside a container nothing wanted can be in (see [`JsonScanner::wanted_container`]):
+    /// its nesting, walked by a tight loop that only follows strings and brackets (0: not
+    /// skipping).
+    skip_nest: u32,
+    /// Tests: walk every container (the differential check of the skipping).
+    no_skip: bool,
 }
 
 impl JsonScanner {
@@ -390,7 +396,76 @@ impl JsonScanner {
             model: None,
             type_: None,
             done: false,
+            skip_nest: 0,
+            no_skip: false,
         }
+    }
+
+    /// A scanner that walks every container (tests compare it with the skipping one).
+    #[cfg(test)]
+    fn exhaustive(layout: Layout) -> Self {
+        Self {
+            no_skip: true,
+            ..Self::new(layout)
+        }
+    }
+
+    /// Whether the container just opened (`open`, now at `self.depth`) can hold something the
+    /// walk wants: the top object, and for an event the top object's `response` object (the
+    /// `usage` object is copied, never skipped). Keys are only matched in objects whose whole
+    /// path is objects ([`JsonScanner::at`]), so arrays and deeper containers are skipped.
+    fn wanted_container(&self, open: u8) -> bool {
+        open == b'{'
+            && match self.layout {
+                Layout::Response => self.depth == 1,
+                Layout::Event => {
+                    self.depth == 1
+                        || (self.depth == 2
+                            && self.objects & 1 != 0
+                            && self.path[0] == Key::Response)
+                }
+            }
+    }
+
+    /// The tight loop over a skipped container from `i`: returns where it stopped, at the
+    /// container's closing bracket (left for [`JsonScanner::byte`]) or at the end of `bytes`.
+    fn skip_run(&mut self, bytes: &[u8], mut i: usize) -> usize {
+        while i < bytes.len() {
+            if self.in_str {
+                if self.esc {
+                    self.esc = false;
+                    i += 1;
+                    continue;
+                }
+                match memchr::memchr2(b'"', b'\\', &bytes[i..]) {
+                    None => return bytes.len(),
+                    Some(j) => {
+                        i += j;
+                        if bytes[i] == b'\\' {
+                            self.esc = true;
+                        } else {
+                            self.in_str = false;
+                        }
+                        i += 1;
+                        continue;
+                    }
+                }
+            }
+            match bytes[i] {
+                b'"' => self.in_str = true,
+                b'{' | b'[' => self.skip_nest = self.skip_nest.saturating_add(1),
+                b'}' | b']' => {
+                    if self.skip_nest == 1 {
+                        self.skip_nest = 0;
+                        return i;
+                    }
+                    self.skip_nest -= 1;
+                }
+                _ => {}
+            }
+            i += 1;
+        }
+        i
     }
 
     fn in_object(&self) -> bool {
@@ -435,6 +510,10 @@ impl JsonScanner {
         while i < bytes.len() {
             if self.done {
                 return;
+            }
+            if self.skip_nest > 0 {
+                i = self.skip_run(bytes, i);
+                continue;
             }
             if self.capture_depth.is_none() {
                 if !self.in_str {
@@ -543,6 +622,9 @@ impl JsonScanner {
                 } else {
                     Expect::Value
                 };
+                if !self.no_skip && self.capture_depth.is_none() && !self.wanted_container(b) {
+                    self.skip_nest = 1;
+                }
             }
             b'}' | b']' => {
                 if self.depth == 0 {
@@ -1135,6 +1217,32 @@ mod tests {
         assert_eq!(sse("event: x\ndata: {}\n\n", 1).usage, None);
     }
 
+    /// Valid JSON documents in which the wanted keys (`usage`, `model`, `type`, `response`)
+    /// turn up at every depth, as keys and inside strings.
+    fn json_doc() -> impl Strategy<Value = serde_json::Value> {
+        let key = prop_oneof![
+            Just("usage".to_string()),
+            Just("model".to_string()),
+            Just("type".to_string()),
+            Just("response".to_string()),
+            "[a-z\"\\\\{}\\[\\]:,]{0,6}",
+        ];
+        let leaf = prop_oneof![
+            Just(serde_json::Value::Null),
+            any::<bool>().prop_map(serde_json::Value::from),
+            any::<i64>().prop_map(serde_json::Value::from),
+            "[ -~]{0,12}".prop_map(serde_json::Value::from),
+            Just(serde_json::json!({"input_tokens": 3, "output_tokens": 4})),
+        ];
+        leaf.prop_recursive(5, 48, 6, move |inner| {
+            prop_oneof![
+                proptest::collection::vec(inner.clone(), 0..5).prop_map(serde_json::Value::from),
+                proptest::collection::vec((key.clone(), inner), 0..6)
+                    .prop_map(|kv| { serde_json::Value::Object(kv.into_iter().collect()) }),
+            ]
+        })
+    }
+
     /// The whole-line path on the cases that matter, against the byte-wise one (chunks of one
     /// byte never hold a whole line) and against the expected usage.
     #[test]
@@ -1212,6 +1320,28 @@ mod tests {
             let body = format!("data: {noise}\n\n{}", completed(&usage));
             let r = super::tests::sse(&body, split);
             prop_assert_eq!(r.usage, Some(Usage { input_tokens: i, cached_input_tokens: 0, output_tokens: o }));
+        }
+
+        /// Skipping the containers nothing wanted can be in finds what walking every container
+        /// finds, on valid JSON of any shape (wanted keys at every depth, strings that look
+        /// like them, escapes, brackets inside strings), in any chunking, both layouts.
+        #[test]
+        fn skipping_containers_finds_what_the_full_walk_finds(
+            doc in json_doc(), split in 1usize..97, event in any::<bool>(),
+        ) {
+            let text = serde_json::to_vec(&doc).unwrap();
+            let layout = if event { Layout::Event } else { Layout::Response };
+            let run = |mut s: JsonScanner| {
+                for c in text.chunks(split) {
+                    s.feed(c);
+                }
+                (s.usage_raw, s.usage_too_large, s.model, s.type_)
+            };
+            prop_assert_eq!(
+                run(JsonScanner::new(layout)),
+                run(JsonScanner::exhaustive(layout)),
+                "{}", String::from_utf8_lossy(&text)
+            );
         }
 
         /// Lines read whole (`SseTap::whole_line`) give what the byte-wise path gives: the same
