@@ -11,7 +11,10 @@
 //! the bytes once, remembers only the keys on the path to depth 3, and copies out at most
 //! [`MAX_USAGE_BYTES`] of the `usage` object and [`MAX_NAME_BYTES`] of names. Memory is bounded
 //! whatever the upstream sends; a usage string inside model output is never mistaken for the
-//! real one (a quote inside a JSON string is escaped, and the path must match).
+//! real one (a quote inside a JSON string is escaped, and the path must match). Containers no
+//! wanted value can be in (arrays, objects below the top one, or below an event's `response`)
+//! are crossed by a tight loop that follows only strings and brackets; a stream line seen whole
+//! is read from the slice. Both give what the full walk gives (differential proptests).
 //!
 //! Bad numbers are never trusted: a token count that is missing, negative, fractional or above
 //! [`MAX_PLAUSIBLE_TOKENS`] (10^8 for one response, over all its terminal events; outside
