@@ -901,4 +901,61 @@ mod tests {
         // Unknown peer: refused.
         assert_eq!(g.admit(None, BODY, NOW).unwrap_err().code, "peer_unknown");
     }
+
+    /// What governance costs per request on the proxy's hot path, phase by phase, with the
+    /// benchmark's policy, body and responses (`examples/bench.rs`):
+    /// `cargo test --release -p codex-proxy-governance governance_cost -- --ignored --nocapture`
+    #[test]
+    #[ignore = "a measurement, not a check"]
+    #[allow(clippy::print_stdout)]
+    fn governance_cost_per_request() {
+        let p = parse(
+            "known_models = [\"gpt-bench\"]\n[default]\nmodels = [\"gpt-bench\", \"gpt-5*\"]\n\
+             max_output_tokens = 4096\nday = { input_tokens = 1000000000000, output_tokens = 1000000000000 }\n\
+             month = { output_tokens = 10000000000000 }\n",
+        )
+        .unwrap();
+        let d = tempfile::tempdir().unwrap();
+        let (l, recs, _) = Ledger::open(d.path(), NOW).unwrap();
+        let g = Governor::new(p, Some((l, recs)), NOW);
+        let body = br#"{"model":"gpt-bench","input":"say hello","stream":false}"#;
+        let json = br#"{"id":"resp_bench","object":"response","status":"completed","output":[{"type":"message","role":"assistant","content":[{"type":"output_text","text":"hello from the benchmark mock upstream"}]}],"usage":{"input_tokens":12,"output_tokens":9,"total_tokens":21}}"#;
+        // Hot (back to back), then cold: between two requests 8 MiB are read, as the proxy's
+        // other work and the other processes on its core evict its caches between requests.
+        let mut evict = vec![1u8; 8 << 20];
+        for (label, n, cold) in [("hot", 50_000u32, false), ("cold", 2_000, true)] {
+            let (mut t_admit, mut t_tap, mut t_record, mut t_flush) = (0u128, 0u128, 0u128, 0u128);
+            for i in 0..n {
+                if cold {
+                    for b in evict.iter_mut().step_by(64) {
+                        *b = b.wrapping_add(1);
+                    }
+                    std::hint::black_box(&evict);
+                }
+                let now = NOW + u64::from(i);
+                let t = std::time::Instant::now();
+                let a = g.admit(Some(1001), body, now).unwrap();
+                t_admit += t.elapsed().as_nanos();
+                let t = std::time::Instant::now();
+                let mut tap = crate::usage::UsageTap::for_content_type(Some("application/json"));
+                tap.observe(json);
+                let r = tap.finish();
+                t_tap += t.elapsed().as_nanos();
+                let t = std::time::Instant::now();
+                g.record(&a, &r, 200, now);
+                t_record += t.elapsed().as_nanos();
+                let t = std::time::Instant::now();
+                g.flush(now);
+                t_flush += t.elapsed().as_nanos();
+            }
+            let per = |t: u128| t as f64 / f64::from(n);
+            println!(
+                "per request ({label}): admit {:.0} ns, JSON tap {:.0} ns, record {:.0} ns, flush (one write each) {:.0} ns",
+                per(t_admit),
+                per(t_tap),
+                per(t_record),
+                per(t_flush)
+            );
+        }
+    }
 }

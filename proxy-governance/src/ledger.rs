@@ -109,17 +109,22 @@ impl Record {
             .all(|b| b.is_ascii_graphic() && b != b'"' && b != b'\\');
         let mut out = Vec::with_capacity(96 + self.model.len());
         if plain {
-            let _ = write!(
-                out,
-                "{{\"t\":{},\"u\":{},\"m\":\"{}\",\"i\":{},\"c\":{},\"o\":{},\"s\":{},\"k\":",
-                self.ts_ms,
-                self.uid,
-                self.model,
-                self.input_tokens,
-                self.cached_input_tokens,
-                self.output_tokens,
-                self.status
-            );
+            // Integers by hand (`core::fmt` was most of the line's cost); the same digits.
+            out.extend_from_slice(b"{\"t\":");
+            push_u64(&mut out, self.ts_ms);
+            out.extend_from_slice(b",\"u\":");
+            push_u64(&mut out, u64::from(self.uid));
+            out.extend_from_slice(b",\"m\":\"");
+            out.extend_from_slice(self.model.as_bytes());
+            out.extend_from_slice(b"\",\"i\":");
+            push_u64(&mut out, self.input_tokens);
+            out.extend_from_slice(b",\"c\":");
+            push_u64(&mut out, self.cached_input_tokens);
+            out.extend_from_slice(b",\"o\":");
+            push_u64(&mut out, self.output_tokens);
+            out.extend_from_slice(b",\"s\":");
+            push_u64(&mut out, u64::from(self.status));
+            out.extend_from_slice(b",\"k\":");
             // `cost` is finite (`Record::new`); serde writes floats the same way (ryu).
             let _ = serde_json::to_writer(&mut out, &self.cost);
             out.push(b'}');
@@ -141,6 +146,21 @@ impl Record {
         }
         serde_json::from_slice(json).ok()
     }
+}
+
+/// Appends `n` in decimal.
+fn push_u64(out: &mut Vec<u8>, mut n: u64) {
+    let mut buf = [0u8; 20];
+    let mut i = buf.len();
+    loop {
+        i -= 1;
+        buf[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    out.extend_from_slice(&buf[i..]);
 }
 
 /// CRC-32 (IEEE 802.3, reflected, as zlib's).
@@ -507,13 +527,18 @@ mod tests {
             ("odd \"name\"\\", 1e-9),
             ("", 3.5e12),
         ] {
-            let r = Record::new(NOW, u32::MAX, model, usage, 429, cost);
-            let line = r.line();
-            let text = std::str::from_utf8(&line).unwrap();
-            let (json, crc) = text.trim_end_matches('\n').rsplit_once('\t').unwrap();
-            assert_eq!(json.as_bytes(), serde_json::to_vec(&r).unwrap(), "{model}");
-            assert_eq!(crc, format!("{:08x}", crc32(json.as_bytes())));
-            assert_eq!(Record::parse(&line[..line.len() - 1]), Some(r));
+            for r in [
+                Record::new(NOW, u32::MAX, model, usage, 429, cost),
+                Record::new(0, 0, model, Usage::default(), 0, cost),
+                Record::new(10, 9, model, Usage::default(), 100, cost),
+            ] {
+                let line = r.line();
+                let text = std::str::from_utf8(&line).unwrap();
+                let (json, crc) = text.trim_end_matches('\n').rsplit_once('\t').unwrap();
+                assert_eq!(json.as_bytes(), serde_json::to_vec(&r).unwrap(), "{model}");
+                assert_eq!(crc, format!("{:08x}", crc32(json.as_bytes())));
+                assert_eq!(Record::parse(&line[..line.len() - 1]), Some(r));
+            }
         }
     }
 

@@ -11,7 +11,10 @@
 //! the bytes once, remembers only the keys on the path to depth 3, and copies out at most
 //! [`MAX_USAGE_BYTES`] of the `usage` object and [`MAX_NAME_BYTES`] of names. Memory is bounded
 //! whatever the upstream sends; a usage string inside model output is never mistaken for the
-//! real one (a quote inside a JSON string is escaped, and the path must match).
+//! real one (a quote inside a JSON string is escaped, and the path must match). Containers no
+//! wanted value can be in (arrays, objects below the top one, or below an event's `response`)
+//! are crossed by a tight loop that follows only strings and brackets; a stream line seen whole
+//! is read from the slice. Both give what the full walk gives (differential proptests).
 //!
 //! Bad numbers are never trusted: a token count that is missing, negative, fractional or above
 //! [`MAX_PLAUSIBLE_TOKENS`] (10^8 for one response, over all its terminal events; outside
@@ -368,6 +371,12 @@ pub struct JsonScanner {
     pub model: Option<String>,
     pub type_: Option<String>,
     done: bool,
+    /// Inside a container nothing wanted can be in (see [`JsonScanner::wanted_container`]):
+    /// its nesting, walked by a tight loop that only follows strings and brackets (0: not
+    /// skipping).
+    skip_nest: u32,
+    /// Tests: walk every container (the differential check of the skipping).
+    no_skip: bool,
 }
 
 impl JsonScanner {
@@ -390,7 +399,76 @@ impl JsonScanner {
             model: None,
             type_: None,
             done: false,
+            skip_nest: 0,
+            no_skip: false,
         }
+    }
+
+    /// A scanner that walks every container (tests compare it with the skipping one).
+    #[cfg(test)]
+    fn exhaustive(layout: Layout) -> Self {
+        Self {
+            no_skip: true,
+            ..Self::new(layout)
+        }
+    }
+
+    /// Whether the container just opened (`open`, now at `self.depth`) can hold something the
+    /// walk wants: the top object, and for an event the top object's `response` object (the
+    /// `usage` object is copied, never skipped). Keys are only matched in objects whose whole
+    /// path is objects ([`JsonScanner::at`]), so arrays and deeper containers are skipped.
+    fn wanted_container(&self, open: u8) -> bool {
+        open == b'{'
+            && match self.layout {
+                Layout::Response => self.depth == 1,
+                Layout::Event => {
+                    self.depth == 1
+                        || (self.depth == 2
+                            && self.objects & 1 != 0
+                            && self.path[0] == Key::Response)
+                }
+            }
+    }
+
+    /// The tight loop over a skipped container from `i`: returns where it stopped, at the
+    /// container's closing bracket (left for [`JsonScanner::byte`]) or at the end of `bytes`.
+    fn skip_run(&mut self, bytes: &[u8], mut i: usize) -> usize {
+        while i < bytes.len() {
+            if self.in_str {
+                if self.esc {
+                    self.esc = false;
+                    i += 1;
+                    continue;
+                }
+                match memchr::memchr2(b'"', b'\\', &bytes[i..]) {
+                    None => return bytes.len(),
+                    Some(j) => {
+                        i += j;
+                        if bytes[i] == b'\\' {
+                            self.esc = true;
+                        } else {
+                            self.in_str = false;
+                        }
+                        i += 1;
+                        continue;
+                    }
+                }
+            }
+            match bytes[i] {
+                b'"' => self.in_str = true,
+                b'{' | b'[' => self.skip_nest = self.skip_nest.saturating_add(1),
+                b'}' | b']' => {
+                    if self.skip_nest == 1 {
+                        self.skip_nest = 0;
+                        return i;
+                    }
+                    self.skip_nest -= 1;
+                }
+                _ => {}
+            }
+            i += 1;
+        }
+        i
     }
 
     fn in_object(&self) -> bool {
@@ -413,6 +491,10 @@ impl JsonScanner {
     }
 
     fn string_role_here(&self) -> StrRole {
+        // Every wanted string sits at depth 1 or 2.
+        if self.depth == 0 || self.depth > 2 {
+            return StrRole::Ignore;
+        }
         match self.layout {
             Layout::Response if self.at(&[Key::Model]) => StrRole::Model,
             Layout::Event if self.at(&[Key::Type]) => StrRole::Type,
@@ -432,6 +514,10 @@ impl JsonScanner {
             if self.done {
                 return;
             }
+            if self.skip_nest > 0 {
+                i = self.skip_run(bytes, i);
+                continue;
+            }
             if self.capture_depth.is_none() {
                 if !self.in_str {
                     while i < bytes.len() && !STRUCTURAL[usize::from(bytes[i])] {
@@ -442,7 +528,15 @@ impl JsonScanner {
                     }
                 } else if !self.esc {
                     let rest = &bytes[i..];
-                    let Some(j) = memchr::memchr2(b'"', b'\\', rest) else {
+                    // Most strings (keys, ids, names) are short: a plain look at the first
+                    // bytes before the vectorised search (its set-up costs more than them).
+                    let short = rest.iter().take(16).position(|&b| b == b'"' || b == b'\\');
+                    let found = match short {
+                        Some(j) => Some(j),
+                        None if rest.len() <= 16 => None,
+                        None => memchr::memchr2(b'"', b'\\', &rest[16..]).map(|j| j + 16),
+                    };
+                    let Some(j) = found else {
                         self.keep(rest);
                         return;
                     };
@@ -531,6 +625,9 @@ impl JsonScanner {
                 } else {
                     Expect::Value
                 };
+                if !self.no_skip && self.capture_depth.is_none() && !self.wanted_container(b) {
+                    self.skip_nest = 1;
+                }
             }
             b'}' | b']' => {
                 if self.depth == 0 {
@@ -635,6 +732,39 @@ impl SseTap {
             line_empty: true,
         }
     }
+
+    /// A line `field: value` seen whole from its start (its end not consumed yet): the state
+    /// the byte-wise path ([`UsageTap::sse_byte`]) reaches after the same bytes.
+    fn whole_line(&mut self, field: &[u8], value: &[u8]) {
+        self.line_empty = false;
+        self.line = match field {
+            b"data"
+                if !self.event_name.is_empty()
+                    && !TERMINAL_EVENTS
+                        .iter()
+                        .any(|n| n.as_bytes() == self.event_name.as_slice()) =>
+            {
+                self.has_data = true;
+                LineState::Skip
+            }
+            b"data" => {
+                if self.has_data {
+                    self.scanner.feed(b"\n");
+                }
+                self.has_data = true;
+                self.scanned = true;
+                self.scanner.feed(value);
+                LineState::Data { first: false }
+            }
+            b"event" => {
+                self.event_name.clear();
+                let room = MAX_NAME_BYTES.min(value.len());
+                self.event_name.extend_from_slice(&value[..room]);
+                LineState::Event { first: false }
+            }
+            _ => LineState::Skip,
+        };
+    }
 }
 
 #[derive(Debug)]
@@ -682,6 +812,26 @@ impl UsageTap {
     fn observe_sse(&mut self, mut chunk: &[u8]) {
         while let Some(&first) = chunk.first() {
             if let Mode::Sse(t) = &mut self.mode {
+                // A whole line at hand from its start: its field read from the slice (no state
+                // machine byte by byte), its content handled at once; the line's end is left to
+                // `sse_byte`. The same result as the byte-wise path (a line split over chunks
+                // takes that one; `whole_lines_read_at_once_match_the_byte_path`).
+                if matches!(t.line, LineState::Field)
+                    && t.field.is_empty()
+                    && !t.after_cr
+                    && first != b'\n'
+                    && first != b'\r'
+                {
+                    if let Some(end) = memchr::memchr2(b'\n', b'\r', chunk) {
+                        if let Some(colon) = memchr::memchr(b':', &chunk[..end]) {
+                            let value = &chunk[colon + 1..end];
+                            let value = value.strip_prefix(b" ").unwrap_or(value);
+                            t.whole_line(&chunk[..colon], value);
+                            chunk = &chunk[end..];
+                            continue;
+                        }
+                    }
+                }
                 let run = matches!(
                     t.line,
                     LineState::Skip
@@ -1070,6 +1220,88 @@ mod tests {
         assert_eq!(sse("event: x\ndata: {}\n\n", 1).usage, None);
     }
 
+    /// Valid JSON documents in which the wanted keys (`usage`, `model`, `type`, `response`)
+    /// turn up at every depth, as keys and inside strings.
+    fn json_doc() -> impl Strategy<Value = serde_json::Value> {
+        let key = prop_oneof![
+            Just("usage".to_string()),
+            Just("model".to_string()),
+            Just("type".to_string()),
+            Just("response".to_string()),
+            "[a-z\"\\\\{}\\[\\]:,]{0,6}",
+        ];
+        let leaf = prop_oneof![
+            Just(serde_json::Value::Null),
+            any::<bool>().prop_map(serde_json::Value::from),
+            any::<i64>().prop_map(serde_json::Value::from),
+            "[ -~]{0,12}".prop_map(serde_json::Value::from),
+            Just(serde_json::json!({"input_tokens": 3, "output_tokens": 4})),
+        ];
+        leaf.prop_recursive(5, 48, 6, move |inner| {
+            prop_oneof![
+                proptest::collection::vec(inner.clone(), 0..5).prop_map(serde_json::Value::from),
+                proptest::collection::vec((key.clone(), inner), 0..6)
+                    .prop_map(|kv| { serde_json::Value::Object(kv.into_iter().collect()) }),
+            ]
+        })
+    }
+
+    /// The whole-line path on the cases that matter, against the byte-wise one (chunks of one
+    /// byte never hold a whole line) and against the expected usage.
+    #[test]
+    fn whole_lines_and_bytes_agree_on_named_events() {
+        let usage = r#"{"input_tokens":5,"output_tokens":7}"#;
+        let typed_x = format!(r#"{{"type":"x","response":{{"usage":{usage}}}}}"#);
+        let typed_done =
+            format!(r#"{{"type":"response.completed","response":{{"usage":{usage}}}}}"#);
+        let counted = Some(Usage {
+            input_tokens: 5,
+            cached_input_tokens: 0,
+            output_tokens: 7,
+        });
+        for (body, want) in [
+            (
+                format!("event: response.completed\ndata: {typed_x}\n\n"),
+                counted,
+            ),
+            (
+                format!("event:response.completed\r\ndata:{typed_x}\r\n\r\n"),
+                counted,
+            ),
+            (
+                format!("event:  response.completed\ndata: {typed_x}\n\n"),
+                None,
+            ),
+            (
+                format!("event: response.output_text.delta\ndata: {typed_done}\n\n"),
+                None,
+            ),
+            (
+                format!("event: response.failed\rdata: {typed_x}\r\r"),
+                counted,
+            ),
+            (format!("data: {typed_done}\n\n"), counted),
+            (format!("data: {typed_x}\n\n"), None),
+            (
+                format!("id: 1\nretry: 5\n: comment\ndata: {typed_done}\n\n"),
+                counted,
+            ),
+            (format!("event\ndata: {typed_done}\n\n"), counted),
+            (format!("data\ndata: {typed_done}\n\n"), counted),
+        ] {
+            let run = |chunk: usize| {
+                let mut t = UsageTap::for_content_type(Some("text/event-stream"));
+                for c in body.as_bytes().chunks(chunk) {
+                    t.observe(c);
+                }
+                t.finish()
+            };
+            let bytewise = run(1);
+            assert_eq!(bytewise.usage, want, "{body:?}");
+            assert_eq!(run(body.len()), bytewise, "{body:?}");
+        }
+    }
+
     proptest! {
         #![proptest_config(ProptestConfig { cases: 256, .. ProptestConfig::default() })]
 
@@ -1091,6 +1323,72 @@ mod tests {
             let body = format!("data: {noise}\n\n{}", completed(&usage));
             let r = super::tests::sse(&body, split);
             prop_assert_eq!(r.usage, Some(Usage { input_tokens: i, cached_input_tokens: 0, output_tokens: o }));
+        }
+
+        /// Skipping the containers nothing wanted can be in finds what walking every container
+        /// finds, on valid JSON of any shape (wanted keys at every depth, strings that look
+        /// like them, escapes, brackets inside strings), in any chunking, both layouts.
+        #[test]
+        fn skipping_containers_finds_what_the_full_walk_finds(
+            doc in json_doc(), split in 1usize..97, event in any::<bool>(),
+        ) {
+            let text = serde_json::to_vec(&doc).unwrap();
+            let layout = if event { Layout::Event } else { Layout::Response };
+            let run = |mut s: JsonScanner| {
+                for c in text.chunks(split) {
+                    s.feed(c);
+                }
+                (s.usage_raw, s.usage_too_large, s.model, s.type_)
+            };
+            prop_assert_eq!(
+                run(JsonScanner::new(layout)),
+                run(JsonScanner::exhaustive(layout)),
+                "{}", String::from_utf8_lossy(&text)
+            );
+        }
+
+        /// Lines read whole (`SseTap::whole_line`) give what the byte-wise path gives: the same
+        /// stream fed at once, in random chunks and one byte at a time (a line is never whole
+        /// then), over odd fields, names, empty values, CR/LF/CRLF ends and terminal events.
+        #[test]
+        fn whole_lines_read_at_once_match_the_byte_path(
+            lines in proptest::collection::vec((
+                prop_oneof![
+                    Just("data".to_string()), Just("event".to_string()), Just("id".to_string()),
+                    Just("".to_string()), Just("datadatadatadatadata".to_string()), "[a-z:]{0,18}",
+                ],
+                prop_oneof![
+                    Just(": ".to_string()), Just(":".to_string()), Just("".to_string()), Just(":  ".to_string()),
+                ],
+                prop_oneof![
+                    Just("response.completed".to_string()), Just("response.failed".to_string()),
+                    Just("response.output_text.delta".to_string()),
+                    Just(r#"{"type":"response.completed","response":{"model":"m","usage":{"input_tokens":5,"output_tokens":7}}}"#.to_string()),
+                    Just(r#"{"type":"x","response":{"usage":{"input_tokens":1,"output_tokens":2}}}"#.to_string()),
+                    Just(r#"{"response":{"usage":{"input_tokens":-1,"output_tokens":1e3}}}"#.to_string()),
+                    "[ -~]{0,40}",
+                ],
+                prop_oneof![Just("\n"), Just("\r\n"), Just("\r"), Just("\n\n"), Just("\r\n\r\n")],
+            ), 0..24),
+            split in 2usize..300,
+        ) {
+            let mut body = Vec::new();
+            for (field, sep, value, end) in &lines {
+                body.extend_from_slice(field.as_bytes());
+                body.extend_from_slice(sep.as_bytes());
+                body.extend_from_slice(value.as_bytes());
+                body.extend_from_slice(end.as_bytes());
+            }
+            let run = |chunk: usize| {
+                let mut t = UsageTap::for_content_type(Some("text/event-stream"));
+                for c in body.chunks(chunk) {
+                    t.observe(c);
+                }
+                t.finish()
+            };
+            let bytewise = run(1);
+            prop_assert_eq!(&run(body.len().max(1)), &bytewise, "{}", String::from_utf8_lossy(&body));
+            prop_assert_eq!(&run(split), &bytewise, "{}", String::from_utf8_lossy(&body));
         }
     }
 }
