@@ -285,7 +285,7 @@ pub struct ResponseBody {
     upstream_over: bool,
     /// With `--policy`: the usage tap (`governed.rs`).
     tap: Option<Box<dyn BodyTap>>,
-    /// The connection's [`crate::proxy::ConnCtx::rotation_cut`]: set when a rotation cut it.
+    /// The connection's `rotation_cut` flag (set by its task when a rotation cut it).
     rotation_cut: Option<std::sync::Arc<std::sync::atomic::AtomicBool>>,
 }
 
