@@ -1154,8 +1154,10 @@ rm -rf refs/heads refs/tags 2>&1; rmdir refs 2>&1 && echo REMOVED-refs
 rm HEAD 2>&1 && echo REMOVED-head
 printf '#!/bin/sh\nid > PWNED\n' > hooks/pre-receive 2>&1 && echo PLANTED-hook
 echo "[core]" >> config 2>&1 && echo PLANTED-config
+python3 -c "import os; os.truncate(\"config\", 0)" 2>&1 && echo EMPTIED-config
 cd ..
 echo x > lone/file && echo lone-writable
+echo x > lone/head && python3 -c "import os; os.truncate(\"lone/head\", 0)" && echo head-lowercase-ok
 python3 -c '
 import ctypes, os
 libc = ctypes.CDLL(None, use_errno=True)
@@ -1192,6 +1194,14 @@ printf 'x' > hooks/pre-receive 2>&1 && echo PLANTED-000
             stdout.contains("lone-writable"),
             "control in the same run: {ctx}"
         );
+        // r25 F1: truncate(path) inside a repository refused; r25 F2: `head` is no `HEAD`
+        assert!(!stdout.contains("EMPTIED"), "{ctx}");
+        assert_ne!(
+            std::fs::metadata(e.ws.join("remote/config")).unwrap().len(),
+            0,
+            "{ctx}"
+        );
+        assert!(stdout.contains("head-lowercase-ok"), "{ctx}");
         assert!(stdout.contains("exchange 13"), "{ctx}");
         assert!(
             stdout.contains("viaproc 13") || stdout.contains("viaproc 2"),

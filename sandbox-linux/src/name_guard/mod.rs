@@ -94,7 +94,9 @@ pub fn is_protected(name: &[u8]) -> bool {
 /// not take a directory for a repository (round-8 review F2: a repository planted under another
 /// name, `HEAD` + `objects/` + `refs/` + `config`, ran its fsmonitor at the user's `git status`).
 pub fn is_protected_new_name(name: &[u8]) -> bool {
-    is_protected(name) || name.eq_ignore_ascii_case(b"HEAD")
+    // exactly `HEAD`: git on Linux reads no other spelling (outside review r25 F2: any case of
+    // `head` was refused, which broke `gcc -o head` and a Hugo `layouts/partials/head/`)
+    is_protected(name) || name == b"HEAD"
 }
 
 /// Whether any component of `path` is protected.
@@ -263,6 +265,8 @@ pub enum Op {
     Rename = 7,
     /// `unlinkat(dir1, path1, flags)` (`unlink`, `rmdir`).
     Unlink = 8,
+    /// `truncate(path1, length)` (`length` in `dev`).
+    Truncate = 9,
 }
 
 /// One mediated call, as read from the notifying thread (its directories travel beside it as
@@ -303,5 +307,6 @@ mod tests {
         assert!(is_protected(b"remote.git") && is_protected(b"X.GIT"));
         assert!(!is_protected(b".git2") && !is_protected(b"digit"));
         assert!(is_protected_new_name(b"HEAD") && !is_protected(b"HEAD"));
+        assert!(!is_protected_new_name(b"head") && !is_protected_new_name(b"Head"));
     }
 }

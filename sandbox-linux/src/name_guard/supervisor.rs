@@ -193,6 +193,11 @@ fn build(ctx: &Ctx, n: &libc::seccomp_notif) -> Result<(Request, Vec<OwnedFd>), 
             first = Some((AT_FDCWD, a[0]));
             req.flags = libc::AT_REMOVEDIR;
         }
+        libc::SYS_truncate => {
+            req.op = Op::Truncate;
+            first = Some((AT_FDCWD, a[0]));
+            req.dev = a[1];
+        }
         libc::SYS_unlinkat => {
             req.op = Op::Unlink;
             first = Some((i(a[0]), a[1]));

@@ -442,3 +442,9 @@ pub fn unlinkat(dir: Option<BorrowedFd<'_>>, name: &CStr, flags: i32) -> io::Res
     // SAFETY: `name` is NUL-terminated; `dir` is borrowed for the call.
     cvt(unsafe { libc::unlinkat(raw(dir), name.as_ptr(), flags) } as libc::c_long).map(drop)
 }
+
+/// `ftruncate(fd, length)`.
+pub fn ftruncate(fd: BorrowedFd<'_>, length: i64) -> io::Result<()> {
+    // SAFETY: `fd` is borrowed for the call.
+    cvt(unsafe { libc::ftruncate(fd.as_raw_fd(), length) } as libc::c_long).map(drop)
+}

@@ -385,6 +385,7 @@ const NAME_CALLS: &[libc::c_long] = &[
     libc::SYS_unlink,
     libc::SYS_unlinkat,
     libc::SYS_rmdir,
+    libc::SYS_truncate,
 ];
 #[cfg(not(target_arch = "x86_64"))]
 const NAME_CALLS: &[libc::c_long] = &[
@@ -397,6 +398,7 @@ const NAME_CALLS: &[libc::c_long] = &[
     libc::SYS_renameat,
     libc::SYS_renameat2,
     libc::SYS_unlinkat,
+    libc::SYS_truncate,
 ];
 
 /// Open flags that make an open mediated: writing, creating or truncating (`O_TMPFILE` requires
