@@ -6,6 +6,7 @@
 # Usage: bash sandbox-linux/bench/make-j2.sh [CODEX_BINARY...]   (RUNS=15 by default)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
+BENCH="$PWD/sandbox-linux/bench"
 RUNS=${RUNS:-15}
 if [ $# -eq 0 ]; then
   cargo build --release -p codex-cli --bins >&2
@@ -14,13 +15,8 @@ fi
 W="$(mktemp -d)"
 trap 'rm -rf "$W"' EXIT
 mkdir -p "$W/proj" "$W/.git"
-for i in $(seq 48); do
-  { echo "int f$i(int x) {"; for j in $(seq 40); do echo "  x = x * $j + $i; x ^= x >> 3;"; done
-    echo "  return x; }"; } > "$W/proj/f$i.c"
-done
-{ echo 'int main(void) { int s = 0;'; for i in $(seq 48); do echo "  extern int f$i(int); s += f$i($i);"; done
-  echo '  return s & 1; }'; } > "$W/proj/main.c"
-printf 'OBJS := $(patsubst %%.c,%%.o,$(wildcard *.c))\nall: prog\nprog: $(OBJS)\n\t$(CC) -o $@ $^\n%%.o: %%.c\n\t$(CC) -O1 -c -o $@ $<\nclean:\n\trm -f *.o prog\n' > "$W/proj/Makefile"
+source "$BENCH/c-project.sh"
+write_c_project "$W/proj"
 cd "$W"
 MAKE_CMD=(make -s -C "$W/proj" all -j2)
 variants=("bare")

@@ -5,6 +5,7 @@
 # Not run by CI. Prints hyperfine's table, then medians, ratios and peak RSS.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
+BENCH="$PWD/sandbox-linux/bench"
 command -v hyperfine >/dev/null || { echo "bench: hyperfine not installed (apt-get install -y hyperfine)" >&2; exit 1; }
 command -v bwrap >/dev/null || { echo "bench: bubblewrap not installed (apt-get install -y bubblewrap)" >&2; exit 1; }
 cargo build --release -p codex-cli -p codex-sandbox-cli --bins >&2
@@ -22,13 +23,8 @@ OUT2="$W/results-loop.json"
 OUT3="$W/results-make.json"
 # A C project for `make -j2`: 48 files of a few functions each, rebuilt from clean every run.
 mkdir -p "$W/proj"
-for i in $(seq 48); do
-  { echo "int f$i(int x) {"; for j in $(seq 40); do echo "  x = x * $j + $i; x ^= x >> 3;"; done
-    echo "  return x; }"; } > "$W/proj/f$i.c"
-done
-{ echo 'int main(void) { int s = 0;'; for i in $(seq 48); do echo "  extern int f$i(int); s += f$i($i);"; done
-  echo '  return s & 1; }'; } > "$W/proj/main.c"
-printf 'OBJS := $(patsubst %%.c,%%.o,$(wildcard *.c))\nall: prog\nprog: $(OBJS)\n\t$(CC) -o $@ $^\n%%.o: %%.c\n\t$(CC) -O1 -c -o $@ $<\nclean:\n\trm -f *.o prog\n' > "$W/proj/Makefile"
+source "$BENCH/c-project.sh"
+write_c_project "$W/proj"
 MAKE_CMD="make -s -C $W/proj all -j2"
 hyperfine -N --warmup 20 --runs 300 --export-json "$OUT" \
   -n bare "/bin/true" \

@@ -113,6 +113,18 @@ fn run_script(ws: &Path, without_userns: bool, script: &str) -> String {
     text
 }
 
+/// A fresh workspace owned by uid 65534 (the guard for its directory).
+fn workspace() -> (tempfile::TempDir, std::path::PathBuf) {
+    let dir = tempfile::Builder::new()
+        .prefix("sbl-creator-")
+        .tempdir_in(env!("CARGO_TARGET_TMPDIR"))
+        .unwrap();
+    let ws = dir.path().join("ws");
+    std::fs::create_dir(&ws).unwrap();
+    suite_test_support::dirs::chown_tree(dir.path(), NOBODY);
+    (dir, ws)
+}
+
 fn line<'a>(text: &'a str, who: &str) -> &'a str {
     text.lines()
         .find_map(|l| l.strip_prefix(&format!("{who}: ")))
@@ -122,13 +134,7 @@ fn line<'a>(text: &'a str, who: &str) -> &'a str {
 #[test]
 fn the_command_cannot_signal_trace_read_or_rob_the_creator_or_the_init() {
     for without_userns in [false, true] {
-        let dir = tempfile::Builder::new()
-            .prefix("sbl-creator-")
-            .tempdir_in(env!("CARGO_TARGET_TMPDIR"))
-            .unwrap();
-        let ws = dir.path().join("ws");
-        std::fs::create_dir(&ws).unwrap();
-        suite_test_support::dirs::chown_tree(dir.path(), NOBODY);
+        let (_dir, ws) = workspace();
         let text = run(&ws, without_userns);
         let ctx = format!("without_userns={without_userns}: {text}");
         // Landlock's scope and ptrace rule (EPERM); /proc/PID/mem of a non-dumpable process that
@@ -175,13 +181,7 @@ libc.prctl(4, 0, 0, 0, 0)  # PR_SET_DUMPABLE 0
 print("not-dumpable:", err(lambda: open("b.txt", "w").close()), err(lambda: os.mkdir(".git")))
 "#;
     for without_userns in [false, true] {
-        let dir = tempfile::Builder::new()
-            .prefix("sbl-creator-")
-            .tempdir_in(env!("CARGO_TARGET_TMPDIR"))
-            .unwrap();
-        let ws = dir.path().join("ws");
-        std::fs::create_dir(&ws).unwrap();
-        suite_test_support::dirs::chown_tree(dir.path(), NOBODY);
+        let (_dir, ws) = workspace();
         let text = run_script(&ws, without_userns, SCRIPT);
         let ctx = format!("without_userns={without_userns}: {text}");
         assert_eq!(line(&text, "dumpable"), "0 13", "{ctx}");

@@ -250,23 +250,23 @@ pub fn channels() -> std::io::Result<Channels> {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Op {
     /// `openat(dir1, path1, flags, mode)`; answers a descriptor.
-    Open = 1,
+    Open,
     /// Re-open the descriptor `dir1` (`/proc/self/fd/N`) with `flags`; answers a descriptor.
-    Reopen = 2,
+    Reopen,
     /// `mkdirat(dir1, path1, mode)`.
-    Mkdir = 3,
+    Mkdir,
     /// `mknodat(dir1, path1, mode, dev)`.
-    Mknod = 4,
+    Mknod,
     /// `symlinkat(path1, dir2, path2)` (path1 is the link's content).
-    Symlink = 5,
+    Symlink,
     /// `linkat(dir1, path1, dir2, path2, flags)`.
-    Link = 6,
+    Link,
     /// `renameat2(dir1, path1, dir2, path2, flags)`.
-    Rename = 7,
+    Rename,
     /// `unlinkat(dir1, path1, flags)` (`unlink`, `rmdir`).
-    Unlink = 8,
+    Unlink,
     /// `truncate(path1, length)` (`length` in `dev`).
-    Truncate = 9,
+    Truncate,
 }
 
 /// One mediated call, as read from the notifying thread (its directories travel beside it as
