@@ -1234,3 +1234,106 @@ printf 'x' > hooks/pre-receive 2>&1 && echo PLANTED-000
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// Outside review r26: F4, a repository whose `objects` or `refs` is a symbolic link (git follows
+/// it) had a hook planted; F1, a protected name itself (a submodule's `.git` file, an empty
+/// `.git`, an `.agents` file) was removed; F2, `HEAD` + `objects/` + `refs/` planted by another
+/// user in a sticky shared directory froze every write below it.
+#[test]
+fn linked_repository_parts_protected_names_and_shared_sticky_directories() {
+    use std::os::unix::fs::{PermissionsExt, symlink};
+    let setup = |e: &Env| {
+        suite_test_support::dirs::chown_tree(&e.base, NOBODY);
+        for r in ["objlink", "reflink"] {
+            git(e, &e.ws, &["init", "-q", "--bare", r]);
+        }
+        std::fs::rename(e.ws.join("objlink/objects"), e.ws.join("store-o")).unwrap();
+        symlink("../store-o", e.ws.join("objlink/objects")).unwrap();
+        std::fs::rename(e.ws.join("reflink/refs"), e.ws.join("store-r")).unwrap();
+        symlink("../store-r", e.ws.join("reflink/refs")).unwrap();
+        for r in ["objlink", "reflink"] {
+            // git takes both for repositories
+            let out = git(e, &e.ws.join(r), &["rev-parse", "--is-bare-repository"]);
+            assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "true", "{r}");
+        }
+        // F1's protected names, next to an ordinary file
+        std::fs::create_dir_all(e.ws.join("proj/sub")).unwrap();
+        std::fs::create_dir_all(e.ws.join("proj/empty/.git")).unwrap();
+        std::fs::write(e.ws.join("proj/sub/.git"), "gitdir: ../../modules/sub\n").unwrap();
+        std::fs::write(e.ws.join("proj/.agents"), "x\n").unwrap();
+        std::fs::write(e.ws.join("proj/plain"), "x\n").unwrap();
+        suite_test_support::dirs::chown_tree(&e.ws, NOBODY);
+        // F2: root's sticky shared directory with a repository's shape, the victim's
+        // workspace below it; and the same shape in a directory the victim owns
+        let x = e.base.join("x");
+        for (d, owner, mode) in [("shared", 0, 0o1777), ("own", NOBODY, 0o755)] {
+            let d = x.join(d);
+            std::fs::create_dir_all(d.join("objects")).unwrap();
+            std::fs::create_dir_all(d.join("refs")).unwrap();
+            std::fs::create_dir_all(d.join("w")).unwrap();
+            std::fs::write(d.join("HEAD"), "ref: refs/heads/main\n").unwrap();
+            suite_test_support::dirs::chown_tree(&d, owner);
+            suite_test_support::dirs::chown_tree(&d.join("w"), NOBODY);
+            std::fs::set_permissions(&d, std::fs::Permissions::from_mode(mode)).unwrap();
+        }
+        x
+    };
+    let attack = r#"
+for r in objlink reflink; do
+  printf '#!/bin/sh\nid > PWNED\n' > $r/hooks/pre-receive 2>&1 && echo PLANTED-hook-$r
+  echo "[core]" >> $r/config 2>&1 && echo PLANTED-config-$r
+done
+rm proj/sub/.git 2>&1 && echo REMOVED-gitfile
+rmdir proj/empty/.git 2>&1 && echo REMOVED-emptygit
+rm proj/.agents 2>&1 && echo REMOVED-agents
+rm proj/plain && echo plain-removed
+X=$1
+echo x > $X/shared/w/f && mkdir $X/shared/w/d && rm $X/shared/w/f && echo shared-writable
+echo x > $X/own/w/f 2>&1 && echo OWN-WRITTEN
+"#;
+    for ns in [Ns::With, Ns::Without] {
+        let e = env();
+        let x = setup(&e);
+        let mut c = command(&e, ns, Some(&x), ns == Ns::Without, attack);
+        // `sh -c SCRIPT` then `$0` and `$1`
+        c.args(["sh", s(&x)]);
+        let out = c.output().unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        let ctx = format!("{ns:?}: {stdout} / {stderr}");
+        assert!(!stdout.contains("PLANTED"), "F4: {ctx}");
+        assert!(!stdout.contains("REMOVED"), "F1: {ctx}");
+        assert!(!stdout.contains("OWN-WRITTEN"), "{ctx}");
+        assert!(stderr.contains("Permission denied"), "{ctx}");
+        assert!(e.ws.join("proj/sub/.git").is_file(), "{ctx}");
+        assert!(e.ws.join("proj/empty/.git").is_dir(), "{ctx}");
+        assert!(e.ws.join("proj/.agents").is_file(), "{ctx}");
+        assert!(!e.ws.join("objlink/hooks/pre-receive").exists(), "{ctx}");
+        // controls in the same run: an ordinary file goes; the shared directory is no
+        // repository (F2), while the same shape in the victim's own directory is
+        assert!(stdout.contains("plain-removed"), "{ctx}");
+        assert!(stdout.contains("shared-writable"), "F2: {ctx}");
+    }
+    // control: outside the sandbox the same steps succeed
+    let e = env();
+    let x = setup(&e);
+    let out = Command::new("sh")
+        .args(["-c", attack, "sh", s(&x)])
+        .current_dir(&e.ws)
+        .uid(NOBODY)
+        .gid(NOBODY)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    for m in [
+        "PLANTED-hook-objlink",
+        "PLANTED-hook-reflink",
+        "PLANTED-config-objlink",
+        "REMOVED-gitfile",
+        "REMOVED-emptygit",
+        "REMOVED-agents",
+        "OWN-WRITTEN",
+    ] {
+        assert!(stdout.contains(m), "control {m}: {stdout}");
+    }
+}

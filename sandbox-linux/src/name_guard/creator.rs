@@ -6,7 +6,7 @@ use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use super::sys;
 use super::{
     DENIED_ERRNO, Op, Request, has_protected_component, inside_git_directory, is_git_directory_at,
-    is_protected_new_name,
+    is_protected, is_protected_new_name,
 };
 
 /// Carve-outs that did not exist at the start (a `$CODEX_HOME` to be created, `.git`/`.codex`
@@ -506,11 +506,25 @@ fn unlink(d1: Option<BorrowedFd<'_>>, path: &[u8], flags: i32) -> Result<(), i32
     if flags & !libc::AT_REMOVEDIR != 0 {
         return Err(libc::EINVAL);
     }
-    let Some((parent, _, last_as_given)) = split(path) else {
+    let Some((parent, last_name, last_as_given)) = split(path) else {
         return sys::unlinkat(d1, &cstr(path)?, flags).map_err(errno);
     };
     let parent_fd = open_path_no_magiclinks(d1, &cstr(parent)?, true)?;
-    let (info, _) = check_location(parent_fd.as_fd(), true)?;
+    let (info, mut name_path) = check_location(parent_fd.as_fd(), true)?;
+    // a protected name is not removed either, nor a carve-out (outside review r26 F1: removing
+    // a submodule's `.git` file re-pointed the user's next `git reset --hard` in it at the
+    // superproject; without user namespaces the root's own `.git` file went too)
+    if name_path.last() != Some(&b'/') {
+        name_path.push(b'/');
+    }
+    name_path.extend_from_slice(last_name);
+    if is_protected(last_name) || below_protected_path(&name_path) {
+        return Err(if info.read_only {
+            libc::EROFS
+        } else {
+            DENIED_ERRNO
+        });
+    }
     let last = cstr(last_as_given)?;
     entry_is_no_repository(parent_fd.as_fd(), &last)
         .map_err(|e| if info.read_only { libc::EROFS } else { e })?;

@@ -43,8 +43,9 @@
 //! it creates. Deviation: where the parent directory has a default ACL the kernel would ignore
 //! the umask; here it still narrows the mode (never widens it).
 //!
-//! Not mediated (no name is created and nothing below a protected directory gains content):
-//! `unlink`, `rmdir`, `truncate(path)`, metadata calls inside the roots, `bind` of a unix socket.
+//! Also mediated: `unlink`/`rmdir` (nothing removed inside a repository, below a protected name,
+//! or a protected name itself) and `truncate(path)`. Metadata calls go to the launcher
+//! ([`crate::meta_guard`]). Not mediated: `bind` of a unix socket.
 
 mod creator;
 mod supervisor;
@@ -105,14 +106,34 @@ pub fn has_protected_component(path: &[u8]) -> bool {
 }
 
 /// Whether the directory `dir` (a descriptor) is one git takes for a repository, as git's
-/// `is_git_directory` does: a `HEAD` (file or link), and `objects/` + `refs/` directories or a
-/// `commondir` file (a worktree's gitdir). Looked at through the descriptor, never by path
-/// (outside review r24 F2: the parent directories were exchanged between a check by path and
-/// the write). Fails closed: any answer but "no such entry" (a parent made `chmod 000`, outside
-/// review r24 F4) counts as a repository. Its parts cannot be removed to fool the test
-/// (`unlink`, `rmdir` inside a repository are refused too: r23 F1, r24 F1).
+/// `is_git_directory` does: a `HEAD` (file or link), and `objects` + `refs` or a `commondir` (a
+/// worktree's gitdir). git tests `objects` and `refs` with `access(X_OK)` and `commondir` with
+/// `stat`, both following symbolic links, so an entry of **any** type counts, a dangling link
+/// included (outside review r26 F4: a bare remote whose `objects/` was a symlink to a shared
+/// object store was no repository here and had a `pre-receive` hook planted). Looked at through
+/// the descriptor, never by path (outside review r24 F2: the parent directories were exchanged
+/// between a check by path and the write). Fails closed: any answer but "no such entry" (a
+/// parent made `chmod 000`, outside review r24 F4) counts as a repository. Its parts cannot be
+/// removed to fool the test (`unlink`, `rmdir` inside a repository are refused too: r23 F1, r24
+/// F1).
+///
+/// One exception, so that another local user cannot freeze every sandbox below a shared
+/// directory by planting `HEAD` + `objects/` + `refs/` in it (outside review r26 F2, on `/tmp`):
+/// a **sticky, world-writable directory** ([`shared_sticky`]) is not taken for a repository.
+/// git itself refuses such a directory when someone else owns it ("dubious ownership") unless
+/// the user listed it in `safe.directory`.
 pub(crate) fn is_git_directory_at(dir: std::os::fd::BorrowedFd<'_>) -> bool {
     git_directory_at(dir, false)
+}
+
+/// A sticky, world-writable directory (`/tmp`, `/var/tmp`, a shared drop directory): never taken
+/// for a repository (see [`is_git_directory_at`]). Whoever owns it, every local user can already
+/// add entries to it, hooks included; and git refuses it unless its owner runs git (or the user
+/// listed it in `safe.directory`). The owner is not compared: inside a user namespace another
+/// user's directory shows the overflow uid, which may be the sandbox's own (65534).
+fn shared_sticky(st: &libc::stat) -> bool {
+    st.st_mode & libc::S_IFMT == libc::S_IFDIR
+        && st.st_mode & (libc::S_ISVTX | libc::S_IWOTH) == (libc::S_ISVTX | libc::S_IWOTH)
 }
 
 /// [`is_git_directory_at`]; `lenient`: a directory this process may not search (`EACCES` on
@@ -141,11 +162,14 @@ fn git_directory_at(dir: std::os::fd::BorrowedFd<'_>, lenient: bool) -> bool {
         Some(libc::S_IFREG) | Some(libc::S_IFLNK) => {}
         _ => return false,
     }
+    if sys::fstat_fd(dir).is_ok_and(|st| shared_sticky(&st)) {
+        return false;
+    }
     let (Ok(objects), Ok(refs), Ok(common)) = (kind(c"objects"), kind(c"refs"), kind(c"commondir"))
     else {
         return true;
     };
-    (objects == Some(libc::S_IFDIR) && refs == Some(libc::S_IFDIR)) || common == Some(libc::S_IFREG)
+    (objects.is_some() && refs.is_some()) || common.is_some()
 }
 
 /// Most directory levels walked up from a location (deeper: counted as inside a repository).
