@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # One-command benchmark of responses-api-proxy against direct upstream access and nginx.
 # Optional baseline: apt-get install -y nginx-light. Not run in CI.
-# Usage: bash responses-api-proxy/bench/run.sh [--secs N] [--threads N]
+# Usage: bash responses-api-proxy/bench/run.sh [--secs N] [--threads N] [--no-pin]
+# (pinned by default: the load generator and the mock on CPU 0, the proxies on CPU 1)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 cargo build --release -p responses-api-proxy --bins --examples

@@ -71,6 +71,7 @@ fn main() {
         .unwrap();
     track(&mock);
     let mock_port: u16 = line.trim().parse().unwrap();
+    let mock_pid = mock.id();
     let mock_guard = KillOnDrop(mock);
 
     // Ours, and ours with a governance policy (issue 17): a model list, an output ceiling (the
@@ -139,18 +140,42 @@ fn main() {
     targets.push(("ours", proxy_port, vec![proxy_pid]));
     targets.push(("policy", policy_port, vec![policy_pid]));
 
+    // Pinning (default with 2+ CPUs; `--no-pin` to leave placement to the scheduler): the load
+    // generator (this process) and the mock on CPU 0, every proxy under test (nginx's worker,
+    // ours, ours with the policy) on CPU 1. Unpinned, which proxy shares a CPU with the load
+    // generator changes from run to run and dominates the comparison: a proxy on the load
+    // generator's CPU is preempted by it at nearly every write (one run: 0.6 involuntary
+    // context switches per request for one proxy, 0.3 for the other, same code).
+    let cpus = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1);
+    let pin = cpus >= 2 && !args.iter().any(|a| a == "--no-pin");
+    if pin {
+        pin_to(std::process::id(), 0);
+        pin_to(mock_pid, 0);
+        for (name, _, pids) in &targets {
+            if *name != "direct" {
+                for p in pids {
+                    pin_to(*p, 1);
+                }
+            }
+        }
+    }
+
     println!(
-        "# responses-api-proxy benchmark: {secs} s per cell, our proxy with --threads {threads}, {} CPUs",
-        std::thread::available_parallelism()
-            .map(|n| n.get())
-            .unwrap_or(0)
+        "# responses-api-proxy benchmark: {secs} s per cell, our proxy with --threads {threads}, {cpus} CPUs, {}",
+        if pin {
+            "pinned: load generator and mock on CPU 0, the proxies on CPU 1"
+        } else {
+            "not pinned"
+        }
     );
     println!("ours idle: RSS {} KiB, {} threads", idle_rss, idle_threads);
     println!();
     println!(
-        "| scenario | c | direct req/s | nginx req/s | ours req/s | ours/nginx | ours/direct | direct p50/p99 ms | nginx p50/p99 ms | ours p50/p99 ms | nginx RSS KiB | ours RSS KiB | ours threads | with policy req/s | policy/ours | policy p50/p99 ms | ours CPU µs/req | policy CPU µs/req |"
+        "| scenario | c | direct req/s | nginx req/s | ours req/s | ours/nginx | ours/direct | direct p50/p99 ms | nginx p50/p99 ms | ours p50/p99 ms | nginx RSS KiB | ours RSS KiB | ours threads | with policy req/s | policy/ours | policy p50/p99 ms | nginx CPU µs/req | ours CPU µs/req | policy CPU µs/req |"
     );
-    println!("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|");
     for scenario in SCENARIOS {
         for &c in CONCURRENCY {
             let mut cells = Vec::new();
@@ -197,6 +222,11 @@ fn main() {
                 ticks as f64 * 1e6 / clock_ticks() as f64 / reqs.max(1) as f64
             };
             let (ours_cpu, policy_cpu) = (cpu_us("ours"), cpu_us("policy"));
+            let nginx_cpu = if targets.iter().any(|(name, _, _)| *name == "nginx") {
+                format!("{:.1}", cpu_us("nginx"))
+            } else {
+                "-".into()
+            };
             let get = |n: &str| cells.iter().find(|(name, _, _)| *name == n);
             let d = get("direct").unwrap();
             let o = get("ours").unwrap();
@@ -204,7 +234,7 @@ fn main() {
             let ng = get("nginx");
             let fmt_lat = |r: &LoadResult| format!("{:.3}/{:.3}", r.p50_ms, r.p99_ms);
             println!(
-                "| {scenario} | {c} | {:.0} | {} | {:.0} | {} | {:.2} | {} | {} | {} | {} | {} | {} | {:.0} | {:.3} | {} | {:.1} | {:.1} |",
+                "| {scenario} | {c} | {:.0} | {} | {:.0} | {} | {:.2} | {} | {} | {} | {} | {} | {} | {:.0} | {:.3} | {} | {} | {:.1} | {:.1} |",
                 d.1.rps,
                 ng.map(|n| format!("{:.0}", n.1.rps)).unwrap_or("-".into()),
                 o.1.rps,
@@ -220,6 +250,7 @@ fn main() {
                 pol.1.rps,
                 pol.1.rps / o.1.rps,
                 fmt_lat(&pol.1),
+                nginx_cpu,
                 ours_cpu,
                 policy_cpu,
             );
@@ -272,6 +303,19 @@ fn main() {
         drop(child);
     }
     drop(mock_guard);
+}
+
+/// `taskset -a -p -c CPU PID`: every thread of `pid` on `cpu` (util-linux).
+fn pin_to(pid: u32, cpu: usize) {
+    let ok = Command::new("taskset")
+        .args(["-a", "-p", "-c", &cpu.to_string(), &pid.to_string()])
+        .stdout(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    assert!(
+        ok,
+        "taskset could not pin pid {pid} to CPU {cpu} (util-linux's taskset; or run with --no-pin)"
+    );
 }
 
 fn flag(args: &[String], name: &str) -> Option<u64> {
