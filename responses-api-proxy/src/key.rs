@@ -112,19 +112,22 @@ pub struct ApiKey {
     /// session opened with it ends after its response in flight (outside review r15 F4).
     retired: std::sync::Arc<tokio::sync::watch::Sender<bool>>,
     /// Who holds this key (the connections of HTTP requests that took it, WebSocket sessions),
-    /// so that a rotation finding no free page can cut the holders of the oldest retired key
+    /// so that a rotation finding no free page can cut the holders of one retired key
     /// ([`ApiKey::cut`]; outside review r18 F1).
     holders: std::sync::Arc<Holders>,
 }
 
-/// The connections holding a key: one [`tokio::sync::Notify`] per connection (a keep-alive
-/// connection registers once), dead ones pruned as the list grows; and the `cut` signal for
-/// holders that watch instead (WebSocket sessions).
+/// The holders of a key: one [`tokio::sync::Notify`] per connection or WebSocket session (a
+/// keep-alive connection registers once), each with its peer's uid, dead ones pruned as the list
+/// grows; and the `cut` signal for holders that watch instead (WebSocket sessions).
 #[derive(Debug, Default)]
 struct Holders {
-    conns: std::sync::Mutex<Vec<std::sync::Weak<tokio::sync::Notify>>>,
+    conns: std::sync::Mutex<Vec<(std::sync::Weak<tokio::sync::Notify>, u32)>>,
     cut: tokio::sync::watch::Sender<bool>,
 }
+
+/// Peers whose uid is unknown count as one.
+const UNKNOWN_UID: u32 = u32::MAX;
 
 impl ApiKey {
     /// From a sensitive header value whose bytes are in locked memory (`KeyPages::load`,
@@ -139,20 +142,22 @@ impl ApiKey {
         }
     }
 
-    /// The connection behind `cut` holds this key: [`ApiKey::cut`] will notify it (its serving
-    /// task then closes the connection, dropping what holds the key).
-    pub fn held_by(&self, cut: &std::sync::Arc<tokio::sync::Notify>) {
+    /// The connection (or WebSocket session) behind `cut`, of the peer `uid`, holds this key
+    /// until `cut` is dropped: [`ApiKey::cut`] will notify it (a connection's serving task then
+    /// closes the connection, dropping what holds the key). The uid decides whose key a rotation
+    /// cuts ([`KeyCutter::weight`]).
+    pub fn held_by(&self, cut: &std::sync::Arc<tokio::sync::Notify>, uid: Option<u32>) {
         let mut conns = self.holders.conns.lock().unwrap_or_else(|e| e.into_inner());
         if conns
             .last()
-            .is_some_and(|w| std::ptr::eq(w.as_ptr(), std::sync::Arc::as_ptr(cut)))
+            .is_some_and(|(w, _)| std::ptr::eq(w.as_ptr(), std::sync::Arc::as_ptr(cut)))
         {
             return;
         }
         if conns.len() >= 64 && conns.len().is_power_of_two() {
-            conns.retain(|w| w.strong_count() > 0);
+            conns.retain(|(w, _)| w.strong_count() > 0);
         }
-        conns.push(std::sync::Arc::downgrade(cut));
+        conns.push((std::sync::Arc::downgrade(cut), uid.unwrap_or(UNKNOWN_UID)));
     }
 
     /// A handle that can [`KeyCutter::cut`] this key's holders later without keeping the key
@@ -183,6 +188,24 @@ impl KeyCutter {
     pub fn cut(&self) -> usize {
         self.0.cut() + self.0.cut.receiver_count()
     }
+
+    /// How many local users, and how many connections and sessions, hold this key now: a
+    /// rotation that must cut one retired key's holders cuts the key held by the fewest users,
+    /// then the fewest holders (outside review r20 L2: "always the oldest" let a user who kept
+    /// one slow stream on each retired key choose whose stream the next rotation cut: another
+    /// user's on the oldest key).
+    pub fn weight(&self) -> (usize, usize) {
+        let conns = self.0.conns.lock().unwrap_or_else(|e| e.into_inner());
+        let mut uids: Vec<u32> = conns
+            .iter()
+            .filter(|(w, _)| w.strong_count() > 0)
+            .map(|(_, uid)| *uid)
+            .collect();
+        let holders = uids.len();
+        uids.sort_unstable();
+        uids.dedup();
+        (uids.len(), holders)
+    }
 }
 
 impl Holders {
@@ -190,7 +213,7 @@ impl Holders {
         self.cut.send_replace(true);
         let conns = std::mem::take(&mut *self.conns.lock().unwrap_or_else(|e| e.into_inner()));
         let mut told = 0;
-        for n in conns.iter().filter_map(std::sync::Weak::upgrade) {
+        for n in conns.iter().filter_map(|(w, _)| w.upgrade()) {
             n.notify_one();
             told += 1;
         }

@@ -231,7 +231,7 @@ async fn forward(
     // F1: one byte every 20 s kept a request "in flight" and sent it with the retired key 41 s
     // after the rotation).
     let key = state.key.current();
-    key.held_by(&conn.key_cut);
+    key.held_by(&conn.key_cut, conn.decision.identity().uid);
     let outgoing = Outgoing {
         method: parts.method.clone(),
         target,

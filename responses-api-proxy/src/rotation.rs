@@ -121,29 +121,39 @@ impl Rotator {
     }
 
     /// Every page in use (the key in force and three retired keys still held by requests in
-    /// flight): the holders of the oldest retired key are cut (their connections closed, their
+    /// flight): the holders of one retired key are cut (their connections closed, their
     /// WebSocket sessions ended) and the rotation waits up to [`CUT_WAIT`] for its page, then
-    /// the next oldest. The administrator's rotation wins over clients that keep old keys busy
+    /// the next. The administrator's rotation wins over clients that keep old keys busy
     /// (outside review r18 F1: one slow request per key generation blocked every rotation after
-    /// the third). Blocking: both callers run on blocking threads.
+    /// the third). The key cut is the one held by the fewest local users, then by the fewest
+    /// connections and sessions, then the oldest ([`KeyCutter::weight`]; outside review r20
+    /// L2: a user holding one slow stream on every retired key chose whose stream the oldest
+    /// was). Blocking: both callers run on blocking threads.
     fn make_room(&self) {
         loop {
             if self.pages.in_use() < self.pages.total() {
                 return;
             }
-            let Some(oldest) = self
-                .retired
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .pop_front()
-            else {
+            let chosen = {
+                let mut retired = self.retired.lock().unwrap_or_else(|e| e.into_inner());
+                // `min_by_key` keeps the first of equals: the oldest
+                let pick = retired
+                    .iter()
+                    .enumerate()
+                    .min_by_key(|(_, k)| k.weight())
+                    .map(|(i, _)| i);
+                pick.and_then(|i| retired.remove(i))
+            };
+            let Some(chosen) = chosen else {
                 return;
             };
-            let told = oldest.cut();
+            let (users, _) = chosen.weight();
+            let told = chosen.cut();
             tracing::warn!(
                 holders = told,
+                users,
                 pages = self.pages.total(),
-                "rotation: every key page is in use; cutting the connections that hold the oldest retired key"
+                "rotation: every key page is in use; cutting the connections that hold the retired key held by the fewest users"
             );
             if told == 0 {
                 continue;
@@ -327,6 +337,68 @@ mod tests {
             .unwrap();
         assert_eq!(slot.current().header().as_bytes(), b"Bearer sk-third");
         assert_eq!((r.rotations(), r.failures()), (2, 1));
+    }
+
+    /// Outside review r20 L2: user A keeps one slow stream on every retired key, user B one on
+    /// the oldest. With every page in use, the next rotation cuts a key only A holds, not the
+    /// oldest (which would have cut B's stream).
+    #[test]
+    fn a_full_rotation_cuts_the_key_held_by_the_fewest_users_not_the_oldest() {
+        let (a, b) = (Some(1000), Some(1001));
+        let pages = KeyPages::new(4, false).unwrap();
+        let slot = KeySlot::new(pages.load(&mut Bytes1(b"sk-gen0\n")).unwrap());
+        let r = Rotator::new(Arc::clone(&pages), KeySource::Stdin, None);
+        let notify = || Arc::new(tokio::sync::Notify::new());
+        // generation 0: held by B and by A; generations 1 and 2 by A alone
+        let (b0, a0, a1, a2) = (notify(), notify(), notify(), notify());
+        let mut in_flight = Vec::new();
+        for (g, holders) in [
+            (&b"sk-gen1\n"[..], vec![(&b0, b), (&a0, a)]),
+            (b"sk-gen2\n", vec![(&a1, a)]),
+            (b"sk-gen3\n", vec![(&a2, a)]),
+        ] {
+            let key = slot.current();
+            for (n, uid) in holders {
+                key.held_by(n, uid);
+            }
+            in_flight.push(key);
+            r.rotate_from_reader(&slot, &mut Bytes1(g)).unwrap();
+        }
+        assert_eq!(pages.in_use(), 4);
+        // what A's generation-1 connection does when cut: its request ends, the key goes
+        let gen1 = in_flight.remove(1);
+        let cut_a1 = Arc::clone(&a1);
+        let ender = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            rt.block_on(cut_a1.notified());
+            drop(gen1);
+        });
+        r.rotate_from_reader(&slot, &mut Bytes1(b"sk-gen4\n"))
+            .unwrap();
+        ender.join().unwrap();
+        assert_eq!(slot.current().header().as_bytes(), b"Bearer sk-gen4");
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let was_cut = |n: &Arc<tokio::sync::Notify>| {
+            rt.block_on(async {
+                tokio::time::timeout(std::time::Duration::from_millis(1), n.notified()).await
+            })
+            .is_ok()
+        };
+        assert!(!was_cut(&b0), "B's stream on the oldest key was cut");
+        assert!(
+            !was_cut(&a0) && !was_cut(&a2),
+            "only one key's holders are cut"
+        );
+        // the oldest key is still in use by B's stream
+        assert_eq!(in_flight[0].header().as_bytes(), b"Bearer sk-gen0");
+        // generations 0 and 2 (still held) and 4 (in force); 1 was cut, 3 held by nobody
+        assert_eq!(pages.in_use(), 3);
     }
 
     #[test]

@@ -307,7 +307,7 @@ async fn accept_loop(listener: Listener, mut ctx: AcceptCtx) {
             tokio::select! {
                 _ = &mut serving => {}
                 _ = evicted => {}
-                // A rotation found no free key page and cut the oldest key's holders.
+                // A rotation found no free key page and cut this key's holders.
                 _ = key_cut.notified() => {
                     // before the connection (and the responses in flight) is dropped
                     session_ctx.rotation_cut.store(true, std::sync::atomic::Ordering::Release);

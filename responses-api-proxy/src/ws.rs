@@ -319,9 +319,12 @@ pub async fn upgrade(
     let scrub = KeyScrub::new(key.header());
     let retired = key.retired();
     let cut = key.cut_signal();
+    // the session holds the key (its scrub's page) as this peer's, for the rotation's choice
+    let holder = Arc::new(tokio::sync::Notify::new());
+    key.held_by(&holder, uid);
     drop(key);
     let session = Session {
-        scrub: Some(scrub),
+        scrub: Some((scrub, holder)),
         rotated: false,
         retired,
         cut,
@@ -544,7 +547,8 @@ struct Session {
     /// about after the response in flight (see [`Session::retired`]).
     /// `None` once a rotation cut the session: nothing more is relayed, and the key's page is
     /// let go while the rest of the response is read for its usage.
-    scrub: Option<KeyScrub>,
+    /// With it, the session's registration as a holder of the key ([`ApiKey::held_by`]).
+    scrub: Option<(KeyScrub, Arc<tokio::sync::Notify>)>,
     /// Becomes `true` when a rotation retires the key the session was opened with: the session
     /// relays its response in flight, if any, then closes (1001), and the page can be wiped.
     retired: tokio::sync::watch::Receiver<bool>,
@@ -1002,7 +1006,7 @@ impl Session {
     /// ([`DeltaScrub`]). Only a message that holds (part of) the key is copied.
     fn scrub(&mut self, text: Utf8Bytes) -> Utf8Bytes {
         // after a rotation's cut: read for the usage only, never relayed
-        let Some(scrub) = self.scrub.as_ref() else {
+        let Some((scrub, _)) = self.scrub.as_ref() else {
             return text;
         };
         let bytes = text.as_bytes();
