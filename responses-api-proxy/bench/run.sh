@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # One-command benchmark of responses-api-proxy against direct upstream access and nginx.
 # Optional baseline: apt-get install -y nginx-light. Not run in CI.
-# Usage: bash responses-api-proxy/bench/run.sh [--secs N] [--threads N] [--no-pin]
-# (pinned by default: the load generator and the mock on CPU 0, the proxies on CPU 1)
+# Usage: bash responses-api-proxy/bench/run.sh [--secs N] [--threads N] [--no-pin] [--nginx-no-log]
+# (pinned by default: the load generator and the mock on CPU 0, the proxies on CPU 1; nginx
+# writes an access line per request to /dev/null as ours writes its audit line, by default)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 cargo build --release -p responses-api-proxy --bins --examples

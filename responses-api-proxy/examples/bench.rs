@@ -128,7 +128,10 @@ fn main() {
     let idle_rss = rss_kb(proxy_pid);
     let idle_threads = threads_of(proxy_pid);
 
-    let nginx = start_nginx(work.path(), mock_port);
+    // nginx writes an access line per request, as ours writes its audit line (both to
+    // /dev/null): the same work per request. `--nginx-no-log`: nginx's access log off.
+    let nginx_log = !args.iter().any(|a| a == "--nginx-no-log");
+    let nginx = start_nginx(work.path(), mock_port, nginx_log);
     let mut targets: Vec<(&str, u16, Vec<u32>)> = vec![("direct", mock_port, vec![])];
     if let Some((port, pids, _)) = &nginx {
         targets.push(("nginx", *port, pids.clone()));
@@ -163,7 +166,8 @@ fn main() {
     }
 
     println!(
-        "# responses-api-proxy benchmark: {secs} s per cell, our proxy with --threads {threads}, {cpus} CPUs, {}",
+        "# responses-api-proxy benchmark: {secs} s per cell, our proxy with --threads {threads} (audit log on), nginx access log {}, {cpus} CPUs, {}",
+        if nginx_log { "on" } else { "off" },
         if pin {
             "pinned: load generator and mock on CPU 0, the proxies on CPU 1"
         } else {
@@ -484,7 +488,7 @@ fn find_nginx() -> Option<PathBuf> {
 }
 
 /// nginx as the equivalent reverse proxy; returns its port, its pids and the child.
-fn start_nginx(dir: &Path, upstream: u16) -> Option<(u16, Vec<u32>, KillOnDrop)> {
+fn start_nginx(dir: &Path, upstream: u16, log: bool) -> Option<(u16, Vec<u32>, KillOnDrop)> {
     let bin = find_nginx()?;
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .ok()?
@@ -503,7 +507,7 @@ pid {d}/nginx.pid;
 error_log {d}/error.log warn;
 events {{ worker_connections 4096; }}
 http {{
-    access_log off;
+    {access_log}
     keepalive_requests 10000000;
     client_body_temp_path {d}/tmp/body;
     proxy_temp_path {d}/tmp/proxy;
@@ -526,7 +530,12 @@ http {{
     }}
 }}
 "#,
-        d = d.display()
+        d = d.display(),
+        access_log = if log {
+            "access_log /dev/null combined;"
+        } else {
+            "access_log off;"
+        },
     );
     let conf_path = d.join("nginx.conf");
     std::fs::write(&conf_path, conf).ok()?;
