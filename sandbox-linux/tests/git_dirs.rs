@@ -67,6 +67,20 @@ fn git(e: &Env, dir: &Path, args: &[&str]) -> Output {
     out
 }
 
+/// `sh ARGS` as the victim (uid 65534) outside any sandbox, in the workspace: the controls.
+fn outside(e: &Env, args: &[&str]) -> Output {
+    Command::new("sh")
+        .args(args)
+        .current_dir(&e.ws)
+        .env("PWD", &e.ws)
+        .env("HOME", &e.home)
+        .env("GIT_CONFIG_NOSYSTEM", "1")
+        .uid(NOBODY)
+        .gid(NOBODY)
+        .output()
+        .unwrap()
+}
+
 #[derive(Debug, Clone, Copy, PartialEq)]
 enum Ns {
     With,
@@ -199,16 +213,7 @@ fn attack_held(e: &Env, extra_root: Option<&Path>, script: &str, expect_err: &st
     let out = sandboxed(e, Ns::Without, extra_root, false, script);
     assert_eq!(out.status.code(), Some(201), "{out:?}");
     // control: the same script outside the sandbox
-    let out = Command::new("sh")
-        .args(["-c", script])
-        .current_dir(&e.ws)
-        .env("PWD", &e.ws)
-        .env("HOME", &e.home)
-        .env("GIT_CONFIG_NOSYSTEM", "1")
-        .uid(NOBODY)
-        .gid(NOBODY)
-        .output()
-        .unwrap();
+    let out = outside(e, &["-c", script]);
     assert_eq!(
         String::from_utf8_lossy(&out.stdout).trim(),
         "planted",
@@ -1214,19 +1219,16 @@ printf 'x' > hooks/pre-receive 2>&1 && echo PLANTED-000
     suite_test_support::dirs::chown_tree(&e.base, NOBODY);
     git(&e, &e.ws, &["init", "-q", "--bare", "remote"]);
     git(&e, &e.ws, &["init", "-q", "--bare", "other"]);
-    let out = Command::new("sh")
-        .args([
+    let out = outside(
+        &e,
+        &[
             "-c",
             "cd remote && rm -rf refs/heads refs/tags && rmdir refs && \
              printf 'x' > hooks/pre-receive && echo PLANTED-hook && cd .. && \
              python3 -c 'import ctypes; l = ctypes.CDLL(None, use_errno=True); \
              print(\"exchange\", l.renameat2(-100, b\"remote\", -100, b\"other\", 2))'",
-        ])
-        .current_dir(&e.ws)
-        .uid(NOBODY)
-        .gid(NOBODY)
-        .output()
-        .unwrap();
+        ],
+    );
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
         stdout.contains("PLANTED-hook") && stdout.contains("exchange 0"),
@@ -1317,13 +1319,7 @@ echo x > $X/own/w/f 2>&1 && echo OWN-WRITTEN
     // control: outside the sandbox the same steps succeed
     let e = env();
     let x = setup(&e);
-    let out = Command::new("sh")
-        .args(["-c", attack, "sh", s(&x)])
-        .current_dir(&e.ws)
-        .uid(NOBODY)
-        .gid(NOBODY)
-        .output()
-        .unwrap();
+    let out = outside(&e, &["-c", attack, "sh", s(&x)]);
     let stdout = String::from_utf8_lossy(&out.stdout);
     for m in [
         "PLANTED-hook-objlink",
