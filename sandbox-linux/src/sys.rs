@@ -110,6 +110,12 @@ pub fn getuid() -> u32 {
     unsafe { libc::getuid() }
 }
 
+/// `geteuid()`.
+pub fn geteuid() -> u32 {
+    // SAFETY: geteuid cannot fail and takes no arguments.
+    unsafe { libc::geteuid() }
+}
+
 /// `getgid()`.
 pub fn getgid() -> u32 {
     // SAFETY: getgid cannot fail and takes no arguments.

@@ -1146,7 +1146,8 @@ fn a_repository_taken_apart_swapped_or_reached_through_proc_stays_unwritten() {
     for ns in [Ns::With, Ns::Without] {
         let e = env();
         std::fs::create_dir_all(e.ws.join("lone")).unwrap();
-        std::fs::write(e.ws.join("lone/HEAD"), "ref: refs/heads/main\n").unwrap();
+        // a lone HEAD git would not read (r27 F1: one it would is a repository in the making)
+        std::fs::write(e.ws.join("lone/HEAD"), "not a ref\n").unwrap();
         suite_test_support::dirs::chown_tree(&e.base, NOBODY);
         git(&e, &e.ws, &["init", "-q", "--bare", "remote"]);
         git(&e, &e.ws, &["init", "-q", "--bare", "other"]);
@@ -1329,6 +1330,73 @@ echo x > $X/own/w/f 2>&1 && echo OWN-WRITTEN
         "REMOVED-emptygit",
         "REMOVED-agents",
         "OWN-WRITTEN",
+    ] {
+        assert!(stdout.contains(m), "control {m}: {stdout}");
+    }
+}
+
+/// Outside review r27: F1, a directory with a lone `HEAD` (a bare fixture whose empty `refs/`
+/// git did not track) had `config` and hooks planted before `objects`/`refs` were added; an
+/// invalid `HEAD` must not become a valid one either (written, or linked to a second name);
+/// F3, `mv lib lib.moved` took a submodule's `.git` file away with its directory; FP1, a
+/// directory named `HEAD` could not be made.
+#[test]
+fn a_lone_head_a_directory_holding_git_and_head_directories() {
+    let setup = |e: &Env| {
+        std::fs::create_dir_all(e.ws.join("fixture")).unwrap();
+        std::fs::write(e.ws.join("fixture/HEAD"), "ref: refs/heads/main\n").unwrap();
+        std::fs::create_dir_all(e.ws.join("plain")).unwrap();
+        std::fs::write(e.ws.join("plain/HEAD"), "hello\n").unwrap();
+        std::fs::create_dir_all(e.ws.join("proj/lib")).unwrap();
+        std::fs::create_dir_all(e.ws.join("proj/other")).unwrap();
+        std::fs::write(e.ws.join("proj/lib/.git"), "gitdir: ../../modules/lib\n").unwrap();
+        suite_test_support::dirs::chown_tree(&e.base, NOBODY);
+    };
+    let attack = r#"
+printf '[core]\n\tfsmonitor = id\n' > fixture/config 2>&1 && echo PLANTED-config
+mkdir fixture/hooks 2>&1 && echo PLANTED-hooks
+echo x > fixture/commondir 2>&1 && echo PLANTED-commondir
+echo 'ref: refs/heads/main' > plain/HEAD 2>&1 && echo WROTE-head
+python3 -c 'open("plain/HEAD", "r+").write("ref: refs/heads/x")' 2>&1 && echo WROTE-head-in-place
+ln plain/HEAD plain/h2 2>&1 && echo LINKED-head
+echo x > plain/config && echo plain-writable
+mv proj/lib proj/lib.moved 2>&1 && echo MOVED-lib
+mv proj/other proj/other.moved && echo other-moved
+mkdir -p tree/HEAD && echo x > tree/HEAD/file && echo head-dir-ok
+"#;
+    for ns in [Ns::With, Ns::Without] {
+        let e = env();
+        setup(&e);
+        let out = guarded(&e, ns, false, attack);
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        let ctx = format!("{ns:?}: {stdout} / {stderr}");
+        for bad in ["PLANTED", "WROTE", "LINKED", "MOVED"] {
+            assert!(!stdout.contains(bad), "{bad}: {ctx}");
+        }
+        assert!(stderr.contains("Permission denied"), "{ctx}");
+        assert!(e.ws.join("proj/lib/.git").is_file(), "{ctx}");
+        assert_eq!(
+            std::fs::read_to_string(e.ws.join("plain/HEAD")).unwrap(),
+            "hello\n",
+            "{ctx}"
+        );
+        // controls in the same run
+        for ok in ["plain-writable", "other-moved", "head-dir-ok"] {
+            assert!(stdout.contains(ok), "{ok}: {ctx}");
+        }
+    }
+    let e = env();
+    setup(&e);
+    let out = outside(&e, &["-c", attack]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    for m in [
+        "PLANTED-config",
+        "PLANTED-hooks",
+        "WROTE-head",
+        "WROTE-head-in-place",
+        "LINKED-head",
+        "MOVED-lib",
     ] {
         assert!(stdout.contains(m), "control {m}: {stdout}");
     }

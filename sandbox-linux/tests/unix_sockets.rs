@@ -518,3 +518,73 @@ fn an_older_socket_linked_or_renamed_onto_an_allowed_name_is_not_allowed() {
     );
     assert_eq!(accepted(&pg), 1);
 }
+
+/// Outside review r27 F4: another local user started a unix stream server under `/tmp` (a
+/// writable root) after the sandbox started; the command connected and handed it the user's
+/// terminal and a writable file (`SCM_RIGHTS`). A socket born during the run is the command's
+/// own only if the user bound it: one bound by another uid (here root) is refused, the same
+/// socket owned by the user (the control) is reached.
+#[test]
+fn a_socket_another_user_binds_during_the_run_is_not_the_commands() {
+    use std::os::unix::fs::PermissionsExt;
+    let e = env();
+    for ns in BOTH {
+        for (owner, expect) in [(0, EACCES), (NOBODY, "ok")] {
+            let sock = e.ws.join("late.sock");
+            let go = e.ws.join("go");
+            let _ = std::fs::remove_file(&sock);
+            let _ = std::fs::remove_file(&go);
+            let script = format!(
+                "while [ ! -e go ]; do sleep 0.02; done; exec {PROBE} unix-connect {}",
+                s(&sock)
+            );
+            let child = std::thread::spawn({
+                let e_ws = e.ws.clone();
+                let home = e.home.clone();
+                move || {
+                    let mut c = if ns == Ns::Without {
+                        let mut c = Command::new(PROBE);
+                        c.args(["outer-deny", "userns", "--", &helper()]);
+                        c
+                    } else {
+                        Command::new(helper())
+                    };
+                    c.arg("--sandbox-policy-cwd").arg(&e_ws);
+                    c.args(["--sandbox-policy", WS]);
+                    if ns == Ns::Without {
+                        c.arg("--dangerously-allow-weaker-sandbox");
+                    }
+                    c.args(["--", "sh", "-c", &script])
+                        .env("HOME", &home)
+                        .env_remove("TMPDIR")
+                        .current_dir(&e_ws)
+                        .env("PWD", &e_ws)
+                        .uid(NOBODY)
+                        .gid(NOBODY)
+                        .stdin(Stdio::null())
+                        .output()
+                        .unwrap()
+                }
+            });
+            // the sandbox is up (its start is before the bind): then the server appears
+            std::thread::sleep(std::time::Duration::from_millis(300));
+            let l = UnixListener::bind(&sock).unwrap();
+            chown(&sock, Some(owner), Some(owner)).unwrap();
+            // connectable by anyone, as the reviewer's was: the kernel's own permission check
+            // is not what refuses it
+            std::fs::set_permissions(&sock, std::fs::Permissions::from_mode(0o777)).unwrap();
+            l.set_nonblocking(true).unwrap();
+            std::fs::write(&go, "").unwrap();
+            let out = child.join().unwrap();
+            let got = String::from_utf8_lossy(&out.stdout).trim().to_string();
+            assert_eq!(
+                got,
+                expect,
+                "owner {owner}, with namespaces {}: {}",
+                ns == Ns::With,
+                String::from_utf8_lossy(&out.stderr)
+            );
+            assert_eq!(accepted(&l), usize::from(expect == "ok"));
+        }
+    }
+}

@@ -6,7 +6,7 @@ use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use super::sys;
 use super::{
     DENIED_ERRNO, Op, Request, has_protected_component, inside_git_directory, is_git_directory_at,
-    is_protected, is_protected_new_name,
+    is_head_file, is_protected, is_protected_new_name,
 };
 
 /// Carve-outs that did not exist at the start (a `$CODEX_HOME` to be created, `.git`/`.codex`
@@ -37,12 +37,32 @@ fn below_protected_path(path: &[u8]) -> bool {
 }
 
 /// `EACCES` when `fd` (an `O_PATH` descriptor of an entry about to be renamed or linked) is a
-/// directory git takes for a repository by its contents.
+/// directory git takes for a repository by its contents, or one that holds a protected name
+/// (outside review r27 F3: `mv lib lib.moved; mkdir lib` took a submodule's `.git` file away
+/// with its directory, as removing it did in r26 F1, and the user's next `git reset --hard` in
+/// `lib` acted on the superproject).
 fn refuse_repository_entry(fd: BorrowedFd<'_>) -> Result<(), i32> {
-    if sys::info(fd).map_err(errno)?.kind == libc::S_IFDIR && is_git_directory_at(fd) {
+    if sys::info(fd).map_err(errno)?.kind == libc::S_IFDIR
+        && (is_git_directory_at(fd) || holds_protected_name(fd))
+    {
         return Err(DENIED_ERRNO);
     }
     Ok(())
+}
+
+/// Whether the directory `dir` has an entry named exactly like a protected name (any answer
+/// but "no such entry" counts as yes).
+fn holds_protected_name(dir: BorrowedFd<'_>) -> bool {
+    super::PROTECTED_NAMES.iter().any(|n| {
+        let Ok(name) = CString::new(*n) else {
+            return true;
+        };
+        let mut st = std::mem::MaybeUninit::<libc::stat>::uninit();
+        !matches!(
+            sys::fstatat_nofollow(dir.as_raw_fd(), &name, &mut st),
+            Err(e) if e.raw_os_error() == Some(libc::ENOENT)
+        )
+    })
 }
 
 /// [`refuse_repository_entry`] for the entry `name` of `parent` (missing: nothing to refuse).
@@ -220,7 +240,7 @@ pub(super) fn perform(req: &Request, fds: Vec<OwnedFd>) -> Outcome {
             Some(fd) => reopen_checked(fd, req.flags, false),
             None => Err(libc::EPROTO),
         },
-        Op::Mkdir => match target(d1, &req.path1)? {
+        Op::Mkdir => match target_refusing(d1, &req.path1, is_protected)? {
             Target::Direct => sys::mkdirat(d1, &cstr(&req.path1)?, req.mode).map_err(errno),
             Target::In(parent, last) => {
                 sys::mkdirat(Some(parent.as_fd()), &last, req.mode).map_err(errno)
@@ -280,6 +300,17 @@ fn split(path: &[u8]) -> Option<(&[u8], &[u8], &[u8])> {
 }
 
 fn target(dir: Option<BorrowedFd<'_>>, path: &[u8]) -> Result<Target, i32> {
+    target_refusing(dir, path, is_protected_new_name)
+}
+
+/// [`target`] with the test of the new name: `mkdir` may make a directory named `HEAD` (git
+/// reads `HEAD` as a file or link only; outside review r27 FP1: unpacking a tree with such a
+/// directory failed), so it refuses only [`is_protected`] names.
+fn target_refusing(
+    dir: Option<BorrowedFd<'_>>,
+    path: &[u8],
+    refused: fn(&[u8]) -> bool,
+) -> Result<Target, i32> {
     let Some((parent, last, last_as_given)) = split(path) else {
         return Ok(Target::Direct);
     };
@@ -297,7 +328,7 @@ fn target(dir: Option<BorrowedFd<'_>>, path: &[u8]) -> Result<Target, i32> {
             DENIED_ERRNO
         });
     }
-    if is_protected_new_name(last) {
+    if refused(last) {
         // an existing carve-out is its own read-only mount: EROFS, as the kernel would say
         let held = sys::openat(
             Some(parent_fd.as_fd()),
@@ -385,9 +416,12 @@ fn check_location(fd: BorrowedFd<'_>, refuse_proc: bool) -> Result<(sys::FileInf
 
 /// Re-open `fd` (an `O_PATH` descriptor, or the child's own) with `flags`, after the checks.
 fn reopen_checked(fd: BorrowedFd<'_>, flags: i32, refuse_proc: bool) -> Outcome {
-    let (info, _) = check_location(fd, refuse_proc)?;
+    let (info, real) = check_location(fd, refuse_proc)?;
     if info.kind == libc::S_IFLNK {
         return Err(libc::ELOOP); // O_NOFOLLOW on a symlink
+    }
+    if info.kind != libc::S_IFDIR && is_head_file(&real) {
+        return Err(DENIED_ERRNO);
     }
     let link =
         CString::new(format!("/proc/self/fd/{}", fd.as_raw_fd())).map_err(|_| libc::EINVAL)?;
@@ -478,7 +512,11 @@ fn link(
         };
         open_path_no_magiclinks_flags(d1, &cstr(old)?, false, follow)?
     };
-    check_location(src.as_fd(), true)?;
+    let (_, real) = check_location(src.as_fd(), true)?;
+    if is_head_file(&real) {
+        // a second name would let it be written (see [`is_head_file`])
+        return Err(DENIED_ERRNO);
+    }
     refuse_repository_entry(src.as_fd())?;
     let Target::In(parent, last) = target(d2, new)? else {
         return sys::linkat(d1, &cstr(old)?, d2, &cstr(new)?, flags).map_err(errno);
@@ -499,9 +537,8 @@ fn link(
 /// inside a repository or below a protected name (outside review r23 F1: `refs/` removed so
 /// that git's test no longer saw a repository, a hook planted, `refs/` put back; r24 F1: a
 /// `.bare` repository's `HEAD` removed, its worktrees still reading its config and hooks).
-/// The directory the entry is in is checked as for a creation; the entry's own name may be
-/// protected (removing a `.git` file or an empty `HEAD`-less directory named `.git` plants
-/// nothing).
+/// The directory the entry is in is checked as for a creation, and the entry's own name may
+/// not be protected (outside review r26 F1).
 fn unlink(d1: Option<BorrowedFd<'_>>, path: &[u8], flags: i32) -> Result<(), i32> {
     if flags & !libc::AT_REMOVEDIR != 0 {
         return Err(libc::EINVAL);

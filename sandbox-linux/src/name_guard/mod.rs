@@ -119,22 +119,30 @@ pub fn has_protected_component(path: &[u8]) -> bool {
 ///
 /// One exception, so that another local user cannot freeze every sandbox below a shared
 /// directory by planting `HEAD` + `objects/` + `refs/` in it (outside review r26 F2, on `/tmp`):
-/// a **sticky, world-writable directory** ([`shared_sticky`]) is not taken for a repository.
-/// git itself refuses such a directory when someone else owns it ("dubious ownership") unless
-/// the user listed it in `safe.directory`.
+/// a **sticky, world-writable directory that someone else owns** ([`shared_sticky`]) is not
+/// taken for a repository. git itself refuses it ("dubious ownership") unless the user listed it
+/// in `safe.directory`. Nor is a directory whose `HEAD` is a file git would not read as one
+/// (not `ref:` nor an object id) unless `objects` + `refs` or `commondir` are there too.
 pub(crate) fn is_git_directory_at(dir: std::os::fd::BorrowedFd<'_>) -> bool {
     git_directory_at(dir, false)
 }
 
-/// A sticky, world-writable directory (`/tmp`, `/var/tmp`, a shared drop directory): never taken
-/// for a repository (see [`is_git_directory_at`]). Whoever owns it, every local user can already
-/// add entries to it, hooks included; and git refuses it unless its owner runs git (or the user
-/// listed it in `safe.directory`). The owner is not compared: inside a user namespace another
-/// user's directory shows the overflow uid, which may be the sandbox's own (65534).
+/// A sticky, world-writable directory (`/tmp`, `/var/tmp`, a shared drop directory) that this
+/// user does not own: never taken for a repository (see [`is_git_directory_at`]). Every local
+/// user can add entries to it, hooks included, and git refuses it ("dubious ownership") unless
+/// the user listed it in `safe.directory`. The user's own sticky repository stays one (outside
+/// review r27 F5: its existing hooks, which other users cannot replace, were the command's to
+/// write). Inside a user namespace another user's directory shows the overflow uid, so a
+/// directory showing it counts as another's even when the sandbox runs as uid 65534 itself.
 fn shared_sticky(st: &libc::stat) -> bool {
     st.st_mode & libc::S_IFMT == libc::S_IFDIR
         && st.st_mode & (libc::S_ISVTX | libc::S_IWOTH) == (libc::S_ISVTX | libc::S_IWOTH)
+        && (st.st_uid != crate::sys::geteuid() || st.st_uid == OVERFLOW_UID)
 }
+
+/// The uid a user namespace shows for ids it does not map (`/proc/sys/kernel/overflowuid`'s
+/// default): another user's directory may show it.
+const OVERFLOW_UID: u32 = 65534;
 
 /// [`is_git_directory_at`]; `lenient`: a directory this process may not search (`EACCES` on
 /// its own entries) counts as no repository. Used for the directory a call acts on itself:
@@ -169,7 +177,47 @@ fn git_directory_at(dir: std::os::fd::BorrowedFd<'_>, lenient: bool) -> bool {
     else {
         return true;
     };
-    (objects.is_some() && refs.is_some()) || common.is_some()
+    (objects.is_some() && refs.is_some())
+        || common.is_some()
+        // a `HEAD` git would accept is enough (outside review r27 F1: a directory with a lone
+        // `HEAD`, a bare test fixture whose empty `refs/` git did not track, had `config` and
+        // hooks planted first and `objects/` + `refs/` added last; r27 F2: a `commondir`
+        // added to it named a directory without `HEAD` whose config and hooks git read)
+        || head == Some(libc::S_IFLNK)
+        || head_content_is_gits(dir)
+}
+
+/// Whether the regular file `HEAD` in `dir` holds what git's `validate_headref` accepts (`ref:`
+/// or an object id in hex); unreadable counts as yes. An invalid `HEAD` cannot be made valid
+/// later: an existing `HEAD` is not written ([`is_head_file`]).
+fn head_content_is_gits(dir: std::os::fd::BorrowedFd<'_>) -> bool {
+    use std::os::fd::AsFd;
+    let Ok(f) = sys::openat(
+        Some(dir),
+        c"HEAD",
+        libc::O_RDONLY | libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_NOCTTY,
+        0,
+    ) else {
+        return true;
+    };
+    let mut b = [0u8; 64];
+    let Ok(n) = sys::read_eintr(f.as_fd(), &mut b) else {
+        return true;
+    };
+    head_bytes_are_gits(&b[..n])
+}
+
+/// `validate_headref`'s test on the start of `HEAD`: `ref:`, or 40 (SHA-1) hex digits.
+fn head_bytes_are_gits(b: &[u8]) -> bool {
+    b.starts_with(b"ref:") || (b.len() >= 40 && b[..40].iter().all(u8::is_ascii_hexdigit))
+}
+
+/// Whether `path` (a resolved location) names a file called exactly `HEAD`: such a file is
+/// not opened for writing nor truncated, wherever it is, so that a `HEAD` git would refuse
+/// cannot become one it accepts after other parts were planted around it (outside review r27
+/// F1; a new `HEAD` is not created either: [`is_protected_new_name`]).
+pub(crate) fn is_head_file(path: &[u8]) -> bool {
+    path.rsplit(|&b| b == b'/').next() == Some(b"HEAD")
 }
 
 /// Most directory levels walked up from a location (deeper: counted as inside a repository).
@@ -331,6 +379,28 @@ mod tests {
         assert!(is_protected(b"remote.git") && is_protected(b"X.GIT"));
         assert!(!is_protected(b".git2") && !is_protected(b"digit"));
         assert!(is_protected_new_name(b"HEAD") && !is_protected(b"HEAD"));
+        // r27 F1: what git's `validate_headref` takes for a HEAD
+        assert!(head_bytes_are_gits(b"ref: refs/heads/main\n"));
+        assert!(head_bytes_are_gits(b"ref:refs/heads/main"));
+        assert!(head_bytes_are_gits(&[b'a'; 40]));
+        assert!(!head_bytes_are_gits(b"hello\n"));
+        assert!(!head_bytes_are_gits(&[b'a'; 39]));
+        assert!(!head_bytes_are_gits(b""));
+        assert!(is_head_file(b"/w/plain/HEAD") && !is_head_file(b"/w/plain/HEAD.txt"));
+        assert!(!is_head_file(b"/w/HEAD/file"));
+        // r27 F5: a sticky world-writable directory is shared unless it is this user's own
+        // (the overflow uid a user namespace shows counts as another's)
+        let root = std::fs::File::open("/").unwrap();
+        let mut st = sys::fstat_fd(std::os::fd::AsFd::as_fd(&root)).unwrap();
+        st.st_mode = libc::S_IFDIR | 0o1777;
+        st.st_uid = crate::sys::geteuid();
+        assert_eq!(shared_sticky(&st), st.st_uid == OVERFLOW_UID);
+        st.st_uid = 1234;
+        assert!(shared_sticky(&st));
+        st.st_mode = libc::S_IFDIR | 0o777;
+        assert!(!shared_sticky(&st), "not sticky");
+        st.st_mode = libc::S_IFDIR | 0o1775;
+        assert!(!shared_sticky(&st), "not world-writable");
         assert!(!is_protected_new_name(b"head") && !is_protected_new_name(b"Head"));
     }
 }

@@ -436,7 +436,12 @@ fn handle(listener: &OwnedFd, n: &libc::seccomp_notif, rules: &Rules) -> i32 {
         Decision::Denied => return DENIED_ERRNO,
         Decision::Allowed => {}
         Decision::InWritableRoot => {
-            if !rules.born_during_the_run(sys::birth_time(&inode).ok().flatten()) {
+            // the command's own: born during the run, and bound by this user (outside review
+            // r27 F4: another local user's server, started under `/tmp` after the start, was
+            // reached and handed the user's terminal and a writable file over `SCM_RIGHTS`)
+            if st.st_uid != crate::sys::geteuid()
+                || !rules.born_during_the_run(sys::birth_time(&inode).ok().flatten())
+            {
                 return DENIED_ERRNO;
             }
         }
