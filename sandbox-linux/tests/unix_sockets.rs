@@ -521,15 +521,22 @@ fn an_older_socket_linked_or_renamed_onto_an_allowed_name_is_not_allowed() {
 
 /// Outside review r27 F4: another local user started a unix stream server under `/tmp` (a
 /// writable root) after the sandbox started; the command connected and handed it the user's
-/// terminal and a writable file (`SCM_RIGHTS`). A socket born during the run is the command's
-/// own only if the user bound it: one bound by another uid (here root) is refused, the same
-/// socket owned by the user (the control) is reached.
+/// terminal and a writable file (`SCM_RIGHTS`). r29 F1: an `ssh-agent` the user started during
+/// the run (the user's own socket, new) was used. A socket below a writable root is the
+/// command's own only if the command listened on it: one bound and listened on outside during
+/// the run is refused whoever owns it (root, or the user). The control, a server the command
+/// starts itself, is `own_sockets_socketpair_and_sendto_keep_working_and_symlinks_do_not_escape`;
+/// the control that the same socket is reachable is the policy naming it.
 #[test]
-fn a_socket_another_user_binds_during_the_run_is_not_the_commands() {
+fn a_socket_another_process_listens_on_during_the_run_is_not_the_commands() {
     use std::os::unix::fs::PermissionsExt;
     let e = env();
     for ns in BOTH {
-        for (owner, expect) in [(0, EACCES), (NOBODY, "ok")] {
+        for (owner, allow, expect) in [
+            (0, false, EACCES),
+            (NOBODY, false, EACCES),
+            (NOBODY, true, "ok"),
+        ] {
             let sock = e.ws.join("late.sock");
             let go = e.ws.join("go");
             let _ = std::fs::remove_file(&sock);
@@ -539,6 +546,7 @@ fn a_socket_another_user_binds_during_the_run_is_not_the_commands() {
                 s(&sock)
             );
             let child = std::thread::spawn({
+                let sock_for_child = sock.clone();
                 let e_ws = e.ws.clone();
                 let home = e.home.clone();
                 move || {
@@ -551,6 +559,9 @@ fn a_socket_another_user_binds_during_the_run_is_not_the_commands() {
                     };
                     c.arg("--sandbox-policy-cwd").arg(&e_ws);
                     c.args(["--sandbox-policy", WS]);
+                    if allow {
+                        c.arg("--allow-unix-socket").arg(&sock_for_child);
+                    }
                     if ns == Ns::Without {
                         c.arg("--dangerously-allow-weaker-sandbox");
                     }

@@ -34,6 +34,11 @@ pub struct Rules {
     /// The name guard is on: no metadata change below a protected name or inside a repository
     /// found by its contents either (outside review r22 F4).
     pub(crate) guard: bool,
+    /// The socket files (device, inode) the command listened on ([`handle_listen`]): the only
+    /// sockets below a writable root that are its own (outside review r29 F1: an `ssh-agent`
+    /// the user started from a new terminal during the run, a socket of the user's own, new,
+    /// under `/tmp`, listed and used the user's keys). Shared by the clones each thread gets.
+    listened: std::sync::Arc<std::sync::Mutex<std::collections::HashSet<(u64, u64)>>>,
 }
 
 /// The outcome for one socket path.
@@ -41,8 +46,11 @@ pub struct Rules {
 pub enum Decision {
     /// Named in the allow-list.
     Allowed,
-    /// Below a writable root.
+    /// Below a writable root: the command's own only if it listened on it.
     InWritableRoot,
+    /// Named in the allow-list, below a writable root, absent at the start: the socket born
+    /// there during the run (not an older one linked or renamed onto the name).
+    AllowedIfNew,
     /// Anything else.
     Denied,
 }
@@ -77,7 +85,23 @@ impl Rules {
                 .map_or((0, 0), |d| (d.as_secs() as i64, d.subsec_nanos())),
             mounts: Default::default(),
             guard: false,
+            listened: Default::default(),
         }
+    }
+
+    /// Whether the command listened on the socket file `id` (device, inode) during the run.
+    pub fn listened_on(&self, id: (u64, u64)) -> bool {
+        self.listened
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .contains(&id)
+    }
+
+    fn record_listen(&self, id: (u64, u64)) {
+        self.listened
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(id);
     }
 
     /// A socket below a writable root that existed before the sandbox started belongs to a
@@ -103,7 +127,7 @@ impl Rules {
                 (false, _) => Decision::Allowed,
                 (true, Some(s)) if *s == id => Decision::Allowed,
                 (true, Some(_)) => Decision::Denied,
-                (true, None) => Decision::InWritableRoot,
+                (true, None) => Decision::AllowedIfNew,
             };
         }
         if in_root && !self.excluded.iter().any(below) {
@@ -245,7 +269,7 @@ pub(super) fn run_forwarded(listener: &OwnedFd, rules: &Rules, chan: &OwnedFd) {
 /// the very node the socket was bound to (`unix_diag`'s device and inode; a node that cannot be
 /// matched is refused). After the check the node cannot gain `S_IWOTH`: `chmod` with it and
 /// ACLs are refused in the sandbox. `path` is the socket's bound path (`getsockname`).
-fn socket_file_private(tid: libc::pid_t, sock: &OwnedFd, path: &[u8]) -> Result<(), i32> {
+fn socket_file_private(tid: libc::pid_t, sock: &OwnedFd, path: &[u8]) -> Result<(u64, u64), i32> {
     use std::os::unix::ffi::OsStrExt;
     let Some((kdev, ino)) = sys::unix_bound_node(sock).map_err(|_| DENIED_ERRNO)? else {
         return Err(DENIED_ERRNO);
@@ -275,7 +299,7 @@ fn socket_file_private(tid: libc::pid_t, sock: &OwnedFd, path: &[u8]) -> Result<
     if m.mode() & libc::S_IWGRP != 0 && !private_group(m.gid()) {
         return Err(DENIED_ERRNO);
     }
-    Ok(())
+    Ok((m.dev(), m.ino()))
 }
 
 /// Whether `gid` is the launcher's primary group and `/etc/group` lists it with no member but
@@ -325,7 +349,11 @@ fn handle_listen(listener: &OwnedFd, n: &libc::seccomp_notif, rules: &Rules) -> 
             Ok(sys::UnixName::Abstract) => DENIED_ERRNO,
             Ok(sys::UnixName::Unbound) => sys::listen_errno(&sock, n.data.args[1] as i32),
             Ok(sys::UnixName::Path(path)) => match socket_file_private(tid, &sock, &path) {
-                Ok(()) => sys::listen_errno(&sock, n.data.args[1] as i32),
+                Ok(id) => {
+                    // recorded first: a client may connect as soon as the listen returns
+                    rules.record_listen(id);
+                    sys::listen_errno(&sock, n.data.args[1] as i32)
+                }
                 Err(e) => e,
             },
             Err(e) => e.raw_os_error().unwrap_or(libc::ENOTSOCK),
@@ -435,12 +463,18 @@ fn handle(listener: &OwnedFd, n: &libc::seccomp_notif, rules: &Rules) -> i32 {
     match rules.decide(&real, (st.st_dev, st.st_ino)) {
         Decision::Denied => return DENIED_ERRNO,
         Decision::Allowed => {}
+        Decision::AllowedIfNew => {
+            if !rules.born_during_the_run(sys::birth_time(&inode).ok().flatten()) {
+                return DENIED_ERRNO;
+            }
+        }
         Decision::InWritableRoot => {
             // the command's own: born during the run, and bound by this user (outside review
             // r27 F4: another local user's server, started under `/tmp` after the start, was
             // reached and handed the user's terminal and a writable file over `SCM_RIGHTS`)
             if st.st_uid != crate::sys::geteuid()
                 || !rules.born_during_the_run(sys::birth_time(&inode).ok().flatten())
+                || !rules.listened_on((st.st_dev, st.st_ino))
             {
                 return DENIED_ERRNO;
             }
@@ -570,6 +604,7 @@ mod tests {
             started: (1000, 500),
             mounts: Default::default(),
             guard: false,
+            listened: Default::default(),
         }
     }
 
@@ -615,7 +650,16 @@ mod tests {
         assert_eq!(r.decide(Path::new("/ws/pg.sock"), id), Decision::Denied);
         assert_eq!(
             r.decide(Path::new("/ws/later.sock"), id),
-            Decision::InWritableRoot
+            Decision::AllowedIfNew
         );
+    }
+
+    #[test]
+    fn only_a_socket_the_command_listened_on_is_its_own() {
+        let r = rules();
+        assert!(!r.listened_on((1, 99)));
+        let clone = r.clone(); // what another supervisor thread holds
+        clone.record_listen((1, 99));
+        assert!(r.listened_on((1, 99)) && !r.listened_on((1, 98)));
     }
 }
