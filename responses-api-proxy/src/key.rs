@@ -189,22 +189,19 @@ impl KeyCutter {
         self.0.cut() + self.0.cut.receiver_count()
     }
 
-    /// How many local users, and how many connections and sessions, hold this key now: a
-    /// rotation that must cut one retired key's holders cuts the key held by the fewest users,
-    /// then the fewest holders (outside review r20 L2: "always the oldest" let a user who kept
-    /// one slow stream on each retired key choose whose stream the next rotation cut: another
-    /// user's on the oldest key).
-    pub fn weight(&self) -> (usize, usize) {
+    /// The local users (peer uids, sorted, each once) whose connections or sessions hold this
+    /// key now; a rotation that must cut one retired key's holders chooses by them
+    /// (`Rotator::make_room`).
+    pub fn users(&self) -> Vec<u32> {
         let conns = self.0.conns.lock().unwrap_or_else(|e| e.into_inner());
         let mut uids: Vec<u32> = conns
             .iter()
             .filter(|(w, _)| w.strong_count() > 0)
             .map(|(_, uid)| *uid)
             .collect();
-        let holders = uids.len();
         uids.sort_unstable();
         uids.dedup();
-        (uids.len(), holders)
+        uids
     }
 }
 

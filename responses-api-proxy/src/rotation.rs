@@ -125,10 +125,13 @@ impl Rotator {
     /// WebSocket sessions ended) and the rotation waits up to [`CUT_WAIT`] for its page, then
     /// the next. The administrator's rotation wins over clients that keep old keys busy
     /// (outside review r18 F1: one slow request per key generation blocked every rotation after
-    /// the third). The key cut is the one held by the fewest local users, then by the fewest
-    /// connections and sessions, then the oldest ([`KeyCutter::weight`]; outside review r20
-    /// L2: a user holding one slow stream on every retired key chose whose stream the oldest
-    /// was). Blocking: both callers run on blocking threads.
+    /// the third). The key cut is the one whose **greediest holder** holds the most retired
+    /// keys, then the one held by the fewest local users, then the oldest
+    /// ([`choose_key_to_cut`]; outside review r20 L2: "always the oldest" let a user who kept
+    /// a slow stream on every retired key choose whose stream was cut; r28 F1: "fewest users,
+    /// then fewest connections" let a user who stayed off the victim's key and padded the
+    /// connection counts of their own keys choose it). Blocking: both callers run on blocking
+    /// threads.
     fn make_room(&self) {
         loop {
             if self.pages.in_use() < self.pages.total() {
@@ -136,24 +139,19 @@ impl Rotator {
             }
             let chosen = {
                 let mut retired = self.retired.lock().unwrap_or_else(|e| e.into_inner());
-                // `min_by_key` keeps the first of equals: the oldest
-                let pick = retired
-                    .iter()
-                    .enumerate()
-                    .min_by_key(|(_, k)| k.weight())
-                    .map(|(i, _)| i);
-                pick.and_then(|i| retired.remove(i))
+                let users: Vec<Vec<u32>> = retired.iter().map(|k| k.users()).collect();
+                choose_key_to_cut(&users).and_then(|i| retired.remove(i))
             };
             let Some(chosen) = chosen else {
                 return;
             };
-            let (users, _) = chosen.weight();
+            let users = chosen.users().len();
             let told = chosen.cut();
             tracing::warn!(
                 holders = told,
                 users,
                 pages = self.pages.total(),
-                "rotation: every key page is in use; cutting the connections that hold the retired key held by the fewest users"
+                "rotation: every key page is in use; cutting the connections that hold the retired key of the user holding the most"
             );
             if told == 0 {
                 continue;
@@ -254,6 +252,37 @@ impl Rotator {
             pages_in_use: self.pages.in_use(),
         })
     }
+}
+
+/// Which retired key (oldest first; `users[i]`: the uids holding key `i`) a rotation that
+/// finds every page in use cuts: the one whose greediest holder holds the most retired keys,
+/// then the one the fewest users hold, then the oldest (a key no one holds any more first).
+/// A user can only push their own keys
+/// up the order: holding more keys raises their own count, and connections do not count at
+/// all (r28 F1: idle keep-alive connections that once made a request under a key padded it).
+/// Users on several accounts, or a key only other users hold, can still be chosen.
+pub(crate) fn choose_key_to_cut(users: &[Vec<u32>]) -> Option<usize> {
+    let mut held: std::collections::HashMap<u32, usize> = std::collections::HashMap::new();
+    for key in users {
+        for uid in key {
+            *held.entry(*uid).or_default() += 1;
+        }
+    }
+    let greediest = |key: &Vec<u32>| key.iter().map(|u| held[u]).max().unwrap_or(0);
+    users
+        .iter()
+        .enumerate()
+        // a key no one holds any more first (cutting it hurts no one), then the largest
+        // greediest-holder count, then the fewest users; `min_by_key` keeps the first of
+        // equals: the oldest
+        .min_by_key(|(_, key)| {
+            (
+                !key.is_empty(),
+                std::cmp::Reverse(greediest(key)),
+                key.len(),
+            )
+        })
+        .map(|(i, _)| i)
 }
 
 /// SIGHUP while the key can be rotated: re-read the key file (through the opener, on a blocking
@@ -399,6 +428,23 @@ mod tests {
         assert_eq!(in_flight[0].header().as_bytes(), b"Bearer sk-gen0");
         // generations 0 and 2 (still held) and 4 (in force); 1 was cut, 3 held by nobody
         assert_eq!(pages.in_use(), 3);
+    }
+
+    /// r28 F1: A stays off B's key and holds the two others, padding their connection counts;
+    /// the cut falls on one of A's keys, never on B's (older or newer).
+    #[test]
+    fn the_cut_falls_on_the_user_holding_the_most_keys() {
+        let (a, b, c) = (1000, 1001, 1002);
+        // B's key between A's, and B's the oldest
+        assert_eq!(choose_key_to_cut(&[vec![a], vec![b], vec![a]]), Some(0));
+        assert_eq!(choose_key_to_cut(&[vec![b], vec![a], vec![a]]), Some(1));
+        // A shares B's key: A's own key goes (fewest users among A's)
+        assert_eq!(choose_key_to_cut(&[vec![a, b], vec![a], vec![a]]), Some(1));
+        // one key per user: the oldest
+        assert_eq!(choose_key_to_cut(&[vec![b], vec![a], vec![c]]), Some(0));
+        // a key nobody holds any more goes before any held one
+        assert_eq!(choose_key_to_cut(&[vec![b], vec![], vec![a]]), Some(1));
+        assert_eq!(choose_key_to_cut(&[]), None);
     }
 
     #[test]

@@ -978,7 +978,7 @@ fn a_rotation_with_every_page_in_use_cuts_the_oldest_keys_holders_instead_of_fai
     assert!(started.elapsed() < Duration::from_secs(5));
     wait_log(
         &s.proxy,
-        "cutting the connections that hold the retired key held by the fewest users",
+        "cutting the connections that hold the retired key of the user holding the most",
         1,
     );
 
