@@ -576,6 +576,20 @@ struct Session {
 }
 
 type ClientWs = WebSocketStream<TokioIo<hyper::upgrade::Upgraded>>;
+
+/// After the proxy's close frame: the client's close reply (read for at most [`CLOSE_GRACE`]),
+/// then the connection shut down, so that the client sees its session end at once.
+async fn end_client_now(client: &mut ClientWs) {
+    let _ = tokio::time::timeout(CLOSE_GRACE, async {
+        while let Some(Ok(m)) = client.next().await {
+            if m.is_close() {
+                break;
+            }
+        }
+    })
+    .await;
+    let _ = tokio::time::timeout(CLOSE_GRACE, client.get_mut().shutdown()).await;
+}
 type UpstreamWs = WebSocketStream<UpstreamIo>;
 
 /// How the relay loop ended.
@@ -638,6 +652,12 @@ impl Session {
                     frame.reason
                 );
                 let _ = tokio::time::timeout(CLOSE_GRACE, client.close(Some(frame))).await;
+                // the client's side ends now, not when the response it no longer gets ends
+                // upstream (outside review r28 F2: clients that wait for the connection to
+                // close after the closing handshake, as Python's `websockets` does, sat
+                // silent for the rest of the generation): its close reply is read briefly,
+                // then the connection is shut down, and only then the upstream drained
+                end_client_now(&mut client).await;
                 self.drain_upstream(&mut upstream).await;
                 let _ = tokio::time::timeout(CLOSE_GRACE, upstream.close(None)).await;
                 how
