@@ -1401,3 +1401,36 @@ mkdir -p tree/HEAD && echo x > tree/HEAD/file && echo head-dir-ok
         assert!(stdout.contains(m), "control {m}: {stdout}");
     }
 }
+
+/// Outside review r29 F4: with the sandbox started in `~` (a writable root), `core.fsmonitor`
+/// added to `~/.gitconfig` ran at the user's next `git status`. The startup files in `~` are
+/// read-only carve-outs then, existing or not; other files in `~` stay writable.
+#[test]
+fn startup_files_in_a_home_that_is_a_writable_root_stay_read_only() {
+    for ns in [Ns::With, Ns::Without] {
+        let e = env();
+        std::fs::write(e.ws.join(".gitconfig"), "[user]\n\tname = v\n").unwrap();
+        suite_test_support::dirs::chown_tree(&e.base, NOBODY);
+        let script = "printf '[core]\\n\\tfsmonitor = id\\n' >> .gitconfig 2>&1 && echo WROTE-gitconfig; \
+                      echo 'id' > .zshrc 2>&1 && echo CREATED-zshrc; \
+                      echo x > notes.txt && echo other-writable";
+        let out = command_with(&e, ns, None, ns == Ns::Without, false, script)
+            .env("HOME", &e.ws)
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        let ctx = format!("{ns:?}: {stdout} / {stderr}");
+        assert!(!stdout.contains("CREATED-zshrc"), "{ctx}");
+        assert!(!e.ws.join(".zshrc").exists(), "{ctx}");
+        if ns == Ns::With {
+            assert!(!stdout.contains("WROTE-gitconfig"), "{ctx}");
+            assert_eq!(
+                std::fs::read_to_string(e.ws.join(".gitconfig")).unwrap(),
+                "[user]\n\tname = v\n",
+                "{ctx}"
+            );
+        }
+        assert!(stdout.contains("other-writable"), "control: {ctx}");
+    }
+}

@@ -238,6 +238,7 @@ impl SandboxPolicy {
                     writable_roots.push(WritableRoot::new(d.clone(), &unique));
                 }
                 protect_codex_home(&mut writable_roots, env, &unique);
+                protect_home_startup_files(&mut writable_roots, env, &unique);
             }
         }
         let deny_read = if self.kind() == PolicyKind::DangerFullAccess {
@@ -689,6 +690,53 @@ fn carve_outs_for(path: PathBuf, hazards: Vec<PathBuf>) -> Vec<ReadOnlySubpath> 
         replaceable_via: None,
     });
     v
+}
+
+/// Files in `~` that make the user's next shell, login or `git` run what they say: read-only
+/// carve-outs when `~` is inside a writable root (`codex` started in `~`, or a root above it;
+/// outside review r29 F4: `core.fsmonitor` added to `~/.gitconfig` ran at the user's next
+/// `git status`). Only top-level names: protecting a missing `~/.config/git` would refuse
+/// creating `~/.config` itself. Not covered: `~/.config/*`, `~/.local/bin`, `~/bin` and the
+/// rest of `~`, which such a root makes writable (docs/security.md).
+pub const HOME_STARTUP_FILES: &[&str] = &[
+    ".bashrc",
+    ".bash_profile",
+    ".bash_login",
+    ".bash_logout",
+    ".profile",
+    ".zshrc",
+    ".zshenv",
+    ".zprofile",
+    ".zlogin",
+    ".zlogout",
+    ".gitconfig",
+    ".ssh",
+    ".pam_environment",
+    ".xprofile",
+    ".xsessionrc",
+    ".xinitrc",
+];
+
+/// See [`HOME_STARTUP_FILES`]; the same swap rules as `$CODEX_HOME`.
+fn protect_home_startup_files(roots: &mut [WritableRoot], env: &SandboxEnv, all_roots: &[PathBuf]) {
+    let Some(home) = &env.home else {
+        return;
+    };
+    if !roots.iter().any(|w| home.starts_with(&w.root)) {
+        return;
+    }
+    for name in HOME_STARTUP_FILES {
+        let (path, hazard) = carve_out_target(&home.join(name), all_roots);
+        for w in roots.iter_mut() {
+            if path.starts_with(&w.root)
+                && path != w.root
+                && !w.read_only_subpaths.iter().any(|s| s.path == path)
+            {
+                w.read_only_subpaths
+                    .extend(carve_outs_for(path.clone(), hazard.clone()));
+            }
+        }
+    }
 }
 
 /// `$CODEX_HOME` (else `~/.codex`) inside a writable root becomes a read-only carve-out of that
