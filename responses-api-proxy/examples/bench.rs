@@ -287,6 +287,11 @@ fn main() {
 
     println!();
     println!(
+        "ws upgrades answered 429 (a closed session's per-user slot not yet free) and retried: {}",
+        WS_RETRIES.swap(0, std::sync::atomic::Ordering::Relaxed)
+    );
+    println!();
+    println!(
         "SSE event lateness (arrival minus upstream send time, 5 events 2 ms apart, c=1, 300 streams):"
     );
     println!("| target | p50 ms | p99 ms | max ms | added p50 vs direct ms |");
@@ -324,6 +329,10 @@ fn main() {
         };
         println!("| {name} | {p50:.3} | {p99:.3} | {cpu} |");
     }
+    println!(
+        "(upgrades answered 429 and retried: {})",
+        WS_RETRIES.load(std::sync::atomic::Ordering::Relaxed)
+    );
     println!();
     println!(
         "ours after the run: peak RSS (VmHWM) {} KiB, RSS {} KiB, {} threads",
@@ -780,6 +789,9 @@ fn ws_uid(i: usize) -> Option<u32> {
     (group > 0).then(|| WS_EXTRA_UID_BASE + group as u32)
 }
 
+/// Upgrades answered 429 and retried (reported with the tables).
+static WS_RETRIES: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
 /// Opens a WebSocket session to `port`'s `/v1/responses`, its socket owned by `uid` (None: this
 /// process's). Retries a `429` for up to 5 s (the proxy frees a closed session's per-user slot
 /// just after the close handshake).
@@ -800,6 +812,7 @@ async fn ws_connect(port: u16, uid: Option<u32>) -> WsStream {
             Err(tokio_tungstenite::tungstenite::Error::Http(r))
                 if r.status() == 429 && Instant::now() < deadline =>
             {
+                WS_RETRIES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 tokio::time::sleep(Duration::from_millis(5)).await;
             }
             Err(e) => panic!(
