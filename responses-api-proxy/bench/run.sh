@@ -4,6 +4,7 @@
 # Usage: bash responses-api-proxy/bench/run.sh [--secs N] [--threads N] [--no-pin] [--nginx-no-log]
 # (pinned by default: the load generator and the mock on CPU 0, the proxies on CPU 1; nginx
 # writes an access line per request to /dev/null as ours writes its audit line, by default)
+# The ws rows (WebSocket sessions) open sessions 17 and up from other uids: run as root.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 cargo build --release -p responses-api-proxy --bins --examples

@@ -6,8 +6,21 @@
 //! installed, nginx configured as the equivalent Bearer-injecting reverse proxy (one worker,
 //! `proxy_buffering off`, upstream keepalive). It drives each with the same load generator (a
 //! hyper HTTP/1.1 keep-alive client, one connection per concurrent client) and prints req/s, p50,
-//! p99 and RSS for {JSON, SSE burst, SSE paced} x concurrency {1, 16, 64}, then how late each SSE
-//! event arrives through each target compared with direct.
+//! p99 and RSS for {JSON, SSE burst, SSE paced, WebSocket} x concurrency {1, 16, 64}, then how
+//! late each SSE event arrives through each target compared with direct.
+//!
+//! The `ws` rows: c WebSocket sessions (`GET /v1/responses` with `Upgrade: websocket`, the
+//! Responses API's WebSocket mode; tokio-tungstenite client), each sending its next
+//! `response.create` as soon as the previous response's `response.completed` arrived. "req/s"
+//! there is responses/s, the latencies are per response (`response.create` sent to
+//! `response.completed` received), the CPU per response; the sessions are opened before the
+//! measured window and closed after it (a CLI holds one per conversation), and what a session's
+//! set-up costs is a separate table (300 sessions one after another). The mock answers each with the
+//! sse-burst payloads (14 deltas of ~210 bytes and `response.completed` with usage), each its
+//! own text message, written at once. The proxy allows 16 sessions per local user
+//! (`ws::SESSIONS_PER_USER`): sessions 17 and up are opened from other uids (the socket is
+//! created under another fsuid, which is the uid the proxy's sock_diag lookup reports), so the
+//! c=64 cell needs root.
 //!
 //! Options: `--secs N` per cell (default 3), `--threads N` for our proxy (default 1, as the proxy).
 #![allow(
@@ -28,7 +41,13 @@ use hyper_util::rt::TokioIo;
 use suite_test_support::responses_mock::{MockResponse, MockUpstream, sse_frame};
 
 const KEY: &str = "sk-bench-0123456789abcdefABCDEF";
-const SCENARIOS: &[&str] = &["json", "sse-burst", "sse-paced"];
+const SCENARIOS: &[&str] = &["json", "sse-burst", "sse-paced", "ws"];
+/// A session's `response.create` (the policy admits `gpt-bench` and rewrites the ceiling in).
+const WS_CREATE: &str =
+    r#"{"type":"response.create","model":"gpt-bench","input":"say hello","stream":true}"#;
+/// First uid of the extra users WebSocket sessions beyond the proxy's per-user cap come from
+/// (16 sessions each; no such users need to exist).
+const WS_EXTRA_UID_BASE: u32 = 61000;
 const CONCURRENCY: &[usize] = &[1, 16, 64];
 const ROUNDS: usize = 6;
 
@@ -190,6 +209,8 @@ fn main() {
             let mut acc: Vec<(Vec<u32>, f64)> = vec![(Vec::new(), 0.0); targets.len()];
             // CPU time the target process used (utime + stime, clock ticks) and requests served:
             // cost per request, which the machine's load drifts do not distort as much as req/s.
+            // Sampled around the measured window only (after the warm-up; for ws, after the
+            // sessions are open and before they close).
             let mut cpu: Vec<(u64, u64)> = vec![(0, 0); targets.len()];
             for round in 0..ROUNDS {
                 for k in 0..targets.len() {
@@ -203,13 +224,16 @@ fn main() {
                             threads_of(pid)
                         })
                     });
-                    let cpu0: u64 = pids.iter().map(|p| cpu_ticks(*p)).sum();
-                    let (lat, elapsed) = rt.block_on(load(*port, scenario, c, slice));
-                    let cpu1: u64 = pids.iter().map(|p| cpu_ticks(*p)).sum();
+                    let ticks = || pids.iter().map(|p| cpu_ticks(*p)).sum::<u64>();
+                    let (lat, elapsed, used) = if *scenario == "ws" {
+                        rt.block_on(load_ws(*port, c, slice, &ticks))
+                    } else {
+                        rt.block_on(load(*port, scenario, c, slice, &ticks))
+                    };
                     if let Some(s) = sampler {
                         ours_threads = s.join().unwrap();
                     }
-                    cpu[i].0 += cpu1.saturating_sub(cpu0);
+                    cpu[i].0 += used;
                     cpu[i].1 += lat.len() as u64;
                     acc[i].0.extend(lat);
                     acc[i].1 += elapsed;
@@ -263,6 +287,11 @@ fn main() {
 
     println!();
     println!(
+        "ws upgrades answered 429 (a closed session's per-user slot not yet free) and retried: {}",
+        WS_RETRIES.swap(0, std::sync::atomic::Ordering::Relaxed)
+    );
+    println!();
+    println!(
         "SSE event lateness (arrival minus upstream send time, 5 events 2 ms apart, c=1, 300 streams):"
     );
     println!("| target | p50 ms | p99 ms | max ms | added p50 vs direct ms |");
@@ -281,6 +310,29 @@ fn main() {
             lat.0 - direct_p50
         );
     }
+    println!();
+    println!(
+        "WebSocket session set-up (upgrade through the target, its upstream handshake included), 300 sessions one after another, each: open, one response, close:"
+    );
+    println!(
+        "| target | upgrade p50 ms | upgrade p99 ms | CPU µs/session (open, 1 response, close) |"
+    );
+    println!("|---|---|---|---|");
+    for (name, port, pids) in &targets {
+        let ticks = || pids.iter().map(|p| cpu_ticks(*p)).sum::<u64>();
+        let (p50, p99, cpu) = rt.block_on(ws_setup(*port, 300, &ticks));
+        // Direct: the mock's CPU is not measured (as in the table).
+        let cpu = if pids.is_empty() {
+            "-".to_string()
+        } else {
+            format!("{cpu:.1}")
+        };
+        println!("| {name} | {p50:.3} | {p99:.3} | {cpu} |");
+    }
+    println!(
+        "(upgrades answered 429 and retried: {})",
+        WS_RETRIES.load(std::sync::atomic::Ordering::Relaxed)
+    );
     println!();
     println!(
         "ours after the run: peak RSS (VmHWM) {} KiB, RSS {} KiB, {} threads",
@@ -394,6 +446,22 @@ fn run_mock() {
     );
     let mut burst: Vec<String> = (0..14).map(long_delta).collect();
     burst.push(completed.clone());
+    // WebSocket mode: the same events' JSON, each its own text message (the SSE frame's data).
+    let ws_messages: Vec<String> = burst
+        .iter()
+        .map(|f| {
+            f.lines()
+                .find_map(|l| l.strip_prefix("data: "))
+                .unwrap()
+                .to_string()
+        })
+        .collect();
+    eprintln!(
+        "mock: ws = {} messages of {}..{} bytes per response.create, written at once",
+        ws_messages.len(),
+        ws_messages.iter().map(String::len).min().unwrap_or(0),
+        ws_messages.iter().map(String::len).max().unwrap_or(0)
+    );
     eprintln!(
         "mock: sse-burst = {} events of {}..{} bytes, each its own chunk",
         burst.len(),
@@ -407,6 +475,14 @@ fn run_mock() {
         last.push_str(&completed);
     }
     mock.set_handler(move |req| match req.header("x-bench-scenario").as_deref() {
+        _ if req
+            .header("upgrade")
+            .is_some_and(|u| u.eq_ignore_ascii_case("websocket")) =>
+        {
+            MockResponse::WebSocket {
+                messages: ws_messages.clone(),
+            }
+        }
         Some("sse-burst") => MockResponse::SseChunked {
             frames: burst.clone(),
         },
@@ -515,12 +591,16 @@ http {{
     uwsgi_temp_path {d}/tmp/uwsgi;
     scgi_temp_path {d}/tmp/scgi;
     upstream api {{ server 127.0.0.1:{upstream}; keepalive 128; }}
+    # WebSocket upgrades pass through (the ws rows); every other request keeps the upstream
+    # keep-alive ("Connection: " empty, no Upgrade header sent).
+    map $http_upgrade $connection_upgrade {{ default upgrade; '' ''; }}
     server {{
         listen 127.0.0.1:{port};
         location = /v1/responses {{
             proxy_pass http://api;
             proxy_http_version 1.1;
-            proxy_set_header Connection "";
+            proxy_set_header Upgrade $http_upgrade;
+            proxy_set_header Connection $connection_upgrade;
             proxy_set_header Authorization "Bearer {KEY}";
             proxy_set_header Cookie "";
             proxy_buffering off;
@@ -598,8 +678,15 @@ fn request(port: u16, scenario: &str) -> http::Request<Full<Bytes>> {
         .unwrap()
 }
 
-/// `c` keep-alive connections sending back-to-back requests for `dur`.
-async fn load(port: u16, scenario: &str, c: usize, dur: Duration) -> (Vec<u32>, f64) {
+/// `c` keep-alive connections sending back-to-back requests for `dur`: latencies, the window's
+/// length, and the target's CPU ticks (`ticks`) used in it.
+async fn load(
+    port: u16,
+    scenario: &str,
+    c: usize,
+    dur: Duration,
+    ticks: &dyn Fn() -> u64,
+) -> (Vec<u32>, f64, u64) {
     // Warm-up: open the upstream keep-alive pool.
     {
         let mut s = connect(port).await;
@@ -609,6 +696,7 @@ async fn load(port: u16, scenario: &str, c: usize, dur: Duration) -> (Vec<u32>, 
             let _ = r.into_body().collect().await;
         }
     }
+    let cpu0 = ticks();
     let start = Instant::now();
     let deadline = start + dur;
     let mut tasks = Vec::new();
@@ -635,7 +723,8 @@ async fn load(port: u16, scenario: &str, c: usize, dur: Duration) -> (Vec<u32>, 
     for t in tasks {
         all.extend(t.await.unwrap());
     }
-    (all, start.elapsed().as_secs_f64())
+    let elapsed = start.elapsed().as_secs_f64();
+    (all, elapsed, ticks().saturating_sub(cpu0))
 }
 
 fn summarize(mut all: Vec<u32>, elapsed: f64) -> LoadResult {
@@ -689,4 +778,168 @@ async fn event_lateness(port: u16, n: usize) -> (f64, f64, f64) {
     late.sort_unstable();
     let pct = |p: f64| late[((late.len() as f64 * p) as usize).min(late.len() - 1)] as f64 / 1000.0;
     (pct(0.5), pct(0.99), *late.last().unwrap() as f64 / 1000.0)
+}
+
+type WsStream = tokio_tungstenite::WebSocketStream<tokio::net::TcpStream>;
+
+/// The uid WebSocket session number `i` of a cell is opened from: this process's for the first
+/// `SESSIONS_PER_USER`, then one extra uid per further group of that many.
+fn ws_uid(i: usize) -> Option<u32> {
+    let group = i / responses_api_proxy::ws::SESSIONS_PER_USER;
+    (group > 0).then(|| WS_EXTRA_UID_BASE + group as u32)
+}
+
+/// Upgrades answered 429 and retried (reported with the tables).
+static WS_RETRIES: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+/// Opens a WebSocket session to `port`'s `/v1/responses`, its socket owned by `uid` (None: this
+/// process's). Retries a `429` for up to 5 s (the proxy frees a closed session's per-user slot
+/// just after the close handshake).
+async fn ws_connect(port: u16, uid: Option<u32>) -> WsStream {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let socket = match uid {
+            Some(uid) => sys::with_fsuid(uid, tokio::net::TcpSocket::new_v4),
+            None => tokio::net::TcpSocket::new_v4(),
+        }
+        .unwrap();
+        socket.set_nodelay(true).unwrap();
+        let tcp = socket.connect(([127, 0, 0, 1], port).into()).await.unwrap();
+        match tokio_tungstenite::client_async(format!("ws://127.0.0.1:{port}/v1/responses"), tcp)
+            .await
+        {
+            Ok((ws, _)) => return ws,
+            Err(tokio_tungstenite::tungstenite::Error::Http(r))
+                if r.status() == 429 && Instant::now() < deadline =>
+            {
+                WS_RETRIES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+            Err(e) => panic!(
+                "websocket upgrade on {port} (uid {uid:?}) failed: {e} (sessions past 16 are \
+                 opened from other uids, which needs root)"
+            ),
+        }
+    }
+}
+
+/// One response on `ws`: sends `response.create`, reads until `response.completed`.
+async fn ws_response(ws: &mut WsStream, port: u16) {
+    use futures_util::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::Message;
+    ws.send(Message::text(WS_CREATE)).await.unwrap();
+    loop {
+        match ws.next().await {
+            Some(Ok(Message::Text(t))) => {
+                let t = t.as_str();
+                if t.contains(r#""type":"response.completed""#) {
+                    return;
+                }
+                assert!(
+                    !t.contains(r#""type":"error""#),
+                    "ws on {port}: error event {t}"
+                );
+            }
+            Some(Ok(Message::Close(f))) => panic!("ws on {port}: closed mid-response: {f:?}"),
+            Some(Ok(_)) => {}
+            Some(Err(e)) => panic!("ws on {port}: {e}"),
+            None => panic!("ws on {port}: ended mid-response"),
+        }
+    }
+}
+
+/// Closes `ws` and waits for the other side's close (so the proxy has ended the session).
+async fn ws_close(mut ws: WsStream) {
+    use futures_util::StreamExt;
+    let _ = ws.close(None).await;
+    while let Some(Ok(_)) = ws.next().await {}
+}
+
+/// `c` WebSocket sessions, each sending its next `response.create` as soon as the previous
+/// response completed, for `dur`: latencies per response, the window's length and the target's
+/// CPU ticks in it. The sessions are opened before the window and closed after it (the
+/// upgrade's cost is measured on its own: [`ws_setup`]).
+async fn load_ws(
+    port: u16,
+    c: usize,
+    dur: Duration,
+    ticks: &dyn Fn() -> u64,
+) -> (Vec<u32>, f64, u64) {
+    // Warm-up, as for HTTP: one session, 20 responses.
+    {
+        let mut ws = ws_connect(port, None).await;
+        for _ in 0..20 {
+            ws_response(&mut ws, port).await;
+        }
+        ws_close(ws).await;
+    }
+    // The fsuid switch in `ws_connect` covers one socket() call with no await inside (the
+    // runtime is single-threaded: no other task runs under that fsuid).
+    let sessions =
+        futures_util::future::join_all((0..c).map(|i| ws_connect(port, ws_uid(i)))).await;
+    let cpu0 = ticks();
+    let start = Instant::now();
+    let deadline = start + dur;
+    let mut tasks = Vec::new();
+    for mut ws in sessions {
+        tasks.push(tokio::spawn(async move {
+            let mut lat = Vec::with_capacity(100_000);
+            while Instant::now() < deadline {
+                let t = Instant::now();
+                ws_response(&mut ws, port).await;
+                lat.push(t.elapsed().as_micros() as u32);
+            }
+            (lat, ws)
+        }));
+    }
+    let mut all = Vec::new();
+    let mut open = Vec::new();
+    for t in tasks {
+        let (lat, ws) = t.await.unwrap();
+        all.extend(lat);
+        open.push(ws);
+    }
+    let elapsed = start.elapsed().as_secs_f64();
+    let used = ticks().saturating_sub(cpu0);
+    futures_util::future::join_all(open.into_iter().map(ws_close)).await;
+    (all, elapsed, used)
+}
+
+/// `n` WebSocket sessions one after another, each opened, used for one response and closed:
+/// p50 and p99 of the upgrade (connect to `101`) in ms, and the target's CPU µs per session
+/// (upgrade, one response, close).
+async fn ws_setup(port: u16, n: usize, ticks: &dyn Fn() -> u64) -> (f64, f64, f64) {
+    let cpu0 = ticks();
+    let mut lat = Vec::with_capacity(n);
+    for _ in 0..n {
+        let t = Instant::now();
+        let mut ws = ws_connect(port, None).await;
+        lat.push(t.elapsed().as_micros() as u32);
+        ws_response(&mut ws, port).await;
+        ws_close(ws).await;
+    }
+    let used = ticks().saturating_sub(cpu0);
+    let r = summarize(lat, 1.0);
+    (
+        r.p50_ms,
+        r.p99_ms,
+        used as f64 * 1e6 / clock_ticks() as f64 / n as f64,
+    )
+}
+
+/// The one system call the bench makes itself.
+mod sys {
+    /// Runs `f` with this thread's filesystem uid set to `uid`, then restores it. A socket
+    /// created meanwhile is owned by `uid` (`sock_alloc` takes the inode's owner from the fsuid),
+    /// which is what sock_diag reports to the proxy. Needs CAP_SETUID (root); without it the
+    /// fsuid stays and the proxy sees this process's uid.
+    pub fn with_fsuid<T>(uid: u32, f: impl FnOnce() -> T) -> T {
+        // SAFETY: setfsuid takes no pointers and changes only the calling thread's filesystem
+        // uid; it is restored below before anything else runs on this thread.
+        let previous = unsafe { libc::setfsuid(uid) };
+        let out = f();
+        // SAFETY: as above; `previous` is the fsuid this thread had.
+        unsafe { libc::setfsuid(previous as libc::uid_t) };
+        out
+    }
 }

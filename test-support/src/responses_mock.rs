@@ -10,6 +10,12 @@
 //! async tests can both use it; dropping it stops it. Streamed answers report whether the client
 //! read them to the end or went away ([`MockState::streams_aborted`]), which is how a test observes
 //! that a proxy cancelled its upstream request.
+//!
+//! It also speaks the Responses API **WebSocket mode** when the script says so
+//! ([`MockResponse::WebSocket`] answering a `GET` with `Upgrade: websocket`): the same port then
+//! serves HTTP requests and WebSocket sessions, as the real API does (benchmarks drive both
+//! through one proxy). [`crate::ws_mock`] is the recording WebSocket mock for behaviour tests;
+//! this one answers every `response.create` with fixed messages, back to back, and only counts.
 
 use std::collections::VecDeque;
 use std::convert::Infallible;
@@ -66,6 +72,12 @@ pub enum MockResponse {
     /// `event: tick\ndata: {"i":N,"ts_us":MICROS_SINCE_UNIX_EPOCH}\n\n` (benchmarks measure how
     /// late each event arrives).
     SseTimestamped { count: usize, delay: Duration },
+    /// For a WebSocket upgrade (`Upgrade: websocket` with a `Sec-WebSocket-Key`, HTTP/1.1):
+    /// `101`, then every text message of type `response.create` is answered with `messages`,
+    /// each its own text message, all written at once (one flush) like [`Self::SseChunked`]'s
+    /// frames. Other messages are ignored; a close ends the session. A request that is not an
+    /// upgrade gets `400`.
+    WebSocket { messages: Vec<String> },
 }
 
 impl MockResponse {
@@ -172,6 +184,12 @@ pub struct MockState {
     pub streams_aborted: usize,
     /// Streams this mock aborted on purpose ([`MockResponse::ResetMidStream`]).
     pub streams_reset: usize,
+    /// WebSocket sessions opened ([`MockResponse::WebSocket`]).
+    pub ws_sessions_opened: usize,
+    /// WebSocket sessions ended (close, error or end of stream).
+    pub ws_sessions_ended: usize,
+    /// `response.create` messages answered over WebSocket.
+    pub ws_responses: usize,
 }
 
 type Handler = dyn Fn(&RecordedRequest) -> MockResponse + Send + Sync;
@@ -406,17 +424,19 @@ async fn accept_loop(
                 async move { Ok::<_, Infallible>(handle(req, shared).await) }
             });
             let builder = auto::Builder::new(TokioExecutor::new());
+            // With upgrades: only a `101` (MockResponse::WebSocket) takes the connection over;
+            // every other answer is served as without.
             match acceptor {
                 Some(acceptor) => {
                     if let Ok(tls_stream) = acceptor.accept(stream).await {
                         let _ = builder
-                            .serve_connection(TokioIo::new(tls_stream), service)
+                            .serve_connection_with_upgrades(TokioIo::new(tls_stream), service)
                             .await;
                     }
                 }
                 None => {
                     let _ = builder
-                        .serve_connection(TokioIo::new(stream), service)
+                        .serve_connection_with_upgrades(TokioIo::new(stream), service)
                         .await;
                 }
             }
@@ -428,7 +448,18 @@ async fn accept_loop(
     tasks.abort_all();
 }
 
-async fn handle(req: Request<Incoming>, shared: Arc<Shared>) -> Response<MockBody> {
+fn is_websocket_upgrade(req: &Request<Incoming>) -> bool {
+    req.version() == http::Version::HTTP_11
+        && req
+            .headers()
+            .get(http::header::UPGRADE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.eq_ignore_ascii_case("websocket"))
+}
+
+async fn handle(mut req: Request<Incoming>, shared: Arc<Shared>) -> Response<MockBody> {
+    // Taken before the request is consumed; dropped unused unless the script answers `101`.
+    let on_upgrade = is_websocket_upgrade(&req).then(|| hyper::upgrade::on(&mut req));
     let (parts, body) = req.into_parts();
     let mut body = body;
     let mut received = bytes::BytesMut::new();
@@ -453,6 +484,7 @@ async fn handle(req: Request<Incoming>, shared: Arc<Shared>) -> Response<MockBod
         }
     }
     let body = received.freeze();
+    let ws_key = parts.headers.get(http::header::SEC_WEBSOCKET_KEY).cloned();
     let recorded = RecordedRequest {
         method: parts.method.to_string(),
         path: parts
@@ -543,6 +575,68 @@ async fn handle(req: Request<Incoming>, shared: Arc<Shared>) -> Response<MockBod
                 .body(body)
                 .unwrap_or_else(|_| internal_error())
         }
+        MockResponse::WebSocket { messages } => {
+            let (Some(on_upgrade), Some(key)) = (on_upgrade, ws_key) else {
+                let mut r = Response::new(MockBody::full(Bytes::from_static(
+                    b"mock: a WebSocket answer needs a WebSocket upgrade request",
+                )));
+                *r.status_mut() = StatusCode::BAD_REQUEST;
+                return r;
+            };
+            tokio::spawn(async move {
+                if let Ok(upgraded) = on_upgrade.await {
+                    shared.update(|s| s.ws_sessions_opened += 1);
+                    let ws = tokio_tungstenite::WebSocketStream::from_raw_socket(
+                        TokioIo::new(upgraded),
+                        tokio_tungstenite::tungstenite::protocol::Role::Server,
+                        None,
+                    )
+                    .await;
+                    ws_session(ws, messages, &shared).await;
+                    shared.update(|s| s.ws_sessions_ended += 1);
+                }
+            });
+            let accept =
+                tokio_tungstenite::tungstenite::handshake::derive_accept_key(key.as_bytes());
+            builder
+                .status(StatusCode::SWITCHING_PROTOCOLS)
+                .header(http::header::UPGRADE, "websocket")
+                .header(http::header::CONNECTION, "upgrade")
+                .header(http::header::SEC_WEBSOCKET_ACCEPT, accept)
+                .body(MockBody::full(Bytes::new()))
+                .unwrap_or_else(|_| internal_error())
+        }
+    }
+}
+
+/// One WebSocket session of [`MockResponse::WebSocket`]: `messages` for every `response.create`.
+async fn ws_session<S>(
+    mut ws: tokio_tungstenite::WebSocketStream<S>,
+    messages: Vec<String>,
+    shared: &Shared,
+) where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    use futures_util::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::{Message, Utf8Bytes};
+    // Converted once: each answer clones reference-counted bytes.
+    let messages: Vec<Utf8Bytes> = messages.into_iter().map(Utf8Bytes::from).collect();
+    while let Some(Ok(m)) = ws.next().await {
+        let Message::Text(text) = m else { continue };
+        let is_create = serde_json::from_str::<serde_json::Value>(text.as_str())
+            .is_ok_and(|v| v["type"] == "response.create");
+        if !is_create {
+            continue;
+        }
+        for m in &messages {
+            if ws.feed(Message::Text(m.clone())).await.is_err() {
+                return;
+            }
+        }
+        if ws.flush().await.is_err() {
+            return;
+        }
+        shared.update(|s| s.ws_responses += 1);
     }
 }
 
@@ -731,6 +825,75 @@ mod tests {
             "reset stream must not end cleanly: {out}"
         );
         assert!(mock.wait_until(Duration::from_secs(5), |s| s.streams_reset == 1));
+    }
+
+    #[test]
+    fn websocket_answer_serves_sessions_next_to_http_on_one_port() {
+        use futures_util::{SinkExt, StreamExt};
+        use tokio_tungstenite::tungstenite::Message;
+        let mock = MockUpstream::start().unwrap();
+        let answer = vec![
+            r#"{"type":"response.output_text.delta","delta":"hi"}"#.to_string(),
+            r#"{"type":"response.completed","response":{"usage":{"output_tokens":1}}}"#.to_string(),
+        ];
+        let ws_answer = answer.clone();
+        mock.set_handler(move |req| {
+            if req.header("upgrade").is_some() {
+                MockResponse::WebSocket {
+                    messages: ws_answer.clone(),
+                }
+            } else {
+                MockResponse::json(serde_json::json!({"plain": true}))
+            }
+        });
+        let port = mock.addr().port();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let got = rt.block_on(async {
+            let (mut ws, resp) =
+                tokio_tungstenite::client_async(format!("ws://127.0.0.1:{port}/v1/responses"), {
+                    tokio::net::TcpStream::connect(mock.addr()).await.unwrap()
+                })
+                .await
+                .unwrap();
+            assert_eq!(resp.status(), 101);
+            let mut got = Vec::new();
+            for msg in [
+                r#"{"type":"response.create","model":"m"}"#,
+                r#"{"type":"something.else"}"#,
+                r#"{"type":"response.create","model":"m"}"#,
+            ] {
+                ws.send(Message::text(msg)).await.unwrap();
+            }
+            // Two answers (the other message is ignored), nothing more before the close.
+            while got.len() < 4 {
+                match ws.next().await.unwrap().unwrap() {
+                    Message::Text(t) => got.push(t.as_str().to_string()),
+                    other => panic!("unexpected {other:?}"),
+                }
+            }
+            ws.close(None).await.unwrap();
+            while let Some(Ok(m)) = ws.next().await {
+                assert!(m.is_close(), "unexpected {m:?}");
+            }
+            got
+        });
+        assert_eq!(got, [answer.clone(), answer].concat());
+        assert!(mock.wait_until(Duration::from_secs(5), |s| s.ws_sessions_ended == 1));
+        mock.with_state(|s| {
+            assert_eq!(s.ws_sessions_opened, 1);
+            assert_eq!(s.ws_responses, 2);
+        });
+        // The same port still answers HTTP, and a WebSocket answer to a request that is not an
+        // upgrade is a 400, not a 101.
+        let plain = raw_post(mock.addr(), "{}");
+        assert!(plain.starts_with("HTTP/1.1 200"), "{plain}");
+        assert!(plain.ends_with("{\"plain\":true}"), "{plain}");
+        mock.push_response(MockResponse::WebSocket { messages: vec![] });
+        let refused = raw_post(mock.addr(), "{}");
+        assert!(refused.starts_with("HTTP/1.1 400"), "{refused}");
     }
 
     #[test]
