@@ -146,19 +146,64 @@ fn set_up(channels: &[OwnedFd], lifeline: &OwnedFd, handoff: &OwnedFd) -> std::i
     Ok(())
 }
 
-/// One thread per channel, all serving the listener; they end with the process.
-fn serve_all(listener: OwnedFd, channels: Vec<OwnedFd>, proc_matches: bool) {
-    let listener = std::sync::Arc::new(listener);
-    for c in channels {
-        let listener = listener.clone();
-        let _ = std::thread::Builder::new().spawn(move || serve(&listener, &c, proc_matches));
+/// Threads serving the listener, one per channel, started as they are needed: one at the
+/// start, another whenever every running one is busy with a call (at most one per channel).
+/// A command that makes no guarded call (`/bin/true`) costs one thread instead of four, and a
+/// busy one (`make -j2`) reaches the same four threads after its first concurrent calls.
+/// No notification is ever without a listener: the listener exists from the start (held
+/// here), and a call that comes while every thread is busy waits in the kernel's queue.
+struct Pool {
+    listener: OwnedFd,
+    /// Channels no thread serves yet (a thread takes one when it starts).
+    spare: std::sync::Mutex<Vec<OwnedFd>>,
+    /// Threads waiting for a notification.
+    idle: std::sync::atomic::AtomicUsize,
+    proc_matches: bool,
+}
+
+impl Pool {
+    /// Start one more thread if a channel is spare. `false`: none left (or the thread could
+    /// not be created: the running ones keep serving).
+    fn grow(self: &std::sync::Arc<Self>) -> bool {
+        use std::sync::atomic::Ordering;
+        let chan = match self.spare.lock() {
+            Ok(mut spare) => spare.pop(),
+            Err(_) => None,
+        };
+        let Some(chan) = chan else {
+            return false;
+        };
+        self.idle.fetch_add(1, Ordering::SeqCst);
+        let pool = self.clone();
+        let spawned = std::thread::Builder::new()
+            .name("guard-creator".into())
+            .spawn(move || serve(&pool, &chan));
+        if spawned.is_err() {
+            self.idle.fetch_sub(1, Ordering::SeqCst);
+            return false;
+        }
+        true
     }
+}
+
+/// Serve the listener on the first thread; [`Pool::grow`] adds the others as calls need them.
+/// They end with the process.
+fn serve_all(listener: OwnedFd, channels: Vec<OwnedFd>, proc_matches: bool) {
+    let pool = std::sync::Arc::new(Pool {
+        listener,
+        spare: std::sync::Mutex::new(channels),
+        idle: std::sync::atomic::AtomicUsize::new(0),
+        proc_matches,
+    });
+    pool.grow();
 }
 
 /// Answer notifications until no process uses the filter any more: the name guard's calls
 /// here, the rest (`connect`, `listen`, metadata) forwarded to the launcher over `chan`.
-fn serve(listener: &OwnedFd, chan: &OwnedFd, proc_matches: bool) {
+fn serve(pool: &std::sync::Arc<Pool>, chan: &OwnedFd) {
     use crate::unix_connect::sys as nsys;
+    use std::sync::atomic::Ordering;
+    let listener = &pool.listener;
     loop {
         match nsys::wait_readable(listener) {
             Ok(true) => {}
@@ -168,22 +213,29 @@ fn serve(listener: &OwnedFd, chan: &OwnedFd, proc_matches: bool) {
             Ok(n) => n,
             Err(_) => return,
         };
+        // busy now: when no other thread waits, start one for the next call before this one
+        if pool.idle.fetch_sub(1, Ordering::SeqCst) == 1 {
+            pool.grow();
+        }
         if !super::is_guarded(i64::from(notif.data.nr)) {
             if let Err(errno) = crate::unix_connect::forward(listener, &notif, chan) {
                 let _ = nsys::notif_send(listener, notif.id, errno);
             }
-            continue;
-        }
-        match super::supervisor::handle(listener, &notif, proc_matches) {
-            super::Answer::Errno(errno) => {
-                let _ = nsys::notif_send(listener, notif.id, errno);
-            }
-            super::Answer::Fd { fd, cloexec } => {
-                if sys::notif_addfd_send(listener.as_fd(), notif.id, fd.as_fd(), cloexec).is_err() {
-                    let _ = nsys::notif_send(listener, notif.id, DENIED_ERRNO);
+        } else {
+            match super::supervisor::handle(listener, &notif, pool.proc_matches) {
+                super::Answer::Errno(errno) => {
+                    let _ = nsys::notif_send(listener, notif.id, errno);
+                }
+                super::Answer::Fd { fd, cloexec } => {
+                    if sys::notif_addfd_send(listener.as_fd(), notif.id, fd.as_fd(), cloexec)
+                        .is_err()
+                    {
+                        let _ = nsys::notif_send(listener, notif.id, DENIED_ERRNO);
+                    }
                 }
             }
         }
+        pool.idle.fetch_add(1, Ordering::SeqCst);
     }
 }
 
