@@ -104,6 +104,10 @@ pub fn aliases(denied: &[PathBuf], mounts: &[MountEntry]) -> Vec<PathBuf> {
 /// [`aliases`] from this process's `/proc/self/mountinfo`, keeping those that exist. An
 /// unreadable mountinfo yields none (the caller's plan is then what it was before).
 pub fn from_this_process(denied: &[PathBuf]) -> Vec<PathBuf> {
+    if denied.is_empty() {
+        // nothing to find aliases of: mountinfo is not read (start-up)
+        return Vec::new();
+    }
     let Ok(text) = std::fs::read_to_string("/proc/self/mountinfo") else {
         return Vec::new();
     };

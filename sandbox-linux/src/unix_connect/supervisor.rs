@@ -247,10 +247,11 @@ fn forward_one(
 
 /// Serve every channel of the name guard's creator from one thread at first: the first channel
 /// here, and a channel the creator starts using (its threads start as calls need them:
-/// `name_guard::creator`) is handed to a thread of its own the first time it has something
-/// to read. A command that never makes a forwarded call costs one thread, not four; once a
-/// channel has its thread, its calls cost what they cost before. A channel whose thread cannot
-/// be started is served here too (one `poll` per call), never dropped unserved.
+/// `name_guard::creator`) gets its first call answered here and then a thread of its own. A
+/// command that never makes a forwarded call costs one thread, not four; once a channel has
+/// its thread, its calls cost what they cost before. A channel whose thread cannot be started
+/// is served here too (one `poll` per call), never dropped unserved; one that closes unused
+/// is dropped.
 pub(super) fn run_forwarded_all(
     listener: &std::sync::Arc<OwnedFd>,
     rules: &std::sync::Arc<Rules>,
@@ -286,10 +287,15 @@ pub(super) fn run_forwarded_all(
         for (chan, &is_ready) in spare.drain(..).zip(ready_spare) {
             if !is_ready {
                 kept_spare.push(chan);
-            } else if let Err(chan) = spawn_forwarder(listener, rules, chan) {
-                if forward_one(listener, rules, &chan, &mut buf) {
-                    kept_here.push(chan);
-                }
+                continue;
+            }
+            // its first call served here; closed (the creator exiting: every channel hangs
+            // up at the end of each run) it is dropped without a thread
+            if !forward_one(listener, rules, &chan, &mut buf) {
+                continue;
+            }
+            if let Err(chan) = spawn_forwarder(listener, rules, chan) {
+                kept_here.push(chan);
             }
         }
         here = kept_here;
