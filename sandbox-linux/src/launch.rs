@@ -788,25 +788,30 @@ impl Sandbox<Planned> {
             Ok(false) => sys::exit_now(crate::EXIT_SETUP_FAILED),
             Err(source) => fail(SandboxError::Init { source }, &mut status_w),
         }
-        match sys::fork() {
-            Ok(sys::Fork::Child) => {
-                if let Err(source) = sys::set_parent_death_signal(libc::SIGKILL) {
-                    fail(SandboxError::ParentDeathSignal { source }, &mut status_w);
-                }
-                // A nested Landlock domain for the command: it cannot signal (SIGSTOP) or
-                // ptrace the init, whose domain encloses it (round-5 review F1: without a pid
-                // namespace the command stopped its init and outlived the launcher).
-                if confined {
-                    let nested = codex_confine::landlock::scopes_only()
-                        .and_then(codex_confine::landlock::Created::restrict_self);
-                    if let Err(source) = nested {
-                        fail(SandboxError::Landlock { source }, &mut status_w);
-                    }
-                }
-                let e = applied.exec(command);
-                fail(e, &mut status_w)
+        // The command's process: `clone(CLONE_VM | CLONE_VFORK)` (this process is single-threaded
+        // and waits until the command has exec'ed or failed): no copy of this address space is
+        // made and none is torn down again by the `execve` (issue 12: start-up).
+        let child_w = &mut status_w;
+        let spawned = sys::spawn_vfork(move || {
+            let status_w = child_w;
+            if let Err(source) = sys::set_parent_death_signal(libc::SIGKILL) {
+                fail(SandboxError::ParentDeathSignal { source }, status_w);
             }
-            Ok(sys::Fork::Parent { child }) => {
+            // A nested Landlock domain for the command: it cannot signal (SIGSTOP) or
+            // ptrace the init, whose domain encloses it (round-5 review F1: without a pid
+            // namespace the command stopped its init and outlived the launcher).
+            if confined {
+                let nested = codex_confine::landlock::scopes_only()
+                    .and_then(codex_confine::landlock::Created::restrict_self);
+                if let Err(source) = nested {
+                    fail(SandboxError::Landlock { source }, status_w);
+                }
+            }
+            let e = applied.exec(command);
+            fail(e, status_w)
+        });
+        match spawned {
+            Ok(child) => {
                 let code = pidns::supervise(mode, child, creator_lifeline, &program);
                 drop(status_w);
                 sys::exit_now(code)
