@@ -760,3 +760,28 @@ pub fn mount_set_readonly_recursive_fd(tree: std::os::fd::BorrowedFd<'_>) -> io:
     use std::os::fd::AsRawFd;
     set_readonly_recursive(tree.as_raw_fd(), c"", libc::AT_EMPTY_PATH as libc::c_uint)
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    /// The child shares this process's memory and runs to its `_exit` before `spawn_vfork`
+    /// returns (what the command's start relies on: no copy made, the init suspended until
+    /// then). With a plain `fork` the store below would not be seen. The closure does not
+    /// allocate: the test harness has other threads.
+    #[test]
+    fn a_vfork_child_runs_in_this_memory_before_the_call_returns() {
+        let seen = std::sync::atomic::AtomicU32::new(0);
+        let seen_ref = &seen;
+        let pid = spawn_vfork(move || {
+            seen_ref.store(7, std::sync::atomic::Ordering::SeqCst);
+            exit_now(5)
+        })
+        .unwrap();
+        assert_eq!(seen.load(std::sync::atomic::Ordering::SeqCst), 7);
+        let status = waitpid(pid).unwrap();
+        assert!(libc::WIFEXITED(status), "{status:#x}");
+        assert_eq!(libc::WEXITSTATUS(status), 5);
+    }
+}
