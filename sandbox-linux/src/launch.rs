@@ -614,6 +614,7 @@ impl Sandbox<Planned> {
                 // Failure to install forwarding only loses Ctrl-C forwarding; the child still
                 // dies with us (PDEATHSIG).
                 let forwarding = sys::forward_signals_to(child);
+                let mut job = None;
                 if confined {
                     // Ctrl-Z stops the whole sandbox before the shell gets the terminal back.
                     // The init is never stopped (it only waits; it never touches the
@@ -621,15 +622,32 @@ impl Sandbox<Planned> {
                     // and a stopped init would leave the frozen tree behind a SIGKILLed
                     // launcher.
                     let spare = Some(child);
-                    if let Err(source) = crate::job_control::start(sys::getpid(), spare) {
-                        eprintln!(
+                    match crate::job_control::start(sys::getpid(), spare) {
+                        Ok(j) => job = Some(j),
+                        Err(source) => eprintln!(
                             "{}: warning: Ctrl-Z will not freeze the sandbox: {source}",
                             this.opts.program
-                        );
+                        ),
                     }
                 }
                 let mut buf = [0u8; 1];
                 let setup_code = loop {
+                    // the status pipe stays open until the init exits: this thread waits here for
+                    // the command's whole life, and serves job control meanwhile (no thread of
+                    // its own: `job_control::JobControl`)
+                    if let Some(j) = job.as_mut() {
+                        use std::os::fd::AsFd;
+                        let ready =
+                            crate::unix_connect::sys::wait_any_ready(&[status_r.as_fd(), j.fd()]);
+                        if let Ok(ready) = ready {
+                            if ready.get(1) == Some(&true) {
+                                if !j.handle() {
+                                    job = None;
+                                }
+                                continue;
+                            }
+                        }
+                    }
                     match status_r.read(&mut buf) {
                         Ok(0) => break None,
                         Ok(_) => break Some(i32::from(buf[0])),
