@@ -106,8 +106,9 @@ pub fn spawn_creator(
                         drop(handoff_creator);
                         // Best effort: a kernel without the flag (before 6.6) is only slower.
                         let _ = crate::unix_connect::sys::set_sync_wakeup(&listener);
-                        serve_all(listener, channels, proc_matches);
-                        // the lifeline: EOF when the init let go (or died)
+                        // this thread serves too, until the lifeline's EOF (the init let go,
+                        // or died) or the listener's end; then the process waits for the EOF
+                        serve_all(listener, channels, proc_matches, life_r.as_fd());
                         let mut b = [0u8; 1];
                         let _ = sys::read_eintr(life_r.as_fd(), &mut b);
                         0
@@ -177,7 +178,7 @@ impl Pool {
         let pool = self.clone();
         let spawned = std::thread::Builder::new()
             .name("guard-creator".into())
-            .spawn(move || serve(&pool, &chan));
+            .spawn(move || serve(&pool, &chan, None));
         if spawned.is_err() {
             self.idle.fetch_sub(1, Ordering::SeqCst);
             return false;
@@ -186,28 +187,50 @@ impl Pool {
     }
 }
 
-/// Serve the listener on the first thread; [`Pool::grow`] adds the others as calls need them.
-/// They end with the process.
-fn serve_all(listener: OwnedFd, channels: Vec<OwnedFd>, proc_matches: bool) {
+/// Serve the listener on the calling thread (the creator's main thread) until `lifeline` reads
+/// EOF or the listener ends; [`Pool::grow`] adds the other threads as calls need them. They end
+/// with the process.
+fn serve_all(
+    listener: OwnedFd,
+    mut channels: Vec<OwnedFd>,
+    proc_matches: bool,
+    lifeline: BorrowedFd<'_>,
+) {
+    let Some(own) = channels.pop() else {
+        return;
+    };
     let pool = std::sync::Arc::new(Pool {
         listener,
         spare: std::sync::Mutex::new(channels),
-        idle: std::sync::atomic::AtomicUsize::new(0),
+        idle: std::sync::atomic::AtomicUsize::new(1),
         proc_matches,
     });
-    pool.grow();
+    serve(&pool, &own, Some(lifeline));
 }
 
-/// Answer notifications until no process uses the filter any more: the name guard's calls
-/// here, the rest (`connect`, `listen`, metadata) forwarded to the launcher over `chan`.
-fn serve(pool: &std::sync::Arc<Pool>, chan: &OwnedFd) {
+/// Answer notifications until no process uses the filter any more (or, given a `lifeline`,
+/// until it reads EOF): the name guard's calls here, the rest (`connect`, `listen`, metadata)
+/// forwarded to the launcher over `chan`.
+fn serve(pool: &std::sync::Arc<Pool>, chan: &OwnedFd, lifeline: Option<BorrowedFd<'_>>) {
     use crate::unix_connect::sys as nsys;
     use std::sync::atomic::Ordering;
     let listener = &pool.listener;
     loop {
-        match nsys::wait_readable(listener) {
-            Ok(true) => {}
-            Ok(false) | Err(_) => return,
+        match lifeline {
+            None => match nsys::wait_readable(listener) {
+                Ok(true) => {}
+                Ok(false) | Err(_) => return,
+            },
+            Some(life) => match nsys::wait_any_ready(&[listener.as_fd(), life]) {
+                // the lifeline: readable only at its EOF (nothing is ever written to it)
+                Ok(ready) if ready.get(1) == Some(&true) => return,
+                Ok(_) => {
+                    if !matches!(nsys::wait_readable(listener), Ok(true)) {
+                        return;
+                    }
+                }
+                Err(_) => return,
+            },
         }
         let notif = match nsys::notif_recv(listener) {
             Ok(n) => n,
