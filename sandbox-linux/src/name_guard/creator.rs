@@ -196,9 +196,12 @@ fn serve_all(
     proc_matches: bool,
     lifeline: BorrowedFd<'_>,
 ) {
-    let Some(own) = channels.pop() else {
+    // the first channel: the one the launcher's first thread serves from the start
+    // (`unix_connect::supervisor::run_forwarded_all`); the others are taken from the end
+    if channels.is_empty() {
         return;
-    };
+    }
+    let own = channels.remove(0);
     let pool = std::sync::Arc::new(Pool {
         listener,
         spare: std::sync::Mutex::new(channels),
