@@ -12,45 +12,69 @@
 //! terminal while the shell has it: a pty owned by the launcher is the fix for that, not built.
 
 use std::io::Read;
-use std::os::fd::OwnedFd;
 use std::time::{Duration, Instant};
 
 use crate::sys;
 
-/// Start the job-control thread for the sandbox whose processes descend from `root` (the
-/// launcher itself: with or without a pid namespace, every process of the sandbox is one of
-/// its descendants in the host's `/proc`). `spare` (the init without a pid namespace) is not
-/// stopped: it must stay able to end the tree if the launcher dies while the job is stopped.
-pub fn start(root: libc::pid_t, spare: Option<libc::pid_t>) -> std::io::Result<()> {
-    let pipe = sys::job_signal_pipe()?;
-    std::thread::Builder::new()
-        .name("sandbox-job-control".into())
-        .spawn(move || serve(pipe, root, spare))?;
-    Ok(())
+/// Job control for the sandbox whose processes descend from `root` (the launcher itself: with
+/// or without a pid namespace, every process of the sandbox is one of its descendants in the
+/// host's `/proc`). `spare` (the init without a pid namespace) is not stopped: it must stay able
+/// to end the tree if the launcher dies while the job is stopped.
+///
+/// No thread of its own (issue 12: start-up): the launcher's main thread, which waits on the
+/// status pipe for the whole life of the command, waits on [`JobControl::fd`] too and calls
+/// [`JobControl::handle`] when it is readable.
+pub struct JobControl {
+    pipe: std::fs::File,
+    root: libc::pid_t,
+    spare: Option<libc::pid_t>,
+    /// What the last stop stopped (continued on `SIGCONT`).
+    stopped: Vec<libc::pid_t>,
 }
 
-fn serve(pipe: OwnedFd, root: libc::pid_t, spare: Option<libc::pid_t>) {
-    let mut pipe = std::fs::File::from(pipe);
-    let mut stopped: Vec<libc::pid_t> = Vec::new();
-    let mut b = [0u8; 1];
-    loop {
-        match pipe.read(&mut b) {
-            Ok(1) => {}
-            Ok(_) => return,
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-            Err(_) => return,
+/// Catch `SIGTSTP`/`SIGTTIN`/`SIGTTOU`/`SIGCONT` from now on ([`JobControl::handle`] acts).
+pub fn start(root: libc::pid_t, spare: Option<libc::pid_t>) -> std::io::Result<JobControl> {
+    let pipe = sys::job_signal_pipe()?;
+    Ok(JobControl {
+        pipe: std::fs::File::from(pipe),
+        root,
+        spare,
+        stopped: Vec::new(),
+    })
+}
+
+impl JobControl {
+    /// The descriptor that becomes readable when a job-control signal came.
+    pub fn fd(&self) -> std::os::fd::BorrowedFd<'_> {
+        use std::os::fd::AsFd;
+        self.pipe.as_fd()
+    }
+
+    /// Act on one signal read from [`JobControl::fd`] (call when it is readable): on a stop
+    /// signal stop every process of the sandbox, then this process; on `SIGCONT` continue
+    /// exactly the processes it stopped. `false`: the pipe is closed (nothing more will come).
+    pub fn handle(&mut self) -> bool {
+        let mut b = [0u8; 1];
+        loop {
+            match self.pipe.read(&mut b) {
+                Ok(1) => break,
+                Ok(_) => return false,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(_) => return false,
+            }
         }
         if i32::from(b[0]) == libc::SIGCONT {
-            for pid in stopped.drain(..) {
+            for pid in self.stopped.drain(..) {
                 let _ = sys::kill(pid, libc::SIGCONT);
             }
         } else {
-            let mut skip = stopped.clone();
-            skip.extend(spare);
-            stopped.extend(freeze(root, &skip));
+            let mut skip = self.stopped.clone();
+            skip.extend(self.spare);
+            self.stopped.extend(freeze(self.root, &skip));
             // now this process (every thread): the shell sees the job stop
             let _ = sys::kill(sys::getpid(), libc::SIGSTOP);
         }
+        true
     }
 }
 

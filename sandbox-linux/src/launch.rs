@@ -614,6 +614,7 @@ impl Sandbox<Planned> {
                 // Failure to install forwarding only loses Ctrl-C forwarding; the child still
                 // dies with us (PDEATHSIG).
                 let forwarding = sys::forward_signals_to(child);
+                let mut job = None;
                 if confined {
                     // Ctrl-Z stops the whole sandbox before the shell gets the terminal back.
                     // The init is never stopped (it only waits; it never touches the
@@ -621,15 +622,32 @@ impl Sandbox<Planned> {
                     // and a stopped init would leave the frozen tree behind a SIGKILLed
                     // launcher.
                     let spare = Some(child);
-                    if let Err(source) = crate::job_control::start(sys::getpid(), spare) {
-                        eprintln!(
+                    match crate::job_control::start(sys::getpid(), spare) {
+                        Ok(j) => job = Some(j),
+                        Err(source) => eprintln!(
                             "{}: warning: Ctrl-Z will not freeze the sandbox: {source}",
                             this.opts.program
-                        );
+                        ),
                     }
                 }
                 let mut buf = [0u8; 1];
                 let setup_code = loop {
+                    // the status pipe stays open until the init exits: this thread waits here for
+                    // the command's whole life, and serves job control meanwhile (no thread of
+                    // its own: `job_control::JobControl`)
+                    if let Some(j) = job.as_mut() {
+                        use std::os::fd::AsFd;
+                        let ready =
+                            crate::unix_connect::sys::wait_any_ready(&[status_r.as_fd(), j.fd()]);
+                        if let Ok(ready) = ready {
+                            if ready.get(1) == Some(&true) {
+                                if !j.handle() {
+                                    job = None;
+                                }
+                                continue;
+                            }
+                        }
+                    }
                     match status_r.read(&mut buf) {
                         Ok(0) => break None,
                         Ok(_) => break Some(i32::from(buf[0])),
@@ -788,25 +806,30 @@ impl Sandbox<Planned> {
             Ok(false) => sys::exit_now(crate::EXIT_SETUP_FAILED),
             Err(source) => fail(SandboxError::Init { source }, &mut status_w),
         }
-        match sys::fork() {
-            Ok(sys::Fork::Child) => {
-                if let Err(source) = sys::set_parent_death_signal(libc::SIGKILL) {
-                    fail(SandboxError::ParentDeathSignal { source }, &mut status_w);
-                }
-                // A nested Landlock domain for the command: it cannot signal (SIGSTOP) or
-                // ptrace the init, whose domain encloses it (round-5 review F1: without a pid
-                // namespace the command stopped its init and outlived the launcher).
-                if confined {
-                    let nested = codex_confine::landlock::scopes_only()
-                        .and_then(codex_confine::landlock::Created::restrict_self);
-                    if let Err(source) = nested {
-                        fail(SandboxError::Landlock { source }, &mut status_w);
-                    }
-                }
-                let e = applied.exec(command);
-                fail(e, &mut status_w)
+        // The command's process: `clone(CLONE_VM | CLONE_VFORK)` (this process is single-threaded
+        // and waits until the command has exec'ed or failed): no copy of this address space is
+        // made and none is torn down again by the `execve` (issue 12: start-up).
+        let child_w = &mut status_w;
+        let spawned = sys::spawn_vfork(move || {
+            let status_w = child_w;
+            if let Err(source) = sys::set_parent_death_signal(libc::SIGKILL) {
+                fail(SandboxError::ParentDeathSignal { source }, status_w);
             }
-            Ok(sys::Fork::Parent { child }) => {
+            // A nested Landlock domain for the command: it cannot signal (SIGSTOP) or
+            // ptrace the init, whose domain encloses it (round-5 review F1: without a pid
+            // namespace the command stopped its init and outlived the launcher).
+            if confined {
+                let nested = codex_confine::landlock::scopes_only()
+                    .and_then(codex_confine::landlock::Created::restrict_self);
+                if let Err(source) = nested {
+                    fail(SandboxError::Landlock { source }, status_w);
+                }
+            }
+            let e = applied.exec(command);
+            fail(e, status_w)
+        });
+        match spawned {
+            Ok(child) => {
                 let code = pidns::supervise(mode, child, creator_lifeline, &program);
                 drop(status_w);
                 sys::exit_now(code)

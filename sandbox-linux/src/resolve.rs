@@ -145,7 +145,8 @@ pub fn open_cached(
     let mut start = 0;
     let mut from_cache = None;
     if literal {
-        for n in (1..all.len()).rev() {
+        // down to `/` itself (n = 0): opened once per cache, not once per path
+        for n in (0..all.len()).rev() {
             let prefix: PathBuf = std::iter::once(OsStr::new("/"))
                 .chain(all[..n].iter().map(|c| c.as_os_str()))
                 .collect();
@@ -162,7 +163,13 @@ pub fn open_cached(
             let root =
                 sys::open_path_nofollow(None, c"/").map_err(|e| err("open", Path::new("/"), e))?;
             let st = sys::fstat(root.as_fd()).map_err(|e| err("fstat", Path::new("/"), e))?;
-            (Rc::new(root), st, PathBuf::from("/"))
+            let root = Rc::new(root);
+            if literal {
+                cache
+                    .dirs
+                    .insert(PathBuf::from("/"), (Rc::clone(&root), st));
+            }
+            (root, st, PathBuf::from("/"))
         }
     };
     // components still to walk, next first (reversed so that `pop` takes the next one)

@@ -189,3 +189,66 @@ print("not-dumpable:", err(lambda: open("b.txt", "w").close()), err(lambda: os.m
         assert_eq!(line(&text, "not-dumpable"), expected, "{ctx}");
     }
 }
+
+/// The creator and the launcher start their serving threads as calls need them (one each at
+/// first; `name_guard::creator::Pool`, `unix_connect::supervisor::run_forwarded_all`). The
+/// very first guarded call of the command is still mediated (`EACCES` for `.git`, a plain file
+/// created), never `ENOSYS` (a notification without a listener); then eight threads of the
+/// command create files, `chmod` them (forwarded to the launcher over the creator's channels)
+/// and try `.git` at once: every call answered right, none lost or hung (an alarm ends a
+/// hang), and the creator has grown beyond its first serving thread, its main thread (at most
+/// four).
+#[test]
+fn serving_threads_start_as_needed_and_the_first_call_is_mediated() {
+    const SCRIPT: &str = r#"
+import os
+def err(f):
+    try:
+        f()
+    except OSError as e:
+        return e.errno
+    return 0
+first_git = err(lambda: os.mkdir(".git"))
+first_file = err(lambda: open("first.txt", "w").close())
+print("first: %d %d" % (first_git, first_file))
+import signal, threading, sys
+signal.alarm(30)
+results = []
+def work(t):
+    out = []
+    for i in range(40):
+        name = "f-%d-%d" % (t, i)
+        out.append(err(lambda: open(name, "w").close()))
+        out.append(err(lambda: os.chmod(name, 0o640)))
+        out.append(13 - err(lambda: os.mkdir(".git")))
+    results.append(out)
+threads = [threading.Thread(target=work, args=(t,)) for t in range(8)]
+for t in threads: t.start()
+for t in threads: t.join()
+modes = {oct(os.stat("f-%d-%d" % (t, i)).st_mode & 0o777) for t in range(8) for i in range(40)}
+print("calls: %d %s" % (sum(len(r) for r in results), sorted({e for r in results for e in r})))
+print("modes:", sorted(modes))
+init = os.getppid()
+kids = set()
+for t in os.listdir("/proc/%d/task" % init):
+    kids |= {int(k) for k in open("/proc/%d/task/%s/children" % (init, t)).read().split()}
+kids.discard(os.getpid())
+creator = kids.pop()
+print("creator-threads:", len(os.listdir("/proc/%d/task" % creator)))
+"#;
+    for without_userns in [false, true] {
+        let (_dir, ws) = workspace();
+        let text = run_script(&ws, without_userns, SCRIPT);
+        let ctx = format!("without_userns={without_userns}: {text}");
+        // EACCES for `.git` (not ENOSYS: 38), the plain file created
+        assert_eq!(line(&text, "first"), "13 0", "{ctx}");
+        // 8 threads x 40 x 3 calls, every one answered as expected (0: created, chmod'ed,
+        // `.git` refused with EACCES)
+        assert_eq!(line(&text, "calls"), "960 [0]", "{ctx}");
+        assert_eq!(line(&text, "modes"), "['0o640']", "{ctx}");
+        let threads: usize = line(&text, "creator-threads").parse().unwrap();
+        // the main thread (serving, and watching its lifeline) + 1 to 3 more serving threads:
+        // it grew past the first, and never beyond its four channels
+        assert!((2..=4).contains(&threads), "{ctx}");
+    }
+}

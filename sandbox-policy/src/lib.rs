@@ -245,13 +245,12 @@ impl SandboxPolicy {
             Vec::new()
         } else {
             let mut v: Vec<PathBuf> = Vec::new();
-            for p in env
+            let listed = env
                 .default_deny_read()
                 .into_iter()
                 .chain(extra_deny_read.iter().cloned())
-            {
-                let abs = if p.is_absolute() { p } else { cwd.join(p) };
-                let p = canonical_or_lexical(&abs);
+                .map(|p| if p.is_absolute() { p } else { cwd.join(p) });
+            for p in canonical_list(listed) {
                 if !v.contains(&p) {
                     v.push(p);
                 }
@@ -1025,6 +1024,16 @@ pub fn canonical_or_lexical(p: &Path) -> PathBuf {
 /// a missing component means every longer prefix is missing, so the longest existing ancestor
 /// is the prefix before it.
 fn canonical_or_lexical_forward(p: &Path) -> PathBuf {
+    canonical_or_lexical_forward_in(p, &mut Lookups::default())
+}
+
+/// What one walk learnt of each path it looked at (`lstat`, then the link resolved): the
+/// resolved path, `None` when missing. Shared by the walks of one list ([`canonical_list`]):
+/// the default deny-read list's ~100 paths under `$HOME` looked `$HOME` (and `~/.config`,
+/// `~/.local`...) up once each instead of once per path (issue 12: start-up).
+type Lookups = std::collections::HashMap<PathBuf, Option<PathBuf>>;
+
+fn canonical_or_lexical_forward_in(p: &Path, seen: &mut Lookups) -> PathBuf {
     let mut cur = PathBuf::from("/");
     let mut names = p.components().filter_map(|c| match c {
         Component::Normal(n) => Some(n),
@@ -1032,11 +1041,14 @@ fn canonical_or_lexical_forward(p: &Path) -> PathBuf {
     });
     while let Some(name) = names.next() {
         let next = cur.join(name);
-        let resolved = match std::fs::symlink_metadata(&next) {
-            Ok(m) if m.file_type().is_symlink() => std::fs::canonicalize(&next).ok(),
-            Ok(_) => Some(next.clone()),
-            Err(_) => None,
-        };
+        let resolved = seen
+            .entry(next)
+            .or_insert_with_key(|next| match std::fs::symlink_metadata(next) {
+                Ok(m) if m.file_type().is_symlink() => std::fs::canonicalize(next).ok(),
+                Ok(_) => Some(next.clone()),
+                Err(_) => None,
+            })
+            .clone();
         match resolved {
             Some(r) => cur = r,
             None => {
@@ -1048,6 +1060,22 @@ fn canonical_or_lexical_forward(p: &Path) -> PathBuf {
         }
     }
     cur
+}
+
+/// [`canonical_or_lexical`] of every path of a list, in order, each ancestor looked up once
+/// for the whole list.
+pub fn canonical_list(paths: impl IntoIterator<Item = PathBuf>) -> Vec<PathBuf> {
+    let mut seen = Lookups::default();
+    paths
+        .into_iter()
+        .map(|p| {
+            if p.is_absolute() && !p.components().any(|c| c == Component::ParentDir) {
+                canonical_or_lexical_forward_in(&p, &mut seen)
+            } else {
+                canonical_or_lexical_by_ancestors(&p)
+            }
+        })
+        .collect()
 }
 
 fn canonical_or_lexical_by_ancestors(p: &Path) -> PathBuf {
@@ -1491,6 +1519,31 @@ mod tests {
             canonical_or_lexical(&base.join("dangling/z")),
             base.join("dangling/z")
         );
+    }
+
+    #[test]
+    fn a_list_resolves_as_each_path_alone() {
+        let dir = tempfile::tempdir().unwrap();
+        let base = std::fs::canonicalize(dir.path()).unwrap();
+        std::fs::create_dir_all(base.join("real/sub")).unwrap();
+        std::os::unix::fs::symlink(base.join("real"), base.join("abs")).unwrap();
+        std::os::unix::fs::symlink("nowhere", base.join("dangling")).unwrap();
+        let list: Vec<PathBuf> = [
+            "abs/sub/x",
+            "abs/sub",
+            "real/sub/missing/deeper",
+            "dangling/z",
+            "abs/../real/sub",
+            "missing/a",
+            "missing/b",
+        ]
+        .iter()
+        .map(|t| base.join(t))
+        .chain([PathBuf::from("relative/x")])
+        .collect();
+        let alone: Vec<PathBuf> = list.iter().map(|p| canonical_or_lexical(p)).collect();
+        assert_eq!(canonical_list(list), alone);
+        assert_eq!(alone[0], base.join("real/sub/x"));
     }
 
     #[test]

@@ -126,8 +126,9 @@ pub fn spawn_creator(
                         drop(handoff_creator);
                         // Best effort: a kernel without the flag (before 6.6) is only slower.
                         let _ = crate::unix_connect::sys::set_sync_wakeup(&listener);
-                        serve_all(listener, channels, proc_matches);
-                        // the lifeline: EOF when the init let go (or died)
+                        // this thread serves too, until the lifeline's EOF (the init let go,
+                        // or died) or the listener's end; then the process waits for the EOF
+                        serve_all(listener, channels, proc_matches, life_r.as_fd());
                         let mut b = [0u8; 1];
                         let _ = sys::read_eintr(life_r.as_fd(), &mut b);
                         0
@@ -166,44 +167,121 @@ fn set_up(channels: &[OwnedFd], lifeline: &OwnedFd, handoff: &OwnedFd) -> std::i
     Ok(())
 }
 
-/// One thread per channel, all serving the listener; they end with the process.
-fn serve_all(listener: OwnedFd, channels: Vec<OwnedFd>, proc_matches: bool) {
-    let listener = std::sync::Arc::new(listener);
-    for c in channels {
-        let listener = listener.clone();
-        let _ = std::thread::Builder::new().spawn(move || serve(&listener, &c, proc_matches));
+/// Threads serving the listener, one per channel, started as they are needed: one at the
+/// start, another whenever every running one is busy with a call (at most one per channel).
+/// A command that makes no guarded call (`/bin/true`) costs one thread instead of four, and a
+/// busy one (`make -j2`) reaches the same four threads after its first concurrent calls.
+/// No notification is ever without a listener: the listener exists from the start (held
+/// here), and a call that comes while every thread is busy waits in the kernel's queue.
+struct Pool {
+    listener: OwnedFd,
+    /// Channels no thread serves yet (a thread takes one when it starts).
+    spare: std::sync::Mutex<Vec<OwnedFd>>,
+    /// Threads waiting for a notification.
+    idle: std::sync::atomic::AtomicUsize,
+    proc_matches: bool,
+}
+
+impl Pool {
+    /// Start one more thread if a channel is spare. `false`: none left (or the thread could
+    /// not be created: the running ones keep serving).
+    fn grow(self: &std::sync::Arc<Self>) -> bool {
+        use std::sync::atomic::Ordering;
+        let chan = match self.spare.lock() {
+            Ok(mut spare) => spare.pop(),
+            Err(_) => None,
+        };
+        let Some(chan) = chan else {
+            return false;
+        };
+        self.idle.fetch_add(1, Ordering::SeqCst);
+        let pool = self.clone();
+        let spawned = std::thread::Builder::new()
+            .name("guard-creator".into())
+            .spawn(move || serve(&pool, &chan, None));
+        if spawned.is_err() {
+            self.idle.fetch_sub(1, Ordering::SeqCst);
+            return false;
+        }
+        true
     }
 }
 
-/// Answer notifications until no process uses the filter any more: the name guard's calls
-/// here, the rest (`connect`, `listen`, metadata) forwarded to the launcher over `chan`.
-fn serve(listener: &OwnedFd, chan: &OwnedFd, proc_matches: bool) {
+/// Serve the listener on the calling thread (the creator's main thread) until `lifeline` reads
+/// EOF or the listener ends; [`Pool::grow`] adds the other threads as calls need them. They end
+/// with the process.
+fn serve_all(
+    listener: OwnedFd,
+    mut channels: Vec<OwnedFd>,
+    proc_matches: bool,
+    lifeline: BorrowedFd<'_>,
+) {
+    // the first channel: the one the launcher's first thread serves from the start
+    // (`unix_connect::supervisor::run_forwarded_all`); the others are taken from the end
+    if channels.is_empty() {
+        return;
+    }
+    let own = channels.remove(0);
+    let pool = std::sync::Arc::new(Pool {
+        listener,
+        spare: std::sync::Mutex::new(channels),
+        idle: std::sync::atomic::AtomicUsize::new(1),
+        proc_matches,
+    });
+    serve(&pool, &own, Some(lifeline));
+}
+
+/// Answer notifications until no process uses the filter any more (or, given a `lifeline`,
+/// until it reads EOF): the name guard's calls here, the rest (`connect`, `listen`, metadata)
+/// forwarded to the launcher over `chan`.
+fn serve(pool: &std::sync::Arc<Pool>, chan: &OwnedFd, lifeline: Option<BorrowedFd<'_>>) {
     use crate::unix_connect::sys as nsys;
+    use std::sync::atomic::Ordering;
+    let listener = &pool.listener;
     loop {
-        match nsys::wait_readable(listener) {
-            Ok(true) => {}
-            Ok(false) | Err(_) => return,
+        match lifeline {
+            None => match nsys::wait_readable(listener) {
+                Ok(true) => {}
+                Ok(false) | Err(_) => return,
+            },
+            Some(life) => match nsys::wait_any_ready(&[listener.as_fd(), life]) {
+                // the lifeline: readable only at its EOF (nothing is ever written to it)
+                Ok(ready) if ready.get(1) == Some(&true) => return,
+                Ok(_) => {
+                    if !matches!(nsys::wait_readable(listener), Ok(true)) {
+                        return;
+                    }
+                }
+                Err(_) => return,
+            },
         }
         let notif = match nsys::notif_recv(listener) {
             Ok(n) => n,
             Err(_) => return,
         };
+        // busy now: when no other thread waits, start one for the next call before this one
+        if pool.idle.fetch_sub(1, Ordering::SeqCst) == 1 {
+            pool.grow();
+        }
         if !super::is_guarded(i64::from(notif.data.nr)) {
             if let Err(errno) = crate::unix_connect::forward(listener, &notif, chan) {
                 let _ = nsys::notif_send(listener, notif.id, errno);
             }
-            continue;
-        }
-        match super::supervisor::handle(listener, &notif, proc_matches) {
-            super::Answer::Errno(errno) => {
-                let _ = nsys::notif_send(listener, notif.id, errno);
-            }
-            super::Answer::Fd { fd, cloexec } => {
-                if sys::notif_addfd_send(listener.as_fd(), notif.id, fd.as_fd(), cloexec).is_err() {
-                    let _ = nsys::notif_send(listener, notif.id, DENIED_ERRNO);
+        } else {
+            match super::supervisor::handle(listener, &notif, pool.proc_matches) {
+                super::Answer::Errno(errno) => {
+                    let _ = nsys::notif_send(listener, notif.id, errno);
+                }
+                super::Answer::Fd { fd, cloexec } => {
+                    if sys::notif_addfd_send(listener.as_fd(), notif.id, fd.as_fd(), cloexec)
+                        .is_err()
+                    {
+                        let _ = nsys::notif_send(listener, notif.id, DENIED_ERRNO);
+                    }
                 }
             }
         }
+        pool.idle.fetch_add(1, Ordering::SeqCst);
     }
 }
 

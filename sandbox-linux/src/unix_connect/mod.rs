@@ -122,7 +122,8 @@ impl InstallError {
 
 /// In the launcher: receive the listener (blocking until the child sent it or closed its end)
 /// and serve it on a thread. With the name guard, whose creator receives the notifications,
-/// serve instead what it forwards: one thread per channel. `Ok(None)`: the child never installed
+/// serve instead what it forwards: one thread at first, one per channel as the creator starts
+/// using them. `Ok(None)`: the child never installed
 /// the filter (it failed before, or the policy does not confine).
 pub fn start_supervisor(
     parent: ParentEnd,
@@ -149,14 +150,11 @@ pub fn start_supervisor(
             supervisor::run(&listener, &rules)
         }))?]));
     }
-    let mut handles = Vec::with_capacity(guard_channels.len());
-    for chan in guard_channels {
-        let (listener, rules) = (listener.clone(), rules.clone());
-        handles.push(spawn(Box::new(move || {
-            supervisor::run_forwarded(&listener, &rules, &chan)
-        }))?);
-    }
-    Ok(Some(handles))
+    // one thread for every channel at first; more as the creator starts using them
+    // (`supervisor::run_forwarded_all`)
+    Ok(Some(vec![spawn(Box::new(move || {
+        supervisor::run_forwarded_all(&listener, &rules, guard_channels)
+    }))?]))
 }
 
 /// The rules of a policy: writable roots (minus read-only carve-outs and deny-read paths) and

@@ -1,7 +1,7 @@
 //! The decision and the connect, performed by the launcher for the sandboxed process.
 
 use std::ffi::CString;
-use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
@@ -237,28 +237,119 @@ fn dispatch(listener: &OwnedFd, n: &libc::seccomp_notif, rules: &Rules) {
 /// itself), until it closes the channel.
 pub(super) fn run_forwarded(listener: &OwnedFd, rules: &Rules, chan: &OwnedFd) {
     let mut buf = [0u8; NOTIF_BYTES + 1];
+    while forward_one(listener, rules, chan, &mut buf) {}
+}
+
+/// Receive one forwarded notification on `chan`, answer it and acknowledge. `false`: the
+/// channel is closed (or sent something undecodable): stop serving it.
+fn forward_one(
+    listener: &OwnedFd,
+    rules: &Rules,
+    chan: &OwnedFd,
+    buf: &mut [u8; NOTIF_BYTES + 1],
+) -> bool {
+    let (len, mut fds) = match crate::name_guard::sys::recv(chan.as_fd(), buf) {
+        Ok(Some(m)) => m,
+        Ok(None) | Err(_) => return false,
+    };
+    let Some(mut n) = decode_notif(&buf[..len]) else {
+        return false;
+    };
+    // the thread's number here (a thread gone meanwhile has nothing to answer; any other
+    // failure refuses the call rather than leave it waiting)
+    match fds.pop().map(|p| pidfd_tid(&p)) {
+        Some(Ok(tid)) => {
+            n.pid = tid as u32;
+            dispatch(listener, &n, rules);
+        }
+        _ => {
+            let _ = sys::notif_send(listener, n.id, DENIED_ERRNO);
+        }
+    }
+    crate::name_guard::sys::send(chan.as_fd(), &[1], &[]).is_ok()
+}
+
+/// Serve every channel of the name guard's creator from one thread at first: the first channel
+/// here, and a channel the creator starts using (its threads start as calls need them:
+/// `name_guard::creator`) gets its first call answered here and then a thread of its own. A
+/// command that never makes a forwarded call costs one thread, not four; once a channel has
+/// its thread, its calls cost what they cost before. A channel whose thread cannot be started
+/// is served here too (one `poll` per call), never dropped unserved; one that closes unused
+/// is dropped.
+pub(super) fn run_forwarded_all(
+    listener: &std::sync::Arc<OwnedFd>,
+    rules: &std::sync::Arc<Rules>,
+    channels: Vec<OwnedFd>,
+) {
+    let mut channels = channels.into_iter();
+    let mut here: Vec<OwnedFd> = channels.next().into_iter().collect();
+    let mut spare: Vec<OwnedFd> = channels.collect();
+    let mut buf = [0u8; NOTIF_BYTES + 1];
     loop {
-        let (len, mut fds) = match crate::name_guard::sys::recv(chan.as_fd(), &mut buf) {
-            Ok(Some(m)) => m,
-            Ok(None) | Err(_) => return,
-        };
-        let Some(mut n) = decode_notif(&buf[..len]) else {
-            return;
-        };
-        // the thread's number here (a thread gone meanwhile has nothing to answer; any other
-        // failure refuses the call rather than leave it waiting)
-        match fds.pop().map(|p| pidfd_tid(&p)) {
-            Some(Ok(tid)) => {
-                n.pid = tid as u32;
-                dispatch(listener, &n, rules);
+        if spare.is_empty() && here.len() <= 1 {
+            if let Some(chan) = here.first() {
+                run_forwarded(listener, rules, chan);
             }
-            _ => {
-                let _ = sys::notif_send(listener, n.id, DENIED_ERRNO);
-            }
-        }
-        if crate::name_guard::sys::send(chan.as_fd(), &[1], &[]).is_err() {
             return;
         }
+        let watched: Vec<BorrowedFd<'_>> =
+            here.iter().chain(spare.iter()).map(|c| c.as_fd()).collect();
+        let ready = match sys::wait_any_ready(&watched) {
+            Ok(r) => r,
+            // poll itself failed (ENOMEM): try again rather than leave a channel unserved
+            Err(_) => continue,
+        };
+        drop(watched);
+        let (ready_here, ready_spare) = ready.split_at(here.len());
+        let mut kept_here = Vec::with_capacity(here.len());
+        for (chan, &is_ready) in here.drain(..).zip(ready_here) {
+            if !is_ready || forward_one(listener, rules, &chan, &mut buf) {
+                kept_here.push(chan);
+            }
+        }
+        let mut kept_spare = Vec::with_capacity(spare.len());
+        for (chan, &is_ready) in spare.drain(..).zip(ready_spare) {
+            if !is_ready {
+                kept_spare.push(chan);
+                continue;
+            }
+            // its first call served here; closed (the creator exiting: every channel hangs
+            // up at the end of each run) it is dropped without a thread
+            if !forward_one(listener, rules, &chan, &mut buf) {
+                continue;
+            }
+            if let Err(chan) = spawn_forwarder(listener, rules, chan) {
+                kept_here.push(chan);
+            }
+        }
+        here = kept_here;
+        spare = kept_spare;
+        if here.is_empty() && spare.is_empty() {
+            return;
+        }
+    }
+}
+
+/// One thread serving `chan` ([`run_forwarded`]); the channel back when the thread could not
+/// be started.
+fn spawn_forwarder(
+    listener: &std::sync::Arc<OwnedFd>,
+    rules: &std::sync::Arc<Rules>,
+    chan: OwnedFd,
+) -> Result<(), OwnedFd> {
+    let (l, r) = (listener.clone(), rules.clone());
+    let chan = std::sync::Arc::new(chan);
+    let c = chan.clone();
+    match std::thread::Builder::new()
+        .name("sandbox-notify".into())
+        .spawn(move || run_forwarded(&l, &r, &c))
+    {
+        Ok(_) => Ok(()),
+        // the closure (and its reference) went with the failed spawn: `chan` is the only one
+        Err(_) => match std::sync::Arc::try_unwrap(chan) {
+            Ok(chan) => Err(chan),
+            Err(_) => Ok(()),
+        },
     }
 }
 

@@ -1,7 +1,7 @@
 //! Raw system calls of the unix-connect supervisor (seccomp user notification, pidfd, SCM_RIGHTS).
 
 use std::io;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 
 fn cvt(r: libc::c_long) -> io::Result<libc::c_long> {
     if r < 0 {
@@ -337,6 +337,33 @@ pub fn wait_readable(fd: &OwnedFd) -> io::Result<bool> {
         if p.revents & (libc::POLLHUP | libc::POLLERR | libc::POLLNVAL) != 0 {
             return Ok(false);
         }
+    }
+}
+
+/// Wait until one of `fds` is readable or hung up; the answer has one flag per descriptor
+/// (`true`: readable, hung up or in error: a read will not block).
+pub fn wait_any_ready(fds: &[BorrowedFd<'_>]) -> io::Result<Vec<bool>> {
+    let mut polled: Vec<libc::pollfd> = fds
+        .iter()
+        .map(|fd| libc::pollfd {
+            fd: fd.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        })
+        .collect();
+    loop {
+        // SAFETY: `polled` holds `polled.len()` valid pollfd entries, borrowed mutably for the
+        // call; the descriptors are borrowed from `fds`, open for its lifetime.
+        let r = unsafe { libc::poll(polled.as_mut_ptr(), polled.len() as libc::nfds_t, -1) };
+        if r < 0 {
+            let e = io::Error::last_os_error();
+            if e.kind() == io::ErrorKind::Interrupted {
+                continue;
+            }
+            return Err(e);
+        }
+        let ready = libc::POLLIN | libc::POLLHUP | libc::POLLERR | libc::POLLNVAL;
+        return Ok(polled.iter().map(|p| p.revents & ready != 0).collect());
     }
 }
 

@@ -1,0 +1,66 @@
+#!/usr/bin/env python3
+"""Start-up of `codex sandbox linux --full-auto -- /bin/true` against bubblewrap, INTERLEAVED.
+
+Each round starts bwrap and every codex binary given once, in a shuffled order, so that a
+loaded (shared) machine hits them alike; hyperfine's blocks of one command at a time drifted by
+2x between blocks on the shared build machine. Wall time from posix_spawn to wait4; CPU is the
+children's user+system from wait4. Prints medians, the ratio to bwrap, and the median of the
+per-round ratios. Not run by CI.
+
+Usage: python3 sandbox-linux/bench/startup-interleaved.py ROUNDS CODEX_BINARY...
+"""
+import os
+import random
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+
+rounds = int(sys.argv[1])
+binaries = sys.argv[2:]
+if not binaries or not shutil.which("bwrap"):
+    sys.exit("usage: startup-interleaved.py ROUNDS CODEX_BINARY... (needs bwrap)")
+work = tempfile.mkdtemp()
+os.mkdir(os.path.join(work, ".git"))
+os.chdir(work)
+os.environ["PWD"] = work
+commands = {
+    "bwrap": [shutil.which("bwrap"), "--ro-bind", "/", "/", "--dev", "/dev", "--bind", work, work,
+              "--unshare-all", "--die-with-parent", "--new-session", "--", "/bin/true"],
+}
+for b in binaries:
+    commands[b] = [b, "sandbox", "linux", "--full-auto", "--", "/bin/true"]
+devnull = os.open(os.devnull, os.O_RDWR)
+
+
+def run(argv):
+    t0 = time.perf_counter()
+    pid = os.posix_spawn(argv[0], argv, os.environ,
+                         file_actions=[(os.POSIX_SPAWN_DUP2, devnull, 1)])
+    _, status, usage = os.wait4(pid, 0)
+    wall = time.perf_counter() - t0
+    if os.waitstatus_to_exitcode(status) != 0:
+        sys.exit(f"{argv[0]} failed: status {status:#x}")
+    return wall, usage.ru_utime + usage.ru_stime
+
+
+wall = {k: [] for k in commands}
+cpu = {k: [] for k in commands}
+for k in commands:  # warm-up
+    for _ in range(10):
+        run(commands[k])
+for _ in range(rounds):
+    order = list(commands)
+    random.shuffle(order)
+    for k in order:
+        w, c = run(commands[k])
+        wall[k].append(w)
+        cpu[k].append(c)
+base = statistics.median(wall["bwrap"])
+for k in commands:
+    m = statistics.median(wall[k])
+    paired = statistics.median(a / b for a, b in zip(wall[k], wall["bwrap"]))
+    print(f"{k:40} median {m * 1000:6.2f} ms  x{m / base:.2f} of bwrap "
+          f"(per-round x{paired:.2f})  CPU {statistics.median(cpu[k]) * 1000:.2f} ms")
+shutil.rmtree(work)
