@@ -14,7 +14,7 @@ use std::net::TcpStream;
 use std::time::Duration;
 
 use bytes::Bytes;
-use common::{KEY, Proxy, Spawn, residency};
+use common::{KEY, Proxy, Spawn, residency, syscw};
 use http_body_util::{BodyExt, Full};
 use suite_test_support::responses_mock::{MockResponse, MockUpstream, sse_frame};
 use suite_test_support::tls::TestCa;
@@ -165,16 +165,6 @@ fn after_load_over_tls_the_key_is_only_in_locked_memory() {
         .env("SSL_CERT_FILE", ca.ca_pem_path().to_str().unwrap())
         .start();
     check_residency(&proxy, &mock, "tls");
-}
-
-/// Write system calls of `pid` so far.
-fn syscw(pid: u32) -> u64 {
-    let io = std::fs::read_to_string(format!("/proc/{pid}/io"))
-        .unwrap_or_else(|e| panic!("cannot read /proc/{pid}/io ({e}): the test needs root"));
-    io.lines()
-        .find_map(|l| l.strip_prefix("syscw:"))
-        .and_then(|v| v.trim().parse().ok())
-        .expect("no syscw in /proc/PID/io")
 }
 
 /// Sends `raw` on a fresh connection and reads the response to its end; returns the write

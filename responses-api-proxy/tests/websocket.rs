@@ -1608,3 +1608,85 @@ fn a_session_cut_by_a_rotation_is_logged_rotated_and_charged_its_real_usage() {
     );
     assert!(!cut.iter().any(|l| l.contains("tokens_out=500")), "{cut:?}");
 }
+
+/// TCP segments the proxy (listening on `proxy_port`) has sent on its connection to the client
+/// at `client_port` (`ss -ti`'s `segs_out`; `ss` is iproute2's, which scripts/test installs).
+fn segs_to_client(proxy_port: u16, client_port: u16) -> u64 {
+    let out = Command::new("ss")
+        .args([
+            "-tinH",
+            "state",
+            "established",
+            &format!("( sport = :{proxy_port} and dport = :{client_port} )"),
+        ])
+        .output()
+        .expect("ss (iproute2) must be installed");
+    let text = String::from_utf8_lossy(&out.stdout);
+    text.split_whitespace()
+        .find_map(|w| w.strip_prefix("segs_out:"))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("no segs_out in `ss -ti`: {text}"))
+}
+
+/// Segments the proxy sends the client for one more response on a warm session.
+async fn segs_for_one_response(proxy_port: u16) -> (u64, usize) {
+    let mut ws = connect(proxy_port, &[]).await.expect("upgrade accepted");
+    let client_port = ws.get_ref().local_addr().unwrap().port();
+    // warm-up: the session and its upstream connection exist before the count
+    ws.send(Message::text(create("gpt-5"))).await.unwrap();
+    let _ = read_until(&mut ws, "response.completed").await;
+    let before = segs_to_client(proxy_port, client_port);
+    ws.send(Message::text(create("gpt-5"))).await.unwrap();
+    let got = read_until(&mut ws, "response.completed").await;
+    (
+        segs_to_client(proxy_port, client_port) - before,
+        got.types().len(),
+    )
+}
+
+/// Issue 13 (found by the bench's WebSocket cell): the messages of a response that upstream
+/// delivers at once leave to the client in a few writes, not one `sendto` (one TCP segment,
+/// `TCP_NODELAY`) per message: 15 per response, 3-9x nginx's CPU. Control: the same count of
+/// messages paced 5 ms apart leaves one segment each, so the counter does see them.
+#[test]
+fn a_burst_of_upstream_messages_leaves_in_fewer_writes_than_messages() {
+    let mut messages: Vec<String> = (0..14)
+        .map(|i| {
+            format!(
+                r#"{{"type":"response.output_text.delta","delta":"d{i} {}"}}"#,
+                "x".repeat(200)
+            )
+        })
+        .collect();
+    messages.push(
+        r#"{"type":"response.completed","response":{"id":"r","usage":{"input_tokens":1,"output_tokens":14,"total_tokens":15}}}"#
+            .to_string(),
+    );
+    let mock = suite_test_support::responses_mock::MockUpstream::start().unwrap();
+    mock.set_handler(
+        move |_| suite_test_support::responses_mock::MockResponse::WebSocket {
+            messages: messages.clone(),
+        },
+    );
+    let proxy = Spawn::new(&mock.responses_url()).start();
+    let rt = rt();
+    let (burst, n) = rt.block_on(segs_for_one_response(proxy.port));
+    assert_eq!(n, 15);
+    eprintln!("burst: {burst} segments for 15 messages");
+    assert!(burst <= 4, "{burst} segments for a burst of 15 messages");
+
+    // control: the WebSocket mock paced 5 ms apart
+    let paced = WsMock::start().unwrap();
+    paced.set_script(WsScript {
+        text: (0..14).map(|i| format!("w{i} ")).collect(),
+        delay: Duration::from_millis(5),
+        ..WsScript::default()
+    });
+    let proxy = Spawn::new(&paced.responses_url()).start();
+    let (segs, n) = rt.block_on(segs_for_one_response(proxy.port));
+    eprintln!("paced: {segs} segments for {n} messages");
+    assert!(
+        segs >= 10,
+        "control: {n} paced messages took only {segs} segments"
+    );
+}

@@ -495,3 +495,14 @@ pub fn usage_json(state: &std::path::Path, extra: &[&str]) -> serde_json::Value 
     );
     serde_json::from_slice(&out.stdout).unwrap()
 }
+
+/// Write system calls `pid` has made (`syscw` in `/proc/PID/io`; needs root).
+#[allow(dead_code)] // not every test binary counts writes
+pub fn syscw(pid: u32) -> u64 {
+    let io = std::fs::read_to_string(format!("/proc/{pid}/io"))
+        .unwrap_or_else(|e| panic!("cannot read /proc/{pid}/io ({e}): the test needs root"));
+    io.lines()
+        .find_map(|l| l.strip_prefix("syscw:"))
+        .and_then(|v| v.trim().parse().ok())
+        .expect("no syscw in /proc/PID/io")
+}
