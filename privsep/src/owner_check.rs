@@ -87,11 +87,21 @@ impl ExpectedOwner {
         })?;
         let (local, peer) = (stream.local_addr()?, stream.peer_addr()?);
         let deadline = tokio::time::Instant::now() + ACCEPT_WAIT;
+        let mut tries = 0u32;
         let cred = loop {
             match ident.peer_uid_tcp(local, peer) {
                 Ok(cred) => break cred,
                 Err(PeerError::NotOwned { .. }) if tokio::time::Instant::now() < deadline => {
-                    tokio::time::sleep(std::time::Duration::from_millis(2)).await;
+                    // A server usually accepts within microseconds: look again at once a few
+                    // times (each look is a sock_diag round trip) before sleeping; a first
+                    // sleep of 2 ms made every WebSocket upgrade through a plain-http upstream
+                    // take 3.6 ms against nginx's 0.3 ms (the bench's WebSocket cell).
+                    tries += 1;
+                    if tries <= 16 {
+                        tokio::task::yield_now().await;
+                    } else {
+                        tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+                    }
                 }
                 Err(e) => {
                     return Err(denied(format!(
