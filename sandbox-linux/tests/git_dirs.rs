@@ -1434,3 +1434,38 @@ fn startup_files_in_a_home_that_is_a_writable_root_stay_read_only() {
         assert!(stdout.contains("other-writable"), "control: {ctx}");
     }
 }
+
+/// Outside review r29 F2: inside the roots `chmod g+w` (and `chgrp` to a group shared with
+/// another local user) handed that group write access to the user's files. A group write bit is
+/// not added, nor the group changed, unless the group is the user's private one. Control in the
+/// same run: the same `chmod g+w` on a file of the user's own group (65534, no other member).
+#[test]
+fn no_group_write_handed_to_a_shared_group() {
+    use std::os::unix::fs::MetadataExt;
+    for ns in [Ns::With, Ns::Without] {
+        let e = env();
+        std::fs::write(e.ws.join("shared.sh"), "echo hi\n").unwrap();
+        std::fs::write(e.ws.join("own.sh"), "echo hi\n").unwrap();
+        suite_test_support::dirs::chown_tree(&e.base, NOBODY);
+        // the user's file, in group 100 (`users`: not the user's private group)
+        std::os::unix::fs::chown(e.ws.join("shared.sh"), Some(NOBODY), Some(100)).unwrap();
+        let script = "chmod g+w shared.sh 2>&1 && echo GROUP-WRITABLE; \
+                      python3 -c 'import os; os.chmod(\"shared.sh\", 0o664)' 2>&1 && echo GROUP-WRITABLE-2; \
+                      chmod g+w own.sh && echo own-ok";
+        let out = command_with(&e, ns, None, ns == Ns::Without, false, script)
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        let ctx = format!("{ns:?}: {stdout} / {stderr}");
+        assert!(!stdout.contains("GROUP-WRITABLE"), "{ctx}");
+        let mode = std::fs::metadata(e.ws.join("shared.sh")).unwrap().mode();
+        assert_eq!(mode & 0o020, 0, "{ctx}");
+        assert!(stdout.contains("own-ok"), "control: {ctx}");
+        assert_ne!(
+            std::fs::metadata(e.ws.join("own.sh")).unwrap().mode() & 0o020,
+            0,
+            "{ctx}"
+        );
+    }
+}

@@ -231,7 +231,7 @@ fn protected_location(file: &OwnedFd) -> bool {
 /// A socket file keeps what `listen` checked for its whole life (outside review r16 F4: a
 /// socket bound in another user's setgid directory listened with mode 0755, then `chmod 0770`
 /// let that user's group connect): no group write bit unless the group is the user's private
-/// one, and no change of its group.
+/// one, and no change of its group. Other files: [`group_rule`].
 fn socket_rule(file: &OwnedFd, change: &Change) -> Result<(), i32> {
     use std::os::unix::fs::{FileTypeExt, MetadataExt};
     let Ok(dup) = file.try_clone() else {
@@ -241,7 +241,7 @@ fn socket_rule(file: &OwnedFd, change: &Change) -> Result<(), i32> {
         return Err(DENIED_ERRNO);
     };
     if !md.file_type().is_socket() {
-        return Ok(());
+        return group_rule(&md, change);
     }
     match change {
         Change::Mode(m)
@@ -250,6 +250,30 @@ fn socket_rule(file: &OwnedFd, change: &Change) -> Result<(), i32> {
             Err(DENIED_ERRNO)
         }
         Change::Owner(_, g) if *g != u32::MAX && *g != md.gid() => Err(DENIED_ERRNO),
+        _ => Ok(()),
+    }
+}
+
+/// Any other file: no group write bit added, and no change of group, unless the group is the
+/// user's private one (outside review r29 F2: `chgrp` to a group shared with another local
+/// user and `chmod g+w` inside the roots handed that user write access to the user's scripts;
+/// `o+w` was already refused). A group write bit the file already has (made in a setgid
+/// project directory under `umask 002`) may stay.
+fn group_rule(md: &std::fs::Metadata, change: &Change) -> Result<(), i32> {
+    use std::os::unix::fs::MetadataExt;
+    match change {
+        Change::Mode(m)
+            if m & libc::S_IWGRP != 0
+                && md.mode() & libc::S_IWGRP == 0
+                && !crate::unix_connect::private_group(md.gid()) =>
+        {
+            Err(DENIED_ERRNO)
+        }
+        Change::Owner(_, g)
+            if *g != u32::MAX && *g != md.gid() && !crate::unix_connect::private_group(*g) =>
+        {
+            Err(DENIED_ERRNO)
+        }
         _ => Ok(()),
     }
 }
