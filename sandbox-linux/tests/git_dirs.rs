@@ -1433,6 +1433,28 @@ fn startup_files_in_a_home_that_is_a_writable_root_stay_read_only() {
         }
         assert!(stdout.contains("other-writable"), "control: {ctx}");
     }
+    // outside review r30 F2: a `~` strictly below a writable root (`HOME=/tmp/x/home`) stays
+    // writable: protecting its startup files there would hold the directories above them, the
+    // whole home with them, read-only (not covered there; docs/security.md). A `~/.codex`
+    // there still is (its swap rule, unchanged).
+    let e = env();
+    suite_test_support::dirs::chown_tree(&e.base, NOBODY);
+    let out = command_with(
+        &e,
+        Ns::With,
+        Some(&e.base),
+        false,
+        false,
+        "echo x > \"$HOME/notes.txt\" && echo home-writable",
+    )
+    // `$CODEX_HOME` elsewhere: a `~/.codex` there is held in place the same way, by design
+    .env("CODEX_HOME", "/nonexistent/codex-home")
+    .output()
+    .unwrap();
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("home-writable"),
+        "{out:?}"
+    );
 }
 
 /// Outside review r29 F2: inside the roots `chmod g+w` (and `chgrp` to a group shared with

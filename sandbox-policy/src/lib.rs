@@ -696,9 +696,13 @@ fn carve_outs_for(path: PathBuf, hazards: Vec<PathBuf>) -> Vec<ReadOnlySubpath> 
 /// outside review r29 F4: `core.fsmonitor` added to `~/.gitconfig` ran at the user's next
 /// `git status`). Only top-level names: protecting a missing `~/.config/git` would refuse
 /// creating `~/.config` itself. Not covered: `~/.config/*`, `~/.local/bin`, `~/bin` and the
-/// rest of `~`, which such a root makes writable (docs/security.md).
+/// rest of `~`, which such a root makes writable; a `~` strictly below a root (its directories
+/// could be swapped: carving the files out would hold the whole home read-only, r30 F2);
+/// without user namespaces existing ones stay writable (docs/security.md).
 pub const HOME_STARTUP_FILES: &[&str] = &[
     ".bashrc",
+    ".bashrc.d",
+    ".bash_aliases",
     ".bash_profile",
     ".bash_login",
     ".bash_logout",
@@ -726,6 +730,12 @@ fn protect_home_startup_files(roots: &mut [WritableRoot], env: &SandboxEnv, all_
     }
     for name in HOME_STARTUP_FILES {
         let (path, hazard) = carve_out_target(&home.join(name), all_roots);
+        if !hazard.is_empty() {
+            // `~` strictly below a root (`HOME=/tmp/x/home`): protecting these would hold the
+            // directories above them read-only, the whole home with them (outside review r30
+            // F2); not covered there (docs/security.md)
+            continue;
+        }
         for w in roots.iter_mut() {
             if path.starts_with(&w.root)
                 && path != w.root

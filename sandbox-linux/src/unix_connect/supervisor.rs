@@ -38,8 +38,22 @@ pub struct Rules {
     /// sockets below a writable root that are its own (outside review r29 F1: an `ssh-agent`
     /// the user started from a new terminal during the run, a socket of the user's own, new,
     /// under `/tmp`, listed and used the user's keys). Shared by the clones each thread gets.
-    listened: std::sync::Arc<std::sync::Mutex<std::collections::HashSet<(u64, u64)>>>,
+    listened: std::sync::Arc<std::sync::Mutex<Listened>>,
 }
+
+/// The socket files the command listened on, each **held open** (`O_PATH`) so that its inode
+/// number cannot be given to another file while it is recorded (outside review r30 F3: a loop
+/// that bound, listened on, closed and removed sockets in `/tmp` recorded numbers ext4 then
+/// gave to the user's new `ssh-agent` socket, which the command reached). At most
+/// [`MAX_LISTENED`]; the oldest is forgotten first (then no longer the command's own).
+#[derive(Debug, Default)]
+pub struct Listened {
+    held: std::collections::HashMap<(u64, u64), std::fs::File>,
+    order: std::collections::VecDeque<(u64, u64)>,
+}
+
+/// Most socket files held for [`Listened`] (descriptors of the launcher).
+pub const MAX_LISTENED: usize = 1024;
 
 /// The outcome for one socket path.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -94,14 +108,21 @@ impl Rules {
         self.listened
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .contains(&id)
+            .held
+            .contains_key(&id)
     }
 
-    fn record_listen(&self, id: (u64, u64)) {
-        self.listened
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(id);
+    /// Records the socket file `id`, held open by `file` (see [`Listened`]).
+    fn record_listen(&self, id: (u64, u64), file: std::fs::File) {
+        let mut l = self.listened.lock().unwrap_or_else(|e| e.into_inner());
+        if l.held.insert(id, file).is_none() {
+            l.order.push_back(id);
+        }
+        while l.order.len() > MAX_LISTENED {
+            if let Some(old) = l.order.pop_front() {
+                l.held.remove(&old);
+            }
+        }
     }
 
     /// A socket below a writable root that existed before the sandbox started belongs to a
@@ -360,7 +381,11 @@ fn spawn_forwarder(
 /// the very node the socket was bound to (`unix_diag`'s device and inode; a node that cannot be
 /// matched is refused). After the check the node cannot gain `S_IWOTH`: `chmod` with it and
 /// ACLs are refused in the sandbox. `path` is the socket's bound path (`getsockname`).
-fn socket_file_private(tid: libc::pid_t, sock: &OwnedFd, path: &[u8]) -> Result<(u64, u64), i32> {
+fn socket_file_private(
+    tid: libc::pid_t,
+    sock: &OwnedFd,
+    path: &[u8],
+) -> Result<((u64, u64), std::fs::File), i32> {
     use std::os::unix::ffi::OsStrExt;
     let Some((kdev, ino)) = sys::unix_bound_node(sock).map_err(|_| DENIED_ERRNO)? else {
         return Err(DENIED_ERRNO);
@@ -371,7 +396,16 @@ fn socket_file_private(tid: libc::pid_t, sock: &OwnedFd, path: &[u8]) -> Result<
         format!("/proc/{tid}/cwd/")
     });
     seen.push(std::ffi::OsStr::from_bytes(path));
-    let m = std::fs::symlink_metadata(&seen).map_err(|_| DENIED_ERRNO)?;
+    // held open from here (the inode the socket was bound to: its number stays this file's)
+    let held = {
+        use std::os::unix::fs::OpenOptionsExt;
+        std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_PATH | libc::O_NOFOLLOW)
+            .open(&seen)
+            .map_err(|_| DENIED_ERRNO)?
+    };
+    let m = held.metadata().map_err(|_| DENIED_ERRNO)?;
     if !(sys::same_device(m.dev(), kdev) && m.ino() as u32 == ino) {
         return Err(DENIED_ERRNO);
     }
@@ -390,7 +424,7 @@ fn socket_file_private(tid: libc::pid_t, sock: &OwnedFd, path: &[u8]) -> Result<
     if m.mode() & libc::S_IWGRP != 0 && !private_group(m.gid()) {
         return Err(DENIED_ERRNO);
     }
-    Ok((m.dev(), m.ino()))
+    Ok(((m.dev(), m.ino()), held))
 }
 
 /// Whether `gid` is the launcher's primary group and `/etc/group` lists it with no member but
@@ -440,9 +474,9 @@ fn handle_listen(listener: &OwnedFd, n: &libc::seccomp_notif, rules: &Rules) -> 
             Ok(sys::UnixName::Abstract) => DENIED_ERRNO,
             Ok(sys::UnixName::Unbound) => sys::listen_errno(&sock, n.data.args[1] as i32),
             Ok(sys::UnixName::Path(path)) => match socket_file_private(tid, &sock, &path) {
-                Ok(id) => {
+                Ok((id, held)) => {
                     // recorded first: a client may connect as soon as the listen returns
-                    rules.record_listen(id);
+                    rules.record_listen(id, held);
                     sys::listen_errno(&sock, n.data.args[1] as i32)
                 }
                 Err(e) => e,
@@ -750,7 +784,13 @@ mod tests {
         let r = rules();
         assert!(!r.listened_on((1, 99)));
         let clone = r.clone(); // what another supervisor thread holds
-        clone.record_listen((1, 99));
+        let file = || std::fs::File::open("/").unwrap();
+        clone.record_listen((1, 99), file());
         assert!(r.listened_on((1, 99)) && !r.listened_on((1, 98)));
+        // bounded: the oldest is forgotten first
+        for i in 0..MAX_LISTENED as u64 {
+            r.record_listen((2, i), file());
+        }
+        assert!(!r.listened_on((1, 99)) && r.listened_on((2, 0)));
     }
 }
