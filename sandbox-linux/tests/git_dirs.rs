@@ -1491,3 +1491,48 @@ fn no_group_write_handed_to_a_shared_group() {
         );
     }
 }
+
+/// Outside review r31 F1: another local user's setgid `2777` directory gives what the command
+/// creates there that user's group; with `umask 002` a script made there was group-writable,
+/// and `mv` put it over the workspace's `build.sh`. What the command creates in a setgid
+/// directory of someone else loses the group write and setgid bits; control in the same run:
+/// the same under `umask 002` in the user's own directory keeps its group write bit.
+#[test]
+fn nothing_created_in_another_users_setgid_directory_is_group_writable() {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    for ns in [Ns::With, Ns::Without] {
+        let e = env();
+        let x = e.base.join("x");
+        let shared = x.join("shared");
+        std::fs::create_dir_all(&shared).unwrap();
+        suite_test_support::dirs::chown_tree(&e.base, NOBODY);
+        // another user's (root's) setgid directory in group 100, writable by everyone
+        std::os::unix::fs::chown(&shared, Some(0), Some(100)).unwrap();
+        std::fs::set_permissions(&shared, std::fs::Permissions::from_mode(0o2777)).unwrap();
+        let script = format!(
+            "umask 002; S={s}; echo 'echo hi' > $S/build.sh && chmod a+x $S/build.sh && \
+             mkdir $S/d && echo x > own.sh && echo made",
+            s = s(&shared)
+        );
+        let out = command_with(&e, ns, Some(&x), ns == Ns::Without, false, &script)
+            .output()
+            .unwrap();
+        let ctx = format!(
+            "{ns:?}: {} / {}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(
+            String::from_utf8_lossy(&out.stdout).contains("made"),
+            "{ctx}"
+        );
+        let file = std::fs::metadata(shared.join("build.sh")).unwrap();
+        assert_eq!(file.gid(), 100, "{ctx}");
+        assert_eq!(file.mode() & 0o7777, 0o755, "{ctx}");
+        let dir = std::fs::metadata(shared.join("d")).unwrap();
+        assert_eq!(dir.mode() & 0o2020, 0, "{ctx}");
+        // control: umask 002 in the user's own directory
+        let own = std::fs::metadata(e.ws.join("own.sh")).unwrap();
+        assert_eq!(own.mode() & 0o020, 0o020, "{ctx}");
+    }
+}

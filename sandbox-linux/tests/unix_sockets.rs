@@ -599,3 +599,64 @@ fn a_socket_another_process_listens_on_during_the_run_is_not_the_commands() {
         }
     }
 }
+
+/// Outside review r31 F2: at a soft open-file limit of 1024 the launcher, which holds every
+/// socket file the command listened on, ran out of descriptors at the command's 1010th
+/// `listen`; after that every `connect` failed with `EMFILE`, to its own sockets too. The
+/// launcher makes room in its limit first: 1015 listens, then a connect to the first, work.
+#[test]
+fn a_thousand_listens_at_a_soft_limit_of_1024_keep_the_commands_sockets_reachable() {
+    let script = r#"
+import socket, os
+os.makedirs("s", exist_ok=True)
+keep = socket.socket(socket.AF_UNIX); keep.bind("s/keep"); keep.listen(1)
+failed = None
+for i in range(1015):
+    p = "s/%d" % i
+    s = socket.socket(socket.AF_UNIX); s.bind(p)
+    try:
+        s.listen(1)
+    except OSError as x:
+        failed = (i, x.errno)
+    s.close(); os.unlink(p)
+    if failed: break
+c = socket.socket(socket.AF_UNIX)
+try:
+    c.connect("s/keep"); print("listens-failed:", failed, "connect: ok")
+except OSError as x:
+    print("listens-failed:", failed, "connect:", x.errno)
+"#;
+    for ns in BOTH {
+        let e = env();
+        let mut c = Command::new("prlimit");
+        c.args(["--nofile=1024:20000", "--"]);
+        if ns == Ns::Without {
+            c.args([PROBE, "outer-deny", "userns", "--"]);
+        }
+        c.arg(helper())
+            .arg("--sandbox-policy-cwd")
+            .arg(&e.ws)
+            .args(["--sandbox-policy", WS]);
+        if ns == Ns::Without {
+            c.arg("--dangerously-allow-weaker-sandbox");
+        }
+        let out = c
+            .args(["--", "python3", "-c", script])
+            .env("HOME", &e.home)
+            .env_remove("TMPDIR")
+            .current_dir(&e.ws)
+            .env("PWD", &e.ws)
+            .uid(NOBODY)
+            .gid(NOBODY)
+            .stdin(Stdio::null())
+            .output()
+            .expect("prlimit (util-linux) must be installed");
+        assert_eq!(
+            String::from_utf8_lossy(&out.stdout).trim(),
+            "listens-failed: None connect: ok",
+            "with namespaces {}: {}",
+            ns == Ns::With,
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}

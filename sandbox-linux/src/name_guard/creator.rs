@@ -65,6 +65,28 @@ fn holds_protected_name(dir: BorrowedFd<'_>) -> bool {
     })
 }
 
+/// What the command creates in a setgid directory of someone else takes that directory's
+/// group, so the command hands that group what `g+w` gives, and to directories the setgid bit
+/// that passes it on (outside review r31 F1: another local user's `2777` directory; with
+/// `umask 002` a script made there was group-writable for that user's group, `chmod a+x` added
+/// no group write bit for the metadata mediation to refuse, and `mv` put it over the
+/// workspace's `build.sh`, which that user then edited). So the group write bit and the setgid
+/// bit come off `fd`, just created (or opened) in `parent`, when it is this user's and
+/// `parent` is a setgid directory of someone else (the overflow uid counts as someone else's,
+/// as in `name_guard::shared_sticky`). Best effort on an `fchmod` error (the call itself stands).
+fn no_group_write_from_a_foreign_setgid_parent(parent: BorrowedFd<'_>, fd: &OwnedFd) {
+    let (Ok(p), Ok(f)) = (sys::fstat_fd(parent), sys::fstat_fd(fd.as_fd())) else {
+        return;
+    };
+    let me = crate::sys::geteuid();
+    let foreign_setgid =
+        p.st_mode & libc::S_ISGID != 0 && (p.st_uid != me || p.st_uid == super::OVERFLOW_UID);
+    let bits = libc::S_IWGRP | libc::S_ISGID;
+    if foreign_setgid && f.st_uid == me && f.st_mode & bits != 0 {
+        let _ = crate::meta_guard::sys::fchmod(fd, f.st_mode & 0o7777 & !bits);
+    }
+}
+
 /// [`refuse_repository_entry`] for the entry `name` of `parent` (missing: nothing to refuse).
 fn entry_is_no_repository(parent: BorrowedFd<'_>, name: &std::ffi::CStr) -> Result<(), i32> {
     match sys::openat(Some(parent), name, libc::O_PATH | libc::O_NOFOLLOW, 0) {
@@ -321,7 +343,16 @@ pub(super) fn perform(req: &Request, fds: Vec<OwnedFd>) -> Outcome {
         Op::Mkdir => match target_refusing(d1, &req.path1, is_protected)? {
             Target::Direct => sys::mkdirat(d1, &cstr(&req.path1)?, req.mode).map_err(errno),
             Target::In(parent, last) => {
-                sys::mkdirat(Some(parent.as_fd()), &last, req.mode).map_err(errno)
+                sys::mkdirat(Some(parent.as_fd()), &last, req.mode).map_err(errno)?;
+                if let Ok(dir) = sys::openat(
+                    Some(parent.as_fd()),
+                    &last,
+                    libc::O_RDONLY | libc::O_DIRECTORY | libc::O_NOFOLLOW,
+                    0,
+                ) {
+                    no_group_write_from_a_foreign_setgid_parent(parent.as_fd(), &dir);
+                }
+                Ok(())
             }
         }
         .map(|()| None),
@@ -548,6 +579,7 @@ fn open(dir: Option<BorrowedFd<'_>>, path: &[u8], flags: i32, mode: u32) -> Outc
                 if sys::info(fd.as_fd()).map_err(errno)?.magic == PROC_SUPER_MAGIC {
                     return Err(DENIED_ERRNO);
                 }
+                no_group_write_from_a_foreign_setgid_parent(parent.as_fd(), &fd);
                 return Ok(Some(fd));
             }
             Err(e)

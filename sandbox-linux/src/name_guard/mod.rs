@@ -142,7 +142,7 @@ fn shared_sticky(st: &libc::stat) -> bool {
 
 /// The uid a user namespace shows for ids it does not map (`/proc/sys/kernel/overflowuid`'s
 /// default): another user's directory may show it.
-const OVERFLOW_UID: u32 = 65534;
+pub(crate) const OVERFLOW_UID: u32 = 65534;
 
 /// [`is_git_directory_at`]; `lenient`: a directory this process may not search (`EACCES` on
 /// its own entries) counts as no repository. Used for the directory a call acts on itself:

@@ -137,6 +137,7 @@ pub fn start_supervisor(
     let listener = std::sync::Arc::new(listener);
     let mut rules = rules;
     rules.guard = !guard_channels.is_empty();
+    rules.make_room_for_listened();
     let rules = std::sync::Arc::new(rules);
     let spawn = |f: Box<dyn FnOnce() + Send>| {
         std::thread::Builder::new()

@@ -46,14 +46,30 @@ pub struct Rules {
 /// that bound, listened on, closed and removed sockets in `/tmp` recorded numbers ext4 then
 /// gave to the user's new `ssh-agent` socket, which the command reached). At most
 /// [`MAX_LISTENED`]; the oldest is forgotten first (then no longer the command's own).
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Listened {
     held: std::collections::HashMap<(u64, u64), std::fs::File>,
     order: std::collections::VecDeque<(u64, u64)>,
+    /// How many are held at most ([`Rules::make_room_for_listened`]).
+    cap: usize,
+}
+
+impl Default for Listened {
+    fn default() -> Self {
+        Listened {
+            held: Default::default(),
+            order: Default::default(),
+            cap: MAX_LISTENED,
+        }
+    }
 }
 
 /// Most socket files held for [`Listened`] (descriptors of the launcher).
 pub const MAX_LISTENED: usize = 1024;
+
+/// Descriptors the launcher keeps for everything else (listener, channels, pidfds and files of
+/// calls in progress) when the open-file limit also bounds [`Listened`].
+const OTHER_DESCRIPTORS: u64 = 256;
 
 /// The outcome for one socket path.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -112,13 +128,32 @@ impl Rules {
             .contains_key(&id)
     }
 
+    /// In the launcher, before serving: room in the open-file limit for the socket files
+    /// [`Listened`] holds. The soft limit is raised by [`MAX_LISTENED`] (up to the hard limit),
+    /// and the cap is what then fits beside [`OTHER_DESCRIPTORS`] (outside review r31 F2: at a
+    /// soft limit of 1024 the launcher ran out of descriptors at the command's 1010th `listen`,
+    /// after which every `connect` failed, to its own sockets too).
+    pub fn make_room_for_listened(&self) {
+        let Ok((soft, hard)) = crate::sys::nofile_limit() else {
+            return;
+        };
+        let want = soft.saturating_add(MAX_LISTENED as u64).min(hard);
+        let soft = if want > soft && crate::sys::set_nofile_limit(want, hard).is_ok() {
+            want
+        } else {
+            soft
+        };
+        let fits = usize::try_from(soft.saturating_sub(OTHER_DESCRIPTORS)).unwrap_or(usize::MAX);
+        self.listened.lock().unwrap_or_else(|e| e.into_inner()).cap = fits.min(MAX_LISTENED);
+    }
+
     /// Records the socket file `id`, held open by `file` (see [`Listened`]).
     fn record_listen(&self, id: (u64, u64), file: std::fs::File) {
         let mut l = self.listened.lock().unwrap_or_else(|e| e.into_inner());
         if l.held.insert(id, file).is_none() {
             l.order.push_back(id);
         }
-        while l.order.len() > MAX_LISTENED {
+        while l.order.len() > l.cap {
             if let Some(old) = l.order.pop_front() {
                 l.held.remove(&old);
             }
