@@ -75,6 +75,20 @@ fn run(ws: &Path, without_userns: bool) -> String {
 }
 
 /// `python3 -c SCRIPT` as uid 65534 in the workspace-write sandbox (`ws` its cwd and root).
+/// `script` in a fresh workspace, with and then without user namespaces: (without_userns, its
+/// output, an assertion context).
+fn script_in_both_modes(script: &str) -> Vec<(bool, String, String)> {
+    [false, true]
+        .into_iter()
+        .map(|without_userns| {
+            let (_dir, ws) = workspace();
+            let text = run_script(&ws, without_userns, script);
+            let ctx = format!("without_userns={without_userns}: {text}");
+            (without_userns, text, ctx)
+        })
+        .collect()
+}
+
 fn run_script(ws: &Path, without_userns: bool, script: &str) -> String {
     assert!(!script.contains('\''), "the script is quoted with '");
     let mut c = if without_userns {
@@ -180,10 +194,7 @@ print("dumpable:", err(lambda: open("a.txt", "w").close()), err(lambda: os.mkdir
 libc.prctl(4, 0, 0, 0, 0)  # PR_SET_DUMPABLE 0
 print("not-dumpable:", err(lambda: open("b.txt", "w").close()), err(lambda: os.mkdir(".git")))
 "#;
-    for without_userns in [false, true] {
-        let (_dir, ws) = workspace();
-        let text = run_script(&ws, without_userns, SCRIPT);
-        let ctx = format!("without_userns={without_userns}: {text}");
+    for (without_userns, text, ctx) in script_in_both_modes(SCRIPT) {
         assert_eq!(line(&text, "dumpable"), "0 13", "{ctx}");
         let expected = if without_userns { "14 14" } else { "0 13" };
         assert_eq!(line(&text, "not-dumpable"), expected, "{ctx}");
@@ -236,10 +247,7 @@ kids.discard(os.getpid())
 creator = kids.pop()
 print("creator-threads:", len(os.listdir("/proc/%d/task" % creator)))
 "#;
-    for without_userns in [false, true] {
-        let (_dir, ws) = workspace();
-        let text = run_script(&ws, without_userns, SCRIPT);
-        let ctx = format!("without_userns={without_userns}: {text}");
+    for (_, text, ctx) in script_in_both_modes(SCRIPT) {
         // EACCES for `.git` (not ENOSYS: 38), the plain file created
         assert_eq!(line(&text, "first"), "13 0", "{ctx}");
         // 8 threads x 40 x 3 calls, every one answered as expected (0: created, chmod'ed,

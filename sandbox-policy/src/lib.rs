@@ -742,7 +742,7 @@ fn protect_home_startup_files(roots: &mut [WritableRoot], env: &SandboxEnv, all_
                 && !w.read_only_subpaths.iter().any(|s| s.path == path)
             {
                 w.read_only_subpaths
-                    .extend(carve_outs_for(path.clone(), hazard.clone()));
+                    .extend(carve_outs_for(path.clone(), Vec::new()));
             }
         }
     }

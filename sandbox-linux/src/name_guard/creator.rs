@@ -95,6 +95,15 @@ fn entry_is_no_repository(parent: BorrowedFd<'_>, name: &std::ffi::CStr) -> Resu
     }
 }
 
+/// The resolved location of the entry `name` of the directory at `parent` (a resolved path).
+fn entry_path(mut parent: Vec<u8>, name: &[u8]) -> Vec<u8> {
+    if parent.last() != Some(&b'/') {
+        parent.push(b'/');
+    }
+    parent.extend_from_slice(name);
+    parent
+}
+
 /// Symlinks followed by hand in the last component of an `O_CREAT` open (the kernel's limit).
 const MAX_HOPS: usize = 40;
 const PROC_SUPER_MAGIC: i64 = 0x9fa0;
@@ -424,13 +433,9 @@ fn target_refusing(
         return Ok(Target::Direct);
     };
     let parent_fd = open_path_no_magiclinks(dir, &cstr(parent)?, true)?;
-    let (info, mut name_path) = check_location(parent_fd.as_fd(), true)?;
+    let (info, parent_path) = check_location(parent_fd.as_fd(), true)?;
     let last_c = cstr(last_as_given)?;
-    if name_path.last() != Some(&b'/') {
-        name_path.push(b'/');
-    }
-    name_path.extend_from_slice(last);
-    if touches_protected_path(&name_path) {
+    if touches_protected_path(&entry_path(parent_path, last)) {
         return Err(if info.read_only {
             libc::EROFS
         } else {
@@ -657,15 +662,11 @@ fn unlink(d1: Option<BorrowedFd<'_>>, path: &[u8], flags: i32) -> Result<(), i32
         return sys::unlinkat(d1, &cstr(path)?, flags).map_err(errno);
     };
     let parent_fd = open_path_no_magiclinks(d1, &cstr(parent)?, true)?;
-    let (info, mut name_path) = check_location(parent_fd.as_fd(), true)?;
+    let (info, parent_path) = check_location(parent_fd.as_fd(), true)?;
     // a protected name is not removed either, nor a carve-out (outside review r26 F1: removing
     // a submodule's `.git` file re-pointed the user's next `git reset --hard` in it at the
     // superproject; without user namespaces the root's own `.git` file went too)
-    if name_path.last() != Some(&b'/') {
-        name_path.push(b'/');
-    }
-    name_path.extend_from_slice(last_name);
-    if is_protected(last_name) || below_protected_path(&name_path) {
+    if is_protected(last_name) || below_protected_path(&entry_path(parent_path, last_name)) {
         return Err(if info.read_only {
             libc::EROFS
         } else {
