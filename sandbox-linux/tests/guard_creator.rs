@@ -75,14 +75,18 @@ fn run(ws: &Path, without_userns: bool) -> String {
 }
 
 /// `python3 -c SCRIPT` as uid 65534 in the workspace-write sandbox (`ws` its cwd and root).
-/// `script` in a fresh workspace, with and then without user namespaces: (without_userns, its
-/// output, an assertion context).
+/// Python for [`script_in_both_modes`]: `os`, and `err(f)`, the errno `f()` raised (0: none).
+const ERR_PRELUDE: &str = "import os\n\
+def err(f):\n    try:\n        f()\n    except OSError as e:\n        return e.errno\n    return 0\n";
+
+/// `script` (after [`ERR_PRELUDE`]) in a fresh workspace, with and then without user
+/// namespaces: (without_userns, its output, an assertion context).
 fn script_in_both_modes(script: &str) -> Vec<(bool, String, String)> {
     [false, true]
         .into_iter()
         .map(|without_userns| {
             let (_dir, ws) = workspace();
-            let text = run_script(&ws, without_userns, script);
+            let text = run_script(&ws, without_userns, &format!("{ERR_PRELUDE}{script}"));
             let ctx = format!("without_userns={without_userns}: {text}");
             (without_userns, text, ctx)
         })
@@ -182,14 +186,8 @@ fn the_command_cannot_signal_trace_read_or_rob_the_creator_or_the_init() {
 #[test]
 fn a_non_dumpable_command_still_creates_files_and_still_cannot_create_git() {
     const SCRIPT: &str = r#"
-import ctypes, os
+import ctypes
 libc = ctypes.CDLL(None, use_errno=True)
-def err(f):
-    try:
-        f()
-    except OSError as e:
-        return e.errno
-    return 0
 print("dumpable:", err(lambda: open("a.txt", "w").close()), err(lambda: os.mkdir(".git")))
 libc.prctl(4, 0, 0, 0, 0)  # PR_SET_DUMPABLE 0
 print("not-dumpable:", err(lambda: open("b.txt", "w").close()), err(lambda: os.mkdir(".git")))
@@ -212,13 +210,6 @@ print("not-dumpable:", err(lambda: open("b.txt", "w").close()), err(lambda: os.m
 #[test]
 fn serving_threads_start_as_needed_and_the_first_call_is_mediated() {
     const SCRIPT: &str = r#"
-import os
-def err(f):
-    try:
-        f()
-    except OSError as e:
-        return e.errno
-    return 0
 first_git = err(lambda: os.mkdir(".git"))
 first_file = err(lambda: open("first.txt", "w").close())
 print("first: %d %d" % (first_git, first_file))

@@ -71,14 +71,30 @@ enum Ns {
 const BOTH: [Ns; 2] = [Ns::With, Ns::Without];
 
 fn sandboxed(e: &Env, policy: &str, ns: Ns, extra: &[&str], cmd: &[&str]) -> Output {
-    let mut c = if ns == Ns::Without {
-        let mut c = Command::new(PROBE);
-        c.args(["outer-deny", "userns", "--", &helper()]);
-        c
-    } else {
-        Command::new(helper())
-    };
-    c.arg("--sandbox-policy-cwd")
+    sandbox_command(e, &[], policy, ns, extra, cmd)
+        .output()
+        .unwrap()
+}
+
+/// The helper running `cmd` in the sandbox as uid 65534, started through `wrap` (a program and
+/// its arguments, e.g. `prlimit ... --`; empty: none).
+fn sandbox_command(
+    e: &Env,
+    wrap: &[&str],
+    policy: &str,
+    ns: Ns,
+    extra: &[&str],
+    cmd: &[&str],
+) -> Command {
+    let helper = helper();
+    let mut argv: Vec<&str> = wrap.to_vec();
+    if ns == Ns::Without {
+        argv.extend([PROBE, "outer-deny", "userns", "--"]);
+    }
+    argv.push(&helper);
+    let mut c = Command::new(argv[0]);
+    c.args(&argv[1..])
+        .arg("--sandbox-policy-cwd")
         .arg(&e.ws)
         .arg("--sandbox-policy")
         .arg(policy)
@@ -97,7 +113,7 @@ fn sandboxed(e: &Env, policy: &str, ns: Ns, extra: &[&str], cmd: &[&str]) -> Out
         .uid(NOBODY)
         .gid(NOBODY)
         .stdin(Stdio::null());
-    c.output().unwrap()
+    c
 }
 
 const WS: &str = r#"{"mode":"workspace-write"}"#;
@@ -532,7 +548,7 @@ fn a_socket_another_process_listens_on_during_the_run_is_not_the_commands() {
     use std::os::unix::fs::PermissionsExt;
     let e = env();
     for ns in BOTH {
-        for (owner, allow, expect) in [
+        for (owner, allow_it, expect) in [
             (0, false, EACCES),
             (NOBODY, false, EACCES),
             (NOBODY, true, "ok"),
@@ -545,38 +561,11 @@ fn a_socket_another_process_listens_on_during_the_run_is_not_the_commands() {
                 "while [ ! -e go ]; do sleep 0.02; done; exec {PROBE} unix-connect {}",
                 s(&sock)
             );
-            let child = std::thread::spawn({
-                let sock_for_child = sock.clone();
-                let e_ws = e.ws.clone();
-                let home = e.home.clone();
-                move || {
-                    let mut c = if ns == Ns::Without {
-                        let mut c = Command::new(PROBE);
-                        c.args(["outer-deny", "userns", "--", &helper()]);
-                        c
-                    } else {
-                        Command::new(helper())
-                    };
-                    c.arg("--sandbox-policy-cwd").arg(&e_ws);
-                    c.args(["--sandbox-policy", WS]);
-                    if allow {
-                        c.arg("--allow-unix-socket").arg(&sock_for_child);
-                    }
-                    if ns == Ns::Without {
-                        c.arg("--dangerously-allow-weaker-sandbox");
-                    }
-                    c.args(["--", "sh", "-c", &script])
-                        .env("HOME", &home)
-                        .env_remove("TMPDIR")
-                        .current_dir(&e_ws)
-                        .env("PWD", &e_ws)
-                        .uid(NOBODY)
-                        .gid(NOBODY)
-                        .stdin(Stdio::null())
-                        .output()
-                        .unwrap()
-                }
-            });
+            let sock_arg = s(&sock).to_string();
+            let allow = ["--allow-unix-socket", sock_arg.as_str()];
+            let extra: &[&str] = if allow_it { &allow } else { &[] };
+            let mut c = sandbox_command(&e, &[], WS, ns, extra, &["sh", "-c", &script]);
+            let child = std::thread::spawn(move || c.output().unwrap());
             // the sandbox is up (its start is before the bind): then the server appears
             std::thread::sleep(std::time::Duration::from_millis(300));
             let l = UnixListener::bind(&sock).unwrap();
@@ -628,29 +617,16 @@ except OSError as x:
 "#;
     for ns in BOTH {
         let e = env();
-        let mut c = Command::new("prlimit");
-        c.args(["--nofile=1024:20000", "--"]);
-        if ns == Ns::Without {
-            c.args([PROBE, "outer-deny", "userns", "--"]);
-        }
-        c.arg(helper())
-            .arg("--sandbox-policy-cwd")
-            .arg(&e.ws)
-            .args(["--sandbox-policy", WS]);
-        if ns == Ns::Without {
-            c.arg("--dangerously-allow-weaker-sandbox");
-        }
-        let out = c
-            .args(["--", "python3", "-c", script])
-            .env("HOME", &e.home)
-            .env_remove("TMPDIR")
-            .current_dir(&e.ws)
-            .env("PWD", &e.ws)
-            .uid(NOBODY)
-            .gid(NOBODY)
-            .stdin(Stdio::null())
-            .output()
-            .expect("prlimit (util-linux) must be installed");
+        let out = sandbox_command(
+            &e,
+            &["prlimit", "--nofile=1024:20000", "--"],
+            WS,
+            ns,
+            &[],
+            &["python3", "-c", script],
+        )
+        .output()
+        .expect("prlimit (util-linux) must be installed");
         assert_eq!(
             String::from_utf8_lossy(&out.stdout).trim(),
             "listens-failed: None connect: ok",
