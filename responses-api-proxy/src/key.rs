@@ -184,9 +184,11 @@ impl ApiKey {
 pub struct KeyCutter(std::sync::Arc<Holders>);
 
 impl KeyCutter {
-    /// [`ApiKey::cut`]: returns how many holders were told (connections and WebSocket sessions).
+    /// [`ApiKey::cut`]: returns how many holders were told (connections and WebSocket
+    /// sessions: both register with [`ApiKey::held_by`], so each counts once; adding the cut
+    /// signal's receivers counted a session twice, outside review r28's `holders=3` for one).
     pub fn cut(&self) -> usize {
-        self.0.cut() + self.0.cut.receiver_count()
+        self.0.cut()
     }
 
     /// The local users (peer uids, sorted, each once) whose connections or sessions hold this
