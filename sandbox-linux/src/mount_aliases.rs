@@ -108,25 +108,15 @@ pub fn from_this_process(denied: &[PathBuf]) -> Vec<PathBuf> {
         // nothing to find aliases of: mountinfo is not read (start-up)
         return Vec::new();
     }
-    let Ok(text) = read_proc_text("/proc/self/mountinfo") else {
+    let Ok(text) = crate::sys::read_proc("/proc/self/mountinfo").and_then(|b| {
+        String::from_utf8(b).map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))
+    }) else {
         return Vec::new();
     };
     aliases(denied, &parse(&text))
         .into_iter()
         .filter(|a| Path::new(a).symlink_metadata().is_ok())
         .collect()
-}
-
-/// A `/proc` file's text, read into a 64 KiB buffer. `std::fs::read_to_string` starts with a
-/// 32-byte probe (procfs reports size 0) and doubles from there: eight `read`s for a short
-/// mountinfo, each one making the kernel walk the mount list again up to its position.
-fn read_proc_text(path: &str) -> std::io::Result<String> {
-    use std::io::Read;
-    let mut f = std::fs::File::open(path)?;
-    // with this much room the first `read` takes it all, the second sees the end
-    let mut buf = Vec::with_capacity(64 * 1024);
-    f.read_to_end(&mut buf)?;
-    String::from_utf8(buf).map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))
 }
 
 #[cfg(test)]

@@ -692,6 +692,18 @@ pub fn readlink_fd(link: std::os::fd::BorrowedFd<'_>) -> io::Result<Vec<u8>> {
     Ok(buf)
 }
 
+/// A `/proc` file, read into a 64 KiB buffer. `std::fs::read` starts with a 32-byte probe
+/// (procfs reports size 0) and doubles from there: eight `read`s for a short mountinfo, each
+/// one making the kernel walk the mount list again up to its position. With this much room
+/// the first `read` takes it all and the second sees the end.
+pub fn read_proc(path: &str) -> io::Result<Vec<u8>> {
+    use std::io::Read;
+    let mut f = std::fs::File::open(path)?;
+    let mut buf = Vec::with_capacity(64 * 1024);
+    f.read_to_end(&mut buf)?;
+    Ok(buf)
+}
+
 /// `getrlimit(RLIMIT_NOFILE)`: (soft, hard).
 pub fn nofile_limit() -> io::Result<(u64, u64)> {
     let mut r = libc::rlimit {

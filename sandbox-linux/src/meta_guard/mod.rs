@@ -121,7 +121,7 @@ impl Mounts {
 }
 
 fn read_mount_ids(tid: libc::pid_t) -> std::io::Result<HashSet<u64>> {
-    let text = std::fs::read(format!("/proc/{tid}/mountinfo"))?;
+    let text = crate::sys::read_proc(&format!("/proc/{tid}/mountinfo"))?;
     Ok(text
         .split(|&b| b == b'\n')
         .filter_map(|l| l.split(|&b| b == b' ').next())
