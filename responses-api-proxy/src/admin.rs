@@ -320,7 +320,9 @@ fn serve_one(stream: UnixStream, uid: u32, state: &ProxyState, rotator: &Rotator
     }
 }
 
-/// What is left of every budget the rule of each uid in `uids` sets, today and this month.
+/// What is left of every budget the rule of each uid in `uids` sets, today and this month, and
+/// what the uid's requests in flight reserve against it (the same reservation counts against
+/// the day and the month).
 fn budgets_left(g: &crate::governed::Governed, uids: &[u32]) -> Vec<crate::metrics::BudgetLeft> {
     let now = codex_proxy_governance::clock::now_ms();
     let policy = g.governor.policy();
@@ -328,35 +330,39 @@ fn budgets_left(g: &crate::governed::Governed, uids: &[u32]) -> Vec<crate::metri
     for &uid in uids {
         let rule = policy.rule_for(uid);
         let (today, month) = g.governor.spent(uid, now);
+        let held = g.governor.reserved(uid);
         for (period, budget, spent) in [("day", &rule.day, today), ("month", &rule.month, month)] {
-            let mut push = |kind: &'static str, left: f64| {
+            let mut push = |kind: &'static str, left: f64, reserved: f64| {
                 out.push(crate::metrics::BudgetLeft {
                     uid,
                     period,
                     kind,
                     left,
+                    reserved,
                 });
             };
+            let tokens = |limit: u64, spent: u64, held: u64| {
+                (limit.saturating_sub(spent) as f64, held as f64)
+            };
             if let Some(s) = &budget.input_tokens {
-                push(
-                    "input",
-                    s.value.saturating_sub(spent.usage.input_tokens) as f64,
-                );
+                let (left, r) = tokens(s.value, spent.usage.input_tokens, held.usage.input_tokens);
+                push("input", left, r);
             }
             if let Some(s) = &budget.cached_input_tokens {
-                push(
-                    "cached_input",
-                    s.value.saturating_sub(spent.usage.cached_input_tokens) as f64,
+                let (left, r) = tokens(
+                    s.value,
+                    spent.usage.cached_input_tokens,
+                    held.usage.cached_input_tokens,
                 );
+                push("cached_input", left, r);
             }
             if let Some(s) = &budget.output_tokens {
-                push(
-                    "output",
-                    s.value.saturating_sub(spent.usage.output_tokens) as f64,
-                );
+                let (left, r) =
+                    tokens(s.value, spent.usage.output_tokens, held.usage.output_tokens);
+                push("output", left, r);
             }
             if let Some(s) = &budget.cost {
-                push("cost", (s.value - spent.cost).max(0.0));
+                push("cost", (s.value - spent.cost).max(0.0), held.cost);
             }
         }
     }

@@ -33,6 +33,10 @@ pub struct Governed {
     buffered: AtomicU64,
     /// `--max-buffered-bytes` (at least `--max-body-bytes`).
     buffer_cap: u64,
+    /// The most one uid holds of `buffer_cap` (see [`user_share`]); peers whose uid is not
+    /// known share one count.
+    user_share: u64,
+    buffered_by_uid: Mutex<std::collections::HashMap<Option<u32>, u64>>,
     /// Every response with a usage tap that has not been booked yet (streaming, or read on after
     /// its client left): at shutdown each is booked with its estimate ([`Governed::finish`]).
     open: Mutex<std::collections::HashMap<u64, Arc<OpenResponse>>>,
@@ -57,12 +61,15 @@ impl OpenResponse {
 }
 
 impl Governed {
-    pub fn new(governor: Governor, buffer_cap: u64) -> Arc<Self> {
+    /// `buffer_cap`: `--max-buffered-bytes`; `max_body`: `--max-body-bytes`.
+    pub fn new(governor: Governor, buffer_cap: u64, max_body: u64) -> Arc<Self> {
         Arc::new(Self {
             governor,
             flush: Notify::new(),
             buffered: AtomicU64::new(0),
             buffer_cap,
+            user_share: user_share(buffer_cap, max_body),
+            buffered_by_uid: Mutex::new(std::collections::HashMap::new()),
             open: Mutex::new(std::collections::HashMap::new()),
             next_open: AtomicU64::new(0),
         })
@@ -213,44 +220,108 @@ pub enum UpstreamBody {
     Buffered(Option<Bytes>, BufferCharge),
 }
 
-/// Request-body bytes one governed request holds, counted in [`Governed`]'s total; given back
-/// when dropped (the body sent, refused, or the client gone).
+/// The most of `--max-buffered-bytes` one uid may hold: a quarter, but never less than one
+/// body of `--max-body-bytes` (nor more than the cap). Without it one user filled the whole
+/// buffer with bodies sent slowly, and every other user's governed request got 503.
+pub fn user_share(buffer_cap: u64, max_body: u64) -> u64 {
+    (buffer_cap / 4).max(max_body).min(buffer_cap)
+}
+
+/// Which limit a [`BufferCharge`] ran into.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum BufferFull {
+    /// `--max-buffered-bytes`, all users together.
+    Proxy,
+    /// The uid's share of it ([`user_share`]).
+    User,
+}
+
+impl BufferFull {
+    /// The refusal's message (code `proxy_busy`, 503).
+    pub(crate) fn message(self) -> &'static str {
+        match self {
+            BufferFull::Proxy => {
+                "the proxy holds too many request bodies being checked; retry shortly"
+            }
+            BufferFull::User => {
+                "your requests hold your share of the proxy's buffer for request bodies being checked (a quarter of --max-buffered-bytes); retry when they have been sent"
+            }
+        }
+    }
+}
+
+/// Request-body bytes one governed request holds, counted in [`Governed`]'s total and in its
+/// uid's; given back when dropped (the body sent, refused, or the client gone).
 pub struct BufferCharge {
     governed: Arc<Governed>,
+    uid: Option<u32>,
     bytes: u64,
 }
 
 impl BufferCharge {
-    /// An empty charge (`ws.rs` charges its waiting messages too).
-    pub(crate) fn new(governed: &Arc<Governed>) -> Self {
+    /// An empty charge for a request (or waiting WebSocket message) of `uid`.
+    pub(crate) fn new(governed: &Arc<Governed>, uid: Option<u32>) -> Self {
         Self {
             governed: Arc::clone(governed),
+            uid,
             bytes: 0,
         }
     }
 
-    /// Counts `n` more bytes; false when the total would go over the cap (nothing counted).
-    pub(crate) fn add(&mut self, n: u64) -> bool {
-        let cap = self.governed.buffer_cap;
-        let ok = self
-            .governed
+    fn by_uid(&self) -> std::sync::MutexGuard<'_, std::collections::HashMap<Option<u32>, u64>> {
+        self.governed
+            .buffered_by_uid
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Counts `n` more bytes; refused (nothing counted) when the uid's share or the total would
+    /// go over.
+    pub(crate) fn add(&mut self, n: u64) -> Result<(), BufferFull> {
+        let g = &self.governed;
+        let mut by_uid = self.by_uid();
+        let held = by_uid.entry(self.uid).or_insert(0);
+        match held.checked_add(n) {
+            Some(v) if v <= g.user_share => *held = v,
+            _ => return Err(BufferFull::User),
+        }
+        let cap = g.buffer_cap;
+        let ok = g
             .buffered
             .fetch_update(Ordering::AcqRel, Ordering::Acquire, |t| {
                 t.checked_add(n).filter(|&v| v <= cap)
             })
             .is_ok();
-        if ok {
-            self.bytes += n;
+        if !ok {
+            *held -= n;
+            if *held == 0 {
+                by_uid.remove(&self.uid);
+            }
+            return Err(BufferFull::Proxy);
         }
-        ok
+        drop(by_uid);
+        self.bytes += n;
+        Ok(())
     }
 }
 
 impl Drop for BufferCharge {
     fn drop(&mut self) {
+        if self.bytes == 0 {
+            return;
+        }
         self.governed
             .buffered
             .fetch_sub(self.bytes, Ordering::AcqRel);
+        let bytes = self.bytes;
+        let uid = self.uid;
+        let mut by_uid = self.by_uid();
+        if let Some(held) = by_uid.get_mut(&uid) {
+            *held = held.saturating_sub(bytes);
+            if *held == 0 {
+                by_uid.remove(&uid);
+            }
+        }
     }
 }
 
@@ -321,37 +392,45 @@ pub async fn admit(
 ) -> Result<(UpstreamBody, Admitted, AuditRecord), Response<ResponseBody>> {
     // Read whole, every chunk counted against `--max-buffered-bytes` first (outside review
     // round 12, F4: every connection may hold a body of up to `--max-body-bytes`).
-    let mut charge = BufferCharge::new(governed);
+    let mut charge = BufferCharge::new(governed, audit.uid);
     let mut chunks: Vec<Bytes> = Vec::new();
     loop {
-        let err = match body.frame().await {
+        let (err, full) = match body.frame().await {
             None => break,
             Some(Ok(frame)) => match frame.into_data() {
-                Ok(data) if charge.add(data.len() as u64) => {
-                    chunks.push(data);
-                    continue;
-                }
-                Ok(_) => None,
+                Ok(data) => match charge.add(data.len() as u64) {
+                    Ok(()) => {
+                        chunks.push(data);
+                        continue;
+                    }
+                    Err(full) => (None, Some(full)),
+                },
                 Err(_) => continue, // trailers: the request body drops them already
             },
-            Some(Err(e)) => Some(e),
+            Some(Err(e)) => (Some(e), None),
         };
-        let (status, code, message) = match &err {
-            Some(RequestBodyError::TooLarge { .. }) => (413, "body_too_large", None),
-            Some(RequestBodyError::IdleTimeout(_)) => (408, "body_timeout", None),
-            Some(RequestBodyError::Client(_)) => (400, "bad_request_body", None),
-            None => (
+        let (status, code, message) = match (&err, full) {
+            (Some(RequestBodyError::TooLarge { .. }), _) => (413, "body_too_large", None),
+            (Some(RequestBodyError::IdleTimeout(_)), _) => (408, "body_timeout", None),
+            (Some(RequestBodyError::Client(_)), _) => (400, "bad_request_body", None),
+            (None, full) => (
                 503,
                 "proxy_busy",
-                Some("the proxy holds too many request bodies being checked; retry shortly"),
+                Some(full.unwrap_or(BufferFull::Proxy).message()),
             ),
         };
-        if err.is_none() {
-            tracing::warn!(
+        match full {
+            Some(BufferFull::Proxy) => tracing::warn!(
                 uid = audit.uid,
                 cap = governed.buffer_cap,
                 "governed request bodies at their buffer cap (--max-buffered-bytes): 503"
-            );
+            ),
+            Some(BufferFull::User) => tracing::warn!(
+                uid = audit.uid,
+                share = governed.user_share,
+                "one user's governed request bodies at their share of the buffer cap (--max-buffered-bytes / 4): 503"
+            ),
+            None => {}
         }
         audit.reason = Some(code.into());
         let message = match (&err, message) {

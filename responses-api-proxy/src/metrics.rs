@@ -6,7 +6,8 @@
 //! requests in flight (records alive, streams included); the time from sending upstream to the
 //! response head (`proxy`), as a histogram; key rotations and refusals, key pages in use and wiped
 //! (the `rotation` and `key_pages` modules); refused admin connections. With a budget in the
-//! policy, the remaining day and month budget of every uid seen.
+//! policy, the remaining day and month budget of every uid seen, and what its requests in
+//! flight reserve against it.
 //!
 //! What is never in it: the key, header values, bodies, paths, model names. Labels are a uid (a
 //! number, or `unknown` when the peer was not identified), a status code, a fixed word; every label
@@ -36,8 +37,16 @@ pub struct BudgetLeft {
     pub period: &'static str,
     /// `input`, `cached_input`, `output` or `cost`.
     pub kind: &'static str,
+    /// The limit less what was spent (never below 0).
     pub left: f64,
+    /// What the uid's requests in flight reserve against it now (their worst case, given back
+    /// or replaced by the measured usage when each ends): admission refuses a request when
+    /// `left` less this is below its own reservation (`budget_reserved`).
+    pub reserved: f64,
 }
+
+/// A budget metric: its name after the prefix, its help text, and its value.
+type BudgetGauge = (&'static str, &'static str, fn(&BudgetLeft) -> f64);
 
 /// Upper bounds (seconds) of the upstream latency histogram's buckets.
 pub const LATENCY_BUCKETS: [f64; 14] = [
@@ -285,22 +294,31 @@ pub fn render(rotation: &RotationStats, budgets: Option<&[BudgetLeft]>) -> Strin
     );
 
     if let Some(budgets) = budgets {
-        let name = format!("{p}_budget_remaining");
-        header(
-            &mut out,
-            &name,
-            "gauge",
-            "What is left of a budget (tokens, or cost units) by peer uid, period and kind.",
-        );
-        for b in budgets {
-            let _ = writeln!(
-                out,
-                "{name}{{uid=\"{}\",period=\"{}\",kind=\"{}\"}} {}",
-                escape_label(&b.uid.to_string()),
-                escape_label(b.period),
-                escape_label(b.kind),
-                b.left
-            );
+        let gauges: [BudgetGauge; 2] = [
+            (
+                "budget_remaining",
+                "What is left of a budget (tokens, or cost units) by peer uid, period and kind: the limit less what was spent.",
+                |b| b.left,
+            ),
+            (
+                "budget_reserved",
+                "What the uid's requests in flight reserve against a budget now (their worst case until each ends), by peer uid, period and kind.",
+                |b| b.reserved,
+            ),
+        ];
+        for (suffix, help, value) in gauges {
+            let name = format!("{p}_{suffix}");
+            header(&mut out, &name, "gauge", help);
+            for b in budgets {
+                let _ = writeln!(
+                    out,
+                    "{name}{{uid=\"{}\",period=\"{}\",kind=\"{}\"}} {}",
+                    escape_label(&b.uid.to_string()),
+                    escape_label(b.period),
+                    escape_label(b.kind),
+                    value(b)
+                );
+            }
         }
     }
     out

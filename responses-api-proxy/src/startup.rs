@@ -249,11 +249,13 @@ fn load_governor(args: &Args) -> Result<Option<Arc<Governed>>, StartupError> {
     let buffer_cap = args.governance.max_buffered_bytes.max(args.max_body_bytes);
     tracing::info!(
         max_buffered_bytes = buffer_cap,
+        per_user = crate::governed::user_share(buffer_cap, args.max_body_bytes),
         "governed request bodies: buffer cap"
     );
     Ok(Some(Governed::new(
         Governor::new(policy, ledger, now),
         buffer_cap,
+        args.max_body_bytes,
     )))
 }
 

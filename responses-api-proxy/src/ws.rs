@@ -82,7 +82,7 @@ use crate::audit::{AuditRecord, Governance, Outcome};
 use crate::body::ResponseBody;
 use crate::client::UpstreamClient;
 use crate::client::{SendError, UpstreamIo};
-use crate::governed::{BufferCharge, Governed};
+use crate::governed::{BufferCharge, BufferFull, Governed};
 use crate::key::ApiKey;
 use crate::policy::{Direction, forwardable_headers};
 use crate::scrub::{DeltaScrub, KeyScrub};
@@ -875,12 +875,17 @@ impl Session {
                 // Held whole until its turn: counted against `--max-buffered-bytes` like a
                 // governed HTTP body being read (outside review r18 F8: 8 waiting messages of
                 // 10 MiB per session, 16 sessions per uid, were held counted nowhere).
-                let mut charge = BufferCharge::new(g);
-                if !charge.add(text.len() as u64) {
+                let mut charge = BufferCharge::new(g, self.ctx.uid);
+                if let Err(full) = charge.add(text.len() as u64) {
                     self.refused += 1;
                     tracing::warn!(
                         uid = self.ctx.uid,
                         bytes = text.len(),
+                        limit = if full == BufferFull::User {
+                            "the user's share"
+                        } else {
+                            "the proxy's cap"
+                        },
                         "waiting WebSocket messages and governed request bodies at their buffer cap (--max-buffered-bytes): error event 503"
                     );
                     let mut a_rec = new_audit(&self.ctx.peer, self.ctx.uid, text.len());
@@ -890,7 +895,10 @@ impl Session {
                     let ev = error_event(
                         503,
                         serde_json::json!({
-                            "message": "the proxy holds too many request bodies and waiting messages; retry shortly",
+                            "message": match full {
+                                BufferFull::User => BufferFull::User.message(),
+                                BufferFull::Proxy => "the proxy holds too many request bodies and waiting messages; retry shortly",
+                            },
                             "type": "proxy_error", "code": "proxy_busy", "status": 503,
                         }),
                         Some(1),

@@ -1057,6 +1057,98 @@ fn governed_bodies_held_at_once_are_capped_and_the_cap_frees_when_they_go() {
     assert_eq!(mock.requests().len(), 2);
 }
 
+/// One user's share of `--max-buffered-bytes` (a quarter, at least one `--max-body-bytes`):
+/// without it a user who sent bodies slowly on a few connections held the whole buffer, and
+/// every other user's governed request got 503. Root holds 200 KB of a 250 KB body unsent; a
+/// second root body would take root past its 300 KB share: 503 naming the share, although the
+/// proxy's 1.2 MB cap is far off. Controls: uid 65534's 250 KB body is served meanwhile, as is a
+/// small root request (inside root's share), and root's big request once the holder is gone.
+#[test]
+fn one_user_holds_at_most_a_quarter_of_the_buffer_for_governed_bodies() {
+    use std::io::{Read, Write};
+    let d = policy_dir();
+    let policy = write_policy(d.path(), "[default]\nmodels = [\"gpt-5*\"]\n");
+    let mock = MockUpstream::start().unwrap();
+    let proxy = Spawn::new(&mock.responses_url())
+        .arg("--policy")
+        .arg(policy.to_str().unwrap())
+        .arg("--max-body-bytes")
+        .arg("300000")
+        .arg("--max-buffered-bytes")
+        .arg("1200000")
+        .start();
+    let hold = |send: usize| {
+        let mut s = std::net::TcpStream::connect(("127.0.0.1", proxy.port)).unwrap();
+        write!(
+            s,
+            "POST /v1/responses HTTP/1.1\r\nHost: {}\r\nContent-Type: application/json\r\nContent-Length: 250000\r\n\r\n",
+            proxy.host()
+        )
+        .unwrap();
+        s.write_all(&vec![b' '; send]).unwrap();
+        s
+    };
+    let holder = hold(200_000);
+    // Until the proxy has read (and counted) what was sent.
+    std::thread::sleep(Duration::from_millis(300));
+    let mut second = hold(200_000);
+    second
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let mut answer = Vec::new();
+    let mut buf = [0u8; 4096];
+    while let Ok(n) = second.read(&mut buf) {
+        if n == 0 {
+            break;
+        }
+        answer.extend_from_slice(&buf[..n]);
+    }
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(
+        answer.starts_with("HTTP/1.1 503") && answer.contains("your share of the proxy's buffer"),
+        "{answer}\n{}",
+        proxy.stderr()
+    );
+    assert!(
+        proxy.stderr().contains("share of the buffer cap"),
+        "{}",
+        proxy.stderr()
+    );
+    // Another user's body of the same size is served while root holds its share.
+    let files = tempfile::Builder::new().prefix("share-").tempdir().unwrap();
+    std::fs::set_permissions(files.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let big = files.path().join("big.json");
+    std::fs::write(
+        &big,
+        format!(r#"{{"model":"gpt-5","input":"{}"}}"#, "a".repeat(240_000)),
+    )
+    .unwrap();
+    std::fs::set_permissions(&big, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let arg = format!("@{}", big.display());
+    let r = post_as(Some(A), proxy.port, "/v1/responses", &arg);
+    assert_eq!(r.status, 200, "{}\n{}", r.body, proxy.stderr());
+    let small = r#"{"model":"gpt-5","input":"hi"}"#;
+    assert_eq!(
+        post_as(None, proxy.port, "/v1/responses", small).status,
+        200
+    );
+    // The holder goes away: root's share is back.
+    drop(holder);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let r = post_as(None, proxy.port, "/v1/responses", &arg);
+        if r.status == 200 {
+            break;
+        }
+        assert_eq!(r.status, 503, "{}", r.body);
+        assert!(
+            Instant::now() < deadline,
+            "root's share was never given back"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
 /// A raw HTTP/1.1 client as root (uid 0, under `[default]`): sends `body`, reads until `until`
 /// appears in what came back (or the end), then closes the socket. Returns what it read.
 fn post_and_leave(port: u16, body: &str, until: Option<&str>) -> String {

@@ -810,9 +810,61 @@ fn metrics_count_tokens_and_remaining_budget_per_user() {
         "responses_api_proxy_budget_remaining{uid=\"65534\",period=\"day\",kind=\"output\"} 970\n",
         "responses_api_proxy_requests_in_flight 0\n",
         "responses_api_proxy_upstream_response_seconds_count 3\n",
+        "responses_api_proxy_budget_reserved{uid=\"65534\",period=\"day\",kind=\"output\"} 0\n",
     ] {
         assert!(m.contains(want), "missing {want:?} in:\n{m}");
     }
+    // A stream in flight reserves its worst case (its `max_output_tokens`) against the budget:
+    // the metrics show it next to what is left (it was missing: an admin saw 970 left while
+    // parallel requests had already reserved all of it), and it is given back when it ends.
+    let completed = r#"{"type":"response.completed","response":{"id":"r","usage":{"input_tokens":5,"output_tokens":7,"total_tokens":12}}}"#;
+    mock.set_default(MockResponse::SsePaced {
+        frames: vec![
+            "event: response.created\ndata: {\"type\":\"response.created\"}\n\n".into(),
+            format!("event: response.completed\ndata: {completed}\n\n"),
+        ],
+        delay: Duration::from_secs(3),
+    });
+    let stream = Command::new("curl")
+        .args(["-s", "-o", "/dev/null", "--max-time", "20"])
+        .args(["-H", "content-type: application/json", "--data-binary"])
+        .arg(r#"{"model":"gpt-5","input":"hi","stream":true,"max_output_tokens":200}"#)
+        .arg(format!("http://127.0.0.1:{}/v1/responses", p.port))
+        .stdin(Stdio::null())
+        .uid(NOBODY)
+        .gid(NOBODY)
+        .spawn()
+        .unwrap();
+    let reserved = |m: &str, period: &str| {
+        let want = format!(
+            "responses_api_proxy_budget_reserved{{uid=\"65534\",period=\"{period}\",kind=\"output\"}} "
+        );
+        m.lines()
+            .find_map(|l| l.strip_prefix(want.as_str()))
+            .map(str::to_string)
+    };
+    let deadline = Instant::now() + Duration::from_secs(2);
+    let m = loop {
+        let (_, m) = scrape(&admin, None);
+        if reserved(&m, "day").as_deref() != Some("0") || Instant::now() > deadline {
+            break m;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    check_exposition(&m);
+    assert_eq!(reserved(&m, "day").as_deref(), Some("200"), "{m}");
+    assert!(
+        m.contains("responses_api_proxy_budget_remaining{uid=\"65534\",period=\"day\",kind=\"output\"} 970\n"),
+        "what is left counts what was spent, not what is reserved:\n{m}"
+    );
+    assert!(stream.wait_with_output().unwrap().status.success());
+    wait_log(&p, "tokens_out=7", 1);
+    let (_, m) = scrape(&admin, None);
+    assert_eq!(reserved(&m, "day").as_deref(), Some("0"), "{m}");
+    assert!(
+        m.contains("responses_api_proxy_budget_remaining{uid=\"65534\",period=\"day\",kind=\"output\"} 963\n"),
+        "{m}"
+    );
     alive(&mut p);
 }
 
