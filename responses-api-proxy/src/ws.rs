@@ -15,9 +15,9 @@
 //! value's bytes in the locked page ([`crate::key::ApiKey::bytes_for_upstream`]), on a connection
 //! from [`crate::client::UpstreamClient::connect_dedicated`] (the same address order, plain-http
 //! owner check and TLS configuration as HTTP requests; over TLS rustls encrypts the record in
-//! place). The library (tokio-tungstenite) only frames messages on the connection once both
+//! place). The relay's frame codec ([`crate::ws_frame`]) only runs on the connection once both
 //! sides have switched, so it never sees the key: no heap copy of the key is made, nothing to
-//! wipe. The client's own `Authorization`, cookies, `Sec-WebSocket-*` and hop-by-hop headers are
+//! wipe (tokio-tungstenite provides the handshake's key and accept values, nothing else). The client's own `Authorization`, cookies, `Sec-WebSocket-*` and hop-by-hop headers are
 //! not forwarded (the HTTP header table, plus the handshake's own headers). After the handshake
 //! the session keeps no [`ApiKey`], only its scrubber's handle on the page; a rotation that
 //! retires the key ends the session (1001) once its response in flight, if any, has ended, so
@@ -25,14 +25,29 @@
 //! F4: idle sessions pinned every page and made rotation fail).
 //!
 //! **Messages.** Text only: a binary message from the client closes the session with 1008
-//! (policy violation); one larger than `--max-body-bytes` closes it with 1009 (the library
-//! refuses it while reading its frame header, before the payload is buffered). Upstream
+//! (policy violation); one larger than `--max-body-bytes` closes it with 1009 (refused from its
+//! frame header, before the payload is waited for). Upstream
 //! messages may be up to [`UPSTREAM_MAX_MESSAGE`] (a `response.completed` repeats the whole
 //! output). An upstream message that carries the key is masked before it reaches the client,
 //! and so is the rest of a key begun in earlier text deltas ([`DeltaScrub`]: no message is held
 //! back, so the earlier ones have left with a prefix; outside review r15 F8).
 //! No message in either direction for `--ws-idle-timeout` closes the session (1001). No
 //! compression extension is negotiated: the proxy must read the messages it checks and counts.
+//!
+//! **The relay** frames with [`crate::ws_frame`], not a WebSocket library (issue 13: parsing
+//! every upstream message into a library `Message`, copying and re-framing it cost 2-3x nginx's
+//! CPU per response). Each side is a `Side`: a read buffer, the frames decoded from it, an
+//! output buffer written with one write. Upstream to client, the hot path: every upstream text
+//! message that came in one frame is UTF-8 checked, scrubbed (`Session::scrub`, same length)
+//! and scanned for usage in place in the read buffer, then its frame is appended to the
+//! client's output **as the same bytes** (server frames are unmasked on both hops); everything
+//! whole in the buffer is relayed, then written with one write, and nothing waits for more. A
+//! fragmented upstream message is assembled first (the scrub and the usage scan see it whole)
+//! and re-framed. Client to upstream: frames unmasked, limits checked from the header, text
+//! UTF-8 checked (1007) and sent upstream masked with a fresh random key per frame. Pings are
+//! answered on the side they came from; a close frame is answered by echoing its code; a frame
+//! breaking RFC 6455 ends the session (1002 to a client that sent it; 1011 to the client when
+//! the upstream did).
 //!
 //! **Policy** (`--policy`): each `response.create` is checked by
 //! [`codex_proxy_governance::Governor::admit`] exactly like an HTTP request body (its request
@@ -805,7 +820,21 @@ impl Session {
         let mut draining = false;
         // Why the session is draining (its close frame's reason).
         let mut why: &'static str = SHUTTING_DOWN;
-        let lifetime_end = self.started + SESSION_LIFETIME;
+        // Made once (not per round of the loop: a timer and four watch waiters per round were a
+        // few % of the relay's CPU); the idle timer is moved when there was activity.
+        let lifetime = tokio::time::sleep_until(self.started + SESSION_LIFETIME);
+        let idle_timer = tokio::time::sleep_until(self.last_activity + idle);
+        // each is polled until it fires, never after (its branch is then disabled or returns)
+        let shutdown_signal = shutting_down(&mut shutdown);
+        let retired_signal = shutting_down(&mut retired);
+        let cut_signal = shutting_down(&mut cut);
+        tokio::pin!(
+            lifetime,
+            idle_timer,
+            shutdown_signal,
+            retired_signal,
+            cut_signal
+        );
         loop {
             // The next waiting `response.create`, once the response before it has ended.
             while self.pending.is_empty() {
@@ -822,6 +851,10 @@ impl Session {
             }
             if draining && self.pending.is_empty() {
                 return End::Both(close(code::AWAY, why));
+            }
+            let idle_at = self.last_activity + idle;
+            if idle_timer.deadline() != idle_at {
+                idle_timer.as_mut().reset(idle_at);
             }
             tokio::select! {
                 r = client.readable() => {
@@ -885,21 +918,21 @@ impl Session {
                         return end;
                     }
                 }
-                _ = shutting_down(&mut shutdown), if !draining => {
+                _ = &mut shutdown_signal, if !draining => {
                     draining = true;
                 }
-                _ = tokio::time::sleep_until(lifetime_end), if !draining => {
+                _ = &mut lifetime, if !draining => {
                     draining = true;
                     why = "session lifetime reached";
                 }
-                _ = shutting_down(&mut retired), if !draining => {
+                _ = &mut retired_signal, if !draining => {
                     draining = true;
                     why = KEY_ROTATED;
                 }
-                _ = shutting_down(&mut cut) => {
+                _ = &mut cut_signal => {
                     return End::Rotated(close(code::AWAY, "the proxy's API key was rotated and its page is needed"));
                 }
-                _ = tokio::time::sleep_until(self.last_activity + idle) => {
+                _ = &mut idle_timer => {
                     return End::Both(close(code::AWAY, "idle timeout"));
                 }
             }
@@ -1174,15 +1207,12 @@ impl Session {
         }
         let bytes = &*text;
         // Only events that can end a response are walked.
-        if memchr::memmem::find(bytes, b"\"response.created\"").is_some() {
+        let (created, maybe_terminal) = event_names(bytes);
+        if created {
             if let Some(front) = self.pending.front_mut() {
                 front.started = true;
             }
         }
-        let maybe_terminal = memchr::memmem::find(bytes, b"\"response.completed\"").is_some()
-            || memchr::memmem::find(bytes, b"\"response.incomplete\"").is_some()
-            || memchr::memmem::find(bytes, b"\"response.failed\"").is_some()
-            || memchr::memmem::find(bytes, b"\"error\"").is_some();
         if maybe_terminal {
             let mut scanner = JsonScanner::new(Layout::Event);
             scanner.feed(bytes);
@@ -1362,6 +1392,32 @@ fn delta_text(bytes: &[u8]) -> Option<std::ops::Range<usize>> {
     }
 }
 
+/// Whether `bytes` holds the string `"response.created"` anywhere, and whether it holds one of
+/// `"response.completed"`, `"response.incomplete"`, `"response.failed"` or `"error"` (a
+/// terminal event, maybe: the message is then parsed). One pass over the `"response.`
+/// occurrences and one search for `"error"`, with finders built once (building a searcher per
+/// call was 9% of the relay's CPU; outside the types, a delta's text rarely holds either).
+fn event_names(bytes: &[u8]) -> (bool, bool) {
+    use memchr::memmem::Finder;
+    static RESPONSE: std::sync::LazyLock<Finder<'static>> =
+        std::sync::LazyLock::new(|| Finder::new(b"\"response."));
+    static ERROR: std::sync::LazyLock<Finder<'static>> =
+        std::sync::LazyLock::new(|| Finder::new(b"\"error\""));
+    let (mut created, mut terminal) = (false, false);
+    for at in RESPONSE.find_iter(bytes) {
+        let rest = &bytes[at + b"\"response.".len()..];
+        if rest.starts_with(b"created\"") {
+            created = true;
+        } else if rest.starts_with(b"completed\"")
+            || rest.starts_with(b"incomplete\"")
+            || rest.starts_with(b"failed\"")
+        {
+            terminal = true;
+        }
+    }
+    (created, terminal || ERROR.find(bytes).is_some())
+}
+
 fn ws_method() -> Method {
     Method::from_bytes(b"WS").unwrap_or(Method::GET)
 }
@@ -1447,6 +1503,49 @@ async fn shutting_down(rx: &mut tokio::sync::watch::Receiver<bool>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn event_names_finds_the_quoted_names_anywhere_as_separate_searches_did() {
+        let cases: [(&[u8], (bool, bool)); 10] = [
+            (
+                br#"{"type":"response.output_text.delta","delta":"x"}"#,
+                (false, false),
+            ),
+            (
+                br#"{"type":"response.created","response":{}}"#,
+                (true, false),
+            ),
+            (
+                br#"{"type":"response.completed","response":{}}"#,
+                (false, true),
+            ),
+            (br#"{"type":"response.incomplete"}"#, (false, true)),
+            (br#"{"type":"response.failed"}"#, (false, true)),
+            (br#"{"type":"error","status":400}"#, (false, true)),
+            // anywhere, both, and names that only start alike
+            (
+                br#"{"a":"response.created","b":"response.completed"}"#,
+                (true, true),
+            ),
+            (
+                br#"{"type":"response.created_x","t":"response.completedness"}"#,
+                (false, false),
+            ),
+            (br#"{"delta":"say \"response.completed\""}"#, (false, false)),
+            (br#"{"delta":"response.completed"}"#, (false, true)),
+        ];
+        for (m, want) in cases {
+            let old = (
+                memchr::memmem::find(m, b"\"response.created\"").is_some(),
+                memchr::memmem::find(m, b"\"response.completed\"").is_some()
+                    || memchr::memmem::find(m, b"\"response.incomplete\"").is_some()
+                    || memchr::memmem::find(m, b"\"response.failed\"").is_some()
+                    || memchr::memmem::find(m, b"\"error\"").is_some(),
+            );
+            assert_eq!(event_names(m), want, "{}", String::from_utf8_lossy(m));
+            assert_eq!(old, want, "{}", String::from_utf8_lossy(m));
+        }
+    }
 
     #[test]
     fn delta_text_finds_the_raw_delta_string_of_delta_events_only() {
