@@ -1104,7 +1104,9 @@ impl Session {
                     );
                     return send_client(client, ev).await;
                 }
-                self.waiting.push_back((text, charge));
+                // its own copy: `text` shares the read buffer, which the charge does not count
+                self.waiting
+                    .push_back((Bytes::copy_from_slice(&text), charge));
                 return Ok(());
             }
             if creates {

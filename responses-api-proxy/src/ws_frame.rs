@@ -1,4 +1,4 @@
-//! The WebSocket frame codec of the relay ([`crate::ws`]; RFC 6455 section 5), small on
+//! The WebSocket frame codec of the relay (`ws.rs`; RFC 6455 section 5), small on
 //! purpose: the proxy negotiates no extension, so a frame is a header and a payload.
 //!
 //! **Reading.** [`Reader::next`] decodes the front of a read buffer. Limits are checked from the
