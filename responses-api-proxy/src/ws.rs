@@ -17,8 +17,9 @@
 //! owner check and TLS configuration as HTTP requests; over TLS rustls encrypts the record in
 //! place). The relay's frame codec ([`crate::ws_frame`]) only runs on the connection once both
 //! sides have switched, so it never sees the key: no heap copy of the key is made, nothing to
-//! wipe (tokio-tungstenite provides the handshake's key and accept values, nothing else). The client's own `Authorization`, cookies, `Sec-WebSocket-*` and hop-by-hop headers are
-//! not forwarded (the HTTP header table, plus the handshake's own headers). After the handshake
+//! wipe (tokio-tungstenite provides the handshake's key and accept values, nothing else). The
+//! client's own `Authorization`, cookies, `Sec-WebSocket-*` and hop-by-hop headers are not
+//! forwarded (the HTTP header table, plus the handshake's own headers). After the handshake
 //! the session keeps no [`ApiKey`], only its scrubber's handle on the page; a rotation that
 //! retires the key ends the session (1001) once its response in flight, if any, has ended, so
 //! the old page is wiped and no session talks upstream with a retired key (outside review r15
@@ -26,11 +27,11 @@
 //!
 //! **Messages.** Text only: a binary message from the client closes the session with 1008
 //! (policy violation); one larger than `--max-body-bytes` closes it with 1009 (refused from its
-//! frame header, before the payload is waited for). Upstream
-//! messages may be up to [`UPSTREAM_MAX_MESSAGE`] (a `response.completed` repeats the whole
-//! output). An upstream message that carries the key is masked before it reaches the client,
-//! and so is the rest of a key begun in earlier text deltas ([`DeltaScrub`]: no message is held
-//! back, so the earlier ones have left with a prefix; outside review r15 F8).
+//! frame header, before the payload is waited for). Upstream messages may be up to
+//! [`UPSTREAM_MAX_MESSAGE`] (a `response.completed` repeats the whole output). An upstream
+//! message that carries the key is masked before it reaches the client, and so is the rest of a
+//! key begun in earlier text deltas ([`DeltaScrub`]: no message is held back, so the earlier
+//! ones have left with a prefix; outside review r15 F8).
 //! No message in either direction for `--ws-idle-timeout` closes the session (1001). No
 //! compression extension is negotiated: the proxy must read the messages it checks and counts.
 //!
