@@ -67,7 +67,22 @@ fn main() {
 
     let exe = std::env::current_exe().unwrap();
     let release_dir = exe.parent().unwrap().parent().unwrap().to_path_buf();
-    let proxy_bin = release_dir.join("responses-api-proxy");
+    // `--proxy-bin PATH`: another build of the proxy (an older one, to compare in back-to-back
+    // runs of the same load generator).
+    let proxy_bin = args
+        .iter()
+        .position(|a| a == "--proxy-bin")
+        .and_then(|i| args.get(i + 1))
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| release_dir.join("responses-api-proxy"));
+    // `--only ws,json`: those scenarios' rows only (and the SSE lateness table only with an SSE
+    // scenario, the WebSocket set-up table only with `ws`).
+    let only: Option<Vec<String>> = args
+        .iter()
+        .position(|a| a == "--only")
+        .and_then(|i| args.get(i + 1))
+        .map(|v| v.split(',').map(str::to_string).collect());
+    let selected = |s: &str| only.as_ref().is_none_or(|o| o.iter().any(|x| x == s));
     assert!(
         proxy_bin.is_file(),
         "{} missing: run `cargo build --release -p responses-api-proxy --bins --examples`",
@@ -199,7 +214,7 @@ fn main() {
         "| scenario | c | direct req/s | nginx req/s | ours req/s | ours/nginx | ours/direct | direct p50/p99 ms | nginx p50/p99 ms | ours p50/p99 ms | nginx RSS KiB | ours RSS KiB | ours threads | with policy req/s | policy/ours | policy p50/p99 ms | nginx CPU µs/req | ours CPU µs/req | policy CPU µs/req |"
     );
     println!("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|");
-    for scenario in SCENARIOS {
+    for scenario in SCENARIOS.iter().filter(|s| selected(s)) {
         for &c in CONCURRENCY {
             let mut cells = Vec::new();
             let mut ours_threads = 0;
@@ -290,49 +305,53 @@ fn main() {
         "ws upgrades answered 429 (a closed session's per-user slot not yet free) and retried: {}",
         WS_RETRIES.swap(0, std::sync::atomic::Ordering::Relaxed)
     );
-    println!();
-    println!(
-        "SSE event lateness (arrival minus upstream send time, 5 events 2 ms apart, c=1, 300 streams):"
-    );
-    println!("| target | p50 ms | p99 ms | max ms | added p50 vs direct ms |");
-    println!("|---|---|---|---|---|");
-    let mut direct_p50 = 0.0;
-    for (name, port, _) in &targets {
-        let lat = rt.block_on(event_lateness(*port, 300));
-        if *name == "direct" {
-            direct_p50 = lat.0;
+    if selected("sse-burst") || selected("sse-paced") {
+        println!();
+        println!(
+            "SSE event lateness (arrival minus upstream send time, 5 events 2 ms apart, c=1, 300 streams):"
+        );
+        println!("| target | p50 ms | p99 ms | max ms | added p50 vs direct ms |");
+        println!("|---|---|---|---|---|");
+        let mut direct_p50 = 0.0;
+        for (name, port, _) in &targets {
+            let lat = rt.block_on(event_lateness(*port, 300));
+            if *name == "direct" {
+                direct_p50 = lat.0;
+            }
+            println!(
+                "| {name} | {:.3} | {:.3} | {:.3} | {:.3} |",
+                lat.0,
+                lat.1,
+                lat.2,
+                lat.0 - direct_p50
+            );
+        }
+    }
+    if selected("ws") {
+        println!();
+        println!(
+            "WebSocket session set-up (upgrade through the target, its upstream handshake included), 300 sessions one after another, each: open, one response, close:"
+        );
+        println!(
+            "| target | upgrade p50 ms | upgrade p99 ms | CPU µs/session (open, 1 response, close) |"
+        );
+        println!("|---|---|---|---|");
+        for (name, port, pids) in &targets {
+            let ticks = || pids.iter().map(|p| cpu_ticks(*p)).sum::<u64>();
+            let (p50, p99, cpu) = rt.block_on(ws_setup(*port, 300, &ticks));
+            // Direct: the mock's CPU is not measured (as in the table).
+            let cpu = if pids.is_empty() {
+                "-".to_string()
+            } else {
+                format!("{cpu:.1}")
+            };
+            println!("| {name} | {p50:.3} | {p99:.3} | {cpu} |");
         }
         println!(
-            "| {name} | {:.3} | {:.3} | {:.3} | {:.3} |",
-            lat.0,
-            lat.1,
-            lat.2,
-            lat.0 - direct_p50
+            "(upgrades answered 429 and retried: {})",
+            WS_RETRIES.load(std::sync::atomic::Ordering::Relaxed)
         );
     }
-    println!();
-    println!(
-        "WebSocket session set-up (upgrade through the target, its upstream handshake included), 300 sessions one after another, each: open, one response, close:"
-    );
-    println!(
-        "| target | upgrade p50 ms | upgrade p99 ms | CPU µs/session (open, 1 response, close) |"
-    );
-    println!("|---|---|---|---|");
-    for (name, port, pids) in &targets {
-        let ticks = || pids.iter().map(|p| cpu_ticks(*p)).sum::<u64>();
-        let (p50, p99, cpu) = rt.block_on(ws_setup(*port, 300, &ticks));
-        // Direct: the mock's CPU is not measured (as in the table).
-        let cpu = if pids.is_empty() {
-            "-".to_string()
-        } else {
-            format!("{cpu:.1}")
-        };
-        println!("| {name} | {p50:.3} | {p99:.3} | {cpu} |");
-    }
-    println!(
-        "(upgrades answered 429 and retried: {})",
-        WS_RETRIES.load(std::sync::atomic::Ordering::Relaxed)
-    );
     println!();
     println!(
         "ours after the run: peak RSS (VmHWM) {} KiB, RSS {} KiB, {} threads",

@@ -31,6 +31,7 @@ pub mod upstream;
 pub mod upstream_owner;
 pub mod wire;
 pub mod ws;
+pub mod ws_frame;
 
 /// A boxed error that crosses the data path's layers (request and response bodies).
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;

@@ -15,24 +15,40 @@
 //! value's bytes in the locked page ([`crate::key::ApiKey::bytes_for_upstream`]), on a connection
 //! from [`crate::client::UpstreamClient::connect_dedicated`] (the same address order, plain-http
 //! owner check and TLS configuration as HTTP requests; over TLS rustls encrypts the record in
-//! place). The library (tokio-tungstenite) only frames messages on the connection once both
+//! place). The relay's frame codec ([`crate::ws_frame`]) only runs on the connection once both
 //! sides have switched, so it never sees the key: no heap copy of the key is made, nothing to
-//! wipe. The client's own `Authorization`, cookies, `Sec-WebSocket-*` and hop-by-hop headers are
-//! not forwarded (the HTTP header table, plus the handshake's own headers). After the handshake
+//! wipe (tokio-tungstenite provides the handshake's key and accept values, nothing else). The
+//! client's own `Authorization`, cookies, `Sec-WebSocket-*` and hop-by-hop headers are not
+//! forwarded (the HTTP header table, plus the handshake's own headers). After the handshake
 //! the session keeps no [`ApiKey`], only its scrubber's handle on the page; a rotation that
 //! retires the key ends the session (1001) once its response in flight, if any, has ended, so
 //! the old page is wiped and no session talks upstream with a retired key (outside review r15
 //! F4: idle sessions pinned every page and made rotation fail).
 //!
 //! **Messages.** Text only: a binary message from the client closes the session with 1008
-//! (policy violation); one larger than `--max-body-bytes` closes it with 1009 (the library
-//! refuses it while reading its frame header, before the payload is buffered). Upstream
-//! messages may be up to [`UPSTREAM_MAX_MESSAGE`] (a `response.completed` repeats the whole
-//! output). An upstream message that carries the key is masked before it reaches the client,
-//! and so is the rest of a key begun in earlier text deltas ([`DeltaScrub`]: no message is held
-//! back, so the earlier ones have left with a prefix; outside review r15 F8).
+//! (policy violation); one larger than `--max-body-bytes` closes it with 1009 (refused from its
+//! frame header, before the payload is waited for). Upstream messages may be up to
+//! [`UPSTREAM_MAX_MESSAGE`] (a `response.completed` repeats the whole output). An upstream
+//! message that carries the key is masked before it reaches the client, and so is the rest of a
+//! key begun in earlier text deltas ([`DeltaScrub`]: no message is held back, so the earlier
+//! ones have left with a prefix; outside review r15 F8).
 //! No message in either direction for `--ws-idle-timeout` closes the session (1001). No
 //! compression extension is negotiated: the proxy must read the messages it checks and counts.
+//!
+//! **The relay** frames with [`crate::ws_frame`], not a WebSocket library (issue 13: parsing
+//! every upstream message into a library `Message`, copying and re-framing it cost 2-3x nginx's
+//! CPU per response). Each side is a `Side`: a read buffer, the frames decoded from it, an
+//! output buffer written with one write. Upstream to client, the hot path: every upstream text
+//! message that came in one frame is UTF-8 checked, scrubbed (`Session::scrub`, same length)
+//! and scanned for usage in place in the read buffer, then its frame is appended to the
+//! client's output **as the same bytes** (server frames are unmasked on both hops); everything
+//! whole in the buffer is relayed, then written with one write, and nothing waits for more. A
+//! fragmented upstream message is assembled first (the scrub and the usage scan see it whole)
+//! and re-framed. Client to upstream: frames unmasked, limits checked from the header, text
+//! UTF-8 checked (1007) and sent upstream masked with a fresh random key per frame. Pings are
+//! answered on the side they came from; a close frame is answered by echoing its code; a frame
+//! breaking RFC 6455 ends the session (1002 to a client that sent it; 1011 to the client when
+//! the upstream did).
 //!
 //! **Policy** (`--policy`): each `response.create` is checked by
 //! [`codex_proxy_governance::Governor::admit`] exactly like an HTTP request body (its request
@@ -57,6 +73,7 @@
 //! count as connections with a request in flight: they are never evicted for a new connection,
 //! and the shutdown drain waits for them (within its deadline).
 
+use std::borrow::Cow;
 use std::collections::VecDeque;
 use std::io::IoSlice;
 use std::sync::atomic::Ordering;
@@ -64,16 +81,11 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
-use futures_util::{FutureExt, SinkExt, StreamExt};
 use http::header::{HeaderMap, HeaderName, HeaderValue};
 use http::{Method, Request, Response, StatusCode};
 use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio_tungstenite::WebSocketStream;
-use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
-use tokio_tungstenite::tungstenite::protocol::{CloseFrame, Role, WebSocketConfig};
-use tokio_tungstenite::tungstenite::{Error as WsError, Message, Utf8Bytes};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 use codex_proxy_governance::Admitted;
 use codex_proxy_governance::usage::{JsonScanner, Layout, TapResult};
@@ -88,6 +100,7 @@ use crate::policy::{Direction, forwardable_headers};
 use crate::scrub::{DeltaScrub, KeyScrub};
 use crate::upstream::Upstream;
 use crate::wire::{MAX_RESPONSE_HEAD, parse_response_head};
+use crate::ws_frame::{self, FrameError, Message, Opcode, Peer, code};
 
 /// Largest upstream message relayed (a `response.completed` carries the whole response again;
 /// generated images inside it are base64).
@@ -96,8 +109,11 @@ pub const UPSTREAM_MAX_MESSAGE: usize = 64 * 1024 * 1024;
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long a closing side gets to answer our close frame.
 const CLOSE_GRACE: Duration = Duration::from_secs(2);
-/// Most upstream messages relayed with one flush to the client (what was already read).
-const RELAY_BATCH: usize = 64;
+/// Room made in a session's read buffer before each read (a response's burst of messages is a
+/// few KiB).
+const READ_CHUNK: usize = 16 * 1024;
+/// Most a read buffer grows at once ahead of a large frame's payload.
+const READ_AHEAD_MAX: usize = 1024 * 1024;
 /// Longest a session lives (the Responses API's own WebSocket sessions end after 60 minutes):
 /// after it, the response in flight finishes and the session closes (outside review r15 F2: a
 /// session kept alive by pings held a connection slot, and its key page, for ever).
@@ -353,15 +369,8 @@ pub async fn upgrade(
         match on_upgrade.await {
             Ok(upgraded) => {
                 let limit = usize::try_from(session.ctx.max_message).unwrap_or(usize::MAX);
-                let config = WebSocketConfig::default()
-                    .max_message_size(Some(limit))
-                    .max_frame_size(Some(limit));
-                let client = WebSocketStream::from_raw_socket(
-                    TokioIo::new(upgraded),
-                    Role::Server,
-                    Some(config),
-                )
-                .await;
+                let client =
+                    Side::new(TokioIo::new(upgraded), BytesMut::new(), Peer::Client, limit);
                 session.run(client, upstream).await;
             }
             Err(e) => {
@@ -382,7 +391,7 @@ async fn open_upstream(
     ctx: &WsContext,
     key: &ApiKey,
     client_headers: &HeaderMap,
-) -> Result<(WebSocketStream<UpstreamIo>, HeaderMap), UpgradeError> {
+) -> Result<(UpstreamWs, HeaderMap), UpgradeError> {
     let mut io = ctx.client.connect_dedicated().await?;
     let ws_key = tokio_tungstenite::tungstenite::handshake::client::generate_key();
     let target = ctx.upstream.target_for("/v1/responses");
@@ -471,11 +480,8 @@ async fn open_upstream(
         tracing::warn!(upstream = %ctx.upstream.authority, headers = echoed, "upstream echoed the key in its upgrade answer; overwritten");
     }
     let headers = forwardable_headers(&headers, Direction::Response);
-    let config = WebSocketConfig::default()
-        .max_message_size(Some(UPSTREAM_MAX_MESSAGE))
-        .max_frame_size(Some(UPSTREAM_MAX_MESSAGE));
-    let ws =
-        WebSocketStream::from_partially_read(io, buf.to_vec(), Role::Client, Some(config)).await;
+    // what came after the `101` is the first frames
+    let ws = Side::new(io, buf, Peer::Server, UPSTREAM_MAX_MESSAGE);
     Ok((ws, headers))
 }
 
@@ -566,7 +572,7 @@ struct Session {
     /// With a policy: `response.create` messages that arrived while a response was in flight;
     /// each is checked and sent when the one before has ended (see [`WAITING_MAX`]). Each holds
     /// its bytes against `--max-buffered-bytes` until it leaves the queue.
-    waiting: VecDeque<(Utf8Bytes, BufferCharge)>,
+    waiting: VecDeque<(Bytes, BufferCharge)>,
     /// The session's own line (`GET /v1/responses` 101); holds the connection's in-flight count.
     audit: AuditRecord,
     responses: u64,
@@ -577,27 +583,115 @@ struct Session {
     _user_session: crate::per_user::Slot,
 }
 
-type ClientWs = WebSocketStream<TokioIo<hyper::upgrade::Upgraded>>;
+/// One connection of a session, after its handshake: the read buffer and the frames decoded
+/// from it ([`ws_frame::Reader`]), and the frames waiting to be written (one write each time
+/// [`Side::flush`] runs). Frames written to a server are masked (the proxy is its client), with a
+/// fresh random key each.
+struct Side<IO> {
+    io: IO,
+    buf: BytesMut,
+    reader: ws_frame::Reader,
+    out: Vec<u8>,
+    masks: bool,
+}
+
+type ClientWs = Side<TokioIo<hyper::upgrade::Upgraded>>;
+type UpstreamWs = Side<UpstreamIo>;
+
+impl<IO: AsyncRead + AsyncWrite + Unpin> Side<IO> {
+    /// `buf`: bytes already read past the handshake; `from`: who writes the frames read here
+    /// (the other side is who the proxy writes to: a server's frames are masked towards it).
+    fn new(io: IO, buf: BytesMut, from: Peer, max_message: usize) -> Self {
+        Self {
+            io,
+            buf,
+            reader: ws_frame::Reader::new(from, max_message),
+            out: Vec::new(),
+            masks: from == Peer::Server,
+        }
+    }
+
+    /// Waits until [`Side::next`] has something to act on: at once when the buffer already holds
+    /// a whole frame, else after one read (`Ok(0)`: the peer closed the connection). Cancel-safe
+    /// (a cancelled read has read nothing).
+    async fn readable(&mut self) -> std::io::Result<usize> {
+        if self.reader.ready(&self.buf) {
+            return Ok(self.buf.len());
+        }
+        let want = self
+            .reader
+            .missing(&self.buf)
+            .clamp(READ_CHUNK, READ_AHEAD_MAX);
+        self.buf.reserve(want);
+        self.io.read_buf(&mut self.buf).await
+    }
+
+    /// The next message whose frames are all read (see [`ws_frame::Reader::next`]).
+    fn next(&mut self) -> Result<Option<Message>, FrameError> {
+        self.reader.next(&mut self.buf)
+    }
+
+    /// Frames `payload` into the output (not written yet).
+    fn push(&mut self, opcode: Opcode, payload: &[u8]) {
+        let mask = self.masks.then(rand::random::<[u8; 4]>);
+        ws_frame::encode(&mut self.out, opcode, payload, mask);
+    }
+
+    /// Writes out what was pushed, with one write if the socket takes it.
+    async fn flush(&mut self) -> std::io::Result<()> {
+        if !self.out.is_empty() {
+            let r = self.io.write_all(&self.out).await;
+            self.out.clear();
+            r?;
+        }
+        self.io.flush().await
+    }
+
+    async fn send(&mut self, opcode: Opcode, payload: &[u8]) -> std::io::Result<()> {
+        self.push(opcode, payload);
+        self.flush().await
+    }
+
+    /// Sends a close frame (`None`: one without a code) after what was pushed before it.
+    async fn close(&mut self, frame: Option<&CloseFrame>) -> std::io::Result<()> {
+        let payload = frame
+            .map(|f| ws_frame::close_payload(f.code, &f.reason))
+            .unwrap_or_default();
+        self.send(Opcode::Close, &payload).await
+    }
+}
 
 /// After the proxy's close frame: the client's close reply (read for at most [`CLOSE_GRACE`]),
 /// then the connection shut down, so that the client sees its session end at once.
 async fn end_client_now(client: &mut ClientWs) {
     let _ = tokio::time::timeout(CLOSE_GRACE, async {
-        while let Some(Ok(m)) = client.next().await {
-            if m.is_close() {
+        loop {
+            match client.next() {
+                Ok(Some(Message::Close(_))) | Err(_) => break,
+                Ok(Some(_)) => continue,
+                Ok(None) => {}
+            }
+            if !matches!(client.readable().await, Ok(n) if n > 0) {
                 break;
             }
         }
     })
     .await;
-    let _ = tokio::time::timeout(CLOSE_GRACE, client.get_mut().shutdown()).await;
+    let _ = tokio::time::timeout(CLOSE_GRACE, client.io.shutdown()).await;
 }
-type UpstreamWs = WebSocketStream<UpstreamIo>;
+
+/// A close frame's code and reason.
+#[derive(Debug, Clone)]
+struct CloseFrame {
+    code: u16,
+    reason: Cow<'static, str>,
+}
 
 /// How the relay loop ended.
 enum End {
-    /// The client sent a close frame (or ended the stream cleanly).
-    ClientClosed,
+    /// The client sent a close frame (`Some`: the reply, its code and reason echoed) or ended
+    /// the stream (`None`: nothing to answer).
+    ClientClosed(Option<Option<CloseFrame>>),
     /// The client went away or broke a limit (`Some`: the close frame to send it, best effort).
     Client(Option<CloseFrame>),
     /// The upstream closed or failed: the client gets this close frame.
@@ -610,10 +704,39 @@ enum End {
     Rotated(CloseFrame),
 }
 
-fn close(code: CloseCode, reason: &'static str) -> CloseFrame {
+fn close(code: u16, reason: &'static str) -> CloseFrame {
     CloseFrame {
         code,
-        reason: Utf8Bytes::from_static(reason),
+        reason: Cow::Borrowed(reason),
+    }
+}
+
+/// The reply to a peer's close frame: its code and reason echoed (RFC 6455 section 5.5.1), 1002
+/// for a code a peer may not send.
+fn close_reply(received: Option<(u16, String)>) -> Option<CloseFrame> {
+    received.map(|(c, reason)| {
+        if ws_frame::close_code_allowed(c) {
+            CloseFrame {
+                code: c,
+                reason: Cow::Owned(reason),
+            }
+        } else {
+            close(code::PROTOCOL, "Protocol violation")
+        }
+    })
+}
+
+/// The client broke the protocol or a limit: the close frame it gets.
+fn client_frame_error(e: &FrameError) -> CloseFrame {
+    match e {
+        FrameError::TooLarge { .. } => close(
+            code::SIZE,
+            "message larger than the proxy's --max-body-bytes",
+        ),
+        other => CloseFrame {
+            code: code::PROTOCOL,
+            reason: Cow::Owned(other.to_string()),
+        },
     }
 }
 
@@ -621,10 +744,12 @@ impl Session {
     async fn run(mut self, mut client: ClientWs, mut upstream: UpstreamWs) {
         let end = self.relay(&mut client, &mut upstream).await;
         let how = match end {
-            End::ClientClosed => {
+            End::ClientClosed(reply) => {
                 self.audit.outcome = Outcome::Complete;
-                // Sends the library's answer to the client's close frame.
-                let _ = tokio::time::timeout(CLOSE_GRACE, client.close(None)).await;
+                // The answer to the client's close frame (echoing it).
+                if let Some(reply) = reply {
+                    let _ = tokio::time::timeout(CLOSE_GRACE, client.close(reply.as_ref())).await;
+                }
                 // What the client left in flight is still read for its usage.
                 self.drain_upstream(&mut upstream).await;
                 let _ = tokio::time::timeout(CLOSE_GRACE, upstream.close(None)).await;
@@ -633,11 +758,11 @@ impl Session {
             End::Client(frame) => {
                 self.audit.outcome = Outcome::ClientGone;
                 let how = match &frame {
-                    Some(f) => format!("closed by the proxy: {} {}", u16::from(f.code), f.reason),
+                    Some(f) => format!("closed by the proxy: {} {}", f.code, f.reason),
                     None => "client went away".to_string(),
                 };
                 if let Some(frame) = frame {
-                    let _ = tokio::time::timeout(CLOSE_GRACE, client.close(Some(frame))).await;
+                    let _ = tokio::time::timeout(CLOSE_GRACE, client.close(Some(&frame))).await;
                 }
                 self.drain_upstream(&mut upstream).await;
                 let _ = tokio::time::timeout(CLOSE_GRACE, upstream.close(None)).await;
@@ -648,12 +773,8 @@ impl Session {
                 self.audit.outcome = Outcome::Rotated;
                 // the key's page goes now; nothing more reaches the client
                 self.scrub = None;
-                let how = format!(
-                    "closed by the proxy: {} {}",
-                    u16::from(frame.code),
-                    frame.reason
-                );
-                let _ = tokio::time::timeout(CLOSE_GRACE, client.close(Some(frame))).await;
+                let how = format!("closed by the proxy: {} {}", frame.code, frame.reason);
+                let _ = tokio::time::timeout(CLOSE_GRACE, client.close(Some(&frame))).await;
                 // the client's side ends now, not when the response it no longer gets ends
                 // upstream (outside review r28 F2: clients that wait for the connection to
                 // close after the closing handshake, as Python's `websockets` does, sat
@@ -667,21 +788,17 @@ impl Session {
             End::Upstream(frame) => {
                 self.audit.outcome = Outcome::UpstreamError;
                 let how = format!("upstream ended the session: {}", frame.reason);
-                let _ = tokio::time::timeout(CLOSE_GRACE, client.close(Some(frame))).await;
+                let _ = tokio::time::timeout(CLOSE_GRACE, client.close(Some(&frame))).await;
                 how
             }
             End::Both(frame) => {
-                let how = format!(
-                    "closed by the proxy: {} {}",
-                    u16::from(frame.code),
-                    frame.reason
-                );
+                let how = format!("closed by the proxy: {} {}", frame.code, frame.reason);
                 let _ = tokio::time::timeout(
                     CLOSE_GRACE,
-                    upstream.close(Some(close(CloseCode::Normal, "client session ended"))),
+                    upstream.close(Some(&close(code::NORMAL, "client session ended"))),
                 )
                 .await;
-                let _ = tokio::time::timeout(CLOSE_GRACE, client.close(Some(frame))).await;
+                let _ = tokio::time::timeout(CLOSE_GRACE, client.close(Some(&frame))).await;
                 how
             }
         };
@@ -704,7 +821,21 @@ impl Session {
         let mut draining = false;
         // Why the session is draining (its close frame's reason).
         let mut why: &'static str = SHUTTING_DOWN;
-        let lifetime_end = self.started + SESSION_LIFETIME;
+        // Made once (not per round of the loop: a timer and four watch waiters per round were a
+        // few % of the relay's CPU); the idle timer is moved when there was activity.
+        let lifetime = tokio::time::sleep_until(self.started + SESSION_LIFETIME);
+        let idle_timer = tokio::time::sleep_until(self.last_activity + idle);
+        // each is polled until it fires, never after (its branch is then disabled or returns)
+        let shutdown_signal = shutting_down(&mut shutdown);
+        let retired_signal = shutting_down(&mut retired);
+        let cut_signal = shutting_down(&mut cut);
+        tokio::pin!(
+            lifetime,
+            idle_timer,
+            shutdown_signal,
+            retired_signal,
+            cut_signal
+        );
         loop {
             // The next waiting `response.create`, once the response before it has ended.
             while self.pending.is_empty() {
@@ -720,109 +851,186 @@ impl Session {
                 }
             }
             if draining && self.pending.is_empty() {
-                return End::Both(close(CloseCode::Away, why));
+                return End::Both(close(code::AWAY, why));
+            }
+            let idle_at = self.last_activity + idle;
+            if idle_timer.deadline() != idle_at {
+                idle_timer.as_mut().reset(idle_at);
             }
             tokio::select! {
-                m = client.next() => {
-                    let m = match m {
-                        None => return End::ClientClosed,
-                        Some(Err(WsError::Capacity(_))) => {
-                            return End::Client(Some(close(CloseCode::Size, "message larger than the proxy's --max-body-bytes")));
-                        }
-                        Some(Err(_)) => return End::Client(None),
-                        Some(Ok(m)) => m,
-                    };
-                    match m {
-                        Message::Text(t) => {
-                            self.audit.bytes_in.fetch_add(t.len() as u64, Ordering::Relaxed);
-                            if let Err(e) = self.on_client_text(t, draining.then_some(why), client, upstream).await {
-                                return e;
-                            }
-                        }
-                        Message::Binary(_) => {
-                            return End::Client(Some(close(CloseCode::Policy, "binary messages are not accepted (the Responses API sends JSON text)")));
-                        }
-                        Message::Close(_) => return End::ClientClosed,
-                        // Pings are answered by the library; frames never come out of it.
-                        Message::Ping(_) | Message::Pong(_) | Message::Frame(_) => {}
+                r = client.readable() => {
+                    match r {
+                        Ok(0) => return End::ClientClosed(None),
+                        Err(_) => return End::Client(None),
+                        Ok(_) => {}
                     }
-                }
-                m = upstream.next() => {
-                    // Every message upstream has already delivered is relayed, then written to
-                    // the client with one flush (issue 13: one `sendto` per message made a
-                    // response of 15 messages cost 3-9x nginx's CPU). Nothing waits for more:
-                    // what is not ready yet goes in the next round.
-                    let mut m = m;
-                    let mut relayed = 0usize;
+                    // Every message the read completed, in order.
                     loop {
-                        let msg = match m {
-                            None | Some(Ok(Message::Close(_))) => {
-                                return End::Upstream(close(CloseCode::Normal, "upstream closed the session"));
-                            }
-                            Some(Err(e)) => {
-                                tracing::warn!(upstream = %self.ctx.upstream.authority, error = %e, "upstream WebSocket failed");
-                                return End::Upstream(close(CloseCode::Error, "upstream WebSocket failed"));
-                            }
-                            Some(Ok(msg)) => msg,
+                        let m = match client.next() {
+                            Ok(Some(m)) => m,
+                            Ok(None) => break,
+                            Err(e) => return End::Client(Some(client_frame_error(&e))),
                         };
-                        match msg {
-                            Message::Text(t) => {
-                                self.last_activity = tokio::time::Instant::now();
-                                let t = self.on_upstream_text(t);
-                                self.audit.bytes_out += t.len() as u64;
-                                if client.feed(Message::Text(t)).await.is_err() {
+                        let text = match m {
+                            Message::Whole { text: true, frame, header_len } => {
+                                let mut t = frame;
+                                let _ = t.split_to(header_len);
+                                t.freeze()
+                            }
+                            Message::Assembled { text: true, payload } => payload.freeze(),
+                            Message::Whole { text: false, .. } | Message::Assembled { text: false, .. } => {
+                                return End::Client(Some(close(code::POLICY, "binary messages are not accepted (the Responses API sends JSON text)")));
+                            }
+                            Message::Close(c) => return End::ClientClosed(Some(close_reply(c))),
+                            Message::Ping(p) => {
+                                // answered on the same side; not activity
+                                if client.send(Opcode::Pong, &p).await.is_err() {
                                     return End::Client(None);
                                 }
-                                relayed += 1;
+                                continue;
                             }
-                            Message::Binary(_) => {
-                                return End::Upstream(close(CloseCode::Error, "upstream sent a binary message"));
-                            }
-                            Message::Ping(_) | Message::Pong(_) | Message::Frame(_) | Message::Close(_) => {}
+                            Message::Pong => continue,
+                        };
+                        // The policy parses it; the upstream expects text.
+                        if std::str::from_utf8(&text).is_err() {
+                            return End::Client(Some(close(code::INVALID_DATA, "a text message that is not UTF-8")));
                         }
-                        if relayed >= RELAY_BATCH {
-                            break;
+                        self.audit.bytes_in.fetch_add(text.len() as u64, Ordering::Relaxed);
+                        if let Err(e) = self.on_client_text(text, draining.then_some(why), client, upstream).await {
+                            return e;
                         }
-                        match upstream.next().now_or_never() {
-                            Some(next) => m = next,
-                            None => break,
-                        }
-                    }
-                    if client.flush().await.is_err() {
-                        return End::Client(None);
                     }
                 }
-                _ = shutting_down(&mut shutdown), if !draining => {
+                r = upstream.readable() => {
+                    match r {
+                        Ok(0) => return End::Upstream(close(code::NORMAL, "upstream closed the session")),
+                        Err(e) => {
+                            tracing::warn!(upstream = %self.ctx.upstream.authority, error = %e, "upstream WebSocket failed");
+                            return End::Upstream(close(code::ERROR, "upstream WebSocket failed"));
+                        }
+                        Ok(_) => {}
+                    }
+                    // Every message upstream has already delivered is relayed, then written to
+                    // the client with one write (issue 13: one `sendto` per message made a
+                    // response of 15 messages cost 3-9x nginx's CPU). Nothing waits for more:
+                    // what is not whole yet goes in the next round. A message that came in one
+                    // frame leaves as the same bytes, scrubbed and scanned in place.
+                    if let Some(end) = self.relay_upstream(client, upstream).await {
+                        return end;
+                    }
+                }
+                _ = &mut shutdown_signal, if !draining => {
                     draining = true;
                 }
-                _ = tokio::time::sleep_until(lifetime_end), if !draining => {
+                _ = &mut lifetime, if !draining => {
                     draining = true;
                     why = "session lifetime reached";
                 }
-                _ = shutting_down(&mut retired), if !draining => {
+                _ = &mut retired_signal, if !draining => {
                     draining = true;
                     why = KEY_ROTATED;
                 }
-                _ = shutting_down(&mut cut) => {
-                    return End::Rotated(close(CloseCode::Away, "the proxy's API key was rotated and its page is needed"));
+                _ = &mut cut_signal => {
+                    return End::Rotated(close(code::AWAY, "the proxy's API key was rotated and its page is needed"));
                 }
-                _ = tokio::time::sleep_until(self.last_activity + idle) => {
-                    return End::Both(close(CloseCode::Away, "idle timeout"));
+                _ = &mut idle_timer => {
+                    return End::Both(close(code::AWAY, "idle timeout"));
                 }
             }
         }
+    }
+
+    /// Relays the upstream messages that are whole in its read buffer to the client, with one
+    /// write; answers pings on the upstream side. `Some`: the session ends.
+    async fn relay_upstream(
+        &mut self,
+        client: &mut ClientWs,
+        upstream: &mut UpstreamWs,
+    ) -> Option<End> {
+        // activity is stamped once per round (a clock read per message showed in the profile)
+        let mut relayed = false;
+        loop {
+            match upstream.next() {
+                Ok(None) => break,
+                Ok(Some(Message::Whole {
+                    text: true,
+                    mut frame,
+                    header_len,
+                })) => {
+                    let payload = &mut frame[header_len..];
+                    if std::str::from_utf8(payload).is_err() {
+                        return Some(self.upstream_broke("a text message that is not UTF-8"));
+                    }
+                    relayed = true;
+                    self.on_upstream_text(payload);
+                    self.audit.bytes_out += payload.len() as u64;
+                    // an unmasked server frame: the client gets it as it came (payload
+                    // scrubbed in place, same length)
+                    client.out.extend_from_slice(&frame);
+                }
+                Ok(Some(Message::Assembled {
+                    text: true,
+                    mut payload,
+                })) => {
+                    if std::str::from_utf8(&payload).is_err() {
+                        return Some(self.upstream_broke("a text message that is not UTF-8"));
+                    }
+                    relayed = true;
+                    self.on_upstream_text(&mut payload);
+                    self.audit.bytes_out += payload.len() as u64;
+                    client.push(Opcode::Text, &payload);
+                }
+                Ok(Some(
+                    Message::Whole { text: false, .. } | Message::Assembled { text: false, .. },
+                )) => {
+                    return Some(End::Upstream(close(
+                        code::ERROR,
+                        "upstream sent a binary message",
+                    )));
+                }
+                Ok(Some(Message::Ping(p))) => upstream.push(Opcode::Pong, &p),
+                Ok(Some(Message::Pong)) => {}
+                Ok(Some(Message::Close(c))) => {
+                    // answered (best effort); what was relayed before it still goes out, ahead
+                    // of the client's close frame
+                    let reply = close_reply(c);
+                    let _ = tokio::time::timeout(CLOSE_GRACE, upstream.close(reply.as_ref())).await;
+                    return Some(End::Upstream(close(
+                        code::NORMAL,
+                        "upstream closed the session",
+                    )));
+                }
+                Err(e) => return Some(self.upstream_broke(&e.to_string())),
+            }
+        }
+        if relayed {
+            self.last_activity = tokio::time::Instant::now();
+        }
+        if !upstream.out.is_empty() && upstream.flush().await.is_err() {
+            return Some(self.upstream_broke("writing a pong failed"));
+        }
+        if client.flush().await.is_err() {
+            return Some(End::Client(None));
+        }
+        None
+    }
+
+    /// The upstream broke the protocol or a limit: logged, and the client gets 1011.
+    fn upstream_broke(&self, error: &str) -> End {
+        tracing::warn!(upstream = %self.ctx.upstream.authority, error, "upstream WebSocket failed");
+        End::Upstream(close(code::ERROR, "upstream WebSocket failed"))
     }
 
     /// A text message from the client: checked (with a policy), then forwarded, or answered
     /// with an `error` event.
     async fn on_client_text(
         &mut self,
-        text: Utf8Bytes,
+        text: Bytes,
         draining: Option<&'static str>,
         client: &mut ClientWs,
         upstream: &mut UpstreamWs,
     ) -> Result<(), End> {
-        let kind = message_type(text.as_bytes());
+        let kind = message_type(&text);
         let creates = kind.as_deref() == Some("response.create");
         let new_audit = |peer: &Arc<str>, uid: Option<u32>, len: usize| {
             let a = AuditRecord::new(peer.clone(), uid, &ws_method(), "/v1/responses");
@@ -852,7 +1060,7 @@ impl Session {
             );
             return send_client(client, ev).await;
         }
-        let mut send = Message::Text(text.clone());
+        let mut send = text.clone();
         let mut audit = None;
         let mut admitted = None;
         if let Some(g) = &self.ctx.governor {
@@ -905,23 +1113,25 @@ impl Session {
                     );
                     return send_client(client, ev).await;
                 }
-                self.waiting.push_back((text, charge));
+                // its own copy: `text` shares the read buffer, which the charge does not count
+                self.waiting
+                    .push_back((Bytes::copy_from_slice(&text), charge));
                 return Ok(());
             }
             if creates {
                 let mut a_rec = new_audit(&self.ctx.peer, self.ctx.uid, text.len());
-                let decided = g.admit_body(self.ctx.uid, text.as_bytes());
+                let decided = g.admit_body(self.ctx.uid, &text);
                 match decided {
                     Ok(mut a) => {
                         if let Some(rewritten) = a.body.take() {
                             // The rewrite only replaces JSON values with ASCII: still UTF-8.
-                            let Ok(t) = Utf8Bytes::try_from(Bytes::from(rewritten)) else {
+                            if std::str::from_utf8(&rewritten).is_err() {
                                 return Err(End::Client(Some(close(
-                                    CloseCode::Error,
+                                    code::ERROR,
                                     "internal error rewriting a message",
                                 ))));
-                            };
-                            send = Message::Text(t);
+                            }
+                            send = Bytes::from(rewritten);
                         }
                         a_rec.bytes_in.store(a.request_bytes, Ordering::Relaxed);
                         a_rec.governance = Some(Governance {
@@ -980,10 +1190,10 @@ impl Session {
                 return send_client(client, ev).await;
             }
         }
-        if upstream.send(send).await.is_err() {
+        if upstream.send(Opcode::Text, &send).await.is_err() {
             // Not sent whole: nothing to charge (the upstream reports nothing for it).
             return Err(End::Upstream(close(
-                CloseCode::Error,
+                code::ERROR,
                 "upstream WebSocket failed",
             )));
         }
@@ -1004,24 +1214,21 @@ impl Session {
 
     /// An upstream text message on its way to the client: the key masked out, the terminal
     /// events' usage recorded.
-    fn on_upstream_text(&mut self, text: Utf8Bytes) -> Utf8Bytes {
-        let text = self.scrub(text);
+    fn on_upstream_text(&mut self, text: &mut [u8]) {
+        self.scrub(text);
         let len = text.len() as u64;
         if let Some(front) = self.pending.front_mut() {
             front.seen += len;
             front.audit.bytes_out += len;
         }
-        let bytes = text.as_bytes();
+        let bytes = &*text;
         // Only events that can end a response are walked.
-        if memchr::memmem::find(bytes, b"\"response.created\"").is_some() {
+        let (created, maybe_terminal) = event_names(bytes);
+        if created {
             if let Some(front) = self.pending.front_mut() {
                 front.started = true;
             }
         }
-        let maybe_terminal = memchr::memmem::find(bytes, b"\"response.completed\"").is_some()
-            || memchr::memmem::find(bytes, b"\"response.incomplete\"").is_some()
-            || memchr::memmem::find(bytes, b"\"response.failed\"").is_some()
-            || memchr::memmem::find(bytes, b"\"error\"").is_some();
         if maybe_terminal {
             let mut scanner = JsonScanner::new(Layout::Event);
             scanner.feed(bytes);
@@ -1047,18 +1254,17 @@ impl Session {
                 _ => {}
             }
         }
-        text
     }
 
-    /// The key, if an upstream message carries it, overwritten with `*` (a message is whole:
-    /// nothing to hold back), and the rest of a key begun in earlier text deltas
-    /// ([`DeltaScrub`]). Only a message that holds (part of) the key is copied.
-    fn scrub(&mut self, text: Utf8Bytes) -> Utf8Bytes {
+    /// The key, if an upstream message carries it, overwritten with `*` in place (a message is
+    /// whole: nothing to hold back; same length, and `*` for ASCII key bytes keeps it UTF-8),
+    /// and the rest of a key begun in earlier text deltas ([`DeltaScrub`]).
+    fn scrub(&mut self, text: &mut [u8]) {
         // after a rotation's cut: read for the usage only, never relayed
         let Some((scrub, _)) = self.scrub.as_ref() else {
-            return text;
+            return;
         };
-        let bytes = text.as_bytes();
+        let bytes = &*text;
         let whole = scrub.contains(bytes);
         // A key begun in earlier deltas and completed at the start of this one's text.
         let (across, earlier, at) = match delta_text(bytes) {
@@ -1069,11 +1275,10 @@ impl Session {
             None => (0, 0, 0),
         };
         if !whole && across == 0 {
-            return text;
+            return;
         }
-        let mut b = BytesMut::from(bytes);
-        b[at..at + across].fill(b'*');
-        let hits = scrub.mask(&mut b);
+        text[at..at + across].fill(b'*');
+        let hits = scrub.mask(text);
         if hits > 0 {
             tracing::warn!(upstream = %self.ctx.upstream.authority, hits, "upstream echoed the key in a WebSocket message; overwritten");
         }
@@ -1085,8 +1290,6 @@ impl Session {
                 "upstream echoed the key split over WebSocket text deltas: the rest was overwritten, its first bytes had already been relayed (rotate the key if that is most of it)"
             );
         }
-        // `*` for ASCII key bytes: still UTF-8.
-        Utf8Bytes::try_from(b.freeze()).unwrap_or_else(|_| Utf8Bytes::from_static(""))
     }
 
     /// A response ended (`result`: what its terminal event reported; `None`: it never came):
@@ -1130,12 +1333,29 @@ impl Session {
         };
         let idle = self.ctx.idle;
         while !self.pending.is_empty() {
-            match tokio::time::timeout(idle, upstream.next()).await {
-                Ok(Some(Ok(Message::Text(t)))) => {
-                    let _ = self.on_upstream_text(t);
+            match tokio::time::timeout(idle, upstream.readable()).await {
+                Ok(Ok(n)) if n > 0 => {}
+                Ok(_) | Err(_) => return,
+            }
+            loop {
+                match upstream.next() {
+                    Ok(None) => break,
+                    Ok(Some(Message::Whole {
+                        text: true,
+                        mut frame,
+                        header_len,
+                    })) => self.on_upstream_text(&mut frame[header_len..]),
+                    Ok(Some(Message::Assembled {
+                        text: true,
+                        mut payload,
+                    })) => self.on_upstream_text(&mut payload),
+                    Ok(Some(Message::Ping(p))) => upstream.push(Opcode::Pong, &p),
+                    Ok(Some(Message::Close(_))) | Err(_) => return,
+                    Ok(Some(_)) => {}
                 }
-                Ok(Some(Ok(Message::Close(_)) | Err(_)) | None) | Err(_) => return,
-                Ok(Some(Ok(_))) => {}
+            }
+            if !upstream.out.is_empty() && upstream.flush().await.is_err() {
+                return;
             }
         }
     }
@@ -1188,6 +1408,32 @@ fn delta_text(bytes: &[u8]) -> Option<std::ops::Range<usize>> {
     }
 }
 
+/// Whether `bytes` holds the string `"response.created"` anywhere, and whether it holds one of
+/// `"response.completed"`, `"response.incomplete"`, `"response.failed"` or `"error"` (a
+/// terminal event, maybe: the message is then parsed). One pass over the `"response.`
+/// occurrences and one search for `"error"`, with finders built once (building a searcher per
+/// call was 9% of the relay's CPU; outside the types, a delta's text rarely holds either).
+fn event_names(bytes: &[u8]) -> (bool, bool) {
+    use memchr::memmem::Finder;
+    static RESPONSE: std::sync::LazyLock<Finder<'static>> =
+        std::sync::LazyLock::new(|| Finder::new(b"\"response."));
+    static ERROR: std::sync::LazyLock<Finder<'static>> =
+        std::sync::LazyLock::new(|| Finder::new(b"\"error\""));
+    let (mut created, mut terminal) = (false, false);
+    for at in RESPONSE.find_iter(bytes) {
+        let rest = &bytes[at + b"\"response.".len()..];
+        if rest.starts_with(b"created\"") {
+            created = true;
+        } else if rest.starts_with(b"completed\"")
+            || rest.starts_with(b"incomplete\"")
+            || rest.starts_with(b"failed\"")
+        {
+            terminal = true;
+        }
+    }
+    (created, terminal || ERROR.find(bytes).is_some())
+}
+
 fn ws_method() -> Method {
     Method::from_bytes(b"WS").unwrap_or(Method::GET)
 }
@@ -1219,16 +1465,19 @@ fn message_type(bytes: &[u8]) -> Option<String> {
 
 /// An `error` event in the shape the Codex CLI reads from the Responses WebSocket:
 /// `{"type":"error","status":N,"error":{...},"headers":{"retry-after":"S"}}`.
-fn error_event(status: u16, error: serde_json::Value, retry_after: Option<u64>) -> Message {
+fn error_event(status: u16, error: serde_json::Value, retry_after: Option<u64>) -> String {
     let mut v = serde_json::json!({"type": "error", "status": status, "error": error});
     if let Some(s) = retry_after {
         v["headers"] = serde_json::json!({"retry-after": s.to_string()});
     }
-    Message::Text(Utf8Bytes::from(v.to_string()))
+    v.to_string()
 }
 
-async fn send_client(client: &mut ClientWs, m: Message) -> Result<(), End> {
-    client.send(m).await.map_err(|_| End::Client(None))
+async fn send_client(client: &mut ClientWs, event: String) -> Result<(), End> {
+    client
+        .send(Opcode::Text, event.as_bytes())
+        .await
+        .map_err(|_| End::Client(None))
 }
 
 /// Serves one client connection with upgrades allowed, under the graceful shutdown (hyper-util's
@@ -1270,6 +1519,49 @@ async fn shutting_down(rx: &mut tokio::sync::watch::Receiver<bool>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn event_names_finds_the_quoted_names_anywhere_as_separate_searches_did() {
+        let cases: [(&[u8], (bool, bool)); 10] = [
+            (
+                br#"{"type":"response.output_text.delta","delta":"x"}"#,
+                (false, false),
+            ),
+            (
+                br#"{"type":"response.created","response":{}}"#,
+                (true, false),
+            ),
+            (
+                br#"{"type":"response.completed","response":{}}"#,
+                (false, true),
+            ),
+            (br#"{"type":"response.incomplete"}"#, (false, true)),
+            (br#"{"type":"response.failed"}"#, (false, true)),
+            (br#"{"type":"error","status":400}"#, (false, true)),
+            // anywhere, both, and names that only start alike
+            (
+                br#"{"a":"response.created","b":"response.completed"}"#,
+                (true, true),
+            ),
+            (
+                br#"{"type":"response.created_x","t":"response.completedness"}"#,
+                (false, false),
+            ),
+            (br#"{"delta":"say \"response.completed\""}"#, (false, false)),
+            (br#"{"delta":"response.completed"}"#, (false, true)),
+        ];
+        for (m, want) in cases {
+            let old = (
+                memchr::memmem::find(m, b"\"response.created\"").is_some(),
+                memchr::memmem::find(m, b"\"response.completed\"").is_some()
+                    || memchr::memmem::find(m, b"\"response.incomplete\"").is_some()
+                    || memchr::memmem::find(m, b"\"response.failed\"").is_some()
+                    || memchr::memmem::find(m, b"\"error\"").is_some(),
+            );
+            assert_eq!(event_names(m), want, "{}", String::from_utf8_lossy(m));
+            assert_eq!(old, want, "{}", String::from_utf8_lossy(m));
+        }
+    }
 
     #[test]
     fn delta_text_finds_the_raw_delta_string_of_delta_events_only() {

@@ -1629,8 +1629,9 @@ fn segs_to_client(proxy_port: u16, client_port: u16) -> u64 {
         .unwrap_or_else(|| panic!("no segs_out in `ss -ti`: {text}"))
 }
 
-/// Segments the proxy sends the client for one more response on a warm session.
-async fn segs_for_one_response(proxy_port: u16) -> (u64, usize) {
+/// Segments the proxy sends the client for one more response on a warm session, and the
+/// messages of that response.
+async fn segs_for_one_response(proxy_port: u16) -> (u64, Vec<String>) {
     let mut ws = connect(proxy_port, &[]).await.expect("upgrade accepted");
     let client_port = ws.get_ref().local_addr().unwrap().port();
     // warm-up: the session and its upstream connection exist before the count
@@ -1639,10 +1640,7 @@ async fn segs_for_one_response(proxy_port: u16) -> (u64, usize) {
     let before = segs_to_client(proxy_port, client_port);
     ws.send(Message::text(create("gpt-5"))).await.unwrap();
     let got = read_until(&mut ws, "response.completed").await;
-    (
-        segs_to_client(proxy_port, client_port) - before,
-        got.types().len(),
-    )
+    (segs_to_client(proxy_port, client_port) - before, got.texts)
 }
 
 /// Issue 13 (found by the bench's WebSocket cell): the messages of a response that upstream
@@ -1664,6 +1662,7 @@ fn a_burst_of_upstream_messages_leaves_in_fewer_writes_than_messages() {
             .to_string(),
     );
     let mock = suite_test_support::responses_mock::MockUpstream::start().unwrap();
+    let sent = messages.clone();
     mock.set_handler(
         move |_| suite_test_support::responses_mock::MockResponse::WebSocket {
             messages: messages.clone(),
@@ -1671,8 +1670,9 @@ fn a_burst_of_upstream_messages_leaves_in_fewer_writes_than_messages() {
     );
     let proxy = Spawn::new(&mock.responses_url()).start();
     let rt = rt();
-    let (burst, n) = rt.block_on(segs_for_one_response(proxy.port));
-    assert_eq!(n, 15);
+    let (burst, texts) = rt.block_on(segs_for_one_response(proxy.port));
+    // byte-identical: the relay passes upstream frames through as they came
+    assert_eq!(texts, sent);
     eprintln!("burst: {burst} segments for 15 messages");
     assert!(burst <= 4, "{burst} segments for a burst of 15 messages");
 
@@ -1684,10 +1684,164 @@ fn a_burst_of_upstream_messages_leaves_in_fewer_writes_than_messages() {
         ..WsScript::default()
     });
     let proxy = Spawn::new(&paced.responses_url()).start();
-    let (segs, n) = rt.block_on(segs_for_one_response(proxy.port));
+    let (segs, texts) = rt.block_on(segs_for_one_response(proxy.port));
+    let n = texts.len();
     eprintln!("paced: {segs} segments for {n} messages");
     assert!(
         segs >= 10,
         "control: {n} paced messages took only {segs} segments"
     );
+}
+
+/// A frame as a peer writes it (unmasked: an upstream's), `fin` and opcode free.
+fn raw_frame(fin: bool, opcode: u8, payload: &[u8]) -> Vec<u8> {
+    let mut f = vec![if fin { 0x80 } else { 0 } | opcode];
+    match payload.len() {
+        n if n < 126 => f.push(n as u8),
+        n if n <= 0xFFFF => {
+            f.push(126);
+            f.extend_from_slice(&(n as u16).to_be_bytes());
+        }
+        n => {
+            f.push(127);
+            f.extend_from_slice(&(n as u64).to_be_bytes());
+        }
+    }
+    f.extend_from_slice(payload);
+    f
+}
+
+/// Reads one frame the proxy wrote to its upstream: (opcode, mask key, unmasked payload); a
+/// frame without the mask bit fails the test (RFC 6455 5.3: a client masks every frame).
+fn read_masked_frame(s: &mut impl std::io::Read) -> (u8, [u8; 4], Vec<u8>) {
+    let mut h = [0u8; 2];
+    s.read_exact(&mut h).unwrap();
+    assert!(h[1] & 0x80 != 0, "an unmasked frame from the proxy: {h:?}");
+    assert!(h[0] & 0x80 != 0, "the proxy sends final frames");
+    let len = match h[1] & 0x7F {
+        126 => {
+            let mut b = [0u8; 2];
+            s.read_exact(&mut b).unwrap();
+            u64::from(u16::from_be_bytes(b))
+        }
+        127 => {
+            let mut b = [0u8; 8];
+            s.read_exact(&mut b).unwrap();
+            u64::from_be_bytes(b)
+        }
+        n => u64::from(n),
+    };
+    let mut mask = [0u8; 4];
+    s.read_exact(&mut mask).unwrap();
+    let mut p = vec![0u8; len as usize];
+    s.read_exact(&mut p).unwrap();
+    for (i, b) in p.iter_mut().enumerate() {
+        *b ^= mask[i % 4];
+    }
+    (h[0] & 0x0F, mask, p)
+}
+
+/// What the hand-written upstream of the next test saw.
+#[derive(Debug, Default)]
+struct RawUpstreamSaw {
+    /// (opcode, mask) of every frame the proxy sent, with the payload.
+    frames: Vec<(u8, [u8; 4], Vec<u8>)>,
+}
+
+/// The relay's frame handling that the recording mock (tungstenite, whole messages) cannot
+/// show: an upstream that fragments a message, with a ping between its fragments and the key
+/// split across them. The client gets one message with the key overwritten (the scrub saw the
+/// whole message), the upstream gets its pong on its own connection, every frame the proxy
+/// sends upstream is masked with a key of its own, and a message that came in one frame
+/// reaches the client as the same bytes.
+#[test]
+fn fragmented_upstream_messages_are_assembled_and_scrubbed_and_pings_answered_upstream() {
+    use std::io::{BufRead, BufReader, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let completed = r#"{"type":"response.completed","response":{"id":"r1","usage":{"input_tokens":3,"output_tokens":2,"total_tokens":5}}}"#;
+    let server = std::thread::spawn(move || {
+        let (s, _) = listener.accept().unwrap();
+        let mut r = BufReader::new(s.try_clone().unwrap());
+        let mut w = s;
+        let (mut ws_key, mut auth) = (String::new(), String::new());
+        loop {
+            let mut line = String::new();
+            r.read_line(&mut line).unwrap();
+            let l = line.trim_end();
+            if l.is_empty() {
+                break;
+            }
+            if let Some((n, v)) = l.split_once(':') {
+                match n.to_ascii_lowercase().as_str() {
+                    "sec-websocket-key" => ws_key = v.trim().to_string(),
+                    "authorization" => auth = v.trim().to_string(),
+                    _ => {}
+                }
+            }
+        }
+        let accept =
+            tokio_tungstenite::tungstenite::handshake::derive_accept_key(ws_key.as_bytes());
+        write!(w, "HTTP/1.1 101 Switching Protocols\r\nupgrade: websocket\r\nconnection: Upgrade\r\nsec-websocket-accept: {accept}\r\n\r\n").unwrap();
+        let mut saw = RawUpstreamSaw::default();
+        saw.frames.push(read_masked_frame(&mut r));
+        // The key, split over two fragments of one delta message, a ping between them.
+        let key = auth.strip_prefix("Bearer ").unwrap().to_string();
+        let head = format!(
+            r#"{{"type":"response.output_text.delta","delta":"leak {}"#,
+            &key[..10]
+        );
+        let tail = format!(r#"{} end"}}"#, &key[10..]);
+        let mut out = raw_frame(false, 0x1, head.as_bytes());
+        out.extend(raw_frame(true, 0x9, b"are you there"));
+        out.extend(raw_frame(true, 0x0, tail.as_bytes()));
+        out.extend(raw_frame(true, 0x1, completed.as_bytes()));
+        w.write_all(&out).unwrap();
+        // the pong, then the client's second message
+        saw.frames.push(read_masked_frame(&mut r));
+        saw.frames.push(read_masked_frame(&mut r));
+        w.write_all(&raw_frame(true, 0x1, completed.as_bytes()))
+            .unwrap();
+        (saw, key)
+    });
+    let proxy = Spawn::new(&format!("http://127.0.0.1:{port}/v1/responses")).start();
+    let rt = rt();
+    let (first, second) = rt.block_on(async {
+        let mut ws = connect(proxy.port, &[]).await.expect("upgrade accepted");
+        ws.send(Message::text(create("gpt-5"))).await.unwrap();
+        let first = read_until(&mut ws, "response.completed").await;
+        ws.send(Message::text(create("gpt-5-mini"))).await.unwrap();
+        let second = read_until(&mut ws, "response.completed").await;
+        ws.close(None).await.unwrap();
+        (first, second)
+    });
+    let (saw, key) = server.join().unwrap();
+
+    // One message for the fragments, the key overwritten in it, the rest intact.
+    assert_eq!(first.texts.len(), 2, "{first:?}");
+    let delta = &first.texts[0];
+    assert!(
+        !delta.contains(&key[..]),
+        "the key reached the client: {delta}"
+    );
+    assert!(
+        delta.contains(&format!("leak {} end", "*".repeat(key.len()))),
+        "{delta}"
+    );
+    // A message in one frame: the same bytes.
+    assert_eq!(first.texts[1], completed);
+    assert_eq!(second.texts, [completed]);
+
+    // Upstream: the client's message, the pong with the ping's payload, the next message; all
+    // masked, each with its own key.
+    let ops: Vec<u8> = saw.frames.iter().map(|f| f.0).collect();
+    assert_eq!(ops, [0x1, 0xA, 0x1], "{saw:?}");
+    assert_eq!(saw.frames[1].2, b"are you there");
+    assert_eq!(String::from_utf8_lossy(&saw.frames[0].2), create("gpt-5"));
+    assert_eq!(
+        String::from_utf8_lossy(&saw.frames[2].2),
+        create("gpt-5-mini")
+    );
+    let masks: std::collections::HashSet<[u8; 4]> = saw.frames.iter().map(|f| f.1).collect();
+    assert_eq!(masks.len(), 3, "a mask key used twice: {saw:?}");
 }
