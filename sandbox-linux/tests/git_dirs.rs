@@ -1536,3 +1536,218 @@ fn nothing_created_in_another_users_setgid_directory_is_group_writable() {
         assert_eq!(own.mode() & 0o020, 0o020, "{ctx}");
     }
 }
+
+/// Whether `path` has an ACL beyond its mode bits (a named entry, a mask, or default entries),
+/// as `getfacl` (Debian `acl`) prints it.
+fn has_acl(path: &Path) -> bool {
+    let out = Command::new("getfacl")
+        .args(["-c", "-p"])
+        .arg(path)
+        .output()
+        .expect("getfacl (Debian acl) is needed");
+    assert!(out.status.success(), "getfacl {}", path.display());
+    String::from_utf8_lossy(&out.stdout).lines().any(|l| {
+        l.starts_with("user:") && !l.starts_with("user::")
+            || l.starts_with("mask::")
+            || l.starts_with("default:")
+    })
+}
+
+/// Outside review r32: what a directory passes on to what the command creates in it.
+/// - F1: another user's directory with a default ACL (`setfacl -d -m u:1:rwx`): a file made
+///   there inherited the entry, `chmod 0775` opened the ACL mask, and `mv` took it over the
+///   workspace's `build.sh`. Now it is created with no inherited ACL (a directory neither), and
+///   adding a group write bit to a file that has an ACL is refused (its group bits are the mask).
+/// - F2: a directory made in another user's setgid directory keeps that group; what is made in
+///   it under `umask 002` was group-writable. F4b: the user's own project in a group shared with
+///   another user (a setgid directory whose group is not the user's private one): the same.
+///   Now what is created in any setgid directory of a group not the user's private one has no
+///   group write bit, from its creation on (F3: stripping it afterwards left a window).
+///
+/// Controls in the same run: `umask 002` in the user's own directory keeps its group write bit,
+/// `chmod g+w` of a file without an ACL in the workspace succeeds.
+#[test]
+fn nothing_created_under_a_shared_group_or_a_default_acl_is_writable_by_another_user() {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    for ns in [Ns::With, Ns::Without] {
+        let e = env();
+        let x = e.base.join("x");
+        let shared = x.join("shared");
+        let acl = x.join("acl");
+        let own_shared = x.join("own-shared");
+        for d in [&shared, &acl, &own_shared] {
+            std::fs::create_dir_all(d).unwrap();
+        }
+        std::fs::write(e.ws.join("acl-file"), "x").unwrap();
+        std::fs::write(e.ws.join("plain"), "x").unwrap();
+        suite_test_support::dirs::chown_tree(&e.base, NOBODY);
+        // another user's (root's) setgid directory in group 100, writable by everyone
+        std::os::unix::fs::chown(&shared, Some(0), Some(100)).unwrap();
+        std::fs::set_permissions(&shared, std::fs::Permissions::from_mode(0o2777)).unwrap();
+        // the user's own directory, setgid in a group shared with others (F4b)
+        std::os::unix::fs::chown(&own_shared, Some(NOBODY), Some(100)).unwrap();
+        std::fs::set_permissions(&own_shared, std::fs::Permissions::from_mode(0o2775)).unwrap();
+        // another user's directory with a default ACL naming uid 1
+        std::os::unix::fs::chown(&acl, Some(0), Some(0)).unwrap();
+        std::fs::set_permissions(&acl, std::fs::Permissions::from_mode(0o777)).unwrap();
+        let setfacl = |args: &[&str], p: &Path| {
+            let st = Command::new("setfacl")
+                .args(args)
+                .arg(p)
+                .status()
+                .expect("setfacl (Debian acl) is needed");
+            assert!(st.success(), "setfacl {args:?} {}", p.display());
+        };
+        setfacl(&["-d", "-m", "u:1:rwx"], &acl);
+        setfacl(&["-m", "u:1:r--"], &e.ws.join("acl-file"));
+        let script = format!(
+            "umask 002; S={s}; A={a}; O={o}; \
+             mkdir $S/d2 && echo 'echo hi' > $S/d2/in.sh && \
+             echo 'echo hi' > $O/build.sh && mkdir $O/sub && \
+             echo 'echo hi' > $A/b.sh && chmod 0775 $A/b.sh && mkdir $A/sub && echo x > $A/sub/f && \
+             mkfifo $A/fifo && \
+             echo x > own.sh && chmod g+w plain && echo made; \
+             chmod g+w acl-file 2>/dev/null; echo acl-chmod=$?",
+            s = s(&shared),
+            a = s(&acl),
+            o = s(&own_shared)
+        );
+        let out = command_with(&e, ns, Some(&x), ns == Ns::Without, false, &script)
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+        let ctx = format!(
+            "{ns:?}: {stdout} / {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(stdout.contains("made"), "{ctx}");
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().mode() & 0o7777;
+        // F2: in a directory made in another user's setgid directory
+        assert_eq!(mode(&shared.join("d2")) & 0o2020, 0, "{ctx}");
+        // (d2 is not setgid any more: what is made in it has the user's own group)
+        let in_sh = std::fs::metadata(shared.join("d2/in.sh")).unwrap();
+        assert!(
+            in_sh.gid() != 100 || in_sh.mode() & 0o020 == 0,
+            "{:o} gid {}: {ctx}",
+            in_sh.mode(),
+            in_sh.gid()
+        );
+        // F4b: the user's own setgid directory of a shared group
+        assert_eq!(mode(&own_shared.join("build.sh")) & 0o020, 0, "{ctx}");
+        assert_eq!(mode(&own_shared.join("sub")) & 0o2020, 0, "{ctx}");
+        // F1: no inherited ACL, on a file, a directory, what is made in it, and a FIFO
+        for p in ["b.sh", "sub", "sub/f", "fifo"] {
+            assert!(!has_acl(&acl.join(p)), "{p} kept an ACL: {ctx}");
+        }
+        assert_eq!(mode(&acl.join("b.sh")), 0o775, "{ctx}");
+        assert!(stdout.contains("acl-chmod=1"), "{ctx}");
+        assert_eq!(mode(&e.ws.join("acl-file")) & 0o020, 0, "{ctx}");
+        // controls
+        assert_eq!(mode(&e.ws.join("own.sh")) & 0o020, 0o020, "{ctx}");
+        assert_eq!(mode(&e.ws.join("plain")) & 0o020, 0o020, "{ctx}");
+    }
+}
+
+/// Outside review r32 F4b, with a victim whose own directories are not the overflow uid's (the
+/// other tests' victim, uid 65534, makes every directory it owns count as someone else's inside
+/// a user namespace): root runs the sandbox in its own setgid directory of group 100 (a group
+/// root does not have to itself); with `umask 002` what is made there gets no group write bit
+/// and a directory no setgid bit. Control: root's own directory of its private group 0 keeps
+/// both.
+#[test]
+fn a_users_own_setgid_directory_of_a_shared_group_passes_no_group_write_on() {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    let e = env();
+    let x = e.base.join("x");
+    let shared = x.join("shared-group");
+    let private = x.join("private-group");
+    for (d, gid) in [(&shared, 100), (&private, 0)] {
+        std::fs::create_dir_all(d).unwrap();
+        std::os::unix::fs::chown(d, Some(0), Some(gid)).unwrap();
+        std::fs::set_permissions(d, std::fs::Permissions::from_mode(0o2775)).unwrap();
+    }
+    let policy = format!(
+        r#"{{"mode":"workspace-write","writable_roots":["{}"]}}"#,
+        s(&x)
+    );
+    let out = Command::new(helper())
+        .arg("--sandbox-policy-cwd")
+        .arg(&e.ws)
+        .arg("--sandbox-policy")
+        .arg(policy)
+        .args(["--", "sh", "-c"])
+        .arg(format!(
+            "umask 002; for d in {} {}; do echo x > $d/f && mkdir $d/d || exit 1; done; echo made",
+            s(&shared),
+            s(&private)
+        ))
+        .current_dir(&e.ws)
+        .env("PWD", &e.ws)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let ctx = format!(
+        "{} / {}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("made"),
+        "{ctx}"
+    );
+    let mode = |p: PathBuf| std::fs::metadata(p).unwrap().mode() & 0o7777;
+    assert_eq!(mode(shared.join("f")), 0o644, "{ctx}");
+    assert_eq!(mode(shared.join("d")), 0o755, "{ctx}");
+    assert_eq!(mode(private.join("f")), 0o664, "{ctx}");
+    assert_eq!(mode(private.join("d")), 0o2775, "{ctx}");
+}
+
+/// Outside review r32 F5: the startup-file carve-outs of a home that is a writable root
+/// followed `$HOME`'s text only: with `HOME` pointing elsewhere, or naming the home by an
+/// un-normalised path, and the command started in the real (passwd) home, `~/.bashrc` and
+/// `~/.profile` were writable. Every home counts now, by its canonical path. Run as root in
+/// root's passwd home (the only check is `test -w`, which writes nothing); control: a file of
+/// the home that is no startup file stays writable.
+#[test]
+fn startup_files_of_the_passwd_home_stay_read_only_whatever_home_says() {
+    let home = std::path::PathBuf::from("/root");
+    let startup = [".bashrc", ".profile", ".gitconfig"]
+        .into_iter()
+        .find(|n| home.join(n).is_file())
+        .expect("root's home has no .bashrc, .profile or .gitconfig to check");
+    let elsewhere = tempfile::Builder::new()
+        .prefix("sbl-home-elsewhere-")
+        .tempdir()
+        .unwrap();
+    for fake_home in [elsewhere.path().to_path_buf(), home.join(".")] {
+        let fake_home = if fake_home.ends_with(".") {
+            // `/root/./` is not a path `Path` keeps; an un-normalised name of /root
+            PathBuf::from("/root/.cargo/..")
+        } else {
+            fake_home
+        };
+        let out = Command::new(helper())
+            .arg("--sandbox-policy-cwd")
+            .arg(&home)
+            .arg("--sandbox-policy")
+            .arg(r#"{"mode":"workspace-write"}"#)
+            .args(["--", "sh", "-c"])
+            .arg(format!(
+                "test -w /root/{startup} && echo STARTUP-WRITABLE; test -w /root/.cargo && echo other-writable"
+            ))
+            .current_dir(&home)
+            .env("PWD", &home)
+            .env("HOME", &fake_home)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let ctx = format!(
+            "HOME={}: {stdout} / {}",
+            fake_home.display(),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(!stdout.contains("STARTUP-WRITABLE"), "{ctx}");
+        assert!(stdout.contains("other-writable"), "control: {ctx}");
+    }
+}

@@ -721,10 +721,24 @@ pub const HOME_STARTUP_FILES: &[&str] = &[
 ];
 
 /// See [`HOME_STARTUP_FILES`]; the same swap rules as `$CODEX_HOME`.
+/// Every home counts ([`home::homes`]: `$HOME` and the passwd entry's directory), each by its
+/// canonical path (outside review r32 F5: with `HOME=/tmp/elsewhere`, or `HOME=/home/u/ws/..`,
+/// and the command started in the real home, the real home's `.bashrc` and `.profile` were
+/// writable: the carve-outs followed `$HOME`'s text only).
 fn protect_home_startup_files(roots: &mut [WritableRoot], env: &SandboxEnv, all_roots: &[PathBuf]) {
-    let Some(home) = &env.home else {
-        return;
-    };
+    let mut homes: Vec<PathBuf> = Vec::new();
+    for h in home::homes(env.home.as_deref()) {
+        let h = std::fs::canonicalize(&h).unwrap_or(h);
+        if !homes.contains(&h) {
+            homes.push(h);
+        }
+    }
+    for home in &homes {
+        protect_startup_files_of(roots, home, all_roots);
+    }
+}
+
+fn protect_startup_files_of(roots: &mut [WritableRoot], home: &Path, all_roots: &[PathBuf]) {
     if !roots.iter().any(|w| home.starts_with(&w.root)) {
         return;
     }

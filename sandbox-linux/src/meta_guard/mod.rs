@@ -241,7 +241,8 @@ fn socket_rule(file: &OwnedFd, change: &Change) -> Result<(), i32> {
         return Err(DENIED_ERRNO);
     };
     if !md.file_type().is_socket() {
-        return group_rule(&md, change);
+        let acl = sys::has_xattr(std::os::fd::AsFd::as_fd(file), c"system.posix_acl_access");
+        return group_rule(&md, acl, change);
     }
     match change {
         Change::Mode(m)
@@ -258,14 +259,17 @@ fn socket_rule(file: &OwnedFd, change: &Change) -> Result<(), i32> {
 /// user's private one (outside review r29 F2: `chgrp` to a group shared with another local
 /// user and `chmod g+w` inside the roots handed that user write access to the user's scripts;
 /// `o+w` was already refused). A group write bit the file already has (made in a setgid
-/// project directory under `umask 002`) may stay.
-fn group_rule(md: &std::fs::Metadata, change: &Change) -> Result<(), i32> {
+/// project directory under `umask 002`) may stay. On a file with an access ACL (`acl`) the
+/// group bits are the ACL's mask, which opens every named entry: no group write bit is added
+/// there whatever the group (outside review r32 F1: a file inheriting another user's default
+/// ACL, then `chmod 0775`).
+fn group_rule(md: &std::fs::Metadata, acl: bool, change: &Change) -> Result<(), i32> {
     use std::os::unix::fs::MetadataExt;
     match change {
         Change::Mode(m)
             if m & libc::S_IWGRP != 0
                 && md.mode() & libc::S_IWGRP == 0
-                && !crate::unix_connect::private_group(md.gid()) =>
+                && (acl || !crate::unix_connect::private_group(md.gid())) =>
         {
             Err(DENIED_ERRNO)
         }

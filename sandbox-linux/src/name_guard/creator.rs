@@ -65,24 +65,115 @@ fn holds_protected_name(dir: BorrowedFd<'_>) -> bool {
     })
 }
 
-/// What the command creates in a setgid directory of someone else takes that directory's
-/// group, so the command hands that group what `g+w` gives, and to directories the setgid bit
-/// that passes it on (outside review r31 F1: another local user's `2777` directory; with
-/// `umask 002` a script made there was group-writable for that user's group, `chmod a+x` added
-/// no group write bit for the metadata mediation to refuse, and `mv` put it over the
-/// workspace's `build.sh`, which that user then edited). So the group write bit and the setgid
-/// bit come off `fd`, just created (or opened) in `parent`, when it is this user's and
-/// `parent` is a setgid directory of someone else (the overflow uid counts as someone else's,
-/// as in `name_guard::shared_sticky`). Best effort on an `fchmod` error (the call itself stands).
-fn no_group_write_from_a_foreign_setgid_parent(parent: BorrowedFd<'_>, fd: &OwnedFd) {
-    let (Ok(p), Ok(f)) = (sys::fstat_fd(parent), sys::fstat_fd(fd.as_fd())) else {
+/// What a directory hands to what is created in it, beyond the creator's own mode: a group
+/// (setgid) and access control lists (a default ACL). Both can give another local user write
+/// access to a file the command creates, which the command can then move over a workspace file
+/// that user runs or edits later.
+///
+/// - **A setgid directory whose group is not the user's private one, or that someone else
+///   owns** (outside review r31 F1: another local user's `2777` directory; with `umask 002` a
+///   script made there was group-writable for that user's group, `chmod a+x` added no group
+///   write bit for the metadata mediation to refuse, and `mv` put it over the workspace's
+///   `build.sh`; r32 F2: a directory made there is the user's own but keeps that group, and what
+///   was made in it was not covered; r32 F4b: the user's own project inside such a directory):
+///   what is created there gets no group write bit, from its creation on (r32 F3: stripping it
+///   afterwards left a moment in which that user's inotify watcher opened the file for writing
+///   and kept the descriptor), and a directory loses the setgid bit the kernel gives it.
+/// - **A default ACL** (r32 F1: another user's directory with `setfacl -d -m u:THEM:rwx`; the
+///   file made there inherited the entry, and `chmod 0775` opened its mask): what is created
+///   there is created with no group-class bits (the ACL mask, so the inherited entries grant
+///   nothing from the start), then its inherited ACLs are removed and it gets the mode it
+///   asked for. The command cannot set an ACL itself (the metadata mediation refuses it), so it
+///   cannot inherit one either. A user's own default ACLs are not passed on to what the
+///   command creates (documented cost).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+struct Inherited {
+    shared_group: bool,
+    default_acl: bool,
+}
+
+impl Inherited {
+    fn of(parent: BorrowedFd<'_>) -> Self {
+        let Ok(p) = sys::fstat_fd(parent) else {
+            return Self::default();
+        };
+        let me = crate::sys::geteuid();
+        let shared_group = p.st_mode & libc::S_ISGID != 0
+            && (p.st_uid != me
+                || p.st_uid == super::OVERFLOW_UID
+                || !crate::unix_connect::private_group(p.st_gid));
+        let default_acl = crate::meta_guard::sys::has_xattr(parent, c"system.posix_acl_default");
+        Self {
+            shared_group,
+            default_acl,
+        }
+    }
+
+    /// The mode to create with (`mode` already has the umask applied).
+    fn creation_mode(self, mode: u32) -> u32 {
+        let mut m = mode;
+        if self.shared_group {
+            m &= !libc::S_IWGRP;
+        }
+        if self.default_acl {
+            m &= !0o070;
+        }
+        m
+    }
+
+    /// After `fd` (any descriptor of the new file, `O_PATH` included) was created with
+    /// [`Self::creation_mode`] of `mode`: the inherited ACLs removed and the mode set, without
+    /// the group write bit and the setgid bit under a shared group. Best effort on an error
+    /// (the call itself stands; its group-class bits stay cleared, which grants nothing).
+    fn settle(self, fd: &OwnedFd, mode: u32) {
+        use crate::meta_guard::sys as msys;
+        let Ok(st) = sys::fstat_fd(fd.as_fd()) else {
+            return;
+        };
+        if st.st_uid != crate::sys::geteuid() || st.st_mode & libc::S_IFMT == libc::S_IFLNK {
+            return;
+        }
+        let mut want = st.st_mode & 0o7777;
+        if self.default_acl {
+            let _ = msys::removexattr_pinned(fd, c"system.posix_acl_access");
+            if st.st_mode & libc::S_IFMT == libc::S_IFDIR {
+                let _ = msys::removexattr_pinned(fd, c"system.posix_acl_default");
+            }
+            // the asked-for mode, and the setgid bit the kernel gave a directory
+            want = (mode & 0o777) | (st.st_mode & libc::S_ISGID);
+        }
+        if self.shared_group {
+            want &= !(libc::S_IWGRP | libc::S_ISGID);
+        }
+        if want != st.st_mode & 0o7777 {
+            let _ = msys::chmod_pinned(fd, want);
+        }
+    }
+}
+
+/// [`Inherited::settle`] for the entry `name` just made in `parent` (reached with `O_PATH`, so
+/// a FIFO or a socket file is not opened).
+fn settle_entry(inherited: Inherited, parent: BorrowedFd<'_>, name: &std::ffi::CStr, mode: u32) {
+    if inherited == Inherited::default() {
+        return;
+    }
+    if let Ok(fd) = sys::openat(Some(parent), name, libc::O_PATH | libc::O_NOFOLLOW, 0) {
+        inherited.settle(&fd, mode);
+    }
+}
+
+/// A file opened with `O_CREAT` in a setgid directory of a shared group: the group write bit
+/// and the setgid bit come off even when it already existed and is the user's (as before
+/// r32: a file of the user's made there under `umask 002`).
+fn no_group_write_in_a_shared_group(inherited: Inherited, fd: &OwnedFd) {
+    if !inherited.shared_group {
+        return;
+    }
+    let Ok(f) = sys::fstat_fd(fd.as_fd()) else {
         return;
     };
-    let me = crate::sys::geteuid();
-    let foreign_setgid =
-        p.st_mode & libc::S_ISGID != 0 && (p.st_uid != me || p.st_uid == super::OVERFLOW_UID);
     let bits = libc::S_IWGRP | libc::S_ISGID;
-    if foreign_setgid && f.st_uid == me && f.st_mode & bits != 0 {
+    if f.st_uid == crate::sys::geteuid() && f.st_mode & bits != 0 {
         let _ = crate::meta_guard::sys::fchmod(fd, f.st_mode & 0o7777 & !bits);
     }
 }
@@ -352,26 +443,26 @@ pub(super) fn perform(req: &Request, fds: Vec<OwnedFd>) -> Outcome {
         Op::Mkdir => match target_refusing(d1, &req.path1, is_protected)? {
             Target::Direct => sys::mkdirat(d1, &cstr(&req.path1)?, req.mode).map_err(errno),
             Target::In(parent, last) => {
-                sys::mkdirat(Some(parent.as_fd()), &last, req.mode).map_err(errno)?;
-                if let Ok(dir) = sys::openat(
-                    Some(parent.as_fd()),
-                    &last,
-                    libc::O_RDONLY | libc::O_DIRECTORY | libc::O_NOFOLLOW,
-                    0,
-                ) {
-                    no_group_write_from_a_foreign_setgid_parent(parent.as_fd(), &dir);
-                }
+                let inherited = Inherited::of(parent.as_fd());
+                let mode = inherited.creation_mode(req.mode);
+                sys::mkdirat(Some(parent.as_fd()), &last, mode).map_err(errno)?;
+                settle_entry(inherited, parent.as_fd(), &last, req.mode);
                 Ok(())
             }
         }
         .map(|()| None),
         Op::Mknod => match target(d1, &req.path1)? {
-            Target::Direct => sys::mknodat(d1, &cstr(&req.path1)?, req.mode, req.dev as _),
+            Target::Direct => {
+                sys::mknodat(d1, &cstr(&req.path1)?, req.mode, req.dev as _).map_err(errno)
+            }
             Target::In(parent, last) => {
-                sys::mknodat(Some(parent.as_fd()), &last, req.mode, req.dev as _)
+                let inherited = Inherited::of(parent.as_fd());
+                let mode = (req.mode & libc::S_IFMT) | inherited.creation_mode(req.mode & 0o7777);
+                sys::mknodat(Some(parent.as_fd()), &last, mode, req.dev as _).map_err(errno)?;
+                settle_entry(inherited, parent.as_fd(), &last, req.mode);
+                Ok(())
             }
         }
-        .map_err(errno)
         .map(|()| None),
         Op::Symlink => {
             let content = cstr(&req.path1)?;
@@ -547,9 +638,17 @@ fn open(dir: Option<BorrowedFd<'_>>, path: &[u8], flags: i32, mode: u32) -> Outc
     if flags & libc::O_TMPFILE == libc::O_TMPFILE {
         let d = open_path_no_magiclinks(dir, &cstr(path)?, true)?;
         check_location(d.as_fd(), true)?;
-        return sys::openat(Some(d.as_fd()), c".", flags, mode)
-            .map(Some)
-            .map_err(errno);
+        // linked in later (`linkat`): what it inherits here goes with it
+        let inherited = Inherited::of(d.as_fd());
+        let fd = sys::openat(
+            Some(d.as_fd()),
+            c".",
+            flags,
+            inherited.creation_mode(mode & 0o7777),
+        )
+        .map_err(errno)?;
+        inherited.settle(&fd, mode);
+        return Ok(Some(fd));
     }
     if flags & libc::O_CREAT == 0 {
         // magic links (`/proc/self/fd/N` behind a workspace symlink) would be this process's
@@ -579,12 +678,32 @@ fn open(dir: Option<BorrowedFd<'_>>, path: &[u8], flags: i32, mode: u32) -> Outc
             }
             Target::In(parent, last) => (parent, last),
         };
-        match sys::openat(Some(parent.as_fd()), &last, flags | libc::O_NOFOLLOW, mode) {
+        let inherited = Inherited::of(parent.as_fd());
+        // Whether this call creates the file (what it inherits is settled only then): it was
+        // not there just before (a file another process of the user makes in between is
+        // settled too, which clears nothing it asked for but inherited ACLs).
+        let existed = inherited != Inherited::default() && {
+            let mut st = std::mem::MaybeUninit::<libc::stat>::uninit();
+            !matches!(
+                sys::fstatat_nofollow(parent.as_raw_fd(), &last, &mut st),
+                Err(e) if e.raw_os_error() == Some(libc::ENOENT)
+            )
+        };
+        match sys::openat(
+            Some(parent.as_fd()),
+            &last,
+            flags | libc::O_NOFOLLOW,
+            inherited.creation_mode(mode & 0o7777),
+        ) {
             Ok(fd) => {
                 if sys::info(fd.as_fd()).map_err(errno)?.magic == PROC_SUPER_MAGIC {
                     return Err(DENIED_ERRNO);
                 }
-                no_group_write_from_a_foreign_setgid_parent(parent.as_fd(), &fd);
+                if existed {
+                    no_group_write_in_a_shared_group(inherited, &fd);
+                } else {
+                    inherited.settle(&fd, mode);
+                }
                 return Ok(Some(fd));
             }
             Err(e)
