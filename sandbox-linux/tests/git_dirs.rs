@@ -1413,6 +1413,7 @@ fn startup_files_in_a_home_that_is_a_writable_root_stay_read_only() {
         suite_test_support::dirs::chown_tree(&e.base, NOBODY);
         let script = "printf '[core]\\n\\tfsmonitor = id\\n' >> .gitconfig 2>&1 && echo WROTE-gitconfig; \
                       echo 'id' > .zshrc 2>&1 && echo CREATED-zshrc; \
+                      echo 'id' > .xsession 2>&1 && echo CREATED-xsession; \
                       echo x > notes.txt && echo other-writable";
         let out = command_with(&e, ns, None, ns == Ns::Without, false, script)
             .env("HOME", &e.ws)
@@ -1423,6 +1424,8 @@ fn startup_files_in_a_home_that_is_a_writable_root_stay_read_only() {
         let ctx = format!("{ns:?}: {stdout} / {stderr}");
         assert!(!stdout.contains("CREATED-zshrc"), "{ctx}");
         assert!(!e.ws.join(".zshrc").exists(), "{ctx}");
+        // outside review r32 F6: the X session file Debian's Xsession runs
+        assert!(!stdout.contains("CREATED-xsession"), "{ctx}");
         if ns == Ns::With {
             assert!(!stdout.contains("WROTE-gitconfig"), "{ctx}");
             assert_eq!(

@@ -718,6 +718,33 @@ pub const HOME_STARTUP_FILES: &[&str] = &[
     ".xprofile",
     ".xsessionrc",
     ".xinitrc",
+    // outside review r32 F6: the X session files Debian's Xsession, startx/xinit and Fedora's
+    // Xclients run; csh/tcsh/ksh start-up; files that grant logins or run on mail delivery
+    ".xsession",
+    ".Xsession",
+    ".xserverrc",
+    ".Xclients",
+    ".login",
+    ".logout",
+    ".cshrc",
+    ".tcshrc",
+    ".kshrc",
+    ".mkshrc",
+    ".forward",
+    ".rhosts",
+    ".shosts",
+    ".k5login",
+    // tools the user runs by hand that run commands their config names
+    ".hgrc",
+    ".vimrc",
+    ".gvimrc",
+    ".exrc",
+    ".emacs",
+    ".tmux.conf",
+    ".screenrc",
+    ".gdbinit",
+    ".psqlrc",
+    ".sqliterc",
 ];
 
 /// See [`HOME_STARTUP_FILES`]; the same swap rules as `$CODEX_HOME`.
