@@ -6,7 +6,10 @@
 //! went to it). Now the launcher catches `SIGTSTP` (and `SIGTTIN`/`SIGTTOU`), stops every process
 //! of the sandbox with `SIGSTOP` (its descendants in `/proc`, swept until a pass finds nothing
 //! new and every one of them is seen stopped), and only then stops itself; `SIGCONT` (the
-//! shell's `fg`/`bg`) continues exactly the processes it stopped. The sandbox cannot catch,
+//! shell's `fg`/`bg`) continues the processes it stopped. First, the launcher asks the init to
+//! stop the sandbox with one `kill(-1, SIGSTOP)` ([`crate::pidns::FREEZE`]; the sweep alone lost
+//! to a pid-hopping loop: outside review r32 F7), and on `SIGCONT` to continue it (a process of
+//! the sandbox that had stopped itself is continued too). The sandbox cannot catch,
 //! block or ignore `SIGSTOP`. Limits: a `kill -STOP` of the launcher (uncatchable) does not
 //! freeze the sandbox, and a command in a background job (`&`, or after `bg`) still reads the
 //! terminal while the shell has it: a pty owned by the launcher is the fix for that, not built.
@@ -64,10 +67,20 @@ impl JobControl {
             }
         }
         if i32::from(b[0]) == libc::SIGCONT {
+            // the init continues what its kill(-1) stopped, then the sweep's own
+            if let Some(init) = self.spare {
+                let _ = sys::kill(init, crate::pidns::THAW);
+            }
             for pid in self.stopped.drain(..) {
                 let _ = sys::kill(pid, libc::SIGCONT);
             }
         } else {
+            // the init stops the whole sandbox at once (a pid-hopping loop outruns a sweep:
+            // outside review r32 F7); the sweep then waits until it sees every process stopped
+            // and stops what the init could not reach (an init without the signal scope)
+            if let Some(init) = self.spare {
+                let _ = sys::kill(init, crate::pidns::FREEZE);
+            }
             let mut skip = self.stopped.clone();
             skip.extend(self.spare);
             self.stopped.extend(freeze(self.root, &skip));

@@ -49,6 +49,32 @@ static LAUNCHER_GONE: AtomicBool = AtomicBool::new(false);
 static SCOPED: AtomicBool = AtomicBool::new(false);
 /// The command (0 until it is forked).
 static COMMAND: AtomicI32 = AtomicI32::new(0);
+/// `kill(-1)` from this process reaches exactly the sandbox: pid 1 of a pid namespace, or a
+/// subreaper inside the signal scope ([`SCOPED`]).
+static FREEZE_OK: AtomicBool = AtomicBool::new(false);
+
+/// Sent by the launcher to the init on Ctrl-Z: the init stops every process of the sandbox with
+/// one `kill(-1, SIGSTOP)` (outside review r32 F7: the launcher's `/proc` sweep lost to a
+/// pid-hopping loop, which went on running with the user's terminal while the job looked
+/// stopped). The kernel walks the task list under the lock `fork` takes, and a fork that a
+/// pending signal interrupts is restarted, so no process escapes it. Signals whose default
+/// action is to ignore them, so that one arriving before the handlers are set does nothing.
+pub const FREEZE: libc::c_int = libc::SIGURG;
+/// Sent by the launcher on `SIGCONT`: the init continues every process of the sandbox.
+pub const THAW: libc::c_int = libc::SIGWINCH;
+
+extern "C" fn on_freeze(_sig: libc::c_int) {
+    if FREEZE_OK.load(Ordering::SeqCst) {
+        // async-signal-safe: kill(2) only
+        let _ = sys::kill(-1, libc::SIGSTOP);
+    }
+}
+
+extern "C" fn on_thaw(_sig: libc::c_int) {
+    if FREEZE_OK.load(Ordering::SeqCst) {
+        let _ = sys::kill(-1, libc::SIGCONT);
+    }
+}
 
 extern "C" fn on_launcher_died(_sig: libc::c_int) {
     LAUNCHER_GONE.store(true, Ordering::SeqCst);
@@ -98,6 +124,12 @@ pub fn prepare(
             return Ok(false);
         }
     }
+    FREEZE_OK.store(
+        mode == Mode::PidNamespace || SCOPED.load(Ordering::SeqCst),
+        Ordering::SeqCst,
+    );
+    sys::on_signal(FREEZE, on_freeze)?;
+    sys::on_signal(THAW, on_thaw)?;
     Ok(!launcher_gone())
 }
 

@@ -772,6 +772,54 @@ fn proc_state(pid: u32) -> Option<char> {
         .next()
 }
 
+/// Outside review r32 F7: after Ctrl-Z the launcher's `/proc` sweep lost to a pid-hopping loop
+/// (298 ticks in 3 s while the job looked stopped: a process with the user's terminal). The
+/// init now stops the sandbox with one `kill(-1, SIGSTOP)`, and continues it on `SIGCONT`.
+/// Control: it ticks before the stop and again after `SIGCONT`.
+#[test]
+fn ctrl_z_freezes_a_pid_hopping_loop() {
+    for ns in [Ns::With, Ns::Without { dangerous: true }] {
+        let e = Env::new();
+        let ticks = e.ws.join("ticks");
+        // the command itself stays (a hopper's first parent exits at once, which would end
+        // the run); the probe's `hop` forks without pause and ticks every 10 ms
+        let script = format!("{PROBE} hop ticks & sleep 60");
+        let mut c = sandbox(&e, WS_WRITE, ns, &["sh", "-c", &script]);
+        c.stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        let mut launcher = c.spawn().unwrap();
+        let pid = launcher.id();
+        struct KillOnDrop(u32);
+        impl Drop for KillOnDrop {
+            fn drop(&mut self) {
+                // SAFETY: kill takes integers; the launcher this test started.
+                unsafe { libc::kill(self.0 as i32, libc::SIGKILL) };
+            }
+        }
+        let _guard = KillOnDrop(pid);
+        assert!(wait_for(|| size(&ticks) > 0), "{ns:?}: never ticked");
+        // SAFETY: kill takes integers; `pid` is the launcher this test started.
+        unsafe { libc::kill(pid as i32, libc::SIGTSTP) };
+        assert!(
+            wait_for(|| proc_state(pid) == Some('T')),
+            "{ns:?}: the launcher did not stop"
+        );
+        let t0 = size(&ticks);
+        std::thread::sleep(Duration::from_millis(800));
+        assert_eq!(
+            size(&ticks),
+            t0,
+            "{ns:?}: the hopping loop ran while stopped"
+        );
+        // SAFETY: as above.
+        unsafe { libc::kill(pid as i32, libc::SIGCONT) };
+        assert!(wait_for(|| size(&ticks) > t0), "{ns:?}: did not continue");
+        launcher.kill().unwrap();
+        launcher.wait().unwrap();
+    }
+}
+
 /// A ticker and a detached reader of the command's stdin (which stands for the terminal: a
 /// non-interactive shell gives background jobs /dev/null, so the reader takes fd 3).
 const FREEZE_CMD: &str = "exec 3<&0; ( setsid sh -c 'exec cat <&3 >> captured' & ); \

@@ -13,6 +13,31 @@ mod probe_sys {
     use std::ffi::CStr;
     use std::io;
 
+    /// A pid-hopping loop (outside review r32 F7): fork without pause, the parent exits, the
+    /// child goes on; a line appended to `file` every 10 ms. Never returns.
+    pub fn hop(file: &std::path::Path) -> ! {
+        use std::io::Write;
+        let mut f = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(file)
+            .expect("hop: the tick file");
+        let mut last = std::time::Instant::now();
+        loop {
+            // SAFETY: the probe is single-threaded here; the child only touches its own copy of
+            // the memory (a file, an Instant) and calls fork/_exit again.
+            let pid = unsafe { libc::fork() };
+            if pid > 0 {
+                // SAFETY: _exit takes an integer and does not return.
+                unsafe { libc::_exit(0) };
+            }
+            if pid == 0 && last.elapsed() > std::time::Duration::from_millis(10) {
+                let _ = f.write_all(b"t\n");
+                last = std::time::Instant::now();
+            }
+        }
+    }
+
     pub fn res(ret: libc::c_long) -> io::Result<libc::c_long> {
         if ret < 0 {
             Err(io::Error::last_os_error())
@@ -713,6 +738,7 @@ fn run(args: &[String]) -> i32 {
         "read" => report(std::fs::read(arg(args, 2)).map(drop)),
         "open-noctty" => report(s::open_ro_noctty(&cpath(&arg(args, 2)))),
         "race-chmod" => race_chmod(num(args, 2) as u64),
+        "hop" => s::hop(std::path::Path::new(&arg(args, 2))),
         "race-mkdir" => {
             race_mkdir(num(args, 2) as u64);
         }
