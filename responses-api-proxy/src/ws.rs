@@ -743,6 +743,11 @@ fn client_frame_error(e: &FrameError) -> CloseFrame {
 impl Session {
     async fn run(mut self, mut client: ClientWs, mut upstream: UpstreamWs) {
         let end = self.relay(&mut client, &mut upstream).await;
+        // Messages still waiting for their turn are never sent once the relay has ended: their
+        // bytes go back to --max-buffered-bytes now, not when the response in flight ends
+        // (outside review r33 F2: a client that left held its share of the buffer for up to
+        // --ws-idle-timeout while the upstream kept that response open).
+        self.waiting.clear();
         let how = match end {
             End::ClientClosed(reply) => {
                 self.audit.outcome = Outcome::Complete;

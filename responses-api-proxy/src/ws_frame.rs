@@ -107,6 +107,8 @@ pub enum FrameError {
     Masked,
     #[error("a 64-bit frame length with its top bit set")]
     BadLength,
+    #[error("a frame length not in its shortest form")]
+    LongLength,
     #[error("a message of {len} bytes or more, over the limit of {max}")]
     TooLarge { len: u64, max: usize },
     #[error("a continuation frame with no message begun")]
@@ -138,7 +140,14 @@ pub fn parse_header(buf: &[u8], from: Peer) -> Result<Option<Header>, FrameError
             let Some(b) = buf.get(2..4) else {
                 return Ok(None);
             };
-            (u64::from(u16::from_be_bytes([b[0], b[1]])), 4)
+            let n = u16::from_be_bytes([b[0], b[1]]);
+            // RFC 6455 5.2: the minimal number of bytes must be used (outside review r33 F1:
+            // an upstream's non-minimal header went to the client as it was, and a strict
+            // client ends the session on it)
+            if n < 126 {
+                return Err(FrameError::LongLength);
+            }
+            (u64::from(n), 4)
         }
         127 => {
             let Some(b) = buf.get(2..10) else {
@@ -149,6 +158,9 @@ pub fn parse_header(buf: &[u8], from: Peer) -> Result<Option<Header>, FrameError
             let n = u64::from_be_bytes(n);
             if n >> 63 != 0 {
                 return Err(FrameError::BadLength);
+            }
+            if n <= u64::from(u16::MAX) {
+                return Err(FrameError::LongLength);
             }
             (n, 10)
         }
@@ -535,6 +547,31 @@ mod tests {
         let mut f = vec![0x82, 127];
         f.extend_from_slice(&(1u64 << 63).to_be_bytes());
         assert_eq!(parse_header(&f, Peer::Server), Err(FrameError::BadLength));
+        // lengths not in their shortest form (outside review r33 F1: 74 in the 64-bit form
+        // went to the client unchanged), from either side; the shortest forms pass
+        for (b1, ext) in [
+            (127u8, 74u64.to_be_bytes().to_vec()),
+            (127, 65535u64.to_be_bytes().to_vec()),
+            (126, 125u16.to_be_bytes().to_vec()),
+        ] {
+            for (from, mask) in [(Peer::Server, None), (Peer::Client, Some(MASK))] {
+                let mut f = vec![0x81, b1 | if mask.is_some() { 0x80 } else { 0 }];
+                f.extend_from_slice(&ext);
+                f.extend_from_slice(&mask.unwrap_or_default());
+                assert_eq!(parse_header(&f, from), Err(FrameError::LongLength), "{f:?}");
+            }
+        }
+        for (b1, ext) in [
+            (127u8, 65536u64.to_be_bytes().to_vec()),
+            (126, 126u16.to_be_bytes().to_vec()),
+        ] {
+            let mut f = vec![0x81, b1];
+            f.extend_from_slice(&ext);
+            assert!(
+                matches!(parse_header(&f, Peer::Server), Ok(Some(_))),
+                "{f:?}"
+            );
+        }
     }
 
     #[test]

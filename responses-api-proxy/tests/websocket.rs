@@ -1455,6 +1455,79 @@ fn waiting_messages_count_against_the_buffer_budget() {
     assert_eq!((completed, errors.len()), (9, 0), "{errors:?}\n{log}");
 }
 
+/// The status code of a raw HTTP/1.1 POST of `body` to the proxy (as root).
+fn post_status(port: u16, body: &str) -> u16 {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    write!(
+        s,
+        "POST /v1/responses HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nconnection: close\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n",
+        body.len()
+    )
+    .unwrap();
+    let _ = s.write_all(body.as_bytes());
+    let mut head = [0u8; 12];
+    s.read_exact(&mut head).unwrap();
+    String::from_utf8_lossy(&head[9..12]).parse().unwrap_or(0)
+}
+
+/// Outside review r33 F2: a client that left with a `response.create` waiting kept that
+/// message's bytes counted against its share of --max-buffered-bytes until the response in
+/// flight ended upstream (up to --ws-idle-timeout): the same user's next governed request got
+/// 503 with no connection open. Now the waiting messages go when the session's relay ends.
+/// Control: while the session is open, the same request is refused (the share is in use).
+#[test]
+fn a_client_that_leaves_gives_back_what_its_waiting_messages_held() {
+    let mock = WsMock::start().unwrap();
+    // the first response stays in flight for about 6 s
+    mock.set_script(WsScript {
+        delay: Duration::from_secs(1),
+        ..WsScript::default()
+    });
+    let d = policy_dir();
+    let policy = write_policy(d.path(), "[default]\nmodels = [\"gpt-5\"]\n");
+    // a 1 MiB share: one 900 kB message waiting fills it
+    let proxy = start(
+        &mock,
+        &[
+            "--policy",
+            policy.to_str().unwrap(),
+            "--max-body-bytes",
+            "1048576",
+            "--max-buffered-bytes",
+            "3145728",
+        ],
+    );
+    let body = serde_json::json!({"model": "gpt-5", "input": "x".repeat(900_000)}).to_string();
+    rt().block_on(async {
+        let mut ws = connect(proxy.port, &[]).await.unwrap();
+        ws.send(Message::text(create("gpt-5"))).await.unwrap();
+        ws.send(Message::text(big_create(900_000))).await.unwrap();
+        // until the proxy has read the waiting message: the share is in use (a POST sent
+        // before that would hold the share itself and have the message refused)
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let deadline = std::time::Instant::now() + Duration::from_secs(3);
+        loop {
+            let status = post_status(proxy.port, &body);
+            if status == 503 {
+                break;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "control: {status}\n{}",
+                proxy.stderr()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        // the client goes away without a close frame
+        drop(ws);
+    });
+    std::thread::sleep(Duration::from_millis(300));
+    let status = post_status(proxy.port, &body);
+    assert_ne!(status, 503, "{}", proxy.stderr());
+}
+
 /// The status line of a WebSocket upgrade to the proxy sent by uid 65534 (`python3` run as it).
 fn upgrade_status_as_nobody(port: u16) -> String {
     use std::os::unix::process::CommandExt;
