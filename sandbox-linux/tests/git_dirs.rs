@@ -1705,6 +1705,39 @@ fn a_users_own_setgid_directory_of_a_shared_group_passes_no_group_write_on() {
     assert_eq!(mode(private.join("d")), 0o2775, "{ctx}");
 }
 
+/// Outside review r34 F1: a startup file that is a symlink (`~/.bashrc -> dotfiles/bashrc`, as
+/// dotfile managers make) was skipped: the command wrote through it and re-pointed it. A mount
+/// cannot hold a link in place, so the run is refused (201) naming it, and nothing is written.
+/// Control: the same home with a regular `.bashrc` runs (the test above).
+#[test]
+fn a_startup_file_that_is_a_symlink_refuses_the_run() {
+    let e = env();
+    std::fs::create_dir_all(e.ws.join("dotfiles")).unwrap();
+    std::fs::write(e.ws.join("dotfiles/bashrc"), "x\n").unwrap();
+    std::os::unix::fs::symlink("dotfiles/bashrc", e.ws.join(".bashrc")).unwrap();
+    suite_test_support::dirs::chown_tree(&e.base, NOBODY);
+    let out = command_with(
+        &e,
+        Ns::With,
+        None,
+        false,
+        false,
+        "echo pwn >> .bashrc; echo ran",
+    )
+    .env("HOME", &e.ws)
+    .output()
+    .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let ctx = format!("{} / {stderr}", String::from_utf8_lossy(&out.stdout));
+    assert_eq!(out.status.code(), Some(201), "{ctx}");
+    assert!(stderr.contains(".bashrc"), "{ctx}");
+    assert_eq!(
+        std::fs::read_to_string(e.ws.join("dotfiles/bashrc")).unwrap(),
+        "x\n",
+        "{ctx}"
+    );
+}
+
 /// Outside review r32 F5: the startup-file carve-outs of a home that is a writable root
 /// followed `$HOME`'s text only: with `HOME` pointing elsewhere, or naming the home by an
 /// un-normalised path, and the command started in the real (passwd) home, `~/.bashrc` and

@@ -771,6 +771,21 @@ fn protect_startup_files_of(roots: &mut [WritableRoot], home: &Path, all_roots: 
     }
     for name in HOME_STARTUP_FILES {
         let (path, hazard) = carve_out_target(&home.join(name), all_roots);
+        if hazard.iter().any(|h| h.is_symlink()) {
+            // a startup file that is a symlink (dotfiles kept elsewhere, `stow`): a mount
+            // cannot hold a link in place, so the entry carries it and the run is refused,
+            // naming it, as for `$CODEX_HOME` (outside review r34 F1: the link was skipped
+            // with the directories below, and the command wrote through `~/.bashrc` and
+            // re-pointed `~/.profile`)
+            for w in roots.iter_mut() {
+                if path.starts_with(&w.root) || home.starts_with(&w.root) {
+                    w.read_only_subpaths
+                        .extend(carve_outs_for(path.clone(), hazard));
+                    break;
+                }
+            }
+            continue;
+        }
         if !hazard.is_empty() {
             // `~` strictly below a root (`HOME=/tmp/x/home`): protecting these would hold the
             // directories above them read-only, the whole home with them (outside review r30
