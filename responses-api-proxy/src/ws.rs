@@ -704,6 +704,16 @@ enum End {
     Rotated(CloseFrame),
 }
 
+/// What ended a pass over the upstream's whole messages (see `Session::take_upstream`).
+enum UpstreamStop {
+    /// A protocol error or a text message that is not UTF-8: the reason, for the log.
+    Broke(String),
+    /// A binary message (the Responses API sends none).
+    Binary,
+    /// A close frame (its code and reason, if any).
+    Closed(Option<(u16, String)>),
+}
+
 fn close(code: u16, reason: &'static str) -> CloseFrame {
     CloseFrame {
         code,
@@ -952,64 +962,30 @@ impl Session {
         client: &mut ClientWs,
         upstream: &mut UpstreamWs,
     ) -> Option<End> {
+        let (relayed, stop) = self.take_upstream(upstream, Some(client));
         // activity is stamped once per round (a clock read per message showed in the profile)
-        let mut relayed = false;
-        loop {
-            match upstream.next() {
-                Ok(None) => break,
-                Ok(Some(Message::Whole {
-                    text: true,
-                    mut frame,
-                    header_len,
-                })) => {
-                    let payload = &mut frame[header_len..];
-                    if std::str::from_utf8(payload).is_err() {
-                        return Some(self.upstream_broke("a text message that is not UTF-8"));
-                    }
-                    relayed = true;
-                    self.on_upstream_text(payload);
-                    self.audit.bytes_out += payload.len() as u64;
-                    // an unmasked server frame: the client gets it as it came (payload
-                    // scrubbed in place, same length)
-                    client.out.extend_from_slice(&frame);
-                }
-                Ok(Some(Message::Assembled {
-                    text: true,
-                    mut payload,
-                })) => {
-                    if std::str::from_utf8(&payload).is_err() {
-                        return Some(self.upstream_broke("a text message that is not UTF-8"));
-                    }
-                    relayed = true;
-                    self.on_upstream_text(&mut payload);
-                    self.audit.bytes_out += payload.len() as u64;
-                    client.push(Opcode::Text, &payload);
-                }
-                Ok(Some(
-                    Message::Whole { text: false, .. } | Message::Assembled { text: false, .. },
-                )) => {
-                    return Some(End::Upstream(close(
-                        code::ERROR,
-                        "upstream sent a binary message",
-                    )));
-                }
-                Ok(Some(Message::Ping(p))) => upstream.push(Opcode::Pong, &p),
-                Ok(Some(Message::Pong)) => {}
-                Ok(Some(Message::Close(c))) => {
-                    // answered (best effort); what was relayed before it still goes out, ahead
-                    // of the client's close frame
-                    let reply = close_reply(c);
-                    let _ = tokio::time::timeout(CLOSE_GRACE, upstream.close(reply.as_ref())).await;
-                    return Some(End::Upstream(close(
-                        code::NORMAL,
-                        "upstream closed the session",
-                    )));
-                }
-                Err(e) => return Some(self.upstream_broke(&e.to_string())),
-            }
-        }
         if relayed {
             self.last_activity = tokio::time::Instant::now();
+        }
+        match stop {
+            None => {}
+            Some(UpstreamStop::Broke(e)) => return Some(self.upstream_broke(&e)),
+            Some(UpstreamStop::Binary) => {
+                return Some(End::Upstream(close(
+                    code::ERROR,
+                    "upstream sent a binary message",
+                )));
+            }
+            Some(UpstreamStop::Closed(c)) => {
+                // answered (best effort); what was relayed before it still goes out, ahead
+                // of the client's close frame
+                let reply = close_reply(c);
+                let _ = tokio::time::timeout(CLOSE_GRACE, upstream.close(reply.as_ref())).await;
+                return Some(End::Upstream(close(
+                    code::NORMAL,
+                    "upstream closed the session",
+                )));
+            }
         }
         if !upstream.out.is_empty() && upstream.flush().await.is_err() {
             return Some(self.upstream_broke("writing a pong failed"));
@@ -1018,6 +994,71 @@ impl Session {
             return Some(End::Client(None));
         }
         None
+    }
+
+    /// Takes the upstream messages that are whole in its read buffer: each text message is
+    /// tapped (usage, key scrub) and, when there is a `client`, queued for it (and counted as
+    /// bytes out); pings get a pong
+    /// queued upstream. Nothing is written here. Returns whether any text message was taken and
+    /// what stopped the pass (`None`: the buffer holds no whole message any more).
+    fn take_upstream(
+        &mut self,
+        upstream: &mut UpstreamWs,
+        mut client: Option<&mut ClientWs>,
+    ) -> (bool, Option<UpstreamStop>) {
+        let mut taken = false;
+        loop {
+            let stop = match upstream.next() {
+                Ok(None) => return (taken, None),
+                Ok(Some(Message::Whole {
+                    text: true,
+                    mut frame,
+                    header_len,
+                })) => {
+                    let payload = &mut frame[header_len..];
+                    if std::str::from_utf8(payload).is_err() {
+                        UpstreamStop::Broke("a text message that is not UTF-8".into())
+                    } else {
+                        taken = true;
+                        self.on_upstream_text(payload);
+                        // an unmasked server frame: the client gets it as it came (payload
+                        // scrubbed in place, same length)
+                        if let Some(c) = client.as_deref_mut() {
+                            self.audit.bytes_out += payload.len() as u64;
+                            c.out.extend_from_slice(&frame);
+                        }
+                        continue;
+                    }
+                }
+                Ok(Some(Message::Assembled {
+                    text: true,
+                    mut payload,
+                })) => {
+                    if std::str::from_utf8(&payload).is_err() {
+                        UpstreamStop::Broke("a text message that is not UTF-8".into())
+                    } else {
+                        taken = true;
+                        self.on_upstream_text(&mut payload);
+                        if let Some(c) = client.as_deref_mut() {
+                            self.audit.bytes_out += payload.len() as u64;
+                            c.push(Opcode::Text, &payload);
+                        }
+                        continue;
+                    }
+                }
+                Ok(Some(
+                    Message::Whole { text: false, .. } | Message::Assembled { text: false, .. },
+                )) => UpstreamStop::Binary,
+                Ok(Some(Message::Ping(p))) => {
+                    upstream.push(Opcode::Pong, &p);
+                    continue;
+                }
+                Ok(Some(Message::Pong)) => continue,
+                Ok(Some(Message::Close(c))) => UpstreamStop::Closed(c),
+                Err(e) => UpstreamStop::Broke(e.to_string()),
+            };
+            return (taken, Some(stop));
+        }
     }
 
     /// The upstream broke the protocol or a limit: logged, and the client gets 1011.
@@ -1342,22 +1383,10 @@ impl Session {
                 Ok(Ok(n)) if n > 0 => {}
                 Ok(_) | Err(_) => return,
             }
-            loop {
-                match upstream.next() {
-                    Ok(None) => break,
-                    Ok(Some(Message::Whole {
-                        text: true,
-                        mut frame,
-                        header_len,
-                    })) => self.on_upstream_text(&mut frame[header_len..]),
-                    Ok(Some(Message::Assembled {
-                        text: true,
-                        mut payload,
-                    })) => self.on_upstream_text(&mut payload),
-                    Ok(Some(Message::Ping(p))) => upstream.push(Opcode::Pong, &p),
-                    Ok(Some(Message::Close(_))) | Err(_) => return,
-                    Ok(Some(_)) => {}
-                }
+            // a close, a binary message or a broken frame ends the drain (what is still in
+            // flight is charged its estimate)
+            if self.take_upstream(upstream, None).1.is_some() {
+                return;
             }
             if !upstream.out.is_empty() && upstream.flush().await.is_err() {
                 return;
