@@ -154,16 +154,14 @@ pub fn removexattr_pinned(fd: &OwnedFd, name: &CStr) -> i32 {
 /// Whether the file `fd` pins (any descriptor, `O_PATH` included) has the extended attribute
 /// `name` (`getxattr("/proc/self/fd/N", name, NULL, 0)`; an error counts as no).
 pub fn has_xattr(fd: std::os::fd::BorrowedFd<'_>, name: &CStr) -> bool {
-    use std::os::fd::AsRawFd;
-    let Ok(p) = std::ffi::CString::new(format!("/proc/self/fd/{}", fd.as_raw_fd())) else {
-        return false;
-    };
+    let p = pinned(fd);
     // SAFETY: both strings are NUL-terminated; a NULL buffer of size 0 asks for the size only.
     unsafe { libc::getxattr(p.as_ptr(), name.as_ptr(), std::ptr::null_mut(), 0) >= 0 }
 }
 
-fn pinned(fd: &OwnedFd) -> std::ffi::CString {
-    std::ffi::CString::new(format!("/proc/self/fd/{}", fd.as_raw_fd()))
+/// `/proc/self/fd/N` for `fd`, to reach the file it pins with a call that takes a path.
+fn pinned(fd: impl std::os::fd::AsFd) -> std::ffi::CString {
+    std::ffi::CString::new(format!("/proc/self/fd/{}", fd.as_fd().as_raw_fd()))
         .expect("no NUL in a /proc path")
 }
 
