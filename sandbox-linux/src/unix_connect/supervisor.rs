@@ -464,11 +464,17 @@ fn socket_file_private(
 
 /// Whether `gid` is the launcher's primary group and `/etc/group` lists it with no member but
 /// the launcher's user (a user private group). Unknown (not in `/etc/group`): not private.
+/// `/etc/passwd` and `/etc/group` are read once per process (the question is asked at each
+/// creation in a setgid directory and each mode change): a group root makes shared during the
+/// run is still taken as private until the next run.
 pub(crate) fn private_group(gid: u32) -> bool {
-    let (my_gid, my_uid) = (crate::sys::getgid(), crate::sys::getuid());
-    if gid != my_gid {
-        return false;
-    }
+    static MINE_IS_PRIVATE: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    let my_gid = crate::sys::getgid();
+    gid == my_gid && *MINE_IS_PRIVATE.get_or_init(|| primary_group_is_private(my_gid))
+}
+
+fn primary_group_is_private(my_gid: u32) -> bool {
+    let my_uid = crate::sys::getuid();
     let me = std::fs::read_to_string("/etc/passwd").ok().and_then(|t| {
         t.lines().find_map(|l| {
             let f: Vec<&str> = l.split(':').collect();
@@ -481,7 +487,7 @@ pub(crate) fn private_group(gid: u32) -> bool {
     groups.lines().any(|l| {
         let f: Vec<&str> = l.split(':').collect();
         f.len() == 4
-            && f[2].parse() == Ok(gid)
+            && f[2].parse() == Ok(my_gid)
             && f[3]
                 .split(',')
                 .filter(|m| !m.is_empty())
