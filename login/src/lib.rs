@@ -27,6 +27,8 @@ pub mod exchange;
 mod issuer;
 mod refresher;
 mod server;
+#[cfg(target_os = "linux")]
+mod sys;
 
 pub use claims::IdTokenClaims;
 pub use codex_oauth::pkce;

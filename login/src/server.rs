@@ -386,30 +386,75 @@ async fn accept_opt(l: &Option<TcpListener>) -> std::io::Result<(TcpStream, Sock
     }
 }
 
-/// The live connections, oldest first, with whether each is handling a request.
-#[derive(Default)]
+/// The live connections, oldest first, with whether each is handling a request and whether
+/// its peer is a process of the user running the login.
 struct Connections {
     set: JoinSet<()>,
-    order: VecDeque<(AbortHandle, Arc<AtomicBool>)>,
+    order: VecDeque<Conn>,
+    /// Who owns each peer socket (sock_diag); `None` when the netlink socket could not be
+    /// opened: every peer then counts as another user's.
+    #[cfg(target_os = "linux")]
+    peers: Option<codex_privsep::peer::PeerIdentifier>,
+    #[cfg(target_os = "linux")]
+    me: u32,
+}
+
+struct Conn {
+    handle: AbortHandle,
+    busy: Arc<AtomicBool>,
+    ours: bool,
 }
 
 impl Connections {
-    /// Make room for one more: drop finished entries, then, at the limit, close the oldest
-    /// connection without a request in progress. `false` when every connection is busy.
-    fn make_room(&mut self) -> bool {
-        self.order.retain(|(h, _)| !h.is_finished());
+    fn new() -> Self {
+        Self {
+            set: JoinSet::new(),
+            order: VecDeque::new(),
+            #[cfg(target_os = "linux")]
+            peers: codex_privsep::peer::PeerIdentifier::new().ok(),
+            #[cfg(target_os = "linux")]
+            me: crate::sys::geteuid(),
+        }
+    }
+
+    /// Whether the peer of `stream` belongs to the user running the login (unknown: no).
+    #[cfg(target_os = "linux")]
+    fn ours(&self, stream: &TcpStream) -> bool {
+        let (Some(peers), Ok(local), Ok(peer)) =
+            (&self.peers, stream.local_addr(), stream.peer_addr())
+        else {
+            return false;
+        };
+        peers
+            .peer_uid_tcp(local, peer)
+            .is_ok_and(|c| c.uid == self.me)
+    }
+
+    /// No sock_diag here: every peer counts as another user's.
+    #[cfg(not(target_os = "linux"))]
+    fn ours(&self, _stream: &TcpStream) -> bool {
+        false
+    }
+
+    /// Make room for one more (`ours`: its peer is the user's): drop finished entries, then, at
+    /// the limit, close the oldest connection of another user without a request in progress,
+    /// or, for a connection of the user's, the oldest of the user's own if there is none.
+    /// Another user's connections never push out one of the user's (the browser's, in a
+    /// flood). `false`: no room, the new connection is closed.
+    fn make_room(&mut self, ours: bool) -> bool {
+        self.order.retain(|c| !c.handle.is_finished());
         if self.order.len() < MAX_CONNECTIONS {
             return true;
         }
-        match self
+        let idle = |c: &Conn| !c.busy.load(Ordering::SeqCst);
+        let pick = self
             .order
             .iter()
-            .position(|(_, busy)| !busy.load(Ordering::SeqCst))
-        {
-            Some(i) => {
-                if let Some((h, _)) = self.order.remove(i) {
-                    h.abort();
-                }
+            .position(|c| idle(c) && !c.ours)
+            .or_else(|| ours.then(|| self.order.iter().position(idle)).flatten());
+        match pick.and_then(|i| self.order.remove(i)) {
+            Some(c) => {
+                c.handle.abort();
                 true
             }
             None => false,
@@ -417,14 +462,15 @@ impl Connections {
     }
 
     fn spawn(&mut self, stream: TcpStream, peer: SocketAddr, shared: Arc<Shared>) {
-        if !self.make_room() {
+        let ours = self.ours(&stream);
+        if !self.make_room(ours) {
             return; // dropped: closed unanswered
         }
         let busy = Arc::new(AtomicBool::new(false));
-        let h = self
+        let handle = self
             .set
             .spawn(serve_connection(stream, peer, shared, busy.clone()));
-        self.order.push_back((h, busy));
+        self.order.push_back(Conn { handle, busy, ours });
     }
 }
 
@@ -478,7 +524,7 @@ async fn serve(
     cancel: Arc<Notify>,
     timeout: Option<Duration>,
 ) -> LoginOutcome {
-    let mut conns = Connections::default();
+    let mut conns = Connections::new();
     let deadline = timeout.map(|d| tokio::time::Instant::now() + d);
     let timer = async move {
         match deadline {
