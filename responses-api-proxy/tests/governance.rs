@@ -13,7 +13,7 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{BIN, Spawn, policy_dir, usage_json, write_policy};
+use common::{BIN, Proxy, Spawn, policy_dir, usage_json, write_policy};
 use suite_test_support::responses_mock::{MockResponse, MockUpstream, sse_frame};
 
 const A: u32 = 65534;
@@ -998,26 +998,9 @@ fn large_governed_bodies_that_need_fresh_memory_from_the_kernel_keep_the_proxy_a
 /// is served while the first is held.
 #[test]
 fn governed_bodies_held_at_once_are_capped_and_the_cap_frees_when_they_go() {
-    use std::io::Write;
-    let d = policy_dir();
-    let policy = write_policy(d.path(), "[default]\nmodels = [\"gpt-5*\"]\n");
     let mock = MockUpstream::start().unwrap();
-    let proxy = Spawn::new(&mock.responses_url())
-        .arg("--policy")
-        .arg(policy.to_str().unwrap())
-        .arg("--max-body-bytes")
-        .arg("1048576")
-        .arg("--max-buffered-bytes")
-        .arg("1048576")
-        .start();
-    let mut holder = std::net::TcpStream::connect(("127.0.0.1", proxy.port)).unwrap();
-    write!(
-        holder,
-        "POST /v1/responses HTTP/1.1\r\nHost: {}\r\nContent-Type: application/json\r\nContent-Length: 900000\r\n\r\n",
-        proxy.host()
-    )
-    .unwrap();
-    holder.write_all(&vec![b' '; 700_000]).unwrap();
+    let (d, proxy) = governed_with_buffer(&mock, "1048576", "1048576");
+    let holder = hold_body(&proxy, 900_000, 700_000);
     // Wait until the proxy has read (and counted) what was sent: a small request passes meanwhile.
     std::thread::sleep(Duration::from_millis(300));
     let small = r#"{"model":"gpt-5","input":"hi"}"#;
@@ -1044,16 +1027,7 @@ fn governed_bodies_held_at_once_are_capped_and_the_cap_frees_when_they_go() {
     assert!(proxy.stderr().contains("buffer cap"), "{}", proxy.stderr());
     // The holder goes away: its bytes are given back.
     drop(holder);
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let r = post_as(None, proxy.port, "/v1/responses", &arg);
-        if r.status == 200 {
-            break;
-        }
-        assert_eq!(r.status, 503, "{}", r.body);
-        assert!(Instant::now() < deadline, "the cap was never given back");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    served_within_10s(&proxy, &arg, "the cap was never given back");
     assert_eq!(mock.requests().len(), 2);
 }
 
@@ -1065,33 +1039,13 @@ fn governed_bodies_held_at_once_are_capped_and_the_cap_frees_when_they_go() {
 /// small root request (inside root's share), and root's big request once the holder is gone.
 #[test]
 fn one_user_holds_at_most_a_quarter_of_the_buffer_for_governed_bodies() {
-    use std::io::{Read, Write};
-    let d = policy_dir();
-    let policy = write_policy(d.path(), "[default]\nmodels = [\"gpt-5*\"]\n");
+    use std::io::Read;
     let mock = MockUpstream::start().unwrap();
-    let proxy = Spawn::new(&mock.responses_url())
-        .arg("--policy")
-        .arg(policy.to_str().unwrap())
-        .arg("--max-body-bytes")
-        .arg("300000")
-        .arg("--max-buffered-bytes")
-        .arg("1200000")
-        .start();
-    let hold = |send: usize| {
-        let mut s = std::net::TcpStream::connect(("127.0.0.1", proxy.port)).unwrap();
-        write!(
-            s,
-            "POST /v1/responses HTTP/1.1\r\nHost: {}\r\nContent-Type: application/json\r\nContent-Length: 250000\r\n\r\n",
-            proxy.host()
-        )
-        .unwrap();
-        s.write_all(&vec![b' '; send]).unwrap();
-        s
-    };
-    let holder = hold(200_000);
+    let (_d, proxy) = governed_with_buffer(&mock, "300000", "1200000");
+    let holder = hold_body(&proxy, 250_000, 200_000);
     // Until the proxy has read (and counted) what was sent.
     std::thread::sleep(Duration::from_millis(300));
-    let mut second = hold(200_000);
+    let mut second = hold_body(&proxy, 250_000, 200_000);
     second
         .set_read_timeout(Some(Duration::from_secs(10)))
         .unwrap();
@@ -1134,17 +1088,54 @@ fn one_user_holds_at_most_a_quarter_of_the_buffer_for_governed_bodies() {
     );
     // The holder goes away: root's share is back.
     drop(holder);
+    served_within_10s(&proxy, &arg, "root's share was never given back");
+}
+
+/// A proxy under a policy that allows `gpt-5*`, with `--max-body-bytes max_body` and
+/// `--max-buffered-bytes max_buffered` (the policy's directory comes back with it).
+fn governed_with_buffer(
+    mock: &MockUpstream,
+    max_body: &str,
+    max_buffered: &str,
+) -> (tempfile::TempDir, Proxy) {
+    let d = policy_dir();
+    let policy = write_policy(d.path(), "[default]\nmodels = [\"gpt-5*\"]\n");
+    let proxy = Spawn::new(&mock.responses_url())
+        .arg("--policy")
+        .arg(policy.to_str().unwrap())
+        .arg("--max-body-bytes")
+        .arg(max_body)
+        .arg("--max-buffered-bytes")
+        .arg(max_buffered)
+        .start();
+    (d, proxy)
+}
+
+/// A root connection that announces a body of `length` bytes and sends `send` of them (held
+/// by the proxy, counted against the buffer, until the connection goes).
+fn hold_body(proxy: &Proxy, length: usize, send: usize) -> std::net::TcpStream {
+    use std::io::Write;
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", proxy.port)).unwrap();
+    write!(
+        s,
+        "POST /v1/responses HTTP/1.1\r\nHost: {}\r\nContent-Type: application/json\r\nContent-Length: {length}\r\n\r\n",
+        proxy.host()
+    )
+    .unwrap();
+    s.write_all(&vec![b' '; send]).unwrap();
+    s
+}
+
+/// Posts `arg` (a curl body argument) as root until it is served (503 meanwhile), within 10 s.
+fn served_within_10s(proxy: &Proxy, arg: &str, never: &str) {
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
-        let r = post_as(None, proxy.port, "/v1/responses", &arg);
+        let r = post_as(None, proxy.port, "/v1/responses", arg);
         if r.status == 200 {
             break;
         }
         assert_eq!(r.status, 503, "{}", r.body);
-        assert!(
-            Instant::now() < deadline,
-            "root's share was never given back"
-        );
+        assert!(Instant::now() < deadline, "{never}");
         std::thread::sleep(Duration::from_millis(50));
     }
 }

@@ -1381,6 +1381,31 @@ fn big_create(pad: usize) -> String {
     .to_string()
 }
 
+/// A proxy under a policy that allows `gpt-5`, with `--max-body-bytes` 1 MiB and `budget` bytes
+/// of `--max-buffered-bytes`, in front of a mock that sends each event `delay` after the last.
+/// (Returned in drop order: the proxy goes first.)
+fn governed_with_budget(delay: Duration, budget: &str) -> (Proxy, tempfile::TempDir, WsMock) {
+    let mock = WsMock::start().unwrap();
+    mock.set_script(WsScript {
+        delay,
+        ..WsScript::default()
+    });
+    let d = policy_dir();
+    let policy = write_policy(d.path(), "[default]\nmodels = [\"gpt-5\"]\n");
+    let proxy = start(
+        &mock,
+        &[
+            "--policy",
+            policy.to_str().unwrap(),
+            "--max-body-bytes",
+            "1048576",
+            "--max-buffered-bytes",
+            budget,
+        ],
+    );
+    (proxy, d, mock)
+}
+
 /// Outside review r18 F8: under a policy, `response.create` messages that arrive while one is
 /// in flight wait, each held whole, and none was counted anywhere (9 × --max-body-bytes per
 /// session, 16 sessions per uid). They now count against --max-buffered-bytes and the user's
@@ -1391,24 +1416,7 @@ fn big_create(pad: usize) -> String {
 #[test]
 fn waiting_messages_count_against_the_buffer_budget() {
     let run = |budget: &str| {
-        let mock = WsMock::start().unwrap();
-        mock.set_script(WsScript {
-            delay: Duration::from_millis(300),
-            ..WsScript::default()
-        });
-        let d = policy_dir();
-        let policy = write_policy(d.path(), "[default]\nmodels = [\"gpt-5\"]\n");
-        let proxy = start(
-            &mock,
-            &[
-                "--policy",
-                policy.to_str().unwrap(),
-                "--max-body-bytes",
-                "1048576",
-                "--max-buffered-bytes",
-                budget,
-            ],
-        );
+        let (proxy, _d, mock) = governed_with_budget(Duration::from_millis(300), budget);
         let (completed, errors) = rt().block_on(async {
             let mut ws = connect(proxy.port, &[]).await.unwrap();
             ws.send(Message::text(create("gpt-5"))).await.unwrap();
@@ -1479,26 +1487,9 @@ fn post_status(port: u16, body: &str) -> u16 {
 /// Control: while the session is open, the same request is refused (the share is in use).
 #[test]
 fn a_client_that_leaves_gives_back_what_its_waiting_messages_held() {
-    let mock = WsMock::start().unwrap();
-    // the first response stays in flight for about 6 s
-    mock.set_script(WsScript {
-        delay: Duration::from_secs(1),
-        ..WsScript::default()
-    });
-    let d = policy_dir();
-    let policy = write_policy(d.path(), "[default]\nmodels = [\"gpt-5\"]\n");
-    // a 1 MiB share: one 900 kB message waiting fills it
-    let proxy = start(
-        &mock,
-        &[
-            "--policy",
-            policy.to_str().unwrap(),
-            "--max-body-bytes",
-            "1048576",
-            "--max-buffered-bytes",
-            "3145728",
-        ],
-    );
+    // the first response stays in flight for about 6 s; a 1 MiB share: one 900 kB message
+    // waiting fills it
+    let (proxy, _d, _mock) = governed_with_budget(Duration::from_secs(1), "3145728");
     let body = serde_json::json!({"model": "gpt-5", "input": "x".repeat(900_000)}).to_string();
     rt().block_on(async {
         let mut ws = connect(proxy.port, &[]).await.unwrap();

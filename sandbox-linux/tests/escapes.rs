@@ -772,6 +772,30 @@ fn proc_state(pid: u32) -> Option<char> {
         .next()
 }
 
+/// A launcher a test started, killed on every exit path (a stopped one never ends by itself).
+struct KillOnDrop(u32);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        signal(self.0, libc::SIGKILL);
+    }
+}
+
+/// `kill(pid, sig)` for a process the test started.
+fn signal(pid: u32, sig: i32) {
+    // SAFETY: kill takes integers and touches no memory of ours.
+    unsafe { libc::kill(pid as i32, sig) };
+}
+
+/// Ctrl-Z: `SIGTSTP` to the launcher `pid`, then waits until it is stopped.
+fn ctrl_z(pid: u32, ns: Ns) {
+    signal(pid, libc::SIGTSTP);
+    assert!(
+        wait_for(|| proc_state(pid) == Some('T')),
+        "{ns:?}: the launcher did not stop"
+    );
+}
+
 /// Outside review r32 F7: after Ctrl-Z the launcher's `/proc` sweep lost to a pid-hopping loop
 /// (298 ticks in 3 s while the job looked stopped: a process with the user's terminal). The
 /// init now stops the sandbox with one `kill(-1, SIGSTOP)`, and continues it on `SIGCONT`.
@@ -790,21 +814,9 @@ fn ctrl_z_freezes_a_pid_hopping_loop() {
             .stderr(Stdio::null());
         let mut launcher = c.spawn().unwrap();
         let pid = launcher.id();
-        struct KillOnDrop(u32);
-        impl Drop for KillOnDrop {
-            fn drop(&mut self) {
-                // SAFETY: kill takes integers; the launcher this test started.
-                unsafe { libc::kill(self.0 as i32, libc::SIGKILL) };
-            }
-        }
         let _guard = KillOnDrop(pid);
         assert!(wait_for(|| size(&ticks) > 0), "{ns:?}: never ticked");
-        // SAFETY: kill takes integers; `pid` is the launcher this test started.
-        unsafe { libc::kill(pid as i32, libc::SIGTSTP) };
-        assert!(
-            wait_for(|| proc_state(pid) == Some('T')),
-            "{ns:?}: the launcher did not stop"
-        );
+        ctrl_z(pid, ns);
         let t0 = size(&ticks);
         std::thread::sleep(Duration::from_millis(800));
         assert_eq!(
@@ -812,8 +824,7 @@ fn ctrl_z_freezes_a_pid_hopping_loop() {
             t0,
             "{ns:?}: the hopping loop ran while stopped"
         );
-        // SAFETY: as above.
-        unsafe { libc::kill(pid as i32, libc::SIGCONT) };
+        signal(pid, libc::SIGCONT);
         assert!(wait_for(|| size(&ticks) > t0), "{ns:?}: did not continue");
         launcher.kill().unwrap();
         launcher.wait().unwrap();
@@ -842,14 +853,6 @@ fn ctrl_z_freezes_every_process_of_the_sandbox_until_it_continues() {
         let mut launcher = c.spawn().unwrap();
         let pid = launcher.id();
         let mut stdin = launcher.stdin.take().unwrap();
-        // a stopped launcher never ends by itself: killed on every exit path
-        struct KillOnDrop(u32);
-        impl Drop for KillOnDrop {
-            fn drop(&mut self) {
-                // SAFETY: kill takes integers; the launcher this test started.
-                unsafe { libc::kill(self.0 as i32, libc::SIGKILL) };
-            }
-        }
         let _guard = KillOnDrop(pid);
         assert!(wait_for(|| size(&ticks) > 0), "{ns:?}: never ticked");
         stdin.write_all(b"before\n").unwrap();
@@ -859,12 +862,7 @@ fn ctrl_z_freezes_every_process_of_the_sandbox_until_it_continues() {
             "{ns:?}: the reader never read"
         );
         // Ctrl-Z
-        // SAFETY: kill takes integers; `pid` is the launcher this test started.
-        unsafe { libc::kill(pid as i32, libc::SIGTSTP) };
-        assert!(
-            wait_for(|| proc_state(pid) == Some('T')),
-            "{ns:?}: the launcher did not stop"
-        );
+        ctrl_z(pid, ns);
         // the user types into the shell now
         stdin.write_all(b"SECRET\n").unwrap();
         let t0 = size(&ticks);
@@ -875,8 +873,7 @@ fn ctrl_z_freezes_every_process_of_the_sandbox_until_it_continues() {
             "{ns:?}: read while stopped"
         );
         // fg
-        // SAFETY: as above.
-        unsafe { libc::kill(pid as i32, libc::SIGCONT) };
+        signal(pid, libc::SIGCONT);
         assert!(wait_for(|| size(&ticks) > t0), "{ns:?}: did not continue");
         assert!(
             wait_for(|| read(&captured).contains("SECRET")),

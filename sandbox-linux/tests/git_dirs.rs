@@ -1520,15 +1520,7 @@ fn nothing_created_in_another_users_setgid_directory_is_group_writable() {
         let out = command_with(&e, ns, Some(&x), ns == Ns::Without, false, &script)
             .output()
             .unwrap();
-        let ctx = format!(
-            "{ns:?}: {} / {}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        assert!(
-            String::from_utf8_lossy(&out.stdout).contains("made"),
-            "{ctx}"
-        );
+        let ctx = printed_made(&out, ns);
         let file = std::fs::metadata(shared.join("build.sh")).unwrap();
         assert_eq!(file.gid(), 100, "{ctx}");
         assert_eq!(file.mode() & 0o7777, 0o755, "{ctx}");
@@ -1619,11 +1611,7 @@ fn nothing_created_under_a_shared_group_or_a_default_acl_is_writable_by_another_
             .output()
             .unwrap();
         let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-        let ctx = format!(
-            "{ns:?}: {stdout} / {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        assert!(stdout.contains("made"), "{ctx}");
+        let ctx = printed_made(&out, ns);
         let mode = |p: &Path| std::fs::metadata(p).unwrap().mode() & 0o7777;
         // F2: in a directory made in another user's setgid directory
         assert_eq!(mode(&shared.join("d2")) & 0o2020, 0, "{ctx}");
@@ -1689,15 +1677,7 @@ fn a_users_own_setgid_directory_of_a_shared_group_passes_no_group_write_on() {
         .stdin(Stdio::null())
         .output()
         .unwrap();
-    let ctx = format!(
-        "{} / {}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(
-        String::from_utf8_lossy(&out.stdout).contains("made"),
-        "{ctx}"
-    );
+    let ctx = printed_made(&out, Ns::With);
     let mode = |p: PathBuf| std::fs::metadata(p).unwrap().mode() & 0o7777;
     assert_eq!(mode(shared.join("f")), 0o644, "{ctx}");
     assert_eq!(mode(shared.join("d")), 0o755, "{ctx}");
@@ -1786,4 +1766,19 @@ fn startup_files_of_the_passwd_home_stay_read_only_whatever_home_says() {
         assert!(!stdout.contains("STARTUP-WRITABLE"), "{ctx}");
         assert!(stdout.contains("other-writable"), "control: {ctx}");
     }
+}
+
+/// Asserts that the command printed `made` (its set-up ran); returns its stdout and stderr,
+/// labelled with `ns`, for the messages of the checks that follow.
+fn printed_made(out: &std::process::Output, ns: Ns) -> String {
+    let ctx = format!(
+        "{ns:?}: {} / {}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("made"),
+        "{ctx}"
+    );
+    ctx
 }
