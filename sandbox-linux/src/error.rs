@@ -185,10 +185,21 @@ pub struct Replaceable {
     pub via: PathBuf,
     /// `via` is a symbolic link (seen when the plan was made; formatting does no I/O).
     pub via_is_link: bool,
+    /// The carve-out is a file with this many hard links (more than one): the command could
+    /// write it through another name (0: not this case).
+    pub hard_links: u64,
 }
 
 impl std::fmt::Display for Replaceable {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.hard_links > 1 {
+            return write!(
+                f,
+                "{} has {} hard links: another name for it may lie in a writable root",
+                self.carve_out.display(),
+                self.hard_links
+            );
+        }
         match (self.via == self.carve_out, self.via_is_link) {
             (true, true) => write!(f, "{} is a symbolic link", self.via.display()),
             (true, false) => write!(

@@ -275,8 +275,16 @@ impl Sandbox<Planned> {
         let mut replaceable: Vec<Replaceable> = Vec::new();
         for root in &policy.writable_roots {
             for sub in &root.read_only_subpaths {
-                let is_link =
-                    std::fs::symlink_metadata(&sub.path).is_ok_and(|m| m.file_type().is_symlink());
+                let meta = std::fs::symlink_metadata(&sub.path);
+                let is_link = meta.as_ref().is_ok_and(|m| m.file_type().is_symlink());
+                // A file with another name: a mount protects this name only, and the command
+                // wrote the file through the other (outside review r35 F2: `~/.bashrc` a hard
+                // link of `~/dotfiles/bashrc`): fail closed.
+                let hard_links = meta
+                    .as_ref()
+                    .ok()
+                    .filter(|m| !m.is_dir())
+                    .map_or(0, std::os::unix::fs::MetadataExt::nlink);
                 if is_link {
                     // A mount follows the link and protects only its target; the link itself
                     // lives in the writable root and can be replaced: fail closed.
@@ -284,6 +292,7 @@ impl Sandbox<Planned> {
                         carve_out: sub.path.clone(),
                         via: sub.path.clone(),
                         via_is_link: true,
+                        hard_links: 0,
                     });
                 } else if let Some(via) = &sub.replaceable_via {
                     // a symlink or renameable directory on the way to a `.git` file's gitdir
@@ -291,6 +300,14 @@ impl Sandbox<Planned> {
                         carve_out: sub.path.clone(),
                         via: via.clone(),
                         via_is_link: via.is_symlink(),
+                        hard_links: 0,
+                    });
+                } else if hard_links > 1 {
+                    replaceable.push(Replaceable {
+                        carve_out: sub.path.clone(),
+                        via: sub.path.clone(),
+                        via_is_link: false,
+                        hard_links,
                     });
                 } else if sub.exists {
                     carve_outs.push(sub.path.clone());

@@ -1718,6 +1718,98 @@ fn a_startup_file_that_is_a_symlink_refuses_the_run() {
     );
 }
 
+/// Outside review r35 F1 and F4: with `~` a writable root, a dotfile-manager layout gave the
+/// command writable startup files by other names: `~/.ssh/config -> ../dotfiles/ssh_config`
+/// and `~/.bashrc.d/a.sh -> ../dotfiles/a.sh` (links inside startup directories), the file
+/// `~/.gitconfig` includes (`[include] path = ~/gitinc/local`), and vim's
+/// `~/.vim/plugin/`. All stay unwritten now (the link targets and included files are carve-outs
+/// too; `.vim` is a startup directory; `~/dotfiles`, which could be renamed away with them,
+/// is held read-only whole, as for `$CODEX_HOME`'s links). Control: a file of `~` is written
+/// (an existing one: with `~/.ssh` denied inside the root, `~` itself takes no new names).
+#[test]
+fn files_startup_files_lead_to_stay_read_only() {
+    let e = env();
+    let h = &e.ws;
+    for d in ["dotfiles", ".ssh", ".bashrc.d", "gitinc", ".vim/plugin"] {
+        std::fs::create_dir_all(h.join(d)).unwrap();
+    }
+    for f in ["dotfiles/ssh_config", "dotfiles/a.sh", "gitinc/local"] {
+        std::fs::write(h.join(f), "x\n").unwrap();
+    }
+    std::fs::write(h.join("notes.txt"), "x\n").unwrap();
+    std::os::unix::fs::symlink("../dotfiles/ssh_config", h.join(".ssh/config")).unwrap();
+    std::os::unix::fs::symlink("../dotfiles/a.sh", h.join(".bashrc.d/a.sh")).unwrap();
+    std::fs::write(
+        h.join(".gitconfig"),
+        "[user]\n\tname = v\n[include]\n\tpath = ~/gitinc/local\n",
+    )
+    .unwrap();
+    suite_test_support::dirs::chown_tree(&e.base, NOBODY);
+    let script = "for f in dotfiles/ssh_config dotfiles/a.sh gitinc/local; do \
+                    echo pwn >> $f 2>/dev/null && echo WROTE-$f; done; \
+                  echo pwn > .vim/plugin/p.vim 2>/dev/null && echo WROTE-vim; \
+                  echo y >> notes.txt && echo other-writable";
+    let out = command_with(&e, Ns::With, None, false, false, script)
+        .env("HOME", h)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let ctx = format!("{stdout} / {}", String::from_utf8_lossy(&out.stderr));
+    assert!(!stdout.contains("WROTE"), "{ctx}");
+    for f in ["dotfiles/ssh_config", "dotfiles/a.sh", "gitinc/local"] {
+        assert_eq!(
+            std::fs::read_to_string(h.join(f)).unwrap(),
+            "x\n",
+            "{f}: {ctx}"
+        );
+    }
+    assert!(!h.join(".vim/plugin/p.vim").exists(), "{ctx}");
+    assert!(stdout.contains("other-writable"), "control: {ctx}");
+}
+
+/// Outside review r35 F2: `~/.bashrc` a hard link of `~/dotfiles/bashrc`: the read-only mount
+/// holds one name, and the command appended to the other. A carve-out with more than one link
+/// refuses the run (201) naming it; nothing is written. Control: the same home with the link
+/// count back at one runs (the test above covers the carve-out itself).
+#[test]
+fn a_hard_linked_startup_file_refuses_the_run() {
+    let e = env();
+    std::fs::create_dir_all(e.ws.join("dotfiles")).unwrap();
+    std::fs::write(e.ws.join("dotfiles/bashrc"), "x\n").unwrap();
+    std::fs::hard_link(e.ws.join("dotfiles/bashrc"), e.ws.join(".bashrc")).unwrap();
+    suite_test_support::dirs::chown_tree(&e.base, NOBODY);
+    let run = |e: &Env| {
+        command_with(
+            e,
+            Ns::With,
+            None,
+            false,
+            false,
+            "echo pwn >> dotfiles/bashrc; echo ran",
+        )
+        .env("HOME", &e.ws)
+        .output()
+        .unwrap()
+    };
+    let out = run(&e);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let ctx = format!("{} / {stderr}", String::from_utf8_lossy(&out.stdout));
+    assert_eq!(out.status.code(), Some(201), "{ctx}");
+    assert!(
+        stderr.contains(".bashrc") && stderr.contains("hard links"),
+        "{ctx}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(e.ws.join(".bashrc")).unwrap(),
+        "x\n",
+        "{ctx}"
+    );
+    // control: one link
+    std::fs::remove_file(e.ws.join("dotfiles/bashrc")).unwrap();
+    let out = run(&e);
+    assert_eq!(out.status.code(), Some(0), "control: {out:?}");
+}
+
 /// Outside review r32 F5: the startup-file carve-outs of a home that is a writable root
 /// followed `$HOME`'s text only: with `HOME` pointing elsewhere, or naming the home by an
 /// un-normalised path, and the command started in the real (passwd) home, `~/.bashrc` and

@@ -186,6 +186,82 @@ fn the_longer_default_list_covers_common_credential_files() {
     assert_eq!(read_inside(&f, &env), "ok");
 }
 
+/// The probe's answer to `read PATH` in the read-only sandbox with `HOME=home`, run without
+/// user namespaces (the probe's outer filter refuses them to the helper) when `no_userns`.
+fn read_inside_with_home(path: &Path, home: &Path, no_userns: bool) -> String {
+    let mut c = if no_userns {
+        let mut c = Command::new(PROBE);
+        c.args(["outer-deny", "userns", "--"]).arg(helper());
+        c
+    } else {
+        Command::new(helper())
+    };
+    let out = c
+        .args([
+            "--sandbox-policy-cwd",
+            "/",
+            "--sandbox-policy",
+            r#"{"mode":"read-only"}"#,
+            "--",
+            PROBE,
+            "read",
+        ])
+        .arg(path)
+        .env("HOME", home)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+/// Outside review r35 F3: secrets kept as links inside a denied directory (`~/.ssh/id_ed25519
+/// -> ../dotfiles/id`, `~/.aws/credentials -> /abs/dotfiles/aws`, a key two levels down in
+/// `~/.gnupg`) were read through the links, with and without user namespaces: the deny held
+/// the directory's own entries only. The links' targets are denied too now. Controls: each
+/// target is read outside, and another file of the same `dotfiles` is read inside.
+#[test]
+fn a_secret_kept_as_a_link_in_a_denied_directory_stays_unreadable() {
+    let home = tempfile::tempdir().unwrap();
+    let h = home.path();
+    for d in ["dotfiles/gnupg", ".ssh", ".aws", ".gnupg/private-keys-v1.d"] {
+        std::fs::create_dir_all(h.join(d)).unwrap();
+    }
+    for f in ["id", "aws", "gnupg/k.key", "notes"] {
+        std::fs::write(h.join("dotfiles").join(f), "secret").unwrap();
+    }
+    std::os::unix::fs::symlink("../dotfiles/id", h.join(".ssh/id_ed25519")).unwrap();
+    std::os::unix::fs::symlink(h.join("dotfiles/aws"), h.join(".aws/credentials")).unwrap();
+    std::os::unix::fs::symlink(
+        "../../dotfiles/gnupg/k.key",
+        h.join(".gnupg/private-keys-v1.d/k.key"),
+    )
+    .unwrap();
+    for no_userns in [false, true] {
+        for link in [
+            ".ssh/id_ed25519",
+            ".aws/credentials",
+            ".gnupg/private-keys-v1.d/k.key",
+        ] {
+            let link = h.join(link);
+            let target = std::fs::canonicalize(&link).unwrap();
+            assert_eq!(read_outside(&link), "ok", "control: {link:?}");
+            for p in [&link, &target] {
+                assert_eq!(
+                    read_inside_with_home(p, h, no_userns),
+                    EACCES,
+                    "{p:?} (without user namespaces: {no_userns})"
+                );
+            }
+        }
+        assert_eq!(
+            read_inside_with_home(&h.join("dotfiles/notes"), h, no_userns),
+            "ok",
+            "control (without user namespaces: {no_userns})"
+        );
+    }
+}
+
 #[test]
 fn credential_locations_moved_by_the_environment_are_unreadable() {
     // fifth review round F7: DOCKER_CONFIG, KUBECONFIG, GNUPGHOME, CARGO_HOME, XDG_CONFIG_HOME

@@ -255,6 +255,12 @@ impl SandboxPolicy {
                     v.push(p);
                 }
             }
+            let keep: Vec<PathBuf> = writable_roots
+                .iter()
+                .map(|w| w.root.clone())
+                .chain([cwd.clone()])
+                .collect();
+            deny_link_targets(&mut v, env, &keep);
             v
         };
         Ok(EffectivePolicy {
@@ -745,7 +751,97 @@ pub const HOME_STARTUP_FILES: &[&str] = &[
     ".gdbinit",
     ".psqlrc",
     ".sqliterc",
+    // outside review r35 F4: vim reads `~/.vim/vimrc` when `~/.vimrc` is missing and runs
+    // `~/.vim/plugin/*` at every start; emacs reads `~/.emacs.d/init.el`
+    ".vim",
+    ".emacs.d",
 ];
+
+/// How far the walks for links go: the entries looked at below one directory, and its depth
+/// (a directory past the bound is not searched further: docs/security.md).
+const LINK_WALK_MAX_ENTRIES: usize = 4096;
+const LINK_WALK_MAX_DEPTH: usize = 4;
+
+/// The symbolic links below `dir` (links are not followed), breadth first, within
+/// [`LINK_WALK_MAX_ENTRIES`] entries and [`LINK_WALK_MAX_DEPTH`] levels. The entries' types come
+/// from `getdents` (no `lstat` each).
+fn links_below(dir: &Path) -> Vec<PathBuf> {
+    let mut links = Vec::new();
+    let mut seen = 0usize;
+    let mut level = vec![dir.to_path_buf()];
+    for _ in 0..LINK_WALK_MAX_DEPTH {
+        let mut next = Vec::new();
+        for d in &level {
+            let Ok(entries) = std::fs::read_dir(d) else {
+                continue;
+            };
+            for e in entries.flatten() {
+                seen += 1;
+                if seen > LINK_WALK_MAX_ENTRIES {
+                    return links;
+                }
+                match e.file_type() {
+                    Ok(t) if t.is_symlink() => links.push(e.path()),
+                    Ok(t) if t.is_dir() => next.push(e.path()),
+                    _ => {}
+                }
+            }
+        }
+        level = next;
+    }
+    links
+}
+
+/// Where the symbolic link `link` leads: its canonical target, or for a dangling link the
+/// target as written (relative to the link's directory) with its existing part resolved: a
+/// missing target can be created later, and is what a carve-out or a deny must name.
+fn link_target(link: &Path) -> Option<PathBuf> {
+    if let Ok(c) = std::fs::canonicalize(link) {
+        return Some(c);
+    }
+    let t = std::fs::read_link(link).ok()?;
+    let t = if t.is_absolute() {
+        t
+    } else {
+        link.parent()?.join(t)
+    };
+    Some(canonical_or_lexical(&t))
+}
+
+/// Outside review r35 F3: a secret kept as a link inside a denied directory
+/// (`~/.ssh/id_ed25519 -> ~/dotfiles/ssh/id_ed25519`) was read through the link: the deny
+/// holds the directory's own entries, not what its links lead to. Each denied directory is
+/// searched for links (bounded: [`links_below`]) and their targets are denied too, except a
+/// target that is `/`, a home, or holds a writable root or the working directory (`keep`):
+/// denying those would deny the command its own workspace.
+fn deny_link_targets(deny: &mut Vec<PathBuf>, env: &SandboxEnv, keep: &[PathBuf]) {
+    let homes: Vec<PathBuf> = env
+        .home
+        .iter()
+        .chain(&env.other_homes)
+        .map(|h| std::fs::canonicalize(h).unwrap_or_else(|_| h.clone()))
+        .collect();
+    let mut i = 0;
+    while i < deny.len() {
+        let d = deny[i].clone();
+        i += 1;
+        if !std::fs::symlink_metadata(&d).is_ok_and(|m| m.is_dir()) {
+            continue;
+        }
+        for link in links_below(&d) {
+            let Some(t) = link_target(&link) else {
+                continue;
+            };
+            let too_wide = t.parent().is_none()
+                || homes.contains(&t)
+                || keep.iter().any(|k| k.starts_with(&t));
+            if too_wide || deny.iter().any(|x| t.starts_with(x)) {
+                continue;
+            }
+            deny.push(t);
+        }
+    }
+}
 
 /// See [`HOME_STARTUP_FILES`]; the same swap rules as `$CODEX_HOME`.
 /// Every home counts ([`home::homes`]: `$HOME` and the passwd entry's directory), each by its
@@ -801,7 +897,95 @@ fn protect_startup_files_of(roots: &mut [WritableRoot], home: &Path, all_roots: 
                     .extend(carve_outs_for(path.clone(), Vec::new()));
             }
         }
+        // What the startup file leads to is the same startup file (outside review r35 F1, a
+        // stow layout: `~/.ssh/config -> ../dotfiles/ssh_config` and `~/.bashrc.d/x.sh ->
+        // ../dotfiles/x.sh` were written through; `~/.gitconfig`'s `[include] path =
+        // ~/dotfiles/gitconfig.local` got `core.fsmonitor`): the targets of the links inside a
+        // startup directory, and the files git's `include`/`includeIf` name, are carved out
+        // too wherever they lie in a writable root.
+        let mut led_to: Vec<PathBuf> = Vec::new();
+        if std::fs::symlink_metadata(&path).is_ok_and(|m| m.is_dir()) {
+            led_to.extend(links_below(&path).iter().filter_map(|l| link_target(l)));
+        }
+        if name == &".gitconfig" {
+            led_to.extend(git_includes(&path, home));
+        }
+        carve_out_led_to(roots, led_to, all_roots);
     }
+}
+
+/// Carves out each of `targets` that lies strictly inside a writable root (with the swap rules
+/// of [`carve_out_target`]).
+fn carve_out_led_to(roots: &mut [WritableRoot], targets: Vec<PathBuf>, all_roots: &[PathBuf]) {
+    for target in targets {
+        let (t, hazard) = carve_out_target(&target, all_roots);
+        for w in roots.iter_mut() {
+            if t.starts_with(&w.root)
+                && t != w.root
+                && !w.read_only_subpaths.iter().any(|s| s.path == t)
+            {
+                for c in carve_outs_for(t.clone(), hazard.clone()) {
+                    if !w.read_only_subpaths.contains(&c) {
+                        w.read_only_subpaths.push(c);
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// The files a git config file includes (`[include]` and `[includeIf "..."]` sections, their
+/// `path` keys; `~/` is `home`, a relative path is relative to the including file's directory),
+/// followed into the files they include, three levels deep. Conditions are not evaluated: every
+/// `includeIf` counts. A line-based reading of git's format (no quoting beyond one pair of
+/// double quotes around the value).
+fn git_includes(config: &Path, home: &Path) -> Vec<PathBuf> {
+    let mut out: Vec<PathBuf> = Vec::new();
+    let mut todo = vec![(config.to_path_buf(), 0usize)];
+    while let Some((file, depth)) = todo.pop() {
+        let Ok(text) = std::fs::read_to_string(&file) else {
+            continue;
+        };
+        let mut in_include = false;
+        for line in text.lines() {
+            let l = line.trim();
+            if let Some(header) = l.strip_prefix('[') {
+                let section = header.split([']', ' ', '"']).next().unwrap_or("");
+                in_include = section.eq_ignore_ascii_case("include")
+                    || section.eq_ignore_ascii_case("includeif");
+                continue;
+            }
+            if !in_include {
+                continue;
+            }
+            let Some((key, value)) = l.split_once('=') else {
+                continue;
+            };
+            if !key.trim().eq_ignore_ascii_case("path") {
+                continue;
+            }
+            let v = value.trim();
+            let v = v
+                .strip_prefix('"')
+                .and_then(|x| x.strip_suffix('"'))
+                .unwrap_or(v);
+            let p = if let Some(rest) = v.strip_prefix("~/") {
+                home.join(rest)
+            } else if Path::new(v).is_absolute() {
+                PathBuf::from(v)
+            } else {
+                file.parent().unwrap_or(Path::new("/")).join(v)
+            };
+            let p = canonical_or_lexical(&p);
+            if !out.contains(&p) {
+                if depth < 3 {
+                    todo.push((p.clone(), depth + 1));
+                }
+                out.push(p);
+            }
+        }
+    }
+    out
 }
 
 /// `$CODEX_HOME` (else `~/.codex`) inside a writable root becomes a read-only carve-out of that
@@ -846,7 +1030,8 @@ fn protect_codex_home(roots: &mut [WritableRoot], env: &SandboxEnv, all_roots: &
         if !p.is_symlink() {
             continue;
         }
-        let Ok(target) = std::fs::canonicalize(&p) else {
+        // (a dangling link's target too: the command could create it)
+        let Some(target) = link_target(&p) else {
             continue;
         };
         let (t, hazard) = carve_out_target(&target, all_roots);
