@@ -881,7 +881,10 @@ fn html_escape(s: &str) -> String {
     out
 }
 
-/// An HTML page. `last` closes the connection after it (the login ends with this answer).
+/// An HTML page. `last` closes the connection after it (the login ends with this answer);
+/// so does every refusal (4xx): a refused connection is not kept idle, where a web page that
+/// makes the user's browser send requests to the callback would hold connections of the
+/// user's own uid, which may push out the browser's (outside review r37 F2).
 fn page(status: StatusCode, title: &str, message: &str, last: bool) -> Response<Full<Bytes>> {
     let body = format!(
         "<!doctype html><html><head><meta charset=\"utf-8\"><title>{t}</title></head>\
@@ -899,7 +902,7 @@ fn page(status: StatusCode, title: &str, message: &str, last: bool) -> Response<
             header::CONTENT_SECURITY_POLICY,
             "default-src 'none'; style-src 'unsafe-inline'",
         );
-    if last {
+    if last || status.is_client_error() {
         builder = builder.header(header::CONNECTION, "close");
     }
     builder

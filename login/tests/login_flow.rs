@@ -188,6 +188,33 @@ async fn non_loopback_host_is_forbidden_other_paths_are_404() {
     let favicon = format!("http://127.0.0.1:{port}/favicon.ico");
     let local404 = blocking(move || oauth_mock::http_get(&favicon, None).unwrap()).await;
     assert_eq!(local404.status, 404);
+    // refusals close their connection (r37 F2: a page's requests kept idle connections of the
+    // user's own uid, which may push out the browser's)
+    for r in [&rebound, &other, &local404] {
+        assert_eq!(r.header("connection"), Some("close"), "{}", r.status);
+    }
+    // (asked to keep it alive, as a browser does, the server still closes it)
+    let closed = blocking(move || {
+        use std::io::{Read, Write};
+        let mut c = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+        c.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
+        write!(
+            c,
+            "GET /favicon.ico HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n\r\n"
+        )
+        .unwrap();
+        let mut got = Vec::new();
+        let mut buf = [0u8; 4096];
+        loop {
+            match c.read(&mut buf) {
+                Ok(0) => break true,
+                Ok(n) => got.extend_from_slice(&buf[..n]),
+                Err(_) => break false,
+            }
+        }
+    })
+    .await;
+    assert!(closed, "a keep-alive connection stayed open after a 404");
     assert!(mock.token_requests().is_empty());
     // Control: the same callback with our own Host completes the login.
     let ok = blocking(move || oauth_mock::http_get(&callback_url, None).unwrap()).await;

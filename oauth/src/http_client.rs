@@ -70,10 +70,35 @@ impl Answer {
     }
 }
 
+/// The TCP connector: on Linux a plain-http (loopback) endpoint must be served by this user
+/// or root (outside review r37 F1: another local user listening on `127.0.0.1:P` of a
+/// loopback issuer received the code and the PKCE verifier, relayed them and kept the tokens);
+/// elsewhere who serves a loopback port cannot be asked (docs/security.md).
+#[cfg(target_os = "linux")]
+type Tcp = codex_privsep::owner_check::OwnerCheckedConnector;
+#[cfg(not(target_os = "linux"))]
+type Tcp = HttpConnector;
+
+#[cfg(target_os = "linux")]
+fn tcp_connector(http: HttpConnector) -> Tcp {
+    use codex_privsep::owner_check::{ExpectedOwner, OwnerCheckedConnector};
+    // Without sock_diag every plain-http request is refused (the owner cannot be checked);
+    // https is not affected.
+    let owner = ExpectedOwner::current_user("plain-http OAuth endpoint", "your uid")
+        .unwrap_or_else(|_| ExpectedOwner::new(u32::MAX, "plain-http OAuth endpoint", "your uid"))
+        .root_too();
+    OwnerCheckedConnector::new(http, Arc::new(owner))
+}
+
+#[cfg(not(target_os = "linux"))]
+fn tcp_connector(http: HttpConnector) -> Tcp {
+    http
+}
+
 /// An HTTP(S) client for OAuth endpoints. Cheap to clone.
 #[derive(Clone)]
 pub struct HttpClient {
-    client: Client<HttpsConnector<HttpConnector>, Full<Bytes>>,
+    client: Client<HttpsConnector<Tcp>, Full<Bytes>>,
     tls: bool,
     timeout: Duration,
 }
@@ -95,11 +120,13 @@ impl HttpClient {
         } else {
             config_with_roots(rustls::RootCertStore::empty())?
         };
+        let mut http = HttpConnector::new();
+        http.enforce_http(false);
         let connector = hyper_rustls::HttpsConnectorBuilder::new()
             .with_tls_config(config)
             .https_or_http()
             .enable_http1()
-            .build();
+            .wrap_connector(tcp_connector(http));
         // No idle pool: a connection (and its task) ends with its answer.
         let client = Client::builder(TokioExecutor::new())
             .pool_max_idle_per_host(0)

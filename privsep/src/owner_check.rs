@@ -37,6 +37,8 @@ pub struct ExpectedOwner {
     /// Who should own it, for messages: "the --upstream-owner uid".
     owner: &'static str,
     ident: OnceLock<Arc<PeerIdentifier>>,
+    /// Root may own it too ([`ExpectedOwner::root_too`]).
+    root_too: bool,
 }
 
 impl ExpectedOwner {
@@ -48,7 +50,15 @@ impl ExpectedOwner {
             subject,
             owner,
             ident: OnceLock::new(),
+            root_too: false,
         }
+    }
+
+    /// Accept a server run by root as well (root can read the user's files anyway: a
+    /// system-wide service on loopback is no other user).
+    pub fn root_too(mut self) -> Self {
+        self.root_too = true;
+        self
     }
 
     /// [`ExpectedOwner::new`] for this process's effective uid (a client protecting its user's
@@ -111,7 +121,7 @@ impl ExpectedOwner {
                 }
             }
         };
-        if cred.uid != self.uid {
+        if cred.uid != self.uid && !(self.root_too && cred.uid == 0) {
             return Err(denied(format!(
                 "{} {peer} is served by uid {}, not {} {}; the key was not sent",
                 self.subject, cred.uid, self.owner, self.uid
