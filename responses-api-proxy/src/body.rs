@@ -436,8 +436,11 @@ const DRAIN_MAX: usize = 1024;
 /// request whose input the upstream expands, e.g. a file referenced by id).
 pub const DRAIN_MAX_PER_USER: usize = 32;
 /// How long and how much of an abandoned response is read at most.
-const DRAIN_MAX_TIME: Duration = Duration::from_secs(600);
-const DRAIN_MAX_BYTES: u64 = 64 << 20;
+pub const DRAIN_MAX_TIME: Duration = Duration::from_secs(600);
+pub const DRAIN_MAX_BYTES: u64 = 64 << 20;
+/// How long into a shutdown the reads of abandoned responses go on (then what is left is
+/// booked with its estimate).
+pub const SHUTDOWN_READS_GRACE: Duration = Duration::from_secs(10);
 
 static DRAINING: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
 static DRAINING_BY_UID: crate::per_user::PerUser = crate::per_user::PerUser::new();

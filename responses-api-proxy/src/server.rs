@@ -33,7 +33,7 @@ use crate::listener::Listener;
 use crate::proxy::{ConnCtx, ProxyState};
 
 /// Longest the shutdown waits, after the drain, for the reads of abandoned governed responses.
-const ABANDONED_READS_DEADLINE: Duration = Duration::from_secs(10);
+const ABANDONED_READS_DEADLINE: Duration = crate::body::SHUTDOWN_READS_GRACE;
 
 /// Longest the shutdown drain waits for in-flight requests (streams that keep making progress
 /// included) before the proxy exits anyway. A client that stops reading is cut off sooner, by

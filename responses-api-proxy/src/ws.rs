@@ -87,7 +87,6 @@ use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
-use codex_proxy_governance::Admitted;
 use codex_proxy_governance::usage::{JsonScanner, Layout, TapResult};
 
 use crate::audit::{AuditRecord, Governance, Outcome};
@@ -344,6 +343,7 @@ pub async fn upgrade(
     let session = Session {
         scrub: Some((scrub, holder)),
         rotated: false,
+        client_left: false,
         retired,
         cut,
         tail: DeltaScrub::default(),
@@ -529,7 +529,8 @@ async fn write_all_vectored(io: &mut UpstreamIo, pieces: &[&[u8]]) -> std::io::R
 
 /// A response created on this session whose terminal event has not come yet.
 struct Pending {
-    admitted: Option<Admitted>,
+    /// With a policy: the admission, registered as an open response until booked.
+    admitted: Option<crate::governed::OpenTicket>,
     audit: AuditRecord,
     /// Message bytes relayed to the client for it (for the estimate).
     seen: u64,
@@ -566,6 +567,8 @@ struct Session {
     /// A rotation cut the session (`cut`): what is still read upstream is for its usage only,
     /// and its audit outcome is `rotated`.
     rotated: bool,
+    /// The client is gone and the upstream is read on for usage only.
+    client_left: bool,
     /// The end of the text deltas relayed so far that could begin a key (see [`DeltaScrub`]).
     tail: DeltaScrub,
     pending: VecDeque<Pending>,
@@ -1248,6 +1251,10 @@ impl Session {
             self.responses += 1;
             let audit =
                 audit.unwrap_or_else(|| new_audit(&self.ctx.peer, self.ctx.uid, text.len()));
+            let admitted = match (&self.ctx.governor, admitted) {
+                (Some(g), Some(a)) => Some(g.open_ticket(a)),
+                _ => None,
+            };
             self.pending.push_back(Pending {
                 admitted,
                 audit,
@@ -1265,6 +1272,9 @@ impl Session {
         let len = text.len() as u64;
         if let Some(front) = self.pending.front_mut() {
             front.seen += len;
+            if let Some(t) = &front.admitted {
+                t.saw(len);
+            }
             front.audit.bytes_out += len;
         }
         let bytes = &*text;
@@ -1344,19 +1354,26 @@ impl Session {
         p.audit.status = if complete { status } else { 200 };
         p.audit.outcome = if self.rotated {
             Outcome::Rotated
+        } else if self.client_left {
+            // read on after its client left (as HTTP's drain says: r36 note)
+            Outcome::ClientGone
         } else if complete {
             Outcome::Complete
         } else {
             Outcome::ClientGone
         };
-        let (Some(g), Some(admitted)) = (&self.ctx.governor, p.admitted.take()) else {
+        let (Some(g), Some(ticket)) = (&self.ctx.governor, p.admitted.take()) else {
             return;
         };
+        let Some(open) = ticket.take() else {
+            return; // booked by the shutdown
+        };
+        let admitted = open.admitted();
         // No usage: charged the estimate unless the upstream refused the request before it
         // started (an `error` with a 4xx status and no `response.created` before it).
         let refused_before_start = complete && !p.started && (400..500).contains(&status);
         g.book(
-            &admitted,
+            admitted,
             result.unwrap_or_default(),
             if complete { status } else { 200 },
             p.seen,
@@ -1366,9 +1383,15 @@ impl Session {
         );
     }
 
-    /// After the client left: reads the upstream on (within the idle timeout per message) until
-    /// every response in flight has ended, for their usage.
+    /// After the client left: reads the upstream on until every response in flight has ended,
+    /// for their usage. Ends (what is left is charged its estimate) when no text message came
+    /// within the idle timeout (pings, pongs and unfinished fragments do not count: outside
+    /// review r36 F1, an upstream pinging or trickling fragments was read for ever), after
+    /// [`crate::body::DRAIN_MAX_TIME`] or [`crate::body::DRAIN_MAX_BYTES`] in all (as HTTP's
+    /// reads of abandoned responses), and 10 s into a shutdown (r36 F2: a silent upstream held
+    /// the shutdown for the whole idle timeout).
     async fn drain_upstream(&mut self, upstream: &mut UpstreamWs) {
+        self.client_left = true;
         if self.pending.is_empty() {
             return;
         }
@@ -1378,14 +1401,38 @@ impl Session {
             return;
         };
         let idle = self.ctx.idle;
+        let start = tokio::time::Instant::now();
+        let mut end = start + crate::body::DRAIN_MAX_TIME;
+        let mut last_text = start;
+        let mut read = 0u64;
+        let mut shutdown = self.ctx.shutdown.clone();
+        let mut stopping = *shutdown.borrow();
+        if stopping {
+            end = end.min(start + crate::body::SHUTDOWN_READS_GRACE);
+        }
         while !self.pending.is_empty() {
-            match tokio::time::timeout(idle, upstream.readable()).await {
-                Ok(Ok(n)) if n > 0 => {}
-                Ok(_) | Err(_) => return,
+            let until = end.min(last_text + idle);
+            tokio::select! {
+                r = tokio::time::timeout_at(until, upstream.readable()) => match r {
+                    Ok(Ok(n)) if n > 0 => read += n as u64,
+                    Ok(_) | Err(_) => return,
+                },
+                _ = shutting_down(&mut shutdown), if !stopping => {
+                    stopping = true;
+                    end = end.min(tokio::time::Instant::now() + crate::body::SHUTDOWN_READS_GRACE);
+                    continue;
+                }
+            }
+            if read > crate::body::DRAIN_MAX_BYTES {
+                return;
             }
             // a close, a binary message or a broken frame ends the drain (what is still in
             // flight is charged its estimate)
-            if self.take_upstream(upstream, None).1.is_some() {
+            let (taken, stop) = self.take_upstream(upstream, None);
+            if taken {
+                last_text = tokio::time::Instant::now();
+            }
+            if stop.is_some() {
                 return;
             }
             if !upstream.out.is_empty() && upstream.flush().await.is_err() {

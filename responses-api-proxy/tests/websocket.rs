@@ -849,6 +849,82 @@ fn ledger_row(state: &Path, model: &str, n: u64) -> serde_json::Value {
     }
 }
 
+/// A proxy under a policy (`gpt-5*`, output ceiling 500: the estimate's output) with a state
+/// dir and `--ws-idle-timeout idle`, in front of a mock that sends `response.created` and then
+/// only pings, every 200 ms; a client that leaves right after `response.created`.
+fn abandoned_behind_pings(idle: &str) -> (Proxy, tempfile::TempDir, WsMock) {
+    let mock = WsMock::start().unwrap();
+    mock.set_script(WsScript {
+        stall_with_pings: Some(Duration::from_millis(200)),
+        ..WsScript::default()
+    });
+    let d = policy_dir();
+    let policy = write_policy(
+        d.path(),
+        "[default]\nmodels = [\"gpt-5*\"]\nmax_output_tokens = 500\n",
+    );
+    let state = d.path().join("state");
+    let proxy = start(
+        &mock,
+        &[
+            "--policy",
+            policy.to_str().unwrap(),
+            "--state-dir",
+            state.to_str().unwrap(),
+            "--ws-idle-timeout",
+            idle,
+        ],
+    );
+    rt().block_on(async {
+        let mut ws = connect(proxy.port, &[]).await.unwrap();
+        ws.send(Message::text(create("gpt-5"))).await.unwrap();
+        let _ = read_until(&mut ws, "response.created").await;
+        drop(ws);
+    });
+    (proxy, d, mock)
+}
+
+/// Outside review r36 F1: after its client left, a response whose upstream sent only pings
+/// (or pongs, or fragments it never finished) was read on for as long as they came, past the
+/// idle timeout (600 s and more), unbooked, holding one of the user's session slots. Only text
+/// messages count as activity now: with a 2 s idle timeout the read ends and the response is
+/// charged its estimate within seconds. (Before the fix no ledger row appeared.)
+#[test]
+fn pings_do_not_keep_an_abandoned_websocket_response_read() {
+    let (proxy, d, _mock) = abandoned_behind_pings("2");
+    let row = ledger_row(&d.path().join("state"), "gpt-5", 1);
+    assert_eq!(row["output_tokens"], 500, "the estimate: {row}");
+    let log = proxy.wait_log("usage_anomaly", 1);
+    assert!(log.contains("estimated"), "{log}");
+}
+
+/// Outside review r36 F2: at SIGTERM, a response read on after its client left held the
+/// shutdown for the whole idle timeout (300 s) and, behind pings, up to the 600 s drain
+/// deadline, after which it was never booked. Now such reads go on at most 10 s into a
+/// shutdown and what is left is charged its estimate. Control: the response was still being
+/// read (no ledger row) before the signal.
+#[test]
+fn a_shutdown_does_not_wait_out_an_abandoned_websocket_response_and_charges_it() {
+    let (mut proxy, d, _mock) = abandoned_behind_pings("300");
+    let state = d.path().join("state");
+    std::thread::sleep(Duration::from_secs(1));
+    let before = usage_json(&state, &[]);
+    assert!(
+        before["rows"].as_array().is_none_or(|r| r.is_empty()),
+        "control: nothing booked while the response is read on: {before}"
+    );
+    proxy.signal("TERM");
+    let t0 = Instant::now();
+    let status = proxy
+        .wait_exit(Duration::from_secs(40))
+        .unwrap_or_else(|| panic!("still running 40 s after SIGTERM\n{}", proxy.stderr()));
+    assert!(status.success(), "{status:?}");
+    let took = t0.elapsed();
+    assert!(took < Duration::from_secs(30), "took {took:?}");
+    let row = ledger_row(&state, "gpt-5", 1);
+    assert_eq!(row["output_tokens"], 500, "the estimate: {row}");
+}
+
 #[test]
 fn a_client_that_leaves_mid_response_still_pays() {
     let mock = WsMock::start().unwrap();

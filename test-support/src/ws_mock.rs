@@ -47,6 +47,9 @@ pub struct WsScript {
     pub echo_key_split_at: Option<usize>,
     /// Send this many bytes of padding in one extra delta event (an oversized upstream message).
     pub padding: usize,
+    /// After `response.created`, send nothing but a ping every this long, for as long as the
+    /// connection lasts (a stuck response behind keep-alive pings: outside review r36 F1).
+    pub stall_with_pings: Option<Duration>,
 }
 
 impl Default for WsScript {
@@ -64,6 +67,7 @@ impl Default for WsScript {
             echo_authorization: false,
             echo_key_split_at: None,
             padding: 0,
+            stall_with_pings: None,
         }
     }
 }
@@ -481,6 +485,14 @@ async fn session<S>(
                     }
                     if ws.send(Message::text(ev.to_string())).await.is_err() {
                         return;
+                    }
+                    if let Some(every) = script.stall_with_pings {
+                        loop {
+                            tokio::time::sleep(every).await;
+                            if ws.send(Message::Ping(Vec::new().into())).await.is_err() {
+                                return;
+                            }
+                        }
                     }
                 }
             }
