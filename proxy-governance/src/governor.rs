@@ -286,6 +286,13 @@ impl Governor {
         }
     }
 
+    /// The uids with requests in flight that reserve against a budget, ascending.
+    pub fn reserving_uids(&self) -> Vec<u32> {
+        let mut uids: Vec<u32> = self.lock().held.keys().copied().collect();
+        uids.sort_unstable();
+        uids
+    }
+
     /// What `uid`'s requests in flight reserve against its budgets (`requests`: how many).
     pub fn reserved(&self, uid: u32) -> Totals {
         self.lock().held.get(&uid).copied().unwrap_or_default()

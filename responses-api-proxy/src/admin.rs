@@ -260,10 +260,16 @@ fn serve_one(stream: UnixStream, uid: u32, state: &ProxyState, rotator: &Rotator
                 pages_in_use: rotator.pages().in_use(),
                 pages_wiped: rotator.pages().wiped(),
             };
-            let budgets = state
-                .governor
-                .as_deref()
-                .map(|g| budgets_left(g, &crate::metrics::METRICS.seen_uids()));
+            let budgets = state.governor.as_deref().map(|g| {
+                // a uid whose only requests are still in flight (a first stream, WebSocket
+                // responses read on after their client left: r36 note) shows its
+                // reservation too
+                let mut uids = crate::metrics::METRICS.seen_uids();
+                uids.extend(g.governor.reserving_uids());
+                uids.sort_unstable();
+                uids.dedup();
+                budgets_left(g, &uids)
+            });
             let body = crate::metrics::render(&rotation, budgets.as_deref());
             let _ = respond(
                 &stream,
