@@ -250,7 +250,11 @@ impl SandboxPolicy {
                 .into_iter()
                 .chain(extra_deny_read.iter().cloned())
                 .map(|p| if p.is_absolute() { p } else { cwd.join(p) });
-            for p in canonical_list(listed) {
+            let mut dirs: Vec<PathBuf> = Vec::new();
+            for (p, is_dir) in canonical_list_and_kinds(listed) {
+                if is_dir && !dirs.contains(&p) {
+                    dirs.push(p.clone());
+                }
                 if !v.contains(&p) {
                     v.push(p);
                 }
@@ -260,7 +264,7 @@ impl SandboxPolicy {
                 .map(|w| w.root.clone())
                 .chain([cwd.clone()])
                 .collect();
-            deny_link_targets(&mut v, env, &keep);
+            deny_link_targets(&mut v, &dirs, env, &keep);
             v
         };
         Ok(EffectivePolicy {
@@ -761,15 +765,18 @@ pub const HOME_STARTUP_FILES: &[&str] = &[
 /// (a directory past the bound is not searched further: docs/security.md).
 const LINK_WALK_MAX_ENTRIES: usize = 4096;
 const LINK_WALK_MAX_DEPTH: usize = 4;
+/// The deny-read walk runs at every start: two levels (`~/.ssh/id_x`,
+/// `~/.gnupg/private-keys-v1.d/k.key`), not a browser profile's whole tree.
+const DENY_LINK_WALK_DEPTH: usize = 2;
 
 /// The symbolic links below `dir` (links are not followed), breadth first, within
-/// [`LINK_WALK_MAX_ENTRIES`] entries and [`LINK_WALK_MAX_DEPTH`] levels. The entries' types come
-/// from `getdents` (no `lstat` each).
-fn links_below(dir: &Path) -> Vec<PathBuf> {
+/// [`LINK_WALK_MAX_ENTRIES`] entries and `depth` levels. The entries' types come from
+/// `getdents` (no `lstat` each).
+fn links_below(dir: &Path, depth: usize) -> Vec<PathBuf> {
     let mut links = Vec::new();
     let mut seen = 0usize;
     let mut level = vec![dir.to_path_buf()];
-    for _ in 0..LINK_WALK_MAX_DEPTH {
+    for _ in 0..depth {
         let mut next = Vec::new();
         for d in &level {
             let Ok(entries) = std::fs::read_dir(d) else {
@@ -814,21 +821,26 @@ fn link_target(link: &Path) -> Option<PathBuf> {
 /// searched for links (bounded: [`links_below`]) and their targets are denied too, except a
 /// target that is `/`, a home, or holds a writable root or the working directory (`keep`):
 /// denying those would deny the command its own workspace.
-fn deny_link_targets(deny: &mut Vec<PathBuf>, env: &SandboxEnv, keep: &[PathBuf]) {
+fn deny_link_targets(
+    deny: &mut Vec<PathBuf>,
+    dirs: &[PathBuf],
+    env: &SandboxEnv,
+    keep: &[PathBuf],
+) {
+    if dirs.is_empty() {
+        return;
+    }
     let homes: Vec<PathBuf> = env
         .home
         .iter()
         .chain(&env.other_homes)
         .map(|h| std::fs::canonicalize(h).unwrap_or_else(|_| h.clone()))
         .collect();
-    let mut i = 0;
-    while i < deny.len() {
-        let d = deny[i].clone();
-        i += 1;
-        if !std::fs::symlink_metadata(&d).is_ok_and(|m| m.is_dir()) {
-            continue;
-        }
-        for link in links_below(&d) {
+    // the denied directories (known from the list's own walk: no `lstat` of the ~170 paths,
+    // most of them missing), then the directories among the targets
+    let mut todo: Vec<PathBuf> = dirs.to_vec();
+    while let Some(d) = todo.pop() {
+        for link in links_below(&d, DENY_LINK_WALK_DEPTH) {
             let Some(t) = link_target(&link) else {
                 continue;
             };
@@ -837,6 +849,9 @@ fn deny_link_targets(deny: &mut Vec<PathBuf>, env: &SandboxEnv, keep: &[PathBuf]
                 || keep.iter().any(|k| k.starts_with(&t));
             if too_wide || deny.iter().any(|x| t.starts_with(x)) {
                 continue;
+            }
+            if t.is_dir() {
+                todo.push(t.clone());
             }
             deny.push(t);
         }
@@ -905,7 +920,11 @@ fn protect_startup_files_of(roots: &mut [WritableRoot], home: &Path, all_roots: 
         // too wherever they lie in a writable root.
         let mut led_to: Vec<PathBuf> = Vec::new();
         if std::fs::symlink_metadata(&path).is_ok_and(|m| m.is_dir()) {
-            led_to.extend(links_below(&path).iter().filter_map(|l| link_target(l)));
+            led_to.extend(
+                links_below(&path, LINK_WALK_MAX_DEPTH)
+                    .iter()
+                    .filter_map(|l| link_target(l)),
+            );
         }
         if name == &".gitconfig" {
             led_to.extend(git_includes(&path, home));
@@ -1282,10 +1301,18 @@ fn canonical_or_lexical_forward(p: &Path) -> PathBuf {
 /// resolved path, `None` when missing. Shared by the walks of one list ([`canonical_list`]):
 /// the default deny-read list's ~100 paths under `$HOME` looked `$HOME` (and `~/.config`,
 /// `~/.local`...) up once each instead of once per path (issue 12: start-up).
-type Lookups = std::collections::HashMap<PathBuf, Option<PathBuf>>;
+/// (The value: the resolved path and whether it is a directory; `None` when missing.)
+type Lookups = std::collections::HashMap<PathBuf, Option<(PathBuf, bool)>>;
 
 fn canonical_or_lexical_forward_in(p: &Path, seen: &mut Lookups) -> PathBuf {
+    canonical_forward_and_kind(p, seen).0
+}
+
+/// [`canonical_or_lexical_forward_in`], and whether the path exists as a directory (known from
+/// the walk's own `lstat`s: no further call).
+fn canonical_forward_and_kind(p: &Path, seen: &mut Lookups) -> (PathBuf, bool) {
     let mut cur = PathBuf::from("/");
+    let mut is_dir = true;
     let mut names = p.components().filter_map(|c| match c {
         Component::Normal(n) => Some(n),
         _ => None,
@@ -1295,35 +1322,50 @@ fn canonical_or_lexical_forward_in(p: &Path, seen: &mut Lookups) -> PathBuf {
         let resolved = seen
             .entry(next)
             .or_insert_with_key(|next| match std::fs::symlink_metadata(next) {
-                Ok(m) if m.file_type().is_symlink() => std::fs::canonicalize(next).ok(),
-                Ok(_) => Some(next.clone()),
+                Ok(m) if m.file_type().is_symlink() => std::fs::canonicalize(next)
+                    .ok()
+                    .map(|c| (c.clone(), c.is_dir())),
+                Ok(m) => Some((next.clone(), m.is_dir())),
                 Err(_) => None,
             })
             .clone();
         match resolved {
-            Some(r) => cur = r,
+            Some((r, d)) => {
+                cur = r;
+                is_dir = d;
+            }
             None => {
                 // missing (or a dangling link): the rest is appended as written
                 cur.push(name);
                 cur.extend(names);
-                return cur;
+                return (cur, false);
             }
         }
     }
-    cur
+    (cur, is_dir)
 }
 
 /// [`canonical_or_lexical`] of every path of a list, in order, each ancestor looked up once
 /// for the whole list.
 pub fn canonical_list(paths: impl IntoIterator<Item = PathBuf>) -> Vec<PathBuf> {
+    canonical_list_and_kinds(paths)
+        .into_iter()
+        .map(|(p, _)| p)
+        .collect()
+}
+
+/// [`canonical_list`], with whether each path exists as a directory.
+fn canonical_list_and_kinds(paths: impl IntoIterator<Item = PathBuf>) -> Vec<(PathBuf, bool)> {
     let mut seen = Lookups::default();
     paths
         .into_iter()
         .map(|p| {
             if p.is_absolute() && !p.components().any(|c| c == Component::ParentDir) {
-                canonical_or_lexical_forward_in(&p, &mut seen)
+                canonical_forward_and_kind(&p, &mut seen)
             } else {
-                canonical_or_lexical_by_ancestors(&p)
+                let c = canonical_or_lexical_by_ancestors(&p);
+                let d = std::fs::symlink_metadata(&c).is_ok_and(|m| m.is_dir());
+                (c, d)
             }
         })
         .collect()
