@@ -204,7 +204,7 @@ impl std::fmt::Display for Replaceable {
             (true, true) => write!(f, "{} is a symbolic link", self.via.display()),
             (true, false) => write!(
                 f,
-                "{} (CODEX_HOME) is itself a writable root",
+                "{} cannot be held read-only: it is CODEX_HOME and itself a writable root, or a startup directory too large to search for links and hard links (over 20000 entries or 8 levels)",
                 self.via.display()
             ),
             (false, true) => write!(

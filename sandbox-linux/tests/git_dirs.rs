@@ -427,7 +427,8 @@ fn codex_home_inside_a_writable_root_stays_read_only() {
     let out = with_codex_home(&e, &e.ws, "echo ran");
     assert_eq!(out.status.code(), Some(201), "{out:?}");
     assert!(
-        String::from_utf8_lossy(&out.stderr).contains("(CODEX_HOME) is itself a writable root"),
+        String::from_utf8_lossy(&out.stderr)
+            .contains("it is CODEX_HOME and itself a writable root"),
         "{out:?}"
     );
     // control: the same file is writable when it is not CODEX_HOME
@@ -1737,17 +1738,20 @@ fn files_startup_files_lead_to_stay_read_only() {
         std::fs::write(h.join(f), "x\n").unwrap();
     }
     std::fs::write(h.join("notes.txt"), "x\n").unwrap();
+    std::fs::write(h.join(".inputrc"), "set bell-style none\n").unwrap();
     std::os::unix::fs::symlink("../dotfiles/ssh_config", h.join(".ssh/config")).unwrap();
     std::os::unix::fs::symlink("../dotfiles/a.sh", h.join(".bashrc.d/a.sh")).unwrap();
     std::fs::write(
         h.join(".gitconfig"),
-        "[user]\n\tname = v\n[include]\n\tpath = ~/gitinc/local\n",
+        // (r38 F1: the key on the section's line, a spelling git reads)
+        "[user]\n\tname = v\n[include]path = ~/gitinc/local ; shared\n",
     )
     .unwrap();
     suite_test_support::dirs::chown_tree(&e.base, NOBODY);
     let script = "for f in dotfiles/ssh_config dotfiles/a.sh gitinc/local; do \
                     echo pwn >> $f 2>/dev/null && echo WROTE-$f; done; \
                   echo pwn > .vim/plugin/p.vim 2>/dev/null && echo WROTE-vim; \
+                  echo pwn >> .inputrc 2>/dev/null && echo WROTE-inputrc; \
                   echo y >> notes.txt && echo other-writable";
     let out = command_with(&e, Ns::With, None, false, false, script)
         .env("HOME", h)
@@ -1808,6 +1812,27 @@ fn a_hard_linked_startup_file_refuses_the_run() {
     std::fs::remove_file(e.ws.join("dotfiles/bashrc")).unwrap();
     let out = run(&e);
     assert_eq!(out.status.code(), Some(0), "control: {out:?}");
+    // outside review r38 F2: a hard-linked file inside a startup directory refuses the run too
+    std::fs::create_dir_all(e.ws.join(".bashrc.d")).unwrap();
+    std::fs::write(e.ws.join("dotfiles/a.sh"), "x\n").unwrap();
+    std::fs::hard_link(e.ws.join("dotfiles/a.sh"), e.ws.join(".bashrc.d/a.sh")).unwrap();
+    suite_test_support::dirs::chown_tree(&e.base, NOBODY);
+    let out = run(&e);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(201), "{stderr}");
+    assert!(
+        stderr.contains(".bashrc.d/a.sh") && stderr.contains("hard links"),
+        "{stderr}"
+    );
+    // r38 F4: a startup directory too large to search refuses the run (it failed open)
+    std::fs::remove_file(e.ws.join(".bashrc.d/a.sh")).unwrap();
+    for i in 0..20_001 {
+        std::fs::File::create(e.ws.join(format!(".bashrc.d/f{i}"))).unwrap();
+    }
+    let out = run(&e);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(201), "{stderr}");
+    assert!(stderr.contains("too large to search"), "{stderr}");
 }
 
 /// Outside review r32 F5: the startup-file carve-outs of a home that is a writable root

@@ -759,12 +759,20 @@ pub const HOME_STARTUP_FILES: &[&str] = &[
     // `~/.vim/plugin/*` at every start; emacs reads `~/.emacs.d/init.el`
     ".vim",
     ".emacs.d",
+    // outside review r38 F3: readline macros run at the next typed line (`.inputrc`), `less`
+    // runs `LESSOPEN` from `.lesskey`; debuggers' and REPLs' start-up files
+    ".inputrc",
+    ".lesskey",
+    ".lldbinit",
+    ".irbrc",
+    ".Rprofile",
+    ".ghci",
+    ".mailcap",
 ];
 
-/// How far the walks for links go: the entries looked at below one directory, and its depth
-/// (a directory past the bound is not searched further: docs/security.md).
+/// How far the deny-read walk for links goes: the entries looked at below one denied directory
+/// (past the bound it is not searched further: docs/security.md).
 const LINK_WALK_MAX_ENTRIES: usize = 4096;
-const LINK_WALK_MAX_DEPTH: usize = 4;
 /// The deny-read walk runs at every start: two levels (`~/.ssh/id_x`,
 /// `~/.gnupg/private-keys-v1.d/k.key`), not a browser profile's whole tree.
 const DENY_LINK_WALK_DEPTH: usize = 2;
@@ -797,6 +805,86 @@ fn links_below(dir: &Path, depth: usize) -> Vec<PathBuf> {
         level = next;
     }
     links
+}
+
+/// What a startup directory leads to ([`scan_startup_dir`]).
+struct StartupScan {
+    /// The targets of the links found (a directory target is searched in turn).
+    targets: Vec<PathBuf>,
+    /// Regular files with more than one hard link.
+    hard_linked: Vec<PathBuf>,
+    /// The bound ([`STARTUP_SCAN_MAX_ENTRIES`] entries, [`STARTUP_SCAN_MAX_DEPTH`] levels) was
+    /// reached: what lies beyond is unknown.
+    incomplete: bool,
+}
+
+/// Bounds of [`scan_startup_dir`] (vim's package layout, `~/.vim/pack/*/start/*/plugin/x.vim`,
+/// is five levels: outside review r38 F4).
+const STARTUP_SCAN_MAX_ENTRIES: usize = 20_000;
+const STARTUP_SCAN_MAX_DEPTH: usize = 8;
+
+/// Searches a startup directory, and the directories its links lead to, for links (their
+/// targets) and hard-linked files. Runs only when `~` is inside a writable root.
+fn scan_startup_dir(dir: &Path, roots: &[PathBuf]) -> StartupScan {
+    use std::os::unix::fs::MetadataExt;
+    let mut scan = StartupScan {
+        targets: Vec::new(),
+        hard_linked: Vec::new(),
+        incomplete: false,
+    };
+    let mut seen = 0usize;
+    let mut roots_done: Vec<PathBuf> = Vec::new();
+    let mut todo = vec![dir.to_path_buf()];
+    while let Some(top) = todo.pop() {
+        if roots_done.contains(&top) {
+            continue;
+        }
+        roots_done.push(top.clone());
+        let mut level = vec![top];
+        for depth in 0.. {
+            if level.is_empty() {
+                break;
+            }
+            if depth == STARTUP_SCAN_MAX_DEPTH {
+                scan.incomplete = true;
+                return scan;
+            }
+            let mut next = Vec::new();
+            for d in &level {
+                let Ok(entries) = std::fs::read_dir(d) else {
+                    continue;
+                };
+                for e in entries.flatten() {
+                    seen += 1;
+                    if seen > STARTUP_SCAN_MAX_ENTRIES {
+                        scan.incomplete = true;
+                        return scan;
+                    }
+                    match e.file_type() {
+                        Ok(t) if t.is_symlink() => {
+                            if let Some(target) = link_target(&e.path()) {
+                                // (a directory target outside every root is not writable:
+                                // not searched)
+                                if target.is_dir() && roots.iter().any(|r| target.starts_with(r)) {
+                                    todo.push(target.clone());
+                                }
+                                scan.targets.push(target);
+                            }
+                        }
+                        Ok(t) if t.is_dir() => next.push(e.path()),
+                        Ok(t) if t.is_file() => {
+                            if e.metadata().is_ok_and(|m| m.nlink() > 1) {
+                                scan.hard_linked.push(e.path());
+                            }
+                        }
+                        _ => {}
+                    }
+                }
+            }
+            level = next;
+        }
+    }
+    scan
 }
 
 /// Where the symbolic link `link` leads: its canonical target, or for a dangling link the
@@ -920,11 +1008,31 @@ fn protect_startup_files_of(roots: &mut [WritableRoot], home: &Path, all_roots: 
         // too wherever they lie in a writable root.
         let mut led_to: Vec<PathBuf> = Vec::new();
         if std::fs::symlink_metadata(&path).is_ok_and(|m| m.is_dir()) {
-            led_to.extend(
-                links_below(&path, LINK_WALK_MAX_DEPTH)
-                    .iter()
-                    .filter_map(|l| link_target(l)),
-            );
+            let scan = scan_startup_dir(&path, all_roots);
+            led_to.extend(scan.targets);
+            // A file with another name inside the directory (outside review r38 F2: `~/.ssh/
+            // config` or `~/.bashrc.d/a.sh` a hard link of a file elsewhere in `~`): carved out
+            // by name, so that the launcher refuses it ("has N hard links"); a directory too
+            // large to search is refused whole.
+            for w in roots.iter_mut() {
+                if !path.starts_with(&w.root) {
+                    continue;
+                }
+                for f in &scan.hard_linked {
+                    w.read_only_subpaths.push(ReadOnlySubpath {
+                        path: f.clone(),
+                        exists: true,
+                        replaceable_via: None,
+                    });
+                }
+                if scan.incomplete {
+                    w.read_only_subpaths.push(ReadOnlySubpath {
+                        path: path.clone(),
+                        exists: true,
+                        replaceable_via: Some(path.clone()),
+                    });
+                }
+            }
         }
         if name == &".gitconfig" {
             led_to.extend(git_includes(&path, home));
@@ -954,10 +1062,12 @@ fn carve_out_led_to(roots: &mut [WritableRoot], targets: Vec<PathBuf>, all_roots
 }
 
 /// The files a git config file includes (`[include]` and `[includeIf "..."]` sections, their
-/// `path` keys; `~/` is `home`, a relative path is relative to the including file's directory),
-/// followed into the files they include, three levels deep. Conditions are not evaluated: every
-/// `includeIf` counts. A line-based reading of git's format (no quoting beyond one pair of
-/// double quotes around the value).
+/// `path` keys; `~/` is `home`, `~user/` that user's passwd home, a relative path is relative to
+/// the including file's directory), followed into the files they include, four levels deep,
+/// and the hooks directory `core.hooksPath` names (outside review r38 F3b). Conditions are not
+/// evaluated: every `includeIf` counts. Read with git's own syntax ([`git_config_values`]:
+/// outside review r38 F1, a key on the section's line, quotes, comments and continuation
+/// lines hid includes from a line-based reading).
 fn git_includes(config: &Path, home: &Path) -> Vec<PathBuf> {
     let mut out: Vec<PathBuf> = Vec::new();
     let mut todo = vec![(config.to_path_buf(), 0usize)];
@@ -965,43 +1075,189 @@ fn git_includes(config: &Path, home: &Path) -> Vec<PathBuf> {
         let Ok(text) = std::fs::read_to_string(&file) else {
             continue;
         };
-        let mut in_include = false;
-        for line in text.lines() {
-            let l = line.trim();
-            if let Some(header) = l.strip_prefix('[') {
-                let section = header.split([']', ' ', '"']).next().unwrap_or("");
-                in_include = section.eq_ignore_ascii_case("include")
-                    || section.eq_ignore_ascii_case("includeif");
-                continue;
-            }
-            if !in_include {
-                continue;
-            }
-            let Some((key, value)) = l.split_once('=') else {
-                continue;
-            };
-            if !key.trim().eq_ignore_ascii_case("path") {
-                continue;
-            }
-            let v = value.trim();
-            let v = v
-                .strip_prefix('"')
-                .and_then(|x| x.strip_suffix('"'))
-                .unwrap_or(v);
+        let values = git_config_values(&text, |section, _sub, key| {
+            (section == "include" || section == "includeif") && key == "path"
+                || section == "core" && key == "hookspath"
+        });
+        for (is_include, v) in values {
             let p = if let Some(rest) = v.strip_prefix("~/") {
                 home.join(rest)
-            } else if Path::new(v).is_absolute() {
-                PathBuf::from(v)
+            } else if let Some(user) = v.strip_prefix('~') {
+                let (name, rest) = user.split_once('/').unwrap_or((user, ""));
+                match passwd_home_of(name) {
+                    Some(h) => h.join(rest),
+                    None => continue,
+                }
+            } else if Path::new(&v).is_absolute() {
+                PathBuf::from(&v)
             } else {
-                file.parent().unwrap_or(Path::new("/")).join(v)
+                file.parent().unwrap_or(Path::new("/")).join(&v)
             };
             let p = canonical_or_lexical(&p);
             if !out.contains(&p) {
-                if depth < 3 {
+                if is_include && depth < 4 {
                     todo.push((p.clone(), depth + 1));
                 }
                 out.push(p);
             }
+        }
+    }
+    out
+}
+
+/// The home directory `/etc/passwd` gives the user `name`.
+fn passwd_home_of(name: &str) -> Option<PathBuf> {
+    let text = std::fs::read_to_string("/etc/passwd").ok()?;
+    text.lines().find_map(|l| {
+        let f: Vec<&str> = l.split(':').collect();
+        (f.len() > 5 && f[0] == name && f[5].starts_with('/')).then(|| PathBuf::from(f[5]))
+    })
+}
+
+/// The values of the keys `wanted(section, subsection, key)` picks in git config `text`
+/// (section and key lower-cased), as git's parser reads them: `[section "sub"]` and
+/// `[section.sub]` headers, a key on the header's line, `key = value` or a bare `key`,
+/// values with double quotes anywhere, `\\` escapes, a `\\` before the newline continuing the
+/// line, `#`/`;` comments outside quotes, surrounding blanks trimmed. Returns
+/// `(is_include, value)` (`is_include`: the section is `include` or `includeIf`). Where git
+/// would stop with a syntax error the reading stops too.
+fn git_config_values(
+    text: &str,
+    wanted: impl Fn(&str, Option<&str>, &str) -> bool,
+) -> Vec<(bool, String)> {
+    let b = text.as_bytes();
+    let mut i = 0;
+    let mut section = String::new();
+    let mut sub: Option<String> = None;
+    let mut out = Vec::new();
+    let skip_blank = |i: &mut usize| {
+        while *i < b.len() && (b[*i] == b' ' || b[*i] == b'\t' || b[*i] == b'\r') {
+            *i += 1;
+        }
+    };
+    let skip_line = |i: &mut usize| {
+        while *i < b.len() && b[*i] != b'\n' {
+            *i += 1;
+        }
+    };
+    while i < b.len() {
+        skip_blank(&mut i);
+        if i >= b.len() {
+            break;
+        }
+        match b[i] {
+            b'\n' => i += 1,
+            b'#' | b';' => skip_line(&mut i),
+            b'[' => {
+                i += 1;
+                let start = i;
+                while i < b.len() && (b[i].is_ascii_alphanumeric() || b[i] == b'-' || b[i] == b'.')
+                {
+                    i += 1;
+                }
+                let name = text[start..i].to_ascii_lowercase();
+                let (sec, dotted) = match name.split_once('.') {
+                    Some((a, c)) => (a.to_string(), Some(c.to_string())),
+                    None => (name, None),
+                };
+                section = sec;
+                sub = dotted;
+                skip_blank(&mut i);
+                if i < b.len() && b[i] == b'"' {
+                    i += 1;
+                    let mut v = String::new();
+                    while i < b.len() && b[i] != b'"' && b[i] != b'\n' {
+                        if b[i] == b'\\' && i + 1 < b.len() {
+                            i += 1;
+                        }
+                        v.push(b[i] as char);
+                        i += 1;
+                    }
+                    if i >= b.len() || b[i] != b'"' {
+                        return out;
+                    }
+                    i += 1;
+                    sub = Some(v);
+                }
+                if i >= b.len() || b[i] != b']' {
+                    return out;
+                }
+                i += 1;
+            }
+            c if c.is_ascii_alphabetic() => {
+                let start = i;
+                while i < b.len() && (b[i].is_ascii_alphanumeric() || b[i] == b'-') {
+                    i += 1;
+                }
+                let key = text[start..i].to_ascii_lowercase();
+                skip_blank(&mut i);
+                let value = if i < b.len() && b[i] == b'=' {
+                    i += 1;
+                    skip_blank(&mut i);
+                    let mut v: Vec<u8> = Vec::new();
+                    let mut quoted = false;
+                    let mut pending_blank = 0usize;
+                    loop {
+                        if i >= b.len() {
+                            break;
+                        }
+                        let c = b[i];
+                        i += 1;
+                        match c {
+                            b'\n' if !quoted => break,
+                            b'\n' => return out,
+                            b'#' | b';' if !quoted => {
+                                skip_line(&mut i);
+                                break;
+                            }
+                            b' ' | b'\t' if !quoted => {
+                                if !v.is_empty() {
+                                    pending_blank += 1;
+                                }
+                            }
+                            b'"' => {
+                                v.extend(std::iter::repeat_n(b' ', pending_blank));
+                                pending_blank = 0;
+                                quoted = !quoted;
+                            }
+                            b'\\' => {
+                                let Some(&e) = b.get(i) else { return out };
+                                i += 1;
+                                let ch = match e {
+                                    b'\n' => continue,
+                                    b'\r' if b.get(i) == Some(&b'\n') => {
+                                        i += 1;
+                                        continue;
+                                    }
+                                    b't' => b'\t',
+                                    b'n' => b'\n',
+                                    b'b' => 8,
+                                    b'\\' | b'"' => e,
+                                    _ => return out,
+                                };
+                                v.extend(std::iter::repeat_n(b' ', pending_blank));
+                                pending_blank = 0;
+                                v.push(ch);
+                            }
+                            b'\r' if !quoted => {}
+                            _ => {
+                                v.extend(std::iter::repeat_n(b' ', pending_blank));
+                                pending_blank = 0;
+                                v.push(c);
+                            }
+                        }
+                    }
+                    Some(String::from_utf8_lossy(&v).into_owned())
+                } else {
+                    None
+                };
+                if let Some(v) = value {
+                    if wanted(&section, sub.as_deref(), &key) {
+                        out.push((section == "include" || section == "includeif", v));
+                    }
+                }
+            }
+            _ => return out,
         }
     }
     out
@@ -1413,6 +1669,36 @@ fn normalize_lexically(p: &Path) -> PathBuf {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Outside review r38 F1: the spellings git reads that a line-based reading missed.
+    #[test]
+    fn git_config_values_reads_what_git_reads() {
+        let text = "[user]\n\tname = v\n\
+            [include]path = ~/a\n\
+            [includeIf \"gitdir:~/ws/\"]path = b ; comment\n\
+            [include]\n\tpath = \"~/c\" ; c\n\
+            \tpath = ~/\"d d\"/e # x\n\
+            \tPATH = ~/f\\\n\tg\n\
+            [include.sub]\n path=h\n\
+            [core]\n\thooksPath = ~/hooks\n\
+            [other]\n\tpath = not-me\n";
+        let got = git_config_values(text, |s, _, k| {
+            (s == "include" || s == "includeif") && k == "path" || s == "core" && k == "hookspath"
+        });
+        let want: Vec<(bool, String)> = [
+            (true, "~/a"),
+            (true, "b"),
+            (true, "~/c"),
+            (true, "~/d d/e"),
+            (true, "~/f g"),
+            (true, "h"),
+            (false, "~/hooks"),
+        ]
+        .into_iter()
+        .map(|(i, v)| (i, v.to_string()))
+        .collect();
+        assert_eq!(got, want);
+    }
 
     /// `workspace-write` with `extra` as the only roots besides the cwd (no /tmp, no $TMPDIR:
     /// the tests' temp dirs live there).
