@@ -194,6 +194,10 @@ pub enum Outcome {
     /// cut the client's connection or session (outside review r20 L1: this was logged as
     /// `client_gone`). The rest of the response is still read for its usage.
     Rotated,
+    /// The proxy stopped (the shutdown's deadline) before this ended: a WebSocket response or
+    /// session whose task was dropped (outside review r39 F1: it was logged `complete`). The
+    /// ledger charges such a response its estimate at shutdown.
+    Stopped,
 }
 
 impl Outcome {
@@ -204,6 +208,7 @@ impl Outcome {
             Outcome::ClientGone => "client_gone",
             Outcome::UpstreamError => "upstream_error",
             Outcome::Rotated => "rotated",
+            Outcome::Stopped => "stopped",
         }
     }
 }

@@ -340,6 +340,11 @@ pub async fn upgrade(
     let holder = Arc::new(tokio::sync::Notify::new());
     key.held_by(&holder, uid);
     drop(key);
+    // what the line says if the session's task is dropped at the shutdown deadline (every
+    // ending sets its own)
+    let mut audit = audit;
+    audit.outcome = Outcome::Stopped;
+    audit.reason = Some("the proxy stopped before the session ended".into());
     let session = Session {
         scrub: Some((scrub, holder)),
         rotated: false,
@@ -810,6 +815,7 @@ impl Session {
                 how
             }
             End::Both(frame) => {
+                self.audit.outcome = Outcome::Complete;
                 let how = format!("closed by the proxy: {} {}", frame.code, frame.reason);
                 let _ = tokio::time::timeout(
                     CLOSE_GRACE,
@@ -1249,8 +1255,15 @@ impl Session {
         self.last_activity = tokio::time::Instant::now();
         if creates {
             self.responses += 1;
-            let audit =
+            let mut audit =
                 audit.unwrap_or_else(|| new_audit(&self.ctx.peer, self.ctx.uid, text.len()));
+            // (until `finish` says how it ended: what the line says if the shutdown's deadline
+            // drops the session first; the ledger charges the estimate then: r39 F1)
+            audit.outcome = Outcome::Stopped;
+            audit.reason = Some(
+                "the proxy stopped before the response ended: charged its estimate at shutdown"
+                    .into(),
+            );
             let admitted = match (&self.ctx.governor, admitted) {
                 (Some(g), Some(a)) => Some(g.open_ticket(a)),
                 _ => None,
@@ -1351,6 +1364,9 @@ impl Session {
     /// A response ended (`result`: what its terminal event reported; `None`: it never came):
     /// the ledger record and its audit line.
     fn finish(&self, mut p: Pending, result: Option<TapResult>, status: u16, complete: bool) {
+        if matches!(p.audit.outcome, Outcome::Stopped) {
+            p.audit.reason = None; // the shutdown's marker: it did end
+        }
         p.audit.status = if complete { status } else { 200 };
         p.audit.outcome = if self.rotated {
             Outcome::Rotated
