@@ -872,10 +872,8 @@ fn scan_startup_dir(dir: &Path, roots: &[PathBuf]) -> StartupScan {
                             }
                         }
                         Ok(t) if t.is_dir() => next.push(e.path()),
-                        Ok(t) if t.is_file() => {
-                            if e.metadata().is_ok_and(|m| m.nlink() > 1) {
-                                scan.hard_linked.push(e.path());
-                            }
+                        Ok(t) if t.is_file() && e.metadata().is_ok_and(|m| m.nlink() > 1) => {
+                            scan.hard_linked.push(e.path());
                         }
                         _ => {}
                     }
