@@ -1731,10 +1731,22 @@ fn a_startup_file_that_is_a_symlink_refuses_the_run() {
 fn files_startup_files_lead_to_stay_read_only() {
     let e = env();
     let h = &e.ws;
-    for d in ["dotfiles", ".ssh", ".bashrc.d", "gitinc", ".vim/plugin"] {
+    for d in [
+        "dotfiles",
+        ".ssh",
+        ".bashrc.d",
+        "gitinc",
+        ".vim/plugin",
+        "tools",
+    ] {
         std::fs::create_dir_all(h.join(d)).unwrap();
     }
-    for f in ["dotfiles/ssh_config", "dotfiles/a.sh", "gitinc/local"] {
+    for f in [
+        "dotfiles/ssh_config",
+        "dotfiles/a.sh",
+        "gitinc/local",
+        "tools/fsmon",
+    ] {
         std::fs::write(h.join(f), "x\n").unwrap();
     }
     std::fs::write(h.join("notes.txt"), "x\n").unwrap();
@@ -1744,11 +1756,13 @@ fn files_startup_files_lead_to_stay_read_only() {
     std::fs::write(
         h.join(".gitconfig"),
         // (r38 F1: the key on the section's line, a spelling git reads)
-        "[user]\n\tname = v\n[include]path = ~/gitinc/local ; shared\n",
+        // (and a program git runs, named by a value: r40 brief)
+        "[user]\n\tname = v\n[include]path = ~/gitinc/local ; shared\n\
+         [core]\n\tfsmonitor = ~/tools/fsmon --quiet\n",
     )
     .unwrap();
     suite_test_support::dirs::chown_tree(&e.base, NOBODY);
-    let script = "for f in dotfiles/ssh_config dotfiles/a.sh gitinc/local; do \
+    let script = "for f in dotfiles/ssh_config dotfiles/a.sh gitinc/local tools/fsmon; do \
                     echo pwn >> $f 2>/dev/null && echo WROTE-$f; done; \
                   echo pwn > .vim/plugin/p.vim 2>/dev/null && echo WROTE-vim; \
                   echo pwn >> .inputrc 2>/dev/null && echo WROTE-inputrc; \
@@ -1760,7 +1774,12 @@ fn files_startup_files_lead_to_stay_read_only() {
     let stdout = String::from_utf8_lossy(&out.stdout);
     let ctx = format!("{stdout} / {}", String::from_utf8_lossy(&out.stderr));
     assert!(!stdout.contains("WROTE"), "{ctx}");
-    for f in ["dotfiles/ssh_config", "dotfiles/a.sh", "gitinc/local"] {
+    for f in [
+        "dotfiles/ssh_config",
+        "dotfiles/a.sh",
+        "gitinc/local",
+        "tools/fsmon",
+    ] {
         assert_eq!(
             std::fs::read_to_string(h.join(f)).unwrap(),
             "x\n",

@@ -1073,11 +1073,27 @@ fn git_includes(config: &Path, home: &Path) -> Vec<PathBuf> {
         let Ok(text) = std::fs::read_to_string(&file) else {
             continue;
         };
-        let values = git_config_values(&text, |section, _sub, key| {
-            (section == "include" || section == "includeif") && key == "path"
-                || section == "core" && key == "hookspath"
-        });
-        for (is_include, v) in values {
+        let values = git_config_values(&text, |_, _, _| true);
+        for (section, key, v) in values {
+            let is_include = (section == "include" || section == "includeif") && key == "path";
+            let hooks = section == "core" && key == "hookspath";
+            // Any other value whose first word is an absolute or `~` path of an existing file:
+            // a program git runs (`core.fsmonitor`, `core.sshCommand`, `core.pager`,
+            // `credential.helper`, `gpg.program`, `!`-aliases...) or a file it reads; held
+            // read-only like the config itself (a directory value, `safe.directory`, is not).
+            let (v, only_files) = if is_include || hooks {
+                (v, false)
+            } else {
+                let first = v
+                    .trim_start_matches('!')
+                    .split_whitespace()
+                    .next()
+                    .unwrap_or("");
+                if !(first.starts_with('/') || first.starts_with('~')) {
+                    continue;
+                }
+                (first.to_string(), true)
+            };
             let p = if let Some(rest) = v.strip_prefix("~/") {
                 home.join(rest)
             } else if let Some(user) = v.strip_prefix('~') {
@@ -1092,6 +1108,9 @@ fn git_includes(config: &Path, home: &Path) -> Vec<PathBuf> {
                 file.parent().unwrap_or(Path::new("/")).join(&v)
             };
             let p = canonical_or_lexical(&p);
+            if only_files && !p.is_file() {
+                continue;
+            }
             if !out.contains(&p) {
                 if is_include && depth < 4 {
                     todo.push((p.clone(), depth + 1));
@@ -1115,14 +1134,14 @@ fn passwd_home_of(name: &str) -> Option<PathBuf> {
 /// The values of the keys `wanted(section, subsection, key)` picks in git config `text`
 /// (section and key lower-cased), as git's parser reads them: `[section "sub"]` and
 /// `[section.sub]` headers, a key on the header's line, `key = value` or a bare `key`,
-/// values with double quotes anywhere, `\\` escapes, a `\\` before the newline continuing the
+/// values with double quotes anywhere, `\` escapes, a `\` before the newline continuing the
 /// line, `#`/`;` comments outside quotes, surrounding blanks trimmed. Returns
-/// `(is_include, value)` (`is_include`: the section is `include` or `includeIf`). Where git
-/// would stop with a syntax error the reading stops too.
+/// `(section, key, value)`, both names lower-cased. Where git would stop with a syntax error
+/// the reading stops too.
 fn git_config_values(
     text: &str,
     wanted: impl Fn(&str, Option<&str>, &str) -> bool,
-) -> Vec<(bool, String)> {
+) -> Vec<(String, String, String)> {
     let b = text.as_bytes();
     let mut i = 0;
     let mut section = String::new();
@@ -1251,7 +1270,7 @@ fn git_config_values(
                 };
                 if let Some(v) = value {
                     if wanted(&section, sub.as_deref(), &key) {
-                        out.push((section == "include" || section == "includeif", v));
+                        out.push((section.clone(), key, v));
                     }
                 }
             }
@@ -1683,6 +1702,10 @@ mod tests {
         let got = git_config_values(text, |s, _, k| {
             (s == "include" || s == "includeif") && k == "path" || s == "core" && k == "hookspath"
         });
+        let got: Vec<(bool, String)> = got
+            .into_iter()
+            .map(|(s, _, v)| (s == "include" || s == "includeif", v))
+            .collect();
         let want: Vec<(bool, String)> = [
             (true, "~/a"),
             (true, "b"),
