@@ -1738,6 +1738,9 @@ fn files_startup_files_lead_to_stay_read_only() {
         "gitinc",
         ".vim/plugin",
         "tools",
+        "hk",
+        "scripts",
+        "tpl/hooks",
     ] {
         std::fs::create_dir_all(h.join(d)).unwrap();
     }
@@ -1746,23 +1749,29 @@ fn files_startup_files_lead_to_stay_read_only() {
         "dotfiles/a.sh",
         "gitinc/local",
         "tools/fsmon",
+        "scripts/pc",
     ] {
         std::fs::write(h.join(f), "x\n").unwrap();
     }
+    // r40 F1: a hook in `core.hooksPath` that is a link leads to a file that is the hook
+    std::os::unix::fs::symlink("../scripts/pc", h.join("hk/pre-commit")).unwrap();
     std::fs::write(h.join("notes.txt"), "x\n").unwrap();
     std::fs::write(h.join(".inputrc"), "set bell-style none\n").unwrap();
     std::os::unix::fs::symlink("../dotfiles/ssh_config", h.join(".ssh/config")).unwrap();
     std::os::unix::fs::symlink("../dotfiles/a.sh", h.join(".bashrc.d/a.sh")).unwrap();
-    std::fs::write(
-        h.join(".gitconfig"),
-        // (r38 F1: the key on the section's line, a spelling git reads)
-        // (and a program git runs, named by a value: r40 brief)
-        "[user]\n\tname = v\n[include]path = ~/gitinc/local ; shared\n\
-         [core]\n\tfsmonitor = ~/tools/fsmon --quiet\n",
-    )
-    .unwrap();
+    // r38 F1: the key on the section's line, a spelling git reads; a program git runs, named
+    // by a value; r40 F2/F4: a byte-order mark and a Latin-1 name (git reads both: they hid
+    // every include); r40 F1/F5: `core.hooksPath` and `init.templateDir`
+    let mut gitconfig = b"\xef\xbb\xbf[user]\n\tname = Jos\xe9\n".to_vec();
+    gitconfig.extend_from_slice(
+        b"[include]path = ~/gitinc/local ; shared\n\
+          [core]\n\tfsmonitor = ~/tools/fsmon --quiet\n\thooksPath = ~/hk\n\
+          [init]\n\ttemplateDir = ~/tpl\n",
+    );
+    std::fs::write(h.join(".gitconfig"), gitconfig).unwrap();
     suite_test_support::dirs::chown_tree(&e.base, NOBODY);
-    let script = "for f in dotfiles/ssh_config dotfiles/a.sh gitinc/local tools/fsmon; do \
+    let script = "for f in dotfiles/ssh_config dotfiles/a.sh gitinc/local tools/fsmon scripts/pc \
+                    tpl/hooks/post-checkout; do \
                     echo pwn >> $f 2>/dev/null && echo WROTE-$f; done; \
                   echo pwn > .vim/plugin/p.vim 2>/dev/null && echo WROTE-vim; \
                   echo pwn >> .inputrc 2>/dev/null && echo WROTE-inputrc; \
@@ -1779,6 +1788,7 @@ fn files_startup_files_lead_to_stay_read_only() {
         "dotfiles/a.sh",
         "gitinc/local",
         "tools/fsmon",
+        "scripts/pc",
     ] {
         assert_eq!(
             std::fs::read_to_string(h.join(f)).unwrap(),
@@ -1787,6 +1797,7 @@ fn files_startup_files_lead_to_stay_read_only() {
         );
     }
     assert!(!h.join(".vim/plugin/p.vim").exists(), "{ctx}");
+    assert!(!h.join("tpl/hooks/post-checkout").exists(), "{ctx}");
     assert!(stdout.contains("other-writable"), "control: {ctx}");
 }
 

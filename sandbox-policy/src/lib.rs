@@ -1007,35 +1007,48 @@ fn protect_startup_files_of(roots: &mut [WritableRoot], home: &Path, all_roots: 
         let mut led_to: Vec<PathBuf> = Vec::new();
         if std::fs::symlink_metadata(&path).is_ok_and(|m| m.is_dir()) {
             let scan = scan_startup_dir(&path, all_roots);
-            led_to.extend(scan.targets);
-            // A file with another name inside the directory (outside review r38 F2: `~/.ssh/
-            // config` or `~/.bashrc.d/a.sh` a hard link of a file elsewhere in `~`): carved out
-            // by name, so that the launcher refuses it ("has N hard links"); a directory too
-            // large to search is refused whole.
-            for w in roots.iter_mut() {
-                if !path.starts_with(&w.root) {
-                    continue;
-                }
-                for f in &scan.hard_linked {
-                    w.read_only_subpaths.push(ReadOnlySubpath {
-                        path: f.clone(),
-                        exists: true,
-                        replaceable_via: None,
-                    });
-                }
-                if scan.incomplete {
-                    w.read_only_subpaths.push(ReadOnlySubpath {
-                        path: path.clone(),
-                        exists: true,
-                        replaceable_via: Some(path.clone()),
-                    });
-                }
-            }
+            led_to.extend(scan.targets.iter().cloned());
+            refuse_hard_links_and_unsearched(roots, &path, &scan);
         }
         if name == &".gitconfig" {
-            led_to.extend(git_includes(&path, home));
+            let (files, dirs) = git_includes(&path, home);
+            led_to.extend(files);
+            for d in dirs {
+                let scan = scan_startup_dir(&d, all_roots);
+                led_to.extend(scan.targets.iter().cloned());
+                refuse_hard_links_and_unsearched(roots, &d, &scan);
+            }
         }
         carve_out_led_to(roots, led_to, all_roots);
+    }
+}
+
+/// A file with another name inside a searched directory (outside review r38 F2: `~/.ssh/config`
+/// or `~/.bashrc.d/a.sh` a hard link of a file elsewhere in `~`) is carved out by name, so that
+/// the launcher refuses it ("has N hard links"); a directory too large to search is refused
+/// whole.
+fn refuse_hard_links_and_unsearched(roots: &mut [WritableRoot], dir: &Path, scan: &StartupScan) {
+    // (a directory outside every root goes with the first root: only the refusal matters)
+    let i = roots
+        .iter()
+        .position(|w| dir.starts_with(&w.root))
+        .unwrap_or(0);
+    let Some(w) = roots.get_mut(i) else {
+        return;
+    };
+    for f in &scan.hard_linked {
+        w.read_only_subpaths.push(ReadOnlySubpath {
+            path: f.clone(),
+            exists: true,
+            replaceable_via: None,
+        });
+    }
+    if scan.incomplete {
+        w.read_only_subpaths.push(ReadOnlySubpath {
+            path: dir.to_path_buf(),
+            exists: true,
+            replaceable_via: Some(dir.to_path_buf()),
+        });
     }
 }
 
@@ -1066,61 +1079,82 @@ fn carve_out_led_to(roots: &mut [WritableRoot], targets: Vec<PathBuf>, all_roots
 /// evaluated: every `includeIf` counts. Read with git's own syntax ([`git_config_values`]:
 /// outside review r38 F1, a key on the section's line, quotes, comments and continuation
 /// lines hid includes from a line-based reading).
-fn git_includes(config: &Path, home: &Path) -> Vec<PathBuf> {
+fn git_includes(config: &Path, home: &Path) -> (Vec<PathBuf>, Vec<PathBuf>) {
+    use std::os::unix::ffi::OsStrExt;
     let mut out: Vec<PathBuf> = Vec::new();
+    let mut dirs: Vec<PathBuf> = Vec::new();
     let mut todo = vec![(config.to_path_buf(), 0usize)];
     while let Some((file, depth)) = todo.pop() {
-        let Ok(text) = std::fs::read_to_string(&file) else {
+        // bytes, as git reads them (outside review r40 F2: one byte that is not UTF-8 made the
+        // file unreadable here and every include in it unprotected)
+        let Ok(text) = std::fs::read(&file) else {
             continue;
         };
         let values = git_config_values(&text, |_, _, _| true);
         for (section, key, v) in values {
             let is_include = (section == "include" || section == "includeif") && key == "path";
-            let hooks = section == "core" && key == "hookspath";
+            // directories git runs files from: searched like startup directories (r40 F1:
+            // links and hard links inside `core.hooksPath`; F5: `init.templateDir`'s hooks are
+            // copied into every new repository)
+            let dir_value = section == "core" && key == "hookspath"
+                || section == "init" && key == "templatedir";
             // Any other value whose first word is an absolute or `~` path of an existing file:
             // a program git runs (`core.fsmonitor`, `core.sshCommand`, `core.pager`,
             // `credential.helper`, `gpg.program`, `!`-aliases...) or a file it reads; held
             // read-only like the config itself (a directory value, `safe.directory`, is not).
-            let (v, only_files) = if is_include || hooks {
-                (v, false)
+            let (v, only_files): (&[u8], bool) = if is_include || dir_value {
+                (&v, false)
             } else {
-                let first = v
-                    .trim_start_matches('!')
-                    .split_whitespace()
-                    .next()
-                    .unwrap_or("");
-                if !(first.starts_with('/') || first.starts_with('~')) {
+                let trimmed = v.strip_prefix(b"!").unwrap_or(&v);
+                let first = trimmed
+                    .split(|c| c.is_ascii_whitespace())
+                    .find(|w| !w.is_empty())
+                    .unwrap_or(b"");
+                if !(first.starts_with(b"/") || first.starts_with(b"~")) {
                     continue;
                 }
-                (first.to_string(), true)
+                (first, true)
             };
-            let p = if let Some(rest) = v.strip_prefix("~/") {
-                home.join(rest)
-            } else if let Some(user) = v.strip_prefix('~') {
-                let (name, rest) = user.split_once('/').unwrap_or((user, ""));
-                match passwd_home_of(name) {
-                    Some(h) => h.join(rest),
+            let p = if let Some(rest) = v.strip_prefix(b"~/") {
+                home.join(std::ffi::OsStr::from_bytes(rest))
+            } else if let Some(user) = v.strip_prefix(b"~") {
+                let (name, rest) = match user.iter().position(|&c| c == b'/') {
+                    Some(i) => (&user[..i], &user[i + 1..]),
+                    None => (user, &b""[..]),
+                };
+                match std::str::from_utf8(name).ok().and_then(passwd_home_of) {
+                    Some(h) => h.join(std::ffi::OsStr::from_bytes(rest)),
                     None => continue,
                 }
-            } else if Path::new(&v).is_absolute() {
-                PathBuf::from(&v)
+            } else if v.starts_with(b"/") {
+                PathBuf::from(std::ffi::OsStr::from_bytes(v))
             } else {
-                file.parent().unwrap_or(Path::new("/")).join(&v)
+                file.parent()
+                    .unwrap_or(Path::new("/"))
+                    .join(std::ffi::OsStr::from_bytes(v))
             };
             let p = canonical_or_lexical(&p);
             if only_files && !p.is_file() {
                 continue;
             }
+            if dir_value && p.is_dir() && !dirs.contains(&p) {
+                dirs.push(p.clone());
+            }
             if !out.contains(&p) {
-                if is_include && depth < 4 {
+                // git stops with an error past 10 levels of includes (r40 F3: five were
+                // followed here, and the sixth was writable)
+                if is_include && depth < GIT_MAX_INCLUDE_DEPTH {
                     todo.push((p.clone(), depth + 1));
                 }
                 out.push(p);
             }
         }
     }
-    out
+    (out, dirs)
 }
+
+/// git's `MAX_INCLUDE_DEPTH`: deeper includes make every git command fail.
+const GIT_MAX_INCLUDE_DEPTH: usize = 10;
 
 /// The home directory `/etc/passwd` gives the user `name`.
 fn passwd_home_of(name: &str) -> Option<PathBuf> {
@@ -1139,10 +1173,11 @@ fn passwd_home_of(name: &str) -> Option<PathBuf> {
 /// `(section, key, value)`, both names lower-cased. Where git would stop with a syntax error
 /// the reading stops too.
 fn git_config_values(
-    text: &str,
+    text: &[u8],
     wanted: impl Fn(&str, Option<&str>, &str) -> bool,
-) -> Vec<(String, String, String)> {
-    let b = text.as_bytes();
+) -> Vec<(String, String, Vec<u8>)> {
+    // a UTF-8 byte-order mark is skipped, as git does (outside review r40 F4)
+    let b = text.strip_prefix(b"\xef\xbb\xbf").unwrap_or(text);
     let mut i = 0;
     let mut section = String::new();
     let mut sub: Option<String> = None;
@@ -1172,7 +1207,7 @@ fn git_config_values(
                 {
                     i += 1;
                 }
-                let name = text[start..i].to_ascii_lowercase();
+                let name = String::from_utf8_lossy(&b[start..i]).to_ascii_lowercase();
                 let (sec, dotted) = match name.split_once('.') {
                     Some((a, c)) => (a.to_string(), Some(c.to_string())),
                     None => (name, None),
@@ -1182,19 +1217,19 @@ fn git_config_values(
                 skip_blank(&mut i);
                 if i < b.len() && b[i] == b'"' {
                     i += 1;
-                    let mut v = String::new();
+                    let mut v: Vec<u8> = Vec::new();
                     while i < b.len() && b[i] != b'"' && b[i] != b'\n' {
                         if b[i] == b'\\' && i + 1 < b.len() {
                             i += 1;
                         }
-                        v.push(b[i] as char);
+                        v.push(b[i]);
                         i += 1;
                     }
                     if i >= b.len() || b[i] != b'"' {
                         return out;
                     }
                     i += 1;
-                    sub = Some(v);
+                    sub = Some(String::from_utf8_lossy(&v).into_owned());
                 }
                 if i >= b.len() || b[i] != b']' {
                     return out;
@@ -1206,7 +1241,7 @@ fn git_config_values(
                 while i < b.len() && (b[i].is_ascii_alphanumeric() || b[i] == b'-') {
                     i += 1;
                 }
-                let key = text[start..i].to_ascii_lowercase();
+                let key = String::from_utf8_lossy(&b[start..i]).to_ascii_lowercase();
                 skip_blank(&mut i);
                 let value = if i < b.len() && b[i] == b'=' {
                     i += 1;
@@ -1264,7 +1299,7 @@ fn git_config_values(
                             }
                         }
                     }
-                    Some(String::from_utf8_lossy(&v).into_owned())
+                    Some(v)
                 } else {
                     None
                 };
@@ -1687,6 +1722,29 @@ fn normalize_lexically(p: &Path) -> PathBuf {
 mod tests {
     use super::*;
 
+    /// Outside review r40 F3: git follows ten levels of includes; five were followed here.
+    #[test]
+    fn git_includes_follow_ten_levels() {
+        let home = tempfile::tempdir().unwrap();
+        let h = home.path();
+        std::fs::write(h.join(".gitconfig"), "[include]\n\tpath = ~/c1/f\n").unwrap();
+        for n in 1..=10 {
+            std::fs::create_dir_all(h.join(format!("c{n}"))).unwrap();
+            std::fs::write(
+                h.join(format!("c{n}/f")),
+                format!("[include]\n\tpath = ~/c{}/f\n", n + 1),
+            )
+            .unwrap();
+        }
+        let (files, _) = git_includes(&h.join(".gitconfig"), h);
+        for n in 1..=10 {
+            assert!(
+                files.iter().any(|f| f.ends_with(format!("c{n}/f"))),
+                "c{n}: {files:?}"
+            );
+        }
+    }
+
     /// Outside review r38 F1: the spellings git reads that a line-based reading missed.
     #[test]
     fn git_config_values_reads_what_git_reads() {
@@ -1699,12 +1757,17 @@ mod tests {
             [include.sub]\n path=h\n\
             [core]\n\thooksPath = ~/hooks\n\
             [other]\n\tpath = not-me\n";
-        let got = git_config_values(text, |s, _, k| {
+        let got = git_config_values(text.as_bytes(), |s, _, k| {
             (s == "include" || s == "includeif") && k == "path" || s == "core" && k == "hookspath"
         });
         let got: Vec<(bool, String)> = got
             .into_iter()
-            .map(|(s, _, v)| (s == "include" || s == "includeif", v))
+            .map(|(s, _, v)| {
+                (
+                    s == "include" || s == "includeif",
+                    String::from_utf8(v).unwrap(),
+                )
+            })
             .collect();
         let want: Vec<(bool, String)> = [
             (true, "~/a"),
