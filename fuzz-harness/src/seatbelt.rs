@@ -101,5 +101,6 @@ fn build(
         writable_roots,
         deny_read,
         network: network || kind == PolicyKind::DangerFullAccess,
+        deny_read_unsearched: Vec::new(),
     }
 }

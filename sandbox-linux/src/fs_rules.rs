@@ -232,6 +232,7 @@ mod tests {
                 .collect(),
             deny_read: deny,
             network: false,
+            deny_read_unsearched: Vec::new(),
         }
     }
 

@@ -271,6 +271,14 @@ impl Sandbox<Planned> {
         #[cfg(debug_assertions)]
         test_pause_before_rules();
 
+        // outside review r40 F7: the deny-read search for links stops at its bound; say so
+        for d in &policy.deny_read_unsearched {
+            eprintln!(
+                "{}: warning: deny-read: {} has more than 4096 entries in its top two levels: links past them were not searched, and a secret one leads to stays readable",
+                opts.program,
+                d.display()
+            );
+        }
         let mut carve_outs: Vec<PathBuf> = Vec::new();
         let mut replaceable: Vec<Replaceable> = Vec::new();
         for root in &policy.writable_roots {

@@ -260,6 +260,37 @@ fn a_secret_kept_as_a_link_in_a_denied_directory_stays_unreadable() {
             "control (without user namespaces: {no_userns})"
         );
     }
+    // r40 F7: past the search's bound (4096 entries) the run says so, naming the directory;
+    // control: the home above, within the bound, gets no such warning
+    let warned = |home: &Path| {
+        let out = Command::new(helper())
+            .args([
+                "--sandbox-policy-cwd",
+                "/",
+                "--sandbox-policy",
+                r#"{"mode":"read-only"}"#,
+                "--",
+                "true",
+            ])
+            .env("HOME", home)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(0), "{out:?}");
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    };
+    assert!(!warned(h).contains("deny-read"), "control");
+    let big = tempfile::tempdir().unwrap();
+    let store = big.path().join(".password-store");
+    std::fs::create_dir_all(&store).unwrap();
+    for i in 0..4100 {
+        std::fs::File::create(store.join(format!("p{i}"))).unwrap();
+    }
+    let stderr = warned(big.path());
+    assert!(
+        stderr.contains("deny-read") && stderr.contains(".password-store"),
+        "{stderr}"
+    );
 }
 
 #[test]

@@ -46,6 +46,7 @@ fn nested() -> EffectivePolicy {
             PathBuf::from("/tmp/proj/keys/id.pem"),
         ],
         network: false,
+        deny_read_unsearched: Vec::new(),
     }
 }
 
@@ -241,6 +242,7 @@ fn danger_full_access_allows_everything() {
         writable_roots: vec![],
         deny_read: vec![],
         network: true,
+        deny_read_unsearched: Vec::new(),
     };
     let sb = generate(&policy, &HostPaths::default()).unwrap();
     let m = Model::new(&sb);

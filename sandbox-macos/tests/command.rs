@@ -29,6 +29,7 @@ fn policy(network: bool) -> sandbox_macos::SeatbeltPolicy {
             vec![PathBuf::from("/Users/a/.ssh")]
         },
         network,
+        deny_read_unsearched: Vec::new(),
     };
     generate(&p, &HostPaths::default()).unwrap()
 }

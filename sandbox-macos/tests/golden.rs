@@ -84,6 +84,7 @@ fn case(name: &str) -> (EffectivePolicy, HostPaths) {
                 writable_roots: vec![],
                 deny_read: deny_read(),
                 network: false,
+                deny_read_unsearched: Vec::new(),
             },
             cache,
         ),
@@ -94,6 +95,7 @@ fn case(name: &str) -> (EffectivePolicy, HostPaths) {
                 writable_roots: workspace_roots(),
                 deny_read: deny_read(),
                 network: false,
+                deny_read_unsearched: Vec::new(),
             },
             cache,
         ),
@@ -104,6 +106,7 @@ fn case(name: &str) -> (EffectivePolicy, HostPaths) {
                 writable_roots: workspace_roots(),
                 deny_read: deny_read(),
                 network: true,
+                deny_read_unsearched: Vec::new(),
             },
             cache,
         ),
@@ -124,6 +127,7 @@ fn case(name: &str) -> (EffectivePolicy, HostPaths) {
                 ],
                 deny_read: vec![p("/tmp/proj/secrets/key.pem")],
                 network: false,
+                deny_read_unsearched: Vec::new(),
             },
             HostPaths::default(),
         ),
@@ -134,6 +138,7 @@ fn case(name: &str) -> (EffectivePolicy, HostPaths) {
                 writable_roots: vec![],
                 deny_read: vec![],
                 network: true,
+                deny_read_unsearched: Vec::new(),
             },
             cache,
         ),
@@ -241,6 +246,7 @@ fn nested_roots_and_mapping_collapse_duplicates() {
         ],
         deny_read: vec![p("/Users/a/.ssh"), p("/Users/a/.ssh/")],
         network: false,
+        deny_read_unsearched: Vec::new(),
     };
     let sb = generate(&policy, &HostPaths::default()).unwrap();
     assert_eq!(

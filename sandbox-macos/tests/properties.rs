@@ -105,6 +105,7 @@ fn build(s: &Shape, tag: char) -> (EffectivePolicy, HostPaths) {
         writable_roots,
         deny_read,
         network: s.network || s.kind == PolicyKind::DangerFullAccess,
+        deny_read_unsearched: Vec::new(),
     };
     (
         policy,
