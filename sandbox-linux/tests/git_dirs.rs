@@ -1738,6 +1738,8 @@ fn files_startup_files_lead_to_stay_read_only() {
         "gitinc",
         ".vim/plugin",
         "tools",
+        "tools2",
+        "tools3",
         "hk",
         "scripts",
         "tpl/hooks",
@@ -1750,6 +1752,8 @@ fn files_startup_files_lead_to_stay_read_only() {
         "gitinc/local",
         "tools/fsmon",
         "scripts/pc",
+        "tools2/s.sh",
+        "tools3/x",
     ] {
         std::fs::write(h.join(f), "x\n").unwrap();
     }
@@ -1766,12 +1770,14 @@ fn files_startup_files_lead_to_stay_read_only() {
     gitconfig.extend_from_slice(
         b"[include]path = ~/gitinc/local ; shared\n\
           [core]\n\tfsmonitor = ~/tools/fsmon --quiet\n\thooksPath = ~/hk\n\
-          [init]\n\ttemplateDir = ~/tpl\n",
+          [init]\n\ttemplateDir = ~/tpl\n\
+          [credential]\n\thelper = \"!f() { $HOME/tools3/x; }; f\"\n\
+          [core]\n\tpager = sh ~/tools2/s.sh\n",
     );
     std::fs::write(h.join(".gitconfig"), gitconfig).unwrap();
     suite_test_support::dirs::chown_tree(&e.base, NOBODY);
     let script = "for f in dotfiles/ssh_config dotfiles/a.sh gitinc/local tools/fsmon scripts/pc \
-                    tpl/hooks/post-checkout; do \
+                    tpl/hooks/post-checkout tools2/s.sh tools3/x; do \
                     echo pwn >> $f 2>/dev/null && echo WROTE-$f; done; \
                   echo pwn > .vim/plugin/p.vim 2>/dev/null && echo WROTE-vim; \
                   echo pwn >> .inputrc 2>/dev/null && echo WROTE-inputrc; \
@@ -1789,6 +1795,8 @@ fn files_startup_files_lead_to_stay_read_only() {
         "gitinc/local",
         "tools/fsmon",
         "scripts/pc",
+        "tools2/s.sh",
+        "tools3/x",
     ] {
         assert_eq!(
             std::fs::read_to_string(h.join(f)).unwrap(),
@@ -1799,6 +1807,80 @@ fn files_startup_files_lead_to_stay_read_only() {
     assert!(!h.join(".vim/plugin/p.vim").exists(), "{ctx}");
     assert!(!h.join("tpl/hooks/post-checkout").exists(), "{ctx}");
     assert!(stdout.contains("other-writable"), "control: {ctx}");
+}
+
+/// Outside review r41 F2: a path `~/.gitconfig` names that is a link, or passes through one
+/// (`~/.gitconfig.local -> dotfiles/gitconfig.local`, stow's layout), was re-pointed while only
+/// its target was held read-only; the victim's `git status` ran the new include. Such a path
+/// refuses the run (201) naming the link, as a startup file that is a link does. Control: the
+/// same include as a regular file runs.
+#[test]
+fn a_git_include_through_a_link_refuses_the_run() {
+    let e = env();
+    std::fs::create_dir_all(e.ws.join("dotfiles")).unwrap();
+    std::fs::write(
+        e.ws.join("dotfiles/gitconfig.local"),
+        "[user]\n\tname = v\n",
+    )
+    .unwrap();
+    std::os::unix::fs::symlink("dotfiles/gitconfig.local", e.ws.join(".gitconfig.local")).unwrap();
+    std::fs::write(
+        e.ws.join(".gitconfig"),
+        "[include]\n\tpath = ~/.gitconfig.local\n",
+    )
+    .unwrap();
+    suite_test_support::dirs::chown_tree(&e.base, NOBODY);
+    let run = |e: &Env| {
+        command_with(e, Ns::With, None, false, false, "echo ran")
+            .env("HOME", &e.ws)
+            .output()
+            .unwrap()
+    };
+    let out = run(&e);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(201), "{stderr}");
+    assert!(stderr.contains(".gitconfig.local"), "{stderr}");
+    // control: a regular file there
+    std::fs::remove_file(e.ws.join(".gitconfig.local")).unwrap();
+    std::fs::write(e.ws.join(".gitconfig.local"), "[user]\n\tname = v\n").unwrap();
+    suite_test_support::dirs::chown_tree(&e.base, NOBODY);
+    let out = run(&e);
+    assert_eq!(out.status.code(), Some(0), "control: {out:?}");
+}
+
+/// Outside review r41 F4: with `~` a writable root, `chmod 711 ~` let another local user read
+/// `~/.npmrc` (mode 0644 behind the home's 0700), a deny-read file the command itself could not
+/// read. A directory above a deny-read path gains no group or other read or search bit now.
+/// Control: the same `chmod` on a directory above no denied path.
+#[test]
+fn a_directory_above_a_denied_file_is_not_opened_to_others() {
+    use std::os::unix::fs::PermissionsExt;
+    let e = env();
+    std::fs::write(e.ws.join(".npmrc"), "//registry/:_authToken=SECRET\n").unwrap();
+    std::fs::set_permissions(e.ws.join(".npmrc"), std::fs::Permissions::from_mode(0o644)).unwrap();
+    std::fs::create_dir_all(e.ws.join("sub")).unwrap();
+    suite_test_support::dirs::chown_tree(&e.base, NOBODY);
+    std::fs::set_permissions(&e.ws, std::fs::Permissions::from_mode(0o700)).unwrap();
+    std::fs::set_permissions(e.ws.join("sub"), std::fs::Permissions::from_mode(0o700)).unwrap();
+    let out = command_with(
+        &e,
+        Ns::With,
+        None,
+        false,
+        false,
+        "chmod 711 . 2>&1; echo home=$?; chmod 755 sub && echo sub-ok",
+    )
+    .env("HOME", &e.ws)
+    .output()
+    .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let ctx = format!("{stdout} / {}", String::from_utf8_lossy(&out.stderr));
+    assert!(stdout.contains("home=1"), "{ctx}");
+    assert!(stdout.contains("Operation not permitted"), "{ctx}");
+    let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(&e.ws), 0o700, "{ctx}");
+    assert!(stdout.contains("sub-ok"), "control: {ctx}");
+    assert_eq!(mode(&e.ws.join("sub")), 0o755, "control: {ctx}");
 }
 
 /// Outside review r35 F2: `~/.bashrc` a hard link of `~/dotfiles/bashrc`: the read-only mount

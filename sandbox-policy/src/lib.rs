@@ -1108,55 +1108,71 @@ fn git_includes(config: &Path, home: &Path) -> (Vec<PathBuf>, Vec<PathBuf>) {
             // copied into every new repository)
             let dir_value = section == "core" && key == "hookspath"
                 || section == "init" && key == "templatedir";
-            // Any other value whose first word is an absolute or `~` path of an existing file:
-            // a program git runs (`core.fsmonitor`, `core.sshCommand`, `core.pager`,
-            // `credential.helper`, `gpg.program`, `!`-aliases...) or a file it reads; held
-            // read-only like the config itself (a directory value, `safe.directory`, is not).
-            let (v, only_files): (&[u8], bool) = if is_include || dir_value {
-                (&v, false)
+            // Any other value: every word that is an absolute, `~` or `$HOME` path of an
+            // existing file (outside review r41 F1: `sh ~/tools/x`, `!f() { ~/tools/x; }; f`,
+            // `ssh -o ProxyCommand=/home/u/tools/x`; git hands such values to `sh -c`, so any
+            // word can be a program): a program git runs or a file it reads, held read-only
+            // like the config itself (a directory value, `safe.directory`, is not).
+            let candidates: Vec<Vec<u8>> = if is_include || dir_value {
+                vec![v]
             } else {
-                let trimmed = v.strip_prefix(b"!").unwrap_or(&v);
-                let first = trimmed
-                    .split(|c| c.is_ascii_whitespace())
-                    .find(|w| !w.is_empty())
-                    .unwrap_or(b"");
-                if !(first.starts_with(b"/") || first.starts_with(b"~")) {
+                v.split(|c| c.is_ascii_whitespace() || b";|&(){}'\"`<>=!,".contains(c))
+                    .filter_map(|w| {
+                        let w = if let Some(r) = w.strip_prefix(b"${HOME}") {
+                            [b"~".as_slice(), r].concat()
+                        } else if let Some(r) = w.strip_prefix(b"$HOME") {
+                            [b"~".as_slice(), r].concat()
+                        } else {
+                            w.to_vec()
+                        };
+                        (w.starts_with(b"/") || w.starts_with(b"~")).then_some(w)
+                    })
+                    .collect()
+            };
+            let only_files = !(is_include || dir_value);
+            for v in candidates {
+                let p = if let Some(rest) = v.strip_prefix(b"~/") {
+                    home.join(std::ffi::OsStr::from_bytes(rest))
+                } else if v == b"~" {
+                    home.to_path_buf()
+                } else if let Some(user) = v.strip_prefix(b"~") {
+                    let (name, rest) = match user.iter().position(|&c| c == b'/') {
+                        Some(i) => (&user[..i], &user[i + 1..]),
+                        None => (user, &b""[..]),
+                    };
+                    match std::str::from_utf8(name).ok().and_then(passwd_home_of) {
+                        Some(h) => h.join(std::ffi::OsStr::from_bytes(rest)),
+                        None => continue,
+                    }
+                } else if v.starts_with(b"/") {
+                    PathBuf::from(std::ffi::OsStr::from_bytes(&v))
+                } else {
+                    file.parent()
+                        .unwrap_or(Path::new("/"))
+                        .join(std::ffi::OsStr::from_bytes(&v))
+                };
+                // As written, not resolved (outside review r41 F2: a link on the way, e.g.
+                // `~/.gitconfig.local -> dotfiles/...` or `~/.config/git -> ../.dotfiles/git`,
+                // was re-pointed while only its target was held): the carve-out's swap rules
+                // see the link and refuse the run, as for a startup file that is a link.
+                let p = normalize_lexically(&p);
+                if only_files && !p.is_file() {
                     continue;
                 }
-                (first, true)
-            };
-            let p = if let Some(rest) = v.strip_prefix(b"~/") {
-                home.join(std::ffi::OsStr::from_bytes(rest))
-            } else if let Some(user) = v.strip_prefix(b"~") {
-                let (name, rest) = match user.iter().position(|&c| c == b'/') {
-                    Some(i) => (&user[..i], &user[i + 1..]),
-                    None => (user, &b""[..]),
-                };
-                match std::str::from_utf8(name).ok().and_then(passwd_home_of) {
-                    Some(h) => h.join(std::ffi::OsStr::from_bytes(rest)),
-                    None => continue,
+                if dir_value && p.is_dir() {
+                    let real = canonical_or_lexical(&p);
+                    if !dirs.contains(&real) {
+                        dirs.push(real);
+                    }
                 }
-            } else if v.starts_with(b"/") {
-                PathBuf::from(std::ffi::OsStr::from_bytes(v))
-            } else {
-                file.parent()
-                    .unwrap_or(Path::new("/"))
-                    .join(std::ffi::OsStr::from_bytes(v))
-            };
-            let p = canonical_or_lexical(&p);
-            if only_files && !p.is_file() {
-                continue;
-            }
-            if dir_value && p.is_dir() && !dirs.contains(&p) {
-                dirs.push(p.clone());
-            }
-            if !out.contains(&p) {
-                // git stops with an error past 10 levels of includes (r40 F3: five were
-                // followed here, and the sixth was writable)
-                if is_include && depth < GIT_MAX_INCLUDE_DEPTH {
-                    todo.push((p.clone(), depth + 1));
+                if !out.contains(&p) {
+                    // git stops with an error past 10 levels of includes (r40 F3: five were
+                    // followed here, and the sixth was writable)
+                    if is_include && depth < GIT_MAX_INCLUDE_DEPTH {
+                        todo.push((p.clone(), depth + 1));
+                    }
+                    out.push(p);
                 }
-                out.push(p);
             }
         }
     }

@@ -159,7 +159,13 @@ enum Change {
 }
 
 /// Answer one notification: the errno to return (0: done).
-pub fn handle(listener: &OwnedFd, n: &libc::seccomp_notif, mounts: &Mounts, guard: bool) -> i32 {
+pub fn handle(
+    listener: &OwnedFd,
+    n: &libc::seccomp_notif,
+    mounts: &Mounts,
+    guard: bool,
+    denied: &[std::path::PathBuf],
+) -> i32 {
     let tid = n.pid as libc::pid_t;
     let (target, change) = match decode(tid, n) {
         Ok(x) => x,
@@ -201,6 +207,9 @@ pub fn handle(listener: &OwnedFd, n: &libc::seccomp_notif, mounts: &Mounts, guar
     if let Err(e) = socket_rule(&file, &change) {
         return e;
     }
+    if let Err(e) = denied_ancestor_rule(&file, &change, denied) {
+        return e;
+    }
     // The thread is still blocked in this very call: the memory we copied, its descriptors,
     // root and cwd were its own (no pid reuse in between).
     if !usys::notif_id_valid(listener, n.id) {
@@ -226,6 +235,44 @@ fn protected_location(file: &OwnedFd) -> bool {
         }
         Err(_) => true,
     }
+}
+
+/// A directory above a deny-read path gains no group or other read or search bit (outside
+/// review r41 F4: with `~` a writable root, `chmod 711 ~` let another local user read
+/// `~/.npmrc` and `~/.config/gh/hosts.yml`, mode 0644 behind the home's 0700, which the command
+/// itself could not read). Bits the directory has already may stay. The directory's path is the
+/// one `/proc/self/fd` gives for the descriptor (the host's layout, as for
+/// [`protected_location`]); unknown: refused.
+fn denied_ancestor_rule(
+    file: &OwnedFd,
+    change: &Change,
+    denied: &[std::path::PathBuf],
+) -> Result<(), i32> {
+    use std::os::fd::AsRawFd;
+    use std::os::unix::fs::MetadataExt;
+    const OPENING: u32 = libc::S_IRGRP | libc::S_IXGRP | libc::S_IROTH | libc::S_IXOTH;
+    let Change::Mode(m) = change else {
+        return Ok(());
+    };
+    if m & OPENING == 0 || denied.is_empty() {
+        return Ok(());
+    }
+    let Ok(dup) = file.try_clone() else {
+        return Err(DENIED_ERRNO);
+    };
+    let Ok(md) = std::fs::File::from(dup).metadata() else {
+        return Err(DENIED_ERRNO);
+    };
+    if !md.is_dir() || m & OPENING & !md.mode() == 0 {
+        return Ok(());
+    }
+    let Ok(real) = std::fs::read_link(format!("/proc/self/fd/{}", file.as_raw_fd())) else {
+        return Err(DENIED_ERRNO);
+    };
+    if denied.iter().any(|d| d.starts_with(&real) && d != &real) {
+        return Err(DENIED_ERRNO);
+    }
+    Ok(())
 }
 
 /// A socket file keeps what `listen` checked for its whole life (outside review r16 F4: a

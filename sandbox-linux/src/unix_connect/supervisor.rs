@@ -34,6 +34,9 @@ pub struct Rules {
     /// The name guard is on: no metadata change below a protected name or inside a repository
     /// found by its contents either (outside review r22 F4).
     pub(crate) guard: bool,
+    /// The deny-read paths: no directory above one gains group or other read or search bits
+    /// ([`crate::meta_guard`]; outside review r41 F4).
+    pub(crate) denied: std::sync::Arc<Vec<PathBuf>>,
     /// The socket files (device, inode) the command listened on ([`handle_listen`]): the only
     /// sockets below a writable root that are its own (outside review r29 F1: an `ssh-agent`
     /// the user started from a new terminal during the run, a socket of the user's own, new,
@@ -115,6 +118,7 @@ impl Rules {
                 .map_or((0, 0), |d| (d.as_secs() as i64, d.subsec_nanos())),
             mounts: Default::default(),
             guard: false,
+            denied: std::sync::Arc::new(policy.deny_read.clone()),
             listened: Default::default(),
         }
     }
@@ -277,7 +281,7 @@ pub(crate) fn forward(
 fn dispatch(listener: &OwnedFd, n: &libc::seccomp_notif, rules: &Rules) {
     let nr = i64::from(n.data.nr);
     let errno = if crate::meta_guard::is_mediated(nr) {
-        crate::meta_guard::handle(listener, n, &rules.mounts, rules.guard)
+        crate::meta_guard::handle(listener, n, &rules.mounts, rules.guard, &rules.denied)
     } else if nr == libc::SYS_listen {
         handle_listen(listener, n, rules)
     } else if nr == libc::SYS_connect {
@@ -770,6 +774,7 @@ mod tests {
             started: (1000, 500),
             mounts: Default::default(),
             guard: false,
+            denied: Default::default(),
             listened: Default::default(),
         }
     }
