@@ -1740,6 +1740,8 @@ fn files_startup_files_lead_to_stay_read_only() {
         "tools",
         "tools2",
         "tools3",
+        "tools4",
+        "tools5",
         "hk",
         "scripts",
         "tpl/hooks",
@@ -1754,6 +1756,8 @@ fn files_startup_files_lead_to_stay_read_only() {
         "scripts/pc",
         "tools2/s.sh",
         "tools3/x",
+        "tools4/t.sh",
+        "tools5/g.sh",
     ] {
         std::fs::write(h.join(f), "x\n").unwrap();
     }
@@ -1772,12 +1776,14 @@ fn files_startup_files_lead_to_stay_read_only() {
           [core]\n\tfsmonitor = ~/tools/fsmon --quiet\n\thooksPath = ~/hk\n\
           [init]\n\ttemplateDir = ~/tpl\n\
           [credential]\n\thelper = \"!f() { $HOME/tools3/x; }; f\"\n\
-          [core]\n\tpager = sh ~/tools2/s.sh\n",
+          [core]\n\tpager = sh ~/tools2/s.sh\n\
+          [diff \"x\"]\n\ttextconv = \\\"${HOME}\\\"/tools4/t.sh\n\
+          [gpg]\n\tprogram = ~/tools5/g.s[h]\n",
     );
     std::fs::write(h.join(".gitconfig"), gitconfig).unwrap();
     suite_test_support::dirs::chown_tree(&e.base, NOBODY);
     let script = "for f in dotfiles/ssh_config dotfiles/a.sh gitinc/local tools/fsmon scripts/pc \
-                    tpl/hooks/post-checkout tools2/s.sh tools3/x; do \
+                    tpl/hooks/post-checkout tools2/s.sh tools3/x tools4/t.sh tools5/g.sh; do \
                     echo pwn >> $f 2>/dev/null && echo WROTE-$f; done; \
                   echo pwn > .vim/plugin/p.vim 2>/dev/null && echo WROTE-vim; \
                   echo pwn >> .inputrc 2>/dev/null && echo WROTE-inputrc; \
@@ -1797,6 +1803,8 @@ fn files_startup_files_lead_to_stay_read_only() {
         "scripts/pc",
         "tools2/s.sh",
         "tools3/x",
+        "tools4/t.sh",
+        "tools5/g.sh",
     ] {
         assert_eq!(
             std::fs::read_to_string(h.join(f)).unwrap(),

@@ -1116,18 +1116,7 @@ fn git_includes(config: &Path, home: &Path) -> (Vec<PathBuf>, Vec<PathBuf>) {
             let candidates: Vec<Vec<u8>> = if is_include || dir_value {
                 vec![v]
             } else {
-                v.split(|c| c.is_ascii_whitespace() || b";|&(){}'\"`<>=!,".contains(c))
-                    .filter_map(|w| {
-                        let w = if let Some(r) = w.strip_prefix(b"${HOME}") {
-                            [b"~".as_slice(), r].concat()
-                        } else if let Some(r) = w.strip_prefix(b"$HOME") {
-                            [b"~".as_slice(), r].concat()
-                        } else {
-                            w.to_vec()
-                        };
-                        (w.starts_with(b"/") || w.starts_with(b"~")).then_some(w)
-                    })
-                    .collect()
+                shell_path_words(&v)
             };
             let only_files = !(is_include || dir_value);
             for v in candidates {
@@ -1155,28 +1144,180 @@ fn git_includes(config: &Path, home: &Path) -> (Vec<PathBuf>, Vec<PathBuf>) {
                 // `~/.gitconfig.local -> dotfiles/...` or `~/.config/git -> ../.dotfiles/git`,
                 // was re-pointed while only its target was held): the carve-out's swap rules
                 // see the link and refuse the run, as for a startup file that is a link.
-                let p = normalize_lexically(&p);
-                if only_files && !p.is_file() {
-                    continue;
-                }
-                if dir_value && p.is_dir() {
-                    let real = canonical_or_lexical(&p);
-                    if !dirs.contains(&real) {
-                        dirs.push(real);
+                let lexical = normalize_lexically(&p);
+                let expanded = if only_files {
+                    expand_glob(&lexical)
+                } else {
+                    vec![lexical]
+                };
+                for p in expanded {
+                    if only_files && !p.is_file() {
+                        continue;
                     }
-                }
-                if !out.contains(&p) {
-                    // git stops with an error past 10 levels of includes (r40 F3: five were
-                    // followed here, and the sixth was writable)
-                    if is_include && depth < GIT_MAX_INCLUDE_DEPTH {
-                        todo.push((p.clone(), depth + 1));
+                    if dir_value && p.is_dir() {
+                        let real = canonical_or_lexical(&p);
+                        if !dirs.contains(&real) {
+                            dirs.push(real);
+                        }
                     }
-                    out.push(p);
+                    if !out.contains(&p) {
+                        // git stops with an error past 10 levels of includes (r40 F3: five
+                        // were followed here, and the sixth was writable)
+                        if is_include && depth < GIT_MAX_INCLUDE_DEPTH {
+                            todo.push((p.clone(), depth + 1));
+                        }
+                        out.push(p);
+                    }
                 }
             }
         }
     }
     (out, dirs)
+}
+
+/// The paths a value git hands to `sh -c` may name, read roughly as the shell would (outside
+/// review r42 F1: `${HOME}/x`, `"$HOME"/x`, `${HOME:-/y}/x`, quotes and backslashes inside a
+/// word, a quoted path with a space, globs): `$HOME`/`${HOME}`/`${HOME:-...}` become `~`,
+/// quotes and backslashes are dropped, and every run that starts with `/` or `~` after a blank
+/// or an operator is taken up to the next operator, whole and up to its first blank; a word
+/// with glob characters is matched against the directories it names ([`expand_glob`]).
+fn shell_path_words(v: &[u8]) -> Vec<Vec<u8>> {
+    // 1. $HOME forms
+    let mut t: Vec<u8> = Vec::with_capacity(v.len());
+    let mut i = 0;
+    while i < v.len() {
+        if v[i..].starts_with(b"${HOME") {
+            if let Some(end) = v[i..].iter().position(|&c| c == b'}') {
+                t.push(b'~');
+                i += end + 1;
+                continue;
+            }
+        }
+        if v[i..].starts_with(b"$HOME")
+            && !v
+                .get(i + 5)
+                .is_some_and(|c| c.is_ascii_alphanumeric() || *c == b'_')
+        {
+            t.push(b'~');
+            i += 5;
+            continue;
+        }
+        t.push(v[i]);
+        i += 1;
+    }
+    // 2. quotes and escapes
+    let mut u: Vec<u8> = Vec::with_capacity(t.len());
+    let mut i = 0;
+    while i < t.len() {
+        match t[i] {
+            b'"' | b'\'' => {}
+            b'\\' if i + 1 < t.len() => {
+                i += 1;
+                u.push(t[i]);
+            }
+            c => u.push(c),
+        }
+        i += 1;
+    }
+    // 3. runs that start a path
+    let operator = |c: u8| b";|&(){}<>=,`!\n".contains(&c);
+    let mut out: Vec<Vec<u8>> = Vec::new();
+    for i in 0..u.len() {
+        if !(u[i] == b'/' || u[i] == b'~') {
+            continue;
+        }
+        if i > 0 && !(u[i - 1].is_ascii_whitespace() || operator(u[i - 1])) {
+            continue;
+        }
+        let end = u[i..]
+            .iter()
+            .position(|&c| operator(c))
+            .map_or(u.len(), |e| i + e);
+        let whole = u[i..end].trim_ascii_end().to_vec();
+        let word = whole
+            .split(|c| c.is_ascii_whitespace())
+            .next()
+            .unwrap_or(b"")
+            .to_vec();
+        for w in [whole, word] {
+            if !w.is_empty() && !out.contains(&w) {
+                out.push(w);
+            }
+        }
+    }
+    out
+}
+
+/// The existing paths a glob pattern (`*`, `?`, `[...]` in its components) matches, component
+/// by component (at most 4096 matches); a path without glob characters is returned as it is.
+fn expand_glob(p: &Path) -> Vec<PathBuf> {
+    use std::os::unix::ffi::OsStrExt;
+    let is_glob = |b: &[u8]| b.iter().any(|c| b"*?[".contains(c));
+    if !is_glob(p.as_os_str().as_bytes()) {
+        return vec![p.to_path_buf()];
+    }
+    let mut found = vec![PathBuf::from("/")];
+    for comp in p.components().skip(1) {
+        let name = comp.as_os_str().as_bytes();
+        let mut next = Vec::new();
+        for base in &found {
+            if !is_glob(name) {
+                next.push(base.join(comp));
+                continue;
+            }
+            let Ok(entries) = std::fs::read_dir(base) else {
+                continue;
+            };
+            for e in entries.flatten() {
+                if wildcard_match(name, e.file_name().as_bytes()) {
+                    next.push(e.path());
+                }
+            }
+        }
+        next.truncate(4096);
+        found = next;
+    }
+    found
+}
+
+/// `sh`'s pattern matching of one name: `*`, `?`, `[...]` (with `!`/`^` and ranges); a
+/// leading `.` is not matched by a wildcard.
+fn wildcard_match(pat: &[u8], name: &[u8]) -> bool {
+    fn go(p: &[u8], n: &[u8]) -> bool {
+        match p.first() {
+            None => n.is_empty(),
+            Some(b'*') => (0..=n.len()).any(|k| go(&p[1..], &n[k..])),
+            Some(b'?') => !n.is_empty() && go(&p[1..], &n[1..]),
+            Some(b'[') => {
+                let Some(close) = p.iter().skip(2).position(|&c| c == b']').map(|i| i + 2) else {
+                    return n.first() == Some(&b'[') && go(&p[1..], &n[1..]);
+                };
+                let Some(&c) = n.first() else { return false };
+                let mut set = &p[1..close];
+                let negate = matches!(set.first(), Some(b'!' | b'^'));
+                if negate {
+                    set = &set[1..];
+                }
+                let mut hit = false;
+                let mut k = 0;
+                while k < set.len() {
+                    if k + 2 < set.len() && set[k + 1] == b'-' {
+                        hit |= set[k] <= c && c <= set[k + 2];
+                        k += 3;
+                    } else {
+                        hit |= set[k] == c;
+                        k += 1;
+                    }
+                }
+                hit != negate && go(&p[close + 1..], &n[1..])
+            }
+            Some(&c) => n.first() == Some(&c) && go(&p[1..], &n[1..]),
+        }
+    }
+    if name.first() == Some(&b'.') && pat.first() != Some(&b'.') {
+        return false;
+    }
+    go(pat, name)
 }
 
 /// git's `MAX_INCLUDE_DEPTH`: deeper includes make every git command fail.
@@ -1752,6 +1893,40 @@ fn normalize_lexically(p: &Path) -> PathBuf {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Outside review r42 F1: shell spellings of a home path in a value git runs.
+    #[test]
+    fn shell_path_words_reads_home_paths_as_sh_would() {
+        let words = |v: &str| -> Vec<String> {
+            shell_path_words(v.as_bytes())
+                .into_iter()
+                .map(|w| String::from_utf8(w).unwrap())
+                .collect()
+        };
+        for v in [
+            "${HOME}/tools/s.sh",
+            "\"$HOME\"/tools/s.sh",
+            "\"${HOME}/tools/s.sh\"",
+            "${HOME:-/x}/tools/s.sh",
+            "true;${HOME}/tools/s.sh",
+            "~/tools/s''.sh",
+            "~/tools/s\\.sh",
+            "~/\"tools\"/s.sh",
+            "!f() { ~/tools/s.sh; }; f",
+        ] {
+            assert!(
+                words(v).contains(&"~/tools/s.sh".to_string()),
+                "{v}: {:?}",
+                words(v)
+            );
+        }
+        assert!(words("\"/home/u/my tools/s.sh\"").contains(&"/home/u/my tools/s.sh".to_string()));
+        assert!(wildcard_match(b"s.s[h]", b"s.sh"));
+        assert!(wildcard_match(b"*.sh", b"s.sh"));
+        assert!(wildcard_match(b"s.s?", b"s.sh"));
+        assert!(!wildcard_match(b"*", b".hidden"));
+        assert!(!wildcard_match(b"s.s[!h]", b"s.sh"));
+    }
 
     /// Outside review r40 F3: git follows ten levels of includes; five were followed here.
     #[test]
