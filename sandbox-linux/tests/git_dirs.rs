@@ -1697,17 +1697,7 @@ fn a_startup_file_that_is_a_symlink_refuses_the_run() {
     std::fs::write(e.ws.join("dotfiles/bashrc"), "x\n").unwrap();
     std::os::unix::fs::symlink("dotfiles/bashrc", e.ws.join(".bashrc")).unwrap();
     suite_test_support::dirs::chown_tree(&e.base, NOBODY);
-    let out = command_with(
-        &e,
-        Ns::With,
-        None,
-        false,
-        false,
-        "echo pwn >> .bashrc; echo ran",
-    )
-    .env("HOME", &e.ws)
-    .output()
-    .unwrap();
+    let out = run_in_home(&e, "echo pwn >> .bashrc; echo ran");
     let stderr = String::from_utf8_lossy(&out.stderr);
     let ctx = format!("{} / {stderr}", String::from_utf8_lossy(&out.stdout));
     assert_eq!(out.status.code(), Some(201), "{ctx}");
@@ -1717,6 +1707,15 @@ fn a_startup_file_that_is_a_symlink_refuses_the_run() {
         "x\n",
         "{ctx}"
     );
+}
+
+/// The command run as the victim with `~` the workspace (a writable root: codex started in
+/// `~`), with namespaces.
+fn run_in_home(e: &Env, script: &str) -> Output {
+    command_with(e, Ns::With, None, false, false, script)
+        .env("HOME", &e.ws)
+        .output()
+        .unwrap()
 }
 
 /// Outside review r35 F1 and F4: with `~` a writable root, a dotfile-manager layout gave the
@@ -1788,10 +1787,7 @@ fn files_startup_files_lead_to_stay_read_only() {
                   echo pwn > .vim/plugin/p.vim 2>/dev/null && echo WROTE-vim; \
                   echo pwn >> .inputrc 2>/dev/null && echo WROTE-inputrc; \
                   echo y >> notes.txt && echo other-writable";
-    let out = command_with(&e, Ns::With, None, false, false, script)
-        .env("HOME", h)
-        .output()
-        .unwrap();
+    let out = run_in_home(&e, script);
     let stdout = String::from_utf8_lossy(&out.stdout);
     let ctx = format!("{stdout} / {}", String::from_utf8_lossy(&out.stderr));
     assert!(!stdout.contains("WROTE"), "{ctx}");
@@ -1838,12 +1834,7 @@ fn a_git_include_through_a_link_refuses_the_run() {
     )
     .unwrap();
     suite_test_support::dirs::chown_tree(&e.base, NOBODY);
-    let run = |e: &Env| {
-        command_with(e, Ns::With, None, false, false, "echo ran")
-            .env("HOME", &e.ws)
-            .output()
-            .unwrap()
-    };
+    let run = |e: &Env| run_in_home(e, "echo ran");
     let out = run(&e);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(201), "{stderr}");
@@ -1870,17 +1861,10 @@ fn a_directory_above_a_denied_file_is_not_opened_to_others() {
     suite_test_support::dirs::chown_tree(&e.base, NOBODY);
     std::fs::set_permissions(&e.ws, std::fs::Permissions::from_mode(0o700)).unwrap();
     std::fs::set_permissions(e.ws.join("sub"), std::fs::Permissions::from_mode(0o700)).unwrap();
-    let out = command_with(
+    let out = run_in_home(
         &e,
-        Ns::With,
-        None,
-        false,
-        false,
         "chmod 711 . 2>&1; echo home=$?; chmod 755 sub && echo sub-ok",
-    )
-    .env("HOME", &e.ws)
-    .output()
-    .unwrap();
+    );
     let stdout = String::from_utf8_lossy(&out.stdout);
     let ctx = format!("{stdout} / {}", String::from_utf8_lossy(&out.stderr));
     assert!(stdout.contains("home=1"), "{ctx}");
@@ -1902,19 +1886,7 @@ fn a_hard_linked_startup_file_refuses_the_run() {
     std::fs::write(e.ws.join("dotfiles/bashrc"), "x\n").unwrap();
     std::fs::hard_link(e.ws.join("dotfiles/bashrc"), e.ws.join(".bashrc")).unwrap();
     suite_test_support::dirs::chown_tree(&e.base, NOBODY);
-    let run = |e: &Env| {
-        command_with(
-            e,
-            Ns::With,
-            None,
-            false,
-            false,
-            "echo pwn >> dotfiles/bashrc; echo ran",
-        )
-        .env("HOME", &e.ws)
-        .output()
-        .unwrap()
-    };
+    let run = |e: &Env| run_in_home(e, "echo pwn >> dotfiles/bashrc; echo ran");
     let out = run(&e);
     let stderr = String::from_utf8_lossy(&out.stderr);
     let ctx = format!("{} / {stderr}", String::from_utf8_lossy(&out.stdout));

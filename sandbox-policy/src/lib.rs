@@ -779,36 +779,68 @@ const LINK_WALK_MAX_ENTRIES: usize = 4096;
 /// `~/.gnupg/private-keys-v1.d/k.key`), not a browser profile's whole tree.
 const DENY_LINK_WALK_DEPTH: usize = 2;
 
-/// The symbolic links below `dir` (links are not followed), breadth first, within
-/// [`LINK_WALK_MAX_ENTRIES`] entries and `depth` levels. The entries' types come from
-/// `getdents` (no `lstat` each).
-fn links_below(dir: &Path, depth: usize) -> (Vec<PathBuf>, bool) {
-    let mut links = Vec::new();
-    let mut seen = 0usize;
+/// How a bounded walk ([`walk_below`]) ended.
+#[derive(Debug, PartialEq, Eq)]
+enum WalkEnd {
+    Complete,
+    /// Directories were left below the last level.
+    DepthBound,
+    /// The entry budget ran out.
+    EntryBound,
+}
+
+/// Breadth first over the entries below `dir` (links are not followed; the types come from
+/// `getdents`, no `lstat` each), at most `depth` levels and `*budget` entries (the budget is
+/// the caller's, shared by its walks); `visit` sees every entry that is not a directory.
+fn walk_below(
+    dir: &Path,
+    depth: usize,
+    budget: &mut usize,
+    mut visit: impl FnMut(&std::fs::DirEntry, std::fs::FileType),
+) -> WalkEnd {
     let mut level = vec![dir.to_path_buf()];
     for _ in 0..depth {
+        if level.is_empty() {
+            return WalkEnd::Complete;
+        }
         let mut next = Vec::new();
         for d in &level {
             let Ok(entries) = std::fs::read_dir(d) else {
                 continue;
             };
             for e in entries.flatten() {
-                seen += 1;
-                if seen > LINK_WALK_MAX_ENTRIES {
-                    return (links, false);
+                if *budget == 0 {
+                    return WalkEnd::EntryBound;
                 }
+                *budget -= 1;
                 match e.file_type() {
-                    Ok(t) if t.is_symlink() => links.push(e.path()),
                     Ok(t) if t.is_dir() => next.push(e.path()),
-                    _ => {}
+                    Ok(t) => visit(&e, t),
+                    Err(_) => {}
                 }
             }
         }
         level = next;
     }
-    // (directories below the last level are not searched: documented, not reported, or every
-    // browser profile would be named at every start)
-    (links, true)
+    if level.is_empty() {
+        WalkEnd::Complete
+    } else {
+        WalkEnd::DepthBound
+    }
+}
+
+/// The symbolic links below `dir`, within [`LINK_WALK_MAX_ENTRIES`] entries and `depth`
+/// levels; `false` when the entry bound cut the search (links below the last level are not
+/// reported: every browser profile would be).
+fn links_below(dir: &Path, depth: usize) -> (Vec<PathBuf>, bool) {
+    let mut links = Vec::new();
+    let mut budget = LINK_WALK_MAX_ENTRIES;
+    let end = walk_below(dir, depth, &mut budget, |e, t| {
+        if t.is_symlink() {
+            links.push(e.path());
+        }
+    });
+    (links, end != WalkEnd::EntryBound)
 }
 
 /// What a startup directory leads to ([`scan_startup_dir`]).
@@ -836,54 +868,30 @@ fn scan_startup_dir(dir: &Path, roots: &[PathBuf]) -> StartupScan {
         hard_linked: Vec::new(),
         incomplete: false,
     };
-    let mut seen = 0usize;
-    let mut roots_done: Vec<PathBuf> = Vec::new();
+    let mut budget = STARTUP_SCAN_MAX_ENTRIES;
+    let mut done: Vec<PathBuf> = Vec::new();
     let mut todo = vec![dir.to_path_buf()];
     while let Some(top) = todo.pop() {
-        if roots_done.contains(&top) {
+        if done.contains(&top) {
             continue;
         }
-        roots_done.push(top.clone());
-        let mut level = vec![top];
-        for depth in 0.. {
-            if level.is_empty() {
-                break;
-            }
-            if depth == STARTUP_SCAN_MAX_DEPTH {
-                scan.incomplete = true;
-                return scan;
-            }
-            let mut next = Vec::new();
-            for d in &level {
-                let Ok(entries) = std::fs::read_dir(d) else {
-                    continue;
-                };
-                for e in entries.flatten() {
-                    seen += 1;
-                    if seen > STARTUP_SCAN_MAX_ENTRIES {
-                        scan.incomplete = true;
-                        return scan;
+        done.push(top.clone());
+        let end = walk_below(&top, STARTUP_SCAN_MAX_DEPTH, &mut budget, |e, t| {
+            if t.is_symlink() {
+                if let Some(target) = link_target(&e.path()) {
+                    // (a directory target outside every root is not writable: not searched)
+                    if target.is_dir() && roots.iter().any(|r| target.starts_with(r)) {
+                        todo.push(target.clone());
                     }
-                    match e.file_type() {
-                        Ok(t) if t.is_symlink() => {
-                            if let Some(target) = link_target(&e.path()) {
-                                // (a directory target outside every root is not writable:
-                                // not searched)
-                                if target.is_dir() && roots.iter().any(|r| target.starts_with(r)) {
-                                    todo.push(target.clone());
-                                }
-                                scan.targets.push(target);
-                            }
-                        }
-                        Ok(t) if t.is_dir() => next.push(e.path()),
-                        Ok(t) if t.is_file() && e.metadata().is_ok_and(|m| m.nlink() > 1) => {
-                            scan.hard_linked.push(e.path());
-                        }
-                        _ => {}
-                    }
+                    scan.targets.push(target);
                 }
+            } else if t.is_file() && e.metadata().is_ok_and(|m| m.nlink() > 1) {
+                scan.hard_linked.push(e.path());
             }
-            level = next;
+        });
+        if end != WalkEnd::Complete {
+            scan.incomplete = true;
+            return scan;
         }
     }
     scan
