@@ -1813,6 +1813,34 @@ fn files_startup_files_lead_to_stay_read_only() {
     assert!(stdout.contains("other-writable"), "control: {ctx}");
 }
 
+/// Outside review r42 F2: `~/a/../t/e.sh` named in `~/.gitconfig` was held as `~/t/e.sh`
+/// while `~/a` could be replaced by a link (then `..` leads elsewhere). The path is kept as
+/// written, and the swap rules hold `~/a` in place. (No deny-read entry directly in `~` here:
+/// one would block every rename in `~` and hide the check.)
+#[test]
+fn a_directory_a_git_value_steps_out_of_with_dotdot_stays_in_place() {
+    let e = env();
+    for d in ["a", "t"] {
+        std::fs::create_dir_all(e.ws.join(d)).unwrap();
+    }
+    std::fs::write(e.ws.join("t/e.sh"), "x\n").unwrap();
+    std::fs::write(
+        e.ws.join(".gitconfig"),
+        "[sequence]\n\teditor = ~/a/../t/e.sh\n",
+    )
+    .unwrap();
+    suite_test_support::dirs::chown_tree(&e.base, NOBODY);
+    let out = run_in_home(
+        &e,
+        "mv a a.old 2>&1 && ln -s /tmp a && echo SWAPPED; echo x > other && echo other-ok",
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let ctx = format!("{stdout} / {}", String::from_utf8_lossy(&out.stderr));
+    assert!(!stdout.contains("SWAPPED"), "{ctx}");
+    assert!(e.ws.join("a").is_dir(), "{ctx}");
+    assert!(stdout.contains("other-ok"), "control: {ctx}");
+}
+
 /// Outside review r41 F2: a path `~/.gitconfig` names that is a link, or passes through one
 /// (`~/.gitconfig.local -> dotfiles/gitconfig.local`, stow's layout), was re-pointed while only
 /// its target was held read-only; the victim's `git status` ran the new include. Such a path

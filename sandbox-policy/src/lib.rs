@@ -1152,7 +1152,10 @@ fn git_includes(config: &Path, home: &Path) -> (Vec<PathBuf>, Vec<PathBuf>) {
                 // `~/.gitconfig.local -> dotfiles/...` or `~/.config/git -> ../.dotfiles/git`,
                 // was re-pointed while only its target was held): the carve-out's swap rules
                 // see the link and refuse the run, as for a startup file that is a link.
-                let lexical = normalize_lexically(&p);
+                // `..` kept too (outside review r42 F2: `~/a/../tools/x` was held as
+                // `~/tools/x` while `~/a` could become a link): the swap rules hold a
+                // directory a `..` steps out of in place
+                let lexical = p;
                 let expanded = if only_files {
                     expand_glob(&lexical)
                 } else {
