@@ -1092,7 +1092,7 @@ fn carve_out_led_to(roots: &mut [WritableRoot], targets: Vec<PathBuf>, all_roots
 
 /// The files a git config file includes (`[include]` and `[includeIf "..."]` sections, their
 /// `path` keys; `~/` is `home`, `~user/` that user's passwd home, a relative path is relative to
-/// the including file's directory), followed into the files they include, four levels deep,
+/// the including file's directory), followed into the files they include, ten levels deep,
 /// and the hooks directory `core.hooksPath` names (outside review r38 F3b). Conditions are not
 /// evaluated: every `includeIf` counts. Read with git's own syntax ([`git_config_values`]:
 /// outside review r38 F1, a key on the section's line, quotes, comments and continuation
@@ -1527,26 +1527,17 @@ fn protect_codex_home(roots: &mut [WritableRoot], env: &SandboxEnv, all_roots: &
     // A file of CODEX_HOME that is a symlink into a writable root (`~/.codex/config.toml ->
     // ~/dotfiles/codex/config.toml`, stow or chezmoi style) is the same config: its target is
     // carved out too (fifth review round F6b: the command rewrote it for the next run).
+    // (a dangling link's target too: the command could create it)
     let Ok(entries) = std::fs::read_dir(&path) else {
         return;
     };
-    for entry in entries.flatten() {
-        let p = entry.path();
-        if !p.is_symlink() {
-            continue;
-        }
-        // (a dangling link's target too: the command could create it)
-        let Some(target) = link_target(&p) else {
-            continue;
-        };
-        let (t, hazard) = carve_out_target(&target, all_roots);
-        for w in roots.iter_mut() {
-            if t.starts_with(&w.root) && t != w.root {
-                w.read_only_subpaths
-                    .extend(carve_outs_for(t.clone(), hazard.clone()));
-            }
-        }
-    }
+    let targets = entries
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.is_symlink())
+        .filter_map(|p| link_target(&p))
+        .collect();
+    carve_out_led_to(roots, targets, all_roots);
 }
 
 /// The object directories `<gitdir>/objects/info/alternates` names (one per line, absolute or
