@@ -204,10 +204,17 @@ pub fn handle(
     if guard && protected_location(&file) {
         return crate::name_guard::DENIED_ERRNO;
     }
-    if let Err(e) = socket_rule(&file, &change) {
+    // (the file's metadata, read once for both rules)
+    let Ok(md) = file
+        .try_clone()
+        .and_then(|dup| std::fs::File::from(dup).metadata())
+    else {
+        return DENIED_ERRNO;
+    };
+    if let Err(e) = socket_rule(&file, &md, &change) {
         return e;
     }
-    if let Err(e) = denied_ancestor_rule(&file, &change, denied) {
+    if let Err(e) = denied_ancestor_rule(&file, &md, &change, denied) {
         return e;
     }
     // The thread is still blocked in this very call: the memory we copied, its descriptors,
@@ -226,8 +233,8 @@ pub fn handle(
 /// is the one `/proc/self/fd` gives for the descriptor: its place in the sandbox's mount
 /// namespace, whose layout is the host's (each mount is bound onto itself).
 fn protected_location(file: &OwnedFd) -> bool {
-    use std::os::fd::{AsFd, AsRawFd};
-    match std::fs::read_link(format!("/proc/self/fd/{}", file.as_raw_fd())) {
+    use std::os::fd::AsFd;
+    match fd_path(file) {
         Ok(real) => {
             let b = real.as_os_str().as_bytes();
             crate::name_guard::has_protected_component(b)
@@ -235,6 +242,13 @@ fn protected_location(file: &OwnedFd) -> bool {
         }
         Err(_) => true,
     }
+}
+
+/// The path `/proc/self/fd` gives for the supervisor's descriptor: its place in the sandbox's
+/// mount namespace, whose layout is the host's.
+fn fd_path(file: &OwnedFd) -> std::io::Result<std::path::PathBuf> {
+    use std::os::fd::AsRawFd;
+    std::fs::read_link(format!("/proc/self/fd/{}", file.as_raw_fd()))
 }
 
 /// A directory above a deny-read path gains no group or other read or search bit (outside
@@ -245,10 +259,10 @@ fn protected_location(file: &OwnedFd) -> bool {
 /// [`protected_location`]); unknown: refused.
 fn denied_ancestor_rule(
     file: &OwnedFd,
+    md: &std::fs::Metadata,
     change: &Change,
     denied: &[std::path::PathBuf],
 ) -> Result<(), i32> {
-    use std::os::fd::AsRawFd;
     use std::os::unix::fs::MetadataExt;
     const OPENING: u32 = libc::S_IRGRP | libc::S_IXGRP | libc::S_IROTH | libc::S_IXOTH;
     let Change::Mode(m) = change else {
@@ -257,16 +271,10 @@ fn denied_ancestor_rule(
     if m & OPENING == 0 || denied.is_empty() {
         return Ok(());
     }
-    let Ok(dup) = file.try_clone() else {
-        return Err(DENIED_ERRNO);
-    };
-    let Ok(md) = std::fs::File::from(dup).metadata() else {
-        return Err(DENIED_ERRNO);
-    };
     if !md.is_dir() || m & OPENING & !md.mode() == 0 {
         return Ok(());
     }
-    let Ok(real) = std::fs::read_link(format!("/proc/self/fd/{}", file.as_raw_fd())) else {
+    let Ok(real) = fd_path(file) else {
         return Err(DENIED_ERRNO);
     };
     if denied.iter().any(|d| d.starts_with(&real) && d != &real) {
@@ -279,17 +287,11 @@ fn denied_ancestor_rule(
 /// socket bound in another user's setgid directory listened with mode 0755, then `chmod 0770`
 /// let that user's group connect): no group write bit unless the group is the user's private
 /// one, and no change of its group. Other files: [`group_rule`].
-fn socket_rule(file: &OwnedFd, change: &Change) -> Result<(), i32> {
+fn socket_rule(file: &OwnedFd, md: &std::fs::Metadata, change: &Change) -> Result<(), i32> {
     use std::os::unix::fs::{FileTypeExt, MetadataExt};
-    let Ok(dup) = file.try_clone() else {
-        return Err(DENIED_ERRNO);
-    };
-    let Ok(md) = std::fs::File::from(dup).metadata() else {
-        return Err(DENIED_ERRNO);
-    };
     if !md.file_type().is_socket() {
         let acl = sys::has_xattr(std::os::fd::AsFd::as_fd(file), c"system.posix_acl_access");
-        return group_rule(&md, acl, change);
+        return group_rule(md, acl, change);
     }
     match change {
         Change::Mode(m)
