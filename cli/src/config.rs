@@ -115,11 +115,16 @@ impl Config {
             .get("sandbox.allow_git_writes")
             .and_then(toml::Value::as_bool)
             .unwrap_or(false);
+        let allow_writable_home = self
+            .get("sandbox.allow_writable_home")
+            .and_then(toml::Value::as_bool)
+            .unwrap_or(false);
         SandboxSettings {
             deny_read,
             network_access,
             allow_unix_sockets,
             allow_git_writes,
+            allow_writable_home,
             allowed_domains,
             denied_domains,
             env,
@@ -219,6 +224,7 @@ struct SandboxSchema {
     deny_read: Option<DenyReadValue>,
     allow_unix_sockets: Option<Vec<String>>,
     allow_git_writes: Option<bool>,
+    allow_writable_home: Option<bool>,
     network: Option<SandboxNetworkSchema>,
 }
 
@@ -267,6 +273,8 @@ pub struct SandboxSettings {
     pub allow_unix_sockets: Vec<String>,
     /// `sandbox.allow_git_writes` (default false): the name guard off (Linux).
     pub allow_git_writes: bool,
+    /// `sandbox.allow_writable_home` (default false): a writable root may be the home or hold it.
+    pub allow_writable_home: bool,
     /// `sandbox.network.allowed_domains` / `denied_domains`, as written (validated by the
     /// sandbox: a bad pattern is exit 200 naming it).
     pub allowed_domains: Vec<String>,

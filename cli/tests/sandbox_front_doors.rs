@@ -176,6 +176,39 @@ fn the_same_config_gets_the_same_answer_from_every_door() {
             200,
             "/nonexistent/root",
         ),
+        (
+            // session 12: HOME (a temp dir here) below the implicit `/tmp` root
+            "a writable root that holds the home",
+            "",
+            &["--full-auto"],
+            true,
+            201,
+            "holds your home directory",
+        ),
+        (
+            "the same, allowed by the flag",
+            "",
+            &["--full-auto", "--allow-writable-home"],
+            true,
+            0,
+            "",
+        ),
+        (
+            "the same, allowed by the config",
+            "[sandbox]\nallow_writable_home = true\n",
+            &["--full-auto"],
+            true,
+            0,
+            "",
+        ),
+        (
+            "allow_writable_home of the wrong type",
+            "[sandbox]\nallow_writable_home = \"yes\"\n",
+            &["--full-auto"],
+            true,
+            2,
+            "allow_writable_home",
+        ),
     ];
     for (what, config, flags, with_home, code, says) in cases {
         for (door, (got, err)) in ["linux", "macos"]
@@ -294,12 +327,17 @@ fn codex_0171s_permission_profile_spelling_maps_onto_the_policies() {
     // issue 18: `codex sandbox [-P :read-only|:workspace|:danger-full-access] [-C DIR] -- CMD`
     let h = home();
     let ws = tempfile::tempdir().unwrap();
+    // a HOME outside `/tmp`: the implicit `/tmp` root of `:workspace` would hold it (refused)
+    let user_home = tempfile::tempdir_in(suite_test_support::dirs::outside_default_roots(
+        std::path::Path::new(env!("CARGO_TARGET_TMPDIR")),
+    ))
+    .unwrap();
     let run = |extra: &[&str], script: &str| {
         let mut c = common::codex(&h.path);
         c.arg("sandbox")
             .args(extra)
             .args(["-C", ws.path().to_str().unwrap(), "--", "sh", "-c", script])
-            .env("HOME", h.path.parent().unwrap());
+            .env("HOME", user_home.path());
         let out = c.output().unwrap();
         (
             out.status.code().unwrap_or(-1),

@@ -43,7 +43,11 @@ fn macos_sandbox_on_linux_fails_with_documented_code_and_message() {
 
 #[test]
 fn print_policy_passes_credentials_and_roots_as_parameters() {
-    let home = tempfile::tempdir().unwrap();
+    // a HOME outside `/tmp`: the implicit `/tmp` root would hold it (refused)
+    let home = tempfile::tempdir_in(suite_test_support::dirs::outside_default_roots(
+        std::path::Path::new(env!("CARGO_TARGET_TMPDIR")),
+    ))
+    .unwrap();
     let ws = home.path().join("ws");
     std::fs::create_dir_all(ws.join(".git")).unwrap();
     let out = codex(

@@ -53,6 +53,11 @@ pub struct EnforceArgs {
     /// repository's hooks or `core.fsmonitor` run outside the sandbox at the user's next `git`.
     #[arg(long = "allow-git-writes")]
     pub allow_git_writes: bool,
+    /// Let a writable root be your home directory or a directory above it (refused by default,
+    /// exit 201: the command could rewrite what runs at your next login, shell or git start;
+    /// only the startup files are then held read-only).
+    #[arg(long = "allow-writable-home")]
+    pub allow_writable_home: bool,
     /// With the network off: let the command reach this host through a filtering proxy the
     /// launcher runs (`example.com`, `*.example.com` below it, `**.example.com` both); nothing
     /// else is reachable, with or without user namespaces. Repeatable.
@@ -107,6 +112,7 @@ pub fn main(args: impl IntoIterator<Item = OsString>, extra_env: Vec<(OsString, 
         flag_deny_read: args.enforce.deny_read.clone(),
         cwd: args.sandbox_policy_cwd.clone(),
         env: SandboxEnv::from_process(),
+        allow_writable_home: args.enforce.allow_writable_home,
     };
     let effective = match request.build() {
         Ok(p) => p,

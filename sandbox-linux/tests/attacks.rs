@@ -318,8 +318,9 @@ fn deny_read_defaults_are_unreadable_and_their_siblings_readable() {
         );
         assert_eq!(r.probe(&["readdir", &s(&e.home)]), "ok");
     }
-    // cwd = $HOME as a writable root: ~/.ssh still unreadable and unwritable, the rest writable
-    let r = Run::ws_write(&e).cwd(&e.home);
+    // cwd = $HOME as a writable root (allowed): ~/.ssh still unreadable and unwritable, the
+    // rest writable
+    let r = Run::ws_write(&e).cwd(&e.home).flag("--allow-writable-home");
     assert_eq!(
         r.probe(&["read", &s(&e.home.join(".ssh/id_ed25519"))]),
         EACCES

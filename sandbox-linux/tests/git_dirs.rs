@@ -109,6 +109,24 @@ fn command_with(
     allow_git_writes: bool,
     script: &str,
 ) -> Command {
+    let mut flags = Vec::new();
+    if dangerous {
+        flags.push("--dangerously-allow-weaker-sandbox");
+    }
+    if allow_git_writes {
+        flags.push("--allow-git-writes");
+    }
+    command_flags(e, ns, extra_root, &flags, script)
+}
+
+/// [`command`] with the helper's `flags` (before `--`).
+fn command_flags(
+    e: &Env,
+    ns: Ns,
+    extra_root: Option<&Path>,
+    flags: &[&str],
+    script: &str,
+) -> Command {
     let policy = match extra_root {
         Some(r) => format!(
             r#"{{"mode":"workspace-write","writable_roots":["{}"]}}"#,
@@ -127,13 +145,8 @@ fn command_with(
     c.arg("--sandbox-policy-cwd")
         .arg(&e.ws)
         .arg("--sandbox-policy")
-        .arg(policy);
-    if dangerous {
-        c.arg("--dangerously-allow-weaker-sandbox");
-    }
-    if allow_git_writes {
-        c.arg("--allow-git-writes");
-    }
+        .arg(policy)
+        .args(flags);
     c.args(["--", "sh", "-c", script])
         .current_dir(&e.ws)
         .env("PWD", &e.ws)
@@ -1403,6 +1416,108 @@ mkdir -p tree/HEAD && echo x > tree/HEAD/file && echo head-dir-ok
     }
 }
 
+/// Session 12: a writable root that is the home (the sandbox started in `~`) or holds it (`HOME`
+/// below a root) refuses the run (201) before the command runs, naming both, with and without
+/// user namespaces: the startup-file carve-outs could not cover everything in `~` that runs code
+/// (every outside review r34-r42 found another entry). The attack: a desktop autostart entry in
+/// `~/.config/autostart`, which no carve-out covers. Control: `--allow-writable-home` runs the
+/// same script, and it plants the file.
+#[test]
+fn a_home_that_is_or_lies_below_a_writable_root_refuses_the_run() {
+    let script = "mkdir -p \"$HOME/.config/autostart\" && \
+                  echo '[Desktop Entry]' > \"$HOME/.config/autostart/x.desktop\" && echo PLANTED";
+    for ns in [Ns::With, Ns::Without] {
+        let e = env();
+        for (home, extra_root, root, word) in [
+            (&e.ws, None, &e.ws, "is"),
+            (&e.home, Some(e.base.as_path()), &e.base, "holds"),
+        ] {
+            let planted = home.join(".config/autostart/x.desktop");
+            let out = command_flags(&e, ns, extra_root, &[], script)
+                .env("HOME", home)
+                .env("CODEX_HOME", "/nonexistent/codex-home")
+                .output()
+                .unwrap();
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            let ctx = format!("{ns:?} {word}: {out:?}");
+            assert_eq!(out.status.code(), Some(201), "{ctx}");
+            let want = format!(
+                "the writable root {} {word} your home directory {}",
+                root.display(),
+                home.display()
+            );
+            assert!(stderr.contains(&want), "{ctx}");
+            assert!(stderr.contains("--allow-writable-home"), "{ctx}");
+            assert!(!planted.exists(), "{ctx}");
+            // control: allowed, the same script plants the autostart entry (without
+            // namespaces workspace-write also needs the weaker-sandbox flag)
+            let mut flags = vec!["--allow-writable-home"];
+            if ns == Ns::Without {
+                flags.push("--dangerously-allow-weaker-sandbox");
+            }
+            // `$CODEX_HOME` elsewhere: a `~/.codex` below a root holds the home in place
+            let out = command_flags(&e, ns, extra_root, &flags, script)
+                .env("HOME", home)
+                .env("CODEX_HOME", "/nonexistent/codex-home")
+                .output()
+                .unwrap();
+            let ctx = format!("control {ns:?} {word}: {out:?}");
+            assert!(
+                String::from_utf8_lossy(&out.stdout).contains("PLANTED"),
+                "{ctx}"
+            );
+            assert!(planted.exists(), "{ctx}");
+            std::fs::remove_dir_all(home.join(".config")).unwrap();
+        }
+    }
+}
+
+/// Session 12: another name of the home (a bind mount of it) as the writable root is the home:
+/// compared by device and inode, not only by path. Run as root in a private mount namespace
+/// (`unshare -m`), the sandbox started in the alias. Control: with `--allow-writable-home`.
+#[test]
+fn a_bind_mount_of_the_home_as_the_writable_root_refuses_the_run() {
+    let e = env();
+    let alias = e.base.join("alias");
+    std::fs::create_dir_all(&alias).unwrap();
+    let run = |flags: &str| {
+        Command::new("unshare")
+            .args(["-m", "--propagation", "private", "sh", "-c"])
+            .arg(format!(
+                "mount --bind \"$1\" \"$2\" && cd \"$2\" && \
+                 \"$3\" --sandbox-policy-cwd \"$2\" --sandbox-policy '{{\"mode\":\"workspace-write\"}}' \
+                 {flags} -- sh -c 'echo x > planted && echo PLANTED'"
+            ))
+            .args(["sh", s(&e.home), s(&alias), &helper()])
+            .env("HOME", &e.home)
+            .env("CODEX_HOME", "/nonexistent/codex-home")
+            .env_remove("TMPDIR")
+            .stdin(Stdio::null())
+            .output()
+            .expect("unshare (util-linux) must be installed")
+    };
+    let out = run("");
+    let ctx = format!("{out:?}");
+    assert_eq!(out.status.code(), Some(201), "{ctx}");
+    let want = format!(
+        "the writable root {} is your home directory {}",
+        alias.display(),
+        e.home.display()
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains(&want),
+        "{ctx}"
+    );
+    assert!(!e.home.join("planted").exists(), "{ctx}");
+    // control: allowed, the command writes the home through the alias
+    let out = run("--allow-writable-home");
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("PLANTED"),
+        "{out:?}"
+    );
+    assert!(e.home.join("planted").exists(), "{out:?}");
+}
+
 /// Outside review r29 F4: with the sandbox started in `~` (a writable root), `core.fsmonitor`
 /// added to `~/.gitconfig` ran at the user's next `git status`. The startup files in `~` are
 /// read-only carve-outs then, existing or not; other files in `~` stay writable.
@@ -1416,7 +1531,11 @@ fn startup_files_in_a_home_that_is_a_writable_root_stay_read_only() {
                       echo 'id' > .zshrc 2>&1 && echo CREATED-zshrc; \
                       echo 'id' > .xsession 2>&1 && echo CREATED-xsession; \
                       echo x > notes.txt && echo other-writable";
-        let out = command_with(&e, ns, None, ns == Ns::Without, false, script)
+        let mut flags = vec!["--allow-writable-home"];
+        if ns == Ns::Without {
+            flags.push("--dangerously-allow-weaker-sandbox");
+        }
+        let out = command_flags(&e, ns, None, &flags, script)
             .env("HOME", &e.ws)
             .output()
             .unwrap();
@@ -1443,12 +1562,11 @@ fn startup_files_in_a_home_that_is_a_writable_root_stay_read_only() {
     // there still is (its swap rule, unchanged).
     let e = env();
     suite_test_support::dirs::chown_tree(&e.base, NOBODY);
-    let out = command_with(
+    let out = command_flags(
         &e,
         Ns::With,
         Some(&e.base),
-        false,
-        false,
+        &["--allow-writable-home"],
         "echo x > \"$HOME/notes.txt\" && echo home-writable",
     )
     // `$CODEX_HOME` elsewhere: a `~/.codex` there is held in place the same way, by design
@@ -1710,9 +1828,9 @@ fn a_startup_file_that_is_a_symlink_refuses_the_run() {
 }
 
 /// The command run as the victim with `~` the workspace (a writable root: codex started in
-/// `~`), with namespaces.
+/// `~`, allowed by `--allow-writable-home`), with namespaces.
 fn run_in_home(e: &Env, script: &str) -> Output {
-    command_with(e, Ns::With, None, false, false, script)
+    command_flags(e, Ns::With, None, &["--allow-writable-home"], script)
         .env("HOME", &e.ws)
         .output()
         .unwrap()
@@ -1968,9 +2086,12 @@ fn startup_files_of_the_passwd_home_stay_read_only_whatever_home_says() {
         .into_iter()
         .find(|n| home.join(n).is_file())
         .expect("root's home has no .bashrc, .profile or .gitconfig to check");
+    // outside `/tmp`: the implicit `/tmp` root would hold it (refused for that first)
     let elsewhere = tempfile::Builder::new()
         .prefix("sbl-home-elsewhere-")
-        .tempdir()
+        .tempdir_in(suite_test_support::dirs::outside_default_roots(Path::new(
+            env!("CARGO_TARGET_TMPDIR"),
+        )))
         .unwrap();
     for fake_home in [elsewhere.path().to_path_buf(), home.join(".")] {
         let fake_home = if fake_home.ends_with(".") {
@@ -1979,21 +2100,32 @@ fn startup_files_of_the_passwd_home_stay_read_only_whatever_home_says() {
         } else {
             fake_home
         };
-        let out = Command::new(helper())
-            .arg("--sandbox-policy-cwd")
-            .arg(&home)
-            .arg("--sandbox-policy")
-            .arg(r#"{"mode":"workspace-write"}"#)
-            .args(["--", "sh", "-c"])
-            .arg(format!(
-                "test -w /root/{startup} && echo STARTUP-WRITABLE; test -w /root/.cargo && echo other-writable"
-            ))
-            .current_dir(&home)
-            .env("PWD", &home)
-            .env("HOME", &fake_home)
-            .stdin(Stdio::null())
-            .output()
-            .unwrap();
+        let run = |flags: &[&str]| {
+            Command::new(helper())
+                .arg("--sandbox-policy-cwd")
+                .arg(&home)
+                .arg("--sandbox-policy")
+                .arg(r#"{"mode":"workspace-write"}"#)
+                .args(flags)
+                .args(["--", "sh", "-c"])
+                .arg(format!(
+                    "test -w /root/{startup} && echo STARTUP-WRITABLE; test -w /root/.cargo && echo other-writable"
+                ))
+                .current_dir(&home)
+                .env("PWD", &home)
+                .env("HOME", &fake_home)
+                .stdin(Stdio::null())
+                .output()
+                .unwrap()
+        };
+        // the passwd home as the writable root is refused whatever `HOME` says (session 12)
+        let out = run(&[]);
+        assert_eq!(out.status.code(), Some(201), "{out:?}");
+        assert!(
+            String::from_utf8_lossy(&out.stderr).contains("is your home directory /root"),
+            "{out:?}"
+        );
+        let out = run(&["--allow-writable-home"]);
         let stdout = String::from_utf8_lossy(&out.stdout);
         let ctx = format!(
             "HOME={}: {stdout} / {}",

@@ -60,6 +60,9 @@ pub struct SandboxRequest {
     pub cwd: PathBuf,
     /// `HOME`, `CODEX_HOME`, `TMPDIR`.
     pub env: SandboxEnv,
+    /// `--allow-writable-home` / `sandbox.allow_writable_home`: let a writable root be the
+    /// user's home or a directory above it (refused by default: [`RequestError::WritableHome`]).
+    pub allow_writable_home: bool,
 }
 
 /// The request cannot be turned into a policy.
@@ -83,15 +86,33 @@ pub enum RequestError {
          the credential defaults (~/.ssh, ~/.codex/auth.json, ...) cannot be placed (set HOME)"
     )]
     NoHome { uid: u32 },
+    #[error(
+        "refusing to run: the writable root {} {} your home directory {}: the command could \
+         rewrite what runs outside the sandbox at your next login, shell, git or editor start \
+         (~/.config, ~/.local/bin, ~/bin and the like); start in a project directory, or pass \
+         --allow-writable-home (config sandbox.allow_writable_home = true) to run with only the \
+         startup-file carve-outs",
+        root.display(),
+        if *same { "is" } else { "holds" },
+        home.display()
+    )]
+    WritableHome {
+        root: PathBuf,
+        home: PathBuf,
+        /// The root is the home itself (by path or by device and inode), not a directory above.
+        same: bool,
+    },
     #[error("{0}")]
     Policy(#[source] PolicyError),
 }
 
 impl RequestError {
-    /// [`exit::USAGE`] for a flag combination, [`exit::INVALID_POLICY`] for the rest.
+    /// [`exit::USAGE`] for a flag combination, [`exit::REFUSED`] for a writable home,
+    /// [`exit::INVALID_POLICY`] for the rest.
     pub fn exit_code(&self) -> i32 {
         match self {
             RequestError::WritableRootWithoutFullAuto(_) => exit::USAGE,
+            RequestError::WritableHome { .. } => exit::REFUSED,
             _ => exit::INVALID_POLICY,
         }
     }
@@ -192,10 +213,51 @@ impl SandboxRequest {
             };
             deny_read.push(path);
         }
-        policy
+        let effective = policy
             .resolve(&self.cwd, &self.env, &deny_read)
-            .map_err(RequestError::Policy)
+            .map_err(RequestError::Policy)?;
+        if !self.allow_writable_home {
+            refuse_writable_home(&effective, &self.env)?;
+        }
+        Ok(effective)
     }
+}
+
+/// A writable root that is one of the user's homes (`HOME` and the passwd entry's directory:
+/// [`SandboxEnv::home`] and [`SandboxEnv::other_homes`], each by its canonical path) or holds one: refused (exit 201). The carve-outs for `~` as a writable root
+/// (`HOME_STARTUP_FILES`, what they lead to, git's includes and the programs its values name)
+/// enumerate what runs code from `~`, and each outside review of them found another entry
+/// (r34-r42: `~/.config/*`, `~/.local/bin` on `PATH`, `~/.cargo/config.toml`, a repository's own
+/// `.git/config` naming a program in `~`); a home strictly below a root (`HOME=/tmp/x/home`)
+/// got none at all. Refusing closes the class; `--allow-writable-home` keeps the carve-outs as
+/// the only defence, as before.
+/// Compared by path and by identity (device and inode of the home and each directory above it),
+/// so that another name of the same directory (a bind mount of the home, `/proc/self/root/...`
+/// resolved elsewhere) is the home too.
+fn refuse_writable_home(policy: &EffectivePolicy, env: &SandboxEnv) -> Result<(), RequestError> {
+    use std::os::unix::fs::MetadataExt;
+    let id = |p: &Path| std::fs::metadata(p).ok().map(|m| (m.dev(), m.ino()));
+    let roots: Vec<(&Path, Option<(u64, u64)>)> = policy
+        .writable_roots
+        .iter()
+        .map(|w| (w.root.as_path(), id(&w.root)))
+        .collect();
+    for home in env.home.iter().chain(&env.other_homes) {
+        let home = std::fs::canonicalize(home).unwrap_or_else(|_| home.clone());
+        let above: Vec<(u64, u64)> = home.ancestors().filter_map(id).collect();
+        let held = roots.iter().find(|(root, root_id)| {
+            home.starts_with(root) || root_id.is_some_and(|i| above.contains(&i))
+        });
+        if let Some((root, root_id)) = held {
+            let same = *root == home.as_path() || (root_id.is_some() && *root_id == id(&home));
+            return Err(RequestError::WritableHome {
+                root: root.to_path_buf(),
+                home,
+                same,
+            });
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -217,6 +279,7 @@ mod tests {
                 pwd: None,
                 credential_env: Vec::new(),
             },
+            allow_writable_home: false,
         }
     }
 
@@ -281,9 +344,52 @@ mod tests {
         assert_eq!(e.exit_code(), exit::INVALID_POLICY, "{e}");
     }
 
+    /// A writable root that is the home or holds it is refused (201) unless allowed; a root
+    /// inside the home is not. The homes are `HOME` and the passwd entry's (`other_homes`).
+    #[test]
+    fn a_writable_root_that_is_or_holds_the_home_is_refused() {
+        // outside /tmp: the implicit `/tmp` root would hold a home there
+        let dir = tempfile::tempdir_in("/var/tmp").unwrap();
+        let home = dir.path().canonicalize().unwrap().join("home");
+        std::fs::create_dir_all(home.join("proj")).unwrap();
+        let h = home.to_str().unwrap();
+        let parent = dir.path().canonicalize().unwrap();
+        let proj = home.join("proj");
+        for (root, word) in [(h, "is"), (parent.to_str().unwrap(), "holds")] {
+            let e = req(flags(true, &[root], false), &[], Some(&home))
+                .build()
+                .unwrap_err();
+            assert_eq!(e.exit_code(), exit::REFUSED, "{e}");
+            let want = format!("the writable root {root} {word} your home directory {h}");
+            assert!(e.to_string().contains(&want), "{e}");
+            assert!(e.to_string().contains("--allow-writable-home"), "{e}");
+            // the flag lets it run (with the carve-outs)
+            let mut r = req(flags(true, &[root], false), &[], Some(&home));
+            r.allow_writable_home = true;
+            r.build().unwrap();
+        }
+        // the passwd home counts when HOME names another directory
+        let mut r = req(
+            flags(true, &[h], false),
+            &[],
+            Some(Path::new("/nonexistent/h")),
+        );
+        r.env.other_homes = vec![home.clone()];
+        assert_eq!(r.build().unwrap_err().exit_code(), exit::REFUSED);
+        // control: a project directory inside the home is the normal case
+        req(
+            flags(true, &[proj.to_str().unwrap()], false),
+            &[],
+            Some(&home),
+        )
+        .build()
+        .unwrap();
+    }
+
     #[test]
     fn network_only_with_full_auto_and_deny_read_expanded() {
-        let h = tempfile::tempdir().unwrap();
+        // outside /tmp: the implicit `/tmp` root would hold the home (refused)
+        let h = tempfile::tempdir_in("/var/tmp").unwrap();
         let p = req(flags(true, &[], true), &["~/secret"], Some(h.path()))
             .build()
             .unwrap();

@@ -35,6 +35,7 @@ pub fn run(args: LinuxArgs, global: &crate::GlobalOpts) -> anyhow::Result<i32> {
     let (effective, _cwd, settings) = super::effective_policy(
         &args.run,
         &args.enforce.deny_read,
+        args.enforce.allow_writable_home,
         args.pwd.as_deref(),
         global,
     )?;

@@ -47,14 +47,24 @@ pub struct MacosArgs {
     /// inside its writable roots (off by default), as on Linux.
     #[arg(long = "allow-git-writes")]
     pub allow_git_writes: bool,
+    /// Let a writable root be your home directory or a directory above it (refused by default,
+    /// exit 201: the command could rewrite what runs at your next login, shell or git start;
+    /// only the startup files are then held read-only).
+    #[arg(long = "allow-writable-home")]
+    pub allow_writable_home: bool,
 }
 
 pub fn run(args: MacosArgs, global: &crate::GlobalOpts) -> anyhow::Result<i32> {
     if !args.print_policy && !cfg!(target_os = "macos") {
         return Err(not_macos());
     }
-    let (effective, cwd, settings) =
-        super::effective_policy(&args.run, &args.deny_read, None, global)?;
+    let (effective, cwd, settings) = super::effective_policy(
+        &args.run,
+        &args.deny_read,
+        args.allow_writable_home,
+        None,
+        global,
+    )?;
     let opts = sandbox_macos::GenOptions {
         allow_git_writes: args.allow_git_writes || settings.allow_git_writes,
     };

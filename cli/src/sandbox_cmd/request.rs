@@ -29,13 +29,15 @@ pub struct RunArgs {
 }
 
 /// The one way `codex sandbox linux` and `codex sandbox macos` get their policy: the flags and
-/// the typed config keys (`sandbox.deny_read`, `sandbox_workspace_write.network_access`) go into
+/// the typed config keys (`sandbox.deny_read`, `sandbox_workspace_write.network_access`,
+/// `sandbox.allow_writable_home`) go into
 /// sandbox-policy's request builder, with `$CODEX_HOME` the CLI's (env, else `~/.codex`). Errors
 /// carry the builder's exit code (2 usage, 200 invalid policy; a malformed config value is a
 /// config error, 2, naming the file and key, before this runs).
 pub fn effective_policy(
     run: &RunArgs,
     flag_deny_read: &[PathBuf],
+    allow_writable_home: bool,
     pwd: Option<&std::path::Path>,
     global: &crate::GlobalOpts,
 ) -> anyhow::Result<(EffectivePolicy, PathBuf, crate::config::SandboxSettings)> {
@@ -62,6 +64,7 @@ pub fn effective_policy(
         flag_deny_read: flag_deny_read.to_vec(),
         cwd: cwd.clone(),
         env,
+        allow_writable_home: allow_writable_home || settings.allow_writable_home,
     };
     let policy = request
         .build()
