@@ -835,14 +835,15 @@ fn metrics_count_tokens_and_remaining_budget_per_user() {
         .gid(NOBODY)
         .spawn()
         .unwrap();
-    let reserved = |m: &str, period: &str| {
+    let reserved_of = |m: &str, uid: u32, period: &str| {
         let want = format!(
-            "responses_api_proxy_budget_reserved{{uid=\"65534\",period=\"{period}\",kind=\"output\"}} "
+            "responses_api_proxy_budget_reserved{{uid=\"{uid}\",period=\"{period}\",kind=\"output\"}} "
         );
         m.lines()
             .find_map(|l| l.strip_prefix(want.as_str()))
             .map(str::to_string)
     };
+    let reserved = |m: &str, period: &str| reserved_of(m, NOBODY, period);
     let deadline = Instant::now() + Duration::from_secs(2);
     let m = loop {
         let (_, m) = scrape(&admin, None);
@@ -865,6 +866,33 @@ fn metrics_count_tokens_and_remaining_budget_per_user() {
         m.contains("responses_api_proxy_budget_remaining{uid=\"65534\",period=\"day\",kind=\"output\"} 963\n"),
         "{m}"
     );
+    // A uid whose only request is still in flight (its first: nothing finished to count it
+    // by) shows its reservation too.
+    const FIRST: u32 = 4242;
+    let first = Command::new("curl")
+        .args(["-q", "-s", "-o", "/dev/null", "--max-time", "20"])
+        .args(["-H", "content-type: application/json", "--data-binary"])
+        .arg(r#"{"model":"gpt-5","input":"hi","stream":true,"max_output_tokens":200}"#)
+        .arg(format!("http://127.0.0.1:{}/v1/responses", p.port))
+        .stdin(Stdio::null())
+        .uid(FIRST)
+        .gid(FIRST)
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(2);
+    let m = loop {
+        let (_, m) = scrape(&admin, None);
+        if reserved_of(&m, FIRST, "day").is_some() || Instant::now() > deadline {
+            break m;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert_eq!(reserved_of(&m, FIRST, "day").as_deref(), Some("200"), "{m}");
+    assert!(
+        !m.contains("responses_api_proxy_requests_total{uid=\"4242\""),
+        "no finished request of uid {FIRST} yet:\n{m}"
+    );
+    assert!(first.wait_with_output().unwrap().status.success());
     alive(&mut p);
 }
 
