@@ -42,7 +42,7 @@ pub mod exit;
 pub mod config {
     use std::path::PathBuf;
     #[derive(Debug, Clone, Default)]
-    pub struct SandboxSettings { pub deny_read: Vec<String>, pub network_access: bool, pub allow_git_writes: bool, pub env: sandbox_policy::EnvPolicy }
+    pub struct SandboxSettings { pub deny_read: Vec<String>, pub network_access: bool, pub allow_git_writes: bool, pub allow_writable_home: bool, pub env: sandbox_policy::EnvPolicy }
     #[derive(Debug, Clone)]
     pub struct Config { pub codex_home: PathBuf, pub table: toml::Table }
     impl Config {
