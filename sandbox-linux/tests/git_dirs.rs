@@ -1473,22 +1473,23 @@ fn a_home_that_is_or_lies_below_a_writable_root_refuses_the_run() {
 }
 
 /// Session 12: another name of the home (a bind mount of it) as the writable root is the home:
-/// compared by device and inode, not only by path. Run as root in a private mount namespace
-/// (`unshare -m`), the sandbox started in the alias. Control: with `--allow-writable-home`.
+/// compared by device and inode, not only by path. And (outside review r43 F1) a mount of the
+/// home *below* a writable root (`/srv/data/homes/u` = `~`, `--writable-root /srv/data`; a bind
+/// of `/home` under `/tmp`) exposes it there: refused too. Run as root in a private mount
+/// namespace (`unshare -m`), with `HOME` the victim's home. Controls: `--allow-writable-home`,
+/// and the command then writes the home through the mount.
 #[test]
-fn a_bind_mount_of_the_home_as_the_writable_root_refuses_the_run() {
+fn a_mount_of_the_home_as_or_below_the_writable_root_refuses_the_run() {
     let e = env();
-    let alias = e.base.join("alias");
-    std::fs::create_dir_all(&alias).unwrap();
-    let run = |flags: &str| {
+    let run = |mount_at: &Path, cwd: &Path, flags: &str| {
         Command::new("unshare")
             .args(["-m", "--propagation", "private", "sh", "-c"])
             .arg(format!(
-                "mount --bind \"$1\" \"$2\" && cd \"$2\" && \
-                 \"$3\" --sandbox-policy-cwd \"$2\" --sandbox-policy '{{\"mode\":\"workspace-write\"}}' \
-                 {flags} -- sh -c 'echo x > planted && echo PLANTED'"
+                "mount --bind \"$1\" \"$2\" && cd \"$3\" && \
+                 \"$4\" --sandbox-policy-cwd \"$3\" --sandbox-policy '{{\"mode\":\"workspace-write\"}}' \
+                 {flags} -- sh -c 'echo x > \"$0/planted\" && echo PLANTED' \"$2\""
             ))
-            .args(["sh", s(&e.home), s(&alias), &helper()])
+            .args(["sh", s(&e.home), s(mount_at), s(cwd), &helper()])
             .env("HOME", &e.home)
             .env("CODEX_HOME", "/nonexistent/codex-home")
             .env_remove("TMPDIR")
@@ -1496,26 +1497,95 @@ fn a_bind_mount_of_the_home_as_the_writable_root_refuses_the_run() {
             .output()
             .expect("unshare (util-linux) must be installed")
     };
-    let out = run("");
-    let ctx = format!("{out:?}");
-    assert_eq!(out.status.code(), Some(201), "{ctx}");
-    let want = format!(
-        "the writable root {} is your home directory {}",
-        alias.display(),
-        e.home.display()
-    );
-    assert!(
-        String::from_utf8_lossy(&out.stderr).contains(&want),
-        "{ctx}"
-    );
-    assert!(!e.home.join("planted").exists(), "{ctx}");
-    // control: allowed, the command writes the home through the alias
-    let out = run("--allow-writable-home");
-    assert!(
-        String::from_utf8_lossy(&out.stdout).contains("PLANTED"),
-        "{out:?}"
-    );
-    assert!(e.home.join("planted").exists(), "{out:?}");
+    // the root is a bind mount of the home; the home is mounted inside the root
+    let (alias, inside) = (e.base.join("alias"), e.ws.join("m"));
+    for (mount_at, cwd, says) in [
+        (
+            &alias,
+            &alias,
+            format!(
+                "the writable root {} is your home directory {}",
+                alias.display(),
+                e.home.display()
+            ),
+        ),
+        (
+            &inside,
+            &e.ws,
+            format!(
+                "your home directory {} is mounted at {}, inside the writable root {}",
+                e.home.display(),
+                inside.display(),
+                e.ws.display()
+            ),
+        ),
+    ] {
+        std::fs::create_dir_all(mount_at).unwrap();
+        let out = run(mount_at, cwd, "");
+        let ctx = format!("{says}: {out:?}");
+        assert_eq!(out.status.code(), Some(201), "{ctx}");
+        assert!(
+            String::from_utf8_lossy(&out.stderr).contains(&says),
+            "{ctx}"
+        );
+        assert!(!e.home.join("planted").exists(), "{ctx}");
+        // control: allowed, the command writes the home through the mount
+        let out = run(mount_at, cwd, "--allow-writable-home");
+        let ctx = format!("control {says}: {out:?}");
+        assert!(
+            String::from_utf8_lossy(&out.stdout).contains("PLANTED"),
+            "{ctx}"
+        );
+        assert!(e.home.join("planted").exists(), "{ctx}");
+        std::fs::remove_file(e.home.join("planted")).unwrap();
+    }
+}
+
+/// Outside review r43 F5: a home whose path as written (`HOME`, or the passwd entry) goes
+/// through a link inside a writable root (`/data/v/home -> /data/real/v`, the sandbox started
+/// in `/data/v`): the home itself is outside the root, but the command could re-point the link
+/// and the victim's next login would run its profile. Refused (201) naming the link. Control:
+/// `HOME` written as the real directory runs.
+#[test]
+fn a_home_reached_through_a_link_in_a_writable_root_refuses_the_run() {
+    for ns in [Ns::With, Ns::Without] {
+        let e = env();
+        std::os::unix::fs::symlink(&e.home, e.ws.join("homelink")).unwrap();
+        suite_test_support::dirs::chown_tree(&e.base, NOBODY);
+        let script = "ln -sfn /tmp homelink 2>&1; echo ran";
+        // `$CODEX_HOME` elsewhere: `~/.codex` behind the link would refuse the run on its own
+        let out = command_flags(&e, ns, None, &[], script)
+            .env("HOME", e.ws.join("homelink"))
+            .env("CODEX_HOME", "/nonexistent/codex-home")
+            .output()
+            .unwrap();
+        let ctx = format!("{ns:?}: {out:?}");
+        assert_eq!(out.status.code(), Some(201), "{ctx}");
+        let says = format!(
+            "is reached through {}, inside the writable root {}",
+            e.ws.join("homelink").display(),
+            e.ws.display()
+        );
+        assert!(
+            String::from_utf8_lossy(&out.stderr).contains(&says),
+            "{ctx}"
+        );
+        assert_eq!(
+            std::fs::read_link(e.ws.join("homelink")).unwrap(),
+            e.home,
+            "{ctx}"
+        );
+        // control: the same home written as the real directory
+        let mut flags = vec![];
+        if ns == Ns::Without {
+            flags.push("--dangerously-allow-weaker-sandbox");
+        }
+        let out = command_flags(&e, ns, None, &flags, "echo ran")
+            .env("HOME", &e.home)
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(0), "control {ns:?}: {out:?}");
+    }
 }
 
 /// Outside review r29 F4: with the sandbox started in `~` (a writable root), `core.fsmonitor`
@@ -1938,16 +2008,34 @@ fn files_startup_files_lead_to_stay_read_only() {
 #[test]
 fn a_directory_a_git_value_steps_out_of_with_dotdot_stays_in_place() {
     let e = env();
-    for d in ["a", "t"] {
+    for d in ["a/b", "a/c", "t"] {
         std::fs::create_dir_all(e.ws.join(d)).unwrap();
     }
     std::fs::write(e.ws.join("t/e.sh"), "x\n").unwrap();
+    // r43 F4: every directory a `..` steps out of, not only the first (`a/c` was not held)
+    std::fs::write(
+        e.ws.join(".gitconfig"),
+        "[core]\n\teditor = ~/a/b/../c/../../t/e.sh\n",
+    )
+    .unwrap();
+    suite_test_support::dirs::chown_tree(&e.base, NOBODY);
+    let out = run_in_home(
+        &e,
+        "mv a/c a/c.old 2>&1 && ln -s /tmp a/c && echo SWAPPED-c; echo x > other && echo other-ok",
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let ctx = format!("{stdout} / {}", String::from_utf8_lossy(&out.stderr));
+    assert!(!stdout.contains("SWAPPED"), "{ctx}");
+    assert!(
+        e.ws.join("a/c").is_dir() && !e.ws.join("a/c").is_symlink(),
+        "{ctx}"
+    );
+    assert!(stdout.contains("other-ok"), "control: {ctx}");
     std::fs::write(
         e.ws.join(".gitconfig"),
         "[sequence]\n\teditor = ~/a/../t/e.sh\n",
     )
     .unwrap();
-    suite_test_support::dirs::chown_tree(&e.base, NOBODY);
     let out = run_in_home(
         &e,
         "mv a a.old 2>&1 && ln -s /tmp a && echo SWAPPED; echo x > other && echo other-ok",

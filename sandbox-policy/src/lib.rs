@@ -8,11 +8,12 @@
 //! mechanism. Both backends consume the same `EffectivePolicy`, so their guarantees are
 //! listed side by side in `docs/security.md`.
 //!
-//! This crate does no I/O beyond `stat`, `readlink`/`canonicalize`, reading `.git` files and
-//! one passwd lookup (`home`).
+//! This crate does no I/O beyond `stat`, `readlink`/`canonicalize`, reading `.git` files, git
+//! configs and `/proc/self/mountinfo`, and one passwd lookup (`home`).
 
 pub mod env_policy;
 pub mod home;
+pub mod mounts;
 pub mod net_rules;
 pub mod request;
 mod sys;
@@ -574,13 +575,16 @@ impl WritableRoot {
     }
 }
 
-/// The first component of `p` the sandboxed command could swap, walking it as the kernel
-/// would: a symlink (anywhere), or a directory inside a writable root that a `..` steps back
-/// out of (`x/../gd`: git outside resolves `x` physically, so a command that turns `x` into a
-/// symlink moves where `..` lands; outside review, second round, F2). `..` pops the walked
-/// prefix, which is exact because the walk stops at the first symlink. A component that does
-/// not exist ends the walk: nothing there to swap yet, and no mount is made.
-fn first_swappable(p: &Path, roots: &[PathBuf]) -> Option<PathBuf> {
+/// The components of `p` the sandboxed command could swap, walking it as the kernel would:
+/// every directory inside a writable root that a `..` steps back out of (`x/../gd`: git
+/// outside resolves `x` physically, so a command that turns `x` into a symlink moves where `..`
+/// lands; outside review, second round, F2; all of them, not only the first: r43 F4,
+/// `~/a/b/../c/../../x` held `~/a/b` but not `~/a/c`), and last a symlink inside a root (or
+/// one that cannot be read or ends a chain of 40), where the walk stops. `..` pops the walked
+/// prefix, which is exact because links outside the roots are followed as the kernel does and
+/// the walk stops at the first link inside one. A component that does not exist ends the
+/// walk: nothing there to swap yet, and no mount is made.
+fn swappables(p: &Path, roots: &[PathBuf]) -> Vec<PathBuf> {
     use std::path::Component;
     let in_a_root = |x: &Path| roots.iter().any(|r| x.starts_with(r) && x != r);
     // the components still to walk, last first
@@ -593,6 +597,7 @@ fn first_swappable(p: &Path, roots: &[PathBuf]) -> Option<PathBuf> {
     push_path(&mut todo, p);
     let mut cur = PathBuf::from("/");
     let mut links = 0;
+    let mut found = Vec::new();
     while let Some(c) = todo.pop() {
         match Path::new(&c).components().next() {
             None | Some(Component::RootDir | Component::Prefix(_) | Component::CurDir) => {
@@ -601,8 +606,8 @@ fn first_swappable(p: &Path, roots: &[PathBuf]) -> Option<PathBuf> {
                 }
             }
             Some(Component::ParentDir) => {
-                if in_a_root(&cur) {
-                    return Some(cur);
+                if in_a_root(&cur) && !found.contains(&cur) {
+                    found.push(cur.clone());
                 }
                 cur.pop();
             }
@@ -614,25 +619,34 @@ fn first_swappable(p: &Path, roots: &[PathBuf]) -> Option<PathBuf> {
                         // read-only to the command: follow it (second review round, F1 of
                         // round 3: `~/.codex -> ~/dotfiles/codex` with the target in a root)
                         if in_a_root(&cur) {
-                            return Some(cur);
+                            found.push(cur);
+                            return found;
                         }
                         links += 1;
                         let Ok(target) = std::fs::read_link(&cur) else {
-                            return Some(cur);
+                            found.push(cur);
+                            return found;
                         };
                         if links > 40 {
-                            return Some(cur);
+                            found.push(cur);
+                            return found;
                         }
                         cur.pop();
                         push_path(&mut todo, &target);
                     }
                     Ok(_) => {}
-                    Err(_) => return None,
+                    Err(_) => return found,
                 }
             }
         }
     }
-    None
+    found
+}
+
+/// The first of [`swappables`]: a path on the way to `p` that the sandboxed command could
+/// re-point (the request's home check).
+pub(crate) fn swappable_on_the_way(p: &Path, roots: &[PathBuf]) -> Option<PathBuf> {
+    swappables(p, roots).into_iter().next()
 }
 
 /// Below a root's own `.git` *directory* nothing can be renamed: that directory is itself a
@@ -652,16 +666,14 @@ fn renameable_ancestor(gitdir: &Path, roots: &[PathBuf]) -> Option<PathBuf> {
 }
 
 /// Where a carve-out named by a path (`gitdir:`, `$CODEX_HOME`) lands, and what on the way the
-/// command could swap: a symlink or a `..` out of a directory in a root ([`first_swappable`];
+/// command could swap: a symlink or a `..` out of a directory in a root ([`swappables`];
 /// the path is then reported as written), else a renameable directory above the canonical path
 /// ([`renameable_ancestor`]).
 fn carve_out_target(written: &Path, roots: &[PathBuf]) -> (PathBuf, Vec<PathBuf>) {
     // (the hazards, if any, are resolved by `carve_outs_for`)
-    let mut hazards = Vec::new();
-    match first_swappable(written, roots) {
-        Some(link) if link.is_symlink() => return (normalize_lexically(written), vec![link]),
-        Some(dir) => hazards.push(dir),
-        None => {}
+    let mut hazards = swappables(written, roots);
+    if let Some(link) = hazards.iter().find(|h| h.is_symlink()) {
+        return (normalize_lexically(written), vec![link.clone()]);
     }
     let p = canonical_or_lexical(written);
     if let Some(dir) = renameable_ancestor(&p, roots) {
@@ -1240,10 +1252,22 @@ fn shell_path_words(v: &[u8]) -> Vec<Vec<u8>> {
         if i > 0 && !(u[i - 1].is_ascii_whitespace() || operator(u[i - 1])) {
             continue;
         }
-        let end = u[i..]
-            .iter()
-            .position(|&c| operator(c))
-            .map_or(u.len(), |e| i + e);
+        // an operator ends the run, except inside a bracket expression (r43 F2: the `!` of
+        // `s.[!x]h` ended it)
+        let mut end = u.len();
+        let mut bracket: Option<usize> = None;
+        for (k, &c) in u.iter().enumerate().skip(i) {
+            match bracket {
+                Some(open) if c == b']' && k > open + 1 => bracket = None,
+                Some(_) => {}
+                None if c == b'[' => bracket = Some(k),
+                None if operator(c) => {
+                    end = k;
+                    break;
+                }
+                None => {}
+            }
+        }
         let whole = u[i..end].trim_ascii_end().to_vec();
         let word = whole
             .split(|c| c.is_ascii_whitespace())
@@ -1300,7 +1324,7 @@ fn wildcard_match(pat: &[u8], name: &[u8]) -> bool {
             Some(b'*') => (0..=n.len()).any(|k| go(&p[1..], &n[k..])),
             Some(b'?') => !n.is_empty() && go(&p[1..], &n[1..]),
             Some(b'[') => {
-                let Some(close) = p.iter().skip(2).position(|&c| c == b']').map(|i| i + 2) else {
+                let Some(close) = bracket_end(p) else {
                     return n.first() == Some(&b'[') && go(&p[1..], &n[1..]);
                 };
                 let Some(&c) = n.first() else { return false };
@@ -1312,7 +1336,14 @@ fn wildcard_match(pat: &[u8], name: &[u8]) -> bool {
                 let mut hit = false;
                 let mut k = 0;
                 while k < set.len() {
-                    if k + 2 < set.len() && set[k + 1] == b'-' {
+                    if set[k..].starts_with(b"[:") {
+                        // a character class (r43 F2: `[[:alpha:]]` was not read)
+                        let Some(e) = set[k + 2..].windows(2).position(|w| w == b":]") else {
+                            break;
+                        };
+                        hit |= in_class(&set[k + 2..k + 2 + e], c);
+                        k += e + 4;
+                    } else if k + 2 < set.len() && set[k + 1] == b'-' {
                         hit |= set[k] <= c && c <= set[k + 2];
                         k += 3;
                     } else {
@@ -1323,6 +1354,48 @@ fn wildcard_match(pat: &[u8], name: &[u8]) -> bool {
                 hit != negate && go(&p[close + 1..], &n[1..])
             }
             Some(&c) => n.first() == Some(&c) && go(&p[1..], &n[1..]),
+        }
+    }
+    /// The index of the `]` that closes the bracket expression `p` starts (`p[0]` is `[`): a
+    /// `]` first in the set (after `!`/`^`) is a member, `[:class:]` is skipped whole.
+    fn bracket_end(p: &[u8]) -> Option<usize> {
+        let mut k = 1;
+        if matches!(p.get(k), Some(b'!' | b'^')) {
+            k += 1;
+        }
+        if p.get(k) == Some(&b']') {
+            k += 1;
+        }
+        while k < p.len() {
+            if p[k..].starts_with(b"[:") {
+                let e = p[k + 2..].windows(2).position(|w| w == b":]")?;
+                k += e + 4;
+                continue;
+            }
+            if p[k] == b']' {
+                return Some(k);
+            }
+            k += 1;
+        }
+        None
+    }
+    fn in_class(name: &[u8], c: u8) -> bool {
+        match name {
+            b"alpha" => c.is_ascii_alphabetic(),
+            b"digit" => c.is_ascii_digit(),
+            b"alnum" => c.is_ascii_alphanumeric(),
+            b"upper" => c.is_ascii_uppercase(),
+            b"lower" => c.is_ascii_lowercase(),
+            b"space" => c.is_ascii_whitespace() || c == 0x0b,
+            b"blank" => c == b' ' || c == b'\t',
+            b"punct" => c.is_ascii_punctuation(),
+            b"xdigit" => c.is_ascii_hexdigit(),
+            b"print" => (0x20..0x7f).contains(&c),
+            b"graph" => c.is_ascii_graphic(),
+            b"cntrl" => c.is_ascii_control(),
+            // an unknown class: count it as matching (a path held that need not be, never one
+            // missed)
+            _ => true,
         }
     }
     if name.first() == Some(&b'.') && pat.first() != Some(&b'.') {
@@ -1928,6 +2001,19 @@ mod tests {
         assert!(wildcard_match(b"s.s?", b"s.sh"));
         assert!(!wildcard_match(b"*", b".hidden"));
         assert!(!wildcard_match(b"s.s[!h]", b"s.sh"));
+        // outside review r43 F2: `[!x]` in a value (the `!` ended the word) and classes
+        for v in [
+            "~/tools/s.[!x]h",
+            "~/tools/s.[[:alpha:]]h",
+            "~/tool[!x]/s.sh",
+        ] {
+            assert!(words(v).contains(&v.to_string()), "{v}: {:?}", words(v));
+        }
+        assert!(wildcard_match(b"s.[!x]h", b"s.sh"));
+        assert!(wildcard_match(b"s.[[:alpha:]]h", b"s.sh"));
+        assert!(wildcard_match(b"s.[^[:digit:]]h", b"s.sh"));
+        assert!(!wildcard_match(b"s.[[:digit:]]h", b"s.sh"));
+        assert!(wildcard_match(b"[]x]", b"]"));
     }
 
     /// Outside review r40 F3: git follows ten levels of includes; five were followed here.
@@ -2222,6 +2308,30 @@ mod tests {
         // and without `..` the same gitdir is fine
         std::fs::write(ws.join(".git"), "gitdir: gd\n").unwrap();
         assert_eq!(gitdir_entry(&ws, &[]).replaceable_via, None);
+    }
+
+    /// Outside review r43 F4: every directory a `..` steps out of is a hazard, not only the
+    /// first (`~/a/b/../c/../../t` held `~/a/b` and `~/a`, but `~/a/c` could become a link).
+    #[test]
+    fn every_directory_a_dotdot_steps_out_of_is_swappable() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = std::fs::canonicalize(dir.path()).unwrap();
+        for d in ["a/b", "a/c", "t"] {
+            std::fs::create_dir_all(root.join(d)).unwrap();
+        }
+        let roots = [root.clone()];
+        assert_eq!(
+            swappables(&root.join("a/b/../c/../../t"), &roots),
+            [root.join("a/b"), root.join("a/c"), root.join("a")]
+        );
+        // a link inside the root ends the walk, last
+        std::os::unix::fs::symlink("t", root.join("l")).unwrap();
+        assert_eq!(
+            swappables(&root.join("a/b/../../l/x"), &roots),
+            [root.join("a/b"), root.join("a"), root.join("l")]
+        );
+        // control: no `..` and no link, nothing
+        assert!(swappables(&root.join("a/c"), &roots).is_empty());
     }
 
     #[test]

@@ -102,6 +102,25 @@ pub enum RequestError {
         /// The root is the home itself (by path or by device and inode), not a directory above.
         same: bool,
     },
+    #[error(
+        "refusing to run: your home directory {} is {} {}, inside the writable root {}: the \
+         command could {} and rewrite what runs outside the sandbox at your next login, shell or \
+         git start; pass --allow-writable-home (config sandbox.allow_writable_home = true) to run \
+         anyway",
+        home.display(),
+        if *mounted { "mounted at" } else { "reached through" },
+        via.display(),
+        root.display(),
+        if *mounted { "write it there" } else { "re-point that path" }
+    )]
+    HomeThroughRoot {
+        home: PathBuf,
+        /// A mount of the home (or of a directory above it), or a link or a directory a `..`
+        /// steps out of on the way to it.
+        via: PathBuf,
+        root: PathBuf,
+        mounted: bool,
+    },
     #[error("{0}")]
     Policy(#[source] PolicyError),
 }
@@ -112,7 +131,9 @@ impl RequestError {
     pub fn exit_code(&self) -> i32 {
         match self {
             RequestError::WritableRootWithoutFullAuto(_) => exit::USAGE,
-            RequestError::WritableHome { .. } => exit::REFUSED,
+            RequestError::WritableHome { .. } | RequestError::HomeThroughRoot { .. } => {
+                exit::REFUSED
+            }
             _ => exit::INVALID_POLICY,
         }
     }
@@ -233,7 +254,11 @@ impl SandboxRequest {
 /// the only defence, as before.
 /// Compared by path and by identity (device and inode of the home and each directory above it),
 /// so that another name of the same directory (a bind mount of the home, `/proc/self/root/...`
-/// resolved elsewhere) is the home too.
+/// resolved elsewhere) is the home too. Also refused: a mount of the home or of a directory
+/// above it *below* a root (outside review r43 F1: a bind of `/home` under `/tmp` made `~`
+/// writable through the implicit `/tmp` root), and a home whose path as written (`HOME`, the
+/// passwd entry) goes through a link, or a directory a `..` steps out of, inside a root (r43
+/// F5: the command re-pointed `/data/v/home -> ...` and the next login ran its profile).
 fn refuse_writable_home(policy: &EffectivePolicy, env: &SandboxEnv) -> Result<(), RequestError> {
     use std::os::unix::fs::MetadataExt;
     let id = |p: &Path| std::fs::metadata(p).ok().map(|m| (m.dev(), m.ino()));
@@ -242,8 +267,16 @@ fn refuse_writable_home(policy: &EffectivePolicy, env: &SandboxEnv) -> Result<()
         .iter()
         .map(|w| (w.root.as_path(), id(&w.root)))
         .collect();
-    for home in env.home.iter().chain(&env.other_homes) {
-        let home = std::fs::canonicalize(home).unwrap_or_else(|_| home.clone());
+    if roots.is_empty() {
+        return Ok(());
+    }
+    let root_paths: Vec<PathBuf> = roots.iter().map(|(r, _)| r.to_path_buf()).collect();
+    let root_of = |p: &Path| root_paths.iter().find(|r| p.starts_with(r)).cloned();
+    let mounts = std::fs::read_to_string("/proc/self/mountinfo")
+        .map(|t| crate::mounts::parse(&t))
+        .unwrap_or_default();
+    for written in env.home.iter().chain(&env.other_homes) {
+        let home = std::fs::canonicalize(written).unwrap_or_else(|_| written.clone());
         let above: Vec<(u64, u64)> = home.ancestors().filter_map(id).collect();
         let held = roots.iter().find(|(root, root_id)| {
             home.starts_with(root) || root_id.is_some_and(|i| above.contains(&i))
@@ -254,6 +287,24 @@ fn refuse_writable_home(policy: &EffectivePolicy, env: &SandboxEnv) -> Result<()
                 root: root.to_path_buf(),
                 home,
                 same,
+            });
+        }
+        for at in crate::mounts::whole_exposures(&home, &mounts) {
+            if let Some(root) = root_of(&at) {
+                return Err(RequestError::HomeThroughRoot {
+                    home,
+                    via: at,
+                    root,
+                    mounted: true,
+                });
+            }
+        }
+        if let Some(via) = crate::swappable_on_the_way(written, &root_paths) {
+            return Err(RequestError::HomeThroughRoot {
+                home: written.clone(),
+                root: root_of(&via).unwrap_or_default(),
+                via,
+                mounted: false,
             });
         }
     }
