@@ -102,5 +102,6 @@ fn build(
         deny_read,
         network: network || kind == PolicyKind::DangerFullAccess,
         deny_read_unsearched: Vec::new(),
+        writable_home: None,
     }
 }

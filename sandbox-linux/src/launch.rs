@@ -271,6 +271,13 @@ impl Sandbox<Planned> {
         #[cfg(debug_assertions)]
         test_pause_before_rules();
 
+        // session 12: the home reached by a writable root, allowed by the flag: say so
+        if let Some(why) = &policy.writable_home {
+            eprintln!(
+                "{}: warning: --allow-writable-home: {why}: the command can change what runs at your next login, shell or git start; only the startup files of docs/security.md are held read-only",
+                opts.program
+            );
+        }
         // outside review r40 F7: the deny-read search for links stops at its bound; say so
         for d in &policy.deny_read_unsearched {
             eprintln!(

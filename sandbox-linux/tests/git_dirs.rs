@@ -1467,6 +1467,12 @@ fn a_home_that_is_or_lies_below_a_writable_root_refuses_the_run() {
                 "{ctx}"
             );
             assert!(planted.exists(), "{ctx}");
+            // and the flag's cost is said
+            let warning = format!("warning: --allow-writable-home: {want}");
+            assert!(
+                String::from_utf8_lossy(&out.stderr).contains(&warning),
+                "{ctx}"
+            );
             std::fs::remove_dir_all(home.join(".config")).unwrap();
         }
     }

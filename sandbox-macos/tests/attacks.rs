@@ -47,6 +47,7 @@ fn nested() -> EffectivePolicy {
         ],
         network: false,
         deny_read_unsearched: Vec::new(),
+        writable_home: None,
     }
 }
 
@@ -243,6 +244,7 @@ fn danger_full_access_allows_everything() {
         deny_read: vec![],
         network: true,
         deny_read_unsearched: Vec::new(),
+        writable_home: None,
     };
     let sb = generate(&policy, &HostPaths::default()).unwrap();
     let m = Model::new(&sb);

@@ -85,6 +85,7 @@ fn case(name: &str) -> (EffectivePolicy, HostPaths) {
                 deny_read: deny_read(),
                 network: false,
                 deny_read_unsearched: Vec::new(),
+                writable_home: None,
             },
             cache,
         ),
@@ -96,6 +97,7 @@ fn case(name: &str) -> (EffectivePolicy, HostPaths) {
                 deny_read: deny_read(),
                 network: false,
                 deny_read_unsearched: Vec::new(),
+                writable_home: None,
             },
             cache,
         ),
@@ -107,6 +109,7 @@ fn case(name: &str) -> (EffectivePolicy, HostPaths) {
                 deny_read: deny_read(),
                 network: true,
                 deny_read_unsearched: Vec::new(),
+                writable_home: None,
             },
             cache,
         ),
@@ -128,6 +131,7 @@ fn case(name: &str) -> (EffectivePolicy, HostPaths) {
                 deny_read: vec![p("/tmp/proj/secrets/key.pem")],
                 network: false,
                 deny_read_unsearched: Vec::new(),
+                writable_home: None,
             },
             HostPaths::default(),
         ),
@@ -139,6 +143,7 @@ fn case(name: &str) -> (EffectivePolicy, HostPaths) {
                 deny_read: vec![],
                 network: true,
                 deny_read_unsearched: Vec::new(),
+                writable_home: None,
             },
             cache,
         ),
@@ -247,6 +252,7 @@ fn nested_roots_and_mapping_collapse_duplicates() {
         deny_read: vec![p("/Users/a/.ssh"), p("/Users/a/.ssh/")],
         network: false,
         deny_read_unsearched: Vec::new(),
+        writable_home: None,
     };
     let sb = generate(&policy, &HostPaths::default()).unwrap();
     assert_eq!(

@@ -276,6 +276,7 @@ impl SandboxPolicy {
             deny_read,
             network,
             deny_read_unsearched: unsearched,
+            writable_home: None,
         })
     }
 }
@@ -1691,6 +1692,11 @@ pub struct EffectivePolicy {
     /// F7). The backends warn about them.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub deny_read_unsearched: Vec<PathBuf>,
+    /// Set when `--allow-writable-home` let a writable root reach the home (what the refusal
+    /// would have said, e.g. "the writable root /home/u is your home directory /home/u"). The
+    /// backends warn about it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub writable_home: Option<String>,
 }
 
 /// Policy errors: each names the field or path at fault.

@@ -126,6 +126,36 @@ pub enum RequestError {
 }
 
 impl RequestError {
+    /// For the two home refusals, what reaches the home ("the writable root W is your home
+    /// directory H"): the warning printed when `--allow-writable-home` lets it run.
+    pub fn home_reason(&self) -> Option<String> {
+        match self {
+            RequestError::WritableHome { root, home, same } => Some(format!(
+                "the writable root {} {} your home directory {}",
+                root.display(),
+                if *same { "is" } else { "holds" },
+                home.display()
+            )),
+            RequestError::HomeThroughRoot {
+                home,
+                via,
+                root,
+                mounted,
+            } => Some(format!(
+                "your home directory {} is {} {}, inside the writable root {}",
+                home.display(),
+                if *mounted {
+                    "mounted at"
+                } else {
+                    "reached through"
+                },
+                via.display(),
+                root.display()
+            )),
+            _ => None,
+        }
+    }
+
     /// [`exit::USAGE`] for a flag combination, [`exit::REFUSED`] for a writable home,
     /// [`exit::INVALID_POLICY`] for the rest.
     pub fn exit_code(&self) -> i32 {
@@ -234,11 +264,13 @@ impl SandboxRequest {
             };
             deny_read.push(path);
         }
-        let effective = policy
+        let mut effective = policy
             .resolve(&self.cwd, &self.env, &deny_read)
             .map_err(RequestError::Policy)?;
-        if !self.allow_writable_home {
-            refuse_writable_home(&effective, &self.env)?;
+        match refuse_writable_home(&effective, &self.env) {
+            Err(e) if !self.allow_writable_home => return Err(e),
+            Err(e) => effective.writable_home = e.home_reason(),
+            Ok(()) => {}
         }
         Ok(effective)
     }

@@ -65,6 +65,11 @@ pub fn run(args: MacosArgs, global: &crate::GlobalOpts) -> anyhow::Result<i32> {
         None,
         global,
     )?;
+    if let Some(why) = &effective.writable_home {
+        eprintln!(
+            "codex: warning: --allow-writable-home: {why}: the command can change what runs at your next login, shell or git start; only the startup files of docs/security.md are held read-only"
+        );
+    }
     let opts = sandbox_macos::GenOptions {
         allow_git_writes: args.allow_git_writes || settings.allow_git_writes,
     };
