@@ -308,7 +308,9 @@ fn refuse_writable_home(policy: &EffectivePolicy, env: &SandboxEnv) -> Result<()
         .map(|t| crate::mounts::parse(&t))
         .unwrap_or_default();
     for written in env.home.iter().chain(&env.other_homes) {
-        let home = std::fs::canonicalize(written).unwrap_or_else(|_| written.clone());
+        // a home that does not exist (yet) is placed by its longest existing ancestor, with
+        // `..` applied: its text alone (`/nonexistent/../tmp/h`) would start with no root
+        let home = crate::canonical_or_lexical(written);
         let above: Vec<(u64, u64)> = home.ancestors().filter_map(id).collect();
         let held = roots.iter().find(|(root, root_id)| {
             home.starts_with(root) || root_id.is_some_and(|i| above.contains(&i))
@@ -451,6 +453,12 @@ mod tests {
             r.allow_writable_home = true;
             r.build().unwrap();
         }
+        // a home that does not exist yet, named with `..`, is placed where it would be
+        let missing = format!("{}/nothing/../home/new", dir.path().display());
+        let e = req(flags(true, &[h], false), &[], Some(Path::new(&missing)))
+            .build()
+            .unwrap_err();
+        assert!(e.to_string().contains("holds your home directory"), "{e}");
         // the passwd home counts when HOME names another directory
         let mut r = req(
             flags(true, &[h], false),
