@@ -207,6 +207,12 @@ fn guarantees(
             ".git and .codex read-only inside roots: {}",
             yes(userns)
         ));
+        // a check of paths, mounts and links at start: no kernel feature needed
+        v.push(
+            "no writable root that is the home or reaches it (holds it, a mount of it below \
+             the root, a link on its path): yes (refused with 201 unless --allow-writable-home)"
+                .to_string(),
+        );
     }
     v
 }
@@ -250,6 +256,10 @@ mod tests {
         assert!(out.contains("user namespaces: unavailable"), "{out}");
         assert!(
             out.contains(".git and .codex read-only inside roots: NO"),
+            "{out}"
+        );
+        assert!(
+            out.contains("no writable root that is the home or reaches it"),
             "{out}"
         );
         assert!(
