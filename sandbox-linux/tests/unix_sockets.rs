@@ -636,3 +636,52 @@ except OSError as x:
         );
     }
 }
+
+/// Outside review r44 F4 (fifth round F9): the command unlinked the user's tmux socket in
+/// `/tmp/tmux-UID` (a temporary root) and listened in its place; the user's next `tmux` ran the
+/// fake server's `MSG_LOCK` command outside the sandbox (and an ssh-agent's socket so replaced
+/// received the key of the next `ssh-add`). The user's directories directly in a temporary
+/// root that hold a socket at the start are read-only: the socket cannot be removed, replaced
+/// or renamed, nor the directory moved. `$TMPDIR` is the temporary root here (the victim's
+/// socket directory in it); with namespaces (the carve-outs are mounts; without them
+/// workspace-write needs the weaker-sandbox flag, whose warning lists them). Controls: a
+/// directory of the same user without a socket stays writable, and outside the sandbox the
+/// same `rm` works.
+#[test]
+fn the_users_socket_directories_in_a_temporary_root_cannot_be_swapped() {
+    let e = env();
+    let tmp = e.ws.parent().unwrap().join("tmp");
+    let (tmux_dir, plain) = (tmp.join("tmux-65534"), tmp.join("plain"));
+    for d in [&tmux_dir, &plain] {
+        std::fs::create_dir_all(d).unwrap();
+    }
+    let sock = tmux_dir.join("default");
+    let _server = listen(&sock);
+    chown_r(&tmp);
+    let script = format!(
+        "rm -f '{0}' 2>&1 && echo REMOVED; mv '{1}' '{1}.old' 2>&1 && echo MOVED; \
+         touch '{2}/x' && echo plain-writable",
+        s(&sock),
+        s(&tmux_dir),
+        s(&plain)
+    );
+    let out = sandbox_command(&e, &[], WS, Ns::With, &[], &["sh", "-c", &script])
+        .env("TMPDIR", &tmp)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let ctx = format!("{out:?}");
+    assert!(!stdout.contains("REMOVED"), "{ctx}");
+    assert!(stdout.contains("Read-only file system"), "{ctx}");
+    assert!(!stdout.contains("MOVED"), "{ctx}");
+    assert!(sock.exists(), "{ctx}");
+    assert!(stdout.contains("plain-writable"), "control: {ctx}");
+    // control: outside the sandbox the user removes it
+    let out = Command::new("rm")
+        .arg(&sock)
+        .uid(NOBODY)
+        .gid(NOBODY)
+        .output()
+        .unwrap();
+    assert!(out.status.success() && !sock.exists(), "{out:?}");
+}

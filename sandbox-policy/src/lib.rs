@@ -215,20 +215,22 @@ impl SandboxPolicy {
                     };
                     dirs.push(physical_dir(&abs, "writable_roots")?);
                 }
+                let mut temp_roots: Vec<PathBuf> = Vec::new();
                 if !exclude_slash_tmp {
                     if let Ok(t) = canonical_dir(Path::new("/tmp"), "/tmp") {
-                        dirs.push(t);
+                        temp_roots.push(t);
                     }
                 }
                 if !exclude_tmpdir_env_var {
                     if let Some(t) = env.tmpdir.as_ref() {
                         match physical_dir(t, "TMPDIR") {
-                            Ok(t) => dirs.push(t),
+                            Ok(t) => temp_roots.push(t),
                             Err(e @ PolicyError::ForeignSymlink { .. }) => return Err(e),
                             Err(_) => {}
                         }
                     }
                 }
+                dirs.extend(temp_roots.iter().cloned());
                 let mut unique: Vec<PathBuf> = Vec::new();
                 for d in dirs {
                     if !unique.contains(&d) {
@@ -240,6 +242,7 @@ impl SandboxPolicy {
                 }
                 protect_codex_home(&mut writable_roots, env, &unique);
                 protect_home_startup_files(&mut writable_roots, env, &unique);
+                protect_socket_dirs(&mut writable_roots, &temp_roots);
             }
         }
         let mut unsearched: Vec<PathBuf> = Vec::new();
@@ -973,6 +976,69 @@ fn deny_link_targets(
         }
     }
     unsearched
+}
+
+/// How many of the user's directories in the temporary roots [`protect_socket_dirs`] looks
+/// into at most (each is one `open` + `getdents`); past it the rest are not held.
+const SOCKET_DIR_SCAN_LIMIT: usize = 512;
+
+/// The user's directories directly in a temporary root (`/tmp`, `$TMPDIR`) that hold a unix
+/// socket when the sandbox starts (`/tmp/tmux-UID`, `/tmp/ssh-XXXX` of an ssh-agent, emacs' and
+/// gpg's) are read-only carve-outs: the command could unlink the socket and listen in its
+/// place, and the user's next `tmux` ran the command's `MSG_LOCK` command outside the sandbox,
+/// and the next `ssh-add` handed it a decrypted private key (fifth review round F9; outside
+/// review r44 F4). Only directories the user owns (another user's cannot be written), only
+/// sockets at their top level, at most [`SOCKET_DIR_SCAN_LIMIT`] directories. Not held: a
+/// socket directly in the root (sticky `/tmp`: only its owner can remove it), and sockets in
+/// other roots (a project's own sockets are its work). Cost: a command that starts its own
+/// tmux or ssh-agent in such a directory must use another (`TMUX_TMPDIR`, `ssh-agent -a`).
+fn protect_socket_dirs(roots: &mut [WritableRoot], temp_roots: &[PathBuf]) {
+    use std::os::unix::fs::{FileTypeExt, MetadataExt};
+    let uid = sys::uid();
+    let mut budget = SOCKET_DIR_SCAN_LIMIT;
+    for t in temp_roots {
+        let Ok(entries) = std::fs::read_dir(t) else {
+            continue;
+        };
+        let mut held: Vec<PathBuf> = Vec::new();
+        for e in entries.flatten() {
+            // (`DirEntry::file_type` does not follow links)
+            if !e.file_type().is_ok_and(|f| f.is_dir()) {
+                continue;
+            }
+            let dir = e.path();
+            // a root itself, or above one (the cwd `/tmp/proj`): its own rules
+            let is_a_root = roots.iter().any(|w| w.root.starts_with(&dir));
+            if is_a_root || !std::fs::symlink_metadata(&dir).is_ok_and(|m| m.uid() == uid) {
+                continue;
+            }
+            if budget == 0 {
+                break;
+            }
+            budget -= 1;
+            let Ok(inner) = std::fs::read_dir(&dir) else {
+                continue;
+            };
+            if inner
+                .flatten()
+                .take(4096)
+                .any(|f| f.file_type().is_ok_and(|f| f.is_socket()))
+            {
+                held.push(dir);
+            }
+        }
+        if let Some(w) = roots.iter_mut().find(|w| &w.root == t) {
+            for dir in held {
+                if !w.read_only_subpaths.iter().any(|s| s.path == dir) {
+                    w.read_only_subpaths.push(ReadOnlySubpath {
+                        path: dir,
+                        exists: true,
+                        replaceable_via: None,
+                    });
+                }
+            }
+        }
+    }
 }
 
 /// See [`HOME_STARTUP_FILES`]; the same swap rules as `$CODEX_HOME`.
