@@ -1481,21 +1481,23 @@ fn a_home_that_is_or_lies_below_a_writable_root_refuses_the_run() {
 /// Session 12: another name of the home (a bind mount of it) as the writable root is the home:
 /// compared by device and inode, not only by path. And (outside review r43 F1) a mount of the
 /// home *below* a writable root (`/srv/data/homes/u` = `~`, `--writable-root /srv/data`; a bind
-/// of `/home` under `/tmp`) exposes it there: refused too. Run as root in a private mount
+/// of `/home` under `/tmp`) exposes it there: refused too, as are an overlay whose upper layer
+/// is the home and a bind of part of it (`~/.config`) there (r44 F1, F2). Run as root in a private mount
 /// namespace (`unshare -m`), with `HOME` the victim's home. Controls: `--allow-writable-home`,
 /// and the command then writes the home through the mount.
 #[test]
 fn a_mount_of_the_home_as_or_below_the_writable_root_refuses_the_run() {
     let e = env();
-    let run = |mount_at: &Path, cwd: &Path, flags: &str| {
+    // `$1`: the mount command; the sandbox starts in `$2` and writes `$3/planted`
+    let run = |mount: &str, cwd: &Path, at: &Path, flags: &str| {
         Command::new("unshare")
             .args(["-m", "--propagation", "private", "sh", "-c"])
             .arg(format!(
-                "mount --bind \"$1\" \"$2\" && cd \"$3\" && \
-                 \"$4\" --sandbox-policy-cwd \"$3\" --sandbox-policy '{{\"mode\":\"workspace-write\"}}' \
-                 {flags} -- sh -c 'echo x > \"$0/planted\" && echo PLANTED' \"$2\""
+                "$1 && cd \"$2\" && \
+                 \"$4\" --sandbox-policy-cwd \"$2\" --sandbox-policy '{{\"mode\":\"workspace-write\"}}' \
+                 {flags} -- sh -c 'echo x > \"$0/planted\" && echo PLANTED' \"$3\""
             ))
-            .args(["sh", s(&e.home), s(mount_at), s(cwd), &helper()])
+            .args(["sh", mount, s(cwd), s(at), &helper()])
             .env("HOME", &e.home)
             .env("CODEX_HOME", "/nonexistent/codex-home")
             .env_remove("TMPDIR")
@@ -1503,48 +1505,159 @@ fn a_mount_of_the_home_as_or_below_the_writable_root_refuses_the_run() {
             .output()
             .expect("unshare (util-linux) must be installed")
     };
-    // the root is a bind mount of the home; the home is mounted inside the root
-    let (alias, inside) = (e.base.join("alias"), e.ws.join("m"));
-    for (mount_at, cwd, says) in [
+    let (alias, inside, ov, cfg) = (
+        e.base.join("alias"),
+        e.ws.join("m"),
+        e.ws.join("ov"),
+        e.ws.join("cfg"),
+    );
+    for d in [&alias, &inside, &ov, &cfg, &e.home.join(".config")] {
+        std::fs::create_dir_all(d).unwrap();
+    }
+    for d in ["low", "work"] {
+        std::fs::create_dir_all(e.base.join(d)).unwrap();
+    }
+    let home_is = |at: &Path| {
+        format!(
+            "your home directory {} is mounted at {}, inside the writable root {}",
+            e.home.display(),
+            at.display(),
+            e.ws.display()
+        )
+    };
+    let cases = [
+        // the root is a bind mount of the home
         (
+            format!("mount --bind {} {}", s(&e.home), s(&alias)),
             &alias,
             &alias,
+            e.home.join("planted"),
             format!(
                 "the writable root {} is your home directory {}",
                 alias.display(),
                 e.home.display()
             ),
         ),
+        // r43 F1: the home bound inside the root
         (
-            &inside,
+            format!("mount --bind {} {}", s(&e.home), s(&inside)),
             &e.ws,
+            &inside,
+            e.home.join("planted"),
+            home_is(&inside),
+        ),
+        // r44 F1: an overlay whose upper layer is the home
+        (
             format!(
-                "your home directory {} is mounted at {}, inside the writable root {}",
+                "mount -t overlay overlay -o lowerdir={},upperdir={},workdir={} {}",
+                s(&e.base.join("low")),
+                s(&e.home),
+                s(&e.base.join("work")),
+                s(&ov)
+            ),
+            &e.ws,
+            &ov,
+            e.home.join("planted"),
+            home_is(&ov),
+        ),
+        // r44 F2: part of the home (`~/.config`) bound inside the root
+        (
+            format!("mount --bind {} {}", s(&e.home.join(".config")), s(&cfg)),
+            &e.ws,
+            &cfg,
+            e.home.join(".config/planted"),
+            format!(
+                "{} (in your home directory {}) is mounted at {}, inside the writable root {}",
+                e.home.join(".config").display(),
                 e.home.display(),
-                inside.display(),
+                cfg.display(),
                 e.ws.display()
             ),
         ),
-    ] {
-        std::fs::create_dir_all(mount_at).unwrap();
-        let out = run(mount_at, cwd, "");
+    ];
+    for (mount, cwd, at, planted, says) in &cases {
+        let out = run(mount, cwd, at, "");
         let ctx = format!("{says}: {out:?}");
         assert_eq!(out.status.code(), Some(201), "{ctx}");
         assert!(
-            String::from_utf8_lossy(&out.stderr).contains(&says),
+            String::from_utf8_lossy(&out.stderr).contains(says.as_str()),
             "{ctx}"
         );
-        assert!(!e.home.join("planted").exists(), "{ctx}");
+        assert!(!planted.exists(), "{ctx}");
         // control: allowed, the command writes the home through the mount
-        let out = run(mount_at, cwd, "--allow-writable-home");
+        let out = run(mount, cwd, at, "--allow-writable-home");
         let ctx = format!("control {says}: {out:?}");
         assert!(
             String::from_utf8_lossy(&out.stdout).contains("PLANTED"),
             "{ctx}"
         );
-        assert!(e.home.join("planted").exists(), "{ctx}");
-        std::fs::remove_file(e.home.join("planted")).unwrap();
+        assert!(planted.exists(), "{ctx}");
+        std::fs::remove_file(planted).unwrap();
     }
+    // control: a project directory inside the home bound in the root is not refused when the
+    // project is itself a root (`--writable-root`)
+    let proj = e.home.join("proj");
+    std::fs::create_dir_all(&proj).unwrap();
+    let out = Command::new("unshare")
+        .args(["-m", "--propagation", "private", "sh", "-c"])
+        .arg(format!(
+            "mount --bind {} {} && cd {} && \"$1\" --sandbox-policy-cwd {} --sandbox-policy \
+             '{{\"mode\":\"workspace-write\",\"writable_roots\":[\"{}\"]}}' -- true",
+            s(&proj),
+            s(&inside),
+            s(&e.ws),
+            s(&e.ws),
+            s(&proj)
+        ))
+        .args(["sh", &helper()])
+        .env("HOME", &e.home)
+        .env("CODEX_HOME", "/nonexistent/codex-home")
+        .env_remove("TMPDIR")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+}
+
+/// Outside review r44 F1: an overlay with the home as a lower layer showed `~/.ssh` at its mount
+/// point, readable in the sandbox while `~/.ssh` itself was denied: an overlay's layers count as
+/// other names of what they show, for the deny-read list too. Read-only policy, as root in a
+/// private mount namespace. Control: a file beside the secret reads through the overlay.
+#[test]
+fn a_secret_shown_by_an_overlay_layer_stays_unreadable() {
+    let e = env();
+    std::fs::create_dir_all(e.home.join(".ssh")).unwrap();
+    std::fs::write(e.home.join(".ssh/id_ed25519"), "SECRET\n").unwrap();
+    std::fs::write(e.home.join("notes"), "public\n").unwrap();
+    let (low, ovr) = (e.base.join("low"), e.base.join("ovr"));
+    for d in [&low, &ovr] {
+        std::fs::create_dir_all(d).unwrap();
+    }
+    let out = Command::new("unshare")
+        .args(["-m", "--propagation", "private", "sh", "-c"])
+        .arg(format!(
+            "mount -t overlay overlay -o lowerdir={}:{} {} && \"$1\" --sandbox-policy-cwd {} \
+             --sandbox-policy '{{\"mode\":\"read-only\"}}' -- sh -c \
+             'cat {}/.ssh/id_ed25519 2>&1; cat {}/notes'",
+            s(&e.home),
+            s(&low),
+            s(&ovr),
+            s(&e.ws),
+            s(&ovr),
+            s(&ovr)
+        ))
+        .args(["sh", &helper()])
+        .current_dir(&e.ws)
+        .env("PWD", &e.ws)
+        .env("HOME", &e.home)
+        .env("CODEX_HOME", "/nonexistent/codex-home")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(!stdout.contains("SECRET"), "{out:?}");
+    assert!(stdout.contains("Permission denied"), "{out:?}");
+    assert!(stdout.contains("public"), "control: {out:?}");
 }
 
 /// Outside review r43 F5: a home whose path as written (`HOME`, or the passwd entry) goes

@@ -2,6 +2,12 @@
 //! Linux sandbox adds them to the deny-read list (`sandbox_linux::mount_aliases`), and the
 //! request refuses a writable root through which the home is exposed
 //! ([`crate::request`]). Pure: the callers read mountinfo.
+//!
+//! Two kinds of exposure: a mount of the same filesystem (a bind mount: same `major:minor`,
+//! its root a directory of that filesystem), and an overlay one of whose layers (`upperdir=`,
+//! `lowerdir=` in its super options) is the path, above it or inside it (outside review r44
+//! F1: an overlay with `upperdir=/home/u` at `/tmp/ov` let the command append to `~/.bashrc`,
+//! and with `lowerdir=~` read `~/.ssh`). FUSE mirrors (bindfs, sshfs) are not seen.
 
 use std::path::{Path, PathBuf};
 
@@ -14,6 +20,26 @@ pub struct MountEntry {
     pub root: PathBuf,
     /// Where it is mounted.
     pub mount_point: PathBuf,
+    /// An overlay's layers (`upperdir` first when there is one); empty for other filesystems.
+    pub layers: Vec<Layer>,
+}
+
+/// One directory an overlay shows at its mount point.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Layer {
+    pub path: PathBuf,
+    /// The upper layer: what is written through the overlay lands here.
+    pub upper: bool,
+}
+
+/// Where a mount shows (part of) a path: at `at`, the part `part` of it (the path itself, or a
+/// directory or file inside it), written through when `writable` (a bind mount, an overlay's
+/// upper layer; not a lower layer).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Exposure {
+    pub at: PathBuf,
+    pub part: PathBuf,
+    pub writable: bool,
 }
 
 /// Undo mountinfo's octal escapes (`\040` space, `\011` tab, `\012` newline, `\134` backslash).
@@ -45,33 +71,121 @@ pub fn parse(text: &str) -> Vec<MountEntry> {
             let mut f = l.split(' ');
             let (_id, _parent, dev, root, mp) =
                 (f.next()?, f.next()?, f.next()?, f.next()?, f.next()?);
+            // after the optional fields: `- FSTYPE SOURCE SUPER_OPTIONS`
+            let mut rest = f.skip_while(|x| *x != "-").skip(1);
+            let (fstype, _source, opts) = (rest.next(), rest.next(), rest.next());
+            let layers = if fstype == Some("overlay") {
+                overlay_layers(opts.unwrap_or(""))
+            } else {
+                Vec::new()
+            };
             Some(MountEntry {
                 dev: dev.to_string(),
                 root: unescape(root),
                 mount_point: unescape(mp),
+                layers,
             })
         })
         .collect()
 }
 
-/// The other paths at which `mounts` expose `denied` (canonical, existing paths). Pure: the
-/// caller reads mountinfo.
+/// An overlay's super options: `upperdir=` and the `:`-separated `lowerdir=` (`\:` and `\,`
+/// escape those characters in a path; mountinfo's octal escapes undone).
+fn overlay_layers(opts: &str) -> Vec<Layer> {
+    let mut out = Vec::new();
+    let mut opt = String::new();
+    let mut options: Vec<String> = Vec::new();
+    let mut esc = false;
+    for c in opts.chars() {
+        match c {
+            ',' if !esc => options.push(std::mem::take(&mut opt)),
+            '\\' if !esc => {
+                esc = true;
+                opt.push(c);
+                continue;
+            }
+            c => opt.push(c),
+        }
+        esc = false;
+    }
+    options.push(opt);
+    for o in options {
+        if let Some(u) = o.strip_prefix("upperdir=") {
+            out.insert(
+                0,
+                Layer {
+                    path: unescape(&u.replace("\\,", ",")),
+                    upper: true,
+                },
+            );
+        } else if let Some(l) = o.strip_prefix("lowerdir=") {
+            let mut cur = String::new();
+            let mut esc = false;
+            for c in l.chars() {
+                if c == ':' && !esc {
+                    out.push(Layer {
+                        path: unescape(&std::mem::take(&mut cur).replace("\\,", ",")),
+                        upper: false,
+                    });
+                } else if c == '\\' && !esc {
+                    esc = true;
+                    continue;
+                } else {
+                    cur.push(c);
+                }
+                esc = false;
+            }
+            out.push(Layer {
+                path: unescape(&cur.replace("\\,", ",")),
+                upper: false,
+            });
+        }
+    }
+    out.retain(|l| l.path.is_absolute());
+    out
+}
+
+/// Every place `mounts` show `p` (canonical) or part of it, other than `p` itself: mounts of its
+/// filesystem whose root is `p`, above it (the whole of `p` at `mount point + rest`) or inside
+/// it (that part at the mount point), and overlays with a layer likewise.
+pub fn exposures(p: &Path, mounts: &[MountEntry]) -> Vec<Exposure> {
+    let mut out: Vec<Exposure> = Vec::new();
+    let mut add = |at: PathBuf, part: PathBuf, writable: bool| {
+        if at != p && !out.iter().any(|x| x.at == at) {
+            out.push(Exposure { at, part, writable });
+        }
+    };
+    // (`join("")` would add a trailing `/` to the name printed)
+    let joined = |a: &Path, b: &Path| -> PathBuf { a.components().chain(b.components()).collect() };
+    if let Some((dev, rel)) = fs_location(p, mounts) {
+        for m in mounts.iter().filter(|m| m.dev == dev) {
+            if let Ok(below) = rel.strip_prefix(&m.root) {
+                add(joined(&m.mount_point, below), p.to_path_buf(), true);
+            } else if let Ok(inside) = m.root.strip_prefix(&rel) {
+                add(m.mount_point.clone(), joined(p, inside), true);
+            }
+        }
+    }
+    for m in mounts {
+        for l in &m.layers {
+            if let Ok(below) = p.strip_prefix(&l.path) {
+                add(joined(&m.mount_point, below), p.to_path_buf(), l.upper);
+            } else if l.path.starts_with(p) {
+                add(m.mount_point.clone(), l.path.clone(), l.upper);
+            }
+        }
+    }
+    out
+}
+
+/// The other paths at which `mounts` expose `denied` (canonical, existing paths), whole or in
+/// part ([`exposures`]). Pure: the caller reads mountinfo.
 pub fn aliases(denied: &[PathBuf], mounts: &[MountEntry]) -> Vec<PathBuf> {
     let mut out: Vec<PathBuf> = Vec::new();
     for p in denied {
-        let Some((dev, rel)) = fs_location(p, mounts) else {
-            continue;
-        };
-        for m in mounts.iter().filter(|m| m.dev == dev) {
-            let alias = if let Ok(below) = rel.strip_prefix(&m.root) {
-                m.mount_point.join(below)
-            } else if m.root.starts_with(&rel) {
-                m.mount_point.clone()
-            } else {
-                continue;
-            };
-            if alias != *p && !denied.contains(&alias) && !out.contains(&alias) {
-                out.push(alias);
+        for x in exposures(p, mounts) {
+            if !denied.contains(&x.at) && !out.contains(&x.at) {
+                out.push(x.at);
             }
         }
     }
@@ -92,51 +206,42 @@ fn fs_location<'a>(p: &Path, mounts: &'a [MountEntry]) -> Option<(&'a str, PathB
     Some((holder.dev.as_str(), holder.root.join(rest)))
 }
 
-/// The other paths at which `mounts` expose `p` (canonical) whole: each mount of its
-/// filesystem whose root is `p` or a directory above it (a bind mount of `p`, of its parent,
-/// of `/`). Mounts of directories *inside* `p` are not counted.
-pub fn whole_exposures(p: &Path, mounts: &[MountEntry]) -> Vec<PathBuf> {
-    let Some((dev, rel)) = fs_location(p, mounts) else {
-        return Vec::new();
-    };
-    let mut out: Vec<PathBuf> = Vec::new();
-    for m in mounts.iter().filter(|m| m.dev == dev) {
-        if let Ok(below) = rel.strip_prefix(&m.root) {
-            // (`join("")` would add a trailing `/` to the name printed)
-            let at: PathBuf = m
-                .mount_point
-                .components()
-                .chain(below.components())
-                .collect();
-            if at != p && !out.contains(&at) {
-                out.push(at);
-            }
-        }
-    }
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
-    fn whole_exposures_are_mounts_of_the_path_or_above_it() {
+    fn exposures_are_mounts_of_the_path_above_or_inside_it_and_overlay_layers() {
         let m = parse(
             "22 1 8:1 / / rw - ext4 /dev/sda1 rw\n\
              30 22 8:1 /home /srv/h rw - ext4 /dev/sda1 rw\n\
              31 22 8:1 /home/u /tmp/alias rw - ext4 /dev/sda1 rw\n\
-             32 22 8:1 /home/u/ws /tmp/ws rw - ext4 /dev/sda1 rw\n\
-             33 22 0:40 / /tmp/t rw - tmpfs tmpfs rw\n",
+             32 22 8:1 /home/u/.config /tmp/cfg rw - ext4 /dev/sda1 rw\n\
+             33 22 0:40 / /tmp/t rw - tmpfs tmpfs rw\n\
+             34 22 0:41 / /tmp/ov rw shared:5 - overlay overlay rw,lowerdir=/tmp/l1:/home/u,upperdir=/home,workdir=/w\n",
         );
-        let got = whole_exposures(Path::new("/home/u"), &m);
+        let home = Path::new("/home/u");
+        let got = exposures(home, &m);
+        let at = |a: &str| got.iter().find(|x| x.at == Path::new(a)).cloned();
+        assert_eq!(at("/srv/h/u").unwrap().part, home);
         assert_eq!(
-            got,
-            [PathBuf::from("/srv/h/u"), PathBuf::from("/tmp/alias")]
+            at("/tmp/alias").unwrap().at.to_str(),
+            Some("/tmp/alias"),
+            "no trailing /"
         );
-        assert_eq!(got[1].to_str(), Some("/tmp/alias"), "no trailing slash");
-        // a mount of a directory inside it is not the path; another filesystem neither
-        assert!(!got.contains(&PathBuf::from("/tmp/ws")));
-        assert!(whole_exposures(Path::new("/tmp/t/x"), &m).is_empty());
+        let cfg = at("/tmp/cfg").unwrap();
+        assert_eq!(
+            (cfg.part.as_path(), cfg.writable),
+            (Path::new("/home/u/.config"), true)
+        );
+        // the overlay: upper `/home` shows the home at `/tmp/ov/u` (written through), lower
+        // `/home/u` at `/tmp/ov` (read only)
+        let up = at("/tmp/ov/u").unwrap();
+        assert_eq!((up.part.as_path(), up.writable), (home, true));
+        let low = at("/tmp/ov").unwrap();
+        assert_eq!((low.part.as_path(), low.writable), (home, false));
+        // another filesystem and unrelated paths: nothing
+        assert!(exposures(Path::new("/tmp/t/x"), &m).is_empty());
+        assert!(exposures(Path::new("/etc"), &m).is_empty());
     }
 }

@@ -103,6 +103,23 @@ pub enum RequestError {
         same: bool,
     },
     #[error(
+        "refusing to run: {} (in your home directory {}) is mounted at {}, inside the writable \
+         root {}: the command could write it there and rewrite what runs outside the sandbox at \
+         your next login, shell or git start; pass --allow-writable-home (config \
+         sandbox.allow_writable_home = true) to run anyway",
+        part.display(),
+        home.display(),
+        at.display(),
+        root.display()
+    )]
+    HomePartMounted {
+        home: PathBuf,
+        /// The file or directory of the home the mount shows.
+        part: PathBuf,
+        at: PathBuf,
+        root: PathBuf,
+    },
+    #[error(
         "refusing to run: your home directory {} is {} {}, inside the writable root {}: the \
          command could {} and rewrite what runs outside the sandbox at your next login, shell or \
          git start; pass --allow-writable-home (config sandbox.allow_writable_home = true) to run \
@@ -152,6 +169,18 @@ impl RequestError {
                 via.display(),
                 root.display()
             )),
+            RequestError::HomePartMounted {
+                home,
+                part,
+                at,
+                root,
+            } => Some(format!(
+                "{} (in your home directory {}) is mounted at {}, inside the writable root {}",
+                part.display(),
+                home.display(),
+                at.display(),
+                root.display()
+            )),
             _ => None,
         }
     }
@@ -161,9 +190,9 @@ impl RequestError {
     pub fn exit_code(&self) -> i32 {
         match self {
             RequestError::WritableRootWithoutFullAuto(_) => exit::USAGE,
-            RequestError::WritableHome { .. } | RequestError::HomeThroughRoot { .. } => {
-                exit::REFUSED
-            }
+            RequestError::WritableHome { .. }
+            | RequestError::HomeThroughRoot { .. }
+            | RequestError::HomePartMounted { .. } => exit::REFUSED,
             _ => exit::INVALID_POLICY,
         }
     }
@@ -323,13 +352,26 @@ fn refuse_writable_home(policy: &EffectivePolicy, env: &SandboxEnv) -> Result<()
                 same,
             });
         }
-        for at in crate::mounts::whole_exposures(&home, &mounts) {
-            if let Some(root) = root_of(&at) {
+        for x in crate::mounts::exposures(&home, &mounts) {
+            let Some(root) = root_of(&x.at).filter(|_| x.writable) else {
+                continue;
+            };
+            if x.part == home {
                 return Err(RequestError::HomeThroughRoot {
                     home,
-                    via: at,
+                    via: x.at,
                     root,
                     mounted: true,
+                });
+            }
+            // part of the home (`~/.config`, `~/.bashrc`) mounted in a root: refused unless
+            // that part is itself inside a root (a project bound elsewhere; r44 F2)
+            if !root_paths.iter().any(|r| x.part.starts_with(r)) {
+                return Err(RequestError::HomePartMounted {
+                    home,
+                    part: x.part,
+                    at: x.at,
+                    root,
                 });
             }
         }
