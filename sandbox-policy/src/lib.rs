@@ -978,64 +978,71 @@ fn deny_link_targets(
     unsearched
 }
 
-/// How many of the user's directories in the temporary roots [`protect_socket_dirs`] looks
-/// into at most (each is one `open` + `getdents`); past it the rest are not held.
-const SOCKET_DIR_SCAN_LIMIT: usize = 512;
-
 /// The user's directories directly in a temporary root (`/tmp`, `$TMPDIR`) that hold a unix
-/// socket when the sandbox starts (`/tmp/tmux-UID`, `/tmp/ssh-XXXX` of an ssh-agent, emacs' and
-/// gpg's) are read-only carve-outs: the command could unlink the socket and listen in its
-/// place, and the user's next `tmux` ran the command's `MSG_LOCK` command outside the sandbox,
-/// and the next `ssh-add` handed it a decrypted private key (fifth review round F9; outside
-/// review r44 F4). Only directories the user owns (another user's cannot be written), only
-/// sockets at their top level, at most [`SOCKET_DIR_SCAN_LIMIT`] directories. Not held: a
-/// socket directly in the root (sticky `/tmp`: only its owner can remove it), and sockets in
-/// other roots (a project's own sockets are its work). Cost: a command that starts its own
-/// tmux or ssh-agent in such a directory must use another (`TMUX_TMPDIR`, `ssh-agent -a`).
+/// socket someone listens on when the sandbox starts (`/tmp/tmux-UID`, `/tmp/ssh-XXXX` of an
+/// ssh-agent, emacs' and gpg's) are read-only carve-outs: the command could unlink the socket
+/// and listen in its place, and the user's next `tmux` ran the command's `MSG_LOCK` command
+/// outside the sandbox, and the next `ssh-add` handed it a decrypted private key (fifth review
+/// round F9; outside review r44 F4). The sockets are found in `/proc/net/unix` (the paths they
+/// were bound at; one read, where looking into every directory of `/tmp` cost 450 system calls
+/// per start on a busy `/tmp`). Only directories the user owns (another user's cannot be
+/// written), only sockets at their top level. Not held: a socket directly in the root (sticky
+/// `/tmp`: only its owner can remove it), one bound by a relative path or in another network
+/// namespace, one whose directory was renamed since, and sockets in other roots (a project's
+/// own sockets are its work). Cost: a command that starts its own tmux or ssh-agent in such a
+/// directory must use another (`TMUX_TMPDIR`, `ssh-agent -a`).
 fn protect_socket_dirs(roots: &mut [WritableRoot], temp_roots: &[PathBuf]) {
-    use std::os::unix::fs::{FileTypeExt, MetadataExt};
+    use std::os::unix::ffi::OsStrExt;
+    use std::os::unix::fs::MetadataExt;
+    if temp_roots.is_empty() {
+        return;
+    }
+    let Ok(table) = std::fs::read("/proc/net/unix") else {
+        return;
+    };
     let uid = sys::uid();
-    let mut budget = SOCKET_DIR_SCAN_LIMIT;
-    for t in temp_roots {
-        let Ok(entries) = std::fs::read_dir(t) else {
+    let mut seen: Vec<PathBuf> = Vec::new();
+    for line in table.split(|&b| b == b'\n').skip(1) {
+        // `Num RefCount Protocol Flags Type St Inode Path`: the path is the rest after seven
+        // fields (it may hold spaces); `@name` is abstract, no path
+        let mut rest = line;
+        for _ in 0..7 {
+            let start = rest.iter().position(|b| *b != b' ').unwrap_or(rest.len());
+            rest = &rest[start..];
+            let end = rest.iter().position(|b| *b == b' ').unwrap_or(rest.len());
+            rest = &rest[end..];
+        }
+        let path = rest.trim_ascii_start();
+        if !path.starts_with(b"/") {
+            continue;
+        }
+        let path = Path::new(std::ffi::OsStr::from_bytes(path));
+        let Some(dir) = path.parent() else {
             continue;
         };
-        let mut held: Vec<PathBuf> = Vec::new();
-        for e in entries.flatten() {
-            // (`DirEntry::file_type` does not follow links)
-            if !e.file_type().is_ok_and(|f| f.is_dir()) {
-                continue;
-            }
-            let dir = e.path();
-            // a root itself, or above one (the cwd `/tmp/proj`): its own rules
-            let is_a_root = roots.iter().any(|w| w.root.starts_with(&dir));
-            if is_a_root || !std::fs::symlink_metadata(&dir).is_ok_and(|m| m.uid() == uid) {
-                continue;
-            }
-            if budget == 0 {
-                break;
-            }
-            budget -= 1;
-            let Ok(inner) = std::fs::read_dir(&dir) else {
-                continue;
-            };
-            if inner
-                .flatten()
-                .take(4096)
-                .any(|f| f.file_type().is_ok_and(|f| f.is_socket()))
-            {
-                held.push(dir);
-            }
+        let Some(t) = dir
+            .parent()
+            .and_then(|t| temp_roots.iter().find(|r| r.as_path() == t))
+        else {
+            continue;
+        };
+        if seen.iter().any(|d| d == dir) {
+            continue;
+        }
+        seen.push(dir.to_path_buf());
+        // a root itself, or above one (the cwd `/tmp/proj`): its own rules
+        let is_a_root = roots.iter().any(|w| w.root.starts_with(dir));
+        let owned_dir = std::fs::symlink_metadata(dir).is_ok_and(|m| m.is_dir() && m.uid() == uid);
+        if is_a_root || !owned_dir {
+            continue;
         }
         if let Some(w) = roots.iter_mut().find(|w| &w.root == t) {
-            for dir in held {
-                if !w.read_only_subpaths.iter().any(|s| s.path == dir) {
-                    w.read_only_subpaths.push(ReadOnlySubpath {
-                        path: dir,
-                        exists: true,
-                        replaceable_via: None,
-                    });
-                }
+            if !w.read_only_subpaths.iter().any(|s| s.path == dir) {
+                w.read_only_subpaths.push(ReadOnlySubpath {
+                    path: dir.to_path_buf(),
+                    exists: true,
+                    replaceable_via: None,
+                });
             }
         }
     }
