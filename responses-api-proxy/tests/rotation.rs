@@ -825,16 +825,31 @@ fn metrics_count_tokens_and_remaining_budget_per_user() {
         ],
         delay: Duration::from_secs(3),
     });
-    let stream = Command::new("curl")
-        .args(["-s", "-o", "/dev/null", "--max-time", "20"])
-        .args(["-H", "content-type: application/json", "--data-binary"])
-        .arg(r#"{"model":"gpt-5","input":"hi","stream":true,"max_output_tokens":200}"#)
-        .arg(format!("http://127.0.0.1:{}/v1/responses", p.port))
-        .stdin(Stdio::null())
-        .uid(NOBODY)
-        .gid(NOBODY)
-        .spawn()
-        .unwrap();
+    // a stream of at most 200 output tokens as `uid`, in the background
+    let stream_as = |uid: u32| {
+        Command::new("curl")
+            .args(["-q", "-s", "-o", "/dev/null", "--max-time", "20"])
+            .args(["-H", "content-type: application/json", "--data-binary"])
+            .arg(r#"{"model":"gpt-5","input":"hi","stream":true,"max_output_tokens":200}"#)
+            .arg(format!("http://127.0.0.1:{}/v1/responses", p.port))
+            .stdin(Stdio::null())
+            .uid(uid)
+            .gid(uid)
+            .spawn()
+            .unwrap()
+    };
+    // the metrics once `done` says so, or after 2 s
+    let scrape_until = |done: &dyn Fn(&str) -> bool| {
+        let deadline = Instant::now() + Duration::from_secs(2);
+        loop {
+            let (_, m) = scrape(&admin, None);
+            if done(&m) || Instant::now() > deadline {
+                break m;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    };
+    let stream = stream_as(NOBODY);
     let reserved_of = |m: &str, uid: u32, period: &str| {
         let want = format!(
             "responses_api_proxy_budget_reserved{{uid=\"{uid}\",period=\"{period}\",kind=\"output\"}} "
@@ -844,14 +859,7 @@ fn metrics_count_tokens_and_remaining_budget_per_user() {
             .map(str::to_string)
     };
     let reserved = |m: &str, period: &str| reserved_of(m, NOBODY, period);
-    let deadline = Instant::now() + Duration::from_secs(2);
-    let m = loop {
-        let (_, m) = scrape(&admin, None);
-        if reserved(&m, "day").as_deref() != Some("0") || Instant::now() > deadline {
-            break m;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    };
+    let m = scrape_until(&|m| reserved(m, "day").as_deref() != Some("0"));
     check_exposition(&m);
     assert_eq!(reserved(&m, "day").as_deref(), Some("200"), "{m}");
     assert!(
@@ -869,24 +877,8 @@ fn metrics_count_tokens_and_remaining_budget_per_user() {
     // A uid whose only request is still in flight (its first: nothing finished to count it
     // by) shows its reservation too.
     const FIRST: u32 = 4242;
-    let first = Command::new("curl")
-        .args(["-q", "-s", "-o", "/dev/null", "--max-time", "20"])
-        .args(["-H", "content-type: application/json", "--data-binary"])
-        .arg(r#"{"model":"gpt-5","input":"hi","stream":true,"max_output_tokens":200}"#)
-        .arg(format!("http://127.0.0.1:{}/v1/responses", p.port))
-        .stdin(Stdio::null())
-        .uid(FIRST)
-        .gid(FIRST)
-        .spawn()
-        .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(2);
-    let m = loop {
-        let (_, m) = scrape(&admin, None);
-        if reserved_of(&m, FIRST, "day").is_some() || Instant::now() > deadline {
-            break m;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    };
+    let first = stream_as(FIRST);
+    let m = scrape_until(&|m| reserved_of(m, FIRST, "day").is_some());
     assert_eq!(reserved_of(&m, FIRST, "day").as_deref(), Some("200"), "{m}");
     assert!(
         !m.contains("responses_api_proxy_requests_total{uid=\"4242\""),
