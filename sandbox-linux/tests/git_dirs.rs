@@ -1493,7 +1493,7 @@ fn a_mount_of_the_home_as_or_below_the_writable_root_refuses_the_run() {
         Command::new("unshare")
             .args(["-m", "--propagation", "private", "sh", "-c"])
             .arg(format!(
-                "$1 && cd \"$2\" && \
+                "eval \"$1\" && cd \"$2\" && \
                  \"$4\" --sandbox-policy-cwd \"$2\" --sandbox-policy '{{\"mode\":\"workspace-write\"}}' \
                  {flags} -- sh -c 'echo x > \"$0/planted\" && echo PLANTED' \"$3\""
             ))
@@ -1505,13 +1505,20 @@ fn a_mount_of_the_home_as_or_below_the_writable_root_refuses_the_run() {
             .output()
             .expect("unshare (util-linux) must be installed")
     };
-    let (alias, inside, ov, cfg) = (
+    let (alias, inside, ov, cfg, ov2, ovx, nest) = (
         e.base.join("alias"),
         e.ws.join("m"),
         e.ws.join("ov"),
         e.ws.join("cfg"),
+        e.ws.join("ov2"),
+        e.base.join("ovx"),
+        e.ws.join("nest"),
     );
-    for d in [&alias, &inside, &ov, &cfg, &e.home.join(".config")] {
+    for d in [&alias, &inside, &ov, &cfg, &ov2, &ovx, &nest] {
+        std::fs::create_dir_all(d).unwrap();
+    }
+    for d in [".config", "up", "w"] {
+        let d = &e.home.join(d);
         std::fs::create_dir_all(d).unwrap();
     }
     for d in ["low", "work"] {
@@ -1571,6 +1578,46 @@ fn a_mount_of_the_home_as_or_below_the_writable_root_refuses_the_run() {
                 e.home.join(".config").display(),
                 e.home.display(),
                 cfg.display(),
+                e.ws.display()
+            ),
+        ),
+        // r45 F2: an overlay whose layers are relative paths (as Docker's overlay2 gives them)
+        (
+            format!(
+                "cd {} && mount -t overlay overlay -o lowerdir=low,upperdir=home,workdir=work {}",
+                s(&e.base),
+                s(&ov2)
+            ),
+            &e.ws,
+            &ov2,
+            e.home.join("planted"),
+            format!(
+                "the overlay mounted at {}, inside the writable root {}, has the layer home,",
+                ov2.display(),
+                e.ws.display()
+            ),
+        ),
+        // r45 F2: what shows the home, shown again (an overlay whose upper layer is a bind of
+        // the home outside the roots)
+        (
+            format!(
+                "mount --bind {} {} && \
+                 mount -t overlay overlay -o lowerdir={},upperdir={}/up,workdir={}/w {}",
+                s(&e.home),
+                s(&ovx),
+                s(&e.base.join("low")),
+                s(&ovx),
+                s(&ovx),
+                s(&nest)
+            ),
+            &e.ws,
+            &nest,
+            e.home.join("up/planted"),
+            format!(
+                "{} (in your home directory {}) is mounted at {}, inside the writable root {}",
+                e.home.join("up").display(),
+                e.home.display(),
+                nest.display(),
                 e.ws.display()
             ),
         ),

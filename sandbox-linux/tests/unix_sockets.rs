@@ -651,20 +651,34 @@ except OSError as x:
 fn the_users_socket_directories_in_a_temporary_root_cannot_be_swapped() {
     let e = env();
     let tmp = e.ws.parent().unwrap().join("tmp");
-    let (tmux_dir, plain) = (tmp.join("tmux-65534"), tmp.join("plain"));
-    for d in [&tmux_dir, &plain] {
+    // directly in the root; deeper (r45 F3: `TMUX_TMPDIR=/tmp/x`); below a directory of
+    // another user (root's `/tmp/user`, the victim's `/tmp/user/65534`)
+    let (tmux_dir, deep, shared, plain) = (
+        tmp.join("tmux-65534"),
+        tmp.join("x/tmux-65534"),
+        tmp.join("user/65534"),
+        tmp.join("plain"),
+    );
+    for d in [&tmux_dir, &deep, &shared, &plain] {
         std::fs::create_dir_all(d).unwrap();
     }
-    let sock = tmux_dir.join("default");
-    let _server = listen(&sock);
+    let socks = [
+        tmux_dir.join("default"),
+        deep.join("default"),
+        shared.join("agent"),
+    ];
+    let _servers: Vec<_> = socks.iter().map(|p| listen(p)).collect();
     chown_r(&tmp);
-    let script = format!(
-        "rm -f '{0}' 2>&1 && echo REMOVED; mv '{1}' '{1}.old' 2>&1 && echo MOVED; \
-         touch '{2}/x' && echo plain-writable",
-        s(&sock),
-        s(&tmux_dir),
-        s(&plain)
-    );
+    std::os::unix::fs::chown(tmp.join("user"), Some(0), Some(0)).unwrap();
+    let mut script = String::new();
+    for (sock, moved) in socks.iter().zip([&tmux_dir, &tmp.join("x"), &shared]) {
+        script.push_str(&format!(
+            "rm -f '{0}' 2>&1 && echo REMOVED; mv '{1}' '{1}.old' 2>&1 && echo MOVED; ",
+            s(sock),
+            s(moved)
+        ));
+    }
+    script.push_str(&format!("touch '{}/x' && echo plain-writable", s(&plain)));
     let out = sandbox_command(&e, &[], WS, Ns::With, &[], &["sh", "-c", &script])
         .env("TMPDIR", &tmp)
         .output()
@@ -674,11 +688,14 @@ fn the_users_socket_directories_in_a_temporary_root_cannot_be_swapped() {
     assert!(!stdout.contains("REMOVED"), "{ctx}");
     assert!(stdout.contains("Read-only file system"), "{ctx}");
     assert!(!stdout.contains("MOVED"), "{ctx}");
-    assert!(sock.exists(), "{ctx}");
+    for sock in &socks {
+        assert!(sock.exists(), "{}: {ctx}", sock.display());
+    }
     assert!(stdout.contains("plain-writable"), "control: {ctx}");
+    let sock = &socks[0];
     // control: outside the sandbox the user removes it
     let out = Command::new("rm")
-        .arg(&sock)
+        .arg(sock)
         .uid(NOBODY)
         .gid(NOBODY)
         .output()

@@ -978,16 +978,18 @@ fn deny_link_targets(
     unsearched
 }
 
-/// The user's directories directly in a temporary root (`/tmp`, `$TMPDIR`) that hold a unix
-/// socket someone listens on when the sandbox starts (`/tmp/tmux-UID`, `/tmp/ssh-XXXX` of an
-/// ssh-agent, emacs' and gpg's) are read-only carve-outs: the command could unlink the socket
-/// and listen in its place, and the user's next `tmux` ran the command's `MSG_LOCK` command
-/// outside the sandbox, and the next `ssh-add` handed it a decrypted private key (fifth review
-/// round F9; outside review r44 F4). The sockets are found in `/proc/net/unix` (the paths they
-/// were bound at; one read, where looking into every directory of `/tmp` cost 450 system calls
-/// per start on a busy `/tmp`). Only directories the user owns (another user's cannot be
-/// written), only sockets at their top level. Not held: a socket directly in the root (sticky
-/// `/tmp`: only its owner can remove it), one bound by a relative path or in another network
+/// The user's directories in a temporary root (`/tmp`, `$TMPDIR`) on the way to a unix socket
+/// someone listens on when the sandbox starts (`/tmp/tmux-UID`, `/tmp/ssh-XXXX` of an
+/// ssh-agent, emacs' and gpg's; the shallowest one the user owns, at any depth: r45 F3) are
+/// read-only carve-outs: the command could unlink the socket and listen in its place, and the
+/// user's next `tmux` ran the command's `MSG_LOCK` command outside the sandbox, and the next
+/// `ssh-add` handed it a decrypted private key (fifth review round F9; outside review r44 F4).
+/// The sockets are found in `/proc/net/unix` (the paths they were bound at; one read, where
+/// looking into every directory of `/tmp` cost 450 system calls per start on a busy `/tmp`, and
+/// a command could make 3000 directories to push the user's past that walk's bound: r45 F1).
+/// Only directories the user owns (another user's cannot be written). Not held: a socket
+/// directly in the root (sticky `/tmp`: only its owner can remove it), a link to a socket (r45
+/// F4: a mount cannot hold a link), one bound by a relative path or in another network
 /// namespace, one whose directory was renamed since, and sockets in other roots (a project's
 /// own sockets are its work). Cost: a command that starts its own tmux or ssh-agent in such a
 /// directory must use another (`TMUX_TMPDIR`, `ssh-agent -a`).
@@ -1001,7 +1003,6 @@ fn protect_socket_dirs(roots: &mut [WritableRoot], temp_roots: &[PathBuf]) {
         return;
     };
     let uid = sys::uid();
-    let mut seen: Vec<PathBuf> = Vec::new();
     for line in table.split(|&b| b == b'\n').skip(1) {
         // `Num RefCount Protocol Flags Type St Inode Path`: the path is the rest after seven
         // fields (it may hold spaces); `@name` is abstract, no path
@@ -1017,29 +1018,39 @@ fn protect_socket_dirs(roots: &mut [WritableRoot], temp_roots: &[PathBuf]) {
             continue;
         }
         let path = Path::new(std::ffi::OsStr::from_bytes(path));
-        let Some(dir) = path.parent() else {
+        let Some(t) = temp_roots.iter().find(|r| path.starts_with(r)) else {
             continue;
         };
-        let Some(t) = dir
-            .parent()
-            .and_then(|t| temp_roots.iter().find(|r| r.as_path() == t))
-        else {
+        // the shallowest of the user's directories on the way below the root: everything below
+        // it, the socket included, is then read-only, and it cannot be renamed
+        let Ok(rest) = path.strip_prefix(t) else {
             continue;
         };
-        if seen.iter().any(|d| d == dir) {
-            continue;
+        let comps: Vec<_> = rest.components().collect();
+        let mut dir = t.clone();
+        let mut held: Option<PathBuf> = None;
+        for c in comps.iter().take(comps.len().saturating_sub(1)) {
+            dir.push(c);
+            match std::fs::symlink_metadata(&dir) {
+                Ok(m) if m.is_dir() && m.uid() == uid => {
+                    held = Some(dir.clone());
+                    break;
+                }
+                Ok(m) if m.is_dir() => {}
+                _ => break,
+            }
         }
-        seen.push(dir.to_path_buf());
+        let Some(dir) = held else {
+            continue;
+        };
         // a root itself, or above one (the cwd `/tmp/proj`): its own rules
-        let is_a_root = roots.iter().any(|w| w.root.starts_with(dir));
-        let owned_dir = std::fs::symlink_metadata(dir).is_ok_and(|m| m.is_dir() && m.uid() == uid);
-        if is_a_root || !owned_dir {
+        if roots.iter().any(|w| w.root.starts_with(&dir)) {
             continue;
         }
         if let Some(w) = roots.iter_mut().find(|w| &w.root == t) {
             if !w.read_only_subpaths.iter().any(|s| s.path == dir) {
                 w.read_only_subpaths.push(ReadOnlySubpath {
-                    path: dir.to_path_buf(),
+                    path: dir,
                     exists: true,
                     replaceable_via: None,
                 });

@@ -89,60 +89,65 @@ pub fn parse(text: &str) -> Vec<MountEntry> {
         .collect()
 }
 
-/// An overlay's super options: `upperdir=` and the `:`-separated `lowerdir=` (`\:` and `\,`
-/// escape those characters in a path; mountinfo's octal escapes undone).
+/// An overlay's super options: `upperdir=` and the `:`-separated `lowerdir=` (and `lowerdir+=`).
+/// Options are separated by raw commas (mountinfo shows a comma inside a path octal-escaped);
+/// each value is unescaped, then the overlay's own escapes (`\,`, `\:`, `\\`) are undone,
+/// splitting lower layers at unescaped colons (r45 F2: an escaped comma hid a layer).
 fn overlay_layers(opts: &str) -> Vec<Layer> {
+    use std::os::unix::ffi::OsStrExt;
     let mut out = Vec::new();
-    let mut opt = String::new();
-    let mut options: Vec<String> = Vec::new();
-    let mut esc = false;
-    for c in opts.chars() {
-        match c {
-            ',' if !esc => options.push(std::mem::take(&mut opt)),
-            '\\' if !esc => {
-                esc = true;
-                opt.push(c);
-                continue;
-            }
-            c => opt.push(c),
-        }
-        esc = false;
-    }
-    options.push(opt);
-    for o in options {
-        if let Some(u) = o.strip_prefix("upperdir=") {
-            out.insert(
-                0,
-                Layer {
-                    path: unescape(&u.replace("\\,", ",")),
-                    upper: true,
-                },
-            );
-        } else if let Some(l) = o.strip_prefix("lowerdir=") {
-            let mut cur = String::new();
-            let mut esc = false;
-            for c in l.chars() {
-                if c == ':' && !esc {
-                    out.push(Layer {
-                        path: unescape(&std::mem::take(&mut cur).replace("\\,", ",")),
-                        upper: false,
-                    });
-                } else if c == '\\' && !esc {
-                    esc = true;
-                    continue;
-                } else {
-                    cur.push(c);
+    for o in opts.split(',') {
+        let (value, upper) = if let Some(v) = o.strip_prefix("upperdir=") {
+            (v, true)
+        } else if let Some(v) = o
+            .strip_prefix("lowerdir=")
+            .or_else(|| o.strip_prefix("lowerdir+="))
+        {
+            (v, false)
+        } else {
+            continue;
+        };
+        let raw = unescape(value);
+        let bytes = raw.as_os_str().as_bytes();
+        let mut parts: Vec<Vec<u8>> = vec![Vec::new()];
+        let mut k = 0;
+        while k < bytes.len() {
+            match bytes[k] {
+                b'\\' if k + 1 < bytes.len() => {
+                    k += 1;
+                    if let Some(last) = parts.last_mut() {
+                        last.push(bytes[k]);
+                    }
                 }
-                esc = false;
+                b':' if !upper => parts.push(Vec::new()),
+                c => {
+                    if let Some(last) = parts.last_mut() {
+                        last.push(c);
+                    }
+                }
             }
-            out.push(Layer {
-                path: unescape(&cur.replace("\\,", ",")),
-                upper: false,
-            });
+            k += 1;
+        }
+        for p in parts.into_iter().filter(|p| !p.is_empty()) {
+            let path = PathBuf::from(std::ffi::OsStr::from_bytes(&p));
+            if upper {
+                out.insert(0, Layer { path, upper: true });
+            } else {
+                out.push(Layer { path, upper: false });
+            }
         }
     }
-    out.retain(|l| l.path.is_absolute());
     out
+}
+
+/// A layer whose text does not name where it is now: relative (to the mounter's cwd then),
+/// through a link or `..`, or gone (r45 F2: `upperdir=..`, a layer given through a link later
+/// re-pointed). Such an overlay inside a writable root cannot be checked.
+pub fn uncertain_layer(m: &MountEntry) -> Option<&Path> {
+    m.layers
+        .iter()
+        .map(|l| l.path.as_path())
+        .find(|p| !p.is_absolute() || std::fs::canonicalize(p).ok().as_deref() != Some(*p))
 }
 
 /// Every place `mounts` show `p` (canonical) or part of it, other than `p` itself: mounts of its
@@ -240,6 +245,22 @@ mod tests {
         assert_eq!((up.part.as_path(), up.writable), (home, true));
         let low = at("/tmp/ov").unwrap();
         assert_eq!((low.part.as_path(), low.writable), (home, false));
+        // r45 F2: a comma inside a layer's path (octal in mountinfo, then `\,`), `lowerdir+=`
+        let m2 = parse(
+            "40 22 0:42 / /tmp/o2 rw - overlay overlay rw,lowerdir=/a\\134\\054b:/c\\134:d,lowerdir+=/e,upperdir=/home,workdir=/w\n",
+        );
+        let paths: Vec<&Path> = m2[0].layers.iter().map(|l| l.path.as_path()).collect();
+        assert_eq!(
+            paths,
+            [
+                Path::new("/home"),
+                Path::new("/a,b"),
+                Path::new("/c:d"),
+                Path::new("/e")
+            ]
+        );
+        let rel = parse("41 22 0:43 / /tmp/o3 rw - overlay overlay rw,upperdir=..,workdir=w\n");
+        assert_eq!(uncertain_layer(&rel[0]), Some(Path::new("..")));
         // another filesystem and unrelated paths: nothing
         assert!(exposures(Path::new("/tmp/t/x"), &m).is_empty());
         assert!(exposures(Path::new("/etc"), &m).is_empty());

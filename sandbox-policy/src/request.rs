@@ -103,6 +103,20 @@ pub enum RequestError {
         same: bool,
     },
     #[error(
+        "refusing to run: the overlay mounted at {}, inside the writable root {}, has the layer \
+         {}, whose place cannot be checked (a relative path, or one through a link or `..`, or \
+         gone): it may show your home directory; pass --allow-writable-home (config \
+         sandbox.allow_writable_home = true) to run anyway",
+        at.display(),
+        root.display(),
+        layer.display()
+    )]
+    UncertainOverlay {
+        at: PathBuf,
+        layer: PathBuf,
+        root: PathBuf,
+    },
+    #[error(
         "refusing to run: {} (in your home directory {}) is mounted at {}, inside the writable \
          root {}: the command could write it there and rewrite what runs outside the sandbox at \
          your next login, shell or git start; pass --allow-writable-home (config \
@@ -181,6 +195,13 @@ impl RequestError {
                 at.display(),
                 root.display()
             )),
+            RequestError::UncertainOverlay { at, layer, root } => Some(format!(
+                "the overlay mounted at {}, inside the writable root {}, has the layer {}, \
+                 whose place cannot be checked",
+                at.display(),
+                root.display(),
+                layer.display()
+            )),
             _ => None,
         }
     }
@@ -192,7 +213,8 @@ impl RequestError {
             RequestError::WritableRootWithoutFullAuto(_) => exit::USAGE,
             RequestError::WritableHome { .. }
             | RequestError::HomeThroughRoot { .. }
-            | RequestError::HomePartMounted { .. } => exit::REFUSED,
+            | RequestError::HomePartMounted { .. }
+            | RequestError::UncertainOverlay { .. } => exit::REFUSED,
             _ => exit::INVALID_POLICY,
         }
     }
@@ -336,6 +358,18 @@ fn refuse_writable_home(policy: &EffectivePolicy, env: &SandboxEnv) -> Result<()
     let mounts = std::fs::read_to_string("/proc/self/mountinfo")
         .map(|t| crate::mounts::parse(&t))
         .unwrap_or_default();
+    // an overlay inside a root whose layers cannot be placed may show the home (r45 F2)
+    for m in &mounts {
+        if let (Some(root), Some(layer)) =
+            (root_of(&m.mount_point), crate::mounts::uncertain_layer(m))
+        {
+            return Err(RequestError::UncertainOverlay {
+                at: m.mount_point.clone(),
+                layer: layer.to_path_buf(),
+                root,
+            });
+        }
+    }
     for written in env.home.iter().chain(&env.other_homes) {
         // a home that does not exist (yet) is placed by its longest existing ancestor, with
         // `..` applied: its text alone (`/nonexistent/../tmp/h`) would start with no root
@@ -352,27 +386,42 @@ fn refuse_writable_home(policy: &EffectivePolicy, env: &SandboxEnv) -> Result<()
                 same,
             });
         }
-        for x in crate::mounts::exposures(&home, &mounts) {
-            let Some(root) = root_of(&x.at).filter(|_| x.writable) else {
-                continue;
-            };
-            if x.part == home {
-                return Err(RequestError::HomeThroughRoot {
-                    home,
-                    via: x.at,
-                    root,
-                    mounted: true,
-                });
-            }
-            // part of the home (`~/.config`, `~/.bashrc`) mounted in a root: refused unless
-            // that part is itself inside a root (a project bound elsewhere; r44 F2)
-            if !root_paths.iter().any(|r| x.part.starts_with(r)) {
-                return Err(RequestError::HomePartMounted {
-                    home,
-                    part: x.part,
-                    at: x.at,
-                    root,
-                });
+        // what shows the home, and what shows that (a bind of an overlay of it...), each with
+        // the part of the home it is: at most 64 places
+        let mut todo: Vec<(PathBuf, PathBuf)> = vec![(home.clone(), home.clone())];
+        let mut visited: Vec<PathBuf> = vec![home.clone()];
+        while let Some((p, part_of_p)) = todo.pop() {
+            for x in crate::mounts::exposures(&p, &mounts) {
+                if !x.writable || visited.contains(&x.at) || visited.len() > 64 {
+                    continue;
+                }
+                visited.push(x.at.clone());
+                let part = match x.part.strip_prefix(&p) {
+                    Ok(below) => part_of_p.join(below),
+                    Err(_) => part_of_p.clone(),
+                };
+                let Some(root) = root_of(&x.at) else {
+                    todo.push((x.at, part));
+                    continue;
+                };
+                if part == home {
+                    return Err(RequestError::HomeThroughRoot {
+                        home,
+                        via: x.at,
+                        root,
+                        mounted: true,
+                    });
+                }
+                // part of the home (`~/.config`, `~/.bashrc`) mounted in a root: refused
+                // unless that part is itself inside a root (a project bound elsewhere; r44 F2)
+                if !root_paths.iter().any(|r| part.starts_with(r)) {
+                    return Err(RequestError::HomePartMounted {
+                        home,
+                        part,
+                        at: x.at,
+                        root,
+                    });
+                }
             }
         }
         if let Some(via) = crate::swappable_on_the_way(written, &root_paths) {
