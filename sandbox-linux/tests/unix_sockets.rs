@@ -702,3 +702,44 @@ fn the_users_socket_directories_in_a_temporary_root_cannot_be_swapped() {
         .unwrap();
     assert!(out.status.success() && !sock.exists(), "{out:?}");
 }
+
+/// Outside review r46 F1: with `$TMPDIR` a directory of the user's below `/tmp` (libpam-tmpdir's
+/// `/tmp/user/UID`), the shallowest directory of the user's on the way to the agent's socket
+/// was `$TMPDIR` itself, a writable root, and nothing was held: the command replaced the
+/// socket and the next `ssh-add` handed it the key. The deepest temporary root now counts. In
+/// the real `/tmp` (root's directory there stands for `/tmp/user`).
+#[test]
+fn a_socket_below_a_tmpdir_of_the_user_below_tmp_cannot_be_swapped() {
+    let e = env();
+    let shared = tempfile::Builder::new()
+        .prefix("sbl-tmpuser-")
+        .tempdir_in("/tmp")
+        .unwrap();
+    std::fs::set_permissions(
+        shared.path(),
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
+    let tmpdir = shared.path().join("65534");
+    let agent_dir = tmpdir.join("ssh-agent");
+    std::fs::create_dir_all(&agent_dir).unwrap();
+    let sock = agent_dir.join("agent.1");
+    let _agent = listen(&sock);
+    chown_r(&tmpdir);
+    let script = format!(
+        "rm -f '{0}' 2>&1 && echo REMOVED; mv '{1}' '{1}.old' 2>&1 && echo MOVED; \
+         touch \"$TMPDIR/plain\" && echo tmpdir-writable",
+        s(&sock),
+        s(&agent_dir)
+    );
+    let out = sandbox_command(&e, &[], WS, Ns::With, &[], &["sh", "-c", &script])
+        .env("TMPDIR", &tmpdir)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let ctx = format!("{out:?}");
+    assert!(!stdout.contains("REMOVED"), "{ctx}");
+    assert!(!stdout.contains("MOVED"), "{ctx}");
+    assert!(sock.exists(), "{ctx}");
+    assert!(stdout.contains("tmpdir-writable"), "control: {ctx}");
+}

@@ -1018,7 +1018,13 @@ fn protect_socket_dirs(roots: &mut [WritableRoot], temp_roots: &[PathBuf]) {
             continue;
         }
         let path = Path::new(std::ffi::OsStr::from_bytes(path));
-        let Some(t) = temp_roots.iter().find(|r| path.starts_with(r)) else {
+        // the deepest temporary root holding it (r46 F1: with `TMPDIR=/tmp/user/UID` the walk
+        // from `/tmp` stopped at `$TMPDIR`, a root, and held nothing)
+        let Some(t) = temp_roots
+            .iter()
+            .filter(|r| path.starts_with(r))
+            .max_by_key(|r| r.components().count())
+        else {
             continue;
         };
         // the shallowest of the user's directories on the way below the root: everything below
