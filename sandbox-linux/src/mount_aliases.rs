@@ -16,7 +16,7 @@
 
 use std::path::{Path, PathBuf};
 
-pub use sandbox_policy::mounts::{MountEntry, aliases, parse};
+pub use sandbox_policy::mounts::{aliases, parse};
 
 /// [`aliases`] from this process's `/proc/self/mountinfo`, keeping those that exist. An
 /// unreadable mountinfo yields none (the caller's plan is then what it was before).

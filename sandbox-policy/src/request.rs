@@ -87,26 +87,67 @@ pub enum RequestError {
     )]
     NoHome { uid: u32 },
     #[error(
-        "refusing to run: the writable root {} {} your home directory {}: the command could \
-         rewrite what runs outside the sandbox at your next login, shell, git or editor start \
-         (~/.config, ~/.local/bin, ~/bin and the like); start in a project directory, or pass \
-         --allow-writable-home (config sandbox.allow_writable_home = true) to run with only the \
-         startup-file carve-outs",
+        "refusing to run: {0}: the command could rewrite what runs outside the sandbox at your \
+         next login, shell, git or editor start (~/.config, ~/.local/bin, ~/bin and the like); \
+         start in a project directory, or pass --allow-writable-home (config \
+         sandbox.allow_writable_home = true) to run anyway"
+    )]
+    WritableHome(HomeReach),
+    #[error("{0}")]
+    Policy(#[source] PolicyError),
+}
+
+/// How a writable root reaches the user's home ([`RequestError::WritableHome`]); its text
+/// names the root, the home and the way (the refusal's message and the warning
+/// `--allow-writable-home` prints).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum HomeReach {
+    /// The root is the home (by path or by device and inode: `same`) or a directory above it.
+    #[error(
+        "the writable root {} {} your home directory {}",
         root.display(),
         if *same { "is" } else { "holds" },
         home.display()
     )]
-    WritableHome {
+    Root {
         root: PathBuf,
         home: PathBuf,
-        /// The root is the home itself (by path or by device and inode), not a directory above.
         same: bool,
     },
+    /// A mount of the home (or of a directory above it) inside the root (`mounted`), or a link
+    /// or a directory a `..` steps out of on the way to it.
     #[error(
-        "refusing to run: the overlay mounted at {}, inside the writable root {}, has the layer \
-         {}, whose place cannot be checked (a relative path, or one through a link or `..`, or \
-         gone): it may show your home directory; pass --allow-writable-home (config \
-         sandbox.allow_writable_home = true) to run anyway",
+        "your home directory {} is {} {}, inside the writable root {}",
+        home.display(),
+        if *mounted { "mounted at" } else { "reached through" },
+        via.display(),
+        root.display()
+    )]
+    Through {
+        home: PathBuf,
+        via: PathBuf,
+        root: PathBuf,
+        mounted: bool,
+    },
+    /// A file or directory of the home (`part`) mounted inside the root.
+    #[error(
+        "{} (in your home directory {}) is mounted at {}, inside the writable root {}",
+        part.display(),
+        home.display(),
+        at.display(),
+        root.display()
+    )]
+    PartMounted {
+        home: PathBuf,
+        part: PathBuf,
+        at: PathBuf,
+        root: PathBuf,
+    },
+    /// An overlay inside the root with a layer whose place cannot be checked.
+    #[error(
+        "the overlay mounted at {}, inside the writable root {}, has the layer {}, whose place \
+         cannot be checked (a relative path, or one through a link or `..`, or gone): it may \
+         show your home directory",
         at.display(),
         root.display(),
         layer.display()
@@ -116,92 +157,14 @@ pub enum RequestError {
         layer: PathBuf,
         root: PathBuf,
     },
-    #[error(
-        "refusing to run: {} (in your home directory {}) is mounted at {}, inside the writable \
-         root {}: the command could write it there and rewrite what runs outside the sandbox at \
-         your next login, shell or git start; pass --allow-writable-home (config \
-         sandbox.allow_writable_home = true) to run anyway",
-        part.display(),
-        home.display(),
-        at.display(),
-        root.display()
-    )]
-    HomePartMounted {
-        home: PathBuf,
-        /// The file or directory of the home the mount shows.
-        part: PathBuf,
-        at: PathBuf,
-        root: PathBuf,
-    },
-    #[error(
-        "refusing to run: your home directory {} is {} {}, inside the writable root {}: the \
-         command could {} and rewrite what runs outside the sandbox at your next login, shell or \
-         git start; pass --allow-writable-home (config sandbox.allow_writable_home = true) to run \
-         anyway",
-        home.display(),
-        if *mounted { "mounted at" } else { "reached through" },
-        via.display(),
-        root.display(),
-        if *mounted { "write it there" } else { "re-point that path" }
-    )]
-    HomeThroughRoot {
-        home: PathBuf,
-        /// A mount of the home (or of a directory above it), or a link or a directory a `..`
-        /// steps out of on the way to it.
-        via: PathBuf,
-        root: PathBuf,
-        mounted: bool,
-    },
-    #[error("{0}")]
-    Policy(#[source] PolicyError),
 }
 
 impl RequestError {
-    /// For the two home refusals, what reaches the home ("the writable root W is your home
+    /// For the home refusal, what reaches the home ("the writable root W is your home
     /// directory H"): the warning printed when `--allow-writable-home` lets it run.
     pub fn home_reason(&self) -> Option<String> {
         match self {
-            RequestError::WritableHome { root, home, same } => Some(format!(
-                "the writable root {} {} your home directory {}",
-                root.display(),
-                if *same { "is" } else { "holds" },
-                home.display()
-            )),
-            RequestError::HomeThroughRoot {
-                home,
-                via,
-                root,
-                mounted,
-            } => Some(format!(
-                "your home directory {} is {} {}, inside the writable root {}",
-                home.display(),
-                if *mounted {
-                    "mounted at"
-                } else {
-                    "reached through"
-                },
-                via.display(),
-                root.display()
-            )),
-            RequestError::HomePartMounted {
-                home,
-                part,
-                at,
-                root,
-            } => Some(format!(
-                "{} (in your home directory {}) is mounted at {}, inside the writable root {}",
-                part.display(),
-                home.display(),
-                at.display(),
-                root.display()
-            )),
-            RequestError::UncertainOverlay { at, layer, root } => Some(format!(
-                "the overlay mounted at {}, inside the writable root {}, has the layer {}, \
-                 whose place cannot be checked",
-                at.display(),
-                root.display(),
-                layer.display()
-            )),
+            RequestError::WritableHome(reach) => Some(reach.to_string()),
             _ => None,
         }
     }
@@ -211,10 +174,7 @@ impl RequestError {
     pub fn exit_code(&self) -> i32 {
         match self {
             RequestError::WritableRootWithoutFullAuto(_) => exit::USAGE,
-            RequestError::WritableHome { .. }
-            | RequestError::HomeThroughRoot { .. }
-            | RequestError::HomePartMounted { .. }
-            | RequestError::UncertainOverlay { .. } => exit::REFUSED,
+            RequestError::WritableHome(_) => exit::REFUSED,
             _ => exit::INVALID_POLICY,
         }
     }
@@ -363,11 +323,11 @@ fn refuse_writable_home(policy: &EffectivePolicy, env: &SandboxEnv) -> Result<()
         if let (Some(root), Some(layer)) =
             (root_of(&m.mount_point), crate::mounts::uncertain_layer(m))
         {
-            return Err(RequestError::UncertainOverlay {
+            return Err(RequestError::WritableHome(HomeReach::UncertainOverlay {
                 at: m.mount_point.clone(),
                 layer: layer.to_path_buf(),
                 root,
-            });
+            }));
         }
     }
     for written in env.home.iter().chain(&env.other_homes) {
@@ -380,11 +340,11 @@ fn refuse_writable_home(policy: &EffectivePolicy, env: &SandboxEnv) -> Result<()
         });
         if let Some((root, root_id)) = held {
             let same = *root == home.as_path() || (root_id.is_some() && *root_id == id(&home));
-            return Err(RequestError::WritableHome {
+            return Err(RequestError::WritableHome(HomeReach::Root {
                 root: root.to_path_buf(),
                 home,
                 same,
-            });
+            }));
         }
         // what shows the home, and what shows that (a bind of an overlay of it...), each with
         // the part of the home it is: at most 64 places
@@ -405,32 +365,32 @@ fn refuse_writable_home(policy: &EffectivePolicy, env: &SandboxEnv) -> Result<()
                     continue;
                 };
                 if part == home {
-                    return Err(RequestError::HomeThroughRoot {
+                    return Err(RequestError::WritableHome(HomeReach::Through {
                         home,
                         via: x.at,
                         root,
                         mounted: true,
-                    });
+                    }));
                 }
                 // part of the home (`~/.config`, `~/.bashrc`) mounted in a root: refused
                 // unless that part is itself inside a root (a project bound elsewhere; r44 F2)
                 if !root_paths.iter().any(|r| part.starts_with(r)) {
-                    return Err(RequestError::HomePartMounted {
+                    return Err(RequestError::WritableHome(HomeReach::PartMounted {
                         home,
                         part,
                         at: x.at,
                         root,
-                    });
+                    }));
                 }
             }
         }
         if let Some(via) = crate::swappable_on_the_way(written, &root_paths) {
-            return Err(RequestError::HomeThroughRoot {
+            return Err(RequestError::WritableHome(HomeReach::Through {
                 home: written.clone(),
                 root: root_of(&via).unwrap_or_default(),
                 via,
                 mounted: false,
-            });
+            }));
         }
     }
     Ok(())
