@@ -189,6 +189,17 @@ fn the_longer_default_list_covers_common_credential_files() {
 /// The probe's answer to `read PATH` in the read-only sandbox with `HOME=home`, run without
 /// user namespaces (the probe's outer filter refuses them to the helper) when `no_userns`.
 fn read_inside_with_home(path: &Path, home: &Path, no_userns: bool) -> String {
+    let out = read_only_run(
+        home,
+        no_userns,
+        &[PROBE.as_ref(), "read".as_ref(), path.as_os_str()],
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+/// `cmd` in the read-only sandbox with `HOME=home` (without user namespaces when
+/// `no_userns`); asserts it exited 0.
+fn read_only_run(home: &Path, no_userns: bool, cmd: &[&std::ffi::OsStr]) -> std::process::Output {
     let mut c = if no_userns {
         let mut c = Command::new(PROBE);
         c.args(["outer-deny", "userns", "--"]).arg(helper());
@@ -203,16 +214,14 @@ fn read_inside_with_home(path: &Path, home: &Path, no_userns: bool) -> String {
             "--sandbox-policy",
             r#"{"mode":"read-only"}"#,
             "--",
-            PROBE,
-            "read",
         ])
-        .arg(path)
+        .args(cmd)
         .env("HOME", home)
         .stdin(Stdio::null())
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(0), "{out:?}");
-    String::from_utf8_lossy(&out.stdout).trim().to_string()
+    out
 }
 
 /// Outside review r35 F3: secrets kept as links inside a denied directory (`~/.ssh/id_ed25519
@@ -263,20 +272,7 @@ fn a_secret_kept_as_a_link_in_a_denied_directory_stays_unreadable() {
     // r40 F7: past the search's bound (4096 entries) the run says so, naming the directory;
     // control: the home above, within the bound, gets no such warning
     let warned = |home: &Path| {
-        let out = Command::new(helper())
-            .args([
-                "--sandbox-policy-cwd",
-                "/",
-                "--sandbox-policy",
-                r#"{"mode":"read-only"}"#,
-                "--",
-                "true",
-            ])
-            .env("HOME", home)
-            .stdin(Stdio::null())
-            .output()
-            .unwrap();
-        assert_eq!(out.status.code(), Some(0), "{out:?}");
+        let out = read_only_run(home, false, &["true".as_ref()]);
         String::from_utf8_lossy(&out.stderr).into_owned()
     };
     assert!(!warned(h).contains("deny-read"), "control");
