@@ -147,3 +147,41 @@ fn missing_writable_root_is_an_invalid_policy() {
     );
     assert!(stderr.contains("missing"), "{stderr}");
 }
+
+/// The macOS door says what `--allow-writable-home` lets through, as the Linux launcher does
+/// (`HOME` below the implicit `/tmp` root here). Control: without the flag the same run is
+/// refused (201), and with a home outside every root there is no warning.
+#[test]
+fn allow_writable_home_is_warned_about_on_the_macos_door_too() {
+    let home = tempfile::tempdir_in("/tmp").unwrap();
+    let home_path = std::fs::canonicalize(home.path()).unwrap();
+    let ws = home_path.join("ws");
+    std::fs::create_dir_all(&ws).unwrap();
+    let args = |flag: Option<&'static str>| {
+        let mut v = vec!["sandbox", "macos", "--full-auto", "--print-policy"];
+        v.extend(flag);
+        v.extend(["--", "true"]);
+        v
+    };
+    let out = codex(&args(Some("--allow-writable-home")), &home_path, &ws);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    let want = format!(
+        "warning: --allow-writable-home: the writable root /tmp holds your home directory {}",
+        home_path.display()
+    );
+    assert!(stderr.contains(&want), "{stderr}");
+    let out = codex(&args(None), &home_path, &ws);
+    assert_eq!(out.status.code(), Some(201), "{out:?}");
+    // control: a home outside the roots, no warning
+    let other = tempfile::tempdir_in(suite_test_support::dirs::outside_default_roots(
+        std::path::Path::new(env!("CARGO_TARGET_TMPDIR")),
+    ))
+    .unwrap();
+    let out = codex(&args(Some("--allow-writable-home")), other.path(), &ws);
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    assert!(
+        !String::from_utf8_lossy(&out.stderr).contains("warning"),
+        "{out:?}"
+    );
+}
