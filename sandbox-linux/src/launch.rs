@@ -53,6 +53,22 @@ use crate::seccomp;
 use crate::sys;
 use crate::unix_connect;
 
+/// The init's message on the status pipe (two bytes: this tag, then an exit code): the set-up
+/// failed with that code (the init or the command's process printed why).
+const STATUS_SETUP_FAILED: u8 = b'F';
+/// The command exited with that code and every other process of the sandbox's pid namespace was
+/// killed and reaped (only with a pid namespace).
+const STATUS_TREE_ENDED: u8 = b'E';
+
+/// What the launcher read on the status pipe.
+#[derive(Debug, Clone, Copy)]
+enum Reported {
+    SetupFailed(i32),
+    TreeEnded(i32),
+    /// End of file: the init exited (or died) without a message.
+    Nothing,
+}
+
 /// Caller choices.
 #[derive(Debug, Clone, Default)]
 pub struct Options {
@@ -271,10 +287,17 @@ impl Sandbox<Planned> {
         #[cfg(debug_assertions)]
         test_pause_before_rules();
 
-        // session 12: the home reached by a writable root, allowed by the flag: say so
+        // session 12: the home reached by a writable root, allowed by the flag: say so (the
+        // startup files are read-only carve-outs, which need the mount namespace: outside
+        // review r47 F2)
         if let Some(why) = &policy.writable_home {
+            let held = if entered.is_some() {
+                "only the startup files of docs/security.md are held read-only"
+            } else {
+                "without a mount namespace not even the startup files of docs/security.md are held read-only"
+            };
             eprintln!(
-                "{}: warning: --allow-writable-home: {why}: the command can change what runs at your next login, shell or git start; only the startup files of docs/security.md are held read-only",
+                "{}: warning: --allow-writable-home: {why}: the command can change what runs at your next login, shell or git start; {held}",
                 opts.program
             );
         }
@@ -662,8 +685,8 @@ impl Sandbox<Planned> {
                         ),
                     }
                 }
-                let mut buf = [0u8; 1];
-                let setup_code = loop {
+                let mut buf = [0u8; 2];
+                let reported = loop {
                     // the status pipe stays open until the init exits: this thread waits here for
                     // the command's whole life, and serves job control meanwhile (no thread of
                     // its own: `job_control::JobControl`)
@@ -680,14 +703,25 @@ impl Sandbox<Planned> {
                             }
                         }
                     }
+                    // one message of two bytes (a pipe write below PIPE_BUF is atomic)
                     match status_r.read(&mut buf) {
-                        Ok(0) => break None,
-                        Ok(_) => break Some(i32::from(buf[0])),
+                        Ok(2) if buf[0] == STATUS_SETUP_FAILED => {
+                            break Reported::SetupFailed(i32::from(buf[1]));
+                        }
+                        Ok(2) if buf[0] == STATUS_TREE_ENDED && pid_namespace => {
+                            break Reported::TreeEnded(i32::from(buf[1]));
+                        }
                         Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-                        Err(_) => break None,
+                        _ => break Reported::Nothing,
                     }
                 };
-                let status = sys::waitpid(child).map_err(|source| SandboxError::Wait { source })?;
+                // The tree is gone (the init's word): its own exit and the kernel's teardown of
+                // the namespaces are not waited for (the init stays a zombie until this process
+                // exits; `spawn` is the last thing a single-threaded launcher does).
+                let status = match reported {
+                    Reported::TreeEnded(_) => None,
+                    _ => Some(sys::waitpid(child).map_err(|source| SandboxError::Wait { source })?),
+                };
                 if confined && !pid_namespace {
                     // Without a pid namespace: whatever the init left (only something outside
                     // the sandbox can kill it early; the command cannot signal it).
@@ -716,9 +750,11 @@ impl Sandbox<Planned> {
                         this.opts.program
                     );
                 }
-                match setup_code {
-                    Some(code) => Err(SandboxError::Child { code }),
-                    None => Ok(sys::exit_code_from_status(status)),
+                match (reported, status) {
+                    (Reported::SetupFailed(code), _) => Err(SandboxError::Child { code }),
+                    (Reported::TreeEnded(code), _) => Ok(code),
+                    (Reported::Nothing, Some(status)) => Ok(sys::exit_code_from_status(status)),
+                    (Reported::Nothing, None) => unreachable!("waited for above"),
                 }
             }
         }
@@ -795,7 +831,7 @@ impl Sandbox<Planned> {
         let fail = |e: SandboxError, w: &mut std::fs::File| -> ! {
             eprintln!("{program}: {e}");
             let code = e.exit_code();
-            let _ = w.write_all(&[code as u8]);
+            let _ = w.write_all(&[STATUS_SETUP_FAILED, code as u8]);
             sys::exit_now(code)
         };
         if let Err(source) = sys::set_parent_death_signal(libc::SIGKILL) {
@@ -862,9 +898,15 @@ impl Sandbox<Planned> {
         });
         match spawned {
             Ok(child) => {
-                let code = pidns::supervise(mode, child, creator_lifeline, &program);
+                let done = pidns::supervise(mode, child, creator_lifeline, &program);
+                if mode == pidns::Mode::PidNamespace && done.tree_ended {
+                    // nothing of the sandbox is left but this process, which lets go of the
+                    // user's terminal before the launcher returns
+                    sys::close_stdio();
+                    let _ = status_w.write_all(&[STATUS_TREE_ENDED, done.code as u8]);
+                }
                 drop(status_w);
-                sys::exit_now(code)
+                sys::exit_now(done.code)
             }
             Err(source) => fail(SandboxError::Fork { source }, &mut status_w),
         }

@@ -3,10 +3,15 @@
 //! the command or the launcher.
 //!
 //! - **With a pid namespace** (the launcher cloned this process with `CLONE_NEWPID`), this
-//!   process is pid 1: when it exits, the kernel kills every other process of the namespace
-//!   (setsid'd daemons included) and reaps them before the launcher's `waitpid` returns. Its
-//!   parent-death signal is `SIGKILL`, so a SIGKILL of the launcher tears the namespace down
-//!   too. Processes inside cannot kill it (the kernel drops `SIGKILL`/`SIGSTOP` sent to a pid
+//!   process is pid 1: when the command exits it kills every other process of the namespace
+//!   (setsid'd daemons included) with `kill(-1, SIGKILL)` and reaps them until `ECHILD`, closes
+//!   its standard descriptors (the user's terminal), and only then tells the launcher the
+//!   command's exit code through the status pipe; the launcher returns on that message without
+//!   waiting for the kernel's teardown of the namespaces (a few ms of RCU grace periods after
+//!   the init's exit, which nothing of the sandbox outlives). Should the init die first
+//!   (something outside killed it), the kernel kills the namespace and the launcher's `waitpid`
+//!   returns after that. Its parent-death signal is `SIGKILL`, so a SIGKILL of the launcher tears
+//!   the namespace down too. Processes inside cannot kill it (the kernel drops `SIGKILL`/`SIGSTOP` sent to a pid
 //!   namespace's init from inside; other signals only reach the handlers below, which forward
 //!   them to the command).
 //! - **Without one**, this process is a child subreaper (orphaned descendants are re-parented
@@ -144,10 +149,23 @@ pub fn scoped_kill() -> bool {
     SCOPED.load(Ordering::SeqCst)
 }
 
-/// Wait for `command`, forwarding signals to it, and return its exit code (128 + signal when it
-/// was killed). Without a pid namespace every process of the sandbox is killed and reaped before
-/// returning (a warning on stderr, prefixed with `program`, names what was left after
-/// [`GIVE_UP`]); with one, the caller's exit does it.
+/// What [`supervise`] saw.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Supervised {
+    /// The command's exit code (128 + signal when it was killed; 137 when the launcher died
+    /// first).
+    pub code: i32,
+    /// Every other process of the sandbox was killed and reaped: this process has no child
+    /// left (`ECHILD`).
+    pub tree_ended: bool,
+}
+
+/// Wait for `command`, forwarding signals to it, then kill and reap every other process of the
+/// sandbox (a warning on stderr, prefixed with `program`, names what was left after
+/// [`GIVE_UP`]). In a pid namespace `kill(-1)` from pid 1 reaches exactly the namespace (and
+/// the init's exit would do it too, but the kernel's teardown of the namespaces then runs before
+/// the launcher's `waitpid` returns: this way the init can tell the launcher that the tree is
+/// gone first, and the launcher need not wait for the teardown, as bwrap's monitor does not).
 ///
 /// `lifeline` (the name guard creator's) is dropped once the command is gone, before the kill:
 /// the creator then exits by itself (it shares this process's Landlock domain, so the kill of
@@ -157,7 +175,7 @@ pub fn supervise(
     command: libc::pid_t,
     lifeline: Option<std::os::fd::OwnedFd>,
     program: &str,
-) -> i32 {
+) -> Supervised {
     COMMAND.store(command, Ordering::SeqCst);
     let _ = sys::forward_signals_to(command);
     let mut code = None;
@@ -176,18 +194,19 @@ pub fn supervise(
         }
     }
     drop(lifeline);
-    if mode == Mode::Subreaper {
-        let ended = if scoped_kill() {
-            kill_scope()
-        } else {
-            kill_descendants(sys::getpid())
-        };
-        if let Err(left) = ended {
-            warn_left(program, &left);
-        }
+    let ended = if mode == Mode::PidNamespace || scoped_kill() {
+        kill_scope()
+    } else {
+        kill_descendants(sys::getpid())
+    };
+    if let Err(left) = &ended {
+        warn_left(program, left);
     }
-    // The launcher gone: nobody reads the code.
-    code.unwrap_or(128 + libc::SIGKILL)
+    Supervised {
+        // The launcher gone: nobody reads the code.
+        code: code.unwrap_or(128 + libc::SIGKILL),
+        tree_ended: ended.is_ok(),
+    }
 }
 
 /// Print which processes were still alive after [`GIVE_UP`].
@@ -200,11 +219,13 @@ pub fn warn_left(program: &str, left: &[libc::pid_t]) {
 }
 
 /// `kill(-1, SIGKILL)` (every process of the caller's Landlock domain and the nested ones, not
-/// the caller) and reap, again and again, until the caller has no child left. `Err`: the
-/// children still there after [`GIVE_UP`]. Only for a caller inside a signal scope
+/// the caller; from pid 1 of a pid namespace, every process of the namespace) and reap, again
+/// and again, until the caller has no child left. `Err`: the children still there after
+/// [`GIVE_UP`]. Only for pid 1 of a pid namespace or a caller inside a signal scope
 /// ([`scoped_kill`]).
 fn kill_scope() -> Result<(), Vec<libc::pid_t>> {
     let deadline = Instant::now() + GIVE_UP;
+    let mut pause = Duration::from_micros(20);
     loop {
         let _ = sys::kill(-1, libc::SIGKILL); // ESRCH: nothing left to signal
         if reap_ready() {
@@ -213,8 +234,10 @@ fn kill_scope() -> Result<(), Vec<libc::pid_t>> {
         if Instant::now() > deadline {
             return Err(children(sys::getpid()));
         }
-        // the killed processes become zombies within a few ms
-        std::thread::sleep(Duration::from_millis(1));
+        // the killed processes become zombies within microseconds to a few ms (the launcher
+        // waits for this: short pauses first)
+        std::thread::sleep(pause);
+        pause = (pause * 2).min(Duration::from_millis(1));
     }
 }
 

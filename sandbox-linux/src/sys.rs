@@ -245,6 +245,15 @@ pub fn exit_code_from_status(status: libc::c_int) -> i32 {
     }
 }
 
+/// Close descriptors 0, 1 and 2 (nothing may be printed afterwards).
+pub fn close_stdio() {
+    for fd in 0..=2 {
+        // SAFETY: closing a descriptor number; the caller owns the standard descriptors and
+        // neither uses nor reopens them afterwards.
+        unsafe { libc::close(fd) };
+    }
+}
+
 /// `_exit(code)`: leave the forked child without running destructors or atexit handlers.
 pub fn exit_now(code: i32) -> ! {
     // SAFETY: _exit never returns and is async-signal-safe.
