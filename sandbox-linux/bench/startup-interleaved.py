@@ -8,6 +8,7 @@ children's user+system from wait4. Prints medians, the ratio to bwrap, and the m
 per-round ratios. Not run by CI.
 
 Usage: python3 sandbox-linux/bench/startup-interleaved.py ROUNDS CODEX_BINARY...
+(`helper:PATH` runs the `codex-linux-sandbox` helper at PATH with the same policy instead)
 """
 import os
 import random
@@ -30,7 +31,12 @@ commands = {
               "--unshare-all", "--die-with-parent", "--new-session", "--", "/bin/true"],
 }
 for b in binaries:
-    commands[b] = [b, "sandbox", "linux", "--full-auto", "--", "/bin/true"]
+    if b.startswith("helper:"):
+        # the small `codex-linux-sandbox` helper with the same policy (no multitool to load)
+        commands[b] = [b[len("helper:"):], "--sandbox-policy-cwd", work, "--sandbox-policy",
+                       '{"mode":"workspace-write","network_access":false}', "--", "/bin/true"]
+    else:
+        commands[b] = [b, "sandbox", "linux", "--full-auto", "--", "/bin/true"]
 devnull = os.open(os.devnull, os.O_RDWR)
 
 
