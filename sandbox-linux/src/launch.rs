@@ -318,10 +318,15 @@ impl Sandbox<Planned> {
                 // A file with another name: a mount protects this name only, and the command
                 // wrote the file through the other (outside review r35 F2: `~/.bashrc` a hard
                 // link of `~/dotfiles/bashrc`): fail closed.
+                // (A socket is held so that its name cannot be replaced; connecting through
+                // another name of it reaches the same listener: not a way around the hold.)
                 let hard_links = meta
                     .as_ref()
                     .ok()
-                    .filter(|m| !m.is_dir())
+                    .filter(|m| {
+                        use std::os::unix::fs::FileTypeExt;
+                        !m.is_dir() && !m.file_type().is_socket()
+                    })
                     .map_or(0, std::os::unix::fs::MetadataExt::nlink);
                 if is_link {
                     // A mount follows the link and protects only its target; the link itself

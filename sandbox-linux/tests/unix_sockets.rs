@@ -743,3 +743,64 @@ fn a_socket_below_a_tmpdir_of_the_user_below_tmp_cannot_be_swapped() {
     assert!(sock.exists(), "{ctx}");
     assert!(stdout.contains("tmpdir-writable"), "control: {ctx}");
 }
+
+/// Outside review r47 F1: a socket of the user's directly in `$TMPDIR` (`vscode-ipc-*.sock`)
+/// had no directory of the user's on the way to hold, and the command replaced it. And r46 F4:
+/// the user's socket below a sticky directory of root's (`/tmp/.X11-unix/X0`) likewise (the
+/// sticky bit lets its owner, the command's uid, remove it). The socket itself is now held (a
+/// mount on it): `rm` and a `mv` over it fail, the user's listener stays reachable outside.
+/// Controls: a plain file next to it is removed inside, and outside the sandbox the same `rm`
+/// works.
+#[test]
+fn a_socket_directly_in_a_temporary_root_or_below_roots_sticky_directory_cannot_be_swapped() {
+    let e = env();
+    let tmp = e.ws.parent().unwrap().join("tmp");
+    let x11 = tmp.join(".X11-unix");
+    std::fs::create_dir_all(&x11).unwrap();
+    let socks = [tmp.join("vscode-ipc-1.sock"), x11.join("X0")];
+    let servers: Vec<_> = socks.iter().map(|p| listen(p)).collect();
+    std::fs::write(tmp.join("plain"), "x").unwrap();
+    // a second name of the socket does not make the hold refuse the run (a replaced second
+    // name is not the user's socket)
+    std::fs::hard_link(&socks[0], tmp.join("second-name.sock")).unwrap();
+    chown_r(&tmp);
+    chown(&x11, Some(0), Some(0)).unwrap();
+    std::fs::set_permissions(&x11, std::os::unix::fs::PermissionsExt::from_mode(0o1777)).unwrap();
+    let mut script = String::new();
+    for (i, sock) in socks.iter().enumerate() {
+        script.push_str(&format!(
+            "rm -f '{0}' 2>&1 && echo REMOVED{i}; touch \"$TMPDIR/decoy{i}\" && \
+             mv \"$TMPDIR/decoy{i}\" '{0}' 2>&1 && echo REPLACED{i}; ",
+            s(sock)
+        ));
+    }
+    script.push_str("rm \"$TMPDIR/plain\" && echo plain-removed");
+    let out = sandbox_command(&e, &[], WS, Ns::With, &[], &["sh", "-c", &script])
+        .env("TMPDIR", &tmp)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let ctx = format!("{out:?}");
+    assert_eq!(out.status.code(), Some(0), "{ctx}");
+    assert!(!stdout.contains("REMOVED"), "{ctx}");
+    assert!(!stdout.contains("REPLACED"), "{ctx}");
+    assert!(stdout.contains("Device or resource busy"), "{ctx}");
+    for (sock, server) in socks.iter().zip(&servers) {
+        // still the user's listener: a client outside is accepted by it
+        std::os::unix::net::UnixStream::connect(sock)
+            .unwrap_or_else(|err| panic!("{}: {err}: {ctx}", sock.display()));
+        server.set_nonblocking(true).unwrap();
+        assert!(server.accept().is_ok(), "{}: {ctx}", sock.display());
+    }
+    assert!(stdout.contains("plain-removed"), "control: {ctx}");
+    // control: outside the sandbox the user removes them
+    for sock in &socks {
+        let out = Command::new("rm")
+            .arg(sock)
+            .uid(NOBODY)
+            .gid(NOBODY)
+            .output()
+            .unwrap();
+        assert!(out.status.success() && !sock.exists(), "{out:?}");
+    }
+}

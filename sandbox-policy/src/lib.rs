@@ -987,15 +987,18 @@ fn deny_link_targets(
 /// The sockets are found in `/proc/net/unix` (the paths they were bound at; one read, where
 /// looking into every directory of `/tmp` cost 450 system calls per start on a busy `/tmp`, and
 /// a command could make 3000 directories to push the user's past that walk's bound: r45 F1).
-/// Only directories the user owns (another user's cannot be written). Not held: a socket
-/// directly in the root (sticky `/tmp`: only its owner can remove it), a link to a socket (r45
-/// F4: a mount cannot hold a link), one bound by a relative path or in another network
+/// Only directories the user owns (another user's cannot be written). With no such directory
+/// on the way (the socket directly in the root, `$TMPDIR/vscode-ipc-*.sock`: outside review r47
+/// F1; or below a directory of root's, `/tmp/.X11-unix/X0`: r46 F4; the sticky bit lets the
+/// socket's owner, the command's uid, remove it), the user's socket itself is held (a
+/// read-only mount on it: `unlink` and `rename` over it fail with `EBUSY`; connecting is
+/// unchanged). Not held: a link to a socket (r45 F4: a mount cannot hold a link), one bound by a relative path or in another network
 /// namespace, one whose directory was renamed since, and sockets in other roots (a project's
 /// own sockets are its work). Cost: a command that starts its own tmux or ssh-agent in such a
 /// directory must use another (`TMUX_TMPDIR`, `ssh-agent -a`).
 fn protect_socket_dirs(roots: &mut [WritableRoot], temp_roots: &[PathBuf]) {
     use std::os::unix::ffi::OsStrExt;
-    use std::os::unix::fs::MetadataExt;
+    use std::os::unix::fs::{FileTypeExt, MetadataExt};
     if temp_roots.is_empty() {
         return;
     }
@@ -1046,8 +1049,16 @@ fn protect_socket_dirs(roots: &mut [WritableRoot], temp_roots: &[PathBuf]) {
                 _ => break,
             }
         }
-        let Some(dir) = held else {
-            continue;
+        // No directory of the user's on the way (the socket directly in the temporary root,
+        // `$TMPDIR/vscode-ipc-*.sock`, outside review r47 F1; or below a directory of root's,
+        // `/tmp/.X11-unix/X0`, r46 F4): the user's socket itself is held (a mount on it: it
+        // cannot be unlinked, renamed over or replaced; connecting goes on)
+        let dir = match held {
+            Some(dir) => dir,
+            None => match std::fs::symlink_metadata(path) {
+                Ok(m) if m.file_type().is_socket() && m.uid() == uid => path.to_path_buf(),
+                _ => continue,
+            },
         };
         // a root itself, or above one (the cwd `/tmp/proj`): its own rules
         if roots.iter().any(|w| w.root.starts_with(&dir)) {
