@@ -679,12 +679,7 @@ fn the_users_socket_directories_in_a_temporary_root_cannot_be_swapped() {
         ));
     }
     script.push_str(&format!("touch '{}/x' && echo plain-writable", s(&plain)));
-    let out = sandbox_command(&e, &[], WS, Ns::With, &[], &["sh", "-c", &script])
-        .env("TMPDIR", &tmp)
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let ctx = format!("{out:?}");
+    let (_, stdout, ctx) = run_with_tmpdir(&e, &tmp, &script);
     assert!(!stdout.contains("REMOVED"), "{ctx}");
     assert!(stdout.contains("Read-only file system"), "{ctx}");
     assert!(!stdout.contains("MOVED"), "{ctx}");
@@ -692,8 +687,24 @@ fn the_users_socket_directories_in_a_temporary_root_cannot_be_swapped() {
         assert!(sock.exists(), "{}: {ctx}", sock.display());
     }
     assert!(stdout.contains("plain-writable"), "control: {ctx}");
-    let sock = &socks[0];
     // control: outside the sandbox the user removes it
+    removed_outside_by_the_user(&socks[0]);
+}
+
+/// `sh -c script` in workspace-write with namespaces and `TMPDIR=tmpdir`: the output, its
+/// stdout, and the whole output for assertion messages.
+fn run_with_tmpdir(e: &Env, tmpdir: &Path, script: &str) -> (Output, String, String) {
+    let out = sandbox_command(e, &[], WS, Ns::With, &[], &["sh", "-c", script])
+        .env("TMPDIR", tmpdir)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    let ctx = format!("{out:?}");
+    (out, stdout, ctx)
+}
+
+/// Control: the user (65534), outside any sandbox, removes `sock`.
+fn removed_outside_by_the_user(sock: &Path) {
     let out = Command::new("rm")
         .arg(sock)
         .uid(NOBODY)
@@ -732,12 +743,7 @@ fn a_socket_below_a_tmpdir_of_the_user_below_tmp_cannot_be_swapped() {
         s(&sock),
         s(&agent_dir)
     );
-    let out = sandbox_command(&e, &[], WS, Ns::With, &[], &["sh", "-c", &script])
-        .env("TMPDIR", &tmpdir)
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let ctx = format!("{out:?}");
+    let (_, stdout, ctx) = run_with_tmpdir(&e, &tmpdir, &script);
     assert!(!stdout.contains("REMOVED"), "{ctx}");
     assert!(!stdout.contains("MOVED"), "{ctx}");
     assert!(sock.exists(), "{ctx}");
@@ -775,12 +781,7 @@ fn a_socket_directly_in_a_temporary_root_or_below_roots_sticky_directory_cannot_
         ));
     }
     script.push_str("rm \"$TMPDIR/plain\" && echo plain-removed");
-    let out = sandbox_command(&e, &[], WS, Ns::With, &[], &["sh", "-c", &script])
-        .env("TMPDIR", &tmp)
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let ctx = format!("{out:?}");
+    let (out, stdout, ctx) = run_with_tmpdir(&e, &tmp, &script);
     assert_eq!(out.status.code(), Some(0), "{ctx}");
     assert!(!stdout.contains("REMOVED"), "{ctx}");
     assert!(!stdout.contains("REPLACED"), "{ctx}");
@@ -795,12 +796,6 @@ fn a_socket_directly_in_a_temporary_root_or_below_roots_sticky_directory_cannot_
     assert!(stdout.contains("plain-removed"), "control: {ctx}");
     // control: outside the sandbox the user removes them
     for sock in &socks {
-        let out = Command::new("rm")
-            .arg(sock)
-            .uid(NOBODY)
-            .gid(NOBODY)
-            .output()
-            .unwrap();
-        assert!(out.status.success() && !sock.exists(), "{out:?}");
+        removed_outside_by_the_user(sock);
     }
 }
