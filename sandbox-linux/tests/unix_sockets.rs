@@ -799,3 +799,87 @@ fn a_socket_directly_in_a_temporary_root_or_below_roots_sticky_directory_cannot_
         removed_outside_by_the_user(sock);
     }
 }
+
+/// Outside review r48 F1: a socket whose bound path no longer names it was not held.
+/// OpenSSH's ControlMaster binds `/tmp/ssh-u@host:22.<random>`, links it to
+/// `/tmp/ssh-u@host:22` and removes the first name; `/proc/net/unix` shows only the removed
+/// one, and the command replaced the name every `ssh` uses (the victim's next `ssh` handed its
+/// terminal to the command's fake master). Likewise a socket renamed after `bind`, a second
+/// name in `$TMPDIR` of a socket bound in a held directory, and one bound by a relative path.
+/// The names are found by the node the socket is bound to (`unix_diag`). Control: a socket of
+/// the user's nobody listens on is not held (it is removed inside).
+#[test]
+fn a_socket_renamed_or_linked_after_it_was_bound_cannot_be_swapped() {
+    let e = env();
+    let tmp = e.ws.parent().unwrap().join("tmp");
+    let held_dir = tmp.join("agent-dir");
+    std::fs::create_dir_all(&held_dir).unwrap();
+    // ssh's ControlMaster: bind, link, remove the bound name
+    let ssh = tmp.join("ssh-u@host:22");
+    let bound = tmp.join("ssh-u@host:22.abc123");
+    let ssh_server = listen(&bound);
+    std::fs::hard_link(&bound, &ssh).unwrap();
+    std::fs::remove_file(&bound).unwrap();
+    // renamed after bind
+    let renamed = tmp.join("renamed.sock");
+    let renamed_server = listen(&tmp.join("before-rename.sock"));
+    std::fs::rename(tmp.join("before-rename.sock"), &renamed).unwrap();
+    // a second name in the temporary root of a socket bound in the user's directory
+    let second = tmp.join("agent-link.sock");
+    let agent_server = listen(&held_dir.join("agent.sock"));
+    std::fs::hard_link(held_dir.join("agent.sock"), &second).unwrap();
+    // bound by a relative path (from inside the temporary root)
+    let relative = tmp.join("relative.sock");
+    let mut relative_server = Command::new("python3")
+        .args([
+            "-c",
+            "import socket, sys, time\n\
+             s = socket.socket(socket.AF_UNIX); s.bind('relative.sock'); s.listen(4)\n\
+             print('listening', flush=True); time.sleep(60)",
+        ])
+        .current_dir(&tmp)
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    {
+        use std::io::BufRead;
+        let mut line = String::new();
+        std::io::BufReader::new(relative_server.stdout.as_mut().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        assert_eq!(line.trim(), "listening");
+    }
+    // control: a stale socket of the user's (nobody listens)
+    let stale = tmp.join("stale.sock");
+    drop(UnixListener::bind(&stale).unwrap());
+    chown_r(&tmp);
+    let names = [&ssh, &renamed, &second, &relative];
+    let mut script = String::new();
+    for (i, name) in names.iter().enumerate() {
+        script.push_str(&format!(
+            "touch \"$TMPDIR/decoy{i}\" && mv -T \"$TMPDIR/decoy{i}\" '{0}' 2>&1 && echo REPLACED{i}; \
+             rm -f '{0}' 2>&1 && echo REMOVED{i}; ",
+            s(name)
+        ));
+    }
+    script.push_str(&format!("rm '{}' && echo stale-removed", s(&stale)));
+    let (out, stdout, ctx) = run_with_tmpdir(&e, &tmp, &script);
+    let _ = relative_server.kill();
+    let _ = relative_server.wait();
+    assert_eq!(out.status.code(), Some(0), "{ctx}");
+    assert!(!stdout.contains("REPLACED"), "{ctx}");
+    assert!(!stdout.contains("REMOVED"), "{ctx}");
+    for (name, server) in [
+        (&ssh, &ssh_server),
+        (&renamed, &renamed_server),
+        (&second, &agent_server),
+    ] {
+        std::os::unix::net::UnixStream::connect(name)
+            .unwrap_or_else(|err| panic!("{}: {err}: {ctx}", name.display()));
+        assert!(server.accept().is_ok(), "{}: {ctx}", name.display());
+    }
+    assert!(relative.exists(), "{ctx}");
+    assert!(stdout.contains("stale-removed"), "control: {ctx}");
+    // control: outside the sandbox the user replaces the name ssh uses
+    removed_outside_by_the_user(&ssh);
+}

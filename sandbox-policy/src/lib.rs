@@ -992,9 +992,14 @@ fn deny_link_targets(
 /// F1; or below a directory of root's, `/tmp/.X11-unix/X0`: r46 F4; the sticky bit lets the
 /// socket's owner, the command's uid, remove it), the user's socket itself is held (a
 /// read-only mount on it: `unlink` and `rename` over it fail with `EBUSY`; connecting is
-/// unchanged). Not held: a link to a socket (r45 F4: a mount cannot hold a link), one bound by a relative path or in another network
-/// namespace, one whose directory was renamed since, and sockets in other roots (a project's
-/// own sockets are its work). Cost: a command that starts its own tmux or ssh-agent in such a
+/// unchanged). A socket whose bound path no longer names it (renamed; linked elsewhere and the
+/// bound name removed, as ssh's ControlMaster does; bound by a relative path) and the other
+/// names of a held socket are found by the node it is bound to (`unix_diag`, one dump, only
+/// then) in each temporary root's top level and in the directory it was bound in, and held
+/// the same way (outside review r48 F1). Not held: a link to a socket (r45 F4: a mount cannot
+/// hold a symbolic link), such a name anywhere deeper or in a directory renamed since, one in
+/// another network namespace, and sockets in other roots (a project's own sockets are its
+/// work). Cost: a command that starts its own tmux or ssh-agent in such a
 /// directory must use another (`TMUX_TMPDIR`, `ssh-agent -a`).
 fn protect_socket_dirs(roots: &mut [WritableRoot], temp_roots: &[PathBuf]) {
     use std::os::unix::ffi::OsStrExt;
@@ -1006,72 +1011,172 @@ fn protect_socket_dirs(roots: &mut [WritableRoot], temp_roots: &[PathBuf]) {
         return;
     };
     let uid = sys::uid();
+    // Sockets whose bound path no longer names them (renamed, or linked elsewhere and the
+    // bound name removed, as ssh's ControlMaster does; bound by a relative path): their own
+    // inode and where they were bound. And the nodes of held sockets with other names too.
+    let mut moved: Vec<(u32, Option<PathBuf>)> = Vec::new();
+    let mut linked: Vec<((u32, u64), PathBuf)> = Vec::new();
     for line in table.split(|&b| b == b'\n').skip(1) {
         // `Num RefCount Protocol Flags Type St Inode Path`: the path is the rest after seven
         // fields (it may hold spaces); `@name` is abstract, no path
         let mut rest = line;
-        for _ in 0..7 {
+        let mut inode = None;
+        for i in 0..7 {
             let start = rest.iter().position(|b| *b != b' ').unwrap_or(rest.len());
             rest = &rest[start..];
             let end = rest.iter().position(|b| *b == b' ').unwrap_or(rest.len());
+            if i == 6 {
+                inode = std::str::from_utf8(&rest[..end])
+                    .ok()
+                    .and_then(|t| t.parse::<u32>().ok());
+            }
             rest = &rest[end..];
         }
         let path = rest.trim_ascii_start();
+        if path.is_empty() || path.starts_with(b"@") {
+            continue;
+        }
         if !path.starts_with(b"/") {
+            if let Some(ino) = inode {
+                moved.push((ino, None));
+            }
             continue;
         }
         let path = Path::new(std::ffi::OsStr::from_bytes(path));
-        // the deepest temporary root holding it (r46 F1: with `TMPDIR=/tmp/user/UID` the walk
-        // from `/tmp` stopped at `$TMPDIR`, a root, and held nothing)
-        let Some(t) = temp_roots
-            .iter()
-            .filter(|r| path.starts_with(r))
-            .max_by_key(|r| r.components().count())
-        else {
+        if !temp_roots.iter().any(|r| path.starts_with(r)) {
             continue;
-        };
-        // the shallowest of the user's directories on the way below the root: everything below
-        // it, the socket included, is then read-only, and it cannot be renamed
-        let Ok(rest) = path.strip_prefix(t) else {
-            continue;
-        };
-        let comps: Vec<_> = rest.components().collect();
-        let mut dir = t.clone();
-        let mut held: Option<PathBuf> = None;
-        for c in comps.iter().take(comps.len().saturating_sub(1)) {
-            dir.push(c);
-            match std::fs::symlink_metadata(&dir) {
-                Ok(m) if m.is_dir() && m.uid() == uid => {
-                    held = Some(dir.clone());
-                    break;
+        }
+        match std::fs::symlink_metadata(path) {
+            Ok(m) if m.file_type().is_socket() => {
+                if m.nlink() > 1 && m.uid() == uid {
+                    linked.push(((kernel_dev(m.dev()), m.ino()), path.to_path_buf()));
                 }
-                Ok(m) if m.is_dir() => {}
-                _ => break,
+            }
+            _ => {
+                if let Some(ino) = inode {
+                    moved.push((ino, Some(path.to_path_buf())));
+                }
             }
         }
-        // No directory of the user's on the way (the socket directly in the temporary root,
-        // `$TMPDIR/vscode-ipc-*.sock`, outside review r47 F1; or below a directory of root's,
-        // `/tmp/.X11-unix/X0`, r46 F4): the user's socket itself is held (a mount on it: it
-        // cannot be unlinked, renamed over or replaced; connecting goes on)
-        let dir = match held {
-            Some(dir) => dir,
-            None => match std::fs::symlink_metadata(path) {
-                Ok(m) if m.file_type().is_socket() && m.uid() == uid => path.to_path_buf(),
-                _ => continue,
-            },
-        };
-        // a root itself, or above one (the cwd `/tmp/proj`): its own rules
-        if roots.iter().any(|w| w.root.starts_with(&dir)) {
+        hold_socket(roots, temp_roots, path, uid);
+    }
+    if moved.is_empty() && linked.is_empty() {
+        return;
+    }
+    // Outside review r48 F1: the names clients use are found by the node the socket is bound
+    // to (`unix_diag`), in each temporary root's top level and in the directories the sockets
+    // were bound in (a directory renamed since, or a name deeper elsewhere: not searched).
+    let nodes = if moved.is_empty() {
+        Default::default()
+    } else {
+        sys::listening_unix_nodes().unwrap_or_default()
+    };
+    let mut wanted: Vec<(u32, u64)> = moved
+        .iter()
+        .filter_map(|(ino, _)| nodes.get(ino).copied())
+        .collect();
+    wanted.extend(linked.iter().map(|(node, _)| *node));
+    if wanted.is_empty() {
+        return;
+    }
+    let mut dirs: Vec<PathBuf> = temp_roots.to_vec();
+    let bound_in = moved
+        .iter()
+        .filter_map(|(_, p)| p.as_deref())
+        .chain(linked.iter().map(|(_, p)| p.as_path()))
+        .filter_map(Path::parent);
+    for d in bound_in {
+        if !dirs.iter().any(|x| x == d) {
+            dirs.push(d.to_path_buf());
+        }
+    }
+    for d in &dirs {
+        let Ok(entries) = std::fs::read_dir(d) else {
             continue;
-        }
-        if let Some(w) = roots.iter_mut().find(|w| &w.root == t) {
-            if !w.read_only_subpaths.iter().any(|s| s.path == dir) {
-                w.read_only_subpaths.push(ReadOnlySubpath {
-                    path: dir,
-                    exists: true,
-                    replaceable_via: None,
-                });
+        };
+        for entry in entries.flatten() {
+            // `d_type`: no system call for the entries that are not sockets
+            if !entry.file_type().is_ok_and(|t| t.is_socket()) {
+                continue;
             }
+            let p = entry.path();
+            let Ok(m) = std::fs::symlink_metadata(&p) else {
+                continue;
+            };
+            if m.uid() == uid && wanted.contains(&(kernel_dev(m.dev()), m.ino())) {
+                hold_socket(roots, temp_roots, &p, uid);
+            }
+        }
+    }
+}
+
+/// `st_dev` as the kernel encodes devices in `unix_diag` (`MAJOR << 20 | MINOR`).
+fn kernel_dev(st_dev: u64) -> u32 {
+    #[cfg(target_os = "linux")]
+    {
+        (libc::major(st_dev) << 20) | libc::minor(st_dev)
+    }
+    // (never asked: nothing is found there, `sys::listening_unix_nodes`)
+    #[cfg(not(target_os = "linux"))]
+    {
+        st_dev as u32
+    }
+}
+
+/// Hold the user's socket at `path` (inside a temporary root): the shallowest directory of the
+/// user's on the way below the deepest temporary root holding it, else the socket itself.
+fn hold_socket(roots: &mut [WritableRoot], temp_roots: &[PathBuf], path: &Path, uid: u32) {
+    use std::os::unix::fs::{FileTypeExt, MetadataExt};
+    // the deepest temporary root holding it (r46 F1: with `TMPDIR=/tmp/user/UID` the walk
+    // from `/tmp` stopped at `$TMPDIR`, a root, and held nothing)
+    let Some(t) = temp_roots
+        .iter()
+        .filter(|r| path.starts_with(r))
+        .max_by_key(|r| r.components().count())
+    else {
+        return;
+    };
+    // the shallowest of the user's directories on the way below the root: everything below
+    // it, the socket included, is then read-only, and it cannot be renamed
+    let Ok(rest) = path.strip_prefix(t) else {
+        return;
+    };
+    let comps: Vec<_> = rest.components().collect();
+    let mut dir = t.clone();
+    let mut held: Option<PathBuf> = None;
+    for c in comps.iter().take(comps.len().saturating_sub(1)) {
+        dir.push(c);
+        match std::fs::symlink_metadata(&dir) {
+            Ok(m) if m.is_dir() && m.uid() == uid => {
+                held = Some(dir.clone());
+                break;
+            }
+            Ok(m) if m.is_dir() => {}
+            _ => break,
+        }
+    }
+    // No directory of the user's on the way (the socket directly in the temporary root,
+    // `$TMPDIR/vscode-ipc-*.sock`, outside review r47 F1; or below a directory of root's,
+    // `/tmp/.X11-unix/X0`, r46 F4): the user's socket itself is held (a mount on it: it
+    // cannot be unlinked, renamed over or replaced; connecting goes on)
+    let dir = match held {
+        Some(dir) => dir,
+        None => match std::fs::symlink_metadata(path) {
+            Ok(m) if m.file_type().is_socket() && m.uid() == uid => path.to_path_buf(),
+            _ => return,
+        },
+    };
+    // a root itself, or above one (the cwd `/tmp/proj`): its own rules
+    if roots.iter().any(|w| w.root.starts_with(&dir)) {
+        return;
+    }
+    if let Some(w) = roots.iter_mut().find(|w| &w.root == t) {
+        if !w.read_only_subpaths.iter().any(|s| s.path == dir) {
+            w.read_only_subpaths.push(ReadOnlySubpath {
+                path: dir,
+                exists: true,
+                replaceable_via: None,
+            });
         }
     }
 }
