@@ -805,8 +805,10 @@ fn a_socket_directly_in_a_temporary_root_or_below_roots_sticky_directory_cannot_
 /// `/tmp/ssh-u@host:22` and removes the first name; `/proc/net/unix` shows only the removed
 /// one, and the command replaced the name every `ssh` uses (the victim's next `ssh` handed its
 /// terminal to the command's fake master). Likewise a socket renamed after `bind`, a second
-/// name in `$TMPDIR` of a socket bound in a held directory, and one bound by a relative path.
-/// The names are found by the node the socket is bound to (`unix_diag`). Control: a socket of
+/// name in `$TMPDIR` of a socket bound in a held directory, and one bound by a relative path;
+/// and (r49 F1) ssh's layout with another socket file made at the removed bound name. The names
+/// are found by the node the socket is bound to (`unix_diag`), compared with the node at each
+/// bound path. Control: a socket of
 /// the user's nobody listens on is not held (it is removed inside).
 #[test]
 fn a_socket_renamed_or_linked_after_it_was_bound_cannot_be_swapped() {
@@ -820,6 +822,14 @@ fn a_socket_renamed_or_linked_after_it_was_bound_cannot_be_swapped() {
     let ssh_server = listen(&bound);
     std::fs::hard_link(&bound, &ssh).unwrap();
     std::fs::remove_file(&bound).unwrap();
+    // the same, and the bound name re-made as another socket file (outside review r49 F1: a
+    // socket file there hid the rename; by another user, or by the command in an earlier run)
+    let ssh2 = tmp.join("ssh-u@host2:22");
+    let bound2 = tmp.join("ssh-u@host2:22.def456");
+    let ssh2_server = listen(&bound2);
+    std::fs::hard_link(&bound2, &ssh2).unwrap();
+    std::fs::remove_file(&bound2).unwrap();
+    drop(UnixListener::bind(&bound2).unwrap());
     // renamed after bind
     let renamed = tmp.join("renamed.sock");
     let renamed_server = listen(&tmp.join("before-rename.sock"));
@@ -853,7 +863,7 @@ fn a_socket_renamed_or_linked_after_it_was_bound_cannot_be_swapped() {
     let stale = tmp.join("stale.sock");
     drop(UnixListener::bind(&stale).unwrap());
     chown_r(&tmp);
-    let names = [&ssh, &renamed, &second, &relative];
+    let names = [&ssh, &ssh2, &renamed, &second, &relative];
     let mut script = String::new();
     for (i, name) in names.iter().enumerate() {
         script.push_str(&format!(
@@ -871,6 +881,7 @@ fn a_socket_renamed_or_linked_after_it_was_bound_cannot_be_swapped() {
     assert!(!stdout.contains("REMOVED"), "{ctx}");
     for (name, server) in [
         (&ssh, &ssh_server),
+        (&ssh2, &ssh2_server),
         (&renamed, &renamed_server),
         (&second, &agent_server),
     ] {

@@ -256,11 +256,15 @@ impl SandboxPolicy {
                 .chain(extra_deny_read.iter().cloned())
                 .map(|p| if p.is_absolute() { p } else { cwd.join(p) });
             let mut dirs: Vec<PathBuf> = Vec::new();
+            // (sets beside the lists, in their order: `Vec::contains` compared paths component
+            // by component, about 14,000 times for the ~170 defaults: start-up)
+            let mut seen: std::collections::HashSet<PathBuf> = Default::default();
+            let mut seen_dirs: std::collections::HashSet<PathBuf> = Default::default();
             for (p, is_dir) in canonical_list_and_kinds(listed) {
-                if is_dir && !dirs.contains(&p) {
+                if is_dir && seen_dirs.insert(p.clone()) {
                     dirs.push(p.clone());
                 }
-                if !v.contains(&p) {
+                if seen.insert(p.clone()) {
                     v.push(p);
                 }
             }
@@ -1011,14 +1015,10 @@ fn protect_socket_dirs(roots: &mut [WritableRoot], temp_roots: &[PathBuf]) {
         return;
     };
     let uid = sys::uid();
-    // Sockets whose bound path no longer names them (renamed, or linked elsewhere and the
-    // bound name removed, as ssh's ControlMaster does; bound by a relative path): their own
-    // inode and where they were bound. And the nodes of held sockets with other names too.
-    let mut moved: Vec<(u32, Option<PathBuf>)> = Vec::new();
-    let mut linked: Vec<((u32, u64), PathBuf)> = Vec::new();
+    // `Num RefCount Protocol Flags Type St Inode Path`: the path is the rest after seven fields
+    // (it may hold spaces); `@name` is abstract, no path
+    let mut bound: Vec<(Option<u32>, &[u8])> = Vec::new();
     for line in table.split(|&b| b == b'\n').skip(1) {
-        // `Num RefCount Protocol Flags Type St Inode Path`: the path is the rest after seven
-        // fields (it may hold spaces); `@name` is abstract, no path
         let mut rest = line;
         let mut inode = None;
         for i in 0..7 {
@@ -1036,27 +1036,48 @@ fn protect_socket_dirs(roots: &mut [WritableRoot], temp_roots: &[PathBuf]) {
         if path.is_empty() || path.starts_with(b"@") {
             continue;
         }
+        // a relative bind: its name is found by its node below
+        if path.starts_with(b"/") {
+            let p = Path::new(std::ffi::OsStr::from_bytes(path));
+            if !temp_roots.iter().any(|r| p.starts_with(r)) {
+                continue;
+            }
+        }
+        bound.push((inode, path));
+    }
+    if bound.is_empty() {
+        return;
+    }
+    // The node each listening socket is bound to (`unix_diag`; unavailable: the bound paths
+    // are taken at their word, as before r49 F1).
+    let nodes = sys::listening_unix_nodes().unwrap_or_default();
+    // Sockets whose bound path no longer names them (renamed, or linked elsewhere and the
+    // bound name removed, as ssh's ControlMaster does; bound by a relative path; outside review
+    // r49 F1: the bound name re-made as another socket file, which hid the rename): their nodes
+    // and where they were bound. And the nodes of held sockets with other names too.
+    let mut moved: Vec<((u32, u64), Option<PathBuf>)> = Vec::new();
+    let mut linked: Vec<((u32, u64), PathBuf)> = Vec::new();
+    for (inode, path) in bound {
+        let node = inode.and_then(|i| nodes.get(&i).copied());
         if !path.starts_with(b"/") {
-            if let Some(ino) = inode {
-                moved.push((ino, None));
+            if let Some(node) = node {
+                moved.push((node, None));
             }
             continue;
         }
         let path = Path::new(std::ffi::OsStr::from_bytes(path));
-        if !temp_roots.iter().any(|r| path.starts_with(r)) {
-            continue;
-        }
-        match std::fs::symlink_metadata(path) {
-            Ok(m) if m.file_type().is_socket() => {
+        let here = std::fs::symlink_metadata(path)
+            .ok()
+            .filter(|m| m.file_type().is_socket());
+        match (node, here) {
+            (Some(node), Some(m)) if (kernel_dev(m.dev()), m.ino()) == node => {
                 if m.nlink() > 1 && m.uid() == uid {
-                    linked.push(((kernel_dev(m.dev()), m.ino()), path.to_path_buf()));
+                    linked.push((node, path.to_path_buf()));
                 }
             }
-            _ => {
-                if let Some(ino) = inode {
-                    moved.push((ino, Some(path.to_path_buf())));
-                }
-            }
+            (Some(node), _) => moved.push((node, Some(path.to_path_buf()))),
+            // not listening (an accepted connection shows its listener's path) or no dump
+            (None, _) => {}
         }
         hold_socket(roots, temp_roots, path, uid);
     }
@@ -1064,17 +1085,9 @@ fn protect_socket_dirs(roots: &mut [WritableRoot], temp_roots: &[PathBuf]) {
         return;
     }
     // Outside review r48 F1: the names clients use are found by the node the socket is bound
-    // to (`unix_diag`), in each temporary root's top level and in the directories the sockets
-    // were bound in (a directory renamed since, or a name deeper elsewhere: not searched).
-    let nodes = if moved.is_empty() {
-        Default::default()
-    } else {
-        sys::listening_unix_nodes().unwrap_or_default()
-    };
-    let mut wanted: Vec<(u32, u64)> = moved
-        .iter()
-        .filter_map(|(ino, _)| nodes.get(ino).copied())
-        .collect();
+    // to, in each temporary root's top level and in the directories the sockets were bound in
+    // (a directory renamed since, or a name deeper elsewhere: not searched).
+    let mut wanted: Vec<(u32, u64)> = moved.iter().map(|(node, _)| *node).collect();
     wanted.extend(linked.iter().map(|(node, _)| *node));
     if wanted.is_empty() {
         return;
