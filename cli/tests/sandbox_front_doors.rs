@@ -370,3 +370,33 @@ fn codex_0171s_permission_profile_spelling_maps_onto_the_policies() {
     });
     assert_eq!(code, 0, "{err}");
 }
+
+/// Outside review r49 F2: an option before the subcommand (`codex sandbox -c k=v linux
+/// --full-auto -- true`) made clap take `linux` as the program to run in the read-only
+/// sandbox, with `--full-auto -- true` as its arguments. Now a usage error (2) saying where the
+/// options go. Control: `-- linux` still runs a program of that name (here: not found, 127).
+#[test]
+fn a_subcommand_after_an_option_is_a_usage_error_not_the_command() {
+    let h = home();
+    for pre in [
+        &["-c", "k=1"][..],
+        &["-P", ":workspace"],
+        &["--deny-read", "/x"],
+    ] {
+        let mut c = common::codex(&h.path);
+        c.arg("sandbox")
+            .args(pre)
+            .args(["linux", "--full-auto", "--", "true"]);
+        let (code, stderr) = ended(c);
+        assert_eq!(code, 2, "{pre:?}: {stderr}");
+        assert!(
+            stderr.contains("`linux` after an option would run a program named linux"),
+            "{pre:?}: {stderr}"
+        );
+    }
+    let mut c = common::codex(&h.path);
+    c.args(["sandbox", "-c", "k=1", "--", "linux"]);
+    let (code, stderr) = ended(c);
+    assert!(!stderr.contains("after an option"), "{stderr}");
+    assert_eq!(code, 127, "{stderr}");
+}

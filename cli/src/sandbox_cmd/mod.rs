@@ -68,6 +68,24 @@ pub fn run(args: SandboxArgs, global: &crate::GlobalOpts) -> anyhow::Result<i32>
     }
 }
 
+/// The subcommand name that starts `command` when no `--` came right before it in `argv`
+/// (`codex sandbox -c k=v linux --full-auto -- make`: clap takes `linux` after an option as the
+/// program to run, with `--full-auto -- make` as its arguments; outside review r49 F2). The
+/// trailing command is the tail of `argv`, so a `--` the user wrote is the word just before it.
+fn subcommand_taken_as_command(
+    command: &[std::ffi::OsString],
+    argv: impl Iterator<Item = std::ffi::OsString>,
+) -> Option<String> {
+    const NAMES: &[&str] = &["linux", "landlock", "macos", "seatbelt", "check", "help"];
+    let first = command.first()?.to_str()?;
+    if !NAMES.contains(&first) {
+        return None;
+    }
+    let argv: Vec<std::ffi::OsString> = argv.collect();
+    let before = argv.len().checked_sub(command.len() + 1)?;
+    (argv[before] != "--").then(|| first.to_string())
+}
+
 /// `codex sandbox [-P PROFILE] [-C DIR] -- COMMAND` (codex 0.171's spelling) on today's policies.
 fn run_profile(args: SandboxArgs, global: &crate::GlobalOpts) -> anyhow::Result<i32> {
     use crate::exit::Coded;
@@ -76,6 +94,14 @@ fn run_profile(args: SandboxArgs, global: &crate::GlobalOpts) -> anyhow::Result<
         return Err(Coded::new(
             2,
             "sandbox: no command (usage: codex sandbox [-P :read-only|:workspace|:danger-full-access] [-C DIR] -- COMMAND...)",
+        ));
+    }
+    if let Some(word) = subcommand_taken_as_command(&args.command, std::env::args_os()) {
+        return Err(Coded::new(
+            2,
+            format!(
+                "sandbox: `{word}` after an option would run a program named {word}: write `codex sandbox {word} [OPTIONS] -- COMMAND...` (options after the subcommand), or `-- {word}` to run such a program"
+            ),
         ));
     }
     let (full_auto, danger) = match args.permission_profile.as_deref() {
