@@ -17,6 +17,8 @@ pub mod mounts;
 pub mod net_rules;
 pub mod request;
 mod sys;
+#[cfg(target_os = "linux")]
+pub mod unix_diag;
 
 pub use env_policy::EnvPolicy;
 pub use request::{PolicySource, RequestError, SandboxRequest, expand_home};

@@ -52,96 +52,59 @@ pub fn listening_unix_nodes() -> std::io::Result<std::collections::HashMap<u32, 
 /// its bound path in `/proc/net/unix` does not show.
 #[cfg(target_os = "linux")]
 pub fn listening_unix_nodes() -> std::io::Result<std::collections::HashMap<u32, (u32, u64)>> {
-    use std::io;
-    use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
-    const SOCK_DIAG_BY_FAMILY: u16 = 20;
-    const UDIAG_SHOW_VFS: u32 = 0x2;
-    const UNIX_DIAG_VFS: u16 = 1;
-    const TCP_LISTEN: u32 = 10;
-    let cvt = |r: libc::c_long| {
-        if r < 0 {
-            Err(io::Error::last_os_error())
-        } else {
-            Ok(r)
+    use crate::unix_diag::{Query, Walked, ask, receive, walk};
+    let nl = ask(Query::Listening)?;
+    let mut nodes = std::collections::HashMap::new();
+    let mut buf = vec![0u8; 32 * 1024];
+    loop {
+        let n = receive(&nl, &mut buf)?;
+        let walked = walk(&buf[..n], |sock, node| {
+            if let Some(node) = node {
+                nodes.insert(sock, node);
+            }
+        })?;
+        if walked == Walked::Done {
+            return Ok(nodes);
         }
-    };
+    }
+}
+
+/// A `NETLINK_SOCK_DIAG` socket with `req` sent on it.
+#[cfg(target_os = "linux")]
+pub fn netlink_sock_diag_send(req: &[u8]) -> std::io::Result<std::os::fd::OwnedFd> {
+    use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
     // SAFETY: socket takes integers and returns a new descriptor or -1.
-    let nl = cvt(unsafe {
+    let nl = unsafe {
         libc::socket(
             libc::AF_NETLINK,
             libc::SOCK_DGRAM | libc::SOCK_CLOEXEC,
             libc::NETLINK_SOCK_DIAG,
         )
-    } as libc::c_long)?;
+    };
+    if nl < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
     // SAFETY: a new descriptor owned by nobody else.
-    let nl = unsafe { OwnedFd::from_raw_fd(nl as i32) };
-    // nlmsghdr (16) + unix_diag_req (24): every listening socket, with its node
-    let mut req = [0u8; 40];
-    req[0..4].copy_from_slice(&40u32.to_ne_bytes());
-    req[4..6].copy_from_slice(&SOCK_DIAG_BY_FAMILY.to_ne_bytes());
-    req[6..8].copy_from_slice(&((libc::NLM_F_REQUEST | libc::NLM_F_DUMP) as u16).to_ne_bytes());
-    req[8..12].copy_from_slice(&1u32.to_ne_bytes()); // sequence
-    req[16] = libc::AF_UNIX as u8;
-    req[20..24].copy_from_slice(&(1u32 << TCP_LISTEN).to_ne_bytes());
-    req[28..32].copy_from_slice(&UDIAG_SHOW_VFS.to_ne_bytes());
-    req[32..40].copy_from_slice(&[0xff; 8]); // no cookie
+    let nl = unsafe { OwnedFd::from_raw_fd(nl) };
     // SAFETY: `req` is valid for its length; the kernel copies it.
-    cvt(unsafe { libc::send(nl.as_raw_fd(), req.as_ptr().cast(), req.len(), 0) } as libc::c_long)?;
-    let bad = || io::Error::new(io::ErrorKind::InvalidData, "malformed unix_diag answer");
-    let mut nodes = std::collections::HashMap::new();
-    let mut buf = vec![0u8; 32 * 1024];
-    loop {
-        // SAFETY: `buf` is writable for its length.
-        let n = cvt(
-            unsafe { libc::recv(nl.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len(), 0) }
-                as libc::c_long,
-        )? as usize;
-        if n == 0 {
-            return Err(bad());
-        }
-        let msgs = &buf[..n];
-        let u16_at = |b: &[u8], i: usize| -> Option<u16> {
-            Some(u16::from_ne_bytes(b.get(i..i + 2)?.try_into().ok()?))
-        };
-        let u32_at = |b: &[u8], i: usize| -> Option<u32> {
-            Some(u32::from_ne_bytes(b.get(i..i + 4)?.try_into().ok()?))
-        };
-        let mut at = 0;
-        while at + 16 <= n {
-            let len = u32_at(msgs, at).ok_or_else(bad)? as usize;
-            let kind = u16_at(msgs, at + 4).ok_or_else(bad)?;
-            if len < 16 || at + len > n {
-                return Err(bad());
-            }
-            let msg = &msgs[at..at + len];
-            match kind {
-                k if k == libc::NLMSG_DONE as u16 => return Ok(nodes),
-                k if k == libc::NLMSG_ERROR as u16 => {
-                    let errno = u32_at(msg, 16).map_or(libc::EIO, |e| -(e as i32));
-                    return Err(io::Error::from_raw_os_error(errno));
-                }
-                SOCK_DIAG_BY_FAMILY => {
-                    // unix_diag_msg: family, type, state, pad, ino (u32), cookie (2 x u32)
-                    let sock_ino = u32_at(msg, 16 + 4).ok_or_else(bad)?;
-                    let mut a = 16 + 16;
-                    while a + 4 <= len {
-                        let alen = u16_at(msg, a).ok_or_else(bad)? as usize;
-                        let atype = u16_at(msg, a + 2).ok_or_else(bad)?;
-                        if alen < 4 || a + alen > len {
-                            return Err(bad());
-                        }
-                        if atype == UNIX_DIAG_VFS && alen >= 12 {
-                            // struct unix_diag_vfs { __u32 udiag_vfs_ino; __u32 udiag_vfs_dev; }
-                            let ino = u32_at(msg, a + 4).ok_or_else(bad)?;
-                            let dev = u32_at(msg, a + 8).ok_or_else(bad)?;
-                            nodes.insert(sock_ino, (dev, u64::from(ino)));
-                        }
-                        a += (alen + 3) & !3;
-                    }
-                }
-                _ => {}
-            }
-            at += (len + 3) & !3;
-        }
+    if unsafe { libc::send(nl.as_raw_fd(), req.as_ptr().cast(), req.len(), 0) } < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(nl)
+}
+
+/// One `recv` on `fd` into `buf`; 0 bytes is an error (the kernel always answers).
+#[cfg(target_os = "linux")]
+pub fn netlink_recv(fd: &std::os::fd::OwnedFd, buf: &mut [u8]) -> std::io::Result<usize> {
+    use std::os::fd::AsRawFd;
+    // SAFETY: `buf` is writable for its length.
+    let n = unsafe { libc::recv(fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len(), 0) };
+    match n {
+        n if n < 0 => Err(std::io::Error::last_os_error()),
+        0 => Err(std::io::Error::new(
+            std::io::ErrorKind::UnexpectedEof,
+            "unix_diag: no answer",
+        )),
+        n => Ok(n as usize),
     }
 }

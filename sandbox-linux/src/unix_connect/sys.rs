@@ -642,72 +642,22 @@ pub fn listen_errno(sock: &OwnedFd, backlog: i32) -> i32 {
 /// `UDIAG_SHOW_VFS`) reports it: (device as the kernel encodes it, inode). `Ok(None)`: the
 /// socket has no such node (abstract or unbound).
 pub fn unix_bound_node(sock: &OwnedFd) -> io::Result<Option<(u32, u32)>> {
-    const SOCK_DIAG_BY_FAMILY: u16 = 20;
-    const UDIAG_SHOW_VFS: u32 = 0x2;
-    const UNIX_DIAG_VFS: u16 = 1;
+    use sandbox_policy::unix_diag::{Query, ask, receive, walk};
     // SAFETY: stat is plain data written by the kernel for a valid descriptor.
     let mut st: libc::stat = unsafe { std::mem::zeroed() };
     // SAFETY: `sock` is a live descriptor and `st` is writable.
     cvt(unsafe { libc::fstat(sock.as_raw_fd(), &mut st) } as libc::c_long)?;
-    let sock_ino = st.st_ino as u32;
-    // SAFETY: socket takes integers and returns a new descriptor or -1.
-    let nl = cvt(unsafe {
-        libc::socket(
-            libc::AF_NETLINK,
-            libc::SOCK_DGRAM | libc::SOCK_CLOEXEC,
-            libc::NETLINK_SOCK_DIAG,
-        )
-    } as libc::c_long)?;
-    // SAFETY: a new descriptor owned by nobody else.
-    let nl = unsafe { OwnedFd::from_raw_fd(nl as RawFd) };
-    // nlmsghdr (16) + unix_diag_req (24)
-    let mut req = [0u8; 40];
-    req[0..4].copy_from_slice(&40u32.to_ne_bytes());
-    req[4..6].copy_from_slice(&SOCK_DIAG_BY_FAMILY.to_ne_bytes());
-    req[6..8].copy_from_slice(&(libc::NLM_F_REQUEST as u16).to_ne_bytes());
-    req[8..12].copy_from_slice(&1u32.to_ne_bytes()); // sequence
-    req[16] = libc::AF_UNIX as u8;
-    req[20..24].copy_from_slice(&u32::MAX.to_ne_bytes()); // every state
-    req[24..28].copy_from_slice(&sock_ino.to_ne_bytes());
-    req[28..32].copy_from_slice(&UDIAG_SHOW_VFS.to_ne_bytes());
-    req[32..40].copy_from_slice(&[0xff; 8]); // no cookie
-    // SAFETY: `req` is valid for its length; the kernel copies it.
-    cvt(unsafe { libc::send(nl.as_raw_fd(), req.as_ptr().cast(), req.len(), 0) } as libc::c_long)?;
+    let nl = ask(Query::One(st.st_ino as u32))?;
     let mut buf = [0u8; 1024];
-    // SAFETY: `buf` is writable for its length.
-    let n = cvt(
-        unsafe { libc::recv(nl.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len(), 0) }
-            as libc::c_long,
-    )? as usize;
-    let bad = || io::Error::new(io::ErrorKind::InvalidData, "malformed unix_diag answer");
-    if n < 16 {
-        return Err(bad());
-    }
-    let u16_at = |i: usize| u16::from_ne_bytes([buf[i], buf[i + 1]]);
-    let u32_at = |i: usize| u32::from_ne_bytes([buf[i], buf[i + 1], buf[i + 2], buf[i + 3]]);
-    let len = (u32_at(0) as usize).min(n);
-    if u16_at(4) == libc::NLMSG_ERROR as u16 {
-        let errno = if len >= 20 {
-            -(u32_at(16) as i32)
-        } else {
-            libc::EIO
-        };
-        return Err(io::Error::from_raw_os_error(errno));
-    }
-    // unix_diag_msg (16 bytes) after the header, then attributes
-    let mut at = 16 + 16;
-    while at + 4 <= len {
-        let alen = u16_at(at) as usize;
-        let atype = u16_at(at + 2);
-        if alen < 4 || at + alen > len {
-            return Err(bad());
+    let n = receive(&nl, &mut buf)?;
+    // one answer: the first message's node (a node's inode fits 32 bits in unix_diag_vfs)
+    let mut found: Option<Option<(u32, u32)>> = None;
+    walk(&buf[..n], |_, node| {
+        if found.is_none() {
+            found = Some(node.map(|(dev, ino)| (dev, ino as u32)));
         }
-        if atype == UNIX_DIAG_VFS && alen >= 12 {
-            return Ok(Some((u32_at(at + 8), u32_at(at + 4))));
-        }
-        at += (alen + 3) & !3;
-    }
-    Ok(None)
+    })?;
+    Ok(found.flatten())
 }
 
 /// Whether `st_dev` (user-space encoding) is the kernel-encoded `kdev` (`MAJOR << 20 | MINOR`).
