@@ -102,6 +102,7 @@ fn build(
         deny_read,
         network: network || kind == PolicyKind::DangerFullAccess,
         deny_read_unsearched: Vec::new(),
+        sockets_through_links: Vec::new(),
         writable_home: None,
     }
 }

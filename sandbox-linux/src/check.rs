@@ -66,6 +66,7 @@ pub fn render_for(kernel: &KernelSupport, userns: &Result<(), std::io::Error>) -
             deny_read: Vec::new(),
             network,
             deny_read_unsearched: Vec::new(),
+            sockets_through_links: Vec::new(),
             writable_home: None,
         };
         let mut missing = kernel::missing_features(kernel, &policy);

@@ -233,6 +233,7 @@ mod tests {
             deny_read: deny,
             network: false,
             deny_read_unsearched: Vec::new(),
+            sockets_through_links: Vec::new(),
             writable_home: None,
         }
     }

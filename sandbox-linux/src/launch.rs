@@ -301,6 +301,15 @@ impl Sandbox<Planned> {
                 opts.program
             );
         }
+        // outside review r50 L1: a held socket reached through a link the command can re-point
+        for (socket, link) in &policy.sockets_through_links {
+            eprintln!(
+                "{}: warning: the socket {} is reached through your symbolic link {}: the command can re-point the link (a mount holds the socket, not a link); see docs/security.md",
+                opts.program,
+                socket.display(),
+                link.display()
+            );
+        }
         // outside review r40 F7: the deny-read search for links stops at its bound; say so
         for d in &policy.deny_read_unsearched {
             eprintln!(

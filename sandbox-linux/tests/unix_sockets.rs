@@ -894,3 +894,44 @@ fn a_socket_renamed_or_linked_after_it_was_bound_cannot_be_swapped() {
     // control: outside the sandbox the user replaces the name ssh uses
     removed_outside_by_the_user(&ssh);
 }
+
+/// Outside review r50 L1: a socket bound through a symbolic link of the user's in a temporary
+/// root (`TMUX_TMPDIR=/tmp/link`, `/tmp/link -> /tmp/real`) is held, but the link clients go
+/// through cannot be (a mount cannot hold a link; it lives in the sticky `/tmp`), and the
+/// command re-points it. Not preventable: the launcher says so, naming the socket and the link.
+/// Control: the same socket bound through the real directory gives no such warning.
+#[test]
+fn a_socket_reached_through_a_link_of_the_users_is_warned_about() {
+    let e = env();
+    let tmp = e.ws.parent().unwrap().join("tmp");
+    let real = tmp.join("real");
+    std::fs::create_dir_all(&real).unwrap();
+    let link = tmp.join("link");
+    std::os::unix::fs::symlink(&real, &link).unwrap();
+    let through_link = link.join("agent.sock");
+    let server = listen(&through_link);
+    chown_r(&tmp);
+    std::os::unix::fs::lchown(&link, Some(NOBODY), Some(NOBODY)).unwrap();
+    let (out, _, ctx) = run_with_tmpdir(&e, &tmp, "true");
+    assert_eq!(out.status.code(), Some(0), "{ctx}");
+    let warning = format!(
+        "warning: the socket {} is reached through your symbolic link {}: the command can re-point the link",
+        through_link.display(),
+        link.display()
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains(&warning),
+        "{ctx}"
+    );
+    // control: bound through the real directory
+    drop(server);
+    std::fs::remove_file(real.join("agent.sock")).unwrap();
+    let _server = listen(&real.join("agent.sock"));
+    chown_r(&tmp);
+    let (out, _, ctx) = run_with_tmpdir(&e, &tmp, "true");
+    assert_eq!(out.status.code(), Some(0), "{ctx}");
+    assert!(
+        !String::from_utf8_lossy(&out.stderr).contains("symbolic link"),
+        "control: {ctx}"
+    );
+}

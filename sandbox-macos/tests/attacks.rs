@@ -47,6 +47,7 @@ fn nested() -> EffectivePolicy {
         ],
         network: false,
         deny_read_unsearched: Vec::new(),
+        sockets_through_links: Vec::new(),
         writable_home: None,
     }
 }
@@ -244,6 +245,7 @@ fn danger_full_access_allows_everything() {
         deny_read: vec![],
         network: true,
         deny_read_unsearched: Vec::new(),
+        sockets_through_links: Vec::new(),
         writable_home: None,
     };
     let sb = generate(&policy, &HostPaths::default()).unwrap();

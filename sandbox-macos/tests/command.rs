@@ -30,6 +30,7 @@ fn policy(network: bool) -> sandbox_macos::SeatbeltPolicy {
         },
         network,
         deny_read_unsearched: Vec::new(),
+        sockets_through_links: Vec::new(),
         writable_home: None,
     };
     generate(&p, &HostPaths::default()).unwrap()

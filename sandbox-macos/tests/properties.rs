@@ -106,6 +106,7 @@ fn build(s: &Shape, tag: char) -> (EffectivePolicy, HostPaths) {
         deny_read,
         network: s.network || s.kind == PolicyKind::DangerFullAccess,
         deny_read_unsearched: Vec::new(),
+        sockets_through_links: Vec::new(),
         writable_home: None,
     };
     (

@@ -169,6 +169,7 @@ impl SandboxPolicy {
         let cwd_given = cwd;
         let mut cwd = canonical_dir(cwd, "cwd")?;
         let mut writable_roots: Vec<WritableRoot> = Vec::new();
+        let mut socket_links: Vec<(PathBuf, PathBuf)> = Vec::new();
         let mut network = false;
         match self {
             SandboxPolicy::DangerFullAccess => network = true,
@@ -244,7 +245,7 @@ impl SandboxPolicy {
                 }
                 protect_codex_home(&mut writable_roots, env, &unique);
                 protect_home_startup_files(&mut writable_roots, env, &unique);
-                protect_socket_dirs(&mut writable_roots, &temp_roots);
+                socket_links = protect_socket_dirs(&mut writable_roots, &temp_roots);
             }
         }
         let mut unsearched: Vec<PathBuf> = Vec::new();
@@ -286,6 +287,7 @@ impl SandboxPolicy {
             network,
             deny_read_unsearched: unsearched,
             writable_home: None,
+            sockets_through_links: socket_links,
         })
     }
 }
@@ -1007,7 +1009,20 @@ fn deny_link_targets(
 /// another network namespace, and sockets in other roots (a project's own sockets are its
 /// work). Cost: a command that starts its own tmux or ssh-agent in such a
 /// directory must use another (`TMUX_TMPDIR`, `ssh-agent -a`).
-fn protect_socket_dirs(roots: &mut [WritableRoot], temp_roots: &[PathBuf]) {
+fn protect_socket_dirs(
+    roots: &mut [WritableRoot],
+    temp_roots: &[PathBuf],
+) -> Vec<(PathBuf, PathBuf)> {
+    let mut links = Vec::new();
+    protect_sockets_into(roots, temp_roots, &mut links);
+    links
+}
+
+fn protect_sockets_into(
+    roots: &mut [WritableRoot],
+    temp_roots: &[PathBuf],
+    links: &mut Vec<(PathBuf, PathBuf)>,
+) {
     use std::os::unix::ffi::OsStrExt;
     use std::os::unix::fs::{FileTypeExt, MetadataExt};
     if temp_roots.is_empty() {
@@ -1081,7 +1096,7 @@ fn protect_socket_dirs(roots: &mut [WritableRoot], temp_roots: &[PathBuf]) {
             // not listening (an accepted connection shows its listener's path) or no dump
             (None, _) => {}
         }
-        hold_socket(roots, temp_roots, path, uid);
+        hold_socket(roots, temp_roots, path, uid, links);
     }
     if moved.is_empty() && linked.is_empty() {
         return;
@@ -1119,7 +1134,7 @@ fn protect_socket_dirs(roots: &mut [WritableRoot], temp_roots: &[PathBuf]) {
                 continue;
             };
             if m.uid() == uid && wanted.contains(&(kernel_dev(m.dev()), m.ino())) {
-                hold_socket(roots, temp_roots, &p, uid);
+                hold_socket(roots, temp_roots, &p, uid, links);
             }
         }
     }
@@ -1140,7 +1155,13 @@ fn kernel_dev(st_dev: u64) -> u32 {
 
 /// Hold the user's socket at `path` (inside a temporary root): the shallowest directory of the
 /// user's on the way below the deepest temporary root holding it, else the socket itself.
-fn hold_socket(roots: &mut [WritableRoot], temp_roots: &[PathBuf], path: &Path, uid: u32) {
+fn hold_socket(
+    roots: &mut [WritableRoot],
+    temp_roots: &[PathBuf],
+    path: &Path,
+    uid: u32,
+    links: &mut Vec<(PathBuf, PathBuf)>,
+) {
     use std::os::unix::fs::{FileTypeExt, MetadataExt};
     // the deepest temporary root holding it (r46 F1: with `TMPDIR=/tmp/user/UID` the walk
     // from `/tmp` stopped at `$TMPDIR`, a root, and held nothing)
@@ -1167,6 +1188,14 @@ fn hold_socket(roots: &mut [WritableRoot], temp_roots: &[PathBuf], path: &Path, 
                 break;
             }
             Ok(m) if m.is_dir() => {}
+            // a link of the user's on the way: the socket is held below, the link cannot be
+            Ok(m) if m.file_type().is_symlink() && m.uid() == uid => {
+                let pair = (path.to_path_buf(), dir.clone());
+                if !links.contains(&pair) {
+                    links.push(pair);
+                }
+                break;
+            }
             _ => break,
         }
     }
@@ -1918,6 +1947,11 @@ pub struct EffectivePolicy {
     /// backends warn about it.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub writable_home: Option<String>,
+    /// Sockets held in a temporary root whose path goes through a symbolic link of the user's
+    /// there: (socket path, link). A mount holds the socket, not the link, which the command
+    /// can re-point (outside review r50 L1). The backends warn about them.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub sockets_through_links: Vec<(PathBuf, PathBuf)>,
 }
 
 /// Policy errors: each names the field or path at fault.
