@@ -732,9 +732,11 @@ impl Sandbox<Planned> {
                 // The tree is gone (the init's word): its own exit and the kernel's teardown of
                 // the namespaces are not waited for (the init stays a zombie until this process
                 // exits; `spawn` is the last thing a single-threaded launcher does).
-                let status = match reported {
-                    Reported::TreeEnded(_) => None,
-                    _ => Some(sys::waitpid(child).map_err(|source| SandboxError::Wait { source })?),
+                let wait = || sys::waitpid(child).map_err(|source| SandboxError::Wait { source });
+                let outcome = match reported {
+                    Reported::TreeEnded(code) => Ok(code),
+                    Reported::SetupFailed(code) => wait().and(Err(SandboxError::Child { code })),
+                    Reported::Nothing => wait().map(sys::exit_code_from_status),
                 };
                 if confined && !pid_namespace {
                     // Without a pid namespace: whatever the init left (only something outside
@@ -764,12 +766,7 @@ impl Sandbox<Planned> {
                         this.opts.program
                     );
                 }
-                match (reported, status) {
-                    (Reported::SetupFailed(code), _) => Err(SandboxError::Child { code }),
-                    (Reported::TreeEnded(code), _) => Ok(code),
-                    (Reported::Nothing, Some(status)) => Ok(sys::exit_code_from_status(status)),
-                    (Reported::Nothing, None) => unreachable!("waited for above"),
-                }
+                outcome
             }
         }
     }
