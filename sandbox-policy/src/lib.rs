@@ -1009,27 +1009,21 @@ fn deny_link_targets(
 /// another network namespace, and sockets in other roots (a project's own sockets are its
 /// work). Cost: a command that starts its own tmux or ssh-agent in such a
 /// directory must use another (`TMUX_TMPDIR`, `ssh-agent -a`).
+/// Returns the held sockets reached through a link of the user's (socket, link).
+#[cfg(target_os = "linux")]
 fn protect_socket_dirs(
     roots: &mut [WritableRoot],
     temp_roots: &[PathBuf],
 ) -> Vec<(PathBuf, PathBuf)> {
-    let mut links = Vec::new();
-    protect_sockets_into(roots, temp_roots, &mut links);
-    links
-}
-
-fn protect_sockets_into(
-    roots: &mut [WritableRoot],
-    temp_roots: &[PathBuf],
-    links: &mut Vec<(PathBuf, PathBuf)>,
-) {
     use std::os::unix::ffi::OsStrExt;
     use std::os::unix::fs::{FileTypeExt, MetadataExt};
+    use unix_diag::kernel_dev;
+    let mut links = Vec::new();
     if temp_roots.is_empty() {
-        return;
+        return links;
     }
     let Ok(table) = std::fs::read("/proc/net/unix") else {
-        return;
+        return links;
     };
     let uid = sys::uid();
     // `Num RefCount Protocol Flags Type St Inode Path`: the path is the rest after seven fields
@@ -1063,7 +1057,7 @@ fn protect_sockets_into(
         bound.push((inode, path));
     }
     if bound.is_empty() {
-        return;
+        return links;
     }
     // The node each listening socket is bound to (`unix_diag`; unavailable: the bound paths
     // are taken at their word, as before r49 F1).
@@ -1096,19 +1090,16 @@ fn protect_sockets_into(
             // not listening (an accepted connection shows its listener's path) or no dump
             (None, _) => {}
         }
-        hold_socket(roots, temp_roots, path, uid, links);
+        hold_socket(roots, temp_roots, path, uid, &mut links);
     }
     if moved.is_empty() && linked.is_empty() {
-        return;
+        return links;
     }
     // Outside review r48 F1: the names clients use are found by the node the socket is bound
     // to, in each temporary root's top level and in the directories the sockets were bound in
     // (a directory renamed since, or a name deeper elsewhere: not searched).
     let mut wanted: Vec<(u32, u64)> = moved.iter().map(|(node, _)| *node).collect();
     wanted.extend(linked.iter().map(|(node, _)| *node));
-    if wanted.is_empty() {
-        return;
-    }
     let mut dirs: Vec<PathBuf> = temp_roots.to_vec();
     let bound_in = moved
         .iter()
@@ -1134,27 +1125,22 @@ fn protect_sockets_into(
                 continue;
             };
             if m.uid() == uid && wanted.contains(&(kernel_dev(m.dev()), m.ino())) {
-                hold_socket(roots, temp_roots, &p, uid, links);
+                hold_socket(roots, temp_roots, &p, uid, &mut links);
             }
         }
     }
+    links
 }
 
-/// `st_dev` as the kernel encodes devices in `unix_diag` (`MAJOR << 20 | MINOR`).
-fn kernel_dev(st_dev: u64) -> u32 {
-    #[cfg(target_os = "linux")]
-    {
-        (libc::major(st_dev) << 20) | libc::minor(st_dev)
-    }
-    // (never asked: nothing is found there, `sys::listening_unix_nodes`)
-    #[cfg(not(target_os = "linux"))]
-    {
-        st_dev as u32
-    }
+/// Elsewhere there is no `/proc/net/unix`: nothing to hold.
+#[cfg(not(target_os = "linux"))]
+fn protect_socket_dirs(_: &mut [WritableRoot], _: &[PathBuf]) -> Vec<(PathBuf, PathBuf)> {
+    Vec::new()
 }
 
 /// Hold the user's socket at `path` (inside a temporary root): the shallowest directory of the
 /// user's on the way below the deepest temporary root holding it, else the socket itself.
+#[cfg(target_os = "linux")]
 fn hold_socket(
     roots: &mut [WritableRoot],
     temp_roots: &[PathBuf],

@@ -38,12 +38,6 @@ pub fn passwd_home() -> Option<PathBuf> {
     }
 }
 
-/// Not on other systems (no `NETLINK_SOCK_DIAG`): nothing found.
-#[cfg(not(target_os = "linux"))]
-pub fn listening_unix_nodes() -> std::io::Result<std::collections::HashMap<u32, (u32, u64)>> {
-    Ok(std::collections::HashMap::new())
-}
-
 /// The filesystem node each listening unix socket of this network namespace is bound to, from
 /// one `NETLINK_SOCK_DIAG` dump (`unix_diag`, `UDIAG_SHOW_VFS`, `ss -xl`'s source): (the socket's
 /// own inode, as `/proc/net/unix`'s `Inode` column shows it) -> (device as the kernel encodes it,

@@ -10,6 +10,12 @@ const UDIAG_SHOW_VFS: u32 = 0x2;
 const UNIX_DIAG_VFS: u16 = 1;
 const TCP_LISTEN: u32 = 10;
 
+/// `st_dev` (user-space encoding) as the kernel encodes devices in `unix_diag`
+/// (`MAJOR << 20 | MINOR`).
+pub fn kernel_dev(st_dev: u64) -> u32 {
+    (libc::major(st_dev) << 20) | libc::minor(st_dev)
+}
+
 /// What is asked.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Query {

@@ -445,7 +445,7 @@ fn socket_file_private(
             .map_err(|_| DENIED_ERRNO)?
     };
     let m = held.metadata().map_err(|_| DENIED_ERRNO)?;
-    if !(sys::same_device(m.dev(), kdev) && m.ino() as u32 == ino) {
+    if !(sandbox_policy::unix_diag::kernel_dev(m.dev()) == kdev && m.ino() as u32 == ino) {
         return Err(DENIED_ERRNO);
     }
     if m.mode() & libc::S_IWOTH != 0 {

@@ -660,11 +660,6 @@ pub fn unix_bound_node(sock: &OwnedFd) -> io::Result<Option<(u32, u32)>> {
     Ok(found.flatten())
 }
 
-/// Whether `st_dev` (user-space encoding) is the kernel-encoded `kdev` (`MAJOR << 20 | MINOR`).
-pub fn same_device(st_dev: u64, kdev: u32) -> bool {
-    libc::major(st_dev) == kdev >> 20 && libc::minor(st_dev) == kdev & 0xf_ffff
-}
-
 /// What a unix socket is bound to (`getsockname`).
 #[derive(Debug, PartialEq, Eq)]
 pub enum UnixName {
