@@ -77,7 +77,9 @@ pub struct Options {
     /// Print the enforcement report even when nothing is missing.
     pub verbose: bool,
     /// Extra variables for the command's environment (e.g. `secure_main::kept_loader_env()`, the
-    /// loader variables our own pre-main hardening removed from this process).
+    /// loader variables our own pre-main hardening removed from this process). They pass through
+    /// [`Options::env`] like this process's own (outside review r51 F1: `LD_AUTH_TOKEN` and an
+    /// `LD_*` URL with a password were handed to the command past the secret filter).
     pub extra_env: Vec<(OsString, OsString)>,
     /// Prefix of messages (`codex-linux-sandbox` or `codex`).
     pub program: String,
@@ -121,6 +123,8 @@ pub struct Planned {
     net_rules: Option<sandbox_policy::net_rules::DomainRules>,
     /// The filtering proxy's listener (bound by `spawn` before the fork).
     net_proxy: Option<crate::net_proxy::Bound>,
+    /// The proxy's variables for the command (`HTTP_PROXY`...): ours, set after the env policy.
+    proxy_env: Vec<(OsString, OsString)>,
 }
 
 /// State: every mechanism applied to this process.
@@ -128,6 +132,8 @@ pub struct Applied {
     report: Report,
     /// The name guard creator's lifeline ([`crate::name_guard::spawn_creator`]).
     creator_lifeline: Option<std::os::fd::OwnedFd>,
+    /// See `Planned::proxy_env`.
+    proxy_env: Vec<(OsString, OsString)>,
 }
 
 /// The sandbox in state `S`.
@@ -232,6 +238,7 @@ impl Sandbox<Planned> {
                 name_guard: None,
                 net_rules,
                 net_proxy: None,
+                proxy_env: Vec::new(),
             },
         })
     }
@@ -265,6 +272,7 @@ impl Sandbox<Planned> {
             name_guard: guard_channels,
             net_rules,
             net_proxy,
+            proxy_env,
         } = state;
         drop(net_proxy); // the launcher serves it; this process must not hold the listener
         let proxy_only = net_rules.is_some();
@@ -279,6 +287,7 @@ impl Sandbox<Planned> {
                 state: Applied {
                     report,
                     creator_lifeline: None,
+                    proxy_env,
                 },
             });
         }
@@ -545,6 +554,7 @@ impl Sandbox<Planned> {
             state: Applied {
                 report,
                 creator_lifeline,
+                proxy_env,
             },
         })
     }
@@ -580,7 +590,7 @@ impl Sandbox<Planned> {
                         source,
                     })?;
                 for (k, v) in crate::net_proxy::proxy_env(bound.addr) {
-                    this.opts.extra_env.push((k.into(), v.into()));
+                    this.state.proxy_env.push((k.into(), v.into()));
                 }
                 this.state.net_proxy = Some(bound);
             }
@@ -933,7 +943,10 @@ impl Sandbox<Applied> {
     /// Replace this process with `command` (PATH lookup like a shell). Returns only on failure:
     /// `CommandNotFound` (127) or `CommandNotExecutable` (126).
     pub fn exec(mut self, command: &[OsString]) -> SandboxError {
-        let filtered = self.opts.env.apply(std::env::vars_os());
+        let filtered = self
+            .opts
+            .env
+            .apply(std::env::vars_os().chain(self.opts.extra_env.iter().cloned()));
         self.state.report.env_removed = filtered.removed;
         let report = &self.state.report;
         if self.opts.verbose || report.is_degraded() {
@@ -953,7 +966,7 @@ impl Sandbox<Applied> {
                 }
             }
         }
-        let envp = match child_env(&self.policy, filtered.vars, &self.opts.extra_env) {
+        let envp = match child_env(&self.policy, filtered.vars, &self.state.proxy_env) {
             Ok(e) => e,
             Err(e) => return e,
         };
@@ -1141,7 +1154,7 @@ fn canonical_prefix(p: &std::path::Path) -> PathBuf {
 }
 
 /// The command's environment: ours as the env policy filtered it (without the test hook's
-/// variable), plus the sandbox markers, plus `extra`.
+/// variable), plus the sandbox markers, plus `extra` (the network proxy's variables).
 fn child_env(
     policy: &EffectivePolicy,
     mut vars: Vec<(OsString, OsString)>,

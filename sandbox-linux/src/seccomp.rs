@@ -141,6 +141,35 @@ pub const MODES: &[Rule] = &[
         0x4004_7602,
         "see FS_IOC_SETVERSION",
     ),
+    // outside review r51 F3: ext4's own number for the same call (`_IOW('f', 4, long)`) reached
+    // the same handler through a read-only descriptor of the user's file
+    ioctl_row(
+        "ioctl(EXT4_IOC_SETVERSION)",
+        0x4008_6604,
+        "see FS_IOC_SETVERSION (ext4's spelling)",
+    ),
+    ioctl_row(
+        "ioctl(EXT4_IOC32_SETVERSION)",
+        0x4004_6604,
+        "see FS_IOC_SETVERSION (ext4's 32-bit spelling)",
+    ),
+    ioctl_row(
+        "ioctl(EXT4_IOC_MIGRATE)",
+        0x6609,
+        "rewrites an inode's block map into extents and sets its extents flag, through any \
+         descriptor the owner holds",
+    ),
+    ioctl_row(
+        "ioctl(BTRFS_IOC_SUBVOL_SETFLAGS)",
+        0x4008_941a,
+        "makes the owner's btrfs subvolume read-only (or writable) through a read-only \
+         descriptor of its directory",
+    ),
+    ioctl_row(
+        "ioctl(BTRFS_IOC_SET_RECEIVED_SUBVOL)",
+        0xc0c8_9425,
+        "rewrites a btrfs subvolume's received UUID and times (what `btrfs send -p` trusts)",
+    ),
     ioctl_row(
         "ioctl(FS_IOC_ENABLE_VERITY)",
         0x4080_6685,

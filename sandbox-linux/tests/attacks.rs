@@ -924,6 +924,43 @@ fn a_root_inside_another_root_cannot_be_renamed_away_from_its_read_only_git() {
     );
 }
 
+/// Outside review r51 F1: the loader variables the launcher kept for the command were added
+/// back after the secret filter, so `LD_AUTH_TOKEN`, `LD_API_KEY` and an `LD_*` URL with a
+/// password reached the command. They go through the filter like every other variable now; an
+/// ordinary loader variable still arrives (the control).
+#[test]
+fn loader_variables_pass_the_secret_filter_like_any_other() {
+    let e = env();
+    let mut c = Run::ws_write(&e).command(&["/usr/bin/env"]);
+    c.env("LD_AUTH_TOKEN", "r51-token")
+        .env("LD_API_KEY", "r51-key")
+        .env("LD_CONN_URL", "postgres://u:r51-password@db/x")
+        .env("LD_LIBRARY_PATH", "/nonexistent-r51-lib")
+        .env("OTHER_TOKEN", "r51-other");
+    let out = c
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .output()
+        .unwrap();
+    let seen = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for secret in ["r51-token", "r51-key", "r51-password", "r51-other"] {
+        assert!(
+            !seen.contains(secret),
+            "{secret} reached the command:\n{seen}"
+        );
+    }
+    assert!(
+        seen.lines()
+            .any(|l| l == "LD_LIBRARY_PATH=/nonexistent-r51-lib"),
+        "the ordinary loader variable is gone too:\n{seen}"
+    );
+}
+
 #[test]
 fn loader_variables_removed_from_the_launcher_reach_the_command() {
     // secure-main strips LD_* from our own process before main and keeps them for children;

@@ -91,8 +91,12 @@ pub fn run(args: MacosArgs, global: &crate::GlobalOpts) -> anyhow::Result<i32> {
         }
         return Ok(0);
     }
-    // `[shell_environment_policy]`: the same filter as on Linux (secrets, agent sockets)
-    let env = settings.env.apply(std::env::vars_os()).vars;
+    // `[shell_environment_policy]`: the same filter as on Linux (secrets, agent sockets), over
+    // the loader variables our pre-main hardening kept for the command too (r51 F1)
+    let env = settings
+        .env
+        .apply(std::env::vars_os().chain(secure_main::kept_loader_env()))
+        .vars;
     run_seatbelt(&seatbelt, &args.run.command, &cwd, &env)
 }
 
@@ -103,7 +107,7 @@ fn run_seatbelt(
     cwd: &std::path::Path,
     env: &[(OsString, OsString)],
 ) -> anyhow::Result<i32> {
-    match sandbox_macos::run(policy, command, cwd, env, &secure_main::kept_loader_env()) {
+    match sandbox_macos::run(policy, command, cwd, env, &[]) {
         Ok(status) => Ok(sandbox_macos::exit_code(status)),
         Err(e) => Err(Coded::new(EXIT_SETUP_FAILED, e.to_string())),
     }
