@@ -18,25 +18,17 @@ import sys
 import tempfile
 import time
 
+import startup_commands
+
 rounds = int(sys.argv[1])
 binaries = sys.argv[2:]
 if not binaries or not shutil.which("bwrap"):
     sys.exit("usage: startup-interleaved.py ROUNDS CODEX_BINARY... (needs bwrap)")
 work = tempfile.mkdtemp()
 os.mkdir(os.path.join(work, ".git"))
+commands = startup_commands.commands(binaries, work)
 os.chdir(work)
 os.environ["PWD"] = work
-commands = {
-    "bwrap": [shutil.which("bwrap"), "--ro-bind", "/", "/", "--dev", "/dev", "--bind", work, work,
-              "--unshare-all", "--die-with-parent", "--new-session", "--", "/bin/true"],
-}
-for b in binaries:
-    if b.startswith("helper:"):
-        # the small `codex-linux-sandbox` helper with the same policy (no multitool to load)
-        commands[b] = [b[len("helper:"):], "--sandbox-policy-cwd", work, "--sandbox-policy",
-                       '{"mode":"workspace-write","network_access":false}', "--", "/bin/true"]
-    else:
-        commands[b] = [b, "sandbox", "linux", "--full-auto", "--", "/bin/true"]
 devnull = os.open(os.devnull, os.O_RDWR)
 
 

@@ -23,6 +23,8 @@ import subprocess
 import sys
 import tempfile
 
+import startup_commands
+
 rounds = int(sys.argv[1])
 binaries = sys.argv[2:]
 if not binaries or not shutil.which("bwrap") or not shutil.which("perf"):
@@ -30,16 +32,7 @@ if not binaries or not shutil.which("bwrap") or not shutil.which("perf"):
 work = tempfile.mkdtemp()
 os.mkdir(os.path.join(work, ".git"))
 env = dict(os.environ, PWD=work)
-commands = {
-    "bwrap": [shutil.which("bwrap"), "--ro-bind", "/", "/", "--dev", "/dev", "--bind", work, work,
-              "--unshare-all", "--die-with-parent", "--new-session", "--", "/bin/true"],
-}
-for b in binaries:
-    if b.startswith("helper:"):
-        commands[b] = [b[len("helper:"):], "--sandbox-policy-cwd", work, "--sandbox-policy",
-                       '{"mode":"workspace-write","network_access":false}', "--", "/bin/true"]
-    else:
-        commands[b] = [b, "sandbox", "linux", "--full-auto", "--", "/bin/true"]
+commands = startup_commands.commands(binaries, work)
 EVENT = re.compile(r"\s*([\d.]+)\s+(\S+)/(\d+) sched:(\w+)\((.*)")
 PHASES = ["clone", "setup", "run", "tail", "total"]
 
