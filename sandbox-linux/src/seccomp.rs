@@ -203,6 +203,19 @@ pub const MODES: &[Rule] = &[
         },
         "exclusive mode on the user's terminal: nothing else may open it afterwards",
     ),
+    // outside review r51 F2: the terminal the command holds is the user's (it cannot open a pty
+    // of its own), and a new window size makes the kernel send SIGWINCH to that terminal's
+    // foreground job, outside the sandbox
+    Rule::new(
+        "ioctl(TIOCSWINSZ)",
+        libc::SYS_ioctl,
+        Eq32 {
+            arg: 1,
+            value: libc::TIOCSWINSZ as u32,
+        },
+        "a window size set on the user's terminal signals its foreground job (SIGWINCH), \
+         outside the sandbox",
+    ),
 ];
 
 /// Compile the table (and the shared ABI filter) before anything is restricted.

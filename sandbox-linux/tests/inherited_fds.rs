@@ -341,6 +341,97 @@ fn the_users_terminal_stays_private_to_the_user() {
     drop(master);
 }
 
+/// Sets `TOSTOP` (and clears `ECHO`) on the terminal at fd 0 through each of the three
+/// settings calls (`struct termios` by `tcsetattr`, `struct termio` by `TCSETA`, `struct
+/// termios2` by `TCSETS2`), reads each back, then sets the window size.
+const TERMINAL_PY: &str = r#"import fcntl, struct, termios
+T = termios.TOSTOP
+def reset():
+    a = termios.tcgetattr(0); a[3] &= ~T; termios.tcsetattr(0, termios.TCSANOW, a)
+a = termios.tcgetattr(0); a[3] |= T; a[3] &= ~termios.ECHO
+termios.tcsetattr(0, termios.TCSANOW, a)
+b = termios.tcgetattr(0)
+print('termios', int(b[3] & T != 0), 'echo', int(b[3] & termios.ECHO != 0)); reset()
+buf = fcntl.ioctl(0, 0x5405, bytes(18)); f = list(struct.unpack('HHHH', buf[:8])); f[3] |= T
+fcntl.ioctl(0, 0x5406, struct.pack('HHHH', *f) + buf[8:])
+print('termio', int(struct.unpack('HHHH', fcntl.ioctl(0, 0x5405, bytes(18))[:8])[3] & T != 0)); reset()
+buf = fcntl.ioctl(0, 0x802C542A, bytes(44)); f = list(struct.unpack('IIII', buf[:16])); f[3] |= T
+fcntl.ioctl(0, 0x402C542B, struct.pack('IIII', *f) + buf[16:])
+print('termios2', int(struct.unpack('IIII', fcntl.ioctl(0, 0x802C542A, bytes(44))[:16])[3] & T != 0)); reset()
+try:
+    fcntl.ioctl(0, termios.TIOCSWINSZ, struct.pack('HHHH', 11, 22, 0, 0)); print('winsz ok')
+except OSError as e:
+    print('winsz errno', e.errno)
+"#;
+
+/// Outside review r51 F2: the terminal the command holds is the user's; `stty tostop` there
+/// stopped the user's own background jobs (`SIGTTOU` at their next write, outside the
+/// sandbox), and a new window size sent `SIGWINCH` to the terminal's foreground job. The
+/// settings calls are performed by the supervisor without `TOSTOP`, whatever the structure;
+/// every other setting still applies (`ECHO` cleared: readline and editors keep working);
+/// `TIOCSWINSZ` is refused. Control: outside, the same script sets `TOSTOP` three ways and the
+/// window size.
+#[test]
+fn the_users_terminal_cannot_be_made_to_signal_the_users_other_jobs() {
+    use std::os::unix::fs::OpenOptionsExt;
+    let e = Env::new();
+    let (master, slave) = pty();
+    chown(&slave, Some(NOBODY), Some(NOBODY)).unwrap();
+    let tty = || {
+        Stdio::from(
+            std::fs::OpenOptions::new()
+                .read(true)
+                .write(true)
+                .custom_flags(libc::O_NOCTTY)
+                .open(&slave)
+                .unwrap(),
+        )
+    };
+    for (policy, ns) in modes() {
+        let mut c = match ns {
+            Ns::With => Command::new(helper()),
+            Ns::Without => {
+                let mut c = Command::new(PROBE);
+                c.args(["outer-deny", "userns", "--", &helper()]);
+                c
+            }
+        };
+        let out = c
+            .arg("--sandbox-policy-cwd")
+            .arg(&e.ws)
+            .arg("--sandbox-policy")
+            .arg(policy)
+            .args(["--", "python3", "-c", TERMINAL_PY])
+            .current_dir(&e.ws)
+            .env("PWD", &e.ws)
+            .uid(NOBODY)
+            .gid(NOBODY)
+            .stdin(tty())
+            .output()
+            .unwrap();
+        assert_eq!(
+            String::from_utf8_lossy(&out.stdout),
+            "termios 0 echo 0\ntermio 0\ntermios2 0\nwinsz errno 1\n",
+            "{policy} {ns:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let out = Command::new("python3")
+        .args(["-c", TERMINAL_PY])
+        .uid(NOBODY)
+        .gid(NOBODY)
+        .stdin(tty())
+        .output()
+        .unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "termios 1 echo 0\ntermio 1\ntermios2 1\nwinsz ok\n",
+        "control outside: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    drop(master);
+}
+
 /// A descriptor received over an allowed unix socket (SCM_RIGHTS) is no way out either.
 #[test]
 fn a_received_descriptor_is_no_way_to_an_outside_files_metadata() {

@@ -30,6 +30,10 @@
 //!
 //! Without namespaces the read-only policy refuses these calls by seccomp before they are
 //! notified ([`crate::seccomp::METADATA`]); a policy with writable roots is refused there.
+//!
+//! Also here, though not a file's metadata: a terminal's settings (`tcsetattr` and the older
+//! and newer structures), performed without `TOSTOP` in every mode ([`terminal_settings`];
+//! outside review r51 F2).
 
 pub(crate) mod sys;
 
@@ -48,7 +52,34 @@ pub const DENIED_ERRNO: i32 = libc::EPERM;
 pub const FS_IOC_SETFLAGS: u32 = 0x4008_6602;
 pub const FS_IOC32_SETFLAGS: u32 = 0x4004_6602;
 pub const FS_IOC_FSSETXATTR: u32 = 0x401c_5820;
-/// The ioctls notified (`ioctl(fd, cmd, arg)`: `cmd` is compared in the filter).
+/// The terminal settings calls (`tcsetattr`: `struct termios`, the old `struct termio`, and
+/// `struct termios2`), notified so that the supervisor performs them without `TOSTOP`
+/// ([`terminal_settings`]). Numbers and layouts of the generic ioctl ABI (x86-64, arm64,
+/// riscv64); other architectures keep the direct call.
+#[cfg(any(
+    target_arch = "x86_64",
+    target_arch = "aarch64",
+    target_arch = "riscv64"
+))]
+pub const TERMINAL_SETTINGS: &[u32] = &[
+    libc::TCSETS as u32,
+    libc::TCSETSW as u32,
+    libc::TCSETSF as u32,
+    libc::TCSETA as u32,
+    libc::TCSETAW as u32,
+    libc::TCSETAF as u32,
+    libc::TCSETS2 as u32,
+    libc::TCSETSW2 as u32,
+    libc::TCSETSF2 as u32,
+];
+#[cfg(not(any(
+    target_arch = "x86_64",
+    target_arch = "aarch64",
+    target_arch = "riscv64"
+)))]
+pub const TERMINAL_SETTINGS: &[u32] = &[];
+/// The file ioctls notified (`ioctl(fd, cmd, arg)`: `cmd` is compared in the filter; the
+/// [`TERMINAL_SETTINGS`] too).
 pub const IOCTLS: &[u32] = &[FS_IOC_SETFLAGS, FS_IOC32_SETFLAGS, FS_IOC_FSSETXATTR];
 /// `sizeof(struct fsxattr)`.
 const FSXATTR_SIZE: usize = 28;
@@ -156,6 +187,29 @@ enum Change {
         cmd: u32,
         arg: Vec<u8>,
     },
+    /// A terminal's settings ([`terminal_settings`]).
+    TerminalSettings {
+        cmd: u32,
+        arg: Vec<u8>,
+    },
+}
+
+/// The kernel's structure a terminal settings call reads: `struct termio` (18 bytes), `struct
+/// termios2` (44), `struct termios` (36; not the C library's larger one).
+fn terminal_settings_size(cmd: u32) -> usize {
+    if [libc::TCSETA, libc::TCSETAW, libc::TCSETAF]
+        .iter()
+        .any(|&c| c as u32 == cmd)
+    {
+        18
+    } else if [libc::TCSETS2, libc::TCSETSW2, libc::TCSETSF2]
+        .iter()
+        .any(|&c| c as u32 == cmd)
+    {
+        44
+    } else {
+        36
+    }
 }
 
 /// Answer one notification: the errno to return (0: done).
@@ -174,6 +228,9 @@ pub fn handle(
     let Ok(pidfd) = crate::unix_connect::supervisor_open_pidfd(tid) else {
         return libc::ESRCH;
     };
+    if let (Target::Fd(fd), Change::TerminalSettings { cmd, arg }) = (&target, &change) {
+        return terminal_settings(listener, n.id, &pidfd, *fd, *cmd, arg.clone());
+    }
     let file = match &target {
         Target::Fd(fd) | Target::Empty(fd) if *fd != libc::AT_FDCWD => {
             match usys::pidfd_getfd(&pidfd, *fd) {
@@ -354,7 +411,48 @@ fn perform(file: &OwnedFd, fd_form: bool, change: Change) -> i32 {
             }
         }
         (Change::Ioctl { cmd, mut arg }, _) => sys::ioctl_with(file, cmd, &mut arg),
+        (Change::TerminalSettings { .. }, _) => libc::ENOSYS, // `terminal_settings`
     }
+}
+
+/// `tcsetattr` on the command's descriptor, performed here with `TOSTOP` cleared (outside
+/// review r51 F2): the terminal the command can reach is the user's (it cannot open a pty of
+/// its own: `/dev/ptmx` is refused), and `stty tostop` there stopped the user's own background
+/// jobs with `SIGTTOU` at their next write, jobs of processes outside the sandbox, which stayed
+/// stopped after codex returned. Every other setting is applied as the command asked (raw mode,
+/// echo, speeds: editors and readline keep working); the launcher restores them all at the end.
+/// Not a file's metadata: no mount rule (the user's terminal is on a mount of another
+/// namespace). `SIGTTOU` is blocked in this thread for the call: a launcher started in the
+/// background would otherwise be stopped by its own terminal for the command's `tcsetattr`
+/// (which the command, in a session of its own, makes without that check).
+fn terminal_settings(
+    listener: &OwnedFd,
+    id: u64,
+    pidfd: &OwnedFd,
+    fd: i32,
+    cmd: u32,
+    mut arg: Vec<u8>,
+) -> i32 {
+    let Ok(file) = usys::pidfd_getfd(pidfd, fd) else {
+        return libc::EBADF;
+    };
+    // c_lflag: the fourth flag word (u32 in termios and termios2, u16 in termio)
+    #[allow(clippy::unnecessary_cast)] // `tcflag_t` is not `u32` on every architecture
+    let tostop = libc::TOSTOP as u32;
+    if [libc::TCSETA, libc::TCSETAW, libc::TCSETAF]
+        .iter()
+        .any(|&c| c as u32 == cmd)
+    {
+        let l = u16::from_ne_bytes([arg[6], arg[7]]) & !(tostop as u16);
+        arg[6..8].copy_from_slice(&l.to_ne_bytes());
+    } else {
+        let l = u32::from_ne_bytes([arg[12], arg[13], arg[14], arg[15]]) & !tostop;
+        arg[12..16].copy_from_slice(&l.to_ne_bytes());
+    }
+    if !usys::notif_id_valid(listener, id) {
+        return libc::EINTR;
+    }
+    sys::without_sigttou(|| sys::ioctl_with(&file, cmd, &mut arg))
 }
 
 /// The call's target and change, every argument in memory copied once.
@@ -400,6 +498,10 @@ fn decode(tid: libc::pid_t, n: &libc::seccomp_notif) -> Result<(Target, Change),
             let size = match cmd {
                 FS_IOC_SETFLAGS | FS_IOC32_SETFLAGS => 4,
                 FS_IOC_FSSETXATTR => FSXATTR_SIZE,
+                c if TERMINAL_SETTINGS.contains(&c) => {
+                    let arg = read_exact(tid, a[2], terminal_settings_size(c))?;
+                    return Ok((Target::Fd(int(0)), Change::TerminalSettings { cmd, arg }));
+                }
                 _ => return Err(libc::ENOSYS),
             };
             let arg = read_exact(tid, a[2], size)?;

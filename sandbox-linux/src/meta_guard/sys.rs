@@ -120,6 +120,23 @@ pub fn ioctl_with(fd: &OwnedFd, cmd: u32, arg: &mut [u8]) -> i32 {
     errno(unsafe { libc::ioctl(fd.as_raw_fd(), cmd as libc::c_ulong, arg.as_mut_ptr()) }.into())
 }
 
+/// `f()` with `SIGTTOU` blocked in the calling thread (a terminal's settings changed from a
+/// background process group of its session would stop this process otherwise).
+pub fn without_sigttou<T>(f: impl FnOnce() -> T) -> T {
+    // SAFETY: sigset_t is plain data, initialised by sigemptyset/sigaddset; pthread_sigmask
+    // changes only this thread's mask and writes the old one into `old`, put back below.
+    unsafe {
+        let mut block: libc::sigset_t = std::mem::zeroed();
+        let mut old: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut block);
+        libc::sigaddset(&mut block, libc::SIGTTOU);
+        libc::pthread_sigmask(libc::SIG_BLOCK, &block, &mut old);
+        let r = f();
+        libc::pthread_sigmask(libc::SIG_SETMASK, &old, std::ptr::null_mut());
+        r
+    }
+}
+
 /// `chmod("/proc/self/fd/N")`: the mode of the file the supervisor's descriptor pins (an
 /// `O_PATH` descriptor has no `fchmod`).
 pub fn chmod_pinned(fd: &OwnedFd, mode: u32) -> i32 {

@@ -535,14 +535,19 @@ pub fn notifier_program(guard_names: bool, proxy_only: bool) -> Vec<libc::sock_f
         prog.push((s(JEQ_K, 0, 1, nr as u32), J::None));
         prog.push((s(RET_K, 0, 0, eperm), J::None));
     }
-    // ioctl(fd, FS_IOC_SETFLAGS | FS_IOC32_SETFLAGS | FS_IOC_FSSETXATTR, arg) → notify
-    let ioctls = crate::meta_guard::IOCTLS;
+    // ioctl(fd, FS_IOC_SETFLAGS | FS_IOC32_SETFLAGS | FS_IOC_FSSETXATTR, arg) → notify; and
+    // the terminal settings calls (`tcsetattr`: performed without TOSTOP, r51 F2)
+    let ioctls: Vec<u32> = crate::meta_guard::IOCTLS
+        .iter()
+        .chain(crate::meta_guard::TERMINAL_SETTINGS)
+        .copied()
+        .collect();
     prog.push((
         s(JEQ_K, 0, ioctls.len() as u8 + 2, libc::SYS_ioctl as u32),
         J::None,
     ));
     prog.push((s(LD_ABS_W, 0, 0, ARGS + 8), J::None));
-    for &cmd in ioctls {
+    for cmd in ioctls {
         prog.push((s(JEQ_K, 0, 0, cmd), J::TrueToNotify));
     }
     prog.push((s(LD_ABS_W, 0, 0, 0), J::None));
