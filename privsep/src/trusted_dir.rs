@@ -90,8 +90,15 @@ pub enum TrustedDirError {
 pub enum Leaf {
     /// Root or us, like the directories above it.
     RootOrUs,
-    /// Any owner, but not writable by group or others.
+    /// Any owner, but not writable by group or others (sticky or not).
     AnyOwner,
+    /// Owned by root, by us or by this uid (the account the process drops to), and writable
+    /// by nobody else, sticky or not: a directory whose contents are read back as trusted (the
+    /// proxy's usage ledger). Its owner can replace every file in it, so it may be nobody but
+    /// the process itself (outside review r53 F1: a state directory owned by another local
+    /// user, or a root-owned `1777` one, let that user replace the ledger and reset their own
+    /// spend or exhaust another user's budget).
+    Private(Option<u32>),
 }
 
 /// A directory opened by [`TrustedDir::open`]: every directory from `/` to it is owned by root
@@ -136,20 +143,38 @@ impl TrustedDir {
                 target: target.clone(),
                 source,
             })?;
-            match unsafe_dir_reason(&md, euid) {
-                Some(reason) if leaf == Leaf::AnyOwner && shown == target => {
-                    // The directory asked for: its owner does not matter, write access does.
-                    use std::os::unix::fs::MetadataExt;
-                    if md.mode() & 0o022 != 0 {
-                        Err(TrustedDirError::Unsafe {
-                            target: target.clone(),
-                            path: shown.to_owned(),
-                            reason,
-                        })
-                    } else {
-                        Ok(())
+            use std::os::unix::fs::MetadataExt;
+            // The directory asked for, unless it follows the rule of those above it: write
+            // access by nobody but its owner (sticky or not), and for `Private` the owner too.
+            if shown == target {
+                let owner_ok = match leaf {
+                    Leaf::RootOrUs => true, // the rule below
+                    Leaf::AnyOwner => true,
+                    Leaf::Private(writer) => {
+                        md.uid() == 0 || md.uid() == euid || Some(md.uid()) == writer
                     }
+                };
+                if leaf != Leaf::RootOrUs && (!owner_ok || md.mode() & 0o022 != 0) {
+                    return Err(TrustedDirError::Unsafe {
+                        target: target.clone(),
+                        path: shown.to_owned(),
+                        reason: format!(
+                            "owned by uid {} with mode {:o}{}",
+                            md.uid(),
+                            md.mode() & 0o7777,
+                            match leaf {
+                                Leaf::Private(_) =>
+                                    ": it must belong to root or to the account the process runs as and be writable by nobody else",
+                                _ => ": it must be writable by nobody but its owner",
+                            }
+                        ),
+                    });
                 }
+                if leaf != Leaf::RootOrUs {
+                    return Ok(());
+                }
+            }
+            match unsafe_dir_reason(&md, euid) {
                 Some(reason) => Err(TrustedDirError::Unsafe {
                     target: target.clone(),
                     path: shown.to_owned(),
@@ -383,5 +408,39 @@ mod tests {
         assert!(TrustedDir::open(&theirs.join("x"), Some(0o700), Leaf::AnyOwner).is_err());
         std::fs::set_permissions(&theirs, std::fs::Permissions::from_mode(0o775)).unwrap();
         assert!(TrustedDir::open(&theirs, None, Leaf::AnyOwner).is_err());
+    }
+
+    /// Outside review r53 F1: the proxy's ledger directory owned by another local user (who
+    /// then replaced the month's file), or root's and `1777` (anyone made the file first), was
+    /// accepted. `Private` takes root, us or the named writer, writable by nobody else.
+    #[test]
+    fn a_private_directory_belongs_to_root_us_or_the_writer_and_nobody_else_writes_it() {
+        let base = tempfile::tempdir().unwrap();
+        let dir = |name: &str, uid: u32, mode: u32| {
+            let p = base.path().join(name);
+            std::fs::create_dir(&p).unwrap();
+            std::os::unix::fs::chown(&p, Some(uid), Some(uid)).unwrap();
+            std::fs::set_permissions(&p, std::fs::Permissions::from_mode(mode)).unwrap();
+            p
+        };
+        let other = dir("other", 65533, 0o700);
+        let err = TrustedDir::open(&other, None, Leaf::Private(Some(65534))).unwrap_err();
+        assert!(
+            err.to_string().contains("owned by uid 65533 with mode 700"),
+            "{err}"
+        );
+        let sticky = dir("sticky", 0, 0o1777);
+        let err = TrustedDir::open(&sticky, None, Leaf::Private(None)).unwrap_err();
+        assert!(err.to_string().contains("mode 1777"), "{err}");
+        // (the sticky hole was in `AnyOwner` too: the dump dir)
+        assert!(TrustedDir::open(&sticky, None, Leaf::AnyOwner).is_err());
+        // Controls: the writer's own directory, and ours.
+        let writer = dir("writer", 65534, 0o700);
+        TrustedDir::open(&writer, None, Leaf::Private(Some(65534))).unwrap();
+        assert!(TrustedDir::open(&writer, None, Leaf::Private(None)).is_err());
+        let ours = dir("ours", 0, 0o700);
+        TrustedDir::open(&ours, None, Leaf::Private(Some(65534))).unwrap();
+        // ...and the same sticky directory above a private one is fine (like /tmp)
+        TrustedDir::open(&sticky.join("sub"), Some(0o700), Leaf::Private(None)).unwrap();
     }
 }

@@ -270,7 +270,20 @@ impl Ledger {
     /// now, before the privilege drop; a failure to open it is not an error here: the ledger
     /// starts unhealthy and says why.
     pub fn open(path: &Path, now_ms: u64) -> Result<(Self, Vec<Record>, ReplayStats), LedgerError> {
-        let dir = TrustedDir::open(path, Some(0o700), Leaf::AnyOwner).map_err(LedgerError::Dir)?;
+        Self::open_for(path, now_ms, None)
+    }
+
+    /// [`Ledger::open`] for a process that will drop to the account `writer` (which may own the
+    /// directory): the directory belongs to root, to us or to `writer`, and nobody else can
+    /// write it, sticky or not ([`Leaf::Private`]; outside review r53 F1: another user's
+    /// directory, or a root-owned `1777` one, let that user replace the ledger).
+    pub fn open_for(
+        path: &Path,
+        now_ms: u64,
+        writer: Option<u32>,
+    ) -> Result<(Self, Vec<Record>, ReplayStats), LedgerError> {
+        let dir =
+            TrustedDir::open(path, Some(0o700), Leaf::Private(writer)).map_err(LedgerError::Dir)?;
         let month = Month::of_ms(now_ms);
         let mut records = Vec::new();
         let name = file_name(month);

@@ -120,6 +120,15 @@ impl ConfinePlan {
         })
     }
 
+    /// The account the proxy drops to, when it drops (the one besides root that may own
+    /// `--state-dir`).
+    pub fn drop_uid(&self) -> Option<u32> {
+        match &self.run_as {
+            RunAs::Drop(account) => Some(account.uid),
+            _ => None,
+        }
+    }
+
     /// Who must own a plain-http upstream's socket; the upstream client checks through it, with
     /// the sock_diag socket [`ConfinePlan::apply`] installs.
     pub fn upstream_owner(&self) -> Arc<UpstreamOwner> {

@@ -324,20 +324,30 @@ async fn forward(
     }
 
     // A content coding the proxy did not ask for (it sends `Accept-Encoding: identity`) hides
-    // the body from the key scrub: refused, not relayed (outside review r10 F-P3).
+    // the body from the key scrub: refused, not relayed (outside review r10 F-P3). So does a
+    // transfer coding other than `chunked` (outside review r53: `Transfer-Encoding: gzip,
+    // chunked` was relayed still gzip-coded once the chunks were taken off).
     // (The value is not repeated: an upstream could echo the key there.)
-    if resp
+    let foreign_transfer_coding = resp
         .headers()
-        .get(http::header::CONTENT_ENCODING)
-        .is_some_and(|v| !v.as_bytes().eq_ignore_ascii_case(b"identity"))
+        .get_all(http::header::TRANSFER_ENCODING)
+        .iter()
+        .flat_map(|v| v.as_bytes().split(|&b| b == b','))
+        .map(<[u8]>::trim_ascii)
+        .any(|t| !t.is_empty() && !t.eq_ignore_ascii_case(b"chunked"));
+    if foreign_transfer_coding
+        || resp
+            .headers()
+            .get(http::header::CONTENT_ENCODING)
+            .is_some_and(|v| !v.as_bytes().eq_ignore_ascii_case(b"identity"))
     {
         audit.outcome = Outcome::UpstreamError;
         tracing::warn!(upstream = %state.upstream.authority, "upstream answered with a content coding");
         return reply(
             StatusCode::BAD_GATEWAY,
             "upstream_bad_encoding",
-            "upstream answered with a Content-Encoding, which the proxy cannot scrub for the key \
-             (it asked for identity)",
+            "upstream answered with a Content-Encoding, or a Transfer-Encoding other than \
+             chunked, which the proxy cannot scrub for the key (it asked for identity)",
             audit,
         );
     }

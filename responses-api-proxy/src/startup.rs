@@ -215,7 +215,7 @@ pub struct Config {
 
 /// `--policy` and `--state-dir` (step 0, before the key: a bad policy fails with nothing
 /// listening; the ledger's directory is created and this month's file opened while still root).
-fn load_governor(args: &Args) -> Result<Option<Arc<Governed>>, StartupError> {
+fn load_governor(args: &Args, writer: Option<u32>) -> Result<Option<Arc<Governed>>, StartupError> {
     let Some(path) = &args.governance.policy else {
         return Ok(None);
     };
@@ -223,7 +223,7 @@ fn load_governor(args: &Args) -> Result<Option<Arc<Governed>>, StartupError> {
     let now = clock::now_ms();
     let ledger = match &args.governance.state_dir {
         Some(dir) => {
-            let (ledger, records, stats) = Ledger::open(dir, now)?;
+            let (ledger, records, stats) = Ledger::open_for(dir, now, writer)?;
             tracing::info!(
                 dir = %ledger.path().display(),
                 records = stats.records,
@@ -291,7 +291,7 @@ impl Config {
             Some(dir) => Some(Arc::new(Dumper::new(dir).map_err(StartupError::DumpDir)?)),
             None => None,
         };
-        let governor = load_governor(&args)?;
+        let governor = load_governor(&args, plan.drop_uid())?;
         Ok(Self {
             args,
             max_connections,

@@ -407,6 +407,30 @@ fn an_upstream_101_becomes_502() {
     assert_eq!(r.text(), "ok");
 }
 
+/// Outside review r53 (side note), from a hostile upstream's position: `Transfer-Encoding:
+/// gzip, chunked` was relayed with the chunks taken off and the body still gzip-coded, where the
+/// key scrub cannot see an echo. Refused like a content coding (502 `upstream_bad_encoding`,
+/// nothing of the body relayed). Control: plain `chunked` is relayed.
+#[test]
+fn a_transfer_coding_other_than_chunked_is_refused() {
+    let coded = raw_upstream(
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip, chunked\r\nConnection: close\r\n\r\n4\r\nzzzz\r\n0\r\n\r\n",
+    );
+    let proxy = Spawn::new(&format!("http://127.0.0.1:{coded}/v1/responses")).start();
+    let r = proxy.post("{}");
+    assert_eq!(r.status, 502, "{}", r.text());
+    assert_eq!(r.error_code(), "upstream_bad_encoding", "{}", r.text());
+    assert!(!r.text().contains("zzzz"), "{}", r.text());
+    // Control.
+    let plain = raw_upstream(
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n4\r\nzzzz\r\n0\r\n\r\n",
+    );
+    let proxy = Spawn::new(&format!("http://127.0.0.1:{plain}/v1/responses")).start();
+    let r = proxy.post("{}");
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.text(), "zzzz");
+}
+
 /// Review round 5, F1 (critical), end to end: an upstream name with several addresses makes
 /// glibc sort them (RFC 3484) over a NETLINK_ROUTE socket, which the seccomp allow-list used to
 /// refuse: the proxy died (exit 10) on the first request. In a private mount namespace,

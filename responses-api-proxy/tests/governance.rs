@@ -618,6 +618,51 @@ fn bad_policy_files_are_refused_at_start_with_nothing_listening() {
     assert!(common::is_listening(p.port));
 }
 
+/// Outside review r53 F1: a `--state-dir` owned by another local user (who then deleted the
+/// month's ledger, wrote one of their own, and after a restart had their spend reset and
+/// another user's budget used up), or root's with mode `1777` (anyone makes the month's file
+/// first), was accepted with only an error line. Refused now (exit 2, naming the directory, its
+/// owner and mode); the controls start: a directory of the account the proxy drops to (nobody),
+/// and root's own `0700`.
+#[test]
+fn a_state_dir_another_user_can_write_is_refused() {
+    let d = policy_dir();
+    let policy = write_policy(d.path(), "[default]\nday = { output_tokens = 1000 }\n");
+    let mock = MockUpstream::start().unwrap();
+    let dir = |name: &str, uid: u32, mode: u32| {
+        let p = d.path().join(name);
+        std::fs::create_dir(&p).unwrap();
+        std::os::unix::fs::chown(&p, Some(uid), Some(uid)).unwrap();
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(mode)).unwrap();
+        p
+    };
+    for (name, uid, mode, wants) in [
+        ("another-users", B, 0o700, "owned by uid 4243 with mode 700"),
+        ("root-sticky", 0, 0o1777, "owned by uid 0 with mode 1777"),
+    ] {
+        let state = dir(name, uid, mode);
+        let Err((status, stderr)) = Spawn::new(&mock.responses_url())
+            .governed(&policy, &state)
+            .try_start()
+        else {
+            panic!("{name}: started")
+        };
+        assert_eq!(status.code(), Some(2), "{name}: {stderr}");
+        assert!(
+            stderr.contains(wants) && stderr.contains(&state.display().to_string()),
+            "{name}: {stderr}"
+        );
+        assert!(!stderr.contains("listening"), "{name}: {stderr}");
+    }
+    for (name, uid) in [("nobodys", A), ("roots", 0)] {
+        let state = dir(name, uid, 0o700);
+        let p = Spawn::new(&mock.responses_url())
+            .governed(&policy, &state)
+            .start();
+        assert!(common::is_listening(p.port), "{name}");
+    }
+}
+
 /// Runs the proxy in a private mount namespace where the state dir is `mount_cmd`'s.
 fn spawn_with_state_mount<'a>(
     mock: &MockUpstream,
