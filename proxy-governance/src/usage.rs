@@ -310,6 +310,7 @@ enum Key {
     Model,
     Type,
     Response,
+    Id,
 }
 
 fn classify(k: &[u8]) -> Key {
@@ -318,6 +319,7 @@ fn classify(k: &[u8]) -> Key {
         b"model" => Key::Model,
         b"type" => Key::Type,
         b"response" => Key::Response,
+        b"id" => Key::Id,
         _ => Key::Other,
     }
 }
@@ -336,6 +338,7 @@ enum StrRole {
     Key,
     Type,
     Model,
+    Id,
 }
 
 /// Where the wanted values sit.
@@ -370,6 +373,8 @@ pub struct JsonScanner {
     pub usage_too_large: bool,
     pub model: Option<String>,
     pub type_: Option<String>,
+    /// An event's `response.id` (the WebSocket relay matches terminal events to responses by it).
+    pub response_id: Option<String>,
     done: bool,
     /// Inside a container nothing wanted can be in (see [`JsonScanner::wanted_container`]):
     /// its nesting, walked by a tight loop that only follows strings and brackets (0: not
@@ -398,6 +403,7 @@ impl JsonScanner {
             usage_too_large: false,
             model: None,
             type_: None,
+            response_id: None,
             done: false,
             skip_nest: 0,
             no_skip: false,
@@ -499,6 +505,7 @@ impl JsonScanner {
             Layout::Response if self.at(&[Key::Model]) => StrRole::Model,
             Layout::Event if self.at(&[Key::Type]) => StrRole::Type,
             Layout::Event if self.at(&[Key::Response, Key::Model]) => StrRole::Model,
+            Layout::Event if self.at(&[Key::Response, Key::Id]) => StrRole::Id,
             _ => StrRole::Ignore,
         }
     }
@@ -679,6 +686,9 @@ impl JsonScanner {
             }
             StrRole::Type => self.type_ = Some(String::from_utf8_lossy(&self.buf).into_owned()),
             StrRole::Model => self.model = Some(String::from_utf8_lossy(&self.buf).into_owned()),
+            StrRole::Id => {
+                self.response_id = Some(String::from_utf8_lossy(&self.buf).into_owned());
+            }
             StrRole::Ignore => {}
         }
         self.role = StrRole::Ignore;

@@ -101,6 +101,9 @@ use crate::upstream::Upstream;
 use crate::wire::{MAX_RESPONSE_HEAD, parse_response_head};
 use crate::ws_frame::{self, FrameError, Message, Opcode, Peer, code};
 
+/// How many booked response ids a session remembers (see `Session::booked`).
+const BOOKED_IDS: usize = 16;
+
 /// Largest upstream message relayed (a `response.completed` carries the whole response again;
 /// generated images inside it are base64).
 pub const UPSTREAM_MAX_MESSAGE: usize = 64 * 1024 * 1024;
@@ -362,6 +365,7 @@ pub async fn upgrade(
             uid,
         },
         pending: VecDeque::new(),
+        booked: VecDeque::new(),
         waiting: VecDeque::new(),
         audit,
         responses: 0,
@@ -541,6 +545,9 @@ struct Pending {
     seen: u64,
     /// The upstream announced it (`response.created`): an `error` after this is charged.
     started: bool,
+    /// Its id, from the upstream's `response.created`: a terminal event naming another
+    /// response is not this one's.
+    id: Option<String>,
 }
 
 /// What a session keeps of its [`WsContext`] (not the key).
@@ -577,6 +584,9 @@ struct Session {
     /// The end of the text deltas relayed so far that could begin a key (see [`DeltaScrub`]).
     tail: DeltaScrub,
     pending: VecDeque<Pending>,
+    /// The ids of the last responses booked ([`BOOKED_IDS`]): a second terminal event for one
+    /// of them is not the next response's (outside review r53 F3).
+    booked: VecDeque<String>,
     /// With a policy: `response.create` messages that arrived while a response was in flight;
     /// each is checked and sent when the one before has ended (see [`WAITING_MAX`]). Each holds
     /// its bytes against `--max-buffered-bytes` until it leaves the queue.
@@ -1273,6 +1283,7 @@ impl Session {
                 audit,
                 seen: 0,
                 started: false,
+                id: None,
             });
         }
         Ok(())
@@ -1294,8 +1305,13 @@ impl Session {
         // Only events that can end a response are walked.
         let (created, maybe_terminal) = event_names(bytes);
         if created {
+            let mut scanner = JsonScanner::new(Layout::Event);
+            scanner.feed(bytes);
             if let Some(front) = self.pending.front_mut() {
                 front.started = true;
+                if scanner.type_.as_deref() == Some("response.created") {
+                    front.id = scanner.response_id;
+                }
             }
         }
         if maybe_terminal {
@@ -1303,6 +1319,26 @@ impl Session {
             scanner.feed(bytes);
             match scanner.type_.as_deref() {
                 Some("response.completed" | "response.incomplete" | "response.failed") => {
+                    // Outside review r53 F3: a second terminal event for a response already
+                    // booked was taken for the next response's (booked with the wrong usage,
+                    // every later response one late, and the next `response.create` sent
+                    // while one was still running). Matched by id when the upstream gives one.
+                    if let Some(id) = scanner.response_id.as_deref() {
+                        let front_id = self.pending.front().and_then(|p| p.id.as_deref());
+                        if self.booked.iter().any(|b| b == id) || front_id.is_some_and(|f| f != id)
+                        {
+                            tracing::warn!(
+                                upstream = %self.ctx.upstream.authority,
+                                peer = %self.ctx.peer,
+                                "upstream sent a terminal event for a response that is not the one in flight (a repeated one?): not counted"
+                            );
+                            return;
+                        }
+                        if self.booked.len() == BOOKED_IDS {
+                            self.booked.pop_front();
+                        }
+                        self.booked.push_back(id.to_owned());
+                    }
                     let status = 200;
                     let result = tap_result(scanner);
                     if let Some(p) = self.pending.pop_front() {

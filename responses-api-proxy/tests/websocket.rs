@@ -1042,6 +1042,64 @@ fn a_client_that_leaves_mid_response_still_pays() {
     assert!(log.contains("tokens_out=500"), "{log}");
 }
 
+/// Outside review r53 F3: an upstream that sent `response.completed` twice for one response
+/// had the repeat booked as the next response's usage (then every later response one late,
+/// the last one's usage never, and the next `response.create` sent upstream while one was
+/// still running). Terminal events are matched to the response in flight by `response.id`:
+/// three responses of 7 output tokens, each followed by a repeat claiming 1, book 21 (15
+/// without the match).
+#[test]
+fn a_repeated_terminal_event_is_not_the_next_responses_usage() {
+    let mock = WsMock::start().unwrap();
+    mock.set_script(WsScript {
+        repeat_terminal_usage: Some(serde_json::json!({"input_tokens": 1, "output_tokens": 1})),
+        ..WsScript::default()
+    });
+    let d = policy_dir();
+    let policy = write_policy(d.path(), "[default]\nday = { output_tokens = 100000 }\n");
+    let state = d.path().join("state");
+    let proxy = start(
+        &mock,
+        &[
+            "--policy",
+            policy.to_str().unwrap(),
+            "--state-dir",
+            state.to_str().unwrap(),
+        ],
+    );
+    rt().block_on(async {
+        let mut ws = connect(proxy.port, &[]).await.unwrap();
+        for _ in 0..3 {
+            ws.send(Message::text(create("gpt-5"))).await.unwrap();
+        }
+        let mut completed = 0;
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+        while completed < 6 {
+            let m = tokio::time::timeout_at(deadline, ws.next())
+                .await
+                .expect("six response.completed within 20 s")
+                .unwrap()
+                .unwrap();
+            if let Message::Text(t) = m {
+                if t.as_str().contains("\"response.completed\"") {
+                    completed += 1;
+                }
+            }
+        }
+        ws.close(None).await.unwrap();
+    });
+    let row = ledger_row(&state, "gpt-5", 3);
+    assert_eq!(row["output_tokens"], 21, "{row}");
+    assert!(
+        proxy
+            .wait_log(
+                "a terminal event for a response that is not the one in flight",
+                3
+            )
+            .contains("not counted")
+    );
+}
+
 /// The real Codex CLI: `scripts/test` installs it with npm (`$SUITE_CODEX_CLI`); without it
 /// this test fails, it does not skip.
 fn codex_cli() -> PathBuf {

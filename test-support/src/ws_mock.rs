@@ -50,6 +50,9 @@ pub struct WsScript {
     /// After `response.created`, send nothing but a ping every this long, for as long as the
     /// connection lasts (a stuck response behind keep-alive pings: outside review r36 F1).
     pub stall_with_pings: Option<Duration>,
+    /// After `response.completed`, send it again with this `usage` (an upstream that repeats a
+    /// terminal event: outside review r53 F3).
+    pub repeat_terminal_usage: Option<serde_json::Value>,
 }
 
 impl Default for WsScript {
@@ -68,6 +71,7 @@ impl Default for WsScript {
             echo_key_split_at: None,
             padding: 0,
             stall_with_pings: None,
+            repeat_terminal_usage: None,
         }
     }
 }
@@ -338,6 +342,11 @@ pub fn response_events(
         response["usage"] = u.clone();
     }
     ev.push(serde_json::json!({"type": "response.completed", "response": response}));
+    if let Some(u) = &script.repeat_terminal_usage {
+        let mut again = response.clone();
+        again["usage"] = u.clone();
+        ev.push(serde_json::json!({"type": "response.completed", "response": again}));
+    }
     ev
 }
 
