@@ -358,6 +358,16 @@ print('termio', int(struct.unpack('HHHH', fcntl.ioctl(0, 0x5405, bytes(18))[:8])
 buf = fcntl.ioctl(0, 0x802C542A, bytes(44)); f = list(struct.unpack('IIII', buf[:16])); f[3] |= T
 fcntl.ioctl(0, 0x402C542B, struct.pack('IIII', *f) + buf[16:])
 print('termios2', int(struct.unpack('IIII', fcntl.ioctl(0, 0x802C542A, bytes(44))[:16])[3] & T != 0)); reset()
+K = (termios.VINTR, termios.VQUIT, termios.VSUSP, termios.VSTOP, termios.VSTART)
+a = termios.tcgetattr(0); was = list(a[6])
+for i in K: a[6][i] = b'R'
+termios.tcsetattr(0, termios.TCSANOW, a)
+print('chars', sum(termios.tcgetattr(0)[6][i] == b'R' for i in K))
+a[6] = was; termios.tcsetattr(0, termios.TCSANOW, a)
+buf = bytearray(fcntl.ioctl(0, 0x5405, bytes(18))); buf[9] = ord('R')
+fcntl.ioctl(0, 0x5406, bytes(buf))
+print('termio intr', int(termios.tcgetattr(0)[6][termios.VINTR] == b'R'))
+a[6] = was; termios.tcsetattr(0, termios.TCSANOW, a)
 try:
     fcntl.ioctl(0, termios.TIOCSWINSZ, struct.pack('HHHH', 11, 22, 0, 0)); print('winsz ok')
 except OSError as e:
@@ -367,10 +377,12 @@ except OSError as e:
 /// Outside review r51 F2: the terminal the command holds is the user's; `stty tostop` there
 /// stopped the user's own background jobs (`SIGTTOU` at their next write, outside the
 /// sandbox), and a new window size sent `SIGWINCH` to the terminal's foreground job. The
-/// settings calls are performed by the supervisor without `TOSTOP`, whatever the structure;
-/// every other setting still applies (`ECHO` cleared: readline and editors keep working);
-/// `TIOCSWINSZ` is refused. Control: outside, the same script sets `TOSTOP` three ways and the
-/// window size.
+/// settings calls are performed by the supervisor without `TOSTOP`, whatever the structure,
+/// and (r54 F1, F2) without changing VINTR, VQUIT, VSUSP, VSTOP or VSTART (set to `R`, the
+/// terminal's answer to a cursor position query signalled the foreground job, or stopped the
+/// output for good); every other setting still applies (`ECHO` cleared: readline and editors
+/// keep working); `TIOCSWINSZ` is refused. Control: outside, the same script sets `TOSTOP`
+/// three ways, the five characters both ways, and the window size.
 #[test]
 fn the_users_terminal_cannot_be_made_to_signal_the_users_other_jobs() {
     use std::os::unix::fs::OpenOptionsExt;
@@ -411,7 +423,7 @@ fn the_users_terminal_cannot_be_made_to_signal_the_users_other_jobs() {
             .unwrap();
         assert_eq!(
             String::from_utf8_lossy(&out.stdout),
-            "termios 0 echo 0\ntermio 0\ntermios2 0\nwinsz errno 1\n",
+            "termios 0 echo 0\ntermio 0\ntermios2 0\nchars 0\ntermio intr 0\nwinsz errno 1\n",
             "{policy} {ns:?}: {}",
             String::from_utf8_lossy(&out.stderr)
         );
@@ -425,7 +437,7 @@ fn the_users_terminal_cannot_be_made_to_signal_the_users_other_jobs() {
         .unwrap();
     assert_eq!(
         String::from_utf8_lossy(&out.stdout),
-        "termios 1 echo 0\ntermio 1\ntermios2 1\nwinsz ok\n",
+        "termios 1 echo 0\ntermio 1\ntermios2 1\nchars 5\ntermio intr 1\nwinsz ok\n",
         "control outside: {}",
         String::from_utf8_lossy(&out.stderr)
     );

@@ -194,6 +194,21 @@ enum Change {
     },
 }
 
+/// `sizeof(struct termios)` of the kernel (not the C library's larger one), and where its
+/// `c_cc` starts (after four `u32` flag words and `c_line`); `struct termio`'s `c_cc` (after
+/// four `u16` and `c_line`). `struct termios2` begins like `struct termios`.
+const TERMIOS_SIZE: usize = 36;
+const TERMIOS_CC: usize = 17;
+const TERMIO_CC: usize = 9;
+/// The special characters a command may not change (see [`terminal_settings`]).
+const KEPT_CHARACTERS: [usize; 5] = [
+    libc::VINTR,
+    libc::VQUIT,
+    libc::VSUSP,
+    libc::VSTOP,
+    libc::VSTART,
+];
+
 /// The kernel's structure a terminal settings call reads: `struct termio` (18 bytes), `struct
 /// termios2` (44), `struct termios` (36; not the C library's larger one).
 fn terminal_settings_size(cmd: u32) -> usize {
@@ -208,7 +223,7 @@ fn terminal_settings_size(cmd: u32) -> usize {
     {
         44
     } else {
-        36
+        TERMIOS_SIZE
     }
 }
 
@@ -419,8 +434,11 @@ fn perform(file: &OwnedFd, fd_form: bool, change: Change) -> i32 {
 /// review r51 F2): the terminal the command can reach is the user's (it cannot open a pty of
 /// its own: `/dev/ptmx` is refused), and `stty tostop` there stopped the user's own background
 /// jobs with `SIGTTOU` at their next write, jobs of processes outside the sandbox, which stayed
-/// stopped after codex returned. Every other setting is applied as the command asked (raw mode,
-/// echo, speeds: editors and readline keep working); the launcher restores them all at the end.
+/// stopped after codex returned. Nor are VINTR, VQUIT, VSUSP, VSTOP and VSTART changed (r54
+/// F1, F2: set to `R`, the terminal's answer to a cursor position query signalled the user's
+/// foreground job, or stopped the output for good). Every other setting is applied as the
+/// command asked (raw mode, echo, speeds: editors and readline keep working); the launcher
+/// restores them all at the end.
 /// Not a file's metadata: no mount rule (the user's terminal is on a mount of another
 /// namespace). `SIGTTOU` is blocked in this thread for the call: a launcher started in the
 /// background would otherwise be stopped by its own terminal for the command's `tcsetattr`
@@ -436,7 +454,19 @@ fn terminal_settings(
     let Ok(file) = usys::pidfd_getfd(pidfd, fd) else {
         return libc::EBADF;
     };
-    // c_lflag: the fourth flag word (u32 in termios and termios2, u16 in termio)
+    // The characters that make the line discipline signal the terminal's foreground job or stop
+    // its output stay what they are (outside review r54 F1, F2: with VINTR, VQUIT or VSUSP set
+    // to `R`, the terminal's own answer to a cursor position query, `ESC[row;colR`, typed
+    // into the input, signalled the user's foreground job outside the sandbox; VSTOP set so
+    // left the terminal's output stopped after codex returned). Read from the terminal now:
+    // the command can never have changed them.
+    let mut now = [0u8; TERMIOS_SIZE];
+    let e = sys::ioctl_with(&file, libc::TCGETS as u32, &mut now);
+    if e != 0 {
+        return e;
+    }
+    // c_lflag: the fourth flag word (u32 in termios and termios2, u16 in termio); c_cc after
+    // the four flag words and c_line
     #[allow(clippy::unnecessary_cast)] // `tcflag_t` is not `u32` on every architecture
     let tostop = libc::TOSTOP as u32;
     if [libc::TCSETA, libc::TCSETAW, libc::TCSETAF]
@@ -445,9 +475,16 @@ fn terminal_settings(
     {
         let l = u16::from_ne_bytes([arg[6], arg[7]]) & !(tostop as u16);
         arg[6..8].copy_from_slice(&l.to_ne_bytes());
+        // `struct termio` holds the first 8 characters only: VINTR and VQUIT among them
+        for i in [libc::VINTR, libc::VQUIT] {
+            arg[TERMIO_CC + i] = now[TERMIOS_CC + i];
+        }
     } else {
         let l = u32::from_ne_bytes([arg[12], arg[13], arg[14], arg[15]]) & !tostop;
         arg[12..16].copy_from_slice(&l.to_ne_bytes());
+        for i in KEPT_CHARACTERS {
+            arg[TERMIOS_CC + i] = now[TERMIOS_CC + i];
+        }
     }
     if !usys::notif_id_valid(listener, id) {
         return libc::EINTR;
