@@ -1055,18 +1055,7 @@ fn a_repeated_terminal_event_is_not_the_next_responses_usage() {
         repeat_terminal_usage: Some(serde_json::json!({"input_tokens": 1, "output_tokens": 1})),
         ..WsScript::default()
     });
-    let d = policy_dir();
-    let policy = write_policy(d.path(), "[default]\nday = { output_tokens = 100000 }\n");
-    let state = d.path().join("state");
-    let proxy = start(
-        &mock,
-        &[
-            "--policy",
-            policy.to_str().unwrap(),
-            "--state-dir",
-            state.to_str().unwrap(),
-        ],
-    );
+    let (proxy, _d, state) = with_output_budget(&mock, 100000);
     rt().block_on(async {
         let mut ws = connect(proxy.port, &[]).await.unwrap();
         for _ in 0..3 {
@@ -1442,18 +1431,7 @@ fn pipelined_creates_are_checked_one_at_a_time_against_the_budget() {
         })
     };
     let mock = WsMock::start().unwrap();
-    let d = policy_dir();
-    let policy = write_policy(d.path(), "[default]\nday = { output_tokens = 20 }\n");
-    let state = d.path().join("state");
-    let proxy = start(
-        &mock,
-        &[
-            "--policy",
-            policy.to_str().unwrap(),
-            "--state-dir",
-            state.to_str().unwrap(),
-        ],
-    );
+    let (proxy, _d, _state) = with_output_budget(&mock, 20);
     let (completed, errors) = burst(&proxy);
     // 0, 7 and 14 output tokens spent are under 20: three responses; the rest refused.
     assert_eq!(completed, 3, "{errors:?}");
@@ -1489,6 +1467,27 @@ fn pipelined_creates_are_checked_one_at_a_time_against_the_budget() {
     let proxy = start(&mock, &[]);
     let (completed, errors) = burst(&proxy);
     assert_eq!((completed, errors.len()), (10, 0), "{errors:?}");
+}
+
+/// A proxy in front of `mock` under a policy whose default is a daily budget of `tokens` output
+/// tokens, with a state dir (returned; keep the temporary directory alive).
+fn with_output_budget(mock: &WsMock, tokens: u64) -> (Proxy, tempfile::TempDir, PathBuf) {
+    let d = policy_dir();
+    let policy = write_policy(
+        d.path(),
+        &format!("[default]\nday = {{ output_tokens = {tokens} }}\n"),
+    );
+    let state = d.path().join("state");
+    let proxy = start(
+        mock,
+        &[
+            "--policy",
+            policy.to_str().unwrap(),
+            "--state-dir",
+            state.to_str().unwrap(),
+        ],
+    );
+    (proxy, d, state)
 }
 
 /// Outside review r15 F2: one user held every connection slot with WebSocket sessions kept

@@ -112,15 +112,9 @@ fn stamp(p: &Path) -> (u32, u32, u32, i64, i64, i64, i64, bool) {
     )
 }
 
-/// The probe in the sandbox as nobody with `stdin` as its fd 0; its one-line answer.
-fn probe_in(
-    env: &Env,
-    policy: &str,
-    ns: Ns,
-    extra: &[&str],
-    stdin: Stdio,
-    args: &[&str],
-) -> String {
+/// The helper (under a filter that denies user namespaces for `Ns::Without`) with `policy`,
+/// its workspace and working directory `env`'s; the command still to be appended after `--`.
+fn sandbox_cmd(env: &Env, policy: &str, ns: Ns) -> Command {
     let mut c = match ns {
         Ns::With => Command::new(helper()),
         Ns::Without => {
@@ -133,12 +127,25 @@ fn probe_in(
         .arg(&env.ws)
         .arg("--sandbox-policy")
         .arg(policy)
-        .args(extra)
+        .current_dir(&env.ws)
+        .env("PWD", &env.ws);
+    c
+}
+
+/// The probe in the sandbox as nobody with `stdin` as its fd 0; its one-line answer.
+fn probe_in(
+    env: &Env,
+    policy: &str,
+    ns: Ns,
+    extra: &[&str],
+    stdin: Stdio,
+    args: &[&str],
+) -> String {
+    let mut c = sandbox_cmd(env, policy, ns);
+    c.args(extra)
         .arg("--")
         .arg(PROBE)
         .args(args)
-        .current_dir(&env.ws)
-        .env("PWD", &env.ws)
         .env_remove("TMPDIR")
         .uid(NOBODY)
         .gid(NOBODY)
@@ -399,47 +406,34 @@ fn the_users_terminal_cannot_be_made_to_signal_the_users_other_jobs() {
                 .unwrap(),
         )
     };
-    for (policy, ns) in modes() {
-        let mut c = match ns {
-            Ns::With => Command::new(helper()),
-            Ns::Without => {
-                let mut c = Command::new(PROBE);
-                c.args(["outer-deny", "userns", "--", &helper()]);
-                c
-            }
-        };
+    // `python3 -c TERMINAL_PY` appended to `c`, as nobody on the terminal: its stdout, and its
+    // stderr (for the messages)
+    let run = |mut c: Command| {
         let out = c
-            .arg("--sandbox-policy-cwd")
-            .arg(&e.ws)
-            .arg("--sandbox-policy")
-            .arg(policy)
-            .args(["--", "python3", "-c", TERMINAL_PY])
-            .current_dir(&e.ws)
-            .env("PWD", &e.ws)
+            .args(["-c", TERMINAL_PY])
             .uid(NOBODY)
             .gid(NOBODY)
             .stdin(tty())
             .output()
             .unwrap();
+        (
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    for (policy, ns) in modes() {
+        let mut c = sandbox_cmd(&e, policy, ns);
+        c.args(["--", "python3"]);
+        let (out, err) = run(c);
         assert_eq!(
-            String::from_utf8_lossy(&out.stdout),
-            "termios 0 echo 0\ntermio 0\ntermios2 0\nchars 0\ntermio intr 0\nwinsz errno 1\n",
-            "{policy} {ns:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
+            out, "termios 0 echo 0\ntermio 0\ntermios2 0\nchars 0\ntermio intr 0\nwinsz errno 1\n",
+            "{policy} {ns:?}: {err}"
         );
     }
-    let out = Command::new("python3")
-        .args(["-c", TERMINAL_PY])
-        .uid(NOBODY)
-        .gid(NOBODY)
-        .stdin(tty())
-        .output()
-        .unwrap();
+    let (out, err) = run(Command::new("python3"));
     assert_eq!(
-        String::from_utf8_lossy(&out.stdout),
-        "termios 1 echo 0\ntermio 1\ntermios2 1\nchars 5\ntermio intr 1\nwinsz ok\n",
-        "control outside: {}",
-        String::from_utf8_lossy(&out.stderr)
+        out, "termios 1 echo 0\ntermio 1\ntermios2 1\nchars 5\ntermio intr 1\nwinsz ok\n",
+        "control outside: {err}"
     );
     drop(master);
 }
