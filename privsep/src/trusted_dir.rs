@@ -291,6 +291,30 @@ impl TrustedDir {
         .map(File::from)
     }
 
+    /// For a file opened in a [`Leaf::Private`] directory and read back as trusted (the proxy's
+    /// usage ledger): a regular file of root, of us or of `writer`, writable by nobody else (an
+    /// access ACL's mask shows in the group bits) and with no other name (outside review r55
+    /// F2: in an accepted directory, a ledger another user owned, a root-owned `0666` one, or a
+    /// hard link to another user's file was replayed and rewritten by that user).
+    pub fn check_private_file(f: &File, writer: Option<u32>) -> io::Result<()> {
+        use std::os::unix::fs::MetadataExt;
+        let md = f.metadata()?;
+        let euid = sys::getresuid().map(|(_, e, _)| e).unwrap_or(u32::MAX);
+        let uid = md.uid();
+        if !md.file_type().is_file()
+            || md.nlink() != 1
+            || md.mode() & 0o022 != 0
+            || !(uid == 0 || uid == euid || Some(uid) == writer)
+        {
+            return Err(io::Error::other(format!(
+                "refused: owned by uid {uid} with mode {:o} and {} name(s); it must be a regular file of root or of the account the process runs as, writable by nobody else, with no other name",
+                md.mode() & 0o7777,
+                md.nlink()
+            )));
+        }
+        Ok(())
+    }
+
     /// Opens `name` for reading (`O_RDONLY|O_NOFOLLOW`).
     pub fn open_read(&self, name: &OsStr) -> io::Result<File> {
         check_name(name)?;

@@ -262,6 +262,8 @@ pub struct Ledger {
     pending: VecDeque<Vec<u8>>,
     /// The last write or sync error, while unhealthy.
     error: Option<String>,
+    /// The account besides root and us that may own the files ([`Ledger::open_for`]).
+    writer: Option<u32>,
 }
 
 impl Ledger {
@@ -289,6 +291,11 @@ impl Ledger {
         let name = file_name(month);
         let stats = match dir.open_read(&OsString::from(&name)) {
             Ok(mut f) => {
+                TrustedDir::check_private_file(&f, writer).map_err(|source| LedgerError::Read {
+                    dir: path.to_path_buf(),
+                    name: name.clone(),
+                    source,
+                })?;
                 let mut bytes = Vec::new();
                 f.read_to_end(&mut bytes)
                     .map_err(|source| LedgerError::Read {
@@ -314,6 +321,7 @@ impl Ledger {
             dirty: false,
             pending: VecDeque::new(),
             error: None,
+            writer,
         };
         if let Err(e) = ledger.file_for(month) {
             ledger.error = Some(format!("cannot open {name}: {e}"));
@@ -347,6 +355,7 @@ impl Ledger {
             let f = self
                 .dir
                 .open_append(&OsString::from(file_name(month)), 0o600)?;
+            TrustedDir::check_private_file(&f, self.writer)?;
             // A new month's file starts clean; a reopened one may end torn.
             let len = f.metadata().map(|m| m.len()).unwrap_or(0);
             if self.file.is_some() {

@@ -431,6 +431,24 @@ fn a_transfer_coding_other_than_chunked_is_refused() {
     assert_eq!(r.text(), "zzzz");
 }
 
+/// Outside review r55 F4: an upstream answer framed by its chunks with a `Content-Length`
+/// beside them was relayed with that `Content-Length`, and the client read a 200 cut short
+/// (`{"id"`). The chunks decide (RFC 9112 6.1) and the length is not passed on. Control: the
+/// same body without the stray length.
+#[test]
+fn chunks_beside_a_content_length_reach_the_client_whole() {
+    for answer in [
+        &b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nContent-Length: 5\r\nConnection: close\r\n\r\na\r\n0123456789\r\n0\r\n\r\n"[..],
+        &b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\na\r\n0123456789\r\n0\r\n\r\n"[..],
+    ] {
+        let port = raw_upstream(answer);
+        let proxy = Spawn::new(&format!("http://127.0.0.1:{port}/v1/responses")).start();
+        let r = proxy.post("{}");
+        assert_eq!(r.status, 200, "{}", r.text());
+        assert_eq!(r.text(), "0123456789");
+    }
+}
+
 /// Review round 5, F1 (critical), end to end: an upstream name with several addresses makes
 /// glibc sort them (RFC 3484) over a NETLINK_ROUTE socket, which the seccomp allow-list used to
 /// refuse: the proxy died (exit 10) on the first request. In a private mount namespace,

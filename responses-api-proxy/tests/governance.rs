@@ -661,6 +661,52 @@ fn a_state_dir_another_user_can_write_is_refused() {
             .start();
         assert!(common::is_listening(p.port), "{name}");
     }
+    // Outside review r55 F2: the month's ledger in an accepted directory, owned by another
+    // user, writable by others, or a hard link to another user's file, was replayed (and
+    // rewritten by that user). Refused; the control (root's 0600) starts.
+    let month = String::from_utf8(
+        Command::new("date")
+            .args(["-u", "+%Y-%m"])
+            .output()
+            .unwrap()
+            .stdout,
+    )
+    .unwrap();
+    let ledger = format!("ledger-{}.log", month.trim());
+    let theirs = d.path().join("theirs.log");
+    std::fs::write(&theirs, "").unwrap();
+    std::os::unix::fs::chown(&theirs, Some(B), Some(B)).unwrap();
+    for (name, uid, mode, link, wants) in [
+        ("theirs", B, 0o600, false, "owned by uid 4243 with mode 600"),
+        ("open", 0, 0o666, false, "owned by uid 0 with mode 666"),
+        ("linked", B, 0o600, true, "2 name(s)"),
+        ("good", 0, 0o600, false, ""),
+    ] {
+        let state = dir(&format!("ledger-{name}"), 0, 0o700);
+        let file = state.join(&ledger);
+        if link {
+            std::fs::hard_link(&theirs, &file).unwrap();
+        } else {
+            std::fs::write(&file, "").unwrap();
+            std::os::unix::fs::chown(&file, Some(uid), Some(uid)).unwrap();
+            std::fs::set_permissions(&file, std::fs::Permissions::from_mode(mode)).unwrap();
+        }
+        let started = Spawn::new(&mock.responses_url())
+            .governed(&policy, &state)
+            .try_start();
+        if wants.is_empty() {
+            assert!(started.is_ok(), "{name}: the control is refused");
+            continue;
+        }
+        let Err((status, stderr)) = started else {
+            panic!("{name}: started")
+        };
+        assert_eq!(status.code(), Some(2), "{name}: {stderr}");
+        assert!(
+            stderr.contains(wants) && stderr.contains(&ledger),
+            "{name}: {stderr}"
+        );
+    }
 }
 
 /// Runs the proxy in a private mount namespace where the state dir is `mount_cmd`'s.

@@ -375,6 +375,9 @@ buf = bytearray(fcntl.ioctl(0, 0x5405, bytes(18))); buf[9] = ord('R')
 fcntl.ioctl(0, 0x5406, bytes(buf))
 print('termio intr', int(termios.tcgetattr(0)[6][termios.VINTR] == b'R'))
 a[6] = was; termios.tcsetattr(0, termios.TCSANOW, a)
+a = termios.tcgetattr(0); a[0] |= termios.ISTRIP; termios.tcsetattr(0, termios.TCSANOW, a)
+print('istrip', int(termios.tcgetattr(0)[0] & termios.ISTRIP != 0))
+a[0] &= ~termios.ISTRIP; termios.tcsetattr(0, termios.TCSANOW, a)
 try:
     fcntl.ioctl(0, termios.TIOCSWINSZ, struct.pack('HHHH', 11, 22, 0, 0)); print('winsz ok')
 except OSError as e:
@@ -426,13 +429,14 @@ fn the_users_terminal_cannot_be_made_to_signal_the_users_other_jobs() {
         c.args(["--", "python3"]);
         let (out, err) = run(c);
         assert_eq!(
-            out, "termios 0 echo 0\ntermio 0\ntermios2 0\nchars 0\ntermio intr 0\nwinsz errno 1\n",
+            out,
+            "termios 0 echo 0\ntermio 0\ntermios2 0\nchars 0\ntermio intr 0\nistrip 0\nwinsz errno 1\n",
             "{policy} {ns:?}: {err}"
         );
     }
     let (out, err) = run(Command::new("python3"));
     assert_eq!(
-        out, "termios 1 echo 0\ntermio 1\ntermios2 1\nchars 5\ntermio intr 1\nwinsz ok\n",
+        out, "termios 1 echo 0\ntermio 1\ntermios2 1\nchars 5\ntermio intr 1\nistrip 1\nwinsz ok\n",
         "control outside: {err}"
     );
     drop(master);

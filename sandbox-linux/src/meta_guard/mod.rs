@@ -469,12 +469,19 @@ fn terminal_settings(
     // the four flag words and c_line
     #[allow(clippy::unnecessary_cast)] // `tcflag_t` is not `u32` on every architecture
     let tostop = libc::TOSTOP as u32;
+    // ISTRIP stays too (outside review r55 F1: stripping the eighth bit made bytes of the
+    // user's own UTF-8 keystrokes, `у` = D1 83, into ^C and the other kept characters)
+    #[allow(clippy::unnecessary_cast)]
+    let istrip = libc::ISTRIP as u32;
+    let istrip_now = u32::from_ne_bytes([now[0], now[1], now[2], now[3]]) & istrip;
     if [libc::TCSETA, libc::TCSETAW, libc::TCSETAF]
         .iter()
         .any(|&c| c as u32 == cmd)
     {
         let l = u16::from_ne_bytes([arg[6], arg[7]]) & !(tostop as u16);
         arg[6..8].copy_from_slice(&l.to_ne_bytes());
+        let i = (u16::from_ne_bytes([arg[0], arg[1]]) & !(istrip as u16)) | istrip_now as u16;
+        arg[0..2].copy_from_slice(&i.to_ne_bytes());
         // `struct termio` holds the first 8 characters only: VINTR and VQUIT among them
         for i in [libc::VINTR, libc::VQUIT] {
             arg[TERMIO_CC + i] = now[TERMIOS_CC + i];
@@ -482,6 +489,8 @@ fn terminal_settings(
     } else {
         let l = u32::from_ne_bytes([arg[12], arg[13], arg[14], arg[15]]) & !tostop;
         arg[12..16].copy_from_slice(&l.to_ne_bytes());
+        let i = (u32::from_ne_bytes([arg[0], arg[1], arg[2], arg[3]]) & !istrip) | istrip_now;
+        arg[0..4].copy_from_slice(&i.to_ne_bytes());
         for i in KEPT_CHARACTERS {
             arg[TERMIOS_CC + i] = now[TERMIOS_CC + i];
         }
