@@ -307,7 +307,7 @@ impl TrustedDir {
             || !(uid == 0 || uid == euid || Some(uid) == writer)
         {
             return Err(io::Error::other(format!(
-                "refused: owned by uid {uid} with mode {:o} and {} name(s); it must be a regular file of root or of the account the process runs as, writable by nobody else, with no other name",
+                "refused: owned by uid {uid} with mode {:o} and {} name(s); it must be a regular file of root or of the account the process runs as, writable by nobody else, with no other name: move it aside and let the process make a new one (a descriptor opened while it was writable keeps writing after a chmod or chown)",
                 md.mode() & 0o7777,
                 md.nlink()
             )));
