@@ -187,11 +187,21 @@ enum Change {
         cmd: u32,
         arg: Vec<u8>,
     },
-    /// A terminal's settings ([`terminal_settings`]).
-    TerminalSettings {
-        cmd: u32,
-        arg: Vec<u8>,
-    },
+}
+
+/// What a notification asks for.
+enum Decoded {
+    /// A file's metadata.
+    Metadata(Target, Change),
+    /// A terminal's settings through descriptor `fd` ([`terminal_settings`]).
+    TerminalSettings { fd: i32, cmd: u32, arg: Vec<u8> },
+}
+
+/// `cmd` takes the old `struct termio` (`TCSETA`, `TCSETAW`, `TCSETAF`).
+fn is_termio(cmd: u32) -> bool {
+    [libc::TCSETA, libc::TCSETAW, libc::TCSETAF]
+        .iter()
+        .any(|&c| c as u32 == cmd)
 }
 
 /// `sizeof(struct termios)` of the kernel (not the C library's larger one), and where its
@@ -212,10 +222,7 @@ const KEPT_CHARACTERS: [usize; 5] = [
 /// The kernel's structure a terminal settings call reads: `struct termio` (18 bytes), `struct
 /// termios2` (44), `struct termios` (36; not the C library's larger one).
 fn terminal_settings_size(cmd: u32) -> usize {
-    if [libc::TCSETA, libc::TCSETAW, libc::TCSETAF]
-        .iter()
-        .any(|&c| c as u32 == cmd)
-    {
+    if is_termio(cmd) {
         18
     } else if [libc::TCSETS2, libc::TCSETSW2, libc::TCSETSF2]
         .iter()
@@ -236,16 +243,19 @@ pub fn handle(
     denied: &[std::path::PathBuf],
 ) -> i32 {
     let tid = n.pid as libc::pid_t;
-    let (target, change) = match decode(tid, n) {
+    let decoded = match decode(tid, n) {
         Ok(x) => x,
         Err(e) => return e,
     };
     let Ok(pidfd) = crate::unix_connect::supervisor_open_pidfd(tid) else {
         return libc::ESRCH;
     };
-    if let (Target::Fd(fd), Change::TerminalSettings { cmd, arg }) = (&target, &change) {
-        return terminal_settings(listener, n.id, &pidfd, *fd, *cmd, arg.clone());
-    }
+    let (target, change) = match decoded {
+        Decoded::Metadata(target, change) => (target, change),
+        Decoded::TerminalSettings { fd, cmd, arg } => {
+            return terminal_settings(listener, n.id, &pidfd, fd, cmd, arg);
+        }
+    };
     let file = match &target {
         Target::Fd(fd) | Target::Empty(fd) if *fd != libc::AT_FDCWD => {
             match usys::pidfd_getfd(&pidfd, *fd) {
@@ -426,7 +436,6 @@ fn perform(file: &OwnedFd, fd_form: bool, change: Change) -> i32 {
             }
         }
         (Change::Ioctl { cmd, mut arg }, _) => sys::ioctl_with(file, cmd, &mut arg),
-        (Change::TerminalSettings { .. }, _) => libc::ENOSYS, // `terminal_settings`
     }
 }
 
@@ -474,10 +483,7 @@ fn terminal_settings(
     #[allow(clippy::unnecessary_cast)]
     let istrip = libc::ISTRIP as u32;
     let istrip_now = u32::from_ne_bytes([now[0], now[1], now[2], now[3]]) & istrip;
-    if [libc::TCSETA, libc::TCSETAW, libc::TCSETAF]
-        .iter()
-        .any(|&c| c as u32 == cmd)
-    {
+    if is_termio(cmd) {
         let l = u16::from_ne_bytes([arg[6], arg[7]]) & !(tostop as u16);
         arg[6..8].copy_from_slice(&l.to_ne_bytes());
         let i = (u16::from_ne_bytes([arg[0], arg[1]]) & !(istrip as u16)) | istrip_now as u16;
@@ -502,7 +508,7 @@ fn terminal_settings(
 }
 
 /// The call's target and change, every argument in memory copied once.
-fn decode(tid: libc::pid_t, n: &libc::seccomp_notif) -> Result<(Target, Change), i32> {
+fn decode(tid: libc::pid_t, n: &libc::seccomp_notif) -> Result<Decoded, i32> {
     let a = n.data.args;
     let nr = libc::c_long::from(n.data.nr);
     let int = |i: usize| a[i] as i32;
@@ -532,7 +538,7 @@ fn decode(tid: libc::pid_t, n: &libc::seccomp_notif) -> Result<(Target, Change),
     };
     let nofollow_empty = (libc::AT_SYMLINK_NOFOLLOW | libc::AT_EMPTY_PATH) as u64;
     let cwd = libc::AT_FDCWD;
-    Ok(match nr {
+    let (target, change) = match nr {
         libc::SYS_fchmod => (Target::Fd(int(0)), Change::Mode(id(1))),
         libc::SYS_fchown => (Target::Fd(int(0)), Change::Owner(id(1), id(2))),
         libc::SYS_fremovexattr => (
@@ -546,7 +552,11 @@ fn decode(tid: libc::pid_t, n: &libc::seccomp_notif) -> Result<(Target, Change),
                 FS_IOC_FSSETXATTR => FSXATTR_SIZE,
                 c if TERMINAL_SETTINGS.contains(&c) => {
                     let arg = read_exact(tid, a[2], terminal_settings_size(c))?;
-                    return Ok((Target::Fd(int(0)), Change::TerminalSettings { cmd, arg }));
+                    return Ok(Decoded::TerminalSettings {
+                        fd: int(0),
+                        cmd,
+                        arg,
+                    });
                 }
                 _ => return Err(libc::ENOSYS),
             };
@@ -602,7 +612,8 @@ fn decode(tid: libc::pid_t, n: &libc::seccomp_notif) -> Result<(Target, Change),
             }
         }
         _ => return Err(libc::ENOSYS),
-    })
+    };
+    Ok(Decoded::Metadata(target, change))
 }
 
 /// Resolve `path` as the child sees it: an absolute path below its root; a relative one below
