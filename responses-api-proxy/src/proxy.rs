@@ -353,11 +353,6 @@ async fn forward(
     }
 
     let (mut parts, body) = resp.into_parts();
-    // The body is read by its chunks: a `Content-Length` beside them would make the client cut
-    // it short (outside review r55 F4: `{"id"` of a 200; RFC 9112 6.1: a proxy removes it).
-    if parts.headers.contains_key(http::header::TRANSFER_ENCODING) {
-        parts.headers.remove(http::header::CONTENT_LENGTH);
-    }
     // An upstream that echoes the key must not hand it to the client (nor to the audit log's
     // request id, nor to the dump): scrubbed before anything reads the headers.
     let key = KeyScrub::new(key.header());

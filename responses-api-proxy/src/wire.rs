@@ -206,6 +206,11 @@ pub fn parse_response_head(
         && framing != BodyFraming::Close
         && !(te && headers.contains_key(http::header::CONTENT_LENGTH))
         && !lists(&headers, http::header::CONNECTION, "close", false);
+    // The chunks frame the body: a `Content-Length` beside them is not the body's (RFC 9112
+    // 6.1: removed; outside review r55 F4: relayed, it made the client cut a 200 short).
+    if te {
+        headers.remove(http::header::CONTENT_LENGTH);
+    }
     Ok(Some((
         ResponseHead {
             status,
