@@ -24,6 +24,7 @@ use serde_json::value::RawValue;
 
 use crate::glob;
 use crate::policy::{CLIENT_TOOLS, Rule};
+use crate::sizing::Input;
 
 /// A request the policy refuses: status, the code, the rule (`<section>.<key>`), the limit and
 /// when it resets.
@@ -92,6 +93,10 @@ pub struct Checked {
     pub clamped: bool,
     /// The `max_output_tokens` the upstream receives (the ceiling when clamped), when known.
     pub max_output_tokens: Option<u64>,
+    /// Why the upstream may count more input than the body's bytes / 4 (a file or image by
+    /// reference, a stored response, a server-side tool: [`crate::sizing`]); `None` when
+    /// everything it reads is in the body.
+    pub unsizable: Option<&'static str>,
 }
 
 #[derive(Deserialize)]
@@ -110,6 +115,15 @@ struct Head<'a> {
     /// members would escape every check here (outside review r18 F6).
     #[serde(borrow, default, deserialize_with = "raw")]
     response: Option<&'a RawValue>,
+    /// Walked for what the upstream reads beyond the body ([`crate::sizing`]).
+    #[serde(default)]
+    input: Option<Input>,
+    #[serde(borrow, default, deserialize_with = "raw")]
+    previous_response_id: Option<&'a RawValue>,
+    #[serde(borrow, default, deserialize_with = "raw")]
+    conversation: Option<&'a RawValue>,
+    #[serde(borrow, default, deserialize_with = "raw")]
+    prompt: Option<&'a RawValue>,
 }
 
 #[derive(Deserialize)]
@@ -127,8 +141,13 @@ const MAX_NAMESPACE_DEPTH: usize = 4;
 
 /// The first tool type in `tools` that is neither client-side nor allowed by `rule`; a
 /// `namespace` is a group, judged by its members (`Err`: a group whose members are not a list of
-/// typed tools, or nested too deep).
-fn refused_tool(rule: &Rule, tools: &[Tool<'_>], depth: usize) -> Result<Option<String>, Refusal> {
+/// typed tools, or nested too deep). Sets `server` when an allowed server-side tool is there.
+fn refused_tool(
+    rule: &Rule,
+    tools: &[Tool<'_>],
+    depth: usize,
+    server: &mut bool,
+) -> Result<Option<String>, Refusal> {
     for t in tools {
         let kind = t.kind.as_ref();
         if kind == NAMESPACE_TOOL {
@@ -143,13 +162,14 @@ fn refused_tool(rule: &Rule, tools: &[Tool<'_>], depth: usize) -> Result<Option<
                     bad(format!("a namespace tool's tools must be typed tools: {e}"))
                 })?,
             };
-            if let Some(k) = refused_tool(rule, &members, depth + 1)? {
+            if let Some(k) = refused_tool(rule, &members, depth + 1, server)? {
                 return Ok(Some(k));
             }
-        } else if !CLIENT_TOOLS.contains(&kind)
-            && !rule.server_tools.value.iter().any(|s| s == kind)
-        {
-            return Ok(Some(kind.to_string()));
+        } else if !CLIENT_TOOLS.contains(&kind) {
+            if !rule.server_tools.value.iter().any(|s| s == kind) {
+                return Ok(Some(kind.to_string()));
+            }
+            *server = true;
         }
     }
     Ok(None)
@@ -194,7 +214,7 @@ pub fn check_request(rule: &Rule, body: &[u8]) -> Result<Checked, Refusal> {
         .position(|b| !b.is_ascii_whitespace())
         .filter(|&i| body[i] == b'{')
         .ok_or_else(|| bad("the request body must be a JSON object".into()))?;
-    let head: Head<'_> = serde_json::from_slice(body)
+    let mut head: Head<'_> = serde_json::from_slice(body)
         .map_err(|e| bad(format!("the request body is not acceptable JSON: {e}")))?;
     if head.response.is_some() {
         return Err(bad(
@@ -203,6 +223,7 @@ pub fn check_request(rule: &Rule, body: &[u8]) -> Result<Checked, Refusal> {
     }
     let model = head
         .model
+        .take()
         .ok_or_else(|| bad("the request names no model".into()))?;
     let model = model.into_owned();
     if !is_model_name(&model) {
@@ -253,7 +274,13 @@ pub fn check_request(rule: &Rule, body: &[u8]) -> Result<Checked, Refusal> {
             "background responses are not allowed by the policy".into(),
         ));
     }
-    if let Some(kind) = refused_tool(rule, head.tools.as_deref().unwrap_or_default(), 0)? {
+    let mut server_tool = false;
+    if let Some(kind) = refused_tool(
+        rule,
+        head.tools.as_deref().unwrap_or_default(),
+        0,
+        &mut server_tool,
+    )? {
         return Err(Refusal {
             limit: Some(rule.server_tools.value.clone().into()),
             ..Refusal::new(
@@ -331,12 +358,144 @@ pub fn check_request(rule: &Rule, body: &[u8]) -> Result<Checked, Refusal> {
         rewritten,
         clamped,
         max_output_tokens,
+        unsizable: unsizable(&head, server_tool),
     })
+}
+
+/// Why the upstream may read more than the body carries (see [`crate::sizing`]).
+fn unsizable(head: &Head<'_>, server_tool: bool) -> Option<&'static str> {
+    let set = |r: Option<&RawValue>| r.is_some_and(|r| r.get() != "null");
+    if set(head.previous_response_id) {
+        Some("previous_response_id (a stored response)")
+    } else if set(head.conversation) {
+        Some("a conversation (stored items)")
+    } else if set(head.prompt) {
+        Some("a stored prompt")
+    } else if server_tool {
+        Some("a server-side tool (its results are input)")
+    } else {
+        head.input.as_ref().and_then(|i| i.unsizable)
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Outside review r53 F2: what makes the upstream read more than the body carries is found
+    /// (a file or image by reference, stored items, a stored prompt, a server-side tool), also
+    /// behind `\u` escapes in keys and types; what is inline is sized (the controls).
+    #[test]
+    fn input_the_body_does_not_carry_is_found() {
+        let rule = rule("[default]\nserver_tools = [\"web_search\"]\n");
+        let sizes = |input: &str| {
+            let body = format!(r#"{{"model":"gpt-5",{input}}}"#);
+            check_request(&rule, body.as_bytes())
+                .unwrap_or_else(|e| panic!("{input}: {}", e.message))
+                .unsizable
+        };
+        for sized in [
+            r#""input":"hi""#,
+            r#""input":null"#,
+            r#""previous_response_id":null,"input":[]"#,
+            r#""input":[{"role":"user","content":"hi"}]"#,
+            r#""input":[{"type":"message","role":"user","content":[{"type":"input_text","text":"a"},{"type":"output_text","text":"b"}]}]"#,
+            r#""input":[{"role":"user","content":[{"type":"input_image","image_url":"data:image/png;base64,AAAA"}]}]"#,
+            r#""input":[{"role":"user","content":[{"type":"input_image","image_url":"DATA:image/png;base64,AAAA","detail":"low"}]}]"#,
+            r#""input":[{"type":"reasoning","summary":[{"type":"summary_text","text":"s"}],"encrypted_content":"gAAA"}]"#,
+            r#""input":[{"type":"function_call","call_id":"c","name":"f","arguments":"{}"},{"type":"function_call_output","call_id":"c","output":"done"}]"#,
+            r#""input":[{"type":"function_call_output","call_id":"c","output":[{"type":"input_text","text":"t"}]}]"#,
+            r#""input":[{"type":"computer_call_output","call_id":"c","output":{"type":"computer_screenshot","image_url":"data:image/png;base64,AA"}}]"#,
+            r#""tools":[{"type":"function","name":"f"}],"input":"x""#,
+        ] {
+            assert_eq!(sizes(sized), None, "{sized}");
+        }
+        for (unsizable, why) in [
+            (
+                r#""input":[{"role":"user","content":[{"type":"input_file","file_url":"https://x/a.pdf"}]}]"#,
+                "a file",
+            ),
+            (
+                r#""input":[{"role":"user","content":[{"type":"input_file","file_data":"data:application/pdf;base64,AA","filename":"a.pdf"}]}]"#,
+                "a file",
+            ),
+            (
+                r#""input":[{"role":"user","content":[{"type":"input_file","file_id":"file-1"}]}]"#,
+                "a file",
+            ),
+            (
+                r#""input":[{"role":"user","content":[{"type":"input_image","image_url":"https://x/a.png"}]}]"#,
+                "an image",
+            ),
+            (
+                r#""input":[{"role":"user","content":[{"type":"input_image","file_id":"file-1"}]}]"#,
+                "an image",
+            ),
+            (
+                r#""input":[{"role":"user","content":[{"type":"input_image","image_url":"data:image/png;base64,AA","file_id":"file-1"}]}]"#,
+                "an image",
+            ),
+            (
+                r#""input":[{"role":"user","content":[{"type":"input_image","image_url":"http://x/data:"}]}]"#,
+                "an image",
+            ),
+            // Escaped keys and types are read decoded, as the upstream reads them.
+            (
+                r#""input":[{"role":"user","content":[{"type":"input_\u0066ile","file_url":"https://x"}]}]"#,
+                "a file",
+            ),
+            (
+                r#""input":[{"role":"user","content":[{"t\u0079pe":"input_image","image_url":"https://x"}]}]"#,
+                "an image",
+            ),
+            (
+                r#""input":[{"role":"user","content":[{"type":"input_image","image_\u0075rl":"https://x"}]}]"#,
+                "an image",
+            ),
+            (
+                r#""input":[{"type":"function_call_output","call_id":"c","output":[{"type":"input_file","file_id":"f"}]}]"#,
+                "a file",
+            ),
+            (
+                r#""input":[{"type":"computer_call_output","call_id":"c","output":{"type":"computer_screenshot","file_id":"f"}}]"#,
+                "an image",
+            ),
+            (
+                r#""input":[{"type":"item_reference","id":"msg_1"}]"#,
+                "item_reference",
+            ),
+            (r#""input":[{"type":"brand_new_item"}]"#, "cannot size"),
+            (
+                r#""input":[{"role":"user","content":[{"type":"input_audio","input_audio":{}}]}]"#,
+                "cannot size",
+            ),
+            (
+                r#""input":"x","previous_response_id":"resp_1""#,
+                "previous_response_id",
+            ),
+            (r#""input":"x","conversation":"conv_1""#, "conversation"),
+            (r#""input":"x","prompt":{"id":"pmpt_1"}"#, "stored prompt"),
+            (
+                r#""input":"x","tools":[{"type":"web_search"}]"#,
+                "server-side tool",
+            ),
+            (
+                r#""input":"x","tools":[{"type":"namespace","name":"n","tools":[{"type":"web_search"}]}]"#,
+                "server-side tool",
+            ),
+        ] {
+            let got = sizes(unsizable).unwrap_or_else(|| panic!("sized: {unsizable}"));
+            assert!(got.contains(why), "{unsizable}: {got}");
+        }
+        // A key twice inside an item or a part is ambiguous: refused, as at the top level.
+        for twice in [
+            r#"{"model":"gpt-5","input":[{"role":"user","content":"a","content":[{"type":"input_file","file_id":"f"}]}]}"#,
+            r#"{"model":"gpt-5","input":[{"role":"user","content":[{"type":"input_text","type":"input_file","file_id":"f"}]}]}"#,
+        ] {
+            let e = check_request(&rule, twice.as_bytes()).unwrap_err();
+            assert_eq!((e.status, e.code), (400, "policy_bad_request"), "{twice}");
+        }
+    }
 
     /// A nested `response` object would carry a model, `store` or tools past every check: refused,
     /// even `null`; the same members at the top level are checked (control).

@@ -388,14 +388,14 @@ impl Governor {
             check_budget(
                 &rule.day,
                 &s.today,
-                (&held, want),
+                (&held, want, checked.unsizable),
                 clock::next_day_start_ms(now_ms),
                 now_ms,
             )?;
             check_budget(
                 &rule.month,
                 &s.this_month,
-                (&held, want),
+                (&held, want, checked.unsizable),
                 clock::next_month_start_ms(now_ms),
                 now_ms,
             )?;
@@ -548,11 +548,13 @@ impl Governor {
 pub const RESERVED_RETRY_AFTER_S: u64 = 5;
 
 /// Refuses when `t` (spent) has reached a limit of `b`, or when other requests are in flight
-/// (`held.requests > 0`) and spent + held + `want` would go over one (see the module docs).
+/// (`held.requests > 0`) and spent + held + `want` would go over one, or when they are and
+/// this request's input cannot be sized (`unsizable`, the reason) while an input or cost limit
+/// applies (see the module docs).
 fn check_budget(
     b: &Budget,
     t: &Totals,
-    (held, want): (&Totals, &Totals),
+    (held, want, unsizable): (&Totals, &Totals, Option<&'static str>),
     reset_ms: u64,
     now_ms: u64,
 ) -> Result<(), Refusal> {
@@ -593,6 +595,44 @@ fn check_budget(
         ..Refusal::new(429, "budget_reserved", rule, what)
     };
     let in_flight = held.requests;
+    // Outside review r53 F2: input the body does not carry is reserved by nothing, so such a
+    // request runs only alone under a limit it can overshoot (one request's worth, not one per
+    // request in flight).
+    if let Some(why) = unsizable.filter(|_| in_flight > 0) {
+        let limits = [
+            (&b.input_tokens, t.usage.input_tokens, "input_tokens"),
+            (
+                &b.cached_input_tokens,
+                t.usage.cached_input_tokens,
+                "cached_input_tokens",
+            ),
+        ];
+        let open = limits
+            .into_iter()
+            .find_map(|(s, spent, key)| {
+                s.as_ref()
+                    .filter(|s| !over(s.value, spent))
+                    .map(|s| (s.rule(key), serde_json::Value::from(s.value)))
+            })
+            .or_else(|| {
+                b.cost
+                    .as_ref()
+                    .filter(|s| t.cost < s.value)
+                    .map(|s| (s.rule("cost"), serde_json::Value::from(s.value)))
+            });
+        if let Some((rule, limit)) = open {
+            return Err(Refusal {
+                code: "budget_unsized",
+                ..reserved(
+                    rule.clone(),
+                    limit,
+                    format!(
+                        "this request's input cannot be sized by the proxy (it names {why}), so under {rule} it runs only when no other request of yours is in flight ({in_flight} are); retry when they end"
+                    ),
+                )
+            });
+        }
+    }
     for (setting, spent, h, w, key) in tokens {
         if let Some(s) = setting {
             if in_flight > 0
@@ -719,6 +759,73 @@ mod tests {
         assert_eq!(e.rule, "default.day.output_tokens");
         let (today, month) = g.spent(1002, NOW + 5);
         assert_eq!((today.requests, month.usage.input_tokens), (1, 60));
+    }
+
+    /// Outside review r53 F2: a request whose input the proxy cannot size (a file by URL here)
+    /// runs only alone under an input or cost limit: 429 `budget_unsized` while another request
+    /// of its user is in flight. Controls: alone it is admitted; a sized request is admitted
+    /// beside it; without an input or cost limit (output only) they run in parallel.
+    #[test]
+    fn a_request_the_proxy_cannot_size_runs_only_alone_under_an_input_budget() {
+        const FILE: &[u8] = br#"{"model":"gpt-5","input":[{"role":"user","content":[{"type":"input_file","file_url":"https://x/a.pdf"}]}]}"#;
+        let d = tempfile::tempdir().unwrap();
+        for (limit, rule) in [
+            ("input_tokens = 100000", "default.day.input_tokens"),
+            (
+                "cached_input_tokens = 100000",
+                "default.day.cached_input_tokens",
+            ),
+        ] {
+            let p = parse(&format!("[default]\nday = {{ {limit} }}\n")).unwrap();
+            let (l, recs, _) = Ledger::open(d.path(), NOW).unwrap();
+            let g = Governor::new(p, Some((l, recs)), NOW);
+            let first = g.admit(Some(7), FILE, NOW).expect("alone: admitted");
+            let e = g.admit(Some(7), FILE, NOW).unwrap_err();
+            assert_eq!(
+                (e.status, e.code, e.rule.as_str()),
+                (429, "budget_unsized", rule)
+            );
+            assert_eq!(e.retry_after_s, Some(RESERVED_RETRY_AFTER_S));
+            assert!(
+                e.message.contains("a file") && e.message.contains("1 are"),
+                "{}",
+                e.message
+            );
+            // A sized request fits beside it; then the file request is refused all the same.
+            let sized = g.admit(Some(7), BODY, NOW).expect("sized: admitted");
+            drop(first);
+            assert_eq!(
+                g.admit(Some(7), FILE, NOW).unwrap_err().code,
+                "budget_unsized"
+            );
+            drop(sized);
+            // Another user is not held up by this one's requests.
+            let _other = g.admit(Some(8), FILE, NOW).unwrap();
+            drop(g.admit(Some(7), FILE, NOW).expect("alone again: admitted"));
+        }
+        // Cost: the same (prices make the limit apply).
+        let p = parse(
+            "[prices.\"gpt-5\"]\ninput = 1.0\ncached_input = 0.1\noutput = 10.0\n[default]\nmonth = { cost = 50.0 }\n",
+        )
+        .unwrap();
+        let (l, recs, _) = Ledger::open(d.path(), NOW).unwrap();
+        let g = Governor::new(p, Some((l, recs)), NOW);
+        let _first = g.admit(Some(7), FILE, NOW).unwrap();
+        let e = g.admit(Some(7), FILE, NOW).unwrap_err();
+        assert_eq!(
+            (e.code, e.rule.as_str()),
+            ("budget_unsized", "default.month.cost")
+        );
+        // Control: an output-only budget reserves output exactly; input is not what it limits.
+        let p =
+            parse("[default]\nmax_output_tokens = 10\nday = { output_tokens = 1000 }\n").unwrap();
+        let (l, recs, _) = Ledger::open(d.path(), NOW).unwrap();
+        let g = Governor::new(p, Some((l, recs)), NOW);
+        let both: Vec<Admitted> = (0..3)
+            .map(|_| g.admit(Some(7), FILE, NOW).unwrap())
+            .collect();
+        assert_eq!(g.reserved(7).requests, 3);
+        drop(both);
     }
 
     /// Outside review r18 F7: requests in flight reserve their worst case, so parallel requests

@@ -15,6 +15,7 @@ pub mod governor;
 pub mod ledger;
 pub mod policy;
 pub mod report;
+pub mod sizing;
 pub mod usage;
 
 pub use check::{Checked, Refusal};

@@ -618,6 +618,82 @@ fn bad_policy_files_are_refused_at_start_with_nothing_listening() {
     assert!(common::is_listening(p.port));
 }
 
+/// Outside review r53 F2: 40 parallel streamed requests of a few hundred bytes, each naming a
+/// file by URL that the upstream counted as 90,000 input tokens, were all admitted against an
+/// input budget of 100,000 (each reserved its bytes / 4) and booked 3,600,000. Such a request
+/// runs only alone now: one is served, the others get 429 `budget_unsized`, the ledger holds
+/// one request's 90,000. Control: the same requests with their text inline are sized by their
+/// bytes and all run in parallel.
+#[test]
+fn requests_naming_files_cannot_overshoot_an_input_budget_in_parallel() {
+    const N: usize = 40;
+    let d = policy_dir();
+    let policy = write_policy(d.path(), "[default]\nday = { input_tokens = 100000 }\n");
+    let state = d.path().join("state");
+    let mock = MockUpstream::start().unwrap();
+    let held = |input: u64| {
+        let MockResponse::SseChunked { frames } = stream_with_usage(input, 0, 5) else {
+            unreachable!()
+        };
+        MockResponse::SsePaced {
+            frames,
+            delay: Duration::from_millis(1500),
+        }
+    };
+    let proxy = Spawn::new(&mock.responses_url())
+        .governed(&policy, &state)
+        .start();
+    let port = proxy.port;
+    let at_once = |uid: u32, body: &'static str| -> Vec<Answer> {
+        std::thread::scope(|s| {
+            let hs: Vec<_> = (0..N)
+                .map(|_| s.spawn(move || post_as(Some(uid), port, "/v1/responses", body)))
+                .collect();
+            hs.into_iter().map(|h| h.join().unwrap()).collect()
+        })
+    };
+    let statuses = |a: &[Answer]| a.iter().map(|a| a.status).collect::<Vec<_>>();
+
+    // Control: B's text inline, 10 input tokens each: all 40 at once.
+    mock.set_default(held(10));
+    let inline = r#"{"model":"gpt-5","stream":true,"input":[{"role":"user","content":[{"type":"input_text","text":"summarise the attached report, please"}]}]}"#;
+    let answers = at_once(B, inline);
+    assert!(
+        answers.iter().all(|a| a.status == 200),
+        "{:?}",
+        statuses(&answers)
+    );
+
+    // Attack: A names a file by URL, 40 at once.
+    mock.set_default(held(90_000));
+    let file = r#"{"model":"gpt-5","stream":true,"input":[{"role":"user","content":[{"type":"input_file","file_url":"https://example.com/report.pdf"},{"type":"input_text","text":"summarise"}]}]}"#;
+    let answers = at_once(A, file);
+    let ok = answers.iter().filter(|a| a.status == 200).count();
+    assert_eq!(ok, 1, "statuses: {:?}", statuses(&answers));
+    for a in answers.iter().filter(|a| a.status != 200) {
+        assert_eq!(a.status, 429, "{}", a.body);
+        let e = &a.json()["error"];
+        assert_eq!(e["code"], "budget_unsized", "{}", a.body);
+        assert_eq!(e["rule"], "default.day.input_tokens");
+        assert!(
+            e["message"].as_str().unwrap().contains("a file"),
+            "{}",
+            a.body
+        );
+        assert_eq!(a.header("retry-after").as_deref(), Some("5"));
+    }
+    proxy.wait_log("tokens_in=90000 ", 1);
+    let rep = usage_json(&state, &["--today"]);
+    let a = row(&rep, A, "gpt-5");
+    assert_eq!(
+        (a["requests"].as_u64(), a["input_tokens"].as_u64()),
+        (Some(1), Some(90_000)),
+        "one request's worth: {a}"
+    );
+    let b = row(&rep, B, "gpt-5");
+    assert_eq!(b["requests"].as_u64(), Some(N as u64), "{b}");
+}
+
 /// Outside review r53 F1: a `--state-dir` owned by another local user (who then deleted the
 /// month's ledger, wrote one of their own, and after a restart had their spend reset and
 /// another user's budget used up), or root's with mode `1777` (anyone makes the month's file

@@ -1,0 +1,229 @@
+//! Whether the proxy can size a request's input from its bytes (outside review r53 F2).
+//!
+//! A budget's reservation counts a request's input as its body bytes / 4, which bounds what the
+//! upstream counts only when everything the model reads is in the body. Some requests make the
+//! upstream read more than they carry: a file or an image named by id or URL, a stored item or
+//! response (`item_reference`, `previous_response_id`, `conversation`), a stored prompt
+//! (`prompt`), a server-side tool whose results become input (`web_search`, `file_search`,
+//! `mcp`...). Such a request is **unsizable**; the governor admits it under an input or cost
+//! budget only when no other request of its user is in flight (`governor::check_budget`), so a
+//! budget is overshot by at most one request's unmeasured input, never by one per request in
+//! flight (r53 F2: 40 parallel requests, each naming a file the upstream counted as 90,000
+//! tokens, were all admitted against an input budget of 100,000).
+//!
+//! The walk is conservative: what is not known to be inline is unsizable. Sized: `input` absent,
+//! `null` or a string; a list of items of the types in [`SIZED_ITEMS`] (an item without `type`
+//! is a message) whose `content` / `output` is a string or a list of parts of the types in
+//! [`TEXT_PARTS`], or an image whose `image_url` is a `data:` URL and has no `file_id`. Keys are
+//! read decoded (serde), so `\u` escapes in a key or a type change nothing; a key twice in an
+//! item or a part is refused as bad JSON, as at the top level.
+
+use std::borrow::Cow;
+use std::fmt;
+
+use serde::Deserialize;
+use serde::de::{self, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
+
+/// Item types whose whole content is in the request (a record of a call, its output as text,
+/// encrypted reasoning or compaction carried inline).
+pub const SIZED_ITEMS: &[&str] = &[
+    "message",
+    "reasoning",
+    "compaction",
+    "function_call",
+    "function_call_output",
+    "custom_tool_call",
+    "custom_tool_call_output",
+    "local_shell_call",
+    "local_shell_call_output",
+    "shell_call",
+    "shell_call_output",
+    "apply_patch_call",
+    "apply_patch_call_output",
+    "web_search_call",
+    "computer_call",
+    "computer_call_output",
+];
+
+/// Content part types that are text in the request.
+pub const TEXT_PARTS: &[&str] = &[
+    "input_text",
+    "output_text",
+    "text",
+    "refusal",
+    "summary_text",
+    "reasoning_text",
+];
+
+/// Part types that are an image, inline only as a `data:` URL.
+const IMAGE_PARTS: &[&str] = &["input_image", "computer_screenshot"];
+
+/// `input`, walked: `Some(why)` when the upstream may read more than the body carries.
+#[derive(Debug, Default)]
+pub(crate) struct Input {
+    pub unsizable: Option<&'static str>,
+}
+
+impl<'de> Deserialize<'de> for Input {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = Input;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("input as a string or a list of items")
+            }
+            fn visit_str<E: de::Error>(self, _: &str) -> Result<Input, E> {
+                Ok(Input::default())
+            }
+            fn visit_unit<E: de::Error>(self) -> Result<Input, E> {
+                Ok(Input::default())
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Input, A::Error> {
+                let mut unsizable = None;
+                while let Some(item) = seq.next_element::<Item<'de>>()? {
+                    unsizable = unsizable.or_else(|| item.unsizable());
+                }
+                Ok(Input { unsizable })
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+#[derive(Deserialize)]
+struct Item<'a> {
+    #[serde(borrow, rename = "type", default)]
+    kind: Option<Cow<'a, str>>,
+    #[serde(default)]
+    content: Option<Parts>,
+    #[serde(default)]
+    output: Option<Parts>,
+}
+
+impl Item<'_> {
+    fn unsizable(&self) -> Option<&'static str> {
+        let kind = self.kind.as_deref().unwrap_or("message");
+        if kind == "item_reference" {
+            return Some("an item_reference (a stored item)");
+        }
+        if !SIZED_ITEMS.contains(&kind) {
+            return Some("an input item of a type the proxy cannot size");
+        }
+        [&self.content, &self.output]
+            .into_iter()
+            .flatten()
+            .find_map(|p| p.unsizable)
+    }
+}
+
+/// `content` or `output`: a string, a list of parts, or one part.
+struct Parts {
+    unsizable: Option<&'static str>,
+}
+
+impl<'de> Deserialize<'de> for Parts {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = Parts;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a string, a list of content parts or one part")
+            }
+            fn visit_str<E: de::Error>(self, _: &str) -> Result<Self::Value, E> {
+                Ok(parts(None))
+            }
+            fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
+                Ok(parts(None))
+            }
+            fn visit_bool<E: de::Error>(self, _: bool) -> Result<Self::Value, E> {
+                Ok(parts(None))
+            }
+            fn visit_u64<E: de::Error>(self, _: u64) -> Result<Self::Value, E> {
+                Ok(parts(None))
+            }
+            fn visit_i64<E: de::Error>(self, _: i64) -> Result<Self::Value, E> {
+                Ok(parts(None))
+            }
+            fn visit_f64<E: de::Error>(self, _: f64) -> Result<Self::Value, E> {
+                Ok(parts(None))
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+                let mut unsizable = None;
+                while let Some(p) = seq.next_element::<Part<'de>>()? {
+                    unsizable = unsizable.or_else(|| p.unsizable());
+                }
+                Ok(parts(unsizable))
+            }
+            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {
+                let p = Part::deserialize(de::value::MapAccessDeserializer::new(map))?;
+                Ok(parts(p.unsizable()))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+fn parts(unsizable: Option<&'static str>) -> Parts {
+    Parts { unsizable }
+}
+
+#[derive(Deserialize)]
+struct Part<'a> {
+    #[serde(borrow, rename = "type", default)]
+    kind: Option<Cow<'a, str>>,
+    #[serde(default)]
+    image_url: Option<Url>,
+    #[serde(default)]
+    file_id: Option<IgnoredAny>,
+}
+
+impl Part<'_> {
+    fn unsizable(&self) -> Option<&'static str> {
+        let kind = self.kind.as_deref().unwrap_or("");
+        if TEXT_PARTS.contains(&kind) {
+            return None;
+        }
+        if IMAGE_PARTS.contains(&kind) {
+            let inline = self.file_id.is_none() && self.image_url.as_ref().is_some_and(|u| u.data);
+            return (!inline).then_some("an image by URL or file id");
+        }
+        if kind == "input_file" {
+            return Some("a file");
+        }
+        Some("a content part of a type the proxy cannot size")
+    }
+}
+
+/// An `image_url`: whether it is a string that starts with `data:` (inline).
+struct Url {
+    data: bool,
+}
+
+impl<'de> Deserialize<'de> for Url {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = Url;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("an image URL")
+            }
+            fn visit_str<E: de::Error>(self, s: &str) -> Result<Url, E> {
+                Ok(Url {
+                    data: s.get(..5).is_some_and(|p| p.eq_ignore_ascii_case("data:")),
+                })
+            }
+            fn visit_unit<E: de::Error>(self) -> Result<Url, E> {
+                Ok(Url { data: false })
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Url, A::Error> {
+                while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
+                Ok(Url { data: false })
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Url, A::Error> {
+                while seq.next_element::<IgnoredAny>()?.is_some() {}
+                Ok(Url { data: false })
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
