@@ -585,6 +585,12 @@ pub fn renameat(dir: BorrowedFd<'_>, from: &OsStr, to: &OsStr) -> io::Result<()>
         .map(drop)
 }
 
+/// `flock(fd, LOCK_EX | LOCK_NB)`: `EWOULDBLOCK` when another open file description holds it.
+pub fn flock_exclusive_now(fd: BorrowedFd<'_>) -> io::Result<()> {
+    // SAFETY: `fd` is live for the call; flock reads only the descriptor number.
+    cvt(unsafe { libc::flock(fd.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) }).map(drop)
+}
+
 /// `unlinkat(2)` of a non-directory.
 pub fn unlinkat(dir: BorrowedFd<'_>, name: &OsStr) -> io::Result<()> {
     let name = cstr(name)?;

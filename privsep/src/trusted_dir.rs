@@ -346,6 +346,17 @@ impl TrustedDir {
         sys::renameat(self.dir.as_fd(), from, to)
     }
 
+    /// Takes an exclusive `flock` on the directory for as long as this value lives (`Ok(false)`:
+    /// another process holds it). One process per directory, where the directory's files are
+    /// replaced rather than shared (the proxy's ledger).
+    pub fn lock_exclusive(&self) -> io::Result<bool> {
+        match sys::flock_exclusive_now(self.dir.as_fd()) {
+            Ok(()) => Ok(true),
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
     /// Removes the non-directory `name`.
     pub fn remove_file(&self, name: &OsStr) -> io::Result<()> {
         check_name(name)?;

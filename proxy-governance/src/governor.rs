@@ -748,9 +748,10 @@ mod tests {
         let e = g.admit(Some(1002), BODY, NOW).unwrap_err();
         assert_eq!(e.rule, "user.bob.month.input_tokens");
         assert_eq!(e.resets_at_ms, Some(clock::next_month_start_ms(NOW)));
-        // Across a restart: the ledger replays this month (written by a flush).
+        // Across a restart: the ledger replays this month (written by a flush); the old
+        // ledger's lock goes with the last reservation.
         g.flush(NOW);
-        drop(g);
+        drop((g, a, b));
         let p = parse("[default]\nday = { output_tokens = 100 }\n").unwrap();
         let (l, recs, _) = Ledger::open(d.path(), NOW).unwrap();
         assert_eq!(recs.len(), 2);
@@ -819,6 +820,7 @@ mod tests {
         // Control: an output-only budget reserves output exactly; input is not what it limits.
         let p =
             parse("[default]\nmax_output_tokens = 10\nday = { output_tokens = 1000 }\n").unwrap();
+        let d = tempfile::tempdir().unwrap();
         let (l, recs, _) = Ledger::open(d.path(), NOW).unwrap();
         let g = Governor::new(p, Some((l, recs)), NOW);
         let both: Vec<Admitted> = (0..3)
@@ -893,6 +895,7 @@ mod tests {
         // Control: alone, a request is admitted while the budget is not spent, even when its
         // reservation is bigger than what is left (the sequential rule of old).
         let p = parse("[default]\nday = { output_tokens = 100 }\n").unwrap();
+        drop(g);
         let (l, recs, _) = Ledger::open(d.path(), NOW).unwrap();
         let g = Governor::new(p, Some((l, recs)), NOW);
         let one = g.admit(Some(9), BODY, NOW).unwrap();

@@ -215,6 +215,10 @@ pub enum LedgerError {
     },
     #[error("--state-dir {}: cannot list: {source}", dir.display())]
     List { dir: PathBuf, source: io::Error },
+    #[error("--state-dir {}: another responses-api-proxy is using it (each needs its own state directory: budgets are counted in each process)", dir.display())]
+    InUse { dir: PathBuf },
+    #[error("--state-dir {}: cannot lock it: {source}", dir.display())]
+    Lock { dir: PathBuf, source: io::Error },
 }
 
 /// The file name of a month's ledger.
@@ -286,6 +290,21 @@ impl Ledger {
     ) -> Result<(Self, Vec<Record>, ReplayStats), LedgerError> {
         let dir =
             TrustedDir::open(path, Some(0o700), Leaf::Private(writer)).map_err(LedgerError::Dir)?;
+        // One proxy per directory: the month's file is replaced at each start (below).
+        match dir.lock_exclusive() {
+            Ok(true) => {}
+            Ok(false) => {
+                return Err(LedgerError::InUse {
+                    dir: path.to_path_buf(),
+                });
+            }
+            Err(source) => {
+                return Err(LedgerError::Lock {
+                    dir: path.to_path_buf(),
+                    source,
+                });
+            }
+        }
         let month = Month::of_ms(now_ms);
         let mut records = Vec::new();
         let name = file_name(month);
@@ -323,8 +342,9 @@ impl Ledger {
             error: None,
             writer,
         };
-        if let Err(e) = ledger.file_for(month) {
-            ledger.error = Some(format!("cannot open {name}: {e}"));
+        match ledger.fresh_file(month) {
+            Ok(f) => ledger.file = Some((month, f)),
+            Err(e) => ledger.error = Some(format!("cannot open {name}: {e}")),
         }
         Ok((ledger, records, stats))
     }
@@ -352,10 +372,7 @@ impl Ledger {
 
     fn file_for(&mut self, month: Month) -> io::Result<&mut File> {
         if self.file.as_ref().is_none_or(|(m, _)| *m != month) {
-            let f = self
-                .dir
-                .open_append(&OsString::from(file_name(month)), 0o600)?;
-            TrustedDir::check_private_file(&f, self.writer)?;
+            let f = self.later_file(month)?;
             // A new month's file starts clean; a reopened one may end torn.
             let len = f.metadata().map(|m| m.len()).unwrap_or(0);
             if self.file.is_some() {
@@ -367,6 +384,91 @@ impl Ledger {
             Some((_, f)) => Ok(f),
             None => Err(io::Error::other("no ledger file")),
         }
+    }
+
+    /// At start (before the proxy's seccomp filter, which has no `rename`): `month`'s file,
+    /// opened for appending as an inode this process made. The records so far are copied into
+    /// a new file (`O_EXCL`, 0600, `fdatasync`ed) that is renamed over the old name. A
+    /// descriptor anyone opened on the old file (outside review r56 F1: the file's owner before
+    /// an administrator chowned it to root) now writes to a file with no name, which no replay
+    /// and no report reads.
+    fn fresh_file(&self, month: Month) -> io::Result<File> {
+        use std::os::unix::fs::PermissionsExt;
+        let name = OsString::from(file_name(month));
+        let tmp = OsString::from(format!(".{}.new", file_name(month)));
+        // Left by a crash between the create and the rename: never trusted, made again.
+        match self.dir.remove_file(&tmp) {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
+            _ => {}
+        }
+        let old = match self.dir.open_read(&name) {
+            Ok(f) => {
+                TrustedDir::check_private_file(&f, self.writer)?;
+                Some(f)
+            }
+            Err(e) if e.kind() == io::ErrorKind::NotFound => None,
+            Err(e) => return Err(e),
+        };
+        let mut new = self.dir.create_new(&tmp, 0o600)?;
+        let copied = (|| {
+            new.set_permissions(std::fs::Permissions::from_mode(0o600))?;
+            if let Some(mut old) = old {
+                let mut buf = vec![0u8; 64 * 1024];
+                loop {
+                    match old.read(&mut buf) {
+                        Ok(0) => break,
+                        Ok(n) => new.write_all(&buf[..n])?,
+                        Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                        Err(e) => return Err(e),
+                    }
+                }
+            }
+            new.sync_data()?;
+            self.dir.rename(&tmp, &name)
+        })();
+        if let Err(e) = copied {
+            let _ = self.dir.remove_file(&tmp);
+            return Err(e);
+        }
+        self.append_to_made(month, &new)
+    }
+
+    /// Later (a new month, or a retry after the start could not open the file; under the
+    /// seccomp filter): a file made now with `O_EXCL` when there is none, so also an inode
+    /// this process made; a file that exists already (made before the month began, or by an
+    /// earlier start) is opened with the ownership checks only (see the README).
+    fn later_file(&self, month: Month) -> io::Result<File> {
+        let name = OsString::from(file_name(month));
+        match self.dir.create_new(&name, 0o600) {
+            Ok(made) => {
+                use std::os::unix::fs::PermissionsExt;
+                made.set_permissions(std::fs::Permissions::from_mode(0o600))?;
+                self.append_to_made(month, &made)
+            }
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+                let f = self.dir.open_append(&name, 0o600)?;
+                TrustedDir::check_private_file(&f, self.writer)?;
+                Ok(f)
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// `month`'s file opened for appending, checked to be the inode `made` (just made here).
+    fn append_to_made(&self, month: Month, made: &File) -> io::Result<File> {
+        use std::os::unix::fs::MetadataExt;
+        let f = self
+            .dir
+            .open_append(&OsString::from(file_name(month)), 0o600)?;
+        TrustedDir::check_private_file(&f, self.writer)?;
+        let (made, opened) = (made.metadata()?, f.metadata()?);
+        if (made.dev(), made.ino()) != (opened.dev(), opened.ino()) {
+            return Err(io::Error::other(format!(
+                "{} was replaced while it was being made",
+                file_name(month)
+            )));
+        }
+        Ok(f)
     }
 
     /// Queues a record for the next [`Ledger::flush_pending`].
@@ -589,6 +691,49 @@ mod tests {
     fn crc_matches_zlib() {
         assert_eq!(crc32(b"123456789"), 0xCBF4_3926);
         assert_eq!(crc32(b""), 0);
+    }
+
+    /// Outside review r56 F1: each start makes the month's file anew (same bytes, new inode), so
+    /// a descriptor opened before writes to a file nobody reads; a copy left by a crash before
+    /// its rename is not trusted. A later month's file is made with `O_EXCL`; one that exists
+    /// already is taken with the ownership checks (the documented limit). One ledger per dir.
+    #[test]
+    fn each_start_writes_to_a_file_it_made_itself() {
+        use std::os::unix::fs::MetadataExt;
+        let d = state_dir();
+        let file = d.path().join(file_name(Month::of_ms(NOW)));
+        let ino = || std::fs::metadata(&file).unwrap().ino();
+        let (mut l, _, _) = Ledger::open(d.path(), NOW).unwrap();
+        l.append(&rec(1)).unwrap();
+        assert!(matches!(
+            Ledger::open(d.path(), NOW),
+            Err(LedgerError::InUse { .. })
+        ));
+        drop(l);
+        let old = std::fs::OpenOptions::new()
+            .append(true)
+            .open(&file)
+            .unwrap();
+        let before = ino();
+        // A crash left a copy with a forged record beside it.
+        let tmp = d
+            .path()
+            .join(format!(".{}.new", file_name(Month::of_ms(NOW))));
+        std::fs::write(&tmp, rec(66).line()).unwrap();
+        let (mut l, recs, _) = Ledger::open(d.path(), NOW).unwrap();
+        assert_eq!(recs, vec![rec(1)]);
+        assert_ne!(ino(), before, "the month's file was not made anew");
+        assert!(!tmp.exists());
+        assert_eq!(std::fs::read(&file).unwrap(), rec(1).line(), "same bytes");
+        (&old).write_all(&rec(77).line()).unwrap();
+        l.append(&rec(2)).unwrap();
+        drop(l);
+        let (_, recs, _) = Ledger::open(d.path(), NOW).unwrap();
+        assert_eq!(
+            recs,
+            vec![rec(1), rec(2)],
+            "the old descriptor's record is not read"
+        );
     }
 
     #[test]

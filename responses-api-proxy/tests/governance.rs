@@ -785,6 +785,123 @@ fn a_state_dir_another_user_can_write_is_refused() {
     }
 }
 
+/// Outside review r56 F1: a user who owned the month's ledger (before the refusal of r55 F2, or
+/// in a state dir that was theirs) kept a descriptor open on it; the administrator chowned the
+/// file to root instead of moving it aside; the proxy accepted it, and the user's descriptor
+/// kept appending checksummed records (another user's spend, replayed at the next start). The
+/// proxy now copies the month's records into a file it makes at each start and renames it over
+/// the old name: the old descriptor still writes (the control: the write succeeds), into a
+/// file no replay reads. And one proxy per state directory: a second one is refused.
+#[test]
+fn a_descriptor_held_on_an_old_ledger_writes_nowhere_the_proxy_reads() {
+    use std::io::{BufRead, BufReader, Write};
+    let d = policy_dir();
+    let policy = write_policy(d.path(), "[default]\nday = { output_tokens = 1000 }\n");
+    let mock = MockUpstream::start().unwrap();
+    mock.set_default(stream_with_usage(5, 0, 5));
+    let body = r#"{"model":"gpt-5","input":"hi","stream":true}"#;
+    let state = d.path().join("state");
+    std::fs::create_dir(&state).unwrap();
+    std::fs::set_permissions(&state, std::fs::Permissions::from_mode(0o700)).unwrap();
+    let month = String::from_utf8(
+        Command::new("date")
+            .args(["-u", "+%Y-%m"])
+            .output()
+            .unwrap()
+            .stdout,
+    )
+    .unwrap();
+    let ledger = state.join(format!("ledger-{}.log", month.trim()));
+    std::fs::write(&ledger, "").unwrap();
+    std::os::unix::fs::chown(&ledger, Some(B), Some(B)).unwrap();
+    std::fs::set_permissions(&ledger, std::fs::Permissions::from_mode(0o600)).unwrap();
+    // B opens the file for appending while it could (the directory searchable, as it was
+    // while it was theirs) and keeps the descriptor.
+    let mut attacker = Command::new("sh");
+    attacker
+        .args([
+            "-c",
+            "exec 3>>\"$0\" && echo ready && read line && printf '%s\\n' \"$line\" >&3 && echo wrote",
+        ])
+        .arg(&ledger)
+        .uid(B)
+        .gid(B)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped());
+    std::fs::set_permissions(&state, std::fs::Permissions::from_mode(0o711)).unwrap();
+    let mut attacker = attacker.spawn().unwrap();
+    let mut out = BufReader::new(attacker.stdout.take().unwrap());
+    let mut line = String::new();
+    out.read_line(&mut line).unwrap();
+    assert_eq!(line, "ready\n", "B could not open the ledger");
+    // The administrator: the directory private again, the file handed to root, not moved.
+    std::fs::set_permissions(&state, std::fs::Permissions::from_mode(0o700)).unwrap();
+    std::os::unix::fs::chown(&ledger, Some(0), Some(0)).unwrap();
+
+    let mut proxy = Spawn::new(&mock.responses_url())
+        .governed(&policy, &state)
+        .start();
+    assert_eq!(
+        post_as(Some(A), proxy.port, "/v1/responses", body).status,
+        200
+    );
+    // One proxy per state directory.
+    let Err((status, stderr)) = Spawn::new(&mock.responses_url())
+        .governed(&policy, &state)
+        .try_start()
+    else {
+        panic!("a second proxy started on the same state dir")
+    };
+    assert_eq!(status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("another responses-api-proxy is using it")
+            && stderr.contains(&state.display().to_string()),
+        "{stderr}"
+    );
+
+    // B writes a checksummed record through the old descriptor: A spent a million tokens.
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64;
+    let forged = codex_proxy_governance::Record::new(
+        now_ms,
+        A,
+        "gpt-5",
+        codex_proxy_governance::Usage {
+            input_tokens: 0,
+            cached_input_tokens: 0,
+            output_tokens: 1_000_000,
+        },
+        200,
+        0.0,
+    )
+    .line();
+    let mut stdin = attacker.stdin.take().unwrap();
+    stdin.write_all(&forged).unwrap();
+    drop(stdin);
+    line.clear();
+    out.read_line(&mut line).unwrap();
+    assert_eq!(line, "wrote\n", "control: the old descriptor still writes");
+    assert!(attacker.wait().unwrap().success());
+
+    // Replayed at the next start: A is still served, and the report knows nothing of it.
+    proxy.signal("TERM");
+    assert!(proxy.wait_exit(Duration::from_secs(10)).is_some());
+    drop(proxy);
+    let proxy = Spawn::new(&mock.responses_url())
+        .governed(&policy, &state)
+        .start();
+    let r = post_as(Some(A), proxy.port, "/v1/responses", body);
+    assert_eq!(r.status, 200, "the forged record was replayed: {}", r.body);
+    let rep = usage_json(&state, &["--today"]);
+    let a = row(&rep, A, "gpt-5");
+    assert!(
+        a["output_tokens"].as_u64().unwrap() < 1000,
+        "the forged record is in the ledger: {a}"
+    );
+}
+
 /// Runs the proxy in a private mount namespace where the state dir is `mount_cmd`'s.
 fn spawn_with_state_mount<'a>(
     mock: &MockUpstream,
