@@ -50,6 +50,14 @@ pub enum Condition {
     /// The `unsigned long` argument `arg`, masked with `mask`, equals `value` (64-bit compare):
     /// some bits required, others forbidden (`clone`: `CLONE_THREAD` set, no namespace flag).
     Masked64 { arg: u8, mask: u64, value: u64 },
+    /// The `unsigned int` argument `arg` (low 32 bits), masked with `mask`, equals `value`, and
+    /// is none of `except` (an ioctl family by its type byte, less the calls it may keep).
+    Masked32 {
+        arg: u8,
+        mask: u32,
+        value: u32,
+        except: &'static [u32],
+    },
 }
 
 /// One row of a table: the call, when it matches (denied in a deny-list, allowed in an
@@ -165,6 +173,24 @@ fn conditions(r: &Rule) -> Result<Vec<SeccompCondition>, SeccompError> {
                 SeccompCmpOp::MaskedEq(mask),
                 value,
             )?]
+        }
+        Condition::Masked32 {
+            arg,
+            mask,
+            value,
+            except,
+        } => {
+            let mut all = vec![cond(
+                r.name,
+                arg,
+                Dword,
+                SeccompCmpOp::MaskedEq(u64::from(mask)),
+                u64::from(value),
+            )?];
+            for &v in except {
+                all.push(cond(r.name, arg, Dword, SeccompCmpOp::Ne, u64::from(v))?);
+            }
+            all
         }
     })
 }

@@ -52,6 +52,15 @@ fn denied_by(table: &[Rule], nr: libc::c_long, args: &[u64; 6]) -> bool {
                 !allowed.contains(&(args[usize::from(arg)] as u32))
             }
             Condition::Masked64 { arg, mask, value } => args[usize::from(arg)] & mask == value,
+            Condition::Masked32 {
+                arg,
+                mask,
+                value,
+                except,
+            } => {
+                let v = args[usize::from(arg)] as u32;
+                v & mask == value && !except.contains(&v)
+            }
         })
 }
 
@@ -88,6 +97,7 @@ fn matching(c: Condition, base: u64) -> u64 {
         .map(u64::from)
         .unwrap_or(u64::from(u32::MAX)),
         Condition::Masked64 { mask, value, .. } => (base & !mask) | value,
+        Condition::Masked32 { mask, value, .. } => u64::from((base as u32 & !mask) | value),
     }
 }
 
@@ -104,6 +114,18 @@ fn missing(c: Condition, base: u64) -> Vec<u64> {
             .filter(|b| mask & b != 0)
             .map(|b| ((base & !mask) | value) ^ b)
             .collect(),
+        // Each bit of the mask flipped in turn, and each value the row keeps.
+        Condition::Masked32 {
+            mask,
+            value,
+            except,
+            ..
+        } => (0..32)
+            .map(|b| 1u32 << b)
+            .filter(|b| mask & b != 0)
+            .map(|b| u64::from(((base as u32 & !mask) | value) ^ b))
+            .chain(except.iter().map(|&v| u64::from(v)))
+            .collect(),
     }
 }
 
@@ -113,7 +135,8 @@ fn arg_of(c: Condition) -> Option<usize> {
         Condition::Bits64 { arg, .. }
         | Condition::Eq32 { arg, .. }
         | Condition::NotIn32 { arg, .. }
-        | Condition::Masked64 { arg, .. } => Some(usize::from(arg)),
+        | Condition::Masked64 { arg, .. }
+        | Condition::Masked32 { arg, .. } => Some(usize::from(arg)),
     }
 }
 

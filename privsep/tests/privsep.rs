@@ -1548,6 +1548,9 @@ fn refused_args(r: &Rule) -> [u64; 6] {
         Condition::Masked64 { arg, mask, value } => {
             a[usize::from(arg)] = (a[usize::from(arg)] & !mask) | value
         }
+        Condition::Masked32 {
+            arg, mask, value, ..
+        } => a[usize::from(arg)] = u64::from(!mask | value),
     }
     a
 }

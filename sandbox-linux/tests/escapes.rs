@@ -1292,3 +1292,248 @@ fn inode_generation_and_hints_cannot_be_set() {
         "control outside (the hint, EXT4_IOC_SETVERSION): {out:?}"
     );
 }
+
+/// A file system image mounted (loop) for one test, unmounted when dropped. `mkfs` is
+/// `mkfs.btrfs` or `mkfs.ext4` with its options; a missing tool or loop device fails the test.
+struct Mounted {
+    _dir: tempfile::TempDir,
+    at: PathBuf,
+}
+
+impl Mounted {
+    fn new(mkfs: &[&str], size: &str) -> Mounted {
+        let (dir, base) = suite_test_support::dirs::sandbox_scratch(
+            "sbfs-",
+            Path::new(env!("CARGO_TARGET_TMPDIR")),
+        );
+        let img = base.join("fs.img");
+        let at = base.join("mnt");
+        std::fs::create_dir(&at).unwrap();
+        run_ok(Command::new("truncate").args(["-s", size]).arg(&img));
+        run_ok(Command::new(mkfs[0]).args(&mkfs[1..]).arg(&img));
+        run_ok(
+            Command::new("mount")
+                .args(["-o", "loop"])
+                .arg(&img)
+                .arg(&at),
+        );
+        Mounted { _dir: dir, at }
+    }
+}
+
+impl Drop for Mounted {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(&self.at).status();
+    }
+}
+
+fn run_ok(c: &mut Command) {
+    let out = c.output().unwrap_or_else(|e| panic!("{c:?}: {e}"));
+    assert!(out.status.success(), "{c:?}: {out:?}");
+}
+
+/// In the cwd: a snapshot of `$HOME` (a subvolume the user owns, opened read-only) named
+/// `snap`, then subvolumes `.git` and `plain` (`BTRFS_IOC_SNAP_CREATE_V2`,
+/// `BTRFS_IOC_SUBVOL_CREATE_V2`), whether the snapshot holds the key, then a reflink copy
+/// (`FICLONE`): `ok` or `errno N` for each.
+const BTRFS_PY: &str = r#"import fcntl, os, struct
+def t(f):
+    try: f(); print('ok', flush=True)
+    except OSError as e: print('errno', e.errno, flush=True)
+here = os.open('.', os.O_RDONLY | os.O_DIRECTORY)
+home = os.open(os.environ['HOME'], os.O_RDONLY | os.O_DIRECTORY)
+def args(fd, name): return bytearray(struct.pack('qQQ32s4040s', fd, 0, 0, b'', name))
+t(lambda: fcntl.ioctl(here, 0x50009417, args(home, b'snap')))
+t(lambda: fcntl.ioctl(here, 0x50009418, args(0, b'.git')))
+t(lambda: fcntl.ioctl(here, 0x50009418, args(0, b'plain')))
+print(os.path.exists('snap/.ssh/id_ed25519'), flush=True)
+src = os.open('mine', os.O_RDONLY)
+dst = os.open('copy', os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+t(lambda: fcntl.ioctl(dst, 0x40049409, src))
+"#;
+
+/// Outside review r58 F1/F2: on btrfs, a snapshot of the user's home subvolume made inside a
+/// writable root carried the deny-read key with it, and subvolumes named `.git` passed the name
+/// guard (a snapshot named `.hg` with an `hgrc` hook ran it at the user's next `hg status`);
+/// without namespaces they were made outside every root. The btrfs ioctl family is refused
+/// (`EPERM`) but for the clones (`cp --reflink` still works: the last answer). Control: outside,
+/// the same calls work on the same file system.
+#[test]
+fn btrfs_snapshots_and_subvolumes_cannot_be_made() {
+    let fs = Mounted::new(&["mkfs.btrfs", "-q"], "160M");
+    run_ok(
+        Command::new("btrfs")
+            .args(["-q", "subvolume", "create"])
+            .arg(fs.at.join("home")),
+    );
+    let home = fs.at.join("home");
+    let ws = home.join("ws");
+    std::fs::create_dir_all(home.join(".ssh")).unwrap();
+    std::fs::create_dir_all(&ws).unwrap();
+    std::fs::write(home.join(".ssh/id_ed25519"), "PRIVATE KEY").unwrap();
+    std::fs::write(ws.join("mine"), "mine").unwrap();
+    suite_test_support::dirs::chown_tree(&fs.at, NOBODY);
+    let e = Env {
+        _dir: tempfile::tempdir().unwrap(),
+        ws: ws.clone(),
+        home: home.clone(),
+    };
+    for ns in [Ns::With, Ns::Without { dangerous: true }] {
+        let out = output(sandbox(&e, WS_WRITE, ns, &["python3", "-c", BTRFS_PY]));
+        assert_eq!(
+            String::from_utf8_lossy(&out.stdout),
+            "errno 1\nerrno 1\nerrno 1\nFalse\nok\n",
+            "{ns:?}: {out:?}"
+        );
+        assert!(!ws.join(".git").exists() && !ws.join("snap").exists());
+        let _ = std::fs::remove_file(ws.join("copy"));
+    }
+    let out = Command::new("python3")
+        .args(["-c", BTRFS_PY])
+        .current_dir(&ws)
+        .env("HOME", &home)
+        .uid(NOBODY)
+        .gid(NOBODY)
+        .output()
+        .unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "ok\nok\nok\nTrue\nok\n",
+        "control outside: {out:?}"
+    );
+}
+
+/// fscrypt as the user: `add DIR` adds a v2 key (`FS_IOC_ADD_ENCRYPTION_KEY`) and encrypts the
+/// empty DIR with it, printing the key's identifier; `status|remove MNT ID` reads or removes
+/// the key (`FS_IOC_GET_ENCRYPTION_KEY_STATUS`, `FS_IOC_REMOVE_ENCRYPTION_KEY`); `addkey MNT`
+/// adds a key only. `ok`/`status N` or `errno N`.
+const FSCRYPT_PY: &str = r#"import fcntl, os, struct, sys
+def t(f):
+    try: r = f(); print(r if r else 'ok', flush=True)
+    except OSError as e: print('errno', e.errno, flush=True)
+op, path = sys.argv[1], sys.argv[2]
+fd = os.open(path, os.O_RDONLY)
+def spec(ident): return struct.pack('II32s', 2, 0, ident)
+def add():
+    buf = bytearray(spec(b'') + struct.pack('II32s', 64, 0, b'') + os.urandom(64))
+    fcntl.ioctl(fd, 0xc0506617, buf)
+    return bytes(buf[8:24])
+if op == 'add':
+    ident = add()
+    fcntl.ioctl(fd, 0x800c6613, struct.pack('BBBB4s16s', 2, 1, 4, 2, b'', ident))
+    print(ident.hex(), flush=True)
+elif op == 'addkey':
+    t(lambda: add() and None)
+else:
+    ident = bytes.fromhex(sys.argv[3])
+    if op == 'status':
+        buf = bytearray(spec(ident) + bytes(24) + bytes(64))
+        fcntl.ioctl(fd, 0xc080661a, buf)
+        print('status', struct.unpack_from('I', buf, 64)[0], flush=True)
+    else:
+        t(lambda: fcntl.ioctl(fd, 0xc0406618, bytearray(spec(ident) + bytes(24))) and None)
+"#;
+
+/// Outside review r58 F3/F4: fscrypt keys live in the file system's keyring, not the
+/// sandbox's: `FS_IOC_REMOVE_ENCRYPTION_KEY` from inside locked the user's unlocked encrypted
+/// directory for good (every policy, with and without namespaces), and
+/// `FS_IOC_ADD_ENCRYPTION_KEY` filled the user's kernel key quota. Both refused (`EPERM`); the
+/// key stays present and the user's file readable. Control: outside, the removal works.
+#[test]
+fn fscrypt_keys_of_the_user_cannot_be_removed_or_added() {
+    let fs = Mounted::new(&["mkfs.ext4", "-q", "-O", "encrypt"], "32M");
+    let private = fs.at.join("private");
+    let ws = fs.at.join("ws");
+    let home = fs.at.join("home");
+    for d in [&private, &ws, &home] {
+        std::fs::create_dir(d).unwrap();
+        chown(d, Some(NOBODY), Some(NOBODY)).unwrap();
+    }
+    let as_user = |args: &[&str]| {
+        let out = Command::new("python3")
+            .args(["-c", FSCRYPT_PY])
+            .args(args)
+            .uid(NOBODY)
+            .gid(NOBODY)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{args:?}: {out:?}");
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    };
+    let ident = as_user(&["add", &s(&private)]);
+    assert_eq!(ident.len(), 32, "{ident}");
+    let notes = private.join("notes");
+    run_ok(
+        Command::new("sh")
+            .args(["-c", "echo SECRET > \"$0\""])
+            .arg(&notes)
+            .uid(NOBODY)
+            .gid(NOBODY),
+    );
+    let mnt = s(&fs.at);
+    assert_eq!(as_user(&["status", &mnt, &ident]), "status 2");
+    let e = Env {
+        _dir: tempfile::tempdir().unwrap(),
+        ws,
+        home,
+    };
+    for ns in [Ns::With, Ns::Without { dangerous: true }] {
+        for (policy, op) in [
+            (READ_ONLY, "remove"),
+            (WS_WRITE, "remove"),
+            (READ_ONLY, "addkey"),
+        ] {
+            let out = output(sandbox(
+                &e,
+                policy,
+                ns,
+                &["python3", "-c", FSCRYPT_PY, op, &mnt, &ident],
+            ));
+            assert_eq!(
+                String::from_utf8_lossy(&out.stdout),
+                "errno 1\n",
+                "{ns:?} {policy} {op}: {out:?}"
+            );
+        }
+        assert_eq!(as_user(&["status", &mnt, &ident]), "status 2", "{ns:?}");
+    }
+    assert_eq!(std::fs::read_to_string(&notes).unwrap(), "SECRET\n");
+    // Control: outside, the user's own process removes the key (the directory locks).
+    assert_eq!(as_user(&["remove", &mnt, &ident]), "ok");
+    assert_eq!(as_user(&["status", &mnt, &ident]), "status 1");
+}
+
+/// Outside review r58 F6: a read lease (`F_SETLEASE`) on a file the user owns held the user's
+/// own writers outside until the command exited. Refused (`EPERM`) with and without
+/// namespaces. Control: outside, the lease is granted.
+#[test]
+fn leases_on_the_users_files_are_refused() {
+    const LEASE_PY: &str = r#"import fcntl, os
+fd = os.open(os.path.join(os.environ['HOME'], '.bashrc'), os.O_RDONLY)
+try: fcntl.fcntl(fd, 1024, fcntl.F_RDLCK); print('ok')
+except OSError as e: print('errno', e.errno)
+"#;
+    let e = Env::new();
+    for ns in [Ns::With, Ns::Without { dangerous: true }] {
+        for policy in [READ_ONLY, WS_WRITE] {
+            let out = output(sandbox(&e, policy, ns, &["python3", "-c", LEASE_PY]));
+            assert_eq!(
+                String::from_utf8_lossy(&out.stdout),
+                "errno 1\n",
+                "{ns:?} {policy}: {out:?}"
+            );
+        }
+    }
+    let out = Command::new("python3")
+        .args(["-c", LEASE_PY])
+        .env("HOME", &e.home)
+        .uid(NOBODY)
+        .gid(NOBODY)
+        .output()
+        .unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "ok\n",
+        "control: {out:?}"
+    );
+}

@@ -84,6 +84,19 @@ pub fn value_has_url_password(value: &OsStr) -> bool {
         .any(|m| lower.contains(m))
 }
 
+/// Whether a proxy variable (a name containing `PROXY`, any case) holds credentials written
+/// without a scheme: `http_proxy=u:pw@proxy:3128`, which curl, wget and pip read as `http://`
+/// (outside review r58 F5). Other names keep such values (`mailto:a@b` is not a proxy).
+pub fn proxy_value_has_password(name: &str, value: &OsStr) -> bool {
+    let v = value.to_string_lossy();
+    name.to_ascii_uppercase().contains("PROXY")
+        && !v.contains("://")
+        && !v.chars().any(char::is_whitespace)
+        && v.rsplit_once('@').is_some_and(|(userinfo, host)| {
+            userinfo.contains(':') && !userinfo.contains('/') && !host.is_empty()
+        })
+}
+
 /// What `inherit = "core"` keeps (codex's list plus locale and terminal).
 pub const CORE_VARS: &[&str] = &[
     "HOME", "LOGNAME", "PATH", "SHELL", "USER", "USERNAME", "TMPDIR", "TEMP", "TMP", "LANG",
@@ -166,7 +179,9 @@ impl EnvPolicy {
                 continue; // step 4 replaces it
             }
             let default_excluded = !self.ignore_default_excludes
-                && (any_match(DEFAULT_EXCLUDES, &name) || value_has_url_password(&v))
+                && (any_match(DEFAULT_EXCLUDES, &name)
+                    || value_has_url_password(&v)
+                    || proxy_value_has_password(&name, &v))
                 && !any_match(&self.keep, &name);
             let keep = match self.inherit {
                 Inherit::All => true,
@@ -195,6 +210,34 @@ impl EnvPolicy {
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
+
+    /// Outside review r58 F5: proxy credentials written without a scheme.
+    #[test]
+    fn proxy_credentials_without_a_scheme_are_seen() {
+        for (n, v) in [
+            ("http_proxy", "u:pw1@proxy:3128"),
+            ("HTTPS_PROXY", "user:pw2@10.0.0.1:8080"),
+            ("PROXY", "u:pw16@proxy:3128"),
+            ("all_proxy", ":pw@proxy"),
+        ] {
+            assert!(proxy_value_has_password(n, OsStr::new(v)), "{n}={v}");
+        }
+        for (n, v) in [
+            ("http_proxy", "proxy:3128"),
+            ("http_proxy", "user@proxy:3128"),
+            ("no_proxy", "localhost,127.0.0.1"),
+            ("http_proxy", "a:b @c"),
+            ("CONTACT", "mailto:a@b"),
+            ("GIT_REMOTE", "git@github.com:org/repo.git"),
+        ] {
+            assert!(!proxy_value_has_password(n, OsStr::new(v)), "{n}={v}");
+        }
+        let f = EnvPolicy::default().apply(vars(&[
+            ("http_proxy", "u:pw1@proxy:3128"),
+            ("no_proxy", "localhost"),
+        ]));
+        assert_eq!(f.removed, ["http_proxy"]);
+    }
 
     #[test]
     fn url_passwords_are_seen_and_nothing_else() {
