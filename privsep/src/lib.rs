@@ -61,3 +61,8 @@ pub use unix_socket::{
     DEFAULT_SOCKET_MODE, UnixSocketError, UnixSocketSpec, bind_unix_listener, parse_socket_mode,
 };
 pub use users::{Account, ResolveError};
+
+/// This process's effective uid (`u32::MAX` if it cannot be read).
+pub fn effective_uid() -> u32 {
+    sys::getresuid().map_or(u32::MAX, |(_, e, _)| e)
+}

@@ -279,13 +279,14 @@ impl TrustedDir {
     }
 
     /// Opens `name` for appending, creating it with `mode` if missing
-    /// (`O_WRONLY|O_APPEND|O_CREAT|O_NOFOLLOW`: a symlink there is refused, never followed).
+    /// (`O_WRONLY|O_APPEND|O_CREAT|O_NOFOLLOW`: a symlink there is refused, never followed;
+    /// `O_NONBLOCK`: a FIFO there never blocks the open, outside review r57 F3).
     pub fn open_append(&self, name: &OsStr, mode: u32) -> io::Result<File> {
         check_name(name)?;
         sys::openat(
             Some(self.dir.as_fd()),
             name,
-            libc::O_WRONLY | libc::O_APPEND | libc::O_CREAT | libc::O_NOFOLLOW,
+            libc::O_WRONLY | libc::O_APPEND | libc::O_CREAT | libc::O_NOFOLLOW | libc::O_NONBLOCK,
             mode,
         )
         .map(File::from)
@@ -315,13 +316,14 @@ impl TrustedDir {
         Ok(())
     }
 
-    /// Opens `name` for reading (`O_RDONLY|O_NOFOLLOW`).
+    /// Opens `name` for reading (`O_RDONLY|O_NOFOLLOW|O_NONBLOCK`: a FIFO there never blocks
+    /// the open; check the type of what was opened).
     pub fn open_read(&self, name: &OsStr) -> io::Result<File> {
         check_name(name)?;
         sys::openat(
             Some(self.dir.as_fd()),
             name,
-            libc::O_RDONLY | libc::O_NOFOLLOW,
+            libc::O_RDONLY | libc::O_NOFOLLOW | libc::O_NONBLOCK,
             0,
         )
         .map(File::from)

@@ -8,6 +8,8 @@
 //! | `models` | the model matches an allow glob (when the key is set) | 403 `model_not_allowed` |
 //! | `allow_background` | `background: true` only when allowed | 403 `background_refused` |
 //! | `server_tools` | every tool `type` is a client-side one ([`CLIENT_TOOLS`]) or listed; a `namespace` tool (a group) is judged by its members | 403 `tool_not_allowed` |
+//! | `server_tools` (items) | the same for `tools` an input item carries (`additional_tools`; outside review r57 F2) | 403 `tool_not_allowed` |
+//! | `day.cost` / `month.cost` | `service_tier` absent, `auto`, `default` or `flex` ([`PRICED_TIERS`]; r57 F4) | 403 `service_tier_refused` |
 //! | `allow_store` | unless allowed, `store` is forced to `false` (set when missing or different) | rewritten |
 //! | `max_output_tokens` | **clamped**: a larger or missing value is set to the ceiling | rewritten |
 //!
@@ -116,14 +118,16 @@ struct Head<'a> {
     #[serde(borrow, default, deserialize_with = "raw")]
     response: Option<&'a RawValue>,
     /// Walked for what the upstream reads beyond the body ([`crate::sizing`]).
-    #[serde(default)]
-    input: Option<Input>,
+    #[serde(borrow, default)]
+    input: Option<Input<'a>>,
     #[serde(borrow, default, deserialize_with = "raw")]
     previous_response_id: Option<&'a RawValue>,
     #[serde(borrow, default, deserialize_with = "raw")]
     conversation: Option<&'a RawValue>,
     #[serde(borrow, default, deserialize_with = "raw")]
     prompt: Option<&'a RawValue>,
+    #[serde(borrow, default, deserialize_with = "raw")]
+    service_tier: Option<&'a RawValue>,
 }
 
 #[derive(Deserialize)]
@@ -174,6 +178,10 @@ fn refused_tool(
     }
     Ok(None)
 }
+
+/// `service_tier` values a cost limit admits: what the policy's prices describe (`flex` costs
+/// less). `auto` follows the project's default tier, which the administrator sets upstream.
+pub const PRICED_TIERS: &[&str] = &["auto", "default", "flex"];
 
 /// A tool group (`{"type":"namespace","name":…,"tools":[…]}`): allowed when its members are.
 pub const NAMESPACE_TOOL: &str = "namespace";
@@ -274,13 +282,47 @@ pub fn check_request(rule: &Rule, body: &[u8]) -> Result<Checked, Refusal> {
             "background responses are not allowed by the policy".into(),
         ));
     }
+    // Outside review r57 F4: a cost limit prices the standard tier; `priority` costs about
+    // twice as much and was counted at the standard price.
+    if rule.has_cost_limit() {
+        let tier = match head.service_tier {
+            None => None,
+            Some(r) => serde_json::from_str::<Option<Cow<'_, str>>>(r.get())
+                .map_err(|_| bad("service_tier must be a string".into()))?,
+        };
+        if let Some(t) = tier.filter(|t| !PRICED_TIERS.contains(&t.as_ref())) {
+            let setting = rule.day.cost.as_ref().or(rule.month.cost.as_ref());
+            return Err(Refusal {
+                limit: Some(PRICED_TIERS.to_vec().into()),
+                ..Refusal::new(
+                    403,
+                    "service_tier_refused",
+                    setting.map_or_else(|| "cost".into(), |s| s.rule("cost")),
+                    format!(
+                        "service_tier {t:?} is not allowed under a cost limit, which prices the standard tier (allowed: auto, default, flex)"
+                    ),
+                )
+            });
+        }
+    }
     let mut server_tool = false;
-    if let Some(kind) = refused_tool(
+    let mut refused = refused_tool(
         rule,
         head.tools.as_deref().unwrap_or_default(),
         0,
         &mut server_tool,
-    )? {
+    )?;
+    // Tools an input item carries (outside review r57 F2: `additional_tools`) are judged as
+    // the top-level ones.
+    for raw in head.input.iter().flat_map(|i| &i.item_tools) {
+        if refused.is_some() {
+            break;
+        }
+        let tools: Vec<Tool<'_>> = serde_json::from_str(raw.get())
+            .map_err(|e| bad(format!("an input item's tools must be typed tools: {e}")))?;
+        refused = refused_tool(rule, &tools, 0, &mut server_tool)?;
+    }
+    if let Some(kind) = refused {
         return Err(Refusal {
             limit: Some(rule.server_tools.value.clone().into()),
             ..Refusal::new(
@@ -382,6 +424,69 @@ fn unsizable(head: &Head<'_>, server_tool: bool) -> Option<&'static str> {
 mod tests {
     use super::*;
 
+    /// Outside review r57 F4: `service_tier: "priority"` (about twice the price) was counted at
+    /// the policy's standard price. Refused under a cost limit; controls: the priced tiers, and
+    /// any tier without a cost limit.
+    #[test]
+    fn a_dearer_service_tier_is_refused_under_a_cost_limit() {
+        let cost = rule(
+            "[prices.\"gpt-5\"]\ninput = 1.25\ncached_input = 0.125\noutput = 10.0\n[default]\nday = { cost = 1.0 }\n",
+        );
+        let tokens = rule("[default]\nday = { output_tokens = 100 }\n");
+        let body = |t: &str| format!(r#"{{"model":"gpt-5","input":"x","service_tier":{t}}}"#);
+        for t in [r#""priority""#, r#""scale""#, r#""\u0070riority""#] {
+            let e = check_request(&cost, body(t).as_bytes()).unwrap_err();
+            assert_eq!((e.status, e.code), (403, "service_tier_refused"), "{t}");
+            assert_eq!(e.rule, "default.day.cost");
+            assert!(check_request(&tokens, body(t).as_bytes()).is_ok(), "{t}");
+        }
+        for t in [r#""auto""#, r#""default""#, r#""flex""#, "null"] {
+            assert!(check_request(&cost, body(t).as_bytes()).is_ok(), "{t}");
+        }
+        let e = check_request(&cost, body("1").as_bytes()).unwrap_err();
+        assert_eq!((e.status, e.code), (400, "policy_bad_request"));
+    }
+
+    /// Outside review r57 F2: server-side tools carried by an input item (`additional_tools`, a
+    /// `tool_search_output`) were forwarded past the `server_tools` allow-list. Judged as the
+    /// top-level ones now; controls: function tools there pass, and an allowed server tool
+    /// passes (and makes the request unsizable).
+    #[test]
+    fn tools_inside_input_items_are_checked_like_the_top_level_ones() {
+        let none = rule("[default]\nmodels = [\"gpt-5\"]\n");
+        let web = rule("[default]\nserver_tools = [\"web_search\"]\n");
+        let body = |item: &str| {
+            format!(r#"{{"model":"gpt-5","input":[{{"role":"user","content":"x"}},{item}]}}"#)
+        };
+        for item in [
+            r#"{"type":"additional_tools","role":"developer","tools":[{"type":"web_search"}]}"#,
+            r#"{"type":"additional_tools","role":"developer","tools":[{"type":"mcp","server_label":"x","server_url":"https://attacker.example/mcp","require_approval":"never"}]}"#,
+            r#"{"type":"tool_search_output","tools":[{"type":"code_interpreter","container":{"type":"auto"}}]}"#,
+            r#"{"type":"additional_tools","tools":[{"type":"namespace","name":"n","tools":[{"type":"web_search"}]}]}"#,
+        ] {
+            let e = check_request(&none, body(item).as_bytes()).unwrap_err();
+            assert_eq!((e.status, e.code), (403, "tool_not_allowed"), "{item}");
+        }
+        let e = check_request(
+            &none,
+            body(r#"{"type":"additional_tools","tools":"web_search"}"#).as_bytes(),
+        )
+        .unwrap_err();
+        assert_eq!((e.status, e.code), (400, "policy_bad_request"));
+        let ok = check_request(
+            &none,
+            body(r#"{"type":"additional_tools","role":"developer","tools":[{"type":"function","name":"f"}]}"#).as_bytes(),
+        )
+        .unwrap();
+        assert!(ok.unsizable.is_some(), "an unknown item type is not sized");
+        let ok = check_request(
+            &web,
+            body(r#"{"type":"additional_tools","tools":[{"type":"web_search"}]}"#).as_bytes(),
+        )
+        .unwrap();
+        assert!(ok.unsizable.is_some());
+    }
+
     /// Outside review r53 F2: what makes the upstream read more than the body carries is found
     /// (a file or image by reference, stored items, a stored prompt, a server-side tool), also
     /// behind `\u` escapes in keys and types; what is inline is sized (the controls).
@@ -463,6 +568,24 @@ mod tests {
             (
                 r#""input":[{"type":"item_reference","id":"msg_1"}]"#,
                 "item_reference",
+            ),
+            // Outside review r57 F1: `type` is optional in an item reference.
+            (
+                r#""input":[{"role":"user","content":"a"},{"id":"msg_1"}]"#,
+                "item reference",
+            ),
+            (r#""input":[{"id":"msg_1","type":null}]"#, "item reference"),
+            (
+                r#""input":[{"role":"user","id":"msg_1","content":"a"}]"#,
+                "item reference",
+            ),
+            (
+                r#""input":[{"type":"reasoning","id":"rs_1","summary":[]}]"#,
+                "reasoning",
+            ),
+            (
+                r#""input":[{"type":"reasoning","id":"rs_1","summary":[],"encrypted_content":null}]"#,
+                "reasoning",
             ),
             (r#""input":[{"type":"brand_new_item"}]"#, "cannot size"),
             (

@@ -599,6 +599,13 @@ pub fn read_range(
         let name = file_name(month);
         match dir.open_read(&OsString::from(&name)) {
             Ok(mut f) => {
+                if !f.metadata().is_ok_and(|m| m.is_file()) {
+                    return Err(LedgerError::Read {
+                        dir: path.to_path_buf(),
+                        name,
+                        source: io::Error::other("not a regular file"),
+                    });
+                }
                 let mut bytes = Vec::new();
                 f.read_to_end(&mut bytes)
                     .map_err(|source| LedgerError::Read {
@@ -734,6 +741,24 @@ mod tests {
             vec![rec(1), rec(2)],
             "the old descriptor's record is not read"
         );
+    }
+
+    /// Outside review r57 F3: a FIFO in place of the month's file blocked the proxy's start
+    /// and `usage` in `open()` for good. Refused at once now, naming the file.
+    #[test]
+    fn a_fifo_in_place_of_the_ledger_is_refused_without_blocking() {
+        let d = state_dir();
+        let name = file_name(Month::of_ms(NOW));
+        let ok = std::process::Command::new("mkfifo")
+            .arg(d.path().join(&name))
+            .status()
+            .unwrap();
+        assert!(ok.success());
+        let e = Ledger::open(d.path(), NOW).unwrap_err().to_string();
+        assert!(e.contains(&name) && e.contains("regular file"), "{e}");
+        let day = clock::day_of(NOW);
+        let e = read_range(d.path(), day, day).unwrap_err().to_string();
+        assert!(e.contains(&name) && e.contains("not a regular file"), "{e}");
     }
 
     #[test]

@@ -23,6 +23,7 @@ use std::fmt;
 
 use serde::Deserialize;
 use serde::de::{self, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
+use serde_json::value::RawValue;
 
 /// Item types whose whole content is in the request (a record of a call, its output as text,
 /// encrypted reasoning or compaction carried inline).
@@ -58,35 +59,41 @@ pub const TEXT_PARTS: &[&str] = &[
 /// Part types that are an image, inline only as a `data:` URL.
 const IMAGE_PARTS: &[&str] = &["input_image", "computer_screenshot"];
 
-/// `input`, walked: `Some(why)` when the upstream may read more than the body carries.
+/// `input`, walked: `Some(why)` when the upstream may read more than the body carries, and the
+/// `tools` lists items carry (an `additional_tools` item, a `tool_search_output`: outside review
+/// r57 F2 put server-side tools there, past the check of the top-level `tools`).
 #[derive(Debug, Default)]
-pub(crate) struct Input {
+pub(crate) struct Input<'a> {
     pub unsizable: Option<&'static str>,
+    pub item_tools: Vec<&'a RawValue>,
 }
 
-impl<'de> Deserialize<'de> for Input {
+impl<'de: 'a, 'a> Deserialize<'de> for Input<'a> {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V;
-        impl<'de> Visitor<'de> for V {
-            type Value = Input;
+        struct V<'a>(std::marker::PhantomData<&'a ()>);
+        impl<'de: 'a, 'a> Visitor<'de> for V<'a> {
+            type Value = Input<'a>;
             fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
                 f.write_str("input as a string or a list of items")
             }
-            fn visit_str<E: de::Error>(self, _: &str) -> Result<Input, E> {
+            fn visit_str<E: de::Error>(self, _: &str) -> Result<Self::Value, E> {
                 Ok(Input::default())
             }
-            fn visit_unit<E: de::Error>(self) -> Result<Input, E> {
+            fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
                 Ok(Input::default())
             }
-            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Input, A::Error> {
-                let mut unsizable = None;
-                while let Some(item) = seq.next_element::<Item<'de>>()? {
-                    unsizable = unsizable.or_else(|| item.unsizable());
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+                let mut out = Input::default();
+                while let Some(item) = seq.next_element::<Item<'a>>()? {
+                    out.unsizable = out.unsizable.or_else(|| item.unsizable());
+                    if let Some(t) = item.tools.filter(|t| t.get() != "null") {
+                        out.item_tools.push(t);
+                    }
                 }
-                Ok(Input { unsizable })
+                Ok(out)
             }
         }
-        d.deserialize_any(V)
+        d.deserialize_any(V(std::marker::PhantomData))
     }
 }
 
@@ -95,19 +102,37 @@ struct Item<'a> {
     #[serde(borrow, rename = "type", default)]
     kind: Option<Cow<'a, str>>,
     #[serde(default)]
+    role: Option<IgnoredAny>,
+    #[serde(default)]
+    id: Option<IgnoredAny>,
+    #[serde(default)]
+    encrypted_content: Option<IgnoredAny>,
+    #[serde(default)]
     content: Option<Parts>,
     #[serde(default)]
     output: Option<Parts>,
+    #[serde(borrow, default)]
+    tools: Option<&'a RawValue>,
 }
 
 impl Item<'_> {
     fn unsizable(&self) -> Option<&'static str> {
-        let kind = self.kind.as_deref().unwrap_or("message");
+        let kind = match self.kind.as_deref() {
+            Some(k) => k,
+            // Outside review r57 F1: `type` is optional in an item reference (`{"id":…}`, also
+            // `"type":null`); an item without one is a message only with a role and no id.
+            None if self.role.is_some() && self.id.is_none() => "message",
+            None => return Some("an item without a type (an item reference: a stored item)"),
+        };
         if kind == "item_reference" {
             return Some("an item_reference (a stored item)");
         }
         if !SIZED_ITEMS.contains(&kind) {
             return Some("an input item of a type the proxy cannot size");
+        }
+        // A reasoning item without its encrypted content can only be a stored one, by id.
+        if kind == "reasoning" && self.encrypted_content.is_none() {
+            return Some("a reasoning item without its encrypted content (a stored item)");
         }
         [&self.content, &self.output]
             .into_iter()

@@ -49,6 +49,26 @@ const WS_CREATE: &str =
 /// (16 sessions each; no such users need to exist).
 const WS_EXTRA_UID_BASE: u32 = 61000;
 const CONCURRENCY: &[usize] = &[1, 16, 64];
+/// The account the proxies drop to (the Debian package's).
+const PROXY_ACCOUNT: &str = "responses-api-proxy";
+
+/// `useradd --system` of `name` unless it exists.
+fn ensure_account(name: &str) {
+    let exists = Command::new("id")
+        .args(["-u", name])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if !exists {
+        let ok = Command::new("useradd")
+            .args(["--system", "--no-create-home", "--home-dir", "/"])
+            .args(["--shell", "/usr/sbin/nologin", "--user-group", name])
+            .status()
+            .is_ok_and(|s| s.success());
+        assert!(ok, "useradd {name} failed: run the bench as root");
+    }
+}
 const ROUNDS: usize = 6;
 
 fn main() {
@@ -148,10 +168,15 @@ fn main() {
         let pid = proxy.id();
         (port, pid, KillOnDrop(proxy))
     };
-    let (proxy_port, proxy_pid, proxy_guard) = start_ours("ours", &[]);
+    // The ledger never belongs to nobody: both proxies drop to the packages' dedicated account
+    // (created here when missing; the bench runs as root).
+    ensure_account(PROXY_ACCOUNT);
+    let (proxy_port, proxy_pid, proxy_guard) = start_ours("ours", &["--user", PROXY_ACCOUNT]);
     let (policy_port, policy_pid, policy_guard) = start_ours(
         "policy",
         &[
+            "--user",
+            PROXY_ACCOUNT,
             "--policy",
             policy.to_str().unwrap(),
             "--state-dir",

@@ -86,6 +86,13 @@ pub enum StartupError {
         .0.display()
     )]
     BudgetsNeedStateDir(std::path::PathBuf),
+    /// Step 0: the ledger would belong to `nobody`, which other daemons share (outside review
+    /// r57 F3: a uid-65534 process replaced the ledger in the state dir handed to it).
+    #[error(
+        "--state-dir {}: the ledger would belong to uid 65534 (nobody), which other daemons share: any of them could rewrite it (erase spend, forge another user's); give --user ACCOUNT, a dedicated account (the packages create responses-api-proxy)",
+        .0.display()
+    )]
+    StateDirNeedsOwnAccount(std::path::PathBuf),
     /// Step 1.
     #[error("{0}")]
     Key(#[from] KeySourceError),
@@ -131,6 +138,7 @@ impl StartupError {
             | StartupError::Policy(_)
             | StartupError::StateDir(_)
             | StartupError::BudgetsNeedStateDir(_)
+            | StartupError::StateDirNeedsOwnAccount(_)
             | StartupError::Nofile(_)
             | StartupError::ConnectionCap(_) => exit::CONFIG,
             StartupError::Key(_) => exit::KEY,
@@ -201,6 +209,9 @@ pub fn connection_cap(asked: Option<u32>, limit: u64) -> Result<usize, CapError>
     Ok(usize::try_from(cap).unwrap_or(usize::MAX))
 }
 
+/// `nobody`: shared by daemons, so never the owner of the ledger.
+const NOBODY_UID: u32 = 65534;
+
 /// Step 0: validated configuration.
 pub struct Config {
     pub args: Args,
@@ -223,6 +234,9 @@ fn load_governor(args: &Args, writer: Option<u32>) -> Result<Option<Arc<Governed
     let now = clock::now_ms();
     let ledger = match &args.governance.state_dir {
         Some(dir) => {
+            if writer.unwrap_or_else(codex_privsep::effective_uid) == NOBODY_UID {
+                return Err(StartupError::StateDirNeedsOwnAccount(dir.clone()));
+            }
             let (ledger, records, stats) = Ledger::open_for(dir, now, writer)?;
             tracing::info!(
                 dir = %ledger.path().display(),

@@ -692,6 +692,63 @@ fn requests_naming_files_cannot_overshoot_an_input_budget_in_parallel() {
     );
     let b = row(&rep, B, "gpt-5");
     assert_eq!(b["requests"].as_u64(), Some(N as u64), "{b}");
+
+    // Outside review r57 F1: an item reference without its optional `type` (root, 40 at once).
+    let typeless = r#"{"model":"gpt-5","stream":true,"input":[{"role":"user","content":"go on"},{"id":"msg_0123456789abcdef"}]}"#;
+    let answers = at_once(0, typeless);
+    assert_eq!(
+        answers.iter().filter(|a| a.status == 200).count(),
+        1,
+        "statuses: {:?}",
+        statuses(&answers)
+    );
+    assert!(
+        answers
+            .iter()
+            .filter(|a| a.status != 200)
+            .all(|a| a.json()["error"]["code"] == "budget_unsized"),
+        "{:?}",
+        statuses(&answers)
+    );
+}
+
+/// Outside review r57 F2: server-side tools inside an input item (`additional_tools`) were
+/// forwarded past the `server_tools` allow-list (web search, an MCP server at the attacker's
+/// URL). Refused like top-level ones, never forwarded; control: a function tool there passes.
+#[test]
+fn server_tools_inside_input_items_are_refused_like_top_level_ones() {
+    let d = policy_dir();
+    let policy = write_policy(d.path(), "[default]\nmodels = [\"gpt-5\"]\n");
+    let mock = MockUpstream::start().unwrap();
+    mock.set_default(stream_with_usage(5, 0, 5));
+    let proxy = Spawn::new(&mock.responses_url())
+        .arg("--policy")
+        .arg(policy.to_str().unwrap())
+        .start();
+    let with = |tool: &str| {
+        format!(
+            r#"{{"model":"gpt-5","stream":true,"input":[{{"role":"user","content":"x"}},{{"type":"additional_tools","role":"developer","tools":[{tool}]}}]}}"#
+        )
+    };
+    for tool in [
+        r#"{"type":"web_search"}"#,
+        r#"{"type":"mcp","server_label":"x","server_url":"https://attacker.example/mcp","require_approval":"never"}"#,
+    ] {
+        let r = post_as(Some(A), proxy.port, "/v1/responses", &with(tool));
+        assert_eq!(r.status, 403, "{tool}: {}", r.body);
+        assert_eq!(r.json()["error"]["code"], "tool_not_allowed", "{}", r.body);
+    }
+    assert!(
+        mock.requests().is_empty(),
+        "a refused request was forwarded"
+    );
+    let r = post_as(
+        Some(A),
+        proxy.port,
+        "/v1/responses",
+        &with(r#"{"type":"function","name":"f","parameters":{}}"#),
+    );
+    assert_eq!(r.status, 200, "control: {}", r.body);
 }
 
 /// Outside review r53 F1: a `--state-dir` owned by another local user (who then deleted the
@@ -730,13 +787,45 @@ fn a_state_dir_another_user_can_write_is_refused() {
         );
         assert!(!stderr.contains("listening"), "{name}: {stderr}");
     }
-    for (name, uid) in [("nobodys", A), ("roots", 0)] {
+    for (name, uid) in [("dedicated", common::ledger_account()), ("roots", 0)] {
         let state = dir(name, uid, 0o700);
         let p = Spawn::new(&mock.responses_url())
             .governed(&policy, &state)
             .start();
         assert!(common::is_listening(p.port), "{name}");
     }
+    // Outside review r57 F3: with the default drop to nobody the state dir was handed to uid
+    // 65534, which other daemons share: a uid-65534 process replaced the ledger (its own spend
+    // erased, another user's forged). The ledger never belongs to nobody: refused with the
+    // drop to nobody (explicit, or the default when --user is not given), and a directory
+    // nobody owns is another user's for the dedicated account.
+    for user in [Some("nobody"), None] {
+        let state = d.path().join(format!("for-{user:?}"));
+        let mut s = Spawn::new(&mock.responses_url()).governed(&policy, &state);
+        match user {
+            Some(u) => s = s.arg("--user").arg(u),
+            // The harness adds the dedicated account by default: the proxy's own default here.
+            None => s.default_user = false,
+        }
+        let Err((status, stderr)) = s.try_start() else {
+            panic!("{user:?}: started")
+        };
+        assert_eq!(status.code(), Some(2), "{user:?}: {stderr}");
+        assert!(
+            stderr.contains("would belong to uid 65534 (nobody)") && stderr.contains("--user"),
+            "{user:?}: {stderr}"
+        );
+        assert!(!state.exists(), "{user:?}: the directory was made");
+    }
+    let state = dir("nobodys", A, 0o700);
+    let Err((status, stderr)) = Spawn::new(&mock.responses_url())
+        .governed(&policy, &state)
+        .try_start()
+    else {
+        panic!("a state dir of nobody's was accepted")
+    };
+    assert_eq!(status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("owned by uid 65534"), "{stderr}");
     // Outside review r55 F2: the month's ledger in an accepted directory, owned by another
     // user, writable by others, or a hard link to another user's file, was replayed (and
     // rewritten by that user). Refused; the control (root's 0600) starts.

@@ -28,6 +28,45 @@ pub struct Spawn<'a> {
     /// A command that sets something up and then execs the proxy (same pid): its argv, the
     /// proxy's path and arguments appended (e.g. `prlimit --nofile=N:N`).
     pub wrapper: Vec<String>,
+    /// A governed proxy gets `--user LEDGER_ACCOUNT` unless the test names a user (or turns
+    /// this off to see the proxy's own default).
+    pub default_user: bool,
+}
+
+/// The dedicated account a governed proxy drops to in these tests (the packages' name).
+pub const LEDGER_ACCOUNT: &str = "responses-api-proxy";
+
+/// Creates [`LEDGER_ACCOUNT`] (a system account without a home or shell) if it is missing, and
+/// returns its uid. Test binaries run at once may race: "already exists" is success.
+pub fn ledger_account() -> u32 {
+    let uid = || {
+        let out = Command::new("id")
+            .args(["-u", LEDGER_ACCOUNT])
+            .output()
+            .unwrap();
+        out.status.success().then(|| {
+            String::from_utf8_lossy(&out.stdout)
+                .trim()
+                .parse::<u32>()
+                .unwrap()
+        })
+    };
+    if let Some(u) = uid() {
+        return u;
+    }
+    let _ = Command::new("useradd")
+        .args([
+            "--system",
+            "--no-create-home",
+            "--home-dir",
+            "/",
+            "--shell",
+            "/usr/sbin/nologin",
+            "--user-group",
+            LEDGER_ACCOUNT,
+        ])
+        .status();
+    uid().expect("useradd responses-api-proxy (scripts/test installs passwd)")
 }
 
 impl<'a> Spawn<'a> {
@@ -37,6 +76,7 @@ impl<'a> Spawn<'a> {
             args: vec!["--upstream-url".into(), upstream.into()],
             env: vec![],
             wrapper: vec![],
+            default_user: true,
         }
     }
     pub fn arg(mut self, a: &str) -> Self {
@@ -108,8 +148,20 @@ impl<'a> Spawn<'a> {
                 c
             }
         };
-        cmd.args(&self.args)
-            .arg("--server-info")
+        cmd.args(&self.args);
+        // The ledger never belongs to nobody (r57 F3): a governed proxy drops to the dedicated
+        // account unless the test names one.
+        if self.default_user
+            && self.args.iter().any(|a| a == "--state-dir")
+            && !self
+                .args
+                .iter()
+                .any(|a| a == "--user" || a == "--dangerously-run-as-root")
+        {
+            ledger_account();
+            cmd.args(["--user", LEDGER_ACCOUNT]);
+        }
+        cmd.arg("--server-info")
             .arg(&info)
             .env_clear()
             .env("PATH", std::env::var("PATH").unwrap_or_default())
