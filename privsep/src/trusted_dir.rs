@@ -154,7 +154,12 @@ impl TrustedDir {
                         md.uid() == 0 || md.uid() == euid || Some(md.uid()) == writer
                     }
                 };
-                if leaf != Leaf::RootOrUs && (!owner_ok || md.mode() & 0o022 != 0) {
+                // `Private` is closed to others too (outside review r59 F3: another user took
+                // the flock of a 0755 state dir and kept the proxy from starting, and could
+                // watch when the ledger changed).
+                let open_to_others = matches!(leaf, Leaf::Private(_)) && md.mode() & 0o007 != 0;
+                if leaf != Leaf::RootOrUs && (!owner_ok || md.mode() & 0o022 != 0 || open_to_others)
+                {
                     return Err(TrustedDirError::Unsafe {
                         target: target.clone(),
                         path: shown.to_owned(),
@@ -164,7 +169,7 @@ impl TrustedDir {
                             md.mode() & 0o7777,
                             match leaf {
                                 Leaf::Private(_) =>
-                                    ": it must belong to root or to the account the process runs as and be writable by nobody else",
+                                    ": it must belong to root or to the account the process runs as, be writable by nobody else and closed to others (chmod o-rwx)",
                                 _ => ": it must be writable by nobody but its owner",
                             }
                         ),
@@ -348,13 +353,25 @@ impl TrustedDir {
         sys::renameat(self.dir.as_fd(), from, to)
     }
 
-    /// Takes an exclusive `flock` on the directory for as long as this value lives (`Ok(false)`:
-    /// another process holds it). One process per directory, where the directory's files are
-    /// replaced rather than shared (the proxy's ledger).
-    pub fn lock_exclusive(&self) -> io::Result<bool> {
-        match sys::flock_exclusive_now(self.dir.as_fd()) {
-            Ok(()) => Ok(true),
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(false),
+    /// Opens (creating, 0600) the lock file `name` and takes an exclusive `flock` on it, held
+    /// as long as the returned file lives (`Ok(None)`: another process holds it). One process
+    /// per directory, where the directory's files are replaced rather than shared (the proxy's
+    /// ledger). A file of the directory's own, not the directory: anyone who may open the
+    /// directory could lock that (outside review r59 F3).
+    /// On a read-only file system (no file can be made, and nothing will be written there
+    /// either) the directory itself is locked.
+    pub fn lock_file(&self, name: &OsStr, writer: Option<u32>) -> io::Result<Option<File>> {
+        let f = match self.open_append(name, 0o600) {
+            Ok(f) => {
+                Self::check_private_file(&f, writer)?;
+                f
+            }
+            Err(e) if e.raw_os_error() == Some(libc::EROFS) => self.dir.try_clone()?,
+            Err(e) => return Err(e),
+        };
+        match sys::flock_exclusive_now(f.as_fd()) {
+            Ok(()) => Ok(Some(f)),
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(None),
             Err(e) => Err(e),
         }
     }
@@ -471,7 +488,18 @@ mod tests {
         assert!(err.to_string().contains("mode 1777"), "{err}");
         // (the sticky hole was in `AnyOwner` too: the dump dir)
         assert!(TrustedDir::open(&sticky, None, Leaf::AnyOwner).is_err());
-        // Controls: the writer's own directory, and ours.
+        // Outside review r59 F3: open to others (another user locked it, or watched the ledger).
+        let readable = dir("readable", 0, 0o755);
+        let err = TrustedDir::open(&readable, None, Leaf::Private(None)).unwrap_err();
+        assert!(
+            err.to_string().contains("mode 755") && err.to_string().contains("o-rwx"),
+            "{err}"
+        );
+        let searchable = dir("searchable", 0, 0o701);
+        assert!(TrustedDir::open(&searchable, None, Leaf::Private(None)).is_err());
+        // Controls: the writer's own directory, and ours (group access is the admin's choice).
+        let grouped = dir("grouped", 0, 0o750);
+        TrustedDir::open(&grouped, None, Leaf::Private(None)).unwrap();
         let writer = dir("writer", 65534, 0o700);
         TrustedDir::open(&writer, None, Leaf::Private(Some(65534))).unwrap();
         assert!(TrustedDir::open(&writer, None, Leaf::Private(None)).is_err());

@@ -128,6 +128,10 @@ struct Head<'a> {
     prompt: Option<&'a RawValue>,
     #[serde(borrow, default, deserialize_with = "raw")]
     service_tier: Option<&'a RawValue>,
+    /// Server-hosted subagents (outside review r59 F2): judged as the server tool
+    /// `multi_agent`.
+    #[serde(borrow, default, deserialize_with = "raw")]
+    multi_agent: Option<&'a RawValue>,
 }
 
 #[derive(Deserialize)]
@@ -138,6 +142,32 @@ struct Tool<'a> {
     /// read for a namespace (another tool's `tools` key is its own business).
     #[serde(borrow, default)]
     tools: Option<&'a RawValue>,
+    /// A `shell` tool's environment: the client's (`local`, or none) or a hosted container.
+    #[serde(borrow, default)]
+    environment: Option<&'a RawValue>,
+}
+
+impl Tool<'_> {
+    /// The type the policy judges: a `shell` with an environment other than `local` is
+    /// `hosted_shell` (outside review r59 F1).
+    fn judged_kind(&self) -> &str {
+        let kind = self.kind.as_ref();
+        if kind == "shell" && self.environment.is_some_and(|e| !is_local_environment(e)) {
+            return "hosted_shell";
+        }
+        kind
+    }
+}
+
+/// `null` or `{"type":"local",…}`.
+fn is_local_environment(raw: &RawValue) -> bool {
+    #[derive(Deserialize)]
+    struct Env<'a> {
+        #[serde(borrow, rename = "type")]
+        kind: Cow<'a, str>,
+    }
+    raw.get() == "null"
+        || serde_json::from_str::<Env<'_>>(raw.get()).is_ok_and(|e| e.kind == "local")
 }
 
 /// Most nesting of `namespace` tools followed.
@@ -153,7 +183,7 @@ fn refused_tool(
     server: &mut bool,
 ) -> Result<Option<String>, Refusal> {
     for t in tools {
-        let kind = t.kind.as_ref();
+        let kind = t.judged_kind();
         if kind == NAMESPACE_TOOL {
             if depth >= MAX_NAMESPACE_DEPTH {
                 return Err(bad(format!(
@@ -182,6 +212,22 @@ fn refused_tool(
 /// `service_tier` values a cost limit admits: what the policy's prices describe (`flex` costs
 /// less). `auto` follows the project's default tier, which the administrator sets upstream.
 pub const PRICED_TIERS: &[&str] = &["auto", "default", "flex"];
+
+/// The request option that runs server-hosted subagents, judged as a server-side tool.
+pub const MULTI_AGENT: &str = "multi_agent";
+
+/// `multi_agent` is on unless `null`, `false` or `{"enabled": false, …}`.
+fn multi_agent_on(raw: &RawValue) -> bool {
+    #[derive(Deserialize)]
+    struct Opt {
+        #[serde(default)]
+        enabled: Option<bool>,
+    }
+    match raw.get() {
+        "null" | "false" => false,
+        text => serde_json::from_str::<Opt>(text).map_or(true, |o| o.enabled != Some(false)),
+    }
+}
 
 /// A tool group (`{"type":"namespace","name":…,"tools":[…]}`): allowed when its members are.
 pub const NAMESPACE_TOOL: &str = "namespace";
@@ -322,6 +368,13 @@ pub fn check_request(rule: &Rule, body: &[u8]) -> Result<Checked, Refusal> {
             .map_err(|e| bad(format!("an input item's tools must be typed tools: {e}")))?;
         refused = refused_tool(rule, &tools, 0, &mut server_tool)?;
     }
+    if refused.is_none() && head.multi_agent.is_some_and(multi_agent_on) {
+        if rule.server_tools.value.iter().any(|s| s == MULTI_AGENT) {
+            server_tool = true;
+        } else {
+            refused = Some(MULTI_AGENT.to_string());
+        }
+    }
     if let Some(kind) = refused {
         return Err(Refusal {
             limit: Some(rule.server_tools.value.clone().into()),
@@ -447,6 +500,55 @@ mod tests {
         assert_eq!((e.status, e.code), (400, "policy_bad_request"));
     }
 
+    /// Outside review r59 F1/F2: a `shell` tool with a hosted environment (a container at the
+    /// provider) and the `multi_agent` option (server-hosted subagents) were forwarded as
+    /// client-side and sized. Judged as the server tools `hosted_shell` and `multi_agent`;
+    /// controls: the local shell, and both when the policy allows them (then unsizable).
+    #[test]
+    fn hosted_shells_and_subagents_are_server_side() {
+        let none = rule("[default]\nmodels = [\"gpt-5\"]\n");
+        let both = rule("[default]\nserver_tools = [\"hosted_shell\", \"multi_agent\"]\n");
+        let body = |extra: &str| format!(r#"{{"model":"gpt-5","input":"x",{extra}}}"#);
+        for (extra, kind) in [
+            (
+                r#""tools":[{"type":"shell","environment":{"type":"container_auto"}}]"#,
+                "hosted_shell",
+            ),
+            (
+                r#""tools":[{"type":"shell","environment":{"type":"container_reference","container_id":"c"}}]"#,
+                "hosted_shell",
+            ),
+            (
+                r#""tools":[{"type":"shell","environment":"container_auto"}]"#,
+                "hosted_shell",
+            ),
+            (
+                r#""multi_agent":{"enabled":true,"max_concurrent_subagents":64}"#,
+                "multi_agent",
+            ),
+            (r#""multi_agent":{}"#, "multi_agent"),
+            (r#""multi_agent":true"#, "multi_agent"),
+        ] {
+            let e = check_request(&none, body(extra).as_bytes()).unwrap_err();
+            assert_eq!((e.status, e.code), (403, "tool_not_allowed"), "{extra}");
+            assert!(e.message.contains(kind), "{extra}: {}", e.message);
+            let ok = check_request(&both, body(extra).as_bytes()).unwrap();
+            assert!(ok.unsizable.is_some(), "{extra}");
+        }
+        for extra in [
+            r#""tools":[{"type":"shell"}]"#,
+            r#""tools":[{"type":"shell","environment":{"type":"local"}}]"#,
+            r#""tools":[{"type":"shell","environment":null}]"#,
+            r#""multi_agent":{"enabled":false}"#,
+            r#""multi_agent":null"#,
+            r#""multi_agent":false"#,
+        ] {
+            let ok = check_request(&none, body(extra).as_bytes())
+                .unwrap_or_else(|e| panic!("{extra}: {}", e.message));
+            assert!(ok.unsizable.is_none(), "{extra}");
+        }
+    }
+
     /// Outside review r57 F2: server-side tools carried by an input item (`additional_tools`, a
     /// `tool_search_output`) were forwarded past the `server_tools` allow-list. Judged as the
     /// top-level ones now; controls: function tools there pass, and an allowed server tool
@@ -505,13 +607,12 @@ mod tests {
             r#""previous_response_id":null,"input":[]"#,
             r#""input":[{"role":"user","content":"hi"}]"#,
             r#""input":[{"type":"message","role":"user","content":[{"type":"input_text","text":"a"},{"type":"output_text","text":"b"}]}]"#,
-            r#""input":[{"role":"user","content":[{"type":"input_image","image_url":"data:image/png;base64,AAAA"}]}]"#,
-            r#""input":[{"role":"user","content":[{"type":"input_image","image_url":"DATA:image/png;base64,AAAA","detail":"low"}]}]"#,
             r#""input":[{"type":"reasoning","summary":[{"type":"summary_text","text":"s"}],"encrypted_content":"gAAA"}]"#,
             r#""input":[{"type":"function_call","call_id":"c","name":"f","arguments":"{}"},{"type":"function_call_output","call_id":"c","output":"done"}]"#,
             r#""input":[{"type":"function_call_output","call_id":"c","output":[{"type":"input_text","text":"t"}]}]"#,
-            r#""input":[{"type":"computer_call_output","call_id":"c","output":{"type":"computer_screenshot","image_url":"data:image/png;base64,AA"}}]"#,
             r#""tools":[{"type":"function","name":"f"}],"input":"x""#,
+            r#""input":[{"type":"compaction","encrypted_content":"gAAA"}]"#,
+            r#""tools":[{"type":"shell","environment":{"type":"local"}}],"input":"x""#,
         ] {
             assert_eq!(sizes(sized), None, "{sized}");
         }
@@ -568,6 +669,28 @@ mod tests {
             (
                 r#""input":[{"type":"item_reference","id":"msg_1"}]"#,
                 "item_reference",
+            ),
+            // Outside review r59 F4: an image costs by its pixels, inline or not.
+            (
+                r#""input":[{"role":"user","content":[{"type":"input_image","image_url":"data:image/png;base64,AAAA"}]}]"#,
+                "an image",
+            ),
+            (
+                r#""input":[{"type":"computer_call_output","call_id":"c","output":{"type":"computer_screenshot","image_url":"data:image/png;base64,AA"}}]"#,
+                "an image",
+            ),
+            // r59 F6: encrypted content missing or empty is a stored item.
+            (
+                r#""input":[{"type":"compaction","id":"cmp_1"}]"#,
+                "compaction",
+            ),
+            (
+                r#""input":[{"type":"compaction","id":"cmp_1","encrypted_content":""}]"#,
+                "compaction",
+            ),
+            (
+                r#""input":[{"type":"reasoning","id":"rs_1","summary":[],"encrypted_content":""}]"#,
+                "reasoning",
             ),
             // Outside review r57 F1: `type` is optional in an item reference.
             (

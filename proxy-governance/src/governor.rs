@@ -388,14 +388,24 @@ impl Governor {
             check_budget(
                 &rule.day,
                 &s.today,
-                (&held, want, checked.unsizable),
+                (
+                    &held,
+                    want,
+                    checked.unsizable,
+                    checked.max_output_tokens.is_none(),
+                ),
                 clock::next_day_start_ms(now_ms),
                 now_ms,
             )?;
             check_budget(
                 &rule.month,
                 &s.this_month,
-                (&held, want, checked.unsizable),
+                (
+                    &held,
+                    want,
+                    checked.unsizable,
+                    checked.max_output_tokens.is_none(),
+                ),
                 clock::next_month_start_ms(now_ms),
                 now_ms,
             )?;
@@ -554,7 +564,7 @@ pub const RESERVED_RETRY_AFTER_S: u64 = 5;
 fn check_budget(
     b: &Budget,
     t: &Totals,
-    (held, want, unsizable): (&Totals, &Totals, Option<&'static str>),
+    (held, want, unsizable, unbounded_output): (&Totals, &Totals, Option<&'static str>, bool),
     reset_ms: u64,
     now_ms: u64,
 ) -> Result<(), Refusal> {
@@ -597,37 +607,57 @@ fn check_budget(
     let in_flight = held.requests;
     // Outside review r53 F2: input the body does not carry is reserved by nothing, so such a
     // request runs only alone under a limit it can overshoot (one request's worth, not one per
-    // request in flight).
-    if let Some(why) = unsizable.filter(|_| in_flight > 0) {
+    // request in flight). The same for output without any `max_output_tokens` (r59 F5: the
+    // default reservation is not a bound).
+    if in_flight > 0 {
+        let input_why =
+            unsizable.map(|why| format!("its input cannot be sized by the proxy (it names {why})"));
+        let output_why = unbounded_output.then(|| {
+            "its output has no bound (no max_output_tokens in the request or the policy: set a policy ceiling to reserve exactly)".to_string()
+        });
         let limits = [
-            (&b.input_tokens, t.usage.input_tokens, "input_tokens"),
+            (
+                &b.input_tokens,
+                t.usage.input_tokens,
+                "input_tokens",
+                &input_why,
+            ),
             (
                 &b.cached_input_tokens,
                 t.usage.cached_input_tokens,
                 "cached_input_tokens",
+                &input_why,
+            ),
+            (
+                &b.output_tokens,
+                t.usage.output_tokens,
+                "output_tokens",
+                &output_why,
             ),
         ];
         let open = limits
             .into_iter()
-            .find_map(|(s, spent, key)| {
+            .find_map(|(s, spent, key, why)| {
+                let why = why.as_ref()?;
                 s.as_ref()
                     .filter(|s| !over(s.value, spent))
-                    .map(|s| (s.rule(key), serde_json::Value::from(s.value)))
+                    .map(|s| (s.rule(key), serde_json::Value::from(s.value), why.clone()))
             })
             .or_else(|| {
+                let why = input_why.clone().or_else(|| output_why.clone())?;
                 b.cost
                     .as_ref()
                     .filter(|s| t.cost < s.value)
-                    .map(|s| (s.rule("cost"), serde_json::Value::from(s.value)))
+                    .map(|s| (s.rule("cost"), serde_json::Value::from(s.value), why))
             });
-        if let Some((rule, limit)) = open {
+        if let Some((rule, limit, why)) = open {
             return Err(Refusal {
                 code: "budget_unsized",
                 ..reserved(
                     rule.clone(),
                     limit,
                     format!(
-                        "this request's input cannot be sized by the proxy (it names {why}), so under {rule} it runs only when no other request of yours is in flight ({in_flight} are); retry when they end"
+                        "this request cannot be reserved exactly: {why}; under {rule} it runs only when no other request of yours is in flight ({in_flight} are); retry when they end"
                     ),
                 )
             });
@@ -700,6 +730,14 @@ fn check_budget(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A state dir as the ledger takes it: 0700 (tempfile's may be open to others).
+    fn private_dir() -> tempfile::TempDir {
+        use std::os::unix::fs::PermissionsExt;
+        let d = tempfile::tempdir().unwrap();
+        std::fs::set_permissions(d.path(), std::fs::Permissions::from_mode(0o700)).unwrap();
+        d
+    }
     use crate::policy::tests::parse;
 
     const NOW: u64 = 1_796_510_821_000; // 2026-12-05T22:47:01Z
@@ -723,7 +761,7 @@ mod tests {
             "[default]\nday = { output_tokens = 100 }\n[user.bob]\nday = { output_tokens = 1000 }\nmonth = { input_tokens = 50 }\n",
         )
         .unwrap();
-        let d = tempfile::tempdir().unwrap();
+        let d = private_dir();
         let (l, recs, _) = Ledger::open(d.path(), NOW).unwrap();
         let g = Governor::new(p, Some((l, recs)), NOW);
         // alice: within budget, then one response uses 150 (the stream is not cut: it is only
@@ -769,7 +807,7 @@ mod tests {
     #[test]
     fn a_request_the_proxy_cannot_size_runs_only_alone_under_an_input_budget() {
         const FILE: &[u8] = br#"{"model":"gpt-5","input":[{"role":"user","content":[{"type":"input_file","file_url":"https://x/a.pdf"}]}]}"#;
-        let d = tempfile::tempdir().unwrap();
+        let d = private_dir();
         for (limit, rule) in [
             ("input_tokens = 100000", "default.day.input_tokens"),
             (
@@ -820,7 +858,7 @@ mod tests {
         // Control: an output-only budget reserves output exactly; input is not what it limits.
         let p =
             parse("[default]\nmax_output_tokens = 10\nday = { output_tokens = 1000 }\n").unwrap();
-        let d = tempfile::tempdir().unwrap();
+        let d = private_dir();
         let (l, recs, _) = Ledger::open(d.path(), NOW).unwrap();
         let g = Governor::new(p, Some((l, recs)), NOW);
         let both: Vec<Admitted> = (0..3)
@@ -837,7 +875,7 @@ mod tests {
     fn reservations_bound_parallel_requests_and_are_released_exactly_once() {
         let p =
             parse("[default]\nmax_output_tokens = 1000\nday = { output_tokens = 3000 }\n").unwrap();
-        let d = tempfile::tempdir().unwrap();
+        let d = private_dir();
         let (l, recs, _) = Ledger::open(d.path(), NOW).unwrap();
         let g = Governor::new(p, Some((l, recs)), NOW);
         let a: Vec<Admitted> = (0..3)
@@ -903,10 +941,11 @@ mod tests {
             one.reservation.as_ref().unwrap().usage().output_tokens,
             DEFAULT_OUTPUT_RESERVATION
         );
-        assert_eq!(
-            g.admit(Some(9), BODY, NOW).unwrap_err().code,
-            "budget_reserved"
-        );
+        // Without any max_output_tokens the reservation is no bound (outside review r59 F5:
+        // 3 parallel requests booked 6x an output budget): a second one waits.
+        let e = g.admit(Some(9), BODY, NOW).unwrap_err();
+        assert_eq!(e.code, "budget_unsized");
+        assert!(e.message.contains("output has no bound"), "{}", e.message);
         g.record(&one, &tap(1, 60), 200, NOW);
         drop(one);
         let two = g.admit(Some(9), BODY, NOW).unwrap();
@@ -932,7 +971,7 @@ mod tests {
             "[prices.\"gpt-5\"]\ninput = 1\noutput = 10\n[default]\nmax_output_tokens = 1000\nday = { output_tokens = 3000 }\n[user.bob]\nmax_output_tokens = 1000\nday = { cost = 0.025 }\n",
         )
         .unwrap();
-        let d = tempfile::tempdir().unwrap();
+        let d = private_dir();
         let (l, recs, _) = Ledger::open(d.path(), NOW).unwrap();
         let g = Governor::new(p, Some((l, recs)), NOW);
         for (uid, want) in [(7u32, 3usize), (1002, 2)] {
@@ -1002,7 +1041,7 @@ mod tests {
         let p =
             parse("[prices.\"gpt-5\"]\ninput = 1\noutput = 10\n[default]\nday = { cost = 1.0 }\n")
                 .unwrap();
-        let d = tempfile::tempdir().unwrap();
+        let d = private_dir();
         let (l, recs, _) = Ledger::open(d.path(), NOW).unwrap();
         let g = Governor::new(p, Some((l, recs)), NOW);
         let e = g.admit(Some(1), br#"{"model":"o3"}"#, NOW).unwrap_err();
@@ -1032,7 +1071,7 @@ mod tests {
              month = { output_tokens = 10000000000000 }\n",
         )
         .unwrap();
-        let d = tempfile::tempdir().unwrap();
+        let d = private_dir();
         let (l, recs, _) = Ledger::open(d.path(), NOW).unwrap();
         let g = Governor::new(p, Some((l, recs)), NOW);
         let body = br#"{"model":"gpt-bench","input":"say hello","stream":false}"#;

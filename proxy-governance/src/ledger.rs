@@ -29,7 +29,7 @@
 //! to (fail closed: no accounting, no spend).
 
 use std::collections::VecDeque;
-use std::ffi::OsString;
+use std::ffi::{OsStr, OsString};
 use std::fs::File;
 use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
@@ -43,6 +43,8 @@ use crate::usage::Usage;
 /// Records kept in memory while the ledger cannot be written; older ones are dropped from the
 /// retry queue (they still count in the in-memory budgets).
 const MAX_PENDING: usize = 100_000;
+/// The lock file in the state dir (see [`Ledger::open_for`]).
+pub const LOCK_FILE: &str = ".lock";
 /// Longest model name stored.
 const MAX_MODEL: usize = 128;
 
@@ -257,6 +259,8 @@ pub fn parse_all(bytes: &[u8], out: &mut Vec<Record>) -> ReplayStats {
 #[derive(Debug)]
 pub struct Ledger {
     dir: TrustedDir,
+    /// `.lock`, `flock`ed while this ledger lives (one proxy per state dir).
+    _lock: File,
     file: Option<(Month, File)>,
     /// The file does not end with a newline (torn tail, or a failed write): write one first.
     needs_newline: bool,
@@ -291,9 +295,9 @@ impl Ledger {
         let dir =
             TrustedDir::open(path, Some(0o700), Leaf::Private(writer)).map_err(LedgerError::Dir)?;
         // One proxy per directory: the month's file is replaced at each start (below).
-        match dir.lock_exclusive() {
-            Ok(true) => {}
-            Ok(false) => {
+        let lock = match dir.lock_file(OsStr::new(LOCK_FILE), writer) {
+            Ok(Some(f)) => f,
+            Ok(None) => {
                 return Err(LedgerError::InUse {
                     dir: path.to_path_buf(),
                 });
@@ -304,7 +308,7 @@ impl Ledger {
                     source,
                 });
             }
-        }
+        };
         let month = Month::of_ms(now_ms);
         let mut records = Vec::new();
         let name = file_name(month);
@@ -335,6 +339,7 @@ impl Ledger {
         };
         let mut ledger = Self {
             dir,
+            _lock: lock,
             file: None,
             needs_newline: stats.torn_tail,
             dirty: false,

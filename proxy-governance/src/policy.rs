@@ -87,6 +87,12 @@ pub const SERVER_TOOLS: &[&str] = &[
     "computer_use",
     "computer_use_preview",
     "mcp",
+    // outside review r59 F1: the `shell` tool with a hosted environment (`container_auto`,
+    // `container_reference`) runs in a container at the provider; only `{"type":"local"}` (or
+    // no environment) is the client's
+    "hosted_shell",
+    // outside review r59 F2: the request's `multi_agent` option runs server-hosted subagents
+    "multi_agent",
 ];
 
 /// Loading the policy failed; every variant names the file.

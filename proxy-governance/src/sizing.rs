@@ -105,8 +105,8 @@ struct Item<'a> {
     role: Option<IgnoredAny>,
     #[serde(default)]
     id: Option<IgnoredAny>,
-    #[serde(default)]
-    encrypted_content: Option<IgnoredAny>,
+    #[serde(borrow, default)]
+    encrypted_content: Option<Cow<'a, str>>,
     #[serde(default)]
     content: Option<Parts>,
     #[serde(default)]
@@ -130,9 +130,14 @@ impl Item<'_> {
         if !SIZED_ITEMS.contains(&kind) {
             return Some("an input item of a type the proxy cannot size");
         }
-        // A reasoning item without its encrypted content can only be a stored one, by id.
-        if kind == "reasoning" && self.encrypted_content.is_none() {
-            return Some("a reasoning item without its encrypted content (a stored item)");
+        // A reasoning or compaction item without its encrypted content (missing, null or empty)
+        // can only be a stored one, by id (outside review r59 F6).
+        if matches!(kind, "reasoning" | "compaction")
+            && self.encrypted_content.as_deref().is_none_or(str::is_empty)
+        {
+            return Some(
+                "a reasoning or compaction item without its encrypted content (a stored item)",
+            );
         }
         [&self.content, &self.output]
             .into_iter()
@@ -210,7 +215,13 @@ impl Part<'_> {
         }
         if IMAGE_PARTS.contains(&kind) {
             let inline = self.file_id.is_none() && self.image_url.as_ref().is_some_and(|u| u.data);
-            return (!inline).then_some("an image by URL or file id");
+            // Outside review r59 F4: an image costs by its pixels, not its bytes (a 788-byte
+            // 1-bit PNG of 2048x2048 is 765 tokens, bytes / 4 says 200): inline or not.
+            return Some(if inline {
+                "an image (its tokens follow its pixels, not its bytes)"
+            } else {
+                "an image by URL or file id"
+            });
         }
         if kind == "input_file" {
             return Some("a file");

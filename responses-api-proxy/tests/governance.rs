@@ -772,6 +772,9 @@ fn a_state_dir_another_user_can_write_is_refused() {
     for (name, uid, mode, wants) in [
         ("another-users", B, 0o700, "owned by uid 4243 with mode 700"),
         ("root-sticky", 0, 0o1777, "owned by uid 0 with mode 1777"),
+        // Outside review r59 F3: another user took the lock of a 0755 one (the proxy could not
+        // start) and could watch the ledger change.
+        ("readable", 0, 0o755, "owned by uid 0 with mode 755"),
     ] {
         let state = dir(name, uid, mode);
         let Err((status, stderr)) = Spawn::new(&mock.responses_url())
@@ -1083,6 +1086,10 @@ fn a_full_or_read_only_state_dir_fails_closed_for_budgets_only() {
     // Read-only from the start: A refused at once, root served.
     let state = d.path().join("ro");
     std::fs::create_dir(&state).unwrap();
+    std::fs::set_permissions(&state, std::fs::Permissions::from_mode(0o700)).unwrap();
+    // the dropped proxy's own (as one it made itself), then read-only
+    let owner = common::ledger_account();
+    std::os::unix::fs::chown(&state, Some(owner), Some(owner)).unwrap();
     let mount = format!(
         "mount --bind '{0}' '{0}' && mount -o remount,bind,ro '{0}'",
         state.display()
@@ -1684,7 +1691,12 @@ fn responses_abandoned_when_the_proxy_stops_are_booked() {
 #[test]
 fn one_user_cannot_abandon_more_than_32_responses_at_once() {
     let d = policy_dir();
-    let policy = write_policy(d.path(), "[default]\nday = { output_tokens = 1000000 }\n");
+    // A ceiling: without one, output has no bound and a second request of root's would wait
+    // for the first (r59 F5) before the abandoned-reads cap is reached.
+    let policy = write_policy(
+        d.path(),
+        "[default]\nmax_output_tokens = 100\nday = { output_tokens = 1000000 }\n",
+    );
     let state = d.path().join("state");
     let mock = MockUpstream::start().unwrap();
     let mut long = match stream_with_usage(40, 0, 300) {
