@@ -213,6 +213,13 @@ pub const MODES: &[Rule] = &[
     // stayed locked after the sandbox returned) and `FS_IOC_ADD_ENCRYPTION_KEY` filled the
     // user's kernel key quota past the keyring calls seccomp refuses. Matched by type and
     // number, whatever the size bits.
+    // outside review r60 F1: on ext4 with `encrypt` and no salt yet, the first call writes a
+    // new salt into the superblock, through any descriptor (read-only, or a root-owned file)
+    fscrypt_row(
+        "ioctl(FS_IOC_GET_ENCRYPTION_PWSALT)",
+        20,
+        "writes a salt into the file system's superblock the first time",
+    ),
     fscrypt_row(
         "ioctl(FS_IOC_ADD_ENCRYPTION_KEY)",
         23,

@@ -482,6 +482,15 @@ pub const CREDENTIAL_PATHS: &[&str] = &[
     ".rediscli_history",
     ".python_history",
     ".node_repl_history",
+    // outside review r60 F3: password managers' vaults and keys (with `BW_SESSION` in the
+    // environment a Bitwarden vault decrypts offline), age keys
+    ".config/Bitwarden CLI",
+    ".config/Bitwarden",
+    ".local/share/rbw",
+    ".config/age",
+    ".config/sops/age",
+    ".local/share/keepassxc",
+    ".config/keepassxc",
 ];
 
 /// A writable directory and the paths below it that stay read-only.
