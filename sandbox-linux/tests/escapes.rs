@@ -1503,6 +1503,44 @@ fn fscrypt_keys_of_the_user_cannot_be_removed_or_added() {
     assert_eq!(as_user(&["status", &mnt, &ident]), "status 1");
 }
 
+/// `FS_IOC_GET_ENCRYPTION_PWSALT` on standard input: `ok` or `errno N`.
+const PWSALT_PY: &str = r#"import fcntl
+try: fcntl.ioctl(0, 0x40106614, bytearray(16)); print('ok')
+except OSError as e: print('errno', e.errno)
+"#;
+
+/// Outside review r60 F1: on ext4 with `encrypt` and no salt yet, the first
+/// `FS_IOC_GET_ENCRYPTION_PWSALT` writes a new salt into the superblock, through any
+/// descriptor: here a read-only one handed over as standard input (`< file`), with and
+/// without namespaces. Refused (`EPERM`); the superblock keeps no salt. Control: outside, the
+/// same call writes it.
+#[test]
+fn the_superblock_salt_cannot_be_written_through_a_read_only_descriptor() {
+    let fs = Mounted::new(&["mkfs.ext4", "-q", "-O", "encrypt"], "32M");
+    let given = fs.at.join("given");
+    std::fs::write(&given, "x").unwrap();
+    chown(&given, Some(NOBODY), Some(NOBODY)).unwrap();
+    let e = Env::new();
+    for ns in [Ns::With, Ns::Without { dangerous: true }] {
+        let mut c = sandbox(&e, READ_ONLY, ns, &["python3", "-c", PWSALT_PY]);
+        c.stdin(std::fs::File::open(&given).unwrap());
+        let out = output(c);
+        assert_eq!(
+            String::from_utf8_lossy(&out.stdout),
+            "errno 1\n",
+            "{ns:?}: {out:?}"
+        );
+    }
+    let out = Command::new("python3")
+        .args(["-c", PWSALT_PY])
+        .stdin(std::fs::File::open(&given).unwrap())
+        .uid(NOBODY)
+        .gid(NOBODY)
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "ok\n", "control: {out:?}");
+}
+
 /// Outside review r58 F6: a read lease (`F_SETLEASE`) on a file the user owns held the user's
 /// own writers outside until the command exited. Refused (`EPERM`) with and without
 /// namespaces. Control: outside, the lease is granted.
