@@ -13,10 +13,11 @@
 //!
 //! The walk is conservative: what is not known to be inline is unsizable. Sized: `input` absent,
 //! `null` or a string; a list of items of the types in [`SIZED_ITEMS`] (an item without `type`
-//! is a message) whose `content` / `output` is a string or a list of parts of the types in
-//! [`TEXT_PARTS`], or an image whose `image_url` is a `data:` URL and has no `file_id`. Keys are
-//! read decoded (serde), so `\u` escapes in a key or a type change nothing; a key twice in an
-//! item or a part is refused as bad JSON, as at the top level.
+//! is a message only with a `role` and no `id`; `reasoning` and `compaction` only with their
+//! encrypted content) whose `content` / `output` is a string or a list of parts of the types in
+//! [`TEXT_PARTS`]. An image is never sized, even inline: its tokens follow its pixels (outside
+//! review r59 F4). Keys are read decoded (serde), so `\u` escapes in a key or a type change
+//! nothing; a key twice in an item or a part is refused as bad JSON, as at the top level.
 
 use std::borrow::Cow;
 use std::fmt;
@@ -56,7 +57,7 @@ pub const TEXT_PARTS: &[&str] = &[
     "reasoning_text",
 ];
 
-/// Part types that are an image, inline only as a `data:` URL.
+/// Part types that are an image (unsizable; the message says whether it was inline).
 const IMAGE_PARTS: &[&str] = &["input_image", "computer_screenshot"];
 
 /// `input`, walked: `Some(why)` when the upstream may read more than the body carries, and the

@@ -1538,7 +1538,11 @@ fn the_superblock_salt_cannot_be_written_through_a_read_only_descriptor() {
         .gid(NOBODY)
         .output()
         .unwrap();
-    assert_eq!(String::from_utf8_lossy(&out.stdout), "ok\n", "control: {out:?}");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "ok\n",
+        "control: {out:?}"
+    );
 }
 
 /// Outside review r58 F6: a read lease (`F_SETLEASE`) on a file the user owns held the user's
