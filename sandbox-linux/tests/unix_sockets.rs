@@ -6,7 +6,7 @@
 // Test code: a failed set-up step must fail the test loudly.
 #![allow(clippy::unwrap_used, clippy::panic, clippy::expect_used)]
 
-use std::os::unix::fs::chown;
+use std::os::unix::fs::{MetadataExt, chown};
 use std::os::unix::net::UnixListener;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
@@ -589,6 +589,55 @@ fn a_socket_another_process_listens_on_during_the_run_is_not_the_commands() {
     }
 }
 
+/// Outside review r62 F2: `--allow-unix-socket` named a path missing at the start; the user
+/// started an ssh-agent elsewhere during the run, and the command renamed the agent's socket onto
+/// the allowed name and used the agent (born during the run, so it passed). An allowed name
+/// missing at the start now counts only for a socket bound at that very name. Control: a
+/// server that binds the allowed name itself during the run is reached.
+#[test]
+fn a_new_socket_renamed_onto_an_allowed_name_is_not_allowed() {
+    use std::os::unix::fs::PermissionsExt;
+    let e = env();
+    for (rename, expect) in [(true, EACCES), (false, "ok")] {
+        let allowed = e.ws.join("allowed.sock");
+        let agent = e.ws.join("agent.sock");
+        let go = e.ws.join("go");
+        for p in [&allowed, &agent, &go] {
+            let _ = std::fs::remove_file(p);
+        }
+        let script = format!(
+            "while [ ! -e go ]; do sleep 0.02; done; {}exec {PROBE} unix-connect {}",
+            if rename {
+                format!("mv {} {}; ", s(&agent), s(&allowed))
+            } else {
+                String::new()
+            },
+            s(&allowed)
+        );
+        let allow = ["--allow-unix-socket", s(&allowed)];
+        let mut c = sandbox_command(&e, &[], WS, Ns::With, &allow, &["sh", "-c", &script]);
+        let child = std::thread::spawn(move || c.output().unwrap());
+        // the sandbox is up: then the user's server appears (the agent elsewhere, or a
+        // service at the allowed name itself)
+        std::thread::sleep(std::time::Duration::from_millis(300));
+        let at = if rename { &agent } else { &allowed };
+        let l = UnixListener::bind(at).unwrap();
+        chown(at, Some(NOBODY), Some(NOBODY)).unwrap();
+        std::fs::set_permissions(at, std::fs::Permissions::from_mode(0o777)).unwrap();
+        l.set_nonblocking(true).unwrap();
+        std::fs::write(&go, "").unwrap();
+        let out = child.join().unwrap();
+        let got = String::from_utf8_lossy(&out.stdout).trim().to_string();
+        assert_eq!(
+            got,
+            expect,
+            "renamed {rename}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert_eq!(accepted(&l), usize::from(expect == "ok"));
+    }
+}
+
 /// Outside review r31 F2: at a soft open-file limit of 1024 the launcher, which holds every
 /// socket file the command listened on, ran out of descriptors at the command's 1010th
 /// `listen`; after that every `connect` failed with `EMFILE`, to its own sockets too. The
@@ -689,6 +738,58 @@ fn the_users_socket_directories_in_a_temporary_root_cannot_be_swapped() {
     assert!(stdout.contains("plain-writable"), "control: {ctx}");
     // control: outside the sandbox the user removes it
     removed_outside_by_the_user(&socks[0]);
+}
+
+/// Outside review r62 F1: with no tmux server of the user's running at the start, the command
+/// listened at `/tmp/tmux-UID/default` (its configuration redefining `ls`, `new`, `attach`);
+/// the user's next `tmux ls`, outside, appended to `~/.bashrc` and sent `~/.ssh/id_ed25519`
+/// back on its orders. The user's rendezvous directories (`tmux-UID`, `emacsUID`) in every
+/// temporary root are held read-only whether a server listens or not, made first when missing
+/// (0700, the user's). Binding there fails (`EROFS`); controls: a socket of the command's own
+/// elsewhere in the root binds, and outside the sandbox the user binds in the directory.
+#[test]
+fn the_users_tmux_and_emacs_directories_cannot_be_listened_in() {
+    let e = env();
+    let tmp = e.ws.parent().unwrap().join("tmp");
+    std::fs::create_dir_all(tmp.join("plain")).unwrap();
+    chown_r(&tmp);
+    let bind = |p: &Path| {
+        format!(
+            "python3 -c 'import socket,sys\ntry: socket.socket(socket.AF_UNIX).bind(sys.argv[1]); print(\"BOUND\")\nexcept OSError as e: print(\"errno\", e.errno)' '{}'; ",
+            s(p)
+        )
+    };
+    let tmux = tmp.join("tmux-65534");
+    let emacs = tmp.join("emacs65534");
+    // the attacker makes the directories first when they are missing, as tmux does
+    let script = format!(
+        "mkdir -p '{}' '{}' 2>/dev/null; {}{}{}",
+        s(&tmux),
+        s(&emacs),
+        bind(&tmux.join("default")),
+        bind(&emacs.join("server")),
+        bind(&tmp.join("plain/own.sock"))
+    );
+    let (_, stdout, ctx) = run_with_tmpdir(&e, &tmp, &script);
+    assert_eq!(stdout, "errno 30\nerrno 30\nBOUND\n", "{ctx}");
+    for d in [&tmux, &emacs] {
+        let m = std::fs::symlink_metadata(d).unwrap();
+        assert!(m.is_dir(), "{}", d.display());
+        assert_eq!(
+            (m.uid(), m.mode() & 0o777),
+            (NOBODY, 0o700),
+            "{}",
+            d.display()
+        );
+    }
+    // control: outside the sandbox the user listens there
+    let out = Command::new("sh")
+        .args(["-c", &bind(&tmux.join("default"))])
+        .uid(NOBODY)
+        .gid(NOBODY)
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "BOUND\n", "{out:?}");
 }
 
 /// `sh -c script` in workspace-write with namespaces and `TMPDIR=tmpdir`: the output, its

@@ -246,6 +246,7 @@ impl SandboxPolicy {
                 protect_codex_home(&mut writable_roots, env, &unique);
                 protect_home_startup_files(&mut writable_roots, env, &unique);
                 socket_links = protect_socket_dirs(&mut writable_roots, &temp_roots);
+                protect_rendezvous_dirs(&mut writable_roots, &temp_roots);
             }
         }
         let mut unsearched: Vec<PathBuf> = Vec::new();
@@ -1219,6 +1220,100 @@ fn hold_socket(
         }
     }
 }
+
+/// Whether a socket listening on the node `(st_dev, st_ino)` was bound at `path` itself (its
+/// name in `/proc/net/unix`, this network namespace), rather than bound elsewhere and renamed
+/// or linked there (outside review r62 F2: the command renamed the user's new ssh-agent
+/// socket onto an allowed name that was missing at the start). A socket bound by a relative
+/// path, or an unreadable table, counts as not bound there.
+#[cfg(target_os = "linux")]
+pub fn unix_socket_bound_at(path: &Path, node: (u64, u64)) -> bool {
+    use std::os::unix::ffi::OsStrExt;
+    let Ok(table) = std::fs::read("/proc/net/unix") else {
+        return false;
+    };
+    let want = path.as_os_str().as_bytes();
+    let mut socks: Vec<u32> = Vec::new();
+    for line in table.split(|&b| b == b'\n').skip(1) {
+        let mut rest = line;
+        let mut inode = None;
+        for i in 0..7 {
+            let start = rest.iter().position(|b| *b != b' ').unwrap_or(rest.len());
+            rest = &rest[start..];
+            let end = rest.iter().position(|b| *b == b' ').unwrap_or(rest.len());
+            if i == 6 {
+                inode = std::str::from_utf8(&rest[..end])
+                    .ok()
+                    .and_then(|t| t.parse::<u32>().ok());
+            }
+            rest = &rest[end..];
+        }
+        if rest.trim_ascii_start() == want {
+            socks.extend(inode);
+        }
+    }
+    if socks.is_empty() {
+        return false;
+    }
+    let node = (unix_diag::kernel_dev(node.0), node.1);
+    sys::listening_unix_nodes()
+        .map(|nodes| socks.iter().any(|s| nodes.get(s) == Some(&node)))
+        .unwrap_or(false)
+}
+
+#[cfg(not(target_os = "linux"))]
+pub fn unix_socket_bound_at(_: &Path, _: (u64, u64)) -> bool {
+    false
+}
+
+/// The directories where the user's own clients look for their servers by default, in each
+/// temporary root: `tmux-UID` (tmux's `/tmp/tmux-UID/default`) and `emacsUID` (emacsclient's
+/// `${TMPDIR-/tmp}/emacsUID/server`).
+pub const RENDEZVOUS_DIRS: &[&str] = &["tmux-", "emacs"];
+
+/// Outside review r62 F1: with no tmux server of the user's running at the start (so nothing
+/// for [`protect_socket_dirs`] to hold), the command listened at `/tmp/tmux-UID/default` with a
+/// configuration that redefined `ls`, `new` and `attach`; the user's next `tmux ls`, outside,
+/// connected to it and, on its orders, appended to `~/.bashrc` and sent `~/.ssh/id_ed25519`
+/// back (a tmux client does the file I/O its server asks for). The user's rendezvous
+/// directories ([`RENDEZVOUS_DIRS`]) in every temporary root are read-only carve-outs whether
+/// a server listens or not; a missing one is made first (0700, the user's, as tmux and emacs
+/// make it), so there is a directory to hold. One that is not the user's own directory (another
+/// user's, a symlink, a file) is left alone: tmux and emacs refuse to use it. Cost: a command
+/// that starts its own tmux or emacs server there must use another directory
+/// (`TMUX_TMPDIR`, `tmux -S`, `server-socket-dir`).
+#[cfg(target_os = "linux")]
+fn protect_rendezvous_dirs(roots: &mut [WritableRoot], temp_roots: &[PathBuf]) {
+    use std::os::unix::fs::{DirBuilderExt, MetadataExt};
+    let uid = sys::uid();
+    for t in temp_roots {
+        for prefix in RENDEZVOUS_DIRS {
+            let dir = t.join(format!("{prefix}{uid}"));
+            if let Err(e) = std::fs::symlink_metadata(&dir) {
+                if e.kind() == std::io::ErrorKind::NotFound {
+                    let _ = std::fs::DirBuilder::new().mode(0o700).create(&dir);
+                }
+            }
+            let ours = std::fs::symlink_metadata(&dir)
+                .is_ok_and(|m| m.file_type().is_dir() && m.uid() == uid);
+            if !ours || roots.iter().any(|w| w.root.starts_with(&dir)) {
+                continue;
+            }
+            if let Some(w) = roots.iter_mut().find(|w| &w.root == t) {
+                if !w.read_only_subpaths.iter().any(|s| s.path == dir) {
+                    w.read_only_subpaths.push(ReadOnlySubpath {
+                        path: dir,
+                        exists: true,
+                        replaceable_via: None,
+                    });
+                }
+            }
+        }
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+fn protect_rendezvous_dirs(_: &mut [WritableRoot], _: &[PathBuf]) {}
 
 /// See [`HOME_STARTUP_FILES`]; the same swap rules as `$CODEX_HOME`.
 /// Every home counts ([`home::homes`]: `$HOME` and the passwd entry's directory), each by its

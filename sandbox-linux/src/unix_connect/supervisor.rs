@@ -634,7 +634,11 @@ fn handle(listener: &OwnedFd, n: &libc::seccomp_notif, rules: &Rules) -> i32 {
         Decision::Denied => return DENIED_ERRNO,
         Decision::Allowed => {}
         Decision::AllowedIfNew => {
-            if !rules.born_during_the_run(sys::birth_time(&inode).ok().flatten()) {
+            // born during the run, and bound at this very name (outside review r62 F2: the
+            // user's new ssh-agent socket renamed onto the allowed name was reached)
+            if !rules.born_during_the_run(sys::birth_time(&inode).ok().flatten())
+                || !sandbox_policy::unix_socket_bound_at(&real, (st.st_dev, st.st_ino))
+            {
                 return DENIED_ERRNO;
             }
         }
