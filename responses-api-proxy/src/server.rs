@@ -2,9 +2,9 @@
 //!
 //! One task per listener accepts; one task per connection serves it (tasks on a small fixed
 //! runtime, never a thread per connection). At `--max-connections`, a new connection makes room
-//! by closing the oldest connection with no request in flight (an idle keep-alive connection or
-//! one that never finished sending headers); when every connection is busy, the new one is
-//! closed. Accepting never stops, so a flood of silent connections cannot lock legitimate
+//! by closing an idle connection (a keep-alive connection or one that never finished sending
+//! headers) of the uid that holds the most (the newcomer's peer is identified first; outside
+//! review r61 F1); when every connection is busy, the new one is closed. Accepting never stops, so a flood of silent connections cannot lock legitimate
 //! clients out, and the header read timeout reaps the silent ones anyway.
 //!
 //! Busy connections cannot be evicted, so one local user could hold them all (outside review r18
@@ -67,15 +67,33 @@ struct ConnTable {
 }
 
 impl ConnTable {
-    /// Makes room for one more connection if needed; `None` when every connection is busy.
-    fn admit(&self, max: usize) -> Option<(u64, Arc<AtomicUsize>, oneshot::Receiver<()>)> {
+    /// Makes room for one more connection of `uid` if needed; `None` when every connection is
+    /// busy. At the cap, the uid holding the most connections (the newcomer counted) gives up
+    /// its oldest idle one: one user's burst of silent connections closes that user's own
+    /// first, never another user's while it holds more (outside review r61 F1: the oldest idle
+    /// connection of anyone was closed, before the newcomer was identified, so a burst of one
+    /// uid closed other users' keep-alive connections between their requests).
+    fn admit(
+        &self,
+        max: usize,
+        uid: u32,
+    ) -> Option<(u64, Arc<AtomicUsize>, oneshot::Receiver<()>)> {
         let mut guard = self.inner.lock().unwrap_or_else(|e| e.into_inner());
         let (next, live) = &mut *guard;
         if live.len() >= max {
+            let mut held: std::collections::HashMap<Option<u32>, usize> =
+                std::collections::HashMap::new();
+            for e in live.values() {
+                *held.entry(e.uid).or_default() += 1;
+            }
+            *held.entry(Some(uid)).or_default() += 1;
+            // the oldest idle connection of the heaviest holder (ids increase with age)
             let victim = live
                 .iter()
-                .find(|(_, e)| e.in_flight.load(Ordering::Acquire) == 0)
-                .map(|(id, _)| *id);
+                .filter(|(_, e)| e.in_flight.load(Ordering::Acquire) == 0)
+                .map(|(id, e)| (held.get(&e.uid).copied().unwrap_or(0), *id))
+                .max_by(|a, b| a.0.cmp(&b.0).then(b.1.cmp(&a.1)))
+                .map(|(_, id)| id);
             match victim {
                 Some(id) => {
                     if let Some(mut entry) = live.remove(&id) {
@@ -96,7 +114,7 @@ impl ConnTable {
             ConnEntry {
                 in_flight: in_flight.clone(),
                 evict: Some(tx),
-                uid: None,
+                uid: Some(uid),
             },
         );
         Some((id, in_flight, rx))
@@ -108,7 +126,10 @@ impl ConnTable {
     fn admit_uid(&self, id: u64, uid: u32, cap: usize) -> bool {
         let mut guard = self.inner.lock().unwrap_or_else(|e| e.into_inner());
         let live = &mut guard.1;
-        let held = live.values().filter(|e| e.uid == Some(uid)).count();
+        let held = live
+            .iter()
+            .filter(|(other, e)| **other != id && e.uid == Some(uid))
+            .count();
         if held >= cap {
             let victim = live
                 .iter()
@@ -240,28 +261,28 @@ async fn accept_loop(listener: Listener, mut ctx: AcceptCtx) {
                 continue;
             }
         };
-        let Some((id, in_flight, evicted)) = ctx.table.admit(ctx.max_connections) else {
+        // The peer is identified first: the connection limit makes room from the heaviest
+        // holder (r61 F1). Peers whose uid is unknown share one count.
+        let decision = {
+            use std::os::fd::AsFd;
+            ctx.authorizer.authorize(&ConnectionInfo {
+                addrs: &addrs,
+                socket: conn.as_fd(),
+            })
+        };
+        let uid = decision.identity().uid.unwrap_or(u32::MAX);
+        let Some((id, in_flight, evicted)) = ctx.table.admit(ctx.max_connections, uid) else {
             tracing::warn!(peer = %addrs.peer_label(), "connection limit reached with every connection busy; closing new connection");
             drop(conn);
             continue;
         };
         let state = ctx.state.clone();
-        let authorizer = ctx.authorizer.clone();
         let watcher = ctx.graceful.watcher();
         let table = ctx.table.clone();
         let builder = ctx.builder.clone();
         let per_user = ctx.per_user;
         tokio::spawn(async move {
             let _remove = Remove(&table, id);
-            let decision = {
-                use std::os::fd::AsFd;
-                authorizer.authorize(&ConnectionInfo {
-                    addrs: &addrs,
-                    socket: conn.as_fd(),
-                })
-            };
-            // Peers whose uid is unknown share one count.
-            let uid = decision.identity().uid.unwrap_or(u32::MAX);
             if !table.admit_uid(id, uid, per_user) {
                 crate::metrics::METRICS.connection_refused_per_user();
                 tracing::warn!(
@@ -377,18 +398,58 @@ fn spawn_signal_watch(shutdown: watch::Sender<bool>, sighup_drains: bool) {
 mod tests {
     use super::*;
 
+    /// Outside review r61 F1: at `--max-connections`, one uid's burst of silent connections
+    /// closed another uid's idle keep-alive connection (the oldest idle one of anyone). The
+    /// heaviest holder gives up its own oldest idle connection; control: a user who holds the
+    /// most connections loses its own, and with nothing idle the newcomer is refused.
+    #[test]
+    fn at_the_connection_limit_the_heaviest_holder_gives_up_its_own_idle_connection() {
+        let table = ConnTable::default();
+        let (_v, _idle_v, mut rv) = table.admit(4, 8).unwrap();
+        let mut attacker = Vec::new();
+        for _ in 0..3 {
+            attacker.push(table.admit(4, 7).unwrap());
+        }
+        // the cap is reached: 100 more of uid 7 each close one of uid 7's own
+        for _ in 0..100 {
+            attacker.push(table.admit(4, 7).unwrap());
+        }
+        assert!(
+            rv.try_recv().is_err(),
+            "another uid's idle connection was closed"
+        );
+        let mut closed = 0;
+        for (_, _, r) in attacker.iter_mut() {
+            if r.try_recv().is_ok() {
+                closed += 1;
+            }
+        }
+        assert_eq!(closed, 100);
+        // uid 7 still holds 3, uid 8 one: a newcomer of uid 8 evicts from uid 7 (the heavier),
+        // uid 8's own stays
+        let _v2 = table.admit(4, 8).unwrap();
+        assert!(rv.try_recv().is_err());
+        // everything busy: refused
+        for (_, busy, _) in &attacker {
+            busy.store(1, Ordering::Release);
+        }
+        _idle_v.store(1, Ordering::Release);
+        _v2.1.store(1, Ordering::Release);
+        assert!(table.admit(4, 9).is_none());
+    }
+
     #[test]
     fn a_uid_at_its_cap_evicts_its_own_oldest_idle_connection_never_a_busy_one_or_another_uids() {
         let table = ConnTable::default();
-        let (a1, busy_a1, _r1) = table.admit(10).unwrap();
-        let (a2, _idle_a2, mut r2) = table.admit(10).unwrap();
-        let (b1, _idle_b1, mut rb) = table.admit(10).unwrap();
+        let (a1, busy_a1, _r1) = table.admit(10, 7).unwrap();
+        let (a2, _idle_a2, mut r2) = table.admit(10, 7).unwrap();
+        let (b1, _idle_b1, mut rb) = table.admit(10, 8).unwrap();
         busy_a1.store(1, Ordering::Release);
         assert!(table.admit_uid(a1, 7, 2));
         assert!(table.admit_uid(a2, 7, 2));
         assert!(table.admit_uid(b1, 8, 2));
         // uid 7 at its cap: its idle a2 makes room, not the busy a1 nor uid 8's b1
-        let (a3, busy_a3, _r3) = table.admit(10).unwrap();
+        let (a3, busy_a3, _r3) = table.admit(10, 7).unwrap();
         assert!(table.admit_uid(a3, 7, 2));
         assert!(r2.try_recv().is_ok(), "a2 was not evicted");
         assert!(
@@ -397,10 +458,10 @@ mod tests {
         );
         // every connection of uid 7 busy: the newcomer is refused
         busy_a3.store(1, Ordering::Release);
-        let (a4, _idle_a4, _r4) = table.admit(10).unwrap();
+        let (a4, _idle_a4, _r4) = table.admit(10, 7).unwrap();
         assert!(!table.admit_uid(a4, 7, 2));
         // uid 8 is unaffected
-        let (b2, _idle_b2, _rb2) = table.admit(10).unwrap();
+        let (b2, _idle_b2, _rb2) = table.admit(10, 8).unwrap();
         assert!(table.admit_uid(b2, 8, 2));
     }
 }
