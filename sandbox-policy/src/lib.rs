@@ -1036,24 +1036,9 @@ fn protect_socket_dirs(
         return links;
     };
     let uid = sys::uid();
-    // `Num RefCount Protocol Flags Type St Inode Path`: the path is the rest after seven fields
-    // (it may hold spaces); `@name` is abstract, no path
+    // `@name` is abstract, no path
     let mut bound: Vec<(Option<u32>, &[u8])> = Vec::new();
-    for line in table.split(|&b| b == b'\n').skip(1) {
-        let mut rest = line;
-        let mut inode = None;
-        for i in 0..7 {
-            let start = rest.iter().position(|b| *b != b' ').unwrap_or(rest.len());
-            rest = &rest[start..];
-            let end = rest.iter().position(|b| *b == b' ').unwrap_or(rest.len());
-            if i == 6 {
-                inode = std::str::from_utf8(&rest[..end])
-                    .ok()
-                    .and_then(|t| t.parse::<u32>().ok());
-            }
-            rest = &rest[end..];
-        }
-        let path = rest.trim_ascii_start();
+    for (inode, path) in proc_net_unix(&table) {
         if path.is_empty() || path.starts_with(b"@") {
             continue;
         }
@@ -1221,20 +1206,12 @@ fn hold_socket(
     }
 }
 
-/// Whether a socket listening on the node `(st_dev, st_ino)` was bound at `path` itself (its
-/// name in `/proc/net/unix`, this network namespace), rather than bound elsewhere and renamed
-/// or linked there (outside review r62 F2: the command renamed the user's new ssh-agent
-/// socket onto an allowed name that was missing at the start). A socket bound by a relative
-/// path, or an unreadable table, counts as not bound there.
+/// The rows of `/proc/net/unix` (`Num RefCount Protocol Flags Type St Inode Path`): each
+/// socket's inode and its path, the rest after seven fields (it may hold spaces; empty when
+/// unbound).
 #[cfg(target_os = "linux")]
-pub fn unix_socket_bound_at(path: &Path, node: (u64, u64)) -> bool {
-    use std::os::unix::ffi::OsStrExt;
-    let Ok(table) = std::fs::read("/proc/net/unix") else {
-        return false;
-    };
-    let want = path.as_os_str().as_bytes();
-    let mut socks: Vec<u32> = Vec::new();
-    for line in table.split(|&b| b == b'\n').skip(1) {
+fn proc_net_unix(table: &[u8]) -> impl Iterator<Item = (Option<u32>, &[u8])> {
+    table.split(|&b| b == b'\n').skip(1).map(|line| {
         let mut rest = line;
         let mut inode = None;
         for i in 0..7 {
@@ -1248,10 +1225,26 @@ pub fn unix_socket_bound_at(path: &Path, node: (u64, u64)) -> bool {
             }
             rest = &rest[end..];
         }
-        if rest.trim_ascii_start() == want {
-            socks.extend(inode);
-        }
-    }
+        (inode, rest.trim_ascii_start())
+    })
+}
+
+/// Whether a socket listening on the node `(st_dev, st_ino)` was bound at `path` itself (its
+/// name in `/proc/net/unix`, this network namespace), rather than bound elsewhere and renamed
+/// or linked there (outside review r62 F2: the command renamed the user's new ssh-agent
+/// socket onto an allowed name that was missing at the start). A socket bound by a relative
+/// path, or an unreadable table, counts as not bound there.
+#[cfg(target_os = "linux")]
+pub fn unix_socket_bound_at(path: &Path, node: (u64, u64)) -> bool {
+    use std::os::unix::ffi::OsStrExt;
+    let Ok(table) = std::fs::read("/proc/net/unix") else {
+        return false;
+    };
+    let want = path.as_os_str().as_bytes();
+    let socks: Vec<u32> = proc_net_unix(&table)
+        .filter(|(_, p)| *p == want)
+        .filter_map(|(inode, _)| inode)
+        .collect();
     if socks.is_empty() {
         return false;
     }
