@@ -609,48 +609,47 @@ fn check_budget(
     // request runs only alone under a limit it can overshoot (one request's worth, not one per
     // request in flight). The same for output without any `max_output_tokens` (r59 F5: the
     // default reservation is not a bound).
-    if in_flight > 0 {
-        let input_why =
-            unsizable.map(|why| format!("its input cannot be sized by the proxy (it names {why})"));
-        let output_why = unbounded_output.then(|| {
-            "its output has no bound (no max_output_tokens in the request or the policy: set a policy ceiling to reserve exactly)".to_string()
-        });
+    if in_flight > 0 && (unsizable.is_some() || unbounded_output) {
+        // Which limits the request could overshoot, and why; nothing is formatted unless one
+        // refuses it (the admission path of every request under a budget).
+        let input = unsizable.is_some();
         let limits = [
-            (
-                &b.input_tokens,
-                t.usage.input_tokens,
-                "input_tokens",
-                &input_why,
-            ),
+            (&b.input_tokens, t.usage.input_tokens, "input_tokens", input),
             (
                 &b.cached_input_tokens,
                 t.usage.cached_input_tokens,
                 "cached_input_tokens",
-                &input_why,
+                input,
             ),
             (
                 &b.output_tokens,
                 t.usage.output_tokens,
                 "output_tokens",
-                &output_why,
+                unbounded_output,
             ),
         ];
         let open = limits
             .into_iter()
-            .find_map(|(s, spent, key, why)| {
-                let why = why.as_ref()?;
+            .find(|(s, spent, _, applies)| {
+                *applies && s.as_ref().is_some_and(|s| !over(s.value, *spent))
+            })
+            .and_then(|(s, _, key, _)| {
                 s.as_ref()
-                    .filter(|s| !over(s.value, spent))
-                    .map(|s| (s.rule(key), serde_json::Value::from(s.value), why.clone()))
+                    .map(|s| (s.rule(key), serde_json::Value::from(s.value), key))
             })
             .or_else(|| {
-                let why = input_why.clone().or_else(|| output_why.clone())?;
                 b.cost
                     .as_ref()
                     .filter(|s| t.cost < s.value)
-                    .map(|s| (s.rule("cost"), serde_json::Value::from(s.value), why))
+                    .map(|s| (s.rule("cost"), serde_json::Value::from(s.value), "cost"))
             });
-        if let Some((rule, limit, why)) = open {
+        if let Some((rule, limit, key)) = open {
+            let why = match unsizable {
+                Some(what) if key != "output_tokens" => {
+                    format!("its input cannot be sized by the proxy (it names {what})")
+                }
+                _ => "its output has no bound (no max_output_tokens in the request or the policy: set a policy ceiling to reserve exactly)".to_string(),
+            };
             return Err(Refusal {
                 code: "budget_unsized",
                 ..reserved(

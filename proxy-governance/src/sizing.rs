@@ -57,7 +57,7 @@ pub const TEXT_PARTS: &[&str] = &[
     "reasoning_text",
 ];
 
-/// Part types that are an image (unsizable; the message says whether it was inline).
+/// Part types that are an image (never sized: see [`Part::unsizable`]).
 const IMAGE_PARTS: &[&str] = &["input_image", "computer_screenshot"];
 
 /// `input`, walked: `Some(why)` when the upstream may read more than the body carries, and the
@@ -202,10 +202,6 @@ fn parts(unsizable: Option<&'static str>) -> Parts {
 struct Part<'a> {
     #[serde(borrow, rename = "type", default)]
     kind: Option<Cow<'a, str>>,
-    #[serde(default)]
-    image_url: Option<Url>,
-    #[serde(default)]
-    file_id: Option<IgnoredAny>,
 }
 
 impl Part<'_> {
@@ -214,53 +210,14 @@ impl Part<'_> {
         if TEXT_PARTS.contains(&kind) {
             return None;
         }
+        // Outside review r59 F4: an image costs by its pixels, not its bytes (a 788-byte 1-bit
+        // PNG of 2048x2048 is 765 tokens, bytes / 4 says 200): by URL, file id or inline.
         if IMAGE_PARTS.contains(&kind) {
-            let inline = self.file_id.is_none() && self.image_url.as_ref().is_some_and(|u| u.data);
-            // Outside review r59 F4: an image costs by its pixels, not its bytes (a 788-byte
-            // 1-bit PNG of 2048x2048 is 765 tokens, bytes / 4 says 200): inline or not.
-            return Some(if inline {
-                "an image (its tokens follow its pixels, not its bytes)"
-            } else {
-                "an image by URL or file id"
-            });
+            return Some("an image (its tokens follow its pixels, not its bytes)");
         }
         if kind == "input_file" {
             return Some("a file");
         }
         Some("a content part of a type the proxy cannot size")
-    }
-}
-
-/// An `image_url`: whether it is a string that starts with `data:` (inline).
-struct Url {
-    data: bool,
-}
-
-impl<'de> Deserialize<'de> for Url {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V;
-        impl<'de> Visitor<'de> for V {
-            type Value = Url;
-            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-                f.write_str("an image URL")
-            }
-            fn visit_str<E: de::Error>(self, s: &str) -> Result<Url, E> {
-                Ok(Url {
-                    data: s.get(..5).is_some_and(|p| p.eq_ignore_ascii_case("data:")),
-                })
-            }
-            fn visit_unit<E: de::Error>(self) -> Result<Url, E> {
-                Ok(Url { data: false })
-            }
-            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Url, A::Error> {
-                while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
-                Ok(Url { data: false })
-            }
-            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Url, A::Error> {
-                while seq.next_element::<IgnoredAny>()?.is_some() {}
-                Ok(Url { data: false })
-            }
-        }
-        d.deserialize_any(V)
     }
 }
