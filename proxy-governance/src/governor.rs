@@ -730,13 +730,7 @@ fn check_budget(
 mod tests {
     use super::*;
 
-    /// A state dir as the ledger takes it: 0700 (tempfile's may be open to others).
-    fn private_dir() -> tempfile::TempDir {
-        use std::os::unix::fs::PermissionsExt;
-        let d = tempfile::tempdir().unwrap();
-        std::fs::set_permissions(d.path(), std::fs::Permissions::from_mode(0o700)).unwrap();
-        d
-    }
+    use crate::ledger::tests::state_dir as private_dir;
     use crate::policy::tests::parse;
 
     const NOW: u64 = 1_796_510_821_000; // 2026-12-05T22:47:01Z

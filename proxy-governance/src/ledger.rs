@@ -312,6 +312,7 @@ impl Ledger {
         let month = Month::of_ms(now_ms);
         let mut records = Vec::new();
         let name = file_name(month);
+        let mut bytes = Vec::new();
         let stats = match dir.open_read(&OsString::from(&name)) {
             Ok(mut f) => {
                 TrustedDir::check_private_file(&f, writer).map_err(|source| LedgerError::Read {
@@ -319,7 +320,6 @@ impl Ledger {
                     name: name.clone(),
                     source,
                 })?;
-                let mut bytes = Vec::new();
                 f.read_to_end(&mut bytes)
                     .map_err(|source| LedgerError::Read {
                         dir: path.to_path_buf(),
@@ -347,7 +347,7 @@ impl Ledger {
             error: None,
             writer,
         };
-        match ledger.fresh_file(month) {
+        match ledger.fresh_file(month, &bytes) {
             Ok(f) => ledger.file = Some((month, f)),
             Err(e) => ledger.error = Some(format!("cannot open {name}: {e}")),
         }
@@ -392,12 +392,12 @@ impl Ledger {
     }
 
     /// At start (before the proxy's seccomp filter, which has no `rename`): `month`'s file,
-    /// opened for appending as an inode this process made. The records so far are copied into
-    /// a new file (`O_EXCL`, 0600, `fdatasync`ed) that is renamed over the old name. A
+    /// opened for appending as an inode this process made. The bytes just replayed (`records`,
+    /// read once, from the checked file) are written into a new file (`O_EXCL`, 0600, `fdatasync`ed) that is renamed over the old name. A
     /// descriptor anyone opened on the old file (outside review r56 F1: the file's owner before
     /// an administrator chowned it to root) now writes to a file with no name, which no replay
     /// and no report reads.
-    fn fresh_file(&self, month: Month) -> io::Result<File> {
+    fn fresh_file(&self, month: Month, records: &[u8]) -> io::Result<File> {
         use std::os::unix::fs::PermissionsExt;
         let name = OsString::from(file_name(month));
         let tmp = OsString::from(format!(".{}.new", file_name(month)));
@@ -406,28 +406,10 @@ impl Ledger {
             Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
             _ => {}
         }
-        let old = match self.dir.open_read(&name) {
-            Ok(f) => {
-                TrustedDir::check_private_file(&f, self.writer)?;
-                Some(f)
-            }
-            Err(e) if e.kind() == io::ErrorKind::NotFound => None,
-            Err(e) => return Err(e),
-        };
         let mut new = self.dir.create_new(&tmp, 0o600)?;
         let copied = (|| {
             new.set_permissions(std::fs::Permissions::from_mode(0o600))?;
-            if let Some(mut old) = old {
-                let mut buf = vec![0u8; 64 * 1024];
-                loop {
-                    match old.read(&mut buf) {
-                        Ok(0) => break,
-                        Ok(n) => new.write_all(&buf[..n])?,
-                        Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                        Err(e) => return Err(e),
-                    }
-                }
-            }
+            new.write_all(records)?;
             new.sync_data()?;
             self.dir.rename(&tmp, &name)
         })();
@@ -643,7 +625,7 @@ pub fn read_range(
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use std::os::unix::fs::PermissionsExt;
 
@@ -693,7 +675,8 @@ mod tests {
         )
     }
 
-    fn state_dir() -> tempfile::TempDir {
+    /// A state dir as the ledger takes it: 0700 (tempfile's may be open to others).
+    pub(crate) fn state_dir() -> tempfile::TempDir {
         let d = tempfile::tempdir().unwrap();
         std::fs::set_permissions(d.path(), std::fs::Permissions::from_mode(0o700)).unwrap();
         d
