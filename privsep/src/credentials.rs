@@ -196,7 +196,7 @@ fn open_checked(path: &Path, kind: FileKind) -> Result<File, CredentialError> {
             mode: mode & 0o7777,
         });
     }
-    let ours = sys::getresuid().map(|(_, e, _)| e).unwrap_or(u32::MAX);
+    let ours = crate::effective_uid();
     if owner != 0 && owner != ours {
         return Err(CredentialError::Owner {
             kind,

@@ -122,7 +122,7 @@ impl TrustedDir {
             target: path.to_owned(),
             source,
         })?;
-        let euid = sys::getresuid().map(|(_, e, _)| e).unwrap_or(u32::MAX);
+        let euid = crate::effective_uid();
         let open_dir = |parent: Option<&File>, name: &OsStr, shown: &Path| {
             sys::openat(
                 parent.map(|p| p.as_fd()),
@@ -305,7 +305,7 @@ impl TrustedDir {
     pub fn check_private_file(f: &File, writer: Option<u32>) -> io::Result<()> {
         use std::os::unix::fs::MetadataExt;
         let md = f.metadata()?;
-        let euid = sys::getresuid().map(|(_, e, _)| e).unwrap_or(u32::MAX);
+        let euid = crate::effective_uid();
         let uid = md.uid();
         if !md.file_type().is_file()
             || md.nlink() != 1

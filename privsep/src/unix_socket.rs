@@ -220,7 +220,7 @@ fn check_parent(dir: &Path) -> Result<PathBuf, UnixSocketError> {
         path: dir.to_owned(),
         source,
     })?;
-    let euid = sys::getresuid().map(|(_, e, _)| e).unwrap_or(u32::MAX);
+    let euid = crate::effective_uid();
     for (i, d) in real.ancestors().enumerate() {
         let md = std::fs::symlink_metadata(d).map_err(|source| UnixSocketError::ParentStat {
             path: d.to_owned(),

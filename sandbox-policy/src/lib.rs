@@ -1191,11 +1191,18 @@ fn hold_socket(
             _ => return,
         },
     };
-    // a root itself, or above one (the cwd `/tmp/proj`): its own rules
+    hold_in_temp_root(roots, t, dir);
+}
+
+/// `dir` (an existing path of the user's below the temporary root `t`) becomes a read-only
+/// carve-out of `t`, unless it is a root itself or above one (the cwd `/tmp/proj`: its own
+/// rules).
+#[cfg(target_os = "linux")]
+fn hold_in_temp_root(roots: &mut [WritableRoot], t: &Path, dir: PathBuf) {
     if roots.iter().any(|w| w.root.starts_with(&dir)) {
         return;
     }
-    if let Some(w) = roots.iter_mut().find(|w| &w.root == t) {
+    if let Some(w) = roots.iter_mut().find(|w| w.root == t) {
         if !w.read_only_subpaths.iter().any(|s| s.path == dir) {
             w.read_only_subpaths.push(ReadOnlySubpath {
                 path: dir,
@@ -1289,17 +1296,8 @@ fn protect_rendezvous_dirs(roots: &mut [WritableRoot], temp_roots: &[PathBuf]) {
             }
             let ours = std::fs::symlink_metadata(&dir)
                 .is_ok_and(|m| m.file_type().is_dir() && m.uid() == uid);
-            if !ours || roots.iter().any(|w| w.root.starts_with(&dir)) {
-                continue;
-            }
-            if let Some(w) = roots.iter_mut().find(|w| &w.root == t) {
-                if !w.read_only_subpaths.iter().any(|s| s.path == dir) {
-                    w.read_only_subpaths.push(ReadOnlySubpath {
-                        path: dir,
-                        exists: true,
-                        replaceable_via: None,
-                    });
-                }
+            if ours {
+                hold_in_temp_root(roots, t, dir);
             }
         }
     }
