@@ -62,6 +62,16 @@ impl Answer {
 }
 
 /// `curl` as `uid` (None: root): POST `body` to `path`; status, head, body.
+/// `n` POSTs of `body` to `/v1/responses` at once, from `uid`'s threads; their answers.
+fn post_at_once(n: usize, uid: Option<u32>, port: u16, body: &str) -> Vec<Answer> {
+    std::thread::scope(|s| {
+        let hs: Vec<_> = (0..n)
+            .map(|_| s.spawn(move || post_as(uid, port, "/v1/responses", body)))
+            .collect();
+        hs.into_iter().map(|h| h.join().unwrap()).collect()
+    })
+}
+
 fn post_as(uid: Option<u32>, port: u16, path: &str, body: &str) -> Answer {
     let mut c = Command::new("curl");
     c.args([
@@ -446,12 +456,7 @@ fn parallel_requests_cannot_spend_a_budget_more_than_once() {
     // Attack: A, 12 at once.
     mock.set_default(held(1000, Duration::from_millis(1500)));
     let port = proxy.port;
-    let answers: Vec<Answer> = std::thread::scope(|s| {
-        let hs: Vec<_> = (0..N)
-            .map(|_| s.spawn(move || post_as(Some(A), port, "/v1/responses", body)))
-            .collect();
-        hs.into_iter().map(|h| h.join().unwrap()).collect()
-    });
+    let answers = post_at_once(N, Some(A), port, body);
     let ok = answers.iter().filter(|a| a.status == 200).count();
     assert_eq!(
         ok,
@@ -502,12 +507,10 @@ fn parallel_requests_cannot_spend_a_budget_more_than_once() {
     assert!(!part.contains("response.completed"), "{part}");
     proxy.wait_log("outcome=\"client_gone\"", 1);
     mock.set_default(held(0, Duration::from_millis(1500)));
-    let statuses: Vec<u16> = std::thread::scope(|s| {
-        let hs: Vec<_> = (0..4)
-            .map(|_| s.spawn(move || post_as(None, port, "/v1/responses", body).status))
-            .collect();
-        hs.into_iter().map(|h| h.join().unwrap()).collect()
-    });
+    let statuses: Vec<u16> = post_at_once(4, None, port, body)
+        .iter()
+        .map(|a| a.status)
+        .collect();
     let mut sorted = statuses.clone();
     sorted.sort_unstable();
     assert_eq!(sorted, vec![200, 200, 200, 429], "{statuses:?}");
@@ -644,14 +647,7 @@ fn requests_naming_files_cannot_overshoot_an_input_budget_in_parallel() {
         .governed(&policy, &state)
         .start();
     let port = proxy.port;
-    let at_once = |uid: u32, body: &'static str| -> Vec<Answer> {
-        std::thread::scope(|s| {
-            let hs: Vec<_> = (0..N)
-                .map(|_| s.spawn(move || post_as(Some(uid), port, "/v1/responses", body)))
-                .collect();
-            hs.into_iter().map(|h| h.join().unwrap()).collect()
-        })
-    };
+    let at_once = |uid: u32, body: &str| post_at_once(N, Some(uid), port, body);
     let statuses = |a: &[Answer]| a.iter().map(|a| a.status).collect::<Vec<_>>();
 
     // Control: B's text inline, 10 input tokens each: all 40 at once.
