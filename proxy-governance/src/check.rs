@@ -132,6 +132,9 @@ struct Head<'a> {
     /// `multi_agent`.
     #[serde(borrow, default, deserialize_with = "raw")]
     multi_agent: Option<&'a RawValue>,
+    /// A forced tool: a server tool named here is judged as one in `tools`.
+    #[serde(borrow, default, deserialize_with = "raw")]
+    tool_choice: Option<&'a RawValue>,
 }
 
 #[derive(Deserialize)]
@@ -231,6 +234,46 @@ fn multi_agent_on(raw: &RawValue) -> bool {
 
 /// A tool group (`{"type":"namespace","name":…,"tools":[…]}`): allowed when its members are.
 pub const NAMESPACE_TOOL: &str = "namespace";
+
+/// A stored prompt (`prompt`), judged as the server tool of this name: the provider's copy may
+/// carry tools (server-side ones included) that the request never shows.
+pub const STORED_PROMPT: &str = "stored_prompt";
+
+/// The tools `tool_choice` forces, judged like `tools`: a string (`none`, `auto`, `required`)
+/// or `null` forces none; `{"type":"allowed_tools","tools":[…]}` its list; any other object is
+/// one tool of its `type` (`{"type":"web_search_preview"}` forces that server tool).
+fn chosen_tools<'a>(raw: &'a RawValue) -> Result<Vec<Tool<'a>>, Refusal> {
+    #[derive(Deserialize)]
+    struct Choice<'a> {
+        #[serde(borrow, rename = "type")]
+        kind: Cow<'a, str>,
+        #[serde(borrow, default)]
+        tools: Option<&'a RawValue>,
+    }
+    let text = raw.get();
+    if text == "null" || text.starts_with('"') {
+        return Ok(Vec::new());
+    }
+    let choice: Choice<'a> = serde_json::from_str(text).map_err(|e| {
+        bad(format!(
+            "tool_choice must be a string or a typed object: {e}"
+        ))
+    })?;
+    if choice.kind == "allowed_tools" {
+        return match choice.tools {
+            None => Ok(Vec::new()),
+            Some(raw) => serde_json::from_str(raw.get())
+                .map_err(|e| bad(format!("tool_choice's tools must be typed tools: {e}"))),
+        };
+    }
+    serde_json::from_str::<Tool<'a>>(text)
+        .map(|t| vec![t])
+        .map_err(|e| {
+            bad(format!(
+                "tool_choice must be a string or a typed object: {e}"
+            ))
+        })
+}
 
 /// Present (even `null`) → `Some(raw)`, so a `null` can be found and replaced.
 fn raw<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<&'de RawValue>, D::Error> {
@@ -368,11 +411,26 @@ pub fn check_request(rule: &Rule, body: &[u8]) -> Result<Checked, Refusal> {
             .map_err(|e| bad(format!("an input item's tools must be typed tools: {e}")))?;
         refused = refused_tool(rule, &tools, 0, &mut server_tool)?;
     }
-    if refused.is_none() && head.multi_agent.is_some_and(multi_agent_on) {
-        if rule.server_tools.value.iter().any(|s| s == MULTI_AGENT) {
-            server_tool = true;
-        } else {
-            refused = Some(MULTI_AGENT.to_string());
+    if refused.is_none() {
+        if let Some(raw) = head.tool_choice {
+            refused = refused_tool(rule, &chosen_tools(raw)?, 0, &mut server_tool)?;
+        }
+    }
+    // Request options that run server-side as a tool does: judged by the same allow-list.
+    let options = [
+        (MULTI_AGENT, head.multi_agent.is_some_and(multi_agent_on)),
+        (
+            STORED_PROMPT,
+            head.prompt.is_some_and(|r| r.get() != "null"),
+        ),
+    ];
+    for (name, on) in options {
+        if refused.is_none() && on {
+            if rule.server_tools.value.iter().any(|s| s == name) {
+                server_tool = true;
+            } else {
+                refused = Some(name.to_string());
+            }
         }
     }
     if let Some(kind) = refused {
@@ -549,6 +607,56 @@ mod tests {
         }
     }
 
+    /// Outside review r59 (documented then): a stored `prompt` may carry server tools the
+    /// request never shows, and `tool_choice` may force one. A prompt is judged as the server
+    /// tool `stored_prompt`, a forced tool as one in `tools` (`allowed_tools` by its list);
+    /// controls: `null` prompts, the string choices, forced client tools, and both when the
+    /// policy allows them (then unsizable).
+    #[test]
+    fn stored_prompts_and_forced_tools_are_judged_as_server_tools() {
+        let none = rule("[default]\nmodels = [\"gpt-5\"]\n");
+        let all = rule(
+            "[default]\nserver_tools = [\"stored_prompt\", \"web_search_preview\", \"mcp\"]\n",
+        );
+        let body = |extra: &str| format!(r#"{{"model":"gpt-5","input":"x",{extra}}}"#);
+        for (extra, kind) in [
+            (r#""prompt":{"id":"pmpt_1","version":"2"}"#, "stored_prompt"),
+            (r#""prompt":"pmpt_1""#, "stored_prompt"),
+            (
+                r#""tool_choice":{"type":"web_search_preview"}"#,
+                "web_search_preview",
+            ),
+            (r#""tool_choice":{"type":"mcp","server_label":"s"}"#, "mcp"),
+            (
+                r#""tool_choice":{"type":"allowed_tools","mode":"required","tools":[{"type":"function","name":"f"},{"type":"web_search_preview"}]}"#,
+                "web_search_preview",
+            ),
+        ] {
+            let e = check_request(&none, body(extra).as_bytes()).unwrap_err();
+            assert_eq!((e.status, e.code), (403, "tool_not_allowed"), "{extra}");
+            assert!(e.message.contains(kind), "{extra}: {}", e.message);
+            let ok = check_request(&all, body(extra).as_bytes())
+                .unwrap_or_else(|e| panic!("{extra}: {}", e.message));
+            assert!(ok.unsizable.is_some(), "{extra}");
+        }
+        for extra in [
+            r#""prompt":null"#,
+            r#""tool_choice":"auto""#,
+            r#""tool_choice":"required""#,
+            r#""tool_choice":null"#,
+            r#""tool_choice":{"type":"function","name":"f"}"#,
+            r#""tool_choice":{"type":"allowed_tools","mode":"auto","tools":[{"type":"function","name":"f"}]}"#,
+        ] {
+            let ok = check_request(&none, body(extra).as_bytes())
+                .unwrap_or_else(|e| panic!("{extra}: {}", e.message));
+            assert!(ok.unsizable.is_none(), "{extra}");
+        }
+        for bad in [r#""tool_choice":7"#, r#""tool_choice":{"name":"f"}"#] {
+            let e = check_request(&none, body(bad).as_bytes()).unwrap_err();
+            assert_eq!((e.status, e.code), (400, "policy_bad_request"), "{bad}");
+        }
+    }
+
     /// Outside review r57 F2: server-side tools carried by an input item (`additional_tools`, a
     /// `tool_search_output`) were forwarded past the `server_tools` allow-list. Judged as the
     /// top-level ones now; controls: function tools there pass, and an allowed server tool
@@ -594,7 +702,7 @@ mod tests {
     /// behind `\u` escapes in keys and types; what is inline is sized (the controls).
     #[test]
     fn input_the_body_does_not_carry_is_found() {
-        let rule = rule("[default]\nserver_tools = [\"web_search\"]\n");
+        let rule = rule("[default]\nserver_tools = [\"web_search\", \"stored_prompt\"]\n");
         let sizes = |input: &str| {
             let body = format!(r#"{{"model":"gpt-5",{input}}}"#);
             check_request(&rule, body.as_bytes())

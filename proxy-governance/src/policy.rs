@@ -15,7 +15,8 @@
 //! max_output_tokens = 8192                # ceiling: larger or missing values are clamped to it
 //! allow_store = false                     # default false: `store` is forced to false
 //! allow_background = false                # default false: `background: true` is refused
-//! server_tools = ["web_search"]           # server-side tools allowed (default: none)
+//! server_tools = ["web_search"]           # server-side tools allowed (default: none; also
+//!                                         # "hosted_shell", "multi_agent", "stored_prompt")
 //! requests_per_minute = 60
 //! day = { input_tokens = 2_000_000, output_tokens = 200_000 }
 //! month = { cost = 50.0 }                 # cost needs a price for every model used
@@ -93,6 +94,9 @@ pub const SERVER_TOOLS: &[&str] = &[
     "hosted_shell",
     // outside review r59 F2: the request's `multi_agent` option runs server-hosted subagents
     "multi_agent",
+    // a stored `prompt` (outside review r59, documented then, built in session 16): the
+    // provider's copy may enable any server tool, which the proxy never sees
+    "stored_prompt",
 ];
 
 /// Loading the policy failed; every variant names the file.
