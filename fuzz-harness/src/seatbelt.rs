@@ -103,6 +103,7 @@ fn build(
         network: network || kind == PolicyKind::DangerFullAccess,
         deny_read_unsearched: Vec::new(),
         sockets_through_links: Vec::new(),
+        temp_roots: Vec::new(),
         writable_home: None,
     }
 }

@@ -67,6 +67,7 @@ pub fn render_for(kernel: &KernelSupport, userns: &Result<(), std::io::Error>) -
             network,
             deny_read_unsearched: Vec::new(),
             sockets_through_links: Vec::new(),
+            temp_roots: Vec::new(),
             writable_home: None,
         };
         let mut missing = kernel::missing_features(kernel, &policy);

@@ -141,6 +141,12 @@ pub enum SandboxError {
         #[source]
         source: io::Error,
     },
+    #[error("the command's own temporary directory in {}: {source}", root.display())]
+    OwnTmp {
+        root: std::path::PathBuf,
+        #[source]
+        source: io::Error,
+    },
     #[error("unix-socket connect mediation: {what}: {source}")]
     UnixConnect {
         what: &'static str,

@@ -234,6 +234,7 @@ mod tests {
             network: false,
             deny_read_unsearched: Vec::new(),
             sockets_through_links: Vec::new(),
+            temp_roots: Vec::new(),
             writable_home: None,
         }
     }

@@ -596,6 +596,20 @@ impl Sandbox<Planned> {
             }
             let mut rules = unix_connect::rules_for(&this.policy, &this.opts.allow_unix_sockets);
             rules.proxy = this.state.net_proxy.as_ref().map(|b| b.addr);
+            // In a temporary root the command listens only in a directory of its own, which
+            // its $TMPDIR names (`crate::own_tmp`; outside review r63 F1-F4).
+            if let Some(root) = this.policy.temp_roots.last() {
+                let own = crate::own_tmp::ensure(root, &this.opts.program).map_err(|source| {
+                    SandboxError::OwnTmp {
+                        root: root.clone(),
+                        source,
+                    }
+                })?;
+                this.state
+                    .proxy_env
+                    .push(("TMPDIR".into(), own.clone().into_os_string()));
+                rules.own_tmp = Some(own);
+            }
             Some((p, rules))
         } else {
             None

@@ -37,6 +37,7 @@ pub mod mountns;
 pub mod name_guard;
 pub mod namespaces;
 pub mod net_proxy;
+pub mod own_tmp;
 pub mod pidns;
 pub mod report;
 pub mod resolve;

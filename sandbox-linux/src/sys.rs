@@ -110,6 +110,20 @@ pub fn getuid() -> u32 {
     unsafe { libc::getuid() }
 }
 
+/// Fills `buf` from `getrandom(2)` (at most 256 bytes: one call never returns short then).
+pub fn random_bytes(buf: &mut [u8]) -> std::io::Result<()> {
+    if buf.len() > 256 {
+        return Err(std::io::Error::from_raw_os_error(libc::EINVAL));
+    }
+    // SAFETY: the pointer and length describe `buf`, writable and alive for the call.
+    let n = unsafe { libc::getrandom(buf.as_mut_ptr().cast(), buf.len(), 0) };
+    match usize::try_from(n) {
+        Ok(got) if got == buf.len() => Ok(()),
+        Ok(_) => Err(std::io::Error::from_raw_os_error(libc::EIO)),
+        Err(_) => Err(std::io::Error::last_os_error()),
+    }
+}
+
 /// `geteuid()`.
 pub fn geteuid() -> u32 {
     // SAFETY: geteuid cannot fail and takes no arguments.

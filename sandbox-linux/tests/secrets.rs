@@ -173,6 +173,16 @@ fn the_longer_default_list_covers_common_credential_files() {
         ".bash_history",
         ".psql_history",
         ".local/share/fish/fish_history",
+        // outside review r63 F6
+        ".config/containers/auth.json",
+        ".docker/key.pem",
+        ".minikube/profiles/minikube/client.key",
+        ".pki/nssdb/key4.db",
+        ".thunderbird/abc.default/logins.json",
+        ".gemini/oauth_creds.json",
+        ".config/glab-cli/config.yml",
+        ".msmtprc",
+        ".ansible/vault_pass.txt",
     ] {
         let f = home.path().join(rel);
         std::fs::create_dir_all(f.parent().unwrap()).unwrap();
@@ -304,6 +314,11 @@ fn credential_locations_moved_by_the_environment_are_unreadable() {
     let gnupg = p("gnupg/private-keys-v1.d/k.key");
     let cargo = p("cargo/credentials.toml");
     let gh = p("xdg/gh/hosts.yml");
+    // outside review r63 F5: the Kerberos cache `KRB5CCNAME` names, podman's logins in
+    // `$XDG_RUNTIME_DIR` and at `$REGISTRY_AUTH_FILE`
+    let krb = p("krb5cc_test");
+    let podman = p("runtime/containers/auth.json");
+    let registry = p("registry-auth.json");
     let fine = p("docker/readme.txt");
     let env = [
         ("HOME", Some(dir.path().join("home"))),
@@ -312,9 +327,17 @@ fn credential_locations_moved_by_the_environment_are_unreadable() {
         ("GNUPGHOME", Some(dir.path().join("gnupg"))),
         ("CARGO_HOME", Some(dir.path().join("cargo"))),
         ("XDG_CONFIG_HOME", Some(dir.path().join("xdg"))),
+        (
+            "KRB5CCNAME",
+            Some(PathBuf::from(format!("FILE:{}", krb.display()))),
+        ),
+        ("XDG_RUNTIME_DIR", Some(dir.path().join("runtime"))),
+        ("REGISTRY_AUTH_FILE", Some(registry.clone())),
     ];
     let env: Vec<(&str, Option<&Path>)> = env.iter().map(|(k, v)| (*k, v.as_deref())).collect();
-    for f in [&docker, &kube, &gnupg, &cargo, &gh] {
+    for f in [
+        &docker, &kube, &gnupg, &cargo, &gh, &krb, &podman, &registry,
+    ] {
         assert_eq!(read_inside(f, &env), EACCES, "{f:?}");
         assert_eq!(read_outside(f), "ok", "control: {f:?}");
     }

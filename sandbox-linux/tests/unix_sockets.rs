@@ -876,12 +876,14 @@ fn a_socket_directly_in_a_temporary_root_or_below_roots_sticky_directory_cannot_
     let mut script = String::new();
     for (i, sock) in socks.iter().enumerate() {
         script.push_str(&format!(
-            "rm -f '{0}' 2>&1 && echo REMOVED{i}; touch \"$TMPDIR/decoy{i}\" && \
-             mv \"$TMPDIR/decoy{i}\" '{0}' 2>&1 && echo REPLACED{i}; ",
-            s(sock)
+            "rm -f '{0}' 2>&1 && echo REMOVED{i}; touch '{1}/decoy{i}' && \
+             mv '{1}/decoy{i}' '{0}' 2>&1 && echo REPLACED{i}; ",
+            s(sock),
+            s(&tmp)
         ));
     }
-    script.push_str("rm \"$TMPDIR/plain\" && echo plain-removed");
+    // (the temporary root itself: the command's $TMPDIR is its own directory in it)
+    script.push_str(&format!("rm '{}/plain' && echo plain-removed", s(&tmp)));
     let (out, stdout, ctx) = run_with_tmpdir(&e, &tmp, &script);
     assert_eq!(out.status.code(), Some(0), "{ctx}");
     assert!(!stdout.contains("REMOVED"), "{ctx}");
@@ -1035,4 +1037,90 @@ fn a_socket_reached_through_a_link_of_the_users_is_warned_about() {
         !String::from_utf8_lossy(&out.stderr).contains("symbolic link"),
         "control: {ctx}"
     );
+}
+
+/// Listens at each path (`$T` stands for `$TMPDIR`), prints `LISTEN` or `errno N` for each,
+/// then connects to the socket listened on in `$TMPDIR` (the command's own IPC) and prints
+/// `IPC ok`, and `TMPDIR <value>`.
+const FIXED_NAMES_PY: &str = r#"import socket, sys, os
+t = os.environ.get("TMPDIR", "?")
+own = None
+for p in sys.argv[1:]:
+    p = p.replace("$T", t)
+    os.makedirs(os.path.dirname(p), exist_ok=True)
+    s = socket.socket(socket.AF_UNIX)
+    try:
+        s.bind(p); s.listen(1); print("LISTEN", flush=True)
+        if p.startswith(t): own = (s, p)
+    except OSError as e: print("errno", e.errno, flush=True)
+if own:
+    c = socket.socket(socket.AF_UNIX); c.connect(own[1]); own[0].accept(); print("IPC ok", flush=True)
+print("TMPDIR", t, flush=True)
+"#;
+
+/// Outside review r63 F1-F4: under workspace-write the command listened at names in `/tmp`
+/// where the user's own programs outside look for their servers: an ssh `ControlPath` (the
+/// user's next `ssh` handed over its terminal and the typed password), `ssh-agent -a
+/// /tmp/agent.sock` (`ssh-add` sent the decrypted key), PostgreSQL's `/tmp/.s.PGSQL.5432`
+/// (`psql` sent the `.pgpass` password), tmux under `$TMUX_TMPDIR` (`tmux ls` ran a command
+/// outside). In a temporary root the command listens only in its own directory, which its
+/// `$TMPDIR` names: `EACCES` at the fixed names, with and without user namespaces; controls:
+/// the command's own `$TMPDIR` socket listens and is reached from inside, a workspace socket
+/// listens, and outside the sandbox every name listens.
+#[test]
+fn servers_at_fixed_names_in_a_temporary_root_cannot_listen() {
+    let e = env();
+    let tag = std::process::id();
+    let fixed = [
+        format!("/tmp/ssh-sbl{tag}@host:22"),
+        format!("/tmp/sbl{tag}-agent.sock"),
+        format!("/tmp/.s.PGSQL.{}", 40000 + tag % 20000),
+        format!("/tmp/sbl{tag}-tmux/tmux-65534/default"),
+    ];
+    let ws_sock = e.ws.join("ws.sock");
+    let mut args: Vec<String> = vec!["python3".into(), "-c".into(), FIXED_NAMES_PY.into()];
+    args.extend(fixed.iter().cloned());
+    args.push("$T/own.sock".into());
+    args.push(s(&ws_sock).into());
+    let argv: Vec<&str> = args.iter().map(String::as_str).collect();
+    let clean = || {
+        for p in &fixed {
+            let _ = std::fs::remove_file(p);
+        }
+        let _ = std::fs::remove_dir_all(format!("/tmp/sbl{tag}-tmux"));
+        let _ = std::fs::remove_file(&ws_sock);
+        let _ = std::fs::remove_file("/tmp/codex-sandbox-65534/own.sock");
+        let _ = std::fs::remove_file(e.outside.join("own.sock"));
+    };
+    for ns in BOTH {
+        clean();
+        let out = sandboxed(&e, WS, ns, &[], &argv);
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert_eq!(
+            stdout,
+            "errno 13\nerrno 13\nerrno 13\nerrno 13\nLISTEN\nLISTEN\nIPC ok\nTMPDIR /tmp/codex-sandbox-65534\n",
+            "ns {}: {out:?}",
+            ns == Ns::With
+        );
+        let own = std::fs::symlink_metadata("/tmp/codex-sandbox-65534").unwrap();
+        assert_eq!((own.uid(), own.mode() & 0o7777), (NOBODY, 0o700));
+    }
+    // control: the user, outside any sandbox, listens at every name
+    clean();
+    let out = Command::new(argv[0])
+        .args(&argv[1..])
+        .env("TMPDIR", &e.outside)
+        .uid(NOBODY)
+        .gid(NOBODY)
+        .output()
+        .unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        format!(
+            "LISTEN\nLISTEN\nLISTEN\nLISTEN\nLISTEN\nLISTEN\nIPC ok\nTMPDIR {}\n",
+            e.outside.display()
+        ),
+        "{out:?}"
+    );
+    clean();
 }

@@ -48,6 +48,7 @@ fn nested() -> EffectivePolicy {
         network: false,
         deny_read_unsearched: Vec::new(),
         sockets_through_links: Vec::new(),
+        temp_roots: Vec::new(),
         writable_home: None,
     }
 }
@@ -246,6 +247,7 @@ fn danger_full_access_allows_everything() {
         network: true,
         deny_read_unsearched: Vec::new(),
         sockets_through_links: Vec::new(),
+        temp_roots: Vec::new(),
         writable_home: None,
     };
     let sb = generate(&policy, &HostPaths::default()).unwrap();

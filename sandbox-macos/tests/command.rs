@@ -31,6 +31,7 @@ fn policy(network: bool) -> sandbox_macos::SeatbeltPolicy {
         network,
         deny_read_unsearched: Vec::new(),
         sockets_through_links: Vec::new(),
+        temp_roots: Vec::new(),
         writable_home: None,
     };
     generate(&p, &HostPaths::default()).unwrap()

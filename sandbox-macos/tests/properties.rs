@@ -107,6 +107,7 @@ fn build(s: &Shape, tag: char) -> (EffectivePolicy, HostPaths) {
         network: s.network || s.kind == PolicyKind::DangerFullAccess,
         deny_read_unsearched: Vec::new(),
         sockets_through_links: Vec::new(),
+        temp_roots: Vec::new(),
         writable_home: None,
     };
     (

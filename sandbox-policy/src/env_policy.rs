@@ -61,7 +61,59 @@ pub const DEFAULT_EXCLUDES: &[&str] = &[
     "AZUREWEBJOBSSTORAGE",
     "*_DSN",
     "*WEBHOOK*",
+    // outside review r63 F5/F7: `LDAP_BIND_PW`, `KUBE_BEARER`, the Kerberos ticket cache's name
+    "*_PW",
+    "*BEARER*",
+    "KRB5CCNAME",
 ];
+
+/// Well-known token formats (outside review r63 F7): a value that starts with one of these
+/// prefixes and is at least as long as such tokens are (no blank in it) is a secret under any
+/// name (`GH=ghp_…`, `OPENAI=sk-proj-…`), and so is a URL whose user name is one
+/// (`https://ghp_…@github.com`). AWS access key ids: exactly `AKIA`/`ASIA` and 16 upper-case
+/// letters or digits. Lower-case prefixes; (prefix, shortest real token).
+pub const TOKEN_FORMATS: &[(&str, usize)] = &[
+    ("ghp_", 40),
+    ("gho_", 40),
+    ("ghu_", 40),
+    ("ghs_", 40),
+    ("ghr_", 40),
+    ("github_pat_", 60),
+    ("glpat-", 26),
+    ("gldt-", 26),
+    ("sk-", 40),
+    ("sk_live_", 30),
+    ("rk_live_", 30),
+    ("xoxb-", 30),
+    ("xoxp-", 30),
+    ("xoxa-", 30),
+    ("xoxs-", 30),
+    ("xapp-", 30),
+    ("hf_", 30),
+    ("npm_", 40),
+    ("pypi-", 60),
+    ("dop_v1_", 60),
+    ("ya29.", 40),
+    ("aiza", 39),
+    ("shpat_", 38),
+    ("glsa_", 40),
+    ("lin_api_", 40),
+];
+
+/// Whether `v` is a token of a [`TOKEN_FORMATS`] format or an AWS access key id.
+fn is_token(v: &str) -> bool {
+    if v.chars().any(char::is_whitespace) {
+        return false;
+    }
+    let aws = v.len() == 20
+        && (v.starts_with("AKIA") || v.starts_with("ASIA"))
+        && v.bytes()
+            .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit());
+    let lower = v.to_ascii_lowercase();
+    aws || TOKEN_FORMATS
+        .iter()
+        .any(|(p, len)| lower.starts_with(p) && v.len() >= *len)
+}
 
 /// Whether `value` carries a password in a URL's user information (`scheme://user:pw@host`):
 /// `DATABASE_URL=postgres://u:pw@db/x`, `REDIS_URL`, a proxy with credentials (outside review r10
@@ -73,14 +125,25 @@ pub fn value_has_url_password(value: &OsStr) -> bool {
         let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
         // `user:pw@`, or a token as the user name (`https://ghp_…@github.com`: outside review
         // r14), told from a login name (`git@`) by its length.
-        authority
-            .rsplit_once('@')
-            .is_some_and(|(userinfo, _)| userinfo.contains(':') || userinfo.len() >= 20)
+        authority.rsplit_once('@').is_some_and(|(userinfo, _)| {
+            userinfo.contains(':')
+                || userinfo.len() >= 20
+                // a known token prefix as the user name: a token whatever its length
+                || TOKEN_FORMATS.iter().any(|(p, _)| {
+                    userinfo.len() > p.len() + 3 && userinfo.to_ascii_lowercase().starts_with(p)
+                })
+        })
     });
     // A secret as a parameter or a header (`jdbc:…;password=pw`, `…?access_token=…`,
     // `Authorization: Bearer …`: outside reviews r14 and r16 F3).
     let lower = v.to_ascii_lowercase();
+    let trimmed = lower.trim();
     in_url
+        || is_token(v.trim())
+        // outside review r63 F7: an HTTP basic credential, a netrc line, a PEM private key
+        || (trimmed.starts_with("basic ") && trimmed.len() > 10)
+        || (lower.contains("machine ") && lower.contains(" password "))
+        || (lower.contains("-----begin") && lower.contains("private key"))
         || [
             "password=",
             "passwd=",
@@ -101,6 +164,10 @@ pub fn value_has_url_password(value: &OsStr) -> bool {
             "x-amz-security-token=",
             "x-goog-signature=",
             "hooks.slack.com/services/",
+            // outside review r63 F7: Teams and Discord webhooks under any name
+            "webhook.office.com/webhook",
+            "discord.com/api/webhooks/",
+            "discordapp.com/api/webhooks/",
         ]
         .iter()
         .any(|m| lower.contains(m))
@@ -385,6 +452,20 @@ mod tests {
             "https://a.blob.core.windows.net/c/b?sv=2022-11-02&se=2030&sp=r&sig=abc%3D",
             "https://b.s3.amazonaws.com/k?X-Amz-Algorithm=AWS4-HMAC-SHA256&X-Amz-Signature=abc",
             "https://hooks.slack.com/services/T000/B000/XXXXXXXX",
+            // outside review r63 F7
+            "https://glpat-SECRET03@gitlab.com/org/repo",
+            "https://acme.webhook.office.com/webhookb2/SECRET35",
+            "https://discord.com/api/webhooks/1234/SECRETA2",
+            "-----BEGIN RSA PRIVATE KEY----- SECRET44",
+            "ghp_SECRETA3aaaaaaaaaaaaaaaaaaaaaaaaaaaaaa",
+            "sk-proj-SECRETA4aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa",
+            "xoxb-1234567890-1234567890123-SECRETA5abcdefgh",
+            "AKIAIOSFODNN7EXAMPLE",
+            "glpat-SECRETA7aaaaaaaaaaaaaa",
+            "hf_SECRETA8aaaaaaaaaaaaaaaaaaaaaaaaaaaaa",
+            "sk-ant-api03-SECRETA9aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa",
+            "Basic dXNlcjpTRUNSRVRDMw==",
+            "machine h login u password SECRETC4",
         ] {
             assert!(value_has_url_password(OsStr::new(v)), "{v}");
         }
@@ -394,6 +475,17 @@ mod tests {
             "mailto:a@b",
             "/usr/bin:/bin",
             "http://h/path?x=a:b@c",
+            // prefixes inside words, short values, prose: kept
+            "desk-top-layout",
+            "sk-1",
+            "hf_hub",
+            "basic",
+            "xterm-256color",
+            "/home/u/.npm_cache",
+            "Asia/Kolkata",
+            "Asia/Ho_Chi_Minh_City_Extra",
+            "sk-short-value",
+            "AKIAlowercase0000000",
         ] {
             assert!(!value_has_url_password(OsStr::new(v)), "{v}");
         }
@@ -409,6 +501,13 @@ mod tests {
             ("PWD", "/home/u"),
             ("OLDPWD", "/"),
             ("PATH", "/bin"),
+            // outside review r63 F5/F7
+            ("LDAP_BIND_PW", "pw"),
+            ("KUBE_BEARER", "b"),
+            ("KRB5CCNAME", "FILE:/tmp/krb5cc_1000"),
+            ("GH", "ghp_0123456789abcdefghijklmnopqrstuvwxyz"),
+            ("TZ", "Asia/Kolkata"),
+            ("TERM", "xterm-256color"),
         ]));
         assert_eq!(
             f.removed,
@@ -416,7 +515,11 @@ mod tests {
                 "CI_JOB_JWT",
                 "DATABASE_URL",
                 "DOCKER_AUTH_CONFIG",
+                "GH",
                 "GITHUB_PAT",
+                "KRB5CCNAME",
+                "KUBE_BEARER",
+                "LDAP_BIND_PW",
                 "MYSQL_PWD",
                 "npm_config__auth"
             ]

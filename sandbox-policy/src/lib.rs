@@ -170,6 +170,7 @@ impl SandboxPolicy {
         let mut cwd = canonical_dir(cwd, "cwd")?;
         let mut writable_roots: Vec<WritableRoot> = Vec::new();
         let mut socket_links: Vec<(PathBuf, PathBuf)> = Vec::new();
+        let mut temp_roots: Vec<PathBuf> = Vec::new();
         let mut network = false;
         match self {
             SandboxPolicy::DangerFullAccess => network = true,
@@ -218,7 +219,6 @@ impl SandboxPolicy {
                     };
                     dirs.push(physical_dir(&abs, "writable_roots")?);
                 }
-                let mut temp_roots: Vec<PathBuf> = Vec::new();
                 if !exclude_slash_tmp {
                     if let Ok(t) = canonical_dir(Path::new("/tmp"), "/tmp") {
                         temp_roots.push(t);
@@ -289,6 +289,7 @@ impl SandboxPolicy {
             deny_read_unsearched: unsearched,
             writable_home: None,
             sockets_through_links: socket_links,
+            temp_roots,
         })
     }
 }
@@ -363,6 +364,28 @@ impl SandboxEnv {
         if let Some(c) = var("CARGO_HOME").and_then(absolute) {
             credential_env.push(c.join("credentials"));
             credential_env.push(c.join("credentials.toml"));
+        }
+        // outside review r63 F5: credentials outside the home. MIT Kerberos keeps the user's
+        // tickets in `/tmp/krb5cc_UID` (or where `KRB5CCNAME` says: `FILE:`/`DIR:` paths);
+        // podman, buildah and skopeo their registry logins in `$XDG_RUNTIME_DIR/containers`
+        // (or `$REGISTRY_AUTH_FILE`). Caches with a random suffix (`krb5cc_UID_XXXXXX`, sssd)
+        // are not found: name them with `--deny-read`.
+        credential_env.push(PathBuf::from(format!("/tmp/krb5cc_{}", sys::uid())));
+        if let Some(k) = std::env::var_os("KRB5CCNAME") {
+            let k = k.to_string_lossy();
+            let path = k
+                .strip_prefix("FILE:")
+                .or_else(|| k.strip_prefix("DIR:"))
+                .unwrap_or(&k);
+            if let Some(p) = absolute(PathBuf::from(path)) {
+                credential_env.push(p);
+            }
+        }
+        if let Some(r) = var("XDG_RUNTIME_DIR").and_then(absolute) {
+            credential_env.push(r.join("containers/auth.json"));
+        }
+        if let Some(a) = var("REGISTRY_AUTH_FILE").and_then(absolute) {
+            credential_env.push(a);
         }
         SandboxEnv {
             home: homes.next(),
@@ -492,6 +515,47 @@ pub const CREDENTIAL_PATHS: &[&str] = &[
     ".config/sops/age",
     ".local/share/keepassxc",
     ".config/keepassxc",
+    // outside review r63 F6: container and cluster client keys, NSS and mail clients' stores,
+    // more CLIs' tokens, mail and SMB passwords, vault passwords, histories
+    ".config/containers/auth.json",
+    ".docker/key.pem",
+    ".docker/contexts/tls",
+    ".minikube/profiles",
+    ".minikube/certs",
+    ".minikube/ca.key",
+    ".minikube/proxy-client-ca.key",
+    ".pki/nssdb",
+    ".thunderbird",
+    ".purple",
+    ".gemini/oauth_creds.json",
+    ".claude.json",
+    ".config/glab-cli",
+    ".pulumi/credentials.json",
+    ".supabase/access-token",
+    ".railway/config.json",
+    ".config/vercel/auth.json",
+    ".sentryclirc",
+    ".wakatime.cfg",
+    ".yarnrc.yml",
+    ".bundle/config",
+    ".nuget/NuGet/NuGet.Config",
+    ".config/pip/pip.conf",
+    ".pip/pip.conf",
+    ".config/helm/repositories.yaml",
+    ".mc/config.json",
+    ".circleci/cli.yml",
+    ".fetchmailrc",
+    ".msmtprc",
+    ".mbsyncrc",
+    ".muttrc",
+    ".config/aerc/accounts.conf",
+    ".smbcredentials",
+    ".vault_pass",
+    ".ansible/vault_pass.txt",
+    ".config/goose/secrets.yaml",
+    ".local/share/atuin",
+    ".viminfo",
+    ".lesshst",
 ];
 
 /// A writable directory and the paths below it that stay read-only.
@@ -2033,6 +2097,12 @@ pub struct EffectivePolicy {
     /// can re-point (outside review r50 L1). The backends warn about them.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub sockets_through_links: Vec<(PathBuf, PathBuf)>,
+    /// The temporary roots among the writable roots (`/tmp`, `$TMPDIR`; canonical): shared with
+    /// every program of the user's, which finds servers there at fixed names. The Linux backend
+    /// lets the command listen there only in a directory of its own (outside review r63
+    /// F1-F4).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub temp_roots: Vec<PathBuf>,
 }
 
 /// Policy errors: each names the field or path at fault.

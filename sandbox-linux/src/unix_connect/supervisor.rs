@@ -42,6 +42,11 @@ pub struct Rules {
     /// the user started from a new terminal during the run, a socket of the user's own, new,
     /// under `/tmp`, listed and used the user's keys). Shared by the clones each thread gets.
     listened: std::sync::Arc<std::sync::Mutex<Listened>>,
+    /// The policy's temporary roots: the command listens there only below [`Rules::own_tmp`]
+    /// (`crate::own_tmp`; outside review r63 F1-F4).
+    temp_roots: Vec<PathBuf>,
+    /// The command's own directory in a temporary root (its `$TMPDIR`).
+    pub own_tmp: Option<PathBuf>,
 }
 
 /// The socket files the command listened on, each **held open** (`O_PATH`) so that its inode
@@ -120,6 +125,27 @@ impl Rules {
             guard: false,
             denied: std::sync::Arc::new(policy.deny_read.clone()),
             listened: Default::default(),
+            temp_roots: policy.temp_roots.clone(),
+            own_tmp: None,
+        }
+    }
+
+    /// Whether the socket file `held` (opened at its bound path) is where the command may
+    /// listen ([`crate::own_tmp::may_listen_at`], by its canonical path; a file whose path
+    /// cannot be read is refused).
+    fn may_listen_at(&self, held: &std::fs::File) -> bool {
+        use std::os::fd::AsRawFd;
+        if self.temp_roots.is_empty() {
+            return true;
+        }
+        match std::fs::read_link(format!("/proc/self/fd/{}", held.as_raw_fd())) {
+            Ok(real) if real.is_absolute() => crate::own_tmp::may_listen_at(
+                &real,
+                &self.roots,
+                &self.temp_roots,
+                self.own_tmp.as_deref(),
+            ),
+            _ => false,
         }
     }
 
@@ -519,6 +545,7 @@ fn handle_listen(listener: &OwnedFd, n: &libc::seccomp_notif, rules: &Rules) -> 
             Ok(sys::UnixName::Abstract) => DENIED_ERRNO,
             Ok(sys::UnixName::Unbound) => sys::listen_errno(&sock, n.data.args[1] as i32),
             Ok(sys::UnixName::Path(path)) => match socket_file_private(tid, &sock, &path) {
+                Ok((_, held)) if !rules.may_listen_at(&held) => DENIED_ERRNO,
                 Ok((id, held)) => {
                     // recorded first: a client may connect as soon as the listen returns
                     rules.record_listen(id, held);
@@ -780,6 +807,8 @@ mod tests {
             guard: false,
             denied: Default::default(),
             listened: Default::default(),
+            temp_roots: Vec::new(),
+            own_tmp: None,
         }
     }
 
