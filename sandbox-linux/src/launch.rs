@@ -125,6 +125,8 @@ pub struct Planned {
     net_proxy: Option<crate::net_proxy::Bound>,
     /// The proxy's variables for the command (`HTTP_PROXY`...): ours, set after the env policy.
     proxy_env: Vec<(OsString, OsString)>,
+    /// The command's own directory in a temporary root (`crate::own_tmp`; set by `spawn`).
+    own_tmp: Option<PathBuf>,
 }
 
 /// State: every mechanism applied to this process.
@@ -239,6 +241,7 @@ impl Sandbox<Planned> {
                 net_rules,
                 net_proxy: None,
                 proxy_env: Vec::new(),
+                own_tmp: None,
             },
         })
     }
@@ -273,6 +276,7 @@ impl Sandbox<Planned> {
             net_rules,
             net_proxy,
             proxy_env,
+            own_tmp,
         } = state;
         drop(net_proxy); // the launcher serves it; this process must not hold the listener
         let proxy_only = net_rules.is_some();
@@ -512,8 +516,19 @@ impl Sandbox<Planned> {
                 .collect();
             // `/proc` names the creator's pid namespace unless the pid namespace kept the host's
             let proc_matches = report.namespaces.unwrap_or(true);
+            // where no socket may be moved or linked to, nor a link made (outside review r65
+            // F1: a socket listened on in $TMPDIR, then renamed or linked to /tmp/.s.PGSQL.5432)
+            let shared = crate::own_tmp::SharedTemp {
+                roots: policy
+                    .writable_roots
+                    .iter()
+                    .map(|r| r.root.clone())
+                    .collect(),
+                temp_roots: policy.temp_roots.clone(),
+                own: own_tmp.clone(),
+            };
             creator = Some(
-                crate::name_guard::spawn_creator(channels, protected, proc_matches)
+                crate::name_guard::spawn_creator(channels, protected, proc_matches, shared)
                     .map_err(|source| SandboxError::NameGuard { source })?,
             );
             report.name_guard = true;
@@ -608,6 +623,7 @@ impl Sandbox<Planned> {
                 this.state
                     .proxy_env
                     .push(("TMPDIR".into(), own.clone().into_os_string()));
+                this.state.own_tmp = Some(own.clone());
                 rules.own_tmp = Some(own);
             }
             Some((p, rules))

@@ -16,26 +16,35 @@
 use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
-/// The directory in `temp_root` (canonical) made or found for the command: the fixed name when
-/// it is a directory of the user's closed to others, else (another user took the name, or it is
-/// not a private directory) a new one with a random suffix, and a warning naming why.
+/// The command's directory for this run, made in `temp_root` (canonical): a new directory
+/// with a random name (0700) inside `codex-sandbox-UID` when that is a directory of the user's
+/// closed to others, else (another user took the name, or it is not a private directory) a new
+/// `codex-sandbox-UID.RANDOM` in the root itself, and a warning naming why. One per run
+/// (outside review r65 F2: a server one run left listening in a shared directory made it a
+/// read-only carve-out for the next run; each run's directory is held alone now, see
+/// `sandbox_policy::own_tmp_parent_name`). Left in place after the run, as `/tmp` files are.
 pub fn ensure(temp_root: &Path, program: &str) -> std::io::Result<PathBuf> {
     let uid = crate::sys::getuid();
-    let fixed = temp_root.join(format!("codex-sandbox-{uid}"));
+    let fixed = temp_root.join(sandbox_policy::own_tmp_parent_name(uid));
     match own_private_dir(&fixed, uid) {
-        Ok(()) => return Ok(fixed),
+        Ok(()) => return new_random_dir(&fixed, "run-"),
         Err(why) => eprintln!(
             "{program}: warning: {}: {why}; the command's $TMPDIR is a new directory instead",
             fixed.display()
         ),
     }
+    new_random_dir(temp_root, &format!("codex-sandbox-{uid}."))
+}
+
+/// A new directory `prefix` + 12 random hex digits in `dir` (0700, `O_EXCL` by `mkdir`).
+fn new_random_dir(dir: &Path, prefix: &str) -> std::io::Result<PathBuf> {
     for _ in 0..16 {
         let mut r = [0u8; 6];
         crate::sys::random_bytes(&mut r)?;
         let suffix: String = r.iter().map(|b| format!("{b:02x}")).collect();
-        let dir = temp_root.join(format!("codex-sandbox-{uid}.{suffix}"));
-        match std::fs::DirBuilder::new().mode(0o700).create(&dir) {
-            Ok(()) => return Ok(dir),
+        let made = dir.join(format!("{prefix}{suffix}"));
+        match std::fs::DirBuilder::new().mode(0o700).create(&made) {
+            Ok(()) => return Ok(made),
             Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
             Err(e) => return Err(e),
         }
@@ -69,6 +78,25 @@ fn own_private_dir(dir: &Path, uid: u32) -> Result<(), String> {
         ));
     }
     Ok(())
+}
+
+/// The writable roots, the temporary ones among them and the command's own directory: what
+/// the name guard's creator needs to keep sockets, links and directories out of a temporary
+/// root's shared part (outside review r65 F1).
+#[derive(Debug, Clone, Default)]
+pub struct SharedTemp {
+    pub roots: Vec<PathBuf>,
+    pub temp_roots: Vec<PathBuf>,
+    pub own: Option<PathBuf>,
+}
+
+impl SharedTemp {
+    /// Whether `real` (a resolved directory) is in a temporary root's shared part: where the
+    /// command may not listen ([`may_listen_at`]).
+    pub fn is_shared(&self, real: &Path) -> bool {
+        !self.temp_roots.is_empty()
+            && !may_listen_at(real, &self.roots, &self.temp_roots, self.own.as_deref())
+    }
 }
 
 /// Whether the command may listen on a socket file at `real` (its canonical path): outside
@@ -110,6 +138,7 @@ mod tests {
             ("/tmp/x/tmux-1000/default", false),
             ("/tmp/codex-sandbox-1000/pytest-of-u/s.sock", true),
             ("/tmp/codex-sandbox-1000.abc/s", false),
+            ("/tmp/codex-sandbox-10000/s", false),
             ("/tmp/ws/run/s.sock", true),
             ("/home/u/proj/s.sock", true),
             ("/home/u/proj/tmp/agent.sock", false),
@@ -129,15 +158,26 @@ mod tests {
         let root = std::fs::canonicalize(t.path()).unwrap();
         let uid = crate::sys::getuid();
         let fixed = root.join(format!("codex-sandbox-{uid}"));
-        assert_eq!(ensure(&root, "test").unwrap(), fixed);
-        assert_eq!(ensure(&root, "test").unwrap(), fixed, "found again");
+        let first = ensure(&root, "test").unwrap();
+        let second = ensure(&root, "test").unwrap();
+        assert_eq!(first.parent(), Some(fixed.as_path()));
+        assert_eq!(second.parent(), Some(fixed.as_path()));
+        assert_ne!(first, second, "one directory per run");
         std::fs::set_permissions(&fixed, std::os::unix::fs::PermissionsExt::from_mode(0o755))
             .unwrap();
         let other = ensure(&root, "test").unwrap();
-        assert_ne!(other, fixed, "a directory open to others is not used");
+        assert_eq!(
+            other.parent(),
+            Some(root.as_path()),
+            "a directory open to others is not used"
+        );
         assert_eq!(std::fs::metadata(&other).unwrap().mode() & 0o7777, 0o700);
-        std::fs::remove_dir(&fixed).unwrap();
+        std::fs::remove_dir_all(&fixed).unwrap();
         std::os::unix::fs::symlink(&other, &fixed).unwrap();
-        assert_ne!(ensure(&root, "test").unwrap(), fixed, "a link is not used");
+        assert_eq!(
+            ensure(&root, "test").unwrap().parent(),
+            Some(root.as_path()),
+            "a link is not used"
+        );
     }
 }

@@ -1044,6 +1044,7 @@ fn a_socket_reached_through_a_link_of_the_users_is_warned_about() {
 /// `IPC ok`, and `TMPDIR <value>`.
 const FIXED_NAMES_PY: &str = r#"import socket, sys, os
 t = os.environ.get("TMPDIR", "?")
+t_dir = t
 own = None
 for p in sys.argv[1:]:
     p = p.replace("$T", t)
@@ -1055,7 +1056,21 @@ for p in sys.argv[1:]:
     except OSError as e: print("errno", e.errno, flush=True)
 if own:
     c = socket.socket(socket.AF_UNIX); c.connect(own[1]); own[0].accept(); print("IPC ok", flush=True)
-print("TMPDIR", t, flush=True)
+    # outside review r65 F1: the listening socket (or its directory) given a fixed name after
+    # the listen; controls: a plain file and a directory of the shared part move there
+    fixed = sys.argv[1]
+    def tr(name, f):
+        try: f(); print(name, "ok", flush=True)
+        except OSError as e: print(name, "errno", e.errno, flush=True)
+    tr("ln", lambda: os.link(own[1], fixed + ".ln"))
+    tr("ln-s", lambda: os.symlink(own[1], fixed + ".sym"))
+    tr("mv", lambda: os.rename(own[1], fixed))
+    open(t_dir + "/plain", "w").close()
+    tr("mv-file", lambda: os.rename(t_dir + "/plain", fixed + ".plain"))
+    os.mkdir(fixed + ".d1")
+    tr("mv-shared-dir", lambda: os.rename(fixed + ".d1", fixed + ".d2"))
+    tr("mv-dir", lambda: os.rename(t_dir, fixed + ".own"))
+print("TMPDIR", os.path.dirname(t), flush=True)
 "#;
 
 /// Outside review r63 F1-F4: under workspace-write the command listened at names in `/tmp`
@@ -1089,8 +1104,14 @@ fn servers_at_fixed_names_in_a_temporary_root_cannot_listen() {
         }
         let _ = std::fs::remove_dir_all(format!("/tmp/sbl{tag}-tmux"));
         let _ = std::fs::remove_file(&ws_sock);
-        let _ = std::fs::remove_file("/tmp/codex-sandbox-65534/own.sock");
-        let _ = std::fs::remove_file(e.outside.join("own.sock"));
+        for p in &fixed {
+            for ext in ["ln", "sym", "plain"] {
+                let _ = std::fs::remove_file(format!("{p}.{ext}"));
+            }
+            let _ = std::fs::remove_dir(format!("{p}.d1"));
+            let _ = std::fs::remove_dir(format!("{p}.d2"));
+            let _ = std::fs::remove_dir_all(format!("{p}.own"));
+        }
     };
     for ns in BOTH {
         clean();
@@ -1098,7 +1119,9 @@ fn servers_at_fixed_names_in_a_temporary_root_cannot_listen() {
         let stdout = String::from_utf8_lossy(&out.stdout);
         assert_eq!(
             stdout,
-            "errno 13\nerrno 13\nerrno 13\nerrno 13\nLISTEN\nLISTEN\nIPC ok\nTMPDIR /tmp/codex-sandbox-65534\n",
+            "errno 13\nerrno 13\nerrno 13\nerrno 13\nLISTEN\nLISTEN\nIPC ok\n\
+             ln errno 13\nln-s errno 13\nmv errno 13\nmv-file ok\nmv-shared-dir ok\n\
+             mv-dir errno 13\nTMPDIR /tmp/codex-sandbox-65534\n",
             "ns {}: {out:?}",
             ns == Ns::With
         );
@@ -1107,9 +1130,12 @@ fn servers_at_fixed_names_in_a_temporary_root_cannot_listen() {
     }
     // control: the user, outside any sandbox, listens at every name
     clean();
+    let outside_tmp = e.outside.join("tmp");
+    std::fs::create_dir_all(&outside_tmp).unwrap();
+    chown_r(&e.outside);
     let out = Command::new(argv[0])
         .args(&argv[1..])
-        .env("TMPDIR", &e.outside)
+        .env("TMPDIR", &outside_tmp)
         .uid(NOBODY)
         .gid(NOBODY)
         .output()
@@ -1117,10 +1143,55 @@ fn servers_at_fixed_names_in_a_temporary_root_cannot_listen() {
     assert_eq!(
         String::from_utf8_lossy(&out.stdout),
         format!(
-            "LISTEN\nLISTEN\nLISTEN\nLISTEN\nLISTEN\nLISTEN\nIPC ok\nTMPDIR {}\n",
+            "LISTEN\nLISTEN\nLISTEN\nLISTEN\nLISTEN\nLISTEN\nIPC ok\n\
+             ln ok\nln-s ok\nmv ok\nmv-file ok\nmv-shared-dir ok\nmv-dir ok\nTMPDIR {}\n",
             e.outside.display()
         ),
         "{out:?}"
     );
     clean();
+}
+
+/// Outside review r65 F2: every run shared `/tmp/codex-sandbox-UID` as its `$TMPDIR`, so a
+/// server one run listened on there made the whole directory a read-only carve-out (the
+/// user's socket directories) for a run started meanwhile: its `touch "$TMPDIR/x"` failed
+/// with `EROFS`. Each run has a directory of its own in it now. And the other run's directory
+/// is the shared part of a temporary root to the second run: it cannot serve there in the
+/// first run's place (`EACCES` at `listen`).
+#[test]
+fn a_server_in_one_runs_tmpdir_leaves_the_next_runs_tmpdir_writable() {
+    use std::io::BufRead;
+    let e = env();
+    let mut first = sandbox_command(
+        &e,
+        &[],
+        WS,
+        Ns::With,
+        &[],
+        &[
+            "python3",
+            "-c",
+            "import socket,os,time\ns=socket.socket(socket.AF_UNIX); s.bind(os.environ['TMPDIR']+'/srv'); s.listen(1)\nprint(os.environ['TMPDIR'], flush=True); time.sleep(20)",
+        ],
+    )
+    .stdout(Stdio::piped())
+    .spawn()
+    .unwrap();
+    let mut line = String::new();
+    std::io::BufReader::new(first.stdout.as_mut().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let first_tmp = line.trim().to_string();
+    assert!(first_tmp.starts_with("/tmp/codex-sandbox-65534/"), "{line}");
+    let script = format!(
+        "touch \"$TMPDIR/x\" && echo own-ok; python3 -c 'import socket\ntry: s=socket.socket(socket.AF_UNIX); s.bind(\"{first_tmp}/srv2\"); s.listen(1); print(\"LISTEN\")\nexcept OSError as e: print(\"errno\", e.errno)'"
+    );
+    let out = sandboxed(&e, WS, Ns::With, &[], &["sh", "-c", &script]);
+    let _ = first.kill();
+    let _ = first.wait();
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "own-ok\nerrno 13\n",
+        "{out:?}"
+    );
 }

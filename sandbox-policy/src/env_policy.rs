@@ -65,6 +65,9 @@ pub const DEFAULT_EXCLUDES: &[&str] = &[
     "*_PW",
     "*BEARER*",
     "KRB5CCNAME",
+    // outside review r65 F3
+    "PASS",
+    "GPGPASS",
 ];
 
 /// Well-known token formats (outside review r63 F7): a value that starts with one of these
@@ -98,7 +101,66 @@ pub const TOKEN_FORMATS: &[(&str, usize)] = &[
     ("shpat_", 38),
     ("glsa_", 40),
     ("lin_api_", 40),
+    // outside review r65 F3
+    ("hvs.", 30),
+    ("hvb.", 30),
+    ("dckr_pat_", 30),
+    ("pul-", 44),
+    ("ntn_", 40),
+    ("secret_", 50),
+    ("nrak-", 36),
+    ("age-secret-key-1", 50),
+    ("sg.", 60),
 ];
+
+/// Prefixes that mark a token wherever they appear in a value (`token ghp_…` inside a longer
+/// value: outside review r65 F3), with the shortest real token.
+const TOKENS_ANYWHERE: &[(&str, usize)] = &[
+    ("ghp_", 40),
+    ("gho_", 40),
+    ("ghs_", 40),
+    ("github_pat_", 60),
+    ("glpat-", 26),
+    ("xoxb-", 30),
+    ("xoxp-", 30),
+    ("sk-ant-", 40),
+    ("sk-proj-", 40),
+    ("hvs.", 30),
+    ("dckr_pat_", 30),
+    ("age-secret-key-1", 50),
+];
+
+/// Whether `lower` (a lower-cased value) holds a [`TOKENS_ANYWHERE`] token: the prefix, then
+/// token characters (letters, digits, `_`, `-`, `.`) to the format's length.
+fn contains_token(lower: &str) -> bool {
+    TOKENS_ANYWHERE.iter().any(|(p, len)| {
+        lower.match_indices(p).any(|(i, _)| {
+            let run = lower[i..]
+                .bytes()
+                .take_while(|b| b.is_ascii_alphanumeric() || b"_-.".contains(b))
+                .count();
+            run >= *len
+        })
+    })
+}
+
+/// Token shapes without a prefix of their own (outside review r65 F3): a JWT (`eyJ….eyJ….`),
+/// a Telegram bot token (`123456789:` and 35 characters), a Twilio API key (`SK` and 32 hex
+/// digits).
+fn is_shaped_token(v: &str) -> bool {
+    let jwt = v.starts_with("eyJ") && v.len() >= 40 && v.matches('.').count() == 2;
+    let telegram = v.split_once(':').is_some_and(|(id, rest)| {
+        (8..=10).contains(&id.len())
+            && id.bytes().all(|b| b.is_ascii_digit())
+            && rest.len() == 35
+            && rest
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"_-".contains(&b))
+    });
+    let twilio =
+        v.len() == 34 && v.starts_with("SK") && v[2..].bytes().all(|b| b.is_ascii_hexdigit());
+    jwt || telegram || twilio
+}
 
 /// Whether `v` is a token of a [`TOKEN_FORMATS`] format or an AWS access key id.
 fn is_token(v: &str) -> bool {
@@ -140,6 +202,14 @@ pub fn value_has_url_password(value: &OsStr) -> bool {
     let trimmed = lower.trim();
     in_url
         || is_token(v.trim())
+        || is_shaped_token(v.trim())
+        || contains_token(&lower)
+        // outside review r65 F3: a credentials file in one variable, a PuTTY key
+        || lower.contains("aws_secret_access_key")
+        || lower.contains("\"private_key\"")
+        || lower.contains("putty-user-key-file")
+        || lower.contains("--password ")
+        || lower.contains("--password=")
         // outside review r63 F7: an HTTP basic credential, a netrc line, a PEM private key
         || (trimmed.starts_with("basic ") && trimmed.len() > 10)
         || (lower.contains("machine ") && lower.contains(" password "))
@@ -466,6 +536,17 @@ mod tests {
             "sk-ant-api03-SECRETA9aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa",
             "Basic dXNlcjpTRUNSRVRDMw==",
             "machine h login u password SECRETC4",
+            // outside review r65 F3
+            "hvs.CAESIJlWh9xSECRETaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa",
+            "123456789:AAHSECRETbbbbbbbbbbbbbbbbbbbbbbbbbb",
+            "SK0123456789abcdef0123456789abcdef",
+            "dckr_pat_SECRETaaaaaaaaaaaaaaaaaaaaaaaa",
+            "AGE-SECRET-KEY-1QQQSECRETQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQ",
+            "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxMjM0NTY3ODkwIn0.SECRETsig",
+            "PuTTY-User-Key-File-3: ssh-ed25519",
+            "[default]\naws_access_key_id = AKIA\naws_secret_access_key = SECRET",
+            "token ghp_0123456789abcdefghijklmnopqrstuvwxyz in a sentence",
+            "mysql --password secret",
         ] {
             assert!(value_has_url_password(OsStr::new(v)), "{v}");
         }
@@ -486,6 +567,10 @@ mod tests {
             "Asia/Ho_Chi_Minh_City_Extra",
             "sk-short-value",
             "AKIAlowercase0000000",
+            "sg.example.com",
+            "eyJnot.a.jwt",
+            "12:00:00",
+            "SKIP_THIS_VALUE_PLEASE",
         ] {
             assert!(!value_has_url_password(OsStr::new(v)), "{v}");
         }

@@ -245,7 +245,17 @@ impl SandboxPolicy {
                 }
                 protect_codex_home(&mut writable_roots, env, &unique);
                 protect_home_startup_files(&mut writable_roots, env, &unique);
-                socket_links = protect_socket_dirs(&mut writable_roots, &temp_roots);
+                // The sandbox's own parent directory counts as a temporary root here: a
+                // server another run left in its directory holds that run's directory, not
+                // the parent every run makes its own in (outside review r65 F2).
+                let mut hold_roots = temp_roots.clone();
+                for t in &temp_roots {
+                    let own = t.join(own_tmp_parent_name(sys::uid()));
+                    if std::fs::symlink_metadata(&own).is_ok_and(|m| m.is_dir()) {
+                        hold_roots.push(own);
+                    }
+                }
+                socket_links = protect_socket_dirs(&mut writable_roots, &hold_roots);
                 protect_rendezvous_dirs(&mut writable_roots, &temp_roots);
             }
         }
@@ -417,6 +427,12 @@ impl SandboxEnv {
     }
 }
 
+/// The name of the directory in a temporary root that holds the Linux sandbox's per-run
+/// temporary directories of user `uid` (its `$TMPDIR`; `sandbox-linux/src/own_tmp.rs`).
+pub fn own_tmp_parent_name(uid: u32) -> String {
+    format!("codex-sandbox-{uid}")
+}
+
 /// Paths below a home that hold credentials of common tools (issue 12 item 7): unreadable in
 /// `read-only` and `workspace-write`. A path that does not exist costs nothing.
 pub const CREDENTIAL_PATHS: &[&str] = &[
@@ -556,6 +572,20 @@ pub const CREDENTIAL_PATHS: &[&str] = &[
     ".local/share/atuin",
     ".viminfo",
     ".lesshst",
+    // outside review r65 F4: the same tools' other standard paths
+    ".config/NuGet/NuGet.Config",
+    ".mcli/config.json",
+    ".config/msmtp/config",
+    ".config/isync/mbsyncrc",
+    ".mutt/muttrc",
+    ".config/mutt/muttrc",
+    ".authinfo",
+    ".authinfo.gpg",
+    ".mylogin.cnf",
+    ".sh_history",
+    ".netlify/config.json",
+    ".yarnrc",
+    ".config/pypoetry/auth.toml",
 ];
 
 /// A writable directory and the paths below it that stay read-only.

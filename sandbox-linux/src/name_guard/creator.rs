@@ -14,6 +14,53 @@ use super::{
 /// (which would bring a prepared tree, or a symlink, into their place).
 static PROTECTED_PATHS: std::sync::OnceLock<Vec<Vec<u8>>> = std::sync::OnceLock::new();
 
+/// The temporary roots' shared part (`crate::own_tmp`): no socket, link or directory from
+/// elsewhere is put there.
+static SHARED_TEMP: std::sync::OnceLock<crate::own_tmp::SharedTemp> = std::sync::OnceLock::new();
+
+/// Whether the directory at `real` (resolved) is in a temporary root's shared part.
+fn in_shared_temp(real: &[u8]) -> bool {
+    use std::os::unix::ffi::OsStrExt;
+    SHARED_TEMP
+        .get()
+        .is_some_and(|s| s.is_shared(std::path::Path::new(std::ffi::OsStr::from_bytes(real))))
+}
+
+/// What may be given a name in a temporary root's shared part by `rename`/`link`: not a socket
+/// (a server the user's programs find there at a fixed name: outside review r65 F1), not a
+/// symbolic link (it could lead to one), not a directory from elsewhere (it could hold one), and
+/// not the command's own temporary directory or a directory above it. `entry`: the entry's
+/// parent directory and name; `parent_shared`: that parent is in the shared part too.
+fn refuse_into_shared_temp(
+    parent: BorrowedFd<'_>,
+    name: &CString,
+    parent_shared: bool,
+) -> Result<(), i32> {
+    let mut st = std::mem::MaybeUninit::<libc::stat>::uninit();
+    let Ok(stat) = sys::fstatat_nofollow(parent.as_raw_fd(), name, &mut st) else {
+        return Ok(()); // no such entry: the call fails by itself
+    };
+    let kind = stat.st_mode & libc::S_IFMT;
+    match kind {
+        libc::S_IFSOCK | libc::S_IFLNK => Err(DENIED_ERRNO),
+        libc::S_IFDIR if !parent_shared => Err(DENIED_ERRNO),
+        libc::S_IFDIR => {
+            let mut path = real_path(parent)?;
+            path.push(b'/');
+            path.extend_from_slice(name.as_bytes());
+            let holds_own = SHARED_TEMP
+                .get()
+                .and_then(|s| s.own.as_ref())
+                .is_some_and(|o| {
+                    use std::os::unix::ffi::OsStrExt;
+                    o.starts_with(std::ffi::OsStr::from_bytes(&path))
+                });
+            if holds_own { Err(DENIED_ERRNO) } else { Ok(()) }
+        }
+        _ => Ok(()),
+    }
+}
+
 /// `a` is `b` or below it.
 fn at_or_below(a: &[u8], b: &[u8]) -> bool {
     !b.is_empty()
@@ -222,6 +269,7 @@ pub fn spawn_creator(
     channels: Vec<OwnedFd>,
     protected_paths: Vec<std::path::PathBuf>,
     proc_matches: bool,
+    shared: crate::own_tmp::SharedTemp,
 ) -> std::io::Result<Creator> {
     let (life_r, life_w) = crate::sys::pipe_cloexec()?;
     let (handoff_init, handoff_creator) = crate::unix_connect::sys::socketpair()?;
@@ -233,6 +281,7 @@ pub fn spawn_creator(
         crate::sys::Fork::Child => {
             drop(life_w);
             drop(handoff_init);
+            let _ = SHARED_TEMP.set(shared);
             let _ = PROTECTED_PATHS.set(
                 protected_paths
                     .iter()
@@ -468,7 +517,14 @@ pub(super) fn perform(req: &Request, fds: Vec<OwnedFd>) -> Outcome {
             let content = cstr(&req.path1)?;
             match target(d2, &req.path2)? {
                 Target::Direct => sys::symlinkat(&content, d2, &cstr(&req.path2)?),
-                Target::In(parent, last) => sys::symlinkat(&content, Some(parent.as_fd()), &last),
+                Target::In(parent, last) => {
+                    // no link in a temporary root's shared part: it could lead the user's
+                    // programs to the command's server (outside review r65 F1)
+                    if in_shared_temp(&real_path(parent.as_fd())?) {
+                        return Err(DENIED_ERRNO);
+                    }
+                    sys::symlinkat(&content, Some(parent.as_fd()), &last)
+                }
             }
             .map_err(errno)
             .map(|()| None)
@@ -755,6 +811,13 @@ fn link(
     let Target::In(parent, last) = target(d2, new)? else {
         return sys::linkat(d1, &cstr(old)?, d2, &cstr(new)?, flags).map_err(errno);
     };
+    // a second name in a temporary root's shared part only for what cannot serve (r65 F1)
+    if in_shared_temp(&real_path(parent.as_fd())?) {
+        let kind = sys::info(src.as_fd()).map_err(errno)?.kind;
+        if kind == libc::S_IFSOCK || kind == libc::S_IFLNK {
+            return Err(DENIED_ERRNO);
+        }
+    }
     let link =
         CString::new(format!("/proc/self/fd/{}", src.as_raw_fd())).map_err(|_| libc::EINVAL)?;
     sys::linkat(
@@ -835,6 +898,15 @@ fn rename(
             entry_is_no_repository(op.as_fd(), &ol)?;
             if flags & libc::RENAME_EXCHANGE != 0 {
                 entry_is_no_repository(np.as_fd(), &nl)?;
+            }
+            // nothing that can serve is moved into a temporary root's shared part (r65 F1)
+            let from_shared = in_shared_temp(&real_path(op.as_fd())?);
+            let to_shared = in_shared_temp(&real_path(np.as_fd())?);
+            if to_shared {
+                refuse_into_shared_temp(op.as_fd(), &ol, from_shared)?;
+            }
+            if from_shared && flags & libc::RENAME_EXCHANGE != 0 {
+                refuse_into_shared_temp(np.as_fd(), &nl, to_shared)?;
             }
             sys::renameat2(Some(op.as_fd()), &ol, Some(np.as_fd()), &nl, flags).map_err(errno)
         }
