@@ -16,7 +16,11 @@ use crate::listener::ConnAddrs;
 /// Who is on the other end, as far as it is known.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct PeerIdentity {
+    /// The local user who answers for the peer: the kernel's uid, or the owner of the
+    /// subordinate range it lies in (`crate::subuid`).
     pub uid: Option<u32>,
+    /// The kernel's uid when it is a subordinate uid of `uid`'s (`None`: it is `uid`).
+    pub kernel_uid: Option<u32>,
     pub gid: Option<u32>,
     pub pid: Option<i32>,
 }

@@ -47,6 +47,13 @@ pub struct Args {
     #[arg(long, value_name = "USER", default_value = "root")]
     pub upstream_owner: String,
 
+    /// Subordinate uid ranges (`/etc/subuid` format, read at start-up with the policy file's
+    /// checks): a peer uid inside a range answers as the range's owner for budgets, policy
+    /// rules, rate and connection caps (a user with `newuidmap` can run as any uid of their
+    /// range); `/etc/passwd` users always answer as themselves. A missing file is no ranges.
+    #[arg(long, value_name = "FILE", default_value = "/etc/subuid")]
+    pub subuid_file: PathBuf,
+
     /// Write each exchange to DIR as `<seq>-<ms>-request.json` / `<seq>-<ms>-response.json`
     /// (credentials redacted, files 0600, never overwriting).
     #[arg(long, value_name = "DIR")]

@@ -25,6 +25,8 @@ pub enum PlanError {
     AllowList(#[source] codex_privsep::AllowListError),
     #[error("--upstream-owner: {0}")]
     UpstreamOwner(#[source] codex_privsep::ResolveError),
+    #[error("{0}")]
+    SubUids(String),
 }
 
 /// Applying the plan failed: which step and why.
@@ -76,6 +78,8 @@ pub struct ConfinePlan {
     policy: bool,
     spec: ConfineSpec,
     upstream_owner: Arc<UpstreamOwner>,
+    /// `--subuid-file`: who answers for a subordinate uid (outside review r64 F1, F2).
+    subuids: crate::subuid::SubUids,
 }
 
 impl ConfinePlan {
@@ -88,6 +92,10 @@ impl ConfinePlan {
             AllowList::resolve(&a.allow_user, &a.allow_group).map_err(PlanError::AllowList)?;
         let owner_uid = codex_privsep::users::resolve_uid(&args.upstream_owner)
             .map_err(PlanError::UpstreamOwner)?;
+        let subuids = crate::subuid::SubUids::load(&args.subuid_file, |n| {
+            codex_privsep::users::resolve_uid(n).ok()
+        })
+        .map_err(PlanError::SubUids)?;
         let dump_dir_is_ours = args
             .dump_dir
             .as_ref()
@@ -117,6 +125,7 @@ impl ConfinePlan {
                 allow_dns: false,
             },
             upstream_owner: Arc::new(crate::upstream_owner::upstream_owner(owner_uid)),
+            subuids,
         })
     }
 
@@ -199,7 +208,12 @@ impl ConfinePlan {
         let hardening = serde_json::to_string(&secure_main::hardening_report())
             .unwrap_or_else(|e| format!("unserialisable: {e}"));
         tracing::info!(%hardening, "hardening report");
-        Ok(Arc::new(PeerAccess::new(self.allow, ident, self.policy)))
+        Ok(Arc::new(PeerAccess::new(
+            self.allow,
+            ident,
+            self.policy,
+            self.subuids,
+        )))
     }
 }
 

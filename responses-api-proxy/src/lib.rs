@@ -27,6 +27,7 @@ pub mod rotation;
 pub mod scrub;
 pub mod server;
 pub mod startup;
+pub mod subuid;
 pub mod upstream;
 pub mod upstream_owner;
 pub mod wire;

@@ -19,13 +19,24 @@ use crate::listener::ConnAddrs;
 pub struct PeerAccess {
     allow: AllowList,
     ident: Arc<PeerIdentifier>,
+    /// `/etc/subuid`: a subordinate uid answers as its range's owner (outside review r64).
+    subuids: crate::subuid::SubUids,
 }
 
 impl PeerAccess {
     /// The authorizer for `allow`; `ident` is the sock_diag socket, opened before confinement;
     /// `policy`: a governance policy needs every peer's uid.
-    pub fn new(allow: AllowList, ident: Arc<PeerIdentifier>, _policy: bool) -> Self {
-        PeerAccess { allow, ident }
+    pub fn new(
+        allow: AllowList,
+        ident: Arc<PeerIdentifier>,
+        _policy: bool,
+        subuids: crate::subuid::SubUids,
+    ) -> Self {
+        PeerAccess {
+            allow,
+            ident,
+            subuids,
+        }
     }
 }
 
@@ -37,8 +48,12 @@ impl PeerAuthorizer for PeerAccess {
         };
         match found {
             Ok(cred) => {
+                // the user who answers for it: a subordinate uid's owner (r64 F1, F2); the
+                // allow-list below still judges the kernel's uid
+                let owner = self.subuids.owner_of(cred.uid);
                 let identity = PeerIdentity {
-                    uid: Some(cred.uid),
+                    uid: Some(owner.unwrap_or(cred.uid)),
+                    kernel_uid: owner.map(|_| cred.uid),
                     gid: cred.gid,
                     pid: cred.pid,
                 };

@@ -296,7 +296,11 @@ async fn accept_loop(listener: Listener, mut ctx: AcceptCtx) {
             let framing = Arc::new(FramingLog::default());
             let conn = Framed::new(conn, framing.clone(), state.body_read_timeout);
             let conn_ctx = Arc::new(ConnCtx {
-                peer_label: addrs.peer_label().into(),
+                // a subordinate uid is named beside its owner's (the audit line's `uid`)
+                peer_label: match decision.identity().kernel_uid {
+                    Some(k) => format!("{} (subordinate uid {k})", addrs.peer_label()).into(),
+                    None => addrs.peer_label().into(),
+                },
                 addrs,
                 decision,
                 in_flight,

@@ -1732,3 +1732,88 @@ fn one_user_cannot_abandon_more_than_32_responses_at_once() {
     let other = post_as(Some(A), proxy.port, "/v1/responses", body);
     assert_eq!(other.status, 200, "{}", other.body);
 }
+
+/// Outside review r64 F1: a user with a range in `/etc/subuid` (and `newuidmap`) ran clients
+/// under uids of it; each got a `[default]` budget of its own (10.8x the day's input budget
+/// through five of them) and escaped the user's own `[user.X]` section. A uid inside a range
+/// answers as the range's owner now (`--subuid-file`): once the owner's budget is spent, its
+/// subordinate uid is refused too (429 naming the owner's rule), and the ledger books it to the
+/// owner. Control: with the range not listed, the same uid has a budget of its own.
+#[test]
+fn a_subordinate_uid_spends_its_owners_budget() {
+    const SUB: u32 = 231_072;
+    let d = policy_dir();
+    let policy = write_policy(
+        d.path(),
+        "[default]\nmodels = [\"gpt-5*\"]\nmax_output_tokens = 500\nday = { output_tokens = 100 }\n",
+    );
+    let mock = MockUpstream::start().unwrap();
+    mock.set_default(stream_with_usage(5, 0, 120));
+    let body = r#"{"model":"gpt-5","input":"hi","stream":true}"#;
+    let subuid = d.path().join("subuid");
+    for (listed, sub_status) in [(true, 429), (false, 200)] {
+        let ranges = if listed {
+            format!("# test ranges\n{A}:{}:65536\n", SUB - 5)
+        } else {
+            String::new()
+        };
+        std::fs::write(&subuid, ranges).unwrap();
+        let state = d.path().join(format!("state-{listed}"));
+        let proxy = Spawn::new(&mock.responses_url())
+            .governed(&policy, &state)
+            .arg("--subuid-file")
+            .arg(subuid.to_str().unwrap())
+            .start();
+        // the owner spends its day (120 > 100 output tokens)
+        assert_eq!(
+            post_as(Some(A), proxy.port, "/v1/responses", body).status,
+            200
+        );
+        assert_eq!(
+            post_as(Some(A), proxy.port, "/v1/responses", body).status,
+            429
+        );
+        let r = post_as(Some(SUB), proxy.port, "/v1/responses", body);
+        assert_eq!(r.status, sub_status, "listed {listed}: {}", r.body);
+        if listed {
+            assert!(r.body.contains("budget_exhausted"), "{}", r.body);
+            drop(proxy);
+            let rep = usage_json(&state, &[]);
+            let uids: Vec<u64> = rep["rows"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter_map(|r| r["uid"].as_u64())
+                .collect();
+            assert_eq!(uids, [u64::from(A)], "{rep}");
+        }
+    }
+}
+
+/// `--subuid-file` is read with the policy file's checks: a file others may write (a range in
+/// it would make another user's uid answer as whoever wrote it) stops the start (exit 2,
+/// named); a missing file is no ranges.
+#[test]
+fn a_subuid_file_others_may_write_is_refused() {
+    let d = policy_dir();
+    let subuid = d.path().join("subuid");
+    std::fs::write(&subuid, "65534:100000:65536\n").unwrap();
+    std::fs::set_permissions(&subuid, std::os::unix::fs::PermissionsExt::from_mode(0o666)).unwrap();
+    let mock = MockUpstream::start().unwrap();
+    let Err((status, stderr)) = Spawn::new(&mock.responses_url())
+        .arg("--subuid-file")
+        .arg(subuid.to_str().unwrap())
+        .try_start()
+    else {
+        panic!("a subuid file others may write was accepted");
+    };
+    assert_eq!(status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("--subuid-file"), "{stderr}");
+    // control: missing is no ranges, the proxy serves
+    let missing = d.path().join("none");
+    let proxy = Spawn::new(&mock.responses_url())
+        .arg("--subuid-file")
+        .arg(missing.to_str().unwrap())
+        .start();
+    assert!(proxy.port > 0);
+}
