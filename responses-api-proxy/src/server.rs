@@ -121,9 +121,11 @@ impl ConnTable {
     }
 
     /// Counts connection `id` for `uid` (`--max-connections-per-user`): at the uid's cap, its
-    /// oldest connection with no request in flight is closed to make room; `false` (the caller
-    /// closes `id`) when every other connection of the uid is busy.
-    fn admit_uid(&self, id: u64, uid: u32, cap: usize) -> bool {
+    /// oldest connection with no request in flight is closed to make room; otherwise the caller
+    /// closes `id`: every other connection of the uid is busy, or `id` was closed meanwhile to
+    /// make room under `--max-connections` (outside review r64: the log named the per-user cap
+    /// for both).
+    fn admit_uid(&self, id: u64, uid: u32, cap: usize) -> UidAdmission {
         let mut guard = self.inner.lock().unwrap_or_else(|e| e.into_inner());
         let live = &mut guard.1;
         let held = live
@@ -145,16 +147,16 @@ impl ConnTable {
                         }
                     }
                 }
-                None => return false,
+                None => return UidAdmission::UserCapBusy,
             }
         }
         match live.get_mut(&id) {
             Some(entry) => {
                 entry.uid = Some(uid);
-                true
+                UidAdmission::Admitted
             }
             // evicted meanwhile by a newcomer
-            None => false,
+            None => UidAdmission::EvictedMeanwhile,
         }
     }
 
@@ -162,6 +164,16 @@ impl ConnTable {
         let mut guard = self.inner.lock().unwrap_or_else(|e| e.into_inner());
         guard.1.remove(&id);
     }
+}
+
+/// What [`ConnTable::admit_uid`] decided.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum UidAdmission {
+    Admitted,
+    /// The uid holds `--max-connections-per-user`, every one busy.
+    UserCapBusy,
+    /// Closed before it was counted, to make room under `--max-connections`.
+    EvictedMeanwhile,
 }
 
 struct Remove<'a>(&'a ConnTable, u64);
@@ -283,15 +295,26 @@ async fn accept_loop(listener: Listener, mut ctx: AcceptCtx) {
         let per_user = ctx.per_user;
         tokio::spawn(async move {
             let _remove = Remove(&table, id);
-            if !table.admit_uid(id, uid, per_user) {
-                crate::metrics::METRICS.connection_refused_per_user();
-                tracing::warn!(
-                    peer = %addrs.peer_label(),
-                    uid = decision.identity().uid,
-                    cap = per_user,
-                    "this local user holds --max-connections-per-user connections, all busy; closing its new connection"
-                );
-                return;
+            match table.admit_uid(id, uid, per_user) {
+                UidAdmission::Admitted => {}
+                UidAdmission::UserCapBusy => {
+                    crate::metrics::METRICS.connection_refused_per_user();
+                    tracing::warn!(
+                        peer = %addrs.peer_label(),
+                        uid = decision.identity().uid,
+                        cap = per_user,
+                        "this local user holds --max-connections-per-user connections, all busy; closing its new connection"
+                    );
+                    return;
+                }
+                UidAdmission::EvictedMeanwhile => {
+                    tracing::warn!(
+                        peer = %addrs.peer_label(),
+                        uid = decision.identity().uid,
+                        "--max-connections reached: this connection was closed to make room for a newer one of the heaviest holder"
+                    );
+                    return;
+                }
             }
             let framing = Arc::new(FramingLog::default());
             let conn = Framed::new(conn, framing.clone(), state.body_read_timeout);
@@ -449,12 +472,12 @@ mod tests {
         let (a2, _idle_a2, mut r2) = table.admit(10, 7).unwrap();
         let (b1, _idle_b1, mut rb) = table.admit(10, 8).unwrap();
         busy_a1.store(1, Ordering::Release);
-        assert!(table.admit_uid(a1, 7, 2));
-        assert!(table.admit_uid(a2, 7, 2));
-        assert!(table.admit_uid(b1, 8, 2));
+        assert_eq!(table.admit_uid(a1, 7, 2), UidAdmission::Admitted);
+        assert_eq!(table.admit_uid(a2, 7, 2), UidAdmission::Admitted);
+        assert_eq!(table.admit_uid(b1, 8, 2), UidAdmission::Admitted);
         // uid 7 at its cap: its idle a2 makes room, not the busy a1 nor uid 8's b1
         let (a3, busy_a3, _r3) = table.admit(10, 7).unwrap();
-        assert!(table.admit_uid(a3, 7, 2));
+        assert_eq!(table.admit_uid(a3, 7, 2), UidAdmission::Admitted);
         assert!(r2.try_recv().is_ok(), "a2 was not evicted");
         assert!(
             rb.try_recv().is_err(),
@@ -463,9 +486,12 @@ mod tests {
         // every connection of uid 7 busy: the newcomer is refused
         busy_a3.store(1, Ordering::Release);
         let (a4, _idle_a4, _r4) = table.admit(10, 7).unwrap();
-        assert!(!table.admit_uid(a4, 7, 2));
+        assert_eq!(table.admit_uid(a4, 7, 2), UidAdmission::UserCapBusy);
         // uid 8 is unaffected
         let (b2, _idle_b2, _rb2) = table.admit(10, 8).unwrap();
-        assert!(table.admit_uid(b2, 8, 2));
+        assert_eq!(table.admit_uid(b2, 8, 2), UidAdmission::Admitted);
+        // closed meanwhile under --max-connections: said so, not the per-user cap
+        table.remove(b2);
+        assert_eq!(table.admit_uid(b2, 8, 2), UidAdmission::EvictedMeanwhile);
     }
 }
