@@ -806,6 +806,12 @@ impl Sandbox<Planned> {
                         this.opts.program
                     );
                 }
+                // The run's $TMPDIR goes when the command left nothing in it (one directory
+                // per run would pile up: agents run thousands of commands); what it left stays,
+                // as /tmp files do.
+                if let Some(own) = &this.state.own_tmp {
+                    let _ = std::fs::remove_dir(own);
+                }
                 outcome
             }
         }

@@ -1195,3 +1195,28 @@ fn a_server_in_one_runs_tmpdir_leaves_the_next_runs_tmpdir_writable() {
         "{out:?}"
     );
 }
+
+/// One `$TMPDIR` per run would pile up (agents run thousands of commands): a run that leaves
+/// nothing in it has it removed when the command ends; what a run left stays, as `/tmp` files
+/// do.
+#[test]
+fn an_empty_run_tmpdir_is_removed_and_a_used_one_kept() {
+    let e = env();
+    let out = sandboxed(&e, WS, Ns::With, &[], &["sh", "-c", "echo \"$TMPDIR\""]);
+    let empty = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    assert!(
+        empty.starts_with("/tmp/codex-sandbox-65534/run-"),
+        "{out:?}"
+    );
+    assert!(!Path::new(&empty).exists(), "{empty} was left");
+    let out = sandboxed(
+        &e,
+        WS,
+        Ns::With,
+        &[],
+        &["sh", "-c", "touch \"$TMPDIR/kept\" && echo \"$TMPDIR\""],
+    );
+    let used = PathBuf::from(String::from_utf8_lossy(&out.stdout).trim());
+    assert!(used.join("kept").exists(), "{out:?}");
+    std::fs::remove_dir_all(&used).unwrap();
+}
