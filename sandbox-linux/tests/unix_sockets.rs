@@ -1220,3 +1220,55 @@ fn an_empty_run_tmpdir_is_removed_and_a_used_one_kept() {
     assert!(used.join("kept").exists(), "{out:?}");
     std::fs::remove_dir_all(&used).unwrap();
 }
+
+/// Races the rename check (outside review r65 F1's follow-up): one thread swaps a listening
+/// socket and a plain file under one name in `$TMPDIR`, another renames that name to a fixed
+/// name in `/tmp`, for 1.5 s. The creator checks the entry, renames, then checks that what moved
+/// is what it checked; a socket swapped in between is put back. Prints `LANDED` if a socket
+/// ever stood at the fixed name, then the counts.
+const RENAME_RACE_PY: &str = r#"import os, socket, stat, sys, threading, time
+t = os.environ["TMPDIR"]
+dst = sys.argv[1]
+s = socket.socket(socket.AF_UNIX); s.bind(t + "/sock"); s.listen(1)
+stop = time.time() + 1.5
+def swapper():
+    while time.time() < stop:
+        try:
+            open(t + "/plain", "w").close(); os.rename(t + "/plain", t + "/f")
+        except OSError: pass
+        try: os.rename(t + "/sock", t + "/f")
+        except OSError: pass
+        try: os.rename(t + "/f", t + "/sock")
+        except OSError: pass
+th = threading.Thread(target=swapper); th.start()
+moved = 0
+while time.time() < stop:
+    try:
+        os.rename(t + "/f", dst); moved += 1
+        if stat.S_ISSOCK(os.lstat(dst).st_mode):
+            print("LANDED", flush=True); break
+        os.unlink(dst)
+    except OSError: pass
+th.join()
+print("plain files moved:", moved > 0, flush=True)
+"#;
+
+/// The check of a rename into a temporary root's shared part cannot be raced: a socket
+/// swapped under the checked name between the check and the rename never stays at the fixed
+/// name (with the check after the rename removed, it lands within milliseconds), with and
+/// without user namespaces. Control: the plain files swapped in are moved.
+#[test]
+fn a_socket_swapped_in_during_the_rename_check_is_put_back() {
+    let e = env();
+    for ns in BOTH {
+        let dst = format!("/tmp/.s.PGSQL.race{}", std::process::id());
+        let out = sandboxed(&e, WS, ns, &[], &["python3", "-c", RENAME_RACE_PY, &dst]);
+        let _ = std::fs::remove_file(&dst);
+        assert_eq!(
+            String::from_utf8_lossy(&out.stdout),
+            "plain files moved: True\n",
+            "ns {}: {out:?}",
+            ns == Ns::With
+        );
+    }
+}

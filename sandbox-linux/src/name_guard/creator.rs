@@ -31,15 +31,17 @@ fn in_shared_temp(real: &[u8]) -> bool {
 /// symbolic link (it could lead to one), not a directory from elsewhere (it could hold one), and
 /// not the command's own temporary directory or a directory above it. `entry`: the entry's
 /// parent directory and name; `parent_shared`: that parent is in the shared part too.
+/// `Ok(identity)`: what was checked (device, inode), for [`moved_what_was_checked`].
 fn refuse_into_shared_temp(
     parent: BorrowedFd<'_>,
     name: &CString,
     parent_shared: bool,
-) -> Result<(), i32> {
+) -> Result<Option<(u64, u64)>, i32> {
     let mut st = std::mem::MaybeUninit::<libc::stat>::uninit();
     let Ok(stat) = sys::fstatat_nofollow(parent.as_raw_fd(), name, &mut st) else {
-        return Ok(()); // no such entry: the call fails by itself
+        return Ok(None); // no such entry: the call fails by itself
     };
+    let id = Some((stat.st_dev, stat.st_ino));
     let kind = stat.st_mode & libc::S_IFMT;
     match kind {
         libc::S_IFSOCK | libc::S_IFLNK => Err(DENIED_ERRNO),
@@ -55,10 +57,45 @@ fn refuse_into_shared_temp(
                     use std::os::unix::ffi::OsStrExt;
                     o.starts_with(std::ffi::OsStr::from_bytes(&path))
                 });
-            if holds_own { Err(DENIED_ERRNO) } else { Ok(()) }
+            if holds_own { Err(DENIED_ERRNO) } else { Ok(id) }
         }
-        _ => Ok(()),
+        _ => Ok(id),
     }
+}
+
+/// After a rename into a temporary root's shared part: the entry now at `dir`/`name` must be
+/// the one checked before (`checked`). The command could swap another into the source name
+/// between the check and the rename (a socket renamed over a checked plain file, in its own
+/// directory): then the newcomer is checked as it is, and when refused it is put back
+/// (`RENAME_NOREPLACE`), or, a socket or link that cannot go back, removed; `EACCES` either way.
+fn moved_what_was_checked(
+    dir: BorrowedFd<'_>,
+    name: &CString,
+    from: (BorrowedFd<'_>, &CString),
+    from_shared: bool,
+    checked: Option<(u64, u64)>,
+) -> Result<(), i32> {
+    let mut st = std::mem::MaybeUninit::<libc::stat>::uninit();
+    let Ok(now) = sys::fstatat_nofollow(dir.as_raw_fd(), name, &mut st) else {
+        return Ok(());
+    };
+    if checked == Some((now.st_dev, now.st_ino)) {
+        return Ok(());
+    }
+    if refuse_into_shared_temp(dir, name, from_shared).is_ok() {
+        return Ok(());
+    }
+    let back = sys::renameat2(
+        Some(dir),
+        name,
+        Some(from.0),
+        from.1,
+        libc::RENAME_NOREPLACE,
+    );
+    if back.is_err() && now.st_mode & libc::S_IFMT != libc::S_IFDIR {
+        let _ = sys::unlinkat(Some(dir), name, 0);
+    }
+    Err(DENIED_ERRNO)
 }
 
 /// `a` is `b` or below it.
@@ -902,11 +939,41 @@ fn rename(
             // nothing that can serve is moved into a temporary root's shared part (r65 F1)
             let from_shared = in_shared_temp(&real_path(op.as_fd())?);
             let to_shared = in_shared_temp(&real_path(np.as_fd())?);
-            if to_shared {
-                refuse_into_shared_temp(op.as_fd(), &ol, from_shared)?;
-            }
-            if from_shared && flags & libc::RENAME_EXCHANGE != 0 {
-                refuse_into_shared_temp(np.as_fd(), &nl, to_shared)?;
+            let exchange = flags & libc::RENAME_EXCHANGE != 0;
+            let checked_in = if to_shared {
+                refuse_into_shared_temp(op.as_fd(), &ol, from_shared)?
+            } else {
+                None
+            };
+            let checked_back = if from_shared && exchange {
+                refuse_into_shared_temp(np.as_fd(), &nl, to_shared)?
+            } else {
+                None
+            };
+            if to_shared || (from_shared && exchange) {
+                sys::renameat2(Some(op.as_fd()), &ol, Some(np.as_fd()), &nl, flags)
+                    .map_err(errno)?;
+                // checked, then renamed: the same entries must have moved (a swap between the
+                // two is caught here)
+                if to_shared {
+                    moved_what_was_checked(
+                        np.as_fd(),
+                        &nl,
+                        (op.as_fd(), &ol),
+                        from_shared,
+                        checked_in,
+                    )?;
+                }
+                if from_shared && exchange {
+                    moved_what_was_checked(
+                        op.as_fd(),
+                        &ol,
+                        (np.as_fd(), &nl),
+                        to_shared,
+                        checked_back,
+                    )?;
+                }
+                return Ok(());
             }
             sys::renameat2(Some(op.as_fd()), &ol, Some(np.as_fd()), &nl, flags).map_err(errno)
         }
