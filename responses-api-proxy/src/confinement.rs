@@ -96,6 +96,12 @@ impl ConfinePlan {
             codex_privsep::users::resolve_uid(n).ok()
         })
         .map_err(PlanError::SubUids)?;
+        for (a, b) in subuids.overlaps() {
+            tracing::warn!(
+                file = %args.subuid_file.display(),
+                "the subordinate ranges of uids {a} and {b} overlap: their common uids are refused (nobody answers for them)"
+            );
+        }
         let dump_dir_is_ours = args
             .dump_dir
             .as_ref()

@@ -50,13 +50,26 @@ impl PeerAuthorizer for PeerAccess {
             Ok(cred) => {
                 // the user who answers for it: a subordinate uid's owner (r64 F1, F2); the
                 // allow-list below still judges the kernel's uid
-                let owner = self.subuids.owner_of(cred.uid);
+                let answer = self.subuids.owner_of(cred.uid);
+                let owner = match &answer {
+                    crate::subuid::Answer::Owner(o) => Some(*o),
+                    _ => None,
+                };
                 let identity = PeerIdentity {
                     uid: Some(owner.unwrap_or(cred.uid)),
                     kernel_uid: owner.map(|_| cred.uid),
                     gid: cred.gid,
                     pid: cred.pid,
                 };
+                if let crate::subuid::Answer::Ambiguous(owners) = answer {
+                    return PeerDecision::Refuse {
+                        identity,
+                        reason: format!(
+                            "uid {} lies in the subordinate ranges of several users (uids {owners:?}, --subuid-file): nobody answers for it",
+                            cred.uid
+                        ),
+                    };
+                }
                 if self.allow.allows(cred.uid) {
                     PeerDecision::Allow(identity)
                 } else {

@@ -31,6 +31,15 @@ pub struct SubUids {
     real: HashSet<u32>,
 }
 
+/// Who answers for a peer uid ([`SubUids::owner_of`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Answer {
+    Itself,
+    Owner(u32),
+    /// Inside ranges of several owners (listed): refused.
+    Ambiguous(Vec<u32>),
+}
+
 impl SubUids {
     /// Reads `path` with the policy file's checks; a missing file is an empty table. `resolve`
     /// turns an owner name into its uid. `Err`: the file is unsafe or unreadable (named).
@@ -65,16 +74,17 @@ impl SubUids {
             if line.is_empty() || line.starts_with('#') {
                 continue;
             }
+            // read as shadow's `newuidmap` reads it (outside review r67 F2): the first three
+            // fields (more are ignored), numbers as `strtoul(s, 0)` (`0x` hex, a leading `0`
+            // octal)
             let mut f = line.split(':');
-            let (Some(owner), Some(start), Some(count), None) =
-                (f.next(), f.next(), f.next(), f.next())
-            else {
+            let (Some(owner), Some(start), Some(count)) = (f.next(), f.next(), f.next()) else {
                 tracing::warn!(file = %path.display(), line = n + 1, "not OWNER:START:COUNT: skipped");
                 continue;
             };
-            let owner_uid = owner.parse::<u32>().ok().or_else(|| resolve(owner));
-            match (owner_uid, start.parse::<u32>(), count.parse::<u32>()) {
-                (Some(o), Ok(s), Ok(c)) if c > 0 => ranges.push((s, c, o)),
+            let owner_uid = c_ulong(owner).or_else(|| resolve(owner));
+            match (owner_uid, c_ulong(start), c_ulong(count)) {
+                (Some(o), Some(s), Some(c)) if c > 0 => ranges.push((s, c, o)),
                 _ => {
                     tracing::warn!(file = %path.display(), line = n + 1, "owner unknown or range unreadable: skipped")
                 }
@@ -86,19 +96,64 @@ impl SubUids {
         }
     }
 
-    /// The owner of the range `uid` lies in (not the owner itself: a range that holds its own
-    /// owner's uid answers as that uid).
-    pub fn owner_of(&self, uid: u32) -> Option<u32> {
+    /// Who answers for `uid`: itself (no range holds it, `/etc/passwd` lists it, or it is its
+    /// range's owner), the one owner of the ranges that hold it, or nobody when ranges of
+    /// several owners hold it (outside review r67 F1: the first line's owner answered, so a
+    /// user whose range overlapped another's spent that user's budget under that user's rules;
+    /// `newuidmap` lets every owner of an overlapping range map those uids).
+    pub fn owner_of(&self, uid: u32) -> Answer {
         if self.ranges.is_empty() || self.real.contains(&uid) {
-            return None;
+            return Answer::Itself;
         }
-        self.ranges
+        let mut owners: Vec<u32> = self
+            .ranges
             .iter()
-            .find(|(s, c, o)| {
-                uid >= *s && u64::from(uid) < u64::from(*s) + u64::from(*c) && *o != uid
-            })
+            .filter(|(s, c, _)| uid >= *s && u64::from(uid) < u64::from(*s) + u64::from(*c))
             .map(|(_, _, o)| *o)
+            .collect();
+        owners.sort_unstable();
+        owners.dedup();
+        match owners.as_slice() {
+            [] => Answer::Itself,
+            [o] if *o == uid => Answer::Itself,
+            [o] => Answer::Owner(*o),
+            many => Answer::Ambiguous(many.to_vec()),
+        }
     }
+
+    /// Pairs of owners whose ranges overlap (said at start-up).
+    pub fn overlaps(&self) -> Vec<(u32, u32)> {
+        let mut out = Vec::new();
+        for (i, (s1, c1, o1)) in self.ranges.iter().enumerate() {
+            for (s2, c2, o2) in &self.ranges[i + 1..] {
+                let (a, b) = (u64::from(*s1), u64::from(*s2));
+                if o1 != o2 && a < b + u64::from(*c2) && b < a + u64::from(*c1) {
+                    out.push(((*o1).min(*o2), (*o1).max(*o2)));
+                }
+            }
+        }
+        out.sort_unstable();
+        out.dedup();
+        out
+    }
+}
+
+/// `strtoul(s, &end, 0)` with the whole string consumed, as shadow reads `/etc/subuid`:
+/// `0x`/`0X` hexadecimal, a leading `0` octal, else decimal; at most `u32::MAX`.
+fn c_ulong(s: &str) -> Option<u32> {
+    let s = s.trim_start();
+    let s = s.strip_prefix('+').unwrap_or(s);
+    let (digits, radix) = if let Some(h) = s.strip_prefix("0x").or_else(|| s.strip_prefix("0X")) {
+        (h, 16)
+    } else if s.len() > 1 && s.starts_with('0') {
+        (&s[1..], 8)
+    } else {
+        (s, 10)
+    };
+    if digits.is_empty() || digits.starts_with(['+', '-']) {
+        return None;
+    }
+    u32::from_str_radix(digits, radix).ok()
 }
 
 #[cfg(test)]
@@ -112,24 +167,51 @@ mod tests {
             |n| (n == "alice").then_some(1000),
             Path::new("/etc/subuid"),
         );
-        assert_eq!(t.owner_of(100_000), Some(1000));
-        assert_eq!(t.owner_of(165_535), Some(1000));
-        assert_eq!(t.owner_of(165_536), Some(1001));
-        assert_eq!(t.owner_of(231_071), Some(1001));
+        assert_eq!(t.owner_of(100_000), Answer::Owner(1000));
+        assert_eq!(t.owner_of(165_535), Answer::Owner(1000));
+        assert_eq!(t.owner_of(165_536), Answer::Owner(1001));
+        assert_eq!(t.owner_of(231_071), Answer::Owner(1001));
         assert_eq!(
             t.owner_of(231_072),
-            None,
+            Answer::Itself,
             "an owner that names no user is skipped"
         );
-        assert_eq!(t.owner_of(99_999), None);
-        assert_eq!(t.owner_of(1000), None);
-        assert_eq!(t.owner_of(u32::MAX), None);
+        assert_eq!(t.owner_of(99_999), Answer::Itself);
+        assert_eq!(t.owner_of(1000), Answer::Itself);
+        assert_eq!(t.owner_of(u32::MAX), Answer::Itself);
         let mut t = t;
         t.real.insert(100_001);
         assert_eq!(
             t.owner_of(100_001),
-            None,
+            Answer::Itself,
             "a user of /etc/passwd answers as itself"
         );
+        assert!(t.overlaps().is_empty());
+    }
+
+    /// Outside review r67 F1, F2: overlapping ranges of two owners make their common uids
+    /// nobody's (refused), and numbers and fields are read as `newuidmap` reads them.
+    #[test]
+    fn overlaps_are_nobodys_and_numbers_are_read_as_shadow_reads_them() {
+        let t = SubUids::parse(
+            "4300:100000:65536\n4242:100000:65536\n4242:0100000:16\n4243:0x30000:8:extra\n",
+            |_| None,
+            Path::new("/etc/subuid"),
+        );
+        assert_eq!(t.owner_of(100_005), Answer::Ambiguous(vec![4242, 4300]));
+        assert_eq!(t.overlaps(), vec![(4242, 4300)]);
+        assert_eq!(
+            t.owner_of(0o100000),
+            Answer::Owner(4242),
+            "a leading 0 is octal"
+        );
+        assert_eq!(
+            t.owner_of(0x30007),
+            Answer::Owner(4243),
+            "hex, and a fourth field"
+        );
+        assert_eq!(c_ulong("08"), None);
+        assert_eq!(c_ulong("0"), Some(0));
+        assert_eq!(c_ulong("4294967296"), None);
     }
 }

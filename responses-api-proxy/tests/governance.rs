@@ -1817,3 +1817,42 @@ fn a_subuid_file_others_may_write_is_refused() {
         .start();
     assert!(proxy.port > 0);
 }
+
+/// Outside review r67 F1: with two owners' ranges overlapping, the first line's owner answered
+/// for their common uids, so one of them spent the other's budget under the other's rules
+/// (`newuidmap` lets both map those uids). Such a uid is nobody's now: 403 for every request
+/// (the audit reason names both owners), and the start-up log names the overlap. Control: the
+/// same uid in one owner's range alone is served.
+#[test]
+fn a_uid_in_two_owners_ranges_is_refused() {
+    const SUB: u32 = 231_072;
+    let d = policy_dir();
+    let policy = write_policy(
+        d.path(),
+        "[default]\nmodels = [\"gpt-5*\"]\nmax_output_tokens = 500\n",
+    );
+    let mock = MockUpstream::start().unwrap();
+    mock.set_default(stream_with_usage(5, 0, 20));
+    let body = r#"{"model":"gpt-5","input":"hi","stream":true}"#;
+    let subuid = d.path().join("subuid");
+    for (ranges, status) in [
+        (
+            format!("{B}:{}:100\n{A}:0x{:x}:100\n", SUB - 5, SUB - 50),
+            403,
+        ),
+        (format!("{B}:{}:100\n", SUB - 5), 200),
+    ] {
+        std::fs::write(&subuid, &ranges).unwrap();
+        let proxy = Spawn::new(&mock.responses_url())
+            .arg("--policy")
+            .arg(policy.to_str().unwrap())
+            .arg("--subuid-file")
+            .arg(subuid.to_str().unwrap())
+            .start();
+        let r = post_as(Some(SUB), proxy.port, "/v1/responses", body);
+        assert_eq!(r.status, status, "{ranges}: {}", r.body);
+        if status == 403 {
+            assert!(proxy.stderr().contains("overlap"), "{}", proxy.stderr());
+        }
+    }
+}

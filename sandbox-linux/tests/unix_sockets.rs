@@ -1272,3 +1272,87 @@ fn a_socket_swapped_in_during_the_rename_check_is_put_back() {
         );
     }
 }
+
+/// Outside review r66 F1: bound by a relative name in `/tmp`, hard-linked into `$TMPDIR`,
+/// listened on after a `chdir` there, the socket served at the fixed `/tmp` name (psql, ssh-add,
+/// ssh and tmux reached it). A socket file with a second name cannot listen (`EACCES`), with
+/// and without user namespaces; control: the same steps without the link listen (in
+/// `$TMPDIR`, bound there by a relative name).
+#[test]
+fn a_socket_bound_in_tmp_and_linked_into_tmpdir_cannot_listen() {
+    const PY: &str = r#"import os, socket, sys
+t = os.environ["TMPDIR"]
+name = sys.argv[1]
+os.chdir("/tmp")
+s = socket.socket(socket.AF_UNIX); s.bind(name)
+try: os.link("/tmp/" + name, t + "/" + name); print("linked", flush=True)
+except OSError as e: print("link errno", e.errno, flush=True)
+os.chdir(t)
+try: s.listen(1); print("LISTEN", flush=True)
+except OSError as e: print("errno", e.errno, flush=True)
+os.unlink("/tmp/" + name)
+os.chdir(t)
+c = socket.socket(socket.AF_UNIX); c.bind("own.sock")
+try: c.listen(1); print("control LISTEN", flush=True)
+except OSError as e: print("control errno", e.errno, flush=True)
+"#;
+    let e = env();
+    for ns in BOTH {
+        let name = format!(".s.PGSQL.r66-{}", std::process::id());
+        let out = sandboxed(&e, WS, ns, &[], &["python3", "-c", PY, &name]);
+        let _ = std::fs::remove_file(format!("/tmp/{name}"));
+        assert_eq!(
+            String::from_utf8_lossy(&out.stdout),
+            "linked\nerrno 13\ncontrol LISTEN\n",
+            "ns {}: {out:?}",
+            ns == Ns::With
+        );
+    }
+}
+
+/// Outside review r66 F2: a second run moved the first run's `$TMPDIR` (its server listening
+/// in `tmux-UID/default`) to `/tmp/x67`, where the user's `TMUX_TMPDIR` pointed. Another run's
+/// directory and what is in it are not moved into the shared part (`EACCES`); control: a
+/// directory of the shared part moves.
+#[test]
+fn another_runs_tmpdir_cannot_be_moved_to_a_fixed_name() {
+    use std::io::BufRead;
+    let e = env();
+    let mut first = sandbox_command(
+        &e,
+        &[],
+        WS,
+        Ns::With,
+        &[],
+        &[
+            "python3",
+            "-c",
+            "import socket,os,time\nd=os.environ['TMPDIR']+'/tmux-65534'; os.mkdir(d)\ns=socket.socket(socket.AF_UNIX); s.bind(d+'/default'); s.listen(1)\nprint(os.environ['TMPDIR'], flush=True); time.sleep(20)",
+        ],
+    )
+    .stdout(Stdio::piped())
+    .spawn()
+    .unwrap();
+    let mut line = String::new();
+    std::io::BufReader::new(first.stdout.as_mut().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let first_tmp = line.trim().to_string();
+    let tag = std::process::id();
+    let script = format!(
+        "mv '{first_tmp}' /tmp/r66-{tag}-a 2>/dev/null && echo MOVED-RUN || echo refused; \
+         mv '{first_tmp}/tmux-65534' /tmp/r66-{tag}-b 2>/dev/null && echo MOVED-SUB || echo refused; \
+         mkdir /tmp/r66-{tag}-c && mv /tmp/r66-{tag}-c /tmp/r66-{tag}-d && echo control-moved"
+    );
+    let out = sandboxed(&e, WS, Ns::With, &[], &["sh", "-c", &script]);
+    let _ = first.kill();
+    let _ = first.wait();
+    for s in ["a", "b", "c", "d"] {
+        let _ = std::fs::remove_dir_all(format!("/tmp/r66-{tag}-{s}"));
+    }
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "refused\nrefused\ncontrol-moved\n",
+        "{out:?}"
+    );
+}

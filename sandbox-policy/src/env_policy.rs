@@ -111,6 +111,9 @@ pub const TOKEN_FORMATS: &[(&str, usize)] = &[
     ("nrak-", 36),
     ("age-secret-key-1", 50),
     ("sg.", 60),
+    // outside review r66 F3
+    ("glrt-", 26),
+    ("gsk_", 40),
 ];
 
 /// Prefixes that mark a token wherever they appear in a value (`token ghp_…` inside a longer
@@ -210,6 +213,9 @@ pub fn value_has_url_password(value: &OsStr) -> bool {
         || lower.contains("putty-user-key-file")
         || lower.contains("--password ")
         || lower.contains("--password=")
+        // outside review r66 F3: Terraform Cloud tokens, a Docker `auths` document
+        || lower.contains(".atlasv1.")
+        || lower.contains("\"auths\"")
         // outside review r63 F7: an HTTP basic credential, a netrc line, a PEM private key
         || (trimmed.starts_with("basic ") && trimmed.len() > 10)
         || (lower.contains("machine ") && lower.contains(" password "))
@@ -547,6 +553,11 @@ mod tests {
             "[default]\naws_access_key_id = AKIA\naws_secret_access_key = SECRET",
             "token ghp_0123456789abcdefghijklmnopqrstuvwxyz in a sentence",
             "mysql --password secret",
+            // outside review r66 F3
+            "glrt-SECRETaaaaaaaaaaaaaaaaaaaaa",
+            "gsk_SECRETaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa",
+            "abcdefghij1234.atlasv1.SECRETaaaaaaaaaaaaaaaaaaaaa",
+            "{\"auths\":{\"ghcr.io\":{\"auth\":\"dTpw\"}}}",
         ] {
             assert!(value_has_url_password(OsStr::new(v)), "{v}");
         }

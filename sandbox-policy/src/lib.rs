@@ -586,6 +586,26 @@ pub const CREDENTIAL_PATHS: &[&str] = &[
     ".netlify/config.json",
     ".yarnrc",
     ".config/pypoetry/auth.toml",
+    // outside review r66 F3: IDE password stores and state, runners, more CLIs' and AI tools' keys
+    ".config/JetBrains",
+    ".gitlab-runner/config.toml",
+    ".subversion/auth",
+    ".config/filezilla",
+    ".local/share/python_keyring",
+    ".cloudflared",
+    ".ollama/id_ed25519",
+    ".config/io.datasette.llm/keys.json",
+    ".local/share/opencode/auth.json",
+    ".config/aichat",
+    ".continue/config.json",
+    ".continue/config.yaml",
+    ".aider.conf.yml",
+    ".config/Code/User/globalStorage/state.vscdb",
+    ".config/Cursor/User/globalStorage/state.vscdb",
+    ".wgetrc",
+    ".expo/state.json",
+    ".config/tea/config.yml",
+    ".config/fish/fish_variables",
 ];
 
 /// A writable directory and the paths below it that stay read-only.

@@ -57,7 +57,14 @@ fn refuse_into_shared_temp(
                     use std::os::unix::ffi::OsStrExt;
                     o.starts_with(std::ffi::OsStr::from_bytes(&path))
                 });
-            if holds_own { Err(DENIED_ERRNO) } else { Ok(id) }
+            // nor another run's directory or anything in it (outside review r66 F2: a
+            // concurrent run moved the first run's directory, its server listening, to
+            // /tmp/x67, where the user's `TMUX_TMPDIR` pointed)
+            if holds_own || in_sandbox_tmp(&path) {
+                Err(DENIED_ERRNO)
+            } else {
+                Ok(id)
+            }
         }
         _ => Ok(id),
     }
@@ -96,6 +103,13 @@ fn moved_what_was_checked(
         let _ = sys::unlinkat(Some(dir), name, 0);
     }
     Err(DENIED_ERRNO)
+}
+
+/// Whether `path` is a run directory of the sandbox's (`codex-sandbox-*` in a temporary root,
+/// see `crate::own_tmp`), its parent, or below one.
+fn in_sandbox_tmp(path: &[u8]) -> bool {
+    path.split(|&b| b == b'/')
+        .any(|c| c.starts_with(b"codex-sandbox-"))
 }
 
 /// `a` is `b` or below it.

@@ -477,6 +477,13 @@ fn socket_file_private(
     if m.mode() & libc::S_IWOTH != 0 {
         return Err(DENIED_ERRNO);
     }
+    // One name only (outside review r66 F1: bound by a relative name in /tmp, hard-linked into
+    // $TMPDIR, listened on after a `chdir` there: the check found the $TMPDIR name and the
+    // socket served at /tmp/.s.PGSQL.5432 too). A second name made after the listen cannot be
+    // in a temporary root's shared part (the name guard refuses it there).
+    if m.nlink() != 1 {
+        return Err(DENIED_ERRNO);
+    }
     // An ACL grants named users and groups access without S_IWOTH: a default ACL on the
     // directory (`setfacl -d -m u:other:rwx`) is inherited by the socket file (outside review
     // r14 F3: another user connected and read the user's files). Any ACL refuses.
