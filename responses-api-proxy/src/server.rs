@@ -166,31 +166,38 @@ impl ConnTable {
     }
 }
 
-/// At most [`REFUSAL_LINES_PER_SECOND`] warning lines a second for connections closed at a
-/// limit; the rest are counted and said in one line the next second (outside review r67: one
-/// user's 1,600 retried connections wrote 203,038 lines, 40 MB, in 40 s).
-fn refusal_line_allowed() -> bool {
+/// The kinds of connection-refusal lines, each limited on its own (one kind's flood does not
+/// hide another's lines).
+#[derive(Debug, Clone, Copy)]
+enum RefusalLine {
+    AllBusy = 0,
+    UserCap = 1,
+    Evicted = 2,
+}
+
+/// At most [`REFUSAL_LINES_PER_SECOND`] warning lines of `kind` a second for connections closed
+/// at a limit; the rest are counted and said in one line the next second (outside review r67:
+/// one user's 1,600 retried connections wrote 203,038 lines, 40 MB, in 40 s).
+fn refusal_line_allowed(kind: RefusalLine) -> bool {
     use std::sync::atomic::AtomicU64;
-    static WINDOW: AtomicU64 = AtomicU64::new(0);
-    static COUNT: AtomicU64 = AtomicU64::new(0);
-    static SUPPRESSED: AtomicU64 = AtomicU64::new(0);
+    static WINDOW: [AtomicU64; 3] = [AtomicU64::new(0), AtomicU64::new(0), AtomicU64::new(0)];
+    static COUNT: [AtomicU64; 3] = [AtomicU64::new(0), AtomicU64::new(0), AtomicU64::new(0)];
+    static SUPPRESSED: [AtomicU64; 3] = [AtomicU64::new(0), AtomicU64::new(0), AtomicU64::new(0)];
+    let k = kind as usize;
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs());
-    if WINDOW.swap(now, Ordering::Relaxed) != now {
-        COUNT.store(0, Ordering::Relaxed);
-        let n = SUPPRESSED.swap(0, Ordering::Relaxed);
+    if WINDOW[k].swap(now, Ordering::Relaxed) != now {
+        COUNT[k].store(0, Ordering::Relaxed);
+        let n = SUPPRESSED[k].swap(0, Ordering::Relaxed);
         if n > 0 {
-            tracing::warn!(
-                suppressed = n,
-                "connections closed at a limit: {n} more lines suppressed in the last second"
-            );
+            tracing::warn!(suppressed = n, kind = ?kind, "connections closed at a limit: {n} more lines of this kind suppressed in the last second");
         }
     }
-    if COUNT.fetch_add(1, Ordering::Relaxed) < REFUSAL_LINES_PER_SECOND {
+    if COUNT[k].fetch_add(1, Ordering::Relaxed) < REFUSAL_LINES_PER_SECOND {
         true
     } else {
-        SUPPRESSED.fetch_add(1, Ordering::Relaxed);
+        SUPPRESSED[k].fetch_add(1, Ordering::Relaxed);
         false
     }
 }
@@ -316,7 +323,7 @@ async fn accept_loop(listener: Listener, mut ctx: AcceptCtx) {
         };
         let uid = decision.identity().uid.unwrap_or(u32::MAX);
         let Some((id, in_flight, evicted)) = ctx.table.admit(ctx.max_connections, uid) else {
-            if refusal_line_allowed() {
+            if refusal_line_allowed(RefusalLine::AllBusy) {
                 tracing::warn!(peer = %addrs.peer_label(), "connection limit reached with every connection busy; closing new connection");
             }
             drop(conn);
@@ -333,7 +340,7 @@ async fn accept_loop(listener: Listener, mut ctx: AcceptCtx) {
                 UidAdmission::Admitted => {}
                 UidAdmission::UserCapBusy => {
                     crate::metrics::METRICS.connection_refused_per_user();
-                    if refusal_line_allowed() {
+                    if refusal_line_allowed(RefusalLine::UserCap) {
                         tracing::warn!(
                             peer = %addrs.peer_label(),
                             uid = decision.identity().uid,
@@ -344,7 +351,7 @@ async fn accept_loop(listener: Listener, mut ctx: AcceptCtx) {
                     return;
                 }
                 UidAdmission::EvictedMeanwhile => {
-                    if refusal_line_allowed() {
+                    if refusal_line_allowed(RefusalLine::Evicted) {
                         tracing::warn!(
                             peer = %addrs.peer_label(),
                             uid = decision.identity().uid,
@@ -508,11 +515,15 @@ mod tests {
     /// two windows' worth).
     #[test]
     fn refusal_lines_are_limited_per_second() {
-        let allowed = (0..10_000).filter(|_| refusal_line_allowed()).count() as u64;
+        let allowed = (0..10_000)
+            .filter(|_| refusal_line_allowed(RefusalLine::AllBusy))
+            .count() as u64;
         assert!(
             (1..=2 * REFUSAL_LINES_PER_SECOND).contains(&allowed),
             "{allowed}"
         );
+        // another kind is not starved by that flood
+        assert!(refusal_line_allowed(RefusalLine::UserCap));
     }
 
     #[test]

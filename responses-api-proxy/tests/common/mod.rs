@@ -161,6 +161,11 @@ impl<'a> Spawn<'a> {
             ledger_account();
             cmd.args(["--user", LEDGER_ACCOUNT]);
         }
+        // Hermetic: the machine's /etc/subuid is not the test's (a range there would make a test
+        // uid answer as someone else); tests that need ranges pass their own file.
+        if !self.args.iter().any(|a| a == "--subuid-file") {
+            cmd.args(["--subuid-file", "/nonexistent/subuid"]);
+        }
         cmd.arg("--server-info")
             .arg(&info)
             .env_clear()
