@@ -69,8 +69,10 @@ impl SubUids {
 
     fn parse(text: &str, resolve: impl Fn(&str) -> Option<u32>, path: &Path) -> Self {
         let mut ranges = Vec::new();
-        for (n, line) in text.lines().enumerate() {
-            let line = line.trim();
+        // Lines end at `\n` only and are not trimmed: shadow reads ` victim:…`, `…:65536 ` and
+        // `…\r` as no range of victim's (outside review r69 F2: counted here, they made an
+        // overlap that refused the real owner's uids).
+        for (n, line) in text.split('\n').enumerate() {
             if line.is_empty() || line.starts_with('#') {
                 continue;
             }
@@ -82,7 +84,12 @@ impl SubUids {
                 tracing::warn!(file = %path.display(), line = n + 1, "not OWNER:START:COUNT: skipped");
                 continue;
             };
-            let owner_uid = c_ulong(owner).or_else(|| resolve(owner));
+            // the owner as written: a user name, or a uid in plain digits (no blank, no sign)
+            let owner_uid = if !owner.is_empty() && owner.bytes().all(|b| b.is_ascii_digit()) {
+                owner.parse::<u32>().ok()
+            } else {
+                resolve(owner)
+            };
             match (owner_uid, c_ulong(start), c_ulong(count)) {
                 (Some(o), Some(s), Some(c)) if c > 0 => ranges.push((s, c, o)),
                 _ => {
@@ -139,10 +146,15 @@ impl SubUids {
 }
 
 /// `strtoul(s, &end, 0)` with the whole string consumed, as shadow reads `/etc/subuid`:
-/// `0x`/`0X` hexadecimal, a leading `0` octal, else decimal; at most `u32::MAX`.
+/// leading blanks skipped, a sign (`-` negates modulo 2^64, as `strtoul` does: outside review
+/// r69 F1, `-18446744073709451616` is 100000 to `newuidmap`), `0x`/`0X` hexadecimal, a leading
+/// `0` octal, else decimal; beyond 64 bits (`ERANGE`) or above `u32::MAX`: none.
 fn c_ulong(s: &str) -> Option<u32> {
     let s = s.trim_start();
-    let s = s.strip_prefix('+').unwrap_or(s);
+    let (negative, s) = match s.strip_prefix('-') {
+        Some(rest) => (true, rest),
+        None => (false, s.strip_prefix('+').unwrap_or(s)),
+    };
     let (digits, radix) = if let Some(h) = s.strip_prefix("0x").or_else(|| s.strip_prefix("0X")) {
         (h, 16)
     } else if s.len() > 1 && s.starts_with('0') {
@@ -153,7 +165,9 @@ fn c_ulong(s: &str) -> Option<u32> {
     if digits.is_empty() || digits.starts_with(['+', '-']) {
         return None;
     }
-    u32::from_str_radix(digits, radix).ok()
+    let n = u64::from_str_radix(digits, radix).ok()?;
+    let n = if negative { n.wrapping_neg() } else { n };
+    u32::try_from(n).ok()
 }
 
 #[cfg(test)]
@@ -213,5 +227,20 @@ mod tests {
         assert_eq!(c_ulong("08"), None);
         assert_eq!(c_ulong("0"), Some(0));
         assert_eq!(c_ulong("4294967296"), None);
+        // outside review r69 F1, F2
+        assert_eq!(c_ulong("-18446744073709451616"), Some(100_000));
+        assert_eq!(c_ulong("-1"), None);
+        assert_eq!(c_ulong("\t 100000"), Some(100_000));
+        assert_eq!(c_ulong("100000 "), None);
+        let t = SubUids::parse(
+            " 4300:100000:65536\n4300:100000:65536 \n4300:100000:65536\r\n4242:100000:65536\n",
+            |_| None,
+            Path::new("/etc/subuid"),
+        );
+        assert_eq!(
+            t.owner_of(100_005),
+            Answer::Owner(4242),
+            "lines shadow ignores"
+        );
     }
 }
