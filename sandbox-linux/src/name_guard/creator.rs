@@ -99,10 +99,32 @@ fn moved_what_was_checked(
         from.1,
         libc::RENAME_NOREPLACE,
     );
-    if back.is_err() && now.st_mode & libc::S_IFMT != libc::S_IFDIR {
-        let _ = sys::unlinkat(Some(dir), name, 0);
+    if back.is_err() && !remove_entry(dir, name, now.st_mode & libc::S_IFMT == libc::S_IFDIR) {
+        // it stays at the name: the caller kills the process that asked (outside review r68
+        // F1: the command made the directory 0500 so that the removal failed)
+        return Err(GUARD_BREACHED);
     }
     Err(DENIED_ERRNO)
+}
+
+/// The answer of [`perform`] when something that can serve could not be taken back out of a
+/// temporary root's shared part: the requesting process is killed ([`super::supervisor`]).
+pub(super) const GUARD_BREACHED: i32 = libc::ENOTRECOVERABLE;
+
+/// Removes `dir`/`name` (a directory when `is_dir`), giving `dir` back its owner's write bit
+/// when the command took it away; `false` when it is still there.
+fn remove_entry(dir: BorrowedFd<'_>, name: &CString, is_dir: bool) -> bool {
+    let flags = if is_dir { libc::AT_REMOVEDIR } else { 0 };
+    for _ in 0..4 {
+        match sys::unlinkat(Some(dir), name, flags) {
+            Ok(()) => return true,
+            Err(e) if e.raw_os_error() == Some(libc::ENOENT) => return true,
+            Err(_) => {
+                let _ = sys::make_dir_writable(dir);
+            }
+        }
+    }
+    false
 }
 
 /// Whether `path` is a run directory of the sandbox's (`codex-sandbox-*` in a temporary root,

@@ -79,6 +79,14 @@ pub fn handle(listener: &OwnedFd, n: &libc::seccomp_notif, proc_matches: bool) -
     let wants_fd = matches!(req.op, Op::Open | Op::Reopen);
     let cloexec = req.flags & libc::O_CLOEXEC != 0;
     match super::creator::perform(&req, fds) {
+        Err(super::creator::GUARD_BREACHED) => {
+            // a server of the command's could not be taken back out of a temporary root's
+            // shared part: the process that moved it there dies (and with it what it holds)
+            if let Ok(p) = ctx.pidfd() {
+                let _ = nsys::pidfd_kill(p);
+            }
+            Answer::Errno(DENIED_ERRNO)
+        }
         Err(errno) => Answer::Errno(errno),
         Ok(Some(fd)) if wants_fd => Answer::Fd { fd, cloexec },
         Ok(None) if !wants_fd => Answer::Errno(0),

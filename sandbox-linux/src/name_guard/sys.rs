@@ -438,6 +438,17 @@ pub fn open_dir_path(path: &CStr) -> io::Result<OwnedFd> {
 }
 
 /// `unlinkat(dir, name, flags)`.
+/// Gives the directory `dir` (any descriptor of it, `O_PATH` too) its owner's write and search
+/// bits, through `/proc/self/fd/N` (`fchmod` refuses `O_PATH` descriptors).
+pub fn make_dir_writable(dir: BorrowedFd<'_>) -> io::Result<()> {
+    let mode = fstat_fd(dir)?.st_mode & 0o7777;
+    let path = std::ffi::CString::new(format!("/proc/self/fd/{}", dir.as_raw_fd()))
+        .map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))?;
+    // SAFETY: `path` is NUL-terminated and alive for the call; integers otherwise.
+    cvt(unsafe { libc::fchmodat(libc::AT_FDCWD, path.as_ptr(), mode | 0o300, 0) } as libc::c_long)
+        .map(drop)
+}
+
 pub fn unlinkat(dir: Option<BorrowedFd<'_>>, name: &CStr, flags: i32) -> io::Result<()> {
     // SAFETY: `name` is NUL-terminated; `dir` is borrowed for the call.
     cvt(unsafe { libc::unlinkat(raw(dir), name.as_ptr(), flags) } as libc::c_long).map(drop)

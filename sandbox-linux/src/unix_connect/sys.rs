@@ -199,6 +199,22 @@ pub fn pidfd_getfd(pidfd: &OwnedFd, target: i32) -> io::Result<OwnedFd> {
     Ok(unsafe { OwnedFd::from_raw_fd(fd as RawFd) })
 }
 
+/// `pidfd_send_signal(pidfd, SIGKILL)`: the process behind `pidfd` dies (a thread's pidfd
+/// names its process for `SIGKILL`, which ends the whole thread group).
+pub fn pidfd_kill(pidfd: &OwnedFd) -> io::Result<()> {
+    // SAFETY: plain syscall on integers; no info struct (NULL), no flags.
+    cvt(unsafe {
+        libc::syscall(
+            libc::SYS_pidfd_send_signal,
+            pidfd.as_raw_fd(),
+            libc::SIGKILL,
+            std::ptr::null::<libc::siginfo_t>(),
+            0,
+        )
+    })
+    .map(drop)
+}
+
 /// `openat(dir, path, O_PATH|O_CLOEXEC)` following symlinks (done by the supervisor, with its
 /// own view and no Landlock).
 pub fn open_path(dir: Option<&OwnedFd>, path: &std::ffi::CStr) -> io::Result<OwnedFd> {
