@@ -1221,52 +1221,70 @@ fn an_empty_run_tmpdir_is_removed_and_a_used_one_kept() {
     std::fs::remove_dir_all(&used).unwrap();
 }
 
-/// Races the rename check (outside review r65 F1's follow-up): one thread swaps a listening
-/// socket and a plain file under one name in `$TMPDIR`, another renames that name to a fixed
-/// name in `/tmp`, for 1.5 s. The creator checks the entry, renames, then checks that what moved
-/// is what it checked; a socket swapped in between is put back. Prints `LANDED` if a socket
-/// ever stood at the fixed name, then the counts.
+/// Races the rename check (outside reviews r65 F1, r68 F1): the main thread puts a plain file
+/// and then a listening socket under one name in `$TMPDIR` (the socket gets the file's freed
+/// inode number), two threads rename that name to a fixed name in a directory of `/tmp`, and a
+/// third flips that directory between 0500 and 0700, for 1.5 s. Prints how many times a socket
+/// stood at the fixed name, and whether plain files were moved.
 const RENAME_RACE_PY: &str = r#"import os, socket, stat, sys, threading, time
 t = os.environ["TMPDIR"]
-dst = sys.argv[1]
-s = socket.socket(socket.AF_UNIX); s.bind(t + "/sock"); s.listen(1)
+d = sys.argv[1]
+dst = d + "/default"
+os.mkdir(d)
 stop = time.time() + 1.5
-def swapper():
+def renamer():
     while time.time() < stop:
-        try:
-            open(t + "/plain", "w").close(); os.rename(t + "/plain", t + "/f")
+        try: os.rename(t + "/f", dst)
         except OSError: pass
-        try: os.rename(t + "/sock", t + "/f")
-        except OSError: pass
-        try: os.rename(t + "/f", t + "/sock")
-        except OSError: pass
-th = threading.Thread(target=swapper); th.start()
+def flipper():
+    # outside review r68 F1: the directory made unwritable so that taking it back fails
+    while time.time() < stop:
+        os.chmod(d, 0o500); os.chmod(d, 0o700)
+    os.chmod(d, 0o700)
+ths = [threading.Thread(target=renamer), threading.Thread(target=renamer), threading.Thread(target=flipper)]
+for th in ths: th.start()
+landed = 0
 moved = 0
 while time.time() < stop:
-    try:
-        os.rename(t + "/f", dst); moved += 1
-        if stat.S_ISSOCK(os.lstat(dst).st_mode):
-            print("LANDED", flush=True); break
-        os.unlink(dst)
+    # a plain file to be checked, then a listening socket in its place (r65, r68: the freed
+    # inode number goes to the socket)
+    for p in (t + "/f", dst):
+        try: os.unlink(p)
+        except OSError: pass
+    open(t + "/f", "w").close()
+    time.sleep(0)
+    if os.path.exists(dst): moved += 1
+    try: os.unlink(t + "/f")
     except OSError: pass
-th.join()
-print("plain files moved:", moved > 0, flush=True)
+    s = socket.socket(socket.AF_UNIX)
+    try:
+        s.bind(t + "/f"); s.listen(1)
+    except OSError:
+        s.close(); continue
+    ino = os.lstat(t + "/f").st_ino if os.path.exists(t + "/f") else None
+    try:
+        if stat.S_ISSOCK(os.lstat(dst).st_mode): landed += 1
+    except OSError: pass
+    s.close()
+for th in ths: th.join()
+print("landed", landed, "plain files moved:", moved > 0, flush=True)
 "#;
 
-/// The check of a rename into a temporary root's shared part cannot be raced: a socket
-/// swapped under the checked name between the check and the rename never stays at the fixed
-/// name (with the check after the rename removed, it lands within milliseconds), with and
-/// without user namespaces. Control: the plain files swapped in are moved.
+/// The check of a rename into a temporary root's shared part cannot be raced: the entry is
+/// held open, checked and linked by descriptor, so a socket bound under the checked name never
+/// stands at the fixed name, not even for a moment (r65's check-by-name let one land within
+/// milliseconds; r68's won against a check-then-recheck by inode number in 45 s), with and
+/// without user namespaces. Control: the plain files are moved.
 #[test]
 fn a_socket_swapped_in_during_the_rename_check_is_put_back() {
     let e = env();
     for ns in BOTH {
-        let dst = format!("/tmp/.s.PGSQL.race{}", std::process::id());
-        let out = sandboxed(&e, WS, ns, &[], &["python3", "-c", RENAME_RACE_PY, &dst]);
-        let _ = std::fs::remove_file(&dst);
+        let dir = format!("/tmp/sbl-race{}", std::process::id());
+        let out = sandboxed(&e, WS, ns, &[], &["python3", "-c", RENAME_RACE_PY, &dir]);
+        let _ = std::fs::remove_dir_all(&dir);
         assert_eq!(
             String::from_utf8_lossy(&out.stdout),
-            "plain files moved: True\n",
+            "landed 0 plain files moved: True\n",
             "ns {}: {out:?}",
             ns == Ns::With
         );

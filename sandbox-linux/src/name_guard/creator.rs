@@ -70,11 +70,11 @@ fn refuse_into_shared_temp(
     }
 }
 
-/// After a rename into a temporary root's shared part: the entry now at `dir`/`name` must be
-/// the one checked before (`checked`). The command could swap another into the source name
-/// between the check and the rename (a socket renamed over a checked plain file, in its own
-/// directory): then the newcomer is checked as it is, and when refused it is put back
-/// (`RENAME_NOREPLACE`), or, a socket or link that cannot go back, removed; `EACCES` either way.
+/// After a rename into a temporary root's shared part: the entry now at `dir`/`name` is checked
+/// again, as it is (the command could swap another into the source name between the check and
+/// the rename: a socket bound where a checked plain file was); when refused it is put back
+/// (`RENAME_NOREPLACE`), or removed (from a directory the command made unwritable too), or the
+/// process that asked is killed; `EACCES` either way. `checked`: what the first check saw.
 fn moved_what_was_checked(
     dir: BorrowedFd<'_>,
     name: &CString,
@@ -86,9 +86,10 @@ fn moved_what_was_checked(
     let Ok(now) = sys::fstatat_nofollow(dir.as_raw_fd(), name, &mut st) else {
         return Ok(());
     };
-    if checked == Some((now.st_dev, now.st_ino)) {
-        return Ok(());
-    }
+    // judged by what it is, not by its number: a plain file checked, removed, and a socket
+    // bound in its place gets the freed inode number (outside review r68 F1: the identity
+    // test passed and the listening socket stayed at the name)
+    let _ = checked;
     if refuse_into_shared_temp(dir, name, from_shared).is_ok() {
         return Ok(());
     }
@@ -107,6 +108,63 @@ fn moved_what_was_checked(
     Err(DENIED_ERRNO)
 }
 
+/// Moves `op`/`ol` (outside the shared part) to `np`/`nl` (in it) without a window: the entry is
+/// opened (`O_PATH|O_NOFOLLOW`, which also keeps its inode number from being given to another
+/// file), checked on that descriptor (a regular file, FIFO or device node only: sockets, links
+/// and directories are refused there), linked by descriptor at the new name (an entry there is
+/// removed first unless `RENAME_NOREPLACE`; a directory there is refused), and its old name
+/// removed if it still names that inode. Not atomic: for a moment both names exist, and a
+/// replaced destination is missing.
+fn move_pinned(
+    op: BorrowedFd<'_>,
+    ol: &CString,
+    np: BorrowedFd<'_>,
+    nl: &CString,
+    flags: u32,
+) -> Result<(), i32> {
+    if flags & !libc::RENAME_NOREPLACE != 0 {
+        return Err(DENIED_ERRNO);
+    }
+    let src = sys::openat(Some(op), ol, libc::O_PATH | libc::O_NOFOLLOW, 0).map_err(errno)?;
+    let st = sys::fstat_fd(src.as_fd()).map_err(errno)?;
+    match st.st_mode & libc::S_IFMT {
+        libc::S_IFSOCK | libc::S_IFLNK | libc::S_IFDIR => return Err(DENIED_ERRNO),
+        _ => {}
+    }
+    let link =
+        CString::new(format!("/proc/self/fd/{}", src.as_raw_fd())).map_err(|_| libc::EINVAL)?;
+    let mut tries = 0;
+    loop {
+        match sys::linkat(None, &link, Some(np), nl, libc::AT_SYMLINK_FOLLOW) {
+            Ok(()) => break,
+            Err(e)
+                if e.raw_os_error() == Some(libc::EEXIST)
+                    && flags & libc::RENAME_NOREPLACE == 0
+                    && tries < 8 =>
+            {
+                tries += 1;
+                let mut dst = std::mem::MaybeUninit::<libc::stat>::uninit();
+                match sys::fstatat_nofollow(np.as_raw_fd(), nl, &mut dst) {
+                    Ok(d) if d.st_mode & libc::S_IFMT == libc::S_IFDIR => return Err(libc::EISDIR),
+                    Ok(d) if (d.st_dev, d.st_ino) == (st.st_dev, st.st_ino) => break,
+                    Ok(_) => {
+                        let _ = sys::unlinkat(Some(np), nl, 0);
+                    }
+                    Err(_) => {}
+                }
+            }
+            Err(e) => return Err(errno(e)),
+        }
+    }
+    let mut now = std::mem::MaybeUninit::<libc::stat>::uninit();
+    if let Ok(s) = sys::fstatat_nofollow(op.as_raw_fd(), ol, &mut now) {
+        if (s.st_dev, s.st_ino) == (st.st_dev, st.st_ino) {
+            let _ = sys::unlinkat(Some(op), ol, 0);
+        }
+    }
+    Ok(())
+}
+
 /// The answer of [`perform`] when something that can serve could not be taken back out of a
 /// temporary root's shared part: the requesting process is killed ([`super::supervisor`]).
 pub(super) const GUARD_BREACHED: i32 = libc::ENOTRECOVERABLE;
@@ -115,12 +173,15 @@ pub(super) const GUARD_BREACHED: i32 = libc::ENOTRECOVERABLE;
 /// when the command took it away; `false` when it is still there.
 fn remove_entry(dir: BorrowedFd<'_>, name: &CString, is_dir: bool) -> bool {
     let flags = if is_dir { libc::AT_REMOVEDIR } else { 0 };
-    for _ in 0..4 {
+    // a thread of the command may flip the directory's mode back as fast as it can
+    for _ in 0..1000 {
         match sys::unlinkat(Some(dir), name, flags) {
             Ok(()) => return true,
             Err(e) if e.raw_os_error() == Some(libc::ENOENT) => return true,
+            Err(e) if e.raw_os_error() == Some(libc::ENOTEMPTY) => return false,
             Err(_) => {
                 let _ = sys::make_dir_writable(dir);
+                std::thread::yield_now();
             }
         }
     }
@@ -976,6 +1037,17 @@ fn rename(
             let from_shared = in_shared_temp(&real_path(op.as_fd())?);
             let to_shared = in_shared_temp(&real_path(np.as_fd())?);
             let exchange = flags & libc::RENAME_EXCHANGE != 0;
+            // An exchange across the boundary cannot be made without a moment in which an
+            // unchecked entry could stand in the shared part: refused.
+            if exchange && from_shared != to_shared {
+                return Err(DENIED_ERRNO);
+            }
+            // Into the shared part from elsewhere: the checked inode itself is given the new
+            // name (outside review r68 F1: checked by name, renamed by name, a socket bound in
+            // between was moved; now it is held open, checked, and linked by descriptor).
+            if to_shared && !from_shared {
+                return move_pinned(op.as_fd(), &ol, np.as_fd(), &nl, flags);
+            }
             let checked_in = if to_shared {
                 refuse_into_shared_temp(op.as_fd(), &ol, from_shared)?
             } else {
