@@ -1160,29 +1160,8 @@ fn servers_at_fixed_names_in_a_temporary_root_cannot_listen() {
 /// first run's place (`EACCES` at `listen`).
 #[test]
 fn a_server_in_one_runs_tmpdir_leaves_the_next_runs_tmpdir_writable() {
-    use std::io::BufRead;
     let e = env();
-    let mut first = sandbox_command(
-        &e,
-        &[],
-        WS,
-        Ns::With,
-        &[],
-        &[
-            "python3",
-            "-c",
-            "import socket,os,time\ns=socket.socket(socket.AF_UNIX); s.bind(os.environ['TMPDIR']+'/srv'); s.listen(1)\nprint(os.environ['TMPDIR'], flush=True); time.sleep(20)",
-        ],
-    )
-    .stdout(Stdio::piped())
-    .spawn()
-    .unwrap();
-    let mut line = String::new();
-    std::io::BufReader::new(first.stdout.as_mut().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let first_tmp = line.trim().to_string();
-    assert!(first_tmp.starts_with("/tmp/codex-sandbox-65534/"), "{line}");
+    let (mut first, first_tmp) = first_run_listening(&e, "srv");
     let script = format!(
         "touch \"$TMPDIR/x\" && echo own-ok; python3 -c 'import socket\ntry: s=socket.socket(socket.AF_UNIX); s.bind(\"{first_tmp}/srv2\"); s.listen(1); print(\"LISTEN\")\nexcept OSError as e: print(\"errno\", e.errno)'"
     );
@@ -1334,28 +1313,8 @@ except OSError as e: print("control errno", e.errno, flush=True)
 /// directory of the shared part moves.
 #[test]
 fn another_runs_tmpdir_cannot_be_moved_to_a_fixed_name() {
-    use std::io::BufRead;
     let e = env();
-    let mut first = sandbox_command(
-        &e,
-        &[],
-        WS,
-        Ns::With,
-        &[],
-        &[
-            "python3",
-            "-c",
-            "import socket,os,time\nd=os.environ['TMPDIR']+'/tmux-65534'; os.mkdir(d)\ns=socket.socket(socket.AF_UNIX); s.bind(d+'/default'); s.listen(1)\nprint(os.environ['TMPDIR'], flush=True); time.sleep(20)",
-        ],
-    )
-    .stdout(Stdio::piped())
-    .spawn()
-    .unwrap();
-    let mut line = String::new();
-    std::io::BufReader::new(first.stdout.as_mut().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let first_tmp = line.trim().to_string();
+    let (mut first, first_tmp) = first_run_listening(&e, "tmux-65534/default");
     let tag = std::process::id();
     let script = format!(
         "mv '{first_tmp}' /tmp/r66-{tag}-a 2>/dev/null && echo MOVED-RUN || echo refused; \
@@ -1373,4 +1332,24 @@ fn another_runs_tmpdir_cannot_be_moved_to_a_fixed_name() {
         "refused\nrefused\ncontrol-moved\n",
         "{out:?}"
     );
+}
+
+/// A first run (workspace-write, namespaces) that listens at `rel` below its `$TMPDIR` and
+/// stays 20 s; the child and that `$TMPDIR`.
+fn first_run_listening(e: &Env, rel: &str) -> (std::process::Child, String) {
+    use std::io::BufRead;
+    let script = format!(
+        "import socket,os,time\np=os.environ['TMPDIR']+'/{rel}'\nos.makedirs(os.path.dirname(p), exist_ok=True)\ns=socket.socket(socket.AF_UNIX); s.bind(p); s.listen(1)\nprint(os.environ['TMPDIR'], flush=True); time.sleep(20)"
+    );
+    let mut first = sandbox_command(e, &[], WS, Ns::With, &[], &["python3", "-c", &script])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufReader::new(first.stdout.as_mut().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let tmp = line.trim().to_string();
+    assert!(tmp.starts_with("/tmp/codex-sandbox-65534/"), "{line}");
+    (first, tmp)
 }
