@@ -112,20 +112,26 @@ impl SubUids {
         if self.ranges.is_empty() || self.real.contains(&uid) {
             return Answer::Itself;
         }
-        let mut owners: Vec<u32> = self
+        // per connection: no allocation unless two owners claim the uid (refused, rare)
+        let mut owners = self
             .ranges
             .iter()
             .filter(|(s, c, _)| uid >= *s && u64::from(uid) < u64::from(*s) + u64::from(*c))
-            .map(|(_, _, o)| *o)
-            .collect();
-        owners.sort_unstable();
-        owners.dedup();
-        match owners.as_slice() {
-            [] => Answer::Itself,
-            [o] if *o == uid => Answer::Itself,
-            [o] => Answer::Owner(*o),
-            many => Answer::Ambiguous(many.to_vec()),
+            .map(|(_, _, o)| *o);
+        let Some(first) = owners.next() else {
+            return Answer::Itself;
+        };
+        if owners.clone().all(|o| o == first) {
+            return if first == uid {
+                Answer::Itself
+            } else {
+                Answer::Owner(first)
+            };
         }
+        let mut all: Vec<u32> = std::iter::once(first).chain(owners).collect();
+        all.sort_unstable();
+        all.dedup();
+        Answer::Ambiguous(all)
     }
 
     /// Pairs of owners whose ranges overlap (said at start-up).

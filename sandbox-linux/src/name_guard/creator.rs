@@ -18,12 +18,16 @@ static PROTECTED_PATHS: std::sync::OnceLock<Vec<Vec<u8>>> = std::sync::OnceLock:
 /// elsewhere is put there.
 static SHARED_TEMP: std::sync::OnceLock<crate::own_tmp::SharedTemp> = std::sync::OnceLock::new();
 
-/// Whether the directory at `real` (resolved) is in a temporary root's shared part.
-fn in_shared_temp(real: &[u8]) -> bool {
+/// Whether the directory `dir` is in a temporary root's shared part. Its path is read back
+/// only when the policy has a temporary root (a `readlink` per side of every mediated
+/// `rename`, `link` and `symlink` otherwise).
+fn in_shared_temp(dir: BorrowedFd<'_>) -> Result<bool, i32> {
     use std::os::unix::ffi::OsStrExt;
-    SHARED_TEMP
-        .get()
-        .is_some_and(|s| s.is_shared(std::path::Path::new(std::ffi::OsStr::from_bytes(real))))
+    let Some(shared) = SHARED_TEMP.get().filter(|s| !s.temp_roots.is_empty()) else {
+        return Ok(false);
+    };
+    let real = real_path(dir)?;
+    Ok(shared.is_shared(std::path::Path::new(std::ffi::OsStr::from_bytes(&real))))
 }
 
 /// What may be given a name in a temporary root's shared part by `rename`/`link`: not a socket
@@ -654,7 +658,7 @@ pub(super) fn perform(req: &Request, fds: Vec<OwnedFd>) -> Outcome {
                 Target::In(parent, last) => {
                     // no link in a temporary root's shared part: it could lead the user's
                     // programs to the command's server (outside review r65 F1)
-                    if in_shared_temp(&real_path(parent.as_fd())?) {
+                    if in_shared_temp(parent.as_fd())? {
                         return Err(DENIED_ERRNO);
                     }
                     sys::symlinkat(&content, Some(parent.as_fd()), &last)
@@ -946,7 +950,7 @@ fn link(
         return sys::linkat(d1, &cstr(old)?, d2, &cstr(new)?, flags).map_err(errno);
     };
     // a second name in a temporary root's shared part only for what cannot serve (r65 F1)
-    if in_shared_temp(&real_path(parent.as_fd())?) {
+    if in_shared_temp(parent.as_fd())? {
         let kind = sys::info(src.as_fd()).map_err(errno)?.kind;
         if kind == libc::S_IFSOCK || kind == libc::S_IFLNK {
             return Err(DENIED_ERRNO);
@@ -1034,8 +1038,8 @@ fn rename(
                 entry_is_no_repository(np.as_fd(), &nl)?;
             }
             // nothing that can serve is moved into a temporary root's shared part (r65 F1)
-            let from_shared = in_shared_temp(&real_path(op.as_fd())?);
-            let to_shared = in_shared_temp(&real_path(np.as_fd())?);
+            let from_shared = in_shared_temp(op.as_fd())?;
+            let to_shared = in_shared_temp(np.as_fd())?;
             let exchange = flags & libc::RENAME_EXCHANGE != 0;
             // An exchange across the boundary cannot be made without a moment in which an
             // unchecked entry could stand in the shared part: refused.
