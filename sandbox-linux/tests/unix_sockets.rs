@@ -1353,3 +1353,93 @@ fn first_run_listening(e: &Env, rel: &str) -> (std::process::Child, String) {
     assert!(tmp.starts_with("/tmp/codex-sandbox-65534/"), "{line}");
     (first, tmp)
 }
+
+/// Outside review r70 F1: a second run's workspace lies in `/tmp`, where it may listen; to a
+/// first run started before it, that workspace is the shared part of `/tmp`, and it moved the
+/// directory holding the second run's server to `$TMUX_TMPDIR/tmux-UID`: the user's `tmux ls`
+/// ran a command outside. A directory with anything in it does not move within the shared part
+/// (`EXDEV`: `mv` copies instead, and a copied socket has no server), with and without user
+/// namespaces; control: an empty directory moves, and the server stays reachable at its own
+/// name.
+#[test]
+fn another_runs_workspace_in_tmp_cannot_have_its_server_moved_to_a_fixed_name() {
+    use std::io::BufRead;
+    const FIRST: &str = r#"import os, sys, time
+src, dst = sys.argv[1], sys.argv[2]
+print("ready", flush=True)
+for _ in range(300):
+    if os.path.exists(src + "/default"): break
+    time.sleep(0.05)
+try: os.rename(src, dst); print("MOVED", flush=True)
+except OSError as e: print("errno", e.errno, flush=True)
+os.mkdir(dst + ".e"); os.rename(dst + ".e", dst + ".f"); print("control moved", flush=True)
+"#;
+    const SECOND: &str = r#"import os, socket, sys, time
+os.makedirs("d", mode=0o700)
+s = socket.socket(socket.AF_UNIX); s.bind("d/default"); s.listen(4)
+print("listening", flush=True); time.sleep(20)
+"#;
+    let e = env();
+    for ns in BOTH {
+        let tag = format!("{}-{}", std::process::id(), ns == Ns::With);
+        let base = PathBuf::from(format!("/tmp/sbl-r70-{tag}"));
+        let second_ws = base.join("ws");
+        std::fs::create_dir_all(&second_ws).unwrap();
+        std::fs::create_dir_all(format!("{}-y", base.display())).unwrap();
+        chown_r(&base);
+        chown_r(Path::new(&format!("{}-y", base.display())));
+        let src = second_ws.join("d");
+        let fixed = format!("{}-y/tmux-65534", base.display());
+        let mut first = sandbox_command(
+            &e,
+            &[],
+            WS,
+            ns,
+            &[],
+            &["python3", "-c", FIRST, s(&src), &fixed],
+        )
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+        let mut lines = std::io::BufReader::new(first.stdout.take().unwrap()).lines();
+        assert_eq!(lines.next().unwrap().unwrap(), "ready");
+        let second_env = Env {
+            _dir: tempfile::tempdir().unwrap(),
+            ws: second_ws.clone(),
+            outside: e.outside.clone(),
+            home: e.home.clone(),
+        };
+        let mut second = sandbox_command(&second_env, &[], WS, ns, &[], &["python3", "-c", SECOND])
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut second_lines = std::io::BufReader::new(second.stdout.take().unwrap()).lines();
+        let listening = second_lines.next().map(|l| l.unwrap());
+        let rest: Vec<String> = lines.map(|l| l.unwrap()).collect();
+        let first_out = first.wait_with_output().unwrap();
+        // the victim, outside any sandbox, at the fixed name; the server at its own name
+        let at_fixed = std::os::unix::net::UnixStream::connect(format!("{fixed}/default"));
+        let at_own = std::os::unix::net::UnixStream::connect(src.join("default"));
+        let _ = second.kill();
+        let _ = second.wait();
+        let _ = std::fs::remove_dir_all(&base);
+        let _ = std::fs::remove_dir_all(format!("{}-y", base.display()));
+        assert_eq!(
+            listening.as_deref(),
+            Some("listening"),
+            "ns {}",
+            ns == Ns::With
+        );
+        assert_eq!(
+            rest,
+            ["errno 18", "control moved"],
+            "ns {}: {first_out:?}",
+            ns == Ns::With
+        );
+        assert!(
+            at_fixed.is_err(),
+            "the victim reached the server at {fixed}"
+        );
+        assert!(at_own.is_ok(), "control: {at_own:?}");
+    }
+}

@@ -66,6 +66,12 @@ fn refuse_into_shared_temp(
             // /tmp/x67, where the user's `TMUX_TMPDIR` pointed)
             if holds_own || in_sandbox_tmp(&path) {
                 Err(DENIED_ERRNO)
+            } else if !sys::dir_is_empty(parent, name).unwrap_or(false) {
+                // nor a directory with anything in it (outside review r70 F1: a concurrent run's
+                // workspace in /tmp is shared part here; its server listened in a directory there
+                // that this run moved to `$TMUX_TMPDIR/tmux-UID`). `EXDEV`: `mv` and
+                // `shutil.move` copy instead, entry by entry, each one checked.
+                Err(libc::EXDEV)
             } else {
                 Ok(id)
             }

@@ -437,6 +437,19 @@ pub fn open_dir_path(path: &CStr) -> io::Result<OwnedFd> {
     Ok(unsafe { OwnedFd::from_raw_fd(fd as RawFd) })
 }
 
+/// Whether the directory `dir`/`name` (not followed if a link) has no entry but `.` and `..`;
+/// an error when it cannot be opened and read (no read permission: not known to be empty).
+pub fn dir_is_empty(dir: BorrowedFd<'_>, name: &CStr) -> io::Result<bool> {
+    let fd = openat(
+        Some(dir),
+        name,
+        libc::O_RDONLY | libc::O_DIRECTORY | libc::O_NOFOLLOW,
+        0,
+    )?;
+    let mut entries = std::fs::read_dir(format!("/proc/self/fd/{}", fd.as_raw_fd()))?;
+    Ok(entries.next().is_none())
+}
+
 /// `unlinkat(dir, name, flags)`.
 /// Gives the directory `dir` (any descriptor of it, `O_PATH` too) its owner's write and search
 /// bits, through `/proc/self/fd/N` (`fchmod` refuses `O_PATH` descriptors).
