@@ -1443,3 +1443,111 @@ print("listening", flush=True); time.sleep(20)
         assert!(at_own.is_ok(), "control: {at_own:?}");
     }
 }
+
+/// Outside review r71 F1: the second run (workspace in `/tmp`) shuttles its listening socket
+/// into an empty directory `E` of its workspace and back; the first run shuttles `E` (empty,
+/// so it may move) between that workspace and a fixed name. A rename checked while `E` was
+/// in the workspace landed after `E` had moved: the socket stayed at the fixed name and the
+/// user's `psql` sent its password (within about a second). The first fix (checked empty,
+/// renamed, checked again and put back) put the directory the other run had filled meanwhile
+/// back to the fixed name. A directory now moves within the shared part as a new empty one
+/// made at the new name and the old one removed by `rmdir` (which fails when anything is in
+/// it), and a rename, link or symlink looks again, after the call, at where its entry landed:
+/// no landing lasts, with and without user namespaces; control: both shuttles keep moving.
+/// (Without both changes the socket stayed at the fixed name in the first seconds: run and seen.)
+#[test]
+fn a_socket_renamed_into_a_directory_moved_meanwhile_to_a_fixed_name_is_put_back() {
+    use std::io::BufRead;
+    const FIRST: &str = r#"import os, sys, time
+src, dst = sys.argv[1], sys.argv[2]
+print("ready", flush=True)
+while not os.path.exists(os.path.dirname(src) + "/H/s"): time.sleep(0.01)
+end = time.time() + 4; moves = 0; stuck = 0
+while time.time() < end:
+    try: os.rename(src, dst)
+    except OSError: continue
+    moves += 1
+    if os.listdir(dst):
+        time.sleep(0.05)
+        if os.listdir(dst): print("stuck with", os.listdir(dst), flush=True); stuck += 1; break
+    for _ in range(10):
+        try: os.rename(dst, src); break
+        except OSError: time.sleep(0.05)
+    else:
+        print("stuck with", os.listdir(dst), flush=True); stuck += 1; break
+print("moves", moves > 20, "stuck", stuck, flush=True)
+"#;
+    const SECOND: &str = r#"import os, socket, time
+os.makedirs("H"); os.makedirs("E", mode=0o700)
+h = os.open("H", os.O_RDONLY | os.O_DIRECTORY); e = os.open("E", os.O_RDONLY | os.O_DIRECTORY)
+s = socket.socket(socket.AF_UNIX); s.bind("H/s"); s.listen(4)
+print("listening", flush=True)
+end = time.time() + 4.5; moves = 0
+while time.time() < end:
+    try: os.rename("s", "s", src_dir_fd=h, dst_dir_fd=e)
+    except OSError:
+        # `E` moved: a new directory at each move (its old descriptor sees it deleted)
+        try: n = os.open("E", os.O_RDONLY | os.O_DIRECTORY); os.close(e); e = n
+        except OSError: pass
+        continue
+    moves += 1
+    # landed where the other run moved `E`: stay there (the attacker's aim)
+    if not os.readlink("/proc/self/fd/%d" % e).startswith(os.getcwd()):
+        print("landed", flush=True); time.sleep(1); break
+    try: os.rename("s", "s", src_dir_fd=e, dst_dir_fd=h)
+    except OSError: time.sleep(0.2)
+print("moves", moves > 20, flush=True)
+"#;
+    let e = env();
+    for ns in BOTH {
+        let tag = format!("{}-{}", std::process::id(), ns == Ns::With);
+        let base = PathBuf::from(format!("/tmp/sbl-r71-{tag}"));
+        let fixed_dir = PathBuf::from(format!("/tmp/sbl-r71-{tag}-y"));
+        let second_ws = base.join("ws");
+        std::fs::create_dir_all(&second_ws).unwrap();
+        std::fs::create_dir_all(&fixed_dir).unwrap();
+        chown_r(&base);
+        chown_r(&fixed_dir);
+        let fixed = fixed_dir.join("pg");
+        let mut first = sandbox_command(
+            &e,
+            &[],
+            WS,
+            ns,
+            &[],
+            &["python3", "-c", FIRST, s(&second_ws.join("E")), s(&fixed)],
+        )
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+        let mut lines = std::io::BufReader::new(first.stdout.take().unwrap()).lines();
+        assert_eq!(lines.next().unwrap().unwrap(), "ready");
+        let second_env = Env {
+            _dir: tempfile::tempdir().unwrap(),
+            ws: second_ws.clone(),
+            outside: e.outside.clone(),
+            home: e.home.clone(),
+        };
+        let second = sandbox_command(&second_env, &[], WS, ns, &[], &["python3", "-c", SECOND])
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let first_rest: Vec<String> = lines.map(|l| l.unwrap()).collect();
+        let first_out = first.wait_with_output().unwrap();
+        let second_out = second.wait_with_output().unwrap();
+        let _ = std::fs::remove_dir_all(&base);
+        let _ = std::fs::remove_dir_all(&fixed_dir);
+        assert_eq!(
+            first_rest,
+            ["moves True stuck 0"],
+            "ns {}: {first_out:?}",
+            ns == Ns::With
+        );
+        assert_eq!(
+            String::from_utf8_lossy(&second_out.stdout),
+            "listening\nmoves True\n",
+            "ns {}: {second_out:?}",
+            ns == Ns::With
+        );
+    }
+}

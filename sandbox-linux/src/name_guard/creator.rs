@@ -175,6 +175,61 @@ fn move_pinned(
     Ok(())
 }
 
+/// Whether `dir`/`name` is a directory (not followed if a link).
+fn is_directory(dir: BorrowedFd<'_>, name: &CString) -> bool {
+    let mut st = std::mem::MaybeUninit::<libc::stat>::uninit();
+    sys::fstatat_nofollow(dir.as_raw_fd(), name, &mut st)
+        .is_ok_and(|s| s.st_mode & libc::S_IFMT == libc::S_IFDIR)
+}
+
+/// Moves the empty directory `op`/`ol` to `np`/`nl` within a temporary root's shared part
+/// without ever giving a name there to what is in a directory: a new directory (the old one's
+/// mode) is made at the new name, replacing an empty one there unless `RENAME_NOREPLACE`, and
+/// the old one is removed with `rmdir`, which the kernel refuses when anything is in it (then
+/// the new one is removed and the call fails with `EXDEV`, so that `mv` copies). Not a rename:
+/// the directory is a new inode (descriptors of the old one see it deleted), and a replaced
+/// destination is gone even when the move then fails.
+fn move_empty_directory(
+    op: BorrowedFd<'_>,
+    ol: &CString,
+    np: BorrowedFd<'_>,
+    nl: &CString,
+    flags: u32,
+) -> Result<(), i32> {
+    if flags & !libc::RENAME_NOREPLACE != 0 {
+        return Err(libc::EXDEV);
+    }
+    let mut st = std::mem::MaybeUninit::<libc::stat>::uninit();
+    let src = sys::fstatat_nofollow(op.as_raw_fd(), ol, &mut st).map_err(errno)?;
+    let mode = src.st_mode & 0o7777;
+    match sys::mkdirat(Some(np), nl, mode) {
+        Ok(()) => {}
+        Err(e) if e.raw_os_error() == Some(libc::EEXIST) && flags & libc::RENAME_NOREPLACE == 0 => {
+            let mut dt = std::mem::MaybeUninit::<libc::stat>::uninit();
+            let dst = sys::fstatat_nofollow(np.as_raw_fd(), nl, &mut dt).map_err(errno)?;
+            if (dst.st_dev, dst.st_ino) == (src.st_dev, src.st_ino) {
+                return Ok(()); // renamed onto itself: nothing to do, as the kernel does
+            }
+            if dst.st_mode & libc::S_IFMT != libc::S_IFDIR {
+                return Err(libc::ENOTDIR);
+            }
+            sys::unlinkat(Some(np), nl, libc::AT_REMOVEDIR).map_err(errno)?;
+            sys::mkdirat(Some(np), nl, mode).map_err(errno)?;
+        }
+        Err(e) => return Err(errno(e)),
+    }
+    match sys::unlinkat(Some(op), ol, libc::AT_REMOVEDIR) {
+        Ok(()) => Ok(()),
+        Err(e) => {
+            let _ = sys::unlinkat(Some(np), nl, libc::AT_REMOVEDIR);
+            Err(match e.raw_os_error() {
+                Some(libc::ENOTEMPTY | libc::EEXIST) => libc::EXDEV,
+                _ => errno(e),
+            })
+        }
+    }
+}
+
 /// The answer of [`perform`] when something that can serve could not be taken back out of a
 /// temporary root's shared part: the requesting process is killed ([`super::supervisor`]).
 pub(super) const GUARD_BREACHED: i32 = libc::ENOTRECOVERABLE;
@@ -660,17 +715,21 @@ pub(super) fn perform(req: &Request, fds: Vec<OwnedFd>) -> Outcome {
         Op::Symlink => {
             let content = cstr(&req.path1)?;
             match target(d2, &req.path2)? {
-                Target::Direct => sys::symlinkat(&content, d2, &cstr(&req.path2)?),
+                Target::Direct => sys::symlinkat(&content, d2, &cstr(&req.path2)?).map_err(errno),
                 Target::In(parent, last) => {
                     // no link in a temporary root's shared part: it could lead the user's
                     // programs to the command's server (outside review r65 F1)
                     if in_shared_temp(parent.as_fd())? {
                         return Err(DENIED_ERRNO);
                     }
-                    sys::symlinkat(&content, Some(parent.as_fd()), &last)
+                    sys::symlinkat(&content, Some(parent.as_fd()), &last).map_err(errno)?;
+                    // its directory moved into the shared part meanwhile (r71 F1)
+                    if landed_in_shared_temp(parent.as_fd(), &last)? {
+                        return take_back(parent.as_fd(), &last).map(|()| None);
+                    }
+                    Ok(())
                 }
             }
-            .map_err(errno)
             .map(|()| None)
         }
         Op::Link => link(d1, &req.path1, d2, &req.path2, req.flags).map(|()| None),
@@ -971,7 +1030,45 @@ fn link(
         &last,
         libc::AT_SYMLINK_FOLLOW,
     )
-    .map_err(errno)
+    .map_err(errno)?;
+    // the directory moved into the shared part meanwhile (outside review r71 F1)
+    if landed_in_shared_temp(parent.as_fd(), &last)? {
+        return take_back(parent.as_fd(), &last);
+    }
+    Ok(())
+}
+
+/// After a call gave `dir`/`name` a name in a directory that was not in a temporary root's
+/// shared part when checked: whether that entry can serve (a socket, a link, a directory)
+/// and its directory is in the shared part now, moved there meanwhile by another process of
+/// the user (outside review r71 F1: a concurrent run moved the empty destination directory of
+/// a workspace in /tmp to a fixed name between the check and the call). Plain files are not
+/// looked at (no `readlink` for them).
+fn landed_in_shared_temp(dir: BorrowedFd<'_>, name: &CString) -> Result<bool, i32> {
+    if SHARED_TEMP.get().is_none_or(|s| s.temp_roots.is_empty()) {
+        return Ok(false);
+    }
+    let mut st = std::mem::MaybeUninit::<libc::stat>::uninit();
+    let Ok(now) = sys::fstatat_nofollow(dir.as_raw_fd(), name, &mut st) else {
+        return Ok(false);
+    };
+    match now.st_mode & libc::S_IFMT {
+        libc::S_IFSOCK | libc::S_IFLNK | libc::S_IFDIR => in_shared_temp(dir),
+        _ => Ok(false),
+    }
+}
+
+/// Removes what this call just named at `dir`/`name` ([`landed_in_shared_temp`]); when it
+/// cannot, the process that asked is killed ([`GUARD_BREACHED`]). `EACCES` otherwise.
+fn take_back(dir: BorrowedFd<'_>, name: &CString) -> Result<(), i32> {
+    let mut st = std::mem::MaybeUninit::<libc::stat>::uninit();
+    let is_dir = sys::fstatat_nofollow(dir.as_raw_fd(), name, &mut st)
+        .is_ok_and(|s| s.st_mode & libc::S_IFMT == libc::S_IFDIR);
+    if remove_entry(dir, name, is_dir) {
+        Err(DENIED_ERRNO)
+    } else {
+        Err(GUARD_BREACHED)
+    }
 }
 
 /// `unlinkat(dir1, path1, flags)` (`unlink`, `rmdir`: `AT_REMOVEDIR`): nothing is removed
@@ -1058,6 +1155,21 @@ fn rename(
             if to_shared && !from_shared {
                 return move_pinned(op.as_fd(), &ol, np.as_fd(), &nl, flags);
             }
+            // A directory within the shared part: only an empty one moves, and it is made anew
+            // at the new name while the old one is removed by `rmdir`, which fails when
+            // anything is in it (outside review r71 F1: checked empty, renamed, checked again
+            // and put back, a directory another run filled in between was put back to a
+            // fixed name with a socket in it).
+            if to_shared && from_shared && is_directory(op.as_fd(), &ol) {
+                if exchange {
+                    return Err(libc::EXDEV);
+                }
+                refuse_into_shared_temp(op.as_fd(), &ol, true)?;
+                return move_empty_directory(op.as_fd(), &ol, np.as_fd(), &nl, flags);
+            }
+            if exchange && to_shared && from_shared && is_directory(np.as_fd(), &nl) {
+                return Err(libc::EXDEV);
+            }
             let checked_in = if to_shared {
                 refuse_into_shared_temp(op.as_fd(), &ol, from_shared)?
             } else {
@@ -1093,7 +1205,18 @@ fn rename(
                 }
                 return Ok(());
             }
-            sys::renameat2(Some(op.as_fd()), &ol, Some(np.as_fd()), &nl, flags).map_err(errno)
+            sys::renameat2(Some(op.as_fd()), &ol, Some(np.as_fd()), &nl, flags).map_err(errno)?;
+            // the destination was not in the shared part when checked; a concurrent run may
+            // have moved it there since (outside review r71 F1: a socket renamed into an
+            // empty directory of a workspace in /tmp that the other run moved to a fixed name
+            // between this check and this rename)
+            if landed_in_shared_temp(np.as_fd(), &nl)? {
+                moved_what_was_checked(np.as_fd(), &nl, (op.as_fd(), &ol), from_shared, None)?;
+            }
+            if exchange && landed_in_shared_temp(op.as_fd(), &ol)? {
+                moved_what_was_checked(op.as_fd(), &ol, (np.as_fd(), &nl), to_shared, None)?;
+            }
+            Ok(())
         }
         // `.`/`..`/`/` on either side: nothing new is named; the kernel refuses these itself
         _ => sys::renameat2(d1, &cstr(old)?, d2, &cstr(new)?, flags).map_err(errno),
