@@ -1390,29 +1390,13 @@ print("listening", flush=True); time.sleep(20)
         chown_r(Path::new(&format!("{}-y", base.display())));
         let src = second_ws.join("d");
         let fixed = format!("{}-y/tmux-65534", base.display());
-        let mut first = sandbox_command(
+        let (first, lines, mut second) = concurrent_runs(
             &e,
-            &[],
-            WS,
             ns,
-            &[],
             &["python3", "-c", FIRST, s(&src), &fixed],
-        )
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-        let mut lines = std::io::BufReader::new(first.stdout.take().unwrap()).lines();
-        assert_eq!(lines.next().unwrap().unwrap(), "ready");
-        let second_env = Env {
-            _dir: tempfile::tempdir().unwrap(),
-            ws: second_ws.clone(),
-            outside: e.outside.clone(),
-            home: e.home.clone(),
-        };
-        let mut second = sandbox_command(&second_env, &[], WS, ns, &[], &["python3", "-c", SECOND])
-            .stdout(Stdio::piped())
-            .spawn()
-            .unwrap();
+            &second_ws,
+            &["python3", "-c", SECOND],
+        );
         let mut second_lines = std::io::BufReader::new(second.stdout.take().unwrap()).lines();
         let listening = second_lines.next().map(|l| l.unwrap());
         let rest: Vec<String> = lines.map(|l| l.unwrap()).collect();
@@ -1457,7 +1441,6 @@ print("listening", flush=True); time.sleep(20)
 /// (Without both changes the socket stayed at the fixed name in the first seconds: run and seen.)
 #[test]
 fn a_socket_renamed_into_a_directory_moved_meanwhile_to_a_fixed_name_is_put_back() {
-    use std::io::BufRead;
     const FIRST: &str = r#"import os, sys, time
 src, dst = sys.argv[1], sys.argv[2]
 print("ready", flush=True)
@@ -1509,29 +1492,13 @@ print("moves", moves > 20, flush=True)
         chown_r(&base);
         chown_r(&fixed_dir);
         let fixed = fixed_dir.join("pg");
-        let mut first = sandbox_command(
+        let (first, lines, second) = concurrent_runs(
             &e,
-            &[],
-            WS,
             ns,
-            &[],
             &["python3", "-c", FIRST, s(&second_ws.join("E")), s(&fixed)],
-        )
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-        let mut lines = std::io::BufReader::new(first.stdout.take().unwrap()).lines();
-        assert_eq!(lines.next().unwrap().unwrap(), "ready");
-        let second_env = Env {
-            _dir: tempfile::tempdir().unwrap(),
-            ws: second_ws.clone(),
-            outside: e.outside.clone(),
-            home: e.home.clone(),
-        };
-        let second = sandbox_command(&second_env, &[], WS, ns, &[], &["python3", "-c", SECOND])
-            .stdout(Stdio::piped())
-            .spawn()
-            .unwrap();
+            &second_ws,
+            &["python3", "-c", SECOND],
+        );
         let first_rest: Vec<String> = lines.map(|l| l.unwrap()).collect();
         let first_out = first.wait_with_output().unwrap();
         let second_out = second.wait_with_output().unwrap();
@@ -1550,4 +1517,38 @@ print("moves", moves > 20, flush=True)
             ns == Ns::With
         );
     }
+}
+
+/// Two concurrent runs (workspace-write, `ns`): the first in the usual workspace, started and
+/// waited for until it prints `ready`; then the second with its workspace at `second_ws`. The
+/// first child, the rest of its output lines, and the second child (its output piped).
+fn concurrent_runs(
+    e: &Env,
+    ns: Ns,
+    first: &[&str],
+    second_ws: &Path,
+    second: &[&str],
+) -> (
+    std::process::Child,
+    std::io::Lines<std::io::BufReader<std::process::ChildStdout>>,
+    std::process::Child,
+) {
+    use std::io::BufRead;
+    let mut first = sandbox_command(e, &[], WS, ns, &[], first)
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = std::io::BufReader::new(first.stdout.take().unwrap()).lines();
+    assert_eq!(lines.next().unwrap().unwrap(), "ready");
+    let second_env = Env {
+        _dir: tempfile::tempdir().unwrap(),
+        ws: second_ws.to_path_buf(),
+        outside: e.outside.clone(),
+        home: e.home.clone(),
+    };
+    let second = sandbox_command(&second_env, &[], WS, ns, &[], second)
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    (first, lines, second)
 }
