@@ -525,31 +525,35 @@ impl JsonScanner {
                 i = self.skip_run(bytes, i);
                 continue;
             }
-            if self.capture_depth.is_none() {
-                if !self.in_str {
-                    while i < bytes.len() && !STRUCTURAL[usize::from(bytes[i])] {
-                        i += 1;
-                    }
-                    if i == bytes.len() {
-                        return;
-                    }
-                } else if !self.esc {
-                    let rest = &bytes[i..];
-                    // Most strings (keys, ids, names) are short: a plain look at the first
-                    // bytes before the vectorised search (its set-up costs more than them).
-                    let short = rest.iter().take(16).position(|&b| b == b'"' || b == b'\\');
-                    let found = match short {
-                        Some(j) => Some(j),
-                        None if rest.len() <= 16 => None,
-                        None => memchr::memchr2(b'"', b'\\', &rest[16..]).map(|j| j + 16),
-                    };
-                    let Some(j) = found else {
-                        self.keep(rest);
-                        return;
-                    };
-                    self.keep(&rest[..j]);
-                    i += j;
+            // The same jumps inside the usage object being copied: the bytes jumped over are
+            // copied as a run (the copy is byte for byte what the walk saw).
+            if !self.in_str {
+                let start = i;
+                while i < bytes.len() && !STRUCTURAL[usize::from(bytes[i])] {
+                    i += 1;
                 }
+                self.capture_run(&bytes[start..i]);
+                if i == bytes.len() {
+                    return;
+                }
+            } else if !self.esc {
+                let rest = &bytes[i..];
+                // Most strings (keys, ids, names) are short: a plain look at the first
+                // bytes before the vectorised search (its set-up costs more than them).
+                let short = rest.iter().take(16).position(|&b| b == b'"' || b == b'\\');
+                let found = match short {
+                    Some(j) => Some(j),
+                    None if rest.len() <= 16 => None,
+                    None => memchr::memchr2(b'"', b'\\', &rest[16..]).map(|j| j + 16),
+                };
+                let Some(j) = found else {
+                    self.keep(rest);
+                    self.capture_run(rest);
+                    return;
+                };
+                self.keep(&rest[..j]);
+                self.capture_run(&rest[..j]);
+                i += j;
             }
             self.byte(bytes[i]);
             i += 1;
@@ -561,6 +565,19 @@ impl JsonScanner {
         if self.role != StrRole::Ignore {
             let room = MAX_NAME_BYTES.saturating_sub(self.buf.len());
             self.buf.extend_from_slice(&run[..run.len().min(room)]);
+        }
+    }
+
+    /// Bytes of the usage object being copied, as a run (bounded as [`JsonScanner::push_capture`]).
+    fn capture_run(&mut self, run: &[u8]) {
+        if self.capture_depth.is_some() && !run.is_empty() {
+            let room = MAX_USAGE_BYTES.saturating_sub(self.capture.len());
+            if run.len() > room {
+                self.capture.extend_from_slice(&run[..room]);
+                self.capture_over = true;
+            } else {
+                self.capture.extend_from_slice(run);
+            }
         }
     }
 
