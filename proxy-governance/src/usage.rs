@@ -370,6 +370,8 @@ pub struct JsonScanner {
     capture_over: bool,
     /// Results.
     pub usage_raw: Option<Vec<u8>>,
+    /// Further `usage` objects at the same place (a repeated key), each counted too.
+    pub usage_more: Vec<Vec<u8>>,
     pub usage_too_large: bool,
     pub model: Option<String>,
     pub type_: Option<String>,
@@ -400,6 +402,7 @@ impl JsonScanner {
             capture: Vec::new(),
             capture_over: false,
             usage_raw: None,
+            usage_more: Vec::new(),
             usage_too_large: false,
             model: None,
             type_: None,
@@ -662,10 +665,18 @@ impl JsonScanner {
                 self.expect = Expect::CommaOrEnd;
                 if self.capture_depth == Some(self.depth) {
                     self.capture_depth = None;
+                    let copy = std::mem::take(&mut self.capture);
                     if self.capture_over {
                         self.usage_too_large = true;
+                    } else if self.usage_raw.is_none() {
+                        self.usage_raw = Some(copy);
+                    } else if self.usage_more.len() < MAX_REPEATED_USAGE {
+                        // A second `usage` member at the same place (duplicate keys): both
+                        // count (outside review r73 F3: the last one alone was booked, so
+                        // `"usage":{real},"usage":{zeros}` was free).
+                        self.usage_more.push(copy);
                     } else {
-                        self.usage_raw = Some(std::mem::take(&mut self.capture));
+                        self.usage_too_large = true;
                     }
                 }
                 if self.depth == 0 {
@@ -711,6 +722,10 @@ impl JsonScanner {
         self.role = StrRole::Ignore;
     }
 }
+
+/// At most this many repeated `usage` members are counted beyond the first; more are an
+/// anomaly ("usage object too large": the estimate is charged).
+const MAX_REPEATED_USAGE: usize = 4;
 
 /// The terminal events whose usage counts.
 pub const TERMINAL_EVENTS: &[&str] = &[
@@ -794,6 +809,8 @@ impl SseTap {
     }
 }
 
+// JSON bodies are the common case: their scanner stays inline (no allocation per response).
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug)]
 enum Mode {
     Json(JsonScanner),
@@ -1010,8 +1027,8 @@ impl UsageTap {
         if scanner.usage_too_large {
             self.result.anomaly = Some("usage object too large");
         }
-        if let Some(raw) = scanner.usage_raw {
-            self.result.add_usage_json(&raw);
+        for raw in scanner.usage_raw.iter().chain(&scanner.usage_more) {
+            self.result.add_usage_json(raw);
         }
         if scanner.model.is_some() {
             self.result.model = scanner.model;
@@ -1111,6 +1128,35 @@ mod tests {
             assert_eq!(r.usage.unwrap().input_tokens, 120);
             assert_eq!(r.model.as_deref(), Some("o4-mini"));
         }
+    }
+
+    /// Outside review r73 F3: a JSON response with two top-level `usage` members booked the
+    /// last one (zeros after the real counts: free). Both count; control: one counts once; more
+    /// than five are an anomaly.
+    #[test]
+    fn a_repeated_usage_member_counts_every_time() {
+        let body = "{\"model\":\"m\",\"usage\":{\"input_tokens\":70,\"output_tokens\":9},\"usage\":{\"input_tokens\":5,\"output_tokens\":1}}";
+        let once = "{\"model\":\"m\",\"usage\":{\"input_tokens\":70,\"output_tokens\":9}}";
+        for (text, input, output) in [(body, 75, 10), (once, 70, 9)] {
+            for split in [1, 7, 1000] {
+                let mut t = UsageTap::for_content_type(Some("application/json"));
+                for c in text.as_bytes().chunks(split) {
+                    t.observe(c);
+                }
+                let u = t.finish().usage.unwrap();
+                assert_eq!((u.input_tokens, u.output_tokens), (input, output), "{text}");
+            }
+        }
+        let one = "\"usage\":{\"input_tokens\":5,\"output_tokens\":1}";
+        let mut twice = format!("{{{one}");
+        for _ in 0..7 {
+            twice.push_str(&format!(",{one}"));
+        }
+        twice.push('}');
+        let mut t = UsageTap::for_content_type(Some("application/json"));
+        t.observe(twice.as_bytes());
+        let r = t.finish();
+        assert_eq!(r.anomaly, Some("usage object too large"));
     }
 
     #[test]

@@ -59,6 +59,16 @@ pub enum ConfineStepError {
         uid: u32,
         source: std::io::Error,
     },
+    #[error(
+        "--state-dir {} is not writable by the account the proxy runs as (uid {uid}): {source}; \
+         chown it to that account (next month's ledger file is made there)",
+        dir.display()
+    )]
+    StateDirNotWritable {
+        dir: PathBuf,
+        uid: u32,
+        source: std::io::Error,
+    },
     #[error("{0}")]
     Confine(#[source] codex_privsep::ConfineError),
 }
@@ -187,10 +197,19 @@ impl ConfinePlan {
                 }
             })?;
         }
-        // The ledger's directory: not fatal (a read-only or full state dir keeps the proxy
-        // serving; budgets fail closed and every refusal says why), but said at once.
+        // The ledger's directory. Its permissions shut out the account (a root-owned 0700
+        // directory, outside review r73 F4: this month's file was opened as root, next month's
+        // could not be made): fatal, a mistake of the set-up. A read-only mount keeps the proxy
+        // serving (budgets fail closed and every refusal says why), said at once.
         if let Some(dir) = &self.state_dir {
             if let Err(e) = codex_privsep::check_writable_dir(dir) {
+                if matches!(e.raw_os_error(), Some(libc::EACCES | libc::EPERM)) {
+                    return Err(ConfineStepError::StateDirNotWritable {
+                        dir: dir.clone(),
+                        uid: dropped.uid.1,
+                        source: e,
+                    });
+                }
                 tracing::error!(
                     dir = %dir.display(),
                     uid = dropped.uid.1,

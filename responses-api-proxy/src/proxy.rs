@@ -214,6 +214,13 @@ async fn forward(
     let (body, admitted) = match &state.governor {
         None => (crate::governed::UpstreamBody::Streamed(body), None),
         Some(g) => {
+            audit = match crate::governed::refuse_coded_body(
+                parts.headers.get(http::header::CONTENT_ENCODING),
+                audit,
+            ) {
+                Ok(a) => a,
+                Err(refused) => return refused,
+            };
             let tee = dump.as_ref().map(|(_, _, tee)| tee);
             match crate::governed::admit(g, body, tee, audit).await {
                 Ok((body, admitted, a)) => {

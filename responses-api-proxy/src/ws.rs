@@ -1185,7 +1185,14 @@ impl Session {
             }
             if creates {
                 let mut a_rec = new_audit(&self.ctx.peer, self.ctx.uid, text.len());
-                let decided = g.admit_body(self.ctx.uid, &text);
+                // a large message is checked off the event loop, as a large HTTP body is
+                // (outside review r73 F1)
+                let decided = if text.len() > crate::governed::INLINE_CHECK_BYTES {
+                    g.admit_body_off_loop(self.ctx.uid, Bytes::copy_from_slice(&text))
+                        .await
+                } else {
+                    g.admit_body(self.ctx.uid, &text)
+                };
                 match decided {
                     Ok(mut a) => {
                         if let Some(rewritten) = a.body.take() {
@@ -1576,8 +1583,8 @@ fn tap_result(scanner: JsonScanner) -> TapResult {
     if scanner.usage_too_large {
         r.anomaly = Some("usage object too large");
     }
-    if let Some(raw) = scanner.usage_raw {
-        r.add_usage_json(&raw);
+    for raw in scanner.usage_raw.iter().chain(&scanner.usage_more) {
+        r.add_usage_json(raw);
     }
     r.model = scanner.model;
     r
