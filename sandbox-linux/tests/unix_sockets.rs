@@ -1204,9 +1204,12 @@ fn an_empty_run_tmpdir_is_removed_and_a_used_one_kept() {
 /// and then a listening socket under one name in `$TMPDIR` (the socket gets the file's freed
 /// inode number), two threads rename that name to a fixed name in a directory of `/tmp`, and a
 /// third flips that directory between 0500 and 0700, for 1.5 s. Prints how many times a socket
-/// stood at the fixed name, and whether plain files were moved.
+/// stood at the fixed name, and whether plain files were moved. With a second argument the
+/// name is in that directory instead (in `/tmp`'s shared part, where the socket is only bound:
+/// outside review r72 N1).
 const RENAME_RACE_PY: &str = r#"import os, socket, stat, sys, threading, time
-t = os.environ["TMPDIR"]
+t = sys.argv[2] if len(sys.argv) > 2 else os.environ["TMPDIR"]
+os.makedirs(t, exist_ok=True)
 d = sys.argv[1]
 dst = d + "/default"
 os.mkdir(d)
@@ -1236,10 +1239,11 @@ while time.time() < stop:
     try: os.unlink(t + "/f")
     except OSError: pass
     s = socket.socket(socket.AF_UNIX)
-    try:
-        s.bind(t + "/f"); s.listen(1)
+    try: s.bind(t + "/f")
     except OSError:
         s.close(); continue
+    try: s.listen(1)
+    except OSError: pass  # refused in the shared part: a bound socket counts all the same
     ino = os.lstat(t + "/f").st_ino if os.path.exists(t + "/f") else None
     try:
         if stat.S_ISSOCK(os.lstat(dst).st_mode): landed += 1
@@ -1252,21 +1256,31 @@ print("landed", landed, "plain files moved:", moved > 0, flush=True)
 /// The check of a rename into a temporary root's shared part cannot be raced: the entry is
 /// held open, checked and linked by descriptor, so a socket bound under the checked name never
 /// stands at the fixed name, not even for a moment (r65's check-by-name let one land within
-/// milliseconds; r68's won against a check-then-recheck by inode number in 45 s), with and
-/// without user namespaces. Control: the plain files are moved.
+/// milliseconds; r68's won against a check-then-recheck by inode number in 45 s), from the
+/// command's `$TMPDIR` and from within the shared part (r72 N1: renamed by name there, a socket
+/// swapped in stood at the fixed name until the check after the call), with and without user
+/// namespaces. Control: the plain files are moved.
 #[test]
 fn a_socket_swapped_in_during_the_rename_check_is_put_back() {
     let e = env();
     for ns in BOTH {
-        let dir = format!("/tmp/sbl-race{}", std::process::id());
-        let out = sandboxed(&e, WS, ns, &[], &["python3", "-c", RENAME_RACE_PY, &dir]);
-        let _ = std::fs::remove_dir_all(&dir);
-        assert_eq!(
-            String::from_utf8_lossy(&out.stdout),
-            "landed 0 plain files moved: True\n",
-            "ns {}: {out:?}",
-            ns == Ns::With
-        );
+        for shared_source in [false, true] {
+            let dir = format!("/tmp/sbl-race{}", std::process::id());
+            let src = format!("{dir}-src");
+            let mut argv = vec!["python3", "-c", RENAME_RACE_PY, &dir];
+            if shared_source {
+                argv.push(&src);
+            }
+            let out = sandboxed(&e, WS, ns, &[], &argv);
+            let _ = std::fs::remove_dir_all(&dir);
+            let _ = std::fs::remove_dir_all(&src);
+            assert_eq!(
+                String::from_utf8_lossy(&out.stdout),
+                "landed 0 plain files moved: True\n",
+                "ns {} shared source {shared_source}: {out:?}",
+                ns == Ns::With
+            );
+        }
     }
 }
 
