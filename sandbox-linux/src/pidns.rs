@@ -226,11 +226,6 @@ pub fn warn_left(program: &str, left: &[libc::pid_t]) {
 fn kill_scope() -> Result<(), Vec<libc::pid_t>> {
     let deadline = Instant::now() + GIVE_UP;
     let mut pause = Duration::from_micros(20);
-    // The command is gone and this process runs nothing more: SIGCHLD can be blocked (the mask
-    // would be inherited by a program run) and waited for, so that a child's death ends the
-    // pause at once (issue 12, start-up: the pauses of a sleep loop, each rounded up by the
-    // timer slack, were most of the time from the command's exit to the launcher's).
-    let by_signal = sys::block_sigchld();
     loop {
         let _ = sys::kill(-1, libc::SIGKILL); // ESRCH: nothing left to signal
         if reap_ready() {
@@ -240,12 +235,8 @@ fn kill_scope() -> Result<(), Vec<libc::pid_t>> {
             return Err(children(sys::getpid()));
         }
         // the killed processes become zombies within microseconds to a few ms (the launcher
-        // waits for this: short pauses first, each ended early by a child's death)
-        if by_signal {
-            sys::wait_sigchld(pause);
-        } else {
-            std::thread::sleep(pause);
-        }
+        // waits for this: short pauses first)
+        std::thread::sleep(pause);
         pause = (pause * 2).min(Duration::from_millis(1));
     }
 }

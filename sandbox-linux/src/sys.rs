@@ -629,38 +629,6 @@ pub fn restore_tty_settings(fd: libc::c_int, t: &libc::termios) -> io::Result<()
     if r == 0 { Ok(()) } else { Err(err) }
 }
 
-/// A set holding SIGCHLD only.
-fn sigchld_set() -> libc::sigset_t {
-    // SAFETY: sigset_t is plain data; sigemptyset/sigaddset initialise it.
-    let mut set: libc::sigset_t = unsafe { std::mem::zeroed() };
-    // SAFETY: `set` is a valid sigset_t.
-    unsafe {
-        libc::sigemptyset(&mut set);
-        libc::sigaddset(&mut set, libc::SIGCHLD);
-    }
-    set
-}
-
-/// Blocks SIGCHLD in this thread, for [`wait_sigchld`] (`false`: it could not be). Only after
-/// the last `exec` this process makes: the mask is inherited by what it runs.
-pub fn block_sigchld() -> bool {
-    let set = sigchld_set();
-    // SAFETY: `set` is a valid sigset_t; only this thread's mask changes.
-    unsafe { libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut()) == 0 }
-}
-
-/// Waits until a SIGCHLD is pending (blocked by [`block_sigchld`]) and takes it, or `timeout`
-/// has passed (or a signal handler ran).
-pub fn wait_sigchld(timeout: std::time::Duration) {
-    let set = sigchld_set();
-    let ts = libc::timespec {
-        tv_sec: timeout.as_secs() as libc::time_t,
-        tv_nsec: libc::c_long::from(timeout.subsec_nanos() as i32),
-    };
-    // SAFETY: `set` and `ts` are valid for the call; no siginfo is asked for (null).
-    unsafe { libc::sigtimedwait(&set, std::ptr::null_mut(), &ts) };
-}
-
 /// `fcntl(fd, F_GETFL)`: the open file description's status flags, `None` for a closed fd.
 pub fn file_status_flags(fd: libc::c_int) -> Option<libc::c_int> {
     // SAFETY: F_GETFL takes no argument; an invalid fd only fails.
