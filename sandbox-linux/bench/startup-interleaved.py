@@ -11,7 +11,6 @@ Usage: python3 sandbox-linux/bench/startup-interleaved.py ROUNDS CODEX_BINARY...
 (`helper:PATH` runs the `codex-linux-sandbox` helper at PATH with the same policy instead)
 """
 import os
-import random
 import shutil
 import statistics
 import sys
@@ -43,18 +42,9 @@ def run(argv):
     return wall, usage.ru_utime + usage.ru_stime
 
 
-wall = {k: [] for k in commands}
-cpu = {k: [] for k in commands}
-for k in commands:  # warm-up
-    for _ in range(10):
-        run(commands[k])
-for _ in range(rounds):
-    order = list(commands)
-    random.shuffle(order)
-    for k in order:
-        w, c = run(commands[k])
-        wall[k].append(w)
-        cpu[k].append(c)
+results = startup_commands.interleave(commands, rounds, run)
+wall = {k: [w for w, _ in r] for k, r in results.items()}
+cpu = {k: [c for _, c in r] for k, r in results.items()}
 base = statistics.median(wall["bwrap"])
 for k in commands:
     m = statistics.median(wall[k])

@@ -11,7 +11,6 @@ bwrap and a C compiler.
 Usage: python3 sandbox-linux/bench/startup-split.py ROUNDS CODEX_BINARY...
 """
 import os
-import random
 import shutil
 import statistics
 import subprocess
@@ -57,18 +56,9 @@ def run(argv):
     return (t1 - t0) / 1e6, (t2 - t1) / 1e6
 
 
-before = {k: [] for k in commands}
-after = {k: [] for k in commands}
-for k in commands:  # warm-up
-    for _ in range(10):
-        run(commands[k])
-for _ in range(rounds):
-    order = list(commands)
-    random.shuffle(order)
-    for k in order:
-        b, a = run(commands[k])
-        before[k].append(b)
-        after[k].append(a)
+results = startup_commands.interleave(commands, rounds, run)
+before = {k: [b for b, _ in r] for k, r in results.items()}
+after = {k: [a for _, a in r] for k, r in results.items()}
 for k in commands:
     print(f"{k:40} to the command {statistics.median(before[k]):6.2f} ms   "
           f"after it {statistics.median(after[k]):6.2f} ms")

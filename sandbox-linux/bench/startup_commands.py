@@ -2,6 +2,7 @@
 startup-phases.py): bwrap and each binary given, all running /bin/true with the same policy
 (writable workspace `work`, which holds a `.git`, network off)."""
 import os
+import random
 import shutil
 
 
@@ -18,3 +19,18 @@ def commands(binaries, work):
         else:
             out[b] = [os.path.abspath(b), "sandbox", "linux", "--full-auto", "--", "/bin/true"]
     return out
+
+
+def interleave(commands, rounds, run):
+    """Each command run 10 times to warm up, then `rounds` rounds running every command once in a
+    shuffled order: the results of `run(argv)` per command name, in round order."""
+    results = {k: [] for k in commands}
+    for k in commands:
+        for _ in range(10):
+            run(commands[k])
+    for _ in range(rounds):
+        order = list(commands)
+        random.shuffle(order)
+        for k in order:
+            results[k].append(run(commands[k]))
+    return results
