@@ -1566,3 +1566,65 @@ fn concurrent_runs(
         .unwrap();
     (first, lines, second)
 }
+
+/// A directory moved within `/tmp`'s shared part is made anew at its new name (outside review
+/// r71 F1): made there as `mkdir` makes one, a default ACL of the directory it lands in is not
+/// passed on to it (outside review r32 F1's rule: another user's entry would grant that user
+/// the directory), with and without user namespaces. Control: the same `mkdir` outside the
+/// sandbox inherits the ACL.
+#[test]
+fn a_directory_moved_within_tmp_inherits_no_default_acl() {
+    let e = env();
+    let has_acl = |p: &Path| {
+        let out = Command::new("getfacl")
+            .args(["-c", "-p"])
+            .arg(p)
+            .output()
+            .expect("getfacl (Debian acl) is needed");
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .any(|l| l.starts_with("user:1:") || l.starts_with("default:"))
+    };
+    for ns in BOTH {
+        let base = PathBuf::from(format!(
+            "/tmp/sbl-acl-{}-{}",
+            std::process::id(),
+            ns == Ns::With
+        ));
+        let acl = base.join("acl");
+        std::fs::create_dir_all(&acl).unwrap();
+        chown_r(&base);
+        let st = Command::new("setfacl")
+            .args(["-d", "-m", "u:1:rwx"])
+            .arg(&acl)
+            .status()
+            .expect("setfacl (Debian acl) is needed");
+        assert!(st.success());
+        let script = format!(
+            "mkdir {b}/src && mv {b}/src {a}/moved && echo moved",
+            b = s(&base),
+            a = s(&acl)
+        );
+        let out = sandboxed(&e, WS, ns, &[], &["sh", "-c", &script]);
+        let moved = has_acl(&acl.join("moved"));
+        // control: made there outside the sandbox
+        std::fs::create_dir(acl.join("outside")).unwrap();
+        let outside = has_acl(&acl.join("outside"));
+        let _ = std::fs::remove_dir_all(&base);
+        assert_eq!(
+            String::from_utf8_lossy(&out.stdout),
+            "moved\n",
+            "ns {}: {out:?}",
+            ns == Ns::With
+        );
+        assert!(
+            !moved,
+            "ns {}: the moved directory took the ACL",
+            ns == Ns::With
+        );
+        assert!(
+            outside,
+            "control: mkdir outside the sandbox inherits the default ACL"
+        );
+    }
+}

@@ -201,7 +201,11 @@ fn move_empty_directory(
     }
     let mut st = std::mem::MaybeUninit::<libc::stat>::uninit();
     let src = sys::fstatat_nofollow(op.as_raw_fd(), ol, &mut st).map_err(errno)?;
-    let mode = src.st_mode & 0o7777;
+    let wanted = src.st_mode & 0o7777;
+    // made as `mkdir` makes one there: a setgid directory's group or a default ACL is not
+    // passed on to it (outside reviews r31/r32, see [`Inherited`])
+    let inherited = Inherited::of(np);
+    let mode = inherited.creation_mode(wanted);
     match sys::mkdirat(Some(np), nl, mode) {
         Ok(()) => {}
         Err(e) if e.raw_os_error() == Some(libc::EEXIST) && flags & libc::RENAME_NOREPLACE == 0 => {
@@ -218,6 +222,7 @@ fn move_empty_directory(
         }
         Err(e) => return Err(errno(e)),
     }
+    settle_entry(inherited, np, nl, wanted);
     match sys::unlinkat(Some(op), ol, libc::AT_REMOVEDIR) {
         Ok(()) => Ok(()),
         Err(e) => {
