@@ -1628,3 +1628,35 @@ fn a_directory_moved_within_tmp_inherits_no_default_acl() {
         );
     }
 }
+
+/// A rename into or within `/tmp`'s shared part is made by linking the held file and removing
+/// its old name (outside reviews r68 F1, r72 N1); a file renamed onto itself, or onto another
+/// name of the same file, stays, as `rename(2)` leaves it (both names), with and without user
+/// namespaces; control: a rename to a new name moves it.
+#[test]
+fn a_file_renamed_onto_itself_in_tmp_stays() {
+    const PY: &str = r#"import os, sys
+d = sys.argv[1]
+os.mkdir(d)
+open(d + "/f", "w").write("x")
+os.rename(d + "/f", d + "/f")
+print("self", os.path.exists(d + "/f"))
+os.link(d + "/f", d + "/g")
+os.rename(d + "/f", d + "/g")
+print("link", os.path.exists(d + "/f"), os.path.exists(d + "/g"))
+os.rename(d + "/g", d + "/h")
+print("moved", os.path.exists(d + "/g"), os.path.exists(d + "/h"))
+"#;
+    let e = env();
+    for ns in BOTH {
+        let d = format!("/tmp/sbl-self-{}-{}", std::process::id(), ns == Ns::With);
+        let out = sandboxed(&e, WS, ns, &[], &["python3", "-c", PY, &d]);
+        let _ = std::fs::remove_dir_all(&d);
+        assert_eq!(
+            String::from_utf8_lossy(&out.stdout),
+            "self True\nlink True True\nmoved False True\n",
+            "ns {}: {out:?}",
+            ns == Ns::With
+        );
+    }
+}

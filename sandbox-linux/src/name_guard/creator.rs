@@ -156,7 +156,9 @@ fn move_pinned(
                 let mut dst = std::mem::MaybeUninit::<libc::stat>::uninit();
                 match sys::fstatat_nofollow(np.as_raw_fd(), nl, &mut dst) {
                     Ok(d) if d.st_mode & libc::S_IFMT == libc::S_IFDIR => return Err(libc::EISDIR),
-                    Ok(d) if (d.st_dev, d.st_ino) == (st.st_dev, st.st_ino) => break,
+                    // the same file under both names (or one name twice): `rename` does
+                    // nothing then, and both names stay
+                    Ok(d) if (d.st_dev, d.st_ino) == (st.st_dev, st.st_ino) => return Ok(()),
                     Ok(_) => {
                         let _ = sys::unlinkat(Some(np), nl, 0);
                     }
