@@ -919,6 +919,9 @@ fn a_mercurial_repository_and_other_tools_configuration_cannot_be_planted() {
         // an existing repository's hgrc stays read-only
         let repo = e.ws.join("existing");
         std::fs::create_dir_all(&repo).unwrap();
+        // an existing darcs repository (its hooks file, empty)
+        std::fs::create_dir_all(e.ws.join("olddarcs/_darcs/prefs")).unwrap();
+        std::fs::write(e.ws.join("olddarcs/_darcs/prefs/defaults"), "").unwrap();
         suite_test_support::dirs::chown_tree(&e.ws, NOBODY);
         let init = Command::new("/usr/bin/hg")
             .args(["init", s(&repo)])
@@ -939,23 +942,45 @@ fn a_mercurial_repository_and_other_tools_configuration_cannot_be_planted() {
         );
         hg_status(&e, &repo);
         assert!(!marker.exists(), "{ns:?}: the hook ran");
-        // Jujutsu's repository config and another agent's project settings
+        // Jujutsu's repository config and another agent's project settings; darcs, pijul,
+        // Breezy and fossil (outside review r74 F2: a `_darcs/prefs/defaults` planted by the
+        // command ran its `ALL prehook` at the user's `darcs whatsnew`)
         let out = guarded(
             &e,
             ns,
             false,
-            "mkdir -p .jj/repo 2>&1; mkdir .claude 2>&1; mkdir .sl 2>&1; echo done",
+            "mkdir -p .jj/repo 2>&1; mkdir .claude 2>&1; mkdir .sl 2>&1; \
+             mkdir -p _darcs/prefs 2>&1; mkdir .pijul 2>&1; mkdir .bzr 2>&1; \
+             touch .fslckout 2>&1; touch _FOSSIL_ 2>&1; \
+             echo 'ALL prehook id' >> olddarcs/_darcs/prefs/defaults 2>&1; echo done",
         );
-        let said = String::from_utf8_lossy(&out.stdout);
+        let said = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
         assert_eq!(
-            said.matches("Permission denied").count(),
-            3,
+            said.matches("Permission denied").count()
+                + said.matches("Read-only file system").count(),
+            9,
             "{ns:?}: {said}"
         );
-        assert!(
-            !e.ws.join(".jj").exists()
-                && !e.ws.join(".claude").exists()
-                && !e.ws.join(".sl").exists()
+        for name in [
+            ".jj",
+            ".claude",
+            ".sl",
+            "_darcs",
+            ".pijul",
+            ".bzr",
+            ".fslckout",
+            "_FOSSIL_",
+        ] {
+            assert!(!e.ws.join(name).exists(), "{ns:?}: {name} was made");
+        }
+        assert_eq!(
+            std::fs::read_to_string(e.ws.join("olddarcs/_darcs/prefs/defaults")).unwrap(),
+            "",
+            "{ns:?}: an existing darcs repository's hooks were written"
         );
         // control: the escape hatch lets the plant land, and the victim's hg status runs it
         let out = guarded(&e, ns, true, &plant);

@@ -136,9 +136,10 @@ fn a_stale_temp_file_of_the_credential_store_is_unreadable() {
     std::fs::write(&stale, r#"{"OPENAI_API_KEY":"sk-stale"}"#).unwrap();
     let env = [("CODEX_HOME", Some(codex_home.path()))];
     assert_eq!(read_inside(&stale, &env), EACCES);
-    // control: outside readable; and a sibling file of CODEX_HOME stays readable inside
+    // control: outside readable; and a sibling file of CODEX_HOME stays readable inside (not
+    // `config.toml`, on the list since outside review r74 F1)
     assert_eq!(read_outside(&stale), "ok");
-    let sibling = codex_home.path().join("config.toml");
+    let sibling = codex_home.path().join("history.jsonl");
     std::fs::write(&sibling, "").unwrap();
     assert_eq!(read_inside(&sibling, &env), "ok");
 }
@@ -183,6 +184,16 @@ fn the_longer_default_list_covers_common_credential_files() {
         ".config/glab-cli/config.yml",
         ".msmtprc",
         ".ansible/vault_pass.txt",
+        // outside review r74 F1 (MCP servers' headers and env values) and I1
+        ".codex/config.toml",
+        ".hcloud/cli.toml",
+        ".local/share/containers/auth.json",
+        ".heroku/credentials",
+        ".netlify/state.json",
+        ".config/sentry/cli.ini",
+        ".config/openai/auth.json",
+        ".gitlab-token",
+        ".jira.d/config.yml",
     ] {
         let f = home.path().join(rel);
         std::fs::create_dir_all(f.parent().unwrap()).unwrap();
@@ -194,6 +205,19 @@ fn the_longer_default_list_covers_common_credential_files() {
     let f = home.path().join(".bashrc");
     std::fs::write(&f, "fine").unwrap();
     assert_eq!(read_inside(&f, &env), "ok");
+    // codex's configuration kept as a link into a project is that project's file (see
+    // `sandbox_policy::SandboxEnv::default_deny_read`): readable
+    let other = tempfile::tempdir().unwrap();
+    let ch = other.path().join("ch");
+    std::fs::create_dir_all(&ch).unwrap();
+    let kept = other.path().join("dotfiles-config.toml");
+    std::fs::write(&kept, "model = \"x\"").unwrap();
+    std::os::unix::fs::symlink(&kept, ch.join("config.toml")).unwrap();
+    let env = [
+        ("HOME", Some(home.path())),
+        ("CODEX_HOME", Some(ch.as_path())),
+    ];
+    assert_eq!(read_inside(&ch.join("config.toml"), &env), "ok");
 }
 
 /// The probe's answer to `read PATH` in the read-only sandbox with `HOME=home`, run without

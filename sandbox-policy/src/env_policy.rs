@@ -63,6 +63,8 @@ pub const DEFAULT_EXCLUDES: &[&str] = &[
     "*WEBHOOK*",
     // outside review r63 F5/F7: `LDAP_BIND_PW`, `KUBE_BEARER`, the Kerberos ticket cache's name
     "*_PW",
+    // outside review r74 I2: `LDAP_BINDPW` (OpenLDAP's spelling)
+    "*BINDPW*",
     "*BEARER*",
     "KRB5CCNAME",
     // outside review r65 F3
@@ -599,6 +601,7 @@ mod tests {
             ("PATH", "/bin"),
             // outside review r63 F5/F7
             ("LDAP_BIND_PW", "pw"),
+            ("LDAP_BINDPW", "pw"),
             ("KUBE_BEARER", "b"),
             ("KRB5CCNAME", "FILE:/tmp/krb5cc_1000"),
             ("GH", "ghp_0123456789abcdefghijklmnopqrstuvwxyz"),
@@ -615,6 +618,7 @@ mod tests {
                 "GITHUB_PAT",
                 "KRB5CCNAME",
                 "KUBE_BEARER",
+                "LDAP_BINDPW",
                 "LDAP_BIND_PW",
                 "MYSQL_PWD",
                 "npm_config__auth"

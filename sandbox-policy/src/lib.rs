@@ -408,22 +408,39 @@ impl SandboxEnv {
     }
 
     /// The credential paths that stay unreadable in `read-only` and `workspace-write`: in
-    /// `$CODEX_HOME` its `auth.json` and the credential store's temp directory, and in every home
-    /// [`CREDENTIAL_PATHS`].
+    /// `$CODEX_HOME` its `auth.json`, the credential store's temp directory, the MCP credential
+    /// store and `config.toml` (MCP servers' static headers and `env` values: outside review
+    /// r74 F1), and in every home [`CREDENTIAL_PATHS`].
     pub fn default_deny_read(&self) -> Vec<PathBuf> {
         let mut v = Vec::new();
         if let Some(ch) = &self.codex_home {
             v.push(ch.join("auth.json"));
             v.push(ch.join(".auth-tmp"));
             v.push(ch.join(".credentials.json"));
+            v.extend(own_config(ch));
         }
         v.extend(self.credential_env.iter().cloned());
         for h in self.home.iter().chain(&self.other_homes) {
             for d in CREDENTIAL_PATHS {
                 v.push(h.join(d));
             }
+            v.extend(own_config(&h.join(".codex")));
         }
         v
+    }
+}
+
+/// `DIR/config.toml` (codex's configuration: MCP servers' static headers and `env` values,
+/// which `codex mcp list` masks; outside review r74 F1: the sandboxed command read them), unless
+/// it is a symbolic link: a configuration kept in a project (`~/.codex/config.toml ->
+/// ~/dotfiles/codex/config.toml`) is that project's file, and denying it inside a writable root
+/// would keep the command from creating anything in the directories above it (Landlock's
+/// complement rules).
+fn own_config(dir: &Path) -> Option<PathBuf> {
+    let p = dir.join("config.toml");
+    match std::fs::symlink_metadata(&p) {
+        Ok(m) if m.file_type().is_symlink() => None,
+        _ => Some(p),
     }
 }
 
@@ -439,6 +456,15 @@ pub const CREDENTIAL_PATHS: &[&str] = &[
     ".codex/auth.json",
     ".codex/.auth-tmp",
     ".codex/.credentials.json",
+    // outside review r74 I1: named tools' files still readable, and more tools' keys
+    ".hcloud/cli.toml",
+    ".local/share/containers/auth.json",
+    ".heroku",
+    ".netlify",
+    ".config/sentry",
+    ".config/openai",
+    ".gitlab-token",
+    ".jira.d/config.yml",
     ".ssh",
     ".gnupg",
     ".aws",

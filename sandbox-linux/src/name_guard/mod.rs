@@ -69,8 +69,24 @@ pub fn is_guarded(nr: i64) -> bool {
 /// `.sl/config` (r11), Jujutsu's repository
 /// config (`.jj/repo/config.toml`: fix tools, merge tools, aliases run commands), codex's and
 /// other agents' project configuration (`.codex`, `.agents`, `.claude`: hooks and MCP servers
-/// the agent starts).
-pub const PROTECTED_NAMES: &[&str] = &[".git", ".codex", ".agents", ".hg", ".sl", ".jj", ".claude"];
+/// the agent starts). Lower case: names are compared with ASCII case ignored ([`is_protected`]).
+pub const PROTECTED_NAMES: &[&str] = &[
+    ".git",
+    ".codex",
+    ".agents",
+    ".hg",
+    ".sl",
+    ".jj",
+    ".claude",
+    // outside review r74 F2: darcs runs `ALL prehook`/`posthook` from `_darcs/prefs/defaults`
+    // at the user's next `darcs whatsnew`; pijul's and Breezy's repositories, fossil's checkout
+    // database (it names the repository whose settings and hooks fossil runs) alike
+    "_darcs",
+    ".pijul",
+    ".bzr",
+    ".fslckout",
+    "_fossil_",
+];
 
 /// Errno of a refused call (the one Landlock gives).
 pub const DENIED_ERRNO: i32 = libc::EACCES;
@@ -368,6 +384,8 @@ mod tests {
         assert!(is_protected(b".Codex"));
         assert!(is_protected(b".agents"));
         assert!(is_protected(b".hg") && is_protected(b".HG") && is_protected(b".jj"));
+        assert!(is_protected(b"_darcs") && is_protected(b"_DARCS") && is_protected(b".pijul"));
+        assert!(is_protected(b"_FOSSIL_") && is_protected(b".fslckout") && is_protected(b".bzr"));
         assert!(is_protected(b".claude") && is_protected(b".SL"));
         assert!(!is_protected(b".hgignore") && !is_protected(b"hg"));
         assert!(!is_protected(b".gitignore"));
