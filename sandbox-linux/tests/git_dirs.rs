@@ -758,6 +758,7 @@ fn a_codex_home_file_symlinked_into_a_root_stays_read_only() {
     std::fs::create_dir_all(&ch).unwrap();
     let target = e.ws.join("codex/config.toml");
     std::fs::create_dir_all(target.parent().unwrap()).unwrap();
+    std::fs::create_dir_all(e.ws.join("elsewhere")).unwrap();
     std::fs::write(&target, "model = \"x\"\n").unwrap();
     std::os::unix::fs::symlink(&target, ch.join("config.toml")).unwrap();
     suite_test_support::dirs::chown_tree(&e.base, NOBODY);
@@ -771,8 +772,10 @@ fn a_codex_home_file_symlinked_into_a_root_stays_read_only() {
     );
     assert_eq!(std::fs::read_to_string(&target).unwrap(), "model = \"x\"\n");
     // control: the rest of the root is writable (the directory holding the target is held in
-    // place, read-only, like every renameable directory above a carve-out)
-    let out = with_codex_home(&e, &ch, "echo y >> other.toml; echo rc=$?");
+    // place, read-only, like every renameable directory above a carve-out; and codex's home is
+    // on the deny-read list, its link's target with it (outside review r75 F2), so the
+    // directories above the target take no new entries: Landlock's complement rules)
+    let out = with_codex_home(&e, &ch, "echo y >> elsewhere/other.toml; echo rc=$?");
     assert!(
         String::from_utf8_lossy(&out.stdout).contains("rc=0"),
         "{out:?}"
@@ -922,6 +925,9 @@ fn a_mercurial_repository_and_other_tools_configuration_cannot_be_planted() {
         // an existing darcs repository (its hooks file, empty)
         std::fs::create_dir_all(e.ws.join("olddarcs/_darcs/prefs")).unwrap();
         std::fs::write(e.ws.join("olddarcs/_darcs/prefs/defaults"), "").unwrap();
+        // and an existing CVS checkout
+        std::fs::create_dir_all(e.ws.join("oldcvs/CVS")).unwrap();
+        std::fs::write(e.ws.join("oldcvs/CVS/Root"), ":local:/home/cvs\n").unwrap();
         suite_test_support::dirs::chown_tree(&e.ws, NOBODY);
         let init = Command::new("/usr/bin/hg")
             .args(["init", s(&repo)])
@@ -952,7 +958,9 @@ fn a_mercurial_repository_and_other_tools_configuration_cannot_be_planted() {
             "mkdir -p .jj/repo 2>&1; mkdir .claude 2>&1; mkdir .sl 2>&1; \
              mkdir -p _darcs/prefs 2>&1; mkdir .pijul 2>&1; mkdir .bzr 2>&1; \
              touch .fslckout 2>&1; touch _FOSSIL_ 2>&1; \
-             echo 'ALL prehook id' >> olddarcs/_darcs/prefs/defaults 2>&1; echo done",
+             echo 'ALL prehook id' >> olddarcs/_darcs/prefs/defaults 2>&1; \
+             mkdir CVS 2>&1; mkdir _MTN 2>&1; echo ':local:/tmp/x' > oldcvs/CVS/Root 2>&1; \
+             mkdir cvs && echo lower-ok; echo done",
         );
         let said = format!(
             "{}{}",
@@ -962,8 +970,15 @@ fn a_mercurial_repository_and_other_tools_configuration_cannot_be_planted() {
         assert_eq!(
             said.matches("Permission denied").count()
                 + said.matches("Read-only file system").count(),
-            9,
+            12,
             "{ns:?}: {said}"
+        );
+        // control: a project's own `cvs` directory (CVS reads only `CVS`)
+        assert!(said.contains("lower-ok"), "{ns:?}: {said}");
+        assert_eq!(
+            std::fs::read_to_string(e.ws.join("oldcvs/CVS/Root")).unwrap(),
+            ":local:/home/cvs\n",
+            "{ns:?}: an existing CVS checkout was re-pointed (outside review r75 F1)"
         );
         for name in [
             ".jj",
@@ -974,6 +989,8 @@ fn a_mercurial_repository_and_other_tools_configuration_cannot_be_planted() {
             ".bzr",
             ".fslckout",
             "_FOSSIL_",
+            "CVS",
+            "_MTN",
         ] {
             assert!(!e.ws.join(name).exists(), "{ns:?}: {name} was made");
         }

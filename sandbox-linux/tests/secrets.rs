@@ -136,12 +136,16 @@ fn a_stale_temp_file_of_the_credential_store_is_unreadable() {
     std::fs::write(&stale, r#"{"OPENAI_API_KEY":"sk-stale"}"#).unwrap();
     let env = [("CODEX_HOME", Some(codex_home.path()))];
     assert_eq!(read_inside(&stale, &env), EACCES);
-    // control: outside readable; and a sibling file of CODEX_HOME stays readable inside (not
-    // `config.toml`, on the list since outside review r74 F1)
+    // control: outside readable; CODEX_HOME is denied whole (outside review r75 F2: editors'
+    // copies of `config.toml` beside it), a file elsewhere stays readable inside
     assert_eq!(read_outside(&stale), "ok");
     let sibling = codex_home.path().join("history.jsonl");
     std::fs::write(&sibling, "").unwrap();
-    assert_eq!(read_inside(&sibling, &env), "ok");
+    assert_eq!(read_inside(&sibling, &env), EACCES);
+    let beside = tempfile::tempdir().unwrap();
+    let other = beside.path().join("notes.txt");
+    std::fs::write(&other, "").unwrap();
+    assert_eq!(read_inside(&other, &env), "ok");
 }
 
 #[test]
@@ -194,6 +198,18 @@ fn the_longer_default_list_covers_common_credential_files() {
         ".config/openai/auth.json",
         ".gitlab-token",
         ".jira.d/config.yml",
+        // outside review r75 F3
+        ".local/share/gem/credentials",
+        ".kaggle/kaggle.json",
+        ".passwd-s3fs",
+        ".dbt/profiles.yml",
+        ".snowflake/connections.toml",
+        ".config/scw/config.yaml",
+        ".talos/config",
+        ".davfs2/secrets",
+        ".ivy2/.credentials",
+        ".qwen/oauth_creds.json",
+        ".config/shell_gpt/.sgptrc",
     ] {
         let f = home.path().join(rel);
         std::fs::create_dir_all(f.parent().unwrap()).unwrap();
@@ -205,19 +221,18 @@ fn the_longer_default_list_covers_common_credential_files() {
     let f = home.path().join(".bashrc");
     std::fs::write(&f, "fine").unwrap();
     assert_eq!(read_inside(&f, &env), "ok");
-    // codex's configuration kept as a link into a project is that project's file (see
-    // `sandbox_policy::SandboxEnv::default_deny_read`): readable
-    let other = tempfile::tempdir().unwrap();
-    let ch = other.path().join("ch");
-    std::fs::create_dir_all(&ch).unwrap();
-    let kept = other.path().join("dotfiles-config.toml");
-    std::fs::write(&kept, "model = \"x\"").unwrap();
-    std::os::unix::fs::symlink(&kept, ch.join("config.toml")).unwrap();
-    let env = [
-        ("HOME", Some(home.path())),
-        ("CODEX_HOME", Some(ch.as_path())),
-    ];
-    assert_eq!(read_inside(&ch.join("config.toml"), &env), "ok");
+    // codex's home is denied whole: editors' swap and backup copies of `config.toml` (outside
+    // review r75 F2: vim's `.config.toml.swp` of a file open before the run gave every MCP secret)
+    for rel in [
+        ".codex/.config.toml.swp",
+        ".codex/config.toml~",
+        ".codex/sessions/s.jsonl",
+    ] {
+        let f = home.path().join(rel);
+        std::fs::create_dir_all(f.parent().unwrap()).unwrap();
+        std::fs::write(&f, "secret").unwrap();
+        assert_eq!(read_inside(&f, &env), EACCES, "{rel}");
+    }
 }
 
 /// The probe's answer to `read PATH` in the read-only sandbox with `HOME=home`, run without

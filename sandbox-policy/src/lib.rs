@@ -407,40 +407,24 @@ impl SandboxEnv {
         }
     }
 
-    /// The credential paths that stay unreadable in `read-only` and `workspace-write`: in
-    /// `$CODEX_HOME` its `auth.json`, the credential store's temp directory, the MCP credential
-    /// store and `config.toml` (MCP servers' static headers and `env` values: outside review
-    /// r74 F1), and in every home [`CREDENTIAL_PATHS`].
+    /// The credential paths that stay unreadable in `read-only` and `workspace-write`:
+    /// `$CODEX_HOME` (all of it: `auth.json`, the credential stores, `config.toml` with MCP
+    /// servers' secrets, editors' copies of it, sessions), and in every home
+    /// [`CREDENTIAL_PATHS`].
     pub fn default_deny_read(&self) -> Vec<PathBuf> {
         let mut v = Vec::new();
         if let Some(ch) = &self.codex_home {
-            v.push(ch.join("auth.json"));
-            v.push(ch.join(".auth-tmp"));
-            v.push(ch.join(".credentials.json"));
-            v.extend(own_config(ch));
+            // whole: `config.toml` holds MCP servers' static headers and `env` values (outside
+            // review r74 F1), and editors' swap and backup copies of it sit beside it (r75 F2)
+            v.push(ch.clone());
         }
         v.extend(self.credential_env.iter().cloned());
         for h in self.home.iter().chain(&self.other_homes) {
             for d in CREDENTIAL_PATHS {
                 v.push(h.join(d));
             }
-            v.extend(own_config(&h.join(".codex")));
         }
         v
-    }
-}
-
-/// `DIR/config.toml` (codex's configuration: MCP servers' static headers and `env` values,
-/// which `codex mcp list` masks; outside review r74 F1: the sandboxed command read them), unless
-/// it is a symbolic link: a configuration kept in a project (`~/.codex/config.toml ->
-/// ~/dotfiles/codex/config.toml`) is that project's file, and denying it inside a writable root
-/// would keep the command from creating anything in the directories above it (Landlock's
-/// complement rules).
-fn own_config(dir: &Path) -> Option<PathBuf> {
-    let p = dir.join("config.toml");
-    match std::fs::symlink_metadata(&p) {
-        Ok(m) if m.file_type().is_symlink() => None,
-        _ => Some(p),
     }
 }
 
@@ -453,9 +437,27 @@ pub fn own_tmp_parent_name(uid: u32) -> String {
 /// Paths below a home that hold credentials of common tools (issue 12 item 7): unreadable in
 /// `read-only` and `workspace-write`. A path that does not exist costs nothing.
 pub const CREDENTIAL_PATHS: &[&str] = &[
-    ".codex/auth.json",
-    ".codex/.auth-tmp",
-    ".codex/.credentials.json",
+    // codex's home, whole (outside review r75 F2: after `config.toml` was denied, vim's swap
+    // `.config.toml.swp` and `config.toml~`/`.bak`/`.orig` copies gave its MCP secrets away;
+    // its sessions hold whole conversations)
+    ".codex",
+    // r75 F3: RubyGems' XDG key file (written by the real `gem`), and more tools' secrets
+    ".local/share/gem/credentials",
+    ".kaggle/kaggle.json",
+    ".config/kaggle/kaggle.json",
+    ".passwd-s3fs",
+    ".dbt/profiles.yml",
+    ".snowsql/config",
+    ".snowflake/connections.toml",
+    ".config/scw/config.yaml",
+    ".config/argocd/config",
+    ".talos/config",
+    ".davfs2/secrets",
+    ".config/linode-cli",
+    ".ivy2/.credentials",
+    ".sbt/.credentials",
+    ".qwen/oauth_creds.json",
+    ".config/shell_gpt/.sgptrc",
     // outside review r74 I1: named tools' files still readable, and more tools' keys
     ".hcloud/cli.toml",
     ".local/share/containers/auth.json",
@@ -2648,7 +2650,7 @@ mod tests {
         );
         assert!(!eff.network);
         let base = std::fs::canonicalize(dir.path()).unwrap();
-        assert!(eff.deny_read.contains(&base.join("ch/auth.json")));
+        assert!(eff.deny_read.contains(&base.join("ch")));
         assert!(eff.deny_read.contains(&base.join("home/.ssh")));
     }
 

@@ -105,7 +105,14 @@ pub fn is_protected(name: &[u8]) -> bool {
         .iter()
         .any(|p| p.as_bytes() == lower.as_slice())
         || (lower.len() > 4 && lower.ends_with(b".git"))
+        || PROTECTED_EXACT_NAMES.iter().any(|p| p.as_bytes() == name)
 }
+
+/// Protected names compared exactly (their tools read no other spelling, and a project's own
+/// `cvs/` directory stays free): CVS's metadata (outside review r75 F1: `CVS/Root` re-pointed
+/// at a repository the command built, whose `CVSROOT/commitinfo` ran at the user's next `cvs
+/// commit` and copied `~/.ssh/id_ed25519`) and Monotone's (`_MTN/monotonerc`: Lua hooks).
+pub const PROTECTED_EXACT_NAMES: &[&str] = &["CVS", "_MTN"];
 
 /// Whether a *new* name may not be created: a protected name, or `HEAD`, without which git does
 /// not take a directory for a repository (round-8 review F2: a repository planted under another
@@ -386,6 +393,8 @@ mod tests {
         assert!(is_protected(b".hg") && is_protected(b".HG") && is_protected(b".jj"));
         assert!(is_protected(b"_darcs") && is_protected(b"_DARCS") && is_protected(b".pijul"));
         assert!(is_protected(b"_FOSSIL_") && is_protected(b".fslckout") && is_protected(b".bzr"));
+        assert!(is_protected(b"CVS") && is_protected(b"_MTN"));
+        assert!(!is_protected(b"cvs") && !is_protected(b"Cvs") && !is_protected(b"_mtn"));
         assert!(is_protected(b".claude") && is_protected(b".SL"));
         assert!(!is_protected(b".hgignore") && !is_protected(b"hg"));
         assert!(!is_protected(b".gitignore"));
