@@ -77,7 +77,7 @@ fn print_policy_passes_credentials_and_roots_as_parameters() {
     assert!(
         params.contains(&format!(
             "; DENY_READ_0={}\n",
-            base.join("codex-home/auth.json").display()
+            base.join("codex-home").display()
         )),
         "{params}"
     );
