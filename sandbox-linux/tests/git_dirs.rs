@@ -928,6 +928,9 @@ fn a_mercurial_repository_and_other_tools_configuration_cannot_be_planted() {
         // and an existing CVS checkout
         std::fs::create_dir_all(e.ws.join("oldcvs/CVS")).unwrap();
         std::fs::write(e.ws.join("oldcvs/CVS/Root"), ":local:/home/cvs\n").unwrap();
+        // and an existing Subversion checkout
+        std::fs::create_dir_all(e.ws.join("oldsvn/.svn")).unwrap();
+        std::fs::write(e.ws.join("oldsvn/.svn/wc.db"), "db").unwrap();
         suite_test_support::dirs::chown_tree(&e.ws, NOBODY);
         let init = Command::new("/usr/bin/hg")
             .args(["init", s(&repo)])
@@ -960,6 +963,7 @@ fn a_mercurial_repository_and_other_tools_configuration_cannot_be_planted() {
              touch .fslckout 2>&1; touch _FOSSIL_ 2>&1; \
              echo 'ALL prehook id' >> olddarcs/_darcs/prefs/defaults 2>&1; \
              mkdir CVS 2>&1; mkdir _MTN 2>&1; echo ':local:/tmp/x' > oldcvs/CVS/Root 2>&1; \
+             mkdir .svn 2>&1; echo x >> oldsvn/.svn/wc.db 2>&1; \
              mkdir cvs && echo lower-ok; echo done",
         );
         let said = format!(
@@ -970,8 +974,13 @@ fn a_mercurial_repository_and_other_tools_configuration_cannot_be_planted() {
         assert_eq!(
             said.matches("Permission denied").count()
                 + said.matches("Read-only file system").count(),
-            12,
+            14,
             "{ns:?}: {said}"
+        );
+        assert_eq!(
+            std::fs::read_to_string(e.ws.join("oldsvn/.svn/wc.db")).unwrap(),
+            "db",
+            "{ns:?}: an existing Subversion checkout's database was written (outside review r76 F1)"
         );
         // control: a project's own `cvs` directory (CVS reads only `CVS`)
         assert!(said.contains("lower-ok"), "{ns:?}: {said}");
@@ -991,6 +1000,7 @@ fn a_mercurial_repository_and_other_tools_configuration_cannot_be_planted() {
             "_FOSSIL_",
             "CVS",
             "_MTN",
+            ".svn",
         ] {
             assert!(!e.ws.join(name).exists(), "{ns:?}: {name} was made");
         }

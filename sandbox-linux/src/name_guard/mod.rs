@@ -86,6 +86,9 @@ pub const PROTECTED_NAMES: &[&str] = &[
     ".bzr",
     ".fslckout",
     "_fossil_",
+    // r76 F1: a checkout's `.svn/wc.db` re-pointed at a repository the command built, whose
+    // `start-commit` hook ran at the user's next `svn commit`
+    ".svn",
 ];
 
 /// Errno of a refused call (the one Landlock gives).
@@ -393,7 +396,7 @@ mod tests {
         assert!(is_protected(b".hg") && is_protected(b".HG") && is_protected(b".jj"));
         assert!(is_protected(b"_darcs") && is_protected(b"_DARCS") && is_protected(b".pijul"));
         assert!(is_protected(b"_FOSSIL_") && is_protected(b".fslckout") && is_protected(b".bzr"));
-        assert!(is_protected(b"CVS") && is_protected(b"_MTN"));
+        assert!(is_protected(b"CVS") && is_protected(b"_MTN") && is_protected(b".svn"));
         assert!(!is_protected(b"cvs") && !is_protected(b"Cvs") && !is_protected(b"_mtn"));
         assert!(is_protected(b".claude") && is_protected(b".SL"));
         assert!(!is_protected(b".hgignore") && !is_protected(b"hg"));
