@@ -35,17 +35,15 @@ fn in_shared_temp(dir: BorrowedFd<'_>) -> Result<bool, i32> {
 /// symbolic link (it could lead to one), not a directory from elsewhere (it could hold one), and
 /// not the command's own temporary directory or a directory above it. `entry`: the entry's
 /// parent directory and name; `parent_shared`: that parent is in the shared part too.
-/// `Ok(identity)`: what was checked (device, inode), for [`moved_what_was_checked`].
 fn refuse_into_shared_temp(
     parent: BorrowedFd<'_>,
     name: &CString,
     parent_shared: bool,
-) -> Result<Option<(u64, u64)>, i32> {
+) -> Result<(), i32> {
     let mut st = std::mem::MaybeUninit::<libc::stat>::uninit();
     let Ok(stat) = sys::fstatat_nofollow(parent.as_raw_fd(), name, &mut st) else {
-        return Ok(None); // no such entry: the call fails by itself
+        return Ok(()); // no such entry: the call fails by itself
     };
-    let id = Some((stat.st_dev, stat.st_ino));
     let kind = stat.st_mode & libc::S_IFMT;
     match kind {
         libc::S_IFSOCK | libc::S_IFLNK => Err(DENIED_ERRNO),
@@ -73,33 +71,26 @@ fn refuse_into_shared_temp(
                 // `shutil.move` copy instead, entry by entry, each one checked.
                 Err(libc::EXDEV)
             } else {
-                Ok(id)
+                Ok(())
             }
         }
-        _ => Ok(id),
+        _ => Ok(()),
     }
 }
 
-/// After a rename into a temporary root's shared part: the entry now at `dir`/`name` is checked
-/// again, as it is (the command could swap another into the source name between the check and
-/// the rename: a socket bound where a checked plain file was); when refused it is put back
+/// After a rename whose destination directory a concurrent run moved into a temporary root's
+/// shared part between the check and the call ([`landed_in_shared_temp`]): the entry now at
+/// `dir`/`name` is judged as if renamed there, by what it is (a socket bound in place of a
+/// checked file gets the freed inode number: outside review r68 F1); when refused it is put back
 /// (`RENAME_NOREPLACE`), or removed (from a directory the command made unwritable too), or the
-/// process that asked is killed; `EACCES` either way. `checked`: what the first check saw.
+/// process that asked is killed; `EACCES` either way.
 fn moved_what_was_checked(
     dir: BorrowedFd<'_>,
     name: &CString,
     from: (BorrowedFd<'_>, &CString),
     from_shared: bool,
-    checked: Option<(u64, u64)>,
 ) -> Result<(), i32> {
-    let mut st = std::mem::MaybeUninit::<libc::stat>::uninit();
-    let Ok(now) = sys::fstatat_nofollow(dir.as_raw_fd(), name, &mut st) else {
-        return Ok(());
-    };
-    // judged by what it is, not by its number: a plain file checked, removed, and a socket
-    // bound in its place gets the freed inode number (outside review r68 F1: the identity
-    // test passed and the listening socket stayed at the name)
-    let _ = checked;
+    let is_dir = is_directory(dir, name);
     if refuse_into_shared_temp(dir, name, from_shared).is_ok() {
         return Ok(());
     }
@@ -110,7 +101,7 @@ fn moved_what_was_checked(
         from.1,
         libc::RENAME_NOREPLACE,
     );
-    if back.is_err() && !remove_entry(dir, name, now.st_mode & libc::S_IFMT == libc::S_IFDIR) {
+    if back.is_err() && !remove_entry(dir, name, is_dir) {
         // it stays at the name: the caller kills the process that asked (outside review r68
         // F1: the command made the directory 0500 so that the removal failed)
         return Err(GUARD_BREACHED);
@@ -1068,10 +1059,7 @@ fn landed_in_shared_temp(dir: BorrowedFd<'_>, name: &CString) -> Result<bool, i3
 /// Removes what this call just named at `dir`/`name` ([`landed_in_shared_temp`]); when it
 /// cannot, the process that asked is killed ([`GUARD_BREACHED`]). `EACCES` otherwise.
 fn take_back(dir: BorrowedFd<'_>, name: &CString) -> Result<(), i32> {
-    let mut st = std::mem::MaybeUninit::<libc::stat>::uninit();
-    let is_dir = sys::fstatat_nofollow(dir.as_raw_fd(), name, &mut st)
-        .is_ok_and(|s| s.st_mode & libc::S_IFMT == libc::S_IFDIR);
-    if remove_entry(dir, name, is_dir) {
+    if remove_entry(dir, name, is_directory(dir, name)) {
         Err(DENIED_ERRNO)
     } else {
         Err(GUARD_BREACHED)
@@ -1181,10 +1169,10 @@ fn rename(
             // empty directory of a workspace in /tmp that the other run moved to a fixed name
             // between this check and this rename)
             if landed_in_shared_temp(np.as_fd(), &nl)? {
-                moved_what_was_checked(np.as_fd(), &nl, (op.as_fd(), &ol), from_shared, None)?;
+                moved_what_was_checked(np.as_fd(), &nl, (op.as_fd(), &ol), from_shared)?;
             }
             if exchange && landed_in_shared_temp(op.as_fd(), &ol)? {
-                moved_what_was_checked(op.as_fd(), &ol, (np.as_fd(), &nl), to_shared, None)?;
+                moved_what_was_checked(op.as_fd(), &ol, (np.as_fd(), &nl), to_shared)?;
             }
             Ok(())
         }

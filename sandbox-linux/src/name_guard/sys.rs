@@ -450,7 +450,6 @@ pub fn dir_is_empty(dir: BorrowedFd<'_>, name: &CStr) -> io::Result<bool> {
     Ok(entries.next().is_none())
 }
 
-/// `unlinkat(dir, name, flags)`.
 /// Gives the directory `dir` (any descriptor of it, `O_PATH` too) its owner's write and search
 /// bits, through `/proc/self/fd/N` (`fchmod` refuses `O_PATH` descriptors).
 pub fn make_dir_writable(dir: BorrowedFd<'_>) -> io::Result<()> {
@@ -462,6 +461,7 @@ pub fn make_dir_writable(dir: BorrowedFd<'_>) -> io::Result<()> {
         .map(drop)
 }
 
+/// `unlinkat(dir, name, flags)`.
 pub fn unlinkat(dir: Option<BorrowedFd<'_>>, name: &CStr, flags: i32) -> io::Result<()> {
     // SAFETY: `name` is NUL-terminated; `dir` is borrowed for the call.
     cvt(unsafe { libc::unlinkat(raw(dir), name.as_ptr(), flags) } as libc::c_long).map(drop)
