@@ -236,6 +236,20 @@ pub struct TapResult {
 }
 
 impl TapResult {
+    /// What a scanner found in a body or a terminal event: each `usage` object added, the model
+    /// taken when named, an oversized or over-repeated usage flagged.
+    pub fn add_scanned(&mut self, scanner: JsonScanner) {
+        if scanner.usage_too_large {
+            self.anomaly = Some("usage object too large");
+        }
+        for raw in &scanner.usages {
+            self.add_usage_json(raw);
+        }
+        if scanner.model.is_some() {
+            self.model = scanner.model;
+        }
+    }
+
     /// Reads a terminal event's `usage` object (`raw`) into this result: added to the usage,
     /// bad counts flagged (outside review r15 F9).
     pub fn add_usage_json(&mut self, raw: &[u8]) {
@@ -369,9 +383,9 @@ pub struct JsonScanner {
     capture: Vec<u8>,
     capture_over: bool,
     /// Results.
-    pub usage_raw: Option<Vec<u8>>,
-    /// Further `usage` objects at the same place (a repeated key), each counted too.
-    pub usage_more: Vec<Vec<u8>>,
+    /// Every `usage` object at the wanted place, in order: a repeated key counts each (outside
+    /// review r73 F3), at most [`MAX_USAGES`] (more: `usage_too_large`).
+    pub usages: Vec<Vec<u8>>,
     pub usage_too_large: bool,
     pub model: Option<String>,
     pub type_: Option<String>,
@@ -401,8 +415,7 @@ impl JsonScanner {
             capture_depth: None,
             capture: Vec::new(),
             capture_over: false,
-            usage_raw: None,
-            usage_more: Vec::new(),
+            usages: Vec::new(),
             usage_too_large: false,
             model: None,
             type_: None,
@@ -571,7 +584,7 @@ impl JsonScanner {
         }
     }
 
-    /// Bytes of the usage object being copied, as a run (bounded as [`JsonScanner::push_capture`]).
+    /// Bytes of the usage object being copied (bounded: over [`MAX_USAGE_BYTES`] it is too large).
     fn capture_run(&mut self, run: &[u8]) {
         if self.capture_depth.is_some() && !run.is_empty() {
             let room = MAX_USAGE_BYTES.saturating_sub(self.capture.len());
@@ -585,13 +598,7 @@ impl JsonScanner {
     }
 
     fn push_capture(&mut self, b: u8) {
-        if self.capture_depth.is_some() {
-            if self.capture.len() < MAX_USAGE_BYTES {
-                self.capture.push(b);
-            } else {
-                self.capture_over = true;
-            }
-        }
+        self.capture_run(std::slice::from_ref(&b));
     }
 
     fn byte(&mut self, b: u8) {
@@ -666,17 +673,13 @@ impl JsonScanner {
                 if self.capture_depth == Some(self.depth) {
                     self.capture_depth = None;
                     let copy = std::mem::take(&mut self.capture);
-                    if self.capture_over {
+                    // a second `usage` member at the same place (duplicate keys) counts too
+                    // (outside review r73 F3: the last one alone was booked, so
+                    // `"usage":{real},"usage":{zeros}` was free)
+                    if self.capture_over || self.usages.len() == MAX_USAGES {
                         self.usage_too_large = true;
-                    } else if self.usage_raw.is_none() {
-                        self.usage_raw = Some(copy);
-                    } else if self.usage_more.len() < MAX_REPEATED_USAGE {
-                        // A second `usage` member at the same place (duplicate keys): both
-                        // count (outside review r73 F3: the last one alone was booked, so
-                        // `"usage":{real},"usage":{zeros}` was free).
-                        self.usage_more.push(copy);
                     } else {
-                        self.usage_too_large = true;
+                        self.usages.push(copy);
                     }
                 }
                 if self.depth == 0 {
@@ -723,9 +726,9 @@ impl JsonScanner {
     }
 }
 
-/// At most this many repeated `usage` members are counted beyond the first; more are an
+/// At most this many `usage` members at one place are counted (a repeated key); more are an
 /// anomaly ("usage object too large": the estimate is charged).
-const MAX_REPEATED_USAGE: usize = 4;
+const MAX_USAGES: usize = 5;
 
 /// The terminal events whose usage counts.
 pub const TERMINAL_EVENTS: &[&str] = &[
@@ -809,8 +812,6 @@ impl SseTap {
     }
 }
 
-// JSON bodies are the common case: their scanner stays inline (no allocation per response).
-#[allow(clippy::large_enum_variant)]
 #[derive(Debug)]
 enum Mode {
     Json(JsonScanner),
@@ -1024,15 +1025,7 @@ impl UsageTap {
     }
 
     fn take_result(&mut self, scanner: JsonScanner) {
-        if scanner.usage_too_large {
-            self.result.anomaly = Some("usage object too large");
-        }
-        for raw in scanner.usage_raw.iter().chain(&scanner.usage_more) {
-            self.result.add_usage_json(raw);
-        }
-        if scanner.model.is_some() {
-            self.result.model = scanner.model;
-        }
+        self.result.add_scanned(scanner);
     }
 
     /// The body ended (or was abandoned): what was found. An event still open at the end counts
@@ -1411,7 +1404,7 @@ mod tests {
                 for c in text.chunks(split) {
                     s.feed(c);
                 }
-                (s.usage_raw, s.usage_too_large, s.model, s.type_)
+                (s.usages, s.usage_too_large, s.model, s.type_)
             };
             prop_assert_eq!(
                 run(JsonScanner::new(layout)),

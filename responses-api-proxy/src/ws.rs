@@ -1580,13 +1580,7 @@ fn ws_method() -> Method {
 
 fn tap_result(scanner: JsonScanner) -> TapResult {
     let mut r = TapResult::default();
-    if scanner.usage_too_large {
-        r.anomaly = Some("usage object too large");
-    }
-    for raw in scanner.usage_raw.iter().chain(&scanner.usage_more) {
-        r.add_usage_json(raw);
-    }
-    r.model = scanner.model;
+    r.add_scanned(scanner);
     r
 }
 
