@@ -50,7 +50,7 @@ pub struct Governed {
 /// (outside review r73 F1: a 10 MB body of 170,000 input items took 0.3 s to check; 16 of them at
 /// once held every other user's requests for 1.3 s, up to 4 s). Smaller ones, well under a
 /// millisecond, are checked in place (the hot path stays on the loop).
-pub const INLINE_CHECK_BYTES: usize = 64 * 1024;
+const INLINE_CHECK_BYTES: usize = 64 * 1024;
 
 /// Large-body check slots: a uid's checks take the slot `uid % CHECK_SLOTS`, one at a time, so
 /// one user keeps at most one thread of the blocking pool busy with checks and the event loop
@@ -132,7 +132,7 @@ impl Governed {
     /// (WebSocket), after the proxy's own per-user cap on reads of abandoned responses (429
     /// `abandoned_reads`: outside review r13 F4).
     #[allow(clippy::result_large_err)] // the governor's own answer, passed on as it is
-    pub fn admit_body(
+    fn admit_body(
         &self,
         uid: Option<u32>,
         body: &[u8],
@@ -458,16 +458,28 @@ pub fn refuse_coded_body(
         rule: "proxy.content_encoding".into(),
         ..Governance::default()
     });
-    let body = serde_json::json!({"error": {
-        "message": "a request body with a Content-Encoding cannot be checked by the policy: send it uncoded",
-        "type": "proxy_error", "code": "coded_body", "status": 415,
-    }});
-    Err(refusal_response(
+    Err(proxy_error(
         415,
-        format!("{body}\n").into_bytes(),
+        "coded_body",
+        "a request body with a Content-Encoding cannot be checked by the policy: send it uncoded",
         None,
         audit,
     ))
+}
+
+/// The proxy's own refusal of a governed request (not the policy's): `{"error": {"message",
+/// "type": "proxy_error", "code", "status"}}`.
+fn proxy_error(
+    status: u16,
+    code: &str,
+    message: &str,
+    retry_after: Option<u64>,
+    audit: AuditRecord,
+) -> Response<ResponseBody> {
+    let body = serde_json::json!({"error": {
+        "message": message, "type": "proxy_error", "code": code, "status": status,
+    }});
+    refusal_response(status, format!("{body}\n").into_bytes(), retry_after, audit)
 }
 
 /// Reads the request body to its end, checks it, and returns what to send upstream (with the
@@ -528,11 +540,8 @@ pub async fn admit(
             (None, Some(m)) => m.to_string(),
             (None, None) => String::new(),
         };
-        let body = serde_json::json!({"error": {
-            "message": message, "type": "proxy_error", "code": code, "status": status,
-        }});
         let retry = err.is_none().then_some(1);
-        let mut resp = refusal_response(status, format!("{body}\n").into_bytes(), retry, audit);
+        let mut resp = proxy_error(status, code, &message, retry, audit);
         resp.headers_mut()
             .insert(http::header::CONNECTION, HeaderValue::from_static("close"));
         return Err(resp);

@@ -1187,12 +1187,7 @@ impl Session {
                 let mut a_rec = new_audit(&self.ctx.peer, self.ctx.uid, text.len());
                 // a large message is checked off the event loop, as a large HTTP body is
                 // (outside review r73 F1)
-                let decided = if text.len() > crate::governed::INLINE_CHECK_BYTES {
-                    g.admit_body_off_loop(self.ctx.uid, Bytes::copy_from_slice(&text))
-                        .await
-                } else {
-                    g.admit_body(self.ctx.uid, &text)
-                };
+                let decided = g.admit_body_off_loop(self.ctx.uid, text.clone()).await;
                 match decided {
                     Ok(mut a) => {
                         if let Some(rewritten) = a.body.take() {
