@@ -556,7 +556,6 @@ pub const CREDENTIAL_PATHS: &[&str] = &[
     ".config/Bitwarden",
     ".local/share/rbw",
     ".config/age",
-    ".config/sops/age",
     ".local/share/keepassxc",
     ".config/keepassxc",
     // outside review r63 F6: container and cluster client keys, NSS and mail clients' stores,
@@ -611,7 +610,6 @@ pub const CREDENTIAL_PATHS: &[&str] = &[
     ".authinfo.gpg",
     ".mylogin.cnf",
     ".sh_history",
-    ".netlify/config.json",
     ".yarnrc",
     ".config/pypoetry/auth.toml",
     // outside review r66 F3: IDE password stores and state, runners, more CLIs' and AI tools' keys
