@@ -676,8 +676,12 @@ impl JsonScanner {
                     // a second `usage` member at the same place (duplicate keys) counts too
                     // (outside review r73 F3: the last one alone was booked, so
                     // `"usage":{real},"usage":{zeros}` was free)
-                    if self.capture_over || self.usages.len() == MAX_USAGES {
+                    if self.capture_over || self.usage_too_large || self.usages.len() == MAX_USAGES
+                    {
+                        // none of them counts then: the estimate is charged (outside review
+                        // r77 F3: five zeros, then the real counts, booked zeros)
                         self.usage_too_large = true;
+                        self.usages.clear();
                     } else {
                         self.usages.push(copy);
                     }
@@ -1150,6 +1154,10 @@ mod tests {
         t.observe(twice.as_bytes());
         let r = t.finish();
         assert_eq!(r.anomaly, Some("usage object too large"));
+        assert_eq!(
+            r.usage, None,
+            "more than five: none counts, the estimate is charged"
+        );
     }
 
     #[test]

@@ -440,16 +440,18 @@ fn refusal_response(
 /// upstream with the rewritten plain body). `Ok`: no coding, go on with `audit`.
 #[allow(clippy::result_large_err)] // the answer itself, returned at once
 pub fn refuse_coded_body(
-    coding: Option<&HeaderValue>,
+    coding: http::header::GetAll<'_, HeaderValue>,
     mut audit: AuditRecord,
 ) -> Result<AuditRecord, Response<ResponseBody>> {
-    let Some(coding) = coding else {
-        return Ok(audit);
-    };
-    if coding
-        .to_str()
-        .is_ok_and(|c| c.trim().eq_ignore_ascii_case("identity"))
-    {
+    // every header line and every listed coding (outside review r77 F1: a second
+    // `Content-Encoding: br` line after `identity` went upstream)
+    let plain = coding.iter().all(|v| {
+        v.to_str().is_ok_and(|c| {
+            c.split(',')
+                .all(|c| c.trim().eq_ignore_ascii_case("identity"))
+        })
+    });
+    if plain {
         return Ok(audit);
     }
     audit.reason = Some("coded_body".into());

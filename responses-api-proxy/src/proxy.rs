@@ -215,7 +215,7 @@ async fn forward(
         None => (crate::governed::UpstreamBody::Streamed(body), None),
         Some(g) => {
             audit = match crate::governed::refuse_coded_body(
-                parts.headers.get(http::header::CONTENT_ENCODING),
+                parts.headers.get_all(http::header::CONTENT_ENCODING),
                 audit,
             ) {
                 Ok(a) => a,

@@ -1965,7 +1965,8 @@ fn a_coded_request_body_is_refused_under_a_policy() {
         let mut c = Command::new("curl");
         c.args(["-sS", "-o", "/dev/null", "-w", "%{http_code}"])
             .args(["-H", "content-type: application/json"]);
-        if let Some(v) = coding {
+        // `A|B`: two header lines
+        for v in coding.into_iter().flat_map(|v| v.split('|')) {
             c.args(["-H", &format!("content-encoding: {v}")]);
         }
         let out = c
@@ -1977,6 +1978,9 @@ fn a_coded_request_body_is_refused_under_a_policy() {
     };
     assert_eq!(status_with(Some("br")), "415");
     assert_eq!(status_with(Some("gzip")), "415");
+    // outside review r77 F1: a second line, or a list
+    assert_eq!(status_with(Some("identity|br")), "415");
+    assert_eq!(status_with(Some("identity, gzip")), "415");
     assert!(mock.requests().is_empty(), "a coded body went upstream");
     assert_eq!(status_with(Some("identity")), "200");
     assert_eq!(status_with(None), "200");
