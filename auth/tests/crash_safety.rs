@@ -77,8 +77,9 @@ fn has_temp(home: &Path) -> bool {
         })
 }
 
-/// Run `rounds` kill cycles; returns (corrupt results, kills that left a temp file).
-fn harness(role: &str, home: &Path, rounds: u32) -> (u32, u32) {
+/// Run the kill cycles `rounds` (the round number varies the moment of the kill); returns
+/// (corrupt results, kills that left a partial temp file).
+fn harness(role: &str, home: &Path, rounds: std::ops::Range<u32>) -> (u32, u32) {
     let exe = std::env::current_exe().unwrap();
     let test_name = if role == "atomic" {
         "killed_writer_leaves_old_or_new"
@@ -86,7 +87,7 @@ fn harness(role: &str, home: &Path, rounds: u32) -> (u32, u32) {
         "control_naive_writer_is_caught_truncated"
     };
     let (mut corrupt, mut mid_write) = (0, 0);
-    for round in 0..rounds {
+    for round in rounds {
         let mut child = Command::new(&exe)
             .args(["--exact", test_name, "--nocapture", "--test-threads=1"])
             .env(ENV_ROLE, role)
@@ -163,8 +164,14 @@ fn killed_writer_leaves_old_or_new() {
     // On disk (not tmpfs), so fsync takes real time and kills land inside the write window.
     let d = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
     let home = d.path().to_path_buf();
-    let (corrupt, mid_write) = harness("atomic", &home, 30);
-    eprintln!("atomic writer: {corrupt} corrupt, {mid_write} of 30 kills mid-write");
+    // Batches of 30 kills until one has landed mid-write (at most 120: a clean-clone CI run saw
+    // 30 kills miss the window once, the write finishing between the poll and the kill).
+    let (mut corrupt, mut mid_write, mut kills) = (0, 0, 0);
+    while mid_write == 0 && kills < 120 {
+        let (c, m) = harness("atomic", &home, kills..kills + 30);
+        (corrupt, mid_write, kills) = (corrupt + c, mid_write + m, kills + 30);
+    }
+    eprintln!("atomic writer: {corrupt} corrupt, {mid_write} of {kills} kills mid-write");
     assert_eq!(corrupt, 0, "auth.json was truncated or mixed after a kill");
     assert!(
         mid_write > 0,
@@ -182,7 +189,7 @@ fn killed_writer_leaves_old_or_new() {
 fn control_naive_writer_is_caught_truncated() {
     maybe_run_writer();
     let (_d, home) = home();
-    let (corrupt, _) = harness("naive", &home, 10);
+    let (corrupt, _) = harness("naive", &home, 0..10);
     eprintln!("naive writer: {corrupt} of 10 kills left a corrupt file");
     assert!(
         corrupt > 0,

@@ -41,21 +41,7 @@ pub struct Governed {
     /// its client left): at shutdown each is booked with its estimate ([`Governed::finish`]).
     open: Mutex<std::collections::HashMap<u64, Arc<OpenResponse>>>,
     next_open: AtomicU64,
-    /// One slot per group of uids for checking a large body off the event loop (see
-    /// [`Governed::admit_body_off_loop`]).
-    checking: Vec<Arc<tokio::sync::Semaphore>>,
 }
-
-/// Bodies larger than this are checked on a thread of the blocking pool, not on the event loop
-/// (outside review r73 F1: a 10 MB body of 170,000 input items took 0.3 s to check; 16 of them at
-/// once held every other user's requests for 1.3 s, up to 4 s). Smaller ones, well under a
-/// millisecond, are checked in place (the hot path stays on the loop).
-const INLINE_CHECK_BYTES: usize = 64 * 1024;
-
-/// Large-body check slots: a uid's checks take the slot `uid % CHECK_SLOTS`, one at a time, so
-/// one user keeps at most one thread of the blocking pool busy with checks and the event loop
-/// none (two users whose uids share a slot take turns for their large bodies).
-const CHECK_SLOTS: usize = 64;
 
 /// A response not booked yet (see [`Governed::open`]).
 pub struct OpenResponse {
@@ -86,9 +72,6 @@ impl Governed {
             buffered_by_uid: Mutex::new(std::collections::HashMap::new()),
             open: Mutex::new(std::collections::HashMap::new()),
             next_open: AtomicU64::new(0),
-            checking: (0..CHECK_SLOTS)
-                .map(|_| Arc::new(tokio::sync::Semaphore::new(1)))
-                .collect(),
         })
     }
 
@@ -154,29 +137,22 @@ impl Governed {
         self.governor.admit(uid, body, clock::now_ms())
     }
 
-    /// [`Governed::admit_body`], for a body larger than [`INLINE_CHECK_BYTES`] on a thread of
-    /// the blocking pool, one at a time per uid slot ([`CHECK_SLOTS`]): the event loop goes on
-    /// serving every other request meanwhile. A check whose client left runs to its end (its
-    /// slot is held until then).
+    /// [`Governed::admit_body`], for a body larger than [`off_loop::INLINE_BYTES`] on a thread
+    /// of the blocking pool, one at a time per uid slot ([`off_loop::run`]): the event loop goes
+    /// on serving every other request meanwhile (outside review r73 F1: a 10 MB body of 170,000
+    /// input items took 0.3 s to check; 16 of them at once held every other user's requests for
+    /// 1.3 s, up to 4 s).
     #[allow(clippy::result_large_err)] // the governor's own answer, passed on as it is
     pub async fn admit_body_off_loop(
         self: &Arc<Self>,
         uid: Option<u32>,
         body: Bytes,
     ) -> Result<Admitted, codex_proxy_governance::Refusal> {
-        if body.len() <= INLINE_CHECK_BYTES {
+        if body.len() <= off_loop::INLINE_BYTES {
             return self.admit_body(uid, &body);
         }
-        let slot = uid.map_or(0, |u| u as usize % CHECK_SLOTS);
-        // The semaphores are never closed: `acquire_owned` cannot fail.
-        let permit = Arc::clone(&self.checking[slot]).acquire_owned().await.ok();
         let me = Arc::clone(self);
-        let checked = tokio::task::spawn_blocking(move || {
-            let decided = me.admit_body(uid, &body);
-            drop(permit);
-            decided
-        })
-        .await;
+        let checked = off_loop::run(uid, move || me.admit_body(uid, &body)).await;
         checked.unwrap_or_else(|e| {
             tracing::error!(error = %e, "the check of a large request body failed");
             Err(codex_proxy_governance::Refusal {
@@ -266,6 +242,7 @@ impl Governed {
 
 use crate::audit::{AuditRecord, Governance, Outcome};
 use crate::body::{BodyTap, RequestBody, RequestBodyError, ResponseBody};
+use crate::off_loop;
 
 /// The body sent upstream: the client's, streamed (no policy), or the checked one, buffered
 /// (its bytes counted against `--max-buffered-bytes` until the body is dropped).

@@ -19,6 +19,7 @@ pub mod key_source;
 pub mod listener;
 pub mod listeners;
 pub mod metrics;
+pub mod off_loop;
 pub mod peer_access;
 pub mod per_user;
 pub mod policy;
