@@ -642,7 +642,9 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> Side<IO> {
             .missing(&self.buf)
             .clamp(READ_CHUNK, READ_AHEAD_MAX);
         self.buf.reserve(want);
-        self.io.read_buf(&mut self.buf).await
+        let n = self.io.read_buf(&mut self.buf).await?;
+        self.reader.unmask_arrived(&mut self.buf);
+        Ok(n)
     }
 
     /// The next message whose frames are all read (see [`ws_frame::Reader::next`]).
