@@ -2454,3 +2454,118 @@ fn printed_made(out: &std::process::Output, ns: Ns) -> String {
     );
     ctx
 }
+
+/// A shell as the victim (uid 65534) in the workspace, outside the sandbox.
+fn victim_sh(e: &Env, script: &str) -> Output {
+    Command::new("sh")
+        .args(["-c", script])
+        .current_dir(&e.ws)
+        .env("PWD", &e.ws)
+        .env("HOME", &e.home)
+        .env("USER", "nobody")
+        .uid(NOBODY)
+        .gid(NOBODY)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap()
+}
+
+/// Outside review r79, both modes: **F1** a Fossil repository file inside its checkout (where
+/// `fossil open URL` leaves it) had a `before-commit` hook added from inside (`fossil hook add
+/// -R proj.fossil`), which the victim's next `fossil commit` ran outside; **F2** a local
+/// Subversion repository under a writable root had `hooks/start-commit` written from inside,
+/// run at the victim's next `svn commit` over `file://`. Fossil databases are recognised by
+/// their contents (SQLite `application_id`), Subversion repositories by `format` + `db`: the
+/// hook writes, an append, a hot journal beside the repository, a copy renamed over it, its
+/// removal, renaming `hooks` away, all refused; the victim's commits run nothing and the files
+/// are as they were. Control: with `--allow-git-writes` (no name guard) the same script plants
+/// both hooks and the same commits run them.
+#[test]
+fn a_fossil_repository_and_a_local_subversion_repository_cannot_get_hooks_planted() {
+    for ns in [Ns::With, Ns::Without] {
+        let e = env();
+        let marker = e.home.join("PWNED");
+        let ws = s(&e.ws);
+        let setup = victim_sh(
+            &e,
+            &format!(
+                "set -e; printf 'id >> {m}\\n' > hook.sh; mkdir fos; cd fos; \
+                 fossil init proj.fossil >/dev/null; fossil open --force proj.fossil >/dev/null; \
+                 echo a > a.txt; fossil add a.txt >/dev/null; \
+                 fossil commit -m one --no-warnings >/dev/null; cd ..; \
+                 svnadmin create svnrepo; svn checkout -q file://{ws}/svnrepo svnwc; \
+                 echo a > svnwc/a.txt; svn add -q svnwc/a.txt; svn commit -q -m one svnwc",
+                m = s(&marker)
+            ),
+        );
+        assert!(
+            setup.status.success(),
+            "fossil and subversion must be installed: {setup:?}"
+        );
+        let repo = std::fs::read(e.ws.join("fos/proj.fossil")).unwrap();
+        let plant = "fossil hook add -R fos/proj.fossil --command \"sh $PWD/hook.sh\" \
+             --type before-commit --sequence 1 >/dev/null 2>&1 && echo HOOKED-FOSSIL; \
+             printf '#!/bin/sh\\nsh %s/hook.sh\\n' \"$PWD\" > svnrepo/hooks/start-commit && \
+             chmod 755 svnrepo/hooks/start-commit && echo HOOKED-SVN; ";
+        let attack = format!(
+            "{plant} printf x >> fos/proj.fossil; printf x > fos/proj.fossil-journal; \
+             printf x > fos/.fslckout-journal; \
+             cp fos/proj.fossil fos/copy.fossil; mv -f fos/copy.fossil fos/proj.fossil; \
+             rm -f fos/proj.fossil; mv svnrepo/hooks svnrepo/hooks.old; rm -f svnrepo/format; \
+             echo done"
+        );
+        let commit = "cd fos && echo b >> a.txt && fossil commit -m two --no-warnings; cd ..; \
+             echo b >> svnwc/a.txt && svn commit -q -m two svnwc";
+        let out = guarded(&e, ns, false, &attack);
+        let said = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(said.contains("done"), "{ns:?}: {said}");
+        assert!(
+            !said.contains("HOOKED"),
+            "{ns:?}: a hook was planted: {said}"
+        );
+        // the append, the journal, the checkout's journal, the rename over, the removal, the
+        // svn hook, renaming `hooks`, removing `format`
+        assert_eq!(
+            said.matches("Permission denied").count(),
+            8,
+            "{ns:?}: {said}"
+        );
+        assert_eq!(
+            std::fs::read(e.ws.join("fos/proj.fossil")).unwrap(),
+            repo,
+            "{ns:?}: the Fossil repository was changed"
+        );
+        for gone in [
+            "fos/proj.fossil-journal",
+            "fos/.fslckout-journal",
+            "svnrepo/hooks/start-commit",
+        ] {
+            assert!(!e.ws.join(gone).exists(), "{ns:?}: {gone} was made");
+        }
+        assert!(e.ws.join("svnrepo/format").exists() && e.ws.join("svnrepo/hooks").is_dir());
+        let _ = victim_sh(&e, commit);
+        assert!(
+            !marker.exists(),
+            "{ns:?}: a planted hook ran at the victim's commit"
+        );
+        // control: without the name guard the same hooks are planted, and the same commits
+        // run them
+        let out = guarded(&e, ns, true, plant);
+        let said = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            said.contains("HOOKED-FOSSIL") && said.contains("HOOKED-SVN"),
+            "{ns:?}: control: {out:?}"
+        );
+        let committed = victim_sh(&e, commit);
+        let ran = std::fs::read_to_string(&marker).unwrap_or_default();
+        assert_eq!(
+            ran.matches("uid=65534").count(),
+            2,
+            "{ns:?}: control: both hooks ran at the victim's commits: {ran:?} {committed:?}"
+        );
+    }
+}

@@ -107,9 +107,15 @@ pub struct GenOptions {
 /// The protected names, any case (APFS is case-insensitive by default), as a path component:
 /// `.git` and any name ending in `.git` (bare repositories), `.hg`, `.sl`, `.jj`, `.codex`, `.agents`,
 /// `.claude` (the Linux name guard's list, `sandbox_linux::name_guard::PROTECTED_NAMES`); and a last
-/// component `HEAD` (without it git takes no directory for a repository).
+/// component `HEAD` (without it git takes no directory for a repository); and as a last component
+/// a Fossil database by its usual name, `*.fossil` (a repository: its `config` table holds the
+/// hooks `fossil commit` runs, outside review r79 F1; Linux recognises it by its contents, which
+/// Seatbelt cannot read), and the SQLite side files (`-journal`, `-wal`, `-shm`) of it and of
+/// `.fslckout`/`_FOSSIL_` (a hot journal is played into its database by the next reader).
+/// A local Subversion repository (r79 F2, recognised on Linux by `format` + `db`) has no name
+/// to match here: not covered on macOS.
 /// `[.]` rather than `\.`: no escape to get wrong in the regex literal.
-pub const PROTECTED_NAMES_REGEX: &str = "(^|/)([.]([Cc][Oo][Dd][Ee][Xx]|[Aa][Gg][Ee][Nn][Tt][Ss]|[Hh][Gg]|[Ss][Ll]|[Jj][Jj]|[Cc][Ll][Aa][Uu][Dd][Ee]|[Pp][Ii][Jj][Uu][Ll]|[Bb][Zz][Rr]|[Ff][Ss][Ll][Cc][Kk][Oo][Uu][Tt]|[Ss][Vv][Nn])|_[Dd][Aa][Rr][Cc][Ss]|_[Ff][Oo][Ss][Ss][Ii][Ll]_|CVS|_MTN|[^/]*[.][Gg][Ii][Tt])(/|$)|(^|/)[Hh][Ee][Aa][Dd]$";
+pub const PROTECTED_NAMES_REGEX: &str = "(^|/)([.]([Cc][Oo][Dd][Ee][Xx]|[Aa][Gg][Ee][Nn][Tt][Ss]|[Hh][Gg]|[Ss][Ll]|[Jj][Jj]|[Cc][Ll][Aa][Uu][Dd][Ee]|[Pp][Ii][Jj][Uu][Ll]|[Bb][Zz][Rr]|[Ff][Ss][Ll][Cc][Kk][Oo][Uu][Tt]|[Ss][Vv][Nn])|_[Dd][Aa][Rr][Cc][Ss]|_[Ff][Oo][Ss][Ss][Ii][Ll]_|CVS|_MTN|[^/]*[.][Gg][Ii][Tt])(/|$)|(^|/)[Hh][Ee][Aa][Dd]$|(^|/)([.][Ff][Ss][Ll][Cc][Kk][Oo][Uu][Tt]|_[Ff][Oo][Ss][Ss][Ii][Ll]_|[^/]*[.][Ff][Oo][Ss][Ss][Ii][Ll])(-journal|-wal|-shm)?$";
 
 /// [`generate`] with the front door's [`GenOptions`].
 pub fn generate_with(
@@ -250,7 +256,7 @@ pub fn generate_with(
 
     if !opts.allow_git_writes && !roots.is_empty() {
         g.blank();
-        g.line("; ---- protected names: no .git, .hg, .sl, .jj, .codex, .agents, .claude, _darcs, .pijul, .bzr, .fslckout, _FOSSIL_, .svn, CVS or _MTN is created or written anywhere ----");
+        g.line("; ---- protected names: no .git, .hg, .sl, .jj, .codex, .agents, .claude, _darcs, .pijul, .bzr, .fslckout, _FOSSIL_, *.fossil, .svn, CVS or _MTN is created or written anywhere ----");
         g.line(
             "; (a nested repository's hooks or core.fsmonitor would run outside the sandbox at the",
         );

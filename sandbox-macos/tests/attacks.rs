@@ -310,6 +310,11 @@ fn protected_names_cannot_be_created_or_written_anywhere_in_any_case() {
         "/private/tmp/.Hg/hgrc",
         "/private/tmp/proj/.jj/repo/config.toml",
         "/private/tmp/proj/.claude/settings.json",
+        // outside review r79 F1: a Fossil repository and the side files of Fossil databases
+        "/private/tmp/proj/fos/proj.fossil",
+        "/private/tmp/proj/fos/Proj.FOSSIL-journal",
+        "/private/tmp/proj/fos/.fslckout-journal",
+        "/private/tmp/proj/fos/_FOSSIL_-wal",
     ] {
         assert_eq!(m.decide(W, Path::new(p)), Decision::Deny, "{p}");
     }
@@ -324,6 +329,8 @@ fn protected_names_cannot_be_created_or_written_anywhere_in_any_case() {
         "/private/tmp/proj/.claude.md",
         "/private/tmp/proj/HEADER.md",
         "/private/tmp/proj/digit/x",
+        "/private/tmp/proj/fos/proj.fossil.bak",
+        "/private/tmp/proj/fos/notes-journal",
     ] {
         assert_eq!(m.decide(W, Path::new(p)), Decision::Allow, "{p}");
     }

@@ -5,8 +5,8 @@ use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 
 use super::sys;
 use super::{
-    DENIED_ERRNO, Op, Request, has_protected_component, inside_git_directory, is_git_directory_at,
-    is_head_file, is_protected, is_protected_new_name,
+    DENIED_ERRNO, Op, Request, fossil_entry, has_protected_component, inside_git_directory,
+    is_fossil_database, is_git_directory_at, is_head_file, is_protected, is_protected_new_name,
 };
 
 /// Carve-outs that did not exist at the start (a `$CODEX_HOME` to be created, `.git`/`.codex`
@@ -286,8 +286,11 @@ fn below_protected_path(path: &[u8]) -> bool {
 /// with its directory, as removing it did in r26 F1, and the user's next `git reset --hard` in
 /// `lib` acted on the superproject).
 fn refuse_repository_entry(fd: BorrowedFd<'_>) -> Result<(), i32> {
-    if sys::info(fd).map_err(errno)?.kind == libc::S_IFDIR
-        && (is_git_directory_at(fd) || holds_protected_name(fd))
+    let kind = sys::info(fd).map_err(errno)?.kind;
+    if (kind == libc::S_IFDIR && (is_git_directory_at(fd) || holds_protected_name(fd)))
+        // a Fossil repository is not renamed, linked or removed either (another file put in
+        // its place would be the one the checkout names: outside review r79 F1)
+        || (kind == libc::S_IFREG && is_fossil_database(fd))
     {
         return Err(DENIED_ERRNO);
     }
@@ -783,7 +786,11 @@ fn target_refusing(
     let parent_fd = open_path_no_magiclinks(dir, &cstr(parent)?, true)?;
     let (info, parent_path) = check_location(parent_fd.as_fd(), true)?;
     let last_c = cstr(last_as_given)?;
-    if touches_protected_path(&entry_path(parent_path, last)) {
+    // an existing Fossil database, or a side file of one, is not created over, opened for
+    // writing, renamed or linked onto (outside review r79 F1)
+    if touches_protected_path(&entry_path(parent_path, last))
+        || fossil_entry(parent_fd.as_fd(), last)
+    {
         return Err(if info.read_only {
             libc::EROFS
         } else {
@@ -866,6 +873,7 @@ fn check_location(fd: BorrowedFd<'_>, refuse_proc: bool) -> Result<(sys::FileInf
     if has_protected_component(&real)
         || below_protected_path(&real)
         || inside_git_directory(fd, &real)
+        || (info.kind == libc::S_IFREG && is_fossil_database(fd))
     {
         return Err(if info.read_only {
             libc::EROFS

@@ -101,8 +101,23 @@ pub const CHANNELS: usize = 4;
 
 /// Whether `name` (one path component) is protected: one of [`PROTECTED_NAMES`], or a name
 /// ending in `.git` (the usual name of a bare repository: a push to it runs its hooks), ASCII
-/// case ignored.
+/// case ignored; or the SQLite side file ([`sqlite_side_base`]) of such a name
+/// (`.fslckout-journal`: a hot journal is played into its database by the next program that
+/// opens it, so it would rewrite the checkout database the name protects).
 pub fn is_protected(name: &[u8]) -> bool {
+    is_protected_base(name) || sqlite_side_base(name).is_some_and(is_protected_base)
+}
+
+/// The database a SQLite side file belongs to: `NAME` for `NAME-journal` (a rollback journal),
+/// `NAME-wal` (a write-ahead log) and `NAME-shm` (its index); `None` for any other name.
+pub fn sqlite_side_base(name: &[u8]) -> Option<&[u8]> {
+    [&b"-journal"[..], b"-wal", b"-shm"]
+        .iter()
+        .find_map(|s| name.strip_suffix(*s))
+        .filter(|base| !base.is_empty())
+}
+
+fn is_protected_base(name: &[u8]) -> bool {
     let lower = name.to_ascii_lowercase();
     PROTECTED_NAMES
         .iter()
@@ -124,6 +139,78 @@ pub fn is_protected_new_name(name: &[u8]) -> bool {
     // exactly `HEAD`: git on Linux reads no other spelling (outside review r25 F2: any case of
     // `head` was refused, which broke `gcc -o head` and a Hugo `layouts/partials/head/`)
     is_protected(name) || name == b"HEAD"
+}
+
+/// Fossil's SQLite `application_id`s (`PRAGMA application_id`: the big-endian word at offset
+/// 68 of a database's header): a repository, 252006673, whose `config` table holds the hooks
+/// (`before-commit`...) a `fossil commit` runs (outside review r79 F1: a `proj.fossil` inside
+/// its checkout, as `fossil open URL` leaves it, had a hook added with `fossil hook add -R`,
+/// which the user's next `fossil commit` ran outside, both modes), and a checkout database,
+/// 252006674 (`.fslckout`, protected by name too). Fossil names its repository files freely,
+/// so they are recognised by their contents.
+const FOSSIL_APPLICATION_IDS: [u32; 2] = [252_006_673, 252_006_674];
+
+/// Whether the first bytes of a file are a SQLite header with one of Fossil's
+/// [`FOSSIL_APPLICATION_IDS`].
+pub(crate) fn sqlite_header_is_fossils(b: &[u8]) -> bool {
+    b.len() >= 72
+        && b.starts_with(b"SQLite format 3\0")
+        && FOSSIL_APPLICATION_IDS.contains(&u32::from_be_bytes([b[68], b[69], b[70], b[71]]))
+}
+
+/// Whether `file` (any descriptor, `O_PATH` included) is a Fossil database by its contents
+/// ([`FOSSIL_APPLICATION_IDS`]). Only a regular file of whole SQLite pages (at least 512 bytes,
+/// a multiple of 512) is read; one that cannot be read counts as one (fails closed).
+pub(crate) fn is_fossil_database(file: std::os::fd::BorrowedFd<'_>) -> bool {
+    use std::os::fd::{AsFd, AsRawFd};
+    let Ok(st) = sys::fstat_fd(file) else {
+        return true;
+    };
+    if st.st_mode & libc::S_IFMT != libc::S_IFREG || st.st_size < 512 || st.st_size % 512 != 0 {
+        return false;
+    }
+    // an `O_PATH` descriptor is not readable: opened again for reading, by itself
+    let Ok(link) = std::ffi::CString::new(format!("/proc/self/fd/{}", file.as_raw_fd())) else {
+        return true;
+    };
+    let Ok(f) = sys::openat(
+        None,
+        &link,
+        libc::O_RDONLY | libc::O_NONBLOCK | libc::O_NOCTTY,
+        0,
+    ) else {
+        return true;
+    };
+    let mut b = [0u8; 72];
+    let mut got = 0;
+    while got < b.len() {
+        match sys::read_eintr(f.as_fd(), &mut b[got..]) {
+            Ok(0) => break,
+            Ok(n) => got += n,
+            Err(_) => return true,
+        }
+    }
+    sqlite_header_is_fossils(&b[..got])
+}
+
+/// Whether the entry `name` of `dir`, or the database whose SQLite side file `name` would be
+/// ([`sqlite_side_base`]: a hot journal next to a repository is played into it by the next
+/// `fossil` that opens it), is a Fossil database ([`is_fossil_database`]). A missing entry is
+/// none; any other failure to look counts as one.
+pub(crate) fn fossil_entry(dir: std::os::fd::BorrowedFd<'_>, name: &[u8]) -> bool {
+    use std::os::fd::AsFd;
+    [Some(name), sqlite_side_base(name)]
+        .into_iter()
+        .flatten()
+        .any(|n| {
+            let Ok(c) = std::ffi::CString::new(n) else {
+                return false;
+            };
+            match sys::openat(Some(dir), &c, libc::O_PATH | libc::O_NOFOLLOW, 0) {
+                Ok(fd) => is_fossil_database(fd.as_fd()),
+                Err(e) => !matches!(e.raw_os_error(), Some(libc::ENOENT) | Some(libc::ENOTDIR)),
+            }
+        })
 }
 
 /// Whether any component of `path` is protected.
@@ -189,6 +276,21 @@ fn git_directory_at(dir: std::os::fd::BorrowedFd<'_>, lenient: bool) -> bool {
             Err(_) => Err(()),
         }
     };
+    // A Subversion repository (outside review r79 F2: `hooks/start-commit` of a local
+    // repository under /tmp was written by the command and run at the user's next `svn
+    // commit` over `file://`): `svn` opens a directory holding `format` and `db` (each of any
+    // type, as for git's entries below).
+    let Ok(db) = kind(c"db") else {
+        return true;
+    };
+    if db.is_some() {
+        let Ok(format) = kind(c"format") else {
+            return true;
+        };
+        if format.is_some() && !sys::fstat_fd(dir).is_ok_and(|st| shared_sticky(&st)) {
+            return true;
+        }
+    }
     let Ok(head) = kind(c"HEAD") else {
         return true;
     };
@@ -402,6 +504,10 @@ mod tests {
         assert!(!is_protected(b".hgignore") && !is_protected(b"hg"));
         assert!(!is_protected(b".gitignore"));
         assert!(!is_protected(b"git"));
+        // the SQLite side files of a protected name (outside review r79)
+        assert!(is_protected(b".fslckout-journal") && is_protected(b"_FOSSIL_-wal"));
+        assert!(is_protected(b".fslckout-shm") && !is_protected(b"-journal"));
+        assert!(!is_protected(b"notes-journal") && !is_protected(b".fslckout-old"));
         assert!(!is_protected(b".git "));
         assert!(has_protected_component(b"/ws/sub/.git/hooks"));
         assert!(has_protected_component(b"/ws/.codex"));
