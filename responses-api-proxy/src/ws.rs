@@ -781,6 +781,10 @@ fn client_frame_error(e: &FrameError) -> CloseFrame {
             code::SIZE,
             "message larger than the proxy's --max-body-bytes",
         ),
+        FrameError::TooManyFragments { .. } => CloseFrame {
+            code: code::POLICY,
+            reason: Cow::Owned(e.to_string()),
+        },
         other => CloseFrame {
             code: code::PROTOCOL,
             reason: Cow::Owned(other.to_string()),
@@ -927,6 +931,16 @@ impl Session {
                             Ok(None) => break,
                             Err(e) => return End::Client(Some(client_frame_error(&e))),
                         };
+                        // Messages handled on the loop give it back after every 64 KiB of them,
+                        // each counted as 1 KiB at least (a ping costs a write): a task runs
+                        // until it waits, and with messages queued on the socket (each refused
+                        // or answered at once) it would not wait for a long time (a flood of
+                        // messages just under 64 KiB held another user's requests 2.4 s).
+                        read_here += m.size().max(1024);
+                        if read_here > off_loop::INLINE_BYTES {
+                            read_here = 0;
+                            tokio::task::yield_now().await;
+                        }
                         let text = match m {
                             Message::Whole { text: true, frame, header_len } => {
                                 let mut t = frame;
@@ -959,14 +973,6 @@ impl Session {
                         self.audit.bytes_in.fetch_add(len as u64, Ordering::Relaxed);
                         if let Err(e) = self.on_client_text(message, draining.then_some(why), client, upstream).await {
                             return e;
-                        }
-                        // Messages read on the loop give it back after every 64 KiB of them: a
-                        // task runs until it waits, and with messages queued on the socket (each
-                        // answered at once when refused) it would not wait for a long time.
-                        read_here += len;
-                        if read_here > off_loop::INLINE_BYTES {
-                            read_here = 0;
-                            tokio::task::yield_now().await;
                         }
                     }
                 }

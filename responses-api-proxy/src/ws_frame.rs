@@ -117,6 +117,17 @@ pub enum FrameError {
     UnfinishedMessage,
     #[error("an invalid close frame payload")]
     BadClose,
+    #[error("a message in {fragments} fragments for {len} bytes (at most 64 and one more per KiB)")]
+    TooManyFragments { fragments: usize, len: usize },
+}
+
+/// The most fragments a message of `len` bytes may come in: 64, and one more per KiB. A peer
+/// sending empty (or one-byte) continuation frames without end kept the event loop busy with
+/// frames of a message that never grew, was never refused and never counted (outside review
+/// r78 F1: 16 sessions held another user's requests at p50 517 ms); real clients fragment at
+/// kilobytes.
+pub fn max_fragments(len: usize) -> usize {
+    64 + len / 1024
 }
 
 /// Parses the frame header at the front of `buf`: `Ok(None)` until all of it is there.
@@ -298,6 +309,18 @@ pub enum Message {
     Close(Option<(u16, String)>),
 }
 
+impl Message {
+    /// The bytes it carries (a whole frame's with its header).
+    pub fn size(&self) -> usize {
+        match self {
+            Message::Whole { frame, .. } => frame.len(),
+            Message::Assembled { payload, .. } => payload.len(),
+            Message::Ping(p) => p.len(),
+            Message::Pong | Message::Close(_) => 0,
+        }
+    }
+}
+
 /// Decodes the frames of one direction of a connection into messages.
 #[derive(Debug)]
 pub struct Reader {
@@ -305,6 +328,8 @@ pub struct Reader {
     max_message: usize,
     /// A fragmented message begun: text or not, the payload so far.
     partial: Option<(bool, BytesMut)>,
+    /// Frames of the fragmented message begun ([`max_fragments`]).
+    fragments: usize,
     /// Payload bytes of the frame at the front of the buffer already unmasked
     /// ([`Reader::unmask_arrived`]).
     front_unmasked: usize,
@@ -317,6 +342,7 @@ impl Reader {
             from,
             max_message,
             partial: None,
+            fragments: 0,
             front_unmasked: 0,
         }
     }
@@ -425,10 +451,18 @@ impl Reader {
                     }
                     frame.advance(h.header_len);
                     self.partial = Some((text, frame));
+                    self.fragments = 1;
                 }
                 Opcode::Continuation => {
                     if let Some((_, p)) = self.partial.as_mut() {
                         p.extend_from_slice(&frame[h.header_len..]);
+                        self.fragments += 1;
+                        if self.fragments > max_fragments(p.len()) {
+                            return Err(FrameError::TooManyFragments {
+                                fragments: self.fragments,
+                                len: p.len(),
+                            });
+                        }
                     }
                     if h.fin {
                         if let Some((text, payload)) = self.partial.take() {
@@ -696,6 +730,52 @@ mod tests {
             assert_eq!(text_of(&got[2]), &payload[..], "step {step}");
             assert_eq!(text_of(&got[3]), b"x", "step {step}");
         }
+    }
+
+    /// Outside review r78 F1: empty continuation frames without end. A message may come in 64
+    /// fragments and one more per KiB: the 65th empty one is refused, while a message of 64 KiB
+    /// in 1 KiB fragments (64 + 64 allowed) and one in 64 one-byte fragments pass.
+    #[test]
+    fn a_message_in_too_many_fragments_is_refused() {
+        let read = |frames: Vec<Vec<u8>>| {
+            let mut r = Reader::new(Peer::Client, 1 << 20);
+            let mut buf = BytesMut::new();
+            for f in frames {
+                buf.extend_from_slice(&f);
+            }
+            let mut got = Vec::new();
+            loop {
+                match r.next(&mut buf) {
+                    Ok(Some(m)) => got.push(m),
+                    Ok(None) => return Ok(got),
+                    Err(e) => return Err(e),
+                }
+            }
+        };
+        let mut empty = vec![frame(false, Opcode::Text, b"", Some(MASK))];
+        empty.extend((0..63).map(|_| frame(false, Opcode::Continuation, b"", Some(MASK))));
+        let mut last = empty.clone();
+        last.push(frame(true, Opcode::Continuation, b"", Some(MASK)));
+        assert!(
+            matches!(
+                read(last),
+                Err(FrameError::TooManyFragments {
+                    fragments: 65,
+                    len: 0
+                })
+            ),
+            "the 65th fragment of an empty message"
+        );
+        // 64 fragments: the first and 63 continuations, the last final
+        let mut ok = vec![frame(false, Opcode::Text, b"a", Some(MASK))];
+        ok.extend((0..62).map(|_| frame(false, Opcode::Continuation, b"b", Some(MASK))));
+        ok.push(frame(true, Opcode::Continuation, b"c", Some(MASK)));
+        assert_eq!(read(ok).unwrap().len(), 1);
+        let kib = [b'k'; 1024];
+        let mut big = vec![frame(false, Opcode::Text, &kib, Some(MASK))];
+        big.extend((0..126).map(|_| frame(false, Opcode::Continuation, &kib, Some(MASK))));
+        big.push(frame(true, Opcode::Continuation, &kib, Some(MASK)));
+        assert_eq!(read(big).unwrap().len(), 1, "128 KiB in 128 fragments");
     }
 
     #[test]

@@ -2247,3 +2247,58 @@ fn large_websocket_messages_are_read_off_the_event_loop_while_other_users_are_se
 fn a_flood_of_messages_just_under_the_off_loop_size_does_not_hold_the_loop() {
     another_users_requests_during_a_message_flood(2_000, 200);
 }
+
+/// Outside review r78 F1: a client opened a text message and then sent empty continuation
+/// frames without end; the message never grew, so it was never refused, never counted and
+/// never read off the loop, and 16 such sessions held another user's requests at p50 517 ms.
+/// A message may come in 64 fragments and one more per KiB: the session is closed with 1008
+/// naming the fragments, and nothing went upstream. Control: the same message in 64 fragments
+/// is relayed.
+#[test]
+fn a_message_in_endless_empty_fragments_closes_the_session() {
+    use std::io::{Read, Write};
+    let mock = WsMock::start().unwrap();
+    let proxy = start(&mock, &[]);
+    let masked = |fin: bool, opcode: u8, payload: &[u8]| {
+        let mut f = masked_text_frame(payload);
+        f[0] = if fin { 0x80 } else { 0 } | opcode;
+        f
+    };
+    let mut s = raw_session(proxy.port);
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let mut frames = masked(false, 1, b"");
+    for _ in 0..10_000 {
+        frames.extend(masked(false, 0, b""));
+    }
+    // the proxy may close before it has read them all
+    let _ = s.write_all(&frames);
+    let mut got = Vec::new();
+    let _ = s.read_to_end(&mut got);
+    assert!(got.len() >= 4 && got[0] == 0x88, "no close frame: {got:?}");
+    let code = u16::from_be_bytes([got[2], got[3]]);
+    let reason = String::from_utf8_lossy(&got[4..]).into_owned();
+    assert_eq!(code, 1008, "{reason}");
+    assert!(reason.contains("fragments"), "{reason}");
+    assert!(
+        mock.state().sessions.iter().all(|x| x.messages.is_empty()),
+        "something went upstream"
+    );
+    // control: a message in 64 fragments goes through
+    let mut s = raw_session(proxy.port);
+    let text = create("gpt-5");
+    let (head, rest) = text.as_bytes().split_at(1);
+    let mut frames = masked(false, 1, head);
+    let pieces: Vec<&[u8]> = rest.chunks(rest.len().div_ceil(63)).collect();
+    for (i, p) in pieces.iter().enumerate() {
+        frames.extend(masked(i + 1 == pieces.len(), 0, p));
+    }
+    assert!(pieces.len() <= 63);
+    s.write_all(&frames).unwrap();
+    assert!(
+        mock.wait_until(Duration::from_secs(10), |st| st
+            .sessions
+            .iter()
+            .any(|x| x.messages.iter().any(|m| m == &text))),
+        "the fragmented message did not reach upstream"
+    );
+}
