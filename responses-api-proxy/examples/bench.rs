@@ -490,16 +490,23 @@ fn run_mock() {
     );
     let mut burst: Vec<String> = (0..14).map(long_delta).collect();
     burst.push(completed.clone());
-    // WebSocket mode: the same events' JSON, each its own text message (the SSE frame's data).
-    let ws_messages: Vec<String> = burst
-        .iter()
-        .map(|f| {
-            f.lines()
-                .find_map(|l| l.strip_prefix("data: "))
-                .unwrap()
-                .to_string()
-        })
-        .collect();
+    // WebSocket mode: `response.created`, then the same events' JSON, each its own text message
+    // (the SSE frame's data), with an id of its own per response as the real API gives (the
+    // proxy books a terminal event once per id: with one id for all, the second response's
+    // `response.completed` was taken for a repeat, never ended, and the session's close waited
+    // for it until the idle timeout: the ws cells hung).
+    let id = suite_test_support::responses_mock::RESPONSE_ID;
+    let ws_messages: Vec<String> = std::iter::once(
+        serde_json::json!({"type": "response.created", "sequence_number": 0, "response": {"id": id, "object": "response", "status": "in_progress", "model": "gpt-bench"}})
+            .to_string(),
+    )
+    .chain(burst.iter().map(|f| {
+        f.lines()
+            .find_map(|l| l.strip_prefix("data: "))
+            .unwrap()
+            .replace("\"resp_bench\"", &format!("\"{id}\""))
+    }))
+    .collect();
     eprintln!(
         "mock: ws = {} messages of {}..{} bytes per response.create, written at once",
         ws_messages.len(),

@@ -76,7 +76,9 @@ pub enum MockResponse {
     /// `101`, then every text message of type `response.create` is answered with `messages`,
     /// each its own text message, all written at once (one flush) like [`Self::SseChunked`]'s
     /// frames. Other messages are ignored; a close ends the session. A request that is not an
-    /// upgrade gets `400`.
+    /// upgrade gets `400`. [`RESPONSE_ID`] in a message becomes an id of its own for every
+    /// response, as the real API gives (a proxy that books each terminal event once per id
+    /// takes a repeated id for a repeated event).
     WebSocket { messages: Vec<String> },
 }
 
@@ -609,6 +611,13 @@ async fn handle(mut req: Request<Incoming>, shared: Arc<Shared>) -> Response<Moc
     }
 }
 
+/// The placeholder a [`MockResponse::WebSocket`] message carries where each response's own id
+/// goes.
+pub const RESPONSE_ID: &str = "{response_id}";
+
+/// Responses answered over WebSocket by every mock of this process (their ids).
+static WS_RESPONSE_SEQ: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
 /// One WebSocket session of [`MockResponse::WebSocket`]: `messages` for every `response.create`.
 async fn ws_session<S>(
     mut ws: tokio_tungstenite::WebSocketStream<S>,
@@ -628,8 +637,14 @@ async fn ws_session<S>(
         if !is_create {
             continue;
         }
+        let n = WS_RESPONSE_SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         for m in &messages {
-            if ws.feed(Message::Text(m.clone())).await.is_err() {
+            let m = if m.as_str().contains(RESPONSE_ID) {
+                Utf8Bytes::from(m.as_str().replace(RESPONSE_ID, &format!("resp_mock_{n}")))
+            } else {
+                m.clone()
+            };
+            if ws.feed(Message::Text(m)).await.is_err() {
                 return;
             }
         }
