@@ -2493,7 +2493,10 @@ fn a_fossil_repository_and_a_local_subversion_repository_cannot_get_hooks_plante
                  fossil init proj.fossil >/dev/null; fossil open --force proj.fossil >/dev/null; \
                  echo a > a.txt; fossil add a.txt >/dev/null; \
                  fossil commit -m one --no-warnings >/dev/null; cd ..; \
-                 svnadmin create svnrepo; svn checkout -q file://{ws}/svnrepo svnwc; \
+                 mkdir repos co2; fossil init repos/other.fossil >/dev/null; cd co2; \
+                 fossil open --force ../repos/other.fossil >/dev/null; cd ..; \
+                 mkdir x; svnadmin create x/svnrepo; ln -s x/svnrepo svnrepo; \
+                 svn checkout -q file://{ws}/x/svnrepo svnwc; \
                  echo a > svnwc/a.txt; svn add -q svnwc/a.txt; svn commit -q -m one svnwc",
                 m = s(&marker)
             ),
@@ -2512,6 +2515,9 @@ fn a_fossil_repository_and_a_local_subversion_repository_cannot_get_hooks_plante
              printf x > fos/.fslckout-journal; \
              cp fos/proj.fossil fos/copy.fossil; mv -f fos/copy.fossil fos/proj.fossil; \
              rm -f fos/proj.fossil; mv svnrepo/hooks svnrepo/hooks.old; rm -f svnrepo/format; \
+             mv repos repos.old; mv x x.old; \
+             mkdir -p proj/db proj/format && mkdir proj/src && echo FP1-OK; \
+             mkdir -p proj2/db && printf '#!/bin/sh\\n' > proj2/format && mkdir proj2/src && echo FP2-OK; \
              echo done"
         );
         let commit = "cd fos && echo b >> a.txt && fossil commit -m two --no-warnings; cd ..; \
@@ -2528,12 +2534,21 @@ fn a_fossil_repository_and_a_local_subversion_repository_cannot_get_hooks_plante
             "{ns:?}: a hook was planted: {said}"
         );
         // the append, the journal, the checkout's journal, the rename over, the removal, the
-        // svn hook, renaming `hooks`, removing `format`
+        // svn hook, renaming `hooks`, removing `format`; renaming the directories holding a
+        // repository (outside review r80 F1/F2: a copy the command made in a new `repos` was
+        // what the victim's checkout, naming `../repos/other.fossil`, then opened)
         assert_eq!(
             said.matches("Permission denied").count(),
-            8,
+            10,
             "{ns:?}: {said}"
         );
+        // a project's own `db/` and `format/` (or a `format` script) are no repository
+        // (outside review r80 F3: they froze the project)
+        assert!(
+            said.contains("FP1-OK") && said.contains("FP2-OK"),
+            "{ns:?}: {said}"
+        );
+        assert!(e.ws.join("repos/other.fossil").is_file() && e.ws.join("x/svnrepo").is_dir());
         assert_eq!(
             std::fs::read(e.ws.join("fos/proj.fossil")).unwrap(),
             repo,

@@ -287,7 +287,10 @@ fn below_protected_path(path: &[u8]) -> bool {
 /// `lib` acted on the superproject).
 fn refuse_repository_entry(fd: BorrowedFd<'_>) -> Result<(), i32> {
     let kind = sys::info(fd).map_err(errno)?.kind;
-    if (kind == libc::S_IFDIR && (is_git_directory_at(fd) || holds_protected_name(fd)))
+    if (kind == libc::S_IFDIR
+        && (is_git_directory_at(fd)
+            || holds_protected_name(fd)
+            || super::holds_repository_by_contents(fd)))
         // a Fossil repository is not renamed, linked or removed either (another file put in
         // its place would be the one the checkout names: outside review r79 F1)
         || (kind == libc::S_IFREG && is_fossil_database(fd))

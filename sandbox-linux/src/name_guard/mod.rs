@@ -276,20 +276,8 @@ fn git_directory_at(dir: std::os::fd::BorrowedFd<'_>, lenient: bool) -> bool {
             Err(_) => Err(()),
         }
     };
-    // A Subversion repository (outside review r79 F2: `hooks/start-commit` of a local
-    // repository under /tmp was written by the command and run at the user's next `svn
-    // commit` over `file://`): `svn` opens a directory holding `format` and `db` (each of any
-    // type, as for git's entries below).
-    let Ok(db) = kind(c"db") else {
+    if svn_repository_at(dir, lenient) {
         return true;
-    };
-    if db.is_some() {
-        let Ok(format) = kind(c"format") else {
-            return true;
-        };
-        if format.is_some() && !sys::fstat_fd(dir).is_ok_and(|st| shared_sticky(&st)) {
-            return true;
-        }
     }
     let Ok(head) = kind(c"HEAD") else {
         return true;
@@ -313,6 +301,114 @@ fn git_directory_at(dir: std::os::fd::BorrowedFd<'_>, lenient: bool) -> bool {
         // added to it named a directory without `HEAD` whose config and hooks git read)
         || head == Some(libc::S_IFLNK)
         || head_content_is_gits(dir)
+}
+
+/// Whether the directory `dir` is a Subversion repository (outside review r79 F2:
+/// `hooks/start-commit` of a local repository under /tmp was written by the command and run at
+/// the user's next `svn commit` over `file://`): `db` a directory and `format` a file whose
+/// first line is a number, as `svnadmin create` makes them (`svn` opens such a directory). A
+/// symbolic link in either place counts (svn follows it), as does any doubt; but a project's
+/// own `db/` and `format/` packages, or a `format` script, do not (outside review r80 F3: any
+/// `db` + `format` froze such a project). Not a sticky world-writable directory someone else
+/// owns ([`shared_sticky`]).
+fn svn_repository_at(dir: std::os::fd::BorrowedFd<'_>, lenient: bool) -> bool {
+    use std::os::fd::{AsFd, AsRawFd};
+    let kind = |name: &std::ffi::CStr| -> Result<Option<u32>, ()> {
+        let mut st = std::mem::MaybeUninit::<libc::stat>::uninit();
+        match sys::fstatat_nofollow(dir.as_raw_fd(), name, &mut st) {
+            Ok(st) => Ok(Some(st.st_mode & libc::S_IFMT)),
+            Err(e) if matches!(e.raw_os_error(), Some(libc::ENOENT) | Some(libc::ENOTDIR)) => {
+                Ok(None)
+            }
+            Err(e) if lenient && e.raw_os_error() == Some(libc::EACCES) => Ok(None),
+            Err(_) => Err(()),
+        }
+    };
+    match kind(c"db") {
+        Ok(Some(libc::S_IFDIR) | Some(libc::S_IFLNK)) => {}
+        Ok(_) => return false,
+        Err(()) => return true,
+    }
+    let repository = match kind(c"format") {
+        Ok(Some(libc::S_IFLNK)) | Err(()) => true,
+        Ok(Some(libc::S_IFREG)) => {
+            match sys::openat(
+                Some(dir),
+                c"format",
+                libc::O_RDONLY | libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_NOCTTY,
+                0,
+            ) {
+                Ok(f) => {
+                    let mut b = [0u8; 16];
+                    match sys::read_eintr(f.as_fd(), &mut b) {
+                        Ok(n) => svn_format_line(&b[..n]),
+                        Err(_) => true,
+                    }
+                }
+                Err(_) => true,
+            }
+        }
+        Ok(_) => false,
+    };
+    repository && !sys::fstat_fd(dir).is_ok_and(|st| shared_sticky(&st))
+}
+
+/// Whether the start of a `format` file is what `svnadmin` writes: a decimal number, then a
+/// line end (or the end of the file).
+fn svn_format_line(b: &[u8]) -> bool {
+    let digits = b.iter().take_while(|c| c.is_ascii_digit()).count();
+    digits > 0 && matches!(b.get(digits), None | Some(b'\n') | Some(b'\r'))
+}
+
+/// Whether the directory `dir` directly holds a repository recognised by its contents: a Fossil
+/// database ([`is_fossil_database`]) or a Subversion repository ([`svn_repository_at`]). Such a
+/// directory is not renamed (outside review r80 F1/F2: `mv repos repos.old; mkdir repos`, then a
+/// copy of the repository the command wrote itself, not recognised, with a hook added: the
+/// victim's checkout names `../repos/proj.fossil` by path and its next commit ran the hook).
+/// Any doubt counts as yes.
+pub(crate) fn holds_repository_by_contents(dir: std::os::fd::BorrowedFd<'_>) -> bool {
+    use std::os::fd::{AsFd, AsRawFd};
+    use std::os::unix::ffi::OsStrExt;
+    let Ok(d) = sys::openat(Some(dir), c".", libc::O_RDONLY | libc::O_DIRECTORY, 0) else {
+        return true;
+    };
+    let Ok(entries) = std::fs::read_dir(format!("/proc/self/fd/{}", d.as_raw_fd())) else {
+        return true;
+    };
+    for e in entries {
+        let Ok(e) = e else {
+            return true;
+        };
+        let Ok(name) = std::ffi::CString::new(e.file_name().as_bytes()) else {
+            return true;
+        };
+        let mut st = std::mem::MaybeUninit::<libc::stat>::uninit();
+        let Ok(st) = sys::fstatat_nofollow(dir.as_raw_fd(), &name, &mut st) else {
+            continue; // gone meanwhile
+        };
+        let found = match st.st_mode & libc::S_IFMT {
+            libc::S_IFREG if st.st_size >= 512 && st.st_size % 512 == 0 => {
+                match sys::openat(Some(dir), &name, libc::O_PATH | libc::O_NOFOLLOW, 0) {
+                    Ok(f) => is_fossil_database(f.as_fd()),
+                    Err(_) => true,
+                }
+            }
+            libc::S_IFDIR => match sys::openat(
+                Some(dir),
+                &name,
+                libc::O_PATH | libc::O_NOFOLLOW | libc::O_DIRECTORY,
+                0,
+            ) {
+                Ok(f) => svn_repository_at(f.as_fd(), true),
+                Err(_) => true,
+            },
+            _ => false,
+        };
+        if found {
+            return true;
+        }
+    }
+    false
 }
 
 /// Whether the regular file `HEAD` in `dir` holds what git's `validate_headref` accepts (`ref:`
@@ -508,6 +604,9 @@ mod tests {
         assert!(is_protected(b".fslckout-journal") && is_protected(b"_FOSSIL_-wal"));
         assert!(is_protected(b".fslckout-shm") && !is_protected(b"-journal"));
         assert!(!is_protected(b"notes-journal") && !is_protected(b".fslckout-old"));
+        // what `svnadmin create` writes in `format`, and a project's `format` script
+        assert!(svn_format_line(b"5\n") && svn_format_line(b"7\nlayout sharded 1000\n"));
+        assert!(svn_format_line(b"8") && !svn_format_line(b"#!/bin/sh\n") && !svn_format_line(b""));
         assert!(!is_protected(b".git "));
         assert!(has_protected_component(b"/ws/sub/.git/hooks"));
         assert!(has_protected_component(b"/ws/.codex"));
