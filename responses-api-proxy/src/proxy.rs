@@ -60,6 +60,9 @@ pub struct ConnCtx {
     /// Set by the connection's task when it closes the connection for [`ConnCtx::key_cut`],
     /// before the responses in flight are dropped: their audit outcome is then `rotated`.
     pub rotation_cut: Arc<std::sync::atomic::AtomicBool>,
+    /// The last response on this connection was an error (a refusal, mostly): the next request
+    /// waits for the event loop's next turn first (see `server.rs`).
+    pub after_error: std::sync::atomic::AtomicBool,
 }
 
 fn json_body(status: StatusCode, code: &str, message: &str) -> Bytes {

@@ -376,6 +376,7 @@ async fn accept_loop(listener: Listener, mut ctx: AcceptCtx) {
                 session: Default::default(),
                 key_cut: Arc::default(),
                 rotation_cut: Arc::default(),
+                after_error: Default::default(),
             });
             let session_ctx = conn_ctx.clone();
             let key_cut = conn_ctx.key_cut.clone();
@@ -383,7 +384,22 @@ async fn accept_loop(listener: Listener, mut ctx: AcceptCtx) {
             let service = hyper::service::service_fn(move |req| {
                 let state = state.clone();
                 let conn_ctx = conn_ctx.clone();
-                async move { Ok::<_, Infallible>(crate::proxy::handle(req, state, conn_ctx).await) }
+                async move {
+                    // A request after an error on the same connection is handled at the event
+                    // loop's next turn: refusals are answered at once, and hyper serves up to 16
+                    // pipelined requests of a connection per turn, so one user's 256
+                    // connections of pipelined refused requests held every other user's request
+                    // for whole rounds of 16 each (outside review r81 F1: another user's p50
+                    // 162 ms). One request per turn per such connection; no cost otherwise.
+                    if conn_ctx.after_error.swap(false, Ordering::Relaxed) {
+                        tokio::task::yield_now().await;
+                    }
+                    let resp = crate::proxy::handle(req, state, conn_ctx.clone()).await;
+                    if resp.status().is_client_error() || resp.status().is_server_error() {
+                        conn_ctx.after_error.store(true, Ordering::Relaxed);
+                    }
+                    Ok::<_, Infallible>(resp)
+                }
             });
             // With upgrades (the WebSocket mode); the session it may switch to is waited for.
             let serving = crate::ws::serve_connection(
