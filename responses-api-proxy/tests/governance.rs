@@ -2006,38 +2006,8 @@ fn pipelined_refusals_on_many_connections_do_not_hold_another_user() {
         .governed(&policy, &state)
         .start();
     let port = proxy.port;
-    let other = move || {
-        let t = Instant::now();
-        let out = Command::new("curl")
-            .args([
-                "-sS",
-                "-o",
-                "/dev/null",
-                "-w",
-                "%{http_code}",
-                "--max-time",
-                "5",
-            ])
-            .args(["-H", "content-type: application/json"])
-            .args(["--data-binary", r#"{"model":"o3","input":"hi"}"#])
-            .arg(format!("http://127.0.0.1:{port}/v1/responses"))
-            .uid(B)
-            .gid(B)
-            .output()
-            .expect("curl must be installed");
-        // no answer within 5 s (curl's exit 28) counts as those 5 s
-        let code = String::from_utf8_lossy(&out.stdout).into_owned();
-        assert!(
-            code == "403" || out.status.code() == Some(28),
-            "{code:?} {out:?}"
-        );
-        t.elapsed()
-    };
-    let median = |mut v: Vec<Duration>| {
-        v.sort();
-        v[v.len() / 2]
-    };
-    let quiet = median((0..10).map(|_| other()).collect());
+    let other = move || common::timed_refused_request(B, port);
+    let quiet = common::median((0..10).map(|_| other()).collect());
     let body = r#"{"model":"o3","input":"hi"}"#;
     let batch = format!(
         "POST /v1/responses HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
@@ -2072,7 +2042,7 @@ fn pipelined_refusals_on_many_connections_do_not_hold_another_user() {
         })
         .collect();
     flooding.store(false, std::sync::atomic::Ordering::Relaxed);
-    let during_median = median(during.clone());
+    let during_median = common::median(during.clone());
     drop(proxy);
     for t in threads {
         let _ = t.join();

@@ -2123,7 +2123,6 @@ fn raw_session(port: u16) -> std::net::TcpStream {
 /// against the same requests on the quiet proxy: their median stays near the quiet one.
 fn another_users_requests_during_a_message_flood(items: usize, min_sent: u32) {
     use std::io::Write;
-    use std::os::unix::process::CommandExt;
     let mock = WsMock::start().unwrap();
     mock.set_script(WsScript {
         delay: Duration::from_secs(60),
@@ -2144,38 +2143,8 @@ fn another_users_requests_during_a_message_flood(items: usize, min_sent: u32) {
     );
     let port = proxy.port;
     // uid 4243's request: a model the policy refuses (403 from the proxy itself)
-    let other = move || {
-        let t = Instant::now();
-        let out = Command::new("curl")
-            .args([
-                "-sS",
-                "-o",
-                "/dev/null",
-                "-w",
-                "%{http_code}",
-                "--max-time",
-                "5",
-            ])
-            .args(["-H", "content-type: application/json"])
-            .args(["--data-binary", r#"{"model":"o3","input":"hi"}"#])
-            .arg(format!("http://127.0.0.1:{port}/v1/responses"))
-            .uid(4243)
-            .gid(4243)
-            .output()
-            .expect("curl must be installed");
-        // no answer within 5 s (curl's exit 28) counts as those 5 s
-        let code = String::from_utf8_lossy(&out.stdout).into_owned();
-        assert!(
-            code == "403" || out.status.code() == Some(28),
-            "{code:?} {out:?}"
-        );
-        t.elapsed()
-    };
-    let median = |mut v: Vec<Duration>| {
-        v.sort();
-        v[v.len() / 2]
-    };
-    let quiet = median((0..10).map(|_| other()).collect());
+    let other = move || common::timed_refused_request(4243, port);
+    let quiet = common::median((0..10).map(|_| other()).collect());
     let items = vec![r#"{"role":"user","content":"x"}"#; items].join(",");
     let big = Arc::new(masked_text_frame(
         format!(r#"{{"type":"response.create","model":"gpt-5","input":[{items}]}}"#).as_bytes(),
@@ -2209,7 +2178,7 @@ fn another_users_requests_during_a_message_flood(items: usize, min_sent: u32) {
         .collect();
     flooding.store(false, std::sync::atomic::Ordering::Relaxed);
     let slowest = *during.iter().max().unwrap();
-    let during_median = median(during.clone());
+    let during_median = common::median(during.clone());
     drop(proxy);
     let sent: u32 = sessions.into_iter().map(|h| h.join().unwrap()).sum();
     eprintln!(

@@ -563,3 +563,41 @@ pub fn syscw(pid: u32) -> u64 {
         .and_then(|v| v.trim().parse().ok())
         .expect("no syscw in /proc/PID/io")
 }
+
+/// How long a request of `uid` that the proxy on `port` refuses itself takes end to end (curl;
+/// a model no test policy allows: 403, the proxy's own work only); no answer within 5 s (curl's
+/// exit 28) counts as those 5 s. For the tests that time one user's requests while another
+/// floods the proxy.
+pub fn timed_refused_request(uid: u32, port: u16) -> Duration {
+    use std::os::unix::process::CommandExt;
+    let t = Instant::now();
+    let out = Command::new("curl")
+        .args([
+            "-sS",
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_code}",
+            "--max-time",
+            "5",
+        ])
+        .args(["-H", "content-type: application/json"])
+        .args(["--data-binary", r#"{"model":"o3","input":"hi"}"#])
+        .arg(format!("http://127.0.0.1:{port}/v1/responses"))
+        .uid(uid)
+        .gid(uid)
+        .output()
+        .expect("curl must be installed");
+    let code = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        code == "403" || out.status.code() == Some(28),
+        "{code:?} {out:?}"
+    );
+    t.elapsed()
+}
+
+/// The median of `v` (not empty).
+pub fn median(mut v: Vec<Duration>) -> Duration {
+    v.sort();
+    v[v.len() / 2]
+}

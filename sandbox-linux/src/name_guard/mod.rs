@@ -263,19 +263,7 @@ pub(crate) const OVERFLOW_UID: u32 = 65534;
 /// the kernel refuses a creation inside an unsearchable directory anyway, while `chmod 000
 /// dir` then `chmod 755 dir` must keep working.
 fn git_directory_at(dir: std::os::fd::BorrowedFd<'_>, lenient: bool) -> bool {
-    use std::os::fd::AsRawFd;
-    // Some(kind) when present, None when absent, Err(()) when unknown
-    let kind = |name: &std::ffi::CStr| -> Result<Option<u32>, ()> {
-        let mut st = std::mem::MaybeUninit::<libc::stat>::uninit();
-        match sys::fstatat_nofollow(dir.as_raw_fd(), name, &mut st) {
-            Ok(st) => Ok(Some(st.st_mode & libc::S_IFMT)),
-            Err(e) if matches!(e.raw_os_error(), Some(libc::ENOENT) | Some(libc::ENOTDIR)) => {
-                Ok(None)
-            }
-            Err(e) if lenient && e.raw_os_error() == Some(libc::EACCES) => Ok(None),
-            Err(_) => Err(()),
-        }
-    };
+    let kind = |name: &std::ffi::CStr| entry_kind(dir, name, lenient);
     if svn_repository_at(dir, lenient) {
         return true;
     }
@@ -303,6 +291,24 @@ fn git_directory_at(dir: std::os::fd::BorrowedFd<'_>, lenient: bool) -> bool {
         || head_content_is_gits(dir)
 }
 
+/// The type (`S_IFMT` bits) of the entry `name` of `dir`: `Ok(None)` when there is none,
+/// `Err(())` when unknown (any other failure); `lenient`: an unsearchable `dir` (`EACCES`)
+/// counts as having no such entry.
+fn entry_kind(
+    dir: std::os::fd::BorrowedFd<'_>,
+    name: &std::ffi::CStr,
+    lenient: bool,
+) -> Result<Option<u32>, ()> {
+    use std::os::fd::AsRawFd;
+    let mut st = std::mem::MaybeUninit::<libc::stat>::uninit();
+    match sys::fstatat_nofollow(dir.as_raw_fd(), name, &mut st) {
+        Ok(st) => Ok(Some(st.st_mode & libc::S_IFMT)),
+        Err(e) if matches!(e.raw_os_error(), Some(libc::ENOENT) | Some(libc::ENOTDIR)) => Ok(None),
+        Err(e) if lenient && e.raw_os_error() == Some(libc::EACCES) => Ok(None),
+        Err(_) => Err(()),
+    }
+}
+
 /// Whether the directory `dir` is a Subversion repository (outside review r79 F2:
 /// `hooks/start-commit` of a local repository under /tmp was written by the command and run at
 /// the user's next `svn commit` over `file://`): `db` a directory and `format` a file whose
@@ -312,18 +318,8 @@ fn git_directory_at(dir: std::os::fd::BorrowedFd<'_>, lenient: bool) -> bool {
 /// `db` + `format` froze such a project). Not a sticky world-writable directory someone else
 /// owns ([`shared_sticky`]).
 fn svn_repository_at(dir: std::os::fd::BorrowedFd<'_>, lenient: bool) -> bool {
-    use std::os::fd::{AsFd, AsRawFd};
-    let kind = |name: &std::ffi::CStr| -> Result<Option<u32>, ()> {
-        let mut st = std::mem::MaybeUninit::<libc::stat>::uninit();
-        match sys::fstatat_nofollow(dir.as_raw_fd(), name, &mut st) {
-            Ok(st) => Ok(Some(st.st_mode & libc::S_IFMT)),
-            Err(e) if matches!(e.raw_os_error(), Some(libc::ENOENT) | Some(libc::ENOTDIR)) => {
-                Ok(None)
-            }
-            Err(e) if lenient && e.raw_os_error() == Some(libc::EACCES) => Ok(None),
-            Err(_) => Err(()),
-        }
-    };
+    use std::os::fd::AsFd;
+    let kind = |name: &std::ffi::CStr| entry_kind(dir, name, lenient);
     match kind(c"db") {
         Ok(Some(libc::S_IFDIR) | Some(libc::S_IFLNK)) => {}
         Ok(_) => return false,
