@@ -105,7 +105,7 @@ fn reply(
 pub async fn handle(
     req: Request<Incoming>,
     state: Arc<ProxyState>,
-    conn: Arc<ConnCtx>,
+    conn: &ConnCtx,
 ) -> Response<ResponseBody> {
     let mut audit = AuditRecord::new(
         conn.peer_label.clone(),
@@ -158,7 +158,7 @@ pub async fn handle(
             );
             resp
         }
-        Ok(Route::Forward) => forward(req, state, &conn, audit).await,
+        Ok(Route::Forward) => forward(req, state, conn, audit).await,
         Ok(Route::WebSocket) => {
             let ctx = crate::ws::WsContext {
                 client: state.client.clone(),

@@ -394,7 +394,7 @@ async fn accept_loop(listener: Listener, mut ctx: AcceptCtx) {
                     if conn_ctx.after_error.swap(false, Ordering::Relaxed) {
                         tokio::task::yield_now().await;
                     }
-                    let resp = crate::proxy::handle(req, state, conn_ctx.clone()).await;
+                    let resp = crate::proxy::handle(req, state, &conn_ctx).await;
                     if resp.status().is_client_error() || resp.status().is_server_error() {
                         conn_ctx.after_error.store(true, Ordering::Relaxed);
                     }
