@@ -877,7 +877,8 @@ impl Session {
         let mut retired = self.retired.clone();
         let mut cut = self.cut.clone();
         let mut draining = false;
-        // Bytes of client messages read on the event loop since it was last given back.
+        // Client messages handled since the loop was last given back, in bytes (each at least
+        // 1 KiB, see below).
         let mut read_here = 0usize;
         // Why the session is draining (its close frame's reason).
         let mut why: &'static str = SHUTTING_DOWN;

@@ -2033,14 +2033,7 @@ fn pipelined_refusals_on_many_connections_do_not_hold_another_user() {
             while matches!(r.read(&mut sink), Ok(n) if n > 0) {}
         }));
     }
-    std::thread::sleep(Duration::from_millis(500));
-    let during: Vec<Duration> = (0..20)
-        .map(|_| {
-            let t = other();
-            std::thread::sleep(Duration::from_millis(50));
-            t
-        })
-        .collect();
+    let during = common::timings_during_flood(other);
     flooding.store(false, std::sync::atomic::Ordering::Relaxed);
     let during_median = common::median(during.clone());
     drop(proxy);

@@ -2168,14 +2168,7 @@ fn another_users_requests_during_a_message_flood(items: usize, min_sent: u32) {
             })
         })
         .collect();
-    std::thread::sleep(Duration::from_millis(500));
-    let during: Vec<Duration> = (0..20)
-        .map(|_| {
-            let t = other();
-            std::thread::sleep(Duration::from_millis(50));
-            t
-        })
-        .collect();
+    let during = common::timings_during_flood(other);
     flooding.store(false, std::sync::atomic::Ordering::Relaxed);
     let slowest = *during.iter().max().unwrap();
     let during_median = common::median(during.clone());

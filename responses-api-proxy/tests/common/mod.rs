@@ -601,3 +601,16 @@ pub fn median(mut v: Vec<Duration>) -> Duration {
     v.sort();
     v[v.len() / 2]
 }
+
+/// Twenty timings of `request`, 50 ms apart, after half a second for a flood just started to
+/// get going (the flood tests: another user's requests timed while one user floods the proxy).
+pub fn timings_during_flood(request: impl Fn() -> Duration) -> Vec<Duration> {
+    std::thread::sleep(Duration::from_millis(500));
+    (0..20)
+        .map(|_| {
+            let t = request();
+            std::thread::sleep(Duration::from_millis(50));
+            t
+        })
+        .collect()
+}
