@@ -292,8 +292,10 @@ fn a_gitdir_under_a_renameable_directory_of_another_root_is_held_in_place() {
         s(&gitdir),
         &e.home.join("PWNED"),
     );
-    // `other/repos` is carved out read-only: renaming it gets EBUSY
-    attack_held(&e, Some(&other), &script, "Device or resource busy");
+    // `other/repos` is carved out read-only (a rename would get EBUSY); the name guard refuses
+    // first: it holds a repository (outside review r82 F3: a directory holding one at any
+    // depth is not renamed)
+    attack_held(&e, Some(&other), &script, "Permission denied");
 }
 
 #[test]
@@ -2581,6 +2583,123 @@ fn a_fossil_repository_and_a_local_subversion_repository_cannot_get_hooks_plante
             ran.matches("uid=65534").count(),
             2,
             "{ns:?}: control: both hooks ran at the victim's commits: {ran:?} {committed:?}"
+        );
+    }
+}
+
+/// Outside review r82, both modes: **F1** a local CVS repository's `CVSROOT/commitinfo` made
+/// writable with `chmod u+w` and given a line that ran at the victim's next `cvs commit`, from
+/// a checkout outside the writable roots; **F2** a Fossil repository the victim's checkout
+/// names through a symbolic link in the workspace (`links/m.fossil -> ~/museum/m.fossil`):
+/// the link removed and the command's copy with a hook put at its path; **F3** a Subversion
+/// repository two levels down (`svn/repos/proj`): `mv svn svn.old`, a copy with a hook made at
+/// the old path, which the victim's working copy outside the workspace names by its absolute
+/// `file://` URL; **F4** `chmod 000` / `touch -d` of a Fossil database. Now `CVSROOT` is a
+/// protected name, a directory holding a repository at any depth is not renamed, a link whose
+/// target is or holds one is not removed or renamed, and a Fossil database's metadata does not
+/// change. Control: with `--allow-git-writes` (no name guard) the same script plants all three
+/// hooks and the victim's commits run them.
+#[test]
+fn a_repository_cannot_be_replaced_through_a_link_or_an_ancestor_nor_cvsroot_written() {
+    for ns in [Ns::With, Ns::Without] {
+        let e = env();
+        let marker = e.home.join("PWNED");
+        let (ws, home) = (s(&e.ws), s(&e.home));
+        let setup = victim_sh(
+            &e,
+            &format!(
+                "set -e; printf 'id >> {m}\\n' > {home}/hook.sh; \
+                 cvs -Q -d {ws}/cvsroot init; mkdir {home}/imp; cd {home}/imp; echo a > a.txt; \
+                 cvs -Q -d {ws}/cvsroot import -m init proj vend start; cd {home}; \
+                 cvs -Q -d {ws}/cvsroot checkout -d cvsco proj; \
+                 mkdir {home}/museum {ws}/links {ws}/mco; fossil init {home}/museum/m.fossil >/dev/null; \
+                 ln -s {home}/museum/m.fossil {ws}/links/m.fossil; cd {ws}/mco; \
+                 fossil open --force {ws}/links/m.fossil >/dev/null; echo a > a.txt; \
+                 fossil add a.txt >/dev/null; fossil commit -m one --no-warnings >/dev/null; \
+                 mkdir -p {ws}/svn/repos {ws}/fos2; svnadmin create {ws}/svn/repos/proj; \
+                 svn checkout -q file://{ws}/svn/repos/proj {home}/wc; echo a > {home}/wc/a.txt; \
+                 svn add -q {home}/wc/a.txt; svn commit -q -m one {home}/wc; \
+                 fossil init {ws}/fos2/p.fossil >/dev/null",
+                m = s(&marker)
+            ),
+        );
+        assert!(
+            setup.status.success(),
+            "cvs, fossil and subversion must be installed: {setup:?}"
+        );
+        let hook = format!("sh {home}/hook.sh");
+        let attack = format!(
+            "chmod u+w cvsroot/CVSROOT/commitinfo && echo 'ALL {hook}' >> cvsroot/CVSROOT/commitinfo \
+               && echo HOOKED-CVS; \
+             {{ mv cvsroot cvsroot.old 2>/dev/null && mv cvsroot.old cvsroot; }} || echo REFUSED-CVS-MOVE; \
+             rm links/m.fossil && python3 -c \"import sys;b=bytearray(open(sys.argv[1],'rb').read());\
+b[68:72]=bytes(4);open(sys.argv[2],'wb').write(b)\" {home}/museum/m.fossil links/m.fossil \
+               && fossil hook add -R links/m.fossil --command '{hook}' --type before-commit \
+                  --sequence 1 >/dev/null 2>&1 && echo HOOKED-LINK; \
+             {{ mv links links.old 2>/dev/null && mv links.old links; }} || echo REFUSED-LINK-DIR-MOVE; \
+             mv svn svn.old && cp -r svn.old svn \
+               && printf '#!/bin/sh\\n{hook}\\n' > svn/repos/proj/hooks/start-commit \
+               && chmod 755 svn/repos/proj/hooks/start-commit && echo HOOKED-SVN; \
+             chmod 000 fos2/p.fossil 2>/dev/null || echo REFUSED-CHMOD; \
+             touch -d 2001-01-01 fos2/p.fossil 2>/dev/null || echo REFUSED-TOUCH; \
+             mkdir -p big/a/b/c && echo x > big/a/b/c/f && mv big big2 && echo MOVED-PLAIN; \
+             echo done"
+        );
+        let commit = format!(
+            "cd {home}/cvsco && echo b >> a.txt && cvs -Q commit -m two; \
+             cd {ws}/mco && echo b >> a.txt && fossil commit -m two --no-warnings; \
+             cd {home}/wc && echo b >> a.txt && svn commit -q -m two"
+        );
+        let out = guarded(&e, ns, false, &attack);
+        let said = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(said.contains("done"), "{ns:?}: {said}");
+        assert!(
+            !said.contains("HOOKED"),
+            "{ns:?}: a hook was planted: {said}"
+        );
+        for refused in [
+            "REFUSED-CVS-MOVE",
+            "REFUSED-LINK-DIR-MOVE",
+            "REFUSED-CHMOD",
+            "REFUSED-TOUCH",
+        ] {
+            assert!(said.contains(refused), "{ns:?}: {refused}: {said}");
+        }
+        // a directory with no repository below it still moves
+        assert!(said.contains("MOVED-PLAIN"), "{ns:?}: {said}");
+        assert!(
+            std::fs::symlink_metadata(e.ws.join("links/m.fossil"))
+                .unwrap()
+                .file_type()
+                .is_symlink()
+                && e.ws.join("svn/repos/proj/format").is_file(),
+            "{ns:?}: {said}"
+        );
+        let _ = victim_sh(&e, &commit);
+        assert!(
+            !marker.exists(),
+            "{ns:?}: a planted hook ran at the victim's commit"
+        );
+        // control: without the name guard the same script plants the three hooks, and the
+        // same commits run them
+        let out = guarded(&e, ns, true, &attack);
+        let said = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            said.contains("HOOKED-CVS")
+                && said.contains("HOOKED-LINK")
+                && said.contains("HOOKED-SVN"),
+            "{ns:?}: control: {out:?}"
+        );
+        let committed = victim_sh(&e, &commit);
+        let ran = std::fs::read_to_string(&marker).unwrap_or_default();
+        assert_eq!(
+            ran.matches("uid=65534").count(),
+            3,
+            "{ns:?}: control: the three hooks ran at the victim's commits: {ran:?} {committed:?}"
         );
     }
 }

@@ -115,7 +115,7 @@ pub struct GenOptions {
 /// A local Subversion repository (r79 F2, recognised on Linux by `format` + `db`) has no name
 /// to match here: not covered on macOS.
 /// `[.]` rather than `\.`: no escape to get wrong in the regex literal.
-pub const PROTECTED_NAMES_REGEX: &str = "(^|/)([.]([Cc][Oo][Dd][Ee][Xx]|[Aa][Gg][Ee][Nn][Tt][Ss]|[Hh][Gg]|[Ss][Ll]|[Jj][Jj]|[Cc][Ll][Aa][Uu][Dd][Ee]|[Pp][Ii][Jj][Uu][Ll]|[Bb][Zz][Rr]|[Ff][Ss][Ll][Cc][Kk][Oo][Uu][Tt]|[Ss][Vv][Nn])|_[Dd][Aa][Rr][Cc][Ss]|_[Ff][Oo][Ss][Ss][Ii][Ll]_|CVS|_MTN|[^/]*[.][Gg][Ii][Tt])(/|$)|(^|/)[Hh][Ee][Aa][Dd]$|(^|/)([.][Ff][Ss][Ll][Cc][Kk][Oo][Uu][Tt]|_[Ff][Oo][Ss][Ss][Ii][Ll]_|[^/]*[.][Ff][Oo][Ss][Ss][Ii][Ll])(-journal|-wal|-shm)?$";
+pub const PROTECTED_NAMES_REGEX: &str = "(^|/)([.]([Cc][Oo][Dd][Ee][Xx]|[Aa][Gg][Ee][Nn][Tt][Ss]|[Hh][Gg]|[Ss][Ll]|[Jj][Jj]|[Cc][Ll][Aa][Uu][Dd][Ee]|[Pp][Ii][Jj][Uu][Ll]|[Bb][Zz][Rr]|[Ff][Ss][Ll][Cc][Kk][Oo][Uu][Tt]|[Ss][Vv][Nn])|_[Dd][Aa][Rr][Cc][Ss]|_[Ff][Oo][Ss][Ss][Ii][Ll]_|CVS|CVSROOT|_MTN|[^/]*[.][Gg][Ii][Tt])(/|$)|(^|/)[Hh][Ee][Aa][Dd]$|(^|/)([.][Ff][Ss][Ll][Cc][Kk][Oo][Uu][Tt]|_[Ff][Oo][Ss][Ss][Ii][Ll]_|[^/]*[.][Ff][Oo][Ss][Ss][Ii][Ll])(-journal|-wal|-shm)?$";
 
 /// [`generate`] with the front door's [`GenOptions`].
 pub fn generate_with(
@@ -256,7 +256,7 @@ pub fn generate_with(
 
     if !opts.allow_git_writes && !roots.is_empty() {
         g.blank();
-        g.line("; ---- protected names: no .git, .hg, .sl, .jj, .codex, .agents, .claude, _darcs, .pijul, .bzr, .fslckout, _FOSSIL_, *.fossil, .svn, CVS or _MTN is created or written anywhere ----");
+        g.line("; ---- protected names: no .git, .hg, .sl, .jj, .codex, .agents, .claude, _darcs, .pijul, .bzr, .fslckout, _FOSSIL_, *.fossil, .svn, CVS, CVSROOT or _MTN is created or written anywhere ----");
         g.line(
             "; (a nested repository's hooks or core.fsmonitor would run outside the sandbox at the",
         );

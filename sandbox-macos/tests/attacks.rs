@@ -315,6 +315,10 @@ fn protected_names_cannot_be_created_or_written_anywhere_in_any_case() {
         "/private/tmp/proj/fos/Proj.FOSSIL-journal",
         "/private/tmp/proj/fos/.fslckout-journal",
         "/private/tmp/proj/fos/_FOSSIL_-wal",
+        // outside review r82 F1: a CVS repository's administrative files (commitinfo runs at
+        // every commit)
+        "/private/tmp/proj/cvsroot/CVSROOT/commitinfo",
+        "/private/tmp/proj/CVS/Root",
     ] {
         assert_eq!(m.decide(W, Path::new(p)), Decision::Deny, "{p}");
     }
@@ -331,6 +335,8 @@ fn protected_names_cannot_be_created_or_written_anywhere_in_any_case() {
         "/private/tmp/proj/digit/x",
         "/private/tmp/proj/fos/proj.fossil.bak",
         "/private/tmp/proj/fos/notes-journal",
+        "/private/tmp/proj/cvsrootx/commitinfo",
+        "/private/tmp/proj/cvsroot/commitinfo",
     ] {
         assert_eq!(m.decide(W, Path::new(p)), Decision::Allow, "{p}");
     }

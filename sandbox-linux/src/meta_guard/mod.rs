@@ -321,6 +321,9 @@ fn protected_location(file: &OwnedFd) -> bool {
             let b = real.as_os_str().as_bytes();
             crate::name_guard::has_protected_component(b)
                 || crate::name_guard::inside_git_directory(file.as_fd(), b)
+                // a Fossil database (outside review r82 F4: `chmod 000` locked the user's
+                // `fossil` out of it, `touch -d` forged its times)
+                || crate::name_guard::is_readable_fossil_database(file.as_fd())
         }
         Err(_) => true,
     }

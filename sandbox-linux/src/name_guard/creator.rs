@@ -6,7 +6,7 @@ use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use super::sys;
 use super::{
     DENIED_ERRNO, Op, Request, fossil_entry, has_protected_component, inside_git_directory,
-    is_fossil_database, is_git_directory_at, is_head_file, is_protected, is_protected_new_name,
+    is_fossil_database, is_head_file, is_protected, is_protected_new_name,
 };
 
 /// Carve-outs that did not exist at the start (a `$CODEX_HOME` to be created, `.git`/`.codex`
@@ -281,38 +281,26 @@ fn below_protected_path(path: &[u8]) -> bool {
 }
 
 /// `EACCES` when `fd` (an `O_PATH` descriptor of an entry about to be renamed or linked) is a
-/// directory git takes for a repository by its contents, or one that holds a protected name
-/// (outside review r27 F3: `mv lib lib.moved; mkdir lib` took a submodule's `.git` file away
-/// with its directory, as removing it did in r26 F1, and the user's next `git reset --hard` in
-/// `lib` acted on the superproject).
+/// directory that is or holds a repository at any depth ([`subtree_holds_repository`]: a git
+/// or svn repository by its contents, a protected name, a Fossil database, a link to any of
+/// them), or a Fossil database itself (outside review r27 F3: `mv lib lib.moved; mkdir lib`
+/// took a submodule's `.git` file away with its directory, as removing it did in r26 F1, and
+/// the user's next `git reset --hard` in `lib` acted on the superproject; r80 F1, r82 F3: the
+/// same with a directory above a Fossil or svn repository, one or two levels up). A directory
+/// too large to look at in full gets `EXDEV`: `mv` and `shutil.move` then copy it entry by
+/// entry and remove the originals one by one, each call checked.
 fn refuse_repository_entry(fd: BorrowedFd<'_>) -> Result<(), i32> {
-    let kind = sys::info(fd).map_err(errno)?.kind;
-    if (kind == libc::S_IFDIR
-        && (is_git_directory_at(fd)
-            || holds_protected_name(fd)
-            || super::holds_repository_by_contents(fd)))
+    match sys::info(fd).map_err(errno)?.kind {
+        libc::S_IFDIR => match super::subtree_holds_repository(fd) {
+            super::Subtree::Clear => Ok(()),
+            super::Subtree::Repository => Err(DENIED_ERRNO),
+            super::Subtree::TooLarge => Err(libc::EXDEV),
+        },
         // a Fossil repository is not renamed, linked or removed either (another file put in
         // its place would be the one the checkout names: outside review r79 F1)
-        || (kind == libc::S_IFREG && is_fossil_database(fd))
-    {
-        return Err(DENIED_ERRNO);
+        libc::S_IFREG if is_fossil_database(fd) => Err(DENIED_ERRNO),
+        _ => Ok(()),
     }
-    Ok(())
-}
-
-/// Whether the directory `dir` has an entry named exactly like a protected name (any answer
-/// but "no such entry" counts as yes).
-fn holds_protected_name(dir: BorrowedFd<'_>) -> bool {
-    super::PROTECTED_NAMES.iter().any(|n| {
-        let Ok(name) = CString::new(*n) else {
-            return true;
-        };
-        let mut st = std::mem::MaybeUninit::<libc::stat>::uninit();
-        !matches!(
-            sys::fstatat_nofollow(dir.as_raw_fd(), &name, &mut st),
-            Err(e) if e.raw_os_error() == Some(libc::ENOENT)
-        )
-    })
 }
 
 /// What a directory hands to what is created in it, beyond the creator's own mode: a group
@@ -428,11 +416,25 @@ fn no_group_write_in_a_shared_group(inherited: Inherited, fd: &OwnedFd) {
     }
 }
 
-/// [`refuse_repository_entry`] for the entry `name` of `parent` (missing: nothing to refuse).
+/// [`refuse_repository_entry`] for the entry `name` of `parent` (missing: nothing to refuse),
+/// about to be removed or renamed. A symbolic link whose target is or holds a repository is
+/// neither (outside review r82 F2: `rm links/m.fossil`, the link the user's checkout named,
+/// and the command's own copy with a hook put there); one whose target is too large to look
+/// at in full neither (`EACCES`: a copy of a link is a link again).
 fn entry_is_no_repository(parent: BorrowedFd<'_>, name: &std::ffi::CStr) -> Result<(), i32> {
-    match sys::openat(Some(parent), name, libc::O_PATH | libc::O_NOFOLLOW, 0) {
-        Ok(fd) => refuse_repository_entry(fd.as_fd()),
-        Err(_) => Ok(()),
+    let Ok(fd) = sys::openat(Some(parent), name, libc::O_PATH | libc::O_NOFOLLOW, 0) else {
+        return Ok(());
+    };
+    if sys::info(fd.as_fd()).map_err(errno)?.kind != libc::S_IFLNK {
+        return refuse_repository_entry(fd.as_fd());
+    }
+    match super::link_target(parent, name) {
+        super::LinkTarget::Nothing => Ok(()),
+        super::LinkTarget::Repository => Err(DENIED_ERRNO),
+        super::LinkTarget::Directory(t) => match super::subtree_holds_repository(t.as_fd()) {
+            super::Subtree::Clear => Ok(()),
+            _ => Err(DENIED_ERRNO),
+        },
     }
 }
 

@@ -130,7 +130,13 @@ fn is_protected_base(name: &[u8]) -> bool {
 /// `cvs/` directory stays free): CVS's metadata (outside review r75 F1: `CVS/Root` re-pointed
 /// at a repository the command built, whose `CVSROOT/commitinfo` ran at the user's next `cvs
 /// commit` and copied `~/.ssh/id_ed25519`) and Monotone's (`_MTN/monotonerc`: Lua hooks).
-pub const PROTECTED_EXACT_NAMES: &[&str] = &["CVS", "_MTN"];
+///
+/// `CVSROOT` is a CVS *repository*'s administrative directory: its `commitinfo`, `loginfo`,
+/// `verifymsg`... name programs `cvs` runs at every commit to the repository, from any
+/// checkout, one outside the writable roots included (outside review r82 F1: `chmod u+w
+/// CVSROOT/commitinfo` and a line appended to it copied `~/.ssh/id_ed25519` at the user's next
+/// `cvs commit`).
+pub const PROTECTED_EXACT_NAMES: &[&str] = &["CVS", "CVSROOT", "_MTN"];
 
 /// Whether a *new* name may not be created: a protected name, or `HEAD`, without which git does
 /// not take a directory for a repository (round-8 review F2: a repository planted under another
@@ -162,6 +168,18 @@ pub(crate) fn sqlite_header_is_fossils(b: &[u8]) -> bool {
 /// ([`FOSSIL_APPLICATION_IDS`]). Only a regular file of whole SQLite pages (at least 512 bytes,
 /// a multiple of 512) is read; one that cannot be read counts as one (fails closed).
 pub(crate) fn is_fossil_database(file: std::os::fd::BorrowedFd<'_>) -> bool {
+    fossil_database(file, true)
+}
+
+/// [`is_fossil_database`], but a file this process may not open for reading (`EACCES`) is
+/// none: for the metadata calls, so that `chmod 000 f` then `chmod 644 f` keeps working on any
+/// file (a Fossil database cannot be made unreadable in the first place: that `chmod` is
+/// refused).
+pub(crate) fn is_readable_fossil_database(file: std::os::fd::BorrowedFd<'_>) -> bool {
+    fossil_database(file, false)
+}
+
+fn fossil_database(file: std::os::fd::BorrowedFd<'_>, unreadable_counts: bool) -> bool {
     use std::os::fd::{AsFd, AsRawFd};
     let Ok(st) = sys::fstat_fd(file) else {
         return true;
@@ -173,13 +191,15 @@ pub(crate) fn is_fossil_database(file: std::os::fd::BorrowedFd<'_>) -> bool {
     let Ok(link) = std::ffi::CString::new(format!("/proc/self/fd/{}", file.as_raw_fd())) else {
         return true;
     };
-    let Ok(f) = sys::openat(
+    let f = match sys::openat(
         None,
         &link,
         libc::O_RDONLY | libc::O_NONBLOCK | libc::O_NOCTTY,
         0,
-    ) else {
-        return true;
+    ) {
+        Ok(f) => f,
+        Err(e) if e.raw_os_error() == Some(libc::EACCES) => return unreadable_counts,
+        Err(_) => return true,
     };
     let mut b = [0u8; 72];
     let mut got = 0;
@@ -356,55 +376,158 @@ fn svn_format_line(b: &[u8]) -> bool {
     digits > 0 && matches!(b.get(digits), None | Some(b'\n') | Some(b'\r'))
 }
 
-/// Whether the directory `dir` directly holds a repository recognised by its contents: a Fossil
-/// database ([`is_fossil_database`]) or a Subversion repository ([`svn_repository_at`]). Such a
-/// directory is not renamed (outside review r80 F1/F2: `mv repos repos.old; mkdir repos`, then a
-/// copy of the repository the command wrote itself, not recognised, with a hook added: the
-/// victim's checkout names `../repos/proj.fossil` by path and its next commit ran the hook).
-/// Any doubt counts as yes.
-pub(crate) fn holds_repository_by_contents(dir: std::os::fd::BorrowedFd<'_>) -> bool {
+/// What [`subtree_holds_repository`] found below a directory.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Subtree {
+    /// No repository, protected name or link to one.
+    Clear,
+    /// A repository, a protected name, a link to either, or something that could not be looked
+    /// at (fails closed).
+    Repository,
+    /// More than [`SUBTREE_ENTRIES`] entries, or deeper than [`SUBTREE_DEPTH`]: not looked at
+    /// in full.
+    TooLarge,
+}
+
+/// The most entries one [`subtree_holds_repository`] reads (links' targets included): about
+/// 10-40 ms on this machine's page cache.
+pub(crate) const SUBTREE_ENTRIES: usize = 20_000;
+/// The deepest directory it goes into.
+pub(crate) const SUBTREE_DEPTH: usize = 128;
+
+/// Whether anything at any depth below the directory `dir` (itself included) is a repository
+/// the name guard protects: a directory git or svn takes for one ([`git_directory_at`]), an
+/// entry with a protected name ([`is_protected`]: `.git`, `.svn`, `CVSROOT`, ...), a Fossil
+/// database ([`is_fossil_database`]), or a symbolic link whose target is or holds one (the
+/// target is looked at the same way, each directory once). Such a directory is not renamed
+/// (outside review r82 F3: `mv svn svn.old` moved a repository two levels down away from the
+/// absolute `file://` URL the user's working copy outside the workspace names, and the copy
+/// the command made there with a hook ran at the user's next `svn commit`; r80 F1 with the
+/// parent only), and such a link is not removed or renamed (r82 F2: `ws/links/m.fossil ->
+/// ~/museum/m.fossil`, the path the user's checkout names, replaced by the command's copy with
+/// a hook). Any doubt (an unreadable directory, an error) counts as a repository.
+///
+/// The answer cannot be changed under the look by the command: a repository found below
+/// cannot be moved out (that rename is this same check), and one added meanwhile is the
+/// command's own. Reading a link's target tells the command one thing about a place it may
+/// not read (whether a repository is below it); nothing else.
+pub(crate) fn subtree_holds_repository(dir: std::os::fd::BorrowedFd<'_>) -> Subtree {
     use std::os::fd::{AsFd, AsRawFd};
     use std::os::unix::ffi::OsStrExt;
-    let Ok(d) = sys::openat(Some(dir), c".", libc::O_RDONLY | libc::O_DIRECTORY, 0) else {
-        return true;
+    use std::rc::Rc;
+    let dir_flags = libc::O_RDONLY | libc::O_DIRECTORY | libc::O_NONBLOCK;
+    let Ok(first) = sys::openat(Some(dir), c".", dir_flags, 0) else {
+        return Subtree::Repository;
     };
-    let Ok(entries) = std::fs::read_dir(format!("/proc/self/fd/{}", d.as_raw_fd())) else {
-        return true;
-    };
-    for e in entries {
-        let Ok(e) = e else {
-            return true;
+    // pending directories: (the directory they are in, name, depth); parents stay open only
+    // while one of their entries waits (at most about the depth of the walk)
+    let mut pending: Vec<(Rc<std::os::fd::OwnedFd>, std::ffi::CString, usize)> =
+        vec![(Rc::new(first), c".".to_owned(), 0)];
+    let mut seen = std::collections::HashSet::new();
+    let mut entries = 0usize;
+    while let Some((parent, name, depth)) = pending.pop() {
+        if depth > SUBTREE_DEPTH {
+            return Subtree::TooLarge;
+        }
+        let flags = if name.as_bytes() == b"." {
+            dir_flags
+        } else {
+            dir_flags | libc::O_NOFOLLOW
         };
-        let Ok(name) = std::ffi::CString::new(e.file_name().as_bytes()) else {
-            return true;
+        let d = match sys::openat(Some(parent.as_fd()), &name, flags, 0) {
+            Ok(d) => d,
+            Err(e) if e.raw_os_error() == Some(libc::ENOENT) => continue, // gone meanwhile
+            Err(_) => return Subtree::Repository,
         };
-        let mut st = std::mem::MaybeUninit::<libc::stat>::uninit();
-        let Ok(st) = sys::fstatat_nofollow(dir.as_raw_fd(), &name, &mut st) else {
-            continue; // gone meanwhile
+        drop(parent);
+        let Ok(st) = sys::fstat_fd(d.as_fd()) else {
+            return Subtree::Repository;
         };
-        let found = match st.st_mode & libc::S_IFMT {
-            libc::S_IFREG if st.st_size >= 512 && st.st_size % 512 == 0 => {
-                match sys::openat(Some(dir), &name, libc::O_PATH | libc::O_NOFOLLOW, 0) {
-                    Ok(f) => is_fossil_database(f.as_fd()),
-                    Err(_) => true,
-                }
+        if !seen.insert((st.st_dev, st.st_ino)) {
+            continue;
+        }
+        if is_git_directory_at(d.as_fd()) {
+            return Subtree::Repository;
+        }
+        let Ok(list) = std::fs::read_dir(format!("/proc/self/fd/{}", d.as_raw_fd())) else {
+            return Subtree::Repository;
+        };
+        let d = Rc::new(d);
+        for e in list {
+            let Ok(e) = e else {
+                return Subtree::Repository;
+            };
+            entries += 1;
+            if entries > SUBTREE_ENTRIES {
+                return Subtree::TooLarge;
             }
-            libc::S_IFDIR => match sys::openat(
-                Some(dir),
-                &name,
-                libc::O_PATH | libc::O_NOFOLLOW | libc::O_DIRECTORY,
-                0,
-            ) {
-                Ok(f) => svn_repository_at(f.as_fd(), true),
-                Err(_) => true,
-            },
-            _ => false,
-        };
-        if found {
-            return true;
+            let name = e.file_name();
+            if is_protected(name.as_bytes()) {
+                return Subtree::Repository;
+            }
+            let Ok(name) = std::ffi::CString::new(name.as_bytes()) else {
+                return Subtree::Repository;
+            };
+            let mut st = std::mem::MaybeUninit::<libc::stat>::uninit();
+            let st = match sys::fstatat_nofollow(d.as_raw_fd(), &name, &mut st) {
+                Ok(st) => st,
+                Err(e) if e.raw_os_error() == Some(libc::ENOENT) => continue,
+                Err(_) => return Subtree::Repository,
+            };
+            match st.st_mode & libc::S_IFMT {
+                libc::S_IFDIR => pending.push((Rc::clone(&d), name, depth + 1)),
+                libc::S_IFREG if st.st_size >= 512 && st.st_size % 512 == 0 => {
+                    match sys::openat(Some(d.as_fd()), &name, libc::O_PATH | libc::O_NOFOLLOW, 0) {
+                        Ok(f) if !is_fossil_database(f.as_fd()) => {}
+                        Ok(_) => return Subtree::Repository,
+                        Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {}
+                        Err(_) => return Subtree::Repository,
+                    }
+                }
+                libc::S_IFLNK => match link_target(d.as_fd(), &name) {
+                    LinkTarget::Nothing => {}
+                    LinkTarget::Repository => return Subtree::Repository,
+                    LinkTarget::Directory(t) => {
+                        pending.push((Rc::new(t), c".".to_owned(), depth + 1))
+                    }
+                },
+                _ => {}
+            }
         }
     }
-    false
+    Subtree::Clear
+}
+
+/// What a symbolic link leads to, for [`subtree_holds_repository`].
+pub(crate) enum LinkTarget {
+    /// Nothing (dangling, a loop), or a file that is no Fossil database.
+    Nothing,
+    /// A Fossil database, or a target that could not be looked at.
+    Repository,
+    /// A directory (an `O_PATH` descriptor of it), to be looked at below.
+    Directory(std::os::fd::OwnedFd),
+}
+
+/// The target of the link `name` in `dir`, followed as the user's tools follow it.
+pub(crate) fn link_target(dir: std::os::fd::BorrowedFd<'_>, name: &std::ffi::CStr) -> LinkTarget {
+    use std::os::fd::AsFd;
+    match sys::openat(Some(dir), name, libc::O_PATH, 0) {
+        Ok(t) => match sys::fstat_fd(t.as_fd()) {
+            Ok(st) if st.st_mode & libc::S_IFMT == libc::S_IFDIR => LinkTarget::Directory(t),
+            Ok(_) if is_fossil_database(t.as_fd()) => LinkTarget::Repository,
+            Ok(_) => LinkTarget::Nothing,
+            Err(_) => LinkTarget::Repository,
+        },
+        Err(e)
+            if matches!(
+                e.raw_os_error(),
+                Some(libc::ENOENT) | Some(libc::ELOOP) | Some(libc::ENOTDIR)
+            ) =>
+        {
+            LinkTarget::Nothing
+        }
+        Err(_) => LinkTarget::Repository,
+    }
 }
 
 /// Whether the regular file `HEAD` in `dir` holds what git's `validate_headref` accepts (`ref:`
