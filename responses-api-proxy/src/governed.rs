@@ -137,7 +137,7 @@ impl Governed {
         self.governor.admit(uid, body, clock::now_ms())
     }
 
-    /// [`Governed::admit_body`], for a body larger than [`off_loop::INLINE_BYTES`] on a thread
+    /// [`Governed::admit_body`], for a body larger than [`off_loop::CHECK_INLINE_BYTES`] on a thread
     /// of the blocking pool, one at a time per uid slot ([`off_loop::run`]): the event loop goes
     /// on serving every other request meanwhile (outside review r73 F1: a 10 MB body of 170,000
     /// input items took 0.3 s to check; 16 of them at once held every other user's requests for
@@ -148,7 +148,7 @@ impl Governed {
         uid: Option<u32>,
         body: Bytes,
     ) -> Result<Admitted, codex_proxy_governance::Refusal> {
-        if body.len() <= off_loop::INLINE_BYTES {
+        if body.len() <= off_loop::CHECK_INLINE_BYTES {
             return self.admit_body(uid, &body);
         }
         let me = Arc::clone(self);

@@ -2046,3 +2046,63 @@ fn pipelined_refusals_on_many_connections_do_not_hold_another_user() {
         "another user's requests took {during_median:?} (median; {quiet:?} on the quiet proxy) while 128 connections pipelined refused requests"
     );
 }
+
+/// Outside review r83 F1: refused bodies just under the size then checked off the event loop
+/// (64 KiB: 0.23 ms of parsing each, release build) on 256 kept-alive connections held another
+/// user's requests at p50 226 ms: every connection put one check on every turn of the loop. A
+/// body over 1 KiB is now checked off the loop, one at a time per uid slot. Here root's 64
+/// connections send refused bodies of 60 KiB back to back while uid 4243's refused requests
+/// are timed against the quiet proxy (debug build, sandbox tests running beside it: median
+/// 21 ms against 11 ms quiet; with the threshold at 64 KiB 344 ms against 8 ms, run and seen).
+#[test]
+fn refused_bodies_just_under_64_kib_on_many_connections_do_not_hold_another_user() {
+    use std::io::{Read, Write};
+    let d = policy_dir();
+    let policy = write_policy(d.path(), "[default]\nmodels = [\"gpt-5*\"]\n");
+    let state = d.path().join("state");
+    let mock = MockUpstream::start().unwrap();
+    let proxy = Spawn::new(&mock.responses_url())
+        .governed(&policy, &state)
+        .start();
+    let port = proxy.port;
+    let other = move || common::timed_refused_request(B, port);
+    let quiet = common::median((0..10).map(|_| other()).collect());
+    let tools = vec![r#"{"type":"x"}"#; 4800].join(",");
+    let body = format!(r#"{{"model":"o3","input":"hi","tools":[{tools}]}}"#);
+    assert!(body.len() > 60_000 && body.len() < 64 * 1024);
+    let request = format!(
+        "POST /v1/responses HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    let flooding = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let mut threads = Vec::new();
+    for _ in 0..64 {
+        let s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+        let mut r = s.try_clone().unwrap();
+        let (request, flooding) = (request.clone(), flooding.clone());
+        let mut w = s;
+        threads.push(std::thread::spawn(move || {
+            while flooding.load(std::sync::atomic::Ordering::Relaxed) {
+                if w.write_all(request.as_bytes()).is_err() {
+                    break;
+                }
+            }
+        }));
+        threads.push(std::thread::spawn(move || {
+            let mut sink = [0u8; 65536];
+            while matches!(r.read(&mut sink), Ok(n) if n > 0) {}
+        }));
+    }
+    let during = common::timings_during_flood(other);
+    flooding.store(false, std::sync::atomic::Ordering::Relaxed);
+    let during_median = common::median(during.clone());
+    drop(proxy);
+    for t in threads {
+        let _ = t.join();
+    }
+    eprintln!("quiet median {quiet:?}; during the flood: median {during_median:?}: {during:?}");
+    assert!(
+        during_median < quiet * 5 + Duration::from_millis(150),
+        "another user's requests took {during_median:?} (median; {quiet:?} on the quiet proxy) while 64 connections sent refused 60 KiB bodies"
+    );
+}
