@@ -1997,6 +1997,27 @@ fn a_coded_request_body_is_refused_under_a_policy() {
 /// build, CI running beside it: 12 ms quiet, 62 ms with the turn, 611 ms without, run and seen).
 #[test]
 fn pipelined_refusals_on_many_connections_do_not_hold_another_user() {
+    let body = r#"{"model":"o3","input":"hi"}"#;
+    let (quiet, during) = another_user_during_flood(128, |port| {
+        format!(
+            "POST /v1/responses HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
+            body.len()
+        )
+        .repeat(64)
+    });
+    assert!(
+        during < quiet * 5 + Duration::from_millis(150),
+        "another user's requests took {during:?} (median; {quiet:?} on the quiet proxy) while 128 connections pipelined refused requests"
+    );
+}
+
+/// Root's `connections` connections to a governed proxy (`models = ["gpt-5*"]`) write
+/// `payload(port)` over and over (their answers read and dropped) while uid 4243's refused
+/// requests are timed: the median on the quiet proxy, and during the flood.
+fn another_user_during_flood(
+    connections: usize,
+    payload: impl Fn(u16) -> String,
+) -> (Duration, Duration) {
     use std::io::{Read, Write};
     let d = policy_dir();
     let policy = write_policy(d.path(), "[default]\nmodels = [\"gpt-5*\"]\n");
@@ -2008,22 +2029,17 @@ fn pipelined_refusals_on_many_connections_do_not_hold_another_user() {
     let port = proxy.port;
     let other = move || common::timed_refused_request(B, port);
     let quiet = common::median((0..10).map(|_| other()).collect());
-    let body = r#"{"model":"o3","input":"hi"}"#;
-    let batch = format!(
-        "POST /v1/responses HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
-        body.len()
-    )
-    .repeat(64);
+    let payload = payload(port);
     let flooding = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
     let mut threads = Vec::new();
-    for _ in 0..128 {
+    for _ in 0..connections {
         let s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
         let mut r = s.try_clone().unwrap();
-        let (batch, flooding) = (batch.clone(), flooding.clone());
+        let (payload, flooding) = (payload.clone(), flooding.clone());
         let mut w = s;
         threads.push(std::thread::spawn(move || {
             while flooding.load(std::sync::atomic::Ordering::Relaxed) {
-                if w.write_all(batch.as_bytes()).is_err() {
+                if w.write_all(payload.as_bytes()).is_err() {
                     break;
                 }
             }
@@ -2041,10 +2057,7 @@ fn pipelined_refusals_on_many_connections_do_not_hold_another_user() {
         let _ = t.join();
     }
     eprintln!("quiet median {quiet:?}; during the flood: median {during_median:?}: {during:?}");
-    assert!(
-        during_median < quiet * 5 + Duration::from_millis(150),
-        "another user's requests took {during_median:?} (median; {quiet:?} on the quiet proxy) while 128 connections pipelined refused requests"
-    );
+    (quiet, during_median)
 }
 
 /// Outside review r83 F1: refused bodies just under the size then checked off the event loop
@@ -2056,53 +2069,17 @@ fn pipelined_refusals_on_many_connections_do_not_hold_another_user() {
 /// 21 ms against 11 ms quiet; with the threshold at 64 KiB 344 ms against 8 ms, run and seen).
 #[test]
 fn refused_bodies_just_under_64_kib_on_many_connections_do_not_hold_another_user() {
-    use std::io::{Read, Write};
-    let d = policy_dir();
-    let policy = write_policy(d.path(), "[default]\nmodels = [\"gpt-5*\"]\n");
-    let state = d.path().join("state");
-    let mock = MockUpstream::start().unwrap();
-    let proxy = Spawn::new(&mock.responses_url())
-        .governed(&policy, &state)
-        .start();
-    let port = proxy.port;
-    let other = move || common::timed_refused_request(B, port);
-    let quiet = common::median((0..10).map(|_| other()).collect());
     let tools = vec![r#"{"type":"x"}"#; 4800].join(",");
     let body = format!(r#"{{"model":"o3","input":"hi","tools":[{tools}]}}"#);
     assert!(body.len() > 60_000 && body.len() < 64 * 1024);
-    let request = format!(
-        "POST /v1/responses HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
-        body.len()
-    );
-    let flooding = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
-    let mut threads = Vec::new();
-    for _ in 0..64 {
-        let s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
-        let mut r = s.try_clone().unwrap();
-        let (request, flooding) = (request.clone(), flooding.clone());
-        let mut w = s;
-        threads.push(std::thread::spawn(move || {
-            while flooding.load(std::sync::atomic::Ordering::Relaxed) {
-                if w.write_all(request.as_bytes()).is_err() {
-                    break;
-                }
-            }
-        }));
-        threads.push(std::thread::spawn(move || {
-            let mut sink = [0u8; 65536];
-            while matches!(r.read(&mut sink), Ok(n) if n > 0) {}
-        }));
-    }
-    let during = common::timings_during_flood(other);
-    flooding.store(false, std::sync::atomic::Ordering::Relaxed);
-    let during_median = common::median(during.clone());
-    drop(proxy);
-    for t in threads {
-        let _ = t.join();
-    }
-    eprintln!("quiet median {quiet:?}; during the flood: median {during_median:?}: {during:?}");
+    let (quiet, during) = another_user_during_flood(64, |port| {
+        format!(
+            "POST /v1/responses HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
+            body.len()
+        )
+    });
     assert!(
-        during_median < quiet * 5 + Duration::from_millis(150),
-        "another user's requests took {during_median:?} (median; {quiet:?} on the quiet proxy) while 64 connections sent refused 60 KiB bodies"
+        during < quiet * 5 + Duration::from_millis(150),
+        "another user's requests took {during:?} (median; {quiet:?} on the quiet proxy) while 64 connections sent refused 60 KiB bodies"
     );
 }
