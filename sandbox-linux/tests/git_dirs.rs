@@ -2591,7 +2591,8 @@ fn a_fossil_repository_and_a_local_subversion_repository_cannot_get_hooks_plante
 /// writable with `chmod u+w` and given a line that ran at the victim's next `cvs commit`, from
 /// a checkout outside the writable roots; **F2** a Fossil repository the victim's checkout
 /// names through a symbolic link in the workspace (`links/m.fossil -> ~/museum/m.fossil`):
-/// the link removed and the command's copy with a hook put at its path; **F3** a Subversion
+/// the link removed and the command's copy with a hook put at its path (or a file renamed
+/// over a link, found testing the fix); **F3** a Subversion
 /// repository two levels down (`svn/repos/proj`): `mv svn svn.old`, a copy with a hook made at
 /// the old path, which the victim's working copy outside the workspace names by its absolute
 /// `file://` URL; **F4** `chmod 000` / `touch -d` of a Fossil database. Now `CVSROOT` is a
@@ -2613,7 +2614,8 @@ fn a_repository_cannot_be_replaced_through_a_link_or_an_ancestor_nor_cvsroot_wri
                  cvs -Q -d {ws}/cvsroot import -m init proj vend start; cd {home}; \
                  cvs -Q -d {ws}/cvsroot checkout -d cvsco proj; \
                  mkdir {home}/museum {ws}/links {ws}/mco; fossil init {home}/museum/m.fossil >/dev/null; \
-                 ln -s {home}/museum/m.fossil {ws}/links/m.fossil; cd {ws}/mco; \
+                 ln -s {home}/museum/m.fossil {ws}/links/m.fossil; ln -s ../../home/museum/m.fossil {ws}/links/m2.fossil; \
+                 cd {ws}/mco; \
                  fossil open --force {ws}/links/m.fossil >/dev/null; echo a > a.txt; \
                  fossil add a.txt >/dev/null; fossil commit -m one --no-warnings >/dev/null; \
                  mkdir -p {ws}/svn/repos {ws}/fos2; svnadmin create {ws}/svn/repos/proj; \
@@ -2637,6 +2639,7 @@ b[68:72]=bytes(4);open(sys.argv[2],'wb').write(b)\" {home}/museum/m.fossil links
                && fossil hook add -R links/m.fossil --command '{hook}' --type before-commit \
                   --sequence 1 >/dev/null 2>&1 && echo HOOKED-LINK; \
              {{ mv links links.old 2>/dev/null && mv links.old links; }} || echo REFUSED-LINK-DIR-MOVE; \
+             printf x > f; mv -f f links/m2.fossil 2>/dev/null || echo REFUSED-RENAME-OVER-LINK; \
              mv svn svn.old && cp -r svn.old svn \
                && printf '#!/bin/sh\\n{hook}\\n' > svn/repos/proj/hooks/start-commit \
                && chmod 755 svn/repos/proj/hooks/start-commit && echo HOOKED-SVN; \
@@ -2664,6 +2667,7 @@ b[68:72]=bytes(4);open(sys.argv[2],'wb').write(b)\" {home}/museum/m.fossil links
         for refused in [
             "REFUSED-CVS-MOVE",
             "REFUSED-LINK-DIR-MOVE",
+            "REFUSED-RENAME-OVER-LINK",
             "REFUSED-CHMOD",
             "REFUSED-TOUCH",
         ] {

@@ -1145,9 +1145,9 @@ fn rename(
             // a repository is not moved, nor swapped with another (outside review r23 F4: an
             // exchange of two bare repositories sent the user's next push to the other one)
             entry_is_no_repository(op.as_fd(), &ol)?;
-            if flags & libc::RENAME_EXCHANGE != 0 {
-                entry_is_no_repository(np.as_fd(), &nl)?;
-            }
+            // nor is one replaced (a link to a repository renamed over: the link is gone as
+            // if removed, and what took its name is the command's)
+            entry_is_no_repository(np.as_fd(), &nl)?;
             // nothing that can serve is moved into a temporary root's shared part (r65 F1)
             let from_shared = in_shared_temp(op.as_fd())?;
             let to_shared = in_shared_temp(np.as_fd())?;
