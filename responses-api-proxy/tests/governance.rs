@@ -2083,3 +2083,77 @@ fn refused_bodies_just_under_64_kib_on_many_connections_do_not_hold_another_user
         "another user's requests took {during:?} (median; {quiet:?} on the quiet proxy) while 64 connections sent refused 60 KiB bodies"
     );
 }
+
+/// Outside review r78 F3: every refused request or message wrote an audit line, so one user's
+/// flood of refusals (188 MB of log in 5 s from one WebSocket session) could fill the disk the
+/// log is on, or push the journal into its rate limit, which then drops other users' lines. A
+/// uid's refusal lines are now written one by one up to a burst of 100, then 20 a second; the
+/// rest are counted in one summary line per uid and second. Here root's 400 pipelined refusals
+/// give 100 (and a few) lines plus a summary whose count makes up the 400, while uid 4243's one
+/// refusal is logged in full (with the limit off: 400 lines, run and seen).
+#[test]
+fn a_flood_of_refusals_is_summarised_in_the_log_and_another_users_refusal_is_not() {
+    use std::io::{Read, Write};
+    let d = policy_dir();
+    let policy = write_policy(d.path(), "[default]\nmodels = [\"gpt-5*\"]\n");
+    let state = d.path().join("state");
+    let mock = MockUpstream::start().unwrap();
+    let proxy = Spawn::new(&mock.responses_url())
+        .governed(&policy, &state)
+        .start();
+    let port = proxy.port;
+    let body = r#"{"model":"o3","input":"hi"}"#;
+    let requests = format!(
+        "POST /v1/responses HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .repeat(400);
+    let mut c = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    c.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    c.write_all(requests.as_bytes()).unwrap();
+    let mut got = Vec::new();
+    let mut buf = [0u8; 65536];
+    while String::from_utf8_lossy(&got)
+        .matches("HTTP/1.1 403")
+        .count()
+        < 400
+    {
+        let n = c.read(&mut buf).unwrap();
+        assert!(n > 0, "the proxy closed the connection");
+        got.extend_from_slice(&buf[..n]);
+    }
+    common::timed_refused_request(B, port);
+    let log = proxy.wait_log("refused_not_logged", 1);
+    let logged = log
+        .lines()
+        .filter(|l| {
+            l.contains("audit: request")
+                && l.contains(" uid=0 ")
+                && l.contains("outcome=\"refused\"")
+        })
+        .count();
+    let summarised: u64 = log
+        .lines()
+        .filter(|l| l.contains("refused_not_logged") && l.contains("uid=0 "))
+        .map(|l| {
+            l.split("refused_not_logged=")
+                .nth(1)
+                .unwrap()
+                .split(' ')
+                .next()
+                .unwrap()
+                .parse::<u64>()
+                .unwrap()
+        })
+        .sum();
+    assert!(
+        (100..150).contains(&logged),
+        "{logged} refusal lines of uid 0 written one by one:\n{log}"
+    );
+    assert_eq!(logged as u64 + summarised, 400, "{log}");
+    assert!(
+        log.lines()
+            .any(|l| l.contains(&format!(" uid={B} ")) && l.contains("outcome=\"refused\"")),
+        "uid {B}'s refusal must be logged in full:\n{log}"
+    );
+}
