@@ -2598,8 +2598,12 @@ fn a_fossil_repository_and_a_local_subversion_repository_cannot_get_hooks_plante
 /// `file://` URL; **F4** `chmod 000` / `touch -d` of a Fossil database. Now `CVSROOT` is a
 /// protected name, a directory holding a repository at any depth is not renamed, a link whose
 /// target is or holds one is not removed or renamed, and a Fossil database's metadata does not
-/// change. Control: with `--allow-git-writes` (no name guard) the same script plants all three
-/// hooks and the victim's commits run them.
+/// change. Outside review r84 (re-attack): **F2** an existing `-wal` of a Fossil repository
+/// in WAL mode was written (frames adding a hook, recovered by the next `fossil`): a Fossil
+/// database's side files are not written, removed or replaced; **F3** a CVS repository's
+/// module files beside `CVSROOT` were written (`cvs import` from inside): nothing below a
+/// directory holding `CVSROOT` is. Control: with `--allow-git-writes` (no name guard) the same
+/// script plants all three hooks, the victim's commits run them, and nothing is refused.
 #[test]
 fn a_repository_cannot_be_replaced_through_a_link_or_an_ancestor_nor_cvsroot_written() {
     for ns in [Ns::With, Ns::Without] {
@@ -2621,7 +2625,8 @@ fn a_repository_cannot_be_replaced_through_a_link_or_an_ancestor_nor_cvsroot_wri
                  mkdir -p {ws}/svn/repos {ws}/fos2; svnadmin create {ws}/svn/repos/proj; \
                  svn checkout -q file://{ws}/svn/repos/proj {home}/wc; echo a > {home}/wc/a.txt; \
                  svn add -q {home}/wc/a.txt; svn commit -q -m one {home}/wc; \
-                 fossil init {ws}/fos2/p.fossil >/dev/null",
+                 fossil init {ws}/fos2/p.fossil >/dev/null; \
+                 touch {ws}/fos2/p.fossil-wal {ws}/fos2/p.fossil-shm",
                 m = s(&marker)
             ),
         );
@@ -2645,6 +2650,10 @@ b[68:72]=bytes(4);open(sys.argv[2],'wb').write(b)\" {home}/museum/m.fossil links
                && chmod 755 svn/repos/proj/hooks/start-commit && echo HOOKED-SVN; \
              chmod 000 fos2/p.fossil 2>/dev/null || echo REFUSED-CHMOD; \
              touch -d 2001-01-01 fos2/p.fossil 2>/dev/null || echo REFUSED-TOUCH; \
+             python3 -c \"import os; os.open('fos2/p.fossil-wal', os.O_WRONLY)\" 2>/dev/null \
+               || echo REFUSED-WAL-WRITE; \
+             rm -f fos2/p.fossil-shm 2>/dev/null || echo REFUSED-SHM-REMOVE; \
+             printf x > cvsroot/proj/new.txt,v 2>/dev/null || echo REFUSED-CVS-MODULE-WRITE; \
              mkdir -p big/a/b/c && echo x > big/a/b/c/f && mv big big2 && echo MOVED-PLAIN; \
              echo done"
         );
@@ -2670,6 +2679,9 @@ b[68:72]=bytes(4);open(sys.argv[2],'wb').write(b)\" {home}/museum/m.fossil links
             "REFUSED-RENAME-OVER-LINK",
             "REFUSED-CHMOD",
             "REFUSED-TOUCH",
+            "REFUSED-WAL-WRITE",
+            "REFUSED-SHM-REMOVE",
+            "REFUSED-CVS-MODULE-WRITE",
         ] {
             assert!(said.contains(refused), "{ns:?}: {refused}: {said}");
         }
@@ -2698,6 +2710,7 @@ b[68:72]=bytes(4);open(sys.argv[2],'wb').write(b)\" {home}/museum/m.fossil links
                 && said.contains("HOOKED-SVN"),
             "{ns:?}: control: {out:?}"
         );
+        assert!(!said.contains("REFUSED"), "{ns:?}: control: {out:?}");
         let committed = victim_sh(&e, &commit);
         let ran = std::fs::read_to_string(&marker).unwrap_or_default();
         assert_eq!(

@@ -416,6 +416,28 @@ fn no_group_write_in_a_shared_group(inherited: Inherited, fd: &OwnedFd) {
     }
 }
 
+/// Whether the file at the resolved path `real` is a SQLite side file (`NAME-wal`, `-shm`,
+/// `-journal`) of a Fossil database `NAME` beside it (outside review r84 F2: an existing
+/// `-wal` of a repository in WAL mode, left by a process holding it open or killed, was opened
+/// for writing; frames written there that added a hook were recovered into the repository by
+/// the next `fossil`, which ran the hook). Any doubt about the database counts as one.
+fn fossil_side_file(real: &[u8]) -> bool {
+    let Some(slash) = real.iter().rposition(|&b| b == b'/') else {
+        return false;
+    };
+    let (dir, name) = (&real[..slash.max(1)], &real[slash + 1..]);
+    let Some(base) = super::sqlite_side_base(name) else {
+        return false;
+    };
+    let Ok(dir) = CString::new(dir) else {
+        return true;
+    };
+    match sys::openat(None, &dir, libc::O_PATH | libc::O_DIRECTORY, 0) {
+        Ok(d) => fossil_entry(d.as_fd(), base),
+        Err(_) => true,
+    }
+}
+
 /// [`refuse_repository_entry`] for the entry `name` of `parent` (missing: nothing to refuse),
 /// about to be removed or renamed. A symbolic link whose target is or holds a repository is
 /// neither (outside review r82 F2: `rm links/m.fossil`, the link the user's checkout named,
@@ -425,6 +447,11 @@ fn entry_is_no_repository(parent: BorrowedFd<'_>, name: &std::ffi::CStr) -> Resu
     let Ok(fd) = sys::openat(Some(parent), name, libc::O_PATH | libc::O_NOFOLLOW, 0) else {
         return Ok(());
     };
+    // a Fossil database's side file is not removed or replaced either (r84 F2: it holds
+    // frames not yet in the database)
+    if fossil_entry(parent, name.to_bytes()) {
+        return Err(DENIED_ERRNO);
+    }
     if sys::info(fd.as_fd()).map_err(errno)?.kind != libc::S_IFLNK {
         return refuse_repository_entry(fd.as_fd());
     }
@@ -878,7 +905,7 @@ fn check_location(fd: BorrowedFd<'_>, refuse_proc: bool) -> Result<(sys::FileInf
     if has_protected_component(&real)
         || below_protected_path(&real)
         || inside_git_directory(fd, &real)
-        || (info.kind == libc::S_IFREG && is_fossil_database(fd))
+        || (info.kind == libc::S_IFREG && (is_fossil_database(fd) || fossil_side_file(&real)))
     {
         return Err(if info.read_only {
             libc::EROFS

@@ -284,7 +284,7 @@ pub(crate) const OVERFLOW_UID: u32 = 65534;
 /// dir` then `chmod 755 dir` must keep working.
 fn git_directory_at(dir: std::os::fd::BorrowedFd<'_>, lenient: bool) -> bool {
     let kind = |name: &std::ffi::CStr| entry_kind(dir, name, lenient);
-    if svn_repository_at(dir, lenient) {
+    if svn_repository_at(dir, lenient) || cvs_repository_at(dir, lenient) {
         return true;
     }
     let Ok(head) = kind(c"HEAD") else {
@@ -367,6 +367,22 @@ fn svn_repository_at(dir: std::os::fd::BorrowedFd<'_>, lenient: bool) -> bool {
         Ok(_) => false,
     };
     repository && !sys::fstat_fd(dir).is_ok_and(|st| shared_sticky(&st))
+}
+
+/// Whether the directory `dir` is a CVS repository: it holds `CVSROOT` (a directory, or a link:
+/// cvs follows it; any doubt counts). Its modules' `,v` files sit beside `CVSROOT`, and a new
+/// revision written into one reaches the user's next `cvs update` in a checkout anywhere
+/// (outside review r84 F3: `cvs import` from inside added a revision of `build.sh` that the
+/// user's checkout outside the roots then received): nothing below such a directory is written,
+/// as in a git repository. Not a sticky world-writable directory someone else owns
+/// ([`shared_sticky`]).
+fn cvs_repository_at(dir: std::os::fd::BorrowedFd<'_>, lenient: bool) -> bool {
+    match entry_kind(dir, c"CVSROOT", lenient) {
+        Ok(Some(libc::S_IFDIR) | Some(libc::S_IFLNK)) | Err(()) => {
+            !sys::fstat_fd(dir).is_ok_and(|st| shared_sticky(&st))
+        }
+        Ok(_) => false,
+    }
 }
 
 /// Whether the start of a `format` file is what `svnadmin` writes: a decimal number, then a
