@@ -1,10 +1,11 @@
 //! Work on one large request body or WebSocket message that would hold the event loop too long
 //! (checking, parsing or re-framing megabytes): done on a thread of tokio's blocking pool, one
-//! job at a time per uid slot, so that one user keeps at most one pool thread busy and the event
+//! job at a time per uid, so that one user keeps at most one pool thread busy and the event
 //! loop none (outside reviews r73 F1, r77 F2). Work on anything up to [`INLINE_BYTES`], well
 //! under a millisecond, stays on the loop (the hot path pays no thread hop).
 
-use std::sync::{Arc, LazyLock};
+use std::collections::HashMap;
+use std::sync::{Arc, LazyLock, Mutex};
 
 use tokio::sync::Semaphore;
 
@@ -21,26 +22,43 @@ pub const INLINE_BYTES: usize = 64 * 1024;
 /// hundreds of milliseconds) nothing it would notice.
 pub const CHECK_INLINE_BYTES: usize = 1024;
 
-/// A uid's jobs take the slot `uid % SLOTS`, one at a time (two users whose uids share a slot
-/// take turns for their large bodies; peers without a uid share slot 0).
-const SLOTS: usize = 64;
+/// Each uid's jobs run one at a time, under a lock of its own (peers without a uid share one).
+/// Locks were shared by `uid % 64` until found reviewing r83 F1's fix (session 19): with most
+/// real request bodies now checked here, a user whose uid shared a slot with a flooding user's
+/// waited behind that user's whole queue (256 connections of refused bodies). A lock exists
+/// while a job of its uid runs or waits (at most one per connection).
+static LOCKS: LazyLock<Mutex<HashMap<Option<u32>, Arc<Semaphore>>>> =
+    LazyLock::new(|| Mutex::new(HashMap::new()));
 
-static SLOT_LOCKS: LazyLock<Vec<Arc<Semaphore>>> =
-    LazyLock::new(|| (0..SLOTS).map(|_| Arc::new(Semaphore::new(1))).collect());
+fn locks() -> std::sync::MutexGuard<'static, HashMap<Option<u32>, Arc<Semaphore>>> {
+    LOCKS.lock().unwrap_or_else(|e| e.into_inner())
+}
 
-/// Runs `job` on the blocking pool once `uid`'s slot is free. A job whose caller went away runs
-/// to its end (its slot is held until then). `Err`: the job panicked.
+/// Runs `job` on the blocking pool once `uid`'s earlier jobs are done. A job whose caller went
+/// away runs to its end (its uid's lock is held until then). `Err`: the job panicked.
 pub async fn run<T, F>(uid: Option<u32>, job: F) -> Result<T, tokio::task::JoinError>
 where
     T: Send + 'static,
     F: FnOnce() -> T + Send + 'static,
 {
-    let slot = uid.map_or(0, |u| u as usize % SLOTS);
+    let lock = Arc::clone(
+        locks()
+            .entry(uid)
+            .or_insert_with(|| Arc::new(Semaphore::new(1))),
+    );
     // The semaphores are never closed: `acquire_owned` cannot fail.
-    let permit = Arc::clone(&SLOT_LOCKS[slot]).acquire_owned().await.ok();
+    let permit = Arc::clone(&lock).acquire_owned().await.ok();
+    let forget = move || {
+        let mut map = locks();
+        // only the map's reference and this one left: nobody waits, nobody runs
+        if Arc::strong_count(&lock) == 2 {
+            map.remove(&uid);
+        }
+    };
     tokio::task::spawn_blocking(move || {
         let done = job();
         drop(permit);
+        forget();
         done
     })
     .await

@@ -2018,6 +2018,16 @@ fn another_user_during_flood(
     connections: usize,
     payload: impl Fn(u16) -> String,
 ) -> (Duration, Duration) {
+    another_user_during_flood_with(connections, payload, B, r#"{"model":"o3","input":"hi"}"#)
+}
+
+/// [`another_user_during_flood`] with the other user's uid and refused body.
+fn another_user_during_flood_with(
+    connections: usize,
+    payload: impl Fn(u16) -> String,
+    victim: u32,
+    victim_body: &'static str,
+) -> (Duration, Duration) {
     use std::io::{Read, Write};
     let d = policy_dir();
     let policy = write_policy(d.path(), "[default]\nmodels = [\"gpt-5*\"]\n");
@@ -2027,7 +2037,7 @@ fn another_user_during_flood(
         .governed(&policy, &state)
         .start();
     let port = proxy.port;
-    let other = move || common::timed_refused_request(B, port);
+    let other = move || common::timed_refused_body(victim, port, victim_body);
     let quiet = common::median((0..10).map(|_| other()).collect());
     let payload = payload(port);
     let flooding = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
@@ -2155,5 +2165,34 @@ fn a_flood_of_refusals_is_summarised_in_the_log_and_another_users_refusal_is_not
         log.lines()
             .any(|l| l.contains(&format!(" uid={B} ")) && l.contains("outcome=\"refused\"")),
         "uid {B}'s refusal must be logged in full:\n{log}"
+    );
+}
+
+/// Large bodies are checked off the loop one at a time per uid. The locks were shared by `uid %
+/// 64`: with most real request bodies checked there since r83 F1's fix, a user whose uid
+/// shared root's slot (uid 64 here) waited behind root's whole queue of refused 60 KiB bodies.
+/// Each uid now has a lock of its own (debug build, root's 128 connections: uid 64's 2 KiB
+/// refused requests took a median of 20 ms against 8 ms quiet; 321 ms with the shared slots,
+/// run and seen).
+#[test]
+fn a_user_whose_uid_shares_a_slot_with_a_flooding_user_does_not_wait_behind_it() {
+    static BODY: std::sync::LazyLock<String> =
+        std::sync::LazyLock::new(|| format!(r#"{{"model":"o3","input":"{}"}}"#, "x".repeat(2048)));
+    let tools = vec![r#"{"type":"x"}"#; 4800].join(",");
+    let body = format!(r#"{{"model":"o3","input":"hi","tools":[{tools}]}}"#);
+    let (quiet, during) = another_user_during_flood_with(
+        128,
+        |port| {
+            format!(
+                "POST /v1/responses HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
+                body.len()
+            )
+        },
+        64,
+        BODY.as_str(),
+    );
+    assert!(
+        during < quiet * 5 + Duration::from_millis(100),
+        "uid 64's requests took {during:?} (median; {quiet:?} on the quiet proxy) while root's 128 connections sent refused 60 KiB bodies"
     );
 }

@@ -569,6 +569,11 @@ pub fn syscw(pid: u32) -> u64 {
 /// exit 28) counts as those 5 s. For the tests that time one user's requests while another
 /// floods the proxy.
 pub fn timed_refused_request(uid: u32, port: u16) -> Duration {
+    timed_refused_body(uid, port, r#"{"model":"o3","input":"hi"}"#)
+}
+
+/// [`timed_refused_request`] with `body` (one the test's policy refuses with 403).
+pub fn timed_refused_body(uid: u32, port: u16, body: &str) -> Duration {
     use std::os::unix::process::CommandExt;
     let t = Instant::now();
     let out = Command::new("curl")
@@ -582,7 +587,7 @@ pub fn timed_refused_request(uid: u32, port: u16) -> Duration {
             "5",
         ])
         .args(["-H", "content-type: application/json"])
-        .args(["--data-binary", r#"{"model":"o3","input":"hi"}"#])
+        .args(["--data-binary", body])
         .arg(format!("http://127.0.0.1:{port}/v1/responses"))
         .uid(uid)
         .gid(uid)
