@@ -2021,6 +2021,19 @@ fn another_user_during_flood(
     another_user_during_flood_with(connections, payload, B, r#"{"model":"o3","input":"hi"}"#)
 }
 
+/// A governed proxy whose policy allows only `gpt-5*` (so model `o3` is refused with 403), its
+/// policy and state directory, and its mock upstream.
+fn refusing_proxy() -> (tempfile::TempDir, MockUpstream, Proxy) {
+    let d = policy_dir();
+    let policy = write_policy(d.path(), "[default]\nmodels = [\"gpt-5*\"]\n");
+    let state = d.path().join("state");
+    let mock = MockUpstream::start().unwrap();
+    let proxy = Spawn::new(&mock.responses_url())
+        .governed(&policy, &state)
+        .start();
+    (d, mock, proxy)
+}
+
 /// [`another_user_during_flood`] with the other user's uid and refused body.
 fn another_user_during_flood_with(
     connections: usize,
@@ -2029,13 +2042,7 @@ fn another_user_during_flood_with(
     victim_body: &'static str,
 ) -> (Duration, Duration) {
     use std::io::{Read, Write};
-    let d = policy_dir();
-    let policy = write_policy(d.path(), "[default]\nmodels = [\"gpt-5*\"]\n");
-    let state = d.path().join("state");
-    let mock = MockUpstream::start().unwrap();
-    let proxy = Spawn::new(&mock.responses_url())
-        .governed(&policy, &state)
-        .start();
+    let (_d, _mock, proxy) = refusing_proxy();
     let port = proxy.port;
     let other = move || common::timed_refused_body(victim, port, victim_body);
     let quiet = common::median((0..10).map(|_| other()).collect());
@@ -2104,13 +2111,7 @@ fn refused_bodies_just_under_64_kib_on_many_connections_do_not_hold_another_user
 #[test]
 fn a_flood_of_refusals_is_summarised_in_the_log_and_another_users_refusal_is_not() {
     use std::io::{Read, Write};
-    let d = policy_dir();
-    let policy = write_policy(d.path(), "[default]\nmodels = [\"gpt-5*\"]\n");
-    let state = d.path().join("state");
-    let mock = MockUpstream::start().unwrap();
-    let proxy = Spawn::new(&mock.responses_url())
-        .governed(&policy, &state)
-        .start();
+    let (_d, _mock, proxy) = refusing_proxy();
     let port = proxy.port;
     let body = r#"{"model":"o3","input":"hi"}"#;
     let requests = format!(

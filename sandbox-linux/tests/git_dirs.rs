@@ -2458,6 +2458,23 @@ fn printed_made(out: &std::process::Output, ns: Ns) -> String {
 }
 
 /// A shell as the victim (uid 65534) in the workspace, outside the sandbox.
+/// Runs `attack` under the guard (mode `ns`): it ran to its end (`done`) and no step printed
+/// `HOOKED`; its stdout and stderr together.
+fn attack_planted_nothing(e: &Env, ns: Ns, attack: &str) -> String {
+    let out = guarded(e, ns, false, attack);
+    let said = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(said.contains("done"), "{ns:?}: {said}");
+    assert!(
+        !said.contains("HOOKED"),
+        "{ns:?}: a hook was planted: {said}"
+    );
+    said
+}
+
 fn victim_sh(e: &Env, script: &str) -> Output {
     Command::new("sh")
         .args(["-c", script])
@@ -2524,17 +2541,7 @@ fn a_fossil_repository_and_a_local_subversion_repository_cannot_get_hooks_plante
         );
         let commit = "cd fos && echo b >> a.txt && fossil commit -m two --no-warnings; cd ..; \
              echo b >> svnwc/a.txt && svn commit -q -m two svnwc";
-        let out = guarded(&e, ns, false, &attack);
-        let said = format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        assert!(said.contains("done"), "{ns:?}: {said}");
-        assert!(
-            !said.contains("HOOKED"),
-            "{ns:?}: a hook was planted: {said}"
-        );
+        let said = attack_planted_nothing(&e, ns, &attack);
         // the append, the journal, the checkout's journal, the rename over, the removal, the
         // svn hook, renaming `hooks`, removing `format`; renaming the directories holding a
         // repository (outside review r80 F1/F2: a copy the command made in a new `repos` was
@@ -2662,17 +2669,7 @@ b[68:72]=bytes(4);open(sys.argv[2],'wb').write(b)\" {home}/museum/m.fossil links
              cd {ws}/mco && echo b >> a.txt && fossil commit -m two --no-warnings; \
              cd {home}/wc && echo b >> a.txt && svn commit -q -m two"
         );
-        let out = guarded(&e, ns, false, &attack);
-        let said = format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        assert!(said.contains("done"), "{ns:?}: {said}");
-        assert!(
-            !said.contains("HOOKED"),
-            "{ns:?}: a hook was planted: {said}"
-        );
+        let said = attack_planted_nothing(&e, ns, &attack);
         for refused in [
             "REFUSED-CVS-MOVE",
             "REFUSED-LINK-DIR-MOVE",
