@@ -449,7 +449,7 @@ fn entry_is_no_repository(parent: BorrowedFd<'_>, name: &std::ffi::CStr) -> Resu
     };
     // a Fossil database's side file is not removed or replaced either (r84 F2: it holds
     // frames not yet in the database)
-    if fossil_entry(parent, name.to_bytes()) {
+    if super::sqlite_side_base(name.to_bytes()).is_some_and(|base| fossil_entry(parent, base)) {
         return Err(DENIED_ERRNO);
     }
     if sys::info(fd.as_fd()).map_err(errno)?.kind != libc::S_IFLNK {
