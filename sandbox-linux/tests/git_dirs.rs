@@ -2609,8 +2609,14 @@ fn a_fossil_repository_and_a_local_subversion_repository_cannot_get_hooks_plante
 /// in WAL mode was written (frames adding a hook, recovered by the next `fossil`): a Fossil
 /// database's side files are not written, removed or replaced; **F3** a CVS repository's
 /// module files beside `CVSROOT` were written (`cvs import` from inside): nothing below a
-/// directory holding `CVSROOT` is. Control: with `--allow-git-writes` (no name guard) the same
-/// script plants all three hooks, the victim's commits run them, and nothing is refused.
+/// directory holding `CVSROOT` is. Outside review r85: **F1** an object of a store another
+/// repository borrows (`objects/info/alternates`; here a repository outside the roots) replaced
+/// by the command's, which the victim's `git worktree add` then wrote out; **F2** a CVS module
+/// directory linked out of the repository written; **F3** `chmod 000` of a Fossil database's
+/// `-shm`: git objects, packs, `info/alternates` and `*,v` files are protected by name wherever
+/// they lie, and a Fossil side file's metadata is held. Control: with `--allow-git-writes` (no
+/// name guard) the same script plants all four, the victim's commits and checkout run them,
+/// and nothing is refused.
 #[test]
 fn a_repository_cannot_be_replaced_through_a_link_or_an_ancestor_nor_cvsroot_written() {
     for ns in [Ns::With, Ns::Without] {
@@ -2633,7 +2639,14 @@ fn a_repository_cannot_be_replaced_through_a_link_or_an_ancestor_nor_cvsroot_wri
                  svn checkout -q file://{ws}/svn/repos/proj {home}/wc; echo a > {home}/wc/a.txt; \
                  svn add -q {home}/wc/a.txt; svn commit -q -m one {home}/wc; \
                  fossil init {ws}/fos2/p.fossil >/dev/null; \
-                 touch {ws}/fos2/p.fossil-wal {ws}/fos2/p.fossil-shm",
+                 touch {ws}/fos2/p.fossil-wal {ws}/fos2/p.fossil-shm; \
+                 mkdir {ws}/cvsmod; mv {ws}/cvsroot/proj {ws}/cvsmod/proj; \
+                 ln -s ../cvsmod/proj {ws}/cvsroot/proj; \
+                 mkdir {ws}/objstore; git init -q {home}/app; cd {home}/app; \
+                 printf 'echo hi\\n' > build.sh; git add build.sh; \
+                 git -c user.email=v@x -c user.name=v commit -qm one; \
+                 cp -r .git/objects/. {ws}/objstore/; rm -rf .git/objects/??; \
+                 echo {ws}/objstore > .git/objects/info/alternates; git fsck 2>&1 >/dev/null",
                 m = s(&marker)
             ),
         );
@@ -2659,15 +2672,22 @@ b[68:72]=bytes(4);open(sys.argv[2],'wb').write(b)\" {home}/museum/m.fossil links
              touch -d 2001-01-01 fos2/p.fossil 2>/dev/null || echo REFUSED-TOUCH; \
              python3 -c \"import os; os.open('fos2/p.fossil-wal', os.O_WRONLY)\" 2>/dev/null \
                || echo REFUSED-WAL-WRITE; \
-             rm -f fos2/p.fossil-shm 2>/dev/null || echo REFUSED-SHM-REMOVE; \
              printf x > cvsroot/proj/new.txt,v 2>/dev/null || echo REFUSED-CVS-MODULE-WRITE; \
+             printf x > cvsmod/proj/new2.txt,v 2>/dev/null || echo REFUSED-CVS-LINKED-MODULE-WRITE; \
+             chmod 000 fos2/p.fossil-shm 2>/dev/null || echo REFUSED-SHM-CHMOD; \
+             rm -f fos2/p.fossil-shm 2>/dev/null || echo REFUSED-SHM-REMOVE; \
+             oid=$(git -c safe.directory='*' -C {home}/app rev-parse HEAD:build.sh) && python3 -c \"import zlib,sys,os; \
+d=b'#!/bin/sh\\n{hook}\\n'; o=sys.argv[1]; t='objstore/%s/tmp%d' % (o[:2], os.getpid()); \
+open(t,'wb').write(zlib.compress(b'blob %d\\0' % len(d) + d)); os.chmod(t, 0o444); \
+os.rename(t, 'objstore/%s/%s' % (o[:2], o[2:]))\" $oid && echo HOOKED-ALTERNATE; \
              mkdir -p big/a/b/c && echo x > big/a/b/c/f && mv big big2 && echo MOVED-PLAIN; \
              echo done"
         );
         let commit = format!(
             "cd {home}/cvsco && echo b >> a.txt && cvs -Q commit -m two; \
              cd {ws}/mco && echo b >> a.txt && fossil commit -m two --no-warnings; \
-             cd {home}/wc && echo b >> a.txt && svn commit -q -m two"
+             cd {home}/wc && echo b >> a.txt && svn commit -q -m two; \
+             git -C {home}/app worktree add -q {home}/wt$$ HEAD && sh {home}/wt$$/build.sh"
         );
         let said = attack_planted_nothing(&e, ns, &attack);
         for refused in [
@@ -2679,6 +2699,8 @@ b[68:72]=bytes(4);open(sys.argv[2],'wb').write(b)\" {home}/museum/m.fossil links
             "REFUSED-WAL-WRITE",
             "REFUSED-SHM-REMOVE",
             "REFUSED-CVS-MODULE-WRITE",
+            "REFUSED-CVS-LINKED-MODULE-WRITE",
+            "REFUSED-SHM-CHMOD",
         ] {
             assert!(said.contains(refused), "{ns:?}: {refused}: {said}");
         }
@@ -2704,7 +2726,8 @@ b[68:72]=bytes(4);open(sys.argv[2],'wb').write(b)\" {home}/museum/m.fossil links
         assert!(
             said.contains("HOOKED-CVS")
                 && said.contains("HOOKED-LINK")
-                && said.contains("HOOKED-SVN"),
+                && said.contains("HOOKED-SVN")
+                && said.contains("HOOKED-ALTERNATE"),
             "{ns:?}: control: {out:?}"
         );
         assert!(!said.contains("REFUSED"), "{ns:?}: control: {out:?}");
@@ -2712,8 +2735,8 @@ b[68:72]=bytes(4);open(sys.argv[2],'wb').write(b)\" {home}/museum/m.fossil links
         let ran = std::fs::read_to_string(&marker).unwrap_or_default();
         assert_eq!(
             ran.matches("uid=65534").count(),
-            3,
-            "{ns:?}: control: the three hooks ran at the victim's commits: {ran:?} {committed:?}"
+            4,
+            "{ns:?}: control: the four plants ran at the victim's commits and checkout: {ran:?} {committed:?}"
         );
     }
 }

@@ -117,6 +117,23 @@ pub struct GenOptions {
 /// `[.]` rather than `\.`: no escape to get wrong in the regex literal.
 pub const PROTECTED_NAMES_REGEX: &str = "(^|/)([.]([Cc][Oo][Dd][Ee][Xx]|[Aa][Gg][Ee][Nn][Tt][Ss]|[Hh][Gg]|[Ss][Ll]|[Jj][Jj]|[Cc][Ll][Aa][Uu][Dd][Ee]|[Pp][Ii][Jj][Uu][Ll]|[Bb][Zz][Rr]|[Ff][Ss][Ll][Cc][Kk][Oo][Uu][Tt]|[Ss][Vv][Nn])|_[Dd][Aa][Rr][Cc][Ss]|_[Ff][Oo][Ss][Ss][Ii][Ll]_|CVS|CVSROOT|_MTN|[^/]*[.][Gg][Ii][Tt])(/|$)|(^|/)[Hh][Ee][Aa][Dd]$|(^|/)([.][Ff][Ss][Ll][Cc][Kk][Oo][Uu][Tt]|_[Ff][Oo][Ss][Ss][Ii][Ll]_|[^/]*[.][Ff][Oo][Ss][Ss][Ii][Ll])(-journal|-wal|-shm)?$";
 
+/// Files a version control system keeps history in, wherever they lie, as the Linux name guard
+/// knows them by name (`sandbox_linux::name_guard::is_history_file`, outside review r85): a git
+/// loose object (a two-hex-digit directory, then 38 or 62 hex digits), a git pack
+/// (`pack/pack-<40 or 64 hex>.<ext>`), `info/alternates`, and an RCS/CVS master file (`*,v`).
+/// Written out without `{n}` counts, which Seatbelt's regex dialect is not known to take.
+pub fn history_files_regex() -> String {
+    let hex = |n: usize| "[0-9a-f]".repeat(n);
+    format!(
+        "(^|/){h2}/({h38}|{h62})$|(^|/)pack/pack-({h40}|{h64})[.][a-z]+$|(^|/)info/alternates$|[^/],v$",
+        h2 = hex(2),
+        h38 = hex(38),
+        h62 = hex(62),
+        h40 = hex(40),
+        h64 = hex(64),
+    )
+}
+
 /// [`generate`] with the front door's [`GenOptions`].
 pub fn generate_with(
     policy: &EffectivePolicy,
@@ -263,6 +280,12 @@ pub fn generate_with(
         g.line("; user's next git; --allow-git-writes leaves this rule out)");
         g.line(&format!(
             "(deny file-write* (regex #\"{PROTECTED_NAMES_REGEX}\"))"
+        ));
+        g.line("; history files anywhere: git objects, packs and info/alternates of object stores");
+        g.line("; other repositories borrow, RCS/CVS *,v files (a repository's module linked elsewhere)");
+        g.line(&format!(
+            "(deny file-write* (regex #\"{}\"))",
+            history_files_regex()
         ));
     }
 

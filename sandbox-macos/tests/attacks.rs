@@ -319,6 +319,12 @@ fn protected_names_cannot_be_created_or_written_anywhere_in_any_case() {
         // every commit)
         "/private/tmp/proj/cvsroot/CVSROOT/commitinfo",
         "/private/tmp/proj/CVS/Root",
+        // outside review r85: a borrowed object store's objects, packs and alternates, and a
+        // CVS module's master files, wherever they lie
+        "/private/tmp/proj/objstore/9e/5adb72ac5f76b9918e4854618fd19a0b14ac34",
+        "/private/tmp/proj/objstore/pack/pack-9e5adb72ac5f76b9918e4854618fd19a0b14ac34.pack",
+        "/private/tmp/proj/objstore/info/alternates",
+        "/private/tmp/proj/cvsmod/proj/build.sh,v",
     ] {
         assert_eq!(m.decide(W, Path::new(p)), Decision::Deny, "{p}");
     }
@@ -337,6 +343,9 @@ fn protected_names_cannot_be_created_or_written_anywhere_in_any_case() {
         "/private/tmp/proj/fos/notes-journal",
         "/private/tmp/proj/cvsrootx/commitinfo",
         "/private/tmp/proj/cvsroot/commitinfo",
+        "/private/tmp/proj/cache/9e/5adb72ac5f76b9918e4854618fd19a0b14ac3",
+        "/private/tmp/proj/pack/index.js",
+        "/private/tmp/proj/docs/a,v.txt",
     ] {
         assert_eq!(m.decide(W, Path::new(p)), Decision::Allow, "{p}");
     }

@@ -324,6 +324,9 @@ fn protected_location(file: &OwnedFd) -> bool {
                 // a Fossil database (outside review r82 F4: `chmod 000` locked the user's
                 // `fossil` out of it, `touch -d` forged its times)
                 || crate::name_guard::is_readable_fossil_database(file.as_fd())
+                // nor its side files (outside review r85 F3: `chmod 0` of its `-shm` broke the
+                // user's next `fossil commit`)
+                || crate::name_guard::fossil_side_file(b)
         }
         Err(_) => true,
     }

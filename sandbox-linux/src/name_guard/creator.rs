@@ -416,28 +416,6 @@ fn no_group_write_in_a_shared_group(inherited: Inherited, fd: &OwnedFd) {
     }
 }
 
-/// Whether the file at the resolved path `real` is a SQLite side file (`NAME-wal`, `-shm`,
-/// `-journal`) of a Fossil database `NAME` beside it (outside review r84 F2: an existing
-/// `-wal` of a repository in WAL mode, left by a process holding it open or killed, was opened
-/// for writing; frames written there that added a hook were recovered into the repository by
-/// the next `fossil`, which ran the hook). Any doubt about the database counts as one.
-fn fossil_side_file(real: &[u8]) -> bool {
-    let Some(slash) = real.iter().rposition(|&b| b == b'/') else {
-        return false;
-    };
-    let (dir, name) = (&real[..slash.max(1)], &real[slash + 1..]);
-    let Some(base) = super::sqlite_side_base(name) else {
-        return false;
-    };
-    let Ok(dir) = CString::new(dir) else {
-        return true;
-    };
-    match sys::openat(None, &dir, libc::O_PATH | libc::O_DIRECTORY, 0) {
-        Ok(d) => fossil_entry(d.as_fd(), base),
-        Err(_) => true,
-    }
-}
-
 /// [`refuse_repository_entry`] for the entry `name` of `parent` (missing: nothing to refuse),
 /// about to be removed or renamed. A symbolic link whose target is or holds a repository is
 /// neither (outside review r82 F2: `rm links/m.fossil`, the link the user's checkout named,
@@ -820,7 +798,9 @@ fn target_refusing(
     let last_c = cstr(last_as_given)?;
     // an existing Fossil database, or a side file of one, is not created over, opened for
     // writing, renamed or linked onto (outside review r79 F1)
-    if touches_protected_path(&entry_path(parent_path, last))
+    let full = entry_path(parent_path, last);
+    if touches_protected_path(&full)
+        || super::is_history_path(&full)
         || fossil_entry(parent_fd.as_fd(), last)
     {
         return Err(if info.read_only {
@@ -905,7 +885,8 @@ fn check_location(fd: BorrowedFd<'_>, refuse_proc: bool) -> Result<(sys::FileInf
     if has_protected_component(&real)
         || below_protected_path(&real)
         || inside_git_directory(fd, &real)
-        || (info.kind == libc::S_IFREG && (is_fossil_database(fd) || fossil_side_file(&real)))
+        || (info.kind == libc::S_IFREG
+            && (is_fossil_database(fd) || super::fossil_side_file(&real)))
     {
         return Err(if info.read_only {
             libc::EROFS
@@ -1124,7 +1105,8 @@ fn unlink(d1: Option<BorrowedFd<'_>>, path: &[u8], flags: i32) -> Result<(), i32
     // a protected name is not removed either, nor a carve-out (outside review r26 F1: removing
     // a submodule's `.git` file re-pointed the user's next `git reset --hard` in it at the
     // superproject; without user namespaces the root's own `.git` file went too)
-    if is_protected(last_name) || below_protected_path(&entry_path(parent_path, last_name)) {
+    let full = entry_path(parent_path, last_name);
+    if is_protected(last_name) || below_protected_path(&full) || super::is_history_path(&full) {
         return Err(if info.read_only {
             libc::EROFS
         } else {

@@ -233,9 +233,65 @@ pub(crate) fn fossil_entry(dir: std::os::fd::BorrowedFd<'_>, name: &[u8]) -> boo
         })
 }
 
-/// Whether any component of `path` is protected.
+/// Whether the file at the resolved path `real` is a SQLite side file (`NAME-wal`, `-shm`,
+/// `-journal`) of a Fossil database `NAME` beside it (outside review r84 F2: an existing
+/// `-wal` of a repository in WAL mode, left by a process holding it open or killed, was opened
+/// for writing; frames written there that added a hook were recovered into the repository by
+/// the next `fossil`, which ran the hook). Any doubt about the database counts as one.
+pub(crate) fn fossil_side_file(real: &[u8]) -> bool {
+    use std::os::fd::AsFd;
+    let Some(slash) = real.iter().rposition(|&b| b == b'/') else {
+        return false;
+    };
+    let (dir, name) = (&real[..slash.max(1)], &real[slash + 1..]);
+    let Some(base) = sqlite_side_base(name) else {
+        return false;
+    };
+    let Ok(dir) = std::ffi::CString::new(dir) else {
+        return true;
+    };
+    match sys::openat(None, &dir, libc::O_PATH | libc::O_DIRECTORY, 0) {
+        Ok(d) => fossil_entry(d.as_fd(), base),
+        Err(_) => true,
+    }
+}
+
+/// Whether any component of `path` is protected, or its last two are a file a version control
+/// system keeps history in ([`is_history_file`]).
 pub fn has_protected_component(path: &[u8]) -> bool {
-    path.split(|&b| b == b'/').any(is_protected)
+    path.split(|&b| b == b'/').any(is_protected) || is_history_path(path)
+}
+
+/// Whether the last two components of `path` are a history file ([`is_history_file`]).
+pub fn is_history_path(path: &[u8]) -> bool {
+    let mut parts = path.rsplit(|&b| b == b'/');
+    let name = parts.next().unwrap_or_default();
+    let dir = parts.next().unwrap_or_default();
+    is_history_file(dir, name)
+}
+
+/// Whether the entry `name` of a directory named `dir` is a file a version control system keeps
+/// history in, wherever it lies, by its name: a git loose object (`[0-9a-f]{2}/` then 38 or 62
+/// lower-case hex digits), a git pack (`pack/pack-<hex>.<ext>`), a git `info/alternates`, or an
+/// RCS/CVS master file (`*,v`). Such a file is not created, written, renamed, removed or
+/// changed in mode, owner or times (outside review r85: F1, objects of a directory another
+/// repository borrows through `objects/info/alternates`, the second level of the workspace's
+/// own, a nested repository's or an outside repository's, were replaced by the command's, and
+/// the user's `git worktree add` wrote its script; F2, a CVS module directory linked out of
+/// the repository took a new revision of `build.sh,v`). Inside a repository (`.git/objects`, a
+/// bare one, beside `CVSROOT`) they were protected already; these rules reach the object stores
+/// and module directories that lie elsewhere.
+pub fn is_history_file(dir: &[u8], name: &[u8]) -> bool {
+    let hex = |b: &[u8]| !b.is_empty() && b.iter().all(|c| matches!(c, b'0'..=b'9' | b'a'..=b'f'));
+    (name.len() > 2 && name.ends_with(b",v"))
+        || (dir.len() == 2 && hex(dir) && matches!(name.len(), 38 | 62) && hex(name))
+        || (dir == b"pack"
+            && name.strip_prefix(b"pack-").is_some_and(|rest| {
+                rest.split(|&c| c == b'.')
+                    .next()
+                    .is_some_and(|h| matches!(h.len(), 40 | 64) && hex(h))
+            }))
+        || (dir == b"info" && name == b"alternates")
 }
 
 /// Whether the directory `dir` (a descriptor) is one git takes for a repository, as git's
@@ -720,6 +776,33 @@ pub struct Request {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn history_files_are_known_by_their_names_and_directories() {
+        let oid = "9e5adb72ac5f76b9918e4854618fd19a0b14ac34";
+        for p in [
+            format!("/ws/altB/9e/{}", &oid[2..]),
+            format!("/ws/objN/58/{}", "7".repeat(62)),
+            format!("/ws/store/pack/pack-{oid}.pack"),
+            format!("/ws/store/pack/pack-{oid}.idx"),
+            "/ws/altA/info/alternates".to_string(),
+            "/ws/cvsmod/proj/build.sh,v".to_string(),
+        ] {
+            assert!(has_protected_component(p.as_bytes()), "{p}");
+        }
+        for p in [
+            format!("/ws/cache/9e/{}", &oid[3..]),
+            format!("/ws/cache/9E/{}", &oid[2..]),
+            format!("/ws/cache/9e/{}-a", &oid[2..]),
+            format!("/ws/cache/{}", &oid[2..]),
+            "/ws/pack/index.js".to_string(),
+            "/ws/info/alternates.md".to_string(),
+            "/ws/docs/a,v.txt".to_string(),
+            "/ws/src/,v".to_string(),
+        ] {
+            assert!(!has_protected_component(p.as_bytes()), "{p}");
+        }
+    }
 
     #[test]
     fn protected_names_ignore_ascii_case_and_only_whole_components() {
