@@ -933,11 +933,14 @@ impl Session {
                             Err(e) => return End::Client(Some(client_frame_error(&e))),
                         };
                         // Messages handled on the loop give it back after every 64 KiB of them,
-                        // each counted as 1 KiB at least (a ping costs a write): a task runs
-                        // until it waits, and with messages queued on the socket (each refused
-                        // or answered at once) it would not wait for a long time (a flood of
-                        // messages just under 64 KiB held another user's requests 2.4 s).
-                        read_here += m.size().max(1024);
+                        // each counted as 8 KiB at least (a ping costs a write; a refusal an
+                        // event and a line): a task runs until it waits, and with messages
+                        // queued on the socket (each refused or answered at once) it would not
+                        // wait for a long time (a flood of messages just under 64 KiB held
+                        // another user's requests 2.4 s; counted 1 KiB at least, 16 sessions of
+                        // ~1 KiB messages refused for the waiting cap still held them 62 ms,
+                        // debug build, outside review r86 F1's shape: 20 ms now).
+                        read_here += m.size().max(8192);
                         if read_here > off_loop::INLINE_BYTES {
                             read_here = 0;
                             tokio::task::yield_now().await;
