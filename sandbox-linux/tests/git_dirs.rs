@@ -2680,6 +2680,9 @@ b[68:72]=bytes(4);open(sys.argv[2],'wb').write(b)\" {home}/museum/m.fossil links
 d=b'#!/bin/sh\\n{hook}\\n'; o=sys.argv[1]; t='objstore/%s/tmp%d' % (o[:2], os.getpid()); \
 open(t,'wb').write(zlib.compress(b'blob %d\\0' % len(d) + d)); os.chmod(t, 0o444); \
 os.rename(t, 'objstore/%s/%s' % (o[:2], o[2:]))\" $oid && echo HOOKED-ALTERNATE; \
+             d=$(echo $oid | cut -c1-2); {{ mv objstore/$d objstore/$d.old 2>/dev/null \
+               && mv objstore/$d.old objstore/$d; }} || echo REFUSED-OBJECT-DIR-MOVE; \
+             printf x > objstore/pack/evil.keep 2>/dev/null || echo REFUSED-PACK-WRITE; \
              mkdir -p big/a/b/c && echo x > big/a/b/c/f && mv big big2 && echo MOVED-PLAIN; \
              echo done"
         );
@@ -2701,6 +2704,8 @@ os.rename(t, 'objstore/%s/%s' % (o[:2], o[2:]))\" $oid && echo HOOKED-ALTERNATE;
             "REFUSED-CVS-MODULE-WRITE",
             "REFUSED-CVS-LINKED-MODULE-WRITE",
             "REFUSED-SHM-CHMOD",
+            "REFUSED-OBJECT-DIR-MOVE",
+            "REFUSED-PACK-WRITE",
         ] {
             assert!(said.contains(refused), "{ns:?}: {refused}: {said}");
         }

@@ -119,18 +119,17 @@ pub const PROTECTED_NAMES_REGEX: &str = "(^|/)([.]([Cc][Oo][Dd][Ee][Xx]|[Aa][Gg]
 
 /// Files a version control system keeps history in, wherever they lie, as the Linux name guard
 /// knows them by name (`sandbox_linux::name_guard::is_history_file`, outside review r85): a git
-/// loose object (a two-hex-digit directory, then 38 or 62 hex digits), a git pack
-/// (`pack/pack-<40 or 64 hex>.<ext>`), `info/alternates`, and an RCS/CVS master file (`*,v`).
+/// loose object (a two-hex-digit directory, then 38 or 62 hex digits), any pack git would load
+/// and its indexes (`pack/*.pack`, `.idx`, ...: outside review r87 G2), `info/alternates`, the
+/// commit graphs, and an RCS/CVS master file (`*,v`).
 /// Written out without `{n}` counts, which Seatbelt's regex dialect is not known to take.
 pub fn history_files_regex() -> String {
     let hex = |n: usize| "[0-9a-f]".repeat(n);
     format!(
-        "(^|/){h2}/({h38}|{h62})$|(^|/)pack/pack-({h40}|{h64})[.][a-z]+$|(^|/)info/alternates$|[^/],v$",
+        "(^|/){h2}/({h38}|{h62})$|(^|/)pack/([^/]*[.](pack|idx|rev|bitmap|keep|promisor|mtimes)|multi-pack-index[^/]*)$|(^|/)info/(alternates|http-alternates|packs|commit-graph)$|(^|/)commit-graphs/([^/]*[.]graph|commit-graph-chain)$|[^/],v$",
         h2 = hex(2),
         h38 = hex(38),
         h62 = hex(62),
-        h40 = hex(40),
-        h64 = hex(64),
     )
 }
 

@@ -285,13 +285,21 @@ pub fn is_history_file(dir: &[u8], name: &[u8]) -> bool {
     let hex = |b: &[u8]| !b.is_empty() && b.iter().all(|c| matches!(c, b'0'..=b'9' | b'a'..=b'f'));
     (name.len() > 2 && name.ends_with(b",v"))
         || (dir.len() == 2 && hex(dir) && matches!(name.len(), 38 | 62) && hex(name))
+        // any pack git would load, not only `pack-<hex>.*` (outside review r87 G2: `pack/evil.pack`
+        // + `evil.idx` mapping a borrowed object to the command's content), and the indexes
+        // beside them
         || (dir == b"pack"
-            && name.strip_prefix(b"pack-").is_some_and(|rest| {
-                rest.split(|&c| c == b'.')
-                    .next()
-                    .is_some_and(|h| matches!(h.len(), 40 | 64) && hex(h))
-            }))
-        || (dir == b"info" && name == b"alternates")
+            && ([&b".pack"[..], b".idx", b".rev", b".bitmap", b".keep", b".promisor", b".mtimes"]
+                .iter()
+                .any(|e| name.ends_with(e))
+                || name.starts_with(b"multi-pack-index")))
+        || (dir == b"info"
+            && matches!(
+                name,
+                b"alternates" | b"http-alternates" | b"packs" | b"commit-graph"
+            ))
+        || (dir == b"commit-graphs"
+            && (name.ends_with(b".graph") || name == b"commit-graph-chain"))
 }
 
 /// Whether the directory `dir` (a descriptor) is one git takes for a repository, as git's
@@ -525,6 +533,17 @@ pub(crate) fn subtree_holds_repository(dir: std::os::fd::BorrowedFd<'_>) -> Subt
         let Ok(list) = std::fs::read_dir(format!("/proc/self/fd/{}", d.as_raw_fd())) else {
             return Subtree::Repository;
         };
+        // the directory's own name, for the history files in it ([`is_history_file`]; outside
+        // review r87 G1: a two-hex-digit object directory renamed away and a prepared one put
+        // in its place)
+        let own_name: Vec<u8> = if name.as_bytes() == b"." {
+            std::fs::read_link(format!("/proc/self/fd/{}", d.as_raw_fd()))
+                .ok()
+                .and_then(|p| p.file_name().map(|n| n.as_bytes().to_vec()))
+                .unwrap_or_default()
+        } else {
+            name.as_bytes().to_vec()
+        };
         let d = Rc::new(d);
         for e in list {
             let Ok(e) = e else {
@@ -535,7 +554,7 @@ pub(crate) fn subtree_holds_repository(dir: std::os::fd::BorrowedFd<'_>) -> Subt
                 return Subtree::TooLarge;
             }
             let name = e.file_name();
-            if is_protected(name.as_bytes()) {
+            if is_protected(name.as_bytes()) || is_history_file(&own_name, name.as_bytes()) {
                 return Subtree::Repository;
             }
             let Ok(name) = std::ffi::CString::new(name.as_bytes()) else {
@@ -786,6 +805,11 @@ mod tests {
             format!("/ws/store/pack/pack-{oid}.pack"),
             format!("/ws/store/pack/pack-{oid}.idx"),
             "/ws/altA/info/alternates".to_string(),
+            "/ws/store/pack/evil.pack".to_string(),
+            "/ws/store/pack/evil.idx".to_string(),
+            "/ws/store/pack/multi-pack-index".to_string(),
+            "/ws/store/info/commit-graph".to_string(),
+            "/ws/store/info/commit-graphs/graph-1.graph".to_string(),
             "/ws/cvsmod/proj/build.sh,v".to_string(),
         ] {
             assert!(has_protected_component(p.as_bytes()), "{p}");
