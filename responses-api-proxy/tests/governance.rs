@@ -336,13 +336,7 @@ fn compact_is_forwarded_under_the_same_rules_and_json_usage_counts() {
 /// as reported.
 #[test]
 fn bad_usage_numbers_from_upstream_are_charged_the_estimate_and_serving_goes_on() {
-    let d = policy_dir();
-    let policy = write_policy(d.path(), "[default]\nday = { output_tokens = 10000 }\n");
-    let state = d.path().join("state");
-    let mock = MockUpstream::start().unwrap();
-    let proxy = Spawn::new(&mock.responses_url())
-        .governed(&policy, &state)
-        .start();
+    let (_d, state, mock, proxy) = governed_proxy("[default]\nday = { output_tokens = 10000 }\n");
     let body = r#"{"model":"gpt-5","stream":true,"max_output_tokens":777}"#;
     for usage in [
         // input and output bad: both estimated
@@ -2024,14 +2018,21 @@ fn another_user_during_flood(
 /// A governed proxy whose policy allows only `gpt-5*` (so model `o3` is refused with 403), its
 /// policy and state directory, and its mock upstream.
 fn refusing_proxy() -> (tempfile::TempDir, MockUpstream, Proxy) {
+    let (d, _state, mock, proxy) = governed_proxy("[default]\nmodels = [\"gpt-5*\"]\n");
+    (d, mock, proxy)
+}
+
+/// A proxy governed by the policy `text`: the directory holding the policy and the state
+/// directory, the state directory, the mock upstream and the proxy.
+fn governed_proxy(text: &str) -> (tempfile::TempDir, std::path::PathBuf, MockUpstream, Proxy) {
     let d = policy_dir();
-    let policy = write_policy(d.path(), "[default]\nmodels = [\"gpt-5*\"]\n");
+    let policy = write_policy(d.path(), text);
     let state = d.path().join("state");
     let mock = MockUpstream::start().unwrap();
     let proxy = Spawn::new(&mock.responses_url())
         .governed(&policy, &state)
         .start();
-    (d, mock, proxy)
+    (d, state, mock, proxy)
 }
 
 /// [`another_user_during_flood`] with the other user's uid and refused body.
