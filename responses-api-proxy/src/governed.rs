@@ -138,7 +138,7 @@ impl Governed {
     }
 
     /// [`Governed::admit_body`], for a body larger than [`off_loop::CHECK_INLINE_BYTES`] on a thread
-    /// of the blocking pool, one at a time per uid slot ([`off_loop::run`]): the event loop goes
+    /// of the blocking pool, one at a time per uid ([`off_loop::run`]): the event loop goes
     /// on serving every other request meanwhile (outside review r73 F1: a 10 MB body of 170,000
     /// input items took 0.3 s to check; 16 of them at once held every other user's requests for
     /// 1.3 s, up to 4 s).
@@ -149,16 +149,7 @@ impl Governed {
         body: Bytes,
     ) -> Result<Admitted, codex_proxy_governance::Refusal> {
         if body.len() <= off_loop::CHECK_INLINE_BYTES {
-            let decided = self.admit_body(uid, &body);
-            if decided.is_err() {
-                // A refusal is answered at once and its connection or session is free for the
-                // next one at once: the loop is given back after each, so one user's
-                // connections and sessions cannot put a check each on every turn (outside
-                // review r86 F1: 16 WebSocket sessions of refused messages just under 1 KiB,
-                // 1,000 checks a turn, held another user's requests at p50 23-73 ms).
-                tokio::task::yield_now().await;
-            }
-            return decided;
+            return self.admit_body(uid, &body);
         }
         let me = Arc::clone(self);
         let checked = off_loop::run(uid, move || me.admit_body(uid, &body)).await;
