@@ -2682,6 +2682,8 @@ open(t,'wb').write(zlib.compress(b'blob %d\\0' % len(d) + d)); os.chmod(t, 0o444
 os.rename(t, 'objstore/%s/%s' % (o[:2], o[2:]))\" $oid && echo HOOKED-ALTERNATE; \
              d=$(echo $oid | cut -c1-2); {{ mv objstore/$d objstore/$d.old 2>/dev/null \
                && mv objstore/$d.old objstore/$d; }} || echo REFUSED-OBJECT-DIR-MOVE; \
+             mkdir -p stage/pk && printf x > stage/pk/evil.keep \
+               && {{ mv -T stage/pk objstore/pack 2>/dev/null || echo REFUSED-PACK-DIR-MOVE; }}; \
              printf x > objstore/pack/evil.keep 2>/dev/null || echo REFUSED-PACK-WRITE; \
              mkdir -p big/a/b/c && echo x > big/a/b/c/f && mv big big2 && echo MOVED-PLAIN; \
              echo done"
@@ -2706,6 +2708,7 @@ os.rename(t, 'objstore/%s/%s' % (o[:2], o[2:]))\" $oid && echo HOOKED-ALTERNATE;
             "REFUSED-SHM-CHMOD",
             "REFUSED-OBJECT-DIR-MOVE",
             "REFUSED-PACK-WRITE",
+            "REFUSED-PACK-DIR-MOVE",
         ] {
             assert!(said.contains(refused), "{ns:?}: {refused}: {said}");
         }

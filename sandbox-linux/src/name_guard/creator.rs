@@ -416,6 +416,41 @@ fn no_group_write_in_a_shared_group(inherited: Inherited, fd: &OwnedFd) {
     }
 }
 
+/// `EACCES` when the entry `name` of `parent` is a directory whose entries would be history
+/// files ([`super::is_history_file`]) under the name `new_name` (outside review r89 H1: a
+/// directory holding `evil.pack` + `evil.idx`, made where the names mean nothing, renamed to a
+/// borrowed object store's empty `pack`, and git loaded the pack; H2: the same for a loose
+/// object's two-hex-digit directory and `info`). Only names that make history files are looked
+/// at (two hex digits, `pack`, `info`, `commit-graphs`); an unreadable directory counts as one.
+fn no_history_under(parent: BorrowedFd<'_>, name: &CString, new_name: &[u8]) -> Result<(), i32> {
+    use std::os::unix::ffi::OsStrExt;
+    let two_hex = new_name.len() == 2
+        && new_name
+            .iter()
+            .all(|c| matches!(c, b'0'..=b'9' | b'a'..=b'f'));
+    if !two_hex && !matches!(new_name, b"pack" | b"info" | b"commit-graphs") {
+        return Ok(());
+    }
+    let Ok(d) = sys::openat(
+        Some(parent),
+        name,
+        libc::O_RDONLY | libc::O_DIRECTORY | libc::O_NOFOLLOW | libc::O_NONBLOCK,
+        0,
+    ) else {
+        return Ok(()); // not a directory (or gone): its own name is checked as a target
+    };
+    let Ok(list) = std::fs::read_dir(format!("/proc/self/fd/{}", d.as_raw_fd())) else {
+        return Err(DENIED_ERRNO);
+    };
+    for e in list {
+        match e {
+            Ok(e) if !super::is_history_file(new_name, e.file_name().as_bytes()) => {}
+            _ => return Err(DENIED_ERRNO),
+        }
+    }
+    Ok(())
+}
+
 /// [`refuse_repository_entry`] for the entry `name` of `parent` (missing: nothing to refuse),
 /// about to be removed or renamed. A symbolic link whose target is or holds a repository is
 /// neither (outside review r82 F2: `rm links/m.fossil`, the link the user's checkout named,
@@ -1154,6 +1189,11 @@ fn rename(
             // a repository is not moved, nor swapped with another (outside review r23 F4: an
             // exchange of two bare repositories sent the user's next push to the other one)
             entry_is_no_repository(op.as_fd(), &ol)?;
+            // nor is a directory given a name under which what it holds are history files
+            no_history_under(op.as_fd(), &ol, nl.to_bytes())?;
+            if flags & libc::RENAME_EXCHANGE != 0 {
+                no_history_under(np.as_fd(), &nl, ol.to_bytes())?;
+            }
             // nor is one replaced (a link to a repository renamed over: the link is gone as
             // if removed, and what took its name is the command's)
             entry_is_no_repository(np.as_fd(), &nl)?;
