@@ -2614,7 +2614,10 @@ fn a_fossil_repository_and_a_local_subversion_repository_cannot_get_hooks_plante
 /// by the command's, which the victim's `git worktree add` then wrote out; **F2** a CVS module
 /// directory linked out of the repository written; **F3** `chmod 000` of a Fossil database's
 /// `-shm`: git objects, packs, `info/alternates` and `*,v` files are protected by name wherever
-/// they lie, and a Fossil side file's metadata is held. Control: with `--allow-git-writes` (no
+/// they lie, and a Fossil side file's metadata is held. Outside review r90 **A-F1**: a symbolic
+/// link named `pack` (or `info`) put in a borrowed store, to a directory filled under another
+/// name, and git loaded its pack: no link gets an object store's directory name (made, renamed
+/// or hard-linked). Control: with `--allow-git-writes` (no
 /// name guard) the same script plants all four, the victim's commits and checkout run them,
 /// and nothing is refused.
 #[test]
@@ -2685,6 +2688,13 @@ os.rename(t, 'objstore/%s/%s' % (o[:2], o[2:]))\" $oid && echo HOOKED-ALTERNATE;
              mkdir -p stage/pk && printf x > stage/pk/evil.keep \
                && {{ mv -T stage/pk objstore/pack 2>/dev/null || echo REFUSED-PACK-DIR-MOVE; }}; \
              printf x > objstore/pack/evil.keep 2>/dev/null || echo REFUSED-PACK-WRITE; \
+             mkdir -p stage/lk; rmdir objstore/info; \
+             ln -s ../stage/lk objstore/info 2>/dev/null || echo REFUSED-INFO-LINK; \
+             ln -s ../stage/lk objstore/cg && {{ mv -T objstore/cg objstore/commit-graphs \
+               2>/dev/null || echo REFUSED-LINK-RENAME; }}; \
+             h=$(for x in 0 1 2 3 4 5 6 7 8 9 a b c d e f; do [ -e objstore/f$x ] || {{ echo f$x; break; }}; done); \
+             ln -s ../stage/lk stage/l3 && {{ ln -P stage/l3 objstore/$h 2>/dev/null \
+               || echo REFUSED-LINK-HARDLINK; }}; \
              mkdir -p big/a/b/c && echo x > big/a/b/c/f && mv big big2 && echo MOVED-PLAIN; \
              echo done"
         );
@@ -2709,6 +2719,9 @@ os.rename(t, 'objstore/%s/%s' % (o[:2], o[2:]))\" $oid && echo HOOKED-ALTERNATE;
             "REFUSED-OBJECT-DIR-MOVE",
             "REFUSED-PACK-WRITE",
             "REFUSED-PACK-DIR-MOVE",
+            "REFUSED-INFO-LINK",
+            "REFUSED-LINK-RENAME",
+            "REFUSED-LINK-HARDLINK",
         ] {
             assert!(said.contains(refused), "{ns:?}: {refused}: {said}");
         }

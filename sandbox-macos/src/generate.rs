@@ -133,6 +133,10 @@ pub fn history_files_regex() -> String {
     )
 }
 
+/// The names under which a directory's entries are history files, as the Linux name guard
+/// knows them (`sandbox_linux::name_guard::is_store_directory_name`): no symbolic link gets one.
+pub const STORE_DIRECTORY_NAMES_REGEX: &str = "(^|/)([0-9a-f][0-9a-f]|pack|info|commit-graphs)$";
+
 /// [`generate`] with the front door's [`GenOptions`].
 pub fn generate_with(
     policy: &EffectivePolicy,
@@ -285,6 +289,13 @@ pub fn generate_with(
         g.line(&format!(
             "(deny file-write* (regex #\"{}\"))",
             history_files_regex()
+        ));
+        g.line(
+            "; no symbolic link named like an object store's directory (outside review r90 A-F1: a",
+        );
+        g.line("; link named pack/ to a directory filled under another name, and git loaded its packs)");
+        g.line(&format!(
+            "(deny file-write* (require-all (vnode-type SYMLINK) (regex #\"{STORE_DIRECTORY_NAMES_REGEX}\")))"
         ));
     }
 

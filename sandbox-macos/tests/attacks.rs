@@ -328,6 +328,33 @@ fn protected_names_cannot_be_created_or_written_anywhere_in_any_case() {
     ] {
         assert_eq!(m.decide(W, Path::new(p)), Decision::Deny, "{p}");
     }
+    // outside review r90 A-F1: no symbolic link named like an object store's directory (a link
+    // named `pack` to a directory filled under another name); a directory or file may be made
+    for p in [
+        "/private/tmp/proj/objstore/pack",
+        "/private/tmp/proj/objstore/info",
+        "/private/tmp/proj/objstore/9e",
+        "/private/tmp/proj/objstore/info/commit-graphs",
+    ] {
+        let path = Path::new(p);
+        assert_eq!(m.decide_as(W, path, Some("SYMLINK")), Decision::Deny, "{p}");
+        assert_eq!(
+            m.decide_as(W, path, Some("DIRECTORY")),
+            Decision::Allow,
+            "{p}"
+        );
+    }
+    for p in [
+        "/private/tmp/proj/packs",
+        "/private/tmp/proj/9e5",
+        "/private/tmp/proj/infos",
+    ] {
+        assert_eq!(
+            m.decide_as(W, Path::new(p), Some("SYMLINK")),
+            Decision::Allow,
+            "{p}"
+        );
+    }
     // controls: names that only start like a protected one, and the same paths when the
     // front door passes --allow-git-writes
     for p in [

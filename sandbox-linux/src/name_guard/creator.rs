@@ -422,22 +422,28 @@ fn no_group_write_in_a_shared_group(inherited: Inherited, fd: &OwnedFd) {
 /// borrowed object store's empty `pack`, and git loaded the pack; H2: the same for a loose
 /// object's two-hex-digit directory and `info`). Only names that make history files are looked
 /// at (two hex digits, `pack`, `info`, `commit-graphs`); an unreadable directory counts as one.
+/// A symbolic link under such a name is refused too (r90 A-F1: the link's directory was filled
+/// under another name).
 fn no_history_under(parent: BorrowedFd<'_>, name: &CString, new_name: &[u8]) -> Result<(), i32> {
     use std::os::unix::ffi::OsStrExt;
-    let two_hex = new_name.len() == 2
-        && new_name
-            .iter()
-            .all(|c| matches!(c, b'0'..=b'9' | b'a'..=b'f'));
-    if !two_hex && !matches!(new_name, b"pack" | b"info" | b"commit-graphs") {
+    if !super::is_store_directory_name(new_name) {
         return Ok(());
     }
+    let Ok(entry) = sys::openat(Some(parent), name, libc::O_PATH | libc::O_NOFOLLOW, 0) else {
+        return Ok(()); // gone: the call fails by itself
+    };
+    match sys::info(entry.as_fd()).map_err(errno)?.kind {
+        libc::S_IFLNK => return Err(DENIED_ERRNO),
+        libc::S_IFDIR => {}
+        _ => return Ok(()), // a file: its own name is checked as a target
+    }
     let Ok(d) = sys::openat(
-        Some(parent),
-        name,
-        libc::O_RDONLY | libc::O_DIRECTORY | libc::O_NOFOLLOW | libc::O_NONBLOCK,
+        Some(entry.as_fd()),
+        c".",
+        libc::O_RDONLY | libc::O_DIRECTORY | libc::O_NONBLOCK,
         0,
     ) else {
-        return Ok(()); // not a directory (or gone): its own name is checked as a target
+        return Err(DENIED_ERRNO);
     };
     let Ok(list) = std::fs::read_dir(format!("/proc/self/fd/{}", d.as_raw_fd())) else {
         return Err(DENIED_ERRNO);
@@ -449,6 +455,37 @@ fn no_history_under(parent: BorrowedFd<'_>, name: &CString, new_name: &[u8]) -> 
         }
     }
     Ok(())
+}
+
+/// After a rename gave `dir`/`name` its name: when that name is an object store's directory
+/// name and what stands there now would not have passed [`no_history_under`] (changed by
+/// another thread between the check and the call), it is moved aside to a new name
+/// (`<name>.refused-<n>`, where its entries are no history files) and the call fails with
+/// `EACCES`; when even that fails, the process that asked is killed ([`GUARD_BREACHED`]).
+fn settled_under_store_name(dir: BorrowedFd<'_>, name: &CString) -> Result<(), i32> {
+    static SEQ: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let bytes = trim_slashes(name.to_bytes());
+    if !super::is_store_directory_name(bytes) || no_history_under(dir, name, bytes).is_ok() {
+        return Ok(());
+    }
+    for _ in 0..16 {
+        let n = SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let mut aside = bytes.to_vec();
+        aside.extend_from_slice(format!(".refused-{}-{n}", std::process::id()).as_bytes());
+        let aside = CString::new(aside).map_err(|_| libc::EINVAL)?;
+        match sys::renameat2(Some(dir), name, Some(dir), &aside, libc::RENAME_NOREPLACE) {
+            Ok(()) => return Err(DENIED_ERRNO),
+            Err(e) if e.raw_os_error() == Some(libc::EEXIST) => continue,
+            Err(_) => break,
+        }
+    }
+    Err(GUARD_BREACHED)
+}
+
+/// `name` without the trailing slashes a path may give its last component.
+fn trim_slashes(name: &[u8]) -> &[u8] {
+    let len = name.len() - name.iter().rev().take_while(|&&b| b == b'/').count();
+    &name[..len]
 }
 
 /// [`refuse_repository_entry`] for the entry `name` of `parent` (missing: nothing to refuse),
@@ -768,6 +805,10 @@ pub(super) fn perform(req: &Request, fds: Vec<OwnedFd>) -> Outcome {
                     if in_shared_temp(parent.as_fd())? {
                         return Err(DENIED_ERRNO);
                     }
+                    // no link named like an object store's directory (r90 A-F1)
+                    if super::is_store_directory_name(trim_slashes(last.to_bytes())) {
+                        return Err(DENIED_ERRNO);
+                    }
                     sys::symlinkat(&content, Some(parent.as_fd()), &last).map_err(errno)?;
                     // its directory moved into the shared part meanwhile (r71 F1)
                     if landed_in_shared_temp(parent.as_fd(), &last)? {
@@ -1068,6 +1109,12 @@ fn link(
     let Target::In(parent, last) = target(d2, new)? else {
         return sys::linkat(d1, &cstr(old)?, d2, &cstr(new)?, flags).map_err(errno);
     };
+    // a second name for a symbolic link: not one of an object store's directories (r90 A-F1)
+    if super::is_store_directory_name(trim_slashes(last.to_bytes()))
+        && sys::info(src.as_fd()).map_err(errno)?.kind == libc::S_IFLNK
+    {
+        return Err(DENIED_ERRNO);
+    }
     // a second name in a temporary root's shared part only for what cannot serve (r65 F1)
     if in_shared_temp(parent.as_fd())? {
         let kind = sys::info(src.as_fd()).map_err(errno)?.kind;
@@ -1226,6 +1273,13 @@ fn rename(
                 return move_pinned(op.as_fd(), &ol, np.as_fd(), &nl, flags);
             }
             sys::renameat2(Some(op.as_fd()), &ol, Some(np.as_fd()), &nl, flags).map_err(errno)?;
+            // what landed under an object store's directory name is looked at again: another
+            // thread of the command may have swapped a link in, or filled the directory,
+            // between the check above and the call
+            settled_under_store_name(np.as_fd(), &nl)?;
+            if exchange {
+                settled_under_store_name(op.as_fd(), &ol)?;
+            }
             // the destination was not in the shared part when checked; a concurrent run may
             // have moved it there since (outside review r71 F1: a socket renamed into an
             // empty directory of a workspace in /tmp that the other run moved to a fixed name

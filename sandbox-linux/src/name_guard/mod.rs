@@ -302,6 +302,16 @@ pub fn is_history_file(dir: &[u8], name: &[u8]) -> bool {
             && (name.ends_with(b".graph") || name == b"commit-graph-chain"))
 }
 
+/// Whether `name` is one under which a directory's entries can be history files
+/// ([`is_history_file`]): two lower-case hex digits (loose objects), `pack`, `info`,
+/// `commit-graphs`. A directory only gets such a name when nothing in it would be one
+/// (outside review r89), and no symbolic link gets one (r90 A-F1: a link named `pack` in a
+/// borrowed object store, to a directory filled under another name, and git loaded its packs).
+pub fn is_store_directory_name(name: &[u8]) -> bool {
+    (name.len() == 2 && name.iter().all(|c| matches!(c, b'0'..=b'9' | b'a'..=b'f')))
+        || matches!(name, b"pack" | b"info" | b"commit-graphs")
+}
+
 /// Whether the directory `dir` (a descriptor) is one git takes for a repository, as git's
 /// `is_git_directory` does: a `HEAD` (file or link), and `objects` + `refs` or a `commondir` (a
 /// worktree's gitdir). git tests `objects` and `refs` with `access(X_OK)` and `commondir` with

@@ -67,6 +67,12 @@ impl Model {
 
     /// The decision for `op` (e.g. `file-write-data`) on `path` (already in Seatbelt's form).
     pub fn decide(&self, op: &str, path: &Path) -> Decision {
+        self.decide_as(op, path, None)
+    }
+
+    /// [`Model::decide`] for a vnode of type `vnode` (`SYMLINK`, `DIRECTORY`, ...): the rules
+    /// with a `vnode-type` filter match only when it is given and the same.
+    pub fn decide_as(&self, op: &str, path: &Path, vnode: Option<&str>) -> Decision {
         let mut d = Decision::Deny;
         for (decision, ops, filters) in &self.rules {
             let op_matches = ops.iter().any(|o| {
@@ -74,7 +80,9 @@ impl Model {
                     || o == op
                     || (o.ends_with('*') && op.starts_with(o.trim_end_matches('*')))
             });
-            if op_matches && (filters.is_empty() || filters.iter().any(|f| self.matches(f, path))) {
+            if op_matches
+                && (filters.is_empty() || filters.iter().any(|f| self.matches(f, path, vnode)))
+            {
                 d = *decision;
             }
         }
@@ -96,15 +104,15 @@ impl Model {
         }
     }
 
-    fn matches(&self, f: &Sexp, path: &Path) -> bool {
+    fn matches(&self, f: &Sexp, path: &Path, vnode: Option<&str>) -> bool {
         let Sexp::List(items, _) = f else {
             panic!("filter {f:?}")
         };
         let args = &items[1..];
         match f.head().unwrap() {
-            "require-all" => args.iter().all(|a| self.matches(a, path)),
-            "require-any" => args.iter().any(|a| self.matches(a, path)),
-            "require-not" => !self.matches(&args[0], path),
+            "require-all" => args.iter().all(|a| self.matches(a, path, vnode)),
+            "require-any" => args.iter().any(|a| self.matches(a, path, vnode)),
+            "require-not" => !self.matches(&args[0], path, vnode),
             "subpath" => path.starts_with(self.path_arg(&args[0])),
             "literal" => path == self.path_arg(&args[0]),
             "regex" => match &args[0] {
@@ -113,8 +121,12 @@ impl Model {
                     .is_match(&path.to_string_lossy()),
                 other => panic!("regex takes a #\"...\" literal: {other:?}"),
             },
+            "vnode-type" => match (&args[0], vnode) {
+                (Sexp::Atom(a, _), Some(v)) => a == v,
+                _ => false,
+            },
             // Device rules: the tests never ask about /dev paths.
-            "vnode-type" | "extension" => false,
+            "extension" => false,
             other => panic!("filter {other} on a file operation"),
         }
     }
