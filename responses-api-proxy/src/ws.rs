@@ -1179,6 +1179,14 @@ impl Session {
                 // flight has been booked (the upstream runs them one after another anyway).
                 if self.waiting.len() >= WAITING_MAX {
                     self.refused += 1;
+                    // an audit line (held back with the user's other refusals when they flood)
+                    // and the metrics' count, as every refusal (outside review r90 B-F1: 2.8 M
+                    // of these left both untouched)
+                    let mut a_rec = new_audit(&self.ctx.peer, self.ctx.uid, text.len());
+                    a_rec.outcome = Outcome::Refused;
+                    a_rec.reason = Some("too_many_waiting".into());
+                    a_rec.status = 429;
+                    drop(a_rec);
                     let ev = error_event(
                         429,
                         serde_json::json!({

@@ -2331,3 +2331,73 @@ fn a_message_in_endless_empty_fragments_closes_the_session() {
         "the fragmented message did not reach upstream"
     );
 }
+
+/// Outside review r90 B-F1: `response.create` messages refused because 8 already waited
+/// (`too_many_waiting`, 429) wrote no audit line and were not counted in the metrics (2.8 M of
+/// them left `requests_total{status="429"}` at 16); the docs say the metrics count every
+/// refusal. Now each one is audited (held back with the user's other refusals in a flood) and
+/// counted. Control: the response in flight and the 8 waiting messages are not counted as
+/// refused.
+#[test]
+fn a_message_refused_for_the_waiting_cap_is_audited_and_counted() {
+    let mock = WsMock::start().unwrap();
+    mock.set_script(WsScript {
+        delay: Duration::from_secs(60),
+        ..WsScript::default()
+    });
+    let d = policy_dir();
+    let policy = write_policy(d.path(), "[default]\nmodels = [\"gpt-5*\"]\n");
+    let admin = d.path().join("admin.sock");
+    let proxy = start(
+        &mock,
+        &[
+            "--policy",
+            policy.to_str().unwrap(),
+            "--admin-socket",
+            admin.to_str().unwrap(),
+        ],
+    );
+    let refused = rt().block_on(async {
+        let mut ws = connect(proxy.port, &[]).await.unwrap();
+        for _ in 0..12 {
+            ws.send(Message::text(create("gpt-5"))).await.unwrap();
+        }
+        let mut codes = Vec::new();
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        while codes.len() < 3 {
+            let m = tokio::time::timeout_at(deadline, ws.next())
+                .await
+                .expect("3 error events within 10 s")
+                .unwrap()
+                .unwrap();
+            if let Message::Text(t) = m {
+                let v: serde_json::Value = serde_json::from_str(t.as_str()).unwrap();
+                if v["type"] == "error" {
+                    codes.push(v["error"]["code"].as_str().unwrap_or("").to_string());
+                }
+            }
+        }
+        codes
+    });
+    assert!(
+        refused.iter().all(|c| c == "too_many_waiting"),
+        "{refused:?}"
+    );
+    let log = proxy.wait_log("reason=\"too_many_waiting\"", 3);
+    assert_eq!(
+        log.lines()
+            .filter(|l| l.contains("too_many_waiting") && l.contains("status=429"))
+            .count(),
+        3,
+        "{log}"
+    );
+    let m = metrics(&admin);
+    let count = m
+        .lines()
+        .find_map(|l| {
+            (l.starts_with("responses_api_proxy_requests_total{") && l.contains("status=\"429\""))
+                .then(|| l.rsplit(' ').next().unwrap().parse::<u64>().unwrap())
+        })
+        .unwrap_or(0);
+    assert_eq!(count, 3, "{m}");
+}
