@@ -2761,3 +2761,81 @@ os.rename(t, 'objstore/%s/%s' % (o[:2], o[2:]))\" $oid && echo HOOKED-ALTERNATE;
         );
     }
 }
+
+/// Outside review r91 **C-F1** (both modes): a directory `D` holding `a` and `b` renamed to a
+/// store's `pack` while two other threads renamed `a` to `e.idx` and `b` to `e.pack` through a
+/// descriptor of `D`. Each inner rename was checked while `D` still had its neutral name and
+/// done after it was `pack`: in about one try in 400 both landed (git then loaded the pack and
+/// the victim's `git worktree add` wrote the command's script). A rename to an object store's
+/// directory name now holds the creator alone, so the calls in flight finish first and the
+/// ones after it see the new name. The attack: 2.5 s of tries; none may leave an `e.*` file
+/// under `pack` (with the lock removed it lands within the time, run and seen).
+#[test]
+fn a_directory_renamed_to_pack_while_its_entries_are_renamed_lands_no_pack() {
+    let race = r#"
+import os, threading, time, random
+os.makedirs('st/stage', exist_ok=True)
+P = 'st/pack'
+res = {}
+def inner(d, s, t, bar):
+    fd = os.open(d, os.O_RDONLY | os.O_DIRECTORY)
+    bar.wait()
+    for _ in range(random.randint(0, 300)): pass
+    try:
+        os.rename(s, t, src_dir_fd=fd, dst_dir_fd=fd); res[t] = 'ok'
+    except OSError as e:
+        res[t] = e.errno
+    os.close(fd)
+t0 = time.time(); n = 0; moved = 0; landed = 0; both_inner = 0
+while time.time() - t0 < 2.5:
+    n += 1
+    d = 'st/stage/D%d' % n
+    os.mkdir(d)
+    for x in ('a', 'b'):
+        open(d + '/' + x, 'wb').write(b'x')
+    bar = threading.Barrier(3)
+    th = [threading.Thread(target=inner, args=(d, s, t, bar)) for s, t in (('a', 'e.idx'), ('b', 'e.pack'))]
+    for t in th: t.start()
+    bar.wait()
+    for _ in range(random.randint(0, 300)): pass
+    try:
+        os.rename(d, P); moved += 1
+    except OSError:
+        pass
+    for t in th: t.join()
+    if res.get('e.idx') == 'ok' and res.get('e.pack') == 'ok': both_inner += 1
+    if os.path.isdir(P):
+        if any(x.startswith('e.') for x in os.listdir(P)):
+            landed += 1; print('LANDED', n, os.listdir(P)); break
+        os.rename(P, 'st/stage/done%d' % n)
+print('tries', n, 'moved', moved, 'both-inner', both_inner, 'landed', landed)
+print('done')
+"#;
+    for ns in [Ns::With, Ns::Without] {
+        let e = env();
+        let out = guarded(
+            &e,
+            ns,
+            false,
+            &format!("python3 -c \"$(cat <<'PY'\n{race}\nPY\n)\""),
+        );
+        let said = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(said.contains("done"), "{ns:?}: {said}");
+        assert!(!said.contains("LANDED"), "{ns:?}: {said}");
+        // the race was run: many tries, and both ways out of it seen (the directory moved
+        // with neutral names, or refused with the new ones)
+        let num = |key: &str| -> u64 {
+            said.split_whitespace()
+                .skip_while(|w| *w != key)
+                .nth(1)
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(0)
+        };
+        assert!(num("tries") > 200, "{ns:?}: {said}");
+        assert!(num("moved") > 0 && num("both-inner") > 0, "{ns:?}: {said}");
+    }
+}

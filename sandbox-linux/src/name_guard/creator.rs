@@ -457,21 +457,71 @@ fn no_history_under(parent: BorrowedFd<'_>, name: &CString, new_name: &[u8]) -> 
     Ok(())
 }
 
+/// Held by every call the creator makes for the command: shared, except by a rename that gives
+/// something an object store's directory name ([`super::is_store_directory_name`]), which
+/// holds it alone. The rules on history files judge a name by the name of the directory it is
+/// in; the directory's own name can change under a call checked a moment before (outside
+/// review r91 C-F1: a directory `D` holding `a` and `b` renamed to a borrowed store's `pack`
+/// while two other threads renamed `a` to `e.idx` and `b` to `e.pack` through a descriptor of
+/// `D`: checked while `D` was still `D`, done when it was `pack`; in about one try in 400 both
+/// landed and git loaded the pack). Now such a rename waits for every call in flight, and the
+/// calls after it see the new name.
+static NAMING: std::sync::RwLock<()> = std::sync::RwLock::new(());
+
+/// The hold a call has on [`NAMING`] for its duration.
+enum NamingHold {
+    Shared(#[allow(dead_code)] std::sync::RwLockReadGuard<'static, ()>),
+    Alone(#[allow(dead_code)] std::sync::RwLockWriteGuard<'static, ()>),
+}
+
+/// The hold `req` needs on [`NAMING`]. A rename to an object store's directory name takes it
+/// alone without ever queueing (so that a call in flight which blocks, such as the open of a
+/// FIFO waiting for its reader, cannot make the others wait behind the rename): it retries
+/// for up to 5 s, then fails with `EBUSY`.
+fn naming_lock(req: &Request) -> Result<NamingHold, i32> {
+    let names_store =
+        |path: &[u8]| split(path).is_some_and(|(_, last, _)| super::is_store_directory_name(last));
+    let alone = req.op == Op::Rename
+        && (names_store(&req.path2)
+            || (req.flags as u32 & libc::RENAME_EXCHANGE != 0 && names_store(&req.path1)));
+    if !alone {
+        return Ok(NamingHold::Shared(
+            NAMING.read().unwrap_or_else(|e| e.into_inner()),
+        ));
+    }
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    loop {
+        match NAMING.try_write() {
+            Ok(g) => return Ok(NamingHold::Alone(g)),
+            Err(std::sync::TryLockError::Poisoned(e)) => {
+                return Ok(NamingHold::Alone(e.into_inner()));
+            }
+            Err(std::sync::TryLockError::WouldBlock) => {}
+        }
+        if std::time::Instant::now() > deadline {
+            return Err(libc::EBUSY);
+        }
+        std::thread::sleep(std::time::Duration::from_micros(50));
+    }
+}
+
 /// After a rename gave `dir`/`name` its name: when that name is an object store's directory
 /// name and what stands there now would not have passed [`no_history_under`] (changed by
 /// another thread between the check and the call), it is moved aside to a new name
-/// (`<name>.refused-<n>`, where its entries are no history files) and the call fails with
+/// (`<name>.refused-<16 random hex digits>`, where its entries are no history files) and the call fails with
 /// `EACCES`; when even that fails, the process that asked is killed ([`GUARD_BREACHED`]).
 fn settled_under_store_name(dir: BorrowedFd<'_>, name: &CString) -> Result<(), i32> {
-    static SEQ: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
     let bytes = trim_slashes(name.to_bytes());
     if !super::is_store_directory_name(bytes) || no_history_under(dir, name, bytes).is_ok() {
         return Ok(());
     }
     for _ in 0..16 {
-        let n = SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        // a random name: a predictable one could be taken beforehand (r91, not tried)
+        let mut r = [0u8; 8];
+        crate::sys::random_bytes(&mut r).map_err(errno)?;
         let mut aside = bytes.to_vec();
-        aside.extend_from_slice(format!(".refused-{}-{n}", std::process::id()).as_bytes());
+        aside.extend_from_slice(b".refused-");
+        aside.extend(r.iter().flat_map(|b| format!("{b:02x}").into_bytes()));
         let aside = CString::new(aside).map_err(|_| libc::EINVAL)?;
         match sys::renameat2(Some(dir), name, Some(dir), &aside, libc::RENAME_NOREPLACE) {
             Ok(()) => return Err(DENIED_ERRNO),
@@ -750,6 +800,7 @@ fn cstr(b: &[u8]) -> Result<CString, i32> {
 
 /// Perform one request (this thread's umask set to the child's first).
 pub(super) fn perform(req: &Request, fds: Vec<OwnedFd>) -> Outcome {
+    let _naming = naming_lock(req)?;
     let mut fds = fds.into_iter();
     let dir1 = if req.has_dir1 { fds.next() } else { None };
     let dir2 = if req.has_dir2 { fds.next() } else { None };
