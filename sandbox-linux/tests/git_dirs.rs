@@ -2839,3 +2839,101 @@ print('done')
         assert!(num("moved") > 0 && num("both-inner") > 0, "{ns:?}: {said}");
     }
 }
+
+/// Outside review r92 **D-F1** (W mode end to end): two sandboxes on one workspace, each with a
+/// name guard of its own. One renames a directory `D` to a store's two-hex-digit name, the
+/// other renames a file in `D` to a 38-hex-digit object name through a descriptor of `D`: the
+/// second was checked under `D`'s old name, and the object landed in the store (the victim's
+/// `git worktree add` then wrote the command's script). Now what a call named is checked again
+/// after it, by its directory's path then, and taken back. The two roles run in two sandboxes
+/// at once for 3 s, coordinated through a shared mapping in the workspace; no object may stay
+/// (with the check after the call removed it lands, run and seen).
+#[test]
+fn two_sandboxes_racing_a_directory_rename_land_no_object() {
+    let race = r#"
+import os, sys, time, random, mmap, struct, threading
+role = sys.argv[1]
+st = 'race'; P = st + '/ab'; name = 'cd' * 19; shm = st + '/shm'
+if role == 'A':
+    os.makedirs(st, exist_ok=True)
+    open(shm + '.new', 'wb').write(b'\0' * 64); os.rename(shm + '.new', shm)
+else:
+    t = time.time()
+    while not os.path.exists(shm):
+        if time.time() - t > 20: sys.exit('no partner')
+        time.sleep(0.01)
+m = mmap.mmap(os.open(shm, os.O_RDWR), 64)
+get = lambda i: struct.unpack_from('q', m, 8 * i)[0]
+def put(i, v): struct.pack_into('q', m, 8 * i, v)
+t0 = time.time(); secs = 3.0
+if role == 'A':
+    n = 0; moved = 0; landed = 0
+    while time.time() - t0 < secs:
+        n += 1; d = st + '/D%d' % n; os.mkdir(d); open(d + '/a', 'wb').write(b'x')
+        put(0, n)
+        while get(1) != n and time.time() - t0 < secs + 5: pass
+        put(2, n)
+        for _ in range(random.randint(0, 3000)): pass
+        try:
+            os.rename(d, P); moved += 1
+        except OSError:
+            pass
+        while get(3) != n and time.time() - t0 < secs + 5: pass
+        if os.path.isdir(P):
+            if name in os.listdir(P):
+                landed += 1; print('LANDED', n); break
+            os.rename(P, st + '/done%d' % n)
+    put(0, -1)
+    print('tries', n, 'moved', moved, 'landed', landed)
+else:
+    last = 0; renamed = 0
+    while time.time() - t0 < secs + 10:
+        n = get(0)
+        if n < 0: break
+        if n == last or n == 0: continue
+        last = n; fd = os.open(st + '/D%d' % n, os.O_RDONLY | os.O_DIRECTORY)
+        put(1, n)
+        while get(2) != n: pass
+        for _ in range(random.randint(0, 3000)): pass
+        try:
+            os.rename('a', name, src_dir_fd=fd, dst_dir_fd=fd); renamed += 1
+        except OSError:
+            pass
+        os.close(fd); put(3, n)
+    print('B renamed', renamed)
+print('done')
+"#;
+    for ns in [Ns::With, Ns::Without] {
+        let e = env();
+        let script = |role: &str| format!("python3 -c \"$(cat <<'PY'\n{race}\nPY\n)\" {role}");
+        let (a, b) = std::thread::scope(|s| {
+            let a = s.spawn(|| guarded(&e, ns, false, &script("A")));
+            let b = s.spawn(|| guarded(&e, ns, false, &script("B")));
+            (a.join().unwrap(), b.join().unwrap())
+        });
+        let said = |o: &Output| {
+            format!(
+                "{}{}",
+                String::from_utf8_lossy(&o.stdout),
+                String::from_utf8_lossy(&o.stderr)
+            )
+        };
+        let (a, b) = (said(&a), said(&b));
+        assert!(
+            a.contains("done") && b.contains("done"),
+            "{ns:?}: {a} / {b}"
+        );
+        assert!(!a.contains("LANDED"), "{ns:?}: {a} / {b}");
+        let tries: u64 = a
+            .split_whitespace()
+            .skip_while(|w| *w != "tries")
+            .nth(1)
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0);
+        assert!(tries > 100, "{ns:?}: the race was not run: {a} / {b}");
+        assert!(
+            !e.ws.join("race/ab").join("cd".repeat(19)).exists(),
+            "{ns:?}: {a} / {b}"
+        );
+    }
+}

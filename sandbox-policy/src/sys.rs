@@ -13,8 +13,24 @@ pub fn uid() -> u32 {
 
 /// `getpwuid_r(getuid())`'s `pw_dir`; `None` when there is no entry, it has no directory, or
 /// the lookup fails (NSS unreachable): the caller then protects `HOME` only or refuses.
+/// Looked up once per uid and process (a sandbox's start asked four times: each lookup is a
+/// dozen system calls, NSS's configuration, `nscd`'s socket, `/etc/passwd`).
 pub fn passwd_home() -> Option<PathBuf> {
+    static LOOKED_UP: std::sync::Mutex<Option<(u32, Option<PathBuf>)>> =
+        std::sync::Mutex::new(None);
     let uid = uid();
+    let mut cache = LOOKED_UP.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some((for_uid, home)) = cache.as_ref()
+        && *for_uid == uid
+    {
+        return home.clone();
+    }
+    let home = passwd_home_of_uid(uid);
+    *cache = Some((uid, home.clone()));
+    home
+}
+
+fn passwd_home_of_uid(uid: u32) -> Option<PathBuf> {
     let mut buf = vec![0 as libc::c_char; 4096];
     loop {
         // SAFETY: an all-zero passwd is a valid value for getpwuid_r to overwrite.

@@ -1,6 +1,6 @@
 //! The creator: the sandbox process that performs the mediated calls (see the module docs).
 
-use std::ffi::CString;
+use std::ffi::{CStr, CString};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 
 use super::sys;
@@ -515,8 +515,49 @@ fn settled_under_store_name(dir: BorrowedFd<'_>, name: &CString) -> Result<(), i
     if !super::is_store_directory_name(bytes) || no_history_under(dir, name, bytes).is_ok() {
         return Ok(());
     }
+    move_aside(dir, name)
+}
+
+/// After a call gave `dir`/`name` a name (checked before the call by the directory's path then):
+/// whether that name is a history file ([`super::is_history_path`]) by the directory's path
+/// **now**. Another sandbox of the user has a creator and a [`NAMING`] of its own: its rename
+/// of the directory to an object store's name is not held off by this one's calls (outside
+/// review r92 D-F1: two sandboxes on one workspace, one renaming a directory to a two-hex
+/// name, the other renaming a file in it to a 38-hex name through a descriptor: the object
+/// landed in a borrowed store, and the victim's `git worktree add` wrote the command's
+/// script). What landed so is taken back by the caller.
+fn became_history(dir: BorrowedFd<'_>, name: &CStr) -> bool {
+    real_path(dir)
+        .is_ok_and(|now| super::is_history_path(&entry_path(now, trim_slashes(name.to_bytes()))))
+}
+
+/// [`became_history`], then the entry the call made removed and `EACCES`; when even that
+/// fails, the process that asked is killed ([`GUARD_BREACHED`]).
+fn unmade_if_history(dir: BorrowedFd<'_>, name: &CStr) -> Result<(), i32> {
+    if !became_history(dir, name) {
+        return Ok(());
+    }
+    match sys::unlinkat(Some(dir), name, 0) {
+        Ok(()) => Err(DENIED_ERRNO),
+        Err(_) => Err(GUARD_BREACHED),
+    }
+}
+
+/// [`became_history`] for what a rename put at `dir`/`name`: moved aside to
+/// `<name>.refused-<16 random hex digits>` (no history file by name) and `EACCES`.
+fn moved_aside_if_history(dir: BorrowedFd<'_>, name: &CStr) -> Result<(), i32> {
+    if !became_history(dir, name) {
+        return Ok(());
+    }
+    move_aside(dir, name)
+}
+
+/// `dir`/`name` renamed to `<name>.refused-<16 random hex digits>` in the same directory, then
+/// `EACCES`; [`GUARD_BREACHED`] when no such rename succeeds.
+fn move_aside(dir: BorrowedFd<'_>, name: &CStr) -> Result<(), i32> {
+    let bytes = trim_slashes(name.to_bytes());
     for _ in 0..16 {
-        // a random name: a predictable one could be taken beforehand (r91, not tried)
+        // a random name: a predictable one could be taken beforehand
         let mut r = [0u8; 8];
         crate::sys::random_bytes(&mut r).map_err(errno)?;
         let mut aside = bytes.to_vec();
@@ -841,6 +882,7 @@ pub(super) fn perform(req: &Request, fds: Vec<OwnedFd>) -> Outcome {
                 let inherited = Inherited::of(parent.as_fd());
                 let mode = (req.mode & libc::S_IFMT) | inherited.creation_mode(req.mode & 0o7777);
                 sys::mknodat(Some(parent.as_fd()), &last, mode, req.dev as _).map_err(errno)?;
+                unmade_if_history(parent.as_fd(), &last)?;
                 settle_entry(inherited, parent.as_fd(), &last, req.mode);
                 Ok(())
             }
@@ -861,6 +903,7 @@ pub(super) fn perform(req: &Request, fds: Vec<OwnedFd>) -> Outcome {
                         return Err(DENIED_ERRNO);
                     }
                     sys::symlinkat(&content, Some(parent.as_fd()), &last).map_err(errno)?;
+                    unmade_if_history(parent.as_fd(), &last)?;
                     // its directory moved into the shared part meanwhile (r71 F1)
                     if landed_in_shared_temp(parent.as_fd(), &last)? {
                         return take_back(parent.as_fd(), &last).map(|()| None);
@@ -1104,6 +1147,8 @@ fn open(dir: Option<BorrowedFd<'_>>, path: &[u8], flags: i32, mode: u32) -> Outc
                 if sys::info(fd.as_fd()).map_err(errno)?.magic == PROC_SUPER_MAGIC {
                     return Err(DENIED_ERRNO);
                 }
+                // its directory renamed to an object store's name meanwhile (r92 D-F1)
+                unmade_if_history(parent.as_fd(), &last)?;
                 if existed {
                     no_group_write_in_a_shared_group(inherited, &fd);
                 } else {
@@ -1183,6 +1228,7 @@ fn link(
         libc::AT_SYMLINK_FOLLOW,
     )
     .map_err(errno)?;
+    unmade_if_history(parent.as_fd(), &last)?;
     // the directory moved into the shared part meanwhile (outside review r71 F1)
     if landed_in_shared_temp(parent.as_fd(), &last)? {
         return take_back(parent.as_fd(), &last);
@@ -1328,8 +1374,10 @@ fn rename(
             // thread of the command may have swapped a link in, or filled the directory,
             // between the check above and the call
             settled_under_store_name(np.as_fd(), &nl)?;
+            moved_aside_if_history(np.as_fd(), &nl)?;
             if exchange {
                 settled_under_store_name(op.as_fd(), &ol)?;
+                moved_aside_if_history(op.as_fd(), &ol)?;
             }
             // the destination was not in the shared part when checked; a concurrent run may
             // have moved it there since (outside review r71 F1: a socket renamed into an
