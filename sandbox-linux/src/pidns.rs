@@ -225,10 +225,7 @@ pub fn warn_left(program: &str, left: &[libc::pid_t]) {
 /// ([`scoped_kill`]).
 fn kill_scope() -> Result<(), Vec<libc::pid_t>> {
     let deadline = Instant::now() + GIVE_UP;
-    let mut pause = Duration::from_micros(10);
-    // the pauses end when asked, not up to 50 µs later (the default slack): the launcher, and
-    // the user, wait for this loop after every command
-    let _ = sys::set_timer_slack(1_000);
+    let mut pause = Duration::from_micros(20);
     loop {
         let _ = sys::kill(-1, libc::SIGKILL); // ESRCH: nothing left to signal
         if reap_ready() {

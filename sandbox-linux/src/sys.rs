@@ -33,13 +33,6 @@ pub fn set_dumpable() -> io::Result<()> {
     check(unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 1, 0, 0, 0) }).map(drop)
 }
 
-/// `prctl(PR_SET_TIMERSLACK, ns)`: how late the kernel may end this thread's sleeps (50 µs by
-/// default).
-pub fn set_timer_slack(ns: libc::c_ulong) -> io::Result<()> {
-    // SAFETY: PR_SET_TIMERSLACK takes an integer by value; no memory is passed.
-    check(unsafe { libc::prctl(libc::PR_SET_TIMERSLACK, ns, 0, 0, 0) }).map(drop)
-}
-
 /// `prctl(PR_SET_PDEATHSIG, sig)`: the kernel sends `sig` to us when our parent exits.
 pub fn set_parent_death_signal(sig: libc::c_int) -> io::Result<()> {
     // SAFETY: PR_SET_PDEATHSIG takes a signal number by value; no memory is passed.
