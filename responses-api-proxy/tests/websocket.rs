@@ -706,23 +706,25 @@ fn an_upstream_without_the_websocket_mode_gives_the_client_an_http_error() {
     assert!(!log.contains(KEY));
 }
 
+/// A proxy in front of `mock` with the policy `text` and the flags `extra`; the directory that
+/// holds the policy (and whatever the caller puts there).
+fn policy_proxy(mock: &WsMock, text: &str, extra: &[&str]) -> (Proxy, tempfile::TempDir) {
+    let d = policy_dir();
+    let policy = write_policy(d.path(), text);
+    let mut args = vec!["--policy", policy.to_str().unwrap()];
+    args.extend_from_slice(extra);
+    (start(mock, &args), d)
+}
+
 #[test]
 fn a_denied_model_gets_an_error_event_and_the_next_message_on_the_connection_works() {
     let mock = WsMock::start().unwrap();
-    let d = policy_dir();
-    let policy = write_policy(
-        d.path(),
-        "[default]\nmodels = [\"gpt-5*\"]\ndeny_models = [\"gpt-5-pro\"]\nmax_output_tokens = 500\n",
-    );
-    let state = d.path().join("state");
-    let proxy = start(
+    let state = tempfile::tempdir().unwrap();
+    let state = state.path().join("state");
+    let (proxy, _d) = policy_proxy(
         &mock,
-        &[
-            "--policy",
-            policy.to_str().unwrap(),
-            "--state-dir",
-            state.to_str().unwrap(),
-        ],
+        "[default]\nmodels = [\"gpt-5*\"]\ndeny_models = [\"gpt-5-pro\"]\nmax_output_tokens = 500\n",
+        &["--state-dir", state.to_str().unwrap()],
     );
     let (refused, other, allowed) = rt().block_on(async {
         let mut ws = connect(proxy.port, &[]).await.unwrap();
@@ -2345,17 +2347,12 @@ fn a_message_refused_for_the_waiting_cap_is_audited_and_counted() {
         delay: Duration::from_secs(60),
         ..WsScript::default()
     });
-    let d = policy_dir();
-    let policy = write_policy(d.path(), "[default]\nmodels = [\"gpt-5*\"]\n");
-    let admin = d.path().join("admin.sock");
-    let proxy = start(
+    let admin_dir = tempfile::tempdir().unwrap();
+    let admin = admin_dir.path().join("admin.sock");
+    let (proxy, _d) = policy_proxy(
         &mock,
-        &[
-            "--policy",
-            policy.to_str().unwrap(),
-            "--admin-socket",
-            admin.to_str().unwrap(),
-        ],
+        "[default]\nmodels = [\"gpt-5*\"]\n",
+        &["--admin-socket", admin.to_str().unwrap()],
     );
     let refused = rt().block_on(async {
         let mut ws = connect(proxy.port, &[]).await.unwrap();
