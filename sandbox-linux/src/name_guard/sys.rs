@@ -461,6 +461,12 @@ pub fn make_dir_writable(dir: BorrowedFd<'_>) -> io::Result<()> {
         .map(drop)
 }
 
+/// `flock(fd, op)` (`LOCK_SH`/`LOCK_EX`, with `LOCK_NB`).
+pub fn flock(fd: BorrowedFd<'_>, op: libc::c_int) -> io::Result<()> {
+    // SAFETY: flock takes a descriptor and an integer by value; no memory is passed.
+    cvt(unsafe { libc::flock(fd.as_raw_fd(), op) } as libc::c_long).map(drop)
+}
+
 /// `unlinkat(dir, name, flags)`.
 pub fn unlinkat(dir: Option<BorrowedFd<'_>>, name: &CStr, flags: i32) -> io::Result<()> {
     // SAFETY: `name` is NUL-terminated; `dir` is borrowed for the call.
