@@ -2957,3 +2957,60 @@ print('done')
         );
     }
 }
+
+/// The directory locks of the name guard (r93 E-F2) are `flock`s on directories, and anyone who
+/// can read a directory can `flock` it: another local user holding the workspace (or `/tmp`)
+/// locked must not stall the sandbox's ordinary file creation there (review of session 21:
+/// with a lock for every naming call, `flock -x /tmp sleep` by any user made every sandbox's
+/// `open(O_CREAT)` in `/tmp` wait 5 s and fail). Only names that a store's directory name would
+/// make history files wait for the lock. The attack: uid 65533 holds the workspace locked while
+/// the sandboxed command creates `main.o` (made at once) and, the control that the lock is held
+/// and honoured, `evil.idx` (waits, then `EBUSY`), both modes.
+#[test]
+fn another_users_lock_on_the_workspace_stalls_no_ordinary_creation() {
+    const OTHER: u32 = 65533;
+    let script = r#"python3 -c "
+import os, time, errno
+t = time.time(); open('main.o', 'w').close(); print('made main.o in', round(time.time() - t, 1))
+t = time.time()
+try:
+    open('evil.idx', 'w').close(); print('made evil.idx')
+except OSError as e:
+    print('evil.idx', errno.errorcode[e.errno], 'after', round(time.time() - t, 1))
+""#;
+    for ns in [Ns::With, Ns::Without] {
+        let e = env();
+        let mut holder = Command::new("flock")
+            .args(["--exclusive", s(&e.ws), "sleep", "60"])
+            .uid(OTHER)
+            .gid(OTHER)
+            .stdin(Stdio::null())
+            .spawn()
+            .expect("flock (util-linux) is needed");
+        let held = (0..500).any(|_| {
+            std::thread::sleep(std::time::Duration::from_millis(10));
+            let probe = Command::new("flock")
+                .args(["--nonblock", "--shared", s(&e.ws), "true"])
+                .status()
+                .unwrap();
+            !probe.success()
+        });
+        let out = if held {
+            Some(guarded(&e, ns, false, script))
+        } else {
+            None
+        };
+        let _ = holder.kill();
+        let _ = holder.wait();
+        assert!(held, "{ns:?}: uid {OTHER} could not lock the workspace");
+        let out = out.unwrap();
+        let said = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(said.contains("made main.o in"), "{ns:?}: {said}");
+        assert!(said.contains("evil.idx EBUSY"), "{ns:?}: {said}");
+        assert!(e.ws.join("main.o").exists() && !e.ws.join("evil.idx").exists());
+    }
+}

@@ -479,14 +479,15 @@ fn no_history_under(
 /// calls after it see the new name.
 static NAMING: std::sync::RwLock<()> = std::sync::RwLock::new(());
 
-/// The directories a call names something in are held with `flock(LOCK_SH)`, and a directory
-/// renamed to an object store's name with `flock(LOCK_EX)`, for the call's duration: the same
+/// The directory a call names something in is held with `flock(LOCK_SH)` when the name would
+/// be a history file under a store's directory name ([`super::could_be_history_name`]), and a
+/// directory renamed to an object store's name with `flock(LOCK_EX)`, for the call's duration: the same
 /// inodes in every sandbox of the machine, so that a call of another sandbox, with a creator
 /// and a [`NAMING`] of its own, cannot name something in a directory while it is being renamed
 /// to a store's name (outside review r93 E-F2: with only a check after the call, a victim's
 /// `git cat-file` outside read the command's object once in 3,908 reads during r92's
 /// two-sandbox race, in the moment between the call and the check). A directory the user
-/// cannot read (mode `0300`) cannot be locked: nothing is named in it (`EACCES`). Released when
+/// cannot read (mode `0300`) cannot be locked: no such name is made in it (`EACCES`). Released when
 /// the call ends ([`DirLocks`]).
 fn lock_dir(dir: BorrowedFd<'_>, exclusive: bool) -> Result<(), i32> {
     let fd = sys::openat(
@@ -1034,7 +1035,10 @@ fn target_refusing(
     };
     let parent_fd = open_path_no_magiclinks(dir, &cstr(parent)?, true)?;
     // held before the directory's path is read: it keeps that name until the call is made
-    lock_dir(parent_fd.as_fd(), false)?;
+    // (only for a name that a store's directory name would make a history file)
+    if super::could_be_history_name(last) {
+        lock_dir(parent_fd.as_fd(), false)?;
+    }
     let (info, parent_path) = check_location(parent_fd.as_fd(), true)?;
     let last_c = cstr(last_as_given)?;
     // an existing Fossil database, or a side file of one, is not created over, opened for

@@ -302,6 +302,17 @@ pub fn is_history_file(dir: &[u8], name: &[u8]) -> bool {
             && (name.ends_with(b".graph") || name == b"commit-graph-chain"))
 }
 
+/// Whether `name` would be a history file ([`is_history_file`]) in a directory with an object
+/// store's directory name ([`is_store_directory_name`]): only calls that name such an entry
+/// need the cross-sandbox directory lock (a directory anyone can read can be `flock`ed by
+/// anyone, so taking it for every name would let another local user stall every sandbox's
+/// file creation in `/tmp` by holding `/tmp` locked).
+pub fn could_be_history_name(name: &[u8]) -> bool {
+    [&b"00"[..], b"pack", b"info", b"commit-graphs"]
+        .iter()
+        .any(|dir| is_history_file(dir, name))
+}
+
 /// Whether `name` is one under which a directory's entries can be history files
 /// ([`is_history_file`]): two lower-case hex digits (loose objects), `pack`, `info`,
 /// `commit-graphs`. A directory only gets such a name when nothing in it would be one
@@ -805,6 +816,37 @@ pub struct Request {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn names_a_store_directory_would_make_history_take_the_directory_lock() {
+        let oid = "9e5adb72ac5f76b9918e4854618fd19a0b14ac34";
+        for n in [
+            oid[2..].to_string(),
+            "7".repeat(62),
+            format!("pack-{oid}.pack"),
+            "evil.idx".to_string(),
+            "multi-pack-index".to_string(),
+            "alternates".to_string(),
+            "commit-graph".to_string(),
+            "commit-graph-chain".to_string(),
+            "graph-1.graph".to_string(),
+            "build.sh,v".to_string(),
+        ] {
+            assert!(could_be_history_name(n.as_bytes()), "{n}");
+        }
+        // ordinary names (the build's own files) take no lock another user could hold
+        for n in [
+            oid[3..].to_string(),
+            oid[2..].to_uppercase(),
+            "main.o".to_string(),
+            "Cargo.lock".to_string(),
+            "pack".to_string(),
+            "ab".to_string(),
+            "tmp12345".to_string(),
+        ] {
+            assert!(!could_be_history_name(n.as_bytes()), "{n}");
+        }
+    }
 
     #[test]
     fn history_files_are_known_by_their_names_and_directories() {
