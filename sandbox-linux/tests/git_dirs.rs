@@ -3014,3 +3014,106 @@ except OSError as e:
         assert!(e.ws.join("main.o").exists() && !e.ws.join("evil.idx").exists());
     }
 }
+
+/// Outside review r94 **F1** (two sandboxes on one workspace): the rename of `t/D` to `t/ab`
+/// checked and locked the directory `t/D` named, but the kernel looks the name up again, and
+/// in between a second sandbox exchanged `t/D` with `t/D2` (two neutral names, allowed), which
+/// holds a 38-hex-digit file: `t/D2` became `t/ab`, and the object was readable until the check
+/// after the call moved it aside (a victim's `git cat-file` found it 25 times in 560,000
+/// look-ups). Now the checked directory is first renamed to a staging name no sandbox may name,
+/// compared with what was checked there, and only then given the store's name. Sandbox A
+/// renames `t/D` to `t/ab` and back while sandbox B exchanges `t/D` and `t/D2`, 6 s, a thread of
+/// A watching `t/ab/<38 hex>` all along: never seen, both modes (with the staging step removed
+/// the watcher sees it, run and seen). Also: an exchange that would give a directory a store's
+/// name is refused (`EACCES`), one of two neutral directories works (the control).
+#[test]
+fn a_directory_swapped_in_before_a_rename_to_a_store_name_is_never_seen_there() {
+    let race = r#"
+import os, sys, time, ctypes, errno, threading
+libc = ctypes.CDLL(None, use_errno=True)
+def exch(a, b):
+    return 0 if libc.renameat2(-100, a.encode(), -100, b.encode(), 2) == 0 else ctypes.get_errno()
+role = sys.argv[1]; T = 't'; H = 'ab' * 19
+if role == 'A':
+    os.makedirs(T + '/D'); os.makedirs(T + '/X'); os.makedirs(T + '/ab')
+    print('exchange to a store name', errno.errorcode.get(exch(T + '/X', T + '/ab'), 'ok'))
+    os.rmdir(T + '/ab')
+    os.makedirs(T + '/Y')
+    print('exchange of neutral names', errno.errorcode.get(exch(T + '/X', T + '/Y'), 'ok'))
+    open(T + '/../A-ready', 'w').close()
+    t0 = time.time()
+    while not os.path.exists(T + '/../B-ready') and time.time() - t0 < 30: time.sleep(0.01)
+    seen = [0]; racing = [True]
+    def watch():
+        while racing[0]:
+            if os.path.lexists(T + '/ab/' + H): seen[0] += 1
+    threading.Thread(target=watch, daemon=True).start()
+    n = moved = refused = 0; end = time.time() + 6
+    while time.time() < end:
+        n += 1
+        try:
+            os.rename(T + '/D', T + '/ab'); moved += 1
+        except OSError as e:
+            refused += e.errno == errno.EACCES; continue
+        try: os.rename(T + '/ab', T + '/D')
+        except OSError:
+            try: os.rename(T + '/ab', T + '/old%d' % n)
+            except OSError: pass
+    racing[0] = False
+    print('tries', n, 'moved', moved, 'refused', refused, 'seen', seen[0])
+else:
+    t0 = time.time()
+    while not os.path.exists(T + '/../A-ready') and time.time() - t0 < 30: time.sleep(0.01)
+    def ensure():
+        for d in ('D', 'D2'):
+            if not os.path.lexists(T + '/' + d):
+                try: os.mkdir(T + '/' + d)
+                except OSError: pass
+        if not os.path.lexists(T + '/D/' + H) and not os.path.lexists(T + '/D2/' + H):
+            try: open(T + '/D2/' + H, 'wb').write(b'x')
+            except OSError: pass
+    ensure(); open(T + '/../B-ready', 'w').close()
+    n = swapped = 0; end = time.time() + 7
+    while time.time() < end:
+        n += 1
+        if exch(T + '/D', T + '/D2') == 0: swapped += 1
+        else: ensure()
+    print('B swaps', n, swapped)
+print('done')
+"#;
+    for ns in [Ns::With, Ns::Without] {
+        let e = env();
+        let script = |role: &str| format!("python3 -c \"$(cat <<'PY'\n{race}\nPY\n)\" {role}");
+        let (a, b) = std::thread::scope(|s| {
+            let a = s.spawn(|| guarded(&e, ns, false, &script("A")));
+            let b = s.spawn(|| guarded(&e, ns, false, &script("B")));
+            (a.join().unwrap(), b.join().unwrap())
+        });
+        let said = |o: &Output| {
+            format!(
+                "{}{}",
+                String::from_utf8_lossy(&o.stdout),
+                String::from_utf8_lossy(&o.stderr)
+            )
+        };
+        let (a, b) = (said(&a), said(&b));
+        assert!(
+            a.contains("done") && b.contains("done"),
+            "{ns:?}: {a} / {b}"
+        );
+        assert!(a.contains("exchange to a store name EACCES"), "{ns:?}: {a}");
+        assert!(a.contains("exchange of neutral names ok"), "{ns:?}: {a}");
+        assert!(
+            a.contains(" seen 0"),
+            "{ns:?}: seen for a moment: {a} / {b}"
+        );
+        let tries: u64 = a
+            .split_whitespace()
+            .skip_while(|w| *w != "tries")
+            .nth(1)
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(0);
+        assert!(tries >= 50, "{ns:?}: the race was not run: {a} / {b}");
+        assert!(!e.ws.join("t/ab").join("ab".repeat(19)).exists());
+    }
+}

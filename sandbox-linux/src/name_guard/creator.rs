@@ -426,23 +426,25 @@ fn no_group_write_in_a_shared_group(inherited: Inherited, fd: &OwnedFd) {
 /// under another name).
 /// `lock`: the directory is held exclusively ([`lock_dir`]) until the call ends (the check
 /// before the rename; the one after it runs under that hold already).
+/// Returns the checked directory's identity (device, inode) when it checked one.
 fn no_history_under(
     parent: BorrowedFd<'_>,
     name: &CString,
     new_name: &[u8],
     lock: bool,
-) -> Result<(), i32> {
+) -> Result<Option<(u64, u64)>, i32> {
     use std::os::unix::ffi::OsStrExt;
     if !super::is_store_directory_name(new_name) {
-        return Ok(());
+        return Ok(None);
     }
     let Ok(entry) = sys::openat(Some(parent), name, libc::O_PATH | libc::O_NOFOLLOW, 0) else {
-        return Ok(()); // gone: the call fails by itself
+        return Ok(None); // gone: the call fails by itself
     };
-    match sys::info(entry.as_fd()).map_err(errno)?.kind {
+    let info = sys::info(entry.as_fd()).map_err(errno)?;
+    match info.kind {
         libc::S_IFLNK => return Err(DENIED_ERRNO),
         libc::S_IFDIR => {}
-        _ => return Ok(()), // a file: its own name is checked as a target
+        _ => return Ok(None), // a file: its own name is checked as a target
     }
     // no call of any sandbox names something in it from here to the rename
     if lock {
@@ -465,7 +467,59 @@ fn no_history_under(
             _ => return Err(DENIED_ERRNO),
         }
     }
+    Ok(Some(info.id))
+}
+
+/// `prefix` and 16 random hex digits: a predictable name could be taken beforehand.
+fn random_name(prefix: &[u8]) -> Result<CString, i32> {
+    let mut r = [0u8; 8];
+    crate::sys::random_bytes(&mut r).map_err(errno)?;
+    let mut name = prefix.to_vec();
+    name.extend(r.iter().flat_map(|b| format!("{b:02x}").into_bytes()));
+    CString::new(name).map_err(|_| libc::EINVAL)
+}
+
+/// The rename of the directory `op`/`ol`, which [`no_history_under`] checked (identity `id`)
+/// and holds locked, to an object store's directory name `np`/`nl`, made so that the
+/// directory renamed is the one checked: the kernel looks the old name up again, and another
+/// sandbox could exchange what stands there with a directory holding history files between
+/// the check and the call (outside review r94 F1: `T/D` checked, swapped with `T/D2` holding
+/// an object by a second sandbox's `RENAME_EXCHANGE` of two neutral names, and `T/D2` renamed
+/// to `T/ab`; the check after the call moved it aside, but a victim's `git cat-file` had found
+/// the object 25 times in 560,000 look-ups). First to a staging name,
+/// `.codex-staging-<16 random hex digits>`, that no call of any sandbox may name
+/// ([`super::is_protected`]); there it is compared with what was checked (put back and
+/// `EACCES` when it is another), then given the new name with the call's flags.
+fn renamed_checked_directory(
+    op: BorrowedFd<'_>,
+    ol: &CStr,
+    np: BorrowedFd<'_>,
+    nl: &CStr,
+    flags: u32,
+    id: (u64, u64),
+) -> Result<(), i32> {
+    let stage = random_name(super::STAGING_PREFIX)?;
+    sys::renameat2(Some(op), ol, Some(op), &stage, libc::RENAME_NOREPLACE).map_err(errno)?;
+    let mut st = std::mem::MaybeUninit::<libc::stat>::uninit();
+    let staged = sys::fstatat_nofollow(op.as_raw_fd(), &stage, &mut st)
+        .ok()
+        .map(|s| (s.st_dev, s.st_ino));
+    if staged != Some(id) {
+        put_back(op, &stage, ol);
+        return Err(DENIED_ERRNO);
+    }
+    if let Err(e) = sys::renameat2(Some(op), &stage, Some(np), nl, flags) {
+        put_back(op, &stage, ol);
+        return Err(errno(e));
+    }
     Ok(())
+}
+
+/// The staged `dir`/`stage` back at `name`; when that name is taken now, moved aside.
+fn put_back(dir: BorrowedFd<'_>, stage: &CStr, name: &CStr) {
+    if sys::renameat2(Some(dir), stage, Some(dir), name, libc::RENAME_NOREPLACE).is_err() {
+        let _ = move_aside(dir, stage);
+    }
 }
 
 /// Held by every call the creator makes for the command: shared, except by a rename that gives
@@ -621,14 +675,9 @@ fn moved_aside_if_history(dir: BorrowedFd<'_>, name: &CStr) -> Result<(), i32> {
 /// `EACCES`; a file that cannot be moved is removed; [`GUARD_BREACHED`] when neither works.
 fn move_aside(dir: BorrowedFd<'_>, name: &CStr) -> Result<(), i32> {
     for _ in 0..16 {
-        // a random name: a predictable one could be taken beforehand
-        let mut r = [0u8; 8];
-        crate::sys::random_bytes(&mut r).map_err(errno)?;
         // short, whatever the name's length (outside review r93 E-F1: a 244-byte pack name
         // plus a suffix was too long, the move failed and the file stayed)
-        let mut aside = b".refused-".to_vec();
-        aside.extend(r.iter().flat_map(|b| format!("{b:02x}").into_bytes()));
-        let aside = CString::new(aside).map_err(|_| libc::EINVAL)?;
+        let aside = random_name(b".refused-")?;
         match sys::renameat2(Some(dir), name, Some(dir), &aside, libc::RENAME_NOREPLACE) {
             Ok(()) => return Err(DENIED_ERRNO),
             Err(e) if e.raw_os_error() == Some(libc::EEXIST) => continue,
@@ -1409,9 +1458,14 @@ fn rename(
             // exchange of two bare repositories sent the user's next push to the other one)
             entry_is_no_repository(op.as_fd(), &ol)?;
             // nor is a directory given a name under which what it holds are history files
-            no_history_under(op.as_fd(), &ol, nl.to_bytes(), true)?;
+            let checked = no_history_under(op.as_fd(), &ol, nl.to_bytes(), true)?;
             if flags & libc::RENAME_EXCHANGE != 0 {
-                no_history_under(np.as_fd(), &nl, ol.to_bytes(), true)?;
+                let other = no_history_under(np.as_fd(), &nl, ol.to_bytes(), true)?;
+                // nor by an exchange, which cannot be made in the two steps of
+                // [`renamed_checked_directory`] (git never exchanges)
+                if checked.is_some() || other.is_some() {
+                    return Err(DENIED_ERRNO);
+                }
             }
             // nor is one replaced (a link to a repository renamed over: the link is gone as
             // if removed, and what took its name is the command's)
@@ -1444,7 +1498,11 @@ fn rename(
             if to_shared {
                 return move_pinned(op.as_fd(), &ol, np.as_fd(), &nl, flags);
             }
-            sys::renameat2(Some(op.as_fd()), &ol, Some(np.as_fd()), &nl, flags).map_err(errno)?;
+            match checked {
+                Some(id) => renamed_checked_directory(op.as_fd(), &ol, np.as_fd(), &nl, flags, id)?,
+                None => sys::renameat2(Some(op.as_fd()), &ol, Some(np.as_fd()), &nl, flags)
+                    .map_err(errno)?,
+            }
             // what landed under an object store's directory name is looked at again: another
             // thread of the command may have swapped a link in, or filled the directory,
             // between the check above and the call

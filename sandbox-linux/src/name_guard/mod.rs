@@ -124,7 +124,14 @@ fn is_protected_base(name: &[u8]) -> bool {
         .any(|p| p.as_bytes() == lower.as_slice())
         || (lower.len() > 4 && lower.ends_with(b".git"))
         || PROTECTED_EXACT_NAMES.iter().any(|p| p.as_bytes() == name)
+        || lower.starts_with(STAGING_PREFIX)
 }
+
+/// The prefix of the name under which the name guard's creator holds a directory between the
+/// two steps of its rename to an object store's directory name (`creator.rs`,
+/// `renamed_checked_directory`): protected, so that no call of any sandbox can exchange,
+/// replace or remove what stands there in between (outside review r94 F1).
+pub const STAGING_PREFIX: &[u8] = b".codex-staging-";
 
 /// Protected names compared exactly (their tools read no other spelling, and a project's own
 /// `cvs/` directory stays free): CVS's metadata (outside review r75 F1: `CVS/Root` re-pointed

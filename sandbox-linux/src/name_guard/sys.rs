@@ -230,6 +230,8 @@ pub struct FileInfo {
     pub magic: i64,
     /// The mount is read-only (`ST_RDONLY`).
     pub read_only: bool,
+    /// `(st_dev, st_ino)`: which file it is.
+    pub id: (u64, u64),
 }
 
 /// `fstat`, `fstatfs` and `fstatvfs` of `fd` (an `O_PATH` descriptor is enough).
@@ -241,6 +243,7 @@ pub fn info(fd: BorrowedFd<'_>) -> io::Result<FileInfo> {
         let mut sf: libc::statfs = std::mem::zeroed();
         cvt(libc::fstatfs(fd.as_raw_fd(), &mut sf) as libc::c_long)?;
         Ok(FileInfo {
+            id: (st.st_dev, st.st_ino),
             kind: st.st_mode & libc::S_IFMT,
             magic: sf.f_type as i64,
             read_only: {
