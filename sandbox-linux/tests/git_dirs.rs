@@ -2457,6 +2457,53 @@ fn printed_made(out: &std::process::Output, ns: Ns) -> String {
     ctx
 }
 
+/// The python `race` as role `A` and as role `B` in two sandboxes at once on `e`'s workspace:
+/// what each printed (stdout and stderr); both must have printed `done`.
+fn two_sandboxes(e: &Env, ns: Ns, race: &str) -> (String, String) {
+    let script = |role: &str| format!("python3 -c \"$(cat <<'PY'\n{race}\nPY\n)\" {role}");
+    let (a, b) = std::thread::scope(|s| {
+        let a = s.spawn(|| guarded(e, ns, false, &script("A")));
+        let b = s.spawn(|| guarded(e, ns, false, &script("B")));
+        (a.join().unwrap(), b.join().unwrap())
+    });
+    let said = |o: &Output| {
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&o.stdout),
+            String::from_utf8_lossy(&o.stderr)
+        )
+    };
+    let (a, b) = (said(&a), said(&b));
+    assert!(
+        a.contains("done") && b.contains("done"),
+        "{ns:?}: {a} / {b}"
+    );
+    (a, b)
+}
+
+/// A race's reports (`a` by the role that watched): it was run (at least 50 tries) and its
+/// watcher never saw the forbidden name (`seen 0`).
+fn raced_and_never_seen(ns: Ns, a: &str, b: &str) {
+    assert!(
+        a.contains(" seen 0"),
+        "{ns:?}: seen for a moment: {a} / {b}"
+    );
+    assert!(
+        number_after(a, "tries") >= 50,
+        "{ns:?}: the race was not run: {a} / {b}"
+    );
+}
+
+/// The number after the word `key` in a race's report (0 when there is none).
+fn number_after(report: &str, key: &str) -> u64 {
+    report
+        .split_whitespace()
+        .skip_while(|w| *w != key)
+        .nth(1)
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0)
+}
+
 /// A shell as the victim (uid 65534) in the workspace, outside the sandbox.
 /// Runs `attack` under the guard (mode `ns`): it ran to its end (`done`) and no step printed
 /// `HOOKED`; its stdout and stderr together.
@@ -2828,13 +2875,7 @@ print('done')
         assert!(!said.contains("LANDED"), "{ns:?}: {said}");
         // the race was run: many tries, and both ways out of it seen (the directory moved
         // with neutral names, or refused with the new ones)
-        let num = |key: &str| -> u64 {
-            said.split_whitespace()
-                .skip_while(|w| *w != key)
-                .nth(1)
-                .and_then(|v| v.parse().ok())
-                .unwrap_or(0)
-        };
+        let num = |key: &str| number_after(&said, key);
         assert!(num("tries") > 100, "{ns:?}: {said}");
         assert!(num("moved") > 0 && num("both-inner") > 0, "{ns:?}: {said}");
     }
@@ -2921,36 +2962,9 @@ print('done')
 "#;
     for ns in [Ns::With, Ns::Without] {
         let e = env();
-        let script = |role: &str| format!("python3 -c \"$(cat <<'PY'\n{race}\nPY\n)\" {role}");
-        let (a, b) = std::thread::scope(|s| {
-            let a = s.spawn(|| guarded(&e, ns, false, &script("A")));
-            let b = s.spawn(|| guarded(&e, ns, false, &script("B")));
-            (a.join().unwrap(), b.join().unwrap())
-        });
-        let said = |o: &Output| {
-            format!(
-                "{}{}",
-                String::from_utf8_lossy(&o.stdout),
-                String::from_utf8_lossy(&o.stderr)
-            )
-        };
-        let (a, b) = (said(&a), said(&b));
-        assert!(
-            a.contains("done") && b.contains("done"),
-            "{ns:?}: {a} / {b}"
-        );
+        let (a, b) = two_sandboxes(&e, ns, race);
         assert!(!a.contains("LANDED"), "{ns:?}: {a} / {b}");
-        assert!(
-            a.contains(" seen 0"),
-            "{ns:?}: seen for a moment: {a} / {b}"
-        );
-        let tries: u64 = a
-            .split_whitespace()
-            .skip_while(|w| *w != "tries")
-            .nth(1)
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(0);
-        assert!(tries >= 50, "{ns:?}: the race was not run: {a} / {b}");
+        raced_and_never_seen(ns, &a, &b);
         assert!(
             !e.ws.join("race/ab").join("cd".repeat(19)).exists(),
             "{ns:?}: {a} / {b}"
@@ -3083,37 +3097,10 @@ print('done')
 "#;
     for ns in [Ns::With, Ns::Without] {
         let e = env();
-        let script = |role: &str| format!("python3 -c \"$(cat <<'PY'\n{race}\nPY\n)\" {role}");
-        let (a, b) = std::thread::scope(|s| {
-            let a = s.spawn(|| guarded(&e, ns, false, &script("A")));
-            let b = s.spawn(|| guarded(&e, ns, false, &script("B")));
-            (a.join().unwrap(), b.join().unwrap())
-        });
-        let said = |o: &Output| {
-            format!(
-                "{}{}",
-                String::from_utf8_lossy(&o.stdout),
-                String::from_utf8_lossy(&o.stderr)
-            )
-        };
-        let (a, b) = (said(&a), said(&b));
-        assert!(
-            a.contains("done") && b.contains("done"),
-            "{ns:?}: {a} / {b}"
-        );
+        let (a, b) = two_sandboxes(&e, ns, race);
         assert!(a.contains("exchange to a store name EACCES"), "{ns:?}: {a}");
         assert!(a.contains("exchange of neutral names ok"), "{ns:?}: {a}");
-        assert!(
-            a.contains(" seen 0"),
-            "{ns:?}: seen for a moment: {a} / {b}"
-        );
-        let tries: u64 = a
-            .split_whitespace()
-            .skip_while(|w| *w != "tries")
-            .nth(1)
-            .and_then(|n| n.parse().ok())
-            .unwrap_or(0);
-        assert!(tries >= 50, "{ns:?}: the race was not run: {a} / {b}");
+        raced_and_never_seen(ns, &a, &b);
         assert!(!e.ws.join("t/ab").join("ab".repeat(19)).exists());
     }
 }
