@@ -3039,7 +3039,9 @@ except OSError as e:
 /// renames `t/D` to `t/ab` and back while sandbox B exchanges `t/D` and `t/D2`, 6 s, a thread of
 /// A watching `t/ab/<38 hex>` all along: never seen, both modes (with the staging step removed
 /// the watcher sees it, run and seen). Also: an exchange that would give a directory a store's
-/// name is refused (`EACCES`), one of two neutral directories works (the control).
+/// name is refused (`EACCES`), one of two neutral directories works (the control), and a
+/// `RENAME_WHITEOUT` rename to a store's name is refused (r95 G1: its whiteout was left at
+/// the staging name, which no sandbox may remove, and froze the directory).
 #[test]
 fn a_directory_swapped_in_before_a_rename_to_a_store_name_is_never_seen_there() {
     let race = r#"
@@ -3054,6 +3056,10 @@ if role == 'A':
     os.rmdir(T + '/ab')
     os.makedirs(T + '/Y')
     print('exchange of neutral names', errno.errorcode.get(exch(T + '/X', T + '/Y'), 'ok'))
+    # r95 G1: a whiteout left at the staging name froze its directory
+    r = libc.renameat2(-100, (T + '/Y').encode(), -100, (T + '/cd').encode(), 4)
+    print('whiteout rename to a store name', errno.errorcode.get(0 if r == 0 else ctypes.get_errno(), 'ok'))
+    print('staging names left', len([n for n in os.listdir(T) if n.startswith('.codex-staging')]))
     open(T + '/../A-ready', 'w').close()
     t0 = time.time()
     while not os.path.exists(T + '/../B-ready') and time.time() - t0 < 30: time.sleep(0.01)
@@ -3100,6 +3106,11 @@ print('done')
         let (a, b) = two_sandboxes(&e, ns, race);
         assert!(a.contains("exchange to a store name EACCES"), "{ns:?}: {a}");
         assert!(a.contains("exchange of neutral names ok"), "{ns:?}: {a}");
+        assert!(
+            a.contains("whiteout rename to a store name EACCES"),
+            "{ns:?}: {a}"
+        );
+        assert!(a.contains("staging names left 0"), "{ns:?}: {a}");
         raced_and_never_seen(ns, &a, &b);
         assert!(!e.ws.join("t/ab").join("ab".repeat(19)).exists());
     }

@@ -1467,6 +1467,12 @@ fn rename(
                     return Err(DENIED_ERRNO);
                 }
             }
+            // nor with a whiteout, which the second step would leave at the staging name (a
+            // name no sandbox may remove, which freezes its directory: outside review r95 G1);
+            // only overlayfs makes whiteouts
+            if checked.is_some() && flags & libc::RENAME_WHITEOUT != 0 {
+                return Err(DENIED_ERRNO);
+            }
             // nor is one replaced (a link to a repository renamed over: the link is gone as
             // if removed, and what took its name is the command's)
             entry_is_no_repository(np.as_fd(), &nl)?;
