@@ -3,7 +3,8 @@
 in DIR, N=2000 times each: create a new file (`open` with `O_CREAT|O_EXCL`), rename it, make a
 symbolic link, remove both, and create a file named like a pack index (`iN.idx`, a name a store
 directory would make a history file: since session 21 such a call also holds its directory with
-`flock`, outside review r93); prints the mean time per call of each kind, in µs. Since session
+`flock`, outside review r93), and rename an empty directory to a loose-object directory name
+(`ab`: since session 21 in two steps through a staging name, outside review r94); prints the mean time per call of each kind, in µs. Since session
 20 each of these holds the guard's lock and is checked again after the call (outside reviews
 r91, r92); compare builds in one sitting, alternating them (see sandbox-linux/README.md).
 
@@ -13,7 +14,7 @@ import os, sys, time
 d = sys.argv[1]
 os.makedirs(d, exist_ok=True)
 n = 2000
-t = {"create": 0.0, "rename": 0.0, "symlink": 0.0, "unlink": 0.0, "create-idx": 0.0}
+t = {"create": 0.0, "rename": 0.0, "symlink": 0.0, "unlink": 0.0, "create-idx": 0.0, "rename-dir-to-ab": 0.0}
 for i in range(n):
     a, b, s = (os.path.join(d, "%s%d" % (p, i)) for p in ("a", "b", "s"))
     t0 = time.perf_counter()
@@ -33,6 +34,13 @@ for i in range(n):
     os.close(fd)
     os.unlink(os.path.join(d, "i%d.idx" % i))
     t["create-idx"] += t6 - t5
+    sd = os.path.join(d, "sd%d" % i)
+    os.mkdir(sd)
+    t7 = time.perf_counter()
+    os.rename(sd, os.path.join(d, "ab"))
+    t8 = time.perf_counter()
+    os.rmdir(os.path.join(d, "ab"))
+    t["rename-dir-to-ab"] += t8 - t7
     t["create"] += t1 - t0
     t["rename"] += t3 - t2
     t["symlink"] += t4 - t3
