@@ -4,7 +4,7 @@
 //! | rule key | check | answer |
 //! |---|---|---|
 //! | (body) | a JSON object, `model` a string of 1 to 128 `A-Z a-z 0-9 . _ : / @ + -` ([`is_model_name`]); `store`, `background` booleans or null; `max_output_tokens` a non-negative integer or null; `tools` an array of objects with a string `type`; none of these keys twice | 400 `policy_bad_request` |
-//! | `deny_models` | the model matches no deny glob (checked first) | 403 `model_denied` |
+//! | `deny_models` | the model matches no deny glob (checked first), nor does the model a dated snapshot `NAME-YYYY-MM-DD` stands for ([`glob::denies`]; outside review r96 F3) | 403 `model_denied` |
 //! | `models` | the model matches an allow glob (when the key is set) | 403 `model_not_allowed` |
 //! | `allow_background` | `background: true` only when allowed | 403 `background_refused` |
 //! | `server_tools` | every tool `type` is a client-side one ([`CLIENT_TOOLS`]) or listed; a `namespace` tool (a group) is judged by its members | 403 `tool_not_allowed` |
@@ -331,7 +331,7 @@ pub fn check_request(rule: &Rule, body: &[u8]) -> Result<Checked, Refusal> {
     }
 
     if let Some(deny) = &rule.deny_models {
-        if let Some(g) = deny.value.iter().find(|g| glob::matches(g, &model)) {
+        if let Some(g) = deny.value.iter().find(|g| glob::denies(g, &model)) {
             return Err(Refusal {
                 limit: Some(g.clone().into()),
                 ..Refusal::new(
@@ -931,6 +931,12 @@ mod tests {
             (403, "model_not_allowed", "default.models")
         );
         let e = check_request(&r, br#"{"model":"gpt-5-pro"}"#).unwrap_err();
+        assert_eq!(
+            (e.code, e.rule.as_str()),
+            ("model_denied", "default.deny_models")
+        );
+        // outside review r96 F3: a dated snapshot of a denied model is denied too
+        let e = check_request(&r, br#"{"model":"gpt-5-pro-2025-10-06"}"#).unwrap_err();
         assert_eq!(
             (e.code, e.rule.as_str()),
             ("model_denied", "default.deny_models")

@@ -102,3 +102,45 @@ mod tests {
         assert_eq!(specificity("gpt-5*"), 5);
     }
 }
+
+/// The model a dated snapshot name stands for: `gpt-5-pro` for `gpt-5-pro-2025-10-06` (OpenAI
+/// names a model's snapshots `NAME-YYYY-MM-DD`); `None` for any other name.
+pub fn snapshot_base(model: &str) -> Option<&str> {
+    let (base, date) = model.split_at_checked(model.len().checked_sub(11)?)?;
+    let d = date.as_bytes();
+    let digits = |r: std::ops::Range<usize>| d[r].iter().all(u8::is_ascii_digit);
+    (d[0] == b'-'
+        && digits(1..5)
+        && d[5] == b'-'
+        && digits(6..8)
+        && d[8] == b'-'
+        && digits(9..11)
+        && !base.is_empty())
+    .then_some(base)
+}
+
+/// Whether a deny glob denies `model`: the name itself, or the model a dated snapshot stands
+/// for (outside review r96 F3: `deny_models = ["gpt-5-pro"]` let `gpt-5-pro-2025-10-06` through).
+pub fn denies(glob: &str, model: &str) -> bool {
+    matches(glob, model) || snapshot_base(model).is_some_and(|base| matches(glob, base))
+}
+
+#[cfg(test)]
+mod snapshot_tests {
+    use super::*;
+
+    #[test]
+    fn a_deny_covers_the_models_dated_snapshots() {
+        assert_eq!(snapshot_base("gpt-5-pro-2025-10-06"), Some("gpt-5-pro"));
+        assert_eq!(snapshot_base("gpt-4o-2024-08-06"), Some("gpt-4o"));
+        assert_eq!(snapshot_base("gpt-5-pro"), None);
+        assert_eq!(snapshot_base("-2025-10-06"), None);
+        assert_eq!(snapshot_base("gpt-5-pro-2025-1x-06"), None);
+        assert_eq!(snapshot_base("gpt-5-pro-latest"), None);
+        assert!(denies("gpt-5-pro", "gpt-5-pro-2025-10-06"));
+        assert!(denies("gpt-5-pro", "gpt-5-pro"));
+        assert!(denies("*-pro", "o1-pro-2025-03-19"));
+        assert!(!denies("gpt-5-pro", "gpt-5-pro-max"));
+        assert!(!denies("gpt-5", "gpt-5-pro-2025-10-06"));
+    }
+}
