@@ -4,6 +4,7 @@
 //! | rule key | check | answer |
 //! |---|---|---|
 //! | (body) | a JSON object, `model` a string of 1 to 128 `A-Z a-z 0-9 . _ : / @ + -` ([`is_model_name`]); `store`, `background` booleans or null; `max_output_tokens` a non-negative integer or null; `tools` an array of objects with a string `type`; none of these keys twice | 400 `policy_bad_request` |
+//! | (`/v1/responses/compact`) | nothing is added or changed; `store: true` refused unless `allow_store`; no output ceiling (outside review r96 F1) | 403 `store_refused` |
 //! | `deny_models` | the model matches no deny glob (checked first), nor does the model a dated snapshot `NAME-YYYY-MM-DD` stands for ([`glob::denies`]; outside review r96 F3) | 403 `model_denied` |
 //! | `models` | the model matches an allow glob (when the key is set) | 403 `model_not_allowed` |
 //! | `allow_background` | `background: true` only when allowed | 403 `background_refused` |
@@ -304,8 +305,26 @@ pub fn is_model_name(m: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || b".-_:/@+".contains(&b))
 }
 
-/// Checks `body` against `rule` (see the module table).
+/// The endpoint a body is for: the two the proxy forwards take different bodies.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Endpoint {
+    /// `POST /v1/responses` (and a WebSocket `response.create`).
+    Responses,
+    /// `POST /v1/responses/compact`: takes `model`, `input`, `instructions` and
+    /// `previous_response_id` only, so nothing is added to it (outside review r96 F1: `store`
+    /// and `max_output_tokens` were inserted, which the API does not take for a compaction):
+    /// `store: true` is refused when the policy forbids storing, and no output ceiling
+    /// applies (a compaction's output cannot be limited; its reported usage is charged).
+    Compact,
+}
+
+/// Checks `body` against `rule` (see the module table), for `POST /v1/responses`.
 pub fn check_request(rule: &Rule, body: &[u8]) -> Result<Checked, Refusal> {
+    check_request_for(rule, body, Endpoint::Responses)
+}
+
+/// [`check_request`] for the body of `endpoint`.
+pub fn check_request_for(rule: &Rule, body: &[u8], endpoint: Endpoint) -> Result<Checked, Refusal> {
     let open = body
         .iter()
         .position(|b| !b.is_ascii_whitespace())
@@ -460,6 +479,23 @@ pub fn check_request(rule: &Rule, body: &[u8]) -> Result<Checked, Refusal> {
         }
     };
     let store = flag(head.store, "store")?;
+    if endpoint == Endpoint::Compact {
+        if !rule.allow_store.value && store == Some(true) {
+            return Err(Refusal::new(
+                403,
+                "store_refused",
+                rule.allow_store.rule("allow_store"),
+                "store: true is not allowed by the policy".into(),
+            ));
+        }
+        return Ok(Checked {
+            model,
+            rewritten: None,
+            clamped: false,
+            max_output_tokens: None,
+            unsizable: unsizable(&head, server_tool),
+        });
+    }
     if !rule.allow_store.value && store != Some(false) {
         match head.store.and_then(|r| span(body, r)) {
             Some((s, e)) => edits.push((s, e, "false".into())),
@@ -918,6 +954,37 @@ mod tests {
         assert!(is_model_name(
             "accounts/fireworks/models/llama-v3p1-8b@latest+x"
         ));
+    }
+
+    /// Outside review r96 F1: a compaction body got `store` and `max_output_tokens`, which the
+    /// compaction endpoint does not take. Now nothing is added to it; `store: true` is refused
+    /// under a policy that forbids storing; the model rules hold as for any request.
+    #[test]
+    fn a_compaction_body_is_checked_but_never_rewritten() {
+        let r = rule(
+            "[default]\nmodels = [\"gpt-5*\"]\ndeny_models = [\"gpt-5-pro\"]\nmax_output_tokens = 100\n",
+        );
+        let body = br#"{"model":"gpt-5","input":[{"role":"user","content":"hi"}]}"#;
+        let c = check_request_for(&r, body, Endpoint::Compact).unwrap();
+        assert_eq!(
+            (c.rewritten, c.clamped, c.max_output_tokens),
+            (None, false, None)
+        );
+        // the control: the same body to /v1/responses gets both members
+        let c = check_request(&r, body).unwrap();
+        let v = json(c.rewritten.as_ref().unwrap());
+        assert_eq!(
+            (v["store"].clone(), v["max_output_tokens"].clone()),
+            (false.into(), 100.into())
+        );
+        let e = check_request_for(&r, br#"{"model":"gpt-5","store":true}"#, Endpoint::Compact)
+            .unwrap_err();
+        assert_eq!((e.status, e.code), (403, "store_refused"));
+        assert!(
+            check_request_for(&r, br#"{"model":"gpt-5","store":false}"#, Endpoint::Compact).is_ok()
+        );
+        let e = check_request_for(&r, br#"{"model":"gpt-5-pro"}"#, Endpoint::Compact).unwrap_err();
+        assert_eq!(e.code, "model_denied");
     }
 
     #[test]

@@ -36,7 +36,7 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
-use crate::check::{Refusal, check_request};
+use crate::check::{Endpoint, Refusal, check_request_for};
 use crate::clock::{self, Month};
 use crate::ledger::{Ledger, Record};
 use crate::policy::{Budget, Policy, Rule};
@@ -309,6 +309,17 @@ impl Governor {
 
     /// Checks a request (see the module docs for the order).
     pub fn admit(&self, uid: Option<u32>, body: &[u8], now_ms: u64) -> Result<Admitted, Refusal> {
+        self.admit_for(uid, body, Endpoint::Responses, now_ms)
+    }
+
+    /// [`Governor::admit`] for the body of `endpoint`.
+    pub fn admit_for(
+        &self,
+        uid: Option<u32>,
+        body: &[u8],
+        endpoint: Endpoint,
+        now_ms: u64,
+    ) -> Result<Admitted, Refusal> {
         let Some(uid) = uid else {
             return Err(Refusal::new(
                 403,
@@ -324,7 +335,7 @@ impl Governor {
             .or_insert_with(|| Arc::new(self.policy.rule_for(uid)))
             .clone();
         drop(g);
-        let checked = check_request(&rule, body)?;
+        let checked = check_request_for(&rule, body, endpoint)?;
         if rule.has_cost_limit() && self.policy.price_of(&checked.model).is_none() {
             let setting = rule.day.cost.as_ref().or(rule.month.cost.as_ref());
             return Err(Refusal::new(
@@ -339,7 +350,12 @@ impl Governor {
         }
         let request_bytes = checked.rewritten.as_ref().map_or(body.len(), Vec::len) as u64;
         let want = rule.has_budget().then(|| {
-            let input = request_bytes.div_ceil(4);
+            // One token per byte of the body: a tokenizer's token is at least one byte of
+            // text, so this bounds what inline input can count (outside review r96 F2: at
+            // bytes / 4, 16 parallel requests of punctuation, one token per byte upstream,
+            // booked 397,572 input tokens on a 100,000 budget). The charge when usage is
+            // missing stays bytes / 4 (`Admitted::estimate`): an estimate, not a bound.
+            let input = request_bytes;
             let usage = Usage {
                 input_tokens: input,
                 cached_input_tokens: input,
@@ -864,6 +880,34 @@ mod tests {
     /// Outside review r18 F7: requests in flight reserve their worst case, so parallel requests
     /// cannot each be admitted against the same unspent budget. Control: without other
     /// requests in flight the old rule holds (admitted while under the limit).
+    /// Outside review r96 F2: inline input reserved bytes / 4, and a tokenizer can count one
+    /// token per byte (punctuation): 16 parallel requests of 33 KB on an input budget of
+    /// 100,000 were 12 admitted, 397,572 booked. Now each reserves a token per byte: the
+    /// first 3 fit (99,000 reserved), the rest wait (429 `budget_reserved`).
+    #[test]
+    fn inline_input_reserves_a_token_per_byte() {
+        let p = parse("[default]\nday = { input_tokens = 100000 }\n").unwrap();
+        let d = private_dir();
+        let (l, recs, _) = Ledger::open(d.path(), NOW).unwrap();
+        let g = Governor::new(p, Some((l, recs)), NOW);
+        let text = "!".repeat(33_000 - 40);
+        let body = format!(r#"{{"model":"gpt-5","input":"{text}"}}"#);
+        let mut admitted = Vec::new();
+        let mut refused = 0;
+        for _ in 0..16 {
+            match g.admit(Some(7), body.as_bytes(), NOW) {
+                Ok(a) => admitted.push(a),
+                Err(e) => {
+                    assert_eq!((e.status, e.code), (429, "budget_reserved"));
+                    refused += 1;
+                }
+            }
+        }
+        assert_eq!((admitted.len(), refused), (3, 13));
+        // the forwarded body (with `store: false` added) counted byte for byte
+        assert!(g.reserved(7).usage.input_tokens >= 3 * body.len() as u64);
+    }
+
     #[test]
     fn reservations_bound_parallel_requests_and_are_released_exactly_once() {
         let p =

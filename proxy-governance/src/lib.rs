@@ -18,7 +18,7 @@ pub mod report;
 pub mod sizing;
 pub mod usage;
 
-pub use check::{Checked, Refusal};
+pub use check::{Checked, Endpoint, Refusal};
 pub use governor::{Admitted, Governor, Recorded, Reservation, Totals};
 pub use ledger::{Ledger, LedgerError, Record, ReplayStats};
 pub use policy::{Policy, PolicyError, Rule, SystemDirectory};

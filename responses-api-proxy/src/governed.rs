@@ -21,7 +21,7 @@ use http::{HeaderValue, Response, StatusCode};
 use http_body::{Body, Frame, SizeHint};
 use http_body_util::BodyExt;
 
-use codex_proxy_governance::{Admitted, Governor, TapResult, UsageTap, clock};
+use codex_proxy_governance::{Admitted, Endpoint, Governor, TapResult, UsageTap, clock};
 use tokio::sync::Notify;
 
 /// The governor, the writer task's wake-up, the bytes of request bodies being buffered, and the
@@ -119,6 +119,7 @@ impl Governed {
         &self,
         uid: Option<u32>,
         body: &[u8],
+        endpoint: Endpoint,
     ) -> Result<Admitted, codex_proxy_governance::Refusal> {
         if uid.is_some_and(crate::body::at_abandoned_reads_cap) {
             return Err(codex_proxy_governance::Refusal {
@@ -134,7 +135,8 @@ impl Governed {
                 retry_after_s: Some(5),
             });
         }
-        self.governor.admit(uid, body, clock::now_ms())
+        self.governor
+            .admit_for(uid, body, endpoint, clock::now_ms())
     }
 
     /// [`Governed::admit_body`], for a body larger than [`off_loop::CHECK_INLINE_BYTES`] on a thread
@@ -147,12 +149,13 @@ impl Governed {
         self: &Arc<Self>,
         uid: Option<u32>,
         body: Bytes,
+        endpoint: Endpoint,
     ) -> Result<Admitted, codex_proxy_governance::Refusal> {
         if body.len() <= off_loop::CHECK_INLINE_BYTES {
-            return self.admit_body(uid, &body);
+            return self.admit_body(uid, &body, endpoint);
         }
         let me = Arc::clone(self);
-        let checked = off_loop::run(uid, move || me.admit_body(uid, &body)).await;
+        let checked = off_loop::run(uid, move || me.admit_body(uid, &body, endpoint)).await;
         checked.unwrap_or_else(|e| {
             tracing::error!(error = %e, "the check of a large request body failed");
             Err(codex_proxy_governance::Refusal {
@@ -537,7 +540,16 @@ pub async fn admit(
             Bytes::from(all)
         }
     };
-    match governed.admit_body_off_loop(audit.uid, bytes.clone()).await {
+    // the compaction endpoint takes another body (outside review r96 F1)
+    let endpoint = if audit.path == "/v1/responses/compact" {
+        Endpoint::Compact
+    } else {
+        Endpoint::Responses
+    };
+    match governed
+        .admit_body_off_loop(audit.uid, bytes.clone(), endpoint)
+        .await
+    {
         Ok(mut admitted) => {
             let send = match admitted.body.take() {
                 Some(rewritten) => {

@@ -1247,7 +1247,13 @@ impl Session {
                 let mut a_rec = new_audit(&self.ctx.peer, self.ctx.uid, text.len());
                 // a large message is checked off the event loop, as a large HTTP body is
                 // (outside review r73 F1)
-                let decided = g.admit_body_off_loop(self.ctx.uid, text.clone()).await;
+                let decided = g
+                    .admit_body_off_loop(
+                        self.ctx.uid,
+                        text.clone(),
+                        codex_proxy_governance::Endpoint::Responses,
+                    )
+                    .await;
                 match decided {
                     Ok(mut a) => {
                         if let Some(rewritten) = a.body.take() {

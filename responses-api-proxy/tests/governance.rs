@@ -282,19 +282,24 @@ fn two_users_each_get_their_own_limits_and_a_budget_ends_only_after_the_stream()
     assert_eq!(post_as(None, proxy.port, "/v1/responses", body).status, 200);
 }
 
+/// Compaction requests are checked by the same model and tool rules and their usage counts.
+/// Outside review r96 F1: `store: false` and the `max_output_tokens` ceiling were added to a
+/// compaction body (which the endpoint does not take), and a compaction reporting more output
+/// than the ceiling was charged only the estimate (6,000 output tokens booked as 100). Now the
+/// body goes upstream as the client sent it, and the reported usage is booked.
 #[test]
 fn compact_is_forwarded_under_the_same_rules_and_json_usage_counts() {
     let d = policy_dir();
     let policy = write_policy(
         d.path(),
-        "[default]\nmodels = [\"gpt-5\"]\nmonth = { input_tokens = 1000000 }\n",
+        "[default]\nmodels = [\"gpt-5\"]\nmax_output_tokens = 100\nmonth = { input_tokens = 1000000 }\n",
     );
     let state = d.path().join("state");
     let mock = MockUpstream::start().unwrap();
     mock.set_default(MockResponse::json(serde_json::json!({
         "id": "cmp", "object": "response.compaction", "model": "gpt-5",
         "output": [{"type": "message", "content": [{"type": "output_text", "text": "\"usage\":{\"input_tokens\":999}"}]}],
-        "usage": {"input_tokens": 700, "input_tokens_details": {"cached_tokens": 0}, "output_tokens": 30, "total_tokens": 730}
+        "usage": {"input_tokens": 700, "input_tokens_details": {"cached_tokens": 0}, "output_tokens": 6000, "total_tokens": 6700}
     })));
     let proxy = Spawn::new(&mock.responses_url())
         .governed(&policy, &state)
@@ -319,13 +324,17 @@ fn compact_is_forwarded_under_the_same_rules_and_json_usage_counts() {
     let reqs = mock.requests();
     assert_eq!(reqs.len(), 1);
     assert_eq!(reqs[0].path, "/v1/responses/compact");
-    assert_eq!(reqs[0].json().unwrap()["store"], false);
+    assert_eq!(
+        String::from_utf8_lossy(&reqs[0].body),
+        r#"{"model":"gpt-5","input":[]}"#,
+        "a compaction body goes upstream unchanged"
+    );
     proxy.wait_log("tokens_in=700", 1);
     let rep = usage_json(&state, &[]);
     let a = row(&rep, A, "gpt-5");
     assert_eq!(
         (a["input_tokens"].as_u64(), a["output_tokens"].as_u64()),
-        (Some(700), Some(30))
+        (Some(700), Some(6000))
     );
 }
 
