@@ -34,15 +34,18 @@ pub enum PlanError {
 pub enum ConfineStepError {
     #[error("peer identification: {0}")]
     PeerIdentifier(#[source] codex_privsep::PeerError),
-    #[error("--dump-dir {}: not the root-owned directory created at start-up", .0.display())]
-    DumpDirNotOurs(PathBuf),
-    #[error("--dump-dir {}: {source}", dir.display())]
-    DumpDirStat {
+    /// (`flag`: `--dump-dir` or `--state-dir`, the directory's flag.)
+    #[error("{flag} {}: not the root-owned directory created at start-up", dir.display())]
+    CreatedDirNotOurs { flag: &'static str, dir: PathBuf },
+    #[error("{flag} {}: {source}", dir.display())]
+    CreatedDirStat {
+        flag: &'static str,
         dir: PathBuf,
         source: std::io::Error,
     },
-    #[error("--dump-dir {}: chown to uid {uid}: {source}", dir.display())]
-    DumpDirChown {
+    #[error("{flag} {}: chown to uid {uid}: {source}", dir.display())]
+    CreatedDirChown {
+        flag: &'static str,
         dir: PathBuf,
         uid: u32,
         source: std::io::Error,
@@ -178,12 +181,12 @@ impl ConfinePlan {
         self.upstream_owner.install(Arc::clone(&ident));
         if let (RunAs::Drop(account), Some(dir)) = (&self.run_as, &self.dump_dir) {
             if self.dump_dir_is_ours {
-                give_created_dir(dir, account.uid, account.gid)?;
+                give_created_dir("--dump-dir", dir, account.uid, account.gid)?;
             }
         }
         if let (RunAs::Drop(account), Some(dir)) = (&self.run_as, &self.state_dir) {
             if self.state_dir_is_ours {
-                give_created_dir(dir, account.uid, account.gid)?;
+                give_created_dir("--state-dir", dir, account.uid, account.gid)?;
             }
         }
         let dropped = self.run_as.apply().map_err(ConfineStepError::Drop)?;
@@ -258,26 +261,37 @@ fn upstream_port_and_kind(u: &Upstream) -> (u16, bool) {
     (port, bare.parse::<std::net::IpAddr>().is_ok())
 }
 
-/// Hands a dump directory the proxy created at start-up (owned by us, mode 0700) to the account
-/// it is about to become. `lchown`: never follows a symlink; an existing directory someone else
-/// prepared is never chowned.
-fn give_created_dir(dir: &Path, uid: u32, gid: u32) -> Result<(), ConfineStepError> {
+/// Hands a directory the proxy created at start-up (`flag`'s: the dump or the state directory;
+/// owned by us, mode 0700) to the account it is about to become. `lchown`: never follows a
+/// symlink; an existing directory someone else prepared is never chowned.
+fn give_created_dir(
+    flag: &'static str,
+    dir: &Path,
+    uid: u32,
+    gid: u32,
+) -> Result<(), ConfineStepError> {
     use std::os::unix::fs::MetadataExt;
-    let md = std::fs::symlink_metadata(dir).map_err(|source| ConfineStepError::DumpDirStat {
+    let md = std::fs::symlink_metadata(dir).map_err(|source| ConfineStepError::CreatedDirStat {
+        flag,
         dir: dir.to_path_buf(),
         source,
     })?;
     if !md.is_dir() || md.uid() != 0 {
-        return Err(ConfineStepError::DumpDirNotOurs(dir.to_path_buf()));
+        return Err(ConfineStepError::CreatedDirNotOurs {
+            flag,
+            dir: dir.to_path_buf(),
+        });
     }
     std::os::unix::fs::lchown(dir, Some(uid), Some(gid)).map_err(|source| {
-        ConfineStepError::DumpDirChown {
+        ConfineStepError::CreatedDirChown {
+            flag,
             dir: dir.to_path_buf(),
             uid,
             source,
         }
     })?;
-    tracing::info!(dir = %dir.display(), uid, "dump directory created for the unprivileged account");
+    // (outside review r96: this line said "dump directory" for the state directory too)
+    tracing::info!(flag, dir = %dir.display(), uid, "directory created for the unprivileged account");
     Ok(())
 }
 
