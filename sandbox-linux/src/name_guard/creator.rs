@@ -426,7 +426,11 @@ fn no_group_write_in_a_shared_group(inherited: Inherited, fd: &OwnedFd) {
 /// under another name).
 /// `lock`: the directory is held exclusively ([`lock_dir`]) until the call ends (the check
 /// before the rename; the one after it runs under that hold already).
-/// Returns the checked directory's identity (device, inode) when it checked one.
+/// Returns the identity (device, inode) of what it checked, file or directory, when `new_name`
+/// is a store's directory name: the rename must move that and nothing else
+/// ([`renamed_checked_directory`]; a file checked and a directory exchanged in for it before
+/// the call was renamed unchecked). Nothing there: `ENOENT` (something could be put there
+/// before the call).
 fn no_history_under(
     parent: BorrowedFd<'_>,
     name: &CString,
@@ -437,14 +441,13 @@ fn no_history_under(
     if !super::is_store_directory_name(new_name) {
         return Ok(None);
     }
-    let Ok(entry) = sys::openat(Some(parent), name, libc::O_PATH | libc::O_NOFOLLOW, 0) else {
-        return Ok(None); // gone: the call fails by itself
-    };
+    let entry =
+        sys::openat(Some(parent), name, libc::O_PATH | libc::O_NOFOLLOW, 0).map_err(errno)?;
     let info = sys::info(entry.as_fd()).map_err(errno)?;
     match info.kind {
         libc::S_IFLNK => return Err(DENIED_ERRNO),
         libc::S_IFDIR => {}
-        _ => return Ok(None), // a file: its own name is checked as a target
+        _ => return Ok(Some(info.id)), // a file holds no entries
     }
     // no call of any sandbox names something in it from here to the rename
     if lock {
@@ -479,9 +482,9 @@ fn random_name(prefix: &[u8]) -> Result<CString, i32> {
     CString::new(name).map_err(|_| libc::EINVAL)
 }
 
-/// The rename of the directory `op`/`ol`, which [`no_history_under`] checked (identity `id`)
-/// and holds locked, to an object store's directory name `np`/`nl`, made so that the
-/// directory renamed is the one checked: the kernel looks the old name up again, and another
+/// The rename of `op`/`ol`, which [`no_history_under`] checked (identity `id`; a directory is
+/// held locked), to an object store's directory name `np`/`nl`, made so that what is renamed
+/// is what was checked: the kernel looks the old name up again, and another
 /// sandbox could exchange what stands there with a directory holding history files between
 /// the check and the call (outside review r94 F1: `T/D` checked, swapped with `T/D2` holding
 /// an object by a second sandbox's `RENAME_EXCHANGE` of two neutral names, and `T/D2` renamed
@@ -556,21 +559,29 @@ fn lock_dir(dir: BorrowedFd<'_>, exclusive: bool) -> Result<(), i32> {
     } else {
         libc::LOCK_SH
     };
+    retrying(|| match sys::flock(fd.as_fd(), op | libc::LOCK_NB) {
+        Ok(()) => Some(Ok(())),
+        Err(e) if matches!(e.raw_os_error(), Some(libc::EWOULDBLOCK | libc::EINTR)) => None,
+        Err(_) => Some(Err(DENIED_ERRNO)),
+    })?;
+    HELD_DIRS.with(|h| h.borrow_mut().push(fd));
+    Ok(())
+}
+
+/// `attempt` until it gives an answer (`Some`), every 50 µs, for up to 5 s, then `EBUSY`: the
+/// guard's locks never queue (a call in flight that blocks, such as the open of a FIFO waiting
+/// for its reader, must not make others wait behind it without end).
+fn retrying<T>(mut attempt: impl FnMut() -> Option<Result<T, i32>>) -> Result<T, i32> {
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
     loop {
-        match sys::flock(fd.as_fd(), op | libc::LOCK_NB) {
-            Ok(()) => break,
-            Err(e) if e.raw_os_error() == Some(libc::EWOULDBLOCK) => {}
-            Err(e) if e.raw_os_error() == Some(libc::EINTR) => continue,
-            Err(_) => return Err(DENIED_ERRNO),
+        if let Some(answer) = attempt() {
+            return answer;
         }
         if std::time::Instant::now() > deadline {
             return Err(libc::EBUSY);
         }
         std::thread::sleep(std::time::Duration::from_micros(50));
     }
-    HELD_DIRS.with(|h| h.borrow_mut().push(fd));
-    Ok(())
 }
 
 thread_local! {
@@ -608,20 +619,11 @@ fn naming_lock(req: &Request) -> Result<NamingHold, i32> {
             NAMING.read().unwrap_or_else(|e| e.into_inner()),
         ));
     }
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
-    loop {
-        match NAMING.try_write() {
-            Ok(g) => return Ok(NamingHold::Alone(g)),
-            Err(std::sync::TryLockError::Poisoned(e)) => {
-                return Ok(NamingHold::Alone(e.into_inner()));
-            }
-            Err(std::sync::TryLockError::WouldBlock) => {}
-        }
-        if std::time::Instant::now() > deadline {
-            return Err(libc::EBUSY);
-        }
-        std::thread::sleep(std::time::Duration::from_micros(50));
-    }
+    retrying(|| match NAMING.try_write() {
+        Ok(g) => Some(Ok(NamingHold::Alone(g))),
+        Err(std::sync::TryLockError::Poisoned(e)) => Some(Ok(NamingHold::Alone(e.into_inner()))),
+        Err(std::sync::TryLockError::WouldBlock) => None,
+    })
 }
 
 /// After a rename gave `dir`/`name` its name: when that name is an object store's directory
@@ -631,10 +633,13 @@ fn naming_lock(req: &Request) -> Result<NamingHold, i32> {
 /// `EACCES`; when even that fails, the process that asked is killed ([`GUARD_BREACHED`]).
 fn settled_under_store_name(dir: BorrowedFd<'_>, name: &CString) -> Result<(), i32> {
     let bytes = trim_slashes(name.to_bytes());
-    if !super::is_store_directory_name(bytes) || no_history_under(dir, name, bytes, false).is_ok() {
+    if !super::is_store_directory_name(bytes) {
         return Ok(());
     }
-    move_aside(dir, name)
+    match no_history_under(dir, name, bytes, false) {
+        Ok(_) | Err(libc::ENOENT) => Ok(()),
+        Err(_) => move_aside(dir, name),
+    }
 }
 
 /// After a call gave `dir`/`name` a name (checked before the call by the directory's path then):
