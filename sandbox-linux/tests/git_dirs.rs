@@ -3059,6 +3059,11 @@ if role == 'A':
     # r95 G1: a whiteout left at the staging name froze its directory
     r = libc.renameat2(-100, (T + '/Y').encode(), -100, (T + '/cd').encode(), 4)
     print('whiteout rename to a store name', errno.errorcode.get(0 if r == 0 else ctypes.get_errno(), 'ok'))
+    # r97 F1: two names of one file, one renamed onto the other (a store's name): the kernel
+    # does nothing and succeeds, and the staging name was left behind
+    open(T + '/hl', 'w').close(); os.link(T + '/hl', T + '/ee')
+    os.rename(T + '/hl', T + '/ee')
+    print('rename onto its own hard link', 'kept' if os.path.exists(T + '/hl') else 'gone')
     print('staging names left', len([n for n in os.listdir(T) if n.startswith('.codex-staging')]))
     open(T + '/../A-ready', 'w').close()
     t0 = time.time()
@@ -3108,6 +3113,10 @@ print('done')
         assert!(a.contains("exchange of neutral names ok"), "{ns:?}: {a}");
         assert!(
             a.contains("whiteout rename to a store name EACCES"),
+            "{ns:?}: {a}"
+        );
+        assert!(
+            a.contains("rename onto its own hard link kept"),
             "{ns:?}: {a}"
         );
         assert!(a.contains("staging names left 0"), "{ns:?}: {a}");
