@@ -55,6 +55,8 @@ const fn ioctl_row(name: &'static str, cmd: u32, reason: &'static str) -> Rule {
 }
 
 /// `_IOW(0x94, 9, int)` and `_IOW(0x94, 13, struct file_clone_range)` (linux/fs.h).
+/// `PRIO_PROCESS` as the filter compares it (glibc types it `u32`, musl `c_int`).
+const PRIO_PROCESS: u32 = 0;
 const FICLONE: u32 = 0x4004_9409;
 const FICLONERANGE: u32 = 0x4020_940d;
 
@@ -397,7 +399,7 @@ pub const OTHER_PROCESSES: &[Rule] = &[
         libc::SYS_setpriority,
         NotIn32 {
             arg: 0,
-            allowed: &[libc::PRIO_PROCESS],
+            allowed: &[PRIO_PROCESS],
         },
         "no pid namespace: who = 0 means the caller's group or uid, i.e. every process of the user (round-8 review F3)",
     ),
@@ -596,6 +598,13 @@ pub fn table_without_namespaces(network: bool, no_writable_root: bool) -> Vec<Ru
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn prio_process_is_the_c_librarys() {
+        #[allow(clippy::unnecessary_cast)]
+        let libc_value = libc::PRIO_PROCESS as u32;
+        assert_eq!(PRIO_PROCESS, libc_value);
+    }
 
     #[test]
     fn both_tables_compile_and_every_rule_has_a_reason() {

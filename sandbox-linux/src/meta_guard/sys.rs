@@ -117,7 +117,7 @@ pub fn fremovexattr(fd: &OwnedFd, name: &CStr) -> i32 {
 /// the command reads: 4 bytes for `FS_IOC_SETFLAGS`, 28 for `FS_IOC_FSSETXATTR`).
 pub fn ioctl_with(fd: &OwnedFd, cmd: u32, arg: &mut [u8]) -> i32 {
     // SAFETY: `arg` is the full structure the ioctl number reads (the caller sizes it by `cmd`).
-    errno(unsafe { libc::ioctl(fd.as_raw_fd(), cmd as libc::c_ulong, arg.as_mut_ptr()) }.into())
+    errno(unsafe { libc::ioctl(fd.as_raw_fd(), cmd as libc::Ioctl, arg.as_mut_ptr()) }.into())
 }
 
 /// `f()` with `SIGTTOU` blocked in the calling thread (a terminal's settings changed from a

@@ -353,7 +353,8 @@ pub fn notif_addfd_send(
     }
     const SECCOMP_ADDFD_FLAG_SEND: u32 = 1 << 1;
     // _IOW('!', 3, struct seccomp_notif_addfd)
-    const SECCOMP_IOCTL_NOTIF_ADDFD: libc::c_ulong = 0x4018_2103;
+    // `libc::Ioctl`: the request's C type (unsigned long on glibc, int on musl).
+    const SECCOMP_IOCTL_NOTIF_ADDFD: libc::Ioctl = 0x4018_2103;
     let add = SeccompNotifAddfd {
         id,
         flags: SECCOMP_ADDFD_FLAG_SEND,
