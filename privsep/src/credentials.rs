@@ -13,14 +13,22 @@
 //!
 //! The same checks open the proxy's policy file ([`open_config_file`]), which is not secret: there
 //! only group/other *write* bits are refused (whoever can write it chooses the policy).
+//!
+//! The directory the file is in is opened first with [`TrustedDir`]'s walk from `/` (every
+//! directory on the way root's or ours and writable by nobody else unless sticky, a symlink on
+//! the way followed only when root or we own it), and the file is opened relative to it: a user
+//! who owns a directory on the path could otherwise swap in another root-owned file that passes
+//! every check on the file itself, and choose which key, policy or subuid table root reads
+//! (outside review r99 F1: a lenient policy of another proxy, read through a directory the
+//! lead's account owned).
 
 use std::fs::File;
 use std::io;
 use std::os::fd::AsFd;
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 use crate::sys;
+use crate::trusted_dir::{Leaf, TrustedDir, TrustedDirError};
 
 /// Errors opening a key file; each names the path.
 #[derive(Debug, thiserror::Error)]
@@ -34,6 +42,26 @@ pub enum CredentialError {
         path: PathBuf,
         /// The error.
         source: io::Error,
+    },
+    /// A directory on the way to the file is not safe or cannot be opened.
+    #[error(
+        "refusing {kind} {path}: {source} (keep it in a directory only root can change, such as /etc/responses-api-proxy)"
+    )]
+    Directory {
+        /// Which kind of file.
+        kind: FileKind,
+        /// The path.
+        path: PathBuf,
+        /// What the walk found (boxed: it names up to three paths).
+        source: Box<TrustedDirError>,
+    },
+    /// The path does not end in a file name (`/`, `..`).
+    #[error("refusing {kind} {path}: not a file name")]
+    NotAFileName {
+        /// Which kind of file.
+        kind: FileKind,
+        /// The path.
+        path: PathBuf,
     },
     /// `fstat` failed.
     #[error("cannot examine {kind} {path}: {source}")]
@@ -156,13 +184,58 @@ pub fn open_config_file(path: &Path) -> Result<File, CredentialError> {
     open_checked(path, FileKind::Policy)
 }
 
-fn open_checked(path: &Path, kind: FileKind) -> Result<File, CredentialError> {
-    // O_NONBLOCK: opening a FIFO must not wait for a writer before the checks below refuse it
-    // (it has no effect on reading a regular file).
-    let file = std::fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_NOFOLLOW | libc::O_NOCTTY | libc::O_NONBLOCK)
-        .open(path)
+/// The directory a key or policy file is in, opened with [`TrustedDir`]'s walk, and the file's
+/// name in it: the key opener holds it to re-open the key on every rotation without resolving
+/// the path again.
+#[derive(Debug)]
+pub struct FileDir {
+    dir: TrustedDir,
+    name: std::ffi::OsString,
+    path: PathBuf,
+    kind: FileKind,
+}
+
+impl FileDir {
+    /// Walks to `path`'s directory (see the module documentation).
+    pub fn open(path: &Path, kind: FileKind) -> Result<Self, CredentialError> {
+        let name = path
+            .file_name()
+            .filter(|_| !path.as_os_str().as_encoded_bytes().ends_with(b"/"))
+            .ok_or_else(|| CredentialError::NotAFileName {
+                kind,
+                path: path.to_owned(),
+            })?;
+        let parent = path
+            .parent()
+            .filter(|d| !d.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
+        let dir = TrustedDir::open(parent, None, Leaf::RootOrUs).map_err(|source| {
+            CredentialError::Directory {
+                kind,
+                path: path.to_owned(),
+                source: Box::new(source),
+            }
+        })?;
+        Ok(Self {
+            dir,
+            name: name.to_owned(),
+            path: path.to_owned(),
+            kind,
+        })
+    }
+
+    /// Opens the file in the directory held open and checks it per the module rules.
+    pub fn open_file(&self) -> Result<File, CredentialError> {
+        let (kind, path) = (self.kind, &self.path);
+        // O_NONBLOCK: opening a FIFO must not wait for a writer before the checks below refuse
+        // it (it has no effect on reading a regular file).
+        let file = sys::openat(
+            Some(self.dir.as_fd()),
+            &self.name,
+            libc::O_RDONLY | libc::O_NOFOLLOW | libc::O_NOCTTY | libc::O_NONBLOCK,
+            0,
+        )
+        .map(File::from)
         .map_err(|source| {
             if source.raw_os_error() == Some(libc::ELOOP) {
                 CredentialError::Symlink {
@@ -177,6 +250,15 @@ fn open_checked(path: &Path, kind: FileKind) -> Result<File, CredentialError> {
                 }
             }
         })?;
+        check_file(file, path, kind)
+    }
+}
+
+fn open_checked(path: &Path, kind: FileKind) -> Result<File, CredentialError> {
+    FileDir::open(path, kind)?.open_file()
+}
+
+fn check_file(file: File, path: &Path, kind: FileKind) -> Result<File, CredentialError> {
     let (mode, owner) =
         sys::fstat_mode_uid(file.as_fd()).map_err(|source| CredentialError::Stat {
             kind,
@@ -331,6 +413,86 @@ mod tests {
             matches!(e, CredentialError::Owner { owner: 65534, .. }),
             "{e}"
         );
+    }
+
+    /// `ln -s target link` as uid 65534: a symlink another user owns.
+    fn symlink_as_nobody(target: &Path, link: &Path) {
+        use std::os::unix::process::CommandExt;
+        let ok = std::process::Command::new("ln")
+            .arg("-s")
+            .arg(target)
+            .arg(link)
+            .uid(65534)
+            .gid(65534)
+            .status()
+            .unwrap()
+            .success();
+        assert!(
+            ok,
+            "uid 65534 could not plant its symlink: the test cannot run"
+        );
+    }
+
+    /// Outside review r99 F1: a root-owned file that passes every check on the file itself,
+    /// reached through a directory or a symlink another user owns, is refused (that user chose
+    /// which file root reads); the same file by a path only root controls opens.
+    #[test]
+    fn a_file_through_a_directory_or_symlink_another_user_owns_is_refused() {
+        use std::os::unix::fs::PermissionsExt;
+        let base = tempfile::tempdir().unwrap();
+        std::fs::set_permissions(base.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+        let roots = base.path().join("roots");
+        std::fs::create_dir(&roots).unwrap();
+        let key = write(&roots, "key", 0o400);
+        let policy = write(&roots, "policy.toml", 0o644);
+        // Control: root's directory, root's files.
+        open_key_file(&key).unwrap();
+        open_config_file(&policy).unwrap();
+        // Attack 1: the same files in a directory uid 65534 owns (it can swap them at will).
+        let theirs = base.path().join("theirs");
+        std::fs::create_dir(&theirs).unwrap();
+        std::fs::copy(&key, theirs.join("key")).unwrap();
+        std::fs::copy(&policy, theirs.join("policy.toml")).unwrap();
+        std::os::unix::fs::chown(&theirs, Some(65534), Some(65534)).unwrap();
+        for (e, kind) in [
+            (open_key_file(&theirs.join("key")).unwrap_err(), "key file"),
+            (
+                open_config_file(&theirs.join("policy.toml")).unwrap_err(),
+                "policy file",
+            ),
+        ] {
+            assert!(
+                matches!(&e, CredentialError::Directory { source, .. }
+                    if matches!(**source, TrustedDirError::Unsafe { .. })),
+                "{e}"
+            );
+            let msg = e.to_string();
+            assert!(
+                msg.contains(&format!("refusing {kind}")) && msg.contains("owned by uid 65534"),
+                "{msg}"
+            );
+        }
+        // Attack 2: a symlink uid 65534 owns, in a sticky world-writable directory (as in
+        // /tmp), pointing at root's directory: it chooses which directory is read.
+        let sticky = base.path().join("sticky");
+        std::fs::create_dir(&sticky).unwrap();
+        std::fs::set_permissions(&sticky, std::fs::Permissions::from_mode(0o1777)).unwrap();
+        symlink_as_nobody(&roots, &sticky.join("d"));
+        let e = open_config_file(&sticky.join("d/policy.toml")).unwrap_err();
+        assert!(
+            matches!(&e, CredentialError::Directory { source, .. }
+                if matches!(**source, TrustedDirError::UntrustedSymlink { uid: 65534, .. })),
+            "{e}"
+        );
+        // Control: root's own symlink there is followed.
+        std::os::unix::fs::symlink(&roots, sticky.join("r")).unwrap();
+        open_config_file(&sticky.join("r/policy.toml")).unwrap();
+        open_key_file(&sticky.join("r/key")).unwrap();
+        // A path that names no file.
+        assert!(matches!(
+            open_key_file(Path::new("/")).unwrap_err(),
+            CredentialError::NotAFileName { .. }
+        ));
     }
 
     #[test]

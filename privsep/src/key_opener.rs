@@ -2,8 +2,10 @@
 //! of one file (and nothing else) so the unprivileged, confined proxy can re-read its root-owned
 //! 0600 key file on SIGHUP (OpenSSH's privileged monitor, reduced to one operation).
 //!
-//! What it can do: on each request byte from the proxy it opens the one path it was given at fork
-//! time with [`crate::open_key_file`]'s checks (regular file, owned by root or its uid, no group
+//! What it can do: on each request byte from the proxy it opens the one file it was given at fork
+//! time, by its name in the directory the proxy opened then ([`crate::FileDir`]: every directory
+//! from `/` root's, held open, so the path is never resolved again; outside review r99 F1), with
+//! [`crate::open_key_file`]'s checks (regular file, owned by root or its uid, no group
 //! or other bits, no symlink, no FIFO) and sends the **open descriptor** back over a
 //! `SOCK_SEQPACKET` socketpair (`SCM_RIGHTS`), or the check's error message. It never reads the
 //! key: the proxy reads it from the descriptor straight into its locked page, so no key byte is
@@ -132,6 +134,9 @@ pub enum KeyOpenerError {
     Threads { threads: usize },
     #[error("failed to count threads for the key opener: {source}")]
     ThreadCount { source: io::Error },
+    /// The key file's directory is not safe (see [`crate::FileDir`]).
+    #[error("{source}")]
+    Directory { source: crate::CredentialError },
     #[error("failed to create the key opener's socket (socketpair): {source}")]
     Socketpair { source: io::Error },
     #[error("failed to fork the key opener: {source}")]
@@ -176,6 +181,9 @@ impl KeyOpener {
             .filter(|d| !d.as_os_str().is_empty())
             .unwrap_or(Path::new("."))
             .to_path_buf();
+        // Checked here to name a problem; the opener walks again for itself.
+        crate::FileDir::open(path, crate::FileKind::Key)
+            .map_err(|source| KeyOpenerError::Directory { source })?;
         let (ours, theirs) =
             sys::seqpacket_pair().map_err(|source| KeyOpenerError::Socketpair { source })?;
         let parent = std::process::id() as libc::pid_t;
@@ -278,6 +286,12 @@ fn child(sock: OwnedFd, path: &Path, dir: &Path, parent: libc::pid_t) -> ! {
     }
     std::mem::forget(sock);
     let sock = sys::claim_inherited_fd(3);
+    // The key's directory, walked again by the opener itself (the parent's walk, which named
+    // any problem, was closed above with the parent's other descriptors) before Landlock.
+    let file_dir = match crate::FileDir::open(path, crate::FileKind::Key) {
+        Ok(d) => d,
+        Err(e) => fail("the key file's directory", &e),
+    };
     let _ = sys::set_name(c"key-opener");
     // A hang-up or interrupt for the whole group (a closed terminal, `systemctl kill -s HUP`,
     // Ctrl-C) is the proxy's to handle; the opener goes when the proxy does.
@@ -324,7 +338,7 @@ fn child(sock: OwnedFd, path: &Path, dir: &Path, parent: libc::pid_t) -> ! {
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
             Err(_) => sys::exit_now(0),
         }
-        let sent = match crate::open_key_file(path) {
+        let sent = match file_dir.open_file() {
             Ok(file) => sys::send_with_fd(sock.as_fd(), &[0], Some(file.as_fd())),
             Err(e) => {
                 let mut msg = vec![1u8];

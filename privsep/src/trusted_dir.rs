@@ -383,6 +383,12 @@ impl TrustedDir {
     }
 }
 
+impl AsFd for TrustedDir {
+    fn as_fd(&self) -> std::os::fd::BorrowedFd<'_> {
+        self.dir.as_fd()
+    }
+}
+
 /// A single file name: no `/`, not empty, not `.` or `..`.
 fn check_name(name: &OsStr) -> io::Result<()> {
     use std::os::unix::ffi::OsStrExt;

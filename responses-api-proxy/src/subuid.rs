@@ -51,6 +51,12 @@ impl SubUids {
             {
                 return Ok(Self::default());
             }
+            Err(codex_privsep::CredentialError::Directory { source, .. })
+                if matches!(&*source, codex_privsep::TrustedDirError::Open { source, .. }
+                    if source.kind() == std::io::ErrorKind::NotFound) =>
+            {
+                return Ok(Self::default());
+            }
             Err(e) => return Err(format!("--subuid-file: {e}")),
         };
         let mut text = String::new();

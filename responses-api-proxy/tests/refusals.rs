@@ -319,6 +319,47 @@ fn run_with_server_info(
     }
 }
 
+/// Outside review r99 F1: the policy, the key file and the subuid table reached through a
+/// directory another user controls (their symlink to another root-only directory) are refused at
+/// start-up, although each file there passes every check on the file itself; the same files by
+/// root's path are read.
+#[test]
+fn policy_key_and_subuid_files_through_an_attacker_controlled_parent_are_refused() {
+    use std::os::unix::fs::PermissionsExt;
+    let mock = MockUpstream::start().unwrap();
+    let (base, secret, evil) = attacker_owned_parent();
+    std::fs::write(
+        secret.join("policy.toml"),
+        "[default]\nmodels = [\"gpt-5\"]\n",
+    )
+    .unwrap();
+    std::fs::write(secret.join("key"), "sk-abc\n").unwrap();
+    std::fs::set_permissions(secret.join("key"), std::fs::Permissions::from_mode(0o600)).unwrap();
+    std::fs::write(secret.join("subuid"), "root:100000:65536\n").unwrap();
+    let info = base.path().join("info.json");
+    let path_str = |p: std::path::PathBuf| p.to_str().unwrap().to_owned();
+    for (flag, name, code, kind) in [
+        ("--policy", "policy.toml", 2, "policy file"),
+        ("--api-key-file", "key", 3, "key file"),
+        ("--subuid-file", "subuid", 2, "policy file"),
+    ] {
+        // Control: root's path.
+        let _ = std::fs::remove_file(&info);
+        run_with_server_info(&mock, &info, &[flag, &path_str(secret.join(name))])
+            .unwrap_or_else(|e| panic!("{flag} by root's path: {e:?}"));
+        // Attack: the same file through uid 65534's directory and symlink.
+        let _ = std::fs::remove_file(&info);
+        let (got, err) =
+            run_with_server_info(&mock, &info, &[flag, &path_str(evil.join("d").join(name))])
+                .expect_err(flag);
+        assert!(
+            err.contains(&format!("refusing {kind}")) && err.contains("owned by uid 65534"),
+            "{flag}: {err}"
+        );
+        assert_eq!(got, Some(code), "{flag}: {err}");
+    }
+}
+
 #[test]
 fn server_info_and_dump_dir_through_an_attacker_controlled_parent_are_refused() {
     let mock = MockUpstream::start().unwrap();

@@ -600,7 +600,9 @@ fn status_line(pid: u32, field: &str) -> String {
 }
 
 /// The opener keeps uid 0 (what opening the root-owned 0600 key needs) and nothing else: no
-/// capability, no_new_privs, a seccomp filter, only stdio and its socket open. The proxy itself
+/// capability, no_new_privs, a seccomp filter, only stdio, its socket and the key file's
+/// directory (walked from `/` and held, so rotation never resolves the path again: outside
+/// review r99 F1) open. The proxy itself
 /// runs as uid 65534, which cannot open the key file (control: that is why the opener exists).
 /// A dead opener makes SIGHUP fail loudly while the proxy keeps serving; the opener dies with
 /// the proxy.
@@ -625,9 +627,19 @@ fn the_key_opener_is_confined_and_dies_with_the_proxy() {
         .collect();
     fds.sort();
     assert_eq!(
-        fds,
-        vec![0, 1, 2, 3],
+        fds[..4],
+        [0, 1, 2, 3],
         "the opener holds more than stdio and its socket"
+    );
+    assert_eq!(
+        fds.len(),
+        5,
+        "the opener holds more than stdio, its socket and the key's directory: {fds:?}"
+    );
+    assert_eq!(
+        std::fs::read_link(format!("/proc/{opener}/fd/{}", fds[4])).unwrap(),
+        s.key_file.parent().unwrap().canonicalize().unwrap(),
+        "the opener's fifth descriptor is not the key file's directory"
     );
     assert_eq!(
         std::fs::read_to_string(format!("/proc/{opener}/comm"))
