@@ -174,6 +174,11 @@ fn guarantees(
         "no open of other terminals, input devices, /dev/shm (only null, zero, full, random, urandom): {}",
         has(Feature::LandlockFs)
     ));
+    v.push(
+        "no watch (inotify) of devices, other terminals, deny-read paths or the directories \
+         holding them; no fanotify: yes (the supervisor adds each watch itself)"
+            .into(),
+    );
     v.push(format!(
         "no chmod/chown/utime/xattr/ACL/inode flags outside the roots and on deny-read paths, \
          also through inherited descriptors and /proc links: {}",

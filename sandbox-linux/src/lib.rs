@@ -44,6 +44,7 @@ pub mod resolve;
 pub mod seccomp;
 mod sys;
 pub mod unix_connect;
+pub mod watch_guard;
 
 pub use error::{Replaceable, SandboxError};
 pub use kernel::{Feature, KernelSupport, Missing};

@@ -516,6 +516,64 @@ fn other_terminals_and_devices_cannot_be_opened() {
     std::fs::remove_file(&shm).unwrap();
 }
 
+/// Outside review r98 F1: a watch needs no open and Landlock does not mediate it; from the
+/// sandbox, `inotify_add_watch` on another terminal reported each key typed there, and on a
+/// deny-read key (or the directory holding it) each use of it outside. Refused (`EACCES`) in
+/// both modes, fanotify refused (`EPERM`); watches in the workspace still report their events
+/// (the supervisor adds them to the command's own instance); outside, the same uid watches all
+/// of them (the controls).
+#[test]
+fn watches_on_other_terminals_and_deny_read_paths_are_refused() {
+    let e = Env::new();
+    let (_master, pts) = other_pty();
+    let key = s(&e.key());
+    let ssh = s(&e.home.join(".ssh"));
+    let home = s(&e.home);
+    let refused = [
+        pts.as_str(),
+        "/dev/pts",
+        "/dev",
+        key.as_str(),
+        ssh.as_str(),
+        home.as_str(),
+    ];
+    for ns in [
+        Ns::With,
+        Ns::Without { dangerous: false },
+        Ns::Without { dangerous: true },
+    ] {
+        for path in refused {
+            assert_eq!(
+                probe_in(&e, READ_ONLY, ns, &["watch", path]),
+                EACCES,
+                "{ns:?} {path}"
+            );
+        }
+        assert_eq!(probe_in(&e, READ_ONLY, ns, &["fanotify"]), EPERM, "{ns:?}");
+        // controls inside: a readable file outside the roots, and the workspace, whose watch
+        // reports a file created in it
+        assert_eq!(
+            probe_in(&e, READ_ONLY, ns, &["watch", &s(&e.bashrc())]),
+            "ok",
+            "{ns:?}"
+        );
+        // (a writable root without namespaces only with the flag)
+        if ns != (Ns::Without { dangerous: false }) {
+            assert_eq!(
+                probe_in(&e, WS_WRITE, ns, &["watch-create", &s(&e.ws)]),
+                "event",
+                "{ns:?}"
+            );
+            std::fs::remove_file(e.ws.join("probe-watched")).unwrap();
+        }
+    }
+    // controls outside: the same uid watches the terminal and the key
+    for path in [pts.as_str(), key.as_str(), ssh.as_str(), home.as_str()] {
+        assert_eq!(probe_out(&["watch", path]), "ok", "{path}");
+    }
+    assert_eq!(probe_out(&["fanotify"]), "ok");
+}
+
 /// A SysV segment created outside, one byte set; removed on drop.
 struct Segment {
     id: i32,

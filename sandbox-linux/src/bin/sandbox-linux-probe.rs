@@ -293,6 +293,65 @@ mod probe_sys {
         }
     }
 
+    /// A new inotify instance (close-on-exec).
+    pub fn inotify() -> io::Result<i32> {
+        // SAFETY: inotify_init1 takes an integer flag.
+        res(unsafe { libc::inotify_init1(libc::IN_CLOEXEC) } as libc::c_long).map(|v| v as i32)
+    }
+
+    /// `inotify_add_watch(fd, p, mask)`: the watch descriptor.
+    pub fn add_watch(fd: i32, p: &CStr, mask: u32) -> io::Result<i32> {
+        // SAFETY: NUL-terminated path; integers by value.
+        res(unsafe { libc::inotify_add_watch(fd, p.as_ptr(), mask) } as libc::c_long)
+            .map(|v| v as i32)
+    }
+
+    /// Waits up to `ms` for `fd` to be readable, then reads one batch of inotify events: the
+    /// watch descriptors and masks of the events read (empty: none came).
+    pub fn read_events(fd: i32, ms: i32) -> io::Result<Vec<(i32, u32)>> {
+        let mut pfd = libc::pollfd {
+            fd,
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        // SAFETY: one live pollfd.
+        if res(unsafe { libc::poll(&mut pfd, 1, ms) } as libc::c_long)? == 0 {
+            return Ok(Vec::new());
+        }
+        let mut buf = [0u8; 4096];
+        // SAFETY: `buf` is writable for its length.
+        let n = res(unsafe { libc::read(fd, buf.as_mut_ptr().cast(), buf.len()) } as libc::c_long)?
+            as usize;
+        let mut out = Vec::new();
+        let mut i = 0;
+        // struct inotify_event: wd (i32), mask, cookie, len (u32), then `len` bytes of name
+        while i + 16 <= n {
+            let wd = i32::from_ne_bytes(buf[i..i + 4].try_into().unwrap_or([0; 4]));
+            let mask = u32::from_ne_bytes(buf[i + 4..i + 8].try_into().unwrap_or([0; 4]));
+            let len = u32::from_ne_bytes(buf[i + 12..i + 16].try_into().unwrap_or([0; 4]));
+            out.push((wd, mask));
+            i += 16 + len as usize;
+        }
+        Ok(out)
+    }
+
+    /// `fanotify_init(FAN_CLASS_NOTIF | FAN_REPORT_DFID_NAME, O_RDONLY)` (what an unprivileged
+    /// user may ask for), closed again.
+    pub fn fanotify() -> io::Result<()> {
+        const FAN_REPORT_DFID_NAME: u32 = 0x0000_0c00;
+        // SAFETY: integers only; the descriptor returned is closed right away.
+        let fd = res(unsafe {
+            libc::syscall(
+                libc::SYS_fanotify_init,
+                libc::FAN_CLASS_NOTIF | FAN_REPORT_DFID_NAME,
+                libc::O_RDONLY as libc::c_uint,
+            )
+        })?;
+        // SAFETY: `fd` was just returned and is owned here.
+        unsafe { libc::close(fd as i32) };
+        Ok(())
+    }
+
     pub fn open_ro_noctty(p: &CStr) -> io::Result<()> {
         // SAFETY: NUL-terminated path; the returned descriptor is closed right away.
         let fd = res(unsafe {
@@ -433,7 +492,7 @@ mod probe_sys {
         msg.msg_iov = &mut iov;
         msg.msg_iovlen = 1;
         msg.msg_control = cbuf.as_mut_ptr().cast();
-        msg.msg_controllen = std::mem::size_of_val(&cbuf);
+        msg.msg_controllen = std::mem::size_of_val(&cbuf) as _;
         // SAFETY: `msg` describes the local buffers above.
         res(unsafe { libc::recvmsg(sock, &mut msg, 0) } as libc::c_long)?;
         // SAFETY: the kernel filled the control buffer; CMSG_FIRSTHDR checks its length.
@@ -737,6 +796,36 @@ fn run(args: &[String]) -> i32 {
         "write" => report(std::fs::write(arg(args, 2), b"probe")),
         "read" => report(std::fs::read(arg(args, 2)).map(drop)),
         "open-noctty" => report(s::open_ro_noctty(&cpath(&arg(args, 2)))),
+        // watch PATH: inotify_add_watch(PATH, IN_ACCESS|IN_MODIFY|IN_OPEN) → ok / errno
+        "watch" => report(
+            s::inotify()
+                .and_then(|fd| {
+                    s::add_watch(
+                        fd,
+                        &cpath(&arg(args, 2)),
+                        libc::IN_ACCESS | libc::IN_MODIFY | libc::IN_OPEN,
+                    )
+                })
+                .map(drop),
+        ),
+        // watch-create DIR: watch DIR for IN_CREATE, create DIR/probe-watched, and print
+        // "event" when the watch reported it within 5 s ("none" otherwise), or the errno
+        "watch-create" => {
+            let dir = arg(args, 2);
+            let r = s::inotify().and_then(|fd| {
+                let wd = s::add_watch(fd, &cpath(&dir), libc::IN_CREATE)?;
+                std::fs::write(std::path::Path::new(&dir).join("probe-watched"), "x")?;
+                s::read_events(fd, 5000).map(|ev| (wd, ev))
+            });
+            match r {
+                Ok((wd, ev)) if ev.iter().any(|&(w, m)| w == wd && m & libc::IN_CREATE != 0) => {
+                    println!("event")
+                }
+                Ok(_) => println!("none"),
+                Err(e) => println!("errno {}", e.raw_os_error().unwrap_or(-1)),
+            }
+        }
+        "fanotify" => report(s::fanotify()),
         "race-chmod" => race_chmod(num(args, 2) as u64),
         "hop" => s::hop(std::path::Path::new(&arg(args, 2))),
         "race-mkdir" => {

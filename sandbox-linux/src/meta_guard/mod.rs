@@ -334,7 +334,7 @@ fn protected_location(file: &OwnedFd) -> bool {
 
 /// The path `/proc/self/fd` gives for the supervisor's descriptor: its place in the sandbox's
 /// mount namespace, whose layout is the host's.
-fn fd_path(file: &OwnedFd) -> std::io::Result<std::path::PathBuf> {
+pub(crate) fn fd_path(file: &OwnedFd) -> std::io::Result<std::path::PathBuf> {
     use std::os::fd::AsRawFd;
     std::fs::read_link(format!("/proc/self/fd/{}", file.as_raw_fd()))
 }
@@ -625,7 +625,12 @@ fn decode(tid: libc::pid_t, n: &libc::seccomp_notif) -> Result<Decoded, i32> {
 /// Resolve `path` as the child sees it: an absolute path below its root; a relative one below
 /// the path of its cwd or of `dirfd` (read back from `/proc/TID/...`), both with
 /// `RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS` below `/proc/TID/root`.
-fn resolve(tid: libc::pid_t, dirfd: i32, path: &[u8], follow: bool) -> Result<OwnedFd, i32> {
+pub(crate) fn resolve(
+    tid: libc::pid_t,
+    dirfd: i32,
+    path: &[u8],
+    follow: bool,
+) -> Result<OwnedFd, i32> {
     if path.is_empty() {
         return Err(libc::ENOENT);
     }
@@ -668,7 +673,7 @@ fn proc_path(tid: libc::pid_t, what: &str) -> CString {
 
 /// A NUL-terminated string of at most `max` bytes (without the NUL) at `addr` in the child,
 /// read page by page (a string may end just before an unmapped page).
-fn read_cstr(tid: libc::pid_t, addr: u64, max: usize) -> Result<Vec<u8>, i32> {
+pub(crate) fn read_cstr(tid: libc::pid_t, addr: u64, max: usize) -> Result<Vec<u8>, i32> {
     if addr == 0 {
         return Err(libc::EFAULT);
     }

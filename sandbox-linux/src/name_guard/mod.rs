@@ -57,9 +57,12 @@ pub use creator::{Creator, spawn_creator};
 pub use supervisor::Answer;
 
 /// Whether the creator handles system call `nr` itself (a file call of the guard) rather than
-/// forwarding it to the launcher (`connect`, `listen`, the metadata calls).
+/// forwarding it to the launcher (`connect`, `listen`, the metadata calls, `inotify_add_watch`).
 pub fn is_guarded(nr: i64) -> bool {
-    nr != libc::SYS_connect && nr != libc::SYS_listen && !crate::meta_guard::is_mediated(nr)
+    nr != libc::SYS_connect
+        && nr != libc::SYS_listen
+        && nr != crate::watch_guard::CALL
+        && !crate::meta_guard::is_mediated(nr)
 }
 
 /// Names nothing in the sandbox may create, nor write below: repositories and agent

@@ -306,6 +306,13 @@ pub(crate) fn forward(
 /// namespace and `/proc`).
 fn dispatch(listener: &OwnedFd, n: &libc::seccomp_notif, rules: &Rules) {
     let nr = i64::from(n.data.nr);
+    if nr == crate::watch_guard::CALL {
+        let _ = match crate::watch_guard::handle(listener, n, &rules.denied) {
+            Ok(wd) => sys::notif_send_value(listener, n.id, wd),
+            Err(errno) => sys::notif_send(listener, n.id, errno),
+        };
+        return;
+    }
     let errno = if crate::meta_guard::is_mediated(nr) {
         crate::meta_guard::handle(listener, n, &rules.mounts, rules.guard, &rules.denied)
     } else if nr == libc::SYS_listen {

@@ -141,6 +141,25 @@ pub fn notif_id_valid(listener: &OwnedFd, id: u64) -> bool {
 }
 
 /// Answer notification `id`: `errno == 0` → the syscall returns 0, else −errno. Never CONTINUE.
+/// Answer notification `id` with the call's result `val` (success).
+pub fn notif_send_value(listener: &OwnedFd, id: u64, val: i64) -> io::Result<()> {
+    let resp = libc::seccomp_notif_resp {
+        id,
+        val,
+        error: 0,
+        flags: 0,
+    };
+    // SAFETY: the ioctl reads one seccomp_notif_resp.
+    let r = unsafe {
+        libc::ioctl(
+            listener.as_raw_fd(),
+            libc::SECCOMP_IOCTL_NOTIF_SEND,
+            &resp as *const libc::seccomp_notif_resp,
+        )
+    };
+    cvt(r as libc::c_long).map(|_| ())
+}
+
 pub fn notif_send(listener: &OwnedFd, id: u64, errno: i32) -> io::Result<()> {
     let resp = libc::seccomp_notif_resp {
         id,
@@ -548,6 +567,17 @@ pub fn notifier_program(guard_names: bool, proxy_only: bool) -> Vec<libc::sock_f
         prog.push((s(JEQ_K, 0, 0, nr as u32), J::TrueToNotify));
     }
     for &nr in crate::meta_guard::REFUSED_CALLS {
+        prog.push((s(JEQ_K, 0, 1, nr as u32), J::None));
+        prog.push((s(RET_K, 0, 0, eperm), J::None));
+    }
+    // File watches, always: a watch needs no open, and Landlock does not mediate it (outside
+    // review r98 F1: another terminal's keystrokes and a deny-read key's use, watched);
+    // fanotify refused (`crate::watch_guard`).
+    prog.push((
+        s(JEQ_K, 0, 0, crate::watch_guard::CALL as u32),
+        J::TrueToNotify,
+    ));
+    for &nr in crate::watch_guard::REFUSED_CALLS {
         prog.push((s(JEQ_K, 0, 1, nr as u32), J::None));
         prog.push((s(RET_K, 0, 0, eperm), J::None));
     }
