@@ -122,6 +122,31 @@ pub enum CredentialError {
     /// Bad credential name.
     #[error("invalid credential name {0:?}: a plain file name is required")]
     BadName(String),
+    /// `$CREDENTIALS_DIRECTORY` is empty or relative (outside review r101 F2: the credential
+    /// was read from the working directory).
+    #[error(
+        "systemd credential {name:?}: $CREDENTIALS_DIRECTORY={dir:?} is not an absolute path (systemd sets one; refusing to read the credential relative to the working directory)"
+    )]
+    RelativeCredentialsDirectory {
+        /// The credential.
+        name: String,
+        /// The variable's value.
+        dir: PathBuf,
+    },
+    /// The file's own directory is writable by group or others (outside review r101 F3).
+    #[error(
+        "refusing {kind} {path}: its directory {dir} is writable by group or others (mode {mode:04o}; sticky or not, anyone may create or hold the name first): keep it in a directory only root can change, such as /etc/responses-api-proxy"
+    )]
+    OpenDirectory {
+        /// Which kind of file.
+        kind: FileKind,
+        /// The path.
+        path: PathBuf,
+        /// The directory.
+        dir: PathBuf,
+        /// Its mode.
+        mode: u32,
+    },
 }
 
 /// Which file [`open_key_file`] / [`open_config_file`] checked (for messages and the mode rule).
@@ -131,6 +156,8 @@ pub enum FileKind {
     Key,
     /// The policy file: no group/other write bit.
     Policy,
+    /// The proxy's subordinate uid table (`--subuid-file`): the policy file's rule.
+    Subuid,
 }
 
 impl FileKind {
@@ -138,14 +165,14 @@ impl FileKind {
     fn forbidden_bits(self) -> u32 {
         match self {
             FileKind::Key => 0o077,
-            FileKind::Policy => 0o022,
+            FileKind::Policy | FileKind::Subuid => 0o022,
         }
     }
 
     fn loose_mode_advice(self) -> &'static str {
         match self {
             FileKind::Key => "gives group or others access; chmod 0400 (or 0600) it",
-            FileKind::Policy => "lets group or others write it; chmod go-w it",
+            FileKind::Policy | FileKind::Subuid => "lets group or others write it; chmod go-w it",
         }
     }
 }
@@ -155,6 +182,7 @@ impl std::fmt::Display for FileKind {
         f.write_str(match self {
             FileKind::Key => "key file",
             FileKind::Policy => "policy file",
+            FileKind::Subuid => "subuid file",
         })
     }
 }
@@ -169,12 +197,28 @@ pub fn systemd_credential(name: &str) -> Result<PathBuf, CredentialError> {
             name: name.to_owned(),
         }
     })?;
-    Ok(Path::new(&dir).join(name))
+    credential_in(PathBuf::from(dir), name)
+}
+
+/// `dir/name` for [`systemd_credential`], `dir` the value of `$CREDENTIALS_DIRECTORY`.
+fn credential_in(dir: PathBuf, name: &str) -> Result<PathBuf, CredentialError> {
+    if !dir.is_absolute() {
+        return Err(CredentialError::RelativeCredentialsDirectory {
+            name: name.to_owned(),
+            dir,
+        });
+    }
+    Ok(dir.join(name))
 }
 
 /// Opens a key file after checking it per the module rules.
 pub fn open_key_file(path: &Path) -> Result<File, CredentialError> {
     open_checked(path, FileKind::Key)
+}
+
+/// Opens the proxy's `--subuid-file` with [`open_config_file`]'s checks (named as such).
+pub fn open_subuid_file(path: &Path) -> Result<File, CredentialError> {
+    open_checked(path, FileKind::Subuid)
 }
 
 /// Opens a configuration file (the proxy's `--policy`) with the key file's checks, except that
@@ -216,6 +260,24 @@ impl FileDir {
                 source: Box::new(source),
             }
         })?;
+        // The walk admits a sticky world-writable directory on the way (`/tmp`); the file's
+        // own directory must be closed: there anyone could create the name before root does
+        // and keep it (outside review r101 F3: start-up blocked, or root's `printf KEY >` wrote
+        // the key into the attacker's file where `protected_regular` is off).
+        let (mode, _) =
+            sys::fstat_mode_uid(dir.as_fd()).map_err(|source| CredentialError::Stat {
+                kind,
+                path: path.to_owned(),
+                source,
+            })?;
+        if mode & 0o022 != 0 {
+            return Err(CredentialError::OpenDirectory {
+                kind,
+                path: path.to_owned(),
+                dir: dir.path().to_owned(),
+                mode: mode & 0o7777,
+            });
+        }
         Ok(Self {
             dir,
             name: name.to_owned(),
@@ -365,8 +427,10 @@ mod tests {
             open_key_file(&link).unwrap_err(),
             CredentialError::Symlink { .. }
         ));
+        let sub = d.path().join("sub");
+        std::fs::create_dir(&sub).unwrap();
         assert!(matches!(
-            open_key_file(d.path()).unwrap_err(),
+            open_key_file(&sub).unwrap_err(),
             CredentialError::NotRegular { .. }
         ));
         assert!(matches!(
@@ -493,6 +557,56 @@ mod tests {
             open_key_file(Path::new("/")).unwrap_err(),
             CredentialError::NotAFileName { .. }
         ));
+    }
+
+    /// Outside review r101 F2: an empty or relative `$CREDENTIALS_DIRECTORY` read the credential
+    /// from the working directory.
+    #[test]
+    fn a_relative_credentials_directory_is_refused() {
+        for dir in ["", ".", "creds", "./run/credentials/x"] {
+            let e = credential_in(PathBuf::from(dir), "openai").unwrap_err();
+            assert!(
+                matches!(e, CredentialError::RelativeCredentialsDirectory { .. }),
+                "{dir:?}: {e}"
+            );
+        }
+        // control: systemd's absolute directory
+        assert_eq!(
+            credential_in(PathBuf::from("/run/credentials/p.service"), "openai").unwrap(),
+            Path::new("/run/credentials/p.service/openai")
+        );
+    }
+
+    /// Outside review r101 F3: a sticky world-writable directory (as `/tmp`) directly holding
+    /// the file is refused (anyone may create the name before root does); on the way to it, it
+    /// is admitted (control).
+    #[test]
+    fn a_file_directly_in_a_sticky_world_writable_directory_is_refused() {
+        use std::os::unix::fs::PermissionsExt;
+        let base = tempfile::tempdir().unwrap();
+        std::fs::set_permissions(base.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+        let sticky = base.path().join("sticky");
+        std::fs::create_dir(&sticky).unwrap();
+        std::fs::set_permissions(&sticky, std::fs::Permissions::from_mode(0o1777)).unwrap();
+        let key = write(&sticky, "key", 0o400);
+        let policy = write(&sticky, "policy.toml", 0o644);
+        for (e, kind) in [
+            (open_key_file(&key).unwrap_err(), "key file"),
+            (open_config_file(&policy).unwrap_err(), "policy file"),
+            (open_subuid_file(&policy).unwrap_err(), "subuid file"),
+        ] {
+            assert!(
+                matches!(e, CredentialError::OpenDirectory { mode: 0o1777, .. }),
+                "{e}"
+            );
+            assert!(e.to_string().contains(&format!("refusing {kind}")), "{e}");
+        }
+        // control: a closed directory below the sticky one
+        let closed = sticky.join("closed");
+        std::fs::create_dir(&closed).unwrap();
+        std::fs::set_permissions(&closed, std::fs::Permissions::from_mode(0o755)).unwrap();
+        open_key_file(&write(&closed, "key", 0o400)).unwrap();
+        open_config_file(&write(&closed, "policy.toml", 0o644)).unwrap();
     }
 
     #[test]

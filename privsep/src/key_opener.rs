@@ -134,6 +134,13 @@ pub enum KeyOpenerError {
     Threads { threads: usize },
     #[error("failed to count threads for the key opener: {source}")]
     ThreadCount { source: io::Error },
+    /// The opener, which has no capability, cannot open the file root read at start-up (a key
+    /// of mode 0000 or 0200, a directory without its owner's search bit): every rotation would
+    /// fail (outside review r101 F1), so start-up fails instead.
+    #[error(
+        "the key opener (uid 0 without capabilities, which re-reads the key on SIGHUP) cannot open it: {message}; give the key file its owner's read bit (chmod 0400) and every directory on its path its owner's search bit"
+    )]
+    CannotOpen { message: String },
     /// The key file's directory is not safe (see [`crate::FileDir`]).
     #[error("{source}")]
     Directory { source: crate::CredentialError },
@@ -203,11 +210,19 @@ impl KeyOpener {
                     Ok((1, None)) if ready[0] == b'r' => {}
                     Ok(_) | Err(_) => return Err(KeyOpenerError::NotConfined { pid }),
                 }
-                Ok(KeyOpener {
+                let opener = KeyOpener {
                     sock: ours,
                     pid,
                     path: path.to_path_buf(),
-                })
+                };
+                // Once now, as every rotation will (the descriptor is closed unread).
+                match opener.open() {
+                    Ok(_) => Ok(opener),
+                    Err(KeyOpenerError::Refused { message }) => {
+                        Err(KeyOpenerError::CannotOpen { message })
+                    }
+                    Err(e) => Err(e),
+                }
             }
         }
     }

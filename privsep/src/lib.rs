@@ -50,7 +50,8 @@ pub use confine::{
     ConfineError, ConfineReport, ConfineSpec, check_writable_dir, confine, install_panic_hook,
 };
 pub use credentials::{
-    CredentialError, FileDir, FileKind, open_config_file, open_key_file, systemd_credential,
+    CredentialError, FileDir, FileKind, open_config_file, open_key_file, open_subuid_file,
+    systemd_credential,
 };
 pub use key_opener::{KeyOpener, KeyOpenerError};
 pub use nofile::{NofileError, NofileLimit, raise_nofile_limit};

@@ -44,7 +44,7 @@ impl SubUids {
     /// Reads `path` with the policy file's checks; a missing file is an empty table. `resolve`
     /// turns an owner name into its uid. `Err`: the file is unsafe or unreadable (named).
     pub fn load(path: &Path, resolve: impl Fn(&str) -> Option<u32>) -> Result<Self, String> {
-        let mut file = match codex_privsep::open_config_file(path) {
+        let mut file = match codex_privsep::open_subuid_file(path) {
             Ok(f) => f,
             Err(codex_privsep::CredentialError::Open { source, .. })
                 if source.kind() == std::io::ErrorKind::NotFound =>

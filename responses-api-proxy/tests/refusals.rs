@@ -341,7 +341,7 @@ fn policy_key_and_subuid_files_through_an_attacker_controlled_parent_are_refused
     for (flag, name, code, kind) in [
         ("--policy", "policy.toml", 2, "policy file"),
         ("--api-key-file", "key", 3, "key file"),
-        ("--subuid-file", "subuid", 2, "policy file"),
+        ("--subuid-file", "subuid", 2, "subuid file"),
     ] {
         // Control: root's path.
         let _ = std::fs::remove_file(&info);
@@ -358,6 +358,60 @@ fn policy_key_and_subuid_files_through_an_attacker_controlled_parent_are_refused
         );
         assert_eq!(got, Some(code), "{flag}: {err}");
     }
+}
+
+/// Outside review r101 F1: root with every capability reads a key of mode 0000 at start-up,
+/// but the key opener (uid 0 without capabilities) cannot, so every SIGHUP would have failed:
+/// start-up fails (exit 9) naming the fix; the same key with its owner's read bit starts its
+/// opener.
+#[test]
+fn a_key_the_key_opener_cannot_open_fails_start_up() {
+    use std::io::BufRead;
+    use std::os::unix::fs::PermissionsExt;
+    let mock = MockUpstream::start().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let key = dir.path().join("key");
+    std::fs::write(&key, "sk-abc\n").unwrap();
+    // The proxy's stderr lines until it exits or `stop` matches one (then it is killed):
+    // (exit code, lines).
+    let run = |stop: &str| -> (Option<i32>, String) {
+        let mut child = std::process::Command::new(common::BIN)
+            .args(["--upstream-url", &mock.responses_url(), "--api-key-file"])
+            .arg(&key)
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut lines = String::new();
+        for line in std::io::BufReader::new(child.stderr.take().unwrap()).lines() {
+            let line = line.unwrap();
+            lines.push_str(&line);
+            lines.push('\n');
+            if line.contains(stop) {
+                let _ = child.kill();
+                break;
+            }
+        }
+        (child.wait().unwrap().code(), lines)
+    };
+    for mode in [0o000, 0o200] {
+        std::fs::set_permissions(&key, std::fs::Permissions::from_mode(mode)).unwrap();
+        let (code, err) = run("key opener started");
+        assert_eq!(code, Some(9), "{mode:o}: {err}");
+        assert!(
+            err.contains("the key opener")
+                && err.contains("cannot open it")
+                && err.contains("chmod 0400"),
+            "{mode:o}: {err}"
+        );
+        assert!(!err.contains("sk-abc"), "{err}");
+    }
+    // control: the owner's read bit
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o400)).unwrap();
+    let (code, err) = run("key opener started");
+    assert_ne!(code, Some(9), "{err}");
+    assert!(err.contains("key opener started"), "{err}");
 }
 
 #[test]
