@@ -249,6 +249,20 @@ pub const MODES: &[Rule] = &[
         "a lease on the user's file holds the user's own open-for-write outside for up to \
          lease-break-time (45 s) per attempt",
     ),
+    // outside review r100 F1: dnotify on a deny-read directory the command may list (`~`,
+    // `~/.ssh`) signalled each read of a file in it by the user's tools outside (the inotify
+    // watches of `crate::watch_guard` refused; this older interface needs only an open
+    // directory)
+    Rule::new(
+        "fcntl(F_NOTIFY)",
+        libc::SYS_fcntl,
+        Eq32 {
+            arg: 1,
+            value: libc::F_NOTIFY as u32,
+        },
+        "directory notification (dnotify) reports the user's accesses to files the command \
+         cannot read, with their timing",
+    ),
     ioctl_row(
         "ioctl(FS_IOC_ENABLE_VERITY)",
         0x4080_6685,

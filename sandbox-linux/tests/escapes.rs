@@ -521,7 +521,8 @@ fn other_terminals_and_devices_cannot_be_opened() {
 /// deny-read key (or the directory holding it) each use of it outside. Refused (`EACCES`) in
 /// both modes, fanotify refused (`EPERM`); watches in the workspace still report their events
 /// (the supervisor adds them to the command's own instance); outside, the same uid watches all
-/// of them (the controls).
+/// of them (the controls). dnotify (`fcntl(F_NOTIFY)`, outside review r100 F1) is refused
+/// everywhere.
 #[test]
 fn watches_on_other_terminals_and_deny_read_paths_are_refused() {
     let e = Env::new();
@@ -529,7 +530,10 @@ fn watches_on_other_terminals_and_deny_read_paths_are_refused() {
     let key = s(&e.key());
     let ssh = s(&e.home.join(".ssh"));
     let home = s(&e.home);
+    // (and procfs, where nothing is to be watched and, without a pid namespace, `self` would
+    // be the supervisor: r100 F4)
     let refused = [
+        "/proc/uptime",
         pts.as_str(),
         "/dev/pts",
         "/dev",
@@ -550,6 +554,16 @@ fn watches_on_other_terminals_and_deny_read_paths_are_refused() {
             );
         }
         assert_eq!(probe_in(&e, READ_ONLY, ns, &["fanotify"]), EPERM, "{ns:?}");
+        // r100 F1: dnotify, which needs only a directory the command may list
+        for dir in [home.as_str(), ssh.as_str(), &s(&e.ws)] {
+            let got = probe_in(&e, READ_ONLY, ns, &["dnotify", dir]);
+            assert!(got == EPERM || got == EACCES, "{ns:?} {dir}: {got}");
+        }
+        assert_eq!(
+            probe_in(&e, READ_ONLY, ns, &["dnotify", &home]),
+            EPERM,
+            "{ns:?}"
+        );
         // controls inside: a readable file outside the roots, and the workspace, whose watch
         // reports a file created in it
         assert_eq!(
@@ -568,10 +582,18 @@ fn watches_on_other_terminals_and_deny_read_paths_are_refused() {
         }
     }
     // controls outside: the same uid watches the terminal and the key
-    for path in [pts.as_str(), key.as_str(), ssh.as_str(), home.as_str()] {
+    for path in [
+        pts.as_str(),
+        key.as_str(),
+        ssh.as_str(),
+        home.as_str(),
+        "/proc/uptime",
+    ] {
         assert_eq!(probe_out(&["watch", path]), "ok", "{path}");
     }
     assert_eq!(probe_out(&["fanotify"]), "ok");
+    assert_eq!(probe_out(&["dnotify", &home]), "ok");
+    assert_eq!(probe_out(&["dnotify", &ssh]), "ok");
 }
 
 /// A SysV segment created outside, one byte set; removed on drop.

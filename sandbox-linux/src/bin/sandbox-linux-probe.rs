@@ -352,6 +352,27 @@ mod probe_sys {
         Ok(())
     }
 
+    /// `fcntl(F_NOTIFY, DN_ACCESS | DN_MULTISHOT)` on directory `p` (dnotify).
+    pub fn dnotify(p: &CStr) -> io::Result<()> {
+        // linux/fcntl.h
+        const DN_ACCESS: libc::c_int = 0x0000_0001;
+        const DN_MULTISHOT: libc::c_int = 0x8000_0000_u32 as libc::c_int;
+        // SAFETY: NUL-terminated path; the descriptor is closed below.
+        let fd = res(unsafe {
+            libc::open(
+                p.as_ptr(),
+                libc::O_RDONLY | libc::O_DIRECTORY | libc::O_CLOEXEC,
+            )
+        } as libc::c_long)? as i32;
+        // SAFETY: integers only on a descriptor owned here.
+        let r = res(
+            unsafe { libc::fcntl(fd, libc::F_NOTIFY, DN_ACCESS | DN_MULTISHOT) } as libc::c_long,
+        );
+        // SAFETY: `fd` was opened above and is not used again.
+        unsafe { libc::close(fd) };
+        r.map(drop)
+    }
+
     pub fn open_ro_noctty(p: &CStr) -> io::Result<()> {
         // SAFETY: NUL-terminated path; the returned descriptor is closed right away.
         let fd = res(unsafe {
@@ -826,6 +847,7 @@ fn run(args: &[String]) -> i32 {
             }
         }
         "fanotify" => report(s::fanotify()),
+        "dnotify" => report(s::dnotify(&cpath(&arg(args, 2)))),
         "race-chmod" => race_chmod(num(args, 2) as u64),
         "hop" => s::hop(std::path::Path::new(&arg(args, 2))),
         "race-mkdir" => {

@@ -659,7 +659,18 @@ pub(crate) fn resolve(
     };
     let full = CString::new(full).map_err(|_| libc::EINVAL)?;
     let root = usys::open_path(None, &proc_path(tid, "root")).map_err(|_| libc::ESRCH)?;
-    match sys::open_in_root(&root, &full, follow) {
+    // `RESOLVE_IN_ROOT` answers EAGAIN when a rename raced the walk (outside review r100 F4:
+    // an editor saving by rename): a few more tries, as the kernel's own lookup would retry
+    let mut opened = sys::open_in_root(&root, &full, follow);
+    for _ in 0..8 {
+        match &opened {
+            Err(e) if e.raw_os_error() == Some(libc::EAGAIN) => {
+                opened = sys::open_in_root(&root, &full, follow);
+            }
+            _ => break,
+        }
+    }
+    match opened {
         Ok(f) => Ok(f),
         // a /proc magic link (or a symlink loop): refused
         Err(e) if e.raw_os_error() == Some(libc::ELOOP) => Err(DENIED_ERRNO),
