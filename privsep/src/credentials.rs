@@ -479,24 +479,6 @@ mod tests {
         );
     }
 
-    /// `ln -s target link` as uid 65534: a symlink another user owns.
-    fn symlink_as_nobody(target: &Path, link: &Path) {
-        use std::os::unix::process::CommandExt;
-        let ok = std::process::Command::new("ln")
-            .arg("-s")
-            .arg(target)
-            .arg(link)
-            .uid(65534)
-            .gid(65534)
-            .status()
-            .unwrap()
-            .success();
-        assert!(
-            ok,
-            "uid 65534 could not plant its symlink: the test cannot run"
-        );
-    }
-
     /// Outside review r99 F1: a root-owned file that passes every check on the file itself,
     /// reached through a directory or a symlink another user owns, is refused (that user chose
     /// which file root reads); the same file by a path only root controls opens.
@@ -541,7 +523,7 @@ mod tests {
         let sticky = base.path().join("sticky");
         std::fs::create_dir(&sticky).unwrap();
         std::fs::set_permissions(&sticky, std::fs::Permissions::from_mode(0o1777)).unwrap();
-        symlink_as_nobody(&roots, &sticky.join("d"));
+        suite_test_support::dirs::symlink_as(65534, &roots, &sticky.join("d"));
         let e = open_config_file(&sticky.join("d/policy.toml")).unwrap_err();
         assert!(
             matches!(&e, CredentialError::Directory { source, .. }

@@ -255,26 +255,8 @@ fn attacker_owned_parent() -> (tempfile::TempDir, std::path::PathBuf, std::path:
     let evil = base.path().join("evil");
     std::fs::create_dir(&evil).unwrap();
     std::os::unix::fs::chown(&evil, Some(65534), Some(65534)).unwrap();
-    plant_symlink_as_nobody(&secret, &evil.join("d"));
+    suite_test_support::dirs::symlink_as(65534, &secret, &evil.join("d"));
     (base, secret, evil)
-}
-
-/// `ln -s target link` run as uid 65534 (the attacker owns the link).
-fn plant_symlink_as_nobody(target: &std::path::Path, link: &std::path::Path) {
-    use std::os::unix::process::CommandExt;
-    let ok = std::process::Command::new("ln")
-        .arg("-s")
-        .arg(target)
-        .arg(link)
-        .uid(65534)
-        .gid(65534)
-        .status()
-        .unwrap()
-        .success();
-    assert!(
-        ok,
-        "uid 65534 could not plant its symlink: the test cannot run"
-    );
 }
 
 /// Runs the proxy with `--server-info path` (and `extra`): `Ok` once it wrote that file (then
@@ -457,7 +439,7 @@ fn server_info_and_dump_dir_through_an_attacker_controlled_parent_are_refused() 
         std::os::unix::fs::PermissionsExt::from_mode(0o1777),
     )
     .unwrap();
-    plant_symlink_as_nobody(&secret, &sticky.join("d"));
+    suite_test_support::dirs::symlink_as(65534, &secret, &sticky.join("d"));
     let via = sticky.join("d/info.json");
     let (code, err) = run_with_server_info(&mock, &via, &[]).unwrap_err();
     assert_eq!(code, Some(4), "{err}");

@@ -38,6 +38,28 @@ pub fn sandbox_scratch(prefix: &str, target_tmpdir: &Path) -> (tempfile::TempDir
     (dir, base)
 }
 
+/// `ln -s target link` run as `uid` (gid the same): a symbolic link another user owns, as an
+/// attacker would plant it. Panics when the link cannot be made (the test cannot run).
+#[allow(clippy::expect_used, clippy::panic)]
+pub fn symlink_as(uid: u32, target: &Path, link: &Path) {
+    use std::os::unix::process::CommandExt;
+    let ok = std::process::Command::new("ln")
+        .arg("-s")
+        .arg(target)
+        .arg(link)
+        .uid(uid)
+        .gid(uid)
+        .status()
+        .expect("ln")
+        .success();
+    if !ok {
+        panic!(
+            "uid {uid} could not plant its symlink {}: the test cannot run",
+            link.display()
+        );
+    }
+}
+
 /// `chown -R uid:uid p` without following symlinks.
 #[allow(clippy::expect_used)]
 pub fn chown_tree(p: &Path, uid: u32) {

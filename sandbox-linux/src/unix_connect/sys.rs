@@ -141,30 +141,21 @@ pub fn notif_id_valid(listener: &OwnedFd, id: u64) -> bool {
 }
 
 /// Answer notification `id`: `errno == 0` → the syscall returns 0, else −errno. Never CONTINUE.
-/// Answer notification `id` with the call's result `val` (success).
+pub fn notif_send(listener: &OwnedFd, id: u64, errno: i32) -> io::Result<()> {
+    notif_respond(listener, id, 0, if errno == 0 { 0 } else { -errno })
+}
+
+/// Answer notification `id` with the call's result `val` (success; `inotify_add_watch`'s watch
+/// descriptor). Never CONTINUE.
 pub fn notif_send_value(listener: &OwnedFd, id: u64, val: i64) -> io::Result<()> {
+    notif_respond(listener, id, val, 0)
+}
+
+fn notif_respond(listener: &OwnedFd, id: u64, val: i64, error: i32) -> io::Result<()> {
     let resp = libc::seccomp_notif_resp {
         id,
         val,
-        error: 0,
-        flags: 0,
-    };
-    // SAFETY: the ioctl reads one seccomp_notif_resp.
-    let r = unsafe {
-        libc::ioctl(
-            listener.as_raw_fd(),
-            libc::SECCOMP_IOCTL_NOTIF_SEND,
-            &resp as *const libc::seccomp_notif_resp,
-        )
-    };
-    cvt(r as libc::c_long).map(|_| ())
-}
-
-pub fn notif_send(listener: &OwnedFd, id: u64, errno: i32) -> io::Result<()> {
-    let resp = libc::seccomp_notif_resp {
-        id,
-        val: 0,
-        error: if errno == 0 { 0 } else { -errno },
+        error,
         flags: 0,
     };
     // SAFETY: the ioctl reads one seccomp_notif_resp.
