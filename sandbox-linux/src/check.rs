@@ -176,7 +176,7 @@ fn guarantees(
     ));
     v.push(
         "no watch (inotify) of devices, other terminals, deny-read paths or the directories \
-         holding them; no fanotify: yes (the supervisor adds each watch itself)"
+         holding them, or of procfs; no fanotify, no dnotify: yes (the supervisor adds each watch itself)"
             .into(),
     );
     v.push(format!(
