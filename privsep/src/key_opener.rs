@@ -74,6 +74,12 @@ pub const ALLOWED: &[Rule] = &[
     Rule::new("newfstatat", libc::SYS_newfstatat, Always, "see fstat"),
     Rule::new("statx", libc::SYS_statx, Always, "see fstat"),
     Rule::new(
+        "geteuid",
+        libc::SYS_geteuid,
+        Always,
+        "the key file's owner compared with ours",
+    ),
+    Rule::new(
         "getresuid",
         libc::SYS_getresuid,
         Always,

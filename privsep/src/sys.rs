@@ -29,6 +29,12 @@ pub fn getresuid() -> io::Result<(u32, u32, u32)> {
     Ok((r, e, s))
 }
 
+/// `geteuid(2)` (cannot fail).
+pub fn geteuid() -> u32 {
+    // SAFETY: no arguments; geteuid always succeeds.
+    unsafe { libc::geteuid() }
+}
+
 /// `getresgid(2)`: (real, effective, saved) group ids.
 pub fn getresgid() -> io::Result<(u32, u32, u32)> {
     let (mut r, mut e, mut s) = (0, 0, 0);

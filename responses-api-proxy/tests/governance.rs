@@ -2207,3 +2207,56 @@ fn a_user_whose_uid_shares_a_slot_with_a_flooding_user_does_not_wait_behind_it()
         "uid 64's requests took {during:?} (median; {quiet:?} on the quiet proxy) while root's 128 connections sent refused 60 KiB bodies"
     );
 }
+
+/// Outside review r102 F1: the first response booked in a new UTC month opens that month's
+/// ledger file while serving, under the seccomp allow-list, and the check of its owner called
+/// `getresuid`, which the list refuses: the proxy exited 10 and nothing of the new month was
+/// booked. Run under libfaketime (Debian `faketime`) from 23:59:57 UTC on 31 December:
+/// responses on both sides of the change are served and booked, and the proxy lives.
+#[test]
+fn the_first_response_of_a_new_month_is_booked_and_the_proxy_lives() {
+    const LIBFAKETIME: &str = "/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1";
+    assert!(
+        std::path::Path::new(LIBFAKETIME).exists(),
+        "{LIBFAKETIME} (Debian faketime) is needed: the test cannot run"
+    );
+    let d = policy_dir();
+    let policy = write_policy(d.path(), "[default]\nday = { output_tokens = 1000000 }\n");
+    let state = d.path().join("state");
+    let mock = MockUpstream::start().unwrap();
+    mock.set_default(MockResponse::json(serde_json::json!({
+        "id": "resp_1",
+        "usage": {"input_tokens": 1, "output_tokens": 2}
+    })));
+    let proxy = Spawn::new(&mock.responses_url())
+        .governed(&policy, &state)
+        .env("LD_PRELOAD", LIBFAKETIME)
+        .env("FAKETIME", "@2026-12-31 23:59:57")
+        .start();
+    let body = r#"{"model":"gpt-5","max_output_tokens":10}"#;
+    let r = post_as(Some(A), proxy.port, "/v1/responses", body);
+    assert_eq!(r.status, 200, "{}", r.body);
+    std::thread::sleep(Duration::from_secs(4));
+    for i in 0..3 {
+        let r = post_as(Some(A), proxy.port, "/v1/responses", body);
+        assert_eq!(
+            r.status,
+            200,
+            "January request {i}: {}\n{}",
+            r.body,
+            proxy.stderr()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let log = proxy.stderr();
+    assert!(!log.contains("seccomp refused"), "{log}");
+    for (month, records) in [("2026-12", 1), ("2027-01", 3)] {
+        let text = std::fs::read_to_string(state.join(format!("ledger-{month}.log")))
+            .unwrap_or_else(|e| panic!("ledger-{month}.log: {e}\n{log}"));
+        assert_eq!(
+            text.lines().count(),
+            records,
+            "ledger-{month}.log: {text}\n{log}"
+        );
+    }
+}
