@@ -172,23 +172,34 @@ impl ConfinePlan {
         self
     }
 
-    /// Drops privileges and confines the process; returns the per-connection authorizer.
-    pub fn apply(self) -> Result<Arc<dyn PeerAuthorizer>, ConfineStepError> {
-        // The sock_diag socket is opened only now, after the listeners were bound: systemd's
-        // LISTEN_FDS are taken as fds 3.. at bind time, and a descriptor opened earlier could
-        // sit at one of those numbers. Before confinement, whose seccomp filter refuses netlink.
-        let ident = Arc::new(PeerIdentifier::new().map_err(ConfineStepError::PeerIdentifier)?);
-        self.upstream_owner.install(Arc::clone(&ident));
+    /// Hands the directories this start created (`--dump-dir`, `--state-dir`) to the account
+    /// the proxy drops to, as soon as they exist: a start that fails later (a port in use)
+    /// leaves them usable by the next one (outside review r102 F2: a root-owned 0700 state dir
+    /// was left, and every later start refused it, exit 9). Each is given once.
+    pub fn give_created_dirs(&mut self) -> Result<(), ConfineStepError> {
         if let (RunAs::Drop(account), Some(dir)) = (&self.run_as, &self.dump_dir) {
             if self.dump_dir_is_ours {
                 give_created_dir("--dump-dir", dir, account.uid, account.gid)?;
+                self.dump_dir_is_ours = false;
             }
         }
         if let (RunAs::Drop(account), Some(dir)) = (&self.run_as, &self.state_dir) {
             if self.state_dir_is_ours {
                 give_created_dir("--state-dir", dir, account.uid, account.gid)?;
+                self.state_dir_is_ours = false;
             }
         }
+        Ok(())
+    }
+
+    /// Drops privileges and confines the process; returns the per-connection authorizer.
+    pub fn apply(mut self) -> Result<Arc<dyn PeerAuthorizer>, ConfineStepError> {
+        // The sock_diag socket is opened only now, after the listeners were bound: systemd's
+        // LISTEN_FDS are taken as fds 3.. at bind time, and a descriptor opened earlier could
+        // sit at one of those numbers. Before confinement, whose seccomp filter refuses netlink.
+        let ident = Arc::new(PeerIdentifier::new().map_err(ConfineStepError::PeerIdentifier)?);
+        self.upstream_owner.install(Arc::clone(&ident));
+        self.give_created_dirs()?;
         let dropped = self.run_as.apply().map_err(ConfineStepError::Drop)?;
         // The account must be able to create dumps: fail now, not at the first request.
         if let Some(dir) = &self.dump_dir {

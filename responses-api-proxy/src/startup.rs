@@ -306,6 +306,8 @@ impl Config {
             None => None,
         };
         let governor = load_governor(&args, plan.drop_uid())?;
+        let mut plan = plan;
+        plan.give_created_dirs()?;
         Ok(Self {
             args,
             max_connections,

@@ -2260,3 +2260,35 @@ fn the_first_response_of_a_new_month_is_booked_and_the_proxy_lives() {
         );
     }
 }
+
+/// Outside review r102 F2: a start that failed after creating `--state-dir` (its port in use)
+/// left the directory root's 0700, and every later start refused it (exit 9) until an
+/// administrator chowned it. The directory is handed to the account as soon as it is made: the
+/// failed start exits 4 and the next one serves.
+#[test]
+fn a_start_that_fails_after_creating_the_state_dir_leaves_it_to_the_next() {
+    use std::os::unix::fs::MetadataExt;
+    let d = policy_dir();
+    let policy = write_policy(d.path(), "[default]\nday = { output_tokens = 100000 }\n");
+    let state = d.path().join("state");
+    let mock = MockUpstream::start().unwrap();
+    let busy = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let taken = format!("127.0.0.1:{}", busy.local_addr().unwrap().port());
+    let Err((status, stderr)) = Spawn::new(&mock.responses_url())
+        .governed(&policy, &state)
+        .arg("--listen")
+        .arg(&taken)
+        .try_start()
+    else {
+        panic!("started on a port in use")
+    };
+    assert_eq!(status.code(), Some(4), "{stderr}");
+    let md = std::fs::metadata(&state).unwrap_or_else(|e| panic!("no state dir: {e}: {stderr}"));
+    assert_eq!(md.uid(), common::ledger_account(), "{stderr}");
+    // the next start (another port) uses it
+    let proxy = Spawn::new(&mock.responses_url())
+        .governed(&policy, &state)
+        .start();
+    let r = post_as(Some(A), proxy.port, "/v1/responses", r#"{"model":"gpt-5"}"#);
+    assert_eq!(r.status, 200, "{}", r.body);
+}
