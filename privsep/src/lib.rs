@@ -63,7 +63,16 @@ pub use unix_socket::{
 };
 pub use users::{Account, ResolveError};
 
-/// This process's effective uid (`u32::MAX` if it cannot be read).
+/// Ignores `SIGXFSZ` (inherited by the key opener): under a file-size limit
+/// (`LimitFSIZE=`, `ulimit -f`) a write past it then fails with `EFBIG`, which the ledger and
+/// dump writers handle like a full disk, instead of killing the process (outside review r103
+/// F1: one request body larger than the limit, dumped, ended the proxy for everyone; a ledger
+/// reaching it did the same, with its last record torn, at every restart).
+pub fn ignore_file_size_signal() -> std::io::Result<()> {
+    sys::ignore_signal(libc::SIGXFSZ)
+}
+
+/// This process's effective uid.
 pub fn effective_uid() -> u32 {
     // `geteuid`, not `getresuid`: the proxy's seccomp allow-list has the former only, and the
     // ledger's first file of a new month is checked with this while serving (outside review

@@ -111,6 +111,9 @@ pub enum StartupError {
     /// Step 0: the descriptor limit.
     #[error("{0}")]
     Nofile(#[from] codex_privsep::NofileError),
+    /// Step 0: `SIGXFSZ` could not be ignored.
+    #[error("sigaction(SIGXFSZ, SIG_IGN) failed: {0}")]
+    Signal(#[source] std::io::Error),
     /// Step 0: `--max-connections` (or its default) does not fit the descriptor limit.
     #[error("{0}")]
     ConnectionCap(#[from] CapError),
@@ -148,7 +151,9 @@ impl StartupError {
             StartupError::Admin(AdminError::Bind(_)) => exit::LISTEN,
             StartupError::Admin(_) => exit::CONFIG,
             StartupError::Confine(_) | StartupError::Opener(_) => exit::CONFINE,
-            StartupError::Runtime(_) | StartupError::Register(_) => exit::RUNTIME,
+            StartupError::Runtime(_) | StartupError::Register(_) | StartupError::Signal(_) => {
+                exit::RUNTIME
+            }
         }
     }
 }
@@ -285,6 +290,7 @@ impl Config {
         // Before the drop (no privilege needed either way): the soft descriptor limit up to the
         // hard one, and the connection cap derived from it, so that accept never meets EMFILE
         // before the cap's eviction runs (review round 5, F3).
+        codex_privsep::ignore_file_size_signal().map_err(StartupError::Signal)?;
         let nofile = codex_privsep::raise_nofile_limit()?;
         let max_connections = connection_cap(args.max_connections, nofile.soft)?;
         tracing::info!(

@@ -2292,3 +2292,66 @@ fn a_start_that_fails_after_creating_the_state_dir_leaves_it_to_the_next() {
     let r = post_as(Some(A), proxy.port, "/v1/responses", r#"{"model":"gpt-5"}"#);
     assert_eq!(r.status, 200, "{}", r.body);
 }
+
+/// Outside review r103 F1: under a file-size limit (`LimitFSIZE=`, `prlimit --fsize`), the
+/// first write past it (a dumped request body larger than the limit, or the ledger growing to
+/// it) killed the proxy with SIGXFSZ, for every user, its last ledger record torn. SIGXFSZ is
+/// ignored: the write fails with EFBIG like a full disk, and the proxy goes on answering.
+#[test]
+fn a_file_size_limit_never_kills_the_proxy() {
+    let d = policy_dir();
+    let policy = write_policy(d.path(), "[default]\nday = { output_tokens = 10000000 }\n");
+    let state = d.path().join("state");
+    let dumps = d.path().join("dumps");
+    let mock = MockUpstream::start().unwrap();
+    mock.set_default(MockResponse::json(serde_json::json!({
+        "id": "resp_1",
+        "usage": {"input_tokens": 1, "output_tokens": 2}
+    })));
+    let mut spawn = Spawn::new(&mock.responses_url())
+        .governed(&policy, &state)
+        .arg("--dump-dir")
+        .arg(dumps.to_str().unwrap());
+    spawn.wrapper = vec!["prlimit".into(), "--fsize=16384".into()];
+    let proxy = spawn.start();
+    // a body larger than the limit, dumped
+    let big = format!(r#"{{"model":"gpt-5","input":"{}"}}"#, "a".repeat(40_000));
+    let r = post_as(Some(A), proxy.port, "/v1/responses", &big);
+    assert_ne!(
+        r.status,
+        0,
+        "no answer to the large body\n{}",
+        proxy.stderr()
+    );
+    // the ledger growing past the limit: every request is answered (served, or refused once
+    // the ledger cannot be written: budgets fail closed)
+    let small = r#"{"model":"gpt-5","max_output_tokens":10}"#;
+    let mut served = 0;
+    for i in 0..200 {
+        let r = post_as(Some(A), proxy.port, "/v1/responses", small);
+        assert_ne!(r.status, 0, "request {i} got no answer\n{}", proxy.stderr());
+        served += usize::from(r.status == 200);
+    }
+    assert!(served > 0, "{}", proxy.stderr());
+    let log = proxy.stderr();
+    assert!(!log.contains("seccomp refused"), "{log}");
+    // the ledger reached the limit (the attack's condition), and the proxy is alive
+    let ledger = std::fs::read_dir(&state)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| {
+            p.file_name()
+                .unwrap()
+                .to_string_lossy()
+                .starts_with("ledger-")
+        })
+        .unwrap();
+    assert!(
+        std::fs::metadata(&ledger).unwrap().len() >= 8192,
+        "the ledger stayed small: the test did not reach the limit\n{log}"
+    );
+    assert!(
+        std::path::Path::new(&format!("/proc/{}", proxy.pid())).exists(),
+        "{log}"
+    );
+}
