@@ -2457,10 +2457,38 @@ fn printed_made(out: &std::process::Output, ns: Ns) -> String {
     ctx
 }
 
-/// The python `race` as role `A` and as role `B` in two sandboxes at once on `e`'s workspace:
-/// what each printed (stdout and stderr); both must have printed `done`.
+/// What every race script of [`two_sandboxes`] starts with: `role` (`A` or `B`), the racing
+/// directory `T` and a loose object's 38-hex-digit name `H`; `exch(a, b)`, an exchange
+/// (`renameat2(RENAME_EXCHANGE)`: 0 or the errno); `signal(name)` and `wait_for(name)`, the two
+/// roles' hand-shake beside `T` (at most 30 s); `watching(path)`, a thread counting every moment
+/// `path` exists until its `stop()`: `(seen, stop)`.
+const RACE_PRELUDE: &str = r#"
+import os, sys, time, ctypes, errno, threading
+libc = ctypes.CDLL(None, use_errno=True)
+role = sys.argv[1]; T = 't'; H = 'ab' * 19
+def exch(a, b):
+    return 0 if libc.renameat2(-100, a.encode(), -100, b.encode(), 2) == 0 else ctypes.get_errno()
+def signal(name):
+    open(T + '/../' + name + '-ready', 'w').close()
+def wait_for(name):
+    t0 = time.time()
+    while not os.path.exists(T + '/../' + name + '-ready') and time.time() - t0 < 30: time.sleep(0.01)
+def watching(path):
+    seen = [0]; racing = [True]
+    def watch():
+        while racing[0]:
+            if os.path.lexists(path): seen[0] += 1
+    threading.Thread(target=watch, daemon=True).start()
+    def stop(): racing[0] = False
+    return seen, stop
+"#;
+
+/// The python `race` (after [`RACE_PRELUDE`]) as role `A` and as role `B` in two sandboxes at
+/// once on `e`'s workspace: what each printed (stdout and stderr); both must have printed
+/// `done`.
 fn two_sandboxes(e: &Env, ns: Ns, race: &str) -> (String, String) {
-    let script = |role: &str| format!("python3 -c \"$(cat <<'PY'\n{race}\nPY\n)\" {role}");
+    let script =
+        |role: &str| format!("python3 -c \"$(cat <<'PY'\n{RACE_PRELUDE}{race}\nPY\n)\" {role}");
     let (a, b) = std::thread::scope(|s| {
         let a = s.spawn(|| guarded(e, ns, false, &script("A")));
         let b = s.spawn(|| guarded(e, ns, false, &script("B")));
@@ -3045,11 +3073,6 @@ except OSError as e:
 #[test]
 fn a_directory_swapped_in_before_a_rename_to_a_store_name_is_never_seen_there() {
     let race = r#"
-import os, sys, time, ctypes, errno, threading
-libc = ctypes.CDLL(None, use_errno=True)
-def exch(a, b):
-    return 0 if libc.renameat2(-100, a.encode(), -100, b.encode(), 2) == 0 else ctypes.get_errno()
-role = sys.argv[1]; T = 't'; H = 'ab' * 19
 if role == 'A':
     os.makedirs(T + '/D'); os.makedirs(T + '/X'); os.makedirs(T + '/ab')
     print('exchange to a store name', errno.errorcode.get(exch(T + '/X', T + '/ab'), 'ok'))
@@ -3065,14 +3088,8 @@ if role == 'A':
     os.rename(T + '/hl', T + '/ee')
     print('rename onto its own hard link', 'kept' if os.path.exists(T + '/hl') else 'gone')
     print('staging names left', len([n for n in os.listdir(T) if n.startswith('.codex-staging')]))
-    open(T + '/../A-ready', 'w').close()
-    t0 = time.time()
-    while not os.path.exists(T + '/../B-ready') and time.time() - t0 < 30: time.sleep(0.01)
-    seen = [0]; racing = [True]
-    def watch():
-        while racing[0]:
-            if os.path.lexists(T + '/ab/' + H): seen[0] += 1
-    threading.Thread(target=watch, daemon=True).start()
+    signal('A'); wait_for('B')
+    seen, stop = watching(T + '/ab/' + H)
     n = moved = refused = 0; end = time.time() + 6
     while time.time() < end:
         n += 1
@@ -3084,11 +3101,10 @@ if role == 'A':
         except OSError:
             try: os.rename(T + '/ab', T + '/old%d' % n)
             except OSError: pass
-    racing[0] = False
+    stop()
     print('tries', n, 'moved', moved, 'refused', refused, 'seen', seen[0])
 else:
-    t0 = time.time()
-    while not os.path.exists(T + '/../A-ready') and time.time() - t0 < 30: time.sleep(0.01)
+    wait_for('A')
     def ensure():
         for d in ('D', 'D2'):
             if not os.path.lexists(T + '/' + d):
@@ -3097,7 +3113,7 @@ else:
         if not os.path.lexists(T + '/D/' + H) and not os.path.lexists(T + '/D2/' + H):
             try: open(T + '/D2/' + H, 'wb').write(b'x')
             except OSError: pass
-    ensure(); open(T + '/../B-ready', 'w').close()
+    ensure(); signal('B')
     n = swapped = 0; end = time.time() + 7
     while time.time() < end:
         n += 1
@@ -3136,21 +3152,10 @@ print('done')
 #[test]
 fn a_directory_swapped_in_for_a_file_renamed_to_a_store_name_is_never_seen_there() {
     let race = r#"
-import os, sys, time, ctypes, errno, threading
-libc = ctypes.CDLL(None, use_errno=True)
-def exch(a, b):
-    return libc.renameat2(-100, a.encode(), -100, b.encode(), 2) == 0
-role = sys.argv[1]; T = 't'; H = 'ab' * 19
 if role == 'A':
     os.makedirs(T); open(T + '/F', 'w').close()
-    open(T + '/../A-ready', 'w').close()
-    t0 = time.time()
-    while not os.path.exists(T + '/../B-ready') and time.time() - t0 < 30: time.sleep(0.01)
-    seen = [0]; racing = [True]
-    def watch():
-        while racing[0]:
-            if os.path.lexists(T + '/ab/' + H): seen[0] += 1
-    threading.Thread(target=watch, daemon=True).start()
+    signal('A'); wait_for('B')
+    seen, stop = watching(T + '/ab/' + H)
     n = moved = 0; end = time.time() + 6
     while time.time() < end:
         n += 1
@@ -3165,22 +3170,21 @@ if role == 'A':
         except OSError:
             try: os.rename(T + '/ab', T + '/old%d' % n)
             except OSError: pass
-    racing[0] = False
+    stop()
     aside = len([x for x in os.listdir(T) if x.startswith('.refused-')])
     print('tries', n, 'moved', moved, 'seen', seen[0], 'moved-aside', aside)
 else:
-    t0 = time.time()
-    while not os.path.exists(T + '/../A-ready') and time.time() - t0 < 30: time.sleep(0.01)
+    wait_for('A')
     def ensure():
         if not os.path.lexists(T + '/D2') and not os.path.isdir(T + '/F'):
             try:
                 os.mkdir(T + '/D2'); open(T + '/D2/' + H, 'wb').write(b'x')
             except OSError: pass
-    ensure(); open(T + '/../B-ready', 'w').close()
+    ensure(); signal('B')
     n = swapped = 0; end = time.time() + 7
     while time.time() < end:
         n += 1
-        if exch(T + '/F', T + '/D2'): swapped += 1
+        if exch(T + '/F', T + '/D2') == 0: swapped += 1
         else: ensure()
     print('B swaps', n, swapped)
 print('done')
