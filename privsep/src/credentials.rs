@@ -286,6 +286,11 @@ impl FileDir {
         })
     }
 
+    /// The file's directory as the walk resolved it (root's or ours all the way).
+    pub fn dir_path(&self) -> &Path {
+        self.dir.path()
+    }
+
     /// Opens the file in the directory held open and checks it per the module rules.
     pub fn open_file(&self) -> Result<File, CredentialError> {
         let (kind, path) = (self.kind, &self.path);

@@ -189,11 +189,6 @@ impl KeyOpener {
         if threads != 1 {
             return Err(KeyOpenerError::Threads { threads });
         }
-        let dir = path
-            .parent()
-            .filter(|d| !d.as_os_str().is_empty())
-            .unwrap_or(Path::new("."))
-            .to_path_buf();
         // Checked here to name a problem; the opener walks again for itself.
         crate::FileDir::open(path, crate::FileKind::Key)
             .map_err(|source| KeyOpenerError::Directory { source })?;
@@ -203,7 +198,7 @@ impl KeyOpener {
         match sys::fork().map_err(|source| KeyOpenerError::Fork { source })? {
             None => {
                 drop(ours);
-                child(theirs, path, &dir, parent)
+                child(theirs, path, parent)
             }
             Some(pid) => {
                 drop(theirs);
@@ -278,7 +273,7 @@ impl KeyOpener {
 }
 
 /// The opener itself; never returns.
-fn child(sock: OwnedFd, path: &Path, dir: &Path, parent: libc::pid_t) -> ! {
+fn child(sock: OwnedFd, path: &Path, parent: libc::pid_t) -> ! {
     let fail = |what: &str, e: &dyn std::fmt::Display| -> ! {
         use std::io::Write;
         let _ = writeln!(
@@ -336,7 +331,7 @@ fn child(sock: OwnedFd, path: &Path, dir: &Path, parent: libc::pid_t) -> ! {
         fail("prctl(PR_SET_NO_NEW_PRIVS)", &e);
     }
     let ruleset = Landlock::new(Compat::HardRequirement)
-        .allow_path(dir, Access::Read)
+        .allow_path(file_dir.dir_path(), Access::Read)
         .create()
         .and_then(|r| r.restrict_self());
     if let Err(e) = ruleset {

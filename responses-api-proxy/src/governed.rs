@@ -541,7 +541,7 @@ pub async fn admit(
         }
     };
     // the compaction endpoint takes another body (outside review r96 F1)
-    let endpoint = if audit.path == "/v1/responses/compact" {
+    let endpoint = if audit.path == crate::policy::COMPACT_PATH {
         Endpoint::Compact
     } else {
         Endpoint::Responses

@@ -202,7 +202,9 @@ pub enum LocalEndpoint {
 
 /// Paths forwarded without `--allow-path`: the Responses API, and conversation compaction (the
 /// Codex CLI calls it; the same policy rules apply to both).
-pub const FORWARDED_PATHS: &[&str] = &["/v1/responses", "/v1/responses/compact"];
+pub const FORWARDED_PATHS: &[&str] = &["/v1/responses", COMPACT_PATH];
+/// The compaction endpoint, whose body the policy checks without rewriting it.
+pub const COMPACT_PATH: &str = "/v1/responses/compact";
 
 /// The request admission rules, in the order they are checked.
 #[derive(Clone, Debug)]
