@@ -30,6 +30,7 @@
 
 pub mod activation;
 pub mod allow;
+pub mod busy_poll;
 pub mod confine;
 pub mod credentials;
 pub mod key_opener;

@@ -256,7 +256,12 @@ pub const ALLOWED: &[Rule] = &[
         Always,
         "tokio's reactor",
     ),
-    Rule::new("epoll_ctl", libc::SYS_epoll_ctl, Always, "tokio's reactor"),
+    Rule::new(
+        "epoll_ctl",
+        libc::SYS_epoll_ctl,
+        Always,
+        "tokio's reactor; busy polling's start-up probe (which descriptors are epoll instances)",
+    ),
     Rule::new(
         "epoll_pwait",
         libc::SYS_epoll_pwait,
@@ -267,13 +272,13 @@ pub const ALLOWED: &[Rule] = &[
         "eventfd2",
         libc::SYS_eventfd2,
         Always,
-        "tokio's reactor waker",
+        "tokio's reactor waker; busy polling's start-up probe",
     ),
     Rule::new(
         "ppoll",
         libc::SYS_ppoll,
         Always,
-        "glibc's resolver waits for the answer (poll on aarch64/riscv64)",
+        "glibc's resolver waits for the answer; busy polling looks at the event loop's epoll instance (poll on aarch64/riscv64)",
     ),
     // Descriptors and files (Landlock decides which paths).
     Rule::new(
@@ -577,7 +582,7 @@ pub const ALLOWED_ARCH: &[Rule] = &[
         "poll",
         libc::SYS_poll,
         Always,
-        "glibc's resolver waits for the answer",
+        "glibc's resolver waits for the answer; busy polling looks at the event loop's epoll instance (zero timeout)",
     ),
     Rule::new(
         "access",

@@ -860,3 +860,84 @@ pub fn close_unowned(fd: RawFd) {
         libc::close(fd);
     }
 }
+
+// ---------------------------------------------------------------------------------------------
+// Busy polling
+// ---------------------------------------------------------------------------------------------
+
+/// `fcntl(F_DUPFD_CLOEXEC)` of a descriptor number this process has open: a new descriptor of
+/// the same open file, owned by the caller (the original stays with whoever owns it).
+pub fn dup_raw_cloexec(fd: RawFd) -> io::Result<OwnedFd> {
+    // SAFETY: F_DUPFD_CLOEXEC on any integer only reads the descriptor table (EBADF if `fd` is
+    // not open); on success the returned number is a new descriptor nothing else owns.
+    let new = cvt(unsafe { libc::fcntl(fd, libc::F_DUPFD_CLOEXEC, 0) })?;
+    // SAFETY: `new` was just created by fcntl and is owned by nobody else.
+    Ok(unsafe { OwnedFd::from_raw_fd(new) })
+}
+
+/// `eventfd(2)` (close-on-exec): a pollable descriptor of no consequence, for probing.
+pub fn eventfd() -> io::Result<OwnedFd> {
+    // SAFETY: eventfd takes no pointers; on success the returned number is a new descriptor
+    // nothing else owns.
+    let fd = cvt(unsafe { libc::eventfd(0, libc::EFD_CLOEXEC) })?;
+    // SAFETY: `fd` was just created and is owned by nobody else.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// Whether descriptor number `fd` is an epoll instance: `epoll_ctl(fd, EPOLL_CTL_DEL, probe)`
+/// with a `probe` that was never added anywhere answers `ENOENT` on an epoll instance and
+/// `EINVAL` (or `EBADF`) on anything else, and changes nothing either way.
+pub fn is_epoll(fd: RawFd, probe: BorrowedFd<'_>) -> bool {
+    // SAFETY: EPOLL_CTL_DEL ignores the event pointer (null is allowed since Linux 2.6.9); the
+    // call only reads the descriptor table and, on an epoll instance, looks `probe` up in it.
+    let r = unsafe {
+        libc::epoll_ctl(
+            fd,
+            libc::EPOLL_CTL_DEL,
+            probe.as_raw_fd(),
+            std::ptr::null_mut(),
+        )
+    };
+    r == -1 && io::Error::last_os_error().raw_os_error() == Some(libc::ENOENT)
+}
+
+/// Whether epoll descriptors `a` and `b` are one epoll instance (a `dup` of each other): the
+/// quiet `probe` (an eventfd with a zero count: never ready) is added to `a` and then deleted
+/// through `b`; if that fails it is deleted through `a`. Either way `probe` ends registered
+/// nowhere.
+pub fn same_epoll(a: RawFd, b: RawFd, probe: BorrowedFd<'_>) -> io::Result<bool> {
+    let mut ev = libc::epoll_event {
+        events: libc::EPOLLIN as u32,
+        u64: u64::MAX,
+    };
+    // SAFETY: `ev` is a live epoll_event of this frame the kernel only reads; `a` is any
+    // descriptor number (a non-epoll answers EINVAL).
+    cvt(unsafe { libc::epoll_ctl(a, libc::EPOLL_CTL_ADD, probe.as_raw_fd(), &mut ev) })?;
+    // SAFETY: EPOLL_CTL_DEL ignores the event pointer; see `is_epoll`.
+    let del = |fd: RawFd| unsafe {
+        libc::epoll_ctl(
+            fd,
+            libc::EPOLL_CTL_DEL,
+            probe.as_raw_fd(),
+            std::ptr::null_mut(),
+        )
+    };
+    if del(b) == 0 {
+        return Ok(true);
+    }
+    cvt(del(a))?;
+    Ok(false)
+}
+
+/// `poll(2)` with a zero timeout: whether `fd` is readable now (for an epoll descriptor: its
+/// ready list is not empty; nothing is consumed).
+pub fn readable_now(fd: BorrowedFd<'_>) -> io::Result<bool> {
+    let mut p = libc::pollfd {
+        fd: fd.as_raw_fd(),
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    // SAFETY: `p` is one live, writable pollfd of this frame; nfds is 1; timeout 0 never sleeps.
+    let n = cvt(unsafe { libc::poll(&mut p, 1, 0) })?;
+    Ok(n > 0 && p.revents & libc::POLLIN != 0)
+}

@@ -140,6 +140,13 @@ fn main() {
     )
     .unwrap();
     let state = work.path().join("state");
+    // `--ours-arg ARG` (repeatable): more flags for both of our proxies (e.g. `--ours-arg
+    // --busy-poll-us --ours-arg 0` measures them without busy polling).
+    let ours_args: Vec<String> = args
+        .windows(2)
+        .filter(|w| w[0] == "--ours-arg")
+        .map(|w| w[1].clone())
+        .collect();
     let start_ours = |name: &str, extra: &[&str]| {
         let info = work.path().join(format!("{name}.json"));
         let mut proxy = Command::new(&proxy_bin)
@@ -152,6 +159,7 @@ fn main() {
                 &threads.to_string(),
             ])
             .args(extra)
+            .args(&ours_args)
             // Audit logging stays on (one line per request, as in production), to /dev/null.
             .stdin(Stdio::piped())
             .stderr(Stdio::null())

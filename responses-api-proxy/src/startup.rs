@@ -117,6 +117,11 @@ pub enum StartupError {
     /// Step 0: `--max-connections` (or its default) does not fit the descriptor limit.
     #[error("{0}")]
     ConnectionCap(#[from] CapError),
+    /// Step 0: `--busy-poll-us` with a multi-threaded runtime.
+    #[error(
+        "--busy-poll-us {0}: busy polling needs the single-threaded runtime (--threads 1); give --busy-poll-us 0 or drop --threads"
+    )]
+    BusyPollNeedsOneThread(u32),
     /// Step 2: `--admin-socket`, `--admin-group`.
     #[error("{0}")]
     Admin(#[from] AdminError),
@@ -143,7 +148,8 @@ impl StartupError {
             | StartupError::BudgetsNeedStateDir(_)
             | StartupError::StateDirNeedsOwnAccount(_)
             | StartupError::Nofile(_)
-            | StartupError::ConnectionCap(_) => exit::CONFIG,
+            | StartupError::ConnectionCap(_)
+            | StartupError::BusyPollNeedsOneThread(_) => exit::CONFIG,
             StartupError::Key(_) => exit::KEY,
             StartupError::Listen(_) | StartupError::Describe(_) | StartupError::ServerInfo(_) => {
                 exit::LISTEN
@@ -166,6 +172,27 @@ pub const FD_RESERVE: u64 = 64;
 pub const FDS_PER_CONNECTION: u64 = 2;
 /// The default cap when the descriptor limit allows it.
 pub const DEFAULT_MAX_CONNECTIONS: u64 = 1024;
+
+/// The default `--busy-poll-us` where busy polling is on by default.
+pub const DEFAULT_BUSY_POLL_US: u32 = 50;
+
+/// `--busy-poll-us` in force: `None` when the event loop sleeps at once. Explicit values apply
+/// as given (a non-zero one needs `--threads 1`); the default is on only for the
+/// single-threaded runtime on two or more CPUs (on one CPU the spin would hold back the very
+/// process it waits for).
+pub fn busy_poll_budget(
+    explicit: Option<u32>,
+    threads: u16,
+    cpus: usize,
+) -> Result<Option<std::time::Duration>, StartupError> {
+    let us = match explicit {
+        Some(us) if us > 0 && threads > 1 => return Err(StartupError::BusyPollNeedsOneThread(us)),
+        Some(us) => us,
+        None if threads <= 1 && cpus >= 2 => DEFAULT_BUSY_POLL_US,
+        None => 0,
+    };
+    Ok((us > 0).then(|| std::time::Duration::from_micros(u64::from(us))))
+}
 
 /// `--max-connections` against the descriptor limit.
 #[derive(Debug, thiserror::Error)]
@@ -227,6 +254,7 @@ pub struct Config {
     client: UpstreamClient,
     dumper: Option<Arc<Dumper>>,
     governor: Option<Arc<Governed>>,
+    busy_poll: Option<std::time::Duration>,
 }
 
 /// `--policy` and `--state-dir` (step 0, before the key: a bad policy fails with nothing
@@ -293,6 +321,8 @@ impl Config {
         codex_privsep::ignore_file_size_signal().map_err(StartupError::Signal)?;
         let nofile = codex_privsep::raise_nofile_limit()?;
         let max_connections = connection_cap(args.max_connections, nofile.soft)?;
+        let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let busy_poll = busy_poll_budget(args.busy_poll_us, args.threads, cpus)?;
         tracing::info!(
             max_connections,
             explicit = args.max_connections.is_some(),
@@ -322,6 +352,7 @@ impl Config {
             client,
             dumper,
             governor,
+            busy_poll,
         })
     }
 
@@ -436,6 +467,7 @@ impl Announced {
             client,
             dumper,
             governor,
+            busy_poll,
         } = config;
         // Before the drop, while single-threaded: the process that can still open the key file.
         let opener = match source.file_path()? {
@@ -455,6 +487,7 @@ impl Announced {
             client,
             dumper,
             governor,
+            busy_poll,
             key,
             rotator,
             listeners,
@@ -472,6 +505,7 @@ pub struct Confined {
     client: UpstreamClient,
     dumper: Option<Arc<Dumper>>,
     governor: Option<Arc<Governed>>,
+    busy_poll: Option<std::time::Duration>,
     key: ApiKey,
     rotator: Arc<Rotator>,
     listeners: Vec<BoundListener>,
@@ -490,11 +524,42 @@ impl Confined {
             b.worker_threads(usize::from(args.threads));
             b
         };
+        // Busy polling (single-threaded runtime only): the park hook spins on the runtime's
+        // epoll instance, found among the descriptors its build opened.
+        let spinner = Arc::new(std::sync::OnceLock::<codex_privsep::busy_poll::Spinner>::new());
+        let fds_before = self.busy_poll.map(|_| {
+            let hook = spinner.clone();
+            rt.on_thread_park(move || {
+                if let Some(s) = hook.get() {
+                    s.spin();
+                }
+            });
+            codex_privsep::busy_poll::epoll_fds().unwrap_or_default()
+        });
         let rt = rt
             .enable_all()
             .thread_name("proxy-worker")
             .build()
             .map_err(StartupError::Runtime)?;
+        match (self.busy_poll, fds_before) {
+            (Some(budget), Some(before)) => {
+                match codex_privsep::busy_poll::Spinner::for_new_epoll(&before, budget) {
+                    Ok(s) => {
+                        tracing::info!(
+                            budget_us = budget.as_micros(),
+                            "busy polling: the event loop polls its epoll instance before it sleeps"
+                        );
+                        let _ = spinner.set(s);
+                    }
+                    // Not fatal: the loop sleeps as it would without the flag.
+                    Err(e) => tracing::warn!(
+                        error = %e,
+                        "busy polling off: the event loop's epoll instance was not found"
+                    ),
+                }
+            }
+            _ => tracing::info!("busy polling off: the event loop sleeps when idle"),
+        }
         let limits = ServeLimits {
             max_connections: self.max_connections,
             header_read_timeout: args.header_read_timeout(),
@@ -569,6 +634,24 @@ impl Confined {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn busy_polling_defaults_to_the_single_threaded_runtime_on_two_cpus() {
+        let us = |e, t, c| busy_poll_budget(e, t, c).unwrap().map(|d| d.as_micros());
+        assert_eq!(us(None, 1, 2), Some(50));
+        assert_eq!(
+            us(None, 1, 1),
+            None,
+            "one CPU: the spin would hold back its peers"
+        );
+        assert_eq!(us(None, 2, 8), None);
+        assert_eq!(us(Some(0), 1, 2), None);
+        assert_eq!(us(Some(0), 4, 2), None);
+        assert_eq!(us(Some(200), 1, 1), Some(200), "explicit: as given");
+        let e = busy_poll_budget(Some(20), 2, 2).unwrap_err();
+        assert_eq!(e.exit_code(), exit::CONFIG);
+        assert!(e.to_string().starts_with("--busy-poll-us 20: "), "{e}");
+    }
 
     #[test]
     fn the_connection_cap_fits_the_descriptor_limit() {

@@ -991,3 +991,86 @@ fn a_body_that_never_ends_gets_408_at_the_total_deadline() {
         );
     }
 }
+
+/// CPU time `pid` has used, in clock ticks (`utime + stime`, fields 14 and 15 of
+/// `/proc/PID/stat`; 100 a second here).
+fn cpu_ticks(pid: u32) -> u64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    // The command name (field 2) may hold spaces: count fields after its closing parenthesis.
+    let rest = &stat[stat.rfind(')').unwrap() + 2..];
+    let f: Vec<&str> = rest.split(' ').collect();
+    f[11].parse::<u64>().unwrap() + f[12].parse::<u64>().unwrap()
+}
+
+/// Busy polling spins only while there is traffic: with the largest budget (10 ms, so that
+/// a spinning proxy is easy to see), a second of back-to-back requests keeps the proxy busy
+/// (the control: the measurement sees a spinning proxy), and a second with nothing to do costs
+/// it next to nothing (a spin without its bound would burn the whole second).
+#[test]
+fn busy_polling_spins_only_while_there_is_traffic() {
+    let mock = MockUpstream::start().unwrap();
+    let proxy = Spawn::new(&mock.responses_url())
+        .arg("--busy-poll-us")
+        .arg("10000")
+        .start();
+    // Found and in force after the privilege drop, under Landlock and the seccomp allow-list.
+    proxy.wait_log(
+        "busy polling: the event loop polls its epoll instance before it sleeps",
+        1,
+    );
+    let before = cpu_ticks(proxy.pid());
+    let start = Instant::now();
+    let mut served = 0;
+    while start.elapsed() < Duration::from_secs(1) {
+        assert_eq!(proxy.post(r#"{"model":"m"}"#).status, 200);
+        served += 1;
+    }
+    let busy = cpu_ticks(proxy.pid()) - before;
+    assert!(
+        busy >= 40,
+        "{busy} ticks in a second of {served} requests with a 10 ms spin after each"
+    );
+    // Past the last spin, the proxy sleeps in epoll_wait.
+    std::thread::sleep(Duration::from_millis(100));
+    let before = cpu_ticks(proxy.pid());
+    std::thread::sleep(Duration::from_secs(1));
+    let idle = cpu_ticks(proxy.pid()) - before;
+    assert!(idle <= 5, "{idle} ticks in an idle second");
+}
+
+/// The default: on with the single-threaded runtime (this machine has two CPUs; the tests
+/// need them), off with `--threads 2`; an explicit budget with `--threads 2` is refused (exit
+/// 2) naming the flag, before anything is bound.
+#[test]
+fn busy_polling_is_the_default_of_the_single_threaded_runtime_only() {
+    assert!(
+        std::thread::available_parallelism().unwrap().get() >= 2,
+        "this test needs two CPUs (busy polling is off by default on one)"
+    );
+    let mock = MockUpstream::start().unwrap();
+    let proxy = Spawn::new(&mock.responses_url()).start();
+    proxy.wait_log("busy polling: the event loop polls its epoll instance", 1);
+    assert_eq!(proxy.post(r#"{"model":"m"}"#).status, 200);
+    let threaded = Spawn::new(&mock.responses_url())
+        .arg("--threads")
+        .arg("2")
+        .start();
+    threaded.wait_log("busy polling off: the event loop sleeps when idle", 1);
+    assert_eq!(threaded.post(r#"{"model":"m"}"#).status, 200);
+    match Spawn::new(&mock.responses_url())
+        .arg("--threads")
+        .arg("2")
+        .arg("--busy-poll-us")
+        .arg("20")
+        .try_start()
+    {
+        Ok(_) => panic!("--busy-poll-us 20 --threads 2 started"),
+        Err((status, err)) => {
+            assert_eq!(status.code(), Some(2), "{err}");
+            assert!(
+                err.contains("--busy-poll-us 20: busy polling needs the single-threaded runtime"),
+                "{err}"
+            );
+        }
+    }
+}
