@@ -3,15 +3,17 @@
 //! A single-threaded event loop that finds nothing to do calls `epoll_wait` and sleeps; the next
 //! packet then has to wake its CPU (an inter-processor interrupt and, in a virtual machine, a
 //! halt exit on the sleeping vCPU and often an exit on the sender's) and the scheduler has to
-//! switch back to it. [`Spinner::spin`], run just before the loop parks, instead polls the
+//! switch back to it. [`Spinner::before_park`], run just before the loop parks, instead polls the
 //! loop's own epoll descriptor (`poll(2)` with a zero timeout: the ready list is looked at,
 //! nothing is consumed, so the loop's `epoll_wait` still sees every event) until it is ready
 //! or a small budget has passed. An event that arrives within the budget is picked up without
-//! a sleep or a wake-up; past the budget the loop sleeps as before, so an idle process costs
-//! nothing. The price is CPU: at most the budget per idle moment.
+//! a sleep or a wake-up; past the budget the loop sleeps as before. The price is CPU, bounded
+//! twice (see [`Spinner`]): the spin yields to anything else runnable on its CPU, and spins that
+//! see nothing may take at most a quarter of a CPU.
 
 use std::io;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use crate::sys;
@@ -31,11 +33,31 @@ pub fn epoll_fds() -> io::Result<Vec<RawFd>> {
         .collect())
 }
 
-/// Polls one epoll instance (a duplicate of its descriptor, owned here) until it is ready.
+/// The share of wall time that spins which saw nothing may take, as a fraction: 1/4 of a CPU.
+const FAILED_SPIN_SHARE: u64 = 4;
+/// The most failed-spin time saved up while the loop had no need of it.
+const CREDIT_CAP: Duration = Duration::from_millis(5);
+
+/// Polls one epoll instance (a duplicate of its descriptor, owned here) before the loop sleeps,
+/// for up to the budget, within two bounds:
+/// - **Only idle CPU.** Each round of the spin yields the CPU (`sched_yield`) to whatever else
+///   is runnable there: a spin never holds back the client or upstream it waits for, or other
+///   work, only CPU time that would be idle.
+/// - **A quarter of a CPU for spins that see nothing.** A spin that ends without an event
+///   (traffic that comes slower than the budget: a remote upstream, a client trickling bytes)
+///   is paid from a credit that grows with wall time at a quarter of its rate (at most
+///   [`CREDIT_CAP`] saved); with no credit left the loop sleeps at once. A spin that sees an
+///   event costs no credit (it replaced a sleep and a wake-up).
 #[derive(Debug)]
 pub struct Spinner {
     epoll: OwnedFd,
     budget: Duration,
+    /// When the spinner was made: the origin of `refilled_at`.
+    origin: Instant,
+    /// Failed-spin time still allowed, in nanoseconds.
+    credit_ns: AtomicU64,
+    /// When the credit was last topped up (nanoseconds since `origin`).
+    refilled_at: AtomicU64,
 }
 
 impl Spinner {
@@ -64,11 +86,56 @@ impl Spinner {
         Ok(Spinner {
             epoll: sys::dup_raw_cloexec(new[0])?,
             budget,
+            origin: Instant::now(),
+            credit_ns: AtomicU64::new(nanos(CREDIT_CAP)),
+            refilled_at: AtomicU64::new(0),
         })
     }
 
-    /// Polls until the epoll instance has a ready event (true) or the budget has passed (false).
-    pub fn spin(&self) -> bool {
+    /// The longest one spin lasts.
+    pub fn budget(&self) -> Duration {
+        self.budget
+    }
+
+    /// Failed-spin time allowed now (after topping the credit up).
+    pub fn credit(&self) -> Duration {
+        Duration::from_nanos(self.refill())
+    }
+
+    fn refill(&self) -> u64 {
+        let now = nanos(self.origin.elapsed());
+        let last = self.refilled_at.swap(now, Ordering::Relaxed);
+        let earned = now.saturating_sub(last) / FAILED_SPIN_SHARE;
+        let credit = self
+            .credit_ns
+            .load(Ordering::Relaxed)
+            .saturating_add(earned)
+            .min(nanos(CREDIT_CAP));
+        self.credit_ns.store(credit, Ordering::Relaxed);
+        credit
+    }
+
+    /// Just before the loop parks: spins for up to the budget (less if the credit is lower);
+    /// returns whether an event became ready (the loop's wait then returns at once).
+    pub fn before_park(&self) -> bool {
+        let credit = self.refill();
+        let window = self.budget.min(Duration::from_nanos(credit));
+        if window < self.budget / 4 {
+            return false;
+        }
+        let start = Instant::now();
+        if self.spin(window) {
+            return true;
+        }
+        let spent = nanos(start.elapsed());
+        self.credit_ns
+            .store(credit.saturating_sub(spent), Ordering::Relaxed);
+        false
+    }
+
+    /// Polls until the epoll instance has a ready event (true) or `window` has passed (false),
+    /// yielding the CPU between polls.
+    pub fn spin(&self, window: Duration) -> bool {
         let start = Instant::now();
         loop {
             match sys::readable_now(self.epoll.as_fd()) {
@@ -77,13 +144,19 @@ impl Spinner {
                 // The loop's own wait reports whatever is wrong with the instance.
                 Err(_) => return false,
             }
-            // No `pause` hint: each round is a system call already, and a tight `pause` loop
-            // is what a hypervisor's pause-loop exiting takes for a lock waiter to deschedule.
-            if start.elapsed() >= self.budget {
+            if start.elapsed() >= window {
                 return false;
             }
+            // Whatever else is runnable on this CPU goes first (a peer the loop waits for
+            // included); with nothing else, this returns at once. Also no tight `pause` loop,
+            // which a hypervisor's pause-loop exiting takes for a lock waiter.
+            std::thread::yield_now();
         }
     }
+}
+
+fn nanos(d: Duration) -> u64 {
+    u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
 }
 
 #[cfg(test)]
@@ -115,12 +188,12 @@ mod tests {
             tokio::time::sleep(Duration::from_millis(1)).await;
             // Nothing ready: the whole budget, then false.
             let t = Instant::now();
-            assert!(!spinner.spin());
+            assert!(!spinner.spin(budget));
             assert!(t.elapsed() >= budget, "{:?}", t.elapsed());
             let sender = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
             sender.send_to(b"ping", sock.local_addr().unwrap()).unwrap();
             let t = Instant::now();
-            assert!(spinner.spin(), "a datagram is waiting");
+            assert!(spinner.spin(budget), "a datagram is waiting");
             assert!(t.elapsed() < budget, "{:?}", t.elapsed());
             // The runtime's own wait still delivers it.
             let mut buf = [0u8; 8];
@@ -130,6 +203,39 @@ mod tests {
                 .unwrap();
             assert_eq!(&buf[..n], b"ping");
         });
+    }
+
+    /// Spins that see nothing are paid from a credit that grows at a quarter of wall time: a
+    /// run of them drains it (then the loop sleeps at once), and waiting earns it back.
+    #[test]
+    fn failed_spins_are_bounded_by_a_credit_of_a_quarter_of_wall_time() {
+        let _one = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+        let before = epoll_fds().unwrap();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_io()
+            .build()
+            .unwrap();
+        let budget = Duration::from_millis(1);
+        let spinner = Spinner::for_new_epoll(&before, budget).unwrap();
+        let full = (0..30)
+            .filter(|_| {
+                let t = Instant::now();
+                assert!(!spinner.before_park(), "nothing is registered");
+                t.elapsed() >= budget
+            })
+            .count();
+        // 5 ms of credit at the start plus a quarter of the time spent: about 6 full spins
+        // (fewer when the machine is busy: a preempted spin costs its whole time).
+        assert!((1..=10).contains(&full), "{full} full spins of 30");
+        let t = Instant::now();
+        assert!(!spinner.before_park());
+        assert!(t.elapsed() < budget, "drained: {:?}", t.elapsed());
+        // 8 ms of waiting earns 2 ms: full spins again.
+        std::thread::sleep(Duration::from_millis(8));
+        let t = Instant::now();
+        assert!(!spinner.before_park());
+        assert!(t.elapsed() >= budget, "{:?}", t.elapsed());
+        drop(rt);
     }
 
     /// Descriptors that are not epoll instances are not taken for one, and two runtimes are

@@ -323,6 +323,12 @@ impl Config {
         let max_connections = connection_cap(args.max_connections, nofile.soft)?;
         let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
         let busy_poll = busy_poll_budget(args.busy_poll_us, args.threads, cpus)?;
+        if busy_poll.is_some() && cpus < 2 {
+            tracing::warn!(
+                cpus,
+                "--busy-poll-us on one CPU: the spin yields to the peers it waits for, but buys nothing there"
+            );
+        }
         tracing::info!(
             max_connections,
             explicit = args.max_connections.is_some(),
@@ -531,7 +537,7 @@ impl Confined {
             let hook = spinner.clone();
             rt.on_thread_park(move || {
                 if let Some(s) = hook.get() {
-                    s.spin();
+                    s.before_park();
                 }
             });
             codex_privsep::busy_poll::epoll_fds().unwrap_or_default()
@@ -558,7 +564,16 @@ impl Confined {
                     ),
                 }
             }
-            _ => tracing::info!("busy polling off: the event loop sleeps when idle"),
+            _ => tracing::info!(
+                reason = if self.args.threads > 1 {
+                    "--threads above 1"
+                } else if self.args.busy_poll_us == Some(0) {
+                    "--busy-poll-us 0"
+                } else {
+                    "one CPU"
+                },
+                "busy polling off: the event loop sleeps when idle"
+            ),
         }
         let limits = ServeLimits {
             max_connections: self.max_connections,
