@@ -428,7 +428,7 @@ pub const ALLOWED: &[Rule] = &[
         "sched_yield",
         libc::SYS_sched_yield,
         Always,
-        "spin loops in the runtime and allocator; busy polling yields between its polls",
+        "spin loops in the runtime and allocator",
     ),
     Rule::new(
         "sched_getaffinity",

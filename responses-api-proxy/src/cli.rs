@@ -117,9 +117,8 @@ pub struct Args {
 
     /// Before the single-threaded event loop sleeps, poll its epoll instance for up to this
     /// many microseconds (0: sleep at once). An event that arrives within it is served without
-    /// a sleep and a wake-up; the spin yields to other runnable work, and spins that see
-    /// nothing take at most a quarter of a CPU. Default: 50 with `--threads 1` on two or more
-    /// CPUs, else 0. See the README's "Busy polling".
+    /// a sleep and a wake-up; spinning takes at most half a CPU. Default: 50 with `--threads 1`
+    /// on two or more CPUs, else 0. See the README's "Busy polling".
     #[arg(long, value_name = "MICROSECONDS", value_parser = clap::value_parser!(u32).range(0..=1_000))]
     pub busy_poll_us: Option<u32>,
 

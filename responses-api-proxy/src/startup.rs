@@ -326,7 +326,7 @@ impl Config {
         if busy_poll.is_some() && cpus < 2 {
             tracing::warn!(
                 cpus,
-                "--busy-poll-us on one CPU: the spin yields to the peers it waits for, but buys nothing there"
+                "--busy-poll-us on one CPU: the spin competes for it with whatever else runs there (the client or upstream included)"
             );
         }
         tracing::info!(

@@ -104,6 +104,12 @@ impl<'a> Spawn<'a> {
         self.env.push((k.into(), v.into()));
         self
     }
+    /// Started on CPU `cpu` only (`taskset -c`, which then execs it).
+    #[allow(dead_code)] // not every test binary pins
+    pub fn on_cpu(mut self, cpu: usize) -> Self {
+        self.wrapper = vec!["taskset".into(), "-c".into(), cpu.to_string()];
+        self
+    }
     /// RLIMIT_NOFILE `soft:hard` to start the proxy with (`prlimit`, which then execs it).
     pub fn nofile(mut self, soft: u64, hard: u64) -> Self {
         self.wrapper = vec!["prlimit".into(), format!("--nofile={soft}:{hard}")];
