@@ -94,16 +94,6 @@ impl Spinner {
         })
     }
 
-    /// The longest one spin lasts.
-    pub fn budget(&self) -> Duration {
-        self.budget
-    }
-
-    /// Spin time allowed now (after topping the credit up).
-    pub fn credit(&self) -> Duration {
-        Duration::from_nanos(self.refill())
-    }
-
     fn refill(&self) -> u64 {
         let now = nanos(self.origin.elapsed());
         let last = self.refilled_at.swap(now, Ordering::Relaxed);

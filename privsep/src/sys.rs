@@ -888,17 +888,22 @@ pub fn eventfd() -> io::Result<OwnedFd> {
 /// with a `probe` that was never added anywhere answers `ENOENT` on an epoll instance and
 /// `EINVAL` (or `EBADF`) on anything else, and changes nothing either way.
 pub fn is_epoll(fd: RawFd, probe: BorrowedFd<'_>) -> bool {
+    epoll_del(fd, probe).err().and_then(|e| e.raw_os_error()) == Some(libc::ENOENT)
+}
+
+/// `epoll_ctl(fd, EPOLL_CTL_DEL, probe)` on any descriptor number (a non-epoll answers EINVAL).
+fn epoll_del(fd: RawFd, probe: BorrowedFd<'_>) -> io::Result<()> {
     // SAFETY: EPOLL_CTL_DEL ignores the event pointer (null is allowed since Linux 2.6.9); the
-    // call only reads the descriptor table and, on an epoll instance, looks `probe` up in it.
-    let r = unsafe {
+    // call only reads the descriptor table and, on an epoll instance, removes `probe` from it.
+    cvt(unsafe {
         libc::epoll_ctl(
             fd,
             libc::EPOLL_CTL_DEL,
             probe.as_raw_fd(),
             std::ptr::null_mut(),
         )
-    };
-    r == -1 && io::Error::last_os_error().raw_os_error() == Some(libc::ENOENT)
+    })
+    .map(drop)
 }
 
 /// Whether epoll descriptors `a` and `b` are one epoll instance (a `dup` of each other): the
@@ -913,19 +918,10 @@ pub fn same_epoll(a: RawFd, b: RawFd, probe: BorrowedFd<'_>) -> io::Result<bool>
     // SAFETY: `ev` is a live epoll_event of this frame the kernel only reads; `a` is any
     // descriptor number (a non-epoll answers EINVAL).
     cvt(unsafe { libc::epoll_ctl(a, libc::EPOLL_CTL_ADD, probe.as_raw_fd(), &mut ev) })?;
-    // SAFETY: EPOLL_CTL_DEL ignores the event pointer; see `is_epoll`.
-    let del = |fd: RawFd| unsafe {
-        libc::epoll_ctl(
-            fd,
-            libc::EPOLL_CTL_DEL,
-            probe.as_raw_fd(),
-            std::ptr::null_mut(),
-        )
-    };
-    if del(b) == 0 {
+    if epoll_del(b, probe).is_ok() {
         return Ok(true);
     }
-    cvt(del(a))?;
+    epoll_del(a, probe)?;
     Ok(false)
 }
 
